@@ -1,0 +1,52 @@
+# llmcost — every entry point a newcomer needs. `make demo` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo run serve test test-deps lint format bench bench-soak eval stack clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## The main job: fresh SQLite store, a real trace replayed, server on 127.0.0.1:9800.
+demo: $(STAMP)
+	$(BIN)/llmcost demo
+
+## Serve with your own config: make run ARGS='--config llmcost.yml'
+run: $(STAMP)
+	$(BIN)/llmcost serve $(ARGS)
+
+test-deps:
+	./scripts/install-test-deps.sh
+
+## The whole test suite, against real SQLite, PostgreSQL 15, Prometheus, Alertmanager and SMTP.
+test: test-deps $(STAMP)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## Benchmarks (printed figures; not timed tests).
+bench: test-deps $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+eval: $(STAMP)
+	$(BIN)/python bench/eval_detection.py
+
+stack: test-deps $(STAMP)
+	$(BIN)/python scripts/stack.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,1 @@
+"""llmcost alerting: budgets, spend projection, spike detection and the alert gateway."""

@@ -1,0 +1,333 @@
+"""The gateway's configuration: `notifications:` (channels, routes) and the gateway keys of `alerting:`.
+
+Both are validated through `exporter.config.SECTION_VALIDATORS` (registered when this module is imported),
+so `llmcost check-config` lists every problem of the file at once, and parsed again into typed settings
+when the gateway starts.
+
+```yaml
+notifications:
+  slack:     {token: ..., channel: "#llm-cost", api_url: https://slack.com/api/, signing_secret: ...}
+  email:     {smtp_host: ..., smtp_port: 587, starttls: true, username: ..., password: ..., from: ..., to: [...]}
+  pagerduty: {routing_key: ..., events_url: https://events.pagerduty.com/v2/enqueue, webhook_secret: ...}
+  routes:    {info: [], warning: [slack, email], critical: [slack, email, pagerduty]}
+alerting:
+  repeat_interval: 4h          # remind while firing and unacknowledged
+  tick_interval: 30s           # how often a gateway with workers checks for due repeats (0: only the scheduler)
+  max_body_bytes: 1048576      # webhook request bodies
+  receipt_retention: 7d        # how long webhook delivery ids are remembered for dedup
+  outbox: {max_attempts: 10, initial_backoff: 2s, max_backoff: 5m, lease: 60s, concurrency: 4,
+           poll_interval: 1s, retention: 30d}
+  alertmanager: {url: http://alertmanager:9093, silence_on_ack: false, silence_duration: 24h}
+```
+Any secret (`token`, `signing_secret`, `password`, `routing_key`, `webhook_secret`) may be given as
+`<key>_file` or `<key>_env` instead. `webhook_secret` may be a list (several during a secret rotation).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alerting.model import SEVERITIES, Severity
+from exporter.config import SECTION_VALIDATORS, Config, ConfigError, resolve_secret
+
+CHANNELS: tuple[str, ...] = ("slack", "email", "pagerduty")
+DEFAULT_ROUTES: dict[Severity, tuple[str, ...]] = {
+    "info": (),
+    "warning": ("slack", "email"),
+    "critical": ("slack", "email", "pagerduty"),
+}
+
+_SECRETS = {"slack": ("token", "signing_secret"), "email": ("password",), "pagerduty": ("routing_key", "webhook_secret")}
+_PLAIN_KEYS = {
+    "slack": {"channel", "api_url", "timeout_seconds"},
+    "email": {"smtp_host", "smtp_port", "starttls", "username", "from", "to", "timeout_seconds"},
+    "pagerduty": {"events_url", "timeout_seconds", "source"},
+}
+_REQUIRED = {"slack": ("token", "channel"), "email": ("smtp_host", "from", "to"), "pagerduty": ("routing_key",)}
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)(ms|s|m|h|d|w))")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+Problems = list[str]
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number of seconds or a string such as `90s`, `30m`, `4h`, `1h30m`, `7d`."""
+    if isinstance(value, bool):
+        raise ValueError("must be a duration, got a boolean")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and value.strip():
+        text = value.strip().replace(" ", "")
+        parts = _DURATION.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise ValueError(f"must be a duration such as 90s, 30m, 4h or 1h30m, got {value!r}")
+        seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+    else:
+        raise ValueError(f"must be a duration such as 90s, 30m, 4h or a number of seconds, got {value!r}")
+    if seconds < 0:
+        raise ValueError("must not be negative")
+    return seconds
+
+
+@dataclass(frozen=True)
+class OutboxSettings:
+    """Delivery retries, leases and worker sizing."""
+
+    max_attempts: int = 10
+    initial_backoff: float = 2.0
+    max_backoff: float = 300.0
+    lease: float = 60.0
+    """How long a claimed row is reserved for its sender; a crashed sender's row is retried after it."""
+    concurrency: int = 4
+    """Deliveries in flight at once per channel."""
+    poll_interval: float = 1.0
+    """How often a worker looks for rows written by other processes (its own wake it at once)."""
+    retention: float = 30 * 86400.0
+    """Delivered rows older than this are deleted by `tick` (dead letters are kept)."""
+
+
+@dataclass(frozen=True)
+class SilenceSettings:
+    """Optional: silence an acknowledged Alertmanager alert in Alertmanager until resolve or unack."""
+
+    url: str = ""
+    silence_on_ack: bool = False
+    duration: float = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """Everything the gateway reads from the configuration, secrets resolved."""
+
+    channels: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per configured channel, its `notifications.<channel>` mapping with secrets resolved."""
+    routes: dict[Severity, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_ROUTES))
+    slack_signing_secret: str = ""
+    pagerduty_webhook_secrets: tuple[str, ...] = ()
+    repeat_interval: float = 4 * 3600.0
+    tick_interval: float = 30.0
+    max_body_bytes: int = 1024 * 1024
+    receipt_retention: float = 7 * 86400.0
+    outbox: OutboxSettings = field(default_factory=OutboxSettings)
+    silences: SilenceSettings = field(default_factory=SilenceSettings)
+
+    def channels_for(self, severity: str) -> tuple[str, ...]:
+        """The configured channels an alert of this severity is routed to."""
+        return tuple(c for c in self.routes.get(severity, ()) if c in self.channels)  # type: ignore[call-overload]
+
+
+def _mapping(value: Any, path: str, problems: Problems) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        problems.append(f"{path}: must be a mapping, got {type(value).__name__}")
+        return None
+    return value
+
+
+def _unknown(section: Mapping[str, Any], allowed: set[str], path: str, problems: Problems) -> None:
+    for key in section:
+        if key not in allowed:
+            problems.append(f"{path}.{key}: unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def _channel(name: str, section: dict[str, Any], problems: Problems, base: Path) -> dict[str, Any] | None:
+    path = f"notifications.{name}"
+    secrets = _SECRETS[name]
+    allowed = _PLAIN_KEYS[name] | {f"{k}{s}" for k in secrets for s in ("", "_file", "_env")}
+    _unknown(section, allowed, path, problems)
+    resolved: dict[str, Any] = {k: v for k, v in section.items() if k in _PLAIN_KEYS[name]}
+    for key in secrets:
+        value = resolve_secret(section, key, problems, f"{path}.{key}", base)
+        if value is not None:
+            resolved[key] = value
+    before = len(problems)
+    for key in _REQUIRED[name]:
+        if not resolved.get(key):
+            problems.append(f"{path}.{key}: required")
+    for key in ("token", "channel", "api_url", "smtp_host", "from", "username", "password", "routing_key"):
+        if key in resolved and resolved[key] is not None and not isinstance(resolved[key], str):
+            problems.append(f"{path}.{key}: must be a string, got {type(resolved[key]).__name__}")
+    for key in ("api_url", "events_url"):
+        url = resolved.get(key)
+        if isinstance(url, str) and not url.startswith(("http://", "https://")):
+            problems.append(f"{path}.{key}: must be an http(s) URL")
+    if name == "email":
+        to = resolved.get("to")
+        if isinstance(to, str):
+            resolved["to"] = [to]
+        elif to is not None and not (isinstance(to, list) and to and all(isinstance(a, str) and a for a in to)):
+            problems.append(f"{path}.to: must be an address or a non-empty list of addresses")
+        port = resolved.get("smtp_port", 587)
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            problems.append(f"{path}.smtp_port: must be a port number")
+        if not isinstance(resolved.get("starttls", True), bool):
+            problems.append(f"{path}.starttls: must be true or false")
+    if "timeout_seconds" in resolved:
+        timeout = resolved["timeout_seconds"]
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            problems.append(f"{path}.timeout_seconds: must be a number > 0")
+    if name == "pagerduty" and "webhook_secret" in resolved:
+        secret = resolved["webhook_secret"]
+        if isinstance(secret, str):
+            resolved["webhook_secret"] = [line.strip() for line in secret.splitlines() if line.strip()]
+        elif not (isinstance(secret, list) and all(isinstance(s, str) and s for s in secret)):
+            problems.append(f"{path}.webhook_secret: must be a string or a list of strings")
+    if name == "slack" and "signing_secret" in resolved and not isinstance(resolved["signing_secret"], str):
+        problems.append(f"{path}.signing_secret: must be a string")
+    return resolved if len(problems) == before else None
+
+
+def _routes(value: Any, problems: Problems) -> dict[Severity, tuple[str, ...]]:
+    routes = dict(DEFAULT_ROUTES)
+    section = _mapping(value, "notifications.routes", problems)
+    if section is None:
+        return routes
+    _unknown(section, set(SEVERITIES), "notifications.routes", problems)
+    for severity in SEVERITIES:
+        if severity not in section:
+            continue
+        channels = section[severity]
+        if channels is None:
+            channels = []
+        if not isinstance(channels, list):
+            problems.append(f"notifications.routes.{severity}: must be a list of channels")
+            continue
+        bad = [c for c in channels if c not in CHANNELS]
+        if bad:
+            problems.append(
+                f"notifications.routes.{severity}: unknown channel(s) {bad} (known: {', '.join(CHANNELS)})"
+            )
+            continue
+        routes[severity] = tuple(dict.fromkeys(channels))
+    return routes
+
+
+def _duration(section: Mapping[str, Any], key: str, path: str, default: float, problems: Problems) -> float:
+    if key not in section:
+        return default
+    try:
+        return parse_duration(section[key])
+    except ValueError as exc:
+        problems.append(f"{path}.{key}: {exc}")
+        return default
+
+
+def _positive_int(section: Mapping[str, Any], key: str, path: str, default: int, problems: Problems) -> int:
+    value = section.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        problems.append(f"{path}.{key}: must be an integer >= 1")
+        return default
+    return value
+
+
+def _outbox(value: Any, problems: Problems) -> OutboxSettings:
+    path = "alerting.outbox"
+    section = _mapping(value, path, problems) or {}
+    defaults = OutboxSettings()
+    durations = ("initial_backoff", "max_backoff", "lease", "poll_interval", "retention")
+    _unknown(section, {"max_attempts", "concurrency", *durations}, path, problems)
+    values: dict[str, Any] = {
+        "max_attempts": _positive_int(section, "max_attempts", path, defaults.max_attempts, problems),
+        "concurrency": _positive_int(section, "concurrency", path, defaults.concurrency, problems),
+    }
+    for key in durations:
+        values[key] = _duration(section, key, path, getattr(defaults, key), problems)
+    if values["lease"] <= 0 or values["poll_interval"] <= 0:
+        problems.append(f"{path}: lease and poll_interval must be > 0")
+        values["lease"], values["poll_interval"] = defaults.lease, defaults.poll_interval
+    return OutboxSettings(**values)
+
+
+def _silences(value: Any, problems: Problems) -> SilenceSettings:
+    path = "alerting.alertmanager"
+    section = _mapping(value, path, problems) or {}
+    _unknown(section, {"url", "silence_on_ack", "silence_duration"}, path, problems)
+    url = section.get("url", "")
+    if not isinstance(url, str) or (url and not url.startswith(("http://", "https://"))):
+        problems.append(f"{path}.url: must be an http(s) URL")
+        url = ""
+    enabled = section.get("silence_on_ack", False)
+    if not isinstance(enabled, bool):
+        problems.append(f"{path}.silence_on_ack: must be true or false")
+        enabled = False
+    if enabled and not url:
+        problems.append(f"{path}.silence_on_ack: needs {path}.url")
+    duration = _duration(section, "silence_duration", path, SilenceSettings.duration, problems)
+    return SilenceSettings(url=url, silence_on_ack=enabled, duration=duration)
+
+
+def parse_settings(raw: Mapping[str, Any], base: Path, problems: Problems) -> GatewaySettings:
+    """Parse the `notifications` and `alerting` sections of a raw config, appending every problem."""
+    notifications = _mapping(raw.get("notifications"), "notifications", problems) or {}
+    _unknown(notifications, {*CHANNELS, "routes"}, "notifications", problems)
+    channels: dict[str, dict[str, Any]] = {}
+    for name in CHANNELS:
+        section = _mapping(notifications.get(name), f"notifications.{name}", problems)
+        if section:
+            resolved = _channel(name, section, problems, base)
+            if resolved is not None:
+                channels[name] = resolved
+    routes = _routes(notifications.get("routes"), problems)
+
+    alerting = _mapping(raw.get("alerting"), "alerting", problems) or {}
+    path = "alerting"
+    repeat = _duration(alerting, "repeat_interval", path, GatewaySettings.repeat_interval, problems)
+    if repeat <= 0:
+        problems.append(f"{path}.repeat_interval: must be > 0")
+        repeat = GatewaySettings.repeat_interval
+    max_body = _positive_int(alerting, "max_body_bytes", path, GatewaySettings.max_body_bytes, problems)
+    return GatewaySettings(
+        channels=channels,
+        routes=routes,
+        slack_signing_secret=str(channels.get("slack", {}).get("signing_secret") or ""),
+        pagerduty_webhook_secrets=tuple(channels.get("pagerduty", {}).get("webhook_secret") or ()),
+        repeat_interval=repeat,
+        tick_interval=_duration(alerting, "tick_interval", path, GatewaySettings.tick_interval, problems),
+        max_body_bytes=max_body,
+        receipt_retention=_duration(
+            alerting, "receipt_retention", path, GatewaySettings.receipt_retention, problems
+        ),
+        outbox=_outbox(alerting.get("outbox"), problems),
+        silences=_silences(alerting.get("alertmanager"), problems),
+    )
+
+
+def settings_from_config(config: Config) -> GatewaySettings:
+    """Typed settings from a loaded `Config` (raises `ConfigError` listing every problem)."""
+    problems: Problems = []
+    base = config.source.resolve().parent if config.source is not None else Path.cwd()
+    settings = parse_settings(config.raw, base, problems)
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _validate_notifications(section: Any, problems: Problems, base: Path) -> None:
+    parse_settings({"notifications": section}, base, problems)
+
+
+def _validate_alerting(section: Any, problems: Problems, base: Path) -> None:
+    # Only the gateway's keys are checked: other parts of llmcost may keep settings in `alerting:` too.
+    parse_settings({"alerting": section}, base, problems)
+
+
+def _chain(name: str, validator: Callable[[Any, Problems, Path], None]) -> None:
+    previous = SECTION_VALIDATORS.get(name)
+    if previous is None or previous is validator:
+        SECTION_VALIDATORS[name] = validator
+        return
+
+    def both(section: Any, problems: Problems, base: Path) -> None:
+        previous(section, problems, base)
+        validator(section, problems, base)
+
+    SECTION_VALIDATORS[name] = both
+
+
+_chain("notifications", _validate_notifications)
+_chain("alerting", _validate_alerting)

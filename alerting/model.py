@@ -1,0 +1,150 @@
+"""The alerting vocabulary: alerts, the notifications sent about them and what a delivery returned.
+
+Plain dataclasses without I/O, shared by the scheduler, the gateway (dedup, outbox) and the notifiers.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+Severity = Literal["info", "warning", "critical"]
+AlertState = Literal["firing", "acknowledged", "resolved"]
+AlertSource = Literal["scheduler", "alertmanager"]
+
+SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
+"""Severities from lowest to highest; an alert escalates when its index rises."""
+ALERT_STATES: tuple[AlertState, ...] = ("firing", "acknowledged", "resolved")
+ALERT_SOURCES: tuple[AlertSource, ...] = ("scheduler", "alertmanager")
+
+
+def fingerprint(alertname: str, labels: Mapping[str, str]) -> str:
+    """Identify an alert by its name and sorted labels: a stable 16-digit hex string.
+
+    A label called `alertname` is overridden by the `alertname` argument, so Alertmanager's label sets
+    (which carry it) and the scheduler's (which may not) fingerprint alike.
+    """
+    identity = sorted({**labels, "alertname": alertname}.items())
+    canonical = json.dumps(identity, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+def _require_utc(name: str, value: datetime | None) -> None:
+    if value is not None and value.utcoffset() != timedelta(0):
+        raise ValueError(f"{name} must be a timezone-aware UTC datetime, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Alert:
+    """One alert as the gateway knows it; datetimes are timezone-aware UTC."""
+
+    fingerprint: str
+    alertname: str
+    labels: dict[str, str]
+    annotations: dict[str, str] = field(default_factory=dict)
+    severity: Severity
+    state: AlertState = "firing"
+    source: AlertSource = "scheduler"
+    starts_at: datetime
+    id: int | None = None
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+    resolved_at: datetime | None = None
+    generator_url: str = ""
+    group_key: str = ""
+    """Alertmanager's `groupKey` when the alert came from a webhook, else empty."""
+    truncated_alerts: int = 0
+    """Alertmanager's `truncatedAlerts`: alerts of the group left out of the webhook payload."""
+
+    def __post_init__(self) -> None:
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
+        if self.state not in ALERT_STATES:
+            raise ValueError(f"state must be one of {ALERT_STATES}, got {self.state!r}")
+        if self.source not in ALERT_SOURCES:
+            raise ValueError(f"source must be one of {ALERT_SOURCES}, got {self.source!r}")
+        _require_utc("starts_at", self.starts_at)
+        _require_utc("acknowledged_at", self.acknowledged_at)
+        _require_utc("resolved_at", self.resolved_at)
+
+
+class NotificationKind(enum.StrEnum):
+    """Why a notification is sent; the gateway's dedup stage decides which one applies."""
+
+    FIRING = "firing"
+    REPEAT = "repeat"
+    ESCALATED = "escalated"
+    ACKNOWLEDGED = "acknowledged"
+    UNACKNOWLEDGED = "unacknowledged"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Actor:
+    """Who changed an alert's state and through which door (`slack`, `pagerduty`, `api`, `cli`)."""
+
+    by: str
+    via: str
+    comment: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Notification:
+    """One message to send on one channel about one alert.
+
+    `reference` is what the channel's previous successful delivery about this alert returned (see
+    `DeliveryResult.reference`), so a notifier can update or thread onto what people already saw.
+    """
+
+    kind: NotificationKind
+    alert: Alert
+    channel: str
+    reference: Mapping[str, Any] | None = None
+    actor: Actor | None = None
+    previous_severity: Severity | None = None
+    """For `escalated`: the severity notified before."""
+    outbox_id: int | None = None
+    """The outbox row this notification came from; makes retried deliveries recognisable (email)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliveryResult:
+    """What one delivery attempt achieved.
+
+    On success `reference` is the complete reference to store for this alert and channel (it replaces the
+    previous one). On failure `retryable` says whether trying again can help and `retry_after` how many
+    seconds the receiver asked us to wait. `error` is redacted: it never carries a secret.
+    """
+
+    ok: bool
+    retryable: bool = False
+    retry_after: float | None = None
+    reference: dict[str, Any] | None = None
+    error: str = ""
+    skipped: bool = False
+    """True when the notifier deliberately sent nothing (an ack echoed back to where it came from)."""
+
+    @classmethod
+    def sent(cls, reference: dict[str, Any] | None = None, *, warning: str = "") -> DeliveryResult:
+        """Delivered; `warning` notes a partial problem that a retry would not fix."""
+        return cls(ok=True, reference=reference, error=warning)
+
+    @classmethod
+    def skip(cls, reference: dict[str, Any] | None = None) -> DeliveryResult:
+        """Nothing needed sending; the stored reference stays as it is."""
+        return cls(ok=True, reference=reference, skipped=True)
+
+    @classmethod
+    def retry(cls, error: str, retry_after: float | None = None) -> DeliveryResult:
+        """Failed in a way that trying again later can fix (429, 5xx, timeouts, connection errors)."""
+        return cls(ok=False, retryable=True, retry_after=retry_after, error=error)
+
+    @classmethod
+    def fail(cls, error: str) -> DeliveryResult:
+        """Failed for good (other 4xx, refused recipients, bad credentials or config)."""
+        return cls(ok=False, retryable=False, error=error)

@@ -1,0 +1,102 @@
+"""Render the notification templates in `alerting/templates/`, each with the escaping its output needs.
+
+Templates are named by receiver and purpose (`slack.title`, `email.html`, `pagerduty.summary`) and live in
+`<name>.j2` files. Every variable a template prints is escaped for where the text ends up: Slack mrkdwn
+(`&<>` as entities), HTML (autoescape) or nothing (plain text, Slack `plain_text`, mail headers, which
+are sanitised separately). Undefined variables are errors (`StrictUndefined`), never silent blanks.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from datetime import datetime
+from typing import Any
+
+import jinja2
+
+from alerting.escaping import escape_mrkdwn, web_url
+from alerting.model import Notification
+
+
+class Escaping(enum.Enum):
+    """How the variables a template prints are escaped."""
+
+    PLAIN = "plain"
+    MRKDWN = "mrkdwn"
+    HTML = "html"
+
+
+TEMPLATES: dict[str, Escaping] = {
+    "slack.title": Escaping.PLAIN,  # a header block: plain_text, shown verbatim by Slack
+    "slack.text": Escaping.MRKDWN,  # the message's fallback text (push notifications, screen readers)
+    "slack.body": Escaping.MRKDWN,
+    "slack.status": Escaping.MRKDWN,
+    "slack.reply": Escaping.MRKDWN,
+    "email.subject": Escaping.PLAIN,
+    "email.txt": Escaping.PLAIN,
+    "email.html": Escaping.HTML,
+    "pagerduty.summary": Escaping.PLAIN,
+}
+"""Every template and its escaping; rendering a name not listed here is an error."""
+
+# Annotations shown in their own place rather than in the list of other annotations.
+WELL_KNOWN_ANNOTATIONS = ("summary", "description", "runbook_url")
+
+
+def _utc(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else ""
+
+
+def _epoch(value: datetime) -> int:
+    return int(value.timestamp())
+
+
+def _mrkdwn_finalize(value: Any) -> Any:
+    return escape_mrkdwn(value) if isinstance(value, str) else value
+
+
+@functools.cache
+def _environment(escaping: Escaping) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("alerting", "templates"),
+        undefined=jinja2.StrictUndefined,
+        # Plain-text outputs (mail text, headers, PagerDuty) must not carry HTML entities.
+        autoescape=escaping is Escaping.HTML,  # noqa: S701
+        finalize=_mrkdwn_finalize if escaping is Escaping.MRKDWN else None,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["utc"] = _utc
+    env.filters["epoch"] = _epoch
+    return env
+
+
+def context(notification: Notification) -> dict[str, Any]:
+    """Collect the variables every template sees; presentation choices stay in the templates."""
+    alert = notification.alert
+    annotations = alert.annotations
+    return {
+        "alert": alert,
+        "kind": notification.kind.value,
+        "actor": notification.actor,
+        "previous_severity": notification.previous_severity or "",
+        "summary": annotations.get("summary") or alert.alertname,
+        "description": annotations.get("description", ""),
+        "runbook_url": web_url(annotations.get("runbook_url", "")),
+        "generator_url": web_url(alert.generator_url),
+        "labels": sorted((k, v) for k, v in alert.labels.items() if k != "alertname"),
+        "other_annotations": sorted(
+            (k, v) for k, v in annotations.items() if k not in WELL_KNOWN_ANNOTATIONS
+        ),
+    }
+
+
+def render(name: str, notification: Notification, **extra: Any) -> str:
+    """Render template `name` (e.g. `email.html`) for `notification`; `extra` adds or overrides variables."""
+    try:
+        escaping = TEMPLATES[name]
+    except KeyError:
+        raise ValueError(f"unknown template {name!r}; known: {', '.join(TEMPLATES)}") from None
+    template = _environment(escaping).get_template(f"{name}.j2")
+    return template.render({**context(notification), **extra}).strip()

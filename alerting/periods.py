@@ -1,0 +1,116 @@
+"""Budget periods, calendar-aligned in a budget's IANA timezone.
+
+A period starts at a local calendar boundary (top of the hour, midnight, Monday, the 1st, January 1st)
+and ends where the next one starts, so DST days last 23 or 25 hours. Every datetime returned is in UTC.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_HOUR = 3600
+
+
+class Period(enum.StrEnum):
+    """A budget period, as written in config (`period: monthly`)."""
+
+    HOURLY = "hourly"
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
+    YEARLY = "yearly"
+    TOTAL = "total"
+
+
+@lru_cache(maxsize=256)
+def zone(tz: str) -> ZoneInfo:
+    """The `ZoneInfo` for an IANA name; `ValueError` naming the zone when it is unknown."""
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown timezone {tz!r}") from exc
+
+
+def period_bounds(
+    period: Period | str, now: datetime, tz: str = "UTC", *, total_start: datetime | None = None
+) -> tuple[datetime, datetime | None]:
+    """The `[start, end)` of the period containing `now`, in UTC; `end` is None for `total`.
+
+    `total` runs from `total_start` (default the Unix epoch) with no end.
+    """
+    p = Period(period)
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
+    if p is Period.TOTAL:
+        return (total_start or EPOCH).astimezone(UTC), None
+    z = zone(tz)
+    now_utc = now.astimezone(UTC)
+    if p is Period.HOURLY:
+        # Floor in local wall-clock time with the offset in force at `now` (+05:45 hours start at :15 UTC).
+        offset = now_utc.astimezone(z).utcoffset() or timedelta(0)
+        local_seconds = (now_utc - EPOCH + offset).total_seconds()
+        start = now_utc - timedelta(seconds=local_seconds % _HOUR)
+        return start, start + timedelta(hours=1)
+    today = now_utc.astimezone(z).date()
+    if p is Period.DAILY:
+        first, following = today, today + timedelta(days=1)
+    elif p is Period.WEEKLY:
+        first = today - timedelta(days=today.weekday())
+        following = first + timedelta(days=7)
+    elif p is Period.MONTHLY:
+        first = today.replace(day=1)
+        following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+    else:
+        first, following = date(today.year, 1, 1), date(today.year + 1, 1, 1)
+    return start_of_local_day(first, z), start_of_local_day(following, z)
+
+
+def previous_periods(
+    period: Period | str, now: datetime, tz: str = "UTC", n: int = 1
+) -> list[tuple[datetime, datetime]]:
+    """The `n` complete periods just before the one containing `now`, oldest first (none for `total`)."""
+    if Period(period) is Period.TOTAL:
+        return []
+    start, _ = period_bounds(period, now, tz)
+    out: list[tuple[datetime, datetime]] = []
+    for _ in range(n):
+        prev_start, prev_end = period_bounds(period, start - timedelta(microseconds=1), tz)
+        assert prev_end is not None
+        out.append((prev_start, prev_end))
+        start = prev_start
+    out.reverse()
+    return out
+
+
+def elapsed_fraction(start: datetime, end: datetime | None, now: datetime) -> float:
+    """How much of `[start, end)` has passed at `now`, clipped to 0..1 (0 for a period without end)."""
+    if end is None:
+        return 0.0
+    total = (end - start).total_seconds()
+    return min(1.0, max(0.0, (now - start).total_seconds() / total))
+
+
+def start_of_local_day(day: date, z: ZoneInfo) -> datetime:
+    """The first instant (UTC) whose local date in `z` is `day`.
+
+    Midnight can be ambiguous (take the first one) or skipped by a DST jump (America/Santiago, Havana:
+    the day then starts at the transition).
+    """
+    wall = datetime(day.year, day.month, day.day)
+    candidates = [wall.replace(tzinfo=z, fold=fold).astimezone(UTC) for fold in (0, 1)]
+    real = [c for c in candidates if c.astimezone(z).replace(tzinfo=None) == wall]
+    if real:
+        return min(real)
+    # Midnight falls in a gap: the transition lies between the two readings; find it to the second.
+    lo, hi = min(candidates), max(candidates)
+    while (hi - lo) > timedelta(seconds=1):
+        mid = lo + (hi - lo) / 2
+        if mid.astimezone(z).date() >= day:
+            hi = mid
+        else:
+            lo = mid
+    return hi.replace(microsecond=0)

@@ -1,0 +1,154 @@
+"""The one place that names every metric llmcost exposes: name, type, HELP and labels.
+
+Dashboards, rules and collectors refer to these entries; a test fails when a rule or a dashboard uses
+a metric that is neither here nor a recording rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric family: exposition name (without `_total` for counters in client_python), type, help, labels."""
+
+    name: str
+    type: str  # "counter" | "gauge"
+    help: str
+    labels: tuple[str, ...]
+
+    @property
+    def sample_name(self) -> str:
+        """The name samples carry in the exposition (counters gain `_total`)."""
+        return self.name if self.type == "gauge" else f"{self.name}_total"
+
+    @property
+    def family_name(self) -> str:
+        """The name client_python's metric families take (counters without `_total`)."""
+        return self.name
+
+
+USAGE_LABELS = ("provider", "model", "project", "service")
+BUDGET_LABELS = ("budget", "scope", "key", "period", "unit")
+SPIKE_LABELS = ("group", "provider", "model", "project", "service", "user")
+
+REQUESTS = MetricSpec("llm_requests", "counter", "LLM calls recorded, by outcome.", (*USAGE_LABELS, "status"))
+TOKENS = MetricSpec(
+    "llm_tokens",
+    "counter",
+    "Tokens recorded, by type (input = uncached input; output includes reasoning).",
+    (*USAGE_LABELS, "token_type"),
+)
+REASONING_TOKENS = MetricSpec(
+    "llm_reasoning_tokens", "counter", "Reasoning tokens recorded (a part of output tokens).", USAGE_LABELS
+)
+COST = MetricSpec("llm_cost_usd", "counter", "Cost of recorded LLM calls in US dollars.", USAGE_LABELS)
+UNPRICED = MetricSpec(
+    "llm_unpriced_requests",
+    "counter",
+    "Calls stored with cost 0 because the model has no known price and no cost_usd was given.",
+    ("provider", "model"),
+)
+BUDGET_LIMIT = MetricSpec("llm_budget_limit", "gauge", "Budget limit in its unit.", BUDGET_LABELS)
+BUDGET_SPENT = MetricSpec("llm_budget_spent", "gauge", "Spent so far in the current budget period.", BUDGET_LABELS)
+BUDGET_PROJECTED = MetricSpec(
+    "llm_budget_projected", "gauge", "Projected total at the end of the current budget period.", BUDGET_LABELS
+)
+BUDGET_RATIO = MetricSpec(
+    "llm_budget_usage_ratio", "gauge", "Spent divided by limit (0-1, above 1 when exceeded).", BUDGET_LABELS
+)
+BUDGET_PERIOD_END = MetricSpec(
+    "llm_budget_period_end_timestamp_seconds",
+    "gauge",
+    "Unix time at which the current budget period ends.",
+    BUDGET_LABELS,
+)
+ALERTS_ACTIVE = MetricSpec(
+    "llm_alerts_active",
+    "gauge",
+    "Alerts known to the gateway that are not resolved.",
+    ("alertname", "severity", "state"),
+)
+NOTIFICATIONS = MetricSpec(
+    "llm_notifications",
+    "counter",
+    "Notification delivery attempts by channel and outcome.",
+    ("channel", "outcome"),
+)
+INGEST_EVENTS = MetricSpec("llm_ingest_events", "counter", "Events offered to ingest, by outcome.", ("outcome",))
+BUILD_INFO = MetricSpec("llm_exporter_build_info", "gauge", "Always 1; carries the llmcost version.", ("version",))
+
+# Beyond SPEC.md: self metrics the shipped Prometheus rules and dashboards rely on.
+INGEST_LAST_EVENT = MetricSpec(
+    "llm_ingest_last_accepted_timestamp_seconds",
+    "gauge",
+    "Unix time at which the store last accepted a new event (0 if never).",
+    (),
+)
+SCHEDULER_LAST_RUN = MetricSpec(
+    "llm_scheduler_last_run_timestamp_seconds",
+    "gauge",
+    "Unix time of the last completed run of each scheduler job.",
+    ("job",),
+)
+SCHEDULER_RUNS = MetricSpec(
+    "llm_scheduler_runs", "counter", "Scheduler job runs by outcome (success, error).", ("job", "outcome")
+)
+OUTBOX_PENDING = MetricSpec(
+    "llm_notification_outbox_pending",
+    "gauge",
+    "Notifications waiting in the outbox, by channel.",
+    ("channel",),
+)
+OUTBOX_DEAD = MetricSpec(
+    "llm_notification_dead_letters",
+    "gauge",
+    "Notifications that failed permanently and were moved to the dead-letter state, by channel.",
+    ("channel",),
+)
+SPIKE_WINDOW = MetricSpec(
+    "llm_spend_window_usd",
+    "gauge",
+    "Spend in the current detection window for each watched series.",
+    SPIKE_LABELS,
+)
+SPIKE_BASELINE = MetricSpec(
+    "llm_spend_baseline_usd",
+    "gauge",
+    "Rolling, seasonality-aware baseline spend for a window of the same length.",
+    SPIKE_LABELS,
+)
+SPIKE_RATIO = MetricSpec(
+    "llm_spend_spike_ratio", "gauge", "Current window spend divided by its baseline.", SPIKE_LABELS
+)
+
+ALL: tuple[MetricSpec, ...] = (
+    REQUESTS,
+    TOKENS,
+    REASONING_TOKENS,
+    COST,
+    UNPRICED,
+    BUDGET_LIMIT,
+    BUDGET_SPENT,
+    BUDGET_PROJECTED,
+    BUDGET_RATIO,
+    BUDGET_PERIOD_END,
+    ALERTS_ACTIVE,
+    NOTIFICATIONS,
+    INGEST_EVENTS,
+    BUILD_INFO,
+    INGEST_LAST_EVENT,
+    SCHEDULER_LAST_RUN,
+    SCHEDULER_RUNS,
+    OUTBOX_PENDING,
+    OUTBOX_DEAD,
+    SPIKE_WINDOW,
+    SPIKE_BASELINE,
+    SPIKE_RATIO,
+)
+
+
+def sample_names() -> set[str]:
+    """Every sample name the exporter can expose (what PromQL sees)."""
+    return {m.sample_name for m in ALL}

@@ -1,0 +1,287 @@
+"""The `llmcost` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from exporter import __version__
+from exporter.config import Config, ConfigError, load_config
+from exporter.events import nanos_to_usd
+from exporter.pipeline import IngestOutcome
+from exporter.readers import FORMATS, iter_file_records
+from exporter.server import ListenError, make_server
+from exporter.services import Services
+from exporter.store import StoreUnavailable
+
+log = logging.getLogger("llmcost")
+
+
+def _config_from_args(args: argparse.Namespace) -> Config:
+    config = load_config(args.config or os.environ.get("LLMCOST_CONFIG"))
+    db = getattr(args, "db", None) or os.environ.get("LLMCOST_DB_URL")
+    if db:
+        config.database_url = db
+    listen = getattr(args, "listen", None) or os.environ.get("LLMCOST_LISTEN")
+    if listen:
+        config.listen = listen
+    return config
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the API, /metrics and (per role) the scheduler and gateway in one process."""
+    config = _config_from_args(args)
+    services = Services.build(config)
+    try:
+        server = make_server(services, config.listen)
+        print(f"llmcost {__version__} serving on http://{config.listen} (role {args.role}, store {_safe_url(config)})")
+        server.run()
+    finally:
+        services.close()
+    return 0
+
+
+def _safe_url(config: Config) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(config.database_url).render_as_string(hide_password=True)
+
+
+def _print_outcome(label: str, outcome: IngestOutcome, *, show: int = 20) -> None:
+    print(f"{label}: {outcome.accepted} accepted, {outcome.duplicates} duplicates, {len(outcome.rejected)} rejected")
+    for rejection in outcome.rejected[:show]:
+        print(f"  record {rejection.index}: {rejection.error}")
+    if len(outcome.rejected) > show:
+        print(f"  … and {len(outcome.rejected) - show} more rejected records")
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Load recorded calls from files straight into the store."""
+    config = _config_from_args(args)
+    services = Services.build(config, start_writer=False)
+    total = IngestOutcome()
+    try:
+        for path in args.files:
+            if not Path(path).is_file():
+                print(f"{path}: no such file", file=sys.stderr)
+                return 2
+            started = time.perf_counter()
+            outcome = services.pipeline.ingest(iter_file_records(path, args.format))
+            elapsed = time.perf_counter() - started
+            _print_outcome(path, outcome)
+            count = outcome.accepted + outcome.duplicates + len(outcome.rejected)
+            if elapsed > 0 and count:
+                print(f"  {count} records in {elapsed:.2f} s ({count / elapsed:,.0f} records/s)")
+            total.add(outcome)
+    except StoreUnavailable as exc:
+        print(f"store unavailable: {exc}", file=sys.stderr)
+        return 3
+    finally:
+        services.close()
+    if len(args.files) > 1:
+        _print_outcome("total", total, show=0)
+    return 1 if total.rejected else 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate a configuration file and print every problem."""
+    try:
+        load_config(args.file)
+    except ConfigError as exc:
+        print(f"{args.file}: {len(exc.problems)} problem(s)")
+        for problem in exc.problems:
+            print(f"  - {problem}")
+        return 1
+    print(f"{args.file}: OK")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Spend and usage per provider, model and project, from the store."""
+    config = _config_from_args(args)
+    services = Services.build(config, start_writer=False)
+    try:
+        rows = services.store.series_totals(("provider", "model", "project"))
+    finally:
+        services.close()
+    rows.sort(key=lambda r: -r.get("cost_nanousd"))
+    data: list[dict[str, Any]] = [
+        {
+            "provider": r.labels[0],
+            "model": r.labels[1],
+            "project": r.labels[2],
+            "requests": r.get("requests"),
+            "input_tokens": r.get("input_tokens"),
+            "cache_read_tokens": r.get("cache_read_tokens"),
+            "cache_write_tokens": r.get("cache_write_tokens"),
+            "output_tokens": r.get("output_tokens"),
+            "cost_usd": nanos_to_usd(r.get("cost_nanousd")),
+            "unpriced_requests": r.get("unpriced_requests"),
+        }
+        for r in rows
+    ]
+    if args.format == "json":
+        print(orjson.dumps({"rows": data, "total_cost_usd": sum(d["cost_usd"] for d in data)}).decode())
+        return 0
+    header = f"{'provider':<12} {'model':<28} {'project':<16} {'requests':>9} {'tokens':>12} {'cost_usd':>12}"
+    print(header)
+    print("-" * len(header))
+    for d in data:
+        tokens = d["input_tokens"] + d["cache_read_tokens"] + d["cache_write_tokens"] + d["output_tokens"]
+        flag = "  (unpriced)" if d["unpriced_requests"] else ""
+        print(
+            f"{d['provider'][:12]:<12} {d['model'][:28]:<28} {d['project'][:16]:<16} "
+            f"{d['requests']:>9} {tokens:>12} {d['cost_usd']:>12.4f}{flag}"
+        )
+    print(f"{'total':<58} {sum(d['requests'] for d in data):>9} {'':>12} {sum(d['cost_usd'] for d in data):>12.4f}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Fresh SQLite store, a bundled real trace replayed into it, the server on --listen."""
+    from exporter.demo import ATTRIBUTION, load_trace, make_events, trace_span
+
+    config = Config()
+    if args.listen:
+        config.listen = args.listen
+    workdir = Path(tempfile.mkdtemp(prefix="llmcost-demo-"))
+    config.database_url = args.db or f"sqlite:///{workdir / 'llmcost-demo.db'}"
+    services = Services.build(config)
+    try:
+        server = make_server(services, config.listen)
+    except ListenError as exc:
+        print(exc, file=sys.stderr)
+        services.close()
+        return 2
+    trace = load_trace()
+    span = trace_span(trace)
+    now = time.time()
+    print(f"llmcost {__version__} demo — store: {config.database_url}")
+    print(f"Replaying {len(trace):,} real calls ({span / 60:.0f} minutes) from the {ATTRIBUTION}.")
+    print("Models, projects, services and users are assigned by a seeded generator (exporter/demo.py).")
+    history = services.pipeline.ingest(enumerate(make_events(trace, start=now - span, loop=0)))
+    _print_outcome("history (last hour)", history, show=3)
+
+    stop = threading.Event()
+
+    def replay_live() -> None:
+        # Replays the trace again in real time, so rates and dashboards keep moving.
+        loop = 1
+        while not stop.is_set():
+            start = time.time()
+            pending = list(make_events(trace, start=start, loop=loop))
+            position = 0
+            while position < len(pending) and not stop.is_set():
+                due = time.time()
+                batch = []
+                while position < len(pending) and pending[position]["timestamp"] <= due:
+                    batch.append((position, pending[position]))
+                    position += 1
+                if batch:
+                    events, rejected = services.pipeline.prepare(batch)
+                    if services.commit_queue is not None:
+                        services.commit_queue.submit(events, len(rejected)).result()
+                stop.wait(1.0)
+            loop += 1
+
+    live = threading.Thread(target=replay_live, name="llmcost-demo-replay", daemon=True)
+    live.start()
+    base = f"http://{config.listen}"
+    print(
+        f"""
+Serving on {base}
+  {base}/            landing page
+  {base}/metrics     Prometheus metrics (llm_cost_usd_total, llm_tokens_total, …)
+  curl -s {base}/metrics | grep '^llm_cost_usd_total'
+  llmcost report --db {config.database_url}
+Send your own calls:
+  curl -s -X POST {base}/v1/usage -H 'Content-Type: application/json' \\
+    -d '{{"provider":"openai","model":"gpt-4o","input_tokens":1200,"output_tokens":300,"project":"mine"}}'
+Stop with Ctrl-C."""
+    )
+    if args.duration:
+        timer = threading.Timer(args.duration, lambda: setattr(server, "should_exit", True))
+        timer.daemon = True
+        timer.start()
+    try:
+        server.run()
+    finally:
+        stop.set()
+        live.join(timeout=5)
+        services.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(prog="llmcost", description="LLM cost observability and alerting.")
+    parser.add_argument("--version", action="version", version=f"llmcost {__version__}")
+    parser.add_argument("--log-level", default=os.environ.get("LLMCOST_LOG_LEVEL", "INFO"))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser, *, listen: bool = False) -> None:
+        p.add_argument("--config", help="YAML configuration file (env LLMCOST_CONFIG)")
+        p.add_argument("--db", help="SQLAlchemy database URL (env LLMCOST_DB_URL; default sqlite:///llmcost.db)")
+        if listen:
+            p.add_argument("--listen", help="HOST:PORT (env LLMCOST_LISTEN; default 127.0.0.1:9800)")
+
+    serve = sub.add_parser("serve", help="run the API, /metrics, scheduler and alert gateway")
+    common(serve, listen=True)
+    serve.add_argument("--role", choices=("all", "ingest", "scheduler"), default="all")
+    serve.set_defaults(func=cmd_serve)
+
+    ingest = sub.add_parser("ingest", help="load recorded calls from files into the store")
+    common(ingest)
+    ingest.add_argument("files", nargs="+", metavar="FILE")
+    ingest.add_argument("--format", choices=FORMATS, default="auto")
+    ingest.set_defaults(func=cmd_ingest)
+
+    demo = sub.add_parser("demo", help="fresh store, a real trace replayed, the server running")
+    demo.add_argument("--listen", default=None, help="HOST:PORT (default 127.0.0.1:9800)")
+    demo.add_argument("--db", help="database URL (default: a fresh SQLite file in a temporary folder)")
+    demo.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0 = run until Ctrl-C)")
+    demo.set_defaults(func=cmd_demo)
+
+    report = sub.add_parser("report", help="spend by provider, model and project")
+    common(report)
+    report.add_argument("--format", choices=("table", "json"), default="table")
+    report.set_defaults(func=cmd_report)
+
+    check = sub.add_parser("check-config", help="validate a configuration file")
+    check.add_argument("file")
+    check.set_defaults(func=cmd_check_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `llmcost` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except ListenError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except StoreUnavailable as exc:
+        print(f"store unavailable: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

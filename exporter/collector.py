@@ -1,0 +1,131 @@
+"""Custom Prometheus collectors that read the store at scrape time (client_python's collector pattern).
+
+Nothing is accumulated in process memory: every scrape reads `usage_series` totals and the persisted
+self counters, so counters survive restarts and any process serving `/metrics` gives the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from exporter import __version__, catalogue
+from exporter.events import NANOS_PER_USD
+from exporter.store import Store
+from exporter.store.schema import COUNTER_COLUMNS
+from exporter.store.store import SeriesTotals
+
+OTHER = "__other__"
+_TOKEN_TYPES = (
+    ("input", "input_tokens"),
+    ("cache_read", "cache_read_tokens"),
+    ("cache_write", "cache_write_tokens"),
+    ("output", "output_tokens"),
+)
+
+
+def _counter(spec: catalogue.MetricSpec, labels: Sequence[str]) -> CounterMetricFamily:
+    return CounterMetricFamily(spec.family_name, spec.help, labels=list(labels))
+
+
+def _gauge(spec: catalogue.MetricSpec, labels: Sequence[str] | None = None) -> GaugeMetricFamily:
+    return GaugeMetricFamily(spec.name, spec.help, labels=list(spec.labels if labels is None else labels))
+
+
+def fold_labels(rows: list[SeriesTotals], position: int, cap: int) -> list[SeriesTotals]:
+    """Keep the `cap` highest-cost values of the label at `position`; the rest become `__other__`.
+
+    Folding sums counters, so every total over the folded label stays exact.
+    """
+    cost_at = COUNTER_COLUMNS.index("cost_nanousd")
+    by_value: dict[str, int] = defaultdict(int)
+    for row in rows:
+        by_value[row.labels[position]] += row.counters[cost_at]
+    if len(by_value) <= cap:
+        return rows
+    ranked = sorted(by_value.items(), key=lambda kv: (-kv[1], kv[0]))
+    keep = {value for value, _ in ranked[: cap - 1]}
+    folded: dict[tuple[str, ...], list[int]] = {}
+    for row in rows:
+        labels = row.labels
+        if labels[position] not in keep:
+            labels = (*labels[:position], OTHER, *labels[position + 1 :])
+        acc = folded.get(labels)
+        if acc is None:
+            folded[labels] = list(row.counters)
+        else:
+            for i, value in enumerate(row.counters):
+                acc[i] += value
+    return [SeriesTotals(labels, tuple(counters)) for labels, counters in folded.items()]
+
+
+class UsageCollector(Collector):
+    """Usage counters: requests, tokens by type, reasoning tokens, cost and unpriced requests."""
+
+    def __init__(self, store: Store, *, extra_labels: Sequence[str] = (), max_series_per_label: int = 1000) -> None:
+        self._store = store
+        self._extra = tuple(extra_labels)
+        self._cap = max_series_per_label
+
+    def collect(self) -> Iterator[Metric]:
+        """Read the series totals once and derive every usage family from them."""
+        base = ("provider", "model", "project", "service", *self._extra)
+        rows = self._store.series_totals((*base, "status"))
+        for position, _label in enumerate(self._extra, start=4):
+            rows = fold_labels(rows, position, self._cap)
+
+        requests = _counter(catalogue.REQUESTS, (*base, "status"))
+        tokens = _counter(catalogue.TOKENS, (*base, "token_type"))
+        reasoning = _counter(catalogue.REASONING_TOKENS, base)
+        cost = _counter(catalogue.COST, base)
+        unpriced = _counter(catalogue.UNPRICED, ("provider", "model"))
+
+        per_labels: dict[tuple[str, ...], list[int]] = {}
+        per_model: dict[tuple[str, str], int] = defaultdict(int)
+        for row in rows:
+            labels = row.labels[:-1]
+            requests.add_metric(list(row.labels), row.get("requests"))
+            acc = per_labels.get(labels)
+            if acc is None:
+                acc = per_labels[labels] = [0, 0, 0, 0, 0, 0]
+            acc[0] += row.get("input_tokens")
+            acc[1] += row.get("cache_read_tokens")
+            acc[2] += row.get("cache_write_tokens")
+            acc[3] += row.get("output_tokens")
+            acc[4] += row.get("reasoning_tokens")
+            acc[5] += row.get("cost_nanousd")
+            if row.get("unpriced_requests"):
+                per_model[labels[0], labels[1]] += row.get("unpriced_requests")
+        for labels, acc in per_labels.items():
+            values = list(labels)
+            for (token_type, _column), value in zip(_TOKEN_TYPES, acc[:4], strict=True):
+                tokens.add_metric([*values, token_type], value)
+            reasoning.add_metric(values, acc[4])
+            cost.add_metric(values, acc[5] / NANOS_PER_USD)
+        for (provider, model), value in per_model.items():
+            unpriced.add_metric([provider, model], value)
+        yield from (requests, tokens, reasoning, cost, unpriced)
+
+
+class SelfCollector(Collector):
+    """Ingest outcome counters (persisted in the store), last accepted time, and build info."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def collect(self) -> Iterator[Metric]:
+        """Read the persisted counters."""
+        counters = self._store.counters()
+        ingest = _counter(catalogue.INGEST_EVENTS, ("outcome",))
+        for outcome in ("accepted", "duplicate", "rejected"):
+            ingest.add_metric([outcome], counters.get(outcome, 0.0))
+        yield ingest
+        last = _gauge(catalogue.INGEST_LAST_EVENT)
+        last.add_metric([], counters.get("last_accepted_ts", 0.0))
+        yield last
+        info = _gauge(catalogue.BUILD_INFO)
+        info.add_metric([__version__], 1.0)
+        yield info

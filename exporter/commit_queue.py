@@ -1,0 +1,84 @@
+"""Group commit: concurrent ingest requests share one store transaction.
+
+One commit per request caps SQLite at a few thousand commits per second (PERF-FACTS.md). Requests
+hand their prepared events to this queue and wait; a single writer thread drains whatever is queued
+(up to `max_events`), writes it in one transaction, and answers every waiting request with its own
+accepted and duplicate counts. A request is answered only after the commit that holds its events.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from exporter.events import UsageEvent
+from exporter.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Submission:
+    events: list[UsageEvent]
+    rejected: int
+    future: Future[tuple[int, int]]
+
+
+class CommitQueue:
+    """A writer thread in front of `Store.write_events`."""
+
+    def __init__(self, store: Store, *, max_events: int = 20_000) -> None:
+        self._store = store
+        self._max_events = max_events
+        self._queue: queue.Queue[_Submission | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="llmcost-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, events: list[UsageEvent], rejected: int = 0) -> Future[tuple[int, int]]:
+        """Queue events; the future resolves to (accepted, duplicates) once they are committed."""
+        future: Future[tuple[int, int]] = Future()
+        self._queue.put(_Submission(events, rejected, future))
+        return future
+
+    def close(self) -> None:
+        """Write what is queued, then stop the thread."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            item = self._queue.get()
+            if item is None:
+                break
+            batch = [item]
+            size = len(item.events)
+            while size < self._max_events:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stopping = True
+                    break
+                batch.append(nxt)
+                size += len(nxt.events)
+            self._write(batch)
+
+    def _write(self, batch: list[_Submission]) -> None:
+        events = [ev for sub in batch for ev in sub.events]
+        try:
+            result = self._store.write_events(events, rejected=sum(sub.rejected for sub in batch))
+        except Exception as exc:
+            for sub in batch:
+                sub.future.set_exception(exc)
+            return
+        offset = 0
+        for sub in batch:
+            flags = result.inserted[offset : offset + len(sub.events)]
+            offset += len(sub.events)
+            accepted = sum(flags)
+            sub.future.set_result((accepted, len(flags) - accepted))

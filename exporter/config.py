@@ -1,0 +1,251 @@
+"""The YAML configuration: parsed into typed sections, with every problem reported at once.
+
+Sections owned by the alerting package (`budgets`, `detection`, `notifications`, `alerting`) are kept
+as raw data here and validated by their own modules through `SECTION_VALIDATORS`, so that
+`llmcost check-config` still lists all problems of the whole file in one run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_DB_URL = "sqlite:///llmcost.db"
+DEFAULT_LISTEN = "127.0.0.1:9800"
+
+
+class ConfigError(ValueError):
+    """A configuration with problems; `problems` lists each as `path: message`."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+        self.problems = problems
+
+
+@dataclass
+class AuthConfig:
+    """Bearer tokens; an empty list leaves its endpoints open (loopback only, see `serve`)."""
+
+    ingest_tokens: list[str] = field(default_factory=list)
+    admin_tokens: list[str] = field(default_factory=list)
+    webhook_tokens: list[str] = field(default_factory=list)
+
+    @property
+    def any_configured(self) -> bool:
+        """True when at least one token list guards its endpoints."""
+        return bool(self.ingest_tokens or self.admin_tokens or self.webhook_tokens)
+
+
+@dataclass
+class IngestConfig:
+    """Limits that keep one request from taking the process down."""
+
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_batch_events: int = 100_000
+    max_future_skew_seconds: float = 300.0
+
+
+@dataclass
+class MetricsConfig:
+    """Opt-in labels for the usage metrics and the cardinality cap that folds the rest."""
+
+    extra_labels: list[str] = field(default_factory=list)
+    max_series_per_label: int = 1000
+
+
+@dataclass
+class Config:
+    """The whole configuration; unknown sections are kept in `raw` for the modules that own them."""
+
+    listen: str = DEFAULT_LISTEN
+    database_url: str = DEFAULT_DB_URL
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    price_overrides_file: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+    source: Path | None = None
+
+
+Problems = list[str]
+# Validators for sections owned elsewhere: (raw section, problems, base dir) → appends problems.
+SECTION_VALIDATORS: dict[str, Callable[[Any, Problems, Path], None]] = {}
+KNOWN_SECTIONS = {
+    "listen",
+    "database",
+    "auth",
+    "ingest",
+    "metrics",
+    "pricing",
+    "budgets",
+    "detection",
+    "notifications",
+    "alerting",
+}
+
+
+def resolve_secret(section: dict[str, Any], key: str, problems: Problems, path: str, base: Path) -> Any:
+    """The value of `key`, or of `key_file` (a path) or `key_env` (a variable name) instead."""
+    given = [k for k in (key, f"{key}_file", f"{key}_env") if section.get(k) is not None]
+    if len(given) > 1:
+        problems.append(f"{path}: give only one of {', '.join(given)}")
+        return None
+    if f"{key}_file" in given:
+        secret_path = Path(str(section[f"{key}_file"]))
+        secret_path = secret_path if secret_path.is_absolute() else base / secret_path
+        try:
+            content = secret_path.read_text().strip()
+        except OSError as exc:
+            problems.append(f"{path}.{key}_file: cannot read {secret_path}: {exc.strerror}")
+            return None
+        return content.splitlines() if key.endswith("tokens") else content
+    if f"{key}_env" in given:
+        name = str(section[f"{key}_env"])
+        if name not in os.environ:
+            problems.append(f"{path}.{key}_env: environment variable {name} is not set")
+            return None
+        value = os.environ[name]
+        return [t for t in value.replace(",", " ").split() if t] if key.endswith("tokens") else value
+    return section.get(key)
+
+
+def _expect(value: Any, kind: type | tuple[type, ...], path: str, problems: Problems) -> bool:
+    if isinstance(value, bool) and kind in (int, float, (int, float)):
+        problems.append(f"{path}: must be a number, got a boolean")
+        return False
+    if not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        problems.append(f"{path}: must be {names}, got {type(value).__name__}")
+        return False
+    return True
+
+
+def _section(raw: dict[str, Any], name: str, problems: Problems) -> dict[str, Any]:
+    value = raw.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.append(f"{name}: must be a mapping, got {type(value).__name__}")
+        return {}
+    return value
+
+
+def _unknown_keys(section: dict[str, Any], allowed: set[str], path: str, problems: Problems) -> None:
+    for key in section:
+        if key not in allowed:
+            problems.append(f"{path}.{key}: unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def _parse_auth(raw: dict[str, Any], problems: Problems, base: Path) -> AuthConfig:
+    section = _section(raw, "auth", problems)
+    names = ("ingest_tokens", "admin_tokens", "webhook_tokens")
+    _unknown_keys(section, {f"{n}{s}" for n in names for s in ("", "_file", "_env")}, "auth", problems)
+    auth = AuthConfig()
+    for name in names:
+        value = resolve_secret(section, name, problems, f"auth.{name}", base)
+        if value is None:
+            continue
+        if not isinstance(value, list) or not all(isinstance(t, str) and t for t in value):
+            problems.append(f"auth.{name}: must be a list of non-empty strings")
+            continue
+        short = [i for i, t in enumerate(value) if len(t) < 16]
+        if short:
+            problems.append(f"auth.{name}: tokens must be at least 16 characters (entries {short})")
+            continue
+        setattr(auth, name, value)
+    return auth
+
+
+def _parse_ingest(raw: dict[str, Any], problems: Problems) -> IngestConfig:
+    section = _section(raw, "ingest", problems)
+    cfg = IngestConfig()
+    _unknown_keys(section, set(cfg.__dataclass_fields__), "ingest", problems)
+    for name, kind in (
+        ("max_body_bytes", int),
+        ("max_batch_events", int),
+        ("max_future_skew_seconds", (int, float)),
+    ):
+        if name in section and _expect(section[name], kind, f"ingest.{name}", problems):
+            if section[name] <= 0:
+                problems.append(f"ingest.{name}: must be > 0")
+            else:
+                setattr(cfg, name, section[name])
+    return cfg
+
+
+def _parse_metrics(raw: dict[str, Any], problems: Problems) -> MetricsConfig:
+    section = _section(raw, "metrics", problems)
+    cfg = MetricsConfig()
+    _unknown_keys(section, {"extra_labels", "max_series_per_label"}, "metrics", problems)
+    extra = section.get("extra_labels", [])
+    if _expect(extra, list, "metrics.extra_labels", problems):
+        for i, label in enumerate(extra):
+            if label != "user":
+                problems.append(f"metrics.extra_labels[{i}]: only 'user' can be added, got {label!r}")
+        cfg.extra_labels = [str(x) for x in extra if x == "user"]
+    cap = section.get("max_series_per_label", cfg.max_series_per_label)
+    if _expect(cap, int, "metrics.max_series_per_label", problems):
+        if cap < 1:
+            problems.append("metrics.max_series_per_label: must be >= 1")
+        else:
+            cfg.max_series_per_label = cap
+    return cfg
+
+
+def parse_config(raw: Any, *, base: Path | None = None, source: Path | None = None) -> Config:
+    """Build a `Config` from parsed YAML, raising `ConfigError` with every problem found."""
+    base = base or Path.cwd()
+    problems: Problems = []
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"the top level must be a mapping, got {type(raw).__name__}"])
+    for key in raw:
+        if key not in KNOWN_SECTIONS:
+            problems.append(f"{key}: unknown section (known: {', '.join(sorted(KNOWN_SECTIONS))})")
+    cfg = Config(raw=raw, source=source)
+    if "listen" in raw and _expect(raw["listen"], str, "listen", problems):
+        cfg.listen = raw["listen"]
+    database = _section(raw, "database", problems)
+    _unknown_keys(database, {"url", "url_file", "url_env"}, "database", problems)
+    url = resolve_secret(database, "url", problems, "database.url", base)
+    if url is not None and _expect(url, str, "database.url", problems):
+        cfg.database_url = url
+    cfg.auth = _parse_auth(raw, problems, base)
+    cfg.ingest = _parse_ingest(raw, problems)
+    cfg.metrics = _parse_metrics(raw, problems)
+    pricing = _section(raw, "pricing", problems)
+    _unknown_keys(pricing, {"overrides_file"}, "pricing", problems)
+    if pricing.get("overrides_file") is not None:
+        overrides = Path(str(pricing["overrides_file"]))
+        overrides = overrides if overrides.is_absolute() else base / overrides
+        if not overrides.is_file():
+            problems.append(f"pricing.overrides_file: {overrides} does not exist")
+        cfg.price_overrides_file = str(overrides)
+    for name, validate in SECTION_VALIDATORS.items():
+        if name in raw:
+            validate(raw[name], problems, base)
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read a YAML file (or return defaults for None); relative paths inside resolve against its folder."""
+    if path is None:
+        return Config()
+    file = Path(path)
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise ConfigError([f"{file}: cannot read: {exc.strerror}"]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{file}: not valid YAML: {exc}"]) from None
+    return parse_config(raw, base=file.resolve().parent, source=file)

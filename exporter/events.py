@@ -1,0 +1,254 @@
+"""The canonical usage event and its validation.
+
+Every input form (canonical JSON, provider `usage` objects, LiteLLM rows, OpenTelemetry GenAI
+attributes) is first mapped to a canonical dict by `exporter.normalize`; `parse_event` then checks
+that dict field by field and returns a `UsageEvent`, or raises `InvalidEvent` naming the field and
+the reason. This function is on the ingest hot path: it is written for speed (no per-event
+allocation beyond the result, no regexes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+
+NANOS_PER_USD = 1_000_000_000
+LABEL_MAX_LEN = 256
+REQUEST_ID_MAX_LEN = 256
+MAX_TOKENS = 10**12
+MAX_COST_USD = 1_000_000
+# 2000-01-01T00:00:00Z: nothing older is a plausible recorded LLM call.
+MIN_TIMESTAMP = 946_684_800.0
+
+TOKEN_FIELDS = (
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
+LABEL_FIELDS = ("project", "user", "service")
+KNOWN_FIELDS = frozenset(
+    (
+        "request_id",
+        "timestamp",
+        "provider",
+        "model",
+        *TOKEN_FIELDS,
+        "cost_usd",
+        "latency_ms",
+        "status",
+        *LABEL_FIELDS,
+        "metadata",
+    )
+)
+STATUSES = frozenset(("success", "error"))
+
+
+class InvalidEvent(ValueError):
+    """An event that cannot be stored; `field` names the offending field."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}" if field else reason)
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class UsageEvent:
+    """One recorded LLM call in canonical form. Money is integer nano-dollars (exact sums)."""
+
+    request_id: str
+    timestamp: float
+    provider: str
+    model: str
+    input_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_nanousd: int | None = None  # as supplied; None means "price it"
+    latency_ms: float | None = None
+    status: str = "success"
+    project: str = ""
+    user: str = ""
+    service: str = ""
+    metadata: dict[str, Any] | None = field(default=None)
+    # Set by pricing: "supplied" (cost_usd given), "priced" (price table), "unpriced" (cost 0, unknown model).
+    cost_source: str = ""
+
+
+def usd_to_nanos(value: Decimal | float | int | str) -> int:
+    """Convert dollars to integer nano-dollars, rounding half-even at the nano-dollar."""
+    dec = value if isinstance(value, Decimal) else Decimal(str(value))
+    return int((dec * NANOS_PER_USD).to_integral_value())
+
+
+def nanos_to_usd(nanos: int) -> float:
+    """Nano-dollars as a float, for metrics and JSON output."""
+    return nanos / NANOS_PER_USD
+
+
+def _check_label(name: str, value: Any, *, required: bool) -> str:
+    if value is None:
+        if required:
+            raise InvalidEvent(name, "is required")
+        return ""
+    if not isinstance(value, str):
+        raise InvalidEvent(name, f"must be a string, got {type(value).__name__}")
+    if required and not value:
+        raise InvalidEvent(name, "must not be empty")
+    if len(value) > LABEL_MAX_LEN:
+        raise InvalidEvent(name, f"is {len(value)} characters long; the limit is {LABEL_MAX_LEN}")
+    if not value.isprintable():
+        raise InvalidEvent(name, "contains control characters")
+    return value
+
+
+def _check_count(name: str, value: Any) -> int:
+    if value is None:
+        return 0
+    if type(value) is int:
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidEvent(name, f"must be a non-negative integer, got {type(value).__name__}")
+    else:
+        raise InvalidEvent(name, f"must be a whole number, got {value!r}")
+    if number < 0:
+        raise InvalidEvent(name, f"must be >= 0, got {number}")
+    if number > MAX_TOKENS:
+        raise InvalidEvent(name, f"is implausibly large ({number})")
+    return number
+
+
+def _check_number(name: str, value: Any, upper: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidEvent(name, f"must be a number, got {type(value).__name__}")
+    number = float(value)
+    if math.isnan(number) or math.isinf(number):
+        raise InvalidEvent(name, "must be a finite number")
+    if number < 0:
+        raise InvalidEvent(name, f"must be >= 0, got {value}")
+    if number > upper:
+        raise InvalidEvent(name, f"is implausibly large ({value})")
+    return number
+
+
+def parse_timestamp(value: Any, *, now: float, max_future_skew: float) -> float:
+    """An RFC 3339 string or epoch seconds, as epoch seconds; naive strings are taken as UTC."""
+    if value is None:
+        return now
+    if isinstance(value, bool):
+        raise InvalidEvent("timestamp", "must be an RFC 3339 string or epoch seconds, got bool")
+    if isinstance(value, int | float):
+        ts = float(value)
+        if math.isnan(ts) or math.isinf(ts):
+            raise InvalidEvent("timestamp", "must be a finite number")
+        if ts > 1e11:
+            raise InvalidEvent("timestamp", f"{value} looks like milliseconds; send epoch seconds")
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+        except ValueError:
+            raise InvalidEvent("timestamp", f"is not RFC 3339: {value[:64]!r}") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        ts = parsed.timestamp()
+    else:
+        raise InvalidEvent("timestamp", f"must be an RFC 3339 string or epoch seconds, got {type(value).__name__}")
+    if ts < MIN_TIMESTAMP:
+        raise InvalidEvent("timestamp", "is before the year 2000")
+    if ts > now + max_future_skew:
+        raise InvalidEvent("timestamp", f"is {ts - now:.0f} s in the future (allowed skew {max_future_skew:.0f} s)")
+    return ts
+
+
+def derived_request_id(obj: Mapping[str, Any]) -> str:
+    """A content hash standing in for a missing `request_id`, so replaying a file stays idempotent."""
+    digest = hashlib.blake2b(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS, default=str), digest_size=16)
+    return "auto-" + digest.hexdigest()
+
+
+def parse_event(obj: Any, *, now: float, max_future_skew: float = 300.0) -> UsageEvent:
+    """Validate one canonical event dict; unknown fields are kept in `metadata`."""
+    if not isinstance(obj, Mapping):
+        raise InvalidEvent("", f"an event must be a JSON object, got {type(obj).__name__}")
+    get = obj.get
+    request_id = get("request_id")
+    if request_id is None:
+        request_id = derived_request_id(obj)
+    elif not isinstance(request_id, str) or not request_id:
+        raise InvalidEvent("request_id", "must be a non-empty string")
+    elif len(request_id) > REQUEST_ID_MAX_LEN or not request_id.isprintable():
+        raise InvalidEvent("request_id", f"must be printable and at most {REQUEST_ID_MAX_LEN} characters")
+
+    provider = _check_label("provider", get("provider"), required=True)
+    model = _check_label("model", get("model"), required=True)
+    timestamp = parse_timestamp(get("timestamp"), now=now, max_future_skew=max_future_skew)
+
+    tokens = [_check_count(name, get(name)) for name in TOKEN_FIELDS]
+    if tokens[4] > tokens[3]:
+        raise InvalidEvent("reasoning_tokens", f"({tokens[4]}) cannot exceed output_tokens ({tokens[3]})")
+
+    cost = get("cost_usd")
+    cost_nanos: int | None = None
+    if cost is not None:
+        if isinstance(cost, str):
+            try:
+                decimal_cost = Decimal(cost)
+            except InvalidOperation:
+                raise InvalidEvent("cost_usd", f"is not a number: {cost[:32]!r}") from None
+            if not decimal_cost.is_finite():
+                raise InvalidEvent("cost_usd", "must be a finite number")
+            cost_value: Decimal | float = decimal_cost
+            if decimal_cost < 0 or decimal_cost > MAX_COST_USD:
+                raise InvalidEvent("cost_usd", f"must be between 0 and {MAX_COST_USD}")
+        else:
+            cost_value = _check_number("cost_usd", cost, MAX_COST_USD)
+        cost_nanos = usd_to_nanos(cost_value)
+
+    latency = get("latency_ms")
+    latency_ms = None if latency is None else _check_number("latency_ms", latency, 86_400_000)
+
+    status = get("status")
+    if status is None:
+        status = "success"
+    elif status not in STATUSES:
+        raise InvalidEvent("status", f"must be 'success' or 'error', got {str(status)[:32]!r}")
+
+    metadata = get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise InvalidEvent("metadata", f"must be an object, got {type(metadata).__name__}")
+    if len(obj) > 16 or not KNOWN_FIELDS.issuperset(obj):
+        extra = {k: v for k, v in obj.items() if k not in KNOWN_FIELDS}
+        if extra:
+            metadata = {**extra, **(metadata or {})}
+
+    return UsageEvent(
+        request_id=request_id,
+        timestamp=timestamp,
+        provider=provider,
+        model=model,
+        input_tokens=tokens[0],
+        cache_read_tokens=tokens[1],
+        cache_write_tokens=tokens[2],
+        output_tokens=tokens[3],
+        reasoning_tokens=tokens[4],
+        cost_nanousd=cost_nanos,
+        latency_ms=latency_ms,
+        status=status,
+        project=_check_label("project", get("project"), required=False),
+        user=_check_label("user", get("user"), required=False),
+        service=_check_label("service", get("service"), required=False),
+        metadata=metadata or None,
+    )

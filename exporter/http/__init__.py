@@ -1,0 +1,1 @@
+"""The HTTP API (Starlette): ingest, metrics, health, and the routes other packages add."""

@@ -1,0 +1,122 @@
+"""The Starlette application: landing page, ingest, metrics, health, plus routes added by other parts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from prometheus_client.exposition import choose_encoder
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from exporter import __version__
+from exporter.http.auth import check_bearer
+from exporter.http.body import (
+    JSON_TYPES,
+    NDJSON_TYPES,
+    BodyTooLarge,
+    MalformedBody,
+    media_type,
+    read_limited,
+    split_records,
+)
+from exporter.http.errors import ORJSONResponse, error
+from exporter.pipeline import IngestOutcome
+from exporter.services import Services
+from exporter.store import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+LANDING = """<!doctype html>
+<html><head><meta charset="utf-8"><title>llmcost</title></head>
+<body>
+<h1>llmcost {version}</h1>
+<p>LLM cost observability and alerting.</p>
+<ul>
+<li><a href="/metrics">/metrics</a> — Prometheus metrics</li>
+<li><a href="/healthz">/healthz</a> — liveness, <a href="/readyz">/readyz</a> — store reachable</li>
+<li><code>POST /v1/usage</code> — ingest recorded LLM calls (JSON object, array or NDJSON)</li>
+<li><a href="/v1/budgets">/v1/budgets</a> — budget status, <a href="/v1/alerts">/v1/alerts</a> — alerts</li>
+<li>Documentation: <a href="https://github.com/llmcost/llmcost#readme">README</a></li>
+</ul>
+</body></html>
+"""
+
+STORE_DOWN_HEADERS = {"Retry-After": "5"}
+
+
+def store_unavailable(exc: Exception) -> Response:
+    """503 with Retry-After: the client should retry; nothing was acknowledged."""
+    log.warning("store unavailable: %s", exc)
+    return error(503, "store unavailable, retry later", headers=STORE_DOWN_HEADERS)
+
+
+def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
+    """The ASGI app for one `Services` instance."""
+    config = services.config
+
+    async def landing(_request: Request) -> Response:
+        return HTMLResponse(LANDING.format(version=__version__))
+
+    async def healthz(_request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def readyz(_request: Request) -> Response:
+        if await run_in_threadpool(services.store.ping):
+            return PlainTextResponse("ready\n")
+        return PlainTextResponse("store unreachable\n", status_code=503)
+
+    async def metrics(request: Request) -> Response:
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        try:
+            payload = await run_in_threadpool(encoder, services.registry)
+        except StoreUnavailable as exc:
+            return store_unavailable(exc)
+        return Response(payload, media_type=content_type)
+
+    async def ingest(request: Request) -> Response:
+        denied = check_bearer(request, config.auth.ingest_tokens)
+        if denied is not None:
+            return denied
+        kind = media_type(request)
+        if kind not in NDJSON_TYPES and kind not in JSON_TYPES:
+            return error(415, f"unsupported content type {kind!r}; send application/json or application/x-ndjson")
+        try:
+            body = await read_limited(request, config.ingest.max_body_bytes)
+            records = await run_in_threadpool(split_records, body, kind)
+        except BodyTooLarge as exc:
+            return error(413, str(exc), {"limit_bytes": config.ingest.max_body_bytes})
+        except MalformedBody as exc:
+            return error(400, str(exc))
+        if len(records) > config.ingest.max_batch_events:
+            return error(
+                413,
+                f"batch has {len(records)} events; the limit is {config.ingest.max_batch_events} per request",
+                {"limit_events": config.ingest.max_batch_events},
+            )
+        events, rejected = await run_in_threadpool(services.pipeline.prepare, records)
+        assert services.commit_queue is not None
+        try:
+            accepted, duplicates = await asyncio.wrap_future(services.commit_queue.submit(events, len(rejected)))
+        except StoreUnavailable as exc:
+            return store_unavailable(exc)
+        outcome = IngestOutcome(accepted, duplicates, rejected)
+        body_json = outcome.to_json()
+        if rejected and not events:
+            body_json.update(error="no valid events in the request", detail=None)
+            return ORJSONResponse(body_json, status_code=422)
+        return ORJSONResponse(body_json)
+
+    routes: list[BaseRoute] = [
+        Route("/", landing),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics),
+        Route("/v1/usage", ingest, methods=["POST"]),
+        *extra_routes,
+    ]
+    return Starlette(routes=routes)

@@ -1,0 +1,35 @@
+"""Bearer-token checks with constant-time comparison."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from exporter.http.errors import error
+
+
+def token_matches(presented: str, tokens: Sequence[str]) -> bool:
+    """True when `presented` equals one of `tokens`; every token is compared, in constant time each."""
+    given = presented.encode()
+    found = False
+    for token in tokens:
+        found |= hmac.compare_digest(given, token.encode())
+    return found
+
+
+def check_bearer(request: Request, tokens: Sequence[str]) -> Response | None:
+    """None when the request may pass (no tokens configured, or a matching token); else a 401."""
+    if not tokens:
+        return None
+    header = request.headers.get("authorization", "")
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer" or not presented or not token_matches(presented.strip(), tokens):
+        return error(
+            401,
+            "missing or invalid bearer token",
+            headers={"WWW-Authenticate": 'Bearer realm="llmcost"'},
+        )
+    return None

@@ -1,0 +1,46 @@
+"""Every accepted input form, mapped to the canonical usage event dict that `parse_event` validates.
+
+Forms: a canonical event (returned as is), an event with a raw provider `usage` object
+(`provider_usage`), a LiteLLM StandardLoggingPayload or SpendLogs row (`litellm`), and OpenTelemetry
+GenAI span attributes (`otel`). The mapping only fixes structure and meaning; types and ranges of
+the canonical fields are `parse_event`'s job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from exporter.normalize.anthropic import merge_stream_usage
+from exporter.normalize.litellm import event_from_litellm, is_litellm
+from exporter.normalize.otel import event_from_span, is_otel
+from exporter.normalize.provider_usage import event_from_usage, map_usage
+
+__all__ = ["map_usage", "merge_stream_usage", "to_canonical"]
+
+
+def to_canonical(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Map one input record to a canonical event dict; raises `InvalidEvent` naming the field.
+
+    A canonical event (a `provider` and no `usage`) is returned unchanged, the same object: this is
+    the ingest hot path, so it costs two dict lookups. Unknown fields are passed through, and
+    `parse_event` keeps them in `metadata`.
+    """
+    if "usage" not in raw:
+        if "provider" in raw:
+            return raw  # type: ignore[return-value]  # canonical: the same object, no copy
+        return _without_usage(raw)
+    if not isinstance(raw, Mapping):
+        return raw  # not an object: parse_event says so
+    return event_from_usage(raw)
+
+
+def _without_usage(raw: Mapping[str, Any]) -> dict[str, Any]:
+    # No provider: a foreign form, or a canonical event that parse_event will reject as incomplete.
+    if not isinstance(raw, Mapping):
+        return raw
+    if is_litellm(raw):
+        return event_from_litellm(raw)
+    if is_otel(raw):
+        return event_from_span(raw)
+    return raw  # type: ignore[return-value]

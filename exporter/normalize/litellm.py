@@ -1,0 +1,185 @@
+"""LiteLLM records: the `StandardLoggingPayload` its callbacks log and `LiteLLM_SpendLogs` rows.
+
+Field names follow BerriAI/litellm `litellm/types/utils.py` (`StandardLoggingPayload`,
+`StandardLoggingMetadata`, `StandardLoggingUserAPIKeyMetadata`) and `schema.prisma`
+(`LiteLLM_SpendLogs`). LiteLLM's cost (`response_cost` / `spend`, USD) is kept as the event's
+`cost_usd`: it already applied the deployment's prices and any custom pricing.
+
+Attribution: `project` is the LiteLLM project of the key, else its team (alias before id); `user` is
+the end user (the `user` of the request), else the internal user owning the key. Only these and a
+short list of routing fields are kept: the payloads also carry the full prompt and response, the
+client IP and key hashes, which must not end up in metadata.
+
+Tokens: LiteLLM's usage follows OpenAI's shape, with `prompt_tokens` including cached tokens, so the
+full usage object (`hidden_params.usage_object`, `metadata.usage_object`, or the SpendLogs
+`metadata.additional_usage_values` beside the token columns) goes through the Chat Completions
+mapping. A LiteLLM cache hit never reached a provider: its tokens are not counted (the cost is 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from exporter.events import InvalidEvent
+from exporter.normalize._fields import tokens
+from exporter.normalize.openai_like import chat_tokens
+
+_META_KEYS = (
+    ("call_type", "call_type"),
+    ("model_group", "model_group"),
+    ("model_id", "model_id"),
+    ("api_base", "api_base"),
+    ("trace_id", "trace_id"),
+    ("session_id", "session_id"),
+    ("request_tags", "request_tags"),
+    ("team_id", "team_id"),
+    ("organization_id", "organization_id"),
+    ("agent_id", "agent_id"),
+    ("mcp_namespaced_tool_name", "mcp_tool"),
+)
+_KEY_META_KEYS = (
+    ("user_api_key_alias", "key_alias"),
+    ("user_api_key_team_id", "team_id"),
+    ("user_api_key_team_alias", "team_alias"),
+    ("user_api_key_org_id", "organization_id"),
+    ("user_api_key_project_id", "project_id"),
+)
+
+
+def is_litellm(raw: Mapping[str, Any]) -> bool:
+    """Tell whether `raw` is a StandardLoggingPayload (`response_cost`) or a SpendLogs row (`spend`)."""
+    return "response_cost" in raw or "spend" in raw or "call_type" in raw
+
+
+def event_from_litellm(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Map a LiteLLM StandardLoggingPayload or LiteLLM_SpendLogs row to a canonical event."""
+    spend_log = "spend" in raw
+    meta = _object(raw.get("metadata"), "metadata")
+    hidden = _object(raw.get("hidden_params"), "hidden_params")
+    model = raw.get("model") or raw.get("model_group")
+    provider = raw.get("custom_llm_provider") or _model_prefix(model) or "unknown"
+    out: dict[str, Any] = {"provider": provider, "model": model}
+
+    request_id = raw.get("request_id") if spend_log else raw.get("id")
+    if request_id is not None:
+        out["request_id"] = request_id
+    end, start = raw.get("endTime"), raw.get("startTime")
+    if end is not None:
+        out["timestamp"] = end
+    latency = raw.get("request_duration_ms")
+    out_latency = (
+        latency
+        if isinstance(latency, int | float) and not isinstance(latency, bool)
+        else _latency(start, end)
+    )
+    if out_latency is not None:
+        out["latency_ms"] = out_latency
+    cost = raw.get("spend") if spend_log else raw.get("response_cost")
+    if cost is not None:
+        out["cost_usd"] = cost
+    status = raw.get("status") or meta.get("status")
+    if status is not None:
+        out["status"] = "error" if status == "failure" else status
+
+    cache_hit = raw.get("cache_hit") in (True, "True", "true")
+    if cache_hit:
+        out.update(tokens(0))
+    else:
+        out.update(_tokens(raw, meta, hidden, "metadata" if spend_log else "hidden_params", provider))
+
+    project = _first(
+        meta, ("user_api_key_project_alias", "user_api_key_project_id", "user_api_key_team_alias")
+    )
+    project = project or _first(raw, ("team_id",)) or _first(meta, ("user_api_key_team_id",))
+    if project:
+        out["project"] = project
+    user = _first(raw, ("end_user",)) or _first(meta, ("user_api_key_end_user_id", "user_api_key_user_id"))
+    user = user or _first(raw, ("user",))
+    if user:
+        out["user"] = user
+    out["metadata"] = _metadata(raw, meta, cache_hit)
+    return out
+
+
+def _tokens(
+    raw: Mapping[str, Any], meta: Mapping[str, Any], hidden: Mapping[str, Any], where: str, provider: str
+) -> dict[str, int]:
+    usage = hidden.get("usage_object")
+    path = "hidden_params.usage_object"
+    if not isinstance(usage, Mapping):
+        usage, path = meta.get("usage_object"), "metadata.usage_object"
+    if not isinstance(usage, Mapping):
+        # The token columns, plus the provider-specific extras LiteLLM files beside them.
+        extra = meta.get("additional_usage_values")
+        usage = {**extra} if isinstance(extra, Mapping) else {}
+        for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+            if raw.get(key) is not None:
+                usage[key] = raw[key]
+        path = where if isinstance(extra, Mapping) else "record"
+    return chat_tokens(usage, path, provider)
+
+
+def _object(value: Any, name: str) -> Mapping[str, Any]:
+    # Spend logs exported from PostgreSQL as CSV or text carry their JSON columns as strings.
+    if isinstance(value, str | bytes) and value:
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            raise InvalidEvent(name, "is not valid JSON") from None
+    if value is None or value == "":
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidEvent(name, f"must be an object, got {type(value).__name__}")
+    return value
+
+
+def _first(obj: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        value = obj.get(key)
+        if value:
+            return value
+    return None
+
+
+def _model_prefix(model: Any) -> str | None:
+    # LiteLLM model names are often "provider/model".
+    return model.split("/", 1)[0] if isinstance(model, str) and "/" in model else None
+
+
+def _latency(start: Any, end: Any) -> float | None:
+    start_s, end_s = _seconds(start), _seconds(end)
+    if start_s is None or end_s is None or end_s < start_s:
+        return None
+    return round((end_s - start_s) * 1000.0, 3)
+
+
+def _seconds(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+        except ValueError:
+            return None
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    return None
+
+
+def _metadata(raw: Mapping[str, Any], meta: Mapping[str, Any], cache_hit: bool) -> dict[str, Any]:
+    kept: dict[str, Any] = {"source": "litellm"}
+    if cache_hit:
+        kept["cache_hit"] = True
+    for key, name in _META_KEYS:
+        value = raw.get(key)
+        if value not in (None, "", [], {}, "[]"):
+            kept[name] = value
+    for key, name in _KEY_META_KEYS:
+        value = meta.get(key)
+        if value not in (None, ""):
+            kept.setdefault(name, value)
+    return kept

@@ -1,0 +1,166 @@
+"""OpenAI-shaped usage: Chat Completions (and everything that copies it) and the Responses API.
+
+Chat Completions `prompt_tokens` INCLUDE the cached tokens (`prompt_tokens_details.cached_tokens`)
+and the cache writes some providers report beside them (`prompt_tokens_details.cache_write_tokens`
+from OpenAI and OpenRouter, `cache_creation_tokens` from LiteLLM), so both are subtracted to get the
+uncached input. Copies differ in where they put the cache hits: DeepSeek (`prompt_cache_hit_tokens`
+/ `prompt_cache_miss_tokens`), Mistral (`num_cached_tokens`), Hugging Face router (`cached_tokens`),
+LiteLLM and Databricks (`cache_read_input_tokens`); all are parts of `prompt_tokens`. A top-level
+`cache_creation_input_tokens` beside `prompt_tokens` (older LiteLLM Anthropic usage) follows
+Anthropic's meaning and is NOT part of `prompt_tokens`.
+
+`completion_tokens` include `completion_tokens_details.reasoning_tokens`, except at xAI, which
+reports reasoning beside the completion (`total_tokens` = prompt + completion + reasoning; that sum
+also reveals it for an unnamed provider). Gemini's OpenAI-compatible endpoint leaves thinking tokens
+out of `completion_tokens` entirely but counts them in `total_tokens`; for Google providers the
+surplus is output (billed as such) and reasoning.
+
+Responses API `input_tokens` include `input_tokens_details.cached_tokens` and `cache_write_tokens`;
+`output_tokens` include `output_tokens_details.reasoning_tokens`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from exporter.events import InvalidEvent
+from exporter.normalize import providers
+from exporter.normalize._fields import (
+    check_reasoning,
+    count,
+    count0,
+    first_count,
+    sub,
+    tokens,
+    uncached,
+)
+
+# Where OpenAI copies put the cache hits that are part of prompt_tokens, by preference.
+_TOP_LEVEL_CACHE_HITS = ("cache_read_input_tokens", "num_cached_tokens", "cached_tokens")
+
+
+def chat_tokens(usage: Mapping[str, Any], path: str, provider: str) -> dict[str, int]:
+    """Map a Chat Completions-style `usage` object to the canonical partition."""
+    prompt = count0(usage, "prompt_tokens", path)
+    completion = count0(usage, "completion_tokens", path)
+    total = count(usage, "total_tokens", path)
+    prompt_details = sub(usage, "prompt_tokens_details", path)
+    details_path = f"{path}.prompt_tokens_details"
+
+    hit = count(usage, "prompt_cache_hit_tokens", path)
+    if hit is not None:  # DeepSeek: hit + miss is the whole prompt
+        miss = count0(usage, "prompt_cache_miss_tokens", path)
+        if "prompt_tokens" in usage and hit + miss != prompt:
+            raise InvalidEvent(
+                f"{path}.prompt_cache_miss_tokens",
+                f"prompt_cache_hit_tokens ({hit}) + prompt_cache_miss_tokens ({miss}) "
+                f"!= prompt_tokens ({prompt})",
+            )
+        prompt = hit + miss
+        cache_read, cache_read_name = hit, "prompt_cache_hit_tokens"
+    else:
+        cache_read_name = "prompt_tokens_details.cached_tokens"
+        details_hit = count(prompt_details, "cached_tokens", details_path)
+        if details_hit is None:
+            details_hit = first_count(usage, _TOP_LEVEL_CACHE_HITS, path)
+            cache_read_name = next(
+                (k for k in _TOP_LEVEL_CACHE_HITS if usage.get(k) is not None), cache_read_name
+            )
+        cache_read = details_hit or 0
+
+    included_write = first_count(
+        prompt_details, ("cache_write_tokens", "cache_creation_tokens"), details_path
+    )
+    if included_write is None:
+        separate_write = count0(usage, "cache_creation_input_tokens", path)
+        included_write = 0
+    else:
+        separate_write = 0
+    input_tokens = uncached(
+        prompt,
+        f"{path}.prompt_tokens",
+        ((cache_read_name, cache_read), ("prompt_tokens_details.cache_write_tokens", included_write)),
+    )
+
+    reasoning = count(
+        sub(usage, "completion_tokens_details", path), "reasoning_tokens", f"{path}.completion_tokens_details"
+    )
+    if reasoning is None:
+        reasoning = count0(usage, "reasoning_tokens", path)
+    output = _output(prompt, completion, reasoning, total, path, provider)
+    if output != completion and reasoning == 0:  # Gemini's hidden thinking: the surplus is reasoning
+        reasoning = output - completion
+    return tokens(input_tokens, cache_read, included_write + separate_write, output, reasoning)
+
+
+def _output(prompt: int, completion: int, reasoning: int, total: int | None, path: str, provider: str) -> int:
+    name = provider.lower()
+    beside = total is not None and reasoning > 0 and total == prompt + completion + reasoning
+    if name in providers.XAI or beside:
+        return completion + reasoning
+    if total is not None and total > prompt + completion and reasoning == 0 and name in providers.GOOGLE:
+        return total - prompt
+    check_reasoning(
+        reasoning,
+        completion,
+        f"{path}.completion_tokens_details.reasoning_tokens",
+        f"{path}.completion_tokens",
+    )
+    return completion
+
+
+def responses_tokens(usage: Mapping[str, Any], path: str) -> dict[str, int]:
+    """Map a Responses API `usage` object to the canonical partition."""
+    details = sub(usage, "input_tokens_details", path)
+    details_path = f"{path}.input_tokens_details"
+    # Perplexity's Responses API names the cache hits like Anthropic does.
+    cache_read = first_count(details, ("cached_tokens", "cache_read_input_tokens"), details_path) or 0
+    cache_write = count0(details, "cache_write_tokens", details_path)
+    input_tokens = uncached(
+        count0(usage, "input_tokens", path),
+        f"{path}.input_tokens",
+        (
+            ("input_tokens_details.cached_tokens", cache_read),
+            ("input_tokens_details.cache_write_tokens", cache_write),
+        ),
+    )
+    output = count0(usage, "output_tokens", path)
+    reasoning = count0(
+        sub(usage, "output_tokens_details", path), "reasoning_tokens", f"{path}.output_tokens_details"
+    )
+    check_reasoning(
+        reasoning, output, f"{path}.output_tokens_details.reasoning_tokens", f"{path}.output_tokens"
+    )
+    return tokens(input_tokens, cache_read, cache_write, output, reasoning)
+
+
+def is_responses(usage: Mapping[str, Any]) -> bool:
+    """Tell whether the usage has keys only the Responses API has (Anthropic never sends them)."""
+    return "input_tokens_details" in usage or ("output_tokens_details" in usage and "total_tokens" in usage)
+
+
+def usage_cost(usage: Mapping[str, Any], path: str) -> str | float | None:
+    """Return the cost a provider reports in its usage (OpenRouter, LiteLLM) in USD, or None.
+
+    OpenRouter's `cost` is what it charged your credits. With your own provider key (`is_byok`) that
+    is only OpenRouter's fee and the provider bills `cost_details.upstream_inference_cost` to you
+    directly, so the call cost both.
+    """
+    cost = usage.get("cost")
+    if cost is None:
+        return None
+    if isinstance(cost, bool) or not isinstance(cost, int | float):
+        raise InvalidEvent(f"{path}.cost", f"must be a number, got {type(cost).__name__}")
+    if usage.get("is_byok") is True:
+        upstream = sub(usage, "cost_details", path).get("upstream_inference_cost")
+        if upstream is not None:
+            if isinstance(upstream, bool) or not isinstance(upstream, int | float):
+                raise InvalidEvent(
+                    f"{path}.cost_details.upstream_inference_cost",
+                    f"must be a number, got {type(upstream).__name__}",
+                )
+            # Sum the decimal renderings: exact, no float rounding.
+            return str(Decimal(repr(cost)) + Decimal(repr(upstream)))
+    return cost

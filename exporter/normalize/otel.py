@@ -1,0 +1,203 @@
+"""OpenTelemetry GenAI span attributes, flat, wrapped in a span record, or as OTLP key/value lists.
+
+Forms: a flat dict of `gen_ai.*` attributes; `{"attributes": …}` with the span's ids and times
+beside them (OTLP JSON or the SDK's `to_json`); attributes as OTLP `[{"key": …, "value": …}]`.
+
+Per the GenAI semantic conventions `gen_ai.usage.input_tokens` INCLUDES the cached tokens, and
+`gen_ai.usage.cache_read.input_tokens` / `gen_ai.usage.cache_creation.input_tokens` are parts of it,
+so both are subtracted for the uncached input; an input smaller than its cached parts is rejected
+rather than guessed at. Provider and token names from before the conventions settled
+(`gen_ai.system`, `gen_ai.usage.prompt_tokens`, …) are read too.
+
+`request_id` is the span (trace id + span id, unique per call); without a span id the provider's
+`gen_ai.response.id`. A trace id alone is not used: one trace holds many calls. Agent and tool spans
+(`invoke_agent`, `execute_tool`, …) are rejected: an agent span's usage is the sum of the model-call
+spans below it and would be counted twice. Message contents (`gen_ai.input.messages`, …) are not kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from exporter.events import InvalidEvent
+from exporter.normalize import providers
+from exporter.normalize._fields import check_reasoning, tokens, uncached
+
+NOT_MODEL_CALLS = frozenset(
+    (
+        "invoke_agent",
+        "create_agent",
+        "execute_tool",
+        "retrieval",
+        "search_memory",
+        "update_memory",
+        "delete_memory",
+    )
+)
+_INPUT = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")
+_OUTPUT = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
+_CACHE_READ = ("gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens")
+_CACHE_WRITE = ("gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_creation_input_tokens")
+_REASONING = ("gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens")
+_META = (
+    ("gen_ai.operation.name", "operation"),
+    ("gen_ai.response.id", "response_id"),
+    ("gen_ai.conversation.id", "conversation_id"),
+    ("gen_ai.agent.name", "agent"),
+    ("server.address", "server_address"),
+)
+_ERROR_CODES = (2, "2", "STATUS_CODE_ERROR", "ERROR", "error")
+
+
+def is_otel(raw: Mapping[str, Any]) -> bool:
+    """Tell whether `raw` is a span record (`attributes`) or a flat dict with a `gen_ai.*` key."""
+    if "attributes" in raw:
+        return True
+    return any(type(key) is str and key.startswith("gen_ai.") for key in raw)
+
+
+def decode_attributes(attributes: Any, path: str = "attributes") -> dict[str, Any]:
+    """Attributes as a plain dict, whether given as one or as OTLP `[{"key": …, "value": {…}}]`."""
+    if isinstance(attributes, Mapping):
+        return dict(attributes)
+    if not isinstance(attributes, Sequence) or isinstance(attributes, str):
+        raise InvalidEvent(
+            path, f"must be an object or an OTLP key/value list, got {type(attributes).__name__}"
+        )
+    decoded: dict[str, Any] = {}
+    for index, item in enumerate(attributes):
+        if not isinstance(item, Mapping) or not isinstance(item.get("key"), str):
+            raise InvalidEvent(f"{path}[{index}]", "must be an OTLP attribute {key, value}")
+        decoded[item["key"]] = any_value(item.get("value"))
+    return decoded
+
+
+def any_value(value: Any) -> Any:
+    """Return the Python value of an OTLP JSON `AnyValue` (int64 arrives as a decimal string)."""
+    if not isinstance(value, Mapping):
+        return value
+    if "stringValue" in value:
+        return value["stringValue"]
+    if "intValue" in value:
+        number = value["intValue"]
+        return int(number) if isinstance(number, str) and number.lstrip("-").isdigit() else number
+    if "doubleValue" in value:
+        return value["doubleValue"]
+    if "boolValue" in value:
+        return value["boolValue"]
+    if "arrayValue" in value:
+        return [any_value(item) for item in (value["arrayValue"] or {}).get("values", ())]
+    if "kvlistValue" in value:
+        return decode_attributes((value["kvlistValue"] or {}).get("values", ()))
+    if "bytesValue" in value:
+        return value["bytesValue"]
+    return None
+
+
+def event_from_span(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Map GenAI span attributes (flat, wrapped, or OTLP list form) to a canonical event."""
+    wrapped = "attributes" in raw
+    attrs = decode_attributes(raw["attributes"]) if wrapped else raw
+    operation = attrs.get("gen_ai.operation.name")
+    if operation in NOT_MODEL_CALLS:
+        raise InvalidEvent(
+            "gen_ai.operation.name",
+            f"{operation!r} spans add up the model calls below them; only model-call spans are ingested",
+        )
+    out: dict[str, Any] = {}
+    provider = attrs.get("gen_ai.provider.name") or attrs.get("gen_ai.system")
+    if isinstance(provider, str):
+        out["provider"] = providers.from_otel(provider)
+    model = attrs.get("gen_ai.response.model") or attrs.get("gen_ai.request.model")
+    if model is not None:
+        out["model"] = model
+    out.update(_tokens(attrs))
+    span = _span_fields(raw) if wrapped else {}
+    request_id = span.get("request_id") or attrs.get("gen_ai.response.id")
+    if request_id is not None:
+        out["request_id"] = request_id
+    for key in ("timestamp", "latency_ms"):
+        if key in span:
+            out[key] = span[key]
+    if span.get("error") or attrs.get("error.type"):
+        out["status"] = "error"
+    user = attrs.get("user.id") or attrs.get("enduser.id")
+    if user:
+        out["user"] = user
+    service = span.get("service")
+    if service:
+        out["service"] = service
+    metadata = {name: attrs[key] for key, name in _META if attrs.get(key) is not None}
+    if span.get("trace_id"):
+        metadata["trace_id"] = span["trace_id"]
+    if span.get("name"):
+        metadata["span_name"] = span["name"]
+    out["metadata"] = {"source": "otel", **metadata}
+    return out
+
+
+def _count(attrs: Mapping[str, Any], names: tuple[str, ...]) -> tuple[str, int]:
+    for name in names:
+        value = attrs.get(name)
+        if value is None:
+            continue
+        # OTLP JSON encodes int64 as strings; exporters that flatten attributes may keep them so.
+        if isinstance(value, str) and value.isdigit():
+            return name, int(value)
+        if type(value) is int and value >= 0:
+            return name, value
+        if isinstance(value, float) and value.is_integer() and value >= 0:
+            return name, int(value)
+        raise InvalidEvent(name, f"must be a non-negative integer, got {value!r}"[:120])
+    return names[0], 0
+
+
+def _tokens(attrs: Mapping[str, Any]) -> dict[str, int]:
+    input_name, total_input = _count(attrs, _INPUT)
+    cache_read_name, cache_read = _count(attrs, _CACHE_READ)
+    cache_write_name, cache_write = _count(attrs, _CACHE_WRITE)
+    output_name, output = _count(attrs, _OUTPUT)
+    reasoning_name, reasoning = _count(attrs, _REASONING)
+    input_tokens = uncached(
+        total_input, input_name, ((cache_read_name, cache_read), (cache_write_name, cache_write))
+    )
+    check_reasoning(reasoning, output, reasoning_name, output_name)
+    return tokens(input_tokens, cache_read, cache_write, output, reasoning)
+
+
+def _span_fields(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Read ids, times, status and service of a span record (OTLP JSON or the SDK's `to_json`)."""
+    context = raw.get("context")
+    if not isinstance(context, Mapping):
+        context = {}
+    trace_id = raw.get("traceId") or raw.get("trace_id") or context.get("trace_id")
+    span_id = raw.get("spanId") or raw.get("span_id") or context.get("span_id")
+    fields: dict[str, Any] = {"trace_id": trace_id, "name": raw.get("name")}
+    if span_id:
+        fields["request_id"] = f"{trace_id}-{span_id}" if trace_id else span_id
+    start = _nanos(raw.get("startTimeUnixNano"))
+    end = _nanos(raw.get("endTimeUnixNano"))
+    if end is not None:
+        # Whole seconds apart from the fraction: a float cannot hold 19 digits of nanoseconds.
+        fields["timestamp"] = end // 1_000_000_000 + (end % 1_000_000_000) / 1e9
+        if start is not None and end >= start:
+            fields["latency_ms"] = (end - start) / 1e6
+    elif raw.get("end_time") is not None:  # SDK JSON: RFC 3339 strings
+        fields["timestamp"] = raw["end_time"]
+    status = raw.get("status")
+    if isinstance(status, Mapping):
+        fields["error"] = status.get("code") in _ERROR_CODES or status.get("status_code") in _ERROR_CODES
+    resource = raw.get("resource")
+    if isinstance(resource, Mapping):
+        resource_attrs = decode_attributes(resource.get("attributes", resource), "resource.attributes")
+        fields["service"] = resource_attrs.get("service.name")
+    return fields
+
+
+def _nanos(value: Any) -> int | None:
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    if type(value) is int:
+        return value
+    return None

@@ -1,0 +1,120 @@
+"""Events that carry a raw provider `usage` object instead of token fields.
+
+The shape is recognised from the usage keys themselves (different providers copy each other's
+shapes, so the provider name is only a hint, used where one shape means two things). Each shape's
+mapping to the canonical partition lives in its own module; this one picks the module, unwraps
+whole responses or stream events passed as the usage, and builds the event.
+
+The raw usage object is kept in the event's `metadata["usage"]`: the canonical partition cannot hold
+everything (audio tokens, cache TTLs, web searches, advisor iterations), and nothing the caller sent
+is dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from exporter.events import TOKEN_FIELDS, InvalidEvent
+from exporter.normalize._fields import count0, tokens
+from exporter.normalize.anthropic import anthropic_tokens, is_anthropic
+from exporter.normalize.bedrock import bedrock_tokens, is_bedrock_converse
+from exporter.normalize.cohere import cohere_tokens, is_cohere
+from exporter.normalize.gemini import gemini_tokens, is_gemini
+from exporter.normalize.openai_like import chat_tokens, is_responses, responses_tokens, usage_cost
+
+_TOKEN_KEYS = frozenset(
+    (
+        "prompt_tokens",
+        "completion_tokens",
+        "input_tokens",
+        "output_tokens",
+        "inputTokens",
+        "outputTokens",
+        "promptTokenCount",
+        "candidatesTokenCount",
+        "billed_units",
+        "total_tokens",
+    )
+)
+_SHAPE_HINT = (
+    "expected the usage of OpenAI (prompt_tokens or input_tokens), Anthropic (input_tokens), "
+    "Bedrock Converse (inputTokens), Gemini (promptTokenCount) or Cohere (billed_units)"
+)
+
+
+def map_usage(usage: Any, provider: str = "", path: str = "usage") -> tuple[dict[str, int], Any, str | None]:
+    """Map a provider usage object to `(token fields, reported cost or None, model or None)`.
+
+    `usage` may also be a whole response or stream event that contains one (an Anthropic
+    `message_start` nests it under `message`, which also names the model).
+    """
+    model: str | None = None
+    for _ in range(3):  # response → message → usage is the deepest nesting in use
+        if not isinstance(usage, Mapping):
+            raise InvalidEvent(path, f"must be an object, got {type(usage).__name__}")
+        if not _TOKEN_KEYS.isdisjoint(usage):
+            break
+        inner = usage.get("message")
+        if isinstance(inner, Mapping) and "usage" in inner:
+            model = inner.get("model") if isinstance(inner.get("model"), str) else model
+            usage, path = inner["usage"], f"{path}.message.usage"
+            continue
+        for key in ("usage", "usageMetadata", "meta"):
+            if isinstance(usage.get(key), Mapping):
+                usage, path = usage[key], f"{path}.{key}"
+                break
+        else:
+            break
+    if not isinstance(usage, Mapping):
+        raise InvalidEvent(path, f"must be an object, got {type(usage).__name__}")
+    if not usage:
+        raise InvalidEvent(path, "is empty")
+    return _tokens_for_shape(usage, path, provider), usage_cost(usage, path), model
+
+
+def _tokens_for_shape(usage: Mapping[str, Any], path: str, provider: str) -> dict[str, int]:
+    if is_bedrock_converse(usage):
+        return bedrock_tokens(usage, path)
+    if is_gemini(usage):
+        return gemini_tokens(usage, path)
+    if is_cohere(usage):
+        return cohere_tokens(usage, path)
+    if "prompt_tokens" in usage or "completion_tokens" in usage or "prompt_cache_hit_tokens" in usage:
+        return chat_tokens(usage, path, provider)
+    if "input_tokens" in usage or "output_tokens" in usage:
+        anthropic, responses = is_anthropic(usage), is_responses(usage)
+        if anthropic and responses:
+            raise InvalidEvent(
+                path, "mixes Anthropic keys (cache_*_input_tokens) with Responses API keys (*_details)"
+            )
+        if anthropic or "input_tokens" not in usage:
+            return anthropic_tokens(usage, path)
+        # Plain {input_tokens, output_tokens}: Anthropic and Responses read it the same way.
+        return responses_tokens(usage, path)
+    if "total_tokens" in usage:  # embeddings (Voyage): every token is input
+        return tokens(count0(usage, "total_tokens", path))
+    keys = ", ".join(sorted(map(str, usage))[:8])
+    raise InvalidEvent(path, f"unrecognised usage object ({keys}); {_SHAPE_HINT}")
+
+
+def event_from_usage(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Map `{"provider": …, "model": …, "usage": {…}, <other fields>}` to a canonical event."""
+    clashing = [name for name in TOKEN_FIELDS if name in raw]
+    if clashing:
+        raise InvalidEvent("usage", f"cannot be combined with {', '.join(clashing)}: send one or the other")
+    provider = raw.get("provider")
+    out = dict(raw)
+    usage = out.pop("usage")
+    token_fields, cost, model = map_usage(usage, provider if isinstance(provider, str) else "")
+    out.update(token_fields)
+    if cost is not None and out.get("cost_usd") is None:  # a cost the caller sent wins
+        out["cost_usd"] = cost
+    if model is not None and out.get("model") is None:
+        out["model"] = model
+    metadata = out.get("metadata")
+    if metadata is None:
+        out["metadata"] = {"usage": usage}
+    elif isinstance(metadata, dict):  # anything else is left for parse_event to reject
+        out["metadata"] = {"usage": usage, **metadata}
+    return out

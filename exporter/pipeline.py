@@ -1,0 +1,133 @@
+"""Ingest pipeline: raw records → canonical events → priced events → store.
+
+The HTTP API and `llmcost ingest` share this code, so both apply the same validation, pricing and
+idempotency. A bad record becomes a `Rejection` naming its index and the problem; it never stops the
+good records beside it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+from exporter.events import InvalidEvent, UsageEvent, parse_event
+from exporter.normalize import to_canonical
+from exporter.pricing import PriceBook
+from exporter.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """One record that was not stored, and why."""
+
+    index: int
+    error: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The API's `{"index": i, "error": "..."}` form."""
+        return {"index": self.index, "error": self.error}
+
+
+@dataclass
+class IngestOutcome:
+    """Counts for a request or a file: accepted (new), duplicates (already stored), rejected (invalid)."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+
+    def add(self, other: IngestOutcome) -> None:
+        """Fold another outcome into this one."""
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.rejected.extend(other.rejected)
+
+    def to_json(self, *, max_rejections: int = 1000) -> dict[str, Any]:
+        """The API response body; a huge list of rejections is cut with a count of the rest."""
+        body: dict[str, Any] = {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": [r.to_json() for r in self.rejected[:max_rejections]],
+        }
+        if len(self.rejected) > max_rejections:
+            body["rejected_truncated"] = len(self.rejected) - max_rejections
+        return body
+
+
+class IngestPipeline:
+    """Validates and prices records; `ingest` also writes them (for callers without a commit queue)."""
+
+    def __init__(
+        self,
+        store: Store,
+        prices: PriceBook,
+        *,
+        clock: Callable[[], float] = time.time,
+        max_future_skew: float = 300.0,
+    ) -> None:
+        self.store = store
+        self.prices = prices
+        self.clock = clock
+        self.max_future_skew = max_future_skew
+
+    def prepare(self, records: Iterable[tuple[int, Any]]) -> tuple[list[UsageEvent], list[Rejection]]:
+        """Turn `(index, raw record or InvalidEvent)` pairs into priced events and rejections."""
+        now = self.clock()
+        skew = self.max_future_skew
+        price = self.price
+        events: list[UsageEvent] = []
+        rejected: list[Rejection] = []
+        for index, raw in records:
+            if isinstance(raw, InvalidEvent):
+                rejected.append(Rejection(index, str(raw)))
+                continue
+            try:
+                event = parse_event(to_canonical(raw), now=now, max_future_skew=skew)
+                price(event)
+            except InvalidEvent as exc:
+                rejected.append(Rejection(index, str(exc)))
+                continue
+            except Exception as exc:  # a bug in one mapping must not drop the batch
+                log.exception("unexpected error on record %d", index)
+                rejected.append(Rejection(index, f"internal error while reading this record: {type(exc).__name__}"))
+                continue
+            events.append(event)
+        return events, rejected
+
+    def price(self, event: UsageEvent) -> None:
+        """Fill `cost_nanousd` and `cost_source`: a supplied cost wins, else the price table, else 0."""
+        if event.cost_nanousd is not None:
+            event.cost_source = "supplied"
+            return
+        cost = self.prices.cost_nanousd(
+            event.provider,
+            event.model,
+            event.timestamp,
+            event.input_tokens,
+            event.cache_read_tokens,
+            event.cache_write_tokens,
+            event.output_tokens,
+            reasoning_tokens=event.reasoning_tokens,
+        )
+        if cost is None:
+            event.cost_nanousd = 0
+            event.cost_source = "unpriced"
+        else:
+            event.cost_nanousd = cost
+            event.cost_source = "priced"
+
+    def ingest(self, records: Iterable[tuple[int, Any]], *, batch_size: int = 10_000) -> IngestOutcome:
+        """Validate, price and store records in batches; returns the totals."""
+        outcome = IngestOutcome()
+        iterator: Iterator[tuple[int, Any]] = iter(records)
+        while batch := list(islice(iterator, batch_size)):
+            events, rejected = self.prepare(batch)
+            result = self.store.write_events(events, rejected=len(rejected))
+            outcome.add(IngestOutcome(result.accepted, result.duplicates, rejected))
+        return outcome

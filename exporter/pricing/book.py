@@ -1,0 +1,292 @@
+"""`PriceBook`: the cost of a call at its timestamp, resolved once per model and price period.
+
+`genai_prices.calc_price` takes 130-235 µs a call (model matching, unit decomposition, Decimal
+arithmetic). A price book resolves each (provider, model) pair as sent once, keeps it in a bounded LRU,
+and remembers the span of time around the last priced call in which that price cannot change (start
+dates, DeepSeek's off-peak hours, override `valid_from`s). A call inside that span costs a dict lookup,
+two float comparisons and a few integer multiplications.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from bisect import bisect_left, bisect_right
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from fnmatch import translate
+from pathlib import Path
+from typing import Any
+
+from genai_prices.data_snapshot import DataSnapshot
+from genai_prices.types import ModelInfo, Provider
+
+from exporter.pricing.catalog import Catalog, price_schedule
+from exporter.pricing.overrides import PriceOverride, load_overrides
+from exporter.pricing.tariff import Rates, Tariff, compile_rates, divide_half_even
+
+DEFAULT_CACHE_SIZE = 4096
+_DAY = 86_400.0
+_INF = math.inf
+
+
+class _Period:
+    """A span [lo, hi) of epoch seconds in which one tariff (or none) applies to an entry."""
+
+    __slots__ = ("brackets", "hi", "lo", "rates", "tariff", "tier_starts")
+
+    def __init__(self, lo: float, hi: float, tariff: Tariff | None) -> None:
+        self.lo = lo
+        self.hi = hi
+        self.tariff = tariff
+        self.rates: Rates | None = None if tariff is None else tariff.brackets[0]
+        self.tier_starts: tuple[int, ...] = () if tariff is None else tariff.tier_starts
+        self.brackets: tuple[Rates, ...] = () if tariff is None else tariff.brackets
+
+
+_UNRESOLVED = _Period(_INF, -_INF, None)  # contains no timestamp: forces the first resolution
+
+
+@dataclass(slots=True)
+class _OverrideGroup:
+    """All override entries for one provider/model pattern pair: a price history by `valid_from`."""
+
+    provider: re.Pattern[str]
+    model: re.Pattern[str]
+    starts: list[float] = field(default_factory=list)
+    tariffs: list[Tariff] = field(default_factory=list)
+
+    def matches(self, provider: str, model: str) -> bool:
+        return self.provider.match(provider) is not None and self.model.match(model) is not None
+
+
+class _Entry:
+    """Everything resolved for one (provider, model) pair as sent, and its current price period."""
+
+    __slots__ = ("book", "daily", "groups", "instants", "match", "period")
+
+    def __init__(
+        self,
+        book: PriceBook,
+        groups: list[_OverrideGroup],
+        match: tuple[Provider, ModelInfo] | None,
+    ) -> None:
+        self.book = book
+        self.groups = groups
+        self.match = match
+        instants = {start for group in groups for start in group.starts if start != -_INF}
+        daily: list[float] = []
+        if match is not None:
+            genai_instants, daily = price_schedule(match[1])
+            instants.update(genai_instants)
+        self.instants = sorted(instants)
+        self.daily = sorted(set(daily))
+        self.period = _UNRESOLVED
+
+    def period_at(self, timestamp: float) -> _Period:
+        """Resolve (and remember) the price period containing `timestamp`."""
+        if not math.isfinite(timestamp):
+            raise ValueError(f"timestamp must be finite, got {timestamp!r}")
+        lo, hi = _window(timestamp, self.instants, self.daily)
+        self.period = period = _Period(lo, hi, self._tariff_at(_inside(lo, hi)))
+        return period
+
+    def _tariff_at(self, at: float) -> Tariff | None:
+        for group in self.groups:  # overrides first, in file order
+            index = bisect_right(group.starts, at)
+            if index:
+                return group.tariffs[index - 1]
+        if self.match is None:
+            return None
+        provider, model = self.match
+        return self.book._genai_tariff(provider, model, model.get_prices(datetime.fromtimestamp(at, UTC)))
+
+
+def _window(timestamp: float, instants: Sequence[float], daily: Sequence[float]) -> tuple[float, float]:
+    """Return the span [lo, hi) around `timestamp` that contains no instant and no daily time of day."""
+    lo, hi = -_INF, _INF
+    if instants:
+        index = bisect_right(instants, timestamp)
+        if index:
+            lo = instants[index - 1]
+        if index < len(instants):
+            hi = instants[index]
+    if daily:
+        day = timestamp - timestamp % _DAY
+        index = bisect_right(daily, timestamp - day)
+        lo = max(lo, day + daily[index - 1] if index else day - _DAY + daily[-1])
+        hi = min(hi, day + daily[index] if index < len(daily) else day + _DAY + daily[0])
+    return lo, hi
+
+
+def _inside(lo: float, hi: float) -> float:
+    """Return a moment safely inside [lo, hi), away from float/microsecond rounding at its edges."""
+    if lo == -_INF:
+        return 0.0 if hi == _INF else hi - 1.0
+    return lo if hi == _INF else (lo + hi) / 2
+
+
+def _iso(moment: float) -> str | None:
+    return None if math.isinf(moment) else datetime.fromtimestamp(moment, UTC).isoformat()
+
+
+def _override_tariff(override: PriceOverride) -> Tariff:
+    input_price = override.input_per_mtok
+    per_mtok = (
+        input_price,
+        input_price if override.cache_read_per_mtok is None else override.cache_read_per_mtok,
+        input_price if override.cache_write_per_mtok is None else override.cache_write_per_mtok,
+        override.output_per_mtok,
+        Decimal(0),  # reasoning tokens are output tokens
+    )
+    rates = compile_rates(Decimal(0), [price.scaleb(-6) for price in per_mtok])
+    details = {
+        "source": "override",
+        "source_detail": override.origin or "PriceOverride",
+        "override_provider": override.provider,
+        "override_model": override.model,
+    }
+    return Tariff((), (rates,), details)
+
+
+def _group_overrides(overrides: Sequence[PriceOverride]) -> list[_OverrideGroup]:
+    groups: dict[tuple[str, str], _OverrideGroup] = {}
+    for override in overrides:
+        key = (override.provider.strip().lower(), override.model.strip().lower())
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = _OverrideGroup(re.compile(translate(key[0])), re.compile(translate(key[1])))
+        start = -_INF if override.valid_from is None else override.valid_from.timestamp()
+        index = bisect_right(group.starts, start)  # equal starts: the later entry wins
+        group.starts.insert(index, start)
+        group.tariffs.insert(index, _override_tariff(override))
+    return list(groups.values())
+
+
+class PriceBook:
+    """Prices canonical usage in exact integer nano-dollars at the time of each call.
+
+    Overrides are checked first (see `exporter.pricing` for the file format), then the genai-prices
+    data bundled with the installed package. Safe to share between threads: a race can at worst
+    resolve the same entry twice.
+    """
+
+    def __init__(
+        self,
+        overrides: Sequence[PriceOverride] = (),
+        *,
+        snapshot: DataSnapshot | None = None,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+    ) -> None:
+        if cache_size < 1:
+            raise ValueError("cache_size must be at least 1")
+        self._catalog = Catalog(snapshot)
+        self._groups = _group_overrides(overrides)
+        self._cache_size = cache_size
+        self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
+        # Compiled genai-prices prices, shared by every name that resolves to the same model. Bounded
+        # by the size of the price data, not by the names seen.
+        self._genai_tariffs: dict[tuple[str, str, int], Tariff] = {}
+
+    @classmethod
+    def from_file(cls, path: str | Path | None, **kwargs: Any) -> PriceBook:
+        """Build a price book with the overrides from a YAML file; None means no overrides."""
+        return cls(() if path is None else load_overrides(path), **kwargs)
+
+    def cost_nanousd(
+        self,
+        provider: str,
+        model: str,
+        timestamp: float,
+        input_tokens: int,
+        cache_read_tokens: int,
+        cache_write_tokens: int,
+        output_tokens: int,
+        reasoning_tokens: int = 0,
+    ) -> int | None:
+        """Cost in integer nano-dollars, or None when the model has no known price.
+
+        Canonical counts: `input_tokens` are uncached input only; `output_tokens` include
+        `reasoning_tokens` (which only matter for the few models that price reasoning apart).
+        """
+        key = (provider, model)
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._add(key)
+        else:
+            try:  # noqa: SIM105 - contextlib.suppress costs more than the rest of this call
+                self._entries.move_to_end(key)
+            except KeyError:  # evicted by another thread since the lookup
+                pass
+        period = entry.period
+        if not period.lo <= timestamp < period.hi:
+            period = entry.period_at(timestamp)
+        rates = period.rates
+        if rates is None:
+            return None
+        if period.tier_starts:
+            total_input = input_tokens + cache_read_tokens + cache_write_tokens
+            rates = period.brackets[bisect_left(period.tier_starts, total_input)]
+        per_request, r_input, r_read, r_write, r_output, r_reasoning, scale = rates
+        total = (
+            per_request
+            + r_input * input_tokens
+            + r_read * cache_read_tokens
+            + r_write * cache_write_tokens
+            + r_output * output_tokens
+        )
+        if r_reasoning:
+            total += r_reasoning * reasoning_tokens
+        return total if scale == 1 else divide_half_even(total, scale)
+
+    def describe(self, provider: str, model: str, timestamp: float) -> dict[str, Any] | None:
+        """Which price applies to a call, where it comes from and the span it holds; None if unpriced.
+
+        `valid_from` / `valid_until` bound the span around `timestamp` in which this price applies
+        unchanged (None = unbounded); prices are exact decimal strings in USD.
+        """
+        period = self._entry((provider, model)).period_at(timestamp)
+        if period.tariff is None:
+            return None
+        return {
+            "provider": provider,
+            "model": model,
+            **period.tariff.describe(),
+            "valid_from": _iso(period.lo),
+            "valid_until": _iso(period.hi),
+        }
+
+    def cache_info(self) -> dict[str, int]:
+        """How many (provider, model) names are cached, and the limit."""
+        return {"entries": len(self._entries), "max_entries": self._cache_size}
+
+    def _entry(self, key: tuple[str, str]) -> _Entry:
+        entry = self._entries.get(key)
+        return self._add(key) if entry is None else entry
+
+    def _add(self, key: tuple[str, str]) -> _Entry:
+        provider, model = key
+        provider_l, model_l = provider.strip().lower(), model.strip().lower()
+        groups = [group for group in self._groups if group.matches(provider_l, model_l)]
+        # An override without valid_from always applies, so the bundled data is never consulted.
+        always_overridden = any(group.starts[0] == -_INF for group in groups)
+        match = None if always_overridden else self._catalog.find(provider, model)
+        entry = _Entry(self, groups, match)
+        entries = self._entries
+        entries[key] = entry
+        while len(entries) > self._cache_size:
+            try:
+                entries.popitem(last=False)
+            except KeyError:  # emptied by another thread
+                break
+        return entry
+
+    def _genai_tariff(self, provider: Provider, model: ModelInfo, price: Any) -> Tariff:
+        key = (provider.id, model.id, id(price))
+        tariff = self._genai_tariffs.get(key)
+        if tariff is None:
+            tariff = self._genai_tariffs[key] = self._catalog.compile(provider, model, price)
+        return tariff

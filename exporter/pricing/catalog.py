@@ -1,0 +1,237 @@
+"""The genai-prices data adapted to llmcost: provider names, model lookup, price schedules, compiling.
+
+Offline by construction. genai-prices can replace its data at runtime: `genai_prices.UpdatePrices`
+starts a background thread that downloads a new price file from GitHub every hour and installs it as
+the process-wide snapshot that `genai_prices.calc_price` reads. llmcost never starts it, and never reads
+that process-wide snapshot either: a `Catalog` holds the data shipped inside the installed wheel
+(`genai_prices.data.providers`), or a snapshot passed in explicitly, so nothing another library in the
+same process does can change llmcost's prices or make it touch the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from importlib.metadata import version
+from types import MappingProxyType
+from typing import Any
+
+from genai_prices.data_snapshot import DataSnapshot
+from genai_prices.types import (
+    ModelInfo,
+    ModelPrice,
+    Provider,
+    StartDateConstraint,
+    TieredPrices,
+    TimeOfDateConstraint,
+    Usage,
+)
+
+from exporter.pricing.tariff import Rates, Tariff, compile_rates
+
+# Provider names as users and SDKs send them (lower-cased) → genai-prices provider ids. Every
+# genai-prices id also maps to itself; anything else is an unknown provider, priced by model name alone.
+PROVIDER_ALIASES: Mapping[str, str] = MappingProxyType(
+    {
+        "amazon": "aws",
+        "amazon-bedrock": "aws",
+        "amazon_bedrock": "aws",
+        "aws-bedrock": "aws",
+        "aws_bedrock": "aws",
+        "bedrock": "aws",
+        "bedrock_converse": "aws",
+        "azure-openai": "azure",
+        "azure_ai": "azure",
+        "azure_openai": "azure",
+        "azureopenai": "azure",
+        "cohere_chat": "cohere",
+        "fireworks-ai": "fireworks",
+        "fireworks_ai": "fireworks",
+        "fireworksai": "fireworks",
+        "gemini": "google",
+        "google-genai": "google",
+        "google-vertex": "google",
+        "google_ai_studio": "google",
+        "google_genai": "google",
+        "google_vertex": "google",
+        "vertex": "google",
+        "vertex_ai": "google",
+        "vertex_ai_beta": "google",
+        "vertexai": "google",
+        "kimi": "moonshotai",
+        "moonshot": "moonshotai",
+        "mistral_ai": "mistral",
+        "mistralai": "mistral",
+        "together-ai": "together",
+        "together_ai": "together",
+        "togetherai": "together",
+        "voyage": "voyageai",
+        "workers_ai": "cloudflare",
+        "grok": "x-ai",
+        "x_ai": "x-ai",
+        "xai": "x-ai",
+        "z-ai": "zai",
+        "zhipu": "zhipuai",
+    }
+)
+
+
+def to_genai_usage(
+    input_tokens: int,
+    cache_read_tokens: int,
+    cache_write_tokens: int,
+    output_tokens: int,
+    reasoning_tokens: int = 0,
+) -> Usage:
+    """Convert canonical token counts to a genai-prices `Usage`.
+
+    genai-prices counts `input_tokens` as ALL input, cached or not, and prices cache reads and writes
+    as subsets of it (uncached input = input_tokens - cache_read_tokens - cache_write_tokens).
+    Canonical `input_tokens` are uncached only, so the three are added. Both count reasoning tokens
+    inside `output_tokens`.
+    """
+    return Usage(
+        input_tokens=input_tokens + cache_read_tokens + cache_write_tokens,
+        cache_read_tokens=cache_read_tokens,
+        cache_write_tokens=cache_write_tokens,
+        output_tokens=output_tokens,
+        output_reasoning_tokens=reasoning_tokens,
+    )
+
+
+# One request and one token of each canonical kind (input, cache read, cache write, output,
+# output-with-reasoning): pricing these with genai-prices' own arithmetic gives exact linear rates.
+_PROBES = (
+    to_genai_usage(0, 0, 0, 0),
+    to_genai_usage(1, 0, 0, 0),
+    to_genai_usage(0, 1, 0, 0),
+    to_genai_usage(0, 0, 1, 0),
+    to_genai_usage(0, 0, 0, 1),
+    to_genai_usage(0, 0, 0, 1, 1),
+)
+
+
+class Catalog:
+    """Model lookup and price compilation over one fixed set of genai-prices providers."""
+
+    def __init__(self, snapshot: DataSnapshot | None = None) -> None:
+        if snapshot is None:
+            from genai_prices.data import providers  # ~0.5 s import: only when a price book is built
+
+            self.providers: list[Provider] = providers
+            self.source = f"genai-prices {version('genai-prices')} bundled data"
+        else:
+            self.providers = snapshot.providers
+            self.source = f"genai-prices snapshot of {snapshot.timestamp.isoformat(timespec='seconds')}"
+        self._by_id = {provider.id: provider for provider in self.providers}
+        self._by_model_name = [p for p in self.providers if p.model_match is not None]
+
+    def provider_id(self, provider: str) -> str | None:
+        """Return the genai-prices provider id for a provider name as sent, or None when unknown."""
+        name = provider.strip().lower()
+        name = PROVIDER_ALIASES.get(name, name)
+        return name if name in self._by_id else None
+
+    def find(self, provider: str, model: str) -> tuple[Provider, ModelInfo] | None:
+        """Find the price entry for a call, matching model names the way genai-prices does.
+
+        A known provider is searched alone (genai-prices follows resellers such as Azure or Vertex to
+        the model's maker itself), also without a `provider/` prefix naming that same provider. For an
+        unknown provider (a proxy, LiteLLM, self-hosted) a `provider/model` prefix naming a known
+        provider is tried first, as genai-prices does for LiteLLM, then the model name alone.
+        """
+        ref = model.lower()
+        provider_id = self.provider_id(provider)
+        prefix, slash, rest = ref.partition("/")
+        prefixed = self.provider_id(prefix) if slash else None
+        if provider_id is not None:
+            found = self._in_provider(provider_id, ref)
+            if found is None and prefixed == provider_id:
+                found = self._in_provider(provider_id, rest)
+            return found
+        if prefixed is not None and (found := self._in_provider(prefixed, rest)) is not None:
+            return found
+        for candidate in self._by_model_name:
+            if candidate.model_match is not None and candidate.model_match.is_match(ref):
+                return self._in_provider(candidate.id, ref)
+        return None
+
+    def _in_provider(self, provider_id: str, ref: str) -> tuple[Provider, ModelInfo] | None:
+        provider = self._by_id[provider_id]
+        model = provider.find_model(ref, all_providers=self.providers)
+        return None if model is None else (provider, model)
+
+    def compile(self, provider: Provider, model: ModelInfo, price: ModelPrice) -> Tariff:
+        """Compile one of the model's prices into exact integer rates, one set per tier bracket."""
+        tiered = [value for value in price.__dict__.values() if isinstance(value, TieredPrices)]
+        starts = tuple(sorted({tier.start for value in tiered for tier in value.tiers}))
+        # Bracket k covers total input in (starts[k-1], starts[k]]; price it at its smallest total.
+        brackets = tuple(
+            _probe(_flatten(price, 0 if k == 0 else starts[k - 1] + 1)) for k in range(len(starts) + 1)
+        )
+        details = {
+            "source": "genai-prices",
+            "source_detail": self.source,
+            "price_provider": provider.id,
+            "price_model": model.id,
+            "model_name": model.name,
+            "price_table": str(price),
+            "pricing_urls": list(provider.pricing_urls or ()),
+        }
+        return Tariff(starts, brackets, details)
+
+
+def price_schedule(model: ModelInfo) -> tuple[list[float], list[float]]:
+    """When the model's price can change: absolute instants (epoch s) and daily UTC seconds-of-day.
+
+    Start-date constraints switch at UTC midnight of their date; time-of-day constraints (DeepSeek's
+    off-peak hours) switch every day at their start and end. Between two such moments the price
+    genai-prices selects is constant, which is what lets a resolved price be reused.
+    """
+    instants: list[float] = []
+    daily: list[float] = []
+    if isinstance(model.prices, list):
+        for conditional in model.prices:
+            constraint = conditional.constraint
+            if isinstance(constraint, StartDateConstraint):
+                instants.append(datetime.combine(constraint.start_date, time(), UTC).timestamp())
+            elif isinstance(constraint, TimeOfDateConstraint):
+                daily += (_seconds_of_day(constraint.start_time), _seconds_of_day(constraint.end_time))
+    return instants, daily
+
+
+def _seconds_of_day(value: time) -> float:
+    # Same normalisation as genai-prices: naive times are UTC, aware ones are converted to UTC.
+    if value.tzinfo is None:
+        utc = value.replace(tzinfo=UTC)
+    else:
+        utc = datetime.combine(date(1970, 1, 1), value).astimezone(UTC).timetz()
+    return utc.hour * 3600 + utc.minute * 60 + utc.second + utc.microsecond / 1e6
+
+
+def _flatten(price: ModelPrice, total_input_tokens: int) -> ModelPrice:
+    """Replace every tiered value of the price by the one genai-prices applies at this input size."""
+    return ModelPrice(
+        **{
+            key: _tier_value(value, total_input_tokens) if isinstance(value, TieredPrices) else value
+            for key, value in price.__dict__.items()
+        }
+    )
+
+
+def _tier_value(value: TieredPrices, total_input_tokens: int) -> Decimal:
+    # genai_prices.types.calc_unit_price: the highest tier whose start the total input exceeds.
+    for tier in reversed(value.tiers):
+        if total_input_tokens > tier.start:
+            return tier.price
+    return value.base
+
+
+def _probe(price: ModelPrice) -> Rates:
+    totals: Sequence[Any] = [price.calc_price(usage)["total_price"] for usage in _PROBES]
+    base, input_, cache_read, cache_write, output, output_reasoning = totals
+    return compile_rates(
+        base,
+        (input_ - base, cache_read - base, cache_write - base, output - base, output_reasoning - output),
+    )

@@ -1,0 +1,179 @@
+"""User price overrides (private, negotiated or self-hosted prices): the YAML format and its validation.
+
+The format is documented in `exporter.pricing`. Loading checks every entry and reports all problems
+at once, each as `prices[INDEX].FIELD: reason`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PRICE_FIELDS = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok")
+ENTRY_FIELDS = frozenset(("provider", "model", "valid_from", *PRICE_FIELDS))
+_REQUIRED = ("provider", "model", "input_per_mtok", "output_per_mtok")
+
+
+class PriceOverrideError(ValueError):
+    """An override file that cannot be used; `problems` lists every bad entry and field."""
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {problem}" for problem in self.problems)
+        count = len(self.problems)
+        super().__init__(f"{source}: {count} problem{'s' if count != 1 else ''} in price overrides:\n{lines}")
+
+
+@dataclass(frozen=True, slots=True)
+class PriceOverride:
+    """One user price: USD per million tokens for a provider/model pattern, from `valid_from` on."""
+
+    provider: str
+    """Provider name as sent in events, or a glob such as `*`; matched case-insensitively."""
+    model: str
+    """Model name as sent in events, or a glob such as `ft:gpt-4o*`; matched case-insensitively."""
+    input_per_mtok: Decimal
+    output_per_mtok: Decimal
+    cache_read_per_mtok: Decimal | None = None
+    """None = the input price."""
+    cache_write_per_mtok: Decimal | None = None
+    """None = the input price."""
+    valid_from: datetime | None = None
+    """Timezone-aware; None = always."""
+    origin: str = ""
+    """Where the entry was defined, e.g. `prices.yaml prices[3]` (shown by `PriceBook.describe`)."""
+
+
+def load_overrides(path: str | Path) -> list[PriceOverride]:
+    """Read and validate an override file (`prices:` list at the top level)."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PriceOverrideError(source, [f"cannot read the file: {exc.strerror or exc}"]) from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PriceOverrideError(source, [f"not valid YAML: {exc}"]) from None
+    if document is None:
+        return []
+    if not isinstance(document, dict):
+        problem = f"the file must be a mapping with a `prices` list, got {_kind(document)}"
+        raise PriceOverrideError(source, [problem])
+    unknown = sorted(str(key) for key in document if key != "prices")
+    problems = [f"{key}: unknown top-level key (expected `prices`)" for key in unknown]
+    try:
+        overrides = parse_overrides(document.get("prices") or [], source=source)
+    except PriceOverrideError as exc:
+        problems += exc.problems
+        overrides = []
+    if problems:
+        raise PriceOverrideError(source, problems)
+    return overrides
+
+
+def parse_overrides(entries: Any, *, source: str = "price overrides") -> list[PriceOverride]:
+    """Validate already-parsed override entries (the list under `prices:`)."""
+    if not isinstance(entries, list):
+        raise PriceOverrideError(source, [f"prices: must be a list of entries, got {_kind(entries)}"])
+    problems: list[str] = []
+    overrides: list[PriceOverride] = []
+    seen: dict[tuple[str, str, datetime | None], int] = {}
+    for index, entry in enumerate(entries):
+        where = f"prices[{index}]"
+        override = _parse_entry(entry, where, f"{source} {where}", problems)
+        if override is None:
+            continue
+        key = (override.provider.lower(), override.model.lower(), override.valid_from)
+        if key in seen:
+            problems.append(f"{where}: same provider, model and valid_from as prices[{seen[key]}]")
+        else:
+            seen[key] = index
+        overrides.append(override)
+    if problems:
+        raise PriceOverrideError(source, problems)
+    return overrides
+
+
+def _parse_entry(entry: Any, where: str, origin: str, problems: list[str]) -> PriceOverride | None:
+    if not isinstance(entry, dict):
+        problems.append(f"{where}: must be a mapping, got {_kind(entry)}")
+        return None
+    before = len(problems)
+    for key in sorted(str(key) for key in entry if key not in ENTRY_FIELDS):
+        problems.append(f"{where}.{key}: unknown field (expected one of {', '.join(sorted(ENTRY_FIELDS))})")
+    for key in _REQUIRED:
+        if entry.get(key) is None:
+            problems.append(f"{where}.{key}: is required")
+    names: dict[str, str] = {}
+    for key in ("provider", "model"):
+        value = entry.get(key)
+        if isinstance(value, str) and value.strip():
+            names[key] = value.strip()
+        elif value is not None:
+            problems.append(f"{where}.{key}: must be a non-empty string, got {value!r}")
+    prices = {key: _parse_price(entry.get(key), f"{where}.{key}", problems) for key in PRICE_FIELDS}
+    valid_from = _parse_valid_from(entry.get("valid_from"), f"{where}.valid_from", problems)
+    if len(problems) > before:
+        return None
+    return PriceOverride(
+        provider=names["provider"],
+        model=names["model"],
+        input_per_mtok=prices["input_per_mtok"],
+        output_per_mtok=prices["output_per_mtok"],
+        cache_read_per_mtok=prices["cache_read_per_mtok"],
+        cache_write_per_mtok=prices["cache_write_per_mtok"],
+        valid_from=valid_from,
+        origin=origin,
+    )
+
+
+def _parse_price(value: Any, where: str, problems: list[str]) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        problems.append(f"{where}: must be a number (USD per million tokens), got {_kind(value)}")
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        problems.append(f"{where}: must be a finite number, got {value}")
+        return None
+    try:
+        # str() of a float is its shortest round-trip form: 0.2 stays 0.2, not 0.2000000000000000111.
+        price = Decimal(str(value).strip())
+    except InvalidOperation:
+        problems.append(f"{where}: is not a number: {value!r}")
+        return None
+    if not price.is_finite() or price < 0:
+        problems.append(f"{where}: must be a finite number >= 0, got {value!r}")
+        return None
+    return price
+
+
+def _parse_valid_from(value: Any, where: str, problems: list[str]) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+        except ValueError:
+            problems.append(f"{where}: must be a date (2025-01-01) or an RFC 3339 time, got {text[:64]!r}")
+            return None
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    problems.append(f"{where}: must be a date (2025-01-01) or an RFC 3339 time, got {_kind(value)}")
+    return None
+
+
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else type(value).__name__

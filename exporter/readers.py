@@ -1,0 +1,350 @@
+"""Reading recorded calls from files, one raw record at a time.
+
+`iter_file_records` streams a file and yields `(index, record)` pairs: the raw record dict, ready for
+`exporter.normalize.to_canonical`, or an `InvalidEvent` for a record that cannot even be read (bad
+JSON, a CSV cell that is not a number). One bad record never stops the file. JSONL, CSV and
+OTLP-JSONL files are read line by line, so memory stays flat however long the file is; a file holding
+one JSON document (an array, a pretty-printed OTLP export) has to be parsed whole.
+
+`index` is the 0-based position of the record: the line number minus one for JSON lines, the data
+row for CSV (the header is not counted), the element of a JSON array, and the span's position for
+OpenTelemetry exports.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import orjson
+
+from exporter.events import LABEL_FIELDS, TOKEN_FIELDS, InvalidEvent
+from exporter.normalize.anthropic import merge_stream_usage
+from exporter.normalize.litellm import is_litellm
+from exporter.normalize.otel import NOT_MODEL_CALLS, decode_attributes, is_otel
+from exporter.normalize.providers import from_host
+
+FORMATS = ("auto", "jsonl", "csv", "litellm", "openai-usage", "otel")
+
+Record = tuple[int, dict[str, Any] | InvalidEvent]
+
+# A whole-document JSON file is parsed in memory; beyond this it must be JSON lines.
+MAX_DOCUMENT_BYTES = 512 * 1024 * 1024
+_BUFFER = 1 << 20
+_INT_COLUMNS = frozenset(TOKEN_FIELDS)
+_STRING_COLUMNS = frozenset(("request_id", "provider", "model", "status", *LABEL_FIELDS))
+_MODEL_IN_URI = re.compile(r"/model/([^/]+)")
+
+
+def iter_file_records(path: str | os.PathLike[str], fmt: str = "auto") -> Iterator[Record]:
+    """Yield `(index, raw record dict or InvalidEvent)` for every record in the file.
+
+    `fmt` is one of `FORMATS`; `auto` picks CSV by the `.csv` extension and otherwise looks at the
+    first record.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    path = Path(path)
+    if fmt == "csv" or (fmt == "auto" and path.suffix.lower() == ".csv"):
+        return _csv_records(path)
+    values = _json_values(path)
+    if fmt == "auto":
+        return _auto(values)
+    if fmt == "openai-usage":
+        return _usage_records(values)
+    if fmt == "otel":
+        return _otel_records(values)
+    return values  # jsonl, litellm: the dicts themselves; to_canonical recognises LiteLLM rows
+
+
+def detect_format(record: dict[str, Any]) -> str:
+    """Guess the format of a JSON file from its first record."""
+    if "resourceSpans" in record:
+        return "otel"
+    if "host" in record and "usage" in record and ("request_model" in record or "response_model" in record):
+        return "openai-usage"
+    if "provider" not in record and "usage" not in record:
+        if is_litellm(record):
+            return "litellm"
+        if is_otel(record):
+            return "otel"
+    return "jsonl"
+
+
+def _auto(values: Iterator[Record]) -> Iterator[Record]:
+    first: list[Record] = []
+    for item in values:
+        first.append(item)
+        if not isinstance(item[1], InvalidEvent):
+            break
+    chained = _chain(first, values)
+    record = first[-1][1] if first else None
+    fmt = detect_format(record) if isinstance(record, dict) else "jsonl"
+    if fmt == "openai-usage":
+        return _usage_records(chained)
+    if fmt == "otel":
+        return _otel_records(chained)
+    return chained
+
+
+def _chain(head: list[Record], rest: Iterator[Record]) -> Iterator[Record]:
+    yield from head
+    yield from rest
+
+
+# --- JSON: lines, or one document --------------------------------------------------------------
+
+
+def _json_values(path: Path) -> Iterator[Record]:
+    """Yield JSON lines as `(line index, dict)`; a file that is one JSON document is read whole."""
+    with path.open("rb", buffering=_BUFFER) as f:
+        if f.read(64).lstrip().startswith(b"["):
+            yield from _document_items(path)
+            return
+        f.seek(0)
+        loads = orjson.loads
+        decode_error = orjson.JSONDecodeError
+        first = True
+        for index, line in enumerate(f):
+            try:
+                obj = loads(line)
+            except decode_error as exc:
+                if not line.strip():
+                    continue
+                if first and line.lstrip().startswith(b"{"):
+                    # Not JSON lines but maybe one pretty-printed object, such as an OTLP export.
+                    first = False
+                    doc = _parse_document(path)
+                    if isinstance(doc, dict):
+                        yield 0, doc
+                        return
+                yield index, InvalidEvent("", f"line {index + 1}: not valid JSON ({exc})")
+                continue
+            first = False
+            if type(obj) is dict:
+                yield index, obj
+            else:
+                yield (
+                    index,
+                    InvalidEvent("", f"line {index + 1}: a record must be a JSON object, got {_kind(obj)}"),
+                )
+
+
+def _parse_document(path: Path) -> Any:
+    """Parse the file as one JSON value; an `InvalidEvent` when it is too large or not JSON."""
+    if path.stat().st_size > MAX_DOCUMENT_BYTES:
+        return InvalidEvent("", f"{path.name} is one JSON document over {MAX_DOCUMENT_BYTES >> 20} MiB; use JSON lines")
+    try:
+        return orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        return InvalidEvent("", f"not valid JSON or JSON lines ({exc})")
+
+
+def _document_items(path: Path) -> Iterator[Record]:
+    doc = _parse_document(path)
+    if isinstance(doc, InvalidEvent):
+        yield 0, doc
+        return
+    for index, obj in enumerate(doc if isinstance(doc, list) else [doc]):
+        if type(obj) is dict:
+            yield index, obj
+        else:
+            yield (
+                index,
+                InvalidEvent("", f"element {index}: a record must be a JSON object, got {_kind(obj)}"),
+            )
+
+
+def _kind(obj: Any) -> str:
+    return {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(obj), "null")
+
+
+# --- recorded provider responses (openai-usage) --------------------------------------------------
+
+
+def _usage_records(values: Iterator[Record]) -> Iterator[Record]:
+    # An Anthropic stream is recorded as message_start then message_delta under one source: one call,
+    # so the two are merged into one event (the delta's counts are cumulative and win).
+    start: tuple[int, dict[str, Any]] | None = None
+    for index, record in values:
+        if start is not None:
+            start_index, start_record = start
+            start = None
+            if isinstance(record, dict) and _continues(start_record, record):
+                merged = merge_stream_usage(start_record["usage"], record["usage"])
+                yield start_index, usage_record_event({**start_record, "usage": merged, "object": "message"})
+                continue
+            yield start_index, usage_record_event(start_record)
+        if isinstance(record, InvalidEvent):
+            yield index, record
+        elif record.get("object") == "message_start" and isinstance(record.get("usage"), dict):
+            start = index, record
+        else:
+            yield index, usage_record_event(record)
+    if start is not None:
+        yield start[0], usage_record_event(start[1])
+
+
+def _continues(start: dict[str, Any], record: dict[str, Any]) -> bool:
+    return (
+        record.get("object") == "message_delta"
+        and record.get("source") == start.get("source")
+        and isinstance(record.get("usage"), dict)
+    )
+
+
+def usage_record_event(record: dict[str, Any]) -> dict[str, Any] | InvalidEvent:
+    """Turn a recorded response (`host`, `request_model`, `usage`, …) into a usage event."""
+    usage = record.get("usage")
+    if usage is None:
+        return InvalidEvent("usage", "is missing: a recorded response without usage cannot be counted")
+    event: dict[str, Any] = {"usage": usage}
+    host = record.get("host") or urlsplit(str(record.get("uri") or "")).netloc
+    if isinstance(host, str) and host:
+        event["provider"] = from_host(host)
+    model = record.get("response_model") or record.get("request_model") or _model_from_uri(record.get("uri"))
+    if model is not None:
+        event["model"] = model
+    source = record.get("source")
+    if isinstance(source, str) and source:
+        # Stable across replays, and short whatever the source path's length.
+        event["request_id"] = "rec-" + hashlib.blake2b(source.encode(), digest_size=12).hexdigest()
+    if record.get("date") is not None:
+        event["timestamp"] = record["date"]
+    status = record.get("status")
+    if type(status) is int and status >= 400:
+        event["status"] = "error"
+    event["metadata"] = {key: record[key] for key in ("source", "host", "object") if record.get(key) is not None}
+    return event
+
+
+def _model_from_uri(uri: Any) -> str | None:
+    # Bedrock names the model only in the path: /model/{modelId}/converse.
+    match = _MODEL_IN_URI.search(uri) if isinstance(uri, str) else None
+    return unquote(match.group(1)) if match else None
+
+
+# --- OpenTelemetry -------------------------------------------------------------------------------
+
+
+def _otel_records(values: Iterator[Record]) -> Iterator[Record]:
+    position = 0
+    for index, value in values:
+        if isinstance(value, InvalidEvent) or "resourceSpans" not in value:
+            yield position, value  # a bad line, or a span / attribute dict of its own
+            position += 1
+            continue
+        try:
+            spans = list(_otlp_spans(value))
+        except (InvalidEvent, AttributeError, TypeError) as exc:
+            yield (
+                position,
+                InvalidEvent("resourceSpans", f"line {index + 1}: not an OTLP trace export ({exc})"),
+            )
+            position += 1
+            continue
+        for span in spans:
+            if span is not None:
+                yield position, span
+            position += 1
+
+
+def _otlp_spans(doc: dict[str, Any]) -> Iterator[dict[str, Any] | None]:
+    """Yield every span of an OTLP JSON export as a span record, None for non-model-call spans."""
+    for resource_spans in doc.get("resourceSpans") or ():
+        resource = decode_attributes((resource_spans.get("resource") or {}).get("attributes") or ())
+        # `instrumentationLibrarySpans` is the pre-1.0 name of `scopeSpans`.
+        scopes = resource_spans.get("scopeSpans") or resource_spans.get("instrumentationLibrarySpans") or ()
+        for scope in scopes:
+            for span in scope.get("spans") or ():
+                attributes = decode_attributes(span.get("attributes") or ())
+                genai = any(key.startswith("gen_ai.") for key in attributes)
+                if not genai or attributes.get("gen_ai.operation.name") in NOT_MODEL_CALLS:
+                    yield None  # HTTP, database, agent and tool spans are not model calls
+                    continue
+                yield {**span, "attributes": attributes, "resource": {"attributes": resource}}
+
+
+# --- CSV -----------------------------------------------------------------------------------------
+
+
+def _csv_records(path: Path) -> Iterator[Record]:
+    # utf-8-sig: spreadsheets write a byte-order mark that would otherwise stick to the first header.
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        for index, row in enumerate(csv.DictReader(f)):
+            try:
+                yield index, csv_row_event(row)
+            except InvalidEvent as exc:
+                yield index, InvalidEvent(exc.field, f"row {index + 1}: {exc.reason}")
+
+
+def csv_row_event(row: dict[str, Any]) -> dict[str, Any]:
+    """Turn one CSV row (header = canonical field names) into an event; an empty cell is absent.
+
+    Token counts become integers and `latency_ms` a number; `cost_usd` stays text so money stays
+    exact (`parse_event` reads it as a Decimal); `timestamp` becomes epoch seconds when numeric;
+    `metadata` is parsed as a JSON object.
+    """
+    event: dict[str, Any] = {}
+    for key, value in row.items():
+        if key is None:  # a row with more cells than the header
+            raise InvalidEvent("", f"has {len(value)} more cells than the header")
+        if value is None or value == "":
+            continue
+        text = value.strip()
+        if not text:
+            continue
+        if key in _STRING_COLUMNS or key == "cost_usd":
+            event[key] = text
+        elif key in _INT_COLUMNS:
+            event[key] = _csv_int(key, text)
+        elif key == "latency_ms":
+            event[key] = _csv_float(key, text)
+        elif key == "timestamp":
+            event[key] = _number_or_text(text)
+        elif key == "metadata":
+            event[key] = _csv_json_object(key, text)
+        else:
+            event[key] = value
+    return event
+
+
+def _csv_int(key: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    number = _csv_float(key, text)
+    if not number.is_integer():
+        raise InvalidEvent(key, f"must be a whole number, got {text[:32]!r}")
+    return int(number)
+
+
+def _csv_float(key: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise InvalidEvent(key, f"is not a number: {text[:32]!r}") from None
+
+
+def _number_or_text(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _csv_json_object(key: str, text: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise InvalidEvent(key, "is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise InvalidEvent(key, f"must be a JSON object, got {_kind(value)}")
+    return value

@@ -1,0 +1,68 @@
+"""Running the HTTP server: listen-address checks and uvicorn lifecycle."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+from collections.abc import Sequence
+
+import uvicorn
+from starlette.routing import BaseRoute
+
+from exporter.http.app import build_app
+from exporter.services import Services
+
+log = logging.getLogger(__name__)
+
+
+class ListenError(ValueError):
+    """The listen address is malformed or not allowed."""
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """`HOST:PORT` (IPv6 as `[::1]:9800`) into its parts."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ListenError(f"listen address must be HOST:PORT, got {listen!r}")
+    return host.strip("[]"), int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """True when every address `host` resolves to is a loopback address."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            infos = socket.getaddrinfo(host, None)
+        except OSError:
+            return False
+        return all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
+
+
+def check_exposure(host: str, services: Services) -> None:
+    """Without tokens the API is open, so refuse to listen anywhere but loopback."""
+    if not services.config.auth.any_configured and not is_loopback(host):
+        raise ListenError(
+            f"refusing to listen on {host}: no auth tokens are configured, so the API would be open to "
+            "the network. Configure auth.ingest_tokens / auth.admin_tokens, or listen on 127.0.0.1."
+        )
+
+
+def make_server(services: Services, listen: str, extra_routes: Sequence[BaseRoute] = ()) -> uvicorn.Server:
+    """A uvicorn server for the app (not started)."""
+    host, port = parse_listen(listen)
+    check_exposure(host, services)
+    app = build_app(services, extra_routes)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        lifespan="off",
+    )
+    return uvicorn.Server(config)

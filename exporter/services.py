@@ -1,0 +1,64 @@
+"""Wiring: builds the store, pipeline, commit queue and metrics registry from a `Config`.
+
+Everything the HTTP layer and the CLI use comes in through this one object (no module-level engines or
+registries), so tests build as many independent instances as they like.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from exporter.collector import SelfCollector, UsageCollector
+from exporter.commit_queue import CommitQueue
+from exporter.config import Config
+from exporter.pipeline import IngestPipeline
+from exporter.pricing import PriceBook
+from exporter.store import Store
+
+
+@dataclass
+class Services:
+    """The running parts of one llmcost process."""
+
+    config: Config
+    store: Store
+    prices: PriceBook
+    pipeline: IngestPipeline
+    registry: CollectorRegistry
+    clock: Callable[[], float] = time.time
+    commit_queue: CommitQueue | None = None
+    # Closers run in reverse order on shutdown (scheduler, gateway workers, …).
+    closers: list[Callable[[], Any]] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, config: Config, *, clock: Callable[[], float] = time.time, start_writer: bool = True) -> Services:
+        """Open the store (migrating it) and register the collectors."""
+        store = Store(config.database_url, clock=clock)
+        prices = PriceBook.from_file(config.price_overrides_file)
+        pipeline = IngestPipeline(store, prices, clock=clock, max_future_skew=config.ingest.max_future_skew_seconds)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(
+            UsageCollector(
+                store,
+                extra_labels=config.metrics.extra_labels,
+                max_series_per_label=config.metrics.max_series_per_label,
+            )
+        )
+        registry.register(SelfCollector(store))
+        services = cls(config, store, prices, pipeline, registry, clock)
+        if start_writer:
+            services.commit_queue = CommitQueue(store)
+        return services
+
+    def close(self) -> None:
+        """Stop background work and release the database."""
+        for closer in reversed(self.closers):
+            closer()
+        if self.commit_queue is not None:
+            self.commit_queue.close()
+        self.store.close()

@@ -1,0 +1,5 @@
+"""Durable storage of usage events, series totals and rollups (SQLite by default, PostgreSQL in production)."""
+
+from exporter.store.store import Store, StoreUnavailable
+
+__all__ = ["Store", "StoreUnavailable"]

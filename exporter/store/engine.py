@@ -1,0 +1,70 @@
+"""Engine creation and migrations for SQLite (default) and PostgreSQL (psycopg 3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine, make_url
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+# Any fixed 64-bit number: serialises concurrent `migrate()` calls from several processes on PostgreSQL.
+_MIGRATION_LOCK_ID = 0x6C6C6D636F7374
+
+
+def normalise_url(url: str) -> str:
+    """Accept `postgresql://` and `postgres://` and pick the psycopg 3 driver for them."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def create_store_engine(url: str, *, pool_size: int = 8) -> Engine:
+    """An engine tuned for the store: WAL and full sync on SQLite, a bounded pool on PostgreSQL."""
+    url = normalise_url(url)
+    if make_url(url).get_backend_name() == "sqlite":
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # We issue BEGIN ourselves (below, and BEGIN IMMEDIATE in the writer): pysqlite's implicit
+            # transactions would otherwise defer the write lock and invite SQLITE_BUSY upgrades.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            # FULL: a commit survives power loss, not only a process crash; commits are batched.
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_on_begin(conn: Any) -> None:
+            # Write transactions take the lock up front (see Store.transaction), so two writers queue on
+            # busy_timeout instead of failing when a read lock cannot be upgraded.
+            immediate = conn.get_execution_options().get("sqlite_immediate", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"connect_timeout": 5},
+    )
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision (safe to call from several processes)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")

@@ -1,0 +1,96 @@
+"""Table definitions (SQLAlchemy Core). Alembic migrations create them; the code reads them from here.
+
+Layout, chosen so that no scrape, budget check or detection pass reads raw events:
+- `usage_events`: one row per recorded call, unique on `request_id` (the idempotency key).
+- `usage_series`: one row per label set (provider, model, project, service, user, status) with
+  cumulative totals, so `/metrics` reads one row per series.
+- `usage_rollup`: per series, per 5-minute bucket totals (5 minutes divides every real UTC offset,
+  so calendar periods in any timezone are exact sums of buckets).
+- `ingest_counters`: persisted self counters (accepted, duplicate, rejected, …).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+BUCKET_SECONDS = 300
+LABEL_COLUMNS = ("provider", "model", "project", "service", "user", "status")
+COUNTER_COLUMNS = (
+    "requests",
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cost_nanousd",
+    "unpriced_requests",
+)
+
+metadata = MetaData()
+
+# SQLite wants INTEGER PRIMARY KEY (rowid alias) for fast autoincrement; BigInteger elsewhere.
+_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _counter_columns() -> list[Column[int]]:
+    return [Column(name, BigInteger, nullable=False, server_default="0") for name in COUNTER_COLUMNS]
+
+
+usage_series = Table(
+    "usage_series",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    *(Column(name, String(256), nullable=False) for name in LABEL_COLUMNS),
+    *_counter_columns(),
+    UniqueConstraint(*LABEL_COLUMNS, name="uq_usage_series_labels"),
+)
+
+usage_events = Table(
+    "usage_events",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("request_id", String(256), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("series_id", BigInteger, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("cache_read_tokens", BigInteger, nullable=False),
+    Column("cache_write_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("reasoning_tokens", BigInteger, nullable=False),
+    Column("cost_nanousd", BigInteger, nullable=False),
+    Column("cost_source", String(16), nullable=False),  # supplied | priced | unpriced
+    Column("latency_ms", Float, nullable=True),
+    Column("meta_json", Text, nullable=True),
+    Column("ingested_at", Float, nullable=False),
+    UniqueConstraint("request_id", name="uq_usage_events_request_id"),
+)
+Index("ix_usage_events_ts", usage_events.c.ts)
+
+usage_rollup = Table(
+    "usage_rollup",
+    metadata,
+    Column("series_id", BigInteger, nullable=False),
+    Column("bucket", BigInteger, nullable=False),  # epoch seconds, multiple of BUCKET_SECONDS
+    *_counter_columns(),
+    PrimaryKeyConstraint("series_id", "bucket", name="pk_usage_rollup"),
+)
+Index("ix_usage_rollup_bucket", usage_rollup.c.bucket)
+
+ingest_counters = Table(
+    "ingest_counters",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Float, nullable=False, server_default="0"),
+)

@@ -1,0 +1,188 @@
+"""The `Store` facade: opens the database, migrates it, writes batches and answers the read queries.
+
+Every read here works on `usage_series` (one row per label set) or `usage_rollup` (5-minute buckets),
+never on raw events, so scrapes and budget checks cost the same at a million events as at ten.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from exporter.events import UsageEvent
+from exporter.store.engine import create_store_engine, migrate, normalise_url
+from exporter.store.schema import (
+    BUCKET_SECONDS,
+    COUNTER_COLUMNS,
+    LABEL_COLUMNS,
+    ingest_counters,
+    usage_events,
+    usage_rollup,
+    usage_series,
+)
+from exporter.store.writer import BatchWriter, WriteResult
+
+
+class StoreUnavailable(RuntimeError):
+    """The database cannot be reached or refused the operation; the caller may retry later."""
+
+
+@dataclass(frozen=True)
+class SeriesTotals:
+    """Cumulative counters of one label group (labels as asked for, counters in COUNTER_COLUMNS order)."""
+
+    labels: tuple[str, ...]
+    counters: tuple[int, ...]
+
+    def get(self, name: str) -> int:
+        """One counter by column name."""
+        return self.counters[COUNTER_COLUMNS.index(name)]
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    if isinstance(exc, OperationalError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+class Store:
+    """Owns the engine and the single writer; safe to share between threads."""
+
+    def __init__(self, url: str, *, clock: Callable[[], float] = time.time, auto_migrate: bool = True) -> None:
+        self.url = normalise_url(url)
+        self.engine = create_store_engine(self.url)
+        self.dialect = self.engine.dialect.name
+        self.clock = clock
+        self._writer = BatchWriter(self.engine, clock=clock)
+        self._write_lock = threading.Lock()
+        if auto_migrate:
+            self.migrate()
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema."""
+        try:
+            migrate(self.engine)
+        except OperationalError as exc:
+            raise StoreUnavailable(f"cannot migrate the store: {exc.orig}") from exc
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.engine.dispose()
+
+    def write_events(self, events: Sequence[UsageEvent], *, rejected: int = 0) -> WriteResult:
+        """Store priced events durably (committed on return); duplicates by request_id are skipped."""
+        with self._write_lock:
+            try:
+                return self._writer.write(events, rejected=rejected)
+            except Exception as exc:
+                if _is_connection_error(exc) or "database is locked" in str(exc):
+                    raise StoreUnavailable(str(getattr(exc, "orig", exc))) from exc
+                raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction (SQLite: BEGIN IMMEDIATE); commits on success, rolls back on error.
+
+        Connection failures surface as `StoreUnavailable` so callers can answer 503 and retry.
+        """
+        try:
+            with self.engine.connect() as conn:
+                if self.dialect == "sqlite":
+                    conn = conn.execution_options(sqlite_immediate=True)
+                with conn.begin():
+                    yield conn
+        except OperationalError as exc:
+            raise StoreUnavailable(str(exc.orig)) from exc
+
+    def add_counters(self, deltas: Mapping[str, float], conn: Connection | None = None) -> None:
+        """Add to persisted counters (created at 0), inside `conn`'s transaction or a new one."""
+        rows = [{"name": name, "value": float(delta)} for name, delta in deltas.items() if delta]
+        if not rows:
+            return
+        sql = text(
+            "INSERT INTO ingest_counters (name, value) VALUES (:name, :value) "
+            "ON CONFLICT (name) DO UPDATE SET value = ingest_counters.value + excluded.value"
+        )
+        if conn is not None:
+            conn.execute(sql, rows)
+            return
+        with self.transaction() as own:
+            own.execute(sql, rows)
+
+    def set_gauge(self, name: str, value: float, conn: Connection | None = None) -> None:
+        """Store a persisted value (e.g. a last-run timestamp) that every process reads back."""
+        sql = text(
+            "INSERT INTO ingest_counters (name, value) VALUES (:name, :value) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+        )
+        if conn is not None:
+            conn.execute(sql, {"name": name, "value": float(value)})
+            return
+        with self.transaction() as own:
+            own.execute(sql, {"name": name, "value": float(value)})
+
+    def ping(self) -> bool:
+        """True when the database answers a trivial query."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    def _read(self, statement: Any) -> list[Any]:
+        try:
+            with self.engine.connect() as conn:
+                return list(conn.execute(statement))
+        except OperationalError as exc:
+            raise StoreUnavailable(str(exc.orig)) from exc
+
+    def series_totals(self, labels: Sequence[str]) -> list[SeriesTotals]:
+        """Cumulative counters summed per distinct value of `labels` (a subset of LABEL_COLUMNS)."""
+        cols = [usage_series.c[name] for name in labels]
+        sums = [func.sum(usage_series.c[name]) for name in COUNTER_COLUMNS]
+        rows = self._read(select(*cols, *sums).group_by(*cols))
+        width = len(cols)
+        return [SeriesTotals(tuple(r[:width]), tuple(int(v or 0) for v in r[width:])) for r in rows]
+
+    def counters(self) -> dict[str, float]:
+        """Persisted self counters (accepted, duplicate, rejected, last_accepted_ts, …)."""
+        return {name: float(value) for name, value in self._read(select(ingest_counters))}
+
+    def event_count(self) -> int:
+        """How many distinct events are stored (tests and reports; scans an index)."""
+        return int(self._read(select(func.count()).select_from(usage_events))[0][0])
+
+    def rollup_buckets(
+        self,
+        start: float,
+        end: float,
+        *,
+        group_by: Sequence[str] = (),
+        where: dict[str, str] | None = None,
+        columns: Iterable[str] = ("cost_nanousd",),
+    ) -> list[tuple[Any, ...]]:
+        """Rows `(*group values, bucket, *sums)` of 5-minute buckets in [start, end), grouped as asked."""
+        first = int(start // BUCKET_SECONDS) * BUCKET_SECONDS
+        group_cols = [usage_series.c[name] for name in group_by]
+        sums = [func.sum(usage_rollup.c[name]) for name in columns]
+        stmt = (
+            select(*group_cols, usage_rollup.c.bucket, *sums)
+            .select_from(usage_rollup.join(usage_series, usage_series.c.id == usage_rollup.c.series_id))
+            .where(usage_rollup.c.bucket >= first, usage_rollup.c.bucket < end)
+            .group_by(*group_cols, usage_rollup.c.bucket)
+            .order_by(usage_rollup.c.bucket)
+        )
+        for name, value in (where or {}).items():
+            if name not in LABEL_COLUMNS:
+                raise ValueError(f"unknown label {name!r}")
+            stmt = stmt.where(usage_series.c[name] == value)
+        return [tuple(r) for r in self._read(stmt)]

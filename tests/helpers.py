@@ -1,0 +1,34 @@
+"""Small helpers shared by the tests: building services and apps, parsing exposition text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.config import Config, parse_config
+
+
+def make_config(db_url: str, **raw: Any) -> Config:
+    """A validated config with the given raw sections and this database."""
+    config = parse_config(raw)
+    config.database_url = db_url
+    return config
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample in an exposition, keyed by (name, sorted labels)."""
+    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def total(text: str, name: str, **match: str) -> float:
+    """Sum of a metric's samples whose labels include `match`."""
+    result = 0.0
+    for (sample_name, labels), value in samples(text).items():
+        if sample_name == name and all(dict(labels).get(k) == v for k, v in match.items()):
+            result += value
+    return result

@@ -1,0 +1,81 @@
+"""Running real `llmcost` processes from the tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.pg import free_port
+
+LLMCOST = str(Path(sys.executable).with_name("llmcost"))
+
+
+class LlmcostProcess:
+    """`llmcost serve` in a child process on a free loopback port."""
+
+    def __init__(
+        self, db_url: str, *, config: Path | None = None, role: str = "all", env: dict[str, str] | None = None
+    ) -> None:
+        self.db_url = db_url
+        self.config = config
+        self.role = role
+        self.port = free_port()
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path: Path | None = None
+
+    @property
+    def base(self) -> str:
+        """Base URL of the server."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, log_dir: Path) -> LlmcostProcess:
+        """Start and wait until /readyz answers."""
+        argv = [
+            LLMCOST,
+            "serve",
+            "--db",
+            self.db_url,
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            "--role",
+            self.role,
+        ]
+        if self.config is not None:
+            argv += ["--config", str(self.config)]
+        self.log_path = log_dir / f"llmcost-{self.port}-{int(time.time() * 1000)}.log"
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"llmcost exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.base}/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"llmcost did not become ready: {self.log_path.read_text()[-3000:]}")
+
+    def kill9(self) -> None:
+        """SIGKILL: no shutdown hooks run."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        """SIGTERM and wait."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)

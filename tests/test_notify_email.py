@@ -1,0 +1,264 @@
+"""EmailNotifier against a real aiosmtpd SMTP server on loopback."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from alerting.model import Actor, Alert, Notification, NotificationKind, fingerprint
+from alerting.notify import EmailNotifier, Notifier
+from tests.recording_servers import SMTPServer, unused_port
+
+STARTS_AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+NOW = datetime(2024, 5, 1, 12, 1, 30, tzinfo=UTC)
+
+
+def make_alert(**changes: Any) -> Alert:
+    labels = changes.pop("labels", {"budget": "team-a-monthly", "scope": "project", "key": "team-a"})
+    fields: dict[str, Any] = {
+        "id": 42,
+        "fingerprint": fingerprint("LLMBudgetCritical", labels),
+        "alertname": "LLMBudgetCritical",
+        "labels": labels,
+        "annotations": {"summary": "Budget team-a-monthly has used 96% of its $500.00 limit"},
+        "severity": "critical",
+        "starts_at": STARTS_AT,
+    }
+    return Alert(**{**fields, **changes})
+
+
+def notify(kind: str, reference: dict[str, Any] | None = None, **changes: Any) -> Notification:
+    actor = changes.pop("actor", None)
+    outbox_id = changes.pop("outbox_id", None)
+    return Notification(
+        kind=NotificationKind(kind),
+        alert=make_alert(**changes),
+        channel="email",
+        reference=reference,
+        actor=actor,
+        outbox_id=outbox_id,
+    )
+
+
+@pytest.fixture
+def smtp():
+    with SMTPServer() as server:
+        yield server
+
+
+def make_notifier(smtp: SMTPServer, **options: Any) -> EmailNotifier:
+    settings: dict[str, Any] = {
+        "smtp_host": smtp.host,
+        "smtp_port": smtp.port,
+        "starttls": False,
+        "from_addr": "llmcost@example.com",
+        "to": ["oncall@example.com", "finance@example.com"],
+        "timeout": 5,
+        "now": lambda: NOW,
+    }
+    return EmailNotifier(**{**settings, **options})
+
+
+@pytest.fixture
+def notifier(smtp):
+    return make_notifier(smtp)
+
+
+def test_the_notifier_fulfils_the_protocol(notifier):
+    assert isinstance(notifier, Notifier)
+    assert notifier.channel == "email"
+
+
+def test_a_firing_alert_is_mailed_as_text_and_html(smtp, notifier):
+    alert_fingerprint = make_alert().fingerprint
+    result = notifier.send(notify("firing"))
+
+    root = f"<{alert_fingerprint}.1714564800@llmcost>"
+    assert result.ok and result.reference == {"message_id": root}
+    [mail] = smtp.messages
+    assert mail.mail_from == "llmcost@example.com"
+    assert mail.rcpt_tos == ["oncall@example.com", "finance@example.com"]
+    message = mail.message
+    assert message.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
+    assert message["Subject"].startswith("[CRITICAL] LLMBudgetCritical")
+    assert message["Message-ID"] == root
+    assert message["In-Reply-To"] is None
+    assert message["Date"].datetime == NOW
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert "Budget team-a-monthly has used 96%" in mail.part("text/plain")
+    assert "Budget team-a-monthly has used 96%" in mail.part("text/html")
+    assert "llmcost alerts ack 42" in mail.part("text/plain")
+
+
+def test_later_mails_about_an_alert_stay_in_its_thread(smtp, notifier):
+    first = notifier.send(notify("firing"))
+    notifier.send(notify("acknowledged", first.reference, actor=Actor(by="alice", via="slack")))
+    notifier.send(notify("resolved", first.reference, resolved_at=datetime(2024, 5, 1, 13, 0, tzinfo=UTC)))
+
+    firing, acked, resolved = (m.message for m in smtp.messages)
+    root = firing["Message-ID"]
+    for reply in (acked, resolved):
+        assert reply["In-Reply-To"] == root
+        assert reply["References"] == root
+        assert reply["Message-ID"] not in (root, None)
+        assert reply["Subject"] == "Re: " + firing["Subject"]
+    assert acked["Message-ID"] != resolved["Message-ID"]
+    assert "Acknowledged by alice via slack" in smtp.messages[1].part("text/plain")
+    assert "Resolved at 2024-05-01 13:00 UTC" in smtp.messages[2].part("text/plain")
+
+
+def test_the_thread_holds_without_a_stored_reference(smtp, notifier):
+    first = notifier.send(notify("firing"))
+    notifier.send(notify("resolved", None))
+
+    assert smtp.messages[1].message["In-Reply-To"] == first.reference["message_id"]
+
+
+def test_a_retried_mail_keeps_its_message_id(smtp, notifier):
+    notifier.send(notify("repeat", outbox_id=7))
+    notifier.send(notify("repeat", outbox_id=7))
+    notifier.send(notify("repeat", outbox_id=8))
+
+    ids = [m.message["Message-ID"] for m in smtp.messages]
+    assert ids[0] == ids[1] != ids[2]
+
+
+def test_line_breaks_in_labels_neither_inject_headers_nor_stop_the_mail(smtp, notifier):
+    labels = {"project": "evil\r\nBcc: victim@example.com\r\nX-Injected: yes", "user": "eve\nSubject: pwned"}
+    result = notifier.send(notify("firing", labels=labels, alertname="Spike\r\nX-Evil: 1"))
+
+    assert result.ok, result.error
+    [mail] = smtp.messages
+    assert mail.rcpt_tos == ["oncall@example.com", "finance@example.com"]
+    headers = mail.data.split(b"\r\n\r\n", 1)[0]
+    for injected in (b"\r\nBcc:", b"\r\nX-Injected:", b"\r\nX-Evil:", b"\r\nSubject: pwned"):
+        assert injected not in headers
+    assert mail.message["Bcc"] is None and mail.message["X-Injected"] is None
+    assert len(mail.message.get_all("Subject")) == 1
+    assert "\n" not in mail.message["Subject"] and "\r" not in mail.message["Subject"]
+    assert "Bcc: victim@example.com" in mail.message["Subject"], "the text stays visible, flattened"
+
+
+def test_html_in_annotations_is_escaped(smtp, notifier):
+    annotations = {"summary": "<script>alert(1)</script>", "description": "<img src=x onerror=alert(2)>"}
+    notifier.send(notify("firing", annotations=annotations, labels={"project": "<b>bold</b>"}))
+
+    html = smtp.messages[0].part("text/html")
+    assert "<script>" not in html and "<img" not in html and "<b>bold" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;b&gt;bold&lt;/b&gt;" in html
+    assert "<script>alert(1)</script>" in smtp.messages[0].part("text/plain"), "plain text shows it as written"
+
+
+def test_javascript_links_never_become_links(smtp, notifier):
+    notifier.send(notify("firing", annotations={"runbook_url": "javascript:alert(1)"}))
+
+    html = smtp.messages[0].part("text/html")
+    assert "javascript:" not in html
+
+
+def test_non_ascii_text_arrives_intact(smtp, notifier):
+    labels = {"project": "Zürich 🚀"}
+    notifier.send(notify("firing", labels=labels, annotations={"summary": "Ausgaben über Budget — 💸"}))
+
+    mail = smtp.messages[0]
+    assert "Zürich 🚀" in mail.message["Subject"]
+    assert "Ausgaben über Budget — 💸" in mail.part("text/plain")
+    assert mail.data.isascii(), "7-bit safe: no server needs 8BITMIME"
+
+
+def test_all_recipients_refused_is_final(smtp, notifier):
+    smtp.refuse = {
+        "oncall@example.com": "550 5.1.1 No such user",
+        "finance@example.com": "550 5.1.1 No such user",
+    }
+    result = notifier.send(notify("firing"))
+
+    assert not result.ok and not result.retryable
+    assert "oncall@example.com" in result.error and "550" in result.error
+    assert smtp.messages == []
+
+
+def test_recipients_deferred_with_4xx_are_retryable(smtp, notifier):
+    smtp.refuse = {
+        "oncall@example.com": "450 4.2.1 Mailbox busy, try later",
+        "finance@example.com": "451 4.7.1 Greylisted",
+    }
+    result = notifier.send(notify("firing"))
+
+    assert not result.ok and result.retryable
+
+
+def test_some_recipients_refused_still_counts_as_sent(smtp, notifier):
+    smtp.refuse = {"finance@example.com": "550 5.1.1 No such user"}
+    result = notifier.send(notify("firing"))
+
+    assert result.ok, "retrying would mail oncall@ twice"
+    assert "finance@example.com" in result.error
+    assert smtp.messages[0].rcpt_tos == ["oncall@example.com"]
+
+
+def test_a_temporary_data_failure_is_retryable(smtp, notifier):
+    smtp.enqueue_data_reply("451 4.3.0 Try again later")
+    result = notifier.send(notify("firing"))
+
+    assert not result.ok and result.retryable
+    assert "451" in result.error
+
+
+def test_a_rejected_message_is_final(smtp, notifier):
+    smtp.enqueue_data_reply("554 5.7.1 Message rejected as spam")
+    result = notifier.send(notify("firing"))
+
+    assert not result.ok and not result.retryable
+    assert "554" in result.error
+
+
+def test_a_server_that_is_down_is_retryable():
+    notifier = EmailNotifier(
+        smtp_host="127.0.0.1", smtp_port=unused_port(), starttls=False, from_addr="a@example.com", to=["b@example.com"]
+    )
+    result = notifier.send(notify("firing"))
+
+    assert not result.ok and result.retryable
+    assert "ConnectionRefusedError" in result.error
+
+
+def test_starttls_required_but_not_offered_is_final(smtp):
+    result = make_notifier(smtp, starttls=True).send(notify("firing"))
+
+    assert not result.ok and not result.retryable
+    assert "STARTTLS" in result.error
+    assert smtp.messages == []
+
+
+def test_login_with_the_right_password_delivers():
+    with SMTPServer(credentials={"alerts": "s3cret-passw0rd"}) as smtp:
+        result = make_notifier(smtp, username="alerts", password="s3cret-passw0rd").send(notify("firing"))
+        assert result.ok, result.error
+        assert len(smtp.messages) == 1
+
+
+def test_a_wrong_password_is_final_and_never_shown():
+    with SMTPServer(credentials={"alerts": "s3cret-passw0rd"}) as smtp:
+        result = make_notifier(smtp, username="alerts", password="wr0ng-passw0rd").send(notify("firing"))
+        assert not result.ok and not result.retryable
+        assert "535" in result.error
+        assert "wr0ng-passw0rd" not in result.error
+        assert smtp.messages == []
+
+
+def test_notifier_is_built_from_the_notifications_config(smtp):
+    notifier = EmailNotifier.from_config(
+        {"smtp_host": smtp.host, "smtp_port": smtp.port, "starttls": False, "from": "a@example.com", "to": "b@x.org"}
+    )
+    assert notifier.send(notify("firing")).ok
+    assert smtp.messages[0].rcpt_tos == ["b@x.org"]
+
+
+def test_a_config_without_recipients_names_what_is_missing():
+    with pytest.raises(ValueError, match="to"):
+        EmailNotifier.from_config({"smtp_host": "localhost", "from": "a@example.com"})

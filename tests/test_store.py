@@ -1,0 +1,87 @@
+"""The store on real SQLite and real PostgreSQL: idempotency, rollups, totals, counters, migrations."""
+
+from __future__ import annotations
+
+import threading
+
+from exporter.events import UsageEvent
+from exporter.store import Store
+from exporter.store.schema import BUCKET_SECONDS
+
+T0 = 1_795_000_200.0  # a bucket boundary
+
+
+def ev(rid: str, *, ts: float = T0, project: str = "p", cost: int = 1_000, **kw) -> UsageEvent:  # type: ignore[no-untyped-def]
+    fields = {"provider": "openai", "model": "gpt-4o", "input_tokens": 10, "output_tokens": 5}
+    fields.update(kw)
+    return UsageEvent(request_id=rid, timestamp=ts, project=project, cost_nanousd=cost, cost_source="priced", **fields)
+
+
+def test_duplicates_count_once_within_and_across_batches(db_url: str) -> None:
+    store = Store(db_url)
+    first = store.write_events([ev("a"), ev("b"), ev("a")])
+    assert first.inserted == [True, True, False]
+    assert (first.accepted, first.duplicates) == (2, 1)
+    second = store.write_events([ev("b"), ev("c")])
+    assert second.inserted == [False, True]
+    totals = store.series_totals(["provider"])
+    assert [t.get("requests") for t in totals] == [3]
+    assert totals[0].get("cost_nanousd") == 3_000
+    assert store.counters()["accepted"] == 3
+    assert store.counters()["duplicate"] == 2
+    assert store.event_count() == 3
+    store.close()
+
+
+def test_rollups_are_bucketed_and_match_totals(db_url: str) -> None:
+    store = Store(db_url)
+    events = [ev(f"r{i}", ts=T0 + i * 60, project=f"p{i % 2}", cost=i) for i in range(20)]
+    events.append(ev("unpriced", ts=T0, cost=0, model="mystery"))
+    events[-1].cost_source = "unpriced"
+    store.write_events(events)
+    rows = store.rollup_buckets(T0, T0 + 3600, group_by=["project"], columns=["requests", "cost_nanousd"])
+    by_key = {(r[0], r[1]): (r[2], r[3]) for r in rows}
+    assert by_key[("p0", T0)] == (3, 0 + 2 + 4)  # minutes 0, 2 and 4 fall in the first bucket
+    assert by_key[("p", T0)] == (1, 0)  # the unpriced call
+    assert sum(v[0] for v in by_key.values()) == 21
+    assert {b for _, b in by_key} == {T0 + k * BUCKET_SECONDS for k in range(4)}
+    total = sum(r.get("cost_nanousd") for r in store.series_totals(["project"]))
+    assert total == sum(range(20))
+    unpriced = {r.labels: r.get("unpriced_requests") for r in store.series_totals(["model"])}
+    assert unpriced == {("gpt-4o",): 0, ("mystery",): 1}
+    store.close()
+
+
+def test_counters_survive_reopen_and_migrate_is_idempotent(db_url: str) -> None:
+    store = Store(db_url)
+    store.write_events([ev("a"), ev("b")], rejected=3)
+    store.close()
+    again = Store(db_url)
+    again.migrate()
+    assert again.counters()["rejected"] == 3
+    assert again.series_totals(["model"])[0].get("requests") == 2
+    again.close()
+
+
+def test_concurrent_writers_never_double_count(db_url: str) -> None:
+    """Two Store instances (as two processes would) write overlapping ids at the same time."""
+    stores = [Store(db_url), Store(db_url)]
+    batches = [
+        [ev(f"r{i}", cost=1) for i in range(k, 3000, 2)] + [ev(f"r{i}", cost=1) for i in range(500)] for k in (0, 1)
+    ]
+
+    def write(store: Store, events: list[UsageEvent]) -> None:
+        for start in range(0, len(events), 250):
+            store.write_events(events[start : start + 250])
+
+    threads = [threading.Thread(target=write, args=pair) for pair in zip(stores, batches, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    totals = stores[0].series_totals(["provider"])[0]
+    assert totals.get("requests") == 3000
+    assert totals.get("cost_nanousd") == 3000
+    assert stores[1].event_count() == 3000
+    for store in stores:
+        store.close()
