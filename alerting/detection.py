@@ -75,7 +75,13 @@ class DetectionConfig:
     seasonal_spread_minutes: int = 30
     min_scale_ratio: float = 0.1
     """Floor of the robust scale, as a fraction of the baseline (a perfectly regular series has MAD 0)."""
+    min_baseline_days: int = 3
+    """Previous days with activity needed for the seasonal baseline; fewer: the recent windows alone."""
+    max_level_change: float = 4.0
+    """Bound on how far today's level may rescale a previous day's window, either way."""
     resolve_multiplier: float = 1.5
+    tail_aware: bool = False
+    seasonal_mode: str = "smooth"
 
     def __post_init__(self) -> None:
         """Reject settings that cannot describe whole buckets."""
@@ -204,43 +210,98 @@ def _check_window(
     v: FloatArray, minutes: int, f: float, cfg: DetectionConfig
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, npt.NDArray[np.int8]]:
     """Window spend, baseline, ratio, robust score and rank (a `Reason`) for one window length."""
+    n = v.shape[0]
     size = cfg.bucket_seconds
     wb = minutes * 60 // size
     last = v.shape[1] - 1
     per_day = 86400 // size
     spread = cfg.seasonal_spread_minutes * 60 // size
+    lead = cfg.recent_minutes * 60 // size
 
-    days = np.arange(1, cfg.baseline_days + 1)
     shifts = np.arange(-spread, spread + 1)
+    days = np.arange(1, cfg.baseline_days + 1)
+    days = days[last - days * per_day - max(spread, lead) - wb >= 0]  # days the array reaches back to
     seasonal_ends = (last - days[:, None] * per_day + shifts[None, :]).ravel()
-    recent_ends = last - wb - np.arange(cfg.recent_minutes * 60 // size)
-    seasonal_ends = seasonal_ends[seasonal_ends - wb >= 0]
+    recent_ends = last - wb - np.arange(lead)
     recent_ends = recent_ends[recent_ends - wb >= 0]
 
     ends = np.concatenate(([last], seasonal_ends, recent_ends))
     sums = _window_sums(v, ends, wb, f)
     window = sums[:, 0]
-    seasonal = sums[:, 1 : 1 + seasonal_ends.size]
+    # Per previous day, the busiest window within +-spread of this time: a daily job that starts a few
+    # minutes early today is still compared with its own runs.
+    seasonal = sums[:, 1 : 1 + seasonal_ends.size].reshape(n, days.size, shifts.size).max(axis=2)
+    if cfg.seasonal_mode == "smooth" and days.size:
+        span = wb + 2 * spread
+        seasonal = _window_sums(v, last - days * per_day + spread, span, f) * (wb / span)
     recent = sums[:, 1 + seasonal_ends.size :]
 
-    seasonal_med, seasonal_mad = _median_mad(seasonal, v.shape[0])
-    recent_med, recent_mad = _median_mad(recent, v.shape[0])
-    use_seasonal = seasonal_med >= recent_med
+    # Scale each previous day by how today's last hours compare with that day's same hours, so a quiet
+    # Saturday or a busier week is compared with its own level.
+    lead_ends = np.concatenate(([last - wb], last - wb - days * per_day))
+    lead_ends = lead_ends[lead_ends - lead >= 0]
+    if lead_ends.size == days.size + 1 and days.size:
+        leads = _window_sums(v, lead_ends, lead, f)
+        today, before = leads[:, :1], leads[:, 1:]
+        eps = 0.1 * _row_median(before)[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            level = np.where(before + eps > 0, (today + eps) / (before + eps), 1.0)
+        level = np.clip(level, 1.0 / cfg.max_level_change, cfg.max_level_change)
+        active = (before + seasonal) > 0
+    else:
+        level = np.ones_like(seasonal)
+        active = seasonal > 0
+    analog = seasonal * level
+
+    seasonal_med, seasonal_mad, n_days = _masked_median_mad(analog, active)
+    recent_med, recent_mad = _median_mad(recent, n)
+    use_seasonal = n_days >= cfg.min_baseline_days
     base = np.where(use_seasonal, seasonal_med, recent_med)
-    mad = np.where(use_seasonal, seasonal_mad, recent_mad)
-    scale = np.maximum(_MAD_TO_SIGMA * mad, cfg.min_scale_ratio * base)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel_recent = np.where(recent_med > 0, recent_mad / recent_med, 0.0)
+        rel_seasonal = np.where(seasonal_med > 0, seasonal_mad / seasonal_med, 0.0)
+        rel_spread = np.where(use_seasonal, np.maximum(rel_seasonal, rel_recent), rel_recent)
+        if cfg.tail_aware and recent.shape[1] >= 10:
+            k = int(0.9 * (recent.shape[1] - 1))
+            q90 = np.partition(recent, k, axis=1)[:, k]
+            rel_tail = np.where(recent_med > 0, (q90 / recent_med - 1.0) / (1.2816 * _MAD_TO_SIGMA), 0.0)
+            rel_spread = np.maximum(rel_spread, rel_tail)
+    scale = base * np.maximum(_MAD_TO_SIGMA * rel_spread, cfg.min_scale_ratio)
+    scale = np.where(base > 0, scale, _MAD_TO_SIGMA * np.where(use_seasonal, seasonal_mad, recent_mad))
 
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(base > 0, window / base, np.where(window > 0, np.inf, 0.0))
         score = np.where(scale > 0, (window - base) / scale, np.where(window > base, np.inf, 0.0))
 
-    history = np.count_nonzero(sums[:, 1:] > 0, axis=1)
-    rank = np.full(v.shape[0], Reason.SPIKE, dtype=np.int8)
+    history = np.count_nonzero(seasonal > 0, axis=1) + np.count_nonzero(recent > 0, axis=1)
+    rank = np.full(n, Reason.SPIKE, dtype=np.int8)
     rank[score < cfg.robust_z] = Reason.SCORE_DISAGREES
     rank[ratio < cfg.multiplier] = Reason.BELOW_MULTIPLIER
     rank[window < cfg.min_spend_usd] = Reason.LOW_SPEND
     rank[history < cfg.min_history_windows] = Reason.SHORT_HISTORY
     return window, base, ratio, score, rank
+
+
+def _masked_median_mad(x: FloatArray, mask: npt.NDArray[np.bool_]) -> tuple[FloatArray, FloatArray, IntArray]:
+    """Row-wise median and MAD over the entries where `mask` holds, and how many there were."""
+    count = mask.sum(axis=1)
+    if x.shape[1] == 0:
+        zeros = np.zeros(x.shape[0])
+        return zeros, zeros.copy(), count
+    med = _sorted_median(np.sort(np.where(mask, x, np.inf), axis=1), count)
+    dev = np.sort(np.where(mask, np.abs(x - med[:, None]), np.inf), axis=1)
+    return med, _sorted_median(dev, count), count
+
+
+def _sorted_median(sorted_rows: FloatArray, count: IntArray) -> FloatArray:
+    rows = np.arange(sorted_rows.shape[0])
+    lo = np.maximum(count - 1, 0) // 2
+    hi = np.maximum(count, 1) // 2
+    hi = np.minimum(hi, np.maximum(count - 1, 0))
+    if sorted_rows.shape[1] == 0:
+        return np.zeros(sorted_rows.shape[0])
+    med = 0.5 * (sorted_rows[rows, lo] + sorted_rows[rows, hi])
+    return np.where(count > 0, med, 0.0)
 
 
 def _window_sums(v: FloatArray, ends: IntArray, wb: int, f: float) -> FloatArray:

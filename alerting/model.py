@@ -118,7 +118,8 @@ class DeliveryResult:
 
     On success `reference` is the complete reference to store for this alert and channel (it replaces the
     previous one). On failure `retryable` says whether trying again can help and `retry_after` how many
-    seconds the receiver asked us to wait. `error` is redacted: it never carries a secret.
+    seconds the receiver asked us to wait. `error` is redacted: it never carries a secret; on success it may
+    hold a warning about a partial problem that a retry would not fix (some mail recipients refused).
     """
 
     ok: bool

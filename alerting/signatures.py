@@ -61,9 +61,7 @@ def sign_pagerduty(secrets: str | Iterable[str], body: bytes) -> str:
     return ",".join("v1=" + _hmac_hex(secret, body) for secret in secrets)
 
 
-def verify_pagerduty_signature(
-    secrets: Iterable[str], body_bytes: bytes, signature_header: str | None
-) -> bool:
+def verify_pagerduty_signature(secrets: Iterable[str], body_bytes: bytes, signature_header: str | None) -> bool:
     """Return True when any `v1=` signature in the header matches the body under any of `secrets`."""
     if not signature_header:
         return False

@@ -15,8 +15,9 @@ from typing import Any
 
 import orjson
 
+import alerting.sections  # noqa: F401  (registers the alerting config sections before any load)
 from exporter import __version__
-from exporter.config import Config, ConfigError, load_config
+from exporter.config import Config, ConfigError, load_config, parse_config
 from exporter.events import nanos_to_usd
 from exporter.pipeline import IngestOutcome
 from exporter.readers import FORMATS, iter_file_records
@@ -40,12 +41,81 @@ def _config_from_args(args: argparse.Namespace) -> Config:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the API, /metrics and (per role) the scheduler and gateway in one process."""
+    from alerting.runtime import attach_alerting
+
     config = _config_from_args(args)
     services = Services.build(config)
     try:
-        server = make_server(services, config.listen)
+        routes = attach_alerting(services, args.role)
+        server = make_server(services, config.listen, routes)
         print(f"llmcost {__version__} serving on http://{config.listen} (role {args.role}, store {_safe_url(config)})")
         server.run()
+    finally:
+        services.close()
+    return 0
+
+
+def _offline_alerting(args: argparse.Namespace) -> tuple[Services, Any]:
+    """Services plus budgets and gateway without workers or a server, for one-shot commands."""
+    from alerting.runtime import attach_alerting
+
+    services = Services.build(_config_from_args(args), start_writer=False)
+    attach_alerting(services, "ingest")
+    return services, services.extras
+
+
+def cmd_budgets(args: argparse.Namespace) -> int:
+    """List budgets with their status, or show one."""
+    from alerting.budgets.service import BudgetError
+
+    services, parts = _offline_alerting(args)
+    try:
+        budgets = parts["budgets"]
+        if args.action == "show":
+            if not args.name:
+                print("usage: llmcost budgets show NAME", file=sys.stderr)
+                return 2
+            try:
+                print(orjson.dumps(budgets.status(args.name), option=orjson.OPT_INDENT_2).decode())
+            except BudgetError as exc:
+                print(exc, file=sys.stderr)
+                return 1
+            return 0
+        instances = budgets.instances()
+        print(
+            f"{'budget':<24} {'key':<16} {'period':<8} {'spent':>12} {'limit':>12} {'ratio':>7} {'projected':>12} state"
+        )
+        for i in instances:
+            print(
+                f"{i.budget.name[:24]:<24} {i.key[:16] or '-':<16} {i.budget.period:<8} {i.spent:>12.2f} "
+                f"{i.budget.limit:>12.2f} {i.ratio:>7.1%} {i.projected:>12.2f} {i.state}"
+            )
+        if not instances:
+            print("(no budgets: declare them under `budgets:` in the config, or PUT /v1/budgets/NAME)")
+    finally:
+        services.close()
+    return 0
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    """List alerts, or acknowledge one (the running server delivers the updates)."""
+    services, parts = _offline_alerting(args)
+    try:
+        gateway = parts["gateway"]
+        if args.action == "ack":
+            if args.id is None:
+                print("usage: llmcost alerts ack ID [--by NAME]", file=sys.stderr)
+                return 2
+            if gateway.alert(args.id) is None:
+                print(f"no alert with id {args.id}", file=sys.stderr)
+                return 1
+            gateway.ack(args.id, by=args.by, via="cli", comment=args.comment)
+            print(f"alert {args.id} acknowledged by {args.by}")
+            return 0
+        for alert in gateway.alerts(args.state):
+            by = f" by {alert.acknowledged_by}" if alert.acknowledged_by else ""
+            labels = ",".join(f"{k}={v}" for k, v in sorted(alert.labels.items()))
+            print(f"{alert.id:>5} {alert.state:<12} {alert.severity:<8} {alert.alertname:<26} {labels}{by}")
     finally:
         services.close()
     return 0
@@ -149,16 +219,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Fresh SQLite store, a bundled real trace replayed into it, the server on --listen."""
-    from exporter.demo import ATTRIBUTION, load_trace, make_events, trace_span
+    from alerting.runtime import attach_alerting
+    from exporter.demo import ATTRIBUTION, DEMO_CONFIG, load_trace, make_events, trace_span
 
-    config = Config()
+    config = parse_config(DEMO_CONFIG)
     if args.listen:
         config.listen = args.listen
     workdir = Path(tempfile.mkdtemp(prefix="llmcost-demo-"))
     config.database_url = args.db or f"sqlite:///{workdir / 'llmcost-demo.db'}"
     services = Services.build(config)
     try:
-        server = make_server(services, config.listen)
+        server = make_server(services, config.listen, attach_alerting(services, "all"))
     except ListenError as exc:
         print(exc, file=sys.stderr)
         services.close()
@@ -201,7 +272,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"""
 Serving on {base}
   {base}/            landing page
-  {base}/metrics     Prometheus metrics (llm_cost_usd_total, llm_tokens_total, …)
+  {base}/metrics     Prometheus metrics (llm_cost_usd_total, llm_tokens_total, llm_budget_usage_ratio, …)
+  {base}/v1/budgets  budget status (the demo declares three budgets; see exporter/demo.py)
+  {base}/v1/alerts   alerts raised by the budgets (no notification channels are configured in the demo)
   curl -s {base}/metrics | grep '^llm_cost_usd_total'
   llmcost report --db {config.database_url}
 Send your own calls:
@@ -251,6 +324,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--db", help="database URL (default: a fresh SQLite file in a temporary folder)")
     demo.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0 = run until Ctrl-C)")
     demo.set_defaults(func=cmd_demo)
+
+    budgets = sub.add_parser("budgets", help="list budgets with status, or show one")
+    common(budgets)
+    budgets.add_argument("action", nargs="?", choices=("list", "show"), default="list")
+    budgets.add_argument("name", nargs="?")
+    budgets.set_defaults(func=cmd_budgets)
+
+    alerts = sub.add_parser("alerts", help="list alerts, or acknowledge one")
+    common(alerts)
+    alerts.add_argument("action", nargs="?", choices=("list", "ack"), default="list")
+    alerts.add_argument("id", nargs="?", type=int)
+    alerts.add_argument("--state", choices=("firing", "acknowledged", "resolved"))
+    alerts.add_argument("--by", default=os.environ.get("USER", "cli"))
+    alerts.add_argument("--comment", default="")
+    alerts.set_defaults(func=cmd_alerts)
 
     report = sub.add_parser("report", help="spend by provider, model and project")
     common(report)

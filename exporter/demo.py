@@ -34,6 +34,24 @@ MODEL_MIX: tuple[tuple[str, str, float, float], ...] = (
     ("deepseek", "deepseek-chat", 0.12, 0.3),
     ("self-hosted", "llama-3.1-8b-internal", 0.08, 0.0),
 )
+# Budgets the demo declares, sized so the replayed hour shows each state: the hourly request budget of
+# code-assist runs over, the daily total (about $18 an hour of trace) passes warning and then its limit,
+# the per-project monthly budget stays ok.
+DEMO_CONFIG: dict[str, Any] = {
+    "budgets": [
+        {"name": "daily-total", "scope": "global", "period": "daily", "limit": 20.0},
+        {"name": "project-monthly", "scope": "project", "key": "*", "period": "monthly", "limit": 500.0},
+        {
+            "name": "code-assist-hourly-requests",
+            "scope": "project",
+            "key": "code-assist",
+            "period": "hourly",
+            "unit": "requests",
+            "limit": 1000,
+            "mode": "hard",
+        },
+    ]
+}
 PROJECTS = (("code-assist", 0.45), ("chat-support", 0.25), ("search", 0.2), ("batch-eval", 0.1))
 SERVICES = ("api", "worker")
 

@@ -78,10 +78,11 @@ def detect_format(record: dict[str, Any]) -> str:
 
 
 def _auto(values: Iterator[Record]) -> Iterator[Record]:
+    # Judge by the first readable record; after many unreadable ones give up and read JSON lines.
     first: list[Record] = []
     for item in values:
         first.append(item)
-        if not isinstance(item[1], InvalidEvent):
+        if not isinstance(item[1], InvalidEvent) or len(first) >= 1000:
             break
     chained = _chain(first, values)
     record = first[-1][1] if first else None

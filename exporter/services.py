@@ -34,6 +34,8 @@ class Services:
     commit_queue: CommitQueue | None = None
     # Closers run in reverse order on shutdown (scheduler, gateway workers, …).
     closers: list[Callable[[], Any]] = field(default_factory=list)
+    # Parts attached by other packages (the alerting side: "gateway", "budgets", "scheduler").
+    extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def build(cls, config: Config, *, clock: Callable[[], float] = time.time, start_writer: bool = True) -> Services:

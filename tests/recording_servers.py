@@ -15,6 +15,7 @@ context managers (or `start()`/`stop()`): stopping closes every socket and joins
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import itertools
@@ -294,7 +295,7 @@ class ReceivedMail:
         """The decoded body of the first part with this type, e.g. `text/html`."""
         for part in self.message.walk():
             if part.get_content_type() == content_type:
-                return str(part.get_content())  # type: ignore[attr-defined]
+                return str(part.get_content())
         raise KeyError(content_type)
 
 
@@ -302,7 +303,7 @@ class _LoopbackController(Controller):
     """aiosmtpd's controller, learning the port the OS picked when asked for port 0."""
 
     def _trigger_server(self) -> None:
-        assert self.server is not None
+        assert isinstance(self.server, asyncio.Server)
         self.port = self.server.sockets[0].getsockname()[1]
         super()._trigger_server()
 
@@ -379,4 +380,3 @@ class _Handler:
         assert isinstance(message, EmailMessage)
         self._server.messages.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), data, message))
         return "250 Message accepted for delivery"
-

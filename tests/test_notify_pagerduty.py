@@ -131,7 +131,11 @@ def test_an_acknowledgement_from_pagerduty_is_not_echoed_back(pagerduty, notifie
 
 
 def test_rate_limiting_is_retryable(pagerduty, notifier):
-    pagerduty.enqueue(429, {"Retry-After": "30"}, {"status": "throttle event", "message": "Requests for this service are arriving too quickly."})
+    pagerduty.enqueue(
+        429,
+        {"Retry-After": "30"},
+        {"status": "throttle event", "message": "Requests for this service are arriving too quickly."},
+    )
     result = notifier.send(notify("firing"))
 
     assert not result.ok and result.retryable

@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from tests.recording_servers import SlackAPIServer, unused_port
 
 from alerting.model import Actor, Alert, DeliveryResult, Notification, NotificationKind, fingerprint
-from alerting.notify import Notifier, SlackNotifier, build_notifiers
+from alerting.notify import Notifier, SlackNotifier, build_notifiers, redact
+from tests.recording_servers import SlackAPIServer, unused_port
 
 TOKEN = "xoxb-1234567890-abcdefghijklmnop"
 
@@ -246,3 +246,15 @@ def test_notifiers_are_built_from_the_notifications_config(slack):
 def test_a_config_without_token_names_what_is_missing():
     with pytest.raises(ValueError, match="token"):
         SlackNotifier.from_config({"channel": "#c"})
+
+
+def test_redact_hides_given_secrets_and_credential_shapes():
+    text = (
+        "token xoxb-111-222-abc, hook https://hooks.slack.com/services/T0/B0/xyz, "
+        "header Bearer abcdefghijklmnop1234, url https://user:pa55@smtp.example.com, key s3cret"
+    )
+    redacted = redact(text, ["s3cret", None, ""])
+
+    for secret in ("xoxb-111-222-abc", "hooks.slack.com", "abcdefghijklmnop1234", "pa55", "s3cret"):
+        assert secret not in redacted
+    assert redact("basic auth is not configured") == "basic auth is not configured"

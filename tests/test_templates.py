@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -48,8 +49,7 @@ BUDGET = Alert(
     labels=BUDGET_LABELS,
     annotations={
         "summary": "Budget team-search-monthly has used 96% of its $500.00 monthly limit",
-        "description": "Spent $480.12 of $500.00 since 2024-05-01 00:00 UTC; "
-        "at this pace the month ends at $1,034.50.",
+        "description": "Spent $480.12 of $500.00 since 2024-05-01 00:00 UTC; at this pace the month ends at $1,034.50.",
         "runbook_url": "https://llmcost.example.com/runbooks#LLMBudgetCritical",
     },
     severity="critical",
@@ -94,7 +94,7 @@ CASES: dict[str, tuple[Alert, NotificationKind, dict[str, Any]]] = {
 def notification(name: str, channel: str) -> Notification:
     alert, kind, extra = CASES[name]
     if kind is NotificationKind.RESOLVED:
-        alert = Alert(**{**alert.__dict__, "state": "resolved", "resolved_at": datetime(2024, 5, 14, 15, 0, tzinfo=UTC)})
+        alert = replace(alert, state="resolved", resolved_at=datetime(2024, 5, 14, 15, 0, tzinfo=UTC))
     return Notification(kind=kind, alert=alert, channel=channel, **extra)
 
 
@@ -117,9 +117,11 @@ def as_json(value: Any) -> str:
 @pytest.mark.parametrize("name", list(CASES))
 def test_slack_messages_match_their_golden_files(name):
     with SlackAPIServer() as slack:
-        assert SlackNotifier(token="xoxb-golden", channel="#llm-cost", api_url=slack.api_url).send(
-            notification(name, "slack")
-        ).ok
+        assert (
+            SlackNotifier(token="xoxb-golden", channel="#llm-cost", api_url=slack.api_url)
+            .send(notification(name, "slack"))
+            .ok
+        )
         sent = slack.requests[0].json
     check_golden(f"slack_{name}.json", as_json({"text": sent["text"], "blocks": sent["blocks"]}))
 
@@ -181,8 +183,7 @@ def slack_text(message: dict[str, Any]) -> str:
 
 
 def hostile(**changes: Any) -> Notification:
-    fields = {**BUDGET.__dict__, **changes}
-    return Notification(kind=changes.pop("kind", NotificationKind.FIRING), alert=Alert(**fields), channel="slack")
+    return Notification(kind=NotificationKind.FIRING, alert=replace(BUDGET, **changes), channel="slack")
 
 
 def test_a_channel_ping_in_a_label_is_shown_not_sent():
@@ -195,7 +196,7 @@ def test_a_channel_ping_in_a_label_is_shown_not_sent():
 
 
 def test_pings_in_annotations_and_actor_names_are_escaped_exactly_once():
-    alert = Alert(**{**BUDGET.__dict__, "annotations": {"summary": "a <!channel> & b", "note": "<!here>"}})
+    alert = replace(BUDGET, annotations={"summary": "a <!channel> & b", "note": "<!here>"})
     message = build_message(
         Notification(kind=NotificationKind.ACKNOWLEDGED, alert=alert, channel="slack", actor=Actor(by="<@U1>", via="x"))
     )

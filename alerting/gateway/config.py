@@ -41,7 +41,11 @@ DEFAULT_ROUTES: dict[Severity, tuple[str, ...]] = {
     "critical": ("slack", "email", "pagerduty"),
 }
 
-_SECRETS = {"slack": ("token", "signing_secret"), "email": ("password",), "pagerduty": ("routing_key", "webhook_secret")}
+_SECRETS = {
+    "slack": ("token", "signing_secret"),
+    "email": ("password",),
+    "pagerduty": ("routing_key", "webhook_secret"),
+}
 _PLAIN_KEYS = {
     "slack": {"channel", "api_url", "timeout_seconds"},
     "email": {"smtp_host", "smtp_port", "starttls", "username", "from", "to", "timeout_seconds"},
@@ -142,7 +146,7 @@ def _channel(name: str, section: dict[str, Any], problems: Problems, base: Path)
     _unknown(section, allowed, path, problems)
     resolved: dict[str, Any] = {k: v for k, v in section.items() if k in _PLAIN_KEYS[name]}
     for key in secrets:
-        value = resolve_secret(section, key, problems, f"{path}.{key}", base)
+        value = resolve_secret(section, key, problems, path, base)
         if value is not None:
             resolved[key] = value
     before = len(problems)
@@ -199,9 +203,7 @@ def _routes(value: Any, problems: Problems) -> dict[Severity, tuple[str, ...]]:
             continue
         bad = [c for c in channels if c not in CHANNELS]
         if bad:
-            problems.append(
-                f"notifications.routes.{severity}: unknown channel(s) {bad} (known: {', '.join(CHANNELS)})"
-            )
+            problems.append(f"notifications.routes.{severity}: unknown channel(s) {bad} (known: {', '.join(CHANNELS)})")
             continue
         routes[severity] = tuple(dict.fromkeys(channels))
     return routes
@@ -289,9 +291,7 @@ def parse_settings(raw: Mapping[str, Any], base: Path, problems: Problems) -> Ga
         repeat_interval=repeat,
         tick_interval=_duration(alerting, "tick_interval", path, GatewaySettings.tick_interval, problems),
         max_body_bytes=max_body,
-        receipt_retention=_duration(
-            alerting, "receipt_retention", path, GatewaySettings.receipt_retention, problems
-        ),
+        receipt_retention=_duration(alerting, "receipt_retention", path, GatewaySettings.receipt_retention, problems),
         outbox=_outbox(alerting.get("outbox"), problems),
         silences=_silences(alerting.get("alertmanager"), problems),
     )

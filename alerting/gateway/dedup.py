@@ -1,4 +1,4 @@
-"""The dedup stage: given what is stored about an alert, should it be notified now, and why?
+"""The dedup stage: decides from what is stored about an alert whether to notify now, and why.
 
 A pure function of the alert's state and the clock; the lifecycle stage applies its answer inside the
 transaction that read the state, with a conditional update, so two processes never both act on it.
@@ -49,7 +49,7 @@ class Decision:
 
 def severity_rank(severity: str | None) -> int:
     """Position of a severity from lowest (0) to highest; -1 for none."""
-    return SEVERITIES.index(severity) if severity in SEVERITIES else -1  # type: ignore[arg-type]
+    return SEVERITIES.index(severity) if severity in SEVERITIES else -1
 
 
 def decide(

@@ -36,6 +36,4 @@ def build_notifiers(notifications: Mapping[str, Any]) -> dict[str, Notifier]:
 
     Channels that are absent or empty are skipped; `routes` is the gateway's business and ignored here.
     """
-    return {
-        name: factory(notifications[name]) for name, factory in _FACTORIES.items() if notifications.get(name)
-    }
+    return {name: factory(notifications[name]) for name, factory in _FACTORIES.items() if notifications.get(name)}

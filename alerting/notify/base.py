@@ -19,7 +19,7 @@ REDACTED = "[REDACTED]"
 _CREDENTIAL_PATTERNS = (
     re.compile(r"xox[a-z]-[A-Za-z0-9-]+"),  # Slack bot, user and app tokens
     re.compile(r"https://hooks\.slack\.com/\S+"),  # Slack incoming webhooks
-    re.compile(r"(?i)(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"),  # Authorization header values
+    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{16,}"),  # Authorization header values
     re.compile(r"(?<=://)[^/@\s:]+:[^/@\s]+(?=@)"),  # user:password@ in URLs
 )
 
@@ -74,5 +74,5 @@ def parse_retry_after(headers: Mapping[str, Any], now: datetime | None = None) -
 
 
 def one_line(text: str, limit: int = 300) -> str:
-    """One line of at most `limit` characters, for error messages built from server responses."""
+    """Squash `text` onto one line of at most `limit` characters, for errors quoting a server's reply."""
     return truncate(" ".join(text.split()), limit)

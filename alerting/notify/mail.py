@@ -57,9 +57,7 @@ def _message_id(notification: Notification, root: str) -> str:
     return make_msgid(idstring=f"{alert.fingerprint}.{notification.kind.value}", domain=MESSAGE_ID_DOMAIN)
 
 
-def build_email(
-    notification: Notification, *, from_addr: str, to: Sequence[str], now: datetime
-) -> EmailMessage:
+def build_email(notification: Notification, *, from_addr: str, to: Sequence[str], now: datetime) -> EmailMessage:
     """Build the complete mail for a notification: thread headers, a text part and an HTML alternative."""
     root = _root_id(notification)
     message = EmailMessage(policy=POLICY)
@@ -151,9 +149,7 @@ class EmailNotifier:
                 return DeliveryResult.retry(text)
             return DeliveryResult.fail(text)
         except smtplib.SMTPResponseException as error:  # sender refused, data refused, auth failed, 421 …
-            text = self._redact(
-                f"smtp: {type(error).__name__}: {_smtp_reply(error.smtp_code, error.smtp_error)}"
-            )
+            text = self._redact(f"smtp: {type(error).__name__}: {_smtp_reply(error.smtp_code, error.smtp_error)}")
             if 500 <= error.smtp_code < 600:
                 return DeliveryResult.fail(text)
             return DeliveryResult.retry(text)

@@ -86,17 +86,15 @@ def context(notification: Notification) -> dict[str, Any]:
         "runbook_url": web_url(annotations.get("runbook_url", "")),
         "generator_url": web_url(alert.generator_url),
         "labels": sorted((k, v) for k, v in alert.labels.items() if k != "alertname"),
-        "other_annotations": sorted(
-            (k, v) for k, v in annotations.items() if k not in WELL_KNOWN_ANNOTATIONS
-        ),
+        "other_annotations": sorted((k, v) for k, v in annotations.items() if k not in WELL_KNOWN_ANNOTATIONS),
     }
 
 
-def render(name: str, notification: Notification, **extra: Any) -> str:
-    """Render template `name` (e.g. `email.html`) for `notification`; `extra` adds or overrides variables."""
+def render(name: str, notification: Notification) -> str:
+    """Render template `name` (e.g. `email.html`) for `notification`."""
     try:
         escaping = TEMPLATES[name]
     except KeyError:
         raise ValueError(f"unknown template {name!r}; known: {', '.join(TEMPLATES)}") from None
     template = _environment(escaping).get_template(f"{name}.j2")
-    return template.render({**context(notification), **extra}).strip()
+    return template.render(context(notification)).strip()

@@ -26,12 +26,16 @@ def to_canonical(raw: Mapping[str, Any]) -> dict[str, Any]:
     the ingest hot path, so it costs two dict lookups. Unknown fields are passed through, and
     `parse_event` keeps them in `metadata`.
     """
-    if "usage" not in raw:
+    try:
+        has_usage = "usage" in raw
+    except TypeError:  # a number or null, not an object: parse_event says so
+        return raw  # type: ignore[return-value]
+    if not has_usage:
         if "provider" in raw:
             return raw  # type: ignore[return-value]  # canonical: the same object, no copy
         return _without_usage(raw)
     if not isinstance(raw, Mapping):
-        return raw  # not an object: parse_event says so
+        return raw  # a string or a list, not an object: parse_event says so
     return event_from_usage(raw)
 
 

@@ -77,15 +77,11 @@ def uncached(total: int, total_name: str, parts: tuple[tuple[str, int], ...]) ->
     remainder = total - sum(value for _, value in parts)
     if remainder < 0:
         described = " + ".join(f"{name} ({value})" for name, value in parts if value)
-        raise InvalidEvent(
-            total_name, f"({total}) is smaller than the cached tokens it includes: {described}"
-        )
+        raise InvalidEvent(total_name, f"({total}) is smaller than the cached tokens it includes: {described}")
     return remainder
 
 
 def check_reasoning(reasoning: int, output: int, reasoning_name: str, output_name: str) -> None:
     """Reasoning tokens are part of output tokens; more reasoning than output is inconsistent data."""
     if reasoning > output:
-        raise InvalidEvent(
-            reasoning_name, f"({reasoning}) exceeds {output_name} ({output}), which includes it"
-        )
+        raise InvalidEvent(reasoning_name, f"({reasoning}) exceeds {output_name} ({output}), which includes it")

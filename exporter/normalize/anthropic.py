@@ -58,14 +58,10 @@ def anthropic_tokens(usage: Mapping[str, Any], path: str) -> dict[str, int]:
             cache_read += count0(item, "cache_read_input_tokens", item_path)
             cache_write += _cache_write(item, item_path)
             output += count0(item, "output_tokens", item_path)
-        check_reasoning(
-            reasoning, output, f"{path}.output_tokens_details.thinking_tokens", f"{path}.iterations"
-        )
+        check_reasoning(reasoning, output, f"{path}.output_tokens_details.thinking_tokens", f"{path}.iterations")
         return tokens(input_tokens, cache_read, cache_write, output, reasoning)
     output = count0(usage, "output_tokens", path)
-    check_reasoning(
-        reasoning, output, f"{path}.output_tokens_details.thinking_tokens", f"{path}.output_tokens"
-    )
+    check_reasoning(reasoning, output, f"{path}.output_tokens_details.thinking_tokens", f"{path}.output_tokens")
     return tokens(
         count0(usage, "input_tokens", path),
         count0(usage, "cache_read_input_tokens", path),
@@ -81,9 +77,7 @@ def _cache_write(usage: Mapping[str, Any], path: str) -> int:
         return total
     # Only the per-TTL breakdown: its parts add up to the cache writes.
     breakdown = sub(usage, "cache_creation", path)
-    return sum(
-        count0(breakdown, key, f"{path}.cache_creation") for key in breakdown if key.endswith("_tokens")
-    )
+    return sum(count0(breakdown, key, f"{path}.cache_creation") for key in breakdown if key.endswith("_tokens"))
 
 
 def _own_model_iterations(usage: Mapping[str, Any], path: str) -> list[tuple[int, Mapping[str, Any]]]:

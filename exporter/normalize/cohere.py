@@ -24,9 +24,7 @@ def cohere_tokens(usage: Mapping[str, Any], path: str) -> dict[str, int]:
     billed = sub(usage, "billed_units", path)
     if billed:
         billed_path = f"{path}.billed_units"
-        return tokens(
-            count0(billed, "input_tokens", billed_path), output=count0(billed, "output_tokens", billed_path)
-        )
+        return tokens(count0(billed, "input_tokens", billed_path), output=count0(billed, "output_tokens", billed_path))
     processed = sub(usage, "tokens", path)
     processed_path = f"{path}.tokens"
     cached = count0(usage, "cached_tokens", path)

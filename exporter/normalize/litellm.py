@@ -28,6 +28,8 @@ from exporter.events import InvalidEvent
 from exporter.normalize._fields import tokens
 from exporter.normalize.openai_like import chat_tokens
 
+# LiteLLM's payload status is success / failure; anything else leaves the default (success).
+_STATUSES = {"success": "success", "failure": "error", "error": "error"}
 _META_KEYS = (
     ("call_type", "call_type"),
     ("model_group", "model_group"),
@@ -72,9 +74,7 @@ def event_from_litellm(raw: Mapping[str, Any]) -> dict[str, Any]:
         out["timestamp"] = end
     latency = raw.get("request_duration_ms")
     out_latency = (
-        latency
-        if isinstance(latency, int | float) and not isinstance(latency, bool)
-        else _latency(start, end)
+        latency if isinstance(latency, int | float) and not isinstance(latency, bool) else _latency(start, end)
     )
     if out_latency is not None:
         out["latency_ms"] = out_latency
@@ -82,8 +82,8 @@ def event_from_litellm(raw: Mapping[str, Any]) -> dict[str, Any]:
     if cost is not None:
         out["cost_usd"] = cost
     status = raw.get("status") or meta.get("status")
-    if status is not None:
-        out["status"] = "error" if status == "failure" else status
+    if status in _STATUSES:
+        out["status"] = _STATUSES[status]
 
     cache_hit = raw.get("cache_hit") in (True, "True", "true")
     if cache_hit:
@@ -91,10 +91,11 @@ def event_from_litellm(raw: Mapping[str, Any]) -> dict[str, Any]:
     else:
         out.update(_tokens(raw, meta, hidden, "metadata" if spend_log else "hidden_params", provider))
 
-    project = _first(
-        meta, ("user_api_key_project_alias", "user_api_key_project_id", "user_api_key_team_alias")
+    project = (
+        _first(meta, ("user_api_key_project_alias", "user_api_key_project_id", "user_api_key_team_alias", "team_alias"))
+        or _first(raw, ("team_id",))
+        or _first(meta, ("user_api_key_team_id", "team_id"))
     )
-    project = project or _first(raw, ("team_id",)) or _first(meta, ("user_api_key_team_id",))
     if project:
         out["project"] = project
     user = _first(raw, ("end_user",)) or _first(meta, ("user_api_key_end_user_id", "user_api_key_user_id"))

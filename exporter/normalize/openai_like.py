@@ -10,10 +10,11 @@ LiteLLM and Databricks (`cache_read_input_tokens`); all are parts of `prompt_tok
 Anthropic's meaning and is NOT part of `prompt_tokens`.
 
 `completion_tokens` include `completion_tokens_details.reasoning_tokens`, except at xAI, which
-reports reasoning beside the completion (`total_tokens` = prompt + completion + reasoning; that sum
-also reveals it for an unnamed provider). Gemini's OpenAI-compatible endpoint leaves thinking tokens
-out of `completion_tokens` entirely but counts them in `total_tokens`; for Google providers the
-surplus is output (billed as such) and reasoning.
+reports reasoning beside the completion. `total_tokens` tells the two apart (prompt + completion, or
+prompt + completion + reasoning) whatever the provider is called; only without a total does the
+provider name decide. Gemini's OpenAI-compatible endpoint leaves thinking tokens out of
+`completion_tokens` and out of the details, but counts them in `total_tokens`: for Google providers
+the surplus is output (it is billed as such) and reasoning.
 
 Responses API `input_tokens` include `input_tokens_details.cached_tokens` and `cache_write_tokens`;
 `output_tokens` include `output_tokens_details.reasoning_tokens`.
@@ -55,8 +56,7 @@ def chat_tokens(usage: Mapping[str, Any], path: str, provider: str) -> dict[str,
         if "prompt_tokens" in usage and hit + miss != prompt:
             raise InvalidEvent(
                 f"{path}.prompt_cache_miss_tokens",
-                f"prompt_cache_hit_tokens ({hit}) + prompt_cache_miss_tokens ({miss}) "
-                f"!= prompt_tokens ({prompt})",
+                f"prompt_cache_hit_tokens ({hit}) + prompt_cache_miss_tokens ({miss}) != prompt_tokens ({prompt})",
             )
         prompt = hit + miss
         cache_read, cache_read_name = hit, "prompt_cache_hit_tokens"
@@ -65,14 +65,10 @@ def chat_tokens(usage: Mapping[str, Any], path: str, provider: str) -> dict[str,
         details_hit = count(prompt_details, "cached_tokens", details_path)
         if details_hit is None:
             details_hit = first_count(usage, _TOP_LEVEL_CACHE_HITS, path)
-            cache_read_name = next(
-                (k for k in _TOP_LEVEL_CACHE_HITS if usage.get(k) is not None), cache_read_name
-            )
+            cache_read_name = next((k for k in _TOP_LEVEL_CACHE_HITS if usage.get(k) is not None), cache_read_name)
         cache_read = details_hit or 0
 
-    included_write = first_count(
-        prompt_details, ("cache_write_tokens", "cache_creation_tokens"), details_path
-    )
+    included_write = first_count(prompt_details, ("cache_write_tokens", "cache_creation_tokens"), details_path)
     if included_write is None:
         separate_write = count0(usage, "cache_creation_input_tokens", path)
         included_write = 0
@@ -96,12 +92,12 @@ def chat_tokens(usage: Mapping[str, Any], path: str, provider: str) -> dict[str,
 
 
 def _output(prompt: int, completion: int, reasoning: int, total: int | None, path: str, provider: str) -> int:
+    """Output tokens including reasoning; the totals, when given, say whether reasoning is already in."""
     name = provider.lower()
-    beside = total is not None and reasoning > 0 and total == prompt + completion + reasoning
-    if name in providers.XAI or beside:
-        return completion + reasoning
-    if total is not None and total > prompt + completion and reasoning == 0 and name in providers.GOOGLE:
-        return total - prompt
+    if reasoning and (total == prompt + completion + reasoning or (total is None and name in providers.XAI)):
+        return completion + reasoning  # reported beside the completion
+    if not reasoning and total is not None and total > prompt + completion and name in providers.GOOGLE:
+        return total - prompt  # thinking tokens left out of completion_tokens
     check_reasoning(
         reasoning,
         completion,
@@ -127,12 +123,8 @@ def responses_tokens(usage: Mapping[str, Any], path: str) -> dict[str, int]:
         ),
     )
     output = count0(usage, "output_tokens", path)
-    reasoning = count0(
-        sub(usage, "output_tokens_details", path), "reasoning_tokens", f"{path}.output_tokens_details"
-    )
-    check_reasoning(
-        reasoning, output, f"{path}.output_tokens_details.reasoning_tokens", f"{path}.output_tokens"
-    )
+    reasoning = count0(sub(usage, "output_tokens_details", path), "reasoning_tokens", f"{path}.output_tokens_details")
+    check_reasoning(reasoning, output, f"{path}.output_tokens_details.reasoning_tokens", f"{path}.output_tokens")
     return tokens(input_tokens, cache_read, cache_write, output, reasoning)
 
 

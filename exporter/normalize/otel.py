@@ -62,9 +62,7 @@ def decode_attributes(attributes: Any, path: str = "attributes") -> dict[str, An
     if isinstance(attributes, Mapping):
         return dict(attributes)
     if not isinstance(attributes, Sequence) or isinstance(attributes, str):
-        raise InvalidEvent(
-            path, f"must be an object or an OTLP key/value list, got {type(attributes).__name__}"
-        )
+        raise InvalidEvent(path, f"must be an object or an OTLP key/value list, got {type(attributes).__name__}")
     decoded: dict[str, Any] = {}
     for index, item in enumerate(attributes):
         if not isinstance(item, Mapping) or not isinstance(item.get("key"), str):
@@ -159,9 +157,7 @@ def _tokens(attrs: Mapping[str, Any]) -> dict[str, int]:
     cache_write_name, cache_write = _count(attrs, _CACHE_WRITE)
     output_name, output = _count(attrs, _OUTPUT)
     reasoning_name, reasoning = _count(attrs, _REASONING)
-    input_tokens = uncached(
-        total_input, input_name, ((cache_read_name, cache_read), (cache_write_name, cache_write))
-    )
+    input_tokens = uncached(total_input, input_name, ((cache_read_name, cache_read), (cache_write_name, cache_write)))
     check_reasoning(reasoning, output, reasoning_name, output_name)
     return tokens(input_tokens, cache_read, cache_write, output, reasoning)
 

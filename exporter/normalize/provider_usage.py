@@ -85,9 +85,7 @@ def _tokens_for_shape(usage: Mapping[str, Any], path: str, provider: str) -> dic
     if "input_tokens" in usage or "output_tokens" in usage:
         anthropic, responses = is_anthropic(usage), is_responses(usage)
         if anthropic and responses:
-            raise InvalidEvent(
-                path, "mixes Anthropic keys (cache_*_input_tokens) with Responses API keys (*_details)"
-            )
+            raise InvalidEvent(path, "mixes Anthropic keys (cache_*_input_tokens) with Responses API keys (*_details)")
         if anthropic or "input_tokens" not in usage:
             return anthropic_tokens(usage, path)
         # Plain {input_tokens, output_tokens}: Anthropic and Responses read it the same way.

@@ -6,6 +6,7 @@ never on raw events, so scrapes and budget checks cost the same at a million eve
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -28,7 +29,9 @@ from exporter.store.schema import (
     usage_rollup,
     usage_series,
 )
-from exporter.store.writer import BatchWriter, WriteResult
+from exporter.store.writer import BatchWriter, WriteHook, WriteResult
+
+log = logging.getLogger(__name__)
 
 
 class StoreUnavailable(RuntimeError):
@@ -63,6 +66,7 @@ class Store:
         self.clock = clock
         self._writer = BatchWriter(self.engine, clock=clock)
         self._write_lock = threading.Lock()
+        self._after_commit: list[Callable[[WriteResult], None]] = []
         if auto_migrate:
             self.migrate()
 
@@ -81,11 +85,23 @@ class Store:
         """Store priced events durably (committed on return); duplicates by request_id are skipped."""
         with self._write_lock:
             try:
-                return self._writer.write(events, rejected=rejected)
+                result = self._writer.write(events, rejected=rejected)
             except Exception as exc:
                 if _is_connection_error(exc) or "database is locked" in str(exc):
                     raise StoreUnavailable(str(getattr(exc, "orig", exc))) from exc
                 raise
+        for callback in self._after_commit:
+            try:
+                callback(result)
+            except Exception:  # the events are committed; a failing observer must not fail the ingest
+                log.exception("after-commit callback failed")
+        return result
+
+    def add_write_hook(self, hook: WriteHook, after_commit: Callable[[WriteResult], None] | None = None) -> None:
+        """Run `hook` inside every ingest transaction, and `after_commit` once it committed."""
+        self._writer.hooks.append(hook)
+        if after_commit is not None:
+            self._after_commit.append(after_commit)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:

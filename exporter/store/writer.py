@@ -14,9 +14,9 @@ the placeholder style and how inserted rows are told apart from duplicates:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy.engine import Engine
@@ -53,6 +53,22 @@ def _placeholders(sql: str, style: str) -> str:
     return sql.replace("?", "%s") if style == "format" else sql
 
 
+class WriteHook(Protocol):
+    """Extra work inside the ingest transaction (budget spend), fed the batch's rollup increments.
+
+    `rollups` maps (series id, bucket) to the counters in COUNTER_COLUMNS order; `series` maps the
+    series ids to their labels. Whatever `apply` returns is handed to after-commit callbacks.
+    """
+
+    def apply(
+        self,
+        cursor: Any,
+        postgres: bool,
+        rollups: Mapping[tuple[int, int], Sequence[int]],
+        series: Mapping[int, SeriesKey],
+    ) -> Any: ...
+
+
 @dataclass
 class WriteResult:
     """What one batch did: `inserted[i]` is False when event i was a duplicate."""
@@ -61,6 +77,7 @@ class WriteResult:
     accepted: int = 0
     duplicates: int = 0
     new_series: dict[SeriesKey, int] = field(default_factory=dict)
+    hook_results: list[Any] = field(default_factory=list)
 
 
 def series_key(event: UsageEvent) -> SeriesKey:
@@ -89,6 +106,7 @@ class BatchWriter:
                 "ON CONFLICT (name) DO UPDATE SET value = max(ingest_counters.value, excluded.value)"
             )
         self._series_ids: dict[SeriesKey, int] = {}
+        self.hooks: list[WriteHook] = []
 
     def write(self, events: Sequence[UsageEvent], *, rejected: int = 0) -> WriteResult:
         """Store `events` (priced) in one transaction and count `rejected` ones; returns which were new."""
@@ -135,7 +153,11 @@ class BatchWriter:
                     if new_flags[pos]:
                         inserted[i] = True
                         fresh.append((events[i], rows[pos][2]))
-                self._apply_rollups(cursor, fresh)
+                rollups = self._apply_rollups(cursor, fresh)
+                hook_results = []
+                if rollups and self.hooks:
+                    labels = {sid: series_key(ev) for ev, sid in fresh}
+                    hook_results = [hook.apply(cursor, self._postgres, rollups, labels) for hook in self.hooks]
                 accepted = len(fresh)
                 counters = [
                     ("accepted", accepted),
@@ -158,7 +180,7 @@ class BatchWriter:
             raw.close()
         # Only a committed series id may be cached: a rolled-back one would point nowhere.
         self._series_ids.update(new_series)
-        return WriteResult(inserted, accepted, len(events) - accepted, new_series)
+        return WriteResult(inserted, accepted, len(events) - accepted, new_series, hook_results)
 
     def _resolve_series(self, cursor: Any, keys: list[SeriesKey]) -> dict[SeriesKey, int]:
         missing = sorted({k for k in keys if k not in self._series_ids})
@@ -203,9 +225,9 @@ class BatchWriter:
         cursor.execute("RELEASE batch")
         return flags
 
-    def _apply_rollups(self, cursor: Any, fresh: list[tuple[UsageEvent, int]]) -> None:
+    def _apply_rollups(self, cursor: Any, fresh: list[tuple[UsageEvent, int]]) -> dict[tuple[int, int], list[int]]:
         if not fresh:
-            return
+            return {}
         rollups: dict[tuple[int, int], list[int]] = {}
         for ev, sid in fresh:
             key = (sid, int(ev.timestamp // BUCKET_SECONDS) * BUCKET_SECONDS)
@@ -230,3 +252,4 @@ class BatchWriter:
                     tot[j] += acc[j]
         cursor.executemany(self._sql["rollup_upsert"], [(*key, *rollups[key]) for key in sorted(rollups)])
         cursor.executemany(self._sql["series_update"], [(*totals[sid], sid) for sid in sorted(totals)])
+        return rollups

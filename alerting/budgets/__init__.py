@@ -1,0 +1,1 @@
+"""Budgets: definitions, spend maintained on ingest, status, checks, threshold and forecast alerts."""

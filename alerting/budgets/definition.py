@@ -1,0 +1,193 @@
+"""Budget definitions: parsing and validation (config file and API alike) and state from a ratio."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from alerting.periods import Period, zone
+
+SCOPES = ("global", "project", "user", "service", "model")
+UNITS = ("usd", "tokens", "requests")
+MODES = ("track", "soft", "hard")
+PERIODS = tuple(p.value for p in Period)
+STATES = ("ok", "info", "warning", "critical", "exceeded")
+DEFAULT_THRESHOLDS = {"info": 0.5, "warning": 0.8, "critical": 0.95}
+ALERT_FOR_STATE = {"warning": "LLMBudgetWarning", "critical": "LLMBudgetCritical", "exceeded": "LLMBudgetExceeded"}
+SEVERITY_FOR_ALERT = {"LLMBudgetWarning": "warning", "LLMBudgetCritical": "critical", "LLMBudgetExceeded": "critical"}
+FORECAST_ALERT = "LLMBudgetForecastOverrun"
+_FIELDS = {"name", "scope", "key", "period", "limit", "unit", "thresholds", "mode", "timezone", "description"}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One budget as declared; `key="*"` means one budget per value of the scope's label."""
+
+    name: str
+    scope: str
+    key: str
+    period: str
+    limit: float
+    unit: str = "usd"
+    thresholds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
+    mode: str = "track"
+    timezone: str = "UTC"
+    description: str = ""
+
+    @property
+    def label(self) -> str | None:
+        """The usage label the scope filters on (None for global)."""
+        return None if self.scope == "global" else self.scope
+
+    def matches(self, labels: dict[str, str]) -> str | None:
+        """The budget key a label set counts under, or None when it is outside the budget."""
+        if self.label is None:
+            return ""
+        value = labels.get(self.label, "")
+        if self.key == "*":
+            return value
+        return value if value == self.key else None
+
+    def state(self, ratio: float) -> str:
+        """Ok / info / warning / critical / exceeded for a spent/limit ratio."""
+        if ratio >= 1.0:
+            return "exceeded"
+        for name in ("critical", "warning", "info"):
+            if ratio >= self.thresholds[name]:
+                return name
+        return "ok"
+
+    def to_json(self) -> dict[str, Any]:
+        """The definition as the API returns and stores it."""
+        return {
+            "name": self.name,
+            "scope": self.scope,
+            "key": self.key,
+            "period": self.period,
+            "limit": self.limit,
+            "unit": self.unit,
+            "thresholds": dict(self.thresholds),
+            "mode": self.mode,
+            "timezone": self.timezone,
+            "description": self.description,
+        }
+
+
+def parse_budget(raw: Any, path: str, problems: list[str], *, name: str | None = None) -> Budget | None:
+    """Validate one budget mapping; append every problem (prefixed by `path`) and return None if any."""
+    if not isinstance(raw, dict):
+        problems.append(f"{path}: must be a mapping, got {type(raw).__name__}")
+        return None
+    before = len(problems)
+    for key in raw:
+        if key not in _FIELDS:
+            problems.append(f"{path}.{key}: unknown field (allowed: {', '.join(sorted(_FIELDS))})")
+    budget_name = name if name is not None else raw.get("name")
+    if not isinstance(budget_name, str) or not budget_name or len(budget_name) > 128 or not budget_name.isprintable():
+        problems.append(f"{path}.name: required, a printable string of at most 128 characters")
+    elif name is not None and raw.get("name") not in (None, name):
+        problems.append(f"{path}.name: {raw.get('name')!r} differs from the name in the URL {name!r}")
+    scope = raw.get("scope", "global")
+    if scope not in SCOPES:
+        problems.append(f"{path}.scope: must be one of {', '.join(SCOPES)}, got {scope!r}")
+    key = raw.get("key", "" if scope == "global" else None)
+    if scope == "global":
+        key = ""
+    elif not isinstance(key, str) or not key:
+        problems.append(f'{path}.key: required for scope {scope!r}: a value, or "*" for each value separately')
+    period = raw.get("period")
+    if period not in PERIODS:
+        problems.append(f"{path}.period: must be one of {', '.join(PERIODS)}, got {period!r}")
+    limit = raw.get("limit")
+    if isinstance(limit, bool) or not isinstance(limit, int | float) or not math.isfinite(limit) or limit <= 0:
+        problems.append(f"{path}.limit: must be a number > 0, got {limit!r}")
+    unit = raw.get("unit", "usd")
+    if unit not in UNITS:
+        problems.append(f"{path}.unit: must be one of {', '.join(UNITS)}, got {unit!r}")
+    mode = raw.get("mode", "track")
+    if mode not in MODES:
+        problems.append(f"{path}.mode: must be one of {', '.join(MODES)}, got {mode!r}")
+    tz = raw.get("timezone", "UTC")
+    try:
+        zone(str(tz))
+    except ValueError:
+        problems.append(f"{path}.timezone: unknown IANA timezone {tz!r}")
+    thresholds = dict(DEFAULT_THRESHOLDS)
+    given = raw.get("thresholds") or {}
+    if not isinstance(given, dict):
+        problems.append(f"{path}.thresholds: must be a mapping of info/warning/critical to ratios")
+        given = {}
+    for level, value in given.items():
+        if level not in DEFAULT_THRESHOLDS:
+            problems.append(
+                f"{path}.thresholds.{level}: unknown level (info, warning, critical; exceeded is always 1.0)"
+            )
+        elif isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+            problems.append(f"{path}.thresholds.{level}: must be a ratio between 0 and 1, got {value!r}")
+        else:
+            thresholds[level] = float(value)
+    if not thresholds["info"] <= thresholds["warning"] <= thresholds["critical"]:
+        problems.append(f"{path}.thresholds: must rise from info to warning to critical")
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        problems.append(f"{path}.description: must be a string")
+    if len(problems) > before:
+        return None
+    return Budget(
+        name=str(budget_name),
+        scope=str(scope),
+        key=str(key),
+        period=str(period),
+        limit=float(limit),  # type: ignore[arg-type]
+        unit=str(unit),
+        thresholds=thresholds,
+        mode=str(mode),
+        timezone=str(tz),
+        description=str(description),
+    )
+
+
+@dataclass(frozen=True)
+class BudgetsConfig:
+    """The `budgets:` section: a list, or a mapping with `fail_mode` and `items`."""
+
+    items: tuple[Budget, ...] = ()
+    fail_mode: str = "open"
+    evaluate_seconds: float = 30.0
+
+
+def parse_budgets_section(raw: Any, problems: list[str]) -> BudgetsConfig:
+    """Parse `budgets:` — either a list of budgets or `{fail_mode, evaluate_seconds, items: [...]}`."""
+    fail_mode = "open"
+    evaluate_seconds = 30.0
+    items_raw: Any = raw
+    if raw is None:
+        return BudgetsConfig()
+    if isinstance(raw, dict):
+        for key in raw:
+            if key not in ("items", "fail_mode", "evaluate_seconds"):
+                problems.append(f"budgets.{key}: unknown key (allowed: items, fail_mode, evaluate_seconds)")
+        fail_mode = raw.get("fail_mode", "open")
+        if fail_mode not in ("open", "closed"):
+            problems.append(f"budgets.fail_mode: must be 'open' or 'closed', got {fail_mode!r}")
+        evaluate_seconds = raw.get("evaluate_seconds", 30.0)
+        if isinstance(evaluate_seconds, bool) or not isinstance(evaluate_seconds, int | float) or evaluate_seconds <= 0:
+            problems.append("budgets.evaluate_seconds: must be a number > 0")
+            evaluate_seconds = 30.0
+        items_raw = raw.get("items", [])
+    if not isinstance(items_raw, list):
+        problems.append(f"budgets: must be a list of budgets (or a mapping with items), got {type(items_raw).__name__}")
+        return BudgetsConfig()
+    items: list[Budget] = []
+    seen: set[str] = set()
+    for i, entry in enumerate(items_raw):
+        budget = parse_budget(entry, f"budgets[{i}]", problems)
+        if budget is None:
+            continue
+        if budget.name in seen:
+            problems.append(f"budgets[{i}].name: {budget.name!r} is declared twice")
+            continue
+        seen.add(budget.name)
+        items.append(budget)
+    return BudgetsConfig(tuple(items), str(fail_mode), float(evaluate_seconds))

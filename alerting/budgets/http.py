@@ -1,0 +1,87 @@
+"""Budget endpoints: `GET/PUT/DELETE /v1/budgets[/{name}]` and `POST /v1/budgets/check`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from alerting.budgets.service import BudgetError, BudgetService
+from exporter.config import AuthConfig
+from exporter.http.auth import check_bearer
+from exporter.http.body import BodyTooLarge, read_limited
+from exporter.http.errors import ORJSONResponse, error
+from exporter.store import StoreUnavailable
+
+MAX_BODY = 64 * 1024
+
+
+async def _json_body(request: Request) -> Any:
+    kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if kind not in ("application/json", ""):
+        raise BudgetError(415, f"unsupported content type {kind!r}; send application/json")
+    try:
+        body = await read_limited(request, MAX_BODY)
+    except BodyTooLarge as exc:
+        raise BudgetError(413, str(exc)) from None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BudgetError(400, f"body is not valid JSON: {exc}") from None
+
+
+def budget_routes(service: BudgetService, auth: AuthConfig) -> list[BaseRoute]:
+    """Starlette routes for the budgets API."""
+
+    def guarded(
+        tokens: list[str], handler: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            denied = check_bearer(request, tokens)
+            if denied is not None:
+                return denied
+            try:
+                return await handler(request)
+            except BudgetError as exc:
+                return error(exc.status, str(exc), exc.detail)
+            except StoreUnavailable:
+                return error(503, "store unavailable, retry later", headers={"Retry-After": "5"})
+
+        return endpoint
+
+    async def list_budgets(_request: Request) -> Response:
+        instances = await run_in_threadpool(service.instances)
+        return ORJSONResponse({"budgets": [i.to_json() for i in instances]})
+
+    async def get_budget(request: Request) -> Response:
+        return ORJSONResponse(await run_in_threadpool(service.status, request.path_params["name"]))
+
+    async def put_budget(request: Request) -> Response:
+        raw = await _json_body(request)
+        name = request.path_params["name"]
+        budget = await run_in_threadpool(service.put, name, raw)
+        status = await run_in_threadpool(service.status, budget.name)
+        return ORJSONResponse({"definition": budget.to_json(), "status": status})
+
+    async def delete_budget(request: Request) -> Response:
+        await run_in_threadpool(service.delete, request.path_params["name"])
+        return Response(status_code=204)
+
+    async def check(request: Request) -> Response:
+        raw = await _json_body(request)
+        if not isinstance(raw, dict):
+            raise BudgetError(422, "body must be an object with project, user, service, model, estimated_cost_usd")
+        return ORJSONResponse(await run_in_threadpool(service.check, raw))
+
+    return [
+        Route("/v1/budgets/check", guarded(auth.ingest_tokens, check), methods=["POST"]),
+        Route("/v1/budgets", guarded(auth.admin_tokens, list_budgets), methods=["GET"]),
+        Route("/v1/budgets/{name}", guarded(auth.admin_tokens, get_budget), methods=["GET"]),
+        Route("/v1/budgets/{name}", guarded(auth.admin_tokens, put_budget), methods=["PUT"]),
+        Route("/v1/budgets/{name}", guarded(auth.admin_tokens, delete_budget), methods=["DELETE"]),
+    ]

@@ -1,0 +1,172 @@
+"""Budget spend maintained inside the ingest transaction, and rebuilt from rollups when budgets change.
+
+Consistency across processes: a budget change takes `budget_spend` exclusively (PostgreSQL) or the
+database write lock (SQLite), bumps `budgets.revision`, and rebuilds the changed budgets' current period
+from the rollups. Every ingest transaction takes `budget_spend` in ROW EXCLUSIVE mode before it reads
+the revision, so it either finishes before the rebuild reads the rollups (and is counted by it) or
+starts after the change committed (and applies the new definitions itself): never both, never neither.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from alerting.budgets.definition import Budget, parse_budget
+from alerting.budgets.tables import REVISION_COUNTER
+from alerting.periods import period_bounds
+from exporter.store.schema import LABEL_COLUMNS
+
+_LABEL_INDEX = {name: i for i, name in enumerate(LABEL_COLUMNS)}
+_CACHE_LIMIT = 200_000
+
+SpendKey = tuple[str, str, int]  # (budget, key, period_start)
+
+
+def load_budgets(rows: Sequence[tuple[str, str]]) -> list[Budget]:
+    """Budgets from stored `(name, definition JSON)` rows (invalid rows are skipped)."""
+    out = []
+    for name, definition in rows:
+        problems: list[str] = []
+        budget = parse_budget(json.loads(definition), f"budget {name}", problems, name=name)
+        if budget is not None:
+            out.append(budget)
+    return out
+
+
+class PeriodStarts:
+    """Start of the period containing a bucket, per (period, timezone); memoised, bounded."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, str, int], int] = {}
+
+    def __call__(self, budget: Budget, bucket: int) -> int:
+        """Epoch seconds at which `budget`'s period containing `bucket` starts."""
+        key = (budget.period, budget.timezone, bucket)
+        found = self._cache.get(key)
+        if found is None:
+            if len(self._cache) > _CACHE_LIMIT:
+                self._cache.clear()
+            start, _ = period_bounds(budget.period, datetime.fromtimestamp(bucket, UTC), budget.timezone)
+            found = self._cache[key] = int(start.timestamp())
+        return found
+
+
+def unit_value(budget: Budget, cost_nanousd: int, tokens: int, requests: int) -> float:
+    """The amount a budget counts, in its unit (usd as dollars)."""
+    if budget.unit == "usd":
+        return cost_nanousd / 1e9
+    return float(tokens if budget.unit == "tokens" else requests)
+
+
+class BudgetSpendHook:
+    """The `WriteHook` adding each ingest batch to every matching budget's `budget_spend` row."""
+
+    def __init__(self) -> None:
+        self._revision: float | None = None
+        self._budgets: list[Budget] = []
+        self.period_start = PeriodStarts()
+
+    def apply(
+        self,
+        cursor: Any,
+        postgres: bool,
+        rollups: Mapping[tuple[int, int], Sequence[int]],
+        series: Mapping[int, tuple[str, ...]],
+    ) -> list[SpendKey]:
+        """Add the batch to budget_spend; returns the (budget, key, period_start) rows it touched."""
+        q = "%s" if postgres else "?"
+        if postgres:
+            cursor.execute("LOCK TABLE budget_spend IN ROW EXCLUSIVE MODE")
+        cursor.execute(f"SELECT value FROM ingest_counters WHERE name = {q}", (REVISION_COUNTER,))
+        row = cursor.fetchone()
+        revision = float(row[0]) if row else 0.0
+        if revision != self._revision:
+            cursor.execute("SELECT name, definition FROM budgets")
+            self._budgets = load_budgets(cursor.fetchall())
+            self._revision = revision
+        if not self._budgets:
+            return []
+        increments: dict[SpendKey, list[int]] = {}
+        for (sid, bucket), acc in rollups.items():
+            labels = series[sid]
+            values = {name: labels[i] for name, i in _LABEL_INDEX.items()}
+            for budget in self._budgets:
+                key = budget.matches(values)
+                if key is None:
+                    continue
+                spend_key = (budget.name, key, self.period_start(budget, bucket))
+                inc = increments.get(spend_key)
+                if inc is None:
+                    inc = increments[spend_key] = [0, 0, 0]
+                inc[0] += acc[6]
+                inc[1] += acc[1] + acc[2] + acc[3] + acc[4]
+                inc[2] += acc[0]
+        if not increments:
+            return []
+        cursor.executemany(
+            f"INSERT INTO budget_spend (budget, key, period_start, cost_nanousd, tokens, requests) "
+            f"VALUES ({q}, {q}, {q}, {q}, {q}, {q}) ON CONFLICT (budget, key, period_start) DO UPDATE SET "
+            "cost_nanousd = budget_spend.cost_nanousd + excluded.cost_nanousd, "
+            "tokens = budget_spend.tokens + excluded.tokens, requests = budget_spend.requests + excluded.requests",
+            [(*k, *increments[k]) for k in sorted(increments)],
+        )
+        return sorted(increments)
+
+
+def lock_for_change(conn: Connection) -> None:
+    """Inside a budget-changing transaction: wait for in-flight ingests, hold new ones back."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("LOCK TABLE budget_spend IN EXCLUSIVE MODE"))
+
+
+def bump_revision(conn: Connection) -> None:
+    """Tell every process's ingest path to reload budget definitions."""
+    conn.execute(
+        text(
+            "INSERT INTO ingest_counters (name, value) VALUES (:name, 1) "
+            "ON CONFLICT (name) DO UPDATE SET value = ingest_counters.value + 1"
+        ),
+        {"name": REVISION_COUNTER},
+    )
+
+
+def rebuild_current_period(conn: Connection, budget: Budget, now: float, periods: PeriodStarts) -> None:
+    """Recompute `budget`'s spend for its current period (every key) from the rollups."""
+    start, end = period_bounds(budget.period, datetime.fromtimestamp(now, UTC), budget.timezone)
+    first = int(start.timestamp())
+    conn.execute(
+        text("DELETE FROM budget_spend WHERE budget = :b AND period_start = :p"), {"b": budget.name, "p": first}
+    )
+    label = budget.label
+    group = f's."{label}"' if label else "''"
+    where = ""
+    params: dict[str, Any] = {"first": first, "end": end.timestamp() if end else 2**62}
+    if label and budget.key != "*":
+        where = f' AND s."{label}" = :key'
+        params["key"] = budget.key
+    rows = conn.execute(
+        text(
+            f"SELECT {group} AS k, SUM(r.cost_nanousd), "
+            "SUM(r.input_tokens + r.cache_read_tokens + r.cache_write_tokens + r.output_tokens), SUM(r.requests) "
+            "FROM usage_rollup r JOIN usage_series s ON s.id = r.series_id "
+            f"WHERE r.bucket >= :first AND r.bucket < :end{where}" + (f" GROUP BY {group}" if label else "")
+        ),
+        params,
+    ).all()
+    if rows:
+        conn.execute(
+            text(
+                "INSERT INTO budget_spend (budget, key, period_start, cost_nanousd, tokens, requests) "
+                "VALUES (:b, :k, :p, :c, :t, :r)"
+            ),
+            [
+                {"b": budget.name, "k": k, "p": first, "c": int(c or 0), "t": int(t or 0), "r": int(r or 0)}
+                for k, c, t, r in rows
+            ],
+        )

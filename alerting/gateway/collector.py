@@ -1,0 +1,66 @@
+"""Gateway metrics, read from the store at scrape time (client_python's custom collector pattern)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from alerting.gateway.outbox import DEAD, OUTCOMES, PENDING, counter_name
+from alerting.gateway.tables import alerts, notification_outbox
+from exporter import catalogue
+from exporter.store import Store
+
+
+class GatewayCollector(Collector):
+    """`llm_alerts_active`, `llm_notifications_total`, `llm_notification_outbox_pending` and `…_dead_letters`."""
+
+    def __init__(self, store: Store, channels: Sequence[str]) -> None:
+        self._store = store
+        self._channels = tuple(channels)
+
+    def collect(self) -> Iterator[Metric]:
+        """Query alerts, outbox and counters once per scrape."""
+        o = notification_outbox
+        with self._store.engine.connect() as conn:
+            active = conn.execute(
+                select(alerts.c.alertname, alerts.c.severity, alerts.c.state, func.count())
+                .where(alerts.c.state.in_(("firing", "acknowledged")))
+                .group_by(alerts.c.alertname, alerts.c.severity, alerts.c.state)
+            ).all()
+            queued = conn.execute(
+                select(o.c.channel, o.c.status, func.count())
+                .where(o.c.status.in_((PENDING, DEAD)))
+                .group_by(o.c.channel, o.c.status)
+            ).all()
+        counters = self._store.counters()
+
+        gauge = GaugeMetricFamily(
+            catalogue.ALERTS_ACTIVE.name, catalogue.ALERTS_ACTIVE.help, labels=list(catalogue.ALERTS_ACTIVE.labels)
+        )
+        for alertname, severity, state, count in active:
+            gauge.add_metric([alertname, severity, state], float(count))
+        yield gauge
+
+        channels = sorted(
+            {*self._channels, *(row[0] for row in queued)}
+            | {name.split(".")[1] for name in counters if name.startswith("notifications.") and name.count(".") == 2}
+        )
+        sent = CounterMetricFamily(
+            catalogue.NOTIFICATIONS.family_name,
+            catalogue.NOTIFICATIONS.help,
+            labels=list(catalogue.NOTIFICATIONS.labels),
+        )
+        for channel in channels:
+            for outcome in OUTCOMES:
+                sent.add_metric([channel, outcome], counters.get(counter_name(channel, outcome), 0.0))
+        yield sent
+
+        by_status = {(channel, status): float(count) for channel, status, count in queued}
+        for spec, status in ((catalogue.OUTBOX_PENDING, PENDING), (catalogue.OUTBOX_DEAD, DEAD)):
+            family = GaugeMetricFamily(spec.name, spec.help, labels=list(spec.labels))
+            for channel in channels:
+                family.add_metric([channel], by_status.get((channel, status), 0.0))
+            yield family

@@ -1,0 +1,260 @@
+"""The gateway's HTTP routes (Starlette): alerts API, Alertmanager, Slack and PagerDuty webhooks.
+
+Checks run cheapest first and never touch the store before the caller is known: token or signature
+(401), content type (415), size (413), JSON (400), payload (422, naming the field). Store work runs in
+the thread pool; a store outage answers 503 with `Retry-After`, so senders retry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from alerting.gateway.alertmanager import PayloadError
+from alerting.gateway.lifecycle import AlertConflict, AlertNotFound, Change
+from alerting.gateway.outbox import STATUSES
+from alerting.gateway.records import api_alert
+from alerting.gateway.webhooks import parse_pagerduty_webhook, parse_slack_interaction
+from alerting.model import ALERT_STATES
+from alerting.signatures import verify_pagerduty_signature, verify_slack_signature
+from exporter.http.auth import check_bearer
+from exporter.http.body import BodyTooLarge, media_type, read_limited
+from exporter.http.errors import ORJSONResponse, error
+from exporter.store import StoreUnavailable
+
+if TYPE_CHECKING:
+    from alerting.gateway.service import GatewayService
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Request], Awaitable[Response]]
+JSON_TYPES = {"application/json"}
+FORM_TYPE = "application/x-www-form-urlencoded"
+MAX_LIST = 10_000
+
+
+def _store_guard(handler: Handler) -> Handler:
+    async def guarded(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except StoreUnavailable as exc:
+            log.warning("store unavailable: %s", exc)
+            return error(503, "store unavailable, retry later", headers={"Retry-After": "5"})
+
+    return guarded
+
+
+async def _body(request: Request, limit: int) -> bytes | Response:
+    try:
+        return await read_limited(request, limit)
+    except BodyTooLarge as exc:
+        return error(413, str(exc), {"limit_bytes": limit})
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"body is not valid JSON: {exc}") from None
+
+
+def _invalid(exc: PayloadError) -> Response:
+    return error(422, f"invalid payload: {exc.message}", {"field": exc.field})
+
+
+def _alert_body(change: Change) -> Response:
+    assert change.alert is not None
+    return ORJSONResponse({**api_alert(change.alert), "changed": change.changed})
+
+
+def _int_param(request: Request, name: str, default: int, maximum: int) -> int | Response:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        return error(400, f"{name} must be an integer between 1 and {maximum}", {"field": name})
+    return int(raw)
+
+
+def gateway_routes(gateway: GatewayService) -> list[BaseRoute]:
+    """Routes bound to one `GatewayService`."""
+    auth = gateway.config.auth
+    settings = gateway.settings
+    limit = settings.max_body_bytes
+
+    async def list_alerts(request: Request) -> Response:
+        denied = check_bearer(request, auth.admin_tokens)
+        if denied is not None:
+            return denied
+        state = request.query_params.get("state")
+        if state is not None and state not in ALERT_STATES:
+            return error(400, f"state must be one of {', '.join(ALERT_STATES)}", {"field": "state"})
+        count = _int_param(request, "limit", 1000, MAX_LIST)
+        if isinstance(count, Response):
+            return count
+        found = await run_in_threadpool(gateway.alerts, state, limit=count)
+        return ORJSONResponse([api_alert(a) for a in found])
+
+    def _alert_id(request: Request) -> int | None:
+        raw = str(request.path_params["alert_id"])
+        return int(raw) if raw.isdigit() and len(raw) <= 18 else None
+
+    async def show_alert(request: Request) -> Response:
+        denied = check_bearer(request, auth.admin_tokens)
+        if denied is not None:
+            return denied
+        alert_id = _alert_id(request)
+        alert = None if alert_id is None else await run_in_threadpool(gateway.alert, alert_id)
+        if alert is None or alert_id is None:
+            return error(404, "no such alert", {"id": request.path_params["alert_id"]})
+        history = await run_in_threadpool(gateway.history, alert_id)
+        notifications = await run_in_threadpool(lambda: gateway.notifications(alert_id=alert_id))
+        return ORJSONResponse({**api_alert(alert), "history": history, "notifications": notifications})
+
+    def _state_change(action: str) -> Handler:
+        async def handler(request: Request) -> Response:
+            denied = check_bearer(request, auth.admin_tokens)
+            if denied is not None:
+                return denied
+            alert_id = _alert_id(request)
+            if alert_id is None:
+                return error(404, "no such alert", {"id": request.path_params["alert_id"]})
+            body = await _body(request, limit)
+            if isinstance(body, Response):
+                return body
+            data: Any = {}
+            if body.strip():
+                if media_type(request) not in JSON_TYPES | {""}:
+                    return error(415, "send application/json")
+                try:
+                    data = _json(body)
+                except ValueError as exc:
+                    return error(400, str(exc))
+            if not isinstance(data, dict):
+                return error(422, "body must be a JSON object", {"field": "body"})
+            fields = {}
+            for name in ("by", "comment"):
+                value = data.get(name, "")
+                if value is None:
+                    value = ""
+                if not isinstance(value, str) or len(value) > (256 if name == "by" else 4000):
+                    return error(422, f"{name} must be a string (at most 256 characters for by)", {"field": name})
+                fields[name] = value
+            apply = gateway.ack if action == "ack" else gateway.unack
+            try:
+                change = await run_in_threadpool(
+                    lambda: apply(alert_id, by=fields["by"] or "api", via="api", comment=fields["comment"])
+                )
+            except AlertNotFound:
+                return error(404, "no such alert", {"id": alert_id})
+            except AlertConflict as exc:
+                return error(409, str(exc), {"id": alert_id})
+            return _alert_body(change)
+
+        return handler
+
+    async def alertmanager(request: Request) -> Response:
+        denied = check_bearer(request, auth.webhook_tokens)
+        if denied is not None:
+            return denied
+        if media_type(request) not in JSON_TYPES:
+            return error(415, "send application/json (Alertmanager webhook payload version 4)")
+        body = await _body(request, limit)
+        if isinstance(body, Response):
+            return body
+        try:
+            data = _json(body)
+        except ValueError as exc:
+            return error(400, str(exc))
+        try:
+            result = await run_in_threadpool(gateway.receive_alertmanager, data)
+        except PayloadError as exc:
+            return _invalid(exc)
+        return ORJSONResponse(result.to_json())
+
+    async def slack_interactions(request: Request) -> Response:
+        body = await _body(request, limit)
+        if isinstance(body, Response):
+            return body
+        verified = verify_slack_signature(
+            settings.slack_signing_secret,
+            request.headers.get("x-slack-request-timestamp"),
+            body,
+            request.headers.get("x-slack-signature"),
+            gateway.clock(),
+        )
+        if not verified:
+            return error(401, "missing, invalid or stale Slack signature")
+        if media_type(request) != FORM_TYPE:
+            return error(415, f"send {FORM_TYPE}")
+        try:
+            actions = parse_slack_interaction(body)
+        except PayloadError as exc:
+            return error(400, f"malformed interaction: {exc.message}", {"field": exc.field})
+        if actions:
+            # The state change is committed before answering; the Slack update is left to the outbox.
+            await run_in_threadpool(gateway.receive_slack_actions, actions)
+        return Response(status_code=200)
+
+    async def pagerduty(request: Request) -> Response:
+        body = await _body(request, limit)
+        if isinstance(body, Response):
+            return body
+        signature = request.headers.get("x-pagerduty-signature")
+        if not verify_pagerduty_signature(settings.pagerduty_webhook_secrets, body, signature):
+            return error(401, "missing or invalid PagerDuty signature")
+        if media_type(request) not in JSON_TYPES:
+            return error(415, "send application/json")
+        try:
+            event = parse_pagerduty_webhook(_json(body))
+        except ValueError as exc:
+            if isinstance(exc, PayloadError):
+                return _invalid(exc)
+            return error(400, str(exc))
+        result = await run_in_threadpool(gateway.receive_pagerduty, event)
+        return ORJSONResponse(result.to_json())
+
+    async def notifications(request: Request) -> Response:
+        denied = check_bearer(request, auth.admin_tokens)
+        if denied is not None:
+            return denied
+        status = request.query_params.get("status")
+        if status is not None and status not in STATUSES:
+            return error(400, f"status must be one of {', '.join(STATUSES)}", {"field": "status"})
+        channel = request.query_params.get("channel")
+        count = _int_param(request, "limit", 500, MAX_LIST)
+        if isinstance(count, Response):
+            return count
+        rows = await run_in_threadpool(lambda: gateway.notifications(status=status, channel=channel, limit=count))
+        return ORJSONResponse(rows)
+
+    async def retry_notification(request: Request) -> Response:
+        denied = check_bearer(request, auth.admin_tokens)
+        if denied is not None:
+            return denied
+        raw = str(request.path_params["outbox_id"])
+        if not raw.isdigit() or len(raw) > 18:
+            return error(404, "no such notification", {"id": raw})
+        if not await run_in_threadpool(gateway.requeue, int(raw)):
+            return error(409, "only a dead letter can be retried", {"id": int(raw)})
+        return ORJSONResponse({"id": int(raw), "status": "pending"})
+
+    routes: list[tuple[str, Handler, list[str]]] = [
+        ("/v1/alerts", list_alerts, ["GET"]),
+        ("/v1/alerts/{alert_id}", show_alert, ["GET"]),
+        ("/v1/alerts/{alert_id}/ack", _state_change("ack"), ["POST"]),
+        ("/v1/alerts/{alert_id}/unack", _state_change("unack"), ["POST"]),
+        ("/v1/alertmanager", alertmanager, ["POST"]),
+        ("/v1/slack/interactions", slack_interactions, ["POST"]),
+        ("/v1/pagerduty/webhook", pagerduty, ["POST"]),
+        ("/v1/notifications", notifications, ["GET"]),
+        ("/v1/notifications/{outbox_id}/retry", retry_notification, ["POST"]),
+    ]
+    return [Route(path, _store_guard(handler), methods=methods) for path, handler, methods in routes]

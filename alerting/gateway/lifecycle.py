@@ -1,0 +1,403 @@
+"""The lifecycle stage: fire, resolve, acknowledge and unacknowledge alerts inside one DB transaction.
+
+Every function takes the caller's connection (a write transaction), changes the alert row with a
+conditional update (`notify_seq` acts as a version), writes the audit row and the outbox rows in that
+same transaction, and returns a `Change`. Nothing is delivered here: after the commit the outbox
+workers deliver, so a crash between accepting and delivering loses nothing.
+
+Dedup comes from the database: the partial unique index on open fingerprints funnels concurrent fires
+into one row (INSERT … ON CONFLICT DO NOTHING, then a locking read), and the conditional updates let
+exactly one of several racing transactions enqueue a notification.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, insert, select, text, update
+from sqlalchemy.engine import Connection
+
+from alerting.gateway.config import GatewaySettings
+from alerting.gateway.dedup import Decision, Reason, decide, severity_rank
+from alerting.gateway.outbox import dialect_insert, enqueue, notified_channels
+from alerting.gateway.records import alert_from_row, dumps
+from alerting.gateway.tables import OPEN_ALERT, alert_events, alerts
+from alerting.model import Actor, Alert, AlertSource, NotificationKind, Severity, fingerprint
+
+
+class AlertNotFound(LookupError):
+    """No alert has this id."""
+
+
+class AlertConflict(ValueError):
+    """The alert's state does not allow the change (e.g. acknowledging a resolved alert)."""
+
+
+@dataclass(frozen=True)
+class AlertInput:
+    """An alert as a source reports it (the scheduler, or one alert of an Alertmanager webhook)."""
+
+    alertname: str
+    labels: Mapping[str, str]
+    severity: Severity
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    source: AlertSource = "scheduler"
+    starts_at: float | None = None
+    """When the condition started (Alertmanager's `startsAt`); None: now, for a new alert."""
+    generator_url: str = ""
+    group_key: str = ""
+    truncated_alerts: int = 0
+
+    @property
+    def fingerprint(self) -> str:
+        """Alert name + sorted labels (see `alerting.model.fingerprint`)."""
+        return fingerprint(self.alertname, self.labels)
+
+    @property
+    def stored_labels(self) -> dict[str, str]:
+        """Labels as stored: without the `alertname` label Alertmanager adds (it is a column)."""
+        return {k: v for k, v in sorted(self.labels.items()) if k != "alertname"}
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one lifecycle call did: the alert afterwards, and the notifications it enqueued."""
+
+    action: str
+    """`fired`, `escalated`, `repeat`, `updated`, `unchanged`, `acknowledged`, `unacknowledged`,
+    `resolved`, or `ignored` (nothing known to change)."""
+    alert: Alert | None = None
+    decision: Decision | None = None
+    channels: tuple[str, ...] = ()
+    """Channels a notification was enqueued on."""
+    reason: str = ""
+
+    @property
+    def changed(self) -> bool:
+        """True when the alert's state or notifications changed."""
+        return self.action not in ("unchanged", "ignored")
+
+
+class Lifecycle:
+    """Applies alert state changes; shared by the HTTP handlers, the scheduler entry points and `tick`."""
+
+    def __init__(self, settings: GatewaySettings, dialect: str) -> None:
+        self.settings = settings
+        self.dialect = dialect
+
+    # --- helpers ----------------------------------------------------------------------------------
+
+    def _locked(self, conn: Connection, *where: Any) -> Any:
+        stmt = select(alerts).where(*where)
+        if self.dialect == "postgresql":
+            stmt = stmt.with_for_update()
+        return conn.execute(stmt).first()
+
+    def _open_row(self, conn: Connection, fp: str) -> Any:
+        return self._locked(conn, alerts.c.fingerprint == fp, alerts.c.state != "resolved")
+
+    def _audit(
+        self,
+        conn: Connection,
+        alert_id: int,
+        now: float,
+        action: str,
+        from_state: str | None,
+        to_state: str | None,
+        actor: Actor | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        conn.execute(
+            insert(alert_events).values(
+                alert_id=alert_id,
+                at=now,
+                action=action,
+                from_state=from_state,
+                to_state=to_state,
+                by=actor.by if actor else "",
+                via=actor.via if actor else "",
+                comment=actor.comment if actor else "",
+                detail=dumps(dict(detail)) if detail else None,
+            )
+        )
+
+    def _bump(self, conn: Connection, row: Any, state_guard: Any, **values: Any) -> tuple[int, Alert] | None:
+        """Apply `values` and take the next notification number, if nobody changed the row meanwhile."""
+        seq = int(row.notify_seq) + 1
+        done = conn.execute(
+            update(alerts)
+            .where(alerts.c.id == row.id, alerts.c.notify_seq == row.notify_seq, state_guard)
+            .values(notify_seq=seq, **values)
+        ).rowcount
+        if done != 1:
+            return None
+        fresh = conn.execute(select(alerts).where(alerts.c.id == row.id)).one()
+        return seq, alert_from_row(fresh)
+
+    # --- fire -------------------------------------------------------------------------------------
+
+    def fire(self, conn: Connection, incoming: AlertInput, now: float) -> Change:
+        """Record that an alert is firing and enqueue what the dedup stage decides."""
+        fp = incoming.fingerprint
+        row = self._open_row(conn, fp)
+        created = False
+        if row is None:
+            if incoming.source == "alertmanager" and incoming.starts_at is not None:
+                # A late or replayed report of an occurrence that was already resolved must not reopen it.
+                seen = conn.execute(
+                    select(alerts.c.id)
+                    .where(
+                        alerts.c.fingerprint == fp,
+                        alerts.c.state == "resolved",
+                        alerts.c.starts_at >= incoming.starts_at,
+                    )
+                    .limit(1)
+                ).first()
+                if seen is not None:
+                    return Change("ignored", reason="this occurrence was already resolved")
+            inserted = conn.execute(
+                dialect_insert(self.dialect, alerts)
+                .values(
+                    fingerprint=fp,
+                    alertname=incoming.alertname,
+                    labels=dumps(incoming.stored_labels),
+                    annotations=dumps(dict(incoming.annotations)),
+                    severity=incoming.severity,
+                    state="firing",
+                    source=incoming.source,
+                    starts_at=incoming.starts_at if incoming.starts_at is not None else now,
+                    created_at=now,
+                    updated_at=now,
+                    notify_seq=0,
+                    generator_url=incoming.generator_url,
+                    group_key=incoming.group_key,
+                    truncated_alerts=incoming.truncated_alerts,
+                )
+                .on_conflict_do_nothing(index_elements=["fingerprint"], index_where=text(OPEN_ALERT))
+                .returning(alerts.c.id)
+            ).first()
+            created = inserted is not None
+            # Either ours, or one a concurrent transaction committed first: lock and continue with it.
+            row = self._open_row(conn, fp)
+            assert row is not None
+        if not created:
+            self._refresh(conn, row, incoming, now)
+            row = self._open_row(conn, fp)
+        return self._notify_if_due(conn, row, now, created=created, via=incoming.source)
+
+    def _refresh(self, conn: Connection, row: Any, incoming: AlertInput, now: float) -> None:
+        values = {
+            "annotations": dumps(dict(incoming.annotations)),
+            "severity": incoming.severity,
+            "generator_url": incoming.generator_url or row.generator_url,
+            "group_key": incoming.group_key or row.group_key,
+            "truncated_alerts": incoming.truncated_alerts,
+        }
+        changed = {k: v for k, v in values.items() if getattr(row, k) != v}
+        if changed:
+            conn.execute(update(alerts).where(alerts.c.id == row.id).values(updated_at=now, **changed))
+            if "severity" in changed:
+                self._audit(
+                    conn,
+                    row.id,
+                    now,
+                    "severity_changed",
+                    row.state,
+                    row.state,
+                    detail={"from": row.severity, "to": incoming.severity},
+                )
+
+    def _notify_if_due(
+        self, conn: Connection, row: Any, now: float, *, created: bool = False, via: str = "gateway"
+    ) -> Change:
+        decision = decide(
+            state=row.state,
+            severity=row.severity,
+            notified_severity=row.notified_severity,
+            last_notified_at=row.last_notified_at,
+            now=now,
+            repeat_interval=self.settings.repeat_interval,
+        )
+        kind = decision.kind
+        if kind is None:
+            return Change("unchanged", alert_from_row(row), decision, reason=decision.reason.value)
+        highest = row.severity
+        if severity_rank(row.notified_severity) > severity_rank(row.severity):
+            highest = row.notified_severity
+        bumped = self._bump(
+            conn, row, alerts.c.state == row.state, notified_severity=highest, last_notified_at=now, updated_at=now
+        )
+        if bumped is None:  # another transaction notified first
+            return Change("unchanged", alert_from_row(row), decision, reason="notified concurrently")
+        seq, alert = bumped
+        channels = enqueue(
+            conn,
+            dialect=self.dialect,
+            alert=alert,
+            kind=kind,
+            channels=self.settings.channels_for(alert.severity),
+            seq=seq,
+            now=now,
+            previous_severity=row.notified_severity if kind is NotificationKind.ESCALATED else None,
+        )
+        action = {Reason.FIRST: "fired", Reason.SEVERITY_ROSE: "escalated"}.get(decision.reason, "repeat")
+        self._audit(
+            conn,
+            row.id,
+            now,
+            action,
+            None if created else row.state,
+            row.state,
+            Actor(by="", via=via),
+            detail={"reason": decision.reason.value, "channels": channels},
+        )
+        return Change(action, alert, decision, tuple(channels), decision.reason.value)
+
+    def repeat_due(self, conn: Connection, now: float, limit: int = 500) -> list[Change]:
+        """Enqueue repeats for firing alerts whose repeat interval has elapsed."""
+        rows = conn.execute(
+            select(alerts.c.id)
+            .where(
+                alerts.c.state == "firing",
+                alerts.c.last_notified_at <= now - self.settings.repeat_interval,
+            )
+            .order_by(alerts.c.id)
+            .limit(limit)
+        ).all()
+        changes = []
+        for (alert_id,) in rows:
+            row = self._locked(conn, alerts.c.id == alert_id, alerts.c.state == "firing")
+            if row is not None:
+                change = self._notify_if_due(conn, row, now)
+                if change.changed:
+                    changes.append(change)
+        return changes
+
+    # --- resolve ----------------------------------------------------------------------------------
+
+    def resolve(
+        self,
+        conn: Connection,
+        fp: str,
+        now: float,
+        *,
+        actor: Actor,
+        starts_at: float | None = None,
+    ) -> Change:
+        """Resolve the open alert with this fingerprint (`starts_at`: only if it started no later)."""
+        row = self._open_row(conn, fp)
+        if row is None:
+            return Change("ignored", reason="no open alert with this fingerprint")
+        if starts_at is not None and row.starts_at > starts_at:
+            return Change("ignored", alert_from_row(row), reason="the resolve is about an earlier occurrence")
+        return self._resolve_row(conn, row, now, actor)
+
+    def resolve_id(self, conn: Connection, alert_id: int, now: float, *, actor: Actor) -> Change:
+        """Resolve an alert by id (no-op if it is already resolved)."""
+        row = self._locked(conn, alerts.c.id == alert_id)
+        if row is None:
+            raise AlertNotFound(alert_id)
+        if row.state == "resolved":
+            return Change("unchanged", alert_from_row(row), reason="already resolved")
+        return self._resolve_row(conn, row, now, actor)
+
+    def _resolve_row(self, conn: Connection, row: Any, now: float, actor: Actor) -> Change:
+        bumped = self._bump(conn, row, alerts.c.state != "resolved", state="resolved", resolved_at=now, updated_at=now)
+        if bumped is None:
+            return Change("unchanged", alert_from_row(row), reason="changed concurrently")
+        seq, alert = bumped
+        self._audit(conn, row.id, now, "resolved", row.state, "resolved", actor)
+        channels = enqueue(
+            conn,
+            dialect=self.dialect,
+            alert=alert,
+            kind=NotificationKind.RESOLVED,
+            channels=notified_channels(conn, row.id),
+            seq=seq,
+            now=now,
+            actor=actor,
+        )
+        return Change("resolved", alert, channels=tuple(channels))
+
+    # --- acknowledge ------------------------------------------------------------------------------
+
+    def ack(self, conn: Connection, alert_id: int, actor: Actor, now: float) -> Change:
+        """Acknowledge a firing alert: stops repeats, updates every channel notified so far."""
+        row = self._locked(conn, alerts.c.id == alert_id)
+        if row is None:
+            raise AlertNotFound(alert_id)
+        if row.state == "resolved":
+            raise AlertConflict(f"alert {alert_id} is resolved")
+        if row.state == "acknowledged":
+            return Change("unchanged", alert_from_row(row), reason="already acknowledged")
+        bumped = self._bump(
+            conn,
+            row,
+            alerts.c.state == "firing",
+            state="acknowledged",
+            acknowledged_by=actor.by[:256],
+            acknowledged_at=now,
+            acknowledged_via=actor.via[:32],
+            updated_at=now,
+        )
+        if bumped is None:
+            return Change("unchanged", alert_from_row(row), reason="changed concurrently")
+        seq, alert = bumped
+        self._audit(conn, row.id, now, "acknowledged", "firing", "acknowledged", actor)
+        channels = enqueue(
+            conn,
+            dialect=self.dialect,
+            alert=alert,
+            kind=NotificationKind.ACKNOWLEDGED,
+            channels=notified_channels(conn, row.id),
+            seq=seq,
+            now=now,
+            actor=actor,
+        )
+        return Change("acknowledged", alert, channels=tuple(channels))
+
+    def unack(self, conn: Connection, alert_id: int, actor: Actor, now: float) -> Change:
+        """Put an acknowledged alert back to firing: channels are told, repeats resume."""
+        row = self._locked(conn, alerts.c.id == alert_id)
+        if row is None:
+            raise AlertNotFound(alert_id)
+        if row.state == "resolved":
+            raise AlertConflict(f"alert {alert_id} is resolved")
+        if row.state == "firing":
+            return Change("unchanged", alert_from_row(row), reason="not acknowledged")
+        bumped = self._bump(
+            conn,
+            row,
+            alerts.c.state == "acknowledged",
+            state="firing",
+            acknowledged_by=None,
+            acknowledged_at=None,
+            acknowledged_via=None,
+            last_notified_at=now,
+            updated_at=now,
+        )
+        if bumped is None:
+            return Change("unchanged", alert_from_row(row), reason="changed concurrently")
+        seq, alert = bumped
+        self._audit(conn, row.id, now, "unacknowledged", "acknowledged", "firing", actor)
+        channels = enqueue(
+            conn,
+            dialect=self.dialect,
+            alert=alert,
+            kind=NotificationKind.UNACKNOWLEDGED,
+            channels=notified_channels(conn, row.id),
+            seq=seq,
+            now=now,
+            actor=actor,
+        )
+        return Change("unacknowledged", alert, channels=tuple(channels))
+
+
+def open_alert_id(conn: Connection, fp: str) -> int | None:
+    """Id of the open (firing or acknowledged) alert with this fingerprint."""
+    row = conn.execute(
+        select(alerts.c.id).where(and_(alerts.c.fingerprint == fp, alerts.c.state != "resolved"))
+    ).first()
+    return None if row is None else int(row[0])

@@ -1,0 +1,366 @@
+"""The durable outbox: notifications written in the transaction that caused them, delivered later.
+
+Delivery is at least once and ordered per alert and channel:
+
+- `claim` reserves due rows with a lease (`lease_owner`, `lease_until`) through a conditional update, so
+  several processes never send the same row at once, and a row whose sender crashed becomes claimable
+  again when its lease ends. Only the oldest pending row of an alert on a channel is claimable, so a
+  resolve never overtakes its trigger (a retried trigger holds the resolve back; a dead one does not).
+- `finish` records what the notifier returned: sent (and the channel reference for later updates),
+  skipped, retried later (exponential backoff with jitter, or the receiver's `retry_after`) or dead
+  (a permanent failure, or `max_attempts` used up). Counters `notifications.<channel>.<outcome>` are
+  updated in the same transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+
+from alerting.gateway.config import OutboxSettings
+from alerting.gateway.records import (
+    actor_from_json,
+    actor_json,
+    alert_from_snapshot,
+    dumps,
+    loads,
+    rfc3339,
+    snapshot,
+)
+from alerting.gateway.tables import alert_channels, notification_outbox
+from alerting.model import Actor, Alert, DeliveryResult, Notification, NotificationKind
+from alerting.notify.base import Notifier, redact
+from exporter.store import Store
+
+log = logging.getLogger(__name__)
+
+PENDING, SENT, SKIPPED, DEAD = "pending", "sent", "skipped", "dead"
+STATUSES = (PENDING, SENT, SKIPPED, DEAD)
+OUTCOMES = ("sent", "failed", "retried")
+MAX_RETRY_AFTER = 3600.0
+"""Longest wait a receiver's `Retry-After` can impose before the next attempt."""
+
+
+def counter_name(channel: str, outcome: str) -> str:
+    """Name of the persisted counter behind `llm_notifications_total{channel, outcome}`."""
+    return f"notifications.{channel}.{outcome}"
+
+
+def dialect_insert(dialect: str, table: Any) -> Any:
+    """An INSERT supporting ON CONFLICT for the store's dialect."""
+    return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+
+
+def enqueue(
+    conn: Connection,
+    *,
+    dialect: str,
+    alert: Alert,
+    kind: NotificationKind,
+    channels: Iterable[str],
+    seq: int,
+    now: float,
+    actor: Actor | None = None,
+    previous_severity: str | None = None,
+) -> list[str]:
+    """Write one outbox row per channel (inside the caller's transaction) and remember the channels."""
+    channels = list(dict.fromkeys(channels))
+    if not channels:
+        return []
+    assert alert.id is not None
+    payload = dumps({"alert": snapshot(alert), "actor": actor_json(actor), "previous_severity": previous_severity})
+    conn.execute(
+        insert(notification_outbox),
+        [
+            {
+                "alert_id": alert.id,
+                "channel": channel,
+                "seq": seq,
+                "kind": kind.value,
+                "payload": payload,
+                "status": PENDING,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for channel in channels
+        ],
+    )
+    conn.execute(
+        dialect_insert(dialect, alert_channels)
+        .values([{"alert_id": alert.id, "channel": c, "first_enqueued_at": now, "updated_at": now} for c in channels])
+        .on_conflict_do_nothing(index_elements=["alert_id", "channel"])
+    )
+    return channels
+
+
+def notified_channels(conn: Connection, alert_id: int) -> list[str]:
+    """Channels that have been sent (or will be sent) something about this alert."""
+    rows = conn.execute(
+        select(alert_channels.c.channel).where(alert_channels.c.alert_id == alert_id).order_by(alert_channels.c.channel)
+    )
+    return [r[0] for r in rows]
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """An outbox row reserved for delivery by this process."""
+
+    id: int
+    alert_id: int
+    channel: str
+    kind: NotificationKind
+    attempts: int
+    notification: Notification
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What became of one delivery attempt."""
+
+    id: int
+    channel: str
+    status: str
+    outcome: str | None
+    """`sent`, `failed` or `retried` (the counter that was incremented), or None for a skip."""
+    next_attempt_at: float | None = None
+    lease_lost: bool = False
+
+
+class Outbox:
+    """Claims, delivers and records notifications; one per process, shared by its workers."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: OutboxSettings,
+        *,
+        owner: str,
+        clock: Callable[[], float],
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.owner = owner
+        self.clock = clock
+        self._rng = rng or random.Random()
+
+    # --- delivery ---------------------------------------------------------------------------------
+
+    def claim(self, channel: str, limit: int, now: float | None = None) -> list[Claimed]:
+        """Reserve up to `limit` due rows of `channel`, at most one per alert (its oldest pending row)."""
+        now = self.clock() if now is None else now
+        o = notification_outbox
+        earlier = o.alias("earlier")
+        earlier_pending = exists().where(
+            earlier.c.alert_id == o.c.alert_id,
+            earlier.c.channel == o.c.channel,
+            earlier.c.status == PENDING,
+            earlier.c.id < o.c.id,
+        )
+        free = or_(o.c.lease_until.is_(None), o.c.lease_until <= now)
+        due = (
+            select(o.c.id)
+            .where(o.c.channel == channel, o.c.status == PENDING, o.c.next_attempt_at <= now, free, ~earlier_pending)
+            .order_by(o.c.id)
+            .limit(limit)
+        )
+        if self.store.dialect == "postgresql":
+            due = due.with_for_update(skip_locked=True, of=o)
+        with self.store.transaction() as conn:
+            ids = [r[0] for r in conn.execute(due)]
+            if not ids:
+                return []
+            claimed_ids = [
+                r[0]
+                for r in conn.execute(
+                    update(o)
+                    .where(o.c.id.in_(ids), o.c.status == PENDING, free)
+                    .values(lease_owner=self.owner, lease_until=now + self.settings.lease, updated_at=now)
+                    .returning(o.c.id)
+                )
+            ]
+            if not claimed_ids:
+                return []
+            rows = conn.execute(
+                select(o, alert_channels.c.reference)
+                .select_from(
+                    o.outerjoin(
+                        alert_channels,
+                        and_(alert_channels.c.alert_id == o.c.alert_id, alert_channels.c.channel == o.c.channel),
+                    )
+                )
+                .where(o.c.id.in_(claimed_ids))
+                .order_by(o.c.id)
+            ).all()
+        return [self._claimed(row) for row in rows]
+
+    @staticmethod
+    def _claimed(row: Any) -> Claimed:
+        m = row._mapping
+        payload = loads(m["payload"])
+        kind = NotificationKind(m["kind"])
+        notification = Notification(
+            kind=kind,
+            alert=alert_from_snapshot(payload["alert"]),
+            channel=m["channel"],
+            reference=loads(m["reference"]),
+            actor=actor_from_json(payload.get("actor")),
+            previous_severity=payload.get("previous_severity"),
+            outbox_id=int(m["id"]),
+        )
+        return Claimed(int(m["id"]), int(m["alert_id"]), m["channel"], kind, int(m["attempts"]), notification)
+
+    def send(self, notifier: Notifier, claimed: Claimed) -> DeliveryResult:
+        """Run the notifier; a notifier bug becomes a retryable failure instead of killing a worker."""
+        try:
+            return notifier.send(claimed.notification)
+        except Exception as exc:  # a notifier must not raise, but a worker must survive one that does
+            log.exception("notifier %s raised on outbox row %s", claimed.channel, claimed.id)
+            return DeliveryResult.retry(redact(f"{claimed.channel}: unexpected {type(exc).__name__}: {exc}"))
+
+    def backoff(self, attempts: int, retry_after: float | None) -> float:
+        """Seconds to wait before attempt `attempts + 1`: the receiver's wish, else exponential with jitter."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), max(self.settings.max_backoff, MAX_RETRY_AFTER))
+        ceiling = min(self.settings.max_backoff, self.settings.initial_backoff * 2 ** max(attempts - 1, 0))
+        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)  # "equal jitter": spread, never near zero
+
+    def finish(self, claimed: Claimed, result: DeliveryResult, now: float | None = None) -> Finished:
+        """Record the result of one delivery attempt (one transaction)."""
+        now = self.clock() if now is None else now
+        o = notification_outbox
+        attempts = claimed.attempts + 1
+        values: dict[str, Any] = {
+            "attempts": attempts,
+            "lease_owner": None,
+            "lease_until": None,
+            "updated_at": now,
+            "last_error": result.error[:2000] or None,
+        }
+        next_attempt: float | None = None
+        if result.ok:
+            status, outcome = (SKIPPED, None) if result.skipped else (SENT, "sent")
+            values.update(status=status, sent_at=now)
+        elif result.retryable and attempts < self.settings.max_attempts:
+            status, outcome = PENDING, "retried"
+            next_attempt = now + self.backoff(attempts, result.retry_after)
+            values.update(status=status, next_attempt_at=next_attempt)
+        else:
+            status, outcome = DEAD, "failed"
+            values.update(status=status)
+        with self.store.transaction() as conn:
+            updated = conn.execute(
+                update(o).where(o.c.id == claimed.id, o.c.lease_owner == self.owner).values(**values)
+            ).rowcount
+            if updated != 1:
+                # Our lease ran out and another sender took the row over: it records the outcome.
+                log.warning("outbox row %s: lease lost before the result was recorded", claimed.id)
+                return Finished(claimed.id, claimed.channel, status, None, lease_lost=True)
+            if result.ok and not result.skipped and result.reference is not None:
+                conn.execute(
+                    update(alert_channels)
+                    .where(alert_channels.c.alert_id == claimed.alert_id, alert_channels.c.channel == claimed.channel)
+                    .values(reference=dumps(result.reference), updated_at=now)
+                )
+            if outcome is not None:
+                self.store.add_counters({counter_name(claimed.channel, outcome): 1}, conn=conn)
+        if status == DEAD:
+            log.warning("notification %s on %s is a dead letter: %s", claimed.id, claimed.channel, result.error)
+        elif status == PENDING:
+            log.info("notification %s on %s will be retried: %s", claimed.id, claimed.channel, result.error)
+        return Finished(claimed.id, claimed.channel, status, outcome, next_attempt)
+
+    def deliver(self, channel: str, notifier: Notifier, *, limit: int, now: float | None = None) -> list[Finished]:
+        """Claim due rows of one channel, send them one after the other and record the results."""
+        return [self.finish(c, self.send(notifier, c)) for c in self.claim(channel, limit, now)]
+
+    def next_due(self, channel: str) -> float | None:
+        """When the earliest pending row of `channel` becomes due (or its lease ends), or None."""
+        o = notification_outbox
+        later = func.greatest if self.store.dialect == "postgresql" else func.max  # two-argument max()
+        due = later(o.c.next_attempt_at, func.coalesce(o.c.lease_until, o.c.next_attempt_at))
+        with self.store.engine.connect() as conn:
+            value = conn.execute(select(func.min(due)).where(o.c.channel == channel, o.c.status == PENDING)).scalar()
+        return None if value is None else float(value)
+
+    # --- inspection and maintenance ---------------------------------------------------------------
+
+    def counts(self, status: str) -> dict[str, int]:
+        """Rows in `status` per channel."""
+        o = notification_outbox
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(select(o.c.channel, func.count()).where(o.c.status == status).group_by(o.c.channel))
+            return {channel: int(n) for channel, n in rows}
+
+    def rows(
+        self, *, status: str | None = None, channel: str | None = None, alert_id: int | None = None, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        """Outbox rows as the API shows them, newest first."""
+        o = notification_outbox
+        stmt = select(
+            o.c.id,
+            o.c.alert_id,
+            o.c.channel,
+            o.c.kind,
+            o.c.status,
+            o.c.attempts,
+            o.c.created_at,
+            o.c.next_attempt_at,
+            o.c.sent_at,
+            o.c.last_error,
+        ).order_by(o.c.id.desc())
+        if status is not None:
+            stmt = stmt.where(o.c.status == status)
+        if channel is not None:
+            stmt = stmt.where(o.c.channel == channel)
+        if alert_id is not None:
+            stmt = stmt.where(o.c.alert_id == alert_id)
+        with self.store.engine.connect() as conn:
+            result = conn.execute(stmt.limit(limit)).all()
+        return [
+            {
+                "id": int(r.id),
+                "alert_id": int(r.alert_id),
+                "channel": r.channel,
+                "kind": r.kind,
+                "status": r.status,
+                "attempts": int(r.attempts),
+                "created_at": rfc3339(r.created_at),
+                "next_attempt_at": rfc3339(r.next_attempt_at) if r.status == PENDING else None,
+                "sent_at": rfc3339(r.sent_at),
+                "last_error": r.last_error,
+            }
+            for r in result
+        ]
+
+    def requeue(self, outbox_id: int, now: float | None = None) -> bool:
+        """Give a dead letter another round of attempts; False if it is not dead."""
+        now = self.clock() if now is None else now
+        o = notification_outbox
+        with self.store.transaction() as conn:
+            return (
+                conn.execute(
+                    update(o)
+                    .where(o.c.id == outbox_id, o.c.status == DEAD)
+                    .values(status=PENDING, attempts=0, next_attempt_at=now, updated_at=now)
+                ).rowcount
+                == 1
+            )
+
+    def purge(self, older_than: float) -> int:
+        """Delete delivered (sent or skipped) rows last updated before `older_than`; dead letters stay."""
+        o = notification_outbox
+        with self.store.transaction() as conn:
+            return int(
+                conn.execute(delete(o).where(o.c.status.in_((SENT, SKIPPED)), o.c.updated_at < older_than)).rowcount
+            )

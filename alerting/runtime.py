@@ -1,0 +1,69 @@
+"""Attaches the alerting side (budgets, gateway, scheduler) to a running `Services`, by role.
+
+Roles (`llmcost serve --role`): `all` runs everything; `ingest` serves every HTTP endpoint and keeps
+budget spend current (the spend is maintained inside each ingest transaction), but delivers no
+notifications and runs no scheduled job; `scheduler` adds the delivery workers and the scheduled jobs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from starlette.routing import BaseRoute
+
+import alerting.sections  # noqa: F401  (config validators)
+from alerting.budgets.collector import BudgetCollector
+from alerting.budgets.definition import parse_budgets_section
+from alerting.budgets.http import budget_routes
+from alerting.budgets.service import BudgetService
+from alerting.gateway.service import GatewayService
+from exporter.config import ConfigError
+from exporter.services import Services
+
+ROLES = ("all", "ingest", "scheduler")
+
+
+class GatewaySink:
+    """The budgets' and detectors' view of the gateway."""
+
+    def __init__(self, gateway: GatewayService) -> None:
+        self._gateway = gateway
+
+    def fire(self, alertname: str, labels: Mapping[str, str], annotations: Mapping[str, str], severity: str) -> Any:
+        """Raise (or keep raising) an alert."""
+        return self._gateway.fire(alertname, labels, severity=severity, annotations=annotations)  # type: ignore[arg-type]
+
+    def resolve(self, alertname: str, labels: Mapping[str, str]) -> Any:
+        """Resolve an alert if it is active."""
+        return self._gateway.resolve(alertname, labels)
+
+    def active_labels(self, alertnames: Iterable[str]) -> list[tuple[str, dict[str, str]]]:
+        """(alertname, labels) of unresolved alerts with these names."""
+        names = set(alertnames)
+        return [
+            (a.alertname, dict(a.labels))
+            for state in ("firing", "acknowledged")
+            for a in self._gateway.alerts(state, limit=100_000)
+            if a.alertname in names
+        ]
+
+
+def attach_alerting(services: Services, role: str = "all") -> list[BaseRoute]:
+    """Build budgets and the gateway for `role`, register their collectors; returns their HTTP routes."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    problems: list[str] = []
+    budgets_config = parse_budgets_section(services.config.raw.get("budgets"), problems)
+    if problems:
+        raise ConfigError(problems)
+    delivers = role in ("all", "scheduler")
+    gateway = GatewayService(services.store, services.config, clock=services.clock, start_workers=delivers)
+    services.closers.append(gateway.close)
+    sink = GatewaySink(gateway)
+    budgets = BudgetService(services.store, budgets_config, sink=sink, clock=services.clock)
+    for collector in (*gateway.collectors(), BudgetCollector(budgets)):
+        services.registry.register(collector)
+    services.extras["gateway"] = gateway
+    services.extras["budgets"] = budgets
+    return [*budget_routes(budgets, services.config.auth), *gateway.routes()]

@@ -1,0 +1,233 @@
+"""The alerting scheduler: APScheduler wiring for the periodic jobs, and nothing else.
+
+Each job is a callable `fn(now)` run every `interval` seconds on ticks aligned to the Unix epoch
+(a 60 s job runs at :00 of every minute in every process), with an explicit id, `coalesce=True`,
+`max_instances=1` and a `misfire_grace_time` of one interval. A run:
+
+1. with a `LeaderLease`, renews (or takes) the lease and skips unless this process holds it;
+2. claims its tick in `scheduler_ticks` (`UPDATE … WHERE tick < :tick`, in the same transaction), so
+   a tick runs once across processes even while leadership changes hands;
+3. calls the job; an exception is logged and counted, never propagated into APScheduler;
+4. records `scheduler.last_run.<job>` (gauge) and `scheduler.runs.<job>.<outcome>` (counter) in the store,
+   which `alerting.scheduler_collector` exposes from any process.
+
+A `leader` heartbeat job renews the lease every `ttl / 3` seconds. When a process becomes leader it runs
+every job at once, so the tick a dead leader missed is caught up: the work of a `kill -9`'d leader
+resumes within `ttl + ttl / 3` seconds (20 s with the default 15 s ttl), and a tick it already ran is
+not repeated (its claim stands). Without a lease (SQLite, one process) every process runs the jobs,
+and the tick claims alone keep them to once per tick.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Column, Float, MetaData, String, Table, text
+from sqlalchemy.engine import Connection
+
+from alerting.leader import LeaderLease
+from exporter.store import Store
+
+log = logging.getLogger(__name__)
+
+metadata = MetaData()
+
+scheduler_ticks = Table(
+    "scheduler_ticks",
+    metadata,
+    Column("job", String(64), primary_key=True),
+    Column("tick", Float, nullable=False),
+    Column("holder", String(256), nullable=False),
+    Column("claimed_at", Float, nullable=False),
+)
+
+_CLAIM = text(
+    "UPDATE scheduler_ticks SET tick = :tick, holder = :holder, claimed_at = :now WHERE job = :job AND tick < :tick"
+)
+_CLAIM_FIRST = text(
+    "INSERT INTO scheduler_ticks (job, tick, holder, claimed_at) VALUES (:job, :tick, :holder, :now) "
+    "ON CONFLICT (job) DO NOTHING"
+)
+_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,48}$")
+HEARTBEAT_JOB = "leader"
+_EPOCH = datetime.fromtimestamp(0, UTC)
+
+Job = Callable[[float], None]
+
+
+class Outcome(enum.StrEnum):
+    """What one call of `AlertScheduler.run_once` did; only `success` and `error` are recorded."""
+
+    SUCCESS = "success"
+    ERROR = "error"
+    NOT_LEADER = "not_leader"
+    """Another process holds the lease."""
+    ALREADY_RAN = "already_ran"
+    """This tick was claimed already (by another process, or by an earlier call)."""
+    UNAVAILABLE = "unavailable"
+    """The store could not be reached to check leadership or claim the tick."""
+
+
+def last_run_name(job: str) -> str:
+    """Persisted gauge behind `llm_scheduler_last_run_timestamp_seconds{job}`."""
+    return f"scheduler.last_run.{job}"
+
+
+def runs_name(job: str, outcome: str) -> str:
+    """Persisted counter behind `llm_scheduler_runs_total{job, outcome}`."""
+    return f"scheduler.runs.{job}.{outcome}"
+
+
+def tick_of(now: float, interval: float) -> float:
+    """The start of the epoch-aligned tick containing `now`."""
+    return math.floor(now / interval) * interval
+
+
+class AlertScheduler:
+    """Runs `jobs` (id → (interval seconds, fn(now))) on a `BackgroundScheduler`, once per tick."""
+
+    def __init__(
+        self,
+        store: Store,
+        jobs: Mapping[str, tuple[float, Job]],
+        *,
+        clock: Callable[[], float] = time.time,
+        leader: LeaderLease | None = None,
+        misfire_grace_time: float | None = None,
+    ) -> None:
+        problems = [f"job id {j!r} must match {_JOB_ID.pattern}" for j in jobs if not _JOB_ID.match(j)]
+        problems += [f"job {j!r}: interval must be positive" for j, (interval, _) in jobs.items() if interval <= 0]
+        if HEARTBEAT_JOB in jobs:
+            problems.append(f"job id {HEARTBEAT_JOB!r} is reserved for the lease heartbeat")
+        if problems:
+            raise ValueError("; ".join(problems))
+        self.store = store
+        self.jobs = {name: (float(interval), fn) for name, (interval, fn) in jobs.items()}
+        self.clock = clock
+        self.leader = leader
+        self.holder = leader.holder if leader is not None else "local"
+        self._misfire_grace_time = misfire_grace_time
+        self._leading = False
+        # A fixed UTC timezone: APScheduler would otherwise ask tzlocal for the host's zone.
+        self._scheduler = BackgroundScheduler(timezone=UTC)
+
+    @property
+    def running(self) -> bool:
+        """True between `start` and `shutdown`."""
+        return bool(self._scheduler.running)
+
+    def start(self) -> None:
+        """Add the jobs (and the lease heartbeat, run at once) and start the background thread."""
+        for name, (interval, _fn) in self.jobs.items():
+            self._scheduler.add_job(
+                self._run_scheduled,
+                IntervalTrigger(seconds=interval, start_date=_EPOCH, timezone=UTC),
+                args=(name,),
+                id=name,
+                name=name,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=math.ceil(self._misfire_grace_time or interval),
+                replace_existing=True,
+            )
+        if self.leader is not None:
+            self._scheduler.add_job(
+                self._heartbeat_scheduled,
+                IntervalTrigger(seconds=self.leader.heartbeat_seconds, timezone=UTC),
+                id=HEARTBEAT_JOB,
+                name=HEARTBEAT_JOB,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=math.ceil(self.leader.heartbeat_seconds),
+                next_run_time=datetime.now(UTC),
+                replace_existing=True,
+            )
+        self._scheduler.start()
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop the jobs (waiting for running ones when `wait`) and hand the lease over."""
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=wait)
+        if self.leader is not None and self._leading:
+            self._leading = False
+            try:
+                self.leader.release()
+            except Exception:
+                log.warning("could not release the scheduler lease; it expires by itself", exc_info=True)
+
+    def heartbeat(self, now: float | None = None) -> bool:
+        """Renew or take the lease; on becoming leader, run every job now (catching up a missed tick)."""
+        if self.leader is None:
+            return True
+        now = self.clock() if now is None else now
+        try:
+            leading = self.leader.acquire(now)
+        except Exception:
+            log.warning("scheduler lease check failed; acting as follower", exc_info=True)
+            leading = False
+        self._set_leading(leading)
+        return leading
+
+    def _set_leading(self, leading: bool) -> None:
+        if leading == self._leading:
+            return
+        log.info("scheduler %s leadership (%s)", "took" if leading else "lost", self.holder)
+        self._leading = leading
+        if leading and self._scheduler.running:
+            # Catch up: a tick the previous leader missed runs now; one it ran stays claimed and is skipped.
+            for name in self.jobs:
+                self._scheduler.modify_job(name, next_run_time=datetime.now(UTC))
+
+    def run_once(self, job: str, now: float | None = None) -> Outcome:
+        """Run `job` for the tick containing `now` if this process leads and nobody ran that tick yet."""
+        interval, fn = self.jobs[job]
+        now = self.clock() if now is None else now
+        try:
+            with self.store.transaction() as conn:
+                leading = self.leader is None or self.leader.acquire(now, conn=conn)
+                claimed = leading and self._claim(conn, job, tick_of(now, interval), now)
+        except Exception:
+            log.warning("scheduler job %s skipped: cannot check leadership or claim the tick", job, exc_info=True)
+            return Outcome.UNAVAILABLE
+        if self.leader is not None:
+            self._set_leading(leading)
+        if not leading:
+            return Outcome.NOT_LEADER
+        if not claimed:
+            return Outcome.ALREADY_RAN
+        try:
+            fn(now)
+            outcome = Outcome.SUCCESS
+        except Exception:
+            log.exception("scheduler job %s failed", job)
+            outcome = Outcome.ERROR
+        self._record(job, outcome, now)
+        return outcome
+
+    def _claim(self, conn: Connection, job: str, tick: float, now: float) -> bool:
+        params = {"job": job, "tick": tick, "holder": self.holder, "now": now}
+        if conn.execute(_CLAIM, params).rowcount == 1:
+            return True
+        return conn.execute(_CLAIM_FIRST, params).rowcount == 1
+
+    def _record(self, job: str, outcome: Outcome, now: float) -> None:
+        try:
+            with self.store.transaction() as conn:
+                self.store.add_counters({runs_name(job, outcome): 1}, conn)
+                self.store.set_gauge(last_run_name(job), now, conn)
+        except Exception:
+            log.warning("could not record the run of scheduler job %s", job, exc_info=True)
+
+    def _run_scheduled(self, job: str) -> None:
+        self.run_once(job, self.clock())
+
+    def _heartbeat_scheduled(self) -> None:
+        self.heartbeat(self.clock())

@@ -1,0 +1,291 @@
+"""Budgets end to end on real SQLite and PostgreSQL: spend kept on ingest, status, checks, alerts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from alerting.budgets.definition import parse_budgets_section
+from alerting.budgets.http import budget_routes
+from alerting.budgets.service import BudgetError, BudgetService
+from exporter.http.app import build_app
+from exporter.services import Services
+from tests.helpers import make_config
+
+# Wednesday 2026-11-11 12:00 UTC
+NOON = datetime(2026, 11, 11, 12, 0, tzinfo=UTC).timestamp()
+ADMIN = "admin-token-0123456789ab"
+INGEST = "ingest-token-0123456789"
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class RecordingSink:
+    """Stands in for the gateway: remembers what is active."""
+
+    def __init__(self) -> None:
+        self.active: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, str]] = {}
+        self.fired: list[tuple[str, dict[str, str], str]] = []
+        self.resolved: list[tuple[str, dict[str, str]]] = []
+
+    def fire(self, alertname: str, labels: Mapping[str, str], annotations: Mapping[str, str], severity: str) -> None:
+        key = (alertname, tuple(sorted(labels.items())))
+        if key not in self.active:
+            self.fired.append((alertname, dict(labels), severity))
+        self.active[key] = dict(annotations)
+
+    def resolve(self, alertname: str, labels: Mapping[str, str]) -> None:
+        if self.active.pop((alertname, tuple(sorted(labels.items()))), None) is not None:
+            self.resolved.append((alertname, dict(labels)))
+
+    def active_labels(self, alertnames: Iterable[str]) -> list[tuple[str, dict[str, str]]]:
+        names = set(alertnames)
+        return [(name, dict(labels)) for name, labels in self.active if name in names]
+
+    def names(self) -> set[str]:
+        return {name for name, _ in self.active}
+
+
+def build(
+    db_url: str, budgets: list[dict[str, Any]], clock: Clock, **raw: Any
+) -> tuple[Services, BudgetService, RecordingSink]:
+    config = make_config(db_url, budgets=budgets, **raw)
+    services = Services.build(config, clock=clock)
+    sink = RecordingSink()
+    problems: list[str] = []
+    service = BudgetService(services.store, parse_budgets_section(budgets, problems), sink=sink, clock=clock)
+    assert not problems
+    return services, service, sink
+
+
+def call(rid: str, ts: float, cost: float, project: str = "search", **kw: Any) -> tuple[int, dict[str, Any]]:
+    event = {
+        "request_id": rid,
+        "timestamp": ts,
+        "provider": "openai",
+        "model": "gpt-4o",
+        "project": project,
+        "cost_usd": cost,
+        "input_tokens": 100,
+        "output_tokens": 10,
+    }
+    event.update(kw)
+    return (0, event)
+
+
+def ingest(services: Services, *records: tuple[int, dict[str, Any]]) -> None:
+    out = services.pipeline.ingest(list(records))
+    assert not out.rejected, out.rejected
+
+
+DAILY = {"name": "daily", "scope": "global", "period": "daily", "limit": 100.0}
+PER_PROJECT = {"name": "per-project", "scope": "project", "key": "*", "period": "monthly", "limit": 50.0}
+SEARCH_REQUESTS = {
+    "name": "search-requests",
+    "scope": "project",
+    "key": "search",
+    "period": "hourly",
+    "unit": "requests",
+    "limit": 3,
+    "mode": "hard",
+}
+
+
+def test_spend_is_kept_on_ingest_per_budget_key_and_unit(db_url: str) -> None:
+    clock = Clock(NOON + 600)
+    services, budgets, _ = build(db_url, [DAILY, PER_PROJECT, SEARCH_REQUESTS], clock)
+    ingest(
+        services,
+        call("a", NOON + 60, 10.0),
+        call("b", NOON + 30, 5.0, project="chat"),
+        call("c", NOON - 31 * 86400, 99.0),
+    )  # last month: in neither current period
+    ingest(services, call("a", NOON + 60, 10.0))  # duplicate: counted once
+    by = {(i.budget.name, i.key): i for i in budgets.instances()}
+    assert by[("daily", "")].spent == pytest.approx(15.0)
+    assert by[("per-project", "search")].spent == pytest.approx(10.0)
+    assert by[("per-project", "chat")].spent == pytest.approx(5.0)
+    assert by[("search-requests", "search")].spent == 1
+    status = budgets.status("daily")
+    assert status["state"] == "ok"
+    assert status["remaining"] == pytest.approx(85.0)
+    assert status["period_start"] == "2026-11-11T00:00:00Z"
+    assert status["period_end"] == "2026-11-12T00:00:00Z"
+    star = budgets.status("per-project")
+    assert star["key"] == "*"
+    assert [i["key"] for i in star["instances"]] == ["search", "chat"]
+    services.close()
+
+
+def test_a_budget_added_mid_period_counts_what_was_already_spent(db_url: str) -> None:
+    clock = Clock(NOON)
+    services, budgets, _ = build(db_url, [], clock)
+    ingest(services, call("a", NOON - 3600, 7.0), call("b", NOON - 7200, 3.0, project="chat"))
+    budgets.put("api-daily", {"scope": "project", "key": "search", "period": "daily", "limit": 20})
+    ingest(services, call("c", NOON - 10, 1.0))
+    assert budgets.status("api-daily")["spent"] == pytest.approx(8.0)
+    with pytest.raises(BudgetError) as info:
+        budgets.put("bad", {"scope": "team", "period": "fortnightly", "limit": -1})
+    assert info.value.status == 422
+    assert len(info.value.detail) == 4  # scope, key, period and limit, all at once
+    budgets.delete("api-daily")
+    with pytest.raises(BudgetError):
+        budgets.status("api-daily")
+    services.close()
+
+
+def test_config_budgets_are_the_source_of_truth(db_url: str) -> None:
+    clock = Clock(NOON)
+    services, budgets, _ = build(db_url, [DAILY], clock)
+    with pytest.raises(BudgetError) as info:
+        budgets.put("daily", {"scope": "global", "period": "daily", "limit": 5})
+    assert info.value.status == 409
+    # A reload with a changed limit applies; the spend is rebuilt, not lost.
+    ingest(services, call("a", NOON - 5, 30.0))
+    problems: list[str] = []
+    changed = BudgetService(services.store, parse_budgets_section([{**DAILY, "limit": 40.0}], problems), clock=clock)
+    assert changed.status("daily")["limit"] == 40.0
+    assert changed.status("daily")["spent"] == pytest.approx(30.0)
+    assert budgets.status("daily")["limit"] == 40.0  # the other instance sees the new revision
+    services.close()
+
+
+def test_daily_budget_follows_its_timezone(db_url: str) -> None:
+    # 2026-11-11 04:30 UTC is 23:30 on the 10th in New York (UTC-5): yesterday there.
+    clock = Clock(datetime(2026, 11, 11, 6, 0, tzinfo=UTC).timestamp())
+    ny = {"name": "ny", "scope": "global", "period": "daily", "limit": 10, "timezone": "America/New_York"}
+    services, budgets, _ = build(db_url, [ny], clock)
+    ingest(
+        services,
+        call("late", datetime(2026, 11, 11, 4, 30, tzinfo=UTC).timestamp(), 4.0),
+        call("early", datetime(2026, 11, 11, 5, 30, tzinfo=UTC).timestamp(), 1.0),
+    )
+    status = budgets.status("ny")
+    assert status["spent"] == pytest.approx(1.0)
+    assert status["period_start"] == "2026-11-11T05:00:00Z"
+    services.close()
+
+
+def test_threshold_alerts_fire_right_after_the_ingest_and_resolve_next_period(db_url: str) -> None:
+    clock = Clock(NOON)
+    services, budgets, sink = build(db_url, [DAILY], clock)
+    ingest(services, call("a", NOON - 5, 40.0))
+    assert sink.fired == []
+    ingest(services, call("b", NOON - 4, 45.0))  # 85 %: warning, immediately, without a scheduler tick
+    assert [(n, s) for n, _, s in sink.fired] == [("LLMBudgetWarning", "warning")]
+    assert sink.fired[0][1] == {"budget": "daily", "scope": "global", "key": ""}
+    ingest(services, call("c", NOON - 3, 20.0))  # 105 %: critical and exceeded
+    assert sink.names() == {"LLMBudgetWarning", "LLMBudgetCritical", "LLMBudgetExceeded"}
+    annotations = sink.active[("LLMBudgetExceeded", (("budget", "daily"), ("key", ""), ("scope", "global")))]
+    assert annotations["summary"] == "Budget daily is at 105% ($105.00 of $100.00)"
+    budgets.evaluate()
+    assert len(sink.fired) == 3  # evaluation finds nothing new
+    clock.now = NOON + 86400  # a new day: nothing spent yet, everything resolves
+    budgets.evaluate()
+    assert sink.names() == set()
+    assert {n for n, _ in sink.resolved} == {"LLMBudgetWarning", "LLMBudgetCritical", "LLMBudgetExceeded"}
+    services.close()
+
+
+def test_forecast_alert_waits_for_the_period_to_be_under_way(db_url: str) -> None:
+    start = datetime(2026, 11, 11, 0, 0, tzinfo=UTC).timestamp()
+    clock = Clock(start + 3600)  # 4 % of the day
+    services, budgets, sink = build(db_url, [DAILY], clock)
+    # $6 an hour, steadily, for the last three days and this first hour: ~$144 by midnight.
+    records = [call(f"h{i}", start - i * 300, 0.5) for i in range(-11, 3 * 288)]
+    ingest(services, *[r for r in records if r[1]["timestamp"] < clock.now])
+    budgets.evaluate()
+    assert "LLMBudgetForecastOverrun" not in sink.names()
+    clock.now = start + 4 * 3600
+    ingest(services, *[call(f"n{i}", start + 3600 + i * 300, 0.5) for i in range(36)])
+    budgets.evaluate()
+    assert "LLMBudgetForecastOverrun" in sink.names()
+    assert budgets.status("daily")["projected"] == pytest.approx(144, rel=0.1)
+    services.close()
+
+
+def test_check_answers_allowed_per_hard_budgets(db_url: str) -> None:
+    clock = Clock(NOON + 600)
+    soft = {"name": "soft-daily", "scope": "global", "period": "daily", "limit": 10.0, "mode": "soft"}
+    services, budgets, _ = build(db_url, [SEARCH_REQUESTS, soft], clock)
+    ingest(services, call("a", NOON + 5, 9.0), call("b", NOON + 6, 0.5))
+    answer = budgets.check({"project": "search", "estimated_cost_usd": 2.0})
+    assert answer["allowed"] is True  # 3rd request of 3 fits; the soft budget never blocks
+    assert answer["state"] == "critical"  # soft-daily at 95 %
+    ingest(services, call("c", NOON + 7, 0.1))
+    answer = budgets.check({"project": "search", "estimated_cost_usd": 0.0})
+    assert answer["allowed"] is False
+    assert {b["name"]: b["state"] for b in answer["budgets"]} == {
+        "search-requests": "exceeded",
+        "soft-daily": "critical",
+    }
+    assert budgets.check({"project": "chat"})["allowed"] is True  # the hard budget does not match chat
+    services.close()
+
+
+def test_check_when_the_store_is_down_follows_fail_mode(pg_cluster, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = pg_cluster.create_database()
+    clock = Clock(NOON)
+    services, budgets, _ = build(url, [SEARCH_REQUESTS], clock)
+    problems: list[str] = []
+    closed = BudgetService(
+        services.store,
+        parse_budgets_section({"fail_mode": "closed", "items": [SEARCH_REQUESTS]}, problems),
+        clock=clock,
+    )
+    budgets.definitions()
+    services.store.engine.dispose()
+    services.store.engine.url = services.store.engine.url.set(port=1)  # nothing listens there
+    from sqlalchemy import create_engine
+
+    services.store.engine = create_engine(services.store.engine.url, connect_args={"connect_timeout": 1})
+    answer = budgets.check({"project": "search"})
+    assert answer["allowed"] is True and answer["degraded"] is True
+    assert "fail_mode is 'open'" in answer["detail"]
+    assert closed.check({"project": "search"})["allowed"] is False
+    services.store.engine.dispose()
+
+
+def test_budget_http_api(sqlite_url: str) -> None:
+    clock = Clock(NOON)
+    services, budgets, _ = build(sqlite_url, [DAILY], clock, auth={"admin_tokens": [ADMIN], "ingest_tokens": [INGEST]})
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    with TestClient(build_app(services, budget_routes(budgets, services.config.auth))) as client:
+        assert client.get("/v1/budgets").status_code == 401
+        listed = client.get("/v1/budgets", headers=admin).json()["budgets"]
+        assert [b["name"] for b in listed] == ["daily"]
+        created = client.put(
+            "/v1/budgets/team", headers=admin, json={"scope": "project", "key": "chat", "period": "weekly", "limit": 5}
+        )
+        assert created.status_code == 200
+        assert created.json()["status"]["period_start"] == "2026-11-09T00:00:00Z"  # Monday
+        assert client.put("/v1/budgets/daily", headers=admin, json=DAILY).status_code == 409
+        bad = client.put("/v1/budgets/x", headers=admin, json={"period": "daily"})
+        assert bad.status_code == 422
+        assert "budget.limit: must be a number > 0, got None" in bad.json()["detail"]
+        assert (
+            client.put(
+                "/v1/budgets/x",
+                headers=admin,
+                content=b"{",
+            ).status_code
+            == 400
+        )
+        assert client.get("/v1/budgets/nope", headers=admin).status_code == 404
+        assert client.post("/v1/budgets/check", json={"project": "chat"}).status_code == 401
+        answer = client.post(
+            "/v1/budgets/check", headers={"Authorization": f"Bearer {INGEST}"}, json={"project": "chat"}
+        )
+        assert answer.json()["allowed"] is True
+        assert client.delete("/v1/budgets/team", headers=admin).status_code == 204
+    services.close()

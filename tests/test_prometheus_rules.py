@@ -1,0 +1,174 @@
+"""Prometheus config and rules: promtool check/test for real, plus the conventions promtool cannot see."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from exporter import catalogue
+from tests import monitoring_assets as assets
+
+RECORD_NAME = re.compile(r"^(?P<level>[a-z_]*):(?P<metric>llm_[a-z0-9_]+):(?P<operations>[a-z0-9_]+)$")
+
+
+def _output(result: subprocess.CompletedProcess[str]) -> str:
+    return f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+
+
+def test_promtool_check_config_resolves_rule_files_from_the_repo() -> None:
+    result = assets.run(["promtool", "check", "config", str(assets.PROMETHEUS_CONFIG)])
+    assert result.returncode == 0, _output(result)
+    assert f"SUCCESS: {len(assets.rule_files())} rule files found" in result.stdout, _output(result)
+
+
+def test_promtool_check_rules() -> None:
+    result = assets.run(["promtool", "check", "rules", *map(str, assets.rule_files())])
+    assert result.returncode == 0, _output(result)
+
+
+def test_promtool_unit_tests_pass() -> None:
+    files = assets.rule_test_files()
+    assert files
+    # One promtool per file, in parallel: the day-long cases dominate the wall time otherwise.
+    with ThreadPoolExecutor(max_workers=len(files)) as pool:
+        results = list(pool.map(lambda path: assets.run(["promtool", "test", "rules", str(path)]), files))
+    failures = [
+        f"{path.name}: {_output(result)}" for path, result in zip(files, results, strict=True) if result.returncode
+    ]
+    assert not failures, "\n".join(failures)
+
+
+def test_every_rule_file_has_a_unit_test_file_beside_it() -> None:
+    tested = {
+        (path.parent / rule_file).resolve()
+        for path in assets.rule_test_files()
+        for rule_file in assets.load_yaml(path)["rule_files"]
+    }
+    assert set(assets.rule_files()) <= tested
+
+
+@cache
+def _unit_tests() -> list[dict]:
+    return [test for path in assets.rule_test_files() for test in assets.load_yaml(path)["tests"]]
+
+
+def test_unit_test_cases_are_named_as_sentences() -> None:
+    names = [test.get("name", "") for test in _unit_tests()]
+    assert all(re.match(r"^[a-z].* .*[a-z0-9]$", name) for name in names), names
+    assert len(names) == len(set(names)), "duplicate test case names"
+
+
+def test_every_alert_has_a_quiet_case_and_a_firing_case() -> None:
+    quiet, firing = set(), set()
+    for test in _unit_tests():
+        for case in test.get("alert_rule_test", []):
+            (firing if case.get("exp_alerts") else quiet).add(case["alertname"])
+    alerts = {rule["alert"] for rule in assets.alerting_rules()}
+    assert alerts - quiet == set(), "alerts without a case that stays quiet"
+    assert alerts - firing == set(), "alerts without a case that fires"
+
+
+def test_every_recording_rule_is_checked_by_a_promql_expr_test() -> None:
+    exprs = [case["expr"] for test in _unit_tests() for case in test.get("promql_expr_test", [])]
+    used = set().union(*(assets.metric_names(expr) for expr in exprs))
+    assert set(assets.recording_rules()) - used == set()
+
+
+def test_every_metric_a_rule_reads_exists() -> None:
+    for rule in assets.rules():
+        name = rule.get("record") or rule.get("alert")
+        assert assets.unknown_metrics(rule["expr"]) == set(), f"{name} reads metrics nobody exposes"
+
+
+def test_recording_rules_are_named_level_metric_operations() -> None:
+    for name in assets.recording_rules():
+        assert RECORD_NAME.match(name), f"{name} is not level:llm_metric:operations"
+
+
+def test_recording_rule_levels_name_labels_the_series_keep() -> None:
+    every_label = {label for spec in catalogue.ALL for label in spec.labels}
+    for name in assets.recording_rules():
+        level = name.split(":", 1)[0]
+        leftover = level
+        for label in sorted(every_label, key=len, reverse=True):
+            leftover = re.sub(rf"(^|_){label}(?=_|$)", "", leftover)
+        assert leftover == "", f"{name}: level mentions {leftover!r}, which is not a label"
+
+
+def test_alerts_carry_severity_summary_description_and_a_runbook_section() -> None:
+    anchors = assets.markdown_anchors(assets.RUNBOOK)
+    for rule in assets.alerting_rules():
+        name = rule["alert"]
+        assert name.startswith("LLMCost") and name not in assets.SCHEDULER_ALERTS, name
+        assert rule["labels"]["severity"] in assets.SEVERITIES, name
+        assert {"summary", "description", "runbook_url"} <= set(rule["annotations"]), name
+        assert rule["annotations"]["runbook_url"] == f"docs/runbook.md#{name.lower()}", name
+        assert name.lower() in anchors, f"docs/runbook.md has no section for {name}"
+        assert re.fullmatch(r"\d+[mh]", rule.get("for", "")), f"{name} needs a for: duration"
+
+
+def test_runbook_sections_match_the_alerts_one_to_one() -> None:
+    headings = re.findall(r"^## (\S+)$", assets.RUNBOOK.read_text(encoding="utf-8"), re.MULTILINE)
+    assert headings == [rule["alert"] for rule in assets.alerting_rules()]
+
+
+def test_runbook_queries_read_only_known_metrics() -> None:
+    text = assets.RUNBOOK.read_text(encoding="utf-8")
+    blocks = re.findall(r"```promql\n(.*?)```", text, re.DOTALL)
+    assert blocks
+    lines = [line for block in blocks for line in block.splitlines() if line.strip()]
+    queries = {f"runbook line {i}": line for i, line in enumerate(lines)}
+    for query in queries.values():
+        assert assets.unknown_metrics(query) == set(), query
+    assert assets.promql_syntax_errors(queries) == ""
+
+
+def test_prometheus_scrapes_llmcost_itself_and_alertmanager() -> None:
+    config = assets.load_yaml(assets.PROMETHEUS_CONFIG)
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert {"llmcost", "prometheus", "alertmanager"} <= set(jobs)
+    assert jobs["llmcost"]["static_configs"][0]["targets"] == ["llmcost:9800"]
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
+    assert config["rule_files"] == ["rules/*.rules.yml"]
+
+
+def test_remote_write_examples_are_commented_out() -> None:
+    text = assets.PROMETHEUS_CONFIG.read_text(encoding="utf-8")
+    assert "remote_write" not in assets.load_yaml(assets.PROMETHEUS_CONFIG)
+    for backend in ("mimir", "thanos-receive", "victoriametrics"):
+        assert re.search(rf"^#.*url: http://{backend}", text, re.MULTILINE), backend
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ('sum by (project) (rate(llm_cost_usd_total{project=~"$project"}[$__rate_interval]))', {"llm_cost_usd_total"}),
+        ("sum(rate(x_total[5m])) by (job) / on (job) group_left (version) build_info", {"x_total", "build_info"}),
+        ('label_replace(up, "dst", "$1", "instance", "(.*):.*")', {"up"}),
+        ("a > bool 0 and on () b offset 1d unless c @ start()", {"a", "b", "c"}),
+        ("count_over_time((sum without (outcome) (x) > 0)[1h:5m] offset 15m) >= 6", {"x"}),
+        (":llm_cost_usd:rate5m / (:llm_requests:rate5m > 0)", {":llm_cost_usd:rate5m", ":llm_requests:rate5m"}),
+        ('topk(10, max without (instance, job) (m{a="x", b!~"y"})) # a comment naming fake_metric', {"m"}),
+        ("time() - vector(1) + scalar(q) * 1e3 + 0x1f - 1h30m ", {"q"}),
+        ('{__name__="by_name_only"}', set()),
+    ],
+)
+def test_metric_name_extraction_ignores_labels_functions_keywords_and_strings(expr: str, expected: set[str]) -> None:
+    assert assets.metric_names(expr) == expected
+
+
+def test_selectors_keep_their_label_matchers() -> None:
+    [selector] = assets.selectors('rate(m_total{a=~"$a", b!="x\\"y"}[5m])')
+    assert selector.metric == "m_total"
+    assert selector.matchers == {"a": ("=~", "$a"), "b": ("!=", 'x"y')}
+
+
+def test_rule_files_are_the_ones_prometheus_loads() -> None:
+    names = sorted(path.name for path in assets.rule_files())
+    assert names == ["llmcost-alerts.rules.yml", "llmcost-recording.rules.yml"]
+    assert all(Path(path).suffixes[-2:] == [".test", ".yml"] for path in assets.rule_test_files())
