@@ -15,7 +15,6 @@ from typing import Any
 
 import orjson
 
-import alerting.sections  # noqa: F401  (registers the alerting config sections before any load)
 from exporter import __version__
 from exporter.config import Config, ConfigError, load_config, parse_config
 from exporter.events import nanos_to_usd
@@ -138,7 +137,7 @@ def _print_outcome(label: str, outcome: IngestOutcome, *, show: int = 20) -> Non
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Load recorded calls from files straight into the store."""
     config = _config_from_args(args)
-    services = Services.build(config, start_writer=False)
+    services = Services.build(config)
     total = IngestOutcome()
     try:
         for path in args.files:
@@ -146,7 +145,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 print(f"{path}: no such file", file=sys.stderr)
                 return 2
             started = time.perf_counter()
-            outcome = services.pipeline.ingest(iter_file_records(path, args.format))
+            outcome = services.ingest_stream(iter_file_records(path, args.format))
             elapsed = time.perf_counter() - started
             _print_outcome(path, outcome)
             count = outcome.accepted + outcome.duplicates + len(outcome.rejected)

@@ -7,6 +7,7 @@ as raw data here and validated by their own modules through `SECTION_VALIDATORS`
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -75,6 +76,9 @@ class Config:
 Problems = list[str]
 # Validators for sections owned elsewhere: (raw section, problems, base dir) → appends problems.
 SECTION_VALIDATORS: dict[str, Callable[[Any, Problems, Path], None]] = {}
+# Modules that register those validators, imported only when a config uses the section (keeps
+# `llmcost ingest` from loading the alerting side it does not need).
+SECTION_MODULES = {name: "alerting.sections" for name in ("budgets", "detection", "notifications", "alerting")}
 KNOWN_SECTIONS = {
     "listen",
     "database",
@@ -227,6 +231,9 @@ def parse_config(raw: Any, *, base: Path | None = None, source: Path | None = No
         if not overrides.is_file():
             problems.append(f"pricing.overrides_file: {overrides} does not exist")
         cfg.price_overrides_file = str(overrides)
+    for name in sorted(set(raw) & set(SECTION_MODULES)):
+        if name not in SECTION_VALIDATORS:
+            importlib.import_module(SECTION_MODULES[name])
     for name, validate in SECTION_VALIDATORS.items():
         if name in raw:
             validate(raw[name], problems, base)

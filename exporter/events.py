@@ -145,6 +145,8 @@ def _check_number(name: str, value: Any, upper: float) -> float:
 
 def parse_timestamp(value: Any, *, now: float, max_future_skew: float) -> float:
     """An RFC 3339 string or epoch seconds, as epoch seconds; naive strings are taken as UTC."""
+    if (type(value) is float or type(value) is int) and MIN_TIMESTAMP <= value <= now + max_future_skew:
+        return float(value)
     if value is None:
         return now
     if isinstance(value, bool):
@@ -192,13 +194,32 @@ def parse_event(obj: Any, *, now: float, max_future_skew: float = 300.0) -> Usag
     elif len(request_id) > REQUEST_ID_MAX_LEN or not request_id.isprintable():
         raise InvalidEvent("request_id", f"must be printable and at most {REQUEST_ID_MAX_LEN} characters")
 
-    provider = _check_label("provider", get("provider"), required=True)
-    model = _check_label("model", get("model"), required=True)
+    provider = get("provider")
+    if type(provider) is not str or not provider or len(provider) > LABEL_MAX_LEN or not provider.isprintable():
+        provider = _check_label("provider", provider, required=True)
+    model = get("model")
+    if type(model) is not str or not model or len(model) > LABEL_MAX_LEN or not model.isprintable():
+        model = _check_label("model", model, required=True)
     timestamp = parse_timestamp(get("timestamp"), now=now, max_future_skew=max_future_skew)
 
-    tokens = [_check_count(name, get(name)) for name in TOKEN_FIELDS]
-    if tokens[4] > tokens[3]:
-        raise InvalidEvent("reasoning_tokens", f"({tokens[4]}) cannot exceed output_tokens ({tokens[3]})")
+    # Plain non-negative ints are the norm; anything else takes the checking path with its message.
+    input_tokens = get("input_tokens", 0)
+    if type(input_tokens) is not int or not 0 <= input_tokens <= MAX_TOKENS:
+        input_tokens = _check_count("input_tokens", input_tokens)
+    cache_read = get("cache_read_tokens", 0)
+    if type(cache_read) is not int or not 0 <= cache_read <= MAX_TOKENS:
+        cache_read = _check_count("cache_read_tokens", cache_read)
+    cache_write = get("cache_write_tokens", 0)
+    if type(cache_write) is not int or not 0 <= cache_write <= MAX_TOKENS:
+        cache_write = _check_count("cache_write_tokens", cache_write)
+    output_tokens = get("output_tokens", 0)
+    if type(output_tokens) is not int or not 0 <= output_tokens <= MAX_TOKENS:
+        output_tokens = _check_count("output_tokens", output_tokens)
+    reasoning = get("reasoning_tokens", 0)
+    if type(reasoning) is not int or not 0 <= reasoning <= MAX_TOKENS:
+        reasoning = _check_count("reasoning_tokens", reasoning)
+    if reasoning > output_tokens:
+        raise InvalidEvent("reasoning_tokens", f"({reasoning}) cannot exceed output_tokens ({output_tokens})")
 
     cost = get("cost_usd")
     cost_nanos: int | None = None
@@ -229,26 +250,35 @@ def parse_event(obj: Any, *, now: float, max_future_skew: float = 300.0) -> Usag
     metadata = get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise InvalidEvent("metadata", f"must be an object, got {type(metadata).__name__}")
-    if len(obj) > 16 or not KNOWN_FIELDS.issuperset(obj):
+    if not KNOWN_FIELDS.issuperset(obj):
         extra = {k: v for k, v in obj.items() if k not in KNOWN_FIELDS}
         if extra:
             metadata = {**extra, **(metadata or {})}
 
+    project = get("project", "")
+    if type(project) is not str or len(project) > LABEL_MAX_LEN or not project.isprintable():
+        project = _check_label("project", project, required=False)
+    user = get("user", "")
+    if type(user) is not str or len(user) > LABEL_MAX_LEN or not user.isprintable():
+        user = _check_label("user", user, required=False)
+    service = get("service", "")
+    if type(service) is not str or len(service) > LABEL_MAX_LEN or not service.isprintable():
+        service = _check_label("service", service, required=False)
     return UsageEvent(
-        request_id=request_id,
-        timestamp=timestamp,
-        provider=provider,
-        model=model,
-        input_tokens=tokens[0],
-        cache_read_tokens=tokens[1],
-        cache_write_tokens=tokens[2],
-        output_tokens=tokens[3],
-        reasoning_tokens=tokens[4],
-        cost_nanousd=cost_nanos,
-        latency_ms=latency_ms,
-        status=status,
-        project=_check_label("project", get("project"), required=False),
-        user=_check_label("user", get("user"), required=False),
-        service=_check_label("service", get("service"), required=False),
-        metadata=metadata or None,
+        request_id,
+        timestamp,
+        provider,
+        model,
+        input_tokens,
+        cache_read,
+        cache_write,
+        output_tokens,
+        reasoning,
+        cost_nanos,
+        latency_ms,
+        status,
+        project,
+        user,
+        service,
+        metadata or None,
     )

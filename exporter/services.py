@@ -7,8 +7,11 @@ registries), so tests build as many independent instances as they like.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -16,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from exporter.collector import SelfCollector, UsageCollector
 from exporter.commit_queue import CommitQueue
 from exporter.config import Config
-from exporter.pipeline import IngestPipeline
+from exporter.pipeline import IngestOutcome, IngestPipeline, Rejection
 from exporter.pricing import PriceBook
 from exporter.store import Store
 
@@ -41,6 +44,10 @@ class Services:
     def build(cls, config: Config, *, clock: Callable[[], float] = time.time, start_writer: bool = True) -> Services:
         """Open the store (migrating it) and register the collectors."""
         store = Store(config.database_url, clock=clock)
+        # Budget spend is kept inside every ingest transaction, whichever command writes.
+        from alerting.budgets.spend import BudgetSpendHook
+
+        store.add_write_hook(BudgetSpendHook())
         prices = PriceBook.from_file(config.price_overrides_file)
         pipeline = IngestPipeline(store, prices, clock=clock, max_future_skew=config.ingest.max_future_skew_seconds)
         registry = CollectorRegistry(auto_describe=False)
@@ -56,6 +63,23 @@ class Services:
         if start_writer:
             services.commit_queue = CommitQueue(store)
         return services
+
+    def ingest_stream(self, records: Iterable[tuple[int, Any]], *, batch_size: int = 10_000) -> IngestOutcome:
+        """Validate and store a long stream: the next batch is prepared while the previous one is written."""
+        if self.commit_queue is None:
+            return self.pipeline.ingest(records, batch_size=batch_size)
+        outcome = IngestOutcome()
+        pending: deque[tuple[Future[tuple[int, int]], list[Rejection]]] = deque()
+        iterator = iter(records)
+        while batch := list(islice(iterator, batch_size)):
+            events, rejected = self.pipeline.prepare(batch)
+            pending.append((self.commit_queue.submit(events, len(rejected)), rejected))
+            if len(pending) > 2:  # bounded: memory stays flat however long the stream
+                future, done_rejected = pending.popleft()
+                outcome.add(IngestOutcome(*future.result(), done_rejected))
+        for future, done_rejected in pending:
+            outcome.add(IngestOutcome(*future.result(), done_rejected))
+        return outcome
 
     def close(self) -> None:
         """Stop background work and release the database."""

@@ -144,7 +144,7 @@ class BudgetService:
         self._budgets: list[Budget] = []
         self._config_names = {b.name for b in config.items}
         self._levels: dict[tuple[str, str], int] = {}
-        store.add_write_hook(BudgetSpendHook(), after_commit=self._after_commit)
+        store.add_write_hook(BudgetSpendHook(), after_commit=self._after_commit)  # no-op hook if present
         self.sync_config()
 
     # ---- definitions -------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Table definitions (SQLAlchemy Core). Alembic migrations create them; the code reads them from here.
 
 Layout, chosen so that no scrape, budget check or detection pass reads raw events:
-- `usage_events`: one row per recorded call, unique on `request_id` (the idempotency key).
+- `usage_events`: one row per recorded call, unique on `request_id` (the idempotency key). No other
+  index: nothing reads raw events on a hot path, and each index costs every insert.
 - `usage_series`: one row per label set (provider, model, project, service, user, status) with
   cumulative totals, so `/metrics` reads one row per series.
 - `usage_rollup`: per series, per 5-minute bucket totals (5 minutes divides every real UTC offset,
@@ -76,7 +77,6 @@ usage_events = Table(
     Column("ingested_at", Float, nullable=False),
     UniqueConstraint("request_id", name="uq_usage_events_request_id"),
 )
-Index("ix_usage_events_ts", usage_events.c.ts)
 
 usage_rollup = Table(
     "usage_rollup",

@@ -51,9 +51,17 @@ class SeriesTotals:
 
 
 def _is_connection_error(exc: BaseException) -> bool:
+    """Errors worth a retry: the database is down, restarting, locked, or dropped the connection.
+
+    The raw write path sees the drivers' own PEP 249 exceptions (psycopg, sqlite3), not SQLAlchemy's.
+    """
     if isinstance(exc, OperationalError):
         return True
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+    if isinstance(exc, DBAPIError) and bool(exc.connection_invalidated):
+        return True
+    return type(exc).__name__ in ("OperationalError", "InterfaceError") or any(
+        base.__name__ in ("OperationalError", "InterfaceError") for base in type(exc).__mro__
+    )
 
 
 class Store:
@@ -87,7 +95,7 @@ class Store:
             try:
                 result = self._writer.write(events, rejected=rejected)
             except Exception as exc:
-                if _is_connection_error(exc) or "database is locked" in str(exc):
+                if _is_connection_error(exc):
                     raise StoreUnavailable(str(getattr(exc, "orig", exc))) from exc
                 raise
         for callback in self._after_commit:
@@ -98,8 +106,12 @@ class Store:
         return result
 
     def add_write_hook(self, hook: WriteHook, after_commit: Callable[[WriteResult], None] | None = None) -> None:
-        """Run `hook` inside every ingest transaction, and `after_commit` once it committed."""
-        self._writer.hooks.append(hook)
+        """Run `hook` inside every ingest transaction, and `after_commit` once it committed.
+
+        One hook per type: adding a second of the same type only adds its `after_commit`.
+        """
+        if not any(type(existing) is type(hook) for existing in self._writer.hooks):
+            self._writer.hooks.append(hook)
         if after_commit is not None:
             self._after_commit.append(after_commit)
 

@@ -66,7 +66,8 @@ class WriteHook(Protocol):
         postgres: bool,
         rollups: Mapping[tuple[int, int], Sequence[int]],
         series: Mapping[int, SeriesKey],
-    ) -> Any: ...
+    ) -> Any:
+        """Do the extra writes on `cursor` (same transaction); the result goes to after-commit callbacks."""
 
 
 @dataclass

@@ -57,7 +57,6 @@ def upgrade() -> None:
         sa.Column("ingested_at", sa.Float, nullable=False),
         sa.UniqueConstraint("request_id", name="uq_usage_events_request_id"),
     )
-    op.create_index("ix_usage_events_ts", "usage_events", ["ts"])
     op.create_table(
         "usage_rollup",
         sa.Column("series_id", sa.BigInteger, nullable=False),

@@ -1,0 +1,143 @@
+"""Several real `llmcost serve` processes on one real PostgreSQL: nothing lost, nothing doubled."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.helpers import total
+from tests.pg import PostgresCluster
+from tests.procs import LlmcostProcess
+
+
+def stream(n: int, prefix: str = "s") -> list[dict[str, object]]:
+    now = time.time()
+    rng = random.Random(3)
+    return [
+        {
+            "request_id": f"{prefix}-{i}",
+            "timestamp": now - 600 + i * 0.01,
+            "provider": "openai",
+            "model": rng.choice(["gpt-4o", "gpt-4o-mini"]),
+            "input_tokens": rng.randrange(10, 5000),
+            "cache_read_tokens": rng.randrange(0, 1000),
+            "output_tokens": rng.randrange(1, 800),
+            "project": rng.choice(["search", "chat", "eval"]),
+            "service": "api",
+        }
+        for i in range(n)
+    ]
+
+
+def post_all(base: str, events: list[dict[str, object]], batch: int = 100) -> tuple[int, int]:
+    accepted = duplicates = 0
+    with httpx.Client(timeout=30) as client:
+        for k in range(0, len(events), batch):
+            body = client.post(f"{base}/v1/usage", json=events[k : k + batch]).json()
+            accepted += body["accepted"]
+            duplicates += body["duplicates"]
+    return accepted, duplicates
+
+
+METRICS = ("llm_requests_total", "llm_tokens_total", "llm_cost_usd_total", "llm_reasoning_tokens_total")
+
+
+def test_three_processes_ingesting_overlapping_streams_match_one_process(
+    tmp_path: Path, pg_cluster: PostgresCluster
+) -> None:
+    events = stream(3000)
+    reference = LlmcostProcess(pg_cluster.create_database(), role="ingest").start(tmp_path)
+    try:
+        post_all(reference.base, events)
+        expected = httpx.get(f"{reference.base}/metrics").text
+    finally:
+        reference.stop()
+
+    url = pg_cluster.create_database()
+    procs = [LlmcostProcess(url, role="ingest").start(tmp_path) for _ in range(3)]
+    try:
+        # Each process gets two thirds of the stream, so every id is sent to two different processes.
+        shares = [events[i::3] + events[(i + 1) % 3 :: 3] for i in range(3)]
+        for share in shares:
+            random.Random(len(share)).shuffle(share)
+        results: list[tuple[int, int]] = []
+        threads = [
+            threading.Thread(target=lambda p=p, s=s: results.append(post_all(p.base, s)))
+            for p, s in zip(procs, shares, strict=True)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sum(a for a, _ in results) == 3000
+        assert sum(d for _, d in results) == 3000
+        for proc in procs:
+            text = httpx.get(f"{proc.base}/metrics").text
+            for name in METRICS:
+                for label in ("search", "chat", "eval"):
+                    assert total(text, name, project=label) == total(expected, name, project=label), (name, label)
+            assert total(text, "llm_ingest_events_total", outcome="accepted") == 3000
+    finally:
+        for proc in procs:
+            proc.stop()
+
+
+def test_postgresql_restart_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    cluster = PostgresCluster().start()
+    try:
+        url = cluster.create_database()
+        procs = [LlmcostProcess(url, role="ingest").start(tmp_path) for _ in range(2)]
+        acknowledged: set[str] = set()
+        statuses: list[int] = []
+        stop = threading.Event()
+
+        def sender(proc: LlmcostProcess, prefix: str) -> None:
+            k = 0
+            with httpx.Client(timeout=10) as client:
+                while not stop.is_set():
+                    batch = stream(20, f"{prefix}{k}")
+                    try:
+                        response = client.post(f"{proc.base}/v1/usage", json=batch)
+                    except httpx.HTTPError:
+                        statuses.append(-1)
+                        continue
+                    statuses.append(response.status_code)
+                    if response.status_code == 200:
+                        acknowledged.update(str(e["request_id"]) for e in batch)
+                    k += 1
+                    time.sleep(0.01)
+
+        threads = [threading.Thread(target=sender, args=(p, f"p{i}-")) for i, p in enumerate(procs)]
+        for t in threads:
+            t.start()
+        time.sleep(1.5)
+        cluster.stop("fast")
+        time.sleep(2.0)
+        down = [s for s in statuses[-20:]]
+        cluster.restart()
+        deadline = time.time() + 30
+        while time.time() < deadline and statuses[-1] != 200:
+            time.sleep(0.2)
+        time.sleep(1.0)
+        stop.set()
+        for t in threads:
+            t.join()
+
+        assert 503 in statuses, "clients were told to retry while the database was down"
+        assert all(s in (200, 503) for s in down)
+        assert statuses[-1] == 200, "processes recovered by themselves"
+        for proc in procs:
+            text = httpx.get(f"{proc.base}/metrics").text
+            stored = total(text, "llm_requests_total")
+            assert stored >= len(acknowledged)
+            assert stored - len(acknowledged) <= 2 * 20  # at most the in-flight batches, never fewer
+        response = httpx.get(f"{procs[0].base}/readyz")
+        assert response.status_code == 200
+        for proc in procs:
+            proc.stop()
+    finally:
+        cluster.destroy()
