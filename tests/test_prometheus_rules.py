@@ -128,6 +128,19 @@ def test_runbook_queries_read_only_known_metrics() -> None:
     assert assets.promql_syntax_errors(queries) == ""
 
 
+def test_promql_doc_queries_read_known_metrics_and_parse() -> None:
+    text = (assets.REPO / "docs" / "promql.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```promql\n(.*?)```", text, re.DOTALL)
+    assert len(blocks) >= 8
+    for block in blocks:
+        assert assets.unknown_metrics(block) == set(), block
+    assert assets.promql_syntax_errors({f"promql.md block {i}": b for i, b in enumerate(blocks)}) == ""
+    # Outputs come from a live run; until then every output block is an explicit placeholder.
+    outputs = re.findall(r"<!-- live-output: ([a-z0-9-]+) -->\n```text\n(.*?)```", text, re.DOTALL)
+    assert len(outputs) == text.count("<!-- live-output:")
+    assert len({name for name, _ in outputs}) == len(outputs)
+
+
 def test_prometheus_scrapes_llmcost_itself_and_alertmanager() -> None:
     config = assets.load_yaml(assets.PROMETHEUS_CONFIG)
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
