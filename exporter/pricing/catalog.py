@@ -167,9 +167,7 @@ class Catalog:
         tiered = [value for value in price.__dict__.values() if isinstance(value, TieredPrices)]
         starts = tuple(sorted({tier.start for value in tiered for tier in value.tiers}))
         # Bracket k covers total input in (starts[k-1], starts[k]]; price it at its smallest total.
-        brackets = tuple(
-            _probe(_flatten(price, 0 if k == 0 else starts[k - 1] + 1)) for k in range(len(starts) + 1)
-        )
+        brackets = tuple(_probe(_flatten(price, 0 if k == 0 else starts[k - 1] + 1)) for k in range(len(starts) + 1))
         details = {
             "source": "genai-prices",
             "source_detail": self.source,

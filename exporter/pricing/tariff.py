@@ -45,9 +45,7 @@ def divide_half_even(total: int, scale: int) -> int:
     return quotient
 
 
-def rates_cost(
-    rates: Rates, input_tokens: int, cache_read: int, cache_write: int, output: int, reasoning: int
-) -> int:
+def rates_cost(rates: Rates, input_tokens: int, cache_read: int, cache_write: int, output: int, reasoning: int) -> int:
     """Cost in nano-dollars of one call at `rates` (the readable form of `PriceBook`'s inlined loop)."""
     per_request, r_in, r_read, r_write, r_out, r_reason, scale = rates
     total = (

@@ -125,12 +125,15 @@ class BatchWriter:
             try:
                 if not self._postgres:
                     cursor.execute("BEGIN IMMEDIATE")
-                new_series = self._resolve_series(cursor, [series_key(events[i]) for i in unique])
+                keys = [series_key(events[i]) for i in unique]
+                new_series = self._resolve_series(cursor, keys)
                 ids = self._series_ids
+                sid_labels: dict[int, SeriesKey] = {}
                 rows = []
-                for i in unique:
+                for i, key in zip(unique, keys, strict=True):
                     ev = events[i]
-                    sid = ids.get(series_key(ev)) or new_series[series_key(ev)]
+                    sid = ids.get(key) or new_series[key]
+                    sid_labels[sid] = key
                     rows.append(
                         (
                             ev.request_id,
@@ -157,8 +160,7 @@ class BatchWriter:
                 rollups = self._apply_rollups(cursor, fresh)
                 hook_results = []
                 if rollups and self.hooks:
-                    labels = {sid: series_key(ev) for ev, sid in fresh}
-                    hook_results = [hook.apply(cursor, self._postgres, rollups, labels) for hook in self.hooks]
+                    hook_results = [hook.apply(cursor, self._postgres, rollups, sid_labels) for hook in self.hooks]
                 accepted = len(fresh)
                 counters = [
                     ("accepted", accepted),
@@ -184,7 +186,8 @@ class BatchWriter:
         return WriteResult(inserted, accepted, len(events) - accepted, new_series, hook_results)
 
     def _resolve_series(self, cursor: Any, keys: list[SeriesKey]) -> dict[SeriesKey, int]:
-        missing = sorted({k for k in keys if k not in self._series_ids})
+        known = self._series_ids
+        missing = sorted({k for k in keys if k not in known})
         if not missing:
             return {}
         cursor.executemany(self._sql["series_insert"], missing)
