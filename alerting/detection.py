@@ -1,27 +1,32 @@
 """Spend spike detection: a pure, vectorised function of (series, config, now).
 
-`detect_spikes` takes spend per bucket for many series at once, oldest bucket first, the last bucket
-being the one that contains `now` (possibly still filling: `now_fraction` says how much of it has
-passed). For every series and every watched window length it compares the spend of the window ending at
-`now` with two robust baselines built from windows of the same length:
+`detect_spikes` takes spend per bucket for many series at once (oldest bucket first; the last bucket is
+the one containing `now`, still filling: `now_fraction` says how much of it has passed) and checks, for
+every series at once and for each watched window length, the spend of the window ending at `now`:
 
-* seasonal: the windows ending at the same time of day on each of the previous `baseline_days` days
-  (and a few minutes either side, so a daily job that drifts a little still counts as normal);
-* recent: the windows ending in the `recent_minutes` before the current window.
+* baseline: for each of the previous `baseline_days` days, that day's spend rate in the half hour
+  around this time of day (`seasonal_spread_minutes` either side), scaled to the window's length and
+  by how today's last `recent_minutes` compare with the same hours that day (so a quiet Saturday or a
+  busier week is compared at its own level); the baseline is the median over those days, so one
+  outlier day does not move it. A series with fewer than `min_baseline_days` active days uses the
+  median of its recent windows instead.
+* robust score: `(window - baseline) / scale`, scale = 1.4826 x the relative median absolute deviation
+  of the daily values or of the recent windows, whichever is wider, times the baseline (at least
+  `min_scale_ratio` x baseline).
+* usual peak: the median over the days of the busiest same-length window within the spread of this
+  time. A window must exceed it `shift_guard` times, so a daily job or a morning ramp that arrives a
+  few minutes early is not a spike, and bursty series need more than three times their median.
 
-The baseline is the larger of the two medians, so a series that is always busy at 09:00 is compared
-with other 09:00s, and a series already busier today is compared with its last hours. The robust score
-is `(window - baseline) / scale`, where scale is 1.4826 x the median absolute deviation of those
-windows (never below `min_scale_ratio` x baseline). A window fires when it is at least `multiplier` x
-its baseline, its robust score is at least `robust_z`, its spend is at least `min_spend_usd`, and
-enough baseline windows had spend at all (`min_history_windows`), so a new or silent series never fires.
+A window fires when it is at least `multiplier` x its baseline, the robust score reaches `robust_z`, it
+clears `shift_guard` x the usual peak, its spend is at least `min_spend_usd`, and the series has at
+least `min_history_windows` baseline windows with any spend (a new or silent series never fires).
 
-The configured `window_minutes` window is the one the spec names; `short_windows_minutes` adds shorter
-windows checked by the same rule, so a sharp spike fires within minutes rather than only once it has
-filled half an hour. Set it to `()` for the 30-minute window alone.
+`window_minutes` (30) is the window the spec names; `short_windows_minutes` adds shorter windows
+checked by the same rule, so a sharp spike fires within minutes instead of once it has filled half an
+hour. `short_windows_minutes=()` gives the 30-minute window alone.
 
-A firing series stays firing (hysteresis) while any of its windows is still at least
-`resolve_multiplier` x its baseline and at least half of `min_spend_usd`.
+Hysteresis: a series that was firing stays firing while any of its windows is still at least
+`resolve_multiplier` x its baseline and at least half of `min_spend_usd`; it resolves below that.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
 
 _MAD_TO_SIGMA = 1.4826
+_DAY = 86400
 
 
 class Reason(enum.IntEnum):
@@ -49,12 +55,14 @@ class Reason(enum.IntEnum):
     """Window spend below `min_spend_usd`."""
     BELOW_MULTIPLIER = 2
     """Window spend below `multiplier` x baseline."""
-    SCORE_DISAGREES = 3
+    NEAR_USUAL_PEAK = 3
+    """Above the multiplier, but below `shift_guard` x the usual busiest window around this time."""
+    SCORE_DISAGREES = 4
     """Above the multiplier, but within the series' usual spread (robust score below `robust_z`)."""
-    HELD = 4
+    HELD = 5
     """Was firing; no longer meets the rule but has not fallen below the resolve threshold."""
-    SPIKE = 5
-    """Meets the rule: window, multiplier, robust score and minimum spend all agree."""
+    SPIKE = 6
+    """Meets the rule: multiplier, usual peak, robust score and minimum spend all agree."""
 
 
 @dataclass(frozen=True)
@@ -66,53 +74,60 @@ class DetectionConfig:
     multiplier: float = 3.0
     min_spend_usd: float = 1.0
     min_history_windows: int = 6
-    """Baseline windows (seasonal + recent) that must have had spend for a series to alert."""
-    robust_z: float = 4.0
-    """Robust score (deviations of 1.4826 x MAD above the baseline) a window must reach."""
+    """Baseline windows (daily + recent) that must have had spend for a series to alert at all."""
+    robust_z: float = 6.0
+    """Robust score (in units of 1.4826 x MAD) a window must reach."""
     bucket_seconds: int = 300
     short_windows_minutes: tuple[int, ...] = (5, 15)
+    """Shorter windows checked by the same rule, for fast detection of sharp spikes."""
+    seasonal_spread_minutes: int = 15
     recent_minutes: int = 180
-    seasonal_spread_minutes: int = 30
-    min_scale_ratio: float = 0.1
-    """Floor of the robust scale, as a fraction of the baseline (a perfectly regular series has MAD 0)."""
+    """Recent windows (level of today, fallback baseline, noise) come from this long before the window."""
+    shift_guard: float = 2.75
     min_baseline_days: int = 3
-    """Previous days with activity needed for the seasonal baseline; fewer: the recent windows alone."""
     max_level_change: float = 4.0
-    """Bound on how far today's level may rescale a previous day's window, either way."""
+    """Bound on how far today's level may rescale a previous day, either way."""
+    min_scale_ratio: float = 0.1
+    """Floor of the robust scale as a fraction of the baseline (a perfectly regular series has MAD 0)."""
     resolve_multiplier: float = 1.5
-    tail_aware: bool = False
-    seasonal_mode: str = "smooth"
 
     def __post_init__(self) -> None:
-        """Reject settings that cannot describe whole buckets."""
+        """Reject settings that cannot be laid on whole buckets, listing every problem."""
+        size = self.bucket_seconds
         problems = []
-        for minutes in (self.window_minutes, *self.short_windows_minutes, self.recent_minutes):
-            if minutes <= 0 or (minutes * 60) % self.bucket_seconds:
-                problems.append(f"{minutes} min is not a positive multiple of {self.bucket_seconds} s buckets")
-        if (self.seasonal_spread_minutes * 60) % self.bucket_seconds or self.seasonal_spread_minutes < 0:
-            problems.append("seasonal_spread_minutes must be a non-negative multiple of the bucket")
-        if 86400 % self.bucket_seconds:
-            problems.append("bucket_seconds must divide a day")
+        if size <= 0 or _DAY % size:
+            problems.append(f"bucket_seconds {size} must divide a day")
+        else:
+            for minutes in (self.window_minutes, *self.short_windows_minutes, self.recent_minutes):
+                if minutes <= 0 or (minutes * 60) % size:
+                    problems.append(f"{minutes} min is not a positive multiple of {size} s buckets")
+            if self.seasonal_spread_minutes < 0 or (self.seasonal_spread_minutes * 60) % size:
+                problems.append("seasonal_spread_minutes must be a non-negative multiple of the bucket")
         if self.baseline_days < 1:
             problems.append("baseline_days must be at least 1")
-        if self.resolve_multiplier > self.multiplier:
-            problems.append("resolve_multiplier must not exceed multiplier")
+        if not 0 < self.resolve_multiplier <= self.multiplier:
+            problems.append("resolve_multiplier must be in (0, multiplier]")
+        if self.max_level_change < 1:
+            problems.append("max_level_change must be at least 1")
         if problems:
             raise ValueError("; ".join(problems))
 
     @property
     def windows_minutes(self) -> tuple[int, ...]:
         """Every window length checked, shortest first, the configured window last."""
-        return (*sorted(m for m in set(self.short_windows_minutes) if m < self.window_minutes), self.window_minutes)
+        shorter = sorted({m for m in self.short_windows_minutes if m < self.window_minutes})
+        return (*shorter, self.window_minutes)
 
     @property
     def buckets_needed(self) -> int:
         """How many trailing buckets (including the current one) a full baseline reads."""
-        per_day = 86400 // self.bucket_seconds
-        spread = self.seasonal_spread_minutes * 60 // self.bucket_seconds
-        longest = self.window_minutes * 60 // self.bucket_seconds
-        recent = (self.recent_minutes * 60 // self.bucket_seconds) + 2 * longest
-        return max(self.baseline_days * per_day + spread + longest, recent) + 1
+        return self.baseline_days * (_DAY // self.bucket_seconds) + self._reach() + 2
+
+    def _reach(self) -> int:
+        """Buckets before the same time on a previous day that the baseline of that day reads."""
+        size = self.bucket_seconds
+        longest = self.window_minutes * 60 // size
+        return longest + max(self.seasonal_spread_minutes * 60 // size, self.recent_minutes * 60 // size)
 
 
 @dataclass(frozen=True)
@@ -126,11 +141,12 @@ class BucketLayout:
     """How much of the last bucket (the one containing `now`) has passed, in (0, 1]."""
 
 
-def bucket_layout(now: float, config: DetectionConfig) -> BucketLayout:
+def bucket_layout(now: float, config: DetectionConfig | None = None) -> BucketLayout:
     """The bucket range `detect_spikes` needs at `now` (epoch seconds): load exactly these columns."""
-    size = config.bucket_seconds
+    cfg = config or DetectionConfig()
+    size = cfg.bucket_seconds
     last_start = math.ceil(now / size) * size - size
-    n = config.buckets_needed
+    n = cfg.buckets_needed
     return BucketLayout(last_start - (n - 1) * size, n, (now - last_start) / size)
 
 
@@ -138,7 +154,7 @@ def bucket_layout(now: float, config: DetectionConfig) -> BucketLayout:
 class SpikeResult:
     """Per-series outcome of one pass; every array has shape (n_series,).
 
-    The figures are those of the window that came closest to firing (ties: the longest window).
+    The figures are those of the window that came closest to firing (ties: the longer window).
     """
 
     window_spend: FloatArray
@@ -146,9 +162,9 @@ class SpikeResult:
     ratio: FloatArray
     """window / baseline; inf when the baseline is 0 and the window is not."""
     score: FloatArray
-    """Robust score (window - baseline) / scale; inf when the scale is 0 and the window exceeds the baseline."""
+    """Robust score; inf when the scale is 0 and the window exceeds the baseline."""
     is_spike: BoolArray
-    """Firing after this pass (new spikes and held ones)."""
+    """Firing after this pass: new and continuing spikes, and held ones."""
     reason: npt.NDArray[np.int8]
     """A `Reason` per series."""
     window_minutes: IntArray
@@ -161,11 +177,11 @@ def detect_spikes(
     now_fraction: float = 1.0,
     previously_firing: npt.ArrayLike | None = None,
 ) -> SpikeResult:
-    """Find spend spikes in `values` (n_series, n_buckets), spend per bucket, last bucket containing now.
+    """Find spend spikes in `values` (n_series, n_buckets): spend per bucket, the last containing now.
 
-    `now_fraction` is how much of the last bucket has passed ((now - its start) / bucket_seconds); the
-    older buckets are complete. Extra old columns are ignored; fewer than `config.buckets_needed` only
-    shortens the baseline. `previously_firing` (n_series,) bool turns on hysteresis.
+    `now_fraction` is (now - start of the last bucket) / bucket_seconds; older buckets are complete.
+    Columns older than `config.buckets_needed` are ignored; fewer only shorten the baseline.
+    `previously_firing` (n_series,) bool, the last pass's `is_spike`, turns on hysteresis.
     """
     cfg = config or DetectionConfig()
     v = np.asarray(values, dtype=np.float64)
@@ -173,143 +189,138 @@ def detect_spikes(
         raise ValueError(f"values must be 2-D (n_series, n_buckets), got shape {v.shape}")
     if not 0.0 < now_fraction <= 1.0:
         raise ValueError("now_fraction must be in (0, 1]")
-    n_series = v.shape[0]
-    prev = (
-        np.zeros(n_series, dtype=bool)
-        if previously_firing is None
-        else np.asarray(previously_firing, dtype=bool).reshape(n_series)
-    )
+    n = v.shape[0]
+    prev = np.zeros(n, dtype=bool) if previously_firing is None else np.asarray(previously_firing, dtype=bool)
+    if prev.shape != (n,):
+        raise ValueError(f"previously_firing must have shape ({n},)")
+    v = v[:, -cfg.buckets_needed :]
+    days, level = _daily_levels(v, now_fraction, cfg)
 
-    best_rank = np.full(n_series, -1, dtype=np.int8)
-    out_window = np.zeros(n_series)
-    out_base = np.zeros(n_series)
-    out_ratio = np.zeros(n_series)
-    out_score = np.zeros(n_series)
-    out_minutes = np.zeros(n_series, dtype=np.int64)
-    fire = np.zeros(n_series, dtype=bool)
-    keep = np.zeros(n_series, dtype=bool)
-
+    best: _Check | None = None
+    fire = np.zeros(n, dtype=bool)
+    keep = np.zeros(n, dtype=bool)
     for minutes in cfg.windows_minutes:
-        window, base, ratio, score, rank = _check_window(v, minutes, now_fraction, cfg)
-        fire |= rank == Reason.SPIKE
-        keep |= (window >= cfg.resolve_multiplier * base) & (window >= 0.5 * cfg.min_spend_usd)
-        better = rank >= best_rank  # windows come shortest first, so ties go to the longer one
-        best_rank = np.where(better, rank, best_rank)
-        out_window = np.where(better, window, out_window)
-        out_base = np.where(better, base, out_base)
-        out_ratio = np.where(better, ratio, out_ratio)
-        out_score = np.where(better, score, out_score)
-        out_minutes = np.where(better, minutes, out_minutes)
-
+        check = _check_window(v, minutes * 60 // cfg.bucket_seconds, now_fraction, days, level, cfg)
+        check.minutes[:] = minutes
+        fire |= check.rank == Reason.SPIKE
+        keep |= (check.window >= cfg.resolve_multiplier * check.base) & (check.window >= 0.5 * cfg.min_spend_usd)
+        best = check if best is None else best.merge(check)
+    assert best is not None
     held = prev & ~fire & keep
-    reason = np.where(held, np.int8(Reason.HELD), best_rank).astype(np.int8)
-    return SpikeResult(out_window, out_base, out_ratio, out_score, fire | held, reason, out_minutes)
+    reason = np.where(held, np.int8(Reason.HELD), best.rank).astype(np.int8)
+    return SpikeResult(best.window, best.base, best.ratio, best.score, fire | held, reason, best.minutes)
+
+
+@dataclass
+class _Check:
+    """One window length's figures for every series."""
+
+    window: FloatArray
+    base: FloatArray
+    ratio: FloatArray
+    score: FloatArray
+    rank: npt.NDArray[np.int8]
+    minutes: IntArray
+
+    def merge(self, other: _Check) -> _Check:
+        """Per series, whichever came closer to firing; ties go to `other` (the longer window)."""
+        take = other.rank >= self.rank
+        return _Check(
+            np.where(take, other.window, self.window),
+            np.where(take, other.base, self.base),
+            np.where(take, other.ratio, self.ratio),
+            np.where(take, other.score, self.score),
+            np.where(take, other.rank, self.rank).astype(np.int8),
+            np.where(take, other.minutes, self.minutes),
+        )
+
+
+def _daily_levels(v: FloatArray, f: float, cfg: DetectionConfig) -> tuple[IntArray, FloatArray]:
+    """The previous days the array reaches back to, and each day's level factor (n_series, n_days).
+
+    The factor is today's spend in the `recent_minutes` before the longest window over that day's
+    spend in the same hours (smoothed by a tenth of the typical day, bounded by `max_level_change`).
+    """
+    size = cfg.bucket_seconds
+    per_day = _DAY // size
+    last = v.shape[1] - 1
+    days = np.arange(1, cfg.baseline_days + 1)
+    days = days[last - days * per_day - cfg._reach() - 1 >= 0]
+    if days.size == 0:
+        return days, np.ones((v.shape[0], 0))
+    lead = cfg.recent_minutes * 60 // size
+    end = last - cfg.window_minutes * 60 // size
+    leads = _window_sums(v, np.concatenate(([end], end - days * per_day)), lead, f)
+    today, before = leads[:, :1], leads[:, 1:]
+    eps = 0.1 * _row_median(before)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        level = np.where(before + eps > 0, (today + eps) / (before + eps), 1.0)
+    return days, np.clip(level, 1.0 / cfg.max_level_change, cfg.max_level_change)
 
 
 def _check_window(
-    v: FloatArray, minutes: int, f: float, cfg: DetectionConfig
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, npt.NDArray[np.int8]]:
-    """Window spend, baseline, ratio, robust score and rank (a `Reason`) for one window length."""
+    v: FloatArray, wb: int, f: float, days: IntArray, level: FloatArray, cfg: DetectionConfig
+) -> _Check:
+    """Window spend, baseline, ratio, robust score and rank (a `Reason`) for a `wb`-bucket window."""
     n = v.shape[0]
     size = cfg.bucket_seconds
-    wb = minutes * 60 // size
     last = v.shape[1] - 1
-    per_day = 86400 // size
+    per_day = _DAY // size
     spread = cfg.seasonal_spread_minutes * 60 // size
-    lead = cfg.recent_minutes * 60 // size
+    same_time = last - days * per_day
 
     shifts = np.arange(-spread, spread + 1)
-    days = np.arange(1, cfg.baseline_days + 1)
-    days = days[last - days * per_day - max(spread, lead) - wb >= 0]  # days the array reaches back to
-    seasonal_ends = (last - days[:, None] * per_day + shifts[None, :]).ravel()
-    recent_ends = last - wb - np.arange(lead)
+    recent_ends = last - wb - np.arange(cfg.recent_minutes * 60 // size)
     recent_ends = recent_ends[recent_ends - wb >= 0]
-
-    ends = np.concatenate(([last], seasonal_ends, recent_ends))
+    ends = np.concatenate(([last], (same_time[:, None] + shifts[None, :]).ravel(), recent_ends))
     sums = _window_sums(v, ends, wb, f)
     window = sums[:, 0]
-    # Per previous day, the busiest window within +-spread of this time: a daily job that starts a few
-    # minutes early today is still compared with its own runs.
-    seasonal = sums[:, 1 : 1 + seasonal_ends.size].reshape(n, days.size, shifts.size).max(axis=2)
-    if cfg.seasonal_mode == "smooth" and days.size:
-        span = wb + 2 * spread
-        seasonal = _window_sums(v, last - days * per_day + spread, span, f) * (wb / span)
-    recent = sums[:, 1 + seasonal_ends.size :]
+    shifted = sums[:, 1 : 1 + days.size * shifts.size].reshape(n, days.size, shifts.size)
+    recent = sums[:, 1 + days.size * shifts.size :]
 
-    # Scale each previous day by how today's last hours compare with that day's same hours, so a quiet
-    # Saturday or a busier week is compared with its own level.
-    lead_ends = np.concatenate(([last - wb], last - wb - days * per_day))
-    lead_ends = lead_ends[lead_ends - lead >= 0]
-    if lead_ends.size == days.size + 1 and days.size:
-        leads = _window_sums(v, lead_ends, lead, f)
-        today, before = leads[:, :1], leads[:, 1:]
-        eps = 0.1 * _row_median(before)[:, None]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            level = np.where(before + eps > 0, (today + eps) / (before + eps), 1.0)
-        level = np.clip(level, 1.0 / cfg.max_level_change, cfg.max_level_change)
-        active = (before + seasonal) > 0
-    else:
-        level = np.ones_like(seasonal)
-        active = seasonal > 0
-    analog = seasonal * level
+    span = wb + 2 * spread
+    daily = _window_sums(v, same_time + spread, span, f) * (wb / span) * level
+    peak = shifted.max(axis=2) * level
+    active = (daily > 0) | (peak > 0)
+    daily_med, daily_mad, n_days = _masked_median_mad(daily, active)
+    usual_peak, _, _ = _masked_median_mad(peak, active)
+    recent_med, recent_mad = _median_mad(recent)
 
-    seasonal_med, seasonal_mad, n_days = _masked_median_mad(analog, active)
-    recent_med, recent_mad = _median_mad(recent, n)
-    use_seasonal = n_days >= cfg.min_baseline_days
-    base = np.where(use_seasonal, seasonal_med, recent_med)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel_recent = np.where(recent_med > 0, recent_mad / recent_med, 0.0)
-        rel_seasonal = np.where(seasonal_med > 0, seasonal_mad / seasonal_med, 0.0)
-        rel_spread = np.where(use_seasonal, np.maximum(rel_seasonal, rel_recent), rel_recent)
-        if cfg.tail_aware and recent.shape[1] >= 10:
-            k = int(0.9 * (recent.shape[1] - 1))
-            q90 = np.partition(recent, k, axis=1)[:, k]
-            rel_tail = np.where(recent_med > 0, (q90 / recent_med - 1.0) / (1.2816 * _MAD_TO_SIGMA), 0.0)
-            rel_spread = np.maximum(rel_spread, rel_tail)
-    scale = base * np.maximum(_MAD_TO_SIGMA * rel_spread, cfg.min_scale_ratio)
-    scale = np.where(base > 0, scale, _MAD_TO_SIGMA * np.where(use_seasonal, seasonal_mad, recent_mad))
+    seasonal = n_days >= cfg.min_baseline_days
+    base = np.where(seasonal, daily_med, recent_med)
+    rel_recent = _ratio_or(recent_mad, recent_med, 0.0)
+    rel = np.where(seasonal, np.maximum(_ratio_or(daily_mad, daily_med, 0.0), rel_recent), rel_recent)
+    scale = np.where(
+        base > 0,
+        base * np.maximum(_MAD_TO_SIGMA * rel, cfg.min_scale_ratio),
+        _MAD_TO_SIGMA * np.where(seasonal, daily_mad, recent_mad),
+    )
+    ratio = _ratio_or(window, base, np.inf)
+    score = _ratio_or(window - base, scale, np.inf)
 
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(base > 0, window / base, np.where(window > 0, np.inf, 0.0))
-        score = np.where(scale > 0, (window - base) / scale, np.where(window > base, np.inf, 0.0))
-
-    history = np.count_nonzero(seasonal > 0, axis=1) + np.count_nonzero(recent > 0, axis=1)
+    history = np.count_nonzero(active, axis=1) + np.count_nonzero(recent > 0, axis=1)
     rank = np.full(n, Reason.SPIKE, dtype=np.int8)
     rank[score < cfg.robust_z] = Reason.SCORE_DISAGREES
+    rank[seasonal & (window < cfg.shift_guard * usual_peak)] = Reason.NEAR_USUAL_PEAK
     rank[ratio < cfg.multiplier] = Reason.BELOW_MULTIPLIER
     rank[window < cfg.min_spend_usd] = Reason.LOW_SPEND
     rank[history < cfg.min_history_windows] = Reason.SHORT_HISTORY
-    return window, base, ratio, score, rank
+    return _Check(window, base, ratio, score, rank, np.zeros(n, dtype=np.int64))
 
 
-def _masked_median_mad(x: FloatArray, mask: npt.NDArray[np.bool_]) -> tuple[FloatArray, FloatArray, IntArray]:
-    """Row-wise median and MAD over the entries where `mask` holds, and how many there were."""
-    count = mask.sum(axis=1)
-    if x.shape[1] == 0:
-        zeros = np.zeros(x.shape[0])
-        return zeros, zeros.copy(), count
-    med = _sorted_median(np.sort(np.where(mask, x, np.inf), axis=1), count)
-    dev = np.sort(np.where(mask, np.abs(x - med[:, None]), np.inf), axis=1)
-    return med, _sorted_median(dev, count), count
-
-
-def _sorted_median(sorted_rows: FloatArray, count: IntArray) -> FloatArray:
-    rows = np.arange(sorted_rows.shape[0])
-    lo = np.maximum(count - 1, 0) // 2
-    hi = np.maximum(count, 1) // 2
-    hi = np.minimum(hi, np.maximum(count - 1, 0))
-    if sorted_rows.shape[1] == 0:
-        return np.zeros(sorted_rows.shape[0])
-    med = 0.5 * (sorted_rows[rows, lo] + sorted_rows[rows, hi])
-    return np.where(count > 0, med, 0.0)
+def _ratio_or(num: FloatArray, den: FloatArray, when_zero: float) -> FloatArray:
+    """num / den where den > 0; where den is 0: `when_zero` if num > 0, else 0. No warnings."""
+    out = np.where(num > 0, when_zero, 0.0)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
 
 
 def _window_sums(v: FloatArray, ends: IntArray, wb: int, f: float) -> FloatArray:
-    """Spend in the `wb`-bucket windows ending `now_fraction` into bucket `ends` (n_series, len(ends)).
+    """Spend of the `wb`-bucket windows ending `f` into each bucket of `ends`, (n_series, len(ends)).
 
-    The last bucket holds only what has happened so far, so it counts whole; every older window's
-    newest bucket counts `f` of itself and its oldest reaches `1 - f` into one more bucket (spend spread
-    evenly within a bucket). Only non-negative weights: silent windows sum to exactly 0.
+    The last bucket holds only what has happened so far and counts whole. Any older window's newest
+    bucket counts `f` of itself and its oldest reaches `1 - f` into one more bucket (spend taken as
+    even within a bucket). Only non-negative weights, so a silent window sums to exactly 0.
     """
     offsets = np.arange(wb + 1)
     idx = ends[:, None] - offsets[None, :]
@@ -319,10 +330,10 @@ def _window_sums(v: FloatArray, ends: IntArray, wb: int, f: float) -> FloatArray
     return np.einsum("swk,wk->sw", v[:, idx], weights)
 
 
-def _median_mad(x: FloatArray, n_series: int) -> tuple[FloatArray, FloatArray]:
+def _median_mad(x: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Row-wise median and median absolute deviation; zeros when there are no columns."""
     if x.shape[1] == 0:
-        return np.zeros(n_series), np.zeros(n_series)
+        return np.zeros(x.shape[0]), np.zeros(x.shape[0])
     med = _row_median(x)
     return med, _row_median(np.abs(x - med[:, None]))
 
@@ -330,7 +341,27 @@ def _median_mad(x: FloatArray, n_series: int) -> tuple[FloatArray, FloatArray]:
 def _row_median(x: FloatArray) -> FloatArray:
     """Median of each row (np.partition: several times faster than np.median on many short rows)."""
     k = x.shape[1]
+    if k == 0:
+        return np.zeros(x.shape[0])
     if k % 2:
         return np.partition(x, k // 2, axis=1)[:, k // 2]
     part = np.partition(x, (k // 2 - 1, k // 2), axis=1)
     return 0.5 * (part[:, k // 2 - 1] + part[:, k // 2])
+
+
+def _masked_median_mad(x: FloatArray, mask: BoolArray) -> tuple[FloatArray, FloatArray, IntArray]:
+    """Row-wise median and MAD over the entries where `mask` holds, and how many there were."""
+    count = mask.sum(axis=1)
+    med = _sorted_median(np.sort(np.where(mask, x, np.inf), axis=1), count)
+    dev = np.sort(np.where(mask, np.abs(x - med[:, None]), np.inf), axis=1)
+    return med, _sorted_median(dev, count), count
+
+
+def _sorted_median(sorted_rows: FloatArray, count: IntArray) -> FloatArray:
+    """Median of the first `count` entries of each (ascending) row; 0 where count is 0."""
+    if sorted_rows.shape[1] == 0:
+        return np.zeros(sorted_rows.shape[0])
+    rows = np.arange(sorted_rows.shape[0])
+    top = np.maximum(count - 1, 0)
+    med = 0.5 * (sorted_rows[rows, top // 2] + sorted_rows[rows, (top + 1) // 2])
+    return np.where(count > 0, med, 0.0)

@@ -33,8 +33,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import BigInteger, Column, Float, MetaData, String, Table, select, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 
-from exporter.store import Store
+from exporter.store import Store, StoreUnavailable
 
 metadata = MetaData()
 
@@ -147,8 +148,11 @@ class LeaderLease:
 
     def current(self) -> LeaseRecord | None:
         """The stored lease (whoever holds it), or None when nobody ever took it."""
-        with self.store.engine.connect() as conn:
-            row = conn.execute(select(leader_leases).where(leader_leases.c.name == self.name)).first()
+        try:
+            with self.store.engine.connect() as conn:
+                row = conn.execute(select(leader_leases).where(leader_leases.c.name == self.name)).first()
+        except OperationalError as exc:
+            raise StoreUnavailable(str(exc.orig)) from exc
         if row is None:
             return None
         m = row._mapping

@@ -7,7 +7,7 @@ notifications and runs no scheduled job; `scheduler` adds the delivery workers a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from starlette.routing import BaseRoute
@@ -18,10 +18,15 @@ from alerting.budgets.definition import parse_budgets_section
 from alerting.budgets.http import budget_routes
 from alerting.budgets.service import BudgetService
 from alerting.gateway.service import GatewayService
+from alerting.leader import LeaderLease
+from alerting.scheduler import AlertScheduler
+from alerting.scheduler_collector import SchedulerCollector
+from alerting.spikes import SpikeService, detection_settings
 from exporter.config import ConfigError
 from exporter.services import Services
 
 ROLES = ("all", "ingest", "scheduler")
+OUTBOX_TICK_SECONDS = 15.0  # repeat reminders and outbox housekeeping
 
 
 class GatewaySink:
@@ -66,4 +71,32 @@ def attach_alerting(services: Services, role: str = "all") -> list[BaseRoute]:
         services.registry.register(collector)
     services.extras["gateway"] = gateway
     services.extras["budgets"] = budgets
+    jobs = {
+        "budgets": (budgets_config.evaluate_seconds, _job(budgets.evaluate)),
+        "detection": (detection_settings(services.config).interval_seconds, _job(_spikes(services, sink).evaluate)),
+        "outbox": (OUTBOX_TICK_SECONDS, _job(gateway.tick)),
+    }
+    services.registry.register(SchedulerCollector(services.store, jobs=tuple(jobs)))
+    if role in ("all", "scheduler"):
+        scheduler = AlertScheduler(
+            services.store, jobs, clock=services.clock, leader=LeaderLease(services.store, clock=services.clock)
+        )
+        scheduler.start()
+        services.closers.append(scheduler.shutdown)
+        services.extras["scheduler"] = scheduler
     return [*budget_routes(budgets, services.config.auth), *gateway.routes()]
+
+
+def _job(fn: Callable[[float], object]) -> Callable[[float], None]:
+    """A scheduler job calling `fn(now)` and dropping its result."""
+
+    def run(now: float) -> None:
+        fn(now)
+
+    return run
+
+
+def _spikes(services: Services, sink: GatewaySink) -> SpikeService:
+    spikes = SpikeService(services.store, detection_settings(services.config), sink, clock=services.clock)
+    services.extras["spikes"] = spikes
+    return spikes

@@ -1,7 +1,8 @@
 """The alerting scheduler: APScheduler wiring for the periodic jobs, and nothing else.
 
 Each job is a callable `fn(now)` run every `interval` seconds on ticks aligned to the Unix epoch
-(a 60 s job runs at :00 of every minute in every process), with an explicit id, `coalesce=True`,
+(`EpochAlignedTrigger`: a 60 s job runs at :00 of every minute in every process, and an off-tick
+catch-up run does not shift the later ones), with an explicit id, `coalesce=True`,
 `max_instances=1` and a `misfire_grace_time` of one interval. A run:
 
 1. with a `LeaderLease`, renews (or takes) the lease and skips unless this process holds it;
@@ -14,8 +15,10 @@ Each job is a callable `fn(now)` run every `interval` seconds on ticks aligned t
 A `leader` heartbeat job renews the lease every `ttl / 3` seconds. When a process becomes leader it runs
 every job at once, so the tick a dead leader missed is caught up: the work of a `kill -9`'d leader
 resumes within `ttl + ttl / 3` seconds (20 s with the default 15 s ttl), and a tick it already ran is
-not repeated (its claim stands). Without a lease (SQLite, one process) every process runs the jobs,
-and the tick claims alone keep them to once per tick.
+not repeated (its claim stands). A job whose interval is longer than that bound loses no tick in a
+failover, only runs it late; ticks of a shorter job that begin and end while nobody leads are
+coalesced into the catch-up run. Without a lease every process runs the jobs, and the tick claims
+alone keep them to once per tick.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -91,6 +94,24 @@ def tick_of(now: float, interval: float) -> float:
     return math.floor(now / interval) * interval
 
 
+class EpochAlignedTrigger(IntervalTrigger):
+    """Fires at whole multiples of the interval since the Unix epoch, in every process alike.
+
+    Unlike a plain `IntervalTrigger`, an off-tick run (the catch-up on taking leadership) does not shift
+    the later ones: the next fire time is always the next aligned instant.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds=seconds, start_date=_EPOCH, timezone=UTC)
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
+        """The first aligned instant at or after `now`, and strictly after `previous_fire_time`."""
+        upcoming: datetime | None = super().get_next_fire_time(None, now)
+        if upcoming is not None and previous_fire_time is not None and upcoming <= previous_fire_time:
+            upcoming = super().get_next_fire_time(None, previous_fire_time + timedelta(microseconds=1))
+        return upcoming
+
+
 class AlertScheduler:
     """Runs `jobs` (id → (interval seconds, fn(now))) on a `BackgroundScheduler`, once per tick."""
 
@@ -129,7 +150,7 @@ class AlertScheduler:
         for name, (interval, _fn) in self.jobs.items():
             self._scheduler.add_job(
                 self._run_scheduled,
-                IntervalTrigger(seconds=interval, start_date=_EPOCH, timezone=UTC),
+                EpochAlignedTrigger(interval),
                 args=(name,),
                 id=name,
                 name=name,
@@ -176,7 +197,7 @@ class AlertScheduler:
         self._set_leading(leading)
         return leading
 
-    def _set_leading(self, leading: bool) -> None:
+    def _set_leading(self, leading: bool, running: str | None = None) -> None:
         if leading == self._leading:
             return
         log.info("scheduler %s leadership (%s)", "took" if leading else "lost", self.holder)
@@ -184,7 +205,8 @@ class AlertScheduler:
         if leading and self._scheduler.running:
             # Catch up: a tick the previous leader missed runs now; one it ran stays claimed and is skipped.
             for name in self.jobs:
-                self._scheduler.modify_job(name, next_run_time=datetime.now(UTC))
+                if name != running:
+                    self._scheduler.modify_job(name, next_run_time=datetime.now(UTC))
 
     def run_once(self, job: str, now: float | None = None) -> Outcome:
         """Run `job` for the tick containing `now` if this process leads and nobody ran that tick yet."""
@@ -198,7 +220,7 @@ class AlertScheduler:
             log.warning("scheduler job %s skipped: cannot check leadership or claim the tick", job, exc_info=True)
             return Outcome.UNAVAILABLE
         if self.leader is not None:
-            self._set_leading(leading)
+            self._set_leading(leading, running=job)
         if not leading:
             return Outcome.NOT_LEADER
         if not claimed:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import alerting.gateway.config  # noqa: F401  (registers `notifications` and `alerting`)
+import alerting.gateway.config
+import alerting.spikes  # noqa: F401  (registers `detection`)
 from alerting.budgets.definition import parse_budgets_section
 from exporter.config import SECTION_VALIDATORS
 

@@ -1,8 +1,9 @@
 """Spike detection as a service: store rollups in, `LLMCostSpike` alerts and persisted gauges out.
 
 `SpikeService.evaluate(now)` is what the scheduler's `detection` job runs. For every watched label set
-in `detection.series` it reads the 5-minute cost rollups the pure detector needs (`bucket_layout`) as a
-dense (series × buckets) array, zero-filled, calls `alerting.detection.detect_spikes`, and then:
+in `detection.series` it builds the dense (series × buckets) array of 5-minute spend the pure detector
+needs (`bucket_layout`: ~7 days), zero-filled, from a `SpendCache` that re-reads only the newest buckets
+from one pass to the next; calls `alerting.detection.detect_spikes` once for all series of the set; then:
 
 - fires `LLMCostSpike` for series that start spiking and resolves the ones that returned to normal,
   through an `AlertSink` (the alert gateway in production);
@@ -23,20 +24,22 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Boolean, Column, Float, Integer, MetaData, PrimaryKeyConstraint, String, Table, delete, select
+from sqlalchemy.exc import OperationalError
 
 from alerting.detection import DetectionConfig, Reason, bucket_layout, detect_spikes
 from exporter.config import SECTION_VALIDATORS, Config, ConfigError
 from exporter.store import Store
-from exporter.store.schema import BUCKET_SECONDS
+from exporter.store.schema import BUCKET_SECONDS, usage_series
 from exporter.store.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -63,24 +66,11 @@ class SpikeSettings:
     detector: DetectionConfig = field(default_factory=DetectionConfig)
 
 
-# Detector settings a config may set beyond SPEC.md's four (bucket_seconds is the store's, not a choice).
-_INT_KEYS = {
-    "window_minutes": 5,
-    "baseline_days": 1,
-    "min_history_windows": 0,
-    "recent_minutes": 5,
-    "seasonal_spread_minutes": 0,
-    "min_baseline_days": 1,
-}
-_FLOAT_KEYS = {
-    "multiplier": 1.0,
-    "min_spend_usd": 0.0,
-    "robust_z": 0.0,
-    "min_scale_ratio": 0.0,
-    "max_level_change": 1.0,
-    "resolve_multiplier": 0.0,
-}
-_KEYS = {"interval_seconds", "series", "max_series_per_group", "short_windows_minutes", *_INT_KEYS, *_FLOAT_KEYS}
+# Lower bounds of SPEC.md's detector keys; the detector's other settings may be set too (advanced), with
+# their type taken from their default. `bucket_seconds` is the store's, not a choice.
+_MINIMUMS: dict[str, float] = {"window_minutes": 5, "baseline_days": 1, "multiplier": 1.0, "min_spend_usd": 0.0}
+_DETECTOR_DEFAULTS = {f.name: f.default for f in fields(DetectionConfig) if f.name != "bucket_seconds"}
+_KEYS = {"interval_seconds", "series", "max_series_per_group", *_DETECTOR_DEFAULTS}
 
 
 def _is_number(value: Any) -> bool:
@@ -109,30 +99,11 @@ def parse_detection(section: Any, problems: list[str]) -> SpikeSettings:
         problems.append(f"detection.max_series_per_group: must be an integer >= 1, got {cap!r}")
     series = _parse_series(section.get("series", [list(s) for s in settings.series]), problems)
 
-    for key, minimum in _INT_KEYS.items():
+    for key, default in _DETECTOR_DEFAULTS.items():
         if key in section:
-            value = section[key]
-            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-                problems.append(f"detection.{key}: must be an integer >= {minimum}, got {value!r}")
-            else:
+            value = _detector_value(key, section[key], default, problems)
+            if value is not None:
                 detector[key] = value
-    for key, least in _FLOAT_KEYS.items():
-        if key in section:
-            value = section[key]
-            if not _is_number(value) or value < least:
-                problems.append(f"detection.{key}: must be a number >= {least}, got {value!r}")
-            else:
-                detector[key] = float(value)
-    if "short_windows_minutes" in section:
-        value = section["short_windows_minutes"]
-        if not isinstance(value, list) or not all(isinstance(m, int) and not isinstance(m, bool) for m in value):
-            problems.append(f"detection.short_windows_minutes: must be a list of integers, got {value!r}")
-        else:
-            detector["short_windows_minutes"] = tuple(value)
-    for key in ("window_minutes", "recent_minutes", "seasonal_spread_minutes"):
-        if key in detector and (detector[key] * 60) % BUCKET_SECONDS:
-            problems.append(f"detection.{key}: must be a multiple of {BUCKET_SECONDS // 60} minutes")
-            del detector[key]
     if len(problems) > start:
         return settings
     try:
@@ -141,6 +112,27 @@ def parse_detection(section: Any, problems: list[str]) -> SpikeSettings:
         problems.append(f"detection: {exc}")
         return settings
     return SpikeSettings(float(interval), series, cap, config)
+
+
+def _detector_value(key: str, value: Any, default: Any, problems: list[str]) -> Any:
+    """The value for a `DetectionConfig` field, checked against the type of its default; None if bad."""
+    least = _MINIMUMS.get(key, 0)
+    if isinstance(default, tuple):
+        if isinstance(value, list) and all(isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in value):
+            return tuple(value)
+        problems.append(f"detection.{key}: must be a list of positive integers, got {value!r}")
+    elif isinstance(default, int):
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            problems.append(f"detection.{key}: must be an integer >= {least}, got {value!r}")
+        elif key.endswith("_minutes") and (value * 60) % BUCKET_SECONDS:
+            problems.append(f"detection.{key}: must be a multiple of {BUCKET_SECONDS // 60} minutes")
+        else:
+            return value
+    elif not _is_number(value) or value < least:
+        problems.append(f"detection.{key}: must be a number >= {least:g}, got {value!r}")
+    else:
+        return float(value)
+    return None
 
 
 def _parse_series(value: Any, problems: list[str]) -> tuple[tuple[str, ...], ...]:
@@ -249,8 +241,8 @@ def read_spike_state(store: Store) -> list[SpikeState]:
     try:
         with store.engine.connect() as conn:
             rows = list(conn.execute(stmt))
-    except Exception as exc:
-        raise StoreUnavailable(str(exc)) from exc
+    except OperationalError as exc:
+        raise StoreUnavailable(str(exc.orig)) from exc
     return [_state_from_row(dict(row._mapping)) for row in rows]
 
 
@@ -270,6 +262,137 @@ def _state_from_row(m: Mapping[str, Any]) -> SpikeState:
         firing_since=None if m["firing_since"] is None else float(m["firing_since"]),
         evaluated_at=float(m["evaluated_at"]),
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading the rollups
+
+_ROLLUP_SQL = "SELECT series_id, bucket, cost_nanousd FROM usage_rollup WHERE bucket >= {p} AND bucket < {p}"
+_CHUNK_ROWS = 100_000
+
+
+class SpendCache:
+    """Spend per 5-minute bucket for each distinct value of the watched labels, kept between passes.
+
+    A detection pass needs ~7 days of buckets, but from one minute to the next only the newest ones
+    change. The first pass (and one every `full_reload_seconds`) reads the whole range; the others
+    re-read only the buckets from the last pass's newest one, or the last `reload_seconds` if that is
+    earlier, and shift the rest. A late event older than that (a backfill) reaches the baselines at the
+    next full read. The read goes to `usage_rollup` directly (series id, bucket, cost: no join and no
+    GROUP BY), and rows are mapped to label values through `usage_series`, whose labels never change.
+    """
+
+    def __init__(self, labels: tuple[str, ...]) -> None:
+        self.labels = labels
+        self.keys: list[tuple[str, ...]] = []
+        self.values = np.zeros((0, 0))
+        """USD, (len(keys), n_buckets)."""
+        self.first_bucket = 0
+        self._rows: dict[tuple[str, ...], int] = {}
+        self._ids = np.zeros(0, dtype=np.int64)
+        """Known usage_series ids, sorted, and the cache row each maps to."""
+        self._id_rows = np.zeros(0, dtype=np.int64)
+        self._last_bucket: int | None = None
+        self._full_at = -math.inf
+
+    def update(
+        self,
+        store: Store,
+        now: float,
+        first_bucket: int,
+        n_buckets: int,
+        *,
+        reload_seconds: float,
+        full_reload_seconds: float,
+    ) -> None:
+        """Bring the cache to the bucket range [first_bucket, first_bucket + n_buckets x 300)."""
+        size = BUCKET_SECONDS
+        last_bucket = first_bucket + (n_buckets - 1) * size
+        shift = (first_bucket - self.first_bucket) // size
+        full = (
+            self._last_bucket is None
+            or self.values.shape[1] != n_buckets
+            or not 0 <= shift < n_buckets
+            or now - self._full_at >= full_reload_seconds
+        )
+        if full:
+            self.values = np.zeros((len(self.keys), n_buckets))
+            reload_from = first_bucket
+            self._full_at = now
+        else:
+            assert self._last_bucket is not None
+            if shift:
+                kept = self.values[:, shift:]
+                self.values = np.concatenate([kept, np.zeros((len(self.keys), shift))], axis=1)
+            recent = int((last_bucket - reload_seconds) // size) * size
+            reload_from = max(first_bucket, min(self._last_bucket, recent))
+            self.values[:, (reload_from - first_bucket) // size :] = 0.0
+        self.first_bucket = first_bucket
+        self._last_bucket = last_bucket
+        try:
+            self._read(store, reload_from, last_bucket + size)
+        except Exception:
+            self._last_bucket = None  # half-read: start again from scratch next pass
+            raise
+
+    def _read(self, store: Store, start: int, end: int) -> None:
+        sql = _ROLLUP_SQL.format(p="?" if store.dialect == "sqlite" else "%s")
+        driver_error: Any = getattr(store.engine.dialect.dbapi, "OperationalError", OperationalError)
+        try:
+            raw = store.engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                cursor.execute(sql, (start, end))
+                while chunk := cursor.fetchmany(_CHUNK_ROWS):
+                    data = np.array(chunk, dtype=np.int64).reshape(-1, 3)
+                    rows, known = self._rows_of(store, data[:, 0])
+                    cols = (data[known, 1] - self.first_bucket) // BUCKET_SECONDS
+                    np.add.at(self.values, (rows, cols), data[known, 2] / _NANOS_PER_USD)
+                cursor.close()
+                raw.rollback()  # a read: end PostgreSQL's implicit transaction
+            finally:
+                raw.close()
+        except (OperationalError, driver_error) as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    def _rows_of(
+        self, store: Store, series_ids: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+        """The cache row of each usage_series id (learning new ids' labels), and which ids have one."""
+        known = self._known(series_ids)
+        if not known.all():
+            self._learn(store, np.unique(series_ids[~known]).tolist())
+            known = self._known(series_ids)
+        return self._id_rows[np.searchsorted(self._ids, series_ids[known])], known
+
+    def _known(self, series_ids: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        if not len(self._ids):
+            return np.zeros(len(series_ids), dtype=bool)
+        pos = np.minimum(np.searchsorted(self._ids, series_ids), len(self._ids) - 1)
+        return np.asarray(self._ids[pos] == series_ids)
+
+    def _learn(self, store: Store, ids: list[int]) -> None:
+        cols = [usage_series.c.id, *(usage_series.c[label] for label in self.labels)]
+        found: list[Any] = []
+        with store.engine.connect() as conn:
+            for k in range(0, len(ids), 500):
+                found += conn.execute(select(*cols).where(usage_series.c.id.in_(ids[k : k + 500]))).all()
+        new_ids, new_rows = [], []
+        for row in found:
+            key = tuple(row[1:])
+            index = self._rows.get(key)
+            if index is None:
+                index = self._rows[key] = len(self.keys)
+                self.keys.append(key)
+            new_ids.append(int(row[0]))
+            new_rows.append(index)
+        grow = len(self.keys) - self.values.shape[0]
+        if grow:
+            self.values = np.vstack([self.values, np.zeros((grow, self.values.shape[1]))])
+        ids_all = np.concatenate([self._ids, np.array(new_ids, dtype=np.int64)])
+        rows_all = np.concatenate([self._id_rows, np.array(new_rows, dtype=np.int64)])
+        order = np.argsort(ids_all, kind="stable")
+        self._ids, self._id_rows = ids_all[order], rows_all[order]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -330,11 +453,18 @@ class SpikeService:
         sink: AlertSink,
         *,
         clock: Callable[[], float] = time.time,
+        reload_seconds: float = 3600.0,
+        full_reload_seconds: float = 3600.0,
     ) -> None:
         self.store = store
         self.settings = settings or SpikeSettings()
         if self.settings.detector.bucket_seconds != BUCKET_SECONDS:
             raise ValueError(f"the detector must use the store's {BUCKET_SECONDS} s buckets")
+        self.reload_seconds = reload_seconds
+        self.full_reload_seconds = full_reload_seconds
+        series = self.settings.series
+        self._cache = SpendCache(tuple(label for label in WATCHABLE_LABELS if any(label in s for s in series)))
+        self._lock = threading.Lock()
         self.sink = sink
         self.clock = clock
         # The gauges show the configured window (a stable series for dashboards); alerts may come from a
@@ -346,12 +476,15 @@ class SpikeService:
 
         `SpikeDeliveryError` after the state is saved when the sink refused some alerts (retried next pass).
         """
+        with self._lock:  # one pass at a time: the cache and the state table are per pass
+            return self._evaluate(self.clock() if now is None else now)
+
+    def _evaluate(self, now: float) -> SpikePass:
         started = time.perf_counter()
-        now = self.clock() if now is None else now
         cfg = self.settings.detector
         layout = bucket_layout(now, cfg)
         previous = self._previous_state()
-        groups = self._load(layout.first_bucket_start, layout.n_buckets, previous)
+        groups = self._load(now, layout.first_bucket_start, layout.n_buckets, previous)
 
         rows: list[dict[str, Any]] = []
         fired: list[dict[str, str]] = []
@@ -446,40 +579,34 @@ class SpikeService:
 
     def _load(
         self,
+        now: float,
         first_bucket: int,
         n_buckets: int,
         previous: Mapping[tuple[str, tuple[str, ...]], SpikeState],
     ) -> list[_Group]:
-        """Dense spend arrays for every watched label set, from one rollup query at the finest grain."""
-        series = self.settings.series
-        finest = [label for label in WATCHABLE_LABELS if any(label in labels for labels in series)]
-        end = first_bucket + n_buckets * BUCKET_SECONDS
-        rows = self.store.rollup_buckets(first_bucket, end, group_by=finest, columns=["cost_nanousd"])
-        width = len(finest)
-        index: dict[tuple[str, ...], int] = {}
-        codes = np.fromiter((index.setdefault(r[:width], len(index)) for r in rows), dtype=np.int64, count=len(rows))
-        cols = np.fromiter((r[width] for r in rows), dtype=np.int64, count=len(rows))
-        cols = (cols - first_bucket) // BUCKET_SECONDS
-        cost = np.fromiter((float(r[width + 1] or 0) for r in rows), dtype=np.float64, count=len(rows))
-        cost /= _NANOS_PER_USD
-        fine_keys = list(index)
-
+        """Dense spend arrays for every watched label set, aggregated from the cache's finest grain."""
+        cache = self._cache
+        cache.update(
+            self.store,
+            now,
+            first_bucket,
+            n_buckets,
+            reload_seconds=self.reload_seconds,
+            full_reload_seconds=self.full_reload_seconds,
+        )
         groups = []
-        for labels in series:
+        for labels in self.settings.series:
             name = group_name(labels)
-            positions = [finest.index(label) for label in labels]
+            positions = [cache.labels.index(label) for label in labels]
             keys: dict[tuple[str, ...], int] = {(): 0} if not labels else {}  # the total exists even at $0
             to_group = np.array(
-                [keys.setdefault(tuple(k[p] for p in positions), len(keys)) for k in fine_keys], dtype=np.int64
+                [keys.setdefault(tuple(k[p] for p in positions), len(keys)) for k in cache.keys], dtype=np.int64
             )
             firing = [key for (group, key), state in previous.items() if group == name and state.firing]
             for key in firing:  # a firing series with no spend left must still be evaluated (and resolve)
                 keys.setdefault(key, len(keys))
-            flat = to_group[codes] * n_buckets + cols if len(rows) else np.zeros(0, dtype=np.int64)
-            dense = np.bincount(flat, weights=cost, minlength=len(keys) * n_buckets).astype(np.float64, copy=False)
-            group_keys, values = _fold(
-                list(keys), dense.reshape(len(keys), n_buckets), set(firing), self.settings.max_series_per_group, labels
-            )
+            dense = _sum_rows(cache.values, to_group, len(keys))
+            group_keys, values = _fold(list(keys), dense, set(firing), self.settings.max_series_per_group, labels)
             groups.append(_Group(tuple(labels), group_keys, values))
         return groups
 
@@ -489,6 +616,20 @@ class SpikeService:
             conn.execute(delete(spike_state))
             if rows:
                 conn.execute(spike_state.insert(), rows)
+
+
+def _sum_rows(
+    values: npt.NDArray[np.float64], to_group: npt.NDArray[np.int64], n_groups: int
+) -> npt.NDArray[np.float64]:
+    """Rows of `values` summed by group (`to_group[i]` is row i's group): sort, then `add.reduceat`."""
+    out = np.zeros((n_groups, values.shape[1]))
+    if not len(to_group):
+        return out
+    order = np.argsort(to_group, kind="stable")
+    ordered = to_group[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    out[ordered[starts]] = np.add.reduceat(values[order], starts, axis=0)
+    return out
 
 
 def _fold(

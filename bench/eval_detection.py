@@ -333,6 +333,8 @@ class DetectionScore:
     eligible: int
     below_floor: int
     recall_by_size: dict[str, float]
+    alerts_per_spike: float
+    resolve_lag: float
 
 
 def score_detection(
@@ -351,6 +353,7 @@ def score_detection(
         t = ticks[j]
         if not any(sp.start < t <= sp.start + sp.length + attribution for sp in by_series.get(int(s), [])):
             false_alerts += 1
+    alerts_per_spike, resolve_lag = [], []
     delays, hits_all, total_all = [], 0, 0
     eligible = below_floor = hits = 0
     size_bins = {"3-5x": [0, 0], "5-10x": [0, 0]}
@@ -373,6 +376,11 @@ def score_detection(
         size_bins[key][1] += 1
         if detected:
             delays.append(ticks[j0 + fired[0]] - sp.start)
+            j2 = np.searchsorted(ticks, sp.start + sp.length + attribution, side="right")
+            alerts_per_spike.append(int(rising[sp.series, j0:j2].sum()))
+            after = np.nonzero(~firing[sp.series, j0 + fired[0] :])[0]
+            if after.size:
+                resolve_lag.append(ticks[j0 + fired[0] + after[0]] - (sp.start + sp.length))
     return DetectionScore(
         precision=(alerts - false_alerts) / alerts if alerts else float("nan"),
         recall=hits / eligible if eligible else float("nan"),
@@ -384,6 +392,8 @@ def score_detection(
         eligible=eligible,
         below_floor=below_floor,
         recall_by_size={k: (a / b if b else float("nan")) for k, (a, b) in size_bins.items()},
+        alerts_per_spike=float(np.mean(alerts_per_spike)) if alerts_per_spike else float("nan"),
+        resolve_lag=float(np.median(resolve_lag)) if resolve_lag else float("nan"),
     )
 
 
@@ -489,6 +499,10 @@ def main(argv: list[str] | None = None) -> int:
         f"min_spend_usd (never alert by design)"
     )
     print(f"  detection delay: median {sc.median_delay:.0f} min, p90 {sc.p90_delay:.0f} min (from spike start)")
+    print(
+        f"  hysteresis: {sc.alerts_per_spike:.2f} alerts per detected spike; resolves a median "
+        f"{sc.resolve_lag:.0f} min after the spike ends"
+    )
     ok = sc.recall >= 0.95 and sc.precision >= 0.9 and sc.median_delay <= 5
     print(f"  targets (recall >= 0.95, precision >= 0.9, median delay <= 5 min): {'met' if ok else 'NOT met'}")
 

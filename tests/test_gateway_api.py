@@ -161,3 +161,59 @@ def no_secrets(text: str) -> bool:
 def test_alertmanager_endpoint_is_open_without_webhook_tokens(sqlite_url: str, rx: Receivers) -> None:
     with Harness(sqlite_url, rx, auth=False, clock=FakeClock()) as h:
         assert h.client.post("/v1/alertmanager", json=am_payload([am_alert()])).status_code == 200
+
+
+def test_an_acknowledged_alertmanager_alert_is_silenced_until_unack_or_resolve(sqlite_url: str, rx: Receivers) -> None:
+    from tests.recording_servers import RecordingServer
+
+    with RecordingServer() as am:
+        am.enqueue(200, body={"silenceID": "sil-1"})
+        am.enqueue(200, body={})  # expired on unack
+        am.enqueue(503, body="busy")  # the second silence is retried
+        am.enqueue(200, body={"silenceID": "sil-2"})
+        alerting = {"alertmanager": {"url": am.url, "silence_on_ack": True, "silence_duration": "2h"}}
+        with Harness(sqlite_url, rx, alerting=alerting) as h:
+            h.post_alertmanager(am_payload([am_alert(severity="critical")]))
+            scheduler_alert = h.gateway.fire("LLMBudgetWarning", BUDGET_LABELS, severity="warning").alert
+            alert_id = next(a["id"] for a in h.alerts() if a["alertname"] == "LLMCostSpike")
+            h.admin("POST", f"/v1/alerts/{alert_id}/ack", json={"by": "alice", "comment": "deploy"})
+            h.admin("POST", f"/v1/alerts/{scheduler_alert.id}/ack", json={"by": "alice"})  # not Alertmanager's
+            h.gateway.deliver_pending()
+            [create] = am.requests
+            assert (create.method, create.path) == ("POST", "/api/v2/silences")
+            assert {m["name"]: m["value"] for m in create.json["matchers"]} == {
+                "alertname": "LLMCostSpike",
+                "project": "search",
+                "severity": "critical",
+            }
+            assert create.json["createdBy"] == "llmcost (alice)" and "deploy" in create.json["comment"]
+
+            h.admin("POST", f"/v1/alerts/{alert_id}/unack")
+            h.admin("POST", f"/v1/alerts/{alert_id}/ack", json={"by": "bob"})
+            h.gateway.deliver_pending()
+            h.gateway.clock.advance(60)  # type: ignore[attr-defined]
+            h.post_alertmanager(am_payload([am_alert(severity="critical", status="resolved")]))
+            h.gateway.deliver_pending()
+            calls = [(r.method, r.path) for r in am.requests]
+            assert calls == [
+                ("POST", "/api/v2/silences"),
+                ("DELETE", "/api/v2/silence/sil-1"),
+                ("POST", "/api/v2/silences"),
+                ("POST", "/api/v2/silences"),
+                ("DELETE", "/api/v2/silence/sil-2"),
+            ]
+
+
+def test_untrusted_alertmanager_values_cannot_ping_link_or_inject_mail_headers(h: Harness, rx: Receivers) -> None:
+    labels = {"aaa": "<!channel> <http://evil.example|click>", **{f"l{i:02d}": "v" for i in range(40)}}
+    summary = "spend up\r\nBcc: victim@example.com\r\n\r\nhello"
+    h.post_alertmanager(am_payload([am_alert(labels=labels, annotations={"summary": summary})]))
+    h.gateway.deliver_pending()
+    post = rx.slack.calls("chat.postMessage")[0].json
+    text = orjson.dumps(post).decode()
+    assert "<!channel>" not in text and "<http://evil" not in text
+    assert "&lt;!channel&gt;" in text and "more labels" in text
+    [mail] = rx.smtp.messages
+    assert mail.rcpt_tos == ["oncall@example.com"]
+    assert mail.message["Bcc"] is None
+    assert "\n" not in mail.message["Subject"] and "\r" not in mail.message["Subject"]

@@ -7,14 +7,30 @@ count below is exact.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from alerting.gateway import AlertConflict, AlertNotFound
 from alerting.model import fingerprint
-from tests.test_gateway_support import BUDGET_LABELS, FakeClock, Harness, Receivers, receivers
+from tests.test_gateway_support import (
+    BUDGET_LABELS,
+    FakeClock,
+    Harness,
+    Receivers,
+    am_alert,
+    am_payload,
+    gateway_db,
+    receivers,
+)
 
 HOUR = 3600.0
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database per test, on SQLite and on PostgreSQL."""
+    return gateway_db(request, tmp_path)
 
 
 @pytest.fixture
@@ -29,8 +45,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def h(db_url: str, rx: Receivers, clock: FakeClock) -> Iterator[Harness]:
-    with Harness(db_url, rx, clock=clock) as harness:
+def h(db: str, rx: Receivers, clock: FakeClock) -> Iterator[Harness]:
+    with Harness(db, rx, clock=clock) as harness:
         yield harness
 
 
@@ -61,6 +77,7 @@ def test_a_new_critical_alert_notifies_each_channel_once(h: Harness, rx: Receive
     assert h.gateway.deliver_pending() == 0
 
 
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)  # no SQL difference to cover
 def test_routes_follow_severity(h: Harness, rx: Receivers) -> None:
     assert set(fire(h, "warning", "LLMBudgetWarning").channels) == {"slack", "email"}
     assert fire(h, "info", "LLMBudgetInfo").channels == ()
@@ -158,8 +175,35 @@ def test_an_ack_updates_every_notified_channel_and_is_audited(h: Harness, rx: Re
     ]
 
 
-def test_custom_routes_are_limited_to_configured_channels(db_url: str, rx: Receivers) -> None:
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)  # no SQL difference to cover
+def test_custom_routes_are_limited_to_configured_channels(db: str, rx: Receivers) -> None:
     routes = {"warning": ["pagerduty", "slack"], "critical": ["email", "pagerduty"]}
-    with Harness(db_url, rx, channels=("slack", "email"), routes=routes) as h:
+    with Harness(db, rx, channels=("slack", "email"), routes=routes) as h:
         assert fire(h, "warning", "A").channels == ("slack",)
         assert fire(h, "critical", "B").channels == ("email",)
+
+
+def test_tick_forgets_old_receipts_and_delivered_rows_but_keeps_dead_letters(
+    db: str, rx: Receivers, clock: FakeClock
+) -> None:
+    rx.slack.enqueue(200, body={"ok": False, "error": "channel_not_found"})
+    firing = am_payload([am_alert(severity="critical")])
+    h = Harness(db, rx, clock=clock)
+    try:
+        h.post_alertmanager(firing)
+        h.gateway.deliver_pending()
+        h.post_alertmanager(am_payload([am_alert(severity="critical", status="resolved")]))
+        h.gateway.deliver_pending()
+        assert h.gateway.tick().receipts_purged == 0
+        clock.advance(31 * 86400)
+        result = h.gateway.tick()
+        assert (result.repeats, result.receipts_purged, result.outbox_purged) == (0, 2, 5)
+        assert [n["status"] for n in h.gateway.notifications()] == ["dead"]
+    finally:
+        h.close()
+    # A new process (no memory of recent payloads, no receipt left) gets the old firing payload again:
+    # the occurrence it describes was resolved, so it is not reopened.
+    with Harness(db, rx, clock=clock) as fresh:
+        assert fresh.post_alertmanager(firing).json() == {"status": "ok", "alerts": {"ignored": 1}}
+        fresh.gateway.deliver_pending()
+        assert rx.counts() == {"slack": 2, "email": 2, "pagerduty": 2}

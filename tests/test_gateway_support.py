@@ -11,9 +11,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
+import pytest
 import uvicorn
 from prometheus_client.exposition import generate_latest
 from starlette.applications import Starlette
@@ -24,8 +27,9 @@ from alerting.signatures import sign_pagerduty, sign_slack
 from exporter.config import Config
 from exporter.http.app import build_app
 from exporter.services import Services
+from exporter.store import Store
 from tests.helpers import make_config, total
-from tests.pg import free_port
+from tests.pg import PostgresCluster, free_port
 from tests.recording_servers import PagerDutyEventsServer, RecordedRequest, Response, SlackAPIServer, SMTPServer
 
 ADMIN = "admin-token-0123456789ab"
@@ -207,6 +211,35 @@ class Harness:
         return list(response.json())
 
 
+# --- databases ------------------------------------------------------------------------------------
+
+_SHARED: dict[int, str] = {}
+
+
+def gateway_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Like the `db_url` fixture (SQLite or PostgreSQL per `request.param`), but on PostgreSQL every test
+    gets the same migrated database, emptied first (TRUNCATE … RESTART IDENTITY): creating one per test
+    costs a migration each and leaves the session's cluster slow to delete."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'llmcost.db'}"
+    cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
+    url = _SHARED.get(id(cluster))
+    if url is None:
+        url = _SHARED[id(cluster)] = cluster.create_database()
+        Store(url).close()  # migrate
+        return url
+    with psycopg.connect(cluster.dsn(url.rsplit("/", 1)[1]), autocommit=True) as conn:
+        conn.execute("SET lock_timeout = '10s'")
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+            )
+        ]
+        conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")  # names from the catalogue
+    return url
+
+
 # --- payloads ---------------------------------------------------------------------------------------
 
 
@@ -324,14 +357,23 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def measure_fire_to_slack(
-    gateway: GatewayService, slack: TimedSlackServer, count: int, *, alertname: str = "LLMLatencyProbe"
+    gateway: GatewayService,
+    slack: TimedSlackServer,
+    count: int,
+    *,
+    interval: float = 0.0,
+    alertname: str = "LLMLatencyProbe",
 ) -> list[float]:
-    """Fire `count` distinct alerts one by one; seconds from each `fire` to its recorded Slack request.
+    """Fire `count` distinct alerts, one every `interval` seconds (0: a burst); seconds from each `fire`
+    call to its recorded Slack request.
 
     Needs a gateway with workers running; matches requests to alerts by the Acknowledge button's value.
     """
     started: dict[int, float] = {}
+    first = time.perf_counter()
     for i in range(count):
+        if interval:
+            time.sleep(max(0.0, first + i * interval - time.perf_counter()))
         t0 = time.perf_counter()
         change = gateway.fire(alertname, {"probe": str(i)}, severity="warning")
         assert change.alert is not None and change.alert.id is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 import pytest
@@ -17,12 +18,19 @@ from tests.test_gateway_support import (
     FakeClock,
     Harness,
     Receivers,
+    gateway_db,
     pd_event,
     receivers,
     slack_action_body,
 )
 
 FP = fingerprint("LLMBudgetCritical", BUDGET_LABELS)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database per test, on SQLite and on PostgreSQL."""
+    return gateway_db(request, tmp_path)
 
 
 @pytest.fixture
@@ -37,8 +45,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def h(db_url: str, rx: Receivers, clock: FakeClock) -> Iterator[Harness]:
-    with Harness(db_url, rx, clock=clock) as harness:
+def h(db: str, rx: Receivers, clock: FakeClock) -> Iterator[Harness]:
+    with Harness(db, rx, clock=clock) as harness:
         yield harness
 
 
@@ -82,6 +90,7 @@ def test_the_slack_button_acknowledges_and_the_message_is_updated_by_the_outbox(
     assert state(h, alert_id) == "firing"
 
 
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)  # no SQL difference to cover
 def test_forged_tampered_stale_and_malformed_slack_requests_are_refused(
     h: Harness, alert_id: int, clock: FakeClock
 ) -> None:
@@ -150,6 +159,7 @@ def test_a_pagerduty_ack_is_applied_everywhere_but_not_echoed_to_pagerduty(
     assert [e["via"] for e in h.gateway.history(alert_id)][-3:] == ["pagerduty"] * 3
 
 
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)  # no SQL difference to cover
 def test_pagerduty_signatures_during_rotation_and_forgeries(h: Harness, alert_id: int) -> None:
     event = pd_event("incident.acknowledged", FP, event_id="E9")
     for secrets in (["some-other-secret"], [], ["old-secret", "newer-secret"]):
@@ -168,6 +178,7 @@ def test_pagerduty_signatures_during_rotation_and_forgeries(h: Harness, alert_id
     assert state(h, alert_id) == "acknowledged"
 
 
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)  # no SQL difference to cover
 def test_pagerduty_events_that_are_not_ours_are_ignored(h: Harness, alert_id: int, clock: FakeClock) -> None:
     assert h.pagerduty_webhook(pd_event("incident.annotated", FP, event_id="N1")).status_code == 200
     assert h.pagerduty_webhook(pd_event("incident.acknowledged", "ffff", event_id="N2")).status_code == 200

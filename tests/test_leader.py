@@ -70,9 +70,9 @@ def test_a_crashed_leader_is_replaced_within_ttl_plus_one_heartbeat(db_url: str)
             if i in dead:
                 continue
             # Each process tries on its own heartbeat schedule.
-            if abs(((t - phases[i]) / heartbeat) - round((t - phases[i]) / heartbeat)) < 1e-9 and t >= phases[i]:
-                if lease.acquire(T0 + t):
-                    last_renewal[i] = t
+            on_beat = t >= phases[i] and abs((t - phases[i]) / heartbeat - round((t - phases[i]) / heartbeat)) < 1e-9
+            if on_beat and lease.acquire(T0 + t):
+                last_renewal[i] = t
         holders = [i for i, lease in enumerate(leases) if i not in dead and lease.is_leader(T0 + t)]
         assert len(holders) <= 1, f"two leaders at t={t}: {holders}"
         if holders:

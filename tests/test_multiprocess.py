@@ -141,3 +141,65 @@ def test_postgresql_restart_under_load_loses_nothing_acknowledged(tmp_path: Path
             proc.stop()
     finally:
         cluster.destroy()
+
+
+def _runs(base: str, job: str) -> float:
+    return total(httpx.get(f"{base}/metrics", timeout=10).text, "llm_scheduler_runs_total", job=job, outcome="success")
+
+
+def test_scheduler_runs_once_per_tick_and_fails_over_after_kill_9(tmp_path: Path, pg_cluster: PostgresCluster) -> None:
+    import psycopg
+    import yaml
+
+    from tests.recording_servers import SlackAPIServer
+
+    url = pg_cluster.create_database()
+    with SlackAPIServer() as slack:
+        config = tmp_path / "llmcost.yml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "budgets": {
+                        "evaluate_seconds": 1,
+                        "items": [{"name": "daily", "scope": "global", "period": "daily", "limit": 1.0}],
+                    },
+                    "notifications": {
+                        "slack": {"token": "xoxb-test-token", "channel": "#llm-cost", "api_url": slack.api_url},
+                        "routes": {"info": [], "warning": ["slack"], "critical": ["slack"]},
+                    },
+                }
+            )
+        )
+        procs = [LlmcostProcess(url, config=config, role="scheduler").start(tmp_path) for _ in range(3)]
+        try:
+            time.sleep(6)
+            first = _runs(procs[0].base, "budgets")
+            time.sleep(5)
+            second = _runs(procs[1].base, "budgets")
+            # One run per 1 s tick across all three processes (not three): allow for tick edges.
+            assert 3 <= second - first <= 7, (first, second)
+
+            with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as conn:
+                holder = conn.execute("SELECT holder FROM leader_leases WHERE name = 'scheduler'").fetchone()[0]
+            leader = next(p for p in procs if p.proc is not None and f":{p.proc.pid}:" in holder)
+            leader.kill9()
+            survivors = [p for p in procs if p is not leader]
+            killed_at = time.time()
+            before = _runs(survivors[0].base, "budgets")
+            while time.time() - killed_at < 30 and _runs(survivors[0].base, "budgets") <= before:
+                time.sleep(0.5)
+            took = time.time() - killed_at
+            assert took <= 20 + 2, f"failover took {took:.1f} s (documented bound: ttl 15 s + ttl/3)"
+
+            # An exceeded budget raised while several processes deliver: one Slack message, not three.
+            post_all(survivors[0].base, [{**stream(1, "big")[0], "cost_usd": 5.0}])
+            deadline = time.time() + 15
+            while time.time() < deadline and len(slack.calls("chat.postMessage")) < 3:
+                time.sleep(0.2)
+            time.sleep(2)
+            posts = slack.calls("chat.postMessage")
+            texts = sorted(str(p.payload.get("text", ""))[:80] for p in posts)
+            assert len(posts) == 3, texts  # warning, critical, exceeded: once each
+        finally:
+            for proc in procs:
+                proc.stop()

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
-from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry
 
 from alerting.leader import LeaderLease
-from alerting.scheduler import HEARTBEAT_JOB, AlertScheduler, Outcome, tick_of
+from alerting.scheduler import HEARTBEAT_JOB, AlertScheduler, EpochAlignedTrigger, Outcome, tick_of
 from alerting.scheduler_collector import SchedulerCollector
 from exporter.store import Store
 
@@ -72,60 +72,77 @@ def test_a_failing_job_is_counted_and_does_not_stop_the_others(db_url: str) -> N
     store.close()
 
 
-def test_only_the_leader_runs_and_every_tick_runs_exactly_once_through_a_failover(db_url: str) -> None:
-    """Three processes tick every 15 s and heartbeat every 5 s; the leader is killed; no tick is lost or doubled.
+@pytest.mark.parametrize("kill_after", [100.0, 137.5])
+def test_only_the_leader_runs_and_no_tick_runs_twice_through_a_failover(db_url: str, kill_after: float) -> None:
+    """Three processes fire each job on its epoch-aligned ticks and heartbeat every 5 s; the leader is killed.
 
-    The catch-up a new leader does on taking over (run every job now) is what `heartbeat` schedules in
-    a running scheduler; here the test does it, since the APScheduler thread is not running.
+    A tick runs at most once. A `detection` tick (60 s, longer than the failover bound) is never lost,
+    only late; `outbox` ticks (15 s) wholly inside the leaderless gap are coalesced into the catch-up run
+    the new leader makes on taking over (what `heartbeat` schedules in a running scheduler; the test
+    does it here, since the APScheduler thread is not running).
     """
-    ttl, interval = 15.0, 15.0
+    ttl = 15.0
+    intervals = {"detection": 60.0, "outbox": 15.0}
     stores = [Store(db_url) for _ in range(3)]
-    jobs = [Recorder() for _ in range(3)]
+    calls: dict[str, list[tuple[int, float]]] = {name: [] for name in intervals}
+
+    def job(i: int, name: str) -> Callable[[float], None]:
+        return lambda now: calls[name].append((i, now))
+
+    leases = [LeaderLease(store, holder=f"p{i}", ttl=ttl) for i, store in enumerate(stores)]
     schedulers = [
-        AlertScheduler(
-            store, {"outbox": (interval, jobs[i])}, leader=LeaderLease(store, holder=f"p{i}", ttl=ttl, clock=lambda: 0)
-        )
-        for i, store in enumerate(stores)
+        AlertScheduler(store, {name: (interval, job(i, name)) for name, interval in intervals.items()}, leader=lease)
+        for i, (store, lease) in enumerate(zip(stores, leases, strict=True))
     ]
-    heartbeat = schedulers[0].leader.heartbeat_seconds  # type: ignore[union-attr]
-    alive = {0, 1, 2}
-    leading = {i: False for i in alive}
+    heartbeat = leases[0].heartbeat_seconds
+    alive = [0, 1, 2]
+    leading = dict.fromkeys(alive, False)
     outcomes: Counter[Outcome] = Counter()
-    killed_at = None
+    victim, last_renewal = -1, 0.0
+    took_over: dict[int, float] = {}
     t = 0.0
-    while t <= 300:
+    while t <= 360:
         now = T0 + t
-        for i in sorted(alive):
+        for i in alive:
             if t % heartbeat == 0:
                 was, leading[i] = leading[i], schedulers[i].heartbeat(now)
                 if leading[i] and not was:  # catch-up on taking over
-                    outcomes[schedulers[i].run_once("outbox", now)] += 1
-            if t % interval == 0:
-                outcomes[schedulers[i].run_once("outbox", now)] += 1
-        if killed_at is None and t >= 100 and any(s.leader.is_leader(now) for s in schedulers):  # type: ignore[union-attr]
-            victim = next(i for i in alive if schedulers[i].leader.is_leader(now))  # type: ignore[union-attr]
-            alive.discard(victim)
-            killed_at = now
+                    took_over.setdefault(i, t)
+                    for name in intervals:
+                        outcomes[schedulers[i].run_once(name, now)] += 1
+            for name, interval in intervals.items():
+                if now % interval == 0:  # APScheduler fires on epoch-aligned ticks in every process
+                    outcomes[schedulers[i].run_once(name, now)] += 1
+        if victim < 0 and t >= kill_after:
+            victim = next(i for i in alive if leases[i].is_leader(now))
+            record = leases[victim].current()
+            assert record is not None and record.holder == f"p{victim}"
+            last_renewal = record.renewed_at - T0
+            alive.remove(victim)  # kill -9: no release, no more renewals
         t += 2.5
-    assert killed_at is not None
+    assert victim >= 0 and outcomes[Outcome.NOT_LEADER] > 0
+    takeover = min(when for i, when in took_over.items() if i != victim)
+    assert last_renewal + ttl <= takeover <= last_renewal + ttl + heartbeat
 
-    runs = sorted(c for job in jobs for c in job.calls)
-    ticks = Counter(tick_of(c, interval) for c in runs)
-    assert all(n == 1 for n in ticks.values()), f"a tick ran twice: {ticks}"
-    expected = {tick_of(T0 + k * interval, interval) for k in range(int(300 / interval) + 1)}
-    assert set(ticks) == expected, f"missed ticks: {sorted(expected - set(ticks))}"
-    # The missed tick ran within ttl + one heartbeat of the victim's last renewal.
-    late = max(c - tick_of(c, interval) for c in runs)
-    assert late <= ttl + heartbeat
-    assert sum(1 for job in jobs if job.calls) == 2  # the victim, then its successor
-    assert outcomes[Outcome.NOT_LEADER] > 0
-    assert store_runs(stores[0]) == len(runs)
+    for name, interval in intervals.items():
+        ticks = Counter(tick_of(now, interval) for _, now in calls[name])
+        assert max(ticks.values()) == 1, f"{name}: a tick ran twice: {ticks}"
+        runners = [i for i, _ in calls[name]]
+        assert runners[0] == victim and runners[-1] != victim  # the victim ran it, then its successor only
+        assert len(set(runners)) == 2
+        # Only a catch-up run is late, and by no more than the failover bound.
+        assert max(now - tick_of(now, interval) for _, now in calls[name]) <= ttl + heartbeat
+        expected = {tick_of(T0 + k * 2.5, interval) for k in range(int(360 / 2.5) + 1)}
+        missed = expected - set(ticks)
+        if interval >= ttl + heartbeat:
+            assert not missed, f"{name} lost ticks {missed}"
+        # Only ticks that began and ended while nobody led were coalesced.
+        assert all(T0 + last_renewal < tick and tick + interval <= T0 + takeover for tick in missed)
+    assert sum(stores[0].counters()[f"scheduler.runs.{name}.success"] for name in intervals) == sum(
+        len(c) for c in calls.values()
+    )
     for store in stores:
         store.close()
-
-
-def store_runs(store: Store) -> float:
-    return store.counters().get("scheduler.runs.outbox.success", 0.0)
 
 
 def test_two_processes_racing_for_the_same_tick_run_it_once(db_url: str) -> None:
@@ -162,6 +179,22 @@ def test_an_unreachable_store_skips_the_run_without_raising(sqlite_url: str) -> 
     store.close()
 
 
+def test_ticks_stay_aligned_to_the_epoch_after_an_off_tick_catch_up_run() -> None:
+    trigger = EpochAlignedTrigger(60)
+
+    def at(seconds: float) -> datetime:
+        return datetime.fromtimestamp(seconds, UTC)
+
+    minute = 1_795_000_020.0  # a whole minute
+    assert trigger.get_next_fire_time(None, at(minute - 10)) == at(minute)
+    assert trigger.get_next_fire_time(None, at(minute)) == at(minute)
+    assert trigger.get_next_fire_time(at(minute), at(minute)) == at(minute + 60)
+    assert trigger.get_next_fire_time(at(minute), at(minute + 0.2)) == at(minute + 60)
+    # A catch-up run at :17 (on taking leadership) is followed by the next whole minute, not by :17 again.
+    assert trigger.get_next_fire_time(at(minute + 17), at(minute + 17.1)) == at(minute + 60)
+    assert trigger.get_next_fire_time(at(minute - 60), at(minute + 125)) == at(minute + 180)  # coalesced
+
+
 def test_jobs_are_validated() -> None:
     store = None  # never touched: validation comes first
     with pytest.raises(ValueError, match="reserved"):
@@ -185,9 +218,8 @@ def test_the_background_scheduler_is_wired_with_explicit_ids_coalesce_and_one_in
         for name in ("budgets", "detection"):
             job = jobs[name]
             assert (job.coalesce, job.max_instances, job.misfire_grace_time) == (True, 1, 60)
-            assert isinstance(job.trigger, IntervalTrigger)
+            assert isinstance(job.trigger, EpochAlignedTrigger)
             assert job.trigger.interval.total_seconds() == 60
-            assert job.trigger.start_date == datetime.fromtimestamp(0, UTC)  # ticks aligned to the epoch
         assert jobs[HEARTBEAT_JOB].trigger.interval.total_seconds() == 5
         # The heartbeat runs at start; taking the lease runs every job at once (the catch-up).
         assert detection.event.wait(10) and budgets.event.wait(10)

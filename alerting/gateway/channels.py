@@ -1,17 +1,18 @@
-"""The fan-out stage's receivers: one notifier per configured channel."""
+"""The fan-out stage's receivers: one notifier per configured channel (and the optional silencer)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 from alerting.gateway.config import GatewaySettings
+from alerting.gateway.silences import AlertmanagerSilencer
 from alerting.notify import Notifier, build_notifiers
 
 
 def build_channels(settings: GatewaySettings, overrides: Mapping[str, Notifier] | None = None) -> dict[str, Notifier]:
     """Notifiers for the channels configured in `notifications:`; `overrides` replaces some (benchmarks)."""
-    notifiers = build_notifiers(settings.channels)
+    notifiers: dict[str, Notifier] = dict(build_notifiers(settings.channels))
+    if settings.silences.silence_on_ack:
+        notifiers["alertmanager"] = AlertmanagerSilencer(settings.silences.url, duration=settings.silences.duration)
     notifiers.update(overrides or {})
-    return {
-        name: notifiers[name] for name in sorted(notifiers) if name in settings.channels or name in (overrides or {})
-    }
+    return dict(sorted(notifiers.items()))

@@ -23,6 +23,7 @@ from alerting.gateway.config import GatewaySettings
 from alerting.gateway.dedup import Decision, Reason, decide, severity_rank
 from alerting.gateway.outbox import dialect_insert, enqueue, notified_channels
 from alerting.gateway.records import alert_from_row, dumps
+from alerting.gateway.silences import CHANNEL as SILENCES
 from alerting.gateway.tables import OPEN_ALERT, alert_events, alerts
 from alerting.model import Actor, Alert, AlertSource, NotificationKind, Severity, fingerprint
 
@@ -126,15 +127,13 @@ class Lifecycle:
     def _bump(self, conn: Connection, row: Any, state_guard: Any, **values: Any) -> tuple[int, Alert] | None:
         """Apply `values` and take the next notification number, if nobody changed the row meanwhile."""
         seq = int(row.notify_seq) + 1
-        done = conn.execute(
+        fresh = conn.execute(
             update(alerts)
             .where(alerts.c.id == row.id, alerts.c.notify_seq == row.notify_seq, state_guard)
             .values(notify_seq=seq, **values)
-        ).rowcount
-        if done != 1:
-            return None
-        fresh = conn.execute(select(alerts).where(alerts.c.id == row.id)).one()
-        return seq, alert_from_row(fresh)
+            .returning(*alerts.c)
+        ).first()
+        return None if fresh is None else (seq, alert_from_row(fresh))
 
     # --- fire -------------------------------------------------------------------------------------
 
@@ -142,7 +141,6 @@ class Lifecycle:
         """Record that an alert is firing and enqueue what the dedup stage decides."""
         fp = incoming.fingerprint
         row = self._open_row(conn, fp)
-        created = False
         if row is None:
             if incoming.source == "alertmanager" and incoming.starts_at is not None:
                 # A late or replayed report of an occurrence that was already resolved must not reopen it.
@@ -157,37 +155,79 @@ class Lifecycle:
                 ).first()
                 if seen is not None:
                     return Change("ignored", reason="this occurrence was already resolved")
-            inserted = conn.execute(
-                dialect_insert(self.dialect, alerts)
-                .values(
-                    fingerprint=fp,
-                    alertname=incoming.alertname,
-                    labels=dumps(incoming.stored_labels),
-                    annotations=dumps(dict(incoming.annotations)),
-                    severity=incoming.severity,
-                    state="firing",
-                    source=incoming.source,
-                    starts_at=incoming.starts_at if incoming.starts_at is not None else now,
-                    created_at=now,
-                    updated_at=now,
-                    notify_seq=0,
-                    generator_url=incoming.generator_url,
-                    group_key=incoming.group_key,
-                    truncated_alerts=incoming.truncated_alerts,
-                )
-                .on_conflict_do_nothing(index_elements=["fingerprint"], index_where=text(OPEN_ALERT))
-                .returning(alerts.c.id)
-            ).first()
-            created = inserted is not None
-            # Either ours, or one a concurrent transaction committed first: lock and continue with it.
+            created = self._create(conn, incoming, now)
+            if created is not None:
+                return created
+            # A concurrent transaction created it first (and notified): continue with its row.
             row = self._open_row(conn, fp)
             assert row is not None
-        if not created:
-            self._refresh(conn, row, incoming, now)
+        if self._refresh(conn, row, incoming, now):
             row = self._open_row(conn, fp)
-        return self._notify_if_due(conn, row, now, created=created, via=incoming.source)
+        return self._notify_if_due(conn, row, now, via=incoming.source)
 
-    def _refresh(self, conn: Connection, row: Any, incoming: AlertInput, now: float) -> None:
+    def _create(self, conn: Connection, incoming: AlertInput, now: float) -> Change | None:
+        """Insert a new incident, already counted as notified (a new alert's decision is always "first").
+
+        Returns None when the partial unique index says another transaction created it meanwhile.
+        """
+        decision = decide(
+            state="firing",
+            severity=incoming.severity,
+            notified_severity=None,
+            last_notified_at=None,
+            now=now,
+            repeat_interval=self.settings.repeat_interval,
+        )
+        row = conn.execute(
+            dialect_insert(self.dialect, alerts)
+            .values(
+                fingerprint=incoming.fingerprint,
+                alertname=incoming.alertname,
+                labels=dumps(incoming.stored_labels),
+                annotations=dumps(dict(incoming.annotations)),
+                severity=incoming.severity,
+                notified_severity=incoming.severity,
+                state="firing",
+                source=incoming.source,
+                starts_at=incoming.starts_at if incoming.starts_at is not None else now,
+                created_at=now,
+                updated_at=now,
+                last_notified_at=now,
+                notify_seq=1,
+                generator_url=incoming.generator_url,
+                group_key=incoming.group_key,
+                truncated_alerts=incoming.truncated_alerts,
+            )
+            .on_conflict_do_nothing(index_elements=["fingerprint"], index_where=text(OPEN_ALERT))
+            .returning(*alerts.c)
+        ).first()
+        if row is None:
+            return None
+        alert = alert_from_row(row)
+        assert alert.id is not None and decision.kind is not None
+        channels = enqueue(
+            conn,
+            dialect=self.dialect,
+            alert=alert,
+            kind=decision.kind,
+            channels=self.settings.channels_for(alert.severity),
+            seq=1,
+            now=now,
+        )
+        self._audit(
+            conn,
+            alert.id,
+            now,
+            "fired",
+            None,
+            "firing",
+            Actor(by="", via=incoming.source),
+            detail={"reason": decision.reason.value, "channels": channels},
+        )
+        return Change("fired", alert, decision, tuple(channels), decision.reason.value)
+
+    def _refresh(self, conn: Connection, row: Any, incoming: AlertInput, now: float) -> bool:
+        """Store what a re-fire says now (annotations, severity, …); True if anything changed."""
         values = {
             "annotations": dumps(dict(incoming.annotations)),
             "severity": incoming.severity,
@@ -208,10 +248,9 @@ class Lifecycle:
                     row.state,
                     detail={"from": row.severity, "to": incoming.severity},
                 )
+        return bool(changed)
 
-    def _notify_if_due(
-        self, conn: Connection, row: Any, now: float, *, created: bool = False, via: str = "gateway"
-    ) -> Change:
+    def _notify_if_due(self, conn: Connection, row: Any, now: float, *, via: str = "gateway") -> Change:
         decision = decide(
             state=row.state,
             severity=row.severity,
@@ -243,12 +282,14 @@ class Lifecycle:
             previous_severity=row.notified_severity if kind is NotificationKind.ESCALATED else None,
         )
         action = {Reason.FIRST: "fired", Reason.SEVERITY_ROSE: "escalated"}.get(decision.reason, "repeat")
+        if action == "repeat" and not channels:  # routed nowhere (info): the clock restarts silently
+            return Change("unchanged", alert, decision, reason="no channel is routed for this severity")
         self._audit(
             conn,
             row.id,
             now,
             action,
-            None if created else row.state,
+            row.state,
             row.state,
             Actor(by="", via=via),
             detail={"reason": decision.reason.value, "channels": channels},
@@ -346,12 +387,15 @@ class Lifecycle:
             return Change("unchanged", alert_from_row(row), reason="changed concurrently")
         seq, alert = bumped
         self._audit(conn, row.id, now, "acknowledged", "firing", "acknowledged", actor)
+        targets = notified_channels(conn, row.id)
+        if self.settings.silences.silence_on_ack and alert.source == "alertmanager":
+            targets.append(SILENCES)  # later unack/resolve reach it as a notified channel
         channels = enqueue(
             conn,
             dialect=self.dialect,
             alert=alert,
             kind=NotificationKind.ACKNOWLEDGED,
-            channels=notified_channels(conn, row.id),
+            channels=targets,
             seq=seq,
             now=now,
             actor=actor,

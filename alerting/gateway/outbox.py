@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +47,8 @@ STATUSES = (PENDING, SENT, SKIPPED, DEAD)
 OUTCOMES = ("sent", "failed", "retried")
 MAX_RETRY_AFTER = 3600.0
 """Longest wait a receiver's `Retry-After` can impose before the next attempt."""
+MIN_RETRY_AFTER = 1.0
+"""Shortest wait before a retry, whatever the receiver says (`Retry-After: 0` must not make a hot loop)."""
 
 
 def counter_name(channel: str, outcome: str) -> str:
@@ -111,6 +113,26 @@ def notified_channels(conn: Connection, alert_id: int) -> list[str]:
     return [r[0] for r in rows]
 
 
+_SQL = {
+    "finish": "UPDATE notification_outbox SET status = ?, attempts = ?, lease_owner = NULL, lease_until = NULL, "
+    "updated_at = ?, last_error = ?, sent_at = COALESCE(?, sent_at), "
+    "next_attempt_at = COALESCE(?, next_attempt_at) WHERE id = ? AND lease_owner = ?",
+    "reference": "UPDATE alert_channels SET reference = ?, updated_at = ? WHERE alert_id = ? AND channel = ?",
+}
+
+
+def _earlier_pending() -> Any:
+    """EXISTS an older pending row of the same alert on the same channel (the row must wait for it)."""
+    o = notification_outbox
+    earlier = o.alias("earlier")
+    return exists().where(
+        earlier.c.alert_id == o.c.alert_id,
+        earlier.c.channel == o.c.channel,
+        earlier.c.status == PENDING,
+        earlier.c.id < o.c.id,
+    )
+
+
 @dataclass(frozen=True)
 class Claimed:
     """An outbox row reserved for delivery by this process."""
@@ -153,6 +175,8 @@ class Outbox:
         self.owner = owner
         self.clock = clock
         self._rng = rng or random.Random()
+        placeholder = "%s" if store.dialect == "postgresql" else "?"
+        self._sql = {name: sql.replace("?", placeholder) for name, sql in _SQL.items()}
 
     # --- delivery ---------------------------------------------------------------------------------
 
@@ -160,20 +184,17 @@ class Outbox:
         """Reserve up to `limit` due rows of `channel`, at most one per alert (its oldest pending row)."""
         now = self.clock() if now is None else now
         o = notification_outbox
-        earlier = o.alias("earlier")
-        earlier_pending = exists().where(
-            earlier.c.alert_id == o.c.alert_id,
-            earlier.c.channel == o.c.channel,
-            earlier.c.status == PENDING,
-            earlier.c.id < o.c.id,
-        )
         free = or_(o.c.lease_until.is_(None), o.c.lease_until <= now)
         due = (
             select(o.c.id)
-            .where(o.c.channel == channel, o.c.status == PENDING, o.c.next_attempt_at <= now, free, ~earlier_pending)
+            .where(o.c.channel == channel, o.c.status == PENDING, o.c.next_attempt_at <= now, free, ~_earlier_pending())
             .order_by(o.c.id)
             .limit(limit)
         )
+        # Idle polls (every worker, every poll_interval) only read: no write lock unless there is work.
+        with self.store.engine.connect() as reader:
+            if reader.execute(due.limit(1)).first() is None:
+                return []
         if self.store.dialect == "postgresql":
             due = due.with_for_update(skip_locked=True, of=o)
         with self.store.transaction() as conn:
@@ -225,64 +246,77 @@ class Outbox:
         try:
             return notifier.send(claimed.notification)
         except Exception as exc:  # a notifier must not raise, but a worker must survive one that does
-            log.exception("notifier %s raised on outbox row %s", claimed.channel, claimed.id)
-            return DeliveryResult.retry(redact(f"{claimed.channel}: unexpected {type(exc).__name__}: {exc}"))
+            error = redact(f"{claimed.channel}: unexpected {type(exc).__name__}: {exc}")
+            log.error("notifier raised on outbox row %s: %s", claimed.id, error)
+            return DeliveryResult.retry(error)
 
     def backoff(self, attempts: int, retry_after: float | None) -> float:
         """Seconds to wait before attempt `attempts + 1`: the receiver's wish, else exponential with jitter."""
         if retry_after is not None:
-            return min(max(retry_after, 0.0), max(self.settings.max_backoff, MAX_RETRY_AFTER))
+            return min(max(retry_after, MIN_RETRY_AFTER), max(self.settings.max_backoff, MAX_RETRY_AFTER))
         ceiling = min(self.settings.max_backoff, self.settings.initial_backoff * 2 ** max(attempts - 1, 0))
         return ceiling / 2 + self._rng.uniform(0, ceiling / 2)  # "equal jitter": spread, never near zero
 
     def finish(self, claimed: Claimed, result: DeliveryResult, now: float | None = None) -> Finished:
         """Record the result of one delivery attempt (one transaction)."""
-        now = self.clock() if now is None else now
-        o = notification_outbox
+        return self.record([(claimed, result)], now)[0]
+
+    def _outcome(self, claimed: Claimed, result: DeliveryResult, now: float) -> tuple[str, str | None, float | None]:
         attempts = claimed.attempts + 1
-        values: dict[str, Any] = {
-            "attempts": attempts,
-            "lease_owner": None,
-            "lease_until": None,
-            "updated_at": now,
-            "last_error": result.error[:2000] or None,
-        }
-        next_attempt: float | None = None
         if result.ok:
-            status, outcome = (SKIPPED, None) if result.skipped else (SENT, "sent")
-            values.update(status=status, sent_at=now)
-        elif result.retryable and attempts < self.settings.max_attempts:
-            status, outcome = PENDING, "retried"
-            next_attempt = now + self.backoff(attempts, result.retry_after)
-            values.update(status=status, next_attempt_at=next_attempt)
-        else:
-            status, outcome = DEAD, "failed"
-            values.update(status=status)
+            return (SKIPPED, None, None) if result.skipped else (SENT, "sent", None)
+        if result.retryable and attempts < self.settings.max_attempts:
+            return PENDING, "retried", now + self.backoff(attempts, result.retry_after)
+        return DEAD, "failed", None
+
+    def record(self, results: Sequence[tuple[Claimed, DeliveryResult]], now: float | None = None) -> list[Finished]:
+        """Record the results of several delivery attempts in one transaction.
+
+        Pre-built driver-level statements keep this cheap: it runs once per delivered notification, and on
+        SQLite every writer queues for the same lock.
+        """
+        if not results:
+            return []
+        now = self.clock() if now is None else now
+        finished: list[Finished] = []
+        references: list[tuple[str, float, int, str]] = []
+        counters: dict[str, float] = {}
         with self.store.transaction() as conn:
-            updated = conn.execute(
-                update(o).where(o.c.id == claimed.id, o.c.lease_owner == self.owner).values(**values)
-            ).rowcount
-            if updated != 1:
-                # Our lease ran out and another sender took the row over: it records the outcome.
-                log.warning("outbox row %s: lease lost before the result was recorded", claimed.id)
-                return Finished(claimed.id, claimed.channel, status, None, lease_lost=True)
-            if result.ok and not result.skipped and result.reference is not None:
-                conn.execute(
-                    update(alert_channels)
-                    .where(alert_channels.c.alert_id == claimed.alert_id, alert_channels.c.channel == claimed.channel)
-                    .values(reference=dumps(result.reference), updated_at=now)
+            for claimed, result in results:
+                status, outcome, next_attempt = self._outcome(claimed, result, now)
+                params = (
+                    status,
+                    claimed.attempts + 1,
+                    now,
+                    result.error[:2000] or None,
+                    now if result.ok else None,
+                    next_attempt,
+                    claimed.id,
+                    self.owner,
                 )
-            if outcome is not None:
-                self.store.add_counters({counter_name(claimed.channel, outcome): 1}, conn=conn)
-        if status == DEAD:
-            log.warning("notification %s on %s is a dead letter: %s", claimed.id, claimed.channel, result.error)
-        elif status == PENDING:
-            log.info("notification %s on %s will be retried: %s", claimed.id, claimed.channel, result.error)
-        return Finished(claimed.id, claimed.channel, status, outcome, next_attempt)
+                if conn.exec_driver_sql(self._sql["finish"], params).rowcount != 1:
+                    # Our lease ran out and another sender took the row over: it records the outcome.
+                    log.warning("outbox row %s: lease lost before the result was recorded", claimed.id)
+                    finished.append(Finished(claimed.id, claimed.channel, status, None, lease_lost=True))
+                    continue
+                if result.ok and not result.skipped and result.reference is not None:
+                    references.append((dumps(result.reference), now, claimed.alert_id, claimed.channel))
+                if outcome is not None:
+                    name = counter_name(claimed.channel, outcome)
+                    counters[name] = counters.get(name, 0) + 1
+                finished.append(Finished(claimed.id, claimed.channel, status, outcome, next_attempt))
+                if status == DEAD:
+                    log.warning("notification %s on %s is a dead letter: %s", claimed.id, claimed.channel, result.error)
+                elif status == PENDING:
+                    log.info("notification %s on %s will be retried: %s", claimed.id, claimed.channel, result.error)
+            if references:
+                conn.exec_driver_sql(self._sql["reference"], references)
+            self.store.add_counters(counters, conn=conn)
+        return finished
 
     def deliver(self, channel: str, notifier: Notifier, *, limit: int, now: float | None = None) -> list[Finished]:
         """Claim due rows of one channel, send them one after the other and record the results."""
-        return [self.finish(c, self.send(notifier, c)) for c in self.claim(channel, limit, now)]
+        return self.record([(c, self.send(notifier, c)) for c in self.claim(channel, limit, now)])
 
     def next_due(self, channel: str) -> float | None:
         """When the earliest pending row of `channel` becomes due (or its lease ends), or None."""
@@ -290,7 +324,10 @@ class Outbox:
         later = func.greatest if self.store.dialect == "postgresql" else func.max  # two-argument max()
         due = later(o.c.next_attempt_at, func.coalesce(o.c.lease_until, o.c.next_attempt_at))
         with self.store.engine.connect() as conn:
-            value = conn.execute(select(func.min(due)).where(o.c.channel == channel, o.c.status == PENDING)).scalar()
+            # Rows queued behind an earlier one of the same alert wait for it, not for their own time.
+            value = conn.execute(
+                select(func.min(due)).where(o.c.channel == channel, o.c.status == PENDING, ~_earlier_pending())
+            ).scalar()
         return None if value is None else float(value)
 
     # --- inspection and maintenance ---------------------------------------------------------------

@@ -30,7 +30,7 @@ from alerting.gateway.channels import build_channels
 from alerting.gateway.collector import GatewayCollector
 from alerting.gateway.config import GatewaySettings, settings_from_config
 from alerting.gateway.lifecycle import AlertConflict, AlertInput, AlertNotFound, Change, Lifecycle
-from alerting.gateway.outbox import Outbox, dialect_insert
+from alerting.gateway.outbox import PENDING, Outbox, dialect_insert
 from alerting.gateway.records import alert_from_row, loads, rfc3339
 from alerting.gateway.tables import alert_events, alerts, webhook_receipts
 from alerting.gateway.webhooks import PagerDutyEvent, SlackAction
@@ -383,7 +383,7 @@ class GatewayService:
             while True:
                 finished = self.outbox.deliver(channel, notifier, limit=limit)
                 total += len(finished)
-                if not finished:
+                if all(f.status == PENDING for f in finished):  # nothing left, or only retries for later
                     break
         return total
 
@@ -407,3 +407,7 @@ class GatewayService:
         if self._workers is not None:
             self._workers.stop(timeout)
             self._workers = None
+        for notifier in self.notifiers.values():
+            close = getattr(notifier, "close", None)
+            if callable(close):
+                close()

@@ -1,0 +1,90 @@
+"""Optional: silence acknowledged Alertmanager alerts in Alertmanager until they are unacknowledged or resolve.
+
+Enabled by `alerting.alertmanager.silence_on_ack`. It runs as the outbox channel `alertmanager`, so a silence
+is requested in the acknowledging transaction and created, retried and expired in order like any
+notification; the reference stored for the channel is `{"silence_id": …}`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from alerting.model import DeliveryResult, Notification, NotificationKind
+from alerting.notify.base import one_line, parse_retry_after, redact
+
+CHANNEL = "alertmanager"
+
+
+def matchers(notification: Notification) -> list[dict[str, Any]]:
+    """Equality matchers on the alert's name and every label: the silence covers exactly this alert."""
+    labels = {**notification.alert.labels, "alertname": notification.alert.alertname}
+    return [{"name": k, "value": v, "isRegex": False, "isEqual": True} for k, v in sorted(labels.items())]
+
+
+class AlertmanagerSilencer:
+    """Creates and expires silences through Alertmanager's API v2."""
+
+    channel = CHANNEL
+
+    def __init__(self, url: str, *, duration: float, timeout: float = 10.0) -> None:
+        self._base = url.rstrip("/")
+        self._duration = duration
+        self._client = httpx.Client(timeout=timeout)
+
+    def send(self, notification: Notification) -> DeliveryResult:
+        """Create a silence for an ack; expire the stored one for an unack or resolve; skip anything else."""
+        silence_id = (notification.reference or {}).get("silence_id")
+        if notification.kind is NotificationKind.ACKNOWLEDGED:
+            now = datetime.now(UTC)
+            actor = notification.actor
+            body = {
+                "matchers": matchers(notification),
+                "startsAt": now.isoformat(),
+                "endsAt": (now + timedelta(seconds=self._duration)).isoformat(),
+                "createdBy": f"llmcost ({actor.by})" if actor and actor.by else "llmcost",
+                "comment": f"Acknowledged in llmcost (alert {notification.alert.id})"
+                + (f": {actor.comment}" if actor and actor.comment else ""),
+            }
+            return self._call("POST", "/api/v2/silences", body, created=True)
+        if notification.kind in (NotificationKind.UNACKNOWLEDGED, NotificationKind.RESOLVED):
+            if not isinstance(silence_id, str) or not silence_id:
+                return DeliveryResult.skip()
+            return self._call("DELETE", f"/api/v2/silence/{silence_id}", None, created=False)
+        return DeliveryResult.skip()
+
+    def _call(self, method: str, path: str, body: Any, *, created: bool) -> DeliveryResult:
+        try:
+            response = self._client.request(method, self._base + path, json=body)
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as error:
+            return DeliveryResult.fail(self._redact(f"alertmanager {method}: bad url: {error}"))
+        except httpx.TransportError as error:
+            return DeliveryResult.retry(self._redact(f"alertmanager {method}: {type(error).__name__}: {error}"))
+        status = response.status_code
+        if not created and status == 404:  # already expired or deleted
+            return DeliveryResult.sent({"silence_id": None})
+        if 200 <= status < 300:
+            if not created:
+                return DeliveryResult.sent({"silence_id": None})
+            try:
+                silence_id = response.json().get("silenceID")
+            except (ValueError, AttributeError):
+                silence_id = None
+            if not isinstance(silence_id, str) or not silence_id:
+                return DeliveryResult.fail("alertmanager: no silenceID in the answer")
+            return DeliveryResult.sent({"silence_id": silence_id})
+        text = self._redact(f"alertmanager {method}: HTTP {status}: {one_line(response.text, 200)}")
+        if status == 429:
+            return DeliveryResult.retry(text, retry_after=parse_retry_after(response.headers))
+        if status >= 500:
+            return DeliveryResult.retry(text)
+        return DeliveryResult.fail(text)
+
+    def close(self) -> None:
+        """Release the HTTP connections."""
+        self._client.close()
+
+    def _redact(self, text: str) -> str:
+        return redact(text, [self._base])
