@@ -42,6 +42,10 @@ format: $(STAMP)
 bench: test-deps $(STAMP)
 	$(BIN)/python bench/run_all.py
 
+## Soak: 10 minutes of mixed load per store (SQLite, PostgreSQL): make bench-soak ARGS='--duration 120'
+bench-soak: test-deps $(STAMP)
+	$(BIN)/python bench/soak.py $(ARGS)
+
 eval: $(STAMP)
 	$(BIN)/python bench/eval_detection.py
 

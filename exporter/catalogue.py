@@ -89,11 +89,11 @@ INGEST_LAST_EVENT = MetricSpec(
 SCHEDULER_LAST_RUN = MetricSpec(
     "llm_scheduler_last_run_timestamp_seconds",
     "gauge",
-    "Unix time of the last completed run of each scheduler job.",
-    ("job",),
+    "Unix time of the last completed run of each scheduler job (label `task`: `job` is Prometheus's own).",
+    ("task",),
 )
 SCHEDULER_RUNS = MetricSpec(
-    "llm_scheduler_runs", "counter", "Scheduler job runs by outcome (success, error).", ("job", "outcome")
+    "llm_scheduler_runs", "counter", "Scheduler job runs by outcome (success, error).", ("task", "outcome")
 )
 OUTBOX_PENDING = MetricSpec(
     "llm_notification_outbox_pending",

@@ -1192,7 +1192,7 @@ def stack_health() -> Json:
                         "Time since last scheduler run",
                         "Per job (detection, budgets, outbox); the red line is the LLMCostSchedulerStalled threshold.",
                         "s",
-                        [(f"time() - llm_scheduler_last_run_timestamp_seconds{{{t}}}", "{{exported_job}}")],
+                        [(f"time() - llm_scheduler_last_run_timestamp_seconds{{{t}}}", "{{task}}")],
                         threshold=900,
                     ),
                     12,
@@ -1205,9 +1205,9 @@ def stack_health() -> Json:
                         "opm",
                         [
                             (
-                                "sum by (exported_job, outcome) "
+                                "sum by (task, outcome) "
                                 f"(rate(llm_scheduler_runs_total{{{t}}}[$__rate_interval])) * 60",
-                                "{{exported_job}} {{outcome}}",
+                                "{{task}} {{outcome}}",
                             )
                         ],
                     ),

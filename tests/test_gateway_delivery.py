@@ -154,6 +154,7 @@ def test_one_channels_outage_never_delays_the_others(sqlite_url: str, rx: Receiv
         assert len(rx.slack.requests) == 3
 
 
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)  # same SQL paths run on PostgreSQL elsewhere
 def test_accepted_alerts_survive_a_crash_before_delivery(db: str, rx: Receivers, clock: FakeClock) -> None:
     payload = am_payload([am_alert(labels={"model": m}, severity="critical") for m in ("a", "b", "c")])
     crashed = Harness(db, rx, clock=clock)  # accepts, never delivers (as if killed right after)

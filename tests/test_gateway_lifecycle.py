@@ -114,6 +114,7 @@ def test_repeats_only_after_the_repeat_interval_and_never_while_acknowledged(
     assert h.gateway.tick().repeats == 1
 
 
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)  # same SQL paths run on PostgreSQL elsewhere
 def test_a_severity_rise_escalates_once_and_pages(h: Harness, rx: Receivers) -> None:
     fire(h, "warning", "LLMCostSpike")
     h.gateway.deliver_pending()
@@ -183,6 +184,7 @@ def test_custom_routes_are_limited_to_configured_channels(db: str, rx: Receivers
         assert fire(h, "critical", "B").channels == ("email",)
 
 
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)  # same SQL paths run on PostgreSQL elsewhere
 def test_tick_forgets_old_receipts_and_delivered_rows_but_keeps_dead_letters(
     db: str, rx: Receivers, clock: FakeClock
 ) -> None:

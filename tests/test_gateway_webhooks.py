@@ -63,6 +63,7 @@ def state(h: Harness, alert_id: int) -> str:
     return alert.state
 
 
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)  # same SQL paths run on PostgreSQL elsewhere
 def test_the_slack_button_acknowledges_and_the_message_is_updated_by_the_outbox(
     h: Harness, rx: Receivers, alert_id: int
 ) -> None:

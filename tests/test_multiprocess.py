@@ -144,7 +144,7 @@ def test_postgresql_restart_under_load_loses_nothing_acknowledged(tmp_path: Path
 
 
 def _runs(base: str, job: str) -> float:
-    return total(httpx.get(f"{base}/metrics", timeout=10).text, "llm_scheduler_runs_total", job=job, outcome="success")
+    return total(httpx.get(f"{base}/metrics", timeout=10).text, "llm_scheduler_runs_total", task=job, outcome="success")
 
 
 def test_scheduler_runs_once_per_tick_and_fails_over_after_kill_9(tmp_path: Path, pg_cluster: PostgresCluster) -> None:

@@ -63,12 +63,12 @@ def test_a_failing_job_is_counted_and_does_not_stop_the_others(db_url: str) -> N
     registry = CollectorRegistry()
     registry.register(SchedulerCollector(store, jobs=["budgets", "outbox", "detection"], spikes=False))
     sample = registry.get_sample_value
-    assert sample("llm_scheduler_runs_total", {"job": "budgets", "outcome": "error"}) == 2
-    assert sample("llm_scheduler_runs_total", {"job": "budgets", "outcome": "success"}) == 0
-    assert sample("llm_scheduler_runs_total", {"job": "outbox", "outcome": "success"}) == 1
-    assert sample("llm_scheduler_runs_total", {"job": "detection", "outcome": "success"}) == 0
-    assert sample("llm_scheduler_last_run_timestamp_seconds", {"job": "outbox"}) == T0
-    assert sample("llm_scheduler_last_run_timestamp_seconds", {"job": "detection"}) is None
+    assert sample("llm_scheduler_runs_total", {"task": "budgets", "outcome": "error"}) == 2
+    assert sample("llm_scheduler_runs_total", {"task": "budgets", "outcome": "success"}) == 0
+    assert sample("llm_scheduler_runs_total", {"task": "outbox", "outcome": "success"}) == 1
+    assert sample("llm_scheduler_runs_total", {"task": "detection", "outcome": "success"}) == 0
+    assert sample("llm_scheduler_last_run_timestamp_seconds", {"task": "outbox"}) == T0
+    assert sample("llm_scheduler_last_run_timestamp_seconds", {"task": "detection"}) is None
     store.close()
 
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 
 from alerting.budgets.definition import (
     ALERT_FOR_STATE,
@@ -41,7 +41,7 @@ from alerting.budgets.tables import REVISION_COUNTER, budget_spend, budget_state
 from alerting.periods import elapsed_fraction, period_bounds
 from alerting.projection import ProjectionConfig, project_many, should_alert_forecast
 from exporter.store import Store, StoreUnavailable
-from exporter.store.schema import BUCKET_SECONDS
+from exporter.store.schema import BUCKET_SECONDS, ingest_counters
 from exporter.store.writer import WriteResult
 
 log = logging.getLogger(__name__)
@@ -183,16 +183,18 @@ class BudgetService:
         conn.execute(budget_state.delete().where(budget_state.c.budget == name))
 
     def definitions(self) -> list[Budget]:
-        """Current definitions (reloaded when any process changed them)."""
-        counters = self.store.counters()
-        revision = counters.get(REVISION_COUNTER, 0.0)
-        with self._lock:
-            if revision != self._revision:
-                with self.store.engine.connect() as conn:
+        """Current definitions (reloaded when any process changed them: one primary-key read)."""
+        with self.store.reading() as conn:
+            row = conn.execute(
+                select(ingest_counters.c.value).where(ingest_counters.c.name == REVISION_COUNTER)
+            ).first()
+            revision = float(row[0]) if row else 0.0
+            with self._lock:
+                if revision != self._revision:
                     rows = [(r.name, r.definition) for r in conn.execute(select(budgets.c.name, budgets.c.definition))]
-                self._budgets = sorted(load_budgets(rows), key=lambda b: b.name)
-                self._revision = revision
-            return list(self._budgets)
+                    self._budgets = sorted(load_budgets(rows), key=lambda b: b.name)
+                    self._revision = revision
+                return list(self._budgets)
 
     def get(self, name: str) -> Budget:
         """One definition, or a 404 BudgetError."""
@@ -251,12 +253,14 @@ class BudgetService:
         chosen = list(only) if only is not None else self.definitions()
         if not chosen:
             return []
-        with self.store.engine.connect() as conn:
+        # Only the current period of each budget: rows of past periods are never read again.
+        current = [(b.name, int(self._bounds(b, now)[0].timestamp())) for b in chosen]
+        with self.store.reading() as conn:
             spend_rows = conn.execute(
-                select(budget_spend).where(budget_spend.c.budget.in_([b.name for b in chosen]))
+                select(budget_spend).where(tuple_(budget_spend.c.budget, budget_spend.c.period_start).in_(current))
             ).all()
             state_rows = conn.execute(
-                select(budget_state).where(budget_state.c.budget.in_([b.name for b in chosen]))
+                select(budget_state).where(tuple_(budget_state.c.budget, budget_state.c.period_start).in_(current))
             ).all()
         spend = {(r.budget, r.key, r.period_start): r for r in spend_rows}
         projections = {(r.budget, r.key, r.period_start): r.projected for r in state_rows}

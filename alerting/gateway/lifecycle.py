@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, insert, select, text, update
+from sqlalchemy import and_, bindparam, insert, select, text, update
 from sqlalchemy.engine import Connection
 
 from alerting.gateway.config import GatewaySettings
@@ -87,6 +87,15 @@ class Lifecycle:
     def __init__(self, settings: GatewaySettings, dialect: str) -> None:
         self.settings = settings
         self.dialect = dialect
+        # Hot-path statements, built once (every alert of a storm runs them).
+        open_row = select(alerts).where(alerts.c.fingerprint == bindparam("fp"), alerts.c.state != "resolved")
+        self._select_open = open_row.with_for_update() if dialect == "postgresql" else open_row
+        self._insert_alert = (
+            dialect_insert(dialect, alerts)
+            .on_conflict_do_nothing(index_elements=["fingerprint"], index_where=text(OPEN_ALERT))
+            .returning(*alerts.c)
+        )
+        self._insert_event = insert(alert_events)
 
     # --- helpers ----------------------------------------------------------------------------------
 
@@ -97,7 +106,7 @@ class Lifecycle:
         return conn.execute(stmt).first()
 
     def _open_row(self, conn: Connection, fp: str) -> Any:
-        return self._locked(conn, alerts.c.fingerprint == fp, alerts.c.state != "resolved")
+        return conn.execute(self._select_open, {"fp": fp}).first()
 
     def _audit(
         self,
@@ -111,17 +120,18 @@ class Lifecycle:
         detail: Mapping[str, Any] | None = None,
     ) -> None:
         conn.execute(
-            insert(alert_events).values(
-                alert_id=alert_id,
-                at=now,
-                action=action,
-                from_state=from_state,
-                to_state=to_state,
-                by=actor.by if actor else "",
-                via=actor.via if actor else "",
-                comment=actor.comment if actor else "",
-                detail=dumps(dict(detail)) if detail else None,
-            )
+            self._insert_event,
+            {
+                "alert_id": alert_id,
+                "at": now,
+                "action": action,
+                "from_state": from_state,
+                "to_state": to_state,
+                "by": actor.by if actor else "",
+                "via": actor.via if actor else "",
+                "comment": actor.comment if actor else "",
+                "detail": dumps(dict(detail)) if detail else None,
+            },
         )
 
     def _bump(self, conn: Connection, row: Any, state_guard: Any, **values: Any) -> tuple[int, Alert] | None:
@@ -179,27 +189,30 @@ class Lifecycle:
             repeat_interval=self.settings.repeat_interval,
         )
         row = conn.execute(
-            dialect_insert(self.dialect, alerts)
-            .values(
-                fingerprint=incoming.fingerprint,
-                alertname=incoming.alertname,
-                labels=dumps(incoming.stored_labels),
-                annotations=dumps(dict(incoming.annotations)),
-                severity=incoming.severity,
-                notified_severity=incoming.severity,
-                state="firing",
-                source=incoming.source,
-                starts_at=incoming.starts_at if incoming.starts_at is not None else now,
-                created_at=now,
-                updated_at=now,
-                last_notified_at=now,
-                notify_seq=1,
-                generator_url=incoming.generator_url,
-                group_key=incoming.group_key,
-                truncated_alerts=incoming.truncated_alerts,
-            )
-            .on_conflict_do_nothing(index_elements=["fingerprint"], index_where=text(OPEN_ALERT))
-            .returning(*alerts.c)
+            self._insert_alert,
+            {
+                "fingerprint": incoming.fingerprint,
+                "alertname": incoming.alertname,
+                "labels": dumps(incoming.stored_labels),
+                "annotations": dumps(dict(incoming.annotations)),
+                "severity": incoming.severity,
+                "notified_severity": incoming.severity,
+                "state": "firing",
+                "source": incoming.source,
+                "starts_at": incoming.starts_at if incoming.starts_at is not None else now,
+                "created_at": now,
+                "updated_at": now,
+                "last_notified_at": now,
+                "notify_seq": 1,
+                "generator_url": incoming.generator_url,
+                "group_key": incoming.group_key,
+                "truncated_alerts": incoming.truncated_alerts,
+                "acknowledged_by": None,
+                "acknowledged_at": None,
+                "acknowledged_via": None,
+                "resolved_at": None,
+                "silence_id": None,
+            },
         ).first()
         if row is None:
             return None

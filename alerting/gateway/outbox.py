@@ -14,6 +14,7 @@ Delivery is at least once and ordered per alert and channel:
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 from collections.abc import Callable, Iterable, Sequence
@@ -98,11 +99,15 @@ def enqueue(
         ],
     )
     conn.execute(
-        dialect_insert(dialect, alert_channels)
-        .values([{"alert_id": alert.id, "channel": c, "first_enqueued_at": now, "updated_at": now} for c in channels])
-        .on_conflict_do_nothing(index_elements=["alert_id", "channel"])
+        _remember_channels(dialect),
+        [{"alert_id": alert.id, "channel": c, "first_enqueued_at": now, "updated_at": now} for c in channels],
     )
     return channels
+
+
+@functools.cache
+def _remember_channels(dialect: str) -> Any:
+    return dialect_insert(dialect, alert_channels).on_conflict_do_nothing(index_elements=["alert_id", "channel"])
 
 
 def notified_channels(conn: Connection, alert_id: int) -> list[str]:

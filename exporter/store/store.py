@@ -130,6 +130,15 @@ class Store:
         except OperationalError as exc:
             raise StoreUnavailable(str(exc.orig)) from exc
 
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection for reads; connection failures surface as `StoreUnavailable`."""
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise StoreUnavailable(str(exc.orig)) from exc
+
     def add_counters(self, deltas: Mapping[str, float], conn: Connection | None = None) -> None:
         """Add to persisted counters (created at 0), inside `conn`'s transaction or a new one."""
         rows = [{"name": name, "value": float(delta)} for name, delta in deltas.items() if delta]
