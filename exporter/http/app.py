@@ -14,6 +14,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from exporter import __version__
+from exporter.events import UsageEvent
 from exporter.exposition import render_registry
 from exporter.http.auth import check_bearer
 from exporter.http.body import (
@@ -26,7 +27,7 @@ from exporter.http.body import (
     split_records,
 )
 from exporter.http.errors import ORJSONResponse, error
-from exporter.pipeline import IngestOutcome
+from exporter.pipeline import IngestOutcome, Rejection
 from exporter.services import Services
 from exporter.store import StoreUnavailable
 
@@ -48,6 +49,10 @@ LANDING = """<!doctype html>
 """
 
 STORE_DOWN_HEADERS = {"Retry-After": "5"}
+
+
+class TooManyEvents(ValueError):
+    """More events in one request than `ingest.max_batch_events` (answered 413)."""
 
 
 def store_unavailable(exc: Exception) -> Response:
@@ -81,6 +86,14 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
             return store_unavailable(exc)
         return Response(payload, media_type=content_type)
 
+    def parse_and_prepare(body: bytes, kind: str) -> tuple[list[UsageEvent], list[Rejection]]:
+        records = split_records(body, kind)
+        if len(records) > config.ingest.max_batch_events:
+            raise TooManyEvents(
+                f"batch has {len(records)} events; the limit is {config.ingest.max_batch_events} per request"
+            )
+        return services.pipeline.prepare(records)
+
     async def ingest(request: Request) -> Response:
         denied = check_bearer(request, config.auth.ingest_tokens)
         if denied is not None:
@@ -90,18 +103,15 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
             return error(415, f"unsupported content type {kind!r}; send application/json or application/x-ndjson")
         try:
             body = await read_limited(request, config.ingest.max_body_bytes)
-            records = await run_in_threadpool(split_records, body, kind)
         except BodyTooLarge as exc:
             return error(413, str(exc), {"limit_bytes": config.ingest.max_body_bytes})
+        try:
+            # Parsing and validation in one worker-thread hop: the event loop stays free for others.
+            events, rejected = await run_in_threadpool(parse_and_prepare, body, kind)
         except MalformedBody as exc:
             return error(400, str(exc))
-        if len(records) > config.ingest.max_batch_events:
-            return error(
-                413,
-                f"batch has {len(records)} events; the limit is {config.ingest.max_batch_events} per request",
-                {"limit_events": config.ingest.max_batch_events},
-            )
-        events, rejected = await run_in_threadpool(services.pipeline.prepare, records)
+        except TooManyEvents as exc:
+            return error(413, str(exc), {"limit_events": config.ingest.max_batch_events})
         assert services.commit_queue is not None
         try:
             accepted, duplicates = await asyncio.wrap_future(services.commit_queue.submit(events, len(rejected)))
