@@ -49,8 +49,9 @@ bench-soak: test-deps $(STAMP)
 eval: $(STAMP)
 	$(BIN)/python bench/eval_detection.py
 
+## llmcost + local Prometheus and Alertmanager with the shipped configs: make stack ARGS='--duration 600'
 stack: test-deps $(STAMP)
-	$(BIN)/python scripts/stack.py
+	$(BIN)/python scripts/stack.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

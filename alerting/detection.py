@@ -81,10 +81,13 @@ class DetectionConfig:
     short_windows_minutes: tuple[int, ...] = (5, 15)
     """Shorter windows checked by the same rule, for fast detection of sharp spikes."""
     seasonal_spread_minutes: int = 15
+    """How far either side of this time of day previous days are read (daily jobs drift a little)."""
     recent_minutes: int = 180
-    """Recent windows (level of today, fallback baseline, noise) come from this long before the window."""
+    """Recent windows (today's level, fallback baseline, noise) come from this long before the window."""
     shift_guard: float = 2.75
+    """A window must also reach this many times the usual busiest window around this time of day."""
     min_baseline_days: int = 3
+    """Previous days with spend needed for the daily baseline; fewer: the recent windows' median."""
     max_level_change: float = 4.0
     """Bound on how far today's level may rescale a previous day, either way."""
     min_scale_ratio: float = 0.1
@@ -258,9 +261,7 @@ def _daily_levels(v: FloatArray, f: float, cfg: DetectionConfig) -> tuple[IntArr
     return days, np.clip(level, 1.0 / cfg.max_level_change, cfg.max_level_change)
 
 
-def _check_window(
-    v: FloatArray, wb: int, f: float, days: IntArray, level: FloatArray, cfg: DetectionConfig
-) -> _Check:
+def _check_window(v: FloatArray, wb: int, f: float, days: IntArray, level: FloatArray, cfg: DetectionConfig) -> _Check:
     """Window spend, baseline, ratio, robust score and rank (a `Reason`) for a `wb`-bucket window."""
     n = v.shape[0]
     size = cfg.bucket_seconds
@@ -309,7 +310,7 @@ def _check_window(
 
 
 def _ratio_or(num: FloatArray, den: FloatArray, when_zero: float) -> FloatArray:
-    """num / den where den > 0; where den is 0: `when_zero` if num > 0, else 0. No warnings."""
+    """Num / den where den > 0; where den is 0: `when_zero` if num > 0, else 0. No warnings."""
     out = np.where(num > 0, when_zero, 0.0)
     np.divide(num, den, out=out, where=den > 0)
     return out

@@ -5,8 +5,8 @@ The projection is `spent so far + level x shape mass of the time left`:
 * shape: how spend usually spreads over the hours of the week, learnt from the series' own trailing
   history (`history_days`): the mean spend per bucket for each local hour of day, times a factor for
   each day of the week once there are two weeks of history, shrunk towards flat while history is short;
-* level: the spend of the recent trailing window (`level_window`, by default one period, between 3 hours
-  and 7 days) divided by the shape mass of that same window, i.e. the recent rate with the hour-of-week
+* level: the spend of the recent trailing window (`level_window_seconds`; default one period, clamped to 3 hours
+  ..7 days) divided by the shape mass of that same window, i.e. the recent rate with the hour-of-week
   effects taken out.
 
 So at 06:00 a daily budget is not extrapolated from a quiet night, and a monthly budget knows how many
@@ -21,6 +21,7 @@ holds for 5-minute buckets because every real UTC offset is a multiple of 15 min
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -34,6 +35,7 @@ IntArray = npt.NDArray[np.int64]
 
 _DAY = 86400
 _SLOTS = 168  # hours of the week, Monday 00:00 local first
+_SPREAD_WINDOWS = 4  # earlier level windows the low..high band is measured over
 
 
 @dataclass(frozen=True)
@@ -135,64 +137,84 @@ def project_many(
     if starts.size > 1 and np.any(np.diff(starts) != size):
         raise ValueError(f"bucket_starts must be contiguous, {size} s apart")
     n = v.shape[0]
-    t_now = now.timestamp()
-    t_start = period_start.timestamp()
-    seen = starts < t_now
-    n_seen = int(np.count_nonzero(seen))
+    t_now, t_start = now.timestamp(), period_start.timestamp()
+    n_seen = int(np.searchsorted(starts, t_now))  # buckets that started before now
     spent = v[:, int(np.searchsorted(starts, t_start)) : n_seen].sum(axis=1)
 
-    def batch(projected: FloatArray, low: FloatArray, high: FloatArray, method: npt.NDArray[np.str_]) -> ProjectionBatch:
-        return ProjectionBatch(projected, low, high, spent, method)
-
-    if period_end is None or t_now >= period_end.timestamp():
-        method = "no_end" if period_end is None else "complete"
-        return batch(spent, spent.copy(), spent.copy(), np.full(n, method))
-    if starts.size == 0 or not seen.any():
-        return batch(spent, spent.copy(), spent.copy(), np.full(n, "recent_rate"))
+    if period_end is None or t_now >= period_end.timestamp() or n_seen == 0:
+        method = "no_end" if period_end is None else "complete" if t_now >= period_end.timestamp() else "recent_rate"
+        return ProjectionBatch(spent, spent.copy(), spent.copy(), spent.copy(), np.full(n, method))
     t_end = period_end.timestamp()
+    level_len = cfg.level_window_seconds or int(min(max(t_end - t_start, 3 * 3600), 7 * _DAY))
 
-    # Only buckets up to the one containing `now`; the last may be partly observed.
-    last = n_seen - 1
-    starts, v = starts[:n_seen], v[:, :n_seen]
-    observed = np.minimum(size, t_now - starts) / size  # 1 for complete buckets
+    # Keep only what the model reads: the shape's history, the level windows and the period so far.
+    reach = max(cfg.history_days * _DAY, (_SPREAD_WINDOWS + 1) * level_len)
+    i0 = int(np.searchsorted(starts, min(t_start, t_now - reach)))
+    starts, v = starts[i0:n_seen], v[:, i0:n_seen]
+    observed = np.minimum(size, t_now - starts) / size  # 1 except the bucket still filling
+    index = _SlotIndex(_week_slots(starts, tz), observed)
 
     nonzero = v > 0
     has_spend = nonzero.any(axis=1)
-    first = np.where(has_spend, nonzero.argmax(axis=1), last)
+    first = np.where(has_spend, nonzero.argmax(axis=1), starts.size - 1)
     history_days = np.where(has_spend, (t_now - starts[first]) / _DAY, 0.0)
 
-    period_len = t_end - t_start
-    level_len = cfg.level_window_seconds or int(min(max(period_len, 3 * 3600), 7 * _DAY))
+    # Shape from complete buckets of the trailing history.
+    h0 = int(np.searchsorted(starts, t_now - cfg.history_days * _DAY))
+    h1 = int(np.count_nonzero(observed >= 1.0))
+    weights = _shape_weights(v, index, h0, h1, first, history_days, cfg)
+
+    # Level: recent spend over the shape's mass of the same window (both from the series' first spend).
     window_from = int(np.searchsorted(starts, t_now - level_len))
     level_from = np.maximum(window_from, first)
-
-    # Recent rate: spend over the level window (no earlier than first spend, at least min_rate_window).
     level_spend = v[:, window_from:].sum(axis=1)  # buckets before a series' first spend are 0
+    level_mass = np.einsum("ns,ns->n", weights, index.between(level_from, starts.size))
+    future = _future_slot_counts(int(starts[-1]), t_now, t_end, tz, size)
+    shape_rem = _safe_div(level_spend, level_mass) * (weights @ future)
+
+    # Without a shape: the recent rate, over at least min_rate_window.
     duration = np.maximum(t_now - starts[level_from], cfg.min_rate_window_seconds) / size
-    remaining = (t_end - t_now) / size
-    flat_rem = _safe_div(level_spend, duration) * remaining
-
-    # Shape: hour-of-week weights per series, from complete buckets of the trailing history.
-    slots = _week_slots(starts, tz)
-    complete = observed >= 1.0
-    hist = complete & (starts >= t_now - cfg.history_days * _DAY)
-    weights = _shape_weights(v, slots, hist, first, history_days, cfg)
-
-    onehot_cum = _slot_prefix_counts(slots, observed)
-    level_counts = onehot_cum[-1][None, :] - onehot_cum[level_from]
-    level_mass = np.einsum("ns,ns->n", weights, level_counts)
-    future_counts = _future_slot_counts(starts[-1] + size, t_end, t_now, starts[-1], tz, size)
-    rem_mass = weights @ future_counts
-    shape_rem = _safe_div(level_spend, level_mass) * rem_mass
+    flat_rem = _safe_div(level_spend, duration) * ((t_end - t_now) / size)
 
     use_shape = (history_days >= cfg.min_history_days) & (level_mass > 0)
     expected = np.where(use_shape, shape_rem, flat_rem)
-    spread = _level_spread(v, starts, t_now, level_len, weights, onehot_cum, first)
-    spread = np.where(use_shape, spread, 1.0)
-    projected = spent + expected
-    low = spent + expected * np.maximum(0.0, 1.0 - cfg.band_z * spread)
-    high = spent + expected * (1.0 + cfg.band_z * spread)
-    return batch(projected, low, high, np.where(use_shape, "shape", "recent_rate"))
+    rel = np.where(use_shape, _level_spread(v, starts, t_now, level_len, weights, index, first), 1.0)
+    return ProjectionBatch(
+        projected=spent + expected,
+        low=spent + expected * np.maximum(0.0, 1.0 - cfg.band_z * rel),
+        high=spent + expected * (1.0 + cfg.band_z * rel),
+        spent=spent,
+        method=np.where(use_shape, "shape", "recent_rate"),
+    )
+
+
+class _SlotIndex:
+    """Observed buckets per hour-of-week slot in any range of buckets, from per-run prefix sums.
+
+    Slots change once an hour, so prefix sums over runs of equal slot stay small (hours x 168) where
+    per-bucket ones would be (buckets x 168).
+    """
+
+    def __init__(self, slots: IntArray, observed: FloatArray) -> None:
+        self.run_start = np.concatenate(([0], np.nonzero(np.diff(slots))[0] + 1)).astype(np.int64)
+        self.run_slot = slots[self.run_start]
+        self.cum = np.concatenate(([0.0], np.cumsum(observed)))
+        run_end = np.append(self.run_start[1:], slots.size)
+        prefix = np.zeros((self.run_start.size + 1, _SLOTS))
+        prefix[np.arange(1, self.run_start.size + 1), self.run_slot] = self.cum[run_end] - self.cum[self.run_start]
+        self.prefix = np.cumsum(prefix, axis=0)
+
+    def before(self, pos: npt.ArrayLike) -> FloatArray:
+        """(len(pos), 168): observed buckets per slot among the first `pos` buckets."""
+        p = np.atleast_1d(np.asarray(pos, dtype=np.int64))
+        run = np.searchsorted(self.run_start, p, side="right") - 1
+        out = self.prefix[run].copy()
+        out[np.arange(p.size), self.run_slot[run]] += self.cum[p] - self.cum[self.run_start[run]]
+        return out
+
+    def between(self, a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
+        """Observed buckets per slot in buckets [a, b), (len, 168)."""
+        return self.before(b) - self.before(a)
 
 
 def _safe_div(a: FloatArray, b: FloatArray) -> FloatArray:
@@ -203,40 +225,33 @@ def _safe_div(a: FloatArray, b: FloatArray) -> FloatArray:
 
 def _shape_weights(
     v: FloatArray,
-    slots: IntArray,
-    hist: npt.NDArray[np.bool_],
+    index: _SlotIndex,
+    h0: int,
+    h1: int,
     first: IntArray,
     history_days: FloatArray,
     cfg: ProjectionConfig,
 ) -> FloatArray:
-    """Relative spend per bucket in each hour-of-week slot, (n_series, 168), mean 1 where known."""
+    """Relative spend per bucket in each hour-of-week slot, (n_series, 168), from buckets [h0, h1)."""
     n = v.shape[0]
-    idx = np.nonzero(hist)[0]  # one contiguous range
-    if idx.size == 0:
+    if h1 <= h0:
         return np.ones((n, _SLOTS))
-    # Sum runs of consecutive buckets in the same slot first: a matmul over ~hours, not buckets.
-    hslots = slots[idx]
-    breaks = np.concatenate(([0], np.nonzero(np.diff(hslots) != 0)[0] + 1))
-    run_sums = np.add.reduceat(v[:, idx[0] : idx[-1] + 1], breaks, axis=1)
+    # Sum runs of the same slot first: a matmul over hours, not buckets.
+    runs = index.run_start[(index.run_start > h0) & (index.run_start < h1)]
+    breaks = np.concatenate(([h0], runs))
+    run_sums = np.add.reduceat(v[:, h0:h1], breaks - h0, axis=1)
     run_onehot = np.zeros((breaks.size, _SLOTS))
-    run_onehot[np.arange(breaks.size), hslots[breaks]] = 1.0
-    sums = run_sums @ run_onehot  # buckets before a series' first spend are 0, so no masking needed
+    run_onehot[np.arange(breaks.size), index.run_slot[np.searchsorted(index.run_start, breaks, side="right") - 1]] = 1
+    sums = (run_sums @ run_onehot).reshape(n, 7, 24)  # buckets before a series' first spend are 0
+    counts = index.between(np.clip(first, h0, h1), h1).reshape(n, 7, 24)
 
-    # Buckets per slot from each series' first spend on: all history minus what precedes `first`.
-    prefix = np.zeros((v.shape[1] + 1, _SLOTS))
-    np.add.at(prefix, (idx + 1, hslots), 1.0)
-    prefix = np.cumsum(prefix, axis=0)
-    counts = prefix[-1][None, :] - prefix[first]
-
-    sums = sums.reshape(n, 7, 24)
-    counts = counts.reshape(n, 7, 24)
     total = sums.sum(axis=(1, 2))
     overall = _safe_div(total, counts.sum(axis=(1, 2)))  # mean spend per bucket
-    hour_mean = _safe_div(sums.sum(axis=1), counts.sum(axis=1))  # (n, 24)
-    day_mean = _safe_div(sums.sum(axis=2), counts.sum(axis=2))  # (n, 7)
-    hour_rel = np.where(counts.sum(axis=1) > 0, _safe_div(hour_mean, overall[:, None]), 1.0)
-    weekly = (history_days >= cfg.weekly_min_days)[:, None]
-    day_rel = np.where(weekly & (counts.sum(axis=2) > 0), _safe_div(day_mean, overall[:, None]), 1.0)
+    hour_rel = _safe_div(_safe_div(sums.sum(axis=1), counts.sum(axis=1)), overall[:, None])
+    hour_rel = np.where(counts.sum(axis=1) > 0, hour_rel, 1.0)
+    day_rel = _safe_div(_safe_div(sums.sum(axis=2), counts.sum(axis=2)), overall[:, None])
+    weekly = (history_days >= cfg.weekly_min_days)[:, None] & (counts.sum(axis=2) > 0)
+    day_rel = np.where(weekly, day_rel, 1.0)
 
     shape = day_rel[:, :, None] * hour_rel[:, None, :]
     alpha = (cfg.shape_prior_days / (cfg.shape_prior_days + history_days))[:, None, None]
@@ -250,50 +265,34 @@ def _level_spread(
     t_now: float,
     level_len: int,
     weights: FloatArray,
-    onehot_cum: FloatArray,
+    index: _SlotIndex,
     first: IntArray,
 ) -> FloatArray:
-    """Relative spread (std / mean) of the level over up to 4 earlier windows of the level's length."""
-    bounds = np.searchsorted(starts, t_now - level_len * np.arange(5))[::-1]  # oldest first
+    """Relative spread (std / mean) of the level over the last few windows of the level's length."""
+    bounds = np.searchsorted(starts, t_now - level_len * np.arange(_SPREAD_WINDOWS, -1, -1))
     bounds[-1] = starts.size
-    n = v.shape[0]
-    levels = []
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-        if b <= a:
-            continue
-        spend = v[:, a:b].sum(axis=1)
-        mass = np.einsum("ns,s->n", weights, onehot_cum[b] - onehot_cum[a])
-        level = np.where(a >= first, _safe_div(spend, mass), np.nan)
-        levels.append(level)
+    levels, valid = [], []
+    for a, b in itertools.pairwise(bounds):
+        if b > a:
+            mass = weights @ index.between(a, b)[0]
+            levels.append(_safe_div(v[:, a:b].sum(axis=1), mass))
+            valid.append(first <= a)
     if len(levels) < 2:
-        return np.ones(n)
-    stack = np.stack(levels, axis=1)
-    valid = ~np.isnan(stack)
-    count = valid.sum(axis=1)
-    filled = np.where(valid, stack, 0.0)
-    mean = _safe_div(filled.sum(axis=1), count.astype(np.float64))
-    var = _safe_div((np.where(valid, stack - mean[:, None], 0.0) ** 2).sum(axis=1), np.maximum(count - 1, 0) * 1.0)
-    rel = _safe_div(np.sqrt(var), mean)
-    return np.where(count >= 2, rel, 1.0)
+        return np.ones(v.shape[0])
+    level, ok = np.stack(levels, axis=1), np.stack(valid, axis=1)
+    count = ok.sum(axis=1)
+    mean = _safe_div(np.where(ok, level, 0.0).sum(axis=1), count.astype(np.float64))
+    sq = np.where(ok, (level - mean[:, None]) ** 2, 0.0).sum(axis=1)
+    std = np.sqrt(_safe_div(sq, np.maximum(count - 1, 0).astype(np.float64)))
+    return np.where(count >= 2, _safe_div(std, mean), 1.0)
 
 
-def _slot_prefix_counts(slots: IntArray, observed: FloatArray) -> FloatArray:
-    """(n_buckets + 1, 168) running count of observed buckets per slot."""
-    onehot = np.zeros((slots.size + 1, _SLOTS))
-    onehot[np.arange(1, slots.size + 1), slots] = observed
-    return np.cumsum(onehot, axis=0)
-
-
-def _future_slot_counts(
-    next_start: int, t_end: float, t_now: float, last_start: int, tz: str, size: int
-) -> FloatArray:
-    """Buckets (fractions for the one still filling) per slot from `now` to the period end, (168,)."""
-    future = np.arange(next_start, t_end, size, dtype=np.int64)
-    counts = np.bincount(_week_slots(future, tz), minlength=_SLOTS).astype(np.float64)
-    left_in_current = (last_start + size - t_now) / size
-    if left_in_current > 0:
-        counts[_week_slots(np.array([last_start], dtype=np.int64), tz)[0]] += left_in_current
-    return counts
+def _future_slot_counts(last_start: int, t_now: float, t_end: float, tz: str, size: int) -> FloatArray:
+    """Buckets (a fraction for the one still filling) per slot from `now` to the period end, (168,)."""
+    future = np.arange(last_start, t_end, size, dtype=np.int64)
+    weight = np.ones(future.size)
+    weight[0] = (last_start + size - t_now) / size
+    return np.bincount(_week_slots(future, tz), weights=weight, minlength=_SLOTS).astype(np.float64)
 
 
 def _week_slots(ts: IntArray, tz: str) -> IntArray:

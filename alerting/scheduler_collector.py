@@ -34,7 +34,9 @@ class SchedulerCollector(Collector):
         """Read the persisted counters and the spike state."""
         counters = self._store.counters()
         last_run = GaugeMetricFamily(
-            catalogue.SCHEDULER_LAST_RUN.name, catalogue.SCHEDULER_LAST_RUN.help, labels=list(catalogue.SCHEDULER_LAST_RUN.labels)
+            catalogue.SCHEDULER_LAST_RUN.name,
+            catalogue.SCHEDULER_LAST_RUN.help,
+            labels=list(catalogue.SCHEDULER_LAST_RUN.labels),
         )
         runs: dict[tuple[str, str], float] = {(job, o): 0.0 for job in self._jobs for o in RECORDED_OUTCOMES}
         for name, value in sorted(counters.items()):
@@ -46,7 +48,9 @@ class SchedulerCollector(Collector):
                     runs[(job, outcome)] = value
         yield last_run
         family = CounterMetricFamily(
-            catalogue.SCHEDULER_RUNS.family_name, catalogue.SCHEDULER_RUNS.help, labels=list(catalogue.SCHEDULER_RUNS.labels)
+            catalogue.SCHEDULER_RUNS.family_name,
+            catalogue.SCHEDULER_RUNS.help,
+            labels=list(catalogue.SCHEDULER_RUNS.labels),
         )
         for (job, outcome), value in sorted(runs.items()):
             family.add_metric([job, outcome], value)

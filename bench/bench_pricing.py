@@ -65,9 +65,7 @@ def best_of(repeats: int, run: Callable[[], int]) -> tuple[float, float]:
 
 def report(label: str, per_call: tuple[float, float]) -> None:
     median, best = per_call
-    print(
-        f"{label:<58} {median * 1e6:9.2f} µs/call  {1 / median:>12,.0f} calls/s  (best {best * 1e6:.2f} µs)"
-    )
+    print(f"{label:<58} {median * 1e6:9.2f} µs/call  {1 / median:>12,.0f} calls/s  (best {best * 1e6:.2f} µs)")
 
 
 def main() -> None:
@@ -130,9 +128,7 @@ def main() -> None:
     cached = best_of(args.repeats, cached_mix)
     report("PriceBook.cost_nanousd, cached, model mix", cached)
     report("PriceBook.cost_nanousd, cached, one model", best_of(args.repeats, cached_one))
-    report(
-        "PriceBook.cost_nanousd, o3 alternating across a price change", best_of(args.repeats, period_misses)
-    )
+    report("PriceBook.cost_nanousd, o3 alternating across a price change", best_of(args.repeats, period_misses))
     report("PriceBook first call per name (resolve + compile)", best_of(3, cold))
     raw = best_of(3, raw_calc_price)
     report("genai_prices.calc_price (incl. Usage + datetime)", raw)

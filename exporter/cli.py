@@ -18,7 +18,6 @@ import orjson
 from exporter import __version__
 from exporter.config import Config, ConfigError, load_config, parse_config
 from exporter.events import nanos_to_usd
-from exporter.parallel import ingest_jsonl_parallel, is_plain_jsonl
 from exporter.pipeline import IngestOutcome
 from exporter.readers import FORMATS, iter_file_records
 from exporter.server import ListenError, make_server
@@ -138,7 +137,7 @@ def _print_outcome(label: str, outcome: IngestOutcome, *, show: int = 20) -> Non
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Load recorded calls from files straight into the store."""
     config = _config_from_args(args)
-    services = Services.build(config)
+    services = Services.build(config, start_writer=False)
     total = IngestOutcome()
     try:
         for path in args.files:
@@ -146,13 +145,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 print(f"{path}: no such file", file=sys.stderr)
                 return 2
             started = time.perf_counter()
-            workers = args.workers
-            if workers is None:  # worker start-up (~1 s) only pays off on large files
-                workers = min(2, os.cpu_count() or 1) if Path(path).stat().st_size > 64 * 1024 * 1024 else 1
-            if workers > 1 and args.format in ("auto", "jsonl") and is_plain_jsonl(Path(path)):
-                outcome = ingest_jsonl_parallel(services, Path(path), workers=workers)
-            else:
-                outcome = services.ingest_stream(iter_file_records(path, args.format))
+            outcome = services.pipeline.ingest(iter_file_records(path, args.format))
             elapsed = time.perf_counter() - started
             _print_outcome(path, outcome)
             count = outcome.accepted + outcome.duplicates + len(outcome.rejected)
@@ -323,12 +316,6 @@ def build_parser() -> argparse.ArgumentParser:
     common(ingest)
     ingest.add_argument("files", nargs="+", metavar="FILE")
     ingest.add_argument("--format", choices=FORMATS, default="auto")
-    ingest.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="processes validating JSON lines in parallel (default: 2 for files over 64 MiB, else 1 = in this process)",
-    )
     ingest.set_defaults(func=cmd_ingest)
 
     demo = sub.add_parser("demo", help="fresh store, a real trace replayed, the server running")

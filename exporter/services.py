@@ -7,11 +7,8 @@ registries), so tests build as many independent instances as they like.
 from __future__ import annotations
 
 import time
-from collections import deque
-from collections.abc import Callable, Iterable
-from concurrent.futures import Future
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -19,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from exporter.collector import SelfCollector, UsageCollector
 from exporter.commit_queue import CommitQueue
 from exporter.config import Config
-from exporter.pipeline import IngestOutcome, IngestPipeline, Rejection
+from exporter.pipeline import IngestPipeline
 from exporter.pricing import PriceBook
 from exporter.store import Store
 
@@ -63,23 +60,6 @@ class Services:
         if start_writer:
             services.commit_queue = CommitQueue(store)
         return services
-
-    def ingest_stream(self, records: Iterable[tuple[int, Any]], *, batch_size: int = 10_000) -> IngestOutcome:
-        """Validate and store a long stream: the next batch is prepared while the previous one is written."""
-        if self.commit_queue is None:
-            return self.pipeline.ingest(records, batch_size=batch_size)
-        outcome = IngestOutcome()
-        pending: deque[tuple[Future[tuple[int, int]], list[Rejection]]] = deque()
-        iterator = iter(records)
-        while batch := list(islice(iterator, batch_size)):
-            events, rejected = self.pipeline.prepare(batch)
-            pending.append((self.commit_queue.submit(events, len(rejected)), rejected))
-            if len(pending) > 2:  # bounded: memory stays flat however long the stream
-                future, done_rejected = pending.popleft()
-                outcome.add(IngestOutcome(*future.result(), done_rejected))
-        for future, done_rejected in pending:
-            outcome.add(IngestOutcome(*future.result(), done_rejected))
-        return outcome
 
     def close(self) -> None:
         """Stop background work and release the database."""

@@ -428,11 +428,11 @@ def overview() -> Json:
                 (
                     stat(
                         "Spend this month",
-                        "Spend since the first of the month (UTC), to the hour: the sum of the hourly "
-                        "recording rule, which stays cheap over a month of samples.",
+                        "Spend since the first of the month (UTC), within five minutes: the 5-minute spend "
+                        "rate recording rule sampled every 5 minutes, which stays cheap over a month of samples.",
                         "currencyUSD",
-                        f"sum(sum_over_time(provider_model_project_service:llm_cost_usd:increase1h{{{f}}}"
-                        "[$__range:1h]))",
+                        f"sum(sum_over_time(provider_model_project_service:llm_cost_usd:rate5m{{{f}}}"
+                        "[$__range:5m])) * 300",
                         decimals=2,
                         time_from="now/M",
                     ),

@@ -514,7 +514,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if busy:
         print(f"in use: {', '.join(busy)} (stop what runs there, or pick other --*-port values)", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _interrupt)
+    # Also SIGINT: a shell that starts this in the background hands it SIGINT ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     stack = build_stack(prepare_dir(args.dir.resolve()), ports, interval=args.interval)
     feed = TraceFeed(ports.url("llmcost"))
     try:

@@ -90,27 +90,3 @@ def test_cli_replaying_a_file_twice_changes_no_metric(tmp_path: Path, sqlite_url
         server.stop()
     for name in ("llm_requests_total", "llm_tokens_total", "llm_cost_usd_total"):
         assert total(before, name) == total(after, name) > 0
-
-
-def test_parallel_file_ingest_matches_the_sequential_path(tmp_path: Path) -> None:
-    import subprocess
-
-    from tests.procs import LLMCOST
-
-    rows = events("par", 12_000) + events("par", 50)  # the last 50 repeat ids already in the file
-    path = tmp_path / "calls.jsonl"
-    lines = [orjson.dumps(e) for e in rows]
-    lines.insert(7000, b'{"provider": "openai"}')  # rejected: no model
-    lines.insert(3000, b"")  # a blank line: skipped, but it still counts in the line numbers
-    path.write_bytes(b"\n".join(lines) + b"\n")
-    reports = []
-    for workers in ("1", "2"):
-        db = f"sqlite:///{tmp_path / f'w{workers}.db'}"
-        out = subprocess.run(
-            [LLMCOST, "ingest", str(path), "--db", db, "--workers", workers], capture_output=True, text=True
-        )
-        assert "12000 accepted, 50 duplicates, 1 rejected" in out.stdout, out.stdout + out.stderr
-        assert "record 7001: model: is required" in out.stdout
-        report = subprocess.run([LLMCOST, "report", "--db", db, "--format", "json"], capture_output=True, text=True)
-        reports.append(report.stdout)
-    assert reports[0] == reports[1]

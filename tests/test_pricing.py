@@ -55,9 +55,7 @@ def overridden() -> PriceBook:
 def genai_nanos(usage: Usage, provider: str, model: str, timestamp: float) -> int:
     """The reference: genai_prices.calc_price, uncached, in nano-dollars."""
     when = datetime.fromtimestamp(timestamp, UTC)
-    return usd_to_nanos(
-        calc_price(usage, model, provider_id=provider, genai_request_timestamp=when).total_price
-    )
+    return usd_to_nanos(calc_price(usage, model, provider_id=provider, genai_request_timestamp=when).total_price)
 
 
 def test_genai_prices_counts_cached_tokens_inside_input_tokens() -> None:
@@ -141,18 +139,14 @@ def test_tiered_price_uses_total_input_including_cache(book: PriceBook) -> None:
     assert book.cost_nanousd("anthropic", model, JULY_2025, 150_000, 60_000, 0, 1000) == above == 958_500_000
     at_threshold = 140_000 * 3000 + 60_000 * 300 + 1000 * 15_000
     assert book.cost_nanousd("anthropic", model, JULY_2025, 140_000, 60_000, 0, 1000) == at_threshold
-    assert (
-        book.cost_nanousd("anthropic", model, JULY_2025, 150_000, 0, 0, 1000) == 150_000 * 3000 + 15_000_000
-    )
+    assert book.cost_nanousd("anthropic", model, JULY_2025, 150_000, 0, 0, 1000) == 150_000 * 3000 + 15_000_000
 
 
 def test_per_request_fee_and_separately_priced_reasoning(book: PriceBook) -> None:
     # Perplexity sonar: $1 input, $1 output and $12 per thousand requests.
     assert book.cost_nanousd("perplexity", "sonar", JULY_2025, 0, 0, 0, 0) == 12_000_000
     # sonar-deep-research: $2 input, $8 output, $3 reasoning; reasoning is part of output_tokens.
-    cost = book.cost_nanousd(
-        "perplexity", "sonar-deep-research", JULY_2025, 100, 0, 0, 1000, reasoning_tokens=600
-    )
+    cost = book.cost_nanousd("perplexity", "sonar-deep-research", JULY_2025, 100, 0, 0, 1000, reasoning_tokens=600)
     assert cost == 100 * 2000 + 400 * 8000 + 600 * 3000 == 5_200_000
     assert book.cost_nanousd("perplexity", "sonar-deep-research", JULY_2025, 100, 0, 0, 1000) == 8_200_000
 
