@@ -8,6 +8,8 @@ import pytest
 
 from tests.pg import PostgresCluster
 
+pytest_plugins = ["tests.gateway_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PostgresCluster]:

@@ -17,14 +17,7 @@ from tests.test_gateway_support import (
     Receivers,
     am_alert,
     am_payload,
-    receivers,
 )
-
-
-@pytest.fixture
-def rx() -> Iterator[Receivers]:
-    with receivers() as servers:
-        yield servers
 
 
 @pytest.fixture

@@ -8,12 +8,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-
-from tests.test_gateway_support import FakeClock, Harness, Receivers, gateway_config, gateway_db, receivers, wait_for
+from tests.test_gateway_support import FakeClock, Harness, Receivers, gateway_config, wait_for
 
 CHILD = """
 import json, os, sys, time
@@ -29,18 +25,6 @@ for i in range(3):
 print("fired", flush=True)
 time.sleep(600)
 """
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh database per test, on SQLite and on PostgreSQL."""
-    return gateway_db(request, tmp_path)
-
-
-@pytest.fixture
-def rx() -> Iterator[Receivers]:
-    with receivers() as servers:
-        yield servers
 
 
 def test_kill_9_while_delivering_loses_nothing(db: str, rx: Receivers) -> None:

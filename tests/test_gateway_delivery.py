@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -16,27 +14,8 @@ from tests.test_gateway_support import (
     Receivers,
     am_alert,
     am_payload,
-    gateway_db,
-    receivers,
     wait_for,
 )
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh database per test, on SQLite and on PostgreSQL."""
-    return gateway_db(request, tmp_path)
-
-
-@pytest.fixture
-def rx() -> Iterator[Receivers]:
-    with receivers() as servers:
-        yield servers
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 def fire(h: Harness, severity: str = "critical", name: str = "LLMBudgetCritical"):  # type: ignore[no-untyped-def]

@@ -7,7 +7,6 @@ count below is exact.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -20,28 +19,9 @@ from tests.test_gateway_support import (
     Receivers,
     am_alert,
     am_payload,
-    gateway_db,
-    receivers,
 )
 
 HOUR = 3600.0
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh database per test, on SQLite and on PostgreSQL."""
-    return gateway_db(request, tmp_path)
-
-
-@pytest.fixture
-def rx() -> Iterator[Receivers]:
-    with receivers() as servers:
-        yield servers
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

@@ -7,14 +7,12 @@ got: exactly one notification per channel.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
-import pytest
 
 from alerting.model import fingerprint
 from tests.test_gateway_support import (
@@ -25,27 +23,13 @@ from tests.test_gateway_support import (
     Receivers,
     am_alert,
     am_payload,
-    gateway_db,
     pd_event,
-    receivers,
     serve,
     slack_action_body,
     wait_for,
 )
 
 ONE_EACH = {"slack": 1, "email": 1, "pagerduty": 1}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh database per test, on SQLite and on PostgreSQL."""
-    return gateway_db(request, tmp_path)
-
-
-@pytest.fixture
-def rx() -> Iterator[Receivers]:
-    with receivers() as servers:
-        yield servers
 
 
 def together(calls: list[Callable[[], Any]]) -> list[Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import orjson
 import pytest
@@ -18,30 +17,11 @@ from tests.test_gateway_support import (
     FakeClock,
     Harness,
     Receivers,
-    gateway_db,
     pd_event,
-    receivers,
     slack_action_body,
 )
 
 FP = fingerprint("LLMBudgetCritical", BUDGET_LABELS)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh database per test, on SQLite and on PostgreSQL."""
-    return gateway_db(request, tmp_path)
-
-
-@pytest.fixture
-def rx() -> Iterator[Receivers]:
-    with receivers() as servers:
-        yield servers
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
