@@ -22,7 +22,7 @@ from alerting.leader import LeaderLease
 from alerting.scheduler import AlertScheduler
 from alerting.scheduler_collector import SchedulerCollector
 from alerting.spikes import SpikeService, detection_settings
-from exporter.config import ConfigError
+from exporter.config import ConfigError, load_config
 from exporter.services import Services
 
 ROLES = ("all", "ingest", "scheduler")
@@ -85,6 +85,23 @@ def attach_alerting(services: Services, role: str = "all") -> list[BaseRoute]:
         services.closers.append(scheduler.shutdown)
         services.extras["scheduler"] = scheduler
     return [*budget_routes(budgets, services.config.auth), *gateway.routes()]
+
+
+def reload_budgets(services: Services, path: str) -> list[str]:
+    """Re-read the config file and apply its `budgets:` section; returns the problems (nothing applied then).
+
+    Other sections (listen address, store, tokens, notifications) take effect at the next start.
+    """
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        return exc.problems
+    problems: list[str] = []
+    budgets_config = parse_budgets_section(config.raw.get("budgets"), problems)
+    if problems:
+        return problems
+    services.extras["budgets"].reload(budgets_config)
+    return []
 
 
 def _job(fn: Callable[[float], object]) -> Callable[[float], None]:

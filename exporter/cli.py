@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -46,12 +47,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     services = Services.build(config)
     try:
         routes = attach_alerting(services, args.role)
+        _reload_on_sighup(services, args.config or os.environ.get("LLMCOST_CONFIG"))
         server = make_server(services, config.listen, routes)
         print(f"llmcost {__version__} serving on http://{config.listen} (role {args.role}, store {_safe_url(config)})")
         server.run()
     finally:
         services.close()
     return 0
+
+
+def _reload_on_sighup(services: Services, path: str | None) -> None:
+    """SIGHUP re-reads the config file and applies its budgets (the config is their source of truth)."""
+    if not path:
+        return
+    from alerting.runtime import reload_budgets
+
+    def reload() -> None:
+        problems = reload_budgets(services, path)
+        if problems:
+            log.error("config reload refused, nothing changed: %s", "; ".join(problems))
+        else:
+            log.info("config reloaded from %s: budgets applied", path)
+
+    # The handler only starts a thread: database work does not belong in a signal handler.
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: threading.Thread(target=reload, daemon=True).start())
 
 
 def _offline_alerting(args: argparse.Namespace) -> tuple[Services, Any]:

@@ -289,3 +289,35 @@ def test_budget_http_api(sqlite_url: str) -> None:
         assert answer.json()["allowed"] is True
         assert client.delete("/v1/budgets/team", headers=admin).status_code == 204
     services.close()
+
+
+def test_sighup_reloads_budgets_from_the_config_file(tmp_path, sqlite_url: str) -> None:  # type: ignore[no-untyped-def]
+    import signal
+    import time as _time
+
+    import httpx
+    import yaml
+
+    from tests.procs import LlmcostProcess
+
+    config = tmp_path / "llmcost.yml"
+    config.write_text(yaml.safe_dump({"budgets": [DAILY, PER_PROJECT]}))
+    proc = LlmcostProcess(sqlite_url, config=config).start(tmp_path)
+    try:
+        assert httpx.get(f"{proc.base}/v1/budgets/daily").json()["limit"] == 100.0
+        config.write_text(yaml.safe_dump({"budgets": [{**DAILY, "limit": 250.0}]}))
+        assert proc.proc is not None
+        proc.proc.send_signal(signal.SIGHUP)
+        deadline = _time.time() + 10
+        while _time.time() < deadline and httpx.get(f"{proc.base}/v1/budgets/daily").json()["limit"] != 250.0:
+            _time.sleep(0.1)
+        assert httpx.get(f"{proc.base}/v1/budgets/daily").json()["limit"] == 250.0
+        assert httpx.get(f"{proc.base}/v1/budgets/per-project").status_code == 404
+        config.write_text("budgets: [{name: broken}]")  # invalid: refused, the running budgets stay
+        proc.proc.send_signal(signal.SIGHUP)
+        _time.sleep(1)
+        assert httpx.get(f"{proc.base}/v1/budgets/daily").json()["limit"] == 250.0
+        assert proc.proc.poll() is None
+    finally:
+        proc.stop()
+    assert "config reload refused, nothing changed" in (proc.log_path.read_text() if proc.log_path else "")

@@ -203,3 +203,66 @@ def test_scheduler_runs_once_per_tick_and_fails_over_after_kill_9(tmp_path: Path
         finally:
             for proc in procs:
                 proc.stop()
+
+
+def test_gateway_across_processes_notifies_once_and_an_ack_anywhere_counts_everywhere(
+    tmp_path: Path, pg_cluster: PostgresCluster
+) -> None:
+    import yaml
+
+    from tests.recording_servers import PagerDutyEventsServer, SlackAPIServer
+    from tests.test_gateway_support import am_alert, am_payload
+
+    url = pg_cluster.create_database()
+    admin = "admin-token-0123456789abcdef"
+    with SlackAPIServer() as slack, PagerDutyEventsServer() as pagerduty:
+        config = tmp_path / "llmcost.yml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "auth": {"admin_tokens": [admin]},
+                    "notifications": {
+                        "slack": {"token": "xoxb-test-token", "channel": "#llm-cost", "api_url": slack.api_url},
+                        "pagerduty": {"routing_key": "routing-key-0123456789", "events_url": pagerduty.events_url},
+                        "routes": {"info": [], "warning": ["slack"], "critical": ["slack", "pagerduty"]},
+                    },
+                }
+            )
+        )
+        procs = [LlmcostProcess(url, config=config, role="all").start(tmp_path) for _ in range(2)]
+        try:
+            payload = am_payload([am_alert("LLMCostExporterDown", severity="critical")])
+            # The same group delivered to both processes, as two Alertmanager HA peers do, five times each.
+            threads = [
+                threading.Thread(
+                    target=lambda p=p: [httpx.post(f"{p.base}/v1/alertmanager", json=payload) for _ in range(5)]
+                )
+                for p in procs
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            deadline = time.time() + 15
+            while time.time() < deadline and not (slack.calls("chat.postMessage") and pagerduty.events):
+                time.sleep(0.2)
+            time.sleep(2)
+            assert len(slack.calls("chat.postMessage")) == 1
+            assert [e["event_action"] for e in pagerduty.events] == ["trigger"]
+
+            headers = {"Authorization": f"Bearer {admin}"}
+            alert = httpx.get(f"{procs[1].base}/v1/alerts", headers=headers).json()[0]
+            acked = httpx.post(f"{procs[0].base}/v1/alerts/{alert['id']}/ack", headers=headers, json={"by": "alice"})
+            assert acked.status_code == 200
+            seen = httpx.get(f"{procs[1].base}/v1/alerts?state=acknowledged", headers=headers).json()
+            assert [(a["id"], a["acknowledged_by"]) for a in seen] == [(alert["id"], "alice")]
+            deadline = time.time() + 15
+            while time.time() < deadline and not (slack.calls("chat.update") and len(pagerduty.events) > 1):
+                time.sleep(0.2)
+            time.sleep(1)
+            assert len(slack.calls("chat.update")) == 1
+            assert [e["event_action"] for e in pagerduty.events] == ["trigger", "acknowledge"]
+            assert len(slack.calls("chat.postMessage")) == 1
+        finally:
+            for proc in procs:
+                proc.stop()

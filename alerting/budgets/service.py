@@ -177,6 +177,12 @@ class BudgetService:
                 for budget in changed:
                     rebuild_current_period(conn, budget, now, self.periods)
 
+    def reload(self, config: BudgetsConfig) -> None:
+        """Apply a re-read `budgets:` section (SIGHUP): declared budgets change, undeclared ones go."""
+        self.config = config
+        self._config_names = {b.name for b in config.items}
+        self.sync_config()
+
     def _delete_rows(self, conn: Any, name: str) -> None:
         conn.execute(budgets.delete().where(budgets.c.name == name))
         conn.execute(budget_spend.delete().where(budget_spend.c.budget == name))
