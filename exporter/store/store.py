@@ -139,6 +139,30 @@ class Store:
         except OperationalError as exc:
             raise StoreUnavailable(str(exc.orig)) from exc
 
+    @contextmanager
+    def raw_cursor(self) -> Iterator[tuple[Any, str]]:
+        """A DB-API cursor and its placeholder (`?` or `%s`) for hot read paths; errors → StoreUnavailable."""
+        try:
+            raw = self.engine.raw_connection()
+        except Exception as exc:
+            if _is_connection_error(exc):
+                raise StoreUnavailable(str(getattr(exc, "orig", exc))) from exc
+            raise
+        try:
+            cursor = raw.cursor()
+            try:
+                yield cursor, "%s" if self.dialect == "postgresql" else "?"
+            finally:
+                cursor.close()
+            raw.commit()  # ends the read transaction PostgreSQL opened
+        except Exception as exc:
+            raw.rollback()
+            if _is_connection_error(exc):
+                raise StoreUnavailable(str(getattr(exc, "orig", exc))) from exc
+            raise
+        finally:
+            raw.close()
+
     def add_counters(self, deltas: Mapping[str, float], conn: Connection | None = None) -> None:
         """Add to persisted counters (created at 0), inside `conn`'s transaction or a new one."""
         rows = [{"name": name, "value": float(delta)} for name, delta in deltas.items() if delta]
