@@ -286,6 +286,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     live = threading.Thread(target=replay_live, name="llmcost-demo-replay", daemon=True)
     live.start()
     base = f"http://{config.listen}"
+    command = sys.argv[0] if sys.argv[0].endswith("llmcost") else "llmcost"  # e.g. .venv/bin/llmcost
     print(
         f"""
 Serving on {base}
@@ -294,7 +295,7 @@ Serving on {base}
   {base}/v1/budgets  budget status (the demo declares three budgets; see exporter/demo.py)
   {base}/v1/alerts   alerts raised by the budgets (no notification channels are configured in the demo)
   curl -s {base}/metrics | grep '^llm_cost_usd_total'
-  llmcost report --db {config.database_url}
+  {command} report --db {config.database_url}
 Send your own calls:
   curl -s -X POST {base}/v1/usage -H 'Content-Type: application/json' \\
     -d '{{"provider":"openai","model":"gpt-4o","input_tokens":1200,"output_tokens":300,"project":"mine"}}'
