@@ -313,11 +313,14 @@ class SMTPServer:
 
     `refuse` maps recipient addresses to the reply they get (e.g. `"550 5.1.1 No such user"`);
     `enqueue_data_reply("451 4.3.0 Try later")` makes the next DATA fail; `credentials` turns on AUTH
-    (PLAIN/LOGIN, offered without TLS); a client that does not log in is still served.
+    (PLAIN/LOGIN, offered without TLS); a client that does not log in is still served. `sessions` counts
+    EHLO greetings (one per client session); `idle_timeout` makes the server drop idle sessions, as relays do.
     """
 
-    def __init__(self, credentials: Mapping[str, str] | None = None) -> None:
+    def __init__(self, credentials: Mapping[str, str] | None = None, *, idle_timeout: float | None = None) -> None:
         self.messages: list[ReceivedMail] = []
+        self.sessions = 0
+        self.idle_timeout = idle_timeout
         self.refuse: dict[str, str] = {}
         self.credentials = dict(credentials or {})
         self._data_replies: deque[str] = deque()
@@ -336,6 +339,8 @@ class SMTPServer:
         options: dict[str, Any] = {}
         if self.credentials:
             options = {"authenticator": self._authenticate, "auth_require_tls": False}
+        if self.idle_timeout is not None:
+            options["timeout"] = self.idle_timeout
         self._controller = _LoopbackController(_Handler(self), hostname=self.host, port=0, **options)
         self._controller.start()
         return self
@@ -364,6 +369,13 @@ class SMTPServer:
 class _Handler:
     def __init__(self, server: SMTPServer) -> None:
         self._server = server
+
+    async def handle_EHLO(
+        self, server: object, session: Any, envelope: object, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname  # aiosmtpd leaves this to the hook; without it MAIL is refused
+        self._server.sessions += 1
+        return responses
 
     async def handle_RCPT(self, server: object, session: object, envelope: Any, address: str, options: Any) -> str:
         reply = self._server.refuse.get(address)

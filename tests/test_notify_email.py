@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +49,17 @@ def smtp():
         yield server
 
 
+_opened: list[EmailNotifier] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_notifiers():
+    """Notifiers keep SMTP sessions open for reuse; close them when the test ends."""
+    yield
+    while _opened:
+        _opened.pop().close()
+
+
 def make_notifier(smtp: SMTPServer, **options: Any) -> EmailNotifier:
     settings: dict[str, Any] = {
         "smtp_host": smtp.host,
@@ -58,7 +70,9 @@ def make_notifier(smtp: SMTPServer, **options: Any) -> EmailNotifier:
         "timeout": 5,
         "now": lambda: NOW,
     }
-    return EmailNotifier(**{**settings, **options})
+    notifier = EmailNotifier(**{**settings, **options})
+    _opened.append(notifier)
+    return notifier
 
 
 @pytest.fixture
@@ -227,6 +241,27 @@ def test_a_server_that_is_down_is_retryable():
     assert "ConnectionRefusedError" in result.error
 
 
+def test_a_burst_of_mail_shares_one_smtp_session(smtp, notifier):
+    for kind in ("firing", "acknowledged", "resolved"):
+        assert notifier.send(notify(kind)).ok
+    assert len(smtp.messages) == 3
+    assert smtp.sessions == 1, "one session for the burst, not one per mail"
+
+
+def test_mail_after_the_relay_dropped_the_idle_session_arrives_once():
+    with SMTPServer(idle_timeout=0.3) as server:
+        notifier = make_notifier(server)
+        try:
+            assert notifier.send(notify("firing")).ok
+            time.sleep(0.8)  # the relay closes the idle session (421 timeout)
+            result = notifier.send(notify("resolved"))
+        finally:
+            notifier.close()
+        assert result.ok, result.error
+        assert [m.message["X-LLMCost-Notification"] for m in server.messages] == ["firing", "resolved"]
+        assert server.sessions == 2
+
+
 def test_starttls_required_but_not_offered_is_final(smtp):
     result = make_notifier(smtp, starttls=True).send(notify("firing"))
 
@@ -255,6 +290,7 @@ def test_notifier_is_built_from_the_notifications_config(smtp):
     notifier = EmailNotifier.from_config(
         {"smtp_host": smtp.host, "smtp_port": smtp.port, "starttls": False, "from": "a@example.com", "to": "b@x.org"}
     )
+    _opened.append(notifier)
     assert notifier.send(notify("firing")).ok
     assert smtp.messages[0].rcpt_tos == ["b@x.org"]
 

@@ -137,7 +137,10 @@ def test_mails_match_their_golden_files(name):
             to=["oncall@example.com"],
             now=lambda: datetime(2024, 5, 14, 15, 0, tzinfo=UTC),
         )
-        assert notifier.send(notification(name, "email")).ok
+        try:
+            assert notifier.send(notification(name, "email")).ok
+        finally:
+            notifier.close()
         [mail] = smtp.messages
     check_golden(f"email_{name}.txt", f"Subject: {mail.message['Subject']}\n\n{mail.part('text/plain')}")
     check_golden(f"email_{name}.html", mail.part("text/html"))

@@ -19,13 +19,16 @@ from alerting.notify import Notifier
 
 log = logging.getLogger(__name__)
 
+LINGER_SECONDS = 0.005
+"""How long a worker waits for more sends to finish before recording a finished one (under load only)."""
+
 
 class ChannelWorker:
     """Delivers the outbox rows of one channel until stopped, up to `concurrency` at a time.
 
     A dispatcher thread claims as many due rows as there are free slots and hands each to the pool, which
-    sends it; the dispatcher records finished sends in one transaction per round (cheap under load) and
-    claims again. One slow message never holds back the others (only later messages about the same alert
+    sends it; each round, the dispatcher records the finished sends and claims again in one transaction
+    (cheap under load). One slow message never holds back the others (only later messages about the same alert
     wait, to keep their order).
     """
 
@@ -71,10 +74,7 @@ class ChannelWorker:
         while not self._stop.is_set():
             self._wake.clear()
             try:
-                self._record()
-                with self._lock:
-                    free = self.concurrency - self._in_flight
-                claimed = self.outbox.claim(self.channel, free) if free > 0 else []
+                free, claimed = self._settle_and_claim()
                 failures = 0
             except Exception:
                 failures += 1
@@ -87,17 +87,51 @@ class ChannelWorker:
                 self._pool.submit(self._send, item)
             if free > 0 and len(claimed) == free:
                 continue  # more rows may be due for the slots that free up
+            with self._lock:
+                in_flight = self._in_flight
             try:
-                sleep = self._sleep_for() if free > 0 else self.poll_interval
+                # While sends are in flight, each one that finishes wakes us: no need to ask the store.
+                sleep = self._sleep_for() if free > 0 and not in_flight else self.poll_interval
             except Exception:
                 sleep = self.poll_interval
             self._wake.wait(sleep)  # a finished send, a local enqueue or the next due row wakes us
+            self._linger()
+
+    def _linger(self) -> None:
+        """Under load, let the other sends in flight finish too, so one transaction records them all.
+
+        Each round is a write transaction, and on SQLite all writers share one lock: recording sends one
+        by one would make fan-out a queue of tiny transactions. The wait is a few ms, and only happens
+        while more sends are in flight.
+        """
+        with self._lock:
+            done, running = len(self._done), self._in_flight - len(self._done)
+        if done and running:
+            self._stop.wait(LINGER_SECONDS)
 
     def _send(self, item: Claimed) -> None:
         result = self.outbox.send(self.notifier, item)
         with self._lock:
             self._done.append((item, result))
         self._wake.set()
+
+    def _settle_and_claim(self) -> tuple[int, list[Claimed]]:
+        """Record the finished sends and claim rows for the free slots, in one transaction."""
+        with self._lock:
+            batch = list(self._done)
+            self._done.clear()
+            free = self.concurrency - self._in_flight + len(batch)
+        if not batch and free <= 0:
+            return free, []
+        try:
+            _, claimed = self.outbox.settle_and_claim(batch, self.channel, free)
+        except Exception:
+            with self._lock:  # keep them for the next round; the rows stay leased meanwhile
+                self._done.extendleft(reversed(batch))
+            raise
+        with self._lock:
+            self._in_flight -= len(batch)
+        return free, claimed
 
     def _record(self) -> None:
         with self._lock:

@@ -66,6 +66,7 @@ def _environment(escaping: Escaping) -> jinja2.Environment:
         finalize=_mrkdwn_finalize if escaping is Escaping.MRKDWN else None,
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,  # templates ship with the package; no stat() of the file on every render
     )
     env.filters["utc"] = _utc
     env.filters["epoch"] = _epoch

@@ -73,7 +73,11 @@ class Store:
         self.dialect = self.engine.dialect.name
         self.clock = clock
         self._writer = BatchWriter(self.engine, clock=clock)
-        self._write_lock = threading.Lock()
+        # SQLite has one writer at a time. Writers of this process queue here, where a release wakes the
+        # next one at once, rather than in SQLite's busy handler, which sleeps up to 100 ms between
+        # tries (other processes still meet there). Re-entrant: a transaction may call a write helper.
+        self._write_lock = threading.RLock()
+        self._sqlite = self.dialect == "sqlite"
         self._after_commit: list[Callable[[WriteResult], None]] = []
         if auto_migrate:
             self.migrate()
@@ -122,13 +126,22 @@ class Store:
         Connection failures surface as `StoreUnavailable` so callers can answer 503 and retry.
         """
         try:
-            with self.engine.connect() as conn:
-                if self.dialect == "sqlite":
+            with self._sqlite_writer_turn(), self.engine.connect() as conn:
+                if self._sqlite:
                     conn = conn.execution_options(sqlite_immediate=True)
                 with conn.begin():
                     yield conn
         except OperationalError as exc:
             raise StoreUnavailable(str(exc.orig)) from exc
+
+    @contextmanager
+    def _sqlite_writer_turn(self) -> Iterator[None]:
+        """On SQLite, wait for this process's other writers first (see `__init__`); on PostgreSQL, nothing."""
+        if not self._sqlite:
+            yield
+            return
+        with self._write_lock:
+            yield
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
