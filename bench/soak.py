@@ -1,9 +1,10 @@
 """Soak benchmark (`make bench-soak`): sustained mixed load against one `llmcost serve`, loopback only.
 
-Per store (SQLite, then PostgreSQL): ingest at 5,000 events/s (50 requests/s of 100 events), budget
-checks at 500/s and a scrape every 5 s, for `--duration` seconds (default 600), then prints throughput,
-p50/p99 latency of each call, errors, and the server's RSS at start and end. Load generators run in
-separate processes from the server, pace themselves and stop on their own.
+Per store (SQLite, then PostgreSQL): ingest at 5,000 events/s (50 requests/s of 100 events from 8
+clients), budget checks at 500/s and a scrape every 5 s, for `--duration` seconds (default 600), then
+prints throughput, p50/p99 latency of each call, errors, and the server's RSS at start, every minute
+and at the end. Load generators run in separate processes from the server, pace themselves and stop
+on their own.
 """
 
 from __future__ import annotations
@@ -126,8 +127,18 @@ def soak(db_url: str, label: str, duration: float) -> None:
             except OSError:
                 time.sleep(0.2)
         rss_start = _rss_mib(server.pid)
+        rss_samples: list[tuple[float, float]] = []  # (seconds into the run, MiB), every 30 s
+        sampling = threading.Event()
+
+        def sample_rss() -> None:
+            begin = time.perf_counter()
+            while not sampling.wait(30.0):
+                rss_samples.append((time.perf_counter() - begin, _rss_mib(server.pid)))
+
+        sampler = threading.Thread(target=sample_rss, daemon=True)
+        sampler.start()
         out: multiprocessing.Queue = multiprocessing.Queue()
-        plan = [("ingest", 50.0, 4), ("check", 500.0, 8), ("scrape", 0.2, 1)]
+        plan = [("ingest", 50.0, 8), ("check", 500.0, 8), ("scrape", 0.2, 1)]
         procs = [
             multiprocessing.Process(target=_generator, args=(port, kind, rate, threads, duration, out))
             for kind, rate, threads in plan
@@ -145,6 +156,8 @@ def soak(db_url: str, label: str, duration: float) -> None:
             p.join()
         elapsed = time.perf_counter() - started
         rss_end = _rss_mib(server.pid)
+        sampling.set()
+        sampler.join()
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -162,6 +175,12 @@ def soak(db_url: str, label: str, duration: float) -> None:
             f"p50 {statistics.median(lat) * 1000:7.1f} ms  p99 {p99 * 1000:7.1f} ms  errors {errors}"
         )
     print(f"  server RSS: {rss_start:.0f} MiB at start, {rss_end:.0f} MiB at end")
+    if rss_samples:
+        # Caches fill during the first minutes (SQLite page cache per pooled connection, thread arenas):
+        # growth that matters is what continues after that, so show the curve.
+        curve = ", ".join(f"{at / 60:.0f} min {mib:.0f}" for at, mib in rss_samples[1::2])
+        warm = next((mib for at, mib in rss_samples if at >= 120), rss_samples[0][1])
+        print(f"  RSS every minute (MiB): {curve}; growth after the first 2 min: {rss_end - warm:+.0f} MiB")
 
 
 def main() -> None:

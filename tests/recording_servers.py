@@ -21,6 +21,7 @@ import email.policy
 import itertools
 import json
 import socket
+import ssl
 import threading
 from collections import deque
 from collections.abc import Mapping
@@ -290,6 +291,8 @@ class ReceivedMail:
     rcpt_tos: list[str]
     data: bytes
     message: EmailMessage
+    over_tls: bool = False
+    """True when the session had switched to TLS (STARTTLS) before the message was sent."""
 
     def part(self, content_type: str) -> str:
         """The decoded body of the first part with this type, e.g. `text/html`."""
@@ -317,10 +320,17 @@ class SMTPServer:
     EHLO greetings (one per client session); `idle_timeout` makes the server drop idle sessions, as relays do.
     """
 
-    def __init__(self, credentials: Mapping[str, str] | None = None, *, idle_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        credentials: Mapping[str, str] | None = None,
+        *,
+        idle_timeout: float | None = None,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.messages: list[ReceivedMail] = []
         self.sessions = 0
         self.idle_timeout = idle_timeout
+        self.tls_context = tls_context
         self.refuse: dict[str, str] = {}
         self.credentials = dict(credentials or {})
         self._data_replies: deque[str] = deque()
@@ -341,6 +351,8 @@ class SMTPServer:
             options = {"authenticator": self._authenticate, "auth_require_tls": False}
         if self.idle_timeout is not None:
             options["timeout"] = self.idle_timeout
+        if self.tls_context is not None:  # offers STARTTLS and refuses mail before it
+            options.update(tls_context=self.tls_context, require_starttls=True)
         self._controller = _LoopbackController(_Handler(self), hostname=self.host, port=0, **options)
         self._controller.start()
         return self
@@ -390,5 +402,8 @@ class _Handler:
         data = bytes(envelope.original_content or envelope.content)
         message = email.message_from_bytes(data, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
-        self._server.messages.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), data, message))
+        over_tls = getattr(session, "ssl", None) is not None
+        self._server.messages.append(
+            ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), data, message, over_tls=over_tls)
+        )
         return "250 Message accepted for delivery"

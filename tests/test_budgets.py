@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +12,7 @@ from starlette.testclient import TestClient
 
 from alerting.budgets.definition import parse_budgets_section
 from alerting.budgets.http import budget_routes
-from alerting.budgets.service import BudgetError, BudgetService
+from alerting.budgets.service import CHECK_CACHE_SECONDS, BudgetError, BudgetService
 from exporter.http.app import build_app
 from exporter.services import Services
 from tests.helpers import make_config
@@ -231,6 +232,21 @@ def test_check_answers_allowed_per_hard_budgets(db_url: str) -> None:
     }
     assert budgets.check({"project": "chat"})["allowed"] is True  # the hard budget does not match chat
     services.close()
+
+
+def test_check_sees_another_process_ingest_within_the_check_cache_time(db_url: str) -> None:
+    clock = Clock(NOON + 600)
+    mine, budgets, _ = build(db_url, [SEARCH_REQUESTS], clock)
+    other, _, _ = build(db_url, [SEARCH_REQUESTS], clock)  # a second process on the same store
+    ingest(mine, call("a", NOON + 5, 0.1), call("b", NOON + 6, 0.1))
+    assert budgets.check({"project": "search"})["allowed"] is True  # 2 of 3 requests used
+    ingest(other, call("c", NOON + 7, 0.1))
+    time.sleep(CHECK_CACHE_SECONDS + 0.05)
+    assert budgets.check({"project": "search"})["allowed"] is False
+    ingest(mine, call("d", NOON + 8, 0.1))  # this process's own ingest shows at once
+    assert budgets.check({"project": "search"})["budgets"][0]["spent"] == 4
+    other.close()
+    mine.close()
 
 
 def test_check_when_the_store_is_down_follows_fail_mode(pg_cluster, tmp_path) -> None:  # type: ignore[no-untyped-def]

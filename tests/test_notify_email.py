@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import ssl
+import subprocess
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -260,6 +263,56 @@ def test_mail_after_the_relay_dropped_the_idle_session_arrives_once():
         assert result.ok, result.error
         assert [m.message["X-LLMCost-Notification"] for m in server.messages] == ["firing", "resolved"]
         assert server.sessions == 2
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1 (openssl CLI), and its key."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    request = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=smtp.test"]
+    subprocess.run(
+        [*request, "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def relay_tls(certificate) -> ssl.SSLContext:
+    """The server side of STARTTLS for the test relay."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+    return context
+
+
+@pytest.fixture
+def tls_smtp(certificate):
+    with SMTPServer(tls_context=relay_tls(certificate)) as server:
+        yield server
+
+
+def test_mail_goes_over_starttls_to_a_trusted_relay(tls_smtp, certificate):
+    trusted = ssl.create_default_context(cafile=str(certificate[0]))
+    notifier = make_notifier(tls_smtp, starttls=True, ssl_context=trusted)
+    for kind in ("firing", "resolved"):
+        result = notifier.send(notify(kind))
+        assert result.ok, result.error
+    assert [m.over_tls for m in tls_smtp.messages] == [True, True]
+    assert "Budget team-a-monthly has used 96%" in tls_smtp.messages[0].part("text/plain")
+
+
+# aiosmtpd (the test relay) leaves its side of the refused handshake for the garbage collector; the
+# collection below keeps its ResourceWarning in this test instead of whichever test runs next.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_relay_with_an_untrusted_certificate_gets_nothing(certificate):
+    with SMTPServer(tls_context=relay_tls(certificate)) as relay:
+        result = make_notifier(relay, starttls=True).send(notify("firing"))  # system CAs refuse self-signed
+
+        assert not result.ok and not result.retryable, "a certificate problem is configuration, not an outage"
+        assert "certificate" in result.error
+        assert relay.messages == []
+    gc.collect()
 
 
 def test_starttls_required_but_not_offered_is_final(smtp):

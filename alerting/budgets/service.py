@@ -117,8 +117,19 @@ class Instance:
         }
 
 
+def _still_current(instances: Iterable[Instance], now: float) -> bool:
+    """No instance's period has ended by `now`."""
+    return all(i.period_end is None or now < i.period_end.timestamp() for i in instances)
+
+
 def _worst(states: Iterable[str]) -> str:
     return max(states, key=STATES.index, default="ok")
+
+
+CHECK_CACHE_SECONDS = 0.25
+"""How long a check answer may be reused (see `BudgetService._check_instances`)."""
+MAX_CACHED_CHECKS = 10_000
+"""Label sets remembered at once; the cache starts over beyond this (unbounded label values)."""
 
 
 class BudgetService:
@@ -145,6 +156,8 @@ class BudgetService:
         self._config_names = {b.name for b in config.items}
         self._levels: dict[tuple[str, str], int] = {}
         self._period_cache: dict[tuple[str, str], tuple[datetime, datetime | None]] = {}
+        # Recent check answers by label set: (monotonic expiry, matching instances). See `check`.
+        self._recent_checks: dict[tuple[str, ...], tuple[float, list[Instance]]] = {}
         store.add_write_hook(BudgetSpendHook(), after_commit=self._after_commit)  # no-op hook if present
         self.sync_config()
 
@@ -177,6 +190,7 @@ class BudgetService:
                 bump_revision(conn)
                 for budget in changed:
                     rebuild_current_period(conn, budget, now, self.periods)
+        self._forget_checks()
 
     def reload(self, config: BudgetsConfig) -> None:
         """Apply a re-read `budgets:` section (SIGHUP): declared budgets change, undeclared ones go."""
@@ -192,15 +206,18 @@ class BudgetService:
     def definitions(self) -> list[Budget]:
         """Current definitions (reloaded when any process changed them: one primary-key read)."""
         with self.store.raw_cursor() as (cursor, q):
-            cursor.execute(f"SELECT value FROM ingest_counters WHERE name = {q}", (REVISION_COUNTER,))
-            row = cursor.fetchone()
-            revision = float(row[0]) if row else 0.0
-            with self._lock:
-                if revision != self._revision:
-                    cursor.execute("SELECT name, definition FROM budgets")
-                    self._budgets = sorted(load_budgets(cursor.fetchall()), key=lambda b: b.name)
-                    self._revision = revision
-                return list(self._budgets)
+            return self._definitions_on(cursor, q)
+
+    def _definitions_on(self, cursor: Any, q: str) -> list[Budget]:
+        cursor.execute(f"SELECT value FROM ingest_counters WHERE name = {q}", (REVISION_COUNTER,))
+        row = cursor.fetchone()
+        revision = float(row[0]) if row else 0.0
+        with self._lock:
+            if revision != self._revision:
+                cursor.execute("SELECT name, definition FROM budgets")
+                self._budgets = sorted(load_budgets(cursor.fetchall()), key=lambda b: b.name)
+                self._revision = revision
+            return list(self._budgets)
 
     def get(self, name: str) -> Budget:
         """One definition, or a 404 BudgetError."""
@@ -231,6 +248,7 @@ class BudgetService:
             )
             bump_revision(conn)
             rebuild_current_period(conn, budget, now, self.periods)
+        self._forget_checks()
         return budget
 
     def delete(self, name: str) -> None:
@@ -243,6 +261,7 @@ class BudgetService:
                 raise BudgetError(404, f"no budget named {name!r}")
             self._delete_rows(conn, name)
             bump_revision(conn)
+        self._forget_checks()
         if self.sink is not None:
             for alertname, labels in self.sink.active_labels(BUDGET_ALERTS):
                 if labels.get("budget") == name:
@@ -301,20 +320,25 @@ class BudgetService:
         """
         if not pairs:
             return []
+        with self.store.raw_cursor() as (cursor, q):
+            return self._instances_on(cursor, q, pairs, now)
+
+    def _instances_on(self, cursor: Any, q: str, pairs: list[tuple[Budget, str]], now: float) -> list[Instance]:
+        if not pairs:
+            return []
         keys = []
         for budget, key in pairs:
             start, _end = self._bounds(budget, now)
             keys.append((budget.name, key, int(start.timestamp())))
-        with self.store.raw_cursor() as (cursor, q):
-            rows = ", ".join([f"({q}, {q}, {q})"] * len(keys))
-            cursor.execute(
-                "SELECT s.budget, s.key, s.cost_nanousd, s.tokens, s.requests, st.projected "
-                "FROM budget_spend s LEFT JOIN budget_state st "
-                "ON st.budget = s.budget AND st.key = s.key AND st.period_start = s.period_start "
-                f"WHERE (s.budget, s.key, s.period_start) IN ({rows})",
-                [value for triple in keys for value in triple],
-            )
-            found = {(r[0], r[1]): r[2:] for r in cursor.fetchall()}
+        rows = ", ".join([f"({q}, {q}, {q})"] * len(keys))
+        cursor.execute(
+            "SELECT s.budget, s.key, s.cost_nanousd, s.tokens, s.requests, st.projected "
+            "FROM budget_spend s LEFT JOIN budget_state st "
+            "ON st.budget = s.budget AND st.key = s.key AND st.period_start = s.period_start "
+            f"WHERE (s.budget, s.key, s.period_start) IN ({rows})",
+            [value for triple in keys for value in triple],
+        )
+        found = {(r[0], r[1]): r[2:] for r in cursor.fetchall()}
         out = []
         for budget, key in pairs:
             start, end = self._bounds(budget, now)
@@ -350,8 +374,7 @@ class BudgetService:
             labels[name] = value
         now = self.clock()
         try:
-            pairs = [(b, key) for b in self.definitions() if (key := b.matches(labels)) is not None]
-            found = self._instances_for(pairs, now)
+            found = self._check_instances(labels, now)
         except StoreUnavailable:
             allowed = self.config.fail_mode == "open"
             return {
@@ -376,6 +399,32 @@ class BudgetService:
             "state": _worst(i.state for i in relevant),
             "budgets": [i.to_json() for i in relevant],
         }
+
+    def _check_instances(self, labels: dict[str, str], now: float) -> list[Instance]:
+        """The instances matching a check's labels, answered from a cache for up to CHECK_CACHE_SECONDS.
+
+        Applications call the check before every LLM call, hundreds of times a second with a handful
+        of label sets; on PostgreSQL each answer costs round trips and ~1 ms of CPU. A cached answer is
+        dropped when this process ingests spend for a budget, changes a definition, or a period ends,
+        so it can only miss what *other* processes ingested in the last CHECK_CACHE_SECONDS, far less
+        than the time between a check and the ingest of the call it allowed.
+        """
+        key = tuple(labels.values())
+        cached = self._recent_checks.get(key)
+        if cached is not None and cached[0] > time.monotonic() and _still_current(cached[1], now):
+            return cached[1]
+        # One connection for both reads: on PostgreSQL each checkout and commit is a round trip.
+        with self.store.raw_cursor() as (cursor, q):
+            definitions = self._definitions_on(cursor, q)
+            pairs = [(b, k) for b in definitions if (k := b.matches(labels)) is not None]
+            found = self._instances_on(cursor, q, pairs, now)
+        if len(self._recent_checks) >= MAX_CACHED_CHECKS:
+            self._recent_checks.clear()
+        self._recent_checks[key] = (time.monotonic() + CHECK_CACHE_SECONDS, found)
+        return found
+
+    def _forget_checks(self) -> None:
+        self._recent_checks.clear()
 
     # ---- alerts ------------------------------------------------------------------------------------
 
@@ -416,13 +465,14 @@ class BudgetService:
 
     def _after_commit(self, result: WriteResult) -> None:
         """Raise threshold alerts within moments of the ingest that crossed them."""
-        if self.sink is None:
-            return
         touched: set[tuple[str, str]] = set()
         for hook_result in result.hook_results:
             if isinstance(hook_result, list):
                 touched.update((b, k) for b, k, _p in hook_result)
         if not touched:
+            return
+        self._forget_checks()  # this process's own ingest is visible to the very next check
+        if self.sink is None:
             return
         names = {b for b, _ in touched}
         defs = [b for b in self.definitions() if b.name in names]

@@ -63,7 +63,7 @@ class ChannelWorker:
         self._thread.join(timeout)
         self._pool.shutdown(wait=True, cancel_futures=True)
         try:
-            self._record()
+            self._settle_and_claim(claim=False)
         except Exception:
             log.exception(
                 "outbox worker %s: results not recorded; the rows are retried after their lease", self.channel
@@ -115,12 +115,12 @@ class ChannelWorker:
             self._done.append((item, result))
         self._wake.set()
 
-    def _settle_and_claim(self) -> tuple[int, list[Claimed]]:
-        """Record the finished sends and claim rows for the free slots, in one transaction."""
+    def _settle_and_claim(self, *, claim: bool = True) -> tuple[int, list[Claimed]]:
+        """Record the finished sends and (with `claim`) claim rows for the free slots, in one transaction."""
         with self._lock:
             batch = list(self._done)
             self._done.clear()
-            free = self.concurrency - self._in_flight + len(batch)
+            free = self.concurrency - self._in_flight + len(batch) if claim else 0
         if not batch and free <= 0:
             return free, []
         try:
@@ -132,21 +132,6 @@ class ChannelWorker:
         with self._lock:
             self._in_flight -= len(batch)
         return free, claimed
-
-    def _record(self) -> None:
-        with self._lock:
-            batch = list(self._done)
-            self._done.clear()
-        if not batch:
-            return
-        try:
-            self.outbox.record(batch)
-        except Exception:
-            with self._lock:  # keep them for the next round; the rows stay leased meanwhile
-                self._done.extendleft(reversed(batch))
-            raise
-        with self._lock:
-            self._in_flight -= len(batch)
 
     def _sleep_for(self) -> float:
         due = self.outbox.next_due(self.channel)
