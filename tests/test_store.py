@@ -33,6 +33,28 @@ def test_duplicates_count_once_within_and_across_batches(db_url: str) -> None:
     store.close()
 
 
+def test_every_event_field_is_stored_including_empty_ones(db_url: str) -> None:
+    store = Store(db_url)
+    store.write_events([ev("bare")])  # latency and metadata absent in the whole batch
+    store.write_events(
+        [
+            ev("full", latency_ms=812.5, metadata={"trace_id": "t-1", "region": "eu"}, reasoning_tokens=3),
+            ev("bare2"),
+        ]
+    )
+    with store.reading() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT request_id, latency_ms, meta_json, reasoning_tokens, cost_source FROM usage_events "
+            "ORDER BY request_id"
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("bare", None, None, 0, "priced"),
+        ("bare2", None, None, 0, "priced"),
+        ("full", 812.5, '{"trace_id":"t-1","region":"eu"}', 3, "priced"),
+    ]
+    store.close()
+
+
 def test_rollups_are_bucketed_and_match_totals(db_url: str) -> None:
     store = Store(db_url)
     events = [ev(f"r{i}", ts=T0 + i * 60, project=f"p{i % 2}", cost=i) for i in range(20)]

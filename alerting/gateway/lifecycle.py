@@ -96,6 +96,15 @@ class Lifecycle:
             .returning(*alerts.c)
         )
         self._insert_event = insert(alert_events)
+        self._select_resolved_since = (
+            select(alerts.c.id)
+            .where(
+                alerts.c.fingerprint == bindparam("fp"),
+                alerts.c.state == "resolved",
+                alerts.c.starts_at >= bindparam("starts_at"),
+            )
+            .limit(1)
+        )
 
     # --- helpers ----------------------------------------------------------------------------------
 
@@ -154,15 +163,7 @@ class Lifecycle:
         if row is None:
             if incoming.source == "alertmanager" and incoming.starts_at is not None:
                 # A late or replayed report of an occurrence that was already resolved must not reopen it.
-                seen = conn.execute(
-                    select(alerts.c.id)
-                    .where(
-                        alerts.c.fingerprint == fp,
-                        alerts.c.state == "resolved",
-                        alerts.c.starts_at >= incoming.starts_at,
-                    )
-                    .limit(1)
-                ).first()
+                seen = conn.execute(self._select_resolved_since, {"fp": fp, "starts_at": incoming.starts_at}).first()
                 if seen is not None:
                     return Change("ignored", reason="this occurrence was already resolved")
             created = self._create(conn, incoming, now)

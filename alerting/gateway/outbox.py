@@ -81,7 +81,7 @@ def enqueue(
     assert alert.id is not None
     payload = dumps({"alert": snapshot(alert), "actor": actor_json(actor), "previous_severity": previous_severity})
     conn.execute(
-        insert(notification_outbox),
+        _INSERT_OUTBOX,
         [
             {
                 "alert_id": alert.id,
@@ -103,6 +103,9 @@ def enqueue(
         [{"alert_id": alert.id, "channel": c, "first_enqueued_at": now, "updated_at": now} for c in channels],
     )
     return channels
+
+
+_INSERT_OUTBOX = insert(notification_outbox)
 
 
 @functools.cache

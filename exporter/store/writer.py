@@ -7,9 +7,9 @@ the placeholder style and how inserted rows are told apart from duplicates:
 - SQLite: the writer holds the database write lock (`BEGIN IMMEDIATE`), so it first tries to insert
   the whole batch; if the row count shows duplicates it rolls back to a savepoint, asks which ids
   exist, and inserts the others.
-- PostgreSQL: `INSERT … ON CONFLICT DO NOTHING RETURNING request_id` names the inserted rows even
-  when another process inserts the same ids concurrently. Rows are written in a fixed order (events
-  by request_id, rollups by key) so concurrent batches cannot deadlock on each other.
+- PostgreSQL: `INSERT … SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING RETURNING request_id` names
+  the inserted rows even when another process inserts the same ids concurrently. Rows are written in
+  a fixed order (events by request_id, rollups by key) so concurrent batches cannot deadlock.
 """
 
 from __future__ import annotations
@@ -47,6 +47,16 @@ _SQL = {
     "counter_add": "INSERT INTO ingest_counters (name, value) VALUES (?, ?) "
     "ON CONFLICT (name) DO UPDATE SET value = ingest_counters.value + excluded.value",
 }
+
+
+# PostgreSQL's batch insert: one array parameter per column, in _EVENT_COLUMNS order (the casts name
+# each array's type, so a column that is NULL in every row still has one).
+_PG_EVENT_INSERT = (
+    f"INSERT INTO usage_events ({_EVENT_COLUMNS}) SELECT * FROM unnest("
+    "%s::text[], %s::float8[], %s::int8[], %s::int8[], %s::int8[], %s::int8[], %s::int8[], %s::int8[], "
+    "%s::int8[], %s::text[], %s::float8[], %s::text[], %s::float8[]) "
+    "ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
+)
 
 
 def _placeholders(sql: str, style: str) -> str:
@@ -96,7 +106,6 @@ class BatchWriter:
         style = "format" if self._postgres else "qmark"
         self._sql = {name: _placeholders(sql, style) for name, sql in _SQL.items()}
         if self._postgres:
-            self._sql["event_insert"] += " RETURNING request_id"
             self._sql["counter_max"] = (
                 "INSERT INTO ingest_counters (name, value) VALUES (%s, %s) "
                 "ON CONFLICT (name) DO UPDATE SET value = GREATEST(ingest_counters.value, excluded.value)"
@@ -201,12 +210,10 @@ class BatchWriter:
         if not rows:
             return []
         if self._postgres:
-            cursor.executemany(self._sql["event_insert"], rows, returning=True)
-            returned: set[str] = set()
-            while True:
-                returned.update(r[0] for r in cursor.fetchall())
-                if not cursor.nextset():
-                    break
+            # One statement per batch: the rows travel as 13 arrays and `unnest` turns them back into
+            # rows. `executemany … RETURNING` would answer with one result set per row, walked in Python.
+            cursor.execute(_PG_EVENT_INSERT, [list(column) for column in zip(*rows, strict=True)])
+            returned = {r[0] for r in cursor.fetchall()}
             return [row[0] in returned for row in rows]
         cursor.execute("SAVEPOINT batch")
         cursor.executemany(self._sql["event_insert"], rows)
