@@ -11,6 +11,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import orjson
 from exporter import __version__
 from exporter.config import Config, ConfigError, load_config, parse_config
 from exporter.events import nanos_to_usd
+from exporter.parallel_ingest import MIN_PARALLEL_BYTES, ingest_parallel, parallel_workers, splittable
 from exporter.pipeline import IngestOutcome
 from exporter.readers import FORMATS, iter_file_records
 from exporter.server import ListenError, make_server
@@ -164,7 +166,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 print(f"{path}: no such file", file=sys.stderr)
                 return 2
             started = time.perf_counter()
-            outcome = services.pipeline.ingest(iter_file_records(path, args.format))
+            workers = args.workers or parallel_workers()
+            # An explicit --workers applies to any size; by default small files are read serially.
+            min_bytes = 0 if args.workers else MIN_PARALLEL_BYTES
+            if workers > 1 and splittable(Path(path), args.format, min_bytes=min_bytes):
+                services.store.engine.dispose()  # no open connection may cross the fork
+                outcome = ingest_parallel(Path(path), config, workers)
+            else:
+                outcome = services.pipeline.ingest(iter_file_records(path, args.format))
             elapsed = time.perf_counter() - started
             _print_outcome(path, outcome)
             count = outcome.accepted + outcome.duplicates + len(outcome.rejected)
@@ -173,6 +182,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             total.add(outcome)
     except StoreUnavailable as exc:
         print(f"store unavailable: {exc}", file=sys.stderr)
+        return 3
+    except BrokenProcessPool as exc:  # a worker was killed (e.g. out of memory); committed batches stay
+        print(f"an ingest worker died ({exc}); run the command again: stored events count once", file=sys.stderr)
         return 3
     finally:
         services.close()
@@ -336,6 +348,12 @@ def build_parser() -> argparse.ArgumentParser:
     common(ingest)
     ingest.add_argument("files", nargs="+", metavar="FILE")
     ingest.add_argument("--format", choices=FORMATS, default="auto")
+    ingest.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="processes reading a JSON-lines file (default: one per core for files over 16 MiB; 1: serial)",
+    )
     ingest.set_defaults(func=cmd_ingest)
 
     demo = sub.add_parser("demo", help="fresh store, a real trace replayed, the server running")

@@ -109,32 +109,40 @@ def _json_values(path: Path) -> Iterator[Record]:
             yield from _document_items(path)
             return
         f.seek(0)
-        loads = orjson.loads
-        decode_error = orjson.JSONDecodeError
         first = True
         for index, line in enumerate(f):
-            try:
-                obj = loads(line)
-            except decode_error as exc:
-                if not line.strip():
-                    continue
-                if first and line.lstrip().startswith(b"{"):
+            if first and line.strip():
+                first = False
+                if line.lstrip().startswith(b"{") and _not_json(line):
                     # Not JSON lines but maybe one pretty-printed object, such as an OTLP export.
-                    first = False
                     doc = _parse_document(path)
                     if isinstance(doc, dict):
                         yield 0, doc
                         return
-                yield index, InvalidEvent("", f"line {index + 1}: not valid JSON ({exc})")
-                continue
-            first = False
-            if type(obj) is dict:
-                yield index, obj
-            else:
-                yield (
-                    index,
-                    InvalidEvent("", f"line {index + 1}: a record must be a JSON object, got {_kind(obj)}"),
-                )
+            record = json_line(index, line)
+            if record is not None:
+                yield record
+
+
+def json_line(index: int, line: bytes) -> Record | None:
+    """Line `index` of a JSON-lines file as a record (an `InvalidEvent` if it is not an object); None if blank."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        if not line.strip():
+            return None
+        return index, InvalidEvent("", f"line {index + 1}: not valid JSON ({exc})")
+    if type(obj) is dict:
+        return index, obj
+    return index, InvalidEvent("", f"line {index + 1}: a record must be a JSON object, got {_kind(obj)}")
+
+
+def _not_json(line: bytes) -> bool:
+    try:
+        orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return True
+    return False
 
 
 def _parse_document(path: Path) -> Any:

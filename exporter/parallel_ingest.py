@@ -1,0 +1,114 @@
+"""`llmcost ingest` of large JSON-lines files on every core.
+
+Reading, validating and pricing an event is Python work that holds the GIL (~12 µs an event), so one
+process tops out far below what the store can take. For a JSON-lines file this module cuts the file
+into chunks of lines, and worker processes (forked, so nothing is imported twice) each parse, price
+and write their chunks with their own store connection. Only line bytes go to a worker and only counts
+and rejections come back: events never cross a process boundary.
+
+Writers take turns through one inter-process lock around each write transaction, which wakes the next
+writer at once; SQLite's busy handler would sleep up to 100 ms between tries. Everything else is the
+serial path's code (`IngestPipeline.prepare`, `Store.write_events`), so validation, pricing, rejections
+(with their line numbers) and idempotency are identical.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from exporter.config import Config
+from exporter.pipeline import IngestOutcome, Rejection
+from exporter.readers import detect_format, json_line
+
+CHUNK_LINES = 20_000
+"""Lines per task: large enough to amortise a task, small enough to keep every worker busy."""
+WRITE_BATCH = 10_000
+"""Events per write transaction (as in the serial path)."""
+MIN_PARALLEL_BYTES = 16 << 20
+"""Smaller files are read by the serial path: starting workers would cost more than it saves."""
+
+_worker: dict[str, Any] = {}
+
+
+def parallel_workers() -> int:
+    """Worker processes to use: the cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def splittable(path: Path, fmt: str, *, min_bytes: int = MIN_PARALLEL_BYTES) -> bool:
+    """True for a JSON-lines file of at least `min_bytes` whose records are events or LiteLLM rows."""
+    if fmt not in ("auto", "jsonl", "litellm") or path.suffix.lower() == ".csv":
+        return False
+    if path.stat().st_size < min_bytes:
+        return False
+    with path.open("rb") as f:
+        for line in f:
+            if line.strip():
+                try:
+                    first = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    return False  # a JSON document or a pretty-printed object: the serial reader knows those
+                return isinstance(first, dict) and (fmt != "auto" or detect_format(first) in ("jsonl", "litellm"))
+    return False
+
+
+def ingest_parallel(path: Path, config: Config, workers: int) -> IngestOutcome:
+    """Ingest a splittable file (see `splittable`) with `workers` processes; returns the totals."""
+    context = multiprocessing.get_context("fork")
+    lock = context.Lock()
+    outcome = IngestOutcome()
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(config, lock)) as pool:
+        pending: set[Future[tuple[int, int, list[Rejection]]]] = set()
+        for first_index, blob in _chunks(path):
+            if len(pending) >= 2 * workers:  # bounded read-ahead: the file is never all in memory
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                _collect(done, outcome)
+            pending.add(pool.submit(_ingest_chunk, first_index, blob))
+        _collect(wait(pending).done, outcome)
+    outcome.rejected.sort(key=lambda r: r.index)
+    return outcome
+
+
+def _chunks(path: Path) -> Iterator[tuple[int, bytes]]:
+    with path.open("rb", buffering=1 << 20) as f:
+        index = 0
+        while lines := list(islice(f, CHUNK_LINES)):
+            yield index, b"".join(lines)
+            index += len(lines)
+
+
+def _collect(done: set[Future[tuple[int, int, list[Rejection]]]], outcome: IngestOutcome) -> None:
+    for future in done:
+        accepted, duplicates, rejected = future.result()  # re-raises a worker's StoreUnavailable
+        outcome.add(IngestOutcome(accepted, duplicates, rejected))
+
+
+def _start_worker(config: Config, lock: Any) -> None:
+    from exporter.services import Services
+
+    _worker["services"] = Services.build(config, start_writer=False)
+    _worker["lock"] = lock
+
+
+def _ingest_chunk(first_index: int, blob: bytes) -> tuple[int, int, list[Rejection]]:
+    services = _worker["services"]
+    lines = blob.split(b"\n")
+    records = [r for offset, line in enumerate(lines) if (r := json_line(first_index + offset, line)) is not None]
+    accepted = duplicates = 0
+    rejected: list[Rejection] = []
+    for start in range(0, len(records), WRITE_BATCH):
+        events, bad = services.pipeline.prepare(records[start : start + WRITE_BATCH])
+        with _worker["lock"]:
+            result = services.store.write_events(events, rejected=len(bad))
+        accepted += result.accepted
+        duplicates += result.duplicates
+        rejected.extend(bad)
+    return accepted, duplicates, rejected

@@ -1,0 +1,61 @@
+"""`llmcost ingest` with several worker processes gives exactly the serial result (real processes)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import orjson
+
+from tests.procs import LLMCOST
+
+LINES = 45_000  # three chunks of CHUNK_LINES (20,000): the odd lines below sit on chunk boundaries
+
+
+def write_calls(path: Path) -> None:
+    lines = []
+    for i in range(LINES):
+        event = {
+            "request_id": f"call-{i}",
+            "timestamp": 1_795_000_000 + i,
+            "provider": ["openai", "anthropic", "deepseek"][i % 3],
+            "model": ["gpt-4o-mini", "claude-sonnet-4-5", "deepseek-chat"][i % 3],
+            "input_tokens": 500 + i % 700,
+            "output_tokens": 20 + i % 90,
+            "project": f"project-{i % 7}",
+        }
+        lines.append(orjson.dumps(event))
+    lines[19_999] = orjson.dumps({**orjson.loads(lines[5]), "project": "ignored"})  # a duplicate of line 5
+    lines[20_000] = b"{not json"
+    lines[20_001] = b""
+    lines[30_000] = orjson.dumps({**orjson.loads(lines[30_000]), "input_tokens": -1})
+    lines[40_000] = b"[1, 2]"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([LLMCOST, *args], capture_output=True, text=True, timeout=300)
+
+
+def test_several_workers_store_and_report_exactly_what_one_does(tmp_path: Path, db_url: str) -> None:
+    calls = tmp_path / "calls.jsonl"
+    write_calls(calls)
+    serial_db = f"sqlite:///{tmp_path / 'serial.db'}"
+
+    serial = run("ingest", str(calls), "--db", serial_db, "--workers", "1")
+    parallel = run("ingest", str(calls), "--db", db_url, "--workers", "2")
+
+    assert serial.returncode == parallel.returncode == 1, parallel.stderr  # some records were rejected
+    summary = [line for line in parallel.stdout.splitlines() if not line.lstrip().startswith(tuple("0123456789"))]
+    assert summary == [line for line in serial.stdout.splitlines() if "records/s" not in line]
+    assert f"{LINES - 5} accepted, 1 duplicates, 3 rejected" in parallel.stdout
+    assert "record 20000: line 20001: not valid JSON" in parallel.stdout
+    assert "record 30000: input_tokens" in parallel.stdout
+    assert "record 40000: line 40001: a record must be a JSON object" in parallel.stdout
+    assert (
+        run("report", "--db", db_url, "--format", "json").stdout
+        == run("report", "--db", serial_db, "--format", "json").stdout
+    )
+
+    again = run("ingest", str(calls), "--db", db_url, "--workers", "2")
+    assert f"0 accepted, {LINES - 4} duplicates, 3 rejected" in again.stdout
