@@ -158,6 +158,7 @@ class BudgetService:
         self._period_cache: dict[tuple[str, str], tuple[datetime, datetime | None]] = {}
         # Recent check answers by label set: (monotonic expiry, matching instances). See `check`.
         self._recent_checks: dict[tuple[str, ...], tuple[float, list[Instance]]] = {}
+        self._definitions_fresh_until = 0.0  # monotonic; until then checks skip the revision read
         store.add_write_hook(BudgetSpendHook(), after_commit=self._after_commit)  # no-op hook if present
         self.sync_config()
 
@@ -190,7 +191,7 @@ class BudgetService:
                 bump_revision(conn)
                 for budget in changed:
                     rebuild_current_period(conn, budget, now, self.periods)
-        self._forget_checks()
+        self._forget_checks(definitions=True)
 
     def reload(self, config: BudgetsConfig) -> None:
         """Apply a re-read `budgets:` section (SIGHUP): declared budgets change, undeclared ones go."""
@@ -248,7 +249,7 @@ class BudgetService:
             )
             bump_revision(conn)
             rebuild_current_period(conn, budget, now, self.periods)
-        self._forget_checks()
+        self._forget_checks(definitions=True)
         return budget
 
     def delete(self, name: str) -> None:
@@ -261,7 +262,7 @@ class BudgetService:
                 raise BudgetError(404, f"no budget named {name!r}")
             self._delete_rows(conn, name)
             bump_revision(conn)
-        self._forget_checks()
+        self._forget_checks(definitions=True)
         if self.sink is not None:
             for alertname, labels in self.sink.active_labels(BUDGET_ALERTS):
                 if labels.get("budget") == name:
@@ -413,9 +414,15 @@ class BudgetService:
         cached = self._recent_checks.get(key)
         if cached is not None and cached[0] > time.monotonic() and _still_current(cached[1], now):
             return cached[1]
-        # One connection for both reads: on PostgreSQL each checkout and commit is a round trip.
+        # One connection for both reads: on PostgreSQL each checkout is a round trip. Definitions change
+        # rarely: their revision is read at most every CHECK_CACHE_SECONDS (local changes reset that).
         with self.store.raw_cursor() as (cursor, q):
-            definitions = self._definitions_on(cursor, q)
+            if time.monotonic() < self._definitions_fresh_until:
+                with self._lock:
+                    definitions = list(self._budgets)
+            else:
+                definitions = self._definitions_on(cursor, q)
+                self._definitions_fresh_until = time.monotonic() + CHECK_CACHE_SECONDS
             pairs = [(b, k) for b in definitions if (k := b.matches(labels)) is not None]
             found = self._instances_on(cursor, q, pairs, now)
         if len(self._recent_checks) >= MAX_CACHED_CHECKS:
@@ -423,8 +430,10 @@ class BudgetService:
         self._recent_checks[key] = (time.monotonic() + CHECK_CACHE_SECONDS, found)
         return found
 
-    def _forget_checks(self) -> None:
+    def _forget_checks(self, *, definitions: bool = False) -> None:
         self._recent_checks.clear()
+        if definitions:
+            self._definitions_fresh_until = 0.0
 
     # ---- alerts ------------------------------------------------------------------------------------
 

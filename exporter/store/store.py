@@ -154,26 +154,40 @@ class Store:
 
     @contextmanager
     def raw_cursor(self) -> Iterator[tuple[Any, str]]:
-        """A DB-API cursor and its placeholder (`?` or `%s`) for hot read paths; errors → StoreUnavailable."""
+        """A DB-API cursor and its placeholder (`?` or `%s`) for hot *read* paths; errors → StoreUnavailable.
+
+        On PostgreSQL the cursor runs in autocommit: each query is one round trip, without the BEGIN and
+        COMMIT round trips of a transaction (each statement still sees a consistent snapshot).
+        """
         try:
             raw = self.engine.raw_connection()
         except Exception as exc:
             if _is_connection_error(exc):
                 raise StoreUnavailable(str(getattr(exc, "orig", exc))) from exc
             raise
+        postgres = self.dialect == "postgresql"
         try:
+            if postgres:
+                raw.driver_connection.autocommit = True  # type: ignore[union-attr]
             cursor = raw.cursor()
             try:
-                yield cursor, "%s" if self.dialect == "postgresql" else "?"
+                yield cursor, "%s" if postgres else "?"
             finally:
                 cursor.close()
-            raw.commit()  # ends the read transaction PostgreSQL opened
+            if not postgres:
+                raw.commit()
         except Exception as exc:
-            raw.rollback()
+            if not postgres:
+                raw.rollback()
             if _is_connection_error(exc):
                 raise StoreUnavailable(str(getattr(exc, "orig", exc))) from exc
             raise
         finally:
+            if postgres:
+                try:
+                    raw.driver_connection.autocommit = False  # type: ignore[union-attr]
+                except Exception:  # a broken connection: the pool's ping replaces it
+                    log.debug("could not reset autocommit on a pooled connection", exc_info=True)
             raw.close()
 
     def add_counters(self, deltas: Mapping[str, float], conn: Connection | None = None) -> None:
