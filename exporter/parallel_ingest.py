@@ -99,16 +99,7 @@ def _start_worker(config: Config, lock: Any) -> None:
 
 
 def _ingest_chunk(first_index: int, blob: bytes) -> tuple[int, int, list[Rejection]]:
-    services = _worker["services"]
     lines = blob.split(b"\n")
     records = [r for offset, line in enumerate(lines) if (r := json_line(first_index + offset, line)) is not None]
-    accepted = duplicates = 0
-    rejected: list[Rejection] = []
-    for start in range(0, len(records), WRITE_BATCH):
-        events, bad = services.pipeline.prepare(records[start : start + WRITE_BATCH])
-        with _worker["lock"]:
-            result = services.store.write_events(events, rejected=len(bad))
-        accepted += result.accepted
-        duplicates += result.duplicates
-        rejected.extend(bad)
-    return accepted, duplicates, rejected
+    outcome = _worker["services"].pipeline.ingest(records, batch_size=WRITE_BATCH, write_turn=_worker["lock"])
+    return outcome.accepted, outcome.duplicates, outcome.rejected

@@ -111,17 +111,19 @@ def _json_values(path: Path) -> Iterator[Record]:
         f.seek(0)
         first = True
         for index, line in enumerate(f):
-            if first and line.strip():
+            record = json_line(index, line)
+            if record is None:
+                continue
+            if first:
                 first = False
-                if line.lstrip().startswith(b"{") and _not_json(line):
-                    # Not JSON lines but maybe one pretty-printed object, such as an OTLP export.
+                # A first line opening an object it does not close: maybe one pretty-printed object,
+                # such as an OTLP export, rather than JSON lines.
+                if isinstance(record[1], InvalidEvent) and line.lstrip().startswith(b"{"):
                     doc = _parse_document(path)
                     if isinstance(doc, dict):
                         yield 0, doc
                         return
-            record = json_line(index, line)
-            if record is not None:
-                yield record
+            yield record
 
 
 def json_line(index: int, line: bytes) -> Record | None:
@@ -135,14 +137,6 @@ def json_line(index: int, line: bytes) -> Record | None:
     if type(obj) is dict:
         return index, obj
     return index, InvalidEvent("", f"line {index + 1}: a record must be a JSON object, got {_kind(obj)}")
-
-
-def _not_json(line: bytes) -> bool:
-    try:
-        orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return True
-    return False
 
 
 def _parse_document(path: Path) -> Any:
