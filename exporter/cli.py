@@ -42,20 +42,38 @@ def _config_from_args(args: argparse.Namespace) -> Config:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Run the API, /metrics and (per role) the scheduler and gateway in one process."""
+    """Run the API, /metrics and (per role) the scheduler and gateway: in this process, or in `--workers`."""
+    config = _config_from_args(args)
+    config_path = args.config or os.environ.get("LLMCOST_CONFIG")
+    banner = f"llmcost {__version__} serving on http://{config.listen} (role {args.role}, store {_safe_url(config)}"
+    if args.workers <= 1:
+        _serve(config, args.role, config_path, banner=banner + ")")
+        return 0
+    from exporter.server import check_listen_allowed
+    from exporter.store import Store
+    from exporter.supervisor import Supervisor, bind
+
+    check_listen_allowed(config)
+    Store(config.database_url).close()  # migrate once, before the workers start
+    sock = bind(config.listen)
+    print(banner + f", {args.workers} worker processes)", flush=True)
+    return Supervisor(sock, args.workers, lambda s: _serve(config, args.role, config_path, sock=s)).run()
+
+
+def _serve(config: Config, role: str, config_path: str | None, *, sock: Any = None, banner: str = "") -> None:
+    """Build the services and serve until stopped (on `sock` when given, else on config.listen)."""
     from alerting.runtime import attach_alerting
 
-    config = _config_from_args(args)
     services = Services.build(config)
     try:
-        routes = attach_alerting(services, args.role)
-        _reload_on_sighup(services, args.config or os.environ.get("LLMCOST_CONFIG"))
+        routes = attach_alerting(services, role)
+        _reload_on_sighup(services, config_path)
         server = make_server(services, config.listen, routes)
-        print(f"llmcost {__version__} serving on http://{config.listen} (role {args.role}, store {_safe_url(config)})")
-        server.run()
+        if banner:
+            print(banner, flush=True)
+        server.run(sockets=[sock] if sock is not None else None)
     finally:
         services.close()
-    return 0
 
 
 def _reload_on_sighup(services: Services, path: str | None) -> None:
@@ -342,6 +360,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the API, /metrics, scheduler and alert gateway")
     common(serve, listen=True)
     serve.add_argument("--role", choices=("all", "ingest", "scheduler"), default="all")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("LLMCOST_WORKERS", "1")),
+        help="server processes sharing the listen socket (env LLMCOST_WORKERS; default 1: this process)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     ingest = sub.add_parser("ingest", help="load recorded calls from files into the store")

@@ -6,9 +6,9 @@ into chunks of lines, and worker processes (forked, so nothing is imported twice
 and write their chunks with their own store connection. Only line bytes go to a worker and only counts
 and rejections come back: events never cross a process boundary.
 
-Writers take turns through one inter-process lock around each write transaction, which wakes the next
-writer at once; SQLite's busy handler would sleep up to 100 ms between tries. Everything else is the
-serial path's code (`IngestPipeline.prepare`, `Store.write_events`), so validation, pricing, rejections
+Writers take turns through the store's writer turn (on SQLite, a file lock beside the database that
+wakes the next writer at once; SQLite's busy handler would sleep up to 100 ms between tries). Everything
+is the serial path's code (`IngestPipeline.prepare`, `Store.write_events`), so validation, pricing, rejections
 (with their line numbers) and idempotency are identical.
 """
 
@@ -63,9 +63,8 @@ def splittable(path: Path, fmt: str, *, min_bytes: int = MIN_PARALLEL_BYTES) -> 
 def ingest_parallel(path: Path, config: Config, workers: int) -> IngestOutcome:
     """Ingest a splittable file (see `splittable`) with `workers` processes; returns the totals."""
     context = multiprocessing.get_context("fork")
-    lock = context.Lock()
     outcome = IngestOutcome()
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(config, lock)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(config,)) as pool:
         pending: set[Future[tuple[int, int, list[Rejection]]]] = set()
         for first_index, blob in _chunks(path):
             if len(pending) >= 2 * workers:  # bounded read-ahead: the file is never all in memory
@@ -91,15 +90,14 @@ def _collect(done: set[Future[tuple[int, int, list[Rejection]]]], outcome: Inges
         outcome.add(IngestOutcome(accepted, duplicates, rejected))
 
 
-def _start_worker(config: Config, lock: Any) -> None:
+def _start_worker(config: Config) -> None:
     from exporter.services import Services
 
     _worker["services"] = Services.build(config, start_writer=False)
-    _worker["lock"] = lock
 
 
 def _ingest_chunk(first_index: int, blob: bytes) -> tuple[int, int, list[Rejection]]:
     lines = blob.split(b"\n")
     records = [r for offset, line in enumerate(lines) if (r := json_line(first_index + offset, line)) is not None]
-    outcome = _worker["services"].pipeline.ingest(records, batch_size=WRITE_BATCH, write_turn=_worker["lock"])
+    outcome = _worker["services"].pipeline.ingest(records, batch_size=WRITE_BATCH)
     return outcome.accepted, outcome.duplicates, outcome.rejected

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -128,18 +127,12 @@ class IngestPipeline:
         records: Iterable[tuple[int, Any]],
         *,
         batch_size: int = 10_000,
-        write_turn: AbstractContextManager[Any] | None = None,
     ) -> IngestOutcome:
-        """Validate, price and store records in batches; returns the totals.
-
-        `write_turn` (e.g. a lock shared by several writer processes) is held around each write only.
-        """
+        """Validate, price and store records in batches; returns the totals."""
         outcome = IngestOutcome()
         iterator: Iterator[tuple[int, Any]] = iter(records)
-        turn = write_turn if write_turn is not None else nullcontext()
         while batch := list(islice(iterator, batch_size)):
             events, rejected = self.prepare(batch)
-            with turn:
-                result = self.store.write_events(events, rejected=len(rejected))
+            result = self.store.write_events(events, rejected=len(rejected))
             outcome.add(IngestOutcome(result.accepted, result.duplicates, rejected))
         return outcome

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import uvicorn
 from starlette.routing import BaseRoute
 
+from exporter.config import Config
 from exporter.http.app import build_app
 from exporter.services import Services
 
@@ -42,9 +43,15 @@ def is_loopback(host: str) -> bool:
         return all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
 
 
-def check_exposure(host: str, services: Services) -> None:
+def check_listen_allowed(config: Config) -> None:
+    """Refuse a malformed listen address, or a non-loopback one while the API has no tokens."""
+    host, _ = parse_listen(config.listen)
+    check_exposure(host, config)
+
+
+def check_exposure(host: str, config: Config) -> None:
     """Without tokens the API is open, so refuse to listen anywhere but loopback."""
-    if not services.config.auth.any_configured and not is_loopback(host):
+    if not config.auth.any_configured and not is_loopback(host):
         raise ListenError(
             f"refusing to listen on {host}: no auth tokens are configured, so the API would be open to "
             "the network. Configure auth.ingest_tokens / auth.admin_tokens, or listen on 127.0.0.1."
@@ -54,7 +61,7 @@ def check_exposure(host: str, services: Services) -> None:
 def make_server(services: Services, listen: str, extra_routes: Sequence[BaseRoute] = ()) -> uvicorn.Server:
     """A uvicorn server for the app (not started)."""
     host, port = parse_listen(listen)
-    check_exposure(host, services)
+    check_exposure(host, services.config)
     app = build_app(services, extra_routes)
     config = uvicorn.Config(
         app,

@@ -20,9 +20,16 @@ class LlmcostProcess:
     """`llmcost serve` in a child process on a free loopback port."""
 
     def __init__(
-        self, db_url: str, *, config: Path | None = None, role: str = "all", env: dict[str, str] | None = None
+        self,
+        db_url: str,
+        *,
+        config: Path | None = None,
+        role: str = "all",
+        env: dict[str, str] | None = None,
+        workers: int = 1,
     ) -> None:
         self.db_url = db_url
+        self.workers = workers
         self.config = config
         self.role = role
         self.port = free_port()
@@ -49,6 +56,8 @@ class LlmcostProcess:
         ]
         if self.config is not None:
             argv += ["--config", str(self.config)]
+        if self.workers != 1:
+            argv += ["--workers", str(self.workers)]
         self.log_path = log_dir / f"llmcost-{self.port}-{int(time.time() * 1000)}.log"
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env)

@@ -107,3 +107,53 @@ def test_concurrent_writers_never_double_count(db_url: str) -> None:
     assert stores[1].event_count() == 3000
     for store in stores:
         store.close()
+
+
+def test_postgresql_pool_drops_connections_the_server_closed_without_failing_a_request() -> None:
+    """After a PostgreSQL restart, the first write and the first read succeed on fresh connections."""
+    from tests.pg import PostgresCluster
+
+    cluster = PostgresCluster().start()
+    try:
+        store = Store(cluster.create_database())
+        store.write_events([ev("before")])
+        assert store.event_count() == 1  # pooled connections now exist and are idle
+        cluster.stop("fast")
+        cluster.restart()
+        assert store.write_events([ev("after")]).accepted == 1
+        with store.raw_cursor() as (cursor, _):
+            cursor.execute("SELECT count(*) FROM usage_events")
+            assert cursor.fetchone()[0] == 2
+        store.close()
+    finally:
+        cluster.destroy()
+
+
+def test_sqlite_writers_in_other_processes_wait_for_the_writer_turn(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A second process queues on the turn while the first holds it, and is let in once it is released."""
+    import multiprocessing
+    import time
+
+    from exporter.store.writer_turn import WriterTurn, sqlite_lock_path
+
+    lock_path = sqlite_lock_path(str(tmp_path / "x.db"))
+    assert lock_path is not None and sqlite_lock_path(":memory:") is None
+    turn = WriterTurn(lock_path)
+    ctx = multiprocessing.get_context("fork")
+    held, waited = ctx.Event(), ctx.Queue()
+
+    def other() -> None:
+        held.wait(10)
+        started = time.monotonic()
+        with WriterTurn(lock_path):
+            waited.put(time.monotonic() - started)
+
+    child = ctx.Process(target=other)
+    child.start()
+    with turn:
+        with turn:  # re-entrant: leaving the inner turn keeps the outer one held
+            held.set()
+        time.sleep(0.3)
+    assert waited.get(timeout=10) >= 0.25
+    child.join(10)
+    turn.close()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import select
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.engine import Engine, make_url
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -47,14 +48,32 @@ def create_store_engine(url: str, *, pool_size: int = 8) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         pool_recycle=1800,
         connect_args={"connect_timeout": 5},
     )
+    event.listen(engine, "checkout", _drop_dead_postgres_connection)
+    return engine
+
+
+def _drop_dead_postgres_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Pessimistic disconnect check without a round trip (SQLAlchemy's `pool_pre_ping` costs one).
+
+    An idle connection of ours never has anything to read: we do not LISTEN, and every query reads its
+    whole answer. So a readable socket at checkout means the server said goodbye (a restart sends
+    "terminating connection" and closes), and the pool is told to connect afresh. A connection that
+    died silently (no FIN) fails on its first query instead; SQLAlchemy then invalidates it and the
+    caller answers 503, as for any outage.
+    """
+    if dbapi_connection.closed or dbapi_connection.broken:
+        raise exc.DisconnectionError("connection closed")
+    socket = dbapi_connection.pgconn.socket
+    readable, _, _ = select.select([socket], [], [], 0)
+    if readable:
+        raise exc.DisconnectionError("server closed the connection")
 
 
 def migrate(engine: Engine) -> None:

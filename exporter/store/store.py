@@ -7,7 +7,6 @@ never on raw events, so scrapes and budget checks cost the same at a million eve
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from exporter.events import UsageEvent
@@ -29,7 +28,8 @@ from exporter.store.schema import (
     usage_rollup,
     usage_series,
 )
-from exporter.store.writer import BatchWriter, WriteHook, WriteResult
+from exporter.store.writer import BatchWriter, WriteHook, WriteResult, prepare_batch
+from exporter.store.writer_turn import WriterTurn, sqlite_lock_path
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +73,11 @@ class Store:
         self.dialect = self.engine.dialect.name
         self.clock = clock
         self._writer = BatchWriter(self.engine, clock=clock)
-        # SQLite has one writer at a time. Writers of this process queue here, where a release wakes the
-        # next one at once, rather than in SQLite's busy handler, which sleeps up to 100 ms between
-        # tries (other processes still meet there). Re-entrant: a transaction may call a write helper.
-        self._write_lock = threading.RLock()
         self._sqlite = self.dialect == "sqlite"
+        # SQLite has one writer at a time: writers of this process and of other llmcost processes on the
+        # same file queue on a lock that wakes the next one at once (see writer_turn). On PostgreSQL it
+        # only keeps the batch writer to one thread. Re-entrant: a transaction may call a write helper.
+        self._write_lock = WriterTurn(sqlite_lock_path(make_url(self.url).database) if self._sqlite else None)
         self._after_commit: list[Callable[[WriteResult], None]] = []
         if auto_migrate:
             self.migrate()
@@ -92,12 +92,15 @@ class Store:
     def close(self) -> None:
         """Release every pooled connection."""
         self.engine.dispose()
+        self._write_lock.close()
 
     def write_events(self, events: Sequence[UsageEvent], *, rejected: int = 0) -> WriteResult:
         """Store priced events durably (committed on return); duplicates by request_id are skipped."""
+        # The per-event Python work needs no database, so it is done before queueing for the turn.
+        batch = prepare_batch(events, self.clock(), postgres=not self._sqlite)
         with self._write_lock:
             try:
-                result = self._writer.write(events, rejected=rejected)
+                result = self._writer.write_prepared(batch, rejected=rejected)
             except Exception as exc:
                 if _is_connection_error(exc):
                     raise StoreUnavailable(str(getattr(exc, "orig", exc))) from exc

@@ -14,7 +14,7 @@ the placeholder style and how inserted rows are told apart from duplicates:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -120,57 +120,44 @@ class BatchWriter:
 
     def write(self, events: Sequence[UsageEvent], *, rejected: int = 0) -> WriteResult:
         """Store `events` (priced) in one transaction and count `rejected` ones; returns which were new."""
-        first_index: dict[str, int] = {}
+        return self.write_prepared(prepare_batch(events, self._clock(), postgres=self._postgres), rejected=rejected)
+
+    def write_prepared(self, batch: PreparedBatch, *, rejected: int = 0) -> WriteResult:
+        """`write` for a batch made by `prepare_batch` (outside the writer's turn: it needs no database)."""
+        events = batch.events
         inserted = [False] * len(events)
-        for i, ev in enumerate(events):
-            first_index.setdefault(ev.request_id, i)
-        unique = [i for i in first_index.values()]
-        if self._postgres:
-            unique.sort(key=lambda i: events[i].request_id)
-        now = self._clock()
         raw = self._engine.raw_connection()
         try:
             cursor = raw.cursor()
             try:
                 if not self._postgres:
                     cursor.execute("BEGIN IMMEDIATE")
-                keys = [series_key(events[i]) for i in unique]
-                new_series = self._resolve_series(cursor, keys)
+                new_series = self._resolve_series(cursor, batch.distinct_keys)
                 ids = self._series_ids
-                sid_labels: dict[int, SeriesKey] = {}
-                rows = []
-                for i, key in zip(unique, keys, strict=True):
-                    ev = events[i]
-                    sid = ids.get(key) or new_series[key]
-                    sid_labels[sid] = key
-                    rows.append(
-                        (
-                            ev.request_id,
-                            ev.timestamp,
-                            sid,
-                            ev.input_tokens,
-                            ev.cache_read_tokens,
-                            ev.cache_write_tokens,
-                            ev.output_tokens,
-                            ev.reasoning_tokens,
-                            ev.cost_nanousd or 0,
-                            ev.cost_source or "supplied",
-                            ev.latency_ms,
-                            orjson.dumps(ev.metadata).decode() if ev.metadata else None,
-                            now,
-                        )
-                    )
+                key_sid = {key: ids.get(key) or new_series[key] for key in batch.distinct_keys}
+                rows = batch.rows
+                for row, key in zip(rows, batch.keys, strict=True):
+                    row[2] = key_sid[key]
                 new_flags = self._insert_events(cursor, rows)
-                fresh = []
-                for pos, i in enumerate(unique):
-                    if new_flags[pos]:
+                if all(new_flags):  # the usual case: the rollups summed in advance apply as they are
+                    for i in batch.unique:
                         inserted[i] = True
-                        fresh.append((events[i], rows[pos][2]))
-                rollups = self._apply_rollups(cursor, fresh)
+                    accepted = len(batch.unique)
+                    rollups = {(key_sid[key], bucket): acc for (key, bucket), acc in batch.rollups.items()}
+                    self._write_rollups(cursor, rollups)
+                else:
+                    fresh = []
+                    for pos, i in enumerate(batch.unique):
+                        if new_flags[pos]:
+                            inserted[i] = True
+                            fresh.append((events[i], rows[pos][2]))
+                    accepted = len(fresh)
+                    rollups = _sum_rollups((sid, ev) for ev, sid in fresh)
+                    self._write_rollups(cursor, rollups)
+                sid_labels = {sid: key for key, sid in key_sid.items()}
                 hook_results = []
                 if rollups and self.hooks:
                     hook_results = [hook.apply(cursor, self._postgres, rollups, sid_labels) for hook in self.hooks]
-                accepted = len(fresh)
                 counters = [
                     ("accepted", accepted),
                     ("duplicate", len(events) - accepted),
@@ -178,7 +165,7 @@ class BatchWriter:
                 ]
                 cursor.executemany(self._sql["counter_add"], [c for c in counters if c[1]])
                 if accepted:
-                    cursor.execute(self._sql["counter_max"], ("last_accepted_ts", now))
+                    cursor.execute(self._sql["counter_max"], ("last_accepted_ts", batch.now))
                 raw.commit() if self._postgres else cursor.execute("COMMIT")
             except BaseException:
                 if self._postgres:
@@ -194,7 +181,7 @@ class BatchWriter:
         self._series_ids.update(new_series)
         return WriteResult(inserted, accepted, len(events) - accepted, new_series, hook_results)
 
-    def _resolve_series(self, cursor: Any, keys: list[SeriesKey]) -> dict[SeriesKey, int]:
+    def _resolve_series(self, cursor: Any, keys: Iterable[SeriesKey]) -> dict[SeriesKey, int]:
         known = self._series_ids
         missing = sorted({k for k in keys if k not in known})
         if not missing:
@@ -206,7 +193,7 @@ class BatchWriter:
             found[key] = cursor.fetchone()[0]
         return found
 
-    def _insert_events(self, cursor: Any, rows: list[tuple[Any, ...]]) -> list[bool]:
+    def _insert_events(self, cursor: Any, rows: Sequence[Sequence[Any]]) -> list[bool]:
         if not rows:
             return []
         if self._postgres:
@@ -236,23 +223,10 @@ class BatchWriter:
         cursor.execute("RELEASE batch")
         return flags
 
-    def _apply_rollups(self, cursor: Any, fresh: list[tuple[UsageEvent, int]]) -> dict[tuple[int, int], list[int]]:
-        if not fresh:
-            return {}
-        rollups: dict[tuple[int, int], list[int]] = {}
-        for ev, sid in fresh:
-            key = (sid, int(ev.timestamp // BUCKET_SECONDS) * BUCKET_SECONDS)
-            acc = rollups.get(key)
-            if acc is None:
-                acc = rollups[key] = [0] * 8
-            acc[0] += 1
-            acc[1] += ev.input_tokens
-            acc[2] += ev.cache_read_tokens
-            acc[3] += ev.cache_write_tokens
-            acc[4] += ev.output_tokens
-            acc[5] += ev.reasoning_tokens
-            acc[6] += ev.cost_nanousd or 0
-            acc[7] += ev.cost_source == "unpriced"
+    def _write_rollups(self, cursor: Any, rollups: Mapping[tuple[int, int], list[int]]) -> None:
+        """Add the increments to their 5-minute buckets and to the series' running totals."""
+        if not rollups:
+            return
         totals: dict[int, list[int]] = {}
         for (sid, _bucket), acc in rollups.items():
             tot = totals.get(sid)
@@ -263,4 +237,70 @@ class BatchWriter:
                     tot[j] += acc[j]
         cursor.executemany(self._sql["rollup_upsert"], [(*key, *rollups[key]) for key in sorted(rollups)])
         cursor.executemany(self._sql["series_update"], [(*totals[sid], sid) for sid in sorted(totals)])
-        return rollups
+
+
+@dataclass
+class PreparedBatch:
+    """A batch made ready for the database outside the writer's turn (see `prepare_batch`)."""
+
+    events: Sequence[UsageEvent]
+    now: float
+    unique: list[int]  # index of the first event of each request_id (PostgreSQL: sorted by request_id)
+    keys: list[SeriesKey]  # the series of each of those events
+    distinct_keys: set[SeriesKey]
+    rows: list[list[Any]]  # event rows in _EVENT_COLUMNS order; the series id (index 2) is filled in later
+    rollups: dict[tuple[SeriesKey, int], list[int]]  # increments per (series, bucket) if every row is new
+
+
+def prepare_batch(events: Sequence[UsageEvent], now: float, *, postgres: bool) -> PreparedBatch:
+    """The per-event Python work of a write, done before taking the writer's turn.
+
+    Writers take turns (one SQLite writer at a time), so what needs no database (row tuples, the
+    rollup sums) is done here, where the workers of `llmcost serve --workers` run it in parallel.
+    """
+    first_index: dict[str, int] = {}
+    for i, ev in enumerate(events):
+        first_index.setdefault(ev.request_id, i)
+    unique = list(first_index.values())
+    if postgres:
+        unique.sort(key=lambda i: events[i].request_id)
+    keys = [series_key(events[i]) for i in unique]
+    rows = [
+        [
+            ev.request_id,
+            ev.timestamp,
+            None,
+            ev.input_tokens,
+            ev.cache_read_tokens,
+            ev.cache_write_tokens,
+            ev.output_tokens,
+            ev.reasoning_tokens,
+            ev.cost_nanousd or 0,
+            ev.cost_source or "supplied",
+            ev.latency_ms,
+            orjson.dumps(ev.metadata).decode() if ev.metadata else None,
+            now,
+        ]
+        for ev in (events[i] for i in unique)
+    ]
+    rollups = _sum_rollups(zip(keys, (events[i] for i in unique), strict=True))
+    return PreparedBatch(events, now, unique, keys, set(keys), rows, rollups)
+
+
+def _sum_rollups(pairs: Iterable[tuple[Any, UsageEvent]]) -> dict[tuple[Any, int], list[int]]:
+    """Counters in COUNTER_COLUMNS order per (series, 5-minute bucket)."""
+    rollups: dict[tuple[Any, int], list[int]] = {}
+    for series, ev in pairs:
+        key = (series, int(ev.timestamp // BUCKET_SECONDS) * BUCKET_SECONDS)
+        acc = rollups.get(key)
+        if acc is None:
+            acc = rollups[key] = [0] * 8
+        acc[0] += 1
+        acc[1] += ev.input_tokens
+        acc[2] += ev.cache_read_tokens
+        acc[3] += ev.cache_write_tokens
+        acc[4] += ev.output_tokens
+        acc[5] += ev.reasoning_tokens
+        acc[6] += ev.cost_nanousd or 0
+        acc[7] += ev.cost_source == "unpriced"
+    return rollups
