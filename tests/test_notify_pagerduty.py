@@ -206,3 +206,32 @@ def test_notifier_is_built_from_the_notifications_config(pagerduty):
 
     assert set(notifiers) == {"pagerduty"}
     assert notifiers["pagerduty"].send(notify("firing")).ok
+
+
+def test_events_reuse_a_kept_alive_connection_and_survive_the_server_closing_it():
+    import time
+
+    with PagerDutyEventsServer(keep_alive=True, idle_timeout=0.3) as server:
+        notifier = PagerDutyNotifier(routing_key=ROUTING_KEY, events_url=server.events_url, timeout=5)
+        try:
+            results = [notifier.send(notify("firing", labels={"n": str(i)})) for i in range(5)]
+            assert all(r.ok for r in results)
+            assert server.connections == 1, "one connection for consecutive events"
+            time.sleep(0.6)  # the server drops the idle connection, as load balancers do
+            assert notifier.send(notify("resolved")).ok
+            assert server.connections == 2
+            assert [e["event_action"] for e in server.events] == ["trigger"] * 5 + ["resolve"]
+        finally:
+            notifier.close()
+
+
+def test_events_go_through_the_https_proxy_of_the_environment(monkeypatch):
+    """`https_proxy` is honoured with a CONNECT tunnel, and `no_proxy` exempts a host (as curl does)."""
+    from alerting.notify.pagerduty import EventsTransport
+
+    monkeypatch.setenv("https_proxy", "http://proxy.internal:3128")
+    monkeypatch.setenv("no_proxy", "")
+    transport = EventsTransport("https://events.pagerduty.com/v2/enqueue", 5)
+    assert transport.proxy is not None and (transport.proxy.hostname, transport.proxy.port) == ("proxy.internal", 3128)
+    monkeypatch.setenv("no_proxy", "events.pagerduty.com")
+    assert EventsTransport("https://events.pagerduty.com/v2/enqueue", 5).proxy is None
