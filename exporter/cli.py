@@ -20,6 +20,7 @@ import orjson
 from exporter import __version__
 from exporter.config import Config, ConfigError, load_config, parse_config
 from exporter.events import nanos_to_usd
+from exporter.gc_tuning import tune_gc_for_throughput
 from exporter.parallel_ingest import MIN_PARALLEL_BYTES, ingest_parallel, parallel_workers, splittable
 from exporter.pipeline import IngestOutcome
 from exporter.readers import FORMATS, iter_file_records
@@ -69,6 +70,7 @@ def _serve(config: Config, role: str, config_path: str | None, *, sock: Any = No
         routes = attach_alerting(services, role)
         _reload_on_sighup(services, config_path)
         server = make_server(services, config.listen, routes)
+        tune_gc_for_throughput()
         if banner:
             print(banner, flush=True)
         server.run(sockets=[sock] if sock is not None else None)
@@ -177,6 +179,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     """Load recorded calls from files straight into the store."""
     config = _config_from_args(args)
     services = Services.build(config, start_writer=False)
+    tune_gc_for_throughput()
     total = IngestOutcome()
     try:
         for path in args.files:

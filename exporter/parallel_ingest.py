@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from exporter.config import Config
+from exporter.gc_tuning import tune_gc_for_throughput
 from exporter.pipeline import IngestOutcome, Rejection
 from exporter.readers import detect_format, json_line
 
@@ -94,6 +95,7 @@ def _start_worker(config: Config) -> None:
     from exporter.services import Services
 
     _worker["services"] = Services.build(config, start_writer=False)
+    tune_gc_for_throughput()
 
 
 def _ingest_chunk(first_index: int, blob: bytes) -> tuple[int, int, list[Rejection]]:
