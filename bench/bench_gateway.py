@@ -21,6 +21,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from loadgen import post_all  # noqa: E402
+
 from tests.pg import free_port  # noqa: E402
 from tests.recording_servers import PagerDutyEventsServer, SMTPServer  # noqa: E402
 from tests.test_gateway_support import TimedSlackServer, am_alert, am_payload, percentile  # noqa: E402
@@ -131,24 +133,11 @@ def run(workers: int) -> None:
             started = time.perf_counter()
             # Alertmanager flushes its aggregation groups concurrently, each on a pooled connection:
             # 100 groups of 10 alerts, posted from 4 connections.
-            groups = iter(range(100))
-            group_lock = threading.Lock()
-
-            def post_groups() -> None:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                while True:
-                    with group_lock:
-                        k = next(groups, None)
-                    if k is None:
-                        return
-                    alerts = [am_alert(f"BenchFanout{k:03d}x{j}", severity="critical") for j in range(10)]
-                    post(port, orjson.dumps(am_payload(alerts)), c)
-
-            posters = [threading.Thread(target=post_groups) for _ in range(4)]
-            for t in posters:
-                t.start()
-            for t in posters:
-                t.join()
+            groups = [
+                orjson.dumps(am_payload([am_alert(f"BenchFanout{k:03d}x{j}", severity="critical") for j in range(10)]))
+                for k in range(100)
+            ]
+            post_all(port, "/v1/alertmanager", groups, connections=4)
             posted_at = time.perf_counter()
             counts = {
                 "slack": lambda: len(slack.calls("chat.postMessage")) - base_slack,

@@ -14,7 +14,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -22,6 +21,8 @@ import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from loadgen import post_all  # noqa: E402
 
 from tests.pg import PostgresCluster, free_port  # noqa: E402
 
@@ -138,30 +139,10 @@ class Server:
 def http_ingest(port: int, bodies: list[bytes], clients: int = 4) -> float:
     """Post pre-serialised bodies over keep-alive connections from `clients` threads; events/s."""
     per_body = len(orjson.loads(bodies[0]))
-    cursor = iter(range(len(bodies)))
-    lock = threading.Lock()
-    failures: list[str] = []
-
-    def worker() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        while True:
-            with lock:
-                index = next(cursor, None)
-            if index is None:
-                return
-            conn.request("POST", "/v1/usage", body=bodies[index], headers={"Content-Type": "application/json"})
-            response = conn.getresponse()
-            payload = response.read()
-            if response.status != 200:
-                failures.append(payload.decode()[:200])
-
-    threads = [threading.Thread(target=worker) for _ in range(clients)]
     started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    answers = post_all(port, "/v1/usage", bodies, connections=clients)
     elapsed = time.perf_counter() - started
+    failures = [body.decode()[:200] for status, body in answers if status != 200]
     if failures:
         raise RuntimeError(f"{len(failures)} requests failed: {failures[0]}")
     return len(bodies) * per_body / elapsed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -32,3 +33,20 @@ def total(text: str, name: str, **match: str) -> float:
         if sample_name == name and all(dict(labels).get(k) == v for k, v in match.items()):
             result += value
     return result
+
+
+def usage_events(prefix: str, n: int, *, start: int = 0) -> list[dict[str, object]]:
+    """`n` canonical events with request ids `prefix-start` … (Anthropic, three projects), 10 s old."""
+    now = time.time()
+    return [
+        {
+            "request_id": f"{prefix}-{i}",
+            "timestamp": now - 10,
+            "provider": "anthropic",
+            "model": "claude-sonnet-4-5",
+            "input_tokens": 100 + i,
+            "output_tokens": 10,
+            "project": f"p{i % 3}",
+        }
+        for i in range(start, start + n)
+    ]

@@ -10,23 +10,8 @@ import httpx
 import orjson
 
 from tests.helpers import total
+from tests.helpers import usage_events as events
 from tests.procs import LlmcostProcess
-
-
-def events(prefix: str, n: int) -> list[dict[str, object]]:
-    now = time.time()
-    return [
-        {
-            "request_id": f"{prefix}-{i}",
-            "timestamp": now - 10,
-            "provider": "anthropic",
-            "model": "claude-sonnet-4-5",
-            "input_tokens": 100 + i,
-            "output_tokens": 10,
-            "project": f"p{i % 3}",
-        }
-        for i in range(n)
-    ]
 
 
 def test_acknowledged_events_survive_kill_9_and_restart(tmp_path: Path, sqlite_url: str) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import total
+from tests.helpers import total, usage_events
 from tests.procs import LlmcostProcess
 
 
@@ -38,22 +38,6 @@ def _wait_for(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def
     return bool(predicate())
 
 
-def _batch(prefix: str, start: int, n: int) -> list[dict[str, object]]:
-    now = time.time()
-    return [
-        {
-            "request_id": f"{prefix}-{i}",
-            "timestamp": now - 5,
-            "provider": "openai",
-            "model": "gpt-4o-mini",
-            "input_tokens": 1_000,
-            "output_tokens": 100,
-            "project": f"p{i % 3}",
-        }
-        for i in range(start, start + n)
-    ]
-
-
 @pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 def test_two_workers_count_every_event_once_and_scrape_the_same(tmp_path: Path, store: str, request) -> None:  # type: ignore[no-untyped-def]
     url = request.getfixturevalue("sqlite_url" if store == "sqlite" else "pg_url")
@@ -66,7 +50,7 @@ def test_two_workers_count_every_event_once_and_scrape_the_same(tmp_path: Path, 
         def client(k: int) -> None:
             # Fresh connections, so the kernel hands them to both workers; each batch half overlaps the last.
             for r in range(10):
-                body = _batch("w", (k * 10 + r) * 25, 50)
+                body = usage_events("w", 50, start=(k * 10 + r) * 25)
                 sent.update(event["request_id"] for event in body)
                 statuses.append(httpx.post(f"{server.base}/v1/usage", json=body, timeout=30).status_code)
 
@@ -105,7 +89,7 @@ def test_a_killed_worker_is_replaced_and_sigterm_stops_them_all(tmp_path: Path, 
         workers = _children(supervisor)
         assert len(workers) == 2
         for k in range(10):  # both the survivor and the new worker answer
-            response = httpx.post(f"{server.base}/v1/usage", json=_batch(f"after{k}", 0, 5), timeout=30)
+            response = httpx.post(f"{server.base}/v1/usage", json=usage_events(f"after{k}", 5), timeout=30)
             assert response.status_code == 200
         assert total(httpx.get(f"{server.base}/metrics").text, "llm_requests_total") == 50
         assert "exited (killed by signal 9); starting another" in server.log_path.read_text()  # type: ignore[union-attr]
