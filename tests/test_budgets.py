@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -247,6 +248,45 @@ def test_check_sees_another_process_ingest_within_the_check_cache_time(db_url: s
     assert budgets.check({"project": "search"})["budgets"][0]["spent"] == 4
     other.close()
     mine.close()
+
+
+def test_checks_stay_exact_while_this_process_ingests_and_checks_concurrently(db_url: str) -> None:
+    """Cached answers get this process's spend added as it commits: never missed, never counted twice."""
+    clock = Clock(NOON + 600)
+    usd = {"name": "daily-usd", "scope": "project", "key": "search", "period": "daily", "limit": 1e6}
+    requests = {**SEARCH_REQUESTS, "limit": 1e6}
+    services, budgets, _ = build(db_url, [usd, requests], clock)
+    # Widen the moment between a commit and the cache hearing of it, so checks read in that moment.
+    services.store._after_commit.insert(0, lambda _result: time.sleep(0.01))
+    stop = threading.Event()
+    seen: list[float] = []
+
+    def spent_requests() -> float:
+        answer = budgets.check({"project": "search"})
+        return next(b["spent"] for b in answer["budgets"] if b["name"] == "search-requests")
+
+    def checker() -> None:  # keeps refreshing the cached answer, racing with the commits below
+        while not stop.is_set():
+            seen.append(spent_requests())
+            time.sleep(0.001)
+
+    threads = [threading.Thread(target=checker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(60):
+            ingest(services, call(f"x{i}", NOON + 10 + i, 0.25 + i / 100))
+            by_name = {b["name"]: b["spent"] for b in budgets.check({"project": "search"})["budgets"]}
+            assert by_name["search-requests"] == i + 1  # read-your-writes, exactly
+            assert by_name["daily-usd"] == pytest.approx(sum(0.25 + k / 100 for k in range(i + 1)), abs=1e-9)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert seen and max(seen) <= 60
+    assert budgets.status("search-requests")["spent"] == 60
+    assert spent_requests() == 60
+    services.close()
 
 
 def test_check_when_the_store_is_down_follows_fail_mode(pg_cluster, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 from sqlalchemy import select, tuple_
 
+from alerting.budgets.check_cache import CheckCache
 from alerting.budgets.definition import (
     ALERT_FOR_STATE,
     FORECAST_ALERT,
@@ -31,6 +32,7 @@ from alerting.budgets.definition import (
 from alerting.budgets.spend import (
     BudgetSpendHook,
     PeriodStarts,
+    SpendChange,
     bump_revision,
     load_budgets,
     lock_for_change,
@@ -156,8 +158,7 @@ class BudgetService:
         self._config_names = {b.name for b in config.items}
         self._levels: dict[tuple[str, str], int] = {}
         self._period_cache: dict[tuple[str, str], tuple[datetime, datetime | None]] = {}
-        # Recent check answers by label set: (monotonic expiry, matching instances). See `check`.
-        self._recent_checks: dict[tuple[str, ...], tuple[float, list[Instance]]] = {}
+        self._checks = CheckCache(CHECK_CACHE_SECONDS, MAX_CACHED_CHECKS)  # see `_check_instances`
         self._definitions_fresh_until = 0.0  # monotonic; until then checks skip the revision read
         store.add_write_hook(BudgetSpendHook(), after_commit=self._after_commit)  # no-op hook if present
         self.sync_config()
@@ -324,7 +325,16 @@ class BudgetService:
         with self.store.raw_cursor() as (cursor, q):
             return self._instances_on(cursor, q, pairs, now)
 
-    def _instances_on(self, cursor: Any, q: str, pairs: list[tuple[Budget, str]], now: float) -> list[Instance]:
+    def _instances_on(
+        self,
+        cursor: Any,
+        q: str,
+        pairs: list[tuple[Budget, str]],
+        now: float,
+        *,
+        raw: list[tuple[int, int, int]] | None = None,
+    ) -> list[Instance]:
+        """Instances of `pairs` in one query; `raw` (if given) receives each one's spend row counters."""
         if not pairs:
             return []
         keys = []
@@ -344,7 +354,10 @@ class BudgetService:
         for budget, key in pairs:
             start, end = self._bounds(budget, now)
             row = found.get((budget.name, key))
-            spent = unit_value(budget, int(row[0]), int(row[1]), int(row[2])) if row else 0.0
+            counters = (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
+            if raw is not None:
+                raw.append(counters)
+            spent = unit_value(budget, *counters) if row else 0.0
             projected = max(float(row[3]), spent) if row and row[3] is not None else spent
             out.append(Instance(budget, key, start, end, spent, projected))
         return out
@@ -405,15 +418,16 @@ class BudgetService:
         """The instances matching a check's labels, answered from a cache for up to CHECK_CACHE_SECONDS.
 
         Applications call the check before every LLM call, hundreds of times a second with a handful
-        of label sets; on PostgreSQL each answer costs round trips and ~1 ms of CPU. A cached answer is
-        dropped when this process ingests spend for a budget, changes a definition, or a period ends,
-        so it can only miss what *other* processes ingested in the last CHECK_CACHE_SECONDS, far less
-        than the time between a check and the ingest of the call it allowed.
+        of label sets; on PostgreSQL each answer costs round trips and ~1 ms of CPU. This process's own
+        spend is added to cached answers as it commits (see `check_cache`), and a definition change or a
+        period end drops them, so an answer can only miss what *other* processes ingested in the last
+        CHECK_CACHE_SECONDS, far less than the time between a check and the ingest of the call it allowed.
         """
         key = tuple(labels.values())
-        cached = self._recent_checks.get(key)
-        if cached is not None and cached[0] > time.monotonic() and _still_current(cached[1], now):
-            return cached[1]
+        cached = self._checks.get(key, lambda instances: _still_current(instances, now))
+        if cached is not None:
+            return cached
+        began = self._checks.begin_read()
         # One connection for both reads: on PostgreSQL each checkout is a round trip. Definitions change
         # rarely: their revision is read at most every CHECK_CACHE_SECONDS (local changes reset that).
         with self.store.raw_cursor() as (cursor, q):
@@ -424,14 +438,13 @@ class BudgetService:
                 definitions = self._definitions_on(cursor, q)
                 self._definitions_fresh_until = time.monotonic() + CHECK_CACHE_SECONDS
             pairs = [(b, k) for b in definitions if (k := b.matches(labels)) is not None]
-            found = self._instances_on(cursor, q, pairs, now)
-        if len(self._recent_checks) >= MAX_CACHED_CHECKS:
-            self._recent_checks.clear()
-        self._recent_checks[key] = (time.monotonic() + CHECK_CACHE_SECONDS, found)
+            raw: list[tuple[int, int, int]] = []
+            found = self._instances_on(cursor, q, pairs, now, raw=raw)
+        self._checks.put(key, began, found, raw)
         return found
 
     def _forget_checks(self, *, definitions: bool = False) -> None:
-        self._recent_checks.clear()
+        self._checks.clear()
         if definitions:
             self._definitions_fresh_until = 0.0
 
@@ -474,13 +487,12 @@ class BudgetService:
 
     def _after_commit(self, result: WriteResult) -> None:
         """Raise threshold alerts within moments of the ingest that crossed them."""
-        touched: set[tuple[str, str]] = set()
-        for hook_result in result.hook_results:
-            if isinstance(hook_result, list):
-                touched.update((b, k) for b, k, _p in hook_result)
+        committed_by = time.monotonic()
+        changes = [r for r in result.hook_results if isinstance(r, SpendChange)]
+        touched = {(b, k) for change in changes for b, k, _p in change.increments}
         if not touched:
             return
-        self._forget_checks()  # this process's own ingest is visible to the very next check
+        self._checks.add_local_spend(changes, committed_by)  # visible to the very next check
         if self.sink is None:
             return
         names = {b for b, _ in touched}

@@ -10,7 +10,9 @@ starts after the change committed (and applies the new definitions itself): neve
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,6 +66,14 @@ def unit_value(budget: Budget, cost_nanousd: int, tokens: int, requests: int) ->
     return float(tokens if budget.unit == "tokens" else requests)
 
 
+@dataclass(frozen=True)
+class SpendChange:
+    """What one ingest transaction added to budget spend: the spend hook's result."""
+
+    increments: dict[SpendKey, tuple[int, int, int]]  # cost_nanousd, tokens, requests
+    applied_at: float  # time.monotonic() inside the transaction, so before its commit
+
+
 class BudgetSpendHook:
     """The `WriteHook` adding each ingest batch to every matching budget's `budget_spend` row."""
 
@@ -78,8 +88,8 @@ class BudgetSpendHook:
         postgres: bool,
         rollups: Mapping[tuple[int, int], Sequence[int]],
         series: Mapping[int, tuple[str, ...]],
-    ) -> list[SpendKey]:
-        """Add the batch to budget_spend; returns the (budget, key, period_start) rows it touched."""
+    ) -> SpendChange | None:
+        """Add the batch to budget_spend; returns what it added (None when no budget matched)."""
         q = "%s" if postgres else "?"
         if postgres:
             cursor.execute("LOCK TABLE budget_spend IN ROW EXCLUSIVE MODE")
@@ -91,7 +101,7 @@ class BudgetSpendHook:
             self._budgets = load_budgets(cursor.fetchall())
             self._revision = revision
         if not self._budgets:
-            return []
+            return None
         increments: dict[SpendKey, list[int]] = {}
         for (sid, bucket), acc in rollups.items():
             labels = series[sid]
@@ -108,7 +118,7 @@ class BudgetSpendHook:
                 inc[1] += acc[1] + acc[2] + acc[3] + acc[4]
                 inc[2] += acc[0]
         if not increments:
-            return []
+            return None
         cursor.executemany(
             f"INSERT INTO budget_spend (budget, key, period_start, cost_nanousd, tokens, requests) "
             f"VALUES ({q}, {q}, {q}, {q}, {q}, {q}) ON CONFLICT (budget, key, period_start) DO UPDATE SET "
@@ -116,7 +126,7 @@ class BudgetSpendHook:
             "tokens = budget_spend.tokens + excluded.tokens, requests = budget_spend.requests + excluded.requests",
             [(*k, *increments[k]) for k in sorted(increments)],
         )
-        return sorted(increments)
+        return SpendChange({k: (v[0], v[1], v[2]) for k, v in increments.items()}, time.monotonic())
 
 
 def lock_for_change(conn: Connection) -> None:
