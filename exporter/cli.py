@@ -54,7 +54,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from exporter.store import Store
     from exporter.supervisor import Supervisor, bind
 
-    check_listen_allowed(config)
+    check_listen_allowed(config.listen, config)
     Store(config.database_url).close()  # migrate once, before the workers start
     sock = bind(config.listen)
     print(banner + f", {args.workers} worker processes)", flush=True)

@@ -122,12 +122,7 @@ class IngestPipeline:
             event.cost_nanousd = cost
             event.cost_source = "priced"
 
-    def ingest(
-        self,
-        records: Iterable[tuple[int, Any]],
-        *,
-        batch_size: int = 10_000,
-    ) -> IngestOutcome:
+    def ingest(self, records: Iterable[tuple[int, Any]], *, batch_size: int = 10_000) -> IngestOutcome:
         """Validate, price and store records in batches; returns the totals."""
         outcome = IngestOutcome()
         iterator: Iterator[tuple[int, Any]] = iter(records)

@@ -43,10 +43,11 @@ def is_loopback(host: str) -> bool:
         return all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
 
 
-def check_listen_allowed(config: Config) -> None:
-    """Refuse a malformed listen address, or a non-loopback one while the API has no tokens."""
-    host, _ = parse_listen(config.listen)
+def check_listen_allowed(listen: str, config: Config) -> tuple[str, int]:
+    """`listen`'s host and port; refuses a malformed address, or a non-loopback one while the API has no tokens."""
+    host, port = parse_listen(listen)
     check_exposure(host, config)
+    return host, port
 
 
 def check_exposure(host: str, config: Config) -> None:
@@ -60,8 +61,7 @@ def check_exposure(host: str, config: Config) -> None:
 
 def make_server(services: Services, listen: str, extra_routes: Sequence[BaseRoute] = ()) -> uvicorn.Server:
     """A uvicorn server for the app (not started)."""
-    host, port = parse_listen(listen)
-    check_exposure(host, services.config)
+    host, port = check_listen_allowed(listen, services.config)
     app = build_app(services, extra_routes)
     config = uvicorn.Config(
         app,

@@ -314,17 +314,6 @@ class BudgetService:
                 out.append(Instance(budget, key, start, end, spent, projected))
         return out
 
-    def _instances_for(self, pairs: list[tuple[Budget, str]], now: float) -> list[Instance]:
-        """The current-period instances of exactly these (budget, key) pairs: one primary-key query.
-
-        On the pre-call check path, so it uses the raw driver: SQLAlchemy's statement building and
-        expanding-IN compilation cost ten times the query itself.
-        """
-        if not pairs:
-            return []
-        with self.store.raw_cursor() as (cursor, q):
-            return self._instances_on(cursor, q, pairs, now)
-
     def _instances_on(
         self,
         cursor: Any,
@@ -334,7 +323,12 @@ class BudgetService:
         *,
         raw: list[tuple[int, int, int]] | None = None,
     ) -> list[Instance]:
-        """Instances of `pairs` in one query; `raw` (if given) receives each one's spend row counters."""
+        """The current-period instances of exactly these (budget, key) pairs: one primary-key query.
+
+        On the pre-call check path, so it uses the raw driver: SQLAlchemy's statement building and
+        expanding-IN compilation cost ten times the query itself. `raw` (if given) receives each
+        instance's spend row counters.
+        """
         if not pairs:
             return []
         keys = []
@@ -428,8 +422,8 @@ class BudgetService:
         if cached is not None:
             return cached
         began = self._checks.begin_read()
-        # One connection for both reads: on PostgreSQL each checkout is a round trip. Definitions change
-        # rarely: their revision is read at most every CHECK_CACHE_SECONDS (local changes reset that).
+        # One connection for both reads. Definitions change rarely: their revision is read at most every
+        # CHECK_CACHE_SECONDS (local changes reset that).
         with self.store.raw_cursor() as (cursor, q):
             if time.monotonic() < self._definitions_fresh_until:
                 with self._lock:

@@ -240,16 +240,13 @@ class EmailNotifier:
         smtp = self._reusable_connection()
         if smtp is not None:
             try:
-                refused = smtp.sendmail(self._envelope_from, self._envelope_to, data)
+                return self._send_on(smtp, data)
             except (smtplib.SMTPServerDisconnected, ConnectionError):
-                _close(smtp)  # the reused session was dead: send on a new one below
-            except BaseException:
-                _close(smtp)
-                raise
-            else:
-                self._keep(smtp)
-                return refused
-        smtp = self._connect()
+                pass  # the reused session was dead (and is closed): send on a new one
+        return self._send_on(self._connect(), data)
+
+    def _send_on(self, smtp: smtplib.SMTP, data: bytes) -> dict[str, tuple[int, bytes]]:
+        """Send on `smtp`, keeping the session for reuse, or closing it if anything went wrong."""
         try:
             refused = smtp.sendmail(self._envelope_from, self._envelope_to, data)
         except BaseException:

@@ -135,37 +135,39 @@ class EventsTransport:
         proxy = urllib.request.getproxies().get(parts.scheme)
         self.proxy = None if proxy is None or urllib.request.proxy_bypass(self.host) else urlsplit(proxy)
         self._local = threading.local()
-        self._all: list[http.client.HTTPConnection] = []
+        self._open: set[http.client.HTTPConnection] = set()  # kept-alive connections, for `close`
         self._lock = threading.Lock()
 
     def post_json(self, body: bytes) -> _Response:
         """One POST; a kept-alive connection the server closed meanwhile is replaced once."""
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
-        reused = conn is not None
-        for _ in range(2):
-            if conn is None:
-                conn = self._connect()
+        if conn is not None:
             try:
-                conn.request("POST", self.path, body=body, headers={"Content-Type": "application/json"})
-                response = conn.getresponse()
-                data = response.read()
+                return self._post_on(conn, body)
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                conn.close()
-                conn = self._local.conn = None
-                if not reused:
-                    raise
-                reused = False  # an idle connection closed by the server: once more on a new one
-                continue
-            except BaseException:
-                conn.close()
-                self._local.conn = None
-                raise
-            if response.will_close:
-                conn.close()
-                conn = None
+                pass  # an idle connection the server closed: once more on a new one
+        return self._post_on(self._connect(), body)
+
+    def _post_on(self, conn: http.client.HTTPConnection, body: bytes) -> _Response:
+        """POST on `conn`; keep it as this thread's connection unless it failed or the server closes it."""
+        self._local.conn = None
+        try:
+            conn.request("POST", self.path, body=body, headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            data = response.read()
+        except BaseException:
+            self._discard(conn)
+            raise
+        if response.will_close:
+            self._discard(conn)
+        else:
             self._local.conn = conn
-            return _Response(response.status, dict(response.headers.items()), data)
-        raise AssertionError("unreachable")
+        return _Response(response.status, dict(response.headers.items()), data)
+
+    def _discard(self, conn: http.client.HTTPConnection) -> None:
+        conn.close()
+        with self._lock:
+            self._open.discard(conn)
 
     def _connect(self) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection
@@ -177,13 +179,13 @@ class EventsTransport:
         if self.proxy is not None:
             conn.set_tunnel(self.host, self.port)
         with self._lock:
-            self._all.append(conn)
+            self._open.add(conn)
         return conn
 
     def close(self) -> None:
-        """Close every connection opened so far."""
+        """Close every kept-alive connection."""
         with self._lock:
-            conns, self._all = self._all, []
+            conns, self._open = self._open, set()
         for conn in conns:
             conn.close()
 

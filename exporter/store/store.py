@@ -72,7 +72,7 @@ class Store:
         self.engine = create_store_engine(self.url)
         self.dialect = self.engine.dialect.name
         self.clock = clock
-        self._writer = BatchWriter(self.engine, clock=clock)
+        self._writer = BatchWriter(self.engine)
         self._sqlite = self.dialect == "sqlite"
         # SQLite has one writer at a time: writers of this process and of other llmcost processes on the
         # same file queue on a lock that wakes the next one at once (see writer_turn). On PostgreSQL it
@@ -189,7 +189,7 @@ class Store:
             if postgres:
                 try:
                     raw.driver_connection.autocommit = False  # type: ignore[union-attr]
-                except Exception:  # a broken connection: the pool's ping replaces it
+                except Exception:  # a broken connection: the pool's checkout check replaces it
                     log.debug("could not reset autocommit on a pooled connection", exc_info=True)
             raw.close()
 

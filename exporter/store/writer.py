@@ -14,7 +14,7 @@ the placeholder style and how inserted rows are told apart from duplicates:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -99,9 +99,8 @@ def series_key(event: UsageEvent) -> SeriesKey:
 class BatchWriter:
     """Writes batches of priced events; one instance per store, used from one thread at a time."""
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], float]) -> None:
+    def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._clock = clock
         self._postgres = engine.dialect.name == "postgresql"
         style = "format" if self._postgres else "qmark"
         self._sql = {name: _placeholders(sql, style) for name, sql in _SQL.items()}
@@ -118,12 +117,12 @@ class BatchWriter:
         self._series_ids: dict[SeriesKey, int] = {}
         self.hooks: list[WriteHook] = []
 
-    def write(self, events: Sequence[UsageEvent], *, rejected: int = 0) -> WriteResult:
-        """Store `events` (priced) in one transaction and count `rejected` ones; returns which were new."""
-        return self.write_prepared(prepare_batch(events, self._clock(), postgres=self._postgres), rejected=rejected)
-
     def write_prepared(self, batch: PreparedBatch, *, rejected: int = 0) -> WriteResult:
-        """`write` for a batch made by `prepare_batch` (outside the writer's turn: it needs no database)."""
+        """Store a batch made by `prepare_batch` in one transaction and count `rejected` events.
+
+        Returns which events were new. `prepare_batch` needs no database, so callers run it before
+        taking the writer's turn.
+        """
         events = batch.events
         inserted = [False] * len(events)
         raw = self._engine.raw_connection()
@@ -144,7 +143,6 @@ class BatchWriter:
                         inserted[i] = True
                     accepted = len(batch.unique)
                     rollups = {(key_sid[key], bucket): acc for (key, bucket), acc in batch.rollups.items()}
-                    self._write_rollups(cursor, rollups)
                 else:
                     fresh = []
                     for pos, i in enumerate(batch.unique):
@@ -153,7 +151,7 @@ class BatchWriter:
                             fresh.append((events[i], rows[pos][2]))
                     accepted = len(fresh)
                     rollups = _sum_rollups((sid, ev) for ev, sid in fresh)
-                    self._write_rollups(cursor, rollups)
+                self._write_rollups(cursor, rollups)
                 sid_labels = {sid: key for key, sid in key_sid.items()}
                 hook_results = []
                 if rollups and self.hooks:
