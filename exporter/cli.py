@@ -18,13 +18,12 @@ from typing import Any
 import orjson
 
 from exporter import __version__
-from exporter.config import Config, ConfigError, load_config, parse_config
+from exporter.config import Config, ConfigError, ListenError, load_config, parse_config
 from exporter.events import nanos_to_usd
 from exporter.gc_tuning import tune_gc_for_throughput
 from exporter.parallel_ingest import MIN_PARALLEL_BYTES, ingest_parallel, parallel_workers, splittable
 from exporter.pipeline import IngestOutcome
 from exporter.readers import FORMATS, iter_file_records
-from exporter.server import ListenError, make_server
 from exporter.services import Services
 from exporter.store import StoreUnavailable
 
@@ -64,6 +63,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _serve(config: Config, role: str, config_path: str | None, *, sock: Any = None, banner: str = "") -> None:
     """Build the services and serve until stopped (on `sock` when given, else on config.listen)."""
     from alerting.runtime import attach_alerting
+    from exporter.server import make_server
 
     services = Services.build(config)
     try:
@@ -191,8 +191,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             # An explicit --workers applies to any size; by default small files are read serially.
             min_bytes = 0 if args.workers else MIN_PARALLEL_BYTES
             if workers > 1 and splittable(Path(path), args.format, min_bytes=min_bytes):
-                services.store.engine.dispose()  # no open connection may cross the fork
-                outcome = ingest_parallel(Path(path), config, workers)
+                outcome = ingest_parallel(Path(path), services, workers)
             else:
                 outcome = services.pipeline.ingest(iter_file_records(path, args.format))
             elapsed = time.perf_counter() - started
@@ -272,6 +271,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Fresh SQLite store, a bundled real trace replayed into it, the server on --listen."""
     from alerting.runtime import attach_alerting
     from exporter.demo import ATTRIBUTION, DEMO_CONFIG, load_trace, make_events, trace_span
+    from exporter.server import make_server
 
     config = parse_config(DEMO_CONFIG)
     if args.listen:

@@ -14,6 +14,7 @@ from prometheus_client.registry import Collector
 
 from exporter import __version__, catalogue
 from exporter.events import NANOS_PER_USD
+from exporter.exposition import LabelWriter, family_header, format_value
 from exporter.store import Store
 from exporter.store.schema import COUNTER_COLUMNS
 from exporter.store.store import SeriesTotals
@@ -72,22 +73,75 @@ class UsageCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """Read the series totals once and derive every usage family from them."""
-        base = ("provider", "model", "project", "service", *self._extra)
-        rows = self._store.series_totals((*base, "status"))
-        for position, _label in enumerate(self._extra, start=4):
-            rows = fold_labels(rows, position, self._cap)
-
+        base, rows, per_labels, per_model = self._totals()
         requests = _counter(catalogue.REQUESTS, (*base, "status"))
         tokens = _counter(catalogue.TOKENS, (*base, "token_type"))
         reasoning = _counter(catalogue.REASONING_TOKENS, base)
         cost = _counter(catalogue.COST, base)
         unpriced = _counter(catalogue.UNPRICED, ("provider", "model"))
+        for row in rows:
+            requests.add_metric(list(row.labels), row.get("requests"))
+        for labels, acc in per_labels.items():
+            values = list(labels)
+            for (token_type, _column), value in zip(_TOKEN_TYPES, acc[:4], strict=True):
+                tokens.add_metric([*values, token_type], value)
+            reasoning.add_metric(values, acc[4])
+            cost.add_metric(values, acc[5] / NANOS_PER_USD)
+        for (provider, model), value in per_model.items():
+            unpriced.add_metric([provider, model], value)
+        yield from (requests, tokens, reasoning, cost, unpriced)
 
+    def render_text(self, escaped: dict[str, str]) -> str:
+        """What rendering `collect()`'s families gives, written straight from the totals (a test pins it).
+
+        At 100k series, a prometheus_client Sample (and its label dict) per series cost more than the
+        line it becomes; this path writes each line once.
+        """
+        base, rows, per_labels, per_model = self._totals()
+        out: list[str] = []
+        append = out.append
+
+        spec = catalogue.REQUESTS
+        name, labels_of = spec.sample_name, LabelWriter((*base, "status"), escaped)
+        append(family_header(name, spec.help, spec.type))
+        for row in rows:
+            append(f"{name}{labels_of(row.labels)} {format_value(row.get('requests'))}\n")
+
+        by_base = LabelWriter(base, escaped)
+        escaped_base = [by_base.escape(labels) for labels in per_labels]  # shared by the next three families
+        spec = catalogue.TOKENS
+        name, labels_of = spec.sample_name, LabelWriter((*base, "token_type"), escaped)
+        append(family_header(name, spec.help, spec.type))
+        for values, acc in zip(escaped_base, per_labels.values(), strict=True):
+            for (token_type, _column), count in zip(_TOKEN_TYPES, acc[:4], strict=True):
+                append(f"{name}{labels_of.with_escaped((*values, token_type))} {format_value(count)}\n")
+
+        for spec, position, scale in ((catalogue.REASONING_TOKENS, 4, 1), (catalogue.COST, 5, NANOS_PER_USD)):
+            name = spec.sample_name
+            append(family_header(name, spec.help, spec.type))
+            for values, acc in zip(escaped_base, per_labels.values(), strict=True):
+                amount = acc[position] if scale == 1 else acc[position] / scale
+                append(f"{name}{by_base.with_escaped(values)} {format_value(amount)}\n")
+
+        spec = catalogue.UNPRICED
+        name, labels_of = spec.sample_name, LabelWriter(("provider", "model"), escaped)
+        append(family_header(name, spec.help, spec.type))
+        for provider_model, count in per_model.items():
+            append(f"{name}{labels_of(provider_model)} {format_value(count)}\n")
+        return "".join(out)
+
+    def _totals(
+        self,
+    ) -> tuple[tuple[str, ...], list[SeriesTotals], dict[tuple[str, ...], list[int]], dict[tuple[str, str], int]]:
+        """The label names, the rows per full label set, and the sums without `status` and per model."""
+        base = ("provider", "model", "project", "service", *self._extra)
+        rows = self._store.series_totals((*base, "status"))
+        for position, _label in enumerate(self._extra, start=4):
+            rows = fold_labels(rows, position, self._cap)
         per_labels: dict[tuple[str, ...], list[int]] = {}
         per_model: dict[tuple[str, str], int] = defaultdict(int)
         for row in rows:
             labels = row.labels[:-1]
-            requests.add_metric(list(row.labels), row.get("requests"))
             acc = per_labels.get(labels)
             if acc is None:
                 acc = per_labels[labels] = [0, 0, 0, 0, 0, 0]
@@ -99,15 +153,7 @@ class UsageCollector(Collector):
             acc[5] += row.get("cost_nanousd")
             if row.get("unpriced_requests"):
                 per_model[labels[0], labels[1]] += row.get("unpriced_requests")
-        for labels, acc in per_labels.items():
-            values = list(labels)
-            for (token_type, _column), value in zip(_TOKEN_TYPES, acc[:4], strict=True):
-                tokens.add_metric([*values, token_type], value)
-            reasoning.add_metric(values, acc[4])
-            cost.add_metric(values, acc[5] / NANOS_PER_USD)
-        for (provider, model), value in per_model.items():
-            unpriced.add_metric([provider, model], value)
-        yield from (requests, tokens, reasoning, cost, unpriced)
+        return base, rows, per_labels, per_model
 
 
 class SelfCollector(Collector):

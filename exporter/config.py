@@ -28,6 +28,10 @@ class ConfigError(ValueError):
         self.problems = problems
 
 
+class ListenError(ValueError):
+    """The listen address is malformed or not allowed (raised by `exporter.server`)."""
+
+
 @dataclass
 class AuthConfig:
     """Bearer tokens; an empty list leaves its endpoints open (loopback only, see `serve`)."""

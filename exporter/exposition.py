@@ -5,14 +5,20 @@ costs ~10 µs a sample: 1 s at 100k series. Our collectors only yield counters a
 valid label names, so this renderer skips that work and caches escaped label values (they repeat
 across families). Its output is byte-for-byte what `prometheus_client.generate_latest` writes for the
 same families (a test pins it); OpenMetrics requests still go through prometheus_client.
+
+A collector with many series can skip metric objects altogether: if it has a `render_text(escaped)`
+method and sits in an `OrderedRegistry`, `render_registry` asks it for its text directly (the usage
+collector does: building a Sample per series cost more than writing its line).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Protocol, runtime_checkable
 
 from prometheus_client.core import Metric
-from prometheus_client.registry import Collector
+from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
 SUPPORTED_TYPES = frozenset(("counter", "gauge"))
@@ -22,9 +28,88 @@ def _escape_value(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
+@runtime_checkable
+class TextCollector(Protocol):
+    """A collector that can write its own exposition text (see the module docstring)."""
+
+    def render_text(self, escaped: dict[str, str]) -> str:
+        """Its families as text-format lines; `escaped` caches escaped label values across collectors."""
+
+
+class OrderedRegistry(CollectorRegistry):
+    """A CollectorRegistry that also lists its collectors, in registration order, for `render_registry`."""
+
+    def __init__(self, auto_describe: bool = False) -> None:
+        super().__init__(auto_describe=auto_describe)
+        self._in_order: list[Collector] = []
+        self._order_lock = threading.Lock()
+
+    def register(self, collector: Collector) -> None:
+        """Register as CollectorRegistry does, and remember the order."""
+        super().register(collector)
+        with self._order_lock:
+            self._in_order.append(collector)
+
+    def unregister(self, collector: Collector) -> None:
+        """Unregister as CollectorRegistry does."""
+        super().unregister(collector)
+        with self._order_lock:
+            self._in_order.remove(collector)
+
+    def collectors(self) -> list[Collector]:
+        """The registered collectors, in the order `collect` visits them."""
+        with self._order_lock:
+            return list(self._in_order)
+
+
+def family_header(name: str, documentation: str, kind: str) -> str:
+    """The `# HELP` and `# TYPE` lines of a family; `name` is the samples' name (counters end in _total)."""
+    help_text = documentation.replace("\\", r"\\").replace("\n", r"\n")
+    return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"
+
+
+class LabelWriter:
+    """Writes `{a="…",b="…"}` for values given in a fixed label-name order, sorted as prometheus_client sorts."""
+
+    def __init__(self, names: Sequence[str], escaped: dict[str, str]) -> None:
+        order = sorted(range(len(names)), key=names.__getitem__)
+        # A str.format template with the names in sorted order and a positional field per value.
+        self._template = "{{" + ",".join(f'{names[i]}="{{{i}}}"' for i in order) + "}}"
+        self._escaped = escaped
+
+    def escape(self, values: Iterable[str]) -> list[str]:
+        """The values escaped for the exposition (cached: label values repeat across series)."""
+        cache = self._escaped
+        out = []
+        for value in values:
+            text = cache.get(value)
+            if text is None:
+                text = cache[value] = _escape_value(value)
+            out.append(text)
+        return out
+
+    def __call__(self, values: Sequence[str]) -> str:
+        """The label set of one sample."""
+        return self._template.format(*self.escape(values))
+
+    def with_escaped(self, escaped_values: Sequence[str]) -> str:
+        """The label set of one sample whose values `escape` already gave."""
+        return self._template.format(*escaped_values)
+
+
+def format_value(value: float) -> str:
+    """A sample value as prometheus_client writes it (`floatToGoString`), with a shortcut for counts."""
+    if type(value) is int and 0 <= value < 1_000_000:
+        return f"{value}.0"  # what repr(float(value)) gives below a million (Go switches to exponents above)
+    return floatToGoString(value)
+
+
 def render_families(families: Iterable[Metric]) -> bytes:
     """Text exposition of counter and gauge families (anything else raises ValueError)."""
-    escaped: dict[str, str] = {}
+    return _render(families, {}).encode()
+
+
+def _render(families: Iterable[Metric], escaped: dict[str, str]) -> str:
     out: list[str] = []
     append = out.append
     for family in families:
@@ -32,8 +117,7 @@ def render_families(families: Iterable[Metric]) -> bytes:
         if kind not in SUPPORTED_TYPES:
             raise ValueError(f"{family.name}: the lean renderer handles counters and gauges, not {kind}")
         name = family.name + "_total" if kind == "counter" else family.name
-        help_text = family.documentation.replace("\\", r"\\").replace("\n", r"\n")
-        append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n")
+        append(family_header(name, family.documentation, kind))
         label_names: tuple[str, ...] | None = None
         for sample in family.samples:
             labels = sample.labels
@@ -50,9 +134,18 @@ def render_families(families: Iterable[Metric]) -> bytes:
                     text = escaped[value] = _escape_value(value)
                 parts.append(f'{key}="{text}"')
             append(f"{sample.name}{{{','.join(parts)}}} {floatToGoString(sample.value)}\n")
-    return "".join(out).encode()
+    return "".join(out)
 
 
 def render_registry(registry: Collector) -> bytes:
     """Text exposition of a whole registry of llmcost collectors."""
-    return render_families(registry.collect())
+    if not isinstance(registry, OrderedRegistry):
+        return render_families(registry.collect())
+    escaped: dict[str, str] = {}
+    parts = []
+    for collector in registry.collectors():
+        if isinstance(collector, TextCollector):
+            parts.append(collector.render_text(escaped))
+        else:
+            parts.append(_render(collector.collect(), escaped))
+    return "".join(parts).encode()

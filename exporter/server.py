@@ -10,15 +10,11 @@ from collections.abc import Sequence
 import uvicorn
 from starlette.routing import BaseRoute
 
-from exporter.config import Config
+from exporter.config import Config, ListenError
 from exporter.http.app import build_app
 from exporter.services import Services
 
 log = logging.getLogger(__name__)
-
-
-class ListenError(ValueError):
-    """The listen address is malformed or not allowed."""
 
 
 def parse_listen(listen: str) -> tuple[str, int]:

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from exporter.collector import SelfCollector, UsageCollector
 from exporter.commit_queue import CommitQueue
 from exporter.config import Config
+from exporter.exposition import OrderedRegistry
 from exporter.pipeline import IngestPipeline
 from exporter.pricing import PriceBook
 from exporter.store import Store
@@ -47,7 +48,7 @@ class Services:
         store.add_write_hook(BudgetSpendHook())
         prices = PriceBook.from_file(config.price_overrides_file)
         pipeline = IngestPipeline(store, prices, clock=clock, max_future_skew=config.ingest.max_future_skew_seconds)
-        registry = CollectorRegistry(auto_describe=False)
+        registry = OrderedRegistry(auto_describe=False)
         registry.register(
             UsageCollector(
                 store,

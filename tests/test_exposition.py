@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from prometheus_client import generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
@@ -12,23 +13,36 @@ from exporter.services import Services
 from tests.helpers import make_config
 
 
-def test_matches_generate_latest_on_a_populated_store(sqlite_url: str) -> None:
-    services = Services.build(make_config(sqlite_url), start_writer=False)
+@pytest.mark.parametrize("metrics", [{}, {"extra_labels": ["user"], "max_series_per_label": 3}])
+def test_matches_generate_latest_on_a_populated_store(sqlite_url: str, metrics: dict[str, object]) -> None:
+    """Byte-equal to prometheus_client, including the usage collector's direct text path.
+
+    Odd label values (quotes, backslashes, newlines), counts past a million (exponent form), unpriced
+    models, errors, and an extra label folded into `__other__`.
+    """
+    services = Services.build(make_config(sqlite_url, metrics=metrics), start_writer=False)
     now = time.time()
     records = [
         {
             "request_id": f"r{i}",
             "timestamp": now - i,
             "provider": "openai",
-            "model": f"m{i % 7}",
+            "model": f"m{i % 7}" if i % 11 else "gpt-4o",
             "project": ['we"ird', "back\\slash", "new\nline", "plain"][i % 4],
-            "input_tokens": i,
-            "cost_usd": i / 7,
+            "user": f"user-{i % 5}",
+            "status": "error" if i % 13 == 0 else "success",
+            "input_tokens": i * 50_000 if i % 17 == 0 else i,
+            "output_tokens": i % 9,
+            **({"cost_usd": i / 7} if i % 3 else {}),
         }
         for i in range(200)
     ]
     services.pipeline.ingest(enumerate(records))
-    assert render_registry(services.registry) == generate_latest(services.registry)
+    text = render_registry(services.registry)
+    assert text == generate_latest(services.registry)
+    assert b"e+06" in text and b"llm_unpriced_requests_total{" in text and b'status="error"' in text
+    if metrics:
+        assert b'user="__other__"' in text
     services.close()
 
 

@@ -55,6 +55,34 @@ def test_every_event_field_is_stored_including_empty_ones(db_url: str) -> None:
     store.close()
 
 
+def test_large_batches_store_every_row_once_with_its_values(db_url: str) -> None:
+    """Batches beyond one multi-row INSERT (SQLite writes 250 rows a statement), with old and new ids mixed."""
+    store = Store(db_url)
+
+    def event(i: int) -> UsageEvent:
+        extra = {"latency_ms": float(i % 3)} if i % 2 else {"metadata": {"i": i}} if i % 5 == 0 else {}
+        return ev(f"big-{i:04d}", ts=T0 + i, cost=i, input_tokens=i, **extra)
+
+    first = store.write_events([event(i) for i in range(0, 1_000, 2)])  # 500 rows: two whole statements
+    assert first.accepted == 500
+    second = store.write_events([event(i) for i in range(0, 1_103)])  # 1,103 rows, 603 of them new
+    assert (second.accepted, second.duplicates) == (603, 500)
+    assert second.inserted == [i % 2 == 1 or i >= 1_000 for i in range(1_103)]
+    with store.reading() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT request_id, ts, input_tokens, cost_nanousd, latency_ms, meta_json FROM usage_events "
+            "ORDER BY request_id"
+        ).all()
+    expected = []
+    for i in range(1_103):
+        e = event(i)
+        meta = f'{{"i":{i}}}' if e.metadata else None
+        expected.append((e.request_id, e.timestamp, i, i, e.latency_ms, meta))
+    assert [tuple(r) for r in rows] == expected
+    assert store.series_totals(["provider"])[0].get("cost_nanousd") == sum(range(1_103))
+    store.close()
+
+
 def test_rollups_are_bucketed_and_match_totals(db_url: str) -> None:
     store = Store(db_url)
     events = [ev(f"r{i}", ts=T0 + i * 60, project=f"p{i % 2}", cost=i) for i in range(20)]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, Protocol
 
 import orjson
@@ -25,6 +26,10 @@ from exporter.events import UsageEvent
 from exporter.store.schema import BUCKET_SECONDS, COUNTER_COLUMNS, LABEL_COLUMNS
 
 SeriesKey = tuple[str, str, str, str, str, str]
+"""An event's label set: provider, model, project, service, user, status."""
+
+_SQLITE_ROWS_PER_INSERT = 250
+"""Event rows per SQLite INSERT statement (13 parameters each; SQLite allows 32,766 per statement)."""
 
 _LABELS_SQL = ", ".join(f'"{c}"' for c in LABEL_COLUMNS)
 _COUNTERS_SQL = ", ".join(COUNTER_COLUMNS)
@@ -32,11 +37,20 @@ _EVENT_COLUMNS = (
     "request_id, ts, series_id, input_tokens, cache_read_tokens, cache_write_tokens, output_tokens, "
     "reasoning_tokens, cost_nanousd, cost_source, latency_ms, meta_json, ingested_at"
 )
+# On SQLite, a missing latency or metadata travels as a sentinel that SQL turns back into NULL: the
+# sqlite3 module binds int, float and str directly, but sends None through its adapter lookup, which
+# costs ~3,000 instructions a parameter (it raises and clears an AttributeError), 8% of an ingest.
+_NO_LATENCY = -1.0  # latency_ms is validated >= 0
+_NO_METADATA = ""  # metadata is stored as a JSON object or not at all
+_SQLITE_EVENT_VALUES = "(" + ", ".join(["?"] * 10) + f", NULLIF(?, {_NO_LATENCY!r}), NULLIF(?, {_NO_METADATA!r}), ?)"
 _SQL = {
     "series_insert": f"INSERT INTO usage_series ({_LABELS_SQL}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
     "series_select": "SELECT id FROM usage_series WHERE " + " AND ".join(f'"{c}" = ?' for c in LABEL_COLUMNS),
-    "event_insert": f"INSERT INTO usage_events ({_EVENT_COLUMNS}) VALUES ({', '.join(['?'] * 13)}) "
+    "event_insert": f"INSERT INTO usage_events ({_EVENT_COLUMNS}) VALUES {_SQLITE_EVENT_VALUES} "
     "ON CONFLICT (request_id) DO NOTHING",
+    "event_insert_many": f"INSERT INTO usage_events ({_EVENT_COLUMNS}) VALUES "
+    + ", ".join([_SQLITE_EVENT_VALUES] * _SQLITE_ROWS_PER_INSERT)
+    + " ON CONFLICT (request_id) DO NOTHING",
     "rollup_upsert": f"INSERT INTO usage_rollup (series_id, bucket, {_COUNTERS_SQL}) "
     f"VALUES (?, ?, {', '.join(['?'] * len(COUNTER_COLUMNS))}) "
     "ON CONFLICT (series_id, bucket) DO UPDATE SET "
@@ -89,11 +103,6 @@ class WriteResult:
     duplicates: int = 0
     new_series: dict[SeriesKey, int] = field(default_factory=dict)
     hook_results: list[Any] = field(default_factory=list)
-
-
-def series_key(event: UsageEvent) -> SeriesKey:
-    """The label set an event is counted under."""
-    return (event.provider, event.model, event.project, event.service, event.user, event.status)
 
 
 class BatchWriter:
@@ -201,8 +210,7 @@ class BatchWriter:
             returned = {r[0] for r in cursor.fetchall()}
             return [row[0] in returned for row in rows]
         cursor.execute("SAVEPOINT batch")
-        cursor.executemany(self._sql["event_insert"], rows)
-        if cursor.rowcount == len(rows):
+        if self._insert_sqlite_rows(cursor, rows) == len(rows):
             cursor.execute("RELEASE batch")
             return [True] * len(rows)
         # Some ids exist already: undo, find them, insert only the new ones.
@@ -217,9 +225,25 @@ class BatchWriter:
             )
             existing.update(r[0] for r in cursor.fetchall())
         flags = [row[0] not in existing for row in rows]
-        cursor.executemany(self._sql["event_insert"], [row for row, new in zip(rows, flags, strict=True) if new])
+        self._insert_sqlite_rows(cursor, [row for row, new in zip(rows, flags, strict=True) if new])
         cursor.execute("RELEASE batch")
         return flags
+
+    def _insert_sqlite_rows(self, cursor: Any, rows: Sequence[Sequence[Any]]) -> int:
+        """Insert event rows on SQLite, many rows per statement; returns how many were new.
+
+        A statement of `_SQLITE_ROWS_PER_INSERT` rows costs ~20% less per row than `executemany` of
+        one-row statements: fewer statement steps and resets, and one bind call per statement.
+        """
+        inserted = 0
+        whole = len(rows) - len(rows) % _SQLITE_ROWS_PER_INSERT
+        for start in range(0, whole, _SQLITE_ROWS_PER_INSERT):
+            params = list(chain.from_iterable(rows[start : start + _SQLITE_ROWS_PER_INSERT]))
+            inserted += cursor.execute(self._sql["event_insert_many"], params).rowcount
+        if whole < len(rows):
+            cursor.executemany(self._sql["event_insert"], rows[whole:])
+            inserted += cursor.rowcount
+        return inserted
 
     def _write_rollups(self, cursor: Any, rollups: Mapping[tuple[int, int], list[int]]) -> None:
         """Add the increments to their 5-minute buckets and to the series' running totals."""
@@ -256,32 +280,60 @@ def prepare_batch(events: Sequence[UsageEvent], now: float, *, postgres: bool) -
     Writers take turns (one SQLite writer at a time), so what needs no database (row tuples, the
     rollup sums) is done here, where the workers of `llmcost serve --workers` run it in parallel.
     """
-    first_index: dict[str, int] = {}
-    for i, ev in enumerate(events):
-        first_index.setdefault(ev.request_id, i)
-    unique = list(first_index.values())
+    # The first event of each request_id; a batch rarely repeats one, so usually that is every event.
+    first_index = {events[i].request_id: i for i in range(len(events) - 1, -1, -1)}
+    unique = list(range(len(events))) if len(first_index) == len(events) else sorted(first_index.values())
     if postgres:
         unique.sort(key=lambda i: events[i].request_id)
-    keys = [series_key(events[i]) for i in unique]
-    rows = [
-        [
-            ev.request_id,
-            ev.timestamp,
-            None,
-            ev.input_tokens,
-            ev.cache_read_tokens,
-            ev.cache_write_tokens,
-            ev.output_tokens,
-            ev.reasoning_tokens,
-            ev.cost_nanousd or 0,
-            ev.cost_source or "supplied",
-            ev.latency_ms,
-            orjson.dumps(ev.metadata).decode() if ev.metadata else None,
-            now,
-        ]
-        for ev in (events[i] for i in unique)
-    ]
-    rollups = _sum_rollups(zip(keys, (events[i] for i in unique), strict=True))
+    no_latency, no_metadata = (None, None) if postgres else (_NO_LATENCY, _NO_METADATA)
+    keys: list[SeriesKey] = []
+    rows: list[list[Any]] = []
+    rollups: dict[tuple[SeriesKey, int], list[int]] = {}
+    # One pass that reads each attribute once: this loop runs for every event ingested.
+    for i in unique:
+        ev = events[i]
+        key = (ev.provider, ev.model, ev.project, ev.service, ev.user, ev.status)  # the label set it is counted under
+        timestamp = ev.timestamp
+        input_tokens = ev.input_tokens
+        cache_read = ev.cache_read_tokens
+        cache_write = ev.cache_write_tokens
+        output_tokens = ev.output_tokens
+        reasoning = ev.reasoning_tokens
+        cost = ev.cost_nanousd or 0
+        source = ev.cost_source or "supplied"
+        latency = ev.latency_ms
+        keys.append(key)
+        rows.append(
+            [
+                ev.request_id,
+                timestamp,
+                None,
+                input_tokens,
+                cache_read,
+                cache_write,
+                output_tokens,
+                reasoning,
+                cost,
+                source,
+                latency if latency is not None else no_latency,
+                orjson.dumps(ev.metadata).decode() if ev.metadata else no_metadata,
+                now,
+            ]
+        )
+        bucket_key = (key, int(timestamp // BUCKET_SECONDS) * BUCKET_SECONDS)
+        acc = rollups.get(bucket_key)
+        if acc is None:
+            unpriced = int(source == "unpriced")
+            rollups[bucket_key] = [1, input_tokens, cache_read, cache_write, output_tokens, reasoning, cost, unpriced]
+        else:
+            acc[0] += 1
+            acc[1] += input_tokens
+            acc[2] += cache_read
+            acc[3] += cache_write
+            acc[4] += output_tokens
+            acc[5] += reasoning
+            acc[6] += cost
+            acc[7] += source == "unpriced"
     return PreparedBatch(events, now, unique, keys, set(keys), rows, rollups)
 
 
