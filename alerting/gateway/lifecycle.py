@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from alerting.gateway.config import GatewaySettings
 from alerting.gateway.dedup import Decision, Reason, decide, severity_rank
+from alerting.gateway.driver_sql import DriverStatement
 from alerting.gateway.outbox import dialect_insert, enqueue, notified_channels
 from alerting.gateway.records import alert_from_row, dumps
 from alerting.gateway.silences import CHANNEL as SILENCES
@@ -88,15 +89,16 @@ class Lifecycle:
         self.settings = settings
         self.dialect = dialect
         # Hot-path statements, built once (every alert of a storm runs them).
+        # Hot-path statements, built once and run on the driver's cursor (see driver_sql).
         open_row = select(alerts).where(alerts.c.fingerprint == bindparam("fp"), alerts.c.state != "resolved")
-        self._select_open = open_row.with_for_update() if dialect == "postgresql" else open_row
-        self._insert_alert = (
+        self._select_open = DriverStatement(open_row.with_for_update() if dialect == "postgresql" else open_row)
+        self._insert_alert = DriverStatement(
             dialect_insert(dialect, alerts)
             .on_conflict_do_nothing(index_elements=["fingerprint"], index_where=text(OPEN_ALERT))
             .returning(*alerts.c)
         )
-        self._insert_event = insert(alert_events)
-        self._select_resolved_since = (
+        self._insert_event = DriverStatement(insert(alert_events))
+        self._select_resolved_since = DriverStatement(
             select(alerts.c.id)
             .where(
                 alerts.c.fingerprint == bindparam("fp"),
@@ -115,7 +117,7 @@ class Lifecycle:
         return conn.execute(stmt).first()
 
     def _open_row(self, conn: Connection, fp: str) -> Any:
-        return conn.execute(self._select_open, {"fp": fp}).first()
+        return self._select_open.first(conn, {"fp": fp})
 
     def _audit(
         self,
@@ -128,8 +130,8 @@ class Lifecycle:
         actor: Actor | None = None,
         detail: Mapping[str, Any] | None = None,
     ) -> None:
-        conn.execute(
-            self._insert_event,
+        self._insert_event.execute(
+            conn,
             {
                 "alert_id": alert_id,
                 "at": now,
@@ -163,7 +165,7 @@ class Lifecycle:
         if row is None:
             if incoming.source == "alertmanager" and incoming.starts_at is not None:
                 # A late or replayed report of an occurrence that was already resolved must not reopen it.
-                seen = conn.execute(self._select_resolved_since, {"fp": fp, "starts_at": incoming.starts_at}).first()
+                seen = self._select_resolved_since.first(conn, {"fp": fp, "starts_at": incoming.starts_at})
                 if seen is not None:
                     return Change("ignored", reason="this occurrence was already resolved")
             created = self._create(conn, incoming, now)
@@ -189,8 +191,8 @@ class Lifecycle:
             now=now,
             repeat_interval=self.settings.repeat_interval,
         )
-        row = conn.execute(
-            self._insert_alert,
+        row = self._insert_alert.first(
+            conn,
             {
                 "fingerprint": incoming.fingerprint,
                 "alertname": incoming.alertname,
@@ -214,7 +216,7 @@ class Lifecycle:
                 "resolved_at": None,
                 "silence_id": None,
             },
-        ).first()
+        )
         if row is None:
             return None
         alert = alert_from_row(row)

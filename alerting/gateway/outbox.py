@@ -27,6 +27,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from alerting.gateway.config import OutboxSettings
+from alerting.gateway.driver_sql import DriverStatement
 from alerting.gateway.records import (
     actor_from_json,
     actor_json,
@@ -80,8 +81,8 @@ def enqueue(
         return []
     assert alert.id is not None
     payload = dumps({"alert": snapshot(alert), "actor": actor_json(actor), "previous_severity": previous_severity})
-    conn.execute(
-        _INSERT_OUTBOX,
+    _INSERT_OUTBOX.executemany(
+        conn,
         [
             {
                 "alert_id": alert.id,
@@ -98,19 +99,21 @@ def enqueue(
             for channel in channels
         ],
     )
-    conn.execute(
-        _remember_channels(dialect),
+    _remember_channels(dialect).executemany(
+        conn,
         [{"alert_id": alert.id, "channel": c, "first_enqueued_at": now, "updated_at": now} for c in channels],
     )
     return channels
 
 
-_INSERT_OUTBOX = insert(notification_outbox)
+_INSERT_OUTBOX = DriverStatement(insert(notification_outbox))
 
 
 @functools.cache
-def _remember_channels(dialect: str) -> Any:
-    return dialect_insert(dialect, alert_channels).on_conflict_do_nothing(index_elements=["alert_id", "channel"])
+def _remember_channels(dialect: str) -> DriverStatement:
+    return DriverStatement(
+        dialect_insert(dialect, alert_channels).on_conflict_do_nothing(index_elements=["alert_id", "channel"])
+    )
 
 
 def notified_channels(conn: Connection, alert_id: int) -> list[str]:
@@ -137,6 +140,15 @@ _SQL = {
     "next_attempt_at = COALESCE(?, next_attempt_at) WHERE id = ? AND lease_owner = ?",
     "reference": "UPDATE alert_channels SET reference = ?, updated_at = ? WHERE alert_id = ? AND channel = ?",
 }
+
+
+def _cursor(conn: Connection) -> Any:
+    """A DB-API cursor on `conn`'s connection, inside its transaction.
+
+    The outbox runs a few statements per notification; the SQL is pre-built (`_SQL`), and on the driver's
+    cursor each costs tens of µs instead of the ~150 µs of SQLAlchemy's execution context around it.
+    """
+    return conn.connection.cursor()
 
 
 def _earlier_pending() -> Any:
@@ -230,19 +242,19 @@ class Outbox:
         return finished, claimed
 
     def _claim_in(self, conn: Connection, channel: str, limit: int, now: float) -> list[Claimed]:
-        # Driver-level SQL (see _SQL): built once, where SQLAlchemy expressions cost ~1 ms per claim.
-        ids = [r[0] for r in conn.exec_driver_sql(self._sql["due_locked"], (channel, now, now, limit))]
+        cursor = _cursor(conn)
+        cursor.execute(self._sql["due_locked"], (channel, now, now, limit))
+        ids = [r[0] for r in cursor.fetchall()]
         if not ids:
             return []
         marks = self._in_list(len(ids))
         lease = (self.owner, now + self.settings.lease, now)
-        claimed_ids = [r[0] for r in conn.exec_driver_sql(self._sql["lease"].format(ids=marks), (*lease, *ids, now))]
+        cursor.execute(self._sql["lease"].format(ids=marks), (*lease, *ids, now))
+        claimed_ids = [r[0] for r in cursor.fetchall()]
         if not claimed_ids:
             return []
-        rows = conn.exec_driver_sql(
-            self._sql["claimed"].format(ids=self._in_list(len(claimed_ids))), tuple(claimed_ids)
-        )
-        return [self._claimed(row) for row in rows]
+        cursor.execute(self._sql["claimed"].format(ids=self._in_list(len(claimed_ids))), tuple(claimed_ids))
+        return [self._claimed(row) for row in cursor.fetchall()]
 
     def _in_list(self, n: int) -> str:
         return ", ".join([self._placeholder] * n)
@@ -309,6 +321,7 @@ class Outbox:
         finished: list[Finished] = []
         references: list[tuple[str, float, int, str]] = []
         counters: dict[str, float] = {}
+        cursor = _cursor(conn)
         for claimed, result in results:
             status, outcome, next_attempt = self._outcome(claimed, result, now)
             params = (
@@ -321,7 +334,8 @@ class Outbox:
                 claimed.id,
                 self.owner,
             )
-            if conn.exec_driver_sql(self._sql["finish"], params).rowcount != 1:
+            cursor.execute(self._sql["finish"], params)
+            if cursor.rowcount != 1:
                 # Our lease ran out and another sender took the row over: it records the outcome.
                 log.warning("outbox row %s: lease lost before the result was recorded", claimed.id)
                 finished.append(Finished(claimed.id, claimed.channel, status, None, lease_lost=True))
@@ -337,7 +351,7 @@ class Outbox:
             elif status == PENDING:
                 log.info("notification %s on %s will be retried: %s", claimed.id, claimed.channel, result.error)
         if references:
-            conn.exec_driver_sql(self._sql["reference"], references)
+            cursor.executemany(self._sql["reference"], references)
         self.store.add_counters(counters, conn=conn)
         return finished
 

@@ -195,18 +195,20 @@ class Store:
 
     def add_counters(self, deltas: Mapping[str, float], conn: Connection | None = None) -> None:
         """Add to persisted counters (created at 0), inside `conn`'s transaction or a new one."""
-        rows = [{"name": name, "value": float(delta)} for name, delta in deltas.items() if delta]
+        rows = [(name, float(delta)) for name, delta in deltas.items() if delta]
         if not rows:
             return
-        sql = text(
-            "INSERT INTO ingest_counters (name, value) VALUES (:name, :value) "
+        mark = "?" if self._sqlite else "%s"
+        sql = (
+            f"INSERT INTO ingest_counters (name, value) VALUES ({mark}, {mark}) "
             "ON CONFLICT (name) DO UPDATE SET value = ingest_counters.value + excluded.value"
         )
+        # On the driver's cursor: the gateway adds counters in every delivery round.
         if conn is not None:
-            conn.execute(sql, rows)
+            conn.connection.cursor().executemany(sql, rows)
             return
         with self.transaction() as own:
-            own.execute(sql, rows)
+            own.connection.cursor().executemany(sql, rows)
 
     def set_gauge(self, name: str, value: float, conn: Connection | None = None) -> None:
         """Store a persisted value (e.g. a last-run timestamp) that every process reads back."""
