@@ -351,3 +351,24 @@ def test_notifier_is_built_from_the_notifications_config(smtp):
 def test_a_config_without_recipients_names_what_is_missing():
     with pytest.raises(ValueError, match="to"):
         EmailNotifier.from_config({"smtp_host": "localhost", "from": "a@example.com"})
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"kind": "resolved"},
+        {"annotations": {"summary": "Budget ümlaut € spend " * 3}},  # non-ASCII: RFC 2047, folded
+        {"annotations": {"summary": "a long ASCII subject that has to be folded over lines " * 4}},
+        {"labels": {"project": "line\nbreak", "key": "x" * 90}},
+    ],
+)
+def test_the_wire_bytes_are_what_the_standard_library_writes(changes: dict[str, Any]) -> None:
+    """`flatten` writes short ASCII headers itself (for speed); the bytes must stay the stdlib's."""
+    from alerting.notify.mail import WIRE_POLICY, build_email, flatten
+
+    kind = changes.pop("kind", "firing")
+    message = build_email(
+        notify(kind, **changes), from_addr="Kostenstelle Ö <llmcost@example.com>", to=["oncall@example.com"], now=NOW
+    )
+    assert flatten(message) == message.as_bytes(policy=WIRE_POLICY)
