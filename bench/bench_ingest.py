@@ -148,12 +148,19 @@ def http_ingest(port: int, bodies: list[bytes], clients: int = 4) -> float:
     return len(bodies) * per_body / elapsed
 
 
-def scrape_ms(port: int, repeat: int = 3) -> float:
+# What Prometheus sends when it scrapes: OpenMetrics first, the text format as a fallback.
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+
+
+def scrape_ms(port: int, repeat: int = 3, accept: str | None = None) -> float:
     best = float("inf")
     for _ in range(repeat):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         started = time.perf_counter()
-        conn.request("GET", "/metrics")
+        conn.request("GET", "/metrics", headers={"Accept": accept} if accept else {})
         response = conn.getresponse()
         response.read()
         best = min(best, time.perf_counter() - started)
@@ -263,11 +270,12 @@ def main() -> None:
         server = Server(db)
         try:
             ms = scrape_ms(server.port)
+            ms_openmetrics = scrape_ms(server.port, accept=PROMETHEUS_ACCEPT)
         finally:
             server.stop()
         print(
             f"GET /metrics with {n_series:,} series ({n_series // 7:,} label sets): {ms:,.0f} ms "
-            f"(target <= {target:,} ms)"
+            f"(target <= {target:,} ms); as Prometheus scrapes (OpenMetrics): {ms_openmetrics:,.0f} ms"
         )
     os.system(f"rm -rf {work}")
 

@@ -91,7 +91,7 @@ class UsageCollector(Collector):
             unpriced.add_metric([provider, model], value)
         yield from (requests, tokens, reasoning, cost, unpriced)
 
-    def render_text(self, escaped: dict[str, str]) -> str:
+    def render_text(self, escaped: dict[str, str], openmetrics: bool = False) -> str:
         """What rendering `collect()`'s families gives, written straight from the totals (a test pins it).
 
         At 100k series, a prometheus_client Sample (and its label dict) per series cost more than the
@@ -103,7 +103,7 @@ class UsageCollector(Collector):
 
         spec = catalogue.REQUESTS
         name, labels_of = spec.sample_name, LabelWriter((*base, "status"), escaped)
-        append(family_header(name, spec.help, spec.type))
+        append(family_header(spec.family_name, spec.help, spec.type, openmetrics=openmetrics))
         for row in rows:
             append(f"{name}{labels_of(row.labels)} {format_value(row.get('requests'))}\n")
 
@@ -111,21 +111,21 @@ class UsageCollector(Collector):
         escaped_base = [by_base.escape(labels) for labels in per_labels]  # shared by the next three families
         spec = catalogue.TOKENS
         name, labels_of = spec.sample_name, LabelWriter((*base, "token_type"), escaped)
-        append(family_header(name, spec.help, spec.type))
+        append(family_header(spec.family_name, spec.help, spec.type, openmetrics=openmetrics))
         for values, acc in zip(escaped_base, per_labels.values(), strict=True):
             for (token_type, _column), count in zip(_TOKEN_TYPES, acc[:4], strict=True):
                 append(f"{name}{labels_of.with_escaped((*values, token_type))} {format_value(count)}\n")
 
         for spec, position, scale in ((catalogue.REASONING_TOKENS, 4, 1), (catalogue.COST, 5, NANOS_PER_USD)):
             name = spec.sample_name
-            append(family_header(name, spec.help, spec.type))
+            append(family_header(spec.family_name, spec.help, spec.type, openmetrics=openmetrics))
             for values, acc in zip(escaped_base, per_labels.values(), strict=True):
                 amount = acc[position] if scale == 1 else acc[position] / scale
                 append(f"{name}{by_base.with_escaped(values)} {format_value(amount)}\n")
 
         spec = catalogue.UNPRICED
         name, labels_of = spec.sample_name, LabelWriter(("provider", "model"), escaped)
-        append(family_header(name, spec.help, spec.type))
+        append(family_header(spec.family_name, spec.help, spec.type, openmetrics=openmetrics))
         for provider_model, count in per_model.items():
             append(f"{name}{labels_of(provider_model)} {format_value(count)}\n")
         return "".join(out)

@@ -13,8 +13,9 @@ collector does: building a Sample per series cost more than writing its line).
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
 from prometheus_client.core import Metric
@@ -32,8 +33,8 @@ def _escape_value(value: str) -> str:
 class TextCollector(Protocol):
     """A collector that can write its own exposition text (see the module docstring)."""
 
-    def render_text(self, escaped: dict[str, str]) -> str:
-        """Its families as text-format lines; `escaped` caches escaped label values across collectors."""
+    def render_text(self, escaped: dict[str, str], openmetrics: bool = False) -> str:
+        """Its families as exposition lines; `escaped` caches escaped label values across collectors."""
 
 
 class OrderedRegistry(CollectorRegistry):
@@ -62,9 +63,18 @@ class OrderedRegistry(CollectorRegistry):
             return list(self._in_order)
 
 
-def family_header(name: str, documentation: str, kind: str) -> str:
-    """The `# HELP` and `# TYPE` lines of a family; `name` is the samples' name (counters end in _total)."""
+def family_header(family_name: str, documentation: str, kind: str, *, openmetrics: bool = False) -> str:
+    """The `# HELP` and `# TYPE` lines of a family named as client_python names it (counters without _total).
+
+    The text format (0.0.4) names a counter family by its samples' name and escapes backslashes and
+    newlines in the help; OpenMetrics uses the family name and escapes double quotes too.
+    """
     help_text = documentation.replace("\\", r"\\").replace("\n", r"\n")
+    if openmetrics:
+        help_text = help_text.replace('"', r"\"")
+        name = family_name
+    else:
+        name = family_name + "_total" if kind == "counter" else family_name
     return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"
 
 
@@ -104,20 +114,22 @@ def format_value(value: float) -> str:
     return floatToGoString(value)
 
 
-def render_families(families: Iterable[Metric]) -> bytes:
-    """Text exposition of counter and gauge families (anything else raises ValueError)."""
-    return _render(families, {}).encode()
+def render_families(families: Iterable[Metric], *, openmetrics: bool = False) -> bytes:
+    """Exposition of counter and gauge families (anything else raises ValueError), text or OpenMetrics."""
+    return (_render(families, {}, openmetrics) + (OPENMETRICS_END if openmetrics else "")).encode()
 
 
-def _render(families: Iterable[Metric], escaped: dict[str, str]) -> str:
+OPENMETRICS_END = "# EOF\n"
+
+
+def _render(families: Iterable[Metric], escaped: dict[str, str], openmetrics: bool) -> str:
     out: list[str] = []
     append = out.append
     for family in families:
         kind = family.type
-        if kind not in SUPPORTED_TYPES:
-            raise ValueError(f"{family.name}: the lean renderer handles counters and gauges, not {kind}")
-        name = family.name + "_total" if kind == "counter" else family.name
-        append(family_header(name, family.documentation, kind))
+        if kind not in SUPPORTED_TYPES or family.unit:
+            raise ValueError(f"{family.name}: the lean renderer handles counters and gauges without units")
+        append(family_header(family.name, family.documentation, kind, openmetrics=openmetrics))
         label_names: tuple[str, ...] | None = None
         for sample in family.samples:
             labels = sample.labels
@@ -137,15 +149,31 @@ def _render(families: Iterable[Metric], escaped: dict[str, str]) -> str:
     return "".join(out)
 
 
-def render_registry(registry: Collector) -> bytes:
-    """Text exposition of a whole registry of llmcost collectors."""
+def render_registry(registry: Collector, *, openmetrics: bool = False) -> bytes:
+    """Exposition (text 0.0.4, or OpenMetrics 1.0.0) of a whole registry of llmcost collectors."""
     if not isinstance(registry, OrderedRegistry):
-        return render_families(registry.collect())
+        return render_families(registry.collect(), openmetrics=openmetrics)
     escaped: dict[str, str] = {}
     parts = []
     for collector in registry.collectors():
         if isinstance(collector, TextCollector):
-            parts.append(collector.render_text(escaped))
+            parts.append(collector.render_text(escaped, openmetrics))
         else:
-            parts.append(_render(collector.collect(), escaped))
+            parts.append(_render(collector.collect(), escaped, openmetrics))
+    if openmetrics:
+        parts.append(OPENMETRICS_END)
     return "".join(parts).encode()
+
+
+def lean_renderer(content_type: str) -> Callable[[Collector], bytes] | None:
+    """The lean renderer for a content type that `prometheus_client.exposition.choose_encoder` picked.
+
+    Plain text 0.0.4 (curl, most tools) and OpenMetrics 1.0.0 (what Prometheus asks for first): our
+    metric and label names are valid legacy names, so no name escaping scheme changes them. Anything
+    else (other versions) is left to prometheus_client: None.
+    """
+    if content_type.startswith("text/plain; version=0.0.4"):
+        return render_registry
+    if content_type.startswith("application/openmetrics-text; version=1.0.0"):
+        return functools.partial(render_registry, openmetrics=True)
+    return None

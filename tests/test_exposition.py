@@ -7,8 +7,12 @@ import time
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
+from starlette.testclient import TestClient
 
-from exporter.exposition import render_families, render_registry
+from alerting.runtime import attach_alerting
+from exporter.exposition import lean_renderer, render_families, render_registry
+from exporter.http.app import build_app
 from exporter.services import Services
 from tests.helpers import make_config
 
@@ -58,3 +62,33 @@ def test_matches_generate_latest_for_special_values() -> None:
             return [counter, gauge]
 
     assert render_families([counter, gauge]) == generate_latest(Registry())  # type: ignore[arg-type]
+
+
+# What Prometheus 2.x sends when it scrapes: OpenMetrics first, the text format as a fallback.
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+
+
+@pytest.mark.parametrize("accept", ["*/*", "text/plain;version=0.0.4", PROMETHEUS_ACCEPT])
+def test_metrics_answers_byte_for_byte_what_prometheus_client_would(sqlite_url: str, accept: str) -> None:
+    """Every collector a server registers (usage, self, gateway, budgets, scheduler), text and OpenMetrics."""
+    config = make_config(sqlite_url, budgets=[{"name": "daily", "scope": "global", "period": "daily", "limit": 100.0}])
+    services = Services.build(config, start_writer=False)
+    routes = attach_alerting(services, "ingest")
+    now = time.time()
+    services.pipeline.ingest(
+        enumerate(
+            {"request_id": f"r{i}", "timestamp": now - i, "provider": "openai", "model": f"m{i % 3}", "cost_usd": i}
+            for i in range(30)
+        )
+    )
+    encoder, content_type = choose_encoder(accept)
+    assert lean_renderer(content_type) is not None, "this format is meant to take the lean path"
+    with TestClient(build_app(services, routes)) as client:
+        response = client.get("/metrics", headers={"Accept": accept})
+    assert response.headers["content-type"] == content_type
+    assert response.content == encoder(services.registry)
+    assert (b"# EOF" in response.content) == ("openmetrics" in content_type)
+    services.close()
