@@ -10,6 +10,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	# An editable install leaves our modules uncompiled, and with PYTHONDONTWRITEBYTECODE set (as on
+	# these machines) every `llmcost` process would compile them from source again at start-up.
+	$(BIN)/python -m compileall -q exporter alerting
 	touch $(STAMP)
 
 venv: $(STAMP)
