@@ -14,6 +14,7 @@ is the serial path's code (`IngestPipeline.prepare`, `Store.write_events`), so v
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 from collections.abc import Iterator
@@ -104,7 +105,14 @@ def _start_worker(services: Services) -> None:
 
 
 def _ingest_chunk(first_index: int, blob: bytes) -> tuple[int, int, list[Rejection]]:
-    outcome = _worker["services"].pipeline.ingest(chunk_records(first_index, blob), batch_size=WRITE_BATCH)
+    # No cyclic garbage collection inside a chunk: reading, pricing and writing create no reference
+    # cycles (reference counting frees it all), yet the collector would walk every young object about
+    # once per 8,000 events, 6% of the work. Anything cyclic is collected between chunks.
+    gc.disable()
+    try:
+        outcome = _worker["services"].pipeline.ingest(chunk_records(first_index, blob), batch_size=WRITE_BATCH)
+    finally:
+        gc.enable()
     return outcome.accepted, outcome.duplicates, outcome.rejected
 
 

@@ -65,6 +65,10 @@ def make_server(services: Services, listen: str, extra_routes: Sequence[BaseRout
         port=port,
         log_level="warning",
         access_log=False,
+        # httptools parses HTTP in C; uvicorn's fallback, h11, is pure Python and took a third of the CPU
+        # of a small request (an Alertmanager webhook storm ran at ~900 instead of ~1,500 requests/s).
+        http="httptools",
+        loop="asyncio",
         timeout_graceful_shutdown=10,
         lifespan="off",
     )
