@@ -119,18 +119,8 @@ def _ingest_chunk(first_index: int, blob: bytes) -> tuple[int, int, list[Rejecti
 def chunk_records(first_index: int, blob: bytes) -> list[tuple[int, Any]]:
     """The records of a chunk of JSON lines whose first line is line `first_index` of the file.
 
-    The usual chunk (every line one JSON object) is parsed by one `orjson.loads` of the lines joined
-    into an array, which costs less than a call per line. A chunk with anything else (a blank or broken
-    line, a line that is not an object) is read line by line, so each problem is named with its line.
+    Line by line, so that each problem is named with its line (parsing the chunk as one joined JSON
+    array was tried: a line holding part of a value could pair up with its neighbour and pass).
     """
     lines = blob.split(b"\n")
-    if lines and not lines[-1]:
-        lines.pop()  # the newline that ends the chunk's last line
-    try:
-        objects = orjson.loads(b"[" + b",".join(lines) + b"]")
-    except orjson.JSONDecodeError:
-        objects = None
-    # Equal counts: no line held two values ("1, 2") that the array would have split.
-    if objects is not None and len(objects) == len(lines) and all(type(o) is dict for o in objects):
-        return list(enumerate(objects, first_index))
     return [r for offset, line in enumerate(lines) if (r := json_line(first_index + offset, line)) is not None]

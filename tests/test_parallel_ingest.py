@@ -59,3 +59,16 @@ def test_several_workers_store_and_report_exactly_what_one_does(tmp_path: Path, 
 
     again = run("ingest", str(calls), "--db", db_url, "--workers", "2")
     assert f"0 accepted, {LINES - 4} duplicates, 3 rejected" in again.stdout
+
+
+def test_lines_that_only_parse_together_are_each_rejected_with_their_line() -> None:
+    from exporter.events import InvalidEvent
+    from exporter.parallel_ingest import chunk_records
+
+    # Joined with commas, the first two lines would make one valid object and the third two: three
+    # values for three lines. Each line must be judged on its own.
+    blob = b'{"x": [1\n2]}\n{"a": 1}, {"b": 2}\n{"ok": 1}\n'
+    records = chunk_records(100, blob)
+    assert [index for index, _ in records] == [100, 101, 102, 103]
+    assert [isinstance(r, InvalidEvent) for _, r in records] == [True, True, True, False]
+    assert "line 101: not valid JSON" in str(records[0][1])
