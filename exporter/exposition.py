@@ -1,14 +1,15 @@
-"""A lean Prometheus text-format (0.0.4) renderer for llmcost's own collectors.
+"""A lean Prometheus renderer (text format 0.0.4 and OpenMetrics 1.0.0) for llmcost's own collectors.
 
 prometheus_client validates and escapes every label *name* of every sample on every scrape, which
 costs ~10 µs a sample: 1 s at 100k series. Our collectors only yield counters and gauges with fixed,
 valid label names, so this renderer skips that work and caches escaped label values (they repeat
-across families). Its output is byte-for-byte what `prometheus_client.generate_latest` writes for the
-same families (a test pins it); OpenMetrics requests still go through prometheus_client.
+across families). Its output is byte-for-byte what prometheus_client writes for the same families and
+format (tests pin both); other formats go through prometheus_client (see `lean_renderer`).
 
-A collector with many series can skip metric objects altogether: if it has a `render_text(escaped)`
-method and sits in an `OrderedRegistry`, `render_registry` asks it for its text directly (the usage
-collector does: building a Sample per series cost more than writing its line).
+A collector with many series can skip metric objects altogether: if it has a
+`render_text(escaped, openmetrics)` method and sits in an `OrderedRegistry`, `render_registry` asks it
+for its text directly (the usage collector does: building a Sample per series cost more than writing
+its line).
 """
 
 from __future__ import annotations
@@ -27,6 +28,14 @@ SUPPORTED_TYPES = frozenset(("counter", "gauge"))
 
 def _escape_value(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _escaped(value: str, cache: dict[str, str]) -> str:
+    """`value` escaped for a label, through `cache` (label values repeat across series and families)."""
+    text = cache.get(value)
+    if text is None:
+        text = cache[value] = _escape_value(value)
+    return text
 
 
 @runtime_checkable
@@ -90,13 +99,7 @@ class LabelWriter:
     def escape(self, values: Iterable[str]) -> list[str]:
         """The values escaped for the exposition (cached: label values repeat across series)."""
         cache = self._escaped
-        out = []
-        for value in values:
-            text = cache.get(value)
-            if text is None:
-                text = cache[value] = _escape_value(value)
-            out.append(text)
-        return out
+        return [_escaped(value, cache) for value in values]
 
     def __call__(self, values: Sequence[str]) -> str:
         """The label set of one sample."""
@@ -138,13 +141,7 @@ def _render(families: Iterable[Metric], escaped: dict[str, str], openmetrics: bo
                 continue
             if label_names is None or len(label_names) != len(labels):
                 label_names = tuple(sorted(labels))
-            parts = []
-            for key in label_names:
-                value = labels[key]
-                text = escaped.get(value)
-                if text is None:
-                    text = escaped[value] = _escape_value(value)
-                parts.append(f'{key}="{text}"')
+            parts = [f'{key}="{_escaped(labels[key], escaped)}"' for key in label_names]
             append(f"{sample.name}{{{','.join(parts)}}} {floatToGoString(sample.value)}\n")
     return "".join(out)
 

@@ -28,7 +28,7 @@ from exporter.store.schema import (
     usage_rollup,
     usage_series,
 )
-from exporter.store.writer import BatchWriter, WriteHook, WriteResult, prepare_batch
+from exporter.store.writer import BatchWriter, WriteHook, WriteResult, counter_add_sql, prepare_batch
 from exporter.store.writer_turn import WriterTurn, sqlite_lock_path
 
 log = logging.getLogger(__name__)
@@ -198,11 +198,7 @@ class Store:
         rows = [(name, float(delta)) for name, delta in deltas.items() if delta]
         if not rows:
             return
-        mark = "?" if self._sqlite else "%s"
-        sql = (
-            f"INSERT INTO ingest_counters (name, value) VALUES ({mark}, {mark}) "
-            "ON CONFLICT (name) DO UPDATE SET value = ingest_counters.value + excluded.value"
-        )
+        sql = counter_add_sql(postgres=not self._sqlite)
         # On the driver's cursor: the gateway adds counters in every delivery round.
         if conn is not None:
             conn.connection.cursor().executemany(sql, rows)

@@ -77,6 +77,11 @@ def _placeholders(sql: str, style: str) -> str:
     return sql.replace("?", "%s") if style == "format" else sql
 
 
+def counter_add_sql(postgres: bool) -> str:
+    """The statement that adds `(name, delta)` to a persisted counter (created at 0), in the driver's style."""
+    return _placeholders(_SQL["counter_add"], "format" if postgres else "qmark")
+
+
 class WriteHook(Protocol):
     """Extra work inside the ingest transaction (budget spend), fed the batch's rollup increments.
 
@@ -147,19 +152,16 @@ class BatchWriter:
                 for row, key in zip(rows, batch.keys, strict=True):
                     row[2] = key_sid[key]
                 new_flags = self._insert_events(cursor, rows)
-                if all(new_flags):  # the usual case: the rollups summed in advance apply as they are
-                    for i in batch.unique:
-                        inserted[i] = True
-                    accepted = len(batch.unique)
-                    rollups = {(key_sid[key], bucket): acc for (key, bucket), acc in batch.rollups.items()}
-                else:
-                    fresh = []
-                    for pos, i in enumerate(batch.unique):
-                        if new_flags[pos]:
-                            inserted[i] = True
-                            fresh.append((events[i], rows[pos][2]))
-                    accepted = len(fresh)
-                    rollups = _sum_rollups((sid, ev) for ev, sid in fresh)
+                fresh = [i for i, new in zip(batch.unique, new_flags, strict=True) if new]
+                for i in fresh:
+                    inserted[i] = True
+                accepted = len(fresh)
+                # Usually every row is new and the rollups summed in advance apply as they are; else
+                # they are summed again over the new events only (a rare, duplicate-carrying batch).
+                by_labels = batch.rollups
+                if accepted < len(batch.unique):
+                    by_labels = prepare_batch([events[i] for i in fresh], batch.now, postgres=self._postgres).rollups
+                rollups = {(key_sid[key], bucket): acc for (key, bucket), acc in by_labels.items()}
                 self._write_rollups(cursor, rollups)
                 sid_labels = {sid: key for key, sid in key_sid.items()}
                 hook_results = []
@@ -335,22 +337,3 @@ def prepare_batch(events: Sequence[UsageEvent], now: float, *, postgres: bool) -
             acc[6] += cost
             acc[7] += source == "unpriced"
     return PreparedBatch(events, now, unique, keys, set(keys), rows, rollups)
-
-
-def _sum_rollups(pairs: Iterable[tuple[Any, UsageEvent]]) -> dict[tuple[Any, int], list[int]]:
-    """Counters in COUNTER_COLUMNS order per (series, 5-minute bucket)."""
-    rollups: dict[tuple[Any, int], list[int]] = {}
-    for series, ev in pairs:
-        key = (series, int(ev.timestamp // BUCKET_SECONDS) * BUCKET_SECONDS)
-        acc = rollups.get(key)
-        if acc is None:
-            acc = rollups[key] = [0] * 8
-        acc[0] += 1
-        acc[1] += ev.input_tokens
-        acc[2] += ev.cache_read_tokens
-        acc[3] += ev.cache_write_tokens
-        acc[4] += ev.output_tokens
-        acc[5] += ev.reasoning_tokens
-        acc[6] += ev.cost_nanousd or 0
-        acc[7] += ev.cost_source == "unpriced"
-    return rollups
