@@ -24,6 +24,7 @@ LABEL_MAX_LEN = 256
 REQUEST_ID_MAX_LEN = 256
 MAX_TOKENS = 10**12
 MAX_COST_USD = 1_000_000
+MAX_LATENCY_MS = 86_400_000  # a day
 # 2000-01-01T00:00:00Z: nothing older is a plausible recorded LLM call.
 MIN_TIMESTAMP = 946_684_800.0
 
@@ -130,7 +131,8 @@ def _check_count(name: str, value: Any) -> int:
     return number
 
 
-def _check_number(name: str, value: Any, upper: float) -> float:
+def check_number(name: str, value: Any, upper: float) -> float:
+    """A finite number in [0, upper] as a float, else `InvalidEvent` naming `name`."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidEvent(name, f"must be a number, got {type(value).__name__}")
     number = float(value)
@@ -235,11 +237,11 @@ def parse_event(obj: Any, *, now: float, max_future_skew: float = 300.0) -> Usag
             if decimal_cost < 0 or decimal_cost > MAX_COST_USD:
                 raise InvalidEvent("cost_usd", f"must be between 0 and {MAX_COST_USD}")
         else:
-            cost_value = _check_number("cost_usd", cost, MAX_COST_USD)
+            cost_value = check_number("cost_usd", cost, MAX_COST_USD)
         cost_nanos = usd_to_nanos(cost_value)
 
     latency = get("latency_ms")
-    latency_ms = None if latency is None else _check_number("latency_ms", latency, 86_400_000)
+    latency_ms = None if latency is None else check_number("latency_ms", latency, MAX_LATENCY_MS)
 
     status = get("status")
     if status is None:

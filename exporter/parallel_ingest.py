@@ -7,9 +7,10 @@ and write their chunks with their own store connection. Only line bytes go to a 
 and rejections come back: events never cross a process boundary.
 
 Writers take turns through the store's writer turn (on SQLite, a file lock beside the database that
-wakes the next writer at once; SQLite's busy handler would sleep up to 100 ms between tries). Everything
-is the serial path's code (`IngestPipeline.prepare`, `Store.write_events`), so validation, pricing, rejections
-(with their line numbers) and idempotency are identical.
+wakes the next writer at once; SQLite's busy handler would sleep up to 100 ms between tries). Workers
+run `IngestPipeline.ingest_lines`, whose general path is the serial path's code (`IngestPipeline.prepare`,
+`Store.write_events`), so validation, pricing, rejections (with their line numbers) and idempotency are
+identical.
 """
 
 from __future__ import annotations
@@ -26,13 +27,15 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from exporter.pipeline import IngestOutcome, Rejection
-from exporter.readers import detect_format, json_line
+from exporter.readers import detect_format
 
 if TYPE_CHECKING:
     from exporter.services import Services
 
 CHUNK_LINES = 20_000
 """Lines per task: large enough to amortise a task, small enough to keep every worker busy."""
+TAIL_CHUNK_LINES = 1_000
+"""The smallest task: near the end of the file tasks shrink, so that no worker is left idle long."""
 WRITE_BATCH = 10_000
 """Events per write transaction (as in the serial path)."""
 MIN_PARALLEL_BYTES = 16 << 20
@@ -76,7 +79,7 @@ def ingest_parallel(path: Path, services: Services, workers: int) -> IngestOutco
     # Forked workers inherit `initargs` as they are: `services` is not pickled.
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(services,)) as pool:
         pending: set[Future[tuple[int, int, list[Rejection]]]] = set()
-        for first_index, blob in _chunks(path):
+        for first_index, blob in file_chunks(path, workers):
             if len(pending) >= 2 * workers:  # bounded read-ahead: the file is never all in memory
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 _collect(done, outcome)
@@ -86,12 +89,24 @@ def ingest_parallel(path: Path, services: Services, workers: int) -> IngestOutco
     return outcome
 
 
-def _chunks(path: Path) -> Iterator[tuple[int, bytes]]:
+def file_chunks(
+    path: Path, workers: int, *, chunk_lines: int = CHUNK_LINES, tail_lines: int = TAIL_CHUNK_LINES
+) -> Iterator[tuple[int, bytes]]:
+    """The file as `(index of its first line, its next lines joined)` pieces of `chunk_lines` lines.
+
+    In the last stretch of the file pieces shrink towards `tail_lines` (sized from the mean line length
+    so far), so the workers finish together instead of one finishing a large piece alone.
+    """
+    size = path.stat().st_size
     with path.open("rb", buffering=1 << 20) as f:
         index = 0
-        while lines := list(islice(f, CHUNK_LINES)):
+        lines_per_piece = chunk_lines
+        while lines := list(islice(f, lines_per_piece)):
             yield index, b"".join(lines)
             index += len(lines)
+            left = size - f.tell()
+            # Lines still to come, spread so that each worker gets two more pieces at least.
+            lines_per_piece = max(tail_lines, min(chunk_lines, left * index // (f.tell() * 2 * workers) + 1))
 
 
 def _collect(done: set[Future[tuple[int, int, list[Rejection]]]], outcome: IngestOutcome) -> None:
@@ -110,17 +125,8 @@ def _ingest_chunk(first_index: int, blob: bytes) -> tuple[int, int, list[Rejecti
     # once per 8,000 events, 6% of the work. Anything cyclic is collected between chunks.
     gc.disable()
     try:
-        outcome = _worker["services"].pipeline.ingest(chunk_records(first_index, blob), batch_size=WRITE_BATCH)
+        pipeline = _worker["services"].pipeline
+        outcome = pipeline.ingest_lines(first_index, blob.split(b"\n"), batch_size=WRITE_BATCH)
     finally:
         gc.enable()
     return outcome.accepted, outcome.duplicates, outcome.rejected
-
-
-def chunk_records(first_index: int, blob: bytes) -> list[tuple[int, Any]]:
-    """The records of a chunk of JSON lines whose first line is line `first_index` of the file.
-
-    Line by line, so that each problem is named with its line (parsing the chunk as one joined JSON
-    array was tried: a line holding part of a value could pair up with its neighbour and pass).
-    """
-    lines = blob.split(b"\n")
-    return [r for offset, line in enumerate(lines) if (r := json_line(first_index + offset, line)) is not None]

@@ -9,7 +9,7 @@ import orjson
 
 from tests.procs import LLMCOST
 
-LINES = 45_000  # three chunks of CHUNK_LINES (20,000): the odd lines below sit on chunk boundaries
+LINES = 45_000  # pieces of CHUNK_LINES (20,000), then smaller ones: the odd lines below sit on piece boundaries
 
 
 def write_calls(path: Path) -> None:
@@ -61,14 +61,39 @@ def test_several_workers_store_and_report_exactly_what_one_does(tmp_path: Path, 
     assert f"0 accepted, {LINES - 4} duplicates, 3 rejected" in again.stdout
 
 
-def test_lines_that_only_parse_together_are_each_rejected_with_their_line() -> None:
-    from exporter.events import InvalidEvent
-    from exporter.parallel_ingest import chunk_records
+def test_lines_that_only_parse_together_are_each_rejected_with_their_line(sqlite_url: str) -> None:
+    from exporter.pipeline import IngestPipeline
+    from exporter.pricing import PriceBook
+    from exporter.store import Store
 
     # Joined with commas, the first two lines would make one valid object and the third two: three
     # values for three lines. Each line must be judged on its own.
-    blob = b'{"x": [1\n2]}\n{"a": 1}, {"b": 2}\n{"ok": 1}\n'
-    records = chunk_records(100, blob)
-    assert [index for index, _ in records] == [100, 101, 102, 103]
-    assert [isinstance(r, InvalidEvent) for _, r in records] == [True, True, True, False]
-    assert "line 101: not valid JSON" in str(records[0][1])
+    blob = b'{"x": [1\n2]}\n{"a": 1}, {"b": 2}\n{"provider": "openai", "model": "gpt-4o", "request_id": "r"}\n'
+    store = Store(sqlite_url)
+    events, rejected = IngestPipeline(store, PriceBook()).prepare_lines(100, blob.split(b"\n"))
+    store.close()
+    assert [r.index for r in rejected] == [100, 101, 102]
+    assert "line 101: not valid JSON" in rejected[0].error
+    assert [e.request_id for e in events] == ["r"]
+
+
+def test_file_pieces_hold_every_line_once_with_its_index_and_shrink_at_the_end(tmp_path: Path) -> None:
+    from exporter.parallel_ingest import file_chunks
+
+    path = tmp_path / "calls.jsonl"
+    lines = [b'{"n": %d%s}' % (i, b" " * (i % 13)) for i in range(10_000)]
+    path.write_bytes(b"\n".join(lines))  # no newline after the last line
+
+    pieces = list(file_chunks(path, workers=2, chunk_lines=1_500, tail_lines=100))
+
+    assert b"".join(blob for _, blob in pieces) == path.read_bytes()
+    index = 0
+    for first, blob in pieces:
+        assert first == index
+        assert blob.split(b"\n")[0] == lines[first]
+        index += len(blob.splitlines())
+    assert index == len(lines)
+    sizes = [len(blob.splitlines()) for _, blob in pieces]
+    assert sizes[0] == 1_500
+    assert sizes[-2] == 100  # the last full pieces are the smallest
+    assert sizes[:-1] == sorted(sizes[:-1], reverse=True)  # pieces only ever shrink
