@@ -1,17 +1,18 @@
-"""Canonical JSON lines decoded and checked in one step: the fast path of large-file ingest.
+"""Canonical events decoded and checked in one step: the fast path of ingest.
 
-Nearly every line of a recorded-calls file is a canonical event with plain values. `canonical_event`
-decodes such a line with msgspec straight into a typed structure, which checks the types and bounds of
-every field in C, and builds the `UsageEvent` that `parse_event` would build from it. It answers None
-for any line it does not take outright: another input form (a provider `usage` object, a LiteLLM row),
-a lenient form `parse_event` also takes (an RFC 3339 timestamp, a whole-number float count, a missing
-`request_id`), unknown fields (kept in `metadata` by the general path), or a problem to report. The
-caller then takes the general path (orjson, `to_canonical`, `parse_event`), which is exact and names
-the problem. So this path accepts a subset of what `parse_event` accepts and builds the same event;
-the tests hold the two together on the recorded data and on hostile and edge-case lines.
+Nearly every line of a recorded-calls file, and every event of a typical `POST /v1/usage` body, is a
+canonical event with plain values. `canonical_event` decodes such a line with msgspec straight into a
+typed structure, which checks the types and bounds of every field in C, and builds the `UsageEvent`
+that `parse_event` would build from it. It answers None for any line it does not take outright:
+another input form (a provider `usage` object, a LiteLLM row), a lenient form `parse_event` also takes
+(an RFC 3339 timestamp, a whole-number float count, a missing `request_id`), unknown fields (kept in
+`metadata` by the general path), or a problem to report. The caller then takes the general path
+(orjson, `to_canonical`, `parse_event`), which is exact and names the problem. So this path accepts a
+subset of what `parse_event` accepts and builds the same event; the tests hold the two together on
+the recorded data and on hostile and edge-case lines.
 
-It saves about two thirds of the per-line work before pricing (decoding to a dict, then reading and
-checking every field in Python).
+`canonical_events` does the same for a request body, all or nothing. This saves about two thirds of
+the per-event work before pricing (decoding to a dict, then reading and checking every field in Python).
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ class _CanonicalLine(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     metadata: dict[str, Any] | None = None
 
 
-_decode = msgspec.json.Decoder(_CanonicalLine).decode
+_decode_line = msgspec.json.Decoder(_CanonicalLine).decode
+_decode_body = msgspec.json.Decoder(list[_CanonicalLine] | _CanonicalLine).decode
 
 
 def canonical_event(line: bytes, *, now: float, max_future_skew: float) -> UsageEvent | None:
@@ -69,14 +71,49 @@ def canonical_event(line: bytes, *, now: float, max_future_skew: float) -> Usage
 
     The cost is not priced here (`cost_nanousd` is None unless `cost_usd` is given), as with `parse_event`.
     """
-    # Labels must be printable. JSON forbids raw control characters inside strings, so the strings of
-    # an ASCII line with no escape (backslash) and no DEL are printable ASCII: no check per string.
-    if not line.isascii() or b"\\" in line or b"\x7f" in line:
+    if not _plain_text(line):
         return None
     try:
-        fields = _decode(line)
+        fields = _decode_line(line)
     except msgspec.MsgspecError:  # malformed, another form, or a value out of bounds: the general path
         return None
+    return _event(fields, now, max_future_skew)
+
+
+def canonical_events(body: bytes, *, ndjson: bool, now: float, max_future_skew: float) -> list[UsageEvent] | None:
+    """The events of a request body (one event, a JSON array, or NDJSON) if all are plain canonical ones.
+
+    None (take the general path) as soon as one is not: the general path then judges each on its own.
+    NDJSON is split into lines here, as the general path splits it: msgspec's own reader of lines would
+    also take two objects on one line, or one object over two.
+    """
+    if not _plain_text(body):
+        return None
+    try:
+        if ndjson:
+            items = [_decode_line(line) for line in body.split(b"\n") if line.strip()]
+        else:
+            decoded = _decode_body(body)
+            items = decoded if isinstance(decoded, list) else [decoded]
+    except msgspec.MsgspecError:
+        return None
+    events = []
+    for fields in items:
+        event = _event(fields, now, max_future_skew)
+        if event is None:
+            return None
+        events.append(event)
+    return events
+
+
+def _plain_text(data: bytes) -> bool:
+    # Labels must be printable. JSON forbids raw control characters inside strings, so the strings of
+    # ASCII text with no escape (backslash) and no DEL are printable ASCII: no check per string.
+    return data.isascii() and b"\\" not in data and b"\x7f" not in data
+
+
+def _event(fields: _CanonicalLine, now: float, max_future_skew: float) -> UsageEvent | None:
+    """The checks msgspec cannot make (bounds that depend on `now` or on another field), then the event."""
     timestamp = fields.timestamp
     output_tokens = fields.output_tokens
     reasoning = fields.reasoning_tokens

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
-from exporter.canonical_lines import canonical_event
+from exporter.canonical_lines import canonical_event, canonical_events
 from exporter.events import InvalidEvent, UsageEvent, parse_event
 from exporter.normalize import to_canonical
 from exporter.pricing import PriceBook
@@ -136,6 +136,19 @@ class IngestPipeline:
         if others:
             self._prepare_into(others, events, rejected)
         return events, rejected
+
+    def prepare_canonical_body(self, body: bytes, *, ndjson: bool) -> list[UsageEvent] | None:
+        """The events of a request body, unpriced, if all are plain canonical ones; else None (use `prepare`).
+
+        Call `price_all` on them after any check of their number.
+        """
+        return canonical_events(body, ndjson=ndjson, now=self.clock(), max_future_skew=self.max_future_skew)
+
+    def price_all(self, events: Iterable[UsageEvent]) -> None:
+        """`price` each event."""
+        price = self.price
+        for event in events:
+            price(event)
 
     def _prepare_into(
         self, records: list[tuple[int, Any]], events: list[UsageEvent], rejected: list[Rejection]

@@ -17,9 +17,10 @@ from typing import Any
 import orjson
 import pytest
 
-from exporter.canonical_lines import canonical_event
+from exporter.canonical_lines import canonical_event, canonical_events
 from exporter.demo import load_trace, make_events
 from exporter.events import InvalidEvent, UsageEvent, parse_event
+from exporter.http.body import MalformedBody, split_records
 from exporter.normalize import to_canonical
 
 NOW = time.time()
@@ -139,3 +140,48 @@ def test_numbers_read_by_either_parser_are_the_same_number(field: str) -> None:
         line = orjson.dumps({**BASE, field: 0}).replace(f'"{field}":0'.encode(), f'"{field}":{text}'.encode())
         quick = assert_agrees(line)
         assert quick is not None or general(line) is None, text
+
+
+def general_body(body: bytes, kind: str) -> list[UsageEvent] | None:
+    """The general path's events of a request body, or None if it rejects anything in it."""
+    try:
+        records = split_records(body, kind)
+    except MalformedBody:
+        return None
+    events = []
+    for _, raw in records:
+        if isinstance(raw, InvalidEvent):
+            return None
+        try:
+            events.append(parse_event(to_canonical(raw), now=NOW, max_future_skew=SKEW))
+        except (InvalidEvent, TypeError):
+            return None
+    return events
+
+
+def test_request_bodies_agree_with_the_general_path() -> None:
+    lines = list(variants())
+    rng = random.Random(5)
+    good = [line for line in lines if fast(line) is not None]
+    bodies: list[tuple[bytes, str]] = []
+    for _ in range(300):
+        picked = rng.sample(good, 5) + ([rng.choice(lines)] if rng.random() < 0.5 else [])
+        rng.shuffle(picked)
+        bodies.append((b"[" + b",".join(p for p in picked if p.strip()) + b"]", "application/json"))
+        bodies.append((b"\n".join(picked), "application/x-ndjson"))
+    plain = orjson.dumps(BASE)
+    bodies += [
+        (plain, "application/json"),  # one event, not in an array
+        (b"[]", "application/json"),
+        (b"\n" + plain + b"\r\n\n  \n" + plain + b"\n", "application/x-ndjson"),  # blank lines are skipped
+        (plain + b" " + plain, "application/x-ndjson"),  # two objects on one line: that line is rejected
+        (plain[:-1] + b"\n}", "application/x-ndjson"),  # one object over two lines: both are rejected
+        (b"[" + plain + b"] [" + plain + b"]", "application/json"),
+    ]
+    taken = 0
+    for body, kind in bodies:
+        quick = canonical_events(body, ndjson=kind == "application/x-ndjson", now=NOW, max_future_skew=SKEW)
+        if quick is not None:
+            taken += 1
+            assert quick == general_body(body, kind), body
+    assert taken > 300

@@ -87,12 +87,20 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         return Response(payload, media_type=content_type)
 
     def parse_and_prepare(body: bytes, kind: str) -> tuple[list[UsageEvent], list[Rejection]]:
+        pipeline = services.pipeline
+        # A body of plain canonical events takes the fast path; any other body, the general one.
+        events = pipeline.prepare_canonical_body(body, ndjson=kind in NDJSON_TYPES)
+        if events is not None:
+            check_batch_size(len(events))
+            pipeline.price_all(events)
+            return events, []
         records = split_records(body, kind)
-        if len(records) > config.ingest.max_batch_events:
-            raise TooManyEvents(
-                f"batch has {len(records)} events; the limit is {config.ingest.max_batch_events} per request"
-            )
-        return services.pipeline.prepare(records)
+        check_batch_size(len(records))
+        return pipeline.prepare(records)
+
+    def check_batch_size(count: int) -> None:
+        if count > config.ingest.max_batch_events:
+            raise TooManyEvents(f"batch has {count} events; the limit is {config.ingest.max_batch_events} per request")
 
     async def ingest(request: Request) -> Response:
         denied = check_bearer(request, config.auth.ingest_tokens)
