@@ -109,7 +109,7 @@ def canonical_events(body: bytes, *, ndjson: bool, now: float, max_future_skew: 
 def _plain_text(data: bytes) -> bool:
     # Labels must be printable. JSON forbids raw control characters inside strings, so the strings of
     # ASCII text with no escape (backslash) and no DEL are printable ASCII: no check per string.
-    return data.isascii() and b"\\" not in data and b"\x7f" not in data
+    return data.isascii() and 0x5C not in data and 0x7F not in data  # int needles: a plain memchr
 
 
 def _event(fields: _CanonicalLine, now: float, max_future_skew: float) -> UsageEvent | None:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import msgspec
 import orjson
 
 NANOS_PER_USD = 1_000_000_000
@@ -62,9 +62,13 @@ class InvalidEvent(ValueError):
         self.reason = reason
 
 
-@dataclass(slots=True)
-class UsageEvent:
-    """One recorded LLM call in canonical form. Money is integer nano-dollars (exact sums)."""
+class UsageEvent(msgspec.Struct):
+    """One recorded LLM call in canonical form. Money is integer nano-dollars (exact sums).
+
+    A msgspec `Struct` rather than a dataclass: one is made per event ingested, and a Struct is built in
+    C (~0.3 µs against ~1.5 µs for the slotted dataclass's generated `__init__`). Mutable (pricing fills
+    the cost), compared field by field.
+    """
 
     request_id: str
     timestamp: float
@@ -81,7 +85,7 @@ class UsageEvent:
     project: str = ""
     user: str = ""
     service: str = ""
-    metadata: dict[str, Any] | None = field(default=None)
+    metadata: dict[str, Any] | None = None
     # Set by pricing: "supplied" (cost_usd given), "priced" (price table), "unpriced" (cost 0, unknown model).
     cost_source: str = ""
 

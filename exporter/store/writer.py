@@ -145,12 +145,15 @@ class BatchWriter:
             try:
                 if not self._postgres:
                     cursor.execute("BEGIN IMMEDIATE")
-                new_series = self._resolve_series(cursor, batch.distinct_keys)
+                distinct_keys = batch.distinct_keys
+                new_series = self._resolve_series(cursor, distinct_keys)
                 ids = self._series_ids
-                key_sid = {key: ids.get(key) or new_series[key] for key in batch.distinct_keys}
+                key_sid = {key: ids.get(key) or new_series[key] for key in distinct_keys}
                 rows = batch.rows
-                for row, key in zip(rows, batch.keys, strict=True):
-                    row[2] = key_sid[key]
+                for (key, _bucket), group in batch.groups.items():
+                    sid = key_sid[key]
+                    for row in group:
+                        row[2] = sid
                 new_flags = self._insert_events(cursor, rows)
                 fresh = [i for i, new in zip(batch.unique, new_flags, strict=True) if new]
                 for i in fresh:
@@ -270,16 +273,20 @@ class PreparedBatch:
     events: Sequence[UsageEvent]
     now: float
     unique: list[int]  # index of the first event of each request_id (PostgreSQL: sorted by request_id)
-    keys: list[SeriesKey]  # the series of each of those events
-    distinct_keys: set[SeriesKey]
     rows: list[list[Any]]  # event rows in _EVENT_COLUMNS order; the series id (index 2) is filled in later
+    groups: dict[tuple[SeriesKey, int], list[list[Any]]]  # the rows of each (series, bucket)
     rollups: dict[tuple[SeriesKey, int], list[int]]  # increments per (series, bucket) if every row is new
+
+    @property
+    def distinct_keys(self) -> set[SeriesKey]:
+        """The series (label sets) of the batch."""
+        return {key for key, _bucket in self.groups}
 
 
 def prepare_batch(events: Sequence[UsageEvent], now: float, *, postgres: bool) -> PreparedBatch:
     """The per-event Python work of a write, done before taking the writer's turn.
 
-    Writers take turns (one SQLite writer at a time), so what needs no database (row tuples, the
+    Writers take turns (one SQLite writer at a time), so what needs no database (row lists, the
     rollup sums) is done here, where the workers of `llmcost serve --workers` run it in parallel.
     """
     # The first event of each request_id; a batch rarely repeats one, so usually that is every event.
@@ -288,52 +295,43 @@ def prepare_batch(events: Sequence[UsageEvent], now: float, *, postgres: bool) -
     if postgres:
         unique.sort(key=lambda i: events[i].request_id)
     no_latency, no_metadata = (None, None) if postgres else (_NO_LATENCY, _NO_METADATA)
-    keys: list[SeriesKey] = []
     rows: list[list[Any]] = []
-    rollups: dict[tuple[SeriesKey, int], list[int]] = {}
-    # One pass that reads each attribute once: this loop runs for every event ingested.
+    groups: dict[tuple[SeriesKey, int], list[list[Any]]] = {}
+    # One pass that reads each attribute once and only files each row under its (series, bucket): this
+    # loop runs for every event ingested. The sums are taken per group below, column by column in C.
     for i in unique:
         ev = events[i]
-        key = (ev.provider, ev.model, ev.project, ev.service, ev.user, ev.status)  # the label set it is counted under
         timestamp = ev.timestamp
-        input_tokens = ev.input_tokens
-        cache_read = ev.cache_read_tokens
-        cache_write = ev.cache_write_tokens
-        output_tokens = ev.output_tokens
-        reasoning = ev.reasoning_tokens
-        cost = ev.cost_nanousd or 0
-        source = ev.cost_source or "supplied"
         latency = ev.latency_ms
-        keys.append(key)
-        rows.append(
-            [
-                ev.request_id,
-                timestamp,
-                None,
-                input_tokens,
-                cache_read,
-                cache_write,
-                output_tokens,
-                reasoning,
-                cost,
-                source,
-                latency if latency is not None else no_latency,
-                orjson.dumps(ev.metadata).decode() if ev.metadata else no_metadata,
-                now,
-            ]
+        row = [
+            ev.request_id,
+            timestamp,
+            None,
+            ev.input_tokens,
+            ev.cache_read_tokens,
+            ev.cache_write_tokens,
+            ev.output_tokens,
+            ev.reasoning_tokens,
+            ev.cost_nanousd or 0,
+            ev.cost_source or "supplied",
+            latency if latency is not None else no_latency,
+            orjson.dumps(ev.metadata).decode() if ev.metadata else no_metadata,
+            now,
+        ]
+        rows.append(row)
+        # The label set the event is counted under, and its bucket.
+        bucket_key = (
+            (ev.provider, ev.model, ev.project, ev.service, ev.user, ev.status),
+            int(timestamp // BUCKET_SECONDS) * BUCKET_SECONDS,
         )
-        bucket_key = (key, int(timestamp // BUCKET_SECONDS) * BUCKET_SECONDS)
-        acc = rollups.get(bucket_key)
-        if acc is None:
-            unpriced = int(source == "unpriced")
-            rollups[bucket_key] = [1, input_tokens, cache_read, cache_write, output_tokens, reasoning, cost, unpriced]
+        group = groups.get(bucket_key)
+        if group is None:
+            groups[bucket_key] = [row]
         else:
-            acc[0] += 1
-            acc[1] += input_tokens
-            acc[2] += cache_read
-            acc[3] += cache_write
-            acc[4] += output_tokens
-            acc[5] += reasoning
-            acc[6] += cost
-            acc[7] += source == "unpriced"
-    return PreparedBatch(events, now, unique, keys, set(keys), rows, rollups)
+            group.append(row)
+    rollups: dict[tuple[SeriesKey, int], list[int]] = {}
+    for bucket_key, group in groups.items():
+        columns = list(zip(*group, strict=True))
+        # requests, input, cache read, cache write, output, reasoning, cost, unpriced requests
+        rollups[bucket_key] = [len(group), *map(sum, columns[3:9]), columns[9].count("unpriced")]
+    return PreparedBatch(events, now, unique, rows, groups, rollups)
