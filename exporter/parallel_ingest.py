@@ -1,10 +1,11 @@
 """`llmcost ingest` of large JSON-lines files on every core.
 
 Reading, validating and pricing an event, and making its row, is Python work that holds the GIL
-(~5 µs an event, beside ~2.5 µs of SQLite), so one process tops out below what the store can take. For a JSON-lines file this module cuts the file
-into chunks of lines, and worker processes (forked, so nothing is imported twice) each parse, price
-and write their chunks with their own store connection. Only line bytes go to a worker and only counts
-and rejections come back: events never cross a process boundary.
+(~5 µs an event, beside ~2.5 µs of SQLite), so one process tops out below what the store can take.
+For a JSON-lines file this module cuts the file into chunks of lines, and worker processes (forked, so
+nothing is imported twice) each parse, price and write their chunks with their own store connection.
+Only line bytes go to a worker and only counts and rejections come back: events never cross a process
+boundary.
 
 Writers take turns through the store's writer turn (on SQLite, a file lock beside the database that
 wakes the next writer at once; SQLite's busy handler would sleep up to 100 ms between tries). Workers
