@@ -121,14 +121,13 @@ def _event(fields: _CanonicalLine, now: float, max_future_skew: float) -> UsageE
         return None
     cost_nanos = None
     latency_ms = fields.latency_ms
-    if fields.cost_usd is not None or latency_ms is not None:
-        try:  # the general path's own checks, so both take exactly the same values
-            if fields.cost_usd is not None:
-                cost_nanos = usd_to_nanos(check_number("cost_usd", fields.cost_usd, MAX_COST_USD))
-            if latency_ms is not None:
-                latency_ms = check_number("latency_ms", latency_ms, MAX_LATENCY_MS)
-        except InvalidEvent:
-            return None
+    try:  # the general path's own checks, so both take exactly the same values
+        if fields.cost_usd is not None:
+            cost_nanos = usd_to_nanos(check_number("cost_usd", fields.cost_usd, MAX_COST_USD))
+        if latency_ms is not None:
+            latency_ms = check_number("latency_ms", latency_ms, MAX_LATENCY_MS)
+    except InvalidEvent:
+        return None
     return UsageEvent(
         fields.request_id,
         timestamp,

@@ -185,16 +185,16 @@ class IngestPipeline:
         outcome = IngestOutcome()
         iterator: Iterator[tuple[int, Any]] = iter(records)
         while batch := list(islice(iterator, batch_size)):
-            events, rejected = self.prepare(batch)
-            result = self.store.write_events(events, rejected=len(rejected))
-            outcome.add(IngestOutcome(result.accepted, result.duplicates, rejected))
+            outcome.add(self._write(*self.prepare(batch)))
         return outcome
 
     def ingest_lines(self, first_index: int, lines: Sequence[bytes], *, batch_size: int = 10_000) -> IngestOutcome:
         """`ingest` for lines of a JSON-lines file (see `prepare_lines`); returns the totals."""
         outcome = IngestOutcome()
         for start in range(0, len(lines), batch_size):
-            events, rejected = self.prepare_lines(first_index + start, lines[start : start + batch_size])
-            result = self.store.write_events(events, rejected=len(rejected))
-            outcome.add(IngestOutcome(result.accepted, result.duplicates, rejected))
+            outcome.add(self._write(*self.prepare_lines(first_index + start, lines[start : start + batch_size])))
         return outcome
+
+    def _write(self, events: list[UsageEvent], rejected: list[Rejection]) -> IngestOutcome:
+        result = self.store.write_events(events, rejected=len(rejected))
+        return IngestOutcome(result.accepted, result.duplicates, rejected)
