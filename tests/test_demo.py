@@ -6,10 +6,13 @@ import subprocess
 import time
 
 import httpx
+import pytest
 
 from tests.helpers import total
 from tests.pg import free_port
 from tests.procs import LLMCOST
+
+pytestmark = pytest.mark.real_process
 
 
 def test_demo_replays_the_bundled_trace_and_serves_metrics() -> None:
