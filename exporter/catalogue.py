@@ -79,7 +79,7 @@ NOTIFICATIONS = MetricSpec(
 INGEST_EVENTS = MetricSpec("llm_ingest_events", "counter", "Events offered to ingest, by outcome.", ("outcome",))
 BUILD_INFO = MetricSpec("llm_exporter_build_info", "gauge", "Always 1; carries the llmcost version.", ("version",))
 
-# Beyond SPEC.md: self metrics the shipped Prometheus rules and dashboards rely on.
+# Beyond the metrics docs/metrics.md lists: self metrics the shipped Prometheus rules and dashboards rely on.
 INGEST_LAST_EVENT = MetricSpec(
     "llm_ingest_last_accepted_timestamp_seconds",
     "gauge",

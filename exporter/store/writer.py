@@ -1,6 +1,6 @@
 """The ingest write path: one transaction per batch, idempotent on `request_id`, rollups maintained.
 
-It works on the raw DB-API connection: SQLAlchemy Core costs ~10 µs more per row (PERF-FACTS.md), and
+It works on the raw DB-API connection: SQLAlchemy Core costs ~10 µs more per row (docs/performance.md), and
 this path is budgeted at a few µs per event. The SQL is identical on SQLite and PostgreSQL apart from
 the placeholder style and how inserted rows are told apart from duplicates:
 
