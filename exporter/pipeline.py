@@ -163,7 +163,7 @@ class IngestPipeline:
         if event.cost_nanousd is not None:
             event.cost_source = "supplied"
             return
-        cost = self.prices.cost_nanousd(
+        cost, source, effective = self.prices.quote(
             event.provider,
             event.model,
             event.timestamp,
@@ -172,6 +172,7 @@ class IngestPipeline:
             event.cache_write_tokens,
             event.output_tokens,
             event.reasoning_tokens,  # positional: a keyword costs ~10% of this call
+            event.cache_write_1h_tokens,
         )
         if cost is None:
             event.cost_nanousd = 0
@@ -179,6 +180,8 @@ class IngestPipeline:
         else:
             event.cost_nanousd = cost
             event.cost_source = "priced"
+            event.price_source = source
+            event.price_from = effective
 
     def ingest(self, records: Iterable[tuple[int, Any]], *, batch_size: int = 10_000) -> IngestOutcome:
         """Validate, price and store records in batches; returns the totals."""
