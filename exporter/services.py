@@ -47,7 +47,14 @@ class Services:
 
         store.add_write_hook(BudgetSpendHook())
         prices = PriceBook.from_file(config.price_overrides_file)
-        pipeline = IngestPipeline(store, prices, clock=clock, max_future_skew=config.ingest.max_future_skew_seconds)
+        events_days = config.retention.events_days
+        pipeline = IngestPipeline(
+            store,
+            prices,
+            clock=clock,
+            max_future_skew=config.ingest.max_future_skew_seconds,
+            max_event_age=None if events_days is None else events_days * 86_400,
+        )
         registry = OrderedRegistry(auto_describe=False)
         registry.register(
             UsageCollector(

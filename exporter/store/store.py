@@ -7,6 +7,7 @@ never on raw events, so scrapes and budget checks cost the same at a million eve
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -19,13 +20,13 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from exporter.events import UsageEvent
 from exporter.store.engine import create_store_engine, migrate, normalise_url
+from exporter.store.rollups import rollups_in_range
 from exporter.store.schema import (
     BUCKET_SECONDS,
     COUNTER_COLUMNS,
     LABEL_COLUMNS,
     ingest_counters,
     usage_events,
-    usage_rollup,
     usage_series,
 )
 from exporter.store.writer import BatchWriter, WriteHook, WriteResult, counter_add_sql, prepare_batch
@@ -136,6 +137,10 @@ class Store:
                     yield conn
         except OperationalError as exc:
             raise StoreUnavailable(str(exc.orig)) from exc
+
+    def writer_turn(self) -> Any:
+        """Hold this process's writer turn (SQLite; a no-op on PostgreSQL) for work outside `transaction`."""
+        return self._sqlite_writer_turn()
 
     @contextmanager
     def _sqlite_writer_turn(self) -> Iterator[None]:
@@ -259,16 +264,20 @@ class Store:
         where: dict[str, str] | None = None,
         columns: Iterable[str] = ("cost_nanousd",),
     ) -> list[tuple[Any, ...]]:
-        """Rows `(*group values, bucket, *sums)` of 5-minute buckets in [start, end), grouped as asked."""
+        """Rows `(*group values, bucket, *sums)` of buckets in [start, end), grouped as asked.
+
+        Buckets are 5 minutes long, or one hour where the 5-minute rollups were pruned (see
+        `exporter.store.rollups`); a bucket is named by its start.
+        """
         first = int(start // BUCKET_SECONDS) * BUCKET_SECONDS
+        rollups = rollups_in_range(first, int(math.ceil(end)))
         group_cols = [usage_series.c[name] for name in group_by]
-        sums = [func.sum(usage_rollup.c[name]) for name in columns]
+        sums = [func.sum(rollups.c[name]) for name in columns]
         stmt = (
-            select(*group_cols, usage_rollup.c.bucket, *sums)
-            .select_from(usage_rollup.join(usage_series, usage_series.c.id == usage_rollup.c.series_id))
-            .where(usage_rollup.c.bucket >= first, usage_rollup.c.bucket < end)
-            .group_by(*group_cols, usage_rollup.c.bucket)
-            .order_by(usage_rollup.c.bucket)
+            select(*group_cols, rollups.c.bucket, *sums)
+            .select_from(rollups.join(usage_series, usage_series.c.id == rollups.c.series_id))
+            .group_by(*group_cols, rollups.c.bucket)
+            .order_by(rollups.c.bucket)
         )
         for name, value in (where or {}).items():
             if name not in LABEL_COLUMNS:
