@@ -13,7 +13,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from exporter.collector import SelfCollector, UsageCollector
+from exporter.collector import AdjustmentCollector, SelfCollector, UsageCollector
 from exporter.commit_queue import CommitQueue
 from exporter.config import Config
 from exporter.exposition import OrderedRegistry
@@ -63,6 +63,7 @@ class Services:
                 max_series_per_label=config.metrics.max_series_per_label,
             )
         )
+        registry.register(AdjustmentCollector(store))
         registry.register(SelfCollector(store))
         services = cls(config, store, prices, pipeline, registry, clock)
         if start_writer:

@@ -106,12 +106,35 @@ class Store:
                 if _is_connection_error(exc):
                     raise StoreUnavailable(str(getattr(exc, "orig", exc))) from exc
                 raise
+        self.run_after_commit(result)
+        return result
+
+    def run_write_hooks(
+        self, conn: Connection, rollups: Mapping[tuple[int, int], Sequence[int]], series: Mapping[int, Sequence[str]]
+    ) -> list[Any]:
+        """Run the ingest write hooks (budget spend) on increments made outside an ingest (repricing).
+
+        `rollups` maps (series id, bucket) to increments in COUNTER_COLUMNS order (negative allowed);
+        call `run_after_commit` with the results once `conn`'s transaction committed.
+        """
+        cursor = conn.connection.cursor()
+        return [hook.apply(cursor, not self._sqlite, rollups, series) for hook in self._writer.hooks]
+
+    def run_after_commit(self, result: WriteResult) -> None:
+        """Tell the after-commit observers (e.g. the budget check cache) what a committed write did."""
         for callback in self._after_commit:
             try:
                 callback(result)
-            except Exception:  # the events are committed; a failing observer must not fail the ingest
+            except Exception:  # committed already; a failing observer must not fail the caller
                 log.exception("after-commit callback failed")
-        return result
+
+    def cost_adjustments(self, labels: Sequence[str]) -> list[tuple[tuple[str, ...], int, int]]:
+        """Cost corrections from repricing per distinct value of `labels`: (labels, up, down) nano-dollars."""
+        cols = [usage_series.c[name] for name in labels]
+        up, down = usage_series.c.cost_adjust_up_nanousd, usage_series.c.cost_adjust_down_nanousd
+        rows = self._read(select(*cols, func.sum(up), func.sum(down)).group_by(*cols))
+        width = len(cols)
+        return [(tuple(r[:width]), int(r[width] or 0), int(r[width + 1] or 0)) for r in rows]
 
     def add_write_hook(self, hook: WriteHook, after_commit: Callable[[WriteResult], None] | None = None) -> None:
         """Run `hook` inside every ingest transaction, and `after_commit` once it committed.
