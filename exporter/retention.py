@@ -296,7 +296,7 @@ class Pruner:
                 free = int(conn.exec_driver_sql("PRAGMA freelist_count").scalar_one())
                 if not free:
                     break
-                conn.exec_driver_sql("PRAGMA incremental_vacuum(2000)").all()
+                conn.exec_driver_sql("PRAGMA incremental_vacuum(2000)")
             self._pause()
         self._checkpoint()
 
