@@ -234,11 +234,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     now = time.time()
     try:
-        since, until = period_range(args.period, now=now) if args.period else (None, None)
+        reference = parse_when(args.until, now=now) if args.until else now
+        # A named period is taken relative to --until when given (`--period last-7d --until 2026-11-10`);
+        # one with an end of its own (last-week) keeps it.
+        since, until = period_range(args.period, now=reference) if args.period else (None, None)
+        if until is None and args.until:
+            until = reference
         if args.since:
             since = parse_when(args.since, now=now)
-        if args.until:
-            until = parse_when(args.until, now=now)
         by = [name.strip() for name in args.by.split(",") if name.strip()]
     except ValueError as exc:
         print(exc, file=sys.stderr)
