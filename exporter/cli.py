@@ -250,7 +250,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     services = Services.build(config, start_writer=False)
     try:
         report = build_report(
-            services.store, services.prices, since=since, until=until, by=by, top=args.top, now=now, hints=not args.no_hints
+            services.store,
+            services.prices,
+            since=since,
+            until=until,
+            by=by,
+            top=args.top,
+            now=now,
+            hints=not args.no_hints,
         )
     except ValueError as exc:
         print(exc, file=sys.stderr)
@@ -275,7 +282,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         report = pruner.run(dry_run=args.dry_run)
         if args.vacuum and not args.dry_run:
             pruner.full_vacuum()
-            report.bytes_after = pruner._file_size()
+            report.bytes_after = pruner.file_size()
             report.notes = []
     finally:
         services.close()
@@ -291,7 +298,6 @@ def cmd_reprice(args: argparse.Namespace) -> int:
     from exporter.report.periods import parse_when
     from exporter.repricing import Repricer
 
-    config = _config_from_args(args)
     now = time.time()
     try:
         since = parse_when(args.since, now=now)
@@ -310,7 +316,8 @@ def cmd_reprice(args: argparse.Namespace) -> int:
         print(orjson.dumps(report.to_json()).decode())
         return 0
     verb = "would change" if args.dry_run else "changed"
-    header = f"{'provider':<12} {'model':<32} {'events':>8} {'changed':>8} {'before_usd':>12} {'after_usd':>12} {'diff_usd':>12}"
+    header = f"{'provider':<12} {'model':<32} {'events':>8} {'changed':>8} "
+    header += f"{'before_usd':>12} {'after_usd':>12} {'diff_usd':>12}"
     print(header)
     print("-" * len(header))
     for m in report.sorted_models():

@@ -238,7 +238,9 @@ def parse_event(obj: Any, *, now: float, max_future_skew: float = 300.0) -> Usag
     if write_1h:
         write_1h = _check_count(CACHE_WRITE_1H, write_1h)
         if write_1h > cache_write:
-            raise InvalidEvent(CACHE_WRITE_1H, f"({write_1h}) cannot exceed cache_write_tokens ({cache_write}), which includes it")
+            raise InvalidEvent(
+                CACHE_WRITE_1H, f"({write_1h}) cannot exceed cache_write_tokens ({cache_write}), which includes it"
+            )
 
     cost = get("cost_usd")
     cost_nanos: int | None = None

@@ -30,7 +30,7 @@ from exporter.events import nanos_to_usd
 from exporter.pricing import PriceBook
 from exporter.store import Store
 from exporter.store.schema import BUCKET_SECONDS, HOUR_SECONDS, LABEL_COLUMNS
-from exporter.store.writer import WriteResult
+from exporter.store.writer import SeriesKey, WriteResult
 
 _SELECT = (
     "SELECT e.id, e.ts, e.series_id, e.input_tokens, e.cache_read_tokens, e.cache_write_tokens, "
@@ -119,7 +119,11 @@ class Repricer:
         """Reprice events with `since <= ts < until` (and `model`, if given); returns the differences."""
         report = RepriceReport(dry_run, since)
         sql = _SELECT + (' AND s."model" = :model' if model is not None else "") + " ORDER BY e.id LIMIT :n"
-        params: dict[str, Any] = {"since": since, "until": until if math.isfinite(until) else 2.0**62, "n": self.batch_size}
+        params: dict[str, Any] = {
+            "since": since,
+            "until": until if math.isfinite(until) else 2.0**62,
+            "n": self.batch_size,
+        }
         if model is not None:
             params["model"] = model
         last = -1
@@ -127,11 +131,11 @@ class Repricer:
             params["last"] = last
             if dry_run:
                 with self.store.reading() as conn:
-                    rows = conn.execute(text(sql), params).all()
+                    rows = list(conn.execute(text(sql), params))
                     self._reprice(rows, report, None)
             else:
                 with self.store.transaction() as conn:
-                    rows = conn.execute(text(sql), params).all()
+                    rows = list(conn.execute(text(sql), params))
                     results = self._reprice(rows, report, conn)
                 self.store.run_after_commit(WriteResult([], hook_results=results))
             if not rows:
@@ -146,11 +150,13 @@ class Repricer:
         quote = self.prices.quote
         updates: list[dict[str, Any]] = []
         rollup_deltas: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0])
-        labels: dict[int, tuple[str, ...]] = {}
+        labels: dict[int, SeriesKey] = {}
         series_up: dict[int, int] = defaultdict(int)
         series_down: dict[int, int] = defaultdict(int)
         for row in rows:
-            event_id, ts, sid, inp, read, write, out, reasoning, write_1h, old_cost, old_kind, old_src, old_from = row[:13]
+            event_id, ts, sid, inp, read, write, out, reasoning, write_1h, old_cost, old_kind, old_src, old_from = row[
+                :13
+            ]
             provider, model = row[13], row[14]
             cost, source, effective = quote(provider, model, ts, inp, read, write, out, reasoning, write_1h or 0)
             kind = "unpriced" if cost is None else "priced"
@@ -170,7 +176,7 @@ class Repricer:
             delta = rollup_deltas[(sid, int(ts // BUCKET_SECONDS) * BUCKET_SECONDS)]
             delta[0] += new_cost - old_cost
             delta[1] += (kind == "unpriced") - (old_kind == "unpriced")
-            labels[sid] = tuple(row[13:19])
+            labels[sid] = (row[13], row[14], row[15], row[16], row[17], row[18])
             if new_cost > old_cost:
                 series_up[sid] += new_cost - old_cost
             elif new_cost < old_cost:
@@ -178,7 +184,10 @@ class Repricer:
         if conn is None or not updates:
             return []
         conn.execute(
-            text("UPDATE usage_events SET cost_nanousd = :c, cost_source = :k, price_source = :s, price_from = :f WHERE id = :id"),
+            text(
+                "UPDATE usage_events SET cost_nanousd = :c, cost_source = :k, price_source = :s, price_from = :f "
+                "WHERE id = :id"
+            ),
             updates,
         )
         for (sid, bucket), (cost_delta, unpriced_delta) in sorted(rollup_deltas.items()):

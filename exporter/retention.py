@@ -182,7 +182,7 @@ class Pruner:
         now = self.clock() if now is None else now
         cfg = self.config
         report = PruneReport(dry_run, cfg.events_cutoff(now), cfg.rollups_cutoff(now))
-        report.bytes_before = self._file_size()
+        report.bytes_before = self.file_size()
         if dry_run:
             self._count(report)
             report.bytes_after = report.bytes_before
@@ -193,7 +193,7 @@ class Pruner:
             self._fold_rollups(report.rollups_cutoff, report)
         if vacuum and (report.events or report.rollup_rows):
             self._give_space_back(report)
-        report.bytes_after = self._file_size()
+        report.bytes_after = self.file_size()
         if report.events or report.rollup_rows:
             log.info("retention: %s", "; ".join(report.lines()))
         return report
@@ -272,7 +272,8 @@ class Pruner:
         database = make_url(self.store.url).database
         return Path(database) if database and database != ":memory:" else None
 
-    def _file_size(self) -> int | None:
+    def file_size(self) -> int | None:
+        """SQLite: the database file plus its write-ahead log, in bytes; None on PostgreSQL."""
         path = self._sqlite_path()
         if path is None or not path.exists():
             return None

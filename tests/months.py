@@ -16,7 +16,14 @@ BUDGETS: list[dict[str, Any]] = [
     {"name": "per-project", "scope": "project", "key": "*", "period": "monthly", "limit": 500.0},
     {"name": "yearly", "scope": "global", "period": "yearly", "limit": 5000.0},
     {"name": "forever", "scope": "global", "period": "total", "limit": 100000.0},
-    {"name": "haiku-tokens", "scope": "model", "key": "claude-haiku-4-5", "period": "weekly", "unit": "tokens", "limit": 1e9},
+    {
+        "name": "haiku-tokens",
+        "scope": "model",
+        "key": "claude-haiku-4-5",
+        "period": "weekly",
+        "unit": "tokens",
+        "limit": 1e9,
+    },
     {"name": "calls", "scope": "project", "key": "search", "period": "monthly", "unit": "requests", "limit": 10000},
 ]
 

@@ -116,7 +116,11 @@ def test_hints_carry_the_money_at_stake_and_their_figures(months: str, capsys: p
     by_kind = {h["kind"]: h for h in hints}
     assert set(by_kind) == {"cheaper_model", "prompt_caching", "unpriced", "growth"}
     cheaper = by_kind["cheaper_model"]["figures"]
-    assert (cheaper["model"], cheaper["sibling_model"], cheaper["project"]) == ("claude-sonnet-4-5", "claude-haiku-4-5", "search")
+    assert (cheaper["model"], cheaper["sibling_model"], cheaper["project"]) == (
+        "claude-sonnet-4-5",
+        "claude-haiku-4-5",
+        "search",
+    )
     book = PriceBook()
     calls = cheaper["calls"]
     # The same figure, computed here from the events' averages and the sibling's price.

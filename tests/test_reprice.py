@@ -104,10 +104,14 @@ def test_reprice_corrects_events_rollups_and_budgets_and_only_adds_to_counters(
     config = str(write_config(tmp_path))
     services = open_services(store)
     metrics_before = render_registry(services.registry).decode()
-    report_before = json.loads(run_cli(capsys, "report", "--db", store, "--format", "json", "--until", "2026-11-11T12:00:00Z"))
+    report_before = json.loads(
+        run_cli(capsys, "report", "--db", store, "--format", "json", "--until", "2026-11-11T12:00:00Z")
+    )
     services.close()
 
-    dry = json.loads(run_cli(capsys, "reprice", "--db", store, "--config", config, "--since", SINCE, "--dry-run", "--format", "json"))
+    dry = json.loads(
+        run_cli(capsys, "reprice", "--db", store, "--config", config, "--since", SINCE, "--dry-run", "--format", "json")
+    )
     by_model = {m["model"]: m for m in dry["models"]}
     assert by_model["llama-internal"]["newly_priced"] == by_model["llama-internal"]["changed"] > 0
     assert by_model["llama-internal"]["difference_usd"] > 0
@@ -130,13 +134,17 @@ def test_reprice_corrects_events_rollups_and_budgets_and_only_adds_to_counters(
         )
         for cost_source, price_source, price_from, ts in repriced:
             if ts >= since + 0.5 * DAY:
-                assert (cost_source, price_source, price_from) == ("priced", f"{tmp_path / 'prices.yaml'} prices[0]", "")
+                assert (cost_source, price_source, price_from) == (
+                    "priced",
+                    f"{tmp_path / 'prices.yaml'} prices[0]",
+                    "",
+                )
             elif ts < since - DAY:
                 assert cost_source == "unpriced"
         haiku = rows(
             services,
-            "SELECT DISTINCT e.price_source, e.price_from FROM usage_events e JOIN usage_series s ON s.id = e.series_id "
-            "WHERE s.model = 'claude-haiku-4-5' AND e.ts >= :t",
+            "SELECT DISTINCT e.price_source, e.price_from FROM usage_events e "
+            "JOIN usage_series s ON s.id = e.series_id WHERE s.model = 'claude-haiku-4-5' AND e.ts >= :t",
             t=NOW - 10 * DAY,
         )
         assert haiku == [(f"{tmp_path / 'prices.yaml'} prices[1]", "2026-11-01")]
@@ -175,7 +183,9 @@ def test_reprice_corrects_events_rollups_and_budgets_and_only_adds_to_counters(
     report = json.loads(run_cli(capsys, "report", "--db", store, "--format", "json", "--until", "2026-11-11T12:00:00Z"))
     assert report["total_cost_usd"] == pytest.approx(report_before["total_cost_usd"] + dry["difference_usd"])
 
-    again = json.loads(run_cli(capsys, "reprice", "--db", store, "--config", config, "--since", SINCE, "--format", "json"))
+    again = json.loads(
+        run_cli(capsys, "reprice", "--db", store, "--config", config, "--since", SINCE, "--format", "json")
+    )
     assert all(m["changed"] == 0 for m in again["models"])  # nothing left to correct
 
 
@@ -183,7 +193,18 @@ def test_reprice_of_one_model_leaves_the_others(store: str, tmp_path: Path, caps
     config = str(write_config(tmp_path))
     out = json.loads(
         run_cli(
-            capsys, "reprice", "--db", store, "--config", config, "--since", SINCE, "--model", "llama-internal", "--format", "json"
+            capsys,
+            "reprice",
+            "--db",
+            store,
+            "--config",
+            config,
+            "--since",
+            SINCE,
+            "--model",
+            "llama-internal",
+            "--format",
+            "json",
         )
     )
     assert [m["model"] for m in out["models"]] == ["llama-internal"]
@@ -218,7 +239,13 @@ def test_anthropic_one_hour_cache_writes_are_priced_at_their_own_rate(db_url: st
             "cache_write_1h_tokens": 600,
             "output_tokens": 5,
         },
-        {"request_id": "too-many", "provider": "anthropic", "model": "claude-sonnet-4-5", "cache_write_tokens": 1, "cache_write_1h_tokens": 2},
+        {
+            "request_id": "too-many",
+            "provider": "anthropic",
+            "model": "claude-sonnet-4-5",
+            "cache_write_tokens": 1,
+            "cache_write_1h_tokens": 2,
+        },
     ]
     try:
         outcome = services.pipeline.ingest(enumerate(events))
@@ -226,7 +253,9 @@ def test_anthropic_one_hour_cache_writes_are_priced_at_their_own_rate(db_url: st
         assert [r.index for r in outcome.rejected] == [2] and "cache_write_1h_tokens" in outcome.rejected[0].error
         line = json.dumps({**events[1], "request_id": "line-1h", "timestamp": NOW - 60}).encode()
         assert services.pipeline.ingest_lines(0, [line]).accepted == 1
-        found = rows(services, "SELECT request_id, cache_write_tokens, cache_write_1h_tokens, cost_nanousd FROM usage_events")
+        found = rows(
+            services, "SELECT request_id, cache_write_tokens, cache_write_1h_tokens, cost_nanousd FROM usage_events"
+        )
     finally:
         services.close()
     expected = (10 * SONNET["input"] + 400 * SONNET["write"] + 600 * 2 * SONNET["input"] + 5 * SONNET["output"]) * 1000

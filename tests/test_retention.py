@@ -151,7 +151,9 @@ def test_ingest_during_pruning_loses_nothing(months: str) -> None:
     try:
         requests_before = sum(r.get("requests") for r in services.store.series_totals(()))
         kept_before = scalar(services, "SELECT COUNT(*) FROM usage_events WHERE ts >= :t", t=NOW - 30 * DAY)
-        pruner = Pruner(services.store, services.config.retention, clock=services.clock, pause=lambda: time.sleep(0.001))
+        pruner = Pruner(
+            services.store, services.config.retention, clock=services.clock, pause=lambda: time.sleep(0.001)
+        )
         pruner.config = type(pruner.config)(events_days=30, rollups_days=60, batch_events=100)
         done = threading.Event()
         errors: list[BaseException] = []
@@ -193,7 +195,9 @@ def test_pruning_runs_on_the_scheduler_leader_only(months: str) -> None:
         pruner = Pruner(services.store, services.config.retention, clock=services.clock)
         jobs = {"retention": (3600.0, lambda now: pruner.run(now))}
         leases = [LeaderLease(services.store, holder=name, clock=services.clock) for name in ("a", "b")]
-        leader, follower = (AlertScheduler(services.store, jobs, clock=services.clock, leader=lease) for lease in leases)
+        leader, follower = (
+            AlertScheduler(services.store, jobs, clock=services.clock, leader=lease) for lease in leases
+        )
         assert leader.heartbeat(NOW)
         before = services.store.event_count()
         assert follower.run_once("retention", NOW) is Outcome.NOT_LEADER

@@ -97,27 +97,29 @@ def cheaper_model_hints(rows: list[Row], prices: PriceBook, at: float) -> list[H
         at_sibling, other = best
         saving = mine.cost_nanousd - at_sibling
         o_avg = _average(other.totals)
+        sibling, sibling_project = other.labels[1], other.labels[2] or "(none)"
+        mine_in, theirs_in = avg[0] + avg[1] + avg[2], o_avg[0] + o_avg[1] + o_avg[2]
         hints.append(
             Hint(
                 "cheaper_model",
                 f"{project or '(no project)'} / {model}",
-                f"project {project or '(none)'} sends {mine.requests:,} calls to {model} (avg {avg[0] + avg[1] + avg[2]:,} in / "
-                f"{avg[3]:,} out tokens); project {other.labels[2] or '(none)'} sends similar calls to "
-                f"{other.labels[1]} (avg {o_avg[0] + o_avg[1] + o_avg[2]:,} in / {o_avg[3]:,} out). At {other.labels[1]}'s "
-                f"price they would cost ${nanos_to_usd(at_sibling):,.2f} instead of ${nanos_to_usd(mine.cost_nanousd):,.2f}.",
+                f"project {project or '(none)'} sends {mine.requests:,} calls to {model} (avg {mine_in:,} in / "
+                f"{avg[3]:,} out tokens); project {sibling_project} sends similar calls to {sibling} (avg "
+                f"{theirs_in:,} in / {o_avg[3]:,} out). At {sibling}'s price they would cost "
+                f"${nanos_to_usd(at_sibling):,.2f} instead of ${nanos_to_usd(mine.cost_nanousd):,.2f}.",
                 nanos_to_usd(saving),
                 {
                     "provider": provider,
                     "model": model,
                     "project": project,
                     "calls": mine.requests,
-                    "avg_input_tokens": avg[0] + avg[1] + avg[2],
+                    "avg_input_tokens": mine_in,
                     "avg_output_tokens": avg[3],
                     "cost_usd": nanos_to_usd(mine.cost_nanousd),
-                    "sibling_model": other.labels[1],
+                    "sibling_model": sibling,
                     "sibling_used_by_project": other.labels[2],
                     "sibling_calls": other.totals.requests,
-                    "sibling_avg_input_tokens": o_avg[0] + o_avg[1] + o_avg[2],
+                    "sibling_avg_input_tokens": theirs_in,
                     "sibling_avg_output_tokens": o_avg[3],
                     "cost_at_sibling_price_usd": nanos_to_usd(at_sibling),
                 },
@@ -149,8 +151,9 @@ def caching_hints(per_model: list[Row], prices: PriceBook, at: float) -> list[Hi
                 "prompt_caching",
                 model,
                 f"{model} gets {t.requests:,} calls averaging {round(avg_input):,} uncached input tokens, with "
-                f"{t.cache_hit_ratio or 0:.1%} of input read from cache. Its price reads cached input for less: if half "
-                f"of that input were a cached prefix, these calls would cost ${nanos_to_usd(saving):,.2f} less.",
+                f"{t.cache_hit_ratio or 0:.1%} of input read from cache. Its price reads cached input for less: "
+                "if half of that input were a cached prefix, these calls would cost "
+                f"${nanos_to_usd(saving):,.2f} less.",
                 nanos_to_usd(saving),
                 {
                     "provider": provider,
@@ -179,8 +182,8 @@ def unpriced_hints(per_model: list[Row]) -> list[Hint]:
             Hint(
                 "unpriced",
                 model,
-                f"{t.unpriced_requests:,} calls to {provider}/{model} ({t.tokens:,} tokens) have no price and count as $0: "
-                "add it to the price overrides file, then run `llmcost reprice`.",
+                f"{t.unpriced_requests:,} calls to {provider}/{model} ({t.tokens:,} tokens) have no price and count "
+                "as $0: add it to the price overrides file, then run `llmcost reprice`.",
                 None,
                 {"provider": provider, "model": model, "unpriced_calls": t.unpriced_requests, "tokens": t.tokens},
             )

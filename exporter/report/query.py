@@ -95,7 +95,7 @@ class Row:
 def bucket_range(since: float | None, until: float | None) -> tuple[int, int]:
     """The buckets a range covers: [first bucket, end) in epoch seconds, 5-minute aligned."""
     first = 0 if since is None else int(since // BUCKET_SECONDS) * BUCKET_SECONDS
-    end = FAR_FUTURE if until is None else int(math.ceil(until / BUCKET_SECONDS)) * BUCKET_SECONDS
+    end = FAR_FUTURE if until is None else math.ceil(until / BUCKET_SECONDS) * BUCKET_SECONDS
     return first, end
 
 

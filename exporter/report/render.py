@@ -31,9 +31,7 @@ def _when(moment: float | None, open_end: str) -> str:
 
 
 def _title(report: Report) -> str:
-    return (
-        f"{_when(report.since, 'beginning')} .. {_when(report.until, 'now')}, by {', '.join(report.by)}"
-    )
+    return f"{_when(report.since, 'beginning')} .. {_when(report.until, 'now')}, by {', '.join(report.by)}"
 
 
 def _all_rows(report: Report) -> list[tuple[Row, str]]:
@@ -109,7 +107,13 @@ def _markdown(report: Report) -> str:
     cells = ["**total**", *[""] * (len(report.by) - 1), str(t.requests), str(t.tokens)]
     lines.append(f"| {' | '.join(cells)} | {nanos_to_usd(t.cost_nanousd):.4f} |")
     if report.models:
-        lines += ["", "## Per model", "", "| model | requests | cache hit | output/input | cost (USD) |", "|---|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "## Per model",
+            "",
+            "| model | requests | cache hit | output/input | cost (USD) |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for row in report.models:
             m = row.totals
             lines.append(

@@ -29,7 +29,14 @@ from exporter.store.schema import (
     usage_events,
     usage_series,
 )
-from exporter.store.writer import BatchWriter, WriteHook, WriteResult, counter_add_sql, prepare_batch
+from exporter.store.writer import (
+    BatchWriter,
+    SeriesKey,
+    WriteHook,
+    WriteResult,
+    counter_add_sql,
+    prepare_batch,
+)
 from exporter.store.writer_turn import WriterTurn, sqlite_lock_path
 
 log = logging.getLogger(__name__)
@@ -110,7 +117,7 @@ class Store:
         return result
 
     def run_write_hooks(
-        self, conn: Connection, rollups: Mapping[tuple[int, int], Sequence[int]], series: Mapping[int, Sequence[str]]
+        self, conn: Connection, rollups: Mapping[tuple[int, int], Sequence[int]], series: Mapping[int, SeriesKey]
     ) -> list[Any]:
         """Run the ingest write hooks (budget spend) on increments made outside an ingest (repricing).
 
@@ -293,7 +300,7 @@ class Store:
         `exporter.store.rollups`); a bucket is named by its start.
         """
         first = int(start // BUCKET_SECONDS) * BUCKET_SECONDS
-        rollups = rollups_in_range(first, int(math.ceil(end)))
+        rollups = rollups_in_range(first, math.ceil(end))
         group_cols = [usage_series.c[name] for name in group_by]
         sums = [func.sum(rollups.c[name]) for name in columns]
         stmt = (

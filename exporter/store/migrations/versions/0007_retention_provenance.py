@@ -38,7 +38,9 @@ def upgrade() -> None:
     op.add_column("usage_events", sa.Column("cache_write_1h_tokens", sa.BigInteger, nullable=False, server_default="0"))
     op.add_column("usage_events", sa.Column("price_source", sa.String(256), nullable=True))
     op.add_column("usage_events", sa.Column("price_from", sa.String(32), nullable=True))
-    op.add_column("usage_series", sa.Column("cost_adjust_up_nanousd", sa.BigInteger, nullable=False, server_default="0"))
+    op.add_column(
+        "usage_series", sa.Column("cost_adjust_up_nanousd", sa.BigInteger, nullable=False, server_default="0")
+    )
     op.add_column(
         "usage_series", sa.Column("cost_adjust_down_nanousd", sa.BigInteger, nullable=False, server_default="0")
     )
