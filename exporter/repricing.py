@@ -119,6 +119,9 @@ class Repricer:
         """Reprice events with `since <= ts < until` (and `model`, if given); returns the differences."""
         report = RepriceReport(dry_run, since)
         sql = _SELECT + (' AND s."model" = :model' if model is not None else "") + " ORDER BY e.id LIMIT :n"
+        # PostgreSQL: lock the batch's events, so two runs at once cannot both apply the same correction
+        # (SQLite's write transaction already runs alone).
+        locked = sql + (" FOR UPDATE OF e" if self.store.dialect == "postgresql" else "")
         params: dict[str, Any] = {
             "since": since,
             "until": until if math.isfinite(until) else 2.0**62,
@@ -135,7 +138,7 @@ class Repricer:
                     self._reprice(rows, report, None)
             else:
                 with self.store.transaction() as conn:
-                    rows = list(conn.execute(text(sql), params))
+                    rows = list(conn.execute(text(locked), params))
                     results = self._reprice(rows, report, conn)
                 self.store.run_after_commit(WriteResult([], hook_results=results))
             if not rows:

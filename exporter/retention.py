@@ -147,17 +147,30 @@ def _iso(moment: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
 
 
-_FOLD_SQL = (
+_FOLD_PARTS = {
+    "cols": ", ".join(COUNTER_COLUMNS),
+    "hour": HOUR_SECONDS,
+    "sums": ", ".join(f"SUM({c})" for c in COUNTER_COLUMNS),
+    "adds": ", ".join(f"{c} = usage_rollup_hourly.{c} + excluded.{c}" for c in COUNTER_COLUMNS),
+}
+# SQLite: one writer at a time, so copying the hour's buckets and then deleting them is atomic.
+_FOLD_SQLITE = (
     "INSERT INTO usage_rollup_hourly (series_id, bucket, {cols}) "
     "SELECT series_id, bucket - (bucket % {hour}) AS hour, {sums} FROM usage_rollup "
     "WHERE bucket >= :first AND bucket < :end GROUP BY series_id, hour "
     "ON CONFLICT (series_id, bucket) DO UPDATE SET {adds}"
-).format(
-    cols=", ".join(COUNTER_COLUMNS),
-    hour=HOUR_SECONDS,
-    sums=", ".join(f"SUM({c})" for c in COUNTER_COLUMNS),
-    adds=", ".join(f"{c} = usage_rollup_hourly.{c} + excluded.{c}" for c in COUNTER_COLUMNS),
-)
+).format(**_FOLD_PARTS)
+_DELETE_SQLITE = "DELETE FROM usage_rollup WHERE bucket >= :first AND bucket < :end"
+# PostgreSQL: one statement folds exactly the rows it deletes. With a copy and a separate delete, a
+# concurrent ingest adding to a bucket between the two (a late event, when only rollups_days is set)
+# would be deleted without being copied, and two concurrent folds could both copy the same hour.
+_FOLD_POSTGRES = (
+    "WITH moved AS (DELETE FROM usage_rollup WHERE bucket >= :first AND bucket < :end RETURNING *), "
+    "folded AS (INSERT INTO usage_rollup_hourly (series_id, bucket, {cols}) "
+    "SELECT series_id, bucket - (bucket % {hour}) AS hour, {sums} FROM moved GROUP BY series_id, hour "
+    "ON CONFLICT (series_id, bucket) DO UPDATE SET {adds} RETURNING 1) "
+    "SELECT (SELECT COUNT(*) FROM moved), (SELECT COUNT(*) FROM folded)"
+).format(**_FOLD_PARTS)
 
 
 class Pruner:
@@ -255,11 +268,12 @@ class Pruner:
                     return
                 hour = int(first) // HOUR_SECONDS * HOUR_SECONDS
                 end = hour + HOUR_SECONDS
-                conn.execute(text(_FOLD_SQL), {"first": hour, "end": end})
-                rows = conn.execute(
-                    text("DELETE FROM usage_rollup WHERE bucket >= :first AND bucket < :end"),
-                    {"first": hour, "end": end},
-                ).rowcount
+                span = {"first": hour, "end": end}
+                if self.store.dialect == "postgresql":
+                    rows = conn.execute(text(_FOLD_POSTGRES), span).one()[0]
+                else:
+                    conn.execute(text(_FOLD_SQLITE), span)
+                    rows = conn.execute(text(_DELETE_SQLITE), span).rowcount
             report.rollup_rows += int(rows)
             report.hours += 1
             report.batches += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -224,6 +225,26 @@ def test_prune_cli_dry_run_says_what_would_go_and_changes_nothing(
     services = Services.build(make_config(months), start_writer=False)
     assert services.store.event_count() == count
     services.close()
+
+
+def test_with_rollup_retention_only_a_late_event_in_a_folded_hour_counts_once(
+    months: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = make_config(months, retention={"rollups_days": 60})
+    services = Services.build(config, clock=Clock(NOW), start_writer=False)
+    try:
+        pruner = Pruner(services.store, config.retention, clock=services.clock)
+        assert pruner.run().hours > 0
+        before = json.loads(report_outputs(months, capsys)["json provider,model,project"])
+        late = {"request_id": "late", "timestamp": NOW - 100 * DAY + 7, "provider": "openai", "model": "gpt-4o"}
+        late["cost_usd"] = 1.25
+        assert services.pipeline.ingest(enumerate([late])).accepted == 1
+        with_late = json.loads(report_outputs(months, capsys)["json provider,model,project"])
+        assert with_late["total_cost_usd"] == pytest.approx(before["total_cost_usd"] + 1.25)
+        assert pruner.run().rollup_rows == 1  # the late bucket is folded into its hour
+        assert json.loads(report_outputs(months, capsys)["json provider,model,project"]) == with_late
+    finally:
+        services.close()
 
 
 def test_retention_config_problems_are_listed_together() -> None:

@@ -1,7 +1,8 @@
 """The `Store` facade: opens the database, migrates it, writes batches and answers the read queries.
 
-Every read here works on `usage_series` (one row per label set) or `usage_rollup` (5-minute buckets),
-never on raw events, so scrapes and budget checks cost the same at a million events as at ten.
+Every read here works on `usage_series` (one row per label set) or the rollups (5-minute buckets, and
+hourly ones where those were pruned), never on raw events, so scrapes and budget checks cost the same
+at a million events as at ten.
 """
 
 from __future__ import annotations
