@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -257,3 +258,26 @@ def test_retention_config_problems_are_listed_together() -> None:
     with pytest.raises(ConfigError, match="must not exceed"):
         parse_config({"retention": {"events_days": 90, "rollups_days": 60}})
     assert parse_config({"retention": {"events_days": 90, "rollups_days": 400}}).retention.enabled
+
+
+def test_an_older_sqlite_file_is_shrunk_once_by_prune_vacuum(
+    sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    load_history(sqlite_url, history(120))
+    path = Path(str(make_url(sqlite_url).database))
+    raw = sqlite3.connect(path)  # a file made before incremental vacuum: auto_vacuum off
+    raw.execute("PRAGMA auto_vacuum=NONE")
+    raw.execute("VACUUM")
+    raw.close()
+    config = tmp_path / "llmcost.yaml"
+    config.write_text("retention:\n  events_days: 30\n  rollups_days: 60\n")
+    capsys.readouterr()
+    assert main(["prune", "--db", sqlite_url, "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "deleted" in out and "llmcost prune --vacuum" in out
+    size = sqlite_size(sqlite_url)
+    assert main(["prune", "--db", sqlite_url, "--config", str(config), "--vacuum"]) == 0
+    assert sqlite_size(sqlite_url) < size
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental from now on
+    raw.close()
