@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from exporter.retention import RetentionConfig, parse_retention
+
 DEFAULT_DB_URL = "sqlite:///llmcost.db"
 DEFAULT_LISTEN = "127.0.0.1:9800"
 
@@ -73,6 +75,7 @@ class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     price_overrides_file: str | None = None
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     raw: dict[str, Any] = field(default_factory=dict)
     source: Path | None = None
 
@@ -90,6 +93,7 @@ KNOWN_SECTIONS = {
     "ingest",
     "metrics",
     "pricing",
+    "retention",
     "budgets",
     "detection",
     "notifications",
@@ -235,6 +239,7 @@ def parse_config(raw: Any, *, base: Path | None = None, source: Path | None = No
         if not overrides.is_file():
             problems.append(f"pricing.overrides_file: {overrides} does not exist")
         cfg.price_overrides_file = str(overrides)
+    cfg.retention = parse_retention(raw.get("retention"), problems)
     for name in sorted(set(raw) & set(SECTION_MODULES)):
         if name not in SECTION_VALIDATORS:
             importlib.import_module(SECTION_MODULES[name])
