@@ -27,6 +27,7 @@ from exporter.http.body import (
     split_records,
 )
 from exporter.http.errors import ORJSONResponse, error
+from exporter.http.otlp import otlp_routes
 from exporter.pipeline import IngestOutcome, Rejection
 from exporter.services import Services
 from exporter.store import StoreUnavailable
@@ -42,6 +43,7 @@ LANDING = """<!doctype html>
 <li><a href="/metrics">/metrics</a> — Prometheus metrics</li>
 <li><a href="/healthz">/healthz</a> — liveness, <a href="/readyz">/readyz</a> — store reachable</li>
 <li><code>POST /v1/usage</code> — ingest recorded LLM calls (JSON object, array or NDJSON)</li>
+<li><code>POST /v1/traces</code> — OTLP/HTTP traces: GenAI spans become usage events</li>
 <li><a href="/v1/budgets">/v1/budgets</a> — budget status, <a href="/v1/alerts">/v1/alerts</a> — alerts</li>
 <li>Documentation: <a href="https://github.com/llmcost/llmcost#readme">README</a></li>
 </ul>
@@ -138,6 +140,7 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         Route("/v1/usage", ingest, methods=["POST"]),
+        *otlp_routes(services),
         *extra_routes,
     ]
     return Starlette(routes=routes)
