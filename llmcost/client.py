@@ -36,6 +36,7 @@ QueueFull = Literal["drop", "block"]
 FailMode = Literal["open", "closed"]
 _RETRY = "retry"
 _DONE = "done"
+_IDLE_POLL = 0.1  # seconds
 
 
 class Client:
@@ -198,7 +199,7 @@ class Client:
         return True
 
     def close(self, timeout: float | None = None) -> None:
-        """Flush (up to `timeout`, default `close_timeout` seconds), then stop; events still unsent are lost and logged."""
+        """Flush (up to `timeout`, default `close_timeout` s), then stop; whatever is still unsent is logged as lost."""
         if self._closed:
             return
         self._closed = True
@@ -242,7 +243,8 @@ class Client:
         """Up to `batch_size` events, waiting up to `flush_interval` for a batch to fill unless woken."""
         batch: list[dict[str, Any]] = []
         try:
-            batch.append(self._queue.get(timeout=self.flush_interval))
+            # A short wait: an idle sender must notice `close` quickly.
+            batch.append(self._queue.get(timeout=_IDLE_POLL))
         except queue.Empty:
             return batch
         deadline = time.monotonic() + self.flush_interval
@@ -369,7 +371,9 @@ class Client:
         return {
             "allowed": allowed,
             "state": "unknown",
-            "reason": f"llmcost could not be asked ({detail}); fail_mode is {self.fail_mode!r}, so the call is {verdict}",
+            "reason": (
+                f"llmcost could not be asked ({detail}); fail_mode is {self.fail_mode!r}, so the call is {verdict}"
+            ),
             "budgets": [],
             "degraded": True,
         }
