@@ -19,6 +19,7 @@ class BudgetExceededError(Exception):
     # LiteLLM's proxy answers an exception raised by a hook with its `status_code`; 400 is what LiteLLM
     # uses for its own budget refusals (a 429 would be retried by the OpenAI SDKs).
     status_code = 400
+    type = "budget_exceeded"  # the error `type` LiteLLM's proxy puts in its answer
 
     def __init__(self, answer: dict[str, Any]) -> None:
         self.answer = answer
