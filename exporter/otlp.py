@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -87,8 +88,6 @@ def parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
 
 def parse_json(body: bytes) -> ExportTraceServiceRequest:
     """An `ExportTraceServiceRequest` from OTLP/JSON (hex ids, lowerCamelCase names)."""
-    import orjson
-
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

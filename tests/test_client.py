@@ -190,3 +190,26 @@ def test_events_queued_at_exit_are_flushed(server: LlmcostProcess, sqlite_url: s
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
     assert len(stored_events(sqlite_url)) == 25
+
+
+def test_503_and_429_are_retried_with_the_same_events_and_a_401_is_not() -> None:
+    from tests.recording_servers import RecordingServer
+
+    with RecordingServer() as fake:
+        fake.enqueue(503, {"Retry-After": "5"}, {"error": "store unavailable, retry later", "detail": None})
+        fake.enqueue(429, {}, {"error": "slow down", "detail": None})
+        fake.enqueue(200, {}, {"accepted": 3, "duplicates": 0, "rejected": []})
+        fake.enqueue(401, {}, {"error": "missing or invalid bearer token", "detail": None})
+        client = Client(fake.url, "t" * 20, flush_interval=0.05, max_retry_delay=0.2)
+        for i in range(3):
+            client.record(request_id=f"r{i}", provider="openai", model="gpt-4o", input_tokens=1)
+        assert client.flush(timeout=30)
+        client.record(request_id="r3", provider="openai", model="gpt-4o", input_tokens=1)
+        assert client.flush(timeout=30)
+        stats = client.stats
+        client.close()
+        posts = [r for r in fake.requests if r.path == "/v1/usage"]
+        assert len(posts) == 4  # three tries of the first batch, one of the refused one
+        assert posts[0].body == posts[1].body == posts[2].body
+        assert posts[0].header("Authorization") == "Bearer " + "t" * 20
+        assert stats["accepted"] == 3 and stats["retries"] == 2 and stats["failed"] == 1

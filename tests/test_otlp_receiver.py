@@ -229,3 +229,28 @@ def test_refusals_follow_otlp(server: LlmcostProcess) -> None:
     )
     assert bad_json.status_code == 400
     assert bad_json.json()["code"] == 3
+
+
+def test_otlp_config_rule_is_validated() -> None:
+    from exporter.config import ConfigError, parse_config
+
+    config = parse_config({"otlp": {"project_attributes": ["team", "service.namespace"]}})
+    assert config.otlp.project_attributes == ["team", "service.namespace"]
+    assert config.otlp.service_attributes == ["service.name"]
+    with pytest.raises(ConfigError) as bad:
+        parse_config({"otlp": {"project_attributes": "team", "services": ["x"]}})
+    assert any(p.startswith("otlp.project_attributes:") for p in bad.value.problems)
+    assert any(p.startswith("otlp.services:") for p in bad.value.problems)
+
+
+def test_bounded_gunzip() -> None:
+    from exporter.otlp import DecompressedTooLarge, MalformedExport, gunzip_limited
+
+    data = b"x" * 1000
+    assert gunzip_limited(gzip.compress(data), 1000) == data
+    with pytest.raises(DecompressedTooLarge):
+        gunzip_limited(gzip.compress(data), 999)
+    with pytest.raises(MalformedExport, match="truncated"):
+        gunzip_limited(gzip.compress(data)[:-12], 10_000)
+    with pytest.raises(MalformedExport):
+        gunzip_limited(b"not gzip", 10_000)

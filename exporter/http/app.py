@@ -43,7 +43,6 @@ LANDING = """<!doctype html>
 <li><a href="/metrics">/metrics</a> — Prometheus metrics</li>
 <li><a href="/healthz">/healthz</a> — liveness, <a href="/readyz">/readyz</a> — store reachable</li>
 <li><code>POST /v1/usage</code> — ingest recorded LLM calls (JSON object, array or NDJSON)</li>
-<li><code>POST /v1/traces</code> — OTLP/HTTP traces: GenAI spans become usage events</li>
 <li><a href="/v1/budgets">/v1/budgets</a> — budget status, <a href="/v1/alerts">/v1/alerts</a> — alerts</li>
 <li>Documentation: <a href="https://github.com/llmcost/llmcost#readme">README</a></li>
 </ul>
