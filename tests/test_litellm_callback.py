@@ -10,19 +10,13 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no attempt to fetch prices over the network
-
-import litellm
-from litellm.integrations.generic_api.generic_api_callback import GenericAPILogger
-from litellm.proxy._types import UserAPIKeyAuth
-
 from llmcost import BudgetExceededError
-from llmcost.litellm import LlmcostLogger
 from tests.helpers import total
 from tests.llmcost_server import ADMIN_TOKEN, INGEST_TOKEN, running_llmcost, write_config
 from tests.pg import free_port
@@ -33,10 +27,24 @@ SECRET = "SECRET-prompt-91c"
 MESSAGES = [{"role": "user", "content": f"{SECRET} question"}]
 
 
-@pytest.fixture(autouse=True)
-def clean_litellm_callbacks() -> Iterator[None]:
-    """LiteLLM copies `callbacks` into module-level lists: leave none behind for the next test."""
-    yield
+@pytest.fixture
+def lit() -> Iterator[SimpleNamespace]:
+    """litellm and the classes under test, imported here: importing litellm takes seconds, not worth
+    paying when collecting the suite. Afterwards no callback is left in LiteLLM's module-level lists.
+    """
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no attempt to fetch prices over the network
+    import litellm
+    from litellm.integrations.generic_api.generic_api_callback import GenericAPILogger
+    from litellm.proxy._types import UserAPIKeyAuth
+
+    from llmcost.litellm import LlmcostLogger
+
+    yield SimpleNamespace(
+        litellm=litellm,
+        LlmcostLogger=LlmcostLogger,
+        GenericAPILogger=GenericAPILogger,
+        UserAPIKeyAuth=UserAPIKeyAuth,
+    )
     litellm.callbacks = []
     for name in ("success_callback", "failure_callback", "_async_success_callback", "_async_failure_callback"):
         setattr(litellm, name, [])
@@ -56,22 +64,24 @@ def _wait_for(predicate: Any, timeout: float = 60.0) -> None:
         time.sleep(0.05)
 
 
-def _delivered(handler: LlmcostLogger, count: int) -> None:
+def _delivered(handler: Any, count: int) -> None:
     """Wait until LiteLLM handed `count` calls to the handler (its logging runs in the background) and they are sent."""
     _wait_for(lambda: handler.client.stats["accepted"] + handler.client.stats["duplicates"] >= count)
 
 
-def test_calls_appear_with_litellm_token_counts_and_cost(server: LlmcostProcess, sqlite_url: str) -> None:
-    handler = LlmcostLogger(server.base, INGEST_TOKEN, project="search", service="api", flush_interval=0.05)
-    litellm.callbacks = [handler]
+def test_calls_appear_with_litellm_token_counts_and_cost(
+    lit: SimpleNamespace, server: LlmcostProcess, sqlite_url: str
+) -> None:
+    handler = lit.LlmcostLogger(server.base, INGEST_TOKEN, project="search", service="api", flush_interval=0.05)
+    lit.litellm.callbacks = [handler]
     responses = [
-        litellm.completion(model="gpt-4o", messages=MESSAGES, mock_response=f"{SECRET} answer", user="u-1")
+        lit.litellm.completion(model="gpt-4o", messages=MESSAGES, mock_response=f"{SECRET} answer", user="u-1")
         for _ in range(3)
     ]
 
     async def async_calls() -> list[Any]:
         done = [
-            await litellm.acompletion(
+            await lit.litellm.acompletion(
                 model="anthropic/claude-sonnet-4-5",
                 messages=MESSAGES,
                 mock_response="ok",
@@ -102,15 +112,15 @@ def test_calls_appear_with_litellm_token_counts_and_cost(server: LlmcostProcess,
     assert SECRET not in repr(stored)
 
 
-def test_a_hard_budget_blocks_the_next_call(server: LlmcostProcess, sqlite_url: str) -> None:
+def test_a_hard_budget_blocks_the_next_call(lit: SimpleNamespace, server: LlmcostProcess, sqlite_url: str) -> None:
     budget = {"scope": "project", "key": "search", "period": "daily", "limit": 0.0005, "unit": "usd", "mode": "hard"}
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     assert httpx.put(f"{server.base}/v1/budgets/search-daily", json=budget, headers=admin).status_code == 200
-    handler = LlmcostLogger(server.base, INGEST_TOKEN, project="search", flush_interval=0.05)
-    litellm.callbacks = [handler]
+    handler = lit.LlmcostLogger(server.base, INGEST_TOKEN, project="search", flush_interval=0.05)
+    lit.litellm.callbacks = [handler]
 
     async def call(**kwargs: Any) -> Any:
-        return await litellm.acompletion(model="gpt-4o", messages=MESSAGES, mock_response="ok", **kwargs)
+        return await lit.litellm.acompletion(model="gpt-4o", messages=MESSAGES, mock_response="ok", **kwargs)
 
     async def scenario() -> int:
         spent = 0.0
@@ -129,10 +139,12 @@ def test_a_hard_budget_blocks_the_next_call(server: LlmcostProcess, sqlite_url: 
         # The proxy's hook refuses the key of a team whose budget is spent, and lets others through.
         with pytest.raises(BudgetExceededError):
             await handler.async_pre_call_hook(
-                UserAPIKeyAuth(team_alias="search"), None, {"model": "gpt-4o"}, "completion"
+                lit.UserAPIKeyAuth(team_alias="search"), None, {"model": "gpt-4o"}, "completion"
             )
         data = {"model": "gpt-4o", "metadata": {}}
-        assert await handler.async_pre_call_hook(UserAPIKeyAuth(team_alias="other"), None, data, "completion") is data
+        assert (
+            await handler.async_pre_call_hook(lit.UserAPIKeyAuth(team_alias="other"), None, data, "completion") is data
+        )
         await asyncio.sleep(0.3)  # LiteLLM's logging tasks run after the call: let them end in this loop
         return calls
 
@@ -145,42 +157,44 @@ def test_a_hard_budget_blocks_the_next_call(server: LlmcostProcess, sqlite_url: 
     assert {e["status"] for e in stored.values()} == {"success"}
 
 
-def test_fail_mode_when_llmcost_is_unreachable() -> None:
+def test_fail_mode_when_llmcost_is_unreachable(lit: SimpleNamespace) -> None:
     url = f"http://127.0.0.1:{free_port()}"
 
     async def call() -> Any:
         try:
-            return await litellm.acompletion(model="gpt-4o", messages=MESSAGES, mock_response="ok")
+            return await lit.litellm.acompletion(model="gpt-4o", messages=MESSAGES, mock_response="ok")
         finally:
             await asyncio.sleep(0.3)  # LiteLLM's logging tasks run after the call: let them end in this loop
 
-    closed = LlmcostLogger(url, INGEST_TOKEN, fail_mode="closed", close_timeout=0.1)
-    litellm.callbacks = [closed]
+    closed = lit.LlmcostLogger(url, INGEST_TOKEN, fail_mode="closed", close_timeout=0.1)
+    lit.litellm.callbacks = [closed]
     with pytest.raises(BudgetExceededError, match="fail_mode is 'closed'"):
         asyncio.run(call())
     closed.close()
-    opened = LlmcostLogger(url, INGEST_TOKEN, fail_mode="open", close_timeout=0.1)
-    litellm.callbacks = [opened]
+    opened = lit.LlmcostLogger(url, INGEST_TOKEN, fail_mode="open", close_timeout=0.1)
+    lit.litellm.callbacks = [opened]
     assert asyncio.run(call()).choices[0].message.content == "ok"
     opened.close()
 
 
-def test_a_restart_of_llmcost_loses_no_acknowledged_event(tmp_path: Path, sqlite_url: str) -> None:
+def test_a_restart_of_llmcost_loses_no_acknowledged_event(
+    lit: SimpleNamespace, tmp_path: Path, sqlite_url: str
+) -> None:
     config = write_config(tmp_path)
     first = LlmcostProcess(sqlite_url, config=config).start(tmp_path)
-    handler = LlmcostLogger(first.base, INGEST_TOKEN, flush_interval=0.05, max_retry_delay=0.5)
-    litellm.callbacks = [handler]
-    ids = [litellm.completion(model="gpt-4o", messages=MESSAGES, mock_response="ok").id for _ in range(10)]
+    handler = lit.LlmcostLogger(first.base, INGEST_TOKEN, flush_interval=0.05, max_retry_delay=0.5)
+    lit.litellm.callbacks = [handler]
+    ids = [lit.litellm.completion(model="gpt-4o", messages=MESSAGES, mock_response="ok").id for _ in range(10)]
     _delivered(handler, 10)
     first.kill9()
     # LiteLLM hands these to the callback while llmcost is down: the callback has acknowledged them.
-    ids += [litellm.completion(model="gpt-4o", messages=MESSAGES, mock_response="ok").id for _ in range(10)]
+    ids += [lit.litellm.completion(model="gpt-4o", messages=MESSAGES, mock_response="ok").id for _ in range(10)]
     _wait_for(lambda: handler.client.stats["retries"] >= 1)
     second = LlmcostProcess(sqlite_url, config=config)
     second.port = first.port
     second.start(tmp_path)
     try:
-        ids += [litellm.completion(model="gpt-4o", messages=MESSAGES, mock_response="ok").id for _ in range(10)]
+        ids += [lit.litellm.completion(model="gpt-4o", messages=MESSAGES, mock_response="ok").id for _ in range(10)]
         _delivered(handler, 30)
         handler.close()
         assert set(stored_events(sqlite_url)) == set(ids)
@@ -189,14 +203,16 @@ def test_a_restart_of_llmcost_loses_no_acknowledged_event(tmp_path: Path, sqlite
         second.stop()
 
 
-def test_litellm_generic_api_logger_payload_is_accepted_as_is(server: LlmcostProcess, sqlite_url: str) -> None:
+def test_litellm_generic_api_logger_payload_is_accepted_as_is(
+    lit: SimpleNamespace, server: LlmcostProcess, sqlite_url: str
+) -> None:
     async def scenario() -> list[Any]:
-        logger = GenericAPILogger(
+        logger = lit.GenericAPILogger(
             endpoint=f"{server.base}/v1/usage", headers={"Authorization": f"Bearer {INGEST_TOKEN}"}
         )
-        litellm.callbacks = [logger]
+        lit.litellm.callbacks = [logger]
         responses = [
-            await litellm.acompletion(model="gpt-4o-mini", messages=MESSAGES, mock_response=f"{SECRET} answer")
+            await lit.litellm.acompletion(model="gpt-4o-mini", messages=MESSAGES, mock_response=f"{SECRET} answer")
             for _ in range(3)
         ]
         await asyncio.sleep(0.5)  # LiteLLM's success logging runs as tasks after the call returns
