@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +29,18 @@ from tests.stored import stored_events
 AUTH = {"Authorization": f"Bearer {INGEST_TOKEN}"}
 
 
-@pytest.fixture
-def server(tmp_path: Path, sqlite_url: str) -> Iterator[LlmcostProcess]:
-    with running_llmcost(
+def _serve(tmp_path: Path, url: str) -> AbstractContextManager[LlmcostProcess]:
+    return running_llmcost(
         tmp_path,
-        sqlite_url,
+        url,
         ingest={"max_body_bytes": 1_000_000},
         otlp={"project_attributes": ["llmcost.project", "service.namespace"]},
-    ) as running:
+    )
+
+
+@pytest.fixture
+def server(tmp_path: Path, sqlite_url: str) -> Iterator[LlmcostProcess]:
+    with _serve(tmp_path, sqlite_url) as running:
         yield running
 
 
@@ -134,7 +139,12 @@ def _otlp_json(spans: list[ReadableSpan]) -> dict[str, Any]:
     return doc
 
 
-def test_the_sdk_exporter_delivers_genai_spans_as_usage_events(server: LlmcostProcess, sqlite_url: str) -> None:
+def test_the_sdk_exporter_delivers_genai_spans_as_usage_events(tmp_path: Path, db_url: str) -> None:
+    with _serve(tmp_path, db_url) as server:
+        _export_and_check(server, db_url)
+
+
+def _export_and_check(server: LlmcostProcess, db_url: str) -> None:
     spans, ids = _spans()
     exporter = OTLPSpanExporter(endpoint=f"{server.base}/v1/traces", headers=AUTH, compression=Compression.Gzip)
     assert exporter.export(spans) == SpanExportResult.SUCCESS
@@ -142,7 +152,7 @@ def test_the_sdk_exporter_delivers_genai_spans_as_usage_events(server: LlmcostPr
     assert exporter.export(spans) == SpanExportResult.SUCCESS
     exporter.shutdown()
 
-    stored = stored_events(sqlite_url)
+    stored = stored_events(db_url)
     assert set(stored) == {ids["chat gpt-4o"], ids["anthropic.chat"], ids["chat gpt-4o-mini"]}
     openai = stored[ids["chat gpt-4o"]]
     assert (openai["provider"], openai["model"]) == ("openai", "gpt-4o-2024-08-06")
