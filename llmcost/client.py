@@ -235,7 +235,14 @@ class Client:
         while True:
             batch = self._next_batch()
             if batch:
-                self._deliver(batch)
+                try:
+                    self._deliver(batch)
+                except Exception:  # a bug must not kill the sender and leave flush() waiting forever
+                    log.exception("llmcost client: %d events could not be sent", len(batch))
+                    with self._lock:
+                        self._stats["failed"] += len(batch)
+                        self._settled += len(batch)
+                        self._lock.notify_all()
             elif self._closing.is_set() and self._queue.empty():
                 return
 
@@ -265,7 +272,7 @@ class Client:
         delay = 0.1
         body = orjson.dumps(batch, default=str)
         while True:
-            outcome = self._post(body, len(batch))
+            outcome, retry_after = self._post(body, len(batch))
             if outcome == _DONE:
                 break
             if self._abandon.is_set():
@@ -274,31 +281,33 @@ class Client:
                 break
             with self._lock:
                 self._stats["retries"] += 1
-            # Full jitter: many clients coming back after an outage must not retry in step.
-            self._abandon.wait(random.uniform(0, delay))
+            # Full jitter: many clients coming back after an outage must not retry in step. A server's
+            # Retry-After is a floor, within max_retry_delay.
+            self._abandon.wait(max(random.uniform(0, delay), min(retry_after, self.max_retry_delay)))
             delay = min(delay * 2, self.max_retry_delay)
         with self._lock:
             self._settled += len(batch)
             self._lock.notify_all()
 
-    def _post(self, body: bytes, count: int) -> str:
+    def _post(self, body: bytes, count: int) -> tuple[str, float]:
+        """`(_DONE or _RETRY, seconds the server asked to wait)` for one try of a batch."""
         try:
             response = self._http.post(f"{self.url}/v1/usage", content=body)
         except httpx.HTTPError as exc:
             log.debug("llmcost unreachable, will retry: %s", exc)
-            return _RETRY
+            return _RETRY, 0.0
         status = response.status_code
         if status == 429 or status >= 500:
             log.debug("llmcost answered %d, will retry", status)
-            return _RETRY
+            return _RETRY, _seconds(response.headers.get("retry-after"))
         if status in (200, 422):
             self._count_answer(response)
-            return _DONE
+            return _DONE, 0.0
         # 400/401/413/415: resending the same batch cannot succeed.
         log.error("llmcost refused %d events: HTTP %d %s", count, status, response.text[:300])
         with self._lock:
             self._stats["failed"] += count
-        return _DONE
+        return _DONE, 0.0
 
     def _count_answer(self, response: httpx.Response) -> None:
         try:
@@ -394,6 +403,14 @@ def _as_dict(response: Any) -> dict[str, Any]:
         if isinstance(data, dict):
             return data
     raise ValueError(f"cannot read a response of type {type(response).__name__}")
+
+
+def _seconds(value: str | None) -> float:
+    """A Retry-After given in seconds (the form llmcost sends); anything else counts as none."""
+    try:
+        return max(0.0, float(value)) if value else 0.0
+    except ValueError:
+        return 0.0
 
 
 def _weak_close(client: Client) -> Any:
