@@ -213,3 +213,10 @@ def test_503_and_429_are_retried_with_the_same_events_and_a_401_is_not() -> None
         assert posts[0].body == posts[1].body == posts[2].body
         assert posts[0].header("Authorization") == "Bearer " + "t" * 20
         assert stats["accepted"] == 3 and stats["retries"] == 2 and stats["failed"] == 1
+
+
+def test_importing_llmcost_stays_light() -> None:
+    heavy = ("litellm", "sqlalchemy", "starlette", "numpy", "alerting", "opentelemetry", "google.protobuf")
+    script = f"import sys, llmcost; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]"
