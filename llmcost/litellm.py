@@ -168,7 +168,7 @@ class LlmcostLogger(CustomLogger):
         # The client is synchronous; a worker thread keeps the event loop serving other requests meanwhile.
         await asyncio.to_thread(
             self.client.guard,
-            model=str(model) if model else None,
+            model=_recorded_model(model),
             estimated_cost_usd=estimate,
             **{k: str(v) for k, v in labels.items()},
         )
@@ -176,6 +176,23 @@ class LlmcostLogger(CustomLogger):
     def close(self) -> None:
         """Flush and stop the client (also done at interpreter exit)."""
         self.client.close()
+
+
+def _recorded_model(model: Any) -> str | None:
+    """The model name LiteLLM will log for the call (`anthropic/claude-…` is logged as `claude-…`).
+
+    A budget scoped to a model must match the events the call produces.
+    """
+    if not isinstance(model, str) or not model:
+        return None
+    if "/" not in model:
+        return model
+    import litellm
+
+    try:
+        return str(litellm.get_llm_provider(model)[0])
+    except Exception:  # an alias LiteLLM does not know: ask with the name as given
+        return model
 
 
 def _refused_here(kwargs: Mapping[str, Any]) -> bool:

@@ -228,3 +228,32 @@ def test_litellm_generic_api_logger_payload_is_accepted_as_is(
         assert stored[response.id]["input_tokens"] == response.usage.prompt_tokens
     assert SECRET not in repr(stored)
     assert total(httpx.get(f"{server.base}/metrics").text, "llm_ingest_events_total", outcome="rejected") == 0
+
+
+def test_a_model_budget_applies_to_provider_prefixed_calls(
+    lit: SimpleNamespace, server: LlmcostProcess, sqlite_url: str
+) -> None:
+    budget = {
+        "scope": "model",
+        "key": "claude-sonnet-4-5",
+        "period": "daily",
+        "limit": 1,
+        "unit": "requests",
+        "mode": "hard",
+    }
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    assert httpx.put(f"{server.base}/v1/budgets/sonnet", json=budget, headers=admin).status_code == 200
+    handler = lit.LlmcostLogger(server.base, INGEST_TOKEN, flush_interval=0.05)
+    lit.litellm.callbacks = [handler]
+
+    async def scenario() -> None:
+        call = {"model": "anthropic/claude-sonnet-4-5", "messages": MESSAGES, "mock_response": "ok"}
+        await lit.litellm.acompletion(**call)
+        await asyncio.to_thread(_delivered, handler, 1)
+        with pytest.raises(BudgetExceededError):
+            await lit.litellm.acompletion(**call)
+        await asyncio.sleep(0.3)
+
+    asyncio.run(scenario())
+    handler.close()
+    assert [e["model"] for e in stored_events(sqlite_url).values()] == ["claude-sonnet-4-5"]
