@@ -264,3 +264,22 @@ def test_bounded_gunzip() -> None:
         gunzip_limited(gzip.compress(data)[:-12], 10_000)
     with pytest.raises(MalformedExport):
         gunzip_limited(b"not gzip", 10_000)
+
+
+def test_an_export_without_genai_spans_is_taken_and_counted(server: LlmcostProcess, sqlite_url: str) -> None:
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource({"service.name": "web"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    with provider.get_tracer("t").start_as_current_span("GET /", attributes={"http.request.method": "GET"}):
+        pass
+    provider.shutdown()
+    body = encode_spans(list(memory.get_finished_spans())).SerializeToString()
+    response = httpx.post(
+        f"{server.base}/v1/traces", content=body, headers={**AUTH, "Content-Type": "application/x-protobuf"}
+    )
+    assert response.status_code == 200
+    assert not ExportTraceServiceResponse.FromString(response.content).HasField("partial_success")
+    metrics = httpx.get(f"{server.base}/metrics").text
+    assert total(metrics, "llm_otlp_spans_skipped_total") == 1
+    assert total(metrics, "llm_ingest_events_total") == 0
+    assert stored_events(sqlite_url) == {}

@@ -87,7 +87,8 @@ def otlp_routes(services: Services) -> list[BaseRoute]:
             )
             assert services.commit_queue is not None
             try:
-                await asyncio.wrap_future(services.commit_queue.submit(events, len(rejected)))
+                if events or rejected:  # an export of HTTP and database spans only has nothing to write
+                    await asyncio.wrap_future(services.commit_queue.submit(events, len(rejected)))
             except StoreUnavailable as exc:
                 log.warning("store unavailable: %s", exc)
                 raise _Refused(503, "store unavailable, retry later", {"Retry-After": "5"}) from None
