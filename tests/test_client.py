@@ -220,3 +220,24 @@ def test_importing_llmcost_stays_light() -> None:
     script = f"import sys, llmcost; print([m for m in {heavy!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_budget_exceeded_error_reads_old_and_new_answers() -> None:
+    new = {
+        "allowed": False,
+        "state": "exceeded",
+        "reason": "budget 'search-daily' would be exceeded: $4.98 + $0.05 > $5.00",
+        "budgets": [{"name": "search-daily", "spent": 4.98, "estimate": 0.05, "limit": 5.0, "decided": True}],
+        "fallback_model": "gpt-4o-mini",
+    }
+    error = BudgetExceededError(new)
+    assert (error.reason, error.fallback_model, error.state) == (new["reason"], "gpt-4o-mini", "exceeded")
+    assert error.answer is new and str(error) == new["reason"]
+    old = {
+        "allowed": False,
+        "state": "exceeded",
+        "budgets": [{"name": "b", "spent": 6.0, "limit": 5.0, "state": "exceeded"}],
+    }
+    error = BudgetExceededError(old)
+    assert error.reason == "budget 'b' is exhausted: spent 6 of 5" and error.fallback_model is None
+    assert BudgetExceededError({"allowed": False}).reason == "a hard budget refuses the call"
