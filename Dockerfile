@@ -11,6 +11,7 @@ WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
 COPY exporter ./exporter
 COPY alerting ./alerting
+COPY llmcost ./llmcost
 RUN pip install . \
  && useradd --system --create-home --home-dir /var/lib/llmcost --uid 10001 llmcost
 

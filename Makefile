@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	# An editable install leaves our modules uncompiled, and with PYTHONDONTWRITEBYTECODE set (as on
 	# these machines) every `llmcost` process would compile them from source again at start-up.
-	$(BIN)/python -m compileall -q exporter alerting
+	$(BIN)/python -m compileall -q exporter alerting llmcost
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -93,6 +93,12 @@ INGEST_LAST_EVENT = MetricSpec(
     "Unix time at which the store last accepted a new event (0 if never).",
     (),
 )
+OTLP_SPANS_SKIPPED = MetricSpec(
+    "llm_otlp_spans_skipped",
+    "counter",
+    "Spans received on /v1/traces that carry no model-call usage (HTTP, database, agent, tool spans) and were skipped.",
+    (),
+)
 SCHEDULER_LAST_RUN = MetricSpec(
     "llm_scheduler_last_run_timestamp_seconds",
     "gauge",
@@ -147,6 +153,7 @@ ALL: tuple[MetricSpec, ...] = (
     INGEST_EVENTS,
     BUILD_INFO,
     INGEST_LAST_EVENT,
+    OTLP_SPANS_SKIPPED,
     SCHEDULER_LAST_RUN,
     SCHEDULER_RUNS,
     OUTBOX_PENDING,

@@ -191,6 +191,9 @@ class SelfCollector(Collector):
         last = _gauge(catalogue.INGEST_LAST_EVENT)
         last.add_metric([], counters.get("last_accepted_ts", 0.0))
         yield last
+        skipped = _counter(catalogue.OTLP_SPANS_SKIPPED, ())
+        skipped.add_metric([], counters.get("otlp_spans_skipped", 0.0))
+        yield skipped
         info = _gauge(catalogue.BUILD_INFO)
         info.add_metric([__version__], 1.0)
         yield info

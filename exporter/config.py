@@ -66,6 +66,18 @@ class MetricsConfig:
 
 
 @dataclass
+class OtlpConfig:
+    """`POST /v1/traces`: which span or resource attributes name an event's `service` and `project`.
+
+    For each, the names are tried in order, on the span's attributes first and then on its resource's;
+    the first one present wins. None present leaves the field empty.
+    """
+
+    service_attributes: list[str] = field(default_factory=lambda: ["service.name"])
+    project_attributes: list[str] = field(default_factory=lambda: ["llmcost.project"])
+
+
+@dataclass
 class Config:
     """The whole configuration; unknown sections are kept in `raw` for the modules that own them."""
 
@@ -74,6 +86,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    otlp: OtlpConfig = field(default_factory=OtlpConfig)
     price_overrides_file: str | None = None
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     raw: dict[str, Any] = field(default_factory=dict)
@@ -92,6 +105,7 @@ KNOWN_SECTIONS = {
     "auth",
     "ingest",
     "metrics",
+    "otlp",
     "pricing",
     "retention",
     "budgets",
@@ -209,6 +223,21 @@ def _parse_metrics(raw: dict[str, Any], problems: Problems) -> MetricsConfig:
     return cfg
 
 
+def _parse_otlp(raw: dict[str, Any], problems: Problems) -> OtlpConfig:
+    section = _section(raw, "otlp", problems)
+    cfg = OtlpConfig()
+    _unknown_keys(section, set(cfg.__dataclass_fields__), "otlp", problems)
+    for name in cfg.__dataclass_fields__:
+        if name not in section:
+            continue
+        value = section[name]
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+            problems.append(f"otlp.{name}: must be a non-empty list of attribute names")
+            continue
+        setattr(cfg, name, list(value))
+    return cfg
+
+
 def parse_config(raw: Any, *, base: Path | None = None, source: Path | None = None) -> Config:
     """Build a `Config` from parsed YAML, raising `ConfigError` with every problem found."""
     base = base or Path.cwd()
@@ -231,6 +260,7 @@ def parse_config(raw: Any, *, base: Path | None = None, source: Path | None = No
     cfg.auth = _parse_auth(raw, problems, base)
     cfg.ingest = _parse_ingest(raw, problems)
     cfg.metrics = _parse_metrics(raw, problems)
+    cfg.otlp = _parse_otlp(raw, problems)
     pricing = _section(raw, "pricing", problems)
     _unknown_keys(pricing, {"overrides_file"}, "pricing", problems)
     if pricing.get("overrides_file") is not None:
