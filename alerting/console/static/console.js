@@ -9,9 +9,9 @@
   var needsToken = body.dataset.needsToken === "yes";
 
   function relabel(root) {
-    var hour = { hour: "2-digit", minute: "2-digit" };
+    var hour = { hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
     var day = { month: "short", day: "numeric" };
-    var full = { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" };
+    var full = { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
     root.querySelectorAll("[data-t]").forEach(function (el) {
       var when = new Date(Number(el.dataset.t) * 1000);
       var fmt = el.dataset.fmt === "hour" ? hour : el.dataset.fmt === "day" ? day : full;
