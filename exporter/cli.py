@@ -284,8 +284,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(_bind_advice(config.listen, exc), file=sys.stderr)
         return 2
-    workdir = None if args.db else Path(tempfile.mkdtemp(prefix="llmcost-demo-"))
-    config.database_url = args.db or f"sqlite:///{workdir / 'llmcost-demo.db'}"
+    workdir: Path | None = None
+    if args.db:
+        config.database_url = args.db
+    else:
+        workdir = Path(tempfile.mkdtemp(prefix="llmcost-demo-"))
+        config.database_url = f"sqlite:///{workdir / 'llmcost-demo.db'}"
     try:
         return _run_demo(config, sock, duration=args.duration, keep=args.keep, workdir=workdir)
     finally:

@@ -152,9 +152,7 @@ def test_with_admin_tokens_alerts_and_acks_need_the_token(sqlite_url: str) -> No
         assert fragment.status_code == 200 and "Acknowledge</button>" in fragment.text
         alert_id = re.search(r'data-action="ack" data-id="(\d+)"', fragment.text).group(1)  # type: ignore[union-attr]
         assert client.post(f"/v1/alerts/{alert_id}/ack", json={"by": "x"}).status_code == 401
-        ok = client.post(
-            f"/v1/alerts/{alert_id}/ack", json={"by": "ana"}, headers={"Authorization": f"Bearer {TOKEN}"}
-        )
+        ok = client.post(f"/v1/alerts/{alert_id}/ack", json={"by": "ana"}, headers={"Authorization": f"Bearer {TOKEN}"})
         assert ok.status_code == 200 and ok.json()["acknowledged_by"] == "ana"
 
 

@@ -33,7 +33,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     log = tmp_path_factory.mktemp("demo") / "demo.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([LLMCOST, "demo", "--listen", f"127.0.0.1:{port}"], stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [LLMCOST, "demo", "--listen", f"127.0.0.1:{port}"], stdout=out, stderr=subprocess.STDOUT
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 90
@@ -91,7 +93,9 @@ def test_console_figures_match_the_api_and_an_ack_reaches_it(demo: str, tmp_path
         unpriced = int(driver.find_element(By.CSS_SELECTOR, ".figure.unpriced").get_attribute("data-count"))
         daily = [before["budgets"][("daily-total", "")]["spent"], after["budgets"][("daily-total", "")]["spent"]]
         assert _between(today, *daily)
-        monthly = [sum(b["spent"] for (n, _), b in f["budgets"].items() if n == "project-monthly") for f in (before, after)]
+        monthly = [
+            sum(b["spent"] for (n, _), b in f["budgets"].items() if n == "project-monthly") for f in (before, after)
+        ]
         assert _between(month, *monthly)
         assert _between(alltime, before["cost"], after["cost"])
         assert _between(unpriced, before["unpriced"], after["unpriced"])
@@ -147,7 +151,9 @@ def test_console_figures_match_the_api_and_an_ack_reaches_it(demo: str, tmp_path
         button.click()
         wait_for(
             driver,
-            lambda d: d.find_elements(By.CSS_SELECTOR, f'#alerts-body tr.alert[data-id="{alert_id}"][data-state=acknowledged]'),
+            lambda d: d.find_elements(
+                By.CSS_SELECTOR, f'#alerts-body tr.alert[data-id="{alert_id}"][data-state=acknowledged]'
+            ),
         )
         alert = httpx.get(f"{demo}/v1/alerts/{alert_id}", timeout=5).json()
         assert alert["state"] == "acknowledged"
@@ -161,6 +167,8 @@ def test_console_figures_match_the_api_and_an_ack_reaches_it(demo: str, tmp_path
         row.find_element(By.CSS_SELECTOR, "button.unack").click()
         wait_for(
             driver,
-            lambda d: d.find_elements(By.CSS_SELECTOR, f'#alerts-body tr.alert[data-id="{alert_id}"][data-state=firing]'),
+            lambda d: d.find_elements(
+                By.CSS_SELECTOR, f'#alerts-body tr.alert[data-id="{alert_id}"][data-state=firing]'
+            ),
         )
         assert httpx.get(f"{demo}/v1/alerts/{alert_id}", timeout=5).json()["state"] == "firing"

@@ -254,7 +254,9 @@ def firing_spikes(store: Store, history: SpendSnapshot, now: float) -> list[Spik
     for state in states:
         labels = {k: v for k, v in state.labels.items() if k in WATCHABLE_LABELS}
         if labels:
-            by_bucket = {int(r[0]): nanos_to_usd(int(r[1] or 0)) for r in store.rollup_buckets(first, now, where=labels)}
+            by_bucket = {
+                int(r[0]): nanos_to_usd(int(r[1] or 0)) for r in store.rollup_buckets(first, now, where=labels)
+            }
             values = [by_bucket.get(first + i * BUCKET_SECONDS, 0.0) for i in range(SPIKE_CHART_BUCKETS)]
         else:
             values = [
