@@ -70,6 +70,7 @@ def _serve(config: Config, role: str, config_path: str | None, *, sock: Any = No
     services = Services.build(config)
     try:
         routes = attach_alerting(services, role)
+        services.extras["console"].warm_up()
         _reload_on_sighup(services, config_path)
         server = make_server(services, config.listen, routes)
         tune_gc_for_throughput()
@@ -342,6 +343,7 @@ def _run_demo(config: Config, sock: Any, *, duration: float, keep: bool, workdir
     print("Models, projects, services and users are assigned by a seeded generator (exporter/demo.py).")
     history = services.pipeline.ingest(enumerate(make_events(trace, start=now - span, loop=0)))
     _print_outcome("history (last hour)", history, show=3)
+    services.extras["console"].warm_up()  # after the history: the console re-reads only the newest buckets
 
     stop = threading.Event()
 

@@ -7,10 +7,11 @@ month (at 10,000 active series, millions of rows): far too slow for a page. So, 
 
 - a full read of the last `HISTORY_DAYS` (one `usage_rollup` scan: series id, bucket, cost; no join,
   no GROUP BY) builds a 5-minute total vector and an hourly matrix per label;
-- every page view re-reads only the newest `RECENT_BUCKETS` buckets (the only ones live ingest still
-  changes), subtracting what those buckets held at the previous read and adding what they hold now;
+- every page view re-reads only the buckets not yet settled (the current one, and the one before for
+  `SETTLE_SECONDS` after it ended: the only ones live ingest still changes), subtracting what they
+  held at the previous read and adding what they hold now;
 - a background thread repeats the full read every `FULL_RELOAD_SECONDS`, so a late backfill (events
-  older than the recent buckets, from `llmcost ingest` of an old file) appears within that delay.
+  into settled buckets, from `llmcost ingest` of an old file) appears within that delay.
 
 Memory is (distinct projects + models + services) × 768 hours × 8 bytes: 0.8 MB for 125 values.
 """
@@ -37,8 +38,10 @@ log = logging.getLogger(__name__)
 DIMENSIONS = ("project", "model", "service")
 HISTORY_DAYS = 33
 """Kept in memory: enough for a 30-day chart and the month so far in any time zone."""
-RECENT_BUCKETS = 3
-"""Re-read on every refresh: an event up to 10-15 minutes late shows at once."""
+SETTLE_SECONDS = 120
+"""A bucket read this long after its end is settled: later views no longer re-read it. Events reach the
+store seconds after they happen (clients batch, the commit queue batches); a straggler later than this
+shows at the next full read."""
 FULL_RELOAD_SECONDS = 300.0
 HOUR = 3600
 PER_HOUR = HOUR // BUCKET_SECONDS
@@ -48,6 +51,11 @@ _CHUNK = 100_000
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+
+
+def _settled(bucket: int, now: float) -> bool:
+    """True when a read at `now` sees `bucket` as it will stay."""
+    return now >= bucket + BUCKET_SECONDS + SETTLE_SECONDS
 
 
 @dataclass(frozen=True)
@@ -136,17 +144,28 @@ class SpendHistory:
         self._state: _State | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._warming = False
+        self._ready = threading.Event()
+
+    def warm_up(self) -> None:
+        """Read the history in the background now (at server start), so the first page view is fast."""
+        if self._background and self._thread is None:
+            self._warming = True
+            self._start_reloader()
 
     def snapshot(self, now: float | None = None) -> SpendSnapshot:
         """The history up to `now`: a full read the first time, else only the newest buckets re-read."""
         now = self.clock() if now is None else now
+        if self._warming:
+            self._ready.wait(timeout=120)  # a warm-up read is under way: wait for it rather than read twice
         with self._lock:
             state = self._state
             current = int(now // BUCKET_SECONDS) * BUCKET_SECONDS
             if state is None or current >= state.end or (not self._background and self._reload_due(state, now)):
                 state = self._state = self._load(now)
+                self._ready.set()
             else:
-                self._refresh_recent(state, current)
+                self._refresh_recent(state, current, now)
             self._start_reloader()
             return state.snapshot()
 
@@ -167,12 +186,17 @@ class SpendHistory:
             self._thread.start()
 
     def _reload_loop(self) -> None:
-        while not self._stop.wait(self.full_reload_seconds):
+        wait = 0.0 if self._warming else self.full_reload_seconds
+        while not self._stop.wait(wait):
+            wait = self.full_reload_seconds
             try:
                 fresh = self._load(self.clock())
             except Exception:  # a store outage: keep the current state, try again next time
                 log.warning("console spend history: full reload failed", exc_info=True)
                 continue
+            finally:
+                self._warming = False
+                self._ready.set()
             with self._lock:
                 self._state = fresh
 
@@ -184,22 +208,21 @@ class SpendHistory:
         state = _State(first, n, np.zeros(n), loaded_at=now)
         state.hourly = {d: np.zeros((0, n // PER_HOUR)) for d in DIMENSIONS}
         current = int(now // BUCKET_SECONDS) * BUCKET_SECONDS
-        recent_from = current - (RECENT_BUCKETS - 1) * BUCKET_SECONDS
         ids, buckets, cost = self._read(first, current + BUCKET_SECONDS)
         self._add(state, ids, buckets, cost, sign=1)
-        for bucket in range(recent_from, current + BUCKET_SECONDS, BUCKET_SECONDS):
-            mask = buckets == bucket
-            state.recent[bucket] = (ids[mask], cost[mask])
+        for bucket in (current - BUCKET_SECONDS, current):
+            if not _settled(bucket, now):
+                mask = buckets == bucket
+                state.recent[bucket] = (ids[mask], cost[mask])
         return state
 
-    def _refresh_recent(self, state: _State, current: int) -> None:
-        """Re-read the newest buckets: subtract what they held at the last read, add what they hold now.
+    def _refresh_recent(self, state: _State, current: int, now: float) -> None:
+        """Re-read the unsettled buckets: subtract what they held at the last read, add what they hold now.
 
-        The re-read starts at the oldest bucket kept from the last read, so buckets that were current
-        then and are older now (no page view for a while) are read to their end too.
+        The re-read starts at the oldest bucket left unsettled by the last read, so buckets that were
+        current then and are older now (no page view for a while) are read to their end too.
         """
-        keep_from = current - (RECENT_BUCKETS - 1) * BUCKET_SECONDS
-        start = min(keep_from, *state.recent) if state.recent else keep_from
+        start = min(current, *state.recent) if state.recent else current
         ids, buckets, cost = self._read(start, current + BUCKET_SECONDS)
         for bucket in range(start, current + BUCKET_SECONDS, BUCKET_SECONDS):
             old_ids, old_cost = state.recent.pop(bucket, (np.zeros(0, np.int64), np.zeros(0, np.int64)))
@@ -207,7 +230,7 @@ class SpendHistory:
             mask = buckets == bucket
             state.recent[bucket] = (ids[mask], cost[mask])
         self._add(state, ids, buckets, cost, sign=1)
-        for bucket in [b for b in state.recent if b < keep_from]:
+        for bucket in [b for b in state.recent if _settled(b, now)]:
             del state.recent[bucket]
 
     def _add(self, state: _State, ids: IntArray, buckets: IntArray, cost: IntArray, *, sign: int) -> None:

@@ -122,6 +122,10 @@ class Console:
             return False
         return is_loopback(host)
 
+    def warm_up(self) -> None:
+        """Start reading the spend history in the background (a serving process calls this at start)."""
+        self.history.warm_up()
+
     def close(self) -> None:
         """Stop the history's background reload."""
         self.history.close()

@@ -14,10 +14,11 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 from markupsafe import Markup
 
 from alerting.console.charts import PALETTE_SIZE, Stack, budget_bar, money, spike_chart, stacked_bars
-from alerting.console.history import DIMENSIONS, HOUR, SpendSnapshot
+from alerting.console.history import DIMENSIONS, HOUR, FloatArray, SpendSnapshot
 from alerting.periods import period_bounds, start_of_local_day, zone
 from alerting.spikes import WATCHABLE_LABELS, read_spike_state
 from exporter.events import nanos_to_usd
@@ -36,6 +37,8 @@ STACKS = PALETTE_SIZE - 1
 RESOLVED_HOURS = 24
 """Resolved alerts stay on the page this long."""
 MAX_SPIKES = 12
+MAX_INSTANCES = 50
+"""Instances listed under a `key: "*"` budget (the highest ratios; the API lists them all)."""
 SPIKE_CHART_BUCKETS = 24
 
 
@@ -75,6 +78,8 @@ class BudgetRow:
     period_end: int | None
     bar: Markup
     children: list[BudgetRow] = field(default_factory=list)
+    hidden: int = 0
+    """Instances of a `key: "*"` budget not listed (beyond `MAX_INSTANCES`)."""
 
     def amount(self, value: float) -> str:
         """A spent/limit figure in this budget's unit."""
@@ -132,30 +137,32 @@ def top_shares(history: SpendSnapshot, dimension: str, start: float, end: float)
     return top, total - sum(s.usd for s in top)
 
 
-def _stacks(matrix_rows: list[tuple[str, list[float]]]) -> list[Stack]:
-    """The biggest `STACKS` series, the rest summed as "other" (always the last colour)."""
-    ranked = sorted(matrix_rows, key=lambda r: -sum(r[1]))
-    stacks = [Stack(name, values, k) for k, (name, values) in enumerate(ranked[:STACKS])]
-    rest = ranked[STACKS:]
+def _stacks(names: Sequence[str], values: FloatArray) -> list[Stack]:
+    """The biggest `STACKS` rows of `values` (value × bar) as stacks, the rest summed as "other"."""
+    totals = values.sum(axis=1)
+    order = [int(i) for i in np.argsort(-totals, kind="stable") if totals[i] > 0]
+    stacks = [Stack(names[i], values[i].tolist(), k) for k, i in enumerate(order[:STACKS])]
+    rest = order[STACKS:]
     if rest:
-        width = len(rest[0][1])
-        summed = [sum(values[i] for _, values in rest) for i in range(width)]
-        stacks.append(Stack(f"other ({len(rest)})", summed, PALETTE_SIZE - 1))
+        stacks.append(Stack(f"other ({len(rest)})", values[rest].sum(axis=0).tolist(), PALETTE_SIZE - 1))
     return stacks
+
+
+def _columns(matrix: FloatArray, first: int, count: int) -> FloatArray:
+    """Columns [first, first + count) of `matrix`, zeros where they fall outside it."""
+    out = np.zeros((matrix.shape[0], count))
+    lo, hi = max(first, 0), min(first + count, matrix.shape[1])
+    if hi > lo:
+        out[:, lo - first : hi - first] = matrix[:, lo:hi]
+    return out
 
 
 def day_chart(history: SpendSnapshot, dimension: str, now: float) -> tuple[Markup, list[Stack]]:
     """The last 24 hours, one bar an hour, stacked by `dimension`."""
     current_hour = int(now // HOUR) * HOUR
     starts = [current_hour - HOUR * k for k in range(23, -1, -1)]
-    first = history.hour_index(starts[0])
-    matrix = history.hourly[dimension]
-    rows = []
-    for row, name in enumerate(history.names[dimension]):
-        values = [float(matrix[row, first + i]) if 0 <= first + i < matrix.shape[1] else 0.0 for i in range(24)]
-        if any(values):
-            rows.append((name, values))
-    stacks = _stacks(rows)
+    values = _columns(history.hourly[dimension], history.hour_index(starts[0]), 24)
+    stacks = _stacks(history.names[dimension], values)
     chart = stacked_bars(
         starts, HOUR, stacks, tick_every=3, tick_format="hour", zone=ZoneInfo("UTC"), title="spend per hour"
     )
@@ -174,13 +181,8 @@ def month_chart(history: SpendSnapshot, dimension: str, now: float, tz: str) -> 
     matrix = history.hourly[dimension]
     # Hours overlapping each day (exact in zones with whole-hour offsets).
     spans = [(max(0, history.hour_index(a)), max(0, history.hour_index(b - 1) + 1)) for a, b in bounds]
-    sums = [matrix[:, a:b].sum(axis=1) for a, b in spans]
-    rows = []
-    for row, name in enumerate(history.names[dimension]):
-        values = [float(s[row]) for s in sums]
-        if any(values):
-            rows.append((name, values))
-    stacks = _stacks(rows)
+    values = np.stack([matrix[:, a:b].sum(axis=1) for a, b in spans], axis=1)
+    stacks = _stacks(history.names[dimension], values)
     chart = stacked_bars(
         [a for a, _ in bounds], 86400, stacks, tick_every=5, tick_format="day", zone=z, title="spend per day"
     )
@@ -190,19 +192,23 @@ def month_chart(history: SpendSnapshot, dimension: str, now: float, tz: str) -> 
 def budget_rows(instances: Sequence[Instance]) -> list[BudgetRow]:
     """One row per budget instance; a `key: "*"` budget is one summary row (its worst instance) with children."""
     rows: list[BudgetRow] = []
-    wildcard: dict[str, BudgetRow] = {}
+    wildcard: dict[str, list[Instance]] = {}
     for instance in instances:
-        row = _budget_row(instance)
         if instance.budget.key != "*":
-            rows.append(row)
+            rows.append(_budget_row(instance))
             continue
-        parent = wildcard.get(instance.budget.name)
-        if parent is None:
-            parent = wildcard[instance.budget.name] = _budget_row(instance, key="*")
-            rows.append(parent)
-        parent.children.append(row)
-    for parent in wildcard.values():
-        parent.children.sort(key=lambda r: -r.ratio)
+        group = wildcard.get(instance.budget.name)
+        if group is None:
+            group = wildcard[instance.budget.name] = []
+            rows.append(_budget_row(instance, key="*"))
+        group.append(instance)
+    for parent in rows:
+        group = wildcard.get(parent.name) if parent.key == "*" else None
+        if not group:
+            continue
+        group.sort(key=lambda i: -i.ratio)
+        parent.children = [_budget_row(i) for i in group[:MAX_INSTANCES]]
+        parent.hidden = len(group) - len(parent.children)
         worst = parent.children[0]
         parent.spent, parent.projected, parent.ratio, parent.state = (
             worst.spent,
