@@ -74,8 +74,9 @@ def fill(store: Store, n: int, now: float, density: float) -> int:
         rows = zip((sid + 1).tolist(), (first + b * BUCKET_SECONDS).tolist(), cost.tolist(), strict=True)
         cur.executemany(f"INSERT INTO usage_rollup ({columns}) VALUES (?, ?, 1, ?, 0, 0, 0, 0, 0)", list(rows))
         cur.execute(
-            "UPDATE usage_series SET requests = (SELECT count(*) FROM usage_rollup r WHERE r.series_id = usage_series.id),"
-            " cost_nanousd = (SELECT sum(cost_nanousd) FROM usage_rollup r WHERE r.series_id = usage_series.id)"
+            "UPDATE usage_series SET "
+            "requests = (SELECT count(*) FROM usage_rollup r WHERE r.series_id = usage_series.id), "
+            "cost_nanousd = (SELECT sum(cost_nanousd) FROM usage_rollup r WHERE r.series_id = usage_series.id)"
         )
         raw.commit()
     finally:
@@ -129,9 +130,9 @@ def main() -> None:
                 assert page.status_code == 200
         services.close()
         print(
-            f"console GET / on SQLite, {n:,} usage series ({projects:,} projects: a per-project budget with {projects:,} instances, "
-            f"the 50 highest listed), {rows:,} rollup rows over {DAYS} days (filled in {fill_s:.0f} s), 20 firing alerts, "
-            f"page {len(page.content) / 1024:,.0f} KiB:"
+            f"console GET / on SQLite, {n:,} usage series ({projects:,} projects: a per-project budget "
+            f"with {projects:,} instances, the 50 highest listed), {rows:,} rollup rows over {DAYS} days "
+            f"(filled in {fill_s:.0f} s), 20 firing alerts, page {len(page.content) / 1024:,.0f} KiB:"
         )
         print(
             f"  steady state: median {statistics.median(times) * 1000:.0f} ms "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -217,4 +218,24 @@ def test_spend_history_keeps_up_with_ingest_without_rereading_everything(db_url:
         assert snapshot.total_between(NOW - 30 * 86400, clock.now + 1) == pytest.approx(11.875)
         assert dict(snapshot.by_value("project", NOW - 30 * 86400, clock.now + 1))["search"] == pytest.approx(9.625)
     finally:
+        services.close()
+
+
+def test_a_backfill_is_picked_up_by_the_background_reload_once_someone_looks(sqlite_url: str) -> None:
+    clock = Clock(NOW)
+    services = Services.build(make_config(sqlite_url), clock=clock, start_writer=False)
+    history = SpendHistory(services.store, clock=clock, full_reload_seconds=600)
+    try:
+        ingest(services, event("b1", NOW - 10, 1.0))
+        history.warm_up()
+        assert history.snapshot().total_between(NOW - 30 * 86400, NOW + 1) == pytest.approx(1.0)
+        ingest(services, event("b2", NOW - 3 * 86400, 8.0))  # a backfill into settled buckets
+        clock.now += 600  # the last full read is now due: the next view wakes the reloader at once
+        history.snapshot()
+        deadline = time.monotonic() + 30
+        while history.snapshot().total_between(NOW - 30 * 86400, clock.now + 1) != pytest.approx(9.0):
+            assert time.monotonic() < deadline, "the background reload did not pick up the backfill"
+            time.sleep(0.05)
+    finally:
+        history.close()
         services.close()

@@ -21,7 +21,7 @@ from selenium.webdriver.common.by import By
 from tests.browser import chromium, full_page_screenshot, wait_for
 from tests.helpers import total
 from tests.pg import free_port
-from tests.procs import LLMCOST
+from tests.procs import LLMCOST, LlmcostProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACE_CALLS = 8819
@@ -172,3 +172,56 @@ def test_console_figures_match_the_api_and_an_ack_reaches_it(demo: str, tmp_path
             ),
         )
         assert httpx.get(f"{demo}/v1/alerts/{alert_id}", timeout=5).json()["state"] == "firing"
+
+
+ADMIN = "console-admin-token-0123456789"
+INGEST = "console-ingest-token-0123456789"
+
+
+def test_with_admin_tokens_the_token_entered_once_unlocks_alerts_and_acks(sqlite_url: str, tmp_path: Path) -> None:
+    config = tmp_path / "llmcost.yml"
+    config.write_text(
+        "auth:\n"
+        f"  admin_tokens: [{ADMIN}]\n"
+        f"  ingest_tokens: [{INGEST}]\n"
+        "budgets:\n"
+        "  - {name: tiny, scope: global, period: daily, limit: 1.0}\n"
+    )
+    server = LlmcostProcess(sqlite_url, config=config).start(tmp_path)
+    try:
+        event = {"provider": "openai", "model": "gpt-4o", "cost_usd": 2.0, "project": "<b>p</b>", "request_id": "t1"}
+        posted = httpx.post(f"{server.base}/v1/usage", json=event, headers={"Authorization": f"Bearer {INGEST}"})
+        assert posted.status_code == 200, posted.text
+        with chromium() as driver:
+            driver.get(f"{server.base}/")
+            wait_for(driver, lambda d: d.execute_script("return document.readyState") == "complete")
+            assert driver.find_elements(By.ID, "alerts-locked")
+            assert not driver.find_elements(By.CSS_SELECTOR, "tr.alert")
+            driver.find_element(By.ID, "token").send_keys(ADMIN)
+            driver.find_element(By.ID, "actor").send_keys("oncall-ana")
+            driver.find_element(By.CSS_SELECTOR, "#token-form button[type=submit]").click()
+            wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#alerts-body tr.alert[data-state=firing]"))
+            # Kept for the tab: a reload shows the alerts again without asking.
+            driver.refresh()
+            button = wait_for(
+                driver,
+                lambda d: d.find_elements(By.CSS_SELECTOR, "#alerts-body tr.alert[data-state=firing] button.ack"),
+            )[0]
+            alert_id = button.get_attribute("data-id")
+            assert driver.execute_script("return document.cookie").find(ADMIN) == -1  # never a cookie
+            button.click()
+            wait_for(
+                driver,
+                lambda d: d.find_elements(
+                    By.CSS_SELECTOR, f'#alerts-body tr.alert[data-id="{alert_id}"][data-state=acknowledged]'
+                ),
+            )
+            admin = {"Authorization": f"Bearer {ADMIN}"}
+            alert = httpx.get(f"{server.base}/v1/alerts/{alert_id}", headers=admin, timeout=5).json()
+            assert alert["state"] == "acknowledged" and alert["acknowledged_by"] == "oncall-ana"
+            # "Forget" drops the token: the alerts are locked again.
+            driver.find_element(By.ID, "forget").click()
+            wait_for(driver, lambda d: d.find_elements(By.ID, "alerts-locked"))
+            assert driver.execute_script("return sessionStorage.getItem('llmcost.token')") is None
+    finally:
+        server.stop()
