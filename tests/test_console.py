@@ -239,3 +239,33 @@ def test_a_backfill_is_picked_up_by_the_background_reload_once_someone_looks(sql
     finally:
         history.close()
         services.close()
+
+
+def test_a_firing_spike_is_drawn_against_its_baseline(sqlite_url: str) -> None:
+    from alerting.spikes import _row, spike_state
+
+    clock = Clock(NOW)
+    with console(sqlite_url, clock) as (services, client):
+        ingest(services, *(event(f"sp{i}", NOW - 60 * i, 0.5 + (2.0 if i < 30 else 0.0)) for i in range(120)))
+        row = _row(
+            "project",
+            {"project": "search"},
+            window=75.0,
+            baseline=5.0,
+            ratio=15.0,
+            score=9.0,
+            minutes=30,
+            reason="spike",
+            firing=True,
+            since=NOW - 1800,
+            now=NOW,
+        )
+        with services.store.transaction() as conn:
+            conn.execute(spike_state.insert().values(**row))
+        html = client.get("/").text
+        section = html[html.index('<section id="spikes">') :]
+        assert 'project="search"' in section
+        assert "$75.00 in 30 min against a baseline of $5.00 (15.0x)" in " ".join(section.split())
+        bars = re.findall(r'<rect class="(window|before)"', section)
+        assert bars.count("window") == 6 and bars.count("before") == 18  # 30 minutes of 2 hours
+        assert '<line class="baseline"' in section
