@@ -269,3 +269,13 @@ def test_a_firing_spike_is_drawn_against_its_baseline(sqlite_url: str) -> None:
         bars = re.findall(r'<rect class="(window|before)"', section)
         assert bars.count("window") == 6 and bars.count("before") == 18  # 30 minutes of 2 hours
         assert '<line class="baseline"' in section
+
+
+@pytest.mark.parametrize("cookie", ["Asia/Kolkata", "../../etc/passwd", "x" * 5000, "Nope/Zone", "UTC\x7f"])
+def test_the_viewer_zone_cookie_is_only_ever_a_known_zone(sqlite_url: str, cookie: str) -> None:
+    with console(sqlite_url, Clock(NOW)) as (_services, client):
+        client.cookies.set("llmcost_tz", cookie)
+        page = client.get("/")
+        assert page.status_code == 200
+        expected = "Asia/Kolkata" if cookie == "Asia/Kolkata" else "UTC"
+        assert f"(days in {expected})" in page.text

@@ -8,6 +8,7 @@ totals from `usage_series` (what `/metrics` sums) and spend over time from the r
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -99,13 +100,16 @@ class SpikeRow:
     chart: Markup
 
 
+_ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,2}")
+
+
 def zone_or(name: str | None, fallback: str) -> str:
-    """`name` when it is a known IANA zone, else `fallback`."""
-    if name:
+    """`name` when it is a known IANA zone, else `fallback` (the name comes from a cookie: anything)."""
+    if name and len(name) <= 64 and _ZONE_NAME.fullmatch(name):
         try:
             zone(name)
             return name
-        except ValueError:
+        except (ValueError, OSError):
             pass
     return fallback
 
