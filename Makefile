@@ -20,7 +20,7 @@ venv: $(STAMP)
 ## The main job: fresh SQLite store, a real trace replayed, the console on 127.0.0.1:9800 (or LISTEN=HOST:PORT,
 ## or the environment's LLMCOST_LISTEN). The store is removed on exit: make demo ARGS=--keep keeps it.
 demo: $(STAMP)
-	$(BIN)/llmcost demo $(if $(LISTEN),--listen $(LISTEN)) $(ARGS)
+	@$(BIN)/llmcost demo $(if $(LISTEN),--listen $(LISTEN)) $(ARGS)
 
 ## Serve with your own config: make run ARGS='--config llmcost.yml'
 run: $(STAMP)
