@@ -279,3 +279,13 @@ def test_the_viewer_zone_cookie_is_only_ever_a_known_zone(sqlite_url: str, cooki
         assert page.status_code == 200
         expected = "Asia/Kolkata" if cookie == "Asia/Kolkata" else "UTC"
         assert f"(days in {expected})" in page.text
+
+
+def test_with_admin_tokens_the_bearer_header_is_the_protection(sqlite_url: str) -> None:
+    # Behind a reverse proxy Origin and Host may differ; the token is what matters then.
+    with console(sqlite_url, Clock(NOW), auth={"admin_tokens": [TOKEN]}) as (services, client):
+        change = services.extras["gateway"].fire("LLMCostSpike", {"project": "p"}, severity="warning")
+        proxied = {"Origin": "https://llmcost.example.com", "Sec-Fetch-Site": "same-origin"}
+        assert client.post(f"/v1/alerts/{change.alert.id}/ack", headers=proxied).status_code == 401
+        proxied["Authorization"] = f"Bearer {TOKEN}"
+        assert client.post(f"/v1/alerts/{change.alert.id}/ack", headers=proxied).status_code == 200

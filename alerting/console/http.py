@@ -12,8 +12,8 @@ Who may see and do what, mirroring the API:
 
 Why no CSRF token: the console authenticates with a bearer header set by its own script, never a
 cookie, so a forged cross-site request carries no credentials. Where no token is configured (loopback
-only), the ack endpoints refuse cross-site requests and foreign Host names themselves
-(`exporter.http.origin`), which also stops DNS rebinding.
+only), the ack endpoints refuse browser requests from other origins and from non-loopback names
+themselves (`exporter.http.origin`), which also stops DNS rebinding.
 """
 
 from __future__ import annotations

@@ -24,7 +24,13 @@ def _is_loopback_name(host: str) -> bool:
 
 
 def refuse_foreign_origin(request: Request, *, token_required: bool) -> Response | None:
-    """A 403 for a browser request from another origin (or, without tokens, from a non-loopback name)."""
+    """Without tokens, a 403 for a browser request from another origin or from a non-loopback name.
+
+    With tokens the bearer header is the protection, and the check is skipped: a reverse proxy that
+    rewrites `Host` must not break acknowledgements made by the people who hold a token.
+    """
+    if token_required:
+        return None
     site = request.headers.get("sec-fetch-site", "").lower()
     if site in ("cross-site", "same-site"):
         return error(403, "cross-site request refused", {"sec-fetch-site": site})
@@ -34,7 +40,7 @@ def refuse_foreign_origin(request: Request, *, token_required: bool) -> Response
     parts = urlsplit(origin)
     if origin == "null" or parts.netloc.lower() != request.headers.get("host", "").lower():
         return error(403, "request from another origin refused", {"origin": origin[:200]})
-    if not token_required and not _is_loopback_name(parts.hostname or ""):
+    if not _is_loopback_name(parts.hostname or ""):
         # A DNS name rebound to 127.0.0.1 looks same-origin; without a token only loopback names may act.
         return error(403, "without auth.admin_tokens, only pages served from a loopback address may act")
     return None
