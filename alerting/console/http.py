@@ -106,6 +106,7 @@ class Console:
         self.static = {
             name: resources.files("alerting.console").joinpath("static", name).read_bytes() for name in STATIC
         }
+        self._can_act = self._may_act()
 
     @property
     def admin_tokens(self) -> list[str]:
@@ -114,6 +115,10 @@ class Console:
 
     def can_act(self) -> bool:
         """Whether the page offers Acknowledge: with admin tokens, or else on a loopback-only listener."""
+        return self._can_act
+
+    def _may_act(self) -> bool:
+        # Decided once: the listen address and tokens do not change while the process runs.
         if self.admin_tokens:
             return True
         try:
