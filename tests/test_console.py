@@ -289,3 +289,13 @@ def test_with_admin_tokens_the_bearer_header_is_the_protection(sqlite_url: str) 
         assert client.post(f"/v1/alerts/{change.alert.id}/ack", headers=proxied).status_code == 401
         proxied["Authorization"] = f"Bearer {TOKEN}"
         assert client.post(f"/v1/alerts/{change.alert.id}/ack", headers=proxied).status_code == 200
+
+
+def test_a_wildcard_budget_lists_its_fifty_highest_instances_and_says_how_many_more(sqlite_url: str) -> None:
+    with console(sqlite_url, Clock(NOW)) as (services, client):
+        ingest(services, *(event(f"w{i}", NOW - 30, 0.01 * (i + 1), project=f"p{i:02d}") for i in range(60)))
+        html = client.get("/").text
+        children = re.findall(r'class="budget child" data-budget="per-project" data-key="(p\d+)"', html)
+        assert len(children) == 50 and children[0] == "p59"  # highest ratio first
+        assert "(60 projects)" in html
+        assert "… and 10 more with lower ratios" in html
