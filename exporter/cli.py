@@ -285,6 +285,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(_bind_advice(config.listen, exc), file=sys.stderr)
         return 2
+    # SIGTERM (a service manager, `kill`) ends the demo like Ctrl-C, through the cleanup below. uvicorn
+    # handles it while serving and then raises it again; the default action would kill the process
+    # before the temporary store is removed.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     workdir: Path | None = None
     if args.db:
         config.database_url = args.db
@@ -300,6 +304,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 print(f"Kept the demo store: {config.database_url}", flush=True)
             else:
                 shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _exit_on_sigterm(_signum: int, _frame: Any) -> None:
+    raise SystemExit(0)
 
 
 def _bind(listen: str) -> Any:

@@ -31,10 +31,14 @@ TRACE_CALLS = 8819
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A running `llmcost demo` with its trace loaded; yields the base URL."""
     port = free_port()
-    log = tmp_path_factory.mktemp("demo") / "demo.log"
+    work = tmp_path_factory.mktemp("demo")
+    log = work / "demo.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [LLMCOST, "demo", "--listen", f"127.0.0.1:{port}"], stdout=out, stderr=subprocess.STDOUT
+            [LLMCOST, "demo", "--listen", f"127.0.0.1:{port}"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "TMPDIR": str(work)},
         )
     base = f"http://127.0.0.1:{port}"
     try:

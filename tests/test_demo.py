@@ -94,3 +94,27 @@ def test_make_demo_takes_the_address() -> None:
         ["make", "-n", "-C", str(root), "demo", "LISTEN=127.0.0.1:9900"], capture_output=True, text=True, check=True
     ).stdout
     assert "llmcost demo --listen 127.0.0.1:9900" in plan
+
+
+def test_a_terminated_demo_removes_its_store(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [LLMCOST, "demo", "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        assert list(tmp_path.glob("llmcost-demo-*"))
+    finally:
+        proc.terminate()  # SIGTERM, as a service manager stops it
+        assert proc.wait(timeout=30) == 0
+    assert not list(tmp_path.glob("llmcost-demo-*"))
