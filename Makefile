@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo run serve test test-deps lint format bench bench-soak eval stack clean
+.PHONY: demo run serve test test-fast test-deps lint format bench bench-soak eval stack clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test-deps:
 ## The whole test suite, against real SQLite, PostgreSQL 15, Prometheus, Alertmanager and SMTP.
 test: test-deps $(STAMP)
 	$(BIN)/pytest
+
+## The inner loop: everything but real processes, outside binaries and PostgreSQL (SQLite only), < 60 s.
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m 'not real_process and not postgres' -p no:cacheprovider
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -24,6 +24,7 @@ from alerting.scheduler import AlertScheduler
 from alerting.scheduler_collector import SchedulerCollector
 from alerting.spikes import SpikeService, detection_settings
 from exporter.config import ConfigError, load_config
+from exporter.retention import Pruner
 from exporter.services import Services
 
 ROLES = ("all", "ingest", "scheduler")
@@ -77,6 +78,10 @@ def attach_alerting(services: Services, role: str = "all") -> list[BaseRoute]:
         "detection": (detection_settings(services.config).interval_seconds, _job(_spikes(services, sink).evaluate)),
         "outbox": (OUTBOX_TICK_SECONDS, _job(gateway.tick)),
     }
+    retention = services.config.retention
+    if retention.enabled:  # pruning, like every job, runs on the leader only
+        pruner = Pruner(services.store, retention, clock=services.clock)
+        jobs["retention"] = (retention.interval_seconds, _job(pruner.run))
     services.registry.register(SchedulerCollector(services.store, jobs=tuple(jobs)))
     if role in ("all", "scheduler"):
         scheduler = AlertScheduler(

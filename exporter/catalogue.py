@@ -50,6 +50,13 @@ UNPRICED = MetricSpec(
     "Calls stored with cost 0 because the model has no known price and no cost_usd was given.",
     ("provider", "model"),
 )
+COST_ADJUSTMENT = MetricSpec(
+    "llm_cost_adjustment_usd",
+    "counter",
+    "Corrections to recorded cost by `llmcost reprice`, in US dollars: direction=up adds to "
+    "llm_cost_usd_total, direction=down takes away (corrected spend = cost + up - down).",
+    (*USAGE_LABELS, "direction"),
+)
 BUDGET_LIMIT = MetricSpec("llm_budget_limit", "gauge", "Budget limit in its unit.", BUDGET_LABELS)
 BUDGET_SPENT = MetricSpec("llm_budget_spent", "gauge", "Spent so far in the current budget period.", BUDGET_LABELS)
 BUDGET_PROJECTED = MetricSpec(
@@ -79,7 +86,7 @@ NOTIFICATIONS = MetricSpec(
 INGEST_EVENTS = MetricSpec("llm_ingest_events", "counter", "Events offered to ingest, by outcome.", ("outcome",))
 BUILD_INFO = MetricSpec("llm_exporter_build_info", "gauge", "Always 1; carries the llmcost version.", ("version",))
 
-# Beyond SPEC.md: self metrics the shipped Prometheus rules and dashboards rely on.
+# Beyond the metrics docs/metrics.md lists: self metrics the shipped Prometheus rules and dashboards rely on.
 INGEST_LAST_EVENT = MetricSpec(
     "llm_ingest_last_accepted_timestamp_seconds",
     "gauge",
@@ -129,6 +136,7 @@ ALL: tuple[MetricSpec, ...] = (
     REASONING_TOKENS,
     COST,
     UNPRICED,
+    COST_ADJUSTMENT,
     BUDGET_LIMIT,
     BUDGET_SPENT,
     BUDGET_PROJECTED,

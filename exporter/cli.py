@@ -230,43 +230,107 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Spend and usage per provider, model and project, from the store."""
+    """Spend and usage over a time range, broken down as asked, with efficiency hints (reads only)."""
+    from exporter.report.build import build_report
+    from exporter.report.periods import parse_when, period_range
+    from exporter.report.render import render
+
+    now = time.time()
+    try:
+        reference = parse_when(args.until, now=now) if args.until else now
+        # A named period is taken relative to --until when given (`--period last-7d --until 2026-11-10`);
+        # one with an end of its own (last-week) keeps it.
+        since, until = period_range(args.period, now=reference) if args.period else (None, None)
+        if until is None and args.until:
+            until = reference
+        if args.since:
+            since = parse_when(args.since, now=now)
+        by = [name.strip() for name in args.by.split(",") if name.strip()]
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     config = _config_from_args(args)
     services = Services.build(config, start_writer=False)
     try:
-        rows = services.store.series_totals(("provider", "model", "project"))
+        report = build_report(
+            services.store,
+            services.prices,
+            since=since,
+            until=until,
+            by=by,
+            top=args.top,
+            now=now,
+            hints=not args.no_hints,
+        )
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     finally:
         services.close()
-    rows.sort(key=lambda r: -r.get("cost_nanousd"))
-    data: list[dict[str, Any]] = [
-        {
-            "provider": r.labels[0],
-            "model": r.labels[1],
-            "project": r.labels[2],
-            "requests": r.get("requests"),
-            "input_tokens": r.get("input_tokens"),
-            "cache_read_tokens": r.get("cache_read_tokens"),
-            "cache_write_tokens": r.get("cache_write_tokens"),
-            "output_tokens": r.get("output_tokens"),
-            "cost_usd": nanos_to_usd(r.get("cost_nanousd")),
-            "unpriced_requests": r.get("unpriced_requests"),
-        }
-        for r in rows
-    ]
-    if args.format == "json":
-        print(orjson.dumps({"rows": data, "total_cost_usd": sum(d["cost_usd"] for d in data)}).decode())
+    sys.stdout.write(render(report, args.format))
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    """Delete what the `retention:` config allows (raw events; 5-minute rollups folded into hours)."""
+    from exporter.retention import Pruner
+
+    config = _config_from_args(args)
+    if not config.retention.enabled and not args.vacuum:
+        print("nothing to prune: no `retention:` section in the config (data is kept for ever)")
         return 0
-    header = f"{'provider':<12} {'model':<28} {'project':<16} {'requests':>9} {'tokens':>12} {'cost_usd':>12}"
+    services = Services.build(config, start_writer=False)
+    try:
+        pruner = Pruner(services.store, config.retention, clock=services.clock)
+        report = pruner.run(dry_run=args.dry_run)
+        if args.vacuum and not args.dry_run:
+            pruner.full_vacuum()
+            report.bytes_after = pruner.file_size()
+            report.notes = []
+    finally:
+        services.close()
+    if args.format == "json":
+        print(orjson.dumps(report.to_json()).decode())
+    else:
+        print("\n".join(report.lines()))
+    return 0
+
+
+def cmd_reprice(args: argparse.Namespace) -> int:
+    """Price priced and unpriced events again (after a price update or a new override); per-model differences."""
+    from exporter.report.periods import parse_when
+    from exporter.repricing import Repricer
+
+    now = time.time()
+    try:
+        since = parse_when(args.since, now=now)
+        until = parse_when(args.until, now=now) if args.until else float("inf")
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    services, _parts = _offline_alerting(args)  # budget spend is corrected through the store's write hooks
+    try:
+        report = Repricer(services.store, services.prices).run(
+            since, until=until, model=args.model, dry_run=args.dry_run
+        )
+    finally:
+        services.close()
+    if args.format == "json":
+        print(orjson.dumps(report.to_json()).decode())
+        return 0
+    verb = "would change" if args.dry_run else "changed"
+    header = f"{'provider':<12} {'model':<32} {'events':>8} {'changed':>8} "
+    header += f"{'before_usd':>12} {'after_usd':>12} {'diff_usd':>12}"
     print(header)
     print("-" * len(header))
-    for d in data:
-        tokens = d["input_tokens"] + d["cache_read_tokens"] + d["cache_write_tokens"] + d["output_tokens"]
-        flag = "  (unpriced)" if d["unpriced_requests"] else ""
+    for m in report.sorted_models():
         print(
-            f"{d['provider'][:12]:<12} {d['model'][:28]:<28} {d['project'][:16]:<16} "
-            f"{d['requests']:>9} {tokens:>12} {d['cost_usd']:>12.4f}{flag}"
+            f"{m.provider[:12]:<12} {m.model[:32]:<32} {m.events:>8} {m.changed:>8} "
+            f"{nanos_to_usd(m.before_nanousd):>12.4f} {nanos_to_usd(m.after_nanousd):>12.4f} "
+            f"{nanos_to_usd(m.after_nanousd - m.before_nanousd):>+12.4f}"
         )
-    print(f"{'total':<58} {sum(d['requests'] for d in data):>9} {'':>12} {sum(d['cost_usd'] for d in data):>12.4f}")
+    changed = sum(m.changed for m in report.models.values())
+    print(f"{verb} {changed} events; difference {nanos_to_usd(report.difference_nanousd):+.4f} USD")
     return 0
 
 
@@ -466,10 +530,42 @@ def build_parser() -> argparse.ArgumentParser:
     alerts.add_argument("--comment", default="")
     alerts.set_defaults(func=cmd_alerts)
 
-    report = sub.add_parser("report", help="spend by provider, model and project")
+    report = sub.add_parser("report", help="spend over a time range, broken down, with hints on what to do")
     common(report)
-    report.add_argument("--format", choices=("table", "json"), default="table")
+    report.add_argument("--format", choices=("table", "json", "csv", "markdown"), default="table")
+    report.add_argument("--since", help="start: 2026-11-01, an RFC 3339 time, or an age such as 7d (default: all)")
+    report.add_argument("--until", help="end, exclusive (default: now)")
+    report.add_argument(
+        "--period",
+        help="a named range instead: today, yesterday, last-24h, last-7d, last-30d, this-week, last-week, "
+        "this-month, last-month, this-year, all",
+    )
+    report.add_argument(
+        "--by",
+        default="provider,model,project",
+        help="dimensions, comma-separated: provider, model, project, user, service, status, session",
+    )
+    report.add_argument("--top", type=int, default=20, help="rows shown; the rest are summed in one row")
+    report.add_argument("--no-hints", action="store_true", help="leave out the efficiency hints")
     report.set_defaults(func=cmd_report)
+
+    prune = sub.add_parser("prune", help="delete raw events and 5-minute rollups older than the retention")
+    common(prune)
+    prune.add_argument("--dry-run", action="store_true", help="say what would go; change nothing")
+    prune.add_argument(
+        "--vacuum", action="store_true", help="SQLite: full VACUUM afterwards (blocks writers while it runs)"
+    )
+    prune.add_argument("--format", choices=("table", "json"), default="table")
+    prune.set_defaults(func=cmd_prune)
+
+    reprice = sub.add_parser("reprice", help="price stored events again after a price update")
+    common(reprice)
+    reprice.add_argument("--since", required=True, help="date or time (2026-11-01, RFC 3339, or 7d = 7 days ago)")
+    reprice.add_argument("--until", help="end (exclusive; default: now)")
+    reprice.add_argument("--model", help="only this model (as recorded)")
+    reprice.add_argument("--dry-run", action="store_true", help="report the differences; change nothing")
+    reprice.add_argument("--format", choices=("table", "json"), default="table")
+    reprice.set_defaults(func=cmd_reprice)
 
     check = sub.add_parser("check-config", help="validate a configuration file")
     check.add_argument("file")

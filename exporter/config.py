@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from exporter.retention import RetentionConfig, parse_retention
+
 DEFAULT_DB_URL = "sqlite:///llmcost.db"
 DEFAULT_LISTEN = "127.0.0.1:9800"
 
@@ -73,6 +75,7 @@ class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     price_overrides_file: str | None = None
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     grafana_url: str | None = None
     """Where the console links for the Grafana dashboards (top-level `grafana_url`; no link when unset)."""
     raw: dict[str, Any] = field(default_factory=dict)
@@ -92,6 +95,7 @@ KNOWN_SECTIONS = {
     "ingest",
     "metrics",
     "pricing",
+    "retention",
     "budgets",
     "detection",
     "notifications",
@@ -243,6 +247,7 @@ def parse_config(raw: Any, *, base: Path | None = None, source: Path | None = No
         if not overrides.is_file():
             problems.append(f"pricing.overrides_file: {overrides} does not exist")
         cfg.price_overrides_file = str(overrides)
+    cfg.retention = parse_retention(raw.get("retention"), problems)
     for name in sorted(set(raw) & set(SECTION_MODULES)):
         if name not in SECTION_VALIDATORS:
             importlib.import_module(SECTION_MODULES[name])

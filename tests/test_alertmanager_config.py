@@ -18,6 +18,8 @@ import pytest
 
 from tests import monitoring_assets as assets
 
+pytestmark = pytest.mark.real_process
+
 GATEWAY_RECEIVERS = {"llmcost-default", "llmcost-critical", "llmcost-warning", "llmcost-info"}
 EXPORTER_ALERTS = {"LLMCostExporterDown", "LLMCostExporterAbsent"}
 _MATCHER = re.compile(r'^\s*(?P<label>\w+)\s*(?P<op>=~|!~|!=|=)\s*"(?P<value>.*)"\s*$')

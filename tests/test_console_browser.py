@@ -23,6 +23,8 @@ from tests.helpers import total
 from tests.pg import free_port
 from tests.procs import LLMCOST, LlmcostProcess
 
+pytestmark = pytest.mark.real_process
+
 ROOT = Path(__file__).resolve().parents[1]
 TRACE_CALLS = 8819
 

@@ -15,6 +15,8 @@ from tests.helpers import total
 from tests.pg import free_port
 from tests.procs import LLMCOST
 
+pytestmark = pytest.mark.real_process
+
 
 def test_demo_replays_the_bundled_trace_and_serves_metrics() -> None:
     port = free_port()

@@ -46,6 +46,8 @@ from tests import monitoring_assets as assets
 from tests.procs import LlmcostProcess
 from tests.recording_servers import RecordedRequest, Response, SlackAPIServer
 
+pytestmark = pytest.mark.real_process
+
 ADMIN_TOKEN = "live-admin-token-0123456789abcdef"
 INGEST_TOKEN = "live-ingest-token-0123456789abcdef"
 WEBHOOK_TOKEN = "live-webhook-token-0123456789abcdef"

@@ -13,6 +13,8 @@ import pytest
 from exporter import catalogue
 from tests import monitoring_assets as assets
 
+pytestmark = pytest.mark.real_process
+
 RECORD_NAME = re.compile(r"^(?P<level>[a-z_]*):(?P<metric>llm_[a-z0-9_]+):(?P<operations>[a-z0-9_]+)$")
 
 

@@ -18,6 +18,8 @@ import pytest
 from tests import live_stack
 from tests.monitoring_assets import REPO
 
+pytestmark = pytest.mark.real_process
+
 SCRIPT = REPO / "scripts" / "stack.py"
 
 
