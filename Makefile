@@ -17,9 +17,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## The main job: fresh SQLite store, a real trace replayed, server on 127.0.0.1:9800.
+## The main job: fresh SQLite store, a real trace replayed, the console on 127.0.0.1:9800 (or LISTEN=HOST:PORT,
+## or the environment's LLMCOST_LISTEN). The store is removed on exit: make demo ARGS=--keep keeps it.
 demo: $(STAMP)
-	$(BIN)/llmcost demo
+	@$(BIN)/llmcost demo $(if $(LISTEN),--listen $(LISTEN)) $(ARGS)
 
 ## Serve with your own config: make run ARGS='--config llmcost.yml'
 run: $(STAMP)

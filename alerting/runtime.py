@@ -17,6 +17,7 @@ from alerting.budgets.collector import BudgetCollector
 from alerting.budgets.definition import parse_budgets_section
 from alerting.budgets.http import budget_routes
 from alerting.budgets.service import BudgetService
+from alerting.console.http import Console
 from alerting.gateway.service import GatewayService
 from alerting.leader import LeaderLease
 from alerting.scheduler import AlertScheduler
@@ -89,7 +90,10 @@ def attach_alerting(services: Services, role: str = "all") -> list[BaseRoute]:
         scheduler.start()
         services.closers.append(scheduler.shutdown)
         services.extras["scheduler"] = scheduler
-    return [*budget_routes(budgets, services.config.auth), *gateway.routes()]
+    console = Console(services, budgets, gateway)
+    services.closers.append(console.close)
+    services.extras["console"] = console
+    return [*console.routes(), *budget_routes(budgets, services.config.auth), *gateway.routes()]
 
 
 def reload_budgets(services: Services, path: str) -> list[str]:

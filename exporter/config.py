@@ -89,6 +89,8 @@ class Config:
     otlp: OtlpConfig = field(default_factory=OtlpConfig)
     price_overrides_file: str | None = None
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    grafana_url: str | None = None
+    """Where the console links for the Grafana dashboards (top-level `grafana_url`; no link when unset)."""
     raw: dict[str, Any] = field(default_factory=dict)
     source: Path | None = None
 
@@ -112,6 +114,7 @@ KNOWN_SECTIONS = {
     "detection",
     "notifications",
     "alerting",
+    "grafana_url",
 }
 
 
@@ -252,6 +255,11 @@ def parse_config(raw: Any, *, base: Path | None = None, source: Path | None = No
     cfg = Config(raw=raw, source=source)
     if "listen" in raw and _expect(raw["listen"], str, "listen", problems):
         cfg.listen = raw["listen"]
+    if raw.get("grafana_url") is not None and _expect(raw["grafana_url"], str, "grafana_url", problems):
+        if raw["grafana_url"].lower().startswith(("http://", "https://")):
+            cfg.grafana_url = raw["grafana_url"]
+        else:
+            problems.append(f"grafana_url: must be an http:// or https:// URL, got {raw['grafana_url']!r}")
     database = _section(raw, "database", problems)
     _unknown_keys(database, {"url", "url_file", "url_env"}, "database", problems)
     url = resolve_secret(database, "url", problems, "database.url", base)

@@ -133,8 +133,10 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
             return ORJSONResponse(body_json, status_code=422)
         return ORJSONResponse(body_json)
 
+    # The console (alerting side) takes `/` when it is attached; this plain page is the fallback.
+    claimed = {getattr(route, "path", None) for route in extra_routes}
     routes: list[BaseRoute] = [
-        Route("/", landing),
+        *([] if "/" in claimed else [Route("/", landing)]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
