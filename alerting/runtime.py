@@ -19,6 +19,11 @@ from alerting.budgets.http import budget_routes
 from alerting.budgets.service import BudgetService
 from alerting.gateway.service import GatewayService
 from alerting.leader import LeaderLease
+from alerting.links import generator_url, runbook_url
+from alerting.push.pusher import PushCollector, Pusher, PushLoop
+from alerting.push.settings import PushSettings, push_settings
+from alerting.push.sink import AlertmanagerSink
+from alerting.runbook import runbook_routes
 from alerting.scheduler import AlertScheduler
 from alerting.scheduler_collector import SchedulerCollector
 from alerting.spikes import SpikeService, detection_settings
@@ -30,13 +35,16 @@ OUTBOX_TICK_SECONDS = 15.0  # repeat reminders and outbox housekeeping
 
 
 class GatewaySink:
-    """The budgets' and detectors' view of the gateway."""
+    """The budgets' and detectors' view of the gateway (the direct path, without `alertmanager:`)."""
 
-    def __init__(self, gateway: GatewayService) -> None:
+    def __init__(self, gateway: GatewayService, runbook: Callable[[str], str] | None = None) -> None:
         self._gateway = gateway
+        self._runbook = runbook
 
     def fire(self, alertname: str, labels: Mapping[str, str], annotations: Mapping[str, str], severity: str) -> Any:
-        """Raise (or keep raising) an alert."""
+        """Raise (or keep raising) an alert; its `runbook_url` is the absolute link to its runbook section."""
+        if self._runbook is not None:
+            annotations = {**annotations, "runbook_url": self._runbook(alertname)}
         return self._gateway.fire(alertname, labels, severity=severity, annotations=annotations)  # type: ignore[arg-type]
 
     def resolve(self, alertname: str, labels: Mapping[str, str]) -> Any:
@@ -63,9 +71,10 @@ def attach_alerting(services: Services, role: str = "all") -> list[BaseRoute]:
     if problems:
         raise ConfigError(problems)
     delivers = role in ("all", "scheduler")
+    pushing = push_settings(services.config)
     gateway = GatewayService(services.store, services.config, clock=services.clock, start_workers=delivers)
     services.closers.append(gateway.close)
-    sink = GatewaySink(gateway)
+    sink = _sink(services, gateway, pushing, periodic=delivers)
     budgets = BudgetService(services.store, budgets_config, sink=sink, clock=services.clock)
     for collector in (*gateway.collectors(), BudgetCollector(budgets)):
         services.registry.register(collector)
@@ -84,7 +93,35 @@ def attach_alerting(services: Services, role: str = "all") -> list[BaseRoute]:
         scheduler.start()
         services.closers.append(scheduler.shutdown)
         services.extras["scheduler"] = scheduler
-    return [*budget_routes(budgets, services.config.auth), *gateway.routes()]
+    return [*budget_routes(budgets, services.config.auth), *gateway.routes(), *runbook_routes()]
+
+
+def _sink(
+    services: Services, gateway: GatewayService, settings: PushSettings, *, periodic: bool
+) -> GatewaySink | AlertmanagerSink:
+    """The gateway directly, or Alertmanager when `alertmanager:` is configured (see `alerting.push`).
+
+    Every process that raises alerts pushes its changes at once; only the delivering ones (`all`,
+    `scheduler`) also re-send every alert each `resend_interval`.
+    """
+    config = services.config
+    if not settings.enabled:
+        return GatewaySink(gateway, lambda name: runbook_url(config, name))
+    pusher = Pusher(services.store, settings, clock=services.clock)
+    loop = PushLoop(pusher, periodic=periodic)
+    loop.start()
+    services.closers.append(pusher.close)
+    services.closers.append(loop.stop)  # closers run last first: the loop stops before the client closes
+    services.registry.register(PushCollector(services.store, settings))
+    services.extras["alertmanager_pusher"] = pusher
+    return AlertmanagerSink(
+        services.store,
+        gateway,
+        wake=loop.wake,
+        generator_url=lambda name, labels: generator_url(config, name, labels),
+        runbook_url=lambda name: runbook_url(config, name),
+        clock=services.clock,
+    )
 
 
 def reload_budgets(services: Services, path: str) -> list[str]:
@@ -113,7 +150,7 @@ def _job(fn: Callable[[float], object]) -> Callable[[float], None]:
     return run
 
 
-def _spikes(services: Services, sink: GatewaySink) -> SpikeService:
+def _spikes(services: Services, sink: GatewaySink | AlertmanagerSink) -> SpikeService:
     spikes = SpikeService(services.store, detection_settings(services.config), sink, clock=services.clock)
     services.extras["spikes"] = spikes
     return spikes

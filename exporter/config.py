@@ -73,6 +73,8 @@ class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     price_overrides_file: str | None = None
+    external_url: str | None = None
+    """llmcost's own public URL (links in alerts, runbook URLs); None: derived from `listen`."""
     raw: dict[str, Any] = field(default_factory=dict)
     source: Path | None = None
 
@@ -82,9 +84,13 @@ Problems = list[str]
 SECTION_VALIDATORS: dict[str, Callable[[Any, Problems, Path], None]] = {}
 # Modules that register those validators, imported only when a config uses the section (keeps
 # `llmcost ingest` from loading the alerting side it does not need).
-SECTION_MODULES = {name: "alerting.sections" for name in ("budgets", "detection", "notifications", "alerting")}
+SECTION_MODULES = {
+    name: "alerting.sections" for name in ("budgets", "detection", "notifications", "alerting", "alertmanager")
+}
 KNOWN_SECTIONS = {
     "listen",
+    "external_url",
+    "alertmanager",
     "database",
     "auth",
     "ingest",
@@ -219,6 +225,11 @@ def parse_config(raw: Any, *, base: Path | None = None, source: Path | None = No
     cfg = Config(raw=raw, source=source)
     if "listen" in raw and _expect(raw["listen"], str, "listen", problems):
         cfg.listen = raw["listen"]
+    if "external_url" in raw and _expect(raw["external_url"], str, "external_url", problems):
+        if not raw["external_url"].startswith(("http://", "https://")) or "#" in raw["external_url"]:
+            problems.append("external_url: must be an absolute http(s) URL without a fragment")
+        else:
+            cfg.external_url = raw["external_url"].rstrip("/")
     database = _section(raw, "database", problems)
     _unknown_keys(database, {"url", "url_file", "url_env"}, "database", problems)
     url = resolve_secret(database, "url", problems, "database.url", base)

@@ -1,0 +1,209 @@
+"""Posting the rows of `alertmanager_alerts` to every Alertmanager replica (`POST /api/v2/alerts`).
+
+As Prometheus does: every firing alert is re-sent each `resend_interval` with `endsAt` four intervals
+ahead (Alertmanager resolves it by itself if llmcost stops sending), a resolved alert is sent with its
+`endsAt` for `resolved_resend` more, and every replica gets every alert (replicas deduplicate among
+themselves when they notify). A replica that does not answer is retried a few times with a short
+backoff and counted; it is never fatal: the next push brings it up to date.
+
+Outcomes are persisted counters (`alertmanager.push.<outcome>.<replica id>`), exposed by
+`PushCollector` as `llm_alertmanager_pushes_total{alertmanager, outcome}` from any process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import delete, or_, select
+
+from alerting.gateway.records import loads, rfc3339
+from alerting.model import ORIGIN_LABEL
+from alerting.notify.base import one_line
+from alerting.push.settings import PushSettings, replica_id, safe_url
+from alerting.push.tables import alertmanager_alerts
+from exporter import catalogue
+from exporter.store import Store
+
+log = logging.getLogger(__name__)
+
+OUTCOMES = ("sent", "retried", "failed")
+COUNTER_PREFIX = "alertmanager.push."
+ORIGIN_VALUE = "llmcost"
+KEEP_RESOLVED_SECONDS = 86400.0
+"""Resolved rows are deleted this long after they stopped being re-sent."""
+
+
+def counter_name(outcome: str, url: str) -> str:
+    """The persisted counter of one outcome for one replica."""
+    return f"{COUNTER_PREFIX}{outcome}.{replica_id(url)}"
+
+
+def alert_body(row: Any, now: float, settings: PushSettings) -> dict[str, Any]:
+    """One alert of the v2 API from a row: pushed-only labels added, `endsAt` ahead while firing."""
+    labels = {**loads(row.labels), "alertname": row.alertname, "severity": row.severity, ORIGIN_LABEL: ORIGIN_VALUE}
+    ends_at = row.ends_at if row.ends_at is not None else now + 4 * settings.resend_interval
+    return {
+        "labels": labels,
+        "annotations": loads(row.annotations),
+        "startsAt": rfc3339(row.starts_at),
+        "endsAt": rfc3339(ends_at),
+        "generatorURL": row.generator_url,
+    }
+
+
+class Pusher:
+    """Sends the current alerts to every replica; one push at a time per process."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: PushSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Any] | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self._client = httpx.Client(timeout=settings.timeout)
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._sleep = sleep or self._stopping.wait
+
+    def alerts(self, now: float) -> list[dict[str, Any]]:
+        """The v2 bodies of every firing alert and of those resolved within `resolved_resend`."""
+        t = alertmanager_alerts
+        stmt = (
+            select(t)
+            .where(or_(t.c.ends_at.is_(None), t.c.ends_at >= now - self.settings.resolved_resend))
+            .order_by(t.c.fingerprint)
+        )
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return [alert_body(row, now, self.settings) for row in rows]
+
+    def push(self, now: float | None = None) -> dict[str, str]:
+        """Post the current alerts to every replica; returns the outcome per replica URL (credentials left out)."""
+        with self._lock:
+            now = self.clock() if now is None else now
+            body = self.alerts(now)
+            outcomes: dict[str, str] = {}
+            counts: dict[str, float] = {}
+            for url in self.settings.urls:
+                outcome, retried = self._post(url, body)
+                outcomes[safe_url(url)] = outcome
+                counts[counter_name(outcome, url)] = 1
+                if retried:
+                    counts[counter_name("retried", url)] = retried
+            try:
+                self.store.add_counters(counts)
+                self._purge(now)
+            except Exception:
+                log.warning("could not record the Alertmanager push outcome", exc_info=True)
+            return outcomes
+
+    def _post(self, url: str, body: list[dict[str, Any]]) -> tuple[str, int]:
+        """("sent" | "failed", how many attempts were retried)."""
+        if not body:
+            return "sent", 0
+        attempts = 1 + self.settings.retries
+        for attempt in range(attempts):
+            problem = self._attempt(url, body)
+            if problem is None:
+                return "sent", attempt
+            last = attempt == attempts - 1
+            log.warning(
+                "Alertmanager %s: %s%s", safe_url(url), problem, "; giving up until the next push" if last else ""
+            )
+            if last or self._stopping.is_set():
+                return "failed", attempt
+            self._sleep(min(0.5 * 2**attempt, 5.0))
+        return "failed", attempts - 1
+
+    def _attempt(self, url: str, body: list[dict[str, Any]]) -> str | None:
+        try:
+            response = self._client.post(f"{url}/api/v2/alerts", json=body)
+        except httpx.HTTPError as error:
+            return f"{type(error).__name__}"
+        if 200 <= response.status_code < 300:
+            return None
+        return f"HTTP {response.status_code}: {one_line(response.text, 200)}"
+
+    def _purge(self, now: float) -> None:
+        t = alertmanager_alerts
+        cutoff = now - self.settings.resolved_resend - KEEP_RESOLVED_SECONDS
+        with self.store.transaction() as conn:
+            conn.execute(delete(t).where(t.c.ends_at.is_not(None), t.c.ends_at < cutoff))
+
+    def close(self) -> None:
+        """Stop any backoff wait and release the connections."""
+        self._stopping.set()
+        with self._lock:
+            self._client.close()
+
+
+class PushLoop:
+    """Pushes on a daemon thread: at once when woken (an alert changed), and every `resend_interval` if periodic."""
+
+    def __init__(self, pusher: Pusher, *, periodic: bool) -> None:
+        self._pusher = pusher
+        self._periodic = periodic
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="llmcost-alertmanager-push", daemon=True)
+
+    def start(self) -> None:
+        """Start the thread (it pushes once at start when periodic: replicas learn the current alerts)."""
+        if self._periodic:
+            self._wake.set()
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Push as soon as possible."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop after the push in flight."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        interval = self._pusher.settings.resend_interval if self._periodic else None
+        while not self._stop.is_set():
+            self._wake.wait(interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self._pusher.push()
+            except Exception:
+                log.exception("pushing alerts to Alertmanager failed; will try again")
+
+
+class PushCollector(Collector):
+    """`llm_alertmanager_pushes_total{alertmanager, outcome}`, read from the store at scrape time."""
+
+    def __init__(self, store: Store, settings: PushSettings) -> None:
+        self._store = store
+        self._settings = settings
+
+    def collect(self) -> Iterator[Metric]:
+        """Every configured replica with every outcome (0 before the first push), plus stored ones."""
+        spec = catalogue.ALERTMANAGER_PUSHES
+        values = {(url, o): 0.0 for url in self._settings.replicas.values() for o in OUTCOMES}
+        for name, value in self._store.counters().items():
+            if name.startswith(COUNTER_PREFIX):
+                outcome, _, rid = name[len(COUNTER_PREFIX) :].partition(".")
+                values[(self._settings.replicas.get(rid, rid), outcome)] = value
+        family = CounterMetricFamily(spec.family_name, spec.help, labels=list(spec.labels))
+        for (url, outcome), value in sorted(values.items()):
+            family.add_metric([url, outcome], value)
+        yield family
