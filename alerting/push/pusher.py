@@ -1,7 +1,7 @@
 """Posting the rows of `alertmanager_alerts` to every Alertmanager replica (`POST /api/v2/alerts`).
 
 As Prometheus does: every firing alert is re-sent each `resend_interval` with `endsAt` four intervals
-ahead (Alertmanager resolves it by itself if llmcost stops sending), a resolved alert is sent with its
+(at least 3 minutes) ahead, so Alertmanager resolves it by itself if llmcost stops sending; a resolved alert is sent with its
 `endsAt` for `resolved_resend` more, and every replica gets every alert (replicas deduplicate among
 themselves when they notify). A replica that does not answer is retried a few times with a short
 backoff and counted; it is never fatal: the next push brings it up to date.
@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import delete, or_, select
 
 from alerting.gateway.records import loads, rfc3339
-from alerting.model import ORIGIN_LABEL
+from alerting.model import ORIGIN_LABEL, SEVERITIES
 from alerting.notify.base import one_line
 from alerting.push.settings import PushSettings, replica_id, safe_url
 from alerting.push.tables import alertmanager_alerts
@@ -36,8 +36,13 @@ log = logging.getLogger(__name__)
 OUTCOMES = ("sent", "retried", "failed")
 COUNTER_PREFIX = "alertmanager.push."
 ORIGIN_VALUE = "llmcost"
+MIN_HORIZON_SECONDS = 180.0
+"""`endsAt` of a firing alert is at least this far ahead: a push delayed by load must not let Alertmanager
+resolve it (and stop it inhibiting lesser alerts of the same budget) between two pushes."""
 KEEP_RESOLVED_SECONDS = 86400.0
 """Resolved rows are deleted this long after they stopped being re-sent."""
+COALESCE_SECONDS = 0.2
+"""After a wake, how long the loop waits for more changes before it pushes."""
 
 
 def counter_name(outcome: str, url: str) -> str:
@@ -48,7 +53,8 @@ def counter_name(outcome: str, url: str) -> str:
 def alert_body(row: Any, now: float, settings: PushSettings) -> dict[str, Any]:
     """One alert of the v2 API from a row: pushed-only labels added, `endsAt` ahead while firing."""
     labels = {**loads(row.labels), "alertname": row.alertname, "severity": row.severity, ORIGIN_LABEL: ORIGIN_VALUE}
-    ends_at = row.ends_at if row.ends_at is not None else now + 4 * settings.resend_interval
+    horizon = max(4 * settings.resend_interval, MIN_HORIZON_SECONDS)
+    ends_at = row.ends_at if row.ends_at is not None else now + horizon
     return {
         "labels": labels,
         "annotations": loads(row.annotations),
@@ -56,6 +62,24 @@ def alert_body(row: Any, now: float, settings: PushSettings) -> dict[str, Any]:
         "endsAt": rfc3339(ends_at),
         "generatorURL": row.generator_url,
     }
+
+
+def batches(alerts: list[tuple[bool, dict[str, Any]]]) -> list[list[dict[str, Any]]]:
+    """(resolved, body) pairs in requests that keep inhibition intact while they are applied one by one.
+
+    Alertmanager flushes an alert that started longer than `group_wait` ago as soon as it hears of it,
+    and its inhibitor learns of alerts concurrently. So the likely inhibition sources go first when
+    firing (critical, then warning, then info: a replica that comes up must know the critical alert
+    before the warning it inhibits) and last when resolved (a warning resolves before the critical alert
+    that was inhibiting it, never after).
+    """
+    rank = {severity: i for i, severity in enumerate(SEVERITIES)}
+    groups: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for resolved, body in alerts:
+        level = rank.get(body["labels"].get("severity", ""), -1)
+        key = (0, level) if resolved else (1, -level)
+        groups.setdefault(key, []).append(body)
+    return [groups[key] for key in sorted(groups)]
 
 
 class Pusher:
@@ -77,8 +101,8 @@ class Pusher:
         self._stopping = threading.Event()
         self._sleep = sleep or self._stopping.wait
 
-    def alerts(self, now: float) -> list[dict[str, Any]]:
-        """The v2 bodies of every firing alert and of those resolved within `resolved_resend`."""
+    def alerts(self, now: float) -> list[tuple[bool, dict[str, Any]]]:
+        """(resolved, v2 body) of every firing alert and of those resolved within `resolved_resend`."""
         t = alertmanager_alerts
         stmt = (
             select(t)
@@ -87,13 +111,13 @@ class Pusher:
         )
         with self.store.engine.connect() as conn:
             rows = conn.execute(stmt).all()
-        return [alert_body(row, now, self.settings) for row in rows]
+        return [(row.ends_at is not None, alert_body(row, now, self.settings)) for row in rows]
 
     def push(self, now: float | None = None) -> dict[str, str]:
         """Post the current alerts to every replica; returns the outcome per replica URL (credentials left out)."""
         with self._lock:
             now = self.clock() if now is None else now
-            body = self.alerts(now)
+            body = batches(self.alerts(now))
             outcomes: dict[str, str] = {}
             counts: dict[str, float] = {}
             for url in self.settings.urls:
@@ -109,13 +133,11 @@ class Pusher:
                 log.warning("could not record the Alertmanager push outcome", exc_info=True)
             return outcomes
 
-    def _post(self, url: str, body: list[dict[str, Any]]) -> tuple[str, int]:
-        """("sent" | "failed", how many attempts were retried)."""
-        if not body:
-            return "sent", 0
+    def _post(self, url: str, body: list[list[dict[str, Any]]]) -> tuple[str, int]:
+        """Post the batches in order: ("sent" | "failed", how many attempts were retried)."""
         attempts = 1 + self.settings.retries
         for attempt in range(attempts):
-            problem = self._attempt(url, body)
+            problem = next(filter(None, (self._attempt(url, batch) for batch in body)), None)
             if problem is None:
                 return "sent", attempt
             last = attempt == attempts - 1
@@ -178,7 +200,10 @@ class PushLoop:
     def _run(self) -> None:
         interval = self._pusher.settings.resend_interval if self._periodic else None
         while not self._stop.is_set():
-            self._wake.wait(interval)
+            if self._wake.wait(interval):
+                # The changes of one evaluation (a budget's alerts resolving one after another) come in a
+                # burst: push them together, not a state in between.
+                self._stop.wait(COALESCE_SECONDS)
             self._wake.clear()
             if self._stop.is_set():
                 return

@@ -3,7 +3,7 @@
 ```yaml
 alertmanager:
   url: http://alertmanager:9093        # or urls: [http://am-0:9093, http://am-1:9093] (every replica)
-  resend_interval: 1m                  # firing alerts are re-sent this often; endsAt = now + 4 x this
+  resend_interval: 1m                  # firing alerts are re-sent this often; endsAt = now + 4 x this (>= 3m)
   resolved_resend: 15m                 # resolved alerts are re-sent this long (a replica that was down hears it)
   timeout: 10s                         # per request
   retries: 2                           # extra attempts per replica and push, with a short backoff
