@@ -3,8 +3,8 @@
 As Prometheus does: every firing alert is re-sent each `resend_interval` with `endsAt` four intervals
 (at least 3 minutes) ahead, so Alertmanager resolves it by itself if llmcost stops sending; a resolved
 alert is sent with its `endsAt` for `resolved_resend` more; and every replica gets every alert
-(replicas deduplicate among themselves when they notify). A replica that does not answer is retried a few times with a short
-backoff and counted; it is never fatal: the next push brings it up to date.
+(replicas deduplicate among themselves when they notify). A replica that does not answer is retried a
+few times with a short backoff and counted; it is never fatal: the next push brings it up to date.
 
 Outcomes are persisted counters (`alertmanager.push.<outcome>.<replica id>`), exposed by
 `PushCollector` as `llm_alertmanager_pushes_total{alertmanager, outcome}` from any process.
