@@ -137,7 +137,7 @@ def test_batches_post_inhibition_sources_first_when_firing_and_last_when_resolve
     pairs = [(False, alert("warning")), (True, alert("critical")), (False, alert("critical")), (True, alert("info"))]
     order = [[a["labels"]["severity"] for a in batch] for batch in batches(pairs)]
     assert order == [["info"], ["critical"], ["critical"], ["warning"]]
-    assert [b[0] is pairs[3][1] for b in batches(pairs)][0]
+    assert batches(pairs)[0][0] is pairs[3][1]  # the resolved info alert leads
 
 
 def test_the_gateway_recognises_its_own_alert_coming_back() -> None:
