@@ -82,6 +82,8 @@ class Config:
 Problems = list[str]
 # Validators for sections owned elsewhere: (raw section, problems, base dir) → appends problems.
 SECTION_VALIDATORS: dict[str, Callable[[Any, Problems, Path], None]] = {}
+# Checks that need the whole raw config (one section's setting depending on another's), run after them.
+WHOLE_CONFIG_CHECKS: list[Callable[[dict[str, Any], Problems], None]] = []
 # Modules that register those validators, imported only when a config uses the section (keeps
 # `llmcost ingest` from loading the alerting side it does not need).
 SECTION_MODULES = {
@@ -252,6 +254,8 @@ def parse_config(raw: Any, *, base: Path | None = None, source: Path | None = No
     for name, validate in SECTION_VALIDATORS.items():
         if name in raw:
             validate(raw[name], problems, base)
+    for check in WHOLE_CONFIG_CHECKS:
+        check(raw, problems)
     if problems:
         raise ConfigError(problems)
     return cfg

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from alerting.model import SEVERITIES, Severity
-from exporter.config import SECTION_VALIDATORS, Config, ConfigError, resolve_secret
+from exporter.config import SECTION_VALIDATORS, WHOLE_CONFIG_CHECKS, Config, ConfigError, resolve_secret
 
 CHANNELS: tuple[str, ...] = ("slack", "email", "pagerduty")
 DEFAULT_ROUTES: dict[Severity, tuple[str, ...]] = {
@@ -273,7 +273,7 @@ def _silences(value: Any, problems: Problems, fallback_url: str | None) -> Silen
         enabled = False
     url = url or fallback_url or ""
     if enabled and not url and fallback_url is not None:
-        problems.append(f"{path}.silence_on_ack: needs {path}.url or the top-level alertmanager.url")
+        problems.append(f"{path}.silence_on_ack: needs {path}.url (or the top-level alertmanager.url)")
     duration = _duration(section, "silence_duration", path, SilenceSettings.duration, problems)
     return SilenceSettings(url=url, silence_on_ack=enabled, duration=duration)
 
@@ -348,5 +348,17 @@ def chain_validator(name: str, validator: Callable[[Any, Problems, Path], None])
     SECTION_VALIDATORS[name] = both
 
 
+def _check_silences(raw: dict[str, Any], problems: Problems) -> None:
+    """`alerting.alertmanager.silence_on_ack` needs a url there or in the top-level `alertmanager:` section."""
+    alerting = raw.get("alerting")
+    section = alerting.get("alertmanager") if isinstance(alerting, dict) else None
+    if isinstance(section, dict) and section.get("silence_on_ack") is True:
+        if not section.get("url") and not first_alertmanager_url(raw):
+            path = "alerting.alertmanager"
+            problems.append(f"{path}.silence_on_ack: needs {path}.url (or the top-level alertmanager.url)")
+
+
 chain_validator("notifications", _validate_notifications)
 chain_validator("alerting", _validate_alerting)
+if _check_silences not in WHOLE_CONFIG_CHECKS:
+    WHOLE_CONFIG_CHECKS.append(_check_silences)
