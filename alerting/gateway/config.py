@@ -352,10 +352,10 @@ def _check_silences(raw: dict[str, Any], problems: Problems) -> None:
     """`alerting.alertmanager.silence_on_ack` needs a url there or in the top-level `alertmanager:` section."""
     alerting = raw.get("alerting")
     section = alerting.get("alertmanager") if isinstance(alerting, dict) else None
-    if isinstance(section, dict) and section.get("silence_on_ack") is True:
-        if not section.get("url") and not first_alertmanager_url(raw):
-            path = "alerting.alertmanager"
-            problems.append(f"{path}.silence_on_ack: needs {path}.url (or the top-level alertmanager.url)")
+    enabled = isinstance(section, dict) and section.get("silence_on_ack") is True
+    if enabled and not section.get("url") and not first_alertmanager_url(raw):  # type: ignore[union-attr]
+        path = "alerting.alertmanager"
+        problems.append(f"{path}.silence_on_ack: needs {path}.url (or the top-level alertmanager.url)")
 
 
 chain_validator("notifications", _validate_notifications)
