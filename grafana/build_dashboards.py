@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "prometheus"))
-from build_rules import DEFAULT_SELECTOR, add_selector, check_selector  # noqa: E402
+from build_rules import DEFAULT_SELECTOR, add_selector, check_selector
 
 Json = dict[str, Any]
 SELECTOR = DEFAULT_SELECTOR
@@ -359,7 +359,7 @@ def usage_variables(metric: str) -> list[Json]:
 
 
 def alert_annotations() -> list[Json]:
-    """llmcost's alerts on every time axis: the Prometheus rules' and those llmcost raises itself."""
+    """The alerts on every time axis: those of the Prometheus rules, and those llmcost raises itself."""
 
     def annotation(name: str, expr: str, color: str, title: str) -> Json:
         return {
