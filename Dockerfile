@@ -11,6 +11,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY exporter ./exporter
 COPY alerting ./alerting
+# The runbook llmcost serves at /runbook, packaged beside the module that renders it.
+COPY docs/runbook.md ./alerting/runbook.md
 RUN pip install . \
  && useradd --system --create-home --home-dir /var/lib/llmcost --uid 10001 llmcost
 
