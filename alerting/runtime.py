@@ -74,7 +74,7 @@ def attach_alerting(services: Services, role: str = "all") -> list[BaseRoute]:
     pushing = push_settings(services.config)
     gateway = GatewayService(services.store, services.config, clock=services.clock, start_workers=delivers)
     services.closers.append(gateway.close)
-    sink = _sink(services, gateway, pushing, periodic=delivers)
+    sink = _sink(services, gateway, pushing)
     budgets = BudgetService(services.store, budgets_config, sink=sink, clock=services.clock)
     for collector in (*gateway.collectors(), BudgetCollector(budgets)):
         services.registry.register(collector)
@@ -85,6 +85,8 @@ def attach_alerting(services: Services, role: str = "all") -> list[BaseRoute]:
         "detection": (detection_settings(services.config).interval_seconds, _job(_spikes(services, sink).evaluate)),
         "outbox": (OUTBOX_TICK_SECONDS, _job(gateway.tick)),
     }
+    if pushing.enabled:  # re-send every alert to every replica, once per interval across processes
+        jobs["alertmanager"] = (pushing.resend_interval, _job(services.extras["alertmanager_pusher"].push))
     services.registry.register(SchedulerCollector(services.store, jobs=tuple(jobs)))
     if role in ("all", "scheduler"):
         scheduler = AlertScheduler(
@@ -96,19 +98,17 @@ def attach_alerting(services: Services, role: str = "all") -> list[BaseRoute]:
     return [*budget_routes(budgets, services.config.auth), *gateway.routes(), *runbook_routes()]
 
 
-def _sink(
-    services: Services, gateway: GatewayService, settings: PushSettings, *, periodic: bool
-) -> GatewaySink | AlertmanagerSink:
+def _sink(services: Services, gateway: GatewayService, settings: PushSettings) -> GatewaySink | AlertmanagerSink:
     """The gateway directly, or Alertmanager when `alertmanager:` is configured (see `alerting.push`).
 
-    Every process that raises alerts pushes its changes at once; only the delivering ones (`all`,
-    `scheduler`) also re-send every alert each `resend_interval`.
+    Every process that raises alerts pushes its changes at once (`PushLoop`); the re-sending of every
+    alert each `resend_interval` is the scheduler job `alertmanager`, run by the leader.
     """
     config = services.config
     if not settings.enabled:
         return GatewaySink(gateway, lambda name: runbook_url(config, name))
     pusher = Pusher(services.store, settings, clock=services.clock)
-    loop = PushLoop(pusher, periodic=periodic)
+    loop = PushLoop(pusher)
     loop.start()
     services.closers.append(pusher.close)
     services.closers.append(loop.stop)  # closers run last first: the loop stops before the client closes

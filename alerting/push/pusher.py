@@ -172,19 +172,16 @@ class Pusher:
 
 
 class PushLoop:
-    """Pushes on a daemon thread: at once when woken (an alert changed), and every `resend_interval` if periodic."""
+    """Pushes on a daemon thread as soon as it is woken (an alert changed); re-sending is the scheduler's."""
 
-    def __init__(self, pusher: Pusher, *, periodic: bool) -> None:
+    def __init__(self, pusher: Pusher) -> None:
         self._pusher = pusher
-        self._periodic = periodic
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="llmcost-alertmanager-push", daemon=True)
 
     def start(self) -> None:
-        """Start the thread (it pushes once at start when periodic: replicas learn the current alerts)."""
-        if self._periodic:
-            self._wake.set()
+        """Start the thread."""
         self._thread.start()
 
     def wake(self) -> None:
@@ -198,12 +195,11 @@ class PushLoop:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        interval = self._pusher.settings.resend_interval if self._periodic else None
         while not self._stop.is_set():
-            if self._wake.wait(interval):
-                # The changes of one evaluation (a budget's alerts resolving one after another) come in a
-                # burst: push them together, not a state in between.
-                self._stop.wait(COALESCE_SECONDS)
+            self._wake.wait()
+            # The changes of one evaluation (a budget's alerts resolving one after another) come in a
+            # burst: push them together, not a state in between.
+            self._stop.wait(COALESCE_SECONDS)
             self._wake.clear()
             if self._stop.is_set():
                 return
