@@ -197,6 +197,9 @@ def test_a_budget_crossing_is_visible_in_alertmanager_and_notified_once_with_a_r
     assert live_stack.wait_until(lambda: stack.webhooks_sent(am1) >= sent + 2, TIMEOUT), stack.diagnostics()
     assert [ALERT in str(p.payload.get("text")) for p in stack.slack_posts()] == [True], stack.diagnostics()
     assert len(stack.triggers()) == 1, stack.diagnostics()
+    runbook = "http://llmcost.test:9800/runbook#llmbudgetcritical"
+    assert runbook in json.dumps(stack.slack_posts()[0].payload)  # the Runbook button
+    assert {"href": runbook, "text": "Runbook"} in stack.triggers()[0]["links"]
     (gateway_alert,) = [a for a in stack.gateway_alerts() if a["alertname"] == ALERT]
     assert "llmcost_origin" not in gateway_alert["labels"]
     assert gateway_alert["annotations"]["runbook_url"] == "http://llmcost.test:9800/runbook#llmbudgetcritical"

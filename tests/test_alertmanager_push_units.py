@@ -69,10 +69,10 @@ def posted(server: RecordingServer) -> list[dict[str, Any]]:
 
 
 def test_firing_alerts_are_pushed_with_ends_at_ahead_and_a_resolve_at_period_end_sets_it(
-    alertmanager: RecordingServer, sqlite_url: str
+    alertmanager: RecordingServer, db_url: str
 ) -> None:
     clock = Clock(T0)
-    sink, pusher, store = build(alertmanager.url, sqlite_url, clock)
+    sink, pusher, store = build(alertmanager.url, db_url, clock)
     sink.fire("LLMBudgetCritical", {**LABELS, "empty": ""}, {"summary": "97 %"}, "critical")
     assert pusher.push() == {alertmanager.url.rstrip("/"): "sent"}
     (alert,) = posted(alertmanager)
@@ -189,6 +189,8 @@ def test_configuration() -> None:
         assert any(p.startswith(message) for p in problems), problems
     with pytest.raises(ConfigError, match="external_url"):
         parse_config({"external_url": "llmcost:9800"})
+    with pytest.raises(ConfigError, match=r"alertmanager\.urls\[0\]: must be an http"):
+        parse_config({"alertmanager": {"url": "alertmanager:9093"}})  # what `llmcost check-config` lists
     assert external_url(Config(listen="127.0.0.1:9811")) == "http://127.0.0.1:9811"
     assert external_url(parse_config({"external_url": "https://cost.example.com/"})) == "https://cost.example.com"
     own = parse_config({"alerting": {"runbook_base_url": "https://wiki.example.com/llmcost-runbook"}})
