@@ -37,6 +37,8 @@ from tests import monitoring_assets as assets
 from tests.procs import LlmcostProcess
 from tests.recording_servers import PagerDutyEventsServer, RecordedRequest, SlackAPIServer
 
+pytestmark = pytest.mark.real_process
+
 ADMIN_TOKEN = "push-admin-token-0123456789abcdef"
 INGEST_TOKEN = "push-ingest-token-0123456789abcdef"
 WEBHOOK_TOKEN = "push-webhook-token-0123456789abcdef"

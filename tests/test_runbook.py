@@ -26,6 +26,8 @@ from exporter.config import parse_config
 from tests import monitoring_assets as assets
 from tests.procs import LlmcostProcess
 
+pytestmark = pytest.mark.real_process
+
 ADMIN = "runbook-admin-token-0123456789abcdef"
 INGEST = "runbook-ingest-token-0123456789abcdef"
 RAISED_BY_LLMCOST = sorted({*ALERT_FOR_STATE.values(), FORECAST_ALERT, SPIKE_ALERT})
