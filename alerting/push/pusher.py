@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -97,6 +98,7 @@ class Pusher:
         self.settings = settings
         self.clock = clock
         self._client = httpx.Client(timeout=settings.timeout)
+        self._pool = ThreadPoolExecutor(max_workers=max(1, len(settings.urls)), thread_name_prefix="llmcost-am-push")
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._sleep = sleep or self._stopping.wait
@@ -118,19 +120,23 @@ class Pusher:
         with self._lock:
             now = self.clock() if now is None else now
             body = batches(self.alerts(now))
+            if not body:  # nothing firing or recently resolved: nothing to tell anyone
+                self._purge_quietly(now)
+                return {}
+            # Each replica in its own thread: one that times out must not hold the others' alerts back.
+            results = list(self._pool.map(lambda url: self._post(url, body), self.settings.urls))
             outcomes: dict[str, str] = {}
             counts: dict[str, float] = {}
-            for url in self.settings.urls:
-                outcome, retried = self._post(url, body)
+            for url, (outcome, retried) in zip(self.settings.urls, results, strict=True):
                 outcomes[safe_url(url)] = outcome
                 counts[counter_name(outcome, url)] = 1
                 if retried:
                     counts[counter_name("retried", url)] = retried
             try:
                 self.store.add_counters(counts)
-                self._purge(now)
             except Exception:
                 log.warning("could not record the Alertmanager push outcome", exc_info=True)
+            self._purge_quietly(now)
             return outcomes
 
     def _post(self, url: str, body: list[list[dict[str, Any]]]) -> tuple[str, int]:
@@ -158,16 +164,20 @@ class Pusher:
             return None
         return f"HTTP {response.status_code}: {one_line(response.text, 200)}"
 
-    def _purge(self, now: float) -> None:
+    def _purge_quietly(self, now: float) -> None:
         t = alertmanager_alerts
         cutoff = now - self.settings.resolved_resend - KEEP_RESOLVED_SECONDS
-        with self.store.transaction() as conn:
-            conn.execute(delete(t).where(t.c.ends_at.is_not(None), t.c.ends_at < cutoff))
+        try:
+            with self.store.transaction() as conn:
+                conn.execute(delete(t).where(t.c.ends_at.is_not(None), t.c.ends_at < cutoff))
+        except Exception:
+            log.warning("could not delete old resolved Alertmanager alerts; next push tries again", exc_info=True)
 
     def close(self) -> None:
         """Stop any backoff wait and release the connections."""
         self._stopping.set()
         with self._lock:
+            self._pool.shutdown(wait=True)
             self._client.close()
 
 
