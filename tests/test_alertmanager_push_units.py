@@ -202,3 +202,28 @@ def test_configuration() -> None:
         {"alertmanager": {"urls": ["http://am-0:9093"]}, "alerting": {"alertmanager": {"silence_on_ack": True}}}
     )
     assert settings_from_config(both).silences.url == "http://am-0:9093"
+
+
+def test_an_alert_raised_directly_and_coming_back_through_alertmanager_is_notified_once(sqlite_url: str) -> None:
+    """E.g. `alertmanager.url` added while an alert fires: the returning copy is the same alert."""
+    clock = Clock(T0)
+    store = Store(sqlite_url, clock=clock)
+    config = parse_config(
+        {"notifications": {"slack": {"token": "xoxb-test", "channel": "#c", "api_url": "http://127.0.0.1:9/"}}}
+    )
+    gateway = GatewayService(store, config, clock=clock, start_workers=False)
+    first = gateway.fire("LLMBudgetCritical", LABELS, severity="critical", annotations={"summary": "97 %"})
+    assert first.action == "fired" and first.channels == ("slack",)
+    clock.now = T0 + 30
+    labels = {**LABELS, "alertname": "LLMBudgetCritical", "severity": "critical", "llmcost_origin": "llmcost"}
+    webhook = {
+        "version": "4",
+        "groupKey": '{}:{alertname="LLMBudgetCritical"}',
+        "alerts": [{"status": "firing", "labels": labels, "annotations": {"summary": "97 %"}, "startsAt": rfc3339(T0)}],
+    }
+    result = gateway.receive_alertmanager(webhook)
+    assert [c.channels for c in result.changes] == [()]
+    assert len(gateway.alerts()) == 1
+    assert len(gateway.notifications(channel="slack")) == 1
+    gateway.close()
+    store.close()
