@@ -108,6 +108,12 @@ SCHEDULER_LAST_RUN = MetricSpec(
 SCHEDULER_RUNS = MetricSpec(
     "llm_scheduler_runs", "counter", "Scheduler job runs by outcome (success, error).", ("task", "outcome")
 )
+ALERTMANAGER_PUSHES = MetricSpec(
+    "llm_alertmanager_pushes",
+    "counter",
+    "Pushes of llmcost's own alerts to an Alertmanager replica, by outcome (sent, retried, failed).",
+    ("alertmanager", "outcome"),
+)
 OUTBOX_PENDING = MetricSpec(
     "llm_notification_outbox_pending",
     "gauge",
@@ -156,6 +162,7 @@ ALL: tuple[MetricSpec, ...] = (
     OTLP_SPANS_SKIPPED,
     SCHEDULER_LAST_RUN,
     SCHEDULER_RUNS,
+    ALERTMANAGER_PUSHES,
     OUTBOX_PENDING,
     OUTBOX_DEAD,
     SPIKE_WINDOW,

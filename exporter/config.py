@@ -91,6 +91,8 @@ class Config:
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     grafana_url: str | None = None
     """Where the console links for the Grafana dashboards (top-level `grafana_url`; no link when unset)."""
+    external_url: str | None = None
+    """llmcost's own public URL (links in alerts, runbook URLs); None: derived from `listen`."""
     raw: dict[str, Any] = field(default_factory=dict)
     source: Path | None = None
 
@@ -98,11 +100,17 @@ class Config:
 Problems = list[str]
 # Validators for sections owned elsewhere: (raw section, problems, base dir) → appends problems.
 SECTION_VALIDATORS: dict[str, Callable[[Any, Problems, Path], None]] = {}
+# Checks that need the whole raw config (one section's setting depending on another's), run after them.
+WHOLE_CONFIG_CHECKS: list[Callable[[dict[str, Any], Problems], None]] = []
 # Modules that register those validators, imported only when a config uses the section (keeps
 # `llmcost ingest` from loading the alerting side it does not need).
-SECTION_MODULES = {name: "alerting.sections" for name in ("budgets", "detection", "notifications", "alerting")}
+SECTION_MODULES = {
+    name: "alerting.sections" for name in ("budgets", "detection", "notifications", "alerting", "alertmanager")
+}
 KNOWN_SECTIONS = {
     "listen",
+    "external_url",
+    "alertmanager",
     "database",
     "auth",
     "ingest",
@@ -260,6 +268,11 @@ def parse_config(raw: Any, *, base: Path | None = None, source: Path | None = No
             cfg.grafana_url = raw["grafana_url"]
         else:
             problems.append(f"grafana_url: must be an http:// or https:// URL, got {raw['grafana_url']!r}")
+    if "external_url" in raw and _expect(raw["external_url"], str, "external_url", problems):
+        if not raw["external_url"].startswith(("http://", "https://")) or "#" in raw["external_url"]:
+            problems.append("external_url: must be an absolute http(s) URL without a fragment")
+        else:
+            cfg.external_url = raw["external_url"].rstrip("/")
     database = _section(raw, "database", problems)
     _unknown_keys(database, {"url", "url_file", "url_env"}, "database", problems)
     url = resolve_secret(database, "url", problems, "database.url", base)
@@ -284,6 +297,8 @@ def parse_config(raw: Any, *, base: Path | None = None, source: Path | None = No
     for name, validate in SECTION_VALIDATORS.items():
         if name in raw:
             validate(raw[name], problems, base)
+    for check in WHOLE_CONFIG_CHECKS:
+        check(raw, problems)
     if problems:
         raise ConfigError(problems)
     return cfg
