@@ -169,6 +169,22 @@ def rebuild_current_period(conn: Connection, budget: Budget, now: float, periods
         ),
         params,
     ).all()
+    # Resets in this period: what was counted before each is not counted again.
+    baseline = {
+        k: (int(c or 0), int(t or 0), int(r or 0))
+        for k, c, t, r in conn.execute(
+            text(
+                "SELECT key, SUM(cost_nanousd), SUM(tokens), SUM(requests) FROM budget_resets "
+                "WHERE budget = :b AND period_start = :p GROUP BY key"
+            ),
+            {"b": budget.name, "p": first},
+        )
+    }
+    if baseline:
+        rows = [
+            (k, *(max(int(v or 0) - base, 0) for v, base in zip((c, t, r), baseline.get(k, (0, 0, 0)), strict=True)))
+            for k, c, t, r in rows
+        ]
     if rows:
         conn.execute(
             text(

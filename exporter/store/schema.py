@@ -75,7 +75,16 @@ usage_events = Table(
     Column("latency_ms", Float, nullable=True),
     Column("meta_json", Text, nullable=True),
     Column("ingested_at", Float, nullable=False),
+    # The `session` field (or `metadata.session_id`); never a metric label (migration 0005).
+    Column("session", String(256), nullable=True),
     UniqueConstraint("request_id", name="uq_usage_events_request_id"),
+)
+Index(
+    "ix_usage_events_session",
+    usage_events.c.session,
+    usage_events.c.ts,
+    sqlite_where=usage_events.c.session.isnot(None),
+    postgresql_where=usage_events.c.session.isnot(None),
 )
 
 usage_rollup = Table(
