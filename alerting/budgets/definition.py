@@ -17,6 +17,8 @@ DEFAULT_THRESHOLDS = {"info": 0.5, "warning": 0.8, "critical": 0.95}
 ALERT_FOR_STATE = {"warning": "LLMBudgetWarning", "critical": "LLMBudgetCritical", "exceeded": "LLMBudgetExceeded"}
 SEVERITY_FOR_ALERT = {"LLMBudgetWarning": "warning", "LLMBudgetCritical": "critical", "LLMBudgetExceeded": "critical"}
 FORECAST_ALERT = "LLMBudgetForecastOverrun"
+REQUEST_CAP_ALERT = "LLMBudgetRequestCapExceeded"
+"""Warning: an ingested call cost more than a budget's `max_cost_per_request` (or tokens); one per period."""
 _FIELDS = {
     "name",
     "scope",

@@ -20,10 +20,12 @@ import numpy as np
 from sqlalchemy import select, tuple_
 
 from alerting.budgets.apply import ApplyPlan, Prune, StoredDefinition, definition_json, plan_apply
+from alerting.budgets.check_answer import CheckRequestError, decide, parse_check_request
 from alerting.budgets.check_cache import CheckCache
 from alerting.budgets.definition import (
     ALERT_FOR_STATE,
     FORECAST_ALERT,
+    REQUEST_CAP_ALERT,
     SEVERITY_FOR_ALERT,
     STATES,
     Budget,
@@ -49,6 +51,7 @@ from exporter.store.writer import WriteResult
 
 log = logging.getLogger(__name__)
 BUDGET_ALERTS = (*ALERT_FOR_STATE.values(), FORECAST_ALERT)
+PERSON_RESOLVED = (*BUDGET_ALERTS, REQUEST_CAP_ALERT)  # what a reset or a deletion resolves
 _LEVELS = ("warning", "critical", "exceeded")
 
 
@@ -343,7 +346,7 @@ class BudgetService:
         wanted = set(names)
         if self.sink is None or not wanted:
             return
-        for alertname, labels in self.sink.active_labels(BUDGET_ALERTS):
+        for alertname, labels in self.sink.active_labels(PERSON_RESOLVED):
             if labels.get("budget") in wanted:
                 _resolve(self.sink, alertname, labels, by=by, comment=comment)
 
@@ -405,7 +408,7 @@ class BudgetService:
             self._levels.pop((name, k), None)
         if self.sink is not None:
             why = f"budget reset by {by}" + (f": {reason}" if reason else "")
-            for alertname, labels in self.sink.active_labels(BUDGET_ALERTS):
+            for alertname, labels in self.sink.active_labels(PERSON_RESOLVED):
                 if labels.get("budget") == name and (key is None or labels.get("key") == key):
                     _resolve(self.sink, alertname, labels, by=by, comment=why)
         return records
@@ -532,44 +535,27 @@ class BudgetService:
         body["instances"] = [i.to_json() for i in sorted(instances, key=lambda i: -i.ratio)]
         return body
 
-    def check(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Would this call fit? `allowed` is false only when a matching hard budget would be exceeded."""
-        estimate = request.get("estimated_cost_usd", 0.0) or 0.0
-        if isinstance(estimate, bool) or not isinstance(estimate, int | float) or not 0 <= estimate < 1e9:
-            raise BudgetError(422, "estimated_cost_usd must be a number >= 0", {"field": "estimated_cost_usd"})
-        labels = {}
-        for name in ("project", "user", "service", "model"):
-            value = request.get(name, "")
-            if not isinstance(value, str):
-                raise BudgetError(422, f"{name} must be a string", {"field": name})
-            labels[name] = value
+    def check(self, request: Any) -> dict[str, Any]:
+        """Would this call fit? See alerting/budgets/check_answer.py for the answer's fields."""
+        try:
+            parsed = parse_check_request(request)
+        except CheckRequestError as exc:
+            raise BudgetError(422, f"invalid check: {exc}", exc.problems) from None
         now = self.clock()
         try:
-            found = self._check_instances(labels, now)
+            found = self._check_instances(parsed.labels, now)
         except StoreUnavailable:
             allowed = self.config.fail_mode == "open"
+            detail = f"store unreachable; budgets.fail_mode is {self.config.fail_mode!r}"
             return {
                 "allowed": allowed,
                 "state": "unknown",
+                "reason": f"{detail}: the call is {'allowed' if allowed else 'refused'} without checking budgets",
                 "budgets": [],
                 "degraded": True,
-                "detail": f"store unreachable; budgets.fail_mode is {self.config.fail_mode!r}",
+                "detail": detail,
             }
-        relevant = []
-        allowed = True
-        for instance in found:
-            budget = instance.budget
-            relevant.append(instance)
-            if budget.mode == "hard":
-                extra = {"usd": float(estimate), "requests": 1.0, "tokens": 0.0}[budget.unit]
-                after = instance.spent + extra
-                if after > budget.limit or (budget.unit == "tokens" and instance.spent >= budget.limit):
-                    allowed = False
-        return {
-            "allowed": allowed,
-            "state": _worst(i.state for i in relevant),
-            "budgets": [i.to_json() for i in relevant],
-        }
+        return decide(list(found), parsed)
 
     def _check_instances(self, labels: dict[str, str], now: float) -> list[Instance]:
         """The instances matching a check's labels, answered from a cache for up to CHECK_CACHE_SECONDS.
@@ -654,6 +640,7 @@ class BudgetService:
             return
         names = {b for b, _ in touched}
         defs = [b for b in self.definitions() if b.name in names]
+        self._alert_request_caps(result, [b for b in defs if b.max_cost_per_request or b.max_tokens_per_request])
         for instance in self.instances(only=defs):
             ident = (instance.budget.name, instance.key)
             if ident not in touched:
@@ -666,6 +653,40 @@ class BudgetService:
                 self.sink.fire(
                     alertname, instance.labels(), self._annotations(instance, alertname), SEVERITY_FOR_ALERT[alertname]
                 )
+
+    def _alert_request_caps(self, result: WriteResult, capped: list[Budget]) -> None:
+        """Fire REQUEST_CAP_ALERT for each capped budget that a newly stored call went over (counted anyway)."""
+        if not capped or self.sink is None:
+            return
+        worst: dict[tuple[str, str], tuple[Budget, Any, str]] = {}
+        for event, new in zip(result.events, result.inserted, strict=False):
+            if not new:
+                continue
+            labels = {"project": event.project, "user": event.user, "service": event.service, "model": event.model}
+            cost = (event.cost_nanousd or 0) / 1e9
+            tokens = event.input_tokens + event.cache_read_tokens + event.cache_write_tokens + event.output_tokens
+            for budget in capped:
+                key = budget.matches(labels)
+                if key is None:
+                    continue
+                if budget.max_cost_per_request is not None and cost > budget.max_cost_per_request:
+                    why = f"call {event.request_id} cost ${cost:,.4f}, over the ${budget.max_cost_per_request:,.2f} cap"
+                elif budget.max_tokens_per_request is not None and tokens > budget.max_tokens_per_request:
+                    cap = budget.max_tokens_per_request
+                    why = f"call {event.request_id} used {tokens:,} tokens, over the {cap:,} cap"
+                else:
+                    continue
+                worst.setdefault((budget.name, key), (budget, event, why))
+        now = self.clock()
+        for (name, key), (budget, _event, why) in sorted(worst.items(), key=lambda item: item[0]):
+            start = int(self._bounds(budget, now)[0].timestamp())
+            labels = {"budget": name, "scope": budget.scope, "key": key, "period_start": str(start)}
+            annotations = {
+                "summary": f"Budget {name}: a call exceeded its per-request cap ({why}); it was counted",
+                "description": f"{budget.period} budget {name}; the alert resolves when the period ends or on reset.",
+                "runbook_url": "https://github.com/llmcost/llmcost/blob/main/docs/budgets.md#per-request-caps",
+            }
+            self.sink.fire(REQUEST_CAP_ALERT, labels, annotations, "warning")
 
     def evaluate(self, now: float | None = None) -> None:
         """Scheduler job: project every instance, raise what holds, resolve what no longer does."""
@@ -695,6 +716,10 @@ class BudgetService:
         for ident, labels in active.items():
             if ident not in desired:
                 self.sink.resolve(ident[0], labels)
+        current = {b.name: str(int(self._bounds(b, now)[0].timestamp())) for b in definitions}
+        for alertname, labels in self.sink.active_labels([REQUEST_CAP_ALERT]):
+            if current.get(labels.get("budget", "")) != labels.get("period_start"):
+                self.sink.resolve(alertname, labels)  # its period is over (or the budget is gone)
 
     def _store_projections(self, definitions: list[Budget], now: float) -> None:
         cfg = self.projection

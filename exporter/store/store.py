@@ -121,6 +121,7 @@ class Store:
         with self._write_lock:
             try:
                 result = self._writer.write_prepared(batch, rejected=rejected)
+                result.events = events
             except Exception as exc:
                 if _is_connection_error(exc):
                     raise StoreUnavailable(str(getattr(exc, "orig", exc))) from exc

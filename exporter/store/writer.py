@@ -108,6 +108,8 @@ class WriteResult:
     duplicates: int = 0
     new_series: dict[SeriesKey, int] = field(default_factory=dict)
     hook_results: list[Any] = field(default_factory=list)
+    events: Sequence[Any] = ()
+    """The batch's events (set by `Store.write_events` for after-commit callbacks; `inserted` flags them)."""
 
 
 class BatchWriter:
