@@ -123,7 +123,7 @@ class AlertScheduler:
         clock: Callable[[], float] = time.time,
         leader: LeaderLease | None = None,
         misfire_grace_time: float | None = None,
-        on_elected: Callable[[], None] | None = None,
+        on_elected: Callable[[], object] | None = None,
     ) -> None:
         problems = [f"job id {j!r} must match {_JOB_ID.pattern}" for j in jobs if not _JOB_ID.match(j)]
         problems += [f"job {j!r}: interval must be positive" for j, (interval, _) in jobs.items() if interval <= 0]

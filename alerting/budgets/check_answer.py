@@ -22,9 +22,17 @@ CHECK_FIELDS = (*LABEL_FIELDS, *ESTIMATE_FIELDS)
 class CheckInstance(Protocol):
     """What `decide` needs of a budget instance (service.Instance)."""
 
-    budget: Budget
-    key: str
-    spent: float
+    @property
+    def budget(self) -> Budget:
+        """The definition."""
+
+    @property
+    def key(self) -> str:
+        """The value of the scope's label."""
+
+    @property
+    def spent(self) -> float:
+        """Spent in the current period, in the budget's unit."""
 
     def to_json(self) -> dict[str, Any]:
         """The status object."""

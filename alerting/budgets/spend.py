@@ -180,12 +180,13 @@ def rebuild_current_period(conn: Connection, budget: Budget, now: float, periods
             {"b": budget.name, "p": first},
         )
     }
+    counted: list[tuple[Any, ...]] = [tuple(row) for row in rows]
     if baseline:
-        rows = [
+        counted = [
             (k, *(max(int(v or 0) - base, 0) for v, base in zip((c, t, r), baseline.get(k, (0, 0, 0)), strict=True)))
-            for k, c, t, r in rows
+            for k, c, t, r in counted
         ]
-    if rows:
+    if counted:
         conn.execute(
             text(
                 "INSERT INTO budget_spend (budget, key, period_start, cost_nanousd, tokens, requests) "
@@ -193,6 +194,6 @@ def rebuild_current_period(conn: Connection, budget: Budget, now: float, periods
             ),
             [
                 {"b": budget.name, "k": k, "p": first, "c": int(c or 0), "t": int(t or 0), "r": int(r or 0)}
-                for k, c, t, r in rows
+                for k, c, t, r in counted
             ],
         )
