@@ -177,14 +177,15 @@ def _list(service: BudgetService, args: argparse.Namespace) -> int:
         rows = [{**i.to_json(), "origin": origins.get(i.budget.name, "")} for i in instances]
         print(orjson.dumps({"budgets": rows}).decode())
         return 0
+    width = max([len(i.budget.name) for i in instances] + [6])
     print(
-        f"{'budget':<24} {'key':<16} {'period':<8} {'spent':>12} {'limit':>12} {'ratio':>7} {'projected':>12} "
+        f"{'budget':<{width}} {'key':<16} {'period':<8} {'spent':>12} {'limit':>12} {'ratio':>7} {'projected':>12} "
         f"{'state':<9} origin"
     )
     for i in instances:
         origin = origins.get(i.budget.name, "")
         print(
-            f"{i.budget.name[:24]:<24} {i.key[:16] or '-':<16} {i.budget.period:<8} {i.spent:>12.2f} "
+            f"{i.budget.name:<{width}} {i.key[:16] or '-':<16} {i.budget.period:<8} {i.spent:>12.2f} "
             f"{i.budget.limit:>12.2f} {i.ratio:>7.1%} {i.projected:>12.2f} {i.state:<9} {origin}"
         )
     if not instances:
