@@ -59,6 +59,7 @@ class _CanonicalLine(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     project: _Label = ""
     user: _Label = ""
     service: _Label = ""
+    session: _Label = ""
     metadata: dict[str, Any] | None = None
 
 
@@ -145,4 +146,5 @@ def _event(fields: _CanonicalLine, now: float, max_future_skew: float) -> UsageE
         fields.user,
         fields.service,
         fields.metadata or None,
+        session=fields.session,
     )

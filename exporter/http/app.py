@@ -27,6 +27,7 @@ from exporter.http.body import (
     split_records,
 )
 from exporter.http.errors import ORJSONResponse, error
+from exporter.http.summary import summary_routes
 from exporter.pipeline import IngestOutcome, Rejection
 from exporter.services import Services
 from exporter.store import StoreUnavailable
@@ -138,6 +139,7 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         Route("/v1/usage", ingest, methods=["POST"]),
+        *summary_routes(services),
         *extra_routes,
     ]
     return Starlette(routes=routes)

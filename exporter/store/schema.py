@@ -86,6 +86,13 @@ Index(
     sqlite_where=usage_events.c.session.isnot(None),
     postgresql_where=usage_events.c.session.isnot(None),
 )
+Index(
+    "ix_usage_events_session_ts",
+    usage_events.c.ts,
+    usage_events.c.session,
+    sqlite_where=usage_events.c.session.isnot(None),
+    postgresql_where=usage_events.c.session.isnot(None),
+)
 
 usage_rollup = Table(
     "usage_rollup",

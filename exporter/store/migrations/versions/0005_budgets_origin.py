@@ -38,17 +38,23 @@ def upgrade() -> None:
     )
     op.create_index("ix_budget_resets_budget_period", "budget_resets", ["budget", "period_start"])
     op.add_column("usage_events", sa.Column("session", sa.String(256), nullable=True))
-    # Partial: events without a session (most of them) cost the index nothing.
-    op.create_index(
-        "ix_usage_events_session",
-        "usage_events",
-        ["session", "ts"],
-        sqlite_where=sa.text("session IS NOT NULL"),
-        postgresql_where=sa.text("session IS NOT NULL"),
-    )
+    # Partial: events without a session (most of them) cost these indexes nothing. One session's
+    # calls are found by (session, ts); the sessions of a time range by (ts, session).
+    for name, columns in (
+        ("ix_usage_events_session", ["session", "ts"]),
+        ("ix_usage_events_session_ts", ["ts", "session"]),
+    ):
+        op.create_index(
+            name,
+            "usage_events",
+            columns,
+            sqlite_where=sa.text("session IS NOT NULL"),
+            postgresql_where=sa.text("session IS NOT NULL"),
+        )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_usage_events_session_ts", table_name="usage_events")
     op.drop_index("ix_usage_events_session", table_name="usage_events")
     with op.batch_alter_table("usage_events") as batch:
         batch.drop_column("session")
