@@ -68,10 +68,14 @@ def summarize(
         return _sessions(store, since, until, session, limit)
     first = int(since // BUCKET_SECONDS) * BUCKET_SECONDS
     last = int(until // BUCKET_SECONDS) * BUCKET_SECONDS
-    sums = ", ".join(f"SUM(r.{c})" for c in ("requests", "cost_nanousd", *TOKENS))
+    columns = ("requests", "cost_nanousd", *TOKENS)
+    inner = ", ".join(f"SUM({c}) AS {c}" for c in columns)
+    outer = ", ".join(f"SUM(t.{c})" for c in columns)
+    # Summed per series first (the rollup rows of the range, once), then per label over the few series.
     sql = text(
-        f'SELECT s."{by}", {sums} FROM usage_rollup r JOIN usage_series s ON s.id = r.series_id '
-        f'WHERE r.bucket >= :first AND r.bucket < :last GROUP BY s."{by}" ORDER BY 3 DESC LIMIT :limit'
+        f'SELECT s."{by}", {outer} FROM (SELECT series_id, {inner} FROM usage_rollup '
+        "WHERE bucket >= :first AND bucket < :last GROUP BY series_id) t "
+        f'JOIN usage_series s ON s.id = t.series_id GROUP BY s."{by}" ORDER BY 3 DESC LIMIT :limit'
     )
     with store.reading() as conn:
         found = conn.execute(sql, {"first": first, "last": last, "limit": limit}).all()
