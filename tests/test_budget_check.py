@@ -160,3 +160,24 @@ def test_api_and_cli_budgets_use_the_config_validation(db_url: str) -> None:
         budgets.delete("search-daily")
     assert info.value.status == 409
     services.close()
+
+
+def test_a_reset_resolves_the_gateway_alerts_saying_who_and_why(sqlite_url: str) -> None:
+    from alerting.budgets.definition import parse_budgets_section
+    from alerting.runtime import attach_alerting
+    from exporter.services import Services
+    from tests.helpers import make_config
+
+    services = Services.build(make_config(sqlite_url, budgets=[SEARCH_DAILY]), start_writer=False)
+    attach_alerting(services, "ingest")
+    budgets, gateway = services.extras["budgets"], services.extras["gateway"]
+    budgets.apply_config(parse_budgets_section([SEARCH_DAILY], []).items, origin_ref="test")
+    ingest(services, call("a", budgets.clock() - 5, 60.0))
+    firing = gateway.alerts("firing")
+    assert {a.alertname for a in firing} >= {"LLMBudgetExceeded"}
+    budgets.reset("search-daily", by="carol", reason="quota raised")
+    assert not gateway.alerts("firing")
+    history = gateway.history(firing[0].id)
+    assert history[-1]["action"] == "resolved" and history[-1]["by"] == "carol"
+    assert history[-1]["comment"] == "budget reset by carol: quota raised"
+    services.close()
