@@ -221,3 +221,36 @@ def test_reading_commands_refuse_a_postgres_database_without_a_store(pg_url: str
     with psycopg.connect(pg_url.replace("postgresql+psycopg", "postgresql")) as conn:
         tables = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
         assert tables.fetchone() == (0,)  # nothing was migrated into it
+
+
+def test_only_the_leader_applies_its_config_and_never_prunes_another_files_budgets(db_url: str, tmp_path: Path) -> None:
+    import signal
+
+    prod = tmp_path / "prod.yml"
+    prod.write_text(yaml.safe_dump({"budgets": PROD_BUDGETS}))
+    other = tmp_path / "other.yml"  # a second host's config: one budget of its own, none of prod's
+    other.write_text(yaml.safe_dump({"budgets": [{"name": "other-daily", "scope": "global", "period": "daily",
+                                                   "limit": 3.0}]}))  # fmt: skip
+    leader = LlmcostProcess(db_url, config=prod).start(tmp_path)
+    follower = LlmcostProcess(db_url, config=other).start(tmp_path)
+    every = ["all-spend", "gpt-tokens", "other-daily", "per-project", "search-requests"]
+
+    def names(base: str) -> list[str]:
+        return [n for n in every if httpx.get(f"{base}/v1/budgets/{n}", timeout=10).status_code == 200]
+
+    try:
+        prod_names = ["all-spend", "gpt-tokens", "per-project", "search-requests"]
+        assert names(follower.base) == prod_names  # the follower applied nothing
+        assert follower.proc is not None
+        follower.proc.send_signal(signal.SIGHUP)  # a follower's reload re-reads its file, applies nothing
+        wait_for(
+            lambda: "applied by the scheduler leader" in (follower.log_path.read_text() if follower.log_path else ""),
+            what="the follower's reload",
+        )
+        assert names(follower.base) == prod_names
+        leader.stop()  # hands the lease over: the follower takes it and applies its own file
+        wait_for(lambda: "other-daily" in names(follower.base), what="the new leader's budgets")
+        assert names(follower.base) == every  # and prod's budgets, which it did not make, stay
+    finally:
+        follower.stop()
+        leader.stop()
