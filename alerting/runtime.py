@@ -87,7 +87,7 @@ class ConfigBudgets:
         """Take a re-read section; applied now if this process leads (True), else by the leader's own."""
         self.section = section
         self.service.config = section
-        if self.scheduler is not None and not self.scheduler.leading:
+        if self.scheduler is None or not self.scheduler.leading:
             return False
         self.apply()
         return True
@@ -118,7 +118,8 @@ def attach_alerting(services: Services, role: str = "all", *, origin_ref: str | 
     sink = GatewaySink(gateway)
     budgets = BudgetService(services.store, budgets_config, sink=sink, clock=services.clock)
     origin_ref = origin_ref or config_origin(services)
-    config_budgets = ConfigBudgets(budgets, budgets_config, origin_ref) if origin_ref else None
+    # Only a process with a scheduler (which may lead) ever applies config budgets.
+    config_budgets = ConfigBudgets(budgets, budgets_config, origin_ref) if origin_ref and role != "ingest" else None
     services.extras["config_budgets"] = config_budgets
     for collector in (*gateway.collectors(), BudgetCollector(budgets)):
         services.registry.register(collector)

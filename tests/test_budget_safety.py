@@ -248,6 +248,19 @@ def test_only_the_leader_applies_its_config_and_never_prunes_another_files_budge
             what="the follower's reload",
         )
         assert names(follower.base) == prod_names
+        ingester = LlmcostProcess(db_url, config=other, role="ingest").start(tmp_path)
+        try:  # an ingest-only server never applies budgets, at start or on SIGHUP
+            assert ingester.proc is not None
+            ingester.proc.send_signal(signal.SIGHUP)
+            wait_for(
+                lambda: (
+                    "(role ingest) applies no budgets" in (ingester.log_path.read_text() if ingester.log_path else "")
+                ),
+                what="the ingest server's reload",
+            )
+            assert names(ingester.base) == prod_names
+        finally:
+            ingester.stop()
         leader.stop()  # hands the lease over: the follower takes it and applies its own file
         wait_for(lambda: "other-daily" in names(follower.base), what="the new leader's budgets")
         assert names(follower.base) == every  # and prod's budgets, which it did not make, stay
