@@ -1,4 +1,7 @@
-"""Budget service: definitions (config + API), status, pre-call checks, threshold and forecast alerts.
+"""Budget service: definitions (config, API, CLI), resets, status, pre-call checks, alerts.
+
+Definitions change only through explicit calls (`apply_config`, `put`, `delete`, `reset`): building a
+service writes nothing, so a reading command can never change budgets (docs/budgets.md).
 
 Threshold alerts are raised right after the ingest commit that crossed them (an after-commit callback),
 not only on the scheduler's next tick; `evaluate` (a scheduler job, leader only) adds projections and
@@ -143,10 +146,6 @@ def _still_current(instances: Iterable[Instance], now: float) -> bool:
     return all(i.period_end is None or now < i.period_end.timestamp() for i in instances)
 
 
-def _worst(states: Iterable[str]) -> str:
-    return max(states, key=STATES.index, default="ok")
-
-
 CHECK_CACHE_SECONDS = 0.25
 """How long a check answer may be reused (see `BudgetService._check_instances`)."""
 MAX_CACHED_CHECKS = 10_000
@@ -235,11 +234,6 @@ class BudgetService:
             self._forget_checks(definitions=True)
             self._resolve_alerts_of(plan.delete, by=by or "config", comment="budget removed from the config file")
         return plan
-
-    def reload(self, config: BudgetsConfig, *, origin_ref: str) -> ApplyPlan:
-        """Apply a re-read `budgets:` section (SIGHUP): its budgets change; only its own removed ones go."""
-        self.config = config
-        return self.apply_config(config.items, origin_ref=origin_ref, prune=Prune.OWN)
 
     def _delete_rows(self, conn: Any, name: str) -> None:
         conn.execute(budgets.delete().where(budgets.c.name == name))
