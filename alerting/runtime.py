@@ -7,14 +7,17 @@ notifications and runs no scheduled job; `scheduler` adds the delivery workers a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from starlette.routing import BaseRoute
 
 import alerting.sections  # noqa: F401  (config validators)
+from alerting.budgets.apply import ApplyPlan, Prune
 from alerting.budgets.collector import BudgetCollector
-from alerting.budgets.definition import parse_budgets_section
+from alerting.budgets.definition import BudgetsConfig, parse_budgets_section
 from alerting.budgets.http import budget_routes
 from alerting.budgets.service import BudgetService
 from alerting.console.http import Console
@@ -32,6 +35,7 @@ from exporter.config import ConfigError, load_config
 from exporter.retention import Pruner
 from exporter.services import Services
 
+log = logging.getLogger(__name__)
 ROLES = ("all", "ingest", "scheduler")
 OUTBOX_TICK_SECONDS = 15.0  # repeat reminders and outbox housekeeping
 
@@ -53,6 +57,10 @@ class GatewaySink:
         """Resolve an alert if it is active."""
         return self._gateway.resolve(alertname, labels)
 
+    def resolve_with_reason(self, alertname: str, labels: Mapping[str, str], *, by: str, comment: str) -> Any:
+        """Resolve an alert for a person's action (a reset, a deletion), recording who and why."""
+        return self._gateway.resolve(alertname, labels, by=by, via="budgets", comment=comment)
+
     def active_labels(self, alertnames: Iterable[str]) -> list[tuple[str, dict[str, str]]]:
         """(alertname, labels) of unresolved alerts with these names."""
         names = set(alertnames)
@@ -64,8 +72,50 @@ class GatewaySink:
         ]
 
 
-def attach_alerting(services: Services, role: str = "all") -> list[BaseRoute]:
-    """Build budgets and the gateway for `role`, register their collectors; returns their HTTP routes."""
+class ConfigBudgets:
+    """The config file's `budgets:` as the scheduler leader applies them: on election and on SIGHUP.
+
+    Only the leader writes them, so two servers started with different files cannot undo each other,
+    and it prunes only budgets this same file made (`Prune.OWN`); see docs/budgets.md.
+    """
+
+    def __init__(self, service: BudgetService, section: BudgetsConfig, origin_ref: str) -> None:
+        self.service = service
+        self.section = section
+        self.origin_ref = origin_ref
+        self.scheduler: AlertScheduler | None = None
+
+    def apply(self) -> ApplyPlan:
+        """Apply the section now (the caller leads)."""
+        plan = self.service.apply_config(self.section.items, origin_ref=self.origin_ref, prune=Prune.OWN)
+        for line in plan.lines():
+            if not line.startswith("  keep"):
+                log.info("budgets from %s: %s", self.origin_ref, line)
+        return plan
+
+    def reload(self, section: BudgetsConfig) -> bool:
+        """Take a re-read section; applied now if this process leads (True), else by the leader's own."""
+        self.section = section
+        self.service.config = section
+        if self.scheduler is None or not self.scheduler.leading:
+            return False
+        self.apply()
+        return True
+
+
+def config_origin(services: Services) -> str | None:
+    """The origin reference of this process's config budgets: the config file's absolute path."""
+    source = services.config.source
+    return str(Path(source).resolve()) if source is not None else None
+
+
+def attach_alerting(services: Services, role: str = "all", *, origin_ref: str | None = None) -> list[BaseRoute]:
+    """Build budgets and the gateway for `role`, register their collectors; returns their HTTP routes.
+
+    With a scheduler (roles all and scheduler), the process that takes the leader lease applies the
+    config's budgets (`origin_ref`: the config file, by default `services.config.source`); no other
+    role or command writes budget definitions from a config.
+    """
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
     problems: list[str] = []
@@ -78,6 +128,10 @@ def attach_alerting(services: Services, role: str = "all") -> list[BaseRoute]:
     services.closers.append(gateway.close)
     sink = _sink(services, gateway, pushing)
     budgets = BudgetService(services.store, budgets_config, sink=sink, clock=services.clock)
+    origin_ref = origin_ref or config_origin(services)
+    # Only a process with a scheduler (which may lead) ever applies config budgets.
+    config_budgets = ConfigBudgets(budgets, budgets_config, origin_ref) if origin_ref and role != "ingest" else None
+    services.extras["config_budgets"] = config_budgets
     for collector in (*gateway.collectors(), BudgetCollector(budgets)):
         services.registry.register(collector)
     services.extras["gateway"] = gateway
@@ -96,8 +150,16 @@ def attach_alerting(services: Services, role: str = "all") -> list[BaseRoute]:
     services.registry.register(SchedulerCollector(services.store, jobs=tuple(jobs)))
     if role in ("all", "scheduler"):
         scheduler = AlertScheduler(
-            services.store, jobs, clock=services.clock, leader=LeaderLease(services.store, clock=services.clock)
+            services.store,
+            jobs,
+            clock=services.clock,
+            leader=LeaderLease(services.store, clock=services.clock),
+            on_elected=config_budgets.apply if config_budgets is not None else None,
         )
+        if config_budgets is not None:
+            config_budgets.scheduler = scheduler
+        # A first election before serving: a lone server has applied its budgets by the time it answers.
+        scheduler.heartbeat()
         scheduler.start()
         services.closers.append(scheduler.shutdown)
         services.extras["scheduler"] = scheduler
@@ -146,7 +208,12 @@ def reload_budgets(services: Services, path: str) -> list[str]:
     budgets_config = parse_budgets_section(config.raw.get("budgets"), problems)
     if problems:
         return problems
-    services.extras["budgets"].reload(budgets_config)
+    config_budgets: ConfigBudgets | None = services.extras.get("config_budgets")
+    if config_budgets is None:
+        log.info("config re-read; this process (role ingest) applies no budgets, the scheduler leader does")
+        return []
+    if not config_budgets.reload(budgets_config):
+        log.info("config re-read; its budgets are applied by the scheduler leader, not this process")
     return []
 
 

@@ -123,6 +123,7 @@ class AlertScheduler:
         clock: Callable[[], float] = time.time,
         leader: LeaderLease | None = None,
         misfire_grace_time: float | None = None,
+        on_elected: Callable[[], object] | None = None,
     ) -> None:
         problems = [f"job id {j!r} must match {_JOB_ID.pattern}" for j in jobs if not _JOB_ID.match(j)]
         problems += [f"job {j!r}: interval must be positive" for j, (interval, _) in jobs.items() if interval <= 0]
@@ -136,9 +137,15 @@ class AlertScheduler:
         self.leader = leader
         self.holder = leader.holder if leader is not None else "local"
         self._misfire_grace_time = misfire_grace_time
+        self._on_elected = on_elected  # called each time this process takes the lease
         self._leading = False
         # A fixed UTC timezone: APScheduler would otherwise ask tzlocal for the host's zone.
         self._scheduler = BackgroundScheduler(timezone=UTC)
+
+    @property
+    def leading(self) -> bool:
+        """True while this process holds the lease (always true without one)."""
+        return self.leader is None or self._leading
 
     @property
     def running(self) -> bool:
@@ -202,6 +209,11 @@ class AlertScheduler:
             return
         log.info("scheduler %s leadership (%s)", "took" if leading else "lost", self.holder)
         self._leading = leading
+        if leading and self._on_elected is not None:
+            try:
+                self._on_elected()
+            except Exception:
+                log.exception("the on-election step failed")
         if leading and self._scheduler.running:
             # Catch up: a tick the previous leader missed runs now; one it ran stays claimed and is skipped.
             for name in self.jobs:

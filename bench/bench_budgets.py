@@ -33,7 +33,9 @@ def main() -> None:
         for i in range(10)
     ] + [{"name": f"model-{i}", "scope": "model", "key": "*", "period": "monthly", "limit": 1e6} for i in range(10)]
     problems: list[str] = []
-    budgets = BudgetService(services.store, parse_budgets_section(raw, problems), clock=time.time)
+    section = parse_budgets_section(raw, problems)
+    budgets = BudgetService(services.store, section, clock=time.time)
+    budgets.apply_config(section.items, origin_ref="bench")
     now = time.time()
     events = (
         {

@@ -60,6 +60,7 @@ class _CanonicalLine(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     project: _Label = ""
     user: _Label = ""
     service: _Label = ""
+    session: _Label = ""
     metadata: dict[str, Any] | None = None
 
 
@@ -151,4 +152,5 @@ def _event(fields: _CanonicalLine, now: float, max_future_skew: float) -> UsageE
         fields.service,
         fields.metadata or None,
         cache_write_1h_tokens=fields.cache_write_1h_tokens,
+        session=fields.session,
     )

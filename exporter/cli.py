@@ -27,7 +27,7 @@ from exporter.parallel_ingest import MIN_PARALLEL_BYTES, ingest_parallel, parall
 from exporter.pipeline import IngestOutcome
 from exporter.readers import FORMATS, iter_file_records
 from exporter.services import Services
-from exporter.store import StoreUnavailable
+from exporter.store import StoreNotFound, StoreUnavailable
 
 log = logging.getLogger("llmcost")
 
@@ -98,53 +98,24 @@ def _reload_on_sighup(services: Services, path: str | None) -> None:
     signal.signal(signal.SIGHUP, lambda _signum, _frame: threading.Thread(target=reload, daemon=True).start())
 
 
-def _offline_alerting(args: argparse.Namespace) -> tuple[Services, Any]:
-    """Services plus budgets and gateway without workers or a server, for one-shot commands."""
-    from alerting.runtime import attach_alerting
-
-    services = Services.build(_config_from_args(args), start_writer=False)
-    attach_alerting(services, "ingest")
-    return services, services.extras
-
-
 def cmd_budgets(args: argparse.Namespace) -> int:
-    """List budgets with their status, or show one."""
-    from alerting.budgets.service import BudgetError
+    """List, show, create, update, delete, reset or apply budgets (see alerting/budgets/cli.py)."""
+    from alerting.budgets.cli import run
 
-    services, parts = _offline_alerting(args)
-    try:
-        budgets = parts["budgets"]
-        if args.action == "show":
-            if not args.name:
-                print("usage: llmcost budgets show NAME", file=sys.stderr)
-                return 2
-            try:
-                print(orjson.dumps(budgets.status(args.name), option=orjson.OPT_INDENT_2).decode())
-            except BudgetError as exc:
-                print(exc, file=sys.stderr)
-                return 1
-            return 0
-        instances = budgets.instances()
-        print(
-            f"{'budget':<24} {'key':<16} {'period':<8} {'spent':>12} {'limit':>12} {'ratio':>7} {'projected':>12} state"
-        )
-        for i in instances:
-            print(
-                f"{i.budget.name[:24]:<24} {i.key[:16] or '-':<16} {i.budget.period:<8} {i.spent:>12.2f} "
-                f"{i.budget.limit:>12.2f} {i.ratio:>7.1%} {i.projected:>12.2f} {i.state}"
-            )
-        if not instances:
-            print("(no budgets: declare them under `budgets:` in the config, or PUT /v1/budgets/NAME)")
-    finally:
-        services.close()
-    return 0
+    return run(args, _config_from_args)
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
-    """List alerts, or acknowledge one (the running server delivers the updates)."""
-    services, parts = _offline_alerting(args)
+    """List alerts (read-only), or acknowledge one (the running server delivers the updates)."""
+    from alerting.gateway.service import GatewayService
+
+    config = _config_from_args(args)
+    read_only = args.action != "ack"
+    services = Services.build(config, start_writer=False, read_only=read_only, must_exist=True)
+    print(f"store: {_safe_url(config)}", file=sys.stderr)
     try:
-        gateway = parts["gateway"]
+        gateway = GatewayService(services.store, config, clock=services.clock, start_workers=False)
+        services.closers.append(gateway.close)
         if args.action == "ack":
             if args.id is None:
                 print("usage: llmcost alerts ack ID [--by NAME]", file=sys.stderr)
@@ -250,7 +221,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
     config = _config_from_args(args)
-    services = Services.build(config, start_writer=False)
+    services = Services.build(config, read_only=True)
+    print(f"store: {_safe_url(config)}", file=sys.stderr)
     try:
         report = build_report(
             services.store,
@@ -403,7 +375,8 @@ def _run_demo(config: Config, sock: Any, *, duration: float, keep: bool, workdir
     print(f"llmcost demo console: {base}/", flush=True)
     services = Services.build(config)
     try:
-        server = make_server(services, config.listen, attach_alerting(services, "all"))
+        # The demo's budgets live in its store like any other config budgets (`llmcost budgets list`).
+        server = make_server(services, config.listen, attach_alerting(services, "all", origin_ref="llmcost demo"))
     except BaseException:
         services.close()
         raise
@@ -452,6 +425,7 @@ Serving on {base}
   {base}/v1/alerts   alerts raised by the budgets (no notification channels are configured in the demo)
   curl -s {base}/metrics | grep '^llm_cost_usd_total'
   {command} report --db {config.database_url}
+  {command} budgets list --db {config.database_url}
 The demo's store is {store_note}.
 Send your own calls:
   curl -s -X POST {base}/v1/usage -H 'Content-Type: application/json' \\
@@ -515,10 +489,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0 = run until Ctrl-C)")
     demo.set_defaults(func=cmd_demo)
 
-    budgets = sub.add_parser("budgets", help="list budgets with status, or show one")
+    budgets = sub.add_parser("budgets", help="list, show, create, update, delete, reset or apply budgets")
     common(budgets)
-    budgets.add_argument("action", nargs="?", choices=("list", "show"), default="list")
-    budgets.add_argument("name", nargs="?")
+    from alerting.budgets.cli import add_arguments
+
+    add_arguments(budgets)
     budgets.set_defaults(func=cmd_budgets)
 
     alerts = sub.add_parser("alerts", help="list alerts, or acknowledge one")
@@ -589,6 +564,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except StoreUnavailable as exc:
         print(f"store unavailable: {exc}", file=sys.stderr)
+        return 3
+    except StoreNotFound as exc:
+        print(exc, file=sys.stderr)
         return 3
     except KeyboardInterrupt:
         return 130

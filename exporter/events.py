@@ -50,6 +50,7 @@ KNOWN_FIELDS = frozenset(
         "latency_ms",
         "status",
         *LABEL_FIELDS,
+        "session",
         "metadata",
     )
 )
@@ -96,6 +97,20 @@ class UsageEvent(msgspec.Struct):
     # Provenance of a "priced" cost: which price table (or override entry) and since when its price held.
     price_source: str = ""
     price_from: str = ""
+    session: str = ""
+    """The conversation or agent run the call belongs to (`session`, else `metadata.session_id`); never a label."""
+
+
+def session_of(event: UsageEvent) -> str | None:
+    """The session an event is stored under: its `session`, else a printable `metadata.session_id`."""
+    if event.session:
+        return event.session
+    metadata = event.metadata
+    if metadata:
+        value = metadata.get("session_id")
+        if type(value) is str and value and len(value) <= LABEL_MAX_LEN and value.isprintable():
+            return value
+    return None
 
 
 def usd_to_nanos(value: Decimal | float | int | str) -> int:
@@ -285,6 +300,8 @@ def parse_event(obj: Any, *, now: float, max_future_skew: float = 300.0) -> Usag
     service = get("service", "")
     if type(service) is not str or len(service) > LABEL_MAX_LEN or not service.isprintable():
         service = _check_label("service", service, required=False)
+    session = get("session")
+    session = "" if session is None else _check_label("session", session, required=False)
     return UsageEvent(
         request_id,
         timestamp,
@@ -303,4 +320,5 @@ def parse_event(obj: Any, *, now: float, max_future_skew: float = 300.0) -> Usag
         service,
         metadata or None,
         cache_write_1h_tokens=write_1h,
+        session=session,
     )

@@ -39,9 +39,21 @@ class Services:
     extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, config: Config, *, clock: Callable[[], float] = time.time, start_writer: bool = True) -> Services:
-        """Open the store (migrating it) and register the collectors."""
-        store = Store(config.database_url, clock=clock)
+    def build(
+        cls,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        start_writer: bool = True,
+        read_only: bool = False,
+        must_exist: bool = False,
+    ) -> Services:
+        """Open the store (migrating it unless `read_only`) and register the collectors.
+
+        `read_only`/`must_exist`: see `Store`; a read-only build starts no writer.
+        """
+        store = Store(config.database_url, clock=clock, read_only=read_only, must_exist=must_exist)
+        start_writer = start_writer and not read_only
         # Budget spend is kept inside every ingest transaction, whichever command writes.
         from alerting.budgets.spend import BudgetSpendHook
 

@@ -32,7 +32,14 @@ COMPOSE_FILE = REPO / "docker-compose.yml"
 
 # Alerts raised by the llmcost scheduler itself (docs/alerting.md); Prometheus rules must not reuse the names.
 SCHEDULER_ALERTS = frozenset(
-    {"LLMBudgetWarning", "LLMBudgetCritical", "LLMBudgetExceeded", "LLMBudgetForecastOverrun", "LLMCostSpike"}
+    {
+        "LLMBudgetWarning",
+        "LLMBudgetCritical",
+        "LLMBudgetExceeded",
+        "LLMBudgetForecastOverrun",
+        "LLMBudgetRequestCapExceeded",
+        "LLMCostSpike",
+    }
 )
 SEVERITIES = ("critical", "warning", "info")
 # Labels Prometheus attaches to every scraped series.

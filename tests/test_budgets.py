@@ -21,6 +21,7 @@ from tests.helpers import make_config
 # Wednesday 2026-11-11 12:00 UTC
 NOON = datetime(2026, 11, 11, 12, 0, tzinfo=UTC).timestamp()
 ADMIN = "admin-token-0123456789ab"
+CONFIG_REF = "/etc/llmcost/test.yml"
 INGEST = "ingest-token-0123456789"
 
 
@@ -65,7 +66,9 @@ def build(
     services = Services.build(config, clock=clock)
     sink = RecordingSink()
     problems: list[str] = []
-    service = BudgetService(services.store, parse_budgets_section(budgets, problems), sink=sink, clock=clock)
+    section = parse_budgets_section(budgets, problems)
+    service = BudgetService(services.store, section, sink=sink, clock=clock)
+    service.apply_config(section.items, origin_ref=CONFIG_REF)
     assert not problems
     return services, service, sink
 
@@ -155,7 +158,9 @@ def test_config_budgets_are_the_source_of_truth(db_url: str) -> None:
     # A reload with a changed limit applies; the spend is rebuilt, not lost.
     ingest(services, call("a", NOON - 5, 30.0))
     problems: list[str] = []
-    changed = BudgetService(services.store, parse_budgets_section([{**DAILY, "limit": 40.0}], problems), clock=clock)
+    section = parse_budgets_section([{**DAILY, "limit": 40.0}], problems)
+    changed = BudgetService(services.store, section, clock=clock)
+    changed.apply_config(section.items, origin_ref=CONFIG_REF)
     assert changed.status("daily")["limit"] == 40.0
     assert changed.status("daily")["spent"] == pytest.approx(30.0)
     assert budgets.status("daily")["limit"] == 40.0  # the other instance sees the new revision

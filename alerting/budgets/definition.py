@@ -17,7 +17,23 @@ DEFAULT_THRESHOLDS = {"info": 0.5, "warning": 0.8, "critical": 0.95}
 ALERT_FOR_STATE = {"warning": "LLMBudgetWarning", "critical": "LLMBudgetCritical", "exceeded": "LLMBudgetExceeded"}
 SEVERITY_FOR_ALERT = {"LLMBudgetWarning": "warning", "LLMBudgetCritical": "critical", "LLMBudgetExceeded": "critical"}
 FORECAST_ALERT = "LLMBudgetForecastOverrun"
-_FIELDS = {"name", "scope", "key", "period", "limit", "unit", "thresholds", "mode", "timezone", "description"}
+REQUEST_CAP_ALERT = "LLMBudgetRequestCapExceeded"
+"""Warning: an ingested call cost more than a budget's `max_cost_per_request` (or tokens); one per period."""
+_FIELDS = {
+    "name",
+    "scope",
+    "key",
+    "period",
+    "limit",
+    "unit",
+    "thresholds",
+    "mode",
+    "timezone",
+    "description",
+    "max_cost_per_request",
+    "max_tokens_per_request",
+    "fallback_model",
+}
 
 
 @dataclass(frozen=True)
@@ -34,6 +50,12 @@ class Budget:
     mode: str = "track"
     timezone: str = "UTC"
     description: str = ""
+    max_cost_per_request: float | None = None
+    """USD; a check estimating more is refused by a hard budget, an ingested call above it alerts."""
+    max_tokens_per_request: int | None = None
+    """Tokens; as `max_cost_per_request`."""
+    fallback_model: str = ""
+    """Suggested in check answers when this budget is over its limit (or refuses the call)."""
 
     @property
     def label(self) -> str | None:
@@ -59,8 +81,8 @@ class Budget:
         return "ok"
 
     def to_json(self) -> dict[str, Any]:
-        """The definition as the API returns and stores it."""
-        return {
+        """The definition as the API returns and stores it (the optional per-request keys only when set)."""
+        out: dict[str, Any] = {
             "name": self.name,
             "scope": self.scope,
             "key": self.key,
@@ -72,6 +94,25 @@ class Budget:
             "timezone": self.timezone,
             "description": self.description,
         }
+        # Left out when unset, so definitions stored before these keys existed still compare equal.
+        if self.max_cost_per_request is not None:
+            out["max_cost_per_request"] = self.max_cost_per_request
+        if self.max_tokens_per_request is not None:
+            out["max_tokens_per_request"] = self.max_tokens_per_request
+        if self.fallback_model:
+            out["fallback_model"] = self.fallback_model
+        return out
+
+
+def _optional_positive(raw: dict[str, Any], name: str, path: str, problems: list[str], *, integer: bool) -> Any:
+    value = raw.get(name)
+    if value is None:
+        return None
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or value <= 0:
+        problems.append(f"{path}.{name}: must be {'an integer' if integer else 'a number'} > 0, got {value!r}")
+        return None
+    return int(value) if integer else float(value)
 
 
 def parse_budget(raw: Any, path: str, problems: list[str], *, name: str | None = None) -> Budget | None:
@@ -132,6 +173,11 @@ def parse_budget(raw: Any, path: str, problems: list[str], *, name: str | None =
     description = raw.get("description", "")
     if not isinstance(description, str):
         problems.append(f"{path}.description: must be a string")
+    max_cost = _optional_positive(raw, "max_cost_per_request", path, problems, integer=False)
+    max_tokens = _optional_positive(raw, "max_tokens_per_request", path, problems, integer=True)
+    fallback = raw.get("fallback_model") or ""
+    if not isinstance(fallback, str) or len(fallback) > 256 or not fallback.isprintable():
+        problems.append(f"{path}.fallback_model: must be a model name (a printable string of at most 256 characters)")
     if len(problems) > before:
         return None
     return Budget(
@@ -145,6 +191,9 @@ def parse_budget(raw: Any, path: str, problems: list[str], *, name: str | None =
         mode=str(mode),
         timezone=str(tz),
         description=str(description),
+        max_cost_per_request=max_cost,
+        max_tokens_per_request=max_tokens,
+        fallback_model=str(fallback),
     )
 
 

@@ -1,4 +1,4 @@
-"""Budget endpoints: `GET/PUT/DELETE /v1/budgets[/{name}]` and `POST /v1/budgets/check`."""
+"""Budget endpoints: `GET/PUT/DELETE /v1/budgets[/{name}]`, `POST /v1/budgets/{name}/reset` and the check."""
 
 from __future__ import annotations
 
@@ -72,10 +72,21 @@ def budget_routes(service: BudgetService, auth: AuthConfig) -> list[BaseRoute]:
         await run_in_threadpool(service.delete, request.path_params["name"])
         return Response(status_code=204)
 
+    async def reset_budget(request: Request) -> Response:
+        raw = await _json_body(request)
+        if not isinstance(raw, dict) or set(raw) - {"by", "reason", "key"} or not raw.get("by"):
+            raise BudgetError(422, 'body must be an object with by (who resets), reason and, for a key "*" budget, key')
+        fields = {name: raw.get(name) for name in ("by", "reason", "key")}
+        if any(value is not None and not isinstance(value, str) for value in fields.values()):
+            raise BudgetError(422, "by, reason and key must be strings")
+        name = request.path_params["name"]
+        records = await run_in_threadpool(
+            lambda: service.reset(name, by=str(fields["by"]), reason=fields["reason"] or "", key=fields["key"])
+        )
+        return ORJSONResponse({"resets": records, "status": await run_in_threadpool(service.status, name)})
+
     async def check(request: Request) -> Response:
         raw = await _json_body(request)
-        if not isinstance(raw, dict):
-            raise BudgetError(422, "body must be an object with project, user, service, model, estimated_cost_usd")
         return ORJSONResponse(await run_in_threadpool(service.check, raw))
 
     return [
@@ -84,4 +95,5 @@ def budget_routes(service: BudgetService, auth: AuthConfig) -> list[BaseRoute]:
         Route("/v1/budgets/{name}", guarded(auth.admin_tokens, get_budget), methods=["GET"]),
         Route("/v1/budgets/{name}", guarded(auth.admin_tokens, put_budget), methods=["PUT"]),
         Route("/v1/budgets/{name}", guarded(auth.admin_tokens, delete_budget), methods=["DELETE"]),
+        Route("/v1/budgets/{name}/reset", guarded(auth.admin_tokens, reset_budget), methods=["POST"]),
     ]

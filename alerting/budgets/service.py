@@ -1,4 +1,7 @@
-"""Budget service: definitions (config + API), status, pre-call checks, threshold and forecast alerts.
+"""Budget service: definitions (config, API, CLI), resets, status, pre-call checks, alerts.
+
+Definitions change only through explicit calls (`apply_config`, `put`, `delete`, `reset`): building a
+service writes nothing, so a reading command can never change budgets (docs/budgets.md).
 
 Threshold alerts are raised right after the ingest commit that crossed them (an after-commit callback),
 not only on the scheduler's next tick; `evaluate` (a scheduler job, leader only) adds projections and
@@ -19,10 +22,13 @@ from typing import Any, Protocol
 import numpy as np
 from sqlalchemy import select, tuple_
 
+from alerting.budgets.apply import ApplyPlan, Prune, StoredDefinition, definition_json, plan_apply
+from alerting.budgets.check_answer import CheckRequestError, decide, parse_check_request
 from alerting.budgets.check_cache import CheckCache
 from alerting.budgets.definition import (
     ALERT_FOR_STATE,
     FORECAST_ALERT,
+    REQUEST_CAP_ALERT,
     SEVERITY_FOR_ALERT,
     STATES,
     Budget,
@@ -39,7 +45,7 @@ from alerting.budgets.spend import (
     rebuild_current_period,
     unit_value,
 )
-from alerting.budgets.tables import REVISION_COUNTER, budget_spend, budget_state, budgets
+from alerting.budgets.tables import REVISION_COUNTER, budget_resets, budget_spend, budget_state, budgets
 from alerting.periods import elapsed_fraction, period_bounds
 from alerting.projection import ProjectionConfig, project_many, should_alert_forecast
 from exporter.store import Store, StoreUnavailable
@@ -48,6 +54,7 @@ from exporter.store.writer import WriteResult
 
 log = logging.getLogger(__name__)
 BUDGET_ALERTS = (*ALERT_FOR_STATE.values(), FORECAST_ALERT)
+PERSON_RESOLVED = (*BUDGET_ALERTS, REQUEST_CAP_ALERT)  # what a reset or a deletion resolves
 _LEVELS = ("warning", "critical", "exceeded")
 
 
@@ -83,6 +90,7 @@ class Instance:
     period_end: datetime | None
     spent: float
     projected: float
+    reset_at: float | None = None  # the last reset in this period, if any
 
     @property
     def ratio(self) -> float:
@@ -116,16 +124,26 @@ class Instance:
             "mode": b.mode,
             "period_start": self.period_start.isoformat().replace("+00:00", "Z"),
             "period_end": self.period_end.isoformat().replace("+00:00", "Z") if self.period_end else None,
+            "reset_at": _iso(self.reset_at) if self.reset_at is not None else None,
         }
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _resolve(sink: AlertSink, alertname: str, labels: dict[str, str], *, by: str, comment: str) -> None:
+    """Resolve with who and why when the sink records it (the gateway does)."""
+    resolve_with_reason = getattr(sink, "resolve_with_reason", None)
+    if resolve_with_reason is not None:
+        resolve_with_reason(alertname, labels, by=by, comment=comment)
+    else:
+        sink.resolve(alertname, labels)
 
 
 def _still_current(instances: Iterable[Instance], now: float) -> bool:
     """No instance's period has ended by `now`."""
     return all(i.period_end is None or now < i.period_end.timestamp() for i in instances)
-
-
-def _worst(states: Iterable[str]) -> str:
-    return max(states, key=STATES.index, default="ok")
 
 
 CHECK_CACHE_SECONDS = 0.25
@@ -155,50 +173,67 @@ class BudgetService:
         self._lock = threading.Lock()
         self._revision: float | None = None
         self._budgets: list[Budget] = []
-        self._config_names = {b.name for b in config.items}
+        self._resets: dict[tuple[str, str, int], float] = {}  # (budget, key, period_start) → last reset_at
         self._levels: dict[tuple[str, str], int] = {}
         self._period_cache: dict[tuple[str, str], tuple[datetime, datetime | None]] = {}
         self._checks = CheckCache(CHECK_CACHE_SECONDS, MAX_CACHED_CHECKS)  # see `_check_instances`
         self._definitions_fresh_until = 0.0  # monotonic; until then checks skip the revision read
         store.add_write_hook(BudgetSpendHook(), after_commit=self._after_commit)  # no-op hook if present
-        self.sync_config()
 
-    # ---- definitions -------------------------------------------------------------------------------
+    # ---- definitions ----------------------------------------------------------------------------
+    #
+    # Nothing here runs on construction: definitions change only through `apply_config` (called by the
+    # `serve` leader and by `llmcost budgets apply`), `put`/`create`/`update`/`delete` (API and CLI) and
+    # `reset`. See alerting/budgets/apply.py for the origin rules.
 
-    def sync_config(self) -> None:
-        """Make the stored definitions match the config file for every name it declares."""
+    def stored_definitions(self, conn: Any = None) -> list[StoredDefinition]:
+        """Every stored definition row with its origin."""
+        stmt = select(budgets.c.name, budgets.c.definition, budgets.c.source, budgets.c.origin_ref)
+        if conn is not None:
+            rows = conn.execute(stmt).all()
+        else:
+            with self.store.reading() as reader:
+                rows = reader.execute(stmt).all()
+        return [StoredDefinition(r.name, r.definition, r.source, r.origin_ref) for r in rows]
+
+    def apply_config(
+        self,
+        declared: tuple[Budget, ...],
+        *,
+        origin_ref: str,
+        prune: Prune = Prune.OWN,
+        dry_run: bool = False,
+        by: str = "",
+    ) -> ApplyPlan:
+        """Apply a config file's budgets (never touching API/CLI ones); returns the plan it carried out."""
         now = self.clock()
+        if dry_run:
+            return plan_apply(self.stored_definitions(), declared, origin_ref=origin_ref, prune=prune)
         with self.store.transaction() as conn:
             lock_for_change(conn)
-            stored = {row.name: row for row in conn.execute(select(budgets))}
-            changed: list[Budget] = []
-            for budget in self.config.items:
-                definition = json.dumps(budget.to_json(), sort_keys=True)
-                row = stored.get(budget.name)
-                if row is None or row.definition != definition or row.source != "config":
-                    conn.execute(budgets.delete().where(budgets.c.name == budget.name))
-                    conn.execute(
-                        budgets.insert().values(
-                            name=budget.name, definition=definition, source="config", updated_at=now
-                        )
+            plan = plan_apply(self.stored_definitions(conn), declared, origin_ref=origin_ref, prune=prune)
+            for budget in [*plan.create, *(new for _old, new in plan.update)]:
+                conn.execute(budgets.delete().where(budgets.c.name == budget.name))
+                conn.execute(
+                    budgets.insert().values(
+                        name=budget.name,
+                        definition=definition_json(budget),
+                        source="config",
+                        origin_ref=origin_ref,
+                        updated_at=now,
+                        updated_by=by or None,
                     )
-                    changed.append(budget)
-            removed = [
-                name for name, row in stored.items() if row.source == "config" and name not in self._config_names
-            ]
-            for name in removed:
+                )
+            for name in plan.delete:
                 self._delete_rows(conn, name)
-            if changed or removed:
+            if plan.changes:
                 bump_revision(conn)
-                for budget in changed:
+                for budget in [*plan.create, *(new for old, new in plan.update if old != new.to_json())]:
                     rebuild_current_period(conn, budget, now, self.periods)
-        self._forget_checks(definitions=True)
-
-    def reload(self, config: BudgetsConfig) -> None:
-        """Apply a re-read `budgets:` section (SIGHUP): declared budgets change, undeclared ones go."""
-        self.config = config
-        self._config_names = {b.name for b in config.items}
-        self.sync_config()
+        if plan.changes:
+            self._forget_checks(definitions=True)
+            self._resolve_alerts_of(plan.delete, by=by or "config", comment="budget removed from the config file")
+        return plan
 
     def _delete_rows(self, conn: Any, name: str) -> None:
         conn.execute(budgets.delete().where(budgets.c.name == name))
@@ -218,6 +253,9 @@ class BudgetService:
             if revision != self._revision:
                 cursor.execute("SELECT name, definition FROM budgets")
                 self._budgets = sorted(load_budgets(cursor.fetchall()), key=lambda b: b.name)
+                # Resets bump the revision too; there are few, so all are kept.
+                cursor.execute("SELECT budget, key, period_start, MAX(reset_at) FROM budget_resets GROUP BY 1, 2, 3")
+                self._resets = {(r[0], r[1], int(r[2])): float(r[3]) for r in cursor.fetchall()}
                 self._revision = revision
             return list(self._budgets)
 
@@ -228,24 +266,53 @@ class BudgetService:
                 return budget
         raise BudgetError(404, f"no budget named {name!r}")
 
-    def put(self, name: str, raw: Any) -> Budget:
-        """Create or replace an API-managed budget."""
-        if name in self._config_names:
-            raise BudgetError(409, f"budget {name!r} is declared in the config file, which is its source of truth")
-        problems: list[str] = []
-        budget = parse_budget(raw, "budget", problems, name=name)
-        if budget is None:
-            raise BudgetError(422, "invalid budget", problems)
+    def origin(self, name: str) -> dict[str, Any]:
+        """Where a definition came from: `origin` (config, api, cli), `origin_ref`, `updated_at`, `updated_by`."""
+        with self.store.reading() as conn:
+            row = conn.execute(select(budgets).where(budgets.c.name == name)).first()
+        if row is None:
+            raise BudgetError(404, f"no budget named {name!r}")
+        return {
+            "origin": row.source,
+            "origin_ref": row.origin_ref,
+            "updated_at": row.updated_at,
+            "updated_by": row.updated_by,
+        }
+
+    def put(self, name: str, raw: Any, *, origin: str = "api", by: str = "", mode: str = "upsert") -> Budget:
+        """Create or replace an API- or CLI-managed budget (`mode`: upsert, create or update).
+
+        A budget applied from a config file is refused (409): the file is its source of truth. `update`
+        takes a partial mapping laid over the stored definition.
+        """
         now = self.clock()
         with self.store.transaction() as conn:
             lock_for_change(conn)
-            stored = conn.execute(select(budgets.c.source).where(budgets.c.name == name)).first()
+            stored = conn.execute(select(budgets.c.source, budgets.c.definition).where(budgets.c.name == name)).first()
             if stored is not None and stored.source == "config":
-                raise BudgetError(409, f"budget {name!r} is declared in the config file")
+                raise BudgetError(
+                    409, f"budget {name!r} is declared in a config file; change it there and apply the file"
+                )
+            if mode == "create" and stored is not None:
+                raise BudgetError(409, f"budget {name!r} exists already; use update")
+            if mode == "update":
+                if stored is None:
+                    raise BudgetError(404, f"no budget named {name!r}")
+                if not isinstance(raw, dict):
+                    raise BudgetError(422, "invalid budget", ["budget: must be a mapping"])
+                raw = {**json.loads(stored.definition), **raw}
+            problems: list[str] = []
+            budget = parse_budget(raw, "budget", problems, name=name)
+            if budget is None:
+                raise BudgetError(422, "invalid budget", problems)
             self._delete_rows(conn, name)
             conn.execute(
                 budgets.insert().values(
-                    name=name, definition=json.dumps(budget.to_json(), sort_keys=True), source="api", updated_at=now
+                    name=name,
+                    definition=definition_json(budget),
+                    source=origin,
+                    updated_at=now,
+                    updated_by=by or None,
                 )
             )
             bump_revision(conn)
@@ -253,21 +320,111 @@ class BudgetService:
         self._forget_checks(definitions=True)
         return budget
 
-    def delete(self, name: str) -> None:
-        """Remove an API-managed budget (and resolve its alerts)."""
-        if name in self._config_names:
-            raise BudgetError(409, f"budget {name!r} is declared in the config file; remove it there")
+    def delete(self, name: str, *, by: str = "") -> None:
+        """Remove an API- or CLI-managed budget and resolve its alerts; a config-file budget is refused."""
         with self.store.transaction() as conn:
             lock_for_change(conn)
-            if conn.execute(select(budgets.c.name).where(budgets.c.name == name)).first() is None:
+            row = conn.execute(select(budgets.c.source).where(budgets.c.name == name)).first()
+            if row is None:
                 raise BudgetError(404, f"no budget named {name!r}")
+            if row.source == "config":
+                raise BudgetError(
+                    409, f"budget {name!r} is declared in a config file; remove it there and apply the file"
+                )
             self._delete_rows(conn, name)
             bump_revision(conn)
         self._forget_checks(definitions=True)
+        self._resolve_alerts_of([name], by=by, comment="budget deleted")
+
+    def _resolve_alerts_of(self, names: Iterable[str], *, by: str, comment: str) -> None:
+        wanted = set(names)
+        if self.sink is None or not wanted:
+            return
+        for alertname, labels in self.sink.active_labels(PERSON_RESOLVED):
+            if labels.get("budget") in wanted:
+                _resolve(self.sink, alertname, labels, by=by, comment=comment)
+
+    def reset(self, name: str, *, by: str, reason: str = "", key: str | None = None) -> list[dict[str, Any]]:
+        """Start a fresh count for the current period from now (audited); resolves the budget's alerts.
+
+        Returns the audit records: per instance, who, when and what had been spent. `key` limits a
+        `key: "*"` budget's reset to one value.
+        """
+        if not by:
+            raise BudgetError(422, "a reset needs the name of who resets (by)")
+        budget = self.get(name)
+        now = self.clock()
+        first = int(self._bounds(budget, now)[0].timestamp())
+        fixed = None if budget.key == "*" else (budget.key if budget.scope != "global" else "")
+        if key is not None and fixed is not None and key != fixed:
+            raise BudgetError(404, f"budget {name!r} has no key {key!r}")
+        records: list[dict[str, Any]] = []
+        with self.store.transaction() as conn:
+            lock_for_change(conn)
+            where = [budget_spend.c.budget == name, budget_spend.c.period_start == first]
+            if key is not None:
+                where.append(budget_spend.c.key == key)
+            rows = {r.key: r for r in conn.execute(select(budget_spend).where(*where))}
+            keys = sorted(rows) if fixed is None else [fixed]
+            if key is not None and fixed is None:
+                keys = [key]
+            for k in keys:
+                row = rows.get(k)
+                counters = (row.cost_nanousd, row.tokens, row.requests) if row is not None else (0, 0, 0)
+                conn.execute(
+                    budget_resets.insert().values(
+                        budget=name,
+                        key=k,
+                        period_start=first,
+                        reset_at=now,
+                        reset_by=by,
+                        reason=reason,
+                        cost_nanousd=counters[0],
+                        tokens=counters[1],
+                        requests=counters[2],
+                    )
+                )
+                records.append(
+                    {
+                        "budget": name,
+                        "key": k,
+                        "reset_at": _iso(now),
+                        "reset_by": by,
+                        "reason": reason,
+                        "spent_before": unit_value(budget, *counters),
+                        "unit": budget.unit,
+                    }
+                )
+            conn.execute(budget_spend.delete().where(*where))
+            bump_revision(conn)
+        self._forget_checks(definitions=True)
+        for k in keys:
+            self._levels.pop((name, k), None)
         if self.sink is not None:
-            for alertname, labels in self.sink.active_labels(BUDGET_ALERTS):
-                if labels.get("budget") == name:
-                    self.sink.resolve(alertname, labels)
+            why = f"budget reset by {by}" + (f": {reason}" if reason else "")
+            for alertname, labels in self.sink.active_labels(PERSON_RESOLVED):
+                if labels.get("budget") == name and (key is None or labels.get("key") == key):
+                    _resolve(self.sink, alertname, labels, by=by, comment=why)
+        return records
+
+    def resets(self, name: str) -> list[dict[str, Any]]:
+        """The audit trail of a budget's resets, newest first."""
+        with self.store.reading() as conn:
+            rows = conn.execute(
+                select(budget_resets).where(budget_resets.c.budget == name).order_by(budget_resets.c.id.desc())
+            ).all()
+        return [
+            {
+                "key": r.key,
+                "reset_at": _iso(r.reset_at),
+                "reset_by": r.reset_by,
+                "reason": r.reason,
+                "cost_usd": r.cost_nanousd / 1e9,
+                "tokens": r.tokens,
+                "requests": r.requests,
+            }
+            for r in rows
+        ]
 
     # ---- status ------------------------------------------------------------------------------------
 
@@ -311,7 +468,9 @@ class BudgetService:
                 row = spend.get((budget.name, key, first))
                 spent = unit_value(budget, row.cost_nanousd, row.tokens, row.requests) if row else 0.0
                 projected = max(projections.get((budget.name, key, first), spent), spent)
-                out.append(Instance(budget, key, start, end, spent, projected))
+                out.append(
+                    Instance(budget, key, start, end, spent, projected, self._resets.get((budget.name, key, first)))
+                )
         return out
 
     def _instances_on(
@@ -353,7 +512,8 @@ class BudgetService:
                 raw.append(counters)
             spent = unit_value(budget, *counters) if row else 0.0
             projected = max(float(row[3]), spent) if row and row[3] is not None else spent
-            out.append(Instance(budget, key, start, end, spent, projected))
+            reset_at = self._resets.get((budget.name, key, int(start.timestamp())))
+            out.append(Instance(budget, key, start, end, spent, projected, reset_at))
         return out
 
     def status(self, name: str) -> dict[str, Any]:
@@ -369,44 +529,27 @@ class BudgetService:
         body["instances"] = [i.to_json() for i in sorted(instances, key=lambda i: -i.ratio)]
         return body
 
-    def check(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Would this call fit? `allowed` is false only when a matching hard budget would be exceeded."""
-        estimate = request.get("estimated_cost_usd", 0.0) or 0.0
-        if isinstance(estimate, bool) or not isinstance(estimate, int | float) or not 0 <= estimate < 1e9:
-            raise BudgetError(422, "estimated_cost_usd must be a number >= 0", {"field": "estimated_cost_usd"})
-        labels = {}
-        for name in ("project", "user", "service", "model"):
-            value = request.get(name, "")
-            if not isinstance(value, str):
-                raise BudgetError(422, f"{name} must be a string", {"field": name})
-            labels[name] = value
+    def check(self, request: Any) -> dict[str, Any]:
+        """Would this call fit? See alerting/budgets/check_answer.py for the answer's fields."""
+        try:
+            parsed = parse_check_request(request)
+        except CheckRequestError as exc:
+            raise BudgetError(422, f"invalid check: {exc}", exc.problems) from None
         now = self.clock()
         try:
-            found = self._check_instances(labels, now)
+            found = self._check_instances(parsed.labels, now)
         except StoreUnavailable:
             allowed = self.config.fail_mode == "open"
+            detail = f"store unreachable; budgets.fail_mode is {self.config.fail_mode!r}"
             return {
                 "allowed": allowed,
                 "state": "unknown",
+                "reason": f"{detail}: the call is {'allowed' if allowed else 'refused'} without checking budgets",
                 "budgets": [],
                 "degraded": True,
-                "detail": f"store unreachable; budgets.fail_mode is {self.config.fail_mode!r}",
+                "detail": detail,
             }
-        relevant = []
-        allowed = True
-        for instance in found:
-            budget = instance.budget
-            relevant.append(instance)
-            if budget.mode == "hard":
-                extra = {"usd": float(estimate), "requests": 1.0, "tokens": 0.0}[budget.unit]
-                after = instance.spent + extra
-                if after > budget.limit or (budget.unit == "tokens" and instance.spent >= budget.limit):
-                    allowed = False
-        return {
-            "allowed": allowed,
-            "state": _worst(i.state for i in relevant),
-            "budgets": [i.to_json() for i in relevant],
-        }
+        return decide(list(found), parsed)
 
     def _check_instances(self, labels: dict[str, str], now: float) -> list[Instance]:
         """The instances matching a check's labels, answered from a cache for up to CHECK_CACHE_SECONDS.
@@ -491,6 +634,7 @@ class BudgetService:
             return
         names = {b for b, _ in touched}
         defs = [b for b in self.definitions() if b.name in names]
+        self._alert_request_caps(result, [b for b in defs if b.max_cost_per_request or b.max_tokens_per_request])
         for instance in self.instances(only=defs):
             ident = (instance.budget.name, instance.key)
             if ident not in touched:
@@ -503,6 +647,40 @@ class BudgetService:
                 self.sink.fire(
                     alertname, instance.labels(), self._annotations(instance, alertname), SEVERITY_FOR_ALERT[alertname]
                 )
+
+    def _alert_request_caps(self, result: WriteResult, capped: list[Budget]) -> None:
+        """Fire REQUEST_CAP_ALERT for each capped budget that a newly stored call went over (counted anyway)."""
+        if not capped or self.sink is None:
+            return
+        worst: dict[tuple[str, str], tuple[Budget, Any, str]] = {}
+        for event, new in zip(result.events, result.inserted, strict=False):
+            if not new:
+                continue
+            labels = {"project": event.project, "user": event.user, "service": event.service, "model": event.model}
+            cost = (event.cost_nanousd or 0) / 1e9
+            tokens = event.input_tokens + event.cache_read_tokens + event.cache_write_tokens + event.output_tokens
+            for budget in capped:
+                key = budget.matches(labels)
+                if key is None:
+                    continue
+                if budget.max_cost_per_request is not None and cost > budget.max_cost_per_request:
+                    why = f"call {event.request_id} cost ${cost:,.4f}, over the ${budget.max_cost_per_request:,.2f} cap"
+                elif budget.max_tokens_per_request is not None and tokens > budget.max_tokens_per_request:
+                    cap = budget.max_tokens_per_request
+                    why = f"call {event.request_id} used {tokens:,} tokens, over the {cap:,} cap"
+                else:
+                    continue
+                worst.setdefault((budget.name, key), (budget, event, why))
+        now = self.clock()
+        for (name, key), (budget, _event, why) in sorted(worst.items(), key=lambda item: item[0]):
+            start = int(self._bounds(budget, now)[0].timestamp())
+            labels = {"budget": name, "scope": budget.scope, "key": key, "period_start": str(start)}
+            annotations = {
+                "summary": f"Budget {name}: a call exceeded its per-request cap ({why}); it was counted",
+                "description": f"{budget.period} budget {name}; the alert resolves when the period ends or on reset.",
+                "runbook_url": "https://github.com/llmcost/llmcost/blob/main/docs/budgets.md#per-request-caps",
+            }
+            self.sink.fire(REQUEST_CAP_ALERT, labels, annotations, "warning")
 
     def evaluate(self, now: float | None = None) -> None:
         """Scheduler job: project every instance, raise what holds, resolve what no longer does."""
@@ -532,6 +710,10 @@ class BudgetService:
         for ident, labels in active.items():
             if ident not in desired:
                 self.sink.resolve(ident[0], labels)
+        current = {b.name: str(int(self._bounds(b, now)[0].timestamp())) for b in definitions}
+        for alertname, labels in self.sink.active_labels([REQUEST_CAP_ALERT]):
+            if current.get(labels.get("budget", "")) != labels.get("period_start"):
+                self.sink.resolve(alertname, labels)  # its period is over (or the budget is gone)
 
     def _store_projections(self, definitions: list[Budget], now: float) -> None:
         cfg = self.projection

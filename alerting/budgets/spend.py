@@ -170,7 +170,24 @@ def rebuild_current_period(conn: Connection, budget: Budget, now: float, periods
         ),
         params,
     ).all()
-    if rows:
+    # Resets in this period: what was counted before each is not counted again.
+    baseline = {
+        k: (int(c or 0), int(t or 0), int(r or 0))
+        for k, c, t, r in conn.execute(
+            text(
+                "SELECT key, SUM(cost_nanousd), SUM(tokens), SUM(requests) FROM budget_resets "
+                "WHERE budget = :b AND period_start = :p GROUP BY key"
+            ),
+            {"b": budget.name, "p": first},
+        )
+    }
+    counted: list[tuple[Any, ...]] = [tuple(row) for row in rows]
+    if baseline:
+        counted = [
+            (k, *(max(int(v or 0) - base, 0) for v, base in zip((c, t, r), baseline.get(k, (0, 0, 0)), strict=True)))
+            for k, c, t, r in counted
+        ]
+    if counted:
         conn.execute(
             text(
                 "INSERT INTO budget_spend (budget, key, period_start, cost_nanousd, tokens, requests) "
@@ -178,6 +195,6 @@ def rebuild_current_period(conn: Connection, budget: Budget, now: float, periods
             ),
             [
                 {"b": budget.name, "k": k, "p": first, "c": int(c or 0), "t": int(t or 0), "r": int(r or 0)}
-                for k, c, t, r in rows
+                for k, c, t, r in counted
             ],
         )

@@ -190,10 +190,12 @@ class GatewayService:
         )
         return self._write(lambda conn: self.lifecycle.fire(conn, incoming, self.clock()))
 
-    def resolve(self, alertname: str, labels: Mapping[str, str], *, by: str = "", via: str = "scheduler") -> Change:
+    def resolve(
+        self, alertname: str, labels: Mapping[str, str], *, by: str = "", via: str = "scheduler", comment: str = ""
+    ) -> Change:
         """Report that an alert stopped firing; one resolve notification per channel it was sent to."""
         fp = AlertInput(alertname=alertname, labels=dict(labels), severity="info").fingerprint
-        actor = Actor(by=by, via=via)
+        actor = Actor(by=by, via=via, comment=comment)
         return self._write(lambda conn: self.lifecycle.resolve(conn, fp, self.clock(), actor=actor))
 
     def tick(self, now: float | None = None) -> TickResult:

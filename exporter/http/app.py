@@ -28,6 +28,7 @@ from exporter.http.body import (
 )
 from exporter.http.errors import ORJSONResponse, error
 from exporter.http.otlp import otlp_routes
+from exporter.http.summary import summary_routes
 from exporter.pipeline import IngestOutcome, Rejection
 from exporter.services import Services
 from exporter.store import StoreUnavailable
@@ -142,6 +143,7 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         Route("/metrics", metrics),
         Route("/v1/usage", ingest, methods=["POST"]),
         *otlp_routes(services),
+        *summary_routes(services),
         *extra_routes,
     ]
     return Starlette(routes=routes)

@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.engine import Engine, make_url
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
-HEAD_REVISION = "0009_alertmanager_push"
+HEAD_REVISION = "0005_budgets_origin"
 """The newest migration in MIGRATIONS_DIR (a test holds the two together)."""
 # Any fixed 64-bit number: serialises concurrent `migrate()` calls from several processes on PostgreSQL.
 _MIGRATION_LOCK_ID = 0x6C6C6D636F7374
@@ -24,8 +24,13 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def create_store_engine(url: str, *, pool_size: int = 8) -> Engine:
-    """An engine tuned for the store: WAL and full sync on SQLite, a bounded pool on PostgreSQL."""
+def create_store_engine(url: str, *, pool_size: int = 8, read_only: bool = False) -> Engine:
+    """An engine tuned for the store: WAL and full sync on SQLite, a bounded pool on PostgreSQL.
+
+    `read_only`: the database itself refuses every write on these connections (SQLite `query_only`,
+    PostgreSQL `default_transaction_read_only`), so a reading command cannot change the store even by
+    mistake.
+    """
     url = normalise_url(url)
     if make_url(url).get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
@@ -36,12 +41,15 @@ def create_store_engine(url: str, *, pool_size: int = 8) -> Engine:
             # transactions would otherwise defer the write lock and invite SQLITE_BUSY upgrades.
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
-            # Takes effect on a new file (before its first table): pruning then gives pages back to the
-            # file system in small steps (`PRAGMA incremental_vacuum`) instead of one long VACUUM.
-            cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
-            cursor.execute("PRAGMA journal_mode=WAL")
-            # FULL: a commit survives power loss, not only a process crash; commits are batched.
-            cursor.execute("PRAGMA synchronous=FULL")
+            if read_only:
+                cursor.execute("PRAGMA query_only=ON")
+            else:
+                # Takes effect on a new file (before its first table): pruning then gives pages back to the
+                # file system in small steps (`PRAGMA incremental_vacuum`) instead of one long VACUUM.
+                cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                cursor.execute("PRAGMA journal_mode=WAL")
+                # FULL: a commit survives power loss, not only a process crash; commits are batched.
+                cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
@@ -58,7 +66,10 @@ def create_store_engine(url: str, *, pool_size: int = 8) -> Engine:
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=1800,
-        connect_args={"connect_timeout": 5},
+        connect_args={
+            "connect_timeout": 5,
+            **({"options": "-c default_transaction_read_only=on"} if read_only else {}),
+        },
     )
     event.listen(engine, "checkout", _drop_dead_postgres_connection)
     return engine
@@ -95,6 +106,49 @@ def migrate(engine: Engine) -> None:
             connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+class StoreNotFound(RuntimeError):
+    """A reading command was pointed at a store that does not exist (or holds no llmcost schema)."""
+
+
+def store_location(url: str) -> str:
+    """The store's URL without its password, for messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def require_existing_store(engine: Engine, url: str, *, current: bool = True) -> None:
+    """Raise StoreNotFound unless `url` names an llmcost store (at the current schema if `current`).
+
+    Creates nothing.
+
+    SQLite would create an empty file on connect, so its path is checked before anything connects.
+    """
+    parsed = make_url(url)
+    where = store_location(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:") or database.startswith("file:"):
+            raise StoreNotFound(f"no store at {where}: a reading command needs an existing SQLite file")
+        if not Path(database).is_file():
+            raise StoreNotFound(
+                f"no store at {where} (no such file {database}); pass --db with the store `llmcost serve` uses"
+            )
+    try:
+        with engine.connect() as connection:
+            versions = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all()
+    except exc.OperationalError as error:
+        raise StoreNotFound(f"cannot open the store at {where}: {error.orig}") from error
+    except exc.DBAPIError:
+        raise StoreNotFound(f"{where} holds no llmcost store (no schema); pass --db with the store in use") from None
+    if not versions:
+        raise StoreNotFound(f"{where} holds no llmcost store (no schema); pass --db with the store in use")
+    if current and versions != [HEAD_REVISION]:
+        found = ", ".join(versions) or "none"
+        raise StoreNotFound(
+            f"the store at {where} is at schema revision {found}, this llmcost reads {HEAD_REVISION}; "
+            "start `llmcost serve` of this version once to upgrade it"
+        )
 
 
 def schema_is_current(engine: Engine) -> bool:

@@ -88,7 +88,23 @@ usage_events = Table(
     Column("cache_write_1h_tokens", BigInteger, nullable=False, server_default="0"),
     Column("price_source", String(256), nullable=True),  # e.g. "genai-prices 0.2.3 bundled data"
     Column("price_from", String(32), nullable=True),  # when that price took effect ("" = always)
+    # The `session` field (or `metadata.session_id`); never a metric label (migration 0005).
+    Column("session", String(256), nullable=True),
     UniqueConstraint("request_id", name="uq_usage_events_request_id"),
+)
+Index(
+    "ix_usage_events_session",
+    usage_events.c.session,
+    usage_events.c.ts,
+    sqlite_where=usage_events.c.session.isnot(None),
+    postgresql_where=usage_events.c.session.isnot(None),
+)
+Index(
+    "ix_usage_events_session_ts",
+    usage_events.c.ts,
+    usage_events.c.session,
+    sqlite_where=usage_events.c.session.isnot(None),
+    postgresql_where=usage_events.c.session.isnot(None),
 )
 
 usage_rollup = Table(

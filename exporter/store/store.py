@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from exporter.events import UsageEvent
-from exporter.store.engine import create_store_engine, migrate, normalise_url
+from exporter.store.engine import create_store_engine, migrate, normalise_url, require_existing_store
 from exporter.store.rollups import rollups_in_range
 from exporter.store.schema import (
     BUCKET_SECONDS,
@@ -76,9 +76,29 @@ def _is_connection_error(exc: BaseException) -> bool:
 class Store:
     """Owns the engine and the single writer; safe to share between threads."""
 
-    def __init__(self, url: str, *, clock: Callable[[], float] = time.time, auto_migrate: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        auto_migrate: bool = True,
+        read_only: bool = False,
+        must_exist: bool = False,
+    ) -> None:
+        """Open the store at `url`; `read_only`: the database refuses writes and nothing is migrated.
+
+        `read_only` or `must_exist`: a missing store is a `StoreNotFound`, never created empty.
+        """
         self.url = normalise_url(url)
-        self.engine = create_store_engine(self.url)
+        self.read_only = read_only
+        if read_only or must_exist:
+            # Checked before the engine exists: SQLite would create an empty file on the first connect.
+            probe = create_store_engine(self.url, pool_size=1, read_only=True)
+            try:
+                require_existing_store(probe, self.url, current=read_only)
+            finally:
+                probe.dispose()
+        self.engine = create_store_engine(self.url, read_only=read_only)
         self.dialect = self.engine.dialect.name
         self.clock = clock
         self._writer = BatchWriter(self.engine)
@@ -88,7 +108,7 @@ class Store:
         # only keeps the batch writer to one thread. Re-entrant: a transaction may call a write helper.
         self._write_lock = WriterTurn(sqlite_lock_path(make_url(self.url).database) if self._sqlite else None)
         self._after_commit: list[Callable[[WriteResult], None]] = []
-        if auto_migrate:
+        if auto_migrate and not read_only:
             self.migrate()
 
     def migrate(self) -> None:
@@ -110,6 +130,7 @@ class Store:
         with self._write_lock:
             try:
                 result = self._writer.write_prepared(batch, rejected=rejected)
+                result.events = events
             except Exception as exc:
                 if _is_connection_error(exc):
                     raise StoreUnavailable(str(getattr(exc, "orig", exc))) from exc

@@ -22,21 +22,21 @@ from typing import Any, Protocol
 import orjson
 from sqlalchemy.engine import Engine
 
-from exporter.events import UsageEvent
+from exporter.events import UsageEvent, session_of
 from exporter.store.schema import BUCKET_SECONDS, COUNTER_COLUMNS, LABEL_COLUMNS
 
 SeriesKey = tuple[str, str, str, str, str, str]
 """An event's label set: provider, model, project, service, user, status."""
 
 _SQLITE_ROWS_PER_INSERT = 250
-"""Event rows per SQLite INSERT statement (16 parameters each; SQLite allows 32,766 per statement)."""
+"""Event rows per SQLite INSERT statement (17 parameters each; SQLite allows 32,766 per statement)."""
 
 _LABELS_SQL = ", ".join(f'"{c}"' for c in LABEL_COLUMNS)
 _COUNTERS_SQL = ", ".join(COUNTER_COLUMNS)
 _EVENT_COLUMNS = (
     "request_id, ts, series_id, input_tokens, cache_read_tokens, cache_write_tokens, output_tokens, "
     "reasoning_tokens, cost_nanousd, cost_source, latency_ms, meta_json, ingested_at, "
-    "cache_write_1h_tokens, price_source, price_from"
+    "cache_write_1h_tokens, price_source, price_from, session"
 )
 # On SQLite, a missing latency or metadata travels as a sentinel that SQL turns back into NULL: the
 # sqlite3 module binds int, float and str directly, but sends None through its adapter lookup, which
@@ -44,7 +44,7 @@ _EVENT_COLUMNS = (
 _NO_LATENCY = -1.0  # latency_ms is validated >= 0
 _NO_METADATA = ""  # metadata is stored as a JSON object or not at all
 _SQLITE_EVENT_VALUES = (
-    "(" + ", ".join(["?"] * 10) + f", NULLIF(?, {_NO_LATENCY!r}), NULLIF(?, {_NO_METADATA!r}), ?, ?, ?, ?)"
+    "(" + ", ".join(["?"] * 10) + f", NULLIF(?, {_NO_LATENCY!r}), NULLIF(?, {_NO_METADATA!r}), ?, ?, ?, ?, NULLIF(?, ''))"
 )
 _SQL = {
     "series_insert": f"INSERT INTO usage_series ({_LABELS_SQL}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -71,7 +71,7 @@ _SQL = {
 _PG_EVENT_INSERT = (
     f"INSERT INTO usage_events ({_EVENT_COLUMNS}) SELECT * FROM unnest("
     "%s::text[], %s::float8[], %s::int8[], %s::int8[], %s::int8[], %s::int8[], %s::int8[], %s::int8[], "
-    "%s::int8[], %s::text[], %s::float8[], %s::text[], %s::float8[], %s::int8[], %s::text[], %s::text[]) "
+    "%s::int8[], %s::text[], %s::float8[], %s::text[], %s::float8[], %s::int8[], %s::text[], %s::text[], %s::text[]) "
     "ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
 )
 
@@ -111,6 +111,8 @@ class WriteResult:
     duplicates: int = 0
     new_series: dict[SeriesKey, int] = field(default_factory=dict)
     hook_results: list[Any] = field(default_factory=list)
+    events: Sequence[Any] = ()
+    """The batch's events (set by `Store.write_events` for after-commit callbacks; `inserted` flags them)."""
 
 
 class BatchWriter:
@@ -212,7 +214,7 @@ class BatchWriter:
         if not rows:
             return []
         if self._postgres:
-            # One statement per batch: the rows travel as 16 arrays and `unnest` turns them back into
+            # One statement per batch: the rows travel as 17 arrays and `unnest` turns them back into
             # rows. `executemany … RETURNING` would answer with one result set per row, walked in Python.
             cursor.execute(_PG_EVENT_INSERT, [list(column) for column in zip(*rows, strict=True)])
             returned = {r[0] for r in cursor.fetchall()}
@@ -298,6 +300,7 @@ def prepare_batch(events: Sequence[UsageEvent], now: float, *, postgres: bool) -
     if postgres:
         unique.sort(key=lambda i: events[i].request_id)
     no_latency, no_metadata = (None, None) if postgres else (_NO_LATENCY, _NO_METADATA)
+    no_session = None if postgres else ""
     rows: list[list[Any]] = []
     groups: dict[tuple[SeriesKey, int], list[list[Any]]] = {}
     # One pass that reads each attribute once and only files each row under its (series, bucket): this
@@ -323,6 +326,7 @@ def prepare_batch(events: Sequence[UsageEvent], now: float, *, postgres: bool) -
             ev.cache_write_1h_tokens,
             ev.price_source,
             ev.price_from,
+            (ev.session or session_of(ev) or no_session) if ev.session or ev.metadata else no_session,
         ]
         rows.append(row)
         # The label set the event is counted under, and its bucket.

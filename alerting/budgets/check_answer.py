@@ -1,0 +1,202 @@
+"""The pre-call check: the request it accepts and the answer that explains itself.
+
+Pure functions over the matching budget instances (no I/O): `parse_check_request` validates the body
+(unknown fields are refused, so a typo such as `projectt` cannot silently mean "no budget applies"),
+and `decide` answers `allowed`, a `state` that never contradicts it, a `reason` in plain words naming
+the budget that decided, one entry per budget (`spent`, `estimate`, `limit`, `state_after`, `decided`)
+and the `fallback_model` a gateway may switch to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from alerting.budgets.definition import STATES, Budget
+
+LABEL_FIELDS = ("project", "user", "service", "model")
+ESTIMATE_FIELDS = ("estimated_cost_usd", "estimated_tokens", "estimated_requests")
+CHECK_FIELDS = (*LABEL_FIELDS, *ESTIMATE_FIELDS)
+
+
+class CheckInstance(Protocol):
+    """What `decide` needs of a budget instance (service.Instance)."""
+
+    @property
+    def budget(self) -> Budget:
+        """The definition."""
+
+    @property
+    def key(self) -> str:
+        """The value of the scope's label."""
+
+    @property
+    def spent(self) -> float:
+        """Spent in the current period, in the budget's unit."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The status object."""
+
+
+@dataclass(frozen=True)
+class CheckRequest:
+    """A validated check: the call's labels and its estimates (requests default to 1: this call)."""
+
+    labels: dict[str, str]
+    cost_usd: float = 0.0
+    tokens: int = 0
+    requests: int = 1
+
+    def estimate(self, unit: str) -> float:
+        """The call's estimate in a budget's unit."""
+        return {"usd": self.cost_usd, "tokens": float(self.tokens), "requests": float(self.requests)}[unit]
+
+
+class CheckRequestError(ValueError):
+    """The body is not a valid check; `problems` name every bad field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def parse_check_request(raw: Any) -> CheckRequest:
+    """Validate a check body; raises CheckRequestError listing every problem (unknown fields first)."""
+    if not isinstance(raw, dict):
+        raise CheckRequestError([f"the body must be an object with {', '.join(CHECK_FIELDS)}"])
+    problems = [
+        f"{name}: unknown field (allowed: {', '.join(CHECK_FIELDS)})" for name in sorted(set(raw) - set(CHECK_FIELDS))
+    ]
+    labels = {}
+    for name in LABEL_FIELDS:
+        value = raw.get(name, "")
+        if value is None:
+            value = ""
+        if not isinstance(value, str):
+            problems.append(f"{name}: must be a string")
+        labels[name] = value if isinstance(value, str) else ""
+    cost = raw.get("estimated_cost_usd", 0.0)
+    cost = 0.0 if cost is None else cost
+    if isinstance(cost, bool) or not isinstance(cost, int | float) or not 0 <= cost < 1e9:
+        problems.append("estimated_cost_usd: must be a number >= 0")
+        cost = 0.0
+    counts = {}
+    for name, default in (("estimated_tokens", 0), ("estimated_requests", 1)):
+        value = raw.get(name, default)
+        value = default if value is None else value
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 10**15:
+            problems.append(f"{name}: must be an integer >= 0")
+            value = default
+        counts[name] = value
+    if problems:
+        raise CheckRequestError(problems)
+    return CheckRequest(labels, float(cost), counts["estimated_tokens"], counts["estimated_requests"])
+
+
+def _amount(budget: Budget, value: float) -> str:
+    if budget.unit == "usd":
+        return f"${value:,.2f}"
+    return f"{value:,.0f} {budget.unit}"
+
+
+def _describe(instance: CheckInstance) -> str:
+    """E.g. "project search daily budget search-daily"."""
+    b = instance.budget
+    scope = "global" if b.scope == "global" else f"{b.scope} {instance.key}"
+    period = "" if b.period == "total" else f"{b.period} "
+    return f"{scope} {period}budget {b.name}"
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    instance: CheckInstance
+    estimate: float
+    after: float
+    state_after: str
+    refuses: bool
+    over_cap: str  # why a per-request cap is exceeded, or ""
+
+
+def _verdict(instance: CheckInstance, request: CheckRequest) -> _Verdict:
+    budget = instance.budget
+    estimate = request.estimate(budget.unit)
+    after = instance.spent + estimate
+    over_cap = ""
+    if budget.max_cost_per_request is not None and request.cost_usd > budget.max_cost_per_request:
+        over_cap = (
+            f"this call's estimated ${request.cost_usd:,.2f} exceeds its per-request cap of "
+            f"${budget.max_cost_per_request:,.2f}"
+        )
+    elif budget.max_tokens_per_request is not None and request.tokens > budget.max_tokens_per_request:
+        over_cap = (
+            f"this call's estimated {request.tokens:,} tokens exceed its per-request cap of "
+            f"{budget.max_tokens_per_request:,} tokens"
+        )
+    # Without an estimate in its unit, a budget already at its limit still refuses.
+    over = after > budget.limit or (estimate == 0 and instance.spent >= budget.limit)
+    refuses = budget.mode == "hard" and (over or bool(over_cap))
+    state_after = "exceeded" if over else budget.state(after / budget.limit)
+    return _Verdict(instance, estimate, after, state_after, refuses, over_cap)
+
+
+def decide(instances: list[CheckInstance], request: CheckRequest) -> dict[str, Any]:
+    """The check answer for the matching instances (see the module docstring)."""
+    verdicts = [_verdict(i, request) for i in instances]
+    refusing = [v for v in verdicts if v.refuses]
+    if refusing:
+        # The budget overshot most (relative to its limit) decides; a cap breach counts as overshooting.
+        decider: _Verdict | None = max(refusing, key=lambda v: (bool(v.over_cap), v.after / v.instance.budget.limit))
+    else:
+        decider = max(verdicts, key=lambda v: v.after / v.instance.budget.limit, default=None)
+    allowed = not refusing
+    # A refusal is always "exceeded"; otherwise the worst state the budgets are in now (each entry's
+    # `state_after` tells where this call would take it).
+    now = (v.instance.budget.state(v.instance.spent / v.instance.budget.limit) for v in verdicts)
+    state = "exceeded" if not allowed else max(now, key=STATES.index, default="ok")
+    reason = _reason(decider, allowed, request)
+    fallback = ""
+    for v in ([decider] if decider is not None else []) + verdicts:
+        if v.instance.budget.fallback_model and (v.refuses or v.state_after == "exceeded" or v.over_cap):
+            fallback = v.instance.budget.fallback_model
+            break
+    answer: dict[str, Any] = {
+        "allowed": allowed,
+        "state": state,
+        "reason": reason,
+        "budgets": [
+            {
+                **v.instance.to_json(),
+                "estimate": round(v.estimate, 9),
+                "state_after": v.state_after,
+                "decided": v is decider,
+            }
+            for v in verdicts
+        ],
+    }
+    if fallback:
+        answer["fallback_model"] = fallback
+    return answer
+
+
+def _reason(decider: _Verdict | None, allowed: bool, request: CheckRequest) -> str:
+    if decider is None:
+        labels = ", ".join(f"{k} {v}" for k, v in request.labels.items() if v) or "these labels"
+        return f"no budget applies to {labels}"
+    budget = decider.instance.budget
+    spent = f"{_amount(budget, decider.instance.spent)} of {_amount(budget, budget.limit)} spent"
+    what = _describe(decider.instance)
+    if decider.over_cap and not allowed:
+        return f"{what}: {decider.over_cap}"
+    if not allowed:
+        if decider.estimate == 0 and decider.instance.spent >= budget.limit:
+            return f"{what}: {spent}, nothing is left for this call"
+        return f"{what}: {spent}, this call's {_amount(budget, decider.estimate)} would exceed it"
+    if decider.state_after == "exceeded":
+        return (
+            f"allowed: {what} ({budget.mode}) is over its limit ({spent}, this call's "
+            f"{_amount(budget, decider.estimate)} included), but only hard budgets refuse"
+        )
+    return (
+        f"allowed: closest is {what}: {spent}, {_amount(budget, decider.after)} "
+        f"({decider.after / budget.limit:.0%}) after this call"
+    )

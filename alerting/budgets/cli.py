@@ -1,0 +1,200 @@
+"""`llmcost budgets list|show|create|update|delete|reset|apply`.
+
+`list` and `show` open the store read-only. The others write definitions the way their name says and
+nothing else: no command applies the `budgets:` of the `--config` it was given, except `apply`, which
+prints the difference first (`--dry-run` stops there) and deletes only with `--prune`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from alerting.budgets.apply import Prune
+from alerting.budgets.definition import parse_budgets_section
+from alerting.budgets.service import BudgetError, BudgetService
+from exporter.config import Config, load_config
+from exporter.services import Services
+from exporter.store import store_location
+
+WRITE_ACTIONS = ("create", "update", "delete", "reset", "apply")
+ACTIONS = ("list", "show", *WRITE_ACTIONS)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `budgets` subcommand's arguments (after `--config` and `--db`)."""
+    parser.add_argument("action", nargs="?", choices=ACTIONS, default="list")
+    parser.add_argument("name", nargs="?")
+    fields = parser.add_argument_group("budget fields (create, update; same validation as the config file)")
+    fields.add_argument("--scope", choices=("global", "project", "user", "service", "model"))
+    fields.add_argument("--key", help='value the budget applies to, or "*" for each value (reset: one key only)')
+    fields.add_argument("--period", choices=("hourly", "daily", "weekly", "monthly", "yearly", "total"))
+    fields.add_argument("--limit", type=float)
+    fields.add_argument("--unit", choices=("usd", "tokens", "requests"))
+    fields.add_argument("--mode", choices=("track", "soft", "hard"))
+    fields.add_argument("--timezone")
+    fields.add_argument("--description")
+    fields.add_argument("--threshold", action="append", default=[], metavar="LEVEL=RATIO", help="e.g. warning=0.7")
+    fields.add_argument("--max-cost-per-request", type=float)
+    fields.add_argument("--max-tokens-per-request", type=int)
+    fields.add_argument("--fallback-model")
+    parser.add_argument("--json", dest="definition_json", help="the whole definition as a JSON object")
+    parser.add_argument("--by", default=os.environ.get("USER", "cli"), help="who makes the change (audited)")
+    parser.add_argument("--reason", default="", help="reset: why (recorded, and on the resolved alerts)")
+    parser.add_argument("--dry-run", action="store_true", help="apply: print the difference, change nothing")
+    parser.add_argument("--prune", action="store_true", help="apply: delete config budgets the file no longer declares")
+    parser.add_argument("--format", choices=("table", "json"), default="table", help="list: output format")
+
+
+def run(args: argparse.Namespace, config_from_args: Callable[[argparse.Namespace], Config]) -> int:
+    """Carry out one `llmcost budgets` command."""
+    action = args.action
+    if action in ("show", "create", "update", "delete", "reset") and not args.name:
+        print(f"usage: llmcost budgets {action} NAME", file=sys.stderr)
+        return 2
+    if action == "apply" and not args.config:
+        print("usage: llmcost budgets apply --config FILE [--dry-run] [--prune]", file=sys.stderr)
+        return 2
+    config = config_from_args(args)
+    read_only = action in ("list", "show") or (action == "apply" and args.dry_run)
+    services = Services.build(config, start_writer=False, read_only=read_only, must_exist=True)
+    print(f"store: {store_location(config.database_url)}", file=sys.stderr)
+    try:
+        service = BudgetService(services.store, parse_budgets_section(None, []), clock=services.clock)
+        if action == "apply":
+            return _apply(service, args)
+        if action in ("list", "show"):
+            return _list(service, args) if action == "list" else _show(service, args.name)
+        gateway = _gateway(services) if action in ("delete", "reset") else None
+        if gateway is not None:
+            from alerting.runtime import GatewaySink
+
+            service.sink = GatewaySink(gateway)
+        return _write(service, args)
+    except BudgetError as exc:
+        print(f"{exc}", file=sys.stderr)
+        for problem in exc.detail if isinstance(exc.detail, list) else []:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    finally:
+        services.close()
+
+
+def _gateway(services: Services) -> Any:
+    """The gateway without delivery workers: resolutions are queued, the running server sends them."""
+    from alerting.gateway.service import GatewayService
+
+    gateway = GatewayService(services.store, services.config, clock=services.clock, start_workers=False)
+    services.closers.append(gateway.close)
+    return gateway
+
+
+def _fields(args: argparse.Namespace) -> dict[str, Any]:
+    raw: dict[str, Any] = {}
+    if args.definition_json:
+        loaded = orjson.loads(args.definition_json)
+        if not isinstance(loaded, dict):
+            raise BudgetError(422, "--json must be a JSON object")
+        raw.update(loaded)
+    for name in (
+        "scope",
+        "key",
+        "period",
+        "limit",
+        "unit",
+        "mode",
+        "timezone",
+        "description",
+        "max_cost_per_request",
+        "max_tokens_per_request",
+        "fallback_model",
+    ):
+        value = getattr(args, name)
+        if value is not None:
+            raw[name] = int(value) if name == "limit" and float(value).is_integer() else value
+    thresholds: dict[str, Any] = dict(raw.get("thresholds") or {})
+    for item in args.threshold:
+        level, _, ratio = item.partition("=")
+        try:
+            thresholds[level] = float(ratio)
+        except ValueError:
+            raise BudgetError(422, f"--threshold {item!r}: expected LEVEL=RATIO, e.g. warning=0.7") from None
+    if thresholds:
+        raw["thresholds"] = thresholds
+    return raw
+
+
+def _write(service: BudgetService, args: argparse.Namespace) -> int:
+    name = args.name
+    if args.action == "delete":
+        service.delete(name, by=args.by)
+        print(f"budget {name} deleted by {args.by}")
+        return 0
+    if args.action == "reset":
+        records = service.reset(name, by=args.by, reason=args.reason, key=args.key)
+        for r in records:
+            spent = f"${r['spent_before']:,.2f}" if r["unit"] == "usd" else f"{r['spent_before']:,.0f} {r['unit']}"
+            print(f"budget {name} key {r['key'] or '-'}: reset by {r['reset_by']} at {r['reset_at']} ({spent} spent)")
+        return 0
+    budget = service.put(name, _fields(args), origin="cli", by=args.by, mode=args.action)
+    print(f"budget {name} {args.action}d (origin cli, by {args.by})")
+    print(orjson.dumps(service.status(budget.name), option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+def _apply(service: BudgetService, args: argparse.Namespace) -> int:
+    problems: list[str] = []
+    config = load_config(args.config)
+    section = parse_budgets_section(config.raw.get("budgets"), problems)
+    if problems:  # load_config validated already; kept for a section validator that changes
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    origin_ref = str(Path(args.config).resolve())
+    prune = Prune.CONFIG if args.prune else Prune.NONE
+    plan = service.apply_config(section.items, origin_ref=origin_ref, prune=prune, dry_run=args.dry_run, by=args.by)
+    for line in plan.lines():
+        print(line)
+    verb = "would change" if args.dry_run else "changed"
+    print(
+        f"{origin_ref}: {len(plan.create)} to create, {len(plan.update)} to update, {len(plan.delete)} to delete, "
+        f"{len(plan.unchanged)} unchanged, {len(plan.kept)} kept, {len(plan.conflicts)} conflicts "
+        f"({verb if plan.changes else 'nothing to change'})"
+    )
+    return 1 if plan.conflicts else 0
+
+
+def _list(service: BudgetService, args: argparse.Namespace) -> int:
+    instances = service.instances()
+    origins = {row.name: row.origin for row in service.stored_definitions()}
+    if args.format == "json":
+        rows = [{**i.to_json(), "origin": origins.get(i.budget.name, "")} for i in instances]
+        print(orjson.dumps({"budgets": rows}).decode())
+        return 0
+    width = max([len(i.budget.name) for i in instances] + [6])
+    print(
+        f"{'budget':<{width}} {'key':<16} {'period':<8} {'spent':>12} {'limit':>12} {'ratio':>7} {'projected':>12} "
+        f"{'state':<9} origin"
+    )
+    for i in instances:
+        origin = origins.get(i.budget.name, "")
+        print(
+            f"{i.budget.name:<{width}} {i.key[:16] or '-':<16} {i.budget.period:<8} {i.spent:>12.2f} "
+            f"{i.budget.limit:>12.2f} {i.ratio:>7.1%} {i.projected:>12.2f} {i.state:<9} {origin}"
+        )
+    if not instances:
+        print("(no budgets in this store: `llmcost budgets apply --config FILE`, `budgets create`, or PUT /v1/budgets)")
+    return 0
+
+
+def _show(service: BudgetService, name: str) -> int:
+    body = {**service.status(name), **service.origin(name), "definition": service.get(name).to_json()}
+    body["resets"] = service.resets(name)
+    print(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
+    return 0

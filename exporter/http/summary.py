@@ -1,0 +1,73 @@
+"""`GET /v1/usage/summary?by=user|session|project|model|service|provider&since=…&until=…` (admin token)."""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from exporter.http.auth import check_bearer
+from exporter.http.errors import ORJSONResponse, error
+from exporter.services import Services
+from exporter.store import StoreUnavailable
+from exporter.usage_summary import BY, summarize
+
+DEFAULT_WINDOW_SECONDS = 86_400.0
+
+
+def parse_instant(value: str, name: str) -> float:
+    """Epoch seconds from epoch seconds or an RFC 3339 timestamp (a zone is required)."""
+    try:
+        number = float(value)
+    except ValueError:
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{name}: expected RFC 3339 or epoch seconds, got {value[:64]!r}") from None
+        if parsed.tzinfo is None:
+            raise ValueError(f"{name}: give a time zone (e.g. 2026-12-01T00:00:00Z)") from None
+        return parsed.timestamp()
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"{name}: must be a time after 1970")
+    return number
+
+
+def summary_routes(services: Services) -> list[BaseRoute]:
+    """The usage summary route."""
+
+    async def summary(request: Request) -> Response:
+        denied = check_bearer(request, services.config.auth.admin_tokens)
+        if denied is not None:
+            return denied
+        query = request.query_params
+        unknown = sorted(set(query) - {"by", "since", "until", "session", "limit"})
+        if unknown:
+            return error(422, f"unknown query parameter(s): {', '.join(unknown)}")
+        by = query.get("by", "project")
+        if by not in BY:
+            return error(422, f"by must be one of {', '.join(BY)}, got {by[:32]!r}")
+        try:
+            until = parse_instant(query["until"], "until") if "until" in query else time.time()
+            since = parse_instant(query["since"], "since") if "since" in query else until - DEFAULT_WINDOW_SECONDS
+            limit = int(query.get("limit", "1000"))
+        except ValueError as exc:
+            return error(422, str(exc))
+        if since >= until:
+            return error(422, "since must be before until")
+        session = query.get("session")
+        if session is not None and by != "session":
+            return error(422, "session= narrows by=session only")
+        try:
+            found = await run_in_threadpool(
+                lambda: summarize(services.store, by, since, until, session=session, limit=limit)
+            )
+        except StoreUnavailable:
+            return error(503, "store unavailable, retry later", headers={"Retry-After": "5"})
+        return ORJSONResponse(found.to_json())
+
+    return [Route("/v1/usage/summary", summary, methods=["GET"])]

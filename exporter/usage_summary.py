@@ -1,0 +1,104 @@
+"""Spend totals per user, project, model, service, provider (from the rollups) or session (through an index).
+
+Label totals never read raw events: the 5-minute rollups joined to their series answer them, so a
+summary costs the same at a million events as at ten; `since`/`until` are taken to whole buckets
+(rounded down). Sessions are not a series label (unbounded), so they are summed from the events
+through the partial indexes on `usage_events.session` (migration 0005): a range of time walks
+`(ts, session)` over the events that have a session, one session walks `(session, ts)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+
+from exporter.events import nanos_to_usd
+from exporter.store import Store
+from exporter.store.schema import BUCKET_SECONDS
+
+LABELS = ("user", "project", "model", "service", "provider")
+BY = (*LABELS, "session")
+TOKENS = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens")
+MAX_ROWS = 10_000
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Totals per value of `by` between `since` and `until` (epoch seconds), highest cost first."""
+
+    by: str
+    since: float
+    until: float
+    rows: list[dict[str, Any]]
+    source: str  # "rollups" or "events"
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON answer of `GET /v1/usage/summary`."""
+        return {
+            "by": self.by,
+            "since": self.since,
+            "until": self.until,
+            "source": self.source,
+            "rows": self.rows,
+            "total_cost_usd": round(sum(r["cost_usd"] for r in self.rows), 9),
+        }
+
+
+def _row(by: str, value: str, requests: Any, cost: Any, tokens: list[Any]) -> dict[str, Any]:
+    counts = {name: int(v or 0) for name, v in zip(TOKENS, tokens, strict=True)}
+    return {
+        by: value,
+        "requests": int(requests or 0),
+        "cost_usd": nanos_to_usd(int(cost or 0)),
+        **counts,
+        "tokens": sum(counts.values()),
+    }
+
+
+def summarize(
+    store: Store, by: str, since: float, until: float, *, session: str | None = None, limit: int = 1000
+) -> Summary:
+    """Totals per `by` value in [since, until); `session` narrows a session summary to that one."""
+    if by not in BY:
+        raise ValueError(f"by must be one of {', '.join(BY)}")
+    limit = max(1, min(limit, MAX_ROWS))
+    if by == "session":
+        return _sessions(store, since, until, session, limit)
+    first = int(since // BUCKET_SECONDS) * BUCKET_SECONDS
+    last = int(until // BUCKET_SECONDS) * BUCKET_SECONDS
+    columns = ("requests", "cost_nanousd", *TOKENS)
+    inner = ", ".join(f"SUM({c}) AS {c}" for c in columns)
+    outer = ", ".join(f"SUM(t.{c})" for c in columns)
+    # Summed per series first (the rollup rows of the range, once), then per label over the few series.
+    sql = text(
+        f'SELECT s."{by}", {outer} FROM (SELECT series_id, {inner} FROM usage_rollup '
+        "WHERE bucket >= :first AND bucket < :last GROUP BY series_id) t "
+        f'JOIN usage_series s ON s.id = t.series_id GROUP BY s."{by}" ORDER BY 3 DESC LIMIT :limit'
+    )
+    with store.reading() as conn:
+        found = conn.execute(sql, {"first": first, "last": last, "limit": limit}).all()
+    rows = [_row(by, r[0], r[1], r[2], list(r[3:])) for r in found]
+    return Summary(by, float(first), float(last), rows, "rollups")
+
+
+def _sessions(store: Store, since: float, until: float, session: str | None, limit: int) -> Summary:
+    tokens = ", ".join(f"SUM({c})" for c in TOKENS)
+    where = "session IS NOT NULL AND ts >= :since AND ts < :until"
+    params: dict[str, Any] = {"since": since, "until": until, "limit": limit}
+    if session is not None:
+        where += " AND session = :session"
+        params["session"] = session
+    sql = text(
+        f"SELECT session, COUNT(*), SUM(cost_nanousd), {tokens}, MIN(ts), MAX(ts) FROM usage_events "
+        f"WHERE {where} GROUP BY session ORDER BY 3 DESC LIMIT :limit"
+    )
+    with store.reading() as conn:
+        found = conn.execute(sql, params).all()
+    rows = []
+    for r in found:
+        row = _row("session", r[0], r[1], r[2], list(r[3:7]))
+        row.update(first_ts=float(r[7]), last_ts=float(r[8]))
+        rows.append(row)
+    return Summary("session", since, until, rows, "events")
