@@ -56,7 +56,7 @@ def history(days: int = 120, *, step_hours: int = 3, now: float = NOW) -> list[d
                 "project": "search",
                 "user": f"u{i % 4}",
                 "service": "api",
-                "metadata": {"session": f"s{i // 8}"},
+                "session": f"s{i // 8}",
             },
             {
                 "request_id": f"chat-{i}",

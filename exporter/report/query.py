@@ -3,8 +3,8 @@
 Series labels (`provider`, `model`, `project`, `user`, `service`, `status`) come from the rollups,
 never from a scan of raw events, so a report over a year costs what one over a day does, and stays
 the same after pruning. The range resolves to 5-minute buckets (whole hours where those were pruned).
-`session` is not a series label: it is read from raw events (`event_session`), so a breakdown by
-session covers only what the raw-event retention still holds.
+`session` is not a series label: it is read from the raw events' indexed `session` column
+(`event_session`), so a breakdown by session covers only what the raw-event retention still holds.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from sqlalchemy import func, select, text
 
 from exporter.store import Store
@@ -26,19 +25,12 @@ DIMENSIONS = (*SERIES_DIMENSIONS, "session")
 FAR_FUTURE = 2**62
 
 
-def event_session(meta_json: str | None) -> str:
-    """The session an event belongs to: its `session` metadata key ("" when absent).
+def event_session(session: str | None) -> str:
+    """The session an event belongs to, as stored in its `session` column ("" when it has none).
 
-    The one place that knows where a session is recorded (switch it here if events gain a column).
+    The column holds the event's `session` field, else its `metadata.session_id` (`exporter.events.session_of`).
     """
-    if not meta_json:
-        return ""
-    try:
-        meta = orjson.loads(meta_json)
-    except orjson.JSONDecodeError:
-        return ""
-    value = meta.get("session") if isinstance(meta, dict) else None
-    return value if isinstance(value, str) else ""
+    return session or ""
 
 
 @dataclass
@@ -135,7 +127,7 @@ def _breakdown_from_events(store: Store, by: Sequence[str], since: float | None,
     series_labels = [name for name in by if name != "session"]
     label_sql = "".join(f', s."{name}"' for name in series_labels)
     sql = text(
-        "SELECT e.meta_json, e.cost_source, e.input_tokens, e.cache_read_tokens, e.cache_write_tokens, "
+        "SELECT e.session, e.cost_source, e.input_tokens, e.cache_read_tokens, e.cache_write_tokens, "
         f"e.output_tokens, e.reasoning_tokens, e.cost_nanousd{label_sql} "
         "FROM usage_events e JOIN usage_series s ON s.id = e.series_id WHERE e.ts >= :since AND e.ts < :until"
     )
