@@ -31,11 +31,13 @@ buckets at the same ticks:
 
 both also held to the detector's `min_spend_usd`, so they are not blamed for alerts on cents.
 
-Scores per factor: a spike case is detected when a method fires during its horizon; a normal case that
-fires is a false alarm. Precision = fired spike cases / all fired cases; recall over the spike cases
-whose full level reaches `min_spend_usd` in 30 minutes (smaller ones never alert by design); false
-alarms per tenant-day = alerts started in normal cases / their observed tenant-days; delay = minutes
-from the spike's start to the first firing pass (median over detected spikes).
+Passes start `WARMUP_MINUTES` before the moment, as the scheduler would have been running, so
+hysteresis state is real. Scores per factor: a spike case is caught when a method has an alert firing
+at some pass during its horizon (raised by the spike, or already up and held); a normal case is a false
+alarm when an alert starts during its horizon. Precision = caught spike cases / (those + false alarms);
+recall over the spike cases whose full level reaches `min_spend_usd` in 30 minutes (smaller ones never
+alert by design); false alarms per tenant-day = alerts started in normal cases / their observed
+tenant-days; delay = minutes from the spike's start to the first firing pass (median over caught spikes).
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ PRICE_PER_CALL = 0.01
 STEP_HOURS = 3
 FIRST_DAY = 8
 HORIZON_MINUTES = 60
+WARMUP_MINUTES = 60
 SPIKE_SHARE = 0.15
 FACTORS = (2.0, 3.0, 5.0, 10.0)
 SHAPES = ("step", "ramp", "burst")
@@ -182,7 +185,7 @@ class Run:
     """Per case row and method: the first firing minute (0: never), alerts started, best detector reason."""
 
     first: np.ndarray
-    """(n_rows, n_methods) minute of the first firing pass after the start, 0 when none fired."""
+    """(n_rows, n_methods) first minute after the moment with an alert firing, 0 when none was."""
     starts: np.ndarray
     """(n_rows, n_methods) alerts started (rising edges)."""
     best_reason: np.ndarray
@@ -195,51 +198,55 @@ def run_cases(
     factors: np.ndarray,
     cfg: DetectionConfig,
 ) -> Run:
-    """Watch each (case, factor) row for `HORIZON_MINUTES`; `factors` is 1 for a normal case."""
+    """Watch each (case, factor) row for `HORIZON_MINUTES`; `factors` is 1 for a normal case.
+
+    Passes start `WARMUP_MINUTES` before the moment, so an alert already raised by what came before (and
+    held by hysteresis) is not taken for a new one; only alerts that start after the moment count.
+    """
     need = cfg.buckets_needed
     per = cfg.bucket_seconds // 60
-    horizon = HORIZON_MINUTES
+    warm, horizon = WARMUP_MINUTES, HORIZON_MINUTES
     n = cases.tenant.size
     first = np.zeros((n, len(METHODS)), dtype=np.int64)
     starts = np.zeros((n, len(METHODS)), dtype=np.int64)
     best = np.zeros(n, dtype=np.int8)
-    offset = cases.start % per
-    for r in range(per):  # cases whose moment is r minutes into a bucket share each pass's now_fraction
+    origin = cases.start - warm
+    offset = origin % per
+    for r in range(per):  # rows whose first pass is r minutes into a bucket share every pass's now_fraction
         rows = np.nonzero(offset == r)[0]
         if rows.size == 0:
             continue
-        b0 = cases.start[rows] // per  # bucket holding the moment
-        n_hb = (r + horizon + per - 1) // per  # buckets the horizon touches
-        # Minutes from the start of bucket b0 to the end of the horizon's last bucket, spike added.
+        b0 = origin[rows] // per  # bucket holding the first pass's minute
+        n_hb = (r + warm + horizon + per - 1) // per  # buckets the passes touch
+        # Minutes from the start of bucket b0 to the end of the last pass's bucket, spike added.
         span = n_hb * per
         mins = np.stack([tenants[t].minute_spend[b * per : b * per + span] for t, b in zip(cases.tenant[rows], b0)])
         extra = spike_profile(cases.shape[rows], horizon) * ((factors[rows] - 1) * cases.typical[rows])[:, None]
-        mins[:, r : r + horizon] += extra
+        mins[:, r + warm : r + warm + horizon] += extra
         hist = np.stack(
             [
                 tenants[t].minute_spend[(b - need + 1) * per : b * per].reshape(-1, per).sum(axis=1)
                 for t, b in zip(cases.tenant[rows], b0)
             ]
         )
-        horizon_buckets = mins.reshape(rows.size, n_hb, per).sum(axis=2)
-        cols = np.concatenate([hist, horizon_buckets], axis=1)  # bucket b0 is column need - 1
-        prev = np.zeros(rows.size, dtype=bool)
-        prev_rules = np.zeros((rows.size, 2), dtype=bool)
-        for k in range(1, horizon + 1):
-            j, inside = divmod(r + k - 1, per)  # the bucket holding minute now - 1, and how far into it
+        pass_buckets = mins.reshape(rows.size, n_hb, per).sum(axis=2)
+        cols = np.concatenate([hist, pass_buckets], axis=1)  # bucket b0 is column need - 1
+        prev = np.zeros((rows.size, len(METHODS)), dtype=bool)
+        for k in range(1 - warm, horizon + 1):  # the pass at the end of minute k after the moment
+            j, inside = divmod(r + warm + k - 1, per)  # the bucket holding minute now - 1, how far into it
             f = (inside + 1) / per
             values = cols[:, j : j + need].copy()
-            values[:, -1] = mins[:, j * per : r + k].sum(axis=1)
-            res = detect_spikes(values, cfg, now_fraction=f, previously_firing=prev)
-            best[rows] = np.maximum(best[rows], res.reason)
-            rules = np.stack(simple_rules(values, f, cfg), axis=1)
-            fired = np.concatenate([res.is_spike[:, None], rules], axis=1)
-            rising = fired & ~np.concatenate([prev[:, None], prev_rules], axis=1)
-            starts[rows] += rising
-            sub = first[rows]
-            sub[(sub == 0) & fired] = k
-            first[rows] = sub
-            prev, prev_rules = res.is_spike, rules
+            values[:, -1] = mins[:, j * per : r + warm + k].sum(axis=1)
+            res = detect_spikes(values, cfg, now_fraction=f, previously_firing=prev[:, 0])
+            fired = np.concatenate([res.is_spike[:, None], np.stack(simple_rules(values, f, cfg), axis=1)], axis=1)
+            if k >= 1:
+                best[rows] = np.maximum(best[rows], res.reason)
+                rising = fired & ~prev
+                starts[rows] += rising
+                sub = first[rows]
+                sub[(sub == 0) & fired] = k
+                first[rows] = sub
+            prev = fired
     return Run(first, starts, best)
 
 
@@ -259,9 +266,9 @@ class Score:
 
 def score(run: Run, m: int, spike_rows: np.ndarray, eligible: np.ndarray, normal_rows: np.ndarray) -> Score:
     """Method `m`'s precision, recall, F1, false alarms per tenant-day and median delay."""
-    fired = run.first[:, m] > 0
+    fired = run.first[:, m] > 0  # a spike is caught by an alert firing while it lasts (new or held)
     tp = int(fired[spike_rows].sum())
-    fp = int(fired[normal_rows].sum())
+    fp = int((run.starts[normal_rows, m] > 0).sum())  # a normal moment is wronged by a new alert
     hits = fired[spike_rows] & eligible
     n_el = int(eligible.sum())
     precision = tp / (tp + fp) if tp + fp else float("nan")
@@ -350,7 +357,7 @@ def diagnose(ev: Evaluation, tenants: list[Tenant]) -> None:
         print("    shape/reason:", ", ".join(f"{k[0]}/{k[1]} {v}" for k, v in by.most_common()))
         by_t = Counter(names[ev.cases.tenant[r]] for r in missed)
         print("    tenants:", ", ".join(f"{k} {v}" for k, v in by_t.most_common(12)))
-    false = ev.normal_rows[ev.run.first[ev.normal_rows, 0] > 0]
+    false = ev.normal_rows[ev.run.starts[ev.normal_rows, 0] > 0]
     by_t = Counter(names[ev.cases.tenant[r]] for r in false)
     print(f"  false alarms: {false.size};", ", ".join(f"{k} {v}" for k, v in by_t.most_common(12)))
 
