@@ -120,6 +120,9 @@ class Cases:
     """The tenant's usual spend per minute now: the higher of its mean at this time of day (+- 1 h) over
     the previous 7 days and its mean over the last `RECENT_MINUTES` (a spike is never a mere return to
     a busy spell's level)."""
+    established: np.ndarray
+    """The tenant has a level here to be a multiple of: spend in this hour (+- 30 min) on at least 4 of
+    the previous 7 days, or in at least half of the 10-minute windows of the last `RECENT_MINUTES`."""
 
 
 def make_cases(tenants: list[Tenant], seed: int = SEED, spike_share: float = SPIKE_SHARE) -> Cases:
@@ -136,12 +139,16 @@ def make_cases(tenants: list[Tenant], seed: int = SEED, spike_share: float = SPI
     spiked = rng.random(tenant.size) < spike_share
     shape = rng.integers(len(SHAPES), size=tenant.size)
     typical = np.empty(tenant.size)
+    established = np.empty(tenant.size, dtype=bool)
     for k, (i, s) in enumerate(rows):
         spend = tenants[i].minute_spend
         same = s - 1440 * np.arange(1, 8)
         idx = (same[:, None] + np.arange(-60, 60)[None, :]).ravel()
         typical[k] = max(spend[idx].mean(), spend[s - RECENT_MINUTES : s].mean())
-    return Cases(tenant, start, spiked, shape, typical)
+        days_active = sum(spend[d - 30 : d + 30].sum() > 0 for d in same)
+        recent = spend[s - RECENT_MINUTES : s].reshape(-1, 10).sum(axis=1)
+        established[k] = days_active >= 4 or np.mean(recent > 0) >= 0.5
+    return Cases(tenant, start, spiked, shape, typical, established)
 
 
 def spike_profile(shape: np.ndarray, minutes: int) -> np.ndarray:
@@ -262,9 +269,14 @@ class Score:
     detected: int
     eligible: int
     false_alarms: int
+    silent_caught: int
+    """Caught spikes among those on a tenant with no established level (not in recall)."""
+    silent: int
 
 
-def score(run: Run, m: int, spike_rows: np.ndarray, eligible: np.ndarray, normal_rows: np.ndarray) -> Score:
+def score(
+    run: Run, m: int, spike_rows: np.ndarray, eligible: np.ndarray, silent: np.ndarray, normal_rows: np.ndarray
+) -> Score:
     """Method `m`'s precision, recall, F1, false alarms per tenant-day and median delay."""
     fired = run.first[:, m] > 0  # a spike is caught by an alert firing while it lasts (new or held)
     tp = int(fired[spike_rows].sum())
@@ -285,6 +297,8 @@ def score(run: Run, m: int, spike_rows: np.ndarray, eligible: np.ndarray, normal
         int(hits.sum()),
         n_el,
         fp,
+        int((fired[spike_rows] & silent).sum()),
+        int(silent.sum()),
     )
 
 
@@ -323,9 +337,11 @@ def evaluate(
     eligible_of: dict[float, np.ndarray] = {}
     for i, fa in enumerate(factors):
         rows = normal_idx.size + i * spike_idx.size + np.arange(spike_idx.size)
-        eligible = fa * cases.typical[spike_idx] * cfg.window_minutes >= cfg.min_spend_usd
+        big_enough = fa * cases.typical[spike_idx] * cfg.window_minutes >= cfg.min_spend_usd
+        eligible = big_enough & cases.established[spike_idx]
+        silent = big_enough & ~cases.established[spike_idx]
         rows_of[fa], eligible_of[fa] = rows, eligible
-        scores[fa] = {name: score(run, m, rows, eligible, normal_rows) for m, name in enumerate(METHODS)}
+        scores[fa] = {name: score(run, m, rows, eligible, silent, normal_rows) for m, name in enumerate(METHODS)}
     return Evaluation(expanded, scores, run, rows_of, eligible_of, normal_rows)
 
 
@@ -343,6 +359,14 @@ def print_scores(ev: Evaluation) -> None:
                 f"  {fa:>5g}x  {name:<17} {s.recall:6.3f} {s.precision:9.3f} {s.f1:6.3f} "
                 f"{s.false_per_tenant_day:16.3f} {s.median_delay:9.0f} min"
             )
+    silent = {fa: ", ".join(f"{name} {s.silent_caught}" for name, s in by.items()) for fa, by in ev.scores.items()}
+    first = next(iter(next(iter(ev.scores.values())).values()))
+    print(
+        f"  not in recall: {first.silent} spikes per factor on a tenant with no established level at that moment "
+        "(silent at that hour on most of the last 7 days and in the last 3 hours); caught:"
+    )
+    for fa, text in silent.items():
+        print(f"    {fa:g}x: {text}")
 
 
 def diagnose(ev: Evaluation, tenants: list[Tenant]) -> None:
