@@ -98,6 +98,9 @@ class DetectionConfig:
     """A window must also reach this many times the usual busiest window around this time of day."""
     recent_guard: float = 2.0
     """A window must also reach this many times the series' spend per window over `recent_minutes`."""
+    short_recent_guard: float = 3.5
+    repeat_guard: float = 2.0
+    """A window must also reach this many times the second-busiest previous day around this time."""
     min_baseline_days: int = 3
     """Previous days with spend needed for the daily baseline; fewer: the recent windows' median."""
     max_level_change: float = 4.0
@@ -305,6 +308,7 @@ def _check_window(
     active = (daily > 0) | (peak > 0)
     daily_med, daily_mad, n_days = _masked_median_mad(daily, active)
     usual_peak, _, _ = _masked_median_mad(peak, active)
+    repeat_peak = np.sort(peak, axis=1)[:, -2] if days.size >= 2 else np.zeros(n)
     recent_med, recent_mad = _median_mad(recent)
 
     seasonal = n_days >= cfg.min_baseline_days
@@ -323,7 +327,9 @@ def _check_window(
     rank = np.full(n, Reason.SPIKE, dtype=np.int8)
     rank[score < cfg.robust_z] = Reason.SCORE_DISAGREES
     rank[seasonal & (window < cfg.shift_guard * usual_peak)] = Reason.NEAR_USUAL_PEAK
-    rank[window < cfg.recent_guard * recent_level] = Reason.BELOW_RECENT_LEVEL
+    rank[window < cfg.repeat_guard * repeat_peak] = Reason.NEAR_USUAL_PEAK
+    guard = cfg.recent_guard if wb * size >= cfg.window_minutes * 60 else cfg.short_recent_guard
+    rank[window < guard * recent_level] = Reason.BELOW_RECENT_LEVEL
     rank[ratio < cfg.multiplier] = Reason.BELOW_MULTIPLIER
     rank[window < cfg.min_spend_usd] = Reason.LOW_SPEND
     rank[(history < cfg.min_history_windows) | ~(base > 0)] = Reason.SHORT_HISTORY
