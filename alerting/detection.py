@@ -255,10 +255,10 @@ class _Check:
 
 
 def _daily_levels(v: FloatArray, f: float, cfg: DetectionConfig) -> tuple[IntArray, FloatArray, FloatArray]:
-    """The previous days the array reaches back to, each day's level factor (n_series, n_days), and
-    today's spend per bucket over the `recent_minutes` before the longest window (n_series,).
+    """The previous days read, each day's level factor (n_series, n_days), and today's recent level.
 
-    The factor is today's spend in those minutes over that day's spend in the same hours (smoothed by
+    The recent level is today's spend per bucket over the `recent_minutes` before the longest window
+    (n_series,). The factor is today's spend in those minutes over that day's spend in the same hours (smoothed by
     a tenth of the typical day, bounded by `max_level_change`).
     """
     size = cfg.bucket_seconds

@@ -227,13 +227,15 @@ def run_cases(
         n_hb = (r + warm + horizon + per - 1) // per  # buckets the passes touch
         # Minutes from the start of bucket b0 to the end of the last pass's bucket, spike added.
         span = n_hb * per
-        mins = np.stack([tenants[t].minute_spend[b * per : b * per + span] for t, b in zip(cases.tenant[rows], b0)])
+        mins = np.stack(
+            [tenants[t].minute_spend[b * per : b * per + span] for t, b in zip(cases.tenant[rows], b0, strict=True)]
+        )
         extra = spike_profile(cases.shape[rows], horizon) * ((factors[rows] - 1) * cases.typical[rows])[:, None]
         mins[:, r + warm : r + warm + horizon] += extra
         hist = np.stack(
             [
                 tenants[t].minute_spend[(b - need + 1) * per : b * per].reshape(-1, per).sum(axis=1)
-                for t, b in zip(cases.tenant[rows], b0)
+                for t, b in zip(cases.tenant[rows], b0, strict=True)
             ]
         )
         pass_buckets = mins.reshape(rows.size, n_hb, per).sum(axis=2)
