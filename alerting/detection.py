@@ -15,18 +15,23 @@ every series at once and for each watched window length, the spend of the window
   `min_scale_ratio` x baseline).
 * usual peak: the median over the days of the busiest same-length window within the spread of this
   time. A window must exceed it `shift_guard` times, so a daily job or a morning ramp that arrives a
-  few minutes early is not a spike, and bursty series need more than three times their median.
-
+  few minutes early is not a spike, and bursty series need more than three times their median. It
+  must also exceed the second-busiest day's `repeat_guard` times: a size the series has already
+  reached at this hour on two of the last days (a weekly batch, a new daily job's second run) is its
+  own pattern, not a spike, however calm the median day is.
 * recent level: the series' spend per window over the `recent_minutes` before the longest window. A
   window must exceed it `recent_guard` times: a spike is a sudden rise over what the series was just
   spending, so a day that is simply busier than the usual one at this hour, or an evening drop that did
   not come today, is not one (both leave the window above the same-time baseline, not above the level).
 
+Those two guards come from scoring the detector on real tenant traffic (docs/detection.md), where
+most false alarms were one or the other.
+
 A window fires when it is at least `multiplier` x its baseline, the robust score reaches `robust_z`, it
-clears `shift_guard` x the usual peak and `recent_guard` x the recent level, its spend is at least
-`min_spend_usd`, and the series has an
-established baseline: at least `min_history_windows` baseline windows with any spend and a baseline
-above zero (a new or silent series never fires, and a ratio to a zero baseline is never a reason).
+clears both usual-peak guards and `recent_guard` x the recent level, its spend is at least
+`min_spend_usd`, and the series has an established baseline: at least `min_history_windows` baseline
+windows with any spend and a baseline above zero (a new or silent series never fires, and a ratio to a
+zero baseline is never a reason).
 
 `window_minutes` (30) is the window the spec names; `short_windows_minutes` adds shorter windows
 checked by the same rule, so a sharp spike fires within minutes instead of once it has filled half an
@@ -66,7 +71,8 @@ class Reason(enum.IntEnum):
     BELOW_RECENT_LEVEL = 3
     """Above the multiplier, but below `recent_guard` x the series' level over the last hours: not sudden."""
     NEAR_USUAL_PEAK = 4
-    """Above the multiplier, but below `shift_guard` x the usual busiest window around this time."""
+    """Above the multiplier, but below `shift_guard` x the usual busiest window around this time, or
+    `repeat_guard` x the second-busiest previous day's."""
     SCORE_DISAGREES = 5
     """Above the multiplier, but within the series' usual spread (robust score below `robust_z`)."""
     HELD = 6
@@ -96,10 +102,9 @@ class DetectionConfig:
     """Recent windows (today's level, fallback baseline, noise) come from this long before the window."""
     shift_guard: float = 2.75
     """A window must also reach this many times the usual busiest window around this time of day."""
-    recent_guard: float = 2.0
+    recent_guard: float = 1.5
     """A window must also reach this many times the series' spend per window over `recent_minutes`."""
-    short_recent_guard: float = 3.5
-    repeat_guard: float = 2.0
+    repeat_guard: float = 1.5
     """A window must also reach this many times the second-busiest previous day around this time."""
     min_baseline_days: int = 3
     """Previous days with spend needed for the daily baseline; fewer: the recent windows' median."""
@@ -258,8 +263,8 @@ def _daily_levels(v: FloatArray, f: float, cfg: DetectionConfig) -> tuple[IntArr
     """The previous days read, each day's level factor (n_series, n_days), and today's recent level.
 
     The recent level is today's spend per bucket over the `recent_minutes` before the longest window
-    (n_series,). The factor is today's spend in those minutes over that day's spend in the same hours (smoothed by
-    a tenth of the typical day, bounded by `max_level_change`).
+    (n_series,). The factor is today's spend in those minutes over that day's spend in the same hours
+    (smoothed by a tenth of the typical day, bounded by `max_level_change`).
     """
     size = cfg.bucket_seconds
     per_day = _DAY // size
@@ -308,6 +313,7 @@ def _check_window(
     active = (daily > 0) | (peak > 0)
     daily_med, daily_mad, n_days = _masked_median_mad(daily, active)
     usual_peak, _, _ = _masked_median_mad(peak, active)
+    # The second-busiest day (not the busiest: one incident day must not hide a spike for a week).
     repeat_peak = np.sort(peak, axis=1)[:, -2] if days.size >= 2 else np.zeros(n)
     recent_med, recent_mad = _median_mad(recent)
 
@@ -328,8 +334,7 @@ def _check_window(
     rank[score < cfg.robust_z] = Reason.SCORE_DISAGREES
     rank[seasonal & (window < cfg.shift_guard * usual_peak)] = Reason.NEAR_USUAL_PEAK
     rank[window < cfg.repeat_guard * repeat_peak] = Reason.NEAR_USUAL_PEAK
-    guard = cfg.recent_guard if wb * size >= cfg.window_minutes * 60 else cfg.short_recent_guard
-    rank[window < guard * recent_level] = Reason.BELOW_RECENT_LEVEL
+    rank[window < cfg.recent_guard * recent_level] = Reason.BELOW_RECENT_LEVEL
     rank[ratio < cfg.multiplier] = Reason.BELOW_MULTIPLIER
     rank[window < cfg.min_spend_usd] = Reason.LOW_SPEND
     rank[(history < cfg.min_history_windows) | ~(base > 0)] = Reason.SHORT_HISTORY

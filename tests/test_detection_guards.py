@@ -38,7 +38,7 @@ def test_an_evening_drop_that_did_not_come_is_not_a_spike() -> None:
     assert res.ratio[0] >= CFG.multiplier  # 5x the same time on previous days...
     assert not res.is_spike[0]  # ...but no more than it has spent all afternoon
     assert res.reason[0] == Reason.BELOW_RECENT_LEVEL
-    assert detect_spikes(values[None, :], DetectionConfig(recent_guard=0.0, short_recent_guard=0.0)).is_spike[0]
+    assert detect_spikes(values[None, :], DetectionConfig(recent_guard=0.0)).is_spike[0]
 
 
 def test_a_jump_over_the_recent_level_still_fires_on_a_busier_day() -> None:
