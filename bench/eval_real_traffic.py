@@ -15,8 +15,9 @@ How a case is made (all draws seeded):
   its 7-day baseline and more), each moment at a random minute of its slot, so spikes start mid-bucket;
   every moment is a series of its own;
 * spikes: a seeded `SPIKE_SHARE` of the moments get one, the rest are left as they were (natural
-  bursts included) and count as normal. A spike adds (factor - 1) x the tenant's typical spend (its mean
-  per minute at this time of day +- 1 h over the previous 7 days) to the real traffic, with one shape
+  bursts included) and count as normal. A spike adds (factor - 1) x the tenant's usual spend per minute
+  to the real traffic (the higher of its mean at this time of day +- 1 h over the previous 7 days and
+  its mean over the last 3 hours, so a 5x spike is 5x what the tenant was doing), with one shape
   per case: `step` (from the moment on), `ramp` (rising linearly to full over 30 minutes), or `burst`
   (one 30-minute window). The same moments, spike cases and shapes are scored at each factor.
 
@@ -36,7 +37,9 @@ hysteresis state is real. Scores per factor: a spike case is caught when a metho
 at some pass during its horizon (raised by the spike, or already up and held); a normal case is a false
 alarm when an alert starts during its horizon. Precision = caught spike cases / (those + false alarms);
 recall over the spike cases whose full level reaches `min_spend_usd` in 30 minutes (smaller ones never
-alert by design); false alarms per tenant-day = alerts started in normal cases / their observed
+alert by design) on a tenant with an established level then (`Cases.established`; spikes on a tenant
+silent at that hour have no baseline to be a multiple of: llmcost never alerts on them, by design, and
+they are counted apart); false alarms per tenant-day = alerts started in normal cases / their observed
 tenant-days; delay = minutes from the spike's start to the first firing pass (median over caught spikes).
 """
 

@@ -25,7 +25,7 @@ def _load() -> ModuleType:
     spec = importlib.util.spec_from_file_location("eval_real_traffic", SCRIPT)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("eval_real_traffic", module)
+    sys.modules["eval_real_traffic"] = module  # dataclasses look their module up while it loads
     spec.loader.exec_module(module)
     return module
 
