@@ -8,9 +8,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /src
 # Only what the distribution needs (the build context also holds tests, data and any local venv).
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY exporter ./exporter
 COPY alerting ./alerting
+COPY llmcost ./llmcost
+# The runbook llmcost serves at /runbook, packaged beside the module that renders it.
+COPY docs/runbook.md ./alerting/runbook.md
 RUN pip install . \
  && useradd --system --create-home --home-dir /var/lib/llmcost --uid 10001 llmcost
 

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo run serve test test-deps lint format bench bench-soak eval stack clean
+.PHONY: demo run serve test test-fast test-deps lint format bench bench-soak eval stack clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,14 +12,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	# An editable install leaves our modules uncompiled, and with PYTHONDONTWRITEBYTECODE set (as on
 	# these machines) every `llmcost` process would compile them from source again at start-up.
-	$(BIN)/python -m compileall -q exporter alerting
+	$(BIN)/python -m compileall -q exporter alerting llmcost
 	touch $(STAMP)
 
 venv: $(STAMP)
 
-## The main job: fresh SQLite store, a real trace replayed, server on 127.0.0.1:9800.
+## The main job: fresh SQLite store, a real trace replayed, the console on 127.0.0.1:9800 (or LISTEN=HOST:PORT,
+## or the environment's LLMCOST_LISTEN). The store is removed on exit: make demo ARGS=--keep keeps it.
 demo: $(STAMP)
-	$(BIN)/llmcost demo
+	@$(BIN)/llmcost demo $(if $(LISTEN),--listen $(LISTEN)) $(ARGS)
 
 ## Serve with your own config: make run ARGS='--config llmcost.yml'
 run: $(STAMP)
@@ -31,6 +32,10 @@ test-deps:
 ## The whole test suite, against real SQLite, PostgreSQL 15, Prometheus, Alertmanager and SMTP.
 test: test-deps $(STAMP)
 	$(BIN)/pytest
+
+## The inner loop: everything but real processes, outside binaries and PostgreSQL (SQLite only), < 60 s.
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m 'not real_process and not postgres' -p no:cacheprovider
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

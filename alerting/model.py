@@ -21,6 +21,10 @@ SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
 """Severities from lowest to highest; an alert escalates when its index rises."""
 ALERT_STATES: tuple[AlertState, ...] = ("firing", "acknowledged", "resolved")
 ALERT_SOURCES: tuple[AlertSource, ...] = ("scheduler", "alertmanager")
+ORIGIN_LABEL = "llmcost_origin"
+"""Label on the alerts llmcost pushes to Alertmanager: the gateway recognises them when they come back."""
+PUSHED_ONLY_LABELS = (ORIGIN_LABEL, "severity")
+"""Labels added for Alertmanager's routing only; without them a returning alert has its own fingerprint."""
 
 
 def fingerprint(alertname: str, labels: Mapping[str, str]) -> str:

@@ -17,12 +17,19 @@ from alerting.budgets.collector import BudgetCollector
 from alerting.budgets.definition import parse_budgets_section
 from alerting.budgets.http import budget_routes
 from alerting.budgets.service import BudgetService
+from alerting.console.http import Console
 from alerting.gateway.service import GatewayService
 from alerting.leader import LeaderLease
+from alerting.links import generator_url, runbook_url
+from alerting.push.pusher import PushCollector, Pusher, PushLoop
+from alerting.push.settings import PushSettings, push_settings
+from alerting.push.sink import AlertmanagerSink
+from alerting.runbook import runbook_routes
 from alerting.scheduler import AlertScheduler
 from alerting.scheduler_collector import SchedulerCollector
 from alerting.spikes import SpikeService, detection_settings
 from exporter.config import ConfigError, load_config
+from exporter.retention import Pruner
 from exporter.services import Services
 
 ROLES = ("all", "ingest", "scheduler")
@@ -30,13 +37,16 @@ OUTBOX_TICK_SECONDS = 15.0  # repeat reminders and outbox housekeeping
 
 
 class GatewaySink:
-    """The budgets' and detectors' view of the gateway."""
+    """The budgets' and detectors' view of the gateway (the direct path, without `alertmanager:`)."""
 
-    def __init__(self, gateway: GatewayService) -> None:
+    def __init__(self, gateway: GatewayService, runbook: Callable[[str], str] | None = None) -> None:
         self._gateway = gateway
+        self._runbook = runbook
 
     def fire(self, alertname: str, labels: Mapping[str, str], annotations: Mapping[str, str], severity: str) -> Any:
-        """Raise (or keep raising) an alert."""
+        """Raise (or keep raising) an alert; its `runbook_url` is the absolute link to its runbook section."""
+        if self._runbook is not None:
+            annotations = {**annotations, "runbook_url": self._runbook(alertname)}
         return self._gateway.fire(alertname, labels, severity=severity, annotations=annotations)  # type: ignore[arg-type]
 
     def resolve(self, alertname: str, labels: Mapping[str, str]) -> Any:
@@ -63,9 +73,10 @@ def attach_alerting(services: Services, role: str = "all") -> list[BaseRoute]:
     if problems:
         raise ConfigError(problems)
     delivers = role in ("all", "scheduler")
+    pushing = push_settings(services.config)
     gateway = GatewayService(services.store, services.config, clock=services.clock, start_workers=delivers)
     services.closers.append(gateway.close)
-    sink = GatewaySink(gateway)
+    sink = _sink(services, gateway, pushing)
     budgets = BudgetService(services.store, budgets_config, sink=sink, clock=services.clock)
     for collector in (*gateway.collectors(), BudgetCollector(budgets)):
         services.registry.register(collector)
@@ -76,6 +87,12 @@ def attach_alerting(services: Services, role: str = "all") -> list[BaseRoute]:
         "detection": (detection_settings(services.config).interval_seconds, _job(_spikes(services, sink).evaluate)),
         "outbox": (OUTBOX_TICK_SECONDS, _job(gateway.tick)),
     }
+    retention = services.config.retention
+    if retention.enabled:  # pruning, like every job, runs on the leader only
+        pruner = Pruner(services.store, retention, clock=services.clock)
+        jobs["retention"] = (retention.interval_seconds, _job(pruner.run))
+    if pushing.enabled:  # re-send every alert to every replica, once per interval across processes
+        jobs["alertmanager"] = (pushing.resend_interval, _job(services.extras["alertmanager_pusher"].push))
     services.registry.register(SchedulerCollector(services.store, jobs=tuple(jobs)))
     if role in ("all", "scheduler"):
         scheduler = AlertScheduler(
@@ -84,7 +101,36 @@ def attach_alerting(services: Services, role: str = "all") -> list[BaseRoute]:
         scheduler.start()
         services.closers.append(scheduler.shutdown)
         services.extras["scheduler"] = scheduler
-    return [*budget_routes(budgets, services.config.auth), *gateway.routes()]
+    console = Console(services, budgets, gateway)
+    services.closers.append(console.close)
+    services.extras["console"] = console
+    return [*console.routes(), *budget_routes(budgets, services.config.auth), *gateway.routes(), *runbook_routes()]
+
+
+def _sink(services: Services, gateway: GatewayService, settings: PushSettings) -> GatewaySink | AlertmanagerSink:
+    """The gateway directly, or Alertmanager when `alertmanager:` is configured (see `alerting.push`).
+
+    Every process that raises alerts pushes its changes at once (`PushLoop`); the re-sending of every
+    alert each `resend_interval` is the scheduler job `alertmanager`, run by the leader.
+    """
+    config = services.config
+    if not settings.enabled:
+        return GatewaySink(gateway, lambda name: runbook_url(config, name))
+    pusher = Pusher(services.store, settings, clock=services.clock)
+    loop = PushLoop(pusher)
+    loop.start()
+    services.closers.append(pusher.close)
+    services.closers.append(loop.stop)  # closers run last first: the loop stops before the client closes
+    services.registry.register(PushCollector(services.store, settings))
+    services.extras["alertmanager_pusher"] = pusher
+    return AlertmanagerSink(
+        services.store,
+        gateway,
+        wake=loop.wake,
+        generator_url=lambda name, labels: generator_url(config, name, labels),
+        runbook_url=lambda name: runbook_url(config, name),
+        clock=services.clock,
+    )
 
 
 def reload_budgets(services: Services, path: str) -> list[str]:
@@ -113,7 +159,7 @@ def _job(fn: Callable[[float], object]) -> Callable[[float], None]:
     return run
 
 
-def _spikes(services: Services, sink: GatewaySink) -> SpikeService:
+def _spikes(services: Services, sink: GatewaySink | AlertmanagerSink) -> SpikeService:
     spikes = SpikeService(services.store, detection_settings(services.config), sink, clock=services.clock)
     services.extras["spikes"] = spikes
     return spikes

@@ -7,7 +7,8 @@ captured request cannot be replayed.
 PagerDuty (webhooks v3): `X-PagerDuty-Signature: v1=<hex>[,v1=<hex>…]` holds one HMAC-SHA256 of the raw
 body per active secret (several while a secret is rotated); one match is enough.
 
-Both verifiers compare in constant time and answer False, never raise, on anything malformed.
+Slack's check is slack_sdk's `SignatureVerifier`; PagerDuty has no maintained Python verifier, so its
+few lines are here. Both compare in constant time and answer False, never raise, on anything malformed.
 """
 
 from __future__ import annotations
@@ -18,11 +19,23 @@ import re
 from collections.abc import Iterable
 from datetime import datetime
 
+from slack_sdk.signature import Clock, SignatureVerifier
+
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")  # epoch seconds; 12 digits reach the year 33658
 
 
 def _hmac_hex(secret: str, message: bytes) -> str:
     return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+class _FixedClock(Clock):
+    """slack_sdk's clock, pinned to the time the caller injects (tests and the gateway pass `now`)."""
+
+    def __init__(self, now: float) -> None:
+        self._now = now
+
+    def now(self) -> float:
+        return self._now
 
 
 def sign_slack(signing_secret: str, timestamp: int | str, body: bytes) -> str:
@@ -40,18 +53,25 @@ def verify_slack_signature(
 ) -> bool:
     """Return True when the request is signed with `signing_secret` and its timestamp is within tolerance.
 
-    `now` is the current time (aware datetime or epoch seconds); `tolerance` bounds the clock difference
-    in both directions, in seconds.
+    The check itself is slack_sdk's `SignatureVerifier` (constant-time, Slack's own five-minute window).
+    This wrapper only screens what would make it raise instead of answering: a timestamp that is not an
+    integer, a body that is not UTF-8, a signature with non-ASCII characters (`hmac.compare_digest`
+    refuses those), so a forged request is always a 401 and never a 500. `now` is the current time
+    (aware datetime or epoch seconds); `tolerance` may only narrow Slack's window.
     """
-    if not signing_secret or not timestamp_header or not signature_header:
+    if not signing_secret or not signing_secret.strip() or not timestamp_header or not signature_header:
         return False
-    if not _TIMESTAMP.fullmatch(timestamp_header):
+    if not _TIMESTAMP.fullmatch(timestamp_header) or not signature_header.isascii():
         return False
     now_seconds = now.timestamp() if isinstance(now, datetime) else float(now)
     if abs(now_seconds - int(timestamp_header)) > tolerance:
         return False
-    expected = sign_slack(signing_secret, timestamp_header, body_bytes)
-    return hmac.compare_digest(expected.encode("ascii"), signature_header.strip().encode("utf-8", "replace"))
+    try:
+        body_bytes.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    verifier = SignatureVerifier(signing_secret, clock=_FixedClock(now_seconds))
+    return verifier.is_valid(body=body_bytes, timestamp=timestamp_header, signature=signature_header.strip())
 
 
 def sign_pagerduty(secrets: str | Iterable[str], body: bytes) -> str:

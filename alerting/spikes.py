@@ -66,8 +66,8 @@ class SpikeSettings:
     detector: DetectionConfig = field(default_factory=DetectionConfig)
 
 
-# Lower bounds of SPEC.md's detector keys; the detector's other settings may be set too (advanced), with
-# their type taken from their default. `bucket_seconds` is the store's, not a choice.
+# Lower bounds of the detector keys docs/detection.md documents; the detector's other settings may be set
+# too (advanced), with their type taken from their default. `bucket_seconds` is the store's, not a choice.
 _MINIMUMS: dict[str, float] = {"window_minutes": 5, "baseline_days": 1, "multiplier": 1.0, "min_spend_usd": 0.0}
 _DETECTOR_DEFAULTS = {f.name: f.default for f in fields(DetectionConfig) if f.name != "bucket_seconds"}
 _KEYS = {"interval_seconds", "series", "max_series_per_group", *_DETECTOR_DEFAULTS}

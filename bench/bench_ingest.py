@@ -2,7 +2,7 @@
 
 Run: `make bench` (all benchmarks) or `.venv/bin/python bench/bench_ingest.py [--quick]`.
 Events are synthetic but shaped like the bundled Azure trace (see exporter/demo.py); request ids are
-time-ordered, as UUIDv7/ULID ids are (PERF-FACTS.md: random ids make the unique index the cost).
+time-ordered, as UUIDv7/ULID ids are (docs/performance.md: random ids make the unique index the cost).
 """
 
 from __future__ import annotations

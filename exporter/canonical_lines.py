@@ -51,6 +51,7 @@ class _CanonicalLine(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     input_tokens: _Count = 0
     cache_read_tokens: _Count = 0
     cache_write_tokens: _Count = 0
+    cache_write_1h_tokens: _Count = 0
     output_tokens: _Count = 0
     reasoning_tokens: _Count = 0
     cost_usd: float | None = None
@@ -117,7 +118,11 @@ def _event(fields: _CanonicalLine, now: float, max_future_skew: float) -> UsageE
     timestamp = fields.timestamp
     output_tokens = fields.output_tokens
     reasoning = fields.reasoning_tokens
-    if not MIN_TIMESTAMP <= timestamp <= now + max_future_skew or reasoning > output_tokens:
+    if (
+        not MIN_TIMESTAMP <= timestamp <= now + max_future_skew
+        or reasoning > output_tokens
+        or fields.cache_write_1h_tokens > fields.cache_write_tokens
+    ):
         return None
     cost_nanos = None
     latency_ms = fields.latency_ms
@@ -145,4 +150,5 @@ def _event(fields: _CanonicalLine, now: float, max_future_skew: float) -> UsageE
         fields.user,
         fields.service,
         fields.metadata or None,
+        cache_write_1h_tokens=fields.cache_write_1h_tokens,
     )

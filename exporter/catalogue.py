@@ -50,6 +50,13 @@ UNPRICED = MetricSpec(
     "Calls stored with cost 0 because the model has no known price and no cost_usd was given.",
     ("provider", "model"),
 )
+COST_ADJUSTMENT = MetricSpec(
+    "llm_cost_adjustment_usd",
+    "counter",
+    "Corrections to recorded cost by `llmcost reprice`, in US dollars: direction=up adds to "
+    "llm_cost_usd_total, direction=down takes away (corrected spend = cost + up - down).",
+    (*USAGE_LABELS, "direction"),
+)
 BUDGET_LIMIT = MetricSpec("llm_budget_limit", "gauge", "Budget limit in its unit.", BUDGET_LABELS)
 BUDGET_SPENT = MetricSpec("llm_budget_spent", "gauge", "Spent so far in the current budget period.", BUDGET_LABELS)
 BUDGET_PROJECTED = MetricSpec(
@@ -79,11 +86,17 @@ NOTIFICATIONS = MetricSpec(
 INGEST_EVENTS = MetricSpec("llm_ingest_events", "counter", "Events offered to ingest, by outcome.", ("outcome",))
 BUILD_INFO = MetricSpec("llm_exporter_build_info", "gauge", "Always 1; carries the llmcost version.", ("version",))
 
-# Beyond SPEC.md: self metrics the shipped Prometheus rules and dashboards rely on.
+# Beyond the metrics docs/metrics.md lists: self metrics the shipped Prometheus rules and dashboards rely on.
 INGEST_LAST_EVENT = MetricSpec(
     "llm_ingest_last_accepted_timestamp_seconds",
     "gauge",
     "Unix time at which the store last accepted a new event (0 if never).",
+    (),
+)
+OTLP_SPANS_SKIPPED = MetricSpec(
+    "llm_otlp_spans_skipped",
+    "counter",
+    "Spans received on /v1/traces that carry no model-call usage (HTTP, database, agent, tool spans) and were skipped.",
     (),
 )
 SCHEDULER_LAST_RUN = MetricSpec(
@@ -94,6 +107,12 @@ SCHEDULER_LAST_RUN = MetricSpec(
 )
 SCHEDULER_RUNS = MetricSpec(
     "llm_scheduler_runs", "counter", "Scheduler job runs by outcome (success, error).", ("task", "outcome")
+)
+ALERTMANAGER_PUSHES = MetricSpec(
+    "llm_alertmanager_pushes",
+    "counter",
+    "Pushes of llmcost's own alerts to an Alertmanager replica, by outcome (sent, retried, failed).",
+    ("alertmanager", "outcome"),
 )
 OUTBOX_PENDING = MetricSpec(
     "llm_notification_outbox_pending",
@@ -129,6 +148,7 @@ ALL: tuple[MetricSpec, ...] = (
     REASONING_TOKENS,
     COST,
     UNPRICED,
+    COST_ADJUSTMENT,
     BUDGET_LIMIT,
     BUDGET_SPENT,
     BUDGET_PROJECTED,
@@ -139,8 +159,10 @@ ALL: tuple[MetricSpec, ...] = (
     INGEST_EVENTS,
     BUILD_INFO,
     INGEST_LAST_EVENT,
+    OTLP_SPANS_SKIPPED,
     SCHEDULER_LAST_RUN,
     SCHEDULER_RUNS,
+    ALERTMANAGER_PUSHES,
     OUTBOX_PENDING,
     OUTBOX_DEAD,
     SPIKE_WINDOW,

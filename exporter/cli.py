@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -68,6 +70,7 @@ def _serve(config: Config, role: str, config_path: str | None, *, sock: Any = No
     services = Services.build(config)
     try:
         routes = attach_alerting(services, role)
+        services.extras["console"].warm_up()
         _reload_on_sighup(services, config_path)
         server = make_server(services, config.listen, routes)
         tune_gc_for_throughput()
@@ -227,64 +230,183 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Spend and usage per provider, model and project, from the store."""
+    """Spend and usage over a time range, broken down as asked, with efficiency hints (reads only)."""
+    from exporter.report.build import build_report
+    from exporter.report.periods import parse_when, period_range
+    from exporter.report.render import render
+
+    now = time.time()
+    try:
+        reference = parse_when(args.until, now=now) if args.until else now
+        # A named period is taken relative to --until when given (`--period last-7d --until 2026-11-10`);
+        # one with an end of its own (last-week) keeps it.
+        since, until = period_range(args.period, now=reference) if args.period else (None, None)
+        if until is None and args.until:
+            until = reference
+        if args.since:
+            since = parse_when(args.since, now=now)
+        by = [name.strip() for name in args.by.split(",") if name.strip()]
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     config = _config_from_args(args)
     services = Services.build(config, start_writer=False)
     try:
-        rows = services.store.series_totals(("provider", "model", "project"))
+        report = build_report(
+            services.store,
+            services.prices,
+            since=since,
+            until=until,
+            by=by,
+            top=args.top,
+            now=now,
+            hints=not args.no_hints,
+        )
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     finally:
         services.close()
-    rows.sort(key=lambda r: -r.get("cost_nanousd"))
-    data: list[dict[str, Any]] = [
-        {
-            "provider": r.labels[0],
-            "model": r.labels[1],
-            "project": r.labels[2],
-            "requests": r.get("requests"),
-            "input_tokens": r.get("input_tokens"),
-            "cache_read_tokens": r.get("cache_read_tokens"),
-            "cache_write_tokens": r.get("cache_write_tokens"),
-            "output_tokens": r.get("output_tokens"),
-            "cost_usd": nanos_to_usd(r.get("cost_nanousd")),
-            "unpriced_requests": r.get("unpriced_requests"),
-        }
-        for r in rows
-    ]
-    if args.format == "json":
-        print(orjson.dumps({"rows": data, "total_cost_usd": sum(d["cost_usd"] for d in data)}).decode())
+    sys.stdout.write(render(report, args.format))
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    """Delete what the `retention:` config allows (raw events; 5-minute rollups folded into hours)."""
+    from exporter.retention import Pruner
+
+    config = _config_from_args(args)
+    if not config.retention.enabled and not args.vacuum:
+        print("nothing to prune: no `retention:` section in the config (data is kept for ever)")
         return 0
-    header = f"{'provider':<12} {'model':<28} {'project':<16} {'requests':>9} {'tokens':>12} {'cost_usd':>12}"
+    services = Services.build(config, start_writer=False)
+    try:
+        pruner = Pruner(services.store, config.retention, clock=services.clock)
+        report = pruner.run(dry_run=args.dry_run)
+        if args.vacuum and not args.dry_run:
+            pruner.full_vacuum()
+            report.bytes_after = pruner.file_size()
+            report.notes = []
+    finally:
+        services.close()
+    if args.format == "json":
+        print(orjson.dumps(report.to_json()).decode())
+    else:
+        print("\n".join(report.lines()))
+    return 0
+
+
+def cmd_reprice(args: argparse.Namespace) -> int:
+    """Price priced and unpriced events again (after a price update or a new override); per-model differences."""
+    from exporter.report.periods import parse_when
+    from exporter.repricing import Repricer
+
+    now = time.time()
+    try:
+        since = parse_when(args.since, now=now)
+        until = parse_when(args.until, now=now) if args.until else float("inf")
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    services, _parts = _offline_alerting(args)  # budget spend is corrected through the store's write hooks
+    try:
+        report = Repricer(services.store, services.prices).run(
+            since, until=until, model=args.model, dry_run=args.dry_run
+        )
+    finally:
+        services.close()
+    if args.format == "json":
+        print(orjson.dumps(report.to_json()).decode())
+        return 0
+    verb = "would change" if args.dry_run else "changed"
+    header = f"{'provider':<12} {'model':<32} {'events':>8} {'changed':>8} "
+    header += f"{'before_usd':>12} {'after_usd':>12} {'diff_usd':>12}"
     print(header)
     print("-" * len(header))
-    for d in data:
-        tokens = d["input_tokens"] + d["cache_read_tokens"] + d["cache_write_tokens"] + d["output_tokens"]
-        flag = "  (unpriced)" if d["unpriced_requests"] else ""
+    for m in report.sorted_models():
         print(
-            f"{d['provider'][:12]:<12} {d['model'][:28]:<28} {d['project'][:16]:<16} "
-            f"{d['requests']:>9} {tokens:>12} {d['cost_usd']:>12.4f}{flag}"
+            f"{m.provider[:12]:<12} {m.model[:32]:<32} {m.events:>8} {m.changed:>8} "
+            f"{nanos_to_usd(m.before_nanousd):>12.4f} {nanos_to_usd(m.after_nanousd):>12.4f} "
+            f"{nanos_to_usd(m.after_nanousd - m.before_nanousd):>+12.4f}"
         )
-    print(f"{'total':<58} {sum(d['requests'] for d in data):>9} {'':>12} {sum(d['cost_usd'] for d in data):>12.4f}")
+    changed = sum(m.changed for m in report.models.values())
+    print(f"{verb} {changed} events; difference {nanos_to_usd(report.difference_nanousd):+.4f} USD")
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Fresh SQLite store, a bundled real trace replayed into it, the server on --listen."""
-    from alerting.runtime import attach_alerting
-    from exporter.demo import ATTRIBUTION, DEMO_CONFIG, load_trace, make_events, trace_span
-    from exporter.server import make_server
+    """Fresh SQLite store, a bundled real trace replayed into it, the server and console on --listen."""
+    from exporter.demo import DEMO_CONFIG
+    from exporter.server import check_listen_allowed
 
     config = parse_config(DEMO_CONFIG)
-    if args.listen:
-        config.listen = args.listen
-    workdir = Path(tempfile.mkdtemp(prefix="llmcost-demo-"))
-    config.database_url = args.db or f"sqlite:///{workdir / 'llmcost-demo.db'}"
+    config.listen = args.listen or os.environ.get("LLMCOST_LISTEN") or config.listen
+    # The address is checked and bound before anything is printed or created: a taken port is the
+    # commonest first-run failure, and it deserves one plain sentence, not a traceback after the banner.
+    check_listen_allowed(config.listen, config)
+    try:
+        sock = _bind(config.listen)
+    except OSError as exc:
+        print(_bind_advice(config.listen, exc), file=sys.stderr)
+        return 2
+    # SIGTERM (a service manager, `kill`) ends the demo like Ctrl-C, through the cleanup below. uvicorn
+    # handles it while serving and then raises it again; the default action would kill the process
+    # before the temporary store is removed.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    workdir: Path | None = None
+    if args.db:
+        config.database_url = args.db
+    else:
+        workdir = Path(tempfile.mkdtemp(prefix="llmcost-demo-"))
+        config.database_url = f"sqlite:///{workdir / 'llmcost-demo.db'}"
+    try:
+        return _run_demo(config, sock, duration=args.duration, keep=args.keep, workdir=workdir)
+    finally:
+        sock.close()
+        if workdir is not None:
+            if args.keep:
+                print(f"Kept the demo store: {config.database_url}", flush=True)
+            else:
+                shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _exit_on_sigterm(_signum: int, _frame: Any) -> None:
+    raise SystemExit(0)
+
+
+def _bind(listen: str) -> Any:
+    from exporter.supervisor import bind
+
+    return bind(listen)
+
+
+def _bind_advice(listen: str, exc: OSError) -> str:
+    """What to do when the demo's address cannot be bound, in plain words."""
+    if exc.errno == errno.EADDRINUSE:
+        host, _, port = listen.rpartition(":")
+        other = f"{host}:{int(port) + 1}" if port.isdigit() else "127.0.0.1:9801"
+        return (
+            f"Cannot start the demo: {listen} is already in use (another llmcost demo or server?).\n"
+            f"Stop the other process, or pick another address:\n"
+            f"  make demo LISTEN={other}\n"
+            f"  llmcost demo --listen {other}      (or LLMCOST_LISTEN={other})"
+        )
+    return f"Cannot start the demo on {listen}: {exc.strerror or exc}. Pick another address with --listen HOST:PORT."
+
+
+def _run_demo(config: Config, sock: Any, *, duration: float, keep: bool, workdir: Path | None) -> int:
+    from alerting.runtime import attach_alerting
+    from exporter.demo import ATTRIBUTION, load_trace, make_events, trace_span
+    from exporter.server import make_server
+
+    base = f"http://{config.listen}"
+    print(f"llmcost demo console: {base}/", flush=True)
     services = Services.build(config)
     try:
         server = make_server(services, config.listen, attach_alerting(services, "all"))
-    except ListenError as exc:
-        print(exc, file=sys.stderr)
+    except BaseException:
         services.close()
-        return 2
+        raise
     trace = load_trace()
     span = trace_span(trace)
     now = time.time()
@@ -293,6 +415,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("Models, projects, services and users are assigned by a seeded generator (exporter/demo.py).")
     history = services.pipeline.ingest(enumerate(make_events(trace, start=now - span, loop=0)))
     _print_outcome("history (last hour)", history, show=3)
+    services.extras["console"].warm_up()  # after the history: the console re-reads only the newest buckets
 
     stop = threading.Event()
 
@@ -318,28 +441,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     live = threading.Thread(target=replay_live, name="llmcost-demo-replay", daemon=True)
     live.start()
-    base = f"http://{config.listen}"
     command = sys.argv[0] if sys.argv[0].endswith("llmcost") else "llmcost"  # e.g. .venv/bin/llmcost
+    store_note = "kept on exit (--keep)" if keep or workdir is None else "removed on exit (keep it with --keep)"
     print(
         f"""
 Serving on {base}
-  {base}/            landing page
+  {base}/            the console: spend, budgets, alerts (acknowledge from the browser)
   {base}/metrics     Prometheus metrics (llm_cost_usd_total, llm_tokens_total, llm_budget_usage_ratio, …)
   {base}/v1/budgets  budget status (the demo declares three budgets; see exporter/demo.py)
   {base}/v1/alerts   alerts raised by the budgets (no notification channels are configured in the demo)
   curl -s {base}/metrics | grep '^llm_cost_usd_total'
   {command} report --db {config.database_url}
+The demo's store is {store_note}.
 Send your own calls:
   curl -s -X POST {base}/v1/usage -H 'Content-Type: application/json' \\
     -d '{{"provider":"openai","model":"gpt-4o","input_tokens":1200,"output_tokens":300,"project":"mine"}}'
-Stop with Ctrl-C."""
+Stop with Ctrl-C.""",
+        flush=True,
     )
-    if args.duration:
-        timer = threading.Timer(args.duration, lambda: setattr(server, "should_exit", True))
+    if duration:
+        timer = threading.Timer(duration, lambda: setattr(server, "should_exit", True))
         timer.daemon = True
         timer.start()
     try:
-        server.run()
+        server.run(sockets=[sock])
     finally:
         stop.set()
         live.join(timeout=5)
@@ -384,8 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.set_defaults(func=cmd_ingest)
 
     demo = sub.add_parser("demo", help="fresh store, a real trace replayed, the server running")
-    demo.add_argument("--listen", default=None, help="HOST:PORT (default 127.0.0.1:9800)")
+    demo.add_argument("--listen", default=None, help="HOST:PORT (env LLMCOST_LISTEN; default 127.0.0.1:9800)")
     demo.add_argument("--db", help="database URL (default: a fresh SQLite file in a temporary folder)")
+    demo.add_argument("--keep", action="store_true", help="keep the demo's temporary store on exit (default: removed)")
     demo.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0 = run until Ctrl-C)")
     demo.set_defaults(func=cmd_demo)
 
@@ -404,10 +530,42 @@ def build_parser() -> argparse.ArgumentParser:
     alerts.add_argument("--comment", default="")
     alerts.set_defaults(func=cmd_alerts)
 
-    report = sub.add_parser("report", help="spend by provider, model and project")
+    report = sub.add_parser("report", help="spend over a time range, broken down, with hints on what to do")
     common(report)
-    report.add_argument("--format", choices=("table", "json"), default="table")
+    report.add_argument("--format", choices=("table", "json", "csv", "markdown"), default="table")
+    report.add_argument("--since", help="start: 2026-11-01, an RFC 3339 time, or an age such as 7d (default: all)")
+    report.add_argument("--until", help="end, exclusive (default: now)")
+    report.add_argument(
+        "--period",
+        help="a named range instead: today, yesterday, last-24h, last-7d, last-30d, this-week, last-week, "
+        "this-month, last-month, this-year, all",
+    )
+    report.add_argument(
+        "--by",
+        default="provider,model,project",
+        help="dimensions, comma-separated: provider, model, project, user, service, status, session",
+    )
+    report.add_argument("--top", type=int, default=20, help="rows shown; the rest are summed in one row")
+    report.add_argument("--no-hints", action="store_true", help="leave out the efficiency hints")
     report.set_defaults(func=cmd_report)
+
+    prune = sub.add_parser("prune", help="delete raw events and 5-minute rollups older than the retention")
+    common(prune)
+    prune.add_argument("--dry-run", action="store_true", help="say what would go; change nothing")
+    prune.add_argument(
+        "--vacuum", action="store_true", help="SQLite: full VACUUM afterwards (blocks writers while it runs)"
+    )
+    prune.add_argument("--format", choices=("table", "json"), default="table")
+    prune.set_defaults(func=cmd_prune)
+
+    reprice = sub.add_parser("reprice", help="price stored events again after a price update")
+    common(reprice)
+    reprice.add_argument("--since", required=True, help="date or time (2026-11-01, RFC 3339, or 7d = 7 days ago)")
+    reprice.add_argument("--until", help="end (exclusive; default: now)")
+    reprice.add_argument("--model", help="only this model (as recorded)")
+    reprice.add_argument("--dry-run", action="store_true", help="report the differences; change nothing")
+    reprice.add_argument("--format", choices=("table", "json"), default="table")
+    reprice.set_defaults(func=cmd_reprice)
 
     check = sub.add_parser("check-config", help="validate a configuration file")
     check.add_argument("file")

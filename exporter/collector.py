@@ -156,6 +156,25 @@ class UsageCollector(Collector):
         return base, rows, per_labels, per_model
 
 
+class AdjustmentCollector(Collector):
+    """`llm_cost_adjustment_usd_total{direction}`: repricing corrections, as two counters that only rise.
+
+    Every usage label set is exported in both directions, at 0 until a correction: a series that
+    appeared only with its first correction would hide that correction from `increase()`.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def collect(self) -> Iterator[Metric]:
+        """Read the corrections per usage label set."""
+        family = _counter(catalogue.COST_ADJUSTMENT, catalogue.COST_ADJUSTMENT.labels)
+        for labels, up, down in self._store.cost_adjustments(catalogue.USAGE_LABELS):
+            family.add_metric([*labels, "up"], up / NANOS_PER_USD)
+            family.add_metric([*labels, "down"], down / NANOS_PER_USD)
+        yield family
+
+
 class SelfCollector(Collector):
     """Ingest outcome counters (persisted in the store), last accepted time, and build info."""
 
@@ -172,6 +191,9 @@ class SelfCollector(Collector):
         last = _gauge(catalogue.INGEST_LAST_EVENT)
         last.add_metric([], counters.get("last_accepted_ts", 0.0))
         yield last
+        skipped = _counter(catalogue.OTLP_SPANS_SKIPPED, ())
+        skipped.add_metric([], counters.get("otlp_spans_skipped", 0.0))
+        yield skipped
         info = _gauge(catalogue.BUILD_INFO)
         info.add_metric([__version__], 1.0)
         yield info

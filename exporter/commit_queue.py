@@ -1,6 +1,6 @@
 """Group commit: concurrent ingest requests share one store transaction.
 
-One commit per request caps SQLite at a few thousand commits per second (PERF-FACTS.md). Requests
+One commit per request caps SQLite at a few thousand commits per second (docs/performance.md). Requests
 hand their prepared events to this queue and wait; a single writer thread drains whatever is queued
 (up to `max_events`), writes it in one transaction, and answers every waiting request with its own
 accepted and duplicate counts. A request is answered only after the commit that holds its events.

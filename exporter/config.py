@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from exporter.retention import RetentionConfig, parse_retention
+
 DEFAULT_DB_URL = "sqlite:///llmcost.db"
 DEFAULT_LISTEN = "127.0.0.1:9800"
 
@@ -64,6 +66,18 @@ class MetricsConfig:
 
 
 @dataclass
+class OtlpConfig:
+    """`POST /v1/traces`: which span or resource attributes name an event's `service` and `project`.
+
+    For each, the names are tried in order, on the span's attributes first and then on its resource's;
+    the first one present wins. None present leaves the field empty.
+    """
+
+    service_attributes: list[str] = field(default_factory=lambda: ["service.name"])
+    project_attributes: list[str] = field(default_factory=lambda: ["llmcost.project"])
+
+
+@dataclass
 class Config:
     """The whole configuration; unknown sections are kept in `raw` for the modules that own them."""
 
@@ -72,7 +86,13 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    otlp: OtlpConfig = field(default_factory=OtlpConfig)
     price_overrides_file: str | None = None
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    grafana_url: str | None = None
+    """Where the console links for the Grafana dashboards (top-level `grafana_url`; no link when unset)."""
+    external_url: str | None = None
+    """llmcost's own public URL (links in alerts, runbook URLs); None: derived from `listen`."""
     raw: dict[str, Any] = field(default_factory=dict)
     source: Path | None = None
 
@@ -80,20 +100,29 @@ class Config:
 Problems = list[str]
 # Validators for sections owned elsewhere: (raw section, problems, base dir) → appends problems.
 SECTION_VALIDATORS: dict[str, Callable[[Any, Problems, Path], None]] = {}
+# Checks that need the whole raw config (one section's setting depending on another's), run after them.
+WHOLE_CONFIG_CHECKS: list[Callable[[dict[str, Any], Problems], None]] = []
 # Modules that register those validators, imported only when a config uses the section (keeps
 # `llmcost ingest` from loading the alerting side it does not need).
-SECTION_MODULES = {name: "alerting.sections" for name in ("budgets", "detection", "notifications", "alerting")}
+SECTION_MODULES = {
+    name: "alerting.sections" for name in ("budgets", "detection", "notifications", "alerting", "alertmanager")
+}
 KNOWN_SECTIONS = {
     "listen",
+    "external_url",
+    "alertmanager",
     "database",
     "auth",
     "ingest",
     "metrics",
+    "otlp",
     "pricing",
+    "retention",
     "budgets",
     "detection",
     "notifications",
     "alerting",
+    "grafana_url",
 }
 
 
@@ -205,6 +234,21 @@ def _parse_metrics(raw: dict[str, Any], problems: Problems) -> MetricsConfig:
     return cfg
 
 
+def _parse_otlp(raw: dict[str, Any], problems: Problems) -> OtlpConfig:
+    section = _section(raw, "otlp", problems)
+    cfg = OtlpConfig()
+    _unknown_keys(section, set(cfg.__dataclass_fields__), "otlp", problems)
+    for name in cfg.__dataclass_fields__:
+        if name not in section:
+            continue
+        value = section[name]
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+            problems.append(f"otlp.{name}: must be a non-empty list of attribute names")
+            continue
+        setattr(cfg, name, list(value))
+    return cfg
+
+
 def parse_config(raw: Any, *, base: Path | None = None, source: Path | None = None) -> Config:
     """Build a `Config` from parsed YAML, raising `ConfigError` with every problem found."""
     base = base or Path.cwd()
@@ -219,6 +263,16 @@ def parse_config(raw: Any, *, base: Path | None = None, source: Path | None = No
     cfg = Config(raw=raw, source=source)
     if "listen" in raw and _expect(raw["listen"], str, "listen", problems):
         cfg.listen = raw["listen"]
+    if raw.get("grafana_url") is not None and _expect(raw["grafana_url"], str, "grafana_url", problems):
+        if raw["grafana_url"].lower().startswith(("http://", "https://")):
+            cfg.grafana_url = raw["grafana_url"]
+        else:
+            problems.append(f"grafana_url: must be an http:// or https:// URL, got {raw['grafana_url']!r}")
+    if "external_url" in raw and _expect(raw["external_url"], str, "external_url", problems):
+        if not raw["external_url"].startswith(("http://", "https://")) or "#" in raw["external_url"]:
+            problems.append("external_url: must be an absolute http(s) URL without a fragment")
+        else:
+            cfg.external_url = raw["external_url"].rstrip("/")
     database = _section(raw, "database", problems)
     _unknown_keys(database, {"url", "url_file", "url_env"}, "database", problems)
     url = resolve_secret(database, "url", problems, "database.url", base)
@@ -227,6 +281,7 @@ def parse_config(raw: Any, *, base: Path | None = None, source: Path | None = No
     cfg.auth = _parse_auth(raw, problems, base)
     cfg.ingest = _parse_ingest(raw, problems)
     cfg.metrics = _parse_metrics(raw, problems)
+    cfg.otlp = _parse_otlp(raw, problems)
     pricing = _section(raw, "pricing", problems)
     _unknown_keys(pricing, {"overrides_file"}, "pricing", problems)
     if pricing.get("overrides_file") is not None:
@@ -235,12 +290,15 @@ def parse_config(raw: Any, *, base: Path | None = None, source: Path | None = No
         if not overrides.is_file():
             problems.append(f"pricing.overrides_file: {overrides} does not exist")
         cfg.price_overrides_file = str(overrides)
+    cfg.retention = parse_retention(raw.get("retention"), problems)
     for name in sorted(set(raw) & set(SECTION_MODULES)):
         if name not in SECTION_VALIDATORS:
             importlib.import_module(SECTION_MODULES[name])
     for name, validate in SECTION_VALIDATORS.items():
         if name in raw:
             validate(raw[name], problems, base)
+    for check in WHOLE_CONFIG_CHECKS:
+        check(raw, problems)
     if problems:
         raise ConfigError(problems)
     return cfg

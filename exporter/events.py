@@ -35,6 +35,8 @@ TOKEN_FIELDS = (
     "output_tokens",
     "reasoning_tokens",
 )
+CACHE_WRITE_1H = "cache_write_1h_tokens"
+"""The part of `cache_write_tokens` written with a one-hour lifetime (Anthropic); priced at its own rate."""
 LABEL_FIELDS = ("project", "user", "service")
 KNOWN_FIELDS = frozenset(
     (
@@ -43,6 +45,7 @@ KNOWN_FIELDS = frozenset(
         "provider",
         "model",
         *TOKEN_FIELDS,
+        CACHE_WRITE_1H,
         "cost_usd",
         "latency_ms",
         "status",
@@ -88,6 +91,11 @@ class UsageEvent(msgspec.Struct):
     metadata: dict[str, Any] | None = None
     # Set by pricing: "supplied" (cost_usd given), "priced" (price table), "unpriced" (cost 0, unknown model).
     cost_source: str = ""
+    # The part of cache_write_tokens written for one hour (Anthropic's 1-hour cache), priced apart.
+    cache_write_1h_tokens: int = 0
+    # Provenance of a "priced" cost: which price table (or override entry) and since when its price held.
+    price_source: str = ""
+    price_from: str = ""
 
 
 def usd_to_nanos(value: Decimal | float | int | str) -> int:
@@ -226,6 +234,13 @@ def parse_event(obj: Any, *, now: float, max_future_skew: float = 300.0) -> Usag
         reasoning = _check_count("reasoning_tokens", reasoning)
     if reasoning > output_tokens:
         raise InvalidEvent("reasoning_tokens", f"({reasoning}) cannot exceed output_tokens ({output_tokens})")
+    write_1h = get(CACHE_WRITE_1H, 0)
+    if write_1h:
+        write_1h = _check_count(CACHE_WRITE_1H, write_1h)
+        if write_1h > cache_write:
+            raise InvalidEvent(
+                CACHE_WRITE_1H, f"({write_1h}) cannot exceed cache_write_tokens ({cache_write}), which includes it"
+            )
 
     cost = get("cost_usd")
     cost_nanos: int | None = None
@@ -287,4 +302,5 @@ def parse_event(obj: Any, *, now: float, max_future_skew: float = 300.0) -> Usag
         user,
         service,
         metadata or None,
+        cache_write_1h_tokens=write_1h,
     )

@@ -8,6 +8,7 @@ good records beside it.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -75,16 +76,36 @@ class IngestPipeline:
         *,
         clock: Callable[[], float] = time.time,
         max_future_skew: float = 300.0,
+        max_event_age: float | None = None,
     ) -> None:
         self.store = store
         self.prices = prices
         self.clock = clock
         self.max_future_skew = max_future_skew
+        # The raw-event retention in seconds: an older event is refused (see `too_old`).
+        self.max_event_age = max_event_age
+
+    def _oldest(self, now: float) -> float:
+        return -math.inf if self.max_event_age is None else now - self.max_event_age
+
+    def too_old(self) -> InvalidEvent:
+        """The rejection of an event older than the raw-event retention.
+
+        Pruned events are gone, and with them the record of their `request_id`: storing such an event
+        could count a call twice (a replayed file, a client retry), so it is refused instead.
+        """
+        days = (self.max_event_age or 0) / 86_400
+        return InvalidEvent(
+            "timestamp",
+            f"is older than the raw-event retention ({days:g} days, retention.events_days): events that old "
+            "are pruned, so a repeat of this one could not be recognised as a duplicate",
+        )
 
     def prepare(self, records: Iterable[tuple[int, Any]]) -> tuple[list[UsageEvent], list[Rejection]]:
         """Turn `(index, raw record or InvalidEvent)` pairs into priced events and rejections."""
         now = self.clock()
         skew = self.max_future_skew
+        oldest = self._oldest(now)
         price = self.price
         events: list[UsageEvent] = []
         rejected: list[Rejection] = []
@@ -94,6 +115,8 @@ class IngestPipeline:
                 continue
             try:
                 event = parse_event(to_canonical(raw), now=now, max_future_skew=skew)
+                if event.timestamp < oldest:
+                    raise self.too_old()
                 price(event)
             except InvalidEvent as exc:
                 rejected.append(Rejection(index, str(exc)))
@@ -113,6 +136,7 @@ class IngestPipeline:
         """
         now = self.clock()
         skew = self.max_future_skew
+        oldest = self._oldest(now)
         price = self.price
         events: list[UsageEvent] = []
         rejected: list[Rejection] = []
@@ -122,7 +146,7 @@ class IngestPipeline:
             # A file of another form misses every time: once misses outrun hits, stop trying.
             if misses <= hits + FAST_PATH_TRIES:
                 event = canonical_event(line, now=now, max_future_skew=skew)
-                if event is not None:
+                if event is not None and event.timestamp >= oldest:  # too old: `prepare` says why
                     hits += 1
                     if others:
                         self._prepare_into(others, events, rejected)
@@ -142,7 +166,12 @@ class IngestPipeline:
 
         Call `price_all` on them after any check of their number.
         """
-        return canonical_events(body, ndjson=ndjson, now=self.clock(), max_future_skew=self.max_future_skew)
+        now = self.clock()
+        events = canonical_events(body, ndjson=ndjson, now=now, max_future_skew=self.max_future_skew)
+        oldest = self._oldest(now)
+        if events is not None and any(event.timestamp < oldest for event in events):
+            return None  # `prepare` rejects the old ones one by one, with the reason
+        return events
 
     def price_all(self, events: Iterable[UsageEvent]) -> None:
         """`price` each event."""
@@ -163,7 +192,7 @@ class IngestPipeline:
         if event.cost_nanousd is not None:
             event.cost_source = "supplied"
             return
-        cost = self.prices.cost_nanousd(
+        cost, source, effective = self.prices.quote(
             event.provider,
             event.model,
             event.timestamp,
@@ -172,6 +201,7 @@ class IngestPipeline:
             event.cache_write_tokens,
             event.output_tokens,
             event.reasoning_tokens,  # positional: a keyword costs ~10% of this call
+            event.cache_write_1h_tokens,
         )
         if cost is None:
             event.cost_nanousd = 0
@@ -179,6 +209,8 @@ class IngestPipeline:
         else:
             event.cost_nanousd = cost
             event.cost_source = "priced"
+            event.price_source = source
+            event.price_from = effective
 
     def ingest(self, records: Iterable[tuple[int, Any]], *, batch_size: int = 10_000) -> IngestOutcome:
         """Validate, price and store records in batches; returns the totals."""

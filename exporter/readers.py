@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 
 import orjson
 
-from exporter.events import LABEL_FIELDS, TOKEN_FIELDS, InvalidEvent
+from exporter.events import CACHE_WRITE_1H, LABEL_FIELDS, TOKEN_FIELDS, InvalidEvent
 from exporter.normalize.anthropic import merge_stream_usage
 from exporter.normalize.litellm import is_litellm
 from exporter.normalize.otel import NOT_MODEL_CALLS, decode_attributes, is_otel
@@ -37,7 +37,7 @@ Record = tuple[int, dict[str, Any] | InvalidEvent]
 # A whole-document JSON file is parsed in memory; beyond this it must be JSON lines.
 MAX_DOCUMENT_BYTES = 512 * 1024 * 1024
 _BUFFER = 1 << 20
-_INT_COLUMNS = frozenset(TOKEN_FIELDS)
+_INT_COLUMNS = frozenset((*TOKEN_FIELDS, CACHE_WRITE_1H))
 _STRING_COLUMNS = frozenset(("request_id", "provider", "model", "status", *LABEL_FIELDS))
 _MODEL_IN_URI = re.compile(r"/model/([^/]+)")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from exporter.collector import SelfCollector, UsageCollector
+from exporter.collector import AdjustmentCollector, SelfCollector, UsageCollector
 from exporter.commit_queue import CommitQueue
 from exporter.config import Config
 from exporter.exposition import OrderedRegistry
@@ -47,7 +47,14 @@ class Services:
 
         store.add_write_hook(BudgetSpendHook())
         prices = PriceBook.from_file(config.price_overrides_file)
-        pipeline = IngestPipeline(store, prices, clock=clock, max_future_skew=config.ingest.max_future_skew_seconds)
+        events_days = config.retention.events_days
+        pipeline = IngestPipeline(
+            store,
+            prices,
+            clock=clock,
+            max_future_skew=config.ingest.max_future_skew_seconds,
+            max_event_age=None if events_days is None else events_days * 86_400,
+        )
         registry = OrderedRegistry(auto_describe=False)
         registry.register(
             UsageCollector(
@@ -56,6 +63,7 @@ class Services:
                 max_series_per_label=config.metrics.max_series_per_label,
             )
         )
+        registry.register(AdjustmentCollector(store))
         registry.register(SelfCollector(store))
         services = cls(config, store, prices, pipeline, registry, clock)
         if start_writer:

@@ -2,6 +2,13 @@
 
     python grafana/build_dashboards.py          # rewrite the JSON files
     python grafana/build_dashboards.py --check  # exit 1 if a committed file differs from the output
+    python grafana/build_dashboards.py --selector 'job="llm-cost"' --out DIR   # for your Prometheus
+
+Every query selects llmcost's own series with the mixin-style `--selector` (default `job="llmcost"`,
+the same as prometheus/build_rules.py): it is put into every selector of an exporter metric, so
+another exporter publishing `llm_cost_usd_total` is never summed in. Every dashboard shows llmcost's
+alerts as annotations: the Prometheus rules' (`ALERTS{alertname=~"LLM.*"}`) and the scheduler's own
+(`llm_alerts_active`).
 
 Dashboards are plain data built by small functions; the JSON is written with sorted keys and a fixed
 indent so diffs show only what changed. Edit this file, never the JSON (provisioning forbids saving
@@ -17,7 +24,18 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "prometheus"))
+from build_rules import DEFAULT_SELECTOR, add_selector, check_selector
+
 Json = dict[str, Any]
+SELECTOR = DEFAULT_SELECTOR
+"""The selector of llmcost's series (`--selector`); the committed JSON uses the default."""
+
+
+def select(expr: str) -> str:
+    """`expr` with the selector in every exporter-metric selector (and in place of the default one)."""
+    return add_selector(expr, SELECTOR).replace(DEFAULT_SELECTOR, SELECTOR)
+
 
 OUT_DIR = Path(__file__).resolve().parent / "dashboards"
 DATASOURCE_UID = "llmcost-prometheus"
@@ -47,7 +65,7 @@ def _target(expr: str, legend: str = "", *, instant: bool = False, table: bool =
     return {
         "datasource": DS,
         "editorMode": "code",
-        "expr": expr,
+        "expr": select(expr),
         "format": "table" if table else "time_series",
         "instant": instant,
         "legendFormat": legend or "__auto",
@@ -308,14 +326,14 @@ def query_variable(name: str, label: str, query: str) -> Json:
         "allValue": ".*",
         "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
         "datasource": DS,
-        "definition": query,
+        "definition": select(query),
         "hide": 0,
         "includeAll": True,
         "label": label,
         "multi": True,
         "name": name,
         "options": [],
-        "query": query,
+        "query": select(query),
         "refresh": 2,
         "regex": "",
         "skipUrlSync": False,
@@ -340,6 +358,40 @@ def usage_variables(metric: str) -> list[Json]:
     ]
 
 
+def alert_annotations() -> list[Json]:
+    """The alerts on every time axis: those of the Prometheus rules, and those llmcost raises itself."""
+
+    def annotation(name: str, expr: str, color: str, title: str) -> Json:
+        return {
+            "datasource": DS,
+            "enable": True,
+            "expr": expr,
+            "hide": False,
+            "iconColor": color,
+            "name": name,
+            "step": "1m",
+            "tagKeys": "alertname,severity",
+            "textFormat": "",
+            "titleFormat": title,
+            "useValueForTime": False,
+        }
+
+    return [
+        annotation(
+            "Prometheus alerts",
+            select('ALERTS{alertname=~"LLM.*", alertstate="firing", job="llmcost"}'),
+            "red",
+            "{{alertname}}",
+        ),
+        annotation(
+            "llmcost alerts",
+            select('sum by (alertname, severity) (llm_alerts_active{state="firing"}) > 0'),
+            "orange",
+            "{{alertname}} ({{severity}})",
+        ),
+    ]
+
+
 def dashboard(
     uid: str,
     title: str,
@@ -351,7 +403,7 @@ def dashboard(
 ) -> Json:
     """A complete dashboard with the shared tag, links, refresh and time settings."""
     return {
-        "annotations": {"list": []},
+        "annotations": {"list": alert_annotations()},
         "description": description,
         "editable": False,
         "fiscalYearStartMonth": 0,
@@ -1314,7 +1366,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--check", action="store_true", help="do not write; exit 1 if any file is stale")
     parser.add_argument("--out", type=Path, default=OUT_DIR, help="output directory")
+    parser.add_argument("--selector", default=DEFAULT_SELECTOR, help=f"label matchers (default {DEFAULT_SELECTOR})")
     args = parser.parse_args(argv)
+    global SELECTOR
+    try:
+        SELECTOR = check_selector(args.selector)
+    except ValueError as exc:
+        parser.error(str(exc))
     stale = []
     for name, board in build_dashboards().items():
         path = args.out / name

@@ -2,8 +2,10 @@
 
 Starts three processes on loopback, with state in `.stack/` (wiped at the start of every run):
 
-- llmcost (`llmcost serve`): a fresh SQLite store, the demo's budgets (`exporter.demo.DEMO_CONFIG`) and
-  `auth.webhook_tokens_file` pointing at a token generated into `.stack/webhook_token`. The ingest and
+- llmcost (`llmcost serve`): a fresh SQLite store, the demo's budgets (`exporter.demo.DEMO_CONFIG`) plus
+  one the trace crosses at once (`STACK_BUDGET`), `auth.webhook_tokens_file` pointing at a token
+  generated into `.stack/webhook_token`, and `alertmanager.url` set: its budget and spike alerts are
+  pushed to Alertmanager, which shows them and routes them back to llmcost's gateway. The ingest and
   admin endpoints stay open, as in `llmcost demo`: nothing listens beyond 127.0.0.1.
 - Prometheus with the shipped `prometheus/prometheus.yml` and rule files (`prometheus/rules/*.rules.yml`,
   read in place), its scrape and Alertmanager targets rewritten to the loopback ports.
@@ -15,7 +17,8 @@ now: the first ten minutes before Prometheus starts, the other fifty once Promet
 (so `increase()` over the last hour sees them arrive), then the trace again in real time, so rates keep
 moving. Prints where to look and three PromQL queries, runs until Ctrl-C (or `--duration`), then stops
 everything. `--check` instead waits until Prometheus answers the example queries with llmcost's data and
-Alertmanager has delivered an alert to llmcost, prints the outputs and exits (status 1 if not in time).
+Alertmanager has delivered an alert to llmcost and shows llmcost's budget alerts in its own API,
+prints the outputs and exits (status 1 if not in time).
 """
 
 from __future__ import annotations
@@ -148,9 +151,25 @@ def alertmanager_config(shipped: Mapping[str, Any], ports: Ports, *, credentials
     return config
 
 
-def llmcost_config(token_file: Path) -> dict[str, Any]:
-    """The llmcost configuration: the demo's budgets, and Alertmanager's webhook token read from a file."""
-    return {"auth": {"webhook_tokens_file": str(token_file)}, "budgets": copy.deepcopy(DEMO_CONFIG["budgets"])}
+STACK_BUDGET = {"name": "stack-requests", "scope": "global", "period": "total", "unit": "requests", "limit": 100}
+"""A budget the trace crosses within its first minutes, so Alertmanager shows llmcost's own budget alerts."""
+
+
+def llmcost_config(token_file: Path, ports: Ports | None = None) -> dict[str, Any]:
+    """The llmcost configuration: the demo's budgets, and Alertmanager's webhook token read from a file.
+
+    With `ports`, llmcost also pushes its own alerts to the local Alertmanager (`alertmanager.url`), with
+    links built from its loopback address, and has one more budget that the trace crosses at once.
+    """
+    config: dict[str, Any] = {
+        "auth": {"webhook_tokens_file": str(token_file)},
+        "budgets": copy.deepcopy(DEMO_CONFIG["budgets"]),
+    }
+    if ports is not None:
+        config["external_url"] = ports.url("llmcost")
+        config["alertmanager"] = {"url": ports.url("alertmanager"), "resend_interval": "15s"}
+        config["budgets"].append(dict(STACK_BUDGET))
+    return config
 
 
 # --- processes -----------------------------------------------------------------------------------
@@ -384,7 +403,7 @@ def build_stack(state: Path, ports: Ports, *, interval: float | None) -> Stack:
     token_file = state / "webhook_token"
     token_file.write_text(secrets.token_hex(32) + "\n", encoding="utf-8")
     token_file.chmod(0o600)
-    llmcost_yml = dump_yaml(llmcost_config(token_file), state / "llmcost.yml")
+    llmcost_yml = dump_yaml(llmcost_config(token_file, ports), state / "llmcost.yml")
     prometheus_yml = dump_yaml(
         prometheus_config(
             load_yaml(SHIPPED_PROMETHEUS),
@@ -418,6 +437,10 @@ def banner(stack: Stack, accepted: int) -> str:
         f"  llmcost       {p.url('llmcost')}/          (metrics: {p.url('llmcost')}/metrics)",
         f"  Prometheus    {p.url('prometheus')}/graph     (targets: {p.url('prometheus')}/targets)",
         f"  Alertmanager  {p.url('alertmanager')}/",
+        f"  Runbook       {p.url('llmcost')}/runbook",
+        "",
+        "llmcost's own budget alerts, in Alertmanager (budget stack-requests is crossed at once):",
+        f"  amtool alert query --alertmanager.url={p.url('alertmanager')} llmcost_origin=llmcost",
         "",
         "PromQL to try (recording rules fill in after the first evaluations; rates after a few scrapes):",
     ]
@@ -451,6 +474,15 @@ def check(stack: Stack, expected_calls: int, timeout: float) -> bool:
         urls = [a["url"] for a in body["data"]["activeAlertmanagers"]]
         return any(u.startswith(f"{alertmanager}/") for u in urls)
 
+    def budget_alert_in_alertmanager() -> bool:
+        found = httpx.get(
+            f"{alertmanager}/api/v2/alerts", params={"filter": 'llmcost_origin="llmcost"'}, timeout=5
+        ).json()
+        budget_alerts = [a for a in found if a["labels"]["alertname"].startswith("LLMBudget")]
+        for alert in budget_alerts:
+            print(f"  {alert['labels']} {alert['status']['state']}: {alert['annotations'].get('summary', '')}")
+        return bool(budget_alerts)
+
     def alert_delivered() -> bool:
         # Alertmanager holds a group for the route's group_wait (10 s for critical) before the webhook.
         alerts = httpx.get(f"{llmcost}/v1/alerts", params={"state": "firing"}, timeout=5).json()
@@ -465,6 +497,7 @@ def check(stack: Stack, expected_calls: int, timeout: float) -> bool:
         ("Prometheus sends alerts to Alertmanager", alertmanager_discovered),
         *((f"{expr} has data", _has_data(prometheus, expr)) for _title, expr in EXAMPLES),
         ("Alertmanager delivers to llmcost's webhook with the generated token", alert_delivered),
+        ("llmcost pushed its budget alerts to Alertmanager (GET /api/v2/alerts)", budget_alert_in_alertmanager),
     ]
     httpx.post(f"{alertmanager}/api/v2/alerts", json=[alert], timeout=5).raise_for_status()
     deadline = time.monotonic() + timeout

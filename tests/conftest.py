@@ -40,3 +40,23 @@ def db_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-
         return f"sqlite:///{tmp_path / 'llmcost.db'}"
     cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
     return cluster.create_database()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the markers that split the fast inner loop from the real-component tests."""
+    config.addinivalue_line("markers", "real_process: starts real llmcost processes or outside binaries")
+    config.addinivalue_line("markers", "postgres: runs against the throwaway PostgreSQL 15 cluster")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that touches PostgreSQL, so `make test-fast` can leave the real server out.
+
+    A test reaches PostgreSQL through the `pg_cluster`/`pg_url` fixtures or a `db_url`/`db` fixture
+    parametrised to "postgresql"; marking here keeps the rule in one place instead of on every test.
+    """
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        parametrised_pg = callspec is not None and "postgresql" in callspec.params.values()
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if parametrised_pg or fixtures & {"pg_cluster", "pg_url"}:
+            item.add_marker(pytest.mark.postgres)

@@ -30,7 +30,7 @@ DASHBOARDS_DIR = GRAFANA_DIR / "dashboards"
 RUNBOOK = REPO / "docs" / "runbook.md"
 COMPOSE_FILE = REPO / "docker-compose.yml"
 
-# Alerts raised by the llmcost scheduler itself (SPEC.md); Prometheus rules must not reuse the names.
+# Alerts raised by the llmcost scheduler itself (docs/alerting.md); Prometheus rules must not reuse the names.
 SCHEDULER_ALERTS = frozenset(
     {"LLMBudgetWarning", "LLMBudgetCritical", "LLMBudgetExceeded", "LLMBudgetForecastOverrun", "LLMCostSpike"}
 )

@@ -18,6 +18,8 @@ import pytest
 
 from tests import monitoring_assets as assets
 
+pytestmark = pytest.mark.real_process
+
 GATEWAY_RECEIVERS = {"llmcost-default", "llmcost-critical", "llmcost-warning", "llmcost-info"}
 EXPORTER_ALERTS = {"LLMCostExporterDown", "LLMCostExporterAbsent"}
 _MATCHER = re.compile(r'^\s*(?P<label>\w+)\s*(?P<op>=~|!~|!=|=)\s*"(?P<value>.*)"\s*$')
@@ -87,6 +89,7 @@ def test_amtool_check_config() -> None:
 
 BUDGET = {"budget": "search-monthly", "scope": "project", "key": "search"}
 DOWN = ["llmcost-fallback", "llmcost-critical"]
+OURS = {"llmcost_origin": "llmcost"}
 ROUTE_CASES: list[tuple[dict[str, str], list[str]]] = [
     ({"alertname": "LLMCostSchedulerStalled", "severity": "critical"}, ["llmcost-critical"]),
     ({"alertname": "LLMCostIngestStalled", "severity": "warning"}, ["llmcost-warning"]),
@@ -96,10 +99,12 @@ ROUTE_CASES: list[tuple[dict[str, str], list[str]]] = [
     # The gateway cannot announce its own outage: these also go to the fallback receiver.
     ({"alertname": "LLMCostExporterDown", "severity": "critical", "job": "llmcost"}, DOWN),
     ({"alertname": "LLMCostExporterAbsent", "severity": "critical", "job": "llmcost"}, DOWN),
-    # Budget alerts, should anyone raise them through Alertmanager, route by severity like the rest.
-    ({"alertname": "LLMBudgetCritical", "severity": "critical", **BUDGET}, ["llmcost-critical"]),
-    ({"alertname": "LLMBudgetWarning", "severity": "warning", **BUDGET}, ["llmcost-warning"]),
-    ({"alertname": "LLMCostSpike", "severity": "warning", "project": "search"}, ["llmcost-warning"]),
+    # llmcost's own alerts, as it pushes them (`alertmanager:` configured): back to its gateway by severity.
+    ({"alertname": "LLMBudgetCritical", "severity": "critical", **BUDGET, **OURS}, ["llmcost-critical"]),
+    ({"alertname": "LLMBudgetWarning", "severity": "warning", **BUDGET, **OURS}, ["llmcost-warning"]),
+    ({"alertname": "LLMBudgetForecastOverrun", "severity": "warning", **BUDGET, **OURS}, ["llmcost-warning"]),
+    ({"alertname": "LLMBudgetExceeded", "severity": "critical", **BUDGET, **OURS}, ["llmcost-critical"]),
+    ({"alertname": "LLMCostSpike", "severity": "warning", "project": "search", **OURS}, ["llmcost-warning"]),
 ]
 
 

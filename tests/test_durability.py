@@ -8,10 +8,13 @@ from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 
 from tests.helpers import total
 from tests.helpers import usage_events as events
 from tests.procs import LlmcostProcess
+
+pytestmark = pytest.mark.real_process
 
 
 def test_acknowledged_events_survive_kill_9_and_restart(tmp_path: Path, sqlite_url: str) -> None:

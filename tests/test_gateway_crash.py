@@ -9,7 +9,11 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.test_gateway_support import FakeClock, Harness, Receivers, gateway_config, wait_for
+
+pytestmark = pytest.mark.real_process
 
 CHILD = """
 import json, os, sys, time

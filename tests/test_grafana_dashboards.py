@@ -201,3 +201,39 @@ def test_dashboard_provisioning_loads_one_folder() -> None:
     compose = assets.load_yaml(assets.COMPOSE_FILE)
     mounts = compose["services"]["grafana"]["volumes"]
     assert f"./grafana/dashboards:{provider['options']['path']}:ro" in mounts
+
+
+def _exprs(dashboard: dict[str, Any]) -> list[str]:
+    """Every PromQL expression of a dashboard: panel and variable queries, and annotations."""
+    exprs = [q.expr for q in assets.dashboard_queries(dashboard)]
+    exprs += [v["query"] for v in dashboard["templating"]["list"] if v.get("type") == "query"]
+    exprs += [a["expr"] for a in dashboard["annotations"]["list"]]
+    return exprs
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_every_exporter_metric_carries_the_job_selector(name: str) -> None:
+    """The mixin-style selector: another exporter's `llm_cost_usd_total` never shows up in a panel."""
+    for expr in _exprs(DASHBOARDS[name]):
+        for selector in assets.selectors(assets.substitute(expr)):
+            if not (selector.metric.startswith("llm_") or selector.metric == "up"):
+                continue  # recorded series (computed from selected ones), Prometheus' own, label names
+            assert selector.matchers.get("job") == ("=", "llmcost"), f"{name}: {expr}"
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_llmcost_alerts_are_annotations(name: str) -> None:
+    annotations = {a["name"]: a["expr"] for a in DASHBOARDS[name]["annotations"]["list"]}
+    assert annotations == {
+        "Prometheus alerts": 'ALERTS{alertname=~"LLM.*", alertstate="firing", job="llmcost"}',
+        "llmcost alerts": 'sum by (alertname, severity) (llm_alerts_active{job="llmcost", state="firing"}) > 0',
+    }
+
+
+def test_dashboards_render_with_another_selector(tmp_path: Any) -> None:
+    generator = _generator()
+    assert generator.main(["--out", str(tmp_path), "--selector", 'job="llm-cost", cluster="eu-1"']) == 0
+    text = "".join(path.read_text(encoding="utf-8") for path in tmp_path.iterdir())
+    assert 'job=\\"llmcost\\"' not in text
+    assert text.count('job=\\"llm-cost\\", cluster=\\"eu-1\\"') > 50
+    generator.main(["--out", str(tmp_path / "default")])  # the module-level selector back to its default

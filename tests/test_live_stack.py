@@ -46,6 +46,8 @@ from tests import monitoring_assets as assets
 from tests.procs import LlmcostProcess
 from tests.recording_servers import RecordedRequest, Response, SlackAPIServer
 
+pytestmark = pytest.mark.real_process
+
 ADMIN_TOKEN = "live-admin-token-0123456789abcdef"
 INGEST_TOKEN = "live-ingest-token-0123456789abcdef"
 WEBHOOK_TOKEN = "live-webhook-token-0123456789abcdef"
@@ -235,7 +237,7 @@ def test_a_shipped_alert_fires_through_alertmanager_and_reaches_slack_exactly_on
         "severity": "info",
         "monitor": "llmcost",
     }
-    assert alert["annotations"]["runbook_url"] == "docs/runbook.md#llmcostunpricedmodel"
+    assert alert["annotations"]["runbook_url"] == "http://localhost:9800/runbook#llmcostunpricedmodel"
 
     # Alertmanager keeps re-sending the firing group (repeat_interval 2s): the gateway deduplicates.
     def webhook_sends() -> float:

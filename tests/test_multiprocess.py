@@ -8,10 +8,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.helpers import total
 from tests.pg import PostgresCluster
 from tests.procs import LlmcostProcess
+
+pytestmark = pytest.mark.real_process
 
 
 def stream(n: int, prefix: str = "s") -> list[dict[str, object]]:

@@ -6,8 +6,11 @@ import subprocess
 from pathlib import Path
 
 import orjson
+import pytest
 
 from tests.procs import LLMCOST
+
+pytestmark = pytest.mark.real_process
 
 LINES = 45_000  # pieces of CHUNK_LINES (20,000), then smaller ones: the odd lines below sit on piece boundaries
 

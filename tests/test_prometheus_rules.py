@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
@@ -13,6 +15,19 @@ import pytest
 from exporter import catalogue
 from tests import monitoring_assets as assets
 
+pytestmark = pytest.mark.real_process
+
+
+def _load_build_rules():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("llmcost_build_rules", assets.REPO / "prometheus" / "build_rules.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+build_rules = _load_build_rules()
 RECORD_NAME = re.compile(r"^(?P<level>[a-z_]*):(?P<metric>llm_[a-z0-9_]+):(?P<operations>[a-z0-9_]+)$")
 
 
@@ -107,14 +122,57 @@ def test_alerts_carry_severity_summary_description_and_a_runbook_section() -> No
         assert name.startswith("LLMCost") and name not in assets.SCHEDULER_ALERTS, name
         assert rule["labels"]["severity"] in assets.SEVERITIES, name
         assert {"summary", "description", "runbook_url"} <= set(rule["annotations"]), name
-        assert rule["annotations"]["runbook_url"] == f"docs/runbook.md#{name.lower()}", name
+        assert rule["annotations"]["runbook_url"] == f"{build_rules.DEFAULT_RUNBOOK_BASE_URL}#{name.lower()}", name
         assert name.lower() in anchors, f"docs/runbook.md has no section for {name}"
         assert re.fullmatch(r"\d+[mh]", rule.get("for", "")), f"{name} needs a for: duration"
 
 
 def test_runbook_sections_match_the_alerts_one_to_one() -> None:
+    """Every alert name llmcost or its rules can raise has its section, the cost alerts first."""
+    from alerting.budgets.definition import ALERT_FOR_STATE, FORECAST_ALERT
+    from alerting.spikes import ALERTNAME as SPIKE_ALERT
+
+    raised_by_llmcost = {*ALERT_FOR_STATE.values(), FORECAST_ALERT, SPIKE_ALERT}
+    assert raised_by_llmcost == assets.SCHEDULER_ALERTS
     headings = re.findall(r"^## (\S+)$", assets.RUNBOOK.read_text(encoding="utf-8"), re.MULTILINE)
-    assert headings == [rule["alert"] for rule in assets.alerting_rules()]
+    cost, stack = headings[: len(raised_by_llmcost)], headings[len(raised_by_llmcost) :]
+    assert set(cost) == raised_by_llmcost, f"cost alerts first, each with a section: {headings}"
+    assert stack == [rule["alert"] for rule in assets.alerting_rules()]
+
+
+def test_every_exporter_metric_in_every_rule_carries_the_job_selector() -> None:
+    """The mixin-style selector: another exporter's `llm_cost_usd_total` is never summed in."""
+    for rule in assets.rules():
+        for selector in assets.selectors(rule["expr"]):
+            if ":" in selector.metric:  # recorded series, computed from selected ones
+                continue
+            assert selector.matchers.get("job") == ("=", "llmcost"), (
+                f"{rule.get('alert') or rule['record']}: {selector}"
+            )
+    assert build_rules.main(["--check"]) == 0
+
+
+def test_rules_render_with_another_selector_and_runbook_base(tmp_path: Path) -> None:
+    selector = 'job="llm-cost", cluster="eu-1"'
+    assert (
+        build_rules.main(["--out", str(tmp_path), "--selector", selector, "--runbook-base-url", "https://c.example/rb"])
+        == 0
+    )
+    rendered = sorted(tmp_path.glob("*.rules.yml"))
+    assert [p.name for p in rendered] == [p.name for p in assets.rule_files()]
+    result = assets.run(["promtool", "check", "rules", *map(str, rendered)])
+    assert result.returncode == 0, _output(result)
+    for path in rendered:
+        for group in assets.load_yaml(path)["groups"]:
+            for rule in group["rules"]:
+                for found in assets.selectors(rule["expr"]):
+                    if ":" not in found.metric:
+                        assert found.matchers.get("job") == ("=", "llm-cost"), found
+                        assert found.matchers.get("cluster") == ("=", "eu-1"), found
+                if "alert" in rule:
+                    assert rule["annotations"]["runbook_url"] == f"https://c.example/rb#{rule['alert'].lower()}"
+    with pytest.raises(SystemExit):
+        build_rules.main(["--out", str(tmp_path), "--selector", "llmcost"])
 
 
 def test_runbook_queries_read_only_known_metrics() -> None:

@@ -14,6 +14,8 @@ import pytest
 from tests.helpers import total, usage_events
 from tests.procs import LlmcostProcess
 
+pytestmark = pytest.mark.real_process
+
 
 def _children(pid: int) -> set[int]:
     """PIDs whose parent is `pid` (from /proc)."""

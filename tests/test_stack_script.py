@@ -18,6 +18,8 @@ import pytest
 from tests import live_stack
 from tests.monitoring_assets import REPO
 
+pytestmark = pytest.mark.real_process
+
 SCRIPT = REPO / "scripts" / "stack.py"
 
 
@@ -75,6 +77,9 @@ def test_check_mode_proves_prometheus_has_llmcost_data_and_stops_everything(tmp_
     assert proc.returncode == 0, text
     assert "check passed" in text
     assert "FAILED" not in text
+    # `make stack` shows a budget alert of llmcost's in Alertmanager's own API.
+    assert "check: ok     llmcost pushed its budget alerts to Alertmanager (GET /api/v2/alerts)" in text
+    assert "'alertname': 'LLMBudgetExceeded'" in text and "'llmcost_origin': 'llmcost'" in text
     for _title, expr in live_stack.stack.EXAMPLES:
         after = text.split(f"\n{expr}\n", 1)[1]
         assert after.startswith("  ") and " => " in after.splitlines()[0], text

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 from alerting.budgets.definition import Budget, parse_budget
 from alerting.budgets.tables import REVISION_COUNTER
 from alerting.periods import period_bounds
+from exporter.store.rollups import ROLLUPS_IN_RANGE_SQL
 from exporter.store.schema import LABEL_COLUMNS
 
 _LABEL_INDEX = {name: i for i, name in enumerate(LABEL_COLUMNS)}
@@ -156,7 +157,7 @@ def rebuild_current_period(conn: Connection, budget: Budget, now: float, periods
     label = budget.label
     group = f's."{label}"' if label else "''"
     where = ""
-    params: dict[str, Any] = {"first": first, "end": end.timestamp() if end else 2**62}
+    params: dict[str, Any] = {"first": first, "end": int(end.timestamp()) if end else 2**62}
     if label and budget.key != "*":
         where = f' AND s."{label}" = :key'
         params["key"] = budget.key
@@ -164,8 +165,8 @@ def rebuild_current_period(conn: Connection, budget: Budget, now: float, periods
         text(
             f"SELECT {group} AS k, SUM(r.cost_nanousd), "
             "SUM(r.input_tokens + r.cache_read_tokens + r.cache_write_tokens + r.output_tokens), SUM(r.requests) "
-            "FROM usage_rollup r JOIN usage_series s ON s.id = r.series_id "
-            f"WHERE r.bucket >= :first AND r.bucket < :end{where}" + (f" GROUP BY {group}" if label else "")
+            f"FROM {ROLLUPS_IN_RANGE_SQL} r JOIN usage_series s ON s.id = r.series_id "
+            f"WHERE 1 = 1{where}" + (f" GROUP BY {group}" if label else "")
         ),
         params,
     ).all()

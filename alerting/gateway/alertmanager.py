@@ -13,7 +13,7 @@ from typing import Any
 
 from alerting.gateway.lifecycle import AlertInput
 from alerting.gateway.records import dumps, parse_rfc3339
-from alerting.model import SEVERITIES, Severity
+from alerting.model import ORIGIN_LABEL, PUSHED_ONLY_LABELS, SEVERITIES, Severity
 
 _SEVERITY_ALIASES: dict[str, Severity] = {
     "page": "critical",
@@ -114,6 +114,11 @@ def parse_webhook(data: Any) -> Webhook:
         alertname = labels.get("alertname", "")
         if not alertname:
             raise PayloadError(f"{field}.labels.alertname", "required")
+        severity = severity_of(labels)
+        if labels.get(ORIGIN_LABEL):
+            # llmcost's own alert, pushed by it and routed back here: drop the labels added for routing, so
+            # it keeps the fingerprint the scheduler gave it and stays one alert, notified once.
+            labels = {k: v for k, v in labels.items() if k not in PUSHED_ONLY_LABELS}
         annotations = _string_map(item.get("annotations", {}), f"{field}.annotations")
         starts_at = _time(item.get("startsAt"), f"{field}.startsAt", required=True)
         _time(item.get("endsAt"), f"{field}.endsAt", required=False)
@@ -126,7 +131,7 @@ def parse_webhook(data: Any) -> Webhook:
                 AlertInput(
                     alertname=alertname,
                     labels=labels,
-                    severity=severity_of(labels),
+                    severity=severity,
                     annotations=annotations,
                     source="alertmanager",
                     starts_at=starts_at,

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from alerting.model import SEVERITIES, Severity
-from exporter.config import SECTION_VALIDATORS, Config, ConfigError, resolve_secret
+from exporter.config import SECTION_VALIDATORS, WHOLE_CONFIG_CHECKS, Config, ConfigError, resolve_secret
 
 CHANNELS: tuple[str, ...] = ("slack", "email", "pagerduty")
 DEFAULT_ROUTES: dict[Severity, tuple[str, ...]] = {
@@ -245,7 +245,21 @@ def _outbox(value: Any, problems: Problems) -> OutboxSettings:
     return OutboxSettings(**values)
 
 
-def _silences(value: Any, problems: Problems) -> SilenceSettings:
+def first_alertmanager_url(raw: Mapping[str, Any]) -> str:
+    """The first replica of the top-level `alertmanager:` section (`url` or `urls`), or ""."""
+    section = raw.get("alertmanager")
+    if not isinstance(section, dict):
+        return ""
+    urls = section.get("urls") or [section.get("url")]
+    first = urls[0] if isinstance(urls, list) and urls else None
+    return first if isinstance(first, str) and first.startswith(("http://", "https://")) else ""
+
+
+def _silences(value: Any, problems: Problems, fallback_url: str | None) -> SilenceSettings:
+    """Silence settings; `fallback_url` is the top-level `alertmanager:` replica used without a url here.
+
+    `fallback_url` is None when the caller sees only the `alerting:` section (a missing url is not judged).
+    """
     path = "alerting.alertmanager"
     section = _mapping(value, path, problems) or {}
     _unknown(section, {"url", "silence_on_ack", "silence_duration"}, path, problems)
@@ -257,14 +271,18 @@ def _silences(value: Any, problems: Problems) -> SilenceSettings:
     if not isinstance(enabled, bool):
         problems.append(f"{path}.silence_on_ack: must be true or false")
         enabled = False
-    if enabled and not url:
-        problems.append(f"{path}.silence_on_ack: needs {path}.url")
+    url = url or fallback_url or ""
+    if enabled and not url and fallback_url is not None:
+        problems.append(f"{path}.silence_on_ack: needs {path}.url (or the top-level alertmanager.url)")
     duration = _duration(section, "silence_duration", path, SilenceSettings.duration, problems)
     return SilenceSettings(url=url, silence_on_ack=enabled, duration=duration)
 
 
-def parse_settings(raw: Mapping[str, Any], base: Path, problems: Problems) -> GatewaySettings:
-    """Parse the `notifications` and `alerting` sections of a raw config, appending every problem."""
+def parse_settings(raw: Mapping[str, Any], base: Path, problems: Problems, *, whole: bool = True) -> GatewaySettings:
+    """Parse the `notifications` and `alerting` sections of a raw config, appending every problem.
+
+    `whole` is False when `raw` holds only the section being validated (cross-section checks are skipped).
+    """
     notifications = _mapping(raw.get("notifications"), "notifications", problems) or {}
     _unknown(notifications, {*CHANNELS, "routes"}, "notifications", problems)
     channels: dict[str, dict[str, Any]] = {}
@@ -293,7 +311,7 @@ def parse_settings(raw: Mapping[str, Any], base: Path, problems: Problems) -> Ga
         max_body_bytes=max_body,
         receipt_retention=_duration(alerting, "receipt_retention", path, GatewaySettings.receipt_retention, problems),
         outbox=_outbox(alerting.get("outbox"), problems),
-        silences=_silences(alerting.get("alertmanager"), problems),
+        silences=_silences(alerting.get("alertmanager"), problems, first_alertmanager_url(raw) if whole else None),
     )
 
 
@@ -308,15 +326,16 @@ def settings_from_config(config: Config) -> GatewaySettings:
 
 
 def _validate_notifications(section: Any, problems: Problems, base: Path) -> None:
-    parse_settings({"notifications": section}, base, problems)
+    parse_settings({"notifications": section}, base, problems, whole=False)
 
 
 def _validate_alerting(section: Any, problems: Problems, base: Path) -> None:
     # Only the gateway's keys are checked: other parts of llmcost may keep settings in `alerting:` too.
-    parse_settings({"alerting": section}, base, problems)
+    parse_settings({"alerting": section}, base, problems, whole=False)
 
 
-def _chain(name: str, validator: Callable[[Any, Problems, Path], None]) -> None:
+def chain_validator(name: str, validator: Callable[[Any, Problems, Path], None]) -> None:
+    """Register `validator` for a config section, after any validator already registered for it."""
     previous = SECTION_VALIDATORS.get(name)
     if previous is None or previous is validator:
         SECTION_VALIDATORS[name] = validator
@@ -329,5 +348,17 @@ def _chain(name: str, validator: Callable[[Any, Problems, Path], None]) -> None:
     SECTION_VALIDATORS[name] = both
 
 
-_chain("notifications", _validate_notifications)
-_chain("alerting", _validate_alerting)
+def _check_silences(raw: dict[str, Any], problems: Problems) -> None:
+    """`alerting.alertmanager.silence_on_ack` needs a url there or in the top-level `alertmanager:` section."""
+    alerting = raw.get("alerting")
+    section = alerting.get("alertmanager") if isinstance(alerting, dict) else None
+    enabled = isinstance(section, dict) and section.get("silence_on_ack") is True
+    if enabled and not section.get("url") and not first_alertmanager_url(raw):  # type: ignore[union-attr]
+        path = "alerting.alertmanager"
+        problems.append(f"{path}.silence_on_ack: needs {path}.url (or the top-level alertmanager.url)")
+
+
+chain_validator("notifications", _validate_notifications)
+chain_validator("alerting", _validate_alerting)
+if _check_silences not in WHOLE_CONFIG_CHECKS:
+    WHOLE_CONFIG_CHECKS.append(_check_silences)

@@ -27,6 +27,7 @@ from alerting.signatures import verify_pagerduty_signature, verify_slack_signatu
 from exporter.http.auth import check_bearer
 from exporter.http.body import BodyTooLarge, media_type, read_limited
 from exporter.http.errors import ORJSONResponse, error
+from exporter.http.origin import refuse_foreign_origin
 from exporter.store import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -120,7 +121,9 @@ def gateway_routes(gateway: GatewayService) -> list[BaseRoute]:
 
     def _state_change(action: str) -> Handler:
         async def handler(request: Request) -> Response:
-            denied = check_bearer(request, auth.admin_tokens)
+            denied = check_bearer(request, auth.admin_tokens) or refuse_foreign_origin(
+                request, token_required=bool(auth.admin_tokens)
+            )
             if denied is not None:
                 return denied
             alert_id = _alert_id(request)

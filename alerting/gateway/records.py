@@ -23,7 +23,7 @@ API_FIELDS = (
     "acknowledged_at",
     "resolved_at",
 )
-"""The fields of an alert in `GET /v1/alerts` (SPEC.md), in order."""
+"""The fields of an alert in `GET /v1/alerts` (docs/http-api.md), in order."""
 
 
 def dumps(value: Any) -> str:
@@ -82,7 +82,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def api_alert(alert: Alert) -> dict[str, Any]:
-    """The alert as `GET /v1/alerts` shows it: exactly SPEC.md's fields, times in RFC 3339."""
+    """The alert as `GET /v1/alerts` shows it: exactly the fields docs/http-api.md lists, times in RFC 3339."""
     return {
         "id": alert.id,
         "fingerprint": alert.fingerprint,

@@ -119,7 +119,7 @@ class EventsTransport:
     """POSTs JSON to the Events API on a kept-alive connection per thread (stdlib `http.client`).
 
     A fan-out sends hundreds of events a second; a general-purpose client (httpx) spends 1–2 ms of CPU
-    on each (PERF-FACTS.md), the plain connection a tenth of that. HTTPS goes through the proxy named by
+    on each (docs/performance.md), the plain connection a tenth of that. HTTPS goes through the proxy named by
     `https_proxy` (CONNECT tunnel) unless `no_proxy` exempts the host, as with curl.
     """
 

@@ -27,6 +27,7 @@ from exporter.http.body import (
     split_records,
 )
 from exporter.http.errors import ORJSONResponse, error
+from exporter.http.otlp import otlp_routes
 from exporter.pipeline import IngestOutcome, Rejection
 from exporter.services import Services
 from exporter.store import StoreUnavailable
@@ -132,12 +133,15 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
             return ORJSONResponse(body_json, status_code=422)
         return ORJSONResponse(body_json)
 
+    # The console (alerting side) takes `/` when it is attached; this plain page is the fallback.
+    claimed = {getattr(route, "path", None) for route in extra_routes}
     routes: list[BaseRoute] = [
-        Route("/", landing),
+        *([] if "/" in claimed else [Route("/", landing)]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         Route("/v1/usage", ingest, methods=["POST"]),
+        *otlp_routes(services),
         *extra_routes,
     ]
     return Starlette(routes=routes)

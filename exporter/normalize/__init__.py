@@ -1,7 +1,8 @@
 """Every accepted input form, mapped to the canonical usage event dict that `parse_event` validates.
 
 Forms: a canonical event (returned as is), an event with a raw provider `usage` object
-(`provider_usage`), a LiteLLM StandardLoggingPayload or SpendLogs row (`litellm`), and OpenTelemetry
+(`provider_usage`), a whole provider response posted as is (`responses`, read through
+`provider_usage`), a LiteLLM StandardLoggingPayload or SpendLogs row (`litellm`), and OpenTelemetry
 GenAI span attributes (`otel`). The mapping only fixes structure and meaning; types and ranges of
 the canonical fields are `parse_event`'s job.
 """

@@ -9,6 +9,10 @@ carries CUMULATIVE counts: the delta's numbers replace the start's, they are nev
 API versions put every field in the final `message_delta`, so its usage alone is complete; older
 ones sent only `output_tokens` there, and `merge_stream_usage` combines the two events.
 
+Cache writes: `cache_creation_input_tokens` counts every cache write; `cache_creation` splits them by
+lifetime (`ephemeral_5m_input_tokens`, `ephemeral_1h_input_tokens`). The 1-hour part costs more, so it
+travels as `cache_write_1h_tokens` (a part of `cache_write_tokens`, as reasoning is a part of output).
+
 Server-side compaction and the advisor tool add `usage.iterations`. Anthropic documents that the
 top-level counts leave out compaction iterations and that the billed total is the sum over the
 iterations, so we sum the iterations run by the request's own model. Advisor iterations name their
@@ -51,24 +55,43 @@ def anthropic_tokens(usage: Mapping[str, Any], path: str) -> dict[str, int]:
     reasoning = count0(details, "thinking_tokens", f"{path}.output_tokens_details")
     parts = _own_model_iterations(usage, path)
     if parts:
-        input_tokens = cache_read = cache_write = output = 0
+        input_tokens = cache_read = cache_write = write_1h = output = 0
         for index, item in parts:
             item_path = f"{path}.iterations[{index}]"
             input_tokens += count0(item, "input_tokens", item_path)
             cache_read += count0(item, "cache_read_input_tokens", item_path)
             cache_write += _cache_write(item, item_path)
+            write_1h += _cache_write_1h(item, item_path)
             output += count0(item, "output_tokens", item_path)
         check_reasoning(reasoning, output, f"{path}.output_tokens_details.thinking_tokens", f"{path}.iterations")
-        return tokens(input_tokens, cache_read, cache_write, output, reasoning)
+        return _with_1h(tokens(input_tokens, cache_read, cache_write, output, reasoning), write_1h, path)
     output = count0(usage, "output_tokens", path)
     check_reasoning(reasoning, output, f"{path}.output_tokens_details.thinking_tokens", f"{path}.output_tokens")
-    return tokens(
+    mapped = tokens(
         count0(usage, "input_tokens", path),
         count0(usage, "cache_read_input_tokens", path),
         _cache_write(usage, path),
         output,
         reasoning,
     )
+    return _with_1h(mapped, _cache_write_1h(usage, path), path)
+
+
+def _cache_write_1h(usage: Mapping[str, Any], path: str) -> int:
+    """The 1-hour cache writes of `cache_creation.ephemeral_1h_input_tokens` (0 when not split)."""
+    breakdown = sub(usage, "cache_creation", path)
+    return count0(breakdown, "ephemeral_1h_input_tokens", f"{path}.cache_creation")
+
+
+def _with_1h(mapped: dict[str, int], write_1h: int, path: str) -> dict[str, int]:
+    if not write_1h:
+        return mapped
+    if write_1h > mapped["cache_write_tokens"]:
+        raise InvalidEvent(
+            f"{path}.cache_creation.ephemeral_1h_input_tokens",
+            f"({write_1h}) exceeds the cache writes ({mapped['cache_write_tokens']}), which include it",
+        )
+    return {**mapped, "cache_write_1h_tokens": write_1h}
 
 
 def _cache_write(usage: Mapping[str, Any], path: str) -> int:

@@ -6,7 +6,8 @@ Field names follow BerriAI/litellm `litellm/types/utils.py` (`StandardLoggingPay
 `cost_usd`: it already applied the deployment's prices and any custom pricing.
 
 Attribution: `project` is the LiteLLM project of the key, else its team (alias before id); `user` is
-the end user (the `user` of the request), else the internal user owning the key. Only these and a
+the end user (the `user` of the request), else the internal user owning the key, else the SDK's
+`user=` argument (`model_parameters.user`). Only these and a
 short list of routing fields are kept: the payloads also carry the full prompt and response, the
 client IP and key hashes, which must not end up in metadata.
 
@@ -100,6 +101,9 @@ def event_from_litellm(raw: Mapping[str, Any]) -> dict[str, Any]:
         out["project"] = project
     user = _first(raw, ("end_user",)) or _first(meta, ("user_api_key_end_user_id", "user_api_key_user_id"))
     user = user or _first(raw, ("user",))
+    params = raw.get("model_parameters")
+    if not user and isinstance(params, Mapping):  # the SDK's `user=` argument, when no end user was resolved
+        user = params.get("user") if isinstance(params.get("user"), str) else None
     if user:
         out["user"] = user
     out["metadata"] = _metadata(raw, meta, cache_hit)

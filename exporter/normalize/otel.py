@@ -48,6 +48,9 @@ _META = (
     ("server.address", "server_address"),
 )
 _ERROR_CODES = (2, "2", "STATUS_CODE_ERROR", "ERROR", "error")
+# End-user id: the conventions' `user.id` / `enduser.id`, OpenLIT's `gen_ai.request.user`, OpenLLMetry's `llm.user`.
+_USER = ("user.id", "enduser.id", "gen_ai.request.user", "llm.user")
+_CALLER_FIELDS = ("request_id", "project", "service", "user", "timestamp", "cost_usd", "latency_ms")
 
 
 def is_otel(raw: Mapping[str, Any]) -> bool:
@@ -107,6 +110,8 @@ def event_from_span(raw: Mapping[str, Any]) -> dict[str, Any]:
     provider = attrs.get("gen_ai.provider.name") or attrs.get("gen_ai.system")
     if isinstance(provider, str):
         out["provider"] = providers.from_otel(provider)
+    elif isinstance(attrs.get("server.address"), str):
+        out["provider"] = providers.from_host(attrs["server.address"])
     model = attrs.get("gen_ai.response.model") or attrs.get("gen_ai.request.model")
     if model is not None:
         out["model"] = model
@@ -120,7 +125,7 @@ def event_from_span(raw: Mapping[str, Any]) -> dict[str, Any]:
             out[key] = span[key]
     if span.get("error") or attrs.get("error.type"):
         out["status"] = "error"
-    user = attrs.get("user.id") or attrs.get("enduser.id")
+    user = next((attrs[key] for key in _USER if attrs.get(key)), None)
     if user:
         out["user"] = user
     service = span.get("service")
@@ -131,7 +136,16 @@ def event_from_span(raw: Mapping[str, Any]) -> dict[str, Any]:
         metadata["trace_id"] = span["trace_id"]
     if span.get("name"):
         metadata["span_name"] = span["name"]
+    reported_cost = attrs.get("gen_ai.usage.cost")  # OpenLIT's own estimate; llmcost prices the call itself
+    if isinstance(reported_cost, int | float) and not isinstance(reported_cost, bool):
+        metadata["reported_cost_usd"] = reported_cost
     out["metadata"] = {"source": "otel", **metadata}
+    # Canonical fields given beside the attributes (the README's promise) win over what the span implies.
+    for key in _CALLER_FIELDS:
+        if raw.get(key) is not None:
+            out[key] = raw[key]
+    if isinstance(raw.get("metadata"), Mapping):
+        out["metadata"] = {**out["metadata"], **raw["metadata"]}
     return out
 
 

@@ -22,6 +22,7 @@ from exporter.normalize.bedrock import bedrock_tokens, is_bedrock_converse
 from exporter.normalize.cohere import cohere_tokens, is_cohere
 from exporter.normalize.gemini import gemini_tokens, is_gemini
 from exporter.normalize.openai_like import chat_tokens, is_responses, responses_tokens, usage_cost
+from exporter.normalize.responses import event_from_response, response_kind
 
 _TOKEN_KEYS = frozenset(
     (
@@ -49,6 +50,12 @@ def map_usage(usage: Any, provider: str = "", path: str = "usage") -> tuple[dict
     `usage` may also be a whole response or stream event that contains one (an Anthropic
     `message_start` nests it under `message`, which also names the model).
     """
+    usage, path, model = unwrap_usage(usage, path)
+    return _tokens_for_shape(usage, path, provider), usage_cost(usage, path), model
+
+
+def unwrap_usage(usage: Any, path: str = "usage") -> tuple[Mapping[str, Any], str, str | None]:
+    """The usage object itself out of a response or stream event that holds one: `(usage, its path, model)`."""
     model: str | None = None
     for _ in range(3):  # response → message → usage is the deepest nesting in use
         if not isinstance(usage, Mapping):
@@ -62,6 +69,8 @@ def map_usage(usage: Any, provider: str = "", path: str = "usage") -> tuple[dict
             continue
         for key in ("usage", "usageMetadata", "meta"):
             if isinstance(usage.get(key), Mapping):
+                if model is None and isinstance(usage.get("model"), str):
+                    model = usage["model"]
                 usage, path = usage[key], f"{path}.{key}"
                 break
         else:
@@ -70,7 +79,7 @@ def map_usage(usage: Any, provider: str = "", path: str = "usage") -> tuple[dict
         raise InvalidEvent(path, f"must be an object, got {type(usage).__name__}")
     if not usage:
         raise InvalidEvent(path, "is empty")
-    return _tokens_for_shape(usage, path, provider), usage_cost(usage, path), model
+    return usage, path, model
 
 
 def _tokens_for_shape(usage: Mapping[str, Any], path: str, provider: str) -> dict[str, int]:
@@ -97,14 +106,32 @@ def _tokens_for_shape(usage: Mapping[str, Any], path: str, provider: str) -> dic
 
 
 def event_from_usage(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Map `{"provider": …, "model": …, "usage": {…}, <other fields>}` to a canonical event."""
+    """Map `{"provider": …, "model": …, "usage": {…}, <other fields>}` to a canonical event.
+
+    A whole provider response, posted as is or wrapped as the `usage`, keeps only its usage, ids
+    and model (`responses`): its content never reaches `metadata`.
+    """
+    kind = response_kind(raw)
+    if kind is not None:
+        raw = event_from_response(raw, kind)
     clashing = [name for name in TOKEN_FIELDS if name in raw]
     if clashing:
         raise InvalidEvent("usage", f"cannot be combined with {', '.join(clashing)}: send one or the other")
-    provider = raw.get("provider")
     out = dict(raw)
-    usage = out.pop("usage")
-    token_fields, cost, model = map_usage(usage, provider if isinstance(provider, str) else "")
+    wrapped = out.pop("usage")
+    if isinstance(wrapped, Mapping) and response_kind(wrapped) is not None:
+        # A whole response given as the usage: keep its id and time, drop its content.
+        inner = event_from_response(wrapped, response_kind(wrapped) or "")
+        for key in ("request_id", "timestamp", "model"):
+            if out.get(key) is None and inner.get(key) is not None:
+                out[key] = inner[key]
+        if out.get("provider") is None:
+            out["provider"] = inner["provider"]
+        wrapped = inner["usage"]
+    provider = out.get("provider")
+    usage, path, model = unwrap_usage(wrapped)
+    token_fields = _tokens_for_shape(usage, path, provider if isinstance(provider, str) else "")
+    cost = usage_cost(usage, path)
     out.update(token_fields)
     if cost is not None and out.get("cost_usd") is None:  # a cost the caller sent wins
         out["cost_usd"] = cost

@@ -58,6 +58,8 @@ GOOGLE = frozenset(("gemini", "google", "vertex_ai", "vertex", "gcp.gemini", "gc
 
 def from_otel(name: str) -> str:
     """Translate an OpenTelemetry GenAI provider name into llmcost's vocabulary."""
+    # Instrumentations spell the same provider differently (OpenLLMetry's `gen_ai.system` is "Anthropic").
+    name = name.strip().lower()
     return OTEL_PROVIDERS.get(name, name)
 
 

@@ -36,12 +36,15 @@ _INF = math.inf
 class _Period:
     """A span [lo, hi) of epoch seconds in which one tariff (or none) applies to an entry."""
 
-    __slots__ = ("brackets", "hi", "lo", "rates", "tariff", "tier_starts")
+    __slots__ = ("brackets", "effective", "hi", "lo", "rates", "source", "tariff", "tier_starts")
 
-    def __init__(self, lo: float, hi: float, tariff: Tariff | None) -> None:
+    def __init__(self, lo: float, hi: float, tariff: Tariff | None, effective: str = "") -> None:
         self.lo = lo
         self.hi = hi
         self.tariff = tariff
+        # Provenance recorded on every event priced in this period (see `PriceBook.quote`).
+        self.source = "" if tariff is None else _source_of(tariff)
+        self.effective = effective
         self.rates: Rates | None = None if tariff is None else tariff.brackets[0]
         self.tier_starts: tuple[int, ...] = () if tariff is None else tariff.tier_starts
         self.brackets: tuple[Rates, ...] = () if tariff is None else tariff.brackets
@@ -91,7 +94,10 @@ class _Entry:
         if not math.isfinite(timestamp):
             raise ValueError(f"timestamp must be finite, got {timestamp!r}")
         lo, hi = _window(timestamp, self.instants, self.daily)
-        self.period = period = _Period(lo, hi, self._tariff_at(_inside(lo, hi)))
+        at = _inside(lo, hi)
+        index = bisect_right(self.instants, at)
+        effective = _effective_text(self.instants[index - 1]) if index else ""
+        self.period = period = _Period(lo, hi, self._tariff_at(at), effective)
         return period
 
     def _tariff_at(self, at: float) -> Tariff | None:
@@ -127,6 +133,18 @@ def _inside(lo: float, hi: float) -> float:
     if lo == -_INF:
         return 0.0 if hi == _INF else hi - 1.0
     return lo if hi == _INF else (lo + hi) / 2
+
+
+def _source_of(tariff: Tariff) -> str:
+    """Where a price comes from, as recorded on events: the price data's version, or the override entry."""
+    details = tariff.details
+    return str(details.get("source_detail") or details.get("source") or "")
+
+
+def _effective_text(moment: float) -> str:
+    """When a price took effect: a date for UTC midnight (as price tables give them), else an RFC 3339 time."""
+    when = datetime.fromtimestamp(moment, UTC)
+    return when.date().isoformat() if moment % _DAY == 0 else when.isoformat()
 
 
 def _iso(moment: float) -> str | None:
@@ -206,11 +224,47 @@ class PriceBook:
         cache_write_tokens: int,
         output_tokens: int,
         reasoning_tokens: int = 0,
+        cache_write_1h_tokens: int = 0,
     ) -> int | None:
         """Cost in integer nano-dollars, or None when the model has no known price.
 
         Canonical counts: `input_tokens` are uncached input only; `output_tokens` include
-        `reasoning_tokens` (which only matter for the few models that price reasoning apart).
+        `reasoning_tokens` (which only matter for the few models that price reasoning apart), and
+        `cache_write_tokens` include `cache_write_1h_tokens` (one-hour cache writes, see `quote`).
+        """
+        return self.quote(
+            provider,
+            model,
+            timestamp,
+            input_tokens,
+            cache_read_tokens,
+            cache_write_tokens,
+            output_tokens,
+            reasoning_tokens,
+            cache_write_1h_tokens,
+        )[0]
+
+    def quote(
+        self,
+        provider: str,
+        model: str,
+        timestamp: float,
+        input_tokens: int,
+        cache_read_tokens: int,
+        cache_write_tokens: int,
+        output_tokens: int,
+        reasoning_tokens: int = 0,
+        cache_write_1h_tokens: int = 0,
+    ) -> tuple[int | None, str, str]:
+        """`(cost, price source, effective date)`: the cost as `cost_nanousd` and where its price comes from.
+
+        The source is the price data (`genai-prices 0.2.3 bundled data`) or the override entry
+        (`prices.yaml prices[3]`); the effective date is when that price took effect ("" = it always
+        applied). Unpriced: `(None, "", "")`.
+
+        One-hour cache writes cost twice the uncached input price (Anthropic's rule; genai-prices and
+        the override file carry one cache-write price, the 5-minute one): the part of
+        `cache_write_tokens` given as `cache_write_1h_tokens` is charged that instead.
         """
         key = (provider, model)
         entry = self._entries.get(key)
@@ -226,7 +280,7 @@ class PriceBook:
             period = entry.period_at(timestamp)
         rates = period.rates
         if rates is None:
-            return None
+            return None, "", ""
         if period.tier_starts:
             total_input = input_tokens + cache_read_tokens + cache_write_tokens
             rates = period.brackets[bisect_left(period.tier_starts, total_input)]
@@ -240,7 +294,10 @@ class PriceBook:
         )
         if r_reasoning:
             total += r_reasoning * reasoning_tokens
-        return total if scale == 1 else divide_half_even(total, scale)
+        if cache_write_1h_tokens:
+            total += (2 * r_input - r_write) * cache_write_1h_tokens
+        cost = total if scale == 1 else divide_half_even(total, scale)
+        return cost, period.source, period.effective
 
     def describe(self, provider: str, model: str, timestamp: float) -> dict[str, Any] | None:
         """Which price applies to a call, where it comes from and the span it holds; None if unpriced.

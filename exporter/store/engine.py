@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.engine import Engine, make_url
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
-HEAD_REVISION = "0004_scheduler"
+HEAD_REVISION = "0009_alertmanager_push"
 """The newest migration in MIGRATIONS_DIR (a test holds the two together)."""
 # Any fixed 64-bit number: serialises concurrent `migrate()` calls from several processes on PostgreSQL.
 _MIGRATION_LOCK_ID = 0x6C6C6D636F7374
@@ -36,6 +36,9 @@ def create_store_engine(url: str, *, pool_size: int = 8) -> Engine:
             # transactions would otherwise defer the write lock and invite SQLITE_BUSY upgrades.
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
+            # Takes effect on a new file (before its first table): pruning then gives pages back to the
+            # file system in small steps (`PRAGMA incremental_vacuum`) instead of one long VACUUM.
+            cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
             cursor.execute("PRAGMA journal_mode=WAL")
             # FULL: a commit survives power loss, not only a process crash; commits are batched.
             cursor.execute("PRAGMA synchronous=FULL")

@@ -7,7 +7,14 @@ Layout, chosen so that no scrape, budget check or detection pass reads raw event
   cumulative totals, so `/metrics` reads one row per series.
 - `usage_rollup`: per series, per 5-minute bucket totals (5 minutes divides every real UTC offset,
   so calendar periods in any timezone are exact sums of buckets).
+- `usage_rollup_hourly`: the same totals per whole UTC hour, for time older than the 5-minute
+  rollups' retention (`retention.rollups_days`): the pruner folds 5-minute buckets into hours before
+  deleting them, and readers add the two tables (see exporter/store/rollups.py). Kept for ever.
 - `ingest_counters`: persisted self counters (accepted, duplicate, rejected, …).
+
+Repricing corrects `usage_events`, `usage_rollup` and budget spend, but `usage_series.cost_nanousd`
+stays the cost as first recorded (it backs the `llm_cost_usd_total` counter, which must never go
+down); the corrections add up in `cost_adjust_up_nanousd` / `cost_adjust_down_nanousd`.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from sqlalchemy import (
 )
 
 BUCKET_SECONDS = 300
+HOUR_SECONDS = 3600
 LABEL_COLUMNS = ("provider", "model", "project", "service", "user", "status")
 COUNTER_COLUMNS = (
     "requests",
@@ -55,6 +63,8 @@ usage_series = Table(
     Column("id", _ID, primary_key=True, autoincrement=True),
     *(Column(name, String(256), nullable=False) for name in LABEL_COLUMNS),
     *_counter_columns(),
+    Column("cost_adjust_up_nanousd", BigInteger, nullable=False, server_default="0"),
+    Column("cost_adjust_down_nanousd", BigInteger, nullable=False, server_default="0"),
     UniqueConstraint(*LABEL_COLUMNS, name="uq_usage_series_labels"),
 )
 
@@ -75,6 +85,9 @@ usage_events = Table(
     Column("latency_ms", Float, nullable=True),
     Column("meta_json", Text, nullable=True),
     Column("ingested_at", Float, nullable=False),
+    Column("cache_write_1h_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("price_source", String(256), nullable=True),  # e.g. "genai-prices 0.2.3 bundled data"
+    Column("price_from", String(32), nullable=True),  # when that price took effect ("" = always)
     UniqueConstraint("request_id", name="uq_usage_events_request_id"),
 )
 
@@ -87,6 +100,16 @@ usage_rollup = Table(
     PrimaryKeyConstraint("series_id", "bucket", name="pk_usage_rollup"),
 )
 Index("ix_usage_rollup_bucket", usage_rollup.c.bucket)
+
+usage_rollup_hourly = Table(
+    "usage_rollup_hourly",
+    metadata,
+    Column("series_id", BigInteger, nullable=False),
+    Column("bucket", BigInteger, nullable=False),  # epoch seconds, multiple of HOUR_SECONDS
+    *_counter_columns(),
+    PrimaryKeyConstraint("series_id", "bucket", name="pk_usage_rollup_hourly"),
+)
+Index("ix_usage_rollup_hourly_bucket", usage_rollup_hourly.c.bucket)
 
 ingest_counters = Table(
     "ingest_counters",

@@ -1,12 +1,14 @@
 """The `Store` facade: opens the database, migrates it, writes batches and answers the read queries.
 
-Every read here works on `usage_series` (one row per label set) or `usage_rollup` (5-minute buckets),
-never on raw events, so scrapes and budget checks cost the same at a million events as at ten.
+Every read here works on `usage_series` (one row per label set) or the rollups (5-minute buckets, and
+hourly ones where those were pruned), never on raw events, so scrapes and budget checks cost the same
+at a million events as at ten.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -19,16 +21,23 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from exporter.events import UsageEvent
 from exporter.store.engine import create_store_engine, migrate, normalise_url
+from exporter.store.rollups import rollups_in_range
 from exporter.store.schema import (
     BUCKET_SECONDS,
     COUNTER_COLUMNS,
     LABEL_COLUMNS,
     ingest_counters,
     usage_events,
-    usage_rollup,
     usage_series,
 )
-from exporter.store.writer import BatchWriter, WriteHook, WriteResult, counter_add_sql, prepare_batch
+from exporter.store.writer import (
+    BatchWriter,
+    SeriesKey,
+    WriteHook,
+    WriteResult,
+    counter_add_sql,
+    prepare_batch,
+)
 from exporter.store.writer_turn import WriterTurn, sqlite_lock_path
 
 log = logging.getLogger(__name__)
@@ -105,12 +114,35 @@ class Store:
                 if _is_connection_error(exc):
                     raise StoreUnavailable(str(getattr(exc, "orig", exc))) from exc
                 raise
+        self.run_after_commit(result)
+        return result
+
+    def run_write_hooks(
+        self, conn: Connection, rollups: Mapping[tuple[int, int], Sequence[int]], series: Mapping[int, SeriesKey]
+    ) -> list[Any]:
+        """Run the ingest write hooks (budget spend) on increments made outside an ingest (repricing).
+
+        `rollups` maps (series id, bucket) to increments in COUNTER_COLUMNS order (negative allowed);
+        call `run_after_commit` with the results once `conn`'s transaction committed.
+        """
+        cursor = conn.connection.cursor()
+        return [hook.apply(cursor, not self._sqlite, rollups, series) for hook in self._writer.hooks]
+
+    def run_after_commit(self, result: WriteResult) -> None:
+        """Tell the after-commit observers (e.g. the budget check cache) what a committed write did."""
         for callback in self._after_commit:
             try:
                 callback(result)
-            except Exception:  # the events are committed; a failing observer must not fail the ingest
+            except Exception:  # committed already; a failing observer must not fail the caller
                 log.exception("after-commit callback failed")
-        return result
+
+    def cost_adjustments(self, labels: Sequence[str]) -> list[tuple[tuple[str, ...], int, int]]:
+        """Cost corrections from repricing per distinct value of `labels`: (labels, up, down) nano-dollars."""
+        cols = [usage_series.c[name] for name in labels]
+        up, down = usage_series.c.cost_adjust_up_nanousd, usage_series.c.cost_adjust_down_nanousd
+        rows = self._read(select(*cols, func.sum(up), func.sum(down)).group_by(*cols))
+        width = len(cols)
+        return [(tuple(r[:width]), int(r[width] or 0), int(r[width + 1] or 0)) for r in rows]
 
     def add_write_hook(self, hook: WriteHook, after_commit: Callable[[WriteResult], None] | None = None) -> None:
         """Run `hook` inside every ingest transaction, and `after_commit` once it committed.
@@ -136,6 +168,10 @@ class Store:
                     yield conn
         except OperationalError as exc:
             raise StoreUnavailable(str(exc.orig)) from exc
+
+    def writer_turn(self) -> Any:
+        """Hold this process's writer turn (SQLite; a no-op on PostgreSQL) for work outside `transaction`."""
+        return self._sqlite_writer_turn()
 
     @contextmanager
     def _sqlite_writer_turn(self) -> Iterator[None]:
@@ -259,16 +295,20 @@ class Store:
         where: dict[str, str] | None = None,
         columns: Iterable[str] = ("cost_nanousd",),
     ) -> list[tuple[Any, ...]]:
-        """Rows `(*group values, bucket, *sums)` of 5-minute buckets in [start, end), grouped as asked."""
+        """Rows `(*group values, bucket, *sums)` of buckets in [start, end), grouped as asked.
+
+        Buckets are 5 minutes long, or one hour where the 5-minute rollups were pruned (see
+        `exporter.store.rollups`); a bucket is named by its start.
+        """
         first = int(start // BUCKET_SECONDS) * BUCKET_SECONDS
+        rollups = rollups_in_range(first, math.ceil(end))
         group_cols = [usage_series.c[name] for name in group_by]
-        sums = [func.sum(usage_rollup.c[name]) for name in columns]
+        sums = [func.sum(rollups.c[name]) for name in columns]
         stmt = (
-            select(*group_cols, usage_rollup.c.bucket, *sums)
-            .select_from(usage_rollup.join(usage_series, usage_series.c.id == usage_rollup.c.series_id))
-            .where(usage_rollup.c.bucket >= first, usage_rollup.c.bucket < end)
-            .group_by(*group_cols, usage_rollup.c.bucket)
-            .order_by(usage_rollup.c.bucket)
+            select(*group_cols, rollups.c.bucket, *sums)
+            .select_from(rollups.join(usage_series, usage_series.c.id == rollups.c.series_id))
+            .group_by(*group_cols, rollups.c.bucket)
+            .order_by(rollups.c.bucket)
         )
         for name, value in (where or {}).items():
             if name not in LABEL_COLUMNS:

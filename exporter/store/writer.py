@@ -1,6 +1,6 @@
 """The ingest write path: one transaction per batch, idempotent on `request_id`, rollups maintained.
 
-It works on the raw DB-API connection: SQLAlchemy Core costs ~10 µs more per row (PERF-FACTS.md), and
+It works on the raw DB-API connection: SQLAlchemy Core costs ~10 µs more per row (docs/performance.md), and
 this path is budgeted at a few µs per event. The SQL is identical on SQLite and PostgreSQL apart from
 the placeholder style and how inserted rows are told apart from duplicates:
 
@@ -29,20 +29,23 @@ SeriesKey = tuple[str, str, str, str, str, str]
 """An event's label set: provider, model, project, service, user, status."""
 
 _SQLITE_ROWS_PER_INSERT = 250
-"""Event rows per SQLite INSERT statement (13 parameters each; SQLite allows 32,766 per statement)."""
+"""Event rows per SQLite INSERT statement (16 parameters each; SQLite allows 32,766 per statement)."""
 
 _LABELS_SQL = ", ".join(f'"{c}"' for c in LABEL_COLUMNS)
 _COUNTERS_SQL = ", ".join(COUNTER_COLUMNS)
 _EVENT_COLUMNS = (
     "request_id, ts, series_id, input_tokens, cache_read_tokens, cache_write_tokens, output_tokens, "
-    "reasoning_tokens, cost_nanousd, cost_source, latency_ms, meta_json, ingested_at"
+    "reasoning_tokens, cost_nanousd, cost_source, latency_ms, meta_json, ingested_at, "
+    "cache_write_1h_tokens, price_source, price_from"
 )
 # On SQLite, a missing latency or metadata travels as a sentinel that SQL turns back into NULL: the
 # sqlite3 module binds int, float and str directly, but sends None through its adapter lookup, which
 # costs ~3,000 instructions a parameter (it raises and clears an AttributeError), 8% of an ingest.
 _NO_LATENCY = -1.0  # latency_ms is validated >= 0
 _NO_METADATA = ""  # metadata is stored as a JSON object or not at all
-_SQLITE_EVENT_VALUES = "(" + ", ".join(["?"] * 10) + f", NULLIF(?, {_NO_LATENCY!r}), NULLIF(?, {_NO_METADATA!r}), ?)"
+_SQLITE_EVENT_VALUES = (
+    "(" + ", ".join(["?"] * 10) + f", NULLIF(?, {_NO_LATENCY!r}), NULLIF(?, {_NO_METADATA!r}), ?, ?, ?, ?)"
+)
 _SQL = {
     "series_insert": f"INSERT INTO usage_series ({_LABELS_SQL}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
     "series_select": "SELECT id FROM usage_series WHERE " + " AND ".join(f'"{c}" = ?' for c in LABEL_COLUMNS),
@@ -68,7 +71,7 @@ _SQL = {
 _PG_EVENT_INSERT = (
     f"INSERT INTO usage_events ({_EVENT_COLUMNS}) SELECT * FROM unnest("
     "%s::text[], %s::float8[], %s::int8[], %s::int8[], %s::int8[], %s::int8[], %s::int8[], %s::int8[], "
-    "%s::int8[], %s::text[], %s::float8[], %s::text[], %s::float8[]) "
+    "%s::int8[], %s::text[], %s::float8[], %s::text[], %s::float8[], %s::int8[], %s::text[], %s::text[]) "
     "ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
 )
 
@@ -209,7 +212,7 @@ class BatchWriter:
         if not rows:
             return []
         if self._postgres:
-            # One statement per batch: the rows travel as 13 arrays and `unnest` turns them back into
+            # One statement per batch: the rows travel as 16 arrays and `unnest` turns them back into
             # rows. `executemany … RETURNING` would answer with one result set per row, walked in Python.
             cursor.execute(_PG_EVENT_INSERT, [list(column) for column in zip(*rows, strict=True)])
             returned = {r[0] for r in cursor.fetchall()}
@@ -317,6 +320,9 @@ def prepare_batch(events: Sequence[UsageEvent], now: float, *, postgres: bool) -
             latency if latency is not None else no_latency,
             orjson.dumps(ev.metadata).decode() if ev.metadata else no_metadata,
             now,
+            ev.cache_write_1h_tokens,
+            ev.price_source,
+            ev.price_from,
         ]
         rows.append(row)
         # The label set the event is counted under, and its bucket.

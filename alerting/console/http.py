@@ -1,0 +1,228 @@
+"""The console's routes: the page at `/`, the alerts fragment, and its stylesheet and script.
+
+Who may see and do what, mirroring the API:
+- Spend, budgets and spikes are on the page for anyone who can reach it: `/metrics` exposes the same
+  figures without a token.
+- Alerts (labels, summaries, who acknowledged) are what `GET /v1/alerts` guards with
+  `auth.admin_tokens`: with tokens configured, the page leaves them out and its script fetches
+  `/console/alerts` with the token the person entered (kept in `sessionStorage`, sent as a bearer header).
+- Acknowledge / Unacknowledge call `POST /v1/alerts/{id}/ack|unack`, the API itself, with its checks.
+  Without admin tokens the page offers them only when the server listens on loopback alone (the API
+  is open then, as today); listening elsewhere without admin tokens, the page is read-only.
+
+Why no CSRF token: the console authenticates with a bearer header set by its own script, never a
+cookie, so a forged cross-site request carries no credentials. Where no token is configured (loopback
+only), the ack endpoints refuse browser requests from other origins and from non-loopback names
+themselves (`exporter.http.origin`), which also stops DNS rebinding.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from alerting.console.charts import money
+from alerting.console.history import DIMENSIONS, SpendHistory
+from alerting.console.view import (
+    DIMENSION_TITLES,
+    budget_rows,
+    budget_zones,
+    current_alerts,
+    day_chart,
+    firing_spikes,
+    month_chart,
+    top_shares,
+    usage_totals,
+    zone_or,
+    zone_spend,
+)
+from alerting.periods import period_bounds
+from exporter import __version__
+from exporter.http.auth import check_bearer
+from exporter.http.errors import error
+from exporter.server import is_loopback, parse_listen
+from exporter.store import StoreUnavailable
+
+if TYPE_CHECKING:
+    from alerting.budgets.service import BudgetService
+    from alerting.gateway.service import GatewayService
+    from exporter.services import Services
+
+TZ_COOKIE = "llmcost_tz"
+SECURITY_HEADERS = {
+    # Our own script and stylesheet only; inline SVG needs no more. No framing, no form posts.
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+STATIC = {"console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8"}
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("alerting.console", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["money"] = money
+    env.filters["pct"] = lambda v: f"{v:.0%}" if v is not None else "—"
+    env.filters["utc"] = lambda t: time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t)) if t else "—"
+    return env
+
+
+class Console:
+    """Renders the console for one `Services`; routes come from `routes()`."""
+
+    def __init__(
+        self,
+        services: Services,
+        budgets: BudgetService,
+        gateway: GatewayService,
+        *,
+        history: SpendHistory | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.services = services
+        self.budgets = budgets
+        self.gateway = gateway
+        self.clock = clock or services.clock
+        self.history = history or SpendHistory(services.store, clock=self.clock)
+        self.env = _environment()
+        self.static = {
+            name: resources.files("alerting.console").joinpath("static", name).read_bytes() for name in STATIC
+        }
+        self._can_act = self._may_act()
+
+    @property
+    def admin_tokens(self) -> list[str]:
+        """The tokens guarding alerts and acks (none: open, as the API)."""
+        return self.services.config.auth.admin_tokens
+
+    def can_act(self) -> bool:
+        """Whether the page offers Acknowledge: with admin tokens, or else on a loopback-only listener."""
+        return self._can_act
+
+    def _may_act(self) -> bool:
+        # Decided once: the listen address and tokens do not change while the process runs.
+        if self.admin_tokens:
+            return True
+        try:
+            host, _port = parse_listen(self.services.config.listen)
+        except ValueError:
+            return False
+        return is_loopback(host)
+
+    def warm_up(self) -> None:
+        """Start reading the spend history in the background (a serving process calls this at start)."""
+        self.history.warm_up()
+
+    def close(self) -> None:
+        """Stop the history's background reload."""
+        self.history.close()
+
+    # ---- rendering -----------------------------------------------------------------------------------
+
+    def page_context(self, *, by: str, viewer_zone: str | None, with_alerts: bool) -> dict[str, Any]:
+        """Everything the page template needs (blocking: runs in a worker thread)."""
+        now = self.clock()
+        history = self.history.snapshot(now)
+        zones = budget_zones(self.budgets)
+        primary = zones[0]
+        chart_zone = zone_or(viewer_zone, primary)
+        month_from = period_bounds("monthly", datetime.fromtimestamp(now, UTC), primary)[0].timestamp()
+        tops = {d: top_shares(history, d, month_from, now + 1) for d in DIMENSIONS}
+        day, day_stacks = day_chart(history, by, now)
+        month, month_stacks = month_chart(history, by, now, chart_zone)
+        config = self.services.config
+        return {
+            "version": __version__,
+            "now": int(now),
+            "zones": zone_spend(history, zones, now),
+            "primary_zone": primary,
+            "totals": usage_totals(self.services.store),
+            "tops": tops,
+            "dimensions": DIMENSIONS,
+            "titles": DIMENSION_TITLES,
+            "by": by,
+            "day_chart": day,
+            "day_stacks": day_stacks,
+            "month_chart": month,
+            "month_stacks": month_stacks,
+            "chart_zone": chart_zone,
+            "budgets": budget_rows(self.budgets.instances(now)),
+            "spikes": firing_spikes(self.services.store, history, now),
+            "alerts_context": self.alerts_context(now) if with_alerts else None,
+            "needs_token": bool(self.admin_tokens),
+            "can_act": self.can_act(),
+            "grafana_url": config.grafana_url,
+        }
+
+    def alerts_context(self, now: float | None = None) -> dict[str, Any]:
+        """The alerts section's data."""
+        now = self.clock() if now is None else now
+        return {"alerts": current_alerts(self.gateway, now), "can_act": self.can_act(), "now": int(now)}
+
+    # ---- routes --------------------------------------------------------------------------------------
+
+    def routes(self) -> list[BaseRoute]:
+        """`/`, `/console/alerts` and the two static files."""
+
+        async def page(request: Request) -> Response:
+            by = request.query_params.get("by", "project")
+            if by not in DIMENSIONS:
+                by = "project"
+            # With admin tokens the alerts come in by script, with the person's token; else inline.
+            with_alerts = check_bearer(request, self.admin_tokens) is None
+            try:
+                context = await run_in_threadpool(
+                    self.page_context,
+                    by=by,
+                    viewer_zone=request.cookies.get(TZ_COOKIE),
+                    with_alerts=with_alerts,
+                )
+            except StoreUnavailable:
+                return error(503, "store unavailable, retry later", headers={"Retry-After": "5"})
+            html = self.env.get_template("console.html.j2").render(**context)
+            return HTMLResponse(html, headers=SECURITY_HEADERS)
+
+        async def alerts(request: Request) -> Response:
+            denied = check_bearer(request, self.admin_tokens)
+            if denied is not None:
+                return denied
+            try:
+                context = await run_in_threadpool(self.alerts_context)
+            except StoreUnavailable:
+                return error(503, "store unavailable, retry later", headers={"Retry-After": "5"})
+            html = self.env.get_template("alerts.html.j2").render(**context)
+            return HTMLResponse(html, headers=SECURITY_HEADERS)
+
+        def static(name: str) -> Callable[[Request], Any]:
+            async def serve(_request: Request) -> Response:
+                return Response(
+                    self.static[name],
+                    media_type=STATIC[name],
+                    headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"},
+                )
+
+            return serve
+
+        return [
+            Route("/", page, methods=["GET"]),
+            Route("/console/alerts", alerts, methods=["GET"]),
+            *(Route(f"/console/{name}", static(name), methods=["GET"]) for name in STATIC),
+        ]

@@ -1,0 +1,140 @@
+// llmcost console: the only script the page runs (no framework, no external resource).
+// It relabels times in the viewer's time zone, expands "*" budgets, keeps the admin token for this
+// tab only (sessionStorage), loads the alerts with it and sends Acknowledge / Unacknowledge to the API.
+"use strict";
+(function () {
+  var TOKEN = "llmcost.token";
+  var ACTOR = "llmcost.actor";
+  var body = document.body;
+  var needsToken = body.dataset.needsToken === "yes";
+
+  function relabel(root) {
+    var hour = { hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
+    var day = { month: "short", day: "numeric" };
+    var full = { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
+    root.querySelectorAll("[data-t]").forEach(function (el) {
+      var when = new Date(Number(el.dataset.t) * 1000);
+      var fmt = el.dataset.fmt === "hour" ? hour : el.dataset.fmt === "day" ? day : full;
+      el.textContent = when.toLocaleString(undefined, fmt);
+      if (el.tagName.toLowerCase() === "time") el.setAttribute("datetime", when.toISOString());
+    });
+  }
+
+  function rememberZone() {
+    // The server aligns the 30-day chart's days to this zone from the next page load on.
+    try {
+      var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+      if (zone) document.cookie = "llmcost_tz=" + encodeURIComponent(zone) + "; path=/; max-age=31536000; SameSite=Strict";
+    } catch (e) { /* an old browser: the server's zone stays */ }
+  }
+
+  function status(text, isError) {
+    var el = document.getElementById("alert-status");
+    if (!el) return;
+    el.textContent = text;
+    el.className = isError ? "status error" : "status";
+  }
+
+  function headers(json) {
+    var h = {};
+    var token = sessionStorage.getItem(TOKEN);
+    if (token) h.Authorization = "Bearer " + token;
+    if (json) h["Content-Type"] = "application/json";
+    return h;
+  }
+
+  function loadAlerts() {
+    return fetch("/console/alerts", { headers: headers(false), credentials: "omit", cache: "no-store" })
+      .then(function (r) {
+        if (r.status === 401) {
+          sessionStorage.removeItem(TOKEN);
+          status("The admin token was refused; enter it again.", true);
+          return null;
+        }
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        return r.text();
+      })
+      .then(function (html) {
+        if (html === null) return;
+        var target = document.getElementById("alerts-body");
+        target.innerHTML = html; // server-rendered and escaped, from this origin
+        relabel(target);
+        target.dataset.loaded = "yes";
+      })
+      .catch(function (e) { status("Could not load the alerts: " + e.message, true); });
+  }
+
+  function act(button) {
+    var id = button.dataset.id;
+    var action = button.dataset.action;
+    var actor = sessionStorage.getItem(ACTOR) || "console";
+    button.disabled = true;
+    fetch("/v1/alerts/" + encodeURIComponent(id) + "/" + action, {
+      method: "POST",
+      headers: headers(true),
+      credentials: "omit",
+      body: JSON.stringify({ by: actor, comment: "from the llmcost console" }),
+    })
+      .then(function (r) {
+        return r.json().then(function (data) { return { ok: r.ok, status: r.status, data: data }; });
+      })
+      .then(function (res) {
+        if (!res.ok) {
+          status("Alert " + id + ": " + (res.data.error || "HTTP " + res.status), true);
+          button.disabled = false;
+          return;
+        }
+        status("Alert " + id + " " + (action === "ack" ? "acknowledged" : "unacknowledged") + " by " + actor + ".");
+        return loadAlerts();
+      })
+      .catch(function (e) {
+        status("Alert " + id + ": " + e.message, true);
+        button.disabled = false;
+      });
+  }
+
+  function wire() {
+    relabel(document);
+    rememberZone();
+    document.querySelectorAll("button.expand").forEach(function (b) {
+      b.addEventListener("click", function () {
+        var group = b.closest("tbody");
+        var open = group.classList.toggle("open");
+        b.setAttribute("aria-expanded", open ? "true" : "false");
+      });
+    });
+    var actor = document.getElementById("actor");
+    if (actor) {
+      actor.value = sessionStorage.getItem(ACTOR) || "";
+      actor.addEventListener("change", function () { sessionStorage.setItem(ACTOR, actor.value.trim()); });
+    }
+    var form = document.getElementById("token-form");
+    if (form) {
+      form.addEventListener("submit", function (event) {
+        event.preventDefault();
+        var token = document.getElementById("token").value.trim();
+        if (actor && actor.value.trim()) sessionStorage.setItem(ACTOR, actor.value.trim());
+        if (!token) return;
+        sessionStorage.setItem(TOKEN, token);
+        document.getElementById("token").value = "";
+        status("Token kept for this tab.");
+        loadAlerts();
+      });
+      document.getElementById("forget").addEventListener("click", function () {
+        sessionStorage.removeItem(TOKEN);
+        status("Token forgotten.");
+        document.getElementById("alerts-body").innerHTML =
+          '<p class="empty" id="alerts-locked">Alerts are shown to holders of an admin token: enter it above.</p>';
+      });
+    }
+    var nameForm = document.getElementById("name-form");
+    if (nameForm) nameForm.addEventListener("submit", function (event) { event.preventDefault(); });
+    document.getElementById("alerts-body").addEventListener("click", function (event) {
+      var button = event.target.closest("button[data-action]");
+      if (button) act(button);
+    });
+    if (needsToken && sessionStorage.getItem(TOKEN)) loadAlerts();
+  }
+
+  wire();
+})();

@@ -1,0 +1,305 @@
+"""What the console shows, gathered from the same services the API answers from.
+
+Budgets come from `BudgetService.instances` (what `GET /v1/budgets` returns), alerts from
+`GatewayService.alerts` (`GET /v1/alerts`), spikes from `spike_state` (the `llm_spend_*` gauges),
+totals from `usage_series` (what `/metrics` sums) and spend over time from the rollups, through
+`SpendHistory`. Nothing here reads raw events, and nothing here writes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from markupsafe import Markup
+
+from alerting.console.charts import PALETTE_SIZE, Stack, budget_bar, money, spike_chart, stacked_bars
+from alerting.console.history import DIMENSIONS, HOUR, FloatArray, SpendSnapshot
+from alerting.periods import period_bounds, start_of_local_day, zone
+from alerting.spikes import WATCHABLE_LABELS, read_spike_state
+from exporter.events import nanos_to_usd
+from exporter.store import Store
+from exporter.store.schema import BUCKET_SECONDS
+
+if TYPE_CHECKING:
+    from alerting.budgets.service import BudgetService, Instance
+    from alerting.gateway.service import GatewayService
+    from alerting.model import Alert
+
+TOP = 5
+"""Entries in each top list of the Now section (the rest are summed as "others")."""
+STACKS = PALETTE_SIZE - 1
+"""Values stacked in a chart; the rest go into "other", which takes the last colour."""
+RESOLVED_HOURS = 24
+"""Resolved alerts stay on the page this long."""
+MAX_SPIKES = 12
+MAX_INSTANCES = 50
+"""Instances listed under a `key: "*"` budget (the highest ratios; the API lists them all)."""
+SPIKE_CHART_BUCKETS = 24
+
+
+@dataclass(frozen=True)
+class Share:
+    """One entry of a top list."""
+
+    name: str
+    usd: float
+    share: float
+
+
+@dataclass(frozen=True)
+class ZoneSpend:
+    """Today's and this month's spend in one time zone."""
+
+    zone: str
+    today: float
+    month: float
+
+
+@dataclass
+class BudgetRow:
+    """One budget instance, or the summary row of a `key: "*"` budget (with `children`)."""
+
+    name: str
+    scope: str
+    key: str
+    period: str
+    unit: str
+    mode: str
+    limit: float
+    spent: float
+    projected: float
+    ratio: float
+    state: str
+    period_end: int | None
+    bar: Markup
+    children: list[BudgetRow] = field(default_factory=list)
+    hidden: int = 0
+    """Instances of a `key: "*"` budget not listed (beyond `MAX_INSTANCES`)."""
+
+    def amount(self, value: float) -> str:
+        """A spent/limit figure in this budget's unit."""
+        return money(value) if self.unit == "usd" else f"{value:,.0f} {self.unit}"
+
+
+@dataclass(frozen=True)
+class SpikeRow:
+    """One firing spike: its labels, window against baseline, and the chart."""
+
+    labels: dict[str, str]
+    window_usd: float
+    baseline_usd: float
+    ratio: float | None
+    window_minutes: int
+    since: int | None
+    chart: Markup
+
+
+_ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,2}")
+
+
+def zone_or(name: str | None, fallback: str) -> str:
+    """`name` when it is a known IANA zone, else `fallback` (the name comes from a cookie: anything)."""
+    if name and len(name) <= 64 and _ZONE_NAME.fullmatch(name):
+        try:
+            zone(name)
+            return name
+        except (ValueError, OSError):
+            pass
+    return fallback
+
+
+def budget_zones(budgets: BudgetService) -> list[str]:
+    """The time zones the budgets are declared in, most used first (UTC when there are none)."""
+    counts: dict[str, int] = {}
+    for budget in budgets.definitions():
+        counts[budget.timezone] = counts.get(budget.timezone, 0) + 1
+    return sorted(counts, key=lambda z: -counts[z])[:3] or ["UTC"]
+
+
+def zone_spend(history: SpendSnapshot, names: Sequence[str], now: float) -> list[ZoneSpend]:
+    """Spend today and this month in each zone."""
+    at = datetime.fromtimestamp(now, UTC)
+    out = []
+    for name in names:
+        day = period_bounds("daily", at, name)[0].timestamp()
+        month = period_bounds("monthly", at, name)[0].timestamp()
+        out.append(ZoneSpend(name, history.total_between(day, now + 1), history.total_between(month, now + 1)))
+    return out
+
+
+def top_shares(history: SpendSnapshot, dimension: str, start: float, end: float) -> tuple[list[Share], float]:
+    """The `TOP` values of `dimension` by spend in [start, end) with their share, and what the rest spent."""
+    rows = history.by_value(dimension, start, end)
+    total = sum(usd for _, usd in rows)
+    top = [Share(name, usd, usd / total if total else 0.0) for name, usd in rows[:TOP]]
+    return top, total - sum(s.usd for s in top)
+
+
+def _stacks(names: Sequence[str], values: FloatArray) -> list[Stack]:
+    """The biggest `STACKS` rows of `values` (value × bar) as stacks, the rest summed as "other"."""
+    totals = values.sum(axis=1)
+    order = [int(i) for i in np.argsort(-totals, kind="stable") if totals[i] > 0]
+    stacks = [Stack(names[i], values[i].tolist(), k) for k, i in enumerate(order[:STACKS])]
+    rest = order[STACKS:]
+    if rest:
+        stacks.append(Stack(f"other ({len(rest)})", values[rest].sum(axis=0).tolist(), PALETTE_SIZE - 1))
+    return stacks
+
+
+def _columns(matrix: FloatArray, first: int, count: int) -> FloatArray:
+    """Columns [first, first + count) of `matrix`, zeros where they fall outside it."""
+    out = np.zeros((matrix.shape[0], count))
+    lo, hi = max(first, 0), min(first + count, matrix.shape[1])
+    if hi > lo:
+        out[:, lo - first : hi - first] = matrix[:, lo:hi]
+    return out
+
+
+def day_chart(history: SpendSnapshot, dimension: str, now: float) -> tuple[Markup, list[Stack]]:
+    """The last 24 hours, one bar an hour, stacked by `dimension`."""
+    current_hour = int(now // HOUR) * HOUR
+    starts = [current_hour - HOUR * k for k in range(23, -1, -1)]
+    values = _columns(history.hourly[dimension], history.hour_index(starts[0]), 24)
+    stacks = _stacks(history.names[dimension], values)
+    chart = stacked_bars(
+        starts, HOUR, stacks, tick_every=3, tick_format="hour", zone=ZoneInfo("UTC"), title="spend per hour"
+    )
+    return chart, stacks
+
+
+def month_chart(history: SpendSnapshot, dimension: str, now: float, tz: str) -> tuple[Markup, list[Stack]]:
+    """The last 30 days, one bar a day (days in `tz`), stacked by `dimension`."""
+    z = zone(tz)
+    today = datetime.fromtimestamp(now, UTC).astimezone(z).date()
+    days = [today - timedelta(days=k) for k in range(29, -1, -1)]
+    bounds = [
+        (int(start_of_local_day(d, z).timestamp()), int(start_of_local_day(d + timedelta(days=1), z).timestamp()))
+        for d in days
+    ]
+    matrix = history.hourly[dimension]
+    # Hours overlapping each day (exact in zones with whole-hour offsets).
+    spans = [(max(0, history.hour_index(a)), max(0, history.hour_index(b - 1) + 1)) for a, b in bounds]
+    values = np.stack([matrix[:, a:b].sum(axis=1) for a, b in spans], axis=1)
+    stacks = _stacks(history.names[dimension], values)
+    chart = stacked_bars(
+        [a for a, _ in bounds], 86400, stacks, tick_every=5, tick_format="day", zone=z, title="spend per day"
+    )
+    return chart, stacks
+
+
+def budget_rows(instances: Sequence[Instance]) -> list[BudgetRow]:
+    """One row per budget instance; a `key: "*"` budget is one summary row (its worst instance) with children."""
+    rows: list[BudgetRow] = []
+    wildcard: dict[str, list[Instance]] = {}
+    for instance in instances:
+        if instance.budget.key != "*":
+            rows.append(_budget_row(instance))
+            continue
+        group = wildcard.get(instance.budget.name)
+        if group is None:
+            group = wildcard[instance.budget.name] = []
+            rows.append(_budget_row(instance, key="*"))
+        group.append(instance)
+    for parent in rows:
+        group = wildcard.get(parent.name) if parent.key == "*" else None
+        if not group:
+            continue
+        group.sort(key=lambda i: -i.ratio)
+        parent.children = [_budget_row(i) for i in group[:MAX_INSTANCES]]
+        parent.hidden = len(group) - len(parent.children)
+        worst = parent.children[0]
+        parent.spent, parent.projected, parent.ratio, parent.state = (
+            worst.spent,
+            worst.projected,
+            worst.ratio,
+            worst.state,
+        )
+        parent.bar = worst.bar
+    return rows
+
+
+def _budget_row(instance: Instance, key: str | None = None) -> BudgetRow:
+    b = instance.budget
+    projected_ratio = instance.projected / b.limit
+    return BudgetRow(
+        name=b.name,
+        scope=b.scope,
+        key=instance.key if key is None else key,
+        period=b.period,
+        unit=b.unit,
+        mode=b.mode,
+        limit=b.limit,
+        spent=instance.spent,
+        projected=instance.projected,
+        ratio=instance.ratio,
+        state=instance.state,
+        period_end=int(instance.period_end.timestamp()) if instance.period_end else None,
+        bar=budget_bar(instance.ratio, projected_ratio, instance.state),
+    )
+
+
+def current_alerts(gateway: GatewayService, now: float) -> list[Alert]:
+    """Firing and acknowledged alerts, then those resolved in the last `RESOLVED_HOURS`."""
+    active = [*gateway.alerts("firing", limit=500), *gateway.alerts("acknowledged", limit=500)]
+    active.sort(key=lambda a: (a.severity != "critical", a.state != "firing", -(a.id or 0)))
+    cutoff = now - RESOLVED_HOURS * 3600
+    resolved = [
+        a for a in gateway.alerts("resolved", limit=100) if a.resolved_at and a.resolved_at.timestamp() >= cutoff
+    ]
+    return active + resolved
+
+
+def firing_spikes(store: Store, history: SpendSnapshot, now: float) -> list[SpikeRow]:
+    """Every firing spike with a chart of its last two hours of 5-minute spend against the baseline."""
+    states = [s for s in read_spike_state(store) if s.firing][:MAX_SPIKES]
+    current = int(now // BUCKET_SECONDS) * BUCKET_SECONDS
+    first = current - (SPIKE_CHART_BUCKETS - 1) * BUCKET_SECONDS
+    out = []
+    for state in states:
+        labels = {k: v for k, v in state.labels.items() if k in WATCHABLE_LABELS}
+        if labels:
+            by_bucket = {
+                int(r[0]): nanos_to_usd(int(r[1] or 0)) for r in store.rollup_buckets(first, now, where=labels)
+            }
+            values = [by_bucket.get(first + i * BUCKET_SECONDS, 0.0) for i in range(SPIKE_CHART_BUCKETS)]
+        else:
+            values = [
+                history.total_between(first + i * BUCKET_SECONDS, first + (i + 1) * BUCKET_SECONDS)
+                for i in range(SPIKE_CHART_BUCKETS)
+            ]
+        window_buckets = max(1, state.window_minutes * 60 // BUCKET_SECONDS)
+        chart = spike_chart(values, window_buckets, state.baseline_usd / window_buckets)
+        out.append(
+            SpikeRow(
+                labels=labels,
+                window_usd=state.window_usd,
+                baseline_usd=state.baseline_usd,
+                ratio=state.ratio,
+                window_minutes=state.window_minutes,
+                since=int(state.firing_since) if state.firing_since else None,
+                chart=chart,
+            )
+        )
+    return out
+
+
+def usage_totals(store: Store) -> dict[str, Any]:
+    """All-time spend and unpriced calls, summed over `usage_series` as `/metrics` does."""
+    rows = store.series_totals(())
+    if not rows:
+        return {"cost_usd": 0.0, "unpriced": 0, "requests": 0}
+    row = rows[0]
+    return {
+        "cost_usd": nanos_to_usd(row.get("cost_nanousd")),
+        "unpriced": row.get("unpriced_requests"),
+        "requests": row.get("requests"),
+    }
+
+
+DIMENSION_TITLES = {d: d.capitalize() + "s" for d in DIMENSIONS}

@@ -1,0 +1,74 @@
+"""Absolute links llmcost puts in its alerts: its external URL, and the runbook section of each alert.
+
+`external_url` (top level of the config, like Alertmanager's `--web.external-url`) is llmcost's own
+public URL; without it the URL is derived from `--listen` (`http://127.0.0.1:9800`; a wildcard
+address becomes this host's name). Runbook links are `<base>#<anchor>`, where the base is
+`alerting.runbook_base_url` for teams hosting their own copy of the runbook, else
+`<external_url>/runbook`, which llmcost serves itself (`alerting.runbook`).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from alerting.gateway.config import chain_validator
+from exporter.config import Config
+
+RUNBOOK_PATH = "/runbook"
+_NOT_ANCHOR = re.compile(r"[^\w\- ]", re.UNICODE)
+_WILDCARDS = ("0.0.0.0", "::", "")  # noqa: S104  (recognised, not bound)
+
+
+def anchor(title: str) -> str:
+    """The anchor of a heading, as GitHub makes it: lower case, punctuation dropped, spaces to dashes."""
+    return _NOT_ANCHOR.sub("", title.strip().lower()).replace(" ", "-")
+
+
+def external_url(config: Config) -> str:
+    """The public base URL of llmcost, without a trailing slash."""
+    if config.external_url:
+        return config.external_url.rstrip("/")
+    host, _, port = config.listen.rpartition(":")
+    host = host.strip("[]")
+    if host in _WILDCARDS:
+        host = socket.gethostname()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def runbook_base_url(config: Config) -> str:
+    """Where the runbook is read: `alerting.runbook_base_url`, else llmcost's own `/runbook`."""
+    section = config.raw.get("alerting")
+    configured = section.get("runbook_base_url") if isinstance(section, dict) else None
+    if isinstance(configured, str) and configured:
+        return configured.split("#", 1)[0]
+    return external_url(config) + RUNBOOK_PATH
+
+
+def runbook_url(config: Config, alertname: str) -> str:
+    """The absolute runbook link of one alert."""
+    return f"{runbook_base_url(config)}#{quote(anchor(alertname))}"
+
+
+def generator_url(config: Config, alertname: str, labels: Mapping[str, str]) -> str:
+    """Where an alert llmcost raised can be looked at: its budget's status, else the firing alerts."""
+    if labels.get("budget"):
+        return f"{external_url(config)}/v1/budgets/{quote(labels['budget'], safe='')}"
+    return f"{external_url(config)}/v1/alerts?state=firing&alertname={quote(alertname)}"
+
+
+def _validate_alerting(section: Any, problems: list[str], _base: Path) -> None:
+    if not isinstance(section, dict) or "runbook_base_url" not in section:
+        return
+    value = section["runbook_base_url"]
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        problems.append("alerting.runbook_base_url: must be an absolute http(s) URL")
+
+
+chain_validator("alerting", _validate_alerting)

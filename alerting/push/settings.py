@@ -1,0 +1,126 @@
+"""The top-level `alertmanager:` section: where llmcost pushes its own alerts.
+
+```yaml
+alertmanager:
+  url: http://alertmanager:9093        # or urls: [http://am-0:9093, http://am-1:9093] (every replica)
+  resend_interval: 1m                  # firing alerts are re-sent this often; endsAt = now + 4 x this (>= 3m)
+  resolved_resend: 15m                 # resolved alerts are re-sent this long (a replica that was down hears it)
+  timeout: 10s                         # per request
+  retries: 2                           # extra attempts per replica and push, with a short backoff
+```
+Without the section llmcost sends its alerts to its gateway directly, as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from alerting.gateway.config import parse_duration
+from exporter.config import SECTION_VALIDATORS, Config, ConfigError
+
+PATH = "alertmanager"
+_KEYS = {"url", "urls", "resend_interval", "resolved_resend", "timeout", "retries"}
+
+
+@dataclass(frozen=True)
+class PushSettings:
+    """Where and how often llmcost's alerts are pushed; `urls` empty means the direct path."""
+
+    urls: tuple[str, ...] = ()
+    resend_interval: float = 60.0
+    resolved_resend: float = 15 * 60.0
+    timeout: float = 10.0
+    retries: int = 2
+    replicas: dict[str, str] = field(default_factory=dict)
+    """Replica id (a short hash of its URL, used in stored counters) → its URL without credentials."""
+
+    @property
+    def enabled(self) -> bool:
+        """True when at least one Alertmanager is configured."""
+        return bool(self.urls)
+
+
+def safe_url(url: str) -> str:
+    """A replica URL without user info, query or fragment (fit for logs and metric labels)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def replica_id(url: str) -> str:
+    """A short stable id for a replica (stored counter names are at most 64 characters)."""
+    return hashlib.sha256(safe_url(url).encode()).hexdigest()[:12]
+
+
+def _seconds(section: Mapping[str, Any], key: str, default: float, problems: list[str]) -> float:
+    if key not in section:
+        return default
+    try:
+        value = parse_duration(section[key])
+    except ValueError as exc:
+        problems.append(f"{PATH}.{key}: {exc}")
+        return default
+    if value <= 0:
+        problems.append(f"{PATH}.{key}: must be > 0")
+        return default
+    return value
+
+
+def parse_push_section(section: Any, problems: list[str]) -> PushSettings:
+    """Parse the `alertmanager:` section, appending every problem."""
+    if section is None:
+        return PushSettings()
+    if not isinstance(section, dict):
+        problems.append(f"{PATH}: must be a mapping, got {type(section).__name__}")
+        return PushSettings()
+    for key in section:
+        if key not in _KEYS:
+            problems.append(f"{PATH}.{key}: unknown key (allowed: {', '.join(sorted(_KEYS))})")
+    if "url" in section and "urls" in section:
+        problems.append(f"{PATH}: give url or urls, not both")
+    urls = section.get("urls", [section["url"]] if "url" in section else [])
+    if not isinstance(urls, list) or not urls:
+        problems.append(f"{PATH}.urls: must be a non-empty list of URLs")
+        urls = []
+    good: list[str] = []
+    for i, url in enumerate(urls):
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")) or not urlsplit(url).hostname:
+            problems.append(f"{PATH}.urls[{i}]: must be an http(s) URL")
+        elif url.rstrip("/") not in good:
+            good.append(url.rstrip("/"))
+    retries = section.get("retries", PushSettings.retries)
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 10:
+        problems.append(f"{PATH}.retries: must be an integer from 0 to 10")
+        retries = PushSettings.retries
+    return PushSettings(
+        urls=tuple(good),
+        resend_interval=_seconds(section, "resend_interval", PushSettings.resend_interval, problems),
+        resolved_resend=_seconds(section, "resolved_resend", PushSettings.resolved_resend, problems),
+        timeout=_seconds(section, "timeout", PushSettings.timeout, problems),
+        retries=retries,
+        replicas={replica_id(u): safe_url(u) for u in good},
+    )
+
+
+def push_settings(config: Config) -> PushSettings:
+    """Typed settings from a loaded config (raises `ConfigError` listing every problem)."""
+    problems: list[str] = []
+    settings = parse_push_section(config.raw.get(PATH), problems)
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _validate(section: Any, problems: list[str], _base: Path) -> None:
+    parse_push_section(section, problems)
+
+
+SECTION_VALIDATORS[PATH] = _validate

@@ -1,0 +1,112 @@
+"""`AlertmanagerSink`: the budgets' and detectors' view of Alertmanager, in place of the gateway.
+
+`fire` and `resolve` record the alert in `alertmanager_alerts` and wake the push loop; notifications
+then come back through Alertmanager's webhook (the shipped `alertmanager.yml` routes them to the
+gateway), so the direct path is not used and nothing is notified twice. A resolve is also applied
+to the gateway's own record of the alert at once: a resolve that a silence in Alertmanager would
+hold back still closes the alert in llmcost (and sends its one resolve notification).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import select, update
+
+from alerting.gateway.outbox import dialect_insert
+from alerting.gateway.records import dumps, loads
+from alerting.gateway.service import GatewayService
+from alerting.model import PUSHED_ONLY_LABELS, fingerprint
+from alerting.push.tables import alertmanager_alerts
+from exporter.store import Store
+
+
+def clean_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    """Labels as pushed and fingerprinted: no empty values (Alertmanager drops them), no routing-only labels."""
+    return {
+        k: str(v) for k, v in sorted(labels.items()) if v != "" and k not in PUSHED_ONLY_LABELS and k != "alertname"
+    }
+
+
+class AlertmanagerSink:
+    """Records llmcost's alerts for the pusher; `wake` pushes them at once."""
+
+    def __init__(
+        self,
+        store: Store,
+        gateway: GatewayService,
+        *,
+        wake: Callable[[], None],
+        generator_url: Callable[[str, Mapping[str, str]], str],
+        runbook_url: Callable[[str], str],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.gateway = gateway
+        self._wake = wake
+        self._generator_url = generator_url
+        self._runbook_url = runbook_url
+        self.clock = clock
+
+    def fire(self, alertname: str, labels: Mapping[str, str], annotations: Mapping[str, str], severity: str) -> bool:
+        """Raise (or keep raising) an alert; True when it is new, reopened or changed (then pushed at once)."""
+        clean = clean_labels(labels)
+        fp = fingerprint(alertname, clean)
+        notes = {**annotations, "runbook_url": self._runbook_url(alertname)}
+        values = {
+            "alertname": alertname,
+            "labels": dumps(clean),
+            "annotations": dumps(notes),
+            "severity": severity,
+            "generator_url": self._generator_url(alertname, clean),
+        }
+        t = alertmanager_alerts
+        now = self.clock()
+        with self.store.transaction() as conn:
+            inserted = conn.execute(
+                dialect_insert(self.store.dialect, t)
+                .values(fingerprint=fp, starts_at=now, ends_at=None, updated_at=now, **values)
+                .on_conflict_do_nothing(index_elements=["fingerprint"])
+                .returning(t.c.fingerprint)
+            ).first()
+            changed = inserted is not None
+            if not changed:
+                row = conn.execute(select(t).where(t.c.fingerprint == fp)).first()
+                reopened = row is not None and row.ends_at is not None
+                if reopened or row is None or (row.severity, loads(row.annotations)) != (severity, notes):
+                    extra = {"starts_at": now, "ends_at": None} if reopened else {}
+                    conn.execute(update(t).where(t.c.fingerprint == fp).values(updated_at=now, **values, **extra))
+                    changed = True
+        if changed:
+            self._wake()
+        return True
+
+    def resolve(self, alertname: str, labels: Mapping[str, str]) -> bool:
+        """Resolve an alert if it is firing: pushed with its `endsAt`, and closed in the gateway."""
+        clean = clean_labels(labels)
+        fp = fingerprint(alertname, clean)
+        t = alertmanager_alerts
+        now = self.clock()
+        with self.store.transaction() as conn:
+            done = conn.execute(
+                update(t).where(t.c.fingerprint == fp, t.c.ends_at.is_(None)).values(ends_at=now, updated_at=now)
+            ).rowcount
+        if done:
+            self._wake()
+        self.gateway.resolve(alertname, clean, by="llmcost", via="scheduler")
+        return True
+
+    def active_labels(self, alertnames: Iterable[str]) -> list[tuple[str, dict[str, str]]]:
+        """(alertname, labels) of the firing alerts with these names."""
+        t = alertmanager_alerts
+        names = list(set(alertnames))
+        stmt = select(t.c.alertname, t.c.labels).where(t.c.ends_at.is_(None), t.c.alertname.in_(names))
+        with self.store.engine.connect() as conn:
+            return [(row.alertname, loads(row.labels)) for row in conn.execute(stmt)]
+
+    def pushed(self) -> list[dict[str, Any]]:
+        """Every row, for diagnostics and tests."""
+        with self.store.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(select(alertmanager_alerts))]

@@ -1,0 +1,103 @@
+"""`GET /runbook`: the runbook, rendered from its Markdown, one anchor per alert section.
+
+The Markdown is `docs/runbook.md` of the source tree, or the copy packaged beside this module (the
+container image puts it there). It is rendered with markdown-it-py in CommonMark mode with raw HTML
+disabled (`<`, `>` and `&` in the text are escaped, `javascript:` links are refused), and every
+heading gets the id GitHub would give it (`## LLMBudgetWarning` → `#llmbudgetwarning`), so a
+`runbook_url` works the same against GitHub and against llmcost.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+from pathlib import Path
+
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from alerting.links import RUNBOOK_PATH, anchor
+
+_HERE = Path(__file__).resolve().parent
+CANDIDATES = (_HERE / "runbook.md", _HERE.parent / "docs" / "runbook.md")
+_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+}
+_STYLE = (
+    "body{font:16px/1.5 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;color:#1f2328}"
+    "pre{background:#f6f8fa;padding:.75rem;overflow-x:auto}code{font-size:90%}"
+    "table{border-collapse:collapse}td,th{border:1px solid #d0d7de;padding:.25rem .5rem}"
+    "h2{border-top:1px solid #d0d7de;padding-top:1rem}a.anchor{margin-left:.4rem;color:#8c959f}"
+)
+
+
+def runbook_source() -> Path | None:
+    """The runbook's Markdown file, or None when neither location has one."""
+    return next((path for path in CANDIDATES if path.is_file()), None)
+
+
+def section_titles(markdown: str) -> list[str]:
+    """The `## ` headings of the runbook, in order."""
+    return [token.content for token in _headings(markdown) if token.content]
+
+
+def _headings(markdown: str) -> list[Token]:
+    tokens = _parser().parse(markdown)
+    return [tokens[i + 1] for i, t in enumerate(tokens) if t.type == "heading_open" and t.tag == "h2"]
+
+
+@functools.cache
+def _parser() -> MarkdownIt:
+    return MarkdownIt("commonmark", {"html": False}).enable("table")
+
+
+def render(markdown: str) -> str:
+    """The runbook as one HTML page; each heading carries its GitHub-style id."""
+    md = _parser()
+    tokens = md.parse(markdown)
+    used: dict[str, int] = {}
+    title = "llmcost runbook"
+    for i, token in enumerate(tokens):
+        if token.type != "heading_open":
+            continue
+        text = tokens[i + 1].content
+        if token.tag == "h1":
+            title = text
+        slug = anchor(text)
+        count = used.get(slug, 0)
+        used[slug] = count + 1
+        token.attrSet("id", slug if count == 0 else f"{slug}-{count}")
+    body = md.renderer.render(tokens, md.options, {})
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>\n<body>\n{body}</body></html>\n"
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _rendered(path: Path, mtime: float) -> str:
+    return render(path.read_text(encoding="utf-8"))
+
+
+def runbook_routes() -> list[BaseRoute]:
+    """`GET /runbook` (HTML) and `GET /runbook.md` (the Markdown source); no token: it holds no data."""
+
+    async def page(_request: Request) -> Response:
+        path = runbook_source()
+        if path is None:
+            return PlainTextResponse("the runbook is not installed with this copy of llmcost", status_code=404)
+        return HTMLResponse(_rendered(path, path.stat().st_mtime), headers=_HEADERS)
+
+    async def source(_request: Request) -> Response:
+        path = runbook_source()
+        if path is None:
+            return PlainTextResponse("the runbook is not installed with this copy of llmcost", status_code=404)
+        return PlainTextResponse(path.read_text(encoding="utf-8"), media_type="text/markdown", headers=_HEADERS)
+
+    return [Route(RUNBOOK_PATH, page, methods=["GET"]), Route(f"{RUNBOOK_PATH}.md", source, methods=["GET"])]

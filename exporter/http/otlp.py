@@ -1,0 +1,135 @@
+"""`POST /v1/traces`: the OTLP/HTTP trace receiver (protobuf or JSON, gzip or not).
+
+Answers follow the OTLP/HTTP specification: 200 with an `ExportTraceServiceResponse` in the request's
+encoding, whose `partial_success` gives the number of GenAI spans rejected and why; 4xx and 5xx with a
+`google.rpc.Status` body; 503 with `Retry-After` when the store is down, which exporters retry (a
+retried span is a duplicate: its request id is its trace and span id). Same bearer token as
+`POST /v1/usage`, which OTel exporters send through their `headers` setting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from exporter.http.auth import check_bearer
+from exporter.http.body import BodyTooLarge, media_type, read_limited
+from exporter.pipeline import Rejection
+from exporter.services import Services
+from exporter.store import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+SKIPPED_COUNTER = "otlp_spans_skipped"
+_MESSAGE_REJECTIONS = 5  # rejections spelled out in `error_message`; the count covers them all
+# google.rpc.Code values for the Status bodies.
+_CODES = {400: 3, 401: 16, 413: 8, 415: 3, 503: 14}
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = headers
+
+
+def otlp_routes(services: Services) -> list[BaseRoute]:
+    """The `/v1/traces` route for one `Services` instance."""
+    config = services.config
+    limit = config.ingest.max_body_bytes
+
+    def decode_and_prepare(body: bytes, proto: bool, gzipped: bool) -> tuple[Any, list[Rejection], int, int]:
+        from exporter import otlp  # protobuf modules load on the first export, not at every start
+
+        try:
+            if gzipped:
+                body = otlp.gunzip_limited(body, limit)
+            request = otlp.parse_protobuf(body) if proto else otlp.parse_json(body)
+        except otlp.DecompressedTooLarge as exc:
+            raise _Refused(413, str(exc)) from None
+        except otlp.MalformedExport as exc:
+            raise _Refused(400, str(exc)) from None
+        found = otlp.span_records(request, config.otlp)
+        if len(found.records) > config.ingest.max_batch_events:
+            raise _Refused(
+                413, f"export has {len(found.records)} usage spans; the limit is {config.ingest.max_batch_events}"
+            )
+        events, rejected = services.pipeline.prepare(found.records)
+        return events, rejected, found.skipped, found.spans
+
+    async def traces(request: Request) -> Response:
+        kind = media_type(request)
+        proto = kind == PROTOBUF
+        try:
+            if not proto and kind != JSON:
+                raise _Refused(415, f"unsupported content type {kind!r}; send {PROTOBUF} or {JSON}")
+            denied = check_bearer(request, config.auth.ingest_tokens)
+            if denied is not None:
+                raise _Refused(401, "missing or invalid bearer token", {"WWW-Authenticate": 'Bearer realm="llmcost"'})
+            encoding = request.headers.get("content-encoding", "").strip().lower()
+            if encoding not in ("", "identity", "gzip"):
+                raise _Refused(415, f"unsupported content encoding {encoding!r}; send gzip or none")
+            try:
+                body = await read_limited(request, limit)
+            except BodyTooLarge as exc:
+                raise _Refused(413, str(exc)) from None
+            events, rejected, skipped, spans = await run_in_threadpool(
+                decode_and_prepare, body, proto, encoding == "gzip"
+            )
+            assert services.commit_queue is not None
+            try:
+                if events or rejected:  # an export of HTTP and database spans only has nothing to write
+                    await asyncio.wrap_future(services.commit_queue.submit(events, len(rejected)))
+            except StoreUnavailable as exc:
+                log.warning("store unavailable: %s", exc)
+                raise _Refused(503, "store unavailable, retry later", {"Retry-After": "5"}) from None
+        except _Refused as refused:
+            return _status(refused, proto)
+        if skipped:
+            await run_in_threadpool(_count_skipped, services, skipped)
+        return _answer(proto, rejected, spans)
+
+    return [Route("/v1/traces", traces, methods=["POST"])]
+
+
+def _count_skipped(services: Services, skipped: int) -> None:
+    # A counter, not part of the answer: a warning on every export holding HTTP spans would flood logs.
+    try:
+        services.store.add_counters({SKIPPED_COUNTER: skipped})
+    except Exception as exc:  # the events are committed; a lost count must not fail the export
+        log.warning("could not count %d skipped spans: %s", skipped, exc)
+
+
+def _answer(proto: bool, rejected: list[Rejection], spans: int) -> Response:
+    from exporter import otlp
+
+    message = ""
+    if rejected:
+        shown = "; ".join(f"span {r.index}: {r.error}" for r in rejected[:_MESSAGE_REJECTIONS])
+        more = f"; and {len(rejected) - _MESSAGE_REJECTIONS} more" if len(rejected) > _MESSAGE_REJECTIONS else ""
+        message = f"{len(rejected)} of {spans} spans rejected: {shown}{more}"
+    answer = otlp.export_response(len(rejected), message)
+    if proto:
+        return Response(answer.SerializeToString(), media_type=PROTOBUF)
+    return Response(orjson.dumps(otlp.response_json(answer)), media_type=JSON)
+
+
+def _status(refused: _Refused, proto: bool) -> Response:
+    from exporter import otlp
+
+    code = _CODES.get(refused.status, 2)
+    message = str(refused)
+    if proto:
+        body = otlp.status_protobuf(code, message)
+        return Response(body, status_code=refused.status, media_type=PROTOBUF, headers=refused.headers)
+    payload = orjson.dumps({"code": code, "message": message})
+    return Response(payload, status_code=refused.status, media_type=JSON, headers=refused.headers)

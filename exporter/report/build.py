@@ -1,0 +1,103 @@
+"""Assemble a report: the breakdown with its top rows and the rest summed, per-model ratios, hints."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from exporter.events import nanos_to_usd
+from exporter.pricing import PriceBook
+from exporter.report.hints import Hint, all_hints
+from exporter.report.query import Row, Totals, breakdown
+from exporter.store import Store
+
+DEFAULT_BY = ("provider", "model", "project")
+
+
+@dataclass
+class Report:
+    """Everything `llmcost report` prints, in any format."""
+
+    since: float | None
+    until: float | None
+    by: tuple[str, ...]
+    rows: list[Row]
+    rest: Row | None
+    rest_groups: int
+    total: Totals
+    models: list[Row]
+    hints: list[Hint] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form: `rows` and `total_cost_usd` as before, plus the rest, per-model ratios and hints."""
+        return {
+            "since": self.since,
+            "until": self.until,
+            "by": list(self.by),
+            "rows": [row_json(self.by, row) for row in self.rows],
+            "rest": None if self.rest is None else {**row_json(self.by, self.rest), "groups": self.rest_groups},
+            "total": totals_json(self.total),
+            "total_cost_usd": nanos_to_usd(self.total.cost_nanousd),
+            "models": [row_json(("provider", "model"), row) for row in self.models],
+            "hints": [hint.to_json() for hint in self.hints],
+        }
+
+
+def totals_json(t: Totals) -> dict[str, Any]:
+    """A row's counters, money in dollars, with its cache-hit and output/input ratios."""
+    return {
+        "requests": t.requests,
+        "input_tokens": t.input_tokens,
+        "cache_read_tokens": t.cache_read_tokens,
+        "cache_write_tokens": t.cache_write_tokens,
+        "output_tokens": t.output_tokens,
+        "reasoning_tokens": t.reasoning_tokens,
+        "cost_usd": nanos_to_usd(t.cost_nanousd),
+        "unpriced_requests": t.unpriced_requests,
+        "cache_hit_ratio": t.cache_hit_ratio,
+        "output_input_ratio": t.output_input_ratio,
+    }
+
+
+def row_json(by: Sequence[str], row: Row) -> dict[str, Any]:
+    """A row as a flat JSON object: its labels by dimension name, then its counters."""
+    return {**dict(zip(by, row.labels, strict=True)), **totals_json(row.totals)}
+
+
+def build_report(
+    store: Store,
+    prices: PriceBook,
+    *,
+    since: float | None,
+    until: float | None,
+    by: Sequence[str] = DEFAULT_BY,
+    top: int = 20,
+    now: float,
+    hints: bool = True,
+) -> Report:
+    """Read the rollups over [since, until) and build the report (hints priced at the range's end)."""
+    by = tuple(by)
+    rows = breakdown(store, by, since, until)
+    total = Totals()
+    for row in rows:
+        total.add(row.totals.values())
+    kept, extra = rows[:top], rows[top:]
+    rest = None
+    if extra:
+        rest = Row(tuple("(other)" for _ in by))
+        for row in extra:
+            rest.totals.add(row.totals.values())
+    models = breakdown(store, ("provider", "model"), since, until)
+    report = Report(since, until, by, kept, rest, len(extra), total, models)
+    if hints:
+        at = now if until is None else min(until, now)
+        per_model_project = breakdown(store, ("provider", "model", "project"), since, until)
+        report.hints = all_hints(store, per_model_project, models, prices, at)
+    return report
+
+
+def ratio_text(value: float | None) -> str:
+    """A ratio as a percentage for tables ('-' when undefined)."""
+    return "-" if value is None or math.isnan(value) else f"{value:.1%}"

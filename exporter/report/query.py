@@ -1,0 +1,158 @@
+"""The rows of a report: usage and spend per combination of dimensions over a time range.
+
+Series labels (`provider`, `model`, `project`, `user`, `service`, `status`) come from the rollups,
+never from a scan of raw events, so a report over a year costs what one over a day does, and stays
+the same after pruning. The range resolves to 5-minute buckets (whole hours where those were pruned).
+`session` is not a series label: it is read from raw events (`event_session`), so a breakdown by
+session covers only what the raw-event retention still holds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import func, select, text
+
+from exporter.store import Store
+from exporter.store.rollups import rollups_in_range
+from exporter.store.schema import BUCKET_SECONDS, COUNTER_COLUMNS, usage_series
+
+SERIES_DIMENSIONS = ("provider", "model", "project", "user", "service", "status")
+DIMENSIONS = (*SERIES_DIMENSIONS, "session")
+FAR_FUTURE = 2**62
+
+
+def event_session(meta_json: str | None) -> str:
+    """The session an event belongs to: its `session` metadata key ("" when absent).
+
+    The one place that knows where a session is recorded (switch it here if events gain a column).
+    """
+    if not meta_json:
+        return ""
+    try:
+        meta = orjson.loads(meta_json)
+    except orjson.JSONDecodeError:
+        return ""
+    value = meta.get("session") if isinstance(meta, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+@dataclass
+class Totals:
+    """Counters of one report row (COUNTER_COLUMNS, in nano-dollars for cost)."""
+
+    requests: int = 0
+    input_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_nanousd: int = 0
+    unpriced_requests: int = 0
+
+    def add(self, values: Iterable[Any]) -> None:
+        """Add counters given in COUNTER_COLUMNS order."""
+        for name, value in zip(COUNTER_COLUMNS, values, strict=True):
+            setattr(self, name, getattr(self, name) + int(value or 0))
+
+    def values(self) -> tuple[int, ...]:
+        """The counters in COUNTER_COLUMNS order."""
+        return tuple(getattr(self, name) for name in COUNTER_COLUMNS)
+
+    @property
+    def all_input(self) -> int:
+        """Every input token: uncached, cache reads and cache writes."""
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+    @property
+    def tokens(self) -> int:
+        """Input of every kind plus output."""
+        return self.all_input + self.output_tokens
+
+    @property
+    def cache_hit_ratio(self) -> float | None:
+        """Share of input tokens read from a prompt cache (None without input)."""
+        return self.cache_read_tokens / self.all_input if self.all_input else None
+
+    @property
+    def output_input_ratio(self) -> float | None:
+        """Output tokens per input token (None without input)."""
+        return self.output_tokens / self.all_input if self.all_input else None
+
+
+@dataclass
+class Row:
+    """One group of the breakdown."""
+
+    labels: tuple[str, ...]
+    totals: Totals = field(default_factory=Totals)
+
+
+def bucket_range(since: float | None, until: float | None) -> tuple[int, int]:
+    """The buckets a range covers: [first bucket, end) in epoch seconds, 5-minute aligned."""
+    first = 0 if since is None else int(since // BUCKET_SECONDS) * BUCKET_SECONDS
+    end = FAR_FUTURE if until is None else math.ceil(until / BUCKET_SECONDS) * BUCKET_SECONDS
+    return first, end
+
+
+def breakdown(store: Store, by: Sequence[str], since: float | None, until: float | None) -> list[Row]:
+    """Totals per distinct combination of `by` over [since, until), largest cost first."""
+    unknown = [name for name in by if name not in DIMENSIONS]
+    if unknown:
+        raise ValueError(f"cannot group by {', '.join(unknown)} (choose from {', '.join(DIMENSIONS)})")
+    if "session" in by:
+        rows = _breakdown_from_events(store, by, since, until)
+    else:
+        rows = _breakdown_from_rollups(store, by, since, until)
+    rows.sort(key=lambda r: (-r.totals.cost_nanousd, -r.totals.requests, r.labels))
+    return rows
+
+
+def _breakdown_from_rollups(store: Store, by: Sequence[str], since: float | None, until: float | None) -> list[Row]:
+    first, end = bucket_range(since, until)
+    rollups = rollups_in_range(first, end)
+    cols = [usage_series.c[name] for name in by]
+    sums = [func.sum(rollups.c[name]) for name in COUNTER_COLUMNS]
+    stmt = (
+        select(*cols, *sums)
+        .select_from(rollups.join(usage_series, usage_series.c.id == rollups.c.series_id))
+        .group_by(*cols)
+    )
+    out = []
+    with store.reading() as conn:
+        for record in conn.execute(stmt):
+            row = Row(tuple(str(v) for v in record[: len(cols)]))
+            row.totals.add(record[len(cols) :])
+            out.append(row)
+    return out
+
+
+def _breakdown_from_events(store: Store, by: Sequence[str], since: float | None, until: float | None) -> list[Row]:
+    series_labels = [name for name in by if name != "session"]
+    label_sql = "".join(f', s."{name}"' for name in series_labels)
+    sql = text(
+        "SELECT e.meta_json, e.cost_source, e.input_tokens, e.cache_read_tokens, e.cache_write_tokens, "
+        f"e.output_tokens, e.reasoning_tokens, e.cost_nanousd{label_sql} "
+        "FROM usage_events e JOIN usage_series s ON s.id = e.series_id WHERE e.ts >= :since AND e.ts < :until"
+    )
+    groups: dict[tuple[str, ...], Row] = {}
+    params = {"since": since if since is not None else 0.0, "until": until if until is not None else float(FAR_FUTURE)}
+    with store.reading() as conn:
+        for record in conn.execute(sql, params):
+            labels_of = dict(zip(series_labels, (str(v) for v in record[8:]), strict=True))
+            labels_of["session"] = event_session(record[0])
+            key = tuple(labels_of[name] for name in by)
+            row = groups.get(key)
+            if row is None:
+                row = groups[key] = Row(key)
+            row.totals.add((1, *record[2:8], record[1] == "unpriced"))
+    return list(groups.values())
+
+
+def total_cost_between(store: Store, by: Sequence[str], since: float, until: float) -> dict[tuple[str, ...], int]:
+    """Cost in nano-dollars per combination of `by` over [since, until) (for week-over-week growth)."""
+    return {row.labels: row.totals.cost_nanousd for row in _breakdown_from_rollups(store, by, since, until)}

@@ -1,0 +1,129 @@
+"""Report output: a plain-text table, JSON, CSV (the breakdown rows) and Markdown."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+
+import orjson
+
+from exporter.events import nanos_to_usd
+from exporter.report.build import Report, ratio_text, row_json
+from exporter.report.query import Row
+
+FORMATS = ("table", "json", "csv", "markdown")
+
+
+def render(report: Report, fmt: str) -> str:
+    """The report in `fmt` (one of FORMATS), ending with a newline."""
+    if fmt == "json":
+        return orjson.dumps(report.to_json()).decode() + "\n"
+    if fmt == "csv":
+        return _csv(report)
+    if fmt == "markdown":
+        return _markdown(report)
+    return _table(report)
+
+
+def _when(moment: float | None, open_end: str) -> str:
+    return open_end if moment is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
+
+
+def _title(report: Report) -> str:
+    return f"{_when(report.since, 'beginning')} .. {_when(report.until, 'now')}, by {', '.join(report.by)}"
+
+
+def _all_rows(report: Report) -> list[tuple[Row, str]]:
+    out = [(row, "") for row in report.rows]
+    if report.rest is not None:
+        out.append((report.rest, f"{report.rest_groups} more"))
+    return out
+
+
+def _table(report: Report) -> str:
+    widths = [max(8, min(28, max((len(r.labels[i]) for r in report.rows), default=0))) for i in range(len(report.by))]
+    lines = [f"llmcost report: {_title(report)}"]
+    header = " ".join(f"{name:<{w}}" for name, w in zip(report.by, widths, strict=True))
+    header += f" {'requests':>9} {'tokens':>12} {'cost_usd':>12}"
+    lines += [header, "-" * len(header)]
+    for row, note in _all_rows(report):
+        labels = " ".join(f"{(label or '-')[:w]:<{w}}" for label, w in zip(row.labels, widths, strict=True))
+        t = row.totals
+        flag = f"  ({note})" if note else ("  (unpriced)" if t.unpriced_requests else "")
+        lines.append(f"{labels} {t.requests:>9} {t.tokens:>12} {nanos_to_usd(t.cost_nanousd):>12.4f}{flag}")
+    label_width = sum(widths) + len(widths) - 1
+    t = report.total
+    lines.append(f"{'total':<{label_width}} {t.requests:>9} {t.tokens:>12} {nanos_to_usd(t.cost_nanousd):>12.4f}")
+    if report.models:
+        lines += ["", f"{'per model':<40} {'requests':>9} {'cache hit':>9} {'out/in':>8} {'cost_usd':>12}"]
+        for row in report.models:
+            name = f"{row.labels[0]}/{row.labels[1]}"[:40]
+            m = row.totals
+            lines.append(
+                f"{name:<40} {m.requests:>9} {ratio_text(m.cache_hit_ratio):>9} "
+                f"{ratio_text(m.output_input_ratio):>8} {nanos_to_usd(m.cost_nanousd):>12.4f}"
+            )
+    if report.hints:
+        lines += ["", "hints (money at stake first)"]
+        for number, hint in enumerate(report.hints, start=1):
+            stake = "not counted" if hint.usd_at_stake is None else f"${hint.usd_at_stake:,.2f}"
+            lines.append(f"{number}. [{hint.kind}] {stake}: {hint.text}")
+            lines.append("   figures: " + ", ".join(f"{k}={_figure(v)}" for k, v in hint.figures.items()))
+    return "\n".join(lines) + "\n"
+
+
+def _figure(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _csv(report: Report) -> str:
+    out = io.StringIO()
+    rows = [row_json(report.by, row) for row, _ in _all_rows(report)]
+    fields = list(rows[0]) if rows else [*report.by, "requests", "cost_usd"]
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|") or "-"
+
+
+def _markdown(report: Report) -> str:
+    lines = ["# llmcost report", "", _title(report), ""]
+    lines.append("| " + " | ".join([*report.by, "requests", "tokens", "cost (USD)"]) + " |")
+    lines.append("|" + "---|" * len(report.by) + "---:|---:|---:|")
+    for row, note in _all_rows(report):
+        labels = [_md(label) for label in row.labels]
+        if note:
+            labels[0] = f"({note})"
+        t = row.totals
+        lines.append(f"| {' | '.join(labels)} | {t.requests} | {t.tokens} | {nanos_to_usd(t.cost_nanousd):.4f} |")
+    t = report.total
+    cells = ["**total**", *[""] * (len(report.by) - 1), str(t.requests), str(t.tokens)]
+    lines.append(f"| {' | '.join(cells)} | {nanos_to_usd(t.cost_nanousd):.4f} |")
+    if report.models:
+        lines += [
+            "",
+            "## Per model",
+            "",
+            "| model | requests | cache hit | output/input | cost (USD) |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for row in report.models:
+            m = row.totals
+            lines.append(
+                f"| {_md(row.labels[0])}/{_md(row.labels[1])} | {m.requests} | {ratio_text(m.cache_hit_ratio)} | "
+                f"{ratio_text(m.output_input_ratio)} | {nanos_to_usd(m.cost_nanousd):.4f} |"
+            )
+    if report.hints:
+        lines += ["", "## Hints", ""]
+        for hint in report.hints:
+            stake = "not counted" if hint.usd_at_stake is None else f"${hint.usd_at_stake:,.2f}"
+            figures = ", ".join(f"{k}={_figure(v)}" for k, v in hint.figures.items())
+            lines.append(f"- **{hint.kind}** ({stake}): {_md(hint.text)}  \n  _figures: {_md(figures)}_")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,222 @@
+"""`llmcost reprice`: price stored events again after a price-table update or a new override.
+
+Which events: those priced from the table (`priced`) or left without a price (`unpriced`) since a
+date, optionally for one model; a cost the caller supplied is never touched. Each changed event gets
+its new cost and provenance, and the difference is carried, in the same bounded transaction, to:
+
+- its 5-minute rollup bucket (reports, projections, detection and budget rebuilds read these);
+- budget spend, through the store's write hooks (the same code an ingest runs), so every budget
+  period the event fell in is corrected;
+- its series' correction counters, `cost_adjust_up_nanousd` / `cost_adjust_down_nanousd`.
+
+The series' `cost_nanousd`, behind the `llm_cost_usd_total` counter, is left as first recorded:
+a Prometheus counter must never go down, and `increase()` over a drop would read as a reset and
+count the whole total again. Corrections are exported as `llm_cost_adjustment_usd_total{direction}`
+instead (see docs/pricing.md for the PromQL). Likewise `llm_unpriced_requests_total` keeps counting
+calls that arrived without a price; the rollups' unpriced counts, which reports read, are corrected.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import text
+
+from exporter.events import nanos_to_usd
+from exporter.pricing import PriceBook
+from exporter.store import Store
+from exporter.store.schema import BUCKET_SECONDS, HOUR_SECONDS, LABEL_COLUMNS
+from exporter.store.writer import SeriesKey, WriteResult
+
+_SELECT = (
+    "SELECT e.id, e.ts, e.series_id, e.input_tokens, e.cache_read_tokens, e.cache_write_tokens, "
+    "e.output_tokens, e.reasoning_tokens, e.cache_write_1h_tokens, e.cost_nanousd, e.cost_source, "
+    "e.price_source, e.price_from, " + ", ".join(f's."{c}"' for c in LABEL_COLUMNS) + " "
+    "FROM usage_events e JOIN usage_series s ON s.id = e.series_id "
+    "WHERE e.id > :last AND e.ts >= :since AND e.ts < :until AND e.cost_source IN ('priced', 'unpriced')"
+)
+
+
+@dataclass
+class ModelDifference:
+    """What repricing changed for one provider/model."""
+
+    provider: str
+    model: str
+    events: int = 0
+    changed: int = 0
+    before_nanousd: int = 0
+    after_nanousd: int = 0
+    newly_priced: int = 0
+    newly_unpriced: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form, money in dollars."""
+        return {
+            "provider": self.provider,
+            "model": self.model,
+            "events": self.events,
+            "changed": self.changed,
+            "before_usd": nanos_to_usd(self.before_nanousd),
+            "after_usd": nanos_to_usd(self.after_nanousd),
+            "difference_usd": nanos_to_usd(self.after_nanousd - self.before_nanousd),
+            "newly_priced": self.newly_priced,
+            "newly_unpriced": self.newly_unpriced,
+        }
+
+
+@dataclass
+class RepriceReport:
+    """The outcome of a repricing run, per model."""
+
+    dry_run: bool
+    since: float
+    models: dict[tuple[str, str], ModelDifference] = field(default_factory=dict)
+    batches: int = 0
+
+    @property
+    def difference_nanousd(self) -> int:
+        """New minus old cost over every event looked at."""
+        return sum(m.after_nanousd - m.before_nanousd for m in self.models.values())
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form (the CLI's `--format json`)."""
+        return {
+            "dry_run": self.dry_run,
+            "since": self.since,
+            "models": [m.to_json() for m in self.sorted_models()],
+            "difference_usd": nanos_to_usd(self.difference_nanousd),
+        }
+
+    def sorted_models(self) -> list[ModelDifference]:
+        """Largest absolute change first."""
+        return sorted(
+            self.models.values(), key=lambda m: (-abs(m.after_nanousd - m.before_nanousd), m.provider, m.model)
+        )
+
+
+class Repricer:
+    """Recomputes the cost of stored priced and unpriced events in bounded transactions."""
+
+    def __init__(self, store: Store, prices: PriceBook, *, batch_size: int = 2000) -> None:
+        self.store = store
+        self.prices = prices
+        self.batch_size = batch_size
+
+    def run(
+        self,
+        since: float,
+        *,
+        until: float = math.inf,
+        model: str | None = None,
+        dry_run: bool = False,
+        progress: Callable[[RepriceReport], None] | None = None,
+    ) -> RepriceReport:
+        """Reprice events with `since <= ts < until` (and `model`, if given); returns the differences."""
+        report = RepriceReport(dry_run, since)
+        sql = _SELECT + (' AND s."model" = :model' if model is not None else "") + " ORDER BY e.id LIMIT :n"
+        # PostgreSQL: lock the batch's events, so two runs at once cannot both apply the same correction
+        # (SQLite's write transaction already runs alone).
+        locked = sql + (" FOR UPDATE OF e" if self.store.dialect == "postgresql" else "")
+        params: dict[str, Any] = {
+            "since": since,
+            "until": until if math.isfinite(until) else 2.0**62,
+            "n": self.batch_size,
+        }
+        if model is not None:
+            params["model"] = model
+        last = -1
+        while True:
+            params["last"] = last
+            if dry_run:
+                with self.store.reading() as conn:
+                    rows = list(conn.execute(text(sql), params))
+                    self._reprice(rows, report, None)
+            else:
+                with self.store.transaction() as conn:
+                    rows = list(conn.execute(text(locked), params))
+                    results = self._reprice(rows, report, conn)
+                self.store.run_after_commit(WriteResult([], hook_results=results))
+            if not rows:
+                return report
+            report.batches += 1
+            last = rows[-1][0]
+            if progress is not None:
+                progress(report)
+
+    def _reprice(self, rows: list[Any], report: RepriceReport, conn: Any) -> list[Any]:
+        """Price each row again; with `conn`, write the changes; returns the write hooks' results."""
+        quote = self.prices.quote
+        updates: list[dict[str, Any]] = []
+        rollup_deltas: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0])
+        labels: dict[int, SeriesKey] = {}
+        series_up: dict[int, int] = defaultdict(int)
+        series_down: dict[int, int] = defaultdict(int)
+        for row in rows:
+            event_id, ts, sid, inp, read, write, out, reasoning, write_1h, old_cost, old_kind, old_src, old_from = row[
+                :13
+            ]
+            provider, model = row[13], row[14]
+            cost, source, effective = quote(provider, model, ts, inp, read, write, out, reasoning, write_1h or 0)
+            kind = "unpriced" if cost is None else "priced"
+            new_cost = cost or 0
+            diff = report.models.get((provider, model))
+            if diff is None:
+                diff = report.models[(provider, model)] = ModelDifference(provider, model)
+            diff.events += 1
+            diff.before_nanousd += old_cost
+            diff.after_nanousd += new_cost
+            if (new_cost, kind, source, effective) == (old_cost, old_kind, old_src or "", old_from or ""):
+                continue
+            diff.changed += 1
+            diff.newly_priced += old_kind == "unpriced" and kind == "priced"
+            diff.newly_unpriced += old_kind == "priced" and kind == "unpriced"
+            updates.append({"id": event_id, "c": new_cost, "k": kind, "s": source, "f": effective})
+            delta = rollup_deltas[(sid, int(ts // BUCKET_SECONDS) * BUCKET_SECONDS)]
+            delta[0] += new_cost - old_cost
+            delta[1] += (kind == "unpriced") - (old_kind == "unpriced")
+            labels[sid] = (row[13], row[14], row[15], row[16], row[17], row[18])
+            if new_cost > old_cost:
+                series_up[sid] += new_cost - old_cost
+            elif new_cost < old_cost:
+                series_down[sid] += old_cost - new_cost
+        if conn is None or not updates:
+            return []
+        conn.execute(
+            text(
+                "UPDATE usage_events SET cost_nanousd = :c, cost_source = :k, price_source = :s, price_from = :f "
+                "WHERE id = :id"
+            ),
+            updates,
+        )
+        for (sid, bucket), (cost_delta, unpriced_delta) in sorted(rollup_deltas.items()):
+            params = {"sid": sid, "b": bucket, "c": cost_delta, "u": unpriced_delta}
+            changed = conn.execute(
+                text(
+                    "UPDATE usage_rollup SET cost_nanousd = cost_nanousd + :c, "
+                    "unpriced_requests = unpriced_requests + :u WHERE series_id = :sid AND bucket = :b"
+                ),
+                params,
+            ).rowcount
+            if not changed:  # folded into its hour by the pruner already
+                params["b"] = bucket // HOUR_SECONDS * HOUR_SECONDS
+                conn.execute(
+                    text(
+                        "UPDATE usage_rollup_hourly SET cost_nanousd = cost_nanousd + :c, "
+                        "unpriced_requests = unpriced_requests + :u WHERE series_id = :sid AND bucket = :b"
+                    ),
+                    params,
+                )
+        conn.execute(
+            text(
+                "UPDATE usage_series SET cost_adjust_up_nanousd = cost_adjust_up_nanousd + :up, "
+                "cost_adjust_down_nanousd = cost_adjust_down_nanousd + :down WHERE id = :sid"
+            ),
+            [{"sid": sid, "up": series_up.get(sid, 0), "down": series_down.get(sid, 0)} for sid in sorted(labels)],
+        )
+        hook_rollups = {key: [0, 0, 0, 0, 0, 0, value[0], value[1]] for key, value in rollup_deltas.items() if value[0]}
+        return self.store.run_write_hooks(conn, hook_rollups, labels) if hook_rollups else []

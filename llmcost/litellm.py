@@ -1,0 +1,220 @@
+"""A LiteLLM callback that records every call in llmcost and refuses calls a hard budget forbids.
+
+    from llmcost.litellm import LlmcostLogger
+    litellm.callbacks = [LlmcostLogger("http://127.0.0.1:9800", token="…", project="search")]
+
+Recording: LiteLLM hands the callback its `StandardLoggingPayload` after each call (success or
+failure); the callback maps it with llmcost's own LiteLLM mapping — LiteLLM's token counts and its
+`response_cost`, the payload's `id` as the request id — and queues it on an `llmcost.Client`, which
+sends in the background, retries while llmcost is away and flushes at exit. Prompts and responses
+never leave the process: the mapping keeps usage, ids and attribution only.
+
+Budgets: before a call, `POST /v1/budgets/check` is asked with the call's model and attribution, and a
+refusal raises `llmcost.BudgetExceededError` (LiteLLM's proxy answers it with HTTP 400). The hook runs
+where LiteLLM lets a callback refuse a call: on the proxy (`async_pre_call_hook`) and for the SDK's
+async calls and the Router (`async_pre_call_deployment_hook`). LiteLLM gives synchronous
+`litellm.completion` no such hook: guard those calls with `handler.guard(model=…)`.
+
+Attribution: `project`, `service` and `user` in the request's `metadata` win; then, on the proxy, the
+key's project or team and the end user; then the defaults given here. This module imports LiteLLM;
+`import llmcost` does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from litellm.integrations.custom_logger import CustomLogger
+
+from llmcost.client import Client, FailMode
+from llmcost.errors import BudgetExceededError
+
+log = logging.getLogger("llmcost.litellm")
+
+_CHECKED = "llmcost_budget_checked"  # set by the proxy hook so the deployment hook does not ask twice
+_ATTRIBUTION = ("project", "service", "user")
+
+
+class LlmcostLogger(CustomLogger):
+    """Name an instance in LiteLLM's `callbacks` (SDK: `litellm.callbacks`; proxy: `litellm_settings.callbacks`)."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        project: str = "",
+        service: str = "",
+        fail_mode: FailMode | None = None,
+        check_budgets: bool = True,
+        estimate_cost: Callable[[str, Mapping[str, Any]], float] | None = None,
+        client: Client | None = None,
+        **client_options: Any,
+    ) -> None:
+        """Send to llmcost at `url` (default `$LLMCOST_URL`, else `http://127.0.0.1:9800`) with `token`.
+
+        `token` defaults to `$LLMCOST_TOKEN`.
+        `fail_mode` (default `$LLMCOST_FAIL_MODE`, else `"open"`) decides when llmcost cannot be asked:
+        `"open"` lets the call through, `"closed"` refuses it. `estimate_cost(model, request)` may give the
+        call's expected cost in USD for the check (default 0: only budgets already spent refuse).
+        Other keyword arguments go to `llmcost.Client`.
+        """
+        super().__init__()
+        mode = fail_mode or os.environ.get("LLMCOST_FAIL_MODE", "open")
+        if mode not in ("open", "closed"):
+            raise ValueError(f"fail_mode must be 'open' or 'closed', got {mode!r}")
+        self.client = client or Client(
+            url or os.environ.get("LLMCOST_URL", "http://127.0.0.1:9800"),
+            token if token is not None else os.environ.get("LLMCOST_TOKEN"),
+            fail_mode=mode,  # type: ignore[arg-type]
+            **client_options,
+        )
+        self.defaults = {"project": project, "service": service}
+        self.check_budgets = check_budgets
+        self.estimate_cost = estimate_cost
+
+    # ---- recording ------------------------------------------------------------------------------
+
+    def log_success_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+        """Queue a successful call (synchronous LiteLLM calls)."""
+        self._record(kwargs)
+
+    def log_failure_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+        """Queue a failed call, as status `error` (not a call this callback refused: it never happened)."""
+        if not _refused_here(kwargs):
+            self._record(kwargs)
+
+    async def async_log_success_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        """Queue a successful call (async calls and the proxy); never waits on the network."""
+        self._record(kwargs)
+
+    async def async_log_failure_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        """Queue a failed call, as status `error` (not a call this callback refused)."""
+        if not _refused_here(kwargs):
+            self._record(kwargs)
+
+    def _record(self, kwargs: Mapping[str, Any]) -> None:
+        # A logging callback must never break the call it logs.
+        try:
+            payload = kwargs.get("standard_logging_object")
+            if not isinstance(payload, Mapping):
+                log.debug("LiteLLM gave no standard_logging_object; call not recorded")
+                return
+            from exporter.events import InvalidEvent
+            from exporter.normalize.litellm import event_from_litellm
+
+            try:
+                event = event_from_litellm(payload)
+            except InvalidEvent as exc:
+                log.warning("LiteLLM call %s not recorded: %s", payload.get("id"), exc)
+                return
+            # The request's own metadata wins, then what LiteLLM knows (key, team, end user), then the defaults.
+            requested = _request_metadata(kwargs)
+            for key in _ATTRIBUTION:
+                if requested.get(key):
+                    event[key] = str(requested[key])
+                elif not event.get(key) and self.defaults.get(key):
+                    event[key] = self.defaults[key]
+            self.client.record(**event)
+        except Exception:
+            log.exception("llmcost could not record a LiteLLM call")
+
+    def _attribution(self, metadata: Mapping[str, Any]) -> dict[str, str]:
+        out = {key: value for key, value in self.defaults.items() if value}
+        out.update((key, str(metadata[key])) for key in _ATTRIBUTION if metadata.get(key))
+        return out
+
+    # ---- budgets --------------------------------------------------------------------------------
+
+    def guard(self, *, model: str | None = None, **labels: Any) -> dict[str, Any]:
+        """Ask llmcost before a synchronous call; raises `llmcost.BudgetExceededError` on a hard budget."""
+        attribution = {**self._attribution({}), **{k: v for k, v in labels.items() if v is not None}}
+        return self.client.guard(model=model, **attribution)
+
+    async def async_pre_call_deployment_hook(self, kwargs: dict[str, Any], call_type: Any) -> dict[str, Any] | None:
+        """SDK async calls and the Router: check the budget before the request leaves; None keeps the kwargs."""
+        metadata = kwargs.get("metadata") if isinstance(kwargs.get("metadata"), Mapping) else {}
+        if self.check_budgets and not (metadata or {}).get(_CHECKED):
+            await self._check(kwargs.get("model"), kwargs, metadata or {}, user=kwargs.get("user"))
+        return None
+
+    async def async_pre_call_hook(
+        self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: Any
+    ) -> Any:
+        """The proxy: check the budget of the key's project or team before routing; a refusal raises."""
+        if not self.check_budgets:
+            return data
+        metadata = data.get("metadata") if isinstance(data.get("metadata"), Mapping) else {}
+        key_labels = {
+            "project": _first_attr(user_api_key_dict, ("project_alias", "project_id", "team_alias", "team_id")),
+            "user": data.get("user") or _first_attr(user_api_key_dict, ("end_user_id", "user_id")),
+        }
+        await self._check(data.get("model"), data, {**{k: v for k, v in key_labels.items() if v}, **(metadata or {})})
+        if isinstance(data.get("metadata"), dict):
+            data["metadata"][_CHECKED] = True
+        return data
+
+    async def _check(self, model: Any, request: Mapping[str, Any], metadata: Mapping[str, Any], **extra: Any) -> None:
+        labels = {**{k: v for k, v in extra.items() if v}, **self._attribution(metadata)}
+        estimate = self.estimate_cost(str(model), request) if self.estimate_cost else None
+        # The client is synchronous; a worker thread keeps the event loop serving other requests meanwhile.
+        await asyncio.to_thread(
+            self.client.guard,
+            model=_recorded_model(model),
+            estimated_cost_usd=estimate,
+            **{k: str(v) for k, v in labels.items()},
+        )
+
+    def close(self) -> None:
+        """Flush and stop the client (also done at interpreter exit)."""
+        self.client.close()
+
+
+def _recorded_model(model: Any) -> str | None:
+    """The model name LiteLLM will log for the call (`anthropic/claude-…` is logged as `claude-…`).
+
+    A budget scoped to a model must match the events the call produces.
+    """
+    if not isinstance(model, str) or not model:
+        return None
+    if "/" not in model:
+        return model
+    import litellm
+
+    try:
+        return str(litellm.get_llm_provider(model)[0])
+    except Exception:  # an alias LiteLLM does not know: ask with the name as given
+        return model
+
+
+def _refused_here(kwargs: Mapping[str, Any]) -> bool:
+    # LiteLLM logs a call a pre-call hook refused as a failure; it reached no provider and cost nothing.
+    if isinstance(kwargs.get("exception"), BudgetExceededError):
+        return True
+    payload = kwargs.get("standard_logging_object")
+    info = payload.get("error_information") if isinstance(payload, Mapping) else None
+    return isinstance(info, Mapping) and info.get("error_class") == BudgetExceededError.__name__
+
+
+def _request_metadata(kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
+    params = kwargs.get("litellm_params")
+    metadata = params.get("metadata") if isinstance(params, Mapping) else None
+    if not isinstance(metadata, Mapping):
+        metadata = kwargs.get("metadata")
+    return metadata if isinstance(metadata, Mapping) else {}
+
+
+def _first_attr(obj: Any, names: tuple[str, ...]) -> str | None:
+    for name in names:
+        value = getattr(obj, name, None)
+        if isinstance(value, str) and value:
+            return value
+    return None

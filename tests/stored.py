@@ -1,0 +1,27 @@
+"""Reading back what a running llmcost stored (tests only): events by request id, with their labels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sqlalchemy import create_engine, select
+
+from exporter.store.schema import usage_events, usage_series
+
+
+def stored_events(db_url: str) -> dict[str, dict[str, Any]]:
+    """Every stored event by request id: token fields, cost, labels and metadata."""
+    engine = create_engine(db_url)
+    try:
+        query = select(usage_events, usage_series).join(usage_series, usage_series.c.id == usage_events.c.series_id)
+        with engine.connect() as conn:
+            rows = [dict(row._mapping) for row in conn.execute(query)]
+    finally:
+        engine.dispose()
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        row["metadata"] = orjson.loads(row["meta_json"]) if row.get("meta_json") else None
+        row["cost_usd"] = row["cost_nanousd"] / 1e9
+        out[row["request_id"]] = row
+    return out
