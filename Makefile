@@ -54,8 +54,10 @@ bench: test-deps $(STAMP)
 bench-soak: test-deps $(STAMP)
 	$(BIN)/python bench/soak.py $(ARGS)
 
+## Detection evaluations: synthetic series from real traces, then 43 real tenants (docs/detection.md).
 eval: $(STAMP)
 	$(BIN)/python bench/eval_detection.py
+	$(BIN)/python bench/eval_real_traffic.py
 
 ## llmcost + local Prometheus and Alertmanager with the shipped configs: make stack ARGS='--duration 600'
 stack: test-deps $(STAMP)

@@ -15,11 +15,23 @@ every series at once and for each watched window length, the spend of the window
   `min_scale_ratio` x baseline).
 * usual peak: the median over the days of the busiest same-length window within the spread of this
   time. A window must exceed it `shift_guard` times, so a daily job or a morning ramp that arrives a
-  few minutes early is not a spike, and bursty series need more than three times their median.
+  few minutes early is not a spike, and bursty series need more than three times their median. It
+  must also exceed the second-busiest day's `repeat_guard` times: a size the series has already
+  reached at this hour on two of the last days (a weekly batch, a new daily job's second run) is its
+  own pattern, not a spike, however calm the median day is.
+* recent level: the series' spend per window over the `recent_minutes` before the longest window. A
+  window must exceed it `recent_guard` times: a spike is a sudden rise over what the series was just
+  spending, so a day that is simply busier than the usual one at this hour, or an evening drop that did
+  not come today, is not one (both leave the window above the same-time baseline, not above the level).
+
+Those two guards come from scoring the detector on real tenant traffic (docs/detection.md), where
+most false alarms were one or the other.
 
 A window fires when it is at least `multiplier` x its baseline, the robust score reaches `robust_z`, it
-clears `shift_guard` x the usual peak, its spend is at least `min_spend_usd`, and the series has at
-least `min_history_windows` baseline windows with any spend (a new or silent series never fires).
+clears both usual-peak guards and `recent_guard` x the recent level, its spend is at least
+`min_spend_usd`, and the series has an established baseline: at least `min_history_windows` baseline
+windows with any spend and a baseline above zero (a new or silent series never fires, and a ratio to a
+zero baseline is never a reason).
 
 `window_minutes` (30) is the window the spec names; `short_windows_minutes` adds shorter windows
 checked by the same rule, so a sharp spike fires within minutes instead of once it has filled half an
@@ -50,18 +62,22 @@ class Reason(enum.IntEnum):
     """Why a series is, or is not, firing; ordered from furthest from firing to firing."""
 
     SHORT_HISTORY = 0
-    """Too few baseline windows with any spend: new or silent series never fire."""
+    """No established baseline (too few baseline windows with any spend, or a zero baseline): new or
+    silent series never fire."""
     LOW_SPEND = 1
     """Window spend below `min_spend_usd`."""
     BELOW_MULTIPLIER = 2
     """Window spend below `multiplier` x baseline."""
-    NEAR_USUAL_PEAK = 3
-    """Above the multiplier, but below `shift_guard` x the usual busiest window around this time."""
-    SCORE_DISAGREES = 4
+    BELOW_RECENT_LEVEL = 3
+    """Above the multiplier, but below `recent_guard` x the series' level over the last hours: not sudden."""
+    NEAR_USUAL_PEAK = 4
+    """Above the multiplier, but below `shift_guard` x the usual busiest window around this time, or
+    `repeat_guard` x the second-busiest previous day's."""
+    SCORE_DISAGREES = 5
     """Above the multiplier, but within the series' usual spread (robust score below `robust_z`)."""
-    HELD = 5
+    HELD = 6
     """Was firing; no longer meets the rule but has not fallen below the resolve threshold."""
-    SPIKE = 6
+    SPIKE = 7
     """Meets the rule: multiplier, usual peak, robust score and minimum spend all agree."""
 
 
@@ -86,6 +102,10 @@ class DetectionConfig:
     """Recent windows (today's level, fallback baseline, noise) come from this long before the window."""
     shift_guard: float = 2.75
     """A window must also reach this many times the usual busiest window around this time of day."""
+    recent_guard: float = 1.5
+    """A window must also reach this many times the series' spend per window over `recent_minutes`."""
+    repeat_guard: float = 1.5
+    """A window must also reach this many times the second-busiest previous day around this time."""
     min_baseline_days: int = 3
     """Previous days with spend needed for the daily baseline; fewer: the recent windows' median."""
     max_level_change: float = 4.0
@@ -197,13 +217,14 @@ def detect_spikes(
     if prev.shape != (n,):
         raise ValueError(f"previously_firing must have shape ({n},)")
     v = v[:, -cfg.buckets_needed :]
-    days, level = _daily_levels(v, now_fraction, cfg)
+    days, level, recent_level = _daily_levels(v, now_fraction, cfg)
 
     best: _Check | None = None
     fire = np.zeros(n, dtype=bool)
     keep = np.zeros(n, dtype=bool)
     for minutes in cfg.windows_minutes:
-        check = _check_window(v, minutes * 60 // cfg.bucket_seconds, now_fraction, days, level, cfg)
+        wb = minutes * 60 // cfg.bucket_seconds
+        check = _check_window(v, wb, now_fraction, days, level, recent_level * wb, cfg)
         check.minutes[:] = minutes
         fire |= check.rank == Reason.SPIKE
         keep |= (check.window >= cfg.resolve_multiplier * check.base) & (check.window >= 0.5 * cfg.min_spend_usd)
@@ -238,31 +259,38 @@ class _Check:
         )
 
 
-def _daily_levels(v: FloatArray, f: float, cfg: DetectionConfig) -> tuple[IntArray, FloatArray]:
-    """The previous days the array reaches back to, and each day's level factor (n_series, n_days).
+def _daily_levels(v: FloatArray, f: float, cfg: DetectionConfig) -> tuple[IntArray, FloatArray, FloatArray]:
+    """The previous days read, each day's level factor (n_series, n_days), and today's recent level.
 
-    The factor is today's spend in the `recent_minutes` before the longest window over that day's
-    spend in the same hours (smoothed by a tenth of the typical day, bounded by `max_level_change`).
+    The recent level is today's spend per bucket over the `recent_minutes` before the longest window
+    (n_series,). The factor is today's spend in those minutes over that day's spend in the same hours
+    (smoothed by a tenth of the typical day, bounded by `max_level_change`).
     """
     size = cfg.bucket_seconds
     per_day = _DAY // size
     last = v.shape[1] - 1
     days = np.arange(1, cfg.baseline_days + 1)
     days = days[last - days * per_day - cfg._reach() - 1 >= 0]
-    if days.size == 0:
-        return days, np.ones((v.shape[0], 0))
     lead = cfg.recent_minutes * 60 // size
     end = last - cfg.window_minutes * 60 // size
+    if days.size == 0:
+        recent = _window_sums(v, np.array([end]), lead, f)[:, 0] / lead if end - lead >= 0 else np.zeros(v.shape[0])
+        return days, np.ones((v.shape[0], 0)), recent
     leads = _window_sums(v, np.concatenate(([end], end - days * per_day)), lead, f)
     today, before = leads[:, :1], leads[:, 1:]
     eps = 0.1 * _row_median(before)[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
         level = np.where(before + eps > 0, (today + eps) / (before + eps), 1.0)
-    return days, np.clip(level, 1.0 / cfg.max_level_change, cfg.max_level_change)
+    return days, np.clip(level, 1.0 / cfg.max_level_change, cfg.max_level_change), today[:, 0] / lead
 
 
-def _check_window(v: FloatArray, wb: int, f: float, days: IntArray, level: FloatArray, cfg: DetectionConfig) -> _Check:
-    """Window spend, baseline, ratio, robust score and rank (a `Reason`) for a `wb`-bucket window."""
+def _check_window(
+    v: FloatArray, wb: int, f: float, days: IntArray, level: FloatArray, recent_level: FloatArray, cfg: DetectionConfig
+) -> _Check:
+    """Window spend, baseline, ratio, robust score and rank (a `Reason`) for a `wb`-bucket window.
+
+    `recent_level` is the series' spend per `wb` buckets over the recent minutes (n_series,).
+    """
     n = v.shape[0]
     size = cfg.bucket_seconds
     last = v.shape[1] - 1
@@ -285,6 +313,8 @@ def _check_window(v: FloatArray, wb: int, f: float, days: IntArray, level: Float
     active = (daily > 0) | (peak > 0)
     daily_med, daily_mad, n_days = _masked_median_mad(daily, active)
     usual_peak, _, _ = _masked_median_mad(peak, active)
+    # The second-busiest day (not the busiest: one incident day must not hide a spike for a week).
+    repeat_peak = np.sort(peak, axis=1)[:, -2] if days.size >= 2 else np.zeros(n)
     recent_med, recent_mad = _median_mad(recent)
 
     seasonal = n_days >= cfg.min_baseline_days
@@ -303,9 +333,11 @@ def _check_window(v: FloatArray, wb: int, f: float, days: IntArray, level: Float
     rank = np.full(n, Reason.SPIKE, dtype=np.int8)
     rank[score < cfg.robust_z] = Reason.SCORE_DISAGREES
     rank[seasonal & (window < cfg.shift_guard * usual_peak)] = Reason.NEAR_USUAL_PEAK
+    rank[window < cfg.repeat_guard * repeat_peak] = Reason.NEAR_USUAL_PEAK
+    rank[window < cfg.recent_guard * recent_level] = Reason.BELOW_RECENT_LEVEL
     rank[ratio < cfg.multiplier] = Reason.BELOW_MULTIPLIER
     rank[window < cfg.min_spend_usd] = Reason.LOW_SPEND
-    rank[history < cfg.min_history_windows] = Reason.SHORT_HISTORY
+    rank[(history < cfg.min_history_windows) | ~(base > 0)] = Reason.SHORT_HISTORY
     return _Check(window, base, ratio, score, rank, np.zeros(n, dtype=np.int64))
 
 
