@@ -98,6 +98,21 @@ def _reload_on_sighup(services: Services, path: str | None) -> None:
     signal.signal(signal.SIGHUP, lambda _signum, _frame: threading.Thread(target=reload, daemon=True).start())
 
 
+def _offline_alerting(args: argparse.Namespace) -> tuple[Services, Any]:
+    """Services plus budgets and gateway without workers or a server, for one-shot commands that write.
+
+    Role `ingest`: the budget spend hooks are attached (so a correction reaches budget spend) but no
+    config budgets are applied, and an existing store is required (never created empty).
+    """
+    from alerting.runtime import attach_alerting
+
+    config = _config_from_args(args)
+    services = Services.build(config, start_writer=False, must_exist=True)
+    print(f"store: {_safe_url(config)}", file=sys.stderr)
+    attach_alerting(services, "ingest")
+    return services, services.extras
+
+
 def cmd_budgets(args: argparse.Namespace) -> int:
     """List, show, create, update, delete, reset or apply budgets (see alerting/budgets/cli.py)."""
     from alerting.budgets.cli import run

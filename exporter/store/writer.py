@@ -44,7 +44,8 @@ _EVENT_COLUMNS = (
 _NO_LATENCY = -1.0  # latency_ms is validated >= 0
 _NO_METADATA = ""  # metadata is stored as a JSON object or not at all
 _SQLITE_EVENT_VALUES = (
-    "(" + ", ".join(["?"] * 10) + f", NULLIF(?, {_NO_LATENCY!r}), NULLIF(?, {_NO_METADATA!r}), ?, ?, ?, ?, NULLIF(?, ''))"
+    "(" + ", ".join(["?"] * 10) + f", NULLIF(?, {_NO_LATENCY!r}), NULLIF(?, {_NO_METADATA!r}), ?, ?, ?, ?, "
+    "NULLIF(?, ''))"
 )
 _SQL = {
     "series_insert": f"INSERT INTO usage_series ({_LABELS_SQL}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
