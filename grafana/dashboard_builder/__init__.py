@@ -16,7 +16,7 @@ the dashboard builder has no schema-version method; ours is 39), no `"id": null`
 None, and tests check provisioned dashboards carry a null id), and on the panel
 `"repeatDirection": "h"`, `"transparent": false`, `"transformations": []` and `"options": null`.
 Keeping the committed JSON byte-identical would need a pass deleting and re-adding those keys after
-every build, on top of a 4.8 MB, 53,000-line dependency: longer and less safe than these helpers,
+every build, on top of a 2.2 MB, 53,000-line dependency: longer and less safe than these helpers,
 whose every emitted key is visible here and pinned by tests/test_grafana_dashboards.py.
 """
 
