@@ -1,0 +1,307 @@
+"""Spend overview: how much LLM calls cost, where, how fast, and how efficiently."""
+
+from __future__ import annotations
+
+from .board import dashboard, section, usage_variables
+from .panels import COUNT, RATIO, REQ_PER_S, USD, Json, bargauge, stat, table, timeseries
+
+USAGE = 'provider=~"$provider", model=~"$model", project=~"$project", service=~"$service"'
+"""The dashboard's filters, in every query of a usage metric."""
+
+
+def build() -> Json:
+    """Spend overview: how much, where, how fast, and how efficiently."""
+    f = USAGE
+    fine_cost_rate = f"provider_model_project_service:llm_cost_usd:rate5m{{{f}}}"
+    fine_tokens = "provider_model_project_service_token_type:llm_tokens:rate5m"
+    cache_hit_by_model = (
+        "(\n"
+        f'    sum by (provider, model) ({fine_tokens}{{{f}, token_type="cache_read"}})\n'
+        "  or\n"
+        f'    0 * sum by (provider, model) ({fine_tokens}{{{f}, token_type="input"}})\n'
+        ")\n/\n"
+        f'(sum by (provider, model) ({fine_tokens}{{{f}, token_type=~"input|cache_read"}}) > 0)'
+    )
+    return dashboard(
+        "llmcost-overview",
+        "LLM cost / Spend overview",
+        "What LLM calls cost: today, this month, by provider, model, project and service.",
+        usage_variables("llm_cost_usd_total"),
+        [
+            section("Spend"),
+            [
+                (
+                    stat(
+                        "Spend today",
+                        "Spend since midnight UTC for the selected filters "
+                        "(increase of llm_cost_usd_total over the day so far).",
+                        USD,
+                        f"sum(increase(llm_cost_usd_total{{{f}}}[$__range]))",
+                        decimals=2,
+                        time_from="now/d",
+                    ),
+                    4,
+                    4,
+                ),
+                (
+                    stat(
+                        "Spend this month",
+                        "Spend since the first of the month (UTC), within five minutes: the 5-minute spend "
+                        "rate recording rule sampled every 5 minutes, which stays cheap over a month of samples.",
+                        USD,
+                        f"sum(sum_over_time(provider_model_project_service:llm_cost_usd:rate5m{{{f}}}"
+                        "[$__range:5m])) * 300",
+                        decimals=2,
+                        time_from="now/M",
+                    ),
+                    4,
+                    4,
+                ),
+                (
+                    stat(
+                        "Spend in the last hour",
+                        "Spend over the trailing 60 minutes.",
+                        USD,
+                        f"sum(provider_model_project_service:llm_cost_usd:increase1h{{{f}}})",
+                        decimals=2,
+                    ),
+                    4,
+                    4,
+                ),
+                (
+                    stat(
+                        "Spend rate (per hour)",
+                        "Current spend rate over the last 5 minutes, in dollars per hour.",
+                        USD,
+                        f"sum({fine_cost_rate}) * 3600",
+                        decimals=2,
+                    ),
+                    4,
+                    4,
+                ),
+                (
+                    stat(
+                        "Cost per request",
+                        "Average cost of one call in the selected time range (failed calls count: "
+                        "they are billed too).",
+                        USD,
+                        f"sum(increase(llm_cost_usd_total{{{f}}}[$__range]))\n/\n"
+                        f"sum(increase(llm_requests_total{{{f}}}[$__range]))",
+                        decimals=4,
+                    ),
+                    4,
+                    4,
+                ),
+                (
+                    stat(
+                        "Cache-hit share",
+                        "Share of input tokens served from the prompt cache in the selected time "
+                        "range: cache_read / (input + cache_read).",
+                        RATIO,
+                        f'sum(increase(llm_tokens_total{{{f}, token_type="cache_read"}}[$__range]))\n/\n'
+                        f'sum(increase(llm_tokens_total{{{f}, token_type=~"input|cache_read"}}[$__range]))',
+                        decimals=1,
+                    ),
+                    4,
+                    4,
+                ),
+            ],
+            section("Spend over time"),
+            [
+                (
+                    timeseries(
+                        "Spend rate by project",
+                        "Dollars per hour, from the 5-minute spend rate. An empty project means the "
+                        "calls carried no project attribution.",
+                        USD,
+                        [(f"sum by (project) ({fine_cost_rate}) * 3600", "{{project}}")],
+                        stack=True,
+                    ),
+                    12,
+                    8,
+                ),
+                (
+                    timeseries(
+                        "Spend rate by provider and model",
+                        "Dollars per hour, from the 5-minute spend rate.",
+                        USD,
+                        [(f"sum by (provider, model) ({fine_cost_rate}) * 3600", "{{provider}} / {{model}}")],
+                        stack=True,
+                    ),
+                    12,
+                    8,
+                ),
+            ],
+            [
+                (
+                    timeseries(
+                        "Spend rate by service",
+                        "Dollars per hour, from the 5-minute spend rate.",
+                        USD,
+                        [(f"sum by (service) ({fine_cost_rate}) * 3600", "{{service}}")],
+                        stack=True,
+                    ),
+                    12,
+                    8,
+                ),
+                (
+                    timeseries(
+                        "Spend in the trailing hour by provider",
+                        "Dollars spent in the 60 minutes before each point: smoother than the rate.",
+                        USD,
+                        [
+                            (
+                                f"sum by (provider) (provider_model_project_service:llm_cost_usd:increase1h{{{f}}})",
+                                "{{provider}}",
+                            )
+                        ],
+                        stack=True,
+                    ),
+                    12,
+                    8,
+                ),
+            ],
+            section("Top spenders"),
+            [
+                (
+                    bargauge(
+                        "Top projects in the time range",
+                        "The ten projects that spent most in the selected time range.",
+                        USD,
+                        f"topk(10, sum by (project) (increase(llm_cost_usd_total{{{f}}}[$__range])))",
+                        "{{project}}",
+                    ),
+                    8,
+                    9,
+                ),
+                (
+                    bargauge(
+                        "Top models in the time range",
+                        "The ten provider/model pairs that cost most in the selected time range.",
+                        USD,
+                        f"topk(10, sum by (provider, model) (increase(llm_cost_usd_total{{{f}}}[$__range])))",
+                        "{{provider}} / {{model}}",
+                    ),
+                    8,
+                    9,
+                ),
+                (
+                    bargauge(
+                        "Top services in the last 24 hours",
+                        "The ten services that spent most in the trailing 24 hours (daily recording "
+                        "rule, refreshed every 5 minutes).",
+                        USD,
+                        f"topk(10, sum by (service) (provider_model_project_service:llm_cost_usd:increase1d{{{f}}}))",
+                        "{{service}}",
+                    ),
+                    8,
+                    9,
+                ),
+            ],
+            section("Efficiency"),
+            [
+                (
+                    timeseries(
+                        "Cost per request by model",
+                        "Average dollars per call over 5-minute windows; no point while a model gets no calls.",
+                        USD,
+                        [
+                            (
+                                f"sum by (provider, model) ({fine_cost_rate})\n/\n"
+                                "(sum by (provider, model) "
+                                f"(provider_model_project_service:llm_requests:rate5m{{{f}}}) > 0)",
+                                "{{provider}} / {{model}}",
+                            )
+                        ],
+                    ),
+                    12,
+                    8,
+                ),
+                (
+                    timeseries(
+                        "Cache-hit share by model",
+                        "Share of input tokens read from the prompt cache: cache_read / (input + "
+                        "cache_read). 0 for a model that never reports cache reads.",
+                        RATIO,
+                        [(cache_hit_by_model, "{{provider}} / {{model}}")],
+                    ),
+                    12,
+                    8,
+                ),
+            ],
+            [
+                (
+                    timeseries(
+                        "Cache savings: input tokens read from cache",
+                        "Input tokens per second served from the prompt cache, which providers bill "
+                        "at a fraction of the input price. Dollar savings need per-model prices, "
+                        "which llmcost does not export as metrics.",
+                        COUNT,
+                        [
+                            (
+                                f'sum by (provider, model) ({fine_tokens}{{{f}, token_type="cache_read"}})',
+                                "{{provider}} / {{model}}",
+                            )
+                        ],
+                        stack=True,
+                    ),
+                    12,
+                    8,
+                ),
+                (
+                    timeseries(
+                        "Tokens per second by type",
+                        "Token throughput by type; input is uncached input only, output includes "
+                        "reasoning tokens (shown separately as well).",
+                        COUNT,
+                        [
+                            (f"sum by (token_type) ({fine_tokens}{{{f}}})", "{{token_type}}"),
+                            (
+                                f"sum(provider_model_project_service:llm_reasoning_tokens:rate5m{{{f}}})",
+                                "reasoning (part of output)",
+                            ),
+                        ],
+                    ),
+                    12,
+                    8,
+                ),
+            ],
+            [
+                (
+                    timeseries(
+                        "Requests per second by status",
+                        "Recorded LLM calls per second, successful and failed.",
+                        REQ_PER_S,
+                        [
+                            (
+                                f"sum by (status) (provider_model_project_service_status:llm_requests:rate5m{{{f}}})",
+                                "{{status}}",
+                            )
+                        ],
+                        stack=True,
+                    ),
+                    12,
+                    8,
+                ),
+                (
+                    table(
+                        "Unpriced calls in the time range",
+                        "Calls stored with cost 0 because their model has no known price and the "
+                        "event carried no cost_usd: spend above is understated by these.",
+                        COUNT,
+                        [
+                            (
+                                "sum by (provider, model) (increase(llm_unpriced_requests_total"
+                                '{provider=~"$provider", model=~"$model"}[$__range])) > 0',
+                                "Unpriced calls",
+                                COUNT,
+                            )
+                        ],
+                    ),
+                    12,
+                    8,
+                ),
+            ],
+        ],
+        time_from="now-24h",
+    )
