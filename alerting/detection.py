@@ -18,8 +18,9 @@ every series at once and for each watched window length, the spend of the window
   few minutes early is not a spike, and bursty series need more than three times their median.
 
 A window fires when it is at least `multiplier` x its baseline, the robust score reaches `robust_z`, it
-clears `shift_guard` x the usual peak, its spend is at least `min_spend_usd`, and the series has at
-least `min_history_windows` baseline windows with any spend (a new or silent series never fires).
+clears `shift_guard` x the usual peak, its spend is at least `min_spend_usd`, and the series has an
+established baseline: at least `min_history_windows` baseline windows with any spend and a baseline
+above zero (a new or silent series never fires, and a ratio to a zero baseline is never a reason).
 
 `window_minutes` (30) is the window the spec names; `short_windows_minutes` adds shorter windows
 checked by the same rule, so a sharp spike fires within minutes instead of once it has filled half an
@@ -50,7 +51,8 @@ class Reason(enum.IntEnum):
     """Why a series is, or is not, firing; ordered from furthest from firing to firing."""
 
     SHORT_HISTORY = 0
-    """Too few baseline windows with any spend: new or silent series never fire."""
+    """No established baseline (too few baseline windows with any spend, or a zero baseline): new or
+    silent series never fire."""
     LOW_SPEND = 1
     """Window spend below `min_spend_usd`."""
     BELOW_MULTIPLIER = 2
@@ -305,7 +307,7 @@ def _check_window(v: FloatArray, wb: int, f: float, days: IntArray, level: Float
     rank[seasonal & (window < cfg.shift_guard * usual_peak)] = Reason.NEAR_USUAL_PEAK
     rank[ratio < cfg.multiplier] = Reason.BELOW_MULTIPLIER
     rank[window < cfg.min_spend_usd] = Reason.LOW_SPEND
-    rank[history < cfg.min_history_windows] = Reason.SHORT_HISTORY
+    rank[(history < cfg.min_history_windows) | ~(base > 0)] = Reason.SHORT_HISTORY
     return _Check(window, base, ratio, score, rank, np.zeros(n, dtype=np.int64))
 
 

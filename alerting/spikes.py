@@ -33,13 +33,32 @@ from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Boolean, Column, Float, Integer, MetaData, PrimaryKeyConstraint, String, Table, delete, select
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    delete,
+    func,
+    select,
+)
 from sqlalchemy.exc import OperationalError
 
 from alerting.detection import DetectionConfig, Reason, bucket_layout, detect_spikes
 from exporter.config import SECTION_VALIDATORS, Config, ConfigError
 from exporter.store import Store
-from exporter.store.schema import BUCKET_SECONDS, usage_series
+from exporter.store.schema import (
+    BACKFILL_GENERATION,
+    BUCKET_SECONDS,
+    LATE_SECONDS,
+    ingest_counters,
+    rollup_backfill,
+    usage_series,
+)
 from exporter.store.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -271,15 +290,43 @@ _ROLLUP_SQL = "SELECT series_id, bucket, cost_nanousd FROM usage_rollup WHERE bu
 _CHUNK_ROWS = 100_000
 
 
+def backfill_since(store: Store, seen: int) -> tuple[int, int | None, bool]:
+    """The newest `rollup_backfill` generation, the oldest bucket logged after `seen`, and whether complete.
+
+    Complete is False when generations after `seen` were pruned (or the store is another one): the
+    caller must read everything again.
+    """
+    counters = ingest_counters.c
+    log_ = rollup_backfill.c
+    try:
+        with store.engine.connect() as conn:
+            value = conn.execute(select(counters.value).where(counters.name == BACKFILL_GENERATION)).scalar()
+            generation = int(value or 0)
+            if generation <= seen:
+                return generation, None, generation == seen
+            count, oldest = conn.execute(
+                select(func.count(), func.min(log_.oldest_bucket)).where(
+                    log_.generation > seen, log_.generation <= generation
+                )
+            ).one()
+    except OperationalError as exc:
+        raise StoreUnavailable(str(exc.orig)) from exc
+    return generation, None if oldest is None else int(oldest), int(count) == generation - seen
+
+
 class SpendCache:
     """Spend per 5-minute bucket for each distinct value of the watched labels, kept between passes.
 
     A detection pass needs ~7 days of buckets, but from one minute to the next only the newest ones
     change. The first pass (and one every `full_reload_seconds`) reads the whole range; the others
-    re-read only the buckets from the last pass's newest one, or the last `reload_seconds` if that is
-    earlier, and shift the rest. A late event older than that (a backfill) reaches the baselines at the
-    next full read. The read goes to `usage_rollup` directly (series id, bucket, cost: no join and no
-    GROUP BY), and rows are mapped to label values through `usage_series`, whose labels never change.
+    re-read only the buckets from the last pass's newest one, or the last `reload_seconds` (at least
+    `LATE_SECONDS` and a bucket) if that is earlier, and shift the rest. Anything older that any process
+    wrote since the last pass (a backfill, late events) is named by the store's `rollup_backfill` log,
+    whose rows are numbered in commit order: the pass reads the log's newest number first, then re-reads
+    from the oldest bucket logged since the number it saw last, so history loaded by another process
+    reaches the baselines by the next pass. The read goes to `usage_rollup` directly (series id, bucket,
+    cost: no join and no GROUP BY), and rows are mapped to label values through `usage_series`, whose
+    labels never change.
     """
 
     def __init__(self, labels: tuple[str, ...]) -> None:
@@ -294,6 +341,8 @@ class SpendCache:
         self._id_rows = np.zeros(0, dtype=np.int64)
         self._last_bucket: int | None = None
         self._full_at = -math.inf
+        self._generation = 0
+        """The newest `rollup_backfill` generation already reflected in `values`."""
 
     def update(
         self,
@@ -309,11 +358,14 @@ class SpendCache:
         size = BUCKET_SECONDS
         last_bucket = first_bucket + (n_buckets - 1) * size
         shift = (first_bucket - self.first_bucket) // size
+        # Read before the rollups: whatever is logged up to `generation` has committed, so it is seen.
+        generation, backfilled, complete = backfill_since(store, self._generation)
         full = (
             self._last_bucket is None
             or self.values.shape[1] != n_buckets
             or not 0 <= shift < n_buckets
             or now - self._full_at >= full_reload_seconds
+            or not complete
         )
         if full:
             self.values = np.zeros((len(self.keys), n_buckets))
@@ -324,7 +376,9 @@ class SpendCache:
             if shift:
                 kept = self.values[:, shift:]
                 self.values = np.concatenate([kept, np.zeros((len(self.keys), shift))], axis=1)
-            recent = int((last_bucket - reload_seconds) // size) * size
+            recent = int((last_bucket - max(reload_seconds, LATE_SECONDS + size)) // size) * size
+            if backfilled is not None:
+                recent = min(recent, backfilled)
             reload_from = max(first_bucket, min(self._last_bucket, recent))
             self.values[:, (reload_from - first_bucket) // size :] = 0.0
         self.first_bucket = first_bucket
@@ -334,8 +388,10 @@ class SpendCache:
         except Exception:
             self._last_bucket = None  # half-read: start again from scratch next pass
             raise
+        self._generation = generation
 
     def _read(self, store: Store, start: int, end: int) -> None:
+        """Add the cost of every rollup row with start <= bucket < end to `values`."""
         sql = _ROLLUP_SQL.format(p="?" if store.dialect == "sqlite" else "%s")
         driver_error: Any = getattr(store.engine.dialect.dbapi, "OperationalError", OperationalError)
         try:

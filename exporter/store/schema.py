@@ -8,6 +8,8 @@ Layout, chosen so that no scrape, budget check or detection pass reads raw event
 - `usage_rollup`: per series, per 5-minute bucket totals (5 minutes divides every real UTC offset,
   so calendar periods in any timezone are exact sums of buckets).
 - `ingest_counters`: persisted self counters (accepted, duplicate, rejected, …).
+- `rollup_backfill`: one row per ingest batch that wrote to a bucket older than `LATE_SECONDS`, numbered
+  in commit order, so a reader that keeps buckets in memory (the spike detector) re-reads from there.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ from sqlalchemy import (
 )
 
 BUCKET_SECONDS = 300
+LATE_SECONDS = 900
+"""A batch touching a bucket older than this (by its ingest time) is logged in `rollup_backfill`;
+readers that cache buckets re-read at least this much recent history on every pass."""
+BACKFILL_GENERATION = "rollup_backfill.generation"
+"""The `ingest_counters` row numbering `rollup_backfill` (its row lock orders the numbers as commits)."""
 LABEL_COLUMNS = ("provider", "model", "project", "service", "user", "status")
 COUNTER_COLUMNS = (
     "requests",
@@ -93,4 +100,12 @@ ingest_counters = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("value", Float, nullable=False, server_default="0"),
+)
+
+rollup_backfill = Table(
+    "rollup_backfill",
+    metadata,
+    Column("generation", BigInteger, primary_key=True, autoincrement=False),
+    Column("oldest_bucket", BigInteger, nullable=False),
+    Column("written_at", Float, nullable=False),
 )
