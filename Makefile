@@ -51,6 +51,7 @@ bench-soak: test-deps $(STAMP)
 
 eval: $(STAMP)
 	$(BIN)/python bench/eval_detection.py
+	$(BIN)/python bench/eval_backfill.py
 
 ## llmcost + local Prometheus and Alertmanager with the shipped configs: make stack ARGS='--duration 600'
 stack: test-deps $(STAMP)

@@ -69,6 +69,8 @@ RUNBOOK_URL = "docs/runbook.md#llmcostspike"
 WATCHABLE_LABELS = ("provider", "model", "project", "service", "user")
 """Labels a watched series may be split by (`status` is not a spend dimension)."""
 OTHER = "__other__"
+MAX_SETTLING_SECONDS = 3600.0
+"""Longest a backfill in progress defers new spike alerts (see `SpikeService._settling`)."""
 _NANOS_PER_USD = 1e9
 
 # --------------------------------------------------------------------------------------------------
@@ -343,6 +345,9 @@ class SpendCache:
         self._full_at = -math.inf
         self._generation = 0
         """The newest `rollup_backfill` generation already reflected in `values`."""
+        self.history_written: int | None = None
+        """Oldest bucket that other writes touched between the previous update and this one (None: none,
+        or this is the first update, which reads everything anyway)."""
 
     def update(
         self,
@@ -360,6 +365,8 @@ class SpendCache:
         shift = (first_bucket - self.first_bucket) // size
         # Read before the rollups: whatever is logged up to `generation` has committed, so it is seen.
         generation, backfilled, complete = backfill_since(store, self._generation)
+        first = self._last_bucket is None
+        self.history_written = None if first else backfilled if complete else first_bucket
         full = (
             self._last_bucket is None
             or self.values.shape[1] != n_buckets
@@ -526,6 +533,7 @@ class SpikeService:
         # The gauges show the configured window (a stable series for dashboards); alerts may come from a
         # shorter window too, and say which in their annotations.
         self._gauge_config = replace(self.settings.detector, short_windows_minutes=())
+        self._settling_since: float | None = None
 
     def evaluate(self, now: float | None = None) -> SpikePass:
         """One detection pass at `now`: fire and resolve alerts, persist the state. Raises on store errors.
@@ -541,11 +549,12 @@ class SpikeService:
         layout = bucket_layout(now, cfg)
         previous = self._previous_state()
         groups = self._load(now, layout.first_bucket_start, layout.n_buckets, previous)
+        settling = self._settling(now)
 
         rows: list[dict[str, Any]] = []
         fired: list[dict[str, str]] = []
         resolved: list[dict[str, str]] = []
-        failures = 0
+        failures = deferred = 0
         for group in groups:
             name = group_name(group.labels)
             prev = [previous.get((name, key)) for key in group.keys]
@@ -557,7 +566,10 @@ class SpikeService:
                 firing = bool(result.is_spike[i])
                 before = prev[i]
                 since = before.firing_since if before is not None and before.firing else None
-                if firing and not was_firing[i]:
+                if firing and not was_firing[i] and settling:
+                    firing = False  # history is still arriving: the baseline may not be complete yet
+                    deferred += 1
+                elif firing and not was_firing[i]:
                     annotations = _annotations(
                         labels,
                         window=float(result.window_spend[i]),
@@ -614,9 +626,35 @@ class SpikeService:
         )
         if fired or resolved:
             log.info("spike detection: %d fired, %d resolved, %d firing", len(fired), len(resolved), outcome.firing)
+        if deferred:
+            log.info("spike detection: history is being written; %d new spike(s) wait until it settles", deferred)
         if failures:
             raise SpikeDeliveryError(f"{failures} spike alert transition(s) could not be handed to the gateway")
         return outcome
+
+    def _settling(self, now: float) -> bool:
+        """True while history older than the detector's recent reach is being written (a backfill).
+
+        Until it has all arrived, a series may have its old days but not the hours before now (a load runs
+        oldest first), which reads as a sudden drop of today's level and makes ordinary spend look like a
+        spike. So no new spike starts while a pass finds such writes since the previous one: the first
+        pass after they stop fires what is real. Firing alerts still resolve. Deferral lasts at most
+        `MAX_SETTLING_SECONDS`, so a process that keeps writing old data cannot silence detection.
+        """
+        cfg = self.settings.detector
+        written = self._cache.history_written
+        reach = (cfg.window_minutes + cfg.recent_minutes) * 60
+        if written is None or written >= now - reach:
+            self._settling_since = None
+            return False
+        if self._settling_since is None:
+            self._settling_since = now
+        if now - self._settling_since > MAX_SETTLING_SECONDS:
+            log.warning(
+                "old spend has kept arriving for over %.0f s; detecting spikes regardless", MAX_SETTLING_SECONDS
+            )
+            return False
+        return True
 
     def _deliver(self, method: Callable[..., Any], *args: Any) -> bool:
         try:

@@ -1,11 +1,12 @@
 """A backfill as it happens in production, with real processes, on SQLite and PostgreSQL.
 
-`llmcost serve` runs with spike detection on `[project]` (a pass a second) and live traffic arriving.
-Then two weeks of history for 60 tenants arrive, half over `POST /v1/usage`, half from `llmcost ingest`
-in a second process, both oldest first. Three tenants carry a 5x spike over the last 30 minutes. At every
-detection pass, during and after the backfill, no normal tenant fires; once everything is stored the
-spiked tenants fire within two passes. (Before the cache re-read what other processes wrote, history
-loaded after the first pass stayed invisible for an hour and normal tenants fired on a zero baseline.)
+`llmcost serve` runs with spike detection on `[project]` (a pass a second) and has had ten minutes of
+live traffic. Then two weeks of history for 60 tenants arrive, half over `POST /v1/usage`, half from
+`llmcost ingest` in a second process, both oldest first, while live traffic goes on. Three tenants carry
+a 5x spike over the last 30 minutes. At every detection pass, during and after the backfill, no normal
+tenant fires; once everything is stored the spiked tenants fire within two passes. (Before the cache
+re-read what other processes wrote, history loaded after the first pass stayed invisible for an hour and
+normal tenants fired on a zero baseline.)
 """
 
 from __future__ import annotations
@@ -117,7 +118,10 @@ def test_backfill_over_http_and_from_a_second_process_pages_only_the_spiked_tena
                 failures.append(response.text[:500])
 
     try:
-        # The server is up and has made a pass on live traffic alone before any history arrives.
+        # The server has been up for ten minutes of live traffic (and made a pass) before history arrives:
+        # while it loads, oldest first, tenants have old days and the last minutes but not the hours between.
+        recent = [e for e in over_http + history(now, set(TENANTS) - OVER_HTTP, seed=2) if e["timestamp"] >= now - 600]
+        assert httpx.post(f"{server.base}/v1/usage", json=recent, timeout=60).status_code == 200
         threads = [threading.Thread(target=live)]
         threads[0].start()
         deadline = time.time() + 30
