@@ -21,6 +21,7 @@ nothing.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import tempfile
 import time
@@ -149,7 +150,7 @@ def run(sc: Scenario, backfill: bool, folder: Path) -> Outcome:
     if backfill:
         loader.write_events(events(sc, live, n))
         cuts = np.linspace(0, live, SLICES + 1).astype(int)
-        slices = [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+        slices = [(int(a), int(b)) for a, b in itertools.pairwise(cuts)]
     else:
         loader.write_events(events(sc, 0, n))
         slices = []
