@@ -393,3 +393,40 @@ def test_history_loaded_by_another_process_after_the_first_pass_raises_no_spike(
     assert all(b > 0 for b in cold.values())
     loader.close()
     store.close()
+
+
+def test_no_new_spike_starts_while_history_is_being_written(db_url: str) -> None:
+    """A load running oldest first leaves a gap before now; the first pass after it stops fires."""
+    store = Store(db_url)
+    usual_spend(store, NOW - 600, NOW + 600)  # the server's first minutes of live traffic
+    spike(store, NOW - 600, NOW)
+    sink = RecordingSink()
+    service = SpikeService(store, SpikeSettings(series=(("project",),)), sink)
+    service.evaluate(NOW - 120)
+    loader = Store(db_url)
+    usual_spend(loader, D0, NOW - 3 * DAY, seed=5)  # the oldest days first: the spike looks real already
+    service.evaluate(NOW - 60)
+    assert sink.fired == []  # deferred: history is still arriving
+    usual_spend(loader, NOW - 3 * DAY, NOW - 600, seed=6)  # the rest
+    assert service.evaluate(NOW - 30).fired == []  # this pass found writes too
+    assert [labels for labels in service.evaluate(NOW).fired] == [{"group": "project", "project": "a"}]
+    loader.close()
+    store.close()
+
+
+def test_a_reader_behind_the_pruned_log_reads_everything_again(db_url: str) -> None:
+    from sqlalchemy import delete
+
+    from exporter.store.schema import rollup_backfill
+
+    store = Store(db_url)
+    usual_spend(store, D0 + 3 * DAY, NOW + 600)
+    service = SpikeService(store, SpikeSettings(series=((),)), RecordingSink())
+    service.evaluate(NOW)
+    before = read_spike_state(store)[0].window_usd
+    store.write_events([call("late", NOW - 1500, "b", "x", "y", 20.0)])
+    with store.transaction() as conn:  # as the writer's pruning does to a log far ahead of this reader
+        conn.execute(delete(rollup_backfill))
+    service.evaluate(NOW + 60)
+    assert read_spike_state(store)[0].window_usd == pytest.approx(before + 20, abs=1.0)
+    store.close()
