@@ -32,7 +32,14 @@ COMPOSE_FILE = REPO / "docker-compose.yml"
 
 # Alerts raised by the llmcost scheduler itself (SPEC.md); Prometheus rules must not reuse the names.
 SCHEDULER_ALERTS = frozenset(
-    {"LLMBudgetWarning", "LLMBudgetCritical", "LLMBudgetExceeded", "LLMBudgetForecastOverrun", "LLMCostSpike"}
+    {
+        "LLMBudgetInfo",
+        "LLMBudgetWarning",
+        "LLMBudgetCritical",
+        "LLMBudgetExceeded",
+        "LLMBudgetForecastOverrun",
+        "LLMCostSpike",
+    }
 )
 SEVERITIES = ("critical", "warning", "info")
 # Labels Prometheus attaches to every scraped series.
