@@ -201,22 +201,9 @@ class BatchWriter:
         return WriteResult(inserted, accepted, len(events) - accepted, new_series, hook_results)
 
     def _log_backfill(self, cursor: Any, rollups: Mapping[tuple[int, int], Any], now: float) -> None:
-        """Log a batch that wrote to buckets older than `LATE_SECONDS`, so cached readers re-read them.
-
-        The generation comes from one counter row, updated in this transaction: its row lock (PostgreSQL)
-        or the database write lock (SQLite) makes the numbers commit in order, so a reader that has
-        seen generation g has seen every row up to g. Live traffic writes recent buckets and skips this.
-        """
-        if not rollups:
-            return
-        oldest = min(bucket for _sid, bucket in rollups)
-        if oldest >= now - LATE_SECONDS:
-            return
-        cursor.execute(self._sql["generation_next"], (BACKFILL_GENERATION,))
-        generation = int(cursor.fetchone()[0])
-        cursor.execute(self._sql["backfill_insert"], (generation, oldest, now))
-        if generation % 1000 == 0:
-            cursor.execute(self._sql["backfill_prune"], (generation - _BACKFILL_KEEP,))
+        """Log a batch that wrote to buckets older than `LATE_SECONDS` (see `log_rollup_backfill`)."""
+        if rollups:
+            log_rollup_backfill(cursor, self._postgres, min(bucket for _sid, bucket in rollups), now)
 
     def _resolve_series(self, cursor: Any, keys: Iterable[SeriesKey]) -> dict[SeriesKey, int]:
         known = self._series_ids
@@ -289,6 +276,25 @@ class BatchWriter:
                     tot[j] += acc[j]
         cursor.executemany(self._sql["rollup_upsert"], [(*key, *rollups[key]) for key in sorted(rollups)])
         cursor.executemany(self._sql["series_update"], [(*totals[sid], sid) for sid in sorted(totals)])
+
+
+def log_rollup_backfill(cursor: Any, postgres: bool, oldest_bucket: int, now: float) -> None:
+    """Record, in the caller's transaction, that rollups from `oldest_bucket` on were written at `now`.
+
+    Every writer of `usage_rollup` calls this (ingest does), so readers that keep buckets in memory (the
+    spike detector) re-read what changed. Buckets newer than `LATE_SECONDS` are not logged: readers
+    re-read that much on every pass anyway. The generation comes from one counter row, updated in this
+    transaction: its row lock (PostgreSQL) or the database write lock (SQLite) makes the numbers commit
+    in order, so a reader that has seen generation g has seen every row up to g.
+    """
+    if oldest_bucket >= now - LATE_SECONDS:
+        return
+    style = "format" if postgres else "qmark"
+    cursor.execute(_placeholders(_SQL["generation_next"], style), (BACKFILL_GENERATION,))
+    generation = int(cursor.fetchone()[0])
+    cursor.execute(_placeholders(_SQL["backfill_insert"], style), (generation, oldest_bucket, now))
+    if generation % 1000 == 0:
+        cursor.execute(_placeholders(_SQL["backfill_prune"], style), (generation - _BACKFILL_KEEP,))
 
 
 @dataclass
