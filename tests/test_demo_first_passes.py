@@ -9,9 +9,12 @@ spike nor a forecast alert may fire (they did, six of each, before).
 
 from __future__ import annotations
 
+import subprocess
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 
 from alerting.budgets.definition import parse_budgets_section
@@ -20,7 +23,9 @@ from alerting.model import fingerprint
 from alerting.spikes import SpikeService, detection_settings
 from exporter.demo import DEMO_CONFIG, load_trace, make_events, trace_span
 from exporter.services import Services
-from tests.helpers import make_config
+from tests.helpers import make_config, total
+from tests.pg import free_port
+from tests.procs import LLMCOST
 
 
 class Clock:
@@ -92,3 +97,41 @@ def test_the_demo_raises_no_spike_and_no_forecast_in_its_first_minutes(sqlite_ur
         assert {s["projection"] for s in statuses} == {"insufficient history"}
     finally:
         services.close()
+
+
+def test_the_real_demo_process_starts_without_a_spike_or_forecast_alert() -> None:
+    """`llmcost demo` as a newcomer runs it: its first two detection and budget passes raise neither.
+
+    The first passes run as the scheduler starts, the second at the next minute's tick (with the trace's
+    hour stored): that is where six spike and six forecast alerts used to appear.
+    """
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [LLMCOST, "demo", "--listen", f"127.0.0.1:{port}", "--duration", "120"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+    def runs(task: str) -> float:
+        return total(httpx.get(f"{base}/metrics", timeout=5).text, "llm_scheduler_runs_total", task=task)
+
+    try:
+        deadline = time.time() + 100
+        while time.time() < deadline:
+            try:
+                if runs("detection") >= 2 and runs("budgets") >= 2:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        assert runs("detection") >= 2 and runs("budgets") >= 2, "the scheduler did not run twice"
+        alerts = httpx.get(f"{base}/v1/alerts", timeout=5).json()
+        false = [a for a in alerts if a["alertname"] in ("LLMCostSpike", "LLMBudgetForecastOverrun")]
+        assert false == [], [(a["alertname"], a["annotations"].get("summary")) for a in false]
+        status = httpx.get(f"{base}/v1/budgets/daily-total", timeout=5).json()
+        assert status["projection"] == "insufficient history"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
