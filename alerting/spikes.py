@@ -244,6 +244,18 @@ class SpikeState:
     firing_since: float | None
     evaluated_at: float
 
+    def summary(self, cfg: DetectionConfig | None = None) -> str:
+        """Where this series stands and why, in one line (see `summarize`)."""
+        reason = Reason[self.reason.upper()] if self.reason.upper() in Reason.__members__ else Reason.SHORT_HISTORY
+        return summarize(
+            self.labels,
+            reason,
+            window=self.window_usd,
+            baseline=self.baseline_usd,
+            minutes=self.window_minutes,
+            cfg=cfg or DetectionConfig(),
+        )
+
     def metric_labels(self) -> list[str]:
         """Values for the `llm_spend_*` gauges' labels (group, then every watchable label, "" if unused)."""
         return [self.group, *(self.labels.get(label, "") for label in WATCHABLE_LABELS)]

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from alerting.detection import DetectionConfig, Reason, detect_spikes
-from alerting.spikes import summarize
+from alerting.spikes import SpikeState, summarize
 
 GOLDEN = Path(__file__).parent / "golden" / "spike_summaries.txt"
 CFG = DetectionConfig()
@@ -56,3 +56,20 @@ def test_a_zero_baseline_is_short_history_whatever_the_other_figures() -> None:
     assert not result.is_spike[0]
     summary = summarize(LABELS, Reason.SHORT_HISTORY, window=12.0, baseline=0.0, minutes=30, cfg=CFG)
     assert summary.startswith("No baseline yet:")
+
+
+def test_a_stored_state_reads_as_its_summary() -> None:
+    state = SpikeState(
+        group="project",
+        labels=LABELS,
+        window_usd=12.5,
+        baseline_usd=2.5,
+        ratio=5.0,
+        score=9.0,
+        window_minutes=30,
+        reason="spike",
+        firing=True,
+        firing_since=0.0,
+        evaluated_at=0.0,
+    )
+    assert state.summary() == summarize(LABELS, Reason.SPIKE, window=12.5, baseline=2.5, minutes=30, cfg=CFG)
