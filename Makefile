@@ -58,6 +58,7 @@ bench-soak: test-deps $(STAMP)
 eval: $(STAMP)
 	$(BIN)/python bench/eval_detection.py
 	$(BIN)/python bench/eval_real_traffic.py
+	$(BIN)/python bench/eval_backfill.py
 
 ## llmcost + local Prometheus and Alertmanager with the shipped configs: make stack ARGS='--duration 600'
 stack: test-deps $(STAMP)

@@ -27,13 +27,37 @@ PUSHED_ONLY_LABELS = (ORIGIN_LABEL, "severity")
 """Labels added for Alertmanager's routing only; without them a returning alert has its own fingerprint."""
 
 
+ESCALATING_ALERTS: dict[str, tuple[str, ...]] = {
+    "LLMBudget": ("LLMBudgetInfo", "LLMBudgetWarning", "LLMBudgetCritical", "LLMBudgetExceeded"),
+}
+"""Alert names that are the levels of one alert, lowest first, under the family's name.
+
+A budget instance crossing info, warning, critical and exceeded is one alert: its fingerprint is taken
+with the family's name, so the alert keeps its id, its Slack message, mail thread and PagerDuty incident,
+while its `alertname` and severity follow the level reached.
+"""
+_FAMILY_OF = {name: family for family, names in ESCALATING_ALERTS.items() for name in names}
+
+
+def alert_family(alertname: str) -> str | None:
+    """The escalating family an alert name is a level of, or None."""
+    return _FAMILY_OF.get(alertname)
+
+
+def level_rank(alertname: str) -> int:
+    """Position of an alert name within its escalating family (lowest 0); -1 outside any family."""
+    family = _FAMILY_OF.get(alertname)
+    return -1 if family is None else ESCALATING_ALERTS[family].index(alertname)
+
+
 def fingerprint(alertname: str, labels: Mapping[str, str]) -> str:
     """Identify an alert by its name and sorted labels: a stable 16-digit hex string.
 
     A label called `alertname` is overridden by the `alertname` argument, so Alertmanager's label sets
-    (which carry it) and the scheduler's (which may not) fingerprint alike.
+    (which carry it) and the scheduler's (which may not) fingerprint alike. The levels of an escalating
+    family (`ESCALATING_ALERTS`) fingerprint under the family's name: one alert whatever its level.
     """
-    identity = sorted({**labels, "alertname": alertname}.items())
+    identity = sorted({**labels, "alertname": _FAMILY_OF.get(alertname, alertname)}.items())
     canonical = json.dumps(identity, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 

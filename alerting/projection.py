@@ -61,6 +61,27 @@ class ProjectionConfig:
     """Forecast alerts stay quiet in the first part of a period."""
 
 
+FORECAST_MIN_HISTORY_SECONDS = {
+    "hourly": 6 * 3600,
+    "daily": _DAY,
+    "weekly": 3 * _DAY,
+    "monthly": 7 * _DAY,
+    "yearly": 7 * _DAY,
+}
+"""History a series needs (since its first spend) before its projection may raise a forecast alert.
+
+A projection from a few minutes of data is a guess: one $21 call on a fresh store projected to $13,835
+for the year. A daily budget needs a full day (one of each hour), longer periods several days."""
+INSUFFICIENT_HISTORY = "insufficient_history"
+"""The projection method recorded while a series has less history than its period needs."""
+
+
+def has_forecast_evidence(period: str, history_seconds: float) -> bool:
+    """Whether a series with `history_seconds` of data may raise a forecast alert for a `period` budget."""
+    needed = FORECAST_MIN_HISTORY_SECONDS.get(period)
+    return needed is not None and history_seconds >= needed
+
+
 @dataclass(frozen=True)
 class ProjectionResult:
     """One series' projection."""
@@ -82,6 +103,8 @@ class ProjectionBatch:
     high: FloatArray
     spent: FloatArray
     method: npt.NDArray[np.str_]
+    history_seconds: FloatArray | None = None
+    """Seconds since each series' first spend in the data given (0 for none); None when not computed."""
 
     def __len__(self) -> int:
         """Number of series."""
@@ -143,7 +166,9 @@ def project_many(
 
     if period_end is None or t_now >= period_end.timestamp() or n_seen == 0:
         method = "no_end" if period_end is None else "complete" if t_now >= period_end.timestamp() else "recent_rate"
-        return ProjectionBatch(spent, spent.copy(), spent.copy(), spent.copy(), np.full(n, method))
+        return ProjectionBatch(
+            spent, spent.copy(), spent.copy(), spent.copy(), np.full(n, method), _history_seconds(starts, v, t_now)
+        )
     t_end = period_end.timestamp()
     level_len = cfg.level_window_seconds or int(min(max(t_end - t_start, 3 * 3600), 7 * _DAY))
 
@@ -185,7 +210,18 @@ def project_many(
         high=spent + expected * (1.0 + cfg.band_z * rel),
         spent=spent,
         method=np.where(use_shape, "shape", "recent_rate"),
+        history_seconds=history_days * _DAY,
     )
+
+
+def _history_seconds(starts: IntArray, v: FloatArray, t_now: float) -> FloatArray:
+    """Seconds from each row's first bucket with spend to `t_now` (0 for a row without spend)."""
+    nonzero = v > 0
+    has_spend = nonzero.any(axis=1)
+    if starts.size == 0:
+        return np.zeros(v.shape[0])
+    first = nonzero.argmax(axis=1)
+    return np.where(has_spend, np.maximum(t_now - starts[first], 0.0), 0.0)
 
 
 class _SlotIndex:

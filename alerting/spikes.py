@@ -33,13 +33,32 @@ from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Boolean, Column, Float, Integer, MetaData, PrimaryKeyConstraint, String, Table, delete, select
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    delete,
+    func,
+    select,
+)
 from sqlalchemy.exc import OperationalError
 
 from alerting.detection import DetectionConfig, Reason, bucket_layout, detect_spikes
 from exporter.config import SECTION_VALIDATORS, Config, ConfigError
 from exporter.store import Store
-from exporter.store.schema import BUCKET_SECONDS, usage_series
+from exporter.store.schema import (
+    BACKFILL_GENERATION,
+    BUCKET_SECONDS,
+    LATE_SECONDS,
+    ingest_counters,
+    rollup_backfill,
+    usage_series,
+)
 from exporter.store.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -50,6 +69,8 @@ RUNBOOK_URL = "docs/runbook.md#llmcostspike"
 WATCHABLE_LABELS = ("provider", "model", "project", "service", "user")
 """Labels a watched series may be split by (`status` is not a spend dimension)."""
 OTHER = "__other__"
+MAX_SETTLING_SECONDS = 3600.0
+"""Longest a backfill in progress defers new spike alerts (see `SpikeService._settling`)."""
 _NANOS_PER_USD = 1e9
 
 # --------------------------------------------------------------------------------------------------
@@ -223,6 +244,18 @@ class SpikeState:
     firing_since: float | None
     evaluated_at: float
 
+    def summary(self, cfg: DetectionConfig | None = None) -> str:
+        """Where this series stands and why, in one line (see `summarize`)."""
+        reason = Reason[self.reason.upper()] if self.reason.upper() in Reason.__members__ else Reason.SHORT_HISTORY
+        return summarize(
+            self.labels,
+            reason,
+            window=self.window_usd,
+            baseline=self.baseline_usd,
+            minutes=self.window_minutes,
+            cfg=cfg or DetectionConfig(),
+        )
+
     def metric_labels(self) -> list[str]:
         """Values for the `llm_spend_*` gauges' labels (group, then every watchable label, "" if unused)."""
         return [self.group, *(self.labels.get(label, "") for label in WATCHABLE_LABELS)]
@@ -271,15 +304,43 @@ _ROLLUP_SQL = "SELECT series_id, bucket, cost_nanousd FROM usage_rollup WHERE bu
 _CHUNK_ROWS = 100_000
 
 
+def backfill_since(store: Store, seen: int) -> tuple[int, int | None, bool]:
+    """The newest `rollup_backfill` generation, the oldest bucket logged after `seen`, and whether complete.
+
+    Complete is False when generations after `seen` were pruned (or the store is another one): the
+    caller must read everything again.
+    """
+    counters = ingest_counters.c
+    log_ = rollup_backfill.c
+    try:
+        with store.engine.connect() as conn:
+            value = conn.execute(select(counters.value).where(counters.name == BACKFILL_GENERATION)).scalar()
+            generation = int(value or 0)
+            if generation <= seen:
+                return generation, None, generation == seen
+            count, oldest = conn.execute(
+                select(func.count(), func.min(log_.oldest_bucket)).where(
+                    log_.generation > seen, log_.generation <= generation
+                )
+            ).one()
+    except OperationalError as exc:
+        raise StoreUnavailable(str(exc.orig)) from exc
+    return generation, None if oldest is None else int(oldest), int(count) == generation - seen
+
+
 class SpendCache:
     """Spend per 5-minute bucket for each distinct value of the watched labels, kept between passes.
 
     A detection pass needs ~7 days of buckets, but from one minute to the next only the newest ones
     change. The first pass (and one every `full_reload_seconds`) reads the whole range; the others
-    re-read only the buckets from the last pass's newest one, or the last `reload_seconds` if that is
-    earlier, and shift the rest. A late event older than that (a backfill) reaches the baselines at the
-    next full read. The read goes to `usage_rollup` directly (series id, bucket, cost: no join and no
-    GROUP BY), and rows are mapped to label values through `usage_series`, whose labels never change.
+    re-read only the buckets from the last pass's newest one, or the last `reload_seconds` (at least
+    `LATE_SECONDS` and a bucket) if that is earlier, and shift the rest. Anything older that any process
+    wrote since the last pass (a backfill, late events) is named by the store's `rollup_backfill` log,
+    whose rows are numbered in commit order: the pass reads the log's newest number first, then re-reads
+    from the oldest bucket logged since the number it saw last, so history loaded by another process
+    reaches the baselines by the next pass. The read goes to `usage_rollup` directly (series id, bucket,
+    cost: no join and no GROUP BY), and rows are mapped to label values through `usage_series`, whose
+    labels never change.
     """
 
     def __init__(self, labels: tuple[str, ...]) -> None:
@@ -294,6 +355,11 @@ class SpendCache:
         self._id_rows = np.zeros(0, dtype=np.int64)
         self._last_bucket: int | None = None
         self._full_at = -math.inf
+        self._generation = 0
+        """The newest `rollup_backfill` generation already reflected in `values`."""
+        self.history_written: int | None = None
+        """Oldest bucket that other writes touched between the previous update and this one (None: none,
+        or this is the first update, which reads everything anyway)."""
 
     def update(
         self,
@@ -309,11 +375,16 @@ class SpendCache:
         size = BUCKET_SECONDS
         last_bucket = first_bucket + (n_buckets - 1) * size
         shift = (first_bucket - self.first_bucket) // size
+        # Read before the rollups: whatever is logged up to `generation` has committed, so it is seen.
+        generation, backfilled, complete = backfill_since(store, self._generation)
+        first = self._last_bucket is None
+        self.history_written = None if first else backfilled if complete else first_bucket
         full = (
             self._last_bucket is None
             or self.values.shape[1] != n_buckets
             or not 0 <= shift < n_buckets
             or now - self._full_at >= full_reload_seconds
+            or not complete
         )
         if full:
             self.values = np.zeros((len(self.keys), n_buckets))
@@ -324,7 +395,9 @@ class SpendCache:
             if shift:
                 kept = self.values[:, shift:]
                 self.values = np.concatenate([kept, np.zeros((len(self.keys), shift))], axis=1)
-            recent = int((last_bucket - reload_seconds) // size) * size
+            recent = int((last_bucket - max(reload_seconds, LATE_SECONDS + size)) // size) * size
+            if backfilled is not None:
+                recent = min(recent, backfilled)
             reload_from = max(first_bucket, min(self._last_bucket, recent))
             self.values[:, (reload_from - first_bucket) // size :] = 0.0
         self.first_bucket = first_bucket
@@ -334,8 +407,10 @@ class SpendCache:
         except Exception:
             self._last_bucket = None  # half-read: start again from scratch next pass
             raise
+        self._generation = generation
 
     def _read(self, store: Store, start: int, end: int) -> None:
+        """Add the cost of every rollup row with start <= bucket < end to `values`."""
         sql = _ROLLUP_SQL.format(p="?" if store.dialect == "sqlite" else "%s")
         driver_error: Any = getattr(store.engine.dialect.dbapi, "OperationalError", OperationalError)
         try:
@@ -470,6 +545,7 @@ class SpikeService:
         # The gauges show the configured window (a stable series for dashboards); alerts may come from a
         # shorter window too, and say which in their annotations.
         self._gauge_config = replace(self.settings.detector, short_windows_minutes=())
+        self._settling_since: float | None = None
 
     def evaluate(self, now: float | None = None) -> SpikePass:
         """One detection pass at `now`: fire and resolve alerts, persist the state. Raises on store errors.
@@ -485,11 +561,12 @@ class SpikeService:
         layout = bucket_layout(now, cfg)
         previous = self._previous_state()
         groups = self._load(now, layout.first_bucket_start, layout.n_buckets, previous)
+        settling = self._settling(now)
 
         rows: list[dict[str, Any]] = []
         fired: list[dict[str, str]] = []
         resolved: list[dict[str, str]] = []
-        failures = 0
+        failures = deferred = 0
         for group in groups:
             name = group_name(group.labels)
             prev = [previous.get((name, key)) for key in group.keys]
@@ -501,7 +578,10 @@ class SpikeService:
                 firing = bool(result.is_spike[i])
                 before = prev[i]
                 since = before.firing_since if before is not None and before.firing else None
-                if firing and not was_firing[i]:
+                if firing and not was_firing[i] and settling:
+                    firing = False  # history is still arriving: the baseline may not be complete yet
+                    deferred += 1
+                elif firing and not was_firing[i]:
                     annotations = _annotations(
                         labels,
                         window=float(result.window_spend[i]),
@@ -558,9 +638,35 @@ class SpikeService:
         )
         if fired or resolved:
             log.info("spike detection: %d fired, %d resolved, %d firing", len(fired), len(resolved), outcome.firing)
+        if deferred:
+            log.info("spike detection: history is being written; %d new spike(s) wait until it settles", deferred)
         if failures:
             raise SpikeDeliveryError(f"{failures} spike alert transition(s) could not be handed to the gateway")
         return outcome
+
+    def _settling(self, now: float) -> bool:
+        """True while history older than the detector's recent reach is being written (a backfill).
+
+        Until it has all arrived, a series may have its old days but not the hours before now (a load runs
+        oldest first), which reads as a sudden drop of today's level and makes ordinary spend look like a
+        spike. So no new spike starts while a pass finds such writes since the previous one: the first
+        pass after they stop fires what is real. Firing alerts still resolve. Deferral lasts at most
+        `MAX_SETTLING_SECONDS`, so a process that keeps writing old data cannot silence detection.
+        """
+        cfg = self.settings.detector
+        written = self._cache.history_written
+        reach = (cfg.window_minutes + cfg.recent_minutes) * 60
+        if written is None or written >= now - reach:
+            self._settling_since = None
+            return False
+        if self._settling_since is None:
+            self._settling_since = now
+        if now - self._settling_since > MAX_SETTLING_SECONDS:
+            log.warning(
+                "old spend has kept arriving for over %.0f s; detecting spikes regardless", MAX_SETTLING_SECONDS
+            )
+            return False
+        return True
 
     def _deliver(self, method: Callable[..., Any], *args: Any) -> bool:
         try:
@@ -666,6 +772,38 @@ def _usd(value: float) -> str:
     return f"${value:,.2f}"
 
 
+def summarize(
+    labels: Mapping[str, str],
+    reason: Reason,
+    *,
+    window: float,
+    baseline: float,
+    minutes: int,
+    cfg: DetectionConfig,
+) -> str:
+    """One line saying where a series stands and why, in plain words, for every `Reason`.
+
+    A ratio is only ever shown against an established baseline: a series without one is described by
+    its spend alone.
+    """
+    what = _describe(labels)
+    spent = f"{what} was {_usd(window)} in the last {minutes} minutes"
+    if reason is Reason.SHORT_HISTORY or not baseline > 0:
+        return f"No baseline yet: {spent}; a series needs spend history before it can alert."
+    against = f"{window / baseline:.1f}x its baseline of {_usd(baseline)}"
+    if reason is Reason.LOW_SPEND:
+        return f"Normal: {spent} ({against}), below the {_usd(cfg.min_spend_usd)} that may alert."
+    if reason is Reason.BELOW_MULTIPLIER:
+        return f"Normal: {spent} ({against}; alerting at {cfg.multiplier:g}x)."
+    if reason is Reason.NEAR_USUAL_PEAK:
+        return f"Normal: {spent} ({against}), within its usual busiest window at this time of day."
+    if reason is Reason.SCORE_DISAGREES:
+        return f"Normal: {spent} ({against}), within its usual variation."
+    if reason is Reason.HELD:
+        return f"Spend spike continuing: {spent} ({against}; resolves below {cfg.resolve_multiplier:g}x)."
+    return f"Spend spike: {spent} ({against})."
+
+
 def _annotations(
     labels: Mapping[str, str], *, window: float, baseline: float, ratio: float, minutes: int, cfg: DetectionConfig
 ) -> dict[str, str]:
@@ -675,7 +813,7 @@ def _annotations(
         "observed": f"{_usd(window)} in {minutes} min",
         "baseline": _usd(baseline),
         "ratio": ratio_text,
-        "summary": f"Spend spike: {what} was {_usd(window)} in the last {minutes} minutes ({ratio_text} its baseline).",
+        "summary": summarize(labels, Reason.SPIKE, window=window, baseline=baseline, minutes=minutes, cfg=cfg),
         "description": (
             f"{what[0].upper()}{what[1:]} reached {_usd(window)} in the last {minutes} minutes, against a "
             f"baseline of {_usd(baseline)} for a window of that length (comparable windows of the previous "

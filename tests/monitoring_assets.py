@@ -33,6 +33,7 @@ COMPOSE_FILE = REPO / "docker-compose.yml"
 # Alerts raised by the llmcost scheduler itself (docs/alerting.md); Prometheus rules must not reuse the names.
 SCHEDULER_ALERTS = frozenset(
     {
+        "LLMBudgetInfo",
         "LLMBudgetWarning",
         "LLMBudgetCritical",
         "LLMBudgetExceeded",

@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 from alerting.budgets.definition import parse_budgets_section
 from alerting.budgets.http import budget_routes
 from alerting.budgets.service import CHECK_CACHE_SECONDS, BudgetError, BudgetService
+from alerting.model import fingerprint
 from exporter.http.app import build_app
 from exporter.services import Services
 from tests.helpers import make_config
@@ -34,29 +35,39 @@ class Clock:
 
 
 class RecordingSink:
-    """Stands in for the gateway: remembers what is active."""
+    """Stands in for the gateway: remembers what is active, one alert per fingerprint as the gateway does
+    (so a budget instance's levels are one alert whose name follows the level)."""
 
     def __init__(self) -> None:
-        self.active: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, str]] = {}
+        self.active: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {}
         self.fired: list[tuple[str, dict[str, str], str]] = []
+        self.changed: list[tuple[str, dict[str, str], str]] = []
         self.resolved: list[tuple[str, dict[str, str]]] = []
 
     def fire(self, alertname: str, labels: Mapping[str, str], annotations: Mapping[str, str], severity: str) -> None:
-        key = (alertname, tuple(sorted(labels.items())))
-        if key not in self.active:
+        fp = fingerprint(alertname, labels)
+        if fp not in self.active:
             self.fired.append((alertname, dict(labels), severity))
-        self.active[key] = dict(annotations)
+        elif self.active[fp][0] != alertname:
+            self.changed.append((alertname, dict(labels), severity))
+        self.active[fp] = (alertname, dict(labels), dict(annotations))
 
     def resolve(self, alertname: str, labels: Mapping[str, str]) -> None:
-        if self.active.pop((alertname, tuple(sorted(labels.items()))), None) is not None:
-            self.resolved.append((alertname, dict(labels)))
+        found = self.active.pop(fingerprint(alertname, labels), None)
+        if found is not None:
+            self.resolved.append((found[0], dict(labels)))
 
     def active_labels(self, alertnames: Iterable[str]) -> list[tuple[str, dict[str, str]]]:
         names = set(alertnames)
-        return [(name, dict(labels)) for name, labels in self.active if name in names]
+        return [(name, dict(labels)) for name, labels, _ in self.active.values() if name in names]
 
     def names(self) -> set[str]:
-        return {name for name, _ in self.active}
+        return {name for name, _, _ in self.active.values()}
+
+    def annotations(self, alertname: str, labels: Mapping[str, str]) -> dict[str, str]:
+        name, _, annotations = self.active[fingerprint(alertname, labels)]
+        assert name == alertname
+        return annotations
 
 
 def build(
@@ -191,16 +202,53 @@ def test_threshold_alerts_fire_right_after_the_ingest_and_resolve_next_period(db
     ingest(services, call("b", NOON - 4, 45.0))  # 85 %: warning, immediately, without a scheduler tick
     assert [(n, s) for n, _, s in sink.fired] == [("LLMBudgetWarning", "warning")]
     assert sink.fired[0][1] == {"budget": "daily", "scope": "global", "key": ""}
-    ingest(services, call("c", NOON - 3, 20.0))  # 105 %: critical and exceeded
-    assert sink.names() == {"LLMBudgetWarning", "LLMBudgetCritical", "LLMBudgetExceeded"}
-    annotations = sink.active[("LLMBudgetExceeded", (("budget", "daily"), ("key", ""), ("scope", "global")))]
+    ingest(services, call("c", NOON - 3, 20.0))  # 105 %: past critical to exceeded
+    assert sink.names() == {"LLMBudgetExceeded"}  # the same alert, now named after the level reached
+    assert [(n, s) for n, _, s in sink.changed] == [("LLMBudgetExceeded", "critical")]
+    labels = {"budget": "daily", "scope": "global", "key": ""}
+    annotations = sink.annotations("LLMBudgetExceeded", labels)
     assert annotations["summary"] == "Budget daily is at 105% ($105.00 of $100.00)"
     budgets.evaluate()
-    assert len(sink.fired) == 3  # evaluation finds nothing new
+    assert len(sink.fired) == 1 and len(sink.changed) == 1  # evaluation finds nothing new
     clock.now = NOON + 86400  # a new day: nothing spent yet, everything resolves
     budgets.evaluate()
     assert sink.names() == set()
-    assert {n for n, _ in sink.resolved} == {"LLMBudgetWarning", "LLMBudgetCritical", "LLMBudgetExceeded"}
+    assert sink.resolved == [("LLMBudgetExceeded", labels)]
+    services.close()
+
+
+def test_a_fresh_store_with_one_expensive_call_raises_no_forecast(db_url: str) -> None:
+    """The reported case: one $21 call projected weekly and yearly budgets far past their limits."""
+    clock = Clock(NOON)  # Wednesday noon: half the day, a third of the week gone
+    periods = ("daily", "weekly", "monthly", "yearly")
+    defs = [{"name": p, "scope": "global", "period": p, "limit": 100} for p in periods]
+    services, budgets, sink = build(db_url, defs, clock)
+    ingest(services, call("one", NOON - 60, 21.0))
+    budgets.evaluate()
+    clock.now = NOON + 3600  # an hour later, nothing new: still one call's worth of evidence
+    budgets.evaluate()
+    assert "LLMBudgetForecastOverrun" not in sink.names()
+    for period in periods:
+        status = budgets.status(period)
+        assert status["projection"] == "insufficient history", period
+        assert status["projected"] == pytest.approx(21.0), period  # spend so far, not a guess
+    services.close()
+
+
+def test_a_forecast_needs_a_full_day_of_history_for_a_daily_budget(db_url: str) -> None:
+    start = datetime(2026, 11, 11, 0, 0, tzinfo=UTC).timestamp()
+    clock = Clock(start + 12 * 3600)
+    services, budgets, sink = build(db_url, [DAILY], clock)
+    # ~$5 an hour since 20 hours ago: on course for ~$121 of $100 today, but under a day of history.
+    ingest(services, *[call(f"h{i}", clock.now - 60 - i * 300, 0.42) for i in range(20 * 12)])
+    budgets.evaluate()
+    assert "LLMBudgetForecastOverrun" not in sink.names()
+    assert budgets.status("daily")["projection"] == "insufficient history"
+    clock.now += 5 * 3600  # the same pace for five more hours: a full day of history now
+    ingest(services, *[call(f"n{i}", clock.now - 60 - i * 300, 0.42) for i in range(5 * 12)])
+    budgets.evaluate()
+    assert "LLMBudgetForecastOverrun" in sink.names()
+    assert budgets.status("daily")["projection"] in ("shape", "recent rate")
     services.close()
 
 

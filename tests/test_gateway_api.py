@@ -27,7 +27,7 @@ def h(sqlite_url: str, rx: Receivers) -> Iterator[Harness]:
 
 
 def test_alerts_list_has_exactly_the_spec_fields_and_filters_by_state(h: Harness) -> None:
-    h.gateway.fire("LLMBudgetWarning", BUDGET_LABELS, severity="warning", annotations={"summary": "80%"})
+    h.gateway.fire("LLMBudgetForecastOverrun", BUDGET_LABELS, severity="warning", annotations={"summary": "80%"})
     critical = h.gateway.fire("LLMBudgetCritical", BUDGET_LABELS, severity="critical").alert
     h.gateway.ack(critical.id, by="alice")
     alerts = h.alerts()
@@ -37,7 +37,7 @@ def test_alerts_list_has_exactly_the_spec_fields_and_filters_by_state(h: Harness
     assert newest["labels"] == BUDGET_LABELS and newest["acknowledged_by"] == "alice"
     assert newest["starts_at"].endswith("Z") and newest["acknowledged_at"].endswith("Z")
     assert newest["resolved_at"] is None
-    assert [a["alertname"] for a in h.alerts("firing")] == ["LLMBudgetWarning"]
+    assert [a["alertname"] for a in h.alerts("firing")] == ["LLMBudgetForecastOverrun"]
     assert h.alerts("resolved") == []
     assert h.admin("GET", "/v1/alerts", params={"state": "open"}).status_code == 400
     assert h.client.get("/v1/alerts").status_code == 401

@@ -39,6 +39,20 @@ def _decide(**kw):  # type: ignore[no-untyped-def]
         ({"severity": "critical"}, Reason.SEVERITY_ROSE, NotificationKind.ESCALATED),
         ({"severity": "critical", "state": "acknowledged"}, Reason.SEVERITY_ROSE, NotificationKind.ESCALATED),
         ({"severity": "info", "now": 60.0}, Reason.WITHIN_REPEAT_INTERVAL, None),
+        # Acknowledged: a rise short of the page-worthy severity (info → warning) leaves the ack holding.
+        ({"notified_severity": "info", "state": "acknowledged"}, Reason.ACKNOWLEDGED, None),
+        ({"notified_severity": "info"}, Reason.SEVERITY_ROSE, NotificationKind.ESCALATED),
+        # A higher level at the same severity (a budget from critical to exceeded).
+        (
+            {"severity": "critical", "notified_severity": "critical", "level_rose": True},
+            Reason.LEVEL_ROSE,
+            NotificationKind.ESCALATED,
+        ),
+        (
+            {"severity": "critical", "notified_severity": "critical", "level_rose": True, "state": "acknowledged"},
+            Reason.ACKNOWLEDGED,
+            None,
+        ),
         ({"state": "resolved", "notified_severity": None}, Reason.RESOLVED, None),
     ],
 )

@@ -197,12 +197,12 @@ def test_scheduler_runs_once_per_tick_and_fails_over_after_kill_9(tmp_path: Path
             # An exceeded budget raised while several processes deliver: one Slack message, not three.
             post_all(survivors[0].base, [{**stream(1, "big")[0], "cost_usd": 5.0}])
             deadline = time.time() + 15
-            while time.time() < deadline and len(slack.calls("chat.postMessage")) < 3:
+            while time.time() < deadline and len(slack.calls("chat.postMessage")) < 1:
                 time.sleep(0.2)
             time.sleep(2)
             posts = slack.calls("chat.postMessage")
             texts = sorted(str(p.payload.get("text", ""))[:80] for p in posts)
-            assert len(posts) == 3, texts  # warning, critical, exceeded: once each
+            assert len(posts) == 1, texts  # one alert for the budget, at the level reached (exceeded)
         finally:
             for proc in procs:
                 proc.stop()

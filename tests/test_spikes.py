@@ -351,22 +351,82 @@ def test_the_cached_rollups_match_a_fresh_read_while_events_keep_arriving(db_url
     store.close()
 
 
-def test_a_backfill_older_than_the_reload_window_is_read_at_the_next_full_read(db_url: str) -> None:
+def test_a_backfill_older_than_the_reload_window_reaches_the_next_pass(db_url: str) -> None:
     store = Store(db_url)
     usual_spend(store, D0 + 3 * DAY, NOW + 600)
     service = SpikeService(
-        store, SpikeSettings(series=((),)), RecordingSink(), reload_seconds=600, full_reload_seconds=120
+        store, SpikeSettings(series=((),)), RecordingSink(), reload_seconds=600, full_reload_seconds=3600
     )
     service.evaluate(NOW)
     before = read_spike_state(store)[0].window_usd
-    # Calls from 25 minutes ago, loaded late (e.g. `llmcost ingest` of a file): inside the 30-minute
-    # window, but older than both the last pass's newest bucket and the 10-minute reload window.
-    store.write_events([call(f"late-{i}", NOW - 1500 + i, "b", "x", "y", 20.0) for i in range(3)])
+    # Calls from 25 minutes ago, loaded late by another process (e.g. `llmcost ingest` of a file):
+    # inside the 30-minute window, older than the last pass's newest bucket and the reload window.
+    other = Store(db_url)
+    other.write_events([call(f"late-{i}", NOW - 1500 + i, "b", "x", "y", 20.0) for i in range(3)])
     service.evaluate(NOW + 60)
-    assert read_spike_state(store)[0].window_usd == pytest.approx(before, abs=1.0)  # not re-read yet
-    service.evaluate(NOW + 120)  # full read
     after = read_spike_state(store)[0].window_usd
     assert after == pytest.approx(before + 60, abs=1.0)
-    SpikeService(store, SpikeSettings(series=((),)), RecordingSink()).evaluate(NOW + 120)
+    SpikeService(store, SpikeSettings(series=((),)), RecordingSink()).evaluate(NOW + 60)
     assert read_spike_state(store)[0].window_usd == pytest.approx(after)
+    other.close()
+    store.close()
+
+
+def test_history_loaded_by_another_process_after_the_first_pass_raises_no_spike(db_url: str) -> None:
+    """The reported backfill: a server starts on live traffic, two weeks of history arrive meanwhile."""
+    store = Store(db_url)
+    usual_spend(store, NOW - 20 * 60, NOW + 600)  # live traffic of the last 20 minutes only
+    sink = RecordingSink()
+    service = SpikeService(store, SETTINGS, sink)
+    first = service.evaluate(NOW - 60)
+    assert first.fired == []  # no baseline yet: short history, not an infinite ratio
+    assert {s.reason for s in read_spike_state(store) if s.group == "project"} == {"short_history"}
+
+    loader = Store(db_url)  # `llmcost ingest` in another process
+    usual_spend(loader, D0, NOW - 20 * 60, seed=3)
+    second = service.evaluate(NOW)
+    assert second.fired == [] and sink.fired == []
+    cached = {(s.group, tuple(s.labels.items())): s.baseline_usd for s in read_spike_state(store)}
+    SpikeService(store, SETTINGS, RecordingSink()).evaluate(NOW)  # cold: reads everything
+    cold = {(s.group, tuple(s.labels.items())): s.baseline_usd for s in read_spike_state(store)}
+    assert cached == pytest.approx(cold)
+    assert all(b > 0 for b in cold.values())
+    loader.close()
+    store.close()
+
+
+def test_no_new_spike_starts_while_history_is_being_written(db_url: str) -> None:
+    """A load running oldest first leaves a gap before now; the first pass after it stops fires."""
+    store = Store(db_url)
+    usual_spend(store, NOW - 600, NOW + 600)  # the server's first minutes of live traffic
+    spike(store, NOW - 600, NOW)
+    sink = RecordingSink()
+    service = SpikeService(store, SpikeSettings(series=(("project",),)), sink)
+    service.evaluate(NOW - 120)
+    loader = Store(db_url)
+    usual_spend(loader, D0, NOW - 3 * DAY, seed=5)  # the oldest days first: the spike looks real already
+    service.evaluate(NOW - 60)
+    assert sink.fired == []  # deferred: history is still arriving
+    usual_spend(loader, NOW - 3 * DAY, NOW - 600, seed=6)  # the rest
+    assert service.evaluate(NOW - 30).fired == []  # this pass found writes too
+    assert [labels for labels in service.evaluate(NOW).fired] == [{"group": "project", "project": "a"}]
+    loader.close()
+    store.close()
+
+
+def test_a_reader_behind_the_pruned_log_reads_everything_again(db_url: str) -> None:
+    from sqlalchemy import delete
+
+    from exporter.store.schema import rollup_backfill
+
+    store = Store(db_url)
+    usual_spend(store, D0 + 3 * DAY, NOW + 600)
+    service = SpikeService(store, SpikeSettings(series=((),)), RecordingSink())
+    service.evaluate(NOW)
+    before = read_spike_state(store)[0].window_usd
+    store.write_events([call("late", NOW - 1500, "b", "x", "y", 20.0)])
+    with store.transaction() as conn:  # as the writer's pruning does to a log far ahead of this reader
+        conn.execute(delete(rollup_backfill))
+    service.evaluate(NOW + 60)
+    assert read_spike_state(store)[0].window_usd == pytest.approx(before + 20, abs=1.0)
     store.close()

@@ -132,7 +132,7 @@ def test_head_revision_is_alembics_and_an_older_store_is_still_upgraded(db_url: 
     with store.engine.begin() as connection:  # back to the revision before the newest
         config.attributes["connection"] = connection
         command.downgrade(config, "-1")
-    newest_tables = {"budget_resets"}
+    newest_tables = {"rollup_backfill"}
     assert not newest_tables & set(inspect(store.engine).get_table_names())
     assert not schema_is_current(store.engine)
     store.close()

@@ -14,8 +14,20 @@ MODES = ("track", "soft", "hard")
 PERIODS = tuple(p.value for p in Period)
 STATES = ("ok", "info", "warning", "critical", "exceeded")
 DEFAULT_THRESHOLDS = {"info": 0.5, "warning": 0.8, "critical": 0.95}
-ALERT_FOR_STATE = {"warning": "LLMBudgetWarning", "critical": "LLMBudgetCritical", "exceeded": "LLMBudgetExceeded"}
-SEVERITY_FOR_ALERT = {"LLMBudgetWarning": "warning", "LLMBudgetCritical": "critical", "LLMBudgetExceeded": "critical"}
+ALERT_FOR_STATE = {
+    "info": "LLMBudgetInfo",
+    "warning": "LLMBudgetWarning",
+    "critical": "LLMBudgetCritical",
+    "exceeded": "LLMBudgetExceeded",
+}
+"""The alert name of each level. A budget instance has one alert, named after the highest level reached
+(the gateway fingerprints these names as one family, so it keeps one thread per channel)."""
+SEVERITY_FOR_ALERT = {
+    "LLMBudgetInfo": "info",
+    "LLMBudgetWarning": "warning",
+    "LLMBudgetCritical": "critical",
+    "LLMBudgetExceeded": "critical",
+}
 FORECAST_ALERT = "LLMBudgetForecastOverrun"
 REQUEST_CAP_ALERT = "LLMBudgetRequestCapExceeded"
 """Warning: an ingested call cost more than a budget's `max_cost_per_request` (or tokens); one per period."""

@@ -47,7 +47,13 @@ from alerting.budgets.spend import (
 )
 from alerting.budgets.tables import REVISION_COUNTER, budget_resets, budget_spend, budget_state, budgets
 from alerting.periods import elapsed_fraction, period_bounds
-from alerting.projection import ProjectionConfig, project_many, should_alert_forecast
+from alerting.projection import (
+    INSUFFICIENT_HISTORY,
+    ProjectionConfig,
+    has_forecast_evidence,
+    project_many,
+    should_alert_forecast,
+)
 from exporter.store import Store, StoreUnavailable
 from exporter.store.schema import BUCKET_SECONDS
 from exporter.store.writer import WriteResult
@@ -55,7 +61,11 @@ from exporter.store.writer import WriteResult
 log = logging.getLogger(__name__)
 BUDGET_ALERTS = (*ALERT_FOR_STATE.values(), FORECAST_ALERT)
 PERSON_RESOLVED = (*BUDGET_ALERTS, REQUEST_CAP_ALERT)  # what a reset or a deletion resolves
-_LEVELS = ("warning", "critical", "exceeded")
+
+
+def _identity(alertname: str) -> str:
+    """What identifies a budget alert of an instance: "level" for any level alert, else its name."""
+    return "level" if alertname in SEVERITY_FOR_ALERT else alertname
 
 
 class AlertSink(Protocol):
@@ -90,6 +100,8 @@ class Instance:
     period_end: datetime | None
     spent: float
     projected: float
+    projection: str = ""
+    """How `projected` was made (the projector's method); `insufficient_history` when it is not yet."""
     reset_at: float | None = None  # the last reset in this period, if any
 
     @property
@@ -120,6 +132,7 @@ class Instance:
             "ratio": round(self.ratio, 6),
             "remaining": round(max(b.limit - self.spent, 0.0), 9),
             "projected": round(self.projected, 9),
+            "projection": self.projection.replace("_", " "),
             "state": self.state,
             "mode": b.mode,
             "period_start": self.period_start.isoformat().replace("+00:00", "Z"),
@@ -456,7 +469,7 @@ class BudgetService:
                 select(budget_state).where(tuple_(budget_state.c.budget, budget_state.c.period_start).in_(current))
             ).all()
         spend = {(r.budget, r.key, r.period_start): r for r in spend_rows}
-        projections = {(r.budget, r.key, r.period_start): r.projected for r in state_rows}
+        projections = {(r.budget, r.key, r.period_start): (r.projected, r.method) for r in state_rows}
         out: list[Instance] = []
         for budget in chosen:
             start, end = self._bounds(budget, now)
@@ -467,9 +480,10 @@ class BudgetService:
             for key in keys:
                 row = spend.get((budget.name, key, first))
                 spent = unit_value(budget, row.cost_nanousd, row.tokens, row.requests) if row else 0.0
-                projected = max(projections.get((budget.name, key, first), spent), spent)
+                projected, method = projections.get((budget.name, key, first), (spent, ""))
+                reset_at = self._resets.get((budget.name, key, first))
                 out.append(
-                    Instance(budget, key, start, end, spent, projected, self._resets.get((budget.name, key, first)))
+                    Instance(budget, key, start, end, spent, max(projected, spent), projection=method, reset_at=reset_at)
                 )
         return out
 
@@ -496,7 +510,7 @@ class BudgetService:
             keys.append((budget.name, key, int(start.timestamp())))
         rows = ", ".join([f"({q}, {q}, {q})"] * len(keys))
         cursor.execute(
-            "SELECT s.budget, s.key, s.cost_nanousd, s.tokens, s.requests, st.projected "
+            "SELECT s.budget, s.key, s.cost_nanousd, s.tokens, s.requests, st.projected, st.method "
             "FROM budget_spend s LEFT JOIN budget_state st "
             "ON st.budget = s.budget AND st.key = s.key AND st.period_start = s.period_start "
             f"WHERE (s.budget, s.key, s.period_start) IN ({rows})",
@@ -512,8 +526,9 @@ class BudgetService:
                 raw.append(counters)
             spent = unit_value(budget, *counters) if row else 0.0
             projected = max(float(row[3]), spent) if row and row[3] is not None else spent
+            method = str(row[4]) if row and row[4] is not None else ""
             reset_at = self._resets.get((budget.name, key, int(start.timestamp())))
-            out.append(Instance(budget, key, start, end, spent, projected, reset_at))
+            out.append(Instance(budget, key, start, end, spent, projected, projection=method, reset_at=reset_at))
         return out
 
     def status(self, name: str) -> dict[str, Any]:
@@ -609,12 +624,19 @@ class BudgetService:
         }
 
     def _desired(self, instance: Instance, now: float) -> set[str]:
+        """The alerts this instance should have firing: its level's (one at most) and the forecast."""
         wanted = set()
-        state_index = _LEVELS.index(instance.state) if instance.state in _LEVELS else -1
-        for level in _LEVELS[: state_index + 1]:
-            wanted.add(ALERT_FOR_STATE[level])
+        level_alert = ALERT_FOR_STATE.get(instance.state)
+        if level_alert is not None:
+            wanted.add(level_alert)
         fraction = elapsed_fraction(instance.period_start, instance.period_end, datetime.fromtimestamp(now, UTC))
-        if instance.period_end is not None and instance.state != "exceeded":
+        # Forecasts need evidence: a part of the period gone (should_alert_forecast) and enough history
+        # of the series for its period (has_forecast_evidence, recorded as the projection's method).
+        if (
+            instance.period_end is not None
+            and instance.state != "exceeded"
+            and instance.projection != INSUFFICIENT_HISTORY
+        ):
             from alerting.projection import ProjectionResult
 
             result = ProjectionResult(instance.projected, instance.projected, instance.projected, instance.spent, "")
@@ -640,7 +662,7 @@ class BudgetService:
             if ident not in touched:
                 continue
             level = STATES.index(instance.state)
-            if level <= self._levels.get(ident, STATES.index("info")):
+            if level <= self._levels.get(ident, STATES.index("ok")):
                 continue
             self._levels[ident] = level
             for alertname in sorted(self._desired(instance, self.clock()) - {FORECAST_ALERT}):
@@ -695,10 +717,13 @@ class BudgetService:
         for instance in instances:
             for alertname in self._desired(instance, now):
                 desired[(alertname, instance.budget.name, instance.key)] = instance
+        # The level alerts of one instance are one alert (its name follows the level): compare them
+        # by instance, so moving from one level to another is a change of that alert, not a resolve.
         active = {
-            (alertname, labels.get("budget", ""), labels.get("key", "")): labels
+            (_identity(alertname), labels.get("budget", ""), labels.get("key", "")): (alertname, labels)
             for alertname, labels in self.sink.active_labels(BUDGET_ALERTS)
         }
+        wanted = {(_identity(alertname), budget, key) for alertname, budget, key in desired}
         for ident, instance in desired.items():
             alertname = ident[0]
             self.sink.fire(
@@ -707,9 +732,9 @@ class BudgetService:
                 self._annotations(instance, alertname),
                 SEVERITY_FOR_ALERT.get(alertname, "warning"),
             )
-        for ident, labels in active.items():
-            if ident not in desired:
-                self.sink.resolve(ident[0], labels)
+        for ident, (alertname, labels) in active.items():
+            if ident not in wanted:
+                self.sink.resolve(alertname, labels)
         current = {b.name: str(int(self._bounds(b, now)[0].timestamp())) for b in definitions}
         for alertname, labels in self.sink.active_labels([REQUEST_CAP_ALERT]):
             if current.get(labels.get("budget", "")) != labels.get("period_start"):
@@ -756,19 +781,26 @@ class BudgetService:
                 tz=budget.timezone,
                 config=cfg,
             )
+            history = batch.history_seconds if batch.history_seconds is not None else np.zeros(len(keys))
             for i, key in enumerate(keys):
-                rows.append(
-                    {
-                        "budget": budget.name,
-                        "key": key,
-                        "period_start": int(start.timestamp()),
-                        "projected": float(batch.projected[i]),
-                        "projected_low": float(batch.low[i]),
-                        "projected_high": float(batch.high[i]),
-                        "method": str(batch.method[i]),
-                        "updated_at": now,
-                    }
-                )
+                state: dict[str, Any] = {
+                    "budget": budget.name,
+                    "key": key,
+                    "period_start": int(start.timestamp()),
+                    "projected": float(batch.projected[i]),
+                    "projected_low": float(batch.low[i]),
+                    "projected_high": float(batch.high[i]),
+                    "method": str(batch.method[i]),
+                    "updated_at": now,
+                }
+                if state["method"] in ("shape", "recent_rate") and not has_forecast_evidence(
+                    budget.period, float(history[i])
+                ):
+                    # Not enough history to project from: report spend so far, raise no forecast.
+                    spent = float(batch.spent[i])
+                    state.update(projected=spent, projected_low=spent, projected_high=spent)
+                    state["method"] = INSUFFICIENT_HISTORY
+                rows.append(state)
         with self.store.transaction() as conn:
             conn.execute(budget_state.delete())
             if rows:

@@ -18,6 +18,7 @@ class Reason(enum.Enum):
     FIRST = "first notification"
     REPEAT_INTERVAL_ELAPSED = "repeat interval elapsed"
     SEVERITY_ROSE = "severity rose"
+    LEVEL_ROSE = "level rose"
     WITHIN_REPEAT_INTERVAL = "do not notify: within the repeat interval"
     ACKNOWLEDGED = "do not notify: acknowledged"
     RESOLVED = "do not notify: resolved"
@@ -27,7 +28,10 @@ _KINDS = {
     Reason.FIRST: NotificationKind.FIRING,
     Reason.REPEAT_INTERVAL_ELAPSED: NotificationKind.REPEAT,
     Reason.SEVERITY_ROSE: NotificationKind.ESCALATED,
+    Reason.LEVEL_ROSE: NotificationKind.ESCALATED,
 }
+PAGE_SEVERITY = "critical"
+"""The page-worthy severity: a rise to it notifies even an acknowledged alert."""
 
 
 @dataclass(frozen=True)
@@ -60,12 +64,16 @@ def decide(
     last_notified_at: float | None,
     now: float,
     repeat_interval: float,
+    level_rose: bool = False,
 ) -> Decision:
     """Decide whether an alert that is (still) firing is notified now.
 
     - never notified before: first notification;
-    - severity above the highest one notified: severity rose (even while acknowledged: the person who
-      acknowledged saw a lower severity, and a critical alert may page a channel not notified yet);
+    - severity above the highest one notified: severity rose; while acknowledged only a rise to the
+      page-worthy severity (`PAGE_SEVERITY`) notifies (the person who acknowledged saw a lower severity,
+      and it may page a channel not notified yet); a lesser rise leaves the acknowledgement holding;
+    - `level_rose` (an escalating alert moved to a higher level at the same severity, e.g. a budget
+      from critical to exceeded): level rose, unless acknowledged;
     - acknowledged: nothing; resolved: nothing;
     - otherwise a repeat once `repeat_interval` seconds passed since the last notification.
     """
@@ -73,10 +81,13 @@ def decide(
         return Decision(Reason.RESOLVED)
     if notified_severity is None or last_notified_at is None:
         return Decision(Reason.FIRST)
-    if severity_rank(severity) > severity_rank(notified_severity):
+    rose = severity_rank(severity) > severity_rank(notified_severity)
+    if rose and (state != "acknowledged" or severity == PAGE_SEVERITY):
         return Decision(Reason.SEVERITY_ROSE)
     if state == "acknowledged":
         return Decision(Reason.ACKNOWLEDGED)
+    if level_rose:
+        return Decision(Reason.LEVEL_ROSE)
     if now - last_notified_at >= repeat_interval:
         return Decision(Reason.REPEAT_INTERVAL_ELAPSED)
     return Decision(Reason.WITHIN_REPEAT_INTERVAL)

@@ -26,7 +26,7 @@ from alerting.gateway.outbox import dialect_insert, enqueue, notified_channels
 from alerting.gateway.records import alert_from_row, dumps
 from alerting.gateway.silences import CHANNEL as SILENCES
 from alerting.gateway.tables import OPEN_ALERT, alert_events, alerts
-from alerting.model import Actor, Alert, AlertSource, NotificationKind, Severity, fingerprint
+from alerting.model import Actor, Alert, AlertSource, NotificationKind, Severity, fingerprint, level_rank
 
 
 class AlertNotFound(LookupError):
@@ -174,9 +174,10 @@ class Lifecycle:
             # A concurrent transaction created it first (and notified): continue with its row.
             row = self._open_row(conn, fp)
             assert row is not None
+        level_rose = level_rank(incoming.alertname) > level_rank(row.alertname)
         if self._refresh(conn, row, incoming, now):
             row = self._open_row(conn, fp)
-        return self._notify_if_due(conn, row, now, via=incoming.source)
+        return self._notify_if_due(conn, row, now, via=incoming.source, level_rose=level_rose)
 
     def _create(self, conn: Connection, incoming: AlertInput, now: float) -> Change | None:
         """Insert a new incident, already counted as notified (a new alert's decision is always "first").
@@ -245,6 +246,7 @@ class Lifecycle:
     def _refresh(self, conn: Connection, row: Any, incoming: AlertInput, now: float) -> bool:
         """Store what a re-fire says now (annotations, severity, …); True if anything changed."""
         values = {
+            "alertname": incoming.alertname,  # differs only for a level of an escalating family
             "annotations": dumps(dict(incoming.annotations)),
             "severity": incoming.severity,
             "generator_url": incoming.generator_url or row.generator_url,
@@ -254,7 +256,7 @@ class Lifecycle:
         changed = {k: v for k, v in values.items() if getattr(row, k) != v}
         if changed:
             conn.execute(update(alerts).where(alerts.c.id == row.id).values(updated_at=now, **changed))
-            if "severity" in changed:
+            if "severity" in changed or "alertname" in changed:
                 self._audit(
                     conn,
                     row.id,
@@ -262,11 +264,18 @@ class Lifecycle:
                     "severity_changed",
                     row.state,
                     row.state,
-                    detail={"from": row.severity, "to": incoming.severity},
+                    detail={
+                        "from": row.severity,
+                        "to": incoming.severity,
+                        "from_alertname": row.alertname,
+                        "to_alertname": incoming.alertname,
+                    },
                 )
         return bool(changed)
 
-    def _notify_if_due(self, conn: Connection, row: Any, now: float, *, via: str = "gateway") -> Change:
+    def _notify_if_due(
+        self, conn: Connection, row: Any, now: float, *, via: str = "gateway", level_rose: bool = False
+    ) -> Change:
         decision = decide(
             state=row.state,
             severity=row.severity,
@@ -274,6 +283,7 @@ class Lifecycle:
             last_notified_at=row.last_notified_at,
             now=now,
             repeat_interval=self.settings.repeat_interval,
+            level_rose=level_rose,
         )
         kind = decision.kind
         if kind is None:
@@ -287,17 +297,33 @@ class Lifecycle:
         if bumped is None:  # another transaction notified first
             return Change("unchanged", alert_from_row(row), decision, reason="notified concurrently")
         seq, alert = bumped
+        targets = self.settings.channels_for(alert.severity)
+        # A channel hearing of the alert for the first time (e.g. mail once a budget alert rises past its
+        # info level) gets a first message, which starts its thread; the others an update of theirs.
+        known = set(notified_channels(conn, row.id)) if kind is not NotificationKind.FIRING else set()
+        updates = [c for c in targets if c in known]
         channels = enqueue(
             conn,
             dialect=self.dialect,
             alert=alert,
             kind=kind,
-            channels=self.settings.channels_for(alert.severity),
+            channels=updates,
             seq=seq,
             now=now,
             previous_severity=row.notified_severity if kind is NotificationKind.ESCALATED else None,
         )
-        action = {Reason.FIRST: "fired", Reason.SEVERITY_ROSE: "escalated"}.get(decision.reason, "repeat")
+        channels += enqueue(
+            conn,
+            dialect=self.dialect,
+            alert=alert,
+            kind=NotificationKind.FIRING,
+            channels=[c for c in targets if c not in known],
+            seq=seq,
+            now=now,
+        )
+        action = {Reason.FIRST: "fired", Reason.SEVERITY_ROSE: "escalated", Reason.LEVEL_ROSE: "escalated"}.get(
+            decision.reason, "repeat"
+        )
         if action == "repeat" and not channels:  # routed nowhere (info): the clock restarts silently
             return Change("unchanged", alert, decision, reason="no channel is routed for this severity")
         self._audit(

@@ -16,7 +16,7 @@ from typing import Any
 import jinja2
 
 from alerting.escaping import escape_mrkdwn, web_url
-from alerting.model import Notification
+from alerting.model import Notification, alert_family
 
 
 class Escaping(enum.Enum):
@@ -82,6 +82,7 @@ def context(notification: Notification) -> dict[str, Any]:
         "kind": notification.kind.value,
         "actor": notification.actor,
         "previous_severity": notification.previous_severity or "",
+        "family": alert_family(alert.alertname) or "",
         "summary": annotations.get("summary") or alert.alertname,
         "description": annotations.get("description", ""),
         "runbook_url": web_url(annotations.get("runbook_url", "")),

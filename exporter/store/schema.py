@@ -15,6 +15,8 @@ Layout, chosen so that no scrape, budget check or detection pass reads raw event
 Repricing corrects `usage_events`, `usage_rollup` and budget spend, but `usage_series.cost_nanousd`
 stays the cost as first recorded (it backs the `llm_cost_usd_total` counter, which must never go
 down); the corrections add up in `cost_adjust_up_nanousd` / `cost_adjust_down_nanousd`.
+- `rollup_backfill`: one row per ingest batch that wrote to a bucket older than `LATE_SECONDS`, numbered
+  in commit order, so a reader that keeps buckets in memory (the spike detector) re-reads from there.
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ from sqlalchemy import (
 
 BUCKET_SECONDS = 300
 HOUR_SECONDS = 3600
+LATE_SECONDS = 900
+"""A batch touching a bucket older than this (by its ingest time) is logged in `rollup_backfill`;
+readers that cache buckets re-read at least this much recent history on every pass."""
+BACKFILL_GENERATION = "rollup_backfill.generation"
+"""The `ingest_counters` row numbering `rollup_backfill` (its row lock orders the numbers as commits)."""
 LABEL_COLUMNS = ("provider", "model", "project", "service", "user", "status")
 COUNTER_COLUMNS = (
     "requests",
@@ -132,4 +139,12 @@ ingest_counters = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("value", Float, nullable=False, server_default="0"),
+)
+
+rollup_backfill = Table(
+    "rollup_backfill",
+    metadata,
+    Column("generation", BigInteger, primary_key=True, autoincrement=False),
+    Column("oldest_bucket", BigInteger, nullable=False),
+    Column("written_at", Float, nullable=False),
 )

@@ -23,7 +23,7 @@ import orjson
 from sqlalchemy.engine import Engine
 
 from exporter.events import UsageEvent, session_of
-from exporter.store.schema import BUCKET_SECONDS, COUNTER_COLUMNS, LABEL_COLUMNS
+from exporter.store.schema import BACKFILL_GENERATION, BUCKET_SECONDS, COUNTER_COLUMNS, LABEL_COLUMNS, LATE_SECONDS
 
 SeriesKey = tuple[str, str, str, str, str, str]
 """An event's label set: provider, model, project, service, user, status."""
@@ -64,7 +64,13 @@ _SQL = {
     + " WHERE id = ?",
     "counter_add": "INSERT INTO ingest_counters (name, value) VALUES (?, ?) "
     "ON CONFLICT (name) DO UPDATE SET value = ingest_counters.value + excluded.value",
+    "generation_next": "INSERT INTO ingest_counters (name, value) VALUES (?, 1) "
+    "ON CONFLICT (name) DO UPDATE SET value = ingest_counters.value + 1 RETURNING value",
+    "backfill_insert": "INSERT INTO rollup_backfill (generation, oldest_bucket, written_at) VALUES (?, ?, ?)",
+    "backfill_prune": "DELETE FROM rollup_backfill WHERE generation <= ?",
 }
+_BACKFILL_KEEP = 10_000
+"""`rollup_backfill` rows kept; a reader further behind than this reads everything again."""
 
 
 # PostgreSQL's batch insert: one array parameter per column, in _EVENT_COLUMNS order (the casts name
@@ -172,6 +178,7 @@ class BatchWriter:
                     by_labels = prepare_batch([events[i] for i in fresh], batch.now, postgres=self._postgres).rollups
                 rollups = {(key_sid[key], bucket): acc for (key, bucket), acc in by_labels.items()}
                 self._write_rollups(cursor, rollups)
+                self._log_backfill(cursor, rollups, batch.now)
                 sid_labels = {sid: key for key, sid in key_sid.items()}
                 hook_results = []
                 if rollups and self.hooks:
@@ -198,6 +205,11 @@ class BatchWriter:
         # Only a committed series id may be cached: a rolled-back one would point nowhere.
         self._series_ids.update(new_series)
         return WriteResult(inserted, accepted, len(events) - accepted, new_series, hook_results)
+
+    def _log_backfill(self, cursor: Any, rollups: Mapping[tuple[int, int], Any], now: float) -> None:
+        """Log a batch that wrote to buckets older than `LATE_SECONDS` (see `log_rollup_backfill`)."""
+        if rollups:
+            log_rollup_backfill(cursor, self._postgres, min(bucket for _sid, bucket in rollups), now)
 
     def _resolve_series(self, cursor: Any, keys: Iterable[SeriesKey]) -> dict[SeriesKey, int]:
         known = self._series_ids
@@ -270,6 +282,25 @@ class BatchWriter:
                     tot[j] += acc[j]
         cursor.executemany(self._sql["rollup_upsert"], [(*key, *rollups[key]) for key in sorted(rollups)])
         cursor.executemany(self._sql["series_update"], [(*totals[sid], sid) for sid in sorted(totals)])
+
+
+def log_rollup_backfill(cursor: Any, postgres: bool, oldest_bucket: int, now: float) -> None:
+    """Record, in the caller's transaction, that rollups from `oldest_bucket` on were written at `now`.
+
+    Every writer of `usage_rollup` calls this (ingest does), so readers that keep buckets in memory (the
+    spike detector) re-read what changed. Buckets newer than `LATE_SECONDS` are not logged: readers
+    re-read that much on every pass anyway. The generation comes from one counter row, updated in this
+    transaction: its row lock (PostgreSQL) or the database write lock (SQLite) makes the numbers commit
+    in order, so a reader that has seen generation g has seen every row up to g.
+    """
+    if oldest_bucket >= now - LATE_SECONDS:
+        return
+    style = "format" if postgres else "qmark"
+    cursor.execute(_placeholders(_SQL["generation_next"], style), (BACKFILL_GENERATION,))
+    generation = int(cursor.fetchone()[0])
+    cursor.execute(_placeholders(_SQL["backfill_insert"], style), (generation, oldest_bucket, now))
+    if generation % 1000 == 0:
+        cursor.execute(_placeholders(_SQL["backfill_prune"], style), (generation - _BACKFILL_KEEP,))
 
 
 @dataclass
