@@ -483,7 +483,9 @@ class BudgetService:
                 projected, method = projections.get((budget.name, key, first), (spent, ""))
                 reset_at = self._resets.get((budget.name, key, first))
                 out.append(
-                    Instance(budget, key, start, end, spent, max(projected, spent), projection=method, reset_at=reset_at)
+                    Instance(
+                        budget, key, start, end, spent, max(projected, spent), projection=method, reset_at=reset_at
+                    )
                 )
         return out
 
