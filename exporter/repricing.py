@@ -19,6 +19,7 @@ calls that arrived without a price; the rollups' unpriced counts, which reports 
 from __future__ import annotations
 
 import math
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from exporter.events import nanos_to_usd
 from exporter.pricing import PriceBook
 from exporter.store import Store
 from exporter.store.schema import BUCKET_SECONDS, HOUR_SECONDS, LABEL_COLUMNS
-from exporter.store.writer import SeriesKey, WriteResult
+from exporter.store.writer import SeriesKey, WriteResult, log_rollup_backfill
 
 _SELECT = (
     "SELECT e.id, e.ts, e.series_id, e.input_tokens, e.cache_read_tokens, e.cache_write_tokens, "
@@ -218,5 +219,9 @@ class Repricer:
             ),
             [{"sid": sid, "up": series_up.get(sid, 0), "down": series_down.get(sid, 0)} for sid in sorted(labels)],
         )
+        if rollup_deltas:  # the spike detector's cached buckets re-read from the oldest corrected one
+            cursor = conn.connection.cursor()
+            oldest = min(bucket for _sid, bucket in rollup_deltas)
+            log_rollup_backfill(cursor, self.store.dialect == "postgresql", oldest, time.time())
         hook_rollups = {key: [0, 0, 0, 0, 0, 0, value[0], value[1]] for key, value in rollup_deltas.items() if value[0]}
         return self.store.run_write_hooks(conn, hook_rollups, labels) if hook_rollups else []
