@@ -53,6 +53,9 @@ class IngestConfig:
     max_body_bytes: int = 64 * 1024 * 1024
     max_batch_events: int = 100_000
     max_future_skew_seconds: float = 300.0
+    max_metadata_bytes: int = 16 * 1024
+    # JSON values (objects, arrays, strings, numbers) one body may hold: what the parser would build.
+    max_json_values: int = 2_000_000
 
 
 @dataclass
@@ -177,6 +180,8 @@ def _parse_ingest(raw: dict[str, Any], problems: Problems) -> IngestConfig:
         ("max_body_bytes", int),
         ("max_batch_events", int),
         ("max_future_skew_seconds", (int, float)),
+        ("max_metadata_bytes", int),
+        ("max_json_values", int),
     ):
         if name in section and _expect(section[name], kind, f"ingest.{name}", problems):
             if section[name] <= 0:

@@ -15,7 +15,7 @@ from itertools import islice
 from typing import Any
 
 from exporter.canonical_lines import canonical_event, canonical_events
-from exporter.events import InvalidEvent, UsageEvent, parse_event
+from exporter.events import MAX_METADATA_BYTES, InvalidEvent, UsageEvent, parse_event
 from exporter.normalize import to_canonical
 from exporter.pricing import PriceBook
 from exporter.readers import json_line
@@ -75,16 +75,19 @@ class IngestPipeline:
         *,
         clock: Callable[[], float] = time.time,
         max_future_skew: float = 300.0,
+        max_metadata_bytes: int = MAX_METADATA_BYTES,
     ) -> None:
         self.store = store
         self.prices = prices
         self.clock = clock
         self.max_future_skew = max_future_skew
+        self.max_metadata_bytes = max_metadata_bytes
 
     def prepare(self, records: Iterable[tuple[int, Any]]) -> tuple[list[UsageEvent], list[Rejection]]:
         """Turn `(index, raw record or InvalidEvent)` pairs into priced events and rejections."""
         now = self.clock()
         skew = self.max_future_skew
+        meta_bytes = self.max_metadata_bytes
         price = self.price
         events: list[UsageEvent] = []
         rejected: list[Rejection] = []
@@ -93,7 +96,7 @@ class IngestPipeline:
                 rejected.append(Rejection(index, str(raw)))
                 continue
             try:
-                event = parse_event(to_canonical(raw), now=now, max_future_skew=skew)
+                event = parse_event(to_canonical(raw), now=now, max_future_skew=skew, max_metadata_bytes=meta_bytes)
                 price(event)
             except InvalidEvent as exc:
                 rejected.append(Rejection(index, str(exc)))
@@ -121,7 +124,7 @@ class IngestPipeline:
         for offset, line in enumerate(lines):
             # A file of another form misses every time: once misses outrun hits, stop trying.
             if misses <= hits + FAST_PATH_TRIES:
-                event = canonical_event(line, now=now, max_future_skew=skew)
+                event = canonical_event(line, now=now, max_future_skew=skew, max_metadata_bytes=self.max_metadata_bytes)
                 if event is not None:
                     hits += 1
                     if others:
@@ -142,7 +145,13 @@ class IngestPipeline:
 
         Call `price_all` on them after any check of their number.
         """
-        return canonical_events(body, ndjson=ndjson, now=self.clock(), max_future_skew=self.max_future_skew)
+        return canonical_events(
+            body,
+            ndjson=ndjson,
+            now=self.clock(),
+            max_future_skew=self.max_future_skew,
+            max_metadata_bytes=self.max_metadata_bytes,
+        )
 
     def price_all(self, events: Iterable[UsageEvent]) -> None:
         """`price` each event."""

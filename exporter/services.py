@@ -47,7 +47,13 @@ class Services:
 
         store.add_write_hook(BudgetSpendHook())
         prices = PriceBook.from_file(config.price_overrides_file)
-        pipeline = IngestPipeline(store, prices, clock=clock, max_future_skew=config.ingest.max_future_skew_seconds)
+        pipeline = IngestPipeline(
+            store,
+            prices,
+            clock=clock,
+            max_future_skew=config.ingest.max_future_skew_seconds,
+            max_metadata_bytes=config.ingest.max_metadata_bytes,
+        )
         registry = OrderedRegistry(auto_describe=False)
         registry.register(
             UsageCollector(

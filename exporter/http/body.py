@@ -11,7 +11,7 @@ from starlette.requests import Request
 from exporter.events import InvalidEvent
 
 NDJSON_TYPES = {"application/x-ndjson", "application/jsonl", "application/x-jsonlines", "application/ndjson"}
-JSON_TYPES = {"application/json", ""}
+JSON_TYPES = {"application/json"}
 
 
 class BodyTooLarge(Exception):
