@@ -23,6 +23,9 @@ from exporter.http.body import (
     NDJSON_TYPES,
     BodyTooLarge,
     MalformedBody,
+    TooManyEvents,
+    check_count,
+    check_lines,
     media_type,
     read_limited,
     split_records,
@@ -30,6 +33,7 @@ from exporter.http.body import (
 from exporter.http.encoding import BadEncoding, DecodedTooLarge, UnsupportedEncoding, decode_body
 from exporter.http.errors import ORJSONResponse, error
 from exporter.http.json_budget import values_bound
+from exporter.memory import LARGE_BODY_BYTES, release_free_memory
 from exporter.pipeline import IngestOutcome, Rejection
 from exporter.services import Services
 from exporter.store import StoreUnavailable
@@ -52,10 +56,6 @@ LANDING = """<!doctype html>
 """
 
 STORE_DOWN_HEADERS = {"Retry-After": "5"}
-
-
-class TooManyEvents(ValueError):
-    """More events in one request than `ingest.max_batch_events` (answered 413)."""
 
 
 class TooManyValues(ValueError):
@@ -102,19 +102,15 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
                 f"body holds up to {bound} JSON values; the limit is {limit} per request "
                 f"(send at most {config.ingest.max_batch_events} events, with small metadata)"
             )
+        if kind in NDJSON_TYPES:
+            check_lines(body, config.ingest.max_batch_events)
         # A body of plain canonical events takes the fast path; any other body, the general one.
         events = pipeline.prepare_canonical_body(body, ndjson=kind in NDJSON_TYPES)
         if events is not None:
-            check_batch_size(len(events))
+            check_count(len(events), config.ingest.max_batch_events)
             pipeline.price_all(events)
             return events, []
-        records = split_records(body, kind)
-        check_batch_size(len(records))
-        return pipeline.prepare(records)
-
-    def check_batch_size(count: int) -> None:
-        if count > config.ingest.max_batch_events:
-            raise TooManyEvents(f"batch has {count} events; the limit is {config.ingest.max_batch_events} per request")
+        return pipeline.prepare(split_records(body, kind, config.ingest.max_batch_events))
 
     async def ingest(request: Request) -> Response:
         denied = check_bearer(request, config.auth.ingest_tokens)
@@ -134,6 +130,15 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
             return error(415, str(exc))
         except BadEncoding as exc:
             return error(400, str(exc))
+        if len(body) < LARGE_BODY_BYTES:
+            return await parse_and_store(body, kind)
+        try:
+            return await parse_and_store(body, kind)
+        finally:
+            del body
+            await run_in_threadpool(release_free_memory)
+
+    async def parse_and_store(body: bytes, kind: str) -> Response:
         try:
             # Parsing and validation in one worker-thread hop: the event loop stays free for others.
             events, rejected = await run_in_threadpool(parse_and_prepare, body, kind)
@@ -143,7 +148,6 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
             return error(413, str(exc), {"limit_events": config.ingest.max_batch_events})
         except TooManyValues as exc:
             return error(413, str(exc), {"limit_values": config.ingest.max_json_values})
-        del body  # the events are built: the raw body need not live while they are written
         assert services.commit_queue is not None
         try:
             accepted, duplicates = await asyncio.wrap_future(services.commit_queue.submit(events, len(rejected)))
