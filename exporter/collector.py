@@ -16,7 +16,6 @@ from exporter import __version__, catalogue
 from exporter.events import NANOS_PER_USD
 from exporter.exposition import LabelWriter, family_header, format_value
 from exporter.store import Store
-from exporter.store.schema import COUNTER_COLUMNS
 from exporter.store.store import SeriesTotals
 
 OTHER = "__other__"
@@ -34,33 +33,6 @@ def _counter(spec: catalogue.MetricSpec, labels: Sequence[str]) -> CounterMetric
 
 def _gauge(spec: catalogue.MetricSpec, labels: Sequence[str] | None = None) -> GaugeMetricFamily:
     return GaugeMetricFamily(spec.name, spec.help, labels=list(spec.labels if labels is None else labels))
-
-
-def fold_labels(rows: list[SeriesTotals], position: int, cap: int) -> list[SeriesTotals]:
-    """Keep the `cap` highest-cost values of the label at `position`; the rest become `__other__`.
-
-    Folding sums counters, so every total over the folded label stays exact.
-    """
-    cost_at = COUNTER_COLUMNS.index("cost_nanousd")
-    by_value: dict[str, int] = defaultdict(int)
-    for row in rows:
-        by_value[row.labels[position]] += row.counters[cost_at]
-    if len(by_value) <= cap:
-        return rows
-    ranked = sorted(by_value.items(), key=lambda kv: (-kv[1], kv[0]))
-    keep = {value for value, _ in ranked[: cap - 1]}
-    folded: dict[tuple[str, ...], list[int]] = {}
-    for row in rows:
-        labels = row.labels
-        if labels[position] not in keep:
-            labels = (*labels[:position], OTHER, *labels[position + 1 :])
-        acc = folded.get(labels)
-        if acc is None:
-            folded[labels] = list(row.counters)
-        else:
-            for i, value in enumerate(row.counters):
-                acc[i] += value
-    return [SeriesTotals(labels, tuple(counters)) for labels, counters in folded.items()]
 
 
 class UsageCollector(Collector):
@@ -135,9 +107,9 @@ class UsageCollector(Collector):
     ) -> tuple[tuple[str, ...], list[SeriesTotals], dict[tuple[str, ...], list[int]], dict[tuple[str, str], int]]:
         """The label names, the rows per full label set, and the sums without `status` and per model."""
         base = ("provider", "model", "project", "service", *self._extra)
-        rows = self._store.series_totals((*base, "status"))
-        for position, _label in enumerate(self._extra, start=4):
-            rows = fold_labels(rows, position, self._cap)
+        # Every label is capped, not only the opt-in ones: 100k project names from one client would
+        # otherwise make every scrape megabytes long and slower than Prometheus' scrape timeout.
+        rows = self._store.series_totals((*base, "status"), capped=base, cap=self._cap)
         per_labels: dict[tuple[str, ...], list[int]] = {}
         per_model: dict[tuple[str, str], int] = defaultdict(int)
         for row in rows:
