@@ -32,13 +32,25 @@ class ListenError(ValueError):
     """The listen address is malformed or not allowed (raised by `exporter.server`)."""
 
 
+ENDPOINT_GROUPS = {"ingest": "ingest_tokens", "admin": "admin_tokens", "webhook": "webhook_tokens"}
+"""The endpoint groups that must have tokens (or be listed in `auth.open`) on a non-loopback listen."""
+OPENABLE = (*ENDPOINT_GROUPS, "metrics")
+
+
 @dataclass
 class AuthConfig:
-    """Bearer tokens; an empty list leaves its endpoints open (loopback only, see `serve`)."""
+    """Bearer tokens; an empty list leaves its endpoints open (loopback only, unless listed in `open`)."""
 
     ingest_tokens: list[str] = field(default_factory=list)
     admin_tokens: list[str] = field(default_factory=list)
     webhook_tokens: list[str] = field(default_factory=list)
+    metrics_tokens: list[str] = field(default_factory=list)
+    # Endpoint groups deliberately left without tokens on a non-loopback listen (logged loudly).
+    open: list[str] = field(default_factory=list)
+
+    def unguarded(self) -> list[str]:
+        """The endpoint groups of ENDPOINT_GROUPS without tokens."""
+        return [group for group, attr in ENDPOINT_GROUPS.items() if not getattr(self, attr)]
 
     @property
     def any_configured(self) -> bool:
@@ -154,9 +166,15 @@ def _unknown_keys(section: dict[str, Any], allowed: set[str], path: str, problem
 
 def _parse_auth(raw: dict[str, Any], problems: Problems, base: Path) -> AuthConfig:
     section = _section(raw, "auth", problems)
-    names = ("ingest_tokens", "admin_tokens", "webhook_tokens")
-    _unknown_keys(section, {f"{n}{s}" for n in names for s in ("", "_file", "_env")}, "auth", problems)
+    names = ("ingest_tokens", "admin_tokens", "webhook_tokens", "metrics_tokens")
+    _unknown_keys(section, {f"{n}{s}" for n in names for s in ("", "_file", "_env")} | {"open"}, "auth", problems)
     auth = AuthConfig()
+    opened = section.get("open", [])
+    if _expect(opened, list, "auth.open", problems):
+        for i, group in enumerate(opened):
+            if group not in OPENABLE:
+                problems.append(f"auth.open[{i}]: unknown endpoint group {group!r} (known: {', '.join(OPENABLE)})")
+        auth.open = [str(g) for g in opened if g in OPENABLE]
     for name in names:
         value = resolve_secret(section, name, problems, f"auth.{name}", base)
         if value is None:
@@ -210,6 +228,19 @@ def _parse_metrics(raw: dict[str, Any], problems: Problems) -> MetricsConfig:
     return cfg
 
 
+def _valid_url(url: str, problems: Problems) -> bool:
+    # What `serve` would die on with a traceback: checked here so that check-config says it first.
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(url)
+    except (ArgumentError, ValueError):
+        problems.append("database.url: is not a database URL such as sqlite:///llmcost.db or postgresql+psycopg://…")
+        return False
+    return True
+
+
 def parse_config(raw: Any, *, base: Path | None = None, source: Path | None = None) -> Config:
     """Build a `Config` from parsed YAML, raising `ConfigError` with every problem found."""
     base = base or Path.cwd()
@@ -228,7 +259,8 @@ def parse_config(raw: Any, *, base: Path | None = None, source: Path | None = No
     _unknown_keys(database, {"url", "url_file", "url_env"}, "database", problems)
     url = resolve_secret(database, "url", problems, "database.url", base)
     if url is not None and _expect(url, str, "database.url", problems):
-        cfg.database_url = url
+        if _valid_url(url, problems):
+            cfg.database_url = url
     cfg.auth = _parse_auth(raw, problems, base)
     cfg.ingest = _parse_ingest(raw, problems)
     cfg.metrics = _parse_metrics(raw, problems)

@@ -91,6 +91,8 @@ class IngestPipeline:
         price = self.price
         events: list[UsageEvent] = []
         rejected: list[Rejection] = []
+        first_error: tuple[int, Exception] | None = None
+        errors = 0
         for index, raw in records:
             if isinstance(raw, InvalidEvent):
                 rejected.append(Rejection(index, str(raw)))
@@ -102,10 +104,23 @@ class IngestPipeline:
                 rejected.append(Rejection(index, str(exc)))
                 continue
             except Exception as exc:  # a bug in one mapping must not drop the batch
-                log.exception("unexpected error on record %d", index)
+                if first_error is None:
+                    first_error = (index, exc)
+                errors += 1
                 rejected.append(Rejection(index, f"internal error while reading this record: {type(exc).__name__}"))
                 continue
             events.append(event)
+        if first_error is not None:
+            # One line per batch, never a traceback per record: a hostile request must not flood the log.
+            index, exc = first_error
+            log.error(
+                "%d record(s) raised an unexpected error and were rejected; the first, record %d: %s: %.200s",
+                errors,
+                index,
+                type(exc).__name__,
+                exc,
+            )
+            log.debug("the first unexpected error", exc_info=exc)
         return events, rejected
 
     def prepare_lines(self, first_index: int, lines: Sequence[bytes]) -> tuple[list[UsageEvent], list[Rejection]]:

@@ -84,6 +84,9 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         return PlainTextResponse("store unreachable\n", status_code=503)
 
     async def metrics(request: Request) -> Response:
+        denied = check_bearer(request, config.auth.metrics_tokens)
+        if denied is not None:
+            return denied
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
         # The same bytes as prometheus_client writes for these formats (tests pin it), several times faster.
         encoder = lean_renderer(content_type) or encoder
