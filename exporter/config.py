@@ -258,9 +258,8 @@ def parse_config(raw: Any, *, base: Path | None = None, source: Path | None = No
     database = _section(raw, "database", problems)
     _unknown_keys(database, {"url", "url_file", "url_env"}, "database", problems)
     url = resolve_secret(database, "url", problems, "database.url", base)
-    if url is not None and _expect(url, str, "database.url", problems):
-        if _valid_url(url, problems):
-            cfg.database_url = url
+    if url is not None and _expect(url, str, "database.url", problems) and _valid_url(url, problems):
+        cfg.database_url = url
     cfg.auth = _parse_auth(raw, problems, base)
     cfg.ingest = _parse_ingest(raw, problems)
     cfg.metrics = _parse_metrics(raw, problems)

@@ -112,15 +112,15 @@ class IngestPipeline:
             events.append(event)
         if first_error is not None:
             # One line per batch, never a traceback per record: a hostile request must not flood the log.
-            index, exc = first_error
+            first_index, first_exc = first_error
             log.error(
                 "%d record(s) raised an unexpected error and were rejected; the first, record %d: %s: %.200s",
                 errors,
-                index,
-                type(exc).__name__,
-                exc,
+                first_index,
+                type(first_exc).__name__,
+                first_exc,
             )
-            log.debug("the first unexpected error", exc_info=exc)
+            log.debug("the first unexpected error", exc_info=first_exc)
         return events, rejected
 
     def prepare_lines(self, first_index: int, lines: Sequence[bytes]) -> tuple[list[UsageEvent], list[Rejection]]:

@@ -64,7 +64,8 @@ def check_exposure(host: str, config: Config) -> None:
             "or listen on 127.0.0.1."
         )
     for group in auth.open:
-        if group == "metrics" and auth.metrics_tokens or group in ENDPOINT_GROUPS and group not in auth.unguarded():
+        guarded = auth.metrics_tokens if group == "metrics" else group not in auth.unguarded()
+        if guarded:
             continue  # tokens configured: they apply, the opt-in is moot
         log.warning(
             "AUTH DISABLED: the %s endpoints are OPEN to the network on %s without tokens (auth.open)", group, host
