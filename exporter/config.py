@@ -71,6 +71,16 @@ class IngestConfig:
 
 
 @dataclass
+class HttpConfig:
+    """Limits on connections, so that slow or idle clients cannot hold the server's sockets."""
+
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 60.0
+    keep_alive_seconds: float = 5.0
+    max_connections: int = 1000
+
+
+@dataclass
 class MetricsConfig:
     """Opt-in labels for the usage metrics and the cardinality cap that folds the rest."""
 
@@ -87,6 +97,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     price_overrides_file: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
     source: Path | None = None
@@ -104,6 +115,7 @@ KNOWN_SECTIONS = {
     "auth",
     "ingest",
     "metrics",
+    "http",
     "pricing",
     "budgets",
     "detection",
@@ -209,6 +221,24 @@ def _parse_ingest(raw: dict[str, Any], problems: Problems) -> IngestConfig:
     return cfg
 
 
+def _parse_http(raw: dict[str, Any], problems: Problems) -> HttpConfig:
+    section = _section(raw, "http", problems)
+    cfg = HttpConfig()
+    _unknown_keys(section, set(cfg.__dataclass_fields__), "http", problems)
+    for name, kind in (
+        ("header_timeout_seconds", (int, float)),
+        ("body_timeout_seconds", (int, float)),
+        ("keep_alive_seconds", (int, float)),
+        ("max_connections", int),
+    ):
+        if name in section and _expect(section[name], kind, f"http.{name}", problems):
+            if section[name] <= 0:
+                problems.append(f"http.{name}: must be > 0")
+            else:
+                setattr(cfg, name, section[name])
+    return cfg
+
+
 def _parse_metrics(raw: dict[str, Any], problems: Problems) -> MetricsConfig:
     section = _section(raw, "metrics", problems)
     cfg = MetricsConfig()
@@ -263,6 +293,7 @@ def parse_config(raw: Any, *, base: Path | None = None, source: Path | None = No
     cfg.auth = _parse_auth(raw, problems, base)
     cfg.ingest = _parse_ingest(raw, problems)
     cfg.metrics = _parse_metrics(raw, problems)
+    cfg.http = _parse_http(raw, problems)
     pricing = _section(raw, "pricing", problems)
     _unknown_keys(pricing, {"overrides_file"}, "pricing", problems)
     if pricing.get("overrides_file") is not None:

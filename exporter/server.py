@@ -12,6 +12,7 @@ from starlette.routing import BaseRoute
 
 from exporter.config import ENDPOINT_GROUPS, Config, ListenError
 from exporter.http.app import build_app
+from exporter.http.slow_clients import protocol_options
 from exporter.services import Services
 
 log = logging.getLogger(__name__)
@@ -84,8 +85,9 @@ def make_server(services: Services, listen: str, extra_routes: Sequence[BaseRout
         access_log=False,
         # httptools parses HTTP in C; uvicorn's fallback, h11, is pure Python and took a third of the CPU
         # of a small request (an Alertmanager webhook storm ran at ~900 instead of ~1,500 requests/s).
-        http="httptools",
         loop="asyncio",
+        # httptools, with a header read timeout and a connection cap (exporter.http.slow_clients).
+        **protocol_options(services.config.http),
         timeout_graceful_shutdown=10,
         lifespan="off",
     )

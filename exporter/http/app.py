@@ -21,6 +21,7 @@ from exporter.http.auth import check_bearer
 from exporter.http.body import (
     JSON_TYPES,
     NDJSON_TYPES,
+    BodyTimeout,
     BodyTooLarge,
     MalformedBody,
     TooManyEvents,
@@ -125,12 +126,14 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
             return error(415, f"unsupported: {named}; send application/json or application/x-ndjson")
         limit = config.ingest.max_body_bytes
         try:
-            body = await read_limited(request, limit)
+            body = await read_limited(request, limit, config.http.body_timeout_seconds)
             body = await run_in_threadpool(decode_body, body, request.headers.get("content-encoding"), limit)
         except (BodyTooLarge, DecodedTooLarge) as exc:
             return error(413, str(exc), {"limit_bytes": limit})
         except UnsupportedEncoding as exc:
             return error(415, str(exc))
+        except BodyTimeout as exc:
+            return error(408, str(exc), headers={"Connection": "close"})
         except BadEncoding as exc:
             return error(400, str(exc))
         if len(body) < LARGE_BODY_BYTES:

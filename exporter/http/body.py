@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -23,18 +24,30 @@ class MalformedBody(ValueError):
     """The body is not the JSON it claims to be (answered 400)."""
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
-    """The whole body, or `BodyTooLarge` as soon as it is known to exceed `limit` bytes."""
+class BodyTimeout(Exception):
+    """The body did not arrive within the time allowed (answered 408)."""
+
+
+async def read_limited(request: Request, limit: int, timeout: float | None = None) -> bytes:
+    """The whole body, or `BodyTooLarge` as soon as it is known to exceed `limit` bytes.
+
+    `BodyTimeout` when it takes longer than `timeout` seconds: a client trickling bytes holds a
+    connection and a task for as long as it likes otherwise.
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"body of {declared} bytes exceeds the limit of {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge(f"body exceeds the limit of {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyTimeout(f"the body was not received within {timeout:g} s") from None
     return b"".join(chunks)
 
 
