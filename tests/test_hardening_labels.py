@@ -1,5 +1,7 @@
 """Label floods: 100,000 distinct values of every label must not break scrapes or scheduler passes.
 
+A `key: "*"` budget keeps at most `max_instances` (1,000) instances; the rest share `__other__`.
+
 Only `user` used to be folded into `__other__`: 100k project names made `/metrics` 133 MiB and 11 s a
 scrape, and the spike detector grew the process to 5 GB building a dense (series x 7 days) array per
 distinct value. Every label is now capped by `metrics.max_series_per_label`, and the detector's cache
@@ -54,6 +56,7 @@ def flooded(db_url: str) -> Iterator[TestClient]:
         db_url,
         metrics={"extra_labels": ["user"], "max_series_per_label": CAP},
         detection={"series": [[], ["project"], ["provider", "model"], ["service"], ["user"]]},
+        budgets=[{"name": "per-project", "scope": "project", "key": "*", "period": "monthly", "limit": 1.0}],
     )
     services = Services.build(config)
     routes = attach_alerting(services, "ingest")
@@ -72,6 +75,7 @@ def test_a_flood_of_every_label(flooded: TestClient) -> None:
     """One store flooded once (the slow part), then the scrape and the detection pass over it."""
     check_the_scrape(flooded)
     check_a_detection_pass(flooded)
+    check_a_budget_pass(flooded)
 
 
 def check_the_scrape(flooded: TestClient) -> None:
@@ -107,3 +111,18 @@ def check_a_detection_pass(flooded: TestClient) -> None:
     assert peak_rss_mib() - before < 400
     # Every watched label set is watched through at most 1,000 series plus `__other__`.
     assert outcome.series <= 1 + 4 * (CAP + 1)
+
+
+def check_a_budget_pass(flooded: TestClient) -> None:
+    """A `key: "*"` budget tracks at most max_instances values; the rest are one `__other__` instance."""
+    budgets = flooded.services.extras["budgets"]  # type: ignore[attr-defined]
+    started = time.process_time()
+    budgets.evaluate(NOW)
+    assert time.process_time() - started < 10
+    status = budgets.status("per-project")
+    keys = [i["key"] for i in status["instances"]]
+    assert len(keys) == 1001 and "__other__" in keys
+    assert status["folded"]["max_instances"] == 1000
+    spent = sum(i["spent"] for i in status["instances"])
+    expected = sum(1000 + i for i in range(DISTINCT)) / 1e9
+    assert abs(spent - expected) < 1e-6  # exact: nothing lost in the fold

@@ -17,7 +17,22 @@ DEFAULT_THRESHOLDS = {"info": 0.5, "warning": 0.8, "critical": 0.95}
 ALERT_FOR_STATE = {"warning": "LLMBudgetWarning", "critical": "LLMBudgetCritical", "exceeded": "LLMBudgetExceeded"}
 SEVERITY_FOR_ALERT = {"LLMBudgetWarning": "warning", "LLMBudgetCritical": "critical", "LLMBudgetExceeded": "critical"}
 FORECAST_ALERT = "LLMBudgetForecastOverrun"
-_FIELDS = {"name", "scope", "key", "period", "limit", "unit", "thresholds", "mode", "timezone", "description"}
+_FIELDS = {
+    "name",
+    "scope",
+    "key",
+    "period",
+    "limit",
+    "unit",
+    "thresholds",
+    "mode",
+    "timezone",
+    "description",
+    "max_instances",
+}
+DEFAULT_MAX_INSTANCES = 1000
+"""Instances a `key: "*"` budget tracks per period; further values share one `__other__` instance."""
+OTHER_INSTANCE = "__other__"
 
 
 @dataclass(frozen=True)
@@ -34,6 +49,7 @@ class Budget:
     mode: str = "track"
     timezone: str = "UTC"
     description: str = ""
+    max_instances: int = DEFAULT_MAX_INSTANCES
 
     @property
     def label(self) -> str | None:
@@ -71,6 +87,7 @@ class Budget:
             "mode": self.mode,
             "timezone": self.timezone,
             "description": self.description,
+            **({"max_instances": self.max_instances} if self.key == "*" else {}),
         }
 
 
@@ -132,6 +149,11 @@ def parse_budget(raw: Any, path: str, problems: list[str], *, name: str | None =
     description = raw.get("description", "")
     if not isinstance(description, str):
         problems.append(f"{path}.description: must be a string")
+    max_instances = raw.get("max_instances", DEFAULT_MAX_INSTANCES)
+    if isinstance(max_instances, bool) or not isinstance(max_instances, int) or max_instances < 1:
+        problems.append(f"{path}.max_instances: must be an integer >= 1, got {max_instances!r}")
+    elif "max_instances" in raw and key != "*":
+        problems.append(f'{path}.max_instances: only applies to key: "*"')
     if len(problems) > before:
         return None
     return Budget(
@@ -145,6 +167,7 @@ def parse_budget(raw: Any, path: str, problems: list[str], *, name: str | None =
         mode=str(mode),
         timezone=str(tz),
         description=str(description),
+        max_instances=int(max_instances),
     )
 
 

@@ -239,14 +239,17 @@ class Store:
         except OperationalError as exc:
             raise StoreUnavailable(str(exc.orig)) from exc
 
-    def series_totals(self, labels: Sequence[str], *, capped: Sequence[str] = (), cap: int = 0) -> list[SeriesTotals]:
+    def series_totals(
+        self, labels: Sequence[str], *, keep: Mapping[str, Sequence[str]] | None = None
+    ) -> list[SeriesTotals]:
         """Cumulative counters summed per distinct value of `labels` (a subset of LABEL_COLUMNS).
 
-        Each label in `capped` with more than `cap` values keeps its `cap - 1` highest-cost values; the
-        others are summed under `__other__` (`OTHER_VALUE`), so every total stays exact. The folding is
-        done by the database: a scrape then reads at most a few thousand rows, not one per series.
+        For each label in `keep`, values not listed are summed under `__other__` (`OTHER_VALUE`), so
+        every total stays exact. The folding is done by the database: a scrape then reads at most a few
+        thousand rows, not one per series.
         """
-        unknown = [name for name in (*labels, *capped) if name not in LABEL_COLUMNS]
+        keep = keep or {}
+        unknown = [name for name in (*labels, *keep) if name not in LABEL_COLUMNS]
         if unknown:
             raise ValueError(f"not label columns: {unknown}")
         width = len(labels)
@@ -255,13 +258,13 @@ class Store:
             selected: list[str] = []
             params: list[Any] = []
             for name in labels:
-                keep = self._top_values(cursor, name, cap) if name in capped and cap > 0 else None
-                if keep is None:
+                if name not in keep:
                     selected.append(f'"{name}"')
                     continue
                 member = f"= ANY({placeholder})" if postgres else f"IN (SELECT value FROM json_each({placeholder}))"
                 selected.append(f'CASE WHEN "{name}" {member} THEN "{name}" ELSE {placeholder} END')
-                params += [keep if postgres else orjson.dumps(keep).decode(), OTHER_VALUE]
+                values = list(keep[name])
+                params += [values if postgres else orjson.dumps(values).decode(), OTHER_VALUE]
             sums = ", ".join(f"SUM({name})" for name in COUNTER_COLUMNS)
             if width:
                 positions = ", ".join(str(i + 1) for i in range(width))
@@ -273,14 +276,16 @@ class Store:
             rows = cursor.fetchall()
         return [SeriesTotals(tuple(r[:width]), tuple(int(v or 0) for v in r[width:])) for r in rows]
 
-    @staticmethod
-    def _top_values(cursor: Any, name: str, cap: int) -> list[str] | None:
+    def top_values(self, name: str, cap: int) -> list[str] | None:
         """The `cap - 1` highest-cost values of label `name`, or None when it has at most `cap` values."""
-        cursor.execute(
-            f'SELECT "{name}" FROM usage_series GROUP BY "{name}" ORDER BY SUM(cost_nanousd) DESC, "{name}" '
-            f"LIMIT {int(cap) + 1}"
-        )
-        values = [row[0] for row in cursor.fetchall()]
+        if name not in LABEL_COLUMNS:
+            raise ValueError(f"not a label column: {name}")
+        with self.raw_cursor() as (cursor, _placeholder):
+            cursor.execute(
+                f'SELECT "{name}" FROM usage_series GROUP BY "{name}" ORDER BY SUM(cost_nanousd) DESC, "{name}" '
+                f"LIMIT {int(cap) + 1}"
+            )
+            values = [row[0] for row in cursor.fetchall()]
         return values[: cap - 1] if len(values) > cap else None
 
     def counters(self) -> dict[str, float]:
