@@ -17,6 +17,9 @@ notified twice.
 
 Per label set at most `max_series_per_group` series are watched (the highest spend over the loaded range,
 plus any that are firing); the rest are summed into one `__other__` series so the totals stay exact.
+The fold starts before any array is built: the cache itself keeps at most `CACHE_KEYS_PER_SERIES` x
+`max_series_per_group` label combinations (the highest spend at each full read) and sums the others
+into one `__other__` row, so 100k distinct project names cost one row, not 100k rows of 7 days.
 """
 
 from __future__ import annotations
@@ -301,7 +304,12 @@ def _state_from_row(m: Mapping[str, Any]) -> SpikeState:
 # Reading the rollups
 
 _ROLLUP_SQL = "SELECT series_id, bucket, cost_nanousd FROM usage_rollup WHERE bucket >= {p} AND bucket < {p}"
+_SPEND_SQL = (
+    "SELECT series_id, SUM(cost_nanousd) FROM usage_rollup WHERE bucket >= {p} AND bucket < {p} GROUP BY series_id"
+)
 _CHUNK_ROWS = 100_000
+CACHE_KEYS_PER_SERIES = 4
+"""The cache's row cap, as a multiple of `max_series_per_group`: its keys combine every watched label."""
 
 
 def backfill_since(store: Store, seen: int) -> tuple[int, int | None, bool]:
@@ -343,8 +351,10 @@ class SpendCache:
     labels never change.
     """
 
-    def __init__(self, labels: tuple[str, ...]) -> None:
+    def __init__(self, labels: tuple[str, ...], max_keys: int = 4000) -> None:
         self.labels = labels
+        self.max_keys = max_keys
+        """Rows kept, `__other__` included; label combinations beyond it share the `__other__` row."""
         self.keys: list[tuple[str, ...]] = []
         self.values = np.zeros((0, 0))
         """USD, (len(keys), n_buckets)."""
@@ -387,6 +397,11 @@ class SpendCache:
             or not complete
         )
         if full:
+            try:
+                self._rank(store, first_bucket, last_bucket + size)
+            except Exception:
+                self._last_bucket = None
+                raise
             self.values = np.zeros((len(self.keys), n_buckets))
             reload_from = first_bucket
             self._full_at = now
@@ -430,6 +445,56 @@ class SpendCache:
         except (OperationalError, driver_error) as exc:
             raise StoreUnavailable(str(exc)) from exc
 
+    def _rank(self, store: Store, start: int, end: int) -> None:
+        """Start the key mapping afresh: the highest-spend label combinations get rows, the rest `__other__`."""
+        self.keys, self._rows = [], {}
+        self._ids, self._id_rows = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        with store.raw_cursor() as (cursor, placeholder):
+            cursor.execute(_SPEND_SQL.format(p=placeholder), (start, end))
+            spend_of = {int(series_id): int(spend) for series_id, spend in cursor.fetchall()}
+        labels_of = self._labels_of(store, sorted(spend_of))
+        by_key: dict[tuple[str, ...], int] = {}
+        for series_id, key in labels_of.items():
+            by_key[key] = by_key.get(key, 0) + spend_of[series_id]
+        if len(by_key) > self.max_keys:  # the top ones by spend, in a stable order
+            ranked = sorted(by_key, key=lambda k: (-by_key[k], k))[: self.max_keys - 1]
+            by_key = {key: by_key[key] for key in sorted(ranked)}
+        for key in by_key:
+            self._rows[key] = len(self.keys)
+            self.keys.append(key)
+        self._map(labels_of)
+
+    def _labels_of(self, store: Store, ids: list[int]) -> dict[int, tuple[str, ...]]:
+        cols = [usage_series.c.id, *(usage_series.c[label] for label in self.labels)]
+        found: dict[int, tuple[str, ...]] = {}
+        with store.engine.connect() as conn:
+            for k in range(0, len(ids), 500):
+                for row in conn.execute(select(*cols).where(usage_series.c.id.in_(ids[k : k + 500]))):
+                    found[int(row[0])] = tuple(row[1:])
+        return found
+
+    def _map(self, labels_of: Mapping[int, tuple[str, ...]]) -> None:
+        """Give each series id its row: its key's, a new one while under the cap, else `__other__`."""
+        new_ids, new_rows = [], []
+        for series_id, key in labels_of.items():
+            index = self._rows.get(key)
+            if index is None:
+                if len(self.keys) >= self.max_keys - 1:
+                    key = (OTHER,) * len(self.labels)
+                    index = self._rows.get(key)
+                if index is None:
+                    index = self._rows[key] = len(self.keys)
+                    self.keys.append(key)
+            new_ids.append(series_id)
+            new_rows.append(index)
+        grow = len(self.keys) - self.values.shape[0]
+        if grow:
+            self.values = np.vstack([self.values, np.zeros((grow, self.values.shape[1]))])
+        ids_all = np.concatenate([self._ids, np.array(new_ids, dtype=np.int64)])
+        rows_all = np.concatenate([self._id_rows, np.array(new_rows, dtype=np.int64)])
+        order = np.argsort(ids_all, kind="stable")
+        self._ids, self._id_rows = ids_all[order], rows_all[order]
+
     def _rows_of(
         self, store: Store, series_ids: npt.NDArray[np.int64]
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
@@ -447,27 +512,7 @@ class SpendCache:
         return np.asarray(self._ids[pos] == series_ids)
 
     def _learn(self, store: Store, ids: list[int]) -> None:
-        cols = [usage_series.c.id, *(usage_series.c[label] for label in self.labels)]
-        found: list[Any] = []
-        with store.engine.connect() as conn:
-            for k in range(0, len(ids), 500):
-                found += conn.execute(select(*cols).where(usage_series.c.id.in_(ids[k : k + 500]))).all()
-        new_ids, new_rows = [], []
-        for row in found:
-            key = tuple(row[1:])
-            index = self._rows.get(key)
-            if index is None:
-                index = self._rows[key] = len(self.keys)
-                self.keys.append(key)
-            new_ids.append(int(row[0]))
-            new_rows.append(index)
-        grow = len(self.keys) - self.values.shape[0]
-        if grow:
-            self.values = np.vstack([self.values, np.zeros((grow, self.values.shape[1]))])
-        ids_all = np.concatenate([self._ids, np.array(new_ids, dtype=np.int64)])
-        rows_all = np.concatenate([self._id_rows, np.array(new_rows, dtype=np.int64)])
-        order = np.argsort(ids_all, kind="stable")
-        self._ids, self._id_rows = ids_all[order], rows_all[order]
+        self._map(self._labels_of(store, ids))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -538,7 +583,10 @@ class SpikeService:
         self.reload_seconds = reload_seconds
         self.full_reload_seconds = full_reload_seconds
         series = self.settings.series
-        self._cache = SpendCache(tuple(label for label in WATCHABLE_LABELS if any(label in s for s in series)))
+        self._cache = SpendCache(
+            tuple(label for label in WATCHABLE_LABELS if any(label in s for s in series)),
+            max_keys=CACHE_KEYS_PER_SERIES * self.settings.max_series_per_group,
+        )
         self._lock = threading.Lock()
         self.sink = sink
         self.clock = clock

@@ -26,12 +26,14 @@ from exporter.events import (
     LABEL_MAX_LEN,
     MAX_COST_USD,
     MAX_LATENCY_MS,
+    MAX_METADATA_BYTES,
     MAX_TOKENS,
     MIN_TIMESTAMP,
     REQUEST_ID_MAX_LEN,
     InvalidEvent,
     UsageEvent,
     check_number,
+    metadata_json,
     usd_to_nanos,
 )
 
@@ -68,7 +70,9 @@ _decode_line = msgspec.json.Decoder(_CanonicalLine).decode
 _decode_body = msgspec.json.Decoder(list[_CanonicalLine] | _CanonicalLine).decode
 
 
-def canonical_event(line: bytes, *, now: float, max_future_skew: float) -> UsageEvent | None:
+def canonical_event(
+    line: bytes, *, now: float, max_future_skew: float, max_metadata_bytes: int = MAX_METADATA_BYTES
+) -> UsageEvent | None:
     """The event `parse_event` would make of this JSON line, or None to take the general path.
 
     The cost is not priced here (`cost_nanousd` is None unless `cost_usd` is given), as with `parse_event`.
@@ -77,12 +81,15 @@ def canonical_event(line: bytes, *, now: float, max_future_skew: float) -> Usage
         return None
     try:
         fields = _decode_line(line)
-    except msgspec.MsgspecError:  # malformed, another form, or a value out of bounds: the general path
+    # Malformed, another form, a value out of bounds, or nested past the decoder's depth: the general path.
+    except (msgspec.MsgspecError, RecursionError):
         return None
-    return _event(fields, now, max_future_skew)
+    return _event(fields, now, max_future_skew, max_metadata_bytes)
 
 
-def canonical_events(body: bytes, *, ndjson: bool, now: float, max_future_skew: float) -> list[UsageEvent] | None:
+def canonical_events(
+    body: bytes, *, ndjson: bool, now: float, max_future_skew: float, max_metadata_bytes: int = MAX_METADATA_BYTES
+) -> list[UsageEvent] | None:
     """The events of a request body (one event, a JSON array, or NDJSON) if all are plain canonical ones.
 
     None (take the general path) as soon as one is not: the general path then judges each on its own.
@@ -97,11 +104,11 @@ def canonical_events(body: bytes, *, ndjson: bool, now: float, max_future_skew: 
         else:
             decoded = _decode_body(body)
             items = decoded if isinstance(decoded, list) else [decoded]
-    except msgspec.MsgspecError:
+    except (msgspec.MsgspecError, RecursionError):
         return None
     events = []
     for fields in items:
-        event = _event(fields, now, max_future_skew)
+        event = _event(fields, now, max_future_skew, max_metadata_bytes)
         if event is None:
             return None
         events.append(event)
@@ -114,7 +121,7 @@ def _plain_text(data: bytes) -> bool:
     return data.isascii() and 0x5C not in data and 0x7F not in data  # int needles: a plain memchr
 
 
-def _event(fields: _CanonicalLine, now: float, max_future_skew: float) -> UsageEvent | None:
+def _event(fields: _CanonicalLine, now: float, max_future_skew: float, max_metadata_bytes: int) -> UsageEvent | None:
     """The checks msgspec cannot make (bounds that depend on `now` or on another field), then the event."""
     timestamp = fields.timestamp
     output_tokens = fields.output_tokens
@@ -127,11 +134,15 @@ def _event(fields: _CanonicalLine, now: float, max_future_skew: float) -> UsageE
         return None
     cost_nanos = None
     latency_ms = fields.latency_ms
+    metadata = fields.metadata or None
+    text = None
     try:  # the general path's own checks, so both take exactly the same values
         if fields.cost_usd is not None:
             cost_nanos = usd_to_nanos(check_number("cost_usd", fields.cost_usd, MAX_COST_USD))
         if latency_ms is not None:
             latency_ms = check_number("latency_ms", latency_ms, MAX_LATENCY_MS)
+        if metadata is not None:
+            text = metadata_json(metadata, max_metadata_bytes)
     except InvalidEvent:
         return None
     return UsageEvent(
@@ -150,7 +161,8 @@ def _event(fields: _CanonicalLine, now: float, max_future_skew: float) -> UsageE
         fields.project,
         fields.user,
         fields.service,
-        fields.metadata or None,
+        metadata,
         cache_write_1h_tokens=fields.cache_write_1h_tokens,
         session=fields.session,
+        metadata_text=text,
     )

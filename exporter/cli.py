@@ -45,17 +45,19 @@ def _config_from_args(args: argparse.Namespace) -> Config:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the API, /metrics and (per role) the scheduler and gateway: in this process, or in `--workers`."""
+    from exporter.server import check_listen_allowed
+
     config = _config_from_args(args)
     config_path = args.config or os.environ.get("LLMCOST_CONFIG")
     banner = f"llmcost {__version__} serving on http://{config.listen} (role {args.role}, store {_safe_url(config)}"
+    # Before the store is opened or any leader lease taken: a refused start must leave nothing behind.
+    check_listen_allowed(config.listen, config)
     if args.workers <= 1:
         _serve(config, args.role, config_path, banner=banner + ")")
         return 0
-    from exporter.server import check_listen_allowed
     from exporter.store import Store
     from exporter.supervisor import Supervisor, bind
 
-    check_listen_allowed(config.listen, config)
     Store(config.database_url).close()  # migrate once, before the workers start
     sock = bind(config.listen)
     print(banner + f", {args.workers} worker processes)", flush=True)

@@ -6,8 +6,10 @@ self counters, so counters survive restarts and any process serving `/metrics` g
 
 from __future__ import annotations
 
+import math
+import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -16,10 +18,11 @@ from exporter import __version__, catalogue
 from exporter.events import NANOS_PER_USD
 from exporter.exposition import LabelWriter, family_header, format_value
 from exporter.store import Store
-from exporter.store.schema import COUNTER_COLUMNS
 from exporter.store.store import SeriesTotals
 
 OTHER = "__other__"
+RANK_SECONDS = 60.0
+"""How long the highest-cost values of each label are reused before they are ranked again."""
 _TOKEN_TYPES = (
     ("input", "input_tokens"),
     ("cache_read", "cache_read_tokens"),
@@ -36,40 +39,23 @@ def _gauge(spec: catalogue.MetricSpec, labels: Sequence[str] | None = None) -> G
     return GaugeMetricFamily(spec.name, spec.help, labels=list(spec.labels if labels is None else labels))
 
 
-def fold_labels(rows: list[SeriesTotals], position: int, cap: int) -> list[SeriesTotals]:
-    """Keep the `cap` highest-cost values of the label at `position`; the rest become `__other__`.
-
-    Folding sums counters, so every total over the folded label stays exact.
-    """
-    cost_at = COUNTER_COLUMNS.index("cost_nanousd")
-    by_value: dict[str, int] = defaultdict(int)
-    for row in rows:
-        by_value[row.labels[position]] += row.counters[cost_at]
-    if len(by_value) <= cap:
-        return rows
-    ranked = sorted(by_value.items(), key=lambda kv: (-kv[1], kv[0]))
-    keep = {value for value, _ in ranked[: cap - 1]}
-    folded: dict[tuple[str, ...], list[int]] = {}
-    for row in rows:
-        labels = row.labels
-        if labels[position] not in keep:
-            labels = (*labels[:position], OTHER, *labels[position + 1 :])
-        acc = folded.get(labels)
-        if acc is None:
-            folded[labels] = list(row.counters)
-        else:
-            for i, value in enumerate(row.counters):
-                acc[i] += value
-    return [SeriesTotals(labels, tuple(counters)) for labels, counters in folded.items()]
-
-
 class UsageCollector(Collector):
     """Usage counters: requests, tokens by type, reasoning tokens, cost and unpriced requests."""
 
-    def __init__(self, store: Store, *, extra_labels: Sequence[str] = (), max_series_per_label: int = 1000) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        extra_labels: Sequence[str] = (),
+        max_series_per_label: int = 1000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._store = store
         self._extra = tuple(extra_labels)
         self._cap = max_series_per_label
+        self._clock = clock
+        self._keep: dict[str, list[str]] = {}
+        self._ranked_at = -math.inf
 
     def collect(self) -> Iterator[Metric]:
         """Read the series totals once and derive every usage family from them."""
@@ -135,9 +121,7 @@ class UsageCollector(Collector):
     ) -> tuple[tuple[str, ...], list[SeriesTotals], dict[tuple[str, ...], list[int]], dict[tuple[str, str], int]]:
         """The label names, the rows per full label set, and the sums without `status` and per model."""
         base = ("provider", "model", "project", "service", *self._extra)
-        rows = self._store.series_totals((*base, "status"))
-        for position, _label in enumerate(self._extra, start=4):
-            rows = fold_labels(rows, position, self._cap)
+        rows = self._folded_rows(base)
         per_labels: dict[tuple[str, ...], list[int]] = {}
         per_model: dict[tuple[str, str], int] = defaultdict(int)
         for row in rows:
@@ -154,6 +138,36 @@ class UsageCollector(Collector):
             if row.get("unpriced_requests"):
                 per_model[labels[0], labels[1]] += row.get("unpriced_requests")
         return base, rows, per_labels, per_model
+
+    def _folded_rows(self, base: tuple[str, ...]) -> list[SeriesTotals]:
+        """The totals with every label capped, not only the opt-in ones.
+
+        100k project names from one client would otherwise make every scrape megabytes long and slower
+        than Prometheus' scrape timeout. Ranking a label's values costs a GROUP BY over every series, so
+        the ranks are kept for RANK_SECONDS; a label that meanwhile grew past the cap is ranked at once.
+        """
+        labels = (*base, "status")
+        if self._clock() - self._ranked_at >= RANK_SECONDS:
+            self._rank(base)
+        rows = self._store.series_totals(labels, keep=self._keep)
+        grown = [
+            position
+            for position, name in enumerate(base)
+            if name not in self._keep and len({row.labels[position] for row in rows}) > self._cap
+        ]
+        if grown:
+            self._rank(base)
+            rows = self._store.series_totals(labels, keep=self._keep)
+        return rows
+
+    def _rank(self, base: tuple[str, ...]) -> None:
+        keep = {}
+        for name in base:
+            values = self._store.top_values(name, self._cap)
+            if values is not None:
+                keep[name] = values
+        self._keep = keep
+        self._ranked_at = self._clock()
 
 
 class AdjustmentCollector(Collector):

@@ -4,6 +4,11 @@ One commit per request caps SQLite at a few thousand commits per second (docs/pe
 hand their prepared events to this queue and wait; a single writer thread drains whatever is queued
 (up to `max_events`), writes it in one transaction, and answers every waiting request with its own
 accepted and duplicate counts. A request is answered only after the commit that holds its events.
+
+Events are fully validated before they are queued, so a shared commit should not fail for one
+request's data. If it still does for an unexpected reason, each request of the batch is written again
+on its own: only the guilty one fails, and its neighbours are answered as if alone. A store that is
+unreachable (`StoreUnavailable`) fails them all, since no retry here would help.
 """
 
 from __future__ import annotations
@@ -15,9 +20,13 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from exporter.events import UsageEvent
-from exporter.store import Store
+from exporter.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
+
+
+class WriteFailed(Exception):
+    """One request's events failed to commit for a reason other than the store being down (answered 500)."""
 
 
 @dataclass
@@ -72,9 +81,18 @@ class CommitQueue:
         events = [ev for sub in batch for ev in sub.events]
         try:
             result = self._store.write_events(events, rejected=sum(sub.rejected for sub in batch))
-        except Exception as exc:
+        except StoreUnavailable as exc:
             for sub in batch:
                 sub.future.set_exception(exc)
+            return
+        except Exception:
+            if len(batch) == 1:
+                log.exception("a request's events could not be stored")
+                batch[0].future.set_exception(WriteFailed("the events of this request could not be stored"))
+                return
+            log.warning("a shared commit of %d requests failed; writing each request on its own", len(batch))
+            for sub in batch:
+                self._write([sub])
             return
         offset = 0
         for sub in batch:

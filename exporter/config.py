@@ -34,13 +34,25 @@ class ListenError(ValueError):
     """The listen address is malformed or not allowed (raised by `exporter.server`)."""
 
 
+ENDPOINT_GROUPS = {"ingest": "ingest_tokens", "admin": "admin_tokens", "webhook": "webhook_tokens"}
+"""The endpoint groups that must have tokens (or be listed in `auth.open`) on a non-loopback listen."""
+OPENABLE = (*ENDPOINT_GROUPS, "metrics")
+
+
 @dataclass
 class AuthConfig:
-    """Bearer tokens; an empty list leaves its endpoints open (loopback only, see `serve`)."""
+    """Bearer tokens; an empty list leaves its endpoints open (loopback only, unless listed in `open`)."""
 
     ingest_tokens: list[str] = field(default_factory=list)
     admin_tokens: list[str] = field(default_factory=list)
     webhook_tokens: list[str] = field(default_factory=list)
+    metrics_tokens: list[str] = field(default_factory=list)
+    # Endpoint groups deliberately left without tokens on a non-loopback listen (logged loudly).
+    open: list[str] = field(default_factory=list)
+
+    def unguarded(self) -> list[str]:
+        """The endpoint groups of ENDPOINT_GROUPS without tokens."""
+        return [group for group, attr in ENDPOINT_GROUPS.items() if not getattr(self, attr)]
 
     @property
     def any_configured(self) -> bool:
@@ -55,6 +67,19 @@ class IngestConfig:
     max_body_bytes: int = 64 * 1024 * 1024
     max_batch_events: int = 100_000
     max_future_skew_seconds: float = 300.0
+    max_metadata_bytes: int = 16 * 1024
+    # JSON values (objects, arrays, strings, numbers) one body may hold: what the parser would build.
+    max_json_values: int = 2_000_000
+
+
+@dataclass
+class HttpConfig:
+    """Limits on connections, so that slow or idle clients cannot hold the server's sockets."""
+
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 60.0
+    keep_alive_seconds: float = 5.0
+    max_connections: int = 1000
 
 
 @dataclass
@@ -87,6 +112,7 @@ class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     otlp: OtlpConfig = field(default_factory=OtlpConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     price_overrides_file: str | None = None
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     grafana_url: str | None = None
@@ -116,6 +142,7 @@ KNOWN_SECTIONS = {
     "ingest",
     "metrics",
     "otlp",
+    "http",
     "pricing",
     "retention",
     "budgets",
@@ -180,9 +207,15 @@ def _unknown_keys(section: dict[str, Any], allowed: set[str], path: str, problem
 
 def _parse_auth(raw: dict[str, Any], problems: Problems, base: Path) -> AuthConfig:
     section = _section(raw, "auth", problems)
-    names = ("ingest_tokens", "admin_tokens", "webhook_tokens")
-    _unknown_keys(section, {f"{n}{s}" for n in names for s in ("", "_file", "_env")}, "auth", problems)
+    names = ("ingest_tokens", "admin_tokens", "webhook_tokens", "metrics_tokens")
+    _unknown_keys(section, {f"{n}{s}" for n in names for s in ("", "_file", "_env")} | {"open"}, "auth", problems)
     auth = AuthConfig()
+    opened = section.get("open", [])
+    if _expect(opened, list, "auth.open", problems):
+        for i, group in enumerate(opened):
+            if group not in OPENABLE:
+                problems.append(f"auth.open[{i}]: unknown endpoint group {group!r} (known: {', '.join(OPENABLE)})")
+        auth.open = [str(g) for g in opened if g in OPENABLE]
     for name in names:
         value = resolve_secret(section, name, problems, f"auth.{name}", base)
         if value is None:
@@ -206,10 +239,30 @@ def _parse_ingest(raw: dict[str, Any], problems: Problems) -> IngestConfig:
         ("max_body_bytes", int),
         ("max_batch_events", int),
         ("max_future_skew_seconds", (int, float)),
+        ("max_metadata_bytes", int),
+        ("max_json_values", int),
     ):
         if name in section and _expect(section[name], kind, f"ingest.{name}", problems):
             if section[name] <= 0:
                 problems.append(f"ingest.{name}: must be > 0")
+            else:
+                setattr(cfg, name, section[name])
+    return cfg
+
+
+def _parse_http(raw: dict[str, Any], problems: Problems) -> HttpConfig:
+    section = _section(raw, "http", problems)
+    cfg = HttpConfig()
+    _unknown_keys(section, set(cfg.__dataclass_fields__), "http", problems)
+    for name, kind in (
+        ("header_timeout_seconds", (int, float)),
+        ("body_timeout_seconds", (int, float)),
+        ("keep_alive_seconds", (int, float)),
+        ("max_connections", int),
+    ):
+        if name in section and _expect(section[name], kind, f"http.{name}", problems):
+            if section[name] <= 0:
+                problems.append(f"http.{name}: must be > 0")
             else:
                 setattr(cfg, name, section[name])
     return cfg
@@ -249,6 +302,19 @@ def _parse_otlp(raw: dict[str, Any], problems: Problems) -> OtlpConfig:
     return cfg
 
 
+def _valid_url(url: str, problems: Problems) -> bool:
+    # What `serve` would die on with a traceback: checked here so that check-config says it first.
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(url)
+    except (ArgumentError, ValueError):
+        problems.append("database.url: is not a database URL such as sqlite:///llmcost.db or postgresql+psycopg://…")
+        return False
+    return True
+
+
 def parse_config(raw: Any, *, base: Path | None = None, source: Path | None = None) -> Config:
     """Build a `Config` from parsed YAML, raising `ConfigError` with every problem found."""
     base = base or Path.cwd()
@@ -276,12 +342,13 @@ def parse_config(raw: Any, *, base: Path | None = None, source: Path | None = No
     database = _section(raw, "database", problems)
     _unknown_keys(database, {"url", "url_file", "url_env"}, "database", problems)
     url = resolve_secret(database, "url", problems, "database.url", base)
-    if url is not None and _expect(url, str, "database.url", problems):
+    if url is not None and _expect(url, str, "database.url", problems) and _valid_url(url, problems):
         cfg.database_url = url
     cfg.auth = _parse_auth(raw, problems, base)
     cfg.ingest = _parse_ingest(raw, problems)
     cfg.metrics = _parse_metrics(raw, problems)
     cfg.otlp = _parse_otlp(raw, problems)
+    cfg.http = _parse_http(raw, problems)
     pricing = _section(raw, "pricing", problems)
     _unknown_keys(pricing, {"overrides_file"}, "pricing", problems)
     if pricing.get("overrides_file") is not None:

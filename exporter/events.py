@@ -27,6 +27,8 @@ MAX_COST_USD = 1_000_000
 MAX_LATENCY_MS = 86_400_000  # a day
 # 2000-01-01T00:00:00Z: nothing older is a plausible recorded LLM call.
 MIN_TIMESTAMP = 946_684_800.0
+MAX_METADATA_BYTES = 16 * 1024  # `ingest.max_metadata_bytes`: metadata as stored JSON
+MAX_METADATA_DEPTH = 254  # the deepest nesting the JSON encoder of the write path takes
 
 TOKEN_FIELDS = (
     "input_tokens",
@@ -99,6 +101,9 @@ class UsageEvent(msgspec.Struct):
     price_from: str = ""
     session: str = ""
     """The conversation or agent run the call belongs to (`session`, else `metadata.session_id`); never a label."""
+
+    # `metadata` as the JSON text stored, made once by `metadata_json` when the event is validated.
+    metadata_text: str | None = None
 
 
 def session_of(event: UsageEvent) -> str | None:
@@ -204,20 +209,74 @@ def parse_timestamp(value: Any, *, now: float, max_future_skew: float) -> float:
     return ts
 
 
+def metadata_json(metadata: dict[str, Any], max_bytes: int = MAX_METADATA_BYTES) -> str:
+    """`metadata` as the JSON text the store keeps, or `InvalidEvent` if it cannot be stored as such.
+
+    Validation and serialisation are one step: whatever passes here is exactly what the write path
+    stores, so no event can fail a shared commit later (too deep, an integer beyond 64 bits, a lone
+    surrogate, NaN or Infinity, or larger than `max_bytes`).
+    """
+    try:
+        data = orjson.dumps(metadata)
+    except orjson.JSONEncodeError as exc:
+        raise InvalidEvent("metadata", _unencodable(str(exc))) from None
+    if len(data) > max_bytes:
+        raise InvalidEvent(
+            "metadata", f"is {len(data)} bytes as JSON; the limit is {max_bytes} (ingest.max_metadata_bytes)"
+        )
+    # The encoder writes NaN and Infinity as null; look for them only when a null is there at all.
+    if b"null" in data and _has_non_finite(metadata):
+        raise InvalidEvent("metadata", "holds NaN or Infinity, which JSON cannot carry")
+    return data.decode()
+
+
+def _unencodable(message: str) -> str:
+    if "Recursion" in message:
+        return f"is nested more than {MAX_METADATA_DEPTH} levels deep"
+    if "Integer" in message:
+        return "holds an integer outside the 64-bit range"
+    if "surrogate" in message:
+        return "holds a string that is not valid Unicode (a lone surrogate)"
+    return f"cannot be stored as JSON ({message})"
+
+
+def _has_non_finite(value: Any) -> bool:
+    # Iterative: the depth is already known to be within the encoder's limit, but no recursion is cheaper.
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is float:
+            if item != item or item in (math.inf, -math.inf):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False
+
+
 def derived_request_id(obj: Mapping[str, Any]) -> str:
     """A content hash standing in for a missing `request_id`, so replaying a file stays idempotent."""
-    digest = hashlib.blake2b(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS, default=str), digest_size=16)
+    try:
+        content = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS, default=str)
+    except orjson.JSONEncodeError as exc:  # the event one level deeper than its metadata: one level too many
+        raise InvalidEvent(
+            "request_id", f"is missing and cannot be derived: the event {_unencodable(str(exc))}"
+        ) from None
+    digest = hashlib.blake2b(content, digest_size=16)
     return "auto-" + digest.hexdigest()
 
 
-def parse_event(obj: Any, *, now: float, max_future_skew: float = 300.0) -> UsageEvent:
+def parse_event(
+    obj: Any, *, now: float, max_future_skew: float = 300.0, max_metadata_bytes: int = MAX_METADATA_BYTES
+) -> UsageEvent:
     """Validate one canonical event dict; unknown fields are kept in `metadata`."""
     if type(obj) is not dict and not isinstance(obj, Mapping):  # the exact check first: ABC checks are slow
         raise InvalidEvent("", f"an event must be a JSON object, got {type(obj).__name__}")
     get = obj.get
     request_id = get("request_id")
     if request_id is None:
-        request_id = derived_request_id(obj)
+        pass  # derived from the content once every field is known to be storable (see the end)
     elif not isinstance(request_id, str) or not request_id:
         raise InvalidEvent("request_id", "must be a non-empty string")
     elif len(request_id) > REQUEST_ID_MAX_LEN or not request_id.isprintable():
@@ -290,6 +349,9 @@ def parse_event(obj: Any, *, now: float, max_future_skew: float = 300.0) -> Usag
         extra = {k: v for k, v in obj.items() if k not in KNOWN_FIELDS}
         if extra:
             metadata = {**extra, **(metadata or {})}
+    text = metadata_json(metadata, max_metadata_bytes) if metadata else None
+    if request_id is None:
+        request_id = derived_request_id(obj)
 
     project = get("project", "")
     if type(project) is not str or len(project) > LABEL_MAX_LEN or not project.isprintable():
@@ -321,4 +383,5 @@ def parse_event(obj: Any, *, now: float, max_future_skew: float = 300.0) -> Usag
         metadata or None,
         cache_write_1h_tokens=write_1h,
         session=session,
+        metadata_text=text,
     )

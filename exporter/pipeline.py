@@ -16,7 +16,7 @@ from itertools import islice
 from typing import Any
 
 from exporter.canonical_lines import canonical_event, canonical_events
-from exporter.events import InvalidEvent, UsageEvent, parse_event
+from exporter.events import MAX_METADATA_BYTES, InvalidEvent, UsageEvent, parse_event
 from exporter.normalize import to_canonical
 from exporter.pricing import PriceBook
 from exporter.readers import json_line
@@ -77,6 +77,7 @@ class IngestPipeline:
         clock: Callable[[], float] = time.time,
         max_future_skew: float = 300.0,
         max_event_age: float | None = None,
+        max_metadata_bytes: int = MAX_METADATA_BYTES,
     ) -> None:
         self.store = store
         self.prices = prices
@@ -84,6 +85,7 @@ class IngestPipeline:
         self.max_future_skew = max_future_skew
         # The raw-event retention in seconds: an older event is refused (see `too_old`).
         self.max_event_age = max_event_age
+        self.max_metadata_bytes = max_metadata_bytes
 
     def _oldest(self, now: float) -> float:
         return -math.inf if self.max_event_age is None else now - self.max_event_age
@@ -106,15 +108,18 @@ class IngestPipeline:
         now = self.clock()
         skew = self.max_future_skew
         oldest = self._oldest(now)
+        meta_bytes = self.max_metadata_bytes
         price = self.price
         events: list[UsageEvent] = []
         rejected: list[Rejection] = []
+        first_error: tuple[int, Exception] | None = None
+        errors = 0
         for index, raw in records:
             if isinstance(raw, InvalidEvent):
                 rejected.append(Rejection(index, str(raw)))
                 continue
             try:
-                event = parse_event(to_canonical(raw), now=now, max_future_skew=skew)
+                event = parse_event(to_canonical(raw), now=now, max_future_skew=skew, max_metadata_bytes=meta_bytes)
                 if event.timestamp < oldest:
                     raise self.too_old()
                 price(event)
@@ -122,10 +127,23 @@ class IngestPipeline:
                 rejected.append(Rejection(index, str(exc)))
                 continue
             except Exception as exc:  # a bug in one mapping must not drop the batch
-                log.exception("unexpected error on record %d", index)
+                if first_error is None:
+                    first_error = (index, exc)
+                errors += 1
                 rejected.append(Rejection(index, f"internal error while reading this record: {type(exc).__name__}"))
                 continue
             events.append(event)
+        if first_error is not None:
+            # One line per batch, never a traceback per record: a hostile request must not flood the log.
+            first_index, first_exc = first_error
+            log.error(
+                "%d record(s) raised an unexpected error and were rejected; the first, record %d: %s: %.200s",
+                errors,
+                first_index,
+                type(first_exc).__name__,
+                first_exc,
+            )
+            log.debug("the first unexpected error", exc_info=first_exc)
         return events, rejected
 
     def prepare_lines(self, first_index: int, lines: Sequence[bytes]) -> tuple[list[UsageEvent], list[Rejection]]:
@@ -145,7 +163,7 @@ class IngestPipeline:
         for offset, line in enumerate(lines):
             # A file of another form misses every time: once misses outrun hits, stop trying.
             if misses <= hits + FAST_PATH_TRIES:
-                event = canonical_event(line, now=now, max_future_skew=skew)
+                event = canonical_event(line, now=now, max_future_skew=skew, max_metadata_bytes=self.max_metadata_bytes)
                 if event is not None and event.timestamp >= oldest:  # too old: `prepare` says why
                     hits += 1
                     if others:
@@ -167,7 +185,13 @@ class IngestPipeline:
         Call `price_all` on them after any check of their number.
         """
         now = self.clock()
-        events = canonical_events(body, ndjson=ndjson, now=now, max_future_skew=self.max_future_skew)
+        events = canonical_events(
+            body,
+            ndjson=ndjson,
+            now=now,
+            max_future_skew=self.max_future_skew,
+            max_metadata_bytes=self.max_metadata_bytes,
+        )
         oldest = self._oldest(now)
         if events is not None and any(event.timestamp < oldest for event in events):
             return None  # `prepare` rejects the old ones one by one, with the reason

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 import uvicorn
 from starlette.routing import BaseRoute
 
-from exporter.config import Config, ListenError
+from exporter.config import ENDPOINT_GROUPS, Config, ListenError
 from exporter.http.app import build_app
+from exporter.http.slow_clients import protocol_options
 from exporter.services import Services
 
 log = logging.getLogger(__name__)
@@ -47,11 +48,28 @@ def check_listen_allowed(listen: str, config: Config) -> tuple[str, int]:
 
 
 def check_exposure(host: str, config: Config) -> None:
-    """Without tokens the API is open, so refuse to listen anywhere but loopback."""
-    if not config.auth.any_configured and not is_loopback(host):
+    """Off loopback every endpoint group needs its tokens, or an explicit `auth.open` entry (logged loudly).
+
+    Configuring only some token lists used to leave the others open to the network: only
+    `webhook_tokens` set, and anyone could ingest or rewrite budgets.
+    """
+    if is_loopback(host):
+        return
+    auth = config.auth
+    missing = [group for group in auth.unguarded() if group not in auth.open]
+    if missing:
+        listed = ", ".join(f"auth.{ENDPOINT_GROUPS[group]}" for group in missing)
         raise ListenError(
-            f"refusing to listen on {host}: no auth tokens are configured, so the API would be open to "
-            "the network. Configure auth.ingest_tokens / auth.admin_tokens, or listen on 127.0.0.1."
+            f"refusing to listen on {host}: the {', '.join(missing)} endpoints have no tokens, so they would be "
+            f"open to the network. Configure {listed}, list them in auth.open to leave them open on purpose, "
+            "or listen on 127.0.0.1."
+        )
+    for group in auth.open:
+        guarded = auth.metrics_tokens if group == "metrics" else group not in auth.unguarded()
+        if guarded:
+            continue  # tokens configured: they apply, the opt-in is moot
+        log.warning(
+            "AUTH DISABLED: the %s endpoints are OPEN to the network on %s without tokens (auth.open)", group, host
         )
 
 
@@ -67,8 +85,9 @@ def make_server(services: Services, listen: str, extra_routes: Sequence[BaseRout
         access_log=False,
         # httptools parses HTTP in C; uvicorn's fallback, h11, is pure Python and took a third of the CPU
         # of a small request (an Alertmanager webhook storm ran at ~900 instead of ~1,500 requests/s).
-        http="httptools",
         loop="asyncio",
+        # httptools, with a header read timeout and a connection cap (exporter.http.slow_clients).
+        **protocol_options(services.config.http),
         timeout_graceful_shutdown=10,
         lifespan="off",
     )

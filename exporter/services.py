@@ -66,6 +66,7 @@ class Services:
             clock=clock,
             max_future_skew=config.ingest.max_future_skew_seconds,
             max_event_age=None if events_days is None else events_days * 86_400,
+            max_metadata_bytes=config.ingest.max_metadata_bytes,
         )
         registry = OrderedRegistry(auto_describe=False)
         registry.register(

@@ -7,10 +7,12 @@ import ssl
 import subprocess
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from alerting.gateway.config import parse_settings
 from alerting.model import Actor, Alert, Notification, NotificationKind, fingerprint
 from alerting.notify import EmailNotifier, Notifier
 from tests.recording_servers import SMTPServer, unused_port
@@ -325,18 +327,41 @@ def test_starttls_required_but_not_offered_is_final(smtp):
 
 def test_login_with_the_right_password_delivers():
     with SMTPServer(credentials={"alerts": "s3cret-passw0rd"}) as smtp:
-        result = make_notifier(smtp, username="alerts", password="s3cret-passw0rd").send(notify("firing"))
+        result = make_notifier(smtp, username="alerts", password="s3cret-passw0rd", allow_insecure_auth=True).send(
+            notify("firing")
+        )
         assert result.ok, result.error
         assert len(smtp.messages) == 1
 
 
 def test_a_wrong_password_is_final_and_never_shown():
     with SMTPServer(credentials={"alerts": "s3cret-passw0rd"}) as smtp:
-        result = make_notifier(smtp, username="alerts", password="wr0ng-passw0rd").send(notify("firing"))
+        result = make_notifier(smtp, username="alerts", password="wr0ng-passw0rd", allow_insecure_auth=True).send(
+            notify("firing")
+        )
         assert not result.ok and not result.retryable
         assert "535" in result.error
         assert "wr0ng-passw0rd" not in result.error
         assert smtp.messages == []
+
+
+def test_login_without_tls_is_refused_unless_allowed(smtp):
+    with pytest.raises(ValueError, match="in clear"):
+        make_notifier(smtp, username="alerts", password="s3cret-passw0rd")
+    problems: list[str] = []
+    section = {
+        "smtp_host": "mail",
+        "starttls": False,
+        "username": "u",
+        "password": "p",
+        "from": "a@x.org",
+        "to": "b@x.org",
+    }
+    parse_settings({"notifications": {"email": section}}, Path("."), problems)
+    assert any("in clear" in p for p in problems), problems
+    problems = []
+    parse_settings({"notifications": {"email": {**section, "allow_insecure_auth": True}}}, Path("."), problems)
+    assert not any("in clear" in p for p in problems), problems
 
 
 def test_notifier_is_built_from_the_notifications_config(smtp):

@@ -45,7 +45,11 @@ _FIELDS = {
     "max_cost_per_request",
     "max_tokens_per_request",
     "fallback_model",
+    "max_instances",
 }
+DEFAULT_MAX_INSTANCES = 1000
+"""Instances a `key: "*"` budget tracks per period; further values share one `__other__` instance."""
+OTHER_INSTANCE = "__other__"
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ class Budget:
     """Tokens; as `max_cost_per_request`."""
     fallback_model: str = ""
     """Suggested in check answers when this budget is over its limit (or refuses the call)."""
+    max_instances: int = DEFAULT_MAX_INSTANCES
 
     @property
     def label(self) -> str | None:
@@ -105,6 +110,7 @@ class Budget:
             "mode": self.mode,
             "timezone": self.timezone,
             "description": self.description,
+            **({"max_instances": self.max_instances} if self.key == "*" else {}),
         }
         # Left out when unset, so definitions stored before these keys existed still compare equal.
         if self.max_cost_per_request is not None:
@@ -190,6 +196,11 @@ def parse_budget(raw: Any, path: str, problems: list[str], *, name: str | None =
     fallback = raw.get("fallback_model") or ""
     if not isinstance(fallback, str) or len(fallback) > 256 or not fallback.isprintable():
         problems.append(f"{path}.fallback_model: must be a model name (a printable string of at most 256 characters)")
+    max_instances = raw.get("max_instances", DEFAULT_MAX_INSTANCES)
+    if isinstance(max_instances, bool) or not isinstance(max_instances, int) or max_instances < 1:
+        problems.append(f"{path}.max_instances: must be an integer >= 1, got {max_instances!r}")
+    elif "max_instances" in raw and key != "*":
+        problems.append(f'{path}.max_instances: only applies to key: "*"')
     if len(problems) > before:
         return None
     return Budget(
@@ -206,6 +217,7 @@ def parse_budget(raw: Any, path: str, problems: list[str], *, name: str | None =
         max_cost_per_request=max_cost,
         max_tokens_per_request=max_tokens,
         fallback_model=str(fallback),
+        max_instances=int(max_instances),
     )
 
 

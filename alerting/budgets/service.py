@@ -28,6 +28,7 @@ from alerting.budgets.check_cache import CheckCache
 from alerting.budgets.definition import (
     ALERT_FOR_STATE,
     FORECAST_ALERT,
+    OTHER_INSTANCE,
     REQUEST_CAP_ALERT,
     SEVERITY_FOR_ALERT,
     STATES,
@@ -540,10 +541,19 @@ class BudgetService:
         if budget.key != "*":
             return instances[0].to_json()
         start, end = self._bounds(budget, self.clock())
-        worst = max(instances, key=lambda i: i.ratio, default=None)
+        worst = max((i for i in instances if i.key != OTHER_INSTANCE), key=lambda i: i.ratio, default=None)
         body = worst.to_json() if worst else Instance(budget, "*", start, end, 0.0, 0.0).to_json()
         body["key"] = "*"
         body["instances"] = [i.to_json() for i in sorted(instances, key=lambda i: -i.ratio)]
+        other = next((i for i in instances if i.key == OTHER_INSTANCE), None)
+        if other is not None:
+            # Values past max_instances share one instance: said plainly, since it is never alerted on.
+            body["folded"] = {
+                "max_instances": budget.max_instances,
+                "key": OTHER_INSTANCE,
+                "spent": other.spent,
+                "note": f"values past the first {budget.max_instances} are summed here and not alerted on",
+            }
         return body
 
     def check(self, request: Any) -> dict[str, Any]:
@@ -717,6 +727,10 @@ class BudgetService:
             return
         desired: dict[tuple[str, str, str], Instance] = {}
         for instance in instances:
+            if instance.key == OTHER_INSTANCE:
+                # The sum of many values past `max_instances`: reported in the status, never paged as if
+                # it were one value over its limit (a flood of names must not page by itself).
+                continue
             for alertname in self._desired(instance, now):
                 desired[(alertname, instance.budget.name, instance.key)] = instance
         # The level alerts of one instance are one alert (its name follows the level): compare them
@@ -742,6 +756,14 @@ class BudgetService:
             if current.get(labels.get("budget", "")) != labels.get("period_start"):
                 self.sink.resolve(alertname, labels)  # its period is over (or the budget is gone)
 
+    def _tracked_keys(self, budget: Budget, period_start: int) -> set[str]:
+        """The instance keys a `key: "*"` budget tracks in the period starting at `period_start`."""
+        query = select(budget_spend.c.key).where(
+            budget_spend.c.budget == budget.name, budget_spend.c.period_start == period_start
+        )
+        with self.store.reading() as conn:
+            return {str(row[0]) for row in conn.execute(query)}
+
     def _store_projections(self, definitions: list[Budget], now: float) -> None:
         cfg = self.projection
         rows: list[dict[str, Any]] = []
@@ -762,8 +784,13 @@ class BudgetService:
                 first, last + BUCKET_SECONDS, group_by=[label] if label else [], where=where, columns=columns
             )
             keyed: dict[str, np.ndarray] = {}
+            # Fold before building arrays: a `key: "*"` budget projects only the instances it tracks
+            # (at most max_instances); every other value adds to `__other__`.
+            tracked = self._tracked_keys(budget, int(start.timestamp())) if budget.key == "*" else None
             for row in data:
                 key = str(row[0]) if label else ""
+                if tracked is not None and key not in tracked:
+                    key = OTHER_INSTANCE
                 bucket = int(row[1] if label else row[0])
                 values = row[2:] if label else row[1:]
                 arr = keyed.setdefault(key, np.zeros(bucket_starts.size))

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from alerting.budgets.definition import Budget, parse_budget
+from alerting.budgets.definition import OTHER_INSTANCE, Budget, parse_budget
 from alerting.budgets.tables import REVISION_COUNTER
 from alerting.periods import period_bounds
 from exporter.store.rollups import ROLLUPS_IN_RANGE_SQL
@@ -120,6 +120,7 @@ class BudgetSpendHook:
                 inc[2] += acc[0]
         if not increments:
             return None
+        self._cap_instances(cursor, q, increments)
         cursor.executemany(
             f"INSERT INTO budget_spend (budget, key, period_start, cost_nanousd, tokens, requests) "
             f"VALUES ({q}, {q}, {q}, {q}, {q}, {q}) ON CONFLICT (budget, key, period_start) DO UPDATE SET "
@@ -128,6 +129,51 @@ class BudgetSpendHook:
             [(*k, *increments[k]) for k in sorted(increments)],
         )
         return SpendChange({k: (v[0], v[1], v[2]) for k, v in increments.items()}, time.monotonic())
+
+    def _cap_instances(self, cursor: Any, q: str, increments: dict[SpendKey, list[int]]) -> None:
+        """Fold the values of a `key: "*"` budget past its `max_instances` into one `__other__` instance.
+
+        100k distinct project names would otherwise make 100k instances (rows, evaluations, alerts).
+        Values that already have an instance keep it; new ones take the free places in key order, and
+        the rest are added to `__other__`, so the budget's total stays exact. Runs inside the ingest
+        transaction, which holds the budget_spend lock, so concurrent writers count the same instances.
+        """
+        caps = {b.name: b.max_instances for b in self._budgets if b.key == "*"}
+        groups: dict[tuple[str, int], list[SpendKey]] = {}
+        for spend_key in increments:
+            name, key, start = spend_key
+            if name in caps and key != OTHER_INSTANCE:
+                groups.setdefault((name, start), []).append(spend_key)
+        for (name, start), keys in groups.items():
+            cap = caps[name]
+            cursor.execute(
+                f"SELECT COUNT(*) FROM budget_spend WHERE budget = {q} AND period_start = {q} AND key <> {q}",
+                (name, start, OTHER_INSTANCE),
+            )
+            count = int(cursor.fetchone()[0])
+            if count + len(keys) <= cap:
+                continue  # all fit, whether new or not
+            existing: set[str] = set()
+            values = [k[1] for k in keys]
+            for i in range(0, len(values), 500):
+                chunk = values[i : i + 500]
+                marks = ", ".join([q] * len(chunk))
+                cursor.execute(
+                    f"SELECT key FROM budget_spend WHERE budget = {q} AND period_start = {q} AND key IN ({marks})",
+                    (name, start, *chunk),
+                )
+                existing.update(row[0] for row in cursor.fetchall())
+            room = cap - count
+            for spend_key in sorted(keys):
+                if spend_key[1] in existing:
+                    continue
+                if room > 0:
+                    room -= 1
+                    continue
+                moved = increments.pop(spend_key)
+                other = increments.setdefault((name, OTHER_INSTANCE, start), [0, 0, 0])
+                for j in range(3):
+                    other[j] += moved[j]
 
 
 def lock_for_change(conn: Connection) -> None:
@@ -187,6 +233,8 @@ def rebuild_current_period(conn: Connection, budget: Budget, now: float, periods
             (k, *(max(int(v or 0) - base, 0) for v, base in zip((c, t, r), baseline.get(k, (0, 0, 0)), strict=True)))
             for k, c, t, r in counted
         ]
+    if budget.key == "*" and len(counted) > budget.max_instances:
+        counted = _fold_instances(counted, budget.max_instances)
     if counted:
         conn.execute(
             text(
@@ -198,3 +246,12 @@ def rebuild_current_period(conn: Connection, budget: Budget, now: float, periods
                 for k, c, t, r in counted
             ],
         )
+
+
+def _fold_instances(rows: list[tuple[Any, ...]], cap: int) -> list[tuple[Any, ...]]:
+    """Keep the `cap` highest-cost (key, cost, tokens, requests) rows; sum the rest as `__other__`."""
+    ranked = sorted(rows, key=lambda r: (-int(r[1] or 0), str(r[0])))
+    kept = [r for r in ranked[:cap] if r[0] != OTHER_INSTANCE]
+    rest = [r for r in ranked[:cap] if r[0] == OTHER_INSTANCE] + ranked[cap:]
+    other = (OTHER_INSTANCE, *(sum(int(r[i] or 0) for r in rest) for i in (1, 2, 3)))
+    return [*kept, other]

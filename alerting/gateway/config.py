@@ -48,7 +48,7 @@ _SECRETS = {
 }
 _PLAIN_KEYS = {
     "slack": {"channel", "api_url", "timeout_seconds"},
-    "email": {"smtp_host", "smtp_port", "starttls", "username", "from", "to", "timeout_seconds"},
+    "email": {"smtp_host", "smtp_port", "starttls", "username", "from", "to", "timeout_seconds", "allow_insecure_auth"},
     "pagerduty": {"events_url", "timeout_seconds", "source"},
 }
 _REQUIRED = {"slack": ("token", "channel"), "email": ("smtp_host", "from", "to"), "pagerduty": ("routing_key",)}
@@ -171,6 +171,17 @@ def _channel(name: str, section: dict[str, Any], problems: Problems, base: Path)
             problems.append(f"{path}.smtp_port: must be a port number")
         if not isinstance(resolved.get("starttls", True), bool):
             problems.append(f"{path}.starttls: must be true or false")
+        if not isinstance(resolved.get("allow_insecure_auth", False), bool):
+            problems.append(f"{path}.allow_insecure_auth: must be true or false")
+        elif (
+            resolved.get("username")
+            and resolved.get("starttls", True) is False
+            and not resolved.get("allow_insecure_auth")
+        ):
+            problems.append(
+                f"{path}.starttls: false with a username would send the SMTP password in clear; "
+                "set starttls: true, or allow_insecure_auth: true for a relay on a trusted network"
+            )
     if "timeout_seconds" in resolved:
         timeout = resolved["timeout_seconds"]
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:

@@ -46,6 +46,12 @@ MESSAGE_ID_DOMAIN = "llmcost"
 _MESSAGE_ID = re.compile(r"<[^<>\s@]+@[^<>\s@]+>")
 
 
+INSECURE_AUTH = (
+    "notifications.email: SMTP login without STARTTLS would send the password in clear; "
+    "set starttls: true, or allow_insecure_auth: true for a relay on a trusted network"
+)
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -197,9 +203,12 @@ class EmailNotifier:
         timeout: float = 10.0,
         ssl_context: ssl.SSLContext | None = None,
         now: Callable[[], datetime] = _utcnow,
+        allow_insecure_auth: bool = False,
     ) -> None:
         if not to:
             raise ValueError("email notifier needs at least one recipient")
+        if username and not starttls and not allow_insecure_auth:
+            raise ValueError(INSECURE_AUTH)
         self.smtp_host = smtp_host
         self.smtp_port = smtp_port
         self.from_addr = from_addr
@@ -233,6 +242,7 @@ class EmailNotifier:
             from_addr=str(config["from"]),
             to=[to] if isinstance(to, str) else [str(addr) for addr in to],
             timeout=float(config.get("timeout_seconds", 10.0)),
+            allow_insecure_auth=config.get("allow_insecure_auth") is True,
         )
 
     def send(self, notification: Notification) -> DeliveryResult:

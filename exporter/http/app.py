@@ -14,21 +14,29 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from exporter import __version__
+from exporter.commit_queue import WriteFailed
 from exporter.events import UsageEvent
 from exporter.exposition import lean_renderer
 from exporter.http.auth import check_bearer
 from exporter.http.body import (
     JSON_TYPES,
     NDJSON_TYPES,
+    BodyTimeout,
     BodyTooLarge,
     MalformedBody,
+    TooManyEvents,
+    check_count,
+    check_lines,
     media_type,
     read_limited,
     split_records,
 )
+from exporter.http.encoding import BadEncoding, DecodedTooLarge, UnsupportedEncoding, decode_body
 from exporter.http.errors import ORJSONResponse, error
+from exporter.http.json_budget import values_bound
 from exporter.http.otlp import otlp_routes
 from exporter.http.summary import summary_routes
+from exporter.memory import LARGE_BODY_BYTES, release_free_memory
 from exporter.pipeline import IngestOutcome, Rejection
 from exporter.services import Services
 from exporter.store import StoreUnavailable
@@ -53,8 +61,8 @@ LANDING = """<!doctype html>
 STORE_DOWN_HEADERS = {"Retry-After": "5"}
 
 
-class TooManyEvents(ValueError):
-    """More events in one request than `ingest.max_batch_events` (answered 413)."""
+class TooManyValues(ValueError):
+    """More JSON values in one body than `ingest.max_json_values` (answered 413, before parsing)."""
 
 
 def store_unavailable(exc: Exception) -> Response:
@@ -79,6 +87,9 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         return PlainTextResponse("store unreachable\n", status_code=503)
 
     async def metrics(request: Request) -> Response:
+        denied = check_bearer(request, config.auth.metrics_tokens)
+        if denied is not None:
+            return denied
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
         # The same bytes as prometheus_client writes for these formats (tests pin it), several times faster.
         encoder = lean_renderer(content_type) or encoder
@@ -90,19 +101,22 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
 
     def parse_and_prepare(body: bytes, kind: str) -> tuple[list[UsageEvent], list[Rejection]]:
         pipeline = services.pipeline
+        # Counted before anything is built: the parsers below materialise every value of the body.
+        limit = config.ingest.max_json_values
+        if (bound := values_bound(body, ndjson=kind in NDJSON_TYPES, limit=limit)) > limit:
+            raise TooManyValues(
+                f"body holds up to {bound} JSON values; the limit is {limit} per request "
+                f"(send at most {config.ingest.max_batch_events} events, with small metadata)"
+            )
+        if kind in NDJSON_TYPES:
+            check_lines(body, config.ingest.max_batch_events)
         # A body of plain canonical events takes the fast path; any other body, the general one.
         events = pipeline.prepare_canonical_body(body, ndjson=kind in NDJSON_TYPES)
         if events is not None:
-            check_batch_size(len(events))
+            check_count(len(events), config.ingest.max_batch_events)
             pipeline.price_all(events)
             return events, []
-        records = split_records(body, kind)
-        check_batch_size(len(records))
-        return pipeline.prepare(records)
-
-    def check_batch_size(count: int) -> None:
-        if count > config.ingest.max_batch_events:
-            raise TooManyEvents(f"batch has {count} events; the limit is {config.ingest.max_batch_events} per request")
+        return pipeline.prepare(split_records(body, kind, config.ingest.max_batch_events))
 
     async def ingest(request: Request) -> Response:
         denied = check_bearer(request, config.auth.ingest_tokens)
@@ -110,11 +124,29 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
             return denied
         kind = media_type(request)
         if kind not in NDJSON_TYPES and kind not in JSON_TYPES:
-            return error(415, f"unsupported content type {kind!r}; send application/json or application/x-ndjson")
+            named = f"content type {kind!r}" if kind else "a request without a Content-Type"
+            return error(415, f"unsupported: {named}; send application/json or application/x-ndjson")
+        limit = config.ingest.max_body_bytes
         try:
-            body = await read_limited(request, config.ingest.max_body_bytes)
-        except BodyTooLarge as exc:
-            return error(413, str(exc), {"limit_bytes": config.ingest.max_body_bytes})
+            body = await read_limited(request, limit, config.http.body_timeout_seconds)
+            body = await run_in_threadpool(decode_body, body, request.headers.get("content-encoding"), limit)
+        except (BodyTooLarge, DecodedTooLarge) as exc:
+            return error(413, str(exc), {"limit_bytes": limit})
+        except UnsupportedEncoding as exc:
+            return error(415, str(exc))
+        except BodyTimeout as exc:
+            return error(408, str(exc), headers={"Connection": "close"})
+        except BadEncoding as exc:
+            return error(400, str(exc))
+        if len(body) < LARGE_BODY_BYTES:
+            return await parse_and_store(body, kind)
+        try:
+            return await parse_and_store(body, kind)
+        finally:
+            del body
+            await run_in_threadpool(release_free_memory)
+
+    async def parse_and_store(body: bytes, kind: str) -> Response:
         try:
             # Parsing and validation in one worker-thread hop: the event loop stays free for others.
             events, rejected = await run_in_threadpool(parse_and_prepare, body, kind)
@@ -122,11 +154,15 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
             return error(400, str(exc))
         except TooManyEvents as exc:
             return error(413, str(exc), {"limit_events": config.ingest.max_batch_events})
+        except TooManyValues as exc:
+            return error(413, str(exc), {"limit_values": config.ingest.max_json_values})
         assert services.commit_queue is not None
         try:
             accepted, duplicates = await asyncio.wrap_future(services.commit_queue.submit(events, len(rejected)))
         except StoreUnavailable as exc:
             return store_unavailable(exc)
+        except WriteFailed as exc:
+            return error(500, str(exc), "the server logged the cause; the other requests were not affected")
         outcome = IngestOutcome(accepted, duplicates, rejected)
         body_json = outcome.to_json()
         if rejected and not events:
@@ -146,4 +182,17 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         *summary_routes(services),
         *extra_routes,
     ]
-    return Starlette(routes=routes)
+    return Starlette(
+        routes=routes,
+        # No bare 500 anywhere: a store outage is a 503 to retry, any other failure the API's JSON error.
+        exception_handlers={StoreUnavailable: _store_unavailable_handler, Exception: _internal_error_handler},
+    )
+
+
+async def _store_unavailable_handler(_request: Request, exc: Exception) -> Response:
+    return store_unavailable(exc)
+
+
+async def _internal_error_handler(_request: Request, _exc: Exception) -> Response:
+    # Starlette logs the traceback itself once this response is sent.
+    return error(500, "internal error; the server logged the cause")

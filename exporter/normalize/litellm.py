@@ -64,7 +64,10 @@ def event_from_litellm(raw: Mapping[str, Any]) -> dict[str, Any]:
     meta = _object(raw.get("metadata"), "metadata")
     hidden = _object(raw.get("hidden_params"), "hidden_params")
     model = raw.get("model") or raw.get("model_group")
-    provider = raw.get("custom_llm_provider") or _model_prefix(model) or "unknown"
+    custom = raw.get("custom_llm_provider")
+    if custom is not None and not isinstance(custom, str):
+        raise InvalidEvent("custom_llm_provider", f"must be a string, got {type(custom).__name__}")
+    provider = custom or _model_prefix(model) or "unknown"
     out: dict[str, Any] = {"provider": provider, "model": model}
 
     request_id = raw.get("request_id") if spend_log else raw.get("id")

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -41,6 +42,10 @@ from exporter.store.writer import (
 from exporter.store.writer_turn import WriterTurn, sqlite_lock_path
 
 log = logging.getLogger(__name__)
+
+
+OTHER_VALUE = "__other__"
+"""The label value that stands for every value folded away by a cardinality cap."""
 
 
 class StoreUnavailable(RuntimeError):
@@ -291,13 +296,54 @@ class Store:
         except OperationalError as exc:
             raise StoreUnavailable(str(exc.orig)) from exc
 
-    def series_totals(self, labels: Sequence[str]) -> list[SeriesTotals]:
-        """Cumulative counters summed per distinct value of `labels` (a subset of LABEL_COLUMNS)."""
-        cols = [usage_series.c[name] for name in labels]
-        sums = [func.sum(usage_series.c[name]) for name in COUNTER_COLUMNS]
-        rows = self._read(select(*cols, *sums).group_by(*cols))
-        width = len(cols)
+    def series_totals(
+        self, labels: Sequence[str], *, keep: Mapping[str, Sequence[str]] | None = None
+    ) -> list[SeriesTotals]:
+        """Cumulative counters summed per distinct value of `labels` (a subset of LABEL_COLUMNS).
+
+        For each label in `keep`, values not listed are summed under `__other__` (`OTHER_VALUE`), so
+        every total stays exact. The folding is done by the database: a scrape then reads at most a few
+        thousand rows, not one per series.
+        """
+        keep = keep or {}
+        unknown = [name for name in (*labels, *keep) if name not in LABEL_COLUMNS]
+        if unknown:
+            raise ValueError(f"not label columns: {unknown}")
+        width = len(labels)
+        with self.raw_cursor() as (cursor, placeholder):
+            postgres = placeholder == "%s"
+            selected: list[str] = []
+            params: list[Any] = []
+            for name in labels:
+                if name not in keep:
+                    selected.append(f'"{name}"')
+                    continue
+                member = f"= ANY({placeholder})" if postgres else f"IN (SELECT value FROM json_each({placeholder}))"
+                selected.append(f'CASE WHEN "{name}" {member} THEN "{name}" ELSE {placeholder} END')
+                values = list(keep[name])
+                params += [values if postgres else orjson.dumps(values).decode(), OTHER_VALUE]
+            sums = ", ".join(f"SUM({name})" for name in COUNTER_COLUMNS)
+            if width:
+                positions = ", ".join(str(i + 1) for i in range(width))
+                columns = ", ".join(selected)
+                sql = f"SELECT {columns}, {sums} FROM usage_series GROUP BY {positions} ORDER BY {positions}"
+            else:
+                sql = f"SELECT {sums} FROM usage_series"
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
         return [SeriesTotals(tuple(r[:width]), tuple(int(v or 0) for v in r[width:])) for r in rows]
+
+    def top_values(self, name: str, cap: int) -> list[str] | None:
+        """The `cap - 1` highest-cost values of label `name`, or None when it has at most `cap` values."""
+        if name not in LABEL_COLUMNS:
+            raise ValueError(f"not a label column: {name}")
+        with self.raw_cursor() as (cursor, _placeholder):
+            cursor.execute(
+                f'SELECT "{name}" FROM usage_series GROUP BY "{name}" ORDER BY SUM(cost_nanousd) DESC, "{name}" '
+                f"LIMIT {int(cap) + 1}"
+            )
+            values = [row[0] for row in cursor.fetchall()]
+        return values[: cap - 1] if len(values) > cap else None
 
     def counters(self) -> dict[str, float]:
         """Persisted self counters (accepted, duplicate, rejected, last_accepted_ts, …)."""

@@ -353,7 +353,7 @@ def prepare_batch(events: Sequence[UsageEvent], now: float, *, postgres: bool) -
             ev.cost_nanousd or 0,
             ev.cost_source or "supplied",
             latency if latency is not None else no_latency,
-            orjson.dumps(ev.metadata).decode() if ev.metadata else no_metadata,
+            ev.metadata_text or (orjson.dumps(ev.metadata).decode() if ev.metadata else no_metadata),
             now,
             ev.cache_write_1h_tokens,
             ev.price_source,
