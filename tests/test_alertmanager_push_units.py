@@ -227,3 +227,46 @@ def test_an_alert_raised_directly_and_coming_back_through_alertmanager_is_notifi
     assert len(gateway.notifications(channel="slack")) == 1
     gateway.close()
     store.close()
+
+
+def test_a_budget_alert_rising_a_level_resolves_the_earlier_level_in_alertmanager_and_stays_one_alert(
+    alertmanager: RecordingServer, db_url: str
+) -> None:
+    """Warning → critical: Alertmanager is told the warning ended; its late copies never lower the alert."""
+    clock = Clock(T0)
+    sink, pusher, store = build(alertmanager.url, db_url, clock)
+    sink.fire("LLMBudgetWarning", LABELS, {"summary": "85 %"}, "warning")
+    clock.now = T0 + 60
+    sink.fire("LLMBudgetCritical", LABELS, {"summary": "97 %"}, "critical")
+    pusher.push()
+    pushed = {a["labels"]["alertname"]: a for a in posted(alertmanager)}
+    assert set(pushed) == {"LLMBudgetWarning", "LLMBudgetCritical"}
+    assert pushed["LLMBudgetWarning"]["endsAt"] == rfc3339(T0 + 60)  # resolved when the level rose
+    assert pushed["LLMBudgetCritical"]["endsAt"] > rfc3339(T0 + 60)  # firing
+    assert sink.active_labels(["LLMBudgetWarning", "LLMBudgetCritical"]) == [("LLMBudgetCritical", LABELS)]
+
+    gateway = sink.gateway
+    gateway.fire("LLMBudgetCritical", LABELS, severity="critical", annotations={"summary": "97 %"})
+
+    def webhook(status: str, alertname: str, severity: str) -> dict[str, Any]:
+        labels = {**LABELS, "alertname": alertname, "severity": severity, "llmcost_origin": "llmcost"}
+        item = {"status": status, "labels": labels, "annotations": {}, "startsAt": rfc3339(T0)}
+        if status == "resolved":
+            item["endsAt"] = rfc3339(T0 + 60)
+        return {"version": "4", "groupKey": f"{status}-{alertname}", "alerts": [item]}
+
+    late_warning = gateway.receive_alertmanager(webhook("firing", "LLMBudgetWarning", "warning"))
+    warning_ended = gateway.receive_alertmanager(webhook("resolved", "LLMBudgetWarning", "warning"))
+    assert [c.action for c in (*late_warning.changes, *warning_ended.changes)] == ["ignored", "ignored"]
+    (alert,) = gateway.alerts()
+    assert (alert.alertname, alert.severity, alert.state) == ("LLMBudgetCritical", "critical", "firing")
+
+    clock.now = T0 + 120  # the level falls back (a reset), then rises to warning again: one row per level
+    sink.resolve("LLMBudgetCritical", LABELS)
+    sink.fire("LLMBudgetWarning", LABELS, {"summary": "85 %"}, "warning")
+    alertmanager.requests.clear()
+    pusher.push()
+    states = {(a["labels"]["alertname"], a["endsAt"] > rfc3339(clock.now)) for a in posted(alertmanager)}
+    assert states == {("LLMBudgetWarning", True), ("LLMBudgetCritical", False)}
+    gateway.close()
+    store.close()

@@ -26,7 +26,16 @@ from alerting.gateway.outbox import dialect_insert, enqueue, notified_channels
 from alerting.gateway.records import alert_from_row, dumps
 from alerting.gateway.silences import CHANNEL as SILENCES
 from alerting.gateway.tables import OPEN_ALERT, alert_events, alerts
-from alerting.model import Actor, Alert, AlertSource, NotificationKind, Severity, fingerprint, level_rank
+from alerting.model import (
+    Actor,
+    Alert,
+    AlertSource,
+    NotificationKind,
+    Severity,
+    alert_family,
+    fingerprint,
+    level_rank,
+)
 
 
 class AlertNotFound(LookupError):
@@ -174,6 +183,10 @@ class Lifecycle:
             # A concurrent transaction created it first (and notified): continue with its row.
             row = self._open_row(conn, fp)
             assert row is not None
+        if incoming.source == "alertmanager" and level_rank(incoming.alertname) < level_rank(row.alertname):
+            # Alertmanager still holds the earlier level of an escalating alert until its resolve (pushed
+            # when the level rose) reaches it: that report must not lower the alert and make it rise again.
+            return Change("ignored", alert_from_row(row), reason="an earlier level of an alert that has since risen")
         level_rose = level_rank(incoming.alertname) > level_rank(row.alertname)
         if self._refresh(conn, row, incoming, now):
             row = self._open_row(conn, fp)
@@ -368,13 +381,22 @@ class Lifecycle:
         *,
         actor: Actor,
         starts_at: float | None = None,
+        alertname: str | None = None,
     ) -> Change:
-        """Resolve the open alert with this fingerprint (`starts_at`: only if it started no later)."""
+        """Resolve the open alert with this fingerprint (`starts_at`: only if it started no later).
+
+        `alertname`: the name the resolve is about. For a level of an escalating family it must be the
+        alert's current level: the end of an earlier level (Alertmanager is told when the level rises)
+        does not end the alert.
+        """
         row = self._open_row(conn, fp)
         if row is None:
             return Change("ignored", reason="no open alert with this fingerprint")
         if starts_at is not None and row.starts_at > starts_at:
             return Change("ignored", alert_from_row(row), reason="the resolve is about an earlier occurrence")
+        if alertname is not None and alert_family(alertname) is not None and alertname != row.alertname:
+            reason = f"an earlier level ended; the alert is {row.alertname}"
+            return Change("ignored", alert_from_row(row), reason=reason)
         return self._resolve_row(conn, row, now, actor)
 
     def resolve_id(self, conn: Connection, alert_id: int, now: float, *, actor: Actor) -> Change:

@@ -270,7 +270,12 @@ class GatewayService:
             else:
                 changes.append(
                     self.lifecycle.resolve(
-                        conn, item.alert.fingerprint, now, actor=actor, starts_at=item.alert.starts_at
+                        conn,
+                        item.alert.fingerprint,
+                        now,
+                        actor=actor,
+                        starts_at=item.alert.starts_at,
+                        alertname=item.alert.alertname,
                     )
                 )
         return WebhookResult(duplicate=False, changes=tuple(changes))

@@ -5,20 +5,26 @@ then come back through Alertmanager's webhook (the shipped `alertmanager.yml` ro
 gateway), so the direct path is not used and nothing is notified twice. A resolve is also applied
 to the gateway's own record of the alert at once: a resolve that a silence in Alertmanager would
 hold back still closes the alert in llmcost (and sends its one resolve notification).
+
+A budget instance is one alert whose name follows its level (`ESCALATING_ALERTS`): one row, updated in
+place. Alertmanager knows each level as its own alert (the name is a label), so when the level changes
+the previous level is kept as a resolved row of its own (`level_key`) and pushed as resolved: otherwise
+Alertmanager would hold it firing until its `endsAt` and route it back as if the alert had fallen.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from alerting.gateway.outbox import dialect_insert
 from alerting.gateway.records import dumps, loads
 from alerting.gateway.service import GatewayService
-from alerting.model import PUSHED_ONLY_LABELS, fingerprint
+from alerting.model import PUSHED_ONLY_LABELS, alert_family, fingerprint
 from alerting.push.tables import alertmanager_alerts
 from exporter.store import Store
 
@@ -28,6 +34,11 @@ def clean_labels(labels: Mapping[str, str]) -> dict[str, str]:
     return {
         k: str(v) for k, v in sorted(labels.items()) if v != "" and k not in PUSHED_ONLY_LABELS and k != "alertname"
     }
+
+
+def level_key(fp: str, alertname: str) -> str:
+    """The row key of an earlier level of the alert `fp` (fits the 32-character key column)."""
+    return "L" + hashlib.sha256(f"{fp}:{alertname}".encode()).hexdigest()[:24]
 
 
 class AlertmanagerSink:
@@ -72,8 +83,12 @@ class AlertmanagerSink:
                 .returning(t.c.fingerprint)
             ).first()
             changed = inserted is not None
+            if alert_family(alertname) is not None:  # this level fires: it is no earlier level any more
+                conn.execute(delete(t).where(t.c.fingerprint == level_key(fp, alertname)))
             if not changed:
                 row = conn.execute(select(t).where(t.c.fingerprint == fp)).first()
+                if row is not None and row.alertname != alertname:  # firing, or resolved and now reopened
+                    self._end_level(conn, row, fp, now if row.ends_at is None else row.ends_at)
                 reopened = row is not None and row.ends_at is not None
                 if reopened or row is None or (row.severity, loads(row.annotations)) != (severity, notes):
                     extra = {"starts_at": now, "ends_at": None} if reopened else {}
@@ -82,6 +97,25 @@ class AlertmanagerSink:
         if changed:
             self._wake()
         return True
+
+    def _end_level(self, conn: Any, row: Any, fp: str, ended: float) -> None:
+        """Keep the level `row` had as a resolved alert of its own, pushed with its `endsAt` (`ended`)."""
+        t = alertmanager_alerts
+        key = level_key(fp, row.alertname)
+        conn.execute(delete(t).where(t.c.fingerprint == key))
+        conn.execute(
+            t.insert().values(
+                fingerprint=key,
+                alertname=row.alertname,
+                labels=row.labels,
+                annotations=row.annotations,
+                severity=row.severity,
+                generator_url=row.generator_url,
+                starts_at=row.starts_at,
+                ends_at=ended,
+                updated_at=ended,
+            )
+        )
 
     def resolve(self, alertname: str, labels: Mapping[str, str]) -> bool:
         """Resolve an alert if it is firing: pushed with its `endsAt`, and closed in the gateway."""
