@@ -19,11 +19,14 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 
 from alerting.spikes import read_spike_state
 from exporter.store import Store
 from tests.procs import LLMCOST, LlmcostProcess
+
+pytestmark = pytest.mark.real_process
 
 DAY, BUCKET = 86400, 300
 TENANTS = [f"t{i:02d}" for i in range(60)]

@@ -22,6 +22,8 @@ from tests.helpers import total
 from tests.procs import LlmcostProcess
 from tests.recording_servers import PagerDutyEventsServer, SlackAPIServer, SMTPServer
 
+pytestmark = pytest.mark.real_process
+
 ADMIN = "admin-token-0123456789abcdef"
 INGEST = "ingest-token-0123456789abcdef"
 LABELS = {"budget": "daily", "scope": "global", "key": ""}

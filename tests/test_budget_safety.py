@@ -23,6 +23,8 @@ from tests.helpers import total
 from tests.procs import LLMCOST, LlmcostProcess
 from tests.recording_servers import PagerDutyEventsServer, SlackAPIServer
 
+pytestmark = pytest.mark.real_process
+
 ROUTING_KEY = "R" * 32
 PROD_BUDGETS: list[dict[str, Any]] = [
     {"name": "search-requests", "scope": "project", "key": "search", "period": "total", "unit": "requests",

@@ -24,6 +24,8 @@ from tests.procs import LlmcostProcess
 from tests.provider_responses import SECRET, anthropic_messages, chat_completions, responses
 from tests.stored import stored_events
 
+pytestmark = pytest.mark.real_process
+
 
 @pytest.fixture
 def server(tmp_path: Path, sqlite_url: str) -> Iterator[LlmcostProcess]:

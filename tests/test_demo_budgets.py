@@ -7,10 +7,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from exporter.demo import DEMO_CONFIG
 from tests.pg import free_port
 from tests.procs import LLMCOST
+
+pytestmark = pytest.mark.real_process
 
 
 def test_budgets_list_on_the_demo_store_shows_the_demo_budgets(tmp_path: Path) -> None:

@@ -14,8 +14,11 @@ from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 
 from tests.procs import LlmcostProcess
+
+pytestmark = pytest.mark.real_process
 
 BOMB_PEAK_MIB = 300
 PEAK_BOUND_MIB = 600

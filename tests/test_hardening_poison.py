@@ -17,8 +17,11 @@ from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 
 from tests.procs import LLMCOST, LlmcostProcess
+
+pytestmark = pytest.mark.real_process
 
 NOW = time.time()
 NDJSON = {"Content-Type": "application/x-ndjson"}

@@ -13,8 +13,11 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.procs import LlmcostProcess
+
+pytestmark = pytest.mark.real_process
 
 CONFIG = "http:\n  header_timeout_seconds: 1\n  body_timeout_seconds: 1\n  max_connections: 20\n"
 

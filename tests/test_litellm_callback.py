@@ -23,6 +23,8 @@ from tests.pg import free_port
 from tests.procs import LlmcostProcess
 from tests.stored import stored_events
 
+pytestmark = pytest.mark.real_process
+
 SECRET = "SECRET-prompt-91c"
 MESSAGES = [{"role": "user", "content": f"{SECRET} question"}]
 

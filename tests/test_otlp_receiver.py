@@ -26,6 +26,8 @@ from tests.llmcost_server import INGEST_TOKEN, running_llmcost
 from tests.procs import LlmcostProcess
 from tests.stored import stored_events
 
+pytestmark = pytest.mark.real_process
+
 AUTH = {"Authorization": f"Bearer {INGEST_TOKEN}"}
 
 

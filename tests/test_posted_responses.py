@@ -14,6 +14,8 @@ from tests.procs import LlmcostProcess
 from tests.provider_responses import SECRET, anthropic_messages, chat_completions, responses
 from tests.stored import stored_events
 
+pytestmark = pytest.mark.real_process
+
 AUTH = {"Authorization": f"Bearer {INGEST_TOKEN}"}
 
 
