@@ -41,6 +41,10 @@ alert by design) on a tenant with an established level then (`Cases.established`
 silent at that hour have no baseline to be a multiple of: llmcost never alerts on them, by design, and
 they are counted apart); false alarms per tenant-day = alerts started in normal cases / their observed
 tenant-days; delay = minutes from the spike's start to the first firing pass (median over caught spikes).
+
+Beside the score, never in it: each moment's own traffic is measured with the yardstick spikes are
+sized by (`Cases.natural`), and the run prints how many false alarms fell on normal moments whose own
+traffic already reaches the factor, with the precision those moments set apart would give.
 """
 
 from __future__ import annotations
