@@ -41,6 +41,10 @@ alert by design) on a tenant with an established level then (`Cases.established`
 silent at that hour have no baseline to be a multiple of: llmcost never alerts on them, by design, and
 they are counted apart); false alarms per tenant-day = alerts started in normal cases / their observed
 tenant-days; delay = minutes from the spike's start to the first firing pass (median over caught spikes).
+
+Beside the score, never in it: each moment's own traffic is measured with the yardstick spikes are
+sized by (`Cases.natural`), and the run prints how many false alarms fell on normal moments whose own
+traffic already reaches the factor, with the precision those moments set apart would give.
 """
 
 from __future__ import annotations
@@ -126,6 +130,9 @@ class Cases:
     established: np.ndarray
     """The tenant has a level here to be a multiple of: spend in this hour (+- 30 min) on at least 4 of
     the previous 7 days, or in at least half of the 10-minute windows of the last `RECENT_MINUTES`."""
+    natural: np.ndarray
+    """The tenant's own traffic, untouched, as a spike by the yardstick injected ones are sized with: its
+    busiest 30 minutes ending within the horizon over `typical` x 30 (a natural 10x jump reads 10)."""
 
 
 def make_cases(tenants: list[Tenant], seed: int = SEED, spike_share: float = SPIKE_SHARE) -> Cases:
@@ -143,6 +150,7 @@ def make_cases(tenants: list[Tenant], seed: int = SEED, spike_share: float = SPI
     shape = rng.integers(len(SHAPES), size=tenant.size)
     typical = np.empty(tenant.size)
     established = np.empty(tenant.size, dtype=bool)
+    natural = np.empty(tenant.size)
     for k, (i, s) in enumerate(rows):
         spend = tenants[i].minute_spend
         same = s - 1440 * np.arange(1, 8)
@@ -151,7 +159,9 @@ def make_cases(tenants: list[Tenant], seed: int = SEED, spike_share: float = SPI
         days_active = sum(spend[d - 30 : d + 30].sum() > 0 for d in same)
         recent = spend[s - RECENT_MINUTES : s].reshape(-1, 10).sum(axis=1)
         established[k] = days_active >= 4 or np.mean(recent > 0) >= 0.5
-    return Cases(tenant, start, spiked, shape, typical, established)
+        ahead = np.cumsum(spend[s - BURST_MINUTES : s + HORIZON_MINUTES])
+        natural[k] = (ahead[BURST_MINUTES:] - ahead[:-BURST_MINUTES]).max() / (typical[k] * BURST_MINUTES or np.inf)
+    return Cases(tenant, start, spiked, shape, typical, established, natural)
 
 
 def spike_profile(shape: np.ndarray, minutes: int) -> np.ndarray:
@@ -200,6 +210,10 @@ class Run:
     """(n_rows, n_methods) alerts started (rising edges)."""
     best_reason: np.ndarray
     """(n_rows,) the detector's reason closest to firing over the horizon."""
+    first_window: np.ndarray
+    """(n_rows,) the window (minutes) of the detector's first alert started after the moment, 0 if none."""
+    first_ratio: np.ndarray
+    """(n_rows,) that window's ratio to its baseline."""
 
 
 def run_cases(
@@ -220,6 +234,8 @@ def run_cases(
     first = np.zeros((n, len(METHODS)), dtype=np.int64)
     starts = np.zeros((n, len(METHODS)), dtype=np.int64)
     best = np.zeros(n, dtype=np.int8)
+    first_window = np.zeros(n, dtype=np.int64)
+    first_ratio = np.zeros(n)
     origin = cases.start - warm
     offset = origin % per
     for r in range(per):  # rows whose first pass is r minutes into a bucket share every pass's now_fraction
@@ -254,12 +270,15 @@ def run_cases(
             if k >= 1:
                 best[rows] = np.maximum(best[rows], res.reason)
                 rising = fired & ~prev
+                new = rising[:, 0] & (first_window[rows] == 0)
+                first_window[rows[new]] = res.window_minutes[new]
+                first_ratio[rows[new]] = res.ratio[new]
                 starts[rows] += rising
                 sub = first[rows]
                 sub[(sub == 0) & fired] = k
                 first[rows] = sub
             prev = fired
-    return Run(first, starts, best)
+    return Run(first, starts, best, first_window, first_ratio)
 
 
 @dataclass(frozen=True)
@@ -277,15 +296,30 @@ class Score:
     silent_caught: int
     """Caught spikes among those on a tenant with no established level (not in recall)."""
     silent: int
+    false_on_natural: int
+    """False alarms in normal moments whose own traffic already reaches this factor (`Cases.natural`)."""
+    precision_apart: float
+    """Precision with those moments set apart (neither false alarm nor normal): a side figure, see main."""
 
 
 def score(
-    run: Run, m: int, spike_rows: np.ndarray, eligible: np.ndarray, silent: np.ndarray, normal_rows: np.ndarray
+    run: Run,
+    m: int,
+    spike_rows: np.ndarray,
+    eligible: np.ndarray,
+    silent: np.ndarray,
+    normal_rows: np.ndarray,
+    natural: np.ndarray,
 ) -> Score:
-    """Method `m`'s precision, recall, F1, false alarms per tenant-day and median delay."""
+    """Method `m`'s precision, recall, F1, false alarms per tenant-day and median delay.
+
+    `natural` (per normal row): the moment's own traffic already reaches the factor scored.
+    """
     fired = run.first[:, m] > 0  # a spike is caught by an alert firing while it lasts (new or held)
     tp = int(fired[spike_rows].sum())
-    fp = int((run.starts[normal_rows, m] > 0).sum())  # a normal moment is wronged by a new alert
+    wronged = run.starts[normal_rows, m] > 0  # a normal moment is wronged by a new alert
+    fp = int(wronged.sum())
+    fp_apart = int((wronged & ~natural).sum())
     hits = fired[spike_rows] & eligible
     n_el = int(eligible.sum())
     precision = tp / (tp + fp) if tp + fp else float("nan")
@@ -304,6 +338,8 @@ def score(
         fp,
         int((fired[spike_rows] & silent).sum()),
         int(silent.sum()),
+        fp - fp_apart,
+        tp / (tp + fp_apart) if tp + fp_apart else float("nan"),
     )
 
 
@@ -346,7 +382,10 @@ def evaluate(
         eligible = big_enough & cases.established[spike_idx]
         silent = big_enough & ~cases.established[spike_idx]
         rows_of[fa], eligible_of[fa] = rows, eligible
-        scores[fa] = {name: score(run, m, rows, eligible, silent, normal_rows) for m, name in enumerate(METHODS)}
+        natural = expanded.natural[normal_rows] >= fa
+        scores[fa] = {
+            name: score(run, m, rows, eligible, silent, normal_rows, natural) for m, name in enumerate(METHODS)
+        }
     return Evaluation(expanded, scores, run, rows_of, eligible_of, normal_rows)
 
 
@@ -372,6 +411,18 @@ def print_scores(ev: Evaluation) -> None:
     )
     for fa, text in silent.items():
         print(f"    {fa:g}x: {text}")
+    n_normal = ev.normal_rows.size
+    print(
+        "  side figure, not the score: false alarms in normal moments whose own traffic already reaches the factor "
+        "(busiest 30 min >= factor x the usual level spikes are sized by) / all false alarms, and precision with "
+        "those moments set apart:"
+    )
+    for fa, by_method in ev.scores.items():
+        natural = int((ev.cases.natural[ev.normal_rows] >= fa).sum())
+        text = ", ".join(
+            f"{name} {s.false_on_natural}/{s.false_alarms} ({s.precision_apart:.3f})" for name, s in by_method.items()
+        )
+        print(f"    {fa:g}x ({natural} of {n_normal} normal moments): {text}")
 
 
 def diagnose(ev: Evaluation, tenants: list[Tenant]) -> None:
@@ -389,6 +440,15 @@ def diagnose(ev: Evaluation, tenants: list[Tenant]) -> None:
     false = ev.normal_rows[ev.run.starts[ev.normal_rows, 0] > 0]
     by_t = Counter(names[ev.cases.tenant[r]] for r in false)
     print(f"  false alarms: {false.size};", ", ".join(f"{k} {v}" for k, v in by_t.most_common(12)))
+    by_w = Counter(int(ev.run.first_window[r]) for r in false)
+    print("    window that fired first:", ", ".join(f"{k} min {v}" for k, v in sorted(by_w.items())))
+    for r in false[np.argsort(-ev.cases.natural[false])]:
+        c = ev.cases
+        print(
+            f"    {names[c.tenant[r]]} day {c.start[r] // 1440} {c.start[r] % 1440 / 60:04.1f} h: "
+            f"{ev.run.first_window[r]}-min window at {ev.run.first_ratio[r]:.1f}x its baseline; "
+            f"own traffic {c.natural[r]:.1f}x the usual level"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

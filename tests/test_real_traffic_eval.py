@@ -66,3 +66,29 @@ def test_5x_spikes_are_caught_within_minutes(evaluation: tuple[ModuleType, objec
     assert ours.recall >= 0.9
     assert ours.precision >= 0.75
     assert ours.median_delay <= 10
+
+
+def test_a_normal_moment_that_is_already_a_spike_is_measured_as_one() -> None:
+    """`Cases.natural` sizes a moment's own traffic with the yardstick injected spikes are sized by."""
+    ev_mod = _load()
+    spend = np.full(14 * 1440, 0.1)
+    rate = np.full(14 * 144, 0.1 / ev_mod.PRICE_PER_CALL / 60)
+    starts = ev_mod.make_cases([ev_mod.Tenant("steady", spend.copy(), rate)], seed=3, spike_share=0.0).start
+    moment = int(starts[starts >= 10 * 1440][0])
+    spend[moment + 5 : moment + 50] = 1.0  # a real 10x jump, 45 minutes long, nothing injected
+    cases = ev_mod.make_cases([ev_mod.Tenant("steady", spend, rate)], seed=3, spike_share=0.0)
+    assert np.array_equal(cases.start, starts)
+    assert cases.natural[cases.start == moment][0] == pytest.approx(10.0)
+    before = cases.start < moment - 300
+    assert cases.natural[before] == pytest.approx(np.ones(before.sum()))
+
+
+def test_false_alarms_on_natural_spikes_are_a_side_figure(evaluation: tuple[ModuleType, object]) -> None:
+    """Setting those moments apart is reported beside the score, never instead of it."""
+    _, ev = evaluation
+    for by_method in ev.scores.values():  # type: ignore[attr-defined]
+        for s in by_method.values():
+            assert 0 <= s.false_on_natural <= s.false_alarms
+            assert s.precision_apart >= s.precision
+            if s.false_on_natural == 0:
+                assert s.precision_apart == s.precision
