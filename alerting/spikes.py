@@ -843,6 +843,8 @@ def summarize(
         return f"Normal: {spent} ({against}), below the {_usd(cfg.min_spend_usd)} that may alert."
     if reason is Reason.BELOW_MULTIPLIER:
         return f"Normal: {spent} ({against}; alerting at {cfg.multiplier:g}x)."
+    if reason is Reason.BELOW_RECENT_LEVEL:
+        return f"Normal: {spent} ({against}), no sudden rise over its level of the last few hours."
     if reason is Reason.NEAR_USUAL_PEAK:
         return f"Normal: {spent} ({against}), within its usual busiest window at this time of day."
     if reason is Reason.SCORE_DISAGREES:

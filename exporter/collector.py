@@ -160,6 +160,12 @@ class UsageCollector(Collector):
             rows = self._store.series_totals(labels, keep=self._keep)
         return rows
 
+    def folding(self) -> dict[str, list[str]]:
+        """The values kept per label (the rest fold into `__other__`), ranked at most RANK_SECONDS ago."""
+        if self._clock() - self._ranked_at >= RANK_SECONDS:
+            self._rank(("provider", "model", "project", "service", *self._extra))
+        return self._keep
+
     def _rank(self, base: tuple[str, ...]) -> None:
         keep = {}
         for name in base:
@@ -174,16 +180,20 @@ class AdjustmentCollector(Collector):
     """`llm_cost_adjustment_usd_total{direction}`: repricing corrections, as two counters that only rise.
 
     Every usage label set is exported in both directions, at 0 until a correction: a series that
-    appeared only with its first correction would hide that correction from `increase()`.
+    appeared only with its first correction would hide that correction from `increase()`. Labels are
+    folded into `__other__` exactly as `usage` folds them (its ranking is shared), so the corrections
+    line up with `llm_cost_usd_total` and a label flood stays capped.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, usage: UsageCollector | None = None) -> None:
         self._store = store
+        self._usage = usage
 
     def collect(self) -> Iterator[Metric]:
         """Read the corrections per usage label set."""
         family = _counter(catalogue.COST_ADJUSTMENT, catalogue.COST_ADJUSTMENT.labels)
-        for labels, up, down in self._store.cost_adjustments(catalogue.USAGE_LABELS):
+        keep = self._usage.folding() if self._usage is not None else None
+        for labels, up, down in self._store.cost_adjustments(catalogue.USAGE_LABELS, keep=keep):
             family.add_metric([*labels, "up"], up / NANOS_PER_USD)
             family.add_metric([*labels, "down"], down / NANOS_PER_USD)
         yield family

@@ -69,14 +69,13 @@ class Services:
             max_metadata_bytes=config.ingest.max_metadata_bytes,
         )
         registry = OrderedRegistry(auto_describe=False)
-        registry.register(
-            UsageCollector(
-                store,
-                extra_labels=config.metrics.extra_labels,
-                max_series_per_label=config.metrics.max_series_per_label,
-            )
+        usage = UsageCollector(
+            store,
+            extra_labels=config.metrics.extra_labels,
+            max_series_per_label=config.metrics.max_series_per_label,
         )
-        registry.register(AdjustmentCollector(store))
+        registry.register(usage)
+        registry.register(AdjustmentCollector(store, usage))
         registry.register(SelfCollector(store))
         services = cls(config, store, prices, pipeline, registry, clock)
         if start_writer:

@@ -102,7 +102,7 @@ def test_an_ingested_call_over_a_per_request_cap_is_counted_and_alerts(db_url: s
     fired = [f for f in sink.fired if f[0] == "LLMBudgetRequestCapExceeded"]
     assert len(fired) == 1  # one alert for the one call over the cap
     assert fired[0][1].items() >= {"budget": "search-daily", "scope": "project", "key": "search"}.items()
-    assert "call big cost $2.5000" in sink.active[next(iter(k for k in sink.active if k[0] == fired[0][0]))]["summary"]
+    assert "call big cost $2.5000" in sink.annotations(fired[0][0], fired[0][1])["summary"]
     services.close()
 
 

@@ -60,6 +60,9 @@ def console(db_url: str, clock: Clock, **raw: Any) -> Iterator[tuple[Services, T
     services = Services.build(config, clock=clock, start_writer=False)
     try:
         routes = attach_alerting(services, "ingest")
+        # As the serve leader would (the ingest role never applies a config's budgets).
+        budgets = services.extras["budgets"]
+        budgets.apply_config(budgets.config.items, origin_ref="console test config")
         with TestClient(build_app(services, routes), base_url="http://127.0.0.1:9800") as client:
             yield services, client
     finally:
@@ -135,7 +138,7 @@ def test_without_admin_tokens_beyond_loopback_the_page_is_read_only(sqlite_url: 
     with console(sqlite_url, clock, listen="0.0.0.0:9800", auth={"ingest_tokens": [TOKEN]}) as (services, client):
         ingest(services, event("r1", NOW - 30, 9.0))
         html = client.get("/").text
-        assert "LLMBudgetWarning" in html  # alerts are readable, as GET /v1/alerts is
+        assert "LLMBudgetExceeded" in html  # alerts are readable, as GET /v1/alerts is
         assert 'data-can-act="no"' in html
         assert "Acknowledge</button>" not in html
         assert "Read-only" in html
@@ -146,7 +149,7 @@ def test_with_admin_tokens_alerts_and_acks_need_the_token(sqlite_url: str) -> No
     with console(sqlite_url, clock, auth={"admin_tokens": [TOKEN]}) as (services, client):
         ingest(services, event("t1", NOW - 30, 9.0))
         html = client.get("/").text
-        assert 'id="alerts-locked"' in html and "LLMBudgetWarning" not in html
+        assert 'id="alerts-locked"' in html and "LLMBudgetExceeded" not in html
         assert 'id="token-form"' in html
         assert client.get("/console/alerts").status_code == 401
         fragment = client.get("/console/alerts", headers={"Authorization": f"Bearer {TOKEN}"})

@@ -77,6 +77,7 @@ def test_the_demo_raises_no_spike_and_no_forecast_in_its_first_minutes(sqlite_ur
         services.store, parse_budgets_section(config.raw.get("budgets"), problems), sink=sink, clock=clock
     )
     assert not problems
+    budgets.apply_config(budgets.config.items, origin_ref="llmcost demo")  # as the demo's leader does
     spikes = SpikeService(services.store, detection_settings(config), sink, clock=clock)
     trace = load_trace()
     services.pipeline.ingest(enumerate(make_events(trace, start=now - trace_span(trace), loop=0)))

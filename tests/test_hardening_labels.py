@@ -60,6 +60,8 @@ def flooded(db_url: str) -> Iterator[TestClient]:
     )
     services = Services.build(config)
     routes = attach_alerting(services, "ingest")
+    budgets = services.extras["budgets"]
+    budgets.apply_config(budgets.config.items, origin_ref="flood test config")  # as the serve leader does
     flood(services)
     with TestClient(build_app(services, routes)) as client:
         client.services = services  # type: ignore[attr-defined]

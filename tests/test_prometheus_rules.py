@@ -129,10 +129,10 @@ def test_alerts_carry_severity_summary_description_and_a_runbook_section() -> No
 
 def test_runbook_sections_match_the_alerts_one_to_one() -> None:
     """Every alert name llmcost or its rules can raise has its section, the cost alerts first."""
-    from alerting.budgets.definition import ALERT_FOR_STATE, FORECAST_ALERT
+    from alerting.budgets.definition import ALERT_FOR_STATE, FORECAST_ALERT, REQUEST_CAP_ALERT
     from alerting.spikes import ALERTNAME as SPIKE_ALERT
 
-    raised_by_llmcost = {*ALERT_FOR_STATE.values(), FORECAST_ALERT, SPIKE_ALERT}
+    raised_by_llmcost = {*ALERT_FOR_STATE.values(), FORECAST_ALERT, REQUEST_CAP_ALERT, SPIKE_ALERT}
     assert raised_by_llmcost == assets.SCHEDULER_ALERTS
     headings = re.findall(r"^## (\S+)$", assets.RUNBOOK.read_text(encoding="utf-8"), re.MULTILINE)
     cost, stack = headings[: len(raised_by_llmcost)], headings[len(raised_by_llmcost) :]

@@ -35,6 +35,8 @@ def open_services(db_url: str, budgets: list[dict[str, Any]] = BUDGETS, **kw: An
     config = make_config(db_url, budgets=budgets, retention=RETENTION)
     services = Services.build(config, clock=Clock(NOW), **kw)
     attach_alerting(services, "ingest")
+    budgets_service = services.extras["budgets"]
+    budgets_service.apply_config(budgets_service.config.items, origin_ref="retention test config")  # as a leader
     return services
 
 

@@ -22,6 +22,7 @@ CASES = [
     (Reason.SHORT_HISTORY, 42.0, 0.0),
     (Reason.LOW_SPEND, 0.6, 0.1),
     (Reason.BELOW_MULTIPLIER, 5.0, 2.5),
+    (Reason.BELOW_RECENT_LEVEL, 9.0, 2.5),
     (Reason.NEAR_USUAL_PEAK, 9.0, 2.5),
     (Reason.SCORE_DISAGREES, 9.0, 2.5),
     (Reason.HELD, 5.0, 2.5),

@@ -162,14 +162,6 @@ class Store:
             except Exception:  # committed already; a failing observer must not fail the caller
                 log.exception("after-commit callback failed")
 
-    def cost_adjustments(self, labels: Sequence[str]) -> list[tuple[tuple[str, ...], int, int]]:
-        """Cost corrections from repricing per distinct value of `labels`: (labels, up, down) nano-dollars."""
-        cols = [usage_series.c[name] for name in labels]
-        up, down = usage_series.c.cost_adjust_up_nanousd, usage_series.c.cost_adjust_down_nanousd
-        rows = self._read(select(*cols, func.sum(up), func.sum(down)).group_by(*cols))
-        width = len(cols)
-        return [(tuple(r[:width]), int(r[width] or 0), int(r[width + 1] or 0)) for r in rows]
-
     def add_write_hook(self, hook: WriteHook, after_commit: Callable[[WriteResult], None] | None = None) -> None:
         """Run `hook` inside every ingest transaction, and `after_commit` once it committed.
 
@@ -305,7 +297,25 @@ class Store:
         every total stays exact. The folding is done by the database: a scrape then reads at most a few
         thousand rows, not one per series.
         """
-        keep = keep or {}
+        width = len(labels)
+        rows = self._folded_sums(labels, keep or {}, COUNTER_COLUMNS)
+        return [SeriesTotals(tuple(r[:width]), tuple(int(v or 0) for v in r[width:])) for r in rows]
+
+    def cost_adjustments(
+        self, labels: Sequence[str], *, keep: Mapping[str, Sequence[str]] | None = None
+    ) -> list[tuple[tuple[str, ...], int, int]]:
+        """Cost corrections from repricing per distinct value of `labels`: (labels, up, down) nano-dollars.
+
+        `keep` folds values into `__other__` as for `series_totals`, so a label flood is capped here too.
+        """
+        width = len(labels)
+        rows = self._folded_sums(labels, keep or {}, ("cost_adjust_up_nanousd", "cost_adjust_down_nanousd"))
+        return [(tuple(r[:width]), int(r[width] or 0), int(r[width + 1] or 0)) for r in rows]
+
+    def _folded_sums(
+        self, labels: Sequence[str], keep: Mapping[str, Sequence[str]], columns: Sequence[str]
+    ) -> list[Any]:
+        """Rows of `labels` (folded per `keep`) followed by the SUM of each of `columns` over usage_series."""
         unknown = [name for name in (*labels, *keep) if name not in LABEL_COLUMNS]
         if unknown:
             raise ValueError(f"not label columns: {unknown}")
@@ -322,7 +332,7 @@ class Store:
                 selected.append(f'CASE WHEN "{name}" {member} THEN "{name}" ELSE {placeholder} END')
                 values = list(keep[name])
                 params += [values if postgres else orjson.dumps(values).decode(), OTHER_VALUE]
-            sums = ", ".join(f"SUM({name})" for name in COUNTER_COLUMNS)
+            sums = ", ".join(f"SUM({name})" for name in columns)
             if width:
                 positions = ", ".join(str(i + 1) for i in range(width))
                 columns = ", ".join(selected)
@@ -330,8 +340,7 @@ class Store:
             else:
                 sql = f"SELECT {sums} FROM usage_series"
             cursor.execute(sql, params)
-            rows = cursor.fetchall()
-        return [SeriesTotals(tuple(r[:width]), tuple(int(v or 0) for v in r[width:])) for r in rows]
+            return list(cursor.fetchall())
 
     def top_values(self, name: str, cap: int) -> list[str] | None:
         """The `cap - 1` highest-cost values of label `name`, or None when it has at most `cap` values."""
