@@ -224,6 +224,7 @@ class Lifecycle:
         assert alert.id is not None and decision.kind is not None
         channels = enqueue(
             conn,
+            grouping=self.settings.grouping,
             dialect=self.dialect,
             alert=alert,
             kind=decision.kind,
@@ -304,6 +305,7 @@ class Lifecycle:
         updates = [c for c in targets if c in known]
         channels = enqueue(
             conn,
+            grouping=self.settings.grouping,
             dialect=self.dialect,
             alert=alert,
             kind=kind,
@@ -314,6 +316,7 @@ class Lifecycle:
         )
         channels += enqueue(
             conn,
+            grouping=self.settings.grouping,
             dialect=self.dialect,
             alert=alert,
             kind=NotificationKind.FIRING,
@@ -394,6 +397,7 @@ class Lifecycle:
         self._audit(conn, row.id, now, "resolved", row.state, "resolved", actor)
         channels = enqueue(
             conn,
+            grouping=self.settings.grouping,
             dialect=self.dialect,
             alert=alert,
             kind=NotificationKind.RESOLVED,
@@ -434,6 +438,7 @@ class Lifecycle:
             targets.append(SILENCES)  # later unack/resolve reach it as a notified channel
         channels = enqueue(
             conn,
+            grouping=self.settings.grouping,
             dialect=self.dialect,
             alert=alert,
             kind=NotificationKind.ACKNOWLEDGED,
@@ -470,6 +475,7 @@ class Lifecycle:
         self._audit(conn, row.id, now, "unacknowledged", "acknowledged", "firing", actor)
         channels = enqueue(
             conn,
+            grouping=self.settings.grouping,
             dialect=self.dialect,
             alert=alert,
             kind=NotificationKind.UNACKNOWLEDGED,
