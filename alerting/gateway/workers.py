@@ -134,9 +134,10 @@ class ChannelWorker:
         allowance = self._allowance()
         summarise = False
         if allowance is not None and free > 0:
-            # The last message the minute allows sums up everything due (never drops it); none: wait.
+            # The last message the minute allows sums up everything still due (never drops it); the ones
+            # before it go one by one; once none is left, rows wait for the window to move on.
             summarise = allowance == 1
-            free = min(free, max(allowance, 0))
+            free = 1 if summarise else min(free, max(allowance - 1, 0))
         if not batch and free <= 0:
             return free, []
         try:
