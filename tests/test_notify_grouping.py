@@ -272,3 +272,60 @@ def test_a_channel_rate_limit_summarises_the_overflow_in_one_message(db_url: str
         assert total(metrics, "llm_notifications_total", channel="slack", outcome="sent") == 12
         # The other channels have no limit: one message per alert, as configured.
         assert len(stack.pd.events) == 12 and len(stack.smtp.messages) == 12
+
+
+# --- the pieces, without a server --------------------------------------------------------------------
+
+
+def _notification(key: str, alert_id: int = 1) -> Any:
+    from datetime import UTC, datetime
+
+    from alerting.model import Alert, Notification, NotificationKind
+
+    labels = {"budget": "per-project", "scope": "project", "key": key}
+    alert = Alert(
+        id=alert_id,
+        fingerprint=f"{alert_id:016x}",
+        alertname="LLMBudgetExceeded",
+        labels=labels,
+        annotations={"summary": f"Budget per-project is at 500% for {key}"},
+        severity="critical",
+        starts_at=datetime(2026, 12, 4, tzinfo=UTC),
+    )
+    return Notification(kind=NotificationKind.FIRING, alert=alert, channel="slack")
+
+
+def test_a_grouped_slack_message_escapes_instance_names() -> None:
+    from alerting.notify.digest import Digest
+    from alerting.notify.slack import build_digest_message
+
+    hostile = "<!channel> *x* <https://evil.example|click>"
+    message = build_digest_message(
+        Digest(key="llmcost-group-0123456789abcdef", notifications=(_notification(hostile),))
+    )
+    text = orjson.dumps(message).decode()
+    assert "<!channel>" not in text and "<https://evil" not in text
+    assert "&lt;!channel&gt;" in text
+
+
+def test_grouping_settings_are_checked() -> None:
+    from alerting.gateway.config import parse_settings
+
+    problems: list[str] = []
+    slack = {"token": "xoxb-1", "channel": "#c", "max_per_minute": -1, "group": "no"}
+    parse_settings({"notifications": {"slack": slack}, "alerting": {"group_threshold": 1}}, Path("."), problems)
+    assert any("alerting.group_threshold" in p for p in problems)
+    assert any("notifications.slack.max_per_minute" in p for p in problems)
+    assert any("notifications.slack.group" in p for p in problems)
+
+    problems = []
+    pd = {"routing_key": ROUTING_KEY, "group": False}
+    slack = {"token": "xoxb-1", "channel": "#c", "max_per_minute": 20}
+    settings = parse_settings(
+        {"notifications": {"slack": slack, "pagerduty": pd}, "alerting": {"group_wait": "5s"}}, Path("."), problems
+    )
+    assert problems == []
+    grouping = settings.grouping
+    assert grouping.group_wait == 5.0 and grouping.group_threshold == 3
+    assert grouping.max_per_minute == {"slack": 20}
+    assert grouping.groups("slack") and not grouping.groups("pagerduty")
