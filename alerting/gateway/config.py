@@ -10,8 +10,11 @@ notifications:
   email:     {smtp_host: ..., smtp_port: 587, starttls: true, username: ..., password: ..., from: ..., to: [...]}
   pagerduty: {routing_key: ..., events_url: https://events.pagerduty.com/v2/enqueue, webhook_secret: ...}
   routes:    {info: [], warning: [slack, email], critical: [slack, email, pagerduty]}
+  # any channel may also say `group: false` (never grouped) and `max_per_minute: N` (rate limit)
 alerting:
   repeat_interval: 4h          # remind while firing and unacknowledged
+  group_threshold: 3           # due notifications of one budget's instances sent as one message (0: never)
+  group_wait: 0s               # hold instance notifications so a group can form
   tick_interval: 30s           # how often a gateway with workers checks for due repeats (0: only the scheduler)
   max_body_bytes: 1048576      # webhook request bodies
   receipt_retention: 7d        # how long webhook delivery ids are remembered for dedup
