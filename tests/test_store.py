@@ -133,6 +133,7 @@ def test_head_revision_is_alembics_and_an_older_store_is_still_upgraded(db_url: 
     with store.engine.begin() as connection:  # back to the revision before the newest
         config.attributes["connection"] = connection
         command.downgrade(config, "-1")
+
     def outbox_columns(engine: Any) -> set[str]:  # the newest migration adds notification_outbox.group_key
         return {c["name"] for c in inspect(engine).get_columns("notification_outbox")}
 
