@@ -5,7 +5,7 @@ it: each project is its own alert (own state, history, acknowledgement), but eac
 message listing them (Slack post, mail, PagerDuty incident per budget), and "Acknowledge all" (Slack) or
 acknowledging the grouped incident (PagerDuty) acknowledges every listed alert. One or two instances
 are notified one by one exactly as before. A per-channel `max_per_minute` folds the overflow into one
-summary ("and N more"), counted in `llm_notifications_total{outcome="summarised"}`.
+summary ("and N more"), counted in `llm_notifications_folded_total{how="summarised"}`.
 
 Slack and PagerDuty are local recording servers, mail a real aiosmtpd server; SQLite and PostgreSQL.
 """
@@ -203,7 +203,7 @@ def test_fifty_instances_crossing_in_one_request_are_one_message_per_channel(db_
 
         metrics = stack.metrics()
         for channel in ALL:
-            assert total(metrics, "llm_notifications_total", channel=channel, outcome="grouped") == 50
+            assert total(metrics, "llm_notifications_folded_total", channel=channel, how="grouped") == 50
             assert total(metrics, "llm_notifications_total", channel=channel, outcome="sent") == 50
 
         # "Acknowledge all" on the grouped Slack message acknowledges every alert it listed...
@@ -268,7 +268,7 @@ def test_a_channel_rate_limit_summarises_the_overflow_in_one_message(db_url: str
         listed = orjson.dumps(summary["blocks"]).decode()
         assert sum(f"rate-{i:02d}" in listed for i in range(12)) == 10
         metrics = stack.metrics()
-        assert total(metrics, "llm_notifications_total", channel="slack", outcome="summarised") == 10
+        assert total(metrics, "llm_notifications_folded_total", channel="slack", how="summarised") == 10
         assert total(metrics, "llm_notifications_total", channel="slack", outcome="sent") == 12
         # The other channels have no limit: one message per alert, as configured.
         assert len(stack.pd.events) == 12 and len(stack.smtp.messages) == 12

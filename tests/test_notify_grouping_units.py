@@ -45,7 +45,7 @@ def test_a_group_resolving_together_is_one_message_and_resolves_the_grouped_inci
     resolve = rx.pagerduty.events[1]
     assert resolve["event_action"] == "resolve" and resolve["dedup_key"] == trigger["dedup_key"]
     assert "6 instances of budget per-project resolved" in rx.slack.calls("chat.postMessage")[1].payload["text"]
-    assert h.metric("llm_notifications_total", channel="email", outcome="grouped") == 12
+    assert h.metric("llm_notifications_folded_total", channel="email", how="grouped") == 12
 
 
 def test_two_budgets_are_two_groups_and_two_instances_are_not_grouped(h: Harness, rx: Receivers) -> None:
@@ -68,7 +68,7 @@ def test_a_grouped_message_that_fails_is_retried_whole_and_sent_once(
     h.gateway.deliver_pending()
     assert len(rx.slack.calls("chat.postMessage")) == 2  # one retry of the one message
     assert h.metric("llm_notifications_total", channel="slack", outcome="sent") == 5
-    assert h.metric("llm_notifications_total", channel="slack", outcome="grouped") == 5
+    assert h.metric("llm_notifications_folded_total", channel="slack", how="grouped") == 5
 
 
 def test_group_false_notifies_each_instance_on_that_channel(db: str, rx: Receivers, clock: FakeClock) -> None:

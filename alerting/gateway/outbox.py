@@ -55,8 +55,11 @@ log = logging.getLogger(__name__)
 
 PENDING, SENT, SKIPPED, DEAD = "pending", "sent", "skipped", "dead"
 STATUSES = (PENDING, SENT, SKIPPED, DEAD)
-OUTCOMES = ("sent", "failed", "retried", "grouped", "summarised")
-"""`grouped`/`summarised`: notifications delivered inside one message of a group / a rate-limit summary."""
+OUTCOMES = ("sent", "failed", "retried")
+FOLDED = ("grouped", "summarised")
+"""How a notification was delivered inside one message with others: a budget's group, a rate-limit summary.
+
+Counted apart from OUTCOMES (`llm_notifications_folded_total`), so ratios over every outcome stay right."""
 MAX_RETRY_AFTER = 3600.0
 """Longest wait a receiver's `Retry-After` can impose before the next attempt."""
 MIN_RETRY_AFTER = 1.0
