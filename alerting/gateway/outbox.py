@@ -337,14 +337,17 @@ class Outbox:
         if not by_group:
             return claimed
         folded: dict[int, Claimed] = {}
+        singles: list[Claimed] = []
         for (group, kind), items in by_group.items():
             room = max(self.grouping.max_group - len(items), 0)
             cursor.execute(self._sql["group_due_locked"], (channel, group, kind, now, now, room))
             more = [r[0] for r in cursor.fetchall()]
             if len(items) + len(more) < self.grouping.group_threshold:
                 continue
-            members = sorted([*items, *self._lease(cursor, more, now)], key=lambda c: c.id)
-            if len(members) < self.grouping.group_threshold:
+            leased = self._lease(cursor, more, now)
+            members = sorted([*items, *leased], key=lambda c: c.id)
+            if len(members) < self.grouping.group_threshold:  # another sender took some meanwhile
+                singles.extend(leased)  # leased: ours to send, one by one
                 continue
             lead = members[0]
             digest = replace(lead, members=tuple(members), digest_key=group_digest_key(group), group=group)
@@ -358,7 +361,7 @@ class Outbox:
                 seen.add(target.id)
                 out.append(target)
             # A digest replaces every claimed member; keep only its first appearance.
-        return out
+        return out + singles
 
     def _summary(self, claimed: list[Claimed]) -> Claimed:
         """All claimed rows (digests flattened) as one rate-limit summary."""
