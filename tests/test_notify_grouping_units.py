@@ -76,3 +76,18 @@ def test_group_false_notifies_each_instance_on_that_channel(db: str, rx: Receive
         h.gateway.fire_many(instances(5))
         h.gateway.deliver_pending()
         assert rx.counts() == {"slack": 1, "email": 1, "pagerduty": 5}
+
+
+def test_group_wait_holds_instances_so_later_passes_join_the_group(db: str, rx: Receivers, clock: FakeClock) -> None:
+    with Harness(db, rx, clock=clock, alerting={"group_wait": "5s"}) as h:
+        first, second = instances(2), instances(4)[2:]
+        h.gateway.fire_many(first)
+        assert h.gateway.deliver_pending() == 0  # held for the group to form
+        clock.advance(2)
+        h.gateway.fire_many(second)  # a later pass, within the wait
+        clock.advance(3)
+        h.gateway.deliver_pending()
+        assert rx.counts() == {"slack": 1, "email": 1, "pagerduty": 1}  # the first two plus two later: one message
+        clock.advance(5)
+        h.gateway.deliver_pending()
+        assert rx.counts() == {"slack": 1, "email": 1, "pagerduty": 1}

@@ -103,6 +103,10 @@ def enqueue(
     rows = []
     for channel in channels:
         grouped = group is not None and grouping is not None and grouping.groups(channel)
+        due = now
+        if grouped and grouping is not None and grouping.group_wait > 0:
+            assert group is not None
+            due = _group_due(conn, channel, group, kind, now) or now + grouping.group_wait
         rows.append(
             {
                 "alert_id": alert.id,
@@ -112,7 +116,7 @@ def enqueue(
                 "payload": payload,
                 "status": PENDING,
                 "attempts": 0,
-                "next_attempt_at": now + grouping.group_wait if grouped and grouping is not None else now,
+                "next_attempt_at": due,
                 "created_at": now,
                 "updated_at": now,
                 "group_key": group if grouped else None,
@@ -127,6 +131,24 @@ def enqueue(
 
 
 _INSERT_OUTBOX = DriverStatement(insert(notification_outbox))
+
+
+def _group_due(conn: Connection, channel: str, group: str, kind: NotificationKind, now: float) -> float | None:
+    """When the waiting group this row joins is due, or None if none is waiting.
+
+    As in Alertmanager, a group's wait starts with its first alert; later ones join it, not waiting anew.
+    """
+    o = notification_outbox
+    value = conn.execute(
+        select(func.min(o.c.next_attempt_at)).where(
+            o.c.channel == channel,
+            o.c.group_key == group,
+            o.c.kind == kind.value,
+            o.c.status == PENDING,
+            o.c.next_attempt_at > now,
+        )
+    ).scalar()
+    return None if value is None else float(value)
 
 
 @functools.cache
