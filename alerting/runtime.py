@@ -8,7 +8,7 @@ notifications and runs no scheduled job; `scheduler` adds the delivery workers a
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from alerting.budgets.definition import BudgetsConfig, parse_budgets_section
 from alerting.budgets.http import budget_routes
 from alerting.budgets.service import BudgetService
 from alerting.console.http import Console
+from alerting.gateway.lifecycle import AlertInput
 from alerting.gateway.service import GatewayService
 from alerting.leader import LeaderLease
 from alerting.links import generator_url, runbook_url
@@ -53,9 +54,29 @@ class GatewaySink:
             annotations = {**annotations, "runbook_url": self._runbook(alertname)}
         return self._gateway.fire(alertname, labels, severity=severity, annotations=annotations)  # type: ignore[arg-type]
 
+    def fire_many(self, items: Sequence[tuple[str, Mapping[str, str], Mapping[str, str], str]]) -> Any:
+        """Fire several alerts `(alertname, labels, annotations, severity)` in one transaction (see grouping)."""
+        return self._gateway.fire_many(
+            [
+                AlertInput(
+                    alertname=name,
+                    labels=dict(labels),
+                    severity=severity,  # type: ignore[arg-type]
+                    annotations={**annotations, "runbook_url": self._runbook(name)}
+                    if self._runbook
+                    else dict(annotations),
+                )
+                for name, labels, annotations, severity in items
+            ]
+        )
+
     def resolve(self, alertname: str, labels: Mapping[str, str]) -> Any:
         """Resolve an alert if it is active."""
         return self._gateway.resolve(alertname, labels)
+
+    def resolve_many(self, items: Sequence[tuple[str, Mapping[str, str]]]) -> Any:
+        """Resolve several alerts `(alertname, labels)` in one transaction."""
+        return self._gateway.resolve_many(items)
 
     def resolve_with_reason(self, alertname: str, labels: Mapping[str, str], *, by: str, comment: str) -> Any:
         """Resolve an alert for a person's action (a reset, a deletion), recording who and why."""

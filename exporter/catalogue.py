@@ -120,6 +120,13 @@ OUTBOX_PENDING = MetricSpec(
     "Notifications waiting in the outbox, by channel.",
     ("channel",),
 )
+NOTIFICATIONS_FOLDED = MetricSpec(
+    "llm_notifications_folded",
+    "counter",
+    "Notifications delivered inside one message with others, by channel and how "
+    "(grouped: instances of one budget; summarised: over the channel's max_per_minute).",
+    ("channel", "how"),
+)
 OUTBOX_DEAD = MetricSpec(
     "llm_notification_dead_letters",
     "gauge",
@@ -165,6 +172,7 @@ ALL: tuple[MetricSpec, ...] = (
     ALERTMANAGER_PUSHES,
     OUTBOX_PENDING,
     OUTBOX_DEAD,
+    NOTIFICATIONS_FOLDED,
     SPIKE_WINDOW,
     SPIKE_BASELINE,
     SPIKE_RATIO,

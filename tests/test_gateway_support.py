@@ -98,8 +98,9 @@ def gateway_config(
     routes: dict[str, list[str]] | None = None,
     alerting: dict[str, Any] | None = None,
     auth: bool = True,
+    channel_extra: dict[str, dict[str, Any]] | None = None,
 ) -> Config:
-    """A validated config pointing every channel at the receivers."""
+    """A validated config pointing every channel at the receivers (`channel_extra`: more keys per channel)."""
     notifications: dict[str, Any] = {}
     if "slack" in channels:
         notifications["slack"] = {
@@ -125,6 +126,8 @@ def gateway_config(
             "webhook_secret": PD_SECRET,
             "timeout_seconds": 5,
         }
+    for channel, extra in (channel_extra or {}).items():
+        notifications[channel].update(extra)
     if routes is not None:
         notifications["routes"] = routes
     raw: dict[str, Any] = {"notifications": notifications}

@@ -155,6 +155,30 @@ def _resolve(sink: AlertSink, alertname: str, labels: dict[str, str], *, by: str
         sink.resolve(alertname, labels)
 
 
+FireItem = tuple[str, dict[str, str], dict[str, str], str]
+"""(alertname, labels, annotations, severity) of one alert to fire."""
+
+
+def _fire_all(sink: AlertSink, items: list[FireItem]) -> None:
+    """Fire `items` together: in one transaction when the sink can (the gateway groups their notifications)."""
+    fire_many = getattr(sink, "fire_many", None)
+    if fire_many is not None and len(items) > 1:
+        fire_many(items)
+        return
+    for alertname, labels, notes, severity in items:
+        sink.fire(alertname, labels, notes, severity)
+
+
+def _resolve_all(sink: AlertSink, items: list[tuple[str, dict[str, str]]]) -> None:
+    """Resolve `items` together when the sink can (see `_fire_all`)."""
+    resolve_many = getattr(sink, "resolve_many", None)
+    if resolve_many is not None and len(items) > 1:
+        resolve_many(items)
+        return
+    for alertname, labels in items:
+        sink.resolve(alertname, labels)
+
+
 def _still_current(instances: Iterable[Instance], now: float) -> bool:
     """No instance's period has ended by `now`."""
     return all(i.period_end is None or now < i.period_end.timestamp() for i in instances)
@@ -669,6 +693,7 @@ class BudgetService:
         names = {b for b, _ in touched}
         defs = [b for b in self.definitions() if b.name in names]
         self._alert_request_caps(result, [b for b in defs if b.max_cost_per_request or b.max_tokens_per_request])
+        crossed: list[FireItem] = []
         for instance in self.instances(only=defs):
             ident = (instance.budget.name, instance.key)
             if ident not in touched:
@@ -678,9 +703,16 @@ class BudgetService:
                 continue
             self._levels[ident] = level
             for alertname in sorted(self._desired(instance, self.clock()) - {FORECAST_ALERT}):
-                self.sink.fire(
-                    alertname, instance.labels(), self._annotations(instance, alertname), SEVERITY_FOR_ALERT[alertname]
+                crossed.append(
+                    (
+                        alertname,
+                        instance.labels(),
+                        self._annotations(instance, alertname),
+                        SEVERITY_FOR_ALERT[alertname],
+                    )
                 )
+        # One request crossing many instances of a `key: "*"` budget: one transaction, one grouped message.
+        _fire_all(self.sink, crossed)
 
     def _alert_request_caps(self, result: WriteResult, capped: list[Budget]) -> None:
         """Fire REQUEST_CAP_ALERT for each capped budget that a newly stored call went over (counted anyway)."""
@@ -740,17 +772,21 @@ class BudgetService:
             for alertname, labels in self.sink.active_labels(BUDGET_ALERTS)
         }
         wanted = {(_identity(alertname), budget, key) for alertname, budget, key in desired}
-        for ident, instance in desired.items():
-            alertname = ident[0]
-            self.sink.fire(
-                alertname,
-                instance.labels(),
-                self._annotations(instance, alertname),
-                SEVERITY_FOR_ALERT.get(alertname, "warning"),
-            )
-        for ident, (alertname, labels) in active.items():
-            if ident not in wanted:
-                self.sink.resolve(alertname, labels)
+        _fire_all(
+            self.sink,
+            [
+                (
+                    ident[0],
+                    instance.labels(),
+                    self._annotations(instance, ident[0]),
+                    SEVERITY_FOR_ALERT.get(ident[0], "warning"),
+                )
+                for ident, instance in desired.items()
+            ],
+        )
+        _resolve_all(
+            self.sink, [(alertname, labels) for ident, (alertname, labels) in active.items() if ident not in wanted]
+        )
         current = {b.name: str(int(self._bounds(b, now)[0].timestamp())) for b in definitions}
         for alertname, labels in self.sink.active_labels([REQUEST_CAP_ALERT]):
             if current.get(labels.get("budget", "")) != labels.get("period_start"):

@@ -8,14 +8,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
-from alerting.gateway.outbox import DEAD, OUTCOMES, PENDING, counter_name
+from alerting.gateway.outbox import DEAD, FOLDED, OUTCOMES, PENDING, counter_name
 from alerting.gateway.tables import alerts, notification_outbox
 from exporter import catalogue
 from exporter.store import Store
 
 
 class GatewayCollector(Collector):
-    """`llm_alerts_active`, `llm_notifications_total`, `llm_notification_outbox_pending` and `…_dead_letters`."""
+    """`llm_alerts_active`, `llm_notifications_total`, `…_folded_total`, `…_outbox_pending`, `…_dead_letters`."""
 
     def __init__(self, store: Store, channels: Sequence[str]) -> None:
         self._store = store
@@ -57,6 +57,16 @@ class GatewayCollector(Collector):
             for outcome in OUTCOMES:
                 sent.add_metric([channel, outcome], counters.get(counter_name(channel, outcome), 0.0))
         yield sent
+
+        folded = CounterMetricFamily(
+            catalogue.NOTIFICATIONS_FOLDED.family_name,
+            catalogue.NOTIFICATIONS_FOLDED.help,
+            labels=list(catalogue.NOTIFICATIONS_FOLDED.labels),
+        )
+        for channel in channels:
+            for how in FOLDED:
+                folded.add_metric([channel, how], counters.get(counter_name(channel, how), 0.0))
+        yield folded
 
         by_status = {(channel, status): float(count) for channel, status, count in queued}
         for spec, status in ((catalogue.OUTBOX_PENDING, PENDING), (catalogue.OUTBOX_DEAD, DEAD)):

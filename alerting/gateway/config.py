@@ -10,8 +10,11 @@ notifications:
   email:     {smtp_host: ..., smtp_port: 587, starttls: true, username: ..., password: ..., from: ..., to: [...]}
   pagerduty: {routing_key: ..., events_url: https://events.pagerduty.com/v2/enqueue, webhook_secret: ...}
   routes:    {info: [], warning: [slack, email], critical: [slack, email, pagerduty]}
+  # any channel may also say `group: false` (never grouped) and `max_per_minute: N` (rate limit)
 alerting:
   repeat_interval: 4h          # remind while firing and unacknowledged
+  group_threshold: 3           # due notifications of one budget's instances sent as one message (0: never)
+  group_wait: 0s               # hold instance notifications so a group can form
   tick_interval: 30s           # how often a gateway with workers checks for due repeats (0: only the scheduler)
   max_body_bytes: 1048576      # webhook request bodies
   receipt_retention: 7d        # how long webhook delivery ids are remembered for dedup
@@ -31,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alerting.gateway.grouping import GroupingSettings
 from alerting.model import SEVERITIES, Severity
 from exporter.config import SECTION_VALIDATORS, WHOLE_CONFIG_CHECKS, Config, ConfigError, resolve_secret
 
@@ -46,10 +50,22 @@ _SECRETS = {
     "email": ("password",),
     "pagerduty": ("routing_key", "webhook_secret"),
 }
+_FLOW_KEYS = {"group", "max_per_minute"}
+"""Per-channel keys of the grouping stage (`alerting.gateway.grouping`), not passed to notifiers' checks."""
 _PLAIN_KEYS = {
-    "slack": {"channel", "api_url", "timeout_seconds"},
-    "email": {"smtp_host", "smtp_port", "starttls", "username", "from", "to", "timeout_seconds", "allow_insecure_auth"},
-    "pagerduty": {"events_url", "timeout_seconds", "source"},
+    "slack": {"channel", "api_url", "timeout_seconds", *_FLOW_KEYS},
+    "email": {
+        "smtp_host",
+        "smtp_port",
+        "starttls",
+        "username",
+        "from",
+        "to",
+        "timeout_seconds",
+        "allow_insecure_auth",
+        *_FLOW_KEYS,
+    },
+    "pagerduty": {"events_url", "timeout_seconds", "source", *_FLOW_KEYS},
 }
 _REQUIRED = {"slack": ("token", "channel"), "email": ("smtp_host", "from", "to"), "pagerduty": ("routing_key",)}
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)(ms|s|m|h|d|w))")
@@ -118,6 +134,7 @@ class GatewaySettings:
     receipt_retention: float = 7 * 86400.0
     outbox: OutboxSettings = field(default_factory=OutboxSettings)
     silences: SilenceSettings = field(default_factory=SilenceSettings)
+    grouping: GroupingSettings = field(default_factory=GroupingSettings)
 
     def channels_for(self, severity: str) -> tuple[str, ...]:
         """The configured channels an alert of this severity is routed to."""
@@ -186,6 +203,11 @@ def _channel(name: str, section: dict[str, Any], problems: Problems, base: Path)
         timeout = resolved["timeout_seconds"]
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
             problems.append(f"{path}.timeout_seconds: must be a number > 0")
+    if not isinstance(resolved.get("group", True), bool):
+        problems.append(f"{path}.group: must be true or false")
+    limit = resolved.get("max_per_minute", 0)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        problems.append(f"{path}.max_per_minute: must be an integer >= 0 (0: no limit)")
     if name == "pagerduty" and "webhook_secret" in resolved:
         secret = resolved["webhook_secret"]
         if isinstance(secret, str):
@@ -256,6 +278,26 @@ def _outbox(value: Any, problems: Problems) -> OutboxSettings:
     return OutboxSettings(**values)
 
 
+def _grouping(alerting: Mapping[str, Any], channels: Mapping[str, Any], problems: Problems) -> GroupingSettings:
+    """`alerting.group_wait`, `alerting.group_threshold` and the channels' `group` and `max_per_minute`."""
+    defaults = GroupingSettings()
+    wait = _duration(alerting, "group_wait", "alerting", defaults.group_wait, problems)
+    threshold = alerting.get("group_threshold", defaults.group_threshold)
+    if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0 or threshold == 1:
+        problems.append("alerting.group_threshold: must be an integer >= 2 (0: never group)")
+        threshold = defaults.group_threshold
+    return GroupingSettings(
+        group_wait=wait if threshold else 0.0,
+        group_threshold=threshold,
+        ungrouped=frozenset(name for name, section in channels.items() if section.get("group") is False),
+        max_per_minute={
+            name: int(section["max_per_minute"])
+            for name, section in channels.items()
+            if isinstance(section.get("max_per_minute"), int) and section["max_per_minute"] > 0
+        },
+    )
+
+
 def first_alertmanager_url(raw: Mapping[str, Any]) -> str:
     """The first replica of the top-level `alertmanager:` section (`url` or `urls`), or ""."""
     section = raw.get("alertmanager")
@@ -322,6 +364,7 @@ def parse_settings(raw: Mapping[str, Any], base: Path, problems: Problems, *, wh
         max_body_bytes=max_body,
         receipt_retention=_duration(alerting, "receipt_retention", path, GatewaySettings.receipt_retention, problems),
         outbox=_outbox(alerting.get("outbox"), problems),
+        grouping=_grouping(alerting, channels, problems),
         silences=_silences(alerting.get("alertmanager"), problems, first_alertmanager_url(raw) if whole else None),
     )
 

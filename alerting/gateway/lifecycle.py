@@ -237,6 +237,7 @@ class Lifecycle:
         assert alert.id is not None and decision.kind is not None
         channels = enqueue(
             conn,
+            grouping=self.settings.grouping,
             dialect=self.dialect,
             alert=alert,
             kind=decision.kind,
@@ -317,6 +318,7 @@ class Lifecycle:
         updates = [c for c in targets if c in known]
         channels = enqueue(
             conn,
+            grouping=self.settings.grouping,
             dialect=self.dialect,
             alert=alert,
             kind=kind,
@@ -327,6 +329,7 @@ class Lifecycle:
         )
         channels += enqueue(
             conn,
+            grouping=self.settings.grouping,
             dialect=self.dialect,
             alert=alert,
             kind=NotificationKind.FIRING,
@@ -416,6 +419,7 @@ class Lifecycle:
         self._audit(conn, row.id, now, "resolved", row.state, "resolved", actor)
         channels = enqueue(
             conn,
+            grouping=self.settings.grouping,
             dialect=self.dialect,
             alert=alert,
             kind=NotificationKind.RESOLVED,
@@ -456,6 +460,7 @@ class Lifecycle:
             targets.append(SILENCES)  # later unack/resolve reach it as a notified channel
         channels = enqueue(
             conn,
+            grouping=self.settings.grouping,
             dialect=self.dialect,
             alert=alert,
             kind=NotificationKind.ACKNOWLEDGED,
@@ -492,6 +497,7 @@ class Lifecycle:
         self._audit(conn, row.id, now, "unacknowledged", "acknowledged", "firing", actor)
         channels = enqueue(
             conn,
+            grouping=self.settings.grouping,
             dialect=self.dialect,
             alert=alert,
             kind=NotificationKind.UNACKNOWLEDGED,

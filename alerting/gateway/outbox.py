@@ -18,7 +18,7 @@ import functools
 import logging
 import random
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import delete, exists, func, insert, select, update
@@ -28,6 +28,14 @@ from sqlalchemy.engine import Connection
 
 from alerting.gateway.config import OutboxSettings
 from alerting.gateway.driver_sql import DriverStatement
+from alerting.gateway.grouping import (
+    GroupingSettings,
+    group_digest_key,
+    group_key_for,
+    member_reference,
+    send_digest,
+    summary_digest_key,
+)
 from alerting.gateway.records import (
     actor_from_json,
     actor_json,
@@ -40,6 +48,7 @@ from alerting.gateway.records import (
 from alerting.gateway.tables import alert_channels, notification_outbox
 from alerting.model import Actor, Alert, DeliveryResult, Notification, NotificationKind
 from alerting.notify.base import Notifier, redact
+from alerting.notify.digest import Digest
 from exporter.store import Store
 
 log = logging.getLogger(__name__)
@@ -47,6 +56,10 @@ log = logging.getLogger(__name__)
 PENDING, SENT, SKIPPED, DEAD = "pending", "sent", "skipped", "dead"
 STATUSES = (PENDING, SENT, SKIPPED, DEAD)
 OUTCOMES = ("sent", "failed", "retried")
+FOLDED = ("grouped", "summarised")
+"""How a notification was delivered inside one message with others: a budget's group, a rate-limit summary.
+
+Counted apart from OUTCOMES (`llm_notifications_folded_total`), so ratios over every outcome stay right."""
 MAX_RETRY_AFTER = 3600.0
 """Longest wait a receiver's `Retry-After` can impose before the next attempt."""
 MIN_RETRY_AFTER = 1.0
@@ -74,16 +87,27 @@ def enqueue(
     now: float,
     actor: Actor | None = None,
     previous_severity: str | None = None,
+    grouping: GroupingSettings | None = None,
 ) -> list[str]:
-    """Write one outbox row per channel (inside the caller's transaction) and remember the channels."""
+    """Write one outbox row per channel (inside the caller's transaction) and remember the channels.
+
+    With `grouping`, a row about an instance of a per-key budget carries its group key and becomes due
+    after `group_wait`, so the instances crossing together can be sent as one message (see `grouping`).
+    """
     channels = list(dict.fromkeys(channels))
     if not channels:
         return []
     assert alert.id is not None
     payload = dumps({"alert": snapshot(alert), "actor": actor_json(actor), "previous_severity": previous_severity})
-    _INSERT_OUTBOX.executemany(
-        conn,
-        [
+    group = group_key_for(alert) if grouping is not None else None
+    rows = []
+    for channel in channels:
+        grouped = group is not None and grouping is not None and grouping.groups(channel)
+        due = now
+        if grouped and grouping is not None and grouping.group_wait > 0:
+            assert group is not None
+            due = _group_due(conn, channel, group, kind, now) or now + grouping.group_wait
+        rows.append(
             {
                 "alert_id": alert.id,
                 "channel": channel,
@@ -92,13 +116,13 @@ def enqueue(
                 "payload": payload,
                 "status": PENDING,
                 "attempts": 0,
-                "next_attempt_at": now,
+                "next_attempt_at": due,
                 "created_at": now,
                 "updated_at": now,
+                "group_key": group if grouped else None,
             }
-            for channel in channels
-        ],
-    )
+        )
+    _INSERT_OUTBOX.executemany(conn, rows)
     _remember_channels(dialect).executemany(
         conn,
         [{"alert_id": alert.id, "channel": c, "first_enqueued_at": now, "updated_at": now} for c in channels],
@@ -107,6 +131,24 @@ def enqueue(
 
 
 _INSERT_OUTBOX = DriverStatement(insert(notification_outbox))
+
+
+def _group_due(conn: Connection, channel: str, group: str, kind: NotificationKind, now: float) -> float | None:
+    """When the waiting group this row joins is due, or None if none is waiting.
+
+    As in Alertmanager, a group's wait starts with its first alert; later ones join it, not waiting anew.
+    """
+    o = notification_outbox
+    value = conn.execute(
+        select(func.min(o.c.next_attempt_at)).where(
+            o.c.channel == channel,
+            o.c.group_key == group,
+            o.c.kind == kind.value,
+            o.c.status == PENDING,
+            o.c.next_attempt_at > now,
+        )
+    ).scalar()
+    return None if value is None else float(value)
 
 
 @functools.cache
@@ -130,9 +172,15 @@ _SQL = {
     "AND o.next_attempt_at <= ? AND (o.lease_until IS NULL OR o.lease_until <= ?) AND NOT EXISTS ("
     "SELECT 1 FROM notification_outbox AS e WHERE e.alert_id = o.alert_id AND e.channel = o.channel "
     "AND e.status = 'pending' AND e.id < o.id) ORDER BY o.id LIMIT ?",
+    # More due rows of one group (same budget, kind and channel) than the one claimed: sent as one message.
+    "group_due": "SELECT o.id FROM notification_outbox AS o WHERE o.channel = ? AND o.group_key = ? "
+    "AND o.kind = ? AND o.status = 'pending' "
+    "AND o.next_attempt_at <= ? AND (o.lease_until IS NULL OR o.lease_until <= ?) AND NOT EXISTS ("
+    "SELECT 1 FROM notification_outbox AS e WHERE e.alert_id = o.alert_id AND e.channel = o.channel "
+    "AND e.status = 'pending' AND e.id < o.id) ORDER BY o.id LIMIT ?",
     "lease": "UPDATE notification_outbox SET lease_owner = ?, lease_until = ?, updated_at = ? "
     "WHERE id IN ({ids}) AND status = 'pending' AND (lease_until IS NULL OR lease_until <= ?) RETURNING id",
-    "claimed": "SELECT o.id, o.alert_id, o.channel, o.kind, o.attempts, o.payload, c.reference "
+    "claimed": "SELECT o.id, o.alert_id, o.channel, o.kind, o.attempts, o.payload, c.reference, o.group_key "
     "FROM notification_outbox AS o LEFT JOIN alert_channels AS c ON c.alert_id = o.alert_id "
     "AND c.channel = o.channel WHERE o.id IN ({ids}) ORDER BY o.id",
     "finish": "UPDATE notification_outbox SET status = ?, attempts = ?, lease_owner = NULL, lease_until = NULL, "
@@ -173,6 +221,26 @@ class Claimed:
     kind: NotificationKind
     attempts: int
     notification: Notification
+    group_key: str | None = None
+    members: tuple[Claimed, ...] = ()
+    """For one message about several rows (a digest): every row it stands for, itself included."""
+    digest_key: str = ""
+    group: str = ""
+    """The digest's group (`family|budget`), or "" for a rate-limit summary."""
+
+    @property
+    def rows(self) -> tuple[Claimed, ...]:
+        """The outbox rows this delivery settles."""
+        return self.members or (self,)
+
+    def digest(self) -> Digest:
+        """The message for a digest delivery."""
+        return Digest(
+            key=self.digest_key,
+            notifications=tuple(m.notification for m in self.members),
+            group=self.group,
+            lead_id=self.id,
+        )
 
 
 @dataclass(frozen=True)
@@ -199,9 +267,14 @@ class Outbox:
         owner: str,
         clock: Callable[[], float],
         rng: random.Random | None = None,
+        grouping: GroupingSettings | None = None,
+        digest_channels: Iterable[str] = (),
     ) -> None:
         self.store = store
         self.settings = settings
+        self.grouping = grouping or GroupingSettings()
+        self.digest_channels = frozenset(digest_channels)
+        """Channels whose notifier can send a digest (`send_digest`): only these group or summarise."""
         self.owner = owner
         self.clock = clock
         self._rng = rng or random.Random()
@@ -211,6 +284,7 @@ class Outbox:
         # needs nothing: the transaction holds the database write lock.
         locking = " FOR UPDATE OF o SKIP LOCKED" if store.dialect == "postgresql" else ""
         self._sql["due_locked"] = self._sql["due"] + locking
+        self._sql["group_due_locked"] = self._sql["group_due"] + locking
 
     # --- delivery ---------------------------------------------------------------------------------
 
@@ -224,8 +298,13 @@ class Outbox:
         channel: str,
         limit: int,
         now: float | None = None,
+        *,
+        summarise: bool = False,
     ) -> tuple[list[Finished], list[Claimed]]:
         """Record finished attempts (see `record`) and claim up to `limit` more rows, in one transaction.
+
+        `summarise` (the channel's rate limit allows one more message only): everything due, up to
+        `grouping.max_group` rows, is claimed as ONE summary digest instead of `limit` rows.
 
         A busy worker does this once per round instead of two transactions: on SQLite every writer queues
         for one lock, so the number of transactions is what bounds fan-out.
@@ -238,30 +317,86 @@ class Outbox:
                     return [], []
         with self.store.transaction() as conn:
             finished = self._record_in(conn, results, now)
-            claimed = self._claim_in(conn, channel, limit, now) if limit > 0 else []
+            claimed = self._claim_in(conn, channel, limit, now, summarise=summarise) if limit > 0 else []
         return finished, claimed
 
-    def _claim_in(self, conn: Connection, channel: str, limit: int, now: float) -> list[Claimed]:
+    def _claim_in(
+        self, conn: Connection, channel: str, limit: int, now: float, *, summarise: bool = False
+    ) -> list[Claimed]:
         cursor = _cursor(conn)
-        cursor.execute(self._sql["due_locked"], (channel, now, now, limit))
-        ids = [r[0] for r in cursor.fetchall()]
+        digests = channel in self.digest_channels
+        summarise = summarise and digests
+        wanted = self.grouping.max_group if summarise else limit
+        cursor.execute(self._sql["due_locked"], (channel, now, now, wanted))
+        claimed = self._lease(cursor, [r[0] for r in cursor.fetchall()], now)
+        if digests and self.grouping.groups(channel):
+            claimed = self._gather_groups(cursor, channel, claimed, now)
+        if summarise and len(claimed) > 1:
+            return [self._summary(claimed)]
+        return claimed
+
+    def _lease(self, cursor: Any, ids: Sequence[int], now: float) -> list[Claimed]:
         if not ids:
             return []
-        marks = self._in_list(len(ids))
         lease = (self.owner, now + self.settings.lease, now)
-        cursor.execute(self._sql["lease"].format(ids=marks), (*lease, *ids, now))
+        cursor.execute(self._sql["lease"].format(ids=self._in_list(len(ids))), (*lease, *ids, now))
         claimed_ids = [r[0] for r in cursor.fetchall()]
         if not claimed_ids:
             return []
         cursor.execute(self._sql["claimed"].format(ids=self._in_list(len(claimed_ids))), tuple(claimed_ids))
         return [self._claimed(row) for row in cursor.fetchall()]
 
+    def _gather_groups(self, cursor: Any, channel: str, claimed: list[Claimed], now: float) -> list[Claimed]:
+        """Fold claimed rows of one group, with the other due rows of that group, into one digest each.
+
+        A group (same budget, kind, channel) reaching `group_threshold` due rows is sent as one message;
+        a smaller one is sent row by row, as today.
+        """
+        by_group: dict[tuple[str, str], list[Claimed]] = {}
+        for item in claimed:
+            if item.group_key is not None:
+                by_group.setdefault((item.group_key, item.kind.value), []).append(item)
+        if not by_group:
+            return claimed
+        folded: dict[int, Claimed] = {}
+        singles: list[Claimed] = []
+        for (group, kind), items in by_group.items():
+            room = max(self.grouping.max_group - len(items), 0)
+            cursor.execute(self._sql["group_due_locked"], (channel, group, kind, now, now, room))
+            more = [r[0] for r in cursor.fetchall()]
+            if len(items) + len(more) < self.grouping.group_threshold:
+                continue
+            leased = self._lease(cursor, more, now)
+            members = sorted([*items, *leased], key=lambda c: c.id)
+            if len(members) < self.grouping.group_threshold:  # another sender took some meanwhile
+                singles.extend(leased)  # leased: ours to send, one by one
+                continue
+            lead = members[0]
+            digest = replace(lead, members=tuple(members), digest_key=group_digest_key(group), group=group)
+            for item in items:
+                folded[item.id] = digest
+        out: list[Claimed] = []
+        seen: set[int] = set()
+        for item in claimed:
+            target = folded.get(item.id, item)
+            if target.id not in seen or not target.members:
+                seen.add(target.id)
+                out.append(target)
+            # A digest replaces every claimed member; keep only its first appearance.
+        return out + singles
+
+    def _summary(self, claimed: list[Claimed]) -> Claimed:
+        """All claimed rows (digests flattened) as one rate-limit summary."""
+        rows = sorted((row for item in claimed for row in item.rows), key=lambda c: c.id)
+        lead = rows[0]
+        return replace(lead, members=tuple(rows), digest_key=summary_digest_key(lead.id), group="")
+
     def _in_list(self, n: int) -> str:
         return ", ".join([self._placeholder] * n)
 
     @staticmethod
     def _claimed(row: Any) -> Claimed:
-        row_id, alert_id, channel, kind_name, attempts, payload_json, reference = row
+        row_id, alert_id, channel, kind_name, attempts, payload_json, reference, group_key = row
         payload = loads(payload_json)
         kind = NotificationKind(kind_name)
         notification = Notification(
@@ -273,11 +408,13 @@ class Outbox:
             previous_severity=payload.get("previous_severity"),
             outbox_id=int(row_id),
         )
-        return Claimed(int(row_id), int(alert_id), channel, kind, int(attempts), notification)
+        return Claimed(int(row_id), int(alert_id), channel, kind, int(attempts), notification, group_key)
 
     def send(self, notifier: Notifier, claimed: Claimed) -> DeliveryResult:
         """Run the notifier; a notifier bug becomes a retryable failure instead of killing a worker."""
         try:
+            if claimed.members:
+                return send_digest(notifier, claimed.digest())
             return notifier.send(claimed.notification)
         except Exception as exc:  # a notifier must not raise, but a worker must survive one that does
             error = redact(f"{claimed.channel}: unexpected {type(exc).__name__}: {exc}")
@@ -322,38 +459,60 @@ class Outbox:
         references: list[tuple[str, float, int, str]] = []
         counters: dict[str, float] = {}
         cursor = _cursor(conn)
-        for claimed, result in results:
-            status, outcome, next_attempt = self._outcome(claimed, result, now)
-            params = (
-                status,
-                claimed.attempts + 1,
-                now,
-                result.error[:2000] or None,
-                now if result.ok else None,
-                next_attempt,
-                claimed.id,
-                self.owner,
-            )
-            cursor.execute(self._sql["finish"], params)
-            if cursor.rowcount != 1:
-                # Our lease ran out and another sender took the row over: it records the outcome.
-                log.warning("outbox row %s: lease lost before the result was recorded", claimed.id)
-                finished.append(Finished(claimed.id, claimed.channel, status, None, lease_lost=True))
-                continue
-            if result.ok and not result.skipped and result.reference is not None:
-                references.append((dumps(result.reference), now, claimed.alert_id, claimed.channel))
-            if outcome is not None:
-                name = counter_name(claimed.channel, outcome)
-                counters[name] = counters.get(name, 0) + 1
-            finished.append(Finished(claimed.id, claimed.channel, status, outcome, next_attempt))
-            if status == DEAD:
-                log.warning("notification %s on %s is a dead letter: %s", claimed.id, claimed.channel, result.error)
-            elif status == PENDING:
-                log.info("notification %s on %s will be retried: %s", claimed.id, claimed.channel, result.error)
+        for delivery, result in results:
+            if delivery.members and result.ok and not result.skipped:
+                folded = "grouped" if delivery.group else "summarised"
+                name = counter_name(delivery.channel, folded)
+                counters[name] = counters.get(name, 0) + len(delivery.members)
+            for claimed in delivery.rows:
+                self._record_row(cursor, delivery, claimed, result, now, finished, references, counters)
         if references:
             cursor.executemany(self._sql["reference"], references)
         self.store.add_counters(counters, conn=conn)
         return finished
+
+    def _record_row(
+        self,
+        cursor: Any,
+        delivery: Claimed,
+        claimed: Claimed,
+        result: DeliveryResult,
+        now: float,
+        finished: list[Finished],
+        references: list[tuple[str, float, int, str]],
+        counters: dict[str, float],
+    ) -> None:
+        """Record one outbox row's outcome; a digest's member rows all share the digest's result."""
+        status, outcome, next_attempt = self._outcome(claimed, result, now)
+        params = (
+            status,
+            claimed.attempts + 1,
+            now,
+            result.error[:2000] or None,
+            now if result.ok else None,
+            next_attempt,
+            claimed.id,
+            self.owner,
+        )
+        cursor.execute(self._sql["finish"], params)
+        if cursor.rowcount != 1:
+            # Our lease ran out and another sender took the row over: it records the outcome.
+            log.warning("outbox row %s: lease lost before the result was recorded", claimed.id)
+            finished.append(Finished(claimed.id, claimed.channel, status, None, lease_lost=True))
+            return
+        if result.ok and not result.skipped and result.reference is not None:
+            reference = (
+                member_reference(delivery.digest_key, result.reference) if delivery.members else result.reference
+            )
+            references.append((dumps(reference), now, claimed.alert_id, claimed.channel))
+        if outcome is not None:
+            name = counter_name(claimed.channel, outcome)
+            counters[name] = counters.get(name, 0) + 1
+        finished.append(Finished(claimed.id, claimed.channel, status, outcome, next_attempt))
+        if status == DEAD:
+            log.warning("notification %s on %s is a dead letter: %s", claimed.id, claimed.channel, result.error)
+        elif status == PENDING:
+            log.info("notification %s on %s will be retried: %s", claimed.id, claimed.channel, result.error)
 
     def deliver(self, channel: str, notifier: Notifier, *, limit: int, now: float | None = None) -> list[Finished]:
         """Claim due rows of one channel, send them one after the other and record the results."""

@@ -8,6 +8,7 @@ workers after each commit, and serves the HTTP routes and metrics.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -15,7 +16,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -29,6 +30,7 @@ from alerting.gateway.alertmanager import Webhook, parse_webhook
 from alerting.gateway.channels import build_channels
 from alerting.gateway.collector import GatewayCollector
 from alerting.gateway.config import GatewaySettings, settings_from_config
+from alerting.gateway.grouping import digest_channels, digest_members
 from alerting.gateway.lifecycle import AlertConflict, AlertInput, AlertNotFound, Change, Lifecycle
 from alerting.gateway.outbox import PENDING, Outbox, dialect_insert
 from alerting.gateway.records import alert_from_row, loads, rfc3339
@@ -43,6 +45,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected (PostgreSQL)
+FIRE_MANY_CHUNK = 500
+"""Alerts per transaction in `fire_many` (bounded lock time; a group of 500 is one message anyway)."""
 STALE_INCIDENT_TOLERANCE = 300.0
 """A PagerDuty incident created this long before our alert is about an earlier occurrence."""
 
@@ -126,7 +130,14 @@ class GatewayService:
         self.lifecycle = Lifecycle(self.settings, store.dialect)
         self.notifiers = build_channels(self.settings, notifiers)
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.outbox = Outbox(store, self.settings.outbox, owner=owner, clock=clock)
+        self.outbox = Outbox(
+            store,
+            self.settings.outbox,
+            owner=owner,
+            clock=clock,
+            grouping=self.settings.grouping,
+            digest_channels=digest_channels(self.notifiers),
+        )
         self._seen = _RecentDigests(10_000)
         self._workers = None
         self._ticker = None
@@ -138,6 +149,7 @@ class GatewayService:
                 self.notifiers,
                 concurrency=self.settings.outbox.concurrency,
                 poll_interval=self.settings.outbox.poll_interval,
+                max_per_minute=self.settings.grouping.max_per_minute,
             )
             self._workers.start()
             if self.settings.tick_interval > 0:
@@ -189,6 +201,35 @@ class GatewayService:
             generator_url=generator_url,
         )
         return self._write(lambda conn: self.lifecycle.fire(conn, incoming, self.clock()))
+
+    def fire_many(self, alerts: Sequence[AlertInput]) -> list[Change]:
+        """Report several alerts as firing in ONE transaction (one budget pass crossing many instances).
+
+        Their notifications are committed together, so the grouping stage sees them all at once and sends
+        one message per channel for a budget's instances (`alerting.gateway.grouping`).
+        """
+        ordered = sorted(alerts, key=lambda a: a.fingerprint)  # one lock order: no deadlock between passes
+        changes: list[Change] = []
+        for start in range(0, len(ordered), FIRE_MANY_CHUNK):
+            chunk = ordered[start : start + FIRE_MANY_CHUNK]
+            changes += self._write(functools.partial(self._fire_chunk, chunk))
+        return changes
+
+    def resolve_many(self, items: Sequence[tuple[str, Mapping[str, str]]], *, via: str = "scheduler") -> list[Change]:
+        """Resolve several alerts (alertname, labels) in one transaction; see `fire_many`."""
+        fps = sorted(AlertInput(alertname=n, labels=dict(labels), severity="info").fingerprint for n, labels in items)
+        actor = Actor(by="", via=via)
+        changes: list[Change] = []
+        for start in range(0, len(fps), FIRE_MANY_CHUNK):
+            chunk = fps[start : start + FIRE_MANY_CHUNK]
+            changes += self._write(functools.partial(self._resolve_chunk, chunk, actor))
+        return changes
+
+    def _fire_chunk(self, chunk: Sequence[AlertInput], conn: Connection) -> list[Change]:
+        return [self.lifecycle.fire(conn, incoming, self.clock()) for incoming in chunk]
+
+    def _resolve_chunk(self, chunk: Sequence[str], actor: Actor, conn: Connection) -> list[Change]:
+        return [self.lifecycle.resolve(conn, fp, self.clock(), actor=actor) for fp in chunk]
 
     def resolve(
         self, alertname: str, labels: Mapping[str, str], *, by: str = "", via: str = "scheduler", comment: str = ""
@@ -284,6 +325,9 @@ class GatewayService:
         """Apply verified Slack button presses; unknown or resolved alerts are ignored."""
         changes = []
         for action in actions:
+            if action.digest:
+                changes += self._ack_digest_from_slack(action)
+                continue
             apply = self.ack if action.action == "ack" else self.unack
             try:
                 changes.append(apply(action.alert_id, by=action.user, via="slack"))
@@ -295,6 +339,9 @@ class GatewayService:
         """Apply a verified PagerDuty webhook event once (deliveries deduplicated by event id)."""
         if event.action is None:
             return WebhookResult(duplicate=False, reason=f"event type {event.event_type} is not acted on")
+        digest = event.digest
+        if digest is not None:
+            return self._write(lambda conn: self._apply_pagerduty_digest(conn, event, digest))
         fp = event.fingerprint
         if fp is None:
             return WebhookResult(duplicate=False, reason="not an llmcost incident")
@@ -325,6 +372,35 @@ class GatewayService:
         except AlertConflict as exc:
             return WebhookResult(duplicate=False, reason=str(exc))
         return WebhookResult(duplicate=False, changes=(change,))
+
+    def _ack_digest_from_slack(self, action: SlackAction) -> list[Change]:
+        """Apply "Acknowledge all" of a grouped Slack message: every open alert it listed."""
+        actor = Actor(by=action.user, via="slack")
+        return self._write(lambda conn: self._apply_digest(conn, "slack", action.digest, "ack", actor))
+
+    def _apply_pagerduty_digest(self, conn: Connection, event: PagerDutyEvent, digest: str) -> WebhookResult:
+        if not self._receipt(conn, "pagerduty", event.id, self.clock()):
+            return WebhookResult(duplicate=True)
+        actor = Actor(by=event.agent, via="pagerduty")
+        assert event.action is not None
+        changes = self._apply_digest(conn, "pagerduty", digest, event.action, actor)
+        return WebhookResult(duplicate=False, changes=tuple(changes), reason="" if changes else "no open alert")
+
+    def _apply_digest(self, conn: Connection, channel: str, digest: str, action: str, actor: Actor) -> list[Change]:
+        """Acknowledge, unacknowledge or resolve every open alert a grouped message on `channel` listed."""
+        now = self.clock()
+        changes = []
+        for alert_id in digest_members(conn, channel, digest):
+            try:
+                if action == "ack":
+                    changes.append(self.lifecycle.ack(conn, alert_id, actor, now))
+                elif action == "unack":
+                    changes.append(self.lifecycle.unack(conn, alert_id, actor, now))
+                else:
+                    changes.append(self.lifecycle.resolve_id(conn, alert_id, now, actor=actor))
+            except (AlertNotFound, AlertConflict) as exc:
+                changes.append(Change("ignored", reason=f"{type(exc).__name__}: {exc}"))
+        return changes
 
     # --- reading ----------------------------------------------------------------------------------
 

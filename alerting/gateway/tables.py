@@ -120,6 +120,8 @@ notification_outbox = Table(
     Column("updated_at", Float, nullable=False),
     Column("sent_at", Float, nullable=True),
     Column("last_error", Text, nullable=True),
+    # `family|budget` for an instance of a per-key budget (see alerting.gateway.grouping), else NULL.
+    Column("group_key", String(256), nullable=True),
     UniqueConstraint("alert_id", "channel", "seq", name="uq_outbox_alert_channel_seq"),
 )
 Index(
@@ -127,6 +129,12 @@ Index(
     notification_outbox.c.channel,
     notification_outbox.c.status,
     notification_outbox.c.next_attempt_at,
+)
+Index(
+    "ix_outbox_group",
+    notification_outbox.c.channel,
+    notification_outbox.c.group_key,
+    notification_outbox.c.status,
 )
 Index(
     "ix_outbox_alert_order",

@@ -14,6 +14,7 @@ import orjson
 
 from alerting.gateway.alertmanager import PayloadError
 from alerting.gateway.records import parse_rfc3339
+from alerting.notify.digest import ACK_DIGEST_ACTION_ID, is_digest_key
 
 SLACK_ACK = "llmcost_ack"
 SLACK_UNACK = "llmcost_unack"
@@ -33,6 +34,8 @@ class SlackAction:
     action: str  # "ack" | "unack"
     alert_id: int
     user: str
+    digest: str = ""
+    """For "Acknowledge all" on a grouped message: the digest key (`alert_id` is then 0)."""
 
 
 def parse_slack_interaction(body: bytes) -> list[SlackAction]:
@@ -62,10 +65,16 @@ def parse_slack_interaction(body: bytes) -> list[SlackAction]:
     for i, action in enumerate(actions):
         if not isinstance(action, dict):
             raise PayloadError(f"payload.actions[{i}]", "must be an object")
-        kind = {SLACK_ACK: "ack", SLACK_UNACK: "unack"}.get(str(action.get("action_id")))
+        action_id = str(action.get("action_id"))
+        value = action.get("value")
+        if action_id == ACK_DIGEST_ACTION_ID:
+            if not isinstance(value, str) or not is_digest_key(value) or not value.replace("-", "").isalnum():
+                raise PayloadError(f"payload.actions[{i}].value", "must be a digest key")
+            found.append(SlackAction("ack", 0, who or "slack user", digest=value))
+            continue
+        kind = {SLACK_ACK: "ack", SLACK_UNACK: "unack"}.get(action_id)
         if kind is None:
             continue  # link buttons (runbook, source) also send interactions
-        value = action.get("value")
         if not isinstance(value, str) or not value.isdigit() or len(value) > 18:
             raise PayloadError(f"payload.actions[{i}].value", "must be an alert id")
         found.append(SlackAction(kind, int(value), who or "slack user"))
@@ -89,8 +98,15 @@ class PagerDutyEvent:
         return PD_EVENTS.get(self.event_type)
 
     @property
+    def digest(self) -> str | None:
+        """The digest key when the incident is a grouped one (one per budget group), else None."""
+        return self.incident_key if is_digest_key(self.incident_key) else None
+
+    @property
     def fingerprint(self) -> str | None:
         """The alert fingerprint inside our dedup_key, or None if the incident is not ours."""
+        if self.digest is not None:
+            return None
         if self.incident_key.startswith(DEDUP_KEY_PREFIX):
             return self.incident_key[len(DEDUP_KEY_PREFIX) :] or None
         return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -33,9 +34,18 @@ class ChannelWorker:
     """
 
     def __init__(
-        self, outbox: Outbox, channel: str, notifier: Notifier, *, concurrency: int, poll_interval: float
+        self,
+        outbox: Outbox,
+        channel: str,
+        notifier: Notifier,
+        *,
+        concurrency: int,
+        poll_interval: float,
+        max_per_minute: int = 0,
     ) -> None:
         self.outbox = outbox
+        self.max_per_minute = max_per_minute
+        self._sent_at: deque[float] = deque()  # monotonic times of this minute's messages (rate limit)
         self.channel = channel
         self.notifier = notifier
         self.concurrency = concurrency
@@ -121,17 +131,38 @@ class ChannelWorker:
             batch = list(self._done)
             self._done.clear()
             free = self.concurrency - self._in_flight + len(batch) if claim else 0
+        allowance = self._allowance()
+        summarise = False
+        if allowance is not None and free > 0:
+            # The last message the minute allows sums up everything still due (never drops it); the ones
+            # before it go one by one; once none is left, rows wait for the window to move on.
+            summarise = allowance == 1
+            free = 1 if summarise else min(free, max(allowance - 1, 0))
         if not batch and free <= 0:
             return free, []
         try:
-            _, claimed = self.outbox.settle_and_claim(batch, self.channel, free)
+            _, claimed = self.outbox.settle_and_claim(batch, self.channel, free, summarise=summarise)
         except Exception:
             with self._lock:  # keep them for the next round; the rows stay leased meanwhile
                 self._done.extendleft(reversed(batch))
             raise
         with self._lock:
             self._in_flight -= len(batch)
+        if self.max_per_minute:
+            self._sent_at.extend([time.monotonic()] * len(claimed))
         return free, claimed
+
+    def _allowance(self) -> int | None:
+        """Messages the channel's `max_per_minute` still allows in the rolling minute (None: no limit).
+
+        Counted per process: with several processes delivering, each keeps to the limit on its own.
+        """
+        if not self.max_per_minute:
+            return None
+        horizon = time.monotonic() - 60.0
+        while self._sent_at and self._sent_at[0] <= horizon:
+            self._sent_at.popleft()
+        return self.max_per_minute - len(self._sent_at)
 
     def _sleep_for(self) -> float:
         due = self.outbox.next_due(self.channel)
@@ -150,9 +181,18 @@ class DeliveryWorkers:
         *,
         concurrency: int,
         poll_interval: float,
+        max_per_minute: Mapping[str, int] | None = None,
     ) -> None:
+        limits = max_per_minute or {}
         self.workers = {
-            name: ChannelWorker(outbox, name, notifier, concurrency=concurrency, poll_interval=poll_interval)
+            name: ChannelWorker(
+                outbox,
+                name,
+                notifier,
+                concurrency=concurrency,
+                poll_interval=poll_interval,
+                max_per_minute=limits.get(name, 0),
+            )
             for name, notifier in notifiers.items()
         }
 

@@ -34,6 +34,7 @@ from typing import Any
 from alerting.escaping import sanitize_header
 from alerting.model import Alert, DeliveryResult, Notification, NotificationKind
 from alerting.notify.base import one_line, redact
+from alerting.notify.digest import Digest
 from alerting.notify.templating import render
 
 # Non-ASCII bodies go out quoted-printable, so no server needs 8BITMIME; lines end in CRLF on the wire.
@@ -101,6 +102,20 @@ def build_email(notification: Notification, *, from_addr: str, to: Sequence[str]
     message["X-LLMCost-Notification"] = notification.kind.value
     message.attach(MIMEText(render("email.txt", notification) + "\n", "plain", _UTF8_QP))
     message.attach(MIMEText(render("email.html", notification) + "\n", "html", _UTF8_QP))
+    return message
+
+
+def build_digest_email(digest: Digest, *, from_addr: str, to: Sequence[str], now: datetime) -> Message:
+    """One mail for a digest; its Message-ID derives from the digest key, so a retried send is recognisable."""
+    message = MIMEMultipart("alternative")
+    message["Subject"] = _header(sanitize_header(f"[llmcost] {digest.title()}", limit=250))
+    message["From"] = _addresses([from_addr])
+    message["To"] = _addresses(to)
+    message["Date"] = format_datetime(now.astimezone(UTC))
+    message["Message-ID"] = f"<{digest.key}.{digest.lead_id}@{MESSAGE_ID_DOMAIN}>"
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-LLMCost-Digest"] = _header(sanitize_header(digest.key))
+    message.attach(MIMEText(digest.text() + "\n", "plain", _UTF8_QP))
     return message
 
 
@@ -248,7 +263,14 @@ class EmailNotifier:
     def send(self, notification: Notification) -> DeliveryResult:
         """Send one mail; see the module docstring for threading."""
         message = build_email(notification, from_addr=self.from_addr, to=self.to, now=self._now())
-        reference = {"message_id": _root_id(notification)}
+        return self._send_message(message, {"message_id": _root_id(notification)})
+
+    def send_digest(self, digest: Digest) -> DeliveryResult:
+        """Send one plain-text mail listing the digest's notifications (a thread of its own)."""
+        message = build_digest_email(digest, from_addr=self.from_addr, to=self.to, now=self._now())
+        return self._send_message(message, {"message_id": str(message["Message-ID"])})
+
+    def _send_message(self, message: Message, reference: dict[str, Any]) -> DeliveryResult:
         try:
             refused = self._deliver(message)
         except smtplib.SMTPRecipientsRefused as error:

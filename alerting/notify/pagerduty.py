@@ -22,6 +22,7 @@ import orjson
 from alerting.escaping import truncate
 from alerting.model import Alert, DeliveryResult, Notification, NotificationKind
 from alerting.notify.base import one_line, parse_retry_after, redact
+from alerting.notify.digest import LIST_MAX, Digest, instance
 from alerting.notify.templating import context, render
 
 DEFAULT_EVENTS_URL: Final = "https://events.pagerduty.com/v2/enqueue"
@@ -89,6 +90,40 @@ def build_event(notification: Notification, *, routing_key: str, source: str = "
         {"href": ctx["generator_url"], "text": "Source"},
     ]
     event["links"] = [link for link in links if link["href"]]
+    return event
+
+
+def build_digest_event(digest: Digest, *, routing_key: str, source: str = "llmcost") -> dict[str, Any]:
+    """One Events API v2 event for a digest: its key is the dedup_key, so a budget's group is ONE incident.
+
+    A digest of resolutions resolves the incident, of acknowledgements acknowledges it; anything else
+    (re)triggers it, listing the instances in `custom_details`.
+    """
+    kind = digest.kind
+    action = "trigger"
+    if kind is NotificationKind.RESOLVED:
+        action = "resolve"
+    elif kind is NotificationKind.ACKNOWLEDGED:
+        action = "acknowledge"
+    event: dict[str, Any] = {"routing_key": routing_key, "event_action": action, "dedup_key": digest.key}
+    if action != "trigger":
+        return event
+    listed, hidden = digest.lines()
+    event["payload"] = {
+        "summary": truncate(digest.title(), SUMMARY_MAX),
+        "source": source,
+        "severity": SEVERITIES[digest.severity],
+        "class": digest.group.partition("|")[0] or "llmcost",
+        "custom_details": {
+            "count": len(digest.notifications),
+            "group": digest.group,
+            "alert_ids": digest.alert_ids[: LIST_MAX * 4],
+            "instances": [instance(n) for n in digest.notifications[: LIST_MAX * 4]],
+            "listed": listed,
+            "and_more": hidden,
+        },
+    }
+    event["client"] = "llmcost"
     return event
 
 
@@ -237,7 +272,20 @@ class PagerDutyNotifier:
         actor = notification.actor
         if actor is not None and actor.via == "pagerduty" and notification.kind in _STATE_CHANGES:
             return DeliveryResult.skip({"dedup_key": key})
-        event = build_event(notification, routing_key=self._routing_key, source=self.source)
+        return self._post_event(build_event(notification, routing_key=self._routing_key, source=self.source))
+
+    def send_digest(self, digest: Digest) -> DeliveryResult:
+        """Send one event for a whole digest (dedup_key = the digest key); see `build_digest_event`."""
+        came_from_pagerduty = all(
+            n.actor is not None and n.actor.via == "pagerduty" and n.kind in _STATE_CHANGES
+            for n in digest.notifications
+        )
+        if came_from_pagerduty:
+            return DeliveryResult.skip({"dedup_key": digest.key})
+        return self._post_event(build_digest_event(digest, routing_key=self._routing_key, source=self.source))
+
+    def _post_event(self, event: dict[str, Any]) -> DeliveryResult:
+        key = event["dedup_key"]
         action = event["event_action"]
         if self._transport is None:
             return DeliveryResult.fail(self._redact(f"pagerduty {action}: bad events_url: {self._bad_url}"))

@@ -34,6 +34,7 @@ from alerting.escaping import (
 )
 from alerting.model import DeliveryResult, Notification, NotificationKind
 from alerting.notify.base import one_line, parse_retry_after, redact
+from alerting.notify.digest import ACK_DIGEST_ACTION_ID, Digest
 from alerting.notify.templating import context, render
 
 DEFAULT_API_URL = "https://slack.com/api/"
@@ -127,6 +128,22 @@ def build_message(notification: Notification) -> dict[str, Any]:
     return {"text": text, "blocks": blocks}
 
 
+def build_digest_message(digest: Digest) -> dict[str, Any]:
+    """The `text` and `blocks` of one message listing a digest's notifications (see `alerting.notify.digest`)."""
+    listed, hidden = digest.lines()
+    items = "\n".join(f"• {escape_mrkdwn(item)}" for item in listed)
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": truncate(digest.title(), SLACK_HEADER_TEXT_MAX)}},
+        {"type": "section", "text": _mrkdwn(items)},
+    ]
+    if hidden:
+        blocks.append({"type": "context", "elements": [_mrkdwn(f"_and {hidden} more_")]})
+    if digest.acknowledgeable:
+        button = _button("Acknowledge all", ACK_DIGEST_ACTION_ID, value=digest.key, style="primary")
+        blocks.append({"type": "actions", "block_id": "llmcost_actions", "elements": [button]})
+    return {"text": truncate_mrkdwn(escape_mrkdwn(digest.title()), SLACK_MESSAGE_TEXT_MAX), "blocks": blocks}
+
+
 def _living_message(reference: Mapping[str, Any] | None) -> tuple[str, str] | None:
     if not reference:
         return None
@@ -204,6 +221,18 @@ class SlackNotifier:
             return DeliveryResult.retry(self._redact(f"slack {method}: {type(error).__name__}: {error}"))
         except SlackClientError as error:  # bad arguments or configuration: retrying will not help
             return DeliveryResult.fail(self._redact(f"slack {method}: {type(error).__name__}: {error}"))
+        return DeliveryResult.sent({"channel": str(response["channel"]), "ts": str(response["ts"])})
+
+    def send_digest(self, digest: Digest) -> DeliveryResult:
+        """Post one new message listing the digest's notifications; its reference is that message."""
+        try:
+            response = self._post(build_digest_message(digest))
+        except SlackApiError as error:
+            return self._api_failure("chat.postMessage", error)
+        except (OSError, http.client.HTTPException) as error:
+            return DeliveryResult.retry(self._redact(f"slack chat.postMessage: {type(error).__name__}: {error}"))
+        except SlackClientError as error:
+            return DeliveryResult.fail(self._redact(f"slack chat.postMessage: {type(error).__name__}: {error}"))
         return DeliveryResult.sent({"channel": str(response["channel"]), "ts": str(response["ts"])})
 
     def _post(self, message: dict[str, Any]) -> SlackResponse:

@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.engine import Engine, make_url
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
-HEAD_REVISION = "0006_spend_watermark"
+HEAD_REVISION = "0010_notify_groups"
 """The newest migration in MIGRATIONS_DIR (a test holds the two together)."""
 # Any fixed 64-bit number: serialises concurrent `migrate()` calls from several processes on PostgreSQL.
 _MIGRATION_LOCK_ID = 0x6C6C6D636F7374

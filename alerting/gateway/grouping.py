@@ -1,0 +1,125 @@
+"""The grouping stage: many instances of one budget crossing together become ONE message per channel.
+
+A per-key budget (`key: "*"`) has one alert per instance (project, user, …). When one request crosses
+the budget for fifty projects, each instance is its own alert (and keeps its own state, acknowledgement
+and history), but people should not get fifty Slack posts, fifty pages and fifty mails. As Alertmanager
+groups with `group_by: [alertname, budget]`:
+
+- every outbox row of a budget instance carries a group key, `<alert family>|<budget>`
+  (`group_key_for`); the instances one budget pass crosses are fired in ONE transaction
+  (`GatewayService.fire_many`), so they are all queued when the first is claimed, and
+  `alerting.group_wait` (default 0) can hold them longer to catch instances crossing in later passes;
+- when a worker claims such a row and at least `alerting.group_threshold` rows of the same group, kind
+  and channel are due, it claims them all and the notifier sends one message listing them
+  (`alerting.notify.digest.Digest`); PagerDuty gets one incident per budget (dedup_key
+  `llmcost-group-<hash of the group>`), unless `notifications.pagerduty.group: false`;
+- fewer than the threshold are sent one by one, exactly as alerts of fixed-key budgets are.
+
+Each member row is recorded with the digest's result, and its channel reference points to the digest
+(`member_reference`), so pressing "Acknowledge all" in Slack or acknowledging the group's incident in
+PagerDuty acknowledges every alert the digest listed (`digest_members`).
+
+A per-channel rate limit (`notifications.<channel>.max_per_minute`, see `alerting.gateway.workers`)
+folds whatever exceeds it into one summary digest (`llmcost-digest-<outbox id>`), never dropping it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from alerting.gateway.records import dumps
+from alerting.gateway.tables import alert_channels, alerts
+from alerting.model import Alert, DeliveryResult, alert_family
+from alerting.notify.base import Notifier
+from alerting.notify.digest import Digest
+
+GROUP_LABELS = ("budget", "key")
+"""An alert carrying both (non-empty) is an instance of a per-key budget: it can be grouped."""
+
+
+@dataclass(frozen=True)
+class GroupingSettings:
+    """`alerting.group_wait`, `alerting.group_threshold`, and per channel `group` / `max_per_minute`."""
+
+    group_wait: float = 0.0
+    """Seconds a groupable notification waits for the rest of its group before it is due.
+
+    0 (the default): no wait. The instances one pass crosses are fired in one transaction
+    (`GatewayService.fire_many`), so they are due together anyway, and a lone instance is sent at once.
+    """
+    group_threshold: int = 3
+    """Due notifications of one group (same budget, kind and channel) from which they are sent as one."""
+    max_group: int = 1000
+    """Notifications folded into one message at most (the rest make the next message)."""
+    ungrouped: frozenset[str] = frozenset()
+    """Channels configured with `group: false` (every instance notified on its own)."""
+    max_per_minute: Mapping[str, int] = field(default_factory=dict)
+    """Per channel: messages per rolling minute at most (absent or 0: no limit)."""
+
+    def groups(self, channel: str) -> bool:
+        """True when notifications on `channel` may be grouped."""
+        return self.group_threshold > 0 and channel not in self.ungrouped
+
+
+def group_key_for(alert: Alert) -> str | None:
+    """`<family>|<budget>` for an instance of a per-key budget, None for any other alert."""
+    budget, key = (alert.labels.get(label, "") for label in GROUP_LABELS)
+    if not budget or not key:
+        return None
+    family = alert_family(alert.alertname) or alert.alertname
+    return f"{family}|{budget}"[:256]
+
+
+def group_digest_key(group_key: str) -> str:
+    """The stable key of a group's messages: PagerDuty's dedup_key, so one budget is one incident."""
+    return "llmcost-group-" + hashlib.sha256(group_key.encode("utf-8")).hexdigest()[:16]
+
+
+def summary_digest_key(lead_outbox_id: int) -> str:
+    """The key of one rate-limit summary message."""
+    return f"llmcost-digest-{lead_outbox_id}"
+
+
+def member_reference(digest_key: str, reference: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What a member alert stores as its channel reference after a digest was delivered.
+
+    Nested under `digest`, so that a later notification about this one alert does not edit (Slack),
+    reply to (mail) or re-key (PagerDuty) the shared message: it starts its own, as a new alert would.
+    """
+    return {"digest": {**(reference or {}), "key": digest_key}}
+
+
+def digest_members(conn: Connection, channel: str, digest_key: str) -> list[int]:
+    """Ids of the open alerts a digest on `channel` listed (what acknowledging the digest acknowledges)."""
+    needle = dumps(digest_key)  # the exact JSON text of the key inside the stored reference
+    rows = conn.execute(
+        select(alert_channels.c.alert_id)
+        .join(alerts, alerts.c.id == alert_channels.c.alert_id)
+        .where(
+            alert_channels.c.channel == channel,
+            alert_channels.c.reference.contains(f'"key":{needle}', autoescape=True),
+            alerts.c.state != "resolved",
+        )
+        .order_by(alert_channels.c.alert_id)
+    ).all()
+    return [int(r[0]) for r in rows]
+
+
+def send_digest(notifier: Notifier, digest: Digest) -> DeliveryResult:
+    """Send `digest` as one message through `notifier` (only channels whose notifier has `send_digest`)."""
+    send = getattr(notifier, "send_digest", None)
+    if send is None:  # the outbox only folds rows of `digest_channels`: a configuration slip, not a retry
+        return DeliveryResult.fail(f"{notifier.channel}: this notifier cannot send a grouped message")
+    result: DeliveryResult = send(digest)
+    return result
+
+
+def digest_channels(notifiers: Mapping[str, Notifier]) -> list[str]:
+    """The channels whose notifier can send one message for many notifications."""
+    return [name for name, notifier in notifiers.items() if callable(getattr(notifier, "send_digest", None))]

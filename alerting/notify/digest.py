@@ -1,0 +1,121 @@
+"""One message about many notifications: a group of budget instances, or a rate-limit summary.
+
+The gateway's grouping stage (`alerting.gateway.grouping`) folds notifications into a `Digest` when many
+instances of one budget cross together, or when a channel reached `max_per_minute`; each notifier renders
+it as one message (`send_digest`) listing the instances, the ones beyond `LIST_MAX` as "and N more".
+Nothing here decides what to fold: this module only describes and renders the fold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from alerting.escaping import truncate
+from alerting.model import Notification, NotificationKind
+
+LIST_MAX = 25
+"""Instances listed by name in one message; the rest are counted ("and N more")."""
+LINE_MAX = 200
+ACK_DIGEST_ACTION_ID = "llmcost_ack_digest"
+"""Slack button acknowledging every alert a digest message lists (value: the digest key)."""
+DIGEST_KEY_PREFIXES = ("llmcost-group-", "llmcost-digest-")
+"""Digest keys: `llmcost-group-<hash>` (one per budget group) or `llmcost-digest-<outbox id>` (a summary)."""
+
+_VERBS = {
+    NotificationKind.FIRING: "firing",
+    NotificationKind.REPEAT: "still firing",
+    NotificationKind.ESCALATED: "escalated",
+    NotificationKind.ACKNOWLEDGED: "acknowledged",
+    NotificationKind.UNACKNOWLEDGED: "unacknowledged",
+    NotificationKind.RESOLVED: "resolved",
+}
+
+
+def is_digest_key(key: str) -> bool:
+    """True for a key naming a digest (a grouped message), not one alert."""
+    return key.startswith(DIGEST_KEY_PREFIXES) and len(key) <= 128
+
+
+@dataclass(frozen=True)
+class Digest:
+    """Several notifications of one channel delivered as one message."""
+
+    key: str
+    """Stable name of the message: PagerDuty's dedup_key, the Slack button's value."""
+    notifications: tuple[Notification, ...]
+    group: str = ""
+    """`family|budget` for a group of instances of one budget; "" for a rate-limit summary."""
+    lead_id: int = 0
+    """The first outbox row of the digest: names this one message (mail Message-ID) across retries."""
+
+    @property
+    def kind(self) -> NotificationKind | None:
+        """The kind every notification shares, or None for a mixed summary."""
+        kinds = {n.kind for n in self.notifications}
+        return kinds.pop() if len(kinds) == 1 else None
+
+    @property
+    def severity(self) -> str:
+        """The highest severity among the notifications."""
+        order = ("info", "warning", "critical")
+        return max((n.alert.severity for n in self.notifications), key=order.index)
+
+    @property
+    def alert_ids(self) -> list[int]:
+        """Ids of the alerts the digest lists."""
+        return [n.alert.id for n in self.notifications if n.alert.id is not None]
+
+    @property
+    def acknowledgeable(self) -> bool:
+        """True when the message should offer "Acknowledge all" (something in it is firing)."""
+        return any(
+            n.kind
+            in (
+                NotificationKind.FIRING,
+                NotificationKind.REPEAT,
+                NotificationKind.ESCALATED,
+                NotificationKind.UNACKNOWLEDGED,
+            )
+            for n in self.notifications
+        )
+
+    def title(self) -> str:
+        """One line: how many, of what, doing what."""
+        n = len(self.notifications)
+        kind = self.kind
+        if self.group:
+            family, _, budget = self.group.partition("|")
+            verb = _VERBS[kind] if kind is not None else "changed"
+            return truncate(f"{n} instances of budget {budget} {verb} ({family}, {self.severity})", LINE_MAX)
+        return truncate(f"{n} notifications summarised: notification rate limit reached", LINE_MAX)
+
+    def lines(self) -> tuple[list[str], int]:
+        """One line per listed notification (at most `LIST_MAX`), and how many more are not listed."""
+        shown = self.notifications[:LIST_MAX]
+        return [line(n) for n in shown], len(self.notifications) - len(shown)
+
+    def text(self) -> str:
+        """Plain-text body: the title, the list, and "and N more"."""
+        listed, hidden = self.lines()
+        body = [self.title(), "", *(f"- {item}" for item in listed)]
+        if hidden:
+            body.append(f"- and {hidden} more")
+        return "\n".join(body)
+
+
+def instance(notification: Notification) -> str:
+    """What tells this alert from the others of its group: its budget key, else its labels."""
+    labels = notification.alert.labels
+    if labels.get("key"):
+        return labels["key"]
+    return ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) or notification.alert.alertname
+
+
+def line(notification: Notification) -> str:
+    """`<instance>: <alertname> <severity> <verb> — <summary>`, bounded."""
+    alert = notification.alert
+    summary = alert.annotations.get("summary", "")
+    text = f"{instance(notification)}: {alert.alertname} {alert.severity} {_VERBS[notification.kind]}"
+    if summary:
+        text += f" — {summary}"
+    return truncate(text, LINE_MAX)
