@@ -33,9 +33,9 @@ test-deps:
 test: test-deps $(STAMP)
 	$(BIN)/pytest
 
-## The inner loop: everything but real processes, outside binaries and PostgreSQL (SQLite only), < 60 s.
+## The inner loop: everything but real processes, outside binaries, PostgreSQL and the few heavy-data tests, < 60 s.
 test-fast: $(STAMP)
-	$(BIN)/pytest -q -m 'not real_process and not postgres' -p no:cacheprovider
+	$(BIN)/pytest -q -m 'not real_process and not postgres and not heavy' -p no:cacheprovider
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

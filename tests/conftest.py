@@ -46,6 +46,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """Register the markers that split the fast inner loop from the real-component tests."""
     config.addinivalue_line("markers", "real_process: starts real llmcost processes or outside binaries")
     config.addinivalue_line("markers", "postgres: runs against the throwaway PostgreSQL 15 cluster")
+    config.addinivalue_line("markers", "heavy: builds a large store first (months of events, 100k labels)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

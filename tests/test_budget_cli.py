@@ -6,7 +6,11 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.test_budget_safety import cli
+
+pytestmark = pytest.mark.real_process
 
 
 def show(name: str, db: str, cwd: Path) -> dict:  # type: ignore[type-arg]

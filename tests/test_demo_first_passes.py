@@ -100,6 +100,7 @@ def test_the_demo_raises_no_spike_and_no_forecast_in_its_first_minutes(sqlite_ur
         services.close()
 
 
+@pytest.mark.real_process
 def test_the_real_demo_process_starts_without_a_spike_or_forecast_alert() -> None:
     """`llmcost demo` as a newcomer runs it: its first two detection and budget passes raise neither.
 

@@ -24,6 +24,8 @@ from exporter.http.app import build_app
 from exporter.services import Services
 from tests.helpers import make_config, samples, total
 
+pytestmark = pytest.mark.heavy
+
 DISTINCT = 100_000
 CAP = 1000
 NOW = time.time()

@@ -27,6 +27,8 @@ from exporter.services import Services
 from tests.helpers import make_config
 from tests.months import BUDGETS, DAY, NOW, Clock, history, load_history
 
+pytestmark = pytest.mark.heavy
+
 RETENTION = {"events_days": 30, "rollups_days": 60}
 UNTIL = "2026-11-11T12:00:00Z"  # NOW, so the report does not depend on the wall clock
 
