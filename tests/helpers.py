@@ -50,3 +50,9 @@ def usage_events(prefix: str, n: int, *, start: int = 0) -> list[dict[str, objec
         }
         for i in range(start, start + n)
     ]
+
+
+def apply_config_budgets(services: Any, origin_ref: str = "test config") -> None:
+    """Apply the config's budgets as the `serve` leader does (an `ingest`-role attach never applies them)."""
+    budgets = services.extras["budgets"]
+    budgets.apply_config(budgets.config.items, origin_ref=origin_ref)

@@ -16,7 +16,7 @@ from alerting.runtime import attach_alerting
 from exporter.config import ConfigError, parse_config
 from exporter.http.app import build_app
 from exporter.services import Services
-from tests.helpers import make_config
+from tests.helpers import apply_config_budgets, make_config
 
 NOW = 1_796_300_000.0  # 2026-12-03 09:33:20 UTC
 TOKEN = "admin-token-0123456789"
@@ -60,9 +60,7 @@ def console(db_url: str, clock: Clock, **raw: Any) -> Iterator[tuple[Services, T
     services = Services.build(config, clock=clock, start_writer=False)
     try:
         routes = attach_alerting(services, "ingest")
-        # As the serve leader would (the ingest role never applies a config's budgets).
-        budgets = services.extras["budgets"]
-        budgets.apply_config(budgets.config.items, origin_ref="console test config")
+        apply_config_budgets(services)
         with TestClient(build_app(services, routes), base_url="http://127.0.0.1:9800") as client:
             yield services, client
     finally:

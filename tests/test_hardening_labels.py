@@ -22,7 +22,7 @@ from alerting.runtime import attach_alerting
 from exporter.events import UsageEvent
 from exporter.http.app import build_app
 from exporter.services import Services
-from tests.helpers import make_config, samples, total
+from tests.helpers import apply_config_budgets, make_config, samples, total
 
 pytestmark = pytest.mark.heavy
 
@@ -62,8 +62,7 @@ def flooded(db_url: str) -> Iterator[TestClient]:
     )
     services = Services.build(config)
     routes = attach_alerting(services, "ingest")
-    budgets = services.extras["budgets"]
-    budgets.apply_config(budgets.config.items, origin_ref="flood test config")  # as the serve leader does
+    apply_config_budgets(services)
     flood(services)
     with TestClient(build_app(services, routes)) as client:
         client.services = services  # type: ignore[attr-defined]

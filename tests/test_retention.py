@@ -24,7 +24,7 @@ from exporter.exposition import render_registry
 from exporter.http.app import build_app
 from exporter.retention import Pruner
 from exporter.services import Services
-from tests.helpers import make_config
+from tests.helpers import apply_config_budgets, make_config
 from tests.months import BUDGETS, DAY, NOW, Clock, history, load_history
 
 pytestmark = pytest.mark.heavy
@@ -37,8 +37,7 @@ def open_services(db_url: str, budgets: list[dict[str, Any]] = BUDGETS, **kw: An
     config = make_config(db_url, budgets=budgets, retention=RETENTION)
     services = Services.build(config, clock=Clock(NOW), **kw)
     attach_alerting(services, "ingest")
-    budgets_service = services.extras["budgets"]
-    budgets_service.apply_config(budgets_service.config.items, origin_ref="retention test config")  # as a leader
+    apply_config_budgets(services)
     return services
 
 

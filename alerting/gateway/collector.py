@@ -48,25 +48,12 @@ class GatewayCollector(Collector):
             {*self._channels, *(row[0] for row in queued)}
             | {name.split(".")[1] for name in counters if name.startswith("notifications.") and name.count(".") == 2}
         )
-        sent = CounterMetricFamily(
-            catalogue.NOTIFICATIONS.family_name,
-            catalogue.NOTIFICATIONS.help,
-            labels=list(catalogue.NOTIFICATIONS.labels),
-        )
-        for channel in channels:
-            for outcome in OUTCOMES:
-                sent.add_metric([channel, outcome], counters.get(counter_name(channel, outcome), 0.0))
-        yield sent
-
-        folded = CounterMetricFamily(
-            catalogue.NOTIFICATIONS_FOLDED.family_name,
-            catalogue.NOTIFICATIONS_FOLDED.help,
-            labels=list(catalogue.NOTIFICATIONS_FOLDED.labels),
-        )
-        for channel in channels:
-            for how in FOLDED:
-                folded.add_metric([channel, how], counters.get(counter_name(channel, how), 0.0))
-        yield folded
+        for spec, kinds in ((catalogue.NOTIFICATIONS, OUTCOMES), (catalogue.NOTIFICATIONS_FOLDED, FOLDED)):
+            per_channel = CounterMetricFamily(spec.family_name, spec.help, labels=list(spec.labels))
+            for channel in channels:
+                for kind in kinds:
+                    per_channel.add_metric([channel, kind], counters.get(counter_name(channel, kind), 0.0))
+            yield per_channel
 
         by_status = {(channel, status): float(count) for channel, status, count in queued}
         for spec, status in ((catalogue.OUTBOX_PENDING, PENDING), (catalogue.OUTBOX_DEAD, DEAD)):

@@ -358,7 +358,7 @@ def prepare_batch(events: Sequence[UsageEvent], now: float, *, postgres: bool) -
             ev.cache_write_1h_tokens,
             ev.price_source,
             ev.price_from,
-            (ev.session or session_of(ev) or no_session) if ev.session or ev.metadata else no_session,
+            (session_of(ev) or no_session) if ev.session or ev.metadata else no_session,
         ]
         rows.append(row)
         # The label set the event is counted under, and its bucket.
