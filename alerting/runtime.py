@@ -31,7 +31,8 @@ from alerting.push.sink import AlertmanagerSink
 from alerting.runbook import runbook_routes
 from alerting.scheduler import AlertScheduler
 from alerting.scheduler_collector import SchedulerCollector
-from alerting.spikes import SpikeService, detection_settings
+from alerting.spikes.service import SpikeService
+from alerting.spikes.settings import detection_settings
 from exporter.config import ConfigError, load_config
 from exporter.retention import Pruner
 from exporter.services import Services

@@ -13,7 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from alerting.scheduler import Outcome, last_run_name, runs_name
-from alerting.spikes import read_spike_state
+from alerting.spikes.state import read_spike_state
 from exporter import catalogue
 from exporter.store import Store
 

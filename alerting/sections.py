@@ -8,7 +8,7 @@ from typing import Any
 import alerting.gateway.config
 import alerting.links  # registers `alerting.runbook_base_url`
 import alerting.push.settings
-import alerting.spikes  # noqa: F401  (registers `detection`)
+import alerting.spikes.settings  # noqa: F401  (registers `detection`)
 from alerting.budgets.definition import parse_budgets_section
 from exporter.config import SECTION_VALIDATORS
 

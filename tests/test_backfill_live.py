@@ -22,7 +22,7 @@ import httpx
 import pytest
 import yaml
 
-from alerting.spikes import read_spike_state
+from alerting.spikes.state import read_spike_state
 from exporter.store import Store
 from tests.procs import LLMCOST, LlmcostProcess
 

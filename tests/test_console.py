@@ -243,7 +243,8 @@ def test_a_backfill_is_picked_up_by_the_background_reload_once_someone_looks(sql
 
 
 def test_a_firing_spike_is_drawn_against_its_baseline(sqlite_url: str) -> None:
-    from alerting.spikes import _row, spike_state
+    from alerting.spikes.state import spike_state
+    from alerting.spikes.state import state_row as _row
 
     clock = Clock(NOW)
     with console(sqlite_url, clock) as (services, client):

@@ -21,7 +21,8 @@ from markupsafe import Markup
 from alerting.console.charts import PALETTE_SIZE, Stack, budget_bar, money, spike_chart, stacked_bars
 from alerting.console.history import DIMENSIONS, HOUR, FloatArray, SpendSnapshot
 from alerting.periods import period_bounds, start_of_local_day, zone
-from alerting.spikes import WATCHABLE_LABELS, read_spike_state
+from alerting.spikes.settings import WATCHABLE_LABELS
+from alerting.spikes.state import read_spike_state
 from exporter.events import nanos_to_usd
 from exporter.store import Store
 from exporter.store.schema import BUCKET_SECONDS

@@ -1,0 +1,64 @@
+"""`AlertSink`: where the budget and spike services hand their alerts (the gateway, Alertmanager, a recorder).
+
+Production sinks (`alerting.runtime.GatewaySink`, `alerting.push.sink.AlertmanagerSink`) may also offer
+`fire_many`, `resolve_many` (one transaction for a batch, so the gateway groups its notifications) and
+`resolve_with_reason` (who resolved and why); the helpers below use them when present and fall back to
+one call per alert otherwise, so a test recorder needs only the three methods of the protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+FireItem = tuple[str, dict[str, str], dict[str, str], str]
+"""(alertname, labels, annotations, severity) of one alert to fire."""
+
+
+class AlertSink(Protocol):
+    """Where alerts go: the alert gateway in production, a recorder in tests."""
+
+    def fire(
+        self, alertname: str, labels: Mapping[str, str], annotations: Mapping[str, str], severity: str
+    ) -> Any:  # pragma: no cover - protocol
+        """Raise (or refresh) the alert identified by `alertname` and `labels`."""
+        ...
+
+    def resolve(self, alertname: str, labels: Mapping[str, str]) -> Any:  # pragma: no cover - protocol
+        """Resolve the alert identified by `alertname` and `labels` (no-op when it is not firing)."""
+        ...
+
+    def active_labels(
+        self, alertnames: Iterable[str]
+    ) -> list[tuple[str, dict[str, str]]]:  # pragma: no cover - protocol
+        """(alertname, labels) of the unresolved alerts with these names."""
+        ...
+
+
+def fire_all(sink: AlertSink, items: list[FireItem]) -> None:
+    """Fire `items` together: in one transaction when the sink can (the gateway groups their notifications)."""
+    fire_many = getattr(sink, "fire_many", None)
+    if fire_many is not None and len(items) > 1:
+        fire_many(items)
+        return
+    for alertname, labels, notes, severity in items:
+        sink.fire(alertname, labels, notes, severity)
+
+
+def resolve_all(sink: AlertSink, items: list[tuple[str, dict[str, str]]]) -> None:
+    """Resolve `items` together when the sink can (see `fire_all`)."""
+    resolve_many = getattr(sink, "resolve_many", None)
+    if resolve_many is not None and len(items) > 1:
+        resolve_many(items)
+        return
+    for alertname, labels in items:
+        sink.resolve(alertname, labels)
+
+
+def resolve_with_reason(sink: AlertSink, alertname: str, labels: dict[str, str], *, by: str, comment: str) -> None:
+    """Resolve with who and why when the sink records it (the gateway does)."""
+    resolve_with_reason = getattr(sink, "resolve_with_reason", None)
+    if resolve_with_reason is not None:
+        resolve_with_reason(alertname, labels, by=by, comment=comment)
+    else:
+        sink.resolve(alertname, labels)

@@ -1,0 +1,236 @@
+"""`SpendCache`: spend per 5-minute bucket of the watched labels, read from the rollups, kept between passes."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+
+from exporter.collector import OTHER
+from exporter.store import Store
+from exporter.store.schema import (
+    BACKFILL_GENERATION,
+    BUCKET_SECONDS,
+    LATE_SECONDS,
+    ingest_counters,
+    rollup_backfill,
+    usage_series,
+)
+from exporter.store.store import StoreUnavailable
+
+_NANOS_PER_USD = 1e9
+_ROLLUP_SQL = "SELECT series_id, bucket, cost_nanousd FROM usage_rollup WHERE bucket >= {p} AND bucket < {p}"
+_SPEND_SQL = (
+    "SELECT series_id, SUM(cost_nanousd) FROM usage_rollup WHERE bucket >= {p} AND bucket < {p} GROUP BY series_id"
+)
+_CHUNK_ROWS = 100_000
+CACHE_KEYS_PER_SERIES = 4
+"""The cache's row cap, as a multiple of `max_series_per_group`: its keys combine every watched label."""
+
+
+def backfill_since(store: Store, seen: int) -> tuple[int, int | None, bool]:
+    """The newest `rollup_backfill` generation, the oldest bucket logged after `seen`, and whether complete.
+
+    Complete is False when generations after `seen` were pruned (or the store is another one): the
+    caller must read everything again.
+    """
+    counters = ingest_counters.c
+    log_ = rollup_backfill.c
+    try:
+        with store.engine.connect() as conn:
+            value = conn.execute(select(counters.value).where(counters.name == BACKFILL_GENERATION)).scalar()
+            generation = int(value or 0)
+            if generation <= seen:
+                return generation, None, generation == seen
+            count, oldest = conn.execute(
+                select(func.count(), func.min(log_.oldest_bucket)).where(
+                    log_.generation > seen, log_.generation <= generation
+                )
+            ).one()
+    except OperationalError as exc:
+        raise StoreUnavailable(str(exc.orig)) from exc
+    return generation, None if oldest is None else int(oldest), int(count) == generation - seen
+
+
+class SpendCache:
+    """Spend per 5-minute bucket for each distinct value of the watched labels, kept between passes.
+
+    A detection pass needs ~7 days of buckets, but from one minute to the next only the newest ones
+    change. The first pass (and one every `full_reload_seconds`) reads the whole range; the others
+    re-read only the buckets from the last pass's newest one, or the last `reload_seconds` (at least
+    `LATE_SECONDS` and a bucket) if that is earlier, and shift the rest. Anything older that any process
+    wrote since the last pass (a backfill, late events) is named by the store's `rollup_backfill` log,
+    whose rows are numbered in commit order: the pass reads the log's newest number first, then re-reads
+    from the oldest bucket logged since the number it saw last, so history loaded by another process
+    reaches the baselines by the next pass. The read goes to `usage_rollup` directly (series id, bucket,
+    cost: no join and no GROUP BY), and rows are mapped to label values through `usage_series`, whose
+    labels never change.
+    """
+
+    def __init__(self, labels: tuple[str, ...], max_keys: int = 4000) -> None:
+        self.labels = labels
+        self.max_keys = max_keys
+        """Rows kept, `__other__` included; label combinations beyond it share the `__other__` row."""
+        self.keys: list[tuple[str, ...]] = []
+        self.values = np.zeros((0, 0))
+        """USD, (len(keys), n_buckets)."""
+        self.first_bucket = 0
+        self._rows: dict[tuple[str, ...], int] = {}
+        self._ids = np.zeros(0, dtype=np.int64)
+        """Known usage_series ids, sorted, and the cache row each maps to."""
+        self._id_rows = np.zeros(0, dtype=np.int64)
+        self._last_bucket: int | None = None
+        self._full_at = -math.inf
+        self._generation = 0
+        """The newest `rollup_backfill` generation already reflected in `values`."""
+        self.history_written: int | None = None
+        """Oldest bucket that other writes touched between the previous update and this one (None: none,
+        or this is the first update, which reads everything anyway)."""
+
+    def update(
+        self,
+        store: Store,
+        now: float,
+        first_bucket: int,
+        n_buckets: int,
+        *,
+        reload_seconds: float,
+        full_reload_seconds: float,
+    ) -> None:
+        """Bring the cache to the bucket range [first_bucket, first_bucket + n_buckets x 300)."""
+        size = BUCKET_SECONDS
+        last_bucket = first_bucket + (n_buckets - 1) * size
+        shift = (first_bucket - self.first_bucket) // size
+        # Read before the rollups: whatever is logged up to `generation` has committed, so it is seen.
+        generation, backfilled, complete = backfill_since(store, self._generation)
+        first = self._last_bucket is None
+        self.history_written = None if first else backfilled if complete else first_bucket
+        full = (
+            self._last_bucket is None
+            or self.values.shape[1] != n_buckets
+            or not 0 <= shift < n_buckets
+            or now - self._full_at >= full_reload_seconds
+            or not complete
+        )
+        if full:
+            try:
+                self._rank(store, first_bucket, last_bucket + size)
+            except Exception:
+                self._last_bucket = None
+                raise
+            self.values = np.zeros((len(self.keys), n_buckets))
+            reload_from = first_bucket
+            self._full_at = now
+        else:
+            assert self._last_bucket is not None
+            if shift:
+                kept = self.values[:, shift:]
+                self.values = np.concatenate([kept, np.zeros((len(self.keys), shift))], axis=1)
+            recent = int((last_bucket - max(reload_seconds, LATE_SECONDS + size)) // size) * size
+            if backfilled is not None:
+                recent = min(recent, backfilled)
+            reload_from = max(first_bucket, min(self._last_bucket, recent))
+            self.values[:, (reload_from - first_bucket) // size :] = 0.0
+        self.first_bucket = first_bucket
+        self._last_bucket = last_bucket
+        try:
+            self._read(store, reload_from, last_bucket + size)
+        except Exception:
+            self._last_bucket = None  # half-read: start again from scratch next pass
+            raise
+        self._generation = generation
+
+    def _read(self, store: Store, start: int, end: int) -> None:
+        """Add the cost of every rollup row with start <= bucket < end to `values`."""
+        sql = _ROLLUP_SQL.format(p="?" if store.dialect == "sqlite" else "%s")
+        driver_error: Any = getattr(store.engine.dialect.dbapi, "OperationalError", OperationalError)
+        try:
+            raw = store.engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                cursor.execute(sql, (start, end))
+                while chunk := cursor.fetchmany(_CHUNK_ROWS):
+                    data = np.array(chunk, dtype=np.int64).reshape(-1, 3)
+                    rows, known = self._rows_of(store, data[:, 0])
+                    cols = (data[known, 1] - self.first_bucket) // BUCKET_SECONDS
+                    np.add.at(self.values, (rows, cols), data[known, 2] / _NANOS_PER_USD)
+                cursor.close()
+                raw.rollback()  # a read: end PostgreSQL's implicit transaction
+            finally:
+                raw.close()
+        except (OperationalError, driver_error) as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    def _rank(self, store: Store, start: int, end: int) -> None:
+        """Start the key mapping afresh: the highest-spend label combinations get rows, the rest `__other__`."""
+        self.keys, self._rows = [], {}
+        self._ids, self._id_rows = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        with store.raw_cursor() as (cursor, placeholder):
+            cursor.execute(_SPEND_SQL.format(p=placeholder), (start, end))
+            spend_of = {int(series_id): int(spend) for series_id, spend in cursor.fetchall()}
+        labels_of = self._labels_of(store, sorted(spend_of))
+        by_key: dict[tuple[str, ...], int] = {}
+        for series_id, key in labels_of.items():
+            by_key[key] = by_key.get(key, 0) + spend_of[series_id]
+        if len(by_key) > self.max_keys:  # the top ones by spend, in a stable order
+            ranked = sorted(by_key, key=lambda k: (-by_key[k], k))[: self.max_keys - 1]
+            by_key = {key: by_key[key] for key in sorted(ranked)}
+        for key in by_key:
+            self._rows[key] = len(self.keys)
+            self.keys.append(key)
+        self._map(labels_of)
+
+    def _labels_of(self, store: Store, ids: list[int]) -> dict[int, tuple[str, ...]]:
+        cols = [usage_series.c.id, *(usage_series.c[label] for label in self.labels)]
+        found: dict[int, tuple[str, ...]] = {}
+        with store.engine.connect() as conn:
+            for k in range(0, len(ids), 500):
+                for row in conn.execute(select(*cols).where(usage_series.c.id.in_(ids[k : k + 500]))):
+                    found[int(row[0])] = tuple(row[1:])
+        return found
+
+    def _map(self, labels_of: Mapping[int, tuple[str, ...]]) -> None:
+        """Give each series id its row: its key's, a new one while under the cap, else `__other__`."""
+        new_ids, new_rows = [], []
+        for series_id, key in labels_of.items():
+            index = self._rows.get(key)
+            if index is None:
+                if len(self.keys) >= self.max_keys - 1:
+                    key = (OTHER,) * len(self.labels)
+                    index = self._rows.get(key)
+                if index is None:
+                    index = self._rows[key] = len(self.keys)
+                    self.keys.append(key)
+            new_ids.append(series_id)
+            new_rows.append(index)
+        grow = len(self.keys) - self.values.shape[0]
+        if grow:
+            self.values = np.vstack([self.values, np.zeros((grow, self.values.shape[1]))])
+        ids_all = np.concatenate([self._ids, np.array(new_ids, dtype=np.int64)])
+        rows_all = np.concatenate([self._id_rows, np.array(new_rows, dtype=np.int64)])
+        order = np.argsort(ids_all, kind="stable")
+        self._ids, self._id_rows = ids_all[order], rows_all[order]
+
+    def _rows_of(
+        self, store: Store, series_ids: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+        """The cache row of each usage_series id (learning new ids' labels), and which ids have one."""
+        known = self._known(series_ids)
+        if not known.all():
+            self._learn(store, np.unique(series_ids[~known]).tolist())
+            known = self._known(series_ids)
+        return self._id_rows[np.searchsorted(self._ids, series_ids[known])], known
+
+    def _known(self, series_ids: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        if not len(self._ids):
+            return np.zeros(len(series_ids), dtype=bool)
+        pos = np.minimum(np.searchsorted(self._ids, series_ids), len(self._ids) - 1)
+        return np.asarray(self._ids[pos] == series_ids)
+
+    def _learn(self, store: Store, ids: list[int]) -> None:
+        self._map(self._labels_of(store, ids))

@@ -1,0 +1,78 @@
+"""What spike alerts and state summaries say: the alert's name and annotations, one-line summaries."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from alerting.detection import DetectionConfig, Reason
+
+ALERTNAME = "LLMCostSpike"
+SEVERITY = "warning"
+RUNBOOK_URL = "docs/runbook.md#llmcostspike"
+
+
+def _describe(labels: Mapping[str, str]) -> str:
+    if not labels:
+        return "total LLM spend"
+    return "LLM spend of " + ", ".join(f'{k}="{v}"' for k, v in labels.items())
+
+
+def _usd(value: float) -> str:
+    return f"${value:,.2f}"
+
+
+def summarize(
+    labels: Mapping[str, str],
+    reason: Reason,
+    *,
+    window: float,
+    baseline: float,
+    minutes: int,
+    cfg: DetectionConfig,
+) -> str:
+    """One line saying where a series stands and why, in plain words, for every `Reason`.
+
+    A ratio is only ever shown against an established baseline: a series without one is described by
+    its spend alone.
+    """
+    what = _describe(labels)
+    spent = f"{what} was {_usd(window)} in the last {minutes} minutes"
+    if reason is Reason.SHORT_HISTORY or not baseline > 0:
+        return f"No baseline yet: {spent}; a series needs spend history before it can alert."
+    against = f"{window / baseline:.1f}x its baseline of {_usd(baseline)}"
+    if reason is Reason.LOW_SPEND:
+        return f"Normal: {spent} ({against}), below the {_usd(cfg.min_spend_usd)} that may alert."
+    if reason is Reason.BELOW_MULTIPLIER:
+        return f"Normal: {spent} ({against}; alerting at {cfg.multiplier:g}x)."
+    if reason is Reason.BELOW_RECENT_LEVEL:
+        return f"Normal: {spent} ({against}), no sudden rise over its level of the last few hours."
+    if reason is Reason.NEAR_USUAL_PEAK:
+        return f"Normal: {spent} ({against}), within its usual busiest window at this time of day."
+    if reason is Reason.SCORE_DISAGREES:
+        return f"Normal: {spent} ({against}), within its usual variation."
+    if reason is Reason.HELD:
+        return f"Spend spike continuing: {spent} ({against}; resolves below {cfg.resolve_multiplier:g}x)."
+    return f"Spend spike: {spent} ({against})."
+
+
+def alert_annotations(
+    labels: Mapping[str, str], *, window: float, baseline: float, ratio: float, minutes: int, cfg: DetectionConfig
+) -> dict[str, str]:
+    """The annotations of an `LLMCostSpike` alert: observed, baseline, ratio, summary, description, runbook."""
+    ratio_text = f"{ratio:.1f}x" if math.isfinite(ratio) else "no baseline spend"
+    what = _describe(labels)
+    return {
+        "observed": f"{_usd(window)} in {minutes} min",
+        "baseline": _usd(baseline),
+        "ratio": ratio_text,
+        "summary": summarize(labels, Reason.SPIKE, window=window, baseline=baseline, minutes=minutes, cfg=cfg),
+        "description": (
+            f"{what[0].upper()}{what[1:]} reached {_usd(window)} in the last {minutes} minutes, against a "
+            f"baseline of {_usd(baseline)} for a window of that length (comparable windows of the previous "
+            f"{cfg.baseline_days} days and recent hours). Alerting at {cfg.multiplier:g}x the baseline and at "
+            f"least {_usd(cfg.min_spend_usd)}; it resolves when spend falls back below "
+            f"{cfg.resolve_multiplier:g}x the baseline."
+        ),
+        "runbook_url": RUNBOOK_URL,
+    }

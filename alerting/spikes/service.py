@@ -1,0 +1,306 @@
+"""`SpikeService`: one detection pass over the rollups, turning the detector's verdicts into alerts and gauges."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import delete
+
+from alerting.detection import Reason, bucket_layout, detect_spikes
+from alerting.sink import AlertSink
+from alerting.spikes.cache import CACHE_KEYS_PER_SERIES, SpendCache
+from alerting.spikes.messages import ALERTNAME, SEVERITY, alert_annotations
+from alerting.spikes.settings import WATCHABLE_LABELS, SpikeSettings, group_name
+from alerting.spikes.state import SpikeState, read_spike_state, row_from_state, spike_state, state_row
+from exporter.collector import OTHER
+from exporter.store import Store
+from exporter.store.schema import BUCKET_SECONDS
+
+log = logging.getLogger(__name__)
+
+MAX_SETTLING_SECONDS = 3600.0
+"""Longest a backfill in progress defers new spike alerts (see `SpikeService._settling`)."""
+
+
+class SpikeDeliveryError(RuntimeError):
+    """Some alerts could not be handed to the sink; their state was kept so the next pass retries."""
+
+
+@dataclass(frozen=True)
+class SpikePass:
+    """What one `evaluate` did."""
+
+    now: float
+    series: int
+    """Series evaluated over all groups."""
+    firing: int
+    """Series firing after the pass."""
+    fired: list[dict[str, str]]
+    """Labels (with `group`) of the alerts raised in this pass."""
+    resolved: list[dict[str, str]]
+    """Labels (with `group`) of the alerts resolved in this pass."""
+    seconds: float
+    """Wall time the pass took."""
+
+
+@dataclass
+class _Group:
+    """One label set's series for one pass: keys (label value tuples) and their spend per bucket."""
+
+    labels: tuple[str, ...]
+    keys: list[tuple[str, ...]]
+    values: npt.NDArray[np.float64]
+
+
+class SpikeService:
+    """Runs the detector over the store's rollups and turns its verdicts into alerts and gauges."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: SpikeSettings | None,
+        sink: AlertSink,
+        *,
+        clock: Callable[[], float] = time.time,
+        reload_seconds: float = 3600.0,
+        full_reload_seconds: float = 3600.0,
+    ) -> None:
+        self.store = store
+        self.settings = settings or SpikeSettings()
+        if self.settings.detector.bucket_seconds != BUCKET_SECONDS:
+            raise ValueError(f"the detector must use the store's {BUCKET_SECONDS} s buckets")
+        self.reload_seconds = reload_seconds
+        self.full_reload_seconds = full_reload_seconds
+        series = self.settings.series
+        self._cache = SpendCache(
+            tuple(label for label in WATCHABLE_LABELS if any(label in s for s in series)),
+            max_keys=CACHE_KEYS_PER_SERIES * self.settings.max_series_per_group,
+        )
+        self._lock = threading.Lock()
+        self.sink = sink
+        self.clock = clock
+        # The gauges show the configured window (a stable series for dashboards); alerts may come from a
+        # shorter window too, and say which in their annotations.
+        self._gauge_config = replace(self.settings.detector, short_windows_minutes=())
+        self._settling_since: float | None = None
+
+    def evaluate(self, now: float | None = None) -> SpikePass:
+        """One detection pass at `now`: fire and resolve alerts, persist the state. Raises on store errors.
+
+        `SpikeDeliveryError` after the state is saved when the sink refused some alerts (retried next pass).
+        """
+        with self._lock:  # one pass at a time: the cache and the state table are per pass
+            return self._evaluate(self.clock() if now is None else now)
+
+    def _evaluate(self, now: float) -> SpikePass:
+        started = time.perf_counter()
+        cfg = self.settings.detector
+        layout = bucket_layout(now, cfg)
+        previous = self._previous_state()
+        groups = self._load(now, layout.first_bucket_start, layout.n_buckets, previous)
+        settling = self._settling(now)
+
+        rows: list[dict[str, Any]] = []
+        fired: list[dict[str, str]] = []
+        resolved: list[dict[str, str]] = []
+        failures = deferred = 0
+        for group in groups:
+            name = group_name(group.labels)
+            prev = [previous.get((name, key)) for key in group.keys]
+            was_firing = np.array([p is not None and p.firing for p in prev], dtype=bool)
+            result = detect_spikes(group.values, cfg, now_fraction=layout.now_fraction, previously_firing=was_firing)
+            gauges = detect_spikes(group.values, self._gauge_config, now_fraction=layout.now_fraction)
+            for i, key in enumerate(group.keys):
+                labels = dict(zip(group.labels, key, strict=True))
+                firing = bool(result.is_spike[i])
+                before = prev[i]
+                since = before.firing_since if before is not None and before.firing else None
+                if firing and not was_firing[i] and settling:
+                    firing = False  # history is still arriving: the baseline may not be complete yet
+                    deferred += 1
+                elif firing and not was_firing[i]:
+                    annotations = alert_annotations(
+                        labels,
+                        window=float(result.window_spend[i]),
+                        baseline=float(result.baseline[i]),
+                        ratio=float(result.ratio[i]),
+                        minutes=int(result.window_minutes[i]),
+                        cfg=cfg,
+                    )
+                    if self._deliver(self.sink.fire, ALERTNAME, labels, annotations, SEVERITY):
+                        fired.append({"group": name, **labels})
+                        since = now
+                    else:
+                        firing, failures = False, failures + 1
+                elif was_firing[i] and not firing:
+                    if self._deliver(self.sink.resolve, ALERTNAME, labels):
+                        resolved.append({"group": name, **labels})
+                    else:
+                        firing, failures = True, failures + 1
+                rows.append(
+                    state_row(
+                        name,
+                        labels,
+                        window=float(gauges.window_spend[i]),
+                        baseline=float(gauges.baseline[i]),
+                        ratio=float(gauges.ratio[i]),
+                        score=float(gauges.score[i]),
+                        minutes=cfg.window_minutes,
+                        reason=Reason(int(result.reason[i])).name.lower(),
+                        firing=firing,
+                        since=since if firing else None,
+                        now=now,
+                    )
+                )
+
+        # Label sets no longer configured: resolve what they had firing, then forget them.
+        watched = {group_name(g.labels) for g in groups}
+        for (name, _key), state in previous.items():
+            if name in watched:
+                continue
+            if state.firing and not self._deliver(self.sink.resolve, ALERTNAME, state.labels):
+                failures += 1
+                rows.append(row_from_state(state))
+            elif state.firing:
+                resolved.append({"group": name, **state.labels})
+
+        self._save(rows)
+        outcome = SpikePass(
+            now=now,
+            series=sum(len(g.keys) for g in groups),
+            firing=sum(1 for r in rows if r["firing"]),
+            fired=fired,
+            resolved=resolved,
+            seconds=time.perf_counter() - started,
+        )
+        if fired or resolved:
+            log.info("spike detection: %d fired, %d resolved, %d firing", len(fired), len(resolved), outcome.firing)
+        if deferred:
+            log.info("spike detection: history is being written; %d new spike(s) wait until it settles", deferred)
+        if failures:
+            raise SpikeDeliveryError(f"{failures} spike alert transition(s) could not be handed to the gateway")
+        return outcome
+
+    def _settling(self, now: float) -> bool:
+        """True while history older than the detector's recent reach is being written (a backfill).
+
+        Until it has all arrived, a series may have its old days but not the hours before now (a load runs
+        oldest first), which reads as a sudden drop of today's level and makes ordinary spend look like a
+        spike. So no new spike starts while a pass finds such writes since the previous one: the first
+        pass after they stop fires what is real. Firing alerts still resolve. Deferral lasts at most
+        `MAX_SETTLING_SECONDS`, so a process that keeps writing old data cannot silence detection.
+        """
+        cfg = self.settings.detector
+        written = self._cache.history_written
+        reach = (cfg.window_minutes + cfg.recent_minutes) * 60
+        if written is None or written >= now - reach:
+            self._settling_since = None
+            return False
+        if self._settling_since is None:
+            self._settling_since = now
+        if now - self._settling_since > MAX_SETTLING_SECONDS:
+            log.warning(
+                "old spend has kept arriving for over %.0f s; detecting spikes regardless", MAX_SETTLING_SECONDS
+            )
+            return False
+        return True
+
+    def _deliver(self, method: Callable[..., Any], *args: Any) -> bool:
+        try:
+            method(*args)
+            return True
+        except Exception:
+            log.exception("handing %s %s to the alert gateway failed; retrying next pass", ALERTNAME, args[1])
+            return False
+
+    def _previous_state(self) -> dict[tuple[str, tuple[str, ...]], SpikeState]:
+        out: dict[tuple[str, tuple[str, ...]], SpikeState] = {}
+        for state in read_spike_state(self.store):
+            watched = () if state.group == "global" else tuple(state.group.split("_"))
+            out[(state.group, tuple(state.labels.get(label, "") for label in watched))] = state
+        return out
+
+    def _load(
+        self,
+        now: float,
+        first_bucket: int,
+        n_buckets: int,
+        previous: Mapping[tuple[str, tuple[str, ...]], SpikeState],
+    ) -> list[_Group]:
+        """Dense spend arrays for every watched label set, aggregated from the cache's finest grain."""
+        cache = self._cache
+        cache.update(
+            self.store,
+            now,
+            first_bucket,
+            n_buckets,
+            reload_seconds=self.reload_seconds,
+            full_reload_seconds=self.full_reload_seconds,
+        )
+        groups = []
+        for labels in self.settings.series:
+            name = group_name(labels)
+            positions = [cache.labels.index(label) for label in labels]
+            keys: dict[tuple[str, ...], int] = {(): 0} if not labels else {}  # the total exists even at $0
+            to_group = np.array(
+                [keys.setdefault(tuple(k[p] for p in positions), len(keys)) for k in cache.keys], dtype=np.int64
+            )
+            firing = [key for (group, key), state in previous.items() if group == name and state.firing]
+            for key in firing:  # a firing series with no spend left must still be evaluated (and resolve)
+                keys.setdefault(key, len(keys))
+            dense = _sum_rows(cache.values, to_group, len(keys))
+            group_keys, values = _fold(list(keys), dense, set(firing), self.settings.max_series_per_group, labels)
+            groups.append(_Group(tuple(labels), group_keys, values))
+        return groups
+
+    def _save(self, rows: Iterable[dict[str, Any]]) -> None:
+        rows = list(rows)
+        with self.store.transaction() as conn:
+            conn.execute(delete(spike_state))
+            if rows:
+                conn.execute(spike_state.insert(), rows)
+
+
+def _sum_rows(
+    values: npt.NDArray[np.float64], to_group: npt.NDArray[np.int64], n_groups: int
+) -> npt.NDArray[np.float64]:
+    """Rows of `values` summed by group (`to_group[i]` is row i's group): sort, then `add.reduceat`."""
+    out = np.zeros((n_groups, values.shape[1]))
+    if not len(to_group):
+        return out
+    order = np.argsort(to_group, kind="stable")
+    ordered = to_group[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    out[ordered[starts]] = np.add.reduceat(values[order], starts, axis=0)
+    return out
+
+
+def _fold(
+    keys: list[tuple[str, ...]],
+    values: npt.NDArray[np.float64],
+    firing: set[tuple[str, ...]],
+    cap: int,
+    labels: Sequence[str],
+) -> tuple[list[tuple[str, ...]], npt.NDArray[np.float64]]:
+    """Keep the `cap` highest-spend series (and every firing one); sum the rest into `__other__`."""
+    if len(keys) <= cap:
+        return keys, values
+    order = np.argsort(-values.sum(axis=1), kind="stable")
+    keep = np.zeros(len(keys), dtype=bool)
+    keep[order[:cap]] = True
+    keep |= np.array([key in firing for key in keys], dtype=bool)
+    other = (OTHER,) * len(labels)
+    rest = values[~keep].sum(axis=0)
+    kept_keys = [key for key, k in zip(keys, keep, strict=True) if k]
+    kept = values[keep]
+    if other in kept_keys:
+        kept[kept_keys.index(other)] += rest
+        return kept_keys, kept
+    return [*kept_keys, other], np.vstack([kept, rest[None, :]])
