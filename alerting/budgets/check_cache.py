@@ -31,7 +31,7 @@ class _Answer:
     expires: float  # monotonic
     read_started: float
     read_finished: float
-    instances: list[Any]  # service.Instance
+    instances: list[Any]  # instances.Instance
     raw: list[Raw]
 
 

@@ -18,7 +18,8 @@ import orjson
 
 from alerting.budgets.apply import Prune
 from alerting.budgets.definition import parse_budgets_section
-from alerting.budgets.service import BudgetError, BudgetService
+from alerting.budgets.errors import BudgetError
+from alerting.budgets.service import BudgetService
 from exporter.config import Config, load_config
 from exporter.services import Services
 from exporter.store import store_location

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alerting.periods import Period, zone
+from exporter.collector import OTHER
 
 SCOPES = ("global", "project", "user", "service", "model")
 UNITS = ("usd", "tokens", "requests")
@@ -49,7 +50,7 @@ _FIELDS = {
 }
 DEFAULT_MAX_INSTANCES = 1000
 """Instances a `key: "*"` budget tracks per period; further values share one `__other__` instance."""
-OTHER_INSTANCE = "__other__"
+OTHER_INSTANCE = OTHER  # the same fold as the metrics' label values past their cap
 
 
 @dataclass(frozen=True)

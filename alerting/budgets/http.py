@@ -11,7 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from alerting.budgets.service import BudgetError, BudgetService
+from alerting.budgets.errors import BudgetError
+from alerting.budgets.service import BudgetService
 from exporter.config import AuthConfig
 from exporter.http.auth import check_bearer
 from exporter.http.body import BodyTooLarge, read_limited

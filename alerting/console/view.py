@@ -28,7 +28,8 @@ from exporter.store import Store
 from exporter.store.schema import BUCKET_SECONDS
 
 if TYPE_CHECKING:
-    from alerting.budgets.service import BudgetService, Instance
+    from alerting.budgets.instances import Instance
+    from alerting.budgets.service import BudgetService
     from alerting.gateway.service import GatewayService
     from alerting.model import Alert
 

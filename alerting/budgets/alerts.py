@@ -1,0 +1,222 @@
+"""Budget alerts: which should fire for an instance, raised after the ingest that crossed them, reconciled.
+
+Threshold alerts are raised right after the ingest commit that crossed them (`on_commit`), not only on
+the scheduler's next tick; `reconcile` (part of the scheduler's budget job, leader only) adds forecast
+alerts and resolves what no longer holds, e.g. when a new period starts. A reset or a deletion resolves
+a budget's alerts with who did it and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from alerting.budgets.definition import (
+    ALERT_FOR_STATE,
+    FORECAST_ALERT,
+    OTHER_INSTANCE,
+    REQUEST_CAP_ALERT,
+    SEVERITY_FOR_ALERT,
+    STATES,
+    Budget,
+)
+from alerting.budgets.instances import CurrentPeriods, Instance, InstanceReader
+from alerting.budgets.registry import BudgetRegistry
+from alerting.periods import elapsed_fraction
+from alerting.projection import INSUFFICIENT_HISTORY, ProjectionConfig, ProjectionResult, should_alert_forecast
+from alerting.sink import AlertSink, FireItem, fire_all, resolve_all, resolve_with_reason
+from exporter.store.writer import WriteResult
+
+BUDGET_ALERTS = (*ALERT_FOR_STATE.values(), FORECAST_ALERT)
+PERSON_RESOLVED = (*BUDGET_ALERTS, REQUEST_CAP_ALERT)  # what a reset or a deletion resolves
+
+
+def _identity(alertname: str) -> str:
+    """What identifies a budget alert of an instance: "level" for any level alert, else its name."""
+    return "level" if alertname in SEVERITY_FOR_ALERT else alertname
+
+
+class BudgetAlerts:
+    """Raises and resolves budget alerts through a sink (none: alerts are not raised)."""
+
+    def __init__(
+        self,
+        sink: AlertSink | None,
+        registry: BudgetRegistry,
+        reader: InstanceReader,
+        periods: CurrentPeriods,
+        clock: Callable[[], float],
+        projection: ProjectionConfig,
+    ) -> None:
+        self.sink = sink
+        self.registry = registry
+        self.reader = reader
+        self.periods = periods
+        self.clock = clock
+        self.projection = projection
+        self._levels: dict[tuple[str, str], int] = {}
+        """Index in STATES of each instance's level when last alerted on (so a level fires once)."""
+
+    def annotations(self, instance: Instance, alertname: str) -> dict[str, str]:
+        """The annotations of one budget alert of `instance`: summary, description, figures, runbook."""
+        b = instance.budget
+        scope = "all usage" if b.scope == "global" else f"{b.scope} {instance.key!r}"
+
+        def amount(value: float) -> str:
+            return f"${value:,.2f}" if b.unit == "usd" else f"{value:,.0f} {b.unit}"
+
+        if alertname == FORECAST_ALERT:
+            summary = f"Budget {b.name} is projected to reach {amount(instance.projected)} of {amount(b.limit)}"
+        else:
+            summary = f"Budget {b.name} is at {instance.ratio:.0%} ({amount(instance.spent)} of {amount(b.limit)})"
+        return {
+            "summary": summary,
+            "description": f"{b.period} budget for {scope}; period ends {instance.to_json()['period_end'] or 'never'}.",
+            "spent": f"{instance.spent:.6f}",
+            "limit": f"{b.limit:.6f}",
+            "ratio": f"{instance.ratio:.4f}",
+            "projected": f"{instance.projected:.6f}",
+            "runbook_url": "https://github.com/llmcost/llmcost/blob/main/docs/runbook.md#llmbudget-alerts",
+        }
+
+    def desired(self, instance: Instance, now: float) -> set[str]:
+        """The alerts this instance should have firing: its level's (one at most) and the forecast."""
+        wanted = set()
+        level_alert = ALERT_FOR_STATE.get(instance.state)
+        if level_alert is not None:
+            wanted.add(level_alert)
+        fraction = elapsed_fraction(instance.period_start, instance.period_end, datetime.fromtimestamp(now, UTC))
+        # Forecasts need evidence: a part of the period gone (should_alert_forecast) and enough history
+        # of the series for its period (has_forecast_evidence, recorded as the projection's method).
+        if (
+            instance.period_end is not None
+            and instance.state != "exceeded"
+            and instance.projection != INSUFFICIENT_HISTORY
+        ):
+            result = ProjectionResult(instance.projected, instance.projected, instance.projected, instance.spent, "")
+            if should_alert_forecast(result, instance.budget.limit, fraction, self.projection):
+                wanted.add(FORECAST_ALERT)
+        return wanted
+
+    def on_commit(self, result: WriteResult, touched: set[tuple[str, str]]) -> None:
+        """Raise the threshold alerts that an ingest commit crossed (`touched`: its (budget, key) pairs)."""
+        if self.sink is None:
+            return
+        names = {b for b, _ in touched}
+        defs = [b for b in self.registry.definitions() if b.name in names]
+        self._alert_request_caps(result, [b for b in defs if b.max_cost_per_request or b.max_tokens_per_request])
+        crossed: list[FireItem] = []
+        for instance in self.reader.instances(only=defs):
+            ident = (instance.budget.name, instance.key)
+            if ident not in touched:
+                continue
+            level = STATES.index(instance.state)
+            if level <= self._levels.get(ident, STATES.index("ok")):
+                continue
+            self._levels[ident] = level
+            for alertname in sorted(self.desired(instance, self.clock()) - {FORECAST_ALERT}):
+                crossed.append(
+                    (
+                        alertname,
+                        instance.labels(),
+                        self.annotations(instance, alertname),
+                        SEVERITY_FOR_ALERT[alertname],
+                    )
+                )
+        # One request crossing many instances of a `key: "*"` budget: one transaction, one grouped message.
+        fire_all(self.sink, crossed)
+
+    def _alert_request_caps(self, result: WriteResult, capped: list[Budget]) -> None:
+        """Fire REQUEST_CAP_ALERT for each capped budget that a newly stored call went over (counted anyway)."""
+        if not capped or self.sink is None:
+            return
+        worst: dict[tuple[str, str], tuple[Budget, Any, str]] = {}
+        for event, new in zip(result.events, result.inserted, strict=False):
+            if not new:
+                continue
+            labels = {"project": event.project, "user": event.user, "service": event.service, "model": event.model}
+            cost = (event.cost_nanousd or 0) / 1e9
+            tokens = event.input_tokens + event.cache_read_tokens + event.cache_write_tokens + event.output_tokens
+            for budget in capped:
+                key = budget.matches(labels)
+                if key is None:
+                    continue
+                if budget.max_cost_per_request is not None and cost > budget.max_cost_per_request:
+                    why = f"call {event.request_id} cost ${cost:,.4f}, over the ${budget.max_cost_per_request:,.2f} cap"
+                elif budget.max_tokens_per_request is not None and tokens > budget.max_tokens_per_request:
+                    cap = budget.max_tokens_per_request
+                    why = f"call {event.request_id} used {tokens:,} tokens, over the {cap:,} cap"
+                else:
+                    continue
+                worst.setdefault((budget.name, key), (budget, event, why))
+        now = self.clock()
+        for (name, key), (budget, _event, why) in sorted(worst.items(), key=lambda item: item[0]):
+            start = self.periods.start(budget, now)
+            labels = {"budget": name, "scope": budget.scope, "key": key, "period_start": str(start)}
+            annotations = {
+                "summary": f"Budget {name}: a call exceeded its per-request cap ({why}); it was counted",
+                "description": f"{budget.period} budget {name}; the alert resolves when the period ends or on reset.",
+                "runbook_url": "https://github.com/llmcost/llmcost/blob/main/docs/budgets.md#per-request-caps",
+            }
+            self.sink.fire(REQUEST_CAP_ALERT, labels, annotations, "warning")
+
+    def reconcile(self, definitions: list[Budget], instances: list[Instance], now: float) -> None:
+        """Make the active budget alerts those `instances` call for: raise what holds, resolve what does not."""
+        self._levels = {(i.budget.name, i.key): STATES.index(i.state) for i in instances}
+        if self.sink is None:
+            return
+        desired: dict[tuple[str, str, str], Instance] = {}
+        for instance in instances:
+            if instance.key == OTHER_INSTANCE:
+                # The sum of many values past `max_instances`: reported in the status, never paged as if
+                # it were one value over its limit (a flood of names must not page by itself).
+                continue
+            for alertname in self.desired(instance, now):
+                desired[(alertname, instance.budget.name, instance.key)] = instance
+        # The level alerts of one instance are one alert (its name follows the level): compare them
+        # by instance, so moving from one level to another is a change of that alert, not a resolve.
+        active = {
+            (_identity(alertname), labels.get("budget", ""), labels.get("key", "")): (alertname, labels)
+            for alertname, labels in self.sink.active_labels(BUDGET_ALERTS)
+        }
+        wanted = {(_identity(alertname), budget, key) for alertname, budget, key in desired}
+        fire_all(
+            self.sink,
+            [
+                (
+                    ident[0],
+                    instance.labels(),
+                    self.annotations(instance, ident[0]),
+                    SEVERITY_FOR_ALERT.get(ident[0], "warning"),
+                )
+                for ident, instance in desired.items()
+            ],
+        )
+        resolve_all(
+            self.sink, [(alertname, labels) for ident, (alertname, labels) in active.items() if ident not in wanted]
+        )
+        current = {b.name: str(self.periods.start(b, now)) for b in definitions}
+        for alertname, labels in self.sink.active_labels([REQUEST_CAP_ALERT]):
+            if current.get(labels.get("budget", "")) != labels.get("period_start"):
+                self.sink.resolve(alertname, labels)  # its period is over (or the budget is gone)
+
+    def resolve_budgets(self, names: Iterable[str], *, by: str, comment: str) -> None:
+        """Resolve every alert of these budgets (removed or deleted), recording who and why."""
+        wanted = set(names)
+        if self.sink is None or not wanted:
+            return
+        for alertname, labels in self.sink.active_labels(PERSON_RESOLVED):
+            if labels.get("budget") in wanted:
+                resolve_with_reason(self.sink, alertname, labels, by=by, comment=comment)
+
+    def resolve_reset(self, name: str, keys: Iterable[str], *, key: str | None, by: str, reason: str) -> None:
+        """After a reset of `keys` (all of them, or only `key`): forget their levels, resolve their alerts."""
+        for k in keys:
+            self._levels.pop((name, k), None)
+        if self.sink is None:
+            return
+        why = f"budget reset by {by}" + (f": {reason}" if reason else "")
+        for alertname, labels in self.sink.active_labels(PERSON_RESOLVED):
+            if labels.get("budget") == name and (key is None or labels.get("key") == key):
+                resolve_with_reason(self.sink, alertname, labels, by=by, comment=why)

@@ -1,0 +1,283 @@
+"""Budget definitions in the store: read (cached by revision), created, changed, deleted, reset, audited.
+
+Definitions change only through explicit calls: `apply_config` (the `serve` leader and `llmcost budgets
+apply`), `put`/`delete` (API and CLI) and `reset`; building a registry writes nothing, so a reading
+command can never change budgets (docs/budgets.md). See alerting/budgets/apply.py for the origin rules.
+Every change bumps the definitions' revision, which every process reads before trusting its copy.
+
+The registry changes rows only: dropping cached check answers and resolving alerts after a change is
+the `BudgetService`'s part.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select
+
+from alerting.budgets.apply import ApplyPlan, Prune, StoredDefinition, definition_json, plan_apply
+from alerting.budgets.definition import Budget, parse_budget
+from alerting.budgets.errors import BudgetError
+from alerting.budgets.instances import CurrentPeriods, iso
+from alerting.budgets.spend import (
+    PeriodStarts,
+    bump_revision,
+    load_budgets,
+    lock_for_change,
+    rebuild_current_period,
+    unit_value,
+)
+from alerting.budgets.tables import REVISION_COUNTER, budget_resets, budget_spend, budget_state, budgets
+from exporter.store import Store
+
+
+class BudgetRegistry:
+    """The stored budget definitions and their reset audit trail; thread-safe."""
+
+    def __init__(self, store: Store, periods: CurrentPeriods, clock: Callable[[], float]) -> None:
+        self.store = store
+        self.periods = periods
+        self.clock = clock
+        self.period_starts = PeriodStarts()
+        """Memoised period starts for rebuilding a changed budget's current period from the rollups."""
+        self._lock = threading.Lock()
+        self._revision: float | None = None
+        self._budgets: list[Budget] = []
+        self._resets: dict[tuple[str, str, int], float] = {}  # (budget, key, period_start) → last reset_at
+
+    # ---- reading -------------------------------------------------------------------------------------
+
+    def stored_definitions(self, conn: Any = None) -> list[StoredDefinition]:
+        """Every stored definition row with its origin."""
+        stmt = select(budgets.c.name, budgets.c.definition, budgets.c.source, budgets.c.origin_ref)
+        if conn is not None:
+            rows = conn.execute(stmt).all()
+        else:
+            with self.store.reading() as reader:
+                rows = reader.execute(stmt).all()
+        return [StoredDefinition(r.name, r.definition, r.source, r.origin_ref) for r in rows]
+
+    def definitions(self) -> list[Budget]:
+        """Current definitions (reloaded when any process changed them: one primary-key read)."""
+        with self.store.raw_cursor() as (cursor, q):
+            return self.definitions_on(cursor, q)
+
+    def definitions_on(self, cursor: Any, q: str) -> list[Budget]:
+        """`definitions` on a raw driver cursor the caller holds (`q` is the driver's placeholder)."""
+        cursor.execute(f"SELECT value FROM ingest_counters WHERE name = {q}", (REVISION_COUNTER,))
+        row = cursor.fetchone()
+        revision = float(row[0]) if row else 0.0
+        with self._lock:
+            if revision != self._revision:
+                cursor.execute("SELECT name, definition FROM budgets")
+                self._budgets = sorted(load_budgets(cursor.fetchall()), key=lambda b: b.name)
+                # Resets bump the revision too; there are few, so all are kept.
+                cursor.execute("SELECT budget, key, period_start, MAX(reset_at) FROM budget_resets GROUP BY 1, 2, 3")
+                self._resets = {(r[0], r[1], int(r[2])): float(r[3]) for r in cursor.fetchall()}
+                self._revision = revision
+            return list(self._budgets)
+
+    def cached(self) -> list[Budget]:
+        """The definitions as last read, without asking the store whether they changed."""
+        with self._lock:
+            return list(self._budgets)
+
+    def reset_at(self, name: str, key: str, period_start: int) -> float | None:
+        """When the instance was last reset in the period starting at `period_start` (as last read)."""
+        return self._resets.get((name, key, period_start))
+
+    def get(self, name: str) -> Budget:
+        """One definition, or a 404 BudgetError."""
+        for budget in self.definitions():
+            if budget.name == name:
+                return budget
+        raise BudgetError(404, f"no budget named {name!r}")
+
+    def origin(self, name: str) -> dict[str, Any]:
+        """Where a definition came from: `origin` (config, api, cli), `origin_ref`, `updated_at`, `updated_by`."""
+        with self.store.reading() as conn:
+            row = conn.execute(select(budgets).where(budgets.c.name == name)).first()
+        if row is None:
+            raise BudgetError(404, f"no budget named {name!r}")
+        return {
+            "origin": row.source,
+            "origin_ref": row.origin_ref,
+            "updated_at": row.updated_at,
+            "updated_by": row.updated_by,
+        }
+
+    def resets(self, name: str) -> list[dict[str, Any]]:
+        """The audit trail of a budget's resets, newest first."""
+        with self.store.reading() as conn:
+            rows = conn.execute(
+                select(budget_resets).where(budget_resets.c.budget == name).order_by(budget_resets.c.id.desc())
+            ).all()
+        return [
+            {
+                "key": r.key,
+                "reset_at": iso(r.reset_at),
+                "reset_by": r.reset_by,
+                "reason": r.reason,
+                "cost_usd": r.cost_nanousd / 1e9,
+                "tokens": r.tokens,
+                "requests": r.requests,
+            }
+            for r in rows
+        ]
+
+    # ---- changing ------------------------------------------------------------------------------------
+
+    def apply_config(
+        self,
+        declared: tuple[Budget, ...],
+        *,
+        origin_ref: str,
+        prune: Prune = Prune.OWN,
+        dry_run: bool = False,
+        by: str = "",
+    ) -> ApplyPlan:
+        """Apply a config file's budgets (never touching API/CLI ones); returns the plan it carried out."""
+        now = self.clock()
+        if dry_run:
+            return plan_apply(self.stored_definitions(), declared, origin_ref=origin_ref, prune=prune)
+        with self.store.transaction() as conn:
+            lock_for_change(conn)
+            plan = plan_apply(self.stored_definitions(conn), declared, origin_ref=origin_ref, prune=prune)
+            for budget in [*plan.create, *(new for _old, new in plan.update)]:
+                conn.execute(budgets.delete().where(budgets.c.name == budget.name))
+                conn.execute(
+                    budgets.insert().values(
+                        name=budget.name,
+                        definition=definition_json(budget),
+                        source="config",
+                        origin_ref=origin_ref,
+                        updated_at=now,
+                        updated_by=by or None,
+                    )
+                )
+            for name in plan.delete:
+                self._delete_rows(conn, name)
+            if plan.changes:
+                bump_revision(conn)
+                for budget in [*plan.create, *(new for old, new in plan.update if old != new.to_json())]:
+                    rebuild_current_period(conn, budget, now, self.period_starts)
+        return plan
+
+    def put(self, name: str, raw: Any, *, origin: str = "api", by: str = "", mode: str = "upsert") -> Budget:
+        """Create or replace an API- or CLI-managed budget (`mode`: upsert, create or update).
+
+        A budget applied from a config file is refused (409): the file is its source of truth. `update`
+        takes a partial mapping laid over the stored definition.
+        """
+        now = self.clock()
+        with self.store.transaction() as conn:
+            lock_for_change(conn)
+            stored = conn.execute(select(budgets.c.source, budgets.c.definition).where(budgets.c.name == name)).first()
+            if stored is not None and stored.source == "config":
+                raise BudgetError(
+                    409, f"budget {name!r} is declared in a config file; change it there and apply the file"
+                )
+            if mode == "create" and stored is not None:
+                raise BudgetError(409, f"budget {name!r} exists already; use update")
+            if mode == "update":
+                if stored is None:
+                    raise BudgetError(404, f"no budget named {name!r}")
+                if not isinstance(raw, dict):
+                    raise BudgetError(422, "invalid budget", ["budget: must be a mapping"])
+                raw = {**json.loads(stored.definition), **raw}
+            problems: list[str] = []
+            budget = parse_budget(raw, "budget", problems, name=name)
+            if budget is None:
+                raise BudgetError(422, "invalid budget", problems)
+            self._delete_rows(conn, name)
+            conn.execute(
+                budgets.insert().values(
+                    name=name,
+                    definition=definition_json(budget),
+                    source=origin,
+                    updated_at=now,
+                    updated_by=by or None,
+                )
+            )
+            bump_revision(conn)
+            rebuild_current_period(conn, budget, now, self.period_starts)
+        return budget
+
+    def delete(self, name: str) -> None:
+        """Remove an API- or CLI-managed budget with its spend and state; a config-file budget is refused."""
+        with self.store.transaction() as conn:
+            lock_for_change(conn)
+            row = conn.execute(select(budgets.c.source).where(budgets.c.name == name)).first()
+            if row is None:
+                raise BudgetError(404, f"no budget named {name!r}")
+            if row.source == "config":
+                raise BudgetError(
+                    409, f"budget {name!r} is declared in a config file; remove it there and apply the file"
+                )
+            self._delete_rows(conn, name)
+            bump_revision(conn)
+
+    def reset(
+        self, name: str, *, by: str, reason: str = "", key: str | None = None
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """Start a fresh count for the current period from now, recording who, when and what had been spent.
+
+        Returns the audit records and the instance keys reset. `key` limits a `key: "*"` budget's reset
+        to one value.
+        """
+        if not by:
+            raise BudgetError(422, "a reset needs the name of who resets (by)")
+        budget = self.get(name)
+        now = self.clock()
+        first = self.periods.start(budget, now)
+        fixed = None if budget.key == "*" else (budget.key if budget.scope != "global" else "")
+        if key is not None and fixed is not None and key != fixed:
+            raise BudgetError(404, f"budget {name!r} has no key {key!r}")
+        records: list[dict[str, Any]] = []
+        with self.store.transaction() as conn:
+            lock_for_change(conn)
+            where = [budget_spend.c.budget == name, budget_spend.c.period_start == first]
+            if key is not None:
+                where.append(budget_spend.c.key == key)
+            rows = {r.key: r for r in conn.execute(select(budget_spend).where(*where))}
+            keys = sorted(rows) if fixed is None else [fixed]
+            if key is not None and fixed is None:
+                keys = [key]
+            for k in keys:
+                row = rows.get(k)
+                counters = (row.cost_nanousd, row.tokens, row.requests) if row is not None else (0, 0, 0)
+                conn.execute(
+                    budget_resets.insert().values(
+                        budget=name,
+                        key=k,
+                        period_start=first,
+                        reset_at=now,
+                        reset_by=by,
+                        reason=reason,
+                        cost_nanousd=counters[0],
+                        tokens=counters[1],
+                        requests=counters[2],
+                    )
+                )
+                records.append(
+                    {
+                        "budget": name,
+                        "key": k,
+                        "reset_at": iso(now),
+                        "reset_by": by,
+                        "reason": reason,
+                        "spent_before": unit_value(budget, *counters),
+                        "unit": budget.unit,
+                    }
+                )
+            conn.execute(budget_spend.delete().where(*where))
+            bump_revision(conn)
+        return records, keys
+
+    def _delete_rows(self, conn: Any, name: str) -> None:
+        conn.execute(budgets.delete().where(budgets.c.name == name))
+        conn.execute(budget_spend.delete().where(budget_spend.c.budget == name))
+        conn.execute(budget_state.delete().where(budget_state.c.budget == name))
