@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from stack import REPO, format_sample, instant_query
+from local_stack.configs import REPO
+from local_stack.prometheus_api import format_sample, instant_query
 
 DOC = REPO / "docs" / "promql.md"
 MARKER = re.compile(r"^<!-- live-output: (?P<id>[a-z0-9-]+) -->$")
