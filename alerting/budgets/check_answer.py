@@ -20,7 +20,7 @@ CHECK_FIELDS = (*LABEL_FIELDS, *ESTIMATE_FIELDS)
 
 
 class CheckInstance(Protocol):
-    """What `decide` needs of a budget instance (service.Instance)."""
+    """What `decide` needs of a budget instance (instances.Instance)."""
 
     @property
     def budget(self) -> Budget:
