@@ -3,7 +3,8 @@
 Stages, each in its own module: webhook parsing (`alertmanager`, `webhooks`), dedup (`dedup`), state
 changes with their outbox rows in one transaction (`lifecycle`), durable delivery (`outbox`, `workers`)
 and fan-out to the notifiers (`channels`). This class opens transactions around the stages, wakes the
-workers after each commit, and serves the HTTP routes and metrics.
+workers after each commit, and exposes its metrics. It knows no transport: `alerting.gateway.http`
+builds the HTTP routes from a service.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from prometheus_client.registry import Collector
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
-from starlette.routing import BaseRoute
 
 from alerting.gateway.alertmanager import Webhook, parse_webhook
 from alerting.gateway.channels import build_channels
@@ -471,12 +471,6 @@ class GatewayService:
         return total
 
     # --- wiring -----------------------------------------------------------------------------------
-
-    def routes(self) -> list[BaseRoute]:
-        """The gateway's HTTP routes (`/v1/alerts*`, webhooks, `/v1/notifications`)."""
-        from alerting.gateway.http import gateway_routes
-
-        return gateway_routes(self)
 
     def collectors(self) -> list[Collector]:
         """Collectors for the process registry."""
