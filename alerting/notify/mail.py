@@ -31,11 +31,11 @@ from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 from io import BytesIO
 from typing import Any
 
-from alerting.escaping import sanitize_header
 from alerting.model import Alert, DeliveryResult, Notification, NotificationKind
 from alerting.notify.base import one_line, redact
 from alerting.notify.digest import Digest
 from alerting.notify.templating import render
+from alerting.notify.text_limits import sanitize_header
 
 # Non-ASCII bodies go out quoted-printable, so no server needs 8BITMIME; lines end in CRLF on the wire.
 _UTF8_QP: Any = Charset("utf-8")  # Any: typeshed's MIMEText takes only a charset name, the code a Charset too
