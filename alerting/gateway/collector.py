@@ -24,7 +24,7 @@ class GatewayCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """Query alerts, outbox and counters once per scrape."""
         o = notification_outbox
-        with self._store.engine.connect() as conn:
+        with self._store.reading() as conn:
             active = conn.execute(
                 select(alerts.c.alertname, alerts.c.severity, alerts.c.state, func.count())
                 .where(alerts.c.state.in_(("firing", "acknowledged")))

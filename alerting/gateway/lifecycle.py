@@ -21,7 +21,6 @@ from sqlalchemy.engine import Connection
 
 from alerting.gateway.config import GatewaySettings
 from alerting.gateway.dedup import Decision, Reason, decide, severity_rank
-from alerting.gateway.driver_sql import DriverStatement
 from alerting.gateway.outbox import dialect_insert, enqueue, notified_channels
 from alerting.gateway.records import alert_from_row, dumps
 from alerting.gateway.silences import CHANNEL as SILENCES
@@ -36,6 +35,7 @@ from alerting.model import (
     fingerprint,
     level_rank,
 )
+from exporter.store import DriverStatement
 
 
 class AlertNotFound(LookupError):
@@ -97,8 +97,7 @@ class Lifecycle:
     def __init__(self, settings: GatewaySettings, dialect: str) -> None:
         self.settings = settings
         self.dialect = dialect
-        # Hot-path statements, built once (every alert of a storm runs them).
-        # Hot-path statements, built once and run on the driver's cursor (see driver_sql).
+        # Hot-path statements, built once and run on the driver's cursor (see exporter.store.driver_sql).
         open_row = select(alerts).where(alerts.c.fingerprint == bindparam("fp"), alerts.c.state != "resolved")
         self._select_open = DriverStatement(open_row.with_for_update() if dialect == "postgresql" else open_row)
         self._insert_alert = DriverStatement(

@@ -27,7 +27,6 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from alerting.gateway.config import OutboxSettings
-from alerting.gateway.driver_sql import DriverStatement
 from alerting.gateway.grouping import (
     GroupingSettings,
     group_digest_key,
@@ -49,7 +48,7 @@ from alerting.gateway.tables import alert_channels, notification_outbox
 from alerting.model import Actor, Alert, DeliveryResult, Notification, NotificationKind
 from alerting.notify.base import Notifier, redact
 from alerting.notify.digest import Digest
-from exporter.store import Store
+from exporter.store import DriverStatement, Store, driver_cursor, placeholder
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +195,7 @@ def _cursor(conn: Connection) -> Any:
     The outbox runs a few statements per notification; the SQL is pre-built (`_SQL`), and on the driver's
     cursor each costs tens of µs instead of the ~150 µs of SQLAlchemy's execution context around it.
     """
-    return conn.connection.cursor()
+    return driver_cursor(conn)
 
 
 def _earlier_pending() -> Any:
@@ -278,7 +277,7 @@ class Outbox:
         self.owner = owner
         self.clock = clock
         self._rng = rng or random.Random()
-        self._placeholder = "%s" if store.dialect == "postgresql" else "?"
+        self._placeholder = placeholder(store.dialect)
         self._sql = {name: sql.replace("?", self._placeholder) for name, sql in _SQL.items()}
         # PostgreSQL: rows another process is claiming right now are skipped, not waited for. SQLite
         # needs nothing: the transaction holds the database write lock.
@@ -312,7 +311,7 @@ class Outbox:
         now = self.clock() if now is None else now
         if not results:
             # Idle polls (every worker, every poll_interval) only read: no write lock unless there is work.
-            with self.store.engine.connect() as reader:
+            with self.store.reading() as reader:
                 if reader.exec_driver_sql(self._sql["due"], (channel, now, now, 1)).first() is None:
                     return [], []
         with self.store.transaction() as conn:
@@ -523,7 +522,7 @@ class Outbox:
         o = notification_outbox
         later = func.greatest if self.store.dialect == "postgresql" else func.max  # two-argument max()
         due = later(o.c.next_attempt_at, func.coalesce(o.c.lease_until, o.c.next_attempt_at))
-        with self.store.engine.connect() as conn:
+        with self.store.reading() as conn:
             # Rows queued behind an earlier one of the same alert wait for it, not for their own time.
             value = conn.execute(
                 select(func.min(due)).where(o.c.channel == channel, o.c.status == PENDING, ~_earlier_pending())
@@ -535,7 +534,7 @@ class Outbox:
     def counts(self, status: str) -> dict[str, int]:
         """Rows in `status` per channel."""
         o = notification_outbox
-        with self.store.engine.connect() as conn:
+        with self.store.reading() as conn:
             rows = conn.execute(select(o.c.channel, func.count()).where(o.c.status == status).group_by(o.c.channel))
             return {channel: int(n) for channel, n in rows}
 
@@ -562,7 +561,7 @@ class Outbox:
             stmt = stmt.where(o.c.channel == channel)
         if alert_id is not None:
             stmt = stmt.where(o.c.alert_id == alert_id)
-        with self.store.engine.connect() as conn:
+        with self.store.reading() as conn:
             result = conn.execute(stmt.limit(limit)).all()
         return [
             {

@@ -275,7 +275,7 @@ class GatewayService:
         return inserted is not None
 
     def _seen_in_store(self, source: str, receipt_id: str) -> bool:
-        with self.store.engine.connect() as conn:
+        with self.store.reading() as conn:
             found = conn.execute(
                 select(webhook_receipts.c.received_at).where(
                     webhook_receipts.c.source == source, webhook_receipts.c.receipt_id == receipt_id
@@ -288,11 +288,7 @@ class GatewayService:
         hook = parse_webhook(data)
         if hook.digest in self._seen:
             return WebhookResult(duplicate=True)
-        try:
-            seen = self._seen_in_store("alertmanager", hook.digest)
-        except OperationalError as exc:
-            raise StoreUnavailable(str(exc.orig)) from exc
-        if seen:
+        if self._seen_in_store("alertmanager", hook.digest):
             self._seen.add(hook.digest)
             return WebhookResult(duplicate=True)
         result = self._write(lambda conn: self._apply_alertmanager(conn, hook))
@@ -405,11 +401,8 @@ class GatewayService:
     # --- reading ----------------------------------------------------------------------------------
 
     def _read(self, fn: Callable[[Connection], T]) -> T:
-        try:
-            with self.store.engine.connect() as conn:
-                return fn(conn)
-        except OperationalError as exc:
-            raise StoreUnavailable(str(exc.orig)) from exc
+        with self.store.reading() as conn:
+            return fn(conn)
 
     def alerts(self, state: str | None = None, *, limit: int = 1000) -> list[Alert]:
         """Alerts, newest first, optionally in one state."""
@@ -446,10 +439,7 @@ class GatewayService:
         self, *, status: str | None = None, channel: str | None = None, alert_id: int | None = None, limit: int = 500
     ) -> list[dict[str, Any]]:
         """Outbox rows (pending, sent, skipped or dead), newest first."""
-        try:
-            return self.outbox.rows(status=status, channel=channel, alert_id=alert_id, limit=limit)
-        except OperationalError as exc:
-            raise StoreUnavailable(str(exc.orig)) from exc
+        return self.outbox.rows(status=status, channel=channel, alert_id=alert_id, limit=limit)
 
     def requeue(self, outbox_id: int) -> bool:
         """Retry a dead letter from scratch; False if the row is not dead."""

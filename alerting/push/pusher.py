@@ -111,7 +111,7 @@ class Pusher:
             .where(or_(t.c.ends_at.is_(None), t.c.ends_at >= now - self.settings.resolved_resend))
             .order_by(t.c.fingerprint)
         )
-        with self.store.engine.connect() as conn:
+        with self.store.reading() as conn:
             rows = conn.execute(stmt).all()
         return [(row.ends_at is not None, alert_body(row, now, self.settings)) for row in rows]
 
