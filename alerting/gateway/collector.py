@@ -8,7 +8,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
-from alerting.gateway.outbox import DEAD, FOLDED, OUTCOMES, PENDING, counter_name
+from alerting.gateway.enqueue import DEAD, PENDING
+from alerting.gateway.outbox import FOLDED, OUTCOMES, counter_name
 from alerting.gateway.tables import alerts, notification_outbox
 from exporter import metric_names
 from exporter.store import Store

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 
-from alerting.gateway.outbox import dialect_insert
+from alerting.gateway.enqueue import dialect_insert
 from alerting.gateway.records import dumps, loads
 from alerting.gateway.service import GatewayService
 from alerting.model import PUSHED_ONLY_LABELS, alert_family, fingerprint
