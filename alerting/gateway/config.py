@@ -1,8 +1,8 @@
 """The gateway's configuration: `notifications:` (channels, routes) and the gateway keys of `alerting:`.
 
 Both are validated through `exporter.config.SECTION_VALIDATORS` (registered when this module is imported),
-so `llmcost check-config` lists every problem of the file at once, and parsed again into typed settings
-when the gateway starts.
+so `llmcost check-config` lists every problem of the file at once, and parsed again into the typed
+settings of `alerting.gateway.settings` when the gateway starts.
 
 ```yaml
 notifications:

@@ -7,7 +7,8 @@ workers deliver, so a crash between accepting and delivering loses nothing.
 
 Dedup comes from the database: the partial unique index on open fingerprints funnels concurrent fires
 into one row (INSERT … ON CONFLICT DO NOTHING, then a locking read), and the conditional updates let
-exactly one of several racing transactions enqueue a notification.
+exactly one of several racing transactions enqueue a notification. The statements themselves are in
+`alert_rows` (alert and audit rows) and `enqueue` (outbox rows).
 """
 
 from __future__ import annotations
