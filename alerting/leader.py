@@ -33,9 +33,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import BigInteger, Column, Float, MetaData, String, Table, select, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import OperationalError
 
-from exporter.store import Store, StoreUnavailable
+from exporter.store import Store
 
 metadata = MetaData()
 
@@ -148,11 +147,8 @@ class LeaderLease:
 
     def current(self) -> LeaseRecord | None:
         """The stored lease (whoever holds it), or None when nobody ever took it."""
-        try:
-            with self.store.engine.connect() as conn:
-                row = conn.execute(select(leader_leases).where(leader_leases.c.name == self.name)).first()
-        except OperationalError as exc:
-            raise StoreUnavailable(str(exc.orig)) from exc
+        with self.store.reading() as conn:
+            row = conn.execute(select(leader_leases).where(leader_leases.c.name == self.name)).first()
         if row is None:
             return None
         m = row._mapping

@@ -21,6 +21,7 @@ from alerting.budgets.definition import BudgetsConfig, parse_budgets_section
 from alerting.budgets.http import budget_routes
 from alerting.budgets.service import BudgetService
 from alerting.console.http import Console
+from alerting.gateway.http import gateway_routes
 from alerting.gateway.lifecycle import AlertInput
 from alerting.gateway.service import GatewayService
 from alerting.leader import LeaderLease
@@ -188,7 +189,12 @@ def attach_alerting(services: Services, role: str = "all", *, origin_ref: str | 
     console = Console(services, budgets, gateway)
     services.closers.append(console.close)
     services.extras["console"] = console
-    return [*console.routes(), *budget_routes(budgets, services.config.auth), *gateway.routes(), *runbook_routes()]
+    return [
+        *console.routes(),
+        *budget_routes(budgets, services.config.auth),
+        *gateway_routes(gateway),
+        *runbook_routes(),
+    ]
 
 
 def _sink(services: Services, gateway: GatewayService, settings: PushSettings) -> GatewaySink | AlertmanagerSink:

@@ -14,7 +14,7 @@ from prometheus_client.registry import Collector
 
 from alerting.scheduler import Outcome, last_run_name, runs_name
 from alerting.spikes.state import read_spike_state
-from exporter import catalogue
+from exporter import metric_names
 from exporter.store import Store
 
 _LAST_RUN_PREFIX = last_run_name("")
@@ -34,9 +34,9 @@ class SchedulerCollector(Collector):
         """Read the persisted counters and the spike state."""
         counters = self._store.counters()
         last_run = GaugeMetricFamily(
-            catalogue.SCHEDULER_LAST_RUN.name,
-            catalogue.SCHEDULER_LAST_RUN.help,
-            labels=list(catalogue.SCHEDULER_LAST_RUN.labels),
+            metric_names.SCHEDULER_LAST_RUN.name,
+            metric_names.SCHEDULER_LAST_RUN.help,
+            labels=list(metric_names.SCHEDULER_LAST_RUN.labels),
         )
         runs: dict[tuple[str, str], float] = {(job, o): 0.0 for job in self._jobs for o in RECORDED_OUTCOMES}
         for name, value in sorted(counters.items()):
@@ -48,9 +48,9 @@ class SchedulerCollector(Collector):
                     runs[(job, outcome)] = value
         yield last_run
         family = CounterMetricFamily(
-            catalogue.SCHEDULER_RUNS.family_name,
-            catalogue.SCHEDULER_RUNS.help,
-            labels=list(catalogue.SCHEDULER_RUNS.labels),
+            metric_names.SCHEDULER_RUNS.family_name,
+            metric_names.SCHEDULER_RUNS.help,
+            labels=list(metric_names.SCHEDULER_RUNS.labels),
         )
         for (job, outcome), value in sorted(runs.items()):
             family.add_metric([job, outcome], value)
@@ -59,10 +59,10 @@ class SchedulerCollector(Collector):
             yield from self._spike_gauges()
 
     def _spike_gauges(self) -> Iterator[Metric]:
-        labels = list(catalogue.SPIKE_LABELS)
-        window = GaugeMetricFamily(catalogue.SPIKE_WINDOW.name, catalogue.SPIKE_WINDOW.help, labels=labels)
-        baseline = GaugeMetricFamily(catalogue.SPIKE_BASELINE.name, catalogue.SPIKE_BASELINE.help, labels=labels)
-        ratio = GaugeMetricFamily(catalogue.SPIKE_RATIO.name, catalogue.SPIKE_RATIO.help, labels=labels)
+        labels = list(metric_names.SPIKE_LABELS)
+        window = GaugeMetricFamily(metric_names.SPIKE_WINDOW.name, metric_names.SPIKE_WINDOW.help, labels=labels)
+        baseline = GaugeMetricFamily(metric_names.SPIKE_BASELINE.name, metric_names.SPIKE_BASELINE.help, labels=labels)
+        ratio = GaugeMetricFamily(metric_names.SPIKE_RATIO.name, metric_names.SPIKE_RATIO.help, labels=labels)
         for state in read_spike_state(self._store):
             values = state.metric_labels()
             window.add_metric(values, state.window_usd)

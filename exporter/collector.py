@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from exporter import __version__, catalogue
+from exporter import __version__, metric_names
 from exporter.events import NANOS_PER_USD
 from exporter.exposition import LabelWriter, family_header, format_value
 from exporter.store import Store
@@ -31,11 +31,11 @@ _TOKEN_TYPES = (
 )
 
 
-def _counter(spec: catalogue.MetricSpec, labels: Sequence[str]) -> CounterMetricFamily:
+def _counter(spec: metric_names.MetricSpec, labels: Sequence[str]) -> CounterMetricFamily:
     return CounterMetricFamily(spec.family_name, spec.help, labels=list(labels))
 
 
-def _gauge(spec: catalogue.MetricSpec, labels: Sequence[str] | None = None) -> GaugeMetricFamily:
+def _gauge(spec: metric_names.MetricSpec, labels: Sequence[str] | None = None) -> GaugeMetricFamily:
     return GaugeMetricFamily(spec.name, spec.help, labels=list(spec.labels if labels is None else labels))
 
 
@@ -60,11 +60,11 @@ class UsageCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """Read the series totals once and derive every usage family from them."""
         base, rows, per_labels, per_model = self._totals()
-        requests = _counter(catalogue.REQUESTS, (*base, "status"))
-        tokens = _counter(catalogue.TOKENS, (*base, "token_type"))
-        reasoning = _counter(catalogue.REASONING_TOKENS, base)
-        cost = _counter(catalogue.COST, base)
-        unpriced = _counter(catalogue.UNPRICED, ("provider", "model"))
+        requests = _counter(metric_names.REQUESTS, (*base, "status"))
+        tokens = _counter(metric_names.TOKENS, (*base, "token_type"))
+        reasoning = _counter(metric_names.REASONING_TOKENS, base)
+        cost = _counter(metric_names.COST, base)
+        unpriced = _counter(metric_names.UNPRICED, ("provider", "model"))
         for row in rows:
             requests.add_metric(list(row.labels), row.get("requests"))
         for labels, acc in per_labels.items():
@@ -87,7 +87,7 @@ class UsageCollector(Collector):
         out: list[str] = []
         append = out.append
 
-        spec = catalogue.REQUESTS
+        spec = metric_names.REQUESTS
         name, labels_of = spec.sample_name, LabelWriter((*base, "status"), escaped)
         append(family_header(spec.family_name, spec.help, spec.type, openmetrics=openmetrics))
         for row in rows:
@@ -95,21 +95,21 @@ class UsageCollector(Collector):
 
         by_base = LabelWriter(base, escaped)
         escaped_base = [by_base.escape(labels) for labels in per_labels]  # shared by the next three families
-        spec = catalogue.TOKENS
+        spec = metric_names.TOKENS
         name, labels_of = spec.sample_name, LabelWriter((*base, "token_type"), escaped)
         append(family_header(spec.family_name, spec.help, spec.type, openmetrics=openmetrics))
         for values, acc in zip(escaped_base, per_labels.values(), strict=True):
             for (token_type, _column), count in zip(_TOKEN_TYPES, acc[:4], strict=True):
                 append(f"{name}{labels_of.with_escaped((*values, token_type))} {format_value(count)}\n")
 
-        for spec, position, scale in ((catalogue.REASONING_TOKENS, 4, 1), (catalogue.COST, 5, NANOS_PER_USD)):
+        for spec, position, scale in ((metric_names.REASONING_TOKENS, 4, 1), (metric_names.COST, 5, NANOS_PER_USD)):
             name = spec.sample_name
             append(family_header(spec.family_name, spec.help, spec.type, openmetrics=openmetrics))
             for values, acc in zip(escaped_base, per_labels.values(), strict=True):
                 amount = acc[position] if scale == 1 else acc[position] / scale
                 append(f"{name}{by_base.with_escaped(values)} {format_value(amount)}\n")
 
-        spec = catalogue.UNPRICED
+        spec = metric_names.UNPRICED
         name, labels_of = spec.sample_name, LabelWriter(("provider", "model"), escaped)
         append(family_header(spec.family_name, spec.help, spec.type, openmetrics=openmetrics))
         for provider_model, count in per_model.items():
@@ -191,9 +191,9 @@ class AdjustmentCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """Read the corrections per usage label set."""
-        family = _counter(catalogue.COST_ADJUSTMENT, catalogue.COST_ADJUSTMENT.labels)
+        family = _counter(metric_names.COST_ADJUSTMENT, metric_names.COST_ADJUSTMENT.labels)
         keep = self._usage.folding() if self._usage is not None else None
-        for labels, up, down in self._store.cost_adjustments(catalogue.USAGE_LABELS, keep=keep):
+        for labels, up, down in self._store.cost_adjustments(metric_names.USAGE_LABELS, keep=keep):
             family.add_metric([*labels, "up"], up / NANOS_PER_USD)
             family.add_metric([*labels, "down"], down / NANOS_PER_USD)
         yield family
@@ -208,16 +208,16 @@ class SelfCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """Read the persisted counters."""
         counters = self._store.counters()
-        ingest = _counter(catalogue.INGEST_EVENTS, ("outcome",))
+        ingest = _counter(metric_names.INGEST_EVENTS, ("outcome",))
         for outcome in ("accepted", "duplicate", "rejected"):
             ingest.add_metric([outcome], counters.get(outcome, 0.0))
         yield ingest
-        last = _gauge(catalogue.INGEST_LAST_EVENT)
+        last = _gauge(metric_names.INGEST_LAST_EVENT)
         last.add_metric([], counters.get("last_accepted_ts", 0.0))
         yield last
-        skipped = _counter(catalogue.OTLP_SPANS_SKIPPED, ())
+        skipped = _counter(metric_names.OTLP_SPANS_SKIPPED, ())
         skipped.add_metric([], counters.get("otlp_spans_skipped", 0.0))
         yield skipped
-        info = _gauge(catalogue.BUILD_INFO)
+        info = _gauge(metric_names.BUILD_INFO)
         info.add_metric([__version__], 1.0)
         yield info

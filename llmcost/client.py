@@ -10,15 +10,14 @@ answer is counted once). When the queue is full the policy chosen at constructio
 
 Every event gets a `request_id` (a UUID) and a `timestamp` when it is recorded, unless given: a retry
 then never becomes a second call and the time is the call's, not the send's.
+
+The queue and the sender thread are `llmcost.sender.BatchSender`.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
-import queue
-import random
-import threading
 import time
 import uuid
 import weakref
@@ -29,14 +28,11 @@ import httpx
 import orjson
 
 from llmcost.errors import BudgetExceededError, LlmcostError
+from llmcost.sender import BatchSender, QueueFull
 
 log = logging.getLogger("llmcost")
 
-QueueFull = Literal["drop", "block"]
 FailMode = Literal["open", "closed"]
-_RETRY = "retry"
-_DONE = "done"
-_IDLE_POLL = 0.1  # seconds
 
 
 class Client:
@@ -87,17 +83,16 @@ class Client:
         # One HTTP client for the sender thread, one for checks (called from any thread).
         self._http = httpx.Client(headers=headers, timeout=timeout, transport=transport)
         self._check_http = httpx.Client(headers=headers, timeout=check_timeout, transport=transport)
-        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(max_queue)
-        self._lock = threading.Condition()
-        self._recorded = 0  # events put on the queue
-        self._settled = 0  # events answered by llmcost, or given up
-        self._stats = {"accepted": 0, "duplicates": 0, "rejected": 0, "dropped": 0, "failed": 0, "retries": 0}
-        self._wake = threading.Event()
-        self._closing = threading.Event()
-        self._abandon = threading.Event()
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="llmcost-client", daemon=True)
-        self._thread.start()
+        self._sender = BatchSender(
+            self._http,
+            self.url,
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            max_queue=max_queue,
+            queue_full=queue_full,
+            max_retry_delay=max_retry_delay,
+        )
         # At exit, flush what is queued (the thread is a daemon: it must not keep the process alive).
         self._exit_hook = _weak_close(self)
         atexit.register(self._exit_hook)
@@ -115,7 +110,7 @@ class Client:
         event.setdefault("timestamp", time.time())
         for key, value in self.defaults.items():
             event.setdefault(key, value)
-        return self._enqueue(event)
+        return self._sender.put(event)
 
     def record_response(
         self,
@@ -161,42 +156,11 @@ class Client:
         event.update(fields)
         return self.record(**event)
 
-    def _enqueue(self, event: dict[str, Any]) -> bool:
-        with self._lock:
-            self._recorded += 1
-        try:
-            if self.queue_full == "block":
-                self._queue.put(event)
-            else:
-                self._queue.put_nowait(event)
-        except queue.Full:
-            with self._lock:
-                self._recorded -= 1
-                self._stats["dropped"] += 1
-                dropped = self._stats["dropped"]
-            if dropped == 1 or dropped % 1000 == 0:
-                log.warning("llmcost queue full: %d events dropped so far (queue_full='drop')", dropped)
-            return False
-        if self._queue.qsize() >= self.batch_size:
-            self._wake.set()
-        return True
-
     # ---- flushing and closing -------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every event recorded before this call is answered by llmcost; False on timeout."""
-        with self._lock:
-            target = self._recorded
-        self._wake.set()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            while self._settled < target:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._lock.wait(0.1 if remaining is None else min(remaining, 0.1))
-                self._wake.set()
-        return True
+        return self._sender.flush(timeout)
 
     def close(self, timeout: float | None = None) -> None:
         """Flush (up to `timeout`, default `close_timeout` s), then stop; whatever is still unsent is logged as lost."""
@@ -204,14 +168,7 @@ class Client:
             return
         self._closed = True
         atexit.unregister(self._exit_hook)
-        wait = self.close_timeout if timeout is None else timeout
-        self._closing.set()
-        self._wake.set()
-        self._thread.join(wait)
-        if self._thread.is_alive():
-            self._abandon.set()
-            self._thread.join(5)
-        lost = self._recorded - self._settled
+        lost = self._sender.stop(self.close_timeout if timeout is None else timeout)
         if lost > 0:
             log.error("llmcost client closed with %d events not delivered (llmcost unreachable?)", lost)
         self._http.close()
@@ -226,101 +183,7 @@ class Client:
     @property
     def stats(self) -> dict[str, int]:
         """Counts so far: accepted, duplicates, rejected (by llmcost), dropped (queue full), failed, retries."""
-        with self._lock:
-            return {**self._stats, "queued": self._recorded - self._settled}
-
-    # ---- the sender thread ----------------------------------------------------------------------
-
-    def _run(self) -> None:
-        while True:
-            batch = self._next_batch()
-            if batch:
-                try:
-                    self._deliver(batch)
-                except Exception:  # a bug must not kill the sender and leave flush() waiting forever
-                    log.exception("llmcost client: %d events could not be sent", len(batch))
-                    with self._lock:
-                        self._stats["failed"] += len(batch)
-                        self._settled += len(batch)
-                        self._lock.notify_all()
-            elif self._closing.is_set() and self._queue.empty():
-                return
-
-    def _next_batch(self) -> list[dict[str, Any]]:
-        """Up to `batch_size` events, waiting up to `flush_interval` for a batch to fill unless woken."""
-        batch: list[dict[str, Any]] = []
-        try:
-            # A short wait: an idle sender must notice `close` quickly.
-            batch.append(self._queue.get(timeout=_IDLE_POLL))
-        except queue.Empty:
-            return batch
-        deadline = time.monotonic() + self.flush_interval
-        while len(batch) < self.batch_size:
-            try:
-                batch.append(self._queue.get_nowait())
-                continue
-            except queue.Empty:
-                pass
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or self._closing.is_set() or self._wake.is_set():
-                break
-            self._wake.wait(min(remaining, 0.05))
-        self._wake.clear()
-        return batch
-
-    def _deliver(self, batch: list[dict[str, Any]]) -> None:
-        delay = 0.1
-        body = orjson.dumps(batch, default=str)
-        while True:
-            outcome, retry_after = self._post(body, len(batch))
-            if outcome == _DONE:
-                break
-            if self._abandon.is_set():
-                with self._lock:
-                    self._stats["failed"] += len(batch)
-                break
-            with self._lock:
-                self._stats["retries"] += 1
-            # Full jitter: many clients coming back after an outage must not retry in step. A server's
-            # Retry-After is a floor, within max_retry_delay.
-            self._abandon.wait(max(random.uniform(0, delay), min(retry_after, self.max_retry_delay)))
-            delay = min(delay * 2, self.max_retry_delay)
-        with self._lock:
-            self._settled += len(batch)
-            self._lock.notify_all()
-
-    def _post(self, body: bytes, count: int) -> tuple[str, float]:
-        """`(_DONE or _RETRY, seconds the server asked to wait)` for one try of a batch."""
-        try:
-            response = self._http.post(f"{self.url}/v1/usage", content=body)
-        except httpx.HTTPError as exc:
-            log.debug("llmcost unreachable, will retry: %s", exc)
-            return _RETRY, 0.0
-        status = response.status_code
-        if status == 429 or status >= 500:
-            log.debug("llmcost answered %d, will retry", status)
-            return _RETRY, _seconds(response.headers.get("retry-after"))
-        if status in (200, 422):
-            self._count_answer(response)
-            return _DONE, 0.0
-        # 400/401/413/415: resending the same batch cannot succeed.
-        log.error("llmcost refused %d events: HTTP %d %s", count, status, response.text[:300])
-        with self._lock:
-            self._stats["failed"] += count
-        return _DONE, 0.0
-
-    def _count_answer(self, response: httpx.Response) -> None:
-        try:
-            answer = response.json()
-        except ValueError:
-            answer = {}
-        rejected = answer.get("rejected") or []
-        with self._lock:
-            self._stats["accepted"] += int(answer.get("accepted") or 0)
-            self._stats["duplicates"] += int(answer.get("duplicates") or 0)
-            self._stats["rejected"] += len(rejected)
-        for item in rejected[:5]:
-            log.warning("llmcost rejected an event: %s", item.get("error"))
+        return self._sender.stats
 
     # ---- budgets --------------------------------------------------------------------------------
 
@@ -403,14 +266,6 @@ def _as_dict(response: Any) -> dict[str, Any]:
         if isinstance(data, dict):
             return data
     raise ValueError(f"cannot read a response of type {type(response).__name__}")
-
-
-def _seconds(value: str | None) -> float:
-    """A Retry-After given in seconds (the form llmcost sends); anything else counts as none."""
-    try:
-        return max(0.0, float(value)) if value else 0.0
-    except ValueError:
-        return 0.0
 
 
 def _weak_close(client: Client) -> Any:

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from exporter import catalogue
+from exporter import metric_names as exporter_metrics
 
 REPO = Path(__file__).resolve().parent.parent
 PROMETHEUS_CONFIG = REPO / "prometheus" / "prometheus.yml"
@@ -238,8 +238,8 @@ def is_prometheus_internal(name: str) -> bool:
 
 @cache
 def known_metric_names() -> frozenset[str]:
-    """Metric names a rule or a dashboard may use: the exporter catalogue plus recording rules."""
-    return frozenset(catalogue.sample_names() | set(recording_rules()))
+    """Metric names a rule or a dashboard may use: `exporter.metric_names` plus recording rules."""
+    return frozenset(exporter_metrics.sample_names() | set(recording_rules()))
 
 
 def unknown_metrics(expr: str) -> set[str]:
@@ -249,8 +249,8 @@ def unknown_metrics(expr: str) -> set[str]:
 
 
 @cache
-def _catalogue_labels() -> dict[str, frozenset[str]]:
-    return {spec.sample_name: frozenset(spec.labels) for spec in catalogue.ALL}
+def _exporter_metric_labels() -> dict[str, frozenset[str]]:
+    return {spec.sample_name: frozenset(spec.labels) for spec in exporter_metrics.ALL}
 
 
 def metric_labels(name: str) -> frozenset[str] | None:
@@ -259,7 +259,7 @@ def metric_labels(name: str) -> frozenset[str] | None:
     A recording rule keeps the labels its level names (`provider_model:` keeps provider and model),
     which is what the level:metric:operations convention promises.
     """
-    exporter_labels = _catalogue_labels()
+    exporter_labels = _exporter_metric_labels()
     if name in exporter_labels:
         return exporter_labels[name] | TARGET_LABELS
     if name == "up" or name.startswith("scrape_"):

@@ -23,6 +23,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from alerting.gateway import GatewayService
+from alerting.gateway.http import gateway_routes
 from alerting.signatures import sign_pagerduty, sign_slack
 from exporter.config import Config
 from exporter.http.app import build_app
@@ -156,7 +157,7 @@ class Harness:
         self.gateway = GatewayService(self.services.store, self.config, clock=self.clock, start_workers=start_workers)
         for collector in self.gateway.collectors():
             self.services.registry.register(collector)
-        self.app: Starlette = build_app(self.services, self.gateway.routes())
+        self.app: Starlette = build_app(self.services, gateway_routes(self.gateway))
         self.client = TestClient(self.app)
 
     def close(self) -> None:

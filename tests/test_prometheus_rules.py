@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter import catalogue
+from exporter import metric_names
 from tests import monitoring_assets as assets
 
 pytestmark = pytest.mark.real_process
@@ -106,7 +106,7 @@ def test_recording_rules_are_named_level_metric_operations() -> None:
 
 
 def test_recording_rule_levels_name_labels_the_series_keep() -> None:
-    every_label = {label for spec in catalogue.ALL for label in spec.labels}
+    every_label = {label for spec in metric_names.ALL for label in spec.labels}
     for name in assets.recording_rules():
         level = name.split(":", 1)[0]
         leftover = level

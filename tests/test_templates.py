@@ -17,7 +17,11 @@ from typing import Any
 
 import pytest
 
-from alerting.escaping import (
+from alerting.model import Actor, Alert, Notification, NotificationKind, fingerprint
+from alerting.notify import EmailNotifier, PagerDutyNotifier, SlackNotifier
+from alerting.notify.slack import build_message
+from alerting.notify.templating import TEMPLATES, render
+from alerting.notify.text_limits import (
     SLACK_BLOCKS_MAX,
     SLACK_FIELD_TEXT_MAX,
     SLACK_FIELDS_PER_SECTION,
@@ -31,10 +35,6 @@ from alerting.escaping import (
     truncate_mrkdwn,
     web_url,
 )
-from alerting.model import Actor, Alert, Notification, NotificationKind, fingerprint
-from alerting.notify import EmailNotifier, PagerDutyNotifier, SlackNotifier
-from alerting.notify.slack import build_message
-from alerting.notify.templating import TEMPLATES, render
 from tests.recording_servers import PagerDutyEventsServer, SlackAPIServer, SMTPServer
 
 GOLDEN = Path(__file__).parent / "golden"

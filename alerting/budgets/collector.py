@@ -8,7 +8,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from alerting.budgets.service import BudgetService
-from exporter import catalogue
+from exporter import metric_names
 
 
 class BudgetCollector(Collector):
@@ -20,11 +20,11 @@ class BudgetCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """One sample per instance and gauge."""
         specs = (
-            catalogue.BUDGET_LIMIT,
-            catalogue.BUDGET_SPENT,
-            catalogue.BUDGET_PROJECTED,
-            catalogue.BUDGET_RATIO,
-            catalogue.BUDGET_PERIOD_END,
+            metric_names.BUDGET_LIMIT,
+            metric_names.BUDGET_SPENT,
+            metric_names.BUDGET_PROJECTED,
+            metric_names.BUDGET_RATIO,
+            metric_names.BUDGET_PERIOD_END,
         )
         families = [GaugeMetricFamily(s.name, s.help, labels=list(s.labels)) for s in specs]
         for instance in self._service.instances():

@@ -29,9 +29,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
 
-from exporter.store import Store, StoreUnavailable
+from exporter.store import Store
 from exporter.store.schema import BUCKET_SECONDS, usage_series
 
 log = logging.getLogger(__name__)
@@ -271,12 +270,9 @@ class SpendHistory:
             return
         cols = [usage_series.c.id, *(usage_series.c[d] for d in DIMENSIONS)]
         found: list[Any] = []
-        try:
-            with self.store.engine.connect() as conn:
-                for k in range(0, len(unknown), 500):
-                    found += conn.execute(select(*cols).where(usage_series.c.id.in_(unknown[k : k + 500]))).all()
-        except OperationalError as exc:
-            raise StoreUnavailable(str(exc.orig)) from exc
+        with self.store.reading() as conn:
+            for k in range(0, len(unknown), 500):
+                found += conn.execute(select(*cols).where(usage_series.c.id.in_(unknown[k : k + 500]))).all()
         for row in found:
             for k, dimension in enumerate(DIMENSIONS):
                 value = row[k + 1]
@@ -293,21 +289,11 @@ class SpendHistory:
 
     def _read(self, start: int, end: int) -> tuple[IntArray, IntArray, IntArray]:
         """(series ids, buckets, nano-USD) of the rollup rows with bucket in [start, end)."""
-        sql = _SQL.format(p="?" if self.store.dialect == "sqlite" else "%s")
-        driver_error: Any = getattr(self.store.engine.dialect.dbapi, "OperationalError", OperationalError)
         chunks: list[IntArray] = []
-        try:
-            raw = self.store.engine.raw_connection()
-            try:
-                cursor = raw.cursor()
-                cursor.execute(sql, (start, end))
-                while chunk := cursor.fetchmany(_CHUNK):
-                    chunks.append(np.array(chunk, dtype=np.int64).reshape(-1, 3))
-                cursor.close()
-                raw.rollback()  # a read: end PostgreSQL's implicit transaction
-            finally:
-                raw.close()
-        except (OperationalError, driver_error) as exc:
-            raise StoreUnavailable(str(exc)) from exc
+        # The store's raw read cursor: no row objects for up to millions of rows; errors → StoreUnavailable.
+        with self.store.raw_cursor() as (cursor, placeholder):
+            cursor.execute(_SQL.format(p=placeholder), (start, end))
+            while chunk := cursor.fetchmany(_CHUNK):
+                chunks.append(np.array(chunk, dtype=np.int64).reshape(-1, 3))
         data = np.concatenate(chunks) if chunks else np.zeros((0, 3), dtype=np.int64)
         return data[:, 0], data[:, 1], data[:, 2]

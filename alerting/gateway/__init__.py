@@ -4,8 +4,9 @@ Importing it registers the validators of the `notifications:` and `alerting:` co
 """
 
 from alerting.gateway import config as _config  # noqa: F401  (registers the section validators)
-from alerting.gateway.lifecycle import AlertConflict, AlertInput, AlertNotFound, Change
-from alerting.gateway.service import GatewayService, TickResult, WebhookResult
+from alerting.gateway.changes import AlertConflict, AlertInput, AlertNotFound, Change
+from alerting.gateway.receiver import WebhookResult
+from alerting.gateway.service import GatewayService, TickResult
 
 __all__ = [
     "AlertConflict",

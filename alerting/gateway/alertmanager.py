@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from alerting.gateway.lifecycle import AlertInput
+from alerting.gateway.changes import AlertInput
 from alerting.gateway.records import dumps, parse_rfc3339
 from alerting.model import ORIGIN_LABEL, PUSHED_ONLY_LABELS, SEVERITIES, Severity
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from alerting.gateway.config import GatewaySettings
+from alerting.gateway.settings import GatewaySettings
 from alerting.gateway.silences import AlertmanagerSilencer
 from alerting.notify import Notifier, build_notifiers
 

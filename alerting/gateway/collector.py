@@ -8,9 +8,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
-from alerting.gateway.outbox import DEAD, FOLDED, OUTCOMES, PENDING, counter_name
+from alerting.gateway.enqueue import DEAD, PENDING
+from alerting.gateway.outbox import FOLDED, OUTCOMES, counter_name
 from alerting.gateway.tables import alerts, notification_outbox
-from exporter import catalogue
+from exporter import metric_names
 from exporter.store import Store
 
 
@@ -24,7 +25,7 @@ class GatewayCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """Query alerts, outbox and counters once per scrape."""
         o = notification_outbox
-        with self._store.engine.connect() as conn:
+        with self._store.reading() as conn:
             active = conn.execute(
                 select(alerts.c.alertname, alerts.c.severity, alerts.c.state, func.count())
                 .where(alerts.c.state.in_(("firing", "acknowledged")))
@@ -38,7 +39,9 @@ class GatewayCollector(Collector):
         counters = self._store.counters()
 
         gauge = GaugeMetricFamily(
-            catalogue.ALERTS_ACTIVE.name, catalogue.ALERTS_ACTIVE.help, labels=list(catalogue.ALERTS_ACTIVE.labels)
+            metric_names.ALERTS_ACTIVE.name,
+            metric_names.ALERTS_ACTIVE.help,
+            labels=list(metric_names.ALERTS_ACTIVE.labels),
         )
         for alertname, severity, state, count in active:
             gauge.add_metric([alertname, severity, state], float(count))
@@ -48,7 +51,7 @@ class GatewayCollector(Collector):
             {*self._channels, *(row[0] for row in queued)}
             | {name.split(".")[1] for name in counters if name.startswith("notifications.") and name.count(".") == 2}
         )
-        for spec, kinds in ((catalogue.NOTIFICATIONS, OUTCOMES), (catalogue.NOTIFICATIONS_FOLDED, FOLDED)):
+        for spec, kinds in ((metric_names.NOTIFICATIONS, OUTCOMES), (metric_names.NOTIFICATIONS_FOLDED, FOLDED)):
             per_channel = CounterMetricFamily(spec.family_name, spec.help, labels=list(spec.labels))
             for channel in channels:
                 for kind in kinds:
@@ -56,7 +59,7 @@ class GatewayCollector(Collector):
             yield per_channel
 
         by_status = {(channel, status): float(count) for channel, status, count in queued}
-        for spec, status in ((catalogue.OUTBOX_PENDING, PENDING), (catalogue.OUTBOX_DEAD, DEAD)):
+        for spec, status in ((metric_names.OUTBOX_PENDING, PENDING), (metric_names.OUTBOX_DEAD, DEAD)):
             family = GaugeMetricFamily(spec.name, spec.help, labels=list(spec.labels))
             for channel in channels:
                 family.add_metric([channel], by_status.get((channel, status), 0.0))

@@ -18,8 +18,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from alerting.gateway.alertmanager import PayloadError
-from alerting.gateway.lifecycle import AlertConflict, AlertNotFound, Change
-from alerting.gateway.outbox import STATUSES
+from alerting.gateway.changes import AlertConflict, AlertNotFound, Change
+from alerting.gateway.enqueue import STATUSES
 from alerting.gateway.records import api_alert
 from alerting.gateway.webhooks import parse_pagerduty_webhook, parse_slack_interaction
 from alerting.model import ALERT_STATES

@@ -7,88 +7,29 @@ workers deliver, so a crash between accepting and delivering loses nothing.
 
 Dedup comes from the database: the partial unique index on open fingerprints funnels concurrent fires
 into one row (INSERT … ON CONFLICT DO NOTHING, then a locking read), and the conditional updates let
-exactly one of several racing transactions enqueue a notification.
+exactly one of several racing transactions enqueue a notification. The statements themselves are in
+`alert_rows` (alert and audit rows) and `enqueue` (outbox rows).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, select, text, update
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from alerting.gateway.config import GatewaySettings
-from alerting.gateway.dedup import Decision, Reason, decide, severity_rank
-from alerting.gateway.driver_sql import DriverStatement
-from alerting.gateway.outbox import dialect_insert, enqueue, notified_channels
+from alerting.gateway.alert_rows import AlertRows
+from alerting.gateway.changes import AlertConflict, AlertInput, AlertNotFound, Change
+from alerting.gateway.dedup import Reason, decide, severity_rank
+from alerting.gateway.enqueue import enqueue, notified_channels
 from alerting.gateway.records import alert_from_row, dumps
+from alerting.gateway.settings import GatewaySettings
 from alerting.gateway.silences import CHANNEL as SILENCES
-from alerting.gateway.tables import OPEN_ALERT, alert_events, alerts
-from alerting.model import (
-    Actor,
-    Alert,
-    AlertSource,
-    NotificationKind,
-    Severity,
-    alert_family,
-    fingerprint,
-    level_rank,
-)
+from alerting.gateway.tables import alerts
+from alerting.model import Actor, NotificationKind, alert_family, level_rank
 
-
-class AlertNotFound(LookupError):
-    """No alert has this id."""
-
-
-class AlertConflict(ValueError):
-    """The alert's state does not allow the change (e.g. acknowledging a resolved alert)."""
-
-
-@dataclass(frozen=True)
-class AlertInput:
-    """An alert as a source reports it (the scheduler, or one alert of an Alertmanager webhook)."""
-
-    alertname: str
-    labels: Mapping[str, str]
-    severity: Severity
-    annotations: Mapping[str, str] = field(default_factory=dict)
-    source: AlertSource = "scheduler"
-    starts_at: float | None = None
-    """When the condition started (Alertmanager's `startsAt`); None: now, for a new alert."""
-    generator_url: str = ""
-    group_key: str = ""
-    truncated_alerts: int = 0
-
-    @property
-    def fingerprint(self) -> str:
-        """Alert name + sorted labels (see `alerting.model.fingerprint`)."""
-        return fingerprint(self.alertname, self.labels)
-
-    @property
-    def stored_labels(self) -> dict[str, str]:
-        """Labels as stored: without the `alertname` label Alertmanager adds (it is a column)."""
-        return {k: v for k, v in sorted(self.labels.items()) if k != "alertname"}
-
-
-@dataclass(frozen=True)
-class Change:
-    """What one lifecycle call did: the alert afterwards, and the notifications it enqueued."""
-
-    action: str
-    """`fired`, `escalated`, `repeat`, `updated`, `unchanged`, `acknowledged`, `unacknowledged`,
-    `resolved`, or `ignored` (nothing known to change)."""
-    alert: Alert | None = None
-    decision: Decision | None = None
-    channels: tuple[str, ...] = ()
-    """Channels a notification was enqueued on."""
-    reason: str = ""
-
-    @property
-    def changed(self) -> bool:
-        """True when the alert's state or notifications changed."""
-        return self.action not in ("unchanged", "ignored")
+__all__ = ["AlertConflict", "AlertInput", "AlertNotFound", "Change", "Lifecycle"]
+"""The value types live in `alerting.gateway.changes`; callers of the stage may import them from here."""
 
 
 class Lifecycle:
@@ -97,91 +38,28 @@ class Lifecycle:
     def __init__(self, settings: GatewaySettings, dialect: str) -> None:
         self.settings = settings
         self.dialect = dialect
-        # Hot-path statements, built once (every alert of a storm runs them).
-        # Hot-path statements, built once and run on the driver's cursor (see driver_sql).
-        open_row = select(alerts).where(alerts.c.fingerprint == bindparam("fp"), alerts.c.state != "resolved")
-        self._select_open = DriverStatement(open_row.with_for_update() if dialect == "postgresql" else open_row)
-        self._insert_alert = DriverStatement(
-            dialect_insert(dialect, alerts)
-            .on_conflict_do_nothing(index_elements=["fingerprint"], index_where=text(OPEN_ALERT))
-            .returning(*alerts.c)
-        )
-        self._insert_event = DriverStatement(insert(alert_events))
-        self._select_resolved_since = DriverStatement(
-            select(alerts.c.id)
-            .where(
-                alerts.c.fingerprint == bindparam("fp"),
-                alerts.c.state == "resolved",
-                alerts.c.starts_at >= bindparam("starts_at"),
-            )
-            .limit(1)
-        )
-
-    # --- helpers ----------------------------------------------------------------------------------
-
-    def _locked(self, conn: Connection, *where: Any) -> Any:
-        stmt = select(alerts).where(*where)
-        if self.dialect == "postgresql":
-            stmt = stmt.with_for_update()
-        return conn.execute(stmt).first()
-
-    def _open_row(self, conn: Connection, fp: str) -> Any:
-        return self._select_open.first(conn, {"fp": fp})
-
-    def _audit(
-        self,
-        conn: Connection,
-        alert_id: int,
-        now: float,
-        action: str,
-        from_state: str | None,
-        to_state: str | None,
-        actor: Actor | None = None,
-        detail: Mapping[str, Any] | None = None,
-    ) -> None:
-        self._insert_event.execute(
-            conn,
-            {
-                "alert_id": alert_id,
-                "at": now,
-                "action": action,
-                "from_state": from_state,
-                "to_state": to_state,
-                "by": actor.by if actor else "",
-                "via": actor.via if actor else "",
-                "comment": actor.comment if actor else "",
-                "detail": dumps(dict(detail)) if detail else None,
-            },
-        )
-
-    def _bump(self, conn: Connection, row: Any, state_guard: Any, **values: Any) -> tuple[int, Alert] | None:
-        """Apply `values` and take the next notification number, if nobody changed the row meanwhile."""
-        seq = int(row.notify_seq) + 1
-        fresh = conn.execute(
-            update(alerts)
-            .where(alerts.c.id == row.id, alerts.c.notify_seq == row.notify_seq, state_guard)
-            .values(notify_seq=seq, **values)
-            .returning(*alerts.c)
-        ).first()
-        return None if fresh is None else (seq, alert_from_row(fresh))
+        self.rows = AlertRows(dialect)
 
     # --- fire -------------------------------------------------------------------------------------
 
     def fire(self, conn: Connection, incoming: AlertInput, now: float) -> Change:
         """Record that an alert is firing and enqueue what the dedup stage decides."""
         fp = incoming.fingerprint
-        row = self._open_row(conn, fp)
+        row = self.rows.open_row(conn, fp)
         if row is None:
-            if incoming.source == "alertmanager" and incoming.starts_at is not None:
-                # A late or replayed report of an occurrence that was already resolved must not reopen it.
-                seen = self._select_resolved_since.first(conn, {"fp": fp, "starts_at": incoming.starts_at})
-                if seen is not None:
-                    return Change("ignored", reason="this occurrence was already resolved")
+            # A late or replayed report of an occurrence that was already resolved must not reopen it.
+            starts_at = incoming.starts_at
+            if (
+                incoming.source == "alertmanager"
+                and starts_at is not None
+                and self.rows.resolved_since(conn, fp, starts_at)
+            ):
+                return Change("ignored", reason="this occurrence was already resolved")
             created = self._create(conn, incoming, now)
             if created is not None:
                 return created
             # A concurrent transaction created it first (and notified): continue with its row.
-            row = self._open_row(conn, fp)
+            row = self.rows.open_row(conn, fp)
             assert row is not None
         if incoming.source == "alertmanager" and level_rank(incoming.alertname) < level_rank(row.alertname):
             # Alertmanager still holds the earlier level of an escalating alert until its resolve (pushed
@@ -189,7 +67,7 @@ class Lifecycle:
             return Change("ignored", alert_from_row(row), reason="an earlier level of an alert that has since risen")
         level_rose = level_rank(incoming.alertname) > level_rank(row.alertname)
         if self._refresh(conn, row, incoming, now):
-            row = self._open_row(conn, fp)
+            row = self.rows.open_row(conn, fp)
         return self._notify_if_due(conn, row, now, via=incoming.source, level_rose=level_rose)
 
     def _create(self, conn: Connection, incoming: AlertInput, now: float) -> Change | None:
@@ -205,7 +83,7 @@ class Lifecycle:
             now=now,
             repeat_interval=self.settings.repeat_interval,
         )
-        row = self._insert_alert.first(
+        row = self.rows.insert(
             conn,
             {
                 "fingerprint": incoming.fingerprint,
@@ -245,7 +123,7 @@ class Lifecycle:
             seq=1,
             now=now,
         )
-        self._audit(
+        self.rows.audit(
             conn,
             alert.id,
             now,
@@ -269,9 +147,9 @@ class Lifecycle:
         }
         changed = {k: v for k, v in values.items() if getattr(row, k) != v}
         if changed:
-            conn.execute(update(alerts).where(alerts.c.id == row.id).values(updated_at=now, **changed))
+            self.rows.update(conn, row.id, updated_at=now, **changed)
             if "severity" in changed or "alertname" in changed:
-                self._audit(
+                self.rows.audit(
                     conn,
                     row.id,
                     now,
@@ -305,7 +183,7 @@ class Lifecycle:
         highest = row.severity
         if severity_rank(row.notified_severity) > severity_rank(row.severity):
             highest = row.notified_severity
-        bumped = self._bump(
+        bumped = self.rows.bump(
             conn, row, alerts.c.state == row.state, notified_severity=highest, last_notified_at=now, updated_at=now
         )
         if bumped is None:  # another transaction notified first
@@ -342,7 +220,7 @@ class Lifecycle:
         )
         if action == "repeat" and not channels:  # routed nowhere (info): the clock restarts silently
             return Change("unchanged", alert, decision, reason="no channel is routed for this severity")
-        self._audit(
+        self.rows.audit(
             conn,
             row.id,
             now,
@@ -367,7 +245,7 @@ class Lifecycle:
         ).all()
         changes = []
         for (alert_id,) in rows:
-            row = self._locked(conn, alerts.c.id == alert_id, alerts.c.state == "firing")
+            row = self.rows.locked(conn, alerts.c.id == alert_id, alerts.c.state == "firing")
             if row is not None:
                 change = self._notify_if_due(conn, row, now)
                 if change.changed:
@@ -392,7 +270,7 @@ class Lifecycle:
         alert's current level: the end of an earlier level (Alertmanager is told when the level rises)
         does not end the alert.
         """
-        row = self._open_row(conn, fp)
+        row = self.rows.open_row(conn, fp)
         if row is None:
             return Change("ignored", reason="no open alert with this fingerprint")
         if starts_at is not None and row.starts_at > starts_at:
@@ -404,7 +282,7 @@ class Lifecycle:
 
     def resolve_id(self, conn: Connection, alert_id: int, now: float, *, actor: Actor) -> Change:
         """Resolve an alert by id (no-op if it is already resolved)."""
-        row = self._locked(conn, alerts.c.id == alert_id)
+        row = self.rows.locked(conn, alerts.c.id == alert_id)
         if row is None:
             raise AlertNotFound(alert_id)
         if row.state == "resolved":
@@ -412,11 +290,13 @@ class Lifecycle:
         return self._resolve_row(conn, row, now, actor)
 
     def _resolve_row(self, conn: Connection, row: Any, now: float, actor: Actor) -> Change:
-        bumped = self._bump(conn, row, alerts.c.state != "resolved", state="resolved", resolved_at=now, updated_at=now)
+        bumped = self.rows.bump(
+            conn, row, alerts.c.state != "resolved", state="resolved", resolved_at=now, updated_at=now
+        )
         if bumped is None:
             return Change("unchanged", alert_from_row(row), reason="changed concurrently")
         seq, alert = bumped
-        self._audit(conn, row.id, now, "resolved", row.state, "resolved", actor)
+        self.rows.audit(conn, row.id, now, "resolved", row.state, "resolved", actor)
         channels = enqueue(
             conn,
             grouping=self.settings.grouping,
@@ -434,14 +314,14 @@ class Lifecycle:
 
     def ack(self, conn: Connection, alert_id: int, actor: Actor, now: float) -> Change:
         """Acknowledge a firing alert: stops repeats, updates every channel notified so far."""
-        row = self._locked(conn, alerts.c.id == alert_id)
+        row = self.rows.locked(conn, alerts.c.id == alert_id)
         if row is None:
             raise AlertNotFound(alert_id)
         if row.state == "resolved":
             raise AlertConflict(f"alert {alert_id} is resolved")
         if row.state == "acknowledged":
             return Change("unchanged", alert_from_row(row), reason="already acknowledged")
-        bumped = self._bump(
+        bumped = self.rows.bump(
             conn,
             row,
             alerts.c.state == "firing",
@@ -454,7 +334,7 @@ class Lifecycle:
         if bumped is None:
             return Change("unchanged", alert_from_row(row), reason="changed concurrently")
         seq, alert = bumped
-        self._audit(conn, row.id, now, "acknowledged", "firing", "acknowledged", actor)
+        self.rows.audit(conn, row.id, now, "acknowledged", "firing", "acknowledged", actor)
         targets = notified_channels(conn, row.id)
         if self.settings.silences.silence_on_ack and alert.source == "alertmanager":
             targets.append(SILENCES)  # later unack/resolve reach it as a notified channel
@@ -473,14 +353,14 @@ class Lifecycle:
 
     def unack(self, conn: Connection, alert_id: int, actor: Actor, now: float) -> Change:
         """Put an acknowledged alert back to firing: channels are told, repeats resume."""
-        row = self._locked(conn, alerts.c.id == alert_id)
+        row = self.rows.locked(conn, alerts.c.id == alert_id)
         if row is None:
             raise AlertNotFound(alert_id)
         if row.state == "resolved":
             raise AlertConflict(f"alert {alert_id} is resolved")
         if row.state == "firing":
             return Change("unchanged", alert_from_row(row), reason="not acknowledged")
-        bumped = self._bump(
+        bumped = self.rows.bump(
             conn,
             row,
             alerts.c.state == "acknowledged",
@@ -494,7 +374,7 @@ class Lifecycle:
         if bumped is None:
             return Change("unchanged", alert_from_row(row), reason="changed concurrently")
         seq, alert = bumped
-        self._audit(conn, row.id, now, "unacknowledged", "acknowledged", "firing", actor)
+        self.rows.audit(conn, row.id, now, "unacknowledged", "acknowledged", "firing", actor)
         channels = enqueue(
             conn,
             grouping=self.settings.grouping,
@@ -507,11 +387,3 @@ class Lifecycle:
             actor=actor,
         )
         return Change("unacknowledged", alert, channels=tuple(channels))
-
-
-def open_alert_id(conn: Connection, fp: str) -> int | None:
-    """Id of the open (firing or acknowledged) alert with this fingerprint."""
-    row = conn.execute(
-        select(alerts.c.id).where(and_(alerts.c.fingerprint == fp, alerts.c.state != "resolved"))
-    ).first()
-    return None if row is None else int(row[0])

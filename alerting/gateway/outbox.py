@@ -1,6 +1,8 @@
 """The durable outbox: notifications written in the transaction that caused them, delivered later.
 
-Delivery is at least once and ordered per alert and channel:
+Rows are written by `alerting.gateway.enqueue` (inside the lifecycle's transaction); listing, retrying
+and purging them is `alerting.gateway.notifications`. Here is their delivery, at least once and ordered
+per alert and channel: is at least once and ordered per alert and channel:
 
 - `claim` reserves due rows with a lease (`lease_owner`, `lease_until`) through a conditional update, so
   several processes never send the same row at once, and a row whose sender crashed becomes claimable
@@ -14,47 +16,33 @@ Delivery is at least once and ordered per alert and channel:
 
 from __future__ import annotations
 
-import functools
 import logging
 import random
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import delete, exists, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import exists, func, select
 from sqlalchemy.engine import Connection
 
-from alerting.gateway.config import OutboxSettings
-from alerting.gateway.driver_sql import DriverStatement
+from alerting.gateway.claims import Claimed, Finished
+from alerting.gateway.enqueue import DEAD, PENDING, SENT, SKIPPED
 from alerting.gateway.grouping import (
     GroupingSettings,
     group_digest_key,
-    group_key_for,
     member_reference,
     send_digest,
     summary_digest_key,
 )
-from alerting.gateway.records import (
-    actor_from_json,
-    actor_json,
-    alert_from_snapshot,
-    dumps,
-    loads,
-    rfc3339,
-    snapshot,
-)
-from alerting.gateway.tables import alert_channels, notification_outbox
-from alerting.model import Actor, Alert, DeliveryResult, Notification, NotificationKind
+from alerting.gateway.records import actor_from_json, alert_from_snapshot, dumps, loads
+from alerting.gateway.settings import OutboxSettings
+from alerting.gateway.tables import notification_outbox
+from alerting.model import DeliveryResult, Notification, NotificationKind
 from alerting.notify.base import Notifier, redact
-from alerting.notify.digest import Digest
-from exporter.store import Store
+from exporter.store import Store, driver_cursor, placeholder
 
 log = logging.getLogger(__name__)
 
-PENDING, SENT, SKIPPED, DEAD = "pending", "sent", "skipped", "dead"
-STATUSES = (PENDING, SENT, SKIPPED, DEAD)
 OUTCOMES = ("sent", "failed", "retried")
 FOLDED = ("grouped", "summarised")
 """How a notification was delivered inside one message with others: a budget's group, a rate-limit summary.
@@ -69,101 +57,6 @@ MIN_RETRY_AFTER = 1.0
 def counter_name(channel: str, outcome: str) -> str:
     """Name of the persisted counter behind `llm_notifications_total{channel, outcome}`."""
     return f"notifications.{channel}.{outcome}"
-
-
-def dialect_insert(dialect: str, table: Any) -> Any:
-    """An INSERT supporting ON CONFLICT for the store's dialect."""
-    return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
-
-
-def enqueue(
-    conn: Connection,
-    *,
-    dialect: str,
-    alert: Alert,
-    kind: NotificationKind,
-    channels: Iterable[str],
-    seq: int,
-    now: float,
-    actor: Actor | None = None,
-    previous_severity: str | None = None,
-    grouping: GroupingSettings | None = None,
-) -> list[str]:
-    """Write one outbox row per channel (inside the caller's transaction) and remember the channels.
-
-    With `grouping`, a row about an instance of a per-key budget carries its group key and becomes due
-    after `group_wait`, so the instances crossing together can be sent as one message (see `grouping`).
-    """
-    channels = list(dict.fromkeys(channels))
-    if not channels:
-        return []
-    assert alert.id is not None
-    payload = dumps({"alert": snapshot(alert), "actor": actor_json(actor), "previous_severity": previous_severity})
-    group = group_key_for(alert) if grouping is not None else None
-    rows = []
-    for channel in channels:
-        grouped = group is not None and grouping is not None and grouping.groups(channel)
-        due = now
-        if grouped and grouping is not None and grouping.group_wait > 0:
-            assert group is not None
-            due = _group_due(conn, channel, group, kind, now) or now + grouping.group_wait
-        rows.append(
-            {
-                "alert_id": alert.id,
-                "channel": channel,
-                "seq": seq,
-                "kind": kind.value,
-                "payload": payload,
-                "status": PENDING,
-                "attempts": 0,
-                "next_attempt_at": due,
-                "created_at": now,
-                "updated_at": now,
-                "group_key": group if grouped else None,
-            }
-        )
-    _INSERT_OUTBOX.executemany(conn, rows)
-    _remember_channels(dialect).executemany(
-        conn,
-        [{"alert_id": alert.id, "channel": c, "first_enqueued_at": now, "updated_at": now} for c in channels],
-    )
-    return channels
-
-
-_INSERT_OUTBOX = DriverStatement(insert(notification_outbox))
-
-
-def _group_due(conn: Connection, channel: str, group: str, kind: NotificationKind, now: float) -> float | None:
-    """When the waiting group this row joins is due, or None if none is waiting.
-
-    As in Alertmanager, a group's wait starts with its first alert; later ones join it, not waiting anew.
-    """
-    o = notification_outbox
-    value = conn.execute(
-        select(func.min(o.c.next_attempt_at)).where(
-            o.c.channel == channel,
-            o.c.group_key == group,
-            o.c.kind == kind.value,
-            o.c.status == PENDING,
-            o.c.next_attempt_at > now,
-        )
-    ).scalar()
-    return None if value is None else float(value)
-
-
-@functools.cache
-def _remember_channels(dialect: str) -> DriverStatement:
-    return DriverStatement(
-        dialect_insert(dialect, alert_channels).on_conflict_do_nothing(index_elements=["alert_id", "channel"])
-    )
-
-
-def notified_channels(conn: Connection, alert_id: int) -> list[str]:
-    """Channels that have been sent (or will be sent) something about this alert."""
-    rows = conn.execute(
-        select(alert_channels.c.channel).where(alert_channels.c.alert_id == alert_id).order_by(alert_channels.c.channel)
-    )
-    return [r[0] for r in rows]
 
 
 _SQL = {
@@ -196,7 +89,7 @@ def _cursor(conn: Connection) -> Any:
     The outbox runs a few statements per notification; the SQL is pre-built (`_SQL`), and on the driver's
     cursor each costs tens of µs instead of the ~150 µs of SQLAlchemy's execution context around it.
     """
-    return conn.connection.cursor()
+    return driver_cursor(conn)
 
 
 def _earlier_pending() -> Any:
@@ -209,51 +102,6 @@ def _earlier_pending() -> Any:
         earlier.c.status == PENDING,
         earlier.c.id < o.c.id,
     )
-
-
-@dataclass(frozen=True)
-class Claimed:
-    """An outbox row reserved for delivery by this process."""
-
-    id: int
-    alert_id: int
-    channel: str
-    kind: NotificationKind
-    attempts: int
-    notification: Notification
-    group_key: str | None = None
-    members: tuple[Claimed, ...] = ()
-    """For one message about several rows (a digest): every row it stands for, itself included."""
-    digest_key: str = ""
-    group: str = ""
-    """The digest's group (`family|budget`), or "" for a rate-limit summary."""
-
-    @property
-    def rows(self) -> tuple[Claimed, ...]:
-        """The outbox rows this delivery settles."""
-        return self.members or (self,)
-
-    def digest(self) -> Digest:
-        """The message for a digest delivery."""
-        return Digest(
-            key=self.digest_key,
-            notifications=tuple(m.notification for m in self.members),
-            group=self.group,
-            lead_id=self.id,
-        )
-
-
-@dataclass(frozen=True)
-class Finished:
-    """What became of one delivery attempt."""
-
-    id: int
-    channel: str
-    status: str
-    outcome: str | None
-    """`sent`, `failed` or `retried` (the counter that was incremented), or None for a skip."""
-    next_attempt_at: float | None = None
-    lease_lost: bool = False
 
 
 class Outbox:
@@ -278,7 +126,7 @@ class Outbox:
         self.owner = owner
         self.clock = clock
         self._rng = rng or random.Random()
-        self._placeholder = "%s" if store.dialect == "postgresql" else "?"
+        self._placeholder = placeholder(store.dialect)
         self._sql = {name: sql.replace("?", self._placeholder) for name, sql in _SQL.items()}
         # PostgreSQL: rows another process is claiming right now are skipped, not waited for. SQLite
         # needs nothing: the transaction holds the database write lock.
@@ -312,7 +160,7 @@ class Outbox:
         now = self.clock() if now is None else now
         if not results:
             # Idle polls (every worker, every poll_interval) only read: no write lock unless there is work.
-            with self.store.engine.connect() as reader:
+            with self.store.reading() as reader:
                 if reader.exec_driver_sql(self._sql["due"], (channel, now, now, 1)).first() is None:
                     return [], []
         with self.store.transaction() as conn:
@@ -523,81 +371,9 @@ class Outbox:
         o = notification_outbox
         later = func.greatest if self.store.dialect == "postgresql" else func.max  # two-argument max()
         due = later(o.c.next_attempt_at, func.coalesce(o.c.lease_until, o.c.next_attempt_at))
-        with self.store.engine.connect() as conn:
+        with self.store.reading() as conn:
             # Rows queued behind an earlier one of the same alert wait for it, not for their own time.
             value = conn.execute(
                 select(func.min(due)).where(o.c.channel == channel, o.c.status == PENDING, ~_earlier_pending())
             ).scalar()
         return None if value is None else float(value)
-
-    # --- inspection and maintenance ---------------------------------------------------------------
-
-    def counts(self, status: str) -> dict[str, int]:
-        """Rows in `status` per channel."""
-        o = notification_outbox
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(select(o.c.channel, func.count()).where(o.c.status == status).group_by(o.c.channel))
-            return {channel: int(n) for channel, n in rows}
-
-    def rows(
-        self, *, status: str | None = None, channel: str | None = None, alert_id: int | None = None, limit: int = 500
-    ) -> list[dict[str, Any]]:
-        """Outbox rows as the API shows them, newest first."""
-        o = notification_outbox
-        stmt = select(
-            o.c.id,
-            o.c.alert_id,
-            o.c.channel,
-            o.c.kind,
-            o.c.status,
-            o.c.attempts,
-            o.c.created_at,
-            o.c.next_attempt_at,
-            o.c.sent_at,
-            o.c.last_error,
-        ).order_by(o.c.id.desc())
-        if status is not None:
-            stmt = stmt.where(o.c.status == status)
-        if channel is not None:
-            stmt = stmt.where(o.c.channel == channel)
-        if alert_id is not None:
-            stmt = stmt.where(o.c.alert_id == alert_id)
-        with self.store.engine.connect() as conn:
-            result = conn.execute(stmt.limit(limit)).all()
-        return [
-            {
-                "id": int(r.id),
-                "alert_id": int(r.alert_id),
-                "channel": r.channel,
-                "kind": r.kind,
-                "status": r.status,
-                "attempts": int(r.attempts),
-                "created_at": rfc3339(r.created_at),
-                "next_attempt_at": rfc3339(r.next_attempt_at) if r.status == PENDING else None,
-                "sent_at": rfc3339(r.sent_at),
-                "last_error": r.last_error,
-            }
-            for r in result
-        ]
-
-    def requeue(self, outbox_id: int, now: float | None = None) -> bool:
-        """Give a dead letter another round of attempts; False if it is not dead."""
-        now = self.clock() if now is None else now
-        o = notification_outbox
-        with self.store.transaction() as conn:
-            return (
-                conn.execute(
-                    update(o)
-                    .where(o.c.id == outbox_id, o.c.status == DEAD)
-                    .values(status=PENDING, attempts=0, next_attempt_at=now, updated_at=now)
-                ).rowcount
-                == 1
-            )
-
-    def purge(self, older_than: float) -> int:
-        """Delete delivered (sent or skipped) rows last updated before `older_than`; dead letters stay."""
-        o = notification_outbox
-        with self.store.transaction() as conn:
-            return int(
-                conn.execute(delete(o).where(o.c.status.in_((SENT, SKIPPED)), o.c.updated_at < older_than)).rowcount
-            )

@@ -1,9 +1,10 @@
 """`GatewayService`: the alert gateway of one process, wired from the store and the configuration.
 
-Stages, each in its own module: webhook parsing (`alertmanager`, `webhooks`), dedup (`dedup`), state
-changes with their outbox rows in one transaction (`lifecycle`), durable delivery (`outbox`, `workers`)
-and fan-out to the notifiers (`channels`). This class opens transactions around the stages, wakes the
-workers after each commit, and serves the HTTP routes and metrics.
+Stages, each in its own module: webhook parsing (`alertmanager`, `webhooks`) and applying (`receiver`),
+dedup (`dedup`), state changes with their outbox rows in one transaction (`lifecycle`, `alert_rows`,
+`enqueue`), durable delivery (`outbox`, `workers`) and fan-out to the notifiers (`channels`). This class
+opens transactions around the stages, wakes the workers after each commit, and exposes its metrics. It
+knows no transport: `alerting.gateway.http` builds the HTTP routes from a service.
 """
 
 from __future__ import annotations
@@ -12,10 +13,8 @@ import functools
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -24,16 +23,18 @@ from prometheus_client.registry import Collector
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
-from starlette.routing import BaseRoute
 
-from alerting.gateway.alertmanager import Webhook, parse_webhook
+from alerting.gateway.changes import AlertInput, Change
 from alerting.gateway.channels import build_channels
 from alerting.gateway.collector import GatewayCollector
-from alerting.gateway.config import GatewaySettings, settings_from_config
-from alerting.gateway.grouping import digest_channels, digest_members
-from alerting.gateway.lifecycle import AlertConflict, AlertInput, AlertNotFound, Change, Lifecycle
-from alerting.gateway.outbox import PENDING, Outbox, dialect_insert
+from alerting.gateway.config import settings_from_config
+from alerting.gateway.grouping import digest_channels
+from alerting.gateway.lifecycle import Lifecycle
+from alerting.gateway.notifications import notification_rows, purge_delivered, requeue
+from alerting.gateway.outbox import PENDING, Outbox
+from alerting.gateway.receiver import WebhookReceiver, WebhookResult
 from alerting.gateway.records import alert_from_row, loads, rfc3339
+from alerting.gateway.settings import GatewaySettings
 from alerting.gateway.tables import alert_events, alerts, webhook_receipts
 from alerting.gateway.webhooks import PagerDutyEvent, SlackAction
 from alerting.model import Actor, Alert, AlertSource, Severity
@@ -47,8 +48,6 @@ T = TypeVar("T")
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected (PostgreSQL)
 FIRE_MANY_CHUNK = 500
 """Alerts per transaction in `fire_many` (bounded lock time; a group of 500 is one message anyway)."""
-STALE_INCIDENT_TOLERANCE = 300.0
-"""A PagerDuty incident created this long before our alert is about an earlier occurrence."""
 
 
 @dataclass(frozen=True)
@@ -58,47 +57,6 @@ class TickResult:
     repeats: int
     receipts_purged: int
     outbox_purged: int
-
-
-@dataclass(frozen=True)
-class WebhookResult:
-    """What an Alertmanager or PagerDuty delivery did; `duplicate` when it had been applied before."""
-
-    duplicate: bool
-    changes: tuple[Change, ...] = ()
-    reason: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        """The response body."""
-        body: dict[str, Any] = {"status": "duplicate" if self.duplicate else "ok"}
-        counts: dict[str, int] = {}
-        for change in self.changes:
-            counts[change.action] = counts.get(change.action, 0) + 1
-        if not self.duplicate:
-            body["alerts"] = counts
-        if self.reason:
-            body["reason"] = self.reason
-        return body
-
-
-class _RecentDigests:
-    """Digests of webhook payloads this process committed: a duplicate storm never reaches the store."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._items: OrderedDict[str, None] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __contains__(self, digest: str) -> bool:
-        with self._lock:
-            return digest in self._items
-
-    def add(self, digest: str) -> None:
-        with self._lock:
-            self._items[digest] = None
-            self._items.move_to_end(digest)
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
 
 
 def _retryable(exc: StoreUnavailable) -> bool:
@@ -138,7 +96,7 @@ class GatewayService:
             grouping=self.settings.grouping,
             digest_channels=digest_channels(self.notifiers),
         )
-        self._seen = _RecentDigests(10_000)
+        self.webhooks = WebhookReceiver(store, self.lifecycle, clock=clock, write=self._write)
         self._workers = None
         self._ticker = None
         if start_workers:
@@ -247,7 +205,7 @@ class GatewayService:
             purged = conn.execute(
                 delete(webhook_receipts).where(webhook_receipts.c.received_at < now - self.settings.receipt_retention)
             ).rowcount
-        outbox_purged = self.outbox.purge(now - self.settings.outbox.retention)
+        outbox_purged = purge_delivered(self.store, now - self.settings.outbox.retention)
         return TickResult(len(repeats), int(purged), outbox_purged)
 
     # --- acknowledgements -------------------------------------------------------------------------
@@ -264,152 +222,23 @@ class GatewayService:
 
     # --- webhooks ---------------------------------------------------------------------------------
 
-    def _receipt(self, conn: Connection, source: str, receipt_id: str, now: float) -> bool:
-        """Record a webhook delivery; False when it was recorded before (a retry or replay)."""
-        inserted = conn.execute(
-            dialect_insert(self.store.dialect, webhook_receipts)
-            .values(source=source, receipt_id=receipt_id, received_at=now)
-            .on_conflict_do_nothing(index_elements=["source", "receipt_id"])
-            .returning(webhook_receipts.c.receipt_id)
-        ).first()
-        return inserted is not None
-
-    def _seen_in_store(self, source: str, receipt_id: str) -> bool:
-        with self.store.engine.connect() as conn:
-            found = conn.execute(
-                select(webhook_receipts.c.received_at).where(
-                    webhook_receipts.c.source == source, webhook_receipts.c.receipt_id == receipt_id
-                )
-            ).first()
-        return found is not None
-
     def receive_alertmanager(self, data: Any) -> WebhookResult:
         """Apply an Alertmanager webhook payload (decoded JSON); raises `PayloadError` if invalid."""
-        hook = parse_webhook(data)
-        if hook.digest in self._seen:
-            return WebhookResult(duplicate=True)
-        try:
-            seen = self._seen_in_store("alertmanager", hook.digest)
-        except OperationalError as exc:
-            raise StoreUnavailable(str(exc.orig)) from exc
-        if seen:
-            self._seen.add(hook.digest)
-            return WebhookResult(duplicate=True)
-        result = self._write(lambda conn: self._apply_alertmanager(conn, hook))
-        self._seen.add(hook.digest)
-        return result
-
-    def _apply_alertmanager(self, conn: Connection, hook: Webhook) -> WebhookResult:
-        now = self.clock()
-        if not self._receipt(conn, "alertmanager", hook.digest, now):
-            return WebhookResult(duplicate=True)
-        actor = Actor(by="alertmanager", via="alertmanager")
-        changes = []
-        for item in hook.alerts:
-            if item.status == "firing":
-                changes.append(self.lifecycle.fire(conn, item.alert, now))
-            else:
-                changes.append(
-                    self.lifecycle.resolve(
-                        conn,
-                        item.alert.fingerprint,
-                        now,
-                        actor=actor,
-                        starts_at=item.alert.starts_at,
-                        alertname=item.alert.alertname,
-                    )
-                )
-        return WebhookResult(duplicate=False, changes=tuple(changes))
+        return self.webhooks.receive_alertmanager(data)
 
     def receive_slack_actions(self, actions: list[SlackAction]) -> list[Change]:
         """Apply verified Slack button presses; unknown or resolved alerts are ignored."""
-        changes = []
-        for action in actions:
-            if action.digest:
-                changes += self._ack_digest_from_slack(action)
-                continue
-            apply = self.ack if action.action == "ack" else self.unack
-            try:
-                changes.append(apply(action.alert_id, by=action.user, via="slack"))
-            except (AlertNotFound, AlertConflict) as exc:
-                changes.append(Change("ignored", reason=f"{type(exc).__name__}: {exc}"))
-        return changes
+        return self.webhooks.receive_slack_actions(actions)
 
     def receive_pagerduty(self, event: PagerDutyEvent) -> WebhookResult:
         """Apply a verified PagerDuty webhook event once (deliveries deduplicated by event id)."""
-        if event.action is None:
-            return WebhookResult(duplicate=False, reason=f"event type {event.event_type} is not acted on")
-        digest = event.digest
-        if digest is not None:
-            return self._write(lambda conn: self._apply_pagerduty_digest(conn, event, digest))
-        fp = event.fingerprint
-        if fp is None:
-            return WebhookResult(duplicate=False, reason="not an llmcost incident")
-        return self._write(lambda conn: self._apply_pagerduty(conn, event, fp))
-
-    def _apply_pagerduty(self, conn: Connection, event: PagerDutyEvent, fp: str) -> WebhookResult:
-        now = self.clock()
-        if not self._receipt(conn, "pagerduty", event.id, now):
-            return WebhookResult(duplicate=True)
-        row = conn.execute(
-            select(alerts.c.id, alerts.c.created_at)
-            .where(alerts.c.fingerprint == fp)
-            .order_by(alerts.c.id.desc())
-            .limit(1)
-        ).first()
-        if row is None:
-            return WebhookResult(duplicate=False, reason="no alert for this incident")
-        if event.created_at is not None and row.created_at - event.created_at > STALE_INCIDENT_TOLERANCE:
-            return WebhookResult(duplicate=False, reason="the incident is older than the alert")
-        actor = Actor(by=event.agent, via="pagerduty")
-        try:
-            if event.action == "ack":
-                change = self.lifecycle.ack(conn, row.id, actor, now)
-            elif event.action == "unack":
-                change = self.lifecycle.unack(conn, row.id, actor, now)
-            else:
-                change = self.lifecycle.resolve_id(conn, row.id, now, actor=actor)
-        except AlertConflict as exc:
-            return WebhookResult(duplicate=False, reason=str(exc))
-        return WebhookResult(duplicate=False, changes=(change,))
-
-    def _ack_digest_from_slack(self, action: SlackAction) -> list[Change]:
-        """Apply "Acknowledge all" of a grouped Slack message: every open alert it listed."""
-        actor = Actor(by=action.user, via="slack")
-        return self._write(lambda conn: self._apply_digest(conn, "slack", action.digest, "ack", actor))
-
-    def _apply_pagerduty_digest(self, conn: Connection, event: PagerDutyEvent, digest: str) -> WebhookResult:
-        if not self._receipt(conn, "pagerduty", event.id, self.clock()):
-            return WebhookResult(duplicate=True)
-        actor = Actor(by=event.agent, via="pagerduty")
-        assert event.action is not None
-        changes = self._apply_digest(conn, "pagerduty", digest, event.action, actor)
-        return WebhookResult(duplicate=False, changes=tuple(changes), reason="" if changes else "no open alert")
-
-    def _apply_digest(self, conn: Connection, channel: str, digest: str, action: str, actor: Actor) -> list[Change]:
-        """Acknowledge, unacknowledge or resolve every open alert a grouped message on `channel` listed."""
-        now = self.clock()
-        changes = []
-        for alert_id in digest_members(conn, channel, digest):
-            try:
-                if action == "ack":
-                    changes.append(self.lifecycle.ack(conn, alert_id, actor, now))
-                elif action == "unack":
-                    changes.append(self.lifecycle.unack(conn, alert_id, actor, now))
-                else:
-                    changes.append(self.lifecycle.resolve_id(conn, alert_id, now, actor=actor))
-            except (AlertNotFound, AlertConflict) as exc:
-                changes.append(Change("ignored", reason=f"{type(exc).__name__}: {exc}"))
-        return changes
+        return self.webhooks.receive_pagerduty(event)
 
     # --- reading ----------------------------------------------------------------------------------
 
     def _read(self, fn: Callable[[Connection], T]) -> T:
-        try:
-            with self.store.engine.connect() as conn:
-                return fn(conn)
-        except OperationalError as exc:
-            raise StoreUnavailable(str(exc.orig)) from exc
+        with self.store.reading() as conn:
+            return fn(conn)
 
     def alerts(self, state: str | None = None, *, limit: int = 1000) -> list[Alert]:
         """Alerts, newest first, optionally in one state."""
@@ -446,14 +275,11 @@ class GatewayService:
         self, *, status: str | None = None, channel: str | None = None, alert_id: int | None = None, limit: int = 500
     ) -> list[dict[str, Any]]:
         """Outbox rows (pending, sent, skipped or dead), newest first."""
-        try:
-            return self.outbox.rows(status=status, channel=channel, alert_id=alert_id, limit=limit)
-        except OperationalError as exc:
-            raise StoreUnavailable(str(exc.orig)) from exc
+        return notification_rows(self.store, status=status, channel=channel, alert_id=alert_id, limit=limit)
 
     def requeue(self, outbox_id: int) -> bool:
         """Retry a dead letter from scratch; False if the row is not dead."""
-        done = self.outbox.requeue(outbox_id)
+        done = requeue(self.store, outbox_id, self.clock())
         self.wake()
         return done
 
@@ -471,12 +297,6 @@ class GatewayService:
         return total
 
     # --- wiring -----------------------------------------------------------------------------------
-
-    def routes(self) -> list[BaseRoute]:
-        """The gateway's HTTP routes (`/v1/alerts*`, webhooks, `/v1/notifications`)."""
-        from alerting.gateway.http import gateway_routes
-
-        return gateway_routes(self)
 
     def collectors(self) -> list[Collector]:
         """Collectors for the process registry."""

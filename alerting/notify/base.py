@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol, runtime_checkable
 
-from alerting.escaping import truncate
 from alerting.model import DeliveryResult, Notification
+from alerting.notify.text_limits import truncate
 
 REDACTED = "[REDACTED]"
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from alerting.escaping import truncate
 from alerting.model import Notification, NotificationKind
+from alerting.notify.text_limits import truncate
 
 LIST_MAX = 25
 """Instances listed by name in one message; the rest are counted ("and N more")."""

@@ -19,11 +19,11 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from alerting.escaping import truncate
 from alerting.model import Alert, DeliveryResult, Notification, NotificationKind
 from alerting.notify.base import one_line, parse_retry_after, redact
 from alerting.notify.digest import LIST_MAX, Digest, instance
 from alerting.notify.templating import context, render
+from alerting.notify.text_limits import truncate
 
 DEFAULT_EVENTS_URL: Final = "https://events.pagerduty.com/v2/enqueue"
 SUMMARY_MAX: Final = 1024

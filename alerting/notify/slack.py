@@ -17,7 +17,11 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web import SlackResponse
 
-from alerting.escaping import (
+from alerting.model import DeliveryResult, Notification, NotificationKind
+from alerting.notify.base import one_line, parse_retry_after, redact
+from alerting.notify.digest import ACK_DIGEST_ACTION_ID, Digest
+from alerting.notify.templating import context, render
+from alerting.notify.text_limits import (
     SLACK_BLOCKS_MAX,
     SLACK_BUTTON_TEXT_MAX,
     SLACK_FIELD_TEXT_MAX,
@@ -32,10 +36,6 @@ from alerting.escaping import (
     truncate_mrkdwn,
     web_url,
 )
-from alerting.model import DeliveryResult, Notification, NotificationKind
-from alerting.notify.base import one_line, parse_retry_after, redact
-from alerting.notify.digest import ACK_DIGEST_ACTION_ID, Digest
-from alerting.notify.templating import context, render
 
 DEFAULT_API_URL = "https://slack.com/api/"
 

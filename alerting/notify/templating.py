@@ -15,8 +15,8 @@ from typing import Any
 
 import jinja2
 
-from alerting.escaping import escape_mrkdwn, web_url
 from alerting.model import Notification, alert_family
+from alerting.notify.text_limits import escape_mrkdwn, web_url
 
 
 class Escaping(enum.Enum):

@@ -29,7 +29,7 @@ from alerting.model import ORIGIN_LABEL, SEVERITIES
 from alerting.notify.base import one_line
 from alerting.push.settings import PushSettings, replica_id, safe_url
 from alerting.push.tables import alertmanager_alerts
-from exporter import catalogue
+from exporter import metric_names
 from exporter.store import Store
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class Pusher:
             .where(or_(t.c.ends_at.is_(None), t.c.ends_at >= now - self.settings.resolved_resend))
             .order_by(t.c.fingerprint)
         )
-        with self.store.engine.connect() as conn:
+        with self.store.reading() as conn:
             rows = conn.execute(stmt).all()
         return [(row.ends_at is not None, alert_body(row, now, self.settings)) for row in rows]
 
@@ -228,7 +228,7 @@ class PushCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """Every configured replica with every outcome (0 before the first push), plus stored ones."""
-        spec = catalogue.ALERTMANAGER_PUSHES
+        spec = metric_names.ALERTMANAGER_PUSHES
         values = {(url, o): 0.0 for url in self._settings.replicas.values() for o in OUTCOMES}
         for name, value in self._store.counters().items():
             if name.startswith(COUNTER_PREFIX):

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from alerting.gateway.config import parse_duration
+from alerting.gateway.settings import parse_duration
 from exporter.config import SECTION_VALIDATORS, Config, ConfigError
 
 PATH = "alertmanager"

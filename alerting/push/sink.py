@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 
-from alerting.gateway.outbox import dialect_insert
+from alerting.gateway.enqueue import dialect_insert
 from alerting.gateway.records import dumps, loads
 from alerting.gateway.service import GatewayService
 from alerting.model import PUSHED_ONLY_LABELS, alert_family, fingerprint
@@ -137,10 +137,10 @@ class AlertmanagerSink:
         t = alertmanager_alerts
         names = list(set(alertnames))
         stmt = select(t.c.alertname, t.c.labels).where(t.c.ends_at.is_(None), t.c.alertname.in_(names))
-        with self.store.engine.connect() as conn:
+        with self.store.reading() as conn:
             return [(row.alertname, loads(row.labels)) for row in conn.execute(stmt)]
 
     def pushed(self) -> list[dict[str, Any]]:
         """Every row, for diagnostics and tests."""
-        with self.store.engine.connect() as conn:
+        with self.store.reading() as conn:
             return [dict(row._mapping) for row in conn.execute(select(alertmanager_alerts))]

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import func, select
-from sqlalchemy.exc import OperationalError
 
 from exporter.collector import OTHER
 from exporter.store import Store
@@ -21,7 +19,6 @@ from exporter.store.schema import (
     rollup_backfill,
     usage_series,
 )
-from exporter.store.store import StoreUnavailable
 
 _NANOS_PER_USD = 1e9
 _ROLLUP_SQL = "SELECT series_id, bucket, cost_nanousd FROM usage_rollup WHERE bucket >= {p} AND bucket < {p}"
@@ -41,19 +38,16 @@ def backfill_since(store: Store, seen: int) -> tuple[int, int | None, bool]:
     """
     counters = ingest_counters.c
     log_ = rollup_backfill.c
-    try:
-        with store.engine.connect() as conn:
-            value = conn.execute(select(counters.value).where(counters.name == BACKFILL_GENERATION)).scalar()
-            generation = int(value or 0)
-            if generation <= seen:
-                return generation, None, generation == seen
-            count, oldest = conn.execute(
-                select(func.count(), func.min(log_.oldest_bucket)).where(
-                    log_.generation > seen, log_.generation <= generation
-                )
-            ).one()
-    except OperationalError as exc:
-        raise StoreUnavailable(str(exc.orig)) from exc
+    with store.reading() as conn:
+        value = conn.execute(select(counters.value).where(counters.name == BACKFILL_GENERATION)).scalar()
+        generation = int(value or 0)
+        if generation <= seen:
+            return generation, None, generation == seen
+        count, oldest = conn.execute(
+            select(func.count(), func.min(log_.oldest_bucket)).where(
+                log_.generation > seen, log_.generation <= generation
+            )
+        ).one()
     return generation, None if oldest is None else int(oldest), int(count) == generation - seen
 
 
@@ -147,24 +141,13 @@ class SpendCache:
 
     def _read(self, store: Store, start: int, end: int) -> None:
         """Add the cost of every rollup row with start <= bucket < end to `values`."""
-        sql = _ROLLUP_SQL.format(p="?" if store.dialect == "sqlite" else "%s")
-        driver_error: Any = getattr(store.engine.dialect.dbapi, "OperationalError", OperationalError)
-        try:
-            raw = store.engine.raw_connection()
-            try:
-                cursor = raw.cursor()
-                cursor.execute(sql, (start, end))
-                while chunk := cursor.fetchmany(_CHUNK_ROWS):
-                    data = np.array(chunk, dtype=np.int64).reshape(-1, 3)
-                    rows, known = self._rows_of(store, data[:, 0])
-                    cols = (data[known, 1] - self.first_bucket) // BUCKET_SECONDS
-                    np.add.at(self.values, (rows, cols), data[known, 2] / _NANOS_PER_USD)
-                cursor.close()
-                raw.rollback()  # a read: end PostgreSQL's implicit transaction
-            finally:
-                raw.close()
-        except (OperationalError, driver_error) as exc:
-            raise StoreUnavailable(str(exc)) from exc
+        with store.raw_cursor() as (cursor, placeholder):
+            cursor.execute(_ROLLUP_SQL.format(p=placeholder), (start, end))
+            while chunk := cursor.fetchmany(_CHUNK_ROWS):
+                data = np.array(chunk, dtype=np.int64).reshape(-1, 3)
+                rows, known = self._rows_of(store, data[:, 0])
+                cols = (data[known, 1] - self.first_bucket) // BUCKET_SECONDS
+                np.add.at(self.values, (rows, cols), data[known, 2] / _NANOS_PER_USD)
 
     def _rank(self, store: Store, start: int, end: int) -> None:
         """Start the key mapping afresh: the highest-spend label combinations get rows, the rest `__other__`."""

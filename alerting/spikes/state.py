@@ -13,13 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Boolean, Column, Float, Integer, MetaData, PrimaryKeyConstraint, String, Table, select
-from sqlalchemy.exc import OperationalError
 
 from alerting.detection import DetectionConfig, Reason
 from alerting.spikes.messages import summarize
 from alerting.spikes.settings import WATCHABLE_LABELS
 from exporter.store import Store
-from exporter.store.store import StoreUnavailable
 
 metadata = MetaData()
 
@@ -86,11 +84,8 @@ def read_spike_state(store: Store) -> list[SpikeState]:
     """Every watched series as last evaluated, ordered by group and labels (what the collector exposes)."""
     cols = spike_state.c
     stmt = select(spike_state).order_by(cols.group_name, *(cols[label] for label in WATCHABLE_LABELS))
-    try:
-        with store.engine.connect() as conn:
-            rows = list(conn.execute(stmt))
-    except OperationalError as exc:
-        raise StoreUnavailable(str(exc.orig)) from exc
+    with store.reading() as conn:
+        rows = list(conn.execute(stmt))
     return [_state_from_row(dict(row._mapping)) for row in rows]
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from exporter.events import UsageEvent
+from exporter.store.driver_sql import driver_cursor
 from exporter.store.engine import create_store_engine, migrate, normalise_url, require_existing_store
 from exporter.store.rollups import rollups_in_range
 from exporter.store.schema import (
@@ -151,7 +152,7 @@ class Store:
         `rollups` maps (series id, bucket) to increments in COUNTER_COLUMNS order (negative allowed);
         call `run_after_commit` with the results once `conn`'s transaction committed.
         """
-        cursor = conn.connection.cursor()
+        cursor = driver_cursor(conn)
         return [hook.apply(cursor, not self._sqlite, rollups, series) for hook in self._writer.hooks]
 
     def run_after_commit(self, result: WriteResult) -> None:
@@ -255,10 +256,10 @@ class Store:
         sql = counter_add_sql(postgres=not self._sqlite)
         # On the driver's cursor: the gateway adds counters in every delivery round.
         if conn is not None:
-            conn.connection.cursor().executemany(sql, rows)
+            driver_cursor(conn).executemany(sql, rows)
             return
         with self.transaction() as own:
-            own.connection.cursor().executemany(sql, rows)
+            driver_cursor(own).executemany(sql, rows)
 
     def set_gauge(self, name: str, value: float, conn: Connection | None = None) -> None:
         """Store a persisted value (e.g. a last-run timestamp) that every process reads back."""

@@ -1,13 +1,16 @@
-"""SQLAlchemy Core statements compiled once and run on the driver's cursor, for per-alert hot paths.
+"""Statements run on the driver's cursor inside a store transaction, for per-row hot paths.
 
-Every alert of a webhook runs a handful of statements (find the open row, insert it, its audit row
-and its outbox rows). Through `Connection.execute` each costs ~150-250 µs of SQLAlchemy's execution
-context, result metadata and row objects; the SQL itself takes tens of µs. A `DriverStatement` keeps
-the statement written in Core (one definition, both dialects), compiles it once per dialect, and runs
-it on the DB-API cursor of the caller's connection, inside the caller's transaction.
+Hot paths (every alert of a webhook, every delivered notification) run a handful of small statements.
+Through `Connection.execute` each costs ~150-250 µs of SQLAlchemy's execution context, result metadata
+and row objects; the SQL itself takes tens of µs. Two ways around it, both inside the caller's
+transaction (a connection from `Store.transaction()` or `Store.reading()`):
 
-Only plain statements qualify: no expanding IN lists, no types with bind or result processing (the
-gateway's tables hold text, integers and floats).
+- `DriverStatement` keeps the statement written in Core (one definition, both dialects), compiles it
+  once per dialect and runs it on the DB-API cursor (`execute`, `first`, and a fast `executemany`).
+  Only plain statements qualify: no expanding IN lists, no types with bind or result processing
+  (text, integers and floats).
+- `driver_cursor(conn)` hands out the DB-API cursor itself, for SQL written by hand with the
+  dialect's `placeholder` (`?` on SQLite, `%s` on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -18,6 +21,16 @@ from typing import Any
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.dml import Insert
+
+
+def placeholder(dialect: str) -> str:
+    """The DB-API parameter marker of the store's dialect: `%s` for PostgreSQL (psycopg), `?` for SQLite."""
+    return "%s" if dialect == "postgresql" else "?"
+
+
+def driver_cursor(conn: Connection) -> Any:
+    """A DB-API cursor on `conn`'s connection, inside its transaction (see the module docstring)."""
+    return conn.connection.cursor()
 
 
 class DriverRow(dict[str, Any]):
@@ -68,7 +81,7 @@ class DriverStatement:
     def execute(self, conn: Connection, params: Mapping[str, Any]) -> list[DriverRow]:
         """Run once with `params` (by bind name); the rows it returns, if any."""
         compiled = self._compiled(conn, params)
-        cursor = conn.connection.cursor()
+        cursor = driver_cursor(conn)
         cursor.execute(compiled.sql, compiled.bind(params))
         if cursor.description is None:
             return []
@@ -86,4 +99,4 @@ class DriverStatement:
         if not params:
             return
         compiled = self._compiled(conn, params[0])
-        conn.connection.cursor().executemany(compiled.sql, [compiled.bind(p) for p in params])
+        driver_cursor(conn).executemany(compiled.sql, [compiled.bind(p) for p in params])

@@ -1,0 +1,105 @@
+"""The statements the lifecycle stage runs on the `alerts` and `alert_events` tables.
+
+Built once per dialect: every alert of a webhook storm runs them, so the hottest ones are
+`DriverStatement`s run on the driver's cursor (see `exporter.store.driver_sql`). Every method works in
+the caller's write transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy.engine import Connection
+
+from alerting.gateway.enqueue import dialect_insert
+from alerting.gateway.records import alert_from_row, dumps
+from alerting.gateway.tables import OPEN_ALERT, alert_events, alerts
+from alerting.model import Actor, Alert
+from exporter.store import DriverRow, DriverStatement
+
+
+class AlertRows:
+    """Reads and conditional writes of alert rows, and their audit rows."""
+
+    def __init__(self, dialect: str) -> None:
+        self.dialect = dialect
+        open_row = select(alerts).where(alerts.c.fingerprint == bindparam("fp"), alerts.c.state != "resolved")
+        self._select_open = DriverStatement(open_row.with_for_update() if dialect == "postgresql" else open_row)
+        self._insert_alert = DriverStatement(
+            dialect_insert(dialect, alerts)
+            .on_conflict_do_nothing(index_elements=["fingerprint"], index_where=text(OPEN_ALERT))
+            .returning(*alerts.c)
+        )
+        self._insert_event = DriverStatement(insert(alert_events))
+        self._select_resolved_since = DriverStatement(
+            select(alerts.c.id)
+            .where(
+                alerts.c.fingerprint == bindparam("fp"),
+                alerts.c.state == "resolved",
+                alerts.c.starts_at >= bindparam("starts_at"),
+            )
+            .limit(1)
+        )
+
+    def locked(self, conn: Connection, *where: Any) -> Any:
+        """The alert row matching `where`, locked for this transaction on PostgreSQL; None if none."""
+        stmt = select(alerts).where(*where)
+        if self.dialect == "postgresql":
+            stmt = stmt.with_for_update()
+        return conn.execute(stmt).first()
+
+    def open_row(self, conn: Connection, fp: str) -> DriverRow | None:
+        """The open (firing or acknowledged) alert row with this fingerprint, locked on PostgreSQL."""
+        return self._select_open.first(conn, {"fp": fp})
+
+    def resolved_since(self, conn: Connection, fp: str, starts_at: float) -> bool:
+        """True when an occurrence of this alert starting at or after `starts_at` was already resolved."""
+        return self._select_resolved_since.first(conn, {"fp": fp, "starts_at": starts_at}) is not None
+
+    def insert(self, conn: Connection, values: Mapping[str, Any]) -> DriverRow | None:
+        """Insert a new open alert; None when another transaction's open row with its fingerprint won."""
+        return self._insert_alert.first(conn, values)
+
+    def update(self, conn: Connection, alert_id: int, **values: Any) -> None:
+        """Set columns of one alert row."""
+        conn.execute(update(alerts).where(alerts.c.id == alert_id).values(**values))
+
+    def audit(
+        self,
+        conn: Connection,
+        alert_id: int,
+        now: float,
+        action: str,
+        from_state: str | None,
+        to_state: str | None,
+        actor: Actor | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Append a row to the alert's audit trail."""
+        self._insert_event.execute(
+            conn,
+            {
+                "alert_id": alert_id,
+                "at": now,
+                "action": action,
+                "from_state": from_state,
+                "to_state": to_state,
+                "by": actor.by if actor else "",
+                "via": actor.via if actor else "",
+                "comment": actor.comment if actor else "",
+                "detail": dumps(dict(detail)) if detail else None,
+            },
+        )
+
+    def bump(self, conn: Connection, row: Any, state_guard: Any, **values: Any) -> tuple[int, Alert] | None:
+        """Apply `values` and take the next notification number, if nobody changed the row meanwhile."""
+        seq = int(row.notify_seq) + 1
+        fresh = conn.execute(
+            update(alerts)
+            .where(alerts.c.id == row.id, alerts.c.notify_seq == row.notify_seq, state_guard)
+            .values(notify_seq=seq, **values)
+            .returning(*alerts.c)
+        ).first()
+        return None if fresh is None else (seq, alert_from_row(fresh))

@@ -1,0 +1,209 @@
+"""The background half of `llmcost.Client`: a bounded queue and one thread that posts it in batches.
+
+Batches go to `POST /v1/usage`, retried with capped exponential backoff (full jitter, the server's
+`Retry-After` as a floor) while llmcost is unreachable or answers 429/5xx. The server stores each event
+once by `request_id`, so a batch resent after a lost answer is counted once.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from typing import Any, Literal
+
+import httpx
+import orjson
+
+log = logging.getLogger("llmcost")
+
+QueueFull = Literal["drop", "block"]
+_RETRY = "retry"
+_DONE = "done"
+_IDLE_POLL = 0.1  # seconds
+
+
+class BatchSender:
+    """Queues events and sends them from one daemon thread; `flush` and `stop` wait for the answers."""
+
+    def __init__(
+        self,
+        http: httpx.Client,
+        url: str,
+        *,
+        batch_size: int,
+        flush_interval: float,
+        max_queue: int,
+        queue_full: QueueFull,
+        max_retry_delay: float,
+    ) -> None:
+        """Start the sender thread posting to `url` + `/v1/usage` through `http`."""
+        self._http = http
+        self.url = url
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.queue_full = queue_full
+        self.max_retry_delay = max_retry_delay
+        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(max_queue)
+        self._lock = threading.Condition()
+        self._recorded = 0  # events put on the queue
+        self._settled = 0  # events answered by llmcost, or given up
+        self._stats = {"accepted": 0, "duplicates": 0, "rejected": 0, "dropped": 0, "failed": 0, "retries": 0}
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        self._abandon = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="llmcost-client", daemon=True)
+        self._thread.start()
+
+    def put(self, event: dict[str, Any]) -> bool:
+        """Queue one event; False when it was dropped (queue full, `queue_full="drop"`)."""
+        with self._lock:
+            self._recorded += 1
+        try:
+            if self.queue_full == "block":
+                self._queue.put(event)
+            else:
+                self._queue.put_nowait(event)
+        except queue.Full:
+            with self._lock:
+                self._recorded -= 1
+                self._stats["dropped"] += 1
+                dropped = self._stats["dropped"]
+            if dropped == 1 or dropped % 1000 == 0:
+                log.warning("llmcost queue full: %d events dropped so far (queue_full='drop')", dropped)
+            return False
+        if self._queue.qsize() >= self.batch_size:
+            self._wake.set()
+        return True
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every event recorded before this call is answered by llmcost; False on timeout."""
+        with self._lock:
+            target = self._recorded
+        self._wake.set()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while self._settled < target:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._lock.wait(0.1 if remaining is None else min(remaining, 0.1))
+                self._wake.set()
+        return True
+
+    def stop(self, timeout: float) -> int:
+        """Send what is queued (up to `timeout` s), then stop the thread; returns how many events were lost."""
+        self._closing.set()
+        self._wake.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._abandon.set()
+            self._thread.join(5)
+        return self._recorded - self._settled
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counts so far: accepted, duplicates, rejected (by llmcost), dropped (queue full), failed, retries."""
+        with self._lock:
+            return {**self._stats, "queued": self._recorded - self._settled}
+
+    def _run(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch:
+                try:
+                    self._deliver(batch)
+                except Exception:  # a bug must not kill the sender and leave flush() waiting forever
+                    log.exception("llmcost client: %d events could not be sent", len(batch))
+                    with self._lock:
+                        self._stats["failed"] += len(batch)
+                        self._settled += len(batch)
+                        self._lock.notify_all()
+            elif self._closing.is_set() and self._queue.empty():
+                return
+
+    def _next_batch(self) -> list[dict[str, Any]]:
+        """Up to `batch_size` events, waiting up to `flush_interval` for a batch to fill unless woken."""
+        batch: list[dict[str, Any]] = []
+        try:
+            # A short wait: an idle sender must notice `close` quickly.
+            batch.append(self._queue.get(timeout=_IDLE_POLL))
+        except queue.Empty:
+            return batch
+        deadline = time.monotonic() + self.flush_interval
+        while len(batch) < self.batch_size:
+            try:
+                batch.append(self._queue.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._closing.is_set() or self._wake.is_set():
+                break
+            self._wake.wait(min(remaining, 0.05))
+        self._wake.clear()
+        return batch
+
+    def _deliver(self, batch: list[dict[str, Any]]) -> None:
+        delay = 0.1
+        body = orjson.dumps(batch, default=str)
+        while True:
+            outcome, retry_after = self._post(body, len(batch))
+            if outcome == _DONE:
+                break
+            if self._abandon.is_set():
+                with self._lock:
+                    self._stats["failed"] += len(batch)
+                break
+            with self._lock:
+                self._stats["retries"] += 1
+            # Full jitter: many clients coming back after an outage must not retry in step. A server's
+            # Retry-After is a floor, within max_retry_delay.
+            self._abandon.wait(max(random.uniform(0, delay), min(retry_after, self.max_retry_delay)))
+            delay = min(delay * 2, self.max_retry_delay)
+        with self._lock:
+            self._settled += len(batch)
+            self._lock.notify_all()
+
+    def _post(self, body: bytes, count: int) -> tuple[str, float]:
+        """`(_DONE or _RETRY, seconds the server asked to wait)` for one try of a batch."""
+        try:
+            response = self._http.post(f"{self.url}/v1/usage", content=body)
+        except httpx.HTTPError as exc:
+            log.debug("llmcost unreachable, will retry: %s", exc)
+            return _RETRY, 0.0
+        status = response.status_code
+        if status == 429 or status >= 500:
+            log.debug("llmcost answered %d, will retry", status)
+            return _RETRY, _seconds(response.headers.get("retry-after"))
+        if status in (200, 422):
+            self._count_answer(response)
+            return _DONE, 0.0
+        # 400/401/413/415: resending the same batch cannot succeed.
+        log.error("llmcost refused %d events: HTTP %d %s", count, status, response.text[:300])
+        with self._lock:
+            self._stats["failed"] += count
+        return _DONE, 0.0
+
+    def _count_answer(self, response: httpx.Response) -> None:
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = {}
+        rejected = answer.get("rejected") or []
+        with self._lock:
+            self._stats["accepted"] += int(answer.get("accepted") or 0)
+            self._stats["duplicates"] += int(answer.get("duplicates") or 0)
+            self._stats["rejected"] += len(rejected)
+        for item in rejected[:5]:
+            log.warning("llmcost rejected an event: %s", item.get("error"))
+
+
+def _seconds(value: str | None) -> float:
+    """A Retry-After given in seconds (the form llmcost sends); anything else counts as none."""
+    try:
+        return max(0.0, float(value)) if value else 0.0
+    except ValueError:
+        return 0.0
