@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.pg import PostgresCluster
+from tests.support.pg import PostgresCluster
 
-pytest_plugins = ["tests.gateway_fixtures"]
+pytest_plugins = ["tests.support.gateway_fixtures"]
 
 
 @pytest.fixture(scope="session")

@@ -21,8 +21,8 @@ from alerting.push.settings import parse_push_section
 from alerting.push.sink import AlertmanagerSink
 from exporter.config import Config, ConfigError, parse_config
 from exporter.store import Store
-from tests.pg import free_port
-from tests.recording_servers import RecordingServer
+from tests.support.pg import free_port
+from tests.support.recording_servers import RecordingServer
 
 T0 = 1_796_000_000.0
 LABELS = {"budget": "team-a", "scope": "project", "key": "team-a"}

@@ -9,7 +9,7 @@ from starlette.testclient import TestClient
 
 from alerting.budgets.http import budget_routes
 from exporter.http.app import build_app
-from tests.test_budgets import NOON, Clock, build, call, ingest
+from tests.alerting.test_budgets import NOON, Clock, build, call, ingest
 
 SEARCH_DAILY = {"name": "search-daily", "scope": "project", "key": "search", "period": "daily", "limit": 50.0,
                 "mode": "hard"}  # fmt: skip
@@ -166,7 +166,7 @@ def test_a_reset_resolves_the_gateway_alerts_saying_who_and_why(sqlite_url: str)
     from alerting.budgets.definition import parse_budgets_section
     from alerting.runtime import attach_alerting
     from exporter.services import Services
-    from tests.helpers import make_config
+    from tests.support.helpers import make_config
 
     services = Services.build(make_config(sqlite_url, budgets=[SEARCH_DAILY]), start_writer=False)
     attach_alerting(services, "ingest")

@@ -17,7 +17,7 @@ from alerting.budgets.service import CHECK_CACHE_SECONDS, BudgetError, BudgetSer
 from alerting.model import fingerprint
 from exporter.http.app import build_app
 from exporter.services import Services
-from tests.helpers import make_config
+from tests.support.helpers import make_config
 
 # Wednesday 2026-11-11 12:00 UTC
 NOON = datetime(2026, 11, 11, 12, 0, tzinfo=UTC).timestamp()
@@ -407,7 +407,7 @@ def test_sighup_reloads_budgets_from_the_config_file(tmp_path, sqlite_url: str) 
     import httpx
     import yaml
 
-    from tests.procs import LlmcostProcess
+    from tests.support.procs import LlmcostProcess
 
     config = tmp_path / "llmcost.yml"
     config.write_text(yaml.safe_dump({"budgets": [DAILY, PER_PROJECT]}))

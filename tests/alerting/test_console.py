@@ -16,7 +16,7 @@ from alerting.runtime import attach_alerting
 from exporter.config import ConfigError, parse_config
 from exporter.http.app import build_app
 from exporter.services import Services
-from tests.helpers import apply_config_budgets, make_config
+from tests.support.helpers import apply_config_budgets, make_config
 
 NOW = 1_796_300_000.0  # 2026-12-03 09:33:20 UTC
 TOKEN = "admin-token-0123456789"

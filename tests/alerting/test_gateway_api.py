@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from alerting.gateway.records import API_FIELDS
-from tests.test_gateway_support import (
+from tests.support.gateway_harness import (
     ADMIN,
     BUDGET_LABELS,
     WEBHOOK,
@@ -157,7 +157,7 @@ def test_alertmanager_endpoint_is_open_without_webhook_tokens(sqlite_url: str, r
 
 
 def test_an_acknowledged_alertmanager_alert_is_silenced_until_unack_or_resolve(sqlite_url: str, rx: Receivers) -> None:
-    from tests.recording_servers import RecordingServer
+    from tests.support.recording_servers import RecordingServer
 
     with RecordingServer() as am:
         am.enqueue(200, body={"silenceID": "sil-1"})

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from alerting.gateway.records import parse_rfc3339
-from tests.test_gateway_support import (
+from tests.support.gateway_harness import (
     BUDGET_LABELS,
     FakeClock,
     Harness,

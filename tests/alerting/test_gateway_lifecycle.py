@@ -12,7 +12,7 @@ import pytest
 
 from alerting.gateway import AlertConflict, AlertNotFound
 from alerting.model import fingerprint
-from tests.test_gateway_support import (
+from tests.support.gateway_harness import (
     BUDGET_LABELS,
     FakeClock,
     Harness,

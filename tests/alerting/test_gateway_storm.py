@@ -15,7 +15,7 @@ import httpx
 import orjson
 
 from alerting.model import fingerprint
-from tests.test_gateway_support import (
+from tests.support.gateway_harness import (
     BUDGET_LABELS,
     WEBHOOK,
     FakeClock,

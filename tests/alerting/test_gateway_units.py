@@ -12,7 +12,7 @@ from alerting.gateway.dedup import Reason, decide
 from alerting.gateway.webhooks import parse_pagerduty_webhook, parse_slack_interaction
 from alerting.model import NotificationKind, fingerprint
 from exporter.config import ConfigError, parse_config
-from tests.test_gateway_support import am_alert, am_payload, pd_event, slack_action_body
+from tests.support.gateway_harness import am_alert, am_payload, pd_event, slack_action_body
 
 HOUR = 3600.0
 

@@ -10,7 +10,7 @@ import pytest
 
 from alerting.model import fingerprint
 from alerting.signatures import sign_slack
-from tests.test_gateway_support import (
+from tests.support.gateway_harness import (
     BUDGET_LABELS,
     PD_SECRET,
     SIGNING_SECRET,

@@ -15,7 +15,7 @@ import pytest
 from alerting.gateway.config import parse_settings
 from alerting.model import Actor, Alert, Notification, NotificationKind, fingerprint
 from alerting.notify import EmailNotifier, Notifier
-from tests.recording_servers import SMTPServer, unused_port
+from tests.support.recording_servers import SMTPServer, unused_port
 
 STARTS_AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 NOW = datetime(2024, 5, 1, 12, 1, 30, tzinfo=UTC)

@@ -1,6 +1,6 @@
 """The grouping stage through `GatewayService` with explicit deliveries and a fake clock (exact counts).
 
-Complements tests/test_notify_grouping.py (a real `llmcost serve`): resolves of a group, retries of a
+Complements tests/e2e/test_notify_grouping.py (a real `llmcost serve`): resolves of a group, retries of a
 grouped message, the threshold, and `group: false`, on SQLite and PostgreSQL.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from alerting.gateway.lifecycle import AlertInput
-from tests.test_gateway_support import FakeClock, Harness, Receivers
+from tests.support.gateway_harness import FakeClock, Harness, Receivers
 
 
 def instances(n: int, budget: str = "per-project") -> list[AlertInput]:

@@ -9,7 +9,7 @@ import pytest
 
 from alerting.model import Actor, Alert, Notification, NotificationKind, fingerprint
 from alerting.notify import Notifier, PagerDutyNotifier, build_notifiers
-from tests.recording_servers import PagerDutyEventsServer, unused_port
+from tests.support.recording_servers import PagerDutyEventsServer, unused_port
 
 ROUTING_KEY = "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY32"
 SPIKE_LABELS = {"project": "search", "provider": "openai", "model": "gpt-4o"}

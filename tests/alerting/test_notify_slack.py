@@ -11,7 +11,7 @@ import pytest
 
 from alerting.model import Actor, Alert, DeliveryResult, Notification, NotificationKind, fingerprint
 from alerting.notify import Notifier, SlackNotifier, build_notifiers, redact
-from tests.recording_servers import SlackAPIServer, unused_port
+from tests.support.recording_servers import SlackAPIServer, unused_port
 
 TOKEN = "xoxb-1234567890-abcdefghijklmnop"
 

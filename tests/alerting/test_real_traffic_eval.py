@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 
 from alerting.detection import DetectionConfig
+from tests.support.paths import REPO
 
-SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "eval_real_traffic.py"
+SCRIPT = REPO / "bench" / "eval_real_traffic.py"
 TENANTS = [f"chunk-{i}-trace" for i in (1, 7, 11, 16, 19, 21, 26, 31, 35, 38)]
 
 

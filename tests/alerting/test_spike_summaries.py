@@ -1,6 +1,6 @@
 """Golden text: the one-line summary of a watched series for every detector `Reason`.
 
-After an intended change, regenerate with `UPDATE_GOLDEN=1 pytest tests/test_spike_summaries.py` and
+After an intended change, regenerate with `UPDATE_GOLDEN=1 pytest tests/alerting/test_spike_summaries.py` and
 review the diff.
 """
 

@@ -1,8 +1,8 @@
 """What people receive: golden files for every channel, escaping of hostile text and Slack's limits.
 
-Golden files in tests/golden/ pin the Slack message, the mail parts and the PagerDuty event for a
+Golden files in tests/alerting/golden/ pin the Slack message, the mail parts and the PagerDuty event for a
 representative budget alert and a spike alert, as the stand-in servers received them. After an intended
-change, regenerate them with `UPDATE_GOLDEN=1 pytest tests/test_templates.py` and review the diff.
+change, regenerate them with `UPDATE_GOLDEN=1 pytest tests/alerting/test_templates.py` and review the diff.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from alerting.model import Actor, Alert, Notification, NotificationKind, fingerp
 from alerting.notify import EmailNotifier, PagerDutyNotifier, SlackNotifier
 from alerting.notify.slack import build_message
 from alerting.notify.templating import TEMPLATES, render
-from tests.recording_servers import PagerDutyEventsServer, SlackAPIServer, SMTPServer
+from tests.support.recording_servers import PagerDutyEventsServer, SlackAPIServer, SMTPServer
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"

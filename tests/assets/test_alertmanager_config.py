@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests import monitoring_assets as assets
+from tests.support import monitoring_assets as assets
 
 pytestmark = pytest.mark.real_process
 

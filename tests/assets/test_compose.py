@@ -20,9 +20,10 @@ import jsonschema
 import pytest
 import yaml
 
-from tests import monitoring_assets as assets
+from tests.support import monitoring_assets as assets
+from tests.support.paths import DATA
 
-SCHEMA = assets.REPO / "tests" / "data" / "compose-spec.json"
+SCHEMA = DATA / "compose-spec.json"
 ENV_EXAMPLE = assets.REPO / ".env.example"
 DOCKERFILE = assets.REPO / "Dockerfile"
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}, ${NAME:+alt}; $$ escapes a $.

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests import monitoring_assets as assets
+from tests.support import monitoring_assets as assets
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 # Grafana unit ids the dashboards may use; custom units are `suffix:…`.

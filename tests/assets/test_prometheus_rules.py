@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from exporter import catalogue
-from tests import monitoring_assets as assets
+from tests.support import monitoring_assets as assets
 
 pytestmark = pytest.mark.real_process
 

@@ -23,8 +23,8 @@ from alerting.links import anchor, runbook_url
 from alerting.runbook import render, section_titles
 from alerting.spikes import ALERTNAME as SPIKE_ALERT
 from exporter.config import parse_config
-from tests import monitoring_assets as assets
-from tests.procs import LlmcostProcess
+from tests.support import monitoring_assets as assets
+from tests.support.procs import LlmcostProcess
 
 pytestmark = pytest.mark.real_process
 
@@ -108,7 +108,7 @@ def test_the_links_in_alerts_llmcost_raises_open(server: LlmcostProcess) -> None
         alerts = httpx.get(f"{server.base}/v1/alerts", headers=admin, timeout=10).json()
         return [a for a in alerts if a["labels"].get("budget") == "rb"]
 
-    from tests.live_stack import wait_until
+    from tests.support.live_stack import wait_until
 
     # One alert per budget instance, its name following the level reached: $2 of $1 is "exceeded".
     assert wait_until(lambda: any(a["alertname"] == "LLMBudgetExceeded" for a in raised()), timeout=30), raised()

@@ -32,10 +32,10 @@ import httpx
 import pytest
 import yaml
 
-from tests import live_stack
-from tests import monitoring_assets as assets
-from tests.procs import LlmcostProcess
-from tests.recording_servers import PagerDutyEventsServer, RecordedRequest, SlackAPIServer
+from tests.support import live_stack
+from tests.support import monitoring_assets as assets
+from tests.support.procs import LlmcostProcess
+from tests.support.recording_servers import PagerDutyEventsServer, RecordedRequest, SlackAPIServer
 
 pytestmark = pytest.mark.real_process
 

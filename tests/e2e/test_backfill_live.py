@@ -24,7 +24,7 @@ import yaml
 
 from alerting.spikes import read_spike_state
 from exporter.store import Store
-from tests.procs import LLMCOST, LlmcostProcess
+from tests.support.procs import LLMCOST, LlmcostProcess
 
 pytestmark = pytest.mark.real_process
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_budget_safety import cli
+from tests.e2e.test_budget_safety import cli
 
 pytestmark = pytest.mark.real_process
 

@@ -18,9 +18,9 @@ import httpx
 import pytest
 import yaml
 
-from tests.helpers import total
-from tests.procs import LlmcostProcess
-from tests.recording_servers import PagerDutyEventsServer, SlackAPIServer, SMTPServer
+from tests.support.helpers import total
+from tests.support.procs import LlmcostProcess
+from tests.support.recording_servers import PagerDutyEventsServer, SlackAPIServer, SMTPServer
 
 pytestmark = pytest.mark.real_process
 

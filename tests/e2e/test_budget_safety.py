@@ -19,9 +19,9 @@ import httpx
 import pytest
 import yaml
 
-from tests.helpers import total
-from tests.procs import LLMCOST, LlmcostProcess
-from tests.recording_servers import PagerDutyEventsServer, SlackAPIServer
+from tests.support.helpers import total
+from tests.support.procs import LLMCOST, LlmcostProcess
+from tests.support.recording_servers import PagerDutyEventsServer, SlackAPIServer
 
 pytestmark = pytest.mark.real_process
 

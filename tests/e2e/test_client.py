@@ -18,11 +18,11 @@ from openai.types.responses import Response
 import llmcost
 from exporter.normalize import map_usage
 from llmcost import BudgetExceededError, Client
-from tests.llmcost_server import ADMIN_TOKEN, INGEST_TOKEN, running_llmcost, write_config
-from tests.pg import free_port
-from tests.procs import LlmcostProcess
-from tests.provider_responses import SECRET, anthropic_messages, chat_completions, responses
-from tests.stored import stored_events
+from tests.support.llmcost_server import ADMIN_TOKEN, INGEST_TOKEN, running_llmcost, write_config
+from tests.support.pg import free_port
+from tests.support.procs import LlmcostProcess
+from tests.support.provider_responses import SECRET, anthropic_messages, chat_completions, responses
+from tests.support.stored import stored_events
 
 pytestmark = pytest.mark.real_process
 
@@ -195,7 +195,7 @@ def test_events_queued_at_exit_are_flushed(server: LlmcostProcess, sqlite_url: s
 
 
 def test_503_and_429_are_retried_with_the_same_events_and_a_401_is_not() -> None:
-    from tests.recording_servers import RecordingServer
+    from tests.support.recording_servers import RecordingServer
 
     with RecordingServer() as fake:
         fake.enqueue(503, {"Retry-After": "5"}, {"error": "store unavailable, retry later", "detail": None})

@@ -18,14 +18,14 @@ import httpx
 import pytest
 from selenium.webdriver.common.by import By
 
-from tests.browser import chromium, full_page_screenshot, wait_for
-from tests.helpers import total
-from tests.pg import free_port
-from tests.procs import LLMCOST, LlmcostProcess
+from tests.support.browser import chromium, full_page_screenshot, wait_for
+from tests.support.helpers import total
+from tests.support.paths import REPO
+from tests.support.pg import free_port
+from tests.support.procs import LLMCOST, LlmcostProcess
 
 pytestmark = pytest.mark.real_process
 
-ROOT = Path(__file__).resolve().parents[1]
 TRACE_CALLS = 8819
 
 
@@ -143,7 +143,7 @@ def test_console_figures_match_the_api_and_an_ack_reaches_it(demo: str, tmp_path
 
         full_page_screenshot(driver, shots / "console.png")
         if os.environ.get("LLMCOST_UPDATE_DOCS_SCREENSHOT") == "1":
-            full_page_screenshot(driver, ROOT / "docs" / "img" / "console.png")
+            full_page_screenshot(driver, REPO / "docs" / "img" / "console.png")
 
         # Acknowledge a firing alert from the page, as a person would.
         driver.set_window_size(1400, 1000)

@@ -11,9 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import total
-from tests.pg import free_port
-from tests.procs import LLMCOST
+from tests.support.helpers import total
+from tests.support.paths import REPO
+from tests.support.pg import free_port
+from tests.support.procs import LLMCOST
 
 pytestmark = pytest.mark.real_process
 
@@ -91,9 +92,8 @@ def test_demo_prints_the_console_first_and_removes_its_store_unless_kept(tmp_pat
 
 
 def test_make_demo_takes_the_address() -> None:
-    root = Path(__file__).resolve().parents[1]
     plan = subprocess.run(
-        ["make", "-n", "-C", str(root), "demo", "LISTEN=127.0.0.1:9900"], capture_output=True, text=True, check=True
+        ["make", "-n", "-C", str(REPO), "demo", "LISTEN=127.0.0.1:9900"], capture_output=True, text=True, check=True
     ).stdout
     assert "llmcost demo --listen 127.0.0.1:9900" in plan
 

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from exporter.demo import DEMO_CONFIG
-from tests.pg import free_port
-from tests.procs import LLMCOST
+from tests.support.pg import free_port
+from tests.support.procs import LLMCOST
 
 pytestmark = pytest.mark.real_process
 

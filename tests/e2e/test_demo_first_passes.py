@@ -23,9 +23,9 @@ from alerting.model import fingerprint
 from alerting.spikes import SpikeService, detection_settings
 from exporter.demo import DEMO_CONFIG, load_trace, make_events, trace_span
 from exporter.services import Services
-from tests.helpers import make_config, total
-from tests.pg import free_port
-from tests.procs import LLMCOST
+from tests.support.helpers import make_config, total
+from tests.support.pg import free_port
+from tests.support.procs import LLMCOST
 
 
 class Clock:

@@ -10,9 +10,9 @@ import httpx
 import orjson
 import pytest
 
-from tests.helpers import total
-from tests.helpers import usage_events as events
-from tests.procs import LlmcostProcess
+from tests.support.helpers import total
+from tests.support.helpers import usage_events as events
+from tests.support.procs import LlmcostProcess
 
 pytestmark = pytest.mark.real_process
 
@@ -60,7 +60,7 @@ def test_acknowledged_events_survive_kill_9_and_restart(tmp_path: Path, sqlite_u
 def test_cli_replaying_a_file_twice_changes_no_metric(tmp_path: Path, sqlite_url: str) -> None:
     import subprocess
 
-    from tests.procs import LLMCOST
+    from tests.support.procs import LLMCOST
 
     path = tmp_path / "calls.jsonl"
     path.write_bytes(b"\n".join(orjson.dumps(e) for e in events("f", 300)) + b"\n{broken\n")

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.test_gateway_support import FakeClock, Harness, Receivers, gateway_config, wait_for
+from tests.support.gateway_harness import FakeClock, Harness, Receivers, gateway_config, wait_for
 
 pytestmark = pytest.mark.real_process
 

@@ -16,7 +16,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.procs import LlmcostProcess
+from tests.support.procs import LlmcostProcess
 
 pytestmark = pytest.mark.real_process
 

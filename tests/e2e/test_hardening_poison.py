@@ -19,7 +19,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.procs import LLMCOST, LlmcostProcess
+from tests.support.procs import LLMCOST, LlmcostProcess
 
 pytestmark = pytest.mark.real_process
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.procs import LlmcostProcess
+from tests.support.procs import LlmcostProcess
 
 pytestmark = pytest.mark.real_process
 

@@ -17,11 +17,11 @@ import httpx
 import pytest
 
 from llmcost import BudgetExceededError
-from tests.helpers import total
-from tests.llmcost_server import ADMIN_TOKEN, INGEST_TOKEN, running_llmcost, write_config
-from tests.pg import free_port
-from tests.procs import LlmcostProcess
-from tests.stored import stored_events
+from tests.support.helpers import total
+from tests.support.llmcost_server import ADMIN_TOKEN, INGEST_TOKEN, running_llmcost, write_config
+from tests.support.pg import free_port
+from tests.support.procs import LlmcostProcess
+from tests.support.stored import stored_events
 
 pytestmark = pytest.mark.real_process
 

@@ -11,7 +11,7 @@ What runs, and what differs from the shipped configuration (and why):
   Prometheus starts, the other 50 after its first scrape (so `increase()` sees them arrive; it includes
   an unpriced self-hosted model), then the trace again in real time for the rest of the test, so rates,
   budget burn and the spike window keep moving.
-- Prometheus with the shipped `prometheus.yml` and rule files, derived by `tests/live_stack.py` (on top
+- Prometheus with the shipped `prometheus.yml` and rule files, derived by `tests/support/live_stack.py` (on top
   of `scripts/stack.py`): targets rewritten to loopback ports; scrape and evaluation intervals 1 s
   instead of 30 s; rule groups without their own `interval:` (`llmcost-usage-daily` evaluates every 5
   minutes in production, longer than this test); `LLMCostUnpricedModel`'s `for:` shortened from 5m to
@@ -41,10 +41,10 @@ import pytest
 import yaml
 
 from exporter.demo import DEMO_CONFIG
-from tests import live_stack
-from tests import monitoring_assets as assets
-from tests.procs import LlmcostProcess
-from tests.recording_servers import RecordedRequest, Response, SlackAPIServer
+from tests.support import live_stack
+from tests.support import monitoring_assets as assets
+from tests.support.procs import LlmcostProcess
+from tests.support.recording_servers import RecordedRequest, Response, SlackAPIServer
 
 pytestmark = pytest.mark.real_process
 

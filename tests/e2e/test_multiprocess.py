@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import total
-from tests.pg import PostgresCluster
-from tests.procs import LlmcostProcess
+from tests.support.helpers import total
+from tests.support.pg import PostgresCluster
+from tests.support.procs import LlmcostProcess
 
 pytestmark = pytest.mark.real_process
 
@@ -154,7 +154,7 @@ def test_scheduler_runs_once_per_tick_and_fails_over_after_kill_9(tmp_path: Path
     import psycopg
     import yaml
 
-    from tests.recording_servers import SlackAPIServer
+    from tests.support.recording_servers import SlackAPIServer
 
     url = pg_cluster.create_database()
     with SlackAPIServer() as slack:
@@ -213,8 +213,8 @@ def test_gateway_across_processes_notifies_once_and_an_ack_anywhere_counts_every
 ) -> None:
     import yaml
 
-    from tests.recording_servers import PagerDutyEventsServer, SlackAPIServer
-    from tests.test_gateway_support import am_alert, am_payload
+    from tests.support.gateway_harness import am_alert, am_payload
+    from tests.support.recording_servers import PagerDutyEventsServer, SlackAPIServer
 
     url = pg_cluster.create_database()
     admin = "admin-token-0123456789abcdef"

@@ -25,9 +25,9 @@ import orjson
 import yaml
 
 from alerting.signatures import sign_pagerduty, sign_slack
-from tests.helpers import total
-from tests.procs import LlmcostProcess
-from tests.recording_servers import PagerDutyEventsServer, SlackAPIServer, SMTPServer
+from tests.support.helpers import total
+from tests.support.procs import LlmcostProcess
+from tests.support.recording_servers import PagerDutyEventsServer, SlackAPIServer, SMTPServer
 
 ADMIN = "admin-token-0123456789abcdef"
 INGEST = "ingest-token-0123456789abcdef"

@@ -21,10 +21,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 
-from tests.helpers import total
-from tests.llmcost_server import INGEST_TOKEN, running_llmcost
-from tests.procs import LlmcostProcess
-from tests.stored import stored_events
+from tests.support.helpers import total
+from tests.support.llmcost_server import INGEST_TOKEN, running_llmcost
+from tests.support.procs import LlmcostProcess
+from tests.support.stored import stored_events
 
 pytestmark = pytest.mark.real_process
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.procs import LLMCOST
+from tests.support.procs import LLMCOST
 
 pytestmark = pytest.mark.real_process
 

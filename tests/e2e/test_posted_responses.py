@@ -9,10 +9,10 @@ import httpx
 import pytest
 
 from exporter.normalize import map_usage
-from tests.llmcost_server import INGEST_TOKEN, running_llmcost
-from tests.procs import LlmcostProcess
-from tests.provider_responses import SECRET, anthropic_messages, chat_completions, responses
-from tests.stored import stored_events
+from tests.support.llmcost_server import INGEST_TOKEN, running_llmcost
+from tests.support.procs import LlmcostProcess
+from tests.support.provider_responses import SECRET, anthropic_messages, chat_completions, responses
+from tests.support.stored import stored_events
 
 pytestmark = pytest.mark.real_process
 

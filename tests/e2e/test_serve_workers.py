@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import total, usage_events
-from tests.procs import LlmcostProcess
+from tests.support.helpers import total, usage_events
+from tests.support.procs import LlmcostProcess
 
 pytestmark = pytest.mark.real_process
 

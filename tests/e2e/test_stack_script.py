@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import live_stack
-from tests.monitoring_assets import REPO
+from tests.support import live_stack
+from tests.support.monitoring_assets import REPO
 
 pytestmark = pytest.mark.real_process
 

@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from exporter.http.app import build_app
 from exporter.services import Services
-from tests.helpers import make_config, total
+from tests.support.helpers import make_config, total
 
 NOW = time.time()
 TOKEN = "ingest-token-0123456789"

@@ -11,7 +11,6 @@ import json
 import random
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -22,10 +21,11 @@ from exporter.demo import load_trace, make_events
 from exporter.events import InvalidEvent, UsageEvent, parse_event
 from exporter.http.body import MalformedBody, split_records
 from exporter.normalize import to_canonical
+from tests.support.paths import RECORDED_USAGE
 
 NOW = time.time()
 SKEW = 300.0
-RECORDED = Path(__file__).parent / "data" / "recorded-usage" / "usage_records.jsonl"
+RECORDED = RECORDED_USAGE
 BASE: dict[str, Any] = {
     "request_id": "req-1",
     "timestamp": NOW - 60,

@@ -14,7 +14,7 @@ from alerting.runtime import attach_alerting
 from exporter.exposition import lean_renderer, render_families, render_registry
 from exporter.http.app import build_app
 from exporter.services import Services
-from tests.helpers import make_config
+from tests.support.helpers import make_config
 
 
 @pytest.mark.parametrize("metrics", [{}, {"extra_labels": ["user"], "max_series_per_label": 3}])

@@ -16,9 +16,9 @@ from exporter.config import ListenError, parse_config
 from exporter.http.app import build_app
 from exporter.server import check_exposure
 from exporter.services import Services
-from tests.helpers import make_config
-from tests.pg import free_port
-from tests.procs import LLMCOST
+from tests.support.helpers import make_config
+from tests.support.pg import free_port
+from tests.support.procs import LLMCOST
 
 WEBHOOK = "webhook-token-0123456789"
 INGEST = "ingest-token-0123456789"

@@ -19,7 +19,7 @@ from exporter.http.encoding import BadEncoding, DecodedTooLarge, UnsupportedEnco
 from exporter.http.json_budget import values_bound
 from exporter.services import Services
 from exporter.store import Store
-from tests.helpers import make_config
+from tests.support.helpers import make_config
 
 NOW = time.time()
 

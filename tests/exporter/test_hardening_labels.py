@@ -22,7 +22,7 @@ from alerting.runtime import attach_alerting
 from exporter.events import UsageEvent
 from exporter.http.app import build_app
 from exporter.services import Services
-from tests.helpers import apply_config_budgets, make_config, samples, total
+from tests.support.helpers import apply_config_budgets, make_config, samples, total
 
 pytestmark = pytest.mark.heavy
 

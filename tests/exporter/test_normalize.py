@@ -6,13 +6,12 @@ come from the test cassettes of pydantic/pydantic-ai, MIT licence, Copyright (c)
 Inc.; see `tests/data/recorded-usage/LICENSE`.
 
 `tests/data/normalize/recorded_usage.golden.jsonl` pins the canonical tokens of every one of them;
-after a deliberate mapping change, regenerate it with `LLMCOST_UPDATE_GOLDEN=1 pytest tests/test_normalize.py`.
+after a deliberate mapping change, regenerate it with `LLMCOST_UPDATE_GOLDEN=1 pytest tests/exporter/test_normalize.py`.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -22,11 +21,12 @@ from genai_prices import data_snapshot
 from exporter.events import TOKEN_FIELDS, InvalidEvent, UsageEvent, parse_event
 from exporter.normalize import map_usage, merge_stream_usage, to_canonical
 from exporter.readers import iter_file_records
+from tests.support.paths import DATA as TEST_DATA
+from tests.support.paths import RECORDED_USAGE
 
 NOW = 2_000_000_000.0
-HERE = Path(__file__).parent
-RECORDED = HERE / "data" / "recorded-usage" / "usage_records.jsonl"
-DATA = HERE / "data" / "normalize"
+RECORDED = RECORDED_USAGE
+DATA = TEST_DATA / "normalize"
 GOLDEN = DATA / "recorded_usage.golden.jsonl"
 
 

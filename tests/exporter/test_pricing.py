@@ -28,8 +28,9 @@ from exporter.pricing import (
     to_genai_usage,
 )
 from exporter.pricing.tariff import compile_rates, divide_half_even, rates_cost
+from tests.support.paths import DATA as TEST_DATA
 
-DATA = Path(__file__).parent / "data" / "pricing"
+DATA = TEST_DATA / "pricing"
 
 
 def at(text: str) -> float:

@@ -12,11 +12,12 @@ import pytest
 from exporter.events import InvalidEvent, parse_event
 from exporter.normalize import to_canonical
 from exporter.readers import FORMATS, detect_format, iter_file_records
+from tests.support.paths import DATA as TEST_DATA
+from tests.support.paths import RECORDED_USAGE
 
 NOW = 2_000_000_000.0
-HERE = Path(__file__).parent
-RECORDED = HERE / "data" / "recorded-usage" / "usage_records.jsonl"
-DATA = HERE / "data" / "normalize"
+RECORDED = RECORDED_USAGE
+DATA = TEST_DATA / "normalize"
 
 
 def read(path: Path, fmt: str = "auto") -> list[tuple[int, Any]]:

@@ -14,8 +14,8 @@ from exporter.cli import main
 from exporter.pricing import PriceBook
 from exporter.report.periods import parse_when, period_range
 from exporter.services import Services
-from tests.helpers import make_config
-from tests.months import DAY, NOW, history, load_history
+from tests.support.helpers import make_config
+from tests.support.months import DAY, NOW, history, load_history
 
 UNTIL = "2026-11-11T12:00:00Z"
 

@@ -16,8 +16,8 @@ from exporter.cli import main
 from exporter.exposition import render_registry
 from exporter.pricing import PriceBook
 from exporter.services import Services
-from tests.helpers import make_config, total
-from tests.months import BUDGETS, DAY, NOW, Clock, history, load_history
+from tests.support.helpers import make_config, total
+from tests.support.months import BUDGETS, DAY, NOW, Clock, history, load_history
 
 SINCE = "2026-11-01"
 OVERRIDES = {

@@ -24,8 +24,8 @@ from exporter.exposition import render_registry
 from exporter.http.app import build_app
 from exporter.retention import Pruner
 from exporter.services import Services
-from tests.helpers import apply_config_budgets, make_config
-from tests.months import BUDGETS, DAY, NOW, Clock, history, load_history
+from tests.support.helpers import apply_config_budgets, make_config
+from tests.support.months import BUDGETS, DAY, NOW, Clock, history, load_history
 
 pytestmark = pytest.mark.heavy
 

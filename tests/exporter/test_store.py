@@ -181,7 +181,7 @@ def test_concurrent_writers_never_double_count(db_url: str) -> None:
 
 def test_postgresql_pool_drops_connections_the_server_closed_without_failing_a_request() -> None:
     """After a PostgreSQL restart, the first write and the first read succeed on fresh connections."""
-    from tests.pg import PostgresCluster
+    from tests.support.pg import PostgresCluster
 
     cluster = PostgresCluster().start()
     try:

@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 from exporter.http.app import build_app
 from exporter.services import Services
 from exporter.usage_summary import summarize
-from tests.helpers import make_config
+from tests.support.helpers import make_config
 
 T0 = 1_796_000_000.0  # 2026-11-30
 

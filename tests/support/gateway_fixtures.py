@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_gateway_support import FakeClock, Receivers, gateway_db, receivers
+from tests.support.gateway_harness import FakeClock, Receivers, gateway_db, receivers
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

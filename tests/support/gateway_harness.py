@@ -28,9 +28,9 @@ from exporter.config import Config
 from exporter.http.app import build_app
 from exporter.services import Services
 from exporter.store import Store
-from tests.helpers import make_config, total
-from tests.pg import PostgresCluster, free_port
-from tests.recording_servers import PagerDutyEventsServer, RecordedRequest, Response, SlackAPIServer, SMTPServer
+from tests.support.helpers import make_config, total
+from tests.support.pg import PostgresCluster, free_port
+from tests.support.recording_servers import PagerDutyEventsServer, RecordedRequest, Response, SlackAPIServer, SMTPServer
 
 ADMIN = "admin-token-0123456789ab"
 WEBHOOK = "webhook-token-0123456789"

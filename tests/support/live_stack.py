@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests import monitoring_assets as assets
-from tests.pg import free_port
+from tests.support import monitoring_assets as assets
+from tests.support.pg import free_port
 
 
 def _load_stack_script() -> ModuleType:

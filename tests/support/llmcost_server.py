@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from tests.procs import LlmcostProcess
+from tests.support.procs import LlmcostProcess
 
 INGEST_TOKEN = "ingest-token-0123456789abcdef"
 ADMIN_TOKEN = "admin-token-0123456789abcdef"

@@ -20,8 +20,9 @@ from typing import Any
 import yaml
 
 from exporter import catalogue
+from tests.support import paths
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = paths.REPO
 PROMETHEUS_CONFIG = REPO / "prometheus" / "prometheus.yml"
 RULES_DIR = REPO / "prometheus" / "rules"
 ALERTMANAGER_CONFIG = REPO / "alertmanager" / "alertmanager.yml"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from exporter.services import Services
-from tests.helpers import make_config
+from tests.support.helpers import make_config
 
 DAY = 86_400
 # Wednesday 2026-11-11 12:00 UTC: a fixed "now", so every period boundary is known.

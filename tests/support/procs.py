@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.pg import free_port
+from tests.support.pg import free_port
 
 LLMCOST = str(Path(sys.executable).with_name("llmcost"))
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
 
-RECORDED = Path(__file__).parent / "data" / "recorded-usage" / "usage_records.jsonl"
+from tests.support.paths import RECORDED_USAGE
+
+RECORDED = RECORDED_USAGE
 SECRET = "SECRET-7f3a"
 
 
