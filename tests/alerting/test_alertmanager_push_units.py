@@ -21,19 +21,12 @@ from alerting.push.settings import parse_push_section
 from alerting.push.sink import AlertmanagerSink
 from exporter.config import Config, ConfigError, parse_config
 from exporter.store import Store
+from tests.support.clock import FakeClock
 from tests.support.pg import free_port
 from tests.support.recording_servers import RecordingServer
 
 T0 = 1_796_000_000.0
 LABELS = {"budget": "team-a", "scope": "project", "key": "team-a"}
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -42,7 +35,7 @@ def alertmanager() -> Iterator[RecordingServer]:
         yield server
 
 
-def build(url: str, store_url: str, clock: Clock, *, extra_urls: tuple[str, ...] = ()) -> tuple[Any, Pusher, Store]:
+def build(url: str, store_url: str, clock: FakeClock, *, extra_urls: tuple[str, ...] = ()) -> tuple[Any, Pusher, Store]:
     store = Store(store_url, clock=clock)
     config = parse_config({"external_url": "https://llmcost.example.com/"})
     gateway = GatewayService(store, config, clock=clock, start_workers=False)
@@ -69,9 +62,9 @@ def posted(server: RecordingServer) -> list[dict[str, Any]]:
 
 
 def test_firing_alerts_are_pushed_with_ends_at_ahead_and_a_resolve_at_period_end_sets_it(
-    alertmanager: RecordingServer, db_url: str
+    alertmanager: RecordingServer, db_url: str, clock: FakeClock
 ) -> None:
-    clock = Clock(T0)
+    clock.set(T0)
     sink, pusher, store = build(alertmanager.url, db_url, clock)
     sink.fire("LLMBudgetCritical", {**LABELS, "empty": ""}, {"summary": "97 %"}, "critical")
     assert pusher.push() == {alertmanager.url.rstrip("/"): "sent"}
@@ -115,9 +108,11 @@ def test_firing_alerts_are_pushed_with_ends_at_ahead_and_a_resolve_at_period_end
     store.close()
 
 
-def test_a_replica_down_is_retried_counted_and_never_fatal(alertmanager: RecordingServer, sqlite_url: str) -> None:
+def test_a_replica_down_is_retried_counted_and_never_fatal(
+    alertmanager: RecordingServer, sqlite_url: str, clock: FakeClock
+) -> None:
     down = f"http://127.0.0.1:{free_port()}"
-    clock = Clock(T0)
+    clock.set(T0)
     sink, pusher, store = build(alertmanager.url, sqlite_url, clock, extra_urls=(down,))
     sink.fire("LLMCostSpike", {"project": "p"}, {"summary": "spike"}, "warning")
     outcomes = pusher.push()
@@ -204,9 +199,11 @@ def test_configuration() -> None:
     assert settings_from_config(both).silences.url == "http://am-0:9093"
 
 
-def test_an_alert_raised_directly_and_coming_back_through_alertmanager_is_notified_once(sqlite_url: str) -> None:
+def test_an_alert_raised_directly_and_coming_back_through_alertmanager_is_notified_once(
+    sqlite_url: str, clock: FakeClock
+) -> None:
     """E.g. `alertmanager.url` added while an alert fires: the returning copy is the same alert."""
-    clock = Clock(T0)
+    clock.set(T0)
     store = Store(sqlite_url, clock=clock)
     config = parse_config(
         {"notifications": {"slack": {"token": "xoxb-test", "channel": "#c", "api_url": "http://127.0.0.1:9/"}}}
@@ -230,10 +227,10 @@ def test_an_alert_raised_directly_and_coming_back_through_alertmanager_is_notifi
 
 
 def test_a_budget_alert_rising_a_level_resolves_the_earlier_level_in_alertmanager_and_stays_one_alert(
-    alertmanager: RecordingServer, db_url: str
+    alertmanager: RecordingServer, db_url: str, clock: FakeClock
 ) -> None:
     """Warning → critical: Alertmanager is told the warning ended; its late copies never lower the alert."""
-    clock = Clock(T0)
+    clock.set(T0)
     sink, pusher, store = build(alertmanager.url, db_url, clock)
     sink.fire("LLMBudgetWarning", LABELS, {"summary": "85 %"}, "warning")
     clock.now = T0 + 60

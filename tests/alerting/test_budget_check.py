@@ -9,7 +9,8 @@ from starlette.testclient import TestClient
 
 from alerting.budgets.http import budget_routes
 from exporter.http.app import build_app
-from tests.alerting.test_budgets import NOON, Clock, build, call, ingest
+from tests.alerting.test_budgets import NOON, build, call, ingest
+from tests.support.clock import FakeClock
 
 SEARCH_DAILY = {"name": "search-daily", "scope": "project", "key": "search", "period": "daily", "limit": 50.0,
                 "mode": "hard"}  # fmt: skip
@@ -23,8 +24,9 @@ def entry(answer: dict[str, Any], name: str) -> dict[str, Any]:
     return next(b for b in answer["budgets"] if b["name"] == name)
 
 
-def test_unknown_fields_are_refused_by_name(db_url: str) -> None:
-    services, budgets, _ = build(db_url, [SEARCH_DAILY], Clock(NOON))
+def test_unknown_fields_are_refused_by_name(db_url: str, clock: FakeClock) -> None:
+    clock.set(NOON)
+    services, budgets, _ = build(db_url, [SEARCH_DAILY], clock)
     with TestClient(build_app(services, budget_routes(budgets, services.config.auth))) as client:
         answer = client.post("/v1/budgets/check", json={"projectt": "search", "estimated_cost_usd": 1.0})
         assert answer.status_code == 422
@@ -37,8 +39,9 @@ def test_unknown_fields_are_refused_by_name(db_url: str) -> None:
     services.close()
 
 
-def test_a_refusal_names_the_budget_and_its_numbers(db_url: str) -> None:
-    services, budgets, _ = build(db_url, [SEARCH_DAILY, REQUESTS], Clock(NOON + 600))
+def test_a_refusal_names_the_budget_and_its_numbers(db_url: str, clock: FakeClock) -> None:
+    clock.set(NOON + 600)
+    services, budgets, _ = build(db_url, [SEARCH_DAILY, REQUESTS], clock)
     ingest(services, call("a", NOON + 5, 49.8))
     answer = budgets.check({"project": "search", "estimated_cost_usd": 0.3})
     assert answer["allowed"] is False
@@ -59,8 +62,9 @@ def test_a_refusal_names_the_budget_and_its_numbers(db_url: str) -> None:
     services.close()
 
 
-def test_token_and_request_estimates_count_against_their_budgets(db_url: str) -> None:
-    services, budgets, _ = build(db_url, [TOKENS, REQUESTS], Clock(NOON + 600))
+def test_token_and_request_estimates_count_against_their_budgets(db_url: str, clock: FakeClock) -> None:
+    clock.set(NOON + 600)
+    services, budgets, _ = build(db_url, [TOKENS, REQUESTS], clock)
     ingest(services, *[call(f"r{i}", NOON + i, 0.01) for i in range(8)])  # 110 tokens and 1 request each
     answer = budgets.check({"project": "search", "estimated_tokens": 150})
     assert answer["allowed"] is False
@@ -73,12 +77,13 @@ def test_token_and_request_estimates_count_against_their_budgets(db_url: str) ->
     services.close()
 
 
-def test_per_request_caps_refuse_whatever_the_spend_and_suggest_the_fallback(db_url: str) -> None:
+def test_per_request_caps_refuse_whatever_the_spend_and_suggest_the_fallback(db_url: str, clock: FakeClock) -> None:
     capped = {**SEARCH_DAILY, "limit": 1000.0, "max_cost_per_request": 0.5, "max_tokens_per_request": 4000,
               "fallback_model": "gpt-4o-mini"}  # fmt: skip
     soft = {"name": "chat-soft", "scope": "project", "key": "chat", "period": "daily", "limit": 1.0, "mode": "soft",
             "fallback_model": "claude-haiku-4-5"}  # fmt: skip
-    services, budgets, _ = build(db_url, [capped, soft], Clock(NOON + 600))
+    clock.set(NOON + 600)
+    services, budgets, _ = build(db_url, [capped, soft], clock)
     answer = budgets.check({"project": "search", "estimated_cost_usd": 0.8})
     assert answer["allowed"] is False and answer["fallback_model"] == "gpt-4o-mini"
     assert "per-request cap of $0.50" in answer["reason"]
@@ -94,9 +99,10 @@ def test_per_request_caps_refuse_whatever_the_spend_and_suggest_the_fallback(db_
     services.close()
 
 
-def test_an_ingested_call_over_a_per_request_cap_is_counted_and_alerts(db_url: str) -> None:
+def test_an_ingested_call_over_a_per_request_cap_is_counted_and_alerts(db_url: str, clock: FakeClock) -> None:
     capped = {**SEARCH_DAILY, "limit": 1000.0, "max_cost_per_request": 0.5}
-    services, budgets, sink = build(db_url, [capped], Clock(NOON + 600))
+    clock.set(NOON + 600)
+    services, budgets, sink = build(db_url, [capped], clock)
     ingest(services, call("small", NOON + 5, 0.2), call("big", NOON + 6, 2.5))
     assert budgets.status("search-daily")["spent"] == pytest.approx(2.7)  # counted
     fired = [f for f in sink.fired if f[0] == "LLMBudgetRequestCapExceeded"]
@@ -106,8 +112,8 @@ def test_an_ingested_call_over_a_per_request_cap_is_counted_and_alerts(db_url: s
     services.close()
 
 
-def test_reset_starts_a_fresh_count_is_audited_and_resolves_alerts(db_url: str) -> None:
-    clock = Clock(NOON + 600)
+def test_reset_starts_a_fresh_count_is_audited_and_resolves_alerts(db_url: str, clock: FakeClock) -> None:
+    clock.set(NOON + 600)
     services, budgets, sink = build(db_url, [SEARCH_DAILY], clock)
     ingest(services, call("a", NOON + 5, 49.9))
     budgets.evaluate()
@@ -138,8 +144,9 @@ def test_reset_starts_a_fresh_count_is_audited_and_resolves_alerts(db_url: str) 
     services.close()
 
 
-def test_api_and_cli_budgets_use_the_config_validation(db_url: str) -> None:
-    services, budgets, _ = build(db_url, [SEARCH_DAILY], Clock(NOON))
+def test_api_and_cli_budgets_use_the_config_validation(db_url: str, clock: FakeClock) -> None:
+    clock.set(NOON)
+    services, budgets, _ = build(db_url, [SEARCH_DAILY], clock)
     from alerting.budgets.service import BudgetError
 
     with pytest.raises(BudgetError) as info:

@@ -17,6 +17,7 @@ from alerting.budgets.service import CHECK_CACHE_SECONDS, BudgetError, BudgetSer
 from alerting.model import fingerprint
 from exporter.http.app import build_app
 from exporter.services import Services
+from tests.support.clock import FakeClock
 from tests.support.helpers import make_config
 
 # Wednesday 2026-11-11 12:00 UTC
@@ -24,14 +25,6 @@ NOON = datetime(2026, 11, 11, 12, 0, tzinfo=UTC).timestamp()
 ADMIN = "admin-token-0123456789ab"
 CONFIG_REF = "/etc/llmcost/test.yml"
 INGEST = "ingest-token-0123456789"
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class RecordingSink:
@@ -71,7 +64,7 @@ class RecordingSink:
 
 
 def build(
-    db_url: str, budgets: list[dict[str, Any]], clock: Clock, **raw: Any
+    db_url: str, budgets: list[dict[str, Any]], clock: FakeClock, **raw: Any
 ) -> tuple[Services, BudgetService, RecordingSink]:
     config = make_config(db_url, budgets=budgets, **raw)
     services = Services.build(config, clock=clock)
@@ -117,8 +110,8 @@ SEARCH_REQUESTS = {
 }
 
 
-def test_spend_is_kept_on_ingest_per_budget_key_and_unit(db_url: str) -> None:
-    clock = Clock(NOON + 600)
+def test_spend_is_kept_on_ingest_per_budget_key_and_unit(db_url: str, clock: FakeClock) -> None:
+    clock.set(NOON + 600)
     services, budgets, _ = build(db_url, [DAILY, PER_PROJECT, SEARCH_REQUESTS], clock)
     ingest(
         services,
@@ -143,8 +136,8 @@ def test_spend_is_kept_on_ingest_per_budget_key_and_unit(db_url: str) -> None:
     services.close()
 
 
-def test_a_budget_added_mid_period_counts_what_was_already_spent(db_url: str) -> None:
-    clock = Clock(NOON)
+def test_a_budget_added_mid_period_counts_what_was_already_spent(db_url: str, clock: FakeClock) -> None:
+    clock.set(NOON)
     services, budgets, _ = build(db_url, [], clock)
     ingest(services, call("a", NOON - 3600, 7.0), call("b", NOON - 7200, 3.0, project="chat"))
     budgets.put("api-daily", {"scope": "project", "key": "search", "period": "daily", "limit": 20})
@@ -160,8 +153,8 @@ def test_a_budget_added_mid_period_counts_what_was_already_spent(db_url: str) ->
     services.close()
 
 
-def test_config_budgets_are_the_source_of_truth(db_url: str) -> None:
-    clock = Clock(NOON)
+def test_config_budgets_are_the_source_of_truth(db_url: str, clock: FakeClock) -> None:
+    clock.set(NOON)
     services, budgets, _ = build(db_url, [DAILY], clock)
     with pytest.raises(BudgetError) as info:
         budgets.put("daily", {"scope": "global", "period": "daily", "limit": 5})
@@ -178,9 +171,9 @@ def test_config_budgets_are_the_source_of_truth(db_url: str) -> None:
     services.close()
 
 
-def test_daily_budget_follows_its_timezone(db_url: str) -> None:
+def test_daily_budget_follows_its_timezone(db_url: str, clock: FakeClock) -> None:
     # 2026-11-11 04:30 UTC is 23:30 on the 10th in New York (UTC-5): yesterday there.
-    clock = Clock(datetime(2026, 11, 11, 6, 0, tzinfo=UTC).timestamp())
+    clock.set(datetime(2026, 11, 11, 6, 0, tzinfo=UTC).timestamp())
     ny = {"name": "ny", "scope": "global", "period": "daily", "limit": 10, "timezone": "America/New_York"}
     services, budgets, _ = build(db_url, [ny], clock)
     ingest(
@@ -194,8 +187,8 @@ def test_daily_budget_follows_its_timezone(db_url: str) -> None:
     services.close()
 
 
-def test_threshold_alerts_fire_right_after_the_ingest_and_resolve_next_period(db_url: str) -> None:
-    clock = Clock(NOON)
+def test_threshold_alerts_fire_right_after_the_ingest_and_resolve_next_period(db_url: str, clock: FakeClock) -> None:
+    clock.set(NOON)
     services, budgets, sink = build(db_url, [DAILY], clock)
     ingest(services, call("a", NOON - 5, 40.0))
     assert sink.fired == []
@@ -217,9 +210,9 @@ def test_threshold_alerts_fire_right_after_the_ingest_and_resolve_next_period(db
     services.close()
 
 
-def test_a_fresh_store_with_one_expensive_call_raises_no_forecast(db_url: str) -> None:
+def test_a_fresh_store_with_one_expensive_call_raises_no_forecast(db_url: str, clock: FakeClock) -> None:
     """The reported case: one $21 call projected weekly and yearly budgets far past their limits."""
-    clock = Clock(NOON)  # Wednesday noon: half the day, a third of the week gone
+    clock.set(NOON)  # Wednesday noon: half the day, a third of the week gone
     periods = ("daily", "weekly", "monthly", "yearly")
     defs = [{"name": p, "scope": "global", "period": p, "limit": 100} for p in periods]
     services, budgets, sink = build(db_url, defs, clock)
@@ -235,9 +228,9 @@ def test_a_fresh_store_with_one_expensive_call_raises_no_forecast(db_url: str) -
     services.close()
 
 
-def test_a_forecast_needs_a_full_day_of_history_for_a_daily_budget(db_url: str) -> None:
+def test_a_forecast_needs_a_full_day_of_history_for_a_daily_budget(db_url: str, clock: FakeClock) -> None:
     start = datetime(2026, 11, 11, 0, 0, tzinfo=UTC).timestamp()
-    clock = Clock(start + 12 * 3600)
+    clock.set(start + 12 * 3600)
     services, budgets, sink = build(db_url, [DAILY], clock)
     # ~$5 an hour since 20 hours ago: on course for ~$121 of $100 today, but under a day of history.
     ingest(services, *[call(f"h{i}", clock.now - 60 - i * 300, 0.42) for i in range(20 * 12)])
@@ -252,9 +245,9 @@ def test_a_forecast_needs_a_full_day_of_history_for_a_daily_budget(db_url: str) 
     services.close()
 
 
-def test_forecast_alert_waits_for_the_period_to_be_under_way(db_url: str) -> None:
+def test_forecast_alert_waits_for_the_period_to_be_under_way(db_url: str, clock: FakeClock) -> None:
     start = datetime(2026, 11, 11, 0, 0, tzinfo=UTC).timestamp()
-    clock = Clock(start + 3600)  # 4 % of the day
+    clock.set(start + 3600)  # 4 % of the day
     services, budgets, sink = build(db_url, [DAILY], clock)
     # $6 an hour, steadily, for the last three days and this first hour: ~$144 by midnight.
     records = [call(f"h{i}", start - i * 300, 0.5) for i in range(-11, 3 * 288)]
@@ -269,8 +262,8 @@ def test_forecast_alert_waits_for_the_period_to_be_under_way(db_url: str) -> Non
     services.close()
 
 
-def test_check_answers_allowed_per_hard_budgets(db_url: str) -> None:
-    clock = Clock(NOON + 600)
+def test_check_answers_allowed_per_hard_budgets(db_url: str, clock: FakeClock) -> None:
+    clock.set(NOON + 600)
     soft = {"name": "soft-daily", "scope": "global", "period": "daily", "limit": 10.0, "mode": "soft"}
     services, budgets, _ = build(db_url, [SEARCH_REQUESTS, soft], clock)
     ingest(services, call("a", NOON + 5, 9.0), call("b", NOON + 6, 0.5))
@@ -288,8 +281,8 @@ def test_check_answers_allowed_per_hard_budgets(db_url: str) -> None:
     services.close()
 
 
-def test_check_sees_another_process_ingest_within_the_check_cache_time(db_url: str) -> None:
-    clock = Clock(NOON + 600)
+def test_check_sees_another_process_ingest_within_the_check_cache_time(db_url: str, clock: FakeClock) -> None:
+    clock.set(NOON + 600)
     mine, budgets, _ = build(db_url, [SEARCH_REQUESTS], clock)
     other, _, _ = build(db_url, [SEARCH_REQUESTS], clock)  # a second process on the same store
     ingest(mine, call("a", NOON + 5, 0.1), call("b", NOON + 6, 0.1))
@@ -303,9 +296,9 @@ def test_check_sees_another_process_ingest_within_the_check_cache_time(db_url: s
     mine.close()
 
 
-def test_checks_stay_exact_while_this_process_ingests_and_checks_concurrently(db_url: str) -> None:
+def test_checks_stay_exact_while_this_process_ingests_and_checks_concurrently(db_url: str, clock: FakeClock) -> None:
     """Cached answers get this process's spend added as it commits: never missed, never counted twice."""
-    clock = Clock(NOON + 600)
+    clock.set(NOON + 600)
     usd = {"name": "daily-usd", "scope": "project", "key": "search", "period": "daily", "limit": 1e6}
     requests = {**SEARCH_REQUESTS, "limit": 1e6}
     services, budgets, _ = build(db_url, [usd, requests], clock)
@@ -342,9 +335,9 @@ def test_checks_stay_exact_while_this_process_ingests_and_checks_concurrently(db
     services.close()
 
 
-def test_check_when_the_store_is_down_follows_fail_mode(pg_cluster, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_check_when_the_store_is_down_follows_fail_mode(pg_cluster, tmp_path, clock: FakeClock) -> None:  # type: ignore[no-untyped-def]
     url = pg_cluster.create_database()
-    clock = Clock(NOON)
+    clock.set(NOON)
     services, budgets, _ = build(url, [SEARCH_REQUESTS], clock)
     problems: list[str] = []
     closed = BudgetService(
@@ -365,8 +358,8 @@ def test_check_when_the_store_is_down_follows_fail_mode(pg_cluster, tmp_path) ->
     services.store.engine.dispose()
 
 
-def test_budget_http_api(sqlite_url: str) -> None:
-    clock = Clock(NOON)
+def test_budget_http_api(sqlite_url: str, clock: FakeClock) -> None:
+    clock.set(NOON)
     services, budgets, _ = build(sqlite_url, [DAILY], clock, auth={"admin_tokens": [ADMIN], "ingest_tokens": [INGEST]})
     admin = {"Authorization": f"Bearer {ADMIN}"}
     with TestClient(build_app(services, budget_routes(budgets, services.config.auth))) as client:

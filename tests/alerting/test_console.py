@@ -16,19 +16,12 @@ from alerting.runtime import attach_alerting
 from exporter.config import ConfigError, parse_config
 from exporter.http.app import build_app
 from exporter.services import Services
+from tests.support.clock import FakeClock
 from tests.support.helpers import apply_config_budgets, make_config
 
 NOW = 1_796_300_000.0  # 2026-12-03 09:33:20 UTC
 TOKEN = "admin-token-0123456789"
 HOSTILE = "<script>alert('x')</script>\"&'><img src=x onerror=alert(1)>"
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def event(rid: str, ts: float, cost: float, project: str = "search", **kw: Any) -> tuple[int, dict[str, Any]]:
@@ -48,7 +41,7 @@ def event(rid: str, ts: float, cost: float, project: str = "search", **kw: Any) 
 
 
 @contextmanager
-def console(db_url: str, clock: Clock, **raw: Any) -> Iterator[tuple[Services, TestClient]]:
+def console(db_url: str, clock: FakeClock, **raw: Any) -> Iterator[tuple[Services, TestClient]]:
     raw.setdefault(
         "budgets",
         [
@@ -78,8 +71,8 @@ def figure(html: str, css_class: str, zone: str = "UTC") -> float:
     return float(match.group(1))
 
 
-def test_console_shows_spend_budgets_and_alerts_from_the_store(db_url: str) -> None:
-    clock = Clock(NOW)
+def test_console_shows_spend_budgets_and_alerts_from_the_store(db_url: str, clock: FakeClock) -> None:
+    clock.set(NOW)
     with console(db_url, clock) as (services, client):
         ingest(
             services,
@@ -113,8 +106,8 @@ def test_console_shows_spend_budgets_and_alerts_from_the_store(db_url: str) -> N
         assert services.store.event_count() == 5
 
 
-def test_hostile_label_values_are_escaped_everywhere(sqlite_url: str) -> None:
-    clock = Clock(NOW)
+def test_hostile_label_values_are_escaped_everywhere(sqlite_url: str, clock: FakeClock) -> None:
+    clock.set(NOW)
     with console(sqlite_url, clock) as (services, client):
         ingest(services, event("h1", NOW - 30, 9.0, project=HOSTILE, model=HOSTILE, service=HOSTILE))
         services.extras["gateway"].fire(
@@ -131,8 +124,8 @@ def test_hostile_label_values_are_escaped_everywhere(sqlite_url: str) -> None:
         assert "<script>" not in client.get("/", params={"by": "<script>"}).text
 
 
-def test_without_admin_tokens_beyond_loopback_the_page_is_read_only(sqlite_url: str) -> None:
-    clock = Clock(NOW)
+def test_without_admin_tokens_beyond_loopback_the_page_is_read_only(sqlite_url: str, clock: FakeClock) -> None:
+    clock.set(NOW)
     with console(sqlite_url, clock, listen="0.0.0.0:9800", auth={"ingest_tokens": [TOKEN]}) as (services, client):
         ingest(services, event("r1", NOW - 30, 9.0))
         html = client.get("/").text
@@ -142,8 +135,8 @@ def test_without_admin_tokens_beyond_loopback_the_page_is_read_only(sqlite_url: 
         assert "Read-only" in html
 
 
-def test_with_admin_tokens_alerts_and_acks_need_the_token(sqlite_url: str) -> None:
-    clock = Clock(NOW)
+def test_with_admin_tokens_alerts_and_acks_need_the_token(sqlite_url: str, clock: FakeClock) -> None:
+    clock.set(NOW)
     with console(sqlite_url, clock, auth={"admin_tokens": [TOKEN]}) as (services, client):
         ingest(services, event("t1", NOW - 30, 9.0))
         html = client.get("/").text
@@ -170,9 +163,9 @@ def test_with_admin_tokens_alerts_and_acks_need_the_token(sqlite_url: str) -> No
     ],
 )
 def test_open_ack_endpoints_refuse_cross_site_browser_requests(
-    sqlite_url: str, headers: dict[str, str], status: int
+    sqlite_url: str, headers: dict[str, str], status: int, clock: FakeClock
 ) -> None:
-    clock = Clock(NOW)
+    clock.set(NOW)
     with console(sqlite_url, clock) as (services, client):
         change = services.extras["gateway"].fire("LLMCostSpike", {"project": "p"}, severity="warning")
         answer = client.post(f"/v1/alerts/{change.alert.id}/ack", headers=headers)
@@ -181,17 +174,19 @@ def test_open_ack_endpoints_refuse_cross_site_browser_requests(
         assert state == ("acknowledged" if status == 200 else "firing")
 
 
-def test_grafana_link_when_configured(sqlite_url: str) -> None:
-    with console(sqlite_url, Clock(NOW), grafana_url="https://grafana.example/d/llmcost") as (_services, client):
+def test_grafana_link_when_configured(sqlite_url: str, clock: FakeClock) -> None:
+    clock.set(NOW)
+    with console(sqlite_url, clock, grafana_url="https://grafana.example/d/llmcost") as (_services, client):
         assert 'href="https://grafana.example/d/llmcost"' in client.get("/").text
-    with console(sqlite_url, Clock(NOW)) as (_services, client):
+    clock.set(NOW)
+    with console(sqlite_url, clock) as (_services, client):
         assert "Grafana" not in client.get("/").text
     with pytest.raises(ConfigError, match="grafana_url"):
         parse_config({"grafana_url": "javascript:alert(1)"})
 
 
-def test_spend_history_keeps_up_with_ingest_without_rereading_everything(db_url: str) -> None:
-    clock = Clock(NOW)
+def test_spend_history_keeps_up_with_ingest_without_rereading_everything(db_url: str, clock: FakeClock) -> None:
+    clock.set(NOW)
     config = make_config(db_url)
     services = Services.build(config, clock=clock, start_writer=False)
     try:
@@ -222,8 +217,8 @@ def test_spend_history_keeps_up_with_ingest_without_rereading_everything(db_url:
         services.close()
 
 
-def test_a_backfill_is_picked_up_by_the_background_reload_once_someone_looks(sqlite_url: str) -> None:
-    clock = Clock(NOW)
+def test_a_backfill_is_picked_up_by_the_background_reload_once_someone_looks(sqlite_url: str, clock: FakeClock) -> None:
+    clock.set(NOW)
     services = Services.build(make_config(sqlite_url), clock=clock, start_writer=False)
     history = SpendHistory(services.store, clock=clock, full_reload_seconds=600)
     try:
@@ -242,10 +237,10 @@ def test_a_backfill_is_picked_up_by_the_background_reload_once_someone_looks(sql
         services.close()
 
 
-def test_a_firing_spike_is_drawn_against_its_baseline(sqlite_url: str) -> None:
+def test_a_firing_spike_is_drawn_against_its_baseline(sqlite_url: str, clock: FakeClock) -> None:
     from alerting.spikes import _row, spike_state
 
-    clock = Clock(NOW)
+    clock.set(NOW)
     with console(sqlite_url, clock) as (services, client):
         ingest(services, *(event(f"sp{i}", NOW - 60 * i, 0.5 + (2.0 if i < 30 else 0.0)) for i in range(120)))
         row = _row(
@@ -273,8 +268,9 @@ def test_a_firing_spike_is_drawn_against_its_baseline(sqlite_url: str) -> None:
 
 
 @pytest.mark.parametrize("cookie", ["Asia/Kolkata", "../../etc/passwd", "x" * 5000, "Nope/Zone", "UTC\x7f"])
-def test_the_viewer_zone_cookie_is_only_ever_a_known_zone(sqlite_url: str, cookie: str) -> None:
-    with console(sqlite_url, Clock(NOW)) as (_services, client):
+def test_the_viewer_zone_cookie_is_only_ever_a_known_zone(sqlite_url: str, cookie: str, clock: FakeClock) -> None:
+    clock.set(NOW)
+    with console(sqlite_url, clock) as (_services, client):
         client.cookies.set("llmcost_tz", cookie)
         page = client.get("/")
         assert page.status_code == 200
@@ -282,9 +278,10 @@ def test_the_viewer_zone_cookie_is_only_ever_a_known_zone(sqlite_url: str, cooki
         assert f"(days in {expected})" in page.text
 
 
-def test_with_admin_tokens_the_bearer_header_is_the_protection(sqlite_url: str) -> None:
+def test_with_admin_tokens_the_bearer_header_is_the_protection(sqlite_url: str, clock: FakeClock) -> None:
     # Behind a reverse proxy Origin and Host may differ; the token is what matters then.
-    with console(sqlite_url, Clock(NOW), auth={"admin_tokens": [TOKEN]}) as (services, client):
+    clock.set(NOW)
+    with console(sqlite_url, clock, auth={"admin_tokens": [TOKEN]}) as (services, client):
         change = services.extras["gateway"].fire("LLMCostSpike", {"project": "p"}, severity="warning")
         proxied = {"Origin": "https://llmcost.example.com", "Sec-Fetch-Site": "same-origin"}
         assert client.post(f"/v1/alerts/{change.alert.id}/ack", headers=proxied).status_code == 401
@@ -292,8 +289,11 @@ def test_with_admin_tokens_the_bearer_header_is_the_protection(sqlite_url: str) 
         assert client.post(f"/v1/alerts/{change.alert.id}/ack", headers=proxied).status_code == 200
 
 
-def test_a_wildcard_budget_lists_its_fifty_highest_instances_and_says_how_many_more(sqlite_url: str) -> None:
-    with console(sqlite_url, Clock(NOW)) as (services, client):
+def test_a_wildcard_budget_lists_its_fifty_highest_instances_and_says_how_many_more(
+    sqlite_url: str, clock: FakeClock
+) -> None:
+    clock.set(NOW)
+    with console(sqlite_url, clock) as (services, client):
         ingest(services, *(event(f"w{i}", NOW - 30, 0.01 * (i + 1), project=f"p{i:02d}") for i in range(60)))
         html = client.get("/").text
         children = re.findall(r'class="budget child" data-budget="per-project" data-key="(p\d+)"', html)

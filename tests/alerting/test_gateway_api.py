@@ -8,11 +8,11 @@ import orjson
 import pytest
 
 from alerting.gateway.records import API_FIELDS
+from tests.support.clock import FakeClock
 from tests.support.gateway_harness import (
     ADMIN,
     BUDGET_LABELS,
     WEBHOOK,
-    FakeClock,
     Harness,
     Receivers,
     am_alert,

@@ -7,9 +7,9 @@ import time
 import pytest
 
 from alerting.gateway.records import parse_rfc3339
+from tests.support.clock import FakeClock
 from tests.support.gateway_harness import (
     BUDGET_LABELS,
-    FakeClock,
     Harness,
     Receivers,
     am_alert,

@@ -12,9 +12,9 @@ import pytest
 
 from alerting.gateway import AlertConflict, AlertNotFound
 from alerting.model import fingerprint
+from tests.support.clock import FakeClock
 from tests.support.gateway_harness import (
     BUDGET_LABELS,
-    FakeClock,
     Harness,
     Receivers,
     am_alert,

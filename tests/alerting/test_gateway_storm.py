@@ -15,10 +15,10 @@ import httpx
 import orjson
 
 from alerting.model import fingerprint
+from tests.support.clock import FakeClock
 from tests.support.gateway_harness import (
     BUDGET_LABELS,
     WEBHOOK,
-    FakeClock,
     Harness,
     Receivers,
     am_alert,

@@ -10,11 +10,11 @@ import pytest
 
 from alerting.model import fingerprint
 from alerting.signatures import sign_slack
+from tests.support.clock import FakeClock
 from tests.support.gateway_harness import (
     BUDGET_LABELS,
     PD_SECRET,
     SIGNING_SECRET,
-    FakeClock,
     Harness,
     Receivers,
     pd_event,

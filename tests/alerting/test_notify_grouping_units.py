@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from alerting.gateway.lifecycle import AlertInput
-from tests.support.gateway_harness import FakeClock, Harness, Receivers
+from tests.support.clock import FakeClock
+from tests.support.gateway_harness import Harness, Receivers
 
 
 def instances(n: int, budget: str = "per-project") -> list[AlertInput]:

@@ -23,17 +23,10 @@ from alerting.model import fingerprint
 from alerting.spikes import SpikeService, detection_settings
 from exporter.demo import DEMO_CONFIG, load_trace, make_events, trace_span
 from exporter.services import Services
+from tests.support.clock import FakeClock
 from tests.support.helpers import make_config, total
 from tests.support.pg import free_port
 from tests.support.procs import LLMCOST
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Sink:
@@ -68,7 +61,7 @@ class Sink:
 )
 def test_the_demo_raises_no_spike_and_no_forecast_in_its_first_minutes(sqlite_url: str, start: datetime) -> None:
     now = start.timestamp()
-    clock = Clock(now)
+    clock = FakeClock(now)
     config = make_config(sqlite_url, **DEMO_CONFIG)
     services = Services.build(config, clock=clock)
     sink = Sink()

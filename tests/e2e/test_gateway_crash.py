@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from tests.support.gateway_harness import FakeClock, Harness, Receivers, gateway_config, wait_for
+from tests.support.clock import FakeClock
+from tests.support.gateway_harness import Harness, Receivers, gateway_config, wait_for
 
 pytestmark = pytest.mark.real_process
 

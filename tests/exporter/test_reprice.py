@@ -16,8 +16,9 @@ from exporter.cli import main
 from exporter.exposition import render_registry
 from exporter.pricing import PriceBook
 from exporter.services import Services
+from tests.support.clock import FakeClock
 from tests.support.helpers import make_config, total
-from tests.support.months import BUDGETS, DAY, NOW, Clock, history, load_history
+from tests.support.months import BUDGETS, DAY, NOW, history, load_history
 
 SINCE = "2026-11-01"
 OVERRIDES = {
@@ -40,7 +41,7 @@ def open_services(db_url: str, tmp_path: Path | None = None, budgets: list[dict[
     raw: dict[str, Any] = {"budgets": budgets}
     if tmp_path is not None:
         raw["pricing"] = {"overrides_file": str(write_overrides(tmp_path))}
-    services = Services.build(make_config(db_url, **raw), clock=Clock(NOW), start_writer=False)
+    services = Services.build(make_config(db_url, **raw), clock=FakeClock(NOW), start_writer=False)
     attach_alerting(services, "ingest")
     return services
 

@@ -24,8 +24,9 @@ from exporter.exposition import render_registry
 from exporter.http.app import build_app
 from exporter.retention import Pruner
 from exporter.services import Services
+from tests.support.clock import FakeClock
 from tests.support.helpers import apply_config_budgets, make_config
-from tests.support.months import BUDGETS, DAY, NOW, Clock, history, load_history
+from tests.support.months import BUDGETS, DAY, NOW, history, load_history
 
 pytestmark = pytest.mark.heavy
 
@@ -35,7 +36,7 @@ UNTIL = "2026-11-11T12:00:00Z"  # NOW, so the report does not depend on the wall
 
 def open_services(db_url: str, budgets: list[dict[str, Any]] = BUDGETS, **kw: Any) -> Services:
     config = make_config(db_url, budgets=budgets, retention=RETENTION)
-    services = Services.build(config, clock=Clock(NOW), **kw)
+    services = Services.build(config, clock=FakeClock(NOW), **kw)
     attach_alerting(services, "ingest")
     apply_config_budgets(services)
     return services
@@ -235,7 +236,7 @@ def test_with_rollup_retention_only_a_late_event_in_a_folded_hour_counts_once(
     months: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = make_config(months, retention={"rollups_days": 60})
-    services = Services.build(config, clock=Clock(NOW), start_writer=False)
+    services = Services.build(config, clock=FakeClock(NOW), start_writer=False)
     try:
         pruner = Pruner(services.store, config.retention, clock=services.clock)
         assert pruner.run().hours > 0

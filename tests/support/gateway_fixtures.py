@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.gateway_harness import FakeClock, Receivers, gateway_db, receivers
+from tests.support.gateway_harness import Receivers, gateway_db, receivers
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -21,9 +21,3 @@ def rx() -> Iterator[Receivers]:
     """Recording Slack, PagerDuty and SMTP servers."""
     with receivers() as servers:
         yield servers
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    """An injected clock the test moves by hand."""
-    return FakeClock()

@@ -28,6 +28,7 @@ from exporter.config import Config
 from exporter.http.app import build_app
 from exporter.services import Services
 from exporter.store import Store
+from tests.support.clock import FakeClock
 from tests.support.helpers import make_config, total
 from tests.support.pg import PostgresCluster, free_port
 from tests.support.recording_servers import PagerDutyEventsServer, RecordedRequest, Response, SlackAPIServer, SMTPServer
@@ -39,19 +40,6 @@ SIGNING_SECRET = "slack-signing-secret-0123456789"
 PD_SECRET = "pd-webhook-secret-0123456789"
 ROUTING_KEY = "R0123456789abcdef0123456789abcdef"[:32]
 BUDGET_LABELS = {"budget": "team-a-monthly", "scope": "project", "key": "team-a"}
-
-
-class FakeClock:
-    """Injected time: starts at (whole seconds of) now, moves only when told."""
-
-    def __init__(self, start: float | None = None) -> None:
-        self.now = float(int(time.time())) if start is None else start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class TimedSlackServer(SlackAPIServer):

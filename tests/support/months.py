@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from exporter.services import Services
+from tests.support.clock import FakeClock
 from tests.support.helpers import make_config
 
 DAY = 86_400
@@ -26,16 +27,6 @@ BUDGETS: list[dict[str, Any]] = [
     },
     {"name": "calls", "scope": "project", "key": "search", "period": "monthly", "unit": "requests", "limit": 10000},
 ]
-
-
-class Clock:
-    """A settable clock."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def history(days: int = 120, *, step_hours: int = 3, now: float = NOW) -> list[dict[str, Any]]:
@@ -97,7 +88,7 @@ def history(days: int = 120, *, step_hours: int = 3, now: float = NOW) -> list[d
 
 def load_history(db_url: str, events: list[dict[str, Any]], *, now: float = NOW) -> None:
     """Ingest `events` with the budgets declared and no retention (history is older than any)."""
-    services = Services.build(make_config(db_url, budgets=BUDGETS), clock=Clock(now))
+    services = Services.build(make_config(db_url, budgets=BUDGETS), clock=FakeClock(now))
     try:
         outcome = services.pipeline.ingest(enumerate(events))
         assert not outcome.rejected, outcome.rejected[:3]
