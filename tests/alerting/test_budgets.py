@@ -19,6 +19,7 @@ from exporter.http.app import build_app
 from exporter.services import Services
 from tests.support.clock import FakeClock
 from tests.support.helpers import make_config
+from tests.support.waiting import wait_until
 
 # Wednesday 2026-11-11 12:00 UTC
 NOON = datetime(2026, 11, 11, 12, 0, tzinfo=UTC).timestamp()
@@ -288,6 +289,7 @@ def test_check_sees_another_process_ingest_within_the_check_cache_time(db_url: s
     ingest(mine, call("a", NOON + 5, 0.1), call("b", NOON + 6, 0.1))
     assert budgets.check({"project": "search"})["allowed"] is True  # 2 of 3 requests used
     ingest(other, call("c", NOON + 7, 0.1))
+    # Kept on purpose: the subject is the cache's lifetime, which runs on the real monotonic clock.
     time.sleep(CHECK_CACHE_SECONDS + 0.05)
     assert budgets.check({"project": "search"})["allowed"] is False
     ingest(mine, call("d", NOON + 8, 0.1))  # this process's own ingest shows at once
@@ -303,6 +305,7 @@ def test_checks_stay_exact_while_this_process_ingests_and_checks_concurrently(db
     requests = {**SEARCH_REQUESTS, "limit": 1e6}
     services, budgets, _ = build(db_url, [usd, requests], clock)
     # Widen the moment between a commit and the cache hearing of it, so checks read in that moment.
+    # (A sleep on purpose: it is the race window itself, not a wait for something.)
     services.store._after_commit.insert(0, lambda _result: time.sleep(0.01))
     stop = threading.Event()
     seen: list[float] = []
@@ -314,7 +317,7 @@ def test_checks_stay_exact_while_this_process_ingests_and_checks_concurrently(db
     def checker() -> None:  # keeps refreshing the cached answer, racing with the commits below
         while not stop.is_set():
             seen.append(spent_requests())
-            time.sleep(0.001)
+            time.sleep(0.001)  # lets the ingesting thread run between checks (a yield, not a wait)
 
     threads = [threading.Thread(target=checker) for _ in range(2)]
     for t in threads:
@@ -395,7 +398,6 @@ def test_budget_http_api(sqlite_url: str, clock: FakeClock) -> None:
 
 def test_sighup_reloads_budgets_from_the_config_file(tmp_path, sqlite_url: str) -> None:  # type: ignore[no-untyped-def]
     import signal
-    import time as _time
 
     import httpx
     import yaml
@@ -410,16 +412,17 @@ def test_sighup_reloads_budgets_from_the_config_file(tmp_path, sqlite_url: str) 
         config.write_text(yaml.safe_dump({"budgets": [{**DAILY, "limit": 250.0}]}))
         assert proc.proc is not None
         proc.proc.send_signal(signal.SIGHUP)
-        deadline = _time.time() + 10
-        while _time.time() < deadline and httpx.get(f"{proc.base}/v1/budgets/daily").json()["limit"] != 250.0:
-            _time.sleep(0.1)
-        assert httpx.get(f"{proc.base}/v1/budgets/daily").json()["limit"] == 250.0
+        wait_until(
+            lambda: httpx.get(f"{proc.base}/v1/budgets/daily").json()["limit"] == 250.0,
+            timeout=10,
+            what="the reloaded limit",
+        )
         assert httpx.get(f"{proc.base}/v1/budgets/per-project").status_code == 404
         config.write_text("budgets: [{name: broken}]")  # invalid: refused, the running budgets stay
         proc.proc.send_signal(signal.SIGHUP)
-        _time.sleep(1)
+        wait_until(lambda: "config reload refused, nothing changed" in proc.log(), timeout=10, what="the refusal")
         assert httpx.get(f"{proc.base}/v1/budgets/daily").json()["limit"] == 250.0
         assert proc.proc.poll() is None
     finally:
         proc.stop()
-    assert "config reload refused, nothing changed" in (proc.log_path.read_text() if proc.log_path else "")
+    assert "config reload refused, nothing changed" in proc.log()

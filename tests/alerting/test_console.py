@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,6 +17,7 @@ from exporter.http.app import build_app
 from exporter.services import Services
 from tests.support.clock import FakeClock
 from tests.support.helpers import apply_config_budgets, make_config
+from tests.support.waiting import wait_until
 
 NOW = 1_796_300_000.0  # 2026-12-03 09:33:20 UTC
 TOKEN = "admin-token-0123456789"
@@ -228,10 +228,11 @@ def test_a_backfill_is_picked_up_by_the_background_reload_once_someone_looks(sql
         ingest(services, event("b2", NOW - 3 * 86400, 8.0))  # a backfill into settled buckets
         clock.now += 600  # the last full read is now due: the next view wakes the reloader at once
         history.snapshot()
-        deadline = time.monotonic() + 30
-        while history.snapshot().total_between(NOW - 30 * 86400, clock.now + 1) != pytest.approx(9.0):
-            assert time.monotonic() < deadline, "the background reload did not pick up the backfill"
-            time.sleep(0.05)
+        wait_until(
+            lambda: history.snapshot().total_between(NOW - 30 * 86400, clock.now + 1) == pytest.approx(9.0),
+            timeout=30,
+            what="the background reload picking up the backfill",
+        )
     finally:
         history.close()
         services.close()

@@ -14,8 +14,8 @@ from tests.support.gateway_harness import (
     Receivers,
     am_alert,
     am_payload,
-    wait_for,
 )
+from tests.support.waiting import wait_until
 
 
 def fire(h: Harness, severity: str = "critical", name: str = "LLMBudgetCritical"):  # type: ignore[no-untyped-def]
@@ -126,10 +126,10 @@ def test_one_channels_outage_never_delays_the_others(sqlite_url: str, rx: Receiv
         started = time.monotonic()
         for i in range(3):
             h.gateway.fire("LLMCostSpike", {"project": f"p{i}"}, severity="critical")
-        wait_for(lambda: len(rx.smtp.messages) == 3 and len(rx.pagerduty.events) == 3, timeout=5)
+        wait_until(lambda: len(rx.smtp.messages) == 3 and len(rx.pagerduty.events) == 3, timeout=5)
         assert time.monotonic() - started < 1.2  # while Slack is still stuck
         assert len(h.gateway.notifications(status="sent", channel="slack")) == 0
-        wait_for(lambda: len(h.gateway.notifications(status="sent", channel="slack")) == 3, timeout=10)
+        wait_until(lambda: len(h.gateway.notifications(status="sent", channel="slack")) == 3, timeout=10)
         assert len(rx.slack.requests) == 3
 
 
@@ -143,9 +143,11 @@ def test_accepted_alerts_survive_a_crash_before_delivery(db: str, rx: Receivers,
     assert rx.counts() == {"slack": 0, "email": 0, "pagerduty": 0}
 
     with Harness(db, rx, clock=clock, start_workers=True) as restarted:
-        wait_for(lambda: rx.counts() == {"slack": 4, "email": 4, "pagerduty": 4})
+        wait_until(lambda: rx.counts() == {"slack": 4, "email": 4, "pagerduty": 4})
         assert restarted.post_alertmanager(payload).json() == {"status": "duplicate"}
-        time.sleep(0.3)  # nothing else trickles in
+        # Kept on purpose: that nothing more arrives can only be seen by letting time pass (three poll
+        # intervals of the workers) and looking again.
+        time.sleep(0.3)
         assert rx.counts() == {"slack": 4, "email": 4, "pagerduty": 4}
         assert [r.path for r in rx.slack.requests].index("/api/chat.update") > 0
         assert restarted.gateway.notifications(status="pending") == []

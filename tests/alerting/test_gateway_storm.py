@@ -26,8 +26,8 @@ from tests.support.gateway_harness import (
     pd_event,
     serve,
     slack_action_body,
-    wait_for,
 )
+from tests.support.waiting import wait_until
 
 ONE_EACH = {"slack": 1, "email": 1, "pagerduty": 1}
 
@@ -131,7 +131,7 @@ def test_workers_of_two_gateways_never_send_a_row_twice(db: str, rx: Receivers) 
                 for g in (one, two)
             ]
         )
-        wait_for(lambda: rx.counts() == {"slack": 10, "email": 10, "pagerduty": 10}, timeout=20)
-        wait_for(lambda: one.gateway.notifications(status="pending") == [])
+        wait_until(lambda: rx.counts() == {"slack": 10, "email": 10, "pagerduty": 10}, timeout=20)
+        wait_until(lambda: one.gateway.notifications(status="pending") == [])
         assert rx.counts() == {"slack": 10, "email": 10, "pagerduty": 10}
         assert len(one.gateway.notifications(status="sent")) == 30

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import ssl
 import subprocess
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from alerting.gateway.config import parse_settings
 from alerting.model import Actor, Alert, Notification, NotificationKind, fingerprint
 from alerting.notify import EmailNotifier, Notifier
 from tests.support.recording_servers import SMTPServer, unused_port
+from tests.support.waiting import wait_until
 
 STARTS_AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 NOW = datetime(2024, 5, 1, 12, 1, 30, tzinfo=UTC)
@@ -258,7 +258,7 @@ def test_mail_after_the_relay_dropped_the_idle_session_arrives_once():
         notifier = make_notifier(server)
         try:
             assert notifier.send(notify("firing")).ok
-            time.sleep(0.8)  # the relay closes the idle session (421 timeout)
+            wait_until(lambda: server.sessions_closed == 1, what="the relay closing the idle session (421 timeout)")
             result = notifier.send(notify("resolved"))
         finally:
             notifier.close()

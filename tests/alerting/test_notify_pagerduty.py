@@ -10,6 +10,7 @@ import pytest
 from alerting.model import Actor, Alert, Notification, NotificationKind, fingerprint
 from alerting.notify import Notifier, PagerDutyNotifier, build_notifiers
 from tests.support.recording_servers import PagerDutyEventsServer, unused_port
+from tests.support.waiting import wait_until
 
 ROUTING_KEY = "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY32"
 SPIKE_LABELS = {"project": "search", "provider": "openai", "model": "gpt-4o"}
@@ -209,15 +210,14 @@ def test_notifier_is_built_from_the_notifications_config(pagerduty):
 
 
 def test_events_reuse_a_kept_alive_connection_and_survive_the_server_closing_it():
-    import time
-
     with PagerDutyEventsServer(keep_alive=True, idle_timeout=0.3) as server:
         notifier = PagerDutyNotifier(routing_key=ROUTING_KEY, events_url=server.events_url, timeout=5)
         try:
             results = [notifier.send(notify("firing", labels={"n": str(i)})) for i in range(5)]
             assert all(r.ok for r in results)
             assert server.connections == 1, "one connection for consecutive events"
-            time.sleep(0.6)  # the server drops the idle connection, as load balancers do
+            # The server drops the idle connection, as load balancers do.
+            wait_until(lambda: server.connections_closed == 1, what="the server closing the idle connection")
             assert notifier.send(notify("resolved")).ok
             assert server.connections == 2
             assert [e["event_action"] for e in server.events] == ["trigger"] * 5 + ["resolve"]

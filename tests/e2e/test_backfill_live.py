@@ -25,6 +25,7 @@ import yaml
 from alerting.spikes import read_spike_state
 from exporter.store import Store
 from tests.support.procs import LLMCOST, LlmcostProcess
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.real_process
 
@@ -70,10 +71,12 @@ class Passes:
         self.store = Store(db_url)
         self.firing: dict[float, set[str]] = {}
 
-    def poll(self) -> None:
+    def poll(self) -> dict[float, set[str]]:
+        """Note the latest pass; every pass noted so far."""
         states = [s for s in read_spike_state(self.store) if s.group == "project"]
         if states:
             self.firing[states[0].evaluated_at] = {s.labels["project"] for s in states if s.firing}
+        return self.firing
 
     def after(self, t: float) -> list[set[str]]:
         return [self.firing[at] for at in sorted(self.firing) if at > t]
@@ -127,11 +130,7 @@ def test_backfill_over_http_and_from_a_second_process_pages_only_the_spiked_tena
         assert httpx.post(f"{server.base}/v1/usage", json=recent, timeout=60).status_code == 200
         threads = [threading.Thread(target=live)]
         threads[0].start()
-        deadline = time.time() + 30
-        while time.time() < deadline and not passes.firing:
-            passes.poll()
-            time.sleep(0.2)
-        assert passes.firing, "no detection pass"
+        wait_until(passes.poll, timeout=30, interval=0.2, what="a detection pass")
 
         loader = subprocess.Popen(
             [LLMCOST, "ingest", str(backlog), "--db", db_url],
@@ -140,21 +139,29 @@ def test_backfill_over_http_and_from_a_second_process_pages_only_the_spiked_tena
         )
         http_loader = threading.Thread(target=backfill_over_http)
         http_loader.start()
-        while http_loader.is_alive() or loader.poll() is None:
-            passes.poll()
-            time.sleep(0.2)
+
+        def loaders_done() -> bool:
+            passes.poll()  # every pass made while the history loads is checked below
+            return not http_loader.is_alive() and loader.poll() is not None
+
+        wait_until(loaders_done, timeout=240, interval=0.2, what="the file and HTTP backfills finishing")
         http_loader.join()
         output = loader.communicate(timeout=60)[0].decode()
         assert loader.returncode == 0, output
         assert not failures, failures[:3]
         loaded = time.time()
 
-        deadline = time.time() + 60
-        while time.time() < deadline and len(passes.after(loaded)) < 3:
+        def passes_since_loaded() -> list[set[str]]:
             passes.poll()
-            time.sleep(0.2)
+            return passes.after(loaded)
+
+        wait_until(
+            lambda: len(passes_since_loaded()) >= 3,
+            timeout=60,
+            interval=0.2,
+            what="three detection passes after the backfill (did they stop?)",
+        )
         after = passes.after(loaded)
-        assert len(after) >= 3, "detection passes stopped"
 
         # At every pass, during and after the backfill: only spiked tenants ever fire.
         false = {at: firing - SPIKED for at, firing in passes.firing.items() if firing - SPIKED}

@@ -8,9 +8,8 @@ place with replies in its thread, one mail thread, one PagerDuty incident), and 
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import yaml
 from tests.support.helpers import total
 from tests.support.procs import LlmcostProcess
 from tests.support.recording_servers import PagerDutyEventsServer, SlackAPIServer, SMTPServer
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.real_process
 
@@ -66,25 +66,29 @@ class Stack:
         return [call.payload for call in self.slack.calls("chat.update")]
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+def metric(stack: Stack, name: str, **labels: str) -> float:
+    return total(httpx.get(f"{stack.proc.base}/metrics", timeout=10).text, name, **labels)
+
+
+def drained(stack: Stack) -> None:
+    """Wait until the outbox is empty: every notification enqueued so far has been delivered (or given up)."""
+
+    def empty() -> bool:
+        text = httpx.get(f"{stack.proc.base}/metrics", timeout=10).text
+        return "llm_notification_outbox_pending" in text and total(text, "llm_notification_outbox_pending") == 0
+
+    wait_until(empty, what="the outbox to drain", timeout=30)
 
 
 def settle(stack: Stack) -> None:
     """Wait for two more budget evaluations and an empty outbox: anything else due would be sent by then."""
-
-    def runs() -> float:
-        text = httpx.get(f"{stack.proc.base}/metrics", timeout=10).text
-        return total(text, "llm_scheduler_runs_total", task="budgets", outcome="success")
-
-    start = runs()
-    wait_for(lambda: runs() >= start + 2, "two budget evaluations")
-    time.sleep(0.5)  # the outbox workers' last deliveries of what those evaluations enqueued
+    start = metric(stack, "llm_scheduler_runs_total", task="budgets", outcome="success")
+    wait_until(
+        lambda: metric(stack, "llm_scheduler_runs_total", task="budgets", outcome="success") >= start + 2,
+        what="two budget evaluations",
+        timeout=30,
+    )
+    drained(stack)  # the outbox workers' last deliveries of what those evaluations enqueued
 
 
 @pytest.fixture
@@ -135,16 +139,24 @@ def stack(db_url: str, tmp_path: Path) -> Iterator[Stack]:
 
 def test_a_budget_driven_from_0_to_110_percent_is_one_thread_per_channel(stack: Stack) -> None:
     stack.spend(55)  # 55 %: info is routed to Slack, so it speaks
-    wait_for(lambda: len(stack.slack_posts()) == 1, "the info message on Slack")
+    wait_until(lambda: len(stack.slack_posts()) == 1, what="the info message on Slack", timeout=30)
     [info] = stack.alerts("firing")
     assert (info["alertname"], info["severity"], info["labels"]) == ("LLMBudgetInfo", "info", LABELS)
 
     stack.spend(30)  # 85 %: warning
-    wait_for(lambda: len(stack.smtp.messages) == 1 and stack.slack_updates(), "the warning on Slack and mail")
+    wait_until(
+        lambda: len(stack.smtp.messages) == 1 and stack.slack_updates(),
+        what="the warning on Slack and mail",
+        timeout=30,
+    )
     stack.spend(12)  # 97 %: critical
-    wait_for(lambda: len(stack.pd.events) == 1 and len(stack.smtp.messages) == 2, "the critical page")
+    wait_until(
+        lambda: len(stack.pd.events) == 1 and len(stack.smtp.messages) == 2, what="the critical page", timeout=30
+    )
     stack.spend(13)  # 110 %: exceeded
-    wait_for(lambda: len(stack.pd.events) == 2 and len(stack.smtp.messages) == 3, "the exceeded update")
+    wait_until(
+        lambda: len(stack.pd.events) == 2 and len(stack.smtp.messages) == 3, what="the exceeded update", timeout=30
+    )
     settle(stack)
 
     # One alert, named after the level reached, the same id throughout.
@@ -178,19 +190,22 @@ def test_a_budget_driven_from_0_to_110_percent_is_one_thread_per_channel(stack: 
 
 def test_an_acknowledgement_holds_across_the_escalation_but_a_page_is_a_page(stack: Stack) -> None:
     stack.spend(85)  # straight to warning: Slack and mail
-    wait_for(lambda: len(stack.smtp.messages) == 1 and len(stack.slack_posts()) == 1, "the warning")
+    wait_until(lambda: len(stack.smtp.messages) == 1 and len(stack.slack_posts()) == 1, what="the warning", timeout=30)
     [warning] = stack.alerts("firing")
     stack.ack(warning["id"])
-    wait_for(lambda: len(stack.slack_updates()) == 1 and len(stack.smtp.messages) == 2, "the ack updates")
+    wait_until(
+        lambda: len(stack.slack_updates()) == 1 and len(stack.smtp.messages) == 2, what="the ack updates", timeout=30
+    )
 
     stack.spend(12)  # 97 %: the page-worthy level re-notifies although acknowledged
-    wait_for(lambda: len(stack.pd.events) == 1, "the page")
+    wait_until(lambda: len(stack.pd.events) == 1, what="the page", timeout=30)
     assert stack.pd.events[0]["event_action"] == "trigger"
+    drained(stack)  # the critical level's Slack update and mail, enqueued with the page
     mails = len(stack.smtp.messages)
     slack_calls = len(stack.slack.calls("chat.postMessage")) + len(stack.slack_updates())
 
     stack.spend(13)  # 110 %: exceeded, same severity: the acknowledgement holds
-    wait_for(lambda: stack.alerts()[0]["alertname"] == "LLMBudgetExceeded", "the level to follow")
+    wait_until(lambda: stack.alerts()[0]["alertname"] == "LLMBudgetExceeded", what="the level to follow", timeout=30)
     settle(stack)
     assert len(stack.pd.events) == 1
     assert len(stack.smtp.messages) == mails

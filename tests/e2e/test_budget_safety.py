@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import yaml
 from tests.support.helpers import total
 from tests.support.procs import LLMCOST, LlmcostProcess
 from tests.support.recording_servers import PagerDutyEventsServer, SlackAPIServer
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.real_process
 
@@ -55,16 +55,6 @@ def budget_runs(base: str) -> float:
     return total(httpx.get(f"{base}/metrics", timeout=10).text, "llm_scheduler_runs_total", task="budgets")
 
 
-def wait_for(condition: Any, timeout: float = 60.0, what: str = "") -> Any:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what or condition}")
-
-
 class Watch:
     """What a person sees of the running server: budgets, a check answer, alerts, notifications."""
 
@@ -90,7 +80,7 @@ class Watch:
         previous = self.snapshot()
         for _ in range(30):
             runs = budget_runs(self.server.base)
-            wait_for(lambda r=runs: budget_runs(self.server.base) >= r + 2, what="two budget evaluations")
+            wait_until(lambda r=runs: budget_runs(self.server.base) >= r + 2, what="two budget evaluations", timeout=60)
             current = self.snapshot()
             if current == previous:
                 return current
@@ -117,7 +107,7 @@ def test_no_command_changes_the_budgets_of_a_running_server(db_url: str, tmp_pat
             ]  # fmt: skip
             assert httpx.post(f"{base}/v1/usage", json=events, timeout=10).json()["accepted"] == 5
             watch = Watch(server, slack, pagerduty)
-            wait_for(lambda: any(a == "trigger" for a, _ in watch.snapshot()["pagerduty"]), what="a page")
+            wait_until(lambda: any(a == "trigger" for a, _ in watch.snapshot()["pagerduty"]), what="a page", timeout=60)
             firing = httpx.get(f"{base}/v1/alerts?state=firing", timeout=10).json()
             firing = firing["alerts"] if isinstance(firing, dict) else firing
             exceeded = next(a for a in firing if a["alertname"] == "LLMBudgetExceeded")
@@ -245,26 +235,26 @@ def test_only_the_leader_applies_its_config_and_never_prunes_another_files_budge
         assert names(follower.base) == prod_names  # the follower applied nothing
         assert follower.proc is not None
         follower.proc.send_signal(signal.SIGHUP)  # a follower's reload re-reads its file, applies nothing
-        wait_for(
-            lambda: "applied by the scheduler leader" in (follower.log_path.read_text() if follower.log_path else ""),
+        wait_until(
+            lambda: "applied by the scheduler leader" in follower.log(),
             what="the follower's reload",
+            timeout=60,
         )
         assert names(follower.base) == prod_names
         ingester = LlmcostProcess(db_url, config=other, role="ingest").start(tmp_path)
         try:  # an ingest-only server never applies budgets, at start or on SIGHUP
             assert ingester.proc is not None
             ingester.proc.send_signal(signal.SIGHUP)
-            wait_for(
-                lambda: (
-                    "(role ingest) applies no budgets" in (ingester.log_path.read_text() if ingester.log_path else "")
-                ),
+            wait_until(
+                lambda: "(role ingest) applies no budgets" in ingester.log(),
                 what="the ingest server's reload",
+                timeout=60,
             )
             assert names(ingester.base) == prod_names
         finally:
             ingester.stop()
         leader.stop()  # hands the lease over: the follower takes it and applies its own file
-        wait_for(lambda: "other-daily" in names(follower.base), what="the new leader's budgets")
+        wait_until(lambda: "other-daily" in names(follower.base), what="the new leader's budgets", timeout=60)
         assert names(follower.base) == every  # and prod's budgets, which it did not make, stay
     finally:
         follower.stop()

@@ -23,6 +23,7 @@ from tests.support.pg import free_port
 from tests.support.procs import LlmcostProcess
 from tests.support.provider_responses import SECRET, anthropic_messages, chat_completions, responses
 from tests.support.stored import stored_events
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.real_process
 
@@ -31,13 +32,6 @@ pytestmark = pytest.mark.real_process
 def server(tmp_path: Path, sqlite_url: str) -> Iterator[LlmcostProcess]:
     with running_llmcost(tmp_path, sqlite_url) as running:
         yield running
-
-
-def _wait(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def test_records_from_many_threads_all_arrive_once(server: LlmcostProcess, sqlite_url: str) -> None:
@@ -79,7 +73,7 @@ def test_events_recorded_while_llmcost_is_down_arrive_when_it_is_back(tmp_path: 
     client = Client(down.base, INGEST_TOKEN, flush_interval=0.1, max_retry_delay=0.5)
     for i in range(40):
         client.record(request_id=f"down-{i}", provider="openai", model="gpt-4o", input_tokens=5, output_tokens=1)
-    _wait(lambda: client.stats["retries"] >= 2)
+    wait_until(lambda: client.stats["retries"] >= 2, timeout=30, what="two retries")
     down.start(tmp_path)
     try:
         assert client.flush(timeout=30)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +22,7 @@ from tests.support.helpers import total
 from tests.support.paths import REPO
 from tests.support.pg import free_port
 from tests.support.procs import LLMCOST, LlmcostProcess
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.real_process
 
@@ -44,19 +44,20 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 90
-        while time.time() < deadline:
+
+        def loaded_and_alerting() -> bool:
             assert proc.poll() is None, log.read_text()
-            try:
-                metrics = httpx.get(f"{base}/metrics", timeout=2).text
-                alerts = httpx.get(f"{base}/v1/alerts?state=firing", timeout=2).json()
-                if total(metrics, "llm_requests_total") >= TRACE_CALLS and alerts:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        else:
-            pytest.fail(f"the demo did not load its trace and raise alerts: {log.read_text()[-2000:]}")
+            metrics = httpx.get(f"{base}/metrics", timeout=2).text
+            alerts = httpx.get(f"{base}/v1/alerts?state=firing", timeout=2).json()
+            return total(metrics, "llm_requests_total") >= TRACE_CALLS and bool(alerts)
+
+        wait_until(
+            loaded_and_alerting,
+            timeout=90,
+            interval=0.2,
+            ignoring=(httpx.HTTPError,),
+            what=lambda: f"the demo loading its trace and raising alerts: {log.read_text()[-2000:]}",
+        )
         yield base
     finally:
         proc.terminate()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -15,6 +14,7 @@ from tests.support.helpers import total
 from tests.support.paths import REPO
 from tests.support.pg import free_port
 from tests.support.procs import LLMCOST
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.real_process
 
@@ -28,17 +28,14 @@ def test_demo_replays_the_bundled_trace_and_serves_metrics() -> None:
         text=True,
     )
     try:
-        text = ""
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            try:
-                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-                if total(text, "llm_requests_total") >= 8819:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        assert total(text, "llm_requests_total") >= 8819
+
+        def replayed() -> str | None:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            return text if total(text, "llm_requests_total") >= 8819 else None
+
+        text = wait_until(
+            replayed, timeout=20, interval=0.3, ignoring=(httpx.HTTPError,), what="the whole trace replayed"
+        )
         assert total(text, "llm_cost_usd_total") > 1.0
         assert total(text, "llm_unpriced_requests_total", provider="self-hosted") > 0
         assert total(text, "llm_tokens_total", token_type="cache_read") > 0
@@ -107,14 +104,13 @@ def test_a_terminated_demo_removes_its_store(tmp_path: Path) -> None:
         env={**os.environ, "TMPDIR": str(tmp_path)},
     )
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        wait_until(
+            lambda: httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200,
+            timeout=60,
+            interval=0.1,
+            ignoring=(httpx.HTTPError,),
+            what="/readyz answering 200",
+        )
         assert list(tmp_path.glob("llmcost-demo-*"))
     finally:
         proc.terminate()  # SIGTERM, as a service manager stops it

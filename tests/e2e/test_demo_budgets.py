@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -12,6 +11,7 @@ import pytest
 from exporter.demo import DEMO_CONFIG
 from tests.support.pg import free_port
 from tests.support.procs import LLMCOST
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.real_process
 
@@ -26,14 +26,13 @@ def test_budgets_list_on_the_demo_store_shows_the_demo_budgets(tmp_path: Path) -
     )
     names = sorted(b["name"] for b in DEMO_CONFIG["budgets"])
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/v1/budgets/daily-total", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+        wait_until(
+            lambda: httpx.get(f"http://127.0.0.1:{port}/v1/budgets/daily-total", timeout=2).status_code == 200,
+            timeout=60,
+            interval=0.2,
+            ignoring=(httpx.HTTPError,),
+            what="the demo's budgets served",
+        )
         for _ in range(2):  # twice: reading the store changes nothing
             listed = subprocess.run(
                 [LLMCOST, "budgets", "list", "--db", db], capture_output=True, text=True, timeout=60, cwd=tmp_path

@@ -10,7 +10,6 @@ spike nor a forecast alert may fire (they did, six of each, before).
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
@@ -27,6 +26,7 @@ from tests.support.clock import FakeClock
 from tests.support.helpers import make_config, total
 from tests.support.pg import free_port
 from tests.support.procs import LLMCOST
+from tests.support.waiting import wait_until
 
 
 class Sink:
@@ -113,15 +113,13 @@ def test_the_real_demo_process_starts_without_a_spike_or_forecast_alert() -> Non
         return total(httpx.get(f"{base}/metrics", timeout=5).text, "llm_scheduler_runs_total", task=task)
 
     try:
-        deadline = time.time() + 200  # a minute between ticks, and a loaded machine starts slowly
-        while time.time() < deadline:
-            try:
-                if runs("detection") >= 2 and runs("budgets") >= 2:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        assert runs("detection") >= 2 and runs("budgets") >= 2, "the scheduler did not run twice"
+        wait_until(
+            lambda: runs("detection") >= 2 and runs("budgets") >= 2,
+            timeout=200,  # a minute between ticks, and a loaded machine starts slowly
+            interval=0.5,
+            ignoring=(httpx.HTTPError,),
+            what="the scheduler running twice",
+        )
         alerts = httpx.get(f"{base}/v1/alerts", timeout=5).json()
         false = [a for a in alerts if a["alertname"] in ("LLMCostSpike", "LLMBudgetForecastOverrun")]
         assert false == [], [(a["alertname"], a["annotations"].get("summary")) for a in false]

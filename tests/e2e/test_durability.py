@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -13,6 +12,7 @@ import pytest
 from tests.support.helpers import total
 from tests.support.helpers import usage_events as events
 from tests.support.procs import LlmcostProcess
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.real_process
 
@@ -38,8 +38,8 @@ def test_acknowledged_events_survive_kill_9_and_restart(tmp_path: Path, sqlite_u
 
     thread = threading.Thread(target=sender)
     thread.start()
-    time.sleep(1.5)
-    server.kill9()
+    wait_until(lambda: len(acknowledged) >= 600, timeout=30, what="600 events acknowledged")
+    server.kill9()  # while the sender is still posting
     stop.set()
     thread.join()
     assert len(acknowledged) >= 500

@@ -10,9 +10,11 @@ import sys
 import time
 
 import pytest
+from sqlalchemy import Engine, create_engine, text
 
 from tests.support.clock import FakeClock
-from tests.support.gateway_harness import Harness, Receivers, gateway_config, wait_for
+from tests.support.gateway_harness import Harness, Receivers, gateway_config
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.real_process
 
@@ -28,8 +30,14 @@ gateway = GatewayService(Store(config.database_url), config)
 for i in range(3):
     gateway.fire("LLMCostSpike", {"project": f"p{i}"}, severity="critical")
 print("fired", flush=True)
-time.sleep(600)
+time.sleep(600)  # stays alive, its workers delivering, until the test kills it
 """
+
+
+def sent_rows(engine: Engine) -> int:
+    """Outbox rows the (other) gateway process has recorded as sent, read straight from the store."""
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT COUNT(*) FROM notification_outbox WHERE status = 'sent'")).scalar_one())
 
 
 def test_kill_9_while_delivering_loses_nothing(db: str, rx: Receivers) -> None:
@@ -41,9 +49,15 @@ def test_kill_9_while_delivering_loses_nothing(db: str, rx: Receivers) -> None:
     child = subprocess.Popen([sys.executable, "-c", CHILD], env=env, stdout=subprocess.PIPE, cwd=os.getcwd())
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == b"fired"
-        wait_for(lambda: rx.counts() == {"slack": 3, "email": 3, "pagerduty": 3})
+        wait_until(lambda: rx.counts() == {"slack": 3, "email": 3, "pagerduty": 3})
         # Email and PagerDuty were delivered and recorded; the three Slack messages are in flight.
-        time.sleep(0.2)
+        engine = create_engine(db)
+        try:
+            wait_until(
+                lambda: sent_rows(engine) == 6, timeout=10, what="the email and PagerDuty deliveries recorded as sent"
+            )
+        finally:
+            engine.dispose()
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(10)
@@ -52,7 +66,7 @@ def test_kill_9_while_delivering_loses_nothing(db: str, rx: Receivers) -> None:
 
     later = FakeClock(time.time() + 5)  # the dead process's leases have run out
     with Harness(db, rx, clock=later, start_workers=True, alerting=alerting) as restarted:
-        wait_for(lambda: len(restarted.gateway.notifications(status="sent", channel="slack")) == 3)
+        wait_until(lambda: len(restarted.gateway.notifications(status="sent", channel="slack")) == 3)
         assert restarted.gateway.notifications(status="pending") == []
         # Slack gets the three messages again (their first attempt never got an answer); email and
         # PagerDuty, whose deliveries were recorded, are not sent twice.

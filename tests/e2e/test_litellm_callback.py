@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,6 +21,7 @@ from tests.support.llmcost_server import ADMIN_TOKEN, INGEST_TOKEN, running_llmc
 from tests.support.pg import free_port
 from tests.support.procs import LlmcostProcess
 from tests.support.stored import stored_events
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.real_process
 
@@ -59,16 +59,39 @@ def server(tmp_path: Path, sqlite_url: str) -> Iterator[LlmcostProcess]:
         yield running
 
 
-def _wait_for(predicate: Any, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
+async def litellm_logging_done(timeout: float = 30.0) -> None:
+    """Wait until the logging LiteLLM does in this loop after each call has run (success, failure, callbacks).
+
+    LiteLLM queues that work on its logging worker, whose tasks run in this loop; `asyncio.run` cancels what is
+    still running when the scenario returns, so without this the last calls would go unlogged. Done means: the
+    worker's queue is drained (its public `flush`) and no task but the worker's own idle loop is left.
+    """
+    from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+
+    def busy() -> set[asyncio.Task[Any]]:
+        return {
+            t
+            for t in asyncio.all_tasks()
+            if t is not asyncio.current_task() and t.get_coro().__qualname__ != "LoggingWorker._worker_loop"  # type: ignore[union-attr]
+        }
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        await asyncio.wait_for(GLOBAL_LOGGING_WORKER.flush(), max(0.0, deadline - loop.time()))
+        if not (running := busy()):
+            return
+        assert loop.time() < deadline, f"LiteLLM's logging still running after {timeout:g} s: {running}"
+        await asyncio.wait(running, timeout=deadline - loop.time())
 
 
 def _delivered(handler: Any, count: int) -> None:
     """Wait until LiteLLM handed `count` calls to the handler (its logging runs in the background) and they are sent."""
-    _wait_for(lambda: handler.client.stats["accepted"] + handler.client.stats["duplicates"] >= count)
+    wait_until(
+        lambda: handler.client.stats["accepted"] + handler.client.stats["duplicates"] >= count,
+        timeout=60,
+        what=f"{count} calls delivered",
+    )
 
 
 def test_calls_appear_with_litellm_token_counts_and_cost(
@@ -91,7 +114,7 @@ def test_calls_appear_with_litellm_token_counts_and_cost(
             )
             for _ in range(2)
         ]
-        await asyncio.sleep(0.3)  # LiteLLM's logging tasks run after the call: let them end in this loop
+        await litellm_logging_done()
         return done
 
     responses += asyncio.run(async_calls())
@@ -147,7 +170,7 @@ def test_a_hard_budget_blocks_the_next_call(lit: SimpleNamespace, server: Llmcos
         assert (
             await handler.async_pre_call_hook(lit.UserAPIKeyAuth(team_alias="other"), None, data, "completion") is data
         )
-        await asyncio.sleep(0.3)  # LiteLLM's logging tasks run after the call: let them end in this loop
+        await litellm_logging_done()
         return calls
 
     allowed_calls = asyncio.run(scenario())
@@ -166,7 +189,7 @@ def test_fail_mode_when_llmcost_is_unreachable(lit: SimpleNamespace) -> None:
         try:
             return await lit.litellm.acompletion(model="gpt-4o", messages=MESSAGES, mock_response="ok")
         finally:
-            await asyncio.sleep(0.3)  # LiteLLM's logging tasks run after the call: let them end in this loop
+            await litellm_logging_done()
 
     closed = lit.LlmcostLogger(url, INGEST_TOKEN, fail_mode="closed", close_timeout=0.1)
     lit.litellm.callbacks = [closed]
@@ -191,7 +214,7 @@ def test_a_restart_of_llmcost_loses_no_acknowledged_event(
     first.kill9()
     # LiteLLM hands these to the callback while llmcost is down: the callback has acknowledged them.
     ids += [lit.litellm.completion(model="gpt-4o", messages=MESSAGES, mock_response="ok").id for _ in range(10)]
-    _wait_for(lambda: handler.client.stats["retries"] >= 1)
+    wait_until(lambda: handler.client.stats["retries"] >= 1, timeout=60, what="a retry")
     second = LlmcostProcess(sqlite_url, config=config)
     second.port = first.port
     second.start(tmp_path)
@@ -217,12 +240,14 @@ def test_litellm_generic_api_logger_payload_is_accepted_as_is(
             await lit.litellm.acompletion(model="gpt-4o-mini", messages=MESSAGES, mock_response=f"{SECRET} answer")
             for _ in range(3)
         ]
-        await asyncio.sleep(0.5)  # LiteLLM's success logging runs as tasks after the call returns
+        # LiteLLM's success logging runs after each call returns; the logger batches what it is handed. (Its
+        # periodic flush task never ends, so this waits on the batch, in a thread: the loop keeps running.)
+        await asyncio.to_thread(wait_until, lambda: len(logger.log_queue) >= 3, timeout=30, what="3 calls batched")
         await logger.async_send_batch()
         return responses
 
     responses = asyncio.run(scenario())
-    _wait_for(lambda: len(stored_events(sqlite_url)) == 3)
+    wait_until(lambda: len(stored_events(sqlite_url)) == 3, timeout=60, what="three stored events")
     stored = stored_events(sqlite_url)
     assert set(stored) == {r.id for r in responses}
     for response in responses:
@@ -254,7 +279,7 @@ def test_a_model_budget_applies_to_provider_prefixed_calls(
         await asyncio.to_thread(_delivered, handler, 1)
         with pytest.raises(BudgetExceededError):
             await lit.litellm.acompletion(**call)
-        await asyncio.sleep(0.3)
+        await litellm_logging_done()
 
     asyncio.run(scenario())
     handler.close()

@@ -29,7 +29,6 @@ through the HTTP API updates that Slack message.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from tests.support import live_stack
 from tests.support import monitoring_assets as assets
 from tests.support.procs import LlmcostProcess
 from tests.support.recording_servers import RecordedRequest, Response, SlackAPIServer
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.real_process
 
@@ -294,15 +294,20 @@ def test_every_dashboard_query_and_recording_rule_returns_live_data(live: LiveSt
     assert excluded == set(NO_DATA_IN_A_SHORT_RUN), "an exclusion names a query that no longer exists"
 
     missing: dict[str, str] = dict(queries)
-    deadline = time.monotonic() + 45
-    while missing and time.monotonic() < deadline:
+
+    def all_answered() -> bool:
         for name, expr in list(missing.items()):
             if live_stack.instant_query(live.prometheus, expr):
                 del missing[name]
-        if missing:
-            time.sleep(1)
-    listing = "\n".join(f"  {name}: {expr}" for name, expr in sorted(missing.items()))
-    hint = ""
-    if "llm_scheduler_runs_total" not in httpx.get(f"{live.llmcost.base}/metrics", timeout=5).text:
-        hint = "\nllmcost exposes no llm_scheduler_* series: `llmcost serve` runs no scheduler (detection, budgets)."
-    assert not missing, f"{len(missing)} of {len(queries)} queries returned no data:\n{listing}{hint}"
+        return not missing
+
+    def report() -> str:
+        listing = "\n".join(f"  {name}: {expr}" for name, expr in sorted(missing.items()))
+        hint = ""
+        if "llm_scheduler_runs_total" not in httpx.get(f"{live.llmcost.base}/metrics", timeout=5).text:
+            hint = (
+                "\nllmcost exposes no llm_scheduler_* series: `llmcost serve` runs no scheduler (detection, budgets)."
+            )
+        return f"{len(missing)} of {len(queries)} queries returned no data:\n{listing}{hint}"
+
+    wait_until(all_answered, timeout=45, interval=1, what=report)

@@ -13,6 +13,7 @@ import pytest
 from tests.support.helpers import total
 from tests.support.pg import PostgresCluster
 from tests.support.procs import LlmcostProcess
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.real_process
 
@@ -112,20 +113,25 @@ def test_postgresql_restart_under_load_loses_nothing_acknowledged(tmp_path: Path
                     if response.status_code == 200:
                         acknowledged.update(str(e["request_id"]) for e in batch)
                     k += 1
-                    time.sleep(0.01)
+                    time.sleep(0.01)  # pacing: a steady load of small batches (not a wait for anything)
 
         threads = [threading.Thread(target=sender, args=(p, f"p{i}-")) for i, p in enumerate(procs)]
         for t in threads:
             t.start()
-        time.sleep(1.5)
+        wait_until(lambda: statuses.count(200) >= 20, timeout=30, what="the load flowing")
         cluster.stop("fast")
-        time.sleep(2.0)
-        down = [s for s in statuses[-20:]]
+        stopped_at = len(statuses)
+        # Twenty answers given while the database is down, some of them telling the client to retry.
+        wait_until(
+            lambda: len(statuses) >= stopped_at + 20 and 503 in statuses[stopped_at:],
+            timeout=30,
+            what="answers while the database is down",
+        )
+        down = statuses[stopped_at:]
         cluster.restart()
-        deadline = time.time() + 30
-        while time.time() < deadline and statuses[-1] != 200:
-            time.sleep(0.2)
-        time.sleep(1.0)
+        wait_until(lambda: statuses[-1] == 200, timeout=30, what="ingest acknowledged again after the restart")
+        recovered_at = len(statuses)
+        wait_until(lambda: statuses[recovered_at:].count(200) >= 20, timeout=30, what="the load flowing again")
         stop.set()
         for t in threads:
             t.join()
@@ -175,12 +181,13 @@ def test_scheduler_runs_once_per_tick_and_fails_over_after_kill_9(tmp_path: Path
         )
         procs = [LlmcostProcess(url, config=config, role="scheduler").start(tmp_path) for _ in range(3)]
         try:
-            time.sleep(6)
-            first = _runs(procs[0].base, "budgets")
-            time.sleep(5)
-            second = _runs(procs[1].base, "budgets")
-            # One run per 1 s tick across all three processes (not three): allow for tick edges.
-            assert 3 <= second - first <= 7, (first, second)
+            first = wait_until(lambda: _runs(procs[0].base, "budgets"), timeout=30, what="a first budget run")
+            started = time.monotonic()
+            # One run per 1 s tick across all three processes (not three): five more runs need at least four
+            # tick boundaries (three runs per tick would take two), and no tick is missed wholesale.
+            wait_until(lambda: _runs(procs[1].base, "budgets") >= first + 5, timeout=30, what="five more runs")
+            took = time.monotonic() - started
+            assert 3.5 <= took <= 9, f"five runs took {took:.1f} s"
 
             with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as conn:
                 holder = conn.execute("SELECT holder FROM leader_leases WHERE name = 'scheduler'").fetchone()[0]
@@ -189,17 +196,19 @@ def test_scheduler_runs_once_per_tick_and_fails_over_after_kill_9(tmp_path: Path
             survivors = [p for p in procs if p is not leader]
             killed_at = time.time()
             before = _runs(survivors[0].base, "budgets")
-            while time.time() - killed_at < 30 and _runs(survivors[0].base, "budgets") <= before:
-                time.sleep(0.5)
+            wait_until(
+                lambda: _runs(survivors[0].base, "budgets") > before,
+                timeout=30,
+                interval=0.5,
+                what="a new leader's run",
+            )
             took = time.time() - killed_at
             assert took <= 20 + 2, f"failover took {took:.1f} s (documented bound: ttl 15 s + ttl/3)"
 
             # An exceeded budget raised while several processes deliver: one Slack message, not three.
             post_all(survivors[0].base, [{**stream(1, "big")[0], "cost_usd": 5.0}])
-            deadline = time.time() + 15
-            while time.time() < deadline and len(slack.calls("chat.postMessage")) < 1:
-                time.sleep(0.2)
-            time.sleep(2)
+            wait_until(lambda: slack.calls("chat.postMessage"), timeout=15, what="the budget message on Slack")
+            time.sleep(2)  # on purpose: a second message (from another process) can only be ruled out over time
             posts = slack.calls("chat.postMessage")
             texts = sorted(str(p.payload.get("text", ""))[:80] for p in posts)
             assert len(posts) == 1, texts  # one alert for the budget, at the level reached (exceeded)
@@ -246,10 +255,10 @@ def test_gateway_across_processes_notifies_once_and_an_ack_anywhere_counts_every
                 t.start()
             for t in threads:
                 t.join()
-            deadline = time.time() + 15
-            while time.time() < deadline and not (slack.calls("chat.postMessage") and pagerduty.events):
-                time.sleep(0.2)
-            time.sleep(2)
+            wait_until(
+                lambda: slack.calls("chat.postMessage") and pagerduty.events, timeout=15, what="the Slack and PD alert"
+            )
+            time.sleep(2)  # on purpose: a second message (from the other process) can only be ruled out over time
             assert len(slack.calls("chat.postMessage")) == 1
             assert [e["event_action"] for e in pagerduty.events] == ["trigger"]
 
@@ -259,10 +268,10 @@ def test_gateway_across_processes_notifies_once_and_an_ack_anywhere_counts_every
             assert acked.status_code == 200
             seen = httpx.get(f"{procs[1].base}/v1/alerts?state=acknowledged", headers=headers).json()
             assert [(a["id"], a["acknowledged_by"]) for a in seen] == [(alert["id"], "alice")]
-            deadline = time.time() + 15
-            while time.time() < deadline and not (slack.calls("chat.update") and len(pagerduty.events) > 1):
-                time.sleep(0.2)
-            time.sleep(1)
+            wait_until(
+                lambda: slack.calls("chat.update") and len(pagerduty.events) > 1, timeout=15, what="the ack's updates"
+            )
+            time.sleep(1)  # on purpose: a second update (from the other process) can only be ruled out over time
             assert len(slack.calls("chat.update")) == 1
             assert [e["event_action"] for e in pagerduty.events] == ["trigger", "acknowledge"]
             assert len(slack.calls("chat.postMessage")) == 1

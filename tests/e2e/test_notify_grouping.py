@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from alerting.signatures import sign_pagerduty, sign_slack
 from tests.support.helpers import total
 from tests.support.procs import LlmcostProcess
 from tests.support.recording_servers import PagerDutyEventsServer, SlackAPIServer, SMTPServer
+from tests.support.waiting import wait_until
 
 ADMIN = "admin-token-0123456789abcdef"
 INGEST = "ingest-token-0123456789abcdef"
@@ -109,18 +110,10 @@ class Stack:
         )
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.time() + timeout
-    while not condition():
-        if time.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def delivered(stack: Stack, alerts: int, state: str = "firing") -> None:
     """Wait until `alerts` alerts are in `state` and nothing is left to deliver."""
-    wait_for(lambda: len(stack.alerts(state)) == alerts, f"{alerts} {state} alerts")
-    wait_for(lambda: stack.pending() == 0, "the outbox to drain")
+    wait_until(lambda: len(stack.alerts(state)) == alerts, what=f"{alerts} {state} alerts", timeout=60)
+    wait_until(lambda: stack.pending() == 0, what="the outbox to drain", timeout=60)
 
 
 @contextmanager
@@ -248,8 +241,8 @@ def test_one_or_two_instances_are_notified_one_by_one_as_before(db_url: str, tmp
         # The single alert's own button acknowledges it, and its message is updated in place.
         alert_id = buttons[0]["value"]
         assert stack.slack_click("llmcost_ack", alert_id).status_code == 200
-        wait_for(lambda: len(stack.alerts("acknowledged")) == 1, "the acknowledgement")
-        wait_for(lambda: len(stack.slack.calls("chat.update")) == 1, "the living message updated")
+        wait_until(lambda: len(stack.alerts("acknowledged")) == 1, what="the acknowledgement", timeout=60)
+        wait_until(lambda: len(stack.slack.calls("chat.update")) == 1, what="the living message updated", timeout=60)
         assert len(stack.slack_posts()) == 2
 
 

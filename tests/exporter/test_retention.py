@@ -157,7 +157,7 @@ def test_ingest_during_pruning_loses_nothing(months: str) -> None:
     try:
         requests_before = sum(r.get("requests") for r in services.store.series_totals(()))
         kept_before = scalar(services, "SELECT COUNT(*) FROM usage_events WHERE ts >= :t", t=NOW - 30 * DAY)
-        pruner = Pruner(
+        pruner = Pruner(  # a short pause between batches (not a wait): lets the ingest below interleave
             services.store, services.config.retention, clock=services.clock, pause=lambda: time.sleep(0.001)
         )
         pruner.config = type(pruner.config)(events_days=30, rollups_days=60, batch_events=100)

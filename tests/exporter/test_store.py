@@ -223,7 +223,7 @@ def test_sqlite_writers_in_other_processes_wait_for_the_writer_turn(tmp_path) ->
     with turn:
         with turn:  # re-entrant: leaving the inner turn keeps the outer one held
             held.set()
-        time.sleep(0.3)
+        time.sleep(0.3)  # on purpose: the turn is held this long, and the other process must wait it out
     assert waited.get(timeout=10) >= 0.25
     child.join(10)
     turn.close()

@@ -32,6 +32,7 @@ from tests.support.clock import FakeClock
 from tests.support.helpers import make_config, total
 from tests.support.pg import PostgresCluster, free_port
 from tests.support.recording_servers import PagerDutyEventsServer, RecordedRequest, Response, SlackAPIServer, SMTPServer
+from tests.support.waiting import wait_until
 
 ADMIN = "admin-token-0123456789ab"
 WEBHOOK = "webhook-token-0123456789"
@@ -332,15 +333,6 @@ def pd_event(
 # --- time -------------------------------------------------------------------------------------------
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.01) -> None:
-    """Poll until `predicate()` is true (real deliveries by real workers), else fail."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
-
-
 def percentile(values: Sequence[float], q: float) -> float:
     """The q-quantile (0–1) of `values`, nearest rank."""
     ordered = sorted(values)
@@ -364,7 +356,7 @@ def measure_fire_to_slack(
     first = time.perf_counter()
     for i in range(count):
         if interval:
-            time.sleep(max(0.0, first + i * interval - time.perf_counter()))
+            time.sleep(max(0.0, first + i * interval - time.perf_counter()))  # pacing the alerts, not a wait
         t0 = time.perf_counter()
         change = gateway.fire(alertname, {"probe": str(i)}, severity="warning")
         assert change.alert is not None and change.alert.id is not None
@@ -379,7 +371,7 @@ def measure_fire_to_slack(
                         seen.setdefault(int(element["value"]), at)
         return seen
 
-    wait_for(lambda: set(started) <= set(arrived()), timeout=max(10.0, count * 0.05))
+    wait_until(lambda: set(started) <= set(arrived()), timeout=max(10.0, count * 0.05), what=f"{count} alerts at Slack")
     times = arrived()
     return [times[alert_id] - t0 for alert_id, t0 in started.items()]
 
@@ -394,7 +386,7 @@ def serve(app: Starlette) -> Iterator[str]:
     thread = threading.Thread(target=server.run, name="uvicorn-test")
     thread.start()
     try:
-        wait_for(lambda: server.started, timeout=10)
+        wait_until(lambda: server.started, timeout=10)
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True

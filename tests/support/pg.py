@@ -7,11 +7,12 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 import psycopg
+
+from tests.support.waiting import wait_until
 
 PG_BIN_CANDIDATES = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/local/bin", "/usr/bin")
 
@@ -64,14 +65,18 @@ class PostgresCluster:
             "-c fsync=on -c max_connections=200 -c shared_buffers=64MB"
         )
         self._run(pg_bin("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start")
-        deadline = time.time() + 30
-        while time.time() < deadline:
+
+        def accepting() -> bool:
             try:
                 with psycopg.connect(self.dsn("postgres"), connect_timeout=2):
-                    return
+                    return True
             except psycopg.OperationalError:
-                time.sleep(0.1)
-        raise RuntimeError("PostgreSQL did not start: " + (self.root / "log").read_text()[-2000:])
+                return False
+
+        try:
+            wait_until(accepting, timeout=30, interval=0.1, what="PostgreSQL accepting connections")
+        except AssertionError:
+            raise RuntimeError("PostgreSQL did not start: " + (self.root / "log").read_text()[-2000:]) from None
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server (the data stays)."""

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from tests.support.pg import free_port
+from tests.support.waiting import wait_until
 
 LLMCOST = str(Path(sys.executable).with_name("llmcost"))
 
@@ -61,17 +62,25 @@ class LlmcostProcess:
         self.log_path = log_dir / f"llmcost-{self.port}-{int(time.time() * 1000)}.log"
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"llmcost exited: {self.log_path.read_text()[-3000:]}")
+        proc = self.proc
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"llmcost exited: {self.log()[-3000:]}")
             try:
-                if httpx.get(f"{self.base}/readyz", timeout=1).status_code == 200:
-                    return self
+                return httpx.get(f"{self.base}/readyz", timeout=1).status_code == 200
             except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"llmcost did not become ready: {self.log_path.read_text()[-3000:]}")
+                return False
+
+        try:
+            wait_until(ready, timeout=30, interval=0.1, what="/readyz answering 200")
+        except AssertionError:
+            raise RuntimeError(f"llmcost did not become ready: {self.log()[-3000:]}") from None
+        return self
+
+    def log(self) -> str:
+        """What the process has written to stdout and stderr so far ("" before `start`)."""
+        return self.log_path.read_text() if self.log_path is not None else ""
 
     def kill9(self) -> None:
         """SIGKILL: no shutdown hooks run."""

@@ -33,7 +33,7 @@ from typing import Any, Self
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 Body = bytes | str | dict[str, Any] | list[Any] | None
 
@@ -91,10 +91,14 @@ class RecordingServer:
     """A threaded HTTP server on 127.0.0.1 that records requests and answers from a script, then a default."""
 
     def __init__(self, *, keep_alive: bool = False, idle_timeout: float = 1.0) -> None:
-        """`keep_alive`: speak HTTP/1.1 and keep connections open, closing them after `idle_timeout` s."""
+        """`keep_alive`: speak HTTP/1.1 and keep connections open, closing them after `idle_timeout` s.
+
+        `connections` counts connections opened, `connections_closed` those the server has closed.
+        """
         self.keep_alive = keep_alive
         self.idle_timeout = idle_timeout
         self.connections = 0
+        self.connections_closed = 0
         self.requests: list[RecordedRequest] = []
         self._script: deque[Response] = deque()
         self._lock = threading.Lock()
@@ -135,6 +139,11 @@ class RecordingServer:
                 super().setup()
                 with server._lock:
                     server.connections += 1
+
+            def finish(self) -> None:
+                super().finish()
+                with server._lock:
+                    server.connections_closed += 1
 
             def _handle(self) -> None:
                 server._serve(self)
@@ -321,8 +330,24 @@ class ReceivedMail:
         raise KeyError(content_type)
 
 
+class _CountingSMTP(SMTP):
+    """aiosmtpd's SMTP session, also counting the client sessions that ended (quit, or the idle timeout).
+
+    Only sessions that greeted (EHLO/HELO) count: the controller's own start-up probe connects and leaves.
+    """
+
+    def connection_lost(self, error: Exception | None) -> None:
+        greeted = self.session is not None and self.session.host_name is not None
+        super().connection_lost(error)
+        if greeted:
+            self.event_handler._server.sessions_closed += 1
+
+
 class _LoopbackController(Controller):
     """aiosmtpd's controller, learning the port the OS picked when asked for port 0."""
+
+    def factory(self) -> SMTP:
+        return _CountingSMTP(self.handler, **self.SMTP_kwargs)
 
     def _trigger_server(self) -> None:
         assert isinstance(self.server, asyncio.Server)
@@ -336,7 +361,8 @@ class SMTPServer:
     `refuse` maps recipient addresses to the reply they get (e.g. `"550 5.1.1 No such user"`);
     `enqueue_data_reply("451 4.3.0 Try later")` makes the next DATA fail; `credentials` turns on AUTH
     (PLAIN/LOGIN, offered without TLS); a client that does not log in is still served. `sessions` counts
-    EHLO greetings (one per client session); `idle_timeout` makes the server drop idle sessions, as relays do.
+    EHLO greetings (one per client session) and `sessions_closed` the sessions that ended; `idle_timeout` makes
+    the server drop idle sessions, as relays do.
     """
 
     def __init__(
@@ -348,6 +374,7 @@ class SMTPServer:
     ) -> None:
         self.messages: list[ReceivedMail] = []
         self.sessions = 0
+        self.sessions_closed = 0
         self.idle_timeout = idle_timeout
         self.tls_context = tls_context
         self.refuse: dict[str, str] = {}
