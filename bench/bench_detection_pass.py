@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from alerting.spikes import SpikeService, SpikeSettings  # noqa: E402
 from exporter.store import Store  # noqa: E402
 from exporter.store.schema import BUCKET_SECONDS, COUNTER_COLUMNS  # noqa: E402
-from tests.pg import PostgresCluster  # noqa: E402
+from tests.support.pg import PostgresCluster  # noqa: E402
 
 MODELS = [
     ("openai", "gpt-4o"),

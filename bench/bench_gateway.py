@@ -1,7 +1,7 @@
 """Alert gateway benchmark (issue 4): latency to Slack, fan-out, and a duplicate storm.
 
 A real `llmcost serve` process receives Alertmanager webhooks; Slack, PagerDuty and SMTP stand-ins
-(tests/recording_servers.py) run in this process and record what arrives, so every figure crosses a
+(tests/support/recording_servers.py) run in this process and record what arrives, so every figure crosses a
 real socket. Loopback only; every loop is bounded.
 """
 
@@ -23,9 +23,9 @@ sys.path.insert(0, str(ROOT))
 
 from loadgen import post_all  # noqa: E402
 
-from tests.pg import free_port  # noqa: E402
-from tests.recording_servers import PagerDutyEventsServer, SMTPServer  # noqa: E402
-from tests.test_gateway_support import TimedSlackServer, am_alert, am_payload, percentile  # noqa: E402
+from tests.support.gateway_harness import TimedSlackServer, am_alert, am_payload, percentile  # noqa: E402
+from tests.support.pg import free_port  # noqa: E402
+from tests.support.recording_servers import PagerDutyEventsServer, SMTPServer  # noqa: E402
 
 LLMCOST = str(Path(sys.executable).with_name("llmcost"))
 

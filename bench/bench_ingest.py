@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from loadgen import post_all  # noqa: E402
 
-from tests.pg import PostgresCluster, free_port  # noqa: E402
+from tests.support.pg import PostgresCluster, free_port  # noqa: E402
 
 LLMCOST = str(Path(sys.executable).with_name("llmcost"))
 MODELS = [

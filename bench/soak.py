@@ -26,7 +26,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.pg import PostgresCluster, free_port  # noqa: E402
+from tests.support.pg import PostgresCluster, free_port  # noqa: E402
 
 LLMCOST = str(Path(sys.executable).with_name("llmcost"))
 CONFIG = """

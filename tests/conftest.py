@@ -1,4 +1,4 @@
-"""Shared fixtures: real SQLite files and a real PostgreSQL 15 cluster on loopback."""
+"""Shared fixtures: real SQLite files, a real PostgreSQL 15 cluster on loopback, the injected clock."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.pg import PostgresCluster
+from tests.support.clock import FakeClock
+from tests.support.pg import PostgresCluster
 
-pytest_plugins = ["tests.gateway_fixtures"]
+pytest_plugins = ["tests.support.gateway_fixtures"]
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +41,16 @@ def db_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-
         return f"sqlite:///{tmp_path / 'llmcost.db'}"
     cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
     return cluster.create_database()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """The injected clock: whole seconds of now until the test moves it (`advance`, `set`).
+
+    Code under test takes it where it would call `time.time` (`Services.build(config, clock=clock)`,
+    `GatewayService(..., clock=clock)`), so periods, leases, retries and caches run on test time.
+    """
+    return FakeClock()
 
 
 def pytest_configure(config: pytest.Config) -> None:

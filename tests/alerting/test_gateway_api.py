@@ -1,0 +1,212 @@
+"""`/v1/alerts*`, `/v1/notifications` and `/v1/alertmanager` through the real ASGI app."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import orjson
+import pytest
+
+from alerting.gateway.records import API_FIELDS
+from tests.support.clock import FakeClock
+from tests.support.gateway_harness import (
+    ADMIN,
+    BUDGET_LABELS,
+    WEBHOOK,
+    Harness,
+    Receivers,
+    am_alert,
+    am_payload,
+)
+
+
+@pytest.fixture
+def h(sqlite_url: str, rx: Receivers) -> Iterator[Harness]:
+    with Harness(sqlite_url, rx) as harness:
+        yield harness
+
+
+def test_alerts_list_has_exactly_the_spec_fields_and_filters_by_state(h: Harness) -> None:
+    h.gateway.fire("LLMBudgetForecastOverrun", BUDGET_LABELS, severity="warning", annotations={"summary": "80%"})
+    critical = h.gateway.fire("LLMBudgetCritical", BUDGET_LABELS, severity="critical").alert
+    h.gateway.ack(critical.id, by="alice")
+    alerts = h.alerts()
+    assert [tuple(a) for a in alerts] == [API_FIELDS, API_FIELDS]
+    newest = alerts[0]
+    assert newest["id"] == critical.id and newest["state"] == "acknowledged"
+    assert newest["labels"] == BUDGET_LABELS and newest["acknowledged_by"] == "alice"
+    assert newest["starts_at"].endswith("Z") and newest["acknowledged_at"].endswith("Z")
+    assert newest["resolved_at"] is None
+    assert [a["alertname"] for a in h.alerts("firing")] == ["LLMBudgetForecastOverrun"]
+    assert h.alerts("resolved") == []
+    assert h.admin("GET", "/v1/alerts", params={"state": "open"}).status_code == 400
+    assert h.client.get("/v1/alerts").status_code == 401
+    assert h.client.get("/v1/alerts", headers={"Authorization": f"Bearer {WEBHOOK}"}).status_code == 401
+
+
+def test_ack_and_unack_through_the_api(h: Harness, rx: Receivers) -> None:
+    alert_id = h.gateway.fire("LLMBudgetCritical", BUDGET_LABELS, severity="critical").alert.id
+    h.gateway.deliver_pending()
+    response = h.admin("POST", f"/v1/alerts/{alert_id}/ack", json={"by": "alice", "comment": "looking"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["state"] == "acknowledged" and body["acknowledged_by"] == "alice" and body["changed"] is True
+    assert h.admin("POST", f"/v1/alerts/{alert_id}/ack", json={"by": "bob"}).json()["changed"] is False
+    h.gateway.deliver_pending()
+    assert [e["event_action"] for e in rx.pagerduty.events] == ["trigger", "acknowledge"]
+
+    detail = h.admin("GET", f"/v1/alerts/{alert_id}").json()
+    assert [e["action"] for e in detail["history"]] == ["fired", "acknowledged"]
+    assert detail["history"][1]["comment"] == "looking"
+    assert {n["kind"] for n in detail["notifications"]} == {"firing", "acknowledged"}
+
+    assert h.admin("POST", f"/v1/alerts/{alert_id}/unack").json()["state"] == "firing"
+    assert h.client.post(f"/v1/alerts/{alert_id}/ack", json={"by": "mallory"}).status_code == 401
+    assert h.admin("POST", "/v1/alerts/999/ack", json={"by": "a"}).status_code == 404
+    assert h.admin("POST", "/v1/alerts/abc/ack", json={"by": "a"}).status_code == 404
+    assert (
+        h.admin(
+            "POST", f"/v1/alerts/{alert_id}/ack", content=b"{", headers={"Content-Type": "application/json"}
+        ).status_code
+        == 400
+    )
+    bad = h.admin("POST", f"/v1/alerts/{alert_id}/ack", json={"by": 5})
+    assert bad.status_code == 422 and bad.json()["detail"] == {"field": "by"}
+    h.gateway.resolve("LLMBudgetCritical", BUDGET_LABELS)
+    assert h.admin("POST", f"/v1/alerts/{alert_id}/ack", json={"by": "a"}).status_code == 409
+
+
+def test_alertmanager_alerts_fire_and_resolve_once(h: Harness, rx: Receivers) -> None:
+    firing = am_payload([am_alert(severity="critical")], truncated=7)
+    response = h.post_alertmanager(firing)
+    assert response.status_code == 200 and response.json() == {"status": "ok", "alerts": {"fired": 1}}
+    assert h.post_alertmanager(firing).json() == {"status": "duplicate"}
+    h.gateway.deliver_pending()
+    assert rx.counts() == {"slack": 1, "email": 1, "pagerduty": 1}
+    [alert] = h.alerts()
+    assert alert["labels"] == {"project": "search", "severity": "critical"}
+    assert alert["starts_at"] == "2026-11-23T10:00:00.123456Z"
+    # The group had more alerts than Alertmanager sent: people see how many are missing.
+    post = rx.slack.calls("chat.postMessage")[0].json
+    assert "left 7 more alerts" in orjson.dumps(post["blocks"]).decode()
+    assert "left 7 more alerts" in rx.smtp.messages[0].part("text/plain")
+
+    resolved = am_payload([am_alert(severity="critical", status="resolved")])
+    assert h.post_alertmanager(resolved).json()["alerts"] == {"resolved": 1}
+    assert h.post_alertmanager(resolved).json() == {"status": "duplicate"}
+    # A late retry of the old firing payload from an HA peer must not reopen the incident.
+    late = am_payload([am_alert(severity="critical")], truncated=7, external_url="http://am-1:9093")
+    assert h.post_alertmanager(late).json()["status"] == "duplicate"
+    late_changed = am_payload([am_alert(severity="critical", annotations={"value": "2"})])
+    assert h.post_alertmanager(late_changed).json()["alerts"] == {"ignored": 1}
+    h.gateway.deliver_pending()
+    assert [e["event_action"] for e in rx.pagerduty.events] == ["trigger", "resolve"]
+    assert [a["state"] for a in h.alerts()] == ["resolved"]
+
+    # The same alert firing again later (a new startsAt) is a new incident.
+    again = am_payload([am_alert(severity="critical", starts_at="2026-11-23T12:00:00Z")])
+    assert h.post_alertmanager(again).json()["alerts"] == {"fired": 1}
+
+
+def test_a_group_gaining_an_alert_notifies_only_the_new_one(h: Harness, rx: Receivers) -> None:
+    h.post_alertmanager(am_payload([am_alert(labels={"model": "a"})]))
+    h.post_alertmanager(am_payload([am_alert(labels={"model": "a"}), am_alert(labels={"model": "b"})]))
+    h.gateway.deliver_pending()
+    assert rx.counts() == {"slack": 2, "email": 2, "pagerduty": 0}
+    assert sorted(a["labels"]["model"] for a in h.alerts()) == ["a", "b"]
+
+
+def test_bad_alertmanager_requests_are_refused_with_fitting_statuses(h: Harness) -> None:
+    assert h.client.post("/v1/alertmanager", json=am_payload([am_alert()])).status_code == 401
+    assert h.post_alertmanager(b"{not json").status_code == 400
+    wrong_type = h.post_alertmanager(am_payload([am_alert()]), **{"Content-Type": "text/plain"})
+    assert wrong_type.status_code == 415
+    huge = am_payload([am_alert(annotations={"description": "x" * (1024 * 1024)})])
+    assert h.post_alertmanager(huge).status_code == 413
+    invalid = h.post_alertmanager({**am_payload([am_alert()]), "version": "3"})
+    assert invalid.status_code == 422 and invalid.json()["detail"] == {"field": "version"}
+    nameless = h.post_alertmanager(am_payload([{**am_alert(), "labels": {"severity": "warning"}}]))
+    assert nameless.status_code == 422 and nameless.json()["detail"] == {"field": "alerts[0].labels.alertname"}
+    assert h.alerts() == []
+
+
+def test_dead_letters_are_listed_and_can_be_retried(h: Harness, rx: Receivers) -> None:
+    rx.slack.enqueue(200, body={"ok": False, "error": "channel_not_found"})
+    h.gateway.fire("LLMBudgetWarning", BUDGET_LABELS, severity="warning")
+    h.gateway.deliver_pending()
+    [dead] = h.admin("GET", "/v1/notifications", params={"status": "dead"}).json()
+    assert dead["channel"] == "slack" and dead["kind"] == "firing" and "channel_not_found" in dead["last_error"]
+    assert no_secrets(dead["last_error"])
+    assert h.admin("GET", "/v1/notifications", params={"status": "sent"}).json()[0]["channel"] == "email"
+    assert h.admin("GET", "/v1/notifications", params={"status": "lost"}).status_code == 400
+    assert h.client.get("/v1/notifications").status_code == 401
+    assert h.admin("POST", f"/v1/notifications/{dead['id']}/retry").status_code == 200
+    assert h.admin("POST", f"/v1/notifications/{dead['id']}/retry").status_code == 409
+    h.gateway.deliver_pending()
+    assert h.admin("GET", "/v1/notifications", params={"status": "dead"}).json() == []
+    assert len(rx.slack.calls("chat.postMessage")) == 2
+
+
+def no_secrets(text: str) -> bool:
+    return "xoxb-" not in text and ADMIN not in text
+
+
+def test_alertmanager_endpoint_is_open_without_webhook_tokens(sqlite_url: str, rx: Receivers) -> None:
+    with Harness(sqlite_url, rx, auth=False, clock=FakeClock()) as h:
+        assert h.client.post("/v1/alertmanager", json=am_payload([am_alert()])).status_code == 200
+
+
+def test_an_acknowledged_alertmanager_alert_is_silenced_until_unack_or_resolve(sqlite_url: str, rx: Receivers) -> None:
+    from tests.support.recording_servers import RecordingServer
+
+    with RecordingServer() as am:
+        am.enqueue(200, body={"silenceID": "sil-1"})
+        am.enqueue(200, body={})  # expired on unack
+        am.enqueue(503, body="busy")  # the second silence is retried
+        am.enqueue(200, body={"silenceID": "sil-2"})
+        alerting = {"alertmanager": {"url": am.url, "silence_on_ack": True, "silence_duration": "2h"}}
+        with Harness(sqlite_url, rx, alerting=alerting) as h:
+            h.post_alertmanager(am_payload([am_alert(severity="critical")]))
+            scheduler_alert = h.gateway.fire("LLMBudgetWarning", BUDGET_LABELS, severity="warning").alert
+            alert_id = next(a["id"] for a in h.alerts() if a["alertname"] == "LLMCostSpike")
+            h.admin("POST", f"/v1/alerts/{alert_id}/ack", json={"by": "alice", "comment": "deploy"})
+            h.admin("POST", f"/v1/alerts/{scheduler_alert.id}/ack", json={"by": "alice"})  # not Alertmanager's
+            h.gateway.deliver_pending()
+            [create] = am.requests
+            assert (create.method, create.path) == ("POST", "/api/v2/silences")
+            assert {m["name"]: m["value"] for m in create.json["matchers"]} == {
+                "alertname": "LLMCostSpike",
+                "project": "search",
+                "severity": "critical",
+            }
+            assert create.json["createdBy"] == "llmcost (alice)" and "deploy" in create.json["comment"]
+
+            h.admin("POST", f"/v1/alerts/{alert_id}/unack")
+            h.admin("POST", f"/v1/alerts/{alert_id}/ack", json={"by": "bob"})
+            h.gateway.deliver_pending()
+            h.gateway.clock.advance(60)  # type: ignore[attr-defined]
+            h.post_alertmanager(am_payload([am_alert(severity="critical", status="resolved")]))
+            h.gateway.deliver_pending()
+            calls = [(r.method, r.path) for r in am.requests]
+            assert calls == [
+                ("POST", "/api/v2/silences"),
+                ("DELETE", "/api/v2/silence/sil-1"),
+                ("POST", "/api/v2/silences"),
+                ("POST", "/api/v2/silences"),
+                ("DELETE", "/api/v2/silence/sil-2"),
+            ]
+
+
+def test_untrusted_alertmanager_values_cannot_ping_link_or_inject_mail_headers(h: Harness, rx: Receivers) -> None:
+    labels = {"aaa": "<!channel> <http://evil.example|click>", **{f"l{i:02d}": "v" for i in range(40)}}
+    summary = "spend up\r\nBcc: victim@example.com\r\n\r\nhello"
+    h.post_alertmanager(am_payload([am_alert(labels=labels, annotations={"summary": summary})]))
+    h.gateway.deliver_pending()
+    post = rx.slack.calls("chat.postMessage")[0].json
+    text = orjson.dumps(post).decode()
+    assert "<!channel>" not in text and "<http://evil" not in text
+    assert "&lt;!channel&gt;" in text and "more labels" in text
+    [mail] = rx.smtp.messages
+    assert mail.rcpt_tos == ["oncall@example.com"]
+    assert mail.message["Bcc"] is None
+    assert "\n" not in mail.message["Subject"] and "\r" not in mail.message["Subject"]

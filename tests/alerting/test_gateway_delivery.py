@@ -1,0 +1,178 @@
+"""The outbox: retries with backoff, Retry-After, dead letters, per-alert order, isolation, crashes."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from alerting.gateway.records import parse_rfc3339
+from tests.support.clock import FakeClock
+from tests.support.gateway_harness import (
+    BUDGET_LABELS,
+    Harness,
+    Receivers,
+    am_alert,
+    am_payload,
+)
+from tests.support.waiting import wait_until
+
+
+def fire(h: Harness, severity: str = "critical", name: str = "LLMBudgetCritical"):  # type: ignore[no-untyped-def]
+    return h.gateway.fire(name, BUDGET_LABELS, severity=severity, annotations={"summary": "96%"})
+
+
+def pending(h: Harness, channel: str) -> list[dict]:  # type: ignore[type-arg]
+    return h.gateway.notifications(status="pending", channel=channel)
+
+
+def test_slack_rate_limit_retry_after_is_honoured_then_delivered(
+    sqlite_url: str, rx: Receivers, clock: FakeClock
+) -> None:
+    rx.slack.enqueue(429, {"Retry-After": "7"}, {"ok": False, "error": "ratelimited"})
+    with Harness(sqlite_url, rx, clock=clock) as h:
+        fire(h)
+        h.gateway.deliver_pending()
+        assert rx.counts() == {"slack": 1, "email": 1, "pagerduty": 1}
+        [row] = pending(h, "slack")
+        assert row["attempts"] == 1 and "ratelimited" in row["last_error"]
+        assert h.metric("llm_notification_outbox_pending", channel="slack") == 1
+        clock.advance(6.9)
+        assert h.gateway.deliver_pending() == 0
+        clock.advance(0.1)
+        assert h.gateway.deliver_pending() == 1
+        assert [r.path for r in rx.slack.requests] == ["/api/chat.postMessage"] * 2
+        assert h.metric("llm_notifications_total", channel="slack", outcome="retried") == 1
+        assert h.metric("llm_notifications_total", channel="slack", outcome="sent") == 1
+        assert h.metric("llm_notification_outbox_pending", channel="slack") == 0
+
+
+def test_pagerduty_5xx_is_retried_with_exponential_backoff(sqlite_url: str, rx: Receivers, clock: FakeClock) -> None:
+    rx.pagerduty.enqueue(500, body={"status": "error"})
+    rx.pagerduty.enqueue(503, body="unavailable")
+    with Harness(sqlite_url, rx, clock=clock, alerting={"outbox": {"initial_backoff": "10s"}}) as h:
+        fire(h)
+        delays = []
+        for _ in range(3):
+            h.gateway.deliver_pending()
+            for row in pending(h, "pagerduty"):
+                due = parse_rfc3339(row["next_attempt_at"])
+                delays.append(due - clock())
+                clock.advance(delays[-1] - 0.01)
+                assert h.gateway.deliver_pending() == 0  # not before it is due
+                clock.advance(0.02)
+        assert [n["status"] for n in h.gateway.notifications(channel="pagerduty")] == ["sent"]
+        assert len(rx.pagerduty.events) == 3
+        assert len(delays) == 2
+        assert 5 <= delays[0] <= 10 and 10 <= delays[1] <= 20  # equal jitter over 10 s, then 20 s
+        assert h.metric("llm_notifications_total", channel="pagerduty", outcome="retried") == 2
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)  # no SQL difference to cover
+def test_a_permanent_failure_is_a_dead_letter_and_other_channels_still_deliver(
+    db: str, rx: Receivers, clock: FakeClock
+) -> None:
+    rx.slack.enqueue(200, body={"ok": False, "error": "channel_not_found"})
+    with Harness(db, rx, clock=clock) as h:
+        fire(h)
+        h.gateway.deliver_pending()
+        assert rx.counts() == {"slack": 1, "email": 1, "pagerduty": 1}
+        assert h.metric("llm_notification_dead_letters", channel="slack") == 1
+        assert h.metric("llm_notification_dead_letters", channel="email") == 0
+        assert h.metric("llm_notifications_total", channel="slack", outcome="failed") == 1
+        assert h.metric("llm_notifications_total", channel="email", outcome="sent") == 1
+        [dead] = h.admin("GET", "/v1/notifications", params={"status": "dead"}).json()
+        assert dead["channel"] == "slack" and dead["attempts"] == 1
+        clock.advance(3600)
+        assert h.gateway.deliver_pending() == 0  # a dead letter is not retried by itself
+
+
+def test_retries_stop_after_max_attempts(sqlite_url: str, rx: Receivers, clock: FakeClock) -> None:
+    for _ in range(3):
+        rx.pagerduty.enqueue(502, body="bad gateway")
+    with Harness(sqlite_url, rx, clock=clock, alerting={"outbox": {"max_attempts": 3}}) as h:
+        fire(h)
+        for _ in range(3):
+            h.gateway.deliver_pending()
+            clock.advance(3600)
+        assert len(rx.pagerduty.events) == 3
+        assert [n["status"] for n in h.gateway.notifications(channel="pagerduty")] == ["dead"]
+        assert h.metric("llm_notifications_total", channel="pagerduty", outcome="retried") == 2
+        assert h.metric("llm_notifications_total", channel="pagerduty", outcome="failed") == 1
+
+
+def test_a_resolve_is_never_delivered_before_its_trigger(db: str, rx: Receivers, clock: FakeClock) -> None:
+    rx.slack.enqueue(503, body="down")
+    rx.pagerduty.enqueue(500, body="down")
+    with Harness(db, rx, clock=clock) as h:
+        alert_id = fire(h).alert.id
+        h.gateway.deliver_pending()  # both triggers fail and wait for their backoff
+        h.gateway.ack(alert_id, by="alice")
+        h.gateway.resolve("LLMBudgetCritical", BUDGET_LABELS)
+        assert h.gateway.deliver_pending() == 2  # email only: Slack and PagerDuty wait for their triggers
+        assert len(rx.slack.requests) == 1 and len(rx.pagerduty.events) == 1
+        clock.advance(600)
+        h.gateway.deliver_pending()
+        assert [e["event_action"] for e in rx.pagerduty.events] == ["trigger", "trigger", "acknowledge", "resolve"]
+        paths = [r.path.rsplit("/", 1)[-1] for r in rx.slack.requests]
+        assert paths == ["chat.postMessage", "chat.postMessage", "chat.update", "chat.update"]
+        assert {r.json["ts"] for r in rx.slack.requests[2:]} == {"1700000000.000100"}  # the living message
+
+
+def test_one_channels_outage_never_delays_the_others(sqlite_url: str, rx: Receivers) -> None:
+    for _ in range(3):  # Slack hangs on each of the three messages
+        rx.slack.enqueue(200, body={"ok": True, "channel": "C123", "ts": "1.1"}, delay=1.5)
+    with Harness(sqlite_url, rx, clock=time.time, start_workers=True, alerting={"outbox": {"concurrency": 3}}) as h:
+        started = time.monotonic()
+        for i in range(3):
+            h.gateway.fire("LLMCostSpike", {"project": f"p{i}"}, severity="critical")
+        wait_until(lambda: len(rx.smtp.messages) == 3 and len(rx.pagerduty.events) == 3, timeout=5)
+        assert time.monotonic() - started < 1.2  # while Slack is still stuck
+        assert len(h.gateway.notifications(status="sent", channel="slack")) == 0
+        wait_until(lambda: len(h.gateway.notifications(status="sent", channel="slack")) == 3, timeout=10)
+        assert len(rx.slack.requests) == 3
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)  # same SQL paths run on PostgreSQL elsewhere
+def test_accepted_alerts_survive_a_crash_before_delivery(db: str, rx: Receivers, clock: FakeClock) -> None:
+    payload = am_payload([am_alert(labels={"model": m}, severity="critical") for m in ("a", "b", "c")])
+    crashed = Harness(db, rx, clock=clock)  # accepts, never delivers (as if killed right after)
+    assert crashed.post_alertmanager(payload).json() == {"status": "ok", "alerts": {"fired": 3}}
+    crashed.gateway.ack(crashed.alerts()[0]["id"], by="alice")
+    crashed.close()
+    assert rx.counts() == {"slack": 0, "email": 0, "pagerduty": 0}
+
+    with Harness(db, rx, clock=clock, start_workers=True) as restarted:
+        wait_until(lambda: rx.counts() == {"slack": 4, "email": 4, "pagerduty": 4})
+        assert restarted.post_alertmanager(payload).json() == {"status": "duplicate"}
+        # Kept on purpose: that nothing more arrives can only be seen by letting time pass (three poll
+        # intervals of the workers) and looking again.
+        time.sleep(0.3)
+        assert rx.counts() == {"slack": 4, "email": 4, "pagerduty": 4}
+        assert [r.path for r in rx.slack.requests].index("/api/chat.update") > 0
+        assert restarted.gateway.notifications(status="pending") == []
+
+
+def test_a_crashed_senders_claim_is_retried_after_its_lease(db: str, rx: Receivers, clock: FakeClock) -> None:
+    first = Harness(db, rx, clock=clock, alerting={"outbox": {"lease": "30s"}})
+    fire(first)
+    claimed = first.gateway.outbox.claim("slack", 10)  # took the row, then died before sending
+    assert len(claimed) == 1
+    first.close()
+    with Harness(db, rx, clock=clock, alerting={"outbox": {"lease": "30s"}}) as second:
+        assert second.gateway.deliver_pending() == 2  # email and PagerDuty; Slack is still leased
+        clock.advance(29)
+        assert second.gateway.deliver_pending() == 0
+        clock.advance(1)
+        assert second.gateway.deliver_pending() == 1
+        assert rx.counts() == {"slack": 1, "email": 1, "pagerduty": 1}
+
+
+def test_retry_after_zero_does_not_make_a_hot_loop(sqlite_url: str, rx: Receivers, clock: FakeClock) -> None:
+    for _ in range(3):
+        rx.slack.enqueue(429, {"Retry-After": "0"}, {"ok": False, "error": "ratelimited"})
+    with Harness(sqlite_url, rx, clock=clock, channels=("slack",)) as h:
+        fire(h, "warning")
+        assert h.gateway.deliver_pending() == 1  # returns: the retry waits for a later pass
+        [row] = pending(h, "slack")
+        assert parse_rfc3339(row["next_attempt_at"]) - clock() == pytest.approx(1.0)

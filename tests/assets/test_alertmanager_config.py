@@ -1,0 +1,211 @@
+"""alertmanager/alertmanager.yml: amtool check-config and route tests for real; inhibition by structure.
+
+amtool only tests routes, so inhibit rules are evaluated here with Alertmanager's semantics: the source
+and target matchers must match, and every `equal` label must have the same value on both alerts (a
+label missing on both counts as equal). amtool check-config does not open credentials_file, so the
+config is checked as committed, with the path of the compose secret.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+from typing import Any
+
+import pytest
+
+from tests.support import monitoring_assets as assets
+
+pytestmark = pytest.mark.real_process
+
+GATEWAY_RECEIVERS = {"llmcost-default", "llmcost-critical", "llmcost-warning", "llmcost-info"}
+EXPORTER_ALERTS = {"LLMCostExporterDown", "LLMCostExporterAbsent"}
+_MATCHER = re.compile(r'^\s*(?P<label>\w+)\s*(?P<op>=~|!~|!=|=)\s*"(?P<value>.*)"\s*$')
+
+
+@cache
+def _config() -> dict[str, Any]:
+    return assets.load_yaml(assets.ALERTMANAGER_CONFIG)
+
+
+def _route(labels: Mapping[str, str], receivers: Sequence[str]) -> tuple[Mapping[str, str], str, str]:
+    result = assets.run(
+        [
+            "amtool",
+            "config",
+            "routes",
+            "test",
+            f"--config.file={assets.ALERTMANAGER_CONFIG}",
+            f"--verify.receivers={','.join(receivers)}",
+            *(f"{name}={value}" for name, value in labels.items()),
+        ]
+    )
+    return labels, ",".join(receivers), f"exit {result.returncode}: {result.stdout.strip()} {result.stderr.strip()}"
+
+
+def _matches(matchers: Sequence[str], labels: Mapping[str, str]) -> bool:
+    for text in matchers:
+        match = _MATCHER.match(text)
+        assert match, f"cannot parse matcher {text!r}"
+        value = labels.get(match["label"], "")
+        op, expected = match["op"], match["value"]
+        ok = {
+            "=": value == expected,
+            "!=": value != expected,
+            "=~": re.fullmatch(expected, value) is not None,
+            "!~": re.fullmatch(expected, value) is None,
+        }[op]
+        if not ok:
+            return False
+    return True
+
+
+def _inhibited(target: Mapping[str, str], source: Mapping[str, str]) -> bool:
+    """Whether any inhibit rule lets the `source` alert mute the `target` alert."""
+    return any(
+        _matches(rule["source_matchers"], source)
+        and _matches(rule["target_matchers"], target)
+        and all(source.get(label, "") == target.get(label, "") for label in rule.get("equal", []))
+        for rule in _config()["inhibit_rules"]
+    )
+
+
+def _prometheus_alerts() -> dict[str, dict[str, str]]:
+    """Each Prometheus-side alert with the labels it fires with (alertname, severity, job)."""
+    return {
+        rule["alert"]: {"alertname": rule["alert"], "severity": rule["labels"]["severity"], "job": "llmcost"}
+        for rule in assets.alerting_rules()
+    }
+
+
+def test_amtool_check_config() -> None:
+    result = assets.run(["amtool", "check-config", str(assets.ALERTMANAGER_CONFIG)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+    assert f"{len(_config()['inhibit_rules'])} inhibit rules" in result.stdout
+
+
+BUDGET = {"budget": "search-monthly", "scope": "project", "key": "search"}
+DOWN = ["llmcost-fallback", "llmcost-critical"]
+OURS = {"llmcost_origin": "llmcost"}
+ROUTE_CASES: list[tuple[dict[str, str], list[str]]] = [
+    ({"alertname": "LLMCostSchedulerStalled", "severity": "critical"}, ["llmcost-critical"]),
+    ({"alertname": "LLMCostIngestStalled", "severity": "warning"}, ["llmcost-warning"]),
+    ({"alertname": "LLMCostUnpricedModel", "severity": "info"}, ["llmcost-info"]),
+    ({"alertname": "SomethingWithoutSeverity"}, ["llmcost-default"]),
+    ({"alertname": "SomethingElse", "severity": "page"}, ["llmcost-default"]),
+    # The gateway cannot announce its own outage: these also go to the fallback receiver.
+    ({"alertname": "LLMCostExporterDown", "severity": "critical", "job": "llmcost"}, DOWN),
+    ({"alertname": "LLMCostExporterAbsent", "severity": "critical", "job": "llmcost"}, DOWN),
+    # llmcost's own alerts, as it pushes them (`alertmanager:` configured): back to its gateway by severity.
+    ({"alertname": "LLMBudgetCritical", "severity": "critical", **BUDGET, **OURS}, ["llmcost-critical"]),
+    ({"alertname": "LLMBudgetWarning", "severity": "warning", **BUDGET, **OURS}, ["llmcost-warning"]),
+    ({"alertname": "LLMBudgetForecastOverrun", "severity": "warning", **BUDGET, **OURS}, ["llmcost-warning"]),
+    ({"alertname": "LLMBudgetExceeded", "severity": "critical", **BUDGET, **OURS}, ["llmcost-critical"]),
+    ({"alertname": "LLMCostSpike", "severity": "warning", "project": "search", **OURS}, ["llmcost-warning"]),
+]
+
+
+def test_amtool_routes_every_severity_to_its_receiver() -> None:
+    cases = ROUTE_CASES + [
+        (labels, [*(["llmcost-fallback"] if name in EXPORTER_ALERTS else []), f"llmcost-{labels['severity']}"])
+        for name, labels in _prometheus_alerts().items()
+    ]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda case: _route(*case), cases))
+    failures = [result for result in results if not result[2].startswith("exit 0")]
+    assert failures == []
+
+
+def test_every_alert_severity_has_its_own_route() -> None:
+    routed = {
+        matcher
+        for route in _config()["route"]["routes"]
+        for matcher in route.get("matchers", [])
+        if matcher.startswith("severity=")
+    }
+    assert routed == {f'severity="{severity}"' for severity in assets.SEVERITIES}
+    assert {labels["severity"] for labels in _prometheus_alerts().values()} <= set(assets.SEVERITIES)
+
+
+def test_gateway_receivers_post_to_llmcost_with_a_bearer_token_file() -> None:
+    receivers = {receiver["name"]: receiver for receiver in _config()["receivers"]}
+    assert set(receivers) == GATEWAY_RECEIVERS | {"llmcost-fallback"}
+    for name in GATEWAY_RECEIVERS:
+        [hook] = receivers[name]["webhook_configs"]
+        assert hook["url"] == "http://llmcost:9800/v1/alertmanager"
+        assert hook["send_resolved"] is True
+        assert hook["http_config"]["authorization"] == {
+            "type": "Bearer",
+            "credentials_file": "/run/secrets/llmcost_webhook_token",
+        }
+    # Left for the operator to point at something independent of llmcost (see the config comment).
+    assert set(receivers["llmcost-fallback"]) == {"name"}
+
+
+def test_grouping_and_timing() -> None:
+    route = _config()["route"]
+    assert route["receiver"] == "llmcost-default"
+    assert {"alertname", "budget", "scope", "key", "project"} <= set(route["group_by"])
+
+    def seconds(duration: str) -> int:
+        value, unit = re.fullmatch(r"(\d+)([smh])", duration).groups()  # type: ignore[union-attr]
+        return int(value) * {"s": 1, "m": 60, "h": 3600}[unit]
+
+    for child in [route, *route["routes"]]:
+        merged = {**route, **child}
+        assert seconds(merged["group_wait"]) < seconds(merged["group_interval"]) < seconds(merged["repeat_interval"])
+
+
+def test_exporter_down_inhibits_every_alert_computed_from_its_metrics() -> None:
+    alerts = _prometheus_alerts()
+    dependent = set(alerts) - EXPORTER_ALERTS
+    assert dependent
+    for source in EXPORTER_ALERTS:
+        for name in dependent:
+            assert _inhibited(alerts[name], alerts[source] | {"instance": "llmcost:9800"}), f"{source} -> {name}"
+        for name in EXPORTER_ALERTS:
+            assert not _inhibited(alerts[name], alerts[source]), f"{source} must not mute {name}"
+
+
+def test_exporter_down_of_another_job_does_not_inhibit() -> None:
+    alerts = _prometheus_alerts()
+    other = alerts["LLMCostExporterDown"] | {"job": "llmcost-staging"}
+    assert not _inhibited(alerts["LLMCostIngestStalled"], other)
+
+
+def test_inhibit_target_list_names_only_existing_alerts() -> None:
+    [exporter_rule] = [r for r in _config()["inhibit_rules"] if "LLMCostExporterDown" in r["source_matchers"][0]]
+    [target] = exporter_rule["target_matchers"]
+    names = set(_MATCHER.match(target)["value"].split("|"))  # type: ignore[index]
+    assert names == set(_prometheus_alerts()) - EXPORTER_ALERTS
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "inhibited"),
+    [
+        ({"alertname": "LLMBudgetCritical", "severity": "critical", **BUDGET},
+         {"alertname": "LLMBudgetWarning", "severity": "warning", **BUDGET}, True),
+        ({"alertname": "LLMBudgetExceeded", "severity": "critical", **BUDGET},
+         {"alertname": "LLMBudgetForecastOverrun", "severity": "warning", **BUDGET}, True),
+        # Another budget, or the same name with another key ("*" budgets expand per key).
+        ({"alertname": "LLMBudgetCritical", "severity": "critical", **BUDGET},
+         {"alertname": "LLMBudgetWarning", "severity": "warning", **BUDGET, "budget": "chat-daily"}, False),
+        ({"alertname": "LLMBudgetCritical", "severity": "critical", **BUDGET},
+         {"alertname": "LLMBudgetWarning", "severity": "warning", **BUDGET, "key": "chat"}, False),
+        # Critical never mutes critical.
+        ({"alertname": "LLMBudgetExceeded", "severity": "critical", **BUDGET},
+         {"alertname": "LLMBudgetCritical", "severity": "critical", **BUDGET}, False),
+        # Alerts without a budget label are not "the same budget" just because both lack one.
+        ({"alertname": "LLMCostSchedulerStalled", "severity": "critical", "job": "llmcost"},
+         {"alertname": "LLMCostNotificationsFailing", "severity": "warning", "job": "llmcost"}, False),
+        ({"alertname": "LLMBudgetCritical", "severity": "critical", **BUDGET},
+         {"alertname": "LLMCostSpike", "severity": "warning", "project": "search"}, False),
+    ],
+)  # fmt: skip
+def test_critical_inhibits_warning_of_the_same_budget_only(
+    source: dict[str, str], target: dict[str, str], inhibited: bool
+) -> None:
+    assert _inhibited(target, source) is inhibited

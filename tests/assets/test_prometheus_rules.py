@@ -1,0 +1,245 @@
+"""Prometheus config and rules: promtool check/test for real, plus the conventions promtool cannot see."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from exporter import metric_names
+from tests.support import monitoring_assets as assets
+
+pytestmark = pytest.mark.real_process
+
+
+def _load_build_rules():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("llmcost_build_rules", assets.REPO / "prometheus" / "build_rules.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+build_rules = _load_build_rules()
+RECORD_NAME = re.compile(r"^(?P<level>[a-z_]*):(?P<metric>llm_[a-z0-9_]+):(?P<operations>[a-z0-9_]+)$")
+
+
+def _output(result: subprocess.CompletedProcess[str]) -> str:
+    return f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+
+
+def test_promtool_check_config_resolves_rule_files_from_the_repo() -> None:
+    result = assets.run(["promtool", "check", "config", str(assets.PROMETHEUS_CONFIG)])
+    assert result.returncode == 0, _output(result)
+    assert f"SUCCESS: {len(assets.rule_files())} rule files found" in result.stdout, _output(result)
+
+
+def test_promtool_check_rules() -> None:
+    result = assets.run(["promtool", "check", "rules", *map(str, assets.rule_files())])
+    assert result.returncode == 0, _output(result)
+
+
+def test_promtool_unit_tests_pass() -> None:
+    files = assets.rule_test_files()
+    assert files
+    # One promtool per file, in parallel: the day-long cases dominate the wall time otherwise.
+    with ThreadPoolExecutor(max_workers=len(files)) as pool:
+        results = list(pool.map(lambda path: assets.run(["promtool", "test", "rules", str(path)]), files))
+    failures = [
+        f"{path.name}: {_output(result)}" for path, result in zip(files, results, strict=True) if result.returncode
+    ]
+    assert not failures, "\n".join(failures)
+
+
+def test_every_rule_file_has_a_unit_test_file_beside_it() -> None:
+    tested = {
+        (path.parent / rule_file).resolve()
+        for path in assets.rule_test_files()
+        for rule_file in assets.load_yaml(path)["rule_files"]
+    }
+    assert set(assets.rule_files()) <= tested
+
+
+@cache
+def _unit_tests() -> list[dict]:
+    return [test for path in assets.rule_test_files() for test in assets.load_yaml(path)["tests"]]
+
+
+def test_unit_test_cases_are_named_as_sentences() -> None:
+    names = [test.get("name", "") for test in _unit_tests()]
+    assert all(re.match(r"^[a-z].* .*[a-z0-9]$", name) for name in names), names
+    assert len(names) == len(set(names)), "duplicate test case names"
+
+
+def test_every_alert_has_a_quiet_case_and_a_firing_case() -> None:
+    quiet, firing = set(), set()
+    for test in _unit_tests():
+        for case in test.get("alert_rule_test", []):
+            (firing if case.get("exp_alerts") else quiet).add(case["alertname"])
+    alerts = {rule["alert"] for rule in assets.alerting_rules()}
+    assert alerts - quiet == set(), "alerts without a case that stays quiet"
+    assert alerts - firing == set(), "alerts without a case that fires"
+
+
+def test_every_recording_rule_is_checked_by_a_promql_expr_test() -> None:
+    exprs = [case["expr"] for test in _unit_tests() for case in test.get("promql_expr_test", [])]
+    used = set().union(*(assets.metric_names(expr) for expr in exprs))
+    assert set(assets.recording_rules()) - used == set()
+
+
+def test_every_metric_a_rule_reads_exists() -> None:
+    for rule in assets.rules():
+        name = rule.get("record") or rule.get("alert")
+        assert assets.unknown_metrics(rule["expr"]) == set(), f"{name} reads metrics nobody exposes"
+
+
+def test_recording_rules_are_named_level_metric_operations() -> None:
+    for name in assets.recording_rules():
+        assert RECORD_NAME.match(name), f"{name} is not level:llm_metric:operations"
+
+
+def test_recording_rule_levels_name_labels_the_series_keep() -> None:
+    every_label = {label for spec in metric_names.ALL for label in spec.labels}
+    for name in assets.recording_rules():
+        level = name.split(":", 1)[0]
+        leftover = level
+        for label in sorted(every_label, key=len, reverse=True):
+            leftover = re.sub(rf"(^|_){label}(?=_|$)", "", leftover)
+        assert leftover == "", f"{name}: level mentions {leftover!r}, which is not a label"
+
+
+def test_alerts_carry_severity_summary_description_and_a_runbook_section() -> None:
+    anchors = assets.markdown_anchors(assets.RUNBOOK)
+    for rule in assets.alerting_rules():
+        name = rule["alert"]
+        assert name.startswith("LLMCost") and name not in assets.SCHEDULER_ALERTS, name
+        assert rule["labels"]["severity"] in assets.SEVERITIES, name
+        assert {"summary", "description", "runbook_url"} <= set(rule["annotations"]), name
+        assert rule["annotations"]["runbook_url"] == f"{build_rules.DEFAULT_RUNBOOK_BASE_URL}#{name.lower()}", name
+        assert name.lower() in anchors, f"docs/runbook.md has no section for {name}"
+        assert re.fullmatch(r"\d+[mh]", rule.get("for", "")), f"{name} needs a for: duration"
+
+
+def test_runbook_sections_match_the_alerts_one_to_one() -> None:
+    """Every alert name llmcost or its rules can raise has its section, the cost alerts first."""
+    from alerting.budgets.definition import ALERT_FOR_STATE, FORECAST_ALERT, REQUEST_CAP_ALERT
+    from alerting.spikes import ALERTNAME as SPIKE_ALERT
+
+    raised_by_llmcost = {*ALERT_FOR_STATE.values(), FORECAST_ALERT, REQUEST_CAP_ALERT, SPIKE_ALERT}
+    assert raised_by_llmcost == assets.SCHEDULER_ALERTS
+    headings = re.findall(r"^## (\S+)$", assets.RUNBOOK.read_text(encoding="utf-8"), re.MULTILINE)
+    cost, stack = headings[: len(raised_by_llmcost)], headings[len(raised_by_llmcost) :]
+    assert set(cost) == raised_by_llmcost, f"cost alerts first, each with a section: {headings}"
+    assert stack == [rule["alert"] for rule in assets.alerting_rules()]
+
+
+def test_every_exporter_metric_in_every_rule_carries_the_job_selector() -> None:
+    """The mixin-style selector: another exporter's `llm_cost_usd_total` is never summed in."""
+    for rule in assets.rules():
+        for selector in assets.selectors(rule["expr"]):
+            if ":" in selector.metric:  # recorded series, computed from selected ones
+                continue
+            assert selector.matchers.get("job") == ("=", "llmcost"), (
+                f"{rule.get('alert') or rule['record']}: {selector}"
+            )
+    assert build_rules.main(["--check"]) == 0
+
+
+def test_rules_render_with_another_selector_and_runbook_base(tmp_path: Path) -> None:
+    selector = 'job="llm-cost", cluster="eu-1"'
+    assert (
+        build_rules.main(["--out", str(tmp_path), "--selector", selector, "--runbook-base-url", "https://c.example/rb"])
+        == 0
+    )
+    rendered = sorted(tmp_path.glob("*.rules.yml"))
+    assert [p.name for p in rendered] == [p.name for p in assets.rule_files()]
+    result = assets.run(["promtool", "check", "rules", *map(str, rendered)])
+    assert result.returncode == 0, _output(result)
+    for path in rendered:
+        for group in assets.load_yaml(path)["groups"]:
+            for rule in group["rules"]:
+                for found in assets.selectors(rule["expr"]):
+                    if ":" not in found.metric:
+                        assert found.matchers.get("job") == ("=", "llm-cost"), found
+                        assert found.matchers.get("cluster") == ("=", "eu-1"), found
+                if "alert" in rule:
+                    assert rule["annotations"]["runbook_url"] == f"https://c.example/rb#{rule['alert'].lower()}"
+    with pytest.raises(SystemExit):
+        build_rules.main(["--out", str(tmp_path), "--selector", "llmcost"])
+
+
+def test_runbook_queries_read_only_known_metrics() -> None:
+    text = assets.RUNBOOK.read_text(encoding="utf-8")
+    blocks = re.findall(r"```promql\n(.*?)```", text, re.DOTALL)
+    assert blocks
+    lines = [line for block in blocks for line in block.splitlines() if line.strip()]
+    queries = {f"runbook line {i}": line for i, line in enumerate(lines)}
+    for query in queries.values():
+        assert assets.unknown_metrics(query) == set(), query
+    assert assets.promql_syntax_errors(queries) == ""
+
+
+def test_promql_doc_queries_read_known_metrics_and_parse() -> None:
+    text = (assets.REPO / "docs" / "promql.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```promql\n(.*?)```", text, re.DOTALL)
+    assert len(blocks) >= 8
+    for block in blocks:
+        assert assets.unknown_metrics(block) == set(), block
+    assert assets.promql_syntax_errors({f"promql.md block {i}": b for i, b in enumerate(blocks)}) == ""
+    # Outputs come from a live run; until then every output block is an explicit placeholder.
+    outputs = re.findall(r"<!-- live-output: ([a-z0-9-]+) -->\n```text\n(.*?)```", text, re.DOTALL)
+    assert len(outputs) == text.count("<!-- live-output:")
+    assert len({name for name, _ in outputs}) == len(outputs)
+
+
+def test_prometheus_scrapes_llmcost_itself_and_alertmanager() -> None:
+    config = assets.load_yaml(assets.PROMETHEUS_CONFIG)
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert {"llmcost", "prometheus", "alertmanager"} <= set(jobs)
+    assert jobs["llmcost"]["static_configs"][0]["targets"] == ["llmcost:9800"]
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
+    assert config["rule_files"] == ["rules/*.rules.yml"]
+
+
+def test_remote_write_examples_are_commented_out() -> None:
+    text = assets.PROMETHEUS_CONFIG.read_text(encoding="utf-8")
+    assert "remote_write" not in assets.load_yaml(assets.PROMETHEUS_CONFIG)
+    for backend in ("mimir", "thanos-receive", "victoriametrics"):
+        assert re.search(rf"^#.*url: http://{backend}", text, re.MULTILINE), backend
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ('sum by (project) (rate(llm_cost_usd_total{project=~"$project"}[$__rate_interval]))', {"llm_cost_usd_total"}),
+        ("sum(rate(x_total[5m])) by (job) / on (job) group_left (version) build_info", {"x_total", "build_info"}),
+        ('label_replace(up, "dst", "$1", "instance", "(.*):.*")', {"up"}),
+        ("a > bool 0 and on () b offset 1d unless c @ start()", {"a", "b", "c"}),
+        ("count_over_time((sum without (outcome) (x) > 0)[1h:5m] offset 15m) >= 6", {"x"}),
+        (":llm_cost_usd:rate5m / (:llm_requests:rate5m > 0)", {":llm_cost_usd:rate5m", ":llm_requests:rate5m"}),
+        ('topk(10, max without (instance, job) (m{a="x", b!~"y"})) # a comment naming fake_metric', {"m"}),
+        ("time() - vector(1) + scalar(q) * 1e3 + 0x1f - 1h30m ", {"q"}),
+        ('{__name__="by_name_only"}', set()),
+    ],
+)
+def test_metric_name_extraction_ignores_labels_functions_keywords_and_strings(expr: str, expected: set[str]) -> None:
+    assert assets.metric_names(expr) == expected
+
+
+def test_selectors_keep_their_label_matchers() -> None:
+    [selector] = assets.selectors('rate(m_total{a=~"$a", b!="x\\"y"}[5m])')
+    assert selector.metric == "m_total"
+    assert selector.matchers == {"a": ("=~", "$a"), "b": ("!=", 'x"y')}
+
+
+def test_rule_files_are_the_ones_prometheus_loads() -> None:
+    names = sorted(path.name for path in assets.rule_files())
+    assert names == ["llmcost-alerts.rules.yml", "llmcost-recording.rules.yml"]
+    assert all(Path(path).suffixes[-2:] == [".test", ".yml"] for path in assets.rule_test_files())

@@ -1,0 +1,239 @@
+"""`llmcost.Client` against a running llmcost: records from many threads, real SDK responses, budgets, retries."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from anthropic.types import Message
+from openai.types.chat import ChatCompletion
+from openai.types.responses import Response
+
+import llmcost
+from exporter.normalize import map_usage
+from llmcost import BudgetExceededError, Client
+from tests.support.llmcost_server import ADMIN_TOKEN, INGEST_TOKEN, running_llmcost, write_config
+from tests.support.pg import free_port
+from tests.support.procs import LlmcostProcess
+from tests.support.provider_responses import SECRET, anthropic_messages, chat_completions, responses
+from tests.support.stored import stored_events
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.real_process
+
+
+@pytest.fixture
+def server(tmp_path: Path, sqlite_url: str) -> Iterator[LlmcostProcess]:
+    with running_llmcost(tmp_path, sqlite_url) as running:
+        yield running
+
+
+def test_records_from_many_threads_all_arrive_once(server: LlmcostProcess, sqlite_url: str) -> None:
+    client = Client(server.base, INGEST_TOKEN, project="search", batch_size=100, flush_interval=0.2)
+    per_thread, threads = 300, 8
+
+    def work(t: int) -> None:
+        for i in range(per_thread):
+            assert client.record(provider="anthropic", model="claude-sonnet-4-5", input_tokens=10 + i, output_tokens=2)
+
+    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert client.flush(timeout=60)
+    stats = client.stats
+    client.close()
+    assert stats["accepted"] == per_thread * threads
+    assert stats["dropped"] == stats["rejected"] == stats["duplicates"] == 0
+    stored = stored_events(sqlite_url)
+    assert len(stored) == per_thread * threads
+    assert {e["project"] for e in stored.values()} == {"search"}
+
+
+def test_record_is_never_blocked_by_an_unreachable_server_and_drops_when_full() -> None:
+    client = Client(f"http://127.0.0.1:{free_port()}", max_queue=50, batch_size=10, close_timeout=0.5)
+    started = time.monotonic()
+    results = [client.record(provider="openai", model="gpt-4o", input_tokens=1) for _ in range(500)]
+    assert time.monotonic() - started < 1.0  # no network wait in record()
+    assert results.count(False) >= 440  # what did not fit in the queue (plus one batch in flight)
+    assert client.stats["dropped"] == results.count(False)
+    client.close()
+
+
+def test_events_recorded_while_llmcost_is_down_arrive_when_it_is_back(tmp_path: Path, sqlite_url: str) -> None:
+    config = write_config(tmp_path)
+    down = LlmcostProcess(sqlite_url, config=config)  # its port, not listening yet
+    client = Client(down.base, INGEST_TOKEN, flush_interval=0.1, max_retry_delay=0.5)
+    for i in range(40):
+        client.record(request_id=f"down-{i}", provider="openai", model="gpt-4o", input_tokens=5, output_tokens=1)
+    wait_until(lambda: client.stats["retries"] >= 2, timeout=30, what="two retries")
+    down.start(tmp_path)
+    try:
+        assert client.flush(timeout=30)
+        assert client.stats["accepted"] == 40
+    finally:
+        client.close()
+        down.stop()
+    assert len(stored_events(sqlite_url)) == 40
+
+
+def test_block_policy_waits_for_room_and_loses_nothing(server: LlmcostProcess, sqlite_url: str) -> None:
+    client = Client(server.base, INGEST_TOKEN, max_queue=5, batch_size=5, queue_full="block", flush_interval=0.05)
+    threads = [
+        threading.Thread(
+            target=lambda t=t: [
+                client.record(provider="openai", model="gpt-4o", input_tokens=1, request_id=f"b{t}-{i}")
+                for i in range(50)
+            ]
+        )
+        for t in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    client.close()
+    assert client.stats["dropped"] == 0
+    assert len(stored_events(sqlite_url)) == 200
+
+
+def test_record_response_takes_real_sdk_objects_and_keeps_no_content(server: LlmcostProcess, sqlite_url: str) -> None:
+    client = Client(server.base, INGEST_TOKEN, service="api")
+    expected: dict[str, tuple[str, dict[str, int]]] = {}
+    for raw in chat_completions():
+        client.record_response(ChatCompletion.model_validate(raw), project="chat")
+        expected[raw["id"]] = ("openai", map_usage(raw["usage"], "openai")[0])
+    for raw in responses():
+        client.record_response(Response.model_validate(raw), project="responses")
+        expected[raw["id"]] = ("openai", map_usage(raw["usage"], "openai")[0])
+    for raw in anthropic_messages():
+        client.record_response(Message.model_validate(raw), project="claude")
+        expected[raw["id"]] = ("anthropic", map_usage(raw["usage"], "anthropic")[0])
+    # A response recorded twice is one call.
+    first = next(chat_completions())
+    client.record_response(ChatCompletion.model_validate(first), project="chat")
+    assert client.flush(timeout=60)
+    client.close()
+    assert client.stats["rejected"] == 0 and client.stats["duplicates"] == 1
+
+    stored = stored_events(sqlite_url)
+    assert set(stored) == set(expected)
+    for request_id, (provider, tokens) in expected.items():
+        event = stored[request_id]
+        assert event["provider"] == provider
+        assert {k: event[k] for k in tokens} == tokens, request_id
+        assert event["service"] == "api"
+    assert stored[first["id"]]["ts"] == first["created"]
+    assert SECRET not in repr(stored)
+
+
+def test_record_response_refuses_what_is_not_a_response() -> None:
+    client = Client(f"http://127.0.0.1:{free_port()}", close_timeout=0.1)
+    with pytest.raises(ValueError, match="not an OpenAI"):
+        client.record_response({"choices": []})
+    with pytest.raises(ValueError, match="usage"):
+        client.record_response({"object": "chat.completion", "id": "x", "model": "gpt-4o", "usage": None})
+    client.close()
+
+
+def test_guard_raises_on_an_exhausted_hard_budget(server: LlmcostProcess) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    budget = {"scope": "project", "key": "search", "period": "daily", "limit": 0.05, "unit": "usd", "mode": "hard"}
+    assert httpx.put(f"{server.base}/v1/budgets/search-daily", json=budget, headers=admin).status_code == 200
+    client = Client(server.base, INGEST_TOKEN, project="search")
+    assert client.guard(model="gpt-4o")["allowed"] is True
+    client.record(provider="openai", model="gpt-4o", input_tokens=10, output_tokens=1, cost_usd=0.06)
+    assert client.flush(timeout=30)
+    answer = client.check(model="gpt-4o", estimated_cost_usd=0.01)
+    assert answer["allowed"] is False
+    with pytest.raises(BudgetExceededError) as refused:
+        client.guard(model="gpt-4o", estimated_cost_usd=0.01)
+    assert refused.value.answer["allowed"] is False
+    assert "search-daily" in refused.value.reason
+    # Another project is not held back by it.
+    assert client.guard(project="other", model="gpt-4o")["allowed"] is True
+    client.close()
+    assert llmcost.BudgetExceededError is BudgetExceededError
+
+
+def test_fail_mode_decides_when_llmcost_is_unreachable() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    opened = Client(url, fail_mode="open", close_timeout=0.1)
+    answer = opened.guard(project="search")
+    assert answer["allowed"] is True and answer["degraded"] is True
+    opened.close()
+    closed = Client(url, fail_mode="closed", close_timeout=0.1)
+    with pytest.raises(BudgetExceededError) as refused:
+        closed.guard(project="search")
+    assert refused.value.state == "unknown"
+    assert "fail_mode is 'closed'" in refused.value.reason
+    closed.close()
+
+
+def test_events_queued_at_exit_are_flushed(server: LlmcostProcess, sqlite_url: str) -> None:
+    script = (
+        "from llmcost import Client\n"
+        f"c = Client({server.base!r}, {INGEST_TOKEN!r}, flush_interval=30)\n"
+        "for i in range(25):\n"
+        "    c.record(request_id=f'exit-{i}', provider='openai', model='gpt-4o', input_tokens=3)\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    assert len(stored_events(sqlite_url)) == 25
+
+
+def test_503_and_429_are_retried_with_the_same_events_and_a_401_is_not() -> None:
+    from tests.support.recording_servers import RecordingServer
+
+    with RecordingServer() as fake:
+        fake.enqueue(503, {"Retry-After": "5"}, {"error": "store unavailable, retry later", "detail": None})
+        fake.enqueue(429, {}, {"error": "slow down", "detail": None})
+        fake.enqueue(200, {}, {"accepted": 3, "duplicates": 0, "rejected": []})
+        fake.enqueue(401, {}, {"error": "missing or invalid bearer token", "detail": None})
+        client = Client(fake.url, "t" * 20, flush_interval=0.05, max_retry_delay=0.2)
+        for i in range(3):
+            client.record(request_id=f"r{i}", provider="openai", model="gpt-4o", input_tokens=1)
+        assert client.flush(timeout=30)
+        client.record(request_id="r3", provider="openai", model="gpt-4o", input_tokens=1)
+        assert client.flush(timeout=30)
+        stats = client.stats
+        client.close()
+        posts = [r for r in fake.requests if r.path == "/v1/usage"]
+        assert len(posts) == 4  # three tries of the first batch, one of the refused one
+        assert posts[0].body == posts[1].body == posts[2].body
+        assert posts[0].header("Authorization") == "Bearer " + "t" * 20
+        assert stats["accepted"] == 3 and stats["retries"] == 2 and stats["failed"] == 1
+
+
+def test_importing_llmcost_stays_light() -> None:
+    heavy = ("litellm", "sqlalchemy", "starlette", "numpy", "alerting", "opentelemetry", "google.protobuf")
+    script = f"import sys, llmcost; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]"
+
+
+def test_budget_exceeded_error_reads_old_and_new_answers() -> None:
+    new = {
+        "allowed": False,
+        "state": "exceeded",
+        "reason": "budget 'search-daily' would be exceeded: $4.98 + $0.05 > $5.00",
+        "budgets": [{"name": "search-daily", "spent": 4.98, "estimate": 0.05, "limit": 5.0, "decided": True}],
+        "fallback_model": "gpt-4o-mini",
+    }
+    error = BudgetExceededError(new)
+    assert (error.reason, error.fallback_model, error.state) == (new["reason"], "gpt-4o-mini", "exceeded")
+    assert error.answer is new and str(error) == new["reason"]
+    old = {
+        "allowed": False,
+        "state": "exceeded",
+        "budgets": [{"name": "b", "spent": 6.0, "limit": 5.0, "state": "exceeded"}],
+    }
+    error = BudgetExceededError(old)
+    assert error.reason == "budget 'b' is exhausted: spent 6 of 5" and error.fallback_model is None
+    assert BudgetExceededError({"allowed": False}).reason == "a hard budget refuses the call"

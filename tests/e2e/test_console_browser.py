@@ -1,0 +1,234 @@
+"""The console in a real browser: headless Chromium loads the demo's console at `/` (a real `llmcost demo`
+process), its figures agree with `/v1/budgets` and `/metrics`, and an alert acknowledged with the page's
+button is acknowledged in the API. Screenshots are saved (set LLMCOST_SCREENSHOT_DIR to keep them;
+LLMCOST_UPDATE_DOCS_SCREENSHOT=1 rewrites docs/img/console.png).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+from selenium.webdriver.common.by import By
+
+from tests.support.browser import chromium, full_page_screenshot, wait_for
+from tests.support.helpers import total
+from tests.support.paths import REPO
+from tests.support.pg import free_port
+from tests.support.procs import LLMCOST, LlmcostProcess
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.real_process
+
+TRACE_CALLS = 8819
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A running `llmcost demo` with its trace loaded; yields the base URL."""
+    port = free_port()
+    work = tmp_path_factory.mktemp("demo")
+    log = work / "demo.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [LLMCOST, "demo", "--listen", f"127.0.0.1:{port}"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "TMPDIR": str(work)},
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def loaded_and_alerting() -> bool:
+            assert proc.poll() is None, log.read_text()
+            metrics = httpx.get(f"{base}/metrics", timeout=2).text
+            alerts = httpx.get(f"{base}/v1/alerts?state=firing", timeout=2).json()
+            return total(metrics, "llm_requests_total") >= TRACE_CALLS and bool(alerts)
+
+        wait_until(
+            loaded_and_alerting,
+            timeout=90,
+            interval=0.2,
+            ignoring=(httpx.HTTPError,),
+            what=lambda: f"the demo loading its trace and raising alerts: {log.read_text()[-2000:]}",
+        )
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _api_figures(base: str) -> dict[str, object]:
+    metrics = httpx.get(f"{base}/metrics", timeout=5).text
+    budgets = httpx.get(f"{base}/v1/budgets", timeout=5).json()["budgets"]
+    return {
+        "cost": total(metrics, "llm_cost_usd_total"),
+        "unpriced": total(metrics, "llm_unpriced_requests_total"),
+        "budgets": {(b["name"], b["key"]): b for b in budgets},
+    }
+
+
+def _between(value: float, low: float, high: float) -> bool:
+    # The demo keeps replaying its trace live: spend only grows, so the page's figure lies between the
+    # API's answers just before and just after the page was rendered.
+    return low - 1e-6 <= value <= high + 1e-6
+
+
+def _screenshot_dir(tmp_path: Path) -> Path:
+    return Path(os.environ.get("LLMCOST_SCREENSHOT_DIR") or tmp_path)
+
+
+def test_console_figures_match_the_api_and_an_ack_reaches_it(demo: str, tmp_path: Path) -> None:
+    shots = _screenshot_dir(tmp_path)
+    with chromium(timezone="Asia/Kolkata") as driver:
+        before = _api_figures(demo)
+        driver.get(f"{demo}/")
+        wait_for(driver, lambda d: d.execute_script("return document.readyState") == "complete")
+        after = _api_figures(demo)
+
+        # Now: today and this month (the demo's budgets are in UTC) against the budgets, all time and
+        # unpriced calls against /metrics.
+        today = float(driver.find_element(By.CSS_SELECTOR, '.figure.today[data-zone="UTC"]').get_attribute("data-usd"))
+        month = float(driver.find_element(By.CSS_SELECTOR, '.figure.month[data-zone="UTC"]').get_attribute("data-usd"))
+        alltime = float(driver.find_element(By.CSS_SELECTOR, ".figure.alltime").get_attribute("data-usd"))
+        unpriced = int(driver.find_element(By.CSS_SELECTOR, ".figure.unpriced").get_attribute("data-count"))
+        daily = [before["budgets"][("daily-total", "")]["spent"], after["budgets"][("daily-total", "")]["spent"]]
+        assert _between(today, *daily)
+        monthly = [
+            sum(b["spent"] for (n, _), b in f["budgets"].items() if n == "project-monthly") for f in (before, after)
+        ]
+        assert _between(month, *monthly)
+        assert _between(alltime, before["cost"], after["cost"])
+        assert _between(unpriced, before["unpriced"], after["unpriced"])
+        assert unpriced > 0  # the demo's self-hosted model has no price
+
+        # Top projects this month: each one's spend is its project-monthly budget instance's.
+        for row in driver.find_elements(By.CSS_SELECTOR, 'table.top[data-dimension="project"] tr.share'):
+            name = row.get_attribute("data-name")
+            spent = [f["budgets"][("project-monthly", name)]["spent"] for f in (before, after)]
+            assert _between(float(row.get_attribute("data-usd")), *spent), name
+
+        # Budgets: one row per instance, each as /v1/budgets shows it; the "*" budget expands.
+        rows = driver.find_elements(By.CSS_SELECTOR, "tr.budget")
+        instance_rows = [r for r in rows if r.get_attribute("data-key") != "*"]
+        assert {(r.get_attribute("data-budget"), r.get_attribute("data-key")) for r in instance_rows} == set(
+            after["budgets"]
+        )
+        for row in instance_rows:
+            key = (row.get_attribute("data-budget"), row.get_attribute("data-key"))
+            spent = [before["budgets"][key]["spent"], after["budgets"][key]["spent"]]
+            assert _between(float(row.get_attribute("data-spent")), *spent), key
+            assert float(row.get_attribute("data-limit")) == after["budgets"][key]["limit"]
+            assert row.get_attribute("data-state") in {before["budgets"][key]["state"], after["budgets"][key]["state"]}
+        child = driver.find_element(By.CSS_SELECTOR, 'tr.budget.child[data-budget="project-monthly"]')
+        assert not child.is_displayed()
+        driver.find_element(By.CSS_SELECTOR, 'tbody.wildcard tr.budget[data-key="*"] button.expand').click()
+        wait_for(driver, lambda d: child.is_displayed())
+
+        # Times are relabelled in the viewer's zone (here India, +05:30).
+        tick = driver.find_element(By.CSS_SELECTOR, 'text.tick[data-fmt="hour"]')
+        local = datetime.fromtimestamp(int(tick.get_attribute("data-t")), UTC).astimezone(ZoneInfo("Asia/Kolkata"))
+        assert tick.text.replace("\u202f", " ") == local.strftime("%H:%M")
+
+        # Spend over time: the switch re-stacks the charts by model.
+        driver.find_element(By.CSS_SELECTOR, '.switch a[href^="?by=model"]').click()
+        wait_for(driver, lambda d: "by=model" in d.current_url and d.find_elements(By.CSS_SELECTOR, "svg.chart rect"))
+        legend = driver.find_element(By.CSS_SELECTOR, "#spend .legend").text
+        assert "gpt-4o-mini" in legend
+
+        full_page_screenshot(driver, shots / "console.png")
+        if os.environ.get("LLMCOST_UPDATE_DOCS_SCREENSHOT") == "1":
+            full_page_screenshot(driver, REPO / "docs" / "img" / "console.png")
+
+        # Acknowledge a firing alert from the page, as a person would.
+        driver.set_window_size(1400, 1000)
+        actor = driver.find_element(By.ID, "actor")
+        actor.clear()
+        actor.send_keys("browser-test")
+        driver.execute_script("arguments[0].dispatchEvent(new Event('change'))", actor)
+        button = driver.find_element(By.CSS_SELECTOR, "#alerts-body tr.alert[data-state=firing] button.ack")
+        alert_id = button.get_attribute("data-id")
+        driver.execute_script("arguments[0].scrollIntoView()", button)
+        button.click()
+        wait_for(
+            driver,
+            lambda d: d.find_elements(
+                By.CSS_SELECTOR, f'#alerts-body tr.alert[data-id="{alert_id}"][data-state=acknowledged]'
+            ),
+        )
+        alert = httpx.get(f"{demo}/v1/alerts/{alert_id}", timeout=5).json()
+        assert alert["state"] == "acknowledged"
+        assert alert["acknowledged_by"] == "browser-test"
+        assert any(h["action"] == "acknowledged" and h["via"] == "api" for h in alert["history"])
+        row = driver.find_element(By.CSS_SELECTOR, f'#alerts-body tr.alert[data-id="{alert_id}"]')
+        assert "by browser-test" in row.text
+        driver.save_screenshot(str(shots / "console-acknowledged.png"))
+
+        # And back.
+        row.find_element(By.CSS_SELECTOR, "button.unack").click()
+        wait_for(
+            driver,
+            lambda d: d.find_elements(
+                By.CSS_SELECTOR, f'#alerts-body tr.alert[data-id="{alert_id}"][data-state=firing]'
+            ),
+        )
+        assert httpx.get(f"{demo}/v1/alerts/{alert_id}", timeout=5).json()["state"] == "firing"
+
+
+ADMIN = "console-admin-token-0123456789"
+INGEST = "console-ingest-token-0123456789"
+
+
+def test_with_admin_tokens_the_token_entered_once_unlocks_alerts_and_acks(sqlite_url: str, tmp_path: Path) -> None:
+    config = tmp_path / "llmcost.yml"
+    config.write_text(
+        "auth:\n"
+        f"  admin_tokens: [{ADMIN}]\n"
+        f"  ingest_tokens: [{INGEST}]\n"
+        "budgets:\n"
+        "  - {name: tiny, scope: global, period: daily, limit: 1.0}\n"
+    )
+    server = LlmcostProcess(sqlite_url, config=config).start(tmp_path)
+    try:
+        event = {"provider": "openai", "model": "gpt-4o", "cost_usd": 2.0, "project": "<b>p</b>", "request_id": "t1"}
+        posted = httpx.post(f"{server.base}/v1/usage", json=event, headers={"Authorization": f"Bearer {INGEST}"})
+        assert posted.status_code == 200, posted.text
+        with chromium() as driver:
+            driver.get(f"{server.base}/")
+            wait_for(driver, lambda d: d.execute_script("return document.readyState") == "complete")
+            assert driver.find_elements(By.ID, "alerts-locked")
+            assert not driver.find_elements(By.CSS_SELECTOR, "tr.alert")
+            driver.find_element(By.ID, "token").send_keys(ADMIN)
+            driver.find_element(By.ID, "actor").send_keys("oncall-ana")
+            driver.find_element(By.CSS_SELECTOR, "#token-form button[type=submit]").click()
+            wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#alerts-body tr.alert[data-state=firing]"))
+            # Kept for the tab: a reload shows the alerts again without asking.
+            driver.refresh()
+            button = wait_for(
+                driver,
+                lambda d: d.find_elements(By.CSS_SELECTOR, "#alerts-body tr.alert[data-state=firing] button.ack"),
+            )[0]
+            alert_id = button.get_attribute("data-id")
+            assert driver.execute_script("return document.cookie").find(ADMIN) == -1  # never a cookie
+            button.click()
+            wait_for(
+                driver,
+                lambda d: d.find_elements(
+                    By.CSS_SELECTOR, f'#alerts-body tr.alert[data-id="{alert_id}"][data-state=acknowledged]'
+                ),
+            )
+            admin = {"Authorization": f"Bearer {ADMIN}"}
+            alert = httpx.get(f"{server.base}/v1/alerts/{alert_id}", headers=admin, timeout=5).json()
+            assert alert["state"] == "acknowledged" and alert["acknowledged_by"] == "oncall-ana"
+            # "Forget" drops the token: the alerts are locked again.
+            driver.find_element(By.ID, "forget").click()
+            wait_for(driver, lambda d: d.find_elements(By.ID, "alerts-locked"))
+            assert driver.execute_script("return sessionStorage.getItem('llmcost.token')") is None
+    finally:
+        server.stop()

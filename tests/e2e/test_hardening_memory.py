@@ -1,0 +1,91 @@
+"""Memory bombs against a real `llmcost serve`: small requests must not eat gigabytes.
+
+A 60 MiB body of `[{},{},…]` (21 million empty objects) used to drive the server from 0.5 to 3.9 GB
+before it answered 413. The values of a body are now counted before any is built, a JSON array is
+split into raw elements and counted before they are parsed, and the peak stays under the bounds that
+docs/limits.md documents: 300 MiB for the bombs, 700 MiB for the largest legitimate request (100,000
+events in 53 MiB, written twice), and the memory of one request is reused, not accumulated.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from tests.support.procs import LlmcostProcess
+
+pytestmark = pytest.mark.real_process
+
+BOMB_PEAK_MIB = 300
+PEAK_BOUND_MIB = 700
+JSON = {"Content-Type": "application/json"}
+NDJSON = {"Content-Type": "application/x-ndjson"}
+
+
+def memory_mib(pid: int) -> dict[str, int]:
+    """Resident memory now (VmRSS) and its peak so far (VmHWM), in MiB."""
+    found = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                found[key] = int(value.split()[0]) >> 10
+    return found
+
+
+def event(rid: str, **fields: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "request_id": rid,
+        "timestamp": time.time() - 60,
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "input_tokens": 1,
+    }
+    return {**base, **fields}
+
+
+def test_memory_bombs_are_refused_and_the_peak_stays_bounded(tmp_path: Path, sqlite_url: str) -> None:
+    server = LlmcostProcess(sqlite_url).start(tmp_path)
+    assert server.proc is not None
+    pid = server.proc.pid
+    try:
+        with httpx.Client(base_url=server.base, timeout=120) as client:
+            bomb = b"[" + b"{}," * (20 * 1024 * 1024) + b"{}]"  # 60 MiB, 21 million objects
+            response = client.post("/v1/usage", content=bomb, headers=JSON)
+            assert response.status_code == 413
+            assert response.json()["detail"] == {"limit_values": 2_000_000}
+            del bomb
+            assert memory_mib(pid)["VmHWM"] < BOMB_PEAK_MIB
+
+            # Just within the value bound, far over the event count: refused before parsing the elements.
+            nested = b"[" + b'{"a":{}},' * 999_998 + b'{"a":{}}]'
+            response = client.post("/v1/usage", content=nested, headers=JSON)
+            assert response.status_code == 413
+            assert "batch has 999999 events; the limit is 100000" in response.json()["error"]
+            response = client.post("/v1/usage", content=b"{}\n" * 1_999_999, headers=NDJSON)
+            assert response.status_code == 413
+            assert memory_mib(pid)["VmHWM"] < BOMB_PEAK_MIB
+
+            # The largest legitimate request: 100,000 events in ~53 MiB, on the general (lenient) path.
+            batch = orjson.dumps(
+                [
+                    event(f"g{i}", timestamp="2025-12-04T00:00:00Z", cost_usd="0.01", metadata={"k": "v" * 400})
+                    for i in range(100_000)
+                ]
+            )
+            response = client.post("/v1/usage", content=batch, headers=JSON)
+            assert response.status_code == 200
+            assert response.json()["accepted"] == 100_000
+            # Again (as duplicates), three times: the memory of one request is reused, not accumulated.
+            resident = []
+            for _ in range(3):
+                assert client.post("/v1/usage", content=batch, headers=JSON).json()["duplicates"] == 100_000
+                resident.append(memory_mib(pid)["VmRSS"])
+            assert resident[2] < resident[0] + 30, resident
+            assert memory_mib(pid)["VmHWM"] < PEAK_BOUND_MIB
+    finally:
+        server.stop()

@@ -1,0 +1,68 @@
+"""Slow and idle clients against a real `llmcost serve`: header and body timeouts, a connection cap.
+
+300 half-open connections used to stay open for as long as their clients liked. Now a connection that
+has not sent a complete request head within `http.header_timeout_seconds` is closed, connections beyond
+`http.max_connections` are closed at once, and a body trickled slower than `http.body_timeout_seconds`
+is answered 408.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.procs import LlmcostProcess
+
+pytestmark = pytest.mark.real_process
+
+CONFIG = "http:\n  header_timeout_seconds: 1\n  body_timeout_seconds: 1\n  max_connections: 20\n"
+
+
+def closed_by_server(sock: socket.socket, within: float) -> bool:
+    """True when the server closes `sock` (recv gives b"" or a reset) within `within` seconds."""
+    sock.settimeout(within)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_idle_and_slow_clients_are_cut_off(tmp_path: Path, sqlite_url: str) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(CONFIG)
+    server = LlmcostProcess(sqlite_url, config=config).start(tmp_path)
+    sockets: list[socket.socket] = []
+    try:
+        for i in range(30):
+            sock = socket.create_connection(("127.0.0.1", server.port))
+            if i % 2:
+                sock.sendall(b"POST /v1/usage HTTP/1.1\r\nHost: x\r\n")  # a head that never ends
+            sockets.append(sock)
+        # Beyond the cap of 20 (the readiness check's connection is gone): closed at once.
+        assert sum(closed_by_server(s, 0.5) for s in sockets[20:]) == 10
+        # The others, within the header timeout (generous margin for a loaded machine).
+        started = time.monotonic()
+        assert all(closed_by_server(s, 15) for s in sockets[:20])
+        assert time.monotonic() - started < 15
+
+        # A body trickled slower than the body timeout: 408.
+        slow = socket.create_connection(("127.0.0.1", server.port))
+        sockets.append(slow)
+        slow.sendall(
+            b"POST /v1/usage HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+        )
+        slow.settimeout(15)
+        assert slow.recv(200).startswith(b"HTTP/1.1 408")
+
+        # And the server still serves everyone else.
+        assert httpx.get(f"{server.base}/healthz", timeout=10).status_code == 200
+    finally:
+        for sock in sockets:
+            sock.close()
+        server.stop()

@@ -1,0 +1,286 @@
+"""The LiteLLM callback and LiteLLM's `generic_api` logger against a running llmcost, with the real litellm.
+
+Calls use LiteLLM's `mock_response`: no network, but LiteLLM's own code path, token counts and cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+
+from llmcost import BudgetExceededError
+from tests.support.helpers import total
+from tests.support.llmcost_server import ADMIN_TOKEN, INGEST_TOKEN, running_llmcost, write_config
+from tests.support.pg import free_port
+from tests.support.procs import LlmcostProcess
+from tests.support.stored import stored_events
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.real_process
+
+SECRET = "SECRET-prompt-91c"
+MESSAGES = [{"role": "user", "content": f"{SECRET} question"}]
+
+
+@pytest.fixture
+def lit() -> Iterator[SimpleNamespace]:
+    """litellm and the classes under test, imported here: importing litellm takes seconds, not worth
+    paying when collecting the suite. Afterwards no callback is left in LiteLLM's module-level lists.
+    """
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no attempt to fetch prices over the network
+    import litellm
+    from litellm.integrations.generic_api.generic_api_callback import GenericAPILogger
+    from litellm.proxy._types import UserAPIKeyAuth
+
+    from llmcost.litellm import LlmcostLogger
+
+    yield SimpleNamespace(
+        litellm=litellm,
+        LlmcostLogger=LlmcostLogger,
+        GenericAPILogger=GenericAPILogger,
+        UserAPIKeyAuth=UserAPIKeyAuth,
+    )
+    litellm.callbacks = []
+    for name in ("success_callback", "failure_callback", "_async_success_callback", "_async_failure_callback"):
+        setattr(litellm, name, [])
+    litellm.input_callback = []
+
+
+@pytest.fixture
+def server(tmp_path: Path, sqlite_url: str) -> Iterator[LlmcostProcess]:
+    with running_llmcost(tmp_path, sqlite_url) as running:
+        yield running
+
+
+async def litellm_logging_done(timeout: float = 30.0) -> None:
+    """Wait until the logging LiteLLM does in this loop after each call has run (success, failure, callbacks).
+
+    LiteLLM queues that work on its logging worker, whose tasks run in this loop; `asyncio.run` cancels what is
+    still running when the scenario returns, so without this the last calls would go unlogged. Done means: the
+    worker's queue is drained (its public `flush`) and no task but the worker's own idle loop is left.
+    """
+    from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+
+    def busy() -> set[asyncio.Task[Any]]:
+        return {
+            t
+            for t in asyncio.all_tasks()
+            if t is not asyncio.current_task() and t.get_coro().__qualname__ != "LoggingWorker._worker_loop"  # type: ignore[union-attr]
+        }
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        await asyncio.wait_for(GLOBAL_LOGGING_WORKER.flush(), max(0.0, deadline - loop.time()))
+        if not (running := busy()):
+            return
+        assert loop.time() < deadline, f"LiteLLM's logging still running after {timeout:g} s: {running}"
+        await asyncio.wait(running, timeout=deadline - loop.time())
+
+
+def _delivered(handler: Any, count: int) -> None:
+    """Wait until LiteLLM handed `count` calls to the handler (its logging runs in the background) and they are sent."""
+    wait_until(
+        lambda: handler.client.stats["accepted"] + handler.client.stats["duplicates"] >= count,
+        timeout=60,
+        what=f"{count} calls delivered",
+    )
+
+
+def test_calls_appear_with_litellm_token_counts_and_cost(
+    lit: SimpleNamespace, server: LlmcostProcess, sqlite_url: str
+) -> None:
+    handler = lit.LlmcostLogger(server.base, INGEST_TOKEN, project="search", service="api", flush_interval=0.05)
+    lit.litellm.callbacks = [handler]
+    responses = [
+        lit.litellm.completion(model="gpt-4o", messages=MESSAGES, mock_response=f"{SECRET} answer", user="u-1")
+        for _ in range(3)
+    ]
+
+    async def async_calls() -> list[Any]:
+        done = [
+            await lit.litellm.acompletion(
+                model="anthropic/claude-sonnet-4-5",
+                messages=MESSAGES,
+                mock_response="ok",
+                metadata={"project": "research"},
+            )
+            for _ in range(2)
+        ]
+        await litellm_logging_done()
+        return done
+
+    responses += asyncio.run(async_calls())
+    _delivered(handler, 5)
+    handler.close()
+
+    stored = stored_events(sqlite_url)
+    assert set(stored) == {r.id for r in responses}
+    for response in responses:
+        event = stored[response.id]
+        assert event["input_tokens"] == response.usage.prompt_tokens
+        assert event["output_tokens"] == response.usage.completion_tokens
+        assert event["cost_source"] == "supplied"
+        assert event["cost_usd"] == pytest.approx(response._hidden_params["response_cost"])
+    sync_event = stored[responses[0].id]
+    assert (sync_event["provider"], sync_event["model"], sync_event["project"]) == ("openai", "gpt-4o", "search")
+    assert (sync_event["service"], sync_event["user"]) == ("api", "u-1")
+    assert stored[responses[3].id]["provider"] == "anthropic"
+    assert stored[responses[3].id]["project"] == "research"  # the request's metadata wins
+    assert SECRET not in repr(stored)
+
+
+def test_a_hard_budget_blocks_the_next_call(lit: SimpleNamespace, server: LlmcostProcess, sqlite_url: str) -> None:
+    budget = {"scope": "project", "key": "search", "period": "daily", "limit": 0.0005, "unit": "usd", "mode": "hard"}
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    assert httpx.put(f"{server.base}/v1/budgets/search-daily", json=budget, headers=admin).status_code == 200
+    handler = lit.LlmcostLogger(server.base, INGEST_TOKEN, project="search", flush_interval=0.05)
+    lit.litellm.callbacks = [handler]
+
+    async def call(**kwargs: Any) -> Any:
+        return await lit.litellm.acompletion(model="gpt-4o", messages=MESSAGES, mock_response="ok", **kwargs)
+
+    async def scenario() -> int:
+        spent = 0.0
+        calls = 0
+        while spent <= budget["limit"]:  # each mocked gpt-4o call costs LiteLLM's price of 10 + 20 tokens
+            response = await call()
+            spent += response._hidden_params["response_cost"]
+            calls += 1
+            await asyncio.to_thread(_delivered, handler, calls)
+        with pytest.raises(BudgetExceededError) as refused:
+            await call()
+        assert "search-daily" in refused.value.reason
+        assert refused.value.answer["allowed"] is False
+        # Another project goes on.
+        await call(metadata={"project": "other"})
+        # The proxy's hook refuses the key of a team whose budget is spent, and lets others through.
+        with pytest.raises(BudgetExceededError):
+            await handler.async_pre_call_hook(
+                lit.UserAPIKeyAuth(team_alias="search"), None, {"model": "gpt-4o"}, "completion"
+            )
+        data = {"model": "gpt-4o", "metadata": {}}
+        assert (
+            await handler.async_pre_call_hook(lit.UserAPIKeyAuth(team_alias="other"), None, data, "completion") is data
+        )
+        await litellm_logging_done()
+        return calls
+
+    allowed_calls = asyncio.run(scenario())
+    handler.close()
+    stored = stored_events(sqlite_url)
+    # The refused call never happened: no event for it, not even an error.
+    assert [e["project"] for e in stored.values()].count("other") == 1
+    assert [e["project"] for e in stored.values()].count("search") == allowed_calls
+    assert {e["status"] for e in stored.values()} == {"success"}
+
+
+def test_fail_mode_when_llmcost_is_unreachable(lit: SimpleNamespace) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+
+    async def call() -> Any:
+        try:
+            return await lit.litellm.acompletion(model="gpt-4o", messages=MESSAGES, mock_response="ok")
+        finally:
+            await litellm_logging_done()
+
+    closed = lit.LlmcostLogger(url, INGEST_TOKEN, fail_mode="closed", close_timeout=0.1)
+    lit.litellm.callbacks = [closed]
+    with pytest.raises(BudgetExceededError, match="fail_mode is 'closed'"):
+        asyncio.run(call())
+    closed.close()
+    opened = lit.LlmcostLogger(url, INGEST_TOKEN, fail_mode="open", close_timeout=0.1)
+    lit.litellm.callbacks = [opened]
+    assert asyncio.run(call()).choices[0].message.content == "ok"
+    opened.close()
+
+
+def test_a_restart_of_llmcost_loses_no_acknowledged_event(
+    lit: SimpleNamespace, tmp_path: Path, sqlite_url: str
+) -> None:
+    config = write_config(tmp_path)
+    first = LlmcostProcess(sqlite_url, config=config).start(tmp_path)
+    handler = lit.LlmcostLogger(first.base, INGEST_TOKEN, flush_interval=0.05, max_retry_delay=0.5)
+    lit.litellm.callbacks = [handler]
+    ids = [lit.litellm.completion(model="gpt-4o", messages=MESSAGES, mock_response="ok").id for _ in range(10)]
+    _delivered(handler, 10)
+    first.kill9()
+    # LiteLLM hands these to the callback while llmcost is down: the callback has acknowledged them.
+    ids += [lit.litellm.completion(model="gpt-4o", messages=MESSAGES, mock_response="ok").id for _ in range(10)]
+    wait_until(lambda: handler.client.stats["retries"] >= 1, timeout=60, what="a retry")
+    second = LlmcostProcess(sqlite_url, config=config)
+    second.port = first.port
+    second.start(tmp_path)
+    try:
+        ids += [lit.litellm.completion(model="gpt-4o", messages=MESSAGES, mock_response="ok").id for _ in range(10)]
+        _delivered(handler, 30)
+        handler.close()
+        assert set(stored_events(sqlite_url)) == set(ids)
+        assert total(httpx.get(f"{second.base}/metrics").text, "llm_requests_total") == 30
+    finally:
+        second.stop()
+
+
+def test_litellm_generic_api_logger_payload_is_accepted_as_is(
+    lit: SimpleNamespace, server: LlmcostProcess, sqlite_url: str
+) -> None:
+    async def scenario() -> list[Any]:
+        logger = lit.GenericAPILogger(
+            endpoint=f"{server.base}/v1/usage", headers={"Authorization": f"Bearer {INGEST_TOKEN}"}
+        )
+        lit.litellm.callbacks = [logger]
+        responses = [
+            await lit.litellm.acompletion(model="gpt-4o-mini", messages=MESSAGES, mock_response=f"{SECRET} answer")
+            for _ in range(3)
+        ]
+        # LiteLLM's success logging runs after each call returns; the logger batches what it is handed. (Its
+        # periodic flush task never ends, so this waits on the batch, in a thread: the loop keeps running.)
+        await asyncio.to_thread(wait_until, lambda: len(logger.log_queue) >= 3, timeout=30, what="3 calls batched")
+        await logger.async_send_batch()
+        return responses
+
+    responses = asyncio.run(scenario())
+    wait_until(lambda: len(stored_events(sqlite_url)) == 3, timeout=60, what="three stored events")
+    stored = stored_events(sqlite_url)
+    assert set(stored) == {r.id for r in responses}
+    for response in responses:
+        assert stored[response.id]["cost_usd"] == pytest.approx(response._hidden_params["response_cost"])
+        assert stored[response.id]["input_tokens"] == response.usage.prompt_tokens
+    assert SECRET not in repr(stored)
+    assert total(httpx.get(f"{server.base}/metrics").text, "llm_ingest_events_total", outcome="rejected") == 0
+
+
+def test_a_model_budget_applies_to_provider_prefixed_calls(
+    lit: SimpleNamespace, server: LlmcostProcess, sqlite_url: str
+) -> None:
+    budget = {
+        "scope": "model",
+        "key": "claude-sonnet-4-5",
+        "period": "daily",
+        "limit": 1,
+        "unit": "requests",
+        "mode": "hard",
+    }
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    assert httpx.put(f"{server.base}/v1/budgets/sonnet", json=budget, headers=admin).status_code == 200
+    handler = lit.LlmcostLogger(server.base, INGEST_TOKEN, flush_interval=0.05)
+    lit.litellm.callbacks = [handler]
+
+    async def scenario() -> None:
+        call = {"model": "anthropic/claude-sonnet-4-5", "messages": MESSAGES, "mock_response": "ok"}
+        await lit.litellm.acompletion(**call)
+        await asyncio.to_thread(_delivered, handler, 1)
+        with pytest.raises(BudgetExceededError):
+            await lit.litellm.acompletion(**call)
+        await litellm_logging_done()
+
+    asyncio.run(scenario())
+    handler.close()
+    assert [e["model"] for e in stored_events(sqlite_url).values()] == ["claude-sonnet-4-5"]

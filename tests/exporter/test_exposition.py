@@ -1,0 +1,94 @@
+"""The lean renderer writes exactly what prometheus_client writes, only faster."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
+from starlette.testclient import TestClient
+
+from alerting.runtime import attach_alerting
+from exporter.exposition import lean_renderer, render_families, render_registry
+from exporter.http.app import build_app
+from exporter.services import Services
+from tests.support.helpers import make_config
+
+
+@pytest.mark.parametrize("metrics", [{}, {"extra_labels": ["user"], "max_series_per_label": 3}])
+def test_matches_generate_latest_on_a_populated_store(sqlite_url: str, metrics: dict[str, object]) -> None:
+    """Byte-equal to prometheus_client, including the usage collector's direct text path.
+
+    Odd label values (quotes, backslashes, newlines), counts past a million (exponent form), unpriced
+    models, errors, and an extra label folded into `__other__`.
+    """
+    services = Services.build(make_config(sqlite_url, metrics=metrics), start_writer=False)
+    now = time.time()
+    records = [
+        {
+            "request_id": f"r{i}",
+            "timestamp": now - i,
+            "provider": "openai",
+            "model": f"m{i % 7}" if i % 11 else "gpt-4o",
+            "project": ['we"ird', "back\\slash", "new\nline", "plain"][i % 4],
+            "user": f"user-{i % 5}",
+            "status": "error" if i % 13 == 0 else "success",
+            "input_tokens": i * 50_000 if i % 17 == 0 else i,
+            "output_tokens": i % 9,
+            **({"cost_usd": i / 7} if i % 3 else {}),
+        }
+        for i in range(200)
+    ]
+    services.pipeline.ingest(enumerate(records))
+    text = render_registry(services.registry)
+    assert text == generate_latest(services.registry)
+    assert b"e+06" in text and b"llm_unpriced_requests_total{" in text and b'status="error"' in text
+    if metrics:
+        assert b'user="__other__"' in text
+    services.close()
+
+
+def test_matches_generate_latest_for_special_values() -> None:
+    counter = CounterMetricFamily("x", "help with \\ and\nnewline", labels=["b", "a"])
+    counter.add_metric(["2", "1"], 1e21)
+    counter.add_metric(["3", "4"], 0.1)
+    gauge = GaugeMetricFamily("g", "a gauge", labels=[])
+    gauge.add_metric([], float("inf"))
+
+    class Registry:
+        def collect(self):  # type: ignore[no-untyped-def]
+            return [counter, gauge]
+
+    assert render_families([counter, gauge]) == generate_latest(Registry())  # type: ignore[arg-type]
+
+
+# What Prometheus 2.x sends when it scrapes: OpenMetrics first, the text format as a fallback.
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+
+
+@pytest.mark.parametrize("accept", ["*/*", "text/plain;version=0.0.4", PROMETHEUS_ACCEPT])
+def test_metrics_answers_byte_for_byte_what_prometheus_client_would(sqlite_url: str, accept: str) -> None:
+    """Every collector a server registers (usage, self, gateway, budgets, scheduler), text and OpenMetrics."""
+    config = make_config(sqlite_url, budgets=[{"name": "daily", "scope": "global", "period": "daily", "limit": 100.0}])
+    services = Services.build(config, start_writer=False)
+    routes = attach_alerting(services, "ingest")
+    now = time.time()
+    services.pipeline.ingest(
+        enumerate(
+            {"request_id": f"r{i}", "timestamp": now - i, "provider": "openai", "model": f"m{i % 3}", "cost_usd": i}
+            for i in range(30)
+        )
+    )
+    encoder, content_type = choose_encoder(accept)
+    assert lean_renderer(content_type) is not None, "this format is meant to take the lean path"
+    with TestClient(build_app(services, routes)) as client:
+        response = client.get("/metrics", headers={"Accept": accept})
+    assert response.headers["content-type"] == content_type
+    assert response.content == encoder(services.registry)
+    assert (b"# EOF" in response.content) == ("openmetrics" in content_type)
+    services.close()

@@ -1,0 +1,110 @@
+"""Smaller holes: partial token lists off loopback, /metrics tokens, refusals before any lease, config checks,
+and one log line per request of hostile LiteLLM records."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from starlette.testclient import TestClient
+
+from exporter.config import ListenError, parse_config
+from exporter.http.app import build_app
+from exporter.server import check_exposure
+from exporter.services import Services
+from tests.support.helpers import make_config
+from tests.support.pg import free_port
+from tests.support.procs import LLMCOST
+
+WEBHOOK = "webhook-token-0123456789"
+INGEST = "ingest-token-0123456789"
+ADMIN = "admin-token-0123456789ab"
+METRICS = "metrics-token-0123456789"
+
+
+def test_off_loopback_every_endpoint_group_needs_tokens_or_an_explicit_opt_in(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    only_webhook = parse_config({"auth": {"webhook_tokens": [WEBHOOK]}})
+    with pytest.raises(ListenError, match="the ingest, admin endpoints have no tokens"):
+        check_exposure("0.0.0.0", only_webhook)
+    check_exposure("127.0.0.1", only_webhook)  # loopback stays as it was
+
+    opened = parse_config({"auth": {"webhook_tokens": [WEBHOOK], "open": ["ingest", "admin"]}})
+    with caplog.at_level(logging.WARNING):
+        check_exposure("0.0.0.0", opened)
+    loud = [r.getMessage() for r in caplog.records if "AUTH DISABLED" in r.getMessage()]
+    assert len(loud) == 2 and "ingest endpoints are OPEN" in loud[0]
+
+    check_exposure(
+        "0.0.0.0",
+        parse_config({"auth": {"ingest_tokens": [INGEST], "admin_tokens": [ADMIN], "webhook_tokens": [WEBHOOK]}}),
+    )
+    with pytest.raises(Exception, match=r"auth.open\[0\]: unknown endpoint group"):
+        parse_config({"auth": {"open": ["everything"]}})
+
+
+def test_serve_refuses_before_opening_the_store(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(f"auth:\n  webhook_tokens: [{WEBHOOK}]\n")
+    db = tmp_path / "never.db"
+    done = subprocess.run(
+        [LLMCOST, "serve", "--config", str(config), "--db", f"sqlite:///{db}", "--listen", f"0.0.0.0:{free_port()}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "refusing to listen on 0.0.0.0" in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr + done.stdout
+    # No store opened, so no leader lease taken (the lease lives in the store).
+    assert not db.exists()
+
+
+def test_metrics_tokens_guard_the_metrics_endpoint(sqlite_url: str) -> None:
+    services = Services.build(make_config(sqlite_url, auth={"metrics_tokens": [METRICS]}))
+    with TestClient(build_app(services)) as client:
+        assert client.get("/metrics").status_code == 401
+        assert client.get("/metrics", headers={"Authorization": f"Bearer {METRICS}"}).status_code == 200
+        assert client.get("/healthz").status_code == 200
+    services.close()
+
+
+def test_check_config_rejects_an_unparseable_database_url_file(tmp_path: Path) -> None:
+    (tmp_path / "db-url").write_text("postgresql://llmcost:secret-password@db:notaport/llmcost\n")
+    config = tmp_path / "config.yml"
+    config.write_text("database:\n  url_file: db-url\n")
+    done = subprocess.run([LLMCOST, "check-config", str(config)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "database.url: is not a database URL" in done.stdout
+    assert "secret-password" not in done.stdout
+
+
+def test_a_litellm_provider_object_is_rejected_with_one_log_line_per_request(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    record = {
+        "id": "chatcmpl-1",
+        "call_type": "completion",
+        "model": "gpt-4o",
+        "custom_llm_provider": {"name": "openai"},
+        "response_cost": 0.01,
+        "endTime": time.time() - 60,
+    }
+    body = orjson.dumps([{**record, "id": f"chatcmpl-{i}"} for i in range(500)])
+    services = Services.build(make_config(sqlite_url))
+    with TestClient(build_app(services)) as client, caplog.at_level(logging.DEBUG - 1):
+        caplog.clear()
+        response = client.post("/v1/usage", content=body, headers={"Content-Type": "application/json"})
+        assert response.status_code == 422
+        rejected = response.json()["rejected"]
+        assert len(rejected) == 500
+        assert rejected[0]["error"] == "custom_llm_provider: must be a string, got dict"
+        ours = [r for r in caplog.records if r.name.startswith("exporter")]
+        assert len(ours) <= 1
+        assert not any(r.exc_info for r in ours)
+    services.close()

@@ -1,0 +1,323 @@
+"""Reading recorded calls from files: every format, bad records beside good ones, auto-detection."""
+
+from __future__ import annotations
+
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from exporter.events import InvalidEvent, parse_event
+from exporter.normalize import to_canonical
+from exporter.readers import FORMATS, detect_format, iter_file_records
+from tests.support.paths import DATA as TEST_DATA
+from tests.support.paths import RECORDED_USAGE
+
+NOW = 2_000_000_000.0
+RECORDED = RECORDED_USAGE
+DATA = TEST_DATA / "normalize"
+
+
+def read(path: Path, fmt: str = "auto") -> list[tuple[int, Any]]:
+    return list(iter_file_records(path, fmt))
+
+
+def plain(records: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
+    """Records with errors as (field, reason): exceptions do not compare equal."""
+    return [(i, (r.field, r.reason) if isinstance(r, InvalidEvent) else r) for i, r in records]
+
+
+def errors(records: list[tuple[int, Any]]) -> dict[int, InvalidEvent]:
+    return {index: record for index, record in records if isinstance(record, InvalidEvent)}
+
+
+def good(records: list[tuple[int, Any]]) -> dict[int, dict[str, Any]]:
+    return {index: record for index, record in records if not isinstance(record, InvalidEvent)}
+
+
+def write_lines(path: Path, lines: list[Any]) -> Path:
+    path.write_bytes(b"".join((line if isinstance(line, bytes) else orjson.dumps(line)) + b"\n" for line in lines))
+    return path
+
+
+def event(i: int) -> dict[str, Any]:
+    return {"request_id": f"r{i}", "provider": "openai", "model": "gpt-4o", "input_tokens": i, "output_tokens": 1}
+
+
+def test_formats_are_the_cli_choices() -> None:
+    assert FORMATS == ("auto", "jsonl", "csv", "litellm", "openai-usage", "otel")
+    with pytest.raises(ValueError, match="unknown format"):
+        iter_file_records(RECORDED, "yaml")
+
+
+# --- JSON lines -----------------------------------------------------------------------------------
+
+
+def test_jsonl_bad_lines_do_not_stop_the_good_ones(tmp_path: Path) -> None:
+    path = write_lines(
+        tmp_path / "events.jsonl", [event(0), b'{"provider": "openai", ', b"", event(3), b"[1, 2]", event(5)]
+    )
+    records = read(path, "jsonl")
+    assert [index for index, _ in records] == [0, 1, 3, 4, 5]  # index = line number - 1; blank line skipped
+    assert good(records) == {0: event(0), 3: event(3), 5: event(5)}
+    assert "line 2: not valid JSON" in str(errors(records)[1])
+    assert "line 5: a record must be a JSON object, got array" in str(errors(records)[4])
+
+
+def test_jsonl_first_line_broken(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "events.jsonl", [b'{"provider": ', event(1), event(2)])
+    records = read(path)
+    assert list(errors(records)) == [0]
+    assert good(records) == {1: event(1), 2: event(2)}
+
+
+def test_json_array_and_pretty_printed_object(tmp_path: Path) -> None:
+    array = tmp_path / "events.json"
+    array.write_bytes(orjson.dumps([event(0), 7, event(2)], option=orjson.OPT_INDENT_2))
+    records = read(array, "jsonl")
+    assert good(records) == {0: event(0), 2: event(2)}
+    assert "element 1" in str(errors(records)[1])
+    single = tmp_path / "event.json"
+    single.write_bytes(orjson.dumps(event(4), option=orjson.OPT_INDENT_2))
+    assert read(single, "jsonl") == [(0, event(4))]
+
+
+def test_broken_json_array_is_one_error(tmp_path: Path) -> None:
+    path = tmp_path / "events.json"
+    path.write_text('[{"provider": "openai"}, ')
+    [(index, record)] = read(path)
+    assert index == 0 and isinstance(record, InvalidEvent)
+
+
+def test_jsonl_records_are_the_parsed_dicts_for_to_canonical(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "events.jsonl", [event(1)])
+    [(_, record)] = read(path)
+    assert parse_event(to_canonical(record), now=NOW).input_tokens == 1
+
+
+def test_jsonl_memory_stays_flat(tmp_path: Path) -> None:
+    path = tmp_path / "big.jsonl"
+    line = orjson.dumps({**event(1), "metadata": {"note": "x" * 200}}) + b"\n"
+    path.write_bytes(line * 50_000)
+    tracemalloc.start()
+    try:
+        count = sum(1 for _ in iter_file_records(path))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == 50_000
+    assert peak < 4 * 1024 * 1024  # the whole file as dicts would take well over 50 MB
+
+
+# --- CSV ------------------------------------------------------------------------------------------
+
+CSV_HEADER = (
+    "request_id,timestamp,provider,model,input_tokens,cache_read_tokens,output_tokens,cost_usd,latency_ms,"
+    "project,metadata,team\n"
+)
+
+
+def test_csv_conversion(tmp_path: Path) -> None:
+    path = tmp_path / "calls.csv"
+    path.write_text(
+        CSV_HEADER
+        + 'r1,1735689600,openai,gpt-4o,1200,1000,50,0.000123456789,812.5,search,"{""ticket"": ""T-1""}",core\n'
+        + "r2,2025-01-01T00:00:00Z,anthropic,claude-sonnet-4-5, 7 ,,3.0,,,,,\n",
+        encoding="utf-8-sig",  # a spreadsheet's byte-order mark must not stick to "request_id"
+    )
+    records = read(path)
+    assert records[0] == (
+        0,
+        {
+            "request_id": "r1",
+            "timestamp": 1735689600.0,
+            "provider": "openai",
+            "model": "gpt-4o",
+            "input_tokens": 1200,
+            "cache_read_tokens": 1000,
+            "output_tokens": 50,
+            "cost_usd": "0.000123456789",  # text: parse_event reads it as an exact Decimal
+            "latency_ms": 812.5,
+            "project": "search",
+            "metadata": {"ticket": "T-1"},
+            "team": "core",
+        },
+    )
+    # Empty cells are absent fields; numbers with spaces or ".0" are whole numbers.
+    assert records[1] == (
+        1,
+        {
+            "request_id": "r2",
+            "timestamp": "2025-01-01T00:00:00Z",
+            "provider": "anthropic",
+            "model": "claude-sonnet-4-5",
+            "input_tokens": 7,
+            "output_tokens": 3,
+        },
+    )
+    first = parse_event(to_canonical(records[0][1]), now=NOW)
+    assert (first.cost_nanousd, first.metadata) == (123_457, {"team": "core", "ticket": "T-1"})
+
+
+def test_csv_bad_row_in_the_middle(tmp_path: Path) -> None:
+    path = tmp_path / "calls.csv"
+    path.write_text(
+        CSV_HEADER
+        + "r1,,openai,gpt-4o,10,,1,,,,,\n"
+        + "r2,,openai,gpt-4o,ten,,1,,,,,\n"
+        + "r3,,openai,gpt-4o,1.5,,1,,,,,\n"
+        + "r4,,openai,gpt-4o,10,,1,,fast,,,\n"
+        + "r5,,openai,gpt-4o,10,,1,,,,[1],\n"
+        + "r6,,openai,gpt-4o,10,,1,,,,,,extra\n"
+        + "r7,,openai,gpt-4o,10,,1,,,,,\n"
+    )
+    records = read(path, "csv")
+    assert [record["request_id"] for record in good(records).values()] == ["r1", "r7"]
+    failures = {index: (error.field, error.reason) for index, error in errors(records).items()}
+    assert failures[1] == ("input_tokens", "row 2: is not a number: 'ten'")
+    assert failures[2] == ("input_tokens", "row 3: must be a whole number, got '1.5'")
+    assert failures[3] == ("latency_ms", "row 4: is not a number: 'fast'")
+    assert failures[4][0] == "metadata"
+    assert "more cells than the header" in failures[5][1]
+
+
+# --- LiteLLM --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["litellm_standard_logging.jsonl", "litellm_spend_logs.json"])
+def test_litellm_files(name: str) -> None:
+    records = read(DATA / name, "litellm")
+    assert records == read(DATA / name)  # auto-detected
+    assert all(not isinstance(record, InvalidEvent) for _, record in records)
+    events = [parse_event(to_canonical(record), now=NOW) for _, record in records]
+    assert all(event.request_id.startswith("chatcmpl-") for event in events)
+    assert all(event.cost_nanousd is not None for event in events)
+
+
+def test_litellm_bad_line(tmp_path: Path) -> None:
+    rows = [orjson.loads(line) for line in (DATA / "litellm_standard_logging.jsonl").read_bytes().splitlines()]
+    path = write_lines(tmp_path / "litellm.jsonl", [rows[0], b"not json", rows[1]])
+    records = read(path, "litellm")
+    assert list(good(records)) == [0, 2]
+    assert list(errors(records)) == [1]
+
+
+# --- recorded provider responses ------------------------------------------------------------------
+
+
+def test_openai_usage_records(tmp_path: Path) -> None:
+    lines = RECORDED.read_bytes().splitlines()
+    path = write_lines(
+        tmp_path / "usage.jsonl",
+        [
+            lines[0],  # Anthropic
+            lines[155],  # Bedrock Converse: the model only in the URI
+            b"{broken",
+            {"host": "api.openai.com", "request_model": "gpt-4o", "response_model": None, "object": "x"},
+            {"host": "api.openai.com", "request_model": "gpt-4o", "status": 500, "usage": {"prompt_tokens": 3}},
+        ],
+    )
+    records = read(path, "openai-usage")
+    assert plain(read(path)) == plain(records)  # auto-detected
+    anthropic, bedrock = good(records)[0], good(records)[1]
+    assert (anthropic["provider"], anthropic["model"]) == ("anthropic", "claude-sonnet-4-5-20250929")
+    assert anthropic["request_id"].startswith("rec-")
+    assert anthropic["metadata"]["source"].startswith("pydantic/pydantic-ai@")
+    assert (bedrock["provider"], bedrock["model"]) == ("bedrock", "us.anthropic.claude-sonnet-4-5-20250929-v1:0")
+    assert good(records)[4]["status"] == "error"
+    assert isinstance(errors(records)[2], InvalidEvent)
+    assert errors(records)[3].field == "usage"
+    # The request id comes from the source: replaying the file gives the same ids.
+    assert plain(read(path)) == plain(records)
+
+
+def test_openai_usage_merges_an_anthropic_stream() -> None:
+    records = dict(read(RECORDED, "openai-usage"))
+    assert 174 not in records  # the message_delta, merged into its message_start
+    merged = records[173]
+    assert isinstance(merged, dict)
+    assert (merged["usage"]["input_tokens"], merged["usage"]["output_tokens"]) == (2411, 145)
+    assert merged["model"] == "claude-sonnet-5"
+
+
+def test_openai_usage_whole_recorded_file_is_auto_detected() -> None:
+    records = read(RECORDED)
+    assert len(records) == 711
+    assert not errors(records)
+
+
+# --- OpenTelemetry --------------------------------------------------------------------------------
+
+
+def test_otlp_export_document() -> None:
+    records = read(DATA / "otel_export.json", "otel")
+    assert read(DATA / "otel_export.json") == records  # auto-detected
+    # Span 1 is an HTTP span and span 2 an agent span adding up span 0: neither is a model call.
+    assert [index for index, _ in records] == [0, 3]
+    events = [parse_event(to_canonical(record), now=NOW) for _, record in records]
+    assert [(e.provider, e.model, e.service, e.status) for e in events] == [
+        ("openai", "gpt-4o-2024-08-06", "checkout-api", "success"),
+        ("bedrock", "anthropic.claude-sonnet-4-5-20250929-v1:0", "checkout-api", "error"),
+    ]
+    assert (events[0].input_tokens, events[0].cache_read_tokens, events[0].output_tokens) == (325, 1024, 10)
+
+
+def test_otlp_jsonl_with_a_bad_line(tmp_path: Path) -> None:
+    # The collector's file exporter writes one export request per line.
+    doc = orjson.loads((DATA / "otel_export.json").read_bytes())
+    path = write_lines(tmp_path / "traces.jsonl", [doc, b"{oops", {"resourceSpans": [{"scopeSpans": "bad"}]}, doc])
+    records = read(path)
+    assert [index for index, _ in records] == [0, 3, 4, 5, 6, 9]
+    assert list(errors(records)) == [4, 5]
+    assert "line 3" in str(errors(records)[5])
+
+
+def test_jsonl_of_span_attribute_dicts(tmp_path: Path) -> None:
+    spans = [
+        {"gen_ai.system": "openai", "gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 5},
+        {"gen_ai.provider.name": "anthropic", "gen_ai.request.model": "claude", "gen_ai.usage.output_tokens": 2},
+    ]
+    path = write_lines(tmp_path / "spans.jsonl", [spans[0], b"nope", spans[1]])
+    records = read(path)
+    assert plain(read(path, "otel")) == plain(records)
+    assert good(records) == {0: spans[0], 2: spans[1]}
+    assert [parse_event(to_canonical(r), now=NOW).provider for r in good(records).values()] == ["openai", "anthropic"]
+
+
+# --- auto-detection -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("record", "fmt"),
+    [
+        ({"resourceSpans": []}, "otel"),
+        ({"host": "api.openai.com", "request_model": "gpt-4o", "usage": {}}, "openai-usage"),
+        ({"request_id": "x", "spend": 0.1, "call_type": "acompletion"}, "litellm"),
+        ({"id": "x", "response_cost": 0.1}, "litellm"),
+        ({"gen_ai.system": "openai"}, "otel"),
+        ({"attributes": []}, "otel"),
+        ({"provider": "openai", "model": "m"}, "jsonl"),
+        ({"provider": "openai", "model": "m", "usage": {}}, "jsonl"),
+    ],
+)
+def test_detect_format(record: dict[str, Any], fmt: str) -> None:
+    assert detect_format(record) == fmt
+
+
+def test_auto_uses_the_csv_extension_and_skips_leading_bad_lines(tmp_path: Path) -> None:
+    path = tmp_path / "CALLS.CSV"
+    path.write_text("provider,model,input_tokens\nopenai,gpt-4o,3\n")
+    assert read(path) == [(0, {"provider": "openai", "model": "gpt-4o", "input_tokens": 3})]
+    lines = RECORDED.read_bytes().splitlines()
+    usage = write_lines(tmp_path / "usage.jsonl", [b"garbage", lines[0]])
+    records = read(usage)
+    assert isinstance(records[0][1], InvalidEvent)
+    assert records[1][1]["provider"] == "anthropic"  # detected from the first readable record
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(b"")
+    assert read(path) == []

@@ -1,0 +1,172 @@
+"""`llmcost report` on real SQLite and PostgreSQL: ranges, breakdowns, top-N, formats and hints."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from exporter.cli import main
+from exporter.pricing import PriceBook
+from exporter.report.periods import parse_when, period_range
+from exporter.services import Services
+from tests.support.helpers import make_config
+from tests.support.months import DAY, NOW, history, load_history
+
+UNTIL = "2026-11-11T12:00:00Z"
+
+
+def report(capsys: pytest.CaptureFixture[str], db_url: str, *argv: str) -> str:
+    capsys.readouterr()
+    assert main(["report", "--db", db_url, *argv]) == 0
+    return capsys.readouterr().out
+
+
+def report_json(capsys: pytest.CaptureFixture[str], db_url: str, *argv: str) -> dict[str, Any]:
+    return json.loads(report(capsys, db_url, "--format", "json", "--until", UNTIL, *argv))
+
+
+def store_state(db_url: str) -> list[Any]:
+    services = Services.build(make_config(db_url), start_writer=False)
+    try:
+        with services.store.reading() as conn:
+            return [
+                conn.execute(text(f"SELECT COUNT(*), SUM(requests), SUM(cost_nanousd) FROM {table}")).one()
+                for table in ("usage_rollup", "usage_series")
+            ] + [sorted(conn.execute(text("SELECT name, value FROM ingest_counters")).all())]
+    finally:
+        services.close()
+
+
+def events_cost(db_url: str, since: float, until: float) -> tuple[int, int]:
+    services = Services.build(make_config(db_url), start_writer=False)
+    try:
+        with services.store.reading() as conn:
+            n, cost = conn.execute(
+                text("SELECT COUNT(*), SUM(cost_nanousd) FROM usage_events WHERE ts >= :a AND ts < :b"),
+                {"a": since, "b": until},
+            ).one()
+            return int(n), int(cost or 0)
+    finally:
+        services.close()
+
+
+@pytest.fixture
+def months(db_url: str) -> str:
+    load_history(db_url, history(40))
+    return db_url
+
+
+def test_default_report_keeps_its_table_and_json(months: str, capsys: pytest.CaptureFixture[str]) -> None:
+    table = report(capsys, months)
+    lines = table.splitlines()
+    assert lines[1].split() == ["provider", "model", "project", "requests", "tokens", "cost_usd"]
+    assert any(line.startswith("total") for line in lines)
+    assert "(unpriced)" in table
+    data = report_json(capsys, months)
+    first = data["rows"][0]
+    for key in ("provider", "model", "project", "requests", "input_tokens", "cache_read_tokens", "cost_usd"):
+        assert key in first
+    assert data["total_cost_usd"] == pytest.approx(sum(r["cost_usd"] for r in data["rows"]))
+
+
+def test_a_range_counts_exactly_the_calls_inside_it(months: str, capsys: pytest.CaptureFixture[str]) -> None:
+    since, until = NOW - 10 * DAY, NOW - 3 * DAY  # 5-minute aligned
+    data = json.loads(
+        report(capsys, months, "--format", "json", "--since", "2026-11-01T12:00:00Z", "--until", "2026-11-08T12:00:00Z")
+    )
+    n, cost = events_cost(months, since, until)
+    assert data["total"]["requests"] == n
+    assert round(data["total_cost_usd"] * 1e9) == cost
+    last_week = json.loads(report(capsys, months, "--format", "json", "--period", "last-7d", "--until", UNTIL))
+    n, cost = events_cost(months, NOW - 7 * DAY, NOW)
+    assert last_week["total"]["requests"] == n
+
+
+def test_breakdowns_by_any_dimensions_with_the_rest_summed(months: str, capsys: pytest.CaptureFixture[str]) -> None:
+    whole = report_json(capsys, months)
+    for by in ("user,service", "model,user", "project,session", "service"):
+        data = report_json(capsys, months, "--by", by, "--top", "3")
+        assert data["by"] == by.split(",")
+        assert len(data["rows"]) <= 3
+        shown = sum(r["requests"] for r in data["rows"]) + (data["rest"]["requests"] if data["rest"] else 0)
+        assert shown == whole["total"]["requests"]
+        cost = sum(r["cost_usd"] for r in data["rows"]) + (data["rest"]["cost_usd"] if data["rest"] else 0)
+        assert cost == pytest.approx(whole["total_cost_usd"])
+    sessions = report_json(capsys, months, "--by", "session", "--top", "100")
+    assert {"s0", ""} <= {r["session"] for r in sessions["rows"]}
+    users = report_json(capsys, months, "--by", "user", "--top", "2")
+    assert users["rest"]["groups"] == len({f"u{i}" for i in range(4)} | {""}) - 2
+
+
+def test_per_model_cache_hit_and_output_input_ratios(months: str, capsys: pytest.CaptureFixture[str]) -> None:
+    models = {m["model"]: m for m in report_json(capsys, months)["models"]}
+    haiku = models["claude-haiku-4-5"]
+    assert haiku["cache_hit_ratio"] == pytest.approx(100 / 2900)
+    assert haiku["output_input_ratio"] == pytest.approx(280 / 2900)
+    assert models["claude-sonnet-4-5"]["cache_hit_ratio"] == 0
+
+
+def test_hints_carry_the_money_at_stake_and_their_figures(months: str, capsys: pytest.CaptureFixture[str]) -> None:
+    hints = report_json(capsys, months)["hints"]
+    by_kind = {h["kind"]: h for h in hints}
+    assert set(by_kind) == {"cheaper_model", "prompt_caching", "unpriced", "growth"}
+    cheaper = by_kind["cheaper_model"]["figures"]
+    assert (cheaper["model"], cheaper["sibling_model"], cheaper["project"]) == (
+        "claude-sonnet-4-5",
+        "claude-haiku-4-5",
+        "search",
+    )
+    book = PriceBook()
+    calls = cheaper["calls"]
+    # The same figure, computed here from the events' averages and the sibling's price.
+    avg_in = round(cheaper["avg_input_tokens"])
+    at_haiku = book.cost_nanousd("anthropic", "claude-haiku-4-5", NOW, avg_in, 0, 0, cheaper["avg_output_tokens"])
+    assert at_haiku is not None
+    assert cheaper["cost_at_sibling_price_usd"] == pytest.approx(at_haiku * calls / 1e9)
+    assert by_kind["cheaper_model"]["usd_at_stake"] == pytest.approx(cheaper["cost_usd"] - at_haiku * calls / 1e9)
+    assert by_kind["prompt_caching"]["subject"] == "claude-sonnet-4-5"
+    assert by_kind["prompt_caching"]["usd_at_stake"] > 0
+    assert by_kind["unpriced"]["usd_at_stake"] is None and by_kind["unpriced"]["figures"]["unpriced_calls"] == 320
+    growth = by_kind["growth"]["figures"]
+    assert growth["last_7d_usd"] > growth["previous_7d_usd"] > 0
+    stakes = [h["usd_at_stake"] for h in hints if h["usd_at_stake"] is not None]
+    assert stakes == sorted(stakes, reverse=True)
+    table = report(capsys, months, "--until", UNTIL)
+    assert "hints (money at stake first)" in table and "figures: " in table
+
+
+def test_csv_and_markdown(months: str, capsys: pytest.CaptureFixture[str]) -> None:
+    out = report(capsys, months, "--format", "csv", "--by", "project", "--until", UNTIL)
+    parsed = list(csv.DictReader(io.StringIO(out)))
+    assert {r["project"] for r in parsed} == {"search", "chat", "batch"}
+    assert sum(int(r["requests"]) for r in parsed) == 4 * 320
+    md = report(capsys, months, "--format", "markdown", "--until", UNTIL)
+    assert "| provider | model | project | requests | tokens | cost (USD) |" in md
+    assert "## Hints" in md
+
+
+def test_a_report_changes_nothing(months: str, capsys: pytest.CaptureFixture[str]) -> None:
+    before = store_state(months)
+    for fmt in ("table", "json", "csv", "markdown"):
+        report(capsys, months, "--format", fmt, "--by", "project,session")
+    assert store_state(months) == before
+
+
+def test_bad_arguments_are_refused(months: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", "--db", months, "--by", "colour"]) == 2
+    assert "cannot group by colour" in capsys.readouterr().err
+    assert main(["report", "--db", months, "--since", "last tuesday"]) == 2
+    assert main(["report", "--db", months, "--period", "fortnight"]) == 2
+
+
+def test_periods() -> None:
+    assert parse_when("2026-11-01", now=NOW) == NOW - 10.5 * DAY
+    assert parse_when("7d", now=NOW) == NOW - 7 * DAY
+    assert period_range("this-month", now=NOW) == (NOW - 10.5 * DAY, None)
+    assert period_range("last-week", now=NOW) == (NOW - 9.5 * DAY, NOW - 2.5 * DAY)
+    assert period_range("yesterday", now=NOW) == (NOW - 1.5 * DAY, NOW - 0.5 * DAY)

@@ -1,0 +1,229 @@
+"""The store on real SQLite and real PostgreSQL: idempotency, rollups, totals, counters, migrations."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from typing import Any
+
+from exporter.events import UsageEvent
+from exporter.store import Store
+from exporter.store.schema import BUCKET_SECONDS
+
+T0 = 1_795_000_200.0  # a bucket boundary
+
+
+def ev(rid: str, *, ts: float = T0, project: str = "p", cost: int = 1_000, **kw) -> UsageEvent:  # type: ignore[no-untyped-def]
+    fields = {"provider": "openai", "model": "gpt-4o", "input_tokens": 10, "output_tokens": 5}
+    fields.update(kw)
+    return UsageEvent(request_id=rid, timestamp=ts, project=project, cost_nanousd=cost, cost_source="priced", **fields)
+
+
+def test_duplicates_count_once_within_and_across_batches(db_url: str) -> None:
+    store = Store(db_url)
+    first = store.write_events([ev("a"), ev("b"), ev("a")])
+    assert first.inserted == [True, True, False]
+    assert (first.accepted, first.duplicates) == (2, 1)
+    second = store.write_events([ev("b"), ev("c")])
+    assert second.inserted == [False, True]
+    totals = store.series_totals(["provider"])
+    assert [t.get("requests") for t in totals] == [3]
+    assert totals[0].get("cost_nanousd") == 3_000
+    assert store.counters()["accepted"] == 3
+    assert store.counters()["duplicate"] == 2
+    assert store.event_count() == 3
+    store.close()
+
+
+def test_every_event_field_is_stored_including_empty_ones(db_url: str) -> None:
+    store = Store(db_url)
+    store.write_events([ev("bare")])  # latency and metadata absent in the whole batch
+    store.write_events(
+        [
+            ev("full", latency_ms=812.5, metadata={"trace_id": "t-1", "region": "eu"}, reasoning_tokens=3),
+            ev("bare2"),
+        ]
+    )
+    with store.reading() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT request_id, latency_ms, meta_json, reasoning_tokens, cost_source FROM usage_events "
+            "ORDER BY request_id"
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("bare", None, None, 0, "priced"),
+        ("bare2", None, None, 0, "priced"),
+        ("full", 812.5, '{"trace_id":"t-1","region":"eu"}', 3, "priced"),
+    ]
+    store.close()
+
+
+def test_large_batches_store_every_row_once_with_its_values(db_url: str) -> None:
+    """Batches beyond one multi-row INSERT (SQLite writes 250 rows a statement), with old and new ids mixed."""
+    store = Store(db_url)
+
+    def event(i: int) -> UsageEvent:
+        extra = {"latency_ms": float(i % 3)} if i % 2 else {"metadata": {"i": i}} if i % 5 == 0 else {}
+        return ev(f"big-{i:04d}", ts=T0 + i, cost=i, input_tokens=i, **extra)
+
+    first = store.write_events([event(i) for i in range(0, 1_000, 2)])  # 500 rows: two whole statements
+    assert first.accepted == 500
+    second = store.write_events([event(i) for i in range(0, 1_103)])  # 1,103 rows, 603 of them new
+    assert (second.accepted, second.duplicates) == (603, 500)
+    assert second.inserted == [i % 2 == 1 or i >= 1_000 for i in range(1_103)]
+    with store.reading() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT request_id, ts, input_tokens, cost_nanousd, latency_ms, meta_json FROM usage_events "
+            "ORDER BY request_id"
+        ).all()
+    expected = []
+    for i in range(1_103):
+        e = event(i)
+        meta = f'{{"i":{i}}}' if e.metadata else None
+        expected.append((e.request_id, e.timestamp, i, i, e.latency_ms, meta))
+    assert [tuple(r) for r in rows] == expected
+    assert store.series_totals(["provider"])[0].get("cost_nanousd") == sum(range(1_103))
+    store.close()
+
+
+def test_rollups_are_bucketed_and_match_totals(db_url: str) -> None:
+    store = Store(db_url)
+    events = [ev(f"r{i}", ts=T0 + i * 60, project=f"p{i % 2}", cost=i) for i in range(20)]
+    events.append(ev("unpriced", ts=T0, cost=0, model="mystery"))
+    events[-1].cost_source = "unpriced"
+    store.write_events(events)
+    rows = store.rollup_buckets(T0, T0 + 3600, group_by=["project"], columns=["requests", "cost_nanousd"])
+    by_key = {(r[0], r[1]): (r[2], r[3]) for r in rows}
+    assert by_key[("p0", T0)] == (3, 0 + 2 + 4)  # minutes 0, 2 and 4 fall in the first bucket
+    assert by_key[("p", T0)] == (1, 0)  # the unpriced call
+    assert sum(v[0] for v in by_key.values()) == 21
+    assert {b for _, b in by_key} == {T0 + k * BUCKET_SECONDS for k in range(4)}
+    total = sum(r.get("cost_nanousd") for r in store.series_totals(["project"]))
+    assert total == sum(range(20))
+    unpriced = {r.labels: r.get("unpriced_requests") for r in store.series_totals(["model"])}
+    assert unpriced == {("gpt-4o",): 0, ("mystery",): 1}
+    store.close()
+
+
+def test_counters_survive_reopen_and_migrate_is_idempotent(db_url: str) -> None:
+    store = Store(db_url)
+    store.write_events([ev("a"), ev("b")], rejected=3)
+    store.close()
+    again = Store(db_url)
+    again.migrate()
+    assert again.counters()["rejected"] == 3
+    assert again.series_totals(["model"])[0].get("requests") == 2
+    again.close()
+
+
+def test_head_revision_is_alembics_and_an_older_store_is_still_upgraded(db_url: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import inspect
+
+    from exporter.store.engine import HEAD_REVISION, MIGRATIONS_DIR, schema_is_current
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    assert ScriptDirectory.from_config(config).get_heads() == [HEAD_REVISION]
+
+    store = Store(db_url)
+    assert schema_is_current(store.engine)
+    with store.engine.begin() as connection:  # back to the revision before the newest
+        config.attributes["connection"] = connection
+        command.downgrade(config, "-1")
+
+    def outbox_columns(engine: Any) -> set[str]:  # the newest migration adds notification_outbox.group_key
+        return {c["name"] for c in inspect(engine).get_columns("notification_outbox")}
+
+    assert "group_key" not in outbox_columns(store.engine)
+    assert not schema_is_current(store.engine)
+    store.close()
+
+    again = Store(db_url)  # the quick check must not skip the upgrade
+    assert schema_is_current(again.engine)
+    assert "group_key" in outbox_columns(again.engine)
+    again.close()
+
+
+def test_opening_a_current_store_does_not_load_alembic(sqlite_url: str) -> None:
+    Store(sqlite_url).close()
+    code = (
+        f"import sys; from exporter.store import Store; Store({sqlite_url!r}).close(); print('alembic' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
+def test_concurrent_writers_never_double_count(db_url: str) -> None:
+    """Two Store instances (as two processes would) write overlapping ids at the same time."""
+    stores = [Store(db_url), Store(db_url)]
+    batches = [
+        [ev(f"r{i}", cost=1) for i in range(k, 3000, 2)] + [ev(f"r{i}", cost=1) for i in range(500)] for k in (0, 1)
+    ]
+
+    def write(store: Store, events: list[UsageEvent]) -> None:
+        for start in range(0, len(events), 250):
+            store.write_events(events[start : start + 250])
+
+    threads = [threading.Thread(target=write, args=pair) for pair in zip(stores, batches, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    totals = stores[0].series_totals(["provider"])[0]
+    assert totals.get("requests") == 3000
+    assert totals.get("cost_nanousd") == 3000
+    assert stores[1].event_count() == 3000
+    for store in stores:
+        store.close()
+
+
+def test_postgresql_pool_drops_connections_the_server_closed_without_failing_a_request() -> None:
+    """After a PostgreSQL restart, the first write and the first read succeed on fresh connections."""
+    from tests.support.pg import PostgresCluster
+
+    cluster = PostgresCluster().start()
+    try:
+        store = Store(cluster.create_database())
+        store.write_events([ev("before")])
+        assert store.event_count() == 1  # pooled connections now exist and are idle
+        cluster.stop("fast")
+        cluster.restart()
+        assert store.write_events([ev("after")]).accepted == 1
+        with store.raw_cursor() as (cursor, _):
+            cursor.execute("SELECT count(*) FROM usage_events")
+            assert cursor.fetchone()[0] == 2
+        store.close()
+    finally:
+        cluster.destroy()
+
+
+def test_sqlite_writers_in_other_processes_wait_for_the_writer_turn(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A second process queues on the turn while the first holds it, and is let in once it is released."""
+    import multiprocessing
+    import time
+
+    from exporter.store.writer_turn import WriterTurn, sqlite_lock_path
+
+    lock_path = sqlite_lock_path(str(tmp_path / "x.db"))
+    assert lock_path is not None and sqlite_lock_path(":memory:") is None
+    turn = WriterTurn(lock_path)
+    ctx = multiprocessing.get_context("fork")
+    held, waited = ctx.Event(), ctx.Queue()
+
+    def other() -> None:
+        held.wait(10)
+        started = time.monotonic()
+        with WriterTurn(lock_path):
+            waited.put(time.monotonic() - started)
+
+    child = ctx.Process(target=other)
+    child.start()
+    with turn:
+        with turn:  # re-entrant: leaving the inner turn keeps the outer one held
+            held.set()
+        time.sleep(0.3)  # on purpose: the turn is held this long, and the other process must wait it out
+    assert waited.get(timeout=10) >= 0.25
+    child.join(10)
+    turn.close()

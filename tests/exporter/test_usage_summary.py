@@ -1,0 +1,88 @@
+"""Per-user and per-session spend: `GET /v1/usage/summary` on real SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from starlette.testclient import TestClient
+
+from exporter.http.app import build_app
+from exporter.services import Services
+from exporter.usage_summary import summarize
+from tests.support.helpers import make_config
+
+T0 = 1_796_000_000.0  # 2026-11-30
+
+
+def event(i: int, **kw: Any) -> tuple[int, dict[str, Any]]:
+    body = {"request_id": f"e{i}", "timestamp": T0 + i, "provider": "openai", "model": "gpt-4o", "project": "p",
+            "user": f"u{i % 3}", "cost_usd": 0.01, "input_tokens": 10, "output_tokens": 5}  # fmt: skip
+    body.update(kw)
+    return (i, body)
+
+
+def test_summary_by_user_from_rollups_and_by_session_from_the_index(db_url: str) -> None:
+    services = Services.build(make_config(db_url, auth={"admin_tokens": ["admin-0123456789abcdef"]}))
+    events = [event(i) for i in range(30)]
+    events += [event(100 + i, session="chat-1", user="alice", cost_usd=0.5) for i in range(4)]
+    events += [event(200 + i, metadata={"session_id": "run-7"}, user="bob", cost_usd=0.25) for i in range(2)]
+    events += [event(300, session="x" * 300)]  # too long a session: rejected like any label
+    outcome = services.pipeline.ingest(events)
+    assert outcome.accepted == 36 and len(outcome.rejected) == 1
+    assert "session" in outcome.rejected[0].error
+    admin = {"Authorization": "Bearer admin-0123456789abcdef"}
+    with TestClient(build_app(services)) as client:
+        assert client.get("/v1/usage/summary?by=user").status_code == 401
+        since, until = T0 - 600, T0 + 3600
+        users = client.get(f"/v1/usage/summary?by=user&since={since}&until={until}", headers=admin).json()
+        assert users["source"] == "rollups"
+        totals = {r["user"]: r["cost_usd"] for r in users["rows"]}
+        assert totals["alice"] == pytest.approx(2.0) and totals["bob"] == pytest.approx(0.5)
+        assert totals["u0"] == pytest.approx(0.1)
+        assert users["total_cost_usd"] == pytest.approx(2.8)
+        sessions = client.get(
+            "/v1/usage/summary",
+            params={"by": "session", "since": "2026-11-29T00:00:00Z", "until": until},
+            headers=admin,
+        ).json()
+        assert sessions["source"] == "events"
+        assert [(r["session"], r["requests"], r["cost_usd"]) for r in sessions["rows"]] == [
+            ("chat-1", 4, pytest.approx(2.0)),
+            ("run-7", 2, pytest.approx(0.5)),
+        ]
+        query = {"by": "session", "session": "run-7", "since": since}
+        one = client.get("/v1/usage/summary", params=query, headers=admin).json()
+        assert [r["session"] for r in one["rows"]] == ["run-7"] and one["rows"][0]["tokens"] == 30
+        assert client.get("/v1/usage/summary?by=sessions", headers=admin).status_code == 422
+        assert client.get("/v1/usage/summary?by=user&sinse=1", headers=admin).status_code == 422
+        assert client.get("/v1/usage/summary?by=user&since=yesterday", headers=admin).status_code == 422
+        metrics = client.get("/metrics").text
+        assert "session" not in metrics and "chat-1" not in metrics  # never a Prometheus label
+    services.close()
+
+
+def test_session_summaries_read_the_index_not_the_events_table(db_url: str) -> None:
+    services = Services.build(make_config(db_url))
+    events = [event(i) for i in range(5000)]
+    events += [event(10_000 + i, session=f"s{i % 5}", timestamp=T0 + i) for i in range(50)]
+    assert services.pipeline.ingest(events).accepted == 5050
+    found = summarize(services.store, "session", T0, T0 + 100)
+    assert sorted(r["session"] for r in found.rows) == ["s0", "s1", "s2", "s3", "s4"]
+    one = "SELECT session, COUNT(*), SUM(cost_nanousd) FROM usage_events WHERE session IS NOT NULL AND session = 's1' "
+    one += "AND ts >= 0 AND ts < 1e12 GROUP BY session"
+    span = "SELECT session, COUNT(*) FROM usage_events WHERE session IS NOT NULL AND ts >= 0 AND ts < 1e12 "
+    span += "GROUP BY session"
+    with services.store.engine.connect() as conn:
+        if services.store.dialect == "sqlite":
+            conn.exec_driver_sql("ANALYZE")
+            plans = [" ".join(str(r[-1]) for r in conn.execute(text("EXPLAIN QUERY PLAN " + q))) for q in (one, span)]
+            assert all("USING" in p and "ix_usage_events_session" in p for p in plans), plans
+            assert not any("SCAN usage_events" in p and "INDEX" not in p for p in plans), plans
+        else:
+            conn.exec_driver_sql("ANALYZE usage_events")
+            plans = ["\n".join(r[0] for r in conn.execute(text("EXPLAIN " + q))) for q in (one, span)]
+            assert all("ix_usage_events_session" in p for p in plans), plans
+            assert not any("Seq Scan on usage_events" in p for p in plans), plans
+    services.close()

@@ -1,0 +1,398 @@
+"""Shared helpers for the tests of the monitoring assets: Prometheus rules, Grafana dashboards, PromQL.
+
+Used by test_prometheus_rules, test_grafana_dashboards, test_alertmanager_config and test_compose,
+and by the live end-to-end test, which runs `live_queries()` against a real Prometheus.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from exporter import metric_names as exporter_metrics
+from tests.support import paths
+
+REPO = paths.REPO
+PROMETHEUS_CONFIG = REPO / "prometheus" / "prometheus.yml"
+RULES_DIR = REPO / "prometheus" / "rules"
+ALERTMANAGER_CONFIG = REPO / "alertmanager" / "alertmanager.yml"
+GRAFANA_DIR = REPO / "grafana"
+DASHBOARDS_DIR = GRAFANA_DIR / "dashboards"
+RUNBOOK = REPO / "docs" / "runbook.md"
+COMPOSE_FILE = REPO / "docker-compose.yml"
+
+# Alerts raised by the llmcost scheduler itself (docs/alerting.md); Prometheus rules must not reuse the names.
+SCHEDULER_ALERTS = frozenset(
+    {
+        "LLMBudgetInfo",
+        "LLMBudgetWarning",
+        "LLMBudgetCritical",
+        "LLMBudgetExceeded",
+        "LLMBudgetForecastOverrun",
+        "LLMBudgetRequestCapExceeded",
+        "LLMCostSpike",
+    }
+)
+SEVERITIES = ("critical", "warning", "info")
+# Labels Prometheus attaches to every scraped series.
+TARGET_LABELS = frozenset({"job", "instance"})
+
+
+# --- external tools ------------------------------------------------------------------------------
+
+
+def tool(name: str) -> str:
+    """Absolute path of a required binary; a missing tool fails the test instead of skipping it."""
+    path = shutil.which(name)
+    if path is None:
+        raise RuntimeError(f"{name} is required on PATH for the monitoring tests (Debian: apt-get install {name})")
+    return path
+
+
+def run(args: Sequence[str], *, cwd: Path = REPO, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run a tool with a fixed argv and capture its output (never raises on a non-zero exit)."""
+    return subprocess.run(
+        [tool(args[0]), *args[1:]], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+# --- Prometheus rules ----------------------------------------------------------------------------
+
+
+def rule_files() -> list[Path]:
+    """The rule files Prometheus loads (`rule_files: [rules/*.rules.yml]`)."""
+    return sorted(RULES_DIR.glob("*.rules.yml"))
+
+
+def rule_test_files() -> list[Path]:
+    """The promtool unit-test files beside them."""
+    return sorted(RULES_DIR.glob("*.test.yml"))
+
+
+def load_yaml(path: Path) -> Any:
+    """Parse one YAML file."""
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+@cache
+def _rules() -> tuple[dict[str, Any], ...]:
+    return tuple(rule for path in rule_files() for group in load_yaml(path)["groups"] for rule in group["rules"])
+
+
+def rules() -> list[dict[str, Any]]:
+    """Every rule of every group in every rule file, in file order (parsed once per test session)."""
+    return list(_rules())
+
+
+def recording_rules() -> dict[str, str]:
+    """Recording rule name -> expression."""
+    return {rule["record"]: rule["expr"] for rule in rules() if "record" in rule}
+
+
+def alerting_rules() -> list[dict[str, Any]]:
+    """Every alerting rule as written in its file."""
+    return [rule for rule in rules() if "alert" in rule]
+
+
+# --- PromQL --------------------------------------------------------------------------------------
+
+_TOKEN = re.compile(
+    r"""
+      (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`)
+    | (?P<comment>\#[^\n]*)
+    | (?P<space>\s+)
+    | (?P<var>\$\{[^}]*\}|\$\w+|\[\[[^\]]*\]\])
+    | (?P<number>0[xX][0-9a-fA-F]+|(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?(?:(?:ms|[smhdwy])(?:\d+(?:ms|[smhdwy]))*)?)
+    | (?P<ident>[A-Za-z_:][A-Za-z0-9_:]*)
+    | (?P<open>[({\[])
+    | (?P<close>[)}\]])
+    | (?P<other>.)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+_PAIRS = {"(": ")", "{": "}", "[": "]"}
+# Followed by a parenthesised list of label names, which are not metrics.
+_LABEL_LIST_KEYWORDS = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right"})
+_KEYWORDS = frozenset({"and", "or", "unless", "bool", "offset", "atan2", "inf", "nan"})
+# Aggregations may put `by (...)` / `without (...)` between their name and their parenthesis.
+_AGGREGATIONS = frozenset(
+    {
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "group",
+        "stddev",
+        "stdvar",
+        "count",
+        "count_values",
+        "bottomk",
+        "topk",
+        "quantile",
+        "limitk",
+        "limit_ratio",
+    }
+)
+_MATCHER = re.compile(r"""([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`)""")
+
+
+@dataclass(frozen=True)
+class Token:
+    """One PromQL token with its position in the expression."""
+
+    kind: str
+    text: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Selector:
+    """A metric selector: the metric name and its label matchers as {label: (operator, value)}."""
+
+    metric: str
+    matchers: Mapping[str, tuple[str, str]]
+
+
+def tokenize(expr: str) -> list[Token]:
+    """Split PromQL (or a Grafana query with $variables) into tokens, dropping spaces and comments."""
+    tokens = []
+    for match in _TOKEN.finditer(expr):
+        kind = match.lastgroup or "other"
+        if kind not in ("space", "comment"):
+            tokens.append(Token(kind, match.group(), match.start(), match.end()))
+    return tokens
+
+
+def _closing(tokens: Sequence[Token], index: int) -> int:
+    """Index of the bracket that closes tokens[index]."""
+    depth = 0
+    opener = tokens[index].text
+    for i in range(index, len(tokens)):
+        if tokens[i].kind == "open" and tokens[i].text == opener:
+            depth += 1
+        elif tokens[i].kind == "close" and tokens[i].text == _PAIRS[opener]:
+            depth -= 1
+            if depth == 0:
+                return i
+    raise ValueError(f"unbalanced {opener!r} at offset {tokens[index].start}")
+
+
+def _unquote(literal: str) -> str:
+    if literal.startswith("`"):
+        return literal[1:-1]
+    return re.sub(r"\\(.)", r"\1", literal[1:-1])
+
+
+def selectors(expr: str) -> list[Selector]:
+    """Every metric selector in an expression, in order.
+
+    Label names (inside `{}` and after by/without/on/ignoring/group_left/group_right), functions and
+    aggregations, keywords, numbers, durations, strings and Grafana variables are not metrics.
+    """
+    tokens = tokenize(expr)
+    found: list[Selector] = []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        following = tokens[i + 1] if i + 1 < len(tokens) else None
+        opens = following is not None and following.kind == "open" and following.text == "("
+        if token.kind == "open" and token.text in "{[":
+            i = _closing(tokens, i) + 1  # matchers, ranges and subquery steps hold no metric names
+            continue
+        if token.kind == "ident":
+            word = token.text.lower()
+            if word in _LABEL_LIST_KEYWORDS:
+                i = _closing(tokens, i + 1) + 1 if opens else i + 1
+                continue
+            is_aggregation = word in _AGGREGATIONS and following is not None and following.text in ("by", "without")
+            if not (word in _KEYWORDS or opens or is_aggregation):
+                matchers: dict[str, tuple[str, str]] = {}
+                if following is not None and following.text == "{":
+                    block = expr[following.start : tokens[_closing(tokens, i + 1)].end]
+                    for name, op, literal in _MATCHER.findall(block):
+                        matchers[name] = (op, _unquote(literal))
+                found.append(Selector(token.text, matchers))
+        i += 1
+    return found
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names an expression reads."""
+    return {selector.metric for selector in selectors(expr)}
+
+
+def is_prometheus_internal(name: str) -> bool:
+    """Series Prometheus makes itself (up, scrape_*, ALERTS) or scrapes from itself and Alertmanager."""
+    return name in ("up", "ALERTS", "ALERTS_FOR_STATE") or name.startswith(("scrape_", "prometheus_", "alertmanager_"))
+
+
+@cache
+def known_metric_names() -> frozenset[str]:
+    """Metric names a rule or a dashboard may use: `exporter.metric_names` plus recording rules."""
+    return frozenset(exporter_metrics.sample_names() | set(recording_rules()))
+
+
+def unknown_metrics(expr: str) -> set[str]:
+    """Metric names in an expression that no catalogue entry, recording rule or Prometheus provides."""
+    known = known_metric_names()
+    return {name for name in metric_names(expr) if name not in known and not is_prometheus_internal(name)}
+
+
+@cache
+def _exporter_metric_labels() -> dict[str, frozenset[str]]:
+    return {spec.sample_name: frozenset(spec.labels) for spec in exporter_metrics.ALL}
+
+
+def metric_labels(name: str) -> frozenset[str] | None:
+    """Labels a series of this metric carries, or None when unknown (ALERTS, Prometheus internals).
+
+    A recording rule keeps the labels its level names (`provider_model:` keeps provider and model),
+    which is what the level:metric:operations convention promises.
+    """
+    exporter_labels = _exporter_metric_labels()
+    if name in exporter_labels:
+        return exporter_labels[name] | TARGET_LABELS
+    if name == "up" or name.startswith("scrape_"):
+        return TARGET_LABELS
+    if name in recording_rules():
+        level = name.split(":", 1)[0]
+        every_label = set().union(*exporter_labels.values())
+        return frozenset(label for label in every_label if re.search(rf"(^|_){label}(_|$)", level))
+    return None
+
+
+def promql_syntax_errors(expressions: Mapping[str, str]) -> str:
+    """Parse expressions with promtool (as recording rules of a scratch file); '' when all parse."""
+    rule_list = [{"record": f"check:expression:n{i}", "expr": expr} for i, expr in enumerate(expressions.values())]
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "expressions.rules.yml"
+        path.write_text(yaml.safe_dump({"groups": [{"name": "check", "rules": rule_list}]}), encoding="utf-8")
+        result = run(["promtool", "check", "rules", str(path)])
+    if result.returncode == 0:
+        return ""
+    names = "\n".join(f"  n{i}: {name}" for i, name in enumerate(expressions))
+    return f"{result.stdout}{result.stderr}\nexpressions:\n{names}"
+
+
+# --- Grafana dashboards --------------------------------------------------------------------------
+
+
+def dashboards() -> dict[str, dict[str, Any]]:
+    """Committed dashboards: file name -> parsed JSON."""
+    return {path.name: json.loads(path.read_text(encoding="utf-8")) for path in sorted(DASHBOARDS_DIR.glob("*.json"))}
+
+
+def panels(dashboard: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every panel, including those nested in collapsed rows."""
+    for panel in dashboard.get("panels", []):
+        yield panel
+        yield from panel.get("panels", [])
+
+
+@dataclass(frozen=True)
+class Query:
+    """One PromQL query of a dashboard (or a recording rule), named for error messages."""
+
+    source: str  # dashboard uid, or "recording rule"
+    name: str  # panel title and refId, variable name, or rule name
+    expr: str
+
+
+def dashboard_queries(dashboard: Mapping[str, Any]) -> list[Query]:
+    """Every panel target's expression, as written (with Grafana variables)."""
+    return [
+        Query(dashboard["uid"], f"{panel['title']} [{target['refId']}]", target["expr"])
+        for panel in panels(dashboard)
+        for target in panel.get("targets", [])
+        if target.get("expr")
+    ]
+
+
+_LABEL_VALUES = re.compile(r"^\s*label_values\(\s*(?:(?P<selector>.+),\s*)?(?P<label>\w+)\s*\)\s*$", re.DOTALL)
+
+
+def variable_queries(dashboard: Mapping[str, Any]) -> list[Query]:
+    """Template variable queries rewritten as PromQL: label_values(m{...}, l) -> count by (l) (m{...})."""
+    found = []
+    for variable in dashboard.get("templating", {}).get("list", []):
+        if variable.get("type") != "query":
+            continue
+        query = variable["query"]
+        text = query["query"] if isinstance(query, dict) else query
+        match = _LABEL_VALUES.match(text)
+        if match is None or match.group("selector") is None:
+            raise ValueError(f"{dashboard['uid']}: variable {variable['name']} is not label_values(metric, label)")
+        expr = f"count by ({match.group('label')}) ({match.group('selector')})"
+        found.append(Query(dashboard["uid"], f"variable {variable['name']}", expr))
+    return found
+
+
+# Values that make a dashboard query run against a live Prometheus: every variable matches all values.
+LIVE_BUILTINS = {
+    "__range": "1h",
+    "__range_s": "3600",
+    "__range_ms": "3600000",
+    "__rate_interval": "5m",
+    "__interval": "1m",
+    "__interval_ms": "60000",
+}
+_VARIABLE = re.compile(r"\$\{(?P<braced>\w+)(?::[^}]*)?\}|\$(?P<plain>\w+)|\[\[(?P<old>\w+)(?::[^\]]*)?\]\]")
+
+
+def substitute(expr: str, values: Mapping[str, str] | None = None, default: str = ".*") -> str:
+    """Replace Grafana's $__range, $__rate_interval, $__interval and template variables.
+
+    Built-ins take LIVE_BUILTINS (overridable through `values`), template variables `values[name]`
+    or `default` (`.*`: they only ever appear inside `=~"..."` matchers).
+    """
+    merged = {**LIVE_BUILTINS, **(values or {})}
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group("braced") or match.group("plain") or match.group("old")
+        return merged.get(name, default)
+
+    return _VARIABLE.sub(replace, expr)
+
+
+def live_dashboard_queries(values: Mapping[str, str] | None = None) -> list[Query]:
+    """Every dashboard panel and variable query, ready to run against a live Prometheus."""
+    found = []
+    for dashboard in dashboards().values():
+        for query in [*dashboard_queries(dashboard), *variable_queries(dashboard)]:
+            found.append(Query(query.source, query.name, substitute(query.expr, values)))
+    return found
+
+
+def live_queries(values: Mapping[str, str] | None = None) -> list[Query]:
+    """Every recording rule expression and every dashboard query, for the live end-to-end test."""
+    recorded = [Query("recording rule", name, expr) for name, expr in recording_rules().items()]
+    return recorded + live_dashboard_queries(values)
+
+
+# --- docs ----------------------------------------------------------------------------------------
+
+
+def markdown_anchors(path: Path) -> set[str]:
+    """GitHub-style anchors of a Markdown file's headings (lowercase, punctuation dropped, - for spaces)."""
+    anchors = set()
+    in_code = False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.lstrip().startswith("```"):
+            in_code = not in_code
+            continue
+        heading = None if in_code else re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if heading:
+            slug = re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower()).replace(" ", "-")
+            anchors.add(slug)
+    return anchors

@@ -1,0 +1,99 @@
+"""Running real `llmcost` processes from the tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support.pg import free_port
+from tests.support.waiting import wait_until
+
+LLMCOST = str(Path(sys.executable).with_name("llmcost"))
+
+
+class LlmcostProcess:
+    """`llmcost serve` in a child process on a free loopback port."""
+
+    def __init__(
+        self,
+        db_url: str,
+        *,
+        config: Path | None = None,
+        role: str = "all",
+        env: dict[str, str] | None = None,
+        workers: int = 1,
+    ) -> None:
+        self.db_url = db_url
+        self.workers = workers
+        self.config = config
+        self.role = role
+        self.port = free_port()
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path: Path | None = None
+
+    @property
+    def base(self) -> str:
+        """Base URL of the server."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, log_dir: Path) -> LlmcostProcess:
+        """Start and wait until /readyz answers."""
+        argv = [
+            LLMCOST,
+            "serve",
+            "--db",
+            self.db_url,
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            "--role",
+            self.role,
+        ]
+        if self.config is not None:
+            argv += ["--config", str(self.config)]
+        if self.workers != 1:
+            argv += ["--workers", str(self.workers)]
+        self.log_path = log_dir / f"llmcost-{self.port}-{int(time.time() * 1000)}.log"
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        proc = self.proc
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"llmcost exited: {self.log()[-3000:]}")
+            try:
+                return httpx.get(f"{self.base}/readyz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        try:
+            wait_until(ready, timeout=30, interval=0.1, what="/readyz answering 200")
+        except AssertionError:
+            raise RuntimeError(f"llmcost did not become ready: {self.log()[-3000:]}") from None
+        return self
+
+    def log(self) -> str:
+        """What the process has written to stdout and stderr so far ("" before `start`)."""
+        return self.log_path.read_text() if self.log_path is not None else ""
+
+    def kill9(self) -> None:
+        """SIGKILL: no shutdown hooks run."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        """SIGTERM and wait."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
