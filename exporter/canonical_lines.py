@@ -17,11 +17,13 @@ the per-event work before pricing (decoding to a dict, then reading and checking
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
 
+from exporter.body_records import check_count, check_lines, ndjson_lines, split_array
 from exporter.events import (
     LABEL_MAX_LEN,
     MAX_COST_USD,
@@ -68,6 +70,8 @@ class _CanonicalLine(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
 _decode_line = msgspec.json.Decoder(_CanonicalLine).decode
 _decode_body = msgspec.json.Decoder(list[_CanonicalLine] | _CanonicalLine).decode
+WHOLE_DECODE_BYTES = 1 << 20
+"""Bodies below this size are decoded in one call; larger ones element by element (~0.3 µs more each)."""
 
 
 def canonical_event(
@@ -88,30 +92,56 @@ def canonical_event(
 
 
 def canonical_events(
-    body: bytes, *, ndjson: bool, now: float, max_future_skew: float, max_metadata_bytes: int = MAX_METADATA_BYTES
+    body: bytes,
+    *,
+    ndjson: bool,
+    now: float,
+    max_future_skew: float,
+    max_metadata_bytes: int = MAX_METADATA_BYTES,
+    max_events: int | None = None,
+    finish: Callable[[UsageEvent], object] | None = None,
 ) -> list[UsageEvent] | None:
     """The events of a request body (one event, a JSON array, or NDJSON) if all are plain canonical ones.
 
     None (take the general path) as soon as one is not: the general path then judges each on its own.
     NDJSON is split into lines here, as the general path splits it: msgspec's own reader of lines would
-    also take two objects on one line, or one object over two.
+    also take two objects on one line, or one object over two. `TooManyEvents` when the body decodes to
+    more than `max_events`, before any event is made. NDJSON lines and the elements of a large array are
+    decoded one at a time and `finish` (pricing) is applied to each event as it is made, so the decoded
+    fields of every event are never held at once.
     """
     if not _plain_text(body):
         return None
+    items: Iterable[_CanonicalLine]
     try:
         if ndjson:
-            items = [_decode_line(line) for line in body.split(b"\n") if line.strip()]
-        else:
+            if max_events is not None:
+                check_lines(body, max_events)
+            items = map(_decode_line, ndjson_lines(body))
+        elif len(body) < WHOLE_DECODE_BYTES:
             decoded = _decode_body(body)
             items = decoded if isinstance(decoded, list) else [decoded]
+            if max_events is not None:
+                check_count(len(items), max_events)
+        else:
+            # Element by element: the decoded fields of every event are never held at once.
+            split = split_array(body)
+            if isinstance(split, msgspec.Raw):
+                items = [_decode_line(body)]
+            else:
+                if max_events is not None:
+                    check_count(len(split), max_events)
+                items = map(_decode_line, split)
+        events = []
+        for fields in items:
+            event = _event(fields, now, max_future_skew, max_metadata_bytes)
+            if event is None:
+                return None
+            if finish is not None:
+                finish(event)
+            events.append(event)
     except (msgspec.MsgspecError, RecursionError):
         return None
-    events = []
-    for fields in items:
-        event = _event(fields, now, max_future_skew, max_metadata_bytes)
-        if event is None:
-            return None
-        events.append(event)
     return events
 
 

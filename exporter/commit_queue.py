@@ -76,6 +76,7 @@ class CommitQueue:
                 batch.append(nxt)
                 size += len(nxt.events)
             self._write(batch)
+            del item, batch  # not held while waiting for the next request
 
     def _write(self, batch: list[_Submission]) -> None:
         events = [ev for sub in batch for ev in sub.events]
@@ -94,9 +95,16 @@ class CommitQueue:
             for sub in batch:
                 self._write([sub])
             return
+        counts = []
         offset = 0
         for sub in batch:
             flags = result.inserted[offset : offset + len(sub.events)]
             offset += len(sub.events)
             accepted = sum(flags)
-            sub.future.set_result((accepted, len(flags) - accepted))
+            counts.append((accepted, len(flags) - accepted))
+            # Only the request holds its events now: it can hand their memory back once it drops them
+            # (exporter.memory), without racing this thread.
+            sub.events = []
+        del events, result
+        for sub, count in zip(batch, counts, strict=True):
+            sub.future.set_result(count)

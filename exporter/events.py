@@ -118,6 +118,19 @@ def session_of(event: UsageEvent) -> str | None:
     return None
 
 
+def shed_metadata(event: UsageEvent) -> None:
+    """Drop a validated event's metadata dict, keeping what the store writes of it: text and session.
+
+    A parsed metadata object costs several times its JSON text in memory; an event that only waits for
+    its commit needs `metadata_text` and the session `session_of` finds (docs/limits.md, "Memory per
+    request"). The event is stored exactly as before.
+    """
+    if event.metadata_text is not None:
+        if not event.session:
+            event.session = session_of(event) or ""
+        event.metadata = None
+
+
 def usd_to_nanos(value: Decimal | float | int | str) -> int:
     """Convert dollars to integer nano-dollars, rounding half-even at the nano-dollar."""
     dec = value if isinstance(value, Decimal) else Decimal(str(value))

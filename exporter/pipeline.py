@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
+from exporter.body_records import TooManyValues, check_lines, iter_records
 from exporter.canonical_lines import canonical_event, canonical_events
-from exporter.events import MAX_METADATA_BYTES, InvalidEvent, UsageEvent, parse_event
+from exporter.events import MAX_METADATA_BYTES, InvalidEvent, UsageEvent, parse_event, shed_metadata
+from exporter.json_budget import values_bound
 from exporter.normalize import to_canonical
 from exporter.pricing import PriceBook
 from exporter.readers import json_line
@@ -78,6 +80,8 @@ class IngestPipeline:
         max_future_skew: float = 300.0,
         max_event_age: float | None = None,
         max_metadata_bytes: int = MAX_METADATA_BYTES,
+        max_batch_events: int = 100_000,
+        max_json_values: int = 2_000_000,
     ) -> None:
         self.store = store
         self.prices = prices
@@ -86,6 +90,9 @@ class IngestPipeline:
         # The raw-event retention in seconds: an older event is refused (see `too_old`).
         self.max_event_age = max_event_age
         self.max_metadata_bytes = max_metadata_bytes
+        # Per request body (`prepare_body`): ingest.max_batch_events and ingest.max_json_values.
+        self.max_batch_events = max_batch_events
+        self.max_json_values = max_json_values
 
     def _oldest(self, now: float) -> float:
         return -math.inf if self.max_event_age is None else now - self.max_event_age
@@ -105,6 +112,10 @@ class IngestPipeline:
 
     def prepare(self, records: Iterable[tuple[int, Any]]) -> tuple[list[UsageEvent], list[Rejection]]:
         """Turn `(index, raw record or InvalidEvent)` pairs into priced events and rejections."""
+        return self._prepare(records, shed=False)
+
+    def _prepare(self, records: Iterable[tuple[int, Any]], *, shed: bool) -> tuple[list[UsageEvent], list[Rejection]]:
+        # `shed`: keep only the stored form of each event's metadata (`shed_metadata`).
         now = self.clock()
         skew = self.max_future_skew
         oldest = self._oldest(now)
@@ -132,6 +143,8 @@ class IngestPipeline:
                 errors += 1
                 rejected.append(Rejection(index, f"internal error while reading this record: {type(exc).__name__}"))
                 continue
+            if shed:
+                shed_metadata(event)
             events.append(event)
         if first_error is not None:
             # One line per batch, never a traceback per record: a hostile request must not flood the log.
@@ -179,11 +192,23 @@ class IngestPipeline:
             self._prepare_into(others, events, rejected)
         return events, rejected
 
-    def prepare_canonical_body(self, body: bytes, *, ndjson: bool) -> list[UsageEvent] | None:
-        """The events of a request body, unpriced, if all are plain canonical ones; else None (use `prepare`).
+    def prepare_body(self, body: bytes, *, ndjson: bool) -> tuple[list[UsageEvent], list[Rejection]]:
+        """The priced events and the rejections of one request body (a JSON object, an array, or NDJSON).
 
-        Call `price_all` on them after any check of their number.
+        Raises `TooManyValues` or `TooManyEvents` (the request's limits, checked before anything is
+        built or priced) and `MalformedBody`. A body of plain canonical events takes the fast path
+        (`canonical_events`); any other body the general one, which parses a record only when it is its
+        turn. Either way the events keep their metadata as stored text only (`shed_metadata`): memory
+        per request stays bounded (docs/limits.md, "Memory per request").
         """
+        limit = self.max_json_values
+        if (bound := values_bound(body, ndjson=ndjson, limit=limit)) > limit:
+            raise TooManyValues(
+                f"body holds up to {bound} JSON values; the limit is {limit} per request "
+                f"(send at most {self.max_batch_events} events, with small metadata)"
+            )
+        if ndjson:
+            check_lines(body, self.max_batch_events)
         now = self.clock()
         events = canonical_events(
             body,
@@ -191,22 +216,24 @@ class IngestPipeline:
             now=now,
             max_future_skew=self.max_future_skew,
             max_metadata_bytes=self.max_metadata_bytes,
+            max_events=self.max_batch_events,
+            finish=self._price_and_shed,
         )
         oldest = self._oldest(now)
-        if events is not None and any(event.timestamp < oldest for event in events):
-            return None  # `prepare` rejects the old ones one by one, with the reason
-        return events
+        # An event older than the retention: `_prepare` rejects each such one, with the reason.
+        if events is not None and not any(event.timestamp < oldest for event in events):
+            return events, []
+        del events
+        return self._prepare(iter_records(body, ndjson=ndjson, max_records=self.max_batch_events), shed=True)
 
-    def price_all(self, events: Iterable[UsageEvent]) -> None:
-        """`price` each event."""
-        price = self.price
-        for event in events:
-            price(event)
+    def _price_and_shed(self, event: UsageEvent) -> None:
+        self.price(event)
+        shed_metadata(event)
 
     def _prepare_into(
         self, records: list[tuple[int, Any]], events: list[UsageEvent], rejected: list[Rejection]
     ) -> None:
-        more_events, more_rejected = self.prepare(records)
+        more_events, more_rejected = self._prepare(records, shed=False)
         events.extend(more_events)
         rejected.extend(more_rejected)
         records.clear()

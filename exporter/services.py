@@ -67,6 +67,8 @@ class Services:
             max_future_skew=config.ingest.max_future_skew_seconds,
             max_event_age=None if events_days is None else events_days * 86_400,
             max_metadata_bytes=config.ingest.max_metadata_bytes,
+            max_batch_events=config.ingest.max_batch_events,
+            max_json_values=config.ingest.max_json_values,
         )
         registry = OrderedRegistry(auto_describe=False)
         usage = UsageCollector(

@@ -14,26 +14,14 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from exporter import __version__
+from exporter.body_records import MalformedBody, TooManyEvents, TooManyValues
 from exporter.commit_queue import WriteFailed
 from exporter.events import UsageEvent
 from exporter.exposition import lean_renderer
 from exporter.http.auth import check_bearer
-from exporter.http.body import (
-    JSON_TYPES,
-    NDJSON_TYPES,
-    BodyTimeout,
-    BodyTooLarge,
-    MalformedBody,
-    TooManyEvents,
-    check_count,
-    check_lines,
-    media_type,
-    read_limited,
-    split_records,
-)
+from exporter.http.body import JSON_TYPES, NDJSON_TYPES, BodyTimeout, BodyTooLarge, media_type, read_limited
 from exporter.http.encoding import BadEncoding, DecodedTooLarge, UnsupportedEncoding, decode_body
 from exporter.http.errors import ORJSONResponse, error
-from exporter.http.json_budget import values_bound
 from exporter.http.otlp import otlp_routes
 from exporter.http.summary import summary_routes
 from exporter.memory import LARGE_BODY_BYTES, release_free_memory
@@ -59,10 +47,6 @@ LANDING = """<!doctype html>
 """
 
 STORE_DOWN_HEADERS = {"Retry-After": "5"}
-
-
-class TooManyValues(ValueError):
-    """More JSON values in one body than `ingest.max_json_values` (answered 413, before parsing)."""
 
 
 def store_unavailable(exc: Exception) -> Response:
@@ -99,26 +83,8 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
             return store_unavailable(exc)
         return Response(payload, media_type=content_type)
 
-    def parse_and_prepare(body: bytes, kind: str) -> tuple[list[UsageEvent], list[Rejection]]:
-        pipeline = services.pipeline
-        # Counted before anything is built: the parsers below materialise every value of the body.
-        limit = config.ingest.max_json_values
-        if (bound := values_bound(body, ndjson=kind in NDJSON_TYPES, limit=limit)) > limit:
-            raise TooManyValues(
-                f"body holds up to {bound} JSON values; the limit is {limit} per request "
-                f"(send at most {config.ingest.max_batch_events} events, with small metadata)"
-            )
-        if kind in NDJSON_TYPES:
-            check_lines(body, config.ingest.max_batch_events)
-        # A body of plain canonical events takes the fast path; any other body, the general one.
-        events = pipeline.prepare_canonical_body(body, ndjson=kind in NDJSON_TYPES)
-        if events is not None:
-            check_count(len(events), config.ingest.max_batch_events)
-            pipeline.price_all(events)
-            return events, []
-        return pipeline.prepare(split_records(body, kind, config.ingest.max_batch_events))
-
     async def ingest(request: Request) -> Response:
+        """Auth, read, one pipeline call (parse, validate, count, price), commit."""
         denied = check_bearer(request, config.auth.ingest_tokens)
         if denied is not None:
             return denied
@@ -126,10 +92,38 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         if kind not in NDJSON_TYPES and kind not in JSON_TYPES:
             named = f"content type {kind!r}" if kind else "a request without a Content-Type"
             return error(415, f"unsupported: {named}; send application/json or application/x-ndjson")
+        body = await read_body(request)
+        if isinstance(body, Response):
+            return body
+        large = len(body) >= LARGE_BODY_BYTES
+        prepared: tuple[list[UsageEvent], list[Rejection]] | Response
+        try:
+            # Parsing and validation in one worker-thread hop: the event loop stays free for others.
+            prepared = await run_in_threadpool(services.pipeline.prepare_body, body, ndjson=kind in NDJSON_TYPES)
+        except (MalformedBody, TooManyEvents, TooManyValues) as exc:
+            # Its traceback's frames hold the body, in a cycle through the worker thread's future: drop
+            # them now rather than at the next cyclic collection, which an idle server may not have.
+            exc.__traceback__ = None
+            prepared = refused(exc)
+        del body  # the events are made: the body is not kept while they wait for their commit
+        response = prepared if isinstance(prepared, Response) else await commit(*prepared)
+        del prepared
+        if large:
+            await run_in_threadpool(release_free_memory)
+        return response
+
+    def refused(exc: MalformedBody | TooManyEvents | TooManyValues) -> Response:
+        if isinstance(exc, TooManyEvents):
+            return error(413, str(exc), {"limit_events": config.ingest.max_batch_events})
+        if isinstance(exc, TooManyValues):
+            return error(413, str(exc), {"limit_values": config.ingest.max_json_values})
+        return error(400, str(exc))
+
+    async def read_body(request: Request) -> bytes | Response:
         limit = config.ingest.max_body_bytes
         try:
             body = await read_limited(request, limit, config.http.body_timeout_seconds)
-            body = await run_in_threadpool(decode_body, body, request.headers.get("content-encoding"), limit)
+            return await run_in_threadpool(decode_body, body, request.headers.get("content-encoding"), limit)
         except (BodyTooLarge, DecodedTooLarge) as exc:
             return error(413, str(exc), {"limit_bytes": limit})
         except UnsupportedEncoding as exc:
@@ -138,24 +132,8 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
             return error(408, str(exc), headers={"Connection": "close"})
         except BadEncoding as exc:
             return error(400, str(exc))
-        if len(body) < LARGE_BODY_BYTES:
-            return await parse_and_store(body, kind)
-        try:
-            return await parse_and_store(body, kind)
-        finally:
-            del body
-            await run_in_threadpool(release_free_memory)
 
-    async def parse_and_store(body: bytes, kind: str) -> Response:
-        try:
-            # Parsing and validation in one worker-thread hop: the event loop stays free for others.
-            events, rejected = await run_in_threadpool(parse_and_prepare, body, kind)
-        except MalformedBody as exc:
-            return error(400, str(exc))
-        except TooManyEvents as exc:
-            return error(413, str(exc), {"limit_events": config.ingest.max_batch_events})
-        except TooManyValues as exc:
-            return error(413, str(exc), {"limit_values": config.ingest.max_json_values})
+    async def commit(events: list[UsageEvent], rejected: list[Rejection]) -> Response:
         assert services.commit_queue is not None
         try:
             accepted, duplicates = await asyncio.wrap_future(services.commit_queue.submit(events, len(rejected)))

@@ -28,6 +28,9 @@ from exporter.store.schema import BACKFILL_GENERATION, BUCKET_SECONDS, COUNTER_C
 SeriesKey = tuple[str, str, str, str, str, str]
 """An event's label set: provider, model, project, service, user, status."""
 
+SERIES_CACHE_MAX = 50_000
+"""Series ids kept in memory (label sets of up to 6 x 256 characters); past it the cache starts again."""
+
 _SQLITE_ROWS_PER_INSERT = 250
 """Event rows per SQLite INSERT statement (17 parameters each; SQLite allows 32,766 per statement)."""
 
@@ -72,6 +75,9 @@ _SQL = {
 _BACKFILL_KEEP = 10_000
 """`rollup_backfill` rows kept; a reader further behind than this reads everything again."""
 
+
+_PG_ROWS_PER_INSERT = 10_000
+"""Event rows per PostgreSQL statement: libpq keeps a connection's buffers at the largest message sent."""
 
 # PostgreSQL's batch insert: one array parameter per column, in _EVENT_COLUMNS order (the casts name
 # each array's type, so a column that is NULL in every row still has one).
@@ -147,7 +153,7 @@ class BatchWriter:
         """Store a batch made by `prepare_batch` in one transaction and count `rejected` events.
 
         Returns which events were new. `prepare_batch` needs no database, so callers run it before
-        taking the writer's turn.
+        taking the writer's turn. The batch is used up: its rows are dropped once they are written.
         """
         events = batch.events
         inserted = [False] * len(events)
@@ -167,6 +173,9 @@ class BatchWriter:
                     for row in group:
                         row[2] = sid
                 new_flags = self._insert_events(cursor, rows)
+                # Written: a large batch's rows are not kept while its rollups are built.
+                rows.clear()
+                batch.groups.clear()
                 fresh = [i for i, new in zip(batch.unique, new_flags, strict=True) if new]
                 for i in fresh:
                     inserted[i] = True
@@ -203,7 +212,10 @@ class BatchWriter:
         finally:
             raw.close()
         # Only a committed series id may be cached: a rolled-back one would point nowhere.
-        self._series_ids.update(new_series)
+        if len(self._series_ids) + len(new_series) > SERIES_CACHE_MAX:
+            self._series_ids.clear()  # a label flood must not stay in memory; a miss costs one SELECT
+        if len(new_series) <= SERIES_CACHE_MAX:
+            self._series_ids.update(new_series)
         return WriteResult(inserted, accepted, len(events) - accepted, new_series, hook_results)
 
     def _log_backfill(self, cursor: Any, rollups: Mapping[tuple[int, int], Any], now: float) -> None:
@@ -227,10 +239,14 @@ class BatchWriter:
         if not rows:
             return []
         if self._postgres:
-            # One statement per batch: the rows travel as 17 arrays and `unnest` turns them back into
-            # rows. `executemany … RETURNING` would answer with one result set per row, walked in Python.
-            cursor.execute(_PG_EVENT_INSERT, [list(column) for column in zip(*rows, strict=True)])
-            returned = {r[0] for r in cursor.fetchall()}
+            # One statement per batch (up to _PG_ROWS_PER_INSERT rows): the rows travel as 17 arrays and
+            # `unnest` turns them back into rows. `executemany … RETURNING` would answer with one result
+            # set per row, walked in Python. The rows are in request_id order, and so are the pieces.
+            returned: set[str] = set()
+            for start in range(0, len(rows), _PG_ROWS_PER_INSERT):
+                piece = rows[start : start + _PG_ROWS_PER_INSERT]
+                cursor.execute(_PG_EVENT_INSERT, [list(column) for column in zip(*piece, strict=True)])
+                returned.update(r[0] for r in cursor.fetchall())
             return [row[0] in returned for row in rows]
         cursor.execute("SAVEPOINT batch")
         if self._insert_sqlite_rows(cursor, rows) == len(rows):

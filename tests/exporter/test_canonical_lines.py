@@ -16,10 +16,10 @@ from typing import Any
 import orjson
 import pytest
 
+from exporter.body_records import MalformedBody, iter_records
 from exporter.canonical_lines import canonical_event, canonical_events
 from exporter.demo import load_trace, make_events
 from exporter.events import InvalidEvent, UsageEvent, parse_event
-from exporter.http.body import MalformedBody, split_records
 from exporter.normalize import to_canonical
 from tests.support.paths import RECORDED_USAGE
 
@@ -145,7 +145,7 @@ def test_numbers_read_by_either_parser_are_the_same_number(field: str) -> None:
 def general_body(body: bytes, kind: str) -> list[UsageEvent] | None:
     """The general path's events of a request body, or None if it rejects anything in it."""
     try:
-        records = split_records(body, kind, 1_000_000)
+        records = list(iter_records(body, ndjson=kind == "application/x-ndjson", max_records=1_000_000))
     except MalformedBody:
         return None
     events = []

@@ -16,7 +16,7 @@ from exporter.commit_queue import CommitQueue, WriteFailed
 from exporter.events import UsageEvent
 from exporter.http.app import build_app
 from exporter.http.encoding import BadEncoding, DecodedTooLarge, UnsupportedEncoding, decode_body
-from exporter.http.json_budget import values_bound
+from exporter.json_budget import values_bound
 from exporter.services import Services
 from exporter.store import Store
 from tests.support.helpers import make_config
