@@ -34,7 +34,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from eval_detection import REPORT_SEED, T0, draw_spend, load_traces, make_specs, modulation  # noqa: E402
+from eval_detection import REPORT_SEED  # noqa: E402
+from synthetic_series import T0, draw_spend, load_traces, make_specs, modulation  # noqa: E402
 
 from alerting.detection import DetectionConfig  # noqa: E402
 from alerting.spikes import SpikeService, SpikeSettings  # noqa: E402
