@@ -104,6 +104,8 @@ class Score:
     """False alarms in normal moments whose own traffic already reaches this factor (`Cases.natural`)."""
     precision_apart: float
     """Precision with those moments set apart (neither false alarm nor normal): a side figure, see main."""
+    recall_by_shape: dict[str, float]
+    """Recall over the eligible spikes of each shape (`SHAPES`)."""
 
 
 def score(
@@ -114,6 +116,7 @@ def score(
     silent: np.ndarray,
     normal_rows: np.ndarray,
     natural: np.ndarray,
+    shapes: np.ndarray,
 ) -> Score:
     """Method `m`'s precision, recall, F1, false alarms per tenant-day and median delay.
 
@@ -144,6 +147,12 @@ def score(
         int(silent.sum()),
         fp - fp_apart,
         tp / (tp + fp_apart) if tp + fp_apart else float("nan"),
+        {
+            name: float(hits[shapes == k].sum()) / int((eligible & (shapes == k)).sum())
+            if (eligible & (shapes == k)).any()
+            else float("nan")
+            for k, name in enumerate(SHAPES)
+        },
     )
 
 
@@ -188,7 +197,8 @@ def evaluate(
         rows_of[fa], eligible_of[fa] = rows, eligible
         natural = expanded.natural[normal_rows] >= fa
         scores[fa] = {
-            name: score(run, m, rows, eligible, silent, normal_rows, natural) for m, name in enumerate(METHODS)
+            name: score(run, m, rows, eligible, silent, normal_rows, natural, cases.shape[spike_idx])
+            for m, name in enumerate(METHODS)
         }
     return Evaluation(expanded, scores, run, rows_of, eligible_of, normal_rows)
 
@@ -199,13 +209,14 @@ def evaluate(
 def print_scores(ev: Evaluation) -> None:
     print(
         f"  {'factor':>6}  {'method':<17} {'recall':>6} {'precision':>9} {'F1':>6} "
-        f"{'false/tenant-day':>16} {'median delay':>12}"
+        f"{'false/tenant-day':>16} {'median delay':>12}  recall by shape ({' / '.join(SHAPES)})"
     )
     for fa, by_method in ev.scores.items():
         for name, s in by_method.items():
             print(
                 f"  {fa:>5g}x  {name:<17} {s.recall:6.3f} {s.precision:9.3f} {s.f1:6.3f} "
-                f"{s.false_per_tenant_day:16.3f} {s.median_delay:9.0f} min"
+                f"{s.false_per_tenant_day:16.3f} {s.median_delay:9.0f} min  "
+                + " / ".join(f"{s.recall_by_shape[k]:.3f}" for k in SHAPES)
             )
     silent = {fa: ", ".join(f"{name} {s.silent_caught}" for name, s in by.items()) for fa, by in ev.scores.items()}
     first = next(iter(next(iter(ev.scores.values())).values()))
