@@ -12,10 +12,10 @@ pass to pass):
 
 Tenants are made by the synthetic generator (`bench/synthetic_series.py`) from the real traces (seeded
 block resampling of real minute-level call counts, diurnal/weekly modulation, each tenant in its own
-timezone); a few carry a 5x spike over the last 30 minutes. An alert on a tenant without a spike is false; a spiked tenant
-whose 30-minute window reaches `min_spend_usd` is detected when it fires by the second pass after the
-history is complete. Both runs must give the same figures: a backfill may delay nothing and invent
-nothing.
+timezone); a few carry a 5x spike over the last 30 minutes. An alert on a tenant without a spike is
+false; a spiked tenant whose 30-minute window reaches `min_spend_usd` is detected when it fires by
+the second pass after the history is complete. Both runs must give the same figures: a backfill may
+delay nothing and invent nothing.
 """
 
 from __future__ import annotations
