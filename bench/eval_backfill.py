@@ -10,12 +10,12 @@ pass to pass):
 * with backfill: the first pass sees only the last ten minutes, each following pass another slice of
   history, oldest first, then three passes once everything is stored.
 
-Tenants are made by `eval_detection`'s generator from the real traces (seeded block resampling of
-real minute-level call counts, diurnal/weekly modulation, each tenant in its own timezone); a few carry
-a 5x spike over the last 30 minutes. An alert on a tenant without a spike is false; a spiked tenant
-whose 30-minute window reaches `min_spend_usd` is detected when it fires by the second pass after the
-history is complete. Both runs must give the same figures: a backfill may delay nothing and invent
-nothing.
+Tenants are made by the synthetic generator (`bench/synthetic_series.py`) from the real traces (seeded
+block resampling of real minute-level call counts, diurnal/weekly modulation, each tenant in its own
+timezone); a few carry a 5x spike over the last 30 minutes. An alert on a tenant without a spike is
+false; a spiked tenant whose 30-minute window reaches `min_spend_usd` is detected when it fires by
+the second pass after the history is complete. Both runs must give the same figures: a backfill may
+delay nothing and invent nothing.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from eval_detection import REPORT_SEED, T0, draw_spend, load_traces, make_specs, modulation  # noqa: E402
+from eval_detection import REPORT_SEED  # noqa: E402
+from synthetic_series import T0, draw_spend, load_traces, make_specs, modulation  # noqa: E402
 
 from alerting.detection import DetectionConfig  # noqa: E402
 from alerting.spikes import SpikeService, SpikeSettings  # noqa: E402

@@ -172,3 +172,8 @@ def test_bad_inputs_are_rejected() -> None:
     with pytest.raises(ValueError) as err:
         DetectionConfig(window_minutes=7, recent_minutes=0)
     assert "7 min" in str(err.value) and "0 min" in str(err.value)
+
+
+def test_min_active_share_must_be_a_share() -> None:
+    with pytest.raises(ValueError, match="min_active_share"):
+        DetectionConfig(min_active_share=1.5)

@@ -76,3 +76,36 @@ def test_a_zero_baseline_never_fires() -> None:
     res = detect_spikes(values[None, :], CFG)
     assert not res.is_spike[0]
     assert res.reason[0] == Reason.SHORT_HISTORY
+
+
+def _intermittent(active_days: tuple[int, ...]) -> np.ndarray:
+    """Busy around this time only on `active_days` of the last week, nearly silent otherwise and before."""
+    values = flat()
+    for day in range(0, 8):
+        end = N - day * PER_DAY
+        values[max(0, end - 60) : end + 6] = 0.0
+        if day in active_days:
+            values[end - 6 : end + 6] = 1.0
+    values[-24] = 1.0  # one call two hours ago
+    values[-2:] = 40.0  # today it resumes, far above its level on the busy days
+    return values
+
+
+STEADY_ONLY = DetectionConfig(min_active_share=0.75)
+
+
+def test_with_min_active_share_a_tenant_busy_at_this_hour_on_some_days_only_does_not_alert() -> None:
+    """Active now on 4 of the last 7 days and quiet before: no level to be a multiple of (issue #21)."""
+    values = _intermittent((1, 3, 4, 6))
+    res = detect_spikes(values[None, :], STEADY_ONLY)
+    assert res.baseline[0] > 0 and res.ratio[0] >= STEADY_ONLY.multiplier
+    assert not res.is_spike[0]
+    assert res.reason[0] == Reason.SHORT_HISTORY
+    assert detect_spikes(values[None, :], CFG).is_spike[0]  # off by default: the resumption alerts
+
+
+def test_with_min_active_share_a_tenant_busy_at_this_hour_every_day_still_alerts() -> None:
+    values = _intermittent((1, 2, 3, 4, 5, 6, 7))
+    res = detect_spikes(values[None, :], STEADY_ONLY)
+    assert res.is_spike[0]
+    assert res.reason[0] == Reason.SPIKE
