@@ -107,7 +107,8 @@ def test_block_policy_waits_for_room_and_loses_nothing(server: LlmcostProcess, s
 def test_record_response_takes_real_sdk_objects_and_keeps_no_content(server: LlmcostProcess, sqlite_url: str) -> None:
     client = Client(server.base, INGEST_TOKEN, service="api")
     expected: dict[str, tuple[str, dict[str, int]]] = {}
-    for raw in chat_completions():
+    completions = list(chat_completions())  # one generation: `created` follows the clock
+    for raw in completions:
         client.record_response(ChatCompletion.model_validate(raw), project="chat")
         expected[raw["id"]] = ("openai", map_usage(raw["usage"], "openai")[0])
     for raw in responses():
@@ -117,7 +118,7 @@ def test_record_response_takes_real_sdk_objects_and_keeps_no_content(server: Llm
         client.record_response(Message.model_validate(raw), project="claude")
         expected[raw["id"]] = ("anthropic", map_usage(raw["usage"], "anthropic")[0])
     # A response recorded twice is one call.
-    first = next(chat_completions())
+    first = completions[0]
     client.record_response(ChatCompletion.model_validate(first), project="chat")
     assert client.flush(timeout=60)
     client.close()
