@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from alerting.detection import DetectionConfig, detect_spikes
+from alerting.spikes.detection import DetectionConfig, detect_spikes
 
 N_SERIES = 10_000
 REPEATS = 5

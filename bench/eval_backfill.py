@@ -37,8 +37,8 @@ sys.path.insert(0, str(HERE))
 from eval_detection import REPORT_SEED  # noqa: E402
 from synthetic_series import T0, draw_spend, load_traces, make_specs, modulation  # noqa: E402
 
-from alerting.detection import DetectionConfig  # noqa: E402
 from alerting.spikes import SpikeService, SpikeSettings  # noqa: E402
+from alerting.spikes.detection import DetectionConfig  # noqa: E402
 from exporter.events import UsageEvent  # noqa: E402
 from exporter.store import Store  # noqa: E402
 

@@ -56,9 +56,9 @@ from synthetic_series import (  # noqa: E402
     trace_dir,
 )
 
-from alerting.detection import DetectionConfig, detect_spikes  # noqa: E402
 from alerting.periods import Period, period_bounds  # noqa: E402
 from alerting.projection import ProjectionConfig, project_many  # noqa: E402
+from alerting.spikes.detection import DetectionConfig, detect_spikes  # noqa: E402
 
 TUNING_SEEDS = (1, 2)
 REPORT_SEED = 20240

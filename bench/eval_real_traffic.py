@@ -80,7 +80,7 @@ from real_traffic import (  # noqa: E402
     run_cases,
 )
 
-from alerting.detection import DetectionConfig, Reason  # noqa: E402
+from alerting.spikes.detection import DetectionConfig, Reason  # noqa: E402
 
 __all__ = ["PRICE_PER_CALL", "Tenant", "evaluate", "load_tenants", "make_cases"]
 

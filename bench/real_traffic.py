@@ -17,7 +17,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from alerting.detection import DetectionConfig, detect_spikes  # noqa: E402
+from alerting.spikes.detection import DetectionConfig, detect_spikes  # noqa: E402
 
 DATA = REPO / "bench" / "data" / "servegen-m-small"
 ATTRIBUTION = (

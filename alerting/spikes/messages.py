@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from alerting.detection import DetectionConfig, Reason
+from alerting.spikes.detection import DetectionConfig, Reason
 
 ALERTNAME = "LLMCostSpike"
 SEVERITY = "warning"

@@ -13,9 +13,9 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import delete
 
-from alerting.detection import Reason, bucket_layout, detect_spikes
 from alerting.sink import AlertSink
 from alerting.spikes.cache import CACHE_KEYS_PER_SERIES, SpendCache
+from alerting.spikes.detection import Reason, bucket_layout, detect_spikes
 from alerting.spikes.messages import ALERTNAME, SEVERITY, alert_annotations
 from alerting.spikes.settings import WATCHABLE_LABELS, SpikeSettings, group_name
 from alerting.spikes.state import SpikeState, read_spike_state, row_from_state, spike_state, state_row

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from alerting.detection import DetectionConfig
+from alerting.spikes.detection import DetectionConfig
 from exporter.config import SECTION_VALIDATORS, Config, ConfigError
 from exporter.store.schema import BUCKET_SECONDS
 

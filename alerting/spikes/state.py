@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Boolean, Column, Float, Integer, MetaData, PrimaryKeyConstraint, String, Table, select
 
-from alerting.detection import DetectionConfig, Reason
+from alerting.spikes.detection import DetectionConfig, Reason
 from alerting.spikes.messages import summarize
 from alerting.spikes.settings import WATCHABLE_LABELS
 from exporter.store import Store

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from alerting.detection import DetectionConfig, Reason, bucket_layout, detect_spikes
+from alerting.spikes.detection import DetectionConfig, Reason, bucket_layout, detect_spikes
 
 CFG = DetectionConfig()
 N = CFG.buckets_needed

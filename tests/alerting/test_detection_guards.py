@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from alerting.detection import DetectionConfig, Reason, detect_spikes
+from alerting.spikes.detection import DetectionConfig, Reason, detect_spikes
 
 CFG = DetectionConfig()
 N = CFG.buckets_needed

@@ -14,7 +14,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from alerting.detection import DetectionConfig
+from alerting.spikes.detection import DetectionConfig
 from tests.support.paths import REPO
 
 SCRIPT = REPO / "bench" / "eval_real_traffic.py"

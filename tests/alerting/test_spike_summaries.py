@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from alerting.detection import DetectionConfig, Reason, detect_spikes
 from alerting.spikes import SpikeState, summarize
+from alerting.spikes.detection import DetectionConfig, Reason, detect_spikes
 
 GOLDEN = Path(__file__).parent / "golden" / "spike_summaries.txt"
 CFG = DetectionConfig()

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from alerting.detection import DetectionConfig
 from alerting.scheduler import AlertScheduler, Outcome
 from alerting.scheduler_collector import SchedulerCollector
 from alerting.spikes import (
@@ -21,6 +20,7 @@ from alerting.spikes import (
     parse_detection,
     read_spike_state,
 )
+from alerting.spikes.detection import DetectionConfig
 from exporter.config import ConfigError, parse_config
 from exporter.events import UsageEvent
 from exporter.store import Store

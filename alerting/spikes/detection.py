@@ -53,6 +53,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from alerting.spikes.robust_stats import masked_median_mad, median_mad, ratio_or, row_median, window_sums
+
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
@@ -284,11 +286,11 @@ def _daily_levels(v: FloatArray, f: float, cfg: DetectionConfig) -> tuple[IntArr
     lead = cfg.recent_minutes * 60 // size
     end = last - cfg.window_minutes * 60 // size
     if days.size == 0:
-        recent = _window_sums(v, np.array([end]), lead, f)[:, 0] / lead if end - lead >= 0 else np.zeros(v.shape[0])
+        recent = window_sums(v, np.array([end]), lead, f)[:, 0] / lead if end - lead >= 0 else np.zeros(v.shape[0])
         return days, np.ones((v.shape[0], 0)), recent
-    leads = _window_sums(v, np.concatenate(([end], end - days * per_day)), lead, f)
+    leads = window_sums(v, np.concatenate(([end], end - days * per_day)), lead, f)
     today, before = leads[:, :1], leads[:, 1:]
-    eps = 0.1 * _row_median(before)[:, None]
+    eps = 0.1 * row_median(before)[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
         level = np.where(before + eps > 0, (today + eps) / (before + eps), 1.0)
     return days, np.clip(level, 1.0 / cfg.max_level_change, cfg.max_level_change), today[:, 0] / lead
@@ -312,32 +314,32 @@ def _check_window(
     recent_ends = last - wb - np.arange(cfg.recent_minutes * 60 // size)
     recent_ends = recent_ends[recent_ends - wb >= 0]
     ends = np.concatenate(([last], (same_time[:, None] + shifts[None, :]).ravel(), recent_ends))
-    sums = _window_sums(v, ends, wb, f)
+    sums = window_sums(v, ends, wb, f)
     window = sums[:, 0]
     shifted = sums[:, 1 : 1 + days.size * shifts.size].reshape(n, days.size, shifts.size)
     recent = sums[:, 1 + days.size * shifts.size :]
 
     span = wb + 2 * spread
-    daily = _window_sums(v, same_time + spread, span, f) * (wb / span) * level
+    daily = window_sums(v, same_time + spread, span, f) * (wb / span) * level
     peak = shifted.max(axis=2) * level
     active = (daily > 0) | (peak > 0)
-    daily_med, daily_mad, n_days = _masked_median_mad(daily, active)
-    usual_peak, _, _ = _masked_median_mad(peak, active)
+    daily_med, daily_mad, n_days = masked_median_mad(daily, active)
+    usual_peak, _, _ = masked_median_mad(peak, active)
     # The second-busiest day (not the busiest: one incident day must not hide a spike for a week).
     repeat_peak = np.sort(peak, axis=1)[:, -2] if days.size >= 2 else np.zeros(n)
-    recent_med, recent_mad = _median_mad(recent)
+    recent_med, recent_mad = median_mad(recent)
 
     seasonal = n_days >= cfg.min_baseline_days
     base = np.where(seasonal, daily_med, recent_med)
-    rel_recent = _ratio_or(recent_mad, recent_med, 0.0)
-    rel = np.where(seasonal, np.maximum(_ratio_or(daily_mad, daily_med, 0.0), rel_recent), rel_recent)
+    rel_recent = ratio_or(recent_mad, recent_med, 0.0)
+    rel = np.where(seasonal, np.maximum(ratio_or(daily_mad, daily_med, 0.0), rel_recent), rel_recent)
     scale = np.where(
         base > 0,
         base * np.maximum(_MAD_TO_SIGMA * rel, cfg.min_scale_ratio),
         _MAD_TO_SIGMA * np.where(seasonal, daily_mad, recent_mad),
     )
-    ratio = _ratio_or(window, base, np.inf)
-    score = _ratio_or(window - base, scale, np.inf)
+    ratio = ratio_or(window, base, np.inf)
+    score = ratio_or(window - base, scale, np.inf)
 
     history = np.count_nonzero(active, axis=1) + np.count_nonzero(recent > 0, axis=1)
     rank = np.full(n, Reason.SPIKE, dtype=np.int8)
@@ -354,62 +356,3 @@ def _check_window(
     intermittent = (days_share < cfg.min_active_share) & (recent_share < cfg.min_active_share)
     rank[intermittent] = Reason.SHORT_HISTORY
     return _Check(window, base, ratio, score, rank, np.zeros(n, dtype=np.int64))
-
-
-def _ratio_or(num: FloatArray, den: FloatArray, when_zero: float) -> FloatArray:
-    """Num / den where den > 0; where den is 0: `when_zero` if num > 0, else 0. No warnings."""
-    out = np.where(num > 0, when_zero, 0.0)
-    np.divide(num, den, out=out, where=den > 0)
-    return out
-
-
-def _window_sums(v: FloatArray, ends: IntArray, wb: int, f: float) -> FloatArray:
-    """Spend of the `wb`-bucket windows ending `f` into each bucket of `ends`, (n_series, len(ends)).
-
-    The last bucket holds only what has happened so far and counts whole. Any older window's newest
-    bucket counts `f` of itself and its oldest reaches `1 - f` into one more bucket (spend taken as
-    even within a bucket). Only non-negative weights, so a silent window sums to exactly 0.
-    """
-    offsets = np.arange(wb + 1)
-    idx = ends[:, None] - offsets[None, :]
-    weights = np.ones((ends.size, wb + 1))
-    weights[:, 0] = np.where(ends == v.shape[1] - 1, 1.0, f)
-    weights[:, wb] = 1.0 - f
-    return np.einsum("swk,wk->sw", v[:, idx], weights)
-
-
-def _median_mad(x: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Row-wise median and median absolute deviation; zeros when there are no columns."""
-    if x.shape[1] == 0:
-        return np.zeros(x.shape[0]), np.zeros(x.shape[0])
-    med = _row_median(x)
-    return med, _row_median(np.abs(x - med[:, None]))
-
-
-def _row_median(x: FloatArray) -> FloatArray:
-    """Median of each row (np.partition: several times faster than np.median on many short rows)."""
-    k = x.shape[1]
-    if k == 0:
-        return np.zeros(x.shape[0])
-    if k % 2:
-        return np.partition(x, k // 2, axis=1)[:, k // 2]
-    part = np.partition(x, (k // 2 - 1, k // 2), axis=1)
-    return 0.5 * (part[:, k // 2 - 1] + part[:, k // 2])
-
-
-def _masked_median_mad(x: FloatArray, mask: BoolArray) -> tuple[FloatArray, FloatArray, IntArray]:
-    """Row-wise median and MAD over the entries where `mask` holds, and how many there were."""
-    count = mask.sum(axis=1)
-    med = _sorted_median(np.sort(np.where(mask, x, np.inf), axis=1), count)
-    dev = np.sort(np.where(mask, np.abs(x - med[:, None]), np.inf), axis=1)
-    return med, _sorted_median(dev, count), count
-
-
-def _sorted_median(sorted_rows: FloatArray, count: IntArray) -> FloatArray:
-    """Median of the first `count` entries of each (ascending) row; 0 where count is 0."""
-    if sorted_rows.shape[1] == 0:
-        return np.zeros(sorted_rows.shape[0])
-    rows = np.arange(sorted_rows.shape[0])
-    top = np.maximum(count - 1, 0)
-    med = 0.5 * (sorted_rows[rows, top // 2] + sorted_rows[rows, (top + 1) // 2])
-    return np.where(count > 0, med, 0.0)
