@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from starlette.testclient import TestClient  # noqa: E402
 
 from alerting.runtime import attach_alerting  # noqa: E402
+from alerting.store import open_store  # noqa: E402
 from exporter.config import parse_config  # noqa: E402
 from exporter.http.app import build_app  # noqa: E402
 from exporter.services import Services  # noqa: E402
@@ -96,7 +97,7 @@ def main() -> None:
     now = time.time()
     try:
         url = f"sqlite:///{work / 'console.db'}"
-        store = Store(url)
+        store = open_store(url)
         started = time.perf_counter()
         rows = fill(store, n, now, args.density)
         store.close()

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from alerting.spikes import SpikeService, SpikeSettings  # noqa: E402
+from alerting.store import open_store  # noqa: E402
 from exporter.store import Store  # noqa: E402
 from exporter.store.schema import BUCKET_SECONDS, COUNTER_COLUMNS  # noqa: E402
 from tests.support.pg import PostgresCluster  # noqa: E402
@@ -109,7 +110,7 @@ def fill(store: Store, n_series: int, days: int) -> int:
 
 
 def measure(url: str, n_series: int, days: int, passes: int, label: str) -> None:
-    store = Store(url)
+    store = open_store(url)
     started = time.perf_counter()
     rows = fill(store, n_series, days)
     fill_s = time.perf_counter() - started

@@ -39,8 +39,8 @@ from synthetic_series import T0, draw_spend, load_traces, make_specs, modulation
 
 from alerting.spikes import SpikeService, SpikeSettings  # noqa: E402
 from alerting.spikes.detection import DetectionConfig  # noqa: E402
+from alerting.store import open_store  # noqa: E402
 from exporter.events import UsageEvent  # noqa: E402
-from exporter.store import Store  # noqa: E402
 
 BUCKET = 300
 DAYS = 14
@@ -142,7 +142,7 @@ class Outcome:
 def run(sc: Scenario, backfill: bool, folder: Path) -> Outcome:
     """The passes of one run; returns its precision and recall."""
     url = f"sqlite:///{folder / ('backfill.db' if backfill else 'stored.db')}"
-    server, loader = Store(url), Store(url)
+    server, loader = open_store(url), open_store(url)
     sink = Recorder()
     service = SpikeService(server, SpikeSettings(series=(("project",),)), sink)
     n = sc.buckets.shape[1]

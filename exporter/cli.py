@@ -55,10 +55,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers <= 1:
         _serve(config, args.role, config_path, banner=banner + ")")
         return 0
-    from exporter.store import Store
+    from alerting.store import open_store
     from exporter.supervisor import Supervisor, bind
 
-    Store(config.database_url).close()  # migrate once, before the workers start
+    open_store(config.database_url).close()  # migrate once, before the workers start
     sock = bind(config.listen)
     print(banner + f", {args.workers} worker processes)", flush=True)
     return Supervisor(sock, args.workers, lambda s: _serve(config, args.role, config_path, sock=s)).run()

@@ -7,7 +7,7 @@ registries), so tests build as many independent instances as they like.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ from exporter.config import Config
 from exporter.exposition import OrderedRegistry
 from exporter.pipeline import IngestPipeline
 from exporter.pricing import PriceBook
-from exporter.store import Store
+from exporter.store import SchemaPart, Store
 
 
 @dataclass
@@ -47,12 +47,20 @@ class Services:
         start_writer: bool = True,
         read_only: bool = False,
         must_exist: bool = False,
+        migrations: Sequence[SchemaPart] | None = None,
     ) -> Services:
         """Open the store (migrating it unless `read_only`) and register the collectors.
 
-        `read_only`/`must_exist`: see `Store`; a read-only build starts no writer.
+        `read_only`/`must_exist`: see `Store`; a read-only build starts no writer. `migrations`: the
+        schema parts besides exporter's (see `Store`); None: the full product's (alerting's tables).
         """
-        store = Store(config.database_url, clock=clock, read_only=read_only, must_exist=must_exist)
+        if migrations is None:
+            from alerting.store import PRODUCT_MIGRATIONS
+
+            migrations = PRODUCT_MIGRATIONS
+        store = Store(
+            config.database_url, clock=clock, read_only=read_only, must_exist=must_exist, migrations=migrations
+        )
         start_writer = start_writer and not read_only
         # Budget spend is kept inside every ingest transaction, whichever command writes.
         from alerting.budgets.spend import BudgetSpendHook

@@ -1,19 +1,12 @@
-"""Engine creation and migrations for SQLite (default) and PostgreSQL (psycopg 3)."""
+"""Engine creation for SQLite (default) and PostgreSQL (psycopg 3); schema versions are in migration.py."""
 
 from __future__ import annotations
 
 import select
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, exc, text
+from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import Engine, make_url
-
-MIGRATIONS_DIR = Path(__file__).with_name("migrations")
-HEAD_REVISION = "0010_notify_groups"
-"""The newest migration in MIGRATIONS_DIR (a test holds the two together)."""
-# Any fixed 64-bit number: serialises concurrent `migrate()` calls from several processes on PostgreSQL.
-_MIGRATION_LOCK_ID = 0x6C6C6D636F7374
 
 
 def normalise_url(url: str) -> str:
@@ -90,72 +83,3 @@ def _drop_dead_postgres_connection(dbapi_connection: Any, _record: Any, _proxy: 
     readable, _, _ = select.select([socket], [], [], 0)
     if readable:
         raise exc.DisconnectionError("server closed the connection")
-
-
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision (safe to call from several processes)."""
-    if schema_is_current(engine):
-        return  # the usual start: no need to load Alembic, its templates and scripts (~0.15 s)
-    from alembic import command  # imported here: start-up of short commands should not pay for it
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
-
-
-class StoreNotFound(RuntimeError):
-    """A reading command was pointed at a store that does not exist (or holds no llmcost schema)."""
-
-
-def store_location(url: str) -> str:
-    """The store's URL without its password, for messages."""
-    return make_url(url).render_as_string(hide_password=True)
-
-
-def require_existing_store(engine: Engine, url: str, *, current: bool = True) -> None:
-    """Raise StoreNotFound unless `url` names an llmcost store (at the current schema if `current`).
-
-    Creates nothing.
-
-    SQLite would create an empty file on connect, so its path is checked before anything connects.
-    """
-    parsed = make_url(url)
-    where = store_location(url)
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database or ""
-        if database in ("", ":memory:") or database.startswith("file:"):
-            raise StoreNotFound(f"no store at {where}: a reading command needs an existing SQLite file")
-        if not Path(database).is_file():
-            raise StoreNotFound(
-                f"no store at {where} (no such file {database}); pass --db with the store `llmcost serve` uses"
-            )
-    try:
-        with engine.connect() as connection:
-            versions = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all()
-    except exc.OperationalError as error:
-        raise StoreNotFound(f"cannot open the store at {where}: {error.orig}") from error
-    except exc.DBAPIError:
-        raise StoreNotFound(f"{where} holds no llmcost store (no schema); pass --db with the store in use") from None
-    if not versions:
-        raise StoreNotFound(f"{where} holds no llmcost store (no schema); pass --db with the store in use")
-    if current and versions != [HEAD_REVISION]:
-        found = ", ".join(versions) or "none"
-        raise StoreNotFound(
-            f"the store at {where} is at schema revision {found}, this llmcost reads {HEAD_REVISION}; "
-            "start `llmcost serve` of this version once to upgrade it"
-        )
-
-
-def schema_is_current(engine: Engine) -> bool:
-    """True when the store's Alembic version is HEAD_REVISION; False for a new, older or unknown one."""
-    try:
-        with engine.connect() as connection:
-            versions = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all()
-    except exc.DBAPIError:
-        return False  # no version table (a new store), or no store at all: the full path says which
-    return versions == [HEAD_REVISION]

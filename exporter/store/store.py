@@ -22,7 +22,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from exporter.events import UsageEvent
 from exporter.store.driver_sql import driver_cursor
-from exporter.store.engine import create_store_engine, migrate, normalise_url, require_existing_store
+from exporter.store.engine import create_store_engine, normalise_url
+from exporter.store.migration import EXPORTER_SCHEMA, SchemaPart, migrate, require_existing_store
 from exporter.store.rollups import rollups_in_range
 from exporter.store.schema import (
     BUCKET_SECONDS,
@@ -90,18 +91,22 @@ class Store:
         auto_migrate: bool = True,
         read_only: bool = False,
         must_exist: bool = False,
+        migrations: Sequence[SchemaPart] = (),
     ) -> None:
         """Open the store at `url`; `read_only`: the database refuses writes and nothing is migrated.
 
         `read_only` or `must_exist`: a missing store is a `StoreNotFound`, never created empty.
+        `migrations`: the schema parts of other packages, migrated (and required) besides exporter's
+        usage tables; the product's store passes alerting's (see alerting/store.py).
         """
         self.url = normalise_url(url)
         self.read_only = read_only
+        self.schema: tuple[SchemaPart, ...] = (EXPORTER_SCHEMA, *migrations)
         if read_only or must_exist:
             # Checked before the engine exists: SQLite would create an empty file on the first connect.
             probe = create_store_engine(self.url, pool_size=1, read_only=True)
             try:
-                require_existing_store(probe, self.url, current=read_only)
+                require_existing_store(probe, self.url, self.schema, current=read_only)
             finally:
                 probe.dispose()
         self.engine = create_store_engine(self.url, read_only=read_only)
@@ -118,9 +123,9 @@ class Store:
             self.migrate()
 
     def migrate(self) -> None:
-        """Create or upgrade the schema."""
+        """Create or upgrade the schema (every part in `self.schema`)."""
         try:
-            migrate(self.engine)
+            migrate(self.engine, self.schema)
         except OperationalError as exc:
             raise StoreUnavailable(f"cannot migrate the store: {exc.orig}") from exc
 

@@ -19,6 +19,7 @@ from alerting.model import fingerprint
 from alerting.push.pusher import MIN_HORIZON_SECONDS, Pusher, batches
 from alerting.push.settings import parse_push_section
 from alerting.push.sink import AlertmanagerSink
+from alerting.store import open_store
 from exporter.config import Config, ConfigError, parse_config
 from exporter.store import Store
 from tests.support.clock import FakeClock
@@ -36,7 +37,7 @@ def alertmanager() -> Iterator[RecordingServer]:
 
 
 def build(url: str, store_url: str, clock: FakeClock, *, extra_urls: tuple[str, ...] = ()) -> tuple[Any, Pusher, Store]:
-    store = Store(store_url, clock=clock)
+    store = open_store(store_url, clock=clock)
     config = parse_config({"external_url": "https://llmcost.example.com/"})
     gateway = GatewayService(store, config, clock=clock, start_workers=False)
     settings = parse_push_section({"urls": [url.rstrip("/"), *extra_urls], "resend_interval": "30s", "retries": 1}, [])
@@ -204,7 +205,7 @@ def test_an_alert_raised_directly_and_coming_back_through_alertmanager_is_notifi
 ) -> None:
     """E.g. `alertmanager.url` added while an alert fires: the returning copy is the same alert."""
     clock.set(T0)
-    store = Store(sqlite_url, clock=clock)
+    store = open_store(sqlite_url, clock=clock)
     config = parse_config(
         {"notifications": {"slack": {"token": "xoxb-test", "channel": "#c", "api_url": "http://127.0.0.1:9/"}}}
     )

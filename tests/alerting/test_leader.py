@@ -5,13 +5,13 @@ from __future__ import annotations
 import threading
 
 from alerting.leader import LeaderLease
-from exporter.store import Store
+from alerting.store import open_store
 
 T0 = 1_795_000_000.0
 
 
 def test_first_comer_leads_and_others_wait_until_the_lease_expires(db_url: str) -> None:
-    store = Store(db_url)
+    store = open_store(db_url)
     a = LeaderLease(store, holder="a", ttl=15)
     b = LeaderLease(store, holder="b", ttl=15)
     assert store.dialect in ("sqlite", "postgresql")
@@ -39,7 +39,7 @@ def test_first_comer_leads_and_others_wait_until_the_lease_expires(db_url: str) 
 
 
 def test_release_hands_the_lease_over_at_the_next_try(db_url: str) -> None:
-    store = Store(db_url)
+    store = open_store(db_url)
     a = LeaderLease(store, holder="a", ttl=15)
     b = LeaderLease(store, holder="b", ttl=15)
     assert a.acquire(T0)
@@ -53,7 +53,7 @@ def test_release_hands_the_lease_over_at_the_next_try(db_url: str) -> None:
 
 def test_a_crashed_leader_is_replaced_within_ttl_plus_one_heartbeat(db_url: str) -> None:
     """Three processes try every heartbeat (phases offset); the leader dies; exactly one takes over in time."""
-    store = Store(db_url)
+    store = open_store(db_url)
     ttl = 15.0
     leases = [LeaderLease(store, holder=f"p{i}", ttl=ttl) for i in range(3)]
     heartbeat = leases[0].heartbeat_seconds
@@ -94,7 +94,7 @@ def test_a_crashed_leader_is_replaced_within_ttl_plus_one_heartbeat(db_url: str)
 def test_racing_threads_elect_exactly_one_leader_per_round(db_url: str) -> None:
     """Separate stores (as separate processes would have) race for an expired lease at the same instant."""
     n_threads, rounds, ttl = 4, 12, 15.0
-    stores = [Store(db_url) for _ in range(n_threads)]
+    stores = [open_store(db_url) for _ in range(n_threads)]
     leases = [LeaderLease(store, holder=f"t{i}", ttl=ttl) for i, store in enumerate(stores)]
     barrier = threading.Barrier(n_threads)
     wins: list[list[bool]] = [[False] * rounds for _ in range(n_threads)]

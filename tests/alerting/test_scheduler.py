@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from alerting.leader import LeaderLease
 from alerting.scheduler import HEARTBEAT_JOB, AlertScheduler, EpochAlignedTrigger, Outcome, tick_of
 from alerting.scheduler_collector import SchedulerCollector
-from exporter.store import Store
+from alerting.store import open_store
 
 T0 = 1_795_000_040.0  # 20 s into a minute
 
@@ -34,7 +34,7 @@ class Recorder:
 
 
 def test_a_job_runs_once_per_tick_and_records_its_runs(db_url: str) -> None:
-    store = Store(db_url)
+    store = open_store(db_url)
     job = Recorder()
     scheduler = AlertScheduler(store, {"detection": (60.0, job)})
     assert scheduler.run_once("detection", T0) is Outcome.SUCCESS
@@ -49,7 +49,7 @@ def test_a_job_runs_once_per_tick_and_records_its_runs(db_url: str) -> None:
 
 
 def test_a_failing_job_is_counted_and_does_not_stop_the_others(db_url: str) -> None:
-    store = Store(db_url)
+    store = open_store(db_url)
     bad, good = Recorder(fail=True), Recorder()
     scheduler = AlertScheduler(store, {"budgets": (60.0, bad), "outbox": (15.0, good)})
     assert scheduler.run_once("budgets", T0) is Outcome.ERROR
@@ -83,7 +83,7 @@ def test_only_the_leader_runs_and_no_tick_runs_twice_through_a_failover(db_url: 
     """
     ttl = 15.0
     intervals = {"detection": 60.0, "outbox": 15.0}
-    stores = [Store(db_url) for _ in range(3)]
+    stores = [open_store(db_url) for _ in range(3)]
     calls: dict[str, list[tuple[int, float]]] = {name: [] for name in intervals}
 
     def job(i: int, name: str) -> Callable[[float], None]:
@@ -146,7 +146,7 @@ def test_only_the_leader_runs_and_no_tick_runs_twice_through_a_failover(db_url: 
 
 
 def test_two_processes_racing_for_the_same_tick_run_it_once(db_url: str) -> None:
-    stores = [Store(db_url) for _ in range(2)]
+    stores = [open_store(db_url) for _ in range(2)]
     job = Recorder()
     schedulers = [AlertScheduler(store, {"budgets": (60.0, job)}) for store in stores]
     barrier = threading.Barrier(2)
@@ -169,7 +169,7 @@ def test_two_processes_racing_for_the_same_tick_run_it_once(db_url: str) -> None
 
 
 def test_an_unreachable_store_skips_the_run_without_raising(sqlite_url: str) -> None:
-    store = Store(sqlite_url)
+    store = open_store(sqlite_url)
     job = Recorder()
     scheduler = AlertScheduler(store, {"detection": (60.0, job)}, leader=LeaderLease(store, holder="a"))
     with store.engine.begin() as conn:
@@ -206,7 +206,7 @@ def test_jobs_are_validated() -> None:
 
 
 def test_the_background_scheduler_is_wired_with_explicit_ids_coalesce_and_one_instance(db_url: str) -> None:
-    store = Store(db_url)
+    store = open_store(db_url)
     budgets, detection = Recorder(fail=True), Recorder()
     lease = LeaderLease(store, holder="me", ttl=15)
     scheduler = AlertScheduler(store, {"budgets": (60.0, budgets), "detection": (60.0, detection)}, leader=lease)

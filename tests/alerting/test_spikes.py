@@ -21,6 +21,7 @@ from alerting.spikes import (
     read_spike_state,
 )
 from alerting.spikes.detection import DetectionConfig
+from alerting.store import open_store
 from exporter.config import ConfigError, parse_config
 from exporter.events import UsageEvent
 from exporter.store import Store
@@ -93,7 +94,7 @@ SETTINGS = SpikeSettings(series=((), ("project",), ("provider", "model")))
 
 
 def test_a_spike_fires_once_and_resolves_when_spend_returns_to_normal_even_across_processes(db_url: str) -> None:
-    store = Store(db_url)
+    store = open_store(db_url)
     usual_spend(store, D0, NOW + 3600)
     spike(store)
     sink = RecordingSink()
@@ -117,7 +118,7 @@ def test_a_spike_fires_once_and_resolves_when_spend_returns_to_normal_even_acros
     assert float(annotations["ratio"].rstrip("x")) >= 3
 
     # Another process takes over the detection job: it continues from the stored firing flags.
-    other_store = Store(db_url)
+    other_store = open_store(db_url)
     second = SpikeService(other_store, SETTINGS, sink)
     for minute in range(1, 6):
         again = second.evaluate(NOW + 60 * minute)
@@ -136,12 +137,12 @@ def test_a_spike_fires_once_and_resolves_when_spend_returns_to_normal_even_acros
 
 
 def test_window_baseline_and_ratio_are_exposed_from_any_process(db_url: str) -> None:
-    store = Store(db_url)
+    store = open_store(db_url)
     usual_spend(store, D0, NOW + 600)
     spike(store)
     SpikeService(store, SETTINGS, RecordingSink()).evaluate(NOW)
 
-    reader = Store(db_url)  # e.g. an ingest-only replica serving /metrics
+    reader = open_store(db_url)  # e.g. an ingest-only replica serving /metrics
     registry = CollectorRegistry()
     registry.register(SchedulerCollector(reader))
     sample = registry.get_sample_value
@@ -164,7 +165,7 @@ def test_window_baseline_and_ratio_are_exposed_from_any_process(db_url: str) -> 
 
 
 def test_a_new_series_without_history_never_alerts(db_url: str) -> None:
-    store = Store(db_url)
+    store = open_store(db_url)
     usual_spend(store, D0, NOW + 600)
     store.write_events([call(f"new-{i}", NOW - 900 + i, "d", "openai", "gpt-4o", 5.0) for i in range(5)])
     sink = RecordingSink()
@@ -177,7 +178,7 @@ def test_a_new_series_without_history_never_alerts(db_url: str) -> None:
 
 
 def test_an_alert_the_gateway_refused_is_handed_over_again_next_pass(db_url: str) -> None:
-    store = Store(db_url)
+    store = open_store(db_url)
     usual_spend(store, D0, NOW + 600)
     spike(store)
     sink = RecordingSink()
@@ -193,7 +194,7 @@ def test_an_alert_the_gateway_refused_is_handed_over_again_next_pass(db_url: str
 
 
 def test_a_label_set_removed_from_the_config_resolves_its_alerts(db_url: str) -> None:
-    store = Store(db_url)
+    store = open_store(db_url)
     usual_spend(store, D0, NOW + 600)
     spike(store)
     sink = RecordingSink()
@@ -208,7 +209,7 @@ def test_a_label_set_removed_from_the_config_resolves_its_alerts(db_url: str) ->
 
 
 def test_series_beyond_the_cap_are_summed_into_other(db_url: str) -> None:
-    store = Store(db_url)
+    store = open_store(db_url)
     usual_spend(store, D0 + 3 * DAY, NOW + 600)
     settings = SpikeSettings(series=((), ("project",)), max_series_per_group=2)
     SpikeService(store, settings, RecordingSink()).evaluate(NOW)
@@ -221,7 +222,7 @@ def test_series_beyond_the_cap_are_summed_into_other(db_url: str) -> None:
 
 
 def test_an_empty_store_reports_the_global_total_at_zero(db_url: str) -> None:
-    store = Store(db_url)
+    store = open_store(db_url)
     result = SpikeService(store, None, RecordingSink()).evaluate(NOW)
     assert (result.series, result.fired) == (1, [])
     [state] = read_spike_state(store)
@@ -230,7 +231,7 @@ def test_an_empty_store_reports_the_global_total_at_zero(db_url: str) -> None:
 
 
 def test_detection_runs_as_a_scheduler_job(db_url: str) -> None:
-    store = Store(db_url)
+    store = open_store(db_url)
     usual_spend(store, D0, NOW + 600)
     spike(store)
     sink = RecordingSink()
@@ -332,7 +333,7 @@ def test_inconsistent_detector_settings_are_reported() -> None:
 
 def test_the_cached_rollups_match_a_fresh_read_while_events_keep_arriving(db_url: str) -> None:
     """Pass after pass, the incremental read sees what a new process reading everything sees."""
-    store = Store(db_url)
+    store = open_store(db_url)
     usual_spend(store, D0, NOW - 3600)
     cached = SpikeService(store, SETTINGS, RecordingSink())
     for k in range(12):
@@ -352,7 +353,7 @@ def test_the_cached_rollups_match_a_fresh_read_while_events_keep_arriving(db_url
 
 
 def test_a_backfill_older_than_the_reload_window_reaches_the_next_pass(db_url: str) -> None:
-    store = Store(db_url)
+    store = open_store(db_url)
     usual_spend(store, D0 + 3 * DAY, NOW + 600)
     service = SpikeService(
         store, SpikeSettings(series=((),)), RecordingSink(), reload_seconds=600, full_reload_seconds=3600
@@ -361,7 +362,7 @@ def test_a_backfill_older_than_the_reload_window_reaches_the_next_pass(db_url: s
     before = read_spike_state(store)[0].window_usd
     # Calls from 25 minutes ago, loaded late by another process (e.g. `llmcost ingest` of a file):
     # inside the 30-minute window, older than the last pass's newest bucket and the reload window.
-    other = Store(db_url)
+    other = open_store(db_url)
     other.write_events([call(f"late-{i}", NOW - 1500 + i, "b", "x", "y", 20.0) for i in range(3)])
     service.evaluate(NOW + 60)
     after = read_spike_state(store)[0].window_usd
@@ -374,7 +375,7 @@ def test_a_backfill_older_than_the_reload_window_reaches_the_next_pass(db_url: s
 
 def test_history_loaded_by_another_process_after_the_first_pass_raises_no_spike(db_url: str) -> None:
     """The reported backfill: a server starts on live traffic, two weeks of history arrive meanwhile."""
-    store = Store(db_url)
+    store = open_store(db_url)
     usual_spend(store, NOW - 20 * 60, NOW + 600)  # live traffic of the last 20 minutes only
     sink = RecordingSink()
     service = SpikeService(store, SETTINGS, sink)
@@ -382,7 +383,7 @@ def test_history_loaded_by_another_process_after_the_first_pass_raises_no_spike(
     assert first.fired == []  # no baseline yet: short history, not an infinite ratio
     assert {s.reason for s in read_spike_state(store) if s.group == "project"} == {"short_history"}
 
-    loader = Store(db_url)  # `llmcost ingest` in another process
+    loader = open_store(db_url)  # `llmcost ingest` in another process
     usual_spend(loader, D0, NOW - 20 * 60, seed=3)
     second = service.evaluate(NOW)
     assert second.fired == [] and sink.fired == []
@@ -397,13 +398,13 @@ def test_history_loaded_by_another_process_after_the_first_pass_raises_no_spike(
 
 def test_no_new_spike_starts_while_history_is_being_written(db_url: str) -> None:
     """A load running oldest first leaves a gap before now; the first pass after it stops fires."""
-    store = Store(db_url)
+    store = open_store(db_url)
     usual_spend(store, NOW - 600, NOW + 600)  # the server's first minutes of live traffic
     spike(store, NOW - 600, NOW)
     sink = RecordingSink()
     service = SpikeService(store, SpikeSettings(series=(("project",),)), sink)
     service.evaluate(NOW - 120)
-    loader = Store(db_url)
+    loader = open_store(db_url)
     usual_spend(loader, D0, NOW - 3 * DAY, seed=5)  # the oldest days first: the spike looks real already
     service.evaluate(NOW - 60)
     assert sink.fired == []  # deferred: history is still arriving
@@ -419,7 +420,7 @@ def test_a_reader_behind_the_pruned_log_reads_everything_again(db_url: str) -> N
 
     from exporter.store.schema import rollup_backfill
 
-    store = Store(db_url)
+    store = open_store(db_url)
     usual_spend(store, D0 + 3 * DAY, NOW + 600)
     service = SpikeService(store, SpikeSettings(series=((),)), RecordingSink())
     service.evaluate(NOW)

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from alerting.spikes.state import read_spike_state
-from exporter.store import Store
+from alerting.store import open_store
 from tests.support.procs import LLMCOST, LlmcostProcess
 from tests.support.waiting import wait_until
 
@@ -68,7 +68,7 @@ class Passes:
     """Every detection pass the server makes, read from its persisted state (a read: changes nothing)."""
 
     def __init__(self, db_url: str) -> None:
-        self.store = Store(db_url)
+        self.store = open_store(db_url)
         self.firing: dict[float, set[str]] = {}
 
     def poll(self) -> dict[float, set[str]]:

@@ -22,11 +22,11 @@ CHILD = """
 import json, os, sys, time
 from alerting.gateway import GatewayService
 from exporter.config import parse_config
-from exporter.store import Store
+from alerting.store import open_store
 
 config = parse_config(json.loads(os.environ["GATEWAY_CONFIG"]))
 config.database_url = os.environ["GATEWAY_DB"]
-gateway = GatewayService(Store(config.database_url), config)
+gateway = GatewayService(open_store(config.database_url), config)
 for i in range(3):
     gateway.fire("LLMCostSpike", {"project": f"p{i}"}, severity="critical")
 print("fired", flush=True)

@@ -1,11 +1,8 @@
-"""The store on real SQLite and real PostgreSQL: idempotency, rollups, totals, counters, migrations."""
+"""The store on real SQLite and real PostgreSQL: idempotency, rollups, totals, counters."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
-from typing import Any
 
 from exporter.events import UsageEvent
 from exporter.store import Store
@@ -114,45 +111,6 @@ def test_counters_survive_reopen_and_migrate_is_idempotent(db_url: str) -> None:
     assert again.counters()["rejected"] == 3
     assert again.series_totals(["model"])[0].get("requests") == 2
     again.close()
-
-
-def test_head_revision_is_alembics_and_an_older_store_is_still_upgraded(db_url: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-    from sqlalchemy import inspect
-
-    from exporter.store.engine import HEAD_REVISION, MIGRATIONS_DIR, schema_is_current
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    assert ScriptDirectory.from_config(config).get_heads() == [HEAD_REVISION]
-
-    store = Store(db_url)
-    assert schema_is_current(store.engine)
-    with store.engine.begin() as connection:  # back to the revision before the newest
-        config.attributes["connection"] = connection
-        command.downgrade(config, "-1")
-
-    def outbox_columns(engine: Any) -> set[str]:  # the newest migration adds notification_outbox.group_key
-        return {c["name"] for c in inspect(engine).get_columns("notification_outbox")}
-
-    assert "group_key" not in outbox_columns(store.engine)
-    assert not schema_is_current(store.engine)
-    store.close()
-
-    again = Store(db_url)  # the quick check must not skip the upgrade
-    assert schema_is_current(again.engine)
-    assert "group_key" in outbox_columns(again.engine)
-    again.close()
-
-
-def test_opening_a_current_store_does_not_load_alembic(sqlite_url: str) -> None:
-    Store(sqlite_url).close()
-    code = (
-        f"import sys; from exporter.store import Store; Store({sqlite_url!r}).close(); print('alembic' in sys.modules)"
-    )
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
 
 
 def test_concurrent_writers_never_double_count(db_url: str) -> None:

@@ -25,10 +25,10 @@ from starlette.testclient import TestClient
 from alerting.gateway import GatewayService
 from alerting.gateway.http import gateway_routes
 from alerting.signatures import sign_pagerduty, sign_slack
+from alerting.store import open_store
 from exporter.config import Config
 from exporter.http.app import build_app
 from exporter.services import Services
-from exporter.store import Store
 from tests.support.clock import FakeClock
 from tests.support.helpers import make_config, total
 from tests.support.pg import PostgresCluster, free_port
@@ -219,7 +219,7 @@ def gateway_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url = _SHARED.get(id(cluster))
     if url is None:
         url = _SHARED[id(cluster)] = cluster.create_database()
-        Store(url).close()  # migrate
+        open_store(url).close()  # migrate
         return url
     with psycopg.connect(cluster.dsn(url.rsplit("/", 1)[1]), autocommit=True) as conn:
         conn.execute("SET lock_timeout = '10s'")

@@ -1,4 +1,4 @@
-"""Usage events, series totals, 5-minute rollups and ingest counters.
+"""Usage events, series totals, 5-minute rollups and ingest counters: the base of the `exporter` branch.
 
 Revision ID: 0001_usage
 Revises:
@@ -10,7 +10,7 @@ from alembic import op
 
 revision = "0001_usage"
 down_revision = None
-branch_labels = None
+branch_labels = ("exporter",)
 depends_on = None
 
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
