@@ -95,7 +95,7 @@ usage_events = Table(
     Column("cache_write_1h_tokens", BigInteger, nullable=False, server_default="0"),
     Column("price_source", String(256), nullable=True),  # e.g. "genai-prices 0.2.3 bundled data"
     Column("price_from", String(32), nullable=True),  # when that price took effect ("" = always)
-    # The `session` field (or `metadata.session_id`); never a metric label (migration 0005).
+    # The `session` field (or `metadata.session_id`); never a metric label (migration exporter_0003_sessions).
     Column("session", String(256), nullable=True),
     UniqueConstraint("request_id", name="uq_usage_events_request_id"),
 )
