@@ -77,9 +77,9 @@ def alembic_config(parts: Sequence[SchemaPart]) -> Any:
 def migrate(engine: Engine, parts: Sequence[SchemaPart]) -> None:
     """Bring every part to its head revision (safe to call from several processes at once).
 
-    A store stamped by the single chain llmcost had before the branches (one row, e.g. `0007_retention_
-    provenance`) upgrades like any other: each of those identifiers sits in the graph so that it and its
-    dependencies are exactly what that chain had applied (see alerting/migrations/versions/).
+    A store stamped by the single chain llmcost had before the branches (one row, such as
+    `0007_retention_provenance`) upgrades like any other: each of those identifiers sits in the graph so
+    that it and its dependencies are exactly what that chain had applied (see docs/development.md).
     """
     if schema_is_current(engine, parts):
         return  # the usual start: no need to load Alembic, its templates and scripts (~0.15 s)
@@ -88,15 +88,11 @@ def migrate(engine: Engine, parts: Sequence[SchemaPart]) -> None:
     config = alembic_config(parts)
     # SQLite: BEGIN IMMEDIATE, so a second process waits for the first one's upgrade and then finds
     # nothing to do (a deferred BEGIN would read the old version and fail to write after it).
-    with engine.connect() as connection, _immediate(connection).begin():
+    with engine.connect() as connection, connection.execution_options(sqlite_immediate=True).begin():
         if engine.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
         config.attributes["connection"] = connection
         command.upgrade(config, "heads")
-
-
-def _immediate(connection: Connection) -> Connection:
-    return connection.execution_options(sqlite_immediate=True)
 
 
 def _version_rows(connection: Connection) -> list[str]:

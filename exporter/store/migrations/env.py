@@ -1,4 +1,5 @@
-"""Alembic environment: runs on the connection llmcost hands over in `config.attributes`."""
+"""Alembic environment of every branch (see exporter/store/migration.py): runs on the connection llmcost
+hands over in `config.attributes`. `target_metadata` (for autogenerate only) holds exporter's tables."""
 
 from alembic import context
 
