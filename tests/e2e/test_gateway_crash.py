@@ -20,8 +20,8 @@ pytestmark = pytest.mark.real_process
 
 CHILD = """
 import json, os, sys, time
-from alerting.gateway import GatewayService
-from exporter.config import parse_config
+from alerting.gateway.service import GatewayService
+from llmcost.config import parse_config
 from exporter.store import Store
 
 config = parse_config(json.loads(os.environ["GATEWAY_CONFIG"]))

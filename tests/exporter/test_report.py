@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from exporter.cli import main
 from exporter.pricing import PriceBook
 from exporter.report.periods import parse_when, period_range
 from exporter.services import Services
+from llmcost.cli import main
 from tests.support.helpers import make_config
 from tests.support.months import DAY, NOW, history, load_history
 
