@@ -130,19 +130,7 @@ WholeConfigCheck = Callable[[dict[str, Any], Problems], None]
 """A check needing the whole raw config (one section's setting depending on another's); appends problems."""
 
 OWN_SECTIONS = frozenset(
-    {
-        "listen",
-        "external_url",
-        "database",
-        "auth",
-        "ingest",
-        "metrics",
-        "otlp",
-        "http",
-        "pricing",
-        "retention",
-        "grafana_url",
-    }
+    "listen external_url database auth ingest metrics otlp http pricing retention grafana_url".split()  # noqa: SIM905
 )
 """The top-level sections the exporter parses itself."""
 
