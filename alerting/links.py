@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from alerting.gateway.config import chain_validator
 from exporter.config import Config
 
 RUNBOOK_PATH = "/runbook"
@@ -63,12 +62,10 @@ def generator_url(config: Config, alertname: str, labels: Mapping[str, str]) -> 
     return f"{external_url(config)}/v1/alerts?state=firing&alertname={quote(alertname)}"
 
 
-def _validate_alerting(section: Any, problems: list[str], _base: Path) -> None:
+def validate_runbook_base_url(section: Any, problems: list[str], _base: Path) -> None:
+    """Append the problem of an `alerting:` section's `runbook_base_url`, if any."""
     if not isinstance(section, dict) or "runbook_base_url" not in section:
         return
     value = section["runbook_base_url"]
     if not isinstance(value, str) or not value.startswith(("http://", "https://")):
         problems.append("alerting.runbook_base_url: must be an absolute http(s) URL")
-
-
-chain_validator("alerting", _validate_alerting)

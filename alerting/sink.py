@@ -1,6 +1,6 @@
 """`AlertSink`: where the budget and spike services hand their alerts (the gateway, Alertmanager, a recorder).
 
-Production sinks (`alerting.runtime.GatewaySink`, `alerting.push.sink.AlertmanagerSink`) may also offer
+Production sinks (`alerting.gateway.sink.GatewaySink`, `alerting.push.sink.AlertmanagerSink`) may also offer
 `fire_many`, `resolve_many` (one transaction for a batch, so the gateway groups its notifications) and
 `resolve_with_reason` (who resolved and why); the helpers below use them when present and fall back to
 one call per alert otherwise, so a test recorder needs only the three methods of the protocol.

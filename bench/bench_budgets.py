@@ -21,13 +21,13 @@ sys.path.insert(0, str(ROOT))
 from alerting.budgets.definition import parse_budgets_section  # noqa: E402
 from alerting.budgets.service import BudgetService  # noqa: E402
 from exporter.config import Config  # noqa: E402
-from exporter.services import Services  # noqa: E402
+from llmcost.services import open_services  # noqa: E402
 
 
 def main() -> None:
     config = Config()
     config.database_url = f"sqlite:///{tempfile.mkdtemp()}/budgets.db"
-    services = Services.build(config, start_writer=False)
+    services = open_services(config, start_writer=False)
     raw = [
         {"name": f"project-{i}", "scope": "project", "key": "*" if i % 2 else f"p{i}", "period": "daily", "limit": 1e6}
         for i in range(10)

@@ -27,13 +27,13 @@ sys.path.insert(0, str(ROOT))
 
 from starlette.testclient import TestClient  # noqa: E402
 
-from alerting.runtime import attach_alerting  # noqa: E402
 from alerting.store import open_store  # noqa: E402
-from exporter.config import parse_config  # noqa: E402
 from exporter.http.app import build_app  # noqa: E402
-from exporter.services import Services  # noqa: E402
 from exporter.store import Store  # noqa: E402
 from exporter.store.schema import BUCKET_SECONDS, COUNTER_COLUMNS  # noqa: E402
+from llmcost.config import parse_config  # noqa: E402
+from llmcost.services import open_services  # noqa: E402
+from llmcost.wiring import attach_alerting  # noqa: E402
 
 MODELS = [("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("anthropic", "claude-sonnet-4-5"), ("deepseek", "x")]
 DAYS = 30
@@ -112,9 +112,9 @@ def main() -> None:
             }
         )
         config.database_url = url
-        services = Services.build(config, start_writer=False)
-        routes = attach_alerting(services, "ingest")
-        gateway = services.extras["gateway"]
+        services = open_services(config, start_writer=False)
+        parts = attach_alerting(services, "ingest")
+        routes, gateway = parts.routes, parts.gateway
         for k in range(20):
             gateway.fire("LLMCostSpike", {"project": f"project-{k:04d}"}, severity="warning")
         projects = len({label[2] for label in labels_for(n)})

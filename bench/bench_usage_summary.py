@@ -21,8 +21,8 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import text  # noqa: E402
 
 from exporter.config import Config  # noqa: E402
-from exporter.services import Services  # noqa: E402
 from exporter.usage_summary import summarize  # noqa: E402
+from llmcost.services import open_services  # noqa: E402
 
 EVENTS = 1_000_000
 DAYS = 30
@@ -44,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     config = Config()
     config.database_url = args.db or f"sqlite:///{tempfile.mkdtemp()}/summary.db"
-    services = Services.build(config, start_writer=False)
+    services = open_services(config, start_writer=False)
     end = 1_796_000_000.0
     start = end - DAYS * 86400
     step = (end - start) / args.events

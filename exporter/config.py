@@ -1,15 +1,15 @@
 """The YAML configuration: parsed into typed sections, with every problem reported at once.
 
-Sections owned by the alerting package (`budgets`, `detection`, `notifications`, `alerting`) are kept
-as raw data here and validated by their own modules through `SECTION_VALIDATORS`, so that
-`llmcost check-config` still lists all problems of the whole file in one run.
+This module parses the sections the exporter owns. Sections owned by the code that uses the exporter
+(the application's `budgets`, `detection`, `notifications`, …) are kept as raw data in `Config.raw`
+and validated by the validators the caller passes in (`ExtraSections`), so that one `parse_config`
+lists every problem of the whole file in one run.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,33 +124,30 @@ class Config:
 
 
 Problems = list[str]
-# Validators for sections owned elsewhere: (raw section, problems, base dir) → appends problems.
-SECTION_VALIDATORS: dict[str, Callable[[Any, Problems, Path], None]] = {}
-# Checks that need the whole raw config (one section's setting depending on another's), run after them.
-WHOLE_CONFIG_CHECKS: list[Callable[[dict[str, Any], Problems], None]] = []
-# Modules that register those validators, imported only when a config uses the section (keeps
-# `llmcost ingest` from loading the alerting side it does not need).
-SECTION_MODULES = {
-    name: "alerting.sections" for name in ("budgets", "detection", "notifications", "alerting", "alertmanager")
-}
-KNOWN_SECTIONS = {
-    "listen",
-    "external_url",
-    "alertmanager",
-    "database",
-    "auth",
-    "ingest",
-    "metrics",
-    "otlp",
-    "http",
-    "pricing",
-    "retention",
-    "budgets",
-    "detection",
-    "notifications",
-    "alerting",
-    "grafana_url",
-}
+SectionValidator = Callable[[Any, Problems, Path], None]
+"""Validates one section owned outside the exporter: (raw section, problems, base dir) → appends problems."""
+WholeConfigCheck = Callable[[dict[str, Any], Problems], None]
+"""A check needing the whole raw config (one section's setting depending on another's); appends problems."""
+
+OWN_SECTIONS = frozenset(
+    "listen external_url database auth ingest metrics otlp http pricing retention grafana_url".split()  # noqa: SIM905
+)
+"""The top-level sections the exporter parses itself."""
+
+
+@dataclass(frozen=True)
+class ExtraSections:
+    """Sections owned by the code using the exporter, validated in the same run as the exporter's own.
+
+    `validators` run in their order, each only when its section is present; `checks` run after them,
+    always. A section absent from both `OWN_SECTIONS` and `validators` is reported as unknown.
+    """
+
+    validators: Mapping[str, SectionValidator] = field(default_factory=dict)
+    checks: Sequence[WholeConfigCheck] = ()
+
+
+NO_EXTRA_SECTIONS = ExtraSections()
 
 
 def resolve_secret(section: dict[str, Any], key: str, problems: Problems, path: str, base: Path) -> Any:
@@ -315,17 +312,27 @@ def _valid_url(url: str, problems: Problems) -> bool:
     return True
 
 
-def parse_config(raw: Any, *, base: Path | None = None, source: Path | None = None) -> Config:
-    """Build a `Config` from parsed YAML, raising `ConfigError` with every problem found."""
+def parse_config(
+    raw: Any,
+    *,
+    base: Path | None = None,
+    source: Path | None = None,
+    sections: ExtraSections = NO_EXTRA_SECTIONS,
+) -> Config:
+    """Build a `Config` from parsed YAML, raising `ConfigError` with every problem found.
+
+    `sections`: the validators of the sections the exporter does not own (see `ExtraSections`).
+    """
     base = base or Path.cwd()
     problems: Problems = []
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError([f"the top level must be a mapping, got {type(raw).__name__}"])
+    known = OWN_SECTIONS | set(sections.validators)
     for key in raw:
-        if key not in KNOWN_SECTIONS:
-            problems.append(f"{key}: unknown section (known: {', '.join(sorted(KNOWN_SECTIONS))})")
+        if key not in known:
+            problems.append(f"{key}: unknown section (known: {', '.join(sorted(known))})")
     cfg = Config(raw=raw, source=source)
     if "listen" in raw and _expect(raw["listen"], str, "listen", problems):
         cfg.listen = raw["listen"]
@@ -358,21 +365,21 @@ def parse_config(raw: Any, *, base: Path | None = None, source: Path | None = No
             problems.append(f"pricing.overrides_file: {overrides} does not exist")
         cfg.price_overrides_file = str(overrides)
     cfg.retention = parse_retention(raw.get("retention"), problems)
-    for name in sorted(set(raw) & set(SECTION_MODULES)):
-        if name not in SECTION_VALIDATORS:
-            importlib.import_module(SECTION_MODULES[name])
-    for name, validate in SECTION_VALIDATORS.items():
+    for name, validate in sections.validators.items():
         if name in raw:
             validate(raw[name], problems, base)
-    for check in WHOLE_CONFIG_CHECKS:
+    for check in sections.checks:
         check(raw, problems)
     if problems:
         raise ConfigError(problems)
     return cfg
 
 
-def load_config(path: str | Path | None) -> Config:
-    """Read a YAML file (or return defaults for None); relative paths inside resolve against its folder."""
+def load_config(path: str | Path | None, *, sections: ExtraSections = NO_EXTRA_SECTIONS) -> Config:
+    """Read a YAML file (or return defaults for None); relative paths inside resolve against its folder.
+
+    `sections`: as for `parse_config`.
+    """
     if path is None:
         return Config()
     file = Path(path)
@@ -384,4 +391,4 @@ def load_config(path: str | Path | None) -> Config:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError([f"{file}: not valid YAML: {exc}"]) from None
-    return parse_config(raw, base=file.resolve().parent, source=file)
+    return parse_config(raw, base=file.resolve().parent, source=file, sections=sections)

@@ -1,7 +1,8 @@
 """Wiring: builds the store, pipeline, commit queue and metrics registry from a `Config`.
 
-Everything the HTTP layer and the CLI use comes in through this one object (no module-level engines or
-registries), so tests build as many independent instances as they like.
+Everything the HTTP layer and the commands use comes in through this one object (no module-level engines
+or registries), so tests build as many independent instances as they like. Work that code outside the
+exporter adds to every ingest transaction comes in as `write_hooks` (the store's `WriteHook` protocol).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from exporter.exposition import OrderedRegistry
 from exporter.pipeline import IngestPipeline
 from exporter.pricing import PriceBook
 from exporter.store import SchemaPart, Store
+from exporter.store.writer import WriteHook
 
 
 @dataclass
@@ -35,8 +37,6 @@ class Services:
     commit_queue: CommitQueue | None = None
     # Closers run in reverse order on shutdown (scheduler, gateway workers, …).
     closers: list[Callable[[], Any]] = field(default_factory=list)
-    # Parts attached by other packages (the alerting side: "gateway", "budgets", "scheduler").
-    extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -47,25 +47,21 @@ class Services:
         start_writer: bool = True,
         read_only: bool = False,
         must_exist: bool = False,
-        migrations: Sequence[SchemaPart] | None = None,
+        write_hooks: Sequence[WriteHook] = (),
+        migrations: Sequence[SchemaPart] = (),
     ) -> Services:
         """Open the store (migrating it unless `read_only`) and register the collectors.
 
-        `read_only`/`must_exist`: see `Store`; a read-only build starts no writer. `migrations`: the
-        schema parts besides exporter's (see `Store`); None: the full product's (alerting's tables).
+        `read_only`/`must_exist`: see `Store`; a read-only build starts no writer. `write_hooks` run inside
+        every ingest transaction, whichever command writes (the application's budget spend). `migrations`:
+        the schema parts of other packages kept in the same store (see `Store`).
         """
-        if migrations is None:
-            from alerting.store import PRODUCT_MIGRATIONS
-
-            migrations = PRODUCT_MIGRATIONS
         store = Store(
             config.database_url, clock=clock, read_only=read_only, must_exist=must_exist, migrations=migrations
         )
         start_writer = start_writer and not read_only
-        # Budget spend is kept inside every ingest transaction, whichever command writes.
-        from alerting.budgets.spend import BudgetSpendHook
-
-        store.add_write_hook(BudgetSpendHook())
+        for hook in write_hooks:
+            store.add_write_hook(hook)
         prices = PriceBook.from_file(config.price_overrides_file)
         events_days = config.retention.events_days
         pipeline = IngestPipeline(

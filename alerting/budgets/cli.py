@@ -20,7 +20,7 @@ from alerting.budgets.apply import Prune
 from alerting.budgets.definition import parse_budgets_section
 from alerting.budgets.errors import BudgetError
 from alerting.budgets.service import BudgetService
-from exporter.config import Config, load_config
+from exporter.config import Config
 from exporter.services import Services
 from exporter.store import store_location
 
@@ -53,8 +53,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("table", "json"), default="table", help="list: output format")
 
 
-def run(args: argparse.Namespace, config_from_args: Callable[[argparse.Namespace], Config]) -> int:
-    """Carry out one `llmcost budgets` command."""
+def run(
+    args: argparse.Namespace,
+    config_from_args: Callable[[argparse.Namespace], Config],
+    open_services: Callable[..., Services] = Services.build,
+) -> int:
+    """Carry out one `llmcost budgets` command.
+
+    `config_from_args` loads the config (the application's, with every section validated) and
+    `open_services` opens the store (the application passes its own, with its write hooks).
+    """
     action = args.action
     if action in ("show", "create", "update", "delete", "reset") and not args.name:
         print(f"usage: llmcost budgets {action} NAME", file=sys.stderr)
@@ -64,17 +72,17 @@ def run(args: argparse.Namespace, config_from_args: Callable[[argparse.Namespace
         return 2
     config = config_from_args(args)
     read_only = action in ("list", "show") or (action == "apply" and args.dry_run)
-    services = Services.build(config, start_writer=False, read_only=read_only, must_exist=True)
+    services = open_services(config, start_writer=False, read_only=read_only, must_exist=True)
     print(f"store: {store_location(config.database_url)}", file=sys.stderr)
     try:
         service = BudgetService(services.store, parse_budgets_section(None, []), clock=services.clock)
         if action == "apply":
-            return _apply(service, args)
+            return _apply(service, args, config)
         if action in ("list", "show"):
             return _list(service, args) if action == "list" else _show(service, args.name)
         gateway = _gateway(services) if action in ("delete", "reset") else None
         if gateway is not None:
-            from alerting.runtime import GatewaySink
+            from alerting.gateway.sink import GatewaySink
 
             service.sink = GatewaySink(gateway)
         return _write(service, args)
@@ -149,9 +157,9 @@ def _write(service: BudgetService, args: argparse.Namespace) -> int:
     return 0
 
 
-def _apply(service: BudgetService, args: argparse.Namespace) -> int:
+def _apply(service: BudgetService, args: argparse.Namespace, config: Config) -> int:
+    # `config` is the file of --config (required for apply), already loaded and validated.
     problems: list[str] = []
-    config = load_config(args.config)
     section = parse_budgets_section(config.raw.get("budgets"), problems)
     if problems:  # load_config validated already; kept for a section validator that changes
         for problem in problems:

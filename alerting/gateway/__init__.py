@@ -1,19 +1,5 @@
 """The alert gateway: dedup, lifecycle, durable outbox and fan-out to Slack, email and PagerDuty.
 
-Importing it registers the validators of the `notifications:` and `alerting:` config sections.
+The service is `alerting.gateway.service.GatewayService`; this package's `__init__` imports nothing, so
+that `llmcost` loads the gateway only for the commands that use it (`alerts` lives in `cli.py` here).
 """
-
-from alerting.gateway import config as _config  # noqa: F401  (registers the section validators)
-from alerting.gateway.changes import AlertConflict, AlertInput, AlertNotFound, Change
-from alerting.gateway.receiver import WebhookResult
-from alerting.gateway.service import GatewayService, TickResult
-
-__all__ = [
-    "AlertConflict",
-    "AlertInput",
-    "AlertNotFound",
-    "Change",
-    "GatewayService",
-    "TickResult",
-    "WebhookResult",
-]

@@ -1,8 +1,9 @@
 """The gateway's configuration: `notifications:` (channels, routes) and the gateway keys of `alerting:`.
 
-Both are validated through `exporter.config.SECTION_VALIDATORS` (registered when this module is imported),
-so `llmcost check-config` lists every problem of the file at once, and parsed again into the typed
-settings of `alerting.gateway.settings` when the gateway starts.
+Both are validated by `validate_notifications` and `validate_alerting` (with `check_silences` over the
+whole file), which the application's config table runs with every other section, so `llmcost check-config`
+lists every problem of the file at once; they are parsed again into the typed settings of
+`alerting.gateway.settings` when the gateway starts.
 
 ```yaml
 notifications:
@@ -28,7 +29,7 @@ Any secret (`token`, `signing_secret`, `password`, `routing_key`, `webhook_secre
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ from alerting.gateway.settings import (
     parse_duration,
 )
 from alerting.model import SEVERITIES, Severity
-from exporter.config import SECTION_VALIDATORS, WHOLE_CONFIG_CHECKS, Config, ConfigError, resolve_secret
+from exporter.config import Config, ConfigError, resolve_secret
 
 _SECRETS = {
     "slack": ("token", "signing_secret"),
@@ -309,30 +310,18 @@ def settings_from_config(config: Config) -> GatewaySettings:
     return settings
 
 
-def _validate_notifications(section: Any, problems: Problems, base: Path) -> None:
+def validate_notifications(section: Any, problems: Problems, base: Path) -> None:
+    """Append the problems of a `notifications:` section."""
     parse_settings({"notifications": section}, base, problems, whole=False)
 
 
-def _validate_alerting(section: Any, problems: Problems, base: Path) -> None:
+def validate_alerting(section: Any, problems: Problems, base: Path) -> None:
+    """Append the problems of the gateway's keys of an `alerting:` section."""
     # Only the gateway's keys are checked: other parts of llmcost may keep settings in `alerting:` too.
     parse_settings({"alerting": section}, base, problems, whole=False)
 
 
-def chain_validator(name: str, validator: Callable[[Any, Problems, Path], None]) -> None:
-    """Register `validator` for a config section, after any validator already registered for it."""
-    previous = SECTION_VALIDATORS.get(name)
-    if previous is None or previous is validator:
-        SECTION_VALIDATORS[name] = validator
-        return
-
-    def both(section: Any, problems: Problems, base: Path) -> None:
-        previous(section, problems, base)
-        validator(section, problems, base)
-
-    SECTION_VALIDATORS[name] = both
-
-
-def _check_silences(raw: dict[str, Any], problems: Problems) -> None:
+def check_silences(raw: dict[str, Any], problems: Problems) -> None:
     """`alerting.alertmanager.silence_on_ack` needs a url there or in the top-level `alertmanager:` section."""
     alerting = raw.get("alerting")
     section = alerting.get("alertmanager") if isinstance(alerting, dict) else None
@@ -340,9 +329,3 @@ def _check_silences(raw: dict[str, Any], problems: Problems) -> None:
     if enabled and not section.get("url") and not first_alertmanager_url(raw):  # type: ignore[union-attr]
         path = "alerting.alertmanager"
         problems.append(f"{path}.silence_on_ack: needs {path}.url (or the top-level alertmanager.url)")
-
-
-chain_validator("notifications", _validate_notifications)
-chain_validator("alerting", _validate_alerting)
-if _check_silences not in WHOLE_CONFIG_CHECKS:
-    WHOLE_CONFIG_CHECKS.append(_check_silences)

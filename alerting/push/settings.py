@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from alerting.gateway.settings import parse_duration
-from exporter.config import SECTION_VALIDATORS, Config, ConfigError
+from exporter.config import Config, ConfigError
 
 PATH = "alertmanager"
 _KEYS = {"url", "urls", "resend_interval", "resolved_resend", "timeout", "retries"}
@@ -119,8 +119,6 @@ def push_settings(config: Config) -> PushSettings:
     return settings
 
 
-def _validate(section: Any, problems: list[str], _base: Path) -> None:
+def validate_push_section(section: Any, problems: list[str], _base: Path) -> None:
+    """Append the problems of an `alertmanager:` section."""
     parse_push_section(section, problems)
-
-
-SECTION_VALIDATORS[PATH] = _validate

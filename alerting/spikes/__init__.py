@@ -21,8 +21,8 @@ The fold starts before any array is built: the cache itself keeps at most `CACHE
 `max_series_per_group` label combinations (the highest spend at each full read) and sums the others
 into one `__other__` row, so 100k distinct project names cost one row, not 100k rows of 7 days.
 
-The package, one concern a module: `settings` (the `detection:` section; importing the package registers
-it), `cache` (`SpendCache`, the rollups read between passes), `service` (`SpikeService`), `state` (the
+The package, one concern a module: `settings` (the `detection:` section; `llmcost/config.py` lists its
+validator), `cache` (`SpendCache`, the rollups read between passes), `service` (`SpikeService`), `state` (the
 `spike_state` table and `SpikeState`), `messages` (alert annotations and plain-words summaries).
 """
 

@@ -1,7 +1,7 @@
 """The `detection:` config section: how often, over which label sets, and the detector's settings.
 
-Importing this module registers the section's validator with the config loader (`SECTION_VALIDATORS`),
-so `llmcost check-config` and `load_config` report a bad `detection:` section with every other problem.
+`validate_detection` is in the application's config table, so `llmcost check-config` and `load_config`
+report a bad `detection:` section with every other problem.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from alerting.spikes.detection import DetectionConfig
-from exporter.config import SECTION_VALIDATORS, Config, ConfigError
+from exporter.config import Config, ConfigError
 from exporter.store.schema import BUCKET_SECONDS
 
 WATCHABLE_LABELS = ("provider", "model", "project", "service", "user")
@@ -134,11 +134,9 @@ def detection_settings(config: Config) -> SpikeSettings:
     return settings
 
 
-def _validate(section: Any, problems: list[str], _base: Path) -> None:
+def validate_detection(section: Any, problems: list[str], _base: Path) -> None:
+    """Append the problems of a `detection:` section."""
     parse_detection(section, problems)
-
-
-SECTION_VALIDATORS["detection"] = _validate
 
 
 def group_name(labels: Sequence[str]) -> str:

@@ -1,7 +1,7 @@
 """Durable storage of usage events, series totals and rollups (SQLite by default, PostgreSQL in production)."""
 
 from exporter.store.driver_sql import DriverRow, DriverStatement, driver_cursor, placeholder
-from exporter.store.migration import EXPORTER_SCHEMA, SchemaPart, StoreNotFound, store_location
+from exporter.store.migration import EXPORTER_SCHEMA, SchemaPart, StoreNotFound, UnknownSchema, store_location
 from exporter.store.store import Store, StoreUnavailable
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "Store",
     "StoreNotFound",
     "StoreUnavailable",
+    "UnknownSchema",
     "driver_cursor",
     "placeholder",
     "store_location",

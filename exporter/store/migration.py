@@ -55,6 +55,10 @@ class StoreNotFound(RuntimeError):
     """A reading command was pointed at a store that does not exist (or holds no llmcost schema)."""
 
 
+class UnknownSchema(StoreNotFound):
+    """The store records schema revisions that none of the parts this program opened it with holds."""
+
+
 def store_location(url: str) -> str:
     """The store's URL without its password, for messages."""
     return make_url(url).render_as_string(hide_password=True)
@@ -84,6 +88,7 @@ def migrate(engine: Engine, parts: Sequence[SchemaPart]) -> None:
     if schema_is_current(engine, parts):
         return  # the usual start: no need to load Alembic, its templates and scripts (~0.15 s)
     from alembic import command
+    from alembic.util import CommandError
 
     config = alembic_config(parts)
     # SQLite: BEGIN IMMEDIATE, so a second process waits for the first one's upgrade and then finds
@@ -92,7 +97,16 @@ def migrate(engine: Engine, parts: Sequence[SchemaPart]) -> None:
         if engine.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
         config.attributes["connection"] = connection
-        command.upgrade(config, "heads")
+        try:
+            command.upgrade(config, "heads")
+        except CommandError as error:
+            # A revision recorded in the store that none of `parts` holds: the store was made with more
+            # parts (the llmcost application's, opened here by exporter alone) or by a newer llmcost.
+            raise UnknownSchema(
+                f"the store at {store_location(engine.url.render_as_string())} holds schema revisions "
+                f"this program does not know ({error}); open it with every part that made it "
+                "(the application's store: alerting.store.open_store) or with the llmcost version that made it"
+            ) from error
 
 
 def _version_rows(connection: Connection) -> list[str]:

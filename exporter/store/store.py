@@ -120,7 +120,11 @@ class Store:
         self._write_lock = WriterTurn(sqlite_lock_path(make_url(self.url).database) if self._sqlite else None)
         self._after_commit: list[Callable[[WriteResult], None]] = []
         if auto_migrate and not read_only:
-            self.migrate()
+            try:
+                self.migrate()
+            except BaseException:
+                self.engine.dispose()  # the caller never gets this Store to close
+                raise
 
     def migrate(self) -> None:
         """Create or upgrade the schema (every part in `self.schema`)."""

@@ -20,8 +20,9 @@ from alerting.push.pusher import MIN_HORIZON_SECONDS, Pusher, batches
 from alerting.push.settings import parse_push_section
 from alerting.push.sink import AlertmanagerSink
 from alerting.store import open_store
-from exporter.config import Config, ConfigError, parse_config
+from exporter.config import Config, ConfigError
 from exporter.store import Store
+from llmcost.config import parse_config
 from tests.support.clock import FakeClock
 from tests.support.pg import free_port
 from tests.support.recording_servers import RecordingServer

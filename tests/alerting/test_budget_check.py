@@ -171,13 +171,13 @@ def test_api_and_cli_budgets_use_the_config_validation(db_url: str, clock: FakeC
 
 def test_a_reset_resolves_the_gateway_alerts_saying_who_and_why(sqlite_url: str) -> None:
     from alerting.budgets.definition import parse_budgets_section
-    from alerting.runtime import attach_alerting
-    from exporter.services import Services
+    from llmcost.services import open_services
+    from llmcost.wiring import attach_alerting
     from tests.support.helpers import make_config
 
-    services = Services.build(make_config(sqlite_url, budgets=[SEARCH_DAILY]), start_writer=False)
-    attach_alerting(services, "ingest")
-    budgets, gateway = services.extras["budgets"], services.extras["gateway"]
+    services = open_services(make_config(sqlite_url, budgets=[SEARCH_DAILY]), start_writer=False)
+    parts = attach_alerting(services, "ingest")
+    budgets, gateway = parts.budgets, parts.gateway
     budgets.apply_config(parse_budgets_section([SEARCH_DAILY], []).items, origin_ref="test")
     ingest(services, call("a", budgets.clock() - 5, 60.0))
     firing = gateway.alerts("firing")

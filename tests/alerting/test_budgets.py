@@ -17,6 +17,7 @@ from alerting.budgets.service import CHECK_CACHE_SECONDS, BudgetError, BudgetSer
 from alerting.model import fingerprint
 from exporter.http.app import build_app
 from exporter.services import Services
+from llmcost.services import open_services
 from tests.support.clock import FakeClock
 from tests.support.helpers import make_config
 from tests.support.waiting import wait_until
@@ -68,7 +69,7 @@ def build(
     db_url: str, budgets: list[dict[str, Any]], clock: FakeClock, **raw: Any
 ) -> tuple[Services, BudgetService, RecordingSink]:
     config = make_config(db_url, budgets=budgets, **raw)
-    services = Services.build(config, clock=clock)
+    services = open_services(config, clock=clock)
     sink = RecordingSink()
     problems: list[str] = []
     section = parse_budgets_section(budgets, problems)

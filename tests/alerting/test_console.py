@@ -11,10 +11,12 @@ import pytest
 from starlette.testclient import TestClient
 
 from alerting.console.history import SpendHistory
-from alerting.runtime import attach_alerting
-from exporter.config import ConfigError, parse_config
+from exporter.config import ConfigError
 from exporter.http.app import build_app
 from exporter.services import Services
+from llmcost.config import parse_config
+from llmcost.services import open_services
+from llmcost.wiring import AlertingParts, attach_alerting
 from tests.support.clock import FakeClock
 from tests.support.helpers import apply_config_budgets, make_config
 from tests.support.waiting import wait_until
@@ -41,7 +43,7 @@ def event(rid: str, ts: float, cost: float, project: str = "search", **kw: Any) 
 
 
 @contextmanager
-def console(db_url: str, clock: FakeClock, **raw: Any) -> Iterator[tuple[Services, TestClient]]:
+def console(db_url: str, clock: FakeClock, **raw: Any) -> Iterator[tuple[Services, TestClient, AlertingParts]]:
     raw.setdefault(
         "budgets",
         [
@@ -50,12 +52,12 @@ def console(db_url: str, clock: FakeClock, **raw: Any) -> Iterator[tuple[Service
         ],
     )
     config = make_config(db_url, **raw)
-    services = Services.build(config, clock=clock, start_writer=False)
+    services = open_services(config, clock=clock, start_writer=False)
     try:
-        routes = attach_alerting(services, "ingest")
-        apply_config_budgets(services)
-        with TestClient(build_app(services, routes), base_url="http://127.0.0.1:9800") as client:
-            yield services, client
+        parts = attach_alerting(services, "ingest")
+        apply_config_budgets(parts.budgets)
+        with TestClient(build_app(services, parts.routes), base_url="http://127.0.0.1:9800") as client:
+            yield services, client, parts
     finally:
         services.close()
 
@@ -73,7 +75,7 @@ def figure(html: str, css_class: str, zone: str = "UTC") -> float:
 
 def test_console_shows_spend_budgets_and_alerts_from_the_store(db_url: str, clock: FakeClock) -> None:
     clock.set(NOW)
-    with console(db_url, clock) as (services, client):
+    with console(db_url, clock) as (services, client, _parts):
         ingest(
             services,
             event("a", NOW - 60, 3.0, project="search"),
@@ -108,11 +110,9 @@ def test_console_shows_spend_budgets_and_alerts_from_the_store(db_url: str, cloc
 
 def test_hostile_label_values_are_escaped_everywhere(sqlite_url: str, clock: FakeClock) -> None:
     clock.set(NOW)
-    with console(sqlite_url, clock) as (services, client):
+    with console(sqlite_url, clock) as (services, client, parts):
         ingest(services, event("h1", NOW - 30, 9.0, project=HOSTILE, model=HOSTILE, service=HOSTILE))
-        services.extras["gateway"].fire(
-            "LLMCostSpike", {"project": HOSTILE}, severity="warning", annotations={"summary": HOSTILE}
-        )
+        parts.gateway.fire("LLMCostSpike", {"project": HOSTILE}, severity="warning", annotations={"summary": HOSTILE})
         for by in ("project", "model", "service"):
             html = client.get(f"/?by={by}").text
             assert "<script>alert" not in html
@@ -126,7 +126,11 @@ def test_hostile_label_values_are_escaped_everywhere(sqlite_url: str, clock: Fak
 
 def test_without_admin_tokens_beyond_loopback_the_page_is_read_only(sqlite_url: str, clock: FakeClock) -> None:
     clock.set(NOW)
-    with console(sqlite_url, clock, listen="0.0.0.0:9800", auth={"ingest_tokens": [TOKEN]}) as (services, client):
+    with console(sqlite_url, clock, listen="0.0.0.0:9800", auth={"ingest_tokens": [TOKEN]}) as (
+        services,
+        client,
+        _parts,
+    ):
         ingest(services, event("r1", NOW - 30, 9.0))
         html = client.get("/").text
         assert "LLMBudgetExceeded" in html  # alerts are readable, as GET /v1/alerts is
@@ -137,7 +141,7 @@ def test_without_admin_tokens_beyond_loopback_the_page_is_read_only(sqlite_url: 
 
 def test_with_admin_tokens_alerts_and_acks_need_the_token(sqlite_url: str, clock: FakeClock) -> None:
     clock.set(NOW)
-    with console(sqlite_url, clock, auth={"admin_tokens": [TOKEN]}) as (services, client):
+    with console(sqlite_url, clock, auth={"admin_tokens": [TOKEN]}) as (services, client, _parts):
         ingest(services, event("t1", NOW - 30, 9.0))
         html = client.get("/").text
         assert 'id="alerts-locked"' in html and "LLMBudgetExceeded" not in html
@@ -166,20 +170,20 @@ def test_open_ack_endpoints_refuse_cross_site_browser_requests(
     sqlite_url: str, headers: dict[str, str], status: int, clock: FakeClock
 ) -> None:
     clock.set(NOW)
-    with console(sqlite_url, clock) as (services, client):
-        change = services.extras["gateway"].fire("LLMCostSpike", {"project": "p"}, severity="warning")
+    with console(sqlite_url, clock) as (_services, client, parts):
+        change = parts.gateway.fire("LLMCostSpike", {"project": "p"}, severity="warning")
         answer = client.post(f"/v1/alerts/{change.alert.id}/ack", headers=headers)
         assert answer.status_code == status, answer.text
-        state = services.extras["gateway"].alert(change.alert.id).state
+        state = parts.gateway.alert(change.alert.id).state
         assert state == ("acknowledged" if status == 200 else "firing")
 
 
 def test_grafana_link_when_configured(sqlite_url: str, clock: FakeClock) -> None:
     clock.set(NOW)
-    with console(sqlite_url, clock, grafana_url="https://grafana.example/d/llmcost") as (_services, client):
+    with console(sqlite_url, clock, grafana_url="https://grafana.example/d/llmcost") as (_services, client, _parts):
         assert 'href="https://grafana.example/d/llmcost"' in client.get("/").text
     clock.set(NOW)
-    with console(sqlite_url, clock) as (_services, client):
+    with console(sqlite_url, clock) as (_services, client, _parts):
         assert "Grafana" not in client.get("/").text
     with pytest.raises(ConfigError, match="grafana_url"):
         parse_config({"grafana_url": "javascript:alert(1)"})
@@ -188,7 +192,7 @@ def test_grafana_link_when_configured(sqlite_url: str, clock: FakeClock) -> None
 def test_spend_history_keeps_up_with_ingest_without_rereading_everything(db_url: str, clock: FakeClock) -> None:
     clock.set(NOW)
     config = make_config(db_url)
-    services = Services.build(config, clock=clock, start_writer=False)
+    services = open_services(config, clock=clock, start_writer=False)
     try:
         history = SpendHistory(services.store, clock=clock, background=False, full_reload_seconds=600)
         ingest(services, event("s1", NOW - 10, 1.0), event("s2", NOW - 5 * 86400, 2.0, project="other"))
@@ -219,7 +223,7 @@ def test_spend_history_keeps_up_with_ingest_without_rereading_everything(db_url:
 
 def test_a_backfill_is_picked_up_by_the_background_reload_once_someone_looks(sqlite_url: str, clock: FakeClock) -> None:
     clock.set(NOW)
-    services = Services.build(make_config(sqlite_url), clock=clock, start_writer=False)
+    services = open_services(make_config(sqlite_url), clock=clock, start_writer=False)
     history = SpendHistory(services.store, clock=clock, full_reload_seconds=600)
     try:
         ingest(services, event("b1", NOW - 10, 1.0))
@@ -243,7 +247,7 @@ def test_a_firing_spike_is_drawn_against_its_baseline(sqlite_url: str, clock: Fa
     from alerting.spikes.state import state_row as _row
 
     clock.set(NOW)
-    with console(sqlite_url, clock) as (services, client):
+    with console(sqlite_url, clock) as (services, client, _parts):
         ingest(services, *(event(f"sp{i}", NOW - 60 * i, 0.5 + (2.0 if i < 30 else 0.0)) for i in range(120)))
         row = _row(
             "project",
@@ -272,7 +276,7 @@ def test_a_firing_spike_is_drawn_against_its_baseline(sqlite_url: str, clock: Fa
 @pytest.mark.parametrize("cookie", ["Asia/Kolkata", "../../etc/passwd", "x" * 5000, "Nope/Zone", "UTC\x7f"])
 def test_the_viewer_zone_cookie_is_only_ever_a_known_zone(sqlite_url: str, cookie: str, clock: FakeClock) -> None:
     clock.set(NOW)
-    with console(sqlite_url, clock) as (_services, client):
+    with console(sqlite_url, clock) as (_services, client, _parts):
         client.cookies.set("llmcost_tz", cookie)
         page = client.get("/")
         assert page.status_code == 200
@@ -283,8 +287,8 @@ def test_the_viewer_zone_cookie_is_only_ever_a_known_zone(sqlite_url: str, cooki
 def test_with_admin_tokens_the_bearer_header_is_the_protection(sqlite_url: str, clock: FakeClock) -> None:
     # Behind a reverse proxy Origin and Host may differ; the token is what matters then.
     clock.set(NOW)
-    with console(sqlite_url, clock, auth={"admin_tokens": [TOKEN]}) as (services, client):
-        change = services.extras["gateway"].fire("LLMCostSpike", {"project": "p"}, severity="warning")
+    with console(sqlite_url, clock, auth={"admin_tokens": [TOKEN]}) as (_services, client, parts):
+        change = parts.gateway.fire("LLMCostSpike", {"project": "p"}, severity="warning")
         proxied = {"Origin": "https://llmcost.example.com", "Sec-Fetch-Site": "same-origin"}
         assert client.post(f"/v1/alerts/{change.alert.id}/ack", headers=proxied).status_code == 401
         proxied["Authorization"] = f"Bearer {TOKEN}"
@@ -295,7 +299,7 @@ def test_a_wildcard_budget_lists_its_fifty_highest_instances_and_says_how_many_m
     sqlite_url: str, clock: FakeClock
 ) -> None:
     clock.set(NOW)
-    with console(sqlite_url, clock) as (services, client):
+    with console(sqlite_url, clock) as (services, client, _parts):
         ingest(services, *(event(f"w{i}", NOW - 30, 0.01 * (i + 1), project=f"p{i:02d}") for i in range(60)))
         html = client.get("/").text
         children = re.findall(r'class="budget child" data-budget="per-project" data-key="(p\d+)"', html)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from alerting.gateway import AlertConflict, AlertNotFound
+from alerting.gateway.changes import AlertConflict, AlertNotFound
 from alerting.model import fingerprint
 from tests.support.clock import FakeClock
 from tests.support.gateway_harness import (

@@ -11,7 +11,8 @@ from alerting.gateway.config import DEFAULT_ROUTES, parse_duration, settings_fro
 from alerting.gateway.dedup import Reason, decide
 from alerting.gateway.webhooks import parse_pagerduty_webhook, parse_slack_interaction
 from alerting.model import NotificationKind, fingerprint
-from exporter.config import ConfigError, parse_config
+from exporter.config import ConfigError
+from llmcost.config import parse_config
 from tests.support.gateway_harness import am_alert, am_payload, pd_event, slack_action_body
 
 HOUR = 3600.0

@@ -22,9 +22,10 @@ from alerting.spikes import (
 )
 from alerting.spikes.detection import DetectionConfig
 from alerting.store import open_store
-from exporter.config import ConfigError, parse_config
+from exporter.config import ConfigError
 from exporter.events import UsageEvent
 from exporter.store import Store
+from llmcost.config import parse_config
 
 DAY, BUCKET = 86400, 300
 D0 = 1_795_046_400  # a UTC midnight

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import inspect
 
 from alerting.store import ALERTING_SCHEMA, PRODUCT_MIGRATIONS, open_store
-from exporter.store import EXPORTER_SCHEMA, Store
+from exporter.store import EXPORTER_SCHEMA, Store, UnknownSchema
 from exporter.store.engine import create_store_engine
 from exporter.store.migration import alembic_config, schema_is_current
 from tests.support.legacy_schema import (
@@ -87,6 +87,16 @@ def test_an_exporter_store_gains_alertings_tables_when_the_product_opens_it(db_u
     store = open_store(db_url)
     assert schema_snapshot(store.engine) == legacy_snapshot(store.dialect, another_url)
     assert schema_is_current(store.engine, PARTS)
+    store.close()
+
+
+def test_exporter_alone_on_a_product_store_says_what_to_open_it_with(db_url: str) -> None:
+    """A library user opening the application's store with exporter's branch only gets a plain answer."""
+    open_store(db_url).close()
+    with pytest.raises(UnknownSchema, match=r"0010_notify_groups.*alerting\.store\.open_store"):
+        Store(db_url)
+    store = open_store(db_url)  # the store is untouched: the product still opens it
+    assert version_rows(store.engine) == [ALERTING_SCHEMA.head]
     store.close()
 
 

@@ -133,7 +133,7 @@ def test_backfill_over_http_and_from_a_second_process_pages_only_the_spiked_tena
         wait_until(passes.poll, timeout=30, interval=0.2, what="a detection pass")
 
         loader = subprocess.Popen(
-            [LLMCOST, "ingest", str(backlog), "--db", db_url],
+            [*LLMCOST, "ingest", str(backlog), "--db", db_url],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )

@@ -48,7 +48,7 @@ def prod_config(slack: SlackAPIServer, pagerduty: PagerDutyEventsServer, budgets
 
 def cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMCOST_")}
-    return subprocess.run([LLMCOST, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([*LLMCOST, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
 def budget_runs(base: str) -> float:

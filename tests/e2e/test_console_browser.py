@@ -37,7 +37,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = work / "demo.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [LLMCOST, "demo", "--listen", f"127.0.0.1:{port}"],
+            [*LLMCOST, "demo", "--listen", f"127.0.0.1:{port}"],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "TMPDIR": str(work)},

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.real_process
 def test_demo_replays_the_bundled_trace_and_serves_metrics() -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [LLMCOST, "demo", "--listen", f"127.0.0.1:{port}", "--duration", "20"],
+        [*LLMCOST, "demo", "--listen", f"127.0.0.1:{port}", "--duration", "20"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -54,7 +54,7 @@ def test_demo_says_plainly_what_to_do_when_its_port_is_taken(tmp_path: Path) -> 
         taken.listen(1)
         port = taken.getsockname()[1]
         done = subprocess.run(
-            [LLMCOST, "demo", "--listen", f"127.0.0.1:{port}", "--duration", "5"],
+            [*LLMCOST, "demo", "--listen", f"127.0.0.1:{port}", "--duration", "5"],
             capture_output=True,
             text=True,
             timeout=60,
@@ -73,7 +73,7 @@ def test_demo_prints_the_console_first_and_removes_its_store_unless_kept(tmp_pat
     port = free_port()
     env = {**os.environ, "TMPDIR": str(tmp_path), "LLMCOST_LISTEN": f"127.0.0.1:{port}"}
     done = subprocess.run(
-        [LLMCOST, "demo", "--duration", "1", *(["--keep"] if keep else [])],
+        [*LLMCOST, "demo", "--duration", "1", *(["--keep"] if keep else [])],
         capture_output=True,
         text=True,
         timeout=120,
@@ -98,7 +98,7 @@ def test_make_demo_takes_the_address() -> None:
 def test_a_terminated_demo_removes_its_store(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [LLMCOST, "demo", "--listen", f"127.0.0.1:{port}"],
+        [*LLMCOST, "demo", "--listen", f"127.0.0.1:{port}"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "TMPDIR": str(tmp_path)},

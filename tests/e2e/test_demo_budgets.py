@@ -20,7 +20,7 @@ def test_budgets_list_on_the_demo_store_shows_the_demo_budgets(tmp_path: Path) -
     port = free_port()
     db = f"sqlite:///{tmp_path / 'demo.db'}"
     proc = subprocess.Popen(
-        [LLMCOST, "demo", "--listen", f"127.0.0.1:{port}", "--db", db, "--duration", "60"],
+        [*LLMCOST, "demo", "--listen", f"127.0.0.1:{port}", "--db", db, "--duration", "60"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -35,7 +35,7 @@ def test_budgets_list_on_the_demo_store_shows_the_demo_budgets(tmp_path: Path) -
         )
         for _ in range(2):  # twice: reading the store changes nothing
             listed = subprocess.run(
-                [LLMCOST, "budgets", "list", "--db", db], capture_output=True, text=True, timeout=60, cwd=tmp_path
+                [*LLMCOST, "budgets", "list", "--db", db], capture_output=True, text=True, timeout=60, cwd=tmp_path
             )
             assert listed.returncode == 0, listed.stderr
             assert f"store: {db}" in listed.stderr

@@ -21,7 +21,7 @@ from alerting.budgets.service import BudgetService
 from alerting.model import fingerprint
 from alerting.spikes import SpikeService, detection_settings
 from exporter.demo import DEMO_CONFIG, load_trace, make_events, trace_span
-from exporter.services import Services
+from llmcost.services import open_services
 from tests.support.clock import FakeClock
 from tests.support.helpers import make_config, total
 from tests.support.pg import free_port
@@ -63,7 +63,7 @@ def test_the_demo_raises_no_spike_and_no_forecast_in_its_first_minutes(sqlite_ur
     now = start.timestamp()
     clock = FakeClock(now)
     config = make_config(sqlite_url, **DEMO_CONFIG)
-    services = Services.build(config, clock=clock)
+    services = open_services(config, clock=clock)
     sink = Sink()
     problems: list[str] = []
     budgets = BudgetService(
@@ -103,7 +103,7 @@ def test_the_real_demo_process_starts_without_a_spike_or_forecast_alert() -> Non
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
-        [LLMCOST, "demo", "--listen", f"127.0.0.1:{port}", "--duration", "240"],
+        [*LLMCOST, "demo", "--listen", f"127.0.0.1:{port}", "--duration", "240"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

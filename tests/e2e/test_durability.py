@@ -64,14 +64,14 @@ def test_cli_replaying_a_file_twice_changes_no_metric(tmp_path: Path, sqlite_url
 
     path = tmp_path / "calls.jsonl"
     path.write_bytes(b"\n".join(orjson.dumps(e) for e in events("f", 300)) + b"\n{broken\n")
-    first = subprocess.run([LLMCOST, "ingest", str(path), "--db", sqlite_url], capture_output=True, text=True)
+    first = subprocess.run([*LLMCOST, "ingest", str(path), "--db", sqlite_url], capture_output=True, text=True)
     assert "300 accepted, 0 duplicates, 1 rejected" in first.stdout
     assert "record 300:" in first.stdout
     assert first.returncode == 1  # some records were rejected
     server = LlmcostProcess(sqlite_url).start(tmp_path)
     try:
         before = httpx.get(f"{server.base}/metrics").text
-        second = subprocess.run([LLMCOST, "ingest", str(path), "--db", sqlite_url], capture_output=True, text=True)
+        second = subprocess.run([*LLMCOST, "ingest", str(path), "--db", sqlite_url], capture_output=True, text=True)
         assert "0 accepted, 300 duplicates, 1 rejected" in second.stdout
         after = httpx.get(f"{server.base}/metrics").text
     finally:

@@ -20,9 +20,9 @@ pytestmark = pytest.mark.real_process
 
 CHILD = """
 import json, os, sys, time
-from alerting.gateway import GatewayService
-from exporter.config import parse_config
+from alerting.gateway.service import GatewayService
 from alerting.store import open_store
+from llmcost.config import parse_config
 
 config = parse_config(json.loads(os.environ["GATEWAY_CONFIG"]))
 config.database_url = os.environ["GATEWAY_DB"]

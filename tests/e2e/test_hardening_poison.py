@@ -72,7 +72,7 @@ def cli_reasons(tmp_path: Path, db_url: str) -> dict[str, str]:
     path = tmp_path / "poison.jsonl"
     kinds = list(POISONS)
     path.write_bytes(b"\n".join(line(f"cli-{kind}", POISONS[kind]) for kind in kinds) + b"\n")
-    done = subprocess.run([LLMCOST, "ingest", str(path), "--db", db_url], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([*LLMCOST, "ingest", str(path), "--db", db_url], capture_output=True, text=True, timeout=60)
     assert done.returncode in (0, 1), done.stderr
     assert "Traceback" not in done.stderr + done.stdout
     reasons = dict.fromkeys(kinds, "")

@@ -37,7 +37,7 @@ def write_calls(path: Path) -> None:
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([LLMCOST, *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([*LLMCOST, *args], capture_output=True, text=True, timeout=300)
 
 
 def test_several_workers_store_and_report_exactly_what_one_does(tmp_path: Path, db_url: str) -> None:

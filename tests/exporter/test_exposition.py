@@ -10,10 +10,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from starlette.testclient import TestClient
 
-from alerting.runtime import attach_alerting
 from exporter.exposition import lean_renderer, render_families, render_registry
 from exporter.http.app import build_app
 from exporter.services import Services
+from llmcost.services import open_services
+from llmcost.wiring import attach_alerting
 from tests.support.helpers import make_config
 
 
@@ -75,8 +76,8 @@ PROMETHEUS_ACCEPT = (
 def test_metrics_answers_byte_for_byte_what_prometheus_client_would(sqlite_url: str, accept: str) -> None:
     """Every collector a server registers (usage, self, gateway, budgets, scheduler), text and OpenMetrics."""
     config = make_config(sqlite_url, budgets=[{"name": "daily", "scope": "global", "period": "daily", "limit": 100.0}])
-    services = Services.build(config, start_writer=False)
-    routes = attach_alerting(services, "ingest")
+    services = open_services(config, start_writer=False)
+    routes = attach_alerting(services, "ingest").routes
     now = time.time()
     services.pipeline.ingest(
         enumerate(

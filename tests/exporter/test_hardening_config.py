@@ -53,7 +53,7 @@ def test_serve_refuses_before_opening_the_store(tmp_path: Path) -> None:
     config.write_text(f"auth:\n  webhook_tokens: [{WEBHOOK}]\n")
     db = tmp_path / "never.db"
     done = subprocess.run(
-        [LLMCOST, "serve", "--config", str(config), "--db", f"sqlite:///{db}", "--listen", f"0.0.0.0:{free_port()}"],
+        [*LLMCOST, "serve", "--config", str(config), "--db", f"sqlite:///{db}", "--listen", f"0.0.0.0:{free_port()}"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -78,7 +78,7 @@ def test_check_config_rejects_an_unparseable_database_url_file(tmp_path: Path) -
     (tmp_path / "db-url").write_text("postgresql://llmcost:secret-password@db:notaport/llmcost\n")
     config = tmp_path / "config.yml"
     config.write_text("database:\n  url_file: db-url\n")
-    done = subprocess.run([LLMCOST, "check-config", str(config)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([*LLMCOST, "check-config", str(config)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert "database.url: is not a database URL" in done.stdout
     assert "secret-password" not in done.stdout

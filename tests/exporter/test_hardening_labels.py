@@ -18,11 +18,12 @@ from collections.abc import Iterator
 import pytest
 from starlette.testclient import TestClient
 
-from alerting.runtime import attach_alerting
 from exporter.collector import RANK_SECONDS, UsageCollector
 from exporter.events import UsageEvent
 from exporter.http.app import build_app
 from exporter.services import Services
+from llmcost.services import open_services
+from llmcost.wiring import attach_alerting
 from tests.support.helpers import apply_config_budgets, make_config, samples, total
 
 pytestmark = pytest.mark.heavy
@@ -61,12 +62,13 @@ def flooded(db_url: str) -> Iterator[TestClient]:
         detection={"series": [[], ["project"], ["provider", "model"], ["service"], ["user"]]},
         budgets=[{"name": "per-project", "scope": "project", "key": "*", "period": "monthly", "limit": 1.0}],
     )
-    services = Services.build(config)
-    routes = attach_alerting(services, "ingest")
-    apply_config_budgets(services)
+    services = open_services(config)
+    parts = attach_alerting(services, "ingest")
+    apply_config_budgets(parts.budgets)
     flood(services)
-    with TestClient(build_app(services, routes)) as client:
+    with TestClient(build_app(services, parts.routes)) as client:
         client.services = services  # type: ignore[attr-defined]
+        client.parts = parts  # type: ignore[attr-defined]
         yield client
     services.close()
 
@@ -113,7 +115,7 @@ def check_the_scrape(flooded: TestClient) -> None:
 
 def check_a_detection_pass(flooded: TestClient) -> None:
     """The detection pass folds before it builds arrays, and finishes well within its interval."""
-    spikes = flooded.services.extras["spikes"]  # type: ignore[attr-defined]
+    spikes = flooded.parts.spikes  # type: ignore[attr-defined]
     before = peak_rss_mib()
     started = time.process_time()
     outcome = spikes.evaluate(NOW)
@@ -130,7 +132,7 @@ def check_a_detection_pass(flooded: TestClient) -> None:
 
 def check_a_budget_pass(flooded: TestClient) -> None:
     """A `key: "*"` budget tracks at most max_instances values; the rest are one `__other__` instance."""
-    budgets = flooded.services.extras["budgets"]  # type: ignore[attr-defined]
+    budgets = flooded.parts.budgets  # type: ignore[attr-defined]
     started = time.process_time()
     budgets.evaluate(NOW)
     assert time.process_time() - started < 10

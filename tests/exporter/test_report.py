@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from exporter.cli import main
 from exporter.pricing import PriceBook
 from exporter.report.periods import parse_when, period_range
-from exporter.services import Services
+from llmcost.cli import main
+from llmcost.services import open_services
 from tests.support.helpers import make_config
 from tests.support.months import DAY, NOW, history, load_history
 
@@ -31,7 +31,7 @@ def report_json(capsys: pytest.CaptureFixture[str], db_url: str, *argv: str) -> 
 
 
 def store_state(db_url: str) -> list[Any]:
-    services = Services.build(make_config(db_url), start_writer=False)
+    services = open_services(make_config(db_url), start_writer=False)
     try:
         with services.store.reading() as conn:
             return [
@@ -43,7 +43,7 @@ def store_state(db_url: str) -> list[Any]:
 
 
 def events_cost(db_url: str, since: float, until: float) -> tuple[int, int]:
-    services = Services.build(make_config(db_url), start_writer=False)
+    services = open_services(make_config(db_url), start_writer=False)
     try:
         with services.store.reading() as conn:
             n, cost = conn.execute(

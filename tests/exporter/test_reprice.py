@@ -11,11 +11,12 @@ import pytest
 import yaml
 from sqlalchemy import text
 
-from alerting.runtime import attach_alerting
-from exporter.cli import main
 from exporter.exposition import render_registry
 from exporter.pricing import PriceBook
 from exporter.services import Services
+from llmcost.cli import main
+from llmcost.services import open_services
+from llmcost.wiring import AlertingParts, attach_alerting
 from tests.support.clock import FakeClock
 from tests.support.helpers import make_config, total
 from tests.support.months import BUDGETS, DAY, NOW, history, load_history
@@ -37,13 +38,18 @@ OVERRIDES = {
 }
 
 
-def open_services(db_url: str, tmp_path: Path | None = None, budgets: list[dict[str, Any]] = BUDGETS) -> Services:
+def open_with_parts(
+    db_url: str, tmp_path: Path | None = None, budgets: list[dict[str, Any]] = BUDGETS
+) -> tuple[Services, AlertingParts]:
     raw: dict[str, Any] = {"budgets": budgets}
     if tmp_path is not None:
         raw["pricing"] = {"overrides_file": str(write_overrides(tmp_path))}
-    services = Services.build(make_config(db_url, **raw), clock=FakeClock(NOW), start_writer=False)
-    attach_alerting(services, "ingest")
-    return services
+    services = open_services(make_config(db_url, **raw), clock=FakeClock(NOW), start_writer=False)
+    return services, attach_alerting(services, "ingest")
+
+
+def open_store(db_url: str, tmp_path: Path | None = None, budgets: list[dict[str, Any]] = BUDGETS) -> Services:
+    return open_with_parts(db_url, tmp_path, budgets)[0]
 
 
 def write_overrides(tmp_path: Path) -> Path:
@@ -63,8 +69,8 @@ def rows(services: Services, sql: str, **params: Any) -> list[Any]:
         return list(conn.execute(text(sql), params))
 
 
-def spent(services: Services) -> dict[tuple[str, str], float]:
-    return {(i.budget.name, i.key): i.spent for i in services.extras["budgets"].instances(NOW)}
+def spent(parts: AlertingParts) -> dict[tuple[str, str], float]:
+    return {(i.budget.name, i.key): i.spent for i in parts.budgets.instances(NOW)}
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
@@ -76,12 +82,12 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
 @pytest.fixture
 def store(db_url: str) -> str:
     load_history(db_url, history(20))
-    open_services(db_url).close()  # budgets declared: their spend is rebuilt from the rollups
+    open_store(db_url).close()  # budgets declared: their spend is rebuilt from the rollups
     return db_url
 
 
 def test_events_record_where_their_cost_came_from(store: str) -> None:
-    services = open_services(store)
+    services = open_store(store)
     try:
         found = {
             r[0]: r[1:]
@@ -103,7 +109,7 @@ def test_reprice_corrects_events_rollups_and_budgets_and_only_adds_to_counters(
     store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = str(write_config(tmp_path))
-    services = open_services(store)
+    services = open_store(store)
     metrics_before = render_registry(services.registry).decode()
     report_before = json.loads(
         run_cli(capsys, "report", "--db", store, "--format", "json", "--until", "2026-11-11T12:00:00Z")
@@ -119,13 +125,13 @@ def test_reprice_corrects_events_rollups_and_budgets_and_only_adds_to_counters(
     assert by_model["claude-haiku-4-5"]["difference_usd"] < 0  # the negotiated price is lower
     assert by_model["claude-sonnet-4-5"]["changed"] == 0
     assert "gpt-4o" not in by_model  # a supplied cost is never repriced
-    services = open_services(store)
+    services = open_store(store)
     assert render_registry(services.registry).decode() == metrics_before  # a dry run changes nothing
     services.close()
 
     table = run_cli(capsys, "reprice", "--db", store, "--config", config, "--since", SINCE)
     assert "llama-internal" in table and "changed" in table
-    services = open_services(store, tmp_path)
+    services = open_store(store, tmp_path)
     try:
         since = NOW - 10.5 * DAY
         repriced = rows(
@@ -159,9 +165,9 @@ def test_reprice_corrects_events_rollups_and_budgets_and_only_adds_to_counters(
 
         # Budget spend was corrected: equal to what a rebuild from the rollups gives.
         copies = [{**b, "name": f"{b['name']}-rebuilt"} for b in BUDGETS]
-        rebuilt = open_services(store, budgets=[*BUDGETS, *copies])
+        rebuilt, rebuilt_parts = open_with_parts(store, budgets=[*BUDGETS, *copies])
         try:
-            now_spent = spent(rebuilt)
+            now_spent = spent(rebuilt_parts)
         finally:
             rebuilt.close()
         for (name, key), value in now_spent.items():
@@ -209,7 +215,7 @@ def test_reprice_of_one_model_leaves_the_others(store: str, tmp_path: Path, caps
         )
     )
     assert [m["model"] for m in out["models"]] == ["llama-internal"]
-    services = open_services(store)
+    services = open_store(store)
     try:
         metrics = render_registry(services.registry).decode()
         assert total(metrics, "llm_cost_adjustment_usd_total", model="claude-haiku-4-5") == 0
@@ -221,7 +227,7 @@ SONNET = {"input": Decimal(3), "write": Decimal("3.75"), "output": Decimal(15)}
 
 
 def test_anthropic_one_hour_cache_writes_are_priced_at_their_own_rate(db_url: str) -> None:
-    services = Services.build(make_config(db_url), start_writer=False)
+    services = open_services(make_config(db_url), start_writer=False)
     usage = {
         "input_tokens": 10,
         "cache_creation_input_tokens": 1000,

@@ -16,14 +16,15 @@ from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
 from alerting.leader import LeaderLease
-from alerting.runtime import attach_alerting
 from alerting.scheduler import AlertScheduler, Outcome
-from exporter.cli import main
 from exporter.config import ConfigError, parse_config
 from exporter.exposition import render_registry
 from exporter.http.app import build_app
 from exporter.retention import Pruner
 from exporter.services import Services
+from llmcost.cli import main
+from llmcost.services import open_services
+from llmcost.wiring import AlertingParts, attach_alerting
 from tests.support.clock import FakeClock
 from tests.support.helpers import apply_config_budgets, make_config
 from tests.support.months import BUDGETS, DAY, NOW, history, load_history
@@ -34,12 +35,12 @@ RETENTION = {"events_days": 30, "rollups_days": 60}
 UNTIL = "2026-11-11T12:00:00Z"  # NOW, so the report does not depend on the wall clock
 
 
-def open_services(db_url: str, budgets: list[dict[str, Any]] = BUDGETS, **kw: Any) -> Services:
+def open_app(db_url: str, budgets: list[dict[str, Any]] = BUDGETS, **kw: Any) -> tuple[Services, AlertingParts]:
     config = make_config(db_url, budgets=budgets, retention=RETENTION)
-    services = Services.build(config, clock=FakeClock(NOW), **kw)
-    attach_alerting(services, "ingest")
-    apply_config_budgets(services)
-    return services
+    services = open_services(config, clock=FakeClock(NOW), **kw)
+    parts = attach_alerting(services, "ingest")
+    apply_config_budgets(parts.budgets)
+    return services, parts
 
 
 def report_outputs(db_url: str, capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
@@ -52,8 +53,10 @@ def report_outputs(db_url: str, capsys: pytest.CaptureFixture[str]) -> dict[str,
     return out
 
 
-def snapshot(services: Services, db_url: str, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
-    budgets = services.extras["budgets"]
+def snapshot(
+    services: Services, parts: AlertingParts, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> dict[str, Any]:
+    budgets = parts.budgets
     return {
         "metrics": render_registry(services.registry).decode(),
         "spent": {(i.budget.name, i.key): i.spent for i in budgets.instances(NOW)},
@@ -80,10 +83,10 @@ def months(db_url: str) -> str:
 
 def test_pruning_120_days_changes_no_metric_budget_or_report(months: str, capsys: pytest.CaptureFixture[str]) -> None:
     db_url = months
-    services = open_services(db_url)
+    services, parts = open_app(db_url)
     try:
-        services.extras["budgets"].evaluate(NOW)
-        before = snapshot(services, db_url, capsys)
+        parts.budgets.evaluate(NOW)
+        before = snapshot(services, parts, db_url, capsys)
         assert before["spent"][("forever", "")] > 0
         events_before = services.store.event_count()
         size_before = sqlite_size(db_url) if db_url.startswith("sqlite") else 0
@@ -101,12 +104,12 @@ def test_pruning_120_days_changes_no_metric_budget_or_report(months: str, capsys
         assert scalar(services, "SELECT COUNT(*) FROM usage_rollup WHERE bucket < :t", t=NOW - 60 * DAY) == 0
         assert scalar(services, "SELECT COUNT(*) FROM usage_rollup_hourly") > 0
 
-        after = snapshot(services, db_url, capsys)
+        after = snapshot(services, parts, db_url, capsys)
         assert after["metrics"] == before["metrics"]
         assert after["spent"] == before["spent"]
         assert after["reports"] == before["reports"]
         # Projections and detection read recent 5-minute buckets: evaluating again gives the same gauges.
-        services.extras["budgets"].evaluate(NOW)
+        parts.budgets.evaluate(NOW)
         assert render_registry(services.registry).decode() == before["metrics"]
 
         if db_url.startswith("sqlite"):
@@ -118,9 +121,9 @@ def test_pruning_120_days_changes_no_metric_budget_or_report(months: str, capsys
 
     # Budgets declared after pruning are rebuilt from hourly + 5-minute rollups: the same spend.
     copies = [{**b, "name": f"{b['name']}-again"} for b in BUDGETS]
-    later = open_services(db_url, budgets=[*BUDGETS, *copies])
+    later, later_parts = open_app(db_url, budgets=[*BUDGETS, *copies])
     try:
-        spent = {(i.budget.name, i.key): i.spent for i in later.extras["budgets"].instances(NOW)}
+        spent = {(i.budget.name, i.key): i.spent for i in later_parts.budgets.instances(NOW)}
         for (name, key), value in before["spent"].items():
             assert spent[(f"{name}-again", key)] == pytest.approx(value, abs=1e-9), name
     finally:
@@ -128,7 +131,7 @@ def test_pruning_120_days_changes_no_metric_budget_or_report(months: str, capsys
 
 
 def test_an_event_older_than_the_raw_retention_is_refused_with_the_reason(months: str, tmp_path: Path) -> None:
-    services = open_services(months)
+    services, _parts = open_app(months)
     try:
         Pruner(services.store, services.config.retention, clock=services.clock).run()
         old = history(120)[0]  # pruned: storing it again would count it twice
@@ -153,7 +156,7 @@ def test_an_event_older_than_the_raw_retention_is_refused_with_the_reason(months
 
 
 def test_ingest_during_pruning_loses_nothing(months: str) -> None:
-    services = open_services(months, start_writer=False)
+    services, _parts = open_app(months, start_writer=False)
     try:
         requests_before = sum(r.get("requests") for r in services.store.series_totals(()))
         kept_before = scalar(services, "SELECT COUNT(*) FROM usage_events WHERE ts >= :t", t=NOW - 30 * DAY)
@@ -195,7 +198,7 @@ def test_ingest_during_pruning_loses_nothing(months: str) -> None:
 
 
 def test_pruning_runs_on_the_scheduler_leader_only(months: str) -> None:
-    services = open_services(months, start_writer=False)
+    services, _parts = open_app(months, start_writer=False)
     try:
         assert 'task="retention"' in render_registry(services.registry).decode()
         pruner = Pruner(services.store, services.config.retention, clock=services.clock)
@@ -219,7 +222,7 @@ def test_prune_cli_dry_run_says_what_would_go_and_changes_nothing(
 ) -> None:
     config = tmp_path / "llmcost.yaml"
     config.write_text("retention:\n  events_days: 30\n  rollups_days: 60\n")
-    services = Services.build(make_config(months), start_writer=False)
+    services = open_services(make_config(months), start_writer=False)
     count = services.store.event_count()
     services.close()
     os.environ.pop("LLMCOST_CONFIG", None)
@@ -227,7 +230,7 @@ def test_prune_cli_dry_run_says_what_would_go_and_changes_nothing(
     assert main(["prune", "--db", months, "--config", str(config), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "would delete" in out and "would fold" in out
-    services = Services.build(make_config(months), start_writer=False)
+    services = open_services(make_config(months), start_writer=False)
     assert services.store.event_count() == count
     services.close()
 
@@ -236,7 +239,7 @@ def test_with_rollup_retention_only_a_late_event_in_a_folded_hour_counts_once(
     months: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = make_config(months, retention={"rollups_days": 60})
-    services = Services.build(config, clock=FakeClock(NOW), start_writer=False)
+    services = open_services(config, clock=FakeClock(NOW), start_writer=False)
     try:
         pruner = Pruner(services.store, config.retention, clock=services.clock)
         assert pruner.run().hours > 0

@@ -22,13 +22,13 @@ from prometheus_client.exposition import generate_latest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from alerting.gateway import GatewayService
 from alerting.gateway.http import gateway_routes
+from alerting.gateway.service import GatewayService
 from alerting.signatures import sign_pagerduty, sign_slack
 from alerting.store import open_store
 from exporter.config import Config
 from exporter.http.app import build_app
-from exporter.services import Services
+from llmcost.services import open_services
 from tests.support.clock import FakeClock
 from tests.support.helpers import make_config, total
 from tests.support.pg import PostgresCluster, free_port
@@ -142,7 +142,7 @@ class Harness:
         self.rx = rx
         self.clock = clock or FakeClock()
         self.config = gateway_config(db_url, rx, **config)
-        self.services = Services.build(self.config, clock=self.clock, start_writer=False)
+        self.services = open_services(self.config, clock=self.clock, start_writer=False)
         self.gateway = GatewayService(self.services.store, self.config, clock=self.clock, start_workers=start_workers)
         for collector in self.gateway.collectors():
             self.services.registry.register(collector)

@@ -7,11 +7,12 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.config import Config, parse_config
+from exporter.config import Config
+from llmcost.config import parse_config
 
 
 def make_config(db_url: str, **raw: Any) -> Config:
-    """A validated config with the given raw sections and this database."""
+    """A validated config (the application's sections too) with the given raw sections and this database."""
     config = parse_config(raw)
     config.database_url = db_url
     return config
@@ -52,7 +53,6 @@ def usage_events(prefix: str, n: int, *, start: int = 0) -> list[dict[str, objec
     ]
 
 
-def apply_config_budgets(services: Any, origin_ref: str = "test config") -> None:
+def apply_config_budgets(budgets: Any, origin_ref: str = "test config") -> None:
     """Apply the config's budgets as the `serve` leader does (an `ingest`-role attach never applies them)."""
-    budgets = services.extras["budgets"]
     budgets.apply_config(budgets.config.items, origin_ref=origin_ref)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporter.services import Services
+from llmcost.services import open_services
 from tests.support.clock import FakeClock
 from tests.support.helpers import make_config
 
@@ -88,7 +88,7 @@ def history(days: int = 120, *, step_hours: int = 3, now: float = NOW) -> list[d
 
 def load_history(db_url: str, events: list[dict[str, Any]], *, now: float = NOW) -> None:
     """Ingest `events` with the budgets declared and no retention (history is older than any)."""
-    services = Services.build(make_config(db_url, budgets=BUDGETS), clock=FakeClock(now))
+    services = open_services(make_config(db_url, budgets=BUDGETS), clock=FakeClock(now))
     try:
         outcome = services.pipeline.ingest(enumerate(events))
         assert not outcome.rejected, outcome.rejected[:3]

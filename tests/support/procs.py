@@ -14,7 +14,8 @@ import httpx
 from tests.support.pg import free_port
 from tests.support.waiting import wait_until
 
-LLMCOST = str(Path(sys.executable).with_name("llmcost"))
+LLMCOST = [sys.executable, "-m", "llmcost"]
+"""The `llmcost` command: this interpreter running the package, so the code under test (PYTHONPATH) runs."""
 
 
 class LlmcostProcess:
@@ -46,7 +47,7 @@ class LlmcostProcess:
     def start(self, log_dir: Path) -> LlmcostProcess:
         """Start and wait until /readyz answers."""
         argv = [
-            LLMCOST,
+            *LLMCOST,
             "serve",
             "--db",
             self.db_url,

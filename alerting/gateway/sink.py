@@ -1,0 +1,65 @@
+"""`GatewaySink`: the budgets' and detectors' alert sink that hands alerts to the gateway directly.
+
+It is the sink without an `alertmanager:` section (with one, `alerting.push.sink.AlertmanagerSink`);
+the application's wiring (`llmcost.wiring`) and `llmcost budgets delete|reset` build it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from alerting.gateway.lifecycle import AlertInput
+from alerting.gateway.service import GatewayService
+
+
+class GatewaySink:
+    """The budgets' and detectors' view of the gateway (the direct path, without `alertmanager:`)."""
+
+    def __init__(self, gateway: GatewayService, runbook: Callable[[str], str] | None = None) -> None:
+        self._gateway = gateway
+        self._runbook = runbook
+
+    def fire(self, alertname: str, labels: Mapping[str, str], annotations: Mapping[str, str], severity: str) -> Any:
+        """Raise (or keep raising) an alert; its `runbook_url` is the absolute link to its runbook section."""
+        if self._runbook is not None:
+            annotations = {**annotations, "runbook_url": self._runbook(alertname)}
+        return self._gateway.fire(alertname, labels, severity=severity, annotations=annotations)  # type: ignore[arg-type]
+
+    def fire_many(self, items: Sequence[tuple[str, Mapping[str, str], Mapping[str, str], str]]) -> Any:
+        """Fire several alerts `(alertname, labels, annotations, severity)` in one transaction (see grouping)."""
+        return self._gateway.fire_many(
+            [
+                AlertInput(
+                    alertname=name,
+                    labels=dict(labels),
+                    severity=severity,  # type: ignore[arg-type]
+                    annotations={**annotations, "runbook_url": self._runbook(name)}
+                    if self._runbook
+                    else dict(annotations),
+                )
+                for name, labels, annotations, severity in items
+            ]
+        )
+
+    def resolve(self, alertname: str, labels: Mapping[str, str]) -> Any:
+        """Resolve an alert if it is active."""
+        return self._gateway.resolve(alertname, labels)
+
+    def resolve_many(self, items: Sequence[tuple[str, Mapping[str, str]]]) -> Any:
+        """Resolve several alerts `(alertname, labels)` in one transaction."""
+        return self._gateway.resolve_many(items)
+
+    def resolve_with_reason(self, alertname: str, labels: Mapping[str, str], *, by: str, comment: str) -> Any:
+        """Resolve an alert for a person's action (a reset, a deletion), recording who and why."""
+        return self._gateway.resolve(alertname, labels, by=by, via="budgets", comment=comment)
+
+    def active_labels(self, alertnames: Iterable[str]) -> list[tuple[str, dict[str, str]]]:
+        """(alertname, labels) of unresolved alerts with these names."""
+        names = set(alertnames)
+        return [
+            (a.alertname, dict(a.labels))
+            for state in ("firing", "acknowledged")
+            for a in self._gateway.alerts(state, limit=100_000)
+            if a.alertname in names
+        ]

@@ -1,0 +1,106 @@
+"""The `llmcost` command line: one module per area, the alert and budget commands beside what they drive.
+
+`serve` (serve.py), `ingest` (ingest.py), `demo` (demo.py), `report` (report.py), `prune` and `reprice`
+(maintenance.py), `check-config` (here); `budgets` lives in `alerting/budgets/cli.py` and `alerts` in
+`alerting/gateway/cli.py`, both handed this package's config loader and store opener.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from exporter import __version__
+from exporter.config import ConfigError, ListenError
+from exporter.store import StoreNotFound, StoreUnavailable
+from llmcost.cli import demo, ingest, maintenance, report, serve
+from llmcost.cli.common import add_store_arguments, config_from_args
+from llmcost.config import load_config
+from llmcost.services import open_services
+
+
+def cmd_budgets(args: argparse.Namespace) -> int:
+    """List, show, create, update, delete, reset or apply budgets (see alerting/budgets/cli.py)."""
+    from alerting.budgets.cli import run
+
+    return run(args, config_from_args, open_services)
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    """List alerts (read-only), or acknowledge one (see alerting/gateway/cli.py)."""
+    from alerting.gateway.cli import run
+
+    return run(args, config_from_args, open_services)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate a configuration file and print every problem."""
+    try:
+        load_config(args.file)
+    except ConfigError as exc:
+        print(f"{args.file}: {len(exc.problems)} problem(s)")
+        for problem in exc.problems:
+            print(f"  - {problem}")
+        return 1
+    print(f"{args.file}: OK")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(prog="llmcost", description="LLM cost observability and alerting.")
+    parser.add_argument("--version", action="version", version=f"llmcost {__version__}")
+    parser.add_argument("--log-level", default=os.environ.get("LLMCOST_LOG_LEVEL", "INFO"))
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve.add_parser(sub)
+    ingest.add_parser(sub)
+    demo.add_parser(sub)
+
+    budgets = sub.add_parser("budgets", help="list, show, create, update, delete, reset or apply budgets")
+    add_store_arguments(budgets)
+    from alerting.budgets.cli import add_arguments as add_budget_arguments
+
+    add_budget_arguments(budgets)
+    budgets.set_defaults(func=cmd_budgets)
+
+    alerts = sub.add_parser("alerts", help="list alerts, or acknowledge one")
+    add_store_arguments(alerts)
+    from alerting.gateway.cli import add_arguments as add_alert_arguments
+
+    add_alert_arguments(alerts)
+    alerts.set_defaults(func=cmd_alerts)
+
+    report.add_parser(sub)
+    maintenance.add_parsers(sub)
+
+    check = sub.add_parser("check-config", help="validate a configuration file")
+    check.add_argument("file")
+    check.set_defaults(func=cmd_check_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `llmcost` console script (and of `python -m llmcost`)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("alembic", "apscheduler"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except ListenError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except StoreUnavailable as exc:
+        print(f"store unavailable: {exc}", file=sys.stderr)
+        return 3
+    except StoreNotFound as exc:
+        print(exc, file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        return 130

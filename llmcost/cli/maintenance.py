@@ -1,0 +1,98 @@
+"""`llmcost prune` (what the retention allows) and `llmcost reprice` (stored events priced again)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+import orjson
+
+from exporter.events import nanos_to_usd
+from llmcost.cli.common import add_store_arguments, config_from_args, offline_alerting
+from llmcost.services import open_services
+
+
+def add_parsers(sub: Any) -> None:
+    """Register `prune` and `reprice`."""
+    prune = sub.add_parser("prune", help="delete raw events and 5-minute rollups older than the retention")
+    add_store_arguments(prune)
+    prune.add_argument("--dry-run", action="store_true", help="say what would go; change nothing")
+    prune.add_argument(
+        "--vacuum", action="store_true", help="SQLite: full VACUUM afterwards (blocks writers while it runs)"
+    )
+    prune.add_argument("--format", choices=("table", "json"), default="table")
+    prune.set_defaults(func=cmd_prune)
+
+    reprice = sub.add_parser("reprice", help="price stored events again after a price update")
+    add_store_arguments(reprice)
+    reprice.add_argument("--since", required=True, help="date or time (2026-11-01, RFC 3339, or 7d = 7 days ago)")
+    reprice.add_argument("--until", help="end (exclusive; default: now)")
+    reprice.add_argument("--model", help="only this model (as recorded)")
+    reprice.add_argument("--dry-run", action="store_true", help="report the differences; change nothing")
+    reprice.add_argument("--format", choices=("table", "json"), default="table")
+    reprice.set_defaults(func=cmd_reprice)
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    """Delete what the `retention:` config allows (raw events; 5-minute rollups folded into hours)."""
+    from exporter.retention import Pruner
+
+    config = config_from_args(args)
+    if not config.retention.enabled and not args.vacuum:
+        print("nothing to prune: no `retention:` section in the config (data is kept for ever)")
+        return 0
+    services = open_services(config, start_writer=False)
+    try:
+        pruner = Pruner(services.store, config.retention, clock=services.clock)
+        report = pruner.run(dry_run=args.dry_run)
+        if args.vacuum and not args.dry_run:
+            pruner.full_vacuum()
+            report.bytes_after = pruner.file_size()
+            report.notes = []
+    finally:
+        services.close()
+    if args.format == "json":
+        print(orjson.dumps(report.to_json()).decode())
+    else:
+        print("\n".join(report.lines()))
+    return 0
+
+
+def cmd_reprice(args: argparse.Namespace) -> int:
+    """Price priced and unpriced events again (after a price update or a new override); per-model differences."""
+    from exporter.report.periods import parse_when
+    from exporter.repricing import Repricer
+
+    now = time.time()
+    try:
+        since = parse_when(args.since, now=now)
+        until = parse_when(args.until, now=now) if args.until else float("inf")
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    services, _parts = offline_alerting(args)  # budget spend is corrected through the store's write hooks
+    try:
+        report = Repricer(services.store, services.prices).run(
+            since, until=until, model=args.model, dry_run=args.dry_run
+        )
+    finally:
+        services.close()
+    if args.format == "json":
+        print(orjson.dumps(report.to_json()).decode())
+        return 0
+    verb = "would change" if args.dry_run else "changed"
+    header = f"{'provider':<12} {'model':<32} {'events':>8} {'changed':>8} "
+    header += f"{'before_usd':>12} {'after_usd':>12} {'diff_usd':>12}"
+    print(header)
+    print("-" * len(header))
+    for m in report.sorted_models():
+        print(
+            f"{m.provider[:12]:<12} {m.model[:32]:<32} {m.events:>8} {m.changed:>8} "
+            f"{nanos_to_usd(m.before_nanousd):>12.4f} {nanos_to_usd(m.after_nanousd):>12.4f} "
+            f"{nanos_to_usd(m.after_nanousd - m.before_nanousd):>+12.4f}"
+        )
+    changed = sum(m.changed for m in report.models.values())
+    print(f"{verb} {changed} events; difference {nanos_to_usd(report.difference_nanousd):+.4f} USD")
+    return 0

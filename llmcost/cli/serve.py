@@ -1,0 +1,92 @@
+"""`llmcost serve`: the API, /metrics and (per role) the scheduler and gateway, in one or more processes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+from typing import TYPE_CHECKING, Any
+
+from exporter import __version__
+from exporter.config import Config
+from exporter.gc_tuning import tune_gc_for_throughput
+from llmcost.cli.common import add_store_arguments, config_from_args, safe_url
+from llmcost.services import open_services
+
+if TYPE_CHECKING:
+    from llmcost.wiring import AlertingParts
+
+log = logging.getLogger("llmcost")
+
+
+def add_parser(sub: Any) -> None:
+    """Register `serve`."""
+    serve = sub.add_parser("serve", help="run the API, /metrics, scheduler and alert gateway")
+    add_store_arguments(serve, listen=True)
+    serve.add_argument("--role", choices=("all", "ingest", "scheduler"), default="all")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("LLMCOST_WORKERS", "1")),
+        help="server processes sharing the listen socket (env LLMCOST_WORKERS; default 1: this process)",
+    )
+    serve.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the API, /metrics and (per role) the scheduler and gateway: in this process, or in `--workers`."""
+    from exporter.server import check_listen_allowed
+
+    config = config_from_args(args)
+    config_path = args.config or os.environ.get("LLMCOST_CONFIG")
+    banner = f"llmcost {__version__} serving on http://{config.listen} (role {args.role}, store {safe_url(config)}"
+    # Before the store is opened or any leader lease taken: a refused start must leave nothing behind.
+    check_listen_allowed(config.listen, config)
+    if args.workers <= 1:
+        _serve(config, args.role, config_path, banner=banner + ")")
+        return 0
+    from alerting.store import open_store
+    from exporter.supervisor import Supervisor, bind
+
+    open_store(config.database_url).close()  # migrate once, before the workers start
+    sock = bind(config.listen)
+    print(banner + f", {args.workers} worker processes)", flush=True)
+    return Supervisor(sock, args.workers, lambda s: _serve(config, args.role, config_path, sock=s)).run()
+
+
+def _serve(config: Config, role: str, config_path: str | None, *, sock: Any = None, banner: str = "") -> None:
+    """Build the services and serve until stopped (on `sock` when given, else on config.listen)."""
+    from exporter.server import make_server
+    from llmcost.wiring import attach_alerting
+
+    services = open_services(config)
+    try:
+        parts = attach_alerting(services, role)
+        parts.console.warm_up()
+        _reload_on_sighup(parts, config_path)
+        server = make_server(services, config.listen, parts.routes)
+        tune_gc_for_throughput()
+        if banner:
+            print(banner, flush=True)
+        server.run(sockets=[sock] if sock is not None else None)
+    finally:
+        services.close()
+
+
+def _reload_on_sighup(parts: AlertingParts, path: str | None) -> None:
+    """SIGHUP re-reads the config file and applies its budgets (the config is their source of truth)."""
+    if not path:
+        return
+    from llmcost.wiring import reload_budgets
+
+    def reload() -> None:
+        problems = reload_budgets(parts, path)
+        if problems:
+            log.error("config reload refused, nothing changed: %s", "; ".join(problems))
+        else:
+            log.info("config reloaded from %s: budgets applied", path)
+
+    # The handler only starts a thread: database work does not belong in a signal handler.
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: threading.Thread(target=reload, daemon=True).start())
