@@ -24,6 +24,7 @@ from alerting.budgets.definition import BudgetsConfig, parse_budgets_section
 from alerting.budgets.http import budget_routes
 from alerting.budgets.service import BudgetService
 from alerting.console.http import Console
+from alerting.gateway.config import settings_from_config
 from alerting.gateway.http import gateway_routes
 from alerting.gateway.service import GatewayService
 from alerting.gateway.sink import GatewaySink
@@ -116,7 +117,9 @@ def attach_alerting(services: Services, role: str = "all", *, origin_ref: str | 
         raise ConfigError(problems)
     delivers = role in ("all", "scheduler")
     pushing = push_settings(services.config)
-    gateway = GatewayService(services.store, services.config, clock=services.clock, start_workers=delivers)
+    gateway = GatewayService(
+        services.store, settings_from_config(services.config), clock=services.clock, start_workers=delivers
+    )
     services.closers.append(gateway.close)
     sink, pusher = _sink(services, gateway, pushing)
     budgets = BudgetService(services.store, budgets_config, sink=sink, clock=services.clock)
@@ -158,7 +161,7 @@ def attach_alerting(services: Services, role: str = "all", *, origin_ref: str | 
     routes = [
         *console.routes(),
         *budget_routes(budgets, services.config.auth),
-        *gateway_routes(gateway),
+        *gateway_routes(gateway, services.config.auth),
         *runbook_routes(),
     ]
     return AlertingParts(routes, gateway, budgets, spikes, console, config_budgets, scheduler, pusher)

@@ -48,7 +48,7 @@ def clock() -> FakeClock:
     """The injected clock: whole seconds of now until the test moves it (`advance`, `set`).
 
     Code under test takes it where it would call `time.time` (`Services.build(config, clock=clock)`,
-    `GatewayService(..., clock=clock)`), so periods, leases, retries and caches run on test time.
+    `GatewayService(store, settings, clock=clock)`), so periods, leases, retries and caches run on test time.
     """
     return FakeClock()
 

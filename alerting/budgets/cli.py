@@ -97,9 +97,11 @@ def run(
 
 def _gateway(services: Services) -> Any:
     """The gateway without delivery workers: resolutions are queued, the running server sends them."""
+    from alerting.gateway.config import settings_from_config
     from alerting.gateway.service import GatewayService
 
-    gateway = GatewayService(services.store, services.config, clock=services.clock, start_workers=False)
+    settings = settings_from_config(services.config)
+    gateway = GatewayService(services.store, settings, clock=services.clock, start_workers=False)
     services.closers.append(gateway.close)
     return gateway
 

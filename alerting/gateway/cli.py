@@ -38,14 +38,17 @@ def run(
 
     `open_services` opens the store (the application passes its own, with its write hooks).
     """
-    from alerting.gateway.service import GatewayService  # here: `llmcost --help` need not load the gateway
+    from alerting.gateway.config import settings_from_config  # here: `llmcost --help` need not load the gateway
+    from alerting.gateway.service import GatewayService
 
     config = config_from_args(args)
     read_only = args.action != "ack"
     services = open_services(config, start_writer=False, read_only=read_only, must_exist=True)
     print(f"store: {store_location(config.database_url)}", file=sys.stderr)
     try:
-        gateway = GatewayService(services.store, config, clock=services.clock, start_workers=False)
+        gateway = GatewayService(
+            services.store, settings_from_config(config), clock=services.clock, start_workers=False
+        )
         services.closers.append(gateway.close)
         if args.action == "ack":
             return _ack(gateway, args)

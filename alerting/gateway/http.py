@@ -24,6 +24,7 @@ from alerting.gateway.records import api_alert
 from alerting.gateway.webhooks import parse_pagerduty_webhook, parse_slack_interaction
 from alerting.model import ALERT_STATES
 from alerting.signatures import verify_pagerduty_signature, verify_slack_signature
+from exporter.config import AuthConfig
 from exporter.http.auth import check_bearer
 from exporter.http.body import BodyTooLarge, media_type, read_limited
 from exporter.http.errors import ORJSONResponse, error
@@ -84,9 +85,8 @@ def _int_param(request: Request, name: str, default: int, maximum: int) -> int |
     return int(raw)
 
 
-def gateway_routes(gateway: GatewayService) -> list[BaseRoute]:
-    """Routes bound to one `GatewayService`."""
-    auth = gateway.config.auth
+def gateway_routes(gateway: GatewayService, auth: AuthConfig) -> list[BaseRoute]:
+    """Routes bound to one `GatewayService`, guarded by the tokens of `auth`."""
     settings = gateway.settings
     limit = settings.max_body_bytes
 

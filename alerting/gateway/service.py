@@ -1,4 +1,4 @@
-"""`GatewayService`: the alert gateway of one process, wired from the store and the configuration.
+"""`GatewayService`: the alert gateway of one process, wired from the store and its typed settings.
 
 Stages, each in its own module: webhook parsing (`alertmanager`, `webhooks`) and applying (`receiver`),
 dedup (`dedup`), state changes with their outbox rows in one transaction (`lifecycle`, `alert_rows`,
@@ -27,7 +27,6 @@ from sqlalchemy.exc import OperationalError
 from alerting.gateway.changes import AlertInput, Change
 from alerting.gateway.channels import build_channels
 from alerting.gateway.collector import GatewayCollector
-from alerting.gateway.config import settings_from_config
 from alerting.gateway.grouping import digest_channels
 from alerting.gateway.lifecycle import Lifecycle
 from alerting.gateway.notifications import notification_rows, purge_delivered, requeue
@@ -39,7 +38,6 @@ from alerting.gateway.tables import alert_events, alerts, webhook_receipts
 from alerting.gateway.webhooks import PagerDutyEvent, SlackAction
 from alerting.model import Actor, Alert, AlertSource, Severity
 from alerting.notify import Notifier
-from exporter.config import Config
 from exporter.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -75,16 +73,15 @@ class GatewayService:
     def __init__(
         self,
         store: Store,
-        config: Config,
+        settings: GatewaySettings,
         *,
         clock: Callable[[], float] = time.time,
         start_workers: bool = True,
         notifiers: Mapping[str, Notifier] | None = None,
     ) -> None:
         self.store = store
-        self.config = config
         self.clock = clock
-        self.settings: GatewaySettings = settings_from_config(config)
+        self.settings = settings
         self.lifecycle = Lifecycle(self.settings, store.dialect)
         self.notifiers = build_channels(self.settings, notifiers)
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from alerting.gateway.alertmanager import parse_webhook
+from alerting.gateway.config import settings_from_config
 from alerting.gateway.records import rfc3339
 from alerting.gateway.service import GatewayService
 from alerting.links import external_url, generator_url, runbook_url
@@ -40,7 +41,7 @@ def alertmanager() -> Iterator[RecordingServer]:
 def build(url: str, store_url: str, clock: FakeClock, *, extra_urls: tuple[str, ...] = ()) -> tuple[Any, Pusher, Store]:
     store = open_store(store_url, clock=clock)
     config = parse_config({"external_url": "https://llmcost.example.com/"})
-    gateway = GatewayService(store, config, clock=clock, start_workers=False)
+    gateway = GatewayService(store, settings_from_config(config), clock=clock, start_workers=False)
     settings = parse_push_section({"urls": [url.rstrip("/"), *extra_urls], "resend_interval": "30s", "retries": 1}, [])
     pusher = Pusher(store, settings, clock=clock, sleep=lambda _s: None)
     sink = AlertmanagerSink(
@@ -193,8 +194,6 @@ def test_configuration() -> None:
     own = parse_config({"alerting": {"runbook_base_url": "https://wiki.example.com/llmcost-runbook"}})
     assert runbook_url(own, "LLMCostSpike") == "https://wiki.example.com/llmcost-runbook#llmcostspike"
     # silence_on_ack may use the top-level replica list.
-    from alerting.gateway.config import settings_from_config
-
     both = parse_config(
         {"alertmanager": {"urls": ["http://am-0:9093"]}, "alerting": {"alertmanager": {"silence_on_ack": True}}}
     )
@@ -210,7 +209,7 @@ def test_an_alert_raised_directly_and_coming_back_through_alertmanager_is_notifi
     config = parse_config(
         {"notifications": {"slack": {"token": "xoxb-test", "channel": "#c", "api_url": "http://127.0.0.1:9/"}}}
     )
-    gateway = GatewayService(store, config, clock=clock, start_workers=False)
+    gateway = GatewayService(store, settings_from_config(config), clock=clock, start_workers=False)
     first = gateway.fire("LLMBudgetCritical", LABELS, severity="critical", annotations={"summary": "97 %"})
     assert first.action == "fired" and first.channels == ("slack",)
     clock.now = T0 + 30

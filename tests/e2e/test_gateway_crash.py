@@ -20,13 +20,14 @@ pytestmark = pytest.mark.real_process
 
 CHILD = """
 import json, os, sys, time
+from alerting.gateway.config import settings_from_config
 from alerting.gateway.service import GatewayService
 from alerting.store import open_store
 from llmcost.config import parse_config
 
 config = parse_config(json.loads(os.environ["GATEWAY_CONFIG"]))
 config.database_url = os.environ["GATEWAY_DB"]
-gateway = GatewayService(open_store(config.database_url), config)
+gateway = GatewayService(open_store(config.database_url), settings_from_config(config))
 for i in range(3):
     gateway.fire("LLMCostSpike", {"project": f"p{i}"}, severity="critical")
 print("fired", flush=True)

@@ -22,6 +22,7 @@ from prometheus_client.exposition import generate_latest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from alerting.gateway.config import settings_from_config
 from alerting.gateway.http import gateway_routes
 from alerting.gateway.service import GatewayService
 from alerting.signatures import sign_pagerduty, sign_slack
@@ -143,10 +144,12 @@ class Harness:
         self.clock = clock or FakeClock()
         self.config = gateway_config(db_url, rx, **config)
         self.services = open_services(self.config, clock=self.clock, start_writer=False)
-        self.gateway = GatewayService(self.services.store, self.config, clock=self.clock, start_workers=start_workers)
+        self.gateway = GatewayService(
+            self.services.store, settings_from_config(self.config), clock=self.clock, start_workers=start_workers
+        )
         for collector in self.gateway.collectors():
             self.services.registry.register(collector)
-        self.app: Starlette = build_app(self.services, gateway_routes(self.gateway))
+        self.app: Starlette = build_app(self.services, gateway_routes(self.gateway, self.config.auth))
         self.client = TestClient(self.app)
 
     def close(self) -> None:
