@@ -9,7 +9,7 @@ from starlette.testclient import TestClient
 
 from alerting.budgets.http import budget_routes
 from exporter.http.app import build_app
-from tests.alerting.test_budgets import NOON, build, call, ingest
+from tests.support.budgets import NOON, build, call, ingest
 from tests.support.clock import FakeClock
 
 SEARCH_DAILY = {"name": "search-daily", "scope": "project", "key": "search", "period": "daily", "limit": 50.0,

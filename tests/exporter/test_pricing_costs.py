@@ -1,4 +1,5 @@
-"""Pricing: exact nano-dollar costs, token semantics, dated and tiered prices, overrides, the cache.
+"""Pricing from the bundled genai-prices data: exact nano-dollar costs, token semantics, dated and tiered
+prices, provider names, equal to `calc_price`.
 
 Expected costs are computed by hand from the published per-million-token prices: a price of $P per
 million tokens is P x 1000 nano-dollars per token.
@@ -7,47 +8,20 @@ million tokens is P x 1000 nano-dollars per token.
 from __future__ import annotations
 
 import random
-import socket
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
-from genai_prices import Usage, calc_price, update_prices
-from genai_prices import data_snapshot as genai_snapshot
+from genai_prices import Usage, calc_price
 from genai_prices.data import providers as genai_providers
-from genai_prices.data_snapshot import DataSnapshot
 
 from exporter.events import usd_to_nanos
-from exporter.pricing import (
-    PROVIDER_ALIASES,
-    PriceBook,
-    PriceOverride,
-    PriceOverrideError,
-    load_overrides,
-    parse_overrides,
-    to_genai_usage,
-)
-from exporter.pricing.tariff import compile_rates, divide_half_even, rates_cost
-from tests.support.paths import DATA as TEST_DATA
-
-DATA = TEST_DATA / "pricing"
-
-
-def at(text: str) -> float:
-    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
-
-
-JULY_2025 = at("2025-07-01T12:00:00")
+from exporter.pricing import PROVIDER_ALIASES, PriceBook, to_genai_usage
+from tests.support.pricing import JULY_2025, at
 
 
 @pytest.fixture(scope="module")
 def book() -> PriceBook:
     return PriceBook()
-
-
-@pytest.fixture(scope="module")
-def overridden() -> PriceBook:
-    return PriceBook.from_file(DATA / "overrides.yaml")
 
 
 # --- token semantics -------------------------------------------------------------------------------
@@ -264,173 +238,9 @@ def test_describe_names_price_source_and_period(book: PriceBook) -> None:
     ]
 
 
-# --- overrides ----------------------------------------------------------------------------------------
-
-
-def test_override_exact_match(overridden: PriceBook) -> None:
-    # $0.20 input, $0.02 cache read, $0.25 cache write, $0.40 output.
-    cost = overridden.cost_nanousd("self-hosted", "llama-3.1-70b-internal", JULY_2025, 1000, 2000, 3000, 4000)
-    assert cost == 1000 * 200 + 2000 * 20 + 3000 * 250 + 4000 * 400
-    assert overridden.cost_nanousd("Self-Hosted", "LLAMA-3.1-70B-Internal", JULY_2025, 1, 0, 0, 0) == 200
-    assert overridden.cost_nanousd("other", "llama-3.1-70b-internal", JULY_2025, 1, 0, 0, 0) is None
-
-
-def test_override_glob_with_cache_prices_defaulting_to_input(overridden: PriceBook) -> None:
-    model = "ft:gpt-4o-2024-08-06:acme::abc123"
-    cost = overridden.cost_nanousd("openai", model, JULY_2025, 1000, 100, 10, 500)
-    assert cost == 1110 * 3750 + 500 * 15_000
-    info = overridden.describe("openai", model, JULY_2025)
-    assert info["source"] == "override"
-    assert info["source_detail"].endswith("overrides.yaml prices[1]")
-    assert info["override_model"] == "ft:gpt-4o*"
-
-
-def test_override_history_by_valid_from(overridden: PriceBook) -> None:
-    def cost(when: str) -> int | None:
-        return overridden.cost_nanousd("openai", "gpt-4o", at(when), 1000, 1000, 0, 1000)
-
-    # Before the first valid_from the bundled genai-prices price applies: $2.50 / $1.25 / $10.
-    assert cost("2024-06-01T00:00:00") == cost("2024-12-31T23:59:59") == 2_500_000 + 1_250_000 + 10_000_000
-    assert cost("2025-01-01T00:00:00") == cost("2025-07-01T11:59:59") == 2_000_000 + 1_000_000 + 8_000_000
-    assert cost("2025-07-01T12:00:00") == cost("2026-01-01T00:00:00") == 1_800_000 + 900_000 + 7_200_000
-    info = overridden.describe("openai", "gpt-4o", at("2025-03-01T00:00:00"))
-    assert (info["valid_from"], info["valid_until"]) == (
-        "2025-01-01T00:00:00+00:00",
-        "2025-07-01T12:00:00+00:00",
-    )
-
-
-def test_fractional_nano_dollar_prices_round_half_even(overridden: PriceBook) -> None:
-    # $0.0375/M input = 37.5 nano-dollars a token; $0.0001/M output = 0.1 nano-dollars a token.
-    cost = overridden.cost_nanousd
-    assert [cost("anyone", "tiny-1", JULY_2025, n, 0, 0, 0) for n in (1, 2, 3, 5)] == [38, 75, 112, 188]
-    assert [cost("anyone", "tiny-1", JULY_2025, 0, 0, 0, n) for n in (4, 5, 6, 15, 25)] == [0, 0, 1, 2, 2]
-    # Rounded once, at the end: 37.5 + 1.5 = 39 (rounding each part would give 38 + 2).
-    assert cost("anyone", "tiny-1", JULY_2025, 1, 0, 0, 15) == 39
-    assert cost("anyone", "tiny-1", JULY_2025, 3, 0, 0, 5) == 113
-
-
-def test_first_matching_pattern_wins_and_overrides_beat_genai() -> None:
-    overrides = parse_overrides(
-        [
-            {"provider": "openai", "model": "gpt-4o*", "input_per_mtok": 1, "output_per_mtok": 1},
-            {"provider": "*", "model": "*", "input_per_mtok": 9, "output_per_mtok": 9},
-        ]
-    )
-    book = PriceBook(overrides)
-    assert book.cost_nanousd("openai", "gpt-4o-mini", JULY_2025, 1, 0, 0, 1) == 2000
-    assert book.cost_nanousd("anthropic", "claude-sonnet-4-5", JULY_2025, 1, 0, 0, 1) == 18_000
-
-
-def test_override_objects_can_be_built_directly() -> None:
-    from decimal import Decimal
-
-    book = PriceBook([PriceOverride("acme", "m", Decimal("1.5"), Decimal("3"))])
-    assert book.cost_nanousd("acme", "m", JULY_2025, 2, 0, 0, 1) == 6000
-
-
-def test_invalid_override_file_lists_every_problem() -> None:
-    with pytest.raises(PriceOverrideError) as caught:
-        load_overrides(DATA / "invalid.yaml")
-    problems = caught.value.problems
-    assert problems == [
-        "pricez: unknown top-level key (expected `prices`)",
-        "prices[0].input_per_mtok: is required",
-        "prices[0].output_per_mtok: must be a finite number >= 0, got -1",
-        "prices[1].input_per_m: unknown field (expected one of cache_read_per_mtok, cache_write_per_mtok, "
-        "input_per_mtok, model, output_per_mtok, provider, valid_from)",
-        "prices[1].model: must be a non-empty string, got ''",
-        "prices[2]: must be a mapping, got str",
-        "prices[3].cache_read_per_mtok: is not a number: 'abc'",
-        "prices[3].valid_from: must be a date (2025-01-01) or an RFC 3339 time, got 'yesterday'",
-        "prices[5]: same provider, model and valid_from as prices[4]",
-        "prices[6].provider: must be a non-empty string, got 42",
-        "prices[6].input_per_mtok: must be a number (USD per million tokens), got bool",
-    ]
-    message = str(caught.value)
-    assert "invalid.yaml: 11 problems in price overrides" in message
-    assert all(problem in message for problem in problems)
-    with pytest.raises(PriceOverrideError):
-        PriceBook.from_file(DATA / "invalid.yaml")
-
-
-@pytest.mark.parametrize(
-    ("text", "problem"),
-    [
-        ("prices: {a: 1}\n", "prices: must be a list of entries, got dict"),
-        ("- 1\n", "the file must be a mapping with a `prices` list, got list"),
-        ("prices: [\n", "not valid YAML"),
-    ],
-)
-def test_malformed_override_files(tmp_path: Path, text: str, problem: str) -> None:
-    path = tmp_path / "prices.yaml"
-    path.write_text(text)
-    with pytest.raises(PriceOverrideError, match="problem") as caught:
-        load_overrides(path)
-    assert caught.value.problems[0].startswith(problem)
-
-
-def test_missing_or_empty_override_file(tmp_path: Path) -> None:
-    with pytest.raises(PriceOverrideError, match="cannot read the file"):
-        load_overrides(tmp_path / "absent.yaml")
-    (tmp_path / "empty.yaml").write_text("# nothing yet\n")
-    assert load_overrides(tmp_path / "empty.yaml") == []
-    assert PriceBook.from_file(None).cost_nanousd("openai", "gpt-4o", JULY_2025, 1, 0, 0, 0) == 2500
-
-
-# --- cache ----------------------------------------------------------------------------------------------
-
-
-def test_cache_is_bounded_and_keeps_recent_names() -> None:
-    book = PriceBook(cache_size=50)
-    for i in range(1000):
-        assert book.cost_nanousd("self-hosted", f"model-{i}", JULY_2025, 1, 0, 0, 1) is None
-        assert book.cost_nanousd("openai", "gpt-4o", JULY_2025, 1, 0, 0, 0) == 2500
-    assert book.cache_info() == {"entries": 50, "max_entries": 50}
-    assert ("openai", "gpt-4o") in book._entries  # the hot name was never evicted
-    assert ("self-hosted", "model-0") not in book._entries
+# --- bad input ---------------------------------------------------------------------------------------
 
 
 def test_non_finite_timestamp_is_an_error(book: PriceBook) -> None:
     with pytest.raises(ValueError, match="finite"):
         book.cost_nanousd("openai", "gpt-4o-mini", float("nan"), 1, 0, 0, 0)
-
-
-# --- offline ----------------------------------------------------------------------------------------------
-
-
-def test_prices_never_come_from_the_network_or_the_process_wide_snapshot(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    def no_network(*args: object, **kwargs: object) -> None:
-        raise AssertionError("pricing tried to use the network")
-
-    monkeypatch.setattr(socket.socket, "connect", no_network)
-    monkeypatch.setattr(update_prices.UpdatePrices, "fetch", no_network)
-    # As if something else in the process had installed downloaded prices: llmcost must ignore them.
-    monkeypatch.setattr(genai_snapshot, "_custom_snapshot", DataSnapshot(providers=[], from_auto_update=True))
-    book = PriceBook()
-    assert book.cost_nanousd("openai", "gpt-4o", JULY_2025, 3000, 1000, 0, 200) == 10_750_000
-    assert "bundled" in book.describe("openai", "gpt-4o", JULY_2025)["source_detail"]
-    assert update_prices._shared_updater.thread is None
-
-
-def test_explicit_snapshot_is_used() -> None:
-    openai_only = [provider for provider in genai_providers if provider.id == "openai"]
-    book = PriceBook(snapshot=DataSnapshot(providers=openai_only, from_auto_update=False))
-    assert book.cost_nanousd("openai", "gpt-4o", JULY_2025, 1, 0, 0, 0) == 2500
-    assert book.cost_nanousd("anthropic", "claude-sonnet-4-5", JULY_2025, 1, 0, 0, 0) is None
-
-
-# --- exact arithmetic -------------------------------------------------------------------------------------
-
-
-def test_rates_are_exact_integers_and_round_once() -> None:
-    from decimal import Decimal
-
-    # $0.0028 per million tokens = 2.8 nano-dollars a token: stored as 28 with scale 10.
-    rates = compile_rates(Decimal(0), [Decimal("0.0000000028"), *[Decimal(0)] * 4])
-    assert rates == (0, 28, 0, 0, 0, 0, 10)
-    assert rates_cost(rates, 5, 0, 0, 0, 0) == 14
-    assert rates_cost(rates, 1_000_000_000_000, 0, 0, 0, 0) == 2_800_000_000_000
-    assert [divide_half_even(n, 10) for n in (5, 15, 25, -5, 14, 16)] == [0, 2, 2, 0, 1, 2]

@@ -1,0 +1,86 @@
+"""Budget alerts on real SQLite and PostgreSQL: thresholds fire on ingest and resolve next period; forecasts
+wait for enough history."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from tests.support.budgets import DAILY, NOON, build, call, ingest
+from tests.support.clock import FakeClock
+
+
+def test_threshold_alerts_fire_right_after_the_ingest_and_resolve_next_period(db_url: str, clock: FakeClock) -> None:
+    clock.set(NOON)
+    services, budgets, sink = build(db_url, [DAILY], clock)
+    ingest(services, call("a", NOON - 5, 40.0))
+    assert sink.fired == []
+    ingest(services, call("b", NOON - 4, 45.0))  # 85 %: warning, immediately, without a scheduler tick
+    assert [(n, s) for n, _, s in sink.fired] == [("LLMBudgetWarning", "warning")]
+    assert sink.fired[0][1] == {"budget": "daily", "scope": "global", "key": ""}
+    ingest(services, call("c", NOON - 3, 20.0))  # 105 %: past critical to exceeded
+    assert sink.names() == {"LLMBudgetExceeded"}  # the same alert, now named after the level reached
+    assert [(n, s) for n, _, s in sink.changed] == [("LLMBudgetExceeded", "critical")]
+    labels = {"budget": "daily", "scope": "global", "key": ""}
+    annotations = sink.annotations("LLMBudgetExceeded", labels)
+    assert annotations["summary"] == "Budget daily is at 105% ($105.00 of $100.00)"
+    budgets.evaluate()
+    assert len(sink.fired) == 1 and len(sink.changed) == 1  # evaluation finds nothing new
+    clock.now = NOON + 86400  # a new day: nothing spent yet, everything resolves
+    budgets.evaluate()
+    assert sink.names() == set()
+    assert sink.resolved == [("LLMBudgetExceeded", labels)]
+    services.close()
+
+
+def test_a_fresh_store_with_one_expensive_call_raises_no_forecast(db_url: str, clock: FakeClock) -> None:
+    """The reported case: one $21 call projected weekly and yearly budgets far past their limits."""
+    clock.set(NOON)  # Wednesday noon: half the day, a third of the week gone
+    periods = ("daily", "weekly", "monthly", "yearly")
+    defs = [{"name": p, "scope": "global", "period": p, "limit": 100} for p in periods]
+    services, budgets, sink = build(db_url, defs, clock)
+    ingest(services, call("one", NOON - 60, 21.0))
+    budgets.evaluate()
+    clock.now = NOON + 3600  # an hour later, nothing new: still one call's worth of evidence
+    budgets.evaluate()
+    assert "LLMBudgetForecastOverrun" not in sink.names()
+    for period in periods:
+        status = budgets.status(period)
+        assert status["projection"] == "insufficient history", period
+        assert status["projected"] == pytest.approx(21.0), period  # spend so far, not a guess
+    services.close()
+
+
+def test_a_forecast_needs_a_full_day_of_history_for_a_daily_budget(db_url: str, clock: FakeClock) -> None:
+    start = datetime(2026, 11, 11, 0, 0, tzinfo=UTC).timestamp()
+    clock.set(start + 12 * 3600)
+    services, budgets, sink = build(db_url, [DAILY], clock)
+    # ~$5 an hour since 20 hours ago: on course for ~$121 of $100 today, but under a day of history.
+    ingest(services, *[call(f"h{i}", clock.now - 60 - i * 300, 0.42) for i in range(20 * 12)])
+    budgets.evaluate()
+    assert "LLMBudgetForecastOverrun" not in sink.names()
+    assert budgets.status("daily")["projection"] == "insufficient history"
+    clock.now += 5 * 3600  # the same pace for five more hours: a full day of history now
+    ingest(services, *[call(f"n{i}", clock.now - 60 - i * 300, 0.42) for i in range(5 * 12)])
+    budgets.evaluate()
+    assert "LLMBudgetForecastOverrun" in sink.names()
+    assert budgets.status("daily")["projection"] in ("shape", "recent rate")
+    services.close()
+
+
+def test_forecast_alert_waits_for_the_period_to_be_under_way(db_url: str, clock: FakeClock) -> None:
+    start = datetime(2026, 11, 11, 0, 0, tzinfo=UTC).timestamp()
+    clock.set(start + 3600)  # 4 % of the day
+    services, budgets, sink = build(db_url, [DAILY], clock)
+    # $6 an hour, steadily, for the last three days and this first hour: ~$144 by midnight.
+    records = [call(f"h{i}", start - i * 300, 0.5) for i in range(-11, 3 * 288)]
+    ingest(services, *[r for r in records if r[1]["timestamp"] < clock.now])
+    budgets.evaluate()
+    assert "LLMBudgetForecastOverrun" not in sink.names()
+    clock.now = start + 4 * 3600
+    ingest(services, *[call(f"n{i}", start + 3600 + i * 300, 0.5) for i in range(36)])
+    budgets.evaluate()
+    assert "LLMBudgetForecastOverrun" in sink.names()
+    assert budgets.status("daily")["projected"] == pytest.approx(144, rel=0.1)
+    services.close()

@@ -1,0 +1,78 @@
+"""Budgets from outside: the HTTP API (list, create, refuse, check, delete) and a SIGHUP reload of the config file."""
+
+from __future__ import annotations
+
+from starlette.testclient import TestClient
+
+from alerting.budgets.http import budget_routes
+from exporter.http.app import build_app
+from tests.support.budgets import ADMIN, DAILY, INGEST, NOON, PER_PROJECT, build
+from tests.support.clock import FakeClock
+from tests.support.waiting import wait_until
+
+
+def test_budget_http_api(sqlite_url: str, clock: FakeClock) -> None:
+    clock.set(NOON)
+    services, budgets, _ = build(sqlite_url, [DAILY], clock, auth={"admin_tokens": [ADMIN], "ingest_tokens": [INGEST]})
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    with TestClient(build_app(services, budget_routes(budgets, services.config.auth))) as client:
+        assert client.get("/v1/budgets").status_code == 401
+        listed = client.get("/v1/budgets", headers=admin).json()["budgets"]
+        assert [b["name"] for b in listed] == ["daily"]
+        created = client.put(
+            "/v1/budgets/team", headers=admin, json={"scope": "project", "key": "chat", "period": "weekly", "limit": 5}
+        )
+        assert created.status_code == 200
+        assert created.json()["status"]["period_start"] == "2026-11-09T00:00:00Z"  # Monday
+        assert client.put("/v1/budgets/daily", headers=admin, json=DAILY).status_code == 409
+        bad = client.put("/v1/budgets/x", headers=admin, json={"period": "daily"})
+        assert bad.status_code == 422
+        assert "budget.limit: must be a number > 0, got None" in bad.json()["detail"]
+        assert (
+            client.put(
+                "/v1/budgets/x",
+                headers=admin,
+                content=b"{",
+            ).status_code
+            == 400
+        )
+        assert client.get("/v1/budgets/nope", headers=admin).status_code == 404
+        assert client.post("/v1/budgets/check", json={"project": "chat"}).status_code == 401
+        answer = client.post(
+            "/v1/budgets/check", headers={"Authorization": f"Bearer {INGEST}"}, json={"project": "chat"}
+        )
+        assert answer.json()["allowed"] is True
+        assert client.delete("/v1/budgets/team", headers=admin).status_code == 204
+    services.close()
+
+
+def test_sighup_reloads_budgets_from_the_config_file(tmp_path, sqlite_url: str) -> None:  # type: ignore[no-untyped-def]
+    import signal
+
+    import httpx
+    import yaml
+
+    from tests.support.procs import LlmcostProcess
+
+    config = tmp_path / "llmcost.yml"
+    config.write_text(yaml.safe_dump({"budgets": [DAILY, PER_PROJECT]}))
+    proc = LlmcostProcess(sqlite_url, config=config).start(tmp_path)
+    try:
+        assert httpx.get(f"{proc.base}/v1/budgets/daily").json()["limit"] == 100.0
+        config.write_text(yaml.safe_dump({"budgets": [{**DAILY, "limit": 250.0}]}))
+        assert proc.proc is not None
+        proc.proc.send_signal(signal.SIGHUP)
+        wait_until(
+            lambda: httpx.get(f"{proc.base}/v1/budgets/daily").json()["limit"] == 250.0,
+            timeout=10,
+            what="the reloaded limit",
+        )
+        assert httpx.get(f"{proc.base}/v1/budgets/per-project").status_code == 404
+        config.write_text("budgets: [{name: broken}]")  # invalid: refused, the running budgets stay
+        proc.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "config reload refused, nothing changed" in proc.log(), timeout=10, what="the refusal")
+        assert httpx.get(f"{proc.base}/v1/budgets/daily").json()["limit"] == 250.0
+        assert proc.proc.poll() is None
+    finally:
+        proc.stop()
+    assert "config reload refused, nothing changed" in proc.log()

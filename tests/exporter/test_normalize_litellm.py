@@ -1,0 +1,75 @@
+"""LiteLLM records (the StandardLoggingPayload and spend-log rows) mapped to the canonical event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from exporter.events import InvalidEvent
+from exporter.normalize import to_canonical
+from exporter.readers import iter_file_records
+from tests.support.normalizing import canonical, tokens_of
+from tests.support.paths import DATA as TEST_DATA
+
+DATA = TEST_DATA / "normalize"
+
+
+def litellm_rows(name: str) -> list[dict[str, Any]]:
+    return [record for _, record in iter_file_records(DATA / name, "litellm")]  # type: ignore[misc]
+
+
+def test_litellm_standard_logging_payload() -> None:
+    payload = litellm_rows("litellm_standard_logging.jsonl")[0]
+    event = canonical(payload)
+    assert (event.request_id, event.provider, event.model) == ("chatcmpl-7f3c1e", "anthropic", "claude-sonnet-4-5")
+    # usage_object: prompt 2100 includes 1800 cache reads and 200 cache writes.
+    assert tokens_of(event) == (100, 1800, 200, 210, 50)
+    assert event.cost_nanousd == 12_345_600
+    assert (event.timestamp, event.latency_ms, event.status) == (1735689601.25, 1250.0, "success")
+    assert (event.project, event.user, event.service) == ("search", "customer-17", "")
+    assert event.metadata is not None
+    assert event.metadata["key_alias"] == "search-backend"
+    stored = orjson.dumps(event.metadata).decode()
+    for secret in ("secret prompt", "secret answer", "10.0.0.7", "88dc28d0"):
+        assert secret not in stored  # prompts, answers, client IPs and key hashes stay out
+
+
+def test_litellm_failure_and_cache_hit() -> None:
+    _, failure, cache_hit = litellm_rows("litellm_standard_logging.jsonl")
+    event = canonical(failure)
+    assert (event.status, event.user, event.project, event.cost_nanousd) == ("error", "bob", "search", 0)
+    event = canonical(cache_hit)
+    assert tokens_of(event) == (0, 0, 0, 0, 0)  # served from LiteLLM's cache: no provider tokens
+    assert (event.project, event.user) == ("checkout", "customer-9")  # the project wins over the team
+    assert event.metadata is not None and event.metadata["cache_hit"] is True
+
+
+def test_litellm_spend_logs_rows() -> None:
+    first, second = litellm_rows("litellm_spend_logs.json")
+    event = canonical(first)
+    assert (event.request_id, event.provider, event.model) == ("chatcmpl-1a2b3c", "openai", "gpt-4o-mini")
+    assert tokens_of(event) == (176, 1024, 0, 100, 0)  # additional_usage_values carries the cache hits
+    assert (event.cost_nanousd, event.latency_ms, event.timestamp) == (420_000, 1500.0, 1735689601.5)
+    assert (event.project, event.user, event.status) == ("data-platform", "alice", "success")
+    # metadata exported as a JSON string; naive datetimes; provider only in the model prefix.
+    event = canonical(second)
+    assert (event.provider, event.project, event.user, event.status) == ("bedrock", "support", "customer-3", "error")
+    assert (event.timestamp, event.latency_ms) == (1735689662.25, 2250.0)
+    assert tokens_of(event) == (5000, 0, 0, 12, 0)
+
+
+def test_litellm_bad_values_name_the_field() -> None:
+    row = litellm_rows("litellm_spend_logs.json")[0]
+    with pytest.raises(InvalidEvent) as err:
+        to_canonical({**row, "metadata": "{not json"})
+    assert err.value.field == "metadata"
+    with pytest.raises(InvalidEvent) as err:
+        to_canonical({**row, "prompt_tokens": -3, "metadata": {}})
+    assert err.value.field == "record.prompt_tokens"
+    payload = litellm_rows("litellm_standard_logging.jsonl")[0]
+    usage = {**payload["hidden_params"]["usage_object"], "prompt_tokens": 100}
+    with pytest.raises(InvalidEvent) as err:
+        to_canonical({**payload, "hidden_params": {"usage_object": usage}})
+    assert err.value.field == "hidden_params.usage_object.prompt_tokens"
