@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from starlette.testclient import TestClient
 
 from alerting.budgets.http import budget_routes
@@ -46,6 +47,7 @@ def test_budget_http_api(sqlite_url: str, clock: FakeClock) -> None:
     services.close()
 
 
+@pytest.mark.real_process  # starts a real `llmcost serve` and signals it
 def test_sighup_reloads_budgets_from_the_config_file(tmp_path, sqlite_url: str) -> None:  # type: ignore[no-untyped-def]
     import signal
 

@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 
 import httpx
 import orjson
+import pytest
 import yaml
 
 from alerting.signatures import sign_pagerduty, sign_slack
@@ -167,6 +168,7 @@ def running(
             proc.stop()
 
 
+@pytest.mark.real_process
 def test_fifty_instances_crossing_in_one_request_are_one_message_per_channel(db_url: str, tmp_path: Path) -> None:
     projects = [f"storm-{i:02d}" for i in range(50)]
     with running(db_url, tmp_path) as stack:
@@ -211,6 +213,7 @@ def test_fifty_instances_crossing_in_one_request_are_one_message_per_channel(db_
         assert len(stack.smtp.messages) == 2
 
 
+@pytest.mark.real_process
 def test_acknowledging_the_grouped_pagerduty_incident_acknowledges_its_instances(db_url: str, tmp_path: Path) -> None:
     with running(db_url, tmp_path) as stack:
         stack.post_usage([f"pd-{i}" for i in range(5)])
@@ -226,6 +229,7 @@ def test_acknowledging_the_grouped_pagerduty_incident_acknowledges_its_instances
         assert len(stack.slack_posts()) == 2  # the group, then one message saying they were acknowledged
 
 
+@pytest.mark.real_process
 def test_one_or_two_instances_are_notified_one_by_one_as_before(db_url: str, tmp_path: Path) -> None:
     with running(db_url, tmp_path) as stack:
         stack.post_usage(["solo-a", "solo-b"])
@@ -246,6 +250,7 @@ def test_one_or_two_instances_are_notified_one_by_one_as_before(db_url: str, tmp
         assert len(stack.slack_posts()) == 2
 
 
+@pytest.mark.real_process
 def test_a_channel_rate_limit_summarises_the_overflow_in_one_message(db_url: str, tmp_path: Path) -> None:
     # Grouping off: 12 instances would be 12 Slack posts; max_per_minute 3 makes them 2 single posts and
     # one summary of the other 10, within the minute, none dropped.

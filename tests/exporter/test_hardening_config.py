@@ -48,6 +48,7 @@ def test_off_loopback_every_endpoint_group_needs_tokens_or_an_explicit_opt_in(
         parse_config({"auth": {"open": ["everything"]}})
 
 
+@pytest.mark.real_process
 def test_serve_refuses_before_opening_the_store(tmp_path: Path) -> None:
     config = tmp_path / "config.yml"
     config.write_text(f"auth:\n  webhook_tokens: [{WEBHOOK}]\n")
@@ -74,6 +75,7 @@ def test_metrics_tokens_guard_the_metrics_endpoint(sqlite_url: str) -> None:
     services.close()
 
 
+@pytest.mark.real_process
 def test_check_config_rejects_an_unparseable_database_url_file(tmp_path: Path) -> None:
     (tmp_path / "db-url").write_text("postgresql://llmcost:secret-password@db:notaport/llmcost\n")
     config = tmp_path / "config.yml"
