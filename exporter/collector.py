@@ -6,6 +6,7 @@ self counters, so counters survive restarts and any process serving `/metrics` g
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -16,12 +17,15 @@ from prometheus_client.registry import Collector
 from exporter import __version__, metric_names
 from exporter.events import NANOS_PER_USD
 from exporter.exposition import LabelWriter, family_header, format_value
+from exporter.label_ranks import RANK_SECONDS, LabelRanks
 from exporter.store import Store
+from exporter.store.label_folding import NEW_VALUE
 from exporter.store.store import SeriesTotals
 
 OTHER = "__other__"
-RANK_SECONDS = 60.0
-"""How long the highest-cost values of a label are reused before they are ranked again (one label a scrape)."""
+SHARED_SECONDS = 10.0
+"""How old the usage totals of a scrape may be for the adjustment collector to take them (same thread)."""
+__all__ = ["OTHER", "RANK_SECONDS", "AdjustmentCollector", "SelfCollector", "UsageCollector"]
 _TOKEN_TYPES = (
     ("input", "input_tokens"),
     ("cache_read", "cache_read_tokens"),
@@ -51,10 +55,17 @@ class UsageCollector(Collector):
     ) -> None:
         self._store = store
         self._extra = tuple(extra_labels)
-        self._cap = max_series_per_label
-        self._clock = clock
-        self._keep: dict[str, list[str]] = {}
-        self._ranked_at: dict[str, float] = {}  # per label; a label not here was never ranked
+        self.ranks = LabelRanks(store, max_series_per_label, clock)
+        self._shared = threading.local()  # this scrape's totals per label set, for AdjustmentCollector
+
+    @property
+    def base_labels(self) -> tuple[str, ...]:
+        """The labels of the usage families, without `status` and `token_type`."""
+        return ("provider", "model", "project", "service", *self._extra)
+
+    def prepare(self) -> None:
+        """Rank every label now (the app calls it before it accepts scrapes; see exporter.label_ranks)."""
+        self.ranks.rank_unranked(self.base_labels)
 
     def collect(self) -> Iterator[Metric]:
         """Read the series totals once and derive every usage family from them."""
@@ -119,7 +130,8 @@ class UsageCollector(Collector):
         self,
     ) -> tuple[tuple[str, ...], list[SeriesTotals], dict[tuple[str, ...], list[int]], dict[tuple[str, str], int]]:
         """The label names, the rows per full label set, and the sums without `status` and per model."""
-        base = ("provider", "model", "project", "service", *self._extra)
+        base = self.base_labels
+        self._shared.totals = None
         rows = self._folded_rows(base)
         per_labels: dict[tuple[str, ...], list[int]] = {}
         per_model: dict[tuple[str, str], int] = defaultdict(int)
@@ -127,67 +139,87 @@ class UsageCollector(Collector):
             labels = row.labels[:-1]
             acc = per_labels.get(labels)
             if acc is None:
-                acc = per_labels[labels] = [0, 0, 0, 0, 0, 0]
+                acc = per_labels[labels] = [0, 0, 0, 0, 0, 0, 0, 0]
             acc[0] += row.get("input_tokens")
             acc[1] += row.get("cache_read_tokens")
             acc[2] += row.get("cache_write_tokens")
             acc[3] += row.get("output_tokens")
             acc[4] += row.get("reasoning_tokens")
             acc[5] += row.get("cost_nanousd")
+            acc[6] += row.get("cost_adjust_up_nanousd")
+            acc[7] += row.get("cost_adjust_down_nanousd")
             if row.get("unpriced_requests"):
                 per_model[labels[0], labels[1]] += row.get("unpriced_requests")
+        self._shared.totals = (time.monotonic(), per_labels)
         return base, rows, per_labels, per_model
 
+    def take_adjustments(self) -> dict[tuple[str, ...], tuple[int, int]] | None:
+        """The repricing corrections per usage label set (USAGE_LABELS) that this thread's scrape just read.
+
+        The usage totals carry them from the same scan of the series, so the adjustment collector,
+        next in the same scrape, needs no second scan (~0.2 s at 100,000 series on SQLite). None when
+        this thread has no fresh totals: the caller reads the store itself.
+        """
+        shared = getattr(self._shared, "totals", None)
+        self._shared.totals = None
+        if shared is None or time.monotonic() - shared[0] > SHARED_SECONDS:
+            return None
+        width = len(metric_names.USAGE_LABELS)
+        sums: dict[tuple[str, ...], list[int]] = {}
+        for labels, acc in shared[1].items():
+            pair = sums.setdefault(labels[:width], [0, 0])
+            pair[0] += acc[6]
+            pair[1] += acc[7]
+        return {labels: (up, down) for labels, (up, down) in sums.items()}
+
     def _folded_rows(self, base: tuple[str, ...]) -> list[SeriesTotals]:
-        """The totals with every label capped, not only the opt-in ones.
+        """The totals with every label capped, not only the opt-in ones, in one scan of the series.
 
         100k project names from one client would otherwise make every scrape megabytes long and slower
-        than Prometheus' scrape timeout. Ranking a label's values costs a GROUP BY over every series
-        (~0.15 s of CPU at 100k values), so ranks are kept and refreshed one label per scrape
-        (`_refresh`); a label that meanwhile grew past the cap is ranked at once.
+        than Prometheus' scrape timeout. The work on ranks is bounded (exporter.label_ranks): at most
+        one label is ranked per scrape, and the query is repeated only when a label grew.
         """
         labels = (*base, "status")
-        self._refresh(base)
-        rows = self._store.series_totals(labels, keep=self._keep)
-        grown = [
-            name
-            for position, name in enumerate(base)
-            if name not in self._keep and len({row.labels[position] for row in rows}) > self._cap
-        ]
+        ranks = self.ranks
+        ranks.rank_unranked(base)  # nothing, once the app's start-up has ranked them
+        folding = ranks.folding
+        rows = self._store.series_totals(labels, keep=folding.keep, known=folding.known, adjustments=True)
+        grown = ranks.grown(base, (row.labels for row in rows))
         if grown:
-            self._rank(grown)
-            rows = self._store.series_totals(labels, keep=self._keep)
+            # A flood over several labels is absorbed over a few scrapes (exporter.label_ranks). Labels
+            # still under the cap are read again at once: a new value (a new model, say) gets its own
+            # series now rather than passing through `__other__` for one scrape. A label that went past
+            # the cap (a flood) shows its top values from the next scrape on.
+            ranked = ranks.rank_within(grown)
+            folding = ranks.folding
+            if any(name in folding.known for name in ranked):
+                rows = self._store.series_totals(labels, keep=folding.keep, known=folding.known, adjustments=True)
+        else:
+            oldest = ranks.oldest_due(base)
+            if oldest is not None:
+                ranks.rank([oldest])  # used from the next scrape on
+        return _new_values_as_other(rows)
+
+    def folding(self) -> dict[str, Sequence[str]]:
+        """The values kept per label (the rest fold into `__other__`); see exporter.label_ranks for their age."""
+        self.ranks.rank_unranked(self.base_labels)
+        return self.ranks.as_keep()
+
+
+def _new_values_as_other(rows: list[SeriesTotals]) -> list[SeriesTotals]:
+    """Values of a label not ranked since they appeared go to `__other__` (rows that meet are summed)."""
+    if not any(NEW_VALUE in row.labels for row in rows):
         return rows
-
-    def folding(self) -> dict[str, list[str]]:
-        """The values kept per label (the rest fold into `__other__`); see `_refresh` for their age."""
-        self._refresh(("provider", "model", "project", "service", *self._extra))
-        return self._keep
-
-    def _refresh(self, base: tuple[str, ...]) -> None:
-        """Rank the labels never ranked, else the one ranked longest ago if that is RANK_SECONDS old.
-
-        One label per scrape: ranking all five at 100,000 values each cost ~0.75 s on top of the ~0.3 s
-        scrape. Prometheus scrapes every 15 to 60 s, so each rank is refreshed every few minutes at most.
-        """
-        never = [name for name in base if name not in self._ranked_at]
-        if never:
-            self._rank(never)
-            return
-        oldest = min(base, key=lambda name: self._ranked_at[name], default=None)
-        if oldest is not None and self._clock() - self._ranked_at[oldest] >= RANK_SECONDS:
-            self._rank([oldest])
-
-    def _rank(self, names: Sequence[str]) -> None:
-        keep = dict(self._keep)  # a new mapping: a concurrent scrape keeps reading the one it has
-        for name in names:
-            values = self._store.top_values(name, self._cap)
-            if values is None:
-                keep.pop(name, None)
-            else:
-                keep[name] = values
-            self._ranked_at[name] = self._clock()
-        self._keep = keep
+    merged: dict[tuple[str, ...], list[int]] = {}
+    for row in rows:
+        labels = tuple(OTHER if value == NEW_VALUE else value for value in row.labels)
+        sums = merged.get(labels)
+        if sums is None:
+            merged[labels] = list(row.counters)
+        else:
+            for i, value in enumerate(row.counters):
+                sums[i] += value
+    return [SeriesTotals(labels, tuple(sums)) for labels, sums in merged.items()]
 
 
 class AdjustmentCollector(Collector):
@@ -206,8 +238,13 @@ class AdjustmentCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """Read the corrections per usage label set."""
         family = _counter(metric_names.COST_ADJUSTMENT, metric_names.COST_ADJUSTMENT.labels)
-        keep = self._usage.folding() if self._usage is not None else None
-        for labels, up, down in self._store.cost_adjustments(metric_names.USAGE_LABELS, keep=keep):
+        shared = self._usage.take_adjustments() if self._usage is not None else None
+        if shared is not None:
+            rows = [(labels, up, down) for labels, (up, down) in shared.items()]
+        else:
+            keep = self._usage.folding() if self._usage is not None else None
+            rows = self._store.cost_adjustments(metric_names.USAGE_LABELS, keep=keep)
+        for labels, up, down in rows:
             family.add_metric([*labels, "up"], up / NANOS_PER_USD)
             family.add_metric([*labels, "down"], down / NANOS_PER_USD)
         yield family

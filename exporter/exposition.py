@@ -15,6 +15,7 @@ its line).
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol, runtime_checkable
@@ -22,6 +23,8 @@ from typing import Protocol, runtime_checkable
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
+
+log = logging.getLogger(__name__)
 
 SUPPORTED_TYPES = frozenset(("counter", "gauge"))
 
@@ -144,6 +147,23 @@ def _render(families: Iterable[Metric], escaped: dict[str, str], openmetrics: bo
             parts = [f'{key}="{_escaped(labels[key], escaped)}"' for key in label_names]
             append(f"{sample.name}{{{','.join(parts)}}} {floatToGoString(sample.value)}\n")
     return "".join(out)
+
+
+def prepare_registry(registry: Collector) -> None:
+    """Let each collector with a `prepare()` method do the first scrape's extra work before serving.
+
+    A store that cannot be read yet only leaves that work to a scrape.
+    """
+    if not isinstance(registry, OrderedRegistry):
+        return
+    for collector in registry.collectors():
+        prepare = getattr(collector, "prepare", None)
+        if prepare is None:
+            continue
+        try:
+            prepare()
+        except Exception as exc:  # the store is down or not migrated yet: the first scrape ranks
+            log.warning("could not prepare %s before serving: %s", type(collector).__name__, exc)
 
 
 def render_registry(registry: Collector, *, openmetrics: bool = False) -> bytes:

@@ -89,6 +89,7 @@ def make_server(services: Services, listen: str, extra_routes: Sequence[BaseRout
         # httptools, with a header read timeout and a connection cap (exporter.http.slow_clients).
         **protocol_options(services.config.http),
         timeout_graceful_shutdown=10,
-        lifespan="off",
+        # The app's start-up (label ranks for the first scrape) runs before the server accepts connections.
+        lifespan="on",
     )
     return uvicorn.Server(config)

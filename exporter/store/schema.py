@@ -53,6 +53,8 @@ COUNTER_COLUMNS = (
     "cost_nanousd",
     "unpriced_requests",
 )
+ADJUSTMENT_COLUMNS = ("cost_adjust_up_nanousd", "cost_adjust_down_nanousd")
+"""Repricing corrections per series (`llmcost reprice`), apart from the counters a scrape always reads."""
 
 metadata = MetaData()
 

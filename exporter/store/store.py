@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -23,9 +22,11 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from exporter.events import UsageEvent
 from exporter.store.driver_sql import driver_cursor
 from exporter.store.engine import create_store_engine, normalise_url
+from exporter.store.label_folding import Folding, folded_sums_sql, top_values_sql
 from exporter.store.migration import EXPORTER_SCHEMA, SchemaPart, migrate, require_existing_store
 from exporter.store.rollups import rollups_in_range
 from exporter.store.schema import (
+    ADJUSTMENT_COLUMNS,
     BUCKET_SECONDS,
     COUNTER_COLUMNS,
     LABEL_COLUMNS,
@@ -45,9 +46,7 @@ from exporter.store.writer_turn import WriterTurn, sqlite_lock_path
 
 log = logging.getLogger(__name__)
 
-
-OTHER_VALUE = "__other__"
-"""The label value that stands for every value folded away by a cardinality cap."""
+_TOTALS_INDEX = {name: i for i, name in enumerate((*COUNTER_COLUMNS, *ADJUSTMENT_COLUMNS))}
 
 
 class StoreUnavailable(RuntimeError):
@@ -56,14 +55,18 @@ class StoreUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class SeriesTotals:
-    """Cumulative counters of one label group (labels as asked for, counters in COUNTER_COLUMNS order)."""
+    """Cumulative counters of one label group.
+
+    The labels are as asked for, the counters in COUNTER_COLUMNS order, then ADJUSTMENT_COLUMNS when
+    they were asked for.
+    """
 
     labels: tuple[str, ...]
     counters: tuple[int, ...]
 
     def get(self, name: str) -> int:
         """One counter by column name."""
-        return self.counters[COUNTER_COLUMNS.index(name)]
+        return self.counters[_TOTALS_INDEX[name]]
 
 
 def _is_connection_error(exc: BaseException) -> bool:
@@ -299,16 +302,24 @@ class Store:
             raise StoreUnavailable(str(exc.orig)) from exc
 
     def series_totals(
-        self, labels: Sequence[str], *, keep: Mapping[str, Sequence[str]] | None = None
+        self,
+        labels: Sequence[str],
+        *,
+        keep: Mapping[str, Sequence[str]] | None = None,
+        known: Mapping[str, Sequence[str]] | None = None,
+        adjustments: bool = False,
     ) -> list[SeriesTotals]:
         """Cumulative counters summed per distinct value of `labels` (a subset of LABEL_COLUMNS).
 
         For each label in `keep`, values not listed are summed under `__other__` (`OTHER_VALUE`), so
-        every total stays exact. The folding is done by the database: a scrape then reads at most a few
-        thousand rows, not one per series.
+        every total stays exact; for each label in `known`, values not listed are summed under
+        `NEW_VALUE` (see `exporter.store.label_folding`). The folding is done by the database: a scrape
+        then reads at most a few thousand rows, not one per series. With `adjustments`, the counters
+        also hold the repricing corrections (ADJUSTMENT_COLUMNS), from the same scan.
         """
         width = len(labels)
-        rows = self._folded_sums(labels, keep or {}, COUNTER_COLUMNS)
+        columns = (*COUNTER_COLUMNS, *ADJUSTMENT_COLUMNS) if adjustments else COUNTER_COLUMNS
+        rows = self._folded_sums(labels, Folding(keep or {}, known or {}), columns)
         return [SeriesTotals(tuple(r[:width]), tuple(int(v or 0) for v in r[width:])) for r in rows]
 
     def cost_adjustments(
@@ -319,50 +330,28 @@ class Store:
         `keep` folds values into `__other__` as for `series_totals`, so a label flood is capped here too.
         """
         width = len(labels)
-        rows = self._folded_sums(labels, keep or {}, ("cost_adjust_up_nanousd", "cost_adjust_down_nanousd"))
+        rows = self._folded_sums(labels, Folding(keep or {}), ADJUSTMENT_COLUMNS)
         return [(tuple(r[:width]), int(r[width] or 0), int(r[width + 1] or 0)) for r in rows]
 
-    def _folded_sums(
-        self, labels: Sequence[str], keep: Mapping[str, Sequence[str]], columns: Sequence[str]
-    ) -> list[Any]:
-        """Rows of `labels` (folded per `keep`) followed by the SUM of each of `columns` over usage_series."""
-        unknown = [name for name in (*labels, *keep) if name not in LABEL_COLUMNS]
-        if unknown:
-            raise ValueError(f"not label columns: {unknown}")
-        width = len(labels)
-        with self.raw_cursor() as (cursor, placeholder):
-            postgres = placeholder == "%s"
-            selected: list[str] = []
-            params: list[Any] = []
-            for name in labels:
-                if name not in keep:
-                    selected.append(f'"{name}"')
-                    continue
-                member = f"= ANY({placeholder})" if postgres else f"IN (SELECT value FROM json_each({placeholder}))"
-                selected.append(f'CASE WHEN "{name}" {member} THEN "{name}" ELSE {placeholder} END')
-                values = list(keep[name])
-                params += [values if postgres else orjson.dumps(values).decode(), OTHER_VALUE]
-            sums = ", ".join(f"SUM({name})" for name in columns)
-            if width:
-                positions = ", ".join(str(i + 1) for i in range(width))
-                columns = ", ".join(selected)
-                sql = f"SELECT {columns}, {sums} FROM usage_series GROUP BY {positions} ORDER BY {positions}"
-            else:
-                sql = f"SELECT {sums} FROM usage_series"
+    def _folded_sums(self, labels: Sequence[str], folding: Folding, columns: Sequence[str]) -> list[Any]:
+        """Rows of `labels` (folded per `folding`) followed by the SUM of each of `columns` over usage_series."""
+        sql, params = folded_sums_sql(labels, folding, columns, postgres=self.dialect == "postgresql")
+        with self.raw_cursor() as (cursor, _placeholder):
             cursor.execute(sql, params)
             return list(cursor.fetchall())
 
-    def top_values(self, name: str, cap: int) -> list[str] | None:
-        """The `cap - 1` highest-cost values of label `name`, or None when it has at most `cap` values."""
-        if name not in LABEL_COLUMNS:
-            raise ValueError(f"not a label column: {name}")
+    def rank_values(self, name: str, cap: int) -> tuple[list[str], bool]:
+        """Label `name`'s values ranked for a cap, and whether the label is folded.
+
+        `(the cap - 1 highest-cost values, True)` when it has more than `cap` values (the rest fold
+        into `__other__`), else `(all of its values, False)`.
+        """
         with self.raw_cursor() as (cursor, _placeholder):
-            cursor.execute(
-                f'SELECT "{name}" FROM usage_series GROUP BY "{name}" ORDER BY SUM(cost_nanousd) DESC, "{name}" '
-                f"LIMIT {int(cap) + 1}"
-            )
+            cursor.execute(top_values_sql(name, cap))
             values = [row[0] for row in cursor.fetchall()]
-        return values[: cap - 1] if len(values) > cap else None
+        if len(values) > cap:
+            return values[: cap - 1], True
+        return values, False
 
     def counters(self) -> dict[str, float]:
         """Persisted self counters (accepted, duplicate, rejected, last_accepted_ts, …)."""
