@@ -1,0 +1,74 @@
+"""Label ranks as a running server keeps them: made at start-up, grown labels seen in the scrape's own query.
+
+The flood figures (100,000 values of every label) are in test_hardening_labels.py; these are the same
+paths on a few values, fast.
+"""
+
+from __future__ import annotations
+
+import time
+
+from starlette.testclient import TestClient
+
+from exporter.collector import AdjustmentCollector, UsageCollector
+from exporter.events import UsageEvent
+from exporter.http.app import build_app
+from exporter.services import Services
+from tests.support.helpers import make_config, samples, total
+
+NOW = time.time()
+
+
+def spend(rid: str, cost: int, *, model: str = "gpt-4o", user: str = "u") -> UsageEvent:
+    return UsageEvent(
+        rid, NOW - 600, "openai", model, input_tokens=1, cost_nanousd=cost, user=user, cost_source="supplied"
+    )
+
+
+def values_of(text: str, label: str) -> set[str]:
+    return {dict(labels)[label] for (name, labels), _ in samples(text).items() if name == "llm_cost_usd_total"}
+
+
+def usage_collector(services: Services) -> UsageCollector:
+    return next(c for c in services.registry._collector_to_names if isinstance(c, UsageCollector))  # type: ignore[attr-defined]
+
+
+def test_ranks_are_made_at_start_up_and_new_values_show_in_the_scrape_that_first_sees_them(sqlite_url: str) -> None:
+    services = Services.build(make_config(sqlite_url, metrics={"extra_labels": ["user"], "max_series_per_label": 4}))
+    services.store.write_events([spend("a", 1_000_000_000)])
+    usage = usage_collector(services)
+    with TestClient(build_app(services)) as client:
+        assert set(usage.ranks.ranked_at) == {"provider", "model", "project", "service", "user"}  # before a scrape
+        assert values_of(client.get("/metrics").text, "model") == {"gpt-4o"}
+
+        # A new model (the label stays under the cap): its own series in the very next scrape.
+        services.store.write_events([spend("b", 2_000_000_000, model="gpt-4o-mini")])
+        assert values_of(client.get("/metrics").text, "model") == {"gpt-4o", "gpt-4o-mini"}
+
+        # Past the cap: the new values count under `__other__` at once (totals exact), and the three
+        # highest-cost values show on their own once the label is ranked again.
+        services.store.write_events([spend(f"u{i}", (i + 1) * 1_000_000_000, user=f"user-{i}") for i in range(6)])
+        for text in (client.get("/metrics").text, client.get("/metrics").text):
+            assert len(values_of(text, "user")) <= 4
+            assert total(text, "llm_cost_usd_total") == 1 + 2 + sum(range(1, 7))
+        assert values_of(text, "user") == {"user-5", "user-4", "user-3", "__other__"}
+        assert total(text, "llm_cost_usd_total", user="__other__") == 1 + 2 + 1 + 2 + 3
+    services.close()
+
+
+def test_adjustments_from_the_usage_scan_equal_a_read_of_their_own(sqlite_url: str) -> None:
+    services = Services.build(make_config(sqlite_url, metrics={"extra_labels": ["user"], "max_series_per_label": 2}))
+    services.store.write_events([spend(f"e{i}", 1_000_000, model=f"m{i % 3}", user=f"user-{i}") for i in range(6)])
+    with services.store.engine.begin() as conn:  # as `llmcost reprice` leaves them
+        conn.exec_driver_sql(
+            "UPDATE usage_series SET cost_adjust_up_nanousd = id * 1000, cost_adjust_down_nanousd = id"
+        )
+    with TestClient(build_app(services)) as client:
+        shared = {
+            k: v for k, v in samples(client.get("/metrics").text).items() if k[0].startswith("llm_cost_adjustment")
+        }
+    alone = AdjustmentCollector(services.store, usage_collector(services))  # no usage scan before it
+    read = {(s.name, tuple(sorted(s.labels.items()))): s.value for family in alone.collect() for s in family.samples}
+    assert shared == read
+    assert sum(v for (name, labels), v in read.items() if dict(labels)["direction"] == "up") > 0
+    services.close()
