@@ -5,7 +5,15 @@ before it answered 413. The values of a body are now counted before any is built
 split into raw elements and counted before they are parsed, and the peak stays under the bounds that
 docs/limits.md documents: 300 MiB for the bombs, 500 MiB for the largest legitimate requests (100,000
 events in 53 MiB, written twice; 100,000 new label sets in 59 MiB), and the memory of a request is
-returned once it is answered: the idle process is back within 150 MiB of where it started.
+returned once it is answered.
+
+What an idle process keeps after them depends on CPython's small-object allocator (pymalloc, the
+default). It takes memory from the system in 1 MiB arenas and gives an arena back only when every
+object in it is gone. A large request fills ~180 new arenas with short-lived objects; the few hundred
+KiB of objects that outlive it (statement and compiled-query caches, price rates, pool entries) are
+scattered over them and hold on to 35-60 MiB of empty pools, which no trim can reach. So the bound is
+measured per allocator: with `PYTHONMALLOC=malloc` small objects come from the C heap too, whose free
+pages the trim after a large body returns, and the process keeps less than a third of that.
 """
 
 from __future__ import annotations
@@ -23,7 +31,16 @@ pytestmark = pytest.mark.real_process
 
 BOMB_PEAK_MIB = 300
 PEAK_BOUND_MIB = 500
-RETURNED_WITHIN_MIB = 150
+RETURNED_WITHIN_MIB = {
+    # Measured after the whole sequence: +70-78 on SQLite, +94-116 on PostgreSQL (where ~20 MiB more
+    # of the C heap stays in use, not pinned down).
+    ("pymalloc", "sqlite"): 95,
+    ("pymalloc", "postgresql"): 130,
+    # Measured: +24-27 on SQLite, +36-56 on PostgreSQL.
+    ("malloc", "sqlite"): 50,
+    ("malloc", "postgresql"): 75,
+}
+"""How far above its start the idle process may stay, per allocator (`PYTHONMALLOC`) and store."""
 JSON = {"Content-Type": "application/json"}
 NDJSON = {"Content-Type": "application/x-ndjson"}
 
@@ -50,8 +67,15 @@ def event(rid: str, **fields: object) -> dict[str, object]:
     return {**base, **fields}
 
 
-def test_memory_bombs_are_refused_and_the_peak_stays_bounded(tmp_path: Path, db_url: str) -> None:
-    server = LlmcostProcess(db_url).start(tmp_path)
+@pytest.mark.parametrize("allocator", ["pymalloc", "malloc"])
+def test_memory_bombs_are_refused_and_the_peak_stays_bounded(tmp_path: Path, db_url: str, allocator: str) -> None:
+    returned_within = RETURNED_WITHIN_MIB[allocator, db_url.partition(":")[0].partition("+")[0]]
+    config = tmp_path / "llmcost.yaml"
+    # The spike detector passes once, at start: its cache grows with the label sets a flood brings (up to
+    # its cap, ~64 MiB, tests/exporter/test_hardening_labels.py) whenever a pass comes, which is not
+    # what a request keeps. Here the memory measured is the requests'.
+    config.write_text("detection:\n  interval_seconds: 86400\n")
+    server = LlmcostProcess(db_url, config=config, env={"PYTHONMALLOC": allocator}).start(tmp_path)
     assert server.proc is not None
     pid = server.proc.pid
     started = memory_mib(pid)["VmRSS"]
@@ -90,6 +114,8 @@ def test_memory_bombs_are_refused_and_the_peak_stays_bounded(tmp_path: Path, db_
                 resident.append(memory_mib(pid)["VmRSS"])
             assert resident[2] < resident[0] + 30, resident
             assert memory_mib(pid)["VmHWM"] < PEAK_BOUND_MIB
+            time.sleep(1)
+            assert memory_mib(pid)["VmRSS"] < started + returned_within, (started, memory_mib(pid))
 
             # 100,000 new label sets with long names (59 MiB): the most memory per byte of body.
             floods = orjson.dumps(
@@ -109,6 +135,6 @@ def test_memory_bombs_are_refused_and_the_peak_stays_bounded(tmp_path: Path, db_
 
             # Answered, the memory is handed back: the idle process is about where it started.
             time.sleep(1)
-            assert memory_mib(pid)["VmRSS"] < started + RETURNED_WITHIN_MIB, (started, memory_mib(pid))
+            assert memory_mib(pid)["VmRSS"] < started + returned_within, (started, memory_mib(pid))
     finally:
         server.stop()
