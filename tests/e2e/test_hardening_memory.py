@@ -13,7 +13,7 @@ object in it is gone. A large request fills ~180 new arenas with short-lived obj
 KiB of objects that outlive it (statement and compiled-query caches, price rates, pool entries) are
 scattered over them and hold on to 35-60 MiB of empty pools, which no trim can reach. So the bound is
 measured per allocator: with `PYTHONMALLOC=malloc` small objects come from the C heap too, whose free
-pages the trim after a large body returns, and the process keeps less than a third of that.
+pages the trim after a large body returns, and the process keeps a third (SQLite) to a half of that.
 """
 
 from __future__ import annotations
