@@ -355,7 +355,9 @@ def prepare_batch(events: Sequence[UsageEvent], now: float, *, postgres: bool) -
     # loop runs for every event ingested. The sums are taken per group below, column by column in C.
     for i in unique:
         ev = events[i]
-        timestamp = ev.timestamp
+        # float(): an event built in Python may carry an int (`UsageEvent(..., timestamp=1764000000)`);
+        # PostgreSQL's array parameters refuse a column mixing ints and floats.
+        timestamp = float(ev.timestamp)
         latency = ev.latency_ms
         row = [
             ev.request_id,
@@ -368,7 +370,7 @@ def prepare_batch(events: Sequence[UsageEvent], now: float, *, postgres: bool) -
             ev.reasoning_tokens,
             ev.cost_nanousd or 0,
             ev.cost_source or "supplied",
-            latency if latency is not None else no_latency,
+            float(latency) if latency is not None else no_latency,
             ev.metadata_text or (orjson.dumps(ev.metadata).decode() if ev.metadata else no_metadata),
             now,
             ev.cache_write_1h_tokens,

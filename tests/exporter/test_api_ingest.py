@@ -205,3 +205,18 @@ def test_landing_health_and_readiness(client: TestClient) -> None:
     assert client.get("/healthz").text == "ok\n"
     assert client.get("/readyz").status_code == 200
     assert 'llm_exporter_build_info{version="' in client.get("/metrics").text
+
+
+
+@pytest.mark.parametrize("form", ["array", "ndjson"])
+def test_whole_and_fractional_timestamps_in_one_batch_are_all_stored(client: TestClient, form: str) -> None:
+    """A client sending `1764000000` beside `1764000000.25` (both valid JSON numbers) gets both stored."""
+    events = [usage(f"ts-{form}-1", timestamp=int(NOW) - 60), usage(f"ts-{form}-2", timestamp=NOW - 59.75)]
+    events[0]["latency_ms"], events[1]["latency_ms"] = 120, 80.5
+    if form == "ndjson":
+        body = b"\n".join(orjson.dumps(e) for e in events) + b"\n"
+        response = client.post("/v1/usage", content=body, headers={"Content-Type": "application/x-ndjson"})
+    else:
+        response = client.post("/v1/usage", json=events)
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 2

@@ -185,3 +185,12 @@ def test_sqlite_writers_in_other_processes_wait_for_the_writer_turn(tmp_path) ->
     assert waited.get(timeout=10) >= 0.25
     child.join(10)
     turn.close()
+
+
+def test_events_built_in_python_with_int_and_float_times_are_stored_together(db_url: str) -> None:
+    """`UsageEvent(timestamp=1764000000)` beside a float one: PostgreSQL's array insert takes both."""
+    store = Store(db_url)
+    batch = [ev("int-ts", ts=int(T0), latency_ms=120), ev("float-ts", ts=T0 + 0.25, latency_ms=80.5)]
+    assert store.write_events(batch).accepted == 2
+    assert store.series_totals(["project"])[0].get("requests") == 2
+    store.close()
