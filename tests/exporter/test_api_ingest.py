@@ -207,7 +207,6 @@ def test_landing_health_and_readiness(client: TestClient) -> None:
     assert 'llm_exporter_build_info{version="' in client.get("/metrics").text
 
 
-
 @pytest.mark.parametrize("form", ["array", "ndjson"])
 def test_whole_and_fractional_timestamps_in_one_batch_are_all_stored(client: TestClient, form: str) -> None:
     """A client sending `1764000000` beside `1764000000.25` (both valid JSON numbers) gets both stored."""
