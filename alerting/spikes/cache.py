@@ -1,9 +1,14 @@
-"""`SpendCache`: spend per 5-minute bucket of the watched labels, read from the rollups, kept between passes."""
+"""`SpendCache`: spend per 5-minute bucket of the watched labels, read from the rollups, kept between passes.
+
+The spend is held sparsely, one entry per non-zero (row, bucket) cell, so that a label flood (many rows with
+spend in a few buckets each) costs what it holds, not rows x ~2,100 buckets; `SpendCache.dense` builds the
+(series x buckets) arrays the detector reads, only for the series it is given.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +31,13 @@ _SPEND_SQL = (
     "SELECT series_id, SUM(cost_nanousd) FROM usage_rollup WHERE bucket >= {p} AND bucket < {p} GROUP BY series_id"
 )
 _CHUNK_ROWS = 100_000
+_MERGE_ROWS = 1 << 20
+"""Rollup rows read before they are added into the cells (bounds the read's own memory)."""
+_BUCKET_BITS = 32
+"""A cell's key: row << 32 | bucket // 300 (buckets since 1970: ~6 million now)."""
+_BUCKET_MASK = (1 << _BUCKET_BITS) - 1
+_DENSE_BYTES = 16 << 20
+"""Most a dense block of cache rows may take while `SpendCache.dense` sums them."""
 CACHE_KEYS_PER_SERIES = 4
 """The cache's row cap, as a multiple of `max_series_per_group`: its keys combine every watched label."""
 
@@ -71,9 +83,11 @@ class SpendCache:
         self.max_keys = max_keys
         """Rows kept, `__other__` included; label combinations beyond it share the `__other__` row."""
         self.keys: list[tuple[str, ...]] = []
-        self.values = np.zeros((0, 0))
-        """USD, (len(keys), n_buckets)."""
+        self.n_buckets = 0
         self.first_bucket = 0
+        self._cells = np.zeros(0, dtype=np.int64)
+        """The non-zero cells' keys (row << 32 | bucket // 300), sorted, and their USD in `_spend`."""
+        self._spend = np.zeros(0)
         self._rows: dict[tuple[str, ...], int] = {}
         self._ids = np.zeros(0, dtype=np.int64)
         """Known usage_series ids, sorted, and the cache row each maps to."""
@@ -81,10 +95,15 @@ class SpendCache:
         self._last_bucket: int | None = None
         self._full_at = -math.inf
         self._generation = 0
-        """The newest `rollup_backfill` generation already reflected in `values`."""
+        """The newest `rollup_backfill` generation already reflected in the cells."""
         self.history_written: int | None = None
         """Oldest bucket that other writes touched between the previous update and this one (None: none,
         or this is the first update, which reads everything anyway)."""
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the cache's arrays hold between passes (cells and the series id map)."""
+        return self._cells.nbytes + self._spend.nbytes + self._ids.nbytes + self._id_rows.nbytes
 
     def update(
         self,
@@ -106,30 +125,31 @@ class SpendCache:
         self.history_written = None if first else backfilled if complete else first_bucket
         full = (
             self._last_bucket is None
-            or self.values.shape[1] != n_buckets
+            or self.n_buckets != n_buckets
             or not 0 <= shift < n_buckets
             or now - self._full_at >= full_reload_seconds
             or not complete
         )
         if full:
+            self._cells, self._spend = np.zeros(0, dtype=np.int64), np.zeros(0)
             try:
                 self._rank(store, first_bucket, last_bucket + size)
             except Exception:
                 self._last_bucket = None
                 raise
-            self.values = np.zeros((len(self.keys), n_buckets))
             reload_from = first_bucket
             self._full_at = now
         else:
             assert self._last_bucket is not None
-            if shift:
-                kept = self.values[:, shift:]
-                self.values = np.concatenate([kept, np.zeros((len(self.keys), shift))], axis=1)
             recent = int((last_bucket - max(reload_seconds, LATE_SECONDS + size)) // size) * size
             if backfilled is not None:
                 recent = min(recent, backfilled)
             reload_from = max(first_bucket, min(self._last_bucket, recent))
-            self.values[:, (reload_from - first_bucket) // size :] = 0.0
+            # Drop the buckets shifted out and those read again (the dense layout zeroed them).
+            bucket = self._cells & _BUCKET_MASK
+            keep = (bucket >= first_bucket // size) & (bucket < reload_from // size)
+            self._cells, self._spend = self._cells[keep], self._spend[keep]
+        self.n_buckets = n_buckets
         self.first_bucket = first_bucket
         self._last_bucket = last_bucket
         try:
@@ -140,14 +160,74 @@ class SpendCache:
         self._generation = generation
 
     def _read(self, store: Store, start: int, end: int) -> None:
-        """Add the cost of every rollup row with start <= bucket < end to `values`."""
+        """Add the cost of every rollup row with start <= bucket < end to the cells."""
+        pending: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]] = []
+        count = 0
         with store.raw_cursor() as (cursor, placeholder):
             cursor.execute(_ROLLUP_SQL.format(p=placeholder), (start, end))
             while chunk := cursor.fetchmany(_CHUNK_ROWS):
                 data = np.array(chunk, dtype=np.int64).reshape(-1, 3)
                 rows, known = self._rows_of(store, data[:, 0])
-                cols = (data[known, 1] - self.first_bucket) // BUCKET_SECONDS
-                np.add.at(self.values, (rows, cols), data[known, 2] / _NANOS_PER_USD)
+                pending.append(
+                    ((rows << _BUCKET_BITS) | (data[known, 1] // BUCKET_SECONDS), data[known, 2] / _NANOS_PER_USD)
+                )
+                count += len(rows)
+                if count >= _MERGE_ROWS:
+                    self._add(pending)
+                    pending, count = [], 0
+        self._add(pending)
+
+    def _add(self, pending: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]]) -> None:
+        """Add rollup rows (cell key, USD) to the cells, each cell's in the order read.
+
+        `np.add.at` adds one row after the other, as it did into the dense array: a cell's sum is the same
+        float whichever merge its rows arrive in.
+        """
+        if not pending:
+            return
+        keys = np.concatenate([k for k, _ in pending])
+        usd = np.concatenate([v for _, v in pending])
+        pos = np.searchsorted(self._cells, keys)
+        found = pos < len(self._cells)
+        found[found] = self._cells[pos[found]] == keys[found]
+        if not found.all():
+            new = np.unique(keys[~found])
+            at = np.searchsorted(self._cells, new)
+            self._cells = np.insert(self._cells, at, new)
+            self._spend = np.insert(self._spend, at, 0.0)
+            pos = np.searchsorted(self._cells, keys)
+        np.add.at(self._spend, pos, usd)
+
+    def dense(self, rows_of: Sequence[npt.NDArray[np.int64]]) -> npt.NDArray[np.float64]:
+        """Spend per bucket, (len(rows_of), n_buckets): line i sums the cache rows `rows_of[i]` (ascending).
+
+        Each line is `np.add.reduceat` over its rows' dense lines, as when every row was kept dense (the
+        floats depend on how numpy adds a column, zeros included, so the same call makes them). Rows are
+        made dense a block of buckets at a time, at most `_DENSE_BYTES`.
+        """
+        out = np.zeros((len(rows_of), self.n_buckets))
+        lines = [i for i, r in enumerate(rows_of) if len(r)]
+        if not lines:
+            return out
+        rows = np.concatenate([rows_of[i] for i in lines]).astype(np.int64)
+        segments = np.cumsum([0, *(len(rows_of[i]) for i in lines[:-1])])
+        starts = np.searchsorted(self._cells, rows << _BUCKET_BITS)
+        lengths = np.searchsorted(self._cells, (rows + 1) << _BUCKET_BITS) - starts
+        cells = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
+        line = np.repeat(np.arange(len(rows)), lengths)
+        col = (self._cells[cells] & _BUCKET_MASK) - self.first_bucket // BUCKET_SECONDS
+        spend = self._spend[cells]
+        width = max(1, _DENSE_BYTES // (8 * len(rows)))
+        for c0 in range(0, self.n_buckets, width):
+            c1 = min(self.n_buckets, c0 + width)
+            block = np.zeros((len(rows), c1 - c0))
+            if c0 == 0 and c1 == self.n_buckets:
+                block[line, col] = spend
+            else:
+                sel = (col >= c0) & (col < c1)
+                block[line[sel], col[sel] - c0] = spend[sel]
+            out[lines, c0:c1] = np.add.reduceat(block, segments, axis=0)
+        return out
 
     def _rank(self, store: Store, start: int, end: int) -> None:
         """Start the key mapping afresh: the highest-spend label combinations get rows, the rest `__other__`."""
@@ -191,9 +271,6 @@ class SpendCache:
                     self.keys.append(key)
             new_ids.append(series_id)
             new_rows.append(index)
-        grow = len(self.keys) - self.values.shape[0]
-        if grow:
-            self.values = np.vstack([self.values, np.zeros((grow, self.values.shape[1]))])
         ids_all = np.concatenate([self._ids, np.array(new_ids, dtype=np.int64)])
         rows_all = np.concatenate([self._id_rows, np.array(new_rows, dtype=np.int64)])
         order = np.argsort(ids_all, kind="stable")

@@ -234,7 +234,7 @@ class SpikeService:
         n_buckets: int,
         previous: Mapping[tuple[str, tuple[str, ...]], SpikeState],
     ) -> list[_Group]:
-        """Dense spend arrays for every watched label set, aggregated from the cache's finest grain."""
+        """Dense spend arrays for every watched label set (its kept series and `__other__`), from the cache."""
         cache = self._cache
         cache.update(
             self.store,
@@ -255,8 +255,10 @@ class SpikeService:
             firing = [key for (group, key), state in previous.items() if group == name and state.firing]
             for key in firing:  # a firing series with no spend left must still be evaluated (and resolve)
                 keys.setdefault(key, len(keys))
-            dense = _sum_rows(cache.values, to_group, len(keys))
-            group_keys, values = _fold(list(keys), dense, set(firing), self.settings.max_series_per_group, labels)
+            members = _members(to_group, len(keys))
+            group_keys, values = _fold(
+                cache, list(keys), members, set(firing), self.settings.max_series_per_group, labels
+            )
             groups.append(_Group(tuple(labels), group_keys, values))
         return groups
 
@@ -268,38 +270,48 @@ class SpikeService:
                 conn.execute(spike_state.insert(), rows)
 
 
-def _sum_rows(
-    values: npt.NDArray[np.float64], to_group: npt.NDArray[np.int64], n_groups: int
-) -> npt.NDArray[np.float64]:
-    """Rows of `values` summed by group (`to_group[i]` is row i's group): sort, then `add.reduceat`."""
-    out = np.zeros((n_groups, values.shape[1]))
-    if not len(to_group):
-        return out
+_BLOCK_SERIES = 256
+"""Series made dense at a time while ranking or summing the ones folded into `__other__`."""
+
+
+def _members(to_group: npt.NDArray[np.int64], n_groups: int) -> list[npt.NDArray[np.int64]]:
+    """The cache rows of each group (`to_group[i]` is row i's group), ascending."""
     order = np.argsort(to_group, kind="stable")
-    ordered = to_group[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    out[ordered[starts]] = np.add.reduceat(values[order], starts, axis=0)
-    return out
+    bounds = np.searchsorted(to_group[order], np.arange(n_groups + 1))
+    return [order[bounds[g] : bounds[g + 1]] for g in range(n_groups)]
 
 
 def _fold(
+    cache: SpendCache,
     keys: list[tuple[str, ...]],
-    values: npt.NDArray[np.float64],
+    members: list[npt.NDArray[np.int64]],
     firing: set[tuple[str, ...]],
     cap: int,
     labels: Sequence[str],
 ) -> tuple[list[tuple[str, ...]], npt.NDArray[np.float64]]:
-    """Keep the `cap` highest-spend series (and every firing one); sum the rest into `__other__`."""
+    """Keep the `cap` highest-spend series (and every firing one); sum the rest into `__other__`.
+
+    Only the series kept are made dense at once; the others a block at a time, to rank them (each
+    series' total over its dense line, as the detector's arrays sum) and to add them line after line
+    into `__other__`, the order the dense sum over all of them took.
+    """
     if len(keys) <= cap:
-        return keys, values
-    order = np.argsort(-values.sum(axis=1), kind="stable")
+        return keys, cache.dense(members)
+    totals = np.concatenate(
+        [cache.dense(members[k : k + _BLOCK_SERIES]).sum(axis=1) for k in range(0, len(keys), _BLOCK_SERIES)]
+    )
+    order = np.argsort(-totals, kind="stable")
     keep = np.zeros(len(keys), dtype=bool)
     keep[order[:cap]] = True
     keep |= np.array([key in firing for key in keys], dtype=bool)
     other = (OTHER,) * len(labels)
-    rest = values[~keep].sum(axis=0)
+    rest = np.zeros(cache.n_buckets)
+    folded = np.flatnonzero(~keep)
+    for k in range(0, len(folded), _BLOCK_SERIES):
+        for line in cache.dense([members[i] for i in folded[k : k + _BLOCK_SERIES]]):
+            rest += line
     kept_keys = [key for key, k in zip(keys, keep, strict=True) if k]
-    kept = values[keep]
+    kept = cache.dense([members[i] for i in np.flatnonzero(keep)])
     if other in kept_keys:
         kept[kept_keys.index(other)] += rest
         return kept_keys, kept
