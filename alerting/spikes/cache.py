@@ -33,10 +33,7 @@ _SPEND_SQL = (
 _CHUNK_ROWS = 100_000
 _MERGE_ROWS = 1 << 20
 """Rollup rows read before they are added into the cells (bounds the read's own memory)."""
-_BUCKET_BITS = 32
-"""A cell's key: row << 32 | bucket // 300 (buckets since 1970: ~6 million now)."""
-_BUCKET_MASK = (1 << _BUCKET_BITS) - 1
-_DENSE_BYTES = 16 << 20
+_DENSE_BYTES = 8 << 20
 """Most a dense block of cache rows may take while `SpendCache.dense` sums them."""
 CACHE_KEYS_PER_SERIES = 4
 """The cache's row cap, as a multiple of `max_series_per_group`: its keys combine every watched label."""
@@ -85,8 +82,10 @@ class SpendCache:
         self.keys: list[tuple[str, ...]] = []
         self.n_buckets = 0
         self.first_bucket = 0
-        self._cells = np.zeros(0, dtype=np.int64)
-        """The non-zero cells' keys (row << 32 | bucket // 300), sorted, and their USD in `_spend`."""
+        self._bucket = np.zeros(0, dtype=np.int32)
+        """The non-zero cells, sorted by bucket then row: bucket // 300, cache row, USD. Bucket first, so the
+        buckets a pass drops or reads again are the two ends, and what it reads goes on at the end."""
+        self._row = np.zeros(0, dtype=np.int32)
         self._spend = np.zeros(0)
         self._rows: dict[tuple[str, ...], int] = {}
         self._ids = np.zeros(0, dtype=np.int64)
@@ -103,7 +102,13 @@ class SpendCache:
     @property
     def nbytes(self) -> int:
         """Bytes the cache's arrays hold between passes (cells and the series id map)."""
-        return self._cells.nbytes + self._spend.nbytes + self._ids.nbytes + self._id_rows.nbytes
+        cells = self._bucket.nbytes + self._row.nbytes + self._spend.nbytes
+        return cells + self._ids.nbytes + self._id_rows.nbytes
+
+    @property
+    def lines_per_block(self) -> int:
+        """Dense lines of `n_buckets` that fit in the working memory `dense` allows itself."""
+        return max(1, _DENSE_BYTES // (8 * max(1, self.n_buckets)))
 
     def update(
         self,
@@ -131,7 +136,7 @@ class SpendCache:
             or not complete
         )
         if full:
-            self._cells, self._spend = np.zeros(0, dtype=np.int64), np.zeros(0)
+            self._bucket, self._row, self._spend = self._bucket[:0], self._row[:0], self._spend[:0]
             try:
                 self._rank(store, first_bucket, last_bucket + size)
             except Exception:
@@ -146,9 +151,8 @@ class SpendCache:
                 recent = min(recent, backfilled)
             reload_from = max(first_bucket, min(self._last_bucket, recent))
             # Drop the buckets shifted out and those read again (the dense layout zeroed them).
-            bucket = self._cells & _BUCKET_MASK
-            keep = (bucket >= first_bucket // size) & (bucket < reload_from // size)
-            self._cells, self._spend = self._cells[keep], self._spend[keep]
+            lo, hi = np.searchsorted(self._bucket, np.array([first_bucket, reload_from], dtype=np.int32) // size)
+            self._bucket, self._row, self._spend = self._bucket[lo:hi], self._row[lo:hi], self._spend[lo:hi]
         self.n_buckets = n_buckets
         self.first_bucket = first_bucket
         self._last_bucket = last_bucket
@@ -160,7 +164,8 @@ class SpendCache:
         self._generation = generation
 
     def _read(self, store: Store, start: int, end: int) -> None:
-        """Add the cost of every rollup row with start <= bucket < end to the cells."""
+        """Add the cost of every rollup row with start <= bucket < end to the cells (none held there yet)."""
+        cells, spend = np.zeros(0, dtype=np.int64), np.zeros(0)
         pending: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]] = []
         count = 0
         with store.raw_cursor() as (cursor, placeholder):
@@ -168,66 +173,64 @@ class SpendCache:
             while chunk := cursor.fetchmany(_CHUNK_ROWS):
                 data = np.array(chunk, dtype=np.int64).reshape(-1, 3)
                 rows, known = self._rows_of(store, data[:, 0])
-                pending.append(
-                    ((rows << _BUCKET_BITS) | (data[known, 1] // BUCKET_SECONDS), data[known, 2] / _NANOS_PER_USD)
-                )
+                key = ((data[known, 1] // BUCKET_SECONDS) << 32) | rows
+                pending.append((key, data[known, 2] / _NANOS_PER_USD))
                 count += len(rows)
                 if count >= _MERGE_ROWS:
-                    self._add(pending)
+                    cells, spend = _add(cells, spend, pending)
                     pending, count = [], 0
-        self._add(pending)
-
-    def _add(self, pending: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]]) -> None:
-        """Add rollup rows (cell key, USD) to the cells, each cell's in the order read.
-
-        `np.add.at` adds one row after the other, as it did into the dense array: a cell's sum is the same
-        float whichever merge its rows arrive in.
-        """
-        if not pending:
-            return
-        keys = np.concatenate([k for k, _ in pending])
-        usd = np.concatenate([v for _, v in pending])
-        pos = np.searchsorted(self._cells, keys)
-        found = pos < len(self._cells)
-        found[found] = self._cells[pos[found]] == keys[found]
-        if not found.all():
-            new = np.unique(keys[~found])
-            at = np.searchsorted(self._cells, new)
-            self._cells = np.insert(self._cells, at, new)
-            self._spend = np.insert(self._spend, at, 0.0)
-            pos = np.searchsorted(self._cells, keys)
-        np.add.at(self._spend, pos, usd)
+        cells, spend = _add(cells, spend, pending)
+        # Every bucket read is after the ones kept: the order stays sorted.
+        self._bucket = np.concatenate([self._bucket, (cells >> 32).astype(np.int32)])
+        self._row = np.concatenate([self._row, (cells & 0xFFFFFFFF).astype(np.int32)])
+        self._spend = np.concatenate([self._spend, spend])
 
     def dense(self, rows_of: Sequence[npt.NDArray[np.int64]]) -> npt.NDArray[np.float64]:
-        """Spend per bucket, (len(rows_of), n_buckets): line i sums the cache rows `rows_of[i]` (ascending).
+        """Spend per bucket, (len(rows_of), n_buckets): line i sums the cache rows `rows_of[i]` (ascending)."""
+        return self.dense_many([rows_of])[0]
+
+    def dense_many(self, requests: Sequence[Sequence[npt.NDArray[np.int64]]]) -> list[npt.NDArray[np.float64]]:
+        """`dense` for several label sets at once, making each block of cache rows dense only once.
 
         Each line is `np.add.reduceat` over its rows' dense lines, as when every row was kept dense (the
         floats depend on how numpy adds a column, zeros included, so the same call makes them). Rows are
-        made dense a block of buckets at a time, at most `_DENSE_BYTES`.
+        made dense a block of buckets at a time, in at most `_DENSE_BYTES`.
         """
-        out = np.zeros((len(rows_of), self.n_buckets))
-        lines = [i for i, r in enumerate(rows_of) if len(r)]
-        if not lines:
-            return out
-        rows = np.concatenate([rows_of[i] for i in lines]).astype(np.int64)
-        segments = np.cumsum([0, *(len(rows_of[i]) for i in lines[:-1])])
-        starts = np.searchsorted(self._cells, rows << _BUCKET_BITS)
-        lengths = np.searchsorted(self._cells, (rows + 1) << _BUCKET_BITS) - starts
-        cells = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
-        line = np.repeat(np.arange(len(rows)), lengths)
-        col = (self._cells[cells] & _BUCKET_MASK) - self.first_bucket // BUCKET_SECONDS
-        spend = self._spend[cells]
-        width = max(1, _DENSE_BYTES // (8 * len(rows)))
+        outs = [np.zeros((len(rows_of), self.n_buckets)) for rows_of in requests]
+        plans = []
+        for out, rows_of in zip(outs, requests, strict=True):
+            lines = [i for i, r in enumerate(rows_of) if len(r)]
+            if lines:
+                rows = np.concatenate([rows_of[i] for i in lines])
+                segments = np.cumsum([0, *(len(rows_of[i]) for i in lines[:-1])])
+                plans.append((out, lines if len(lines) < len(rows_of) else None, rows, segments))
+        if not plans:
+            return outs
+        needed = np.unique(np.concatenate([rows for _, _, rows, _ in plans]))
+        line_of = np.full(len(self.keys), -1, dtype=np.int32)  # int32: a block holds under 2**31 values
+        line_of[needed] = np.arange(len(needed), dtype=np.int32)
+        every = len(needed) == len(self.keys)
+        picks = [line_of[rows] for _, _, rows, _ in plans]
+        base = self.first_bucket // BUCKET_SECONDS
+        width = max(1, _DENSE_BYTES // (8 * len(self.keys)))
         for c0 in range(0, self.n_buckets, width):
             c1 = min(self.n_buckets, c0 + width)
-            block = np.zeros((len(rows), c1 - c0))
-            if c0 == 0 and c1 == self.n_buckets:
-                block[line, col] = spend
-            else:
-                sel = (col >= c0) & (col < c1)
-                block[line[sel], col[sel] - c0] = spend[sel]
-            out[lines, c0:c1] = np.add.reduceat(block, segments, axis=0)
-        return out
+            lo, hi = np.searchsorted(self._bucket, np.array([base + c0, base + c1], dtype=np.int32))
+            line = self._row[lo:hi] if every else line_of[self._row[lo:hi]]  # every: row i is line i
+            col = self._bucket[lo:hi] - np.int32(base + c0)
+            spend = self._spend[lo:hi]
+            if not every:
+                sel = line >= 0
+                line, col, spend = line[sel], col[sel], spend[sel]
+            block = np.zeros((len(needed), c1 - c0))
+            block.ravel()[line * np.int32(c1 - c0) + col] = spend
+            for (out, lines, _, segments), pick in zip(plans, picks, strict=True):
+                summed = np.add.reduceat(block[pick], segments, axis=0)
+                if lines is None:
+                    out[:, c0:c1] = summed
+                else:
+                    out[lines, c0:c1] = summed
+        return outs
 
     def _rank(self, store: Store, start: int, end: int) -> None:
         """Start the key mapping afresh: the highest-spend label combinations get rows, the rest `__other__`."""
@@ -294,3 +297,30 @@ class SpendCache:
 
     def _learn(self, store: Store, ids: list[int]) -> None:
         self._map(self._labels_of(store, ids))
+
+
+def _add(
+    cells: npt.NDArray[np.int64],
+    spend: npt.NDArray[np.float64],
+    pending: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Add rollup rows (cell key: bucket << 32 | row, USD) to sorted cells, each cell's in the order read.
+
+    `np.add.at` adds one row after the other, as it did into the dense array: a cell's sum is the same
+    float whichever merge its rows arrive in.
+    """
+    if not pending:
+        return cells, spend
+    keys = np.concatenate([k for k, _ in pending])
+    usd = np.concatenate([v for _, v in pending])
+    pos = np.searchsorted(cells, keys)
+    found = pos < len(cells)
+    found[found] = cells[pos[found]] == keys[found]
+    if not found.all():
+        new = np.sort(keys[~found])  # sort, not np.unique: it hashes, several times slower here
+        new = new[np.r_[True, new[1:] != new[:-1]]]
+        at = np.searchsorted(cells, new)
+        cells, spend = np.insert(cells, at, new), np.insert(spend, at, 0.0)
+        pos = np.searchsorted(cells, keys)
+    np.add.at(spend, pos, usd)
+    return cells, spend

@@ -244,7 +244,9 @@ class SpikeService:
             reload_seconds=self.reload_seconds,
             full_reload_seconds=self.full_reload_seconds,
         )
-        groups = []
+        cap = self.settings.max_series_per_group
+        groups: list[_Group] = []
+        small: list[tuple[_Group, list[npt.NDArray[np.int64]]]] = []
         for labels in self.settings.series:
             name = group_name(labels)
             positions = [cache.labels.index(label) for label in labels]
@@ -256,10 +258,14 @@ class SpikeService:
             for key in firing:  # a firing series with no spend left must still be evaluated (and resolve)
                 keys.setdefault(key, len(keys))
             members = _members(to_group, len(keys))
-            group_keys, values = _fold(
-                cache, list(keys), members, set(firing), self.settings.max_series_per_group, labels
-            )
-            groups.append(_Group(tuple(labels), group_keys, values))
+            if len(keys) <= cap:  # no fold: made dense below, together with the other such label sets
+                groups.append(_Group(tuple(labels), list(keys), np.zeros((0, 0))))
+                small.append((groups[-1], members))
+            else:
+                group_keys, values = _fold(cache, list(keys), members, set(firing), cap, labels)
+                groups.append(_Group(tuple(labels), group_keys, values))
+        for (group, _), values in zip(small, cache.dense_many([members for _, members in small]), strict=True):
+            group.values = values
         return groups
 
     def _save(self, rows: Iterable[dict[str, Any]]) -> None:
@@ -268,10 +274,6 @@ class SpikeService:
             conn.execute(delete(spike_state))
             if rows:
                 conn.execute(spike_state.insert(), rows)
-
-
-_BLOCK_SERIES = 256
-"""Series made dense at a time while ranking or summing the ones folded into `__other__`."""
 
 
 def _members(to_group: npt.NDArray[np.int64], n_groups: int) -> list[npt.NDArray[np.int64]]:
@@ -289,17 +291,14 @@ def _fold(
     cap: int,
     labels: Sequence[str],
 ) -> tuple[list[tuple[str, ...]], npt.NDArray[np.float64]]:
-    """Keep the `cap` highest-spend series (and every firing one); sum the rest into `__other__`.
+    """Keep the `cap` highest-spend series of more than `cap` (and every firing one); sum the rest into `__other__`.
 
     Only the series kept are made dense at once; the others a block at a time, to rank them (each
     series' total over its dense line, as the detector's arrays sum) and to add them line after line
     into `__other__`, the order the dense sum over all of them took.
     """
-    if len(keys) <= cap:
-        return keys, cache.dense(members)
-    totals = np.concatenate(
-        [cache.dense(members[k : k + _BLOCK_SERIES]).sum(axis=1) for k in range(0, len(keys), _BLOCK_SERIES)]
-    )
+    block = cache.lines_per_block
+    totals = np.concatenate([cache.dense(members[k : k + block]).sum(axis=1) for k in range(0, len(keys), block)])
     order = np.argsort(-totals, kind="stable")
     keep = np.zeros(len(keys), dtype=bool)
     keep[order[:cap]] = True
@@ -307,8 +306,8 @@ def _fold(
     other = (OTHER,) * len(labels)
     rest = np.zeros(cache.n_buckets)
     folded = np.flatnonzero(~keep)
-    for k in range(0, len(folded), _BLOCK_SERIES):
-        for line in cache.dense([members[i] for i in folded[k : k + _BLOCK_SERIES]]):
+    for k in range(0, len(folded), block):
+        for line in cache.dense([members[i] for i in folded[k : k + block]]):
             rest += line
     kept_keys = [key for key, k in zip(keys, keep, strict=True) if k]
     kept = cache.dense([members[i] for i in np.flatnonzero(keep)])
