@@ -136,7 +136,9 @@ class SpendCache:
             or not complete
         )
         if full:
-            self._bucket, self._row, self._spend = self._bucket[:0], self._row[:0], self._spend[:0]
+            # Let the old cells go now (views would keep them alive through the read).
+            self._bucket, self._row = np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int32)
+            self._spend = np.zeros(0)
             try:
                 self._rank(store, first_bucket, last_bucket + size)
             except Exception:
@@ -197,7 +199,7 @@ class SpendCache:
         made dense a block of buckets at a time, in at most `_DENSE_BYTES`.
         """
         outs = [np.zeros((len(rows_of), self.n_buckets)) for rows_of in requests]
-        plans = []
+        plans: list[tuple[npt.NDArray[np.float64], list[int] | None, npt.NDArray[np.int64], npt.NDArray[np.int64]]] = []
         for out, rows_of in zip(outs, requests, strict=True):
             lines = [i for i, r in enumerate(rows_of) if len(r)]
             if lines:
@@ -224,12 +226,12 @@ class SpendCache:
                 line, col, spend = line[sel], col[sel], spend[sel]
             block = np.zeros((len(needed), c1 - c0))
             block.ravel()[line * np.int32(c1 - c0) + col] = spend
-            for (out, lines, _, segments), pick in zip(plans, picks, strict=True):
+            for (out, where, _, segments), pick in zip(plans, picks, strict=True):
                 summed = np.add.reduceat(block[pick], segments, axis=0)
-                if lines is None:
+                if where is None:  # every line has rows
                     out[:, c0:c1] = summed
                 else:
-                    out[lines, c0:c1] = summed
+                    out[where, c0:c1] = summed
         return outs
 
     def _rank(self, store: Store, start: int, end: int) -> None:

@@ -291,7 +291,7 @@ def _fold(
     cap: int,
     labels: Sequence[str],
 ) -> tuple[list[tuple[str, ...]], npt.NDArray[np.float64]]:
-    """Keep the `cap` highest-spend series of more than `cap` (and every firing one); sum the rest into `__other__`.
+    """Of more than `cap` series, keep the `cap` highest-spend (and every firing one); the rest sum to `__other__`.
 
     Only the series kept are made dense at once; the others a block at a time, to rank them (each
     series' total over its dense line, as the detector's arrays sum) and to add them line after line
