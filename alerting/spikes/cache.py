@@ -212,7 +212,11 @@ class SpendCache:
         line_of = np.full(len(self.keys), -1, dtype=np.int32)  # int32: a block holds under 2**31 values
         line_of[needed] = np.arange(len(needed), dtype=np.int32)
         every = len(needed) == len(self.keys)
-        picks = [line_of[rows] for _, _, rows, _ in plans]
+        picks: list[npt.NDArray[np.int32] | None] = []
+        for _, _, rows, _ in plans:
+            pick = line_of[rows]
+            in_order = len(pick) == len(needed) and bool((pick == np.arange(len(needed))).all())
+            picks.append(None if in_order else pick)  # None: the block as it is, no copy
         base = self.first_bucket // BUCKET_SECONDS
         width = max(1, _DENSE_BYTES // (8 * len(self.keys)))
         for c0 in range(0, self.n_buckets, width):
@@ -226,8 +230,8 @@ class SpendCache:
                 line, col, spend = line[sel], col[sel], spend[sel]
             block = np.zeros((len(needed), c1 - c0))
             block.ravel()[line * np.int32(c1 - c0) + col] = spend
-            for (out, where, _, segments), pick in zip(plans, picks, strict=True):
-                summed = np.add.reduceat(block[pick], segments, axis=0)
+            for (out, where, _, segments), chosen in zip(plans, picks, strict=True):
+                summed = np.add.reduceat(block if chosen is None else block[chosen], segments, axis=0)
                 if where is None:  # every line has rows
                     out[:, c0:c1] = summed
                 else:
