@@ -3,7 +3,8 @@
 `SpikeService.evaluate(now)` is what the scheduler's `detection` job runs. For every watched label set
 in `detection.series` it builds the dense (series × buckets) array of 5-minute spend the pure detector
 needs (`bucket_layout`: ~7 days), zero-filled, from a `SpendCache` that re-reads only the newest buckets
-from one pass to the next; calls `alerting.spikes.detection.detect_spikes` once for all series of the set; then:
+from one pass to the next and holds only the non-zero buckets (dense arrays are made for the series
+passed to the detector only); calls `alerting.spikes.detection.detect_spikes` once for all series of the set; then:
 
 - fires `LLMCostSpike` for series that start spiking and resolves the ones that returned to normal,
   through an `AlertSink` (the alert gateway in production);

@@ -234,7 +234,7 @@ class SpikeService:
         n_buckets: int,
         previous: Mapping[tuple[str, tuple[str, ...]], SpikeState],
     ) -> list[_Group]:
-        """Dense spend arrays for every watched label set, aggregated from the cache's finest grain."""
+        """Dense spend arrays for every watched label set (its kept series and `__other__`), from the cache."""
         cache = self._cache
         cache.update(
             self.store,
@@ -244,7 +244,9 @@ class SpikeService:
             reload_seconds=self.reload_seconds,
             full_reload_seconds=self.full_reload_seconds,
         )
-        groups = []
+        cap = self.settings.max_series_per_group
+        groups: list[_Group] = []
+        small: list[tuple[_Group, list[npt.NDArray[np.int64]]]] = []
         for labels in self.settings.series:
             name = group_name(labels)
             positions = [cache.labels.index(label) for label in labels]
@@ -255,9 +257,15 @@ class SpikeService:
             firing = [key for (group, key), state in previous.items() if group == name and state.firing]
             for key in firing:  # a firing series with no spend left must still be evaluated (and resolve)
                 keys.setdefault(key, len(keys))
-            dense = _sum_rows(cache.values, to_group, len(keys))
-            group_keys, values = _fold(list(keys), dense, set(firing), self.settings.max_series_per_group, labels)
-            groups.append(_Group(tuple(labels), group_keys, values))
+            members = _members(to_group, len(keys))
+            if len(keys) <= cap:  # no fold: made dense below, together with the other such label sets
+                groups.append(_Group(tuple(labels), list(keys), np.zeros((0, 0))))
+                small.append((groups[-1], members))
+            else:
+                group_keys, values = _fold(cache, list(keys), members, set(firing), cap, labels)
+                groups.append(_Group(tuple(labels), group_keys, values))
+        for (group, _), values in zip(small, cache.dense_many([members for _, members in small]), strict=True):
+            group.values = values
         return groups
 
     def _save(self, rows: Iterable[dict[str, Any]]) -> None:
@@ -268,38 +276,41 @@ class SpikeService:
                 conn.execute(spike_state.insert(), rows)
 
 
-def _sum_rows(
-    values: npt.NDArray[np.float64], to_group: npt.NDArray[np.int64], n_groups: int
-) -> npt.NDArray[np.float64]:
-    """Rows of `values` summed by group (`to_group[i]` is row i's group): sort, then `add.reduceat`."""
-    out = np.zeros((n_groups, values.shape[1]))
-    if not len(to_group):
-        return out
+def _members(to_group: npt.NDArray[np.int64], n_groups: int) -> list[npt.NDArray[np.int64]]:
+    """The cache rows of each group (`to_group[i]` is row i's group), ascending."""
     order = np.argsort(to_group, kind="stable")
-    ordered = to_group[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    out[ordered[starts]] = np.add.reduceat(values[order], starts, axis=0)
-    return out
+    bounds = np.searchsorted(to_group[order], np.arange(n_groups + 1))
+    return [order[bounds[g] : bounds[g + 1]] for g in range(n_groups)]
 
 
 def _fold(
+    cache: SpendCache,
     keys: list[tuple[str, ...]],
-    values: npt.NDArray[np.float64],
+    members: list[npt.NDArray[np.int64]],
     firing: set[tuple[str, ...]],
     cap: int,
     labels: Sequence[str],
 ) -> tuple[list[tuple[str, ...]], npt.NDArray[np.float64]]:
-    """Keep the `cap` highest-spend series (and every firing one); sum the rest into `__other__`."""
-    if len(keys) <= cap:
-        return keys, values
-    order = np.argsort(-values.sum(axis=1), kind="stable")
+    """Of more than `cap` series, keep the `cap` highest-spend (and every firing one); the rest sum to `__other__`.
+
+    Only the series kept are made dense at once; the others a block at a time, to rank them (each
+    series' total over its dense line, as the detector's arrays sum) and to add them line after line
+    into `__other__`, the order the dense sum over all of them took.
+    """
+    block = cache.lines_per_block
+    totals = np.concatenate([cache.dense(members[k : k + block]).sum(axis=1) for k in range(0, len(keys), block)])
+    order = np.argsort(-totals, kind="stable")
     keep = np.zeros(len(keys), dtype=bool)
     keep[order[:cap]] = True
     keep |= np.array([key in firing for key in keys], dtype=bool)
     other = (OTHER,) * len(labels)
-    rest = values[~keep].sum(axis=0)
+    rest = np.zeros(cache.n_buckets)
+    folded = np.flatnonzero(~keep)
+    for k in range(0, len(folded), block):
+        for line in cache.dense([members[i] for i in folded[k : k + block]]):
+            rest += line
     kept_keys = [key for key, k in zip(keys, keep, strict=True) if k]
-    kept = values[keep]
+    kept = cache.dense([members[i] for i in np.flatnonzero(keep)])
     if other in kept_keys:
         kept[kept_keys.index(other)] += rest
         return kept_keys, kept
