@@ -176,6 +176,9 @@ def check_scrape_while_a_flood_arrives(client: TestClient) -> None:
 def check_the_scrape(flooded: TestClient) -> None:
     """Every label is folded, totals stay exact, and every scrape takes under a second, the first too."""
     # The first scrape after the start: the ranks were made before the app took requests.
+    # Memory: the scrapes build a capped page (< 2 MiB) from folded queries, never a row per value, so
+    # they leave the process's peak where the flood left it (+0-1 MiB measured; docs/limits.md).
+    before = peak_rss_mib()
     text, seconds = scrape(flooded)
     assert seconds < 1.0, seconds
     requests = {labels: value for (name, labels), value in samples(text).items() if name == "llm_requests_total"}
@@ -194,6 +197,7 @@ def check_the_scrape(flooded: TestClient) -> None:
     assert seconds < 1.0, seconds
     assert total(again, "llm_requests_total") == DISTINCT + 1
     assert max(usage.ranks.ranked_at.values()) == later  # it did rank
+    assert peak_rss_mib() - before < 32
 
 
 def check_a_detection_pass(flooded: TestClient) -> None:
