@@ -7,18 +7,20 @@ every series at once and for each watched window length, the spend of the window
 * baseline: for each of the previous `baseline_days` days, that day's spend rate in the half hour
   around this time of day (`seasonal_spread_minutes` either side), scaled to the window's length and
   by how today's last `recent_minutes` compare with the same hours that day (so a quiet Saturday or a
-  busier week is compared at its own level); the baseline is the median over those days, so one
-  outlier day does not move it. A series with fewer than `min_baseline_days` active days uses the
-  median of its recent windows instead.
+  busier week is compared at its own level: up to `max_level_change` times higher, at most
+  `max_level_drop` times lower); the baseline is the median over those days, so one outlier day does
+  not move it. A series with fewer than `min_baseline_days` active days uses the median of its recent
+  windows instead.
 * robust score: `(window - baseline) / scale`, scale = 1.4826 x the relative median absolute deviation
-  of the daily values or of the recent windows, whichever is wider, times the baseline (at least
-  `min_scale_ratio` x baseline).
-* usual peak: the median over the days of the busiest same-length window within the spread of this
-  time. A window must exceed it `shift_guard` times, so a daily job or a morning ramp that arrives a
-  few minutes early is not a spike, and bursty series need more than three times their median. It
-  must also exceed the second-busiest day's `repeat_guard` times: a size the series has already
-  reached at this hour on two of the last days (a weekly batch, a new daily job's second run) is its
-  own pattern, not a spike, however calm the median day is.
+  of the daily values (of the recent windows when there is no daily baseline) times the baseline (at
+  least `min_scale_ratio` x baseline).
+* usual peak: the median over the days of the busiest same-length window near this time (within the
+  spread, and for a shorter window within the stretch the configured window reads). A window must
+  exceed it `shift_guard` times, so a daily job or a morning ramp that arrives a few minutes early is
+  not a spike, and bursty series need more than three times their median. It must also exceed the
+  second-busiest day's `repeat_guard` times: a size the series has already reached at this hour on two
+  of the last days (a weekly batch, a new daily job's second run) is its own pattern, not a spike,
+  however calm the median day is.
 * recent level: the series' spend per window over the `recent_minutes` before the longest window. A
   window must exceed it `recent_guard` times: a spike is a sudden rise over what the series was just
   spending, so a day that is simply busier than the usual one at this hour, or an evening drop that did
@@ -38,7 +40,9 @@ series, busy at this hour on some days only and quiet in the hours before, reads
 
 `window_minutes` (30) is the window the spec names; `short_windows_minutes` adds shorter windows
 checked by the same rule, so a sharp spike fires within minutes instead of once it has filled half an
-hour. `short_windows_minutes=()` gives the 30-minute window alone.
+hour. A shorter window answers to the configured one: it fires only while the configured window has an
+established baseline and is at least at it (a few busy minutes after a lull, with the half hour still
+below its usual spend, are not a spike). `short_windows_minutes=()` gives the 30-minute window alone.
 
 Hysteresis: a series that was firing stays firing while any of its windows is still at least
 `resolve_multiplier` x its baseline and at least half of `min_spend_usd`; it resolves below that.
@@ -114,7 +118,11 @@ class DetectionConfig:
     min_baseline_days: int = 3
     """Previous days with spend needed for the daily baseline; fewer: the recent windows' median."""
     max_level_change: float = 4.0
-    """Bound on how far today's level may rescale a previous day, either way."""
+    """Bound on how far a busier today may scale a previous day up."""
+    max_level_drop: float = 2.0
+    """Bound on how far a quieter today may scale a previous day down. Tighter than `max_level_change`:
+    on real traffic a quiet spell before the usual busy hour cut baselines to a quarter and made the
+    usual volume read as a spike (docs/detection.md)."""
     min_scale_ratio: float = 0.1
     """Floor of the robust scale as a fraction of the baseline (a perfectly regular series has MAD 0)."""
     resolve_multiplier: float = 1.5
@@ -144,6 +152,8 @@ class DetectionConfig:
             problems.append("resolve_multiplier must be in (0, multiplier]")
         if self.max_level_change < 1:
             problems.append("max_level_change must be at least 1")
+        if self.max_level_drop < 1:
+            problems.append("max_level_drop must be at least 1")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -231,13 +241,18 @@ def detect_spikes(
     v = v[:, -cfg.buckets_needed :]
     days, level, recent_level = _daily_levels(v, now_fraction, cfg)
 
-    best: _Check | None = None
-    fire = np.zeros(n, dtype=bool)
-    keep = np.zeros(n, dtype=bool)
+    checks = []
     for minutes in cfg.windows_minutes:
         wb = minutes * 60 // cfg.bucket_seconds
         check = _check_window(v, wb, now_fraction, days, level, recent_level * wb, cfg)
         check.minutes[:] = minutes
+        checks.append(check)
+    _answer_to_configured_window(checks[:-1], checks[-1])
+
+    best: _Check | None = None
+    fire = np.zeros(n, dtype=bool)
+    keep = np.zeros(n, dtype=bool)
+    for check in checks:
         fire |= check.rank == Reason.SPIKE
         keep |= (check.window >= cfg.resolve_multiplier * check.base) & (check.window >= 0.5 * cfg.min_spend_usd)
         best = check if best is None else best.merge(check)
@@ -245,6 +260,20 @@ def detect_spikes(
     held = prev & ~fire & keep
     reason = np.where(held, np.int8(Reason.HELD), best.rank).astype(np.int8)
     return SpikeResult(best.window, best.base, best.ratio, best.score, fire | held, reason, best.minutes)
+
+
+def _answer_to_configured_window(shorter: list[_Check], configured: _Check) -> None:
+    """Hold the shorter windows to the configured window's context, in place.
+
+    A shorter window is there to catch a spike early, not to find one the configured window says is
+    not there: where that window has no established baseline, or is below its baseline, a shorter one
+    does not fire (on real traffic, a few busy minutes after a lull were a common false alarm).
+    """
+    no_baseline = configured.rank == Reason.SHORT_HISTORY
+    below = configured.window < configured.base
+    for check in shorter:
+        np.minimum(check.rank, np.int8(Reason.BELOW_MULTIPLIER), out=check.rank, where=below)
+        check.rank[no_baseline] = Reason.SHORT_HISTORY
 
 
 @dataclass
@@ -276,7 +305,7 @@ def _daily_levels(v: FloatArray, f: float, cfg: DetectionConfig) -> tuple[IntArr
 
     The recent level is today's spend per bucket over the `recent_minutes` before the longest window
     (n_series,). The factor is today's spend in those minutes over that day's spend in the same hours
-    (smoothed by a tenth of the typical day, bounded by `max_level_change`).
+    (smoothed by a tenth of the typical day, bounded by `max_level_drop` and `max_level_change`).
     """
     size = cfg.bucket_seconds
     per_day = _DAY // size
@@ -293,7 +322,7 @@ def _daily_levels(v: FloatArray, f: float, cfg: DetectionConfig) -> tuple[IntArr
     eps = 0.1 * row_median(before)[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
         level = np.where(before + eps > 0, (today + eps) / (before + eps), 1.0)
-    return days, np.clip(level, 1.0 / cfg.max_level_change, cfg.max_level_change), today[:, 0] / lead
+    return days, np.clip(level, 1.0 / cfg.max_level_drop, cfg.max_level_change), today[:, 0] / lead
 
 
 def _check_window(
@@ -308,9 +337,12 @@ def _check_window(
     last = v.shape[1] - 1
     per_day = _DAY // size
     spread = cfg.seasonal_spread_minutes * 60 // size
+    # A shorter window's usual peak is read over the stretch the configured window reads, so a daily
+    # job that arrives a few minutes early is as familiar to the 5-minute window as to the 30-minute one.
+    reach = spread + max(0, cfg.window_minutes * 60 // size - wb) // 2
     same_time = last - days * per_day
 
-    shifts = np.arange(-spread, spread + 1)
+    shifts = np.arange(-reach, reach + 1)
     recent_ends = last - wb - np.arange(cfg.recent_minutes * 60 // size)
     recent_ends = recent_ends[recent_ends - wb >= 0]
     ends = np.concatenate(([last], (same_time[:, None] + shifts[None, :]).ravel(), recent_ends))
@@ -321,18 +353,20 @@ def _check_window(
 
     span = wb + 2 * spread
     daily = window_sums(v, same_time + spread, span, f) * (wb / span) * level
+    near = shifted[:, :, reach - spread : reach + spread + 1].max(axis=2) * level
     peak = shifted.max(axis=2) * level
-    active = (daily > 0) | (peak > 0)
+    active = (daily > 0) | (near > 0)
     daily_med, daily_mad, n_days = masked_median_mad(daily, active)
-    usual_peak, _, _ = masked_median_mad(peak, active)
+    usual_peak, _, _ = masked_median_mad(peak, active | (peak > 0))
     # The second-busiest day (not the busiest: one incident day must not hide a spike for a week).
-    repeat_peak = np.sort(peak, axis=1)[:, -2] if days.size >= 2 else np.zeros(n)
+    repeat_peak = np.sort(near, axis=1)[:, -2] if days.size >= 2 else np.zeros(n)
     recent_med, recent_mad = median_mad(recent)
 
     seasonal = n_days >= cfg.min_baseline_days
     base = np.where(seasonal, daily_med, recent_med)
-    rel_recent = ratio_or(recent_mad, recent_med, 0.0)
-    rel = np.where(seasonal, np.maximum(ratio_or(daily_mad, daily_med, 0.0), rel_recent), rel_recent)
+    # The days' spread at this hour is the noise; the recent windows' spread is mostly the day's own
+    # rise or fall over the last hours, and taking it too missed spikes on real traffic.
+    rel = np.where(seasonal, ratio_or(daily_mad, daily_med, 0.0), ratio_or(recent_mad, recent_med, 0.0))
     scale = np.where(
         base > 0,
         base * np.maximum(_MAD_TO_SIGMA * rel, cfg.min_scale_ratio),

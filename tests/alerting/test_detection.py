@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -105,10 +107,25 @@ def test_an_outlier_day_does_not_inflate_the_baseline() -> None:
 
 def test_a_quieter_day_is_compared_at_its_own_level() -> None:
     series = flat()
-    series[-100:] *= 0.3  # today has been running at 30 % for hours (a weekend)
-    spike = last_window(series, 4.0)  # 4x today's level, about 1.2x a usual day
+    series[-100:] *= 0.5  # today has been running at half the usual for hours (a weekend)
+    spike = last_window(series, 4.0)  # 4x today's level, 2x a usual day
     fired, _ = run(spike)
     assert fired[0]
+
+
+def test_a_quiet_spell_lowers_the_baseline_by_half_at_most() -> None:
+    """A lull before the usual busy hour does not make the usual volume a spike (issue #21).
+
+    On real traffic, baselines cut to a quarter after a quiet spell were a common false alarm.
+    """
+    series = flat()
+    series[-100:] *= 0.2  # three hours at a fifth...
+    back = last_window(series, 5.0)  # ...then the usual volume again: 5x today's level
+    res = detect_spikes(back[None, :], CFG)
+    assert not res.is_spike[0]
+    assert res.baseline[0] == pytest.approx(0.5 * detect_spikes(flat()[None, :], CFG).baseline[0], rel=0.1)
+    assert detect_spikes(back[None, :], replace(CFG, max_level_drop=4.0)).is_spike[0]  # the old bound paged
+    assert detect_spikes(last_window(series, 10.0)[None, :], CFG).is_spike[0]  # 2x a usual day still fires
 
 
 def test_hysteresis_keeps_a_spike_until_it_falls_below_the_resolve_multiplier() -> None:
