@@ -42,7 +42,10 @@ series, busy at this hour on some days only and quiet in the hours before, reads
 checked by the same rule, so a sharp spike fires within minutes instead of once it has filled half an
 hour. A shorter window answers to the configured one: it fires only while the configured window has an
 established baseline and is at least at it (a few busy minutes after a lull, with the half hour still
-below its usual spend, are not a spike). `short_windows_minutes=()` gives the 30-minute window alone.
+below its usual spend, are not a spike). A longer window starts an alert only while the shortest one
+has some spend (a burst after which the series went quiet is not paged about; one already paged stays
+up until it resolves).
+`short_windows_minutes=()` gives the 30-minute window alone.
 
 Hysteresis: a series that was firing stays firing while any of its windows is still at least
 `resolve_multiplier` x its baseline and at least half of `min_spend_usd`; it resolves below that.
@@ -247,7 +250,7 @@ def detect_spikes(
         check = _check_window(v, wb, now_fraction, days, level, recent_level * wb, cfg)
         check.minutes[:] = minutes
         checks.append(check)
-    _answer_to_configured_window(checks[:-1], checks[-1])
+    _hold_windows_to_each_other(checks)
 
     best: _Check | None = None
     fire = np.zeros(n, dtype=bool)
@@ -262,18 +265,27 @@ def detect_spikes(
     return SpikeResult(best.window, best.base, best.ratio, best.score, fire | held, reason, best.minutes)
 
 
-def _answer_to_configured_window(shorter: list[_Check], configured: _Check) -> None:
-    """Hold the shorter windows to the configured window's context, in place.
+def _hold_windows_to_each_other(checks: list[_Check]) -> None:
+    """Hold the windows (shortest first, the configured one last) to each other's verdicts, in place.
 
     A shorter window is there to catch a spike early, not to find one the configured window says is
     not there: where that window has no established baseline, or is below its baseline, a shorter one
-    does not fire (on real traffic, a few busy minutes after a lull were a common false alarm).
+    does not fire (on real traffic, a few busy minutes after a lull were a common false alarm). And a
+    longer window starts no alert once the series has gone quiet: the freshest window must have some
+    spend (a burst that stopped a quarter of an hour ago still fills the half hour). Both only change
+    which windows may start an alert; hysteresis is untouched.
     """
+    if len(checks) < 2:
+        return
+    shortest, configured = checks[0], checks[-1]
     no_baseline = configured.rank == Reason.SHORT_HISTORY
     below = configured.window < configured.base
-    for check in shorter:
+    over = ~(shortest.window > 0)
+    for check in checks[:-1]:
         np.minimum(check.rank, np.int8(Reason.BELOW_MULTIPLIER), out=check.rank, where=below)
         check.rank[no_baseline] = Reason.SHORT_HISTORY
+    for check in checks[1:]:
+        np.minimum(check.rank, np.int8(Reason.BELOW_MULTIPLIER), out=check.rank, where=over)
 
 
 @dataclass

@@ -92,3 +92,19 @@ def test_a_spike_after_a_steep_daily_ramp_fires() -> None:
     assert res.is_spike[0]
     assert res.reason[0] == Reason.SPIKE
     assert not detect_spikes(_after_a_steep_daily_ramp(1.0)[None, :], CFG).is_spike[0]  # the usual ramp
+
+
+def test_a_burst_after_which_the_tenant_went_quiet_starts_no_alert() -> None:
+    """15 busy minutes, then nothing for 15: the half hour still holds 3x its usual, but it is over."""
+    over = flat()
+    over[-6:-3] *= 7.0
+    over[-3:] = 0.0
+    res = detect_spikes(over[None, :], CFG)
+    assert res.ratio[0] >= CFG.multiplier
+    assert not res.is_spike[0]
+    assert res.reason[0] == Reason.BELOW_MULTIPLIER
+    held = detect_spikes(over[None, :], CFG, previously_firing=np.array([True]))
+    assert held.is_spike[0] and held.reason[0] == Reason.HELD  # an alert already up stays up
+    going = flat()
+    going[-6:-3] *= 7.0  # the same burst, with the tenant still spending as usual: a spike
+    assert detect_spikes(going[None, :], CFG).is_spike[0]
