@@ -44,8 +44,7 @@ hour. A shorter window answers to the configured one: it fires only while the co
 established baseline and is at least at it (a few busy minutes after a lull, with the half hour still
 below its usual spend, are not a spike). A longer window starts an alert only while the shortest one
 has some spend (a burst after which the series went quiet is not paged about; one already paged stays
-up until it resolves).
-`short_windows_minutes=()` gives the 30-minute window alone.
+up until it resolves). `short_windows_minutes=()` gives the 30-minute window alone.
 
 Hysteresis: a series that was firing stays firing while any of its windows is still at least
 `resolve_multiplier` x its baseline and at least half of `min_spend_usd`; it resolves below that.

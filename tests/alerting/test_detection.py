@@ -4,16 +4,9 @@ import numpy as np
 import pytest
 
 from alerting.spikes.detection import DetectionConfig, Reason, bucket_layout, detect_spikes
+from tests.support.detection_series import CFG, PER_DAY, N, flat
 
-CFG = DetectionConfig()
-N = CFG.buckets_needed
-PER_DAY = 288
 WINDOW = 6  # buckets in the 30-minute window
-
-
-def flat(level: float = 1.0, seed: int = 0, n: int = N) -> np.ndarray:
-    """One series of spend per 5-minute bucket around `level`, a little noisy."""
-    return level * np.random.default_rng(seed).gamma(50.0, 1 / 50.0, n)
 
 
 def last_window(series: np.ndarray, factor: float, buckets: int = WINDOW) -> np.ndarray:

@@ -11,15 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from alerting.spikes.detection import DetectionConfig, Reason, detect_spikes
+from tests.support.detection_series import CFG, PER_DAY, N, flat
 
-CFG = DetectionConfig()
-N = CFG.buckets_needed
-PER_DAY = 288
 WINDOW = 6
-
-
-def flat(level: float = 1.0, seed: int = 0) -> np.ndarray:
-    return level * np.random.default_rng(seed).gamma(50.0, 1 / 50.0, N)
 
 
 def _usually_quiet_now(series: np.ndarray) -> np.ndarray:

@@ -2,8 +2,8 @@
 
 Each test rebuilds, on a synthetic series, one kind of case the real-traffic evaluation
 (bench/eval_real_traffic.py, docs/detection.md) kept finding: a few busy minutes after a lull, a daily
-job arriving early, a tenant that started an hour ago at an hour it is always silent, and a spike on
-a tenant whose last hours were a steep (daily) ramp.
+job arriving early, a tenant that started an hour ago at an hour it is always silent, a burst after
+which the tenant went quiet, and a spike on a tenant whose last hours were a steep (daily) ramp.
 """
 
 from __future__ import annotations
@@ -11,16 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from alerting.spikes.detection import DetectionConfig, Reason, detect_spikes
+from tests.support.detection_series import CFG, PER_DAY, N, flat
 
-CFG = DetectionConfig()
-N = CFG.buckets_needed
-PER_DAY = 288
 LAST = N - 1
-
-
-def flat(level: float = 1.0, seed: int = 0) -> np.ndarray:
-    """Spend per 5-minute bucket around `level`, a little noisy."""
-    return level * np.random.default_rng(seed).gamma(50.0, 1 / 50.0, N)
 
 
 def test_a_burst_after_a_lull_with_the_half_hour_below_usual_is_not_a_spike() -> None:
