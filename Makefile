@@ -29,13 +29,19 @@ run: $(STAMP)
 test-deps:
 	./scripts/install-test-deps.sh
 
+# Two pytest-xdist workers, each with its own PostgreSQL cluster and free ports: most of the suite waits on
+# real processes, so two workers finish the whole suite in ~9 minutes instead of ~14 on this 2-core machine
+# (and test-fast in ~27 s instead of ~45). A fixed count, not `auto`: on a machine with many cores, `auto`
+# would start as many PostgreSQL clusters. `.venv/bin/pytest tests/...` alone still runs in one process.
+XDIST := -n 2
+
 ## The whole test suite, against real SQLite, PostgreSQL 15, Prometheus, Alertmanager and SMTP.
 test: test-deps $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest $(XDIST)
 
 ## The inner loop: everything but real processes, outside binaries, PostgreSQL and the few heavy-data tests, < 60 s.
 test-fast: $(STAMP)
-	$(BIN)/pytest -q -m 'not real_process and not postgres and not heavy' -p no:cacheprovider
+	$(BIN)/pytest $(XDIST) -q -m 'not real_process and not postgres and not heavy' -p no:cacheprovider
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

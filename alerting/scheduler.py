@@ -153,7 +153,13 @@ class AlertScheduler:
         return bool(self._scheduler.running)
 
     def start(self) -> None:
-        """Add the jobs (and the lease heartbeat, run at once) and start the background thread."""
+        """Add the jobs (and the lease heartbeat, run at once) and start the background thread.
+
+        A process that already leads (it took the lease in a `heartbeat` before starting, as a server
+        does) runs every job at once, as on any election: the current tick is claimed now rather than
+        left until the next aligned instant, up to a whole interval away.
+        """
+        first_run = {"next_run_time": datetime.now(UTC)} if self.leading else {}
         for name, (interval, _fn) in self.jobs.items():
             self._scheduler.add_job(
                 self._run_scheduled,
@@ -165,6 +171,7 @@ class AlertScheduler:
                 max_instances=1,
                 misfire_grace_time=math.ceil(self._misfire_grace_time or interval),
                 replace_existing=True,
+                **first_run,
             )
         if self.leader is not None:
             self._scheduler.add_job(

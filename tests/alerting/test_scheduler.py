@@ -233,3 +233,24 @@ def test_the_background_scheduler_is_wired_with_explicit_ids_coalesce_and_one_in
     assert counters["scheduler.runs.budgets.error"] == 1  # the failure was contained
     assert counters["scheduler.runs.detection.success"] == 1
     store.close()
+
+
+def test_a_server_that_leads_before_its_scheduler_starts_runs_every_job_at_once(db_url: str) -> None:
+    """`llmcost serve` takes the lease first, then starts the scheduler: its jobs must not wait for a tick.
+
+    They waited for the next aligned instant (up to a whole interval: a fresh demo showed no detection
+    pass for up to a minute, an hourly job for up to an hour), although taking the lease promises a run.
+    """
+    store = open_store(db_url)
+    hourly, detection = Recorder(), Recorder()
+    lease = LeaderLease(store, holder="server", ttl=15)
+    scheduler = AlertScheduler(store, {"retention": (3600.0, hourly), "detection": (60.0, detection)}, leader=lease)
+    assert scheduler.heartbeat()  # as the server does before it starts the scheduler
+    scheduler.start()
+    try:
+        assert hourly.event.wait(10) and detection.event.wait(10)
+    finally:
+        scheduler.shutdown()
+    assert len(hourly.calls) == 1
+    assert store.counters()["scheduler.runs.retention.success"] == 1
+    store.close()
