@@ -157,6 +157,7 @@ def test_usage_dashboards_filter_by_provider_model_project_and_service() -> None
         assert {"provider", "model", "project", "service"} <= set(_variables(DASHBOARDS[name]))
 
 
+@pytest.mark.real_process  # promtool parses them: an outside binary, which `make test-fast` does not need
 def test_every_query_parses_once_variables_are_substituted() -> None:
     queries = assets.live_dashboard_queries()
     assert queries
