@@ -26,8 +26,8 @@ every series at once and for each watched window length, the spend of the window
   spending, so a day that is simply busier than the usual one at this hour, or an evening drop that did
   not come today, is not one (both leave the window above the same-time baseline, not above the level).
 
-Those two guards come from scoring the detector on real tenant traffic (docs/detection.md), where
-most false alarms were one or the other.
+Those two guards come from scoring the detector on real tenant traffic (docs/detection-experiments.md),
+where most false alarms were one or the other.
 
 A window fires when it is at least `multiplier` x its baseline, the robust score reaches `robust_z`, it
 clears both usual-peak guards and `recent_guard` x the recent level, its spend is at least
@@ -36,7 +36,7 @@ windows with any spend and a baseline above zero (a new or silent series never f
 zero baseline is never a reason). Optionally (`min_active_share`, off by default) it must also have had
 spend around this time on that share of the previous days or of its recent windows: an intermittent
 series, busy at this hour on some days only and quiet in the hours before, reads each resumption as a
-100x-1000x spike (docs/detection.md).
+100x-1000x spike (docs/detection-experiments.md).
 
 `window_minutes` (30) is the window the spec names; `short_windows_minutes` adds shorter windows
 checked by the same rule, so a sharp spike fires within minutes instead of once it has filled half an
@@ -124,7 +124,7 @@ class DetectionConfig:
     max_level_drop: float = 2.0
     """Bound on how far a quieter today may scale a previous day down. Tighter than `max_level_change`:
     on real traffic a quiet spell before the usual busy hour cut baselines to a quarter and made the
-    usual volume read as a spike (docs/detection.md)."""
+    usual volume read as a spike (docs/detection-experiments.md)."""
     min_scale_ratio: float = 0.1
     """Floor of the robust scale as a fraction of the baseline (a perfectly regular series has MAD 0)."""
     resolve_multiplier: float = 1.5
@@ -132,7 +132,7 @@ class DetectionConfig:
     """If above 0, an established series also has spend around this time on at least this share of the
     previous days, or in at least this share of its recent windows; an intermittent one is `SHORT_HISTORY`.
     Off by default: on real traffic 0.75 removes a third of the false alarms but as many real spikes on
-    held-out moments (docs/detection.md)."""
+    held-out moments (docs/detection-experiments.md)."""
 
     def __post_init__(self) -> None:
         """Reject settings that cannot be laid on whole buckets, listing every problem."""

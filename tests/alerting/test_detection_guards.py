@@ -1,6 +1,6 @@
 """The detector's guards against what real tenant traffic does without being a spike (issue #21).
 
-Found by the real-traffic evaluation (bench/eval_real_traffic.py, docs/detection.md): most false alarms
+Found by the real-traffic evaluation (bench/eval_real_traffic.py, docs/detection-experiments.md): most false alarms
 were windows far above the same time on previous days but not above what the tenant was spending in
 the hours before (a busier day, an evening drop that did not come), or a size the tenant had already
 reached at this hour on other days of the week.

@@ -1,7 +1,7 @@
 """Detector behaviour on the shapes behind its false alarms and misses on real tenant traffic (issue #21).
 
 Each test rebuilds, on a synthetic series, one kind of case the real-traffic evaluation
-(bench/eval_real_traffic.py, docs/detection.md) kept finding: a few busy minutes after a lull, a daily
+(bench/eval_real_traffic.py, docs/detection-experiments.md) kept finding: a few busy minutes after a lull, a daily
 job arriving early, a tenant that started an hour ago at an hour it is always silent, a burst after
 which the tenant went quiet, and a spike on a tenant whose last hours were a steep (daily) ramp.
 """
