@@ -44,12 +44,16 @@ tenant-days; delay = minutes from the spike's start to the first firing pass (me
 
 Beside the score, never in it: each moment's own traffic is measured with the yardstick spikes are
 sized by (`Cases.natural`), and the run prints how many false alarms fell on normal moments whose own
-traffic already reaches the factor, with the precision those moments set apart would give.
+traffic already reaches the factor, with the precision those moments set apart would give. And, as a
+reference (`SizeReference`), the precision of firing exactly where a moment's size by that yardstick,
+read with the spike added, reaches the highest threshold that still gives recall 0.95: what judging
+moments by spike size alone would score.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections import Counter
@@ -78,6 +82,7 @@ from real_traffic import (  # noqa: E402
     load_tenants,
     make_cases,
     run_cases,
+    spiked_size,
 )
 
 from alerting.spikes.detection import DetectionConfig, Reason  # noqa: E402
@@ -156,6 +161,32 @@ def score(
     )
 
 
+@dataclass(frozen=True)
+class SizeReference:
+    """A reference, not a method: fire exactly where a moment's size reaches `threshold` (`Cases.natural`).
+
+    The size is the evaluation's own yardstick, the one spikes are sized by, read off the traffic with
+    the spike added (`spiked_size`); `threshold` is the highest that still gives recall 0.95. Its
+    precision is what judging moments by spike size alone, perfectly measured, would score.
+    """
+
+    threshold: float
+    precision: float
+    recall: float
+    false_alarms: int
+
+
+def size_reference(spiked: np.ndarray, eligible: np.ndarray, normal: np.ndarray, recall: float = 0.95) -> SizeReference:
+    """The `SizeReference` for spike-case sizes `spiked` (recall over `eligible`) and normal-moment sizes."""
+    ranked = np.sort(spiked[eligible])[::-1]
+    need = max(1, math.ceil(recall * ranked.size))
+    threshold = float(ranked[need - 1]) if ranked.size else math.inf
+    tp = int((spiked >= threshold).sum())
+    fp = int((normal >= threshold).sum())
+    got = float((spiked[eligible] >= threshold).mean()) if ranked.size else math.nan
+    return SizeReference(threshold, tp / (tp + fp) if tp + fp else math.nan, got, fp)
+
+
 @dataclass
 class Evaluation:
     """Scores per factor and method, and the run behind them (for diagnosis)."""
@@ -166,6 +197,7 @@ class Evaluation:
     rows_of: dict[float, np.ndarray]
     eligible_of: dict[float, np.ndarray]
     normal_rows: np.ndarray
+    reference: dict[float, SizeReference]
 
 
 def evaluate(
@@ -189,6 +221,7 @@ def evaluate(
     scores: dict[float, dict[str, Score]] = {}
     rows_of: dict[float, np.ndarray] = {}
     eligible_of: dict[float, np.ndarray] = {}
+    reference: dict[float, SizeReference] = {}
     for i, fa in enumerate(factors):
         rows = normal_idx.size + i * spike_idx.size + np.arange(spike_idx.size)
         big_enough = fa * cases.typical[spike_idx] * cfg.window_minutes >= cfg.min_spend_usd
@@ -200,7 +233,9 @@ def evaluate(
             name: score(run, m, rows, eligible, silent, normal_rows, natural, cases.shape[spike_idx])
             for m, name in enumerate(METHODS)
         }
-    return Evaluation(expanded, scores, run, rows_of, eligible_of, normal_rows)
+        spiked = spiked_size(tenants, expanded, fa)[rows]
+        reference[fa] = size_reference(spiked, eligible, expanded.natural[normal_rows])
+    return Evaluation(expanded, scores, run, rows_of, eligible_of, normal_rows, reference)
 
 
 # ---------------------------------------------------------------- report
@@ -238,6 +273,15 @@ def print_scores(ev: Evaluation) -> None:
             f"{name} {s.false_on_natural}/{s.false_alarms} ({s.precision_apart:.3f})" for name, s in by_method.items()
         )
         print(f"    {fa:g}x ({natural} of {n_normal} normal moments): {text}")
+    print(
+        "  reference, not a method: firing exactly where a moment's busiest 30 min reach t x the usual level "
+        "(the yardstick above, read with the spike added; t the highest giving recall 0.95), precision would be:"
+    )
+    for fa, ref in ev.reference.items():
+        print(
+            f"    {fa:g}x: {ref.precision:.3f} (t {ref.threshold:.2f}, recall {ref.recall:.3f}, "
+            f"{ref.false_alarms} false alarms)"
+        )
 
 
 def diagnose(ev: Evaluation, tenants: list[Tenant]) -> None:

@@ -114,9 +114,32 @@ def make_cases(tenants: list[Tenant], seed: int = SEED, spike_share: float = SPI
         days_active = sum(spend[d - 30 : d + 30].sum() > 0 for d in same)
         recent = spend[s - RECENT_MINUTES : s].reshape(-1, 10).sum(axis=1)
         established[k] = days_active >= 4 or np.mean(recent > 0) >= 0.5
-        ahead = np.cumsum(spend[s - BURST_MINUTES : s + HORIZON_MINUTES])
-        natural[k] = (ahead[BURST_MINUTES:] - ahead[:-BURST_MINUTES]).max() / (typical[k] * BURST_MINUTES or np.inf)
+        natural[k] = _busiest_share(spend[s - BURST_MINUTES : s + HORIZON_MINUTES], typical[k])
     return Cases(tenant, start, spiked, shape, typical, established, natural)
+
+
+def _busiest_share(spend: np.ndarray, typical: float) -> float:
+    """The busiest `BURST_MINUTES` ending within the horizon over `typical` x `BURST_MINUTES`.
+
+    `spend` is per minute from `BURST_MINUTES` before the moment to the end of its horizon.
+    """
+    ahead = np.cumsum(spend)
+    return float((ahead[BURST_MINUTES:] - ahead[:-BURST_MINUTES]).max() / (typical * BURST_MINUTES or np.inf))
+
+
+def spiked_size(tenants: list[Tenant], cases: Cases, factor: float) -> np.ndarray:
+    """Each case's size with a `factor` spike of its shape added, by the yardstick of `Cases.natural`.
+
+    The size an injected spike really has where it lands: the tenant's own traffic in that hour adds to
+    it or, below its usual level, takes from it. A reference for the score, never part of it.
+    """
+    extra = spike_profile(cases.shape, HORIZON_MINUTES) * ((factor - 1) * cases.typical)[:, None]
+    sizes = np.empty(cases.tenant.size)
+    for k, (i, s) in enumerate(zip(cases.tenant, cases.start, strict=True)):
+        seg = tenants[i].minute_spend[s - BURST_MINUTES : s + HORIZON_MINUTES].copy()
+        seg[BURST_MINUTES:] += extra[k]
+        sizes[k] = _busiest_share(seg, cases.typical[k])
+    return sizes
 
 
 def spike_profile(shape: np.ndarray, minutes: int) -> np.ndarray:

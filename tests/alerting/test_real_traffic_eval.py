@@ -92,3 +92,37 @@ def test_false_alarms_on_natural_spikes_are_a_side_figure(evaluation: tuple[Modu
             assert s.precision_apart >= s.precision
             if s.false_on_natural == 0:
                 assert s.precision_apart == s.precision
+
+
+def test_an_injected_spike_is_measured_with_the_same_yardstick_as_a_natural_one() -> None:
+    """On a steady tenant a 5x spike of any shape measures 5, as a natural 5x jump would (`Cases.natural`)."""
+    ev_mod = _load()
+    spend = np.full(14 * 1440, 0.1)
+    rate = np.full(14 * 144, 0.1 / ev_mod.PRICE_PER_CALL / 60)
+    tenant = ev_mod.Tenant("steady", spend, rate)
+    cases = ev_mod.make_cases([tenant], seed=3, spike_share=1.0)
+    assert set(cases.shape) == {0, 1, 2}  # step, ramp and burst all drawn
+    assert cases.natural == pytest.approx(np.ones(cases.start.size))
+    sizes = ev_mod.spiked_size([tenant], cases, 5.0)
+    assert sizes == pytest.approx(np.full(cases.start.size, 5.0))
+
+
+def test_the_size_reference_fires_where_size_alone_reaches_95_percent_recall() -> None:
+    """The reference printed beside the score: what judging moments by their size alone would give."""
+    ev_mod = _load()
+    spiked = np.array([*range(1, 21), 0.0, 30.0], dtype=float)  # 20 eligible spikes sized 1..20, then 2 more
+    eligible = np.array([True] * 20 + [False, False])
+    normal = np.array([0.5, 1.5, 2.0, 3.0, 0.0])
+    ref = ev_mod.size_reference(spiked, eligible, normal)
+    assert ref.threshold == 2.0  # the highest that still keeps 19 of the 20 eligible spikes
+    assert ref.recall == pytest.approx(0.95)
+    assert ref.false_alarms == 2  # the normal moments at 2.0 and 3.0
+    assert ref.precision == pytest.approx(20 / 22)  # 19 eligible spikes and the ineligible one at 30
+
+
+def test_the_size_reference_is_reported_for_every_factor(evaluation: tuple[ModuleType, object]) -> None:
+    _, ev = evaluation
+    assert set(ev.reference) == set(ev.scores)  # type: ignore[attr-defined]
+    for ref in ev.reference.values():  # type: ignore[attr-defined]
+        assert ref.recall >= 0.95
+        assert 0 < ref.precision < 1
