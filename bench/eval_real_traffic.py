@@ -215,7 +215,8 @@ def evaluate(
     parts = [normal_idx] + [spike_idx] * len(factors)
     index = np.concatenate(parts)
     row_factor = np.concatenate([np.ones(normal_idx.size)] + [np.full(spike_idx.size, fa) for fa in factors])
-    expanded = Cases(*(getattr(cases, name)[index] for name in Cases.__dataclass_fields__))
+    expanded = cases.take(index)
+    spike_cases = cases.take(spike_idx)
     run = run_cases(tenants, expanded, row_factor, cfg)
     normal_rows = np.arange(normal_idx.size)
     scores: dict[float, dict[str, Score]] = {}
@@ -233,8 +234,7 @@ def evaluate(
             name: score(run, m, rows, eligible, silent, normal_rows, natural, cases.shape[spike_idx])
             for m, name in enumerate(METHODS)
         }
-        spiked = spiked_size(tenants, expanded, fa)[rows]
-        reference[fa] = size_reference(spiked, eligible, expanded.natural[normal_rows])
+        reference[fa] = size_reference(spiked_size(tenants, spike_cases, fa), eligible, cases.natural[normal_idx])
     return Evaluation(expanded, scores, run, rows_of, eligible_of, normal_rows, reference)
 
 

@@ -89,6 +89,10 @@ class Cases:
     """The tenant's own traffic, untouched, as a spike by the yardstick injected ones are sized with: its
     busiest 30 minutes ending within the horizon over `typical` x 30 (a natural 10x jump reads 10)."""
 
+    def take(self, index: np.ndarray) -> Cases:
+        """The cases at `index` (repeats allowed), every field alike."""
+        return Cases(*(getattr(self, name)[index] for name in Cases.__dataclass_fields__))
+
 
 def make_cases(tenants: list[Tenant], seed: int = SEED, spike_share: float = SPIKE_SHARE) -> Cases:
     """Every tenant at every `STEP_HOURS` slot from day `FIRST_DAY`, a random minute into the slot."""
