@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,11 +204,14 @@ def run_cases(
     cases: Cases,
     factors: np.ndarray,
     cfg: DetectionConfig,
+    observe: Callable[[np.ndarray, int, np.ndarray, float, np.ndarray], None] | None = None,
 ) -> Run:
     """Watch each (case, factor) row for `HORIZON_MINUTES`; `factors` is 1 for a normal case.
 
     Passes start `WARMUP_MINUTES` before the moment, so an alert already raised by what came before (and
     held by hysteresis) is not taken for a new one; only alerts that start after the moment count.
+    `observe(rows, k, values, now_fraction, is_spike)`, if given, sees every pass (k: minutes after the
+    moment, from 1 - WARMUP_MINUTES): the rows' buckets as the detector read them and what it decided.
     """
     need = cfg.buckets_needed
     per = cfg.bucket_seconds // 60
@@ -248,6 +252,8 @@ def run_cases(
             values = cols[:, j : j + need].copy()
             values[:, -1] = mins[:, j * per : r + warm + k].sum(axis=1)
             res = detect_spikes(values, cfg, now_fraction=f, previously_firing=prev[:, 0])
+            if observe is not None:
+                observe(rows, k, values, f, res.is_spike)
             fired = np.concatenate([res.is_spike[:, None], np.stack(simple_rules(values, f, cfg), axis=1)], axis=1)
             if k >= 1:
                 best[rows] = np.maximum(best[rows], res.reason)

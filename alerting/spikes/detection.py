@@ -217,6 +217,31 @@ class SpikeResult:
     window_minutes: IntArray
 
 
+@dataclass(frozen=True)
+class GuardFigures:
+    """One window length's figures at one pass, per series (every array has shape (n_series,)).
+
+    What the window was compared with by each condition of the rule (module docstring): it fires when
+    window >= multiplier x baseline, score >= robust_z, window >= shift_guard x usual_peak (where
+    there is a daily baseline), >= repeat_guard x repeat_peak, >= recent_guard x recent_level, spend
+    >= min_spend_usd and the series is established.
+    """
+
+    window: FloatArray
+    baseline: FloatArray
+    score: FloatArray
+    usual_peak: FloatArray
+    """Median over the days of the busiest window near this time; 0 without a daily baseline (the
+    guard does not apply then)."""
+    repeat_peak: FloatArray
+    """The second-busiest previous day's busiest window near this time."""
+    recent_level: FloatArray
+    """Spend per window of this length over the recent minutes."""
+    established: BoolArray
+    """Enough baseline windows with spend, a baseline above zero, and (with `min_active_share`) not
+    intermittent."""
+
+
 def detect_spikes(
     values: npt.ArrayLike,
     config: DetectionConfig | None = None,
@@ -231,24 +256,12 @@ def detect_spikes(
     `previously_firing` (n_series,) bool, the last pass's `is_spike`, turns on hysteresis.
     """
     cfg = config or DetectionConfig()
-    v = np.asarray(values, dtype=np.float64)
-    if v.ndim != 2:
-        raise ValueError(f"values must be 2-D (n_series, n_buckets), got shape {v.shape}")
-    if not 0.0 < now_fraction <= 1.0:
-        raise ValueError("now_fraction must be in (0, 1]")
+    v = _as_buckets(values, cfg, now_fraction)
     n = v.shape[0]
     prev = np.zeros(n, dtype=bool) if previously_firing is None else np.asarray(previously_firing, dtype=bool)
     if prev.shape != (n,):
         raise ValueError(f"previously_firing must have shape ({n},)")
-    v = v[:, -cfg.buckets_needed :]
-    days, level, recent_level = _daily_levels(v, now_fraction, cfg)
-
-    checks = []
-    for minutes in cfg.windows_minutes:
-        wb = minutes * 60 // cfg.bucket_seconds
-        check = _check_window(v, wb, now_fraction, days, level, recent_level * wb, cfg)
-        check.minutes[:] = minutes
-        checks.append(check)
+    checks = _check_windows(v, now_fraction, cfg)
     _hold_windows_to_each_other(checks)
 
     best: _Check | None = None
@@ -262,6 +275,46 @@ def detect_spikes(
     held = prev & ~fire & keep
     reason = np.where(held, np.int8(Reason.HELD), best.rank).astype(np.int8)
     return SpikeResult(best.window, best.base, best.ratio, best.score, fire | held, reason, best.minutes)
+
+
+def guard_figures(
+    values: npt.ArrayLike, config: DetectionConfig | None = None, *, now_fraction: float = 1.0
+) -> dict[int, GuardFigures]:
+    """Per window length (minutes), what each of its guards compared the window with at this pass.
+
+    The same pass as `detect_spikes` on the same arguments, before the windows are held to each other
+    and without hysteresis: for evaluation and diagnosis (`bench/learned_reference.py` replays rules
+    over these figures), never needed to detect.
+    """
+    cfg = config or DetectionConfig()
+    checks = _check_windows(_as_buckets(values, cfg, now_fraction), now_fraction, cfg)
+    figures = {}
+    for minutes, check in zip(cfg.windows_minutes, checks, strict=True):
+        assert check.figures is not None  # set by _check_window
+        figures[minutes] = check.figures
+    return figures
+
+
+def _as_buckets(values: npt.ArrayLike, cfg: DetectionConfig, now_fraction: float) -> FloatArray:
+    """`values` as a 2-D float array of the trailing `buckets_needed` columns, arguments checked."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 2:
+        raise ValueError(f"values must be 2-D (n_series, n_buckets), got shape {v.shape}")
+    if not 0.0 < now_fraction <= 1.0:
+        raise ValueError("now_fraction must be in (0, 1]")
+    return v[:, -cfg.buckets_needed :]
+
+
+def _check_windows(v: FloatArray, f: float, cfg: DetectionConfig) -> list[_Check]:
+    """Every window length's `_Check`, shortest first, the configured window last."""
+    days, level, recent_level = _daily_levels(v, f, cfg)
+    checks = []
+    for minutes in cfg.windows_minutes:
+        wb = minutes * 60 // cfg.bucket_seconds
+        check = _check_window(v, wb, f, days, level, recent_level * wb, cfg)
+        check.minutes[:] = minutes
+        checks.append(check)
+    return checks
 
 
 def _hold_windows_to_each_other(checks: list[_Check]) -> None:
@@ -297,6 +350,8 @@ class _Check:
     score: FloatArray
     rank: npt.NDArray[np.int8]
     minutes: IntArray
+    figures: GuardFigures | None = None
+    """Set by `_check_window`; a merged check has none (only `guard_figures` reads them)."""
 
     def merge(self, other: _Check) -> _Check:
         """Per series, whichever came closer to firing; ties go to `other` (the longer window)."""
@@ -400,4 +455,8 @@ def _check_window(
     recent_share = np.count_nonzero(recent > 0, axis=1) / max(recent.shape[1], 1)
     intermittent = (days_share < cfg.min_active_share) & (recent_share < cfg.min_active_share)
     rank[intermittent] = Reason.SHORT_HISTORY
-    return _Check(window, base, ratio, score, rank, np.zeros(n, dtype=np.int64))
+    established = (history >= cfg.min_history_windows) & (base > 0) & ~intermittent
+    figures = GuardFigures(
+        window, base, score, np.where(seasonal, usual_peak, 0.0), repeat_peak, recent_level, established
+    )
+    return _Check(window, base, ratio, score, rank, np.zeros(n, dtype=np.int64), figures)
