@@ -4,7 +4,7 @@
 figures that rule reads separates injected spikes from natural ones better: gradient-boosted trees
 (scikit-learn) are trained on every pass's figures and fire where their probability reaches a threshold,
 with the detector's own hysteresis. It is a reference, not a method, and not part of `make eval`: it needs
-scikit-learn (`.venv/bin/pip install -e '.[experiments]'`) and takes about five minutes.
+scikit-learn (`.venv/bin/pip install -e '.[experiments]'`) and takes about two minutes.
 
 Per pass and window (5, 15, 30 min) the figures are those of `alerting.spikes.detection.guard_figures`, as
 log ratios of the window to what each guard compares it with (baseline, usual peak, second-busiest day,
