@@ -186,18 +186,21 @@ def replay(seed: int, cfg: DetectionConfig | None = None, names: list[str] | Non
 def rule_fires(figures: np.ndarray, cfg: DetectionConfig) -> np.ndarray:
     """llmcost's rule rebuilt from the figures: (n, n_passes) some window may start an alert."""
     col = {name: figures[..., i].astype(np.float64) for i, name in enumerate(PASS_FIGURES)}
-    window = np.exp(col["spend"]) - _EPS
-    ok = (
-        (col["established"] > 0)
-        & (col["may_start"] > 0)
-        & (window >= cfg.min_spend_usd)
-        & (col["to_baseline"] >= np.log(cfg.multiplier) - 1e-6)
+    guards_clear = (
+        (col["to_baseline"] >= np.log(cfg.multiplier) - 1e-6)
         & (col["score"] >= cfg.robust_z)
         & (col["to_usual_peak"] >= np.log(cfg.shift_guard) - 1e-6)
         & (col["to_repeat_peak"] >= np.log(cfg.repeat_guard) - 1e-6)
         & (col["to_recent"] >= np.log(cfg.recent_guard) - 1e-6)
     )
-    return ok.any(axis=2)
+    return (_can_start(figures, cfg) & guards_clear).any(axis=2)
+
+
+def _can_start(figures: np.ndarray, cfg: DetectionConfig) -> np.ndarray:
+    """(n, n_passes, n_windows): established, allowed by the other windows, and at least the spend floor."""
+    col = {name: i for i, name in enumerate(PASS_FIGURES)}
+    window = np.exp(figures[..., col["spend"]].astype(np.float64)) - _EPS
+    return (figures[..., col["established"]] > 0) & (figures[..., col["may_start"]] > 0) & (window >= cfg.min_spend_usd)
 
 
 def with_hysteresis(raw: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -246,13 +249,7 @@ def _features(r: Replay) -> np.ndarray:
 
 
 def _may_fire(r: Replay, cfg: DetectionConfig) -> np.ndarray:
-    col = {name: i for i, name in enumerate(PASS_FIGURES)}
-    window = np.exp(r.figures[..., col["spend"]].astype(np.float64)) - _EPS
-    return (
-        (r.figures[..., col["established"]] > 0)
-        & (r.figures[..., col["may_start"]] > 0)
-        & (window >= cfg.min_spend_usd)
-    ).any(axis=2)
+    return _can_start(r.figures, cfg).any(axis=2)
 
 
 def train(replays: list[Replay], cfg: DetectionConfig, flexible: bool = False) -> Any:

@@ -455,7 +455,7 @@ def _check_window(
     recent_share = np.count_nonzero(recent > 0, axis=1) / max(recent.shape[1], 1)
     intermittent = (days_share < cfg.min_active_share) & (recent_share < cfg.min_active_share)
     rank[intermittent] = Reason.SHORT_HISTORY
-    established = (history >= cfg.min_history_windows) & (base > 0) & ~intermittent
+    established = rank != Reason.SHORT_HISTORY  # the three conditions above that set it
     figures = GuardFigures(
         window, base, score, np.where(seasonal, usual_peak, 0.0), repeat_peak, recent_level, established
     )

@@ -7,33 +7,20 @@ exactly the detector's own decisions, so the model and llmcost are scored on the
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from types import ModuleType
 
 import numpy as np
 import pytest
 
 from alerting.spikes.detection import DetectionConfig, detect_spikes, guard_figures
-from tests.support.paths import REPO
+from tests.support.paths import load_bench_script
 
-SCRIPT = REPO / "bench" / "learned_reference.py"
 TENANTS = [f"chunk-{i}-trace" for i in (1, 7, 19, 35, 38)]  # the tenants with the most false alarms
-
-
-def _load() -> ModuleType:
-    sys.path.insert(0, str(REPO / "bench"))
-    spec = importlib.util.spec_from_file_location("learned_reference", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["learned_reference"] = module  # dataclasses look their module up while it loads
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def ref() -> ModuleType:
-    return _load()
+    return load_bench_script("learned_reference")
 
 
 def test_the_rule_read_back_from_the_figures_is_the_detector_on_every_pass(ref: ModuleType) -> None:

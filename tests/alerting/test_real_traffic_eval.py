@@ -7,27 +7,19 @@ on the same moments and the same injected spikes.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from types import ModuleType
 
 import numpy as np
 import pytest
 
 from alerting.spikes.detection import DetectionConfig
-from tests.support.paths import REPO
+from tests.support.paths import load_bench_script
 
-SCRIPT = REPO / "bench" / "eval_real_traffic.py"
 TENANTS = [f"chunk-{i}-trace" for i in (1, 7, 11, 16, 19, 21, 26, 31, 35, 38)]
 
 
 def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("eval_real_traffic", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["eval_real_traffic"] = module  # dataclasses look their module up while it loads
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("eval_real_traffic")
 
 
 @pytest.fixture(scope="module")
