@@ -2,13 +2,14 @@
 
 Label totals never read raw events: the 5-minute rollups joined to their series answer them, so a
 summary costs the same at a million events as at ten; `since`/`until` are taken to whole buckets
-(rounded down). Sessions are not a series label (unbounded), so they are summed from the events
+(`since` rounded down, `until` up, so a call recorded a moment ago is in the answer). Sessions are not a series label (unbounded), so they are summed from the events
 through the partial indexes on `usage_events.session` (migration exporter_0003_sessions): a range of
 time walks `(ts, session)` over the events that have a session, one session walks `(session, ts)`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,7 @@ class Summary:
     until: float
     rows: list[dict[str, Any]]
     source: str  # "rollups" or "events"
+    total_nanousd: int  # the whole range's cost, rows beyond `limit` included
 
     def to_json(self) -> dict[str, Any]:
         """The JSON answer of `GET /v1/usage/summary`."""
@@ -42,7 +44,7 @@ class Summary:
             "until": self.until,
             "source": self.source,
             "rows": self.rows,
-            "total_cost_usd": round(sum(r["cost_usd"] for r in self.rows), 9),
+            "total_cost_usd": nanos_to_usd(self.total_nanousd),
         }
 
 
@@ -67,7 +69,9 @@ def summarize(
     if by == "session":
         return _sessions(store, since, until, session, limit)
     first = int(since // BUCKET_SECONDS) * BUCKET_SECONDS
-    last = int(until // BUCKET_SECONDS) * BUCKET_SECONDS
+    # Up, not down: the newest bucket holds what was recorded a moment ago, and rounding `until` down
+    # answered "nothing yet" for up to five minutes after a call was recorded.
+    last = math.ceil(until / BUCKET_SECONDS) * BUCKET_SECONDS
     columns = ("requests", "cost_nanousd", *TOKENS)
     inner = ", ".join(f"SUM({c}) AS {c}" for c in columns)
     outer = ", ".join(f"SUM(t.{c})" for c in columns)
@@ -77,10 +81,12 @@ def summarize(
         "WHERE bucket >= :first AND bucket < :last GROUP BY series_id) t "
         f'JOIN usage_series s ON s.id = t.series_id GROUP BY s."{by}" ORDER BY 3 DESC LIMIT :limit'
     )
+    total = text("SELECT SUM(cost_nanousd) FROM usage_rollup WHERE bucket >= :first AND bucket < :last")
     with store.reading() as conn:
         found = conn.execute(sql, {"first": first, "last": last, "limit": limit}).all()
+        whole = conn.execute(total, {"first": first, "last": last}).scalar()
     rows = [_row(by, r[0], r[1], r[2], list(r[3:])) for r in found]
-    return Summary(by, float(first), float(last), rows, "rollups")
+    return Summary(by, float(first), float(last), rows, "rollups", int(whole or 0))
 
 
 def _sessions(store: Store, since: float, until: float, session: str | None, limit: int) -> Summary:
@@ -94,11 +100,13 @@ def _sessions(store: Store, since: float, until: float, session: str | None, lim
         f"SELECT session, COUNT(*), SUM(cost_nanousd), {tokens}, MIN(ts), MAX(ts) FROM usage_events "
         f"WHERE {where} GROUP BY session ORDER BY 3 DESC LIMIT :limit"
     )
+    total = text(f"SELECT SUM(cost_nanousd) FROM usage_events WHERE {where}")
     with store.reading() as conn:
         found = conn.execute(sql, params).all()
+        whole = conn.execute(total, {k: v for k, v in params.items() if k != "limit"}).scalar()
     rows = []
     for r in found:
         row = _row("session", r[0], r[1], r[2], list(r[3:7]))
         row.update(first_ts=float(r[7]), last_ts=float(r[8]))
         rows.append(row)
-    return Summary("session", since, until, rows, "events")
+    return Summary("session", since, until, rows, "events", int(whole or 0))

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from prometheus_client.exposition import choose_encoder
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -173,12 +174,26 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         routes=routes,
         lifespan=lifespan,
         # No bare 500 anywhere: a store outage is a 503 to retry, any other failure the API's JSON error.
-        exception_handlers={StoreUnavailable: _store_unavailable_handler, Exception: _internal_error_handler},
+        exception_handlers={
+            StoreUnavailable: _store_unavailable_handler,
+            HTTPException: _http_error_handler,
+            Exception: _internal_error_handler,
+        },
     )
 
 
 async def _store_unavailable_handler(_request: Request, exc: Exception) -> Response:
     return store_unavailable(exc)
+
+
+async def _http_error_handler(request: Request, exc: Exception) -> Response:
+    # Routing answers (404 no such path, 405 wrong method with its `Allow` header) in the API's one error
+    # shape, like every other error, instead of Starlette's plain-text "Not Found".
+    assert isinstance(exc, HTTPException)
+    if exc.status_code in (204, 304):
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    detail = {"method": request.method, "path": request.url.path}
+    return error(exc.status_code, exc.detail.lower(), detail=detail, headers=exc.headers)
 
 
 async def _internal_error_handler(_request: Request, _exc: Exception) -> Response:

@@ -15,7 +15,7 @@ from exporter.http.auth import check_bearer
 from exporter.http.errors import ORJSONResponse, error
 from exporter.services import Services
 from exporter.store import StoreUnavailable
-from exporter.usage_summary import BY, summarize
+from exporter.usage_summary import BY, MAX_ROWS, summarize
 
 DEFAULT_WINDOW_SECONDS = 86_400.0
 
@@ -48,15 +48,21 @@ def summary_routes(services: Services) -> list[BaseRoute]:
         unknown = sorted(set(query) - {"by", "since", "until", "session", "limit"})
         if unknown:
             return error(422, f"unknown query parameter(s): {', '.join(unknown)}")
+        repeated = sorted(name for name in set(query) if len(query.getlist(name)) > 1)
+        if repeated:
+            return error(422, f"give each parameter once: {', '.join(repeated)} repeated")
         by = query.get("by", "project")
         if by not in BY:
             return error(422, f"by must be one of {', '.join(BY)}, got {by[:32]!r}")
         try:
             until = parse_instant(query["until"], "until") if "until" in query else time.time()
             since = parse_instant(query["since"], "since") if "since" in query else until - DEFAULT_WINDOW_SECONDS
-            limit = int(query.get("limit", "1000"))
         except ValueError as exc:
             return error(422, str(exc))
+        limit_text = query.get("limit", "1000")
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_ROWS:
+            return error(422, f"limit: a whole number from 1 to {MAX_ROWS:,}, got {limit_text[:32]!r}")
+        limit = int(limit_text)
         if since >= until:
             return error(422, "since must be before until")
         session = query.get("session")

@@ -207,6 +207,16 @@ def test_landing_health_and_readiness(client: TestClient) -> None:
     assert 'llm_exporter_build_info{version="' in client.get("/metrics").text
 
 
+def test_a_wrong_path_or_method_answers_in_the_api_error_shape(client: TestClient) -> None:
+    """A typo in a path or method gets the same JSON error every other failure gets, not plain text."""
+    missing = client.get("/v1/usagee")
+    assert missing.status_code == 404
+    assert missing.json() == {"error": "not found", "detail": {"method": "GET", "path": "/v1/usagee"}}
+    wrong = client.get("/v1/usage")
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
+    assert wrong.json()["error"] == "method not allowed"
+
+
 @pytest.mark.parametrize("form", ["array", "ndjson"])
 def test_whole_and_fractional_timestamps_in_one_batch_are_all_stored(client: TestClient, form: str) -> None:
     """A client sending `1764000000` beside `1764000000.25` (both valid JSON numbers) gets both stored."""

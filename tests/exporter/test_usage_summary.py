@@ -86,3 +86,44 @@ def test_session_summaries_read_the_index_not_the_events_table(db_url: str) -> N
             assert all("ix_usage_events_session" in p for p in plans), plans
             assert not any("Seq Scan on usage_events" in p for p in plans), plans
     services.close()
+
+
+def test_a_call_recorded_a_moment_ago_is_in_the_summary(sqlite_url: str) -> None:
+    # A user records a call and asks for the summary at once: the newest 5-minute bucket is included.
+    services = Services.build(make_config(sqlite_url))
+    with TestClient(build_app(services)) as client:
+        sent = {"request_id": "fresh-1", "provider": "openai", "model": "gpt-4o", "project": "fresh", "cost_usd": 1.0}
+        assert client.post("/v1/usage", json=sent).json()["accepted"] == 1
+        answer = client.get("/v1/usage/summary").json()
+        assert [(r["project"], r["cost_usd"]) for r in answer["rows"]] == [("fresh", 1.0)]
+        assert answer["until"] % 300 == 0 and answer["until"] >= answer["since"] + 86_400
+    services.close()
+
+
+def test_limit_shows_fewer_rows_but_the_total_is_the_whole_range(sqlite_url: str) -> None:
+    services = Services.build(make_config(sqlite_url))
+    events = [event(i, project=f"p{i % 4}", cost_usd=0.25 * (1 + i % 4)) for i in range(8)]
+    assert services.pipeline.ingest(events).accepted == 8
+    with TestClient(build_app(services)) as client:
+        answer = client.get(f"/v1/usage/summary?since={T0 - 600}&until={T0 + 600}&limit=2").json()
+        assert [r["project"] for r in answer["rows"]] == ["p3", "p2"]
+        assert answer["total_cost_usd"] == pytest.approx(5.0)  # all four projects, not the two rows shown
+    services.close()
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("limit=abc", "limit: a whole number from 1 to 10,000, got 'abc'"),
+        ("limit=0", "limit: a whole number from 1 to 10,000, got '0'"),
+        ("limit=-5", "limit: a whole number from 1 to 10,000, got '-5'"),
+        ("limit=20000", "limit: a whole number from 1 to 10,000, got '20000'"),
+        ("by=user&by=model", "give each parameter once: by repeated"),
+    ],
+)
+def test_bad_parameters_are_422_naming_them(sqlite_url: str, query: str, message: str) -> None:
+    services = Services.build(make_config(sqlite_url))
+    with TestClient(build_app(services)) as client:
+        answer = client.get(f"/v1/usage/summary?{query}")
+        assert answer.status_code == 422 and answer.json()["error"] == message
+    services.close()
