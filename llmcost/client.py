@@ -195,6 +195,8 @@ class Client:
         service: str | None = None,
         model: str | None = None,
         estimated_cost_usd: float | None = None,
+        estimated_tokens: int | None = None,
+        estimated_requests: int | None = None,
     ) -> dict[str, Any]:
         """Ask `POST /v1/budgets/check` whether a call fits; returns the answer as llmcost gives it.
 
@@ -205,8 +207,12 @@ class Client:
         body: dict[str, Any] = dict(self.defaults)
         given = {"project": project, "user": user, "service": service, "model": model}
         body.update((key, value) for key, value in given.items() if value is not None)
-        if estimated_cost_usd is not None:
-            body["estimated_cost_usd"] = estimated_cost_usd
+        estimates = {
+            "estimated_cost_usd": estimated_cost_usd,
+            "estimated_tokens": estimated_tokens,
+            "estimated_requests": estimated_requests,
+        }
+        body.update((key, value) for key, value in estimates.items() if value is not None)
         try:
             response = self._check_http.post(f"{self.url}/v1/budgets/check", content=orjson.dumps(body))
         except httpx.HTTPError as exc:
@@ -228,10 +234,18 @@ class Client:
         service: str | None = None,
         model: str | None = None,
         estimated_cost_usd: float | None = None,
+        estimated_tokens: int | None = None,
+        estimated_requests: int | None = None,
     ) -> dict[str, Any]:
         """`check`, raising `BudgetExceededError` (carrying the answer) when a hard budget refuses the call."""
         answer = self.check(
-            project=project, user=user, service=service, model=model, estimated_cost_usd=estimated_cost_usd
+            project=project,
+            user=user,
+            service=service,
+            model=model,
+            estimated_cost_usd=estimated_cost_usd,
+            estimated_tokens=estimated_tokens,
+            estimated_requests=estimated_requests,
         )
         if answer.get("allowed") is False:
             raise BudgetExceededError(answer)

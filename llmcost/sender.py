@@ -2,7 +2,9 @@
 
 Batches go to `POST /v1/usage`, retried with capped exponential backoff (full jitter, the server's
 `Retry-After` as a floor) while llmcost is unreachable or answers 429/5xx. The server stores each event
-once by `request_id`, so a batch resent after a lost answer is counted once.
+once by `request_id`, so a batch resent after a lost answer is counted once. A batch the server finds
+too large (413: its `ingest.max_body_bytes` or event limit is lower than `batch_size` events) is sent
+again in halves, down to single events, so a low server limit costs requests, not events.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ log = logging.getLogger("llmcost")
 QueueFull = Literal["drop", "block"]
 _RETRY = "retry"
 _DONE = "done"
+_TOO_LARGE = "too large"
 _IDLE_POLL = 0.1  # seconds
 
 
@@ -151,6 +154,13 @@ class BatchSender:
         body = orjson.dumps(batch, default=str)
         while True:
             outcome, retry_after = self._post(body, len(batch))
+            if outcome == _TOO_LARGE:
+                # Each half settles its own events (and may be halved again).
+                half = len(batch) // 2
+                log.debug("llmcost answered 413 to %d events, sending them in halves", len(batch))
+                self._deliver(batch[:half])
+                self._deliver(batch[half:])
+                return
             if outcome == _DONE:
                 break
             if self._abandon.is_set():
@@ -181,7 +191,9 @@ class BatchSender:
         if status in (200, 422):
             self._count_answer(response)
             return _DONE, 0.0
-        # 400/401/413/415: resending the same batch cannot succeed.
+        if status == 413 and count > 1:
+            return _TOO_LARGE, 0.0
+        # 400/401/415, or 413 for one event: resending the same batch cannot succeed.
         log.error("llmcost refused %d events: HTTP %d %s", count, status, response.text[:300])
         with self._lock:
             self._stats["failed"] += count

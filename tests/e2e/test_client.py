@@ -164,6 +164,18 @@ def test_guard_raises_on_an_exhausted_hard_budget(server: LlmcostProcess) -> Non
     assert llmcost.BudgetExceededError is BudgetExceededError
 
 
+def test_guard_passes_token_and_request_estimates_to_token_budgets(server: LlmcostProcess) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    budget = {"scope": "project", "key": "tok", "period": "daily", "limit": 1000, "unit": "tokens", "mode": "hard"}
+    assert httpx.put(f"{server.base}/v1/budgets/tok-daily", json=budget, headers=admin).status_code == 200
+    client = Client(server.base, INGEST_TOKEN, project="tok")
+    assert client.guard(model="gpt-4o", estimated_tokens=900)["allowed"] is True
+    with pytest.raises(BudgetExceededError):
+        client.guard(model="gpt-4o", estimated_tokens=1200)
+    assert client.check(model="gpt-4o", estimated_tokens=10, estimated_requests=3)["allowed"] is True
+    client.close()
+
+
 def test_fail_mode_decides_when_llmcost_is_unreachable() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     opened = Client(url, fail_mode="open", close_timeout=0.1)
@@ -210,6 +222,38 @@ def test_503_and_429_are_retried_with_the_same_events_and_a_401_is_not() -> None
         assert posts[0].body == posts[1].body == posts[2].body
         assert posts[0].header("Authorization") == "Bearer " + "t" * 20
         assert stats["accepted"] == 3 and stats["retries"] == 2 and stats["failed"] == 1
+
+
+def test_a_server_body_limit_below_one_batch_costs_requests_not_events(tmp_path: Path, sqlite_url: str) -> None:
+    """An operator lowered `ingest.max_body_bytes` below `batch_size` events: the client halves the batch."""
+    with running_llmcost(tmp_path, sqlite_url, ingest={"max_body_bytes": 100_000}) as server:
+        client = Client(server.base, INGEST_TOKEN, batch_size=200, flush_interval=5)
+        for i in range(200):  # ~1.1 KB each: the whole batch is twice the limit
+            client.record(request_id=f"big-{i}", provider="openai", model="gpt-4o", input_tokens=1,
+                          metadata={"note": "x" * 1000})  # fmt: skip
+        assert client.flush(timeout=60)
+        stats = client.stats
+        client.close()
+    assert stats["accepted"] == 200 and stats["failed"] == 0
+    assert len(stored_events(sqlite_url)) == 200
+
+
+def test_one_event_too_large_for_the_server_is_failed_alone() -> None:
+    from tests.support.recording_servers import RecordingServer
+
+    with RecordingServer() as fake:
+        fake.enqueue(413, {}, {"error": "body too large", "detail": None})  # the pair
+        fake.enqueue(413, {}, {"error": "body too large", "detail": None})  # the first alone
+        fake.enqueue(200, {}, {"accepted": 1, "duplicates": 0, "rejected": []})  # the second alone
+        client = Client(fake.url, "t" * 20, batch_size=2, flush_interval=5)
+        client.record(request_id="huge", provider="openai", model="gpt-4o", input_tokens=1)
+        client.record(request_id="small", provider="openai", model="gpt-4o", input_tokens=1)
+        assert client.flush(timeout=30)
+        stats = client.stats
+        client.close()
+        posts = [r for r in fake.requests if r.path == "/v1/usage"]
+        assert len(posts) == 3
+        assert stats["accepted"] == 1 and stats["failed"] == 1 and stats["queued"] == 0
 
 
 def test_importing_llmcost_stays_light() -> None:
