@@ -4,7 +4,8 @@ Label totals never read raw events: the 5-minute rollups joined to their series 
 summary costs the same at a million events as at ten; `since`/`until` are taken to whole buckets
 (`since` rounded down, `until` up, so a call recorded a moment ago is in the answer). Sessions are
 not a series label (unbounded), so they are summed from the events through the partial indexes on
-`usage_events.session` (migration exporter_0003_sessions): a range of time walks `(ts, session)` over the events that have a session, one session walks `(session, ts)`.
+`usage_events.session` (migration exporter_0003_sessions): a range of time walks `(ts, session)` over
+the events that have a session, one session walks `(session, ts)`.
 """
 
 from __future__ import annotations
