@@ -166,12 +166,8 @@ class LlmcostLogger(CustomLogger):
         labels = {**{k: v for k, v in extra.items() if v}, **self._attribution(metadata)}
         estimate = self.estimate_cost(str(model), request) if self.estimate_cost else None
         # The client is synchronous; a worker thread keeps the event loop serving other requests meanwhile.
-        await asyncio.to_thread(
-            self.client.guard,
-            model=_recorded_model(model),
-            estimated_cost_usd=estimate,
-            **{k: str(v) for k, v in labels.items()},
-        )
+        fields: dict[str, Any] = {k: str(v) for k, v in labels.items()}
+        await asyncio.to_thread(self.client.guard, model=_recorded_model(model), estimated_cost_usd=estimate, **fields)
 
     def close(self) -> None:
         """Flush and stop the client (also done at interpreter exit)."""

@@ -193,7 +193,8 @@ async def _http_error_handler(request: Request, exc: Exception) -> Response:
     if exc.status_code in (204, 304):
         return Response(status_code=exc.status_code, headers=exc.headers)
     detail = {"method": request.method, "path": request.url.path}
-    return error(exc.status_code, exc.detail.lower(), detail=detail, headers=exc.headers)
+    headers = dict(exc.headers) if exc.headers else None
+    return error(exc.status_code, exc.detail.lower(), detail=detail, headers=headers)
 
 
 async def _internal_error_handler(_request: Request, _exc: Exception) -> Response:
