@@ -24,7 +24,7 @@ from alerting.links import RUNBOOK_PATH, anchor
 _HERE = Path(__file__).resolve().parent
 CANDIDATES = (_HERE / "runbook.md", _HERE.parent / "docs" / "runbook.md")
 _HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-cache",
 }
@@ -75,7 +75,7 @@ def render(markdown: str) -> str:
     body = md.renderer.render(tokens, md.options, {})
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">'
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>\n<body>\n{body}</body></html>\n"
     )
 

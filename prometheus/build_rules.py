@@ -66,9 +66,29 @@ def add_selector(expr: str, selector: str = DEFAULT_SELECTOR, *, replace: str = 
     return _RAW_SELECTOR.sub(one, expr)
 
 
+_DEFAULTS_NOTE = (
+    "# This file is prometheus/build_rules.py's output with its defaults: render your own copy with your\n"
+    "# selector and runbook base URL (`--selector`, `--runbook-base-url`, see docs/alerting-paths.md).\n"
+)
+
+
+def _header(text: str, selector: str, runbook_base_url: str) -> str:
+    """The leading comment block, saying what this copy was rendered with (not "its defaults")."""
+    if (selector, runbook_base_url) == (DEFAULT_SELECTOR, DEFAULT_RUNBOOK_BASE_URL):
+        return text
+    lines = text.splitlines(keepends=True)
+    end = next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))
+    head = "".join(lines[:end]).replace(DEFAULT_SELECTOR, selector)
+    rendered = (
+        f"# This file is prometheus/build_rules.py's output with --selector '{selector}' and\n"
+        f"# --runbook-base-url {runbook_base_url}: render it again from the shipped files to change them.\n"
+    )
+    return head.replace(_DEFAULTS_NOTE, rendered) + "".join(lines[end:])
+
+
 def render(text: str, selector: str, runbook_base_url: str) -> str:
     """One rule file's text with the selector in its expressions and runbook links on the base URL."""
-    lines = text.splitlines(keepends=True)
+    lines = _header(text, selector, runbook_base_url).splitlines(keepends=True)
     out: list[str] = []
     block_indent: int | None = None
     for line in lines:

@@ -34,7 +34,7 @@ from exporter.store import StoreUnavailable
 log = logging.getLogger(__name__)
 
 LANDING = """<!doctype html>
-<html><head><meta charset="utf-8"><title>llmcost</title></head>
+<html><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>llmcost</title></head>
 <body>
 <h1>llmcost {version}</h1>
 <p>LLM cost observability and alerting.</p>

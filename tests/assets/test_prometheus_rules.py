@@ -171,6 +171,10 @@ def test_rules_render_with_another_selector_and_runbook_base(tmp_path: Path) -> 
                         assert found.matchers.get("cluster") == ("=", "eu-1"), found
                 if "alert" in rule:
                     assert rule["annotations"]["runbook_url"] == f"https://c.example/rb#{rule['alert'].lower()}"
+        # The header says what this copy was rendered with, not that it is the shipped default.
+        header = path.read_text().split("\ngroups:")[0]
+        assert 'job="llmcost"' not in header and "with its defaults" not in header, path.name
+        assert selector in header, path.name
     with pytest.raises(SystemExit):
         build_rules.main(["--out", str(tmp_path), "--selector", "llmcost"])
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from selenium.webdriver.common.by import By
 
-from tests.support.browser import chromium, full_page_screenshot, wait_for
+from tests.support.browser import chromium, console_errors, full_page_screenshot, wait_for
 from tests.support.helpers import total
 from tests.support.paths import REPO
 from tests.support.pg import free_port
@@ -91,6 +91,7 @@ def test_console_figures_match_the_api_and_an_ack_reaches_it(demo: str, tmp_path
         driver.get(f"{demo}/")
         wait_for(driver, lambda d: d.execute_script("return document.readyState") == "complete")
         after = _api_figures(demo)
+        assert console_errors(driver) == []  # no failed load (a favicon included), no script error
 
         # Now: today and this month (the demo's budgets are in UTC) against the budgets, all time and
         # unpriced calls against /metrics.
@@ -179,6 +180,11 @@ def test_console_figures_match_the_api_and_an_ack_reaches_it(demo: str, tmp_path
             ),
         )
         assert httpx.get(f"{demo}/v1/alerts/{alert_id}", timeout=5).json()["state"] == "firing"
+
+        # The runbook the alerts link to loads as cleanly.
+        driver.get(f"{demo}/runbook")
+        wait_for(driver, lambda d: d.execute_script("return document.readyState") == "complete")
+        assert "LLMCostSpike" in driver.page_source and console_errors(driver) == []
 
 
 ADMIN = "console-admin-token-0123456789"

@@ -38,6 +38,7 @@ def chromium(*, width: int = 1400, height: int = 1000, timezone: str | None = No
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={profile}")
     options.add_argument(f"--window-size={width},{height}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # read back by `console_errors`
     # Selenium Manager would look for a driver on the network: name the local one.
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     try:
@@ -47,6 +48,11 @@ def chromium(*, width: int = 1400, height: int = 1000, timezone: str | None = No
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def console_errors(driver: webdriver.Chrome) -> list[str]:
+    """The page's errors so far as the browser's console shows them (failed loads, script errors)."""
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
 
 
 def wait_for(driver: webdriver.Chrome, condition: Callable[[webdriver.Chrome], Any], timeout: float = 30) -> Any:
