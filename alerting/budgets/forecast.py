@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from alerting.budgets.definition import OTHER_INSTANCE, Budget
 from alerting.budgets.instances import CurrentPeriods
-from alerting.budgets.tables import budget_spend, budget_state
+from alerting.budgets.tables import budget_resets, budget_spend, budget_state
 from alerting.projection import INSUFFICIENT_HISTORY, ProjectionConfig, has_forecast_evidence, project_many
 from exporter.store import Store
 from exporter.store.schema import BUCKET_SECONDS
@@ -65,6 +65,12 @@ class BudgetForecasts:
                 keyed.setdefault(budget.key if label else "", np.zeros(bucket_starts.size))
             if not keyed:
                 continue
+            # A reset starts a fresh count: what was spent this period before it is not projected on
+            # (the bucket holding the reset is left out too: most of it may be what was reset).
+            for key, reset_at in self._last_resets(budget, int(start.timestamp())).items():
+                if key in keyed:
+                    before = (bucket_starts >= start.timestamp()) & (bucket_starts < reset_at)
+                    keyed[key][before] = 0.0
             keys = sorted(keyed)
             batch = project_many(
                 bucket_starts,
@@ -99,6 +105,16 @@ class BudgetForecasts:
             conn.execute(budget_state.delete())
             if rows:
                 conn.execute(budget_state.insert(), rows)
+
+    def _last_resets(self, budget: Budget, period_start: int) -> dict[str, float]:
+        """When each instance of `budget` was last reset in the period starting at `period_start`."""
+        query = (
+            select(budget_resets.c.key, func.max(budget_resets.c.reset_at))
+            .where(budget_resets.c.budget == budget.name, budget_resets.c.period_start == period_start)
+            .group_by(budget_resets.c.key)
+        )
+        with self.store.reading() as conn:
+            return {str(row[0]): float(row[1]) for row in conn.execute(query)}
 
     def _tracked_keys(self, budget: Budget, period_start: int) -> set[str]:
         """The instance keys a `key: "*"` budget tracks in the period starting at `period_start`."""
