@@ -6,7 +6,6 @@ import pytest
 
 from alerting.budgets.collector import BudgetCollector
 from alerting.budgets.service import BudgetService
-
 from tests.support.budgets import NOON, build, call, ingest
 from tests.support.clock import FakeClock
 
