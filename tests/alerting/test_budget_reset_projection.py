@@ -16,9 +16,11 @@ def _projected_gauge(budgets: BudgetService, budget: str, key: str) -> float:
     """What /metrics exports as `llm_budget_projected` for the instance."""
     for family in BudgetCollector(budgets).collect():
         for sample in family.samples:
-            if sample.name == "llm_budget_projected" and sample.labels.get("budget") == budget:
-                if sample.labels.get("key") == key:
-                    return float(sample.value)
+            if sample.name == "llm_budget_projected" and (sample.labels["budget"], sample.labels["key"]) == (
+                budget,
+                key,
+            ):
+                return float(sample.value)
     raise AssertionError(f"no llm_budget_projected for {budget}/{key}")
 
 
