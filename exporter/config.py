@@ -220,6 +220,15 @@ def _parse_auth(raw: dict[str, Any], problems: Problems, base: Path) -> AuthConf
         if not isinstance(value, list) or not all(isinstance(t, str) and t for t in value):
             problems.append(f"auth.{name}: must be a list of non-empty strings")
             continue
+        # .env.example's values ("change-me-…") would otherwise pass as tokens when a stack is
+        # started before they were replaced: refused by name, whatever their length.
+        placeholders = [i for i, t in enumerate(value) if t.lower().startswith("change-me")]
+        if placeholders:
+            problems.append(
+                f"auth.{name}: entries {placeholders} are still the placeholder from .env.example; "
+                "replace them (e.g. with `openssl rand -hex 32`)"
+            )
+            continue
         short = [i for i, t in enumerate(value) if len(t) < 16]
         if short:
             problems.append(f"auth.{name}: tokens must be at least 16 characters (entries {short})")

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from starlette.testclient import TestClient
 
-from exporter.config import ListenError, parse_config
+from exporter.config import ConfigError, ListenError, parse_config
 from exporter.http.app import build_app
 from exporter.server import check_exposure
 from exporter.services import Services
@@ -110,3 +110,21 @@ def test_a_litellm_provider_object_is_rejected_with_one_log_line_per_request(
         assert len(ours) <= 1
         assert not any(r.exc_info for r in ours)
     services.close()
+
+
+def test_the_placeholder_tokens_of_env_example_are_refused_by_name() -> None:
+    """A compose stack started before `.env` was edited: every placeholder token is named, whatever its length."""
+    env = dict(
+        line.split("=", 1)
+        for line in (Path(__file__).resolve().parents[2] / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    tokens = {name: [env[f"LLMCOST_{name.split('_')[0].upper()}_TOKEN"]] for name in ("ingest_tokens", "admin_tokens")}
+    with pytest.raises(ConfigError) as refused:
+        parse_config({"auth": tokens})
+    assert sorted(refused.value.problems) == [
+        "auth.admin_tokens: entries [0] are still the placeholder from .env.example; replace them (e.g. with "
+        "`openssl rand -hex 32`)",
+        "auth.ingest_tokens: entries [0] are still the placeholder from .env.example; replace them (e.g. with "
+        "`openssl rand -hex 32`)",
+    ]
