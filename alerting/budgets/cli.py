@@ -182,24 +182,26 @@ def _apply(service: BudgetService, args: argparse.Namespace, config: Config) -> 
 
 
 def _list(service: BudgetService, args: argparse.Namespace) -> int:
-    instances = service.instances()
+    # Every definition, not only instances with spend: a key "*" budget nothing has spent on yet is
+    # one row (key "*", zero spend, a note), so a budget just created is never missing from the list.
+    rows = service.listing()
     origins = {row.name: row.origin for row in service.stored_definitions()}
     if args.format == "json":
-        rows = [{**i.to_json(), "origin": origins.get(i.budget.name, "")} for i in instances]
-        print(orjson.dumps({"budgets": rows}).decode())
+        print(orjson.dumps({"budgets": [{**r, "origin": origins.get(r["name"], "")} for r in rows]}).decode())
         return 0
-    width = max([len(i.budget.name) for i in instances] + [6])
+    width = max([len(r["name"]) for r in rows] + [6])
     print(
         f"{'budget':<{width}} {'key':<16} {'period':<8} {'spent':>12} {'limit':>12} {'ratio':>7} {'projected':>12} "
         f"{'state':<9} origin"
     )
-    for i in instances:
-        origin = origins.get(i.budget.name, "")
+    for r in rows:
+        note = f"  ({r['note']})" if r.get("note") else ""
         print(
-            f"{i.budget.name:<{width}} {i.key[:16] or '-':<16} {i.budget.period:<8} {i.spent:>12.2f} "
-            f"{i.budget.limit:>12.2f} {i.ratio:>7.1%} {i.projected:>12.2f} {i.state:<9} {origin}"
+            f"{r['name']:<{width}} {r['key'][:16] or '-':<16} {r['period']:<8} {r['spent']:>12.2f} "
+            f"{r['limit']:>12.2f} {r['ratio']:>7.1%} {r['projected']:>12.2f} {r['state']:<9} "
+            f"{origins.get(r['name'], '')}{note}"
         )
-    if not instances:
+    if not rows:
         print("(no budgets in this store: `llmcost budgets apply --config FILE`, `budgets create`, or PUT /v1/budgets)")
     return 0
 

@@ -156,6 +156,10 @@ class BudgetService:
         """Every budget instance in its current period, with spend and the last projection."""
         return self.reader.instances(now, only)
 
+    def listing(self, now: float | None = None) -> list[dict[str, Any]]:
+        """Status rows of every defined budget, one per instance (a `key: "*"` budget without spend: one row)."""
+        return self.reader.listing(now)
+
     def status(self, name: str) -> dict[str, Any]:
         """Status object of one budget; a `key: "*"` budget lists its instances and shows the worst."""
         return self.reader.status(name)
