@@ -251,8 +251,9 @@ class BudgetRegistry:
     ) -> tuple[list[dict[str, Any]], list[str]]:
         """Start a fresh count for the current period from now, recording who, when and what had been spent.
 
-        Returns the audit records and the instance keys reset. `key` limits a `key: "*"` budget's reset
-        to one value.
+        Returns the audit records and the instance keys reset. A `key: "*"` budget needs `key`: a value
+        resets that instance, `"*"` every instance (a reset of them all is never a default: it erases
+        every project's count at once). A budget with one key takes no key, or that key.
         """
         if not by:
             raise BudgetError(422, "a reset needs the name of who resets (by)")
@@ -260,18 +261,24 @@ class BudgetRegistry:
         now = self.clock()
         first = self.periods.start(budget, now)
         fixed = None if budget.key == "*" else (budget.key if budget.scope != "global" else "")
+        if fixed is None and key is None:
+            raise BudgetError(
+                422,
+                f'budget {name!r} counts each {budget.scope} separately (key "*"): give key, a {budget.scope} '
+                f'to reset that one, or "*" to reset every {budget.scope}',
+            )
         if key is not None and fixed is not None and key != fixed:
             raise BudgetError(404, f"budget {name!r} has no key {key!r}")
+        every = fixed is None and key == "*"
         records: list[dict[str, Any]] = []
         with self.store.transaction() as conn:
             lock_for_change(conn)
             where = [budget_spend.c.budget == name, budget_spend.c.period_start == first]
-            if key is not None:
+            if key is not None and not every:
                 where.append(budget_spend.c.key == key)
             rows = {r.key: r for r in conn.execute(select(budget_spend).where(*where))}
-            keys = sorted(rows) if fixed is None else [fixed]
-            if key is not None and fixed is None:
-                keys = [key]
+            # One-key budget: its key; key "*" given: every instance with spend; else the one value.
+            keys = [fixed] if fixed is not None else (sorted(rows) if every else [str(key)])
             for k in keys:
                 row = rows.get(k)
                 counters = (row.cost_nanousd, row.tokens, row.requests) if row is not None else (0, 0, 0)
