@@ -9,6 +9,7 @@ and the `fallback_model` a gateway may switch to.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -93,16 +94,32 @@ def parse_check_request(raw: Any) -> CheckRequest:
     return CheckRequest(labels, float(cost), counts["estimated_tokens"], counts["estimated_requests"])
 
 
+def _usd(value: float) -> str:
+    """Dollars in cents, or with two significant digits below a cent ($0.0003, never "$0.00")."""
+    if value == 0 or abs(value) >= 0.01:
+        return f"${value:,.2f}"
+    decimals = min(9, 1 - math.floor(math.log10(abs(value))))  # spend is kept in nano-dollars
+    return f"${value:.{decimals}f}".rstrip("0")
+
+
 def _amount(budget: Budget, value: float) -> str:
     if budget.unit == "usd":
-        return f"${value:,.2f}"
-    return f"{value:,.0f} {budget.unit}"
+        return _usd(value)
+    unit = budget.unit[:-1] if value == 1 else budget.unit  # "1 request", "2 requests"
+    return f"{value:,.0f} {unit}"
+
+
+def _of(budget: Budget, value: float, limit: float) -> str:
+    """E.g. "$1.00 of $1.00", "2 of 2 requests"."""
+    if budget.unit == "usd":
+        return f"{_usd(value)} of {_usd(limit)}"
+    return f"{value:,.0f} of {_amount(budget, limit)}"
 
 
 def _describe(instance: CheckInstance) -> str:
-    """E.g. "project search daily budget search-daily"."""
+    """E.g. "project search daily budget search-daily" (calls without the label: project "")."""
     b = instance.budget
-    scope = "global" if b.scope == "global" else f"{b.scope} {instance.key}"
+    scope = "global" if b.scope == "global" else f"{b.scope} {instance.key or chr(34) * 2}"
     period = "" if b.period == "total" else f"{b.period} "
     return f"{scope} {period}budget {b.name}"
 
@@ -115,6 +132,7 @@ class _Verdict:
     state_after: str
     refuses: bool
     over_cap: str  # why a per-request cap is exceeded, or ""
+    over: bool  # over its limit after this call (or already at it, with no estimate in its unit)
 
 
 def _verdict(instance: CheckInstance, request: CheckRequest) -> _Verdict:
@@ -124,19 +142,21 @@ def _verdict(instance: CheckInstance, request: CheckRequest) -> _Verdict:
     over_cap = ""
     if budget.max_cost_per_request is not None and request.cost_usd > budget.max_cost_per_request:
         over_cap = (
-            f"this call's estimated ${request.cost_usd:,.2f} exceeds its per-request cap of "
-            f"${budget.max_cost_per_request:,.2f}"
+            f"this call's estimated {_usd(request.cost_usd)} exceeds its per-request cap of "
+            f"{_usd(budget.max_cost_per_request)}"
         )
     elif budget.max_tokens_per_request is not None and request.tokens > budget.max_tokens_per_request:
         over_cap = (
             f"this call's estimated {request.tokens:,} tokens exceed its per-request cap of "
             f"{budget.max_tokens_per_request:,} tokens"
         )
-    # Without an estimate in its unit, a budget already at its limit still refuses.
-    over = after > budget.limit or (estimate == 0 and instance.spent >= budget.limit)
+    # Without an estimate in its unit, a budget already at its limit still refuses. Landing exactly on
+    # the limit is allowed (a 2-request budget allows 2 requests); rounding to nano-units keeps float
+    # sums such as $0.70 + $0.30 from overshooting $1.00.
+    over = round(after, 9) > budget.limit or (estimate == 0 and instance.spent >= budget.limit)
     refuses = budget.mode == "hard" and (over or bool(over_cap))
     state_after = "exceeded" if over else budget.state(after / budget.limit)
-    return _Verdict(instance, estimate, after, state_after, refuses, over_cap)
+    return _Verdict(instance, estimate, after, state_after, refuses, over_cap, over)
 
 
 def decide(instances: list[CheckInstance], request: CheckRequest) -> dict[str, Any]:
@@ -156,7 +176,8 @@ def decide(instances: list[CheckInstance], request: CheckRequest) -> dict[str, A
     reason = _reason(decider, allowed, request)
     fallback = ""
     for v in ([decider] if decider is not None else []) + verdicts:
-        if v.instance.budget.fallback_model and (v.refuses or v.state_after == "exceeded" or v.over_cap):
+        # Not when the call lands exactly on the limit: it fits; the next call is the one over it.
+        if v.instance.budget.fallback_model and (v.refuses or v.over or v.over_cap):
             fallback = v.instance.budget.fallback_model
             break
     answer: dict[str, Any] = {
@@ -191,10 +212,19 @@ def _reason(decider: _Verdict | None, allowed: bool, request: CheckRequest) -> s
         if decider.estimate == 0 and decider.instance.spent >= budget.limit:
             return f"{what}: {spent}, nothing is left for this call"
         return f"{what}: {spent}, this call's {_amount(budget, decider.estimate)} would exceed it"
-    if decider.state_after == "exceeded":
+    if decider.over and decider.estimate == 0:
+        return f"allowed: {what} ({budget.mode}) is over its limit ({spent}), but only hard budgets refuse"
+    after = f"{_amount(budget, decider.after)} after this call's {_amount(budget, decider.estimate)}"
+    if decider.over:
         return (
-            f"allowed: {what} ({budget.mode}) is over its limit ({spent}, this call's "
-            f"{_amount(budget, decider.estimate)} included), but only hard budgets refuse"
+            f"allowed: {what} ({budget.mode}) will be over its limit after this call ({spent}, {after}), "
+            "but only hard budgets refuse"
+        )
+    if decider.estimate > 0 and round(decider.after, 9) == budget.limit:
+        then = "the next call will be refused" if budget.mode == "hard" else "the next call will be over it"
+        return (
+            f"allowed: {what} ({budget.mode}) reaches its limit exactly with this call "
+            f"({_of(budget, decider.after, budget.limit)} after it); {then}"
         )
     return (
         f"allowed: closest is {what}: {spent}, {_amount(budget, decider.after)} "

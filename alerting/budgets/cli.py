@@ -34,7 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", nargs="?")
     fields = parser.add_argument_group("budget fields (create, update; same validation as the config file)")
     fields.add_argument("--scope", choices=("global", "project", "user", "service", "model"))
-    fields.add_argument("--key", help='value the budget applies to, or "*" for each value (reset: one key only)')
+    fields.add_argument(
+        "--key",
+        help='value the budget applies to, or "*" for each value (reset of a "*" budget: one value, or "*" for all)',
+    )
     fields.add_argument("--period", choices=("hourly", "daily", "weekly", "monthly", "yearly", "total"))
     fields.add_argument("--limit", type=float)
     fields.add_argument("--unit", choices=("usd", "tokens", "requests"))
@@ -46,8 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fields.add_argument("--max-tokens-per-request", type=int)
     fields.add_argument("--fallback-model")
     parser.add_argument("--json", dest="definition_json", help="the whole definition as a JSON object")
-    parser.add_argument("--by", default=os.environ.get("USER", "cli"), help="who makes the change (audited)")
-    parser.add_argument("--reason", default="", help="reset: why (recorded, and on the resolved alerts)")
+    parser.add_argument("--by", help="who makes the change (audited; required for reset, else $USER)", metavar="NAME")
+    parser.add_argument("--reason", help="reset: why (required; recorded, and on the resolved alerts)", metavar="TEXT")
     parser.add_argument("--dry-run", action="store_true", help="apply: print the difference, change nothing")
     parser.add_argument("--prune", action="store_true", help="apply: delete config budgets the file no longer declares")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="list: output format")
@@ -70,12 +73,31 @@ def run(
     if action == "apply" and not args.config:
         print("usage: llmcost budgets apply --config FILE [--dry-run] [--prune]", file=sys.stderr)
         return 2
+    if action == "reset" and (not args.by or not args.reason):
+        # A reset erases a period's count: who and why go on the audit trail and on the resolved alerts.
+        print(
+            f"usage: llmcost budgets reset {args.name} [--key VALUE] --by NAME --reason TEXT "
+            "(who resets and why are recorded; both are required)",
+            file=sys.stderr,
+        )
+        return 2
+    if not args.by:
+        args.by = os.environ.get("USER") or "cli"
     config = config_from_args(args)
     read_only = action in ("list", "show") or (action == "apply" and args.dry_run)
     services = open_services(config, start_writer=False, read_only=read_only, must_exist=True)
     print(f"store: {store_location(config.database_url)}", file=sys.stderr)
     try:
         service = BudgetService(services.store, parse_budgets_section(None, []), clock=services.clock)
+        budget = service.get(args.name) if action == "reset" else None
+        if budget is not None and budget.key == "*" and args.key is None:
+            # Never all instances by default: a reset erases a period's count (HTTP answers 422 alike).
+            print(
+                f'budget {args.name!r} counts each {budget.scope} separately (key "*"): pass --key VALUE to reset '
+                f"one {budget.scope}, or --key '*' to reset every {budget.scope}",
+                file=sys.stderr,
+            )
+            return 2
         if action == "apply":
             return _apply(service, args, config)
         if action in ("list", "show"):
@@ -86,6 +108,9 @@ def run(
 
             service.sink = GatewaySink(gateway)
         return _write(service, args)
+    except _UsageError as exc:
+        print(f"llmcost budgets {action}: {exc}", file=sys.stderr)
+        return 2
     except BudgetError as exc:
         print(f"{exc}", file=sys.stderr)
         for problem in exc.detail if isinstance(exc.detail, list) else []:
@@ -93,6 +118,10 @@ def run(
         return 1
     finally:
         services.close()
+
+
+class _UsageError(Exception):
+    """A flag the command cannot use as given (exit status 2, like argparse's own usage errors)."""
 
 
 def _gateway(services: Services) -> Any:
@@ -109,9 +138,12 @@ def _gateway(services: Services) -> Any:
 def _fields(args: argparse.Namespace) -> dict[str, Any]:
     raw: dict[str, Any] = {}
     if args.definition_json:
-        loaded = orjson.loads(args.definition_json)
+        try:
+            loaded = orjson.loads(args.definition_json)
+        except orjson.JSONDecodeError as exc:
+            raise _UsageError(f"--json is not valid JSON ({exc}); give an object, e.g. '{{\"limit\": 5}}'") from None
         if not isinstance(loaded, dict):
-            raise BudgetError(422, "--json must be a JSON object")
+            raise _UsageError("--json must be a JSON object, e.g. '{\"limit\": 5}'")
         raw.update(loaded)
     for name in (
         "scope",
@@ -135,7 +167,7 @@ def _fields(args: argparse.Namespace) -> dict[str, Any]:
         try:
             thresholds[level] = float(ratio)
         except ValueError:
-            raise BudgetError(422, f"--threshold {item!r}: expected LEVEL=RATIO, e.g. warning=0.7") from None
+            raise _UsageError(f"--threshold {item!r}: expected LEVEL=RATIO, e.g. warning=0.7") from None
     if thresholds:
         raw["thresholds"] = thresholds
     return raw
@@ -149,6 +181,8 @@ def _write(service: BudgetService, args: argparse.Namespace) -> int:
         return 0
     if args.action == "reset":
         records = service.reset(name, by=args.by, reason=args.reason, key=args.key)
+        if not records:
+            print(f"budget {name}: no key has spent in this period; nothing to reset")
         for r in records:
             spent = f"${r['spent_before']:,.2f}" if r["unit"] == "usd" else f"{r['spent_before']:,.0f} {r['unit']}"
             print(f"budget {name} key {r['key'] or '-'}: reset by {r['reset_by']} at {r['reset_at']} ({spent} spent)")
@@ -182,24 +216,26 @@ def _apply(service: BudgetService, args: argparse.Namespace, config: Config) -> 
 
 
 def _list(service: BudgetService, args: argparse.Namespace) -> int:
-    instances = service.instances()
+    # Every definition, not only instances with spend: a key "*" budget nothing has spent on yet is
+    # one row (key "*", zero spend, a note), so a budget just created is never missing from the list.
+    rows = service.listing()
     origins = {row.name: row.origin for row in service.stored_definitions()}
     if args.format == "json":
-        rows = [{**i.to_json(), "origin": origins.get(i.budget.name, "")} for i in instances]
-        print(orjson.dumps({"budgets": rows}).decode())
+        print(orjson.dumps({"budgets": [{**r, "origin": origins.get(r["name"], "")} for r in rows]}).decode())
         return 0
-    width = max([len(i.budget.name) for i in instances] + [6])
+    width = max([len(r["name"]) for r in rows] + [6])
     print(
         f"{'budget':<{width}} {'key':<16} {'period':<8} {'spent':>12} {'limit':>12} {'ratio':>7} {'projected':>12} "
         f"{'state':<9} origin"
     )
-    for i in instances:
-        origin = origins.get(i.budget.name, "")
+    for r in rows:
+        note = f"  ({r['note']})" if r.get("note") else ""
         print(
-            f"{i.budget.name:<{width}} {i.key[:16] or '-':<16} {i.budget.period:<8} {i.spent:>12.2f} "
-            f"{i.budget.limit:>12.2f} {i.ratio:>7.1%} {i.projected:>12.2f} {i.state:<9} {origin}"
+            f"{r['name']:<{width}} {r['key'][:16] or '-':<16} {r['period']:<8} {r['spent']:>12.2f} "
+            f"{r['limit']:>12.2f} {r['ratio']:>7.1%} {r['projected']:>12.2f} {r['state']:<9} "
+            f"{origins.get(r['name'], '')}{note}"
         )
-    if not instances:
+    if not rows:
         print("(no budgets in this store: `llmcost budgets apply --config FILE`, `budgets create`, or PUT /v1/budgets)")
     return 0
 

@@ -153,6 +153,10 @@ def parse_budget(raw: Any, path: str, problems: list[str], *, name: str | None =
         problems.append(f"{path}.scope: must be one of {', '.join(SCOPES)}, got {scope!r}")
     key = raw.get("key", "" if scope == "global" else None)
     if scope == "global":
+        # A key on a global budget used to be dropped, quietly making a budget over all spend; "" and
+        # null stay accepted (stored global definitions carry `key: ""`).
+        if key not in (None, ""):
+            problems.append(f"{path}.key: given but scope is global (set scope, e.g. project)")
         key = ""
     elif not isinstance(key, str) or not key:
         problems.append(f'{path}.key: required for scope {scope!r}: a value, or "*" for each value separately')

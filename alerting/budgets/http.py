@@ -56,8 +56,7 @@ def budget_routes(service: BudgetService, auth: AuthConfig) -> list[BaseRoute]:
         return endpoint
 
     async def list_budgets(_request: Request) -> Response:
-        instances = await run_in_threadpool(service.instances)
-        return ORJSONResponse({"budgets": [i.to_json() for i in instances]})
+        return ORJSONResponse({"budgets": await run_in_threadpool(service.listing)})
 
     async def get_budget(request: Request) -> Response:
         return ORJSONResponse(await run_in_threadpool(service.status, request.path_params["name"]))

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from alerting.budgets.registry import BudgetRegistry
 
 
+NO_SPEND_YET = "no key has spent yet in this period"
+"""The note on a `key: "*"` budget's one listed row before any of its values has spent."""
+
+
 def iso(ts: float) -> str:
     """Epoch seconds as an ISO 8601 UTC time with a `Z`."""
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
@@ -153,6 +157,29 @@ class InstanceReader:
                     )
                 )
         return out
+
+    def listing(self, now: float | None = None) -> list[dict[str, Any]]:
+        """Status rows of every defined budget (`budgets list`, `GET /v1/budgets`): one per instance.
+
+        A `key: "*"` budget has instances only once a value has spent in the period; until then it is
+        one row with key `"*"`, zero spend and a `note` saying so, so a defined budget is never missing.
+        """
+        now = self.clock() if now is None else now
+        definitions = self.registry.definitions()
+        found: dict[str, list[Instance]] = {}
+        for instance in self.instances(now, definitions):
+            found.setdefault(instance.budget.name, []).append(instance)
+        rows: list[dict[str, Any]] = []
+        for budget in definitions:
+            mine = found.get(budget.name)
+            if mine:
+                rows.extend(i.to_json() for i in mine)
+                continue
+            start, end = self.periods.bounds(budget, now)
+            row = Instance(budget, "*", start, end, 0.0, 0.0).to_json()
+            row["note"] = NO_SPEND_YET
+            rows.append(row)
+        return rows
 
     def instances_on(
         self,

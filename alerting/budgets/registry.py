@@ -34,6 +34,30 @@ from alerting.budgets.tables import REVISION_COUNTER, budget_resets, budget_spen
 from exporter.store import Store
 
 
+def _declared_in(origin_ref: str | None) -> str:
+    """Where a config budget is declared, for a refusal: "declared in /etc/llmcost/prod.yml"."""
+    # Rows applied before origins were recorded have no file to point to.
+    return f"declared in {origin_ref}" if origin_ref else "declared in a config file"
+
+
+def merge_update(stored: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """A stored definition with an update's fields laid over it: only the given fields change.
+
+    `thresholds` merge per level (`warning=0.7` keeps a stored `critical`). A scope changed to `global`
+    without a `key` drops the stored key, which a global budget cannot carry (a `key` given alongside is
+    still refused by the validation), and a budget that no longer has `key: "*"` drops its stored
+    `max_instances`.
+    """
+    merged = {**stored, **given}
+    if isinstance(stored.get("thresholds"), dict) and isinstance(given.get("thresholds"), dict):
+        merged["thresholds"] = {**stored["thresholds"], **given["thresholds"]}
+    if given.get("scope") == "global" and "key" not in given:
+        merged.pop("key", None)
+    if merged.get("key") != "*" and "max_instances" not in given:
+        merged.pop("max_instances", None)  # stored with every key "*" budget; meaningless for one key
+    return merged
+
+
 class BudgetRegistry:
     """The stored budget definitions and their reset audit trail; thread-safe."""
 
@@ -175,10 +199,12 @@ class BudgetRegistry:
         now = self.clock()
         with self.store.transaction() as conn:
             lock_for_change(conn)
-            stored = conn.execute(select(budgets.c.source, budgets.c.definition).where(budgets.c.name == name)).first()
+            stored = conn.execute(
+                select(budgets.c.source, budgets.c.definition, budgets.c.origin_ref).where(budgets.c.name == name)
+            ).first()
             if stored is not None and stored.source == "config":
                 raise BudgetError(
-                    409, f"budget {name!r} is declared in a config file; change it there and apply the file"
+                    409, f"budget {name!r} is {_declared_in(stored.origin_ref)}; change it there and apply the file"
                 )
             if mode == "create" and stored is not None:
                 raise BudgetError(409, f"budget {name!r} exists already; use update")
@@ -187,7 +213,7 @@ class BudgetRegistry:
                     raise BudgetError(404, f"no budget named {name!r}")
                 if not isinstance(raw, dict):
                     raise BudgetError(422, "invalid budget", ["budget: must be a mapping"])
-                raw = {**json.loads(stored.definition), **raw}
+                raw = merge_update(json.loads(stored.definition), raw)
             problems: list[str] = []
             budget = parse_budget(raw, "budget", problems, name=name)
             if budget is None:
@@ -210,12 +236,12 @@ class BudgetRegistry:
         """Remove an API- or CLI-managed budget with its spend and state; a config-file budget is refused."""
         with self.store.transaction() as conn:
             lock_for_change(conn)
-            row = conn.execute(select(budgets.c.source).where(budgets.c.name == name)).first()
+            row = conn.execute(select(budgets.c.source, budgets.c.origin_ref).where(budgets.c.name == name)).first()
             if row is None:
                 raise BudgetError(404, f"no budget named {name!r}")
             if row.source == "config":
                 raise BudgetError(
-                    409, f"budget {name!r} is declared in a config file; remove it there and apply the file"
+                    409, f"budget {name!r} is {_declared_in(row.origin_ref)}; remove it there and apply the file"
                 )
             self._delete_rows(conn, name)
             bump_revision(conn)
@@ -225,8 +251,9 @@ class BudgetRegistry:
     ) -> tuple[list[dict[str, Any]], list[str]]:
         """Start a fresh count for the current period from now, recording who, when and what had been spent.
 
-        Returns the audit records and the instance keys reset. `key` limits a `key: "*"` budget's reset
-        to one value.
+        Returns the audit records and the instance keys reset. A `key: "*"` budget needs `key`: a value
+        resets that instance, `"*"` every instance (a reset of them all is never a default: it erases
+        every project's count at once). A budget with one key takes no key, or that key.
         """
         if not by:
             raise BudgetError(422, "a reset needs the name of who resets (by)")
@@ -234,18 +261,24 @@ class BudgetRegistry:
         now = self.clock()
         first = self.periods.start(budget, now)
         fixed = None if budget.key == "*" else (budget.key if budget.scope != "global" else "")
+        if fixed is None and key is None:
+            raise BudgetError(
+                422,
+                f'budget {name!r} counts each {budget.scope} separately (key "*"): give key, a {budget.scope} '
+                f'to reset that one, or "*" to reset every {budget.scope}',
+            )
         if key is not None and fixed is not None and key != fixed:
             raise BudgetError(404, f"budget {name!r} has no key {key!r}")
+        every = fixed is None and key == "*"
         records: list[dict[str, Any]] = []
         with self.store.transaction() as conn:
             lock_for_change(conn)
             where = [budget_spend.c.budget == name, budget_spend.c.period_start == first]
-            if key is not None:
+            if key is not None and not every:
                 where.append(budget_spend.c.key == key)
             rows = {r.key: r for r in conn.execute(select(budget_spend).where(*where))}
-            keys = sorted(rows) if fixed is None else [fixed]
-            if key is not None and fixed is None:
-                keys = [key]
+            # One-key budget: its key; key "*" given: every instance with spend; else the one value.
+            keys = [fixed] if fixed is not None else (sorted(rows) if every else [str(key)])
             for k in keys:
                 row = rows.get(k)
                 counters = (row.cost_nanousd, row.tokens, row.requests) if row is not None else (0, 0, 0)

@@ -138,12 +138,13 @@ class BudgetService:
     def reset(self, name: str, *, by: str, reason: str = "", key: str | None = None) -> list[dict[str, Any]]:
         """Start a fresh count for the current period from now (audited); resolves the budget's alerts.
 
-        Returns the audit records: per instance, who, when and what had been spent. `key` limits a
-        `key: "*"` budget's reset to one value.
+        Returns the audit records: per instance, who, when and what had been spent. A `key: "*"` budget
+        needs `key`: one value, or `"*"` for every instance (see `BudgetRegistry.reset`).
         """
         records, keys = self.registry.reset(name, by=by, reason=reason, key=key)
         self.checks.forget(definitions=True)
-        self.alerts.resolve_reset(name, keys, key=key, by=by, reason=reason)
+        # key "*" reset every instance: resolve every alert of the budget, as for a one-key budget.
+        self.alerts.resolve_reset(name, keys, key=None if key == "*" else key, by=by, reason=reason)
         return records
 
     def resets(self, name: str) -> list[dict[str, Any]]:
@@ -155,6 +156,10 @@ class BudgetService:
     def instances(self, now: float | None = None, only: Iterable[Budget] | None = None) -> list[Instance]:
         """Every budget instance in its current period, with spend and the last projection."""
         return self.reader.instances(now, only)
+
+    def listing(self, now: float | None = None) -> list[dict[str, Any]]:
+        """Status rows of every defined budget, one per instance (a `key: "*"` budget without spend: one row)."""
+        return self.reader.listing(now)
 
     def status(self, name: str) -> dict[str, Any]:
         """Status object of one budget; a `key: "*"` budget lists its instances and shows the worst."""

@@ -1,0 +1,159 @@
+"""`llmcost budgets …` as a person types it (in-process `main`): listing, validation, updates, resets, refusals.
+
+Each test reproduces a reported defect the way a user met it and asserts what they see: the exit status,
+the one-line error, and what `budgets list`/`show` print afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from llmcost.cli import main
+from tests.support.budgets import CONFIG_REF, DAILY, build, call, ingest
+from tests.support.clock import FakeClock
+
+PER_PROJ = ["--scope", "project", "--key", "*", "--period", "total", "--limit", "1"]
+
+
+@pytest.fixture
+def store(sqlite_url: str, clock: FakeClock) -> str:
+    """An existing store with the config budget DAILY (applied from CONFIG_REF), on today's real clock."""
+    import time
+
+    clock.set(time.time())
+    services, _, _ = build(sqlite_url, [DAILY], clock)
+    services.close()
+    return sqlite_url
+
+
+def llmcost(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run `llmcost ARGV`; the exit status, standard output and standard error (without the store line)."""
+    capsys.readouterr()
+    code = main(list(argv))
+    out = capsys.readouterr()
+    err = "\n".join(line for line in out.err.splitlines() if not line.startswith("store: "))
+    return code, out.out, err
+
+
+def show(capsys: pytest.CaptureFixture[str], name: str, db: str) -> dict[str, Any]:
+    code, out, err = llmcost(capsys, "budgets", "show", name, "--db", db)
+    assert code == 0, err
+    return json.loads(out)  # type: ignore[no-any-return]
+
+
+def spend(db: str, clock: FakeClock, *records: tuple[int, dict[str, Any]]) -> None:
+    services, _, _ = build(db, [DAILY], clock)
+    ingest(services, *records)
+    services.close()
+
+
+def test_list_shows_a_key_star_budget_before_any_key_has_spent(store: str, clock: FakeClock, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert llmcost(capsys, "budgets", "create", "per-proj", *PER_PROJ, "--db", store)[0] == 0
+    code, out, _ = llmcost(capsys, "budgets", "list", "--db", store)
+    assert code == 0
+    assert "no budgets in this store" not in out
+    row = next(line for line in out.splitlines() if line.startswith("per-proj "))
+    assert row.split()[:2] == ["per-proj", "*"] and "cli" in row and "no key has spent yet" in row
+    code, out, _ = llmcost(capsys, "budgets", "list", "--format", "json", "--db", store)
+    listed = {b["name"]: b for b in json.loads(out)["budgets"]}
+    assert set(listed) == {"daily", "per-proj"}
+    assert listed["per-proj"]["key"] == "*" and listed["per-proj"]["spent"] == 0
+    assert listed["per-proj"]["origin"] == "cli" and listed["daily"]["origin"] == "config"
+    assert "no key has spent yet" in listed["per-proj"]["note"]
+    # Once a project spends, its instance is listed instead of the placeholder.
+    spend(store, clock, call("a", clock() - 5, 0.25, project="p1"))
+    rows = json.loads(llmcost(capsys, "budgets", "list", "--format", "json", "--db", store)[1])["budgets"]
+    assert [(b["key"], b["spent"]) for b in rows if b["name"] == "per-proj"] == [("p1", 0.25)]
+    assert all("note" not in b for b in rows)
+
+
+def test_a_key_on_a_global_budget_is_refused(store: str, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = llmcost(capsys, "budgets", "create", "forgot", "--key", "search", "--period", "daily",
+                             "--limit", "5", "--db", store)  # fmt: skip
+    assert code == 1
+    assert "budget.key: given but scope is global (set scope, e.g. project)" in err
+    assert llmcost(capsys, "budgets", "show", "forgot", "--db", store)[0] == 1  # nothing was created
+    config = tmp_path / "llmcost.yml"
+    config.write_text(yaml.safe_dump({"budgets": [{"name": "g", "period": "daily", "limit": 5, "key": "p1"}]}))
+    code, out, _ = llmcost(capsys, "check-config", str(config))
+    assert code == 1 and "budgets[0].key: given but scope is global (set scope, e.g. project)" in out
+
+
+def test_update_to_scope_global_drops_the_stored_key(store: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    created = llmcost(capsys, "budgets", "create", "team", "--scope", "project", "--key", "search",
+                      "--period", "daily", "--limit", "5", "--db", store)  # fmt: skip
+    assert created[0] == 0, created[2]
+    code, _, err = llmcost(capsys, "budgets", "update", "team", "--scope", "global", "--db", store)
+    assert code == 0, err
+    definition = show(capsys, "team", store)["definition"]
+    assert definition["scope"] == "global" and definition["key"] == "" and definition["limit"] == 5
+    # A key given together with scope global is the mistake itself: refused.
+    code, _, err = llmcost(capsys, "budgets", "update", "team", "--scope", "global", "--key", "chat", "--db", store)
+    assert code == 1 and "budget.key: given but scope is global" in err
+    # Back to a project scope: the key must be given again.
+    code, _, err = llmcost(capsys, "budgets", "update", "team", "--scope", "project", "--db", store)
+    assert code == 1 and "budget.key: required for scope 'project'" in err
+
+
+def test_update_of_one_threshold_keeps_the_others(store: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert llmcost(capsys, "budgets", "create", "t1", "--period", "daily", "--limit", "10",
+                   "--threshold", "warning=0.7", "--db", store)[0] == 0  # fmt: skip
+    code, _, err = llmcost(capsys, "budgets", "update", "t1", "--threshold", "critical=0.9", "--db", store)
+    assert code == 0, err
+    assert show(capsys, "t1", store)["definition"]["thresholds"] == {"info": 0.5, "warning": 0.7, "critical": 0.9}
+
+
+def test_reset_needs_who_and_why(store: str, clock: FakeClock, capsys) -> None:  # type: ignore[no-untyped-def]
+    spend(store, clock, call("a", clock() - 5, 3.0))
+    for argv in ([], ["--by", "carol"], ["--reason", "quota raised"]):
+        code, out, err = llmcost(capsys, "budgets", "reset", "daily", *argv, "--db", store)
+        assert code == 2 and out == ""
+        assert len(err.splitlines()) == 1 and "--by NAME --reason TEXT" in err
+    body = show(capsys, "daily", store)
+    assert body["spent"] == 3.0 and body["resets"] == []  # nothing was reset
+    code, out, _ = llmcost(capsys, "budgets", "reset", "daily", "--by", "carol", "--reason", "quota raised",
+                           "--db", store)  # fmt: skip
+    assert code == 0 and "reset by carol" in out
+    assert show(capsys, "daily", store)["resets"][0]["reason"] == "quota raised"
+
+
+def test_reset_of_a_key_star_budget_needs_a_key(store: str, clock: FakeClock, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert llmcost(capsys, "budgets", "create", "per-proj", *PER_PROJ, "--db", store)[0] == 0
+    spend(store, clock, call("a", clock() - 5, 0.4, project="p1"), call("b", clock() - 4, 0.3, project="p2"))
+    who = ["--by", "carol", "--reason", "quota raised", "--db", store]
+    code, out, err = llmcost(capsys, "budgets", "reset", "per-proj", *who)
+    assert code == 2 and out == "" and len(err.splitlines()) == 1
+    assert "--key VALUE" in err and "--key '*'" in err
+    spent = {i["key"]: i["spent"] for i in show(capsys, "per-proj", store)["instances"]}
+    assert spent == {"p1": 0.4, "p2": 0.3}  # nothing was reset
+    code, out, _ = llmcost(capsys, "budgets", "reset", "per-proj", "--key", "p1", *who)
+    assert code == 0 and "key p1: reset by carol" in out
+    spent = {i["key"]: i["spent"] for i in show(capsys, "per-proj", store)["instances"]}
+    assert spent == {"p2": 0.3}
+    code, out, _ = llmcost(capsys, "budgets", "reset", "per-proj", "--key", "*", *who)
+    assert code == 0 and "key p2: reset by carol" in out
+    assert show(capsys, "per-proj", store)["instances"] == []
+
+
+def test_a_config_budget_is_refused_with_its_file(store: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = llmcost(capsys, "budgets", "update", "daily", "--limit", "5", "--db", store)
+    assert code == 1 and f"budget 'daily' is declared in {CONFIG_REF}; change it there" in err
+    code, _, err = llmcost(capsys, "budgets", "delete", "daily", "--db", store)
+    assert code == 1 and f"budget 'daily' is declared in {CONFIG_REF}; remove it there" in err
+    assert show(capsys, "daily", store)["limit"] == DAILY["limit"]
+
+
+def test_invalid_json_is_a_one_line_usage_error(store: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    for given, said in (("notjson", "--json is not valid JSON"), ("[1]", "--json must be a JSON object")):
+        code, out, err = llmcost(capsys, "budgets", "create", "t", "--json", given, "--db", store)
+        assert code == 2 and out == ""
+        assert len(err.splitlines()) == 1 and said in err and "Traceback" not in err
+    code, _, err = llmcost(capsys, "budgets", "create", "t", "--period", "daily", "--limit", "1",
+                           "--threshold", "warning", "--db", store)  # fmt: skip
+    assert code == 2 and "expected LEVEL=RATIO" in err
+    assert llmcost(capsys, "budgets", "show", "t", "--db", store)[0] == 1
