@@ -43,7 +43,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if not config.retention.enabled and not args.vacuum:
         print("nothing to prune: no `retention:` section in the config (data is kept for ever)")
         return 0
-    services = open_services(config, start_writer=False)
+    # Never on a store that does not exist (it would be created and migrated just to be pruned), and a
+    # dry run opens it read-only: it reads what would go and migrates nothing.
+    services = open_services(config, start_writer=False, must_exist=True, read_only=args.dry_run)
     try:
         pruner = Pruner(services.store, config.retention, clock=services.clock)
         report = pruner.run(dry_run=args.dry_run)
@@ -69,6 +71,8 @@ def cmd_reprice(args: argparse.Namespace) -> int:
     try:
         since = parse_when(args.since, now=now)
         until = parse_when(args.until, now=now) if args.until else float("inf")
+        if since >= until:
+            raise ValueError(f"--since ({args.since}) must be before --until ({args.until})")
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
