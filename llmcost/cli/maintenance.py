@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from exporter.events import nanos_to_usd
-from llmcost.cli.common import add_store_arguments, config_from_args, offline_alerting
+from llmcost.cli.common import add_store_arguments, config_from_args, offline_alerting, safe_url
 from llmcost.services import open_services
 
 
@@ -76,7 +76,13 @@ def cmd_reprice(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
-    services, _parts = offline_alerting(args)  # budget spend is corrected through the store's write hooks
+    if args.dry_run:
+        # A dry run only reads: the store is opened read-only (never migrated), without the alerting side.
+        config = config_from_args(args)
+        services = open_services(config, start_writer=False, read_only=True)
+        print(f"store: {safe_url(config)}", file=sys.stderr)
+    else:
+        services, _parts = offline_alerting(args)  # budget spend is corrected through the store's write hooks
     try:
         report = Repricer(services.store, services.prices).run(
             since, until=until, model=args.model, dry_run=args.dry_run

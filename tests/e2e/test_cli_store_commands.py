@@ -78,6 +78,15 @@ def test_prune_dry_run_reads_only(store: str, tmp_path: Path, capsys: pytest.Cap
     assert db.read_bytes() == before
 
 
+def test_reprice_dry_run_reads_only(store: str, capsys: pytest.CaptureFixture[str]) -> None:
+    db = Path(store.removeprefix("sqlite:///"))
+    before = db.read_bytes()
+    code, out, _err = run(capsys, "reprice", "--since", "7d", "--dry-run", "--db", store)
+    assert code == 0
+    assert "would change 0 events" in out
+    assert db.read_bytes() == before
+
+
 @pytest.mark.parametrize(
     ("argv", "said"),
     [
