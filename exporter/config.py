@@ -151,7 +151,11 @@ NO_EXTRA_SECTIONS = ExtraSections()
 
 
 def resolve_secret(section: dict[str, Any], key: str, problems: Problems, path: str, base: Path) -> Any:
-    """The value of `key`, or of `key_file` (a path) or `key_env` (a variable name) instead."""
+    """The value of `key`, or of `key_file` (a path) or `key_env` (a variable name) instead.
+
+    `path` is the section's own path (`database`, `notifications.slack`): problems name `path.key_file`.
+    For a key ending in `tokens`, a file holds one token a line (see `read_token_file`).
+    """
     given = [k for k in (key, f"{key}_file", f"{key}_env") if section.get(k) is not None]
     if len(given) > 1:
         problems.append(f"{path}: give only one of {', '.join(given)}")
@@ -160,11 +164,14 @@ def resolve_secret(section: dict[str, Any], key: str, problems: Problems, path: 
         secret_path = Path(str(section[f"{key}_file"]))
         secret_path = secret_path if secret_path.is_absolute() else base / secret_path
         try:
-            content = secret_path.read_text().strip()
+            content = secret_path.read_text(encoding="utf-8")
         except OSError as exc:
             problems.append(f"{path}.{key}_file: cannot read {secret_path}: {exc.strerror}")
             return None
-        return content.splitlines() if key.endswith("tokens") else content
+        except UnicodeDecodeError as exc:
+            problems.append(f"{path}.{key}_file: {secret_path} is not UTF-8 text (byte {exc.start})")
+            return None
+        return read_token_file(content) if key.endswith("tokens") else content.strip()
     if f"{key}_env" in given:
         name = str(section[f"{key}_env"])
         if name not in os.environ:
@@ -173,6 +180,15 @@ def resolve_secret(section: dict[str, Any], key: str, problems: Problems, path: 
         value = os.environ[name]
         return [t for t in value.replace(",", " ").split() if t] if key.endswith("tokens") else value
     return section.get(key)
+
+
+def read_token_file(content: str) -> list[str]:
+    """The tokens of a token file: one a line, surrounding whitespace stripped; blank lines and `#` comments skipped.
+
+    A stray space or a comment must never become a token that a client would have to send.
+    """
+    tokens = (line.strip() for line in content.splitlines())
+    return [token for token in tokens if token and not token.startswith("#")]
 
 
 def _expect(value: Any, kind: type | tuple[type, ...], path: str, problems: Problems) -> bool:
@@ -214,11 +230,15 @@ def _parse_auth(raw: dict[str, Any], problems: Problems, base: Path) -> AuthConf
                 problems.append(f"auth.open[{i}]: unknown endpoint group {group!r} (known: {', '.join(OPENABLE)})")
         auth.open = [str(g) for g in opened if g in OPENABLE]
     for name in names:
-        value = resolve_secret(section, name, problems, f"auth.{name}", base)
+        value = resolve_secret(section, name, problems, "auth", base)
         if value is None:
             continue
-        if not isinstance(value, list) or not all(isinstance(t, str) and t for t in value):
-            problems.append(f"auth.{name}: must be a list of non-empty strings")
+        if not isinstance(value, list):
+            problems.append(f"auth.{name}: must be a list of tokens, got {type(value).__name__}")
+            continue
+        bad = [i for i, t in enumerate(value) if not isinstance(t, str) or not t.strip()]
+        if bad:
+            problems.append(f"auth.{name}: entries {bad} are not tokens (each must be a non-empty string)")
             continue
         # .env.example's values ("change-me-…") would otherwise pass as tokens when a stack is
         # started before they were replaced: refused by name, whatever their length.
@@ -308,17 +328,62 @@ def _parse_otlp(raw: dict[str, Any], problems: Problems) -> OtlpConfig:
     return cfg
 
 
-def _valid_url(url: str, problems: Problems) -> bool:
-    # What `serve` would die on with a traceback: checked here so that check-config says it first.
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+"""The database backends a store can live on (`postgres://` is read as `postgresql://`)."""
+_SUPPORTED_DRIVERS = frozenset(("sqlite", "sqlite+pysqlite", "postgresql", "postgres", "postgresql+psycopg"))
+
+
+def database_url_problem(url: str) -> str | None:
+    """Why `url` cannot name a store (None when it can), without echoing it (it may hold a password).
+
+    Checked before any store is opened: SQLAlchemy would fail with a traceback (an unparseable URL, or a
+    backend whose driver is not installed, such as `mysql://`).
+    """
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
     try:
-        make_url(url)
+        parsed = make_url(url)
     except (ArgumentError, ValueError):
-        problems.append("database.url: is not a database URL such as sqlite:///llmcost.db or postgresql+psycopg://…")
-        return False
-    return True
+        return "is not a database URL such as sqlite:///llmcost.db or postgresql+psycopg://…"
+    if parsed.drivername not in _SUPPORTED_DRIVERS:
+        return (
+            f"unsupported database backend {parsed.drivername!r} (supported: {', '.join(SUPPORTED_BACKENDS)}; "
+            "e.g. sqlite:///llmcost.db or postgresql+psycopg://user@host/db)"
+        )
+    return None
+
+
+def listen_problem(listen: str) -> str | None:
+    """Why `listen` is not a usable `HOST:PORT` address (None when it is), e.g. `port must be 1-65535, got 99999`."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not host.strip("[]"):
+        return f"must be HOST:PORT (IPv6 as [::1]:9800), got {listen!r}"
+    if not 1 <= int(port) <= 65535:
+        return f"port must be 1-65535, got {int(port)}"
+    return None
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """`HOST:PORT` (IPv6 as `[::1]:9800`) into its parts; `ListenError` when malformed or the port is out of range."""
+    problem = listen_problem(listen)
+    if problem:
+        raise ListenError(f"listen address {problem}")
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _overrides_problems(path: Path) -> list[str]:
+    """Every problem of a price overrides file, so that no command starts with one it would crash on."""
+    from exporter.pricing.overrides import PriceOverrideError, load_overrides
+
+    try:
+        load_overrides(path)
+    except PriceOverrideError as exc:
+        return [f"pricing.overrides_file: {path}: {problem}" for problem in exc.problems]
+    except UnicodeDecodeError as exc:
+        return [f"pricing.overrides_file: {path}: not UTF-8 text (byte {exc.start})"]
+    return []
 
 
 def parse_config(
@@ -344,7 +409,11 @@ def parse_config(
             problems.append(f"{key}: unknown section (known: {', '.join(sorted(known))})")
     cfg = Config(raw=raw, source=source)
     if "listen" in raw and _expect(raw["listen"], str, "listen", problems):
-        cfg.listen = raw["listen"]
+        problem = listen_problem(raw["listen"])
+        if problem:
+            problems.append(f"listen: {problem}")
+        else:
+            cfg.listen = raw["listen"]
     if raw.get("grafana_url") is not None and _expect(raw["grafana_url"], str, "grafana_url", problems):
         if raw["grafana_url"].lower().startswith(("http://", "https://")):
             cfg.grafana_url = raw["grafana_url"]
@@ -357,9 +426,13 @@ def parse_config(
             cfg.external_url = raw["external_url"].rstrip("/")
     database = _section(raw, "database", problems)
     _unknown_keys(database, {"url", "url_file", "url_env"}, "database", problems)
-    url = resolve_secret(database, "url", problems, "database.url", base)
-    if url is not None and _expect(url, str, "database.url", problems) and _valid_url(url, problems):
-        cfg.database_url = url
+    url = resolve_secret(database, "url", problems, "database", base)
+    if url is not None and _expect(url, str, "database.url", problems):
+        problem = database_url_problem(url)
+        if problem:
+            problems.append(f"database.url: {problem}")
+        else:
+            cfg.database_url = url
     cfg.auth = _parse_auth(raw, problems, base)
     cfg.ingest = _parse_ingest(raw, problems)
     cfg.metrics = _parse_metrics(raw, problems)
@@ -370,8 +443,12 @@ def parse_config(
     if pricing.get("overrides_file") is not None:
         overrides = Path(str(pricing["overrides_file"]))
         overrides = overrides if overrides.is_absolute() else base / overrides
-        if not overrides.is_file():
+        if overrides.is_dir():
+            problems.append(f"pricing.overrides_file: {overrides} is a directory")
+        elif not overrides.is_file():
             problems.append(f"pricing.overrides_file: {overrides} does not exist")
+        else:
+            problems += _overrides_problems(overrides)
         cfg.price_overrides_file = str(overrides)
     cfg.retention = parse_retention(raw.get("retention"), problems)
     for name, validate in sections.validators.items():
@@ -393,9 +470,13 @@ def load_config(path: str | Path | None, *, sections: ExtraSections = NO_EXTRA_S
         return Config()
     file = Path(path)
     try:
-        text = file.read_text()
+        text = file.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise ConfigError([f"{file}: is a directory, not a config file"]) from None
     except OSError as exc:
         raise ConfigError([f"{file}: cannot read: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{file}: not UTF-8 text (byte {exc.start} is 0x{exc.object[exc.start]:02x})"]) from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

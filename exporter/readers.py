@@ -40,6 +40,7 @@ _BUFFER = 1 << 20
 _INT_COLUMNS = frozenset((*TOKEN_FIELDS, CACHE_WRITE_1H))
 _STRING_COLUMNS = frozenset(("request_id", "provider", "model", "status", *LABEL_FIELDS))
 _MODEL_IN_URI = re.compile(r"/model/([^/]+)")
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # what errors="surrogateescape" makes of a non-UTF-8 byte
 
 
 def iter_file_records(path: str | os.PathLike[str], fmt: str = "auto") -> Iterator[Record]:
@@ -279,12 +280,28 @@ def _otlp_spans(doc: dict[str, Any]) -> Iterator[dict[str, Any] | None]:
 
 def _csv_records(path: Path) -> Iterator[Record]:
     # utf-8-sig: spreadsheets write a byte-order mark that would otherwise stick to the first header.
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        for index, row in enumerate(csv.DictReader(f)):
+    # surrogateescape: a byte that is not UTF-8 (a file saved as Latin-1) rejects its own row, with the
+    # reason, instead of aborting the whole file halfway with a decoding error.
+    with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
+        reader = csv.DictReader(f)
+        for index, row in enumerate(reader):
+            where = f"row {index + 1} (line {reader.line_num})"
+            if _has_undecodable(row):
+                yield index, InvalidEvent("", f"{where}: not UTF-8 text (save the file as UTF-8)")
+                continue
             try:
                 yield index, csv_row_event(row)
             except InvalidEvent as exc:
                 yield index, InvalidEvent(exc.field, f"row {index + 1}: {exc.reason}")
+
+
+def _has_undecodable(row: dict[Any, Any]) -> bool:
+    """True when a header or cell of the row holds a byte that was not UTF-8 (a lone surrogate escape)."""
+    for key, value in row.items():
+        for text in (key, *(value if isinstance(value, list) else (value,))):
+            if isinstance(text, str) and _UNDECODABLE.search(text):
+                return True
+    return False
 
 
 def csv_row_event(row: dict[str, Any]) -> dict[str, Any]:

@@ -135,12 +135,18 @@ class PruneReport:
             fold = "would fold" if self.dry_run else "folded"
             out.append(
                 f"5-minute rollups before {_iso(self.rollups_cutoff)}: {fold} {self.rollup_rows:,} rows "
-                f"({self.hours:,} hours) into hourly rollups, which are kept for ever"
+                f"({_count(self.hours, 'hour')}) into hourly rollups, which are kept for ever"
             )
-        if self.bytes_before is not None and self.bytes_after is not None:
+        if self.dry_run and self.bytes_before is not None:
+            out.append(f"database file: {self.bytes_before:,} bytes (unchanged: a dry run changes nothing)")
+        elif self.bytes_before is not None and self.bytes_after is not None:
             out.append(f"database file: {self.bytes_before:,} -> {self.bytes_after:,} bytes")
         out.extend(self.notes)
         return out
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
 def _iso(moment: float) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import uvicorn
 from starlette.routing import BaseRoute
 
-from exporter.config import ENDPOINT_GROUPS, Config, ListenError
+from exporter.config import ENDPOINT_GROUPS, Config, ListenError, split_listen
 from exporter.http.app import build_app
 from exporter.http.slow_clients import protocol_options
 from exporter.services import Services
@@ -19,11 +19,8 @@ log = logging.getLogger(__name__)
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
-    """`HOST:PORT` (IPv6 as `[::1]:9800`) into its parts."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise ListenError(f"listen address must be HOST:PORT, got {listen!r}")
-    return host.strip("[]"), int(port)
+    """`HOST:PORT` (IPv6 as `[::1]:9800`) into its parts; `ListenError` when malformed or the port is not 1-65535."""
+    return split_listen(listen)
 
 
 def is_loopback(host: str) -> bool:

@@ -2,6 +2,10 @@
 
 `list` opens the store read-only; `ack` records the acknowledgement and queues its notifications,
 which the running server's delivery workers send (this command starts none).
+
+`ack` exit status: 0 when the alert is acknowledged, including one that already was (nothing is
+recorded then, and the message names who acknowledged it and when: the first acknowledgement stands);
+1 when there is no such alert or it is resolved (nothing to acknowledge); 2 without an ID.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from datetime import UTC
 from typing import TYPE_CHECKING
 
 from exporter.config import Config
@@ -18,6 +23,7 @@ from exporter.store import store_location
 
 if TYPE_CHECKING:
     from alerting.gateway.service import GatewayService
+    from alerting.model import Alert
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +58,10 @@ def run(
         services.closers.append(gateway.close)
         if args.action == "ack":
             return _ack(gateway, args)
-        for alert in gateway.alerts(args.state):
+        listed = gateway.alerts(args.state)
+        if not listed:
+            print(f"no {args.state} alerts" if args.state else "no alerts")
+        for alert in listed:
             by = f" by {alert.acknowledged_by}" if alert.acknowledged_by else ""
             labels = ",".join(f"{k}={v}" for k, v in sorted(alert.labels.items()))
             print(f"{alert.id:>5} {alert.state:<12} {alert.severity:<8} {alert.alertname:<26} {labels}{by}")
@@ -62,12 +71,35 @@ def run(
 
 
 def _ack(gateway: GatewayService, args: argparse.Namespace) -> int:
+    from alerting.gateway.changes import AlertConflict
+
     if args.id is None:
         print("usage: llmcost alerts ack ID [--by NAME]", file=sys.stderr)
         return 2
-    if gateway.alert(args.id) is None:
+    alert = gateway.alert(args.id)
+    if alert is None:
         print(f"no alert with id {args.id}", file=sys.stderr)
         return 1
-    gateway.ack(args.id, by=args.by, via="cli", comment=args.comment)
+    if alert.state == "resolved":
+        print(f"alert {args.id} is resolved; nothing to acknowledge", file=sys.stderr)
+        return 1
+    try:
+        change = gateway.ack(args.id, by=args.by, via="cli", comment=args.comment)
+    except AlertConflict:  # resolved between the read above and the write
+        print(f"alert {args.id} is resolved; nothing to acknowledge", file=sys.stderr)
+        return 1
+    if change.action != "acknowledged":
+        # Someone acknowledged it first: their acknowledgement stands and this one records nothing.
+        current = change.alert or gateway.alert(args.id) or alert
+        print(f"alert {args.id} is already acknowledged{_acknowledged(current)}; nothing changed")
+        return 0
     print(f"alert {args.id} acknowledged by {args.by}")
     return 0
+
+
+def _acknowledged(alert: Alert) -> str:
+    """` by NAME (via cli) at TIME` for an acknowledged alert, as much as is recorded."""
+    text = f" by {alert.acknowledged_by}" if alert.acknowledged_by else ""
+    if alert.acknowledged_at is not None:
+        text += f" at {alert.acknowledged_at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
+    return text

@@ -10,7 +10,7 @@ from typing import Any
 from exporter.events import nanos_to_usd
 from exporter.pricing import PriceBook
 from exporter.report.hints import Hint, all_hints
-from exporter.report.query import Row, Totals, breakdown
+from exporter.report.query import Row, Totals, breakdown, report_bounds
 from exporter.store import Store
 
 DEFAULT_BY = ("provider", "model", "project")
@@ -29,12 +29,27 @@ class Report:
     total: Totals
     models: list[Row]
     hints: list[Hint] = field(default_factory=list)
+    requested_since: float | None = None
+    """The `since` asked for, before it was rounded down to a whole 5-minute bucket (`since`)."""
+    requested_until: float | None = None
+    """The `until` asked for, before it was rounded up to a whole 5-minute bucket (`until`)."""
+
+    @property
+    def widened(self) -> bool:
+        """True when the bounds used differ from those asked for (see `report_bounds`)."""
+        return (self.since, self.until) != (self.requested_since, self.requested_until)
 
     def to_json(self) -> dict[str, Any]:
-        """JSON form: `rows` and `total_cost_usd` as before, plus the rest, per-model ratios and hints."""
+        """JSON form: `rows` and `total_cost_usd` as before, plus the rest, per-model ratios and hints.
+
+        `since`/`until` are the bounds the figures cover (whole 5-minute buckets); `requested_since` and
+        `requested_until` what was asked for.
+        """
         return {
             "since": self.since,
             "until": self.until,
+            "requested_since": self.requested_since,
+            "requested_until": self.requested_until,
             "by": list(self.by),
             "rows": [row_json(self.by, row) for row in self.rows],
             "rest": None if self.rest is None else {**row_json(self.by, self.rest), "groups": self.rest_groups},
@@ -77,8 +92,14 @@ def build_report(
     now: float,
     hints: bool = True,
 ) -> Report:
-    """Read the rollups over [since, until) and build the report (hints priced at the range's end)."""
+    """Read the rollups over [since, until) and build the report (hints priced at the range's end).
+
+    The range is widened to whole 5-minute buckets (`report_bounds`); the report carries both the
+    bounds used and those asked for.
+    """
     by = tuple(by)
+    requested_since, requested_until = since, until
+    since, until = report_bounds(since, until)
     rows = breakdown(store, by, since, until)
     total = Totals()
     for row in rows:
@@ -90,9 +111,20 @@ def build_report(
         for row in extra:
             rest.totals.add(row.totals.values())
     models = breakdown(store, ("provider", "model"), since, until)
-    report = Report(since, until, by, kept, rest, len(extra), total, models)
+    report = Report(
+        since,
+        until,
+        by,
+        kept,
+        rest,
+        len(extra),
+        total,
+        models,
+        requested_since=requested_since,
+        requested_until=requested_until,
+    )
     if hints:
-        at = now if until is None else min(until, now)
+        at = now if requested_until is None else min(requested_until, now)
         per_model_project = breakdown(store, ("provider", "model", "project"), since, until)
         report.hints = all_hints(store, per_model_project, models, prices, at)
     return report

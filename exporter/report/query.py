@@ -91,6 +91,18 @@ def bucket_range(since: float | None, until: float | None) -> tuple[int, int]:
     return first, end
 
 
+def report_bounds(since: float | None, until: float | None) -> tuple[float | None, float | None]:
+    """The range a report actually covers: `since` down and `until` up to whole 5-minute buckets.
+
+    The rollups hold whole buckets, so a range that cuts one is widened to contain it (nothing
+    recorded inside the requested range is left out); every breakdown, the session one read from raw
+    events included, uses these bounds, so the same range gives the same totals whatever the `by`.
+    None (unbounded) stays None.
+    """
+    first, end = bucket_range(since, until)
+    return (None if since is None else float(first)), (None if until is None else float(end))
+
+
 def breakdown(store: Store, by: Sequence[str], since: float | None, until: float | None) -> list[Row]:
     """Totals per distinct combination of `by` over [since, until), largest cost first."""
     unknown = [name for name in by if name not in DIMENSIONS]

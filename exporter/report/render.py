@@ -31,7 +31,11 @@ def _when(moment: float | None, open_end: str) -> str:
 
 
 def _title(report: Report) -> str:
-    return f"{_when(report.since, 'beginning')} .. {_when(report.until, 'now')}, by {', '.join(report.by)}"
+    title = f"{_when(report.since, 'beginning')} .. {_when(report.until, 'now')}, by {', '.join(report.by)}"
+    if report.widened:
+        asked = f"{_when(report.requested_since, 'beginning')} .. {_when(report.requested_until, 'now')}"
+        title += f" (asked {asked}; widened to whole 5-minute buckets)"
+    return title
 
 
 def _all_rows(report: Report) -> list[tuple[Row, str]]:

@@ -15,9 +15,10 @@ from collections.abc import Sequence
 
 from exporter import __version__
 from exporter.config import ConfigError, ListenError
+from exporter.pricing import PriceOverrideError
 from exporter.store import StoreNotFound, StoreUnavailable
 from llmcost.cli import demo, ingest, maintenance, report, serve
-from llmcost.cli.common import add_store_arguments, config_from_args
+from llmcost.cli.common import UsageError, add_store_arguments, config_from_args
 from llmcost.config import load_config
 from llmcost.services import open_services
 
@@ -49,11 +50,29 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(parser: argparse.ArgumentParser, given: str | None) -> str:
+    """The log level of `--log-level` or LLMCOST_LOG_LEVEL (INFO), refused as a usage error when unknown."""
+    source, value = "--log-level", given
+    if value is None:
+        source, value = "LLMCOST_LOG_LEVEL", os.environ.get("LLMCOST_LOG_LEVEL") or "INFO"
+    level = value.strip().upper()
+    if level not in LOG_LEVELS:
+        parser.error(f"{source}: unknown log level {value!r} (choose from {', '.join(LOG_LEVELS)})")
+    return level
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(prog="llmcost", description="LLM cost observability and alerting.")
     parser.add_argument("--version", action="version", version=f"llmcost {__version__}")
-    parser.add_argument("--log-level", default=os.environ.get("LLMCOST_LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--log-level",
+        default=None,
+        help=f"one of {', '.join(LOG_LEVELS)} (env LLMCOST_LOG_LEVEL; default INFO)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     serve.add_parser(sub)
     ingest.add_parser(sub)
@@ -84,13 +103,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `llmcost` console script (and of `python -m llmcost`)."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=_log_level(parser, args.log_level), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     for chatty in ("alembic", "apscheduler"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         return int(args.func(args))
     except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except UsageError as exc:
+        print(f"llmcost: {exc}", file=sys.stderr)
+        return 2
+    except PriceOverrideError as exc:  # the file changed after the config was checked
         print(exc, file=sys.stderr)
         return 2
     except ListenError as exc:

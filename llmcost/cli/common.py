@@ -7,7 +7,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from exporter.config import Config
+from exporter.config import Config, database_url_problem, listen_problem
 from exporter.pipeline import IngestOutcome
 from exporter.services import Services
 from llmcost.config import load_config
@@ -17,16 +17,58 @@ if TYPE_CHECKING:
     from llmcost.wiring import AlertingParts
 
 
+class UsageError(ValueError):
+    """A command-line argument (or its environment variable) that cannot be used; the message names it.
+
+    `main` prints it as one line and exits 2, before any store is opened.
+    """
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
-    """The config of `--config` (or LLMCOST_CONFIG), with `--db` and `--listen` (or their variables) applied."""
+    """The config of `--config` (or LLMCOST_CONFIG), with `--db` and `--listen` (or their variables) applied.
+
+    Raises `UsageError` for a `--db` or `--listen` that could not be used, naming the flag (or variable).
+    """
     config = load_config(args.config or os.environ.get("LLMCOST_CONFIG"))
-    db = getattr(args, "db", None) or os.environ.get("LLMCOST_DB_URL")
+    db, source = getattr(args, "db", None), "--db"
+    if not db:
+        db, source = os.environ.get("LLMCOST_DB_URL"), "LLMCOST_DB_URL"
     if db:
+        problem = database_url_problem(db)
+        if problem:
+            raise UsageError(f"{source}: {problem}")
         config.database_url = db
-    listen = getattr(args, "listen", None) or os.environ.get("LLMCOST_LISTEN")
+    listen, source = getattr(args, "listen", None), "--listen"
+    if not listen:
+        listen, source = os.environ.get("LLMCOST_LISTEN"), "LLMCOST_LISTEN"
     if listen:
+        problem = listen_problem(listen)
+        if problem:
+            raise UsageError(f"{source}: {problem}")
         config.listen = listen
     return config
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (a count where zero or less means nothing)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer >= 0 (where 0 has a meaning of its own, such as "automatic")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
 
 
 def add_store_arguments(parser: argparse.ArgumentParser, *, listen: bool = False) -> None:
@@ -49,7 +91,7 @@ def print_outcome(label: str, outcome: IngestOutcome, *, show: int = 20) -> None
     print(f"{label}: {outcome.accepted} accepted, {outcome.duplicates} duplicates, {len(outcome.rejected)} rejected")
     for rejection in outcome.rejected[:show]:
         print(f"  record {rejection.index}: {rejection.error}")
-    if len(outcome.rejected) > show:
+    if show and len(outcome.rejected) > show:
         print(f"  … and {len(outcome.rejected) - show} more rejected records")
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from exporter import __version__
-from exporter.config import Config
+from exporter.config import Config, database_url_problem
+from exporter.store import store_location
 from llmcost.cli.common import print_outcome
 from llmcost.config import parse_config
 from llmcost.services import open_services
@@ -41,6 +42,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # The address is checked and bound before anything is printed or created: a taken port is the
     # commonest first-run failure, and it deserves one plain sentence, not a traceback after the banner.
     check_listen_allowed(config.listen, config)
+    if args.db:
+        problem = database_url_problem(args.db)
+        if problem:
+            print(f"llmcost demo: --db: {problem}", file=sys.stderr)
+            return 2
+        # The demo writes thousands of synthetic events and its own budgets: never into a store that
+        # holds real ones, where they could not be told apart or removed afterwards.
+        in_use = _store_in_use(args.db)
+        if in_use:
+            print(
+                f"llmcost demo: refusing to use {store_location(args.db)}: it already holds {in_use}, and the demo "
+                "would add about 9,000 synthetic events and 3 budgets to it. Pass --db with a fresh path "
+                "(or no --db: a temporary store).",
+                file=sys.stderr,
+            )
+            return 2
     try:
         sock = _bind(config.listen)
     except OSError as exc:
@@ -65,6 +82,39 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 print(f"Kept the demo store: {config.database_url}", flush=True)
             else:
                 shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _store_in_use(url: str) -> str | None:
+    """What the store at `url` already holds (`120 events and 2 budgets`), or None when it is new or empty.
+
+    Reads only: a SQLite file that does not exist is not created, and nothing is migrated.
+    """
+    from sqlalchemy import inspect, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DBAPIError
+
+    from exporter.store.engine import create_store_engine
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:") or database.startswith("file:") or not Path(database).exists():
+            return None
+    engine = create_store_engine(url, pool_size=1, read_only=True)
+    held = []
+    try:
+        with engine.connect() as connection:
+            tables = set(inspect(connection).get_table_names())
+            for table, noun in (("usage_events", "event"), ("budgets", "budget")):
+                if table in tables:
+                    count = int(connection.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one())
+                    if count:
+                        held.append(f"{count:,} {noun}{'' if count == 1 else 's'}")
+    except DBAPIError:
+        return None  # unreachable or not a database: opening the store says why, in its own words
+    finally:
+        engine.dispose()
+    return " and ".join(held) or None
 
 
 def _exit_on_sigterm(_signum: int, _frame: Any) -> None:
@@ -141,7 +191,12 @@ def _run_demo(config: Config, sock: Any, *, duration: float, keep: bool, workdir
     live = threading.Thread(target=replay_live, name="llmcost-demo-replay", daemon=True)
     live.start()
     command = sys.argv[0] if sys.argv[0].endswith("llmcost") else "llmcost"  # e.g. .venv/bin/llmcost
-    store_note = "kept on exit (--keep)" if keep or workdir is None else "removed on exit (keep it with --keep)"
+    if workdir is None:
+        store_note = "the one given with --db: it is kept on exit"
+    elif keep:
+        store_note = "kept on exit (--keep)"
+    else:
+        store_note = "removed on exit (keep it with --keep)"
     print(
         f"""
 Serving on {base}

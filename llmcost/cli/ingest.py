@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from concurrent.futures.process import BrokenProcessPool
@@ -14,7 +15,7 @@ from exporter.parallel_ingest import MIN_PARALLEL_BYTES, ingest_parallel, parall
 from exporter.pipeline import IngestOutcome
 from exporter.readers import FORMATS, iter_file_records
 from exporter.store import StoreUnavailable
-from llmcost.cli.common import add_store_arguments, config_from_args, print_outcome
+from llmcost.cli.common import add_store_arguments, config_from_args, non_negative_int, print_outcome
 from llmcost.services import open_services
 
 
@@ -26,9 +27,9 @@ def add_parser(sub: Any) -> None:
     ingest.add_argument("--format", choices=FORMATS, default="auto")
     ingest.add_argument(
         "--workers",
-        type=int,
+        type=non_negative_int,
         default=0,
-        help="processes reading a JSON-lines file (default: one per core for files over 16 MiB; 1: serial)",
+        help="processes reading a JSON-lines file (0, the default: one per core for files over 16 MiB; 1: serial)",
     )
     ingest.set_defaults(func=cmd_ingest)
 
@@ -36,14 +37,18 @@ def add_parser(sub: Any) -> None:
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Load recorded calls from files straight into the store."""
     config = config_from_args(args)
+    # Every file is checked before the store is opened (or created): one bad path in the middle of a
+    # list must not leave the files before it stored and the rest not.
+    unusable = [problem for problem in map(_file_problem, args.files) if problem]
+    if unusable:
+        for problem in unusable:
+            print(problem, file=sys.stderr)
+        return 2
     services = open_services(config, start_writer=False)
     tune_gc_for_throughput()
     total = IngestOutcome()
     try:
         for path in args.files:
-            if not Path(path).is_file():
-                print(f"{path}: no such file", file=sys.stderr)
-                return 2
             started = time.perf_counter()
             workers = args.workers or parallel_workers()
             # An explicit --workers applies to any size; by default small files are read serially.
@@ -69,3 +74,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if len(args.files) > 1:
         print_outcome("total", total, show=0)
     return 1 if total.rejected else 0
+
+
+def _file_problem(path: str) -> str | None:
+    """Why `path` cannot be ingested (None when it can be read), in one line naming it."""
+    file = Path(path)
+    if file.is_dir():
+        return f"{path}: is a directory (pass the files in it)"
+    if not file.exists():
+        return f"{path}: no such file"
+    if not os.access(file, os.R_OK):
+        return f"{path}: cannot read (permission denied)"
+    return None

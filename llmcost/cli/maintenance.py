@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from exporter.events import nanos_to_usd
-from llmcost.cli.common import add_store_arguments, config_from_args, offline_alerting
+from llmcost.cli.common import add_store_arguments, config_from_args, offline_alerting, safe_url
 from llmcost.services import open_services
 
 
@@ -43,7 +43,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if not config.retention.enabled and not args.vacuum:
         print("nothing to prune: no `retention:` section in the config (data is kept for ever)")
         return 0
-    services = open_services(config, start_writer=False)
+    # Never on a store that does not exist (it would be created and migrated just to be pruned), and a
+    # dry run opens it read-only: it reads what would go and migrates nothing.
+    services = open_services(config, start_writer=False, must_exist=True, read_only=args.dry_run)
     try:
         pruner = Pruner(services.store, config.retention, clock=services.clock)
         report = pruner.run(dry_run=args.dry_run)
@@ -69,10 +71,18 @@ def cmd_reprice(args: argparse.Namespace) -> int:
     try:
         since = parse_when(args.since, now=now)
         until = parse_when(args.until, now=now) if args.until else float("inf")
+        if since >= until:
+            raise ValueError(f"--since ({args.since}) must be before --until ({args.until})")
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
-    services, _parts = offline_alerting(args)  # budget spend is corrected through the store's write hooks
+    if args.dry_run:
+        # A dry run only reads: the store is opened read-only (never migrated), without the alerting side.
+        config = config_from_args(args)
+        services = open_services(config, start_writer=False, read_only=True)
+        print(f"store: {safe_url(config)}", file=sys.stderr)
+    else:
+        services, _parts = offline_alerting(args)  # budget spend is corrected through the store's write hooks
     try:
         report = Repricer(services.store, services.prices).run(
             since, until=until, model=args.model, dry_run=args.dry_run

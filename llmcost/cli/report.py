@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any
 
-from llmcost.cli.common import add_store_arguments, config_from_args, safe_url
+from llmcost.cli.common import add_store_arguments, config_from_args, positive_int, safe_url
 from llmcost.services import open_services
 
 
@@ -28,7 +28,9 @@ def add_parser(sub: Any) -> None:
         default="provider,model,project",
         help="dimensions, comma-separated: provider, model, project, user, service, status, session",
     )
-    report.add_argument("--top", type=int, default=20, help="rows shown; the rest are summed in one row")
+    report.add_argument(
+        "--top", type=positive_int, default=20, help="rows shown (1 or more); the rest are summed in one row"
+    )
     report.add_argument("--no-hints", action="store_true", help="leave out the efficiency hints")
     report.set_defaults(func=cmd_report)
 
@@ -50,6 +52,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         if args.since:
             since = parse_when(args.since, now=now)
         by = [name.strip() for name in args.by.split(",") if name.strip()]
+        if not by:
+            raise ValueError(f"--by: no dimension given in {args.by!r} (e.g. --by provider,model)")
+        if since is not None and until is not None and since >= until:
+            raise ValueError(f"--since ({_iso(since)}) must be before --until ({_iso(until)})")
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -74,3 +80,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         services.close()
     sys.stdout.write(render(report, args.format))
     return 0
+
+
+def _iso(when: float) -> str:
+    """A time as RFC 3339 in UTC, for messages."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(when, UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,74 @@
+"""`llmcost alerts list|ack`: what a user is told is what happened (in-process, through `main`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from alerting.gateway.config import settings_from_config
+from alerting.gateway.service import GatewayService
+from exporter.services import Services
+from llmcost.cli import main
+from llmcost.services import open_services
+from tests.support.helpers import make_config
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+def gateway_on(url: str) -> tuple[GatewayService, Services]:
+    services = open_services(make_config(url), start_writer=False)
+    gateway = GatewayService(services.store, settings_from_config(services.config), start_workers=False)
+    services.closers.append(gateway.close)
+    return gateway, services
+
+
+@pytest.fixture
+def alert_id(sqlite_url: str) -> int:
+    """A firing alert in a fresh store."""
+    gateway, services = gateway_on(sqlite_url)
+    try:
+        change = gateway.fire("LLMBudgetExceeded", {"budget": "all"}, severity="critical")
+        assert change.alert is not None and change.alert.id is not None
+        return change.alert.id
+    finally:
+        services.close()
+
+
+def test_acknowledging_again_says_who_did_it_first_and_records_nothing(
+    sqlite_url: str, alert_id: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "alerts", "ack", str(alert_id), "--db", sqlite_url, "--by", "alice")
+    assert code == 0 and out == f"alert {alert_id} acknowledged by alice\n"
+
+    code, out, _ = run(capsys, "alerts", "ack", str(alert_id), "--db", sqlite_url, "--by", "carol", "--comment", "mine")
+    assert code == 0
+    assert out.startswith(f"alert {alert_id} is already acknowledged by alice at 20")
+    assert out.rstrip().endswith("nothing changed")
+    assert "acknowledged by carol" not in out
+
+    code, out, _ = run(capsys, "alerts", "list", "--db", sqlite_url)
+    assert "by alice" in out and "carol" not in out
+
+
+def test_acknowledging_a_resolved_alert_is_one_line_and_exit_1(
+    sqlite_url: str, alert_id: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gateway, services = gateway_on(sqlite_url)
+    gateway.resolve("LLMBudgetExceeded", {"budget": "all"})
+    services.close()
+    code, out, err = run(capsys, "alerts", "ack", str(alert_id), "--db", sqlite_url)
+    assert code == 1
+    assert err.splitlines()[-1] == f"alert {alert_id} is resolved; nothing to acknowledge"
+    assert "acknowledged by" not in out
+
+
+def test_an_empty_list_says_so(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    gateway_on(sqlite_url)[1].close()
+    code, out, _ = run(capsys, "alerts", "list", "--db", sqlite_url)
+    assert code == 0 and out == "no alerts\n"
+    code, out, _ = run(capsys, "alerts", "list", "--state", "resolved", "--db", sqlite_url)
+    assert code == 0 and out == "no resolved alerts\n"

@@ -1,0 +1,184 @@
+"""The command line as a user meets it: refused arguments and missing stores give one line and an exit
+status, never a traceback, and a refused command leaves nothing behind (in-process, through `main`)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from llmcost.cli import main
+
+EVENT = {"provider": "openai", "model": "gpt-4o", "input_tokens": 100, "output_tokens": 10}
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Exit status, stdout and stderr of `llmcost ARGV` (an argparse refusal is exit status 2 too)."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+def events_file(tmp_path: Path, name: str = "calls.jsonl", count: int = 2) -> Path:
+    path = tmp_path / name
+    now = time.time()
+    lines = [
+        orjson.dumps({**EVENT, "timestamp": now - 600 * (i + 1), "request_id": f"{name}-{i}"}) for i in range(count)
+    ]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+@pytest.fixture
+def store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """A store holding two calls."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    assert main(["ingest", "--db", url, str(events_file(tmp_path))]) == 0
+    capsys.readouterr()
+    return url
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["prune", "--dry-run"],
+        ["prune", "--vacuum", "--dry-run"],
+        ["prune"],
+        ["reprice", "--since", "7d", "--dry-run"],
+    ],
+)
+def test_maintenance_commands_refuse_a_store_that_does_not_exist(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    config = tmp_path / "ret.yml"
+    config.write_text("retention: {events_days: 30, rollups_days: 60}\n")
+    missing = tmp_path / "nx.db"
+    code, _out, err = run(capsys, *argv, "--config", str(config), "--db", f"sqlite:///{missing}")
+    assert code == 3
+    assert f"no store at sqlite:///{missing}" in err
+    assert list(tmp_path.iterdir()) == [config]  # no store created, not even a lock file
+
+
+def test_prune_dry_run_reads_only(store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "ret.yml"
+    config.write_text("retention: {events_days: 30, rollups_days: 60}\n")
+    db = Path(store.removeprefix("sqlite:///"))
+    before = db.read_bytes()
+    code, out, _err = run(capsys, "prune", "--dry-run", "--config", str(config), "--db", store)
+    assert code == 0
+    assert "would delete 0" in out
+    assert "(0 hours)" in out and "(1 hours)" not in out
+    assert "unchanged: a dry run changes nothing" in out and "->" not in out
+    assert db.read_bytes() == before
+
+
+def test_reprice_dry_run_reads_only(store: str, capsys: pytest.CaptureFixture[str]) -> None:
+    db = Path(store.removeprefix("sqlite:///"))
+    before = db.read_bytes()
+    code, out, _err = run(capsys, "reprice", "--since", "7d", "--dry-run", "--db", store)
+    assert code == 0
+    assert "would change 0 events" in out
+    assert db.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["report", "--db", "garbage"], "--db: is not a database URL"),
+        (["budgets", "--db", "garbage"], "--db: is not a database URL"),
+        (["alerts", "--db", "garbage"], "--db: is not a database URL"),
+        (
+            ["report", "--db", "mysql://u:p@localhost/x"],
+            "unsupported database backend 'mysql' (supported: sqlite, postgresql",
+        ),
+        (["serve", "--listen", "127.0.0.1:99999"], "--listen: port must be 1-65535, got 99999"),
+        (["serve", "--listen", "nowhere"], "--listen: must be HOST:PORT"),
+        (["--log-level", "bogus", "report"], "--log-level: unknown log level 'bogus' (choose from DEBUG, INFO"),
+    ],
+)
+def test_unusable_arguments_are_one_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, argv: list[str], said: str
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the default store would be ./llmcost.db: it must not appear
+    code, _out, err = run(capsys, *argv)
+    assert code == 2
+    assert said in err
+    assert "u:p" not in err  # a URL's password is never echoed
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ingest_with_an_unusable_db_url_creates_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    calls = events_file(tmp_path)
+    code, _out, err = run(capsys, "ingest", "--db", "garbage", str(calls))
+    assert code == 2 and "--db: is not a database URL" in err
+    assert list(tmp_path.iterdir()) == [calls]
+
+
+def test_environment_variables_are_named_in_their_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLMCOST_LOG_LEVEL", "verbose")
+    code, _out, err = run(capsys, "report", "--db", f"sqlite:///{tmp_path / 'x.db'}")
+    assert code == 2 and "LLMCOST_LOG_LEVEL: unknown log level 'verbose'" in err
+    monkeypatch.delenv("LLMCOST_LOG_LEVEL")
+    monkeypatch.setenv("LLMCOST_DB_URL", "garbage")
+    code, _out, err = run(capsys, "report")
+    assert code == 2 and "LLMCOST_DB_URL: is not a database URL" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["report", "--by", ","], "--by: no dimension given"),
+        (["report", "--top", "-1"], "argument --top: must be 1 or more, got -1"),
+        (["report", "--top", "0"], "argument --top: must be 1 or more, got 0"),
+        (["report", "--since", "2026-01-02", "--until", "2026-01-01"], "must be before --until"),
+        (["reprice", "--since", "2026-01-02", "--until", "2026-01-01"], "must be before --until"),
+    ],
+)
+def test_meaningless_report_arguments_are_refused(
+    store: str, capsys: pytest.CaptureFixture[str], argv: list[str], said: str
+) -> None:
+    code, _out, err = run(capsys, *argv, "--db", store)
+    assert code == 2
+    assert said in err
+
+
+def test_ingest_refuses_negative_workers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    calls = events_file(tmp_path)
+    code, _out, err = run(capsys, "ingest", "--workers", "-2", "--db", f"sqlite:///{tmp_path / 'w.db'}", str(calls))
+    assert code == 2 and "argument --workers: must be 0 or more, got -2" in err
+    assert not (tmp_path / "w.db").exists()
+
+
+def test_ingest_checks_every_path_before_storing_anything(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    first, last = events_file(tmp_path, "first.jsonl"), events_file(tmp_path, "last.jsonl")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    db = tmp_path / "new.db"
+    argv = ["ingest", "--db", f"sqlite:///{db}", str(first), str(tmp_path / "missing.jsonl"), str(folder), str(last)]
+    code, _out, err = run(capsys, *argv)
+    assert code == 2
+    assert f"{tmp_path / 'missing.jsonl'}: no such file" in err
+    assert f"{folder}: is a directory" in err
+    assert not db.exists()  # the first file was not stored before the missing one was found
+
+
+def test_a_csv_row_that_is_not_utf8_is_rejected_and_the_other_files_are_read(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bin.csv"
+    bad.write_bytes(b"provider,model,input_tokens,output_tokens\n\xff,m,1,1\nopenai,gpt-4o,5,5\n")
+    more = events_file(tmp_path, "more.jsonl")
+    code, out, _err = run(capsys, "ingest", "--db", store, str(bad), str(more))
+    assert code == 1  # rejected records
+    assert "bin.csv: 1 accepted, 0 duplicates, 1 rejected" in out
+    assert "row 1 (line 2): not UTF-8 text" in out
+    assert "more.jsonl: 2 accepted" in out
+    assert "more rejected records" not in out  # the total line does not list rejections it never showed

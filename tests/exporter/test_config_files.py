@@ -1,0 +1,123 @@
+"""What `check-config` finds in the files a config points at (price overrides, token files) and in the
+file itself (not UTF-8, a bad `listen`), and that every other command refuses the same config before it
+creates anything (in-process, through `main`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from exporter.config import ConfigError
+from llmcost.cli import main
+from llmcost.config import load_config
+from tests.support.paths import DATA
+
+INVALID_PRICES = DATA / "pricing" / "invalid.yaml"
+
+
+def check(capsys: pytest.CaptureFixture[str], path: Path) -> tuple[int, str]:
+    code = main(["check-config", str(path)])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out
+
+
+def problems_of(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    return caught.value.problems
+
+
+def test_check_config_lists_the_problems_of_a_broken_price_overrides_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(f"pricing: {{overrides_file: {INVALID_PRICES}}}\n")
+    code, out = check(capsys, config)
+    assert code == 1
+    assert "OK" not in out
+    assert f"pricing.overrides_file: {INVALID_PRICES}: pricez: unknown top-level key" in out
+    assert "prices[6].provider: must be a non-empty string" in out
+
+
+@pytest.mark.parametrize("command", [["report"], ["ingest", "FILE"], ["serve"], ["prune"], ["budgets"]])
+def test_every_command_refuses_a_broken_price_overrides_file_before_creating_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(f"pricing: {{overrides_file: {INVALID_PRICES}}}\n")
+    calls = tmp_path / "calls.jsonl"
+    calls.write_text('{"provider": "openai", "model": "gpt-4o", "input_tokens": 1, "output_tokens": 1}\n')
+    db = tmp_path / "never.db"
+    argv = [str(calls) if arg == "FILE" else arg for arg in command]
+    code = main([*argv, "--config", str(config), "--db", f"sqlite:///{db}"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert "prices[3].valid_from" in err and "Traceback" not in out + err
+    assert not db.exists()
+
+
+def test_a_config_file_that_is_not_utf8_is_one_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    binary = tmp_path / "binary.yml"
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    code, out = check(capsys, binary)
+    assert code == 1
+    assert f"{binary}: not UTF-8 text (byte 0 is 0xff)" in out
+    code = main(["serve", "--config", str(binary), "--db", f"sqlite:///{tmp_path / 'x.db'}"])
+    assert code == 2 and "not UTF-8 text" in capsys.readouterr().err
+    assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("listen", "said"),
+    [
+        ("not-a-listen", "listen: must be HOST:PORT (IPv6 as [::1]:9800), got 'not-a-listen'"),
+        ("127.0.0.1:99999", "listen: port must be 1-65535, got 99999"),
+        ("127.0.0.1:0", "listen: port must be 1-65535, got 0"),
+        (":9800", "listen: must be HOST:PORT"),
+    ],
+)
+def test_check_config_reports_an_unusable_listen_address(tmp_path: Path, listen: str, said: str) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(f'listen: "{listen}"\n')
+    assert [p for p in problems_of(config) if p.startswith(said)] != []
+
+
+def test_a_listen_address_that_is_fine_passes(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text('listen: "[::1]:9800"\n')
+    assert load_config(config).listen == "[::1]:9800"
+
+
+def test_token_files_hold_one_token_a_line_with_comments_and_blank_lines_skipped(tmp_path: Path) -> None:
+    (tmp_path / "tokens").write_text("# ingest tokens, one a line\naaaaaaaaaaaaaaaaaaaa  \n\n  bbbbbbbbbbbbbbbbbbbb\n")
+    config = tmp_path / "config.yml"
+    config.write_text("auth: {ingest_tokens_file: tokens}\n")
+    assert load_config(config).auth.ingest_tokens == ["aaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbb"]
+
+
+def test_a_blank_token_in_a_list_names_its_entry(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text('auth: {ingest_tokens: ["aaaaaaaaaaaaaaaaaaaa", ""]}\n')
+    assert problems_of(config) == ["auth.ingest_tokens: entries [1] are not tokens (each must be a non-empty string)"]
+
+
+def test_problems_of_secret_files_and_variables_name_the_key_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LLMCOST_TEST_NO_SUCH_VAR", raising=False)
+    config = tmp_path / "config.yml"
+    config.write_text("database: {url_env: LLMCOST_TEST_NO_SUCH_VAR}\nauth: {webhook_tokens_file: missing-tokens}\n")
+    problems = problems_of(config)
+    assert "database.url_env: environment variable LLMCOST_TEST_NO_SUCH_VAR is not set" in problems
+    assert any(p.startswith("auth.webhook_tokens_file: cannot read") for p in problems)
+    assert not any("url.url_env" in p or "webhook_tokens.webhook_tokens" in p for p in problems)
+
+
+def test_a_database_url_of_an_unsupported_backend_is_a_config_problem(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text("database: {url: 'mysql://u:secret@db/x'}\n")
+    problems = problems_of(config)
+    assert len(problems) == 1 and "unsupported database backend 'mysql'" in problems[0]
+    assert "secret" not in problems[0]
