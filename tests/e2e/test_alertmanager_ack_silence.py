@@ -1,24 +1,36 @@
-"""Live: an acknowledgement in llmcost silences the alert in a real Alertmanager, and the silence
-covers the levels of a budget alert the acknowledgement holds for, and no more.
+"""Live: an acknowledgement in llmcost silences the alert in a real Alertmanager, and the silence never
+outlives the alert nor lets another level of it through.
 
-What runs: `llmcost serve` (SQLite) with `alerting.alertmanager.silence_on_ack`, pushing its own budget
-alerts to the Alertmanager (`alertmanager.url`, re-sent every second); one real Alertmanager with the
-shipped `alertmanager.yml` (webhook to llmcost, group_wait/group_interval 1s, repeat_interval 2s);
-Slack and PagerDuty as recording servers.
+What runs: `llmcost serve` (SQLite) with `alerting.alertmanager.silence_on_ack`, `resolve_after: 3s`
+and a gateway tick every second, pushing its own budget alerts to the Alertmanager (`alertmanager.url`,
+re-sent every second); one real Alertmanager with the shipped `alertmanager.yml` (webhook to llmcost,
+group_wait/group_interval 1s, repeat_interval 2s); Slack and PagerDuty as recording servers.
 
-Defect: the silence of an acknowledged budget alert matched that level only, so the next level
-(LLMBudgetCritical acked, then LLMBudgetExceeded) was active and unsilenced in Alertmanager. Now it
-covers the levels the acknowledgement holds for in llmcost, and no more: a warning's ack does not
-silence the critical level, which pages even an acknowledged alert.
+A Prometheus rule alert is posted to Alertmanager's `POST /api/v2/alerts` by `RuleEvaluator`, exactly as
+Prometheus's notifier does it: every second while the rule fires, with `endsAt` four resends ahead, and
+with `endsAt` set to the resolve time once it stops. (A real Prometheus would need minutes of `for:`.)
+
+1. Defect: an acknowledged rule alert that resolves in Alertmanager is held back by llmcost's own
+   silence, so llmcost never heard of the resolve. Now llmcost notices the alert is gone from
+   Alertmanager for `resolve_after`, resolves it (one resolve per channel) and expires the silence; while
+   the alert is still active, and while Alertmanager is down or restarted without its alerts, nothing
+   is resolved.
+2. Defect: the silence of an acknowledged budget alert matched that level only, so the next level
+   (LLMBudgetCritical acked, then LLMBudgetExceeded) was active and unsilenced in Alertmanager. Now it
+   covers the levels the acknowledgement holds for in llmcost, and no more: a warning's ack does not
+   silence the critical level, which pages even an acknowledged alert.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +52,7 @@ WEBHOOK_TOKEN = "silence-webhook-token-0123456789abcdef"
 SLACK_TOKEN = "xoxb-silence-test-token"
 ROUTING_KEY = "R0123456789ABCDEF0123456789ABCDE"
 PD_SECRET = "pd-webhook-secret-for-the-silence-test"
+RESOLVE_AFTER = 3.0
 TIMINGS = {"group_wait": "1s", "group_interval": "1s", "repeat_interval": "2s"}
 TIMEOUT = 45.0
 RULE_LABELS = {
@@ -48,6 +61,52 @@ RULE_LABELS = {
     "job": "llmcost",
     "instance": "llmcost:9800",
 }
+
+
+class RuleEvaluator:
+    """Posts one alert to Alertmanager the way Prometheus's notifier does, until stopped.
+
+    While firing: every `interval` seconds, `endsAt` four intervals ahead (Prometheus: 4 x resend delay).
+    Once resolved: re-sent with `endsAt` = the resolve time (Prometheus keeps sending it for 15 minutes).
+    """
+
+    def __init__(self, url: str, labels: dict[str, str], interval: float = 1.0) -> None:
+        self.url = url
+        self.labels = labels
+        self.interval = interval
+        self.starts_at = datetime.now(UTC)
+        self.ends_at: datetime | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rule-evaluator", daemon=True)
+
+    def start(self) -> RuleEvaluator:
+        self._thread.start()
+        return self
+
+    def resolve(self) -> None:
+        self.ends_at = datetime.now(UTC)
+        self._post()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _post(self) -> None:
+        ends_at = self.ends_at or datetime.now(UTC) + timedelta(seconds=4 * self.interval)
+        alert = {
+            "labels": self.labels,
+            "annotations": {"summary": "No usage ingested for 15 minutes"},
+            "startsAt": self.starts_at.isoformat(),
+            "endsAt": ends_at.isoformat(),
+            "generatorURL": "http://prometheus.test:9090/graph?g0.expr=llm_ingest",
+        }
+        # Alertmanager down: Prometheus too just tries again at the next evaluation.
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.post(f"{self.url}/api/v2/alerts", json=[alert], timeout=2)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._post()
 
 
 @dataclass
@@ -180,7 +239,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SilenceStack]:
             "alertmanager": {"url": am, "resend_interval": "1s", "retries": 1, "timeout": "2s"},
             "alerting": {
                 "tick_interval": "1s",
-                "alertmanager": {"silence_on_ack": True},
+                "alertmanager": {"silence_on_ack": True, "resolve_after": f"{RESOLVE_AFTER:g}s"},
             },
             "budgets": {"evaluate_seconds": 1, "items": []},
             "notifications": {
@@ -205,6 +264,75 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SilenceStack]:
         cleanup.callback(server.stop)
         server.start()
         yield SilenceStack(llmcost, am, server, slack, pagerduty, workdir)
+
+
+def test_an_acknowledged_rule_alert_that_ends_in_alertmanager_resolves_once_and_its_silence_expires(
+    stack: SilenceStack,
+) -> None:
+    rule = RuleEvaluator(stack.am, RULE_LABELS).start()
+    try:
+        assert live_stack.wait_until(lambda: bool(stack.gateway_alerts(job="llmcost")), TIMEOUT), stack.diagnostics()
+        (alert,) = stack.gateway_alerts(job="llmcost")
+        alert_id, dedup_key = alert["id"], f"llmcost-{alert['fingerprint']}"
+        assert live_stack.wait_until(lambda: bool(stack.pd_events("trigger", dedup_key)), TIMEOUT), stack.diagnostics()
+        assert len(stack.slack_posts("LLMCostIngestStalled")) == 1
+
+        # Acknowledged in PagerDuty: llmcost silences it in Alertmanager.
+        response = stack.pagerduty_webhook("incident.acknowledged", alert["fingerprint"], "01SILENCEACK0001")
+        assert response.status_code == 200, response.text
+        assert stack.gateway_alert(alert_id)["state"] == "acknowledged"
+
+        def silenced() -> bool:
+            found = stack.am_alerts(alertname="LLMCostIngestStalled")
+            return bool(found) and bool(found[0]["status"]["silencedBy"])
+
+        assert live_stack.wait_until(silenced, TIMEOUT), stack.diagnostics()
+        (silence_id,) = stack.am_alerts(alertname="LLMCostIngestStalled")[0]["status"]["silencedBy"]
+
+        # Still firing: however long it stays silenced, it is not resolved. (Passing time is the subject.)
+        time.sleep(2 * RESOLVE_AFTER)
+        assert stack.gateway_alert(alert_id)["state"] == "acknowledged", stack.diagnostics()
+
+        # Alertmanager down for longer than resolve_after, then back without its alerts (they live in
+        # memory; Prometheus sends them again): nothing is resolved meanwhile.
+        stack.alertmanager.stop()
+        time.sleep(2 * RESOLVE_AFTER)
+        stack.alertmanager.start()
+        assert live_stack.wait_until(silenced, TIMEOUT), stack.diagnostics()
+        time.sleep(2 * RESOLVE_AFTER)
+        assert stack.gateway_alert(alert_id)["state"] == "acknowledged", stack.diagnostics()
+        assert not stack.pd_events("resolve", dedup_key)
+
+        # The rule stops firing. Alertmanager resolves the alert but, silenced, tells nobody.
+        rule.resolve()
+        assert live_stack.wait_until(lambda: not stack.am_alerts(alertname="LLMCostIngestStalled"), TIMEOUT)
+        assert live_stack.wait_until(lambda: stack.gateway_alert(alert_id)["state"] == "resolved", TIMEOUT), (
+            stack.diagnostics()
+        )
+        assert live_stack.wait_until(lambda: bool(stack.pd_events("resolve", dedup_key)), TIMEOUT), stack.diagnostics()
+
+        def silence_expired() -> bool:
+            (silence,) = [s for s in stack.silences() if s["id"] == silence_id]
+            return bool(silence["status"]["state"] == "expired")
+
+        assert live_stack.wait_until(silence_expired, TIMEOUT), stack.diagnostics()
+
+        def resolves_sent() -> list[str]:
+            return sorted(
+                n["channel"] for n in stack.notifications(alert_id) if n["kind"] == "resolved" and n["status"] == "sent"
+            )
+
+        assert live_stack.wait_until(lambda: resolves_sent() == ["alertmanager", "pagerduty", "slack"], TIMEOUT), (
+            stack.notifications(alert_id)
+        )
+        # Nothing more comes of it (the rule keeps sending its resolved alert, as Prometheus does).
+        time.sleep(2 * RESOLVE_AFTER)
+        assert resolves_sent() == ["alertmanager", "pagerduty", "slack"]
+        assert len(stack.pd_events("resolve", dedup_key)) == 1
+        assert len(stack.pd_events("trigger", dedup_key)) == 1
+        assert len(stack.slack_posts("LLMCostIngestStalled")) == 1
+    finally:
+        rule.stop()
 
 
 def _silence_of(stack: SilenceStack, budget: str) -> dict[str, Any]:
