@@ -21,7 +21,8 @@ alerting:
   receipt_retention: 7d        # how long webhook delivery ids are remembered for dedup
   outbox: {max_attempts: 10, initial_backoff: 2s, max_backoff: 5m, lease: 60s, concurrency: 4,
            poll_interval: 1s, retention: 30d}
-  alertmanager: {url: http://alertmanager:9093, silence_on_ack: false, silence_duration: 24h}
+  alertmanager: {url: http://alertmanager:9093, silence_on_ack: false, silence_duration: 24h,
+                 resolve_after: 5m}   # an acked alert held by our silence resolves once gone this long
 ```
 Any secret (`token`, `signing_secret`, `password`, `routing_key`, `webhook_secret`) may be given as
 `<key>_file` or `<key>_env` instead. `webhook_secret` may be a list (several during a secret rotation).
@@ -246,7 +247,7 @@ def _silences(value: Any, problems: Problems, fallback_url: str | None) -> Silen
     """
     path = "alerting.alertmanager"
     section = _mapping(value, path, problems) or {}
-    _unknown(section, {"url", "silence_on_ack", "silence_duration"}, path, problems)
+    _unknown(section, {"url", "silence_on_ack", "silence_duration", "resolve_after"}, path, problems)
     url = section.get("url", "")
     if not isinstance(url, str) or (url and not url.startswith(("http://", "https://"))):
         problems.append(f"{path}.url: must be an http(s) URL")
@@ -259,7 +260,11 @@ def _silences(value: Any, problems: Problems, fallback_url: str | None) -> Silen
     if enabled and not url and fallback_url is not None:
         problems.append(f"{path}.silence_on_ack: needs {path}.url (or the top-level alertmanager.url)")
     duration = _duration(section, "silence_duration", path, SilenceSettings.duration, problems)
-    return SilenceSettings(url=url, silence_on_ack=enabled, duration=duration)
+    resolve_after = _duration(section, "resolve_after", path, SilenceSettings.resolve_after, problems)
+    if resolve_after <= 0:
+        problems.append(f"{path}.resolve_after: must be > 0")
+        resolve_after = SilenceSettings.resolve_after
+    return SilenceSettings(url=url, silence_on_ack=enabled, duration=duration, resolve_after=resolve_after)
 
 
 def parse_settings(raw: Mapping[str, Any], base: Path, problems: Problems, *, whole: bool = True) -> GatewaySettings:

@@ -24,7 +24,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
-from alerting.gateway.changes import AlertInput, Change
+from alerting.gateway.changes import AlertInput, AlertNotFound, Change
 from alerting.gateway.channels import build_channels
 from alerting.gateway.collector import GatewayCollector
 from alerting.gateway.grouping import digest_channels
@@ -34,6 +34,7 @@ from alerting.gateway.outbox import PENDING, Outbox
 from alerting.gateway.receiver import WebhookReceiver, WebhookResult
 from alerting.gateway.records import alert_from_row, loads, rfc3339
 from alerting.gateway.settings import GatewaySettings
+from alerting.gateway.silence_watch import SilenceWatch, silenced_acknowledged
 from alerting.gateway.tables import alert_events, alerts, webhook_receipts
 from alerting.gateway.webhooks import PagerDutyEvent, SlackAction
 from alerting.model import Actor, Alert, AlertSource, Severity
@@ -55,6 +56,8 @@ class TickResult:
     repeats: int
     receipts_purged: int
     outbox_purged: int
+    silenced_resolved: int = 0
+    """Acknowledged alerts resolved because they ended in Alertmanager while llmcost's silence held them."""
 
 
 def _retryable(exc: StoreUnavailable) -> bool:
@@ -94,6 +97,10 @@ class GatewayService:
             digest_channels=digest_channels(self.notifiers),
         )
         self.webhooks = WebhookReceiver(store, self.lifecycle, clock=clock, write=self._write)
+        silences = self.settings.silences
+        self.silence_watch = (
+            SilenceWatch(silences.url, resolve_after=silences.resolve_after) if silences.silence_on_ack else None
+        )
         self._workers = None
         self._ticker = None
         if start_workers:
@@ -203,7 +210,33 @@ class GatewayService:
                 delete(webhook_receipts).where(webhook_receipts.c.received_at < now - self.settings.receipt_retention)
             ).rowcount
         outbox_purged = purge_delivered(self.store, now - self.settings.outbox.retention)
-        return TickResult(len(repeats), int(purged), outbox_purged)
+        return TickResult(len(repeats), int(purged), outbox_purged, self._resolve_ended_silenced(now))
+
+    def _resolve_ended_silenced(self, now: float) -> int:
+        """Resolve acknowledged alerts that ended in Alertmanager under our silence (see `silence_watch`)."""
+        if self.silence_watch is None:
+            return 0
+        try:
+            ended = self.silence_watch.ended(lambda: self._read(silenced_acknowledged), now)
+        except StoreUnavailable:
+            log.warning("silenced alerts not checked: the store is unavailable", exc_info=True)
+            return 0
+        # As Alertmanager's resolved webhook would have: the same actor, one resolve per notified channel
+        # (the `alertmanager` channel among them, which expires the silence).
+        actor = Actor(by="alertmanager", via="alertmanager", comment="ended in Alertmanager while silenced")
+        resolved = 0
+        for alert_id in ended:
+            try:
+                change = self._write(functools.partial(self._resolve_silenced, alert_id, now, actor))
+            except AlertNotFound:
+                continue
+            if change.action == "resolved":
+                resolved += 1
+                log.info("alert %s resolved: gone from Alertmanager while silenced by its acknowledgement", alert_id)
+        return resolved
+
+    def _resolve_silenced(self, alert_id: int, now: float, actor: Actor, conn: Connection) -> Change:
+        return self.lifecycle.resolve_id(conn, alert_id, now, actor=actor)
 
     # --- acknowledgements -------------------------------------------------------------------------
 
@@ -307,6 +340,8 @@ class GatewayService:
         if self._workers is not None:
             self._workers.stop(timeout)
             self._workers = None
+        if self.silence_watch is not None:
+            self.silence_watch.close()
         for notifier in self.notifiers.values():
             close = getattr(notifier, "close", None)
             if callable(close):

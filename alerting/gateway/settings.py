@@ -66,6 +66,11 @@ class SilenceSettings:
     url: str = ""
     silence_on_ack: bool = False
     duration: float = 24 * 3600.0
+    resolve_after: float = 300.0
+    """An acknowledged alert held by llmcost's silence is resolved once it has been gone from Alertmanager
+    this long. Alertmanager sends no resolve for a silenced alert; the wait rides out an Alertmanager
+    restarted without its alerts, which Prometheus re-sends within a minute or two
+    (`alerting.gateway.silence_watch`)."""
 
 
 @dataclass(frozen=True)

@@ -12,16 +12,64 @@ from typing import Any
 
 import httpx
 
-from alerting.model import DeliveryResult, Notification, NotificationKind
+from alerting.budgets.definition import SEVERITY_FOR_ALERT
+from alerting.gateway.dedup import PAGE_SEVERITY
+from alerting.model import (
+    ESCALATING_ALERTS,
+    PUSHED_ONLY_LABELS,
+    DeliveryResult,
+    Notification,
+    NotificationKind,
+    alert_family,
+    level_rank,
+)
 from alerting.notify.base import one_line, parse_retry_after, redact
 
 CHANNEL = "alertmanager"
 
 
+def held_levels(alertname: str, severity: str) -> list[str]:
+    """The levels of `alertname`'s escalating family that an acknowledgement at this level holds for.
+
+    Mirrors the dedup stage (`alerting.gateway.dedup.decide`): while acknowledged, a level change of the
+    family notifies nobody, except a rise to the page-worthy severity from below it. So an ack at a
+    critical level holds for every level; one at a lower level holds for the levels that are not
+    critical (a critical level must still reach llmcost through Alertmanager, to page). A level whose
+    severity is unknown is held only up to the acknowledged one. Lowest level first.
+    """
+    family = alert_family(alertname)
+    if family is None:
+        return [alertname]
+    rank = level_rank(alertname)
+    held = []
+    for level in ESCALATING_ALERTS[family]:
+        level_severity = SEVERITY_FOR_ALERT.get(level)
+        if level_rank(level) <= rank or (
+            level_severity is not None and (severity == PAGE_SEVERITY or level_severity != PAGE_SEVERITY)
+        ):
+            held.append(level)
+    return held
+
+
 def matchers(notification: Notification) -> list[dict[str, Any]]:
-    """Equality matchers on the alert's name and every label: the silence covers exactly this alert."""
-    labels = {**notification.alert.labels, "alertname": notification.alert.alertname}
-    return [{"name": k, "value": v, "isRegex": False, "isEqual": True} for k, v in sorted(labels.items())]
+    """The matchers of the silence for an acknowledged alert: exactly what the acknowledgement holds for.
+
+    Most alerts: equality matchers on the alert's name and every label, so the silence covers exactly
+    this alert. A level of an escalating family (a budget's `LLMBudgetWarning` … `LLMBudgetExceeded`) is
+    one alert in llmcost whatever its level, so the silence covers the family: a regex on the levels the
+    acknowledgement holds for (`held_levels`) and equality on the identifying labels (`budget`, `scope`,
+    `key`), leaving out the routing-only labels such as `severity`, which differ per level.
+    """
+    alert = notification.alert
+    if alert_family(alert.alertname) is None:
+        labels = {**alert.labels, "alertname": alert.alertname}
+        return [{"name": k, "value": v, "isRegex": False, "isEqual": True} for k, v in sorted(labels.items())]
+    identity = {k: v for k, v in alert.labels.items() if k not in PUSHED_ONLY_LABELS and k != "alertname"}
+    found = [{"name": k, "value": v, "isRegex": False, "isEqual": True} for k, v in identity.items()]
+    # Alert names are identifiers ([A-Za-z_][A-Za-z0-9_]*): nothing to escape in the alternation.
+    levels = "|".join(held_levels(alert.alertname, alert.severity))
+    found.append({"name": "alertname", "value": levels, "isRegex": True, "isEqual": True})
+    return sorted(found, key=lambda m: str(m["name"]))
 
 
 class AlertmanagerSilencer:
