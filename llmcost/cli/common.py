@@ -49,26 +49,24 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return config
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1 (a count where zero or less means nothing)."""
+def _int_at_least(minimum: int, text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (a count where zero or less means nothing)."""
+    return _int_at_least(1, text)
 
 
 def non_negative_int(text: str) -> int:
     """An argparse type: an integer >= 0 (where 0 has a meaning of its own, such as "automatic")."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+    return _int_at_least(0, text)
 
 
 def add_store_arguments(parser: argparse.ArgumentParser, *, listen: bool = False) -> None:

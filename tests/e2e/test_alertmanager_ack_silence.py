@@ -206,21 +206,14 @@ class SilenceStack:
         assert response.status_code == 200, response.text
 
     def diagnostics(self) -> str:
-        parts = []
-        for title, call in (
+        sources = (
             ("Alertmanager alerts", lambda: httpx.get(f"{self.am}/api/v2/alerts", timeout=5).json()),
             ("Alertmanager silences", self.silences),
             ("gateway alerts", lambda: self.gateway_alerts()),
             ("Slack calls", lambda: [(r.path, r.payload.get("text")) for r in self.slack.requests]),
             ("PagerDuty events", lambda: [(e.get("event_action"), e.get("dedup_key")) for e in self.pagerduty.events]),
-        ):
-            try:
-                parts.append(f"{title}: {json.dumps(call(), default=str)[:4000]}")
-            except (httpx.HTTPError, ValueError) as exc:
-                parts.append(f"{title}: unavailable ({exc})")
-        for log in sorted(self.workdir.rglob("*.log")):
-            parts.append(f"--- {log.name} (tail)\n{log.read_text(errors='replace')[-3000:]}")
-        return "\n".join(parts)
+        )
+        return live_stack.diagnostics(sources, self.workdir, answer_chars=4000, log_chars=3000)
 
 
 @pytest.fixture(scope="module")
@@ -349,23 +342,28 @@ def _plain(matchers: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"name": m["name"], "value": m["value"]} for m in matchers]
 
 
+def _cross_and_ack(stack: SilenceStack, budget: str, request_id: str, cost: float, level: str) -> str:
+    """A $10 budget crossed to `level` (paged), then acknowledged and silenced in Alertmanager; its dedup_key."""
+    stack.put_budget(budget, 10.0)
+    stack.spend(budget, request_id, cost)
+    assert live_stack.wait_until(lambda: bool(stack.gateway_alerts(budget=budget)), TIMEOUT), stack.diagnostics()
+    (alert,) = stack.gateway_alerts(budget=budget)
+    assert alert["alertname"] == level
+    dedup_key = f"llmcost-{alert['fingerprint']}"
+    assert live_stack.wait_until(lambda: bool(stack.pd_events("trigger", dedup_key)), TIMEOUT), stack.diagnostics()
+    stack.ack(alert["id"])
+    assert live_stack.wait_until(
+        lambda: any(a["status"]["silencedBy"] for a in stack.am_alerts(alertname=level, budget=budget)),
+        TIMEOUT,
+    ), stack.diagnostics()
+    return dedup_key
+
+
 def test_an_acknowledged_critical_budget_stays_silenced_in_alertmanager_when_it_is_exceeded(
     stack: SilenceStack,
 ) -> None:
     budget = "team-exceeded"
-    stack.put_budget(budget, 10.0)
-    stack.spend(budget, "exceeded-1", 9.7)  # 97 %: critical
-    assert live_stack.wait_until(lambda: bool(stack.gateway_alerts(budget=budget)), TIMEOUT), stack.diagnostics()
-    (alert,) = stack.gateway_alerts(budget=budget)
-    assert alert["alertname"] == "LLMBudgetCritical"
-    dedup_key = f"llmcost-{alert['fingerprint']}"
-    assert live_stack.wait_until(lambda: bool(stack.pd_events("trigger", dedup_key)), TIMEOUT), stack.diagnostics()
-
-    stack.ack(alert["id"])
-    assert live_stack.wait_until(
-        lambda: any(a["status"]["silencedBy"] for a in stack.am_alerts(alertname="LLMBudgetCritical", budget=budget)),
-        TIMEOUT,
-    ), stack.diagnostics()
+    dedup_key = _cross_and_ack(stack, budget, "exceeded-1", 9.7, "LLMBudgetCritical")  # 97 %: critical
     silence = _silence_of(stack, budget)
     by_name = {m["name"]: m for m in silence["matchers"]}
     assert set(by_name) == {"alertname", "budget", "scope", "key"}  # not severity: it differs per level
@@ -405,19 +403,7 @@ def test_an_acknowledged_critical_budget_stays_silenced_in_alertmanager_when_it_
 
 def test_an_acknowledged_warning_does_not_silence_the_critical_level_which_pages(stack: SilenceStack) -> None:
     budget = "team-warned"
-    stack.put_budget(budget, 10.0)
-    stack.spend(budget, "warned-1", 8.5)  # 85 %: warning
-    assert live_stack.wait_until(lambda: bool(stack.gateway_alerts(budget=budget)), TIMEOUT), stack.diagnostics()
-    (alert,) = stack.gateway_alerts(budget=budget)
-    assert alert["alertname"] == "LLMBudgetWarning"
-    dedup_key = f"llmcost-{alert['fingerprint']}"
-    assert live_stack.wait_until(lambda: bool(stack.pd_events("trigger", dedup_key)), TIMEOUT), stack.diagnostics()
-
-    stack.ack(alert["id"])
-    assert live_stack.wait_until(
-        lambda: any(a["status"]["silencedBy"] for a in stack.am_alerts(alertname="LLMBudgetWarning", budget=budget)),
-        TIMEOUT,
-    ), stack.diagnostics()
+    dedup_key = _cross_and_ack(stack, budget, "warned-1", 8.5, "LLMBudgetWarning")  # 85 %: warning
     by_name = {m["name"]: m for m in _silence_of(stack, budget)["matchers"]}
     assert set(by_name["alertname"]["value"].split("|")) == {"LLMBudgetInfo", "LLMBudgetWarning"}
 

@@ -101,8 +101,7 @@ class PushStack:
         return live_stack.metric_value(replica, "alertmanager_notifications_total", integration="webhook")
 
     def diagnostics(self) -> str:
-        parts = []
-        for title, call in (
+        sources = (
             *(
                 (f"Alertmanager {r}", lambda r=r: httpx.get(f"{r}/api/v2/alerts", timeout=5).json())
                 for r in self.replicas
@@ -110,14 +109,8 @@ class PushStack:
             ("gateway alerts", lambda: httpx.get(f"{self.llmcost.base}/v1/alerts", headers=self.headers()).json()),
             ("Slack calls", lambda: [(r.path, r.payload.get("text")) for r in self.slack.requests]),
             ("PagerDuty events", lambda: [(e.get("event_action"), e.get("dedup_key")) for e in self.pagerduty.events]),
-        ):
-            try:
-                parts.append(f"{title}: {json.dumps(call(), default=str)[:3000]}")
-            except (httpx.HTTPError, ValueError) as exc:
-                parts.append(f"{title}: unavailable ({exc})")
-        for log in sorted(self.workdir.rglob("*.log")):
-            parts.append(f"--- {log.name} (tail)\n{log.read_text(errors='replace')[-2000:]}")
-        return "\n".join(parts)
+        )
+        return live_stack.diagnostics(sources, self.workdir, answer_chars=3000, log_chars=2000)
 
 
 def amtool(*args: str) -> str:

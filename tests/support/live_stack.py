@@ -13,8 +13,9 @@ with its bearer token in a `credentials_file`. On top of that, for a run measure
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -121,3 +122,22 @@ def free_ports(count: int, *, taken: tuple[int, ...] = ()) -> list[int]:
         if port not in ports and port not in taken:
             ports.append(port)
     return ports
+
+
+def diagnostics(
+    sources: Iterable[tuple[str, Callable[[], Any]]],
+    workdir: Path,
+    *,
+    answer_chars: int,
+    log_chars: int,
+) -> str:
+    """What a failing live-stack test prints: each source's answer (or why it had none), then each log's tail."""
+    parts = []
+    for title, call in sources:
+        try:
+            parts.append(f"{title}: {json.dumps(call(), default=str)[:answer_chars]}")
+        except (httpx.HTTPError, ValueError) as exc:
+            parts.append(f"{title}: unavailable ({exc})")
+    for log in sorted(workdir.rglob("*.log")):
+        parts.append(f"--- {log.name} (tail)\n{log.read_text(errors='replace')[-log_chars:]}")
+    return "\n".join(parts)
