@@ -41,9 +41,13 @@ def bind(listen: str) -> socket.socket:
     host, port = parse_listen(listen)
     family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(address)
-    sock.listen(2048)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError:
+        sock.close()  # a busy port is reported to the user: the half-made socket is not kept open
+        raise
     sock.set_inheritable(True)
     return sock
 

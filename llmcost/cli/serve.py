@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from exporter import __version__
 from exporter.config import Config
 from exporter.gc_tuning import tune_gc_for_throughput
-from llmcost.cli.common import add_store_arguments, config_from_args, safe_url
+from llmcost.cli.common import UsageError, add_store_arguments, config_from_args, positive_int, safe_url
 from llmcost.services import open_services
 
 if TYPE_CHECKING:
@@ -28,8 +29,7 @@ def add_parser(sub: Any) -> None:
     serve.add_argument("--role", choices=("all", "ingest", "scheduler"), default="all")
     serve.add_argument(
         "--workers",
-        type=int,
-        default=int(os.environ.get("LLMCOST_WORKERS", "1")),
+        type=positive_int,
         help="server processes sharing the listen socket (env LLMCOST_WORKERS; default 1: this process)",
     )
     serve.set_defaults(func=cmd_serve)
@@ -39,21 +39,45 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run the API, /metrics and (per role) the scheduler and gateway: in this process, or in `--workers`."""
     from exporter.server import check_listen_allowed
 
+    workers = args.workers if args.workers is not None else _workers_from_environment()
     config = config_from_args(args)
     config_path = args.config or os.environ.get("LLMCOST_CONFIG")
     banner = f"llmcost {__version__} serving on http://{config.listen} (role {args.role}, store {safe_url(config)}"
     # Before the store is opened or any leader lease taken: a refused start must leave nothing behind.
+    # That includes a busy port: bound here, it fails before the store is created, the scheduler takes
+    # its lease or the banner claims the server is up.
     check_listen_allowed(config.listen, config)
-    if args.workers <= 1:
-        _serve(config, args.role, config_path, banner=banner + ")")
+    sock = _bind(config.listen)
+    if workers == 1:
+        _serve(config, args.role, config_path, sock=sock, banner=banner + ")")
         return 0
     from alerting.store import open_store
-    from exporter.supervisor import Supervisor, bind
+    from exporter.supervisor import Supervisor
 
     open_store(config.database_url).close()  # migrate once, before the workers start
-    sock = bind(config.listen)
-    print(banner + f", {args.workers} worker processes)", flush=True)
-    return Supervisor(sock, args.workers, lambda s: _serve(config, args.role, config_path, sock=s)).run()
+    print(banner + f", {workers} worker processes)", flush=True)
+    return Supervisor(sock, workers, lambda s: _serve(config, args.role, config_path, sock=s)).run()
+
+
+def _workers_from_environment() -> int:
+    """`LLMCOST_WORKERS`, checked like `--workers` (a bad value is one line, not a traceback of every command)."""
+    text = os.environ.get("LLMCOST_WORKERS", "").strip() or "1"
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"LLMCOST_WORKERS: {exc}") from None
+
+
+def _bind(listen: str) -> Any:
+    """The listening socket, or a one-line ListenError naming the address (in use, not local, refused)."""
+    from exporter.config import ListenError
+    from exporter.supervisor import bind
+
+    try:
+        return bind(listen)
+    except OSError as exc:
+        hint = " (another llmcost or other server?)" if exc.errno == errno.EADDRINUSE else ""
+        raise ListenError(f"cannot listen on {listen}: {exc.strerror or exc}{hint}") from None
 
 
 def _serve(config: Config, role: str, config_path: str | None, *, sock: Any = None, banner: str = "") -> None:

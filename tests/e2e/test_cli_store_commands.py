@@ -3,6 +3,7 @@ status, never a traceback, and a refused command leaves nothing behind (in-proce
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 
@@ -155,6 +156,37 @@ def test_ingest_refuses_negative_workers(tmp_path: Path, capsys: pytest.CaptureF
     code, _out, err = run(capsys, "ingest", "--workers", "-2", "--db", f"sqlite:///{tmp_path / 'w.db'}", str(calls))
     assert code == 2 and "argument --workers: must be 0 or more, got -2" in err
     assert not (tmp_path / "w.db").exists()
+
+
+def test_serve_refuses_a_worker_count_below_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _out, err = run(capsys, "serve", "--workers", "-3", "--listen", "127.0.0.1:1")
+    assert code == 2 and "argument --workers: must be 1 or more, got -3" in err
+    # The environment variable is checked the same way, and only by `serve`: a typo in it used to be a
+    # traceback from every command, `budgets list` included.
+    monkeypatch.setenv("LLMCOST_WORKERS", "lots")
+    code, _out, _err = run(capsys, "budgets", "list", "--db", f"sqlite:///{tmp_path / 'b.db'}")
+    assert code in (0, 3)  # answers (or finds no store), never a traceback
+    code, _out, err = run(capsys, "serve", "--listen", "127.0.0.1:1")
+    assert code == 2 and "LLMCOST_WORKERS: not a whole number: 'lots'" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_serve_on_a_busy_port_fails_before_touching_the_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It used to print "serving on", create the store and take the scheduler's lease, then fail."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        listen = f"127.0.0.1:{busy.getsockname()[1]}"
+        code, out, err = run(capsys, "serve", "--listen", listen, "--db", f"sqlite:///{tmp_path / 's.db'}")
+    assert code == 2
+    assert f"cannot listen on {listen}: Address already in use" in err
+    assert "serving on" not in out
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_ingest_checks_every_path_before_storing_anything(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
