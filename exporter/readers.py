@@ -161,7 +161,7 @@ def _document_items(path: Path) -> Iterator[Record]:
         else:
             yield (
                 index,
-                InvalidEvent("", f"element {index}: a record must be a JSON object, got {_kind(obj)}"),
+                InvalidEvent("", f"a record must be a JSON object, got {_kind(obj)}"),
             )
 
 

@@ -85,10 +85,15 @@ def safe_url(config: Config) -> str:
 
 
 def print_outcome(label: str, outcome: IngestOutcome, *, show: int = 20) -> None:
-    """One line of counts for an ingest, then up to `show` rejected records."""
+    """One line of counts for an ingest, then up to `show` rejected records.
+
+    Records are numbered from 1, as people count lines: record N of a JSON-lines file is its line N
+    (the readers' own "line N" agrees), of a CSV file its data row N, of a JSON array its element N.
+    The library and the HTTP API keep the 0-based `index` of the request's array.
+    """
     print(f"{label}: {outcome.accepted} accepted, {outcome.duplicates} duplicates, {len(outcome.rejected)} rejected")
     for rejection in outcome.rejected[:show]:
-        print(f"  record {rejection.index}: {rejection.error}")
+        print(f"  record {rejection.index + 1}: {rejection.error}")
     if show and len(outcome.rejected) > show:
         print(f"  … and {len(outcome.rejected) - show} more rejected records")
 

@@ -66,7 +66,7 @@ def test_cli_replaying_a_file_twice_changes_no_metric(tmp_path: Path, sqlite_url
     path.write_bytes(b"\n".join(orjson.dumps(e) for e in events("f", 300)) + b"\n{broken\n")
     first = subprocess.run([*LLMCOST, "ingest", str(path), "--db", sqlite_url], capture_output=True, text=True)
     assert "300 accepted, 0 duplicates, 1 rejected" in first.stdout
-    assert "record 300:" in first.stdout
+    assert "record 301: line 301: not valid JSON" in first.stdout  # the 301st line
     assert first.returncode == 1  # some records were rejected
     server = LlmcostProcess(sqlite_url).start(tmp_path)
     try:

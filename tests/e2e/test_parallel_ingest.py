@@ -52,9 +52,9 @@ def test_several_workers_store_and_report_exactly_what_one_does(tmp_path: Path, 
     summary = [line for line in parallel.stdout.splitlines() if not line.lstrip().startswith(tuple("0123456789"))]
     assert summary == [line for line in serial.stdout.splitlines() if "records/s" not in line]
     assert f"{LINES - 5} accepted, 1 duplicates, 3 rejected" in parallel.stdout
-    assert "record 20000: line 20001: not valid JSON" in parallel.stdout
-    assert "record 30000: input_tokens" in parallel.stdout
-    assert "record 40000: line 40001: a record must be a JSON object" in parallel.stdout
+    assert "record 20001: line 20001: not valid JSON" in parallel.stdout
+    assert "record 30001: input_tokens" in parallel.stdout
+    assert "record 40001: line 40001: a record must be a JSON object" in parallel.stdout
     assert (
         run("report", "--db", db_url, "--format", "json").stdout
         == run("report", "--db", serial_db, "--format", "json").stdout
