@@ -6,7 +6,7 @@ off, so each is told about every alert by llmcost itself) with the shipped `aler
 gateway webhook on llmcost's port and group_wait/group_interval 1s, repeat_interval 2s instead of
 seconds to hours. Budgets are evaluated every second.
 
-The story, in order (the tests share the stack and run top to bottom):
+The story, in order (one test runs the steps top to bottom on one stack):
 
 1. A spend crosses 95 % of a budget while replica 2 is down: the alert is visible in `amtool alert
    query`, reaches Slack once and PagerDuty once (the warning-level alerts of the same budget are
@@ -160,7 +160,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PushStack]:
         yield PushStack(llmcost, replicas, servers[1], slack, pagerduty, workdir)
 
 
-def test_a_budget_crossing_is_visible_in_alertmanager_and_notified_once_with_a_replica_down(
+def step_a_budget_crossing_is_visible_in_alertmanager_and_notified_once_with_a_replica_down(
     stack: PushStack,
 ) -> None:
     am1, am2 = stack.replicas
@@ -206,7 +206,7 @@ def test_a_budget_crossing_is_visible_in_alertmanager_and_notified_once_with_a_r
     assert stack.llmcost.proc is not None and stack.llmcost.proc.poll() is None
 
 
-def test_the_second_replica_learns_the_alert_when_it_comes_up_and_nothing_is_notified_twice(
+def step_the_second_replica_learns_the_alert_when_it_comes_up_and_nothing_is_notified_twice(
     stack: PushStack,
 ) -> None:
     _am1, am2 = stack.replicas
@@ -220,7 +220,7 @@ def test_the_second_replica_learns_the_alert_when_it_comes_up_and_nothing_is_not
     assert len(stack.triggers()) == 1, stack.diagnostics()
 
 
-def test_an_ack_in_llmcost_silences_the_alert_in_alertmanager(stack: PushStack) -> None:
+def step_an_ack_in_llmcost_silences_the_alert_in_alertmanager(stack: PushStack) -> None:
     am1, _am2 = stack.replicas
     (alert,) = [a for a in stack.gateway_alerts() if a["alertname"] == ALERT]
     response = httpx.post(
@@ -239,7 +239,7 @@ def test_an_ack_in_llmcost_silences_the_alert_in_alertmanager(stack: PushStack) 
     assert len(stack.slack_posts()) == 1
 
 
-def test_the_alert_resolves_everywhere(stack: PushStack) -> None:
+def step_the_alert_resolves_everywhere(stack: PushStack) -> None:
     # No longer critical, nor projected over the limit (a forecast overrun, inhibited while the critical
     # alert fires, would otherwise be notified as soon as the critical one resolves): all resolve.
     stack.put_budget(1_000_000.0)
@@ -261,7 +261,7 @@ def test_the_alert_resolves_everywhere(stack: PushStack) -> None:
     assert len(stack.triggers()) == 1, stack.diagnostics()
 
 
-def test_a_silence_added_with_amtool_keeps_a_second_crossing_quiet(stack: PushStack) -> None:
+def step_a_silence_added_with_amtool_keeps_a_second_crossing_quiet(stack: PushStack) -> None:
     for replica in stack.replicas:
         amtool(
             "silence",
@@ -284,3 +284,22 @@ def test_a_silence_added_with_amtool_keeps_a_second_crossing_quiet(stack: PushSt
     assert live_stack.wait_until(lambda: stack.pushes(stack.replicas[0], "sent") >= pushed + 4, TIMEOUT)
     assert len(stack.slack.requests) == slack_before, stack.diagnostics()
     assert len(stack.pagerduty.events) == pd_before, stack.diagnostics()
+
+
+STEPS = (
+    step_a_budget_crossing_is_visible_in_alertmanager_and_notified_once_with_a_replica_down,
+    step_the_second_replica_learns_the_alert_when_it_comes_up_and_nothing_is_notified_twice,
+    step_an_ack_in_llmcost_silences_the_alert_in_alertmanager,
+    step_the_alert_resolves_everywhere,
+    step_a_silence_added_with_amtool_keeps_a_second_crossing_quiet,
+)
+
+
+def test_the_story_top_to_bottom(stack: PushStack) -> None:
+    """The five steps in order, in one test: each builds on the state the one before left.
+
+    They were five tests sharing a module's stack; pytest-xdist deals tests out one by one, so a step
+    could run on a worker whose stack had never seen the step before it (it failed with `-n 3`).
+    """
+    for step in STEPS:
+        step(stack)
