@@ -1,8 +1,9 @@
 """Spend totals per user, project, model, service, provider (from the rollups) or session (through an index).
 
-Label totals never read raw events: the 5-minute rollups joined to their series answer them, so a
-summary costs the same at a million events as at ten; `since`/`until` are taken to whole buckets
-(`since` rounded down, `until` up, so a call recorded a moment ago is in the answer). Sessions are
+Label totals never read raw events: the rollups joined to their series answer them, so a summary
+costs the same at a million events as at ten; `since`/`until` are taken to whole buckets (`since`
+rounded down, `until` up, so a call recorded a moment ago is in the answer). Where retention folded
+the 5-minute buckets into whole hours, an hour counts when it starts in the range, as in the report. Sessions are
 not a series label (unbounded), so they are summed from the events through the partial indexes on
 `usage_events.session` (migration exporter_0003_sessions): a range of time walks `(ts, session)` over
 the events that have a session, one session walks `(session, ts)`.
@@ -18,6 +19,7 @@ from sqlalchemy import text
 
 from exporter.events import nanos_to_usd
 from exporter.store import Store
+from exporter.store.rollups import ROLLUPS_IN_RANGE_SQL
 from exporter.store.schema import BUCKET_SECONDS
 
 LABELS = ("user", "project", "model", "service", "provider")
@@ -77,15 +79,17 @@ def summarize(
     inner = ", ".join(f"SUM({c}) AS {c}" for c in columns)
     outer = ", ".join(f"SUM(t.{c})" for c in columns)
     # Summed per series first (the rollup rows of the range, once), then per label over the few series.
+    # Both rollup tables: the pruner folds 5-minute buckets older than `retention.rollups_days` into
+    # whole hours, and a summary reading only the 5-minute table lost those months (the report reads both).
     sql = text(
-        f'SELECT s."{by}", {outer} FROM (SELECT series_id, {inner} FROM usage_rollup '
-        "WHERE bucket >= :first AND bucket < :last GROUP BY series_id) t "
+        f'SELECT s."{by}", {outer} FROM (SELECT series_id, {inner} FROM {ROLLUPS_IN_RANGE_SQL} r '
+        "GROUP BY series_id) t "
         f'JOIN usage_series s ON s.id = t.series_id GROUP BY s."{by}" ORDER BY 3 DESC LIMIT :limit'
     )
-    total = text("SELECT SUM(cost_nanousd) FROM usage_rollup WHERE bucket >= :first AND bucket < :last")
+    total = text(f"SELECT SUM(cost_nanousd) FROM {ROLLUPS_IN_RANGE_SQL} r")
     with store.reading() as conn:
-        found = conn.execute(sql, {"first": first, "last": last, "limit": limit}).all()
-        whole = conn.execute(total, {"first": first, "last": last}).scalar()
+        found = conn.execute(sql, {"first": first, "end": last, "limit": limit}).all()
+        whole = conn.execute(total, {"first": first, "end": last}).scalar()
     rows = [_row(by, r[0], r[1], r[2], list(r[3:])) for r in found]
     return Summary(by, float(first), float(last), rows, "rollups", int(whole or 0))
 

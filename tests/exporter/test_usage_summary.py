@@ -127,3 +127,27 @@ def test_bad_parameters_are_422_naming_them(sqlite_url: str, query: str, message
         answer = client.get(f"/v1/usage/summary?{query}")
         assert answer.status_code == 422 and answer.json()["error"] == message
     services.close()
+
+
+def test_a_summary_over_pruned_months_keeps_every_call(db_url: str) -> None:
+    """Pruning folds old 5-minute rollups into hours: a summary over those months must not lose them."""
+    from exporter.retention import Pruner
+    from llmcost.services import open_services
+    from tests.support.clock import FakeClock
+    from tests.support.months import DAY, NOW, history, load_history
+
+    load_history(db_url, history(120, step_hours=24))
+    config = make_config(db_url, retention={"events_days": 30, "rollups_days": 60})
+    services = open_services(config, clock=FakeClock(NOW))  # the application's store: alerting tables too
+    since, until = NOW - 120 * DAY, NOW
+    with TestClient(build_app(services)) as client:
+
+        def answer(by: str) -> dict[str, Any]:
+            return client.get(f"/v1/usage/summary?by={by}&since={since}&until={until}").json()
+
+        before = {by: answer(by) for by in ("project", "user", "model")}
+        assert Pruner(services.store, config.retention, clock=services.clock).run().hours > 0
+        for by, expected in before.items():
+            assert answer(by) == expected, by
+    assert before["project"]["total_cost_usd"] > 0
+    services.close()
