@@ -119,6 +119,8 @@ def test_limit_shows_fewer_rows_but_the_total_is_the_whole_range(sqlite_url: str
         ("limit=-5", "limit: a whole number from 1 to 10,000, got '-5'"),
         ("limit=20000", "limit: a whole number from 1 to 10,000, got '20000'"),
         ("by=user&by=model", "give each parameter once: by repeated"),
+        ("since=0&until=1e30", "until: must be a time before the year 10000"),
+        ("since=-1", "since: must be a time after 1970"),
     ],
 )
 def test_bad_parameters_are_422_naming_them(sqlite_url: str, query: str, message: str) -> None:
