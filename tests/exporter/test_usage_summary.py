@@ -153,3 +153,19 @@ def test_a_summary_over_pruned_months_keeps_every_call(db_url: str) -> None:
             assert answer(by) == expected, by
     assert before["project"]["total_cost_usd"] > 0
     services.close()
+
+
+def test_equal_spend_is_ordered_by_name_on_every_store(db_url: str) -> None:
+    """Rows costing the same come in one order (requests, then name), so SQLite and PostgreSQL agree,
+    and a `limit` keeps the same rows on both rather than whichever the database grouped first."""
+    services = Services.build(make_config(db_url))
+    names = ["b-9", "B-2", "a-1", "b-10", "a-1x", "é-3"]
+    events = [event(i, user=name, session=f"s-{name}", cost_usd=0.5) for i, name in enumerate(names)]
+    events.append(event(50, user="more", session="s-more", cost_usd=0.5))
+    events.append(event(51, user="more", session="s-more", cost_usd=0.0))  # same cost, more requests: first
+    assert services.pipeline.ingest(events).accepted == len(events)
+    expected = ["more", *sorted(names)]  # code point order: "B-2" < "a-1" < "b-10" < "é-3"
+    for by, prefix in (("user", ""), ("session", "s-")):
+        rows = summarize(services.store, by, T0 - 600, T0 + 600, limit=4).rows
+        assert [r[by] for r in rows] == [prefix + name for name in expected[:4]], by
+    services.close()
