@@ -52,6 +52,21 @@ class PriceOverride:
     """Where the entry was defined, e.g. `prices.yaml prices[3]` (shown by `PriceBook.describe`)."""
 
 
+class _Loader(yaml.SafeLoader):
+    """Safe YAML with timestamps kept as text: `valid_from` is parsed per entry (`_parse_valid_from`).
+
+    PyYAML turns `2026-13-01` into a date itself and raises a bare ValueError for one that does not
+    exist, which escaped as a traceback from every command reading the file.
+    """
+
+
+def _timestamp_as_text(loader: _Loader, node: yaml.Node) -> str:
+    return str(loader.construct_scalar(node))  # type: ignore[arg-type]  # a timestamp node is a scalar
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
+
+
 def load_overrides(path: str | Path) -> list[PriceOverride]:
     """Read and validate an override file (`prices:` list at the top level)."""
     source = str(path)
@@ -60,7 +75,7 @@ def load_overrides(path: str | Path) -> list[PriceOverride]:
     except OSError as exc:
         raise PriceOverrideError(source, [f"cannot read the file: {exc.strerror or exc}"]) from None
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
     except yaml.YAMLError as exc:
         raise PriceOverrideError(source, [f"not valid YAML: {exc}"]) from None
     if document is None:

@@ -115,6 +115,11 @@ def test_invalid_override_file_lists_every_problem() -> None:
         ("prices: {a: 1}\n", "prices: must be a list of entries, got dict"),
         ("- 1\n", "the file must be a mapping with a `prices` list, got list"),
         ("prices: [\n", "not valid YAML"),
+        # A date that does not exist: named with its entry, not a traceback out of the YAML loader.
+        (
+            "prices:\n  - {provider: a, model: b, input_per_mtok: 1, output_per_mtok: 1, valid_from: 2026-13-01}\n",
+            "prices[0].valid_from: must be a date (2025-01-01) or an RFC 3339 time, got '2026-13-01'",
+        ),
     ],
 )
 def test_malformed_override_files(tmp_path: Path, text: str, problem: str) -> None:
