@@ -19,6 +19,10 @@ import yaml
 PRICE_FIELDS = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok")
 ENTRY_FIELDS = frozenset(("provider", "model", "valid_from", *PRICE_FIELDS))
 _REQUIRED = ("provider", "model", "input_per_mtok", "output_per_mtok")
+MAX_PRICE_PER_MTOK = Decimal(1000)
+"""The largest price accepted. A call may carry up to 10^12 tokens of each kind (`MAX_TOKENS`), so
+beyond ~$1,800 a call's cost in nano-dollars could overflow the 64-bit column, failing the whole batch
+it was stored with; $1,000 is already well above any listed model, so a larger one is a typo."""
 
 
 class PriceOverrideError(ValueError):
@@ -168,6 +172,9 @@ def _parse_price(value: Any, where: str, problems: list[str]) -> Any:
         return None
     if not price.is_finite() or price < 0:
         problems.append(f"{where}: must be a finite number >= 0, got {value!r}")
+        return None
+    if price > MAX_PRICE_PER_MTOK:
+        problems.append(f"{where}: must be at most {MAX_PRICE_PER_MTOK} USD per million tokens, got {value!r}")
         return None
     return price
 
