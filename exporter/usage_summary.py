@@ -1,8 +1,9 @@
 """Spend totals per user, project, model, service, provider (from the rollups) or session (through an index).
 
-Label totals never read raw events: the 5-minute rollups joined to their series answer them, so a
-summary costs the same at a million events as at ten; `since`/`until` are taken to whole buckets
-(`since` rounded down, `until` up, so a call recorded a moment ago is in the answer). Sessions are
+Label totals never read raw events: the rollups joined to their series answer them, so a summary
+costs the same at a million events as at ten; `since`/`until` are taken to whole buckets (`since`
+rounded down, `until` up, so a call recorded a moment ago is in the answer). Where retention folded
+the 5-minute buckets into whole hours, an hour counts when it starts in the range, as in the report. Sessions are
 not a series label (unbounded), so they are summed from the events through the partial indexes on
 `usage_events.session` (migration exporter_0003_sessions): a range of time walks `(ts, session)` over
 the events that have a session, one session walks `(session, ts)`.
@@ -18,6 +19,7 @@ from sqlalchemy import text
 
 from exporter.events import nanos_to_usd
 from exporter.store import Store
+from exporter.store.rollups import ROLLUPS_IN_RANGE_SQL
 from exporter.store.schema import BUCKET_SECONDS
 
 LABELS = ("user", "project", "model", "service", "provider")
@@ -60,6 +62,17 @@ def _row(by: str, value: str, requests: Any, cost: Any, tokens: list[Any]) -> di
     }
 
 
+def _order(store: Store, label: str) -> str:
+    """Highest cost first, then most requests, then the name (the `label` expression) in code point order.
+
+    Without the tie-breaks, rows of equal cost came in whatever order the database grouped them:
+    SQLite and PostgreSQL disagreed, and a `limit` kept arbitrary ones. `COLLATE "C"` makes
+    PostgreSQL compare bytes, as SQLite does, whatever the database's locale.
+    """
+    collate = ' COLLATE "C"' if store.dialect == "postgresql" else ""
+    return f"3 DESC, 2 DESC, {label}{collate}"
+
+
 def summarize(
     store: Store, by: str, since: float, until: float, *, session: str | None = None, limit: int = 1000
 ) -> Summary:
@@ -76,16 +89,19 @@ def summarize(
     columns = ("requests", "cost_nanousd", *TOKENS)
     inner = ", ".join(f"SUM({c}) AS {c}" for c in columns)
     outer = ", ".join(f"SUM(t.{c})" for c in columns)
+    order = _order(store, f's."{by}"')
     # Summed per series first (the rollup rows of the range, once), then per label over the few series.
+    # Both rollup tables: the pruner folds 5-minute buckets older than `retention.rollups_days` into
+    # whole hours, and a summary reading only the 5-minute table lost those months (the report reads both).
     sql = text(
-        f'SELECT s."{by}", {outer} FROM (SELECT series_id, {inner} FROM usage_rollup '
-        "WHERE bucket >= :first AND bucket < :last GROUP BY series_id) t "
-        f'JOIN usage_series s ON s.id = t.series_id GROUP BY s."{by}" ORDER BY 3 DESC LIMIT :limit'
+        f'SELECT s."{by}", {outer} FROM (SELECT series_id, {inner} FROM {ROLLUPS_IN_RANGE_SQL} r '
+        "GROUP BY series_id) t "
+        f'JOIN usage_series s ON s.id = t.series_id GROUP BY s."{by}" ORDER BY {order} LIMIT :limit'
     )
-    total = text("SELECT SUM(cost_nanousd) FROM usage_rollup WHERE bucket >= :first AND bucket < :last")
+    total = text(f"SELECT SUM(cost_nanousd) FROM {ROLLUPS_IN_RANGE_SQL} r")
     with store.reading() as conn:
-        found = conn.execute(sql, {"first": first, "last": last, "limit": limit}).all()
-        whole = conn.execute(total, {"first": first, "last": last}).scalar()
+        found = conn.execute(sql, {"first": first, "end": last, "limit": limit}).all()
+        whole = conn.execute(total, {"first": first, "end": last}).scalar()
     rows = [_row(by, r[0], r[1], r[2], list(r[3:])) for r in found]
     return Summary(by, float(first), float(last), rows, "rollups", int(whole or 0))
 
@@ -97,9 +113,10 @@ def _sessions(store: Store, since: float, until: float, session: str | None, lim
     if session is not None:
         where += " AND session = :session"
         params["session"] = session
+    order = _order(store, "session")
     sql = text(
         f"SELECT session, COUNT(*), SUM(cost_nanousd), {tokens}, MIN(ts), MAX(ts) FROM usage_events "
-        f"WHERE {where} GROUP BY session ORDER BY 3 DESC LIMIT :limit"
+        f"WHERE {where} GROUP BY session ORDER BY {order} LIMIT :limit"
     )
     total = text(f"SELECT SUM(cost_nanousd) FROM usage_events WHERE {where}")
     with store.reading() as conn:

@@ -10,6 +10,7 @@ that has no alerting sections does not load the gateway.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,32 @@ def _silences(raw: dict[str, Any], problems: Problems) -> None:
         check_silences(raw, problems)
 
 
+def _detection_within_retention(raw: dict[str, Any], problems: Problems) -> None:
+    # Spike detection reads its baseline days from the 5-minute rollups alone, and the pruner folds
+    # those older than `retention.rollups_days` into hours: a longer baseline would read folded days as
+    # no spend, a baseline too low, and raise false LLMCostSpike alerts once pruning has run.
+    retention, detection = raw.get("retention"), raw.get("detection")
+    if not isinstance(retention, dict) or not isinstance(detection, dict):
+        return
+    rollups_days = retention.get("rollups_days")
+    if isinstance(rollups_days, bool) or not isinstance(rollups_days, int | float):
+        return  # missing (kept for ever) or already reported by the retention section
+    from alerting.spikes.settings import parse_detection
+    from exporter.retention import DAY_SECONDS
+
+    own: Problems = []
+    detector = parse_detection(detection, own).detector
+    if own:
+        return  # the detection section's own problems are listed already
+    needed = math.ceil(detector.buckets_needed * detector.bucket_seconds / DAY_SECONDS)
+    if rollups_days < needed:
+        problems.append(
+            f"retention.rollups_days ({rollups_days:g}) must cover detection.baseline_days "
+            f"({detector.baseline_days}): spike detection reads its baseline from 5-minute rollups, which "
+            f"pruning folds into hours after rollups_days; set it to at least {needed}"
+        )
+
+
 SECTIONS = ExtraSections(
     validators={
         "notifications": _notifications,
@@ -67,7 +94,7 @@ SECTIONS = ExtraSections(
         "detection": _detection,
         "budgets": _budgets,
     },
-    checks=(_silences,),
+    checks=(_silences, _detection_within_retention),
 )
 """The sections the application adds to the exporter's, in the order their problems are listed."""
 

@@ -18,6 +18,8 @@ from exporter.store import StoreUnavailable
 from exporter.usage_summary import BY, MAX_ROWS, summarize
 
 DEFAULT_WINDOW_SECONDS = 86_400.0
+LAST_INSTANT = 253_402_300_799.0
+"""9999-12-31T23:59:59Z, the latest time RFC 3339 can write; larger epoch seconds are refused."""
 
 
 def parse_instant(value: str, name: str) -> float:
@@ -34,6 +36,8 @@ def parse_instant(value: str, name: str) -> float:
         return parsed.timestamp()
     if not math.isfinite(number) or number < 0:
         raise ValueError(f"{name}: must be a time after 1970")
+    if number > LAST_INSTANT:  # its 5-minute bucket would overflow the 64-bit column: a 500 before
+        raise ValueError(f"{name}: must be a time before the year 10000")
     return number
 
 

@@ -51,7 +51,8 @@ prices:
   with the latest `valid_from` at or before its timestamp (no `valid_from` = always). Before the
   earliest `valid_from`, the entry does not apply and the next match (or genai-prices) prices the call.
 - When several provider/model patterns match a call, the one that appears first in the file wins.
-- Prices are decimal numbers (`0.075`, or quoted `"0.0375"`); they are kept exact.
+- Prices are decimal numbers (`0.075`, or quoted `"0.0375"`) from 0 to 1000 USD per million tokens
+  (a larger one is refused as a typo: it could overflow a call's stored cost); they are kept exact.
 - The whole file is validated before use; every problem is reported at once, as
   `prices[INDEX].FIELD: reason` (unknown fields, missing or negative prices, bad dates, duplicates).
 """

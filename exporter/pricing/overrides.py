@@ -19,6 +19,10 @@ import yaml
 PRICE_FIELDS = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok")
 ENTRY_FIELDS = frozenset(("provider", "model", "valid_from", *PRICE_FIELDS))
 _REQUIRED = ("provider", "model", "input_per_mtok", "output_per_mtok")
+MAX_PRICE_PER_MTOK = Decimal(1000)
+"""The largest price accepted. A call may carry up to 10^12 tokens of each kind (`MAX_TOKENS`), so
+beyond ~$1,800 a call's cost in nano-dollars could overflow the 64-bit column, failing the whole batch
+it was stored with; $1,000 is already well above any listed model, so a larger one is a typo."""
 
 
 class PriceOverrideError(ValueError):
@@ -52,6 +56,21 @@ class PriceOverride:
     """Where the entry was defined, e.g. `prices.yaml prices[3]` (shown by `PriceBook.describe`)."""
 
 
+class _Loader(yaml.SafeLoader):
+    """Safe YAML with timestamps kept as text: `valid_from` is parsed per entry (`_parse_valid_from`).
+
+    PyYAML turns `2026-13-01` into a date itself and raises a bare ValueError for one that does not
+    exist, which escaped as a traceback from every command reading the file.
+    """
+
+
+def _timestamp_as_text(loader: _Loader, node: yaml.Node) -> str:
+    return str(loader.construct_scalar(node))  # type: ignore[arg-type]  # a timestamp node is a scalar
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
+
+
 def load_overrides(path: str | Path) -> list[PriceOverride]:
     """Read and validate an override file (`prices:` list at the top level)."""
     source = str(path)
@@ -60,7 +79,7 @@ def load_overrides(path: str | Path) -> list[PriceOverride]:
     except OSError as exc:
         raise PriceOverrideError(source, [f"cannot read the file: {exc.strerror or exc}"]) from None
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
     except yaml.YAMLError as exc:
         raise PriceOverrideError(source, [f"not valid YAML: {exc}"]) from None
     if document is None:
@@ -153,6 +172,9 @@ def _parse_price(value: Any, where: str, problems: list[str]) -> Any:
         return None
     if not price.is_finite() or price < 0:
         problems.append(f"{where}: must be a finite number >= 0, got {value!r}")
+        return None
+    if price > MAX_PRICE_PER_MTOK:
+        problems.append(f"{where}: must be at most {MAX_PRICE_PER_MTOK} USD per million tokens, got {value!r}")
         return None
     return price
 

@@ -20,6 +20,8 @@ PERIODS = (
 )
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([mhdw])$")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+_FIRST_DAY = datetime(1, 1, 1, tzinfo=UTC).timestamp()
+"""The earliest time a date can name; an age reaching further back is refused."""
 
 
 def parse_when(value: str, *, now: float) -> float:
@@ -29,7 +31,12 @@ def parse_when(value: str, *, now: float) -> float:
         return now
     relative = _RELATIVE.match(text)
     if relative:
-        return now - float(relative.group(1)) * _UNIT_SECONDS[relative.group(2)]
+        moment = now - float(relative.group(1)) * _UNIT_SECONDS[relative.group(2)]
+        # An age may reach before any date (`99999999999999999d`): the 5-minute bucket of such a time
+        # does not fit a 64-bit integer column, and the query failed with a traceback.
+        if moment < _FIRST_DAY:
+            raise ValueError(f"{value!r} is out of range: reaches before the year 1")
+        return moment
     try:
         parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
     except ValueError:

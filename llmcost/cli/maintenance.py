@@ -62,6 +62,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _iso(moment: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
+
+
 def cmd_reprice(args: argparse.Namespace) -> int:
     """Price priced and unpriced events again (after a price update or a new override); per-model differences."""
     from exporter.report.periods import parse_when
@@ -83,6 +87,16 @@ def cmd_reprice(args: argparse.Namespace) -> int:
         print(f"store: {safe_url(config)}", file=sys.stderr)
     else:
         services, _parts = offline_alerting(args)  # budget spend is corrected through the store's write hooks
+    # Only stored events can be priced again: say so when the range reaches back past the raw-event
+    # retention, rather than answer for less than was asked without a word.
+    cutoff = services.config.retention.events_cutoff(now)
+    if cutoff is not None and since < cutoff:
+        days = services.config.retention.events_days
+        print(
+            f"note: events before {_iso(cutoff)} are past retention.events_days ({days:g} days): those already "
+            "pruned cannot be repriced, and their costs (in reports and budget spend) stay as recorded",
+            file=sys.stderr,
+        )
     try:
         report = Repricer(services.store, services.prices).run(
             since, until=until, model=args.model, dry_run=args.dry_run

@@ -115,6 +115,16 @@ def test_invalid_override_file_lists_every_problem() -> None:
         ("prices: {a: 1}\n", "prices: must be a list of entries, got dict"),
         ("- 1\n", "the file must be a mapping with a `prices` list, got list"),
         ("prices: [\n", "not valid YAML"),
+        # A price so large (a typo) that a call's cost overflowed the 64-bit column and failed its whole batch.
+        (
+            "prices:\n  - {provider: a, model: b, input_per_mtok: 100000000000000000000, output_per_mtok: 1}\n",
+            "prices[0].input_per_mtok: must be at most 1000 USD per million tokens, got 100000000000000000000",
+        ),
+        # A date that does not exist: named with its entry, not a traceback out of the YAML loader.
+        (
+            "prices:\n  - {provider: a, model: b, input_per_mtok: 1, output_per_mtok: 1, valid_from: 2026-13-01}\n",
+            "prices[0].valid_from: must be a date (2025-01-01) or an RFC 3339 time, got '2026-13-01'",
+        ),
     ],
 )
 def test_malformed_override_files(tmp_path: Path, text: str, problem: str) -> None:

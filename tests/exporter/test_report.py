@@ -164,6 +164,14 @@ def test_bad_arguments_are_refused(months: str, capsys: pytest.CaptureFixture[st
     assert main(["report", "--db", months, "--period", "fortnight"]) == 2
 
 
+def test_a_time_beyond_the_calendar_is_refused_in_one_line(months: str, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    for command in (["report", "--db", months], ["reprice", "--db", months, "--dry-run"]):
+        assert main([*command, "--since", "99999999999999999d"]) == 2
+        err = capsys.readouterr().err
+        assert "out of range" in err and "Traceback" not in err, err
+
+
 def test_periods() -> None:
     assert parse_when("2026-11-01", now=NOW) == NOW - 10.5 * DAY
     assert parse_when("7d", now=NOW) == NOW - 7 * DAY

@@ -274,3 +274,19 @@ def test_anthropic_one_hour_cache_writes_are_priced_at_their_own_rate(db_url: st
     assert book.cost_nanousd("anthropic", "claude-sonnet-4-5", NOW, 10, 0, 1000, 5) == int(
         (10 * SONNET["input"] + 1000 * SONNET["write"] + 5 * SONNET["output"]) * 1000
     )
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_reprice_says_when_part_of_its_range_is_past_the_raw_event_retention(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], dry_run: bool
+) -> None:
+    """Pruned events cannot be repriced: a range reaching before `events_days` says so, not silently less."""
+    config = tmp_path / "llmcost.yaml"
+    config.write_text(yaml.safe_dump({"retention": {"events_days": 30, "rollups_days": 60}}))
+    argv = ["reprice", "--db", store, "--config", str(config), *(["--dry-run"] * dry_run)]
+    capsys.readouterr()
+    assert main([*argv, "--since", "2000-01-01"]) == 0
+    err = capsys.readouterr().err
+    assert "retention.events_days (30 days)" in err and "stay as recorded" in err, err
+    assert main([*argv, "--since", "1d"]) == 0  # inside the retention: no note
+    assert "retention" not in capsys.readouterr().err

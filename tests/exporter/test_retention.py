@@ -288,3 +288,17 @@ def test_an_older_sqlite_file_is_shrunk_once_by_prune_vacuum(
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental from now on
     raw.close()
+
+
+def test_a_spike_baseline_longer_than_the_5_minute_rollups_is_a_config_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Spike detection reads its baseline days from 5-minute buckets only: pruning must not fold them away."""
+    config = tmp_path / "llmcost.yaml"
+    config.write_text("retention:\n  rollups_days: 40\ndetection:\n  baseline_days: 60\n")
+    capsys.readouterr()
+    assert main(["check-config", str(config)]) == 1
+    out = capsys.readouterr()
+    assert "retention.rollups_days (40) must cover detection.baseline_days (60)" in out.out + out.err
+    config.write_text("retention:\n  rollups_days: 40\ndetection:\n  baseline_days: 30\n")
+    assert main(["check-config", str(config)]) == 0

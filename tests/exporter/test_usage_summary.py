@@ -119,6 +119,8 @@ def test_limit_shows_fewer_rows_but_the_total_is_the_whole_range(sqlite_url: str
         ("limit=-5", "limit: a whole number from 1 to 10,000, got '-5'"),
         ("limit=20000", "limit: a whole number from 1 to 10,000, got '20000'"),
         ("by=user&by=model", "give each parameter once: by repeated"),
+        ("since=0&until=1e30", "until: must be a time before the year 10000"),
+        ("since=-1", "since: must be a time after 1970"),
     ],
 )
 def test_bad_parameters_are_422_naming_them(sqlite_url: str, query: str, message: str) -> None:
@@ -126,4 +128,44 @@ def test_bad_parameters_are_422_naming_them(sqlite_url: str, query: str, message
     with TestClient(build_app(services)) as client:
         answer = client.get(f"/v1/usage/summary?{query}")
         assert answer.status_code == 422 and answer.json()["error"] == message
+    services.close()
+
+
+def test_a_summary_over_pruned_months_keeps_every_call(db_url: str) -> None:
+    """Pruning folds old 5-minute rollups into hours: a summary over those months must not lose them."""
+    from exporter.retention import Pruner
+    from llmcost.services import open_services
+    from tests.support.clock import FakeClock
+    from tests.support.months import DAY, NOW, history, load_history
+
+    load_history(db_url, history(120, step_hours=24))
+    config = make_config(db_url, retention={"events_days": 30, "rollups_days": 60})
+    services = open_services(config, clock=FakeClock(NOW))  # the application's store: alerting tables too
+    since, until = NOW - 120 * DAY, NOW
+    with TestClient(build_app(services)) as client:
+
+        def answer(by: str) -> dict[str, Any]:
+            return client.get(f"/v1/usage/summary?by={by}&since={since}&until={until}").json()
+
+        before = {by: answer(by) for by in ("project", "user", "model")}
+        assert Pruner(services.store, config.retention, clock=services.clock).run().hours > 0
+        for by, expected in before.items():
+            assert answer(by) == expected, by
+    assert before["project"]["total_cost_usd"] > 0
+    services.close()
+
+
+def test_equal_spend_is_ordered_by_name_on_every_store(db_url: str) -> None:
+    """Rows costing the same come in one order (requests, then name), so SQLite and PostgreSQL agree,
+    and a `limit` keeps the same rows on both rather than whichever the database grouped first."""
+    services = Services.build(make_config(db_url))
+    names = ["b-9", "B-2", "a-1", "b-10", "a-1x", "é-3"]
+    events = [event(i, user=name, session=f"s-{name}", cost_usd=0.5) for i, name in enumerate(names)]
+    events.append(event(50, user="more", session="s-more", cost_usd=0.5))
+    events.append(event(51, user="more", session="s-more", cost_usd=0.0))  # same cost, more requests: first
+    assert services.pipeline.ingest(events).accepted == len(events)
+    expected = ["more", *sorted(names)]  # code point order: "B-2" < "a-1" < "b-10" < "é-3"
+    for by, prefix in (("user", ""), ("session", "s-")):
+        rows = summarize(services.store, by, T0 - 600, T0 + 600, limit=4).rows
+        assert [r[by] for r in rows] == [prefix + name for name in expected[:4]], by
     services.close()
