@@ -124,11 +124,14 @@ def build() -> Json:
                             (f"{gauge} (llm_budget_limit{{{b}}})", "Limit", COUNT),
                             (f"{gauge} (llm_budget_spent{{{b}}})", "Spent", COUNT),
                             (f"{gauge} (llm_budget_projected{{{b}}})", "Projected", COUNT),
-                            (f"budget:llm_budget_usage_ratio:max{{{b}}}", "Usage", RATIO),
-                            (f"budget:llm_budget_projected_usage:ratio{{{b}}}", "Projected usage", RATIO),
+                            # Recorded series too go through `gauge`, which drops their `__name__`:
+                            # merge joins rows on the columns all queries share, and a name column on
+                            # some of them only would split each budget into several rows.
+                            (f"{gauge} (budget:llm_budget_usage_ratio:max{{{b}}})", "Usage", RATIO),
+                            (f"{gauge} (budget:llm_budget_projected_usage:ratio{{{b}}})", "Projected usage", RATIO),
                             (f"budget:llm_budget_spent:rate1h{{{b}}} * 3600", "Burn per hour", COUNT),
                             (
-                                f"budget:llm_budget_time_to_exhaustion_seconds:rate1h{{{b}}}",
+                                f"{gauge} (budget:llm_budget_time_to_exhaustion_seconds:rate1h{{{b}}})",
                                 "Time to exhaustion",
                                 SECONDS,
                             ),

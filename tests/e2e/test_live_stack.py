@@ -29,7 +29,8 @@ through the HTTP API updates that Slack message.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -311,3 +312,46 @@ def test_every_dashboard_query_and_recording_rule_returns_live_data(live: LiveSt
         return f"{len(missing)} of {len(queries)} queries returned no data:\n{listing}{hint}"
 
     wait_until(all_answered, timeout=45, interval=1, what=report)
+
+
+def query_at(prometheus: str, expr: str, at: float) -> list[dict[str, Any]]:
+    """An instant query at a fixed time, as Grafana sends every query of one panel refresh."""
+    body = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr, "time": at}, timeout=10).json()
+    assert body["status"] == "success", f"{expr}: {body}"
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+def identity(metric: Mapping[str, str]) -> frozenset[tuple[str, str]]:
+    """What tells one series from another on a panel: its labels without the metric name."""
+    return frozenset((k, v) for k, v in metric.items() if k != "__name__")
+
+
+def test_every_table_that_merges_its_queries_shows_one_row_per_series(live: LiveStack) -> None:
+    """Grafana's merge joins the queries' rows on their shared columns: a `__name__` column on some
+    queries only (a recorded series selected as it is) splits one budget into several rows."""
+    tables = [
+        (board["uid"], panel)
+        for board in assets.dashboards().values()
+        for panel in assets.panels(board)
+        if panel["type"] == "table" and any(t["id"] == "merge" for t in panel.get("transformations", []))
+    ]
+    assert tables
+    for uid, panel in tables:
+        targets = panel["targets"]
+        exprs = {target["refId"]: assets.substitute(target["expr"]) for target in targets}
+        answered = live_stack.wait_until(
+            lambda exprs=exprs: all(live_stack.instant_query(live.prometheus, e) for e in exprs.values()), timeout=45
+        )
+        assert answered, f"{uid} / {panel['title']}: a query has no data\n{live.diagnostics()}"
+        at = time.time()
+        frames, series = [], set()
+        for ref, expr in exprs.items():
+            result = query_at(live.prometheus, expr, at)
+            frames.append(assets.table_frame(result, f"Value #{ref}" if len(exprs) > 1 else "Value"))
+            series |= {identity(s["metric"]) for s in result}
+        rows = assets.merge_frames(frames)
+        listing = "\n".join(f"  {row}" for row in rows)
+        assert len(rows) == len(series), (
+            f"{uid} / {panel['title']}: {len(series)} series in {len(rows)} rows\n{listing}"
+        )
