@@ -13,7 +13,8 @@ def build() -> Json:
     """Spikes and alerts: spend against its baseline, and what the gateway is alerting on."""
     s = SPIKE
     series = "max without (instance, job)"
-    legend = "{{group}}: {{provider}} {{model}} {{project}} {{service}}"
+    # Every label of a watched series (`user` too, for `detection.series: [[user]]`), or lines clash.
+    legend = "{{group}}: {{provider}} {{model}} {{project}} {{service}} {{user}}"
     return dashboard(
         "llmcost-spikes-alerts",
         "LLM cost / Spikes and alerts",

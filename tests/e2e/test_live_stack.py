@@ -6,7 +6,8 @@ What runs, and what differs from the shipped configuration (and why):
   three budgets (`exporter.demo.DEMO_CONFIG`), Slack pointing at a recording `SlackAPIServer` with every
   severity routed to it, and spike detection every second with a 5-minute window compared with the 30
   minutes before it (default: every minute, a 30-minute window against 7 days of history), so that a
-  trace of one hour already gives every watched series a baseline.
+  trace of one hour already gives every watched series a baseline; besides the default series it
+  watches each of the trace's 40 users (`[user]`).
 - The bundled Azure trace (`exporter.demo`), its calls timed to end now: the first 10 minutes before
   Prometheus starts, the other 50 after its first scrape (so `increase()` sees them arrive; it includes
   an unpriced self-hosted model), then the trace again in real time for the rest of the test, so rates,
@@ -23,13 +24,16 @@ What runs, and what differs from the shipped configuration (and why):
 Asserted: every dashboard panel and variable query and every recording rule returns data from the live
 Prometheus (one justified exclusion, checked in a weaker form); the shipped alert fires, goes through
 Alertmanager to the gateway and reaches Slack exactly once although Alertmanager re-sends it; acking it
-through the HTTP API updates that Slack message.
+through the HTTP API updates that Slack message. And what Grafana would show of it: tables that merge
+several queries have one row per series, every series a panel draws has its own legend, and every
+value a panel shows can be picked in the dashboard's filter variables.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -134,7 +138,14 @@ def llmcost_config(slack: SlackAPIServer) -> dict[str, Any]:
             "webhook_tokens": [WEBHOOK_TOKEN],
         },
         "budgets": DEMO_CONFIG["budgets"],
-        "detection": {"interval_seconds": 1, "window_minutes": 5, "short_windows_minutes": [], "recent_minutes": 30},
+        "detection": {
+            "interval_seconds": 1,
+            "window_minutes": 5,
+            "short_windows_minutes": [],
+            "recent_minutes": 30,
+            # The default series and the demo's 40 users, whose spike series differ by `user` alone.
+            "series": [[], ["project"], ["provider", "model"], ["user"]],
+        },
         "notifications": {
             "slack": {
                 "token": SLACK_TOKEN,
@@ -355,3 +366,25 @@ def test_every_table_that_merges_its_queries_shows_one_row_per_series(live: Live
         assert len(rows) == len(series), (
             f"{uid} / {panel['title']}: {len(series)} series in {len(rows)} rows\n{listing}"
         )
+
+
+def test_every_series_a_panel_draws_has_a_legend_of_its_own(live: LiveStack) -> None:
+    """Two lines or bars with the same legend cannot be told apart (budgets with `key: "*"` have one
+    series per key; spike series watched by `user` differ by that label alone)."""
+    live_stack.wait_until(
+        lambda: bool(live_stack.instant_query(live.prometheus, 'llm_spend_window_usd{job="llmcost", user!=""}')), 45
+    )
+    clashes = []
+    for board in assets.dashboards().values():
+        for panel in assets.panels(board):
+            legends: Counter[str] = Counter()
+            for target in panel.get("targets", []):
+                legend = target.get("legendFormat", "")
+                if legend in ("", "__auto") or target.get("format") == "table":
+                    continue
+                for sample in live_stack.instant_query(live.prometheus, assets.substitute(target["expr"])):
+                    legends[assets.render_legend(legend, sample["metric"])] += 1
+            clashes += [
+                f"{board['uid']} / {panel['title']}: {n} series named {name!r}" for name, n in legends.items() if n > 1
+            ]
+    assert not clashes, "\n".join(clashes)
