@@ -20,8 +20,10 @@ def build() -> Json:
         "LLM cost / Spikes and alerts",
         "Spend in the detection window against its seasonal baseline, and the alerts llmcost holds.",
         [
-            query_variable("group", "Watched series", "label_values(llm_spend_spike_ratio, group)"),
-            *usage_variables("llm_spend_spike_ratio"),
+            # From the window spend, which every watched series has: the ratio has no sample while the
+            # baseline is 0 (a new series, or the first days of history).
+            query_variable("group", "Watched series", "label_values(llm_spend_window_usd, group)"),
+            *usage_variables("llm_spend_window_usd"),
         ],
         [
             section("Alerts"),

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack
@@ -388,3 +389,43 @@ def test_every_series_a_panel_draws_has_a_legend_of_its_own(live: LiveStack) -> 
                 f"{board['uid']} / {panel['title']}: {n} series named {name!r}" for name, n in legends.items() if n > 1
             ]
     assert not clashes, "\n".join(clashes)
+
+
+def test_filter_variables_offer_every_value_the_panels_show(live: LiveStack) -> None:
+    """A variable's options are the label values of its query over the dashboard's range (Grafana's
+    label_values): a value a panel shows but the variable does not offer cannot be selected. A project
+    new in the detection window has spend but no baseline yet, so no spike ratio."""
+    event = {
+        "request_id": f"fresh-{uuid.uuid4()}",
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "project": "fresh-project",
+        "service": "api",
+        "input_tokens": 100,
+        "output_tokens": 10,
+        "cost_usd": 0.01,
+    }
+    assert live.feed.post([event])["accepted"] == 1
+    window = 'llm_spend_window_usd{job="llmcost", project="fresh-project"}'
+    assert live_stack.wait_until(lambda: bool(live_stack.instant_query(live.prometheus, window)), 45), window
+    end = time.time()
+    missing = []
+    for board in assets.dashboards().values():
+        options: dict[str, set[str]] = {}
+        for variable in board["templating"]["list"]:
+            if variable["type"] != "query":
+                continue
+            selector, label = assets.label_values_arguments(variable)
+            response = httpx.get(
+                f"{live.prometheus}/api/v1/label/{label}/values",
+                params={"match[]": assets.substitute(selector), "start": end - 86400, "end": end},
+                timeout=10,
+            ).json()
+            options[label] = set(response["data"])
+        for query in assets.dashboard_queries(board):
+            for sample in live_stack.instant_query(live.prometheus, assets.substitute(query.expr)):
+                for label, offered in options.items():
+                    value = sample["metric"].get(label, "")
+                    if value and value not in offered:
+                        missing.append(f"{board['uid']} / {query.name}: {label}={value!r} is not offered")
+    assert not missing, "\n".join(sorted(set(missing)))

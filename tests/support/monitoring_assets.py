@@ -322,6 +322,16 @@ def dashboard_queries(dashboard: Mapping[str, Any]) -> list[Query]:
 _LABEL_VALUES = re.compile(r"^\s*label_values\(\s*(?:(?P<selector>.+),\s*)?(?P<label>\w+)\s*\)\s*$", re.DOTALL)
 
 
+def label_values_arguments(variable: Mapping[str, Any]) -> tuple[str, str]:
+    """The series selector and the label of a `label_values(selector, label)` query variable."""
+    query = variable["query"]
+    text = query["query"] if isinstance(query, dict) else query
+    match = _LABEL_VALUES.match(text)
+    if match is None or match.group("selector") is None:
+        raise ValueError(f"variable {variable['name']} is not label_values(metric, label)")
+    return match.group("selector"), match.group("label")
+
+
 def variable_queries(dashboard: Mapping[str, Any]) -> list[Query]:
     """Template variable queries rewritten as PromQL: label_values(m{...}, l) -> count by (l) (m{...})."""
     found = []
