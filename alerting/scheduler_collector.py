@@ -23,7 +23,10 @@ RECORDED_OUTCOMES = (Outcome.SUCCESS.value, Outcome.ERROR.value)
 
 
 class SchedulerCollector(Collector):
-    """`llm_scheduler_*` and `llm_spend_*` families; `jobs` are shown with zero runs before they first run."""
+    """`llm_scheduler_*` and `llm_spend_*` families; `jobs` are shown with zero runs before they first run.
+
+    Last-run times are those of `jobs` only (of every job the store knows when none are given).
+    """
 
     def __init__(self, store: Store, *, jobs: Sequence[str] = (), spikes: bool = True) -> None:
         self._store = store
@@ -41,7 +44,11 @@ class SchedulerCollector(Collector):
         runs: dict[tuple[str, str], float] = {(job, o): 0.0 for job in self._jobs for o in RECORDED_OUTCOMES}
         for name, value in sorted(counters.items()):
             if name.startswith(_LAST_RUN_PREFIX):
-                last_run.add_metric([name[len(_LAST_RUN_PREFIX) :]], value)
+                job = name[len(_LAST_RUN_PREFIX) :]
+                # A job taken out of the config keeps its last run in the store: exported, it would
+                # age past LLMCostSchedulerStalled's threshold and page for ever.
+                if not self._jobs or job in self._jobs:
+                    last_run.add_metric([job], value)
             elif name.startswith(_RUNS_PREFIX):
                 job, _, outcome = name[len(_RUNS_PREFIX) :].rpartition(".")
                 if job:

@@ -124,11 +124,14 @@ def build() -> Json:
                             (f"{gauge} (llm_budget_limit{{{b}}})", "Limit", COUNT),
                             (f"{gauge} (llm_budget_spent{{{b}}})", "Spent", COUNT),
                             (f"{gauge} (llm_budget_projected{{{b}}})", "Projected", COUNT),
-                            (f"budget:llm_budget_usage_ratio:max{{{b}}}", "Usage", RATIO),
-                            (f"budget:llm_budget_projected_usage:ratio{{{b}}}", "Projected usage", RATIO),
+                            # Recorded series too go through `gauge`, which drops their `__name__`:
+                            # merge joins rows on the columns all queries share, and a name column on
+                            # some of them only would split each budget into several rows.
+                            (f"{gauge} (budget:llm_budget_usage_ratio:max{{{b}}})", "Usage", RATIO),
+                            (f"{gauge} (budget:llm_budget_projected_usage:ratio{{{b}}})", "Projected usage", RATIO),
                             (f"budget:llm_budget_spent:rate1h{{{b}}} * 3600", "Burn per hour", COUNT),
                             (
-                                f"budget:llm_budget_time_to_exhaustion_seconds:rate1h{{{b}}}",
+                                f"{gauge} (budget:llm_budget_time_to_exhaustion_seconds:rate1h{{{b}}})",
                                 "Time to exhaustion",
                                 SECONDS,
                             ),
@@ -152,8 +155,8 @@ def build() -> Json:
                         "unit. Spend drops to zero when a new period starts.",
                         COUNT,
                         [
-                            (f"{gauge} (llm_budget_spent{{{b}}})", "{{budget}} spent"),
-                            (f"{gauge} (llm_budget_limit{{{b}}})", "{{budget}} limit"),
+                            (f"{gauge} (llm_budget_spent{{{b}}})", "{{budget}} {{key}} spent"),
+                            (f"{gauge} (llm_budget_limit{{{b}}})", "{{budget}} {{key}} limit"),
                         ],
                         overrides=[dashed(".* limit$")],
                     ),
@@ -165,7 +168,7 @@ def build() -> Json:
                         "Projected usage at period end",
                         "Projected spend at period end / limit over time; the red line is the limit.",
                         RATIO,
-                        [(f"budget:llm_budget_projected_usage:ratio{{{b}}}", "{{budget}}")],
+                        [(f"budget:llm_budget_projected_usage:ratio{{{b}}}", "{{budget}} {{key}}")],
                         threshold=1,
                     ),
                     12,
@@ -178,7 +181,7 @@ def build() -> Json:
                         "Burn rate per hour",
                         "How fast each budget is being used, in its unit per hour, over the last hour.",
                         COUNT,
-                        [(f"budget:llm_budget_spent:rate1h{{{b}}} * 3600", "{{budget}}")],
+                        [(f"budget:llm_budget_spent:rate1h{{{b}}} * 3600", "{{budget}} {{key}}")],
                     ),
                     12,
                     8,
@@ -190,10 +193,13 @@ def build() -> Json:
                         "time left in the period: exhaustion before period end means an overrun.",
                         SECONDS,
                         [
-                            (f"budget:llm_budget_time_to_exhaustion_seconds:rate1h{{{b}}}", "{{budget}} exhausted in"),
+                            (
+                                f"budget:llm_budget_time_to_exhaustion_seconds:rate1h{{{b}}}",
+                                "{{budget}} {{key}} exhausted in",
+                            ),
                             (
                                 f"{gauge} (llm_budget_period_end_timestamp_seconds{{{b}}}) - time()",
-                                "{{budget}} period ends in",
+                                "{{budget}} {{key}} period ends in",
                             ),
                         ],
                     ),

@@ -13,14 +13,17 @@ def build() -> Json:
     """Spikes and alerts: spend against its baseline, and what the gateway is alerting on."""
     s = SPIKE
     series = "max without (instance, job)"
-    legend = "{{group}}: {{provider}} {{model}} {{project}} {{service}}"
+    # Every label of a watched series (`user` too, for `detection.series: [[user]]`), or lines clash.
+    legend = "{{group}}: {{provider}} {{model}} {{project}} {{service}} {{user}}"
     return dashboard(
         "llmcost-spikes-alerts",
         "LLM cost / Spikes and alerts",
         "Spend in the detection window against its seasonal baseline, and the alerts llmcost holds.",
         [
-            query_variable("group", "Watched series", "label_values(llm_spend_spike_ratio, group)"),
-            *usage_variables("llm_spend_spike_ratio"),
+            # From the window spend, which every watched series has: the ratio has no sample while the
+            # baseline is 0 (a new series, or the first days of history).
+            query_variable("group", "Watched series", "label_values(llm_spend_window_usd, group)"),
+            *usage_variables("llm_spend_window_usd"),
         ],
         [
             section("Alerts"),

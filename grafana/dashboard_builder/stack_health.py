@@ -164,7 +164,9 @@ def build() -> Json:
                 (
                     timeseries(
                         "Time since last scheduler run",
-                        "Per job (detection, budgets, outbox); the red line is the LLMCostSchedulerStalled threshold.",
+                        "Per job (detection, budgets, outbox, alertmanager, retention); the red line is the "
+                        "LLMCostSchedulerStalled threshold, 15 minutes (retention runs hourly: its threshold "
+                        "is 3 hours).",
                         SECONDS,
                         [(f"time() - llm_scheduler_last_run_timestamp_seconds{{{t}}}", "{{task}}")],
                         threshold=900,

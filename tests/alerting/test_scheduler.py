@@ -72,6 +72,22 @@ def test_a_failing_job_is_counted_and_does_not_stop_the_others(db_url: str) -> N
     store.close()
 
 
+def test_a_job_no_longer_configured_has_no_last_run_time(db_url: str) -> None:
+    """Its last run stays in the store; exported, it would age past LLMCostSchedulerStalled's threshold
+    and page for ever after `alertmanager:` or `retention:` is taken out of the config."""
+    store = open_store(db_url)
+    before = AlertScheduler(store, {"alertmanager": (60.0, Recorder()), "budgets": (60.0, Recorder())})
+    assert before.run_once("alertmanager", T0) is Outcome.SUCCESS
+    assert before.run_once("budgets", T0) is Outcome.SUCCESS
+
+    registry = CollectorRegistry()
+    registry.register(SchedulerCollector(store, jobs=["budgets"], spikes=False))
+    sample = registry.get_sample_value
+    assert sample("llm_scheduler_last_run_timestamp_seconds", {"task": "budgets"}) == T0
+    assert sample("llm_scheduler_last_run_timestamp_seconds", {"task": "alertmanager"}) is None
+    store.close()
+
+
 @pytest.mark.parametrize("kill_after", [100.0, 137.5])
 def test_only_the_leader_runs_and_no_tick_runs_twice_through_a_failover(db_url: str, kill_after: float) -> None:
     """Three processes fire each job on its epoch-aligned ticks and heartbeat every 5 s; the leader is killed.

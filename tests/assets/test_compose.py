@@ -217,3 +217,16 @@ def test_scrape_targets_and_datasource_point_at_compose_services() -> None:
     assert urlsplit(datasource["datasources"][0]["url"]).hostname in services
     mounts = {(name, target) for name, _, target in _bind_sources()}
     assert ("grafana", "/etc/grafana/provisioning") in mounts
+
+
+@pytest.mark.parametrize("service", ["prometheus", "alertmanager"])
+def test_links_prometheus_and_alertmanager_put_in_alerts_open_from_the_host(service: str) -> None:
+    """Without --web.external-url each links to http://<container id>:<port>: the Source button of every
+    rule alert in Slack, PagerDuty's client_url and mail (Prometheus' generatorURL), and the links of
+    Alertmanager's own notifications (the llmcost-fallback receiver)."""
+    spec = _compose()["services"][service]
+    [published] = spec["ports"]
+    host, host_port, _container_port = published.split(":")
+    flags = [arg for arg in spec["command"] if arg.startswith("--web.external-url=")]
+    assert flags == [f"--web.external-url=http://localhost:{host_port}"], spec["command"]
+    assert host == "127.0.0.1"

@@ -6,7 +6,8 @@ What runs, and what differs from the shipped configuration (and why):
   three budgets (`exporter.demo.DEMO_CONFIG`), Slack pointing at a recording `SlackAPIServer` with every
   severity routed to it, and spike detection every second with a 5-minute window compared with the 30
   minutes before it (default: every minute, a 30-minute window against 7 days of history), so that a
-  trace of one hour already gives every watched series a baseline.
+  trace of one hour already gives every watched series a baseline; besides the default series it
+  watches each of the trace's 40 users (`[user]`).
 - The bundled Azure trace (`exporter.demo`), its calls timed to end now: the first 10 minutes before
   Prometheus starts, the other 50 after its first scrape (so `increase()` sees them arrive; it includes
   an unpriced self-hosted model), then the trace again in real time for the rest of the test, so rates,
@@ -23,13 +24,18 @@ What runs, and what differs from the shipped configuration (and why):
 Asserted: every dashboard panel and variable query and every recording rule returns data from the live
 Prometheus (one justified exclusion, checked in a weaker form); the shipped alert fires, goes through
 Alertmanager to the gateway and reaches Slack exactly once although Alertmanager re-sends it; acking it
-through the HTTP API updates that Slack message.
+through the HTTP API updates that Slack message. And what Grafana would show of it: tables that merge
+several queries have one row per series, every series a panel draws has its own legend, and every
+value a panel shows can be picked in the dashboard's filter variables.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,7 +139,14 @@ def llmcost_config(slack: SlackAPIServer) -> dict[str, Any]:
             "webhook_tokens": [WEBHOOK_TOKEN],
         },
         "budgets": DEMO_CONFIG["budgets"],
-        "detection": {"interval_seconds": 1, "window_minutes": 5, "short_windows_minutes": [], "recent_minutes": 30},
+        "detection": {
+            "interval_seconds": 1,
+            "window_minutes": 5,
+            "short_windows_minutes": [],
+            "recent_minutes": 30,
+            # The default series and the demo's 40 users, whose spike series differ by `user` alone.
+            "series": [[], ["project"], ["provider", "model"], ["user"]],
+        },
         "notifications": {
             "slack": {
                 "token": SLACK_TOKEN,
@@ -311,3 +324,108 @@ def test_every_dashboard_query_and_recording_rule_returns_live_data(live: LiveSt
         return f"{len(missing)} of {len(queries)} queries returned no data:\n{listing}{hint}"
 
     wait_until(all_answered, timeout=45, interval=1, what=report)
+
+
+def query_at(prometheus: str, expr: str, at: float) -> list[dict[str, Any]]:
+    """An instant query at a fixed time, as Grafana sends every query of one panel refresh."""
+    body = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr, "time": at}, timeout=10).json()
+    assert body["status"] == "success", f"{expr}: {body}"
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+def identity(metric: Mapping[str, str]) -> frozenset[tuple[str, str]]:
+    """What tells one series from another on a panel: its labels without the metric name."""
+    return frozenset((k, v) for k, v in metric.items() if k != "__name__")
+
+
+def test_every_table_that_merges_its_queries_shows_one_row_per_series(live: LiveStack) -> None:
+    """Grafana's merge joins the queries' rows on their shared columns: a `__name__` column on some
+    queries only (a recorded series selected as it is) splits one budget into several rows."""
+    tables = [
+        (board["uid"], panel)
+        for board in assets.dashboards().values()
+        for panel in assets.panels(board)
+        if panel["type"] == "table" and any(t["id"] == "merge" for t in panel.get("transformations", []))
+    ]
+    assert tables
+    for uid, panel in tables:
+        targets = panel["targets"]
+        exprs = {target["refId"]: assets.substitute(target["expr"]) for target in targets}
+        answered = live_stack.wait_until(
+            lambda exprs=exprs: all(live_stack.instant_query(live.prometheus, e) for e in exprs.values()), timeout=45
+        )
+        assert answered, f"{uid} / {panel['title']}: a query has no data\n{live.diagnostics()}"
+        at = time.time()
+        frames, series = [], set()
+        for ref, expr in exprs.items():
+            result = query_at(live.prometheus, expr, at)
+            frames.append(assets.table_frame(result, f"Value #{ref}" if len(exprs) > 1 else "Value"))
+            series |= {identity(s["metric"]) for s in result}
+        rows = assets.merge_frames(frames)
+        listing = "\n".join(f"  {row}" for row in rows)
+        assert len(rows) == len(series), (
+            f"{uid} / {panel['title']}: {len(series)} series in {len(rows)} rows\n{listing}"
+        )
+
+
+def test_every_series_a_panel_draws_has_a_legend_of_its_own(live: LiveStack) -> None:
+    """Two lines or bars with the same legend cannot be told apart (budgets with `key: "*"` have one
+    series per key; spike series watched by `user` differ by that label alone)."""
+    live_stack.wait_until(
+        lambda: bool(live_stack.instant_query(live.prometheus, 'llm_spend_window_usd{job="llmcost", user!=""}')), 45
+    )
+    clashes = []
+    for board in assets.dashboards().values():
+        for panel in assets.panels(board):
+            legends: Counter[str] = Counter()
+            for target in panel.get("targets", []):
+                legend = target.get("legendFormat", "")
+                if legend in ("", "__auto") or target.get("format") == "table":
+                    continue
+                for sample in live_stack.instant_query(live.prometheus, assets.substitute(target["expr"])):
+                    legends[assets.render_legend(legend, sample["metric"])] += 1
+            clashes += [
+                f"{board['uid']} / {panel['title']}: {n} series named {name!r}" for name, n in legends.items() if n > 1
+            ]
+    assert not clashes, "\n".join(clashes)
+
+
+def test_filter_variables_offer_every_value_the_panels_show(live: LiveStack) -> None:
+    """A variable's options are the label values of its query over the dashboard's range (Grafana's
+    label_values): a value a panel shows but the variable does not offer cannot be selected. A project
+    new in the detection window has spend but no baseline yet, so no spike ratio."""
+    event = {
+        "request_id": f"fresh-{uuid.uuid4()}",
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "project": "fresh-project",
+        "service": "api",
+        "input_tokens": 100,
+        "output_tokens": 10,
+        "cost_usd": 0.01,
+    }
+    assert live.feed.post([event])["accepted"] == 1
+    window = 'llm_spend_window_usd{job="llmcost", project="fresh-project"}'
+    assert live_stack.wait_until(lambda: bool(live_stack.instant_query(live.prometheus, window)), 45), window
+    end = time.time()
+    missing = []
+    for board in assets.dashboards().values():
+        options: dict[str, set[str]] = {}
+        for variable in board["templating"]["list"]:
+            if variable["type"] != "query":
+                continue
+            selector, label = assets.label_values_arguments(variable)
+            response = httpx.get(
+                f"{live.prometheus}/api/v1/label/{label}/values",
+                params={"match[]": assets.substitute(selector), "start": end - 86400, "end": end},
+                timeout=10,
+            ).json()
+            options[label] = set(response["data"])
+        for query in assets.dashboard_queries(board):
+            for sample in live_stack.instant_query(live.prometheus, assets.substitute(query.expr)):
+                for label, offered in options.items():
+                    value = sample["metric"].get(label, "")
+                    if value and value not in offered:
+                        missing.append(f"{board['uid']} / {query.name}: {label}={value!r} is not offered")
+    assert not missing, "\n".join(sorted(set(missing)))

@@ -322,6 +322,16 @@ def dashboard_queries(dashboard: Mapping[str, Any]) -> list[Query]:
 _LABEL_VALUES = re.compile(r"^\s*label_values\(\s*(?:(?P<selector>.+),\s*)?(?P<label>\w+)\s*\)\s*$", re.DOTALL)
 
 
+def label_values_arguments(variable: Mapping[str, Any]) -> tuple[str, str]:
+    """The series selector and the label of a `label_values(selector, label)` query variable."""
+    query = variable["query"]
+    text = query["query"] if isinstance(query, dict) else query
+    match = _LABEL_VALUES.match(text)
+    if match is None or match.group("selector") is None:
+        raise ValueError(f"variable {variable['name']} is not label_values(metric, label)")
+    return match.group("selector"), match.group("label")
+
+
 def variable_queries(dashboard: Mapping[str, Any]) -> list[Query]:
     """Template variable queries rewritten as PromQL: label_values(m{...}, l) -> count by (l) (m{...})."""
     found = []
@@ -396,3 +406,68 @@ def markdown_anchors(path: Path) -> set[str]:
             slug = re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower()).replace(" ", "-")
             anchors.add(slug)
     return anchors
+
+
+# --- what Grafana makes of query results ---------------------------------------------------------
+# Ports of the few pieces of Grafana 11's frontend that decide what a panel shows, so that the live
+# test can check panels against a real Prometheus without a Grafana: the legend (renderLegendFormat),
+# a Prometheus instant query in table format (transformDFToTable) and the `merge` transformation.
+
+_LEGEND = re.compile(r"\{\{\s*(.+?)\s*\}\}")
+
+
+def render_legend(legend: str, labels: Mapping[str, str]) -> str:
+    """A legendFormat as Grafana renders it: each `{{label}}` is the series' value, '' where it has none."""
+    return _LEGEND.sub(lambda match: labels.get(match.group(1), ""), legend)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One data frame: its field (column) names in order and its rows."""
+
+    fields: tuple[str, ...]
+    rows: tuple[Mapping[str, Any], ...]
+
+
+def table_frame(series: Sequence[Mapping[str, Any]], value_field: str) -> Frame:
+    """An instant query's result (`[{"metric": {...}, "value": [t, v]}]`) in table format.
+
+    As Grafana builds it: a Time column, one column per label of any series (sorted, `__name__`
+    included, '' where a series lacks the label), then the value column (`Value #<refId>` when the
+    panel has several queries). A query without results gives a frame without fields.
+    """
+    if not series:
+        return Frame((), ())
+    labels = sorted({name for s in series for name in s["metric"]})
+    rows = tuple(
+        {"Time": s["value"][0], **{name: s["metric"].get(name, "") for name in labels}, value_field: s["value"][1]}
+        for s in series
+    )
+    return Frame(("Time", *labels, value_field), rows)
+
+
+def merge_frames(frames: Sequence[Frame]) -> list[dict[str, Any]]:
+    """Grafana's `merge` transformation: rows whose fields common to all frames agree become one row.
+
+    Within such a key, a row joins every earlier row it does not contradict (a field both have with
+    different values); one that contradicts them all stays a row of its own.
+    """
+    data = [frame for frame in frames if frame.fields]
+    if not data:
+        return []
+    key_fields = [name for name in data[-1].fields if all(name in frame.fields for frame in data)]
+    by_key: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    order: list[tuple[tuple[Any, ...], int]] = []
+    for frame in data:
+        for row in frame.rows:
+            key = tuple(row[name] for name in key_fields)
+            existing = by_key.setdefault(key, [])
+            merged = False
+            for index, earlier in enumerate(existing):
+                if all(earlier.get(name) in (None, value) for name, value in row.items()):
+                    existing[index] = {**earlier, **row}
+                    merged = True
+            if not merged:
+                existing.append(dict(row))
+                order.append((key, len(existing) - 1))
+    return [by_key[key][index] for key, index in order]
