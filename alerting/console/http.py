@@ -141,7 +141,9 @@ class Console:
         """Everything the page template needs (blocking: runs in a worker thread)."""
         now = self.clock()
         history = self.history.snapshot(now)
-        zones = budget_zones(self.budgets)
+        definitions = self.budgets.definitions()
+        zones = budget_zones(definitions)
+        wildcards = {b.name for b in definitions if b.key == "*"}
         primary = zones[0]
         chart_zone = zone_or(viewer_zone, primary)
         month_from = period_bounds("monthly", datetime.fromtimestamp(now, UTC), primary)[0].timestamp()
@@ -164,7 +166,7 @@ class Console:
             "month_chart": month,
             "month_stacks": month_stacks,
             "chart_zone": chart_zone,
-            "budgets": budget_rows(self.budgets.instances(now)),
+            "budgets": budget_rows(self.budgets.listing(now), wildcards),
             "spikes": firing_spikes(self.services.store, history, now),
             "alerts_context": self.alerts_context(now) if with_alerts else None,
             "needs_token": bool(self.admin_tokens),

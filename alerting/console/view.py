@@ -1,6 +1,6 @@
 """What the console shows, gathered from the same services the API answers from.
 
-Budgets come from `BudgetService.instances` (what `GET /v1/budgets` returns), alerts from
+Budgets come from `BudgetService.listing` (what `GET /v1/budgets` returns), alerts from
 `GatewayService.alerts` (`GET /v1/alerts`), spikes from `spike_state` (the `llm_spend_*` gauges),
 totals from `usage_series` (what `/metrics` sums) and spend over time from the rollups, through
 `SpendHistory`. Nothing here reads raw events, and nothing here writes.
@@ -9,7 +9,7 @@ totals from `usage_series` (what `/metrics` sums) and spend over time from the r
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -28,8 +28,7 @@ from exporter.store import Store
 from exporter.store.schema import BUCKET_SECONDS
 
 if TYPE_CHECKING:
-    from alerting.budgets.instances import Instance
-    from alerting.budgets.service import BudgetService
+    from alerting.budgets.definition import Budget
     from alerting.gateway.service import GatewayService
     from alerting.model import Alert
 
@@ -83,6 +82,8 @@ class BudgetRow:
     children: list[BudgetRow] = field(default_factory=list)
     hidden: int = 0
     """Instances of a `key: "*"` budget not listed (beyond `MAX_INSTANCES`)."""
+    note: str = ""
+    """Why a `key: "*"` budget shows no instance (none of its values has spent yet in this period)."""
 
     def amount(self, value: float) -> str:
         """A spent/limit figure in this budget's unit."""
@@ -116,10 +117,10 @@ def zone_or(name: str | None, fallback: str) -> str:
     return fallback
 
 
-def budget_zones(budgets: BudgetService) -> list[str]:
+def budget_zones(definitions: Sequence[Budget]) -> list[str]:
     """The time zones the budgets are declared in, most used first (UTC when there are none)."""
     counts: dict[str, int] = {}
-    for budget in budgets.definitions():
+    for budget in definitions:
         counts[budget.timezone] = counts.get(budget.timezone, 0) + 1
     return sorted(counts, key=lambda z: -counts[z])[:3] or ["UTC"]
 
@@ -195,25 +196,34 @@ def month_chart(history: SpendSnapshot, dimension: str, now: float, tz: str) -> 
     return chart, stacks
 
 
-def budget_rows(instances: Sequence[Instance]) -> list[BudgetRow]:
-    """One row per budget instance; a `key: "*"` budget is one summary row (its worst instance) with children."""
+def budget_rows(statuses: Sequence[dict[str, Any]], wildcards: Collection[str]) -> list[BudgetRow]:
+    """One row per budget instance; a `key: "*"` budget is one summary row (its worst instance) with children.
+
+    `statuses` are the status objects `GET /v1/budgets` lists (`BudgetService.listing`), so a `key: "*"`
+    budget none of whose values has spent yet is there too, as one row with key `"*"` and a note;
+    `wildcards` names the `key: "*"` budgets (a status object alone does not say whether its key is a
+    value of a `"*"` budget or a fixed key).
+    """
     rows: list[BudgetRow] = []
-    wildcard: dict[str, list[Instance]] = {}
-    for instance in instances:
-        if instance.budget.key != "*":
-            rows.append(_budget_row(instance))
+    wildcard: dict[str, list[dict[str, Any]]] = {}
+    for status in statuses:
+        if status["name"] not in wildcards:
+            rows.append(_budget_row(status))
             continue
-        group = wildcard.get(instance.budget.name)
+        if status.get("note"):  # no value has spent yet: the budget's one row, nothing to expand
+            rows.append(_budget_row(status))
+            continue
+        group = wildcard.get(status["name"])
         if group is None:
-            group = wildcard[instance.budget.name] = []
-            rows.append(_budget_row(instance, key="*"))
-        group.append(instance)
+            group = wildcard[status["name"]] = []
+            rows.append(_budget_row(status, key="*"))
+        group.append(status)
     for parent in rows:
         group = wildcard.get(parent.name) if parent.key == "*" else None
         if not group:
             continue
-        group.sort(key=lambda i: -i.ratio)
-        parent.children = [_budget_row(i) for i in group[:MAX_INSTANCES]]
+        group.sort(key=lambda s: -(s["spent"] / s["limit"]))
+        parent.children = [_budget_row(s) for s in group[:MAX_INSTANCES]]
         parent.hidden = len(group) - len(parent.children)
         worst = parent.children[0]
         parent.spent, parent.projected, parent.ratio, parent.state = (
@@ -226,23 +236,33 @@ def budget_rows(instances: Sequence[Instance]) -> list[BudgetRow]:
     return rows
 
 
-def _budget_row(instance: Instance, key: str | None = None) -> BudgetRow:
-    b = instance.budget
-    projected_ratio = instance.projected / b.limit
+def _epoch(iso_time: str | None) -> int | None:
+    """An ISO 8601 time of a status object (`...Z`) as epoch seconds."""
+    if not iso_time:
+        return None
+    return int(datetime.fromisoformat(iso_time.replace("Z", "+00:00")).timestamp())
+
+
+def _budget_row(status: dict[str, Any], key: str | None = None) -> BudgetRow:
+    limit = float(status["limit"])
+    spent = float(status["spent"])
+    projected = float(status["projected"])
+    ratio = spent / limit
     return BudgetRow(
-        name=b.name,
-        scope=b.scope,
-        key=instance.key if key is None else key,
-        period=b.period,
-        unit=b.unit,
-        mode=b.mode,
-        limit=b.limit,
-        spent=instance.spent,
-        projected=instance.projected,
-        ratio=instance.ratio,
-        state=instance.state,
-        period_end=int(instance.period_end.timestamp()) if instance.period_end else None,
-        bar=budget_bar(instance.ratio, projected_ratio, instance.state),
+        name=status["name"],
+        scope=status["scope"],
+        key=status["key"] if key is None else key,
+        period=status["period"],
+        unit=status["unit"],
+        mode=status["mode"],
+        limit=limit,
+        spent=spent,
+        projected=projected,
+        ratio=ratio,
+        state=status["state"],
+        period_end=_epoch(status["period_end"]),
+        bar=budget_bar(ratio, projected / limit, status["state"]),
+        note=status.get("note") or "",
     )
 
 

@@ -306,3 +306,22 @@ def test_a_wildcard_budget_lists_its_fifty_highest_instances_and_says_how_many_m
         assert len(children) == 50 and children[0] == "p59"  # highest ratio first
         assert "(60 projects)" in html
         assert "… and 10 more with lower ratios" in html
+
+
+def test_a_wildcard_budget_no_value_has_spent_on_yet_is_listed_with_its_limit_and_period(
+    sqlite_url: str, clock: FakeClock
+) -> None:
+    # GET /v1/budgets lists it (one row, key "*", zero spend, a note); the console did not show it at all.
+    clock.set(NOW)
+    with console(sqlite_url, clock) as (_services, client, _parts):
+        listed = {(b["name"], b["key"]): b for b in client.get("/v1/budgets").json()["budgets"]}
+        assert listed[("per-project", "*")]["spent"] == 0
+        html = client.get("/").text
+        row = re.search(r'<tr class="budget" data-budget="per-project" data-key="\*".*?</tr>', html, re.S)
+        assert row, "the per-project budget is missing from the console"
+        text = " ".join(re.sub(r"<[^>]+>", " ", row.group(0)).split())
+        assert 'data-spent="0.000000000" data-limit="50.000000000"' in row.group(0)
+        assert "monthly" in text and "$0.00" in text and "$50.00" in text
+        assert "no key has spent yet in this period" in text
+        assert 'data-t="1798761600"' in row.group(0)  # the period ends 2027-01-01 00:00 UTC
+        assert "expand" not in row.group(0)  # nothing to expand yet

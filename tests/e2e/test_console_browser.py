@@ -238,3 +238,41 @@ def test_with_admin_tokens_the_token_entered_once_unlocks_alerts_and_acks(sqlite
             assert driver.execute_script("return sessionStorage.getItem('llmcost.token')") is None
     finally:
         server.stop()
+
+
+def test_a_wildcard_budget_shows_before_any_value_has_spent_and_expands_once_one_has(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "llmcost.yml"
+    config.write_text("budgets:\n  - {name: per-team, scope: project, key: '*', period: weekly, limit: 20.0}\n")
+    server = LlmcostProcess(sqlite_url, config=config).start(tmp_path)
+    try:
+        listed = httpx.get(f"{server.base}/v1/budgets", timeout=5).json()["budgets"]
+        assert [(b["name"], b["key"], b["spent"]) for b in listed] == [("per-team", "*", 0.0)]
+        with chromium() as driver:
+            driver.get(f"{server.base}/")
+            wait_for(driver, lambda d: d.execute_script("return document.readyState") == "complete")
+            assert console_errors(driver) == []
+            rows = driver.find_elements(By.CSS_SELECTOR, 'tr.budget[data-budget="per-team"]')
+            assert len(rows) == 1, "a defined budget is missing from the console"
+            row = rows[0]
+            assert row.get_attribute("data-key") == "*" and float(row.get_attribute("data-spent")) == 0
+            cells = [c.text for c in row.find_elements(By.TAG_NAME, "td")]
+            assert cells[1].startswith("*") and "no key has spent yet" in cells[1]
+            assert cells[2] == "weekly" and cells[4] == "$0.00" and cells[5] == "$20.00"
+            end = datetime.fromisoformat(listed[0]["period_end"].replace("Z", "+00:00"))
+            assert int(row.find_element(By.TAG_NAME, "time").get_attribute("data-t")) == int(end.timestamp())
+            assert not row.find_elements(By.CSS_SELECTOR, "button.expand")
+
+            event = {"provider": "openai", "model": "gpt-4o", "cost_usd": 1.25, "project": "web", "request_id": "w1"}
+            assert httpx.post(f"{server.base}/v1/usage", json=event, timeout=5).status_code == 200
+            driver.refresh()
+            wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, 'tr.budget.child[data-budget="per-team"]'))
+            summary = driver.find_element(By.CSS_SELECTOR, 'tr.budget[data-budget="per-team"][data-key="*"]')
+            assert float(summary.get_attribute("data-spent")) == 1.25
+            assert "no key has spent yet" not in summary.text
+            summary.find_element(By.CSS_SELECTOR, "button.expand").click()
+            child = driver.find_element(By.CSS_SELECTOR, 'tr.budget.child[data-budget="per-team"][data-key="web"]')
+            wait_for(driver, lambda d: child.is_displayed())
+    finally:
+        server.stop()
