@@ -177,7 +177,8 @@ class Console:
     def alerts_context(self, now: float | None = None) -> dict[str, Any]:
         """The alerts section's data."""
         now = self.clock() if now is None else now
-        return {"alerts": current_alerts(self.gateway, now), "can_act": self.can_act(), "now": int(now)}
+        listed = current_alerts(self.gateway, now)
+        return {"alerts": listed.alerts, "more": listed.more, "can_act": self.can_act(), "now": int(now)}
 
     # ---- routes --------------------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """What the console shows, gathered from the same services the API answers from.
 
 Budgets come from `BudgetService.listing` (what `GET /v1/budgets` returns), alerts from
-`GatewayService.alerts` (`GET /v1/alerts`), spikes from `spike_state` (the `llm_spend_*` gauges),
+the gateway's `alerts` table (what `GET /v1/alerts` lists), spikes from `spike_state` (the `llm_spend_*` gauges),
 totals from `usage_series` (what `/metrics` sums) and spend over time from the rollups, through
 `SpendHistory`. Nothing here reads raw events, and nothing here writes.
 """
@@ -17,9 +17,12 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 from markupsafe import Markup
+from sqlalchemy import case, func, select
 
 from alerting.console.charts import PALETTE_SIZE, Stack, budget_bar, money, spike_chart, stacked_bars
 from alerting.console.history import DIMENSIONS, HOUR, FloatArray, SpendSnapshot
+from alerting.gateway.records import alert_from_row
+from alerting.gateway.tables import alerts as alerts_table
 from alerting.periods import period_bounds, start_of_local_day, zone
 from alerting.spikes.settings import WATCHABLE_LABELS
 from alerting.spikes.state import read_spike_state
@@ -38,6 +41,10 @@ STACKS = PALETTE_SIZE - 1
 """Values stacked in a chart; the rest go into "other", which takes the last colour."""
 RESOLVED_HOURS = 24
 """Resolved alerts stay on the page this long."""
+MAX_ACTIVE_ALERTS = 500
+"""Firing and acknowledged alerts listed (critical first); the page says how many more there are."""
+MAX_RESOLVED_ALERTS = 100
+"""Alerts resolved in the last `RESOLVED_HOURS` listed (newest first); the page says how many more."""
 MAX_SPIKES = 12
 MAX_INSTANCES = 50
 """Instances listed under a `key: "*"` budget (the highest ratios; the API lists them all)."""
@@ -266,15 +273,45 @@ def _budget_row(status: dict[str, Any], key: str | None = None) -> BudgetRow:
     )
 
 
-def current_alerts(gateway: GatewayService, now: float) -> list[Alert]:
-    """Firing and acknowledged alerts, then those resolved in the last `RESOLVED_HOURS`."""
-    active = [*gateway.alerts("firing", limit=500), *gateway.alerts("acknowledged", limit=500)]
-    active.sort(key=lambda a: (a.severity != "critical", a.state != "firing", -(a.id or 0)))
+@dataclass(frozen=True)
+class AlertList:
+    """The alerts the page lists, and how many of each state it leaves out (beyond its caps)."""
+
+    alerts: list[Alert]
+    more: dict[str, int]
+    """Per state (`firing`, `acknowledged`, `resolved`), alerts not listed; states with none left out are absent."""
+
+
+def current_alerts(gateway: GatewayService, now: float) -> AlertList:
+    """Firing and acknowledged alerts, then those resolved in the last `RESOLVED_HOURS`, with counts of the rest.
+
+    Active ones come critical first, then firing before acknowledged, newest first; at most
+    `MAX_ACTIVE_ALERTS` and `MAX_RESOLVED_ALERTS` are listed, so a flood of alerts cannot hide the oldest
+    critical one, and the page says how many it left out.
+    """
+    a = alerts_table.c
     cutoff = now - RESOLVED_HOURS * 3600
-    resolved = [
-        a for a in gateway.alerts("resolved", limit=100) if a.resolved_at and a.resolved_at.timestamp() >= cutoff
-    ]
-    return active + resolved
+    active = a.state.in_(("firing", "acknowledged"))
+    recent = (a.state == "resolved") & (a.resolved_at >= cutoff)
+    order = (
+        case((a.severity == "critical", 0), else_=1),
+        case((a.state == "firing", 0), else_=1),
+        a.id.desc(),
+    )
+    with gateway.store.reading() as conn:
+        listed = [
+            alert_from_row(r)
+            for r in conn.execute(select(alerts_table).where(active).order_by(*order).limit(MAX_ACTIVE_ALERTS))
+        ]
+        listed += [
+            alert_from_row(r)
+            for r in conn.execute(select(alerts_table).where(recent).order_by(a.id.desc()).limit(MAX_RESOLVED_ALERTS))
+        ]
+        counts = dict(conn.execute(select(a.state, func.count()).where(active | recent).group_by(a.state)).all())
+    for alert in listed:  # (an alert that changed state between the reads can skew a count by one: never below 0)
+        counts[alert.state] = counts.get(alert.state, 0) - 1
+    more = {state: int(counts[state]) for state in ("firing", "acknowledged", "resolved") if counts.get(state, 0) > 0}
+    return AlertList(listed, more)
 
 
 def firing_spikes(store: Store, history: SpendSnapshot, now: float) -> list[SpikeRow]:

@@ -325,3 +325,29 @@ def test_a_wildcard_budget_no_value_has_spent_on_yet_is_listed_with_its_limit_an
         assert "no key has spent yet in this period" in text
         assert 'data-t="1798761600"' in row.group(0)  # the period ends 2027-01-01 00:00 UTC
         assert "expand" not in row.group(0)  # nothing to expand yet
+
+
+def test_alerts_beyond_the_page_s_cap_are_counted_not_silently_dropped_and_criticals_come_first(
+    sqlite_url: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import alerting.console.view as view
+
+    monkeypatch.setattr(view, "MAX_ACTIVE_ALERTS", 5)
+    monkeypatch.setattr(view, "MAX_RESOLVED_ALERTS", 2)
+    clock.set(NOW)
+    with console(sqlite_url, clock, budgets=[]) as (_services, client, parts):
+        gateway = parts.gateway
+        oldest = gateway.fire("LLMCostSpike", {"project": "first"}, severity="critical").alert
+        for i in range(8):
+            gateway.fire("LLMCostSpike", {"project": f"w{i}"}, severity="warning")
+        gateway.ack(gateway.fire("LLMCostSpike", {"project": "acked"}, severity="warning").alert.id, by="ana")
+        for i in range(4):
+            gateway.fire("LLMCostSpike", {"project": f"r{i}"}, severity="warning")
+            gateway.resolve("LLMCostSpike", {"project": f"r{i}"})
+        html = client.get("/").text
+        ids = re.findall(r'<tr class="alert state-row-(\w+)" data-id="(\d+)"', html)
+        assert len(ids) == 5 + 2
+        assert ids[0] == ("firing", str(oldest.id))  # the oldest critical is not the one left out
+        text = " ".join(re.sub(r"<[^>]+>", " ", html).split())
+        assert "4 more firing" in text and "1 more acknowledged" in text and "2 more resolved" in text
+        assert 'href="/v1/alerts?state=firing"' in html
