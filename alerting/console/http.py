@@ -150,6 +150,7 @@ class Console:
         tops = {d: top_shares(history, d, month_from, now + 1) for d in DIMENSIONS}
         day, day_stacks = day_chart(history, by, now)
         month, month_stacks = month_chart(history, by, now, chart_zone)
+        spikes, more_spikes = firing_spikes(self.services.store, history, now)
         config = self.services.config
         return {
             "version": __version__,
@@ -167,7 +168,8 @@ class Console:
             "month_stacks": month_stacks,
             "chart_zone": chart_zone,
             "budgets": budget_rows(self.budgets.listing(now), wildcards),
-            "spikes": firing_spikes(self.services.store, history, now),
+            "spikes": spikes,
+            "more_spikes": more_spikes,
             "alerts_context": self.alerts_context(now) if with_alerts else None,
             "needs_token": bool(self.admin_tokens),
             "can_act": self.can_act(),

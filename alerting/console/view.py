@@ -46,6 +46,7 @@ MAX_ACTIVE_ALERTS = 500
 MAX_RESOLVED_ALERTS = 100
 """Alerts resolved in the last `RESOLVED_HOURS` listed (newest first); the page says how many more."""
 MAX_SPIKES = 12
+"""Firing spikes drawn (the largest excess over the baseline first); the page says how many more fire."""
 MAX_INSTANCES = 50
 """Instances listed under a `key: "*"` budget (the highest ratios; the API lists them all)."""
 SPIKE_CHART_BUCKETS = 24
@@ -314,9 +315,14 @@ def current_alerts(gateway: GatewayService, now: float) -> AlertList:
     return AlertList(listed, more)
 
 
-def firing_spikes(store: Store, history: SpendSnapshot, now: float) -> list[SpikeRow]:
-    """Every firing spike with a chart of its last two hours of 5-minute spend against the baseline."""
-    states = [s for s in read_spike_state(store) if s.firing][:MAX_SPIKES]
+def firing_spikes(store: Store, history: SpendSnapshot, now: float) -> tuple[list[SpikeRow], int]:
+    """The firing spikes with a chart of their last two hours of 5-minute spend against the baseline.
+
+    At most `MAX_SPIKES`, those spending most above their baseline first; also how many more are firing.
+    """
+    firing = [s for s in read_spike_state(store) if s.firing]
+    firing.sort(key=lambda s: -(s.window_usd - s.baseline_usd))
+    states = firing[:MAX_SPIKES]
     current = int(now // BUCKET_SECONDS) * BUCKET_SECONDS
     first = current - (SPIKE_CHART_BUCKETS - 1) * BUCKET_SECONDS
     out = []
@@ -345,7 +351,7 @@ def firing_spikes(store: Store, history: SpendSnapshot, now: float) -> list[Spik
                 chart=chart,
             )
         )
-    return out
+    return out, len(firing) - len(states)
 
 
 def usage_totals(store: Store) -> dict[str, Any]:

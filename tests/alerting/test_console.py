@@ -351,3 +351,36 @@ def test_alerts_beyond_the_page_s_cap_are_counted_not_silently_dropped_and_criti
         text = " ".join(re.sub(r"<[^>]+>", " ", html).split())
         assert "4 more firing" in text and "1 more acknowledged" in text and "2 more resolved" in text
         assert 'href="/v1/alerts?state=firing"' in html
+
+
+def test_spikes_beyond_the_page_s_cap_are_counted_and_the_largest_are_shown(
+    sqlite_url: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import alerting.console.view as view
+    from alerting.spikes.state import spike_state
+    from alerting.spikes.state import state_row as _row
+
+    monkeypatch.setattr(view, "MAX_SPIKES", 2)
+    clock.set(NOW)
+    with console(sqlite_url, clock) as (services, client, _parts):
+        with services.store.transaction() as conn:
+            for project, window in (("aa-small", 3.0), ("bb-big", 90.0), ("cc-mid", 40.0)):
+                row = _row(
+                    "project",
+                    {"project": project},
+                    window=window,
+                    baseline=1.0,
+                    ratio=window,
+                    score=9.0,
+                    minutes=30,
+                    reason="spike",
+                    firing=True,
+                    since=NOW - 600,
+                    now=NOW,
+                )
+                conn.execute(spike_state.insert().values(**row))
+        html = client.get("/").text
+        section = html[html.index('<section id="spikes">') :]
+        shown = re.findall(r'project="([a-z-]+)"', section)
+        assert shown == ["bb-big", "cc-mid"]  # the largest first, not the first two by name
+        assert "1 more spike is firing" in " ".join(re.sub(r"<[^>]+>", " ", section).split())
