@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
 from tests.support.browser import chromium, console_errors, full_page_screenshot, wait_for
 from tests.support.helpers import total
@@ -274,5 +275,52 @@ def test_a_wildcard_budget_shows_before_any_value_has_spent_and_expands_once_one
             summary.find_element(By.CSS_SELECTOR, "button.expand").click()
             child = driver.find_element(By.CSS_SELECTOR, 'tr.budget.child[data-budget="per-team"][data-key="web"]')
             wait_for(driver, lambda d: child.is_displayed())
+    finally:
+        server.stop()
+
+
+def test_keyboard_and_screen_reader_users_can_tell_the_buttons_apart_and_keep_their_place(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "llmcost.yml"
+    config.write_text(
+        "budgets:\n  evaluate_seconds: 1\n  items:\n"
+        "    - {name: per-project, scope: project, key: '*', period: monthly, limit: 1.0}\n"
+    )
+    server = LlmcostProcess(sqlite_url, config=config).start(tmp_path)
+    try:
+        events = [
+            {"provider": "openai", "model": "gpt-4o", "cost_usd": 2.0, "project": f"p{i}", "request_id": f"k{i}"}
+            for i in range(2)
+        ]
+        assert httpx.post(f"{server.base}/v1/usage", json=events, timeout=5).status_code == 200
+        wait_until(
+            lambda: len(httpx.get(f"{server.base}/v1/alerts?state=firing", timeout=5).json()) == 2,
+            timeout=30,
+            what="an alert per project",
+        )
+        with chromium() as driver:
+            driver.get(f"{server.base}/")
+            wait_for(driver, lambda d: d.execute_script("return document.readyState") == "complete")
+            expand = driver.find_element(By.CSS_SELECTOR, "button.expand")
+            assert expand.accessible_name == "show each project of budget per-project"
+            buttons = driver.find_elements(By.CSS_SELECTOR, "#alerts-body button.ack")
+            names = [b.accessible_name for b in buttons]
+            assert len(set(names)) == 2, names  # not two buttons both just called "Acknowledge"
+            assert "Acknowledge LLMBudgetExceeded (budget=per-project, key=p0, scope=project)" in names
+
+            # Enter on a focused button acknowledges; the focus stays on that alert, now on Unacknowledge.
+            button = buttons[0]
+            alert_id = button.get_attribute("data-id")
+            driver.execute_script("arguments[0].focus()", button)
+            button.send_keys(Keys.ENTER)
+            wait_for(
+                driver,
+                lambda d: d.find_elements(By.CSS_SELECTOR, f'tr.alert[data-id="{alert_id}"][data-state=acknowledged]'),
+            )
+            focused = wait_for(driver, lambda d: d.switch_to.active_element.get_attribute("data-id") == alert_id)
+            assert focused
+            assert driver.switch_to.active_element.get_attribute("data-action") == "unack"
+            assert console_errors(driver) == []
     finally:
         server.stop()

@@ -68,6 +68,7 @@
     var id = button.dataset.id;
     var action = button.dataset.action;
     var actor = sessionStorage.getItem(ACTOR) || "console";
+    var hadFocus = document.activeElement === button; // read before disabling, which drops the focus
     button.disabled = true;
     fetch("/v1/alerts/" + encodeURIComponent(id) + "/" + action, {
       method: "POST",
@@ -82,14 +83,21 @@
         if (!res.ok) {
           status("Alert " + id + ": " + (res.data.error || "HTTP " + res.status), true);
           button.disabled = false;
+          if (hadFocus) button.focus();
           return;
         }
         status("Alert " + id + " " + (action === "ack" ? "acknowledged" : "unacknowledged") + " by " + actor + ".");
-        return loadAlerts();
+        return loadAlerts().then(function () {
+          // The section was re-rendered: keep a keyboard user on this alert's new button.
+          if (!hadFocus) return;
+          var next = document.querySelector('#alerts-body button[data-id="' + id + '"]');
+          if (next) next.focus();
+        });
       })
       .catch(function (e) {
         status("Alert " + id + ": " + e.message, true);
         button.disabled = false;
+        if (hadFocus) button.focus();
       });
   }
 
