@@ -324,3 +324,39 @@ def test_keyboard_and_screen_reader_users_can_tell_the_buttons_apart_and_keep_th
             assert console_errors(driver) == []
     finally:
         server.stop()
+
+
+def test_acknowledging_an_alert_someone_else_just_acknowledged_says_so(sqlite_url: str, tmp_path: Path) -> None:
+    config = tmp_path / "llmcost.yml"
+    config.write_text(
+        "budgets:\n  evaluate_seconds: 1\n  items:\n    - {name: daily, scope: global, period: daily, limit: 1.0}\n"
+    )
+    server = LlmcostProcess(sqlite_url, config=config).start(tmp_path)
+    try:
+        event = {"provider": "openai", "model": "gpt-4o", "cost_usd": 2.0, "request_id": "o1"}
+        assert httpx.post(f"{server.base}/v1/usage", json=event, timeout=5).status_code == 200
+        wait_until(
+            lambda: httpx.get(f"{server.base}/v1/alerts?state=firing", timeout=5).json(),
+            timeout=30,
+            what="the budget's alert",
+        )
+        with chromium() as driver:
+            driver.get(f"{server.base}/")
+            wait_for(driver, lambda d: d.execute_script("return document.readyState") == "complete")
+            button = driver.find_element(By.CSS_SELECTOR, "#alerts-body button.ack")
+            alert_id = button.get_attribute("data-id")
+            # Someone else (another tab, Slack, the CLI) acknowledges it while this page is open.
+            other = httpx.post(f"{server.base}/v1/alerts/{alert_id}/ack", json={"by": "oncall-bo"}, timeout=5)
+            assert other.status_code == 200
+            button.click()
+            wait_for(
+                driver,
+                lambda d: d.find_elements(By.CSS_SELECTOR, f'tr.alert[data-id="{alert_id}"][data-state=acknowledged]'),
+            )
+            status = driver.find_element(By.ID, "alert-status").text
+            assert status == f"Alert {alert_id} was already acknowledged by oncall-bo.", status
+            alert = httpx.get(f"{server.base}/v1/alerts/{alert_id}", timeout=5).json()
+            assert alert["acknowledged_by"] == "oncall-bo"
+            assert [h["by"] for h in alert["history"] if h["action"] == "acknowledged"] == ["oncall-bo"]
+    finally:
+        server.stop()

@@ -86,7 +86,14 @@
           if (hadFocus) button.focus();
           return;
         }
-        status("Alert " + id + " " + (action === "ack" ? "acknowledged" : "unacknowledged") + " by " + actor + ".");
+        if (res.data.changed === false) {
+          // Someone else acted first (another tab, Slack, PagerDuty, the CLI): say so, not that we did.
+          status(action === "ack" && res.data.acknowledged_by
+            ? "Alert " + id + " was already acknowledged by " + res.data.acknowledged_by + "."
+            : "Alert " + id + " was already " + res.data.state + ".");
+        } else {
+          status("Alert " + id + " " + (action === "ack" ? "acknowledged" : "unacknowledged") + " by " + actor + ".");
+        }
         return loadAlerts().then(function () {
           // The section was re-rendered: keep a keyboard user on this alert's new button.
           if (!hadFocus) return;
