@@ -360,3 +360,23 @@ def test_acknowledging_an_alert_someone_else_just_acknowledged_says_so(sqlite_ur
             assert [h["by"] for h in alert["history"] if h["action"] == "acknowledged"] == ["oncall-bo"]
     finally:
         server.stop()
+
+
+def test_on_a_phone_wide_tables_scroll_inside_their_section_not_the_whole_page(sqlite_url: str, tmp_path: Path) -> None:
+    config = tmp_path / "llmcost.yml"
+    config.write_text("budgets:\n  - {name: per-project, scope: project, key: '*', period: monthly, limit: 100.0}\n")
+    server = LlmcostProcess(sqlite_url, config=config).start(tmp_path)
+    try:
+        event = {"provider": "openai", "model": "gpt-4o", "cost_usd": 2.0, "project": "web", "request_id": "n1"}
+        assert httpx.post(f"{server.base}/v1/usage", json=event, timeout=5).status_code == 200
+        with chromium(width=420, height=900) as driver:
+            driver.get(f"{server.base}/")
+            wait_for(driver, lambda d: d.execute_script("return document.readyState") == "complete")
+            page = driver.execute_script("var e = document.documentElement; return [e.scrollWidth, e.clientWidth];")
+            assert page[0] <= page[1], f"the page scrolls sideways: {page}"
+            budgets = driver.find_element(By.ID, "budgets")
+            # The budgets table is wider than the phone: its section scrolls it, the rest of the page stays put.
+            assert driver.execute_script("return arguments[0].scrollWidth > arguments[0].clientWidth", budgets)
+            full_page_screenshot(driver, _screenshot_dir(tmp_path) / "console-phone.png", width=420)
+    finally:
+        server.stop()
