@@ -380,3 +380,37 @@ def test_on_a_phone_wide_tables_scroll_inside_their_section_not_the_whole_page(s
             full_page_screenshot(driver, _screenshot_dir(tmp_path) / "console-phone.png", width=420)
     finally:
         server.stop()
+
+
+def test_an_answer_that_is_not_json_from_a_proxy_in_front_gives_a_clear_message(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "llmcost.yml"
+    config.write_text(
+        "budgets:\n  evaluate_seconds: 1\n  items:\n    - {name: daily, scope: global, period: daily, limit: 1.0}\n"
+    )
+    server = LlmcostProcess(sqlite_url, config=config).start(tmp_path)
+    try:
+        event = {"provider": "openai", "model": "gpt-4o", "cost_usd": 2.0, "request_id": "p1"}
+        assert httpx.post(f"{server.base}/v1/usage", json=event, timeout=5).status_code == 200
+        wait_until(
+            lambda: httpx.get(f"{server.base}/v1/alerts?state=firing", timeout=5).json(),
+            timeout=30,
+            what="the budget's alert",
+        )
+        with chromium() as driver:
+            driver.get(f"{server.base}/")
+            wait_for(driver, lambda d: d.execute_script("return document.readyState") == "complete")
+            # A reverse proxy that lost llmcost answers with its own HTML page.
+            driver.execute_script(
+                "window.fetch = function () { return Promise.resolve(new Response("
+                "'<html><body>502 Bad Gateway</body></html>', {status: 502, headers: {'Content-Type': 'text/html'}})); };"
+            )
+            button = driver.find_element(By.CSS_SELECTOR, "#alerts-body button.ack")
+            alert_id = button.get_attribute("data-id")
+            button.click()
+            status = wait_for(driver, lambda d: d.find_element(By.ID, "alert-status").text)
+            assert status == f"Alert {alert_id}: HTTP 502", status
+            assert button.is_enabled()  # the person may try again
+    finally:
+        server.stop()

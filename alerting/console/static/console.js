@@ -77,7 +77,11 @@
       body: JSON.stringify({ by: actor, comment: "from the llmcost console" }),
     })
       .then(function (r) {
-        return r.json().then(function (data) { return { ok: r.ok, status: r.status, data: data }; });
+        return r.text().then(function (text) {
+          var data = null;
+          try { data = JSON.parse(text); } catch (e) { /* not llmcost's JSON: a proxy's error page, say */ }
+          return { ok: r.ok && data !== null, status: r.status, data: data || {} };
+        });
       })
       .then(function (res) {
         if (!res.ok) {
