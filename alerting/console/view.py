@@ -308,7 +308,8 @@ def current_alerts(gateway: GatewayService, now: float) -> AlertList:
             alert_from_row(r)
             for r in conn.execute(select(alerts_table).where(recent).order_by(a.id.desc()).limit(MAX_RESOLVED_ALERTS))
         ]
-        counts = dict(conn.execute(select(a.state, func.count()).where(active | recent).group_by(a.state)).all())
+        rows = conn.execute(select(a.state, func.count()).where(active | recent).group_by(a.state)).all()
+        counts: dict[str, int] = {str(state): int(n) for state, n in rows}
     for alert in listed:  # (an alert that changed state between the reads can skew a count by one: never below 0)
         counts[alert.state] = counts.get(alert.state, 0) - 1
     more = {state: int(counts[state]) for state in ("firing", "acknowledged", "resolved") if counts.get(state, 0) > 0}

@@ -403,8 +403,8 @@ def test_an_answer_that_is_not_json_from_a_proxy_in_front_gives_a_clear_message(
             wait_for(driver, lambda d: d.execute_script("return document.readyState") == "complete")
             # A reverse proxy that lost llmcost answers with its own HTML page.
             driver.execute_script(
-                "window.fetch = function () { return Promise.resolve(new Response("
-                "'<html><body>502 Bad Gateway</body></html>', {status: 502, headers: {'Content-Type': 'text/html'}})); };"
+                "window.fetch = function () { return Promise.resolve(new Response('<html><body>502 Bad Gateway'"
+                " + '</body></html>', {status: 502, headers: {'Content-Type': 'text/html'}})); };"
             )
             button = driver.find_element(By.CSS_SELECTOR, "#alerts-body button.ack")
             alert_id = button.get_attribute("data-id")
