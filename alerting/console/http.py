@@ -141,13 +141,16 @@ class Console:
         """Everything the page template needs (blocking: runs in a worker thread)."""
         now = self.clock()
         history = self.history.snapshot(now)
-        zones = budget_zones(self.budgets)
+        definitions = self.budgets.definitions()
+        zones = budget_zones(definitions)
+        wildcards = {b.name for b in definitions if b.key == "*"}
         primary = zones[0]
         chart_zone = zone_or(viewer_zone, primary)
         month_from = period_bounds("monthly", datetime.fromtimestamp(now, UTC), primary)[0].timestamp()
         tops = {d: top_shares(history, d, month_from, now + 1) for d in DIMENSIONS}
         day, day_stacks = day_chart(history, by, now)
         month, month_stacks = month_chart(history, by, now, chart_zone)
+        spikes, more_spikes = firing_spikes(self.services.store, history, now)
         config = self.services.config
         return {
             "version": __version__,
@@ -164,8 +167,9 @@ class Console:
             "month_chart": month,
             "month_stacks": month_stacks,
             "chart_zone": chart_zone,
-            "budgets": budget_rows(self.budgets.instances(now)),
-            "spikes": firing_spikes(self.services.store, history, now),
+            "budgets": budget_rows(self.budgets.listing(now), wildcards),
+            "spikes": spikes,
+            "more_spikes": more_spikes,
             "alerts_context": self.alerts_context(now) if with_alerts else None,
             "needs_token": bool(self.admin_tokens),
             "can_act": self.can_act(),
@@ -175,7 +179,8 @@ class Console:
     def alerts_context(self, now: float | None = None) -> dict[str, Any]:
         """The alerts section's data."""
         now = self.clock() if now is None else now
-        return {"alerts": current_alerts(self.gateway, now), "can_act": self.can_act(), "now": int(now)}
+        listed = current_alerts(self.gateway, now)
+        return {"alerts": listed.alerts, "more": listed.more, "can_act": self.can_act(), "now": int(now)}
 
     # ---- routes --------------------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """What the console shows, gathered from the same services the API answers from.
 
-Budgets come from `BudgetService.instances` (what `GET /v1/budgets` returns), alerts from
-`GatewayService.alerts` (`GET /v1/alerts`), spikes from `spike_state` (the `llm_spend_*` gauges),
+Budgets come from `BudgetService.listing` (what `GET /v1/budgets` returns), alerts from
+the gateway's `alerts` table (what `GET /v1/alerts` lists), spikes from `spike_state` (the `llm_spend_*` gauges),
 totals from `usage_series` (what `/metrics` sums) and spend over time from the rollups, through
 `SpendHistory`. Nothing here reads raw events, and nothing here writes.
 """
@@ -9,7 +9,7 @@ totals from `usage_series` (what `/metrics` sums) and spend over time from the r
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -17,9 +17,12 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 from markupsafe import Markup
+from sqlalchemy import case, func, select
 
 from alerting.console.charts import PALETTE_SIZE, Stack, budget_bar, money, spike_chart, stacked_bars
 from alerting.console.history import DIMENSIONS, HOUR, FloatArray, SpendSnapshot
+from alerting.gateway.records import alert_from_row
+from alerting.gateway.tables import alerts as alerts_table
 from alerting.periods import period_bounds, start_of_local_day, zone
 from alerting.spikes.settings import WATCHABLE_LABELS
 from alerting.spikes.state import read_spike_state
@@ -28,8 +31,7 @@ from exporter.store import Store
 from exporter.store.schema import BUCKET_SECONDS
 
 if TYPE_CHECKING:
-    from alerting.budgets.instances import Instance
-    from alerting.budgets.service import BudgetService
+    from alerting.budgets.definition import Budget
     from alerting.gateway.service import GatewayService
     from alerting.model import Alert
 
@@ -39,7 +41,12 @@ STACKS = PALETTE_SIZE - 1
 """Values stacked in a chart; the rest go into "other", which takes the last colour."""
 RESOLVED_HOURS = 24
 """Resolved alerts stay on the page this long."""
+MAX_ACTIVE_ALERTS = 500
+"""Firing and acknowledged alerts listed (critical first); the page says how many more there are."""
+MAX_RESOLVED_ALERTS = 100
+"""Alerts resolved in the last `RESOLVED_HOURS` listed (newest first); the page says how many more."""
 MAX_SPIKES = 12
+"""Firing spikes drawn (the largest excess over the baseline first); the page says how many more fire."""
 MAX_INSTANCES = 50
 """Instances listed under a `key: "*"` budget (the highest ratios; the API lists them all)."""
 SPIKE_CHART_BUCKETS = 24
@@ -83,6 +90,8 @@ class BudgetRow:
     children: list[BudgetRow] = field(default_factory=list)
     hidden: int = 0
     """Instances of a `key: "*"` budget not listed (beyond `MAX_INSTANCES`)."""
+    note: str = ""
+    """Why a `key: "*"` budget shows no instance (none of its values has spent yet in this period)."""
 
     def amount(self, value: float) -> str:
         """A spent/limit figure in this budget's unit."""
@@ -116,10 +125,10 @@ def zone_or(name: str | None, fallback: str) -> str:
     return fallback
 
 
-def budget_zones(budgets: BudgetService) -> list[str]:
+def budget_zones(definitions: Sequence[Budget]) -> list[str]:
     """The time zones the budgets are declared in, most used first (UTC when there are none)."""
     counts: dict[str, int] = {}
-    for budget in budgets.definitions():
+    for budget in definitions:
         counts[budget.timezone] = counts.get(budget.timezone, 0) + 1
     return sorted(counts, key=lambda z: -counts[z])[:3] or ["UTC"]
 
@@ -195,25 +204,34 @@ def month_chart(history: SpendSnapshot, dimension: str, now: float, tz: str) -> 
     return chart, stacks
 
 
-def budget_rows(instances: Sequence[Instance]) -> list[BudgetRow]:
-    """One row per budget instance; a `key: "*"` budget is one summary row (its worst instance) with children."""
+def budget_rows(statuses: Sequence[dict[str, Any]], wildcards: Collection[str]) -> list[BudgetRow]:
+    """One row per budget instance; a `key: "*"` budget is one summary row (its worst instance) with children.
+
+    `statuses` are the status objects `GET /v1/budgets` lists (`BudgetService.listing`), so a `key: "*"`
+    budget none of whose values has spent yet is there too, as one row with key `"*"` and a note;
+    `wildcards` names the `key: "*"` budgets (a status object alone does not say whether its key is a
+    value of a `"*"` budget or a fixed key).
+    """
     rows: list[BudgetRow] = []
-    wildcard: dict[str, list[Instance]] = {}
-    for instance in instances:
-        if instance.budget.key != "*":
-            rows.append(_budget_row(instance))
+    wildcard: dict[str, list[dict[str, Any]]] = {}
+    for status in statuses:
+        if status["name"] not in wildcards:
+            rows.append(_budget_row(status))
             continue
-        group = wildcard.get(instance.budget.name)
+        if status.get("note"):  # no value has spent yet: the budget's one row, nothing to expand
+            rows.append(_budget_row(status))
+            continue
+        group = wildcard.get(status["name"])
         if group is None:
-            group = wildcard[instance.budget.name] = []
-            rows.append(_budget_row(instance, key="*"))
-        group.append(instance)
+            group = wildcard[status["name"]] = []
+            rows.append(_budget_row(status, key="*"))
+        group.append(status)
     for parent in rows:
         group = wildcard.get(parent.name) if parent.key == "*" else None
         if not group:
             continue
-        group.sort(key=lambda i: -i.ratio)
-        parent.children = [_budget_row(i) for i in group[:MAX_INSTANCES]]
+        group.sort(key=lambda s: -(s["spent"] / s["limit"]))
+        parent.children = [_budget_row(s) for s in group[:MAX_INSTANCES]]
         parent.hidden = len(group) - len(parent.children)
         worst = parent.children[0]
         parent.spent, parent.projected, parent.ratio, parent.state = (
@@ -226,40 +244,86 @@ def budget_rows(instances: Sequence[Instance]) -> list[BudgetRow]:
     return rows
 
 
-def _budget_row(instance: Instance, key: str | None = None) -> BudgetRow:
-    b = instance.budget
-    projected_ratio = instance.projected / b.limit
+def _epoch(iso_time: str | None) -> int | None:
+    """An ISO 8601 time of a status object (`...Z`) as epoch seconds."""
+    if not iso_time:
+        return None
+    return int(datetime.fromisoformat(iso_time.replace("Z", "+00:00")).timestamp())
+
+
+def _budget_row(status: dict[str, Any], key: str | None = None) -> BudgetRow:
+    limit = float(status["limit"])
+    spent = float(status["spent"])
+    projected = float(status["projected"])
+    ratio = spent / limit
     return BudgetRow(
-        name=b.name,
-        scope=b.scope,
-        key=instance.key if key is None else key,
-        period=b.period,
-        unit=b.unit,
-        mode=b.mode,
-        limit=b.limit,
-        spent=instance.spent,
-        projected=instance.projected,
-        ratio=instance.ratio,
-        state=instance.state,
-        period_end=int(instance.period_end.timestamp()) if instance.period_end else None,
-        bar=budget_bar(instance.ratio, projected_ratio, instance.state),
+        name=status["name"],
+        scope=status["scope"],
+        key=status["key"] if key is None else key,
+        period=status["period"],
+        unit=status["unit"],
+        mode=status["mode"],
+        limit=limit,
+        spent=spent,
+        projected=projected,
+        ratio=ratio,
+        state=status["state"],
+        period_end=_epoch(status["period_end"]),
+        bar=budget_bar(ratio, projected / limit, status["state"]),
+        note=status.get("note") or "",
     )
 
 
-def current_alerts(gateway: GatewayService, now: float) -> list[Alert]:
-    """Firing and acknowledged alerts, then those resolved in the last `RESOLVED_HOURS`."""
-    active = [*gateway.alerts("firing", limit=500), *gateway.alerts("acknowledged", limit=500)]
-    active.sort(key=lambda a: (a.severity != "critical", a.state != "firing", -(a.id or 0)))
+@dataclass(frozen=True)
+class AlertList:
+    """The alerts the page lists, and how many of each state it leaves out (beyond its caps)."""
+
+    alerts: list[Alert]
+    more: dict[str, int]
+    """Per state (`firing`, `acknowledged`, `resolved`), alerts not listed; states with none left out are absent."""
+
+
+def current_alerts(gateway: GatewayService, now: float) -> AlertList:
+    """Firing and acknowledged alerts, then those resolved in the last `RESOLVED_HOURS`, with counts of the rest.
+
+    Active ones come critical first, then firing before acknowledged, newest first; at most
+    `MAX_ACTIVE_ALERTS` and `MAX_RESOLVED_ALERTS` are listed, so a flood of alerts cannot hide the oldest
+    critical one, and the page says how many it left out.
+    """
+    a = alerts_table.c
     cutoff = now - RESOLVED_HOURS * 3600
-    resolved = [
-        a for a in gateway.alerts("resolved", limit=100) if a.resolved_at and a.resolved_at.timestamp() >= cutoff
-    ]
-    return active + resolved
+    active = a.state.in_(("firing", "acknowledged"))
+    recent = (a.state == "resolved") & (a.resolved_at >= cutoff)
+    order = (
+        case((a.severity == "critical", 0), else_=1),
+        case((a.state == "firing", 0), else_=1),
+        a.id.desc(),
+    )
+    with gateway.store.reading() as conn:
+        listed = [
+            alert_from_row(r)
+            for r in conn.execute(select(alerts_table).where(active).order_by(*order).limit(MAX_ACTIVE_ALERTS))
+        ]
+        listed += [
+            alert_from_row(r)
+            for r in conn.execute(select(alerts_table).where(recent).order_by(a.id.desc()).limit(MAX_RESOLVED_ALERTS))
+        ]
+        rows = conn.execute(select(a.state, func.count()).where(active | recent).group_by(a.state)).all()
+        counts: dict[str, int] = {str(state): int(n) for state, n in rows}
+    for alert in listed:  # (an alert that changed state between the reads can skew a count by one: never below 0)
+        counts[alert.state] = counts.get(alert.state, 0) - 1
+    more = {state: int(counts[state]) for state in ("firing", "acknowledged", "resolved") if counts.get(state, 0) > 0}
+    return AlertList(listed, more)
 
 
-def firing_spikes(store: Store, history: SpendSnapshot, now: float) -> list[SpikeRow]:
-    """Every firing spike with a chart of its last two hours of 5-minute spend against the baseline."""
-    states = [s for s in read_spike_state(store) if s.firing][:MAX_SPIKES]
+def firing_spikes(store: Store, history: SpendSnapshot, now: float) -> tuple[list[SpikeRow], int]:
+    """The firing spikes with a chart of their last two hours of 5-minute spend against the baseline.
+
+    At most `MAX_SPIKES`, those spending most above their baseline first; also how many more are firing.
+    """
+    firing = [s for s in read_spike_state(store) if s.firing]
+    firing.sort(key=lambda s: -(s.window_usd - s.baseline_usd))
+    states = firing[:MAX_SPIKES]
     current = int(now // BUCKET_SECONDS) * BUCKET_SECONDS
     first = current - (SPIKE_CHART_BUCKETS - 1) * BUCKET_SECONDS
     out = []
@@ -288,7 +352,7 @@ def firing_spikes(store: Store, history: SpendSnapshot, now: float) -> list[Spik
                 chart=chart,
             )
         )
-    return out
+    return out, len(firing) - len(states)
 
 
 def usage_totals(store: Store) -> dict[str, Any]:

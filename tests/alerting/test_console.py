@@ -306,3 +306,81 @@ def test_a_wildcard_budget_lists_its_fifty_highest_instances_and_says_how_many_m
         assert len(children) == 50 and children[0] == "p59"  # highest ratio first
         assert "(60 projects)" in html
         assert "… and 10 more with lower ratios" in html
+
+
+def test_a_wildcard_budget_no_value_has_spent_on_yet_is_listed_with_its_limit_and_period(
+    sqlite_url: str, clock: FakeClock
+) -> None:
+    # GET /v1/budgets lists it (one row, key "*", zero spend, a note); the console did not show it at all.
+    clock.set(NOW)
+    with console(sqlite_url, clock) as (_services, client, _parts):
+        listed = {(b["name"], b["key"]): b for b in client.get("/v1/budgets").json()["budgets"]}
+        assert listed[("per-project", "*")]["spent"] == 0
+        html = client.get("/").text
+        row = re.search(r'<tr class="budget" data-budget="per-project" data-key="\*".*?</tr>', html, re.S)
+        assert row, "the per-project budget is missing from the console"
+        text = " ".join(re.sub(r"<[^>]+>", " ", row.group(0)).split())
+        assert 'data-spent="0.000000000" data-limit="50.000000000"' in row.group(0)
+        assert "monthly" in text and "$0.00" in text and "$50.00" in text
+        assert "no key has spent yet in this period" in text
+        assert 'data-t="1798761600"' in row.group(0)  # the period ends 2027-01-01 00:00 UTC
+        assert "expand" not in row.group(0)  # nothing to expand yet
+
+
+def test_alerts_beyond_the_page_s_cap_are_counted_not_silently_dropped_and_criticals_come_first(
+    sqlite_url: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import alerting.console.view as view
+
+    monkeypatch.setattr(view, "MAX_ACTIVE_ALERTS", 5)
+    monkeypatch.setattr(view, "MAX_RESOLVED_ALERTS", 2)
+    clock.set(NOW)
+    with console(sqlite_url, clock, budgets=[]) as (_services, client, parts):
+        gateway = parts.gateway
+        oldest = gateway.fire("LLMCostSpike", {"project": "first"}, severity="critical").alert
+        for i in range(8):
+            gateway.fire("LLMCostSpike", {"project": f"w{i}"}, severity="warning")
+        gateway.ack(gateway.fire("LLMCostSpike", {"project": "acked"}, severity="warning").alert.id, by="ana")
+        for i in range(4):
+            gateway.fire("LLMCostSpike", {"project": f"r{i}"}, severity="warning")
+            gateway.resolve("LLMCostSpike", {"project": f"r{i}"})
+        html = client.get("/").text
+        ids = re.findall(r'<tr class="alert state-row-(\w+)" data-id="(\d+)"', html)
+        assert len(ids) == 5 + 2
+        assert ids[0] == ("firing", str(oldest.id))  # the oldest critical is not the one left out
+        text = " ".join(re.sub(r"<[^>]+>", " ", html).split())
+        assert "4 more firing" in text and "1 more acknowledged" in text and "2 more resolved" in text
+        assert 'href="/v1/alerts?state=firing"' in html
+
+
+def test_spikes_beyond_the_page_s_cap_are_counted_and_the_largest_are_shown(
+    sqlite_url: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import alerting.console.view as view
+    from alerting.spikes.state import spike_state
+    from alerting.spikes.state import state_row as _row
+
+    monkeypatch.setattr(view, "MAX_SPIKES", 2)
+    clock.set(NOW)
+    with console(sqlite_url, clock) as (services, client, _parts):
+        with services.store.transaction() as conn:
+            for project, window in (("aa-small", 3.0), ("bb-big", 90.0), ("cc-mid", 40.0)):
+                row = _row(
+                    "project",
+                    {"project": project},
+                    window=window,
+                    baseline=1.0,
+                    ratio=window,
+                    score=9.0,
+                    minutes=30,
+                    reason="spike",
+                    firing=True,
+                    since=NOW - 600,
+                    now=NOW,
+                )
+                conn.execute(spike_state.insert().values(**row))
+        html = client.get("/").text
+        section = html[html.index('<section id="spikes">') :]
+        shown = re.findall(r'project="([a-z-]+)"', section)
+        assert shown == ["bb-big", "cc-mid"]  # the largest first, not the first two by name
+        assert "1 more spike is firing" in " ".join(re.sub(r"<[^>]+>", " ", section).split())

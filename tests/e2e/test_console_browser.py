@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
 from tests.support.browser import chromium, console_errors, full_page_screenshot, wait_for
 from tests.support.helpers import total
@@ -236,5 +237,180 @@ def test_with_admin_tokens_the_token_entered_once_unlocks_alerts_and_acks(sqlite
             driver.find_element(By.ID, "forget").click()
             wait_for(driver, lambda d: d.find_elements(By.ID, "alerts-locked"))
             assert driver.execute_script("return sessionStorage.getItem('llmcost.token')") is None
+    finally:
+        server.stop()
+
+
+def test_a_wildcard_budget_shows_before_any_value_has_spent_and_expands_once_one_has(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "llmcost.yml"
+    config.write_text("budgets:\n  - {name: per-team, scope: project, key: '*', period: weekly, limit: 20.0}\n")
+    server = LlmcostProcess(sqlite_url, config=config).start(tmp_path)
+    try:
+        listed = httpx.get(f"{server.base}/v1/budgets", timeout=5).json()["budgets"]
+        assert [(b["name"], b["key"], b["spent"]) for b in listed] == [("per-team", "*", 0.0)]
+        with chromium() as driver:
+            driver.get(f"{server.base}/")
+            wait_for(driver, lambda d: d.execute_script("return document.readyState") == "complete")
+            assert console_errors(driver) == []
+            rows = driver.find_elements(By.CSS_SELECTOR, 'tr.budget[data-budget="per-team"]')
+            assert len(rows) == 1, "a defined budget is missing from the console"
+            row = rows[0]
+            assert row.get_attribute("data-key") == "*" and float(row.get_attribute("data-spent")) == 0
+            cells = [c.text for c in row.find_elements(By.TAG_NAME, "td")]
+            assert cells[1].startswith("*") and "no key has spent yet" in cells[1]
+            assert cells[2] == "weekly" and cells[4] == "$0.00" and cells[5] == "$20.00"
+            end = datetime.fromisoformat(listed[0]["period_end"].replace("Z", "+00:00"))
+            assert int(row.find_element(By.TAG_NAME, "time").get_attribute("data-t")) == int(end.timestamp())
+            assert not row.find_elements(By.CSS_SELECTOR, "button.expand")
+
+            event = {"provider": "openai", "model": "gpt-4o", "cost_usd": 1.25, "project": "web", "request_id": "w1"}
+            assert httpx.post(f"{server.base}/v1/usage", json=event, timeout=5).status_code == 200
+            driver.refresh()
+            wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, 'tr.budget.child[data-budget="per-team"]'))
+            summary = driver.find_element(By.CSS_SELECTOR, 'tr.budget[data-budget="per-team"][data-key="*"]')
+            assert float(summary.get_attribute("data-spent")) == 1.25
+            assert "no key has spent yet" not in summary.text
+            summary.find_element(By.CSS_SELECTOR, "button.expand").click()
+            child = driver.find_element(By.CSS_SELECTOR, 'tr.budget.child[data-budget="per-team"][data-key="web"]')
+            wait_for(driver, lambda d: child.is_displayed())
+    finally:
+        server.stop()
+
+
+def test_keyboard_and_screen_reader_users_can_tell_the_buttons_apart_and_keep_their_place(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "llmcost.yml"
+    config.write_text(
+        "budgets:\n  evaluate_seconds: 1\n  items:\n"
+        "    - {name: per-project, scope: project, key: '*', period: monthly, limit: 1.0}\n"
+    )
+    server = LlmcostProcess(sqlite_url, config=config).start(tmp_path)
+    try:
+        events = [
+            {"provider": "openai", "model": "gpt-4o", "cost_usd": 2.0, "project": f"p{i}", "request_id": f"k{i}"}
+            for i in range(2)
+        ]
+        assert httpx.post(f"{server.base}/v1/usage", json=events, timeout=5).status_code == 200
+        wait_until(
+            lambda: len(httpx.get(f"{server.base}/v1/alerts?state=firing", timeout=5).json()) == 2,
+            timeout=30,
+            what="an alert per project",
+        )
+        with chromium() as driver:
+            driver.get(f"{server.base}/")
+            wait_for(driver, lambda d: d.execute_script("return document.readyState") == "complete")
+            expand = driver.find_element(By.CSS_SELECTOR, "button.expand")
+            assert expand.accessible_name == "show each project of budget per-project"
+            buttons = driver.find_elements(By.CSS_SELECTOR, "#alerts-body button.ack")
+            names = [b.accessible_name for b in buttons]
+            assert len(set(names)) == 2, names  # not two buttons both just called "Acknowledge"
+            assert "Acknowledge LLMBudgetExceeded (budget=per-project, key=p0, scope=project)" in names
+
+            # Enter on a focused button acknowledges; the focus stays on that alert, now on Unacknowledge.
+            button = buttons[0]
+            alert_id = button.get_attribute("data-id")
+            driver.execute_script("arguments[0].focus()", button)
+            button.send_keys(Keys.ENTER)
+            wait_for(
+                driver,
+                lambda d: d.find_elements(By.CSS_SELECTOR, f'tr.alert[data-id="{alert_id}"][data-state=acknowledged]'),
+            )
+            focused = wait_for(driver, lambda d: d.switch_to.active_element.get_attribute("data-id") == alert_id)
+            assert focused
+            assert driver.switch_to.active_element.get_attribute("data-action") == "unack"
+            assert console_errors(driver) == []
+    finally:
+        server.stop()
+
+
+def test_acknowledging_an_alert_someone_else_just_acknowledged_says_so(sqlite_url: str, tmp_path: Path) -> None:
+    config = tmp_path / "llmcost.yml"
+    config.write_text(
+        "budgets:\n  evaluate_seconds: 1\n  items:\n    - {name: daily, scope: global, period: daily, limit: 1.0}\n"
+    )
+    server = LlmcostProcess(sqlite_url, config=config).start(tmp_path)
+    try:
+        event = {"provider": "openai", "model": "gpt-4o", "cost_usd": 2.0, "request_id": "o1"}
+        assert httpx.post(f"{server.base}/v1/usage", json=event, timeout=5).status_code == 200
+        wait_until(
+            lambda: httpx.get(f"{server.base}/v1/alerts?state=firing", timeout=5).json(),
+            timeout=30,
+            what="the budget's alert",
+        )
+        with chromium() as driver:
+            driver.get(f"{server.base}/")
+            wait_for(driver, lambda d: d.execute_script("return document.readyState") == "complete")
+            button = driver.find_element(By.CSS_SELECTOR, "#alerts-body button.ack")
+            alert_id = button.get_attribute("data-id")
+            # Someone else (another tab, Slack, the CLI) acknowledges it while this page is open.
+            other = httpx.post(f"{server.base}/v1/alerts/{alert_id}/ack", json={"by": "oncall-bo"}, timeout=5)
+            assert other.status_code == 200
+            button.click()
+            wait_for(
+                driver,
+                lambda d: d.find_elements(By.CSS_SELECTOR, f'tr.alert[data-id="{alert_id}"][data-state=acknowledged]'),
+            )
+            status = driver.find_element(By.ID, "alert-status").text
+            assert status == f"Alert {alert_id} was already acknowledged by oncall-bo.", status
+            alert = httpx.get(f"{server.base}/v1/alerts/{alert_id}", timeout=5).json()
+            assert alert["acknowledged_by"] == "oncall-bo"
+            assert [h["by"] for h in alert["history"] if h["action"] == "acknowledged"] == ["oncall-bo"]
+    finally:
+        server.stop()
+
+
+def test_on_a_phone_wide_tables_scroll_inside_their_section_not_the_whole_page(sqlite_url: str, tmp_path: Path) -> None:
+    config = tmp_path / "llmcost.yml"
+    config.write_text("budgets:\n  - {name: per-project, scope: project, key: '*', period: monthly, limit: 100.0}\n")
+    server = LlmcostProcess(sqlite_url, config=config).start(tmp_path)
+    try:
+        event = {"provider": "openai", "model": "gpt-4o", "cost_usd": 2.0, "project": "web", "request_id": "n1"}
+        assert httpx.post(f"{server.base}/v1/usage", json=event, timeout=5).status_code == 200
+        with chromium(width=420, height=900) as driver:
+            driver.get(f"{server.base}/")
+            wait_for(driver, lambda d: d.execute_script("return document.readyState") == "complete")
+            page = driver.execute_script("var e = document.documentElement; return [e.scrollWidth, e.clientWidth];")
+            assert page[0] <= page[1], f"the page scrolls sideways: {page}"
+            budgets = driver.find_element(By.ID, "budgets")
+            # The budgets table is wider than the phone: its section scrolls it, the rest of the page stays put.
+            assert driver.execute_script("return arguments[0].scrollWidth > arguments[0].clientWidth", budgets)
+            full_page_screenshot(driver, _screenshot_dir(tmp_path) / "console-phone.png", width=420)
+    finally:
+        server.stop()
+
+
+def test_an_answer_that_is_not_json_from_a_proxy_in_front_gives_a_clear_message(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "llmcost.yml"
+    config.write_text(
+        "budgets:\n  evaluate_seconds: 1\n  items:\n    - {name: daily, scope: global, period: daily, limit: 1.0}\n"
+    )
+    server = LlmcostProcess(sqlite_url, config=config).start(tmp_path)
+    try:
+        event = {"provider": "openai", "model": "gpt-4o", "cost_usd": 2.0, "request_id": "p1"}
+        assert httpx.post(f"{server.base}/v1/usage", json=event, timeout=5).status_code == 200
+        wait_until(
+            lambda: httpx.get(f"{server.base}/v1/alerts?state=firing", timeout=5).json(),
+            timeout=30,
+            what="the budget's alert",
+        )
+        with chromium() as driver:
+            driver.get(f"{server.base}/")
+            wait_for(driver, lambda d: d.execute_script("return document.readyState") == "complete")
+            # A reverse proxy that lost llmcost answers with its own HTML page.
+            driver.execute_script(
+                "window.fetch = function () { return Promise.resolve(new Response('<html><body>502 Bad Gateway'"
+                " + '</body></html>', {status: 502, headers: {'Content-Type': 'text/html'}})); };"
+            )
+            button = driver.find_element(By.CSS_SELECTOR, "#alerts-body button.ack")
+            alert_id = button.get_attribute("data-id")
+            button.click()
+            status = wait_for(driver, lambda d: d.find_element(By.ID, "alert-status").text)
+            assert status == f"Alert {alert_id}: HTTP 502", status
+            assert button.is_enabled()  # the person may try again
     finally:
         server.stop()

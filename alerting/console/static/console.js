@@ -68,6 +68,7 @@
     var id = button.dataset.id;
     var action = button.dataset.action;
     var actor = sessionStorage.getItem(ACTOR) || "console";
+    var hadFocus = document.activeElement === button; // read before disabling, which drops the focus
     button.disabled = true;
     fetch("/v1/alerts/" + encodeURIComponent(id) + "/" + action, {
       method: "POST",
@@ -76,20 +77,38 @@
       body: JSON.stringify({ by: actor, comment: "from the llmcost console" }),
     })
       .then(function (r) {
-        return r.json().then(function (data) { return { ok: r.ok, status: r.status, data: data }; });
+        return r.text().then(function (text) {
+          var data = null;
+          try { data = JSON.parse(text); } catch (e) { /* not llmcost's JSON: a proxy's error page, say */ }
+          return { ok: r.ok && data !== null, status: r.status, data: data || {} };
+        });
       })
       .then(function (res) {
         if (!res.ok) {
           status("Alert " + id + ": " + (res.data.error || "HTTP " + res.status), true);
           button.disabled = false;
+          if (hadFocus) button.focus();
           return;
         }
-        status("Alert " + id + " " + (action === "ack" ? "acknowledged" : "unacknowledged") + " by " + actor + ".");
-        return loadAlerts();
+        if (res.data.changed === false) {
+          // Someone else acted first (another tab, Slack, PagerDuty, the CLI): say so, not that we did.
+          status(action === "ack" && res.data.acknowledged_by
+            ? "Alert " + id + " was already acknowledged by " + res.data.acknowledged_by + "."
+            : "Alert " + id + " was already " + res.data.state + ".");
+        } else {
+          status("Alert " + id + " " + (action === "ack" ? "acknowledged" : "unacknowledged") + " by " + actor + ".");
+        }
+        return loadAlerts().then(function () {
+          // The section was re-rendered: keep a keyboard user on this alert's new button.
+          if (!hadFocus) return;
+          var next = document.querySelector('#alerts-body button[data-id="' + id + '"]');
+          if (next) next.focus();
+        });
       })
       .catch(function (e) {
         status("Alert " + id + ": " + e.message, true);
         button.disabled = false;
+        if (hadFocus) button.focus();
       });
   }
 
