@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from exporter import __version__
 from exporter.body_records import MalformedBody, TooManyEvents, TooManyValues
-from exporter.commit_queue import WriteFailed, wait_committed
+from exporter.commit_queue import WriteFailed
 from exporter.events import UsageEvent
 from exporter.exposition import lean_renderer, prepare_registry
 from exporter.http.auth import check_bearer
@@ -49,8 +49,6 @@ LANDING = """<!doctype html>
 """
 
 STORE_DOWN_HEADERS = {"Retry-After": "5"}
-READY_TIMEOUT = 3.0
-"""Seconds `/readyz` waits for the store's answer before it reports not ready."""
 
 
 def store_unavailable(exc: Exception) -> Response:
@@ -69,20 +67,8 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
     async def healthz(_request: Request) -> Response:
         return PlainTextResponse("ok\n")
 
-    ping: asyncio.Future[bool] | None = None
-
     async def readyz(_request: Request) -> Response:
-        # One ping at a time, awaited for at most READY_TIMEOUT: against a database that hangs (its
-        # connections open but silent) a probe answers 503 promptly, and probes arriving while a ping is
-        # stuck share it instead of each holding a worker thread until the database answers.
-        nonlocal ping
-        if ping is None or ping.done():
-            ping = asyncio.ensure_future(run_in_threadpool(services.store.ping))
-        try:
-            ready = await asyncio.wait_for(asyncio.shield(ping), READY_TIMEOUT)
-        except TimeoutError:
-            return PlainTextResponse("store not answering\n", status_code=503)
-        if ready:
+        if await run_in_threadpool(services.store.ping):
             return PlainTextResponse("ready\n")
         return PlainTextResponse("store unreachable\n", status_code=503)
 
@@ -152,9 +138,7 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
     async def commit(events: list[UsageEvent], rejected: list[Rejection]) -> Response:
         assert services.commit_queue is not None
         try:
-            accepted, duplicates = await wait_committed(
-                services.commit_queue.submit(events, len(rejected)), config.ingest.commit_timeout_seconds
-            )
+            accepted, duplicates = await asyncio.wrap_future(services.commit_queue.submit(events, len(rejected)))
         except StoreUnavailable as exc:
             return store_unavailable(exc)
         except WriteFailed as exc:
