@@ -77,7 +77,7 @@ def cli_reasons(tmp_path: Path, db_url: str) -> dict[str, str]:
     assert "Traceback" not in done.stderr + done.stdout
     reasons = dict.fromkeys(kinds, "")
     for match in re.finditer(r"record (\d+): (.*)", done.stdout):
-        reasons[kinds[int(match.group(1))]] = match.group(2)
+        reasons[kinds[int(match.group(1)) - 1]] = match.group(2)  # records are numbered from 1
     return reasons
 
 
