@@ -45,11 +45,19 @@ def fire_all(sink: AlertSink, items: list[FireItem]) -> None:
         sink.fire(alertname, labels, notes, severity)
 
 
-def resolve_all(sink: AlertSink, items: list[tuple[str, dict[str, str]]]) -> None:
-    """Resolve `items` together when the sink can (see `fire_all`)."""
+def resolve_all(sink: AlertSink, items: list[tuple[str, dict[str, str]]], *, started_by: float | None = None) -> None:
+    """Resolve `items` together when the sink can (see `fire_all`).
+
+    `started_by` (the time the evaluation that found them over began): only alerts that had started by
+    then are resolved. An evaluation reads the state first and resolves later; an alert raised in between
+    (by an ingest that crossed a threshold in any process, or by a new leader while this one stalled) is
+    not one this evaluation saw, and resolving it would end the problem's Slack thread and PagerDuty
+    incident only for the next evaluation to open new ones. The gateway applies it; other sinks ignore it.
+    """
     resolve_many = getattr(sink, "resolve_many", None)
-    if resolve_many is not None and len(items) > 1:
-        resolve_many(items)
+    if resolve_many is not None and (len(items) > 1 or started_by is not None):
+        if items:
+            resolve_many(items, started_by=started_by)
         return
     for alertname, labels in items:
         sink.resolve(alertname, labels)

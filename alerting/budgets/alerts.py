@@ -193,8 +193,12 @@ class BudgetAlerts:
                 for ident, instance in desired.items()
             ],
         )
+        # Only alerts that had started when this evaluation began (`now`, before `instances` were read):
+        # one raised since, by an ingest or another leader, is left to the next evaluation.
         resolve_all(
-            self.sink, [(alertname, labels) for ident, (alertname, labels) in active.items() if ident not in wanted]
+            self.sink,
+            [(alertname, labels) for ident, (alertname, labels) in active.items() if ident not in wanted],
+            started_by=now,
         )
         current = {b.name: str(self.periods.start(b, now)) for b in definitions}
         for alertname, labels in self.sink.active_labels([REQUEST_CAP_ALERT]):

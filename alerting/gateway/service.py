@@ -177,21 +177,33 @@ class GatewayService:
             changes += self._write(functools.partial(self._fire_chunk, chunk))
         return changes
 
-    def resolve_many(self, items: Sequence[tuple[str, Mapping[str, str]]], *, via: str = "scheduler") -> list[Change]:
-        """Resolve several alerts (alertname, labels) in one transaction; see `fire_many`."""
+    def resolve_many(
+        self,
+        items: Sequence[tuple[str, Mapping[str, str]]],
+        *,
+        via: str = "scheduler",
+        started_by: float | None = None,
+    ) -> list[Change]:
+        """Resolve several alerts (alertname, labels) in one transaction; see `fire_many`.
+
+        `started_by`: only alerts that started no later than this are resolved (an evaluation's start
+        time: an alert raised after it read the state is not one it saw; see `alerting.sink.resolve_all`).
+        """
         fps = sorted(AlertInput(alertname=n, labels=dict(labels), severity="info").fingerprint for n, labels in items)
         actor = Actor(by="", via=via)
         changes: list[Change] = []
         for start in range(0, len(fps), FIRE_MANY_CHUNK):
             chunk = fps[start : start + FIRE_MANY_CHUNK]
-            changes += self._write(functools.partial(self._resolve_chunk, chunk, actor))
+            changes += self._write(functools.partial(self._resolve_chunk, chunk, actor, started_by))
         return changes
 
     def _fire_chunk(self, chunk: Sequence[AlertInput], conn: Connection) -> list[Change]:
         return [self.lifecycle.fire(conn, incoming, self.clock()) for incoming in chunk]
 
-    def _resolve_chunk(self, chunk: Sequence[str], actor: Actor, conn: Connection) -> list[Change]:
-        return [self.lifecycle.resolve(conn, fp, self.clock(), actor=actor) for fp in chunk]
+    def _resolve_chunk(
+        self, chunk: Sequence[str], actor: Actor, started_by: float | None, conn: Connection
+    ) -> list[Change]:
+        return [self.lifecycle.resolve(conn, fp, self.clock(), actor=actor, starts_at=started_by) for fp in chunk]
 
     def resolve(
         self, alertname: str, labels: Mapping[str, str], *, by: str = "", via: str = "scheduler", comment: str = ""

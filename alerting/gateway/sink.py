@@ -46,9 +46,9 @@ class GatewaySink:
         """Resolve an alert if it is active."""
         return self._gateway.resolve(alertname, labels)
 
-    def resolve_many(self, items: Sequence[tuple[str, Mapping[str, str]]]) -> Any:
-        """Resolve several alerts `(alertname, labels)` in one transaction."""
-        return self._gateway.resolve_many(items)
+    def resolve_many(self, items: Sequence[tuple[str, Mapping[str, str]]], *, started_by: float | None = None) -> Any:
+        """Resolve several alerts `(alertname, labels)` in one transaction (see `alerting.sink.resolve_all`)."""
+        return self._gateway.resolve_many(items, started_by=started_by)
 
     def resolve_with_reason(self, alertname: str, labels: Mapping[str, str], *, by: str, comment: str) -> Any:
         """Resolve an alert for a person's action (a reset, a deletion), recording who and why."""
