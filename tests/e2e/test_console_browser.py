@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
@@ -279,87 +281,82 @@ def test_a_wildcard_budget_shows_before_any_value_has_spent_and_expands_once_one
         server.stop()
 
 
+DAILY_GLOBAL_BUDGET = "    - {name: daily, scope: global, period: daily, limit: 1.0}\n"
+
+
+@contextmanager
+def console_with_firing_alerts(
+    sqlite_url: str, tmp_path: Path, budget: str, events: list[dict[str, object]]
+) -> Iterator[tuple[LlmcostProcess, WebDriver]]:
+    """A server with one `budget` (a YAML list item) evaluated every second, `events` ingested, one alert
+    firing per event, and the console open on it in Chromium."""
+    config = tmp_path / "llmcost.yml"
+    config.write_text(f"budgets:\n  evaluate_seconds: 1\n  items:\n{budget}")
+    server = LlmcostProcess(sqlite_url, config=config).start(tmp_path)
+    try:
+        assert httpx.post(f"{server.base}/v1/usage", json=events, timeout=5).status_code == 200
+        wait_until(
+            lambda: len(httpx.get(f"{server.base}/v1/alerts?state=firing", timeout=5).json()) == len(events),
+            timeout=30,
+            what=f"{len(events)} firing alert(s)",
+        )
+        with chromium() as driver:
+            driver.get(f"{server.base}/")
+            wait_for(driver, lambda d: d.execute_script("return document.readyState") == "complete")
+            yield server, driver
+    finally:
+        server.stop()
+
+
 def test_keyboard_and_screen_reader_users_can_tell_the_buttons_apart_and_keep_their_place(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    config = tmp_path / "llmcost.yml"
-    config.write_text(
-        "budgets:\n  evaluate_seconds: 1\n  items:\n"
-        "    - {name: per-project, scope: project, key: '*', period: monthly, limit: 1.0}\n"
-    )
-    server = LlmcostProcess(sqlite_url, config=config).start(tmp_path)
-    try:
-        events = [
-            {"provider": "openai", "model": "gpt-4o", "cost_usd": 2.0, "project": f"p{i}", "request_id": f"k{i}"}
-            for i in range(2)
-        ]
-        assert httpx.post(f"{server.base}/v1/usage", json=events, timeout=5).status_code == 200
-        wait_until(
-            lambda: len(httpx.get(f"{server.base}/v1/alerts?state=firing", timeout=5).json()) == 2,
-            timeout=30,
-            what="an alert per project",
-        )
-        with chromium() as driver:
-            driver.get(f"{server.base}/")
-            wait_for(driver, lambda d: d.execute_script("return document.readyState") == "complete")
-            expand = driver.find_element(By.CSS_SELECTOR, "button.expand")
-            assert expand.accessible_name == "show each project of budget per-project"
-            buttons = driver.find_elements(By.CSS_SELECTOR, "#alerts-body button.ack")
-            names = [b.accessible_name for b in buttons]
-            assert len(set(names)) == 2, names  # not two buttons both just called "Acknowledge"
-            assert "Acknowledge LLMBudgetExceeded (budget=per-project, key=p0, scope=project)" in names
+    budget = "    - {name: per-project, scope: project, key: '*', period: monthly, limit: 1.0}\n"
+    events: list[dict[str, object]] = [
+        {"provider": "openai", "model": "gpt-4o", "cost_usd": 2.0, "project": f"p{i}", "request_id": f"k{i}"}
+        for i in range(2)
+    ]
+    with console_with_firing_alerts(sqlite_url, tmp_path, budget, events) as (_server, driver):
+        expand = driver.find_element(By.CSS_SELECTOR, "button.expand")
+        assert expand.accessible_name == "show each project of budget per-project"
+        buttons = driver.find_elements(By.CSS_SELECTOR, "#alerts-body button.ack")
+        names = [b.accessible_name for b in buttons]
+        assert len(set(names)) == 2, names  # not two buttons both just called "Acknowledge"
+        assert "Acknowledge LLMBudgetExceeded (budget=per-project, key=p0, scope=project)" in names
 
-            # Enter on a focused button acknowledges; the focus stays on that alert, now on Unacknowledge.
-            button = buttons[0]
-            alert_id = button.get_attribute("data-id")
-            driver.execute_script("arguments[0].focus()", button)
-            button.send_keys(Keys.ENTER)
-            wait_for(
-                driver,
-                lambda d: d.find_elements(By.CSS_SELECTOR, f'tr.alert[data-id="{alert_id}"][data-state=acknowledged]'),
-            )
-            focused = wait_for(driver, lambda d: d.switch_to.active_element.get_attribute("data-id") == alert_id)
-            assert focused
-            assert driver.switch_to.active_element.get_attribute("data-action") == "unack"
-            assert console_errors(driver) == []
-    finally:
-        server.stop()
+        # Enter on a focused button acknowledges; the focus stays on that alert, now on Unacknowledge.
+        button = buttons[0]
+        alert_id = button.get_attribute("data-id")
+        driver.execute_script("arguments[0].focus()", button)
+        button.send_keys(Keys.ENTER)
+        wait_for(
+            driver,
+            lambda d: d.find_elements(By.CSS_SELECTOR, f'tr.alert[data-id="{alert_id}"][data-state=acknowledged]'),
+        )
+        focused = wait_for(driver, lambda d: d.switch_to.active_element.get_attribute("data-id") == alert_id)
+        assert focused
+        assert driver.switch_to.active_element.get_attribute("data-action") == "unack"
+        assert console_errors(driver) == []
 
 
 def test_acknowledging_an_alert_someone_else_just_acknowledged_says_so(sqlite_url: str, tmp_path: Path) -> None:
-    config = tmp_path / "llmcost.yml"
-    config.write_text(
-        "budgets:\n  evaluate_seconds: 1\n  items:\n    - {name: daily, scope: global, period: daily, limit: 1.0}\n"
-    )
-    server = LlmcostProcess(sqlite_url, config=config).start(tmp_path)
-    try:
-        event = {"provider": "openai", "model": "gpt-4o", "cost_usd": 2.0, "request_id": "o1"}
-        assert httpx.post(f"{server.base}/v1/usage", json=event, timeout=5).status_code == 200
-        wait_until(
-            lambda: httpx.get(f"{server.base}/v1/alerts?state=firing", timeout=5).json(),
-            timeout=30,
-            what="the budget's alert",
+    event: dict[str, object] = {"provider": "openai", "model": "gpt-4o", "cost_usd": 2.0, "request_id": "o1"}
+    with console_with_firing_alerts(sqlite_url, tmp_path, DAILY_GLOBAL_BUDGET, [event]) as (server, driver):
+        button = driver.find_element(By.CSS_SELECTOR, "#alerts-body button.ack")
+        alert_id = button.get_attribute("data-id")
+        # Someone else (another tab, Slack, the CLI) acknowledges it while this page is open.
+        other = httpx.post(f"{server.base}/v1/alerts/{alert_id}/ack", json={"by": "oncall-bo"}, timeout=5)
+        assert other.status_code == 200
+        button.click()
+        wait_for(
+            driver,
+            lambda d: d.find_elements(By.CSS_SELECTOR, f'tr.alert[data-id="{alert_id}"][data-state=acknowledged]'),
         )
-        with chromium() as driver:
-            driver.get(f"{server.base}/")
-            wait_for(driver, lambda d: d.execute_script("return document.readyState") == "complete")
-            button = driver.find_element(By.CSS_SELECTOR, "#alerts-body button.ack")
-            alert_id = button.get_attribute("data-id")
-            # Someone else (another tab, Slack, the CLI) acknowledges it while this page is open.
-            other = httpx.post(f"{server.base}/v1/alerts/{alert_id}/ack", json={"by": "oncall-bo"}, timeout=5)
-            assert other.status_code == 200
-            button.click()
-            wait_for(
-                driver,
-                lambda d: d.find_elements(By.CSS_SELECTOR, f'tr.alert[data-id="{alert_id}"][data-state=acknowledged]'),
-            )
-            status = driver.find_element(By.ID, "alert-status").text
-            assert status == f"Alert {alert_id} was already acknowledged by oncall-bo.", status
-            alert = httpx.get(f"{server.base}/v1/alerts/{alert_id}", timeout=5).json()
-            assert alert["acknowledged_by"] == "oncall-bo"
-            assert [h["by"] for h in alert["history"] if h["action"] == "acknowledged"] == ["oncall-bo"]
-    finally:
-        server.stop()
+        status = driver.find_element(By.ID, "alert-status").text
+        assert status == f"Alert {alert_id} was already acknowledged by oncall-bo.", status
+        alert = httpx.get(f"{server.base}/v1/alerts/{alert_id}", timeout=5).json()
+        assert alert["acknowledged_by"] == "oncall-bo"
+        assert [h["by"] for h in alert["history"] if h["action"] == "acknowledged"] == ["oncall-bo"]
 
 
 def test_on_a_phone_wide_tables_scroll_inside_their_section_not_the_whole_page(sqlite_url: str, tmp_path: Path) -> None:
@@ -385,32 +382,16 @@ def test_on_a_phone_wide_tables_scroll_inside_their_section_not_the_whole_page(s
 def test_an_answer_that_is_not_json_from_a_proxy_in_front_gives_a_clear_message(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    config = tmp_path / "llmcost.yml"
-    config.write_text(
-        "budgets:\n  evaluate_seconds: 1\n  items:\n    - {name: daily, scope: global, period: daily, limit: 1.0}\n"
-    )
-    server = LlmcostProcess(sqlite_url, config=config).start(tmp_path)
-    try:
-        event = {"provider": "openai", "model": "gpt-4o", "cost_usd": 2.0, "request_id": "p1"}
-        assert httpx.post(f"{server.base}/v1/usage", json=event, timeout=5).status_code == 200
-        wait_until(
-            lambda: httpx.get(f"{server.base}/v1/alerts?state=firing", timeout=5).json(),
-            timeout=30,
-            what="the budget's alert",
+    event: dict[str, object] = {"provider": "openai", "model": "gpt-4o", "cost_usd": 2.0, "request_id": "p1"}
+    with console_with_firing_alerts(sqlite_url, tmp_path, DAILY_GLOBAL_BUDGET, [event]) as (_server, driver):
+        # A reverse proxy that lost llmcost answers with its own HTML page.
+        driver.execute_script(
+            "window.fetch = function () { return Promise.resolve(new Response('<html><body>502 Bad Gateway'"
+            " + '</body></html>', {status: 502, headers: {'Content-Type': 'text/html'}})); };"
         )
-        with chromium() as driver:
-            driver.get(f"{server.base}/")
-            wait_for(driver, lambda d: d.execute_script("return document.readyState") == "complete")
-            # A reverse proxy that lost llmcost answers with its own HTML page.
-            driver.execute_script(
-                "window.fetch = function () { return Promise.resolve(new Response('<html><body>502 Bad Gateway'"
-                " + '</body></html>', {status: 502, headers: {'Content-Type': 'text/html'}})); };"
-            )
-            button = driver.find_element(By.CSS_SELECTOR, "#alerts-body button.ack")
-            alert_id = button.get_attribute("data-id")
-            button.click()
-            status = wait_for(driver, lambda d: d.find_element(By.ID, "alert-status").text)
-            assert status == f"Alert {alert_id}: HTTP 502", status
-            assert button.is_enabled()  # the person may try again
-    finally:
-        server.stop()
+        button = driver.find_element(By.CSS_SELECTOR, "#alerts-body button.ack")
+        alert_id = button.get_attribute("data-id")
+        button.click()
+        status = wait_for(driver, lambda d: d.find_element(By.ID, "alert-status").text)
+        assert status == f"Alert {alert_id}: HTTP 502", status
+        assert button.is_enabled()  # the person may try again
