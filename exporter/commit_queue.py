@@ -9,10 +9,18 @@ Events are fully validated before they are queued, so a shared commit should not
 request's data. If it still does for an unexpected reason, each request of the batch is written again
 on its own: only the guilty one fails, and its neighbours are answered as if alone. A store that is
 unreachable (`StoreUnavailable`) fails them all, since no retry here would help.
+
+A request waits for its commit at most `timeout` seconds (`wait_committed`, `ingest.commit_timeout_seconds`):
+a database that stops answering without closing the connection (paused, partitioned, its host gone) would
+otherwise hold the writer, and every request queued behind it, until the kernel gives the socket up (up to
+~15 minutes). Past the deadline the request is answered 503 and its submission is cancelled if the writer has
+not taken it yet; if the writer already has, the commit may still land later, and the client's retry of the
+same events is then counted as duplicates (by `request_id`), never twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -63,7 +71,8 @@ class CommitQueue:
             item = self._queue.get()
             if item is None:
                 break
-            batch = [item]
+            # A submission its request gave up on (cancelled past its deadline) is dropped, not written.
+            batch = [item] if item.future.set_running_or_notify_cancel() else []
             size = len(item.events)
             while size < self._max_events:
                 try:
@@ -73,9 +82,11 @@ class CommitQueue:
                 if nxt is None:
                     stopping = True
                     break
-                batch.append(nxt)
-                size += len(nxt.events)
-            self._write(batch)
+                if nxt.future.set_running_or_notify_cancel():
+                    batch.append(nxt)
+                    size += len(nxt.events)
+            if batch:
+                self._write(batch)
             del item, batch  # not held while waiting for the next request
 
     def _write(self, batch: list[_Submission]) -> None:
@@ -108,3 +119,16 @@ class CommitQueue:
         del events, result
         for sub, count in zip(batch, counts, strict=True):
             sub.future.set_result(count)
+
+
+async def wait_committed(future: Future[tuple[int, int]], timeout: float) -> tuple[int, int]:
+    """(accepted, duplicates) of a `submit`, or `StoreUnavailable` when not committed within `timeout` s.
+
+    On the deadline the submission is cancelled (dropped unwritten if the writer has not taken it yet):
+    see the module docstring for why a late commit is still safe.
+    """
+    try:
+        # wait_for cancels the asyncio wrapper on the deadline, which cancels `future` if still queued.
+        return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+    except TimeoutError:
+        raise StoreUnavailable(f"the store did not commit the events within {timeout:g} s") from None

@@ -70,6 +70,10 @@ class IngestConfig:
     max_metadata_bytes: int = 16 * 1024
     # JSON values (objects, arrays, strings, numbers) one body may hold: what the parser would build.
     max_json_values: int = 2_000_000
+    # Longest a request waits for the commit of its events before it is answered 503 (Retry-After): a
+    # database that stops answering (paused, partitioned, host gone without a FIN) must not hang every
+    # client. Below the Python client's 10 s timeout, so the client sees the 503 rather than its own timeout.
+    commit_timeout_seconds: float = 8.0
 
 
 @dataclass
@@ -267,6 +271,7 @@ def _parse_ingest(raw: dict[str, Any], problems: Problems) -> IngestConfig:
         ("max_future_skew_seconds", (int, float)),
         ("max_metadata_bytes", int),
         ("max_json_values", int),
+        ("commit_timeout_seconds", (int, float)),
     ):
         if name in section and _expect(section[name], kind, f"ingest.{name}", problems):
             if section[name] <= 0:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -17,7 +16,7 @@ from starlette.routing import BaseRoute, Route
 
 from exporter import __version__
 from exporter.body_records import MalformedBody, TooManyEvents, TooManyValues
-from exporter.commit_queue import WriteFailed
+from exporter.commit_queue import WriteFailed, wait_committed
 from exporter.events import UsageEvent
 from exporter.exposition import lean_renderer, prepare_registry
 from exporter.http.auth import check_bearer
@@ -138,7 +137,9 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
     async def commit(events: list[UsageEvent], rejected: list[Rejection]) -> Response:
         assert services.commit_queue is not None
         try:
-            accepted, duplicates = await asyncio.wrap_future(services.commit_queue.submit(events, len(rejected)))
+            accepted, duplicates = await wait_committed(
+                services.commit_queue.submit(events, len(rejected)), config.ingest.commit_timeout_seconds
+            )
         except StoreUnavailable as exc:
             return store_unavailable(exc)
         except WriteFailed as exc:
