@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -48,6 +49,8 @@ LANDING = """<!doctype html>
 """
 
 STORE_DOWN_HEADERS = {"Retry-After": "5"}
+READY_TIMEOUT = 3.0
+"""Seconds `/readyz` waits for the store's answer before it reports not ready."""
 
 
 def store_unavailable(exc: Exception) -> Response:
@@ -66,8 +69,20 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
     async def healthz(_request: Request) -> Response:
         return PlainTextResponse("ok\n")
 
+    ping: asyncio.Future[bool] | None = None
+
     async def readyz(_request: Request) -> Response:
-        if await run_in_threadpool(services.store.ping):
+        # One ping at a time, awaited for at most READY_TIMEOUT: against a database that hangs (its
+        # connections open but silent) a probe answers 503 promptly, and probes arriving while a ping is
+        # stuck share it instead of each holding a worker thread until the database answers.
+        nonlocal ping
+        if ping is None or ping.done():
+            ping = asyncio.ensure_future(run_in_threadpool(services.store.ping))
+        try:
+            ready = await asyncio.wait_for(asyncio.shield(ping), READY_TIMEOUT)
+        except TimeoutError:
+            return PlainTextResponse("store not answering\n", status_code=503)
+        if ready:
             return PlainTextResponse("ready\n")
         return PlainTextResponse("store unreachable\n", status_code=503)
 

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.real_process
 COMMIT_TIMEOUT = 2.0
 
 
-def test_ingest_answers_503_promptly_while_postgresql_hangs_and_counts_retries_once(tmp_path: Path) -> None:
+def test_ingest_and_readyz_answer_503_promptly_while_postgresql_hangs_and_retries_count_once(tmp_path: Path) -> None:
     cluster = PostgresCluster().start()
     try:
         config = tmp_path / "llmcost.yml"
@@ -41,6 +41,10 @@ def test_ingest_answers_503_promptly_while_postgresql_hangs_and_counts_retries_o
                     assert response.status_code == 503, response.text
                     assert response.headers.get("retry-after") == "5"
                     assert waited < COMMIT_TIMEOUT + 3, f"answered after {waited:.1f} s"
+                started = time.monotonic()
+                assert client.get("/readyz").status_code == 503
+                assert client.get("/readyz").status_code == 503  # shares the first probe's stuck ping
+                assert time.monotonic() - started < 2 * 3 + 2, "/readyz answered promptly"
             finally:
                 cluster.resume()
             # The client retries as told; the first attempt's commit may have landed late: counted once.
@@ -50,6 +54,7 @@ def test_ingest_answers_503_promptly_while_postgresql_hangs_and_counts_retries_o
                 what="ingest acknowledged again once PostgreSQL answers",
             )
             text = client.get("/metrics").text
+            wait_until(lambda: client.get("/readyz").status_code == 200, timeout=10, what="/readyz ready again")
         assert total(text, "llm_requests_total") == len(before) + len(during)
         server.stop()
     finally:
