@@ -10,12 +10,14 @@ request's data. If it still does for an unexpected reason, each request of the b
 on its own: only the guilty one fails, and its neighbours are answered as if alone. A store that is
 unreachable (`StoreUnavailable`) fails them all, since no retry here would help.
 
-A request waits for its commit at most `timeout` seconds (`wait_committed`, `ingest.commit_timeout_seconds`):
-a database that stops answering without closing the connection (paused, partitioned, its host gone) would
-otherwise hold the writer, and every request queued behind it, until the kernel gives the socket up (up to
-~15 minutes). Past the deadline the request is answered 503 and its submission is cancelled if the writer has
-not taken it yet; if the writer already has, the commit may still land later, and the client's retry of the
-same events is then counted as duplicates (by `request_id`), never twice.
+A request whose commit has not come after `timeout` seconds (`wait_committed`, `ingest.commit_timeout_seconds`)
+asks whether the store answers at all. A store that does (it is busy: a large batch ahead, a slow disk)
+is waited for again, so a healthy store under load never turns requests away. One that does not (a
+database paused, partitioned, its host gone without a FIN) would otherwise hold the writer, and every
+request queued behind it, until the kernel gives the socket up (up to ~15 minutes): the request is
+answered 503 and its submission is cancelled if the writer has not taken it yet. If the writer already
+has, the commit may still land later, and the client's retry of the same events is then counted as
+duplicates (by `request_id`), never twice.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import asyncio
 import logging
 import queue
 import threading
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -121,14 +124,23 @@ class CommitQueue:
             sub.future.set_result(count)
 
 
-async def wait_committed(future: Future[tuple[int, int]], timeout: float) -> tuple[int, int]:
-    """(accepted, duplicates) of a `submit`, or `StoreUnavailable` when not committed within `timeout` s.
+async def wait_committed(
+    future: Future[tuple[int, int]], timeout: float, store_answers: Callable[[], Awaitable[bool | None]]
+) -> tuple[int, int]:
+    """(accepted, duplicates) of a `submit`, or `StoreUnavailable` once the store stops answering.
 
-    On the deadline the submission is cancelled (dropped unwritten if the writer has not taken it yet):
-    see the module docstring for why a late commit is still safe.
+    Every `timeout` seconds without the commit, `store_answers()` (a `StoreProbe`'s answer) decides:
+    an answer means a busy store, waited for again; silence or a refusal gives up, cancelling the
+    submission if the writer has not taken it yet (see the module docstring for why a late commit is safe).
     """
-    try:
-        # wait_for cancels the asyncio wrapper on the deadline, which cancels `future` if still queued.
-        return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
-    except TimeoutError:
-        raise StoreUnavailable(f"the store did not commit the events within {timeout:g} s") from None
+    waiting = asyncio.wrap_future(future)  # cancelling it cancels `future` while still queued
+    while True:
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiting), timeout)
+        except TimeoutError:
+            if await store_answers():
+                continue
+            if waiting.done() and not waiting.cancelled():  # committed while the probe waited
+                return waiting.result()
+            waiting.cancel()
+            raise StoreUnavailable(f"the store did not answer within {timeout:g} s") from None

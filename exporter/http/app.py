@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -25,6 +24,7 @@ from exporter.http.body import JSON_TYPES, NDJSON_TYPES, BodyTimeout, BodyTooLar
 from exporter.http.encoding import BadEncoding, DecodedTooLarge, UnsupportedEncoding, decode_body
 from exporter.http.errors import ORJSONResponse, error
 from exporter.http.otlp import otlp_routes
+from exporter.http.store_probe import StoreProbe
 from exporter.http.summary import summary_routes
 from exporter.memory import LARGE_BODY_BYTES, release_free_memory
 from exporter.pipeline import IngestOutcome, Rejection
@@ -69,18 +69,12 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
     async def healthz(_request: Request) -> Response:
         return PlainTextResponse("ok\n")
 
-    ping: asyncio.Future[bool] | None = None
+    # One ping in flight, shared by readiness probes and by requests whose commit is slow (store_probe.py).
+    probe = StoreProbe(services.store.ping)
 
     async def readyz(_request: Request) -> Response:
-        # One ping at a time, awaited for at most READY_TIMEOUT: against a database that hangs (its
-        # connections open but silent) a probe answers 503 promptly, and probes arriving while a ping is
-        # stuck share it instead of each holding a worker thread until the database answers.
-        nonlocal ping
-        if ping is None or ping.done():
-            ping = asyncio.ensure_future(run_in_threadpool(services.store.ping))
-        try:
-            ready = await asyncio.wait_for(asyncio.shield(ping), READY_TIMEOUT)
-        except TimeoutError:
+        ready = await probe.answers(READY_TIMEOUT)
+        if ready is None:
             return PlainTextResponse("store not answering\n", status_code=503)
         if ready:
             return PlainTextResponse("ready\n")
@@ -153,7 +147,9 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         assert services.commit_queue is not None
         try:
             accepted, duplicates = await wait_committed(
-                services.commit_queue.submit(events, len(rejected)), config.ingest.commit_timeout_seconds
+                services.commit_queue.submit(events, len(rejected)),
+                config.ingest.commit_timeout_seconds,
+                probe.answers_soon,
             )
         except StoreUnavailable as exc:
             return store_unavailable(exc)
@@ -174,7 +170,7 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         Route("/v1/usage", ingest, methods=["POST"]),
-        *otlp_routes(services),
+        *otlp_routes(services, probe),
         *summary_routes(services),
         *extra_routes,
     ]

@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 from exporter.commit_queue import wait_committed
 from exporter.http.auth import check_bearer
 from exporter.http.body import BodyTooLarge, media_type, read_limited
+from exporter.http.store_probe import StoreProbe
 from exporter.pipeline import Rejection
 from exporter.services import Services
 from exporter.store import StoreUnavailable
@@ -42,8 +43,8 @@ class _Refused(Exception):
         self.headers = headers
 
 
-def otlp_routes(services: Services) -> list[BaseRoute]:
-    """The `/v1/traces` route for one `Services` instance."""
+def otlp_routes(services: Services, probe: StoreProbe) -> list[BaseRoute]:
+    """The `/v1/traces` route for one `Services` instance; `probe` tells a slow store from a silent one."""
     config = services.config
     limit = config.ingest.max_body_bytes
 
@@ -89,7 +90,9 @@ def otlp_routes(services: Services) -> list[BaseRoute]:
             try:
                 if events or rejected:  # an export of HTTP and database spans only has nothing to write
                     await wait_committed(
-                        services.commit_queue.submit(events, len(rejected)), config.ingest.commit_timeout_seconds
+                        services.commit_queue.submit(events, len(rejected)),
+                        config.ingest.commit_timeout_seconds,
+                        probe.answers_soon,
                     )
             except StoreUnavailable as exc:
                 log.warning("store unavailable: %s", exc)
