@@ -9,13 +9,24 @@ Events are fully validated before they are queued, so a shared commit should not
 request's data. If it still does for an unexpected reason, each request of the batch is written again
 on its own: only the guilty one fails, and its neighbours are answered as if alone. A store that is
 unreachable (`StoreUnavailable`) fails them all, since no retry here would help.
+
+A request whose commit has not come after `timeout` seconds (`wait_committed`, `ingest.commit_timeout_seconds`)
+asks whether the store answers at all. A store that does (it is busy: a large batch ahead, a slow disk)
+is waited for again, so a healthy store under load never turns requests away. One that does not (a
+database paused, partitioned, its host gone without a FIN) would otherwise hold the writer, and every
+request queued behind it, until the kernel gives the socket up (up to ~15 minutes): the request is
+answered 503 and its submission is cancelled if the writer has not taken it yet. If the writer already
+has, the commit may still land later, and the client's retry of the same events is then counted as
+duplicates (by `request_id`), never twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -63,7 +74,8 @@ class CommitQueue:
             item = self._queue.get()
             if item is None:
                 break
-            batch = [item]
+            # A submission its request gave up on (cancelled past its deadline) is dropped, not written.
+            batch = [item] if item.future.set_running_or_notify_cancel() else []
             size = len(item.events)
             while size < self._max_events:
                 try:
@@ -73,9 +85,11 @@ class CommitQueue:
                 if nxt is None:
                     stopping = True
                     break
-                batch.append(nxt)
-                size += len(nxt.events)
-            self._write(batch)
+                if nxt.future.set_running_or_notify_cancel():
+                    batch.append(nxt)
+                    size += len(nxt.events)
+            if batch:
+                self._write(batch)
             del item, batch  # not held while waiting for the next request
 
     def _write(self, batch: list[_Submission]) -> None:
@@ -108,3 +122,25 @@ class CommitQueue:
         del events, result
         for sub, count in zip(batch, counts, strict=True):
             sub.future.set_result(count)
+
+
+async def wait_committed(
+    future: Future[tuple[int, int]], timeout: float, store_answers: Callable[[], Awaitable[bool | None]]
+) -> tuple[int, int]:
+    """(accepted, duplicates) of a `submit`, or `StoreUnavailable` once the store stops answering.
+
+    Every `timeout` seconds without the commit, `store_answers()` (a `StoreProbe`'s answer) decides:
+    an answer means a busy store, waited for again; silence or a refusal gives up, cancelling the
+    submission if the writer has not taken it yet (see the module docstring for why a late commit is safe).
+    """
+    waiting = asyncio.wrap_future(future)  # cancelling it cancels `future` while still queued
+    while True:
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiting), timeout)
+        except TimeoutError:
+            if await store_answers():
+                continue
+            if waiting.done() and not waiting.cancelled():  # committed while the probe waited
+                return waiting.result()
+            waiting.cancel()
+            raise StoreUnavailable(f"the store did not answer within {timeout:g} s") from None

@@ -70,6 +70,11 @@ class IngestConfig:
     max_metadata_bytes: int = 16 * 1024
     # JSON values (objects, arrays, strings, numbers) one body may hold: what the parser would build.
     max_json_values: int = 2_000_000
+    # How long a request waits for its commit before asking whether the store answers at all: a busy one
+    # is waited for again, a silent one (paused, partitioned, host gone without a FIN) is answered 503 +
+    # Retry-After within 2 s more (exporter/commit_queue.py). 6 + 2 stays below the Python client's 10 s
+    # timeout, so the client sees the 503 rather than its own timeout.
+    commit_timeout_seconds: float = 6.0
 
 
 @dataclass
@@ -267,6 +272,7 @@ def _parse_ingest(raw: dict[str, Any], problems: Problems) -> IngestConfig:
         ("max_future_skew_seconds", (int, float)),
         ("max_metadata_bytes", int),
         ("max_json_values", int),
+        ("commit_timeout_seconds", (int, float)),
     ):
         if name in section and _expect(section[name], kind, f"ingest.{name}", problems):
             if section[name] <= 0:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -17,7 +16,7 @@ from starlette.routing import BaseRoute, Route
 
 from exporter import __version__
 from exporter.body_records import MalformedBody, TooManyEvents, TooManyValues
-from exporter.commit_queue import WriteFailed
+from exporter.commit_queue import WriteFailed, wait_committed
 from exporter.events import UsageEvent
 from exporter.exposition import lean_renderer, prepare_registry
 from exporter.http.auth import check_bearer
@@ -25,6 +24,7 @@ from exporter.http.body import JSON_TYPES, NDJSON_TYPES, BodyTimeout, BodyTooLar
 from exporter.http.encoding import BadEncoding, DecodedTooLarge, UnsupportedEncoding, decode_body
 from exporter.http.errors import ORJSONResponse, error
 from exporter.http.otlp import otlp_routes
+from exporter.http.store_probe import StoreProbe
 from exporter.http.summary import summary_routes
 from exporter.memory import LARGE_BODY_BYTES, release_free_memory
 from exporter.pipeline import IngestOutcome, Rejection
@@ -49,6 +49,8 @@ LANDING = """<!doctype html>
 """
 
 STORE_DOWN_HEADERS = {"Retry-After": "5"}
+READY_TIMEOUT = 3.0
+"""Seconds `/readyz` waits for the store's answer before it reports not ready."""
 
 
 def store_unavailable(exc: Exception) -> Response:
@@ -67,8 +69,14 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
     async def healthz(_request: Request) -> Response:
         return PlainTextResponse("ok\n")
 
+    # One ping in flight, shared by readiness probes and by requests whose commit is slow (store_probe.py).
+    probe = StoreProbe(services.store.ping)
+
     async def readyz(_request: Request) -> Response:
-        if await run_in_threadpool(services.store.ping):
+        ready = await probe.answers(READY_TIMEOUT)
+        if ready is None:
+            return PlainTextResponse("store not answering\n", status_code=503)
+        if ready:
             return PlainTextResponse("ready\n")
         return PlainTextResponse("store unreachable\n", status_code=503)
 
@@ -138,7 +146,11 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
     async def commit(events: list[UsageEvent], rejected: list[Rejection]) -> Response:
         assert services.commit_queue is not None
         try:
-            accepted, duplicates = await asyncio.wrap_future(services.commit_queue.submit(events, len(rejected)))
+            accepted, duplicates = await wait_committed(
+                services.commit_queue.submit(events, len(rejected)),
+                config.ingest.commit_timeout_seconds,
+                probe.answers_soon,
+            )
         except StoreUnavailable as exc:
             return store_unavailable(exc)
         except WriteFailed as exc:
@@ -158,7 +170,7 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         Route("/v1/usage", ingest, methods=["POST"]),
-        *otlp_routes(services),
+        *otlp_routes(services, probe),
         *summary_routes(services),
         *extra_routes,
     ]

@@ -9,7 +9,6 @@ retried span is a duplicate: its request id is its trace and span id). Same bear
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -19,8 +18,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from exporter.commit_queue import wait_committed
 from exporter.http.auth import check_bearer
 from exporter.http.body import BodyTooLarge, media_type, read_limited
+from exporter.http.store_probe import StoreProbe
 from exporter.pipeline import Rejection
 from exporter.services import Services
 from exporter.store import StoreUnavailable
@@ -42,8 +43,8 @@ class _Refused(Exception):
         self.headers = headers
 
 
-def otlp_routes(services: Services) -> list[BaseRoute]:
-    """The `/v1/traces` route for one `Services` instance."""
+def otlp_routes(services: Services, probe: StoreProbe) -> list[BaseRoute]:
+    """The `/v1/traces` route for one `Services` instance; `probe` tells a slow store from a silent one."""
     config = services.config
     limit = config.ingest.max_body_bytes
 
@@ -88,7 +89,11 @@ def otlp_routes(services: Services) -> list[BaseRoute]:
             assert services.commit_queue is not None
             try:
                 if events or rejected:  # an export of HTTP and database spans only has nothing to write
-                    await asyncio.wrap_future(services.commit_queue.submit(events, len(rejected)))
+                    await wait_committed(
+                        services.commit_queue.submit(events, len(rejected)),
+                        config.ingest.commit_timeout_seconds,
+                        probe.answers_soon,
+                    )
             except StoreUnavailable as exc:
                 log.warning("store unavailable: %s", exc)
                 raise _Refused(503, "store unavailable, retry later", {"Retry-After": "5"}) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -85,6 +86,22 @@ class PostgresCluster:
     def restart(self) -> None:
         """Start the server again after `stop`."""
         self._start()
+
+    def _server_pids(self) -> list[int]:
+        """The postmaster and its children (backends, background workers)."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True, check=False)
+        return [postmaster, *(int(pid) for pid in children.stdout.split())]
+
+    def pause(self) -> None:
+        """SIGSTOP every server process: connections stay open but nothing answers (a hung or partitioned server)."""
+        for pid in self._server_pids():
+            os.kill(pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after `pause`: the server carries on where it stopped."""
+        for pid in self._server_pids():
+            os.kill(pid, signal.SIGCONT)
 
     def destroy(self) -> None:
         """Stop and delete everything."""
