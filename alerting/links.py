@@ -55,10 +55,17 @@ def runbook_url(config: Config, alertname: str) -> str:
     return f"{runbook_base_url(config)}#{quote(anchor(alertname))}"
 
 
+def budget_path(name: str) -> str:
+    """The API path of one budget's status, `/v1/budgets/NAME`, with NAME percent-encoded whole."""
+    # safe="": "?", "#" and "%" in a name must not end or bend the path. A "/" is encoded too, for
+    # proxies and readers; the route itself takes the whole rest of the path as the name.
+    return f"/v1/budgets/{quote(name, safe='')}"
+
+
 def generator_url(config: Config, alertname: str, labels: Mapping[str, str]) -> str:
     """Where an alert llmcost raised can be looked at: its budget's status, else the firing alerts."""
     if labels.get("budget"):
-        return f"{external_url(config)}/v1/budgets/{quote(labels['budget'], safe='')}"
+        return external_url(config) + budget_path(labels["budget"])
     return f"{external_url(config)}/v1/alerts?state=firing&alertname={quote(alertname)}"
 
 

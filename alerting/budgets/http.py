@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -20,6 +22,28 @@ from exporter.http.errors import ORJSONResponse, error
 from exporter.store import StoreUnavailable
 
 MAX_BODY = 64 * 1024
+
+
+class BudgetNameConvertor(Convertor[str]):
+    """A budget name in a path: one segment or more, so a name with "/" in it (sent as %2F) is reachable.
+
+    The server decodes %2F to "/" before routing, so `{name}` (one segment) never matched such a name.
+    Greedy, so `/v1/budgets/a%2Freset/reset` resets the budget "a/reset"; unlike `path`, never empty, so
+    `/v1/budgets/` still redirects to the listing.
+    """
+
+    regex = ".+"
+
+    def convert(self, value: str) -> str:
+        """The name as the path carries it (already percent-decoded by the server)."""
+        return value
+
+    def to_string(self, value: str) -> str:
+        """The name in a URL built with `url_path_for`, percent-encoded whole ("/" too)."""
+        return quote(value, safe="")
+
+
+register_url_convertor("budget_name", BudgetNameConvertor())
 
 
 async def _json_body(request: Request) -> Any:
@@ -92,8 +116,8 @@ def budget_routes(service: BudgetService, auth: AuthConfig) -> list[BaseRoute]:
     return [
         Route("/v1/budgets/check", guarded(auth.ingest_tokens, check), methods=["POST"]),
         Route("/v1/budgets", guarded(auth.admin_tokens, list_budgets), methods=["GET"]),
-        Route("/v1/budgets/{name}", guarded(auth.admin_tokens, get_budget), methods=["GET"]),
-        Route("/v1/budgets/{name}", guarded(auth.admin_tokens, put_budget), methods=["PUT"]),
-        Route("/v1/budgets/{name}", guarded(auth.admin_tokens, delete_budget), methods=["DELETE"]),
-        Route("/v1/budgets/{name}/reset", guarded(auth.admin_tokens, reset_budget), methods=["POST"]),
+        Route("/v1/budgets/{name:budget_name}", guarded(auth.admin_tokens, get_budget), methods=["GET"]),
+        Route("/v1/budgets/{name:budget_name}", guarded(auth.admin_tokens, put_budget), methods=["PUT"]),
+        Route("/v1/budgets/{name:budget_name}", guarded(auth.admin_tokens, delete_budget), methods=["DELETE"]),
+        Route("/v1/budgets/{name:budget_name}/reset", guarded(auth.admin_tokens, reset_budget), methods=["POST"]),
     ]

@@ -45,6 +45,7 @@ from alerting.console.view import (
     zone_or,
     zone_spend,
 )
+from alerting.links import budget_path
 from alerting.periods import period_bounds
 from exporter import __version__
 from exporter.http.auth import check_bearer
@@ -81,6 +82,7 @@ def _environment() -> Environment:
     )
     env.filters["money"] = money
     env.filters["pct"] = lambda v: f"{v:.0%}" if v is not None else "—"
+    env.filters["budget_path"] = budget_path
     env.filters["utc"] = lambda t: time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t)) if t else "—"
     return env
 

@@ -8,6 +8,11 @@ from typing import Any
 from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import Engine, make_url
 
+# libpq turns SO_KEEPALIVE on but leaves the timing to the kernel: the first probe after 2 h idle, so a
+# connection whose server vanished (host gone, network partition) hangs a request that long. With these,
+# a dead peer is noticed within idle + interval x count = 60 s. Values in the database URL win.
+POSTGRES_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+
 
 def normalise_url(url: str) -> str:
     """Accept `postgresql://` and `postgres://` and pick the psycopg 3 driver for them."""
@@ -18,7 +23,7 @@ def normalise_url(url: str) -> str:
 
 
 def create_store_engine(url: str, *, pool_size: int = 8, read_only: bool = False) -> Engine:
-    """An engine tuned for the store: WAL and full sync on SQLite, a bounded pool on PostgreSQL.
+    """An engine tuned for the store: WAL and full sync on SQLite, a bounded pool with TCP keepalives on PostgreSQL.
 
     `read_only`: the database itself refuses every write on these connections (SQLite `query_only`,
     PostgreSQL `default_transaction_read_only`), so a reading command cannot change the store even by
@@ -54,6 +59,8 @@ def create_store_engine(url: str, *, pool_size: int = 8, read_only: bool = False
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
+    # connect_args override the URL's query string in SQLAlchemy, so only what the URL leaves unset.
+    keepalives = {key: value for key, value in POSTGRES_KEEPALIVES.items() if key not in make_url(url).query}
     engine = create_engine(
         url,
         pool_size=pool_size,
@@ -61,6 +68,7 @@ def create_store_engine(url: str, *, pool_size: int = 8, read_only: bool = False
         pool_recycle=1800,
         connect_args={
             "connect_timeout": 5,
+            **keepalives,
             **({"options": "-c default_transaction_read_only=on"} if read_only else {}),
         },
     )

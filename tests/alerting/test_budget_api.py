@@ -78,3 +78,32 @@ def test_sighup_reloads_budgets_from_the_config_file(tmp_path, sqlite_url: str) 
     finally:
         proc.stop()
     assert "config reload refused, nothing changed" in proc.log()
+
+
+def test_a_budget_whose_name_has_a_slash_is_reachable_percent_encoded(sqlite_url: str, clock: FakeClock) -> None:
+    # Names like "team/search" are valid in the config; the alert links already percent-encode the name
+    # (`/v1/budgets/team%2Fsearch`), which the server decodes before routing, so it used to answer 404.
+    clock.set(NOON)
+    slashed = {**DAILY, "name": "team/search"}
+    services, budgets, _ = build(sqlite_url, [slashed, {**DAILY, "name": "team"}], clock)
+    with TestClient(build_app(services, budget_routes(budgets, services.config.auth))) as client:
+        shown = client.get("/v1/budgets/team%2Fsearch")
+        assert shown.status_code == 200, shown.text
+        assert shown.json()["name"] == "team/search"
+        assert client.get("/v1/budgets/team").json()["name"] == "team"
+
+        weekly = {"scope": "project", "key": "chat", "period": "weekly", "limit": 5}
+        created = client.put("/v1/budgets/chat%2Fweekly", json=weekly)
+        assert created.status_code == 200, created.text
+        assert created.json()["definition"]["name"] == "chat/weekly"
+        assert "chat/weekly" in [b["name"] for b in client.get("/v1/budgets").json()["budgets"]]
+
+        # The reset route ends in `/reset`: the budget is the whole name before it, slashes included.
+        reset = client.post("/v1/budgets/team%2Fsearch/reset", json={"by": "ops", "reason": "test"})
+        assert reset.status_code == 200, reset.text
+        assert reset.json()["status"]["name"] == "team/search"
+
+        assert client.delete("/v1/budgets/chat%2Fweekly").status_code == 204
+        assert client.get("/v1/budgets/chat%2Fweekly").status_code == 404
+        assert client.get("/v1/budgets/team%2Fsearch").status_code == 200  # its neighbour untouched
+    services.close()

@@ -384,3 +384,18 @@ def test_spikes_beyond_the_page_s_cap_are_counted_and_the_largest_are_shown(
         shown = re.findall(r'project="([a-z-]+)"', section)
         assert shown == ["bb-big", "cc-mid"]  # the largest first, not the first two by name
         assert "1 more spike is firing" in " ".join(re.sub(r"<[^>]+>", " ", section).split())
+
+
+def test_the_link_to_a_wildcard_budget_with_a_slash_in_its_name_reaches_it(sqlite_url: str, clock: FakeClock) -> None:
+    # The "and N more" link used Jinja's `urlencode`, which leaves "/" as is: the link pointed to a path
+    # that is not the budget.
+    clock.set(NOW)
+    budgets = [{"name": "teams/chat", "scope": "project", "key": "*", "period": "monthly", "limit": 50.0}]
+    with console(sqlite_url, clock, budgets=budgets) as (services, client, _parts):
+        ingest(services, *(event(f"w{i}", NOW - 30, 0.01 * (i + 1), project=f"p{i:02d}") for i in range(60)))
+        links = re.findall(r'<a href="(/v1/budgets/[^"]+)">', client.get("/").text)
+        assert links == ["/v1/budgets/teams%2Fchat"]
+        followed = client.get(links[0])
+        assert followed.status_code == 200, followed.text
+        assert followed.json()["name"] == "teams/chat"
+        assert len(followed.json()["instances"]) == 60

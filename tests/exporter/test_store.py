@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 
 from exporter.events import UsageEvent
@@ -194,3 +196,44 @@ def test_events_built_in_python_with_int_and_float_times_are_stored_together(db_
     assert store.write_events(batch).accepted == 2
     assert store.series_totals(["project"])[0].get("requests") == 2
     store.close()
+
+
+def _keepalive_of_pooled_connection(store: Store) -> tuple[int, int, int, int]:
+    """SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL and TCP_KEEPCNT of the socket the store's queries use."""
+    with store.raw_cursor() as (cursor, _):
+        cursor.execute("SELECT 1")
+        # A dup: closing this socket object must not close the pooled connection's descriptor.
+        with socket.socket(fileno=os.dup(cursor.connection.fileno())) as sock:
+            return (
+                sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+            )
+
+
+def test_postgresql_keepalives_notice_a_vanished_server_within_a_minute_not_two_hours(pg_url: str) -> None:
+    # Without TCP keepalives a connection whose peer vanished (host gone, partition) hangs until the
+    # kernel's default of about 2 h: keepalives probe after 30 s idle, every 10 s, 3 times.
+    store = Store(pg_url)
+    try:
+        store.write_events([ev("k")])
+        on, idle, interval, count = _keepalive_of_pooled_connection(store)
+        assert on == 1
+        assert (idle, interval, count) == (30, 10, 3)
+    finally:
+        store.close()
+
+
+def test_keepalive_settings_in_the_database_url_win(pg_url: str) -> None:
+    store = Store(f"{pg_url}?keepalives_idle=120&keepalives_count=5")
+    try:
+        on, idle, interval, count = _keepalive_of_pooled_connection(store)
+        assert (on, idle, interval, count) == (1, 120, 10, 5)
+    finally:
+        store.close()
+    store = Store(f"{pg_url}?keepalives=0")  # turned off on purpose: stays off
+    try:
+        assert _keepalive_of_pooled_connection(store)[0] == 0
+    finally:
+        store.close()
