@@ -59,18 +59,18 @@ def create_store_engine(url: str, *, pool_size: int = 8, read_only: bool = False
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
-    # connect_args override the URL's query string in SQLAlchemy, so only what the URL leaves unset.
-    keepalives = {key: value for key, value in POSTGRES_KEEPALIVES.items() if key not in make_url(url).query}
+    # connect_args override the URL's query string in SQLAlchemy, so only what the URL leaves unset: a
+    # user's connect_timeout, keepalives or options (a statement_timeout, say) are theirs to keep.
+    query = make_url(url).query
+    connect_args: dict[str, Any] = {
+        key: value for key, value in {"connect_timeout": 5, **POSTGRES_KEEPALIVES}.items() if key not in query
+    }
+    if read_only:
+        given = query.get("options", "")
+        given = " ".join(given) if isinstance(given, tuple) else given
+        connect_args["options"] = f"{given} -c default_transaction_read_only=on".strip()
     engine = create_engine(
-        url,
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_recycle=1800,
-        connect_args={
-            "connect_timeout": 5,
-            **keepalives,
-            **({"options": "-c default_transaction_read_only=on"} if read_only else {}),
-        },
+        url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, connect_args=connect_args
     )
     event.listen(engine, "checkout", _drop_dead_postgres_connection)
     return engine

@@ -237,3 +237,19 @@ def test_keepalive_settings_in_the_database_url_win(pg_url: str) -> None:
         assert _keepalive_of_pooled_connection(store)[0] == 0
     finally:
         store.close()
+
+
+def test_connect_timeout_and_options_in_the_database_url_are_kept(pg_url: str) -> None:
+    # A user's statement_timeout (libpq `options`) and connect_timeout used to be replaced by llmcost's
+    # own connect arguments; a read-only store adds its read-only setting to the user's options instead.
+    Store(pg_url).close()  # the schema, so the read-only store may open it
+    store = Store(f"{pg_url}?connect_timeout=11&options=-c%20statement_timeout%3D4321", read_only=True)
+    try:
+        with store.raw_cursor() as (cursor, _):
+            cursor.execute("SHOW statement_timeout")
+            assert cursor.fetchone()[0] == "4321ms"
+            cursor.execute("SHOW default_transaction_read_only")
+            assert cursor.fetchone()[0] == "on"
+            assert cursor.connection.info.get_parameters()["connect_timeout"] == "11"
+    finally:
+        store.close()
