@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import delete
 
-from alerting.sink import AlertSink
+from alerting.sink import AlertSink, resolve_all
 from alerting.spikes.cache import CACHE_KEYS_PER_SERIES, SpendCache
 from alerting.spikes.detection import Reason, bucket_layout, detect_spikes
 from alerting.spikes.messages import ALERTNAME, SEVERITY, alert_annotations
@@ -110,6 +110,7 @@ class SpikeService:
         rows: list[dict[str, Any]] = []
         fired: list[dict[str, str]] = []
         resolved: list[dict[str, str]] = []
+        keep: set[frozenset[tuple[str, str]]] = set()  # series firing or spiking: their alerts stay open
         failures = deferred = 0
         for group in groups:
             name = group_name(group.labels)
@@ -140,10 +141,12 @@ class SpikeService:
                     else:
                         firing, failures = False, failures + 1
                 elif was_firing[i] and not firing:
-                    if self._deliver(self.sink.resolve, ALERTNAME, labels):
+                    if self._deliver(self._resolve, ALERTNAME, labels, now):
                         resolved.append({"group": name, **labels})
                     else:
                         firing, failures = True, failures + 1
+                if firing or result.is_spike[i]:
+                    keep |= _forms(labels)
                 rows.append(
                     state_row(
                         name,
@@ -165,11 +168,24 @@ class SpikeService:
         for (name, _key), state in previous.items():
             if name in watched:
                 continue
-            if state.firing and not self._deliver(self.sink.resolve, ALERTNAME, state.labels):
+            if state.firing and not self._deliver(self._resolve, ALERTNAME, state.labels, now):
                 failures += 1
                 rows.append(row_from_state(state))
+                keep |= _forms(state.labels)
             elif state.firing:
                 resolved.append({"group": name, **state.labels})
+
+        # An open alert of a series that is neither firing nor spiking now, though the stored state did not
+        # say it was firing: a pass that read the state before another leader raised the alert left it open
+        # (see `_resolve`) and stored "not firing" over it. Nothing else would ever end it.
+        done = keep.union(*(_forms({k: v for k, v in r.items() if k != "group"}) for r in resolved))
+        for _alertname, labels in self._active():
+            if frozenset(labels.items()) in done:
+                continue
+            if self._deliver(self._resolve, ALERTNAME, labels, now):
+                resolved.append({"group": self._group_of(labels), **labels})
+            else:
+                failures += 1
 
         self._save(rows)
         outcome = SpikePass(
@@ -211,6 +227,27 @@ class SpikeService:
             )
             return False
         return True
+
+    def _resolve(self, alertname: str, labels: Mapping[str, str], started_by: float) -> None:
+        """Resolve the alert only if it had started by `started_by`, when this pass began reading the state.
+
+        An alert raised after that (by a new leader while this one was stalled, its spike over and another
+        begun) is not the one this pass found over: resolving it would end the new spike's Slack thread and
+        PagerDuty incident only for the next pass to open new ones (see `alerting.sink.resolve_all`).
+        """
+        resolve_all(self.sink, [(alertname, dict(labels))], started_by=started_by)
+
+    def _active(self) -> list[tuple[str, dict[str, str]]]:
+        """The sink's open spike alerts (none from a sink that cannot say, such as a test recorder)."""
+        active_labels = getattr(self.sink, "active_labels", None)
+        return [] if active_labels is None else active_labels([ALERTNAME])
+
+    def _group_of(self, labels: Mapping[str, str]) -> str:
+        """The watched label set an alert's labels belong to (by their names)."""
+        names = {k for k, v in labels.items() if v != ""}
+        exact = [s for s in self.settings.series if set(s) == set(labels)]
+        wider = [s for s in self.settings.series if set(s) >= names]  # Alertmanager dropped empty values
+        return group_name((exact or wider or [tuple(sorted(labels))])[0])
 
     def _deliver(self, method: Callable[..., Any], *args: Any) -> bool:
         try:
@@ -274,6 +311,11 @@ class SpikeService:
             conn.execute(delete(spike_state))
             if rows:
                 conn.execute(spike_state.insert(), rows)
+
+
+def _forms(labels: Mapping[str, str]) -> set[frozenset[tuple[str, str]]]:
+    """A series' labels as its alert may carry them: as they are, and without empty values (Alertmanager's)."""
+    return {frozenset(labels.items()), frozenset((k, v) for k, v in labels.items() if v != "")}
 
 
 def _members(to_group: npt.NDArray[np.int64], n_groups: int) -> list[npt.NDArray[np.int64]]:
