@@ -152,7 +152,8 @@ def build() -> Json:
                     timeseries(
                         "Spent against limit",
                         "Spend in the current period (solid) and the limit (dashed), in each budget's "
-                        "unit. Spend drops to zero when a new period starts.",
+                        "unit. Spend drops to zero when a new period starts, and by the correction when "
+                        "`llmcost reprice` lowers past costs.",
                         COUNT,
                         [
                             (f"{gauge} (llm_budget_spent{{{b}}})", "{{budget}} {{key}} spent"),
@@ -179,7 +180,9 @@ def build() -> Json:
                 (
                     timeseries(
                         "Burn rate per hour",
-                        "How fast each budget is being used, in its unit per hour, over the last hour.",
+                        "How fast each budget is being used, in its unit per hour, over the last hour. "
+                        "What `spent` rose by: its drop when a new period starts, or when `llmcost reprice` "
+                        "lowers past costs, is not read as spending.",
                         COUNT,
                         [(f"budget:llm_budget_spent:rate1h{{{b}}} * 3600", "{{budget}} {{key}}")],
                     ),

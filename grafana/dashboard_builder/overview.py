@@ -9,6 +9,35 @@ USAGE = 'provider=~"$provider", model=~"$model", project=~"$project", service=~"
 """The dashboard's filters, in every query of a usage metric."""
 
 
+ADJUSTED = (
+    " Includes the corrections of `llmcost reprice` (llm_cost_adjustment_usd_total), counted when the "
+    "repricing ran, as llmcost's reports and budgets count them."
+)
+"""Said by every panel that shows spend totals (docs/pricing.md)."""
+NOT_ADJUSTED = " Repricing corrections are not spending and are left out here (see the totals above)."
+"""Said by every panel that shows how fast money is spent."""
+
+
+def spend_increase(by: str, window: str) -> str:
+    """Corrected spend over `window` (`sum by (...)` when `by`): cost plus repricing's net corrections.
+
+    A label set without corrections (an exporter older than them) still shows its cost.
+    """
+    f, group = USAGE, f"sum by ({by}) " if by else "sum"
+    cost = f"{group}(increase(llm_cost_usd_total{{{f}}}[{window}]))"
+    up = f'{group}(increase(llm_cost_adjustment_usd_total{{{f}, direction="up"}}[{window}]))'
+    down = f'{group}(increase(llm_cost_adjustment_usd_total{{{f}, direction="down"}}[{window}]))'
+    return f"{cost}\n+ (\n  {up}\n  - {down}\n  or 0 * {cost}\n)"
+
+
+def recorded_spend(rule: str, by: str) -> str:
+    """Corrected spend from a recorded `increase` rule and its repricing counterpart, per `by`."""
+    f, group = USAGE, f"sum by ({by}) " if by else "sum"
+    cost = f"{group}(provider_model_project_service:llm_cost_usd:{rule}{{{f}}})"
+    adjustment = f"{group}(provider_model_project_service:llm_cost_adjustment_usd:{rule}{{{f}}})"
+    return f"{cost}\n+ ({adjustment} or 0 * {cost})"
+
+
 def build() -> Json:
     """Spend overview: how much, where, how fast, and how efficiently."""
     f = USAGE
@@ -34,9 +63,9 @@ def build() -> Json:
                     stat(
                         "Spend today",
                         "Spend since midnight UTC for the selected filters "
-                        "(increase of llm_cost_usd_total over the day so far).",
+                        "(increase of llm_cost_usd_total over the day so far)." + ADJUSTED,
                         USD,
-                        f"sum(increase(llm_cost_usd_total{{{f}}}[$__range]))",
+                        spend_increase("", "$__range"),
                         decimals=2,
                         time_from="now/d",
                     ),
@@ -47,10 +76,14 @@ def build() -> Json:
                     stat(
                         "Spend this month",
                         "Spend since the first of the month (UTC), within five minutes: the 5-minute spend "
-                        "rate recording rule sampled every 5 minutes, which stays cheap over a month of samples.",
+                        "rate recording rule sampled every 5 minutes, which stays cheap over a month of samples."
+                        + ADJUSTED,
                         USD,
-                        f"sum(sum_over_time(provider_model_project_service:llm_cost_usd:rate5m{{{f}}}"
-                        "[$__range:5m])) * 300",
+                        "(\n"
+                        f"  sum(sum_over_time({fine_cost_rate}[$__range:5m]))\n"
+                        "  + (sum(sum_over_time(provider_model_project_service:llm_cost_adjustment_usd:rate5m"
+                        f"{{{f}}}[$__range:5m])) or vector(0))\n"
+                        ") * 300",
                         decimals=2,
                         time_from="now/M",
                     ),
@@ -60,9 +93,9 @@ def build() -> Json:
                 (
                     stat(
                         "Spend in the last hour",
-                        "Spend over the trailing 60 minutes.",
+                        "Spend over the trailing 60 minutes." + ADJUSTED,
                         USD,
-                        f"sum(provider_model_project_service:llm_cost_usd:increase1h{{{f}}})",
+                        recorded_spend("increase1h", ""),
                         decimals=2,
                     ),
                     4,
@@ -71,7 +104,7 @@ def build() -> Json:
                 (
                     stat(
                         "Spend rate (per hour)",
-                        "Current spend rate over the last 5 minutes, in dollars per hour.",
+                        "Current spend rate over the last 5 minutes, in dollars per hour." + NOT_ADJUSTED,
                         USD,
                         f"sum({fine_cost_rate}) * 3600",
                         decimals=2,
@@ -83,9 +116,9 @@ def build() -> Json:
                     stat(
                         "Cost per request",
                         "Average cost of one call in the selected time range (failed calls count: "
-                        "they are billed too).",
+                        "they are billed too)." + ADJUSTED,
                         USD,
-                        f"sum(increase(llm_cost_usd_total{{{f}}}[$__range]))\n/\n"
+                        f"(\n{spend_increase('', '$__range')}\n)\n/\n"
                         f"sum(increase(llm_requests_total{{{f}}}[$__range]))",
                         decimals=4,
                     ),
@@ -112,7 +145,7 @@ def build() -> Json:
                     timeseries(
                         "Spend rate by project",
                         "Dollars per hour, from the 5-minute spend rate. An empty project means the "
-                        "calls carried no project attribution.",
+                        "calls carried no project attribution." + NOT_ADJUSTED,
                         USD,
                         [(f"sum by (project) ({fine_cost_rate}) * 3600", "{{project}}")],
                         stack=True,
@@ -123,7 +156,7 @@ def build() -> Json:
                 (
                     timeseries(
                         "Spend rate by provider and model",
-                        "Dollars per hour, from the 5-minute spend rate.",
+                        "Dollars per hour, from the 5-minute spend rate." + NOT_ADJUSTED,
                         USD,
                         [(f"sum by (provider, model) ({fine_cost_rate}) * 3600", "{{provider}} / {{model}}")],
                         stack=True,
@@ -136,7 +169,7 @@ def build() -> Json:
                 (
                     timeseries(
                         "Spend rate by service",
-                        "Dollars per hour, from the 5-minute spend rate.",
+                        "Dollars per hour, from the 5-minute spend rate." + NOT_ADJUSTED,
                         USD,
                         [(f"sum by (service) ({fine_cost_rate}) * 3600", "{{service}}")],
                         stack=True,
@@ -147,7 +180,7 @@ def build() -> Json:
                 (
                     timeseries(
                         "Spend in the trailing hour by provider",
-                        "Dollars spent in the 60 minutes before each point: smoother than the rate.",
+                        "Dollars spent in the 60 minutes before each point: smoother than the rate." + NOT_ADJUSTED,
                         USD,
                         [
                             (
@@ -166,9 +199,9 @@ def build() -> Json:
                 (
                     bargauge(
                         "Top projects in the time range",
-                        "The ten projects that spent most in the selected time range.",
+                        "The ten projects that spent most in the selected time range." + ADJUSTED,
                         USD,
-                        f"topk(10, sum by (project) (increase(llm_cost_usd_total{{{f}}}[$__range])))",
+                        f"topk(10,\n{spend_increase('project', '$__range')}\n)",
                         "{{project}}",
                     ),
                     8,
@@ -177,9 +210,9 @@ def build() -> Json:
                 (
                     bargauge(
                         "Top models in the time range",
-                        "The ten provider/model pairs that cost most in the selected time range.",
+                        "The ten provider/model pairs that cost most in the selected time range." + ADJUSTED,
                         USD,
-                        f"topk(10, sum by (provider, model) (increase(llm_cost_usd_total{{{f}}}[$__range])))",
+                        f"topk(10,\n{spend_increase('provider, model', '$__range')}\n)",
                         "{{provider}} / {{model}}",
                     ),
                     8,
@@ -189,9 +222,9 @@ def build() -> Json:
                     bargauge(
                         "Top services in the last 24 hours",
                         "The ten services that spent most in the trailing 24 hours (daily recording "
-                        "rule, refreshed every 5 minutes).",
+                        "rule, refreshed every 5 minutes)." + ADJUSTED,
                         USD,
-                        f"topk(10, sum by (service) (provider_model_project_service:llm_cost_usd:increase1d{{{f}}}))",
+                        f"topk(10,\n{recorded_spend('increase1d', 'service')}\n)",
                         "{{service}}",
                     ),
                     8,
