@@ -39,6 +39,16 @@ TOKEN_FIELDS = (
 )
 CACHE_WRITE_1H = "cache_write_1h_tokens"
 """The part of `cache_write_tokens` written with a one-hour lifetime (Anthropic); priced at its own rate."""
+AUDIO_FIELDS = (
+    ("input_audio_tokens", "input_tokens"),
+    ("cache_read_audio_tokens", "cache_read_tokens"),
+    ("output_audio_tokens", "output_tokens"),
+)
+"""The audio part of three token fields (`(part, whole)`): audio usually costs 10-20x text, priced apart.
+
+Not in `KNOWN_FIELDS`: like any other field outside the canonical table they are also kept in `metadata`,
+which is where `llmcost reprice` reads them back (the store has no columns for them).
+"""
 LABEL_FIELDS = ("project", "user", "service")
 KNOWN_FIELDS = frozenset(
     (
@@ -101,6 +111,10 @@ class UsageEvent(msgspec.Struct):
     price_from: str = ""
     session: str = ""
     """The conversation or agent run the call belongs to (`session`, else `metadata.session_id`); never a label."""
+    # The audio parts of input_tokens, cache_read_tokens and output_tokens (see `AUDIO_FIELDS`).
+    input_audio_tokens: int = 0
+    cache_read_audio_tokens: int = 0
+    output_audio_tokens: int = 0
 
     # `metadata` as the JSON text stored, made once by `metadata_json` when the event is validated.
     metadata_text: str | None = None
@@ -329,6 +343,8 @@ def parse_event(
                 CACHE_WRITE_1H, f"({write_1h}) cannot exceed cache_write_tokens ({cache_write}), which includes it"
             )
 
+    audio = _audio_counts(get, input_tokens, cache_read, output_tokens)
+
     cost = get("cost_usd")
     cost_nanos: int | None = None
     if cost is not None:
@@ -396,5 +412,27 @@ def parse_event(
         metadata or None,
         cache_write_1h_tokens=write_1h,
         session=session,
+        input_audio_tokens=audio[0],
+        cache_read_audio_tokens=audio[1],
+        output_audio_tokens=audio[2],
         metadata_text=text,
     )
+
+
+_NO_AUDIO = (0, 0, 0)
+
+
+def _audio_counts(get: Any, input_tokens: int, cache_read: int, output_tokens: int) -> tuple[int, int, int]:
+    """The audio parts of the three token fields; each is a part of its whole, as reasoning is of output."""
+    input_audio, read_audio, output_audio = (get(part, 0) for part, _ in AUDIO_FIELDS)
+    if not (input_audio or read_audio or output_audio):
+        return _NO_AUDIO  # the norm: no per-field work
+    counts = []
+    for (part, whole), value, whole_value in zip(
+        AUDIO_FIELDS, (input_audio, read_audio, output_audio), (input_tokens, cache_read, output_tokens), strict=True
+    ):
+        number = _check_count(part, value)
+        if number > whole_value:
+            raise InvalidEvent(part, f"({number}) cannot exceed {whole} ({whole_value}), which includes it")
+        counts.append(number)
+    return counts[0], counts[1], counts[2]

@@ -21,6 +21,7 @@ from exporter.events import MAX_METADATA_BYTES, InvalidEvent, UsageEvent, parse_
 from exporter.json_budget import values_bound
 from exporter.normalize import to_canonical
 from exporter.pricing import PriceBook
+from exporter.pricing.book import NO_AUDIO
 from exporter.readers import json_line
 from exporter.store import Store
 
@@ -253,6 +254,9 @@ class IngestPipeline:
             event.output_tokens,
             event.reasoning_tokens,  # positional: a keyword costs ~10% of this call
             event.cache_write_1h_tokens,
+            (event.input_audio_tokens, event.cache_read_audio_tokens, event.output_audio_tokens)
+            if event.input_audio_tokens or event.cache_read_audio_tokens or event.output_audio_tokens
+            else NO_AUDIO,
         )
         if cost is None:
             event.cost_nanousd = 0

@@ -25,10 +25,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy import text
 
-from exporter.events import nanos_to_usd
+from exporter.events import AUDIO_FIELDS, nanos_to_usd
 from exporter.pricing import PriceBook
+from exporter.pricing.book import NO_AUDIO
 from exporter.store import Store
 from exporter.store.schema import BUCKET_SECONDS, HOUR_SECONDS, LABEL_COLUMNS
 from exporter.store.writer import SeriesKey, WriteResult, log_rollup_backfill
@@ -36,10 +38,25 @@ from exporter.store.writer import SeriesKey, WriteResult, log_rollup_backfill
 _SELECT = (
     "SELECT e.id, e.ts, e.series_id, e.input_tokens, e.cache_read_tokens, e.cache_write_tokens, "
     "e.output_tokens, e.reasoning_tokens, e.cache_write_1h_tokens, e.cost_nanousd, e.cost_source, "
-    "e.price_source, e.price_from, " + ", ".join(f's."{c}"' for c in LABEL_COLUMNS) + " "
+    "e.price_source, e.price_from, " + ", ".join(f's."{c}"' for c in LABEL_COLUMNS) + ", "
+    "e.meta_json "
     "FROM usage_events e JOIN usage_series s ON s.id = e.series_id "
     "WHERE e.id > :last AND e.ts >= :since AND e.ts < :until AND e.cost_source IN ('priced', 'unpriced')"
 )
+
+_META_AT = 13 + len(LABEL_COLUMNS)
+"""Where `meta_json` is in a `_SELECT` row."""
+
+
+def stored_audio(meta_json: str | None) -> tuple[int, int, int]:
+    """The audio parts an event was priced with, kept in its metadata (see `events.AUDIO_FIELDS`)."""
+    if not meta_json or "audio_tokens" not in meta_json:
+        return NO_AUDIO
+    metadata = orjson.loads(meta_json)
+    counts = [metadata.get(part, 0) for part, _ in AUDIO_FIELDS]
+    if not all(type(value) in (int, float) and value >= 0 and value == int(value) for value in counts):
+        return NO_AUDIO  # validated when the event was stored: only a caller's own metadata key differs
+    return int(counts[0]), int(counts[1]), int(counts[2])
 
 
 @dataclass
@@ -162,7 +179,8 @@ class Repricer:
                 :13
             ]
             provider, model = row[13], row[14]
-            cost, source, effective = quote(provider, model, ts, inp, read, write, out, reasoning, write_1h or 0)
+            audio = stored_audio(row[_META_AT])
+            cost, source, effective = quote(provider, model, ts, inp, read, write, out, reasoning, write_1h or 0, audio)
             kind = "unpriced" if cost is None else "priced"
             new_cost = cost or 0
             diff = report.models.get((provider, model))

@@ -72,6 +72,23 @@ def tokens(
     }
 
 
+def with_audio(
+    mapped: dict[str, int], input_audio: int, cache_read_audio: int, output_audio: int, path: str
+) -> dict[str, int]:
+    """`mapped` with the audio parts of its input, cache read and output tokens (only those that are not 0)."""
+    parts = (
+        ("input_audio_tokens", input_audio, "input_tokens"),
+        ("cache_read_audio_tokens", cache_read_audio, "cache_read_tokens"),
+        ("output_audio_tokens", output_audio, "output_tokens"),
+    )
+    for name, value, whole in parts:
+        if value:
+            if value > mapped[whole]:
+                raise InvalidEvent(path, f"{value} {name} exceed the {mapped[whole]} {whole} that include them")
+            mapped[name] = value
+    return mapped
+
+
 def uncached(total: int, total_name: str, parts: tuple[tuple[str, int], ...]) -> int:
     """`total` minus its cached parts; a negative remainder means the record contradicts itself."""
     remainder = total - sum(value for _, value in parts)

@@ -16,6 +16,12 @@ provider name decide. Gemini's OpenAI-compatible endpoint leaves thinking tokens
 `completion_tokens` and out of the details, but counts them in `total_tokens`: for Google providers
 the surplus is output (it is billed as such) and reasoning.
 
+Audio tokens are parts of the prompt and completion (`prompt_tokens_details.audio_tokens`,
+`completion_tokens_details.audio_tokens`), cached or not; Chat Completions do not say how much of the
+cache hit was audio, so the cached audio is the least the counts imply (audio beyond the uncached input).
+The Realtime API's usage (`input_token_details`, `output_token_details`, singular) has the same
+meaning and does split its cache hits (`cached_tokens_details.audio_tokens`).
+
 Responses API `input_tokens` include `input_tokens_details.cached_tokens` and `cache_write_tokens`;
 `output_tokens` include `output_tokens_details.reasoning_tokens`.
 """
@@ -36,6 +42,7 @@ from exporter.normalize._fields import (
     sub,
     tokens,
     uncached,
+    with_audio,
 )
 
 # Where OpenAI copies put the cache hits that are part of prompt_tokens, by preference.
@@ -88,7 +95,50 @@ def chat_tokens(usage: Mapping[str, Any], path: str, provider: str) -> dict[str,
     output = _output(prompt, completion, reasoning, total, path, provider)
     if output != completion and reasoning == 0:  # Gemini's hidden thinking: the surplus is reasoning
         reasoning = output - completion
-    return tokens(input_tokens, cache_read, included_write + separate_write, output, reasoning)
+    mapped = tokens(input_tokens, cache_read, included_write + separate_write, output, reasoning)
+    output_audio = count0(
+        sub(usage, "completion_tokens_details", path), "audio_tokens", f"{path}.completion_tokens_details"
+    )
+    return _audio(mapped, prompt_details, details_path, output_audio, path)
+
+
+def _audio(
+    mapped: dict[str, int], input_details: Mapping[str, Any], details_path: str, output_audio: int, path: str
+) -> dict[str, int]:
+    """Split the audio of an OpenAI prompt (`audio_tokens`, cached or not) between uncached input and cache reads."""
+    audio = count0(input_details, "audio_tokens", details_path)
+    cached_audio = count(
+        sub(input_details, "cached_tokens_details", details_path),
+        "audio_tokens",
+        f"{details_path}.cached_tokens_details",
+    )
+    if cached_audio is None:  # not split: the least the counts imply
+        cached_audio = min(max(audio - mapped["input_tokens"], 0), mapped["cache_read_tokens"])
+    if cached_audio > audio:
+        raise InvalidEvent(
+            f"{details_path}.cached_tokens_details.audio_tokens", f"({cached_audio}) exceeds audio_tokens ({audio})"
+        )
+    return with_audio(mapped, audio - cached_audio, cached_audio, output_audio, path)
+
+
+def is_realtime(usage: Mapping[str, Any]) -> bool:
+    """Tell whether the usage is the Realtime API's (`input_token_details`, singular)."""
+    return "input_token_details" in usage or "output_token_details" in usage
+
+
+def realtime_tokens(usage: Mapping[str, Any], path: str) -> dict[str, int]:
+    """Map a Realtime API `usage` object (`response.done`) to the canonical partition."""
+    details = sub(usage, "input_token_details", path)
+    details_path = f"{path}.input_token_details"
+    cache_read = count0(details, "cached_tokens", details_path)
+    input_tokens = uncached(
+        count0(usage, "input_tokens", path),
+        f"{path}.input_tokens",
+        (("input_token_details.cached_tokens", cache_read),),
+    )
+    output = count0(usage, "output_tokens", path)
+    output_audio = count0(sub(usage, "output_token_details", path), "audio_tokens", f"{path}.output_token_details")
+    return _audio(tokens(input_tokens, cache_read, 0, output), details, details_path, output_audio, path)
 
 
 def _output(prompt: int, completion: int, reasoning: int, total: int | None, path: str, provider: str) -> int:

@@ -6,7 +6,7 @@ mapping to the canonical partition lives in its own module; this one picks the m
 whole responses or stream events passed as the usage, and builds the event.
 
 The raw usage object is kept in the event's `metadata["usage"]`: the canonical partition cannot hold
-everything (audio tokens, cache TTLs, web searches, advisor iterations), and nothing the caller sent
+everything (image tokens, web searches, advisor iterations), and nothing the caller sent
 is dropped.
 """
 
@@ -21,7 +21,14 @@ from exporter.normalize.anthropic import anthropic_tokens, is_anthropic
 from exporter.normalize.bedrock import bedrock_tokens, is_bedrock_converse
 from exporter.normalize.cohere import cohere_tokens, is_cohere
 from exporter.normalize.gemini import gemini_tokens, is_gemini
-from exporter.normalize.openai_like import chat_tokens, is_responses, responses_tokens, usage_cost
+from exporter.normalize.openai_like import (
+    chat_tokens,
+    is_realtime,
+    is_responses,
+    realtime_tokens,
+    responses_tokens,
+    usage_cost,
+)
 from exporter.normalize.responses import event_from_response, response_kind
 
 _TOKEN_KEYS = frozenset(
@@ -91,6 +98,8 @@ def _tokens_for_shape(usage: Mapping[str, Any], path: str, provider: str) -> dic
         return cohere_tokens(usage, path)
     if "prompt_tokens" in usage or "completion_tokens" in usage or "prompt_cache_hit_tokens" in usage:
         return chat_tokens(usage, path, provider)
+    if is_realtime(usage):
+        return realtime_tokens(usage, path)
     if "input_tokens" in usage or "output_tokens" in usage:
         anthropic, responses = is_anthropic(usage), is_responses(usage)
         if anthropic and responses:

@@ -16,7 +16,9 @@ Token semantics (canonical, see the usage event): `input_tokens` are uncached in
 and cache writes are counted apart, `output_tokens` include reasoning tokens. Cache writes are priced
 at the provider's standard (5-minute) cache-write price. Tiered prices follow genai-prices: when a
 call's total input (uncached + cache read + cache write) exceeds a tier threshold, all its tokens are
-charged at that tier's price. Costs are rounded once, half-even, to the nano-dollar.
+charged at that tier's price. Audio tokens (parts of input, cache read and output tokens) are charged
+the price's audio rates; without one, the text rate, noted on the event. Costs are rounded once,
+half-even, to the nano-dollar.
 
 Provider names: `openai`, `anthropic`, `bedrock`/`aws`, `azure`, `google`/`gemini`/`vertex`,
 `deepseek`, `openrouter`, `groq`, `mistral`, `cohere`, `x-ai`/`xai`, `together`, `fireworks`, and
@@ -35,6 +37,9 @@ prices:
     output_per_mtok: 0.40            # USD per million output tokens, reasoning included (required)
     cache_read_per_mtok: 0.02        # optional; default = input_per_mtok
     cache_write_per_mtok: 0.25       # optional; default = input_per_mtok
+    input_audio_per_mtok: 1.00       # optional audio prices (each a part of input, cache read, output);
+    cache_read_audio_per_mtok: 0.10  #   without one, that audio is charged the text price and the
+    output_audio_per_mtok: 4.00      #   event's price source says so (docs/pricing.md, "Audio tokens")
   - provider: openai                 # a negotiated price that changed: one entry per price
     model: gpt-4o
     valid_from: 2025-01-01           # optional: a date (UTC midnight) or an RFC 3339 time

@@ -83,25 +83,37 @@ def to_genai_usage(
     cache_write_tokens: int,
     output_tokens: int,
     reasoning_tokens: int = 0,
+    audio: tuple[int, int, int] = (0, 0, 0),
 ) -> Usage:
     """Convert canonical token counts to a genai-prices `Usage`.
 
     genai-prices counts `input_tokens` as ALL input, cached or not, and prices cache reads and writes
     as subsets of it (uncached input = input_tokens - cache_read_tokens - cache_write_tokens).
     Canonical `input_tokens` are uncached only, so the three are added. Both count reasoning tokens
-    inside `output_tokens`.
+    inside `output_tokens`. `audio` holds the canonical audio parts (uncached input, cache read,
+    output); genai-prices' `input_audio_tokens` are all audio input, cached or not, like its input.
     """
+    input_audio, cache_read_audio, output_audio = audio
+    extra = {}
+    if input_audio or cache_read_audio:
+        extra["input_audio_tokens"] = input_audio + cache_read_audio
+    if cache_read_audio:
+        extra["cache_audio_read_tokens"] = cache_read_audio
+    if output_audio:
+        extra["output_audio_tokens"] = output_audio
     return Usage(
         input_tokens=input_tokens + cache_read_tokens + cache_write_tokens,
         cache_read_tokens=cache_read_tokens,
         cache_write_tokens=cache_write_tokens,
         output_tokens=output_tokens,
         output_reasoning_tokens=reasoning_tokens,
+        **extra,
     )
 
 
 # One request and one token of each canonical kind (input, cache read, cache write, output,
-# output-with-reasoning): pricing these with genai-prices' own arithmetic gives exact linear rates.
+# output-with-reasoning, input audio, cached audio, output audio): pricing these with genai-prices'
+# own arithmetic gives exact linear rates.
 _PROBES = (
     to_genai_usage(0, 0, 0, 0),
     to_genai_usage(1, 0, 0, 0),
@@ -109,6 +121,15 @@ _PROBES = (
     to_genai_usage(0, 0, 1, 0),
     to_genai_usage(0, 0, 0, 1),
     to_genai_usage(0, 0, 0, 1, 1),
+    to_genai_usage(1, 0, 0, 0, audio=(1, 0, 0)),
+    to_genai_usage(0, 1, 0, 0, audio=(0, 1, 0)),
+    to_genai_usage(0, 0, 0, 1, audio=(0, 0, 1)),
+)
+# The genai-prices price of each of `AUDIO_KINDS`: without it, genai-prices charges audio the text rate.
+_AUDIO_PRICE_KEYS = (
+    ("input_audio", "input_audio_mtok"),
+    ("cache_read_audio", "cache_audio_read_mtok"),
+    ("output_audio", "output_audio_mtok"),
 )
 
 
@@ -177,7 +198,8 @@ class Catalog:
             "price_table": str(price),
             "pricing_urls": list(provider.pricing_urls or ()),
         }
-        return Tariff(starts, brackets, details)
+        audio_priced = tuple(kind for kind, key in _AUDIO_PRICE_KEYS if price.__dict__.get(key) is not None)
+        return Tariff(starts, brackets, details, audio_priced)
 
 
 def price_schedule(model: ModelInfo) -> tuple[list[float], list[float]]:
@@ -228,8 +250,17 @@ def _tier_value(value: TieredPrices, total_input_tokens: int) -> Decimal:
 
 def _probe(price: ModelPrice) -> Rates:
     totals: Sequence[Any] = [price.calc_price(usage)["total_price"] for usage in _PROBES]
-    base, input_, cache_read, cache_write, output, output_reasoning = totals
+    base, input_, cache_read, cache_write, output, output_reasoning, input_audio, read_audio, output_audio = totals
     return compile_rates(
         base,
-        (input_ - base, cache_read - base, cache_write - base, output - base, output_reasoning - output),
+        (
+            input_ - base,
+            cache_read - base,
+            cache_write - base,
+            output - base,
+            output_reasoning - output,
+            input_audio - input_,
+            read_audio - cache_read,
+            output_audio - output,
+        ),
     )

@@ -16,7 +16,9 @@ from typing import Any
 
 import yaml
 
-PRICE_FIELDS = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok")
+AUDIO_PRICE_FIELDS = ("input_audio_per_mtok", "cache_read_audio_per_mtok", "output_audio_per_mtok")
+"""The audio prices, in the order of `tariff.AUDIO_KINDS`."""
+PRICE_FIELDS = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok", *AUDIO_PRICE_FIELDS)
 ENTRY_FIELDS = frozenset(("provider", "model", "valid_from", *PRICE_FIELDS))
 _REQUIRED = ("provider", "model", "input_per_mtok", "output_per_mtok")
 MAX_PRICE_PER_MTOK = Decimal(1000)
@@ -50,6 +52,12 @@ class PriceOverride:
     """None = the input price."""
     cache_write_per_mtok: Decimal | None = None
     """None = the input price."""
+    input_audio_per_mtok: Decimal | None = None
+    """None = no audio price: audio input is charged the input price, and the event says so."""
+    cache_read_audio_per_mtok: Decimal | None = None
+    """None = no audio price: cached audio is charged the cache read price, and the event says so."""
+    output_audio_per_mtok: Decimal | None = None
+    """None = no audio price: audio output is charged the output price, and the event says so."""
     valid_from: datetime | None = None
     """Timezone-aware; None = always."""
     origin: str = ""
@@ -150,6 +158,9 @@ def _parse_entry(entry: Any, where: str, origin: str, problems: list[str]) -> Pr
         output_per_mtok=prices["output_per_mtok"],
         cache_read_per_mtok=prices["cache_read_per_mtok"],
         cache_write_per_mtok=prices["cache_write_per_mtok"],
+        input_audio_per_mtok=prices["input_audio_per_mtok"],
+        cache_read_audio_per_mtok=prices["cache_read_audio_per_mtok"],
+        output_audio_per_mtok=prices["output_audio_per_mtok"],
         valid_from=valid_from,
         origin=origin,
     )
