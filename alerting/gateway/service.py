@@ -181,6 +181,7 @@ class GatewayService:
         self,
         items: Sequence[tuple[str, Mapping[str, str]]],
         *,
+        by: str = "",
         via: str = "scheduler",
         started_by: float | None = None,
     ) -> list[Change]:
@@ -190,7 +191,7 @@ class GatewayService:
         time: an alert raised after it read the state is not one it saw; see `alerting.sink.resolve_all`).
         """
         fps = sorted(AlertInput(alertname=n, labels=dict(labels), severity="info").fingerprint for n, labels in items)
-        actor = Actor(by="", via=via)
+        actor = Actor(by=by, via=via)
         changes: list[Change] = []
         for start in range(0, len(fps), FIRE_MANY_CHUNK):
             chunk = fps[start : start + FIRE_MANY_CHUNK]
