@@ -67,6 +67,17 @@ def _require_utc(name: str, value: datetime | None) -> None:
         raise ValueError(f"{name} must be a timezone-aware UTC datetime, got {value!r}")
 
 
+@dataclass(frozen=True)
+class Silence:
+    """A silence in Alertmanager that holds an alert llmcost received from it (created there, not by llmcost)."""
+
+    id: str
+    by: str = ""
+    """The silence's `createdBy`."""
+    comment: str = ""
+    ends_at: datetime | None = None
+
+
 @dataclass(frozen=True, kw_only=True)
 class Alert:
     """One alert as the gateway knows it; datetimes are timezone-aware UTC."""
@@ -88,6 +99,9 @@ class Alert:
     """Alertmanager's `groupKey` when the alert came from a webhook, else empty."""
     truncated_alerts: int = 0
     """Alertmanager's `truncatedAlerts`: alerts of the group left out of the webhook payload."""
+    silence: Silence | None = None
+    """A firing alert from Alertmanager that a silence there holds: no reminders while it does
+    (`alerting.gateway.silence_watch`)."""
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:

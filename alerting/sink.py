@@ -52,7 +52,8 @@ def resolve_all(sink: AlertSink, items: list[tuple[str, dict[str, str]]], *, sta
     then are resolved. An evaluation reads the state first and resolves later; an alert raised in between
     (by an ingest that crossed a threshold in any process, or by a new leader while this one stalled) is
     not one this evaluation saw, and resolving it would end the problem's Slack thread and PagerDuty
-    incident only for the next evaluation to open new ones. The gateway applies it; other sinks ignore it.
+    incident only for the next evaluation to open new ones. The gateway and the Alertmanager push sink
+    apply it; sinks without `resolve_many` (test recorders) ignore it.
     """
     resolve_many = getattr(sink, "resolve_many", None)
     if resolve_many is not None and (len(items) > 1 or started_by is not None):

@@ -21,6 +21,7 @@ from sqlalchemy import case, func, select
 
 from alerting.console.charts import PALETTE_SIZE, Stack, budget_bar, money, spike_chart, stacked_bars
 from alerting.console.history import DIMENSIONS, HOUR, FloatArray, SpendSnapshot
+from alerting.gateway.alert_rows import with_silences
 from alerting.gateway.records import alert_from_row
 from alerting.gateway.tables import alerts as alerts_table
 from alerting.periods import period_bounds, start_of_local_day, zone
@@ -308,6 +309,7 @@ def current_alerts(gateway: GatewayService, now: float) -> AlertList:
             alert_from_row(r)
             for r in conn.execute(select(alerts_table).where(recent).order_by(a.id.desc()).limit(MAX_RESOLVED_ALERTS))
         ]
+        listed = with_silences(conn, listed)
         rows = conn.execute(select(a.state, func.count()).where(active | recent).group_by(a.state)).all()
         counts: dict[str, int] = {str(state): int(n) for state, n in rows}
     for alert in listed:  # (an alert that changed state between the reads can skew a count by one: never below 0)

@@ -7,16 +7,17 @@ the caller's write transaction.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.engine import Connection
 
 from alerting.gateway.enqueue import dialect_insert
-from alerting.gateway.records import alert_from_row, dumps
+from alerting.gateway.records import alert_from_row, dumps, loads, to_datetime
 from alerting.gateway.tables import OPEN_ALERT, alert_events, alerts
-from alerting.model import Actor, Alert
+from alerting.model import Actor, Alert, Silence
 from exporter.store import DriverRow, DriverStatement
 
 
@@ -103,3 +104,32 @@ class AlertRows:
             .returning(*alerts.c)
         ).first()
         return None if fresh is None else (seq, alert_from_row(fresh))
+
+
+def with_silences(conn: Connection, listed: Sequence[Alert]) -> list[Alert]:
+    """`listed` with who silenced each silenced alert in Alertmanager, with what comment, until when.
+
+    The row keeps only the silence's id; the rest is in the alert's `silenced` audit row.
+    """
+    ids = [a.id for a in listed if a.silence is not None and a.id is not None]
+    if not ids:
+        return list(listed)
+    e = alert_events
+    rows = conn.execute(
+        select(e.c.alert_id, e.c.by, e.c.comment, e.c.detail)
+        .where(e.c.alert_id.in_(ids), e.c.action == "silenced")
+        .order_by(e.c.id)
+    ).all()
+    found: dict[tuple[int, str], Silence] = {}
+    for row in rows:
+        detail = loads(row.detail) or {}
+        silence_id = str(detail.get("silence_id", ""))
+        found[(int(row.alert_id), silence_id)] = Silence(
+            silence_id, row.by, row.comment, to_datetime(detail.get("ends_at"))
+        )
+    return [
+        dataclasses.replace(a, silence=found.get((a.id, a.silence.id), a.silence))
+        if a.silence is not None and a.id is not None
+        else a
+        for a in listed
+    ]

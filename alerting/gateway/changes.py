@@ -49,7 +49,8 @@ class Change:
 
     action: str
     """`fired`, `escalated`, `repeat`, `updated`, `unchanged`, `acknowledged`, `unacknowledged`,
-    `resolved`, or `ignored` (nothing known to change)."""
+    `resolved`, `silenced`, `unsilenced` (a silence in Alertmanager holds it, or no longer does), or
+    `ignored` (nothing known to change)."""
     alert: Alert | None = None
     decision: Decision | None = None
     channels: tuple[str, ...] = ()

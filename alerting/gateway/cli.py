@@ -23,7 +23,7 @@ from exporter.store import store_location
 
 if TYPE_CHECKING:
     from alerting.gateway.service import GatewayService
-    from alerting.model import Alert
+    from alerting.model import Alert, Silence
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,8 +63,11 @@ def run(
             print(f"no {args.state} alerts" if args.state else "no alerts")
         for alert in listed:
             by = f" by {alert.acknowledged_by}" if alert.acknowledged_by else ""
+            state: str = alert.state
+            if alert.silence is not None and alert.state == "firing":
+                state, by = "silenced", _silenced(alert.silence)
             labels = ",".join(f"{k}={v}" for k, v in sorted(alert.labels.items()))
-            print(f"{alert.id:>5} {alert.state:<12} {alert.severity:<8} {alert.alertname:<26} {labels}{by}")
+            print(f"{alert.id:>5} {state:<12} {alert.severity:<8} {alert.alertname:<26} {labels}{by}")
     finally:
         services.close()
     return 0
@@ -103,3 +106,11 @@ def _acknowledged(alert: Alert) -> str:
     if alert.acknowledged_at is not None:
         text += f" at {alert.acknowledged_at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
     return text
+
+
+def _silenced(silence: Silence) -> str:
+    """` silenced in Alertmanager by NAME until TIME: COMMENT`, as much as Alertmanager said."""
+    text = " silenced in Alertmanager" + (f" by {silence.by}" if silence.by else "")
+    if silence.ends_at is not None:
+        text += f" until {silence.ends_at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
+    return text + (f": {silence.comment}" if silence.comment else f" (silence {silence.id})")

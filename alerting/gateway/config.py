@@ -22,7 +22,8 @@ alerting:
   outbox: {max_attempts: 10, initial_backoff: 2s, max_backoff: 5m, lease: 60s, concurrency: 4,
            poll_interval: 1s, retention: 30d}
   alertmanager: {url: http://alertmanager:9093, silence_on_ack: false, silence_duration: 24h,
-                 resolve_after: 5m}   # an acked alert held by our silence resolves once gone this long
+                 resolve_after: 5m,   # an alert held by a silence resolves once gone this long
+                 follow_silences: true}   # alerts silenced in Alertmanager are marked so: no reminders
 ```
 Any secret (`token`, `signing_secret`, `password`, `routing_key`, `webhook_secret`) may be given as
 `<key>_file` or `<key>_env` instead. `webhook_secret` may be a list (several during a secret rotation).
@@ -247,7 +248,7 @@ def _silences(value: Any, problems: Problems, fallback_url: str | None) -> Silen
     """
     path = "alerting.alertmanager"
     section = _mapping(value, path, problems) or {}
-    _unknown(section, {"url", "silence_on_ack", "silence_duration", "resolve_after"}, path, problems)
+    _unknown(section, {"url", "silence_on_ack", "follow_silences", "silence_duration", "resolve_after"}, path, problems)
     url = section.get("url", "")
     if not isinstance(url, str) or (url and not url.startswith(("http://", "https://"))):
         problems.append(f"{path}.url: must be an http(s) URL")
@@ -256,6 +257,10 @@ def _silences(value: Any, problems: Problems, fallback_url: str | None) -> Silen
     if not isinstance(enabled, bool):
         problems.append(f"{path}.silence_on_ack: must be true or false")
         enabled = False
+    follow = section.get("follow_silences", True)
+    if not isinstance(follow, bool):
+        problems.append(f"{path}.follow_silences: must be true or false")
+        follow = True
     url = url or fallback_url or ""
     if enabled and not url and fallback_url is not None:
         problems.append(f"{path}.silence_on_ack: needs {path}.url (or the top-level alertmanager.url)")
@@ -264,7 +269,9 @@ def _silences(value: Any, problems: Problems, fallback_url: str | None) -> Silen
     if resolve_after <= 0:
         problems.append(f"{path}.resolve_after: must be > 0")
         resolve_after = SilenceSettings.resolve_after
-    return SilenceSettings(url=url, silence_on_ack=enabled, duration=duration, resolve_after=resolve_after)
+    return SilenceSettings(
+        url=url, silence_on_ack=enabled, follow_silences=follow, duration=duration, resolve_after=resolve_after
+    )
 
 
 def parse_settings(raw: Mapping[str, Any], base: Path, problems: Problems, *, whole: bool = True) -> GatewaySettings:

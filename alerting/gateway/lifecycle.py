@@ -22,11 +22,11 @@ from alerting.gateway.alert_rows import AlertRows
 from alerting.gateway.changes import AlertConflict, AlertInput, AlertNotFound, Change
 from alerting.gateway.dedup import Reason, decide, severity_rank
 from alerting.gateway.enqueue import enqueue, notified_channels
-from alerting.gateway.records import alert_from_row, dumps
+from alerting.gateway.records import alert_from_row, dumps, rfc3339
 from alerting.gateway.settings import GatewaySettings
 from alerting.gateway.silences import CHANNEL as SILENCES
 from alerting.gateway.tables import alerts
-from alerting.model import Actor, NotificationKind, alert_family, level_rank
+from alerting.model import Actor, NotificationKind, Silence, alert_family, level_rank
 
 __all__ = ["AlertConflict", "AlertInput", "AlertNotFound", "Change", "Lifecycle"]
 """The value types live in `alerting.gateway.changes`; callers of the stage may import them from here."""
@@ -66,6 +66,10 @@ class Lifecycle:
             # when the level rose) reaches it: that report must not lower the alert and make it rise again.
             return Change("ignored", alert_from_row(row), reason="an earlier level of an alert that has since risen")
         level_rose = level_rank(incoming.alertname) > level_rank(row.alertname)
+        if incoming.source == "alertmanager" and row.silence_id is not None:
+            # Alertmanager delivers no silenced alert: one it delivers firing is no longer silenced there.
+            self._unsilence_row(conn, row, now, "delivered by Alertmanager: no longer silenced")
+            row = self.rows.open_row(conn, fp)
         if self._refresh(conn, row, incoming, now):
             row = self.rows.open_row(conn, fp)
         return self._notify_if_due(conn, row, now, via=incoming.source, level_rose=level_rose)
@@ -238,6 +242,7 @@ class Lifecycle:
             select(alerts.c.id)
             .where(
                 alerts.c.state == "firing",
+                alerts.c.silence_id.is_(None),  # silenced in Alertmanager: no reminders, as there
                 alerts.c.last_notified_at <= now - self.settings.repeat_interval,
             )
             .order_by(alerts.c.id)
@@ -246,7 +251,7 @@ class Lifecycle:
         changes = []
         for (alert_id,) in rows:
             row = self.rows.locked(conn, alerts.c.id == alert_id, alerts.c.state == "firing")
-            if row is not None:
+            if row is not None and row.silence_id is None:
                 change = self._notify_if_due(conn, row, now)
                 if change.changed:
                     changes.append(change)
@@ -291,7 +296,7 @@ class Lifecycle:
 
     def _resolve_row(self, conn: Connection, row: Any, now: float, actor: Actor) -> Change:
         bumped = self.rows.bump(
-            conn, row, alerts.c.state != "resolved", state="resolved", resolved_at=now, updated_at=now
+            conn, row, alerts.c.state != "resolved", state="resolved", resolved_at=now, updated_at=now, silence_id=None
         )
         if bumped is None:
             return Change("unchanged", alert_from_row(row), reason="changed concurrently")
@@ -330,6 +335,7 @@ class Lifecycle:
             acknowledged_at=now,
             acknowledged_via=actor.via[:32],
             updated_at=now,
+            silence_id=None,  # acknowledged says more; unacknowledged, the silence watch finds it again
         )
         if bumped is None:
             return Change("unchanged", alert_from_row(row), reason="changed concurrently")
@@ -387,3 +393,43 @@ class Lifecycle:
             actor=actor,
         )
         return Change("unacknowledged", alert, channels=tuple(channels))
+
+    # --- silenced in Alertmanager -----------------------------------------------------------------
+
+    def silence(self, conn: Connection, alert_id: int, silence: Silence, now: float) -> Change:
+        """Record that a silence in Alertmanager holds this firing alert: no reminders until it ends.
+
+        Nothing is notified: Alertmanager, which the silence was made in, says nothing either. The audit
+        row keeps who made it, its comment and end (`alert_rows.with_silences` shows them).
+        """
+        row = self.rows.locked(conn, alerts.c.id == alert_id, alerts.c.state == "firing")
+        if row is None or row.silence_id == silence.id:
+            return Change("unchanged", None if row is None else alert_from_row(row), reason="nothing to change")
+        self.rows.update(conn, row.id, silence_id=silence.id[:128], updated_at=now)
+        ends_at = None if silence.ends_at is None else silence.ends_at.timestamp()
+        self.rows.audit(
+            conn,
+            row.id,
+            now,
+            "silenced",
+            row.state,
+            row.state,
+            Actor(by=silence.by[:256], via="alertmanager", comment=silence.comment),
+            detail={"silence_id": silence.id, "ends_at": ends_at, "until": rfc3339(ends_at)},
+        )
+        fresh = self.rows.locked(conn, alerts.c.id == alert_id)
+        return Change("silenced", alert_from_row(fresh))
+
+    def unsilence(self, conn: Connection, alert_id: int, now: float, comment: str) -> Change:
+        """The silence holding this alert ended while it still fires: reminders resume (when due)."""
+        row = self.rows.locked(conn, alerts.c.id == alert_id)
+        if row is None or row.silence_id is None:
+            return Change("unchanged", None if row is None else alert_from_row(row), reason="not silenced")
+        self._unsilence_row(conn, row, now, comment)
+        fresh = self.rows.locked(conn, alerts.c.id == alert_id)
+        return Change("unsilenced", alert_from_row(fresh))
+
+    def _unsilence_row(self, conn: Connection, row: Any, now: float, comment: str) -> None:
+        self.rows.update(conn, row.id, silence_id=None, updated_at=now)
+        actor = Actor(by="alertmanager", via="alertmanager", comment=comment)
+        self.rows.audit(conn, row.id, now, "unsilenced", row.state, row.state, actor, {"silence_id": row.silence_id})

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from alerting.model import Actor, Alert
+from alerting.model import Actor, Alert, Silence
 
 API_FIELDS = (
     "id",
@@ -22,6 +22,7 @@ API_FIELDS = (
     "acknowledged_by",
     "acknowledged_at",
     "resolved_at",
+    "silenced",
 )
 """The fields of an alert in `GET /v1/alerts` (docs/http-api.md), in order."""
 
@@ -74,6 +75,7 @@ def alert_from_row(row: Any) -> Alert:
         generator_url=m["generator_url"] or "",
         group_key=m["group_key"] or "",
         truncated_alerts=int(m["truncated_alerts"] or 0),
+        silence=Silence(m["silence_id"]) if m.get("silence_id") else None,
     )
 
 
@@ -95,7 +97,22 @@ def api_alert(alert: Alert) -> dict[str, Any]:
         "acknowledged_by": alert.acknowledged_by,
         "acknowledged_at": _iso(alert.acknowledged_at),
         "resolved_at": _iso(alert.resolved_at),
+        "silenced": silence_json(alert.silence),
     }
+
+
+def silence_json(silence: Silence | None) -> dict[str, Any] | None:
+    """The Alertmanager silence holding an alert, as the API shows it (None when none does)."""
+    if silence is None:
+        return None
+    return {"silence_id": silence.id, "by": silence.by, "comment": silence.comment, "ends_at": _iso(silence.ends_at)}
+
+
+def silence_from_json(data: Mapping[str, Any] | None) -> Silence | None:
+    """The `Silence` `silence_json` shows."""
+    if not data:
+        return None
+    return Silence(data["silence_id"], data.get("by", ""), data.get("comment", ""), _parse_dt(data.get("ends_at")))
 
 
 def snapshot(alert: Alert) -> dict[str, Any]:
@@ -133,6 +150,7 @@ def alert_from_snapshot(data: Mapping[str, Any]) -> Alert:
         generator_url=data.get("generator_url", ""),
         group_key=data.get("group_key", ""),
         truncated_alerts=int(data.get("truncated_alerts", 0)),
+        silence=silence_from_json(data.get("silenced")),
     )
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
+from alerting.gateway.alert_rows import with_silences
 from alerting.gateway.changes import AlertInput, AlertNotFound, Change
 from alerting.gateway.channels import build_channels
 from alerting.gateway.collector import GatewayCollector
@@ -34,10 +35,10 @@ from alerting.gateway.outbox import PENDING, Outbox
 from alerting.gateway.receiver import WebhookReceiver, WebhookResult
 from alerting.gateway.records import alert_from_row, loads, rfc3339
 from alerting.gateway.settings import GatewaySettings
-from alerting.gateway.silence_watch import SilenceWatch, silenced_acknowledged
+from alerting.gateway.silence_watch import SilenceWatch, firing_received, silenced_acknowledged
 from alerting.gateway.tables import alert_events, alerts, webhook_receipts
 from alerting.gateway.webhooks import PagerDutyEvent, SlackAction
-from alerting.model import Actor, Alert, AlertSource, Severity
+from alerting.model import Actor, Alert, AlertSource, Severity, Silence
 from alerting.notify import Notifier
 from exporter.store import Store, StoreUnavailable
 
@@ -57,7 +58,11 @@ class TickResult:
     receipts_purged: int
     outbox_purged: int
     silenced_resolved: int = 0
-    """Acknowledged alerts resolved because they ended in Alertmanager while llmcost's silence held them."""
+    """Alerts resolved because they ended in Alertmanager while a silence there held them."""
+    silenced: int = 0
+    """Firing alerts marked as held by a silence in Alertmanager."""
+    unsilenced: int = 0
+    """Alerts marked silenced that Alertmanager holds unsilenced again."""
 
 
 def _retryable(exc: StoreUnavailable) -> bool:
@@ -98,9 +103,8 @@ class GatewayService:
         )
         self.webhooks = WebhookReceiver(store, self.lifecycle, clock=clock, write=self._write)
         silences = self.settings.silences
-        self.silence_watch = (
-            SilenceWatch(silences.url, resolve_after=silences.resolve_after) if silences.silence_on_ack else None
-        )
+        watching = bool(silences.url) and (silences.silence_on_ack or silences.follow_silences)
+        self.silence_watch = SilenceWatch(silences.url, resolve_after=silences.resolve_after) if watching else None
         self._workers = None
         self._ticker = None
         if start_workers:
@@ -181,6 +185,7 @@ class GatewayService:
         self,
         items: Sequence[tuple[str, Mapping[str, str]]],
         *,
+        by: str = "",
         via: str = "scheduler",
         started_by: float | None = None,
     ) -> list[Change]:
@@ -190,7 +195,7 @@ class GatewayService:
         time: an alert raised after it read the state is not one it saw; see `alerting.sink.resolve_all`).
         """
         fps = sorted(AlertInput(alertname=n, labels=dict(labels), severity="info").fingerprint for n, labels in items)
-        actor = Actor(by="", via=via)
+        actor = Actor(by=by, via=via)
         changes: list[Change] = []
         for start in range(0, len(fps), FIRE_MANY_CHUNK):
             chunk = fps[start : start + FIRE_MANY_CHUNK]
@@ -222,19 +227,52 @@ class GatewayService:
                 delete(webhook_receipts).where(webhook_receipts.c.received_at < now - self.settings.receipt_retention)
             ).rowcount
         outbox_purged = purge_delivered(self.store, now - self.settings.outbox.retention)
-        return TickResult(len(repeats), int(purged), outbox_purged, self._resolve_ended_silenced(now))
+        silenced, unsilenced, ended = self._follow_silences(now)
+        resolved = self._resolve_ended_silenced(now) + self._resolve_ended(ended, now)
+        return TickResult(len(repeats), int(purged), outbox_purged, resolved, silenced, unsilenced)
+
+    def _follow_silences(self, now: float) -> tuple[int, int, list[int]]:
+        """Mark firing alerts silenced in Alertmanager, or no longer (see `silence_watch`).
+
+        Returns how many were marked silenced and unsilenced, and the silenced ones that ended there.
+        """
+        if self.silence_watch is None or not self.settings.silences.follow_silences:
+            return 0, 0, []
+        watch = self.silence_watch
+        try:
+            found = watch.follow(lambda: self._read(firing_received), now)
+            for alert_id, silence in found.silenced:
+                self._write(functools.partial(self._silence, alert_id, silence, now))
+                log.info("alert %s is silenced in Alertmanager (silence %s by %r)", alert_id, silence.id, silence.by)
+            for alert_id in found.unsilenced:
+                self._write(functools.partial(self._unsilence, alert_id, now))
+                log.info("alert %s is no longer silenced in Alertmanager: reminders resume", alert_id)
+        except StoreUnavailable:
+            log.warning("silences in Alertmanager not followed: the store is unavailable", exc_info=True)
+            return 0, 0, []
+        return len(found.silenced), len(found.unsilenced), found.ended
+
+    def _silence(self, alert_id: int, silence: Silence, now: float, conn: Connection) -> Change:
+        return self.lifecycle.silence(conn, alert_id, silence, now)
+
+    def _unsilence(self, alert_id: int, now: float, conn: Connection) -> Change:
+        return self.lifecycle.unsilence(conn, alert_id, now, "no longer silenced in Alertmanager")
 
     def _resolve_ended_silenced(self, now: float) -> int:
         """Resolve acknowledged alerts that ended in Alertmanager under our silence (see `silence_watch`)."""
-        if self.silence_watch is None:
+        if self.silence_watch is None or not self.settings.silences.silence_on_ack:
             return 0
         try:
             ended = self.silence_watch.ended(lambda: self._read(silenced_acknowledged), now)
         except StoreUnavailable:
             log.warning("silenced alerts not checked: the store is unavailable", exc_info=True)
             return 0
-        # As Alertmanager's resolved webhook would have: the same actor, one resolve per notified channel
-        # (the `alertmanager` channel among them, which expires the silence).
+        return self._resolve_ended(ended, now)
+
+    def _resolve_ended(self, ended: Sequence[int], now: float) -> int:
+        """Resolve alerts gone from Alertmanager while silenced there, as its resolved webhook would have."""
+        # The same actor, one resolve per notified channel (the `alertmanager` channel among them, which
+        # expires llmcost's own silence).
         actor = Actor(by="alertmanager", via="alertmanager", comment="ended in Alertmanager while silenced")
         resolved = 0
         for alert_id in ended:
@@ -287,12 +325,16 @@ class GatewayService:
         stmt = select(alerts).order_by(alerts.c.id.desc()).limit(limit)
         if state is not None:
             stmt = stmt.where(alerts.c.state == state)
-        return self._read(lambda conn: [alert_from_row(r) for r in conn.execute(stmt)])
+        return self._read(lambda conn: with_silences(conn, [alert_from_row(r) for r in conn.execute(stmt)]))
 
     def alert(self, alert_id: int) -> Alert | None:
         """One alert by id."""
-        row = self._read(lambda conn: conn.execute(select(alerts).where(alerts.c.id == alert_id)).first())
-        return None if row is None else alert_from_row(row)
+
+        def read(conn: Connection) -> Alert | None:
+            row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).first()
+            return None if row is None else with_silences(conn, [alert_from_row(row)])[0]
+
+        return self._read(read)
 
     def history(self, alert_id: int) -> list[dict[str, Any]]:
         """The audit trail of an alert, oldest first."""

@@ -65,6 +65,9 @@ class SilenceSettings:
 
     url: str = ""
     silence_on_ack: bool = False
+    follow_silences: bool = True
+    """With a url: mark the firing alerts received from Alertmanager that a silence there holds (no
+    reminders), and resolve those that end while silenced (`alerting.gateway.silence_watch`)."""
     duration: float = 24 * 3600.0
     resolve_after: float = 300.0
     """An acknowledged alert held by llmcost's silence is resolved once it has been gone from Alertmanager

@@ -22,6 +22,16 @@ by the outbox (`alertmanager` channel). The wait is there to never resolve an al
 Each process that runs `tick` checks on its own, remembering absences in memory: a restarted process
 waits a whole window again. Several processes sharing a store each decide from their own observations,
 and the lifecycle's conditional update resolves the alert once.
+
+Silences made in Alertmanager by people (`amtool silence add`, the UI) hold back its notifications the
+same way: a firing alert the gateway received would be reminded of every `repeat_interval` and listed as
+firing for good. So `SilenceWatch.follow` also asks (with the same spacing, whenever an Alertmanager url
+is known) which alerts Alertmanager holds silenced (`GET /api/v2/alerts?active=false&silenced=true`, one
+request) and reads the silence of each newly silenced one (`GET /api/v2/silence/{id}`: who, comment,
+end). The gateway marks those alerts silenced (no reminders; shown with who, comment and end). One that
+is no longer silenced is asked about alone: still held by Alertmanager, it is firing again (reminders
+resume); gone for `resolve_after`, it ended while silenced and is resolved, as above. Every request is a
+read: silences made by people are never changed.
 """
 
 from __future__ import annotations
@@ -30,17 +40,25 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from alerting.gateway.records import loads
+from alerting.gateway.records import loads, parse_rfc3339
 from alerting.gateway.silences import CHANNEL
 from alerting.gateway.tables import alert_channels, alerts
-from alerting.model import ESCALATING_ALERTS, ORIGIN_LABEL, PUSHED_ONLY_LABELS, alert_family, fingerprint
+from alerting.model import (
+    ESCALATING_ALERTS,
+    ORIGIN_LABEL,
+    PUSHED_ONLY_LABELS,
+    Silence,
+    alert_family,
+    fingerprint,
+)
 from alerting.notify.base import redact
 
 log = logging.getLogger(__name__)
@@ -61,6 +79,33 @@ class SilencedAlert:
     fingerprint: str
     alertname: str
     labels: Mapping[str, str]
+    silence_id: str | None = None
+    """For a firing alert (`firing_received`): the Alertmanager silence it is marked as held by."""
+
+
+@dataclass
+class Followed:
+    """What one `SilenceWatch.follow` check found about the firing alerts received from Alertmanager."""
+
+    silenced: list[tuple[int, Silence]] = field(default_factory=list)
+    """Alerts a silence (another one than marked, if any) now holds."""
+    unsilenced: list[int] = field(default_factory=list)
+    """Alerts marked silenced that Alertmanager holds unsilenced now."""
+    ended: list[int] = field(default_factory=list)
+    """Alerts marked silenced that have been gone from Alertmanager for `resolve_after`."""
+
+
+def firing_received(conn: Connection, limit: int = MAX_CHECKED) -> list[SilencedAlert]:
+    """The firing alerts received from Alertmanager, oldest first, with the silence each is marked held by."""
+    rows = conn.execute(
+        select(alerts.c.id, alerts.c.fingerprint, alerts.c.alertname, alerts.c.labels, alerts.c.silence_id)
+        .where(alerts.c.state == "firing", alerts.c.source == "alertmanager")
+        .order_by(alerts.c.id)
+        .limit(limit)
+    ).all()
+    return [
+        SilencedAlert(int(r.id), r.fingerprint, r.alertname, dict(loads(r.labels)), r.silence_id or None) for r in rows
+    ]
 
 
 def silenced_acknowledged(conn: Connection, limit: int = MAX_CHECKED) -> list[SilencedAlert]:
@@ -108,6 +153,10 @@ class AlertmanagerUnavailable(Exception):
     """Alertmanager could not say which alerts it holds."""
 
 
+class _Refused(Exception):
+    """Alertmanager refused one question (a 4xx other than 429)."""
+
+
 class SilenceWatch:
     """Finds acknowledged, silenced alerts that have ended in Alertmanager; `ended` runs one check."""
 
@@ -129,6 +178,9 @@ class SilenceWatch:
         self._last_check: float | None = None
         self._unavailable = False
         self._refused: set[int] = set()  # alerts whose query Alertmanager refused, logged once each
+        self._followed_at: float | None = None
+        self._gone_since: dict[int, float] = {}  # silenced firing alerts absent from Alertmanager
+        self._follow_unavailable = False
 
     def ended(self, candidates: Callable[[], Sequence[SilencedAlert]], now: float) -> list[int]:
         """Check now (unless the last check was under `spacing` ago); ids of the alerts to resolve.
@@ -159,6 +211,115 @@ class SilenceWatch:
                 log.info("Alertmanager answers again: checking silenced alerts")
                 self._unavailable = False
             return due
+
+    def follow(self, candidates: Callable[[], Sequence[SilencedAlert]], now: float) -> Followed:
+        """Check now (unless the last check was under `spacing` ago) which firing alerts are silenced.
+
+        `candidates` reads the firing alerts received from Alertmanager (`firing_received`).
+        """
+        with self._lock:
+            last, self._followed_at = self._followed_at, now
+            if last is not None and now - last < self.spacing:
+                self._followed_at = last
+                return Followed()
+            if last is None or now - last > self.max_gap:
+                self._gone_since.clear()
+            firing = candidates()
+            live = {a.id for a in firing}
+            for alert_id in [i for i in self._gone_since if i not in live]:
+                del self._gone_since[alert_id]
+            try:
+                found = self._follow(firing, now) if firing else Followed()
+            except AlertmanagerUnavailable as exc:
+                self._gone_since.clear()
+                if not self._follow_unavailable:
+                    log.warning("cannot ask Alertmanager which alerts are silenced (will retry): %s", exc)
+                self._follow_unavailable = True
+                return Followed()
+            if self._follow_unavailable:
+                log.info("Alertmanager answers again: following its silences")
+                self._follow_unavailable = False
+            return found
+
+    def _follow(self, firing: Sequence[SilencedAlert], now: float) -> Followed:
+        held = self._silenced_now()
+        found = Followed()
+        for alert in firing:
+            silence_ids = held.get(alert.fingerprint)
+            if silence_ids:
+                self._gone_since.pop(alert.id, None)
+                if alert.silence_id not in silence_ids:
+                    found.silenced.append((alert.id, self._silence(sorted(silence_ids)[0])))
+                continue
+            if alert.silence_id is None:
+                continue
+            present = self._present(alert)
+            if present is None:
+                continue
+            if present:
+                self._gone_since.pop(alert.id, None)
+                found.unsilenced.append(alert.id)
+                continue
+            since = self._gone_since.setdefault(alert.id, now)
+            if now - since >= self.resolve_after:
+                found.ended.append(alert.id)
+        return found
+
+    def _silenced_now(self) -> dict[str, list[str]]:
+        """The silence ids holding each alert Alertmanager holds silenced, by gateway fingerprint."""
+        params = {"active": "false", "silenced": "true", "inhibited": "true", "unprocessed": "false"}
+        try:
+            listed = self._get_json("/api/v2/alerts", params)
+        except _Refused as refused:
+            raise AlertmanagerUnavailable(f"the alerts query was refused: {refused}") from None
+        if not isinstance(listed, list):
+            raise AlertmanagerUnavailable("the answer is not a list of alerts")
+        held: dict[str, list[str]] = {}
+        for item in listed:
+            if not isinstance(item, dict) or not isinstance(item.get("labels"), dict):
+                continue
+            status = item.get("status")
+            silenced_by = status.get("silencedBy") if isinstance(status, dict) else None
+            if isinstance(silenced_by, list) and silenced_by:
+                ids = [str(i) for i in silenced_by if isinstance(i, str) and i]
+                held.setdefault(gateway_fingerprint(item["labels"]), []).extend(ids)
+        return held
+
+    def _silence(self, silence_id: str) -> Silence:
+        """Who made the silence, why and until when; just its id when Alertmanager cannot say."""
+        try:
+            data = self._get_json(f"/api/v2/silence/{silence_id}", {})
+        except _Refused:  # expired and collected meanwhile, say
+            return Silence(silence_id)
+        if not isinstance(data, dict):
+            return Silence(silence_id)
+        ends_at = None
+        if isinstance(data.get("endsAt"), str):
+            try:
+                ends_at = datetime.fromtimestamp(parse_rfc3339(data["endsAt"]), UTC)
+            except ValueError:
+                ends_at = None
+        by, comment = data.get("createdBy"), data.get("comment")
+        return Silence(
+            silence_id,
+            by[:256] if isinstance(by, str) else "",
+            comment[:2000] if isinstance(comment, str) else "",
+            ends_at,
+        )
+
+    def _get_json(self, path: str, params: Mapping[str, str]) -> Any:
+        try:
+            response = self._client.get(self._base + path, params=dict(params))
+        except httpx.HTTPError as error:
+            raise AlertmanagerUnavailable(self._redact(f"{type(error).__name__}: {error}")) from None
+        if 400 <= response.status_code < 500 and response.status_code != 429:
+            raise _Refused(f"HTTP {response.status_code}")
+        if response.status_code != 200:
+            raise AlertmanagerUnavailable(f"HTTP {response.status_code}")
+        try:
+            return response.json()
+        except ValueError:
+            raise AlertmanagerUnavailable("the answer is not JSON") from None
 
     def _check(self, candidates: Sequence[SilencedAlert], now: float) -> list[int]:
         due = []

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -119,18 +119,28 @@ class AlertmanagerSink:
 
     def resolve(self, alertname: str, labels: Mapping[str, str]) -> bool:
         """Resolve an alert if it is firing: pushed with its `endsAt`, and closed in the gateway."""
-        clean = clean_labels(labels)
-        fp = fingerprint(alertname, clean)
+        self.resolve_many([(alertname, labels)])
+        return True
+
+    def resolve_many(self, items: Sequence[tuple[str, Mapping[str, str]]], *, started_by: float | None = None) -> None:
+        """Resolve several alerts `(alertname, labels)` in one transaction (see `alerting.sink.resolve_all`).
+
+        `started_by`: only alerts that started no later than this are resolved, here and in the gateway
+        (an evaluation's start: an alert raised after it read the state is not one it saw).
+        """
+        cleaned = [(name, clean_labels(labels)) for name, labels in items]
         t = alertmanager_alerts
         now = self.clock()
+        done = 0
         with self.store.transaction() as conn:
-            done = conn.execute(
-                update(t).where(t.c.fingerprint == fp, t.c.ends_at.is_(None)).values(ends_at=now, updated_at=now)
-            ).rowcount
+            for fp in sorted({fingerprint(name, clean) for name, clean in cleaned}):
+                stmt = update(t).where(t.c.fingerprint == fp, t.c.ends_at.is_(None))
+                if started_by is not None:
+                    stmt = stmt.where(t.c.starts_at <= started_by)
+                done += conn.execute(stmt.values(ends_at=now, updated_at=now)).rowcount
         if done:
             self._wake()
-        self.gateway.resolve(alertname, clean, by="llmcost", via="scheduler")
-        return True
+        self.gateway.resolve_many(cleaned, by="llmcost", via="scheduler", started_by=started_by)
 
     def active_labels(self, alertnames: Iterable[str]) -> list[tuple[str, dict[str, str]]]:
         """(alertname, labels) of the firing alerts with these names."""

@@ -9,14 +9,21 @@ second PagerDuty incident for one problem.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 
 from alerting.gateway.config import settings_from_config
+from alerting.gateway.records import rfc3339
 from alerting.gateway.service import GatewayService
 from alerting.gateway.sink import GatewaySink
 from alerting.gateway.tables import alerts, notification_outbox
+from alerting.push.pusher import Pusher
+from alerting.push.settings import parse_push_section
+from alerting.push.sink import AlertmanagerSink
 from tests.support.budgets import DAILY, NOON, build, call, ingest
 from tests.support.clock import FakeClock
+from tests.support.recording_servers import RecordingServer
 
 
 def test_an_alert_raised_after_the_evaluation_read_the_state_is_not_resolved_by_it(
@@ -43,3 +50,61 @@ def test_an_alert_raised_after_the_evaluation_read_the_state_is_not_resolved_by_
     finally:
         gateway.close()
         services.close()
+
+
+def test_through_alertmanager_an_alert_raised_after_the_evaluation_read_the_state_is_not_resolved_by_it(
+    db_url: str, clock: FakeClock
+) -> None:
+    """The same race with `alertmanager:` configured: the push sink must not push the stale resolve either.
+
+    Otherwise Alertmanager is told the warning ended, then (next evaluation) that a new one started: a
+    resolve and a second notification routed to every receiver, and a resolve of the gateway's alert.
+    """
+    clock.set(NOON)
+    services, budgets, _recorder = build(db_url, [DAILY], clock)
+    gateway = GatewayService(services.store, settings_from_config(services.config), clock=clock, start_workers=False)
+    with RecordingServer() as alertmanager:
+        settings = parse_push_section({"url": alertmanager.url.rstrip("/"), "retries": 0}, [])
+        pusher = Pusher(services.store, settings, clock=clock, sleep=lambda _s: None)
+        sink = AlertmanagerSink(
+            services.store,
+            gateway,
+            wake=lambda: None,
+            generator_url=lambda _name, _labels: "http://llmcost.test/v1/alerts",
+            runbook_url=lambda _name: "http://llmcost.test/runbook",
+            clock=clock,
+        )
+        budgets.sink = sink
+        try:
+            ingest(services, call("a", NOON - 5, 40.0))
+            started = clock.now
+            stale = budgets.instances(started)  # the evaluation reads the state: 40 %, nothing to alert on
+            clock.advance(30)  # ... and stalls, while an ingest crosses 80 % and raises the warning at once
+            ingest(services, call("b", NOON - 4, 45.0))
+            raised = clock.now
+            pusher.push()
+            (warning,) = _posted(alertmanager)
+            # Alertmanager routes it back to the gateway, as the shipped alertmanager.yml does.
+            gateway.receive_alertmanager(
+                {"version": "4", "groupKey": "{}:{}", "alerts": [{**warning, "status": "firing"}]}
+            )
+            clock.advance(30)
+            budgets.alerts.reconcile(budgets.definitions(), stale, started)  # it wakes up and reconciles
+            budgets.evaluate()  # the next evaluation, on the current state
+            alertmanager.requests.clear()
+            pusher.push()
+            (pushed,) = _posted(alertmanager)
+            assert pushed["labels"]["alertname"] == "LLMBudgetWarning"
+            assert pushed["startsAt"] == rfc3339(raised), "the same occurrence, never ended and restarted"
+            assert pushed["endsAt"] > rfc3339(clock.now), "still firing in Alertmanager"
+            assert [(r["alertname"], r["ends_at"]) for r in sink.pushed()] == [("LLMBudgetWarning", None)]
+            with services.store.reading() as conn:
+                rows = conn.execute(select(alerts.c.alertname, alerts.c.state)).all()
+            assert [tuple(r) for r in rows] == [("LLMBudgetWarning", "firing")], "one alert, never resolved"
+        finally:
+            gateway.close()
+            services.close()
+
+
+def _posted(server: RecordingServer) -> list[dict[str, Any]]:
+    return [alert for request in server.requests for alert in request.json]

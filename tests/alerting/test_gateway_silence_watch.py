@@ -28,6 +28,8 @@ class FakeAlertmanager(RecordingServer):
     def __init__(self) -> None:
         super().__init__()
         self.alerts: list[dict[str, Any]] = []
+        self.silenced_by: list[str] = []
+        """Silences holding every alert listed (made by people; `active=false` lists only silenced alerts)."""
         self.status = 200
         self._ids = iter(range(1, 1_000_000))
         self._lock_ids = threading.Lock()
@@ -39,7 +41,14 @@ class FakeAlertmanager(RecordingServer):
         if request.method == "GET" and request.path == "/api/v2/alerts":
             if self.status != 200:
                 return Response(self.status, {}, "unavailable")
-            return Response(200, {}, [{"labels": labels, "status": {"state": "suppressed"}} for labels in self.alerts])
+            if request.query.get("active") == ["false"] and not self.silenced_by:
+                return Response(200, {}, [])
+            status = {"state": "suppressed", "silencedBy": self.silenced_by, "inhibitedBy": []}
+            return Response(200, {}, [{"labels": labels, "status": status} for labels in self.alerts])
+        if request.method == "GET" and request.path.startswith("/api/v2/silence/"):
+            silence_id = request.path.rsplit("/", 1)[-1]
+            body = {"id": silence_id, "createdBy": "alice", "comment": "planned eval run"}
+            return Response(200, {}, {**body, "endsAt": "2030-01-01T00:00:00Z", "status": {"state": "active"}})
         return Response(200, {}, {})
 
     def calls(self, method: str, path: str) -> list[RecordedRequest]:
@@ -170,7 +179,8 @@ def test_only_acknowledged_alerts_holding_a_silence_are_asked_about(h: Harness, 
     for _ in range(10):
         h.gateway.tick()
         advance(h, 20)
-    assert am.calls("GET", "/api/v2/alerts") == []
+    # The firing one is only in the list of silenced alerts (none): no question about one alert.
+    assert [c for c in am.calls("GET", "/api/v2/alerts") if "filter" in c.query] == []
     assert {a["state"] for a in h.alerts()} == {"firing", "acknowledged"}
 
 
@@ -221,3 +231,45 @@ def test_other_alerts_keep_a_silence_matching_exactly_them(h: Harness, am: FakeA
         "project": ("search", False),
         "severity": ("critical", False),
     }
+
+
+def test_a_firing_alert_silenced_by_hand_in_alertmanager_is_marked_silenced_and_not_reminded(
+    h: Harness, am: FakeAlertmanager
+) -> None:
+    """`amtool silence add` on an alert llmcost was told of: shown silenced, no reminders, until it ends."""
+    assert h.post_alertmanager(am_payload([am_alert(severity="critical")])).status_code == 200
+    h.gateway.deliver_pending()
+    (alert,) = h.alerts()
+    am.alerts, am.silenced_by = [SPIKE_LABELS], ["hand-1"]
+    assert h.gateway.tick().silenced == 1
+    (alert,) = h.alerts()
+    assert alert["state"] == "firing"
+    assert alert["silenced"] == {
+        "silence_id": "hand-1",
+        "by": "alice",
+        "comment": "planned eval run",
+        "ends_at": "2030-01-01T00:00:00Z",
+    }
+    for _ in range(3):  # past repeat_interval (4 h), several times: no reminder
+        advance(h, 4 * 3600)
+        result = h.gateway.tick()
+        assert (result.repeats, result.silenced, result.unsilenced) == (0, 0, 0)
+    assert am.calls("POST", "/api/v2/silences") == [] and am.calls("DELETE", "/api/v2/silence") == []
+
+    am.silenced_by = []  # the silence expired; Alertmanager still holds the alert: reminded again
+    advance(h, 20)
+    assert h.gateway.tick().unsilenced == 1
+    assert h.alerts()[0]["silenced"] is None
+    advance(h, 20)
+    assert h.gateway.tick().repeats == 1
+
+    am.silenced_by = ["hand-2"]  # silenced again, then it ends in Alertmanager: resolved after resolve_after
+    advance(h, 20)
+    assert h.gateway.tick().silenced == 1
+    am.alerts = []
+    resolved = 0
+    for _ in range(6):
+        advance(h, 20)
+        resolved += h.gateway.tick().silenced_resolved
+    assert resolved == 1
+    assert h.alerts()[0]["state"] == "resolved"

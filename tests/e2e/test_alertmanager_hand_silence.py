@@ -1,0 +1,206 @@
+"""Live: a rule alert silenced by hand in a real Alertmanager (`amtool silence add`) is silenced in llmcost too.
+
+What runs: `llmcost serve` (SQLite) with `alerting.alertmanager.url` (no `silence_on_ack`), reminders every
+3 s (`alerting.repeat_interval`), a gateway tick every second and `resolve_after: 3s`; one real Alertmanager
+with the shipped `alertmanager.yml` (webhook to llmcost); Slack and PagerDuty as recording servers. The rule
+alert is posted as Prometheus's notifier does (`RuleEvaluator`).
+
+Defect: once someone silenced the alert in Alertmanager, Alertmanager sent nothing more about it, its
+resolve included, so llmcost kept it open for good, listed it as plainly firing and reminded Slack and
+PagerDuty of it every `repeat_interval`. Now llmcost asks Alertmanager about the open alerts it received
+from it: a silenced one is shown as silenced (by whom, with the silence's comment, until when) and is not
+reminded of; when the silence expires while it still fires it is firing again, reminders resume; and one
+that ends while silenced is resolved once `resolve_after` has shown it gone.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.e2e.test_alertmanager_ack_silence import RuleEvaluator
+from tests.support import live_stack
+from tests.support.procs import LLMCOST, LlmcostProcess
+from tests.support.recording_servers import PagerDutyEventsServer, SlackAPIServer
+
+pytestmark = pytest.mark.real_process
+
+ADMIN_TOKEN = "hand-silence-admin-token-0123456789abcdef"
+WEBHOOK_TOKEN = "hand-silence-webhook-token-0123456789abcdef"
+SLACK_TOKEN = "xoxb-hand-silence-test-token"
+ROUTING_KEY = "R0123456789ABCDEF0123456789ABCDF"
+REPEAT = 3.0
+RESOLVE_AFTER = 3.0
+TIMINGS = {"group_wait": "1s", "group_interval": "1s", "repeat_interval": "2s"}
+TIMEOUT = 45.0
+RULE_LABELS = {
+    "alertname": "LLMCostIngestStalled",
+    "severity": "warning",
+    "job": "llmcost",
+    "instance": "llmcost:9800",
+}
+
+
+class Stack:
+    def __init__(self, llmcost: LlmcostProcess, am: str, workdir: Path, slack: SlackAPIServer) -> None:
+        self.llmcost = llmcost
+        self.am = am
+        self.workdir = workdir
+        self.slack = slack
+
+    def alert(self) -> dict[str, Any] | None:
+        body = httpx.get(
+            f"{self.llmcost.base}/v1/alerts", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=5
+        ).json()
+        found = [a for a in body if a["labels"].get("job") == "llmcost"]
+        return found[0] if found else None
+
+    def reminders(self, alert_id: int) -> int:
+        """Repeat notifications enqueued for the alert (sent or not)."""
+        rows = httpx.get(
+            f"{self.llmcost.base}/v1/notifications",
+            params={"alert_id": alert_id},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=5,
+        ).json()
+        return sum(1 for n in rows if n["kind"] == "repeat")
+
+    def amtool(self, *argv: str) -> str:
+        done = subprocess.run(
+            ["amtool", f"--alertmanager.url={self.am}", *argv], capture_output=True, text=True, timeout=20, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    def am_silenced(self) -> bool:
+        found = httpx.get(f"{self.am}/api/v2/alerts", timeout=5).json()
+        return any(a["labels"].get("job") == "llmcost" and a["status"]["silencedBy"] for a in found)
+
+    def cli_list(self) -> str:
+        db = f"sqlite:///{self.workdir / 'llmcost.db'}"
+        done = subprocess.run(
+            [*LLMCOST, "alerts", "list", "--db", db, "--config", str(self.workdir / "llmcost.yml")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def diagnostics(self) -> str:
+        sources = (
+            ("Alertmanager alerts", lambda: httpx.get(f"{self.am}/api/v2/alerts", timeout=5).json()),
+            ("Alertmanager silences", lambda: httpx.get(f"{self.am}/api/v2/silences", timeout=5).json()),
+            ("gateway alert", self.alert),
+        )
+        return live_stack.diagnostics(sources, self.workdir, answer_chars=4000, log_chars=3000)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("alertmanager-hand-silence")
+    with ExitStack() as cleanup:
+        slack = cleanup.enter_context(SlackAPIServer(token=SLACK_TOKEN))
+        pagerduty = cleanup.enter_context(PagerDutyEventsServer())
+        token_file = workdir / "webhook_token"
+        token_file.write_text(WEBHOOK_TOKEN + "\n", encoding="utf-8")
+        llmcost_port, am_port = live_stack.free_ports(2)
+        am = f"http://127.0.0.1:{am_port}"
+        config = {
+            "auth": {"admin_tokens": [ADMIN_TOKEN], "webhook_tokens": [WEBHOOK_TOKEN]},
+            "alerting": {
+                "tick_interval": "1s",
+                "repeat_interval": f"{REPEAT:g}s",
+                "alertmanager": {"url": am, "resolve_after": f"{RESOLVE_AFTER:g}s"},
+            },
+            "notifications": {
+                "slack": {"token": SLACK_TOKEN, "channel": "#llm-cost", "api_url": slack.api_url},
+                "pagerduty": {"routing_key": ROUTING_KEY, "events_url": pagerduty.events_url},
+                "routes": {"info": [], "warning": ["slack", "pagerduty"], "critical": ["slack", "pagerduty"]},
+            },
+        }
+        config_path = workdir / "llmcost.yml"
+        config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        llmcost = LlmcostProcess(f"sqlite:///{workdir / 'llmcost.db'}", config=config_path)
+        llmcost.port = llmcost_port
+        cleanup.callback(llmcost.stop)
+        llmcost.start(workdir)
+        server = live_stack.alertmanager_server(
+            workdir / "am", live_stack.Ports(llmcost_port, 0, am_port), credentials_file=token_file, timings=TIMINGS
+        )
+        cleanup.callback(server.stop)
+        server.start()
+        yield Stack(llmcost, am, workdir, slack)
+
+
+def test_a_rule_alert_silenced_by_hand_in_alertmanager_is_silenced_in_llmcost_until_the_silence_ends(
+    stack: Stack,
+) -> None:
+    rule = RuleEvaluator(stack.am, RULE_LABELS).start()
+    try:
+        assert live_stack.wait_until(lambda: stack.alert() is not None, TIMEOUT), stack.diagnostics()
+        alert = stack.alert()
+        assert alert is not None
+        alert_id = alert["id"]
+        # Unsilenced, the alert is reminded of every repeat_interval.
+        assert live_stack.wait_until(lambda: stack.reminders(alert_id) >= 1, TIMEOUT), stack.diagnostics()
+
+        silence_id = stack.amtool(
+            "silence", "add", "alertname=LLMCostIngestStalled", "job=llmcost",
+            "--author=alice", "--comment=ingest maintenance", "--duration=1h",
+        )  # fmt: skip
+        assert live_stack.wait_until(stack.am_silenced, TIMEOUT), stack.diagnostics()
+
+        def silenced() -> dict[str, Any] | None:
+            current = stack.alert() or {}
+            return current.get("silenced")
+
+        assert live_stack.wait_until(silenced, TIMEOUT), stack.diagnostics()
+        shown = silenced()
+        assert shown is not None
+        assert (shown["silence_id"], shown["by"], shown["comment"]) == (silence_id, "alice", "ingest maintenance")
+        current = stack.alert()
+        assert current is not None and current["state"] == "firing"  # still firing in Alertmanager too
+        listed = stack.cli_list()
+        assert "silenced" in listed and "alice" in listed and "ingest maintenance" in listed, listed
+
+        # No reminder while silenced. (Passing time is the subject.)
+        before = stack.reminders(alert_id)
+        time.sleep(3 * REPEAT)
+        assert stack.reminders(alert_id) == before, stack.diagnostics()
+
+        # The silence ends while the alert still fires: it is firing again in llmcost, and reminded of.
+        stack.amtool("silence", "expire", silence_id)
+        assert live_stack.wait_until(lambda: not silenced(), TIMEOUT), stack.diagnostics()
+        assert live_stack.wait_until(lambda: stack.reminders(alert_id) > before, TIMEOUT), stack.diagnostics()
+        current = stack.alert()
+        assert current is not None and current["state"] == "firing"
+
+        # Silenced again, then the rule stops firing: Alertmanager tells nobody; llmcost resolves it once.
+        stack.amtool(
+            "silence", "add", "alertname=LLMCostIngestStalled", "job=llmcost",
+            "--author=bob", "--comment=again", "--duration=1h",
+        )  # fmt: skip
+        assert live_stack.wait_until(silenced, TIMEOUT), stack.diagnostics()
+        rule.resolve()
+        rule.stop()
+
+        def resolved() -> bool:
+            current = stack.alert()
+            return current is not None and current["state"] == "resolved"
+
+        assert live_stack.wait_until(resolved, TIMEOUT), stack.diagnostics()
+        # Read-only towards Alertmanager: the silences people made are theirs, left as they were.
+        silences = httpx.get(f"{stack.am}/api/v2/silences", timeout=5).json()
+        assert sorted(s["status"]["state"] for s in silences) == ["active", "expired"], silences
+    finally:
+        rule.stop()
