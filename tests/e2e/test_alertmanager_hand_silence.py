@@ -26,10 +26,10 @@ import httpx
 import pytest
 import yaml
 
-from tests.e2e.test_alertmanager_ack_silence import RuleEvaluator
 from tests.support import live_stack
 from tests.support.procs import LLMCOST, LlmcostProcess
 from tests.support.recording_servers import PagerDutyEventsServer, SlackAPIServer
+from tests.support.rule_alerts import RuleEvaluator
 
 pytestmark = pytest.mark.real_process
 
