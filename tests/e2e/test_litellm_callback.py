@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -345,3 +347,29 @@ def test_a_failed_router_call_and_a_bedrock_call_keep_the_model_name_of_their_su
         ("anthropic", "claude-sonnet-4-5", "success"),
         ("bedrock", haiku, "success"),
     ]
+
+
+def test_a_hung_llmcost_slows_one_call_not_every_call(lit: SimpleNamespace, server: LlmcostProcess) -> None:
+    """llmcost stalled (SIGSTOP: connections accepted, nothing answered): the budget check times out once."""
+    handler = lit.LlmcostLogger(server.base, INGEST_TOKEN, check_timeout=1.0, close_timeout=0.1)
+    lit.litellm.callbacks = [handler]
+
+    async def timed_calls(count: int) -> list[float]:
+        took = []
+        for _ in range(count):
+            started = time.monotonic()
+            response = await lit.litellm.acompletion(model="gpt-4o", messages=MESSAGES, mock_response="ok")
+            took.append(time.monotonic() - started)
+            assert response.choices[0].message.content == "ok"  # fail_mode "open": the call goes through
+        await litellm_logging_done()
+        return took
+
+    assert server.proc is not None
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    try:
+        first, *rest = asyncio.run(timed_calls(5))
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+    assert first >= 1.0  # the check that found llmcost hung waited its timeout
+    assert max(rest) < 0.5, rest  # the next calls did not wait again
+    handler.close()
