@@ -52,6 +52,7 @@ class Client:
         queue_full: QueueFull = "drop",
         timeout: float = 10.0,
         check_timeout: float = 2.0,
+        check_backoff: float = 10.0,
         max_retry_delay: float = 30.0,
         fail_mode: FailMode = "open",
         close_timeout: float = 10.0,
@@ -61,7 +62,8 @@ class Client:
 
         `project`, `service` and `user` are defaults for events and checks that do not name their own.
         `fail_mode` says what `check` and `guard` answer when llmcost cannot be reached: `"open"` allows
-        the call, `"closed"` refuses it.
+        the call, `"closed"` refuses it. After a check times out (`check_timeout`), checks answer from
+        `fail_mode` at once for `check_backoff` seconds: a hung llmcost must not slow every call.
         """
         if queue_full not in ("drop", "block"):
             raise ValueError(f"queue_full must be 'drop' or 'block', got {queue_full!r}")
@@ -77,6 +79,8 @@ class Client:
         self.fail_mode = fail_mode
         self.max_retry_delay = max_retry_delay
         self.close_timeout = close_timeout
+        self.check_backoff = check_backoff
+        self._checks_resume_at = 0.0  # monotonic time before which a hung llmcost is not asked
         headers = {"Content-Type": "application/json", "User-Agent": "llmcost-python-client"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -213,8 +217,14 @@ class Client:
             "estimated_requests": estimated_requests,
         }
         body.update((key, value) for key, value in estimates.items() if value is not None)
+        if time.monotonic() < self._checks_resume_at:
+            return self._unreachable(f"a check timed out less than {self.check_backoff:g} s ago")
         try:
             response = self._check_http.post(f"{self.url}/v1/budgets/check", content=orjson.dumps(body))
+        except httpx.TimeoutException as exc:
+            # Every caller would wait `check_timeout` in turn: answer from fail_mode for a while instead.
+            self._checks_resume_at = time.monotonic() + self.check_backoff
+            return self._unreachable(f"{type(exc).__name__}: {exc}")
         except httpx.HTTPError as exc:
             return self._unreachable(f"{type(exc).__name__}: {exc}")
         if response.status_code == 429 or response.status_code >= 500:

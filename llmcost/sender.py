@@ -53,6 +53,7 @@ class BatchSender:
         self._lock = threading.Condition()
         self._recorded = 0  # events put on the queue
         self._settled = 0  # events answered by llmcost, or given up
+        self._abandoned = 0  # events given up because `stop` ran out of time: lost, not answered
         self._stats = {"accepted": 0, "duplicates": 0, "rejected": 0, "dropped": 0, "failed": 0, "retries": 0}
         self._wake = threading.Event()
         self._closing = threading.Event()
@@ -104,7 +105,8 @@ class BatchSender:
         if self._thread.is_alive():
             self._abandon.set()
             self._thread.join(5)
-        return self._recorded - self._settled
+        with self._lock:
+            return self._recorded - self._settled + self._abandoned
 
     @property
     def stats(self) -> dict[str, int]:
@@ -166,6 +168,7 @@ class BatchSender:
             if self._abandon.is_set():
                 with self._lock:
                     self._stats["failed"] += len(batch)
+                    self._abandoned += len(batch)
                 break
             with self._lock:
                 self._stats["retries"] += 1

@@ -3,7 +3,9 @@
 Field names follow BerriAI/litellm `litellm/types/utils.py` (`StandardLoggingPayload`,
 `StandardLoggingMetadata`, `StandardLoggingUserAPIKeyMetadata`) and `schema.prisma`
 (`LiteLLM_SpendLogs`). LiteLLM's cost (`response_cost` / `spend`, USD) is kept as the event's
-`cost_usd`: it already applied the deployment's prices and any custom pricing.
+`cost_usd`: it already applied the deployment's prices and any custom pricing. A model LiteLLM cannot
+price gets `response_cost` 0 with `response_cost_failure_debug_info`: that 0 is not a price, so the
+event carries no cost and llmcost prices it from its own table, or counts it as unpriced.
 
 Attribution: `project` is the LiteLLM project of the key, else its team (alias before id); `user` is
 the end user (the `user` of the request), else the internal user owning the key, else the SDK's
@@ -68,6 +70,10 @@ def event_from_litellm(raw: Mapping[str, Any]) -> dict[str, Any]:
     if custom is not None and not isinstance(custom, str):
         raise InvalidEvent("custom_llm_provider", f"must be a string, got {type(custom).__name__}")
     provider = custom or _model_prefix(model) or "unknown"
+    if custom and isinstance(model, str) and model.startswith(f"{custom}/"):
+        # LiteLLM names one model both ways: a Router failure or a Bedrock call keeps the routing prefix
+        # ("anthropic/claude-…", "bedrock/anthropic.claude-…") that its other payloads drop. One series each.
+        model = model[len(custom) + 1 :]
     out: dict[str, Any] = {"provider": provider, "model": model}
 
     request_id = raw.get("request_id") if spend_log else raw.get("id")
@@ -83,7 +89,7 @@ def event_from_litellm(raw: Mapping[str, Any]) -> dict[str, Any]:
     if out_latency is not None:
         out["latency_ms"] = out_latency
     cost = raw.get("spend") if spend_log else raw.get("response_cost")
-    if cost is not None:
+    if cost is not None and not (not cost and raw.get("response_cost_failure_debug_info")):
         out["cost_usd"] = cost
     status = raw.get("status") or meta.get("status")
     if status in _STATUSES:

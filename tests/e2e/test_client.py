@@ -282,3 +282,17 @@ def test_budget_exceeded_error_reads_old_and_new_answers() -> None:
     error = BudgetExceededError(old)
     assert error.reason == "budget 'b' is exhausted: spent 6 of 5" and error.fallback_model is None
     assert BudgetExceededError({"allowed": False}).reason == "a hard budget refuses the call"
+
+
+def test_events_lost_at_exit_while_llmcost_is_down_are_reported() -> None:
+    """The sender gives up on a batch it was retrying when `close_timeout` runs out: that loss is said, not silent."""
+    script = (
+        "from llmcost import Client\n"
+        f"c = Client('http://127.0.0.1:{free_port()}', {INGEST_TOKEN!r}, close_timeout=0.5, flush_interval=0.01)\n"
+        "for i in range(3):\n"
+        "    c.record(request_id=f'lost-{i}', provider='openai', model='gpt-4o', input_tokens=3)\n"
+    )
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
+    assert "closed with 3 events not delivered" in done.stderr
+    assert time.monotonic() - started < 30

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -284,3 +286,90 @@ def test_a_model_budget_applies_to_provider_prefixed_calls(
     asyncio.run(scenario())
     handler.close()
     assert [e["model"] for e in stored_events(sqlite_url).values()] == ["claude-sonnet-4-5"]
+
+
+def test_a_call_litellm_cannot_price_is_priced_by_llmcost_or_counted_unpriced(
+    lit: SimpleNamespace, server: LlmcostProcess, sqlite_url: str
+) -> None:
+    """LiteLLM logs `response_cost: 0` (and why) for a model missing from its price map: that 0 is not a price."""
+    handler = lit.LlmcostLogger(server.base, INGEST_TOKEN, flush_interval=0.05)
+    lit.litellm.callbacks = [handler]
+    call = {"messages": MESSAGES, "mock_response": "ok", "api_key": "not-used"}
+    known = lit.litellm.completion(model="openrouter/anthropic/claude-sonnet-4.5", **call)  # genai-prices knows it
+    unknown = lit.litellm.completion(model="azure/my-gpt-deployment", **call)  # nobody knows a deployment's name
+    assert not known._hidden_params.get("response_cost") and not unknown._hidden_params.get("response_cost")
+    _delivered(handler, 2)
+    handler.close()
+
+    stored = stored_events(sqlite_url)
+    priced = stored[known.id]
+    assert (priced["provider"], priced["model"], priced["cost_source"]) == (
+        "openrouter",
+        "anthropic/claude-sonnet-4.5",
+        "priced",
+    )
+    assert priced["cost_usd"] == pytest.approx(10 * 3e-6 + 20 * 15e-6)  # $3 / $15 per million tokens
+    assert stored[unknown.id]["cost_source"] == "unpriced"
+    metrics = httpx.get(f"{server.base}/metrics").text
+    assert total(metrics, "llm_unpriced_requests_total", provider="azure", model="my-gpt-deployment") == 1
+
+
+def test_a_failed_router_call_and_a_bedrock_call_keep_the_model_name_of_their_successes(
+    lit: SimpleNamespace, server: LlmcostProcess, sqlite_url: str
+) -> None:
+    """LiteLLM logs a Router failure, and every Bedrock call, with the routing prefix its other payloads drop."""
+    handler = lit.LlmcostLogger(server.base, INGEST_TOKEN, flush_interval=0.05)
+    lit.litellm.callbacks = [handler]
+    sonnet = {"model": "anthropic/claude-sonnet-4-5", "api_key": "not-used"}
+    router = lit.litellm.Router(
+        model_list=[
+            {"model_name": "down", "litellm_params": {**sonnet, "mock_response": Exception("overloaded")}},
+            {"model_name": "up", "litellm_params": {**sonnet, "mock_response": "ok"}},
+        ],
+        num_retries=0,
+    )
+
+    async def scenario() -> None:
+        with pytest.raises(Exception, match="overloaded"):
+            await router.acompletion(model="down", messages=MESSAGES)
+        await router.acompletion(model="up", messages=MESSAGES)
+        await litellm_logging_done()
+
+    asyncio.run(scenario())
+    haiku = "anthropic.claude-3-5-haiku-20241022-v1:0"
+    lit.litellm.completion(model=f"bedrock/{haiku}", messages=MESSAGES, mock_response="ok", api_key="not-used")
+    _delivered(handler, 3)
+    handler.close()
+
+    recorded = sorted((e["provider"], e["model"], e["status"]) for e in stored_events(sqlite_url).values())
+    assert recorded == [
+        ("anthropic", "claude-sonnet-4-5", "error"),
+        ("anthropic", "claude-sonnet-4-5", "success"),
+        ("bedrock", haiku, "success"),
+    ]
+
+
+def test_a_hung_llmcost_slows_one_call_not_every_call(lit: SimpleNamespace, server: LlmcostProcess) -> None:
+    """llmcost stalled (SIGSTOP: connections accepted, nothing answered): the budget check times out once."""
+    handler = lit.LlmcostLogger(server.base, INGEST_TOKEN, check_timeout=1.0, close_timeout=0.1)
+    lit.litellm.callbacks = [handler]
+
+    async def timed_calls(count: int) -> list[float]:
+        took = []
+        for _ in range(count):
+            started = time.monotonic()
+            response = await lit.litellm.acompletion(model="gpt-4o", messages=MESSAGES, mock_response="ok")
+            took.append(time.monotonic() - started)
+            assert response.choices[0].message.content == "ok"  # fail_mode "open": the call goes through
+        await litellm_logging_done()
+        return took
+
+    assert server.proc is not None
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    try:
+        first, *rest = asyncio.run(timed_calls(5))
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+    assert first >= 1.0  # the check that found llmcost hung waited its timeout
+    assert max(rest) < 0.5, rest  # the next calls did not wait again
+    handler.close()

@@ -73,3 +73,18 @@ def test_litellm_bad_values_name_the_field() -> None:
     with pytest.raises(InvalidEvent) as err:
         to_canonical({**payload, "hidden_params": {"usage_object": usage}})
     assert err.value.field == "hidden_params.usage_object.prompt_tokens"
+
+
+def test_litellm_cost_it_could_not_compute_is_not_a_price() -> None:
+    payload = litellm_rows("litellm_standard_logging.jsonl")[0]
+    unpriced = {**payload, "response_cost": 0.0, "response_cost_failure_debug_info": {"error_str": "not mapped"}}
+    assert "cost_usd" not in to_canonical(unpriced)  # llmcost prices it, or counts it as unpriced
+    assert to_canonical({**payload, "response_cost": 0.0})["cost_usd"] == 0.0  # a real 0 (a free model) stays
+
+
+def test_litellm_routing_prefix_of_the_provider_is_not_part_of_the_model() -> None:
+    payload = litellm_rows("litellm_standard_logging.jsonl")[0]
+    event = to_canonical({**payload, "model": "anthropic/claude-sonnet-4-5", "custom_llm_provider": "anthropic"})
+    assert (event["provider"], event["model"]) == ("anthropic", "claude-sonnet-4-5")
+    event = to_canonical({**payload, "model": "anthropic/claude-sonnet-4.5", "custom_llm_provider": "openrouter"})
+    assert (event["provider"], event["model"]) == ("openrouter", "anthropic/claude-sonnet-4.5")
