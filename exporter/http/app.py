@@ -59,6 +59,12 @@ def store_unavailable(exc: Exception) -> Response:
     return error(503, "store unavailable, retry later", headers=STORE_DOWN_HEADERS)
 
 
+def looks_like_json_lines(body: bytes) -> bool:
+    """An object, then a line break, then more: JSON lines sent under a JSON content type."""
+    stripped = body.strip()
+    return stripped.startswith(b"{") and b"\n" in stripped
+
+
 def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
     """The ASGI app for one `Services` instance."""
     config = services.config
@@ -109,7 +115,7 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         prepared: tuple[list[UsageEvent], list[Rejection]] | Response
         try:
             # Parsing and validation in one worker-thread hop: the event loop stays free for others.
-            prepared = await run_in_threadpool(services.pipeline.prepare_body, body, ndjson=kind in NDJSON_TYPES)
+            prepared = await run_in_threadpool(prepare_body, body, kind in NDJSON_TYPES)
         except (MalformedBody, TooManyEvents, TooManyValues) as exc:
             # Its traceback's frames hold the body, in a cycle through the worker thread's future: drop
             # them now rather than at the next cyclic collection, which an idle server may not have.
@@ -121,6 +127,20 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         if large:
             await run_in_threadpool(release_free_memory)
         return response
+
+    def prepare_body(body: bytes, ndjson: bool) -> tuple[list[UsageEvent], list[Rejection]]:
+        try:
+            return services.pipeline.prepare_body(body, ndjson=ndjson)
+        except MalformedBody as as_json:
+            # LiteLLM's generic_api logger (log_format: ndjson) labels its NDJSON application/json: a body
+            # that is not one JSON value but reads as JSON lines is taken as such. Anything else keeps the
+            # JSON parser's error, which is the one that names what is wrong with the body as sent.
+            if ndjson or not looks_like_json_lines(body):
+                raise
+            try:
+                return services.pipeline.prepare_body(body, ndjson=True)
+            except MalformedBody:
+                raise as_json from None
 
     def refused(exc: MalformedBody | TooManyEvents | TooManyValues) -> Response:
         if isinstance(exc, TooManyEvents):

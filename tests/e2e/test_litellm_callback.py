@@ -230,12 +230,16 @@ def test_a_restart_of_llmcost_loses_no_acknowledged_event(
         second.stop()
 
 
+# Every format the logger offers: "ndjson" is labelled application/json by LiteLLM, and was refused (400).
+@pytest.mark.parametrize("log_format", ["json_array", "ndjson", "single"])
 def test_litellm_generic_api_logger_payload_is_accepted_as_is(
-    lit: SimpleNamespace, server: LlmcostProcess, sqlite_url: str
+    lit: SimpleNamespace, server: LlmcostProcess, sqlite_url: str, log_format: str
 ) -> None:
     async def scenario() -> list[Any]:
         logger = lit.GenericAPILogger(
-            endpoint=f"{server.base}/v1/usage", headers={"Authorization": f"Bearer {INGEST_TOKEN}"}
+            endpoint=f"{server.base}/v1/usage",
+            headers={"Authorization": f"Bearer {INGEST_TOKEN}"},
+            log_format=log_format,
         )
         lit.litellm.callbacks = [logger]
         responses = [
