@@ -136,6 +136,17 @@ class Actor:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Reopened:
+    """The acknowledgement an escalation ended: it was given at a lower severity than the alert reached."""
+
+    by: str
+    via: str
+    alertname: str
+    """The level the alert had while the acknowledgement held."""
+    severity: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class Notification:
     """One message to send on one channel about one alert.
 
@@ -150,6 +161,8 @@ class Notification:
     actor: Actor | None = None
     previous_severity: Severity | None = None
     """For `escalated`: the severity notified before."""
+    reopened: Reopened | None = None
+    """For `escalated`: the acknowledgement the rise re-opened (the alert is firing again), if any."""
     outbox_id: int | None = None
     """The outbox row this notification came from; makes retried deliveries recognisable (email)."""
 

@@ -59,6 +59,26 @@ class AlertRows:
         """True when an occurrence of this alert starting at or after `starts_at` was already resolved."""
         return self._select_resolved_since.first(conn, {"fp": fp, "starts_at": starts_at}) is not None
 
+    def reopened_at(self, conn: Connection, alert_id: int) -> float | None:
+        """When the alert last went from acknowledged back to firing by llmcost's doing, or None.
+
+        An escalation past the acknowledged severity, or an unack anywhere but in PagerDuty: PagerDuty's
+        acknowledged incident was then resolved and a new one triggered (`alerting.notify.pagerduty`), so
+        PagerDuty's news about incidents created before this time is about the replaced one.
+        """
+        e = alert_events
+        return conn.execute(
+            select(e.c.at)
+            .where(
+                e.c.alert_id == alert_id,
+                e.c.from_state == "acknowledged",
+                e.c.to_state == "firing",
+                e.c.via != "pagerduty",
+            )
+            .order_by(e.c.id.desc())
+            .limit(1)
+        ).scalar()
+
     def insert(self, conn: Connection, values: Mapping[str, Any]) -> DriverRow | None:
         """Insert a new open alert; None when another transaction's open row with its fingerprint won."""
         return self._insert_alert.first(conn, values)

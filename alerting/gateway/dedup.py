@@ -30,8 +30,6 @@ _KINDS = {
     Reason.SEVERITY_ROSE: NotificationKind.ESCALATED,
     Reason.LEVEL_ROSE: NotificationKind.ESCALATED,
 }
-PAGE_SEVERITY = "critical"
-"""The page-worthy severity: a rise to it notifies even an acknowledged alert."""
 
 
 @dataclass(frozen=True)
@@ -69,11 +67,11 @@ def decide(
     """Decide whether an alert that is (still) firing is notified now.
 
     - never notified before: first notification;
-    - severity above the highest one notified: severity rose; while acknowledged only a rise to the
-      page-worthy severity (`PAGE_SEVERITY`) notifies (the person who acknowledged saw a lower severity,
-      and it may page a channel not notified yet); a lesser rise leaves the acknowledgement holding;
+    - severity above the highest one notified: severity rose, acknowledged or not. An acknowledgement
+      covers the severity it was given at: the lifecycle stage re-opens an acknowledged alert that rose
+      above it, so it pages again and can be acknowledged again;
     - `level_rose` (an escalating alert moved to a higher level at the same severity, e.g. a budget
-      from critical to exceeded): level rose, unless acknowledged;
+      from critical to exceeded): level rose, unless acknowledged (the ack holds for that severity);
     - acknowledged: nothing; resolved: nothing;
     - otherwise a repeat once `repeat_interval` seconds passed since the last notification.
     """
@@ -82,7 +80,7 @@ def decide(
     if notified_severity is None or last_notified_at is None:
         return Decision(Reason.FIRST)
     rose = severity_rank(severity) > severity_rank(notified_severity)
-    if rose and (state != "acknowledged" or severity == PAGE_SEVERITY):
+    if rose:
         return Decision(Reason.SEVERITY_ROSE)
     if state == "acknowledged":
         return Decision(Reason.ACKNOWLEDGED)

@@ -16,9 +16,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from alerting.gateway.grouping import GroupingSettings, group_key_for
-from alerting.gateway.records import actor_json, dumps, snapshot
+from alerting.gateway.records import actor_json, dumps, reopened_json, snapshot
 from alerting.gateway.tables import alert_channels, notification_outbox
-from alerting.model import Actor, Alert, NotificationKind
+from alerting.model import Actor, Alert, NotificationKind, Reopened
 from exporter.store import DriverStatement
 
 PENDING, SENT, SKIPPED, DEAD = "pending", "sent", "skipped", "dead"
@@ -42,6 +42,7 @@ def enqueue(
     now: float,
     actor: Actor | None = None,
     previous_severity: str | None = None,
+    reopened: Reopened | None = None,
     grouping: GroupingSettings | None = None,
 ) -> list[str]:
     """Write one outbox row per channel (inside the caller's transaction) and remember the channels.
@@ -53,7 +54,14 @@ def enqueue(
     if not channels:
         return []
     assert alert.id is not None
-    payload = dumps({"alert": snapshot(alert), "actor": actor_json(actor), "previous_severity": previous_severity})
+    payload: dict[str, Any] = {
+        "alert": snapshot(alert),
+        "actor": actor_json(actor),
+        "previous_severity": previous_severity,
+    }
+    if reopened is not None:
+        payload["reopened"] = reopened_json(reopened)
+    text = dumps(payload)
     group = group_key_for(alert) if grouping is not None else None
     rows = []
     for channel in channels:
@@ -68,7 +76,7 @@ def enqueue(
                 "channel": channel,
                 "seq": seq,
                 "kind": kind.value,
-                "payload": payload,
+                "payload": text,
                 "status": PENDING,
                 "attempts": 0,
                 "next_attempt_at": due,

@@ -22,11 +22,11 @@ from alerting.gateway.alert_rows import AlertRows
 from alerting.gateway.changes import AlertConflict, AlertInput, AlertNotFound, Change
 from alerting.gateway.dedup import Reason, decide, severity_rank
 from alerting.gateway.enqueue import enqueue, notified_channels
-from alerting.gateway.records import alert_from_row, dumps, rfc3339
+from alerting.gateway.records import alert_from_row, dumps, reopened_json, rfc3339
 from alerting.gateway.settings import GatewaySettings
 from alerting.gateway.silences import CHANNEL as SILENCES
 from alerting.gateway.tables import alerts
-from alerting.model import Actor, NotificationKind, Silence, alert_family, level_rank
+from alerting.model import Actor, NotificationKind, Reopened, Silence, alert_family, level_rank
 
 __all__ = ["AlertConflict", "AlertInput", "AlertNotFound", "Change", "Lifecycle"]
 """The value types live in `alerting.gateway.changes`; callers of the stage may import them from here."""
@@ -66,13 +66,16 @@ class Lifecycle:
             # when the level rose) reaches it: that report must not lower the alert and make it rise again.
             return Change("ignored", alert_from_row(row), reason="an earlier level of an alert that has since risen")
         level_rose = level_rank(incoming.alertname) > level_rank(row.alertname)
+        held_alertname = row.alertname  # the level an acknowledgement held for, before this report
         if incoming.source == "alertmanager" and row.silence_id is not None:
             # Alertmanager delivers no silenced alert: one it delivers firing is no longer silenced there.
             self._unsilence_row(conn, row, now, "delivered by Alertmanager: no longer silenced")
             row = self.rows.open_row(conn, fp)
         if self._refresh(conn, row, incoming, now):
             row = self.rows.open_row(conn, fp)
-        return self._notify_if_due(conn, row, now, via=incoming.source, level_rose=level_rose)
+        return self._notify_if_due(
+            conn, row, now, via=incoming.source, level_rose=level_rose, held_alertname=held_alertname
+        )
 
     def _create(self, conn: Connection, incoming: AlertInput, now: float) -> Change | None:
         """Insert a new incident, already counted as notified (a new alert's decision is always "first").
@@ -170,8 +173,22 @@ class Lifecycle:
         return bool(changed)
 
     def _notify_if_due(
-        self, conn: Connection, row: Any, now: float, *, via: str = "gateway", level_rose: bool = False
+        self,
+        conn: Connection,
+        row: Any,
+        now: float,
+        *,
+        via: str = "gateway",
+        level_rose: bool = False,
+        held_alertname: str | None = None,
     ) -> Change:
+        """Enqueue what the dedup stage decides for a (still) firing alert.
+
+        A severity rise of an acknowledged alert re-opens it: the acknowledgement was given at a lower
+        severity, so the alert is firing again (reminders resume, it can be acknowledged again) and
+        every channel is told, with who acknowledged which level (`Notification.reopened`); a silence
+        llmcost created for the acknowledgement is expired.
+        """
         decision = decide(
             state=row.state,
             severity=row.severity,
@@ -187,9 +204,17 @@ class Lifecycle:
         highest = row.severity
         if severity_rank(row.notified_severity) > severity_rank(row.severity):
             highest = row.notified_severity
-        bumped = self.rows.bump(
-            conn, row, alerts.c.state == row.state, notified_severity=highest, last_notified_at=now, updated_at=now
-        )
+        reopened = None
+        values: dict[str, Any] = {"notified_severity": highest, "last_notified_at": now, "updated_at": now}
+        if row.state == "acknowledged" and decision.reason is Reason.SEVERITY_ROSE:
+            reopened = Reopened(
+                by=row.acknowledged_by or "",
+                via=row.acknowledged_via or "",
+                alertname=held_alertname or row.alertname,
+                severity=row.notified_severity or "",
+            )
+            values.update(state="firing", acknowledged_by=None, acknowledged_at=None, acknowledged_via=None)
+        bumped = self.rows.bump(conn, row, alerts.c.state == row.state, **values)
         if bumped is None:  # another transaction notified first
             return Change("unchanged", alert_from_row(row), decision, reason="notified concurrently")
         seq, alert = bumped
@@ -208,6 +233,7 @@ class Lifecycle:
             seq=seq,
             now=now,
             previous_severity=row.notified_severity if kind is NotificationKind.ESCALATED else None,
+            reopened=reopened,
         )
         channels += enqueue(
             conn,
@@ -219,21 +245,25 @@ class Lifecycle:
             seq=seq,
             now=now,
         )
+        detail: dict[str, Any] = {"reason": decision.reason.value, "channels": channels}
+        if reopened is not None:
+            detail["reopened"] = reopened_json(reopened)
+            if SILENCES in known:  # the acknowledgement's silence goes with it
+                enqueue(
+                    conn,
+                    dialect=self.dialect,
+                    alert=alert,
+                    kind=NotificationKind.UNACKNOWLEDGED,
+                    channels=[SILENCES],
+                    seq=seq,
+                    now=now,
+                )
         action = {Reason.FIRST: "fired", Reason.SEVERITY_ROSE: "escalated", Reason.LEVEL_ROSE: "escalated"}.get(
             decision.reason, "repeat"
         )
         if action == "repeat" and not channels:  # routed nowhere (info): the clock restarts silently
             return Change("unchanged", alert, decision, reason="no channel is routed for this severity")
-        self.rows.audit(
-            conn,
-            row.id,
-            now,
-            action,
-            row.state,
-            row.state,
-            Actor(by="", via=via),
-            detail={"reason": decision.reason.value, "channels": channels},
-        )
+        self.rows.audit(conn, row.id, now, action, row.state, alert.state, Actor(by="", via=via), detail=detail)
         return Change(action, alert, decision, tuple(channels), decision.reason.value)
 
     def repeat_due(self, conn: Connection, now: float, limit: int = 500) -> list[Change]:

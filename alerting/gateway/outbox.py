@@ -34,7 +34,7 @@ from alerting.gateway.grouping import (
     send_digest,
     summary_digest_key,
 )
-from alerting.gateway.records import actor_from_json, alert_from_snapshot, dumps, loads
+from alerting.gateway.records import actor_from_json, alert_from_snapshot, dumps, loads, reopened_from_json
 from alerting.gateway.settings import OutboxSettings
 from alerting.gateway.tables import notification_outbox
 from alerting.model import DeliveryResult, Notification, NotificationKind
@@ -254,6 +254,7 @@ class Outbox:
             reference=loads(reference),
             actor=actor_from_json(payload.get("actor")),
             previous_severity=payload.get("previous_severity"),
+            reopened=reopened_from_json(payload.get("reopened")),
             outbox_id=int(row_id),
         )
         return Claimed(int(row_id), int(alert_id), channel, kind, int(attempts), notification, group_key)

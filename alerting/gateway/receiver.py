@@ -185,6 +185,11 @@ class WebhookReceiver:
             return WebhookResult(duplicate=False, reason="no alert for this incident")
         if event.created_at is not None and row.created_at - event.created_at > STALE_INCIDENT_TOLERANCE:
             return WebhookResult(duplicate=False, reason="the incident is older than the alert")
+        if event.created_at is not None:
+            reopened_at = self.lifecycle.rows.reopened_at(conn, row.id)
+            if reopened_at is not None and event.created_at < reopened_at:
+                # e.g. the resolve of the acknowledged incident that the re-opening replaced
+                return WebhookResult(duplicate=False, reason="the incident was replaced when the alert was re-opened")
         actor = Actor(by=event.agent, via="pagerduty")
         try:
             if event.action == "ack":

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from alerting.model import Actor, Alert, Silence
+from alerting.model import Actor, Alert, Reopened, Silence
 
 API_FIELDS = (
     "id",
@@ -162,3 +162,15 @@ def actor_json(actor: Actor | None) -> dict[str, str] | None:
 def actor_from_json(data: Mapping[str, Any] | None) -> Actor | None:
     """The `Actor` stored by `actor_json`."""
     return None if not data else Actor(by=data["by"], via=data["via"], comment=data.get("comment", ""))
+
+
+def reopened_json(reopened: Reopened | None) -> dict[str, str] | None:
+    """A `Reopened` as JSON."""
+    if reopened is None:
+        return None
+    return {"by": reopened.by, "via": reopened.via, "alertname": reopened.alertname, "severity": reopened.severity}
+
+
+def reopened_from_json(data: Mapping[str, Any] | None) -> Reopened | None:
+    """The `Reopened` stored by `reopened_json`."""
+    return None if not data else Reopened(**{k: str(data[k]) for k in ("by", "via", "alertname", "severity")})

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from alerting.budgets.definition import SEVERITY_FOR_ALERT
-from alerting.gateway.dedup import PAGE_SEVERITY
+from alerting.gateway.dedup import severity_rank
 from alerting.model import (
     ESCALATING_ALERTS,
     PUSHED_ONLY_LABELS,
@@ -31,11 +31,11 @@ CHANNEL = "alertmanager"
 def held_levels(alertname: str, severity: str) -> list[str]:
     """The levels of `alertname`'s escalating family that an acknowledgement at this level holds for.
 
-    Mirrors the dedup stage (`alerting.gateway.dedup.decide`): while acknowledged, a level change of the
-    family notifies nobody, except a rise to the page-worthy severity from below it. So an ack at a
-    critical level holds for every level; one at a lower level holds for the levels that are not
-    critical (a critical level must still reach llmcost through Alertmanager, to page). A level whose
-    severity is unknown is held only up to the acknowledged one. Lowest level first.
+    Mirrors the dedup stage (`alerting.gateway.dedup.decide`): an acknowledgement holds for the levels of
+    its severity and below; a rise to a higher severity re-opens the alert (which must reach llmcost
+    through Alertmanager to notify). So an ack at a critical level holds for every level, one at
+    warning for info and warning. A level whose severity is unknown is held only up to the acknowledged
+    one. Lowest level first.
     """
     family = alert_family(alertname)
     if family is None:
@@ -45,7 +45,7 @@ def held_levels(alertname: str, severity: str) -> list[str]:
     for level in ESCALATING_ALERTS[family]:
         level_severity = SEVERITY_FOR_ALERT.get(level)
         if level_rank(level) <= rank or (
-            level_severity is not None and (severity == PAGE_SEVERITY or level_severity != PAGE_SEVERITY)
+            level_severity is not None and severity_rank(level_severity) <= severity_rank(severity)
         ):
             held.append(level)
     return held

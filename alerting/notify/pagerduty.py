@@ -1,8 +1,15 @@
 """PagerDuty Events API v2: trigger, acknowledge and resolve one PagerDuty alert per llmcost alert.
 
 Every event about an alert carries the same `dedup_key`, `llmcost-<fingerprint>`, so PagerDuty folds them
-into one incident; the reference returned is `{"dedup_key": …}`. Reminders (repeat, escalated) and an
-unacknowledge are sent as `trigger` (the Events API has no "unacknowledge").
+into one incident; the reference returned is `{"dedup_key": …}`. Reminders (repeat, escalated) are sent as
+`trigger`.
+
+PagerDuty only appends a `trigger` on an acknowledged incident to its log (nobody is paged), and the Events
+API has no "unacknowledge". So an alert that is firing again after an acknowledgement (an unacknowledge, or
+an escalation that re-opened it: `Notification.reopened`) is sent as `resolve` then `trigger` with the same
+`dedup_key`: PagerDuty opens a new incident, which pages. A retry sends both again; the `resolve` then
+finds nothing open, or the incident of an earlier attempt whose answer was lost (at least once, as every
+notification).
 
 A state change that came from PagerDuty itself (the notification's actor has `via == "pagerduty"`, i.e. the
 gateway learnt it from PagerDuty's webhook) is not echoed back: `send` returns ok with `skipped=True`.
@@ -272,6 +279,11 @@ class PagerDutyNotifier:
         actor = notification.actor
         if actor is not None and actor.via == "pagerduty" and notification.kind in _STATE_CHANGES:
             return DeliveryResult.skip({"dedup_key": key})
+        if notification.kind is NotificationKind.UNACKNOWLEDGED or notification.reopened is not None:
+            resolve = {"routing_key": self._routing_key, "event_action": "resolve", "dedup_key": key}
+            resolved = self._post_event(resolve)
+            if not resolved.ok:
+                return resolved
         return self._post_event(build_event(notification, routing_key=self._routing_key, source=self.source))
 
     def send_digest(self, digest: Digest) -> DeliveryResult:

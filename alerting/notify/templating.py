@@ -82,6 +82,7 @@ def context(notification: Notification) -> dict[str, Any]:
         "kind": notification.kind.value,
         "actor": notification.actor,
         "previous_severity": notification.previous_severity or "",
+        "reopened": notification.reopened,
         "family": alert_family(alert.alertname) or "",
         "summary": annotations.get("summary") or alert.alertname,
         "description": annotations.get("description", ""),

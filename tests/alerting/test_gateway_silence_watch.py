@@ -214,8 +214,8 @@ def test_the_silence_of_a_budget_level_covers_the_levels_the_ack_holds_for(h: Ha
     }
 
 
-def test_an_ack_below_critical_does_not_silence_the_critical_levels_which_page() -> None:
-    assert held_levels("LLMBudgetInfo", "info") == ["LLMBudgetInfo", "LLMBudgetWarning"]
+def test_an_ack_silences_the_levels_of_its_severity_and_below_not_the_higher_ones_which_reopen_it() -> None:
+    assert held_levels("LLMBudgetInfo", "info") == ["LLMBudgetInfo"]
     assert held_levels("LLMBudgetWarning", "warning") == ["LLMBudgetInfo", "LLMBudgetWarning"]
     every = ["LLMBudgetInfo", "LLMBudgetWarning", "LLMBudgetCritical", "LLMBudgetExceeded"]
     assert held_levels("LLMBudgetCritical", "critical") == every

@@ -40,8 +40,8 @@ def _decide(**kw):  # type: ignore[no-untyped-def]
         ({"severity": "critical"}, Reason.SEVERITY_ROSE, NotificationKind.ESCALATED),
         ({"severity": "critical", "state": "acknowledged"}, Reason.SEVERITY_ROSE, NotificationKind.ESCALATED),
         ({"severity": "info", "now": 60.0}, Reason.WITHIN_REPEAT_INTERVAL, None),
-        # Acknowledged: a rise short of the page-worthy severity (info → warning) leaves the ack holding.
-        ({"notified_severity": "info", "state": "acknowledged"}, Reason.ACKNOWLEDGED, None),
+        # An ack covers the severity it was given at: any rise above it notifies (and re-opens the alert).
+        ({"notified_severity": "info", "state": "acknowledged"}, Reason.SEVERITY_ROSE, NotificationKind.ESCALATED),
         ({"notified_severity": "info"}, Reason.SEVERITY_ROSE, NotificationKind.ESCALATED),
         # A higher level at the same severity (a budget from critical to exceeded).
         (

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from alerting.model import Actor, Alert, Notification, NotificationKind, fingerprint
+from alerting.model import Actor, Alert, Notification, NotificationKind, Reopened, fingerprint
 from alerting.notify import Notifier, PagerDutyNotifier, build_notifiers
 from tests.support.recording_servers import PagerDutyEventsServer, unused_port
 from tests.support.waiting import wait_until
@@ -91,10 +92,39 @@ def test_trigger_acknowledge_and_resolve_share_the_dedup_key(pagerduty, notifier
     assert "payload" not in events[1] and "payload" not in events[2]
 
 
-@pytest.mark.parametrize("kind", ["repeat", "escalated", "unacknowledged"])
-def test_reminders_and_unacknowledge_trigger_again(pagerduty, notifier, kind):
-    notifier.send(notify(kind, actor=Actor(by="bob", via="api") if kind == "unacknowledged" else None))
-    assert pagerduty.events[0]["event_action"] == "trigger"
+@pytest.mark.parametrize("kind", ["repeat", "escalated"])
+def test_reminders_trigger_again(pagerduty, notifier, kind):
+    notifier.send(notify(kind))
+    assert [e["event_action"] for e in pagerduty.events] == ["trigger"]
+
+
+def test_unacknowledge_and_a_reopening_escalation_resolve_the_acknowledged_incident_and_trigger_a_new_one(
+    pagerduty, notifier
+):
+    # A trigger on an acknowledged incident pages nobody (PagerDuty only logs it).
+    notifier.send(notify("firing"))
+    notifier.send(notify("acknowledged", actor=Actor(by="alice", via="api")))
+    assert notifier.send(notify("unacknowledged", actor=Actor(by="bob", via="api"))).ok
+    reopened = Reopened(by="bob", via="slack", alertname="LLMCostSpike", severity="warning")
+    notifier.send(notify("acknowledged", actor=Actor(by="bob", via="slack")))
+    escalated = replace(notify("escalated", severity="critical"), previous_severity="warning", reopened=reopened)
+    assert notifier.send(escalated).ok
+    actions = [e["event_action"] for e in pagerduty.events]
+    assert actions == ["trigger", "acknowledge", "resolve", "trigger", "acknowledge", "resolve", "trigger"]
+    assert len({e["dedup_key"] for e in pagerduty.events}) == 1
+    assert [(i.status, i.severity) for i in pagerduty.pages] == [
+        ("resolved", "warning"),
+        ("resolved", "warning"),
+        ("triggered", "critical"),
+    ]
+    assert "re-opened, the acknowledgement by bob via slack was for LLMCostSpike" in pagerduty.pages[-1].summary
+
+
+def test_a_failed_resolve_before_the_new_trigger_is_retried_whole(pagerduty, notifier):
+    pagerduty.fail_next("resolve", 502)
+    result = notifier.send(notify("unacknowledged", actor=Actor(by="bob", via="api")))
+    assert (result.ok, result.retryable) == (False, True)
+    assert [e["event_action"] for e in pagerduty.events] == ["resolve"]  # no trigger onto the acknowledged one
 
 
 @pytest.mark.parametrize("severity", ["info", "warning", "critical"])

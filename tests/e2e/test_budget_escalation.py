@@ -188,7 +188,7 @@ def test_a_budget_driven_from_0_to_110_percent_is_one_thread_per_channel(stack: 
     assert "LLMBudgetExceeded" in events[-1]["payload"]["summary"]
 
 
-def test_an_acknowledgement_holds_across_the_escalation_but_a_page_is_a_page(stack: Stack) -> None:
+def test_an_acknowledgement_covers_its_severity_and_a_rise_above_it_reopens_the_alert(stack: Stack) -> None:
     stack.spend(85)  # straight to warning: Slack and mail
     wait_until(lambda: len(stack.smtp.messages) == 1 and len(stack.slack_posts()) == 1, what="the warning", timeout=30)
     [warning] = stack.alerts("firing")
@@ -197,17 +197,25 @@ def test_an_acknowledgement_holds_across_the_escalation_but_a_page_is_a_page(sta
         lambda: len(stack.slack_updates()) == 1 and len(stack.smtp.messages) == 2, what="the ack updates", timeout=30
     )
 
-    stack.spend(12)  # 97 %: the page-worthy level re-notifies although acknowledged
+    stack.spend(12)  # 97 %: critical, above the acknowledged warning: re-opened, and it pages
     wait_until(lambda: len(stack.pd.events) == 1, what="the page", timeout=30)
     assert stack.pd.events[0]["event_action"] == "trigger"
     drained(stack)  # the critical level's Slack update and mail, enqueued with the page
+    [alert] = stack.alerts()
+    assert (alert["id"], alert["state"], alert["acknowledged_by"]) == (warning["id"], "firing", None)
+    reply = stack.slack_posts()[-1]
+    assert reply.get("thread_ts") and "re-opened" in reply["text"] and "LLMBudgetWarning" in reply["text"]
+
+    stack.ack(warning["id"])  # the critical is acknowledged anew
+    wait_until(lambda: len(stack.pd.events) == 2, what="the ack in PagerDuty", timeout=30)
+    drained(stack)
     mails = len(stack.smtp.messages)
     slack_calls = len(stack.slack.calls("chat.postMessage")) + len(stack.slack_updates())
 
     stack.spend(13)  # 110 %: exceeded, same severity: the acknowledgement holds
     wait_until(lambda: stack.alerts()[0]["alertname"] == "LLMBudgetExceeded", what="the level to follow", timeout=30)
     settle(stack)
-    assert len(stack.pd.events) == 1
+    assert [e["event_action"] for e in stack.pd.events] == ["trigger", "acknowledge"]
     assert len(stack.smtp.messages) == mails
     assert len(stack.slack.calls("chat.postMessage")) + len(stack.slack_updates()) == slack_calls
     [alert] = stack.alerts()
