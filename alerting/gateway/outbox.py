@@ -2,7 +2,7 @@
 
 Rows are written by `alerting.gateway.enqueue` (inside the lifecycle's transaction); listing, retrying
 and purging them is `alerting.gateway.notifications`. Here is their delivery, at least once and ordered
-per alert and channel: is at least once and ordered per alert and channel:
+per alert and channel:
 
 - `claim` reserves due rows with a lease (`lease_owner`, `lease_until`) through a conditional update, so
   several processes never send the same row at once, and a row whose sender crashed becomes claimable
