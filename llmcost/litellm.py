@@ -175,7 +175,7 @@ class LlmcostLogger(CustomLogger):
 
 
 def _recorded_model(model: Any) -> str | None:
-    """The model name LiteLLM will log for the call (`anthropic/claude-…` is logged as `claude-…`).
+    """The model name the call will be recorded under (`anthropic/claude-…` as `claude-…`).
 
     A budget scoped to a model must match the events the call produces.
     """
@@ -185,10 +185,13 @@ def _recorded_model(model: Any) -> str | None:
         return model
     import litellm
 
+    from exporter.normalize.litellm import litellm_model
+
     try:
-        return str(litellm.get_llm_provider(model)[0])
+        name, provider = litellm.get_llm_provider(model)[:2]
     except Exception:  # an alias LiteLLM does not know: ask with the name as given
         return model
+    return litellm_model(str(provider), str(name))
 
 
 def _refused_here(kwargs: Mapping[str, Any]) -> bool:

@@ -98,13 +98,15 @@ class BatchSender:
         return True
 
     def stop(self, timeout: float) -> int:
-        """Send what is queued (up to `timeout` s), then stop the thread; returns how many events were lost."""
+        """Send what is queued for up to `timeout` s, then stop; returns how many events were not delivered.
+
+        Never waits longer: a request still unanswered then (llmcost hung) is left to the daemon thread,
+        which sends nothing more, and its events count as not delivered.
+        """
         self._closing.set()
         self._wake.set()
         self._thread.join(timeout)
-        if self._thread.is_alive():
-            self._abandon.set()
-            self._thread.join(5)
+        self._abandon.set()
         with self._lock:
             return self._recorded - self._settled + self._abandoned
 
@@ -115,7 +117,7 @@ class BatchSender:
             return {**self._stats, "queued": self._recorded - self._settled}
 
     def _run(self) -> None:
-        while True:
+        while not self._abandon.is_set():
             batch = self._next_batch()
             if batch:
                 try:
@@ -155,6 +157,13 @@ class BatchSender:
         delay = 0.1
         body = orjson.dumps(batch, default=str)
         while True:
+            if self._abandon.is_set():  # `stop` ran out of time: nothing more is sent
+                with self._lock:  # settled and counted lost at once: `stop` may be counting right now
+                    self._stats["failed"] += len(batch)
+                    self._abandoned += len(batch)
+                    self._settled += len(batch)
+                    self._lock.notify_all()
+                return
             outcome, retry_after = self._post(body, len(batch))
             if outcome == _TOO_LARGE:
                 # Each half settles its own events (and may be halved again).
@@ -165,16 +174,11 @@ class BatchSender:
                 return
             if outcome == _DONE:
                 break
-            if self._abandon.is_set():
-                with self._lock:
-                    self._stats["failed"] += len(batch)
-                    self._abandoned += len(batch)
-                break
-            with self._lock:
-                self._stats["retries"] += 1
             # Full jitter: many clients coming back after an outage must not retry in step. A server's
             # Retry-After is a floor, within max_retry_delay.
-            self._abandon.wait(max(random.uniform(0, delay), min(retry_after, self.max_retry_delay)))
+            if not self._abandon.wait(max(random.uniform(0, delay), min(retry_after, self.max_retry_delay))):
+                with self._lock:
+                    self._stats["retries"] += 1
             delay = min(delay * 2, self.max_retry_delay)
         with self._lock:
             self._settled += len(batch)

@@ -46,6 +46,10 @@ _META_KEYS = (
     ("agent_id", "agent_id"),
     ("mcp_namespaced_tool_name", "mcp_tool"),
 )
+# The API routes LiteLLM's Bedrock model names may start with (`BedrockModelInfo.get_bedrock_route`): the same
+# model through Converse or InvokeModel. Not the import specs (`llama/arn:…`), which name how an imported
+# model is called, nor `agent/` and `agentcore/`, whose ids are agents rather than models.
+_BEDROCK_ROUTES = ("converse/", "invoke/", "converse_like/", "async_invoke/")
 _KEY_META_KEYS = (
     ("user_api_key_alias", "key_alias"),
     ("user_api_key_team_id", "team_id"),
@@ -53,6 +57,19 @@ _KEY_META_KEYS = (
     ("user_api_key_org_id", "organization_id"),
     ("user_api_key_project_id", "project_id"),
 )
+
+
+def litellm_model(provider: str, model: str) -> str:
+    """The model a LiteLLM call reached, without LiteLLM's routing prefixes (`bedrock/converse/m` → `m`)."""
+    # LiteLLM names one model several ways: a Router failure or a Bedrock call keeps the provider prefix
+    # ("anthropic/claude-…", "bedrock/anthropic.claude-…") that its other payloads drop, and a Bedrock call
+    # names the API it went through ("converse/anthropic.claude-…"). One model, one series.
+    if model.startswith(f"{provider}/"):
+        model = model[len(provider) + 1 :]
+    if provider == "bedrock":
+        route = next((r for r in _BEDROCK_ROUTES if model.startswith(r)), "")
+        model = model[len(route) :]
+    return model
 
 
 def is_litellm(raw: Mapping[str, Any]) -> bool:
@@ -70,10 +87,8 @@ def event_from_litellm(raw: Mapping[str, Any]) -> dict[str, Any]:
     if custom is not None and not isinstance(custom, str):
         raise InvalidEvent("custom_llm_provider", f"must be a string, got {type(custom).__name__}")
     provider = custom or _model_prefix(model) or "unknown"
-    if custom and isinstance(model, str) and model.startswith(f"{custom}/"):
-        # LiteLLM names one model both ways: a Router failure or a Bedrock call keeps the routing prefix
-        # ("anthropic/claude-…", "bedrock/anthropic.claude-…") that its other payloads drop. One series each.
-        model = model[len(custom) + 1 :]
+    if custom and isinstance(model, str):
+        model = litellm_model(custom, model)
     out: dict[str, Any] = {"provider": provider, "model": model}
 
     request_id = raw.get("request_id") if spend_log else raw.get("id")

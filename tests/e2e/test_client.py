@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -296,3 +298,24 @@ def test_events_lost_at_exit_while_llmcost_is_down_are_reported() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
     assert "closed with 3 events not delivered" in done.stderr
     assert time.monotonic() - started < 30
+
+
+def test_close_returns_within_close_timeout_while_llmcost_hangs(
+    server: LlmcostProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    """llmcost stalled (SIGSTOP: connections accepted, nothing answered) while a batch is on its way: `close()`, as
+    at process exit, gives up after `close_timeout` and says what was not delivered, however long a request waits."""
+    client = Client(server.base, INGEST_TOKEN, close_timeout=1.0, timeout=10.0, flush_interval=0.01)
+    assert server.proc is not None
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    try:
+        for i in range(3):
+            client.record(request_id=f"hung-{i}", provider="openai", model="gpt-4o", input_tokens=3)
+        assert client.flush(0.5) is False  # the batch went out and is not answered
+        started = time.monotonic()
+        client.close()
+        took = time.monotonic() - started
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+    assert took < 1.0 + 1.5, took
+    assert "closed with 3 events not delivered" in caplog.text

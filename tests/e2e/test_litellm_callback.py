@@ -377,3 +377,30 @@ def test_a_hung_llmcost_slows_one_call_not_every_call(lit: SimpleNamespace, serv
     assert first >= 1.0  # the check that found llmcost hung waited its timeout
     assert max(rest) < 0.5, rest  # the next calls did not wait again
     handler.close()
+
+
+def test_bedrock_converse_and_invoke_calls_count_as_the_model_they_call(
+    lit: SimpleNamespace, server: LlmcostProcess, sqlite_url: str
+) -> None:
+    """LiteLLM logs `bedrock/converse/<model>` as `converse/<model>`: the API route is not part of the model."""
+    sonnet = "anthropic.claude-3-5-sonnet-20240620-v1:0"
+    budget = {"scope": "model", "key": sonnet, "period": "daily", "limit": 3, "unit": "requests", "mode": "hard"}
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    assert httpx.put(f"{server.base}/v1/budgets/sonnet", json=budget, headers=admin).status_code == 200
+    handler = lit.LlmcostLogger(server.base, INGEST_TOKEN, flush_interval=0.05)
+    lit.litellm.callbacks = [handler]
+    call = {"messages": MESSAGES, "mock_response": "ok", "api_key": "not-used"}
+
+    async def scenario() -> None:
+        for route in ("bedrock/", "bedrock/converse/", "bedrock/invoke/"):
+            await lit.litellm.acompletion(model=f"{route}{sonnet}", **call)
+        await asyncio.to_thread(_delivered, handler, 3)
+        with pytest.raises(BudgetExceededError):  # the model budget counts the three calls, and is asked as such
+            await lit.litellm.acompletion(model=f"bedrock/converse/{sonnet}", **call)
+        await litellm_logging_done()
+
+    asyncio.run(scenario())
+    handler.close()
+    assert [(e["provider"], e["model"]) for e in stored_events(sqlite_url).values()] == [("bedrock", sonnet)] * 3
+    status = httpx.get(f"{server.base}/v1/budgets/sonnet", headers=admin).json()
+    assert status["spent"] == 3

@@ -88,3 +88,13 @@ def test_litellm_routing_prefix_of_the_provider_is_not_part_of_the_model() -> No
     assert (event["provider"], event["model"]) == ("anthropic", "claude-sonnet-4-5")
     event = to_canonical({**payload, "model": "anthropic/claude-sonnet-4.5", "custom_llm_provider": "openrouter"})
     assert (event["provider"], event["model"]) == ("openrouter", "anthropic/claude-sonnet-4.5")
+
+
+def test_litellm_bedrock_api_route_is_not_part_of_the_model() -> None:
+    payload = {**litellm_rows("litellm_standard_logging.jsonl")[0], "custom_llm_provider": "bedrock"}
+    sonnet = "anthropic.claude-3-5-sonnet-20240620-v1:0"
+    for logged in (f"converse/{sonnet}", f"bedrock/converse/{sonnet}", f"invoke/{sonnet}", f"converse_like/{sonnet}"):
+        assert to_canonical({**payload, "model": logged})["model"] == sonnet, logged
+    imported = "llama/arn:aws:bedrock:us-east-1:123456789012:imported-model/r4c4kewx2s0n"  # names how it is called
+    assert to_canonical({**payload, "model": f"invoke/{imported}"})["model"] == imported
+    assert to_canonical({**payload, "model": "converse/x", "custom_llm_provider": "openai"})["model"] == "converse/x"
