@@ -44,25 +44,27 @@ def test_a_slow_commit_on_a_database_that_answers_is_waited_for_not_refused(
     config = tmp_path / "llmcost.yml"
     config.write_text(f"ingest: {{commit_timeout_seconds: {COMMIT_TIMEOUT}}}\n")
     server = LlmcostProcess(url, config=config, role="ingest").start(tmp_path)
-    held = 3 * COMMIT_TIMEOUT
-    with httpx.Client(base_url=server.base, timeout=30) as client:
-        assert client.post("/v1/usage", json=usage_events("first", 5)).status_code == 200
-        # Another session holds the events table: the commit waits on the lock, SELECT 1 still answers.
-        with psycopg.connect(cluster.dsn(url.rpartition("/")[2])) as locker:
-            locker.execute("LOCK TABLE usage_events IN ACCESS EXCLUSIVE MODE")
-            started = time.monotonic()
-            with ThreadPoolExecutor(1) as pool:
-                pending = pool.submit(client.post, "/v1/usage", json=usage_events("slow", 5))
-                time.sleep(held)
-                assert not pending.done(), "the request waits while the commit is blocked"
-                locker.rollback()
-                response = pending.result()
-        waited = time.monotonic() - started
-        assert response.status_code == 200, response.text
-        assert response.json()["accepted"] == 5
-        assert waited >= held, f"answered after {waited:.1f} s, before the lock was released"
-        assert total(client.get("/metrics").text, "llm_requests_total") == 10
-    server.stop()
+    try:
+        held = 3 * COMMIT_TIMEOUT
+        with httpx.Client(base_url=server.base, timeout=30) as client:
+            assert client.post("/v1/usage", json=usage_events("first", 5)).status_code == 200
+            # Another session holds the events table: the commit waits on the lock, SELECT 1 still answers.
+            with psycopg.connect(cluster.dsn(url.rpartition("/")[2])) as locker:
+                locker.execute("LOCK TABLE usage_events IN ACCESS EXCLUSIVE MODE")
+                started = time.monotonic()
+                with ThreadPoolExecutor(1) as pool:
+                    pending = pool.submit(client.post, "/v1/usage", json=usage_events("slow", 5))
+                    time.sleep(held)
+                    assert not pending.done(), "the request waits while the commit is blocked"
+                    locker.rollback()
+                    response = pending.result()
+            waited = time.monotonic() - started
+            assert response.status_code == 200, response.text
+            assert response.json()["accepted"] == 5
+            assert waited >= held, f"answered after {waited:.1f} s, before the lock was released"
+            assert total(client.get("/metrics").text, "llm_requests_total") == 10
+    finally:
+        server.stop()
 
 
 def test_ingest_and_readyz_answer_503_promptly_while_postgresql_hangs_and_retries_count_once(
@@ -71,31 +73,33 @@ def test_ingest_and_readyz_answer_503_promptly_while_postgresql_hangs_and_retrie
     config = tmp_path / "llmcost.yml"
     config.write_text(f"ingest: {{commit_timeout_seconds: {COMMIT_TIMEOUT}}}\n")
     server = LlmcostProcess(cluster.create_database(), config=config, role="ingest").start(tmp_path)
-    before, during = usage_events("before", 20), usage_events("during", 20)
-    with httpx.Client(base_url=server.base, timeout=15) as client:
-        assert client.post("/v1/usage", json=before).status_code == 200
-        cluster.pause()
-        try:
-            for _ in range(2):  # the first waits on a hung connection, the second queues behind it
+    try:
+        before, during = usage_events("before", 20), usage_events("during", 20)
+        with httpx.Client(base_url=server.base, timeout=15) as client:
+            assert client.post("/v1/usage", json=before).status_code == 200
+            cluster.pause()
+            try:
+                for _ in range(2):  # the first waits on a hung connection, the second queues behind it
+                    started = time.monotonic()
+                    response = client.post("/v1/usage", json=during)
+                    waited = time.monotonic() - started
+                    assert response.status_code == 503, response.text
+                    assert response.headers.get("retry-after") == "5"
+                    assert waited < COMMIT_TIMEOUT + 3, f"answered after {waited:.1f} s"
                 started = time.monotonic()
-                response = client.post("/v1/usage", json=during)
-                waited = time.monotonic() - started
-                assert response.status_code == 503, response.text
-                assert response.headers.get("retry-after") == "5"
-                assert waited < COMMIT_TIMEOUT + 3, f"answered after {waited:.1f} s"
-            started = time.monotonic()
-            assert client.get("/readyz").status_code == 503
-            assert client.get("/readyz").status_code == 503  # shares the first probe's stuck ping
-            assert time.monotonic() - started < 2 * 3 + 2, "/readyz answered promptly"
-        finally:
-            cluster.resume()
-        # The client retries as told; the first attempt's commit may have landed late: counted once.
-        wait_until(
-            lambda: client.post("/v1/usage", json=during).status_code == 200,
-            timeout=30,
-            what="ingest acknowledged again once PostgreSQL answers",
-        )
-        text = client.get("/metrics").text
-        wait_until(lambda: client.get("/readyz").status_code == 200, timeout=10, what="/readyz ready again")
-    assert total(text, "llm_requests_total") == len(before) + len(during)
-    server.stop()
+                assert client.get("/readyz").status_code == 503
+                assert client.get("/readyz").status_code == 503  # shares the first probe's stuck ping
+                assert time.monotonic() - started < 2 * 3 + 2, "/readyz answered promptly"
+            finally:
+                cluster.resume()
+            # The client retries as told; the first attempt's commit may have landed late: counted once.
+            wait_until(
+                lambda: client.post("/v1/usage", json=during).status_code == 200,
+                timeout=30,
+                what="ingest acknowledged again once PostgreSQL answers",
+            )
+            text = client.get("/metrics").text
+            wait_until(lambda: client.get("/readyz").status_code == 200, timeout=10, what="/readyz ready again")
+        assert total(text, "llm_requests_total") == len(before) + len(during)
+    finally:
+        server.stop()
