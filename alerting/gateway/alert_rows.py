@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.engine import Connection
 
 from alerting.gateway.enqueue import dialect_insert
@@ -66,18 +66,22 @@ class AlertRows:
         acknowledged incident was then resolved and a new one triggered (`alerting.notify.pagerduty`), so
         PagerDuty's news about incidents created before this time is about the replaced one.
         """
+        return self.last_reopened_at(conn, [alert_id])
+
+    def last_reopened_at(self, conn: Connection, alert_ids: Sequence[int]) -> float | None:
+        """The latest `reopened_at` of these alerts (those a grouped PagerDuty incident listed), or None."""
+        if not alert_ids:
+            return None
         e = alert_events
-        return conn.execute(
-            select(e.c.at)
-            .where(
-                e.c.alert_id == alert_id,
+        value = conn.execute(
+            select(func.max(e.c.at)).where(
+                e.c.alert_id.in_(alert_ids),
                 e.c.from_state == "acknowledged",
                 e.c.to_state == "firing",
                 e.c.via != "pagerduty",
             )
-            .order_by(e.c.id.desc())
-            .limit(1)
         ).scalar()
+        return None if value is None else float(value)
 
     def insert(self, conn: Connection, values: Mapping[str, Any]) -> DriverRow | None:
         """Insert a new open alert; None when another transaction's open row with its fingerprint won."""

@@ -210,16 +210,32 @@ class WebhookReceiver:
     def _apply_pagerduty_digest(self, conn: Connection, event: PagerDutyEvent, digest: str) -> WebhookResult:
         if not self._receipt(conn, "pagerduty", event.id, self.clock()):
             return WebhookResult(duplicate=True)
+        members = digest_members(conn, "pagerduty", digest)
+        if event.created_at is not None:
+            reopened_at = self.lifecycle.rows.last_reopened_at(conn, members)
+            if reopened_at is not None and event.created_at < reopened_at:
+                # The group's incident was resolved and triggered anew when alerts it listed were re-opened
+                # (`alerting.notify.pagerduty`): this is about the replaced one, e.g. llmcost's own resolve.
+                # Its other, still acknowledged alerts must not be resolved with it.
+                return WebhookResult(duplicate=False, reason="the incident was replaced when its alerts were re-opened")
         actor = Actor(by=event.agent, via="pagerduty")
         assert event.action is not None
-        changes = self._apply_digest(conn, "pagerduty", digest, event.action, actor)
+        changes = self._apply_digest(conn, "pagerduty", digest, event.action, actor, members)
         return WebhookResult(duplicate=False, changes=tuple(changes), reason="" if changes else "no open alert")
 
-    def _apply_digest(self, conn: Connection, channel: str, digest: str, action: str, actor: Actor) -> list[Change]:
+    def _apply_digest(
+        self,
+        conn: Connection,
+        channel: str,
+        digest: str,
+        action: str,
+        actor: Actor,
+        members: list[int] | None = None,
+    ) -> list[Change]:
         """Acknowledge, unacknowledge or resolve every open alert a grouped message on `channel` listed."""
         now = self.clock()
         changes = []
-        for alert_id in digest_members(conn, channel, digest):
+        for alert_id in digest_members(conn, channel, digest) if members is None else members:
             try:
                 if action == "ack":
                     changes.append(self.lifecycle.ack(conn, alert_id, actor, now))

@@ -86,8 +86,20 @@ class Digest:
         if self.group:
             family, _, budget = self.group.partition("|")
             verb = _VERBS[kind] if kind is not None else "changed"
-            return truncate(f"{n} instances of budget {budget} {verb} ({family}, {self.severity})", LINE_MAX)
+            title = f"{n} instances of budget {budget} {verb} ({family}, {self.severity})"
+            return truncate(title + self._reopened(), LINE_MAX)
         return truncate(f"{n} notifications summarised: notification rate limit reached", LINE_MAX)
+
+    def _reopened(self) -> str:
+        """`: re-opened, …` when the escalation re-opened acknowledged alerts (see `Notification.reopened`)."""
+        held = [n.reopened for n in self.notifications if n.reopened is not None]
+        if not held:
+            return ""
+        which = "re-opened" if len(held) == len(self.notifications) else f"{len(held)} of them re-opened"
+        severities = sorted({r.severity for r in held if r.severity})
+        if severities:
+            which += f", the acknowledgement was for {' and '.join(severities)}"
+        return f": {which}"
 
     def lines(self) -> tuple[list[str], int]:
         """One line per listed notification (at most `LIST_MAX`), and how many more are not listed."""

@@ -9,7 +9,8 @@ API has no "unacknowledge". So an alert that is firing again after an acknowledg
 an escalation that re-opened it: `Notification.reopened`) is sent as `resolve` then `trigger` with the same
 `dedup_key`: PagerDuty opens a new incident, which pages. A retry sends both again; the `resolve` then
 finds nothing open, or the incident of an earlier attempt whose answer was lost (at least once, as every
-notification).
+notification). A grouped message re-opening alerts (`send_digest`) does the same with the group's
+`dedup_key`: the budget's acknowledged incident is resolved and a new one triggered.
 
 A state change that came from PagerDuty itself (the notification's actor has `via == "pagerduty"`, i.e. the
 gateway learnt it from PagerDuty's webhook) is not echoed back: `send` returns ok with `skipped=True`.
@@ -48,6 +49,13 @@ SEVERITIES: Final = {"critical": "critical", "warning": "warning", "info": "info
 _STATE_CHANGES: Final = frozenset(
     {NotificationKind.ACKNOWLEDGED, NotificationKind.UNACKNOWLEDGED, NotificationKind.RESOLVED}
 )
+
+
+def _reopens(notification: Notification) -> bool:
+    """True when the alert is firing again after an acknowledgement that did not come from PagerDuty."""
+    if notification.actor is not None and notification.actor.via == "pagerduty":
+        return False  # PagerDuty's own unacknowledge: its incident is triggered again already
+    return notification.kind is NotificationKind.UNACKNOWLEDGED or notification.reopened is not None
 
 
 def dedup_key(alert: Alert) -> str:
@@ -279,9 +287,8 @@ class PagerDutyNotifier:
         actor = notification.actor
         if actor is not None and actor.via == "pagerduty" and notification.kind in _STATE_CHANGES:
             return DeliveryResult.skip({"dedup_key": key})
-        if notification.kind is NotificationKind.UNACKNOWLEDGED or notification.reopened is not None:
-            resolve = {"routing_key": self._routing_key, "event_action": "resolve", "dedup_key": key}
-            resolved = self._post_event(resolve)
+        if _reopens(notification):
+            resolved = self._resolve(key)
             if not resolved.ok:
                 return resolved
         return self._post_event(build_event(notification, routing_key=self._routing_key, source=self.source))
@@ -294,7 +301,15 @@ class PagerDutyNotifier:
         )
         if came_from_pagerduty:
             return DeliveryResult.skip({"dedup_key": digest.key})
+        if any(_reopens(n) for n in digest.notifications):  # the group's incident may be acknowledged
+            resolved = self._resolve(digest.key)
+            if not resolved.ok:
+                return resolved
         return self._post_event(build_digest_event(digest, routing_key=self._routing_key, source=self.source))
+
+    def _resolve(self, key: str) -> DeliveryResult:
+        """Resolve the incident of `key` (if any is open), so that the next trigger opens a new one and pages."""
+        return self._post_event({"routing_key": self._routing_key, "event_action": "resolve", "dedup_key": key})
 
     def _post_event(self, event: dict[str, Any]) -> DeliveryResult:
         key = event["dedup_key"]

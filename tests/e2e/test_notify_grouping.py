@@ -92,7 +92,7 @@ class Stack:
         )
 
     def pagerduty_webhook(self, event_type: str, incident_key: str) -> httpx.Response:
-        body = orjson.dumps(
+        return self.pagerduty_deliver(
             {
                 "event": {
                     "id": uuid.uuid4().hex,
@@ -103,6 +103,10 @@ class Stack:
                 }
             }
         )
+
+    def pagerduty_deliver(self, webhook: dict[str, Any]) -> httpx.Response:
+        """POST a PagerDuty webhook v3 body (e.g. one the PagerDuty stand-in recorded), signed."""
+        body = orjson.dumps(webhook)
         return httpx.post(
             f"{self.proc.base}/v1/pagerduty/webhook",
             content=body,
@@ -227,6 +231,39 @@ def test_acknowledging_the_grouped_pagerduty_incident_acknowledges_its_instances
         assert {a["acknowledged_by"] for a in stack.alerts("acknowledged")} == {"Bob Oncall"}
         assert len(stack.pd.events) == 1  # not echoed back to PagerDuty
         assert len(stack.slack_posts()) == 2  # the group, then one message saying they were acknowledged
+
+
+@pytest.mark.real_process
+def test_a_critical_escalation_of_an_acknowledged_group_pages_again(db_url: str, tmp_path: Path) -> None:
+    # The group's acknowledged incident used to get only a `trigger`, which PagerDuty appends to its log:
+    # the projects going critical paged nobody.
+    projects = [f"esc-{i}" for i in range(5)]
+    with running(db_url, tmp_path) as stack:
+        stack.post_usage(projects, usd=0.6)  # 60 % of $1: warning, not critical (80 %)
+        delivered(stack, 5)
+        [warning_incident] = stack.pd.pages
+        key = warning_incident.dedup_key
+        button = next(b for b in stack.slack_posts()[0]["blocks"] if b["type"] == "actions")["elements"][0]
+        assert stack.slack_click("llmcost_ack_digest", button["value"]).status_code == 200
+        delivered(stack, 5, "acknowledged")
+        assert warning_incident.status == "acknowledged"
+        seen = len(stack.pd.webhooks)
+
+        stack.post_usage(projects, usd=0.3)  # 90 %: critical, one pass for the five
+        delivered(stack, 5)  # re-opened: firing again, as if nobody had acknowledged
+
+        assert len(stack.pd.pages) == 2, "the critical escalation paged nobody: " + str(warning_incident.log)
+        assert [e["event_action"] for e in stack.pd.events] == ["trigger", "acknowledge", "resolve", "trigger"]
+        assert {e["dedup_key"] for e in stack.pd.events} == {key}
+        critical_incident = stack.pd.pages[-1]
+        assert (critical_incident.status, critical_incident.severity) == ("triggered", "critical")
+        assert "5 instances of budget per-project escalated" in critical_incident.summary
+        assert "re-opened" in critical_incident.summary
+        assert warning_incident.status == "resolved"
+        # PagerDuty's webhook about the replaced incident (resolved by llmcost) ends none of the alerts.
+        reasons = [stack.pagerduty_deliver(w).json().get("reason") for w in stack.pd.webhooks[seen:]]
+        assert "the incident was replaced when its alerts were re-opened" in reasons
+        assert len(stack.alerts("firing")) == 5
 
 
 @pytest.mark.real_process
