@@ -39,16 +39,19 @@ TOKEN_FIELDS = (
 )
 CACHE_WRITE_1H = "cache_write_1h_tokens"
 """The part of `cache_write_tokens` written with a one-hour lifetime (Anthropic); priced at its own rate."""
-AUDIO_FIELDS = (
-    ("input_audio_tokens", "input_tokens"),
-    ("cache_read_audio_tokens", "cache_read_tokens"),
-    ("output_audio_tokens", "output_tokens"),
+MEDIA_FIELDS = tuple(
+    (f"{whole}_{modality}_tokens", f"{whole}_tokens")
+    for modality in ("audio", "image", "video")
+    for whole in ("input", "cache_read", "output")
 )
-"""The audio part of three token fields (`(part, whole)`): audio usually costs 10-20x text, priced apart.
+"""The audio, image and video parts of three token fields (`(part, whole)`), three per modality:
+`input_audio_tokens` is part of `input_tokens`, and so on. Audio usually costs 10-20x text, generated
+images 10x; they are priced apart where the price has a rate for them.
 
 Not in `KNOWN_FIELDS`: like any other field outside the canonical table they are also kept in `metadata`,
 which is where `llmcost reprice` reads them back (the store has no columns for them).
 """
+AUDIO_FIELDS, IMAGE_FIELDS, VIDEO_FIELDS = MEDIA_FIELDS[:3], MEDIA_FIELDS[3:6], MEDIA_FIELDS[6:]
 LABEL_FIELDS = ("project", "user", "service")
 KNOWN_FIELDS = frozenset(
     (
@@ -111,10 +114,16 @@ class UsageEvent(msgspec.Struct):
     price_from: str = ""
     session: str = ""
     """The conversation or agent run the call belongs to (`session`, else `metadata.session_id`); never a label."""
-    # The audio parts of input_tokens, cache_read_tokens and output_tokens (see `AUDIO_FIELDS`).
+    # The audio, image and video parts of input_tokens, cache_read_tokens and output_tokens (`MEDIA_FIELDS`).
     input_audio_tokens: int = 0
     cache_read_audio_tokens: int = 0
     output_audio_tokens: int = 0
+    input_image_tokens: int = 0
+    cache_read_image_tokens: int = 0
+    output_image_tokens: int = 0
+    input_video_tokens: int = 0
+    cache_read_video_tokens: int = 0
+    output_video_tokens: int = 0
 
     # `metadata` as the JSON text stored, made once by `metadata_json` when the event is validated.
     metadata_text: str | None = None
@@ -343,7 +352,7 @@ def parse_event(
                 CACHE_WRITE_1H, f"({write_1h}) cannot exceed cache_write_tokens ({cache_write}), which includes it"
             )
 
-    audio = _audio_counts(get, input_tokens, cache_read, output_tokens)
+    media = _media_counts(get, input_tokens, cache_read, output_tokens)
 
     cost = get("cost_usd")
     cost_nanos: int | None = None
@@ -412,27 +421,36 @@ def parse_event(
         metadata or None,
         cache_write_1h_tokens=write_1h,
         session=session,
-        input_audio_tokens=audio[0],
-        cache_read_audio_tokens=audio[1],
-        output_audio_tokens=audio[2],
+        input_audio_tokens=media[0],
+        cache_read_audio_tokens=media[1],
+        output_audio_tokens=media[2],
+        input_image_tokens=media[3],
+        cache_read_image_tokens=media[4],
+        output_image_tokens=media[5],
+        input_video_tokens=media[6],
+        cache_read_video_tokens=media[7],
+        output_video_tokens=media[8],
         metadata_text=text,
     )
 
 
-_NO_AUDIO = (0, 0, 0)
+_NO_MEDIA = (0,) * len(MEDIA_FIELDS)
 
 
-def _audio_counts(get: Any, input_tokens: int, cache_read: int, output_tokens: int) -> tuple[int, int, int]:
-    """The audio parts of the three token fields; each is a part of its whole, as reasoning is of output."""
-    input_audio, read_audio, output_audio = (get(part, 0) for part, _ in AUDIO_FIELDS)
-    if not (input_audio or read_audio or output_audio):
-        return _NO_AUDIO  # the norm: no per-field work
+def _media_counts(get: Any, input_tokens: int, cache_read: int, output_tokens: int) -> tuple[int, ...]:
+    """The `MEDIA_FIELDS` parts of the three token fields; together, the parts of one field cannot exceed it."""
+    values = [get(part, 0) for part, _ in MEDIA_FIELDS]
+    if not any(values):
+        return _NO_MEDIA  # the norm: no per-field work
+    wholes = {"input_tokens": input_tokens, "cache_read_tokens": cache_read, "output_tokens": output_tokens}
+    left = dict(wholes)
     counts = []
-    for (part, whole), value, whole_value in zip(
-        AUDIO_FIELDS, (input_audio, read_audio, output_audio), (input_tokens, cache_read, output_tokens), strict=True
-    ):
+    for (part, whole), value in zip(MEDIA_FIELDS, values, strict=True):
         number = _check_count(part, value)
-        if number > whole_value:
-            raise InvalidEvent(part, f"({number}) cannot exceed {whole} ({whole_value}), which includes it")
+        if number > left[whole]:
+            others = wholes[whole] - left[whole]
+            plus = f" plus the {others} audio, image or video tokens before it" if others else ""
+            raise InvalidEvent(part, f"({number}){plus} cannot exceed {whole} ({wholes[whole]}), which includes it")
+        left[whole] -= number
         counts.append(number)
-    return counts[0], counts[1], counts[2]
+    return tuple(counts)

@@ -21,7 +21,7 @@ from exporter.events import MAX_METADATA_BYTES, InvalidEvent, UsageEvent, parse_
 from exporter.json_budget import values_bound
 from exporter.normalize import to_canonical
 from exporter.pricing import PriceBook
-from exporter.pricing.book import NO_AUDIO
+from exporter.pricing.book import NO_MEDIA
 from exporter.readers import json_line
 from exporter.store import Store
 
@@ -254,9 +254,7 @@ class IngestPipeline:
             event.output_tokens,
             event.reasoning_tokens,  # positional: a keyword costs ~10% of this call
             event.cache_write_1h_tokens,
-            (event.input_audio_tokens, event.cache_read_audio_tokens, event.output_audio_tokens)
-            if event.input_audio_tokens or event.cache_read_audio_tokens or event.output_audio_tokens
-            else NO_AUDIO,
+            *_media_parts(event),
         )
         if cost is None:
             event.cost_nanousd = 0
@@ -285,3 +283,27 @@ class IngestPipeline:
     def _write(self, events: list[UsageEvent], rejected: list[Rejection]) -> IngestOutcome:
         result = self.store.write_events(events, rejected=len(rejected))
         return IngestOutcome(result.accepted, result.duplicates, rejected)
+
+
+_NO_MEDIA_PARTS = (NO_MEDIA, NO_MEDIA, NO_MEDIA)
+
+
+def _media_parts(event: UsageEvent) -> tuple[tuple[int, int, int], ...]:
+    """The event's audio, image and video parts as `PriceBook.quote` takes them (`NO_MEDIA`: none)."""
+    if not (
+        event.input_audio_tokens
+        | event.cache_read_audio_tokens
+        | event.output_audio_tokens
+        | event.input_image_tokens
+        | event.cache_read_image_tokens
+        | event.output_image_tokens
+        | event.input_video_tokens
+        | event.cache_read_video_tokens
+        | event.output_video_tokens
+    ):
+        return _NO_MEDIA_PARTS  # the norm
+    return (
+        (event.input_audio_tokens, event.cache_read_audio_tokens, event.output_audio_tokens),
+        (event.input_image_tokens, event.cache_read_image_tokens, event.output_image_tokens),
+        (event.input_video_tokens, event.cache_read_video_tokens, event.output_video_tokens),
+    )

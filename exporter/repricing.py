@@ -28,9 +28,9 @@ from typing import Any
 import orjson
 from sqlalchemy import text
 
-from exporter.events import AUDIO_FIELDS, nanos_to_usd
+from exporter.events import AUDIO_FIELDS, IMAGE_FIELDS, VIDEO_FIELDS, nanos_to_usd
 from exporter.pricing import PriceBook
-from exporter.pricing.book import NO_AUDIO
+from exporter.pricing.book import NO_MEDIA
 from exporter.store import Store
 from exporter.store.schema import BUCKET_SECONDS, HOUR_SECONDS, LABEL_COLUMNS
 from exporter.store.writer import SeriesKey, WriteResult, log_rollup_backfill
@@ -48,15 +48,27 @@ _META_AT = 13 + len(LABEL_COLUMNS)
 """Where `meta_json` is in a `_SELECT` row."""
 
 
+_NO_MEDIA_PARTS = (NO_MEDIA, NO_MEDIA, NO_MEDIA)
+
+
+def stored_media(meta_json: str | None) -> tuple[tuple[int, int, int], ...]:
+    """The audio, image and video parts an event was priced with, kept in its metadata (`events.MEDIA_FIELDS`)."""
+    if not meta_json or not ("audio_tokens" in meta_json or "image_tokens" in meta_json or "video_tokens" in meta_json):
+        return _NO_MEDIA_PARTS
+    metadata = orjson.loads(meta_json)
+    parts = []
+    for fields in (AUDIO_FIELDS, IMAGE_FIELDS, VIDEO_FIELDS):
+        counts = [metadata.get(part, 0) for part, _ in fields]
+        if not any(counts) or not all(type(n) in (int, float) and n >= 0 and n == int(n) for n in counts):
+            parts.append(NO_MEDIA)  # validated when the event was stored: only a caller's own metadata key differs
+        else:
+            parts.append((int(counts[0]), int(counts[1]), int(counts[2])))
+    return tuple(parts)
+
+
 def stored_audio(meta_json: str | None) -> tuple[int, int, int]:
     """The audio parts an event was priced with, kept in its metadata (see `events.AUDIO_FIELDS`)."""
-    if not meta_json or "audio_tokens" not in meta_json:
-        return NO_AUDIO
-    metadata = orjson.loads(meta_json)
-    counts = [metadata.get(part, 0) for part, _ in AUDIO_FIELDS]
-    if not all(type(value) in (int, float) and value >= 0 and value == int(value) for value in counts):
-        return NO_AUDIO  # validated when the event was stored: only a caller's own metadata key differs
-    return int(counts[0]), int(counts[1]), int(counts[2])
+    return stored_media(meta_json)[0]
 
 
 @dataclass
@@ -179,8 +191,10 @@ class Repricer:
                 :13
             ]
             provider, model = row[13], row[14]
-            audio = stored_audio(row[_META_AT])
-            cost, source, effective = quote(provider, model, ts, inp, read, write, out, reasoning, write_1h or 0, audio)
+            media = stored_media(row[_META_AT])
+            cost, source, effective = quote(
+                provider, model, ts, inp, read, write, out, reasoning, write_1h or 0, *media
+            )
             kind = "unpriced" if cost is None else "priced"
             new_cost = cost or 0
             diff = report.models.get((provider, model))

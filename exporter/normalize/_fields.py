@@ -12,6 +12,7 @@ from typing import Any
 from exporter.events import InvalidEvent
 
 _EMPTY: Mapping[str, Any] = {}
+_MODALITIES = ("audio", "image", "video")
 
 
 def count(obj: Mapping[str, Any], key: str, path: str) -> int | None:
@@ -72,21 +73,30 @@ def tokens(
     }
 
 
+def with_media(
+    mapped: dict[str, int], modality: str, input_part: int, cache_read_part: int, output_part: int, path: str
+) -> dict[str, int]:
+    """`mapped` with the `modality` (audio, image, video) parts of its input, cache read and output tokens.
+
+    Only the parts that are not 0 are set; with the other modalities' parts they cannot exceed their whole.
+    """
+    for whole, value in (("input", input_part), ("cache_read", cache_read_part), ("output", output_part)):
+        if value:
+            name, whole_name = f"{whole}_{modality}_tokens", f"{whole}_tokens"
+            others = sum(mapped.get(f"{whole}_{other}_tokens", 0) for other in _MODALITIES if other != modality)
+            if value + others > mapped[whole_name]:
+                raise InvalidEvent(
+                    path, f"{value} {name} exceed the {mapped[whole_name] - others} {whole_name} that include them"
+                )
+            mapped[name] = value
+    return mapped
+
+
 def with_audio(
     mapped: dict[str, int], input_audio: int, cache_read_audio: int, output_audio: int, path: str
 ) -> dict[str, int]:
     """`mapped` with the audio parts of its input, cache read and output tokens (only those that are not 0)."""
-    parts = (
-        ("input_audio_tokens", input_audio, "input_tokens"),
-        ("cache_read_audio_tokens", cache_read_audio, "cache_read_tokens"),
-        ("output_audio_tokens", output_audio, "output_tokens"),
-    )
-    for name, value, whole in parts:
-        if value:
-            if value > mapped[whole]:
-                raise InvalidEvent(path, f"{value} {name} exceed the {mapped[whole]} {whole} that include them")
-            mapped[name] = value
-    return mapped
+    return with_media(mapped, "audio", input_audio, cache_read_audio, output_audio, path)
 
 
 def uncached(total: int, total_name: str, parts: tuple[tuple[str, int], ...]) -> int:

@@ -4,8 +4,9 @@
 are input too. Thinking tokens (`thoughtsTokenCount`) are NOT in `candidatesTokenCount` but are
 billed as output, so output = candidates + thoughts and reasoning = thoughts.
 
-Audio is counted per modality (`promptTokensDetails`, `cacheTokensDetails`, `candidatesTokensDetails`:
-lists of `{modality, tokenCount}`); the cached audio is a part of the prompt's audio.
+Audio, image and video are counted per modality (`promptTokensDetails`, `cacheTokensDetails`,
+`candidatesTokensDetails`: lists of `{modality, tokenCount}`); the cached part of each is a part of the
+prompt's.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from exporter.events import InvalidEvent
-from exporter.normalize._fields import count0, tokens, uncached, with_audio
+from exporter.normalize._fields import count0, tokens, uncached, with_media
+
+_PRICED_APART = ("AUDIO", "IMAGE", "VIDEO")
+"""The modalities whose token counts are carried apart (each may have its own price)."""
 
 
 def is_gemini(usage: Mapping[str, Any]) -> bool:
@@ -31,27 +35,35 @@ def gemini_tokens(usage: Mapping[str, Any], path: str) -> dict[str, int]:
     thoughts = count0(usage, "thoughtsTokenCount", path)
     output = count0(usage, "candidatesTokenCount", path) + thoughts
     mapped = tokens(input_tokens, cached, 0, output, thoughts)
-    prompt_audio = _audio(usage, "promptTokensDetails", path)
-    cached_audio = _audio(usage, "cacheTokensDetails", path)
-    if cached_audio > prompt_audio:
-        raise InvalidEvent(
-            f"{path}.cacheTokensDetails", f"cached AUDIO ({cached_audio}) exceeds the prompt's AUDIO ({prompt_audio})"
-        )
-    output_audio = _audio(usage, "candidatesTokensDetails", path)
-    return with_audio(mapped, prompt_audio - cached_audio, cached_audio, output_audio, path)
+    prompt_parts = _by_modality(usage, "promptTokensDetails", path)
+    cached_parts = _by_modality(usage, "cacheTokensDetails", path)
+    output_parts = _by_modality(usage, "candidatesTokensDetails", path)
+    for modality in _PRICED_APART:
+        in_prompt, cached_part = prompt_parts.get(modality, 0), cached_parts.get(modality, 0)
+        if cached_part > in_prompt:
+            raise InvalidEvent(
+                f"{path}.cacheTokensDetails",
+                f"cached {modality} ({cached_part}) exceeds the prompt's {modality} ({in_prompt})",
+            )
+        if in_prompt or output_parts.get(modality):
+            with_media(
+                mapped, modality.lower(), in_prompt - cached_part, cached_part, output_parts.get(modality, 0), path
+            )
+    return mapped
 
 
-def _audio(usage: Mapping[str, Any], key: str, path: str) -> int:
-    """The AUDIO `tokenCount` of a per-modality list (0 when absent)."""
+def _by_modality(usage: Mapping[str, Any], key: str, path: str) -> dict[str, int]:
+    """The `tokenCount`s of a per-modality list by modality (`AUDIO`, `IMAGE`, …); empty when absent."""
     details = usage.get(key)
     if details is None:
-        return 0
+        return {}
     if not isinstance(details, list):
         raise InvalidEvent(f"{path}.{key}", f"must be a list, got {type(details).__name__}")
-    audio = 0
+    counts: dict[str, int] = {}
     for index, item in enumerate(details):
         if not isinstance(item, Mapping):
             raise InvalidEvent(f"{path}.{key}[{index}]", f"must be an object, got {type(item).__name__}")
-        if item.get("modality") == "AUDIO":
-            audio += count0(item, "tokenCount", f"{path}.{key}[{index}]")
-    return audio
+        modality = item.get("modality")
+        if modality in _PRICED_APART:
+            counts[modality] = counts.get(modality, 0) + count0(item, "tokenCount", f"{path}.{key}[{index}]")
+    return counts

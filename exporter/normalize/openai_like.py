@@ -20,7 +20,11 @@ Audio tokens are parts of the prompt and completion (`prompt_tokens_details.audi
 `completion_tokens_details.audio_tokens`), cached or not; Chat Completions do not say how much of the
 cache hit was audio, so the cached audio is the least the counts imply (audio beyond the uncached input).
 The Realtime API's usage (`input_token_details`, `output_token_details`, singular) has the same
-meaning and does split its cache hits (`cached_tokens_details.audio_tokens`).
+meaning and does split its cache hits (`cached_tokens_details.audio_tokens`), and counts image input
+the same way (`image_tokens`).
+
+The Images API (`gpt-image-1`) reports usage in the Responses shape, with image parts:
+`input_tokens_details.image_tokens` and `output_tokens_details.image_tokens`.
 
 Responses API `input_tokens` include `input_tokens_details.cached_tokens` and `cache_write_tokens`;
 `output_tokens` include `output_tokens_details.reasoning_tokens`.
@@ -42,7 +46,7 @@ from exporter.normalize._fields import (
     sub,
     tokens,
     uncached,
-    with_audio,
+    with_media,
 )
 
 # Where OpenAI copies put the cache hits that are part of prompt_tokens, by preference.
@@ -99,26 +103,28 @@ def chat_tokens(usage: Mapping[str, Any], path: str, provider: str) -> dict[str,
     output_audio = count0(
         sub(usage, "completion_tokens_details", path), "audio_tokens", f"{path}.completion_tokens_details"
     )
-    return _audio(mapped, prompt_details, details_path, output_audio, path)
+    return _media(mapped, "audio", prompt_details, details_path, output_audio, path)
 
 
-def _audio(
-    mapped: dict[str, int], input_details: Mapping[str, Any], details_path: str, output_audio: int, path: str
+def _media(
+    mapped: dict[str, int],
+    modality: str,
+    input_details: Mapping[str, Any],
+    details_path: str,
+    output_part: int,
+    path: str,
 ) -> dict[str, int]:
-    """Split the audio of an OpenAI prompt (`audio_tokens`, cached or not) between uncached input and cache reads."""
-    audio = count0(input_details, "audio_tokens", details_path)
-    cached_audio = count(
-        sub(input_details, "cached_tokens_details", details_path),
-        "audio_tokens",
-        f"{details_path}.cached_tokens_details",
+    """Split a prompt's `audio_tokens` or `image_tokens` (cached or not) between uncached input and cache reads."""
+    key = f"{modality}_tokens"
+    total = count0(input_details, key, details_path)
+    cached = count(
+        sub(input_details, "cached_tokens_details", details_path), key, f"{details_path}.cached_tokens_details"
     )
-    if cached_audio is None:  # not split: the least the counts imply
-        cached_audio = min(max(audio - mapped["input_tokens"], 0), mapped["cache_read_tokens"])
-    if cached_audio > audio:
-        raise InvalidEvent(
-            f"{details_path}.cached_tokens_details.audio_tokens", f"({cached_audio}) exceeds audio_tokens ({audio})"
-        )
-    return with_audio(mapped, audio - cached_audio, cached_audio, output_audio, path)
+    if cached is None:  # not split: the least the counts imply
+        cached = min(max(total - mapped["input_tokens"], 0), mapped["cache_read_tokens"])
+    if cached > total:
+        raise InvalidEvent(f"{details_path}.cached_tokens_details.{key}", f"({cached}) exceeds {key} ({total})")
+    return with_media(mapped, modality, total - cached, cached, output_part, path)
 
 
 def is_realtime(usage: Mapping[str, Any]) -> bool:
@@ -138,7 +144,8 @@ def realtime_tokens(usage: Mapping[str, Any], path: str) -> dict[str, int]:
     )
     output = count0(usage, "output_tokens", path)
     output_audio = count0(sub(usage, "output_token_details", path), "audio_tokens", f"{path}.output_token_details")
-    return _audio(tokens(input_tokens, cache_read, 0, output), details, details_path, output_audio, path)
+    mapped = _media(tokens(input_tokens, cache_read, 0, output), "audio", details, details_path, output_audio, path)
+    return _media(mapped, "image", details, details_path, 0, path)
 
 
 def _output(prompt: int, completion: int, reasoning: int, total: int | None, path: str, provider: str) -> int:
@@ -173,9 +180,15 @@ def responses_tokens(usage: Mapping[str, Any], path: str) -> dict[str, int]:
         ),
     )
     output = count0(usage, "output_tokens", path)
-    reasoning = count0(sub(usage, "output_tokens_details", path), "reasoning_tokens", f"{path}.output_tokens_details")
+    output_details = sub(usage, "output_tokens_details", path)
+    reasoning = count0(output_details, "reasoning_tokens", f"{path}.output_tokens_details")
     check_reasoning(reasoning, output, f"{path}.output_tokens_details.reasoning_tokens", f"{path}.output_tokens")
-    return tokens(input_tokens, cache_read, cache_write, output, reasoning)
+    mapped = tokens(input_tokens, cache_read, cache_write, output, reasoning)
+    if "image_tokens" not in details and "image_tokens" not in output_details:
+        return mapped
+    # The Images API: image input and generated images.
+    output_image = count0(output_details, "image_tokens", f"{path}.output_tokens_details")
+    return _media(mapped, "image", details, details_path, output_image, path)
 
 
 def is_responses(usage: Mapping[str, Any]) -> bool:

@@ -16,8 +16,9 @@ Token semantics (canonical, see the usage event): `input_tokens` are uncached in
 and cache writes are counted apart, `output_tokens` include reasoning tokens. Cache writes are priced
 at the provider's standard (5-minute) cache-write price. Tiered prices follow genai-prices: when a
 call's total input (uncached + cache read + cache write) exceeds a tier threshold, all its tokens are
-charged at that tier's price. Audio tokens (parts of input, cache read and output tokens) are charged
-the price's audio rates; without one, the text rate, noted on the event. Costs are rounded once,
+charged at that tier's price. Audio, image and video tokens (parts of input, cache read and output
+tokens) are charged the price's rates for them; without one, the text rate, noted on the event for
+audio and for generated images and video. Costs are rounded once,
 half-even, to the nano-dollar.
 
 Provider names: `openai`, `anthropic`, `bedrock`/`aws`, `azure`, `google`/`gemini`/`vertex`,
@@ -40,6 +41,8 @@ prices:
     input_audio_per_mtok: 1.00       # optional audio prices (each a part of input, cache read, output);
     cache_read_audio_per_mtok: 0.10  #   without one, that audio is charged the text price and the
     output_audio_per_mtok: 4.00      #   event's price source says so (docs/pricing.md, "Audio tokens")
+    output_image_per_mtok: 30        # image and video likewise: input_image_per_mtok, cache_read_image_per_mtok,
+                                     #   output_image_per_mtok, input_video_per_mtok, … (docs/pricing.md)
   - provider: openai                 # a negotiated price that changed: one entry per price
     model: gpt-4o
     valid_from: 2025-01-01           # optional: a date (UTC midnight) or an RFC 3339 time

@@ -26,7 +26,16 @@ from genai_prices.types import ModelInfo, Provider
 
 from exporter.pricing.catalog import Catalog, price_schedule
 from exporter.pricing.overrides import PriceOverride, load_overrides
-from exporter.pricing.tariff import AUDIO_KINDS, Rates, Tariff, compile_rates, divide_half_even
+from exporter.pricing.tariff import (
+    MEDIA_KINDS,
+    MEDIA_OF,
+    MODALITIES,
+    PRICED_APART,
+    Rates,
+    Tariff,
+    compile_rates,
+    divide_half_even,
+)
 
 DEFAULT_CACHE_SIZE = 4096
 _DAY = 86_400.0
@@ -36,7 +45,7 @@ _INF = math.inf
 class _Period:
     """A span [lo, hi) of epoch seconds in which one tariff (or none) applies to an entry."""
 
-    __slots__ = ("audio_unpriced", "brackets", "effective", "hi", "lo", "rates", "source", "tariff", "tier_starts")
+    __slots__ = ("brackets", "effective", "hi", "lo", "media_unpriced", "rates", "source", "tariff", "tier_starts")
 
     def __init__(self, lo: float, hi: float, tariff: Tariff | None, effective: str = "") -> None:
         self.lo = lo
@@ -48,9 +57,9 @@ class _Period:
         self.rates: Rates | None = None if tariff is None else tariff.brackets[0]
         self.tier_starts: tuple[int, ...] = () if tariff is None else tariff.tier_starts
         self.brackets: tuple[Rates, ...] = () if tariff is None else tariff.brackets
-        # Which of the audio kinds this price has no audio price for (charged the text rate).
-        priced = () if tariff is None else tariff.audio_priced
-        self.audio_unpriced = tuple(kind not in priced for kind in AUDIO_KINDS)
+        # Which media kinds are charged the text rate though providers price them apart (noted on the event).
+        priced = () if tariff is None else tariff.media_priced
+        self.media_unpriced = tuple(kind in PRICED_APART and kind not in priced for kind in MEDIA_KINDS)
 
 
 _UNRESOLVED = _Period(_INF, -_INF, None)  # contains no timestamp: forces the first resolution
@@ -150,15 +159,24 @@ def _effective_text(moment: float) -> str:
     return when.date().isoformat() if moment % _DAY == 0 else when.isoformat()
 
 
-NO_AUDIO = (0, 0, 0)
-"""No audio tokens: the `audio` argument of `PriceBook.quote` for (almost) every call."""
-_AUDIO_WORDS = ("input audio", "cached audio", "output audio")
+NO_MEDIA = (0, 0, 0)
+"""No audio (image, video) tokens: the `audio`, `image`, `video` arguments of `PriceBook.quote` for most calls."""
+NO_AUDIO = NO_MEDIA
+# "input audio", "cached audio", "output audio", "input image", …: the media kinds as the note names them.
+_NOTE_WORDS = tuple(
+    f"{'cached' if MEDIA_OF[kind] == 'cache_read' else MEDIA_OF[kind]} {kind.rpartition('_')[2]}"
+    for kind in MEDIA_KINDS
+)
 
 
-def _text_rate_note(unpriced: tuple[bool, ...], audio: tuple[int, int, int]) -> str:
-    """The note added to the price source when audio tokens were charged the text rate, else ""."""
-    kinds = [word for word, missing, count in zip(_AUDIO_WORDS, unpriced, audio, strict=True) if missing and count]
-    return f"; {', '.join(kinds)} at text rate (no audio price)" if kinds else ""
+def _text_rate_note(unpriced: tuple[bool, ...], counts: tuple[int, ...]) -> str:
+    """The note added to the price source when media tokens were charged the text rate, else ""."""
+    note = ""
+    for first, modality in zip(range(0, len(MEDIA_KINDS), 3), MODALITIES, strict=True):
+        kinds = [_NOTE_WORDS[i] for i in range(first, first + 3) if unpriced[i] and counts[i]]
+        if kinds:
+            note += f"; {', '.join(kinds)} at text rate (no {modality} price)"
+    return note
 
 
 def _iso(moment: float) -> str | None:
@@ -168,29 +186,26 @@ def _iso(moment: float) -> str | None:
 def _override_tariff(override: PriceOverride) -> Tariff:
     input_price = override.input_per_mtok
     cache_read = input_price if override.cache_read_per_mtok is None else override.cache_read_per_mtok
-    audio = (
-        (override.input_audio_per_mtok, input_price),
-        (override.cache_read_audio_per_mtok, cache_read),
-        (override.output_audio_per_mtok, override.output_per_mtok),
-    )
+    text_price = {"input": input_price, "cache_read": cache_read, "output": override.output_per_mtok}
+    media = [(getattr(override, f"{kind}_per_mtok"), text_price[MEDIA_OF[kind]]) for kind in MEDIA_KINDS]
     per_mtok = (
         input_price,
         cache_read,
         input_price if override.cache_write_per_mtok is None else override.cache_write_per_mtok,
         override.output_per_mtok,
         Decimal(0),  # reasoning tokens are output tokens
-        # Audio: the extra over the text price of the kind that includes it (none without an audio price).
-        *(Decimal(0) if price is None else price - text for price, text in audio),
+        # Media: the extra over the text price of the kind that includes it (none without a media price).
+        *(Decimal(0) if price is None else price - text for price, text in media),
     )
     rates = compile_rates(Decimal(0), [price.scaleb(-6) for price in per_mtok])
-    audio_priced = tuple(kind for kind, (price, _) in zip(AUDIO_KINDS, audio, strict=True) if price is not None)
+    media_priced = tuple(kind for kind, (price, _) in zip(MEDIA_KINDS, media, strict=True) if price is not None)
     details = {
         "source": "override",
         "source_detail": override.origin or "PriceOverride",
         "override_provider": override.provider,
         "override_model": override.model,
     }
-    return Tariff((), (rates,), details, audio_priced)
+    return Tariff((), (rates,), details, media_priced)
 
 
 def _group_overrides(overrides: Sequence[PriceOverride]) -> list[_OverrideGroup]:
@@ -248,14 +263,16 @@ class PriceBook:
         output_tokens: int,
         reasoning_tokens: int = 0,
         cache_write_1h_tokens: int = 0,
-        audio: tuple[int, int, int] = NO_AUDIO,
+        audio: tuple[int, int, int] = NO_MEDIA,
+        image: tuple[int, int, int] = NO_MEDIA,
+        video: tuple[int, int, int] = NO_MEDIA,
     ) -> int | None:
         """Cost in integer nano-dollars, or None when the model has no known price.
 
         Canonical counts: `input_tokens` are uncached input only; `output_tokens` include
         `reasoning_tokens` (which only matter for the few models that price reasoning apart), and
         `cache_write_tokens` include `cache_write_1h_tokens` (one-hour cache writes, see `quote`);
-        `audio` are the audio parts of input, cache read and output tokens (see `quote`).
+        `audio`, `image`, `video` are the parts of input, cache read and output tokens (see `quote`).
         """
         return self.quote(
             provider,
@@ -268,6 +285,8 @@ class PriceBook:
             reasoning_tokens,
             cache_write_1h_tokens,
             audio,
+            image,
+            video,
         )[0]
 
     def quote(
@@ -281,7 +300,9 @@ class PriceBook:
         output_tokens: int,
         reasoning_tokens: int = 0,
         cache_write_1h_tokens: int = 0,
-        audio: tuple[int, int, int] = NO_AUDIO,
+        audio: tuple[int, int, int] = NO_MEDIA,
+        image: tuple[int, int, int] = NO_MEDIA,
+        video: tuple[int, int, int] = NO_MEDIA,
     ) -> tuple[int | None, str, str]:
         """`(cost, price source, effective date)`: the cost as `cost_nanousd` and where its price comes from.
 
@@ -296,7 +317,8 @@ class PriceBook:
         `audio` is the audio part of `(input_tokens, cache_read_tokens, output_tokens)`, charged the
         price's audio rates. Where the price has no audio rate for a kind, its audio tokens are charged
         the text rate and the source says so: `genai-prices 0.2.5 bundled data; input audio at text rate
-        (no audio price)`.
+        (no audio price)`. `image` and `video` are the same for image and video tokens; their input
+        is billed as text input by most models, so only their output at the text rate is noted.
         """
         key = (provider, model)
         entry = self._entries.get(key)
@@ -316,9 +338,7 @@ class PriceBook:
         if period.tier_starts:
             total_input = input_tokens + cache_read_tokens + cache_write_tokens
             rates = period.brackets[bisect_left(period.tier_starts, total_input)]
-        per_request, r_input, r_read, r_write, r_output, r_reasoning, r_in_audio, r_read_audio, r_out_audio, scale = (
-            rates
-        )
+        per_request, r_input, r_read, r_write, r_output, r_reasoning = rates[:6]
         source = period.source
         total = (
             per_request
@@ -331,9 +351,12 @@ class PriceBook:
             total += r_reasoning * reasoning_tokens
         if cache_write_1h_tokens:
             total += (2 * r_input - r_write) * cache_write_1h_tokens
-        if audio is not NO_AUDIO and (audio[0] or audio[1] or audio[2]):
-            total += r_in_audio * audio[0] + r_read_audio * audio[1] + r_out_audio * audio[2]
-            source += _text_rate_note(period.audio_unpriced, audio)
+        if audio is not NO_MEDIA or image is not NO_MEDIA or video is not NO_MEDIA:
+            counts = (*audio, *image, *video)
+            if any(counts):
+                total += sum(rate * count for rate, count in zip(rates[6:15], counts, strict=True))
+                source += _text_rate_note(period.media_unpriced, counts)
+        scale = rates[15]
         cost = total if scale == 1 else divide_half_even(total, scale)
         return cost, source, period.effective
 

@@ -28,7 +28,7 @@ from genai_prices.types import (
     Usage,
 )
 
-from exporter.pricing.tariff import Rates, Tariff, compile_rates
+from exporter.pricing.tariff import MEDIA_KINDS, MEDIA_OF, MODALITIES, Rates, Tariff, compile_rates
 
 # Provider names as users and SDKs send them (lower-cased) → genai-prices provider ids. Every
 # genai-prices id also maps to itself; anything else is an unknown provider, priced by model name alone.
@@ -84,23 +84,26 @@ def to_genai_usage(
     output_tokens: int,
     reasoning_tokens: int = 0,
     audio: tuple[int, int, int] = (0, 0, 0),
+    image: tuple[int, int, int] = (0, 0, 0),
+    video: tuple[int, int, int] = (0, 0, 0),
 ) -> Usage:
     """Convert canonical token counts to a genai-prices `Usage`.
 
     genai-prices counts `input_tokens` as ALL input, cached or not, and prices cache reads and writes
     as subsets of it (uncached input = input_tokens - cache_read_tokens - cache_write_tokens).
     Canonical `input_tokens` are uncached only, so the three are added. Both count reasoning tokens
-    inside `output_tokens`. `audio` holds the canonical audio parts (uncached input, cache read,
-    output); genai-prices' `input_audio_tokens` are all audio input, cached or not, like its input.
+    inside `output_tokens`. `audio`, `image` and `video` hold the canonical parts (uncached input,
+    cache read, output); genai-prices' `input_audio_tokens` are all audio input, cached or not, like
+    its input (and so for image and video).
     """
-    input_audio, cache_read_audio, output_audio = audio
     extra = {}
-    if input_audio or cache_read_audio:
-        extra["input_audio_tokens"] = input_audio + cache_read_audio
-    if cache_read_audio:
-        extra["cache_audio_read_tokens"] = cache_read_audio
-    if output_audio:
-        extra["output_audio_tokens"] = output_audio
+    for modality, (uncached, cached, output) in zip(MODALITIES, (audio, image, video), strict=True):
+        if uncached or cached:
+            extra[f"input_{modality}_tokens"] = uncached + cached
+        if cached:
+            extra[f"cache_{modality}_read_tokens"] = cached
+        if output:
+            extra[f"output_{modality}_tokens"] = output
     return Usage(
         input_tokens=input_tokens + cache_read_tokens + cache_write_tokens,
         cache_read_tokens=cache_read_tokens,
@@ -111,9 +114,17 @@ def to_genai_usage(
     )
 
 
+def _media_probe(kind: str) -> Usage:
+    """One token of a media kind, inside one token of the text kind that includes it."""
+    whole = MEDIA_OF[kind]
+    one = [int(other == kind) for other in MEDIA_KINDS]
+    text = (int(whole == "input"), int(whole == "cache_read"), 0, int(whole == "output"))
+    return to_genai_usage(*text, 0, (one[0], one[1], one[2]), (one[3], one[4], one[5]), (one[6], one[7], one[8]))
+
+
 # One request and one token of each canonical kind (input, cache read, cache write, output,
-# output-with-reasoning, input audio, cached audio, output audio): pricing these with genai-prices'
-# own arithmetic gives exact linear rates.
+# output-with-reasoning, then each of `MEDIA_KINDS`): pricing these with genai-prices' own arithmetic
+# gives exact linear rates.
 _PROBES = (
     to_genai_usage(0, 0, 0, 0),
     to_genai_usage(1, 0, 0, 0),
@@ -121,15 +132,15 @@ _PROBES = (
     to_genai_usage(0, 0, 1, 0),
     to_genai_usage(0, 0, 0, 1),
     to_genai_usage(0, 0, 0, 1, 1),
-    to_genai_usage(1, 0, 0, 0, audio=(1, 0, 0)),
-    to_genai_usage(0, 1, 0, 0, audio=(0, 1, 0)),
-    to_genai_usage(0, 0, 0, 1, audio=(0, 0, 1)),
+    *(_media_probe(kind) for kind in MEDIA_KINDS),
 )
-# The genai-prices price of each of `AUDIO_KINDS`: without it, genai-prices charges audio the text rate.
-_AUDIO_PRICE_KEYS = (
-    ("input_audio", "input_audio_mtok"),
-    ("cache_read_audio", "cache_audio_read_mtok"),
-    ("output_audio", "output_audio_mtok"),
+# The genai-prices prices that give each of `MEDIA_KINDS` a rate of its own; without one, genai-prices
+# charges it the text rate. Cached media without a price of their own are charged the media input
+# price when the model has no cache price at all (genai-prices requires one or the other otherwise).
+_MEDIA_PRICE_KEYS = tuple(
+    (kind, (f"cache_{modality}_read_mtok", f"input_{modality}_mtok") if whole == "cache_read" else (f"{kind}_mtok",))
+    for kind in MEDIA_KINDS
+    for whole, _, modality in (kind.rpartition("_"),)
 )
 
 
@@ -198,8 +209,10 @@ class Catalog:
             "price_table": str(price),
             "pricing_urls": list(provider.pricing_urls or ()),
         }
-        audio_priced = tuple(kind for kind, key in _AUDIO_PRICE_KEYS if price.__dict__.get(key) is not None)
-        return Tariff(starts, brackets, details, audio_priced)
+        media_priced = tuple(
+            kind for kind, keys in _MEDIA_PRICE_KEYS if any(price.__dict__.get(key) is not None for key in keys)
+        )
+        return Tariff(starts, brackets, details, media_priced)
 
 
 def price_schedule(model: ModelInfo) -> tuple[list[float], list[float]]:
@@ -250,7 +263,8 @@ def _tier_value(value: TieredPrices, total_input_tokens: int) -> Decimal:
 
 def _probe(price: ModelPrice) -> Rates:
     totals: Sequence[Any] = [price.calc_price(usage)["total_price"] for usage in _PROBES]
-    base, input_, cache_read, cache_write, output, output_reasoning, input_audio, read_audio, output_audio = totals
+    base, input_, cache_read, cache_write, output, output_reasoning, *media = totals
+    text = {"input": input_, "cache_read": cache_read, "output": output}
     return compile_rates(
         base,
         (
@@ -259,8 +273,7 @@ def _probe(price: ModelPrice) -> Rates:
             cache_write - base,
             output - base,
             output_reasoning - output,
-            input_audio - input_,
-            read_audio - cache_read,
-            output_audio - output,
+            # Each media kind: the extra over one token of the text kind that includes it.
+            *(total - text[MEDIA_OF[kind]] for kind, total in zip(MEDIA_KINDS, media, strict=True)),
         ),
     )

@@ -16,9 +16,12 @@ from typing import Any
 
 import yaml
 
-AUDIO_PRICE_FIELDS = ("input_audio_per_mtok", "cache_read_audio_per_mtok", "output_audio_per_mtok")
-"""The audio prices, in the order of `tariff.AUDIO_KINDS`."""
-PRICE_FIELDS = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok", *AUDIO_PRICE_FIELDS)
+from exporter.pricing.tariff import MEDIA_KINDS
+
+MEDIA_PRICE_FIELDS = tuple(f"{kind}_per_mtok" for kind in MEDIA_KINDS)
+"""The audio, image and video prices (`input_audio_per_mtok`, …), in the order of `tariff.MEDIA_KINDS`."""
+AUDIO_PRICE_FIELDS = MEDIA_PRICE_FIELDS[:3]
+PRICE_FIELDS = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok", *MEDIA_PRICE_FIELDS)
 ENTRY_FIELDS = frozenset(("provider", "model", "valid_from", *PRICE_FIELDS))
 _REQUIRED = ("provider", "model", "input_per_mtok", "output_per_mtok")
 MAX_PRICE_PER_MTOK = Decimal(1000)
@@ -58,6 +61,18 @@ class PriceOverride:
     """None = no audio price: cached audio is charged the cache read price, and the event says so."""
     output_audio_per_mtok: Decimal | None = None
     """None = no audio price: audio output is charged the output price, and the event says so."""
+    input_image_per_mtok: Decimal | None = None
+    """None = no image price: image input is charged the input price (as most models bill it)."""
+    cache_read_image_per_mtok: Decimal | None = None
+    """None = no image price: cached images are charged the cache read price."""
+    output_image_per_mtok: Decimal | None = None
+    """None = no image price: generated images are charged the output price, and the event says so."""
+    input_video_per_mtok: Decimal | None = None
+    """None = no video price: video input is charged the input price (as most models bill it)."""
+    cache_read_video_per_mtok: Decimal | None = None
+    """None = no video price: cached video is charged the cache read price."""
+    output_video_per_mtok: Decimal | None = None
+    """None = no video price: generated video is charged the output price, and the event says so."""
     valid_from: datetime | None = None
     """Timezone-aware; None = always."""
     origin: str = ""
@@ -158,9 +173,7 @@ def _parse_entry(entry: Any, where: str, origin: str, problems: list[str]) -> Pr
         output_per_mtok=prices["output_per_mtok"],
         cache_read_per_mtok=prices["cache_read_per_mtok"],
         cache_write_per_mtok=prices["cache_write_per_mtok"],
-        input_audio_per_mtok=prices["input_audio_per_mtok"],
-        cache_read_audio_per_mtok=prices["cache_read_audio_per_mtok"],
-        output_audio_per_mtok=prices["output_audio_per_mtok"],
+        **{name: prices[name] for name in MEDIA_PRICE_FIELDS},
         valid_from=valid_from,
         origin=origin,
     )

@@ -14,37 +14,46 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-Rates = tuple[int, int, int, int, int, int, int, int, int, int]
-"""(per_request, input, cache_read, cache_write, output, reasoning, input_audio, cache_read_audio,
-output_audio, scale) in nano-dollars * scale.
+Rates = tuple[int, ...]
+"""(per_request, input, cache_read, cache_write, output, reasoning, the nine `MEDIA_KINDS`, scale) in
+nano-dollars * scale: 16 integers.
 
-`reasoning` and the three audio rates are the price of such a token *on top of* the price of the
-token kind that includes it (`output`, `input`, `cache_read`, `output`): canonical `output_tokens`
-already include reasoning and output audio tokens, and so on. They are usually 0 for reasoning, and
-10-20x text prices for audio.
+`reasoning` and the media rates are the price of such a token *on top of* the price of the token kind
+that includes it (`output`; `MEDIA_OF[kind]`): canonical `output_tokens` already include reasoning and
+output audio tokens, and so on. They are usually 0 for reasoning, and 10-20x text prices for audio.
 """
 
 TOKEN_KINDS = ("input", "cache_read", "cache_write", "output", "reasoning")
-AUDIO_KINDS = ("input_audio", "cache_read_audio", "output_audio")
-"""The audio token kinds, each a part of `AUDIO_OF[kind]`."""
-AUDIO_OF = {"input_audio": "input", "cache_read_audio": "cache_read", "output_audio": "output"}
+MODALITIES = ("audio", "image", "video")
+"""The modalities priced apart from text where the price has a rate for them."""
+MEDIA_KINDS = tuple(f"{whole}_{modality}" for modality in MODALITIES for whole in ("input", "cache_read", "output"))
+"""`input_audio`, `cache_read_audio`, `output_audio`, `input_image`, …: each a part of `MEDIA_OF[kind]`."""
+MEDIA_OF = {kind: kind.rpartition("_")[0] for kind in MEDIA_KINDS}
+AUDIO_KINDS = MEDIA_KINDS[:3]
+PRICED_APART = frozenset((*AUDIO_KINDS, "output_image", "output_video"))
+"""The media kinds providers always price apart from text, so charging them the text rate is noted.
+
+Image and video *input* is billed as ordinary input by most models (OpenAI and Anthropic vision,
+Gemini's one input price for text, image and video): without an image price the input price is the
+price, not a guess. Audio, and generated images and video, are priced apart wherever they are sold.
+"""
+_PER_TOKEN = len(TOKEN_KINDS) + len(MEDIA_KINDS)
 
 
 def compile_rates(per_request_usd: Decimal, per_token_usd: Sequence[Decimal]) -> Rates:
-    """Exact integer rates from USD per request and USD per token for the `TOKEN_KINDS`, then `AUDIO_KINDS`.
+    """Exact integer rates from USD per request and USD per token for the `TOKEN_KINDS`, then `MEDIA_KINDS`.
 
-    The audio prices, like the reasoning one, are extras on top of the text kind that includes them;
-    left out, they are 0 (audio at the text rate).
+    The media prices, like the reasoning one, are extras on top of the text kind that includes them;
+    left out, they are 0 (media at the text rate).
     """
-    per_token = [*per_token_usd, *[Decimal(0)] * (8 - len(per_token_usd))]
+    per_token = [*per_token_usd, *[Decimal(0)] * (_PER_TOKEN - len(per_token_usd))]
     nanos = [value.scaleb(9) for value in (per_request_usd, *per_token)]
     digits = max((-int(value.normalize().as_tuple().exponent) for value in nanos if value), default=0)
     digits = max(digits, 0)
     scaled = [value.scaleb(digits) for value in nanos]
     if any(value != value.to_integral_value() for value in scaled):
         raise ArithmeticError(f"price is not exactly representable: {nanos}")
-    ints = [int(value) for value in scaled]
-    return (ints[0], ints[1], ints[2], ints[3], ints[4], ints[5], ints[6], ints[7], ints[8], 10**digits)
+    return (*(int(value) for value in scaled), 10**digits)
 
 
 def divide_half_even(total: int, scale: int) -> int:
@@ -64,12 +73,14 @@ def rates_cost(
     output: int,
     reasoning: int,
     audio: tuple[int, int, int] = (0, 0, 0),
+    image: tuple[int, int, int] = (0, 0, 0),
+    video: tuple[int, int, int] = (0, 0, 0),
 ) -> int:
     """Cost in nano-dollars of one call at `rates` (the readable form of `PriceBook`'s inlined loop).
 
-    `audio`: the (input, cache read, output) audio parts of `input_tokens`, `cache_read`, `output`.
+    `audio`, `image`, `video`: the (input, cache read, output) parts of `input_tokens`, `cache_read`, `output`.
     """
-    per_request, r_in, r_read, r_write, r_out, r_reason, r_in_audio, r_read_audio, r_out_audio, scale = rates
+    per_request, r_in, r_read, r_write, r_out, r_reason = rates[:6]
     total = (
         per_request
         + r_in * input_tokens
@@ -77,29 +88,28 @@ def rates_cost(
         + r_write * cache_write
         + r_out * output
         + r_reason * reasoning
-        + r_in_audio * audio[0]
-        + r_read_audio * audio[1]
-        + r_out_audio * audio[2]
+        + sum(rate * count for rate, count in zip(rates[6:-1], (*audio, *image, *video), strict=True))
     )
+    scale = rates[-1]
     return total if scale == 1 else divide_half_even(total, scale)
 
 
-def usd_per_mtok(rates: Rates, audio_priced: Sequence[str] = ()) -> dict[str, str]:
-    """Return the rates as exact decimal strings in USD per million tokens (reasoning, audio: their full price).
+def usd_per_mtok(rates: Rates, media_priced: Sequence[str] = ()) -> dict[str, str]:
+    """Return the rates as exact decimal strings in USD per million tokens (reasoning, media: their full price).
 
-    Audio kinds are listed only when `audio_priced` names them (a price without one charges text rates).
+    Media kinds are listed only when `media_priced` names them (a price without one charges text rates).
     """
     digits = len(str(rates[-1])) - 1
     out = {}
-    kinds = (*TOKEN_KINDS, *AUDIO_KINDS)
+    kinds = (*TOKEN_KINDS, *MEDIA_KINDS)
     for i, kind in enumerate(kinds, start=1):
-        if kind in AUDIO_OF and kind not in audio_priced:
+        if kind in MEDIA_OF and kind not in media_priced:
             continue
         value = rates[i]
         if kind == "reasoning":
             value += rates[4]
-        elif kind in AUDIO_OF:
-            value += rates[1 + kinds.index(AUDIO_OF[kind])]
+        elif kind in MEDIA_OF:
+            value += rates[1 + kinds.index(MEDIA_OF[kind])]
         out[kind] = _plain(Decimal(value).scaleb(-digits - 3))
     return out
 
@@ -127,8 +137,8 @@ class Tariff:
     brackets: tuple[Rates, ...]
     details: Mapping[str, Any] = field(default_factory=dict)
     """Where the price comes from, for `PriceBook.describe`."""
-    audio_priced: tuple[str, ...] = ()
-    """The `AUDIO_KINDS` this price has its own price for; audio of the others is charged the text rate."""
+    media_priced: tuple[str, ...] = ()
+    """The `MEDIA_KINDS` this price has its own price for; tokens of the others are charged the text rate."""
 
     def rates_for(self, total_input_tokens: int) -> Rates:
         """Return the rates that apply to a call with this many input tokens in all."""
@@ -139,12 +149,12 @@ class Tariff:
     def describe(self) -> dict[str, Any]:
         """Return the compiled price as JSON-friendly data (exact decimal strings)."""
         out: dict[str, Any] = dict(self.details)
-        out["usd_per_mtok"] = usd_per_mtok(self.brackets[0], self.audio_priced)
+        out["usd_per_mtok"] = usd_per_mtok(self.brackets[0], self.media_priced)
         out["usd_per_request"] = usd_per_request(self.brackets[0])
         out["tiers"] = [
             {
                 "when_input_tokens_above": start,
-                "usd_per_mtok": usd_per_mtok(rates, self.audio_priced),
+                "usd_per_mtok": usd_per_mtok(rates, self.media_priced),
                 "usd_per_request": usd_per_request(rates),
             }
             for start, rates in zip(self.tier_starts, self.brackets[1:], strict=True)
