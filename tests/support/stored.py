@@ -7,12 +7,12 @@ from typing import Any
 import orjson
 from sqlalchemy import create_engine, select
 
-from exporter.events import AUDIO_FIELDS
+from exporter.events import MEDIA_FIELDS
 from exporter.store.schema import usage_events, usage_series
 
 
 def stored_events(db_url: str) -> dict[str, dict[str, Any]]:
-    """Every stored event by request id: token fields (audio parts included), cost, labels and metadata."""
+    """Every stored event by request id: token fields (media parts included), cost, labels and metadata."""
     engine = create_engine(db_url)
     try:
         query = select(usage_events, usage_series).join(usage_series, usage_series.c.id == usage_events.c.series_id)
@@ -24,7 +24,7 @@ def stored_events(db_url: str) -> dict[str, dict[str, Any]]:
     for row in rows:
         row["metadata"] = orjson.loads(row["meta_json"]) if row.get("meta_json") else None
         row["cost_usd"] = row["cost_nanousd"] / 1e9
-        for part, _whole in AUDIO_FIELDS:  # kept in the metadata, not in columns of their own
+        for part, _whole in MEDIA_FIELDS:  # kept in the metadata, not in columns of their own
             row[part] = (row["metadata"] or {}).get(part, 0)
         out[row["request_id"]] = row
     return out
