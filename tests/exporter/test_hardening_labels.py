@@ -103,11 +103,15 @@ def scrape_cpu(request: pytest.FixtureRequest, db_url: str) -> Callable[[], floa
 
     CPU time, not the wall clock: on a shared, loaded test machine the wall clock says more about the
     neighbours than about the scrape. On PostgreSQL the queries run in the server's backends, so
-    their CPU counts too (every process of this test's cluster, from its postmaster.pid).
+    their CPU counts too: the backends serving this test's database (children of its cluster's
+    postmaster, from postmaster.pid, whose title names the database). Not the cluster's background
+    processes: autovacuum analysing the flooded tables, or a checkpoint writing them, would be counted
+    as the scrape's and made it look slow under load.
     """
     if not db_url.startswith("postgresql"):
         return time.process_time
     data = request.getfixturevalue("pg_cluster").data
+    database = f" {db_url.rpartition('/')[2]} ".encode()
     postmaster = int((data / "postmaster.pid").read_text().split()[0])
     ticks = os.sysconf("SC_CLK_TCK")
 
@@ -118,8 +122,13 @@ def scrape_cpu(request: pytest.FixtureRequest, db_url: str) -> Callable[[], floa
                 fields = stat.read_text().rpartition(")")[2].split()
             except OSError:  # the process ended meanwhile
                 continue
-            pid = int(stat.parent.name)
-            if pid == postmaster or int(fields[1]) == postmaster:
+            if int(fields[1]) != postmaster:
+                continue
+            try:  # a backend's title: "postgres: USER DATABASE HOST(PORT) STATE"
+                title = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if database in title:
                 used += int(fields[11]) + int(fields[12])  # utime, stime
         return time.process_time() + used / ticks
 
