@@ -19,6 +19,13 @@ Each member row is recorded with the digest's result, and its channel reference 
 (`member_reference`), so pressing "Acknowledge all" in Slack or acknowledging the group's incident in
 PagerDuty acknowledges every alert the digest listed (`digest_members`).
 
+On PagerDuty a group's incident can be acknowledged, and PagerDuty only appends a `trigger` on an
+acknowledged incident to its log (nobody is paged). So there a grouped message is sent to the incident
+its instances are listed in, and instances not listed in one yet (new projects crossing) join the group's
+incident that is still paging, or open a new one (`llmcost-group-<hash>-<n>`) when every incident of the
+group is acknowledged (`incident_keys`): new problems page, the acknowledged ones are not paged again, and
+each incident's webhooks concern only the instances it listed.
+
 A per-channel rate limit (`notifications.<channel>.max_per_minute`, see `alerting.gateway.workers`)
 folds whatever exceeds it into one summary digest (`llmcost-digest-<outbox id>`), never dropping it.
 """
@@ -26,21 +33,24 @@ folds whatever exceeds it into one summary digest (`llmcost-digest-<outbox id>`)
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from alerting.gateway.records import dumps
+from alerting.gateway.records import dumps, loads
 from alerting.gateway.tables import alert_channels, alerts
-from alerting.model import Alert, DeliveryResult, alert_family
+from alerting.model import Alert, DeliveryResult, Notification, NotificationKind, alert_family
 from alerting.notify.base import Notifier
 from alerting.notify.digest import Digest
 
 GROUP_LABELS = ("budget", "key")
 """An alert carrying both (non-empty) is an instance of a per-key budget: it can be grouped."""
+INCIDENT_CHANNELS = frozenset({"pagerduty"})
+"""Channels where a message to an acknowledged grouped message notifies nobody (PagerDuty's incidents)."""
+_PAGING_KINDS = frozenset({NotificationKind.FIRING, NotificationKind.REPEAT, NotificationKind.ESCALATED})
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,57 @@ def group_digest_key(group_key: str) -> str:
 def summary_digest_key(lead_outbox_id: int) -> str:
     """The key of one rate-limit summary message."""
     return f"llmcost-digest-{lead_outbox_id}"
+
+
+def listed_in(notification: Notification, digest_key: str) -> str | None:
+    """The key of the grouped message of `digest_key`'s group (itself or a later one) listing this alert."""
+    digest = (notification.reference or {}).get("digest")
+    key = digest.get("key") if isinstance(digest, Mapping) else None
+    if isinstance(key, str) and (key == digest_key or key.startswith(digest_key + "-")):
+        return key
+    return None
+
+
+def incident_keys(
+    conn: Connection, channel: str, digest_key: str, notifications: Sequence[Notification], lead_id: int
+) -> list[str]:
+    """Per notification, the incident of its group it goes to on an `INCIDENT_CHANNELS` channel.
+
+    An alert already listed in one of the group's incidents stays with it (its acknowledgement, resolve
+    or re-opening concern that incident). An alert listed in none, notified as firing, joins the group's
+    incident that is still paging (one with a firing alert), else opens a new one, `<digest_key>-<lead_id>`,
+    when the group's open incidents are all acknowledged: a trigger on those would page nobody.
+    """
+    new_key = digest_key
+    if any(listed_in(n, digest_key) is None and _pages(n) for n in notifications):
+        paging, any_open = _open_incidents(conn, channel, digest_key)
+        new_key = paging or (f"{digest_key}-{lead_id}" if any_open else digest_key)
+    return [listed_in(n, digest_key) or (new_key if _pages(n) else digest_key) for n in notifications]
+
+
+def _pages(notification: Notification) -> bool:
+    """True for a notification that should page and does not re-open (re-opening resolves and re-triggers)."""
+    return notification.kind in _PAGING_KINDS and notification.reopened is None
+
+
+def _open_incidents(conn: Connection, channel: str, digest_key: str) -> tuple[str | None, bool]:
+    """The group's latest incident listing a firing alert (or None), and whether any lists an open alert."""
+    prefix = dumps(digest_key)[:-1]  # `"llmcost-group-…` without its closing quote: the key and later ones
+    rows = conn.execute(
+        select(alert_channels.c.reference, alerts.c.state)
+        .join(alerts, alerts.c.id == alert_channels.c.alert_id)
+        .where(
+            alert_channels.c.channel == channel,
+            alert_channels.c.reference.contains(f'"key":{prefix}', autoescape=True),
+            alerts.c.state != "resolved",
+        )
+        .order_by(alert_channels.c.updated_at.desc(), alert_channels.c.alert_id.desc())
+    ).all()
+    for reference, state in rows:
+        key = ((loads(reference) or {}).get("digest") or {}).get("key")
+        if state == "firing" and isinstance(key, str):
+            return key, True
+    return None, bool(rows)
 
 
 def member_reference(digest_key: str, reference: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -28,8 +28,10 @@ from sqlalchemy.engine import Connection
 from alerting.gateway.claims import Claimed, Finished
 from alerting.gateway.enqueue import DEAD, PENDING, SENT, SKIPPED
 from alerting.gateway.grouping import (
+    INCIDENT_CHANNELS,
     GroupingSettings,
     group_digest_key,
+    incident_keys,
     member_reference,
     send_digest,
     summary_digest_key,
@@ -178,7 +180,7 @@ class Outbox:
         cursor.execute(self._sql["due_locked"], (channel, now, now, wanted))
         claimed = self._lease(cursor, [r[0] for r in cursor.fetchall()], now)
         if digests and self.grouping.groups(channel):
-            claimed = self._gather_groups(cursor, channel, claimed, now)
+            claimed = self._gather_groups(conn, channel, claimed, now)
         if summarise and len(claimed) > 1:
             return [self._summary(claimed)]
         return claimed
@@ -194,12 +196,14 @@ class Outbox:
         cursor.execute(self._sql["claimed"].format(ids=self._in_list(len(claimed_ids))), tuple(claimed_ids))
         return [self._claimed(row) for row in cursor.fetchall()]
 
-    def _gather_groups(self, cursor: Any, channel: str, claimed: list[Claimed], now: float) -> list[Claimed]:
+    def _gather_groups(self, conn: Connection, channel: str, claimed: list[Claimed], now: float) -> list[Claimed]:
         """Fold claimed rows of one group, with the other due rows of that group, into one digest each.
 
-        A group (same budget, kind, channel) reaching `group_threshold` due rows is sent as one message;
-        a smaller one is sent row by row, as today.
+        A group (same budget, kind and channel) reaching `group_threshold` due rows is sent as one message;
+        a smaller one is sent row by row, as today. On PagerDuty the message goes to each incident its rows
+        belong to (`grouping.incident_keys`): one digest per incident.
         """
+        cursor = _cursor(conn)
         by_group: dict[tuple[str, str], list[Claimed]] = {}
         for item in claimed:
             if item.group_key is not None:
@@ -207,6 +211,7 @@ class Outbox:
         if not by_group:
             return claimed
         folded: dict[int, Claimed] = {}
+        digests: list[Claimed] = []
         singles: list[Claimed] = []
         for (group, kind), items in by_group.items():
             room = max(self.grouping.max_group - len(items), 0)
@@ -219,19 +224,30 @@ class Outbox:
             if len(members) < self.grouping.group_threshold:  # another sender took some meanwhile
                 singles.extend(leased)  # leased: ours to send, one by one
                 continue
-            lead = members[0]
-            digest = replace(lead, members=tuple(members), digest_key=group_digest_key(group), group=group)
-            for item in items:
-                folded[item.id] = digest
+            for key, part in self._by_incident(conn, channel, group_digest_key(group), members).items():
+                digest = replace(part[0], members=tuple(part), digest_key=key, group=group)
+                digests.append(digest)
+                folded.update((item.id, digest) for item in part)
         out: list[Claimed] = []
         seen: set[int] = set()
-        for item in claimed:
+        for item in [*claimed, *digests]:
             target = folded.get(item.id, item)
             if target.id not in seen or not target.members:
                 seen.add(target.id)
                 out.append(target)
             # A digest replaces every claimed member; keep only its first appearance.
         return out + singles
+
+    @staticmethod
+    def _by_incident(conn: Connection, channel: str, key: str, members: list[Claimed]) -> dict[str, list[Claimed]]:
+        """The group's rows by the key of the message they go to: `key`, or per PagerDuty incident."""
+        if channel not in INCIDENT_CHANNELS:
+            return {key: members}
+        keys = incident_keys(conn, channel, key, [m.notification for m in members], members[0].id)
+        parts: dict[str, list[Claimed]] = {}
+        for member, incident in zip(members, keys, strict=True):
+            parts.setdefault(incident, []).append(member)
+        return parts
 
     def _summary(self, claimed: list[Claimed]) -> Claimed:
         """All claimed rows (digests flattened) as one rate-limit summary."""
