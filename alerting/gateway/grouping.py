@@ -122,6 +122,21 @@ def incident_keys(
     return [listed_in(n, digest_key) or (new_key if _pages(n) else digest_key) for n in notifications]
 
 
+def incidents_ended(
+    conn: Connection, channel: str, digest_key: str, notifications: Sequence[Notification]
+) -> list[str | None]:
+    """Per notification, the group incident its resolve ends on an `INCIDENT_CHANNELS` channel, else None.
+
+    Resolves sent one by one go to each alert's own `dedup_key`, which never had an incident: the resolve
+    of the last open alert an incident listed must resolve that incident, or it stays open (and pages on).
+    """
+    if channel not in INCIDENT_CHANNELS:
+        return [None] * len(notifications)
+    keys = [listed_in(n, digest_key) if n.kind is NotificationKind.RESOLVED else None for n in notifications]
+    ended = {key for key in set(keys) if key is not None and not digest_members(conn, channel, key)}
+    return [key if key in ended else None for key in keys]
+
+
 def _pages(notification: Notification) -> bool:
     """True for a notification that should page and does not re-open (re-opening resolves and re-triggers)."""
     return notification.kind in _PAGING_KINDS and notification.reopened is None

@@ -32,6 +32,7 @@ from alerting.gateway.grouping import (
     GroupingSettings,
     group_digest_key,
     incident_keys,
+    incidents_ended,
     member_reference,
     send_digest,
     summary_digest_key,
@@ -218,6 +219,13 @@ class Outbox:
             cursor.execute(self._sql["group_due_locked"], (channel, group, kind, now, now, room))
             more = [r[0] for r in cursor.fetchall()]
             if len(items) + len(more) < self.grouping.group_threshold:
+                # Resolves of the last open instances of a group incident, sent one by one: resolve it.
+                ended = incidents_ended(conn, channel, group_digest_key(group), [i.notification for i in items])
+                for key in dict.fromkeys(k for k in ended if k is not None):
+                    part = [item for item, k in zip(items, ended, strict=True) if k == key]
+                    digest = replace(part[0], members=tuple(part), digest_key=key, group=group)
+                    digests.append(digest)
+                    folded.update((item.id, digest) for item in part)
                 continue
             leased = self._lease(cursor, more, now)
             members = sorted([*items, *leased], key=lambda c: c.id)
