@@ -21,7 +21,7 @@ from exporter.events import MAX_METADATA_BYTES, InvalidEvent, UsageEvent, parse_
 from exporter.json_budget import values_bound
 from exporter.normalize import to_canonical
 from exporter.pricing import PriceBook
-from exporter.pricing.book import NO_MEDIA
+from exporter.pricing.book import NO_MEDIA_PARTS
 from exporter.readers import json_line
 from exporter.store import Store
 
@@ -285,11 +285,8 @@ class IngestPipeline:
         return IngestOutcome(result.accepted, result.duplicates, rejected)
 
 
-_NO_MEDIA_PARTS = (NO_MEDIA, NO_MEDIA, NO_MEDIA)
-
-
 def _media_parts(event: UsageEvent) -> tuple[tuple[int, int, int], ...]:
-    """The event's audio, image and video parts as `PriceBook.quote` takes them (`NO_MEDIA`: none)."""
+    """The event's audio, image and video parts as `PriceBook.quote` takes them (`NO_MEDIA_PARTS`: none)."""
     if not (
         event.input_audio_tokens
         | event.cache_read_audio_tokens
@@ -301,7 +298,7 @@ def _media_parts(event: UsageEvent) -> tuple[tuple[int, int, int], ...]:
         | event.cache_read_video_tokens
         | event.output_video_tokens
     ):
-        return _NO_MEDIA_PARTS  # the norm
+        return NO_MEDIA_PARTS  # the norm
     return (
         (event.input_audio_tokens, event.cache_read_audio_tokens, event.output_audio_tokens),
         (event.input_image_tokens, event.cache_read_image_tokens, event.output_image_tokens),

@@ -30,7 +30,7 @@ from sqlalchemy import text
 
 from exporter.events import AUDIO_FIELDS, IMAGE_FIELDS, VIDEO_FIELDS, nanos_to_usd
 from exporter.pricing import PriceBook
-from exporter.pricing.book import NO_MEDIA
+from exporter.pricing.book import NO_MEDIA, NO_MEDIA_PARTS
 from exporter.store import Store
 from exporter.store.schema import BUCKET_SECONDS, HOUR_SECONDS, LABEL_COLUMNS
 from exporter.store.writer import SeriesKey, WriteResult, log_rollup_backfill
@@ -48,13 +48,10 @@ _META_AT = 13 + len(LABEL_COLUMNS)
 """Where `meta_json` is in a `_SELECT` row."""
 
 
-_NO_MEDIA_PARTS = (NO_MEDIA, NO_MEDIA, NO_MEDIA)
-
-
 def stored_media(meta_json: str | None) -> tuple[tuple[int, int, int], ...]:
     """The audio, image and video parts an event was priced with, kept in its metadata (`events.MEDIA_FIELDS`)."""
     if not meta_json or not ("audio_tokens" in meta_json or "image_tokens" in meta_json or "video_tokens" in meta_json):
-        return _NO_MEDIA_PARTS
+        return NO_MEDIA_PARTS
     metadata = orjson.loads(meta_json)
     parts = []
     for fields in (AUDIO_FIELDS, IMAGE_FIELDS, VIDEO_FIELDS):
@@ -64,11 +61,6 @@ def stored_media(meta_json: str | None) -> tuple[tuple[int, int, int], ...]:
         else:
             parts.append((int(counts[0]), int(counts[1]), int(counts[2])))
     return tuple(parts)
-
-
-def stored_audio(meta_json: str | None) -> tuple[int, int, int]:
-    """The audio parts an event was priced with, kept in its metadata (see `events.AUDIO_FIELDS`)."""
-    return stored_media(meta_json)[0]
 
 
 @dataclass

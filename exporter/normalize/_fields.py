@@ -92,13 +92,6 @@ def with_media(
     return mapped
 
 
-def with_audio(
-    mapped: dict[str, int], input_audio: int, cache_read_audio: int, output_audio: int, path: str
-) -> dict[str, int]:
-    """`mapped` with the audio parts of its input, cache read and output tokens (only those that are not 0)."""
-    return with_media(mapped, "audio", input_audio, cache_read_audio, output_audio, path)
-
-
 def uncached(total: int, total_name: str, parts: tuple[tuple[str, int], ...]) -> int:
     """`total` minus its cached parts; a negative remainder means the record contradicts itself."""
     remainder = total - sum(value for _, value in parts)

@@ -161,7 +161,8 @@ def _effective_text(moment: float) -> str:
 
 NO_MEDIA = (0, 0, 0)
 """No audio (image, video) tokens: the `audio`, `image`, `video` arguments of `PriceBook.quote` for most calls."""
-NO_AUDIO = NO_MEDIA
+NO_MEDIA_PARTS = (NO_MEDIA, NO_MEDIA, NO_MEDIA)
+"""No audio, image or video tokens at all: the media parts of most events, as ingest and reprice pass them."""
 # "input audio", "cached audio", "output audio", "input image", …: the media kinds as the note names them.
 _NOTE_WORDS = tuple(
     f"{'cached' if MEDIA_OF[kind] == 'cache_read' else MEDIA_OF[kind]} {kind.rpartition('_')[2]}"

@@ -218,13 +218,13 @@ CANONICAL = {
 def test_canonical_audio_fields_are_read_and_kept_in_metadata() -> None:
     from exporter.canonical_lines import canonical_event
     from exporter.events import parse_event
-    from exporter.repricing import stored_audio
+    from exporter.repricing import stored_media
 
     # Outside the canonical table: the general path takes them, and keeps them in metadata for reprice.
     assert canonical_event(orjson.dumps(CANONICAL), now=2_000_000_000.0, max_future_skew=300) is None
     event = parse_event(CANONICAL, now=2_000_000_000.0)
     assert (event.input_audio_tokens, event.cache_read_audio_tokens, event.output_audio_tokens) == (800, 300, 350)
-    assert stored_audio(event.metadata_text) == (800, 300, 350)
+    assert stored_media(event.metadata_text)[0] == (800, 300, 350)  # the audio parts
 
 
 @pytest.mark.parametrize(
