@@ -20,29 +20,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from alerting.gateway.lifecycle import AlertInput
-from alerting.model import Severity
 from tests.support.clock import FakeClock
 from tests.support.gateway_harness import Harness, Receivers, slack_action_body
+from tests.support.grouped_budget import FIRST_KEYS, LABELS, ROUTES, grouped_warnings, instances, states
 
-ROUTES = {"info": [], "warning": ["slack", "email", "pagerduty"], "critical": ["slack", "email", "pagerduty"]}
-SEVERITY: dict[str, Severity] = {"LLMBudgetWarning": "warning", "LLMBudgetCritical": "critical"}
-OLD = [f"p{i}" for i in range(5)]
+OLD = FIRST_KEYS
 NEW = ["n0", "n1", "n2"]
-LABELS = {"budget": "per-project", "scope": "project"}
-
-
-def instances(level: str, keys: list[str]) -> list[AlertInput]:
-    """The alerts one budget pass raises for these projects of the per-project budget."""
-    return [
-        AlertInput(
-            alertname=level,
-            labels={**LABELS, "key": key},
-            severity=SEVERITY[level],
-            annotations={"summary": f"{level} for {key}"},
-        )
-        for key in keys
-    ]
 
 
 @pytest.fixture
@@ -50,20 +33,6 @@ def h(db: str, rx: Receivers, clock: FakeClock) -> Iterator[Harness]:
     rx.pagerduty.clock = clock
     with Harness(db, rx, clock=clock, routes=ROUTES) as harness:
         yield harness
-
-
-def grouped_warnings(h: Harness, rx: Receivers, clock: FakeClock) -> str:
-    """Five instances cross warning in one pass: one grouped incident; returns its dedup_key."""
-    h.gateway.fire_many(instances("LLMBudgetWarning", OLD))
-    h.gateway.deliver_pending()
-    [incident] = rx.pagerduty.pages
-    assert incident.dedup_key.startswith("llmcost-group-")
-    clock.advance(120)
-    return incident.dedup_key
-
-
-def states(h: Harness) -> dict[str, tuple[str, str | None]]:
-    return {a["labels"]["key"]: (a["state"], a["acknowledged_by"]) for a in h.alerts()}
 
 
 def test_new_instances_of_a_group_acknowledged_in_pagerduty_page_on_a_new_incident(

@@ -18,27 +18,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from alerting.gateway.lifecycle import AlertInput
-from alerting.model import Severity
 from tests.support.clock import FakeClock
 from tests.support.gateway_harness import Harness, Receivers, slack_action_body
+from tests.support.grouped_budget import FIRST_KEYS, ROUTES, grouped_warnings, instances, states
 
-ROUTES = {"info": [], "warning": ["slack", "email", "pagerduty"], "critical": ["slack", "email", "pagerduty"]}
-SEVERITY: dict[str, Severity] = {"LLMBudgetWarning": "warning", "LLMBudgetCritical": "critical"}
-KEYS = [f"p{i}" for i in range(5)]
-
-
-def instances(level: str, keys: list[str]) -> list[AlertInput]:
-    """The alerts one budget pass raises for these projects of the per-project budget."""
-    return [
-        AlertInput(
-            alertname=level,
-            labels={"budget": "per-project", "scope": "project", "key": key},
-            severity=SEVERITY[level],
-            annotations={"summary": f"{level} for {key}"},
-        )
-        for key in keys
-    ]
+KEYS = FIRST_KEYS
 
 
 @pytest.fixture
@@ -46,20 +30,6 @@ def h(db: str, rx: Receivers, clock: FakeClock) -> Iterator[Harness]:
     rx.pagerduty.clock = clock
     with Harness(db, rx, clock=clock, routes=ROUTES) as harness:
         yield harness
-
-
-def grouped_warnings(h: Harness, rx: Receivers, clock: FakeClock) -> str:
-    """Five instances cross warning in one pass: one grouped incident; returns its dedup_key."""
-    h.gateway.fire_many(instances("LLMBudgetWarning", KEYS))
-    h.gateway.deliver_pending()
-    [incident] = rx.pagerduty.pages
-    assert incident.dedup_key.startswith("llmcost-group-")
-    clock.advance(120)
-    return incident.dedup_key
-
-
-def states(h: Harness) -> dict[str, tuple[str, str | None]]:
-    return {a["labels"]["key"]: (a["state"], a["acknowledged_by"]) for a in h.alerts()}
 
 
 def deliver_webhooks(h: Harness, rx: Receivers, start: int) -> list[object]:

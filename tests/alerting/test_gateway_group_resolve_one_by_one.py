@@ -15,13 +15,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from alerting.gateway.lifecycle import AlertInput
 from tests.support.clock import FakeClock
 from tests.support.gateway_harness import Harness, Receivers
+from tests.support.grouped_budget import FIRST_KEYS, LABELS, ROUTES, grouped_warnings
 
-ROUTES = {"info": [], "warning": ["slack", "email", "pagerduty"], "critical": ["slack", "email", "pagerduty"]}
-KEYS = [f"p{i}" for i in range(5)]
-LABELS = {"budget": "per-project", "scope": "project"}
+KEYS = FIRST_KEYS
 
 
 @pytest.fixture
@@ -29,17 +27,6 @@ def h(db: str, rx: Receivers, clock: FakeClock) -> Iterator[Harness]:
     rx.pagerduty.clock = clock
     with Harness(db, rx, clock=clock, routes=ROUTES) as harness:
         yield harness
-
-
-def grouped_incident(h: Harness, rx: Receivers, clock: FakeClock) -> str:
-    h.gateway.fire_many(
-        [AlertInput(alertname="LLMBudgetWarning", labels={**LABELS, "key": k}, severity="warning") for k in KEYS]
-    )
-    h.gateway.deliver_pending()
-    [incident] = rx.pagerduty.pages
-    assert incident.dedup_key.startswith("llmcost-group-")
-    clock.advance(120)
-    return incident.dedup_key
 
 
 def resolve_one_by_one(h: Harness, rx: Receivers, clock: FakeClock, key: str, open_status: str) -> None:
@@ -59,14 +46,14 @@ def resolve_one_by_one(h: Harness, rx: Receivers, clock: FakeClock, key: str, op
 def test_a_paging_group_incident_is_resolved_with_its_last_instance(
     h: Harness, rx: Receivers, clock: FakeClock
 ) -> None:
-    key = grouped_incident(h, rx, clock)
+    key = grouped_warnings(h, rx, clock)
     resolve_one_by_one(h, rx, clock, key, "triggered")
 
 
 def test_an_acknowledged_group_incident_is_resolved_with_its_last_instance(
     h: Harness, rx: Receivers, clock: FakeClock
 ) -> None:
-    key = grouped_incident(h, rx, clock)
+    key = grouped_warnings(h, rx, clock)
     assert h.pagerduty_webhook(rx.pagerduty.acknowledge_in_pagerduty(key, by="Alice Oncall")).status_code == 200
     h.gateway.deliver_pending()
     assert rx.pagerduty.incidents[0].status == "acknowledged"
