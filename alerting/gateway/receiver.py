@@ -22,7 +22,8 @@ from alerting.gateway.changes import AlertConflict, AlertNotFound, Change
 from alerting.gateway.enqueue import dialect_insert
 from alerting.gateway.grouping import digest_members
 from alerting.gateway.lifecycle import Lifecycle
-from alerting.gateway.tables import alerts, webhook_receipts
+from alerting.gateway.records import dumps
+from alerting.gateway.tables import alert_channels, alerts, webhook_receipts
 from alerting.gateway.webhooks import PagerDutyEvent, SlackAction
 from alerting.model import Actor
 from exporter.store import Store
@@ -30,6 +31,32 @@ from exporter.store import Store
 T = TypeVar("T")
 STALE_INCIDENT_TOLERANCE = 300.0
 """A PagerDuty incident created this long before our alert is about an earlier occurrence."""
+
+
+def _alert_of_incident(conn: Connection, fp: str, incident_key: str) -> Any:
+    """The alert a PagerDuty incident is about: the newest with its key's fingerprint, or an open one it names.
+
+    The newest alert with the fingerprint in the incident's key, unless that one is resolved and an open
+    alert's PagerDuty reference names the incident: a budget alert from before the level family
+    (migration 0011_budget_alert_family) was re-keyed to the family's fingerprint but keeps the incident it
+    opened under its old one, which earlier periods' resolved alerts still carry. Open alerts are few (and
+    indexed), so the second look costs little.
+    """
+    a, c = alerts, alert_channels
+    row = conn.execute(
+        select(a.c.id, a.c.created_at, a.c.state).where(a.c.fingerprint == fp).order_by(a.c.id.desc()).limit(1)
+    ).first()
+    if row is None or row.state == "resolved":
+        rekeyed = conn.execute(
+            select(a.c.id, a.c.created_at, a.c.state)
+            .join(c, c.c.alert_id == a.c.id)
+            .where(a.c.state != "resolved", c.c.channel == "pagerduty")
+            .where(c.c.reference == dumps({"dedup_key": incident_key}))
+            .order_by(a.c.id.desc())
+            .limit(1)
+        ).first()
+        row = rekeyed or row
+    return row
 
 
 class Writer(Protocol):
@@ -175,12 +202,7 @@ class WebhookReceiver:
         now = self.clock()
         if not self._receipt(conn, "pagerduty", event.id, now):
             return WebhookResult(duplicate=True)
-        row = conn.execute(
-            select(alerts.c.id, alerts.c.created_at)
-            .where(alerts.c.fingerprint == fp)
-            .order_by(alerts.c.id.desc())
-            .limit(1)
-        ).first()
+        row = _alert_of_incident(conn, fp, event.incident_key)
         if row is None:
             return WebhookResult(duplicate=False, reason="no alert for this incident")
         if event.created_at is not None and row.created_at - event.created_at > STALE_INCIDENT_TOLERANCE:

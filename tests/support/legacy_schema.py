@@ -7,7 +7,9 @@ test can build a store at any revision of that chain, the way a deployed llmcost
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -131,6 +133,66 @@ def seed_rows(engine: Engine) -> None:
         for name, row in rows.items():
             if name in metadata.tables:
                 connection.execute(metadata.tables[name].insert().values(**row))
+
+
+def level_fingerprint(alertname: str, labels: Mapping[str, str]) -> str:
+    """The fingerprint llmcost gave an alert before budget levels were one alert: its own name and labels."""
+    identity = sorted({**labels, "alertname": alertname}.items())
+    return hashlib.sha256(json.dumps(identity, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def legacy_alert(
+    engine: Engine,
+    alertname: str,
+    labels: Mapping[str, str],
+    *,
+    severity: str,
+    state: str = "firing",
+    at: float = T0,
+    acknowledged_by: str | None = None,
+    channels: Mapping[str, Mapping[str, str] | None] | None = None,
+) -> int:
+    """An alert as a release before the budget level family stored it; `channels`: each one notified, its reference.
+
+    Each budget level was an alert of its own, fingerprinted by its name, with its own Slack message
+    (reference `{"channel", "ts"}`) and PagerDuty incident (`{"dedup_key": "llmcost-<fingerprint>"}`).
+    """
+    metadata = MetaData()
+    metadata.reflect(engine, only=["alerts", "alert_channels"])
+    alerts, alert_channels = metadata.tables["alerts"], metadata.tables["alert_channels"]
+    with engine.begin() as connection:
+        alert_id = connection.execute(
+            alerts.insert().values(
+                fingerprint=level_fingerprint(alertname, labels),
+                alertname=alertname,
+                labels=json.dumps(dict(sorted(labels.items())), separators=(",", ":")),
+                annotations=json.dumps({"summary": f"{alertname} {labels.get('budget', '')}"}),
+                severity=severity,
+                notified_severity=severity,
+                state=state,
+                source="scheduler",
+                starts_at=at,
+                created_at=at,
+                updated_at=at,
+                last_notified_at=at,
+                notify_seq=2 if acknowledged_by else 1,
+                acknowledged_by=acknowledged_by,
+                acknowledged_at=at + 60 if acknowledged_by else None,
+                acknowledged_via="api" if acknowledged_by else None,
+                resolved_at=at + 600 if state == "resolved" else None,
+            )
+        ).inserted_primary_key[0]
+        for channel, reference in (channels or {}).items():
+            connection.execute(
+                alert_channels.insert().values(
+                    alert_id=alert_id,
+                    channel=channel,
+                    reference=None if reference is None else json.dumps(reference, separators=(",", ":")),
+                    first_enqueued_at=at,
+                    updated_at=at,
+                )
+            )
+    return int(alert_id)
 
 
 def table_rows(engine: Engine) -> dict[str, list[dict[str, Any]]]:
