@@ -3,7 +3,8 @@
 Label totals never read raw events: the rollups joined to their series answer them, so a summary
 costs the same at a million events as at ten; `since`/`until` are taken to whole buckets (`since`
 rounded down, `until` up, so a call recorded a moment ago is in the answer). Where retention folded
-the 5-minute buckets into whole hours, an hour counts when it starts in the range, as in the report. Sessions are
+the 5-minute buckets into whole hours, a bound inside such an hour widens to it, as in the report
+(`exporter.store.rollups.covering_range`), and `since`/`until` in the answer say so. Sessions are
 not a series label (unbounded), so they are summed from the events through the partial indexes on
 `usage_events.session` (migration exporter_0003_sessions): a range of time walks `(ts, session)` over
 the events that have a session, one session walks `(session, ts)`.
@@ -19,7 +20,7 @@ from sqlalchemy import text
 
 from exporter.events import nanos_to_usd
 from exporter.store import Store
-from exporter.store.rollups import ROLLUPS_IN_RANGE_SQL
+from exporter.store.rollups import ROLLUPS_IN_RANGE_SQL, covering_range
 from exporter.store.schema import BUCKET_SECONDS
 
 LABELS = ("user", "project", "model", "service", "provider")
@@ -100,6 +101,7 @@ def summarize(
     )
     total = text(f"SELECT SUM(cost_nanousd) FROM {ROLLUPS_IN_RANGE_SQL} r")
     with store.reading() as conn:
+        first, last = covering_range(conn, first, last)
         found = conn.execute(sql, {"first": first, "end": last, "limit": limit}).all()
         whole = conn.execute(total, {"first": first, "end": last}).scalar()
     rows = [_row(by, r[0], r[1], r[2], list(r[3:])) for r in found]

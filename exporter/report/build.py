@@ -10,7 +10,7 @@ from typing import Any
 from exporter.events import nanos_to_usd
 from exporter.pricing import PriceBook
 from exporter.report.hints import Hint, all_hints
-from exporter.report.query import Row, Totals, breakdown, report_bounds
+from exporter.report.query import Row, Totals, breakdown, bucket_range, report_bounds
 from exporter.store import Store
 
 DEFAULT_BY = ("provider", "model", "project")
@@ -30,19 +30,26 @@ class Report:
     models: list[Row]
     hints: list[Hint] = field(default_factory=list)
     requested_since: float | None = None
-    """The `since` asked for, before it was rounded down to a whole 5-minute bucket (`since`)."""
+    """The `since` asked for, before it was rounded down to a whole 5-minute bucket or folded hour (`since`)."""
     requested_until: float | None = None
-    """The `until` asked for, before it was rounded up to a whole 5-minute bucket (`until`)."""
+    """The `until` asked for, before it was rounded up to a whole 5-minute bucket or folded hour (`until`)."""
 
     @property
     def widened(self) -> bool:
         """True when the bounds used differ from those asked for (see `report_bounds`)."""
         return (self.since, self.until) != (self.requested_since, self.requested_until)
 
+    @property
+    def widened_to_hours(self) -> bool:
+        """True when an end was widened past its 5-minute bucket, to a whole hour the pruner folded."""
+        first, end = bucket_range(self.requested_since, self.requested_until)
+        return (self.since is not None and self.since != first) or (self.until is not None and self.until != end)
+
     def to_json(self) -> dict[str, Any]:
         """JSON form: `rows` and `total_cost_usd` as before, plus the rest, per-model ratios and hints.
 
-        `since`/`until` are the bounds the figures cover (whole 5-minute buckets); `requested_since` and
+        `since`/`until` are the bounds the figures cover (whole 5-minute buckets, or whole hours where the
+        pruner folded them); `requested_since` and
         `requested_until` what was asked for.
         """
         return {
@@ -94,12 +101,12 @@ def build_report(
 ) -> Report:
     """Read the rollups over [since, until) and build the report (hints priced at the range's end).
 
-    The range is widened to whole 5-minute buckets (`report_bounds`); the report carries both the
+    The range is widened to whole 5-minute buckets, or folded hours (`report_bounds`); the report carries both the
     bounds used and those asked for.
     """
     by = tuple(by)
     requested_since, requested_until = since, until
-    since, until = report_bounds(since, until)
+    since, until = report_bounds(store, since, until)
     rows = breakdown(store, by, since, until)
     total = Totals()
     for row in rows:

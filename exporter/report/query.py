@@ -2,7 +2,8 @@
 
 Series labels (`provider`, `model`, `project`, `user`, `service`, `status`) come from the rollups,
 never from a scan of raw events, so a report over a year costs what one over a day does, and stays
-the same after pruning. The range resolves to 5-minute buckets (whole hours where those were pruned).
+the same after pruning. The range resolves to 5-minute buckets (whole hours where those were pruned:
+`report_bounds`).
 `session` is not a series label: it is read from the raw events' indexed `session` column
 (`event_session`), so a breakdown by session covers only what the raw-event retention still holds.
 """
@@ -17,7 +18,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 
 from exporter.store import Store
-from exporter.store.rollups import rollups_in_range
+from exporter.store.rollups import covering_range, rollups_in_range
 from exporter.store.schema import BUCKET_SECONDS, COUNTER_COLUMNS, usage_series
 
 SERIES_DIMENSIONS = ("provider", "model", "project", "user", "service", "status")
@@ -91,15 +92,19 @@ def bucket_range(since: float | None, until: float | None) -> tuple[int, int]:
     return first, end
 
 
-def report_bounds(since: float | None, until: float | None) -> tuple[float | None, float | None]:
+def report_bounds(store: Store, since: float | None, until: float | None) -> tuple[float | None, float | None]:
     """The range a report actually covers: `since` down and `until` up to whole 5-minute buckets.
 
     The rollups hold whole buckets, so a range that cuts one is widened to contain it (nothing
-    recorded inside the requested range is left out); every breakdown, the session one read from raw
-    events included, uses these bounds, so the same range gives the same totals whatever the `by`.
-    None (unbounded) stays None.
+    recorded inside the requested range is left out), and to a whole hour where it cuts an hour the
+    pruner folded (`covering_range`); every breakdown, the session one read from raw events included,
+    uses these bounds, so the same range gives the same totals whatever the `by`. None (unbounded)
+    stays None.
     """
     first, end = bucket_range(since, until)
+    if since is not None or until is not None:
+        with store.reading() as conn:
+            first, end = covering_range(conn, first, end)
     return (None if since is None else float(first)), (None if until is None else float(end))
 
 

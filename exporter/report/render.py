@@ -34,7 +34,8 @@ def _title(report: Report) -> str:
     title = f"{_when(report.since, 'beginning')} .. {_when(report.until, 'now')}, by {', '.join(report.by)}"
     if report.widened:
         asked = f"{_when(report.requested_since, 'beginning')} .. {_when(report.requested_until, 'now')}"
-        title += f" (asked {asked}; widened to whole 5-minute buckets)"
+        hours = ", and to whole hours where pruning folded the 5-minute ones" if report.widened_to_hours else ""
+        title += f" (asked {asked}; widened to whole 5-minute buckets{hours})"
     return title
 
 

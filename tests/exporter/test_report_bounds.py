@@ -11,7 +11,10 @@ from typing import Any
 import orjson
 import pytest
 
+from exporter.usage_summary import summarize
 from llmcost.cli import main
+from llmcost.services import open_services
+from tests.support.helpers import make_config
 
 BUCKET = 300
 T0 = (int(time.time()) - 86_400) // BUCKET * BUCKET  # a 5-minute boundary yesterday
@@ -69,3 +72,45 @@ def test_aligned_bounds_are_used_as_given(store: str, capsys: pytest.CaptureFixt
     assert shown["total"]["requests"] == 2
     assert main(["report", "--db", store, "--since", iso(T0), "--until", iso(T0 + BUCKET), "--no-hints"]) == 0
     assert "widened" not in capsys.readouterr().out
+
+
+def test_a_range_cutting_an_hour_the_pruner_folded_covers_that_hour_whole(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Folded into one hourly row, 12:00-13:00 cannot be split: a report from 12:20 (or a usage summary)
+    counts it whole and says so. It counted the hour only when it started in the range: from 12:20 it
+    lost the calls of 12:20-13:00, and its bounds still claimed 12:20."""
+    hour = (int(time.time()) - 50 * 86_400) // 3600 * 3600  # 50 days ago: folded with rollups_days 35
+    calls = tmp_path / "calls.jsonl"
+    rows = [
+        {"request_id": f"h{minute}", "timestamp": hour + minute * 60, "provider": "openai", "model": "gpt-4o"}
+        | {"input_tokens": 1000, "output_tokens": 100}
+        for minute in (10, 40, 70)
+    ]
+    calls.write_bytes(b"\n".join(orjson.dumps(row) for row in rows) + b"\n")
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    assert main(["ingest", "--db", url, str(calls)]) == 0
+    capsys.readouterr()
+    cut = ("--since", iso(hour + 20 * 60), "--until", iso(hour + 50 * 60))
+    whole = ("--since", iso(hour), "--until", iso(hour + 7200))
+    before = report(capsys, url, *cut), report(capsys, url, *whole)
+    assert before[0]["total"]["requests"] == 1  # 12:40, in 5-minute buckets
+
+    config = tmp_path / "retention.yml"
+    config.write_text("retention: {events_days: 35, rollups_days: 35}\n")
+    assert main(["prune", "--db", url, "--config", str(config)]) == 0
+    capsys.readouterr()
+
+    after = report(capsys, url, *cut), report(capsys, url, *whole)
+    assert after[1] == before[1]  # whole hours: the same to the cent
+    assert (after[0]["since"], after[0]["until"]) == (hour, hour + 3600)
+    assert after[0]["total"]["requests"] == 2  # 12:10 and 12:40: the folded hour, whole
+    assert main(["report", "--db", url, *cut, "--no-hints"]) == 0
+    assert "and to whole hours where pruning folded the 5-minute ones)" in capsys.readouterr().out.splitlines()[0]
+
+    services = open_services(make_config(url), start_writer=False)
+    try:
+        summary = summarize(services.store, "model", hour + 20 * 60, hour + 50 * 60)
+    finally:
+        services.close()
+    assert (summary.since, summary.until, summary.rows[0]["requests"]) == (hour, hour + 3600, 2)
