@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +52,9 @@ _FIELDS = {
 DEFAULT_MAX_INSTANCES = 1000
 """Instances a `key: "*"` budget tracks per period; further values share one `__other__` instance."""
 OTHER_INSTANCE = OTHER  # the same fold as the metrics' label values past their cap
+COUNTING_FIELDS = ("scope", "key", "period", "timezone", "max_instances")
+"""What decides which calls a budget's spend counts and how it is keyed (`budget_spend` holds cost, tokens
+and requests alike, so the unit is not among them)."""
 
 
 @dataclass(frozen=True)
@@ -269,3 +273,14 @@ def parse_budgets_section(raw: Any, problems: list[str]) -> BudgetsConfig:
         seen.add(budget.name)
         items.append(budget)
     return BudgetsConfig(tuple(items), str(fail_mode), float(evaluate_seconds))
+
+
+def counts_alike(stored: Mapping[str, Any], budget: Budget) -> bool:
+    """True when `budget` counts exactly what the stored definition (its JSON) counted.
+
+    Then a change (limit, thresholds, mode, caps, …) keeps the spend counted on ingest rather than rebuilding
+    it from the rollups: a rebuild cannot split an hour the pruner folded, and a yearly period in a timezone
+    off the whole hour (Asia/Kolkata: 18:30 UTC) starts inside one once `retention.rollups_days` < 366.
+    """
+    new = budget.to_json()
+    return all(stored.get(name) == new.get(name) for name in COUNTING_FIELDS)

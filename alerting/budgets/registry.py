@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select
 
 from alerting.budgets.apply import ApplyPlan, Prune, StoredDefinition, definition_json, plan_apply
-from alerting.budgets.definition import Budget, parse_budget
+from alerting.budgets.definition import Budget, counts_alike, parse_budget
 from alerting.budgets.errors import BudgetError
 from alerting.budgets.instances import CurrentPeriods, iso
 from alerting.budgets.spend import (
@@ -186,7 +186,8 @@ class BudgetRegistry:
                 self._delete_rows(conn, name)
             if plan.changes:
                 bump_revision(conn)
-                for budget in [*plan.create, *(new for old, new in plan.update if old != new.to_json())]:
+                # A change that counts the same calls keeps the spend counted so far (`counts_alike`).
+                for budget in [*plan.create, *(new for old, new in plan.update if not counts_alike(old, new))]:
                     rebuild_current_period(conn, budget, now, self.period_starts)
         return plan
 
@@ -218,7 +219,8 @@ class BudgetRegistry:
             budget = parse_budget(raw, "budget", problems, name=name)
             if budget is None:
                 raise BudgetError(422, "invalid budget", problems)
-            self._delete_rows(conn, name)
+            keep_spend = stored is not None and counts_alike(json.loads(stored.definition), budget)
+            self._delete_rows(conn, name, keep_spend=keep_spend)
             conn.execute(
                 budgets.insert().values(
                     name=name,
@@ -229,7 +231,8 @@ class BudgetRegistry:
                 )
             )
             bump_revision(conn)
-            rebuild_current_period(conn, budget, now, self.period_starts)
+            if not keep_spend:
+                rebuild_current_period(conn, budget, now, self.period_starts)
         return budget
 
     def delete(self, name: str) -> None:
@@ -310,7 +313,8 @@ class BudgetRegistry:
             bump_revision(conn)
         return records, keys
 
-    def _delete_rows(self, conn: Any, name: str) -> None:
+    def _delete_rows(self, conn: Any, name: str, *, keep_spend: bool = False) -> None:
         conn.execute(budgets.delete().where(budgets.c.name == name))
-        conn.execute(budget_spend.delete().where(budget_spend.c.budget == name))
+        if not keep_spend:
+            conn.execute(budget_spend.delete().where(budget_spend.c.budget == name))
         conn.execute(budget_state.delete().where(budget_state.c.budget == name))

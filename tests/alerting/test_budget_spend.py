@@ -4,11 +4,13 @@ the config file is the source of truth."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from alerting.budgets.definition import parse_budgets_section
 from alerting.budgets.service import BudgetError, BudgetService
+from exporter.retention import Pruner, RetentionConfig
 from tests.support.budgets import CONFIG_REF, DAILY, NOON, PER_PROJECT, SEARCH_REQUESTS, build, call, ingest
 from tests.support.clock import FakeClock
 
@@ -87,4 +89,36 @@ def test_daily_budget_follows_its_timezone(db_url: str, clock: FakeClock) -> Non
     status = budgets.status("ny")
     assert status["spent"] == pytest.approx(1.0)
     assert status["period_start"] == "2026-11-11T05:00:00Z"
+    services.close()
+
+
+def test_a_change_that_counts_the_same_calls_keeps_the_spend_a_rebuild_could_not_split(
+    db_url: str, clock: FakeClock
+) -> None:
+    """Asia/Kolkata's year starts at 18:30 UTC. Once the pruner folded that hour into one hourly row
+    (`rollups_days` < 366), rebuilding the spend from the rollups must count the whole hour or none of it.
+    Every change rebuilt it, so raising the limit dropped the calls of 18:30-19:00 from the year's spend
+    (found on six months of events pruned to 35 days of 5-minute rollups). A change that counts the same
+    calls now keeps the spend counted on ingest; one that counts others is rebuilt as before."""
+    year_start = datetime(2027, 1, 1, tzinfo=ZoneInfo("Asia/Kolkata")).timestamp()  # 2026-12-31T18:30Z
+    clock.set(year_start + 50 * 86400)
+    yearly = {"name": "yearly-ist", "scope": "global", "period": "yearly", "limit": 1000.0, "timezone": "Asia/Kolkata"}
+    services, budgets, _ = build(db_url, [yearly], clock)
+    budgets.put("api-yearly", {**yearly, "name": "api-yearly"})
+    ingest(
+        services,
+        call("last-year", year_start - 20 * 60, 1.0),  # 18:10 UTC: the IST year before
+        call("new-year", year_start + 10 * 60, 2.0),  # 18:40 UTC, in the same UTC hour
+        call("january", year_start + 10 * 86400, 4.0),
+    )
+    Pruner(services.store, RetentionConfig(events_days=35, rollups_days=35), clock=clock).run()
+
+    raised = parse_budgets_section([{**yearly, "limit": 2000.0}], []).items
+    budgets.apply_config(raised, origin_ref=CONFIG_REF)
+    budgets.put("api-yearly", {"limit": 2000.0}, mode="update")
+    assert budgets.status("yearly-ist")["spent"] == pytest.approx(6.0)
+    assert budgets.status("api-yearly")["spent"] == pytest.approx(6.0)
+
+    budgets.put("api-yearly", {"timezone": "UTC"}, mode="update")  # other calls: rebuilt, from 2027-01-01Z
+    assert budgets.status("api-yearly")["spent"] == pytest.approx(4.0)
     services.close()
