@@ -49,8 +49,7 @@ class Report:
         """JSON form: `rows` and `total_cost_usd` as before, plus the rest, per-model ratios and hints.
 
         `since`/`until` are the bounds the figures cover (whole 5-minute buckets, or whole hours where the
-        pruner folded them); `requested_since` and
-        `requested_until` what was asked for.
+        pruner folded them); `requested_since` and `requested_until` what was asked for.
         """
         return {
             "since": self.since,
@@ -101,8 +100,8 @@ def build_report(
 ) -> Report:
     """Read the rollups over [since, until) and build the report (hints priced at the range's end).
 
-    The range is widened to whole 5-minute buckets, or folded hours (`report_bounds`); the report carries both the
-    bounds used and those asked for.
+    The range is widened to whole 5-minute buckets, or folded hours (`report_bounds`); the report carries
+    both the bounds used and those asked for.
     """
     by = tuple(by)
     requested_since, requested_until = since, until

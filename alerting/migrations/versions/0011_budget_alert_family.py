@@ -79,6 +79,7 @@ def upgrade() -> None:
 
 
 def merge_gateway_alerts(conn: Any, now: float) -> None:
+    """`alerts`: per instance, the kept level re-keyed by family and the others resolved."""
     rows = conn.execute(
         text(
             "SELECT id, fingerprint, alertname, labels, annotations, severity, state, source, starts_at, notify_seq, "
