@@ -83,6 +83,8 @@ _SQL = {
     "updated_at = ?, last_error = ?, sent_at = COALESCE(?, sent_at), "
     "next_attempt_at = COALESCE(?, next_attempt_at) WHERE id = ? AND lease_owner = ?",
     "reference": "UPDATE alert_channels SET reference = ?, updated_at = ? WHERE alert_id = ? AND channel = ?",
+    "payload": "SELECT payload FROM notification_outbox WHERE id = ?",
+    "settled": "UPDATE notification_outbox SET payload = ? WHERE id = ?",
 }
 
 
@@ -280,6 +282,7 @@ class Outbox:
             previous_severity=payload.get("previous_severity"),
             reopened=reopened_from_json(payload.get("reopened")),
             outbox_id=int(row_id),
+            settled_recipients=tuple(payload.get("settled_recipients") or ()),
         )
         return Claimed(int(row_id), int(alert_id), channel, kind, int(attempts), notification, group_key)
 
@@ -373,6 +376,12 @@ class Outbox:
             log.warning("outbox row %s: lease lost before the result was recorded", claimed.id)
             finished.append(Finished(claimed.id, claimed.channel, status, None, lease_lost=True))
             return
+        if status == PENDING and result.settled_recipients and not delivery.members:
+            # Part of the message went out (some mail recipients accepted it): the retry must not repeat it.
+            cursor.execute(self._sql["payload"], (claimed.id,))
+            payload = loads(cursor.fetchone()[0])
+            payload["settled_recipients"] = list(result.settled_recipients)
+            cursor.execute(self._sql["settled"], (dumps(payload), claimed.id))
         if result.ok and not result.skipped and result.reference is not None:
             reference = (
                 member_reference(delivery.digest_key, result.reference) if delivery.members else result.reference

@@ -7,6 +7,11 @@ The first message about an alert (kind `firing`) has a Message-ID derived from t
 start time, `<fingerprint.startsAt@llmcost>`, so a retried first message keeps its identity; every later
 message replies to it (`In-Reply-To` and `References`) with the same subject, which mail clients need to
 keep one thread. The reference returned is `{"message_id": <that root Message-ID>}`.
+
+Recipients are settled one by one: when the relay defers some (4xx, e.g. a full mailbox) and accepts or
+refuses for good (5xx) the others, the attempt is retried for the deferred ones only
+(`DeliveryResult.settled_recipients`, kept with the outbox row), so nobody gets the mail twice and
+nobody deferred goes without it. Refusals for good alone are reported as a warning on a sent mail.
 """
 
 from __future__ import annotations
@@ -262,23 +267,46 @@ class EmailNotifier:
         )
 
     def send(self, notification: Notification) -> DeliveryResult:
-        """Send one mail; see the module docstring for threading."""
+        """Send one mail; see the module docstring for threading and for recipients that defer it."""
         message = build_email(notification, from_addr=self.from_addr, to=self.to, now=self._now())
-        return self._send_message(message, {"message_id": _root_id(notification)})
+        settled = notification.settled_recipients
+        recipients = [addr for addr in self._envelope_to if addr not in settled]
+        if not recipients:  # settled by earlier attempts (a retry recorded after its last recipient took it)
+            return DeliveryResult.sent({"message_id": _root_id(notification)})
+        return self._send_message(
+            message, {"message_id": _root_id(notification)}, recipients, settled=settled, resumable=True
+        )
 
     def send_digest(self, digest: Digest) -> DeliveryResult:
         """Send one plain-text mail listing the digest's notifications (a thread of its own)."""
         message = build_digest_email(digest, from_addr=self.from_addr, to=self.to, now=self._now())
-        return self._send_message(message, {"message_id": str(message["Message-ID"])})
+        return self._send_message(message, {"message_id": str(message["Message-ID"])}, self._envelope_to)
 
-    def _send_message(self, message: Message, reference: dict[str, Any]) -> DeliveryResult:
+    def _send_message(
+        self,
+        message: Message,
+        reference: dict[str, Any],
+        recipients: Sequence[str],
+        *,
+        settled: Sequence[str] = (),
+        resumable: bool = False,
+    ) -> DeliveryResult:
+        """Send `message` to `recipients` (envelope addresses) and classify the outcome.
+
+        `resumable`: the caller's outbox row can carry the recipients settled so far, so recipients
+        that defer (4xx) while others accept are retried alone; otherwise (a digest, re-formed at each
+        attempt) the mail counts as sent with a warning, since a retry would mail the others twice.
+        """
         try:
-            refused = self._deliver(message)
+            refused = self._deliver(message, recipients)
         except smtplib.SMTPRecipientsRefused as error:
             text = self._redact(f"smtp: all recipients refused: {_refusals(error.recipients)}")
-            # Only a greylisting-style 4xx for everyone is worth another try.
-            if all(400 <= code < 500 for code, _ in error.recipients.values()):
+            deferred = {addr for addr, (code, _) in error.recipients.items() if 400 <= code < 500}
+            if len(deferred) == len(error.recipients):  # greylisting-style 4xx for everyone: try again
                 return DeliveryResult.retry(text)
+            if resumable and deferred:  # those refused for good are settled; the deferred are tried again
+                done = [*settled, *(addr for addr in recipients if addr not in deferred)]
+                return DeliveryResult.retry(text, settled_recipients=done)
             return DeliveryResult.fail(text)
         except smtplib.SMTPResponseException as error:  # sender refused, data refused, auth failed, 421 …
             text = self._redact(f"smtp: {type(error).__name__}: {_smtp_reply(error.smtp_code, error.smtp_error)}")
@@ -294,24 +322,29 @@ class EmailNotifier:
         except OSError as error:  # refused, timed out, unreachable, DNS
             return DeliveryResult.retry(self._redact(f"smtp: {type(error).__name__}: {error}"))
         if refused:
-            warning = self._redact(f"smtp: some recipients refused: {_refusals(refused)}")
-            return DeliveryResult.sent(reference, warning=warning)
+            text = self._redact(f"smtp: some recipients refused: {_refusals(refused)}")
+            deferred = {addr for addr, (code, _) in refused.items() if 400 <= code < 500}
+            if resumable and deferred:
+                # The accepted ones (and those refused for good) are settled; only the deferred retry.
+                done = [*settled, *(addr for addr in recipients if addr not in deferred)]
+                return DeliveryResult.retry(text, settled_recipients=done)
+            return DeliveryResult.sent(reference, warning=text)
         return DeliveryResult.sent(reference)
 
-    def _deliver(self, message: Message) -> dict[str, tuple[int, bytes]]:
+    def _deliver(self, message: Message, recipients: Sequence[str]) -> dict[str, tuple[int, bytes]]:
         data = flatten(message)
         smtp = self._reusable_connection()
         if smtp is not None:
             try:
-                return self._send_on(smtp, data)
+                return self._send_on(smtp, data, recipients)
             except (smtplib.SMTPServerDisconnected, ConnectionError):
                 pass  # the reused session was dead (and is closed): send on a new one
-        return self._send_on(self._connect(), data)
+        return self._send_on(self._connect(), data, recipients)
 
-    def _send_on(self, smtp: smtplib.SMTP, data: bytes) -> dict[str, tuple[int, bytes]]:
+    def _send_on(self, smtp: smtplib.SMTP, data: bytes, recipients: Sequence[str]) -> dict[str, tuple[int, bytes]]:
         """Send on `smtp`, keeping the session for reuse, or closing it if anything went wrong."""
         try:
-            refused = smtp.sendmail(self._envelope_from, self._envelope_to, data)
+            refused = smtp.sendmail(self._envelope_from, list(recipients), data)
         except BaseException:
             _close(smtp)
             raise

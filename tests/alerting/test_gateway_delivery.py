@@ -176,3 +176,33 @@ def test_retry_after_zero_does_not_make_a_hot_loop(sqlite_url: str, rx: Receiver
         assert h.gateway.deliver_pending() == 1  # returns: the retry waits for a later pass
         [row] = pending(h, "slack")
         assert parse_rfc3339(row["next_attempt_at"]) - clock() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)  # the row's progress is plain SQL, run on both elsewhere
+def test_a_recipient_deferred_with_4xx_gets_the_mail_later_and_the_others_only_once(
+    db: str, rx: Receivers, clock: FakeClock
+) -> None:
+    to = {"to": ["oncall@example.com", "finance@example.com", "gone@example.com"]}
+    rx.smtp.refuse = {
+        "finance@example.com": "452 4.2.2 Mailbox full, try later",
+        "gone@example.com": "550 5.1.1 No such user",
+    }
+    with Harness(db, rx, clock=clock, channels=("email",), channel_extra={"email": to}) as h:
+        alert_id = fire(h, "warning", "LLMBudgetWarning").alert.id
+        h.gateway.deliver_pending()
+        [row] = pending(h, "email")
+        assert "finance@example.com: 452" in row["last_error"] and "gone@example.com: 550" in row["last_error"]
+        h.gateway.ack(alert_id, by="alice")
+        assert h.gateway.deliver_pending() == 0  # the ack waits for the first mail to reach everyone
+
+        rx.smtp.refuse = {"gone@example.com": "550 5.1.1 No such user"}
+        clock.advance(3600)
+        h.gateway.deliver_pending()
+        h.gateway.deliver_pending()
+        first, retried, ack = rx.smtp.messages
+        assert (first.rcpt_tos, retried.rcpt_tos) == (["oncall@example.com"], ["finance@example.com"])
+        assert first.message["Message-ID"] == retried.message["Message-ID"], "one mail, delivered in two parts"
+        assert ack.rcpt_tos == ["oncall@example.com", "finance@example.com"]
+        assert ack.message["In-Reply-To"] == first.message["Message-ID"]
+        assert h.metric("llm_notifications_total", channel="email", outcome="retried") == 1
+        assert h.metric("llm_notifications_total", channel="email", outcome="sent") == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import ssl
 import subprocess
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -218,6 +219,27 @@ def test_some_recipients_refused_still_counts_as_sent(smtp, notifier):
     assert result.ok, "retrying would mail oncall@ twice"
     assert "finance@example.com" in result.error
     assert smtp.messages[0].rcpt_tos == ["oncall@example.com"]
+
+
+def test_a_deferred_recipient_is_retried_alone(smtp, notifier):
+    smtp.refuse = {"finance@example.com": "451 4.7.1 Greylisted"}
+    first = notifier.send(notify("firing", outbox_id=7))
+    assert not first.ok and first.retryable and "finance@example.com: 451" in first.error
+    assert first.settled_recipients == ("oncall@example.com",)
+
+    smtp.refuse = {}
+    retried = notifier.send(replace(notify("firing", outbox_id=7), settled_recipients=first.settled_recipients))
+    assert retried.ok
+    assert [m.rcpt_tos for m in smtp.messages] == [["oncall@example.com"], ["finance@example.com"]]
+    assert smtp.messages[0].message["Message-ID"] == smtp.messages[1].message["Message-ID"]
+
+
+def test_a_recipient_refused_for_good_is_not_retried_with_a_deferred_one(smtp, notifier):
+    smtp.refuse = {"oncall@example.com": "550 5.1.1 No such user", "finance@example.com": "452 4.2.2 Mailbox full"}
+    result = notifier.send(notify("firing"))
+
+    assert not result.ok and result.retryable
+    assert result.settled_recipients == ("oncall@example.com",)
 
 
 def test_a_temporary_data_failure_is_retryable(smtp, notifier):
