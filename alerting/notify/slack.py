@@ -4,13 +4,27 @@ The first notification posts a Block Kit message with an Acknowledge button (`ac
 `value` = the alert id) and returns `{"channel": <channel id>, "ts": <message ts>}` as the reference. Every
 later notification carrying that reference updates the same message (`chat.update`); reminders (repeat,
 escalated, unacknowledged) also reply in the message's thread, because an edit alone notifies nobody.
+
+Slack has no idempotency key, and a post whose answer was lost (a timeout, a dropped connection, a
+gateway killed before it recorded the `ts`) may have been posted all the same. Every new message
+therefore carries message metadata naming its outbox row (`event_type` `llmcost_notification`); before
+posting again for a row an earlier attempt may have delivered, the notifier looks for that message among
+the channel's latest `HISTORY_LOOKBACK` messages (`conversations.history`, with the channel's id from
+`conversations.list` when the config names it `#name`) and adopts it instead of posting a second one.
+That lookup needs the `channels:read` and `channels:history` scopes (`groups:*` for a private channel);
+without them the message is posted again and a warning says so.
 """
 
 from __future__ import annotations
 
 import http.client
+import logging
 import math
+import re
+import socket
+import urllib.error
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from slack_sdk import WebClient
@@ -37,7 +51,14 @@ from alerting.notify.text_limits import (
     web_url,
 )
 
+log = logging.getLogger(__name__)
+
 DEFAULT_API_URL = "https://slack.com/api/"
+METADATA_EVENT_TYPE = "llmcost_notification"
+"""Message metadata `event_type` of every new message; its `event_payload` is `{"outbox_id": <row>}`."""
+HISTORY_LOOKBACK = 200
+"""Latest channel messages searched for an earlier attempt's post (an alert channel's last minutes)."""
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
 
 ACK_ACTION_ID = "llmcost_ack"
 UNACK_ACTION_ID = "llmcost_unack"
@@ -153,6 +174,24 @@ def _living_message(reference: Mapping[str, Any] | None) -> tuple[str, str] | No
     return None
 
 
+def _never_connected(error: BaseException) -> bool:
+    """True when the request cannot have reached Slack (connection refused, name not resolved).
+
+    A timeout or a reset may come after Slack took the request in. urllib wraps the cause in `URLError`.
+    """
+    cause = error.reason if isinstance(error, urllib.error.URLError) else error
+    return isinstance(cause, (ConnectionRefusedError, socket.gaierror))
+
+
+def _maybe_processed(error: SlackApiError) -> bool:
+    """Whether Slack may have carried out a call it answered with this error.
+
+    Slack documents `internal_error` and `fatal_error` as possibly done in part; a 500, 502 or 504 comes
+    from behind the edge, after the request went in. A 429 or 503 means it was not looked at.
+    """
+    return error.response.status_code in (500, 502, 504) or _api_error_code(error) in ("internal_error", "fatal_error")
+
+
 def _api_error_code(error: SlackApiError) -> str:
     data = error.response.data
     code = data.get("error") if isinstance(data, dict) else None
@@ -174,6 +213,8 @@ class SlackNotifier:
     ) -> None:
         self.slack_channel = channel
         self._token = token
+        self._channel_id = channel if _CHANNEL_ID.fullmatch(channel) else ""
+        """The channel's id (conversations.history takes no `#name`): configured, or learnt from a post."""
         base_url = api_url if api_url.endswith("/") else api_url + "/"
         # No retry handlers: a 429 or an outage must reach the outbox, which honours Retry-After durably.
         # slack_sdk takes the timeout in whole seconds.
@@ -200,11 +241,13 @@ class SlackNotifier:
             living = _living_message(notification.reference)
             if living is not None:
                 method = "chat.update"
-                response = self._update(living, message)
-                if response is None:  # the message was deleted: start a new living one
+                updated = self._update(living, message)
+                if updated is None:  # the message was deleted: start a new living one
                     method = "chat.postMessage"
-                    response = self._post(message)
-                elif notification.kind in _REMINDERS:
+                    where = self._post_once(message, notification)
+                else:
+                    where = (str(updated["channel"]), str(updated["ts"]))
+                if updated is not None and notification.kind in _REMINDERS:
                     method = "chat.postMessage (thread reply)"
                     self._client.chat_postMessage(
                         channel=living[0],
@@ -214,14 +257,19 @@ class SlackNotifier:
                         unfurl_media=False,
                     )
             else:
-                response = self._post(message)
+                where = self._post_once(message, notification)
         except SlackApiError as error:
-            return self._api_failure(method, error)
+            result = self._api_failure(method, error)
+            if method == "chat.postMessage" and result.retryable and _maybe_processed(error):
+                return replace(result, maybe_delivered=True)
+            return result
         except (OSError, http.client.HTTPException) as error:  # timeouts, refused or reset connections
-            return DeliveryResult.retry(self._redact(f"slack {method}: {type(error).__name__}: {error}"))
+            text = self._redact(f"slack {method}: {type(error).__name__}: {error}")
+            lost = method == "chat.postMessage" and not _never_connected(error)
+            return DeliveryResult.retry(text, maybe_delivered=lost)
         except SlackClientError as error:  # bad arguments or configuration: retrying will not help
             return DeliveryResult.fail(self._redact(f"slack {method}: {type(error).__name__}: {error}"))
-        return DeliveryResult.sent({"channel": str(response["channel"]), "ts": str(response["ts"])})
+        return DeliveryResult.sent({"channel": where[0], "ts": where[1]})
 
     def send_digest(self, digest: Digest) -> DeliveryResult:
         """Post one new message listing the digest's notifications; its reference is that message."""
@@ -235,10 +283,77 @@ class SlackNotifier:
             return DeliveryResult.fail(self._redact(f"slack chat.postMessage: {type(error).__name__}: {error}"))
         return DeliveryResult.sent({"channel": str(response["channel"]), "ts": str(response["ts"])})
 
-    def _post(self, message: dict[str, Any]) -> SlackResponse:
-        return self._client.chat_postMessage(
-            channel=self.slack_channel, unfurl_links=False, unfurl_media=False, **message
+    def _post(self, message: dict[str, Any], metadata: dict[str, Any] | None = None) -> SlackResponse:
+        response = self._client.chat_postMessage(
+            channel=self.slack_channel, unfurl_links=False, unfurl_media=False, metadata=metadata, **message
         )
+        if not self._channel_id and isinstance(response.get("channel"), str):
+            self._channel_id = str(response["channel"])
+        return response
+
+    def _post_once(self, message: dict[str, Any], notification: Notification) -> tuple[str, str]:
+        """Post a new message, unless an earlier attempt at the same outbox row already posted it: its (channel, ts)."""
+        row = notification.outbox_id
+        metadata = None
+        if row is not None:
+            if notification.maybe_delivered:
+                earlier = self._earlier_post(row)
+                if earlier is not None:
+                    return earlier
+            metadata = {"event_type": METADATA_EVENT_TYPE, "event_payload": {"outbox_id": row}}
+        response = self._post(message, metadata)
+        return str(response["channel"]), str(response["ts"])
+
+    def _earlier_post(self, row: int) -> tuple[str, str] | None:
+        """The (channel, ts) of the message an earlier attempt posted for outbox row `row`, if any.
+
+        Slack's rate limits and outages propagate (the attempt is retried later, rather than risking a
+        duplicate); a lookup Slack refuses (a missing scope) is logged and the message posted again.
+        """
+        try:
+            channel = self._channel_id or self._find_channel_id()
+            if not channel:
+                log.warning("slack: channel %s not found by conversations.list; posting again", self.slack_channel)
+                return None
+            history = self._client.conversations_history(
+                channel=channel, limit=HISTORY_LOOKBACK, include_all_metadata=True
+            )
+        except SlackApiError as error:
+            code = _api_error_code(error)
+            if error.response.status_code == 429 or error.response.status_code >= 500 or code in _TRANSIENT_ERRORS:
+                raise
+            log.warning(
+                "slack: cannot check whether an interrupted attempt already posted outbox row %s (%s); posting "
+                "again, which may show it twice (grant the channels:read and channels:history scopes)",
+                row,
+                self._redact(one_line(code, 200)),
+            )
+            return None
+        for message in history.get("messages") or []:
+            metadata = message.get("metadata") if isinstance(message, dict) else None
+            if not isinstance(metadata, dict) or metadata.get("event_type") != METADATA_EVENT_TYPE:
+                continue
+            payload = metadata.get("event_payload")
+            if isinstance(payload, dict) and payload.get("outbox_id") == row and message.get("ts"):
+                return channel, str(message["ts"])
+        return None
+
+    def _find_channel_id(self) -> str:
+        """The id of the configured `#name` channel, from conversations.list ("" when not listed)."""
+        name = self.slack_channel.lstrip("#")
+        cursor = None
+        for _ in range(100):  # 100 pages of 1000 channels
+            page = self._client.conversations_list(
+                types="public_channel,private_channel", exclude_archived=True, limit=1000, cursor=cursor
+            )
+            for channel in page.get("channels") or []:
+                if isinstance(channel, dict) and channel.get("name") == name and isinstance(channel.get("id"), str):
+                    self._channel_id = str(channel["id"])
+                    return self._channel_id
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
+        return ""
 
     def _update(self, living: tuple[str, str], message: dict[str, Any]) -> SlackResponse | None:
         try:

@@ -165,7 +165,12 @@ def test_a_crashed_senders_claim_is_retried_after_its_lease(db: str, rx: Receive
         assert second.gateway.deliver_pending() == 0
         clock.advance(1)
         assert second.gateway.deliver_pending() == 1
-        assert rx.counts() == {"slack": 1, "email": 1, "pagerduty": 1}
+        assert rx.counts() == {"slack": 3, "email": 1, "pagerduty": 1}  # Slack: was it posted? No: post it
+        assert [r.path for r in rx.slack.requests] == [
+            "/api/conversations.list",
+            "/api/conversations.history",
+            "/api/chat.postMessage",
+        ]
 
 
 def test_retry_after_zero_does_not_make_a_hot_loop(sqlite_url: str, rx: Receivers, clock: FakeClock) -> None:
@@ -206,3 +211,45 @@ def test_a_recipient_deferred_with_4xx_gets_the_mail_later_and_the_others_only_o
         assert ack.message["In-Reply-To"] == first.message["Message-ID"]
         assert h.metric("llm_notifications_total", channel="email", outcome="retried") == 1
         assert h.metric("llm_notifications_total", channel="email", outcome="sent") == 2
+
+
+def test_a_slack_post_whose_answer_was_lost_is_not_posted_twice(
+    sqlite_url: str, rx: Receivers, clock: FakeClock
+) -> None:
+    rx.slack.answer_late(2.0)  # Slack posts the message; its answer comes after the client gave up
+    extra = {"slack": {"timeout_seconds": 1}}
+    with Harness(sqlite_url, rx, clock=clock, channels=("slack",), channel_extra=extra) as h:
+        alert_id = fire(h, "warning", "LLMBudgetWarning").alert.id
+        h.gateway.deliver_pending()
+        [row] = pending(h, "slack")
+        assert "Timeout" in row["last_error"] or "timed out" in row["last_error"]
+        clock.advance(60)
+        h.gateway.deliver_pending()
+        h.gateway.ack(alert_id, by="alice")
+        h.gateway.deliver_pending()
+
+        [message] = rx.slack.posted
+        assert "Acknowledged by alice" in rx.slack.calls("chat.update")[-1].json["text"]
+        assert rx.slack.calls("chat.update")[-1].json["ts"] == message["ts"], "the message people saw"
+        assert h.gateway.notifications(status="pending") == []
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)  # the lease is plain SQL, run on both elsewhere
+def test_a_crash_between_the_slack_post_and_its_record_does_not_post_twice(
+    db: str, rx: Receivers, clock: FakeClock
+) -> None:
+    settings = {"outbox": {"lease": "30s"}}
+    crashed = Harness(db, rx, clock=clock, channels=("slack",), alerting=settings)
+    alert_id = fire(crashed, "warning", "LLMBudgetWarning").alert.id
+    [claimed] = crashed.gateway.outbox.claim("slack", 10)
+    assert crashed.gateway.notifiers["slack"].send(claimed.notification).ok  # posted, then killed
+    crashed.close()
+
+    with Harness(db, rx, clock=clock, channels=("slack",), alerting=settings) as restarted:
+        clock.advance(30)
+        restarted.gateway.deliver_pending()
+        restarted.gateway.ack(alert_id, by="alice")
+        restarted.gateway.deliver_pending()
+
+        [message] = rx.slack.posted
+        assert rx.slack.calls("chat.update")[-1].json["ts"] == message["ts"]

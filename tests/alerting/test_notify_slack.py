@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -153,8 +154,49 @@ def test_rate_limiting_is_retryable_after_the_time_slack_asks_for(slack, notifie
     assert not result.ok
     assert result.retryable
     assert result.retry_after == 7.0
+    assert not result.maybe_delivered, "a 429 is never carried out: the retry posts without looking first"
     assert "ratelimited" in result.error
     assert len(slack.requests) == 1, "slack_sdk must not retry on its own"
+
+
+def retried(**changes: Any) -> Notification:
+    """A first message whose earlier attempt at outbox row 7 may have posted it (its answer was lost)."""
+    return replace(notify("firing"), outbox_id=7, maybe_delivered=True, **changes)
+
+
+def test_a_new_message_names_its_outbox_row_and_a_first_attempt_looks_nothing_up(slack, notifier):
+    assert notifier.send(replace(notify("firing"), outbox_id=7)).ok
+
+    assert [r.path.rsplit("/", 1)[-1] for r in slack.requests] == ["chat.postMessage"]
+    assert slack.posted[0]["metadata"] == {"event_type": "llmcost_notification", "event_payload": {"outbox_id": 7}}
+
+
+def test_a_retry_adopts_the_message_its_lost_attempt_posted(slack, notifier):
+    assert notifier.send(replace(notify("firing"), outbox_id=6)).ok
+    assert notifier.send(replace(notify("firing"), outbox_id=7)).ok
+    slack.requests.clear()
+
+    result = notifier.send(retried())
+    assert result.ok and result.reference == {"channel": "C123", "ts": "1700000000.000200"}
+    assert [r.path.rsplit("/", 1)[-1] for r in slack.requests] == ["conversations.history"]
+    assert len(slack.posted) == 2
+
+
+def test_without_history_scopes_a_retry_posts_again_and_says_why(slack, notifier, caplog):
+    slack.enqueue(200, body={"ok": False, "error": "missing_scope", "needed": "channels:read"})
+    result = notifier.send(retried())
+
+    assert result.ok and len(slack.posted) == 1
+    assert "missing_scope" in caplog.text and "channels:history" in caplog.text
+    assert TOKEN not in caplog.text
+
+
+def test_a_rate_limited_lookup_is_retried_later_rather_than_posting_twice(slack, notifier):
+    slack.enqueue(429, {"Retry-After": "3"}, {"ok": False, "error": "ratelimited"})
+    result = notifier.send(retried())
+
+    assert not result.ok and result.retryable and result.retry_after == 3.0
+    assert slack.posted == []
 
 
 def test_a_server_error_is_retryable(slack, notifier):
@@ -201,7 +243,7 @@ def test_an_unreachable_api_is_retryable():
     notifier = SlackNotifier(token=TOKEN, channel="#c", api_url=f"http://127.0.0.1:{unused_port()}/api/", timeout=2)
     result = notifier.send(notify("firing"))
 
-    assert not result.ok and result.retryable
+    assert not result.ok and result.retryable and not result.maybe_delivered
     assert TOKEN not in result.error
 
 
@@ -212,6 +254,7 @@ def test_a_slow_api_times_out_and_is_retryable(slack):
     result = notifier.send(notify("firing"))
 
     assert not result.ok and result.retryable
+    assert result.maybe_delivered, "Slack may have posted it: the retry looks for it first"
     assert time.monotonic() - started < 4
 
 
