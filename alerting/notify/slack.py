@@ -55,7 +55,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://slack.com/api/"
 METADATA_EVENT_TYPE = "llmcost_notification"
-"""Message metadata `event_type` of every new message; its `event_payload` is `{"outbox_id": <row>}`."""
+"""Message metadata `event_type` of every new message; its `event_payload` names the outbox row and the
+alert (`{"outbox_id": 7, "fingerprint": "…"}`): row numbers alone could match another llmcost's messages
+in a shared channel."""
 HISTORY_LOOKBACK = 200
 """Latest channel messages searched for an earlier attempt's post (an alert channel's last minutes)."""
 _CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
@@ -296,16 +298,17 @@ class SlackNotifier:
         row = notification.outbox_id
         metadata = None
         if row is not None:
+            mark = {"outbox_id": row, "fingerprint": notification.alert.fingerprint}
             if notification.maybe_delivered:
-                earlier = self._earlier_post(row)
+                earlier = self._earlier_post(mark)
                 if earlier is not None:
                     return earlier
-            metadata = {"event_type": METADATA_EVENT_TYPE, "event_payload": {"outbox_id": row}}
+            metadata = {"event_type": METADATA_EVENT_TYPE, "event_payload": mark}
         response = self._post(message, metadata)
         return str(response["channel"]), str(response["ts"])
 
-    def _earlier_post(self, row: int) -> tuple[str, str] | None:
-        """The (channel, ts) of the message an earlier attempt posted for outbox row `row`, if any.
+    def _earlier_post(self, mark: Mapping[str, Any]) -> tuple[str, str] | None:
+        """The (channel, ts) of the message an earlier attempt posted with metadata payload `mark`, if any.
 
         Slack's rate limits and outages propagate (the attempt is retried later, rather than risking a
         duplicate); a lookup Slack refuses (a missing scope) is logged and the message posted again.
@@ -325,7 +328,7 @@ class SlackNotifier:
             log.warning(
                 "slack: cannot check whether an interrupted attempt already posted outbox row %s (%s); posting "
                 "again, which may show it twice (grant the channels:read and channels:history scopes)",
-                row,
+                mark["outbox_id"],
                 self._redact(one_line(code, 200)),
             )
             return None
@@ -334,7 +337,11 @@ class SlackNotifier:
             if not isinstance(metadata, dict) or metadata.get("event_type") != METADATA_EVENT_TYPE:
                 continue
             payload = metadata.get("event_payload")
-            if isinstance(payload, dict) and payload.get("outbox_id") == row and message.get("ts"):
+            if (
+                isinstance(payload, dict)
+                and message.get("ts")
+                and all(str(payload.get(k)) == str(v) for k, v in mark.items())
+            ):
                 return channel, str(message["ts"])
         return None
 

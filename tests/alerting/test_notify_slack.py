@@ -168,18 +168,21 @@ def test_a_new_message_names_its_outbox_row_and_a_first_attempt_looks_nothing_up
     assert notifier.send(replace(notify("firing"), outbox_id=7)).ok
 
     assert [r.path.rsplit("/", 1)[-1] for r in slack.requests] == ["chat.postMessage"]
-    assert slack.posted[0]["metadata"] == {"event_type": "llmcost_notification", "event_payload": {"outbox_id": 7}}
+    mark = {"outbox_id": 7, "fingerprint": make_alert().fingerprint}
+    assert slack.posted[0]["metadata"] == {"event_type": "llmcost_notification", "event_payload": mark}
 
 
 def test_a_retry_adopts_the_message_its_lost_attempt_posted(slack, notifier):
     assert notifier.send(replace(notify("firing"), outbox_id=6)).ok
     assert notifier.send(replace(notify("firing"), outbox_id=7)).ok
+    other = make_alert(fingerprint="0123456789abcdef")  # another llmcost's row 7 in the same channel
+    assert notifier.send(replace(notify("firing"), alert=other, outbox_id=7)).ok
     slack.requests.clear()
 
     result = notifier.send(retried())
     assert result.ok and result.reference == {"channel": "C123", "ts": "1700000000.000200"}
     assert [r.path.rsplit("/", 1)[-1] for r in slack.requests] == ["conversations.history"]
-    assert len(slack.posted) == 2
+    assert len(slack.posted) == 3
 
 
 def test_without_history_scopes_a_retry_posts_again_and_says_why(slack, notifier, caplog):
