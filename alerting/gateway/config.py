@@ -45,6 +45,7 @@ from alerting.gateway.settings import (
     parse_duration,
 )
 from alerting.model import SEVERITIES, Severity
+from alerting.notify.mail import split_addresses
 from exporter.config import Config, ConfigError, resolve_secret
 
 _SECRETS = {
@@ -113,9 +114,19 @@ def _channel(name: str, section: dict[str, Any], problems: Problems, base: Path)
     if name == "email":
         to = resolved.get("to")
         if isinstance(to, str):
-            resolved["to"] = [to]
-        elif to is not None and not (isinstance(to, list) and to and all(isinstance(a, str) and a for a in to)):
+            to = [to]
+        if isinstance(to, list) and to and all(isinstance(a, str) and a for a in to):
+            resolved["to"], bad = split_addresses(to)
+            problems.extend(f"{path}.to: {entry!r} is not a mail address" for entry in bad)
+        elif to is not None:
             problems.append(f"{path}.to: must be an address or a non-empty list of addresses")
+        sender = resolved.get("from")
+        if isinstance(sender, str) and sender:
+            senders, bad = split_addresses([sender])
+            if bad:
+                problems.append(f"{path}.from: {sender!r} is not a mail address")
+            elif len(senders) != 1:
+                problems.append(f"{path}.from: must be one address, got {len(senders)}")
         port = resolved.get("smtp_port", 587)
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
             problems.append(f"{path}.smtp_port: must be a port number")

@@ -32,7 +32,7 @@ from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.policy import Compat32, compat32
-from email.utils import format_datetime, formataddr, make_msgid, parseaddr
+from email.utils import format_datetime, formataddr, getaddresses, make_msgid, parseaddr
 from io import BytesIO
 from typing import Any
 
@@ -57,6 +57,29 @@ INSECURE_AUTH = (
     "notifications.email: SMTP login without STARTTLS would send the password in clear; "
     "set starttls: true, or allow_insecure_auth: true for a relay on a trusted network"
 )
+
+
+_ADDRESS = re.compile(r"[^@\s<>,;]+@[^@\s<>,;]+")
+
+
+def split_addresses(entries: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The mail addresses in config entries, each one address or several separated by commas.
+
+    Returns the addresses (each as written, display name included) and the entries that are not
+    addresses. A `to` written as one line, `a@example.com, b@example.com`, is a list people write as
+    they would in a mail client: read as one address, everyone but the first would get nothing.
+    """
+    addresses: list[str] = []
+    bad: list[str] = []
+    for entry in entries:
+        parsed = getaddresses([entry])
+        if not parsed or not all(_ADDRESS.fullmatch(address) for _, address in parsed):
+            bad.append(entry)
+        elif len(parsed) == 1:
+            addresses.append(entry.strip())
+        else:
+            addresses.extend(formataddr(pair) for pair in parsed)
+    return addresses, bad
 
 
 def _utcnow() -> datetime:
@@ -253,7 +276,9 @@ class EmailNotifier:
         missing = [key for key in ("smtp_host", "from", "to") if not config.get(key)]
         if missing:
             raise ValueError(f"notifications.email: missing {', '.join(missing)}")
-        to = config["to"]
+        to, bad = split_addresses([config["to"]] if isinstance(config["to"], str) else list(config["to"]))
+        if bad:
+            raise ValueError(f"notifications.email.to: not mail addresses: {bad}")
         return cls(
             smtp_host=str(config["smtp_host"]),
             smtp_port=int(config.get("smtp_port", 587)),
@@ -261,7 +286,7 @@ class EmailNotifier:
             username=config.get("username") or None,
             password=config.get("password") or None,
             from_addr=str(config["from"]),
-            to=[to] if isinstance(to, str) else [str(addr) for addr in to],
+            to=to,
             timeout=float(config.get("timeout_seconds", 10.0)),
             allow_insecure_auth=config.get("allow_insecure_auth") is True,
         )

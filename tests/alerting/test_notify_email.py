@@ -14,7 +14,7 @@ import pytest
 
 from alerting.gateway.config import parse_settings
 from alerting.model import Actor, Alert, Notification, NotificationKind, fingerprint
-from alerting.notify import EmailNotifier, Notifier
+from alerting.notify import EmailNotifier, Notifier, build_notifiers
 from tests.support.recording_servers import SMTPServer, unused_port
 from tests.support.waiting import wait_until
 
@@ -393,6 +393,37 @@ def test_notifier_is_built_from_the_notifications_config(smtp):
     _opened.append(notifier)
     assert notifier.send(notify("firing")).ok
     assert smtp.messages[0].rcpt_tos == ["b@x.org"]
+
+
+def test_recipients_written_as_one_comma_separated_line_all_get_the_mail(smtp):
+    section = {"smtp_host": smtp.host, "smtp_port": smtp.port, "starttls": False, "from": "a@example.com"}
+    to = "oncall@example.com, Finance Team <finance@example.com>"
+    problems: list[str] = []
+    settings = parse_settings({"notifications": {"email": {**section, "to": to}}}, Path("."), problems)
+    assert problems == []
+    notifier = build_notifiers(settings.channels)["email"]
+    _opened.append(notifier)  # type: ignore[arg-type]
+
+    assert notifier.send(notify("firing")).ok
+    assert smtp.messages[0].rcpt_tos == ["oncall@example.com", "finance@example.com"]
+    assert smtp.messages[0].message["To"] == "oncall@example.com, Finance Team <finance@example.com>"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("to", "oncall@example.com finance@example.com", "'oncall@example.com finance@example.com' is not"),
+        ("to", ["oncall@example.com", "finance"], "to: 'finance' is not a mail address"),
+        ("to", "oncall@example.com; finance@example.com", "is not a mail address"),
+        ("from", "llmcost", "from: 'llmcost' is not a mail address"),
+        ("from", "a@example.com, b@example.com", "from: must be one address"),
+    ],
+)
+def test_a_recipient_that_is_not_an_address_is_a_config_problem(key, value, problem):
+    section = {"smtp_host": "mail", "from": "a@example.com", "to": "oncall@example.com", key: value}
+    problems: list[str] = []
+    parse_settings({"notifications": {"email": section}}, Path("."), problems)
+    assert any(f"notifications.email.{key}" in p and problem in p for p in problems), problems
 
 
 def test_a_config_without_recipients_names_what_is_missing():
