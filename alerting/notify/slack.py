@@ -118,8 +118,10 @@ def _button(text: str, action_id: str, **extra: str) -> dict[str, Any]:
     return {"type": "button", "text": {"type": "plain_text", "text": label}, "action_id": action_id, **extra}
 
 
-def _actions(notification: Notification, runbook_url: str, generator_url: str) -> list[dict[str, Any]]:
-    alert_id = notification.alert.id
+def _actions(
+    notification: Notification, runbook_url: str, generator_url: str, *, acknowledge: bool = True
+) -> list[dict[str, Any]]:
+    alert_id = None if not acknowledge else notification.alert.id
     buttons = []
     if alert_id is not None and notification.kind is NotificationKind.ACKNOWLEDGED:
         buttons.append(_button("Unacknowledge", UNACK_ACTION_ID, value=str(alert_id)))
@@ -132,8 +134,11 @@ def _actions(notification: Notification, runbook_url: str, generator_url: str) -
     return buttons
 
 
-def build_message(notification: Notification) -> dict[str, Any]:
-    """Build the `text` and `blocks` of the message showing this notification, within Slack's limits."""
+def build_message(notification: Notification, *, acknowledge: bool = True) -> dict[str, Any]:
+    """Build the `text` and `blocks` of the message showing this notification, within Slack's limits.
+
+    `acknowledge`: with the Acknowledge / Unacknowledge button (only when llmcost can verify the clicks).
+    """
     ctx = context(notification)
     title = truncate(render("slack.title", notification), SLACK_HEADER_TEXT_MAX)
     blocks: list[dict[str, Any]] = [
@@ -143,7 +148,7 @@ def build_message(notification: Notification) -> dict[str, Any]:
         *_annotation_blocks(ctx["other_annotations"]),
         {"type": "context", "elements": [_mrkdwn(render("slack.status", notification))]},
     ]
-    buttons = _actions(notification, ctx["runbook_url"], ctx["generator_url"])
+    buttons = _actions(notification, ctx["runbook_url"], ctx["generator_url"], acknowledge=acknowledge)
     if buttons:
         blocks.append({"type": "actions", "block_id": "llmcost_actions", "elements": buttons})
     assert len(blocks) <= SLACK_BLOCKS_MAX, "bounded by MAX_LABEL_FIELDS and MAX_ANNOTATION_SECTIONS"
@@ -151,7 +156,7 @@ def build_message(notification: Notification) -> dict[str, Any]:
     return {"text": text, "blocks": blocks}
 
 
-def build_digest_message(digest: Digest) -> dict[str, Any]:
+def build_digest_message(digest: Digest, *, acknowledge: bool = True) -> dict[str, Any]:
     """The `text` and `blocks` of one message listing a digest's notifications (see `alerting.notify.digest`)."""
     listed, hidden = digest.lines()
     items = "\n".join(f"• {escape_mrkdwn(item)}" for item in listed)
@@ -161,7 +166,7 @@ def build_digest_message(digest: Digest) -> dict[str, Any]:
     ]
     if hidden:
         blocks.append({"type": "context", "elements": [_mrkdwn(f"_and {hidden} more_")]})
-    if digest.acknowledgeable:
+    if digest.acknowledgeable and acknowledge:
         button = _button("Acknowledge all", ACK_DIGEST_ACTION_ID, value=digest.key, style="primary")
         blocks.append({"type": "actions", "block_id": "llmcost_actions", "elements": [button]})
     return {"text": truncate_mrkdwn(escape_mrkdwn(digest.title()), SLACK_MESSAGE_TEXT_MAX), "blocks": blocks}
@@ -212,8 +217,11 @@ class SlackNotifier:
         channel: str,
         api_url: str = DEFAULT_API_URL,
         timeout: float = 10.0,
+        acknowledge_buttons: bool = True,
     ) -> None:
+        """`acknowledge_buttons`: show Acknowledge buttons (needs the signing secret to verify their clicks)."""
         self.slack_channel = channel
+        self.acknowledge_buttons = acknowledge_buttons
         self._token = token
         self._channel_id = channel if _CHANNEL_ID.fullmatch(channel) else ""
         """The channel's id (conversations.history takes no `#name`): configured, or learnt from a post."""
@@ -224,7 +232,11 @@ class SlackNotifier:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SlackNotifier:
-        """Build from the `notifications.slack` config (secrets resolved); ignores `signing_secret`."""
+        """Build from the `notifications.slack` config (secrets resolved).
+
+        Without a `signing_secret` the messages have no Acknowledge buttons: `POST /v1/slack/interactions`
+        refuses every click it cannot verify, so the buttons would never work.
+        """
         missing = [key for key in ("token", "channel") if not config.get(key)]
         if missing:
             raise ValueError(f"notifications.slack: missing {', '.join(missing)}")
@@ -233,13 +245,14 @@ class SlackNotifier:
             channel=str(config["channel"]),
             api_url=str(config.get("api_url") or DEFAULT_API_URL),
             timeout=float(config.get("timeout_seconds", 10.0)),
+            acknowledge_buttons=bool(config.get("signing_secret")),
         )
 
     def send(self, notification: Notification) -> DeliveryResult:
         """Post or update the alert's message; see the module docstring."""
         method = "chat.postMessage"
         try:
-            message = build_message(notification)
+            message = build_message(notification, acknowledge=self.acknowledge_buttons)
             living = _living_message(notification.reference)
             if living is not None:
                 method = "chat.update"
@@ -276,7 +289,7 @@ class SlackNotifier:
     def send_digest(self, digest: Digest) -> DeliveryResult:
         """Post one new message listing the digest's notifications; its reference is that message."""
         try:
-            response = self._post(build_digest_message(digest))
+            response = self._post(build_digest_message(digest, acknowledge=self.acknowledge_buttons))
         except SlackApiError as error:
             return self._api_failure("chat.postMessage", error)
         except (OSError, http.client.HTTPException) as error:

@@ -6,10 +6,12 @@ import json
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from alerting.gateway.config import parse_settings
 from alerting.model import Actor, Alert, DeliveryResult, Notification, NotificationKind, fingerprint
 from alerting.notify import Notifier, SlackNotifier, build_notifiers, redact
 from tests.support.recording_servers import SlackAPIServer, unused_port
@@ -222,6 +224,26 @@ def test_an_unknown_channel_is_final(slack, notifier):
 
     assert not result.ok and not result.retryable
     assert "channel_not_found" in result.error
+
+
+@pytest.mark.parametrize("signing_secret", [None, "slack-signing-secret-0123456789"])
+def test_acknowledge_buttons_are_shown_only_when_their_clicks_can_be_verified(slack, signing_secret):
+    section = {"token": TOKEN, "channel": "#llm-cost", "api_url": slack.api_url}
+    if signing_secret:
+        section["signing_secret"] = signing_secret
+    problems: list[str] = []
+    settings = parse_settings({"notifications": {"slack": section}}, Path("."), problems)
+    assert problems == []
+    notifier = build_notifiers(settings.channels)["slack"]
+
+    assert notifier.send(notify("firing")).ok
+    assert notifier.send(notify("acknowledged", {"channel": "C123", "ts": "1700000000.000100"})).ok
+    post, update = slack.requests
+    # Without the signing secret every click is refused (401): a button that never works is worse than none.
+    expected = ["llmcost_ack", "llmcost_runbook"] if signing_secret else ["llmcost_runbook"]
+    assert action_ids(post.json["blocks"]) == expected
+    expected = ["llmcost_unack", "llmcost_runbook"] if signing_secret else ["llmcost_runbook"]
+    assert action_ids(update.json["blocks"]) == expected
 
 
 def test_a_wrong_token_is_final_and_never_shown(slack):
