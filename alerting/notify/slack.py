@@ -11,8 +11,9 @@ therefore carries message metadata naming its outbox row (`event_type` `llmcost_
 posting again for a row an earlier attempt may have delivered, the notifier looks for that message among
 the channel's latest `HISTORY_LOOKBACK` messages (`conversations.history`, with the channel's id from
 `conversations.list` when the config names it `#name`) and adopts it instead of posting a second one.
-That lookup needs the `channels:read` and `channels:history` scopes (`groups:*` for a private channel);
-without them the message is posted again and a warning says so.
+That lookup needs the `channels:read` and `channels:history` scopes (`groups:*` for a private channel;
+`channels:read` is not needed when `channel` is given as its id, `C…`); without them the message is
+posted again and a warning says so.
 """
 
 from __future__ import annotations
@@ -360,12 +361,19 @@ class SlackNotifier:
 
     def _find_channel_id(self) -> str:
         """The id of the configured `#name` channel, from conversations.list ("" when not listed)."""
+        try:
+            return self._list_channels("public_channel,private_channel")
+        except SlackApiError as error:
+            if _api_error_code(error) != "missing_scope":
+                raise
+            # Slack refuses the whole listing when one type's scope (groups:read) is missing.
+            return self._list_channels("public_channel")
+
+    def _list_channels(self, types: str) -> str:
         name = self.slack_channel.lstrip("#")
         cursor = None
         for _ in range(100):  # 100 pages of 1000 channels
-            page = self._client.conversations_list(
-                types="public_channel,private_channel", exclude_archived=True, limit=1000, cursor=cursor
-            )
+            page = self._client.conversations_list(types=types, exclude_archived=True, limit=1000, cursor=cursor)
             for channel in page.get("channels") or []:
                 if isinstance(channel, dict) and channel.get("name") == name and isinstance(channel.get("id"), str):
                     self._channel_id = str(channel["id"])

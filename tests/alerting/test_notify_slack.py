@@ -187,13 +187,26 @@ def test_a_retry_adopts_the_message_its_lost_attempt_posted(slack, notifier):
     assert len(slack.posted) == 3
 
 
-def test_without_history_scopes_a_retry_posts_again_and_says_why(slack, notifier, caplog):
-    slack.enqueue(200, body={"ok": False, "error": "missing_scope", "needed": "channels:read"})
+def test_without_history_scopes_a_retry_posts_again_and_says_why(slack, caplog):
+    notifier = SlackNotifier(token=TOKEN, channel="C123", api_url=slack.api_url, timeout=5)  # an id: no listing
+    slack.enqueue(200, body={"ok": False, "error": "missing_scope", "needed": "channels:history"})
     result = notifier.send(retried())
 
     assert result.ok and len(slack.posted) == 1
     assert "missing_scope" in caplog.text and "channels:history" in caplog.text
     assert TOKEN not in caplog.text
+
+
+def test_without_private_channel_scopes_the_lookup_lists_public_channels(slack, notifier):
+    assert notifier.send(replace(notify("firing"), outbox_id=7)).ok
+    fresh = SlackNotifier(token=TOKEN, channel="#llm-cost", api_url=slack.api_url, timeout=5)  # a restart
+    slack.enqueue(200, body={"ok": False, "error": "missing_scope", "needed": "groups:read"})
+    slack.requests.clear()
+
+    assert fresh.send(retried()).reference == {"channel": "C123", "ts": "1700000000.000100"}
+    listed = [{**r.payload, **{k: v[-1] for k, v in r.query.items()}} for r in slack.calls("conversations.list")]
+    assert [args.get("types") for args in listed] == ["public_channel,private_channel", "public_channel"]
+    assert len(slack.posted) == 1
 
 
 def test_a_rate_limited_lookup_is_retried_later_rather_than_posting_twice(slack, notifier):
