@@ -82,6 +82,21 @@ def split_addresses(entries: Sequence[str]) -> tuple[list[str], list[str]]:
     return addresses, bad
 
 
+SMTPS_PORT = 465
+"""The port of SMTP over TLS from the first byte (RFC 8314); a relay there never answers a plain greeting."""
+
+
+def implicit_tls(config: Mapping[str, Any]) -> bool:
+    """Whether the `notifications.email` config asks for TLS from the first byte (SMTPS).
+
+    `implicit_tls` says so; unset, it is true on port 465, as Alertmanager and mail clients read that port.
+    """
+    value = config.get("implicit_tls")
+    if isinstance(value, bool):
+        return value
+    return config.get("smtp_port") == SMTPS_PORT
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -248,16 +263,19 @@ class EmailNotifier:
         ssl_context: ssl.SSLContext | None = None,
         now: Callable[[], datetime] = _utcnow,
         allow_insecure_auth: bool = False,
+        implicit_tls: bool = False,
     ) -> None:
+        """`implicit_tls`: TLS from the first byte (SMTPS, port 465) instead of STARTTLS; `starttls` is then moot."""
         if not to:
             raise ValueError("email notifier needs at least one recipient")
-        if username and not starttls and not allow_insecure_auth:
+        if username and not starttls and not implicit_tls and not allow_insecure_auth:
             raise ValueError(INSECURE_AUTH)
         self.smtp_host = smtp_host
         self.smtp_port = smtp_port
         self.from_addr = from_addr
         self.to = list(to)
-        self.starttls = starttls
+        self.starttls = starttls and not implicit_tls
+        self.implicit_tls = implicit_tls
         self.username = username
         self._password = password
         self.timeout = timeout
@@ -289,6 +307,7 @@ class EmailNotifier:
             to=to,
             timeout=float(config.get("timeout_seconds", 10.0)),
             allow_insecure_auth=config.get("allow_insecure_auth") is True,
+            implicit_tls=implicit_tls(config),
         )
 
     def send(self, notification: Notification) -> DeliveryResult:
@@ -377,7 +396,20 @@ class EmailNotifier:
         return refused
 
     def _connect(self) -> smtplib.SMTP:
-        smtp = smtplib.SMTP(self.smtp_host, self.smtp_port, local_hostname=self._local_hostname, timeout=self.timeout)
+        smtp: smtplib.SMTP
+        if self.implicit_tls:
+            context = self._ssl_context or ssl.create_default_context()
+            smtp = smtplib.SMTP_SSL(
+                self.smtp_host,
+                self.smtp_port,
+                local_hostname=self._local_hostname,
+                timeout=self.timeout,
+                context=context,
+            )
+        else:
+            smtp = smtplib.SMTP(
+                self.smtp_host, self.smtp_port, local_hostname=self._local_hostname, timeout=self.timeout
+            )
         try:
             if self.starttls:
                 smtp.starttls(context=self._ssl_context or ssl.create_default_context())

@@ -326,6 +326,40 @@ def test_mail_goes_over_starttls_to_a_trusted_relay(tls_smtp, certificate):
     assert "Budget team-a-monthly has used 96%" in tls_smtp.messages[0].part("text/plain")
 
 
+def test_a_relay_speaking_tls_from_the_first_byte_gets_the_mail_and_the_login(certificate, monkeypatch):
+    """Port 465 (SMTPS): TLS before the greeting, as many providers offer it."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))  # trust the test relay as a system CA would be
+    with SMTPServer(
+        credentials={"alerts": "s3cret-passw0rd"}, tls_context=relay_tls(certificate), implicit_tls=True
+    ) as relay:
+        section = {
+            "smtp_host": relay.host,
+            "smtp_port": relay.port,
+            "implicit_tls": True,
+            "username": "alerts",
+            "password": "s3cret-passw0rd",
+            "from": "llmcost@example.com",
+            "to": "oncall@example.com",
+            "timeout_seconds": 2,
+        }
+        problems: list[str] = []
+        settings = parse_settings({"notifications": {"email": section}}, Path("."), problems)
+        assert problems == []
+        notifier = build_notifiers(settings.channels)["email"]
+        _opened.append(notifier)  # type: ignore[arg-type]
+
+        result = notifier.send(notify("firing"))
+        assert result.ok, result.error
+        assert [(m.rcpt_tos, m.over_tls) for m in relay.messages] == [(["oncall@example.com"], True)]
+
+
+def test_port_465_means_tls_from_the_first_byte():
+    config = {"smtp_host": "smtp.example.com", "from": "a@example.com", "to": "b@example.com"}
+    assert EmailNotifier.from_config({**config, "smtp_port": 465}).implicit_tls
+    assert not EmailNotifier.from_config({**config, "smtp_port": 587}).implicit_tls
+    assert not EmailNotifier.from_config({**config, "smtp_port": 465, "implicit_tls": False}).implicit_tls
+
+
 # aiosmtpd (the test relay) leaves its side of the refused handshake for the garbage collector; the
 # collection below keeps its ResourceWarning in this test instead of whichever test runs next.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
