@@ -11,6 +11,7 @@ therefore carries message metadata naming its outbox row (`event_type` `llmcost_
 posting again for a row an earlier attempt may have delivered, the notifier looks for that message among
 the channel's latest `HISTORY_LOOKBACK` messages (`conversations.history`, with the channel's id from
 `conversations.list` when the config names it `#name`) and adopts it instead of posting a second one.
+Thread replies carry the same metadata and are looked for in their thread (`conversations.replies`).
 That lookup needs the `channels:read` and `channels:history` scopes (`groups:*` for a private channel;
 `channels:read` is not needed when `channel` is given as its id, `C…`); without them the message is
 posted again and a warning says so.
@@ -265,23 +266,17 @@ class SlackNotifier:
                     where = (str(updated["channel"]), str(updated["ts"]))
                 if updated is not None and notification.kind in _REMINDERS:
                     method = "chat.postMessage (thread reply)"
-                    self._client.chat_postMessage(
-                        channel=living[0],
-                        thread_ts=living[1],
-                        text=render("slack.reply", notification),
-                        unfurl_links=False,
-                        unfurl_media=False,
-                    )
+                    self._reply_once(living, notification)
             else:
                 where = self._post_once(message, notification)
         except SlackApiError as error:
             result = self._api_failure(method, error)
-            if method == "chat.postMessage" and result.retryable and _maybe_processed(error):
+            if method.startswith("chat.postMessage") and result.retryable and _maybe_processed(error):
                 return replace(result, maybe_delivered=True)
             return result
         except (OSError, http.client.HTTPException) as error:  # timeouts, refused or reset connections
             text = self._redact(f"slack {method}: {type(error).__name__}: {error}")
-            lost = method == "chat.postMessage" and not _never_connected(error)
+            lost = method.startswith("chat.postMessage") and not _never_connected(error)
             return DeliveryResult.retry(text, maybe_delivered=lost)
         except SlackClientError as error:  # bad arguments or configuration: retrying will not help
             return DeliveryResult.fail(self._redact(f"slack {method}: {type(error).__name__}: {error}"))
@@ -321,20 +316,45 @@ class SlackNotifier:
         response = self._post(message, metadata)
         return str(response["channel"]), str(response["ts"])
 
-    def _earlier_post(self, mark: Mapping[str, Any]) -> tuple[str, str] | None:
+    def _reply_once(self, living: tuple[str, str], notification: Notification) -> None:
+        """Reply in the living message's thread, unless an earlier attempt at the same row already did."""
+        row = notification.outbox_id
+        metadata = None
+        if row is not None:
+            mark = {"outbox_id": row, "fingerprint": notification.alert.fingerprint}
+            if notification.maybe_delivered and self._earlier_post(mark, thread=living) is not None:
+                return
+            metadata = {"event_type": METADATA_EVENT_TYPE, "event_payload": mark}
+        self._client.chat_postMessage(
+            channel=living[0],
+            thread_ts=living[1],
+            text=render("slack.reply", notification),
+            unfurl_links=False,
+            unfurl_media=False,
+            metadata=metadata,
+        )
+
+    def _earlier_post(self, mark: Mapping[str, Any], thread: tuple[str, str] | None = None) -> tuple[str, str] | None:
         """The (channel, ts) of the message an earlier attempt posted with metadata payload `mark`, if any.
 
-        Slack's rate limits and outages propagate (the attempt is retried later, rather than risking a
-        duplicate); a lookup Slack refuses (a missing scope) is logged and the message posted again.
+        Looks among the channel's latest messages, or in `thread` (channel, ts) for a reply. Slack's rate
+        limits and outages propagate (the attempt is retried later, rather than risking a duplicate); a
+        lookup Slack refuses (a missing scope) is logged and the message posted again.
         """
         try:
-            channel = self._channel_id or self._find_channel_id()
-            if not channel:
-                log.warning("slack: channel %s not found by conversations.list; posting again", self.slack_channel)
-                return None
-            history = self._client.conversations_history(
-                channel=channel, limit=HISTORY_LOOKBACK, include_all_metadata=True
-            )
+            if thread is not None:
+                channel = thread[0]
+                history = self._client.conversations_replies(
+                    channel=channel, ts=thread[1], limit=HISTORY_LOOKBACK, include_all_metadata=True
+                )
+            else:
+                channel = self._channel_id or self._find_channel_id()
+                if not channel:
+                    log.warning("slack: channel %s not found by conversations.list; posting again", self.slack_channel)
+                    return None
+                history = self._client.conversations_history(
+                    channel=channel, limit=HISTORY_LOOKBACK, include_all_metadata=True
+                )
         except SlackApiError as error:
             code = _api_error_code(error)
             if error.response.status_code == 429 or error.response.status_code >= 500 or code in _TRANSIENT_ERRORS:

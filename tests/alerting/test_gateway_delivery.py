@@ -234,6 +234,25 @@ def test_a_slack_post_whose_answer_was_lost_is_not_posted_twice(
         assert h.gateway.notifications(status="pending") == []
 
 
+def test_a_thread_reply_whose_answer_was_lost_is_not_replied_twice(
+    sqlite_url: str, rx: Receivers, clock: FakeClock
+) -> None:
+    extra = {"slack": {"timeout_seconds": 1}}
+    with Harness(sqlite_url, rx, clock=clock, channels=("slack",), channel_extra=extra) as h:
+        fire(h, "warning", "LLMBudgetWarning")
+        h.gateway.deliver_pending()
+        fire(h, "critical", "LLMBudgetCritical")
+        rx.slack.enqueue(200, body={"ok": True, "channel": "C123", "ts": "1700000000.000100"})  # the update
+        rx.slack.answer_late(2.0)  # the reply "Escalated from warning to critical" is posted, its answer lost
+        h.gateway.deliver_pending()
+        clock.advance(60)
+        h.gateway.deliver_pending()
+
+        [reply] = rx.slack.replies
+        assert "Escalated from warning to critical" in reply["text"]
+        assert h.gateway.notifications(status="pending") == []
+
+
 @pytest.mark.parametrize("db", ["sqlite"], indirect=True)  # the lease is plain SQL, run on both elsewhere
 def test_a_crash_between_the_slack_post_and_its_record_does_not_post_twice(
     db: str, rx: Receivers, clock: FakeClock

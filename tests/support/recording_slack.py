@@ -16,8 +16,9 @@ class SlackAPIServer(RecordingServer):
     (or the channel id asked for); `chat.update` echoes the channel and ts. With `token` set, requests
     without `Authorization: Bearer <token>` get `invalid_auth` as Slack would.
 
-    Top-level messages are kept (`posted`, newest last, with their `metadata`) and listed by
-    `conversations.history` (newest first; metadata only with `include_all_metadata`);
+    Top-level messages are kept (`posted`, newest last, with their `metadata`; thread replies in `replies`)
+    and listed by `conversations.history` (newest first) and `conversations.replies` (the parent, then its
+    replies), metadata only with `include_all_metadata`;
     `conversations.list` lists the one channel, `#channel_name` with id `channel_id`. `answer_late(s)`
     makes the next call take effect at once but answered only after `s` seconds, as when Slack posted
     a message and the reply was lost to a client timeout.
@@ -29,6 +30,7 @@ class SlackAPIServer(RecordingServer):
         self.channel_id = channel_id
         self.channel_name = channel_name
         self.posted: list[dict[str, Any]] = []
+        self.replies: list[dict[str, Any]] = []
         self._ts = itertools.count(1)
         self._late: deque[float] = deque()
 
@@ -63,6 +65,7 @@ class SlackAPIServer(RecordingServer):
             message.update({"subtype": "bot_message", "bot_id": "B123", "ts": ts})
             if args.get("thread_ts"):
                 message["thread_ts"] = args["thread_ts"]
+                self.replies.append({**message, "metadata": args.get("metadata")})
             else:
                 self.posted.append({**message, "metadata": args.get("metadata")})
             return Response(200, {}, {"ok": True, "channel": channel, "ts": ts, "message": message})
@@ -73,14 +76,21 @@ class SlackAPIServer(RecordingServer):
         if method == "conversations.list":
             return Response(200, {}, {"ok": True, "channels": [{"id": self.channel_id, "name": self.channel_name}]})
         if method == "conversations.history":
-            return Response(200, {}, self._history(args))
+            return Response(200, {}, self._listing(list(reversed(self.posted)), args))
+        if method == "conversations.replies":
+            thread = str(args.get("ts", ""))
+            parent = [m for m in self.posted if m["ts"] == thread]
+            return Response(
+                200, {}, self._listing(parent + [m for m in self.replies if m["thread_ts"] == thread], args)
+            )
         return Response(200, {}, {"ok": True})
 
-    def _history(self, args: dict[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    def _listing(messages: list[dict[str, Any]], args: dict[str, Any]) -> dict[str, Any]:
         with_metadata = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
         limit = int(args.get("limit") or 100)
-        newest_first = list(reversed(self.posted))[:limit]
-        messages = [
-            {k: v for k, v in m.items() if k != "metadata" or (with_metadata and v is not None)} for m in newest_first
+        shown = [
+            {k: v for k, v in m.items() if k != "metadata" or (with_metadata and v is not None)}
+            for m in messages[:limit]
         ]
-        return {"ok": True, "messages": messages, "has_more": len(self.posted) > limit}
+        return {"ok": True, "messages": shown, "has_more": len(messages) > limit}
