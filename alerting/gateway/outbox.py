@@ -382,13 +382,14 @@ class Outbox:
             log.warning("outbox row %s: lease lost before the result was recorded", claimed.id)
             finished.append(Finished(claimed.id, claimed.channel, status, None, lease_lost=True))
             return
-        if status == PENDING and (result.settled_recipients or result.maybe_delivered) and not delivery.members:
+        settled = result.settled_recipients if not delivery.members else ()  # a digest's are not per row
+        if status == PENDING and (settled or result.maybe_delivered):
             # The message may have gone out, wholly (a lost answer) or in part (some mail recipients took
             # it): the row remembers it, so the retry does not repeat it.
             cursor.execute(self._sql["payload"], (claimed.id,))
             payload = loads(cursor.fetchone()[0])
-            if result.settled_recipients:
-                payload["settled_recipients"] = list(result.settled_recipients)
+            if settled:
+                payload["settled_recipients"] = list(settled)
             if result.maybe_delivered:
                 payload["maybe_delivered"] = True
             cursor.execute(self._sql["progress"], (dumps(payload), claimed.id))

@@ -19,6 +19,7 @@ posted again and a warning says so.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import logging
 import math
@@ -283,16 +284,30 @@ class SlackNotifier:
         return DeliveryResult.sent({"channel": where[0], "ts": where[1]})
 
     def send_digest(self, digest: Digest) -> DeliveryResult:
-        """Post one new message listing the digest's notifications; its reference is that message."""
+        """Post one new message listing the digest's notifications; its reference is that message.
+
+        Like an alert's first message, it is looked for before being posted again when an earlier attempt
+        may have posted it; it is recognised only with exactly the same rows, so a digest that gained
+        rows meanwhile is posted anew (shown twice rather than leaving the new rows unshown).
+        """
+        method = "chat.postMessage"
+        rows = sorted(n.outbox_id for n in digest.notifications if n.outbox_id is not None)
+        mark = {"digest": digest.key, "rows": hashlib.sha256(repr(rows).encode()).hexdigest()[:16]}
         try:
-            response = self._post(build_digest_message(digest, acknowledge=self.acknowledge_buttons))
+            message = build_digest_message(digest, acknowledge=self.acknowledge_buttons)
+            where = self._earlier_post(mark) if any(n.maybe_delivered for n in digest.notifications) else None
+            if where is None:
+                response = self._post(message, {"event_type": METADATA_EVENT_TYPE, "event_payload": mark})
+                where = (str(response["channel"]), str(response["ts"]))
         except SlackApiError as error:
-            return self._api_failure("chat.postMessage", error)
+            result = self._api_failure(method, error)
+            return replace(result, maybe_delivered=True) if result.retryable and _maybe_processed(error) else result
         except (OSError, http.client.HTTPException) as error:
-            return DeliveryResult.retry(self._redact(f"slack chat.postMessage: {type(error).__name__}: {error}"))
+            text = self._redact(f"slack {method}: {type(error).__name__}: {error}")
+            return DeliveryResult.retry(text, maybe_delivered=not _never_connected(error))
         except SlackClientError as error:
-            return DeliveryResult.fail(self._redact(f"slack chat.postMessage: {type(error).__name__}: {error}"))
-        return DeliveryResult.sent({"channel": str(response["channel"]), "ts": str(response["ts"])})
+            return DeliveryResult.fail(self._redact(f"slack {method}: {type(error).__name__}: {error}"))
+        return DeliveryResult.sent({"channel": where[0], "ts": where[1]})
 
     def _post(self, message: dict[str, Any], metadata: dict[str, Any] | None = None) -> SlackResponse:
         response = self._client.chat_postMessage(
@@ -360,9 +375,9 @@ class SlackNotifier:
             if error.response.status_code == 429 or error.response.status_code >= 500 or code in _TRANSIENT_ERRORS:
                 raise
             log.warning(
-                "slack: cannot check whether an interrupted attempt already posted outbox row %s (%s); posting "
+                "slack: cannot check whether an interrupted attempt already posted the message (%s): %s; posting "
                 "again, which may show it twice (grant the channels:read and channels:history scopes)",
-                mark["outbox_id"],
+                ", ".join(f"{k}={v}" for k, v in mark.items()),
                 self._redact(one_line(code, 200)),
             )
             return None

@@ -15,6 +15,7 @@ from tests.support.gateway_harness import (
     am_alert,
     am_payload,
 )
+from tests.support.grouped_budget import FIRST_KEYS, instances
 from tests.support.waiting import wait_until
 
 
@@ -251,6 +252,23 @@ def test_a_thread_reply_whose_answer_was_lost_is_not_replied_twice(
         [reply] = rx.slack.replies
         assert "Escalated from warning to critical" in reply["text"]
         assert h.gateway.notifications(status="pending") == []
+
+
+def test_a_grouped_slack_post_whose_answer_was_lost_is_not_posted_twice(
+    sqlite_url: str, rx: Receivers, clock: FakeClock
+) -> None:
+    extra = {"slack": {"timeout_seconds": 1}}
+    with Harness(sqlite_url, rx, clock=clock, channels=("slack",), channel_extra=extra) as h:
+        rx.slack.answer_late(2.0)  # Slack posts "5 instances of budget per-project firing"; its answer is lost
+        h.gateway.fire_many(instances("LLMBudgetWarning", FIRST_KEYS))
+        h.gateway.deliver_pending()
+        clock.advance(60)
+        h.gateway.deliver_pending()
+
+        [message] = rx.slack.posted
+        assert "5 instances" in message["text"]
+        assert h.gateway.notifications(status="pending") == []
+        assert h.metric("llm_notifications_total", channel="slack", outcome="sent") == 5
 
 
 @pytest.mark.parametrize("db", ["sqlite"], indirect=True)  # the lease is plain SQL, run on both elsewhere
