@@ -382,7 +382,7 @@ class Outbox:
             log.warning("outbox row %s: lease lost before the result was recorded", claimed.id)
             finished.append(Finished(claimed.id, claimed.channel, status, None, lease_lost=True))
             return
-        settled = result.settled_recipients if not delivery.members else ()  # a digest's are not per row
+        settled = result.settled_recipients  # a digest's are kept by each of its rows
         if status == PENDING and (settled or result.maybe_delivered):
             # The message may have gone out, wholly (a lost answer) or in part (some mail recipients took
             # it): the row remembers it, so the retry does not repeat it.

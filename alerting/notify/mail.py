@@ -10,8 +10,9 @@ keep one thread. The reference returned is `{"message_id": <that root Message-ID
 
 Recipients are settled one by one: when the relay defers some (4xx, e.g. a full mailbox) and accepts or
 refuses for good (5xx) the others, the attempt is retried for the deferred ones only
-(`DeliveryResult.settled_recipients`, kept with the outbox row), so nobody gets the mail twice and
-nobody deferred goes without it. Refusals for good alone are reported as a warning on a sent mail.
+(`DeliveryResult.settled_recipients`, kept with the outbox rows, a grouped mail's too), so nobody gets
+the mail twice and nobody deferred goes without it. Refusals for good alone are reported as a warning on
+a sent mail.
 """
 
 from __future__ import annotations
@@ -317,14 +318,26 @@ class EmailNotifier:
         recipients = [addr for addr in self._envelope_to if addr not in settled]
         if not recipients:  # settled by earlier attempts (a retry recorded after its last recipient took it)
             return DeliveryResult.sent({"message_id": _root_id(notification)})
-        return self._send_message(
-            message, {"message_id": _root_id(notification)}, recipients, settled=settled, resumable=True
-        )
+        return self._send_message(message, {"message_id": _root_id(notification)}, recipients, settled=settled)
 
     def send_digest(self, digest: Digest) -> DeliveryResult:
-        """Send one plain-text mail listing the digest's notifications (a thread of its own)."""
+        """Send one plain-text mail listing the digest's notifications (a thread of its own).
+
+        Recipients are settled as for one alert's mail, per row: the retry skips those who already got
+        every row it lists (a digest that gained rows meanwhile goes to everyone: shown twice, never lost).
+        """
         message = build_digest_email(digest, from_addr=self.from_addr, to=self.to, now=self._now())
-        return self._send_message(message, {"message_id": str(message["Message-ID"])}, self._envelope_to)
+        settled = (
+            set.intersection(*(set(n.settled_recipients) for n in digest.notifications))
+            if digest.notifications
+            else set()
+        )
+        recipients = [addr for addr in self._envelope_to if addr not in settled]
+        reference = {"message_id": str(message["Message-ID"])}
+        if not recipients:
+            return DeliveryResult.sent(reference)
+        done = [addr for addr in self._envelope_to if addr in settled]
+        return self._send_message(message, reference, recipients, settled=done)
 
     def _send_message(
         self,
@@ -333,13 +346,11 @@ class EmailNotifier:
         recipients: Sequence[str],
         *,
         settled: Sequence[str] = (),
-        resumable: bool = False,
     ) -> DeliveryResult:
         """Send `message` to `recipients` (envelope addresses) and classify the outcome.
 
-        `resumable`: the caller's outbox row can carry the recipients settled so far, so recipients
-        that defer (4xx) while others accept are retried alone; otherwise (a digest, re-formed at each
-        attempt) the mail counts as sent with a warning, since a retry would mail the others twice.
+        `settled`: recipients earlier attempts settled. Recipients that defer (4xx) while others accept
+        are retried alone: the result names everyone settled so far, which the outbox keeps with the rows.
         """
         try:
             refused = self._deliver(message, recipients)
@@ -348,7 +359,7 @@ class EmailNotifier:
             deferred = {addr for addr, (code, _) in error.recipients.items() if 400 <= code < 500}
             if len(deferred) == len(error.recipients):  # greylisting-style 4xx for everyone: try again
                 return DeliveryResult.retry(text)
-            if resumable and deferred:  # those refused for good are settled; the deferred are tried again
+            if deferred:  # those refused for good are settled; the deferred are tried again
                 done = [*settled, *(addr for addr in recipients if addr not in deferred)]
                 return DeliveryResult.retry(text, settled_recipients=done)
             return DeliveryResult.fail(text)
@@ -368,7 +379,7 @@ class EmailNotifier:
         if refused:
             text = self._redact(f"smtp: some recipients refused: {_refusals(refused)}")
             deferred = {addr for addr, (code, _) in refused.items() if 400 <= code < 500}
-            if resumable and deferred:
+            if deferred:
                 # The accepted ones (and those refused for good) are settled; only the deferred retry.
                 done = [*settled, *(addr for addr in recipients if addr not in deferred)]
                 return DeliveryResult.retry(text, settled_recipients=done)

@@ -254,6 +254,25 @@ def test_a_thread_reply_whose_answer_was_lost_is_not_replied_twice(
         assert h.gateway.notifications(status="pending") == []
 
 
+def test_a_grouped_mail_deferred_for_one_recipient_reaches_it_later_and_the_others_once(
+    sqlite_url: str, rx: Receivers, clock: FakeClock
+) -> None:
+    to = {"to": ["oncall@example.com", "finance@example.com"]}
+    rx.smtp.refuse = {"finance@example.com": "452 4.2.2 Mailbox full, try later"}
+    with Harness(sqlite_url, rx, clock=clock, channels=("email",), channel_extra={"email": to}) as h:
+        h.gateway.fire_many(instances("LLMBudgetWarning", FIRST_KEYS))
+        h.gateway.deliver_pending()
+        rx.smtp.refuse = {}
+        clock.advance(3600)
+        h.gateway.deliver_pending()
+
+        first, retried = rx.smtp.messages
+        assert (first.rcpt_tos, retried.rcpt_tos) == (["oncall@example.com"], ["finance@example.com"])
+        assert first.message["Message-ID"] == retried.message["Message-ID"]
+        assert "5 instances" in retried.message["Subject"]
+        assert h.gateway.notifications(status="pending") == []
+
+
 def test_a_grouped_slack_post_whose_answer_was_lost_is_not_posted_twice(
     sqlite_url: str, rx: Receivers, clock: FakeClock
 ) -> None:
