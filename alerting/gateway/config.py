@@ -9,6 +9,7 @@ lists every problem of the file at once; they are parsed again into the typed se
 notifications:
   slack:     {token: ..., channel: "#llm-cost", api_url: https://slack.com/api/, signing_secret: ...}
   email:     {smtp_host: ..., smtp_port: 587, starttls: true, username: ..., password: ..., from: ..., to: [...]}
+             # implicit_tls: true (default on smtp_port 465): TLS from the first byte instead of STARTTLS
   pagerduty: {routing_key: ..., events_url: https://events.pagerduty.com/v2/enqueue, webhook_secret: ...}
   routes:    {info: [], warning: [slack, email], critical: [slack, email, pagerduty]}
   # any channel may also say `group: false` (never grouped) and `max_per_minute: N` (rate limit)
@@ -45,6 +46,7 @@ from alerting.gateway.settings import (
     parse_duration,
 )
 from alerting.model import SEVERITIES, Severity
+from alerting.notify.mail import implicit_tls, split_addresses
 from exporter.config import Config, ConfigError, resolve_secret
 
 _SECRETS = {
@@ -65,6 +67,7 @@ _PLAIN_KEYS = {
         "to",
         "timeout_seconds",
         "allow_insecure_auth",
+        "implicit_tls",
         *_FLOW_KEYS,
     },
     "pagerduty": {"events_url", "timeout_seconds", "source", *_FLOW_KEYS},
@@ -113,19 +116,32 @@ def _channel(name: str, section: dict[str, Any], problems: Problems, base: Path)
     if name == "email":
         to = resolved.get("to")
         if isinstance(to, str):
-            resolved["to"] = [to]
-        elif to is not None and not (isinstance(to, list) and to and all(isinstance(a, str) and a for a in to)):
+            to = [to]
+        if isinstance(to, list) and to and all(isinstance(a, str) and a for a in to):
+            resolved["to"], bad = split_addresses(to)
+            problems.extend(f"{path}.to: {entry!r} is not a mail address" for entry in bad)
+        elif to is not None:
             problems.append(f"{path}.to: must be an address or a non-empty list of addresses")
+        sender = resolved.get("from")
+        if isinstance(sender, str) and sender:
+            senders, bad = split_addresses([sender])
+            if bad:
+                problems.append(f"{path}.from: {sender!r} is not a mail address")
+            elif len(senders) != 1:
+                problems.append(f"{path}.from: must be one address, got {len(senders)}")
         port = resolved.get("smtp_port", 587)
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
             problems.append(f"{path}.smtp_port: must be a port number")
         if not isinstance(resolved.get("starttls", True), bool):
             problems.append(f"{path}.starttls: must be true or false")
+        if not isinstance(resolved.get("implicit_tls", False), bool):
+            problems.append(f"{path}.implicit_tls: must be true or false")
         if not isinstance(resolved.get("allow_insecure_auth", False), bool):
             problems.append(f"{path}.allow_insecure_auth: must be true or false")
         elif (
             resolved.get("username")
             and resolved.get("starttls", True) is False
+            and not implicit_tls(resolved)
             and not resolved.get("allow_insecure_auth")
         ):
             problems.append(
