@@ -60,12 +60,16 @@ class Cluster:
     workdir: Path
     slack: SlackAPIServer
 
-    def alert(self) -> dict[str, Any] | None:
+    def alert(self, job: str = "llmcost") -> dict[str, Any] | None:
         body = httpx.get(
             f"{self.llmcost.base}/v1/alerts", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=5
         ).json()
-        found = [a for a in body if a["labels"].get("job") == "llmcost"]
+        found = [a for a in body if a["labels"].get("job") == job]
         return found[0] if found else None
+
+    def admin(self, path: str, body: dict[str, Any]) -> int:
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        return httpx.post(f"{self.llmcost.base}{path}", json=body, headers=headers, timeout=10).status_code
 
     def silenced(self) -> dict[str, Any] | None:
         return (self.alert() or {}).get("silenced")
@@ -86,9 +90,13 @@ class Cluster:
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
 
-    def am_silenced(self, replica: str) -> bool:
+    def am_silenced(self, replica: str, job: str = "llmcost") -> bool:
         found = httpx.get(f"{replica}/api/v2/alerts", timeout=5).json()
-        return any(a["labels"].get("job") == "llmcost" and a["status"]["silencedBy"] for a in found)
+        return any(a["labels"].get("job") == job and a["status"]["silencedBy"] for a in found)
+
+    def silence_states(self, replica: str, by: str) -> list[str]:
+        found = httpx.get(f"{replica}/api/v2/silences", timeout=5).json()
+        return sorted(s["status"]["state"] for s in found if s["createdBy"].startswith(by))
 
     def diagnostics(self) -> str:
         sources = (
@@ -134,7 +142,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             "alerting": {
                 "tick_interval": "1s",
                 "repeat_interval": f"{REPEAT:g}s",
-                "alertmanager": {"resolve_after": "3s"},
+                "alertmanager": {"resolve_after": "3s", "silence_on_ack": True},
             },
             "notifications": {
                 "slack": {"token": SLACK_TOKEN, "channel": "#llm-cost", "api_url": slack.api_url},
@@ -201,8 +209,44 @@ def test_a_silence_made_on_the_second_replica_while_the_first_is_down_is_followe
         assert current is not None and current["state"] == "firing"
         assert live_stack.wait_until(lambda: cluster.reminders(alert_id) > before, TIMEOUT), cluster.diagnostics()
         # Read-only towards Alertmanager: the one silence is the operator's, expired by the operator.
-        silences = httpx.get(f"{second}/api/v2/silences", timeout=5).json()
-        assert [s["status"]["state"] for s in silences] == ["expired"], silences
+        assert cluster.silence_states(second, "alice") == ["expired"]
     finally:
         for rule in rules:
             rule.stop()
+
+
+def test_an_acknowledgement_while_the_first_replica_is_down_silences_the_alert_on_the_second(
+    cluster: Cluster,
+) -> None:
+    """Defect: `silence_on_ack` made its silence on the first replica only. With it down, the ack's silence
+    was retried there until the notification was dead-lettered (and `LLMCostNotificationsDeadLettered`
+    fired): the replica that was up never held the acknowledged alert back. Now the silence is made on the
+    first replica that answers (the cluster spreads it) and expired the same way on unack.
+    """
+    second = cluster.replicas[1]
+    labels = {**RULE_LABELS, "alertname": "LLMCostSchedulerStalled", "job": "llmcost-scheduler"}
+    rules = [RuleEvaluator(replica, labels).start() for replica in cluster.replicas]
+    try:
+        assert live_stack.wait_until(lambda: cluster.alert("llmcost-scheduler"), TIMEOUT), cluster.diagnostics()
+        alert = cluster.alert("llmcost-scheduler")
+        assert alert is not None
+
+        cluster.servers[0].stop()
+        assert cluster.admin(f"/v1/alerts/{alert['id']}/ack", {"by": "bob", "comment": "on it"}) == 200
+        assert live_stack.wait_until(lambda: cluster.am_silenced(second, "llmcost-scheduler"), TIMEOUT), (
+            cluster.diagnostics()
+        )
+        assert cluster.silence_states(second, "llmcost") == ["active"]
+
+        # Unacknowledged: the silence is expired, on the replica that is up.
+        assert cluster.admin(f"/v1/alerts/{alert['id']}/unack", {"by": "bob"}) == 200
+        assert live_stack.wait_until(lambda: cluster.silence_states(second, "llmcost") == ["expired"], TIMEOUT), (
+            cluster.diagnostics()
+        )
+        assert not cluster.am_silenced(second, "llmcost-scheduler")
+        current = cluster.alert("llmcost-scheduler")
+        assert current is not None and current["state"] == "firing"
+    finally:
+        for rule in rules:
+            rule.stop()
+        cluster.servers[0].start()
