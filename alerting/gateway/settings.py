@@ -64,10 +64,10 @@ class SilenceSettings:
     """Optional: silence an acknowledged Alertmanager alert in Alertmanager until resolve or unack."""
 
     url: str = ""
-    """Where `silence_on_ack` creates its silences (replicas in a cluster share them)."""
+    """`alerting.alertmanager.url`, else the first top-level replica."""
     replicas: tuple[str, ...] = ()
-    """Every Alertmanager the silence watch asks: the top-level `alertmanager.urls` when `url` is not
-    given here. Empty: just `url`."""
+    """Every Alertmanager asked about silences, and tried in turn by `silence_on_ack`: the top-level
+    `alertmanager.urls` when `url` is not given here. Empty: just `url`."""
     silence_on_ack: bool = False
     follow_silences: bool = True
     """With a url: mark the firing alerts received from Alertmanager that a silence there holds (no
