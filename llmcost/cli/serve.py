@@ -94,9 +94,28 @@ def _serve(config: Config, role: str, config_path: str | None, *, sock: Any = No
         tune_gc_for_throughput()
         if banner:
             print(banner, flush=True)
+        _close_after_sigterm()
         server.run(sockets=[sock] if sock is not None else None)
     finally:
         services.close()
+
+
+def _close_after_sigterm() -> None:
+    """Let a SIGTERM end `serve` through its closing steps instead of killing it once HTTP has stopped.
+
+    uvicorn handles SIGTERM (stops accepting, answers the requests in flight), then raises it again with
+    the handler that was there before it. Left at the default, that killed the process before
+    `services.close()`: a notification being delivered was abandoned unrecorded (and sent again by the
+    process that took its row over) and the scheduler lease was left to expire. This handler, which
+    uvicorn re-raises to, returns instead; a further SIGTERM while closing ends the process at once.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return  # signals can only be handled on the main thread; uvicorn does not capture them either
+
+    def closing(signum: int, _frame: object) -> None:
+        signal.signal(signum, signal.SIG_DFL)
+
+    signal.signal(signal.SIGTERM, closing)
 
 
 def _reload_on_sighup(parts: AlertingParts, path: str | None) -> None:
