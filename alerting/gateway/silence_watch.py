@@ -314,16 +314,24 @@ class SilenceWatch:
     def _silence(self, silence_id: str) -> Silence:
         """Who made the silence, why and until when; just its id when Alertmanager cannot say.
 
-        Asked of the replica that listed the silence first (unclustered replicas each know only their own).
+        Asked of the replica that listed the silence first (unclustered replicas each know only their own),
+        then the others. Raises `AlertmanagerUnavailable` when none answers: the check is retried later
+        rather than marking the alert with a bare id for good.
         """
         first = self._silence_sources.get(silence_id, self._bases[0])
         data = None
+        unavailable: list[str] = []
         for base in [first, *(b for b in self._bases if b != first)]:
             try:
                 data = self._get_json(base, f"/api/v2/silence/{silence_id}", {})
-            except (_Refused, AlertmanagerUnavailable):  # expired and collected meanwhile, say, or down
+            except _Refused:  # expired and collected meanwhile, say
+                continue
+            except AlertmanagerUnavailable as exc:
+                unavailable.append(f"{_replica_name(base)}: {exc}")
                 continue
             break
+        if len(unavailable) == len(self._bases):
+            raise AlertmanagerUnavailable("; ".join(unavailable))
         if not isinstance(data, dict):
             return Silence(silence_id)
         ends_at = None
