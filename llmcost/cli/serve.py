@@ -125,11 +125,11 @@ def _reload_on_sighup(parts: AlertingParts, path: str | None) -> None:
     from llmcost.wiring import reload_budgets
 
     def reload() -> None:
-        problems = reload_budgets(parts, path)
+        problems, outcome = reload_budgets(parts, path)
         if problems:
             log.error("config reload refused, nothing changed: %s", "; ".join(problems))
         else:
-            log.info("config reloaded from %s: budgets applied", path)
+            log.info("config reloaded from %s: %s", path, outcome)
 
     # The handler only starts a thread: database work does not belong in a signal handler.
     signal.signal(signal.SIGHUP, lambda _signum, _frame: threading.Thread(target=reload, daemon=True).start())
