@@ -21,7 +21,8 @@ alerting:
   receipt_retention: 7d        # how long webhook delivery ids are remembered for dedup
   outbox: {max_attempts: 10, initial_backoff: 2s, max_backoff: 5m, lease: 60s, concurrency: 4,
            poll_interval: 1s, retention: 30d}
-  alertmanager: {url: http://alertmanager:9093, silence_on_ack: false, silence_duration: 24h,
+  alertmanager: {url: http://alertmanager:9093,   # default: every replica of the top-level alertmanager.urls
+                 silence_on_ack: false, silence_duration: 24h,
                  resolve_after: 5m,   # an alert held by a silence resolves once gone this long
                  follow_silences: true}   # alerts silenced in Alertmanager are marked so: no reminders
 ```
