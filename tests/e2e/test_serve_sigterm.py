@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from tests.support.gateway_harness import am_alert, am_payload
+from tests.support.pg import PostgresCluster
 from tests.support.procs import LlmcostProcess
 from tests.support.recording_servers import SlackAPIServer
 from tests.support.waiting import wait_until
@@ -27,6 +28,7 @@ from tests.support.waiting import wait_until
 pytestmark = pytest.mark.real_process
 
 OUTBOX_LEASE = 2.0  # short, so a delivery abandoned by the stopped process would be sent again soon
+STOP_GRACE = 30.0  # docker-compose.yml's stop_grace_period for llmcost: SIGKILL after this
 
 
 def test_sigterm_finishes_the_delivery_in_flight_and_hands_the_scheduler_lease_over(
@@ -73,3 +75,28 @@ def test_sigterm_finishes_the_delivery_in_flight_and_hands_the_scheduler_lease_o
             first.stop()
             if successor is not None:
                 successor.stop()
+
+
+def test_sigterm_stops_within_the_grace_period_while_postgresql_hangs(tmp_path: Path) -> None:
+    """A stop must not wait on a store that does not answer (paused, partitioned): the closing steps are
+    bounded, then the process ends as a SIGTERM would have ended it before. (It hung for minutes.)"""
+    cluster = PostgresCluster().start()  # its own: paused below
+    try:
+        url = cluster.create_database()
+        config = tmp_path / "llmcost.yml"
+        budget = {"name": "daily", "scope": "global", "period": "daily", "limit": 1.0}
+        config.write_text(yaml.safe_dump({"budgets": {"evaluate_seconds": 1, "items": [budget]}}))
+        server = LlmcostProcess(url, config=config, role="all").start(tmp_path)
+        try:
+            wait_until(lambda: "took leadership" in server.log(), timeout=15, what="the scheduler leading")
+            cluster.pause()
+            assert server.proc is not None
+            server.proc.send_signal(signal.SIGTERM)
+            code = server.proc.wait(timeout=STOP_GRACE)  # raises TimeoutExpired if it hangs
+            assert code == -signal.SIGTERM, server.log()[-3000:]
+            assert "stopping without finishing" in server.log()
+        finally:
+            cluster.resume()
+            server.stop()
+    finally:
+        cluster.destroy()
