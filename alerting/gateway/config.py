@@ -22,7 +22,8 @@ alerting:
   receipt_retention: 7d        # how long webhook delivery ids are remembered for dedup
   outbox: {max_attempts: 10, initial_backoff: 2s, max_backoff: 5m, lease: 60s, concurrency: 4,
            poll_interval: 1s, retention: 30d}
-  alertmanager: {url: http://alertmanager:9093, silence_on_ack: false, silence_duration: 24h,
+  alertmanager: {url: http://alertmanager:9093,   # default: every replica of the top-level alertmanager.urls
+                 silence_on_ack: false, silence_duration: 24h,
                  resolve_after: 5m,   # an alert held by a silence resolves once gone this long
                  follow_silences: true}   # alerts silenced in Alertmanager are marked so: no reminders
 ```
@@ -247,20 +248,31 @@ def _grouping(alerting: Mapping[str, Any], channels: Mapping[str, Any], problems
     )
 
 
-def first_alertmanager_url(raw: Mapping[str, Any]) -> str:
-    """The first replica of the top-level `alertmanager:` section (`url` or `urls`), or ""."""
+def alertmanager_urls(raw: Mapping[str, Any]) -> list[str]:
+    """The http(s) replicas of the top-level `alertmanager:` section (`url` or `urls`), in order."""
     section = raw.get("alertmanager")
     if not isinstance(section, dict):
-        return ""
+        return []
     urls = section.get("urls") or [section.get("url")]
-    first = urls[0] if isinstance(urls, list) and urls else None
-    return first if isinstance(first, str) and first.startswith(("http://", "https://")) else ""
+    if not isinstance(urls, list):
+        return []
+    found: list[str] = []
+    for url in urls:
+        if isinstance(url, str) and url.startswith(("http://", "https://")) and url.rstrip("/") not in found:
+            found.append(url.rstrip("/"))
+    return found
 
 
-def _silences(value: Any, problems: Problems, fallback_url: str | None) -> SilenceSettings:
-    """Silence settings; `fallback_url` is the top-level `alertmanager:` replica used without a url here.
+def first_alertmanager_url(raw: Mapping[str, Any]) -> str:
+    """The first replica of the top-level `alertmanager:` section (`url` or `urls`), or ""."""
+    urls = alertmanager_urls(raw)
+    return urls[0] if urls else ""
 
-    `fallback_url` is None when the caller sees only the `alerting:` section (a missing url is not judged).
+
+def _silences(value: Any, problems: Problems, fallback_urls: list[str] | None) -> SilenceSettings:
+    """Silence settings; `fallback_urls` are the top-level `alertmanager:` replicas, used without a url here.
+
+    `fallback_urls` is None when the caller sees only the `alerting:` section (a missing url is not judged).
     """
     path = "alerting.alertmanager"
     section = _mapping(value, path, problems) or {}
@@ -277,8 +289,11 @@ def _silences(value: Any, problems: Problems, fallback_url: str | None) -> Silen
     if not isinstance(follow, bool):
         problems.append(f"{path}.follow_silences: must be true or false")
         follow = True
-    url = url or fallback_url or ""
-    if enabled and not url and fallback_url is not None:
+    # A url here is the one Alertmanager asked; without it every top-level replica is (silences made on
+    # one replica reach the others only by gossip, which a replica that is down misses).
+    replicas = (url,) if url else tuple(fallback_urls or ())
+    url = url or (replicas[0] if replicas else "")
+    if enabled and not url and fallback_urls is not None:
         problems.append(f"{path}.silence_on_ack: needs {path}.url (or the top-level alertmanager.url)")
     duration = _duration(section, "silence_duration", path, SilenceSettings.duration, problems)
     resolve_after = _duration(section, "resolve_after", path, SilenceSettings.resolve_after, problems)
@@ -286,7 +301,12 @@ def _silences(value: Any, problems: Problems, fallback_url: str | None) -> Silen
         problems.append(f"{path}.resolve_after: must be > 0")
         resolve_after = SilenceSettings.resolve_after
     return SilenceSettings(
-        url=url, silence_on_ack=enabled, follow_silences=follow, duration=duration, resolve_after=resolve_after
+        url=url,
+        replicas=replicas,
+        silence_on_ack=enabled,
+        follow_silences=follow,
+        duration=duration,
+        resolve_after=resolve_after,
     )
 
 
@@ -324,7 +344,7 @@ def parse_settings(raw: Mapping[str, Any], base: Path, problems: Problems, *, wh
         receipt_retention=_duration(alerting, "receipt_retention", path, GatewaySettings.receipt_retention, problems),
         outbox=_outbox(alerting.get("outbox"), problems),
         grouping=_grouping(alerting, channels, problems),
-        silences=_silences(alerting.get("alertmanager"), problems, first_alertmanager_url(raw) if whole else None),
+        silences=_silences(alerting.get("alertmanager"), problems, alertmanager_urls(raw) if whole else None),
     )
 
 

@@ -103,8 +103,8 @@ class GatewayService:
         )
         self.webhooks = WebhookReceiver(store, self.lifecycle, clock=clock, write=self._write)
         silences = self.settings.silences
-        watching = bool(silences.url) and (silences.silence_on_ack or silences.follow_silences)
-        self.silence_watch = SilenceWatch(silences.url, resolve_after=silences.resolve_after) if watching else None
+        watching = bool(silences.urls) and (silences.silence_on_ack or silences.follow_silences)
+        self.silence_watch = SilenceWatch(silences.urls, resolve_after=silences.resolve_after) if watching else None
         self._workers = None
         self._ticker = None
         if start_workers:

@@ -201,6 +201,11 @@ def test_configuration() -> None:
         {"alertmanager": {"urls": ["http://am-0:9093"]}, "alerting": {"alertmanager": {"silence_on_ack": True}}}
     )
     assert settings_from_config(both).silences.url == "http://am-0:9093"
+    # Silences are followed on every replica; a url of its own in `alerting.alertmanager` is the one asked.
+    two = {"alertmanager": {"urls": ["http://am-0:9093", "http://am-1:9093/"]}}
+    assert settings_from_config(parse_config(two)).silences.urls == ("http://am-0:9093", "http://am-1:9093")
+    own_url = {**two, "alerting": {"alertmanager": {"url": "http://am-lb:9093"}}}
+    assert settings_from_config(parse_config(own_url)).silences.urls == ("http://am-lb:9093",)
 
 
 def test_check_config_names_the_alertmanager_key_as_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
