@@ -1,5 +1,6 @@
 """The snippets of README.md and docs/ work as a newcomer pastes them.
 
+- Every link from one doc to another (or to a file of the repository) opens, at its section.
 - Every ```yaml block that is an llmcost config (or a price overrides file) passes `llmcost check-config`.
   Blocks of other programs' files (LiteLLM, the OpenTelemetry Collector, Prometheus) are told apart by
   their top-level keys, which llmcost does not know; a block mixing both fails.
@@ -25,6 +26,7 @@ import pytest
 import yaml
 
 from llmcost.cli import main
+from tests.support.monitoring_assets import markdown_anchors
 from tests.support.paths import REPO
 from tests.support.procs import LlmcostProcess
 
@@ -52,6 +54,23 @@ def snippets(*langs: str) -> list[Snippet]:
                 body = textwrap.dedent(block.group("body"))  # a block indented inside a list item
                 found.append(Snippet(f"{path.relative_to(REPO)}:{line}", block.group("lang"), body))
     return found
+
+
+# --- links ---------------------------------------------------------------------------------------------
+
+
+def test_every_link_between_the_docs_opens_a_file_and_its_section() -> None:
+    broken = []
+    for path in DOCS:
+        prose = _BLOCK.sub("", path.read_text(encoding="utf-8"))
+        for link in re.findall(r"\]\(([^)\s]+)\)", prose):
+            if re.match(r"[a-z]+:", link):  # https:, http:, mailto:
+                continue
+            target, _, section = link.partition("#")
+            file = (path.parent / target).resolve() if target else path
+            if not file.exists() or (section and file.suffix == ".md" and section not in markdown_anchors(file)):
+                broken.append(f"{path.relative_to(REPO)}: {link}")
+    assert broken == []
 
 
 # --- config blocks -------------------------------------------------------------------------------------
