@@ -361,8 +361,8 @@ class GatewayService:
         """Outbox rows (pending, sent, skipped or dead), newest first."""
         return notification_rows(self.store, status=status, channel=channel, alert_id=alert_id, limit=limit)
 
-    def requeue(self, outbox_id: int) -> bool:
-        """Retry a dead letter from scratch; False if the row is not dead."""
+    def requeue(self, outbox_id: int) -> bool | None:
+        """Retry a dead letter from scratch; False if the row is not dead, None if there is no such row."""
         done = requeue(self.store, outbox_id, self.clock())
         self.wake()
         return done

@@ -66,15 +66,19 @@ _ADDRESS = re.compile(r"[^@\s<>,;]+@[^@\s<>,;]+")
 def split_addresses(entries: Sequence[str]) -> tuple[list[str], list[str]]:
     """The mail addresses in config entries, each one address or several separated by commas.
 
-    Returns the addresses (each as written, display name included) and the entries that are not
-    addresses. A `to` written as one line, `a@example.com, b@example.com`, is a list people write as
-    they would in a mail client: read as one address, everyone but the first would get nothing.
+    Returns the addresses (each as written, display name included) and what is not an address: the
+    entry, or in an entry of several addresses each part that is not one. A `to` written as one line,
+    `a@example.com, b@example.com`, is a list people write as they would in a mail client: read as one
+    address, everyone but the first would get nothing.
     """
     addresses: list[str] = []
     bad: list[str] = []
     for entry in entries:
         parsed = getaddresses([entry])
-        if not parsed or not all(_ADDRESS.fullmatch(address) for _, address in parsed):
+        wrong = [address for _, address in parsed if not _ADDRESS.fullmatch(address)]
+        if len(parsed) > 1 and wrong and len(wrong) < len(parsed):
+            bad.extend(wrong)  # name the part at fault, not the whole line
+        elif not parsed or wrong:
             bad.append(entry)
         elif len(parsed) == 1:
             addresses.append(entry.strip())

@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_budget_arguments(budgets)
     budgets.set_defaults(func=cmd_budgets)
 
-    alerts = sub.add_parser("alerts", help="list alerts, or acknowledge one")
+    alerts = sub.add_parser("alerts", help="list alerts, acknowledge one or undo that")
     add_store_arguments(alerts)
     from alerting.gateway.cli import add_arguments as add_alert_arguments
 
