@@ -1,0 +1,84 @@
+"""Budget alerts at a period boundary, through the gateway to recording Slack and PagerDuty.
+
+A budget alert's labels (`budget`, `scope`, `key`) name no period. An hourly request budget exceeded at
+10:50 and refilled in the first seconds after 11:00, before the scheduler's next evaluation, is a new
+crossing: on-call must see the 10:50 problem resolved and a new Slack thread and PagerDuty incident for
+the new hour. Defect: the 11:00 crossing carried on the 10:50 alert (no new notification at all, and
+none ever if the 10:50 alert had been acknowledged), and the 10:50 alert never resolved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from alerting.budgets.service import BudgetService
+from alerting.gateway.config import settings_from_config
+from alerting.gateway.service import GatewayService
+from alerting.gateway.sink import GatewaySink
+from alerting.sink import AlertSink
+from exporter.services import Services
+from tests.support.budgets import SEARCH_REQUESTS, build, call, ingest
+from tests.support.clock import FakeClock
+from tests.support.gateway_harness import Receivers, gateway_config
+
+TEN_FIFTY = datetime(2026, 11, 11, 10, 50, tzinfo=UTC).timestamp()
+ELEVEN = datetime(2026, 11, 11, 11, 0, tzinfo=UTC).timestamp()
+ROUTES = {"info": [], "warning": ["slack"], "critical": ["slack", "pagerduty"]}
+
+
+@pytest.fixture
+def stack(db: str, rx: Receivers, clock: FakeClock) -> Iterator[tuple[Services, BudgetService, GatewayService]]:
+    rx.pagerduty.clock = clock
+    clock.set(TEN_FIFTY)
+    services, budgets, _recorder = build(db, [SEARCH_REQUESTS], clock)
+    settings = settings_from_config(gateway_config(db, rx, channels=("slack", "pagerduty"), routes=ROUTES))
+    gateway = GatewayService(services.store, settings, clock=clock, start_workers=False)
+    sink: AlertSink = GatewaySink(gateway)
+    budgets.sink = sink
+    try:
+        yield services, budgets, gateway
+    finally:
+        gateway.close()
+        services.close()
+
+
+def exceed(services: Services, prefix: str, at: float) -> None:
+    """Four search requests at `at`: past the hourly limit of three."""
+    ingest(services, *[call(f"{prefix}{i}", at + i, 0.01) for i in range(4)])
+
+
+@pytest.mark.parametrize("acknowledged", [False, True])
+def test_a_new_crossing_in_the_first_seconds_of_the_next_hour_is_a_new_incident(
+    stack: tuple[Services, BudgetService, GatewayService], rx: Receivers, clock: FakeClock, acknowledged: bool
+) -> None:
+    services, budgets, gateway = stack
+    exceed(services, "a", TEN_FIFTY - 10)
+    budgets.evaluate()
+    gateway.deliver_pending()
+    [first] = rx.pagerduty.pages
+    assert len(rx.slack.posted) == 1
+    if acknowledged:
+        [alert] = gateway.alerts("firing")
+        assert alert.id is not None
+        gateway.ack(alert.id, by="alice")
+        gateway.deliver_pending()
+    clock.set(ELEVEN + 5)  # the next hour, before the scheduler's next evaluation
+    exceed(services, "b", ELEVEN + 1)
+    gateway.deliver_pending()
+    assert budgets.status("search-requests")["period_start"] == "2026-11-11T11:00:00Z"
+    assert first.status == "resolved", "the 10:00 hour's incident stays open into the next hour"
+    assert len(rx.pagerduty.pages) == 2, "the new hour's crossing paged nobody"
+    assert rx.pagerduty.pages[1].status == "triggered"
+    assert len(rx.slack.posted) == 2, "the new hour's crossing got no Slack thread of its own"
+    clock.set(ELEVEN + 30)  # the scheduler's evaluation changes nothing more
+    budgets.evaluate()
+    gateway.deliver_pending()
+    assert len(rx.pagerduty.pages) == 2 and rx.pagerduty.pages[1].status == "triggered"
+    assert len(rx.slack.posted) == 2
+    resolves = [e for e in rx.pagerduty.events if e["event_action"] == "resolve"]
+    assert [e["dedup_key"] for e in resolves] == [first.dedup_key], "one resolve, for the finished hour"
+    [alert] = gateway.alerts("firing")
+    assert alert.alertname == "LLMBudgetExceeded"
