@@ -139,6 +139,8 @@ class BudgetAlerts:
         if not capped or self.sink is None:
             return
         worst: dict[tuple[str, str], tuple[Budget, Any, str]] = {}
+        now = self.clock()
+        current = {budget.name: self.periods.bounds(budget, now)[0].timestamp() for budget in capped}
         for event, new in zip(result.events, result.inserted, strict=False):
             if not new:
                 continue
@@ -149,6 +151,10 @@ class BudgetAlerts:
                 key = budget.matches(labels)
                 if key is None:
                     continue
+                if event.timestamp < current[budget.name]:
+                    # A late call of a period that has ended (a retried batch, an imported log): counted
+                    # there, but that period's cap alert is over; raising one now would label it today's.
+                    continue
                 if budget.max_cost_per_request is not None and cost > budget.max_cost_per_request:
                     why = f"call {event.request_id} cost ${cost:,.4f}, over the ${budget.max_cost_per_request:,.2f} cap"
                 elif budget.max_tokens_per_request is not None and tokens > budget.max_tokens_per_request:
@@ -157,7 +163,6 @@ class BudgetAlerts:
                 else:
                     continue
                 worst.setdefault((budget.name, key), (budget, event, why))
-        now = self.clock()
         for (name, key), (budget, _event, why) in sorted(worst.items(), key=lambda item: item[0]):
             start = self.periods.start(budget, now)
             labels = {"budget": name, "scope": budget.scope, "key": key, "period_start": str(start)}

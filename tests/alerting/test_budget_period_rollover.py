@@ -1,4 +1,4 @@
-"""Budget alerts at a period boundary, through the gateway to recording Slack and PagerDuty.
+"""Budget alerts at a period boundary: a new crossing early in the next period, a late call from the last.
 
 A budget alert's labels (`budget`, `scope`, `key`) name no period. An hourly request budget exceeded at
 10:50 and refilled in the first seconds after 11:00, before the scheduler's next evaluation, is a new
@@ -82,3 +82,28 @@ def test_a_new_crossing_in_the_first_seconds_of_the_next_hour_is_a_new_incident(
     assert [e["dedup_key"] for e in resolves] == [first.dedup_key], "one resolve, for the finished hour"
     [alert] = gateway.alerts("firing")
     assert alert.alertname == "LLMBudgetExceeded"
+
+
+def test_a_late_call_over_the_per_request_cap_from_a_closed_period_raises_nothing_now(
+    db_url: str, clock: FakeClock
+) -> None:
+    """A call stamped 23:59 yesterday that arrives after midnight (a retried batch, `llmcost ingest` of an
+    old log) is counted in yesterday, whose cap alert already ended with the day. Defect: it raised a cap
+    alert labelled with today's period, open all day (a new Slack thread) for a call that was not today's."""
+    capped = {"name": "search-daily", "scope": "project", "key": "search", "period": "daily", "limit": 1000.0}
+    capped["max_cost_per_request"] = 0.5
+    midnight = datetime(2026, 11, 12, tzinfo=UTC).timestamp()
+    clock.set(midnight - 600)
+    services, budgets, sink = build(db_url, [capped], clock)
+    ingest(services, call("big", midnight - 610, 2.5))
+    assert [f[0] for f in sink.fired] == ["LLMBudgetRequestCapExceeded"]
+    clock.set(midnight + 30)
+    budgets.evaluate()  # the day is over: its cap alert resolves
+    assert sink.names() == set()
+    clock.set(midnight + 60)
+    ingest(services, call("late", midnight - 60, 3.0))  # yesterday's call, arriving now
+    assert budgets.status("search-daily")["spent"] == 0  # counted in yesterday, not today
+    assert len(sink.fired) == 1, "a cap alert for today raised by a call from yesterday"
+    ingest(services, call("today", midnight + 50, 2.0))  # today's own call over the cap still alerts
+    assert len(sink.fired) == 2 and sink.fired[1][1]["period_start"] == str(int(midnight))
+    services.close()
