@@ -18,6 +18,7 @@ from alerting.budgets.service import BudgetService
 from alerting.gateway.config import settings_from_config
 from alerting.gateway.service import GatewayService
 from alerting.gateway.sink import GatewaySink
+from alerting.push.sink import AlertmanagerSink
 from alerting.sink import AlertSink
 from exporter.services import Services
 from tests.support.budgets import SEARCH_REQUESTS, build, call, ingest
@@ -26,6 +27,7 @@ from tests.support.gateway_harness import Receivers, gateway_config
 
 TEN_FIFTY = datetime(2026, 11, 11, 10, 50, tzinfo=UTC).timestamp()
 ELEVEN = datetime(2026, 11, 11, 11, 0, tzinfo=UTC).timestamp()
+SEARCH_LABELS = {"budget": "search-requests", "scope": "project", "key": "search"}
 ROUTES = {"info": [], "warning": ["slack"], "critical": ["slack", "pagerduty"]}
 
 
@@ -107,3 +109,31 @@ def test_a_late_call_over_the_per_request_cap_from_a_closed_period_raises_nothin
     ingest(services, call("today", midnight + 50, 2.0))  # today's own call over the cap still alerts
     assert len(sink.fired) == 2 and sink.fired[1][1]["period_start"] == str(int(midnight))
     services.close()
+
+
+def test_through_alertmanager_the_new_hour_is_pushed_as_a_new_occurrence(db_url: str, clock: FakeClock) -> None:
+    """With `alertmanager:` configured the same crossing reaches Alertmanager with the new hour's `startsAt`
+    (not the 10:50 occurrence carried on), and the gateway's 10:50 alert is resolved."""
+    clock.set(TEN_FIFTY)
+    services, budgets, _recorder = build(db_url, [SEARCH_REQUESTS], clock)
+    gateway = GatewayService(services.store, settings_from_config(services.config), clock=clock, start_workers=False)
+    sink = AlertmanagerSink(
+        services.store,
+        gateway,
+        wake=lambda: None,
+        generator_url=lambda _name, _labels: "http://llmcost.test/v1/alerts",
+        runbook_url=lambda _name: "http://llmcost.test/runbook",
+        clock=clock,
+    )
+    budgets.sink = sink
+    try:
+        exceed(services, "a", TEN_FIFTY - 10)
+        gateway.fire("LLMBudgetExceeded", dict(SEARCH_LABELS), severity="critical")  # as Alertmanager delivers it
+        clock.set(ELEVEN + 5)
+        exceed(services, "b", ELEVEN + 1)
+        [row] = [r for r in sink.pushed() if r["alertname"] == "LLMBudgetExceeded"]
+        assert (row["starts_at"], row["ends_at"]) == (ELEVEN + 5, None), "the 10:50 occurrence carried on"
+        assert [(a.alertname, a.state) for a in gateway.alerts()] == [("LLMBudgetExceeded", "resolved")]
+    finally:
+        gateway.close()
+        services.close()
