@@ -60,7 +60,7 @@ bench: test-deps $(STAMP)
 bench-soak: test-deps $(STAMP)
 	$(BIN)/python bench/soak.py $(ARGS)
 
-## Detection evaluations: synthetic series from real traces, then 43 real tenants (docs/detection.md).
+## Detection evaluations: synthetic series from real traces, 43 real tenants, then a backfill (docs/detection.md).
 eval: $(STAMP)
 	$(BIN)/python bench/eval_detection.py
 	$(BIN)/python bench/eval_real_traffic.py

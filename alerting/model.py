@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -165,6 +165,13 @@ class Notification:
     """For `escalated`: the acknowledgement the rise re-opened (the alert is firing again), if any."""
     outbox_id: int | None = None
     """The outbox row this notification came from; makes retried deliveries recognisable (email)."""
+    maybe_delivered: bool = False
+    """An earlier attempt at this outbox row may have reached the receiver: it failed in a way that can
+    hide a success (a timeout; `DeliveryResult.maybe_delivered`) or its sender died before recording it.
+    A notifier whose receiver cannot recognise a repeat (Slack) looks for the earlier message first."""
+    settled_recipients: tuple[str, ...] = ()
+    """Recipients an earlier attempt at this row already settled (email: accepted, or refused for good);
+    the retry goes to the others only, so nobody gets the mail twice."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,6 +191,13 @@ class DeliveryResult:
     error: str = ""
     skipped: bool = False
     """True when the notifier deliberately sent nothing (an ack echoed back to where it came from)."""
+    settled_recipients: tuple[str, ...] = ()
+    """On a retryable failure, the recipients this delivery has settled so far (previous attempts
+    included): the outbox keeps them with the row and hands them back as
+    `Notification.settled_recipients` on the retry."""
+    maybe_delivered: bool = False
+    """On a retryable failure: the receiver may have acted all the same (its answer was lost to a timeout, or
+    it says it failed part way); the retry is handed `Notification.maybe_delivered`."""
 
     @classmethod
     def sent(cls, reference: dict[str, Any] | None = None, *, warning: str = "") -> DeliveryResult:
@@ -196,9 +210,27 @@ class DeliveryResult:
         return cls(ok=True, reference=reference, skipped=True)
 
     @classmethod
-    def retry(cls, error: str, retry_after: float | None = None) -> DeliveryResult:
-        """Failed in a way that trying again later can fix (429, 5xx, timeouts, connection errors)."""
-        return cls(ok=False, retryable=True, retry_after=retry_after, error=error)
+    def retry(
+        cls,
+        error: str,
+        retry_after: float | None = None,
+        *,
+        settled_recipients: Sequence[str] = (),
+        maybe_delivered: bool = False,
+    ) -> DeliveryResult:
+        """Failed in a way that trying again later can fix (429, 5xx, timeouts, connection errors).
+
+        `settled_recipients`: the failure concerns only the others (some mail recipients deferred);
+        `maybe_delivered`: the receiver may have acted despite the failure.
+        """
+        return cls(
+            ok=False,
+            retryable=True,
+            retry_after=retry_after,
+            error=error,
+            settled_recipients=tuple(settled_recipients),
+            maybe_delivered=maybe_delivered,
+        )
 
     @classmethod
     def fail(cls, error: str) -> DeliveryResult:

@@ -1,7 +1,8 @@
 """Budget periods, calendar-aligned in a budget's IANA timezone.
 
 A period starts at a local calendar boundary (top of the hour, midnight, Monday, the 1st, January 1st)
-and ends where the next one starts, so DST days last 23 or 25 hours. Every datetime returned is in UTC.
+and ends where the next one starts, so DST days last 23 or 25 hours (and an hour cut by a half-hour
+DST shift, as on Lord Howe Island, 30 minutes). Every datetime returned is in UTC.
 """
 
 from __future__ import annotations
@@ -51,10 +52,17 @@ def period_bounds(
     now_utc = now.astimezone(UTC)
     if p is Period.HOURLY:
         # Floor in local wall-clock time with the offset in force at `now` (+05:45 hours start at :15 UTC).
-        offset = now_utc.astimezone(z).utcoffset() or timedelta(0)
+        offset = _offset(now_utc, z)
         local_seconds = (now_utc - EPOCH + offset).total_seconds()
         start = now_utc - timedelta(seconds=local_seconds % _HOUR)
-        return start, start + timedelta(hours=1)
+        end = start + timedelta(hours=1)
+        # A DST shift of half an hour (Australia/Lord_Howe) moves the clock off the whole hour: the hour
+        # it cuts short ends at the shift and the next starts there, so consecutive hours never overlap.
+        if _offset(start, z) != offset:
+            start = _transition(start, now_utc, z)
+        if _offset(end - timedelta(seconds=1), z) != offset:
+            end = _transition(now_utc, end, z)
+        return start, end
     today = now_utc.astimezone(z).date()
     if p is Period.DAILY:
         first, following = today, today + timedelta(days=1)
@@ -92,6 +100,22 @@ def elapsed_fraction(start: datetime, end: datetime | None, now: datetime) -> fl
         return 0.0
     total = (end - start).total_seconds()
     return min(1.0, max(0.0, (now - start).total_seconds() / total))
+
+
+def _offset(moment: datetime, z: ZoneInfo) -> timedelta:
+    return moment.astimezone(z).utcoffset() or timedelta(0)
+
+
+def _transition(lo: datetime, hi: datetime, z: ZoneInfo) -> datetime:
+    """The instant (to the second) in `(lo, hi]` at which the offset changes from the one in force at `lo`."""
+    before = _offset(lo, z)
+    while (hi - lo) > timedelta(seconds=1):
+        mid = lo + (hi - lo) / 2
+        if _offset(mid, z) == before:
+            lo = mid
+        else:
+            hi = mid
+    return hi.replace(microsecond=0)
 
 
 def start_of_local_day(day: date, z: ZoneInfo) -> datetime:

@@ -64,6 +64,16 @@ def resolve_all(sink: AlertSink, items: list[tuple[str, dict[str, str]]], *, sta
         sink.resolve(alertname, labels)
 
 
+def active_since(sink: AlertSink, alertnames: Iterable[str]) -> list[tuple[str, dict[str, str], float]] | None:
+    """(alertname, labels, starts_at) of the unresolved alerts with these names; None when the sink cannot say.
+
+    Budget alerts use the start to tell an alert of a period that has ended from one of the current period:
+    their labels name no period, so only the start time can (see `alerting.budgets.alerts`).
+    """
+    reader = getattr(sink, "active_since", None)
+    return None if reader is None else list(reader(alertnames))
+
+
 def resolve_with_reason(sink: AlertSink, alertname: str, labels: dict[str, str], *, by: str, comment: str) -> None:
     """Resolve with who and why when the sink records it (the gateway does)."""
     resolve_with_reason = getattr(sink, "resolve_with_reason", None)

@@ -6,9 +6,10 @@ several processes on one store, so the supervisor only has to fork workers that 
 services and accept connections from the same socket (the kernel spreads the connections).
 
 The supervisor itself holds no database connection and starts no thread: it binds the socket, migrates
-the store once, forks the workers, forwards SIGTERM/SIGINT (stop) and SIGHUP (reload the budgets) to
-them, and starts a new worker when one dies, with a growing pause if they keep dying (store down at
-start-up, say).
+the store once, forks the workers, forwards SIGTERM/SIGINT (stop; it closes its own copy of the listening
+socket first, so new connections are refused while the workers finish their requests) and SIGHUP
+(reload the budgets) to them, and starts a new worker when one dies, with a growing pause if they keep
+dying (store down at start-up, say).
 
 Why not uvicorn's own `Multiprocess` supervisor (uvicorn 0.55): it starts workers with the `spawn`
 method, so each worker imports the whole application again (0.7–0.8 s of imports measured here for the
@@ -121,6 +122,10 @@ class Supervisor:
 
     def _stop(self, signum: int, _frame: FrameType | None) -> None:
         self._stopping = True
+        # The workers stop accepting at once, but while this copy of the listening socket stayed open the
+        # kernel kept taking connections in, which nobody would accept: their requests waited for the last
+        # worker to finish and were then reset, unanswered. Closed, a new connection is refused at once.
+        self.sock.close()
         for pid in list(self.children):
             _signal(pid, signal.SIGTERM)
 

@@ -71,6 +71,9 @@ class Client:
             raise ValueError(f"fail_mode must be 'open' or 'closed', got {fail_mode!r}")
         if batch_size < 1 or max_queue < 1:
             raise ValueError("batch_size and max_queue must be >= 1")
+        if token and not (token.isascii() and token.isprintable()):
+            # httpx would fail later with a bare UnicodeEncodeError: an HTTP header carries ASCII only.
+            raise ValueError("token must be printable ASCII (a placeholder such as '…' left in it?)")
         self.url = url.rstrip("/")
         self.defaults = {k: v for k, v in (("project", project), ("service", service), ("user", user)) if v}
         self.batch_size = batch_size

@@ -195,25 +195,27 @@ def _sink(
     return sink, pusher
 
 
-def reload_budgets(parts: AlertingParts, path: str) -> list[str]:
-    """Re-read the config file and apply its `budgets:` section; returns the problems (nothing applied then).
+def reload_budgets(parts: AlertingParts, path: str) -> tuple[list[str], str]:
+    """Re-read the config file and apply its `budgets:` section when this process leads.
 
+    Returns the problems (nothing applied then) and what became of the budgets, for the log line.
     Other sections (listen address, store, tokens, notifications) take effect at the next start.
     """
     try:
         config = load_config(path)
     except ConfigError as exc:
-        return exc.problems
+        return exc.problems, ""
     problems: list[str] = []
     budgets_config = parse_budgets_section(config.raw.get("budgets"), problems)
     if problems:
-        return problems
+        return problems, ""
     if parts.config_budgets is None:
         log.info("config re-read; this process (role ingest) applies no budgets, the scheduler leader does")
-        return []
+        return [], "budgets left to the scheduler leader"
     if not parts.config_budgets.reload(budgets_config):
         log.info("config re-read; its budgets are applied by the scheduler leader, not this process")
-    return []
+        return [], "budgets left to the scheduler leader"
+    return [], "budgets applied"
 
 
 def _job(fn: Callable[[float], object]) -> Callable[[float], None]:

@@ -25,7 +25,7 @@ from alerting.budgets.instances import CurrentPeriods, Instance, InstanceReader
 from alerting.budgets.registry import BudgetRegistry
 from alerting.periods import elapsed_fraction
 from alerting.projection import INSUFFICIENT_HISTORY, ProjectionConfig, ProjectionResult, should_alert_forecast
-from alerting.sink import AlertSink, FireItem, fire_all, resolve_all, resolve_with_reason
+from alerting.sink import AlertSink, FireItem, active_since, fire_all, resolve_all, resolve_with_reason
 from exporter.store.writer import WriteResult
 
 BUDGET_ALERTS = (*ALERT_FOR_STATE.values(), FORECAST_ALERT)
@@ -55,8 +55,9 @@ class BudgetAlerts:
         self.periods = periods
         self.clock = clock
         self.projection = projection
-        self._levels: dict[tuple[str, str], int] = {}
-        """Index in STATES of each instance's level when last alerted on (so a level fires once)."""
+        self._levels: dict[tuple[str, str], tuple[float, int]] = {}
+        """Each instance's period start and index in STATES of its level when last alerted on (so a level
+        fires once per period: the same level reached again in the next period is a new crossing)."""
 
     def annotations(self, instance: Instance, alertname: str) -> dict[str, str]:
         """The annotations of one budget alert of `instance`: summary, description, figures, runbook."""
@@ -107,15 +108,19 @@ class BudgetAlerts:
         defs = [b for b in self.registry.definitions() if b.name in names]
         self._alert_request_caps(result, [b for b in defs if b.max_cost_per_request or b.max_tokens_per_request])
         crossed: list[FireItem] = []
+        rising: list[Instance] = []
         for instance in self.reader.instances(only=defs):
             ident = (instance.budget.name, instance.key)
             if ident not in touched:
                 continue
             level = STATES.index(instance.state)
-            if level <= self._levels.get(ident, STATES.index("ok")):
+            start = instance.period_start.timestamp()
+            seen_start, seen = self._levels.get(ident, (start, STATES.index("ok")))
+            if seen_start == start and level <= seen:
                 continue
-            self._levels[ident] = level
+            self._levels[ident] = (start, level)
             for alertname in sorted(self.desired(instance, self.clock()) - {FORECAST_ALERT}):
+                rising.append(instance)
                 crossed.append(
                     (
                         alertname,
@@ -124,6 +129,8 @@ class BudgetAlerts:
                         SEVERITY_FOR_ALERT[alertname],
                     )
                 )
+        if rising:
+            self._end_finished_periods(rising)
         # One request crossing many instances of a `key: "*"` budget: one transaction, one grouped message.
         fire_all(self.sink, crossed)
 
@@ -132,6 +139,8 @@ class BudgetAlerts:
         if not capped or self.sink is None:
             return
         worst: dict[tuple[str, str], tuple[Budget, Any, str]] = {}
+        now = self.clock()
+        current = {budget.name: self.periods.bounds(budget, now)[0].timestamp() for budget in capped}
         for event, new in zip(result.events, result.inserted, strict=False):
             if not new:
                 continue
@@ -142,6 +151,10 @@ class BudgetAlerts:
                 key = budget.matches(labels)
                 if key is None:
                     continue
+                if event.timestamp < current[budget.name]:
+                    # A late call of a period that has ended (a retried batch, an imported log): counted
+                    # there, but that period's cap alert is over; raising one now would label it today's.
+                    continue
                 if budget.max_cost_per_request is not None and cost > budget.max_cost_per_request:
                     why = f"call {event.request_id} cost ${cost:,.4f}, over the ${budget.max_cost_per_request:,.2f} cap"
                 elif budget.max_tokens_per_request is not None and tokens > budget.max_tokens_per_request:
@@ -150,7 +163,6 @@ class BudgetAlerts:
                 else:
                     continue
                 worst.setdefault((budget.name, key), (budget, event, why))
-        now = self.clock()
         for (name, key), (budget, _event, why) in sorted(worst.items(), key=lambda item: item[0]):
             start = self.periods.start(budget, now)
             labels = {"budget": name, "scope": budget.scope, "key": key, "period_start": str(start)}
@@ -163,7 +175,7 @@ class BudgetAlerts:
 
     def reconcile(self, definitions: list[Budget], instances: list[Instance], now: float) -> None:
         """Make the active budget alerts those `instances` call for: raise what holds, resolve what does not."""
-        self._levels = {(i.budget.name, i.key): STATES.index(i.state) for i in instances}
+        self._levels = {(i.budget.name, i.key): (i.period_start.timestamp(), STATES.index(i.state)) for i in instances}
         if self.sink is None:
             return
         desired: dict[tuple[str, str, str], Instance] = {}
@@ -178,7 +190,7 @@ class BudgetAlerts:
         # by instance, so moving from one level to another is a change of that alert, not a resolve.
         active = {
             (_identity(alertname), labels.get("budget", ""), labels.get("key", "")): (alertname, labels)
-            for alertname, labels in self.sink.active_labels(BUDGET_ALERTS)
+            for alertname, labels in self._end_finished_periods(list(desired.values()))
         }
         wanted = {(_identity(alertname), budget, key) for alertname, budget, key in desired}
         fire_all(
@@ -204,6 +216,36 @@ class BudgetAlerts:
         for alertname, labels in self.sink.active_labels([REQUEST_CAP_ALERT]):
             if current.get(labels.get("budget", "")) != labels.get("period_start"):
                 self.sink.resolve(alertname, labels)  # its period is over (or the budget is gone)
+
+    def _end_finished_periods(self, instances: list[Instance]) -> list[tuple[str, dict[str, str]]]:
+        """Resolve the alerts these instances still hold from a period that has ended; the rest stay active.
+
+        A budget alert's labels name no period, so an instance over a threshold again early in the next
+        period (an hourly request budget refilled in its first seconds, before the scheduler's next
+        evaluation) would otherwise carry on the last period's alert: no new Slack thread or PagerDuty
+        incident for a new crossing, and none at all if the old one was acknowledged. An alert that
+        started before the instance's current period belongs to the finished one and is resolved here;
+        only alerts that old are touched, so one raised in this period (by any process) stays.
+        Returns (alertname, labels) of the budget alerts still active.
+        """
+        assert self.sink is not None
+        found = active_since(self.sink, BUDGET_ALERTS)
+        if found is None:  # a sink that cannot tell when its alerts started
+            return self.sink.active_labels(BUDGET_ALERTS)
+        starts = {(i.budget.name, i.key): i.period_start.timestamp() for i in instances}
+        ended: list[tuple[str, dict[str, str]]] = []
+        kept: list[tuple[str, dict[str, str]]] = []
+        latest = float("-inf")
+        for alertname, labels, started in found:
+            if started < starts.get((labels.get("budget", ""), labels.get("key", "")), float("-inf")):
+                ended.append((alertname, labels))
+                latest = max(latest, started)
+            else:
+                kept.append((alertname, labels))
+        if ended:
+            # `started_by`: the latest of their starts, still before the period, so nothing newer is resolved.
+            resolve_all(self.sink, ended, started_by=latest)
+        return kept
 
     def resolve_budgets(self, names: Iterable[str], *, by: str, comment: str) -> None:
         """Resolve every alert of these budgets (removed or deleted), recording who and why."""

@@ -169,10 +169,13 @@ def decide(instances: list[CheckInstance], request: CheckRequest) -> dict[str, A
     else:
         decider = max(verdicts, key=lambda v: v.after / v.instance.budget.limit, default=None)
     allowed = not refusing
-    # A refusal is always "exceeded"; otherwise the worst state the budgets are in now (each entry's
-    # `state_after` tells where this call would take it).
+    # A refusal is always "exceeded", and only a refusal is: an allowed call gets the worst state the
+    # budgets are in now, at most "critical", so `state` never contradicts `allowed` (a soft or track
+    # budget past its limit still says "exceeded" in its own entry; `state_after` tells where this call
+    # would take each one).
     now = (v.instance.budget.state(v.instance.spent / v.instance.budget.limit) for v in verdicts)
-    state = "exceeded" if not allowed else max(now, key=STATES.index, default="ok")
+    worst = max(now, key=STATES.index, default="ok")
+    state = "exceeded" if not allowed else min(worst, "critical", key=STATES.index)
     reason = _reason(decider, allowed, request)
     fallback = ""
     for v in ([decider] if decider is not None else []) + verdicts:

@@ -1,11 +1,12 @@
-"""`llmcost alerts [list|ack ID]`: the gateway's alerts from the command line (beside the gateway it drives).
+"""`llmcost alerts [list|ack ID|unack ID]`: the gateway's alerts from the command line (beside the gateway it drives).
 
-`list` opens the store read-only; `ack` records the acknowledgement and queues its notifications,
+`list` opens the store read-only; `ack` and `unack` record the change and queue its notifications,
 which the running server's delivery workers send (this command starts none).
 
 `ack` exit status: 0 when the alert is acknowledged, including one that already was (nothing is
 recorded then, and the message names who acknowledged it and when: the first acknowledgement stands);
-1 when there is no such alert or it is resolved (nothing to acknowledge); 2 without an ID.
+1 when there is no such alert or it is resolved (nothing to acknowledge); 2 without an ID. `unack`
+likewise: 0 when the alert is firing again, including one that was not acknowledged (nothing changed).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `alerts` subcommand's arguments (after `--config` and `--db`)."""
-    parser.add_argument("action", nargs="?", choices=("list", "ack"), default="list")
+    parser.add_argument("action", nargs="?", choices=("list", "ack", "unack"), default="list")
     parser.add_argument("id", nargs="?", type=int)
     parser.add_argument("--state", choices=("firing", "acknowledged", "resolved"))
     parser.add_argument("--by", default=os.environ.get("USER", "cli"))
@@ -48,7 +49,7 @@ def run(
     from alerting.gateway.service import GatewayService
 
     config = config_from_args(args)
-    read_only = args.action != "ack"
+    read_only = args.action == "list"
     services = open_services(config, start_writer=False, read_only=read_only, must_exist=True)
     print(f"store: {store_location(config.database_url)}", file=sys.stderr)
     try:
@@ -58,6 +59,8 @@ def run(
         services.closers.append(gateway.close)
         if args.action == "ack":
             return _ack(gateway, args)
+        if args.action == "unack":
+            return _unack(gateway, args)
         listed = gateway.alerts(args.state)
         if not listed:
             print(f"no {args.state} alerts" if args.state else "no alerts")
@@ -97,6 +100,32 @@ def _ack(gateway: GatewayService, args: argparse.Namespace) -> int:
         print(f"alert {args.id} is already acknowledged{_acknowledged(current)}; nothing changed")
         return 0
     print(f"alert {args.id} acknowledged by {args.by}")
+    return 0
+
+
+def _unack(gateway: GatewayService, args: argparse.Namespace) -> int:
+    from alerting.gateway.changes import AlertConflict
+
+    if args.id is None:
+        print("usage: llmcost alerts unack ID [--by NAME]", file=sys.stderr)
+        return 2
+    alert = gateway.alert(args.id)
+    if alert is None:
+        print(f"no alert with id {args.id}", file=sys.stderr)
+        return 1
+    resolved = f"alert {args.id} is resolved; nothing to unacknowledge"
+    if alert.state == "resolved":
+        print(resolved, file=sys.stderr)
+        return 1
+    try:
+        change = gateway.unack(args.id, by=args.by, via="cli", comment=args.comment)
+    except AlertConflict:  # resolved between the read above and the write
+        print(resolved, file=sys.stderr)
+        return 1
+    if change.action != "unacknowledged":
+        print(f"alert {args.id} is not acknowledged; nothing changed")
+        return 0
+    print(f"alert {args.id} unacknowledged by {args.by}: firing again")
     return 0
 
 

@@ -9,6 +9,7 @@ lists every problem of the file at once; they are parsed again into the typed se
 notifications:
   slack:     {token: ..., channel: "#llm-cost", api_url: https://slack.com/api/, signing_secret: ...}
   email:     {smtp_host: ..., smtp_port: 587, starttls: true, username: ..., password: ..., from: ..., to: [...]}
+             # implicit_tls: true (default on smtp_port 465): TLS from the first byte instead of STARTTLS
   pagerduty: {routing_key: ..., events_url: https://events.pagerduty.com/v2/enqueue, webhook_secret: ...}
   routes:    {info: [], warning: [slack, email], critical: [slack, email, pagerduty]}
   # any channel may also say `group: false` (never grouped) and `max_per_minute: N` (rate limit)
@@ -21,7 +22,8 @@ alerting:
   receipt_retention: 7d        # how long webhook delivery ids are remembered for dedup
   outbox: {max_attempts: 10, initial_backoff: 2s, max_backoff: 5m, lease: 60s, concurrency: 4,
            poll_interval: 1s, retention: 30d}
-  alertmanager: {url: http://alertmanager:9093, silence_on_ack: false, silence_duration: 24h,
+  alertmanager: {url: http://alertmanager:9093,   # default: every replica of the top-level alertmanager.urls
+                 silence_on_ack: false, silence_duration: 24h,
                  resolve_after: 5m,   # an alert held by a silence resolves once gone this long
                  follow_silences: true}   # alerts silenced in Alertmanager are marked so: no reminders
 ```
@@ -45,6 +47,7 @@ from alerting.gateway.settings import (
     parse_duration,
 )
 from alerting.model import SEVERITIES, Severity
+from alerting.notify.mail import implicit_tls, split_addresses
 from exporter.config import Config, ConfigError, resolve_secret
 
 _SECRETS = {
@@ -65,6 +68,7 @@ _PLAIN_KEYS = {
         "to",
         "timeout_seconds",
         "allow_insecure_auth",
+        "implicit_tls",
         *_FLOW_KEYS,
     },
     "pagerduty": {"events_url", "timeout_seconds", "source", *_FLOW_KEYS},
@@ -113,19 +117,32 @@ def _channel(name: str, section: dict[str, Any], problems: Problems, base: Path)
     if name == "email":
         to = resolved.get("to")
         if isinstance(to, str):
-            resolved["to"] = [to]
-        elif to is not None and not (isinstance(to, list) and to and all(isinstance(a, str) and a for a in to)):
+            to = [to]
+        if isinstance(to, list) and to and all(isinstance(a, str) and a for a in to):
+            resolved["to"], bad = split_addresses(to)
+            problems.extend(f"{path}.to: {entry!r} is not a mail address" for entry in bad)
+        elif to is not None:
             problems.append(f"{path}.to: must be an address or a non-empty list of addresses")
+        sender = resolved.get("from")
+        if isinstance(sender, str) and sender:
+            senders, bad = split_addresses([sender])
+            if bad:
+                problems.append(f"{path}.from: {sender!r} is not a mail address")
+            elif len(senders) != 1:
+                problems.append(f"{path}.from: must be one address, got {len(senders)}")
         port = resolved.get("smtp_port", 587)
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
             problems.append(f"{path}.smtp_port: must be a port number")
         if not isinstance(resolved.get("starttls", True), bool):
             problems.append(f"{path}.starttls: must be true or false")
+        if not isinstance(resolved.get("implicit_tls", False), bool):
+            problems.append(f"{path}.implicit_tls: must be true or false")
         if not isinstance(resolved.get("allow_insecure_auth", False), bool):
             problems.append(f"{path}.allow_insecure_auth: must be true or false")
         elif (
             resolved.get("username")
             and resolved.get("starttls", True) is False
+            and not implicit_tls(resolved)
             and not resolved.get("allow_insecure_auth")
         ):
             problems.append(
@@ -231,20 +248,31 @@ def _grouping(alerting: Mapping[str, Any], channels: Mapping[str, Any], problems
     )
 
 
-def first_alertmanager_url(raw: Mapping[str, Any]) -> str:
-    """The first replica of the top-level `alertmanager:` section (`url` or `urls`), or ""."""
+def alertmanager_urls(raw: Mapping[str, Any]) -> list[str]:
+    """The http(s) replicas of the top-level `alertmanager:` section (`url` or `urls`), in order."""
     section = raw.get("alertmanager")
     if not isinstance(section, dict):
-        return ""
+        return []
     urls = section.get("urls") or [section.get("url")]
-    first = urls[0] if isinstance(urls, list) and urls else None
-    return first if isinstance(first, str) and first.startswith(("http://", "https://")) else ""
+    if not isinstance(urls, list):
+        return []
+    found: list[str] = []
+    for url in urls:
+        if isinstance(url, str) and url.startswith(("http://", "https://")) and url.rstrip("/") not in found:
+            found.append(url.rstrip("/"))
+    return found
 
 
-def _silences(value: Any, problems: Problems, fallback_url: str | None) -> SilenceSettings:
-    """Silence settings; `fallback_url` is the top-level `alertmanager:` replica used without a url here.
+def first_alertmanager_url(raw: Mapping[str, Any]) -> str:
+    """The first replica of the top-level `alertmanager:` section (`url` or `urls`), or ""."""
+    urls = alertmanager_urls(raw)
+    return urls[0] if urls else ""
 
-    `fallback_url` is None when the caller sees only the `alerting:` section (a missing url is not judged).
+
+def _silences(value: Any, problems: Problems, fallback_urls: list[str] | None) -> SilenceSettings:
+    """Silence settings; `fallback_urls` are the top-level `alertmanager:` replicas, used without a url here.
+
+    `fallback_urls` is None when the caller sees only the `alerting:` section (a missing url is not judged).
     """
     path = "alerting.alertmanager"
     section = _mapping(value, path, problems) or {}
@@ -261,8 +289,11 @@ def _silences(value: Any, problems: Problems, fallback_url: str | None) -> Silen
     if not isinstance(follow, bool):
         problems.append(f"{path}.follow_silences: must be true or false")
         follow = True
-    url = url or fallback_url or ""
-    if enabled and not url and fallback_url is not None:
+    # A url here is the one Alertmanager asked; without it every top-level replica is (silences made on
+    # one replica reach the others only by gossip, which a replica that is down misses).
+    replicas = (url,) if url else tuple(fallback_urls or ())
+    url = url or (replicas[0] if replicas else "")
+    if enabled and not url and fallback_urls is not None:
         problems.append(f"{path}.silence_on_ack: needs {path}.url (or the top-level alertmanager.url)")
     duration = _duration(section, "silence_duration", path, SilenceSettings.duration, problems)
     resolve_after = _duration(section, "resolve_after", path, SilenceSettings.resolve_after, problems)
@@ -270,7 +301,12 @@ def _silences(value: Any, problems: Problems, fallback_url: str | None) -> Silen
         problems.append(f"{path}.resolve_after: must be > 0")
         resolve_after = SilenceSettings.resolve_after
     return SilenceSettings(
-        url=url, silence_on_ack=enabled, follow_silences=follow, duration=duration, resolve_after=resolve_after
+        url=url,
+        replicas=replicas,
+        silence_on_ack=enabled,
+        follow_silences=follow,
+        duration=duration,
+        resolve_after=resolve_after,
     )
 
 
@@ -308,7 +344,7 @@ def parse_settings(raw: Mapping[str, Any], base: Path, problems: Problems, *, wh
         receipt_retention=_duration(alerting, "receipt_retention", path, GatewaySettings.receipt_retention, problems),
         outbox=_outbox(alerting.get("outbox"), problems),
         grouping=_grouping(alerting, channels, problems),
-        silences=_silences(alerting.get("alertmanager"), problems, first_alertmanager_url(raw) if whole else None),
+        silences=_silences(alerting.get("alertmanager"), problems, alertmanager_urls(raw) if whole else None),
     )
 
 

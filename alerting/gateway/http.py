@@ -245,7 +245,10 @@ def gateway_routes(gateway: GatewayService, auth: AuthConfig) -> list[BaseRoute]
         raw = str(request.path_params["outbox_id"])
         if not raw.isdigit() or len(raw) > 18:
             return error(404, "no such notification", {"id": raw})
-        if not await run_in_threadpool(gateway.requeue, int(raw)):
+        requeued = await run_in_threadpool(gateway.requeue, int(raw))
+        if requeued is None:
+            return error(404, "no such notification", {"id": int(raw)})
+        if not requeued:
             return error(409, "only a dead letter can be retried", {"id": int(raw)})
         return ORJSONResponse({"id": int(raw), "status": "pending"})
 

@@ -59,11 +59,11 @@ def notification_rows(
     ]
 
 
-def requeue(store: Store, outbox_id: int, now: float) -> bool:
-    """Give a dead letter another round of attempts; False if it is not dead."""
+def requeue(store: Store, outbox_id: int, now: float) -> bool | None:
+    """Give a dead letter another round of attempts; False if it is not dead, None if there is no such row."""
     o = notification_outbox
     with store.transaction() as conn:
-        return (
+        requeued = (
             conn.execute(
                 update(o)
                 .where(o.c.id == outbox_id, o.c.status == DEAD)
@@ -71,6 +71,9 @@ def requeue(store: Store, outbox_id: int, now: float) -> bool:
             ).rowcount
             == 1
         )
+        if requeued or conn.execute(select(o.c.id).where(o.c.id == outbox_id)).first() is not None:
+            return requeued
+        return None
 
 
 def purge_delivered(store: Store, older_than: float) -> int:

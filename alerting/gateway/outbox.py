@@ -64,12 +64,12 @@ def counter_name(channel: str, outcome: str) -> str:
 
 _SQL = {
     # The oldest due, unleased pending row of each alert on a channel: an alert's later rows wait for it.
-    "due": "SELECT o.id FROM notification_outbox AS o WHERE o.channel = ? AND o.status = 'pending' "
+    "due": "SELECT o.id, o.lease_until FROM notification_outbox AS o WHERE o.channel = ? AND o.status = 'pending' "
     "AND o.next_attempt_at <= ? AND (o.lease_until IS NULL OR o.lease_until <= ?) AND NOT EXISTS ("
     "SELECT 1 FROM notification_outbox AS e WHERE e.alert_id = o.alert_id AND e.channel = o.channel "
     "AND e.status = 'pending' AND e.id < o.id) ORDER BY o.id LIMIT ?",
     # More due rows of one group (same budget, kind and channel) than the one claimed: sent as one message.
-    "group_due": "SELECT o.id FROM notification_outbox AS o WHERE o.channel = ? AND o.group_key = ? "
+    "group_due": "SELECT o.id, o.lease_until FROM notification_outbox AS o WHERE o.channel = ? AND o.group_key = ? "
     "AND o.kind = ? AND o.status = 'pending' "
     "AND o.next_attempt_at <= ? AND (o.lease_until IS NULL OR o.lease_until <= ?) AND NOT EXISTS ("
     "SELECT 1 FROM notification_outbox AS e WHERE e.alert_id = o.alert_id AND e.channel = o.channel "
@@ -83,6 +83,8 @@ _SQL = {
     "updated_at = ?, last_error = ?, sent_at = COALESCE(?, sent_at), "
     "next_attempt_at = COALESCE(?, next_attempt_at) WHERE id = ? AND lease_owner = ?",
     "reference": "UPDATE alert_channels SET reference = ?, updated_at = ? WHERE alert_id = ? AND channel = ?",
+    "payload": "SELECT payload FROM notification_outbox WHERE id = ?",
+    "progress": "UPDATE notification_outbox SET payload = ? WHERE id = ?",
 }
 
 
@@ -179,23 +181,28 @@ class Outbox:
         summarise = summarise and digests
         wanted = self.grouping.max_group if summarise else limit
         cursor.execute(self._sql["due_locked"], (channel, now, now, wanted))
-        claimed = self._lease(cursor, [r[0] for r in cursor.fetchall()], now)
+        claimed = self._lease(cursor, cursor.fetchall(), now)
         if digests and self.grouping.groups(channel):
             claimed = self._gather_groups(conn, channel, claimed, now)
         if summarise and len(claimed) > 1:
             return [self._summary(claimed)]
         return claimed
 
-    def _lease(self, cursor: Any, ids: Sequence[int], now: float) -> list[Claimed]:
-        if not ids:
+    def _lease(self, cursor: Any, due: Sequence[tuple[int, float | None]], now: float) -> list[Claimed]:
+        """Lease the `due` rows (id, lease_until) that nobody else took meanwhile."""
+        if not due:
             return []
+        ids = [row[0] for row in due]
+        # A pending row with a lease was claimed before and its result never recorded: its sender died,
+        # perhaps after sending.
+        unfinished = {row[0] for row in due if row[1] is not None}
         lease = (self.owner, now + self.settings.lease, now)
         cursor.execute(self._sql["lease"].format(ids=self._in_list(len(ids))), (*lease, *ids, now))
         claimed_ids = [r[0] for r in cursor.fetchall()]
         if not claimed_ids:
             return []
         cursor.execute(self._sql["claimed"].format(ids=self._in_list(len(claimed_ids))), tuple(claimed_ids))
-        return [self._claimed(row) for row in cursor.fetchall()]
+        return [self._claimed(row, unfinished) for row in cursor.fetchall()]
 
     def _gather_groups(self, conn: Connection, channel: str, claimed: list[Claimed], now: float) -> list[Claimed]:
         """Fold claimed rows of one group, with the other due rows of that group, into one digest each.
@@ -217,7 +224,7 @@ class Outbox:
         for (group, kind), items in by_group.items():
             room = max(self.grouping.max_group - len(items), 0)
             cursor.execute(self._sql["group_due_locked"], (channel, group, kind, now, now, room))
-            more = [r[0] for r in cursor.fetchall()]
+            more = cursor.fetchall()
             if len(items) + len(more) < self.grouping.group_threshold:
                 # Resolves of the last open instances of a group incident, sent one by one: resolve it.
                 ended = incidents_ended(conn, channel, group_digest_key(group), [i.notification for i in items])
@@ -267,7 +274,7 @@ class Outbox:
         return ", ".join([self._placeholder] * n)
 
     @staticmethod
-    def _claimed(row: Any) -> Claimed:
+    def _claimed(row: Any, unfinished: set[int] | frozenset[int] = frozenset()) -> Claimed:
         row_id, alert_id, channel, kind_name, attempts, payload_json, reference, group_key = row
         payload = loads(payload_json)
         kind = NotificationKind(kind_name)
@@ -280,6 +287,8 @@ class Outbox:
             previous_severity=payload.get("previous_severity"),
             reopened=reopened_from_json(payload.get("reopened")),
             outbox_id=int(row_id),
+            maybe_delivered=bool(payload.get("maybe_delivered")) or row_id in unfinished,
+            settled_recipients=tuple(payload.get("settled_recipients") or ()),
         )
         return Claimed(int(row_id), int(alert_id), channel, kind, int(attempts), notification, group_key)
 
@@ -373,6 +382,17 @@ class Outbox:
             log.warning("outbox row %s: lease lost before the result was recorded", claimed.id)
             finished.append(Finished(claimed.id, claimed.channel, status, None, lease_lost=True))
             return
+        settled = result.settled_recipients  # a digest's are kept by each of its rows
+        if status == PENDING and (settled or result.maybe_delivered):
+            # The message may have gone out, wholly (a lost answer) or in part (some mail recipients took
+            # it): the row remembers it, so the retry does not repeat it.
+            cursor.execute(self._sql["payload"], (claimed.id,))
+            payload = loads(cursor.fetchone()[0])
+            if settled:
+                payload["settled_recipients"] = list(settled)
+            if result.maybe_delivered:
+                payload["maybe_delivered"] = True
+            cursor.execute(self._sql["progress"], (dumps(payload), claimed.id))
         if result.ok and not result.skipped and result.reference is not None:
             reference = (
                 member_reference(delivery.digest_key, result.reference) if delivery.members else result.reference

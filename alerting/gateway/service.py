@@ -103,8 +103,8 @@ class GatewayService:
         )
         self.webhooks = WebhookReceiver(store, self.lifecycle, clock=clock, write=self._write)
         silences = self.settings.silences
-        watching = bool(silences.url) and (silences.silence_on_ack or silences.follow_silences)
-        self.silence_watch = SilenceWatch(silences.url, resolve_after=silences.resolve_after) if watching else None
+        watching = bool(silences.urls) and (silences.silence_on_ack or silences.follow_silences)
+        self.silence_watch = SilenceWatch(silences.urls, resolve_after=silences.resolve_after) if watching else None
         self._workers = None
         self._ticker = None
         if start_workers:
@@ -361,8 +361,8 @@ class GatewayService:
         """Outbox rows (pending, sent, skipped or dead), newest first."""
         return notification_rows(self.store, status=status, channel=channel, alert_id=alert_id, limit=limit)
 
-    def requeue(self, outbox_id: int) -> bool:
-        """Retry a dead letter from scratch; False if the row is not dead."""
+    def requeue(self, outbox_id: int) -> bool | None:
+        """Retry a dead letter from scratch; False if the row is not dead, None if there is no such row."""
         done = requeue(self.store, outbox_id, self.clock())
         self.wake()
         return done

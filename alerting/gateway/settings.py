@@ -64,6 +64,10 @@ class SilenceSettings:
     """Optional: silence an acknowledged Alertmanager alert in Alertmanager until resolve or unack."""
 
     url: str = ""
+    """`alerting.alertmanager.url`, else the first top-level replica."""
+    replicas: tuple[str, ...] = ()
+    """Every Alertmanager asked about silences, and tried in turn by `silence_on_ack`: the top-level
+    `alertmanager.urls` when `url` is not given here. Empty: just `url`."""
     silence_on_ack: bool = False
     follow_silences: bool = True
     """With a url: mark the firing alerts received from Alertmanager that a silence there holds (no
@@ -74,6 +78,11 @@ class SilenceSettings:
     this long. Alertmanager sends no resolve for a silenced alert; the wait rides out an Alertmanager
     restarted without its alerts, which Prometheus re-sends within a minute or two
     (`alerting.gateway.silence_watch`)."""
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """The replicas asked about silences and alerts (`replicas`, else `url`, else none)."""
+        return self.replicas or ((self.url,) if self.url else ())
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,11 @@ end). The gateway marks those alerts silenced (no reminders; shown with who, com
 is no longer silenced is asked about alone: still held by Alertmanager, it is firing again (reminders
 resume); gone for `resolve_after`, it ended while silenced and is resolved, as above. Every request is a
 read: silences made by people are never changed.
+
+With several Alertmanager replicas (the top-level `alertmanager.urls`), every one is asked and the answers
+joined: an alert is silenced when any replica holds it silenced, and present when any holds it. A silence
+made on one replica reaches the others only by gossip, which a replica that is down never hears. A replica
+that does not answer is left out (logged once); only when none answers is Alertmanager unavailable.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import select
@@ -162,13 +168,13 @@ class SilenceWatch:
 
     def __init__(
         self,
-        url: str,
+        urls: Sequence[str],
         *,
         resolve_after: float,
         timeout: float = 5.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._base = url.rstrip("/")
+        self._bases = [url.rstrip("/") for url in urls]
         self.resolve_after = resolve_after
         self.spacing = min(MAX_SPACING, resolve_after / 5)
         self.max_gap = resolve_after / 2
@@ -181,6 +187,8 @@ class SilenceWatch:
         self._followed_at: float | None = None
         self._gone_since: dict[int, float] = {}  # silenced firing alerts absent from Alertmanager
         self._follow_unavailable = False
+        self._down: set[str] = set()  # replicas that did not answer at their last question, logged once
+        self._silence_sources: dict[str, str] = {}  # silence id -> the replica that listed it first
 
     def ended(self, candidates: Callable[[], Sequence[SilencedAlert]], now: float) -> list[int]:
         """Check now (unless the last check was under `spacing` ago); ids of the alerts to resolve.
@@ -266,31 +274,64 @@ class SilenceWatch:
         return found
 
     def _silenced_now(self) -> dict[str, list[str]]:
-        """The silence ids holding each alert Alertmanager holds silenced, by gateway fingerprint."""
+        """The silence ids holding each alert any replica holds silenced, by gateway fingerprint.
+
+        Every replica is asked and the answers joined: a silence made on one replica reaches the others
+        only through the cluster's gossip, which a replica that is down (or not clustered) never hears.
+        Raises `AlertmanagerUnavailable` only when no replica answers.
+        """
         params = {"active": "false", "silenced": "true", "inhibited": "true", "unprocessed": "false"}
-        try:
-            listed = self._get_json("/api/v2/alerts", params)
-        except _Refused as refused:
-            raise AlertmanagerUnavailable(f"the alerts query was refused: {refused}") from None
-        if not isinstance(listed, list):
-            raise AlertmanagerUnavailable("the answer is not a list of alerts")
         held: dict[str, list[str]] = {}
-        for item in listed:
-            if not isinstance(item, dict) or not isinstance(item.get("labels"), dict):
+        self._silence_sources = {}
+        problems = []
+        for base in self._bases:
+            try:
+                listed = self._get_json(base, "/api/v2/alerts", params)
+                if not isinstance(listed, list):
+                    raise AlertmanagerUnavailable("the answer is not a list of alerts")
+            except _Refused as refused:
+                problems.append(self._replica_down(base, f"the alerts query was refused: {refused}"))
                 continue
-            status = item.get("status")
-            silenced_by = status.get("silencedBy") if isinstance(status, dict) else None
-            if isinstance(silenced_by, list) and silenced_by:
-                ids = [str(i) for i in silenced_by if isinstance(i, str) and i]
-                held.setdefault(gateway_fingerprint(item["labels"]), []).extend(ids)
+            except AlertmanagerUnavailable as exc:
+                problems.append(self._replica_down(base, str(exc)))
+                continue
+            self._replica_up(base)
+            for item in listed:
+                if not isinstance(item, dict) or not isinstance(item.get("labels"), dict):
+                    continue
+                status = item.get("status")
+                silenced_by = status.get("silencedBy") if isinstance(status, dict) else None
+                if isinstance(silenced_by, list) and silenced_by:
+                    ids = [str(i) for i in silenced_by if isinstance(i, str) and i]
+                    found = held.setdefault(gateway_fingerprint(item["labels"]), [])
+                    found.extend(i for i in ids if i not in found)
+                    for silence_id in ids:
+                        self._silence_sources.setdefault(silence_id, base)
+        if len(problems) == len(self._bases):
+            raise AlertmanagerUnavailable("; ".join(problems))
         return held
 
     def _silence(self, silence_id: str) -> Silence:
-        """Who made the silence, why and until when; just its id when Alertmanager cannot say."""
-        try:
-            data = self._get_json(f"/api/v2/silence/{silence_id}", {})
-        except _Refused:  # expired and collected meanwhile, say
-            return Silence(silence_id)
+        """Who made the silence, why and until when; just its id when Alertmanager cannot say.
+
+        Asked of the replica that listed the silence first (unclustered replicas each know only their own),
+        then the others. Raises `AlertmanagerUnavailable` when none answers: the check is retried later
+        rather than marking the alert with a bare id for good.
+        """
+        first = self._silence_sources.get(silence_id, self._bases[0])
+        data = None
+        unavailable: list[str] = []
+        for base in [first, *(b for b in self._bases if b != first)]:
+            try:
+                data = self._get_json(base, f"/api/v2/silence/{silence_id}", {})
+            except _Refused:  # expired and collected meanwhile, say
+                continue
+            except AlertmanagerUnavailable as exc:
+                unavailable.append(f"{_replica_name(base)}: {exc}")
+                continue
+            break
+        if len(unavailable) == len(self._bases):
+            raise AlertmanagerUnavailable("; ".join(unavailable))
         if not isinstance(data, dict):
             return Silence(silence_id)
         ends_at = None
@@ -307,9 +348,9 @@ class SilenceWatch:
             ends_at,
         )
 
-    def _get_json(self, path: str, params: Mapping[str, str]) -> Any:
+    def _get_json(self, base: str, path: str, params: Mapping[str, str]) -> Any:
         try:
-            response = self._client.get(self._base + path, params=dict(params))
+            response = self._client.get(base + path, params=dict(params))
         except httpx.HTTPError as error:
             raise AlertmanagerUnavailable(self._redact(f"{type(error).__name__}: {error}")) from None
         if 400 <= response.status_code < 500 and response.status_code != 429:
@@ -334,10 +375,29 @@ class SilenceWatch:
         return due
 
     def _present(self, alert: SilencedAlert) -> bool | None:
-        """True when Alertmanager holds this alert unresolved (active, silenced, inhibited or unprocessed).
+        """True when any replica holds this alert unresolved (active, silenced, inhibited or unprocessed).
 
-        None when it refuses the question about this one alert (a 4xx): unknown, so never absent.
+        Every replica is asked: each hears of the alert from Prometheus on its own. None when a replica
+        refuses the question about this one alert (a 4xx) and none holds it: unknown, so never absent.
+        Raises `AlertmanagerUnavailable` only when no replica answers; otherwise the answers decide.
         """
+        answers: list[bool | None] = []
+        problems = []
+        for base in self._bases:
+            try:
+                answers.append(self._present_at(base, alert))
+            except AlertmanagerUnavailable as exc:
+                problems.append(self._replica_down(base, str(exc)))
+                continue
+            self._replica_up(base)
+            if answers[-1]:
+                return True
+        if not answers:
+            raise AlertmanagerUnavailable("; ".join(problems))
+        return None if None in answers else False
+
+    def _present_at(self, base: str, alert: SilencedAlert) -> bool | None:
+        """`_present` as one replica answers."""
         params: list[tuple[str, str | int | float | bool | None]] = [
             ("active", "true"),
             ("silenced", "true"),
@@ -346,7 +406,7 @@ class SilenceWatch:
             *(("filter", f) for f in alert_filter(alert)),
         ]
         try:
-            response = self._client.get(self._base + "/api/v2/alerts", params=params)
+            response = self._client.get(base + "/api/v2/alerts", params=params)
         except httpx.HTTPError as error:
             raise AlertmanagerUnavailable(self._redact(f"{type(error).__name__}: {error}")) from None
         if 400 <= response.status_code < 500 and response.status_code != 429:
@@ -368,9 +428,30 @@ class SilenceWatch:
                 return True
         return False
 
+    def _replica_down(self, base: str, problem: str) -> str:
+        """Note that a replica did not answer (logged once while others do); the problem, naming it."""
+        text = f"{_replica_name(base)}: {problem}"
+        if len(self._bases) > 1 and base not in self._down:
+            log.warning("Alertmanager %s does not answer; asking the other replicas", text)
+        self._down.add(base)
+        return text
+
+    def _replica_up(self, base: str) -> None:
+        if base in self._down:
+            self._down.discard(base)
+            if len(self._bases) > 1:
+                log.info("Alertmanager %s answers again", _replica_name(base))
+
     def close(self) -> None:
         """Release the HTTP connections."""
         self._client.close()
 
     def _redact(self, text: str) -> str:
-        return redact(text, [self._base])
+        return redact(text, self._bases)
+
+
+def _replica_name(base: str) -> str:
+    """A replica's scheme, host and port: never the credentials its URL may hold."""
+    parts = urlsplit(base)
+    port = f":{parts.port}" if parts.port is not None else ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}"

@@ -7,6 +7,7 @@ notification; the reference stored for the channel is `{"silence_id": …}`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -73,12 +74,17 @@ def matchers(notification: Notification) -> list[dict[str, Any]]:
 
 
 class AlertmanagerSilencer:
-    """Creates and expires silences through Alertmanager's API v2."""
+    """Creates and expires silences through Alertmanager's API v2, on the first replica that answers.
+
+    Replicas in a cluster share their silences by gossip, so one replica is enough; trying the next when
+    one does not answer keeps acknowledgements silencing (and unacknowledgements expiring) while a
+    replica is down, instead of retrying the one that is down until the notification is dead-lettered.
+    """
 
     channel = CHANNEL
 
-    def __init__(self, url: str, *, duration: float, timeout: float = 10.0) -> None:
-        self._base = url.rstrip("/")
+    def __init__(self, urls: str | Sequence[str], *, duration: float, timeout: float = 10.0) -> None:
+        self._bases = [u.rstrip("/") for u in ([urls] if isinstance(urls, str) else urls)]
         self._duration = duration
         self._client = httpx.Client(timeout=timeout)
 
@@ -96,43 +102,64 @@ class AlertmanagerSilencer:
                 "comment": f"Acknowledged in llmcost (alert {notification.alert.id})"
                 + (f": {actor.comment}" if actor and actor.comment else ""),
             }
-            return self._call("POST", "/api/v2/silences", body, created=True)
+            return self._on_replicas("POST", "/api/v2/silences", body, created=True)
         if notification.kind in (NotificationKind.UNACKNOWLEDGED, NotificationKind.RESOLVED):
             if not isinstance(silence_id, str) or not silence_id:
                 return DeliveryResult.skip()
-            return self._call("DELETE", f"/api/v2/silence/{silence_id}", None, created=False)
+            return self._on_replicas("DELETE", f"/api/v2/silence/{silence_id}", None, created=False)
         return DeliveryResult.skip()
 
-    def _call(self, method: str, path: str, body: Any, *, created: bool) -> DeliveryResult:
-        try:
-            response = self._client.request(method, self._base + path, json=body)
-        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as error:
-            return DeliveryResult.fail(self._redact(f"alertmanager {method}: bad url: {error}"))
-        except httpx.TransportError as error:
-            return DeliveryResult.retry(self._redact(f"alertmanager {method}: {type(error).__name__}: {error}"))
-        status = response.status_code
-        if not created and status == 404:  # already expired or deleted
+    def _on_replicas(self, method: str, path: str, body: Any, *, created: bool) -> DeliveryResult:
+        """The first replica's answer that settles it; a retry only when none could.
+
+        A replica that does not answer (or answers 5xx/429) passes the request on to the next. So does a
+        404 to an expiry: the silence may be known only to another replica (not clustered, or not yet
+        gossiped); it is gone once every replica said so.
+        """
+        results = []
+        for base in self._bases:
+            result, not_found = self._call(base, method, path, body, created=created)
+            if not result.retryable and not not_found:
+                return result
+            results.append((result, not_found))
+        if all(not_found for _, not_found in results):  # known to no replica: already expired or deleted
             return DeliveryResult.sent({"silence_id": None})
+        retries = [result for result, not_found in results if not not_found]
+        waits = [r.retry_after for r in retries if r.retry_after is not None]
+        error = "; ".join(r.error for r in retries if r.error)
+        return DeliveryResult.retry(error, retry_after=min(waits) if waits else None)
+
+    def _call(self, base: str, method: str, path: str, body: Any, *, created: bool) -> tuple[DeliveryResult, bool]:
+        """One replica's answer, and whether it was a 404 to an expiry."""
+        try:
+            response = self._client.request(method, base + path, json=body)
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as error:
+            return DeliveryResult.fail(self._redact(f"alertmanager {method}: bad url: {error}")), False
+        except httpx.TransportError as error:
+            return DeliveryResult.retry(self._redact(f"alertmanager {method}: {type(error).__name__}: {error}")), False
+        status = response.status_code
+        if not created and status == 404:  # already expired or deleted (here)
+            return DeliveryResult.sent({"silence_id": None}), True
         if 200 <= status < 300:
             if not created:
-                return DeliveryResult.sent({"silence_id": None})
+                return DeliveryResult.sent({"silence_id": None}), False
             try:
                 silence_id = response.json().get("silenceID")
             except (ValueError, AttributeError):
                 silence_id = None
             if not isinstance(silence_id, str) or not silence_id:
-                return DeliveryResult.fail("alertmanager: no silenceID in the answer")
-            return DeliveryResult.sent({"silence_id": silence_id})
+                return DeliveryResult.fail("alertmanager: no silenceID in the answer"), False
+            return DeliveryResult.sent({"silence_id": silence_id}), False
         text = self._redact(f"alertmanager {method}: HTTP {status}: {one_line(response.text, 200)}")
         if status == 429:
-            return DeliveryResult.retry(text, retry_after=parse_retry_after(response.headers))
+            return DeliveryResult.retry(text, retry_after=parse_retry_after(response.headers)), False
         if status >= 500:
-            return DeliveryResult.retry(text)
-        return DeliveryResult.fail(text)
+            return DeliveryResult.retry(text), False
+        return DeliveryResult.fail(text), False
 
     def close(self) -> None:
         """Release the HTTP connections."""
         self._client.close()
 
     def _redact(self, text: str) -> str:
-        return redact(text, [self._base])
+        return redact(text, self._bases)

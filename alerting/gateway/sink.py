@@ -54,6 +54,16 @@ class GatewaySink:
         """Resolve an alert for a person's action (a reset, a deletion), recording who and why."""
         return self._gateway.resolve(alertname, labels, by=by, via="budgets", comment=comment)
 
+    def active_since(self, alertnames: Iterable[str]) -> list[tuple[str, dict[str, str], float]]:
+        """(alertname, labels, starts_at) of unresolved alerts with these names."""
+        names = set(alertnames)
+        return [
+            (a.alertname, dict(a.labels), a.starts_at.timestamp())
+            for state in ("firing", "acknowledged")
+            for a in self._gateway.alerts(state, limit=100_000)
+            if a.alertname in names
+        ]
+
     def active_labels(self, alertnames: Iterable[str]) -> list[tuple[str, dict[str, str]]]:
         """(alertname, labels) of unresolved alerts with these names."""
         names = set(alertnames)

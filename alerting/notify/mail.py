@@ -7,6 +7,12 @@ The first message about an alert (kind `firing`) has a Message-ID derived from t
 start time, `<fingerprint.startsAt@llmcost>`, so a retried first message keeps its identity; every later
 message replies to it (`In-Reply-To` and `References`) with the same subject, which mail clients need to
 keep one thread. The reference returned is `{"message_id": <that root Message-ID>}`.
+
+Recipients are settled one by one: when the relay defers some (4xx, e.g. a full mailbox) and accepts or
+refuses for good (5xx) the others, the attempt is retried for the deferred ones only
+(`DeliveryResult.settled_recipients`, kept with the outbox rows, a grouped mail's too), so nobody gets
+the mail twice and nobody deferred goes without it. Refusals for good alone are reported as a warning on
+a sent mail.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.policy import Compat32, compat32
-from email.utils import format_datetime, formataddr, make_msgid, parseaddr
+from email.utils import format_datetime, formataddr, getaddresses, make_msgid, parseaddr
 from io import BytesIO
 from typing import Any
 
@@ -52,6 +58,48 @@ INSECURE_AUTH = (
     "notifications.email: SMTP login without STARTTLS would send the password in clear; "
     "set starttls: true, or allow_insecure_auth: true for a relay on a trusted network"
 )
+
+
+_ADDRESS = re.compile(r"[^@\s<>,;]+@[^@\s<>,;]+")
+
+
+def split_addresses(entries: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The mail addresses in config entries, each one address or several separated by commas.
+
+    Returns the addresses (each as written, display name included) and what is not an address: the
+    entry, or in an entry of several addresses each part that is not one. A `to` written as one line,
+    `a@example.com, b@example.com`, is a list people write as they would in a mail client: read as one
+    address, everyone but the first would get nothing.
+    """
+    addresses: list[str] = []
+    bad: list[str] = []
+    for entry in entries:
+        parsed = getaddresses([entry])
+        wrong = [address for _, address in parsed if not _ADDRESS.fullmatch(address)]
+        if len(parsed) > 1 and wrong and len(wrong) < len(parsed):
+            bad.extend(wrong)  # name the part at fault, not the whole line
+        elif not parsed or wrong:
+            bad.append(entry)
+        elif len(parsed) == 1:
+            addresses.append(entry.strip())
+        else:
+            addresses.extend(formataddr(pair) for pair in parsed)
+    return addresses, bad
+
+
+SMTPS_PORT = 465
+"""The port of SMTP over TLS from the first byte (RFC 8314); a relay there never answers a plain greeting."""
+
+
+def implicit_tls(config: Mapping[str, Any]) -> bool:
+    """Whether the `notifications.email` config asks for TLS from the first byte (SMTPS).
+
+    `implicit_tls` says so; unset, it is true on port 465, as Alertmanager and mail clients read that port.
+    """
+    value = config.get("implicit_tls")
+    if isinstance(value, bool):
+        return value
+    return config.get("smtp_port") == SMTPS_PORT
 
 
 def _utcnow() -> datetime:
@@ -220,16 +268,19 @@ class EmailNotifier:
         ssl_context: ssl.SSLContext | None = None,
         now: Callable[[], datetime] = _utcnow,
         allow_insecure_auth: bool = False,
+        implicit_tls: bool = False,
     ) -> None:
+        """`implicit_tls`: TLS from the first byte (SMTPS, port 465) instead of STARTTLS; `starttls` is then moot."""
         if not to:
             raise ValueError("email notifier needs at least one recipient")
-        if username and not starttls and not allow_insecure_auth:
+        if username and not starttls and not implicit_tls and not allow_insecure_auth:
             raise ValueError(INSECURE_AUTH)
         self.smtp_host = smtp_host
         self.smtp_port = smtp_port
         self.from_addr = from_addr
         self.to = list(to)
-        self.starttls = starttls
+        self.starttls = starttls and not implicit_tls
+        self.implicit_tls = implicit_tls
         self.username = username
         self._password = password
         self.timeout = timeout
@@ -248,7 +299,9 @@ class EmailNotifier:
         missing = [key for key in ("smtp_host", "from", "to") if not config.get(key)]
         if missing:
             raise ValueError(f"notifications.email: missing {', '.join(missing)}")
-        to = config["to"]
+        to, bad = split_addresses([config["to"]] if isinstance(config["to"], str) else list(config["to"]))
+        if bad:
+            raise ValueError(f"notifications.email.to: not mail addresses: {bad}")
         return cls(
             smtp_host=str(config["smtp_host"]),
             smtp_port=int(config.get("smtp_port", 587)),
@@ -256,29 +309,63 @@ class EmailNotifier:
             username=config.get("username") or None,
             password=config.get("password") or None,
             from_addr=str(config["from"]),
-            to=[to] if isinstance(to, str) else [str(addr) for addr in to],
+            to=to,
             timeout=float(config.get("timeout_seconds", 10.0)),
             allow_insecure_auth=config.get("allow_insecure_auth") is True,
+            implicit_tls=implicit_tls(config),
         )
 
     def send(self, notification: Notification) -> DeliveryResult:
-        """Send one mail; see the module docstring for threading."""
+        """Send one mail; see the module docstring for threading and for recipients that defer it."""
         message = build_email(notification, from_addr=self.from_addr, to=self.to, now=self._now())
-        return self._send_message(message, {"message_id": _root_id(notification)})
+        settled = notification.settled_recipients
+        recipients = [addr for addr in self._envelope_to if addr not in settled]
+        if not recipients:  # settled by earlier attempts (a retry recorded after its last recipient took it)
+            return DeliveryResult.sent({"message_id": _root_id(notification)})
+        return self._send_message(message, {"message_id": _root_id(notification)}, recipients, settled=settled)
 
     def send_digest(self, digest: Digest) -> DeliveryResult:
-        """Send one plain-text mail listing the digest's notifications (a thread of its own)."""
-        message = build_digest_email(digest, from_addr=self.from_addr, to=self.to, now=self._now())
-        return self._send_message(message, {"message_id": str(message["Message-ID"])})
+        """Send one plain-text mail listing the digest's notifications (a thread of its own).
 
-    def _send_message(self, message: Message, reference: dict[str, Any]) -> DeliveryResult:
+        Recipients are settled as for one alert's mail, per row: the retry skips those who already got
+        every row it lists (a digest that gained rows meanwhile goes to everyone: shown twice, never lost).
+        """
+        message = build_digest_email(digest, from_addr=self.from_addr, to=self.to, now=self._now())
+        settled = (
+            set.intersection(*(set(n.settled_recipients) for n in digest.notifications))
+            if digest.notifications
+            else set()
+        )
+        recipients = [addr for addr in self._envelope_to if addr not in settled]
+        reference = {"message_id": str(message["Message-ID"])}
+        if not recipients:
+            return DeliveryResult.sent(reference)
+        done = [addr for addr in self._envelope_to if addr in settled]
+        return self._send_message(message, reference, recipients, settled=done)
+
+    def _send_message(
+        self,
+        message: Message,
+        reference: dict[str, Any],
+        recipients: Sequence[str],
+        *,
+        settled: Sequence[str] = (),
+    ) -> DeliveryResult:
+        """Send `message` to `recipients` (envelope addresses) and classify the outcome.
+
+        `settled`: recipients earlier attempts settled. Recipients that defer (4xx) while others accept
+        are retried alone: the result names everyone settled so far, which the outbox keeps with the rows.
+        """
         try:
-            refused = self._deliver(message)
+            refused = self._deliver(message, recipients)
         except smtplib.SMTPRecipientsRefused as error:
             text = self._redact(f"smtp: all recipients refused: {_refusals(error.recipients)}")
-            # Only a greylisting-style 4xx for everyone is worth another try.
-            if all(400 <= code < 500 for code, _ in error.recipients.values()):
+            deferred = {addr for addr, (code, _) in error.recipients.items() if 400 <= code < 500}
+            if len(deferred) == len(error.recipients):  # greylisting-style 4xx for everyone: try again
                 return DeliveryResult.retry(text)
+            if deferred:  # those refused for good are settled; the deferred are tried again
+                done = [*settled, *(addr for addr in recipients if addr not in deferred)]
+                return DeliveryResult.retry(text, settled_recipients=done)
             return DeliveryResult.fail(text)
         except smtplib.SMTPResponseException as error:  # sender refused, data refused, auth failed, 421 …
             text = self._redact(f"smtp: {type(error).__name__}: {_smtp_reply(error.smtp_code, error.smtp_error)}")
@@ -294,24 +381,29 @@ class EmailNotifier:
         except OSError as error:  # refused, timed out, unreachable, DNS
             return DeliveryResult.retry(self._redact(f"smtp: {type(error).__name__}: {error}"))
         if refused:
-            warning = self._redact(f"smtp: some recipients refused: {_refusals(refused)}")
-            return DeliveryResult.sent(reference, warning=warning)
+            text = self._redact(f"smtp: some recipients refused: {_refusals(refused)}")
+            deferred = {addr for addr, (code, _) in refused.items() if 400 <= code < 500}
+            if deferred:
+                # The accepted ones (and those refused for good) are settled; only the deferred retry.
+                done = [*settled, *(addr for addr in recipients if addr not in deferred)]
+                return DeliveryResult.retry(text, settled_recipients=done)
+            return DeliveryResult.sent(reference, warning=text)
         return DeliveryResult.sent(reference)
 
-    def _deliver(self, message: Message) -> dict[str, tuple[int, bytes]]:
+    def _deliver(self, message: Message, recipients: Sequence[str]) -> dict[str, tuple[int, bytes]]:
         data = flatten(message)
         smtp = self._reusable_connection()
         if smtp is not None:
             try:
-                return self._send_on(smtp, data)
+                return self._send_on(smtp, data, recipients)
             except (smtplib.SMTPServerDisconnected, ConnectionError):
                 pass  # the reused session was dead (and is closed): send on a new one
-        return self._send_on(self._connect(), data)
+        return self._send_on(self._connect(), data, recipients)
 
-    def _send_on(self, smtp: smtplib.SMTP, data: bytes) -> dict[str, tuple[int, bytes]]:
+    def _send_on(self, smtp: smtplib.SMTP, data: bytes, recipients: Sequence[str]) -> dict[str, tuple[int, bytes]]:
         """Send on `smtp`, keeping the session for reuse, or closing it if anything went wrong."""
         try:
-            refused = smtp.sendmail(self._envelope_from, self._envelope_to, data)
+            refused = smtp.sendmail(self._envelope_from, list(recipients), data)
         except BaseException:
             _close(smtp)
             raise
@@ -319,7 +411,20 @@ class EmailNotifier:
         return refused
 
     def _connect(self) -> smtplib.SMTP:
-        smtp = smtplib.SMTP(self.smtp_host, self.smtp_port, local_hostname=self._local_hostname, timeout=self.timeout)
+        smtp: smtplib.SMTP
+        if self.implicit_tls:
+            context = self._ssl_context or ssl.create_default_context()
+            smtp = smtplib.SMTP_SSL(
+                self.smtp_host,
+                self.smtp_port,
+                local_hostname=self._local_hostname,
+                timeout=self.timeout,
+                context=context,
+            )
+        else:
+            smtp = smtplib.SMTP(
+                self.smtp_host, self.smtp_port, local_hostname=self._local_hostname, timeout=self.timeout
+            )
         try:
             if self.starttls:
                 smtp.starttls(context=self._ssl_context or ssl.create_default_context())

@@ -4,13 +4,30 @@ The first notification posts a Block Kit message with an Acknowledge button (`ac
 `value` = the alert id) and returns `{"channel": <channel id>, "ts": <message ts>}` as the reference. Every
 later notification carrying that reference updates the same message (`chat.update`); reminders (repeat,
 escalated, unacknowledged) also reply in the message's thread, because an edit alone notifies nobody.
+
+Slack has no idempotency key, and a post whose answer was lost (a timeout, a dropped connection, a
+gateway killed before it recorded the `ts`) may have been posted all the same. Every new message
+therefore carries message metadata naming its outbox row (`event_type` `llmcost_notification`); before
+posting again for a row an earlier attempt may have delivered, the notifier looks for that message among
+the channel's latest `HISTORY_LOOKBACK` messages (`conversations.history`, with the channel's id from
+`conversations.list` when the config names it `#name`) and adopts it instead of posting a second one.
+Thread replies carry the same metadata and are looked for in their thread (`conversations.replies`).
+That lookup needs the `channels:read` and `channels:history` scopes (`groups:*` for a private channel;
+`channels:read` is not needed when `channel` is given as its id, `C…`); without them the message is
+posted again and a warning says so.
 """
 
 from __future__ import annotations
 
+import hashlib
 import http.client
+import logging
 import math
+import re
+import socket
+import urllib.error
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from slack_sdk import WebClient
@@ -37,7 +54,16 @@ from alerting.notify.text_limits import (
     web_url,
 )
 
+log = logging.getLogger(__name__)
+
 DEFAULT_API_URL = "https://slack.com/api/"
+METADATA_EVENT_TYPE = "llmcost_notification"
+"""Message metadata `event_type` of every new message; its `event_payload` names the outbox row and the
+alert (`{"outbox_id": 7, "fingerprint": "…"}`): row numbers alone could match another llmcost's messages
+in a shared channel."""
+HISTORY_LOOKBACK = 200
+"""Latest channel messages searched for an earlier attempt's post (an alert channel's last minutes)."""
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
 
 ACK_ACTION_ID = "llmcost_ack"
 UNACK_ACTION_ID = "llmcost_unack"
@@ -95,8 +121,10 @@ def _button(text: str, action_id: str, **extra: str) -> dict[str, Any]:
     return {"type": "button", "text": {"type": "plain_text", "text": label}, "action_id": action_id, **extra}
 
 
-def _actions(notification: Notification, runbook_url: str, generator_url: str) -> list[dict[str, Any]]:
-    alert_id = notification.alert.id
+def _actions(
+    notification: Notification, runbook_url: str, generator_url: str, *, acknowledge: bool = True
+) -> list[dict[str, Any]]:
+    alert_id = None if not acknowledge else notification.alert.id
     buttons = []
     if alert_id is not None and notification.kind is NotificationKind.ACKNOWLEDGED:
         buttons.append(_button("Unacknowledge", UNACK_ACTION_ID, value=str(alert_id)))
@@ -109,8 +137,11 @@ def _actions(notification: Notification, runbook_url: str, generator_url: str) -
     return buttons
 
 
-def build_message(notification: Notification) -> dict[str, Any]:
-    """Build the `text` and `blocks` of the message showing this notification, within Slack's limits."""
+def build_message(notification: Notification, *, acknowledge: bool = True) -> dict[str, Any]:
+    """Build the `text` and `blocks` of the message showing this notification, within Slack's limits.
+
+    `acknowledge`: with the Acknowledge / Unacknowledge button (only when llmcost can verify the clicks).
+    """
     ctx = context(notification)
     title = truncate(render("slack.title", notification), SLACK_HEADER_TEXT_MAX)
     blocks: list[dict[str, Any]] = [
@@ -120,7 +151,7 @@ def build_message(notification: Notification) -> dict[str, Any]:
         *_annotation_blocks(ctx["other_annotations"]),
         {"type": "context", "elements": [_mrkdwn(render("slack.status", notification))]},
     ]
-    buttons = _actions(notification, ctx["runbook_url"], ctx["generator_url"])
+    buttons = _actions(notification, ctx["runbook_url"], ctx["generator_url"], acknowledge=acknowledge)
     if buttons:
         blocks.append({"type": "actions", "block_id": "llmcost_actions", "elements": buttons})
     assert len(blocks) <= SLACK_BLOCKS_MAX, "bounded by MAX_LABEL_FIELDS and MAX_ANNOTATION_SECTIONS"
@@ -128,7 +159,7 @@ def build_message(notification: Notification) -> dict[str, Any]:
     return {"text": text, "blocks": blocks}
 
 
-def build_digest_message(digest: Digest) -> dict[str, Any]:
+def build_digest_message(digest: Digest, *, acknowledge: bool = True) -> dict[str, Any]:
     """The `text` and `blocks` of one message listing a digest's notifications (see `alerting.notify.digest`)."""
     listed, hidden = digest.lines()
     items = "\n".join(f"• {escape_mrkdwn(item)}" for item in listed)
@@ -138,7 +169,7 @@ def build_digest_message(digest: Digest) -> dict[str, Any]:
     ]
     if hidden:
         blocks.append({"type": "context", "elements": [_mrkdwn(f"_and {hidden} more_")]})
-    if digest.acknowledgeable:
+    if digest.acknowledgeable and acknowledge:
         button = _button("Acknowledge all", ACK_DIGEST_ACTION_ID, value=digest.key, style="primary")
         blocks.append({"type": "actions", "block_id": "llmcost_actions", "elements": [button]})
     return {"text": truncate_mrkdwn(escape_mrkdwn(digest.title()), SLACK_MESSAGE_TEXT_MAX), "blocks": blocks}
@@ -151,6 +182,24 @@ def _living_message(reference: Mapping[str, Any] | None) -> tuple[str, str] | No
     if isinstance(channel, str) and isinstance(ts, str) and channel and ts:
         return channel, ts
     return None
+
+
+def _never_connected(error: BaseException) -> bool:
+    """True when the request cannot have reached Slack (connection refused, name not resolved).
+
+    A timeout or a reset may come after Slack took the request in. urllib wraps the cause in `URLError`.
+    """
+    cause = error.reason if isinstance(error, urllib.error.URLError) else error
+    return isinstance(cause, (ConnectionRefusedError, socket.gaierror))
+
+
+def _maybe_processed(error: SlackApiError) -> bool:
+    """Whether Slack may have carried out a call it answered with this error.
+
+    Slack documents `internal_error` and `fatal_error` as possibly done in part; a 500, 502 or 504 comes
+    from behind the edge, after the request went in. A 429 or 503 means it was not looked at.
+    """
+    return error.response.status_code in (500, 502, 504) or _api_error_code(error) in ("internal_error", "fatal_error")
 
 
 def _api_error_code(error: SlackApiError) -> str:
@@ -171,9 +220,14 @@ class SlackNotifier:
         channel: str,
         api_url: str = DEFAULT_API_URL,
         timeout: float = 10.0,
+        acknowledge_buttons: bool = True,
     ) -> None:
+        """`acknowledge_buttons`: show Acknowledge buttons (needs the signing secret to verify their clicks)."""
         self.slack_channel = channel
+        self.acknowledge_buttons = acknowledge_buttons
         self._token = token
+        self._channel_id = channel if _CHANNEL_ID.fullmatch(channel) else ""
+        """The channel's id (conversations.history takes no `#name`): configured, or learnt from a post."""
         base_url = api_url if api_url.endswith("/") else api_url + "/"
         # No retry handlers: a 429 or an outage must reach the outbox, which honours Retry-After durably.
         # slack_sdk takes the timeout in whole seconds.
@@ -181,7 +235,11 @@ class SlackNotifier:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SlackNotifier:
-        """Build from the `notifications.slack` config (secrets resolved); ignores `signing_secret`."""
+        """Build from the `notifications.slack` config (secrets resolved).
+
+        Without a `signing_secret` the messages have no Acknowledge buttons: `POST /v1/slack/interactions`
+        refuses every click it cannot verify, so the buttons would never work.
+        """
         missing = [key for key in ("token", "channel") if not config.get(key)]
         if missing:
             raise ValueError(f"notifications.slack: missing {', '.join(missing)}")
@@ -190,55 +248,175 @@ class SlackNotifier:
             channel=str(config["channel"]),
             api_url=str(config.get("api_url") or DEFAULT_API_URL),
             timeout=float(config.get("timeout_seconds", 10.0)),
+            acknowledge_buttons=bool(config.get("signing_secret")),
         )
 
     def send(self, notification: Notification) -> DeliveryResult:
         """Post or update the alert's message; see the module docstring."""
         method = "chat.postMessage"
         try:
-            message = build_message(notification)
+            message = build_message(notification, acknowledge=self.acknowledge_buttons)
             living = _living_message(notification.reference)
             if living is not None:
                 method = "chat.update"
-                response = self._update(living, message)
-                if response is None:  # the message was deleted: start a new living one
+                updated = self._update(living, message)
+                if updated is None:  # the message was deleted: start a new living one
                     method = "chat.postMessage"
-                    response = self._post(message)
-                elif notification.kind in _REMINDERS:
+                    where = self._post_once(message, notification)
+                else:
+                    where = (str(updated["channel"]), str(updated["ts"]))
+                if updated is not None and notification.kind in _REMINDERS:
                     method = "chat.postMessage (thread reply)"
-                    self._client.chat_postMessage(
-                        channel=living[0],
-                        thread_ts=living[1],
-                        text=render("slack.reply", notification),
-                        unfurl_links=False,
-                        unfurl_media=False,
-                    )
+                    self._reply_once(living, notification)
             else:
-                response = self._post(message)
+                where = self._post_once(message, notification)
         except SlackApiError as error:
-            return self._api_failure(method, error)
+            result = self._api_failure(method, error)
+            if method.startswith("chat.postMessage") and result.retryable and _maybe_processed(error):
+                return replace(result, maybe_delivered=True)
+            return result
         except (OSError, http.client.HTTPException) as error:  # timeouts, refused or reset connections
-            return DeliveryResult.retry(self._redact(f"slack {method}: {type(error).__name__}: {error}"))
+            text = self._redact(f"slack {method}: {type(error).__name__}: {error}")
+            lost = method.startswith("chat.postMessage") and not _never_connected(error)
+            return DeliveryResult.retry(text, maybe_delivered=lost)
         except SlackClientError as error:  # bad arguments or configuration: retrying will not help
             return DeliveryResult.fail(self._redact(f"slack {method}: {type(error).__name__}: {error}"))
-        return DeliveryResult.sent({"channel": str(response["channel"]), "ts": str(response["ts"])})
+        return DeliveryResult.sent({"channel": where[0], "ts": where[1]})
 
     def send_digest(self, digest: Digest) -> DeliveryResult:
-        """Post one new message listing the digest's notifications; its reference is that message."""
-        try:
-            response = self._post(build_digest_message(digest))
-        except SlackApiError as error:
-            return self._api_failure("chat.postMessage", error)
-        except (OSError, http.client.HTTPException) as error:
-            return DeliveryResult.retry(self._redact(f"slack chat.postMessage: {type(error).__name__}: {error}"))
-        except SlackClientError as error:
-            return DeliveryResult.fail(self._redact(f"slack chat.postMessage: {type(error).__name__}: {error}"))
-        return DeliveryResult.sent({"channel": str(response["channel"]), "ts": str(response["ts"])})
+        """Post one new message listing the digest's notifications; its reference is that message.
 
-    def _post(self, message: dict[str, Any]) -> SlackResponse:
-        return self._client.chat_postMessage(
-            channel=self.slack_channel, unfurl_links=False, unfurl_media=False, **message
+        Like an alert's first message, it is looked for before being posted again when an earlier attempt
+        may have posted it; it is recognised only with exactly the same rows, so a digest that gained
+        rows meanwhile is posted anew (shown twice rather than leaving the new rows unshown).
+        """
+        method = "chat.postMessage"
+        rows = sorted(n.outbox_id for n in digest.notifications if n.outbox_id is not None)
+        mark = {"digest": digest.key, "rows": hashlib.sha256(repr(rows).encode()).hexdigest()[:16]}
+        try:
+            message = build_digest_message(digest, acknowledge=self.acknowledge_buttons)
+            where = self._earlier_post(mark) if any(n.maybe_delivered for n in digest.notifications) else None
+            if where is None:
+                response = self._post(message, {"event_type": METADATA_EVENT_TYPE, "event_payload": mark})
+                where = (str(response["channel"]), str(response["ts"]))
+        except SlackApiError as error:
+            result = self._api_failure(method, error)
+            return replace(result, maybe_delivered=True) if result.retryable and _maybe_processed(error) else result
+        except (OSError, http.client.HTTPException) as error:
+            text = self._redact(f"slack {method}: {type(error).__name__}: {error}")
+            return DeliveryResult.retry(text, maybe_delivered=not _never_connected(error))
+        except SlackClientError as error:
+            return DeliveryResult.fail(self._redact(f"slack {method}: {type(error).__name__}: {error}"))
+        return DeliveryResult.sent({"channel": where[0], "ts": where[1]})
+
+    def _post(self, message: dict[str, Any], metadata: dict[str, Any] | None = None) -> SlackResponse:
+        response = self._client.chat_postMessage(
+            channel=self.slack_channel, unfurl_links=False, unfurl_media=False, metadata=metadata, **message
         )
+        if not self._channel_id and isinstance(response.get("channel"), str):
+            self._channel_id = str(response["channel"])
+        return response
+
+    def _post_once(self, message: dict[str, Any], notification: Notification) -> tuple[str, str]:
+        """Post a new message, unless an earlier attempt at the same outbox row already posted it: its (channel, ts)."""
+        row = notification.outbox_id
+        metadata = None
+        if row is not None:
+            mark = {"outbox_id": row, "fingerprint": notification.alert.fingerprint}
+            if notification.maybe_delivered:
+                earlier = self._earlier_post(mark)
+                if earlier is not None:
+                    return earlier
+            metadata = {"event_type": METADATA_EVENT_TYPE, "event_payload": mark}
+        response = self._post(message, metadata)
+        return str(response["channel"]), str(response["ts"])
+
+    def _reply_once(self, living: tuple[str, str], notification: Notification) -> None:
+        """Reply in the living message's thread, unless an earlier attempt at the same row already did."""
+        row = notification.outbox_id
+        metadata = None
+        if row is not None:
+            mark = {"outbox_id": row, "fingerprint": notification.alert.fingerprint}
+            if notification.maybe_delivered and self._earlier_post(mark, thread=living) is not None:
+                return
+            metadata = {"event_type": METADATA_EVENT_TYPE, "event_payload": mark}
+        self._client.chat_postMessage(
+            channel=living[0],
+            thread_ts=living[1],
+            text=render("slack.reply", notification),
+            unfurl_links=False,
+            unfurl_media=False,
+            metadata=metadata,
+        )
+
+    def _earlier_post(self, mark: Mapping[str, Any], thread: tuple[str, str] | None = None) -> tuple[str, str] | None:
+        """The (channel, ts) of the message an earlier attempt posted with metadata payload `mark`, if any.
+
+        Looks among the channel's latest messages, or in `thread` (channel, ts) for a reply. Slack's rate
+        limits and outages propagate (the attempt is retried later, rather than risking a duplicate); a
+        lookup Slack refuses (a missing scope) is logged and the message posted again.
+        """
+        try:
+            if thread is not None:
+                channel = thread[0]
+                history = self._client.conversations_replies(
+                    channel=channel, ts=thread[1], limit=HISTORY_LOOKBACK, include_all_metadata=True
+                )
+            else:
+                channel = self._channel_id or self._find_channel_id()
+                if not channel:
+                    log.warning("slack: channel %s not found by conversations.list; posting again", self.slack_channel)
+                    return None
+                history = self._client.conversations_history(
+                    channel=channel, limit=HISTORY_LOOKBACK, include_all_metadata=True
+                )
+        except SlackApiError as error:
+            code = _api_error_code(error)
+            if error.response.status_code == 429 or error.response.status_code >= 500 or code in _TRANSIENT_ERRORS:
+                raise
+            log.warning(
+                "slack: cannot check whether an interrupted attempt already posted the message (%s): %s; posting "
+                "again, which may show it twice (grant the channels:read and channels:history scopes)",
+                ", ".join(f"{k}={v}" for k, v in mark.items()),
+                self._redact(one_line(code, 200)),
+            )
+            return None
+        for message in history.get("messages") or []:
+            metadata = message.get("metadata") if isinstance(message, dict) else None
+            if not isinstance(metadata, dict) or metadata.get("event_type") != METADATA_EVENT_TYPE:
+                continue
+            payload = metadata.get("event_payload")
+            if (
+                isinstance(payload, dict)
+                and message.get("ts")
+                and all(str(payload.get(k)) == str(v) for k, v in mark.items())
+            ):
+                return channel, str(message["ts"])
+        return None
+
+    def _find_channel_id(self) -> str:
+        """The id of the configured `#name` channel, from conversations.list ("" when not listed)."""
+        try:
+            return self._list_channels("public_channel,private_channel")
+        except SlackApiError as error:
+            if _api_error_code(error) != "missing_scope":
+                raise
+            # Slack refuses the whole listing when one type's scope (groups:read) is missing.
+            return self._list_channels("public_channel")
+
+    def _list_channels(self, types: str) -> str:
+        name = self.slack_channel.lstrip("#")
+        cursor = None
+        for _ in range(100):  # 100 pages of 1000 channels
+            page = self._client.conversations_list(types=types, exclude_archived=True, limit=1000, cursor=cursor)
+            for channel in page.get("channels") or []:
+                if isinstance(channel, dict) and channel.get("name") == name and isinstance(channel.get("id"), str):
+                    self._channel_id = str(channel["id"])
+                    return self._channel_id
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
+        return ""
 
     def _update(self, living: tuple[str, str], message: dict[str, Any]) -> SlackResponse | None:
         try:

@@ -86,14 +86,16 @@ def parse_push_section(section: Any, problems: list[str]) -> PushSettings:
             problems.append(f"{PATH}.{key}: unknown key (allowed: {', '.join(sorted(_KEYS))})")
     if "url" in section and "urls" in section:
         problems.append(f"{PATH}: give url or urls, not both")
-    urls = section.get("urls", [section["url"]] if "url" in section else [])
+    single = "url" in section and "urls" not in section
+    urls = [section["url"]] if single else section.get("urls", [])
     if not isinstance(urls, list) or not urls:
         problems.append(f"{PATH}.urls: must be a non-empty list of URLs")
         urls = []
     good: list[str] = []
     for i, url in enumerate(urls):
         if not isinstance(url, str) or not url.startswith(("http://", "https://")) or not urlsplit(url).hostname:
-            problems.append(f"{PATH}.urls[{i}]: must be an http(s) URL")
+            # Name the key as written: `url:` given alone is not a list the person would look for.
+            problems.append(f"{PATH}.{'url' if single else f'urls[{i}]'}: must be an http(s) URL")
         elif url.rstrip("/") not in good:
             good.append(url.rstrip("/"))
     retries = section.get("retries", PushSettings.retries)

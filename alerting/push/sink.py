@@ -150,6 +150,14 @@ class AlertmanagerSink:
         with self.store.reading() as conn:
             return [(row.alertname, loads(row.labels)) for row in conn.execute(stmt)]
 
+    def active_since(self, alertnames: Iterable[str]) -> list[tuple[str, dict[str, str], float]]:
+        """(alertname, labels, starts_at) of the firing alerts with these names."""
+        t = alertmanager_alerts
+        names = list(set(alertnames))
+        stmt = select(t.c.alertname, t.c.labels, t.c.starts_at).where(t.c.ends_at.is_(None), t.c.alertname.in_(names))
+        with self.store.reading() as conn:
+            return [(row.alertname, loads(row.labels), float(row.starts_at)) for row in conn.execute(stmt)]
+
     def pushed(self) -> list[dict[str, Any]]:
         """Every row, for diagnostics and tests."""
         with self.store.reading() as conn:

@@ -2,9 +2,10 @@
 
 Answers follow the OTLP/HTTP specification: 200 with an `ExportTraceServiceResponse` in the request's
 encoding, whose `partial_success` gives the number of GenAI spans rejected and why; 4xx and 5xx with a
-`google.rpc.Status` body; 503 with `Retry-After` when the store is down, which exporters retry (a
-retried span is a duplicate: its request id is its trace and span id). Same bearer token as
-`POST /v1/usage`, which OTel exporters send through their `headers` setting.
+`google.rpc.Status` body (in JSON also carrying the API's `error` and `detail`); 503 with `Retry-After`
+when the store is down, which exporters retry (a retried span is a duplicate: its request id is its
+trace and span id). Same bearer token as `POST /v1/usage`, which OTel exporters send through their
+`headers` setting.
 """
 
 from __future__ import annotations
@@ -136,5 +137,7 @@ def _status(refused: _Refused, proto: bool) -> Response:
     if proto:
         body = otlp.status_protobuf(code, message)
         return Response(body, status_code=refused.status, media_type=PROTOBUF, headers=refused.headers)
-    payload = orjson.dumps({"code": code, "message": message})
+    # A google.rpc.Status (what OTLP clients read) that is also the API's error shape: `error` and `detail`
+    # beside `code` and `message`, which OTLP/JSON readers ignore as unknown fields.
+    payload = orjson.dumps({"code": code, "message": message, "error": message, "detail": None})
     return Response(payload, status_code=refused.status, media_type=JSON, headers=refused.headers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 from datetime import datetime
 
@@ -13,27 +14,42 @@ from starlette.routing import BaseRoute, Route
 
 from exporter.http.auth import check_bearer
 from exporter.http.errors import ORJSONResponse, error
+from exporter.report.periods import parse_when
 from exporter.services import Services
 from exporter.store import StoreUnavailable
 from exporter.usage_summary import BY, MAX_ROWS, summarize
 
 DEFAULT_WINDOW_SECONDS = 86_400.0
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_AGE = re.compile(r"\d+(?:\.\d+)?[mhdw]")
 LAST_INSTANT = 253_402_300_799.0
 """9999-12-31T23:59:59Z, the latest time RFC 3339 can write; larger epoch seconds are refused."""
 
 
-def parse_instant(value: str, name: str) -> float:
-    """Epoch seconds from epoch seconds or an RFC 3339 timestamp (a zone is required)."""
+def parse_instant(value: str, name: str, *, now: float) -> float:
+    """Epoch seconds from epoch seconds, an RFC 3339 time (with a zone), a date or an age (`7d`) before `now`.
+
+    Dates and ages are read as `llmcost report` reads them (`2026-12-01` is UTC midnight), so a range
+    given to the command works here too; a time without a zone stays refused (whose midnight?).
+    """
     try:
         number = float(value)
     except ValueError:
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"{name}: expected RFC 3339 or epoch seconds, got {value[:64]!r}") from None
-        if parsed.tzinfo is None:
-            raise ValueError(f"{name}: give a time zone (e.g. 2026-12-01T00:00:00Z)") from None
-        return parsed.timestamp()
+        if _DATE.fullmatch(value) or _AGE.fullmatch(value):
+            try:
+                number = parse_when(value, now=now)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+        else:
+            try:
+                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                raise ValueError(
+                    f"{name}: expected RFC 3339, epoch seconds, a date or an age such as 7d, got {value[:64]!r}"
+                ) from None
+            if parsed.tzinfo is None:
+                raise ValueError(f"{name}: give a time zone (e.g. 2026-12-01T00:00:00Z)") from None
+            return parsed.timestamp()
     if not math.isfinite(number) or number < 0:
         raise ValueError(f"{name}: must be a time after 1970")
     if number > LAST_INSTANT:  # its 5-minute bucket would overflow the 64-bit column: a 500 before
@@ -59,8 +75,11 @@ def summary_routes(services: Services) -> list[BaseRoute]:
         if by not in BY:
             return error(422, f"by must be one of {', '.join(BY)}, got {by[:32]!r}")
         try:
-            until = parse_instant(query["until"], "until") if "until" in query else time.time()
-            since = parse_instant(query["since"], "since") if "since" in query else until - DEFAULT_WINDOW_SECONDS
+            now = time.time()
+            until = parse_instant(query["until"], "until", now=now) if "until" in query else now
+            since = (
+                parse_instant(query["since"], "since", now=now) if "since" in query else until - DEFAULT_WINDOW_SECONDS
+            )
         except ValueError as exc:
             return error(422, str(exc))
         limit_text = query.get("limit", "1000")

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from exporter import __version__
-from exporter.config import ConfigError, ListenError
+from exporter.config import Config, ConfigError, ListenError
 from exporter.pricing import PriceOverrideError
 from exporter.store import StoreNotFound, StoreUnavailable
 from llmcost.cli import demo, ingest, maintenance, report, serve
@@ -40,14 +40,29 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate a configuration file and print every problem."""
     try:
-        load_config(args.file)
+        config = load_config(args.file)
     except ConfigError as exc:
-        print(f"{args.file}: {len(exc.problems)} problem(s)")
-        for problem in exc.problems:
+        problems = exc.problems
+    else:
+        problems = _serve_problems(config)
+    if problems:
+        print(f"{args.file}: {len(problems)} problem(s)")
+        for problem in problems:
             print(f"  - {problem}")
         return 1
     print(f"{args.file}: OK")
     return 0
+
+
+def _serve_problems(config: Config) -> list[str]:
+    """What `serve` would refuse in a valid config: its `listen` off loopback while endpoints have no tokens."""
+    from exporter.server import check_listen_allowed
+
+    try:
+        check_listen_allowed(config.listen, config)
+    except ListenError as exc:
+        return [f"listen: {exc}"]
+    return []
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -85,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_budget_arguments(budgets)
     budgets.set_defaults(func=cmd_budgets)
 
-    alerts = sub.add_parser("alerts", help="list alerts, or acknowledge one")
+    alerts = sub.add_parser("alerts", help="list alerts, acknowledge one or undo that")
     add_store_arguments(alerts)
     from alerting.gateway.cli import add_arguments as add_alert_arguments
 

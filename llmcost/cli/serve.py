@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from llmcost.wiring import AlertingParts
 
 log = logging.getLogger("llmcost")
+CLOSE_SECONDS = 15.0
+"""After SIGTERM and the requests in flight (up to 10 s), how long closing may take (deliveries in flight,
+each bounded by its channel's 10 s timeout; the lease). Both fit docker-compose.yml's 30 s grace period."""
 
 
 def add_parser(sub: Any) -> None:
@@ -94,9 +97,37 @@ def _serve(config: Config, role: str, config_path: str | None, *, sock: Any = No
         tune_gc_for_throughput()
         if banner:
             print(banner, flush=True)
+        _close_after_sigterm()
         server.run(sockets=[sock] if sock is not None else None)
     finally:
         services.close()
+
+
+def _close_after_sigterm() -> None:
+    """Let a SIGTERM end `serve` through its closing steps instead of killing it once HTTP has stopped.
+
+    uvicorn handles SIGTERM (stops accepting, answers the requests in flight), then raises it again with
+    the handler that was there before it. Left at the default, that killed the process before
+    `services.close()`: a notification being delivered was abandoned unrecorded (and sent again by the
+    process that took its row over) and the scheduler lease was left to expire. This handler, which
+    uvicorn re-raises to, returns instead; a further SIGTERM while closing ends the process at once, and
+    so does closing for longer than `CLOSE_SECONDS` (a store that does not answer must not hold a stop
+    up until the supervisor's SIGKILL: it ends as the SIGTERM would have, nothing acknowledged is lost).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return  # signals can only be handled on the main thread; uvicorn does not capture them either
+
+    def give_up() -> None:
+        log.error("closing took over %g s (is the store answering?): stopping without finishing", CLOSE_SECONDS)
+        os.kill(os.getpid(), signal.SIGTERM)  # the default action by now: the process ends
+
+    def closing(signum: int, _frame: object) -> None:
+        signal.signal(signum, signal.SIG_DFL)
+        timer = threading.Timer(CLOSE_SECONDS, give_up)
+        timer.daemon = True
+        timer.start()
+
+    signal.signal(signal.SIGTERM, closing)
 
 
 def _reload_on_sighup(parts: AlertingParts, path: str | None) -> None:
@@ -106,11 +137,11 @@ def _reload_on_sighup(parts: AlertingParts, path: str | None) -> None:
     from llmcost.wiring import reload_budgets
 
     def reload() -> None:
-        problems = reload_budgets(parts, path)
+        problems, outcome = reload_budgets(parts, path)
         if problems:
             log.error("config reload refused, nothing changed: %s", "; ".join(problems))
         else:
-            log.info("config reloaded from %s: budgets applied", path)
+            log.info("config reloaded from %s: %s", path, outcome)
 
     # The handler only starts a thread: database work does not belong in a signal handler.
     signal.signal(signal.SIGHUP, lambda _signum, _frame: threading.Thread(target=reload, daemon=True).start())

@@ -7,6 +7,7 @@ cannot reach quickly (a resolve at a period's end, a controllable clock, the con
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from alerting.push.sink import AlertmanagerSink
 from alerting.store import open_store
 from exporter.config import Config, ConfigError
 from exporter.store import Store
+from llmcost.cli import main
 from llmcost.config import parse_config
 from tests.support.clock import FakeClock
 from tests.support.pg import free_port
@@ -177,7 +179,8 @@ def test_configuration() -> None:
     assert problems == [] and settings.urls == ("http://user:secret@am:9093",)
     assert list(settings.replicas.values()) == ["http://am:9093"]  # no credentials in metric labels
     for bad, message in (
-        ({"url": "am:9093"}, "alertmanager.urls[0]: must be an http(s) URL"),
+        ({"url": "am:9093"}, "alertmanager.url: must be an http(s) URL"),  # the key written, not urls[0]
+        ({"urls": ["http://a:9093", "am:9093"]}, "alertmanager.urls[1]: must be an http(s) URL"),
         ({"url": "http://a", "urls": ["http://b"]}, "alertmanager: give url or urls, not both"),
         ({"urls": []}, "alertmanager.urls: must be a non-empty list of URLs"),
         ({"url": "http://a", "resend": 1}, "alertmanager.resend: unknown key"),
@@ -187,7 +190,7 @@ def test_configuration() -> None:
         assert any(p.startswith(message) for p in problems), problems
     with pytest.raises(ConfigError, match="external_url"):
         parse_config({"external_url": "llmcost:9800"})
-    with pytest.raises(ConfigError, match=r"alertmanager\.urls\[0\]: must be an http"):
+    with pytest.raises(ConfigError, match=r"alertmanager\.url: must be an http"):
         parse_config({"alertmanager": {"url": "alertmanager:9093"}})  # what `llmcost check-config` lists
     assert external_url(Config(listen="127.0.0.1:9811")) == "http://127.0.0.1:9811"
     assert external_url(parse_config({"external_url": "https://cost.example.com/"})) == "https://cost.example.com"
@@ -198,6 +201,21 @@ def test_configuration() -> None:
         {"alertmanager": {"urls": ["http://am-0:9093"]}, "alerting": {"alertmanager": {"silence_on_ack": True}}}
     )
     assert settings_from_config(both).silences.url == "http://am-0:9093"
+    # Silences are followed on every replica; a url of its own in `alerting.alertmanager` is the one asked.
+    two = {"alertmanager": {"urls": ["http://am-0:9093", "http://am-1:9093/"]}}
+    assert settings_from_config(parse_config(two)).silences.urls == ("http://am-0:9093", "http://am-1:9093")
+    own_url = {**two, "alerting": {"alertmanager": {"url": "http://am-lb:9093"}}}
+    assert settings_from_config(parse_config(own_url)).silences.urls == ("http://am-lb:9093",)
+
+
+def test_check_config_names_the_alertmanager_key_as_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "llmcost.yml"
+    config.write_text("alertmanager: {url: alertmanager:9093}\n")
+    assert main(["check-config", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert "alertmanager.url: must be an http(s) URL" in out and "urls[0]" not in out, out
+    config.write_text("alertmanager: {url: 'http://alertmanager:9093'}\n")
+    assert main(["check-config", str(config)]) == 0
 
 
 def test_an_alert_raised_directly_and_coming_back_through_alertmanager_is_notified_once(

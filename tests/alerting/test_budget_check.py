@@ -62,6 +62,31 @@ def test_a_refusal_names_the_budget_and_its_numbers(db_url: str, clock: FakeCloc
     services.close()
 
 
+def test_the_answer_state_never_contradicts_allowed(db_url: str, clock: FakeClock) -> None:
+    """`exceeded` is the state of a refusal only: a call a soft or track budget over its limit lets through is
+    `critical` at most, while that budget's own entry still says `exceeded` (a client reading `state` alone
+    must not block what llmcost allows)."""
+    soft = {"name": "chat-soft", "scope": "project", "key": "chat", "period": "daily", "limit": 1.0, "mode": "soft"}
+    track = {**soft, "name": "chat-track", "mode": "track"}
+    clock.set(NOON + 600)
+    services, budgets, _ = build(db_url, [SEARCH_DAILY, soft, track], clock)
+    ingest(services, call("c1", NOON + 5, 1.5, project="chat"), call("s1", NOON + 6, 49.9))
+    with TestClient(build_app(services, budget_routes(budgets, services.config.auth))) as client:
+        let_through = client.post("/v1/budgets/check", json={"project": "chat", "estimated_cost_usd": 0.1}).json()
+        assert let_through["allowed"] is True and let_through["state"] == "critical"
+        assert {b["name"]: b["state"] for b in let_through["budgets"]} == {
+            "chat-soft": "exceeded",
+            "chat-track": "exceeded",
+        }
+        assert "only hard budgets refuse" in let_through["reason"]
+        refused = client.post("/v1/budgets/check", json={"project": "search", "estimated_cost_usd": 0.2}).json()
+        assert refused["allowed"] is False and refused["state"] == "exceeded"
+        for body in ({"project": "chat"}, {"project": "search", "estimated_cost_usd": 0.05}, {"project": "x"}):
+            answer = client.post("/v1/budgets/check", json=body).json()
+            assert (answer["state"] == "exceeded") is (answer["allowed"] is False), answer
+    services.close()
+
+
 def test_token_and_request_estimates_count_against_their_budgets(db_url: str, clock: FakeClock) -> None:
     clock.set(NOON + 600)
     services, budgets, _ = build(db_url, [TOKENS, REQUESTS], clock)
@@ -94,7 +119,8 @@ def test_per_request_caps_refuse_whatever_the_spend_and_suggest_the_fallback(db_
     ingest(services, call("c1", NOON + 5, 1.2, project="chat"))
     over = budgets.check({"project": "chat", "estimated_cost_usd": 0.1})
     assert over["allowed"] is True  # a soft budget never refuses, it suggests the cheaper model
-    assert over["fallback_model"] == "claude-haiku-4-5" and over["state"] == "exceeded"
+    assert over["fallback_model"] == "claude-haiku-4-5"
+    assert over["state"] == "critical" and entry(over, "chat-soft")["state"] == "exceeded"  # its own entry only
     assert "only hard budgets refuse" in over["reason"]
     services.close()
 

@@ -142,6 +142,7 @@ def test_dead_letters_are_listed_and_can_be_retried(h: Harness, rx: Receivers) -
     assert h.client.get("/v1/notifications").status_code == 401
     assert h.admin("POST", f"/v1/notifications/{dead['id']}/retry").status_code == 200
     assert h.admin("POST", f"/v1/notifications/{dead['id']}/retry").status_code == 409
+    assert h.admin("POST", f"/v1/notifications/{dead['id'] + 1000}/retry").status_code == 404  # was 409: not dead
     h.gateway.deliver_pending()
     assert h.admin("GET", "/v1/notifications", params={"status": "dead"}).json() == []
     assert len(rx.slack.calls("chat.postMessage")) == 2

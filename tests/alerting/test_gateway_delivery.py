@@ -15,6 +15,7 @@ from tests.support.gateway_harness import (
     am_alert,
     am_payload,
 )
+from tests.support.grouped_budget import FIRST_KEYS, instances
 from tests.support.waiting import wait_until
 
 
@@ -165,7 +166,12 @@ def test_a_crashed_senders_claim_is_retried_after_its_lease(db: str, rx: Receive
         assert second.gateway.deliver_pending() == 0
         clock.advance(1)
         assert second.gateway.deliver_pending() == 1
-        assert rx.counts() == {"slack": 1, "email": 1, "pagerduty": 1}
+        assert rx.counts() == {"slack": 3, "email": 1, "pagerduty": 1}  # Slack: was it posted? No: post it
+        assert [r.path for r in rx.slack.requests] == [
+            "/api/conversations.list",
+            "/api/conversations.history",
+            "/api/chat.postMessage",
+        ]
 
 
 def test_retry_after_zero_does_not_make_a_hot_loop(sqlite_url: str, rx: Receivers, clock: FakeClock) -> None:
@@ -176,3 +182,130 @@ def test_retry_after_zero_does_not_make_a_hot_loop(sqlite_url: str, rx: Receiver
         assert h.gateway.deliver_pending() == 1  # returns: the retry waits for a later pass
         [row] = pending(h, "slack")
         assert parse_rfc3339(row["next_attempt_at"]) - clock() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)  # the row's progress is plain SQL, run on both elsewhere
+def test_a_recipient_deferred_with_4xx_gets_the_mail_later_and_the_others_only_once(
+    db: str, rx: Receivers, clock: FakeClock
+) -> None:
+    to = {"to": ["oncall@example.com", "finance@example.com", "gone@example.com"]}
+    rx.smtp.refuse = {
+        "finance@example.com": "452 4.2.2 Mailbox full, try later",
+        "gone@example.com": "550 5.1.1 No such user",
+    }
+    with Harness(db, rx, clock=clock, channels=("email",), channel_extra={"email": to}) as h:
+        alert_id = fire(h, "warning", "LLMBudgetWarning").alert.id
+        h.gateway.deliver_pending()
+        [row] = pending(h, "email")
+        assert "finance@example.com: 452" in row["last_error"] and "gone@example.com: 550" in row["last_error"]
+        h.gateway.ack(alert_id, by="alice")
+        assert h.gateway.deliver_pending() == 0  # the ack waits for the first mail to reach everyone
+
+        rx.smtp.refuse = {"gone@example.com": "550 5.1.1 No such user"}
+        clock.advance(3600)
+        h.gateway.deliver_pending()
+        h.gateway.deliver_pending()
+        first, retried, ack = rx.smtp.messages
+        assert (first.rcpt_tos, retried.rcpt_tos) == (["oncall@example.com"], ["finance@example.com"])
+        assert first.message["Message-ID"] == retried.message["Message-ID"], "one mail, delivered in two parts"
+        assert ack.rcpt_tos == ["oncall@example.com", "finance@example.com"]
+        assert ack.message["In-Reply-To"] == first.message["Message-ID"]
+        assert h.metric("llm_notifications_total", channel="email", outcome="retried") == 1
+        assert h.metric("llm_notifications_total", channel="email", outcome="sent") == 2
+
+
+def test_a_slack_post_whose_answer_was_lost_is_not_posted_twice(
+    sqlite_url: str, rx: Receivers, clock: FakeClock
+) -> None:
+    rx.slack.answer_late(2.0)  # Slack posts the message; its answer comes after the client gave up
+    extra = {"slack": {"timeout_seconds": 1}}
+    with Harness(sqlite_url, rx, clock=clock, channels=("slack",), channel_extra=extra) as h:
+        alert_id = fire(h, "warning", "LLMBudgetWarning").alert.id
+        h.gateway.deliver_pending()
+        [row] = pending(h, "slack")
+        assert "Timeout" in row["last_error"] or "timed out" in row["last_error"]
+        clock.advance(60)
+        h.gateway.deliver_pending()
+        h.gateway.ack(alert_id, by="alice")
+        h.gateway.deliver_pending()
+
+        [message] = rx.slack.posted
+        assert "Acknowledged by alice" in rx.slack.calls("chat.update")[-1].json["text"]
+        assert rx.slack.calls("chat.update")[-1].json["ts"] == message["ts"], "the message people saw"
+        assert h.gateway.notifications(status="pending") == []
+
+
+def test_a_thread_reply_whose_answer_was_lost_is_not_replied_twice(
+    sqlite_url: str, rx: Receivers, clock: FakeClock
+) -> None:
+    extra = {"slack": {"timeout_seconds": 1}}
+    with Harness(sqlite_url, rx, clock=clock, channels=("slack",), channel_extra=extra) as h:
+        fire(h, "warning", "LLMBudgetWarning")
+        h.gateway.deliver_pending()
+        fire(h, "critical", "LLMBudgetCritical")
+        rx.slack.enqueue(200, body={"ok": True, "channel": "C123", "ts": "1700000000.000100"})  # the update
+        rx.slack.answer_late(2.0)  # the reply "Escalated from warning to critical" is posted, its answer lost
+        h.gateway.deliver_pending()
+        clock.advance(60)
+        h.gateway.deliver_pending()
+
+        [reply] = rx.slack.replies
+        assert "Escalated from warning to critical" in reply["text"]
+        assert h.gateway.notifications(status="pending") == []
+
+
+def test_a_grouped_mail_deferred_for_one_recipient_reaches_it_later_and_the_others_once(
+    sqlite_url: str, rx: Receivers, clock: FakeClock
+) -> None:
+    to = {"to": ["oncall@example.com", "finance@example.com"]}
+    rx.smtp.refuse = {"finance@example.com": "452 4.2.2 Mailbox full, try later"}
+    with Harness(sqlite_url, rx, clock=clock, channels=("email",), channel_extra={"email": to}) as h:
+        h.gateway.fire_many(instances("LLMBudgetWarning", FIRST_KEYS))
+        h.gateway.deliver_pending()
+        rx.smtp.refuse = {}
+        clock.advance(3600)
+        h.gateway.deliver_pending()
+
+        first, retried = rx.smtp.messages
+        assert (first.rcpt_tos, retried.rcpt_tos) == (["oncall@example.com"], ["finance@example.com"])
+        assert first.message["Message-ID"] == retried.message["Message-ID"]
+        assert "5 instances" in retried.message["Subject"]
+        assert h.gateway.notifications(status="pending") == []
+
+
+def test_a_grouped_slack_post_whose_answer_was_lost_is_not_posted_twice(
+    sqlite_url: str, rx: Receivers, clock: FakeClock
+) -> None:
+    extra = {"slack": {"timeout_seconds": 1}}
+    with Harness(sqlite_url, rx, clock=clock, channels=("slack",), channel_extra=extra) as h:
+        rx.slack.answer_late(2.0)  # Slack posts "5 instances of budget per-project firing"; its answer is lost
+        h.gateway.fire_many(instances("LLMBudgetWarning", FIRST_KEYS))
+        h.gateway.deliver_pending()
+        clock.advance(60)
+        h.gateway.deliver_pending()
+
+        [message] = rx.slack.posted
+        assert "5 instances" in message["text"]
+        assert h.gateway.notifications(status="pending") == []
+        assert h.metric("llm_notifications_total", channel="slack", outcome="sent") == 5
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)  # the lease is plain SQL, run on both elsewhere
+def test_a_crash_between_the_slack_post_and_its_record_does_not_post_twice(
+    db: str, rx: Receivers, clock: FakeClock
+) -> None:
+    settings = {"outbox": {"lease": "30s"}}
+    crashed = Harness(db, rx, clock=clock, channels=("slack",), alerting=settings)
+    alert_id = fire(crashed, "warning", "LLMBudgetWarning").alert.id
+    [claimed] = crashed.gateway.outbox.claim("slack", 10)
+    assert crashed.gateway.notifiers["slack"].send(claimed.notification).ok  # posted, then killed
+    crashed.close()
+
+    with Harness(db, rx, clock=clock, channels=("slack",), alerting=settings) as restarted:
+        clock.advance(30)
+        restarted.gateway.deliver_pending()
+        restarted.gateway.ack(alert_id, by="alice")
+        restarted.gateway.deliver_pending()
+
+        [message] = rx.slack.posted
+        assert rx.slack.calls("chat.update")[-1].json["ts"] == message["ts"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import ssl
 import subprocess
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 
 from alerting.gateway.config import parse_settings
 from alerting.model import Actor, Alert, Notification, NotificationKind, fingerprint
-from alerting.notify import EmailNotifier, Notifier
+from alerting.notify import EmailNotifier, Notifier, build_notifiers
 from tests.support.recording_servers import SMTPServer, unused_port
 from tests.support.waiting import wait_until
 
@@ -220,6 +221,27 @@ def test_some_recipients_refused_still_counts_as_sent(smtp, notifier):
     assert smtp.messages[0].rcpt_tos == ["oncall@example.com"]
 
 
+def test_a_deferred_recipient_is_retried_alone(smtp, notifier):
+    smtp.refuse = {"finance@example.com": "451 4.7.1 Greylisted"}
+    first = notifier.send(notify("firing", outbox_id=7))
+    assert not first.ok and first.retryable and "finance@example.com: 451" in first.error
+    assert first.settled_recipients == ("oncall@example.com",)
+
+    smtp.refuse = {}
+    retried = notifier.send(replace(notify("firing", outbox_id=7), settled_recipients=first.settled_recipients))
+    assert retried.ok
+    assert [m.rcpt_tos for m in smtp.messages] == [["oncall@example.com"], ["finance@example.com"]]
+    assert smtp.messages[0].message["Message-ID"] == smtp.messages[1].message["Message-ID"]
+
+
+def test_a_recipient_refused_for_good_is_not_retried_with_a_deferred_one(smtp, notifier):
+    smtp.refuse = {"oncall@example.com": "550 5.1.1 No such user", "finance@example.com": "452 4.2.2 Mailbox full"}
+    result = notifier.send(notify("firing"))
+
+    assert not result.ok and result.retryable
+    assert result.settled_recipients == ("oncall@example.com",)
+
+
 def test_a_temporary_data_failure_is_retryable(smtp, notifier):
     smtp.enqueue_data_reply("451 4.3.0 Try again later")
     result = notifier.send(notify("firing"))
@@ -300,8 +322,44 @@ def test_mail_goes_over_starttls_to_a_trusted_relay(tls_smtp, certificate):
     for kind in ("firing", "resolved"):
         result = notifier.send(notify(kind))
         assert result.ok, result.error
+    notifier.close()  # now, before the relay stops: its side of a session left open is a ResourceWarning later
     assert [m.over_tls for m in tls_smtp.messages] == [True, True]
     assert "Budget team-a-monthly has used 96%" in tls_smtp.messages[0].part("text/plain")
+
+
+def test_a_relay_speaking_tls_from_the_first_byte_gets_the_mail_and_the_login(certificate, monkeypatch):
+    """Port 465 (SMTPS): TLS before the greeting, as many providers offer it."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))  # trust the test relay as a system CA would be
+    with SMTPServer(
+        credentials={"alerts": "s3cret-passw0rd"}, tls_context=relay_tls(certificate), implicit_tls=True
+    ) as relay:
+        section = {
+            "smtp_host": relay.host,
+            "smtp_port": relay.port,
+            "implicit_tls": True,
+            "username": "alerts",
+            "password": "s3cret-passw0rd",
+            "from": "llmcost@example.com",
+            "to": "oncall@example.com",
+            "timeout_seconds": 2,
+        }
+        problems: list[str] = []
+        settings = parse_settings({"notifications": {"email": section}}, Path("."), problems)
+        assert problems == []
+        notifier = build_notifiers(settings.channels)["email"]
+        try:
+            result = notifier.send(notify("firing"))
+        finally:
+            notifier.close()  # type: ignore[attr-defined]  # before the relay stops, or its side stays open
+        assert result.ok, result.error
+        assert [(m.rcpt_tos, m.over_tls) for m in relay.messages] == [(["oncall@example.com"], True)]
+
+
+def test_port_465_means_tls_from_the_first_byte():
+    config = {"smtp_host": "smtp.example.com", "from": "a@example.com", "to": "b@example.com"}
+    assert EmailNotifier.from_config({**config, "smtp_port": 465}).implicit_tls
+    assert not EmailNotifier.from_config({**config, "smtp_port": 587}).implicit_tls
+    assert not EmailNotifier.from_config({**config, "smtp_port": 465, "implicit_tls": False}).implicit_tls
 
 
 # aiosmtpd (the test relay) leaves its side of the refused handshake for the garbage collector; the
@@ -371,6 +429,38 @@ def test_notifier_is_built_from_the_notifications_config(smtp):
     _opened.append(notifier)
     assert notifier.send(notify("firing")).ok
     assert smtp.messages[0].rcpt_tos == ["b@x.org"]
+
+
+def test_recipients_written_as_one_comma_separated_line_all_get_the_mail(smtp):
+    section = {"smtp_host": smtp.host, "smtp_port": smtp.port, "starttls": False, "from": "a@example.com"}
+    to = "oncall@example.com, Finance Team <finance@example.com>"
+    problems: list[str] = []
+    settings = parse_settings({"notifications": {"email": {**section, "to": to}}}, Path("."), problems)
+    assert problems == []
+    notifier = build_notifiers(settings.channels)["email"]
+    _opened.append(notifier)  # type: ignore[arg-type]
+
+    assert notifier.send(notify("firing")).ok
+    assert smtp.messages[0].rcpt_tos == ["oncall@example.com", "finance@example.com"]
+    assert smtp.messages[0].message["To"] == "oncall@example.com, Finance Team <finance@example.com>"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("to", "oncall@example.com finance@example.com", "'oncall@example.com finance@example.com' is not"),
+        ("to", ["oncall@example.com", "finance"], "to: 'finance' is not a mail address"),
+        ("to", "oncall@example.com; finance@example.com", "is not a mail address"),
+        ("to", "finops@example.com, Oncall <oncall@example.com>, finance", "to: 'finance' is not a mail address"),
+        ("from", "llmcost", "from: 'llmcost' is not a mail address"),
+        ("from", "a@example.com, b@example.com", "from: must be one address"),
+    ],
+)
+def test_a_recipient_that_is_not_an_address_is_a_config_problem(key, value, problem):
+    section = {"smtp_host": "mail", "from": "a@example.com", "to": "oncall@example.com", key: value}
+    problems: list[str] = []
+    parse_settings({"notifications": {"email": section}}, Path("."), problems)
+    assert any(f"notifications.email.{key}" in p and problem in p for p in problems), problems
 
 
 def test_a_config_without_recipients_names_what_is_missing():

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from alerting.gateway.config import parse_settings
 from alerting.model import Actor, Alert, DeliveryResult, Notification, NotificationKind, fingerprint
 from alerting.notify import Notifier, SlackNotifier, build_notifiers, redact
 from tests.support.recording_servers import SlackAPIServer, unused_port
@@ -153,8 +156,65 @@ def test_rate_limiting_is_retryable_after_the_time_slack_asks_for(slack, notifie
     assert not result.ok
     assert result.retryable
     assert result.retry_after == 7.0
+    assert not result.maybe_delivered, "a 429 is never carried out: the retry posts without looking first"
     assert "ratelimited" in result.error
     assert len(slack.requests) == 1, "slack_sdk must not retry on its own"
+
+
+def retried(**changes: Any) -> Notification:
+    """A first message whose earlier attempt at outbox row 7 may have posted it (its answer was lost)."""
+    return replace(notify("firing"), outbox_id=7, maybe_delivered=True, **changes)
+
+
+def test_a_new_message_names_its_outbox_row_and_a_first_attempt_looks_nothing_up(slack, notifier):
+    assert notifier.send(replace(notify("firing"), outbox_id=7)).ok
+
+    assert [r.path.rsplit("/", 1)[-1] for r in slack.requests] == ["chat.postMessage"]
+    mark = {"outbox_id": 7, "fingerprint": make_alert().fingerprint}
+    assert slack.posted[0]["metadata"] == {"event_type": "llmcost_notification", "event_payload": mark}
+
+
+def test_a_retry_adopts_the_message_its_lost_attempt_posted(slack, notifier):
+    assert notifier.send(replace(notify("firing"), outbox_id=6)).ok
+    assert notifier.send(replace(notify("firing"), outbox_id=7)).ok
+    other = make_alert(fingerprint="0123456789abcdef")  # another llmcost's row 7 in the same channel
+    assert notifier.send(replace(notify("firing"), alert=other, outbox_id=7)).ok
+    slack.requests.clear()
+
+    result = notifier.send(retried())
+    assert result.ok and result.reference == {"channel": "C123", "ts": "1700000000.000200"}
+    assert [r.path.rsplit("/", 1)[-1] for r in slack.requests] == ["conversations.history"]
+    assert len(slack.posted) == 3
+
+
+def test_without_history_scopes_a_retry_posts_again_and_says_why(slack, caplog):
+    notifier = SlackNotifier(token=TOKEN, channel="C123", api_url=slack.api_url, timeout=5)  # an id: no listing
+    slack.enqueue(200, body={"ok": False, "error": "missing_scope", "needed": "channels:history"})
+    result = notifier.send(retried())
+
+    assert result.ok and len(slack.posted) == 1
+    assert "missing_scope" in caplog.text and "channels:history" in caplog.text
+    assert TOKEN not in caplog.text
+
+
+def test_without_private_channel_scopes_the_lookup_lists_public_channels(slack, notifier):
+    assert notifier.send(replace(notify("firing"), outbox_id=7)).ok
+    fresh = SlackNotifier(token=TOKEN, channel="#llm-cost", api_url=slack.api_url, timeout=5)  # a restart
+    slack.enqueue(200, body={"ok": False, "error": "missing_scope", "needed": "groups:read"})
+    slack.requests.clear()
+
+    assert fresh.send(retried()).reference == {"channel": "C123", "ts": "1700000000.000100"}
+    listed = [{**r.payload, **{k: v[-1] for k, v in r.query.items()}} for r in slack.calls("conversations.list")]
+    assert [args.get("types") for args in listed] == ["public_channel,private_channel", "public_channel"]
+    assert len(slack.posted) == 1
+
+
+def test_a_rate_limited_lookup_is_retried_later_rather_than_posting_twice(slack, notifier):
+    slack.enqueue(429, {"Retry-After": "3"}, {"ok": False, "error": "ratelimited"})
+    result = notifier.send(retried())
+
+    assert not result.ok and result.retryable and result.retry_after == 3.0
+    assert slack.posted == []
 
 
 def test_a_server_error_is_retryable(slack, notifier):
@@ -179,6 +239,26 @@ def test_an_unknown_channel_is_final(slack, notifier):
     assert "channel_not_found" in result.error
 
 
+@pytest.mark.parametrize("signing_secret", [None, "slack-signing-secret-0123456789"])
+def test_acknowledge_buttons_are_shown_only_when_their_clicks_can_be_verified(slack, signing_secret):
+    section = {"token": TOKEN, "channel": "#llm-cost", "api_url": slack.api_url}
+    if signing_secret:
+        section["signing_secret"] = signing_secret
+    problems: list[str] = []
+    settings = parse_settings({"notifications": {"slack": section}}, Path("."), problems)
+    assert problems == []
+    notifier = build_notifiers(settings.channels)["slack"]
+
+    assert notifier.send(notify("firing")).ok
+    assert notifier.send(notify("acknowledged", {"channel": "C123", "ts": "1700000000.000100"})).ok
+    post, update = slack.requests
+    # Without the signing secret every click is refused (401): a button that never works is worse than none.
+    expected = ["llmcost_ack", "llmcost_runbook"] if signing_secret else ["llmcost_runbook"]
+    assert action_ids(post.json["blocks"]) == expected
+    expected = ["llmcost_unack", "llmcost_runbook"] if signing_secret else ["llmcost_runbook"]
+    assert action_ids(update.json["blocks"]) == expected
+
+
 def test_a_wrong_token_is_final_and_never_shown(slack):
     wrong = "xoxb-9999999999-wrongwrongwrong"
     result = SlackNotifier(token=wrong, channel="#llm-cost", api_url=slack.api_url).send(notify("firing"))
@@ -201,7 +281,7 @@ def test_an_unreachable_api_is_retryable():
     notifier = SlackNotifier(token=TOKEN, channel="#c", api_url=f"http://127.0.0.1:{unused_port()}/api/", timeout=2)
     result = notifier.send(notify("firing"))
 
-    assert not result.ok and result.retryable
+    assert not result.ok and result.retryable and not result.maybe_delivered
     assert TOKEN not in result.error
 
 
@@ -212,6 +292,7 @@ def test_a_slow_api_times_out_and_is_retryable(slack):
     result = notifier.send(notify("firing"))
 
     assert not result.ok and result.retryable
+    assert result.maybe_delivered, "Slack may have posted it: the retry looks for it first"
     assert time.monotonic() - started < 4
 
 

@@ -101,6 +101,26 @@ def test_hourly_periods_tile_across_fall_back() -> None:
     assert all(hours(s, e) == 1 for s, e in bounds)
 
 
+@pytest.mark.parametrize(
+    ("first", "short"),
+    [
+        # Lord Howe Island shifts by half an hour. Spring: 02:00 +10:30 becomes 02:30 +11:00, so the
+        # hour from 02:30 to 03:00 local lasts 30 minutes. Fall: 02:00 +11:00 becomes 01:30 +10:30, so
+        # 01:30 to 02:00 local (the second time) does.
+        (utc(2026, 10, 3, 13), (utc(2026, 10, 3, 15, 30), utc(2026, 10, 3, 16))),
+        (utc(2026, 4, 4, 13), (utc(2026, 4, 4, 15), utc(2026, 4, 4, 15, 30))),
+    ],
+)
+def test_hourly_periods_tile_across_a_half_hour_dst_shift(first: datetime, short: tuple[datetime, datetime]) -> None:
+    """Every instant is in exactly one hour: the status of an hourly budget showed a period_start half an
+    hour inside the previous hour (which had not ended), so the two hours overlapped."""
+    seen = sorted({period_bounds("hourly", first + timedelta(minutes=5 * i), "Australia/Lord_Howe") for i in range(60)})
+    for (_, end), (start, _) in itertools.pairwise(seen):
+        assert end == start
+    assert short in seen
+    assert all(hours(s, e) == 1 for s, e in seen if (s, e) != short)
+
+
 def test_total_has_no_end_and_a_configurable_start() -> None:
     assert period_bounds("total", utc(2024, 1, 1), "Europe/Berlin") == (EPOCH, None)
     start = utc(2023, 6, 1)

@@ -203,6 +203,15 @@ def test_promql_doc_queries_read_known_metrics_and_parse() -> None:
     assert len({name for name, _ in outputs}) == len(outputs)
 
 
+def test_every_promql_query_in_the_docs_reads_known_metrics_and_parses() -> None:
+    # All of docs/, not only promql.md and the runbook: monitoring.md and pricing.md have queries too.
+    queries = assets.doc_queries()
+    assert {q.source.split(":")[0] for q in queries} >= {"docs/promql.md", "docs/monitoring.md", "docs/pricing.md"}
+    for query in queries:
+        assert assets.unknown_metrics(query.expr) == set(), query
+    assert assets.promql_syntax_errors({q.source: q.expr for q in queries}) == ""
+
+
 def test_prometheus_scrapes_llmcost_itself_and_alertmanager() -> None:
     config = assets.load_yaml(assets.PROMETHEUS_CONFIG)
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}

@@ -241,6 +241,9 @@ def test_only_the_leader_applies_its_config_and_never_prunes_another_files_budge
             timeout=60,
         )
         assert names(follower.base) == prod_names
+        # Its log says so, and does not claim otherwise (it once ended with "budgets applied").
+        wait_until(lambda: "config reloaded from" in follower.log(), what="the reload's last line", timeout=10)
+        assert "budgets applied" not in follower.log(), follower.log()
         ingester = LlmcostProcess(db_url, config=other, role="ingest").start(tmp_path)
         try:  # an ingest-only server never applies budgets, at start or on SIGHUP
             assert ingester.proc is not None
@@ -251,6 +254,8 @@ def test_only_the_leader_applies_its_config_and_never_prunes_another_files_budge
                 timeout=60,
             )
             assert names(ingester.base) == prod_names
+            wait_until(lambda: "config reloaded from" in ingester.log(), what="the reload's last line", timeout=10)
+            assert "budgets applied" not in ingester.log(), ingester.log()
         finally:
             ingester.stop()
         leader.stop()  # hands the lease over: the follower takes it and applies its own file

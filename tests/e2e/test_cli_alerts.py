@@ -72,3 +72,19 @@ def test_an_empty_list_says_so(sqlite_url: str, capsys: pytest.CaptureFixture[st
     assert code == 0 and out == "no alerts\n"
     code, out, _ = run(capsys, "alerts", "list", "--state", "resolved", "--db", sqlite_url)
     assert code == 0 and out == "no resolved alerts\n"
+
+
+def test_unacknowledging_puts_the_alert_back_to_firing(
+    sqlite_url: str, alert_id: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # docs/alerting.md: an unack from the CLI, as from Slack or HTTP, re-opens the alert.
+    assert run(capsys, "alerts", "ack", str(alert_id), "--db", sqlite_url, "--by", "alice")[0] == 0
+    code, out, _ = run(capsys, "alerts", "unack", str(alert_id), "--db", sqlite_url, "--by", "bob")
+    assert code == 0 and out == f"alert {alert_id} unacknowledged by bob: firing again\n"
+    code, out, _ = run(capsys, "alerts", "list", "--state", "firing", "--db", sqlite_url)
+    assert f"{alert_id:>5} firing" in out and "by alice" not in out
+
+    code, out, _ = run(capsys, "alerts", "unack", str(alert_id), "--db", sqlite_url)
+    assert code == 0 and out == f"alert {alert_id} is not acknowledged; nothing changed\n"
+    assert run(capsys, "alerts", "unack", "--db", sqlite_url)[0] == 2
+    assert run(capsys, "alerts", "unack", "999", "--db", sqlite_url)[0] == 1

@@ -137,6 +137,11 @@ def test_record_response_takes_real_sdk_objects_and_keeps_no_content(server: Llm
     assert SECRET not in repr(stored)
 
 
+def test_a_token_that_cannot_be_a_header_is_refused_at_once() -> None:
+    with pytest.raises(ValueError, match="printable ASCII"):
+        Client("http://127.0.0.1:9", token="…")
+
+
 def test_record_response_refuses_what_is_not_a_response() -> None:
     client = Client(f"http://127.0.0.1:{free_port()}", close_timeout=0.1)
     with pytest.raises(ValueError, match="not an OpenAI"):

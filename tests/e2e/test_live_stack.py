@@ -32,6 +32,7 @@ value a panel shows can be picked in the dashboard's filter variables.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections import Counter
@@ -322,6 +323,71 @@ def test_every_dashboard_query_and_recording_rule_returns_live_data(live: LiveSt
                 "\nllmcost exposes no llm_scheduler_* series: `llmcost serve` runs no scheduler (detection, budgets)."
             )
         return f"{len(missing)} of {len(queries)} queries returned no data:\n{listing}{hint}"
+
+    wait_until(all_answered, timeout=45, interval=1, what=report)
+
+
+# Doc queries that cannot return data on this stack, with why, and the form checked instead (which must return
+# data), or None: parsed only (tests/assets/test_prometheus_rules.py).
+DOC_QUERIES_WITHOUT_DATA: dict[str, tuple[str, str | None]] = {
+    'absent(up{job="llmcost"})': (
+        "answers only while Prometheus has no llmcost target (LLMCostExporterAbsent)",
+        'absent(up{job="no-such-job"})',
+    ),
+    "sum by (outcome) (increase(llm_ingest_events_total[1h] offset 1d))": (
+        "looks a day back; the stack is minutes old",
+        "sum by (outcome) (increase(llm_ingest_events_total[1h]))",
+    ),
+    "llm_notification_dead_letters - llm_notification_dead_letters offset 1h": (
+        "looks an hour back; the stack is minutes old",
+        "llm_notification_dead_letters - llm_notification_dead_letters offset 1s",
+    ),
+    "budget:llm_budget_projected_usage:ratio > 1": (
+        "answers only while a budget is projected past its limit, which the demo's hourly and daily budgets are "
+        "not early in their period",
+        "budget:llm_budget_projected_usage:ratio > 0",
+    ),
+    'sum by (alertmanager, outcome) (increase(llm_alertmanager_pushes_total{job="llmcost"}[15m]))': (
+        "llmcost here takes the direct path (no `alertmanager:` in its config), so it pushes nothing; "
+        "`make stack` takes the Alertmanager path and answers it",
+        None,
+    ),
+    'llm_spend_spike_ratio{job="llmcost"} > 1': (
+        "answers only while a spend spike is under way",
+        'llm_spend_spike_ratio{job="llmcost"} > 0',
+    ),
+}
+
+
+def bare(expr: str) -> str:
+    """A query without its `# comments`, on one line."""
+    return " ".join(re.sub(r"#[^\n]*", "", expr).split())
+
+
+def test_every_promql_query_in_the_docs_returns_live_data(live: LiveStack) -> None:
+    """What a reader pastes from README.md and docs/ into Prometheus answers, placeholders filled in."""
+    values = {"budget": "daily-total", "key": "code-assist", "project": "code-assist", "model": "gpt-4o"}
+    queries: dict[str, str] = {}
+    for query in assets.doc_queries(values):
+        if bare(query.expr) in DOC_QUERIES_WITHOUT_DATA:
+            instead = DOC_QUERIES_WITHOUT_DATA[bare(query.expr)][1]
+            if instead is not None:
+                queries[f"{query.source} (checked as)"] = instead
+        else:
+            queries[query.source] = query.expr
+    used = {bare(q.expr) for q in assets.doc_queries(values)}
+    assert set(DOC_QUERIES_WITHOUT_DATA) <= used, "an exclusion names a query the docs no longer have"
+    missing = dict(queries)
+
+    def all_answered() -> bool:
+        for name, expr in list(missing.items()):
+            if live_stack.instant_query(live.prometheus, expr):
+                del missing[name]
+        return not missing
+
+    def report() -> str:
+        listing = "\n".join(f"  {name}: {expr}" for name, expr in sorted(missing.items()))
+        return f"{len(missing)} of {len(queries)} doc queries returned no data:\n{listing}"
 
     wait_until(all_answered, timeout=45, interval=1, what=report)
 

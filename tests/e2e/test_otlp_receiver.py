@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import httpx
 import pytest
@@ -234,6 +235,15 @@ def test_refusals_follow_otlp(server: LlmcostProcess) -> None:
     assert garbage.status_code == 400
     wrong_type = httpx.post(f"{server.base}/v1/traces", content=b"x", headers={**AUTH, "Content-Type": "text/plain"})
     assert wrong_type.status_code == 415
+    # A request that is not protobuf is answered in JSON: a google.rpc.Status that is also the API's error
+    # shape, `{"error", "detail"}` (an OTLP client reads `code` and `message` and ignores the rest).
+    assert wrong_type.headers["content-type"] == "application/json"
+    assert wrong_type.json() == {"code": 3, "message": wrong_type.json()["error"], "error": ANY, "detail": None}
+    assert "text/plain" in wrong_type.json()["error"]
+    unauthorised = httpx.post(f"{server.base}/v1/traces", json={"resourceSpans": []})
+    assert unauthorised.status_code == 401
+    assert unauthorised.json()["error"] == "missing or invalid bearer token" == unauthorised.json()["message"]
+    assert unauthorised.json()["code"] == 16 and "detail" in unauthorised.json()
     bad_json = httpx.post(
         f"{server.base}/v1/traces",
         json={"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz", "spanId": "01"}]}]}]},
@@ -241,6 +251,7 @@ def test_refusals_follow_otlp(server: LlmcostProcess) -> None:
     )
     assert bad_json.status_code == 400
     assert bad_json.json()["code"] == 3
+    assert bad_json.json()["error"] == bad_json.json()["message"] and "detail" in bad_json.json()
 
 
 def test_otlp_config_rule_is_validated() -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import threading
 from pathlib import Path
 
@@ -95,3 +97,60 @@ def test_a_killed_worker_is_replaced_and_sigterm_stops_them_all(tmp_path: Path, 
         server.proc.terminate()
         assert server.proc.wait(timeout=20) == 0
     assert all(not Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def test_sigterm_answers_the_request_in_flight_and_refuses_new_connections_at_once(tmp_path: Path, pg_url: str) -> None:
+    """Defect: on SIGTERM the workers stopped accepting, but the supervisor kept its copy of the listening
+    socket open until the last worker was done: a request sent meanwhile was taken in by the kernel, left
+    unanswered while the request in flight finished, then reset. The client (or its load balancer) could
+    not tell whether it had been stored. Now the supervisor closes its copy on SIGTERM, so a new
+    connection is refused at once (safe to retry elsewhere) while the request in flight is still answered.
+    """
+    server = LlmcostProcess(pg_url, role="ingest", workers=2).start(tmp_path)
+    assert server.proc is not None
+    supervisor = server.proc.pid
+    wait_until(lambda: len(_children(supervisor)) == 2, timeout=10, what="two workers")
+    # A request in flight: its body is still arriving when SIGTERM comes (a slow client's upload).
+    body = json.dumps(usage_events("inflight", 1)).encode()
+    head = b"POST /v1/usage HTTP/1.1\r\nHost: llmcost\r\nContent-Type: application/json\r\n"
+    in_flight = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    try:
+        in_flight.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
+        wait_until(lambda: len(_children(supervisor)) == 2, timeout=10, what="workers still up")
+        os.kill(supervisor, signal.SIGTERM)
+        # The idle worker stops at once; the busy one has stopped accepting and waits for its request.
+        wait_until(lambda: len(_children(supervisor)) == 1, timeout=10, what="the idle worker stopped")
+
+        outcome: list[object] = []
+
+        def late() -> None:
+            try:
+                answer = httpx.post(f"{server.base}/v1/usage", json=usage_events("late", 1), timeout=30)
+                outcome.append(answer.status_code)
+            except httpx.HTTPError as error:
+                outcome.append(type(error).__name__)
+
+        sender = threading.Thread(target=late)
+        sender.start()
+        # Refused (or answered) while the request in flight is still open: never held, then reset.
+        wait_until(lambda: bool(outcome), timeout=5, what="the new connection refused at once")
+        in_flight.sendall(body[10:])
+        received = b""
+        while chunk := in_flight.recv(65536):  # answered with `connection: close`: read to the end
+            received += chunk
+        answer = received.decode()
+        sender.join()
+    finally:
+        in_flight.close()
+    # Refused, or (a worker slow to stop accepting took it in first) answered: never held, then reset.
+    assert outcome in (["ConnectError"], [200]), outcome
+    assert answer.startswith("HTTP/1.1 200"), answer
+    assert json.loads(answer.split("\r\n\r\n", 1)[1])["accepted"] == 1
+    assert server.proc.wait(timeout=20) == 0
+    # What was acknowledged is stored; what was refused is not.
+    again = LlmcostProcess(pg_url, role="ingest").start(tmp_path)
+    try:
+        stored = total(httpx.get(f"{again.base}/metrics", timeout=10).text, "llm_requests_total")
+        assert stored == (2 if outcome == [200] else 1)
+    finally:
+        again.stop()

@@ -16,6 +16,7 @@ from exporter.config import ConfigError, ListenError, parse_config
 from exporter.http.app import build_app
 from exporter.server import check_exposure
 from exporter.services import Services
+from llmcost.cli import main
 from tests.support.helpers import make_config
 from tests.support.pg import free_port
 from tests.support.procs import LLMCOST
@@ -64,6 +65,22 @@ def test_serve_refuses_before_opening_the_store(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr + done.stdout
     # No store opened, so no leader lease taken (the lease lives in the store).
     assert not db.exists()
+
+
+def test_check_config_lists_a_listen_address_serve_would_refuse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`serve` refuses a non-loopback `listen` while endpoints have no tokens: check-config says so first."""
+    config = tmp_path / "config.yml"
+    config.write_text(f"listen: 0.0.0.0:9800\nauth:\n  webhook_tokens: [{WEBHOOK}]\n")
+    assert main(["check-config", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert "listen: refusing to listen on 0.0.0.0: the ingest, admin endpoints have no tokens" in out, out
+    guarded = f"auth: {{ingest_tokens: [{INGEST}], admin_tokens: [{ADMIN}], webhook_tokens: [{WEBHOOK}]}}\n"
+    for fine in ("listen: 127.0.0.1:9800\n", "", f"listen: 0.0.0.0:9800\n{guarded}"):
+        config.write_text(fine)
+        assert main(["check-config", str(config)]) == 0, capsys.readouterr().out
+    capsys.readouterr()
 
 
 def test_metrics_tokens_guard_the_metrics_endpoint(sqlite_url: str) -> None:

@@ -131,6 +131,24 @@ def test_bad_parameters_are_422_naming_them(sqlite_url: str, query: str, message
     services.close()
 
 
+def test_since_and_until_take_the_dates_and_ages_llmcost_report_takes(sqlite_url: str) -> None:
+    """The same `since`/`until` as `llmcost report`: a date is UTC midnight, `7d` an age; a zone-less time stays 422."""
+    services = Services.build(make_config(sqlite_url))
+    assert services.pipeline.ingest([event(i) for i in range(3)]).accepted == 3  # 2026-11-30 00:53 UTC
+    with TestClient(build_app(services)) as client:
+        by_dates = client.get("/v1/usage/summary?by=model&since=2026-11-30&until=2026-12-01")
+        assert by_dates.status_code == 200, by_dates.text
+        assert by_dates.json()["since"] == 1_795_996_800.0  # 2026-11-30T00:00:00Z
+        assert by_dates.json()["until"] == 1_796_083_200.0
+        assert by_dates.json()["total_cost_usd"] == pytest.approx(0.03)
+        assert client.get("/v1/usage/summary?since=2026-12-01&until=2026-12-02").json()["total_cost_usd"] == 0
+        assert client.get("/v1/usage/summary?since=7d").status_code == 200
+        zoneless = client.get("/v1/usage/summary?since=2026-11-30T00:00:00")
+        assert zoneless.status_code == 422 and zoneless.json()["error"].startswith("since: give a time zone")
+        assert client.get("/v1/usage/summary?since=7x").json()["error"].startswith("since: expected")
+    services.close()
+
+
 def test_a_summary_over_pruned_months_keeps_every_call(db_url: str) -> None:
     """Pruning folds old 5-minute rollups into hours: a summary over those months must not lose them."""
     from exporter.retention import Pruner

@@ -392,6 +392,32 @@ def live_queries(values: Mapping[str, str] | None = None) -> list[Query]:
 
 # --- docs ----------------------------------------------------------------------------------------
 
+DOCS_DIR = REPO / "docs"
+_PROMQL_BLOCK = re.compile(r"^```promql\n(.*?)^```", re.MULTILINE | re.DOTALL)
+_PLACEHOLDER = re.compile(r"<(\w+)>")
+
+
+def doc_queries(values: Mapping[str, str] | None = None) -> list[Query]:
+    """Every PromQL query in README.md and docs/*.md, as a reader would paste it.
+
+    A fenced ```promql block is one query, except in the runbook, whose blocks list one query per line
+    (each with its `# comment`). Placeholders such as `<budget>` take `values[name]` when given.
+    """
+    found = []
+    for path in [REPO / "README.md", *sorted(DOCS_DIR.glob("*.md"))]:
+        text = path.read_text(encoding="utf-8")
+        for block in _PROMQL_BLOCK.finditer(text):
+            line = text.count("\n", 0, block.start()) + 2
+            if path == RUNBOOK:
+                parts = [(line + i, q) for i, q in enumerate(block.group(1).splitlines()) if q.strip()]
+            else:
+                parts = [(line, block.group(1))]
+            for number, query in parts:
+                if values is not None:
+                    query = _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), query)
+                found.append(Query(f"{path.relative_to(REPO)}:{number}", "", query))
+    return found
+
 
 def markdown_anchors(path: Path) -> set[str]:
     """GitHub-style anchors of a Markdown file's headings (lowercase, punctuation dropped, - for spaces)."""

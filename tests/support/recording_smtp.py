@@ -72,7 +72,8 @@ class SMTPServer:
 
     `refuse` maps recipient addresses to the reply they get (e.g. `"550 5.1.1 No such user"`);
     `enqueue_data_reply("451 4.3.0 Try later")` makes the next DATA fail; `credentials` turns on AUTH
-    (PLAIN/LOGIN, offered without TLS); a client that does not log in is still served. `sessions` counts
+    (PLAIN/LOGIN, offered without TLS); a client that does not log in is still served. `tls_context`
+    requires STARTTLS, or with `implicit_tls` speaks TLS from the first byte (as on port 465). `sessions` counts
     EHLO greetings (one per client session) and `sessions_closed` the sessions that ended; `idle_timeout` makes
     the server drop idle sessions, as relays do.
     """
@@ -83,12 +84,14 @@ class SMTPServer:
         *,
         idle_timeout: float | None = None,
         tls_context: ssl.SSLContext | None = None,
+        implicit_tls: bool = False,
     ) -> None:
         self.messages: list[ReceivedMail] = []
         self.sessions = 0
         self.sessions_closed = 0
         self.idle_timeout = idle_timeout
         self.tls_context = tls_context
+        self.implicit_tls = implicit_tls
         self.refuse: dict[str, str] = {}
         self.credentials = dict(credentials or {})
         self._data_replies: deque[str] = deque()
@@ -109,7 +112,9 @@ class SMTPServer:
             options = {"authenticator": self._authenticate, "auth_require_tls": False}
         if self.idle_timeout is not None:
             options["timeout"] = self.idle_timeout
-        if self.tls_context is not None:  # offers STARTTLS and refuses mail before it
+        if self.tls_context is not None and self.implicit_tls:  # TLS from the first byte (port 465)
+            options.update(ssl_context=self.tls_context)
+        elif self.tls_context is not None:  # offers STARTTLS and refuses mail before it
             options.update(tls_context=self.tls_context, require_starttls=True)
         self._controller = _LoopbackController(_Handler(self), hostname=self.host, port=0, **options)
         self._controller.start()
@@ -158,6 +163,7 @@ class _Handler:
         if self._server._data_replies:
             return self._server._data_replies.popleft()
         data = bytes(envelope.original_content or envelope.content)
-        over_tls = getattr(session, "ssl", None) is not None
+        # aiosmtpd notes only a STARTTLS switch; a server with implicit TLS speaks nothing else.
+        over_tls = self._server.implicit_tls or getattr(session, "ssl", None) is not None
         self._server.messages.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), data, over_tls=over_tls))
         return "250 Message accepted for delivery"
