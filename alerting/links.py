@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from alerting.spikes.messages import ALERTNAME as SPIKE_ALERTNAME
 from exporter.config import Config
 
 RUNBOOK_PATH = "/runbook"
@@ -63,10 +64,20 @@ def budget_path(name: str) -> str:
 
 
 def generator_url(config: Config, alertname: str, labels: Mapping[str, str]) -> str:
-    """Where an alert llmcost raised can be looked at: its budget's status, else the firing alerts."""
+    """Where an alert llmcost raised can be looked at: its budget's status, else the console's section of it."""
     if labels.get("budget"):
         return external_url(config) + budget_path(labels["budget"])
-    return f"{external_url(config)}/v1/alerts?state=firing&alertname={quote(alertname)}"
+    return console_url(config, alertname)
+
+
+def console_url(config: Config, alertname: str) -> str:
+    """The console's section showing an alert of this name: spikes for `LLMCostSpike`, else the alerts.
+
+    The spikes section draws each firing series' window against its baseline. A page a person opens
+    from Slack or a mail: the console shows both without a token, where the JSON API (`/v1/alerts`)
+    answers a browser 401 once admin tokens are configured.
+    """
+    return f"{external_url(config)}/#{'spikes' if alertname == SPIKE_ALERTNAME else 'alerts'}"
 
 
 def validate_runbook_base_url(section: Any, problems: list[str], _base: Path) -> None:

@@ -36,6 +36,9 @@ A budget instance crossing info, warning, critical and exceeded is one alert: it
 with the family's name, so the alert keeps its id, its Slack message, mail thread and PagerDuty incident,
 while its `alertname` and severity follow the level reached.
 """
+SERIES_ALERTS = frozenset({"LLMCostSpike"})
+"""Alerts raised per watched series: those of one label set (a spike of each of many projects) that start
+or stop together are grouped into one message per channel, as the instances of a per-key budget are."""
 _FAMILY_OF = {name: family for family, names in ESCALATING_ALERTS.items() for name in names}
 
 

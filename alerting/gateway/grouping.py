@@ -1,5 +1,9 @@
 """The grouping stage: many instances of one budget crossing together become ONE message per channel.
 
+The same holds for the series of one watched label set spiking together (`LLMCostSpike` of many
+projects in a platform-wide surge, `alerting.model.SERIES_ALERTS`): their group key is
+`<alertname>|<label names>`, and the detection pass fires (resolves) them in one transaction.
+
 A per-key budget (`key: "*"`) has one alert per instance (project, user, …). When one request crosses
 the budget for fifty projects, each instance is its own alert (and keeps its own state, acknowledgement
 and history), but people should not get fifty Slack posts, fifty pages and fifty mails. As Alertmanager
@@ -42,7 +46,15 @@ from sqlalchemy.engine import Connection
 
 from alerting.gateway.records import dumps, loads
 from alerting.gateway.tables import alert_channels, alerts
-from alerting.model import Alert, DeliveryResult, Notification, NotificationKind, alert_family
+from alerting.model import (
+    PUSHED_ONLY_LABELS,
+    SERIES_ALERTS,
+    Alert,
+    DeliveryResult,
+    Notification,
+    NotificationKind,
+    alert_family,
+)
 from alerting.notify.base import Notifier
 from alerting.notify.digest import Digest
 
@@ -78,7 +90,14 @@ class GroupingSettings:
 
 
 def group_key_for(alert: Alert) -> str | None:
-    """`<family>|<budget>` for an instance of a per-key budget, None for any other alert."""
+    """The group an alert belongs to, or None (an alert never grouped).
+
+    `<family>|<budget>` for an instance of a per-key budget, `<alertname>|<label names>` for a watched
+    series (`SERIES_ALERTS`).
+    """
+    if alert.alertname in SERIES_ALERTS:
+        names = sorted(k for k, v in alert.labels.items() if v and k not in PUSHED_ONLY_LABELS)
+        return f"{alert.alertname}|{','.join(names)}"[:256] if names else None  # the total is one series
     budget, key = (alert.labels.get(label, "") for label in GROUP_LABELS)
     if not budget or not key:
         return None

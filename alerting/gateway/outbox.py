@@ -33,6 +33,7 @@ from alerting.gateway.grouping import (
     group_digest_key,
     incident_keys,
     incidents_ended,
+    listed_in,
     member_reference,
     send_digest,
     summary_digest_key,
@@ -222,10 +223,22 @@ class Outbox:
         digests: list[Claimed] = []
         singles: list[Claimed] = []
         for (group, kind), items in by_group.items():
+            if kind == NotificationKind.RESOLVED.value:
+                # An alert notified on its own is resolved in its own message, thread or incident, even when
+                # others of its group resolve with it: only those a grouped message listed are resolved there.
+                alone = {i.id for i in items if listed_in(i.notification, group_digest_key(group)) is None}
+                items = [i for i in items if i.id not in alone]
+                if not items:
+                    continue
             room = max(self.grouping.max_group - len(items), 0)
             cursor.execute(self._sql["group_due_locked"], (channel, group, kind, now, now, room))
             more = cursor.fetchall()
-            if len(items) + len(more) < self.grouping.group_threshold:
+            # On PagerDuty a resolve ends an incident, not a message: resolves go one by one to each alert's
+            # own incident (if it was paged alone), and end a group's incident only with its last open alert.
+            # A grouped resolve went to the group's key: the alerts paged alone kept their incidents open
+            # for ever, and the group's ended while alerts it listed still fired.
+            resolving = channel in INCIDENT_CHANNELS and kind == NotificationKind.RESOLVED.value
+            if resolving or len(items) + len(more) < self.grouping.group_threshold:
                 # Resolves of the last open instances of a group incident, sent one by one: resolve it.
                 ended = incidents_ended(conn, channel, group_digest_key(group), [i.notification for i in items])
                 for key in dict.fromkeys(k for k in ended if k is not None):
@@ -235,6 +248,9 @@ class Outbox:
                     folded.update((item.id, digest) for item in part)
                 continue
             leased = self._lease(cursor, more, now)
+            if kind == NotificationKind.RESOLVED.value:
+                singles += [i for i in leased if listed_in(i.notification, group_digest_key(group)) is None]
+                leased = [i for i in leased if listed_in(i.notification, group_digest_key(group)) is not None]
             members = sorted([*items, *leased], key=lambda c: c.id)
             if len(members) < self.grouping.group_threshold:  # another sender took some meanwhile
                 singles.extend(leased)  # leased: ours to send, one by one

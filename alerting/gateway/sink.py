@@ -16,15 +16,29 @@ from alerting.gateway.service import GatewayService
 class GatewaySink:
     """The budgets' and detectors' view of the gateway (the direct path, without `alertmanager:`)."""
 
-    def __init__(self, gateway: GatewayService, runbook: Callable[[str], str] | None = None) -> None:
+    def __init__(
+        self,
+        gateway: GatewayService,
+        runbook: Callable[[str], str] | None = None,
+        source: Callable[[str], str] | None = None,
+    ) -> None:
+        """`runbook(alertname)`: the runbook link; `source(alertname)`: where to look at it ("" for none)."""
         self._gateway = gateway
         self._runbook = runbook
+        self._source = source
 
     def fire(self, alertname: str, labels: Mapping[str, str], annotations: Mapping[str, str], severity: str) -> Any:
         """Raise (or keep raising) an alert; its `runbook_url` is the absolute link to its runbook section."""
         if self._runbook is not None:
             annotations = {**annotations, "runbook_url": self._runbook(alertname)}
-        return self._gateway.fire(alertname, labels, severity=severity, annotations=annotations)  # type: ignore[arg-type]
+        source = self._source(alertname) if self._source is not None else ""
+        return self._gateway.fire(
+            alertname,
+            labels,
+            severity=severity,  # type: ignore[arg-type]
+            annotations=annotations,
+            generator_url=source,
+        )
 
     def fire_many(self, items: Sequence[tuple[str, Mapping[str, str], Mapping[str, str], str]]) -> Any:
         """Fire several alerts `(alertname, labels, annotations, severity)` in one transaction (see grouping)."""
@@ -37,6 +51,7 @@ class GatewaySink:
                     annotations={**annotations, "runbook_url": self._runbook(name)}
                     if self._runbook
                     else dict(annotations),
+                    generator_url=self._source(name) if self._source is not None else "",
                 )
                 for name, labels, annotations, severity in items
             ]

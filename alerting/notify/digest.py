@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from alerting.model import Notification, NotificationKind
+from alerting.model import SERIES_ALERTS, Notification, NotificationKind
 from alerting.notify.text_limits import truncate
 
 LIST_MAX = 25
@@ -44,7 +44,8 @@ class Digest:
     """Stable name of the message: PagerDuty's dedup_key, the Slack button's value."""
     notifications: tuple[Notification, ...]
     group: str = ""
-    """`family|budget` for a group of instances of one budget; "" for a rate-limit summary."""
+    """`family|budget` for a group of instances of one budget, `alertname|label names` for series spiking
+    together; "" for a rate-limit summary."""
     lead_id: int = 0
     """The first outbox row of the digest: names this one message (mail Message-ID) across retries."""
 
@@ -86,7 +87,10 @@ class Digest:
         if self.group:
             family, _, budget = self.group.partition("|")
             verb = _VERBS[kind] if kind is not None else "changed"
-            title = f"{n} instances of budget {budget} {verb} ({family}, {self.severity})"
+            if family in SERIES_ALERTS:  # `budget` holds the watched label names
+                title = f"{n} series of {budget} {verb} ({family}, {self.severity})"
+            else:
+                title = f"{n} instances of budget {budget} {verb} ({family}, {self.severity})"
             return truncate(title + self._reopened(), LINE_MAX)
         return truncate(f"{n} notifications summarised: notification rate limit reached", LINE_MAX)
 

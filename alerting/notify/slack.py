@@ -75,6 +75,8 @@ MAX_ANNOTATION_SECTIONS = 5
 
 # Reminders: the living message is edited, and a thread reply makes the edit noticed.
 _REMINDERS = frozenset({NotificationKind.REPEAT, NotificationKind.ESCALATED, NotificationKind.UNACKNOWLEDGED})
+_THREADED_NEWS = frozenset({NotificationKind.RESOLVED, NotificationKind.ACKNOWLEDGED})
+"""What is told about alerts listed in a grouped message in that message's thread (one problem, one thread)."""
 # chat.update errors meaning the living message is gone: post a new one instead.
 _MESSAGE_GONE = frozenset({"message_not_found", "cant_update_message"})
 # ok:false errors that are Slack's trouble, not ours.
@@ -175,6 +177,26 @@ def build_digest_message(digest: Digest, *, acknowledge: bool = True) -> dict[st
     return {"text": truncate_mrkdwn(escape_mrkdwn(digest.title()), SLACK_MESSAGE_TEXT_MAX), "blocks": blocks}
 
 
+def _group_thread(notification: Notification) -> tuple[str, str] | None:
+    """The grouped message's (channel, ts) where an alert's resolve or acknowledgement is told, if any.
+
+    The message is the one the alert is listed in (`alerting.gateway.grouping`). Only that quiet news:
+    a reminder or an escalation of a listed alert is posted to the channel, as before.
+    """
+    if notification.kind not in _THREADED_NEWS:
+        return None
+    digest = (notification.reference or {}).get("digest")
+    return _living_message(digest) if isinstance(digest, Mapping) else None
+
+
+def _shared_group_thread(digest: Digest) -> tuple[str, str] | None:
+    """The one grouped message every alert of a resolve (acknowledgement) digest is listed in, if there is one."""
+    if digest.kind not in _THREADED_NEWS or not digest.group:
+        return None
+    threads = {_group_thread(n) for n in digest.notifications}
+    return threads.pop() if len(threads) == 1 and None not in threads else None
+
+
 def _living_message(reference: Mapping[str, Any] | None) -> tuple[str, str] | None:
     if not reference:
         return None
@@ -268,6 +290,12 @@ class SlackNotifier:
                 if updated is not None and notification.kind in _REMINDERS:
                     method = "chat.postMessage (thread reply)"
                     self._reply_once(living, notification)
+            elif (thread := _group_thread(notification)) is not None:
+                # Listed in a grouped message: what happens to it next is told in that message's thread
+                # (one problem, one thread), naming the alert; it keeps its place in the group.
+                method = "chat.postMessage (thread reply)"
+                self._reply_once(thread, notification, text=str(message["text"]))
+                return DeliveryResult.sent(dict(notification.reference or {}))
             else:
                 where = self._post_once(message, notification)
         except SlackApiError as error:
@@ -295,7 +323,22 @@ class SlackNotifier:
         mark = {"digest": digest.key, "rows": hashlib.sha256(repr(rows).encode()).hexdigest()[:16]}
         try:
             message = build_digest_message(digest, acknowledge=self.acknowledge_buttons)
-            where = self._earlier_post(mark) if any(n.maybe_delivered for n in digest.notifications) else None
+            thread = _shared_group_thread(digest)
+            maybe = any(n.maybe_delivered for n in digest.notifications)
+            if thread is not None:  # resolved or acknowledged together: told in their grouped message's thread
+                method = "chat.postMessage (thread reply)"
+                metadata = {"event_type": METADATA_EVENT_TYPE, "event_payload": mark}
+                if not (maybe and self._earlier_post(mark, thread=thread) is not None):
+                    self._client.chat_postMessage(
+                        channel=thread[0],
+                        thread_ts=thread[1],
+                        unfurl_links=False,
+                        unfurl_media=False,
+                        metadata=metadata,
+                        **message,
+                    )
+                return DeliveryResult.sent({"channel": thread[0], "ts": thread[1]})
+            where = self._earlier_post(mark) if maybe else None
             if where is None:
                 response = self._post(message, {"event_type": METADATA_EVENT_TYPE, "event_payload": mark})
                 where = (str(response["channel"]), str(response["ts"]))
@@ -331,8 +374,11 @@ class SlackNotifier:
         response = self._post(message, metadata)
         return str(response["channel"]), str(response["ts"])
 
-    def _reply_once(self, living: tuple[str, str], notification: Notification) -> None:
-        """Reply in the living message's thread, unless an earlier attempt at the same row already did."""
+    def _reply_once(self, living: tuple[str, str], notification: Notification, text: str | None = None) -> None:
+        """Reply in the living message's thread, unless an earlier attempt at the same row already did.
+
+        The reply says `text`, by default what happened (`slack.reply`).
+        """
         row = notification.outbox_id
         metadata = None
         if row is not None:
@@ -343,7 +389,7 @@ class SlackNotifier:
         self._client.chat_postMessage(
             channel=living[0],
             thread_ts=living[1],
-            text=render("slack.reply", notification),
+            text=render("slack.reply", notification) if text is None else text,
             unfurl_links=False,
             unfurl_media=False,
             metadata=metadata,

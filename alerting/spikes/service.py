@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import delete
 
-from alerting.sink import AlertSink, resolve_all
+from alerting.sink import AlertSink, fire_all, resolve_all
 from alerting.spikes.cache import CACHE_KEYS_PER_SERIES, SpendCache
 from alerting.spikes.detection import Reason, bucket_layout, detect_spikes
 from alerting.spikes.messages import ALERTNAME, SEVERITY, alert_annotations
@@ -118,6 +118,8 @@ class SpikeService:
             was_firing = np.array([p is not None and p.firing for p in prev], dtype=bool)
             result = detect_spikes(group.values, cfg, now_fraction=layout.now_fraction, previously_firing=was_firing)
             gauges = detect_spikes(group.values, self._gauge_config, now_fraction=layout.now_fraction)
+            to_fire: list[tuple[int, dict[str, str], dict[str, str]]] = []  # (row, labels, annotations)
+            to_resolve: list[tuple[int, dict[str, str]]] = []
             for i, key in enumerate(group.keys):
                 labels = dict(zip(group.labels, key, strict=True))
                 firing = bool(result.is_spike[i])
@@ -135,16 +137,10 @@ class SpikeService:
                         minutes=int(result.window_minutes[i]),
                         cfg=cfg,
                     )
-                    if self._deliver(self.sink.fire, ALERTNAME, labels, annotations, SEVERITY):
-                        fired.append({"group": name, **labels})
-                        since = now
-                    else:
-                        firing, failures = False, failures + 1
+                    to_fire.append((len(rows), labels, annotations))
+                    since = now
                 elif was_firing[i] and not firing:
-                    if self._deliver(self._resolve, ALERTNAME, labels, now):
-                        resolved.append({"group": name, **labels})
-                    else:
-                        firing, failures = True, failures + 1
+                    to_resolve.append((len(rows), labels))
                 if firing or result.is_spike[i]:
                     keep |= _forms(labels)
                 rows.append(
@@ -162,6 +158,24 @@ class SpikeService:
                         now=now,
                     )
                 )
+            # The series of this label set starting (or ending) in this pass are handed over together, in
+            # one transaction: the gateway groups them, so a surge across many projects is one message
+            # per channel, not one per project (`alerting.gateway.grouping`).
+            fire_items = [(ALERTNAME, labels, notes, SEVERITY) for _, labels, notes in to_fire]
+            if to_fire and self._deliver(self._fire_many, fire_items):
+                fired += [{"group": name, **labels} for _, labels, _ in to_fire]
+            elif to_fire:
+                failures += len(to_fire)
+                for row, _, _ in to_fire:
+                    rows[row].update(firing=False, firing_since=None)
+            items = [(ALERTNAME, labels) for _, labels in to_resolve]
+            if to_resolve and self._deliver(self._resolve_many, items, now):
+                resolved += [{"group": name, **labels} for _, labels in to_resolve]
+            elif to_resolve:
+                failures += len(to_resolve)
+                for row, labels in to_resolve:
+                    before = previous[(name, tuple(labels.values()))]
+                    rows[row].update(firing=True, firing_since=before.firing_since)
 
         # Label sets no longer configured: resolve what they had firing, then forget them.
         watched = {group_name(g.labels) for g in groups}
@@ -231,11 +245,19 @@ class SpikeService:
     def _resolve(self, alertname: str, labels: Mapping[str, str], started_by: float) -> None:
         """Resolve the alert only if it had started by `started_by`, when this pass began reading the state.
 
+        (`_resolve_many` does so for several alerts in one transaction.)
+
         An alert raised after that (by a new leader while this one was stalled, its spike over and another
         begun) is not the one this pass found over: resolving it would end the new spike's Slack thread and
         PagerDuty incident only for the next pass to open new ones (see `alerting.sink.resolve_all`).
         """
         resolve_all(self.sink, [(alertname, dict(labels))], started_by=started_by)
+
+    def _fire_many(self, items: list[tuple[str, dict[str, str], dict[str, str], str]]) -> None:
+        fire_all(self.sink, items)
+
+    def _resolve_many(self, items: list[tuple[str, dict[str, str]]], started_by: float) -> None:
+        resolve_all(self.sink, items, started_by=started_by)
 
     def _active(self) -> list[tuple[str, dict[str, str]]]:
         """The sink's open spike alerts (none from a sink that cannot say, such as a test recorder)."""
@@ -254,7 +276,8 @@ class SpikeService:
             method(*args)
             return True
         except Exception:
-            log.exception("handing %s %s to the alert gateway failed; retrying next pass", ALERTNAME, args[1])
+            which = next(a for a in args if isinstance(a, dict | list))  # the labels, or the batch
+            log.exception("handing %s %s to the alert gateway failed; retrying next pass", ALERTNAME, which)
             return False
 
     def _previous_state(self) -> dict[tuple[str, tuple[str, ...]], SpikeState]:

@@ -125,8 +125,8 @@ def test_one_channels_outage_never_delays_the_others(sqlite_url: str, rx: Receiv
         rx.slack.enqueue(200, body={"ok": True, "channel": "C123", "ts": "1.1"}, delay=1.5)
     with Harness(sqlite_url, rx, clock=time.time, start_workers=True, alerting={"outbox": {"concurrency": 3}}) as h:
         started = time.monotonic()
-        for i in range(3):
-            h.gateway.fire("LLMCostSpike", {"project": f"p{i}"}, severity="critical")
+        for i in range(3):  # not spikes, which would be grouped when due together
+            h.gateway.fire("LLMProviderErrors", {"project": f"p{i}"}, severity="critical")
         wait_until(lambda: len(rx.smtp.messages) == 3 and len(rx.pagerduty.events) == 3, timeout=5)
         assert time.monotonic() - started < 1.2  # while Slack is still stuck
         assert len(h.gateway.notifications(status="sent", channel="slack")) == 0
@@ -136,7 +136,8 @@ def test_one_channels_outage_never_delays_the_others(sqlite_url: str, rx: Receiv
 
 @pytest.mark.parametrize("db", ["sqlite"], indirect=True)  # same SQL paths run on PostgreSQL elsewhere
 def test_accepted_alerts_survive_a_crash_before_delivery(db: str, rx: Receivers, clock: FakeClock) -> None:
-    payload = am_payload([am_alert(labels={"model": m}, severity="critical") for m in ("a", "b", "c")])
+    # Not spikes: three spikes of one label set due together would be grouped into one message.
+    payload = am_payload([am_alert("LLMProviderErrors", labels={"model": m}, severity="critical") for m in "abc"])
     crashed = Harness(db, rx, clock=clock)  # accepts, never delivers (as if killed right after)
     assert crashed.post_alertmanager(payload).json() == {"status": "ok", "alerts": {"fired": 3}}
     crashed.gateway.ack(crashed.alerts()[0]["id"], by="alice")

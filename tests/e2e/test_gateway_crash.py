@@ -28,8 +28,8 @@ from llmcost.config import parse_config
 config = parse_config(json.loads(os.environ["GATEWAY_CONFIG"]))
 config.database_url = os.environ["GATEWAY_DB"]
 gateway = GatewayService(open_store(config.database_url), settings_from_config(config))
-for i in range(3):
-    gateway.fire("LLMCostSpike", {"project": f"p{i}"}, severity="critical")
+for i in range(3):  # not spikes, which would be grouped into one message when due together
+    gateway.fire("LLMProviderErrors", {"project": f"p{i}"}, severity="critical")
 print("fired", flush=True)
 time.sleep(600)  # stays alive, its workers delivering, until the test kills it
 """
