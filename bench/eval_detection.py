@@ -117,13 +117,16 @@ def run_detection(
     ticks = np.arange(eval_from, total + 1, stride)
     firing = np.zeros((n, ticks.size), dtype=bool)
     prev = np.zeros(n, dtype=bool)
+    fired_at = np.zeros(n, dtype=np.int64)  # the bucket each alert started in, as the service keeps it
     started = time.perf_counter()
     for j, t in enumerate(ticks):
         last = (t - 1) // per_bucket
         frac = (t - last * per_bucket) / per_bucket
         values = buckets[:, last - need + 1 : last + 1].copy()
         values[:, -1] = cum[:, t] - cum[:, last * per_bucket]
-        res = detect_spikes(values, cfg, now_fraction=frac, previously_firing=prev)
+        since = np.where(prev, last - fired_at, 0)
+        res = detect_spikes(values, cfg, now_fraction=frac, previously_firing=prev, firing_buckets=since)
+        fired_at = np.where(res.is_spike & ~prev, last, fired_at)
         prev = res.is_spike
         firing[:, j] = prev
     elapsed = time.perf_counter() - started

@@ -85,9 +85,14 @@ class Replay:
         return Replay(*(getattr(self, name)[mask] for name in Replay.__dataclass_fields__))
 
 
-def pass_figures(values: np.ndarray, f: float, cfg: DetectionConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(n, n_windows, len(PASS_FIGURES)) figures of one pass, and the hysteresis condition (n,)."""
-    figs = guard_figures(values, cfg, now_fraction=f)
+def pass_figures(
+    values: np.ndarray, f: float, cfg: DetectionConfig, since: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(n, n_windows, len(PASS_FIGURES)) figures of one pass, and the hysteresis condition (n,).
+
+    `since`: buckets since each firing series' alert started (0 for the others), as the detector had it.
+    """
+    figs = guard_figures(values, cfg, now_fraction=f, firing_buckets=since)
     minutes = cfg.windows_minutes
     v = values[:, -cfg.buckets_needed :]
     per_day = 86400 // cfg.bucket_seconds
@@ -171,9 +176,9 @@ def replay(seed: int, cfg: DetectionConfig | None = None, names: list[str] | Non
     fired = np.zeros((n, n_passes), dtype=bool)
     keep = np.zeros((n, n_passes), dtype=bool)
 
-    def observe(idx: np.ndarray, k: int, values: np.ndarray, f: float, is_spike: np.ndarray) -> None:
+    def observe(idx: np.ndarray, k: int, values: np.ndarray, f: float, is_spike: np.ndarray, since: np.ndarray) -> None:
         p = k - 1 + WARMUP_MINUTES
-        figures[idx, p], keep[idx, p] = pass_figures(values, f, cfg)
+        figures[idx, p], keep[idx, p] = pass_figures(values, f, cfg, since)
         fired[idx, p] = is_spike
         if k == 0:
             week[idx] = week_figures(values, cfg)

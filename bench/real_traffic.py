@@ -204,14 +204,15 @@ def run_cases(
     cases: Cases,
     factors: np.ndarray,
     cfg: DetectionConfig,
-    observe: Callable[[np.ndarray, int, np.ndarray, float, np.ndarray], None] | None = None,
+    observe: Callable[[np.ndarray, int, np.ndarray, float, np.ndarray, np.ndarray], None] | None = None,
 ) -> Run:
     """Watch each (case, factor) row for `HORIZON_MINUTES`; `factors` is 1 for a normal case.
 
     Passes start `WARMUP_MINUTES` before the moment, so an alert already raised by what came before (and
     held by hysteresis) is not taken for a new one; only alerts that start after the moment count.
-    `observe(rows, k, values, now_fraction, is_spike)`, if given, sees every pass (k: minutes after the
-    moment, from 1 - WARMUP_MINUTES): the rows' buckets as the detector read them and what it decided.
+    `observe(rows, k, values, now_fraction, is_spike, firing_buckets)`, if given, sees every pass (k:
+    minutes after the moment, from 1 - WARMUP_MINUTES): the rows' buckets as the detector read them, what
+    it decided, and how long each firing row's alert had been up (as the service tells the detector).
     """
     need = cfg.buckets_needed
     per = cfg.bucket_seconds // 60
@@ -246,14 +247,17 @@ def run_cases(
         pass_buckets = mins.reshape(rows.size, n_hb, per).sum(axis=2)
         cols = np.concatenate([hist, pass_buckets], axis=1)  # bucket b0 is column need - 1
         prev = np.zeros((rows.size, len(METHODS)), dtype=bool)
+        fired_at = np.zeros(rows.size, dtype=np.int64)  # the bucket llmcost's alert started in, as the service keeps it
         for k in range(1 - warm, horizon + 1):  # the pass at the end of minute k after the moment
             j, inside = divmod(r + warm + k - 1, per)  # the bucket holding minute now - 1, how far into it
             f = (inside + 1) / per
             values = cols[:, j : j + need].copy()
             values[:, -1] = mins[:, j * per : r + warm + k].sum(axis=1)
-            res = detect_spikes(values, cfg, now_fraction=f, previously_firing=prev[:, 0])
+            since = np.where(prev[:, 0], j - fired_at, 0)
+            res = detect_spikes(values, cfg, now_fraction=f, previously_firing=prev[:, 0], firing_buckets=since)
+            fired_at = np.where(res.is_spike & ~prev[:, 0], j, fired_at)
             if observe is not None:
-                observe(rows, k, values, f, res.is_spike)
+                observe(rows, k, values, f, res.is_spike, since)
             fired = np.concatenate([res.is_spike[:, None], np.stack(simple_rules(values, f, cfg), axis=1)], axis=1)
             if k >= 1:
                 best[rows] = np.maximum(best[rows], res.reason)

@@ -48,6 +48,10 @@ up until it resolves). `short_windows_minutes=()` gives the 30-minute window alo
 
 Hysteresis: a series that was firing stays firing while any of its windows is still at least
 `resolve_multiplier` x its baseline and at least half of `min_spend_usd`; it resolves below that.
+Given how long each series has been firing (`firing_buckets`), a firing series' baseline is scaled by
+today's level from before its alert started, not by the last `recent_minutes`: after three hours of a
+spike those are the spike itself, which raised the baseline up to `max_level_change` times and resolved
+a 5x spike while it went on (on replayed real traffic, about 2h15m into a six-hour spike).
 """
 
 from __future__ import annotations
@@ -248,12 +252,15 @@ def detect_spikes(
     *,
     now_fraction: float = 1.0,
     previously_firing: npt.ArrayLike | None = None,
+    firing_buckets: npt.ArrayLike | None = None,
 ) -> SpikeResult:
     """Find spend spikes in `values` (n_series, n_buckets): spend per bucket, the last containing now.
 
     `now_fraction` is (now - start of the last bucket) / bucket_seconds; older buckets are complete.
     Columns older than `config.buckets_needed` are ignored; fewer only shorten the baseline.
     `previously_firing` (n_series,) bool, the last pass's `is_spike`, turns on hysteresis.
+    `firing_buckets` (n_series,) int, how many buckets ago each firing series' alert started (0 for the
+    others): a firing series is then compared at today's level from before its alert (module docstring).
     """
     cfg = config or DetectionConfig()
     v = _as_buckets(values, cfg, now_fraction)
@@ -261,7 +268,10 @@ def detect_spikes(
     prev = np.zeros(n, dtype=bool) if previously_firing is None else np.asarray(previously_firing, dtype=bool)
     if prev.shape != (n,):
         raise ValueError(f"previously_firing must have shape ({n},)")
-    checks = _check_windows(v, now_fraction, cfg)
+    since = np.zeros(n, dtype=np.int64) if firing_buckets is None else np.asarray(firing_buckets, dtype=np.int64)
+    if since.shape != (n,):
+        raise ValueError(f"firing_buckets must have shape ({n},)")
+    checks = _check_windows(v, now_fraction, cfg, np.where(prev, since, 0))
     _hold_windows_to_each_other(checks)
 
     best: _Check | None = None
@@ -278,16 +288,23 @@ def detect_spikes(
 
 
 def guard_figures(
-    values: npt.ArrayLike, config: DetectionConfig | None = None, *, now_fraction: float = 1.0
+    values: npt.ArrayLike,
+    config: DetectionConfig | None = None,
+    *,
+    now_fraction: float = 1.0,
+    firing_buckets: npt.ArrayLike | None = None,
 ) -> dict[int, GuardFigures]:
     """Per window length (minutes), what each of its guards compared the window with at this pass.
 
     The same pass as `detect_spikes` on the same arguments, before the windows are held to each other
     and without hysteresis: for evaluation and diagnosis (`bench/learned_reference.py` replays rules
-    over these figures), never needed to detect.
+    over these figures), never needed to detect. `firing_buckets` (0 for series not firing) as given
+    to `detect_spikes`.
     """
     cfg = config or DetectionConfig()
-    checks = _check_windows(_as_buckets(values, cfg, now_fraction), now_fraction, cfg)
+    v = _as_buckets(values, cfg, now_fraction)
+    since = None if firing_buckets is None else np.asarray(firing_buckets, dtype=np.int64)
+    checks = _check_windows(v, now_fraction, cfg, since)
     figures = {}
     for minutes, check in zip(cfg.windows_minutes, checks, strict=True):
         assert check.figures is not None  # set by _check_window
@@ -305,9 +322,14 @@ def _as_buckets(values: npt.ArrayLike, cfg: DetectionConfig, now_fraction: float
     return v[:, -cfg.buckets_needed :]
 
 
-def _check_windows(v: FloatArray, f: float, cfg: DetectionConfig) -> list[_Check]:
-    """Every window length's `_Check`, shortest first, the configured window last."""
+def _check_windows(v: FloatArray, f: float, cfg: DetectionConfig, since: IntArray | None = None) -> list[_Check]:
+    """Every window length's `_Check`, shortest first, the configured window last.
+
+    `since` (n_series,): buckets since a firing series' alert started, 0 for the others.
+    """
     days, level, recent_level = _daily_levels(v, f, cfg)
+    if since is not None and since.any():
+        level = _level_before_alerts(v, days, level, since, cfg)
     checks = []
     for minutes in cfg.windows_minutes:
         wb = minutes * 60 // cfg.bucket_seconds
@@ -389,6 +411,39 @@ def _daily_levels(v: FloatArray, f: float, cfg: DetectionConfig) -> tuple[IntArr
     with np.errstate(divide="ignore", invalid="ignore"):
         level = np.where(before + eps > 0, (today + eps) / (before + eps), 1.0)
     return days, np.clip(level, 1.0 / cfg.max_level_drop, cfg.max_level_change), today[:, 0] / lead
+
+
+def _level_before_alerts(
+    v: FloatArray, days: IntArray, level: FloatArray, since: IntArray, cfg: DetectionConfig
+) -> FloatArray:
+    """`level` with each firing series' row (`since` > 0) measured over the recent minutes before its alert.
+
+    The same factor as `_daily_levels`, over whole buckets (the alert's start is known to the bucket). A
+    day whose hours before the alert are older than the array holds takes the median of the other days'
+    factors; a series with no such day, or whose alert is older than the recent minutes reach, keeps its
+    current level.
+    """
+    per_day = _DAY // cfg.bucket_seconds
+    lead = cfg.recent_minutes * 60 // cfg.bucket_seconds
+    end = v.shape[1] - 1 - cfg.window_minutes * 60 // cfg.bucket_seconds - since  # (n_series,)
+    rows = np.nonzero((since > 0) & (end - lead + 1 >= 0))[0]
+    if rows.size == 0 or days.size == 0:
+        return level
+    totals = np.concatenate((np.zeros((rows.size, 1)), np.cumsum(v[rows], axis=1)), axis=1)
+    ends = end[rows, None] - np.concatenate(([0], days * per_day))[None, :]  # today first, then each day
+    known = ends[:, 1:] - lead + 1 >= 0
+    picked = np.arange(rows.size)[:, None]
+    leads = totals[picked, ends + 1] - totals[picked, np.maximum(ends + 1 - lead, 0)]
+    today, before = leads[:, :1], np.where(known, leads[:, 1:], np.nan)
+    eps = 0.1 * np.nan_to_num(np.nanmedian(np.where(known.any(axis=1)[:, None], before, 0.0), axis=1))[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        held = np.where(before + eps > 0, (today + eps) / (before + eps), np.where(known, 1.0, np.nan))
+    fill = np.nanmedian(np.where(known.any(axis=1)[:, None], held, 1.0), axis=1)
+    held = np.where(known, held, fill[:, None])
+    out = level.copy()
+    some = known.any(axis=1)
+    out[rows[some]] = np.clip(held[some], 1.0 / cfg.max_level_drop, cfg.max_level_change)
+    return out
 
 
 def _check_window(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -116,7 +117,13 @@ class SpikeService:
             name = group_name(group.labels)
             prev = [previous.get((name, key)) for key in group.keys]
             was_firing = np.array([p is not None and p.firing for p in prev], dtype=bool)
-            result = detect_spikes(group.values, cfg, now_fraction=layout.now_fraction, previously_firing=was_firing)
+            result = detect_spikes(
+                group.values,
+                cfg,
+                now_fraction=layout.now_fraction,
+                previously_firing=was_firing,
+                firing_buckets=firing_buckets(prev, now, cfg.bucket_seconds),
+            )
             gauges = detect_spikes(group.values, self._gauge_config, now_fraction=layout.now_fraction)
             to_fire: list[tuple[int, dict[str, str], dict[str, str]]] = []  # (row, labels, annotations)
             to_resolve: list[tuple[int, dict[str, str]]] = []
@@ -334,6 +341,23 @@ class SpikeService:
             conn.execute(delete(spike_state))
             if rows:
                 conn.execute(spike_state.insert(), rows)
+
+
+def firing_buckets(states: list[SpikeState | None], now: float, bucket_seconds: int) -> npt.NDArray[np.int64]:
+    """Per series, how many buckets ago its alert started (0 when it is not firing).
+
+    With it `detect_spikes` compares a long spike with the day as it was before the spike, not with the
+    spike itself.
+    """
+    return np.array(
+        [
+            max(0, math.ceil(now / bucket_seconds) - math.ceil(s.firing_since / bucket_seconds))
+            if s is not None and s.firing and s.firing_since is not None
+            else 0
+            for s in states
+        ],
+        dtype=np.int64,
+    )
 
 
 def _forms(labels: Mapping[str, str]) -> set[frozenset[tuple[str, str]]]:

@@ -1,18 +1,15 @@
-"""A sustained spike stays one firing alert until spend is back to normal (known failure, left open).
+"""A sustained spike stays one firing alert until spend is back to normal.
 
 Found replaying real traffic (ServeGen tenant at 5x for six hours): the alert fired, then resolved
 about 2h15m into the spike while spend was still 5x, and never fired again. The hold (hysteresis)
-compares the window with the current baseline, and the baseline scales the previous days by today's
+compared the window with the current baseline, and the baseline scales the previous days by today's
 level over the last `recent_minutes`, which after three hours is the spike itself (up to
-`max_level_change`, 4x): 5x against a 4x baseline is under `resolve_multiplier`. On-call reads
-"resolved" while the spend goes on. Fixing it means holding a firing series against its level from
-before the spike, which is a change to the detector's hold (issue #21's ground), so it is pinned here as
-an expected failure, not fixed in the spike alert audit.
+`max_level_change`, 4x): 5x against a 4x baseline is under `resolve_multiplier`. On-call read
+"resolved" while the spend went on. A firing series is now compared at today's level from before its
+alert started (`firing_buckets` in `alerting/spikes/detection.py`).
 """
 
 from __future__ import annotations
-
-import pytest
 
 from alerting.spikes import SpikeService, SpikeSettings
 from alerting.store import open_store
@@ -22,7 +19,6 @@ START = NOW - 1800
 HOURS = 5
 
 
-@pytest.mark.xfail(strict=True, reason="the hold reads a baseline the spike itself raised (see the docstring)")
 def test_a_five_fold_spike_lasting_hours_fires_once_and_resolves_only_after_it_ends(sqlite_url: str) -> None:
     store = open_store(sqlite_url)
     usual_spend(store, D0, NOW + 8 * 3600)
