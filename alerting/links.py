@@ -63,10 +63,22 @@ def budget_path(name: str) -> str:
     return f"/v1/budgets/{quote(name, safe='')}"
 
 
+def budget_anchor(name: str) -> str:
+    """The console's anchor of one budget's rows, `budget-NAME`, with NAME percent-encoded as in `budget_path`."""
+    # Encoded, the id holds no whitespace (an HTML id may not), and a link's fragment `#budget-a%2Fb`
+    # matches it as written: browsers look for the fragment as is before decoding it.
+    return f"budget-{quote(name, safe='')}"
+
+
 def generator_url(config: Config, alertname: str, labels: Mapping[str, str]) -> str:
-    """Where an alert llmcost raised can be looked at: its budget's status, else the console's section of it."""
+    """Where an alert llmcost raised can be looked at: its budget's rows in the console, else its section.
+
+    A page a person opens from Slack, a mail or PagerDuty: the console shows budgets and spikes without a
+    token, where the JSON API (`/v1/budgets/NAME`, `/v1/alerts`) answers a browser 401 once admin tokens
+    are configured.
+    """
     if labels.get("budget"):
-        return external_url(config) + budget_path(labels["budget"])
+        return f"{external_url(config)}/#{budget_anchor(labels['budget'])}"
     return console_url(config, alertname)
 
 

@@ -29,14 +29,13 @@ from alerting.gateway.http import gateway_routes
 from alerting.gateway.service import GatewayService
 from alerting.gateway.sink import GatewaySink
 from alerting.leader import LeaderLease
-from alerting.links import console_url, generator_url, runbook_url
+from alerting.links import generator_url, runbook_url
 from alerting.push.pusher import PushCollector, Pusher, PushLoop
 from alerting.push.settings import PushSettings, push_settings
 from alerting.push.sink import AlertmanagerSink
 from alerting.runbook import runbook_routes
 from alerting.scheduler import AlertScheduler
 from alerting.scheduler_collector import SchedulerCollector
-from alerting.spikes.messages import ALERTNAME as SPIKE_ALERTNAME
 from alerting.spikes.service import SpikeService
 from alerting.spikes.settings import detection_settings
 from exporter.config import ConfigError
@@ -178,12 +177,16 @@ def _sink(
     """
     config = services.config
     if not settings.enabled:
-        # Spikes link to the console's spikes section; a budget alert's own link (its JSON status) is for
-        # the Alertmanager path, where it is the alert's generatorURL.
-        def source(name: str) -> str:
-            return console_url(config, name) if name == SPIKE_ALERTNAME else ""
-
-        return GatewaySink(gateway, lambda name: runbook_url(config, name), source), None
+        # The same source link as through Alertmanager (its generatorURL): a budget's rows or the spikes
+        # in the console.
+        return (
+            GatewaySink(
+                gateway,
+                lambda name: runbook_url(config, name),
+                lambda name, labels: generator_url(config, name, labels),
+            ),
+            None,
+        )
     pusher = Pusher(services.store, settings, clock=services.clock)
     loop = PushLoop(pusher)
     loop.start()

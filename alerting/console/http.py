@@ -45,7 +45,7 @@ from alerting.console.view import (
     zone_or,
     zone_spend,
 )
-from alerting.links import budget_path
+from alerting.links import budget_anchor, budget_path
 from alerting.periods import period_bounds
 from exporter import __version__
 from exporter.http.auth import check_bearer
@@ -83,6 +83,7 @@ def _environment() -> Environment:
     env.filters["money"] = money
     env.filters["pct"] = lambda v: f"{v:.0%}" if v is not None else "—"
     env.filters["budget_path"] = budget_path
+    env.filters["budget_anchor"] = budget_anchor
     env.filters["utc"] = lambda t: time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t)) if t else "—"
     return env
 

@@ -20,9 +20,9 @@ class GatewaySink:
         self,
         gateway: GatewayService,
         runbook: Callable[[str], str] | None = None,
-        source: Callable[[str], str] | None = None,
+        source: Callable[[str, Mapping[str, str]], str] | None = None,
     ) -> None:
-        """`runbook(alertname)`: the runbook link; `source(alertname)`: where to look at it ("" for none)."""
+        """`runbook(alertname)`: the runbook link; `source(alertname, labels)`: where to look at it ("" for none)."""
         self._gateway = gateway
         self._runbook = runbook
         self._source = source
@@ -31,7 +31,7 @@ class GatewaySink:
         """Raise (or keep raising) an alert; its `runbook_url` is the absolute link to its runbook section."""
         if self._runbook is not None:
             annotations = {**annotations, "runbook_url": self._runbook(alertname)}
-        source = self._source(alertname) if self._source is not None else ""
+        source = self._source(alertname, labels) if self._source is not None else ""
         return self._gateway.fire(
             alertname,
             labels,
@@ -51,7 +51,7 @@ class GatewaySink:
                     annotations={**annotations, "runbook_url": self._runbook(name)}
                     if self._runbook
                     else dict(annotations),
-                    generator_url=self._source(name) if self._source is not None else "",
+                    generator_url=self._source(name, labels) if self._source is not None else "",
                 )
                 for name, labels, annotations, severity in items
             ]

@@ -79,7 +79,7 @@ def test_firing_alerts_are_pushed_with_ends_at_ahead_and_a_resolve_at_period_end
         "annotations": {"summary": "97 %", "runbook_url": "https://llmcost.example.com/runbook#llmbudgetcritical"},
         "startsAt": rfc3339(T0),
         "endsAt": rfc3339(T0 + MIN_HORIZON_SECONDS),
-        "generatorURL": "https://llmcost.example.com/v1/budgets/team-a",
+        "generatorURL": "https://llmcost.example.com/#budget-team-a",
     }
     # Still firing a minute later: same startsAt, endsAt pushed forward.
     clock.now = T0 + 60

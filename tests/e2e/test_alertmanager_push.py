@@ -179,7 +179,7 @@ def step_a_budget_crossing_is_visible_in_alertmanager_and_notified_once_with_a_r
         "severity": "critical",
         "llmcost_origin": "llmcost",
     }
-    assert alert["generatorURL"] == f"http://llmcost.test:9800/v1/budgets/{BUDGET}"
+    assert alert["generatorURL"] == f"http://llmcost.test:9800/#budget-{BUDGET}"
     assert alert["annotations"]["runbook_url"] == "http://llmcost.test:9800/runbook#llmbudgetcritical"
     queried = json.loads(amtool("alert", "query", f"--alertmanager.url={am1}", "-o", "json", f"budget={BUDGET}"))
     assert ALERT in {a["labels"]["alertname"] for a in queried}
