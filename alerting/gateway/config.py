@@ -324,6 +324,9 @@ def parse_settings(raw: Mapping[str, Any], base: Path, problems: Problems, *, wh
             resolved = _channel(name, section, problems, base)
             if resolved is not None:
                 channels[name] = resolved
+    if "email" in channels and isinstance(raw.get("external_url"), str):
+        # The mail notifier's fallback for its Message-IDs' domain (`alerting.notify.mail.message_id_domain`).
+        channels["email"]["external_url"] = raw["external_url"]
     routes = _routes(notifications.get("routes"), problems)
 
     alerting = _mapping(raw.get("alerting"), "alerting", problems) or {}

@@ -4,9 +4,11 @@ Sessions are kept open for the next mail (checked with NOOP first, dropped after
 `IDLE_REUSE_SECONDS`), since a burst of alerts would otherwise open one SMTP session per mail.
 
 The first message about an alert (kind `firing`) has a Message-ID derived from the alert's fingerprint and
-start time, `<fingerprint.startsAt@llmcost>`, so a retried first message keeps its identity; every later
+start time, `<fingerprint.startsAt@domain>`, so a retried first message keeps its identity; every later
 message replies to it (`In-Reply-To` and `References`) with the same subject, which mail clients need to
-keep one thread. The reference returned is `{"message_id": <that root Message-ID>}`.
+keep one thread. The reference returned is `{"message_id": <that root Message-ID>}`. The domain is the
+`from` address's (`message_id_domain`): from the config alone, so it is the same in every process and
+after a restart.
 
 Recipients are settled one by one: when the relay defers some (4xx, e.g. a full mailbox) and accepts or
 refuses for good (5xx) the others, the attempt is retried for the deferred ones only
@@ -36,6 +38,7 @@ from email.policy import Compat32, compat32
 from email.utils import format_datetime, formataddr, getaddresses, make_msgid, parseaddr
 from io import BytesIO
 from typing import Any
+from urllib.parse import urlsplit
 
 from alerting.model import Alert, DeliveryResult, Notification, NotificationKind
 from alerting.notify.base import one_line, redact
@@ -50,6 +53,8 @@ _UTF8_QP.body_encoding = QP
 WIRE_POLICY = compat32.clone(linesep="\r\n")
 """The standard library's compat32 with CRLF line ends: what `flatten` writes, byte for byte."""
 MESSAGE_ID_DOMAIN = "llmcost"
+"""The Message-ID domain when neither `from` nor `external_url` gives one (once that of every mail)."""
+_DOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?|\[[^\[\]\\\s]+\]")
 
 _MESSAGE_ID = re.compile(r"<[^<>\s@]+@[^<>\s@]+>")
 
@@ -102,47 +107,71 @@ def implicit_tls(config: Mapping[str, Any]) -> bool:
     return config.get("smtp_port") == SMTPS_PORT
 
 
+def message_id_domain(from_addr: str, external_url: str | None = None) -> str:
+    """The domain of llmcost's Message-IDs: the `from` address's, else `external_url`'s host, else "llmcost".
+
+    RFC 5322 wants a domain right of the "@" (spam filters score a bare word). It comes from the config
+    alone, never this host's name, so a mail retried by another process or after a restart keeps its
+    Message-ID and replies still find their thread.
+    """
+    _, at, sender_domain = parseaddr(from_addr)[1].rpartition("@")
+    for candidate in (sender_domain if at else "", urlsplit(external_url or "").hostname or ""):
+        try:
+            domain = candidate.strip().lower().encode("idna").decode("ascii")  # a header is ASCII
+        except UnicodeError:
+            continue
+        if _DOMAIN.fullmatch(domain):
+            return domain
+    return MESSAGE_ID_DOMAIN
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def thread_root_id(alert: Alert) -> str:
+def thread_root_id(alert: Alert, domain: str = MESSAGE_ID_DOMAIN) -> str:
     """Return the Message-ID of the first mail about `alert`, which every later mail replies to."""
-    return f"<{alert.fingerprint}.{int(alert.starts_at.timestamp())}@{MESSAGE_ID_DOMAIN}>"
+    return f"<{alert.fingerprint}.{int(alert.starts_at.timestamp())}@{domain}>"
 
 
-def _root_id(notification: Notification) -> str:
+def _root_id(notification: Notification, domain: str) -> str:
+    # The stored root first: a thread begun under another domain (before an upgrade, or a changed
+    # `from`) goes on under its own first Message-ID.
     stored = (notification.reference or {}).get("message_id")
     if isinstance(stored, str) and _MESSAGE_ID.fullmatch(stored):
         return stored
-    return thread_root_id(notification.alert)
+    return thread_root_id(notification.alert, domain)
 
 
-def _message_id(notification: Notification, root: str) -> str:
+def _message_id(notification: Notification, root: str, domain: str) -> str:
     if notification.kind is NotificationKind.FIRING:
         return root
     alert = notification.alert
     if notification.outbox_id is not None:  # stable across retries, so duplicates can be recognised
         started = int(alert.starts_at.timestamp())
         ident = f"{alert.fingerprint}.{started}.{notification.kind.value}.{notification.outbox_id}"
-        return f"<{ident}@{MESSAGE_ID_DOMAIN}>"
-    return make_msgid(idstring=f"{alert.fingerprint}.{notification.kind.value}", domain=MESSAGE_ID_DOMAIN)
+        return f"<{ident}@{domain}>"
+    return make_msgid(idstring=f"{alert.fingerprint}.{notification.kind.value}", domain=domain)
 
 
-def build_email(notification: Notification, *, from_addr: str, to: Sequence[str], now: datetime) -> Message:
+def build_email(
+    notification: Notification, *, from_addr: str, to: Sequence[str], now: datetime, domain: str | None = None
+) -> Message:
     """Build the complete mail for a notification: thread headers, a text part and an HTML alternative.
 
     Built with the `compat32` MIME classes: `EmailMessage` with a modern policy parses every header
     through the header registry, ~10x slower, and mail is the costliest step of a fan-out. Header values
     are sanitised (no CR/LF), non-ASCII is encoded (RFC 2047 headers, quoted-printable bodies).
+    `domain`: of the Message-IDs (default: `message_id_domain(from_addr)`).
     """
-    root = _root_id(notification)
+    domain = domain or message_id_domain(from_addr)
+    root = _root_id(notification, domain)
     message = MIMEMultipart("alternative")
     message["Subject"] = _header(sanitize_header(render("email.subject", notification), limit=250))
     message["From"] = _addresses([from_addr])
     message["To"] = _addresses(to)
     message["Date"] = format_datetime(now.astimezone(UTC))
-    message["Message-ID"] = _message_id(notification, root)
+    message["Message-ID"] = _message_id(notification, root, domain)
     if notification.kind is not NotificationKind.FIRING:
         message["In-Reply-To"] = root
         message["References"] = root
@@ -154,14 +183,17 @@ def build_email(notification: Notification, *, from_addr: str, to: Sequence[str]
     return message
 
 
-def build_digest_email(digest: Digest, *, from_addr: str, to: Sequence[str], now: datetime) -> Message:
+def build_digest_email(
+    digest: Digest, *, from_addr: str, to: Sequence[str], now: datetime, domain: str | None = None
+) -> Message:
     """One mail for a digest; its Message-ID derives from the digest key, so a retried send is recognisable."""
+    domain = domain or message_id_domain(from_addr)
     message = MIMEMultipart("alternative")
     message["Subject"] = _header(sanitize_header(f"[llmcost] {digest.title()}", limit=250))
     message["From"] = _addresses([from_addr])
     message["To"] = _addresses(to)
     message["Date"] = format_datetime(now.astimezone(UTC))
-    message["Message-ID"] = f"<{digest.key}.{digest.lead_id}@{MESSAGE_ID_DOMAIN}>"
+    message["Message-ID"] = f"<{digest.key}.{digest.lead_id}@{domain}>"
     message["Auto-Submitted"] = "auto-generated"
     message["X-LLMCost-Digest"] = _header(sanitize_header(digest.key))
     message.attach(MIMEText(digest.text() + "\n", "plain", _UTF8_QP))
@@ -269,8 +301,12 @@ class EmailNotifier:
         now: Callable[[], datetime] = _utcnow,
         allow_insecure_auth: bool = False,
         implicit_tls: bool = False,
+        external_url: str | None = None,
     ) -> None:
-        """`implicit_tls`: TLS from the first byte (SMTPS, port 465) instead of STARTTLS; `starttls` is then moot."""
+        """`implicit_tls`: TLS from the first byte (SMTPS, port 465) instead of STARTTLS; `starttls` is then moot.
+
+        `external_url`: llmcost's public URL, whose host names the Message-IDs when `from_addr` has no domain.
+        """
         if not to:
             raise ValueError("email notifier needs at least one recipient")
         if username and not starttls and not implicit_tls and not allow_insecure_auth:
@@ -287,6 +323,7 @@ class EmailNotifier:
         self._ssl_context = ssl_context
         self._now = now
         self._envelope_from = parseaddr(from_addr)[1] or from_addr
+        self.message_id_domain = message_id_domain(from_addr, external_url)
         self._envelope_to = [parseaddr(addr)[1] or addr for addr in self.to]
         self._idle: list[tuple[smtplib.SMTP, float]] = []
         self._idle_lock = threading.Lock()
@@ -295,7 +332,7 @@ class EmailNotifier:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> EmailNotifier:
-        """Build from the `notifications.email` config (secrets resolved)."""
+        """Build from the `notifications.email` config (secrets resolved; `external_url` added by the gateway)."""
         missing = [key for key in ("smtp_host", "from", "to") if not config.get(key)]
         if missing:
             raise ValueError(f"notifications.email: missing {', '.join(missing)}")
@@ -313,16 +350,19 @@ class EmailNotifier:
             timeout=float(config.get("timeout_seconds", 10.0)),
             allow_insecure_auth=config.get("allow_insecure_auth") is True,
             implicit_tls=implicit_tls(config),
+            external_url=config.get("external_url") or None,
         )
 
     def send(self, notification: Notification) -> DeliveryResult:
         """Send one mail; see the module docstring for threading and for recipients that defer it."""
-        message = build_email(notification, from_addr=self.from_addr, to=self.to, now=self._now())
+        domain = self.message_id_domain
+        message = build_email(notification, from_addr=self.from_addr, to=self.to, now=self._now(), domain=domain)
+        reference = {"message_id": _root_id(notification, domain)}
         settled = notification.settled_recipients
         recipients = [addr for addr in self._envelope_to if addr not in settled]
         if not recipients:  # settled by earlier attempts (a retry recorded after its last recipient took it)
-            return DeliveryResult.sent({"message_id": _root_id(notification)})
-        return self._send_message(message, {"message_id": _root_id(notification)}, recipients, settled=settled)
+            return DeliveryResult.sent(reference)
+        return self._send_message(message, reference, recipients, settled=settled)
 
     def send_digest(self, digest: Digest) -> DeliveryResult:
         """Send one plain-text mail listing the digest's notifications (a thread of its own).
@@ -330,7 +370,9 @@ class EmailNotifier:
         Recipients are settled as for one alert's mail, per row: the retry skips those who already got
         every row it lists (a digest that gained rows meanwhile goes to everyone: shown twice, never lost).
         """
-        message = build_digest_email(digest, from_addr=self.from_addr, to=self.to, now=self._now())
+        message = build_digest_email(
+            digest, from_addr=self.from_addr, to=self.to, now=self._now(), domain=self.message_id_domain
+        )
         settled = (
             set.intersection(*(set(n.settled_recipients) for n in digest.notifications))
             if digest.notifications

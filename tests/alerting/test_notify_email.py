@@ -95,7 +95,7 @@ def test_a_firing_alert_is_mailed_as_text_and_html(smtp, notifier):
     alert_fingerprint = make_alert().fingerprint
     result = notifier.send(notify("firing"))
 
-    root = f"<{alert_fingerprint}.1714564800@llmcost>"
+    root = f"<{alert_fingerprint}.1714564800@example.com>"  # the domain of `from`
     assert result.ok and result.reference == {"message_id": root}
     [mail] = smtp.messages
     assert mail.mail_from == "llmcost@example.com"
