@@ -12,6 +12,11 @@ catch-up run does not shift the later ones), with an explicit id, `coalesce=True
 4. records `scheduler.last_run.<job>` (gauge) and `scheduler.runs.<job>.<outcome>` (counter) in the store,
    which `alerting.scheduler_collector` exposes from any process.
 
+A store that cannot be reached (`StoreUnavailable`: down, restarting, refusing connections) is logged
+calmly by `alerting.outage_log.OutageLog`: one line per job when it first fails, a reminder every few
+minutes, one line when the job reaches it again; never a traceback per tick. Any other exception keeps
+its traceback.
+
 A `leader` heartbeat job renews the lease every `ttl / 3` seconds. When a process becomes leader it runs
 every job at once, so the tick a dead leader missed is caught up: the work of a `kill -9`'d leader
 resumes within `ttl + ttl / 3` seconds (20 s with the default 15 s ttl), and a tick it already ran is
@@ -34,10 +39,11 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Column, Float, MetaData, String, Table, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 
 from alerting.leader import LeaderLease
-from exporter.store import Store
+from alerting.outage_log import OutageLog, describe
+from exporter.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +145,8 @@ class AlertScheduler:
         self._misfire_grace_time = misfire_grace_time
         self._on_elected = on_elected  # called each time this process takes the lease
         self._leading = False
+        self._secrets = (make_url(store.url).password,)  # never logged with a store error
+        self._outages = OutageLog(log, secrets=self._secrets)
         # A fixed UTC timezone: APScheduler would otherwise ask tzlocal for the host's zone.
         self._scheduler = BackgroundScheduler(timezone=UTC)
 
@@ -195,6 +203,8 @@ class AlertScheduler:
             self._leading = False
             try:
                 self.leader.release()
+            except StoreUnavailable as error:
+                log.warning("could not release the scheduler lease (%s); it expires by itself", self._describe(error))
             except Exception:
                 log.warning("could not release the scheduler lease; it expires by itself", exc_info=True)
 
@@ -205,9 +215,14 @@ class AlertScheduler:
         now = self.clock() if now is None else now
         try:
             leading = self.leader.acquire(now)
+        except StoreUnavailable as error:
+            self._outages.unreachable(HEARTBEAT_JOB, error, now)
+            leading = False
         except Exception:
             log.warning("scheduler lease check failed; acting as follower", exc_info=True)
             leading = False
+        else:
+            self._outages.reachable(HEARTBEAT_JOB, now)
         self._set_leading(leading)
         return leading
 
@@ -219,6 +234,8 @@ class AlertScheduler:
         if leading and self._on_elected is not None:
             try:
                 self._on_elected()
+            except StoreUnavailable as error:
+                log.warning("the on-election step failed: store unreachable (%s)", self._describe(error))
             except Exception:
                 log.exception("the on-election step failed")
         if leading and self._scheduler.running:
@@ -235,9 +252,13 @@ class AlertScheduler:
             with self.store.transaction() as conn:
                 leading = self.leader is None or self.leader.acquire(now, conn=conn)
                 claimed = leading and self._claim(conn, job, tick_of(now, interval), now)
+        except StoreUnavailable as error:
+            self._outages.unreachable(job, error, now)
+            return Outcome.UNAVAILABLE
         except Exception:
             log.warning("scheduler job %s skipped: cannot check leadership or claim the tick", job, exc_info=True)
             return Outcome.UNAVAILABLE
+        self._outages.reachable(job, now)
         if self.leader is not None:
             self._set_leading(leading, running=job)
         if not leading:
@@ -247,6 +268,10 @@ class AlertScheduler:
         try:
             fn(now)
             outcome = Outcome.SUCCESS
+        except StoreUnavailable as error:
+            # The store went away after the claim (the next tick's claim reports the outage, if it lasts).
+            log.warning("scheduler job %s failed: store unreachable (%s)", job, self._describe(error))
+            outcome = Outcome.ERROR
         except Exception:
             log.exception("scheduler job %s failed", job)
             outcome = Outcome.ERROR
@@ -264,8 +289,13 @@ class AlertScheduler:
             with self.store.transaction() as conn:
                 self.store.add_counters({runs_name(job, outcome): 1}, conn)
                 self.store.set_gauge(last_run_name(job), now, conn)
+        except StoreUnavailable as error:
+            self._outages.unreachable(job, error, now)
         except Exception:
             log.warning("could not record the run of scheduler job %s", job, exc_info=True)
+
+    def _describe(self, error: BaseException) -> str:
+        return describe(error, self._secrets)
 
     def _run_scheduled(self, job: str) -> None:
         self.run_once(job, self.clock())
