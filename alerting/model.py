@@ -127,6 +127,8 @@ class NotificationKind(enum.StrEnum):
     ACKNOWLEDGED = "acknowledged"
     UNACKNOWLEDGED = "unacknowledged"
     RESOLVED = "resolved"
+    UPDATED = "updated"
+    """A firing alert's figures changed (a growing spike): messages that can be edited are, nobody is told."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -64,6 +64,28 @@ def resolve_all(sink: AlertSink, items: list[tuple[str, dict[str, str]]], *, sta
         sink.resolve(alertname, labels)
 
 
+def update(sink: AlertSink, alertname: str, labels: dict[str, str], annotations: dict[str, str], severity: str) -> None:
+    """New figures of a firing alert: edited into its messages when the sink can (the gateway's `update`).
+
+    Other sinks get a plain re-fire (Alertmanager takes the new annotations; a recorder records it).
+    """
+    update = getattr(sink, "update", None)
+    if update is not None:
+        update(alertname, labels, annotations, severity)
+    else:
+        sink.fire(alertname, labels, annotations, severity)
+
+
+def active_annotations(
+    sink: AlertSink, alertnames: Iterable[str]
+) -> dict[frozenset[tuple[str, str]], dict[str, str]] | None:
+    """The annotations of the unresolved alerts with these names, by their labels; None when the sink cannot say."""
+    reader = getattr(sink, "active_annotations", None)
+    if reader is None:
+        return None
+    return {frozenset(labels.items()): annotations for _name, labels, annotations in reader(alertnames)}
+
+
 def active_since(sink: AlertSink, alertnames: Iterable[str]) -> list[tuple[str, dict[str, str], float]] | None:
     """(alertname, labels, starts_at) of the unresolved alerts with these names; None when the sink cannot say.
 

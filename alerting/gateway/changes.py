@@ -31,6 +31,9 @@ class AlertInput:
     generator_url: str = ""
     group_key: str = ""
     truncated_alerts: int = 0
+    update: bool = False
+    """The source says its figures changed enough to edit what was sent (a spike that grew, see
+    `alerting.spikes.messages.grew`): a firing alert's editable messages are updated in place."""
 
     @property
     def fingerprint(self) -> str:

@@ -31,6 +31,9 @@ from alerting.model import Actor, NotificationKind, Reopened, Silence, alert_fam
 __all__ = ["AlertConflict", "AlertInput", "AlertNotFound", "Change", "Lifecycle"]
 """The value types live in `alerting.gateway.changes`; callers of the stage may import them from here."""
 
+EDITABLE_CHANNELS = ("slack",)
+"""Channels whose message about an alert is edited in place when its figures change (`AlertInput.update`)."""
+
 
 class Lifecycle:
     """Applies alert state changes; shared by the HTTP handlers, the scheduler entry points and `tick`."""
@@ -71,11 +74,42 @@ class Lifecycle:
             # Alertmanager delivers no silenced alert: one it delivers firing is no longer silenced there.
             self._unsilence_row(conn, row, now, "delivered by Alertmanager: no longer silenced")
             row = self.rows.open_row(conn, fp)
-        if self._refresh(conn, row, incoming, now):
+        refreshed = self._refresh(conn, row, incoming, now)
+        if refreshed:
             row = self.rows.open_row(conn, fp)
-        return self._notify_if_due(
+        change = self._notify_if_due(
             conn, row, now, via=incoming.source, level_rose=level_rose, held_alertname=held_alertname
         )
+        if incoming.update and refreshed and not change.changed and row is not None and row.state == "firing":
+            return self._edit_in_place(conn, row, now, via=incoming.source)
+        return change
+
+    def _edit_in_place(self, conn: Connection, row: Any, now: float, *, via: str) -> Change:
+        """Show a firing alert's new figures where its messages can be edited (Slack), telling nobody.
+
+        Not a reminder: the repeat clock and the notified severity stay, no thread reply, no mail (a mail
+        cannot be edited, and the resolve mail carries the figures), no PagerDuty event (an open incident
+        keeps its first summary; a new trigger would only add to its log). Acknowledged alerts keep their
+        message as acknowledged: their stored figures are refreshed all the same and the resolve shows them.
+        """
+        bumped = self.rows.bump(conn, row, alerts.c.state == "firing", updated_at=now)
+        if bumped is None:
+            return Change("unchanged", alert_from_row(row), reason="changed concurrently")
+        seq, alert = bumped
+        known = notified_channels(conn, row.id)
+        channels = enqueue(
+            conn,
+            dialect=self.dialect,
+            alert=alert,
+            kind=NotificationKind.UPDATED,
+            channels=[c for c in EDITABLE_CHANNELS if c in known],
+            seq=seq,
+            now=now,
+        )  # never grouped: each alert's own message is edited (a listed alert's is skipped by the notifier)
+        self.rows.audit(
+            conn, row.id, now, "updated", row.state, row.state, Actor(by="", via=via), {"channels": channels}
+        )
+        return Change("updated", alert, channels=tuple(channels), reason="figures changed")
 
     def _create(self, conn: Connection, incoming: AlertInput, now: float) -> Change | None:
         """Insert a new incident, already counted as notified (a new alert's decision is always "first").

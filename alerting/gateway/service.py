@@ -155,8 +155,12 @@ class GatewayService:
         starts_at: float | None = None,
         generator_url: str = "",
         source: AlertSource = "scheduler",
+        update: bool = False,
     ) -> Change:
-        """Report an alert as firing; notifies per the dedup stage (first, severity rose, repeat due)."""
+        """Report an alert as firing; notifies per the dedup stage (first, severity rose, repeat due).
+
+        `update`: the figures in `annotations` grew enough to edit the messages already sent (see `AlertInput`).
+        """
         incoming = AlertInput(
             alertname=alertname,
             labels=dict(labels),
@@ -165,6 +169,7 @@ class GatewayService:
             source=source,
             starts_at=starts_at,
             generator_url=generator_url,
+            update=update,
         )
         return self._write(lambda conn: self.lifecycle.fire(conn, incoming, self.clock()))
 

@@ -40,6 +40,20 @@ class GatewaySink:
             generator_url=source,
         )
 
+    def update(self, alertname: str, labels: Mapping[str, str], annotations: Mapping[str, str], severity: str) -> Any:
+        """New figures of a firing alert that grew: stored, and its Slack message edited in place."""
+        if self._runbook is not None:
+            annotations = {**annotations, "runbook_url": self._runbook(alertname)}
+        source = self._source(alertname, labels) if self._source is not None else ""
+        return self._gateway.fire(
+            alertname,
+            labels,
+            severity=severity,  # type: ignore[arg-type]
+            annotations=annotations,
+            generator_url=source,
+            update=True,
+        )
+
     def fire_many(self, items: Sequence[tuple[str, Mapping[str, str], Mapping[str, str], str]]) -> Any:
         """Fire several alerts `(alertname, labels, annotations, severity)` in one transaction (see grouping)."""
         return self._gateway.fire_many(
@@ -74,6 +88,16 @@ class GatewaySink:
         names = set(alertnames)
         return [
             (a.alertname, dict(a.labels), a.starts_at.timestamp())
+            for state in ("firing", "acknowledged")
+            for a in self._gateway.alerts(state, limit=100_000)
+            if a.alertname in names
+        ]
+
+    def active_annotations(self, alertnames: Iterable[str]) -> list[tuple[str, dict[str, str], dict[str, str]]]:
+        """(alertname, labels, annotations) of unresolved alerts with these names: the figures last handed over."""
+        names = set(alertnames)
+        return [
+            (a.alertname, dict(a.labels), dict(a.annotations))
             for state in ("firing", "acknowledged")
             for a in self._gateway.alerts(state, limit=100_000)
             if a.alertname in names

@@ -28,6 +28,7 @@ _VERBS = {
     NotificationKind.ACKNOWLEDGED: "acknowledged",
     NotificationKind.UNACKNOWLEDGED: "unacknowledged",
     NotificationKind.RESOLVED: "resolved",
+    NotificationKind.UPDATED: "updated",
 }
 
 

@@ -296,6 +296,10 @@ class SlackNotifier:
                 method = "chat.postMessage (thread reply)"
                 self._reply_once(thread, notification, text=str(message["text"]))
                 return DeliveryResult.sent(dict(notification.reference or {}))
+            elif notification.kind is NotificationKind.UPDATED:
+                # New figures of an alert with no message of its own (listed in a grouped one): a new
+                # top-level post would be a second thread for one problem; its resolve says them.
+                return DeliveryResult.skip(dict(notification.reference or {}))
             else:
                 where = self._post_once(message, notification)
         except SlackApiError as error:

@@ -56,6 +56,24 @@ def summarize(
     return f"Spend spike: {spent} ({against})."
 
 
+GROWTH = 2.0
+"""A firing spike's messages are updated once its ratio reached this many times the ratio they show."""
+
+
+def grew(ratio: float, notified: Mapping[str, str]) -> bool:
+    """True when a firing spike's `ratio` is at least `GROWTH` times the ratio its alert last notified.
+
+    A factor, not a difference or "any change": a noisy series wobbling around its level (3x, 4.5x, 3.2x…)
+    never doubles, so it edits nothing, and each edit doubles the bar (4x, then 8x, then 16x), so even a
+    runaway spike is edited a handful of times. An alert without a finite notified ratio is left alone.
+    """
+    try:
+        shown = float(notified.get("ratio", "").removesuffix("x"))
+    except ValueError:
+        return False
+    return math.isfinite(ratio) and math.isfinite(shown) and shown > 0 and ratio >= GROWTH * shown
+
+
 def alert_annotations(
     labels: Mapping[str, str], *, window: float, baseline: float, ratio: float, minutes: int, cfg: DetectionConfig
 ) -> dict[str, str]:

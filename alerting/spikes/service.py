@@ -14,10 +14,10 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import delete
 
-from alerting.sink import AlertSink, fire_all, resolve_all
+from alerting.sink import AlertSink, active_annotations, fire_all, resolve_all, update
 from alerting.spikes.cache import CACHE_KEYS_PER_SERIES, SpendCache
 from alerting.spikes.detection import Reason, bucket_layout, detect_spikes
-from alerting.spikes.messages import ALERTNAME, SEVERITY, alert_annotations
+from alerting.spikes.messages import ALERTNAME, SEVERITY, alert_annotations, grew
 from alerting.spikes.settings import WATCHABLE_LABELS, SpikeSettings, group_name
 from alerting.spikes.state import SpikeState, read_spike_state, row_from_state, spike_state, state_row
 from exporter.collector import OTHER
@@ -113,6 +113,8 @@ class SpikeService:
         resolved: list[dict[str, str]] = []
         keep: set[frozenset[tuple[str, str]]] = set()  # series firing or spiking: their alerts stay open
         failures = deferred = 0
+        # The figures each firing spike's messages show, to edit them in place once it grew (`grew`).
+        notified = active_annotations(self.sink, [ALERTNAME]) if any(p.firing for p in previous.values()) else None
         for group in groups:
             name = group_name(group.labels)
             prev = [previous.get((name, key)) for key in group.keys]
@@ -148,6 +150,19 @@ class SpikeService:
                     since = now
                 elif was_firing[i] and not firing:
                     to_resolve.append((len(rows), labels))
+                elif firing and notified and grew(float(result.ratio[i]), notified.get(frozenset(labels.items()), {})):
+                    annotations = alert_annotations(
+                        labels,
+                        window=float(result.window_spend[i]),
+                        baseline=float(result.baseline[i]),
+                        ratio=float(result.ratio[i]),
+                        minutes=int(result.window_minutes[i]),
+                        cfg=cfg,
+                    )
+                    # Not retried by itself: a refused update leaves the old figures, so the next pass finds
+                    # the growth again.
+                    if not self._deliver(update, self.sink, ALERTNAME, labels, annotations, SEVERITY):
+                        failures += 1
                 if firing or result.is_spike[i]:
                     keep |= _forms(labels)
                 rows.append(
