@@ -107,3 +107,31 @@ def test_a_spike_wobbling_around_its_level_edits_nothing(h: Harness, rx: Receive
         h.gateway.deliver_pending()
     assert len(h.alerts("firing")) == 1
     assert len(rx.slack.posted) == 1 and rx.slack.calls("chat.update") == []
+
+
+def test_an_acknowledged_spike_that_grows_keeps_its_message_and_resolves_with_its_latest_figures(
+    h: Harness, rx: Receivers, clock: FakeClock
+) -> None:
+    traffic(h)
+    spikes = SpikeService(h.services.store, SpikeSettings(series=(("project",),)), GatewaySink(h.gateway), clock=clock)
+    clock.set(NOW)
+    spikes.evaluate()
+    h.gateway.deliver_pending()
+    (alert,) = h.alerts("firing")
+    assert h.admin("POST", f"/v1/alerts/{alert['id']}/ack", json={"by": "alice"}).status_code == 200
+    h.gateway.deliver_pending()
+    updates = len(rx.slack.calls("chat.update"))  # the acknowledgement's
+
+    for minute in range(1, 50):
+        clock.set(NOW + 60 * minute)
+        spikes.evaluate()
+        h.gateway.deliver_pending()
+    (acked,) = h.alerts("acknowledged")
+    assert float(acked["annotations"]["ratio"].rstrip("x")) >= 2 * float(alert["annotations"]["ratio"].rstrip("x"))
+    assert len(rx.slack.calls("chat.update")) == updates and len(rx.slack.posted) == 1  # the ack holds
+
+    clock.set(ENDS_AT + 45 * 60)
+    spikes.evaluate()
+    h.gateway.deliver_pending()
+    resolved = rx.slack.calls("chat.update")[-1].payload
+    assert resolved["text"].startswith("[RESOLVED]") and acked["annotations"]["ratio"] in str(resolved["blocks"])
