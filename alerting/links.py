@@ -70,15 +70,30 @@ def budget_anchor(name: str) -> str:
     return f"budget-{quote(name, safe='')}"
 
 
-def generator_url(config: Config, alertname: str, labels: Mapping[str, str]) -> str:
+def instance_anchor(name: str, key: str) -> str:
+    """The console's anchor of one instance's row of a `key: "*"` budget, `budget-NAME:KEY` (both encoded)."""
+    # quote(safe="") encodes every ":", so the separator cannot come from NAME or KEY: ids stay unique.
+    return f"{budget_anchor(name)}:{quote(key, safe='')}"
+
+
+def budget_page(name: str) -> str:
+    """The console's page of one budget with every instance listed, `/?budget=NAME` (NAME encoded whole)."""
+    return f"/?budget={quote(name, safe='')}"
+
+
+def generator_url(config: Config, alertname: str, labels: Mapping[str, str], *, wildcard: bool = False) -> str:
     """Where an alert llmcost raised can be looked at: its budget's rows in the console, else its section.
 
     A page a person opens from Slack, a mail or PagerDuty: the console shows budgets and spikes without a
     token, where the JSON API (`/v1/budgets/NAME`, `/v1/alerts`) answers a browser 401 once admin tokens
-    are configured.
+    are configured. An instance of a `key: "*"` budget (`wildcard`) links to that budget's own page, on
+    the instance's row: the main page lists only its highest instances.
     """
-    if labels.get("budget"):
-        return f"{external_url(config)}/#{budget_anchor(labels['budget'])}"
+    name, key = labels.get("budget"), labels.get("key")
+    if name and wildcard and key and key != "*":
+        return f"{external_url(config)}{budget_page(name)}#{instance_anchor(name, key)}"
+    if name:
+        return f"{external_url(config)}/#{budget_anchor(name)}"
     return console_url(config, alertname)
 
 

@@ -12,7 +12,7 @@ The store itself is opened by `llmcost.services.open_services` (with the budget 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,7 +121,9 @@ def attach_alerting(services: Services, role: str = "all", *, origin_ref: str | 
         services.store, settings_from_config(services.config), clock=services.clock, start_workers=delivers
     )
     services.closers.append(gateway.close)
-    sink, pusher = _sink(services, gateway, pushing)
+    # The source link of a budget alert depends on whether its budget is `key: "*"`: asked of `budgets`,
+    # built next with this sink (the link is only asked for when an alert is raised, after both exist).
+    sink, pusher = _sink(services, gateway, pushing, lambda name: budgets.is_wildcard(name))
     budgets = BudgetService(services.store, budgets_config, sink=sink, clock=services.clock)
     origin_ref = origin_ref or config_origin(services)
     # Only a process with a scheduler (which may lead) ever applies config budgets.
@@ -168,7 +170,7 @@ def attach_alerting(services: Services, role: str = "all", *, origin_ref: str | 
 
 
 def _sink(
-    services: Services, gateway: GatewayService, settings: PushSettings
+    services: Services, gateway: GatewayService, settings: PushSettings, wildcard: Callable[[str], bool]
 ) -> tuple[GatewaySink | AlertmanagerSink, Pusher | None]:
     """The gateway directly, or Alertmanager when `alertmanager:` is configured (see `alerting.push`).
 
@@ -176,6 +178,10 @@ def _sink(
     alert each `resend_interval` is the scheduler job `alertmanager`, run by the leader.
     """
     config = services.config
+
+    def source(name: str, labels: Mapping[str, str]) -> str:
+        return generator_url(config, name, labels, wildcard=wildcard(labels.get("budget", "")))
+
     if not settings.enabled:
         # The same source link as through Alertmanager (its generatorURL): a budget's rows or the spikes
         # in the console.
@@ -183,7 +189,7 @@ def _sink(
             GatewaySink(
                 gateway,
                 lambda name: runbook_url(config, name),
-                lambda name, labels: generator_url(config, name, labels),
+                source,
             ),
             None,
         )
@@ -197,7 +203,7 @@ def _sink(
         services.store,
         gateway,
         wake=loop.wake,
-        generator_url=lambda name, labels: generator_url(config, name, labels),
+        generator_url=source,
         runbook_url=lambda name: runbook_url(config, name),
         clock=services.clock,
     )

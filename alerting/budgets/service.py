@@ -115,6 +115,11 @@ class BudgetService:
         """One definition, or a 404 BudgetError."""
         return self.registry.get(name)
 
+    def is_wildcard(self, name: str) -> bool:
+        """Whether `name` is a `key: "*"` budget, as the definitions were last read (no store read)."""
+        # Asked while raising the budget's alerts, just after the definitions were read for them.
+        return any(b.name == name and b.key == "*" for b in self.registry.cached())
+
     def origin(self, name: str) -> dict[str, Any]:
         """Where a definition came from: `origin` (config, api, cli), `origin_ref`, `updated_at`, `updated_by`."""
         return self.registry.origin(name)

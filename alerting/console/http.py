@@ -40,12 +40,13 @@ from alerting.console.view import (
     day_chart,
     firing_spikes,
     month_chart,
+    one_budget_rows,
     top_shares,
     usage_totals,
     zone_or,
     zone_spend,
 )
-from alerting.links import budget_anchor, budget_path
+from alerting.links import budget_anchor, budget_page, budget_path, instance_anchor
 from alerting.periods import period_bounds
 from exporter import __version__
 from exporter.http.auth import check_bearer
@@ -84,6 +85,8 @@ def _environment() -> Environment:
     env.filters["pct"] = lambda v: f"{v:.0%}" if v is not None else "—"
     env.filters["budget_path"] = budget_path
     env.filters["budget_anchor"] = budget_anchor
+    env.filters["budget_page"] = budget_page
+    env.filters["instance_anchor"] = instance_anchor
     env.filters["utc"] = lambda t: time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t)) if t else "—"
     return env
 
@@ -140,8 +143,14 @@ class Console:
 
     # ---- rendering -----------------------------------------------------------------------------------
 
-    def page_context(self, *, by: str, viewer_zone: str | None, with_alerts: bool) -> dict[str, Any]:
-        """Everything the page template needs (blocking: runs in a worker thread)."""
+    def page_context(
+        self, *, by: str, viewer_zone: str | None, with_alerts: bool, budget: str | None = None
+    ) -> dict[str, Any]:
+        """Everything the page template needs (blocking: runs in a worker thread).
+
+        With `budget`, the page of that budget alone: every instance of it listed (up to
+        `MAX_BUDGET_INSTANCES`), where the main page lists the highest `MAX_INSTANCES`.
+        """
         now = self.clock()
         history = self.history.snapshot(now)
         definitions = self.budgets.definitions()
@@ -155,6 +164,7 @@ class Console:
         month, month_stacks = month_chart(history, by, now, chart_zone)
         spikes, more_spikes = firing_spikes(self.services.store, history, now)
         config = self.services.config
+        statuses = self.budgets.listing(now)
         return {
             "version": __version__,
             "now": int(now),
@@ -170,7 +180,10 @@ class Console:
             "month_chart": month,
             "month_stacks": month_stacks,
             "chart_zone": chart_zone,
-            "budgets": budget_rows(self.budgets.listing(now), wildcards),
+            "budgets": budget_rows(statuses, wildcards)
+            if budget is None
+            else one_budget_rows(statuses, wildcards, budget),
+            "focus": budget,
             "spikes": spikes,
             "more_spikes": more_spikes,
             "alerts_context": self.alerts_context(now) if with_alerts else None,
@@ -194,6 +207,7 @@ class Console:
             by = request.query_params.get("by", "project")
             if by not in DIMENSIONS:
                 by = "project"
+            budget = request.query_params.get("budget")  # one budget's page, with all its instances
             # With admin tokens the alerts come in by script, with the person's token; else inline.
             with_alerts = check_bearer(request, self.admin_tokens) is None
             try:
@@ -202,11 +216,14 @@ class Console:
                     by=by,
                     viewer_zone=request.cookies.get(TZ_COOKIE),
                     with_alerts=with_alerts,
+                    budget=budget,
                 )
             except StoreUnavailable:
                 return error(503, "store unavailable, retry later", headers={"Retry-After": "5"})
             html = self.env.get_template("console.html.j2").render(**context)
-            return HTMLResponse(html, headers=SECURITY_HEADERS)
+            # A stale link (a deleted or renamed budget) still gets the page, saying there is no such budget.
+            missing = budget is not None and not context["budgets"]
+            return HTMLResponse(html, status_code=404 if missing else 200, headers=SECURITY_HEADERS)
 
         async def alerts(request: Request) -> Response:
             denied = check_bearer(request, self.admin_tokens)

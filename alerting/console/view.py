@@ -49,7 +49,9 @@ MAX_RESOLVED_ALERTS = 100
 MAX_SPIKES = 12
 """Firing spikes drawn (the largest excess over the baseline first); the page says how many more fire."""
 MAX_INSTANCES = 50
-"""Instances listed under a `key: "*"` budget (the highest ratios; the API lists them all)."""
+"""Instances listed under a `key: "*"` budget on the main page (the highest ratios; its own page lists the rest)."""
+MAX_BUDGET_INSTANCES = 5000
+"""Instances listed on one budget's page, `/?budget=NAME` (the highest ratios; the page says how many more)."""
 SPIKE_CHART_BUCKETS = 24
 
 
@@ -90,7 +92,7 @@ class BudgetRow:
     bar: Markup
     children: list[BudgetRow] = field(default_factory=list)
     hidden: int = 0
-    """Instances of a `key: "*"` budget not listed (beyond `MAX_INSTANCES`)."""
+    """Instances of a `key: "*"` budget not listed (beyond `MAX_INSTANCES`, or `MAX_BUDGET_INSTANCES` on its page)."""
     note: str = ""
     """Why a `key: "*"` budget shows no instance (none of its values has spent yet in this period)."""
 
@@ -205,14 +207,18 @@ def month_chart(history: SpendSnapshot, dimension: str, now: float, tz: str) -> 
     return chart, stacks
 
 
-def budget_rows(statuses: Sequence[dict[str, Any]], wildcards: Collection[str]) -> list[BudgetRow]:
+def budget_rows(
+    statuses: Sequence[dict[str, Any]], wildcards: Collection[str], limit: int | None = None
+) -> list[BudgetRow]:
     """One row per budget instance; a `key: "*"` budget is one summary row (its worst instance) with children.
 
     `statuses` are the status objects `GET /v1/budgets` lists (`BudgetService.listing`), so a `key: "*"`
     budget none of whose values has spent yet is there too, as one row with key `"*"` and a note;
     `wildcards` names the `key: "*"` budgets (a status object alone does not say whether its key is a
-    value of a `"*"` budget or a fixed key).
+    value of a `"*"` budget or a fixed key). Each `"*"` budget lists its `limit` highest instances
+    (`MAX_INSTANCES` by default).
     """
+    limit = MAX_INSTANCES if limit is None else limit
     rows: list[BudgetRow] = []
     wildcard: dict[str, list[dict[str, Any]]] = {}
     for status in statuses:
@@ -232,7 +238,7 @@ def budget_rows(statuses: Sequence[dict[str, Any]], wildcards: Collection[str]) 
         if not group:
             continue
         group.sort(key=lambda s: -(s["spent"] / s["limit"]))
-        parent.children = [_budget_row(s) for s in group[:MAX_INSTANCES]]
+        parent.children = [_budget_row(s) for s in group[:limit]]
         parent.hidden = len(group) - len(parent.children)
         worst = parent.children[0]
         parent.spent, parent.projected, parent.ratio, parent.state = (
@@ -243,6 +249,15 @@ def budget_rows(statuses: Sequence[dict[str, Any]], wildcards: Collection[str]) 
         )
         parent.bar = worst.bar
     return rows
+
+
+def one_budget_rows(statuses: Sequence[dict[str, Any]], wildcards: Collection[str], name: str) -> list[BudgetRow]:
+    """The rows of budget `name` alone (none if there is no such budget), each of its instances listed.
+
+    Up to `MAX_BUDGET_INSTANCES` of a `key: "*"` budget, the highest ratios first: the page of one
+    budget, which the main page's "… and N more" and the budget's alerts link to.
+    """
+    return budget_rows([s for s in statuses if s["name"] == name], wildcards, MAX_BUDGET_INSTANCES)
 
 
 def _epoch(iso_time: str | None) -> int | None:

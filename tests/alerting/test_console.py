@@ -388,14 +388,14 @@ def test_spikes_beyond_the_page_s_cap_are_counted_and_the_largest_are_shown(
 
 def test_the_link_to_a_wildcard_budget_with_a_slash_in_its_name_reaches_it(sqlite_url: str, clock: FakeClock) -> None:
     # The "and N more" link used Jinja's `urlencode`, which leaves "/" as is: the link pointed to a path
-    # that is not the budget.
+    # that is not the budget. It now leads to the budget's own page in the console, every instance listed.
     clock.set(NOW)
     budgets = [{"name": "teams/chat", "scope": "project", "key": "*", "period": "monthly", "limit": 50.0}]
     with console(sqlite_url, clock, budgets=budgets) as (services, client, _parts):
         ingest(services, *(event(f"w{i}", NOW - 30, 0.01 * (i + 1), project=f"p{i:02d}") for i in range(60)))
-        links = re.findall(r'<a href="(/v1/budgets/[^"]+)">', client.get("/").text)
-        assert links == ["/v1/budgets/teams%2Fchat"]
+        links = re.findall(r'<a href="(/\?budget=[^"]+)">', client.get("/").text)
+        assert links == ["/?budget=teams%2Fchat#budget-teams%2Fchat"]
         followed = client.get(links[0])
         assert followed.status_code == 200, followed.text
-        assert followed.json()["name"] == "teams/chat"
-        assert len(followed.json()["instances"]) == 60
+        keys = re.findall(r'class="budget child" data-budget="teams/chat" data-key="(p\d+)"', followed.text)
+        assert len(keys) == 60
