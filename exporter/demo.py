@@ -82,8 +82,26 @@ def trace_span(trace: list[TraceCall]) -> float:
     return trace[-1].offset if trace else 0.0
 
 
-def make_events(trace: list[TraceCall], *, start: float, loop: int, seed: int = 7) -> Iterator[dict[str, Any]]:
-    """Canonical events for one replay of the trace beginning at `start` (epoch seconds)."""
+def history_window(now: float, span: float) -> tuple[float, float]:
+    """Where the demo's replayed history goes: `(start, scale)` for `make_events`, ending at `now`.
+
+    Normally the trace's hour ends now. In the first hour of a UTC day that hour would fall mostly on
+    yesterday, so the daily budget (UTC days) would start near zero and the demo showed no alert at all;
+    the history is then compressed into today, from midnight to now.
+    """
+    midnight = now - now % 86_400
+    if span <= 0 or now - span >= midnight:
+        return now - span, 1.0
+    return midnight, (now - midnight) / span
+
+
+def make_events(
+    trace: list[TraceCall], *, start: float, loop: int, seed: int = 7, scale: float = 1.0
+) -> Iterator[dict[str, Any]]:
+    """Canonical events for one replay of the trace beginning at `start` (epoch seconds).
+
+    `scale` stretches (or compresses, below 1) the trace's offsets: see `history_window`.
+    """
     rng = random.Random(seed * 1_000_003 + loop)
     models = [m[:2] for m in MODEL_MIX]
     model_weights = [m[2] for m in MODEL_MIX]
@@ -99,7 +117,7 @@ def make_events(trace: list[TraceCall], *, start: float, loop: int, seed: int = 
         reasoning = int(call.generated_tokens * 0.3) if model.startswith("claude-sonnet") else 0
         yield {
             "request_id": f"demo-azure-{loop}-{index}",
-            "timestamp": start + call.offset,
+            "timestamp": start + call.offset * scale,
             "provider": provider,
             "model": model,
             "input_tokens": call.context_tokens - cached,

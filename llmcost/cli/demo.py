@@ -142,7 +142,7 @@ def _bind_advice(listen: str, exc: OSError) -> str:
 
 
 def _run_demo(config: Config, sock: Any, *, duration: float, keep: bool, workdir: Path | None) -> int:
-    from exporter.demo import ATTRIBUTION, load_trace, make_events, trace_span
+    from exporter.demo import ATTRIBUTION, history_window, load_trace, make_events, trace_span
     from exporter.server import make_server
     from llmcost.wiring import attach_alerting
 
@@ -162,7 +162,10 @@ def _run_demo(config: Config, sock: Any, *, duration: float, keep: bool, workdir
     print(f"llmcost {__version__} demo — store: {config.database_url}")
     print(f"Replaying {len(trace):,} real calls ({span / 60:.0f} minutes) from the {ATTRIBUTION}.")
     print("Models, projects, services and users are assigned by a seeded generator (exporter/demo.py).")
-    history = services.pipeline.ingest(enumerate(make_events(trace, start=now - span, loop=0)))
+    start, scale = history_window(now, span)
+    if scale < 1.0:
+        print("It is the first hour of the UTC day: the history is compressed into the minutes since midnight.")
+    history = services.pipeline.ingest(enumerate(make_events(trace, start=start, loop=0, scale=scale)))
     print_outcome("history (last hour)", history, show=3)
     parts.console.warm_up()  # after the history: the console re-reads only the newest buckets
 
