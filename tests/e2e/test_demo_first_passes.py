@@ -20,7 +20,7 @@ from alerting.budgets.definition import parse_budgets_section
 from alerting.budgets.service import BudgetService
 from alerting.model import fingerprint
 from alerting.spikes import SpikeService, detection_settings
-from exporter.demo import DEMO_CONFIG, load_trace, make_events, trace_span
+from exporter.demo import DEMO_CONFIG, history_window, load_trace, make_events, trace_span
 from llmcost.services import open_services
 from tests.support.clock import FakeClock
 from tests.support.helpers import make_config, total
@@ -73,7 +73,8 @@ def test_the_demo_raises_no_spike_and_no_forecast_in_its_first_minutes(sqlite_ur
     budgets.apply_config(budgets.config.items, origin_ref="llmcost demo")  # as the demo's leader does
     spikes = SpikeService(services.store, detection_settings(config), sink, clock=clock)
     trace = load_trace()
-    services.pipeline.ingest(enumerate(make_events(trace, start=now - trace_span(trace), loop=0)))
+    first, scale = history_window(now, trace_span(trace))  # as the demo does (compressed just after midnight)
+    services.pipeline.ingest(enumerate(make_events(trace, start=first, loop=0, scale=scale)))
     live = list(make_events(trace, start=now, loop=1))
     sent = 0
     try:
