@@ -29,30 +29,11 @@ class GatewaySink:
 
     def fire(self, alertname: str, labels: Mapping[str, str], annotations: Mapping[str, str], severity: str) -> Any:
         """Raise (or keep raising) an alert; its `runbook_url` is the absolute link to its runbook section."""
-        if self._runbook is not None:
-            annotations = {**annotations, "runbook_url": self._runbook(alertname)}
-        source = self._source(alertname, labels) if self._source is not None else ""
-        return self._gateway.fire(
-            alertname,
-            labels,
-            severity=severity,  # type: ignore[arg-type]
-            annotations=annotations,
-            generator_url=source,
-        )
+        return self._fire(alertname, labels, annotations, severity, update=False)
 
     def update(self, alertname: str, labels: Mapping[str, str], annotations: Mapping[str, str], severity: str) -> Any:
         """New figures of a firing alert that grew: stored, and its Slack message edited in place."""
-        if self._runbook is not None:
-            annotations = {**annotations, "runbook_url": self._runbook(alertname)}
-        source = self._source(alertname, labels) if self._source is not None else ""
-        return self._gateway.fire(
-            alertname,
-            labels,
-            severity=severity,  # type: ignore[arg-type]
-            annotations=annotations,
-            generator_url=source,
-            update=True,
-        )
+        return self._fire(alertname, labels, annotations, severity, update=True)
 
     def fire_many(self, items: Sequence[tuple[str, Mapping[str, str], Mapping[str, str], str]]) -> Any:
         """Fire several alerts `(alertname, labels, annotations, severity)` in one transaction (see grouping)."""
@@ -62,14 +43,33 @@ class GatewaySink:
                     alertname=name,
                     labels=dict(labels),
                     severity=severity,  # type: ignore[arg-type]
-                    annotations={**annotations, "runbook_url": self._runbook(name)}
-                    if self._runbook
-                    else dict(annotations),
-                    generator_url=self._source(name, labels) if self._source is not None else "",
+                    annotations=self._annotated(name, annotations),
+                    generator_url=self._source_of(name, labels),
                 )
                 for name, labels, annotations, severity in items
             ]
         )
+
+    def _fire(
+        self, alertname: str, labels: Mapping[str, str], annotations: Mapping[str, str], severity: str, *, update: bool
+    ) -> Any:
+        return self._gateway.fire(
+            alertname,
+            labels,
+            severity=severity,  # type: ignore[arg-type]
+            annotations=self._annotated(alertname, annotations),
+            generator_url=self._source_of(alertname, labels),
+            update=update,
+        )
+
+    def _annotated(self, alertname: str, annotations: Mapping[str, str]) -> dict[str, str]:
+        """The annotations with the absolute link to the alert's runbook section (when there is a runbook)."""
+        if self._runbook is None:
+            return dict(annotations)
+        return {**annotations, "runbook_url": self._runbook(alertname)}
+
+    def _source_of(self, alertname: str, labels: Mapping[str, str]) -> str:
+        return self._source(alertname, labels) if self._source is not None else ""
 
     def resolve(self, alertname: str, labels: Mapping[str, str]) -> Any:
         """Resolve an alert if it is active."""
