@@ -36,11 +36,10 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import yaml
 
 from alerting.signatures import sign_pagerduty
 from tests.support import live_stack
-from tests.support.procs import LlmcostProcess
+from tests.support.procs import LlmcostProcess, serve_with_config
 from tests.support.recording_servers import PagerDutyEventsServer, RecordedRequest, SlackAPIServer
 from tests.support.rule_alerts import RuleEvaluator
 
@@ -199,12 +198,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SilenceStack]:
                 "routes": {"info": [], "warning": ["slack", "pagerduty"], "critical": ["slack", "pagerduty"]},
             },
         }
-        config_path = workdir / "llmcost.yml"
-        config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
-        llmcost = LlmcostProcess(f"sqlite:///{workdir / 'llmcost.db'}", config=config_path)
-        llmcost.port = llmcost_port
-        cleanup.callback(llmcost.stop)
-        llmcost.start(workdir)
+        llmcost = serve_with_config(workdir, config, llmcost_port, cleanup)
         server = live_stack.alertmanager_server(
             workdir / "am", live_stack.Ports(llmcost_port, 0, am_port), credentials_file=token_file, timings=TIMINGS
         )

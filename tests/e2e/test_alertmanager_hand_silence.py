@@ -24,10 +24,9 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from tests.support import live_stack
-from tests.support.procs import LLMCOST, LlmcostProcess
+from tests.support.procs import LLMCOST, LlmcostProcess, serve_with_config
 from tests.support.recording_servers import PagerDutyEventsServer, SlackAPIServer
 from tests.support.rule_alerts import RuleEvaluator
 
@@ -128,12 +127,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "routes": {"info": [], "warning": ["slack", "pagerduty"], "critical": ["slack", "pagerduty"]},
             },
         }
-        config_path = workdir / "llmcost.yml"
-        config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
-        llmcost = LlmcostProcess(f"sqlite:///{workdir / 'llmcost.db'}", config=config_path)
-        llmcost.port = llmcost_port
-        cleanup.callback(llmcost.stop)
-        llmcost.start(workdir)
+        llmcost = serve_with_config(workdir, config, llmcost_port, cleanup)
         server = live_stack.alertmanager_server(
             workdir / "am", live_stack.Ports(llmcost_port, 0, am_port), credentials_file=token_file, timings=TIMINGS
         )

@@ -30,11 +30,10 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from tests.support import live_stack
 from tests.support import monitoring_assets as assets
-from tests.support.procs import LlmcostProcess
+from tests.support.procs import LlmcostProcess, serve_with_config
 from tests.support.recording_servers import PagerDutyEventsServer, RecordedRequest, SlackAPIServer
 
 pytestmark = pytest.mark.real_process
@@ -141,12 +140,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PushStack]:
                 "routes": {"info": [], "warning": ["slack"], "critical": ["slack", "pagerduty"]},
             },
         }
-        config_path = workdir / "llmcost.yml"
-        config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
-        llmcost = LlmcostProcess(f"sqlite:///{workdir / 'llmcost.db'}", config=config_path)
-        llmcost.port = llmcost_port
-        cleanup.callback(llmcost.stop)
-        llmcost.start(workdir)
+        llmcost = serve_with_config(workdir, config, llmcost_port, cleanup)
 
         servers = []
         for i, port in enumerate((am1_port, am2_port), start=1):

@@ -26,10 +26,9 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from tests.support import live_stack
-from tests.support.procs import LlmcostProcess
+from tests.support.procs import LlmcostProcess, serve_with_config
 from tests.support.recording_servers import PagerDutyEventsServer, SlackAPIServer
 from tests.support.rule_alerts import RuleEvaluator
 
@@ -150,12 +149,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 "routes": {"info": [], "warning": ["slack", "pagerduty"], "critical": ["slack", "pagerduty"]},
             },
         }
-        config_path = workdir / "llmcost.yml"
-        config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
-        llmcost = LlmcostProcess(f"sqlite:///{workdir / 'llmcost.db'}", config=config_path)
-        llmcost.port = llmcost_port
-        cleanup.callback(llmcost.stop)
-        llmcost.start(workdir)
+        llmcost = serve_with_config(workdir, config, llmcost_port, cleanup)
         servers = []
         for i, (port, gossip, peer) in enumerate(((am1, gossip1, gossip2), (am2, gossip2, gossip1)), start=1):
             server = live_stack.alertmanager_server(

@@ -7,9 +7,12 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import httpx
+import yaml
 
 from tests.support.pg import free_port
 from tests.support.waiting import wait_until
@@ -98,3 +101,16 @@ class LlmcostProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
+
+
+def serve_with_config(workdir: Path, config: dict[str, Any], port: int, cleanup: ExitStack) -> LlmcostProcess:
+    """`llmcost serve` on `port` with `config` (written to workdir/llmcost.yml) and a SQLite store in `workdir`.
+
+    Started and ready; `cleanup` stops it.
+    """
+    config_path = workdir / "llmcost.yml"
+    config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    llmcost = LlmcostProcess(f"sqlite:///{workdir / 'llmcost.db'}", config=config_path)
+    llmcost.port = port
+    cleanup.callback(llmcost.stop)
+    return llmcost.start(workdir)
