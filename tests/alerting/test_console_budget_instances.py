@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 from starlette.testclient import TestClient
@@ -142,3 +142,27 @@ def test_an_unknown_or_hostile_budget_name_is_answered_404_and_escaped(sqlite_ur
         assert page.status_code == 404
         assert "<script>alert(1)" not in page.text
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+
+
+def test_switching_the_stacked_by_label_on_a_budget_s_page_stays_on_that_page(
+    sqlite_url: str, clock: FakeClock
+) -> None:
+    """Defect: on `/?budget=NAME` the "Stacked by" links were `?by=model#spend`, which dropped the budget:
+    choosing how to stack the charts left the budget's page for the main one."""
+    with serve(sqlite_url, clock) as (services, _parts, browser):
+        for i, project in enumerate(PROJECTS[:3]):
+            spend(services, project, f"r{i}", 0.5)
+        page = browser.get(f"/?budget={ENCODED}")
+        switch = re.search(r'<p class="switch">(.*?)</p>', page.text, re.S)
+        assert switch, "no stack switch"
+        links = re.findall(r'<a href="([^"]+)"', switch.group(1))
+        assert links, switch.group(1)
+        for link in links:
+            target = urljoin(f"/?budget={ENCODED}", link.replace("&amp;", "&")).split("#")[0]
+            opened = browser.get(target)
+            assert opened.status_code == 200
+            assert 'class="focus"' in opened.text and 'data-budget="api"' not in opened.text, (
+                f"{link} left the budget's page"
+            )
+            assert len(instance_keys(opened.text)) == 3
+        assert any(link.endswith("by=model#spend") for link in links), links
