@@ -2,7 +2,8 @@
 
 Each worker claims due rows of its channel (several at once, at most one per alert) and sends them
 concurrently on a small pool; it sleeps until woken by a local enqueue, until the next retry is due,
-or for `poll_interval` (rows written by other processes). Store outages are waited out, not fatal.
+or for `poll_interval` (rows written by other processes). Store outages are waited out, not fatal, and
+logged calmly (`alerting.outage_log`: one warning when the store stops answering, one line when it is back).
 """
 
 from __future__ import annotations
@@ -14,9 +15,13 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
+from sqlalchemy.engine import make_url
+
 from alerting.gateway.outbox import Claimed, Outbox
 from alerting.model import DeliveryResult
 from alerting.notify import Notifier
+from alerting.outage_log import OutageLog
+from exporter.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,8 @@ class ChannelWorker:
         self._in_flight = 0
         self._done: deque[tuple[Claimed, DeliveryResult]] = deque()
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"llmcost-{channel}")
+        # A database restart fails every poll until it is back: one line then, not a traceback a poll.
+        self._outages = OutageLog(log, secrets=(make_url(outbox.store.url).password,), subject="outbox worker")
         self._thread = threading.Thread(target=self._run, name=f"llmcost-outbox-{channel}", daemon=True)
 
     def start(self) -> None:
@@ -86,6 +93,12 @@ class ChannelWorker:
             try:
                 free, claimed = self._settle_and_claim()
                 failures = 0
+                self._outages.reachable(self.channel, time.monotonic())
+            except StoreUnavailable as error:
+                failures += 1
+                self._outages.unreachable(self.channel, error, time.monotonic())
+                self._stop.wait(min(0.5 * 2**failures, 30.0))
+                continue
             except Exception:
                 failures += 1
                 log.exception("outbox worker %s: store error; retrying", self.channel)
