@@ -63,6 +63,9 @@ class ChannelWorker:
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"llmcost-{channel}")
         # A database restart fails every poll until it is back: one line then, not a traceback a poll.
         self._outages = OutageLog(log, secrets=(make_url(outbox.store.url).password,), subject="outbox worker")
+        self._down = False
+        self._leave_others_until = 0.0
+        """Monotonic time until which rows other senders claimed before an outage are left to them."""
         self._thread = threading.Thread(target=self._run, name=f"llmcost-outbox-{channel}", daemon=True)
 
     def start(self) -> None:
@@ -94,15 +97,23 @@ class ChannelWorker:
                 free, claimed = self._settle_and_claim()
                 failures = 0
                 self._outages.reachable(self.channel, time.monotonic())
+                if self._down:
+                    # Senders in other processes may hold results they could not record during the outage,
+                    # their leases run out meanwhile: one lease for them to record before their rows are
+                    # taken as a crashed sender's (and sent again).
+                    self._down = False
+                    self._leave_others_until = time.monotonic() + self.outbox.settings.lease
             except StoreUnavailable as error:
                 failures += 1
+                self._down = True
                 self._outages.unreachable(self.channel, error, time.monotonic())
-                self._stop.wait(min(0.5 * 2**failures, 30.0))
+                self._stop.wait(self._retry_wait(failures))
                 continue
             except Exception:
                 failures += 1
+                self._down = True
                 log.exception("outbox worker %s: store error; retrying", self.channel)
-                self._stop.wait(min(0.5 * 2**failures, 30.0))
+                self._stop.wait(self._retry_wait(failures))
                 continue
             for item in claimed:
                 with self._lock:
@@ -119,6 +130,13 @@ class ChannelWorker:
                 sleep = self.poll_interval
             self._wake.wait(sleep)  # a finished send, a local enqueue or the next due row wakes us
             self._linger()
+
+    def _retry_wait(self, failures: int) -> float:
+        """Seconds before trying the store again: doubling, at most 30 s and half a lease.
+
+        Half a lease, so a worker holding results records them before its peers stop leaving its rows alone.
+        """
+        return min(0.5 * 2**failures, 30.0, max(self.outbox.settings.lease / 2, 0.5))
 
     def _linger(self) -> None:
         """Under load, let the other sends in flight finish too, so one transaction records them all.
@@ -154,7 +172,10 @@ class ChannelWorker:
         if not batch and free <= 0:
             return free, []
         try:
-            _, claimed = self.outbox.settle_and_claim(batch, self.channel, free, summarise=summarise)
+            others = not self._down and time.monotonic() >= self._leave_others_until
+            _, claimed = self.outbox.settle_and_claim(
+                batch, self.channel, free, summarise=summarise, others_unfinished=others
+            )
         except Exception:
             with self._lock:  # keep them for the next round; the rows stay leased meanwhile
                 self._done.extendleft(reversed(batch))

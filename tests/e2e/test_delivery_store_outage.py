@@ -2,11 +2,13 @@
 
 docs/deployment.md: while the database is unreachable the scheduler "logs the outage calmly, with no
 traceback" (one warning when it starts, one line when it ends). Its delivery workers, one per channel,
-poll the outbox every second; they must log the same way and deliver what is due once it is back.
+poll the outbox every second; they must log the same way and deliver what is due once it is back, and a
+notification one process sent just before the outage is not sent again by another after it.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -71,5 +73,61 @@ def test_delivery_workers_log_a_postgresql_restart_without_tracebacks_and_delive
             assert "Traceback" not in log, log[-4000:]
             assert log.count("outbox worker slack: store unreachable") == 1, log[-4000:]
             assert len(slack.calls("chat.postMessage")) == 1
+    finally:
+        cluster.destroy()
+
+
+def test_a_notification_sent_just_before_an_outage_longer_than_its_lease_is_not_sent_again_by_another_process(
+    tmp_path: Path,
+) -> None:
+    """Defect: a process sent a Slack message, then could not record it while the database was down. The
+    outage outlasted the row's lease (`outbox.lease`), so when the database came back another process
+    claimed the row as if its sender had crashed, and sent it again (Slack: a second message unless the bot
+    may read the channel's history; email: a second mail). Now a worker back from an outage leaves rows
+    other processes had claimed for one more lease, so their senders record what they sent first.
+    """
+    cluster = PostgresCluster().start()
+    try:
+        url = cluster.create_database()
+        with SlackAPIServer() as slack:
+            config = tmp_path / "llmcost.yml"
+            config.write_text(
+                yaml.safe_dump(
+                    {
+                        "alerting": {"outbox": {"lease": "3s", "poll_interval": "200ms"}},
+                        "budgets": [{"name": "daily", "scope": "global", "period": "daily", "limit": 1.0}],
+                        "notifications": {
+                            "slack": {"token": "xoxb-test-token", "channel": "#llm-cost", "api_url": slack.api_url},
+                            "routes": {"info": [], "warning": ["slack"], "critical": ["slack"]},
+                        },
+                    }
+                )
+            )
+            procs = [LlmcostProcess(url, config=config, role="all").start(tmp_path) for _ in range(2)]
+            try:
+                slack.answer_late(3)  # posted at once, answered while the database is down
+                events = [{**event, "cost_usd": 0.5} for event in usage_events("k", 3)]
+                assert httpx.post(f"{procs[0].base}/v1/usage", json=events, timeout=10).status_code == 200
+                wait_until(lambda: slack.calls("chat.postMessage"), timeout=10, what="the budget message on Slack")
+                cluster.stop("fast")
+                wait_until(
+                    lambda: all("outbox worker slack: store unreachable" in p.log() for p in procs),
+                    timeout=10,
+                    what="both processes' workers waiting for the store",
+                )
+                time.sleep(6)  # on purpose: the outage's length is the subject (twice the 3 s lease)
+                cluster.restart()
+                wait_until(
+                    lambda: all("outbox worker slack: store reachable again" in p.log() for p in procs),
+                    timeout=40,
+                    what="both workers back",
+                )
+                # On purpose: a second delivery (by the other process) can only be ruled out over time.
+                time.sleep(5)
+            finally:
+                for proc in procs:
+                    proc.stop()
+            assert [r.path for r in slack.requests] == ["/api/chat.postMessage"], "sent once, never looked for again"
+            assert all("lease lost" not in p.log() for p in procs)
     finally:
         cluster.destroy()
