@@ -211,27 +211,27 @@ class BudgetAlerts:
         # later alert looks older: the state is read again first (`_still_unwanted`), and what it now calls
         # for stays open whatever the clocks say.
         unwanted = [(alertname, labels) for ident, (alertname, labels) in active.items() if ident not in wanted]
-        resolve_all(self.sink, self._still_unwanted(definitions, unwanted), started_by=now)
+        resolve_all(self.sink, self._still_unwanted(definitions, unwanted, now), started_by=now)
         current = {b.name: str(self.periods.start(b, now)) for b in definitions}
         for alertname, labels in self.sink.active_labels([REQUEST_CAP_ALERT]):
             if current.get(labels.get("budget", "")) != labels.get("period_start"):
                 self.sink.resolve(alertname, labels)  # its period is over (or the budget is gone)
 
     def _still_unwanted(
-        self, definitions: list[Budget], items: list[tuple[str, dict[str, str]]]
+        self, definitions: list[Budget], items: list[tuple[str, dict[str, str]]], now: float
     ) -> list[tuple[str, dict[str, str]]]:
-        """Of `items` (alerts the evaluation's state no longer calls for), those the state read now does not either.
+        """Of `items` (alerts the evaluation's state no longer calls for), those the spend read now does not either.
 
         The evaluation's state may be seconds old (a long pass, a stalled leader): an ingest in any process
         may have crossed a threshold since and raised the alert. Telling that apart by the alert's start
-        compares clocks of different hosts; reading the spend again does not. Only the budgets of `items`
-        are read (one query), and only when there is something to resolve.
+        compares clocks of different hosts; reading the spend again does not. The periods stay the
+        evaluation's (`now`); only the budgets of `items` are read (one query), and only when there is
+        something to resolve.
         """
         if not items:
             return items
         names = {labels.get("budget", "") for _, labels in items}
         chosen = [b for b in definitions if b.name in names]
-        now = self.clock()
         wanted = {
             (_identity(alertname), instance.budget.name, instance.key)
             for instance in self.reader.instances(now, only=chosen)
