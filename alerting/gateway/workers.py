@@ -199,6 +199,9 @@ class ChannelWorker:
         return self.max_per_minute - len(self._sent_at)
 
     def _sleep_for(self) -> float:
+        if time.monotonic() < self._leave_others_until:
+            # Rows left to their senders count as due: poll, rather than wake at once for them again.
+            return self.poll_interval
         due = self.outbox.next_due(self.channel)
         if due is None:
             return self.poll_interval
