@@ -51,8 +51,11 @@ class OutageLog:
         *,
         secrets: Iterable[str | None] = (),
         remind_seconds: float = REMIND_SECONDS,
+        subject: str = "scheduler job",
     ) -> None:
+        """`subject` names what the keys are in the lines (`scheduler job budgets`, `outbox worker slack`)."""
         self._log = log
+        self._subject = subject
         self._secrets = tuple(s for s in secrets if s)
         self.remind_seconds = remind_seconds
         self._outages: dict[str, _Outage] = {}
@@ -71,13 +74,15 @@ class OutageLog:
                 return
         if first:
             self._log.warning(
-                "scheduler job %s: store unreachable (%s); skipping its runs until it answers",
+                "%s %s: store unreachable (%s); skipping its runs until it answers",
+                self._subject,
                 job,
                 describe(error, self._secrets),
             )
         else:
             self._log.warning(
-                "scheduler job %s: store still unreachable after %.0f s (%s)",
+                "%s %s: store still unreachable after %.0f s (%s)",
+                self._subject,
                 job,
                 now - outage.since,
                 describe(error, self._secrets),
@@ -88,4 +93,5 @@ class OutageLog:
         with self._lock:
             outage = self._outages.pop(job, None)
         if outage is not None:
-            self._log.info("scheduler job %s: store reachable again after %.0f s", job, max(0.0, now - outage.since))
+            since = max(0.0, now - outage.since)
+            self._log.info("%s %s: store reachable again after %.0f s", self._subject, job, since)

@@ -7,10 +7,13 @@ catch-up run does not shift the later ones), with an explicit id, `coalesce=True
 
 1. with a `LeaderLease`, renews (or takes) the lease and skips unless this process holds it;
 2. claims its tick in `scheduler_ticks` (`UPDATE … WHERE tick < :tick`, in the same transaction), so
-   a tick runs once across processes even while leadership changes hands;
+   a tick runs once across processes even while leadership changes hands; a tick claimed by another
+   holder whose run never finished (`scheduler.done.<job>` below it: the holder died during the run) is
+   claimed again by the leader, so a pass a dead leader was in the middle of is not lost;
 3. calls the job; an exception is logged and counted, never propagated into APScheduler;
-4. records `scheduler.last_run.<job>` (gauge) and `scheduler.runs.<job>.<outcome>` (counter) in the store,
-   which `alerting.scheduler_collector` exposes from any process.
+4. records `scheduler.last_run.<job>` (gauge), `scheduler.runs.<job>.<outcome>` (counter) and the tick it
+   finished (`scheduler.done.<job>`) in the store; `alerting.scheduler_collector` exposes the first two
+   from any process.
 
 A store that cannot be reached (`StoreUnavailable`: down, restarting, refusing connections) is logged
 calmly by `alerting.outage_log.OutageLog`: one line per job when it first fails, a reminder every few
@@ -20,10 +23,10 @@ its traceback.
 A `leader` heartbeat job renews the lease every `ttl / 3` seconds. When a process becomes leader it runs
 every job at once, so the tick a dead leader missed is caught up: the work of a `kill -9`'d leader
 resumes within `ttl + ttl / 3` seconds (20 s with the default 15 s ttl), and a tick it already ran is
-not repeated (its claim stands). A job whose interval is longer than that bound loses no tick in a
-failover, only runs it late; ticks of a shorter job that begin and end while nobody leads are
-coalesced into the catch-up run. Without a lease every process runs the jobs, and the tick claims
-alone keep them to once per tick.
+not repeated (its claim stands); a tick it died in is run again. A job whose interval is longer than
+that bound loses no tick in a failover, only runs it late; ticks of a shorter job that begin and end
+while nobody leads are coalesced into the catch-up run. Without a lease every process runs the jobs,
+and the tick claims alone keep them to once per tick.
 """
 
 from __future__ import annotations
@@ -61,6 +64,11 @@ scheduler_ticks = Table(
 _CLAIM = text(
     "UPDATE scheduler_ticks SET tick = :tick, holder = :holder, claimed_at = :now WHERE job = :job AND tick < :tick"
 )
+# The tick a leader claimed and never finished (it died during the run): another holder may run it again.
+_RECLAIM = text(
+    "UPDATE scheduler_ticks SET holder = :holder, claimed_at = :now WHERE job = :job AND tick = :tick "
+    "AND holder <> :holder AND NOT EXISTS (SELECT 1 FROM ingest_counters WHERE name = :done AND value >= :tick)"
+)
 _CLAIM_FIRST = text(
     "INSERT INTO scheduler_ticks (job, tick, holder, claimed_at) VALUES (:job, :tick, :holder, :now) "
     "ON CONFLICT (job) DO NOTHING"
@@ -93,6 +101,11 @@ def last_run_name(job: str) -> str:
 def runs_name(job: str, outcome: str) -> str:
     """Persisted counter behind `llm_scheduler_runs_total{job, outcome}`."""
     return f"scheduler.runs.{job}.{outcome}"
+
+
+def done_name(job: str) -> str:
+    """Persisted value: the last tick of `job` whose run finished (so a new leader does not run it again)."""
+    return f"scheduler.done.{job}"
 
 
 def tick_of(now: float, interval: float) -> float:
@@ -279,16 +292,21 @@ class AlertScheduler:
         return outcome
 
     def _claim(self, conn: Connection, job: str, tick: float, now: float) -> bool:
-        params = {"job": job, "tick": tick, "holder": self.holder, "now": now}
+        params = {"job": job, "tick": tick, "holder": self.holder, "now": now, "done": done_name(job)}
         if conn.execute(_CLAIM, params).rowcount == 1:
             return True
-        return conn.execute(_CLAIM_FIRST, params).rowcount == 1
+        if conn.execute(_CLAIM_FIRST, params).rowcount == 1:
+            return True
+        # Claimed by another holder that never recorded the run: it died in it (we lead, so its lease
+        # ran out). Run the tick again rather than lose it until the next one.
+        return self.leader is not None and conn.execute(_RECLAIM, params).rowcount == 1
 
     def _record(self, job: str, outcome: Outcome, now: float) -> None:
         try:
             with self.store.transaction() as conn:
                 self.store.add_counters({runs_name(job, outcome): 1}, conn)
                 self.store.set_gauge(last_run_name(job), now, conn)
+                self.store.set_gauge(done_name(job), tick_of(now, self.jobs[job][0]), conn)
         except StoreUnavailable as error:
             self._outages.unreachable(job, error, now)
         except Exception:

@@ -206,16 +206,43 @@ class BudgetAlerts:
             ],
         )
         # Only alerts that had started when this evaluation began (`now`, before `instances` were read):
-        # one raised since, by an ingest or another leader, is left to the next evaluation.
-        resolve_all(
-            self.sink,
-            [(alertname, labels) for ident, (alertname, labels) in active.items() if ident not in wanted],
-            started_by=now,
-        )
+        # one raised since, by an ingest or another leader, is left to the next evaluation. The start was
+        # written with the clock of the process that raised the alert, so on a host whose clock is slow a
+        # later alert looks older: the state is read again first (`_still_unwanted`), and what it now calls
+        # for stays open whatever the clocks say.
+        unwanted = [(alertname, labels) for ident, (alertname, labels) in active.items() if ident not in wanted]
+        resolve_all(self.sink, self._still_unwanted(definitions, unwanted, now), started_by=now)
         current = {b.name: str(self.periods.start(b, now)) for b in definitions}
         for alertname, labels in self.sink.active_labels([REQUEST_CAP_ALERT]):
             if current.get(labels.get("budget", "")) != labels.get("period_start"):
                 self.sink.resolve(alertname, labels)  # its period is over (or the budget is gone)
+
+    def _still_unwanted(
+        self, definitions: list[Budget], items: list[tuple[str, dict[str, str]]], now: float
+    ) -> list[tuple[str, dict[str, str]]]:
+        """Of `items` (alerts the evaluation's state no longer calls for), those the spend read now does not either.
+
+        The evaluation's state may be seconds old (a long pass, a stalled leader): an ingest in any process
+        may have crossed a threshold since and raised the alert. Telling that apart by the alert's start
+        compares clocks of different hosts; reading the spend again does not. The periods stay the
+        evaluation's (`now`); only the budgets of `items` are read (one query), and only when there is
+        something to resolve.
+        """
+        if not items:
+            return items
+        names = {labels.get("budget", "") for _, labels in items}
+        chosen = [b for b in definitions if b.name in names]
+        wanted = {
+            (_identity(alertname), instance.budget.name, instance.key)
+            for instance in self.reader.instances(now, only=chosen)
+            if instance.key != OTHER_INSTANCE
+            for alertname in self.desired(instance, now)
+        }
+        return [
+            (alertname, labels)
+            for alertname, labels in items
+            if (_identity(alertname), labels.get("budget", ""), labels.get("key", "")) not in wanted
+        ]
 
     def _end_finished_periods(self, instances: list[Instance]) -> list[tuple[str, dict[str, str]]]:
         """Resolve the alerts these instances still hold from a period that has ended; the rest stay active.

@@ -137,8 +137,12 @@ class Outbox:
         # PostgreSQL: rows another process is claiming right now are skipped, not waited for. SQLite
         # needs nothing: the transaction holds the database write lock.
         locking = " FOR UPDATE OF o SKIP LOCKED" if store.dialect == "postgresql" else ""
-        self._sql["due_locked"] = self._sql["due"] + locking
-        self._sql["group_due_locked"] = self._sql["group_due"] + locking
+        # The same, without rows whose claim by another sender ran out (see `settle_and_claim`).
+        not_others = f" AND (o.lease_owner IS NULL OR o.lease_owner = {self._placeholder}) ORDER BY o.id LIMIT"
+        for name in ("due", "group_due"):
+            self._sql[f"{name}_own"] = self._sql[name].replace(" ORDER BY o.id LIMIT", not_others)
+        for name in ("due", "group_due", "due_own", "group_due_own"):
+            self._sql[f"{name}_locked"] = self._sql[name] + locking
 
     # --- delivery ---------------------------------------------------------------------------------
 
@@ -154,37 +158,53 @@ class Outbox:
         now: float | None = None,
         *,
         summarise: bool = False,
+        others_unfinished: bool = True,
     ) -> tuple[list[Finished], list[Claimed]]:
         """Record finished attempts (see `record`) and claim up to `limit` more rows, in one transaction.
 
         `summarise` (the channel's rate limit allows one more message only): everything due, up to
         `grouping.max_group` rows, is claimed as ONE summary digest instead of `limit` rows.
 
+        `others_unfinished=False`: rows another sender claimed and never recorded are left alone even when
+        their lease ran out. After a store outage their senders are most likely alive, holding results
+        they could not record (the lease ran out during the outage, not because they died); the worker
+        passes it for one lease after an outage (`alerting.gateway.workers`).
+
         A busy worker does this once per round instead of two transactions: on SQLite every writer queues
         for one lock, so the number of transactions is what bounds fan-out.
         """
         now = self.clock() if now is None else now
+        own = () if others_unfinished else (self.owner,)
+        due = "due" if others_unfinished else "due_own"
         if not results:
             # Idle polls (every worker, every poll_interval) only read: no write lock unless there is work.
             with self.store.reading() as reader:
-                if reader.exec_driver_sql(self._sql["due"], (channel, now, now, 1)).first() is None:
+                if reader.exec_driver_sql(self._sql[due], (channel, now, now, *own, 1)).first() is None:
                     return [], []
         with self.store.transaction() as conn:
             finished = self._record_in(conn, results, now)
-            claimed = self._claim_in(conn, channel, limit, now, summarise=summarise) if limit > 0 else []
+            claimed = self._claim_in(conn, channel, limit, now, summarise=summarise, own=own) if limit > 0 else []
         return finished, claimed
 
     def _claim_in(
-        self, conn: Connection, channel: str, limit: int, now: float, *, summarise: bool = False
+        self,
+        conn: Connection,
+        channel: str,
+        limit: int,
+        now: float,
+        *,
+        summarise: bool = False,
+        own: tuple[str, ...] = (),
     ) -> list[Claimed]:
+        """Lease due rows; `own` (this owner) leaves out rows other senders claimed and never recorded."""
         cursor = _cursor(conn)
         digests = channel in self.digest_channels
         summarise = summarise and digests
         wanted = self.grouping.max_group if summarise else limit
-        cursor.execute(self._sql["due_locked"], (channel, now, now, wanted))
+        cursor.execute(self._sql["due_own_locked" if own else "due_locked"], (channel, now, now, *own, wanted))
         claimed = self._lease(cursor, cursor.fetchall(), now)
         if digests and self.grouping.groups(channel):
-            claimed = self._gather_groups(conn, channel, claimed, now)
+            claimed = self._gather_groups(conn, channel, claimed, now, own)
         if summarise and len(claimed) > 1:
             return [self._summary(claimed)]
         return claimed
@@ -205,7 +225,9 @@ class Outbox:
         cursor.execute(self._sql["claimed"].format(ids=self._in_list(len(claimed_ids))), tuple(claimed_ids))
         return [self._claimed(row, unfinished) for row in cursor.fetchall()]
 
-    def _gather_groups(self, conn: Connection, channel: str, claimed: list[Claimed], now: float) -> list[Claimed]:
+    def _gather_groups(
+        self, conn: Connection, channel: str, claimed: list[Claimed], now: float, own: tuple[str, ...] = ()
+    ) -> list[Claimed]:
         """Fold claimed rows of one group, with the other due rows of that group, into one digest each.
 
         A group (same budget, kind and channel) reaching `group_threshold` due rows is sent as one message;
@@ -231,7 +253,8 @@ class Outbox:
                 if not items:
                     continue
             room = max(self.grouping.max_group - len(items), 0)
-            cursor.execute(self._sql["group_due_locked"], (channel, group, kind, now, now, room))
+            query = self._sql["group_due_own_locked" if own else "group_due_locked"]
+            cursor.execute(query, (channel, group, kind, now, now, *own, room))
             more = cursor.fetchall()
             # On PagerDuty a resolve ends an incident, not a message: resolves go one by one to each alert's
             # own incident (if it was paged alone), and end a group's incident only with its last open alert.

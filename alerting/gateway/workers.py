@@ -2,7 +2,8 @@
 
 Each worker claims due rows of its channel (several at once, at most one per alert) and sends them
 concurrently on a small pool; it sleeps until woken by a local enqueue, until the next retry is due,
-or for `poll_interval` (rows written by other processes). Store outages are waited out, not fatal.
+or for `poll_interval` (rows written by other processes). Store outages are waited out, not fatal, and
+logged calmly (`alerting.outage_log`: one warning when the store stops answering, one line when it is back).
 """
 
 from __future__ import annotations
@@ -14,9 +15,13 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
+from sqlalchemy.engine import make_url
+
 from alerting.gateway.outbox import Claimed, Outbox
 from alerting.model import DeliveryResult
 from alerting.notify import Notifier
+from alerting.outage_log import OutageLog
+from exporter.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,11 @@ class ChannelWorker:
         self._in_flight = 0
         self._done: deque[tuple[Claimed, DeliveryResult]] = deque()
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"llmcost-{channel}")
+        # A database restart fails every poll until it is back: one line then, not a traceback a poll.
+        self._outages = OutageLog(log, secrets=(make_url(outbox.store.url).password,), subject="outbox worker")
+        self._down = False
+        self._leave_others_until = 0.0
+        """Monotonic time until which rows other senders claimed before an outage are left to them."""
         self._thread = threading.Thread(target=self._run, name=f"llmcost-outbox-{channel}", daemon=True)
 
     def start(self) -> None:
@@ -86,10 +96,24 @@ class ChannelWorker:
             try:
                 free, claimed = self._settle_and_claim()
                 failures = 0
+                self._outages.reachable(self.channel, time.monotonic())
+                if self._down:
+                    # Senders in other processes may hold results they could not record during the outage,
+                    # their leases run out meanwhile: one lease for them to record before their rows are
+                    # taken as a crashed sender's (and sent again).
+                    self._down = False
+                    self._leave_others_until = time.monotonic() + self.outbox.settings.lease
+            except StoreUnavailable as error:
+                failures += 1
+                self._down = True
+                self._outages.unreachable(self.channel, error, time.monotonic())
+                self._stop.wait(self._retry_wait(failures))
+                continue
             except Exception:
                 failures += 1
+                self._down = True
                 log.exception("outbox worker %s: store error; retrying", self.channel)
-                self._stop.wait(min(0.5 * 2**failures, 30.0))
+                self._stop.wait(self._retry_wait(failures))
                 continue
             for item in claimed:
                 with self._lock:
@@ -106,6 +130,13 @@ class ChannelWorker:
                 sleep = self.poll_interval
             self._wake.wait(sleep)  # a finished send, a local enqueue or the next due row wakes us
             self._linger()
+
+    def _retry_wait(self, failures: int) -> float:
+        """Seconds before trying the store again: doubling, at most 30 s and half a lease.
+
+        Half a lease, so a worker holding results records them before its peers stop leaving its rows alone.
+        """
+        return min(0.5 * 2**failures, 30.0, max(self.outbox.settings.lease / 2, 0.5))
 
     def _linger(self) -> None:
         """Under load, let the other sends in flight finish too, so one transaction records them all.
@@ -141,7 +172,10 @@ class ChannelWorker:
         if not batch and free <= 0:
             return free, []
         try:
-            _, claimed = self.outbox.settle_and_claim(batch, self.channel, free, summarise=summarise)
+            others = not self._down and time.monotonic() >= self._leave_others_until
+            _, claimed = self.outbox.settle_and_claim(
+                batch, self.channel, free, summarise=summarise, others_unfinished=others
+            )
         except Exception:
             with self._lock:  # keep them for the next round; the rows stay leased meanwhile
                 self._done.extendleft(reversed(batch))
@@ -165,6 +199,9 @@ class ChannelWorker:
         return self.max_per_minute - len(self._sent_at)
 
     def _sleep_for(self) -> float:
+        if time.monotonic() < self._leave_others_until:
+            # Rows left to their senders count as due: poll, rather than wake at once for them again.
+            return self.poll_interval
         due = self.outbox.next_due(self.channel)
         if due is None:
             return self.poll_interval

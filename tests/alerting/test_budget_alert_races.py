@@ -106,5 +106,44 @@ def test_through_alertmanager_an_alert_raised_after_the_evaluation_read_the_stat
             services.close()
 
 
+def test_an_alert_raised_by_a_process_whose_clock_is_behind_is_not_resolved_by_a_stale_evaluation(
+    db_url: str, clock: FakeClock
+) -> None:
+    """Defect: the evaluation told "raised since I read the state" from "seen" by comparing the alert's start,
+    written with the clock of the process that raised it, with its own clock. An ingest host a minute slow
+    raised its warning "before" the evaluation began, so the leader resolved it from a state read before
+    the crossing: a resolve on Slack and PagerDuty, and a new thread and incident at the next evaluation.
+    Now an alert is resolved only when the budget's state, read again just before, no longer calls for it.
+    """
+    clock.set(NOON)
+    services, budgets, _recorder = build(db_url, [DAILY], clock)
+    gateway = GatewayService(services.store, settings_from_config(services.config), clock=clock, start_workers=False)
+    budgets.sink = GatewaySink(gateway)
+    slow = FakeClock(NOON - 60)  # the ingest host's clock: a minute behind the leader's
+    other, other_budgets, _ = build(db_url, [DAILY], slow)
+    other_gateway = GatewayService(other.store, settings_from_config(other.config), clock=slow, start_workers=False)
+    other_budgets.sink = GatewaySink(other_gateway)
+    try:
+        ingest(services, call("a", NOON - 5, 40.0))
+        started = clock.now
+        stale = budgets.instances(started)  # the leader's evaluation reads the state: 40 %, nothing to alert on
+        clock.advance(1)  # ... and while it works, the other process crosses 80 % and raises the warning
+        slow.advance(1)
+        ingest(other, call("b", NOON - 4, 45.0))
+        budgets.alerts.reconcile(budgets.definitions(), stale, started)
+        clock.advance(30)
+        budgets.evaluate()  # the next evaluation, on the current state
+        with services.store.reading() as conn:
+            rows = conn.execute(select(alerts.c.alertname, alerts.c.state)).all()
+            kinds = conn.execute(select(notification_outbox.c.kind).distinct()).scalars().all()
+        assert [tuple(r) for r in rows] == [("LLMBudgetWarning", "firing")], "one alert, never resolved"
+        assert "resolved" not in kinds
+    finally:
+        other_gateway.close()
+        other.close()
+        gateway.close()
+        services.close()
+
+
 def _posted(server: RecordingServer) -> list[dict[str, Any]]:
     return [alert for request in server.requests for alert in request.json]
