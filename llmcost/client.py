@@ -84,6 +84,7 @@ class Client:
         self.close_timeout = close_timeout
         self.check_backoff = check_backoff
         self._checks_resume_at = 0.0  # monotonic time before which a hung llmcost is not asked
+        self._check_timeout = check_timeout
         headers = {"Content-Type": "application/json", "User-Agent": "llmcost-python-client"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -207,6 +208,8 @@ class Client:
     ) -> dict[str, Any]:
         """Ask `POST /v1/budgets/check` whether a call fits; returns the answer as llmcost gives it.
 
+        Events recorded before the check are sent first (within `check_timeout`), so they count in it.
+
         When llmcost cannot be reached (or answers 5xx) the answer is made up from `fail_mode`:
         `{"allowed": fail_mode == "open", "state": "unknown", "degraded": True, "reason": …}`. A refused
         request (wrong token, a field llmcost does not know) raises `LlmcostError`.
@@ -222,6 +225,14 @@ class Client:
         body.update((key, value) for key, value in estimates.items() if value is not None)
         if time.monotonic() < self._checks_resume_at:
             return self._unreachable(f"a check timed out less than {self.check_backoff:g} s ago")
+        # The calls recorded before this check must count in it: a sender waiting to fill its batch
+        # (`flush_interval`) would otherwise let a hard budget be overshot by every call made meanwhile,
+        # even by a caller that checks, calls and records one call at a time.
+        if self._sender.stats["queued"] and not self._sender.flush(self._check_timeout):
+            self._checks_resume_at = time.monotonic() + self.check_backoff
+            return self._unreachable(
+                f"the calls recorded before this check were not delivered within {self._check_timeout:g} s"
+            )
         try:
             response = self._check_http.post(f"{self.url}/v1/budgets/check", content=orjson.dumps(body))
         except httpx.TimeoutException as exc:

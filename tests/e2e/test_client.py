@@ -171,6 +171,42 @@ def test_guard_raises_on_an_exhausted_hard_budget(server: LlmcostProcess) -> Non
     assert llmcost.BudgetExceededError is BudgetExceededError
 
 
+def test_a_caller_that_checks_calls_and_records_one_call_at_a_time_never_passes_a_hard_limit(
+    server: LlmcostProcess,
+) -> None:
+    """The pattern docs/sending-data.md shows: guard, call, record. 21 of 5 allowed calls went through
+    when the calls recorded were still waiting in the client's batch (flush_interval) at the next check."""
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    budget = {"scope": "project", "key": "cap", "period": "daily", "limit": 5, "unit": "requests", "mode": "hard"}
+    assert httpx.put(f"{server.base}/v1/budgets/cap-daily", json=budget, headers=admin).status_code == 200
+    client = Client(server.base, INGEST_TOKEN, project="cap")
+    made = 0
+    with pytest.raises(BudgetExceededError, match="cap-daily"):
+        for _ in range(20):
+            client.guard(model="gpt-4o")
+            made += 1  # the LLM call
+            client.record(provider="openai", model="gpt-4o", input_tokens=10, output_tokens=5)
+    assert made == 5
+    client.close()
+    assert httpx.get(f"{server.base}/v1/budgets/cap-daily", headers=admin).json()["spent"] == 5
+
+
+def test_a_check_behind_undeliverable_records_answers_from_fail_mode_within_check_timeout() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    client = Client(url, fail_mode="closed", check_timeout=0.5, close_timeout=0.1)
+    client.record(provider="openai", model="gpt-4o", input_tokens=1)
+    began = time.monotonic()
+    answer = client.check(project="search")
+    assert time.monotonic() - began < 2
+    assert (answer["allowed"], answer["degraded"]) == (False, True)
+    assert "not delivered" in answer["reason"]
+    # Later checks answer at once, as after a check that timed out.
+    began = time.monotonic()
+    assert client.check(project="search")["allowed"] is False
+    assert time.monotonic() - began < 0.2
+    client.close()
+
+
 def test_guard_passes_token_and_request_estimates_to_token_budgets(server: LlmcostProcess) -> None:
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     budget = {"scope": "project", "key": "tok", "period": "daily", "limit": 1000, "unit": "tokens", "mode": "hard"}
