@@ -20,6 +20,7 @@ from exporter.http.app import build_app
 from llmcost.cli import main
 from llmcost.services import open_services
 from llmcost.wiring import attach_alerting
+from tests.support.budgets import build
 from tests.support.clock import FakeClock
 from tests.support.helpers import apply_config_budgets, make_config
 
@@ -64,3 +65,12 @@ def test_console_list_and_check_show_the_same_cents(
     assert "$4,999.60" in listed["big"] and "$5,000.00" in listed["big"] and "99.9%" in listed["big"]
     assert "3,530 tokens" in listed["tok"] and "1,000,000 tokens" in listed["tok"]
     assert "$0.0004" in listed["tiny"]
+
+
+def test_a_critical_alert_short_of_the_limit_does_not_say_100_percent(db_url: str, clock: FakeClock) -> None:
+    clock.set(NOW)
+    services, _, sink = build(db_url, BUDGETS[:2], clock)
+    assert not services.pipeline.ingest([event("a", "big", 4999.6, 3530), event("b", "tiny", 0.0097, 1)]).rejected
+    services.close()
+    big = sink.annotations("LLMBudgetCritical", {"budget": "big", "scope": "project", "key": "big"})
+    assert big["summary"] == "Budget big is at 99% ($4,999.60 of $5,000.00)"
