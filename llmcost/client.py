@@ -211,7 +211,9 @@ class Client:
         Events recorded before the check are sent first (within `check_timeout`), so they count in it.
 
         When llmcost cannot be reached (or answers 5xx) the answer is made up from `fail_mode`:
-        `{"allowed": fail_mode == "open", "state": "unknown", "degraded": True, "reason": …}`. A refused
+        `{"allowed": fail_mode == "open", "state": "unknown", "degraded": True, "reason": …}`. When llmcost
+        answers but cannot read its budgets (`degraded`), the stricter of its `budgets.fail_mode` and this
+        `fail_mode` decides. A refused
         request (wrong token, a field llmcost does not know) raises `LlmcostError`.
         """
         body: dict[str, Any] = dict(self.defaults)
@@ -248,6 +250,15 @@ class Client:
         answer = response.json()
         if not isinstance(answer, dict):
             raise LlmcostError(f"budget check answered {type(answer).__name__}, not an object")
+        if answer.get("degraded") and answer.get("allowed") and self.fail_mode == "closed":
+            # llmcost answered but could not read its budgets (its store is down) and its own
+            # budgets.fail_mode let the call through: this client asked to refuse unchecked calls.
+            return {
+                **answer,
+                "allowed": False,
+                "reason": f"{answer.get('reason') or 'llmcost could not check budgets'}; "
+                "this client's fail_mode is 'closed', so the call is refused",
+            }
         return answer
 
     def guard(

@@ -21,7 +21,7 @@ import llmcost
 from exporter.normalize import map_usage
 from llmcost import BudgetExceededError, Client
 from tests.support.llmcost_server import ADMIN_TOKEN, INGEST_TOKEN, running_llmcost, write_config
-from tests.support.pg import free_port
+from tests.support.pg import PostgresCluster, free_port
 from tests.support.procs import LlmcostProcess
 from tests.support.provider_responses import SECRET, anthropic_messages, chat_completions, responses
 from tests.support.stored import stored_events
@@ -205,6 +205,32 @@ def test_a_check_behind_undeliverable_records_answers_from_fail_mode_within_chec
     assert client.check(project="search")["allowed"] is False
     assert time.monotonic() - began < 0.2
     client.close()
+
+
+def test_a_closed_client_refuses_when_llmcost_answers_but_its_store_is_down(tmp_path: Path) -> None:
+    """llmcost up, PostgreSQL down, the server's budgets.fail_mode at its default (open): a client that
+    asked for fail_mode="closed" was told allowed=True, and its calls went on unchecked."""
+    cluster = PostgresCluster().start()
+    try:
+        config = tmp_path / "llmcost.yml"
+        config.write_text("budgets: [{name: hc, scope: project, key: hc, period: daily, limit: 5, mode: hard}]\n")
+        server = LlmcostProcess(cluster.create_database(), config=config).start(tmp_path)
+        try:
+            closed = Client(server.base, fail_mode="closed", close_timeout=0.1)
+            opened = Client(server.base, fail_mode="open", close_timeout=0.1)
+            assert closed.check(project="hc")["allowed"] is True
+            cluster.stop()
+            wait_until(lambda: closed.check(project="hc").get("degraded"), timeout=10, what="a degraded answer")
+            with pytest.raises(BudgetExceededError, match="fail_mode is 'closed'") as refused:
+                closed.guard(project="hc")
+            assert refused.value.answer["degraded"] is True
+            assert opened.guard(project="hc")["allowed"] is True  # the server's own fail_mode: open
+            closed.close()
+            opened.close()
+        finally:
+            server.stop()
+    finally:
+        cluster.destroy()
 
 
 def test_guard_passes_token_and_request_estimates_to_token_budgets(server: LlmcostProcess) -> None:
