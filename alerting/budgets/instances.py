@@ -278,8 +278,8 @@ def _folded_spend(
     if label not in LABEL_COLUMNS:  # a column name goes into the statement: only a known one
         raise ValueError(f"budget {budget.name!r} has no label column for scope {budget.scope!r}")
     first, until = int(start.timestamp()), int(end.timestamp()) if end else 2**62
-    tokens = "r.input_tokens + r.cache_read_tokens + r.cache_write_tokens + r.output_tokens"
-    sums = f"SUM(r.cost_nanousd), SUM({tokens}), SUM(r.requests)"
+    token_sum = "r.input_tokens + r.cache_read_tokens + r.cache_write_tokens + r.output_tokens"
+    sums = f"SUM(r.cost_nanousd), SUM({token_sum}), SUM(r.requests)"
     counters = [0, 0, 0]
     for table in ("usage_rollup", "usage_rollup_hourly"):
         cursor.execute(
