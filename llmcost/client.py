@@ -230,7 +230,9 @@ class Client:
         # The calls recorded before this check must count in it: a sender waiting to fill its batch
         # (`flush_interval`) would otherwise let a hard budget be overshot by every call made meanwhile,
         # even by a caller that checks, calls and records one call at a time.
-        if self._sender.stats["queued"] and not self._sender.flush(self._check_timeout):
+        # A busy but answering llmcost is asked anyway once the wait is over; one that is not answering
+        # gets the same backoff as a check that timed out.
+        if self._sender.stats["queued"] and not self._sender.flush(self._check_timeout) and self._sender.failing:
             self._checks_resume_at = time.monotonic() + self.check_backoff
             return self._unreachable(
                 f"the calls recorded before this check were not delivered within {self._check_timeout:g} s"

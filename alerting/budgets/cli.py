@@ -226,20 +226,27 @@ def _list(service: BudgetService, args: argparse.Namespace) -> int:
         return 0
     # Amounts in their unit and to the cent, as the check and the console say them (budgets/amounts.py).
     shown = [
-        (r, amount(r["unit"], r["spent"]), amount(r["unit"], r["limit"]), amount(r["unit"], r["projected"]))
+        (
+            r,
+            amount(r["unit"], r["spent"]),
+            amount(r["unit"], r["limit"]),
+            percent(r["spent"] / r["limit"], 1),
+            amount(r["unit"], r["projected"]),
+        )
         for r in rows
     ]
     width = max([len(r["name"]) for r in rows] + [6])
-    wide = max([len(text) for _, *texts in shown for text in texts] + [12])
+    wide = max([len(t) for _, spent, limit, _, projected in shown for t in (spent, limit, projected)] + [12])
+    ratio_width = max([len(ratio) for *_, ratio, _ in shown] + [7])
     print(
-        f"{'budget':<{width}} {'key':<16} {'period':<8} {'spent':>{wide}} {'limit':>{wide}} {'ratio':>7} "
-        f"{'projected':>{wide}} {'state':<9} origin"
+        f"{'budget':<{width}} {'key':<16} {'period':<8} {'spent':>{wide}} {'limit':>{wide}} "
+        f"{'ratio':>{ratio_width}} {'projected':>{wide}} {'state':<9} origin"
     )
-    for r, spent, limit, projected in shown:
+    for r, spent, limit, ratio, projected in shown:
         note = f"  ({r['note']})" if r.get("note") else ""
         print(
             f"{r['name']:<{width}} {r['key'][:16] or '-':<16} {r['period']:<8} {spent:>{wide}} "
-            f"{limit:>{wide}} {percent(r['spent'] / r['limit'], 1):>7} {projected:>{wide}} {r['state']:<9} "
+            f"{limit:>{wide}} {ratio:>{ratio_width}} {projected:>{wide}} {r['state']:<9} "
             f"{origins.get(r['name'], '')}{note}"
         )
     if not rows:
