@@ -226,7 +226,7 @@ class InstanceReader:
                 row is None and budget.key == "*" and key != OTHER_INSTANCE and (budget.name, OTHER_INSTANCE) in found
             )
             if folded:
-                counters = _folded_spend(cursor, q, budget, key, start, end)
+                counters = folded_spend(cursor, q, budget, key, start, end)
                 if raw is not None:
                     raw.append(counters)
                 spent = unit_value(budget, *counters)
@@ -265,7 +265,7 @@ class InstanceReader:
         return body
 
 
-def _folded_spend(
+def folded_spend(
     cursor: Any, q: str, budget: Budget, key: str, start: datetime, end: datetime | None
 ) -> tuple[int, int, int]:
     """What one value past `max_instances` spent in the period (cost_nanousd, tokens, requests).
@@ -278,8 +278,8 @@ def _folded_spend(
     if label not in LABEL_COLUMNS:  # a column name goes into the statement: only a known one
         raise ValueError(f"budget {budget.name!r} has no label column for scope {budget.scope!r}")
     first, until = int(start.timestamp()), int(end.timestamp()) if end else 2**62
-    token_sum = "r.input_tokens + r.cache_read_tokens + r.cache_write_tokens + r.output_tokens"
-    sums = f"SUM(r.cost_nanousd), SUM({token_sum}), SUM(r.requests)"
+    every_kind = "r.input_tokens + r.cache_read_tokens + r.cache_write_tokens + r.output_tokens"
+    sums = f"SUM(r.cost_nanousd), SUM({every_kind}), SUM(r.requests)"
     counters = [0, 0, 0]
     for table in ("usage_rollup", "usage_rollup_hourly"):
         cursor.execute(

@@ -31,3 +31,18 @@ def test_a_value_past_max_instances_is_refused_at_its_own_limit(db_url: str, clo
     ingest(services, call("e", NOON + 21, 0.7, user="dave"))
     assert budgets.check({"user": "dave", "estimated_cost_usd": 0.5})["allowed"] is False
     services.close()
+
+
+def test_a_reset_of_a_value_past_max_instances_lets_it_spend_again(db_url: str, clock: FakeClock) -> None:
+    clock.set(NOON + 600)
+    services, budgets, _ = build(db_url, [PER_USER], clock)
+    ingest(services, call("a", NOON + 1, 0.1, user="alice"), call("b", NOON + 2, 0.1, user="bob"))
+    ingest(services, *(call(f"c{i}", NOON + 10 + i, 0.3, user="carol") for i in range(4)))  # folded: $1.20
+    assert budgets.check({"user": "carol", "estimated_cost_usd": 0.01})["allowed"] is False
+    records = budgets.reset("per-user", by="carol's manager", reason="quota raised", key="carol")
+    assert round(records[0]["spent_before"], 9) == 1.2
+    answer = budgets.check({"user": "carol", "estimated_cost_usd": 0.5})
+    assert answer["allowed"] is True and answer["budgets"][0]["spent"] == 0
+    ingest(services, call("c9", NOON + 700, 0.9, user="carol"))
+    assert budgets.check({"user": "carol", "estimated_cost_usd": 0.5})["allowed"] is False
+    services.close()
