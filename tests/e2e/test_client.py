@@ -191,6 +191,38 @@ def test_a_caller_that_checks_calls_and_records_one_call_at_a_time_never_passes_
     assert httpx.get(f"{server.base}/v1/budgets/cap-daily", headers=admin).json()["spent"] == 5
 
 
+def test_callers_racing_for_the_last_of_a_hard_limit_overshoot_it_by_at_most_the_calls_in_flight(
+    server: LlmcostProcess,
+) -> None:
+    """The bound docs/budgets.md gives: the check reserves nothing, so N calls in flight at once can end
+    up to N - 1 past the limit, and never further."""
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    budget = {"scope": "project", "key": "race", "period": "daily", "limit": 10, "unit": "requests", "mode": "hard"}
+    assert httpx.put(f"{server.base}/v1/budgets/race-daily", json=budget, headers=admin).status_code == 200
+    client = Client(server.base, INGEST_TOKEN, project="race")
+    made = []
+    lock = threading.Lock()
+
+    def caller() -> None:
+        while True:
+            try:
+                client.guard(model="gpt-4o")
+            except BudgetExceededError:
+                return
+            time.sleep(0.02)  # the LLM call
+            with lock:
+                made.append(1)
+            client.record(provider="openai", model="gpt-4o", input_tokens=10, output_tokens=5)
+
+    threads = [threading.Thread(target=caller) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    client.close()
+    assert 10 <= len(made) <= 10 + 4 - 1
+
+
 def test_a_check_behind_undeliverable_records_answers_from_fail_mode_within_check_timeout() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     client = Client(url, fail_mode="closed", check_timeout=0.5, close_timeout=0.1)
