@@ -229,14 +229,13 @@ class Client:
             return self._unreachable(f"a check timed out less than {self.check_backoff:g} s ago")
         # The calls recorded before this check must count in it: a sender waiting to fill its batch
         # (`flush_interval`) would otherwise let a hard budget be overshot by every call made meanwhile,
-        # even by a caller that checks, calls and records one call at a time.
-        # A busy but answering llmcost is asked anyway once the wait is over; one that is not answering
-        # gets the same backoff as a check that timed out.
-        if self._sender.stats["queued"] and not self._sender.flush(self._check_timeout) and self._sender.failing:
-            self._checks_resume_at = time.monotonic() + self.check_backoff
-            return self._unreachable(
-                f"the calls recorded before this check were not delivered within {self._check_timeout:g} s"
-            )
+        # even by a caller that checks, calls and records one call at a time. The wait ends early when
+        # llmcost is not taking them (unreachable, 429/5xx): the check then finds out what to answer.
+        if self._sender.stats["queued"]:
+            deadline = time.monotonic() + self._check_timeout
+            while not self._sender.flush(min(0.05, max(0.0, deadline - time.monotonic()))):
+                if self._sender.failing or time.monotonic() >= deadline:
+                    break
         try:
             response = self._check_http.post(f"{self.url}/v1/budgets/check", content=orjson.dumps(body))
         except httpx.TimeoutException as exc:
