@@ -238,14 +238,16 @@ def _list(service: BudgetService, args: argparse.Namespace) -> int:
     width = max([len(r["name"]) for r in rows] + [6])
     wide = max([len(t) for _, spent, limit, _, projected in shown for t in (spent, limit, projected)] + [12])
     ratio_width = max([len(ratio) for *_, ratio, _ in shown] + [7])
+    # Whole keys: two users "alice.smith@example.com" and "alice.smith@example.org" cut to 16 looked alike.
+    key_width = max([len(r["key"]) for r in rows] + [16])
     print(
-        f"{'budget':<{width}} {'key':<16} {'period':<8} {'spent':>{wide}} {'limit':>{wide}} "
+        f"{'budget':<{width}} {'key':<{key_width}} {'period':<8} {'spent':>{wide}} {'limit':>{wide}} "
         f"{'ratio':>{ratio_width}} {'projected':>{wide}} {'state':<9} origin"
     )
     for r, spent, limit, ratio, projected in shown:
         note = f"  ({r['note']})" if r.get("note") else ""
         print(
-            f"{r['name']:<{width}} {r['key'][:16] or '-':<16} {r['period']:<8} {spent:>{wide}} "
+            f"{r['name']:<{width}} {r['key'] or '-':<{key_width}} {r['period']:<8} {spent:>{wide}} "
             f"{limit:>{wide}} {ratio:>{ratio_width}} {projected:>{wide}} {r['state']:<9} "
             f"{origins.get(r['name'], '')}{note}"
         )

@@ -28,6 +28,7 @@ NOW = time.time()  # `llmcost budgets list` reads the budgets' current period on
 BUDGETS = [
     {"name": "big", "scope": "project", "key": "big", "period": "daily", "limit": 5000, "mode": "hard"},
     {"name": "tiny", "scope": "project", "key": "tiny", "period": "daily", "limit": 1},
+    {"name": "long", "scope": "project", "key": "a-very-long-project-name-0001", "period": "daily", "limit": 1},
     {"name": "tok", "scope": "project", "key": "big", "period": "daily", "limit": 1_000_000, "unit": "tokens"},
 ]
 
@@ -65,6 +66,7 @@ def test_console_list_and_check_show_the_same_cents(
     assert "$4,999.60" in listed["big"] and "$5,000.00" in listed["big"] and "99.9%" in listed["big"]
     assert "3,530 tokens" in listed["tok"] and "1,000,000 tokens" in listed["tok"]
     assert "$0.0004" in listed["tiny"]
+    assert "a-very-long-project-name-0001" in listed["long"]  # whole, not cut to 16 characters
 
 
 def test_a_critical_alert_short_of_the_limit_does_not_say_100_percent(db_url: str, clock: FakeClock) -> None:
