@@ -39,6 +39,7 @@ class Summary:
     rows: list[dict[str, Any]]
     source: str  # "rollups" or "events"
     total_nanousd: int  # the whole range's cost, rows beyond `limit` included
+    total_unpriced: int = 0  # calls in the range stored at $0 for want of a price, rows beyond `limit` included
 
     def to_json(self) -> dict[str, Any]:
         """The JSON answer of `GET /v1/usage/summary`."""
@@ -49,10 +50,11 @@ class Summary:
             "source": self.source,
             "rows": self.rows,
             "total_cost_usd": nanos_to_usd(self.total_nanousd),
+            "total_unpriced_requests": self.total_unpriced,
         }
 
 
-def _row(by: str, value: str, requests: Any, cost: Any, tokens: list[Any]) -> dict[str, Any]:
+def _row(by: str, value: str, requests: Any, cost: Any, tokens: list[Any], unpriced: Any) -> dict[str, Any]:
     counts = {name: int(v or 0) for name, v in zip(TOKENS, tokens, strict=True)}
     return {
         by: value,
@@ -60,6 +62,8 @@ def _row(by: str, value: str, requests: Any, cost: Any, tokens: list[Any]) -> di
         "cost_usd": nanos_to_usd(int(cost or 0)),
         **counts,
         "tokens": sum(counts.values()),
+        # Counted at $0 in cost_usd: a total with unpriced calls is short by what they cost.
+        "unpriced_requests": int(unpriced or 0),
     }
 
 
@@ -87,7 +91,7 @@ def summarize(
     # Up, not down: the newest bucket holds what was recorded a moment ago, and rounding `until` down
     # answered "nothing yet" for up to five minutes after a call was recorded.
     last = math.ceil(until / BUCKET_SECONDS) * BUCKET_SECONDS
-    columns = ("requests", "cost_nanousd", *TOKENS)
+    columns = ("requests", "cost_nanousd", *TOKENS, "unpriced_requests")
     inner = ", ".join(f"SUM({c}) AS {c}" for c in columns)
     outer = ", ".join(f"SUM(t.{c})" for c in columns)
     order = _order(store, f's."{by}"')
@@ -99,17 +103,18 @@ def summarize(
         "GROUP BY series_id) t "
         f'JOIN usage_series s ON s.id = t.series_id GROUP BY s."{by}" ORDER BY {order} LIMIT :limit'
     )
-    total = text(f"SELECT SUM(cost_nanousd) FROM {ROLLUPS_IN_RANGE_SQL} r")
+    total = text(f"SELECT SUM(cost_nanousd), SUM(unpriced_requests) FROM {ROLLUPS_IN_RANGE_SQL} r")
     with store.reading() as conn:
         first, last = covering_range(conn, first, last)
         found = conn.execute(sql, {"first": first, "end": last, "limit": limit}).all()
-        whole = conn.execute(total, {"first": first, "end": last}).scalar()
-    rows = [_row(by, r[0], r[1], r[2], list(r[3:])) for r in found]
-    return Summary(by, float(first), float(last), rows, "rollups", int(whole or 0))
+        whole, unpriced = conn.execute(total, {"first": first, "end": last}).one()
+    rows = [_row(by, r[0], r[1], r[2], list(r[3:7]), r[7]) for r in found]
+    return Summary(by, float(first), float(last), rows, "rollups", int(whole or 0), int(unpriced or 0))
 
 
 def _sessions(store: Store, since: float, until: float, session: str | None, limit: int) -> Summary:
     tokens = ", ".join(f"SUM({c})" for c in TOKENS)
+    unpriced = "SUM(CASE WHEN cost_source = 'unpriced' THEN 1 ELSE 0 END)"
     where = "session IS NOT NULL AND ts >= :since AND ts < :until"
     params: dict[str, Any] = {"since": since, "until": until, "limit": limit}
     if session is not None:
@@ -117,16 +122,16 @@ def _sessions(store: Store, since: float, until: float, session: str | None, lim
         params["session"] = session
     order = _order(store, "session")
     sql = text(
-        f"SELECT session, COUNT(*), SUM(cost_nanousd), {tokens}, MIN(ts), MAX(ts) FROM usage_events "
+        f"SELECT session, COUNT(*), SUM(cost_nanousd), {tokens}, MIN(ts), MAX(ts), {unpriced} FROM usage_events "
         f"WHERE {where} GROUP BY session ORDER BY {order} LIMIT :limit"
     )
-    total = text(f"SELECT SUM(cost_nanousd) FROM usage_events WHERE {where}")
+    total = text(f"SELECT SUM(cost_nanousd), {unpriced} FROM usage_events WHERE {where}")
     with store.reading() as conn:
         found = conn.execute(sql, params).all()
-        whole = conn.execute(total, {k: v for k, v in params.items() if k != "limit"}).scalar()
+        whole, unpriced_calls = conn.execute(total, {k: v for k, v in params.items() if k != "limit"}).one()
     rows = []
     for r in found:
-        row = _row("session", r[0], r[1], r[2], list(r[3:7]))
+        row = _row("session", r[0], r[1], r[2], list(r[3:7]), r[9])
         row.update(first_ts=float(r[7]), last_ts=float(r[8]))
         rows.append(row)
-    return Summary("session", since, until, rows, "events", int(whole or 0))
+    return Summary("session", since, until, rows, "events", int(whole or 0), int(unpriced_calls or 0))

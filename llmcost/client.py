@@ -84,6 +84,7 @@ class Client:
         self.close_timeout = close_timeout
         self.check_backoff = check_backoff
         self._checks_resume_at = 0.0  # monotonic time before which a hung llmcost is not asked
+        self._check_timeout = check_timeout
         headers = {"Content-Type": "application/json", "User-Agent": "llmcost-python-client"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -207,8 +208,12 @@ class Client:
     ) -> dict[str, Any]:
         """Ask `POST /v1/budgets/check` whether a call fits; returns the answer as llmcost gives it.
 
+        Events recorded before the check are sent first (within `check_timeout`), so they count in it.
+
         When llmcost cannot be reached (or answers 5xx) the answer is made up from `fail_mode`:
-        `{"allowed": fail_mode == "open", "state": "unknown", "degraded": True, "reason": …}`. A refused
+        `{"allowed": fail_mode == "open", "state": "unknown", "degraded": True, "reason": …}`. When llmcost
+        answers but cannot read its budgets (`degraded`), the stricter of its `budgets.fail_mode` and this
+        `fail_mode` decides. A refused
         request (wrong token, a field llmcost does not know) raises `LlmcostError`.
         """
         body: dict[str, Any] = dict(self.defaults)
@@ -222,6 +227,15 @@ class Client:
         body.update((key, value) for key, value in estimates.items() if value is not None)
         if time.monotonic() < self._checks_resume_at:
             return self._unreachable(f"a check timed out less than {self.check_backoff:g} s ago")
+        # The calls recorded before this check must count in it: a sender waiting to fill its batch
+        # (`flush_interval`) would otherwise let a hard budget be overshot by every call made meanwhile,
+        # even by a caller that checks, calls and records one call at a time. The wait ends early when
+        # llmcost is not taking them (unreachable, 429/5xx): the check then finds out what to answer.
+        if self._sender.stats["queued"]:
+            deadline = time.monotonic() + self._check_timeout
+            while not self._sender.flush(min(0.05, max(0.0, deadline - time.monotonic()))):
+                if self._sender.failing or time.monotonic() >= deadline:
+                    break
         try:
             response = self._check_http.post(f"{self.url}/v1/budgets/check", content=orjson.dumps(body))
         except httpx.TimeoutException as exc:
@@ -237,6 +251,15 @@ class Client:
         answer = response.json()
         if not isinstance(answer, dict):
             raise LlmcostError(f"budget check answered {type(answer).__name__}, not an object")
+        if answer.get("degraded") and answer.get("allowed") and self.fail_mode == "closed":
+            # llmcost answered but could not read its budgets (its store is down) and its own
+            # budgets.fail_mode let the call through: this client asked to refuse unchecked calls.
+            return {
+                **answer,
+                "allowed": False,
+                "reason": f"{answer.get('reason') or 'llmcost could not check budgets'}; "
+                "this client's fail_mode is 'closed', so the call is refused",
+            }
         return answer
 
     def guard(

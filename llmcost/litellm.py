@@ -52,6 +52,7 @@ class LlmcostLogger(CustomLogger):
         fail_mode: FailMode | None = None,
         check_budgets: bool = True,
         estimate_cost: Callable[[str, Mapping[str, Any]], float] | None = None,
+        estimate_tokens: Callable[[str, Mapping[str, Any]], int] | None = None,
         client: Client | None = None,
         **client_options: Any,
     ) -> None:
@@ -60,7 +61,9 @@ class LlmcostLogger(CustomLogger):
         `token` defaults to `$LLMCOST_TOKEN`.
         `fail_mode` (default `$LLMCOST_FAIL_MODE`, else `"open"`) decides when llmcost cannot be asked:
         `"open"` lets the call through, `"closed"` refuses it. `estimate_cost(model, request)` may give the
-        call's expected cost in USD for the check (default 0: only budgets already spent refuse).
+        call's expected cost in USD for the check (default 0: only budgets already spent refuse), and
+        `estimate_tokens(model, request)` its expected tokens (input + output), which `tokens` budgets and
+        `max_tokens_per_request` caps need to refuse a call before it is made.
         Other keyword arguments go to `llmcost.Client`.
         """
         super().__init__()
@@ -76,6 +79,7 @@ class LlmcostLogger(CustomLogger):
         self.defaults = {"project": project, "service": service}
         self.check_budgets = check_budgets
         self.estimate_cost = estimate_cost
+        self.estimate_tokens = estimate_tokens
 
     # ---- recording ------------------------------------------------------------------------------
 
@@ -165,9 +169,16 @@ class LlmcostLogger(CustomLogger):
     async def _check(self, model: Any, request: Mapping[str, Any], metadata: Mapping[str, Any], **extra: Any) -> None:
         labels = {**{k: v for k, v in extra.items() if v}, **self._attribution(metadata)}
         estimate = self.estimate_cost(str(model), request) if self.estimate_cost else None
+        tokens = self.estimate_tokens(str(model), request) if self.estimate_tokens else None
         # The client is synchronous; a worker thread keeps the event loop serving other requests meanwhile.
         fields: dict[str, Any] = {k: str(v) for k, v in labels.items()}
-        await asyncio.to_thread(self.client.guard, model=_recorded_model(model), estimated_cost_usd=estimate, **fields)
+        await asyncio.to_thread(
+            self.client.guard,
+            model=_recorded_model(model),
+            estimated_cost_usd=estimate,
+            estimated_tokens=tokens,
+            **fields,
+        )
 
     def close(self) -> None:
         """Flush and stop the client (also done at interpreter exit)."""

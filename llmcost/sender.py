@@ -54,6 +54,7 @@ class BatchSender:
         self._recorded = 0  # events put on the queue
         self._settled = 0  # events answered by llmcost, or given up
         self._abandoned = 0  # events given up because `stop` ran out of time: lost, not answered
+        self._failing = False  # the last try of a batch was not answered (llmcost unreachable, 429/5xx)
         self._stats = {"accepted": 0, "duplicates": 0, "rejected": 0, "dropped": 0, "failed": 0, "retries": 0}
         self._wake = threading.Event()
         self._closing = threading.Event()
@@ -109,6 +110,11 @@ class BatchSender:
         self._abandon.set()
         with self._lock:
             return self._recorded - self._settled + self._abandoned
+
+    @property
+    def failing(self) -> bool:
+        """True while the batch being sent is waiting to be retried (llmcost unreachable or refusing)."""
+        return self._failing
 
     @property
     def stats(self) -> dict[str, int]:
@@ -172,6 +178,7 @@ class BatchSender:
                 self._deliver(batch[:half])
                 self._deliver(batch[half:])
                 return
+            self._failing = outcome == _RETRY
             if outcome == _DONE:
                 break
             # Full jitter: many clients coming back after an outage must not retry in step. A server's

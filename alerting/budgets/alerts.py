@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from alerting.budgets.amounts import amount as unit_amount
+from alerting.budgets.amounts import percent
 from alerting.budgets.definition import (
     ALERT_FOR_STATE,
     FORECAST_ALERT,
@@ -65,12 +67,13 @@ class BudgetAlerts:
         scope = "all usage" if b.scope == "global" else f"{b.scope} {instance.key!r}"
 
         def amount(value: float) -> str:
-            return f"${value:,.2f}" if b.unit == "usd" else f"{value:,.0f} {b.unit}"
+            return unit_amount(b.unit, value)
 
         if alertname == FORECAST_ALERT:
             summary = f"Budget {b.name} is projected to reach {amount(instance.projected)} of {amount(b.limit)}"
         else:
-            summary = f"Budget {b.name} is at {instance.ratio:.0%} ({amount(instance.spent)} of {amount(b.limit)})"
+            # Rounded down: a critical alert at 99.99% must not read "at 100%" beside an exceeded one.
+            summary = f"Budget {b.name} is at {percent(instance.ratio)} ({amount(instance.spent)} of {amount(b.limit)})"
         return {
             "summary": summary,
             "description": f"{b.period} budget for {scope}; period ends {instance.to_json()['period_end'] or 'never'}.",

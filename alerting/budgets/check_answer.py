@@ -9,10 +9,10 @@ and the `fallback_model` a gateway may switch to.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from alerting.budgets.amounts import amount, usd
 from alerting.budgets.definition import STATES, Budget
 
 LABEL_FIELDS = ("project", "user", "service", "model")
@@ -95,18 +95,11 @@ def parse_check_request(raw: Any) -> CheckRequest:
 
 
 def _usd(value: float) -> str:
-    """Dollars in cents, or with two significant digits below a cent ($0.0003, never "$0.00")."""
-    if value == 0 or abs(value) >= 0.01:
-        return f"${value:,.2f}"
-    decimals = min(9, 1 - math.floor(math.log10(abs(value))))  # spend is kept in nano-dollars
-    return f"${value:.{decimals}f}".rstrip("0")
+    return usd(value)
 
 
 def _amount(budget: Budget, value: float) -> str:
-    if budget.unit == "usd":
-        return _usd(value)
-    unit = budget.unit[:-1] if value == 1 else budget.unit  # "1 request", "2 requests"
-    return f"{value:,.0f} {unit}"
+    return amount(budget.unit, value)
 
 
 def _of(budget: Budget, value: float, limit: float) -> str:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from alerting.budgets.definition import OTHER_INSTANCE
 from alerting.budgets.spend import SpendChange, SpendKey, unit_value
 
 Raw = tuple[int, int, int]  # the spend row behind an instance: cost_nanousd, tokens, requests
@@ -93,7 +94,10 @@ def _with_spend(answer: _Answer, changes: Sequence[SpendChange], committed_by: f
         if answer.read_finished >= change.applied_at:
             return None  # the read overlapped the commit: it may or may not include it
         for index, instance in enumerate(instances):
-            spend_key: SpendKey = (instance.budget.name, instance.key, int(instance.period_start.timestamp()))
+            start = int(instance.period_start.timestamp())
+            if instance.folded and (instance.budget.name, OTHER_INSTANCE, start) in change.increments:
+                return None  # its spend went to `__other__` with others': read it again
+            spend_key: SpendKey = (instance.budget.name, instance.key, start)
             increment = change.increments.get(spend_key)
             if increment is None:
                 continue

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from alerting.budgets.amounts import amount, percent
 from alerting.budgets.apply import Prune
 from alerting.budgets.definition import parse_budgets_section
 from alerting.budgets.errors import BudgetError
@@ -184,7 +185,7 @@ def _write(service: BudgetService, args: argparse.Namespace) -> int:
         if not records:
             print(f"budget {name}: no key has spent in this period; nothing to reset")
         for r in records:
-            spent = f"${r['spent_before']:,.2f}" if r["unit"] == "usd" else f"{r['spent_before']:,.0f} {r['unit']}"
+            spent = amount(r["unit"], r["spent_before"])
             print(f"budget {name} key {r['key'] or '-'}: reset by {r['reset_by']} at {r['reset_at']} ({spent} spent)")
         return 0
     budget = service.put(name, _fields(args), origin="cli", by=args.by, mode=args.action)
@@ -223,16 +224,31 @@ def _list(service: BudgetService, args: argparse.Namespace) -> int:
     if args.format == "json":
         print(orjson.dumps({"budgets": [{**r, "origin": origins.get(r["name"], "")} for r in rows]}).decode())
         return 0
+    # Amounts in their unit and to the cent, as the check and the console say them (budgets/amounts.py).
+    shown = [
+        (
+            r,
+            amount(r["unit"], r["spent"]),
+            amount(r["unit"], r["limit"]),
+            percent(r["spent"] / r["limit"], 1),
+            amount(r["unit"], r["projected"]),
+        )
+        for r in rows
+    ]
     width = max([len(r["name"]) for r in rows] + [6])
+    wide = max([len(t) for _, spent, limit, _, projected in shown for t in (spent, limit, projected)] + [12])
+    ratio_width = max([len(ratio) for *_, ratio, _ in shown] + [7])
+    # Whole keys: two users "alice.smith@example.com" and "alice.smith@example.org" cut to 16 looked alike.
+    key_width = max([len(r["key"]) for r in rows] + [16])
     print(
-        f"{'budget':<{width}} {'key':<16} {'period':<8} {'spent':>12} {'limit':>12} {'ratio':>7} {'projected':>12} "
-        f"{'state':<9} origin"
+        f"{'budget':<{width}} {'key':<{key_width}} {'period':<8} {'spent':>{wide}} {'limit':>{wide}} "
+        f"{'ratio':>{ratio_width}} {'projected':>{wide}} {'state':<9} origin"
     )
-    for r in rows:
+    for r, spent, limit, ratio, projected in shown:
         note = f"  ({r['note']})" if r.get("note") else ""
         print(
-            f"{r['name']:<{width}} {r['key'][:16] or '-':<16} {r['period']:<8} {r['spent']:>12.2f} "
-            f"{r['limit']:>12.2f} {r['ratio']:>7.1%} {r['projected']:>12.2f} {r['state']:<9} "
+            f"{r['name']:<{width}} {r['key'] or '-':<{key_width}} {r['period']:<8} {spent:>{wide}} "
+            f"{limit:>{wide}} {ratio:>{ratio_width}} {projected:>{wide}} {r['state']:<9} "
             f"{origins.get(r['name'], '')}{note}"
         )
     if not rows:

@@ -196,7 +196,8 @@ def parse_budget(raw: Any, path: str, problems: list[str], *, name: str | None =
         else:
             thresholds[level] = float(value)
     if not thresholds["info"] <= thresholds["warning"] <= thresholds["critical"]:
-        problems.append(f"{path}.thresholds: must rise from info to warning to critical")
+        got = ", ".join(f"{level} {thresholds[level]:g}" for level in ("info", "warning", "critical"))
+        problems.append(f"{path}.thresholds: must rise from info to warning to critical, got {got}")
     description = raw.get("description", "")
     if not isinstance(description, str):
         problems.append(f"{path}.description: must be a string")

@@ -18,6 +18,7 @@ from alerting.budgets.spend import unit_value
 from alerting.budgets.tables import budget_spend, budget_state
 from alerting.periods import period_bounds
 from exporter.store import Store
+from exporter.store.schema import LABEL_COLUMNS
 
 if TYPE_CHECKING:
     from alerting.budgets.registry import BudgetRegistry
@@ -45,6 +46,9 @@ class Instance:
     projection: str = ""
     """How `projected` was made (the projector's method); `insufficient_history` when it is not yet."""
     reset_at: float | None = None  # the last reset in this period, if any
+    folded: bool = False
+    """A value past its budget's `max_instances`: its spend is counted in `__other__`, and `spent` was
+    summed from the rollups for this check (see `InstanceReader.instances_on`)."""
 
     @property
     def ratio(self) -> float:
@@ -202,6 +206,9 @@ class InstanceReader:
         for budget, key in pairs:
             start, _end = self.periods.bounds(budget, now)
             keys.append((budget.name, key, int(start.timestamp())))
+            if budget.key == "*" and key != OTHER_INSTANCE:
+                # Is anything folded in this period? Then a value without its own row may be among it.
+                keys.append((budget.name, OTHER_INSTANCE, int(start.timestamp())))
         rows = ", ".join([f"({q}, {q}, {q})"] * len(keys))
         cursor.execute(
             "SELECT s.budget, s.key, s.cost_nanousd, s.tokens, s.requests, st.projected, st.method "
@@ -215,6 +222,16 @@ class InstanceReader:
         for budget, key in pairs:
             start, end = self.periods.bounds(budget, now)
             row = found.get((budget.name, key))
+            folded = (
+                row is None and budget.key == "*" and key != OTHER_INSTANCE and (budget.name, OTHER_INSTANCE) in found
+            )
+            if folded:
+                counters = folded_spend(cursor, q, budget, key, start, end)
+                if raw is not None:
+                    raw.append(counters)
+                spent = unit_value(budget, *counters)
+                out.append(Instance(budget, key, start, end, spent, spent, folded=True))
+                continue
             counters = (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
             if raw is not None:
                 raw.append(counters)
@@ -246,3 +263,37 @@ class InstanceReader:
                 "note": f"values past the first {budget.max_instances} are summed here and not alerted on",
             }
         return body
+
+
+def folded_spend(
+    cursor: Any, q: str, budget: Budget, key: str, start: datetime, end: datetime | None
+) -> tuple[int, int, int]:
+    """What one value past `max_instances` spent in the period (cost_nanousd, tokens, requests).
+
+    Its calls were added to `__other__`, so its own spend is summed from the rollups, less what resets of
+    this value counted (as `rebuild_current_period` does): a hard budget must hold for the 1,001st user
+    of the day as for the first.
+    """
+    label = budget.label
+    if label not in LABEL_COLUMNS:  # a column name goes into the statement: only a known one
+        raise ValueError(f"budget {budget.name!r} has no label column for scope {budget.scope!r}")
+    first, until = int(start.timestamp()), int(end.timestamp()) if end else 2**62
+    every_kind = "r.input_tokens + r.cache_read_tokens + r.cache_write_tokens + r.output_tokens"
+    sums = f"SUM(r.cost_nanousd), SUM({every_kind}), SUM(r.requests)"
+    counters = [0, 0, 0]
+    for table in ("usage_rollup", "usage_rollup_hourly"):
+        cursor.execute(
+            f"SELECT {sums} FROM {table} r JOIN usage_series s ON s.id = r.series_id "
+            f'WHERE r.bucket >= {q} AND r.bucket < {q} AND s."{label}" = {q}',
+            (first, until, key),
+        )
+        row = cursor.fetchone()
+        counters = [c + int(v or 0) for c, v in zip(counters, row, strict=True)]
+    cursor.execute(
+        "SELECT SUM(cost_nanousd), SUM(tokens), SUM(requests) FROM budget_resets "
+        f"WHERE budget = {q} AND key = {q} AND period_start = {q}",
+        (budget.name, key, first),
+    )
+    reset = cursor.fetchone()
+    cost, tokens, requests = (max(c - int(v or 0), 0) for c, v in zip(counters, reset, strict=True))
+    return cost, tokens, requests

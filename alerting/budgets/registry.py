@@ -19,9 +19,9 @@ from typing import Any
 from sqlalchemy import select
 
 from alerting.budgets.apply import ApplyPlan, Prune, StoredDefinition, definition_json, plan_apply
-from alerting.budgets.definition import Budget, counts_alike, parse_budget
+from alerting.budgets.definition import OTHER_INSTANCE, Budget, counts_alike, parse_budget
 from alerting.budgets.errors import BudgetError
-from alerting.budgets.instances import CurrentPeriods, iso
+from alerting.budgets.instances import CurrentPeriods, folded_spend, iso
 from alerting.budgets.spend import (
     PeriodStarts,
     bump_revision,
@@ -282,9 +282,32 @@ class BudgetRegistry:
             rows = {r.key: r for r in conn.execute(select(budget_spend).where(*where))}
             # One-key budget: its key; key "*" given: every instance with spend; else the one value.
             keys = [fixed] if fixed is not None else (sorted(rows) if every else [str(key)])
+            folded = (
+                fixed is None
+                and not every
+                and not rows
+                and conn.execute(
+                    select(budget_spend.c.key).where(
+                        budget_spend.c.budget == name,
+                        budget_spend.c.period_start == first,
+                        budget_spend.c.key == OTHER_INSTANCE,
+                    )
+                ).first()
+                is not None
+            )
             for k in keys:
                 row = rows.get(k)
                 counters = (row.cost_nanousd, row.tokens, row.requests) if row is not None else (0, 0, 0)
+                if folded:
+                    # A value past max_instances: its spend is in `__other__`; what it spent itself is what
+                    # the check counts for it (instances.folded_spend), so that is what this reset records.
+                    start, end = self.periods.bounds(budget, now)
+                    postgres = conn.dialect.name == "postgresql"
+                    cursor = conn.connection.cursor()
+                    try:
+                        counters = folded_spend(cursor, "%s" if postgres else "?", budget, k, start, end)
+                    finally:
+                        cursor.close()
                 conn.execute(
                     budget_resets.insert().values(
                         budget=name,

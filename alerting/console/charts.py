@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo
 
 from markupsafe import Markup, escape
 
+from alerting.budgets.amounts import percent
+
 PALETTE_SIZE = 8
 """Series colours `.c0` … `.c7` in console.css; the last one is kept for "other"."""
 
@@ -126,7 +128,7 @@ def budget_bar(ratio: float, projected_ratio: float, state: str, *, width: int =
     fill = min(ratio, scale) / scale * width
     limit_x = width / scale
     proj = min(projected_ratio, scale) / scale * width
-    label = f"{ratio:.0%} spent, {projected_ratio:.0%} projected"
+    label = f"{percent(ratio)} spent, {percent(projected_ratio)} projected"
     return Markup(  # noqa: S704 (the only texts, label and state, are escaped)
         f'<svg class="bar" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
         f'aria-label="{_attr(label)}" xmlns="http://www.w3.org/2000/svg">'
@@ -134,7 +136,7 @@ def budget_bar(ratio: float, projected_ratio: float, state: str, *, width: int =
         f'<rect class="state-{_attr(state)}" x="0" y="3" width="{fill:.1f}" height="{height - 6}" rx="3"/>'
         f'<line class="limit" x1="{limit_x:.1f}" x2="{limit_x:.1f}" y1="0" y2="{height}"/>'
         f'<path class="projected" d="M{proj:.1f} {height - 1} l-4 -6 h8 z"><title>projected at period end: '
-        f"{projected_ratio:.0%} of the limit</title></path>"
+        f"{percent(projected_ratio)} of the limit</title></path>"
         "</svg>"
     )
 

@@ -19,7 +19,8 @@ import numpy as np
 from markupsafe import Markup
 from sqlalchemy import case, func, select
 
-from alerting.console.charts import PALETTE_SIZE, Stack, budget_bar, money, spike_chart, stacked_bars
+from alerting.budgets.amounts import amount, percent
+from alerting.console.charts import PALETTE_SIZE, Stack, budget_bar, spike_chart, stacked_bars
 from alerting.console.history import DIMENSIONS, HOUR, FloatArray, SpendSnapshot
 from alerting.gateway.alert_rows import with_silences
 from alerting.gateway.records import alert_from_row
@@ -97,8 +98,13 @@ class BudgetRow:
     """Why a `key: "*"` budget shows no instance (none of its values has spent yet in this period)."""
 
     def amount(self, value: float) -> str:
-        """A spent/limit figure in this budget's unit."""
-        return money(value) if self.unit == "usd" else f"{value:,.0f} {self.unit}"
+        """A spent/limit figure in this budget's unit, to the cent as the check says it (budgets/amounts.py)."""
+        return amount(self.unit, value)
+
+    @property
+    def percent(self) -> str:
+        """Spent / limit, rounded down: "100%" only once the limit is reached."""
+        return percent(self.ratio)
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,17 @@ def test_update_of_one_threshold_keeps_the_others(store: str, capsys) -> None:  
     assert show(capsys, "t1", store)["definition"]["thresholds"] == {"info": 0.5, "warning": 0.7, "critical": 0.9}
 
 
+def test_thresholds_out_of_order_are_shown_with_the_stored_ones(store: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    """`update --threshold critical=0.5` merges with stored levels the person does not see: say them."""
+    assert llmcost(capsys, "budgets", "create", "t2", "--period", "daily", "--limit", "10", "--db", store)[0] == 0
+    code, _, err = llmcost(capsys, "budgets", "update", "t2", "--threshold", "critical=0.5", "--db", store)
+    assert code == 1
+    assert (
+        "budget.thresholds: must rise from info to warning to critical, got info 0.5, warning 0.8, critical 0.5" in err
+    )
+    assert show(capsys, "t2", store)["definition"]["thresholds"]["critical"] == 0.95  # unchanged
+
+
 def test_reset_needs_who_and_why(store: str, clock: FakeClock, capsys) -> None:  # type: ignore[no-untyped-def]
     spend(store, clock, call("a", clock() - 5, 3.0))
     for argv in ([], ["--by", "carol"], ["--reason", "quota raised"]):

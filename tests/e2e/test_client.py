@@ -21,7 +21,7 @@ import llmcost
 from exporter.normalize import map_usage
 from llmcost import BudgetExceededError, Client
 from tests.support.llmcost_server import ADMIN_TOKEN, INGEST_TOKEN, running_llmcost, write_config
-from tests.support.pg import free_port
+from tests.support.pg import PostgresCluster, free_port
 from tests.support.procs import LlmcostProcess
 from tests.support.provider_responses import SECRET, anthropic_messages, chat_completions, responses
 from tests.support.stored import stored_events
@@ -169,6 +169,99 @@ def test_guard_raises_on_an_exhausted_hard_budget(server: LlmcostProcess) -> Non
     assert client.guard(project="other", model="gpt-4o")["allowed"] is True
     client.close()
     assert llmcost.BudgetExceededError is BudgetExceededError
+
+
+def test_a_caller_that_checks_calls_and_records_one_call_at_a_time_never_passes_a_hard_limit(
+    server: LlmcostProcess,
+) -> None:
+    """The pattern docs/sending-data.md shows: guard, call, record. 21 of 5 allowed calls went through
+    when the calls recorded were still waiting in the client's batch (flush_interval) at the next check."""
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    budget = {"scope": "project", "key": "cap", "period": "daily", "limit": 5, "unit": "requests", "mode": "hard"}
+    assert httpx.put(f"{server.base}/v1/budgets/cap-daily", json=budget, headers=admin).status_code == 200
+    client = Client(server.base, INGEST_TOKEN, project="cap")
+    made = 0
+    with pytest.raises(BudgetExceededError, match="cap-daily"):
+        for _ in range(20):
+            client.guard(model="gpt-4o")
+            made += 1  # the LLM call
+            client.record(provider="openai", model="gpt-4o", input_tokens=10, output_tokens=5)
+    assert made == 5
+    client.close()
+    assert httpx.get(f"{server.base}/v1/budgets/cap-daily", headers=admin).json()["spent"] == 5
+
+
+def test_callers_racing_for_the_last_of_a_hard_limit_overshoot_it_by_at_most_the_calls_in_flight(
+    server: LlmcostProcess,
+) -> None:
+    """The bound docs/budgets.md gives: the check reserves nothing, so N calls in flight at once can end
+    up to N - 1 past the limit, and never further."""
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    budget = {"scope": "project", "key": "race", "period": "daily", "limit": 10, "unit": "requests", "mode": "hard"}
+    assert httpx.put(f"{server.base}/v1/budgets/race-daily", json=budget, headers=admin).status_code == 200
+    client = Client(server.base, INGEST_TOKEN, project="race")
+    made = []
+    lock = threading.Lock()
+
+    def caller() -> None:
+        while True:
+            try:
+                client.guard(model="gpt-4o")
+            except BudgetExceededError:
+                return
+            time.sleep(0.02)  # the LLM call
+            with lock:
+                made.append(1)
+            client.record(provider="openai", model="gpt-4o", input_tokens=10, output_tokens=5)
+
+    threads = [threading.Thread(target=caller) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    client.close()
+    assert 10 <= len(made) <= 10 + 4 - 1
+
+
+def test_a_check_behind_undeliverable_records_answers_from_fail_mode_within_check_timeout() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    client = Client(url, fail_mode="closed", check_timeout=0.5, close_timeout=0.1)
+    client.record(provider="openai", model="gpt-4o", input_tokens=1)
+    began = time.monotonic()
+    answer = client.check(project="search")
+    assert time.monotonic() - began < 2
+    assert (answer["allowed"], answer["degraded"]) == (False, True)
+    # Later checks do not wait on the undelivered calls again.
+    began = time.monotonic()
+    assert client.check(project="search")["allowed"] is False
+    assert time.monotonic() - began < 0.3
+    client.close()
+
+
+def test_a_closed_client_refuses_when_llmcost_answers_but_its_store_is_down(tmp_path: Path) -> None:
+    """llmcost up, PostgreSQL down, the server's budgets.fail_mode at its default (open): a client that
+    asked for fail_mode="closed" was told allowed=True, and its calls went on unchecked."""
+    cluster = PostgresCluster().start()
+    try:
+        config = tmp_path / "llmcost.yml"
+        config.write_text("budgets: [{name: hc, scope: project, key: hc, period: daily, limit: 5, mode: hard}]\n")
+        server = LlmcostProcess(cluster.create_database(), config=config).start(tmp_path)
+        try:
+            closed = Client(server.base, fail_mode="closed", close_timeout=0.1)
+            opened = Client(server.base, fail_mode="open", close_timeout=0.1)
+            assert closed.check(project="hc")["allowed"] is True
+            cluster.stop()
+            wait_until(lambda: closed.check(project="hc").get("degraded"), timeout=10, what="a degraded answer")
+            with pytest.raises(BudgetExceededError, match="fail_mode is 'closed'") as refused:
+                closed.guard(project="hc")
+            assert refused.value.answer["degraded"] is True
+            assert opened.guard(project="hc")["allowed"] is True  # the server's own fail_mode: open
+            closed.close()
+            opened.close()
+        finally:
+            server.stop()
+    finally:
+        cluster.destroy()
 
 
 def test_guard_passes_token_and_request_estimates_to_token_budgets(server: LlmcostProcess) -> None:

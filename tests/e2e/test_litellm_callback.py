@@ -404,3 +404,31 @@ def test_bedrock_converse_and_invoke_calls_count_as_the_model_they_call(
     assert [(e["provider"], e["model"]) for e in stored_events(sqlite_url).values()] == [("bedrock", sonnet)] * 3
     status = httpx.get(f"{server.base}/v1/budgets/sonnet", headers=admin).json()
     assert status["spent"] == 3
+
+
+def test_a_per_request_token_cap_refuses_a_call_before_it_is_made(lit: SimpleNamespace, server: LlmcostProcess) -> None:
+    """A hard `max_tokens_per_request` could not refuse anything through the callback: it sent no token
+    estimate, so the 4,000-token call went out and only an alert said so afterwards."""
+    budget = {"scope": "project", "key": "chat", "period": "daily", "limit": 1_000_000, "unit": "tokens",
+              "mode": "hard", "max_tokens_per_request": 1000}  # fmt: skip
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    assert httpx.put(f"{server.base}/v1/budgets/chat-tokens", json=budget, headers=admin).status_code == 200
+
+    def estimate_tokens(model: str, request: Any) -> int:
+        return int(lit.litellm.token_counter(model=model, messages=request["messages"])) + int(
+            request.get("max_tokens") or 0
+        )
+
+    handler = lit.LlmcostLogger(server.base, INGEST_TOKEN, project="chat", estimate_tokens=estimate_tokens)
+    lit.litellm.callbacks = [handler]
+
+    async def scenario() -> None:
+        call = {"model": "gpt-4o", "messages": MESSAGES, "mock_response": "ok"}
+        assert (await lit.litellm.acompletion(**call, max_tokens=100)).choices[0].message.content == "ok"
+        with pytest.raises(BudgetExceededError, match="per-request cap") as refused:
+            await lit.litellm.acompletion(**call, max_tokens=4000)
+        assert refused.value.answer["budgets"][0]["estimate"] > 4000
+        await litellm_logging_done()
+
+    asyncio.run(scenario())
+    handler.close()

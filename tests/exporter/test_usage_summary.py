@@ -187,3 +187,22 @@ def test_equal_spend_is_ordered_by_name_on_every_store(db_url: str) -> None:
         rows = summarize(services.store, by, T0 - 600, T0 + 600, limit=4).rows
         assert [r[by] for r in rows] == [prefix + name for name in expected[:4]], by
     services.close()
+
+
+def test_unpriced_calls_are_counted_where_their_cost_is_missing(db_url: str) -> None:
+    """A summary said `cost_usd: 0.01` for a project whose other call had no price, with nothing to show that
+    the figure was short; `llmcost report` flags the same rows `(unpriced)`."""
+    services = Services.build(make_config(db_url))
+    unknown = {"provider": "acme", "model": "mystery-1", "cost_usd": None}
+    events = [event(1), event(2, **unknown, session="s1"), event(3, project="q", session="s1")]
+    for _, body in events:
+        if body.get("cost_usd", 1) is None:
+            del body["cost_usd"]
+    assert services.pipeline.ingest(events).accepted == 3
+    by_project = summarize(services.store, "project", T0 - 600, T0 + 600).to_json()
+    assert {r["project"]: r["unpriced_requests"] for r in by_project["rows"]} == {"p": 1, "q": 0}
+    assert by_project["total_unpriced_requests"] == 1
+    by_session = summarize(services.store, "session", T0 - 600, T0 + 600).to_json()
+    assert [(r["session"], r["requests"], r["unpriced_requests"]) for r in by_session["rows"]] == [("s1", 2, 1)]
+    assert by_session["total_unpriced_requests"] == 1
+    services.close()

@@ -1,0 +1,34 @@
+"""Budget amounts and ratios as people read them, one way everywhere (check, console, `budgets list`).
+
+Spend is kept in nano-dollars and a hard budget refuses by the cent, so a figure shown beside a limit
+keeps its cents however large ("$4,999.60 of $5,000.00", never "$5,000 of $5,000"), keeps two
+significant digits below a cent ("$0.0004", never "$0.00"), and a ratio is rounded down, so a budget
+short of its limit never reads "100%".
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def usd(value: float) -> str:
+    """Dollars in cents, or with two significant digits below a cent ($0.0003, never "$0.00")."""
+    if value == 0 or abs(value) >= 0.01:
+        return f"${value:,.2f}"
+    decimals = min(9, 1 - math.floor(math.log10(abs(value))))  # spend is kept in nano-dollars
+    return f"${value:.{decimals}f}".rstrip("0")
+
+
+def amount(unit: str, value: float) -> str:
+    """A figure in a budget's unit: "$4,999.60", "3,530 tokens", "1 request"."""
+    if unit == "usd":
+        return usd(value)
+    name = unit[:-1] if value == 1 else unit  # "1 request", "2 requests"
+    return f"{value:,.0f} {name}"
+
+
+def percent(ratio: float, decimals: int = 0) -> str:
+    """A ratio as a percentage rounded down: 0.99992 is "99%" (or "99.9%"), only a reached limit "100%"."""
+    scale = 10**decimals
+    floored = math.floor(round(ratio * 100 * scale, 6)) / scale  # round first: 0.29 * 100 is 28.999…
+    return f"{floored:,.{decimals}f}%"

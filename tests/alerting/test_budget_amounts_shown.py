@@ -1,0 +1,78 @@
+"""A budget's spend reads the same to the cent in the console, `llmcost budgets list` and the check.
+
+Defect: a hard budget at $4,999.60 of $5,000 showed "$5,000 / $5,000 / 100%" (state critical) in the
+console, whose amounts above $1,000 were whole dollars, while the check refused a $0.50 call with
+"$4,999.60 of $5,000.00 spent"; `budgets list` printed "3530.00 1000000.00" for a token budget (no unit)
+and "0.00" for $0.0004.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from html import unescape
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from exporter.http.app import build_app
+from llmcost.cli import main
+from llmcost.services import open_services
+from llmcost.wiring import attach_alerting
+from tests.support.budgets import build
+from tests.support.clock import FakeClock
+from tests.support.helpers import apply_config_budgets, make_config
+
+NOW = time.time()  # `llmcost budgets list` reads the budgets' current period on the real clock
+BUDGETS = [
+    {"name": "big", "scope": "project", "key": "big", "period": "daily", "limit": 5000, "mode": "hard"},
+    {"name": "tiny", "scope": "project", "key": "tiny", "period": "daily", "limit": 1},
+    {"name": "long", "scope": "project", "key": "a-very-long-project-name-0001", "period": "daily", "limit": 1},
+    {"name": "tok", "scope": "project", "key": "big", "period": "daily", "limit": 1_000_000, "unit": "tokens"},
+]
+
+
+def event(rid: str, project: str, usd: float, tokens: int) -> tuple[int, dict[str, Any]]:
+    body = {"request_id": rid, "timestamp": NOW - 1, "provider": "openai", "model": "gpt-4o", "project": project,
+            "cost_usd": usd, "input_tokens": tokens, "output_tokens": 0}  # fmt: skip
+    return (0, body)
+
+
+def test_console_list_and_check_show_the_same_cents(
+    sqlite_url: str, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clock.set(NOW)
+    config = make_config(sqlite_url, budgets=BUDGETS)
+    services = open_services(config, clock=clock, start_writer=False)
+    parts = attach_alerting(services, "ingest")
+    apply_config_budgets(parts.budgets)
+    assert not services.pipeline.ingest([event("a", "big", 4999.6, 3530), event("b", "tiny", 0.0004, 1)]).rejected
+    answer = parts.budgets.check({"project": "big", "estimated_cost_usd": 0.5})
+    assert "$4,999.60 of $5,000.00 spent" in answer["reason"]
+    with TestClient(build_app(services, parts.routes)) as browser:
+        text = unescape(re.sub(r"<[^>]+>", " ", browser.get("/").text))
+    services.close()
+    flat = " ".join(text.split())
+    row = flat[flat.index("big big daily hard") :][:120]
+    assert "$4,999.60 $5,000.00" in row and "99%" in row, row
+    assert "100%" not in row  # not at its limit yet
+    assert "3,530 tokens 1,000,000 tokens" in " ".join(text.split())
+    assert "$0.0004 $1.00" in " ".join(text.split())
+
+    capsys.readouterr()
+    assert main(["budgets", "list", "--db", sqlite_url]) == 0
+    listed = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert "$4,999.60" in listed["big"] and "$5,000.00" in listed["big"] and "99.9%" in listed["big"]
+    assert "3,530 tokens" in listed["tok"] and "1,000,000 tokens" in listed["tok"]
+    assert "$0.0004" in listed["tiny"]
+    assert "a-very-long-project-name-0001" in listed["long"]  # whole, not cut to 16 characters
+
+
+def test_a_critical_alert_short_of_the_limit_does_not_say_100_percent(db_url: str, clock: FakeClock) -> None:
+    clock.set(NOW)
+    services, _, sink = build(db_url, BUDGETS[:2], clock)
+    assert not services.pipeline.ingest([event("a", "big", 4999.6, 3530), event("b", "tiny", 0.0097, 1)]).rejected
+    services.close()
+    big = sink.annotations("LLMBudgetCritical", {"budget": "big", "scope": "project", "key": "big"})
+    assert big["summary"] == "Budget big is at 99% ($4,999.60 of $5,000.00)"
