@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shlex
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -155,6 +157,29 @@ def test_a_report_changes_nothing(months: str, capsys: pytest.CaptureFixture[str
     for fmt in ("table", "json", "csv", "markdown"):
         report(capsys, months, "--format", fmt, "--by", "project,session")
     assert store_state(months) == before
+
+
+@pytest.mark.parametrize("argv", [(), ("--period", "last-7d", "--until", UNTIL)], ids=["all", "last-7d"])
+def test_the_unpriced_hint_names_a_reprice_command_that_runs(
+    months: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: tuple[str, ...]
+) -> None:
+    # The hint said "then run `llmcost reprice`", which stops at once: reprice requires --since.
+    hint = next(h for h in report_json(capsys, months, *argv)["hints"] if h["kind"] == "unpriced")
+    command = shlex.split(hint["text"].split("`")[1])
+    assert command[:2] == ["llmcost", "reprice"] and "--since" in command and "llama-internal" in command
+    prices = tmp_path / "prices.yml"
+    prices.write_text(
+        "prices:\n  - {provider: self-hosted, model: llama-internal, input_per_mtok: 1, output_per_mtok: 2}\n"
+    )
+    config = tmp_path / "llmcost.yml"
+    config.write_text(f"pricing: {{overrides_file: {prices}}}\n")
+    capsys.readouterr()
+    assert main([*command[1:], "--config", str(config), "--db", months, "--format", "json"]) == 0
+    repriced = json.loads(capsys.readouterr().out)
+    changed = sum(m["changed"] for m in repriced["models"] if m["model"] == "llama-internal")
+    assert changed == hint["figures"]["unpriced_calls"]
+    after = report_json(capsys, months, *argv)
+    assert not [h for h in after["hints"] if h["kind"] == "unpriced"]
 
 
 def test_bad_arguments_are_refused(months: str, capsys: pytest.CaptureFixture[str]) -> None:
