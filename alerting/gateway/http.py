@@ -143,6 +143,10 @@ def gateway_routes(gateway: GatewayService, auth: AuthConfig) -> list[BaseRoute]
                     return error(400, str(exc))
             if not isinstance(data, dict):
                 return error(422, "body must be a JSON object", {"field": "body"})
+            # A misspelt `by` would otherwise record the change as made by "api": the audit loses who.
+            unknown = sorted(set(data) - {"by", "comment"})
+            if unknown:
+                return error(422, f"{unknown[0]}: unknown field (allowed: by, comment)", {"field": unknown[0]})
             fields = {}
             for name in ("by", "comment"):
                 value = data.get(name, "")

@@ -227,3 +227,14 @@ def test_a_misspelt_channel_filter_is_refused_not_answered_with_nothing(h: Harne
     [dead] = h.admin("GET", "/v1/notifications", params={"status": "dead", "channel": "slack"}).json()
     assert dead["channel"] == "slack"
     assert h.admin("GET", "/v1/notifications", params={"channel": "pagerduty"}).json() == []
+
+
+def test_an_ack_with_a_misspelt_field_is_refused_rather_than_recorded_as_api(h: Harness) -> None:
+    # `{"by_": "alice"}` acknowledged the alert as "api": the audit trail lost who took it.
+    alert_id = h.gateway.fire("LLMBudgetCritical", BUDGET_LABELS, severity="critical").alert.id
+    for action in ("ack", "unack"):
+        refused = h.admin("POST", f"/v1/alerts/{alert_id}/{action}", json={"by_": "alice", "comment": "on it"})
+        assert refused.status_code == 422
+        assert refused.json() == {"error": "by_: unknown field (allowed: by, comment)", "detail": {"field": "by_"}}
+    assert h.alerts()[0]["state"] == "firing"
+    assert h.admin("POST", f"/v1/alerts/{alert_id}/ack", json={"by": "alice"}).json()["acknowledged_by"] == "alice"
