@@ -39,6 +39,7 @@ MAX_DOCUMENT_BYTES = 512 * 1024 * 1024
 _BUFFER = 1 << 20
 _INT_COLUMNS = frozenset((*TOKEN_FIELDS, CACHE_WRITE_1H))
 _STRING_COLUMNS = frozenset(("request_id", "provider", "model", "status", *LABEL_FIELDS))
+_LITELLM_INT_COLUMNS = frozenset(("prompt_tokens", "completion_tokens", "total_tokens"))
 _MODEL_IN_URI = re.compile(r"/model/([^/]+)")
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # what errors="surrogateescape" makes of a non-UTF-8 byte
 
@@ -47,12 +48,13 @@ def iter_file_records(path: str | os.PathLike[str], fmt: str = "auto") -> Iterat
     """Yield `(index, raw record dict or InvalidEvent)` for every record in the file.
 
     `fmt` is one of `FORMATS`; `auto` picks CSV by the `.csv` extension and otherwise looks at the
-    first record.
+    first record. `litellm` reads a `.csv` file as CSV too: LiteLLM's spend logs are exported from
+    PostgreSQL that way (`llmcost ingest --format litellm spend_logs.csv`).
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     path = Path(path)
-    if fmt == "csv" or (fmt == "auto" and path.suffix.lower() == ".csv"):
+    if fmt == "csv" or (fmt in ("auto", "litellm") and path.suffix.lower() == ".csv"):
         return _csv_records(path)
     values = _json_values(path)
     if fmt == "auto":
@@ -305,13 +307,16 @@ def _has_undecodable(row: dict[Any, Any]) -> bool:
 
 
 def csv_row_event(row: dict[str, Any]) -> dict[str, Any]:
-    """Turn one CSV row (header = canonical field names) into an event; an empty cell is absent.
+    """Turn one CSV row (header = canonical field names, or LiteLLM_SpendLogs columns) into a record.
 
-    Token counts become integers and `latency_ms` a number; `cost_usd` stays text so money stays
-    exact (`parse_event` reads it as a Decimal); `timestamp` becomes epoch seconds when numeric;
-    `metadata` is parsed as a JSON object.
+    An empty cell is absent. Token counts become integers and `latency_ms` a number; `cost_usd` stays
+    text so money stays exact (`parse_event` reads it as a Decimal); `timestamp` becomes epoch seconds
+    when numeric; `metadata` is parsed as a JSON object.
     """
     event: dict[str, Any] = {}
+    # A LiteLLM_SpendLogs row exported as CSV: its token and duration columns are numbers too (its
+    # `spend` stays text, exact as `cost_usd`; its JSON columns are parsed where the mapping reads them).
+    litellm = is_litellm(row)
     for key, value in row.items():
         if key is None:  # a row with more cells than the header
             raise InvalidEvent("", f"has {len(value)} more cells than the header")
@@ -322,9 +327,9 @@ def csv_row_event(row: dict[str, Any]) -> dict[str, Any]:
             continue
         if key in _STRING_COLUMNS or key == "cost_usd":
             event[key] = text
-        elif key in _INT_COLUMNS:
+        elif key in _INT_COLUMNS or (litellm and key in _LITELLM_INT_COLUMNS):
             event[key] = _csv_int(key, text)
-        elif key == "latency_ms":
+        elif key == "latency_ms" or (litellm and key == "request_duration_ms"):
             event[key] = _csv_float(key, text)
         elif key == "timestamp":
             event[key] = _number_or_text(text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -202,6 +203,57 @@ def test_litellm_bad_line(tmp_path: Path) -> None:
     records = read(path, "litellm")
     assert list(good(records)) == [0, 2]
     assert list(errors(records)) == [1]
+
+
+def spend_logs_csv(path: Path) -> Path:
+    """`litellm_spend_logs.json` as PostgreSQL's `\\copy "LiteLLM_SpendLogs" TO … CSV HEADER` writes it."""
+    rows = orjson.loads((DATA / "litellm_spend_logs.json").read_bytes())
+    columns = list(rows[0])
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        for row in rows:
+            cells = [row.get(c) for c in columns]
+            writer.writerow(
+                ["" if v is None else orjson.dumps(v).decode() if isinstance(v, dict | list) else v for v in cells]
+            )
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["litellm", "auto"])
+def test_litellm_spend_logs_exported_as_csv_read_as_the_json_rows(tmp_path: Path, fmt: str) -> None:
+    # docs/sending-data.md: `llmcost ingest --format litellm spend_logs.csv`. That read the CSV as JSON
+    # lines (every row "not valid JSON"); the default format read it as CSV but left the token columns as
+    # text (every row "prompt_tokens: must be a non-negative integer, got str").
+    from_csv = read(spend_logs_csv(tmp_path / "spend_logs.csv"), fmt)
+    assert not errors(from_csv), plain(from_csv)
+    from_json = read(DATA / "litellm_spend_logs.json", "litellm")
+    assert len(from_csv) == len(from_json) == 2
+    for (_, csv_row), (_, json_row) in zip(from_csv, from_json, strict=True):
+        a, b = parse_event(to_canonical(csv_row), now=NOW), parse_event(to_canonical(json_row), now=NOW)
+        assert (a.request_id, a.provider, a.model, a.timestamp) == (b.request_id, b.provider, b.model, b.timestamp)
+        assert (a.input_tokens, a.cache_read_tokens, a.output_tokens) == (
+            b.input_tokens,
+            b.cache_read_tokens,
+            b.output_tokens,
+        )
+        assert (a.cost_nanousd, a.latency_ms, a.project, a.user, a.status) == (
+            b.cost_nanousd,
+            b.latency_ms,
+            b.project,
+            b.user,
+            b.status,
+        )
+
+
+def test_llmcost_ingest_loads_litellm_spend_logs_exported_as_csv(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llmcost.cli import main
+
+    path = spend_logs_csv(tmp_path / "spend_logs.csv")
+    assert main(["ingest", "--db", f"sqlite:///{tmp_path / 'llmcost.db'}", "--format", "litellm", str(path)]) == 0
+    assert "2 accepted, 0 duplicates, 0 rejected" in capsys.readouterr().out
 
 
 # --- recorded provider responses ------------------------------------------------------------------
