@@ -189,6 +189,16 @@ def test_bad_arguments_are_refused(months: str, capsys: pytest.CaptureFixture[st
     assert main(["report", "--db", months, "--period", "fortnight"]) == 2
 
 
+def test_a_period_and_a_since_together_are_refused(months: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # `--period last-7d --since 2026-11-01` reported 2026-11-01 .. now: the period was dropped unsaid.
+    capsys.readouterr()
+    assert main(["report", "--db", months, "--period", "last-7d", "--since", "2026-11-01"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "--period and --since both give the start" in err
+    assert main(["report", "--db", months, "--period", "last-7d", "--until", UNTIL, "--format", "json"]) == 0
+
+
 def test_a_time_beyond_the_calendar_is_refused_in_one_line(months: str, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     for command in (["report", "--db", months], ["reprice", "--db", months, "--dry-run"]):
