@@ -157,3 +157,15 @@ def test_invalid_json_is_a_one_line_usage_error(store: str, capsys) -> None:  # 
                            "--threshold", "warning", "--db", store)  # fmt: skip
     assert code == 2 and "expected LEVEL=RATIO" in err
     assert llmcost(capsys, "budgets", "show", "t", "--db", store)[0] == 1
+
+
+def test_a_json_name_that_differs_from_the_command_line_name_says_so_without_a_url(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `llmcost budgets create jk --json '{"name": "other", …}'` said the name "differs from the name in the
+    # URL": there is no URL on the command line.
+    definition = json.dumps({"name": "other", "scope": "project", "key": "a", "period": "daily", "limit": 5})
+    code, out, err = llmcost(capsys, "budgets", "create", "jk", "--json", definition, "--db", store)
+    assert code == 1
+    assert "budget.name: 'other' differs from the budget's name 'jk'" in out + err
+    assert "URL" not in out + err
