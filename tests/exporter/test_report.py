@@ -182,6 +182,15 @@ def test_the_unpriced_hint_names_a_reprice_command_that_runs(
     assert not [h for h in after["hints"] if h["kind"] == "unpriced"]
 
 
+def test_csv_has_the_same_columns_for_an_empty_range(months: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # A range without calls wrote `provider,model,project,requests,cost_usd`: a weekly export loaded
+    # into a table with the usual 13 columns broke on the quiet week.
+    full = report(capsys, months, "--format", "csv", "--until", UNTIL).splitlines()[0]
+    empty = report(capsys, months, "--format", "csv", "--since", "2020-01-01", "--until", "2020-01-02")
+    assert empty.splitlines() == [full]
+    assert full.split(",")[:4] == ["provider", "model", "project", "requests"] and "cost_usd" in full
+
+
 def test_bad_arguments_are_refused(months: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", "--db", months, "--by", "colour"]) == 2
     assert "cannot group by colour" in capsys.readouterr().err
