@@ -65,7 +65,10 @@ class BudgetAlerts:
         scope = "all usage" if b.scope == "global" else f"{b.scope} {instance.key!r}"
 
         def amount(value: float) -> str:
-            return f"${value:,.2f}" if b.unit == "usd" else f"{value:,.0f} {b.unit}"
+            if b.unit == "usd":
+                return f"${value:,.2f}"
+            unit = b.unit[:-1] if round(value) == 1 else b.unit  # "1 request", as the budget check says
+            return f"{value:,.0f} {unit}"
 
         if alertname == FORECAST_ALERT:
             summary = f"Budget {b.name} is projected to reach {amount(instance.projected)} of {amount(b.limit)}"
