@@ -24,10 +24,11 @@ from urllib.parse import unquote, urlsplit
 
 import orjson
 
+from exporter.config import OtlpConfig
 from exporter.events import CACHE_WRITE_1H, LABEL_FIELDS, TOKEN_FIELDS, InvalidEvent
 from exporter.normalize.anthropic import merge_stream_usage
 from exporter.normalize.litellm import is_litellm
-from exporter.normalize.otel import NOT_MODEL_CALLS, decode_attributes, is_otel
+from exporter.normalize.otel import NOT_MODEL_CALLS, attribution, decode_attributes, is_otel
 from exporter.normalize.providers import from_host
 
 FORMATS = ("auto", "jsonl", "csv", "litellm", "openai-usage", "otel")
@@ -44,8 +45,13 @@ _MODEL_IN_URI = re.compile(r"/model/([^/]+)")
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # what errors="surrogateescape" makes of a non-UTF-8 byte
 
 
-def iter_file_records(path: str | os.PathLike[str], fmt: str = "auto") -> Iterator[Record]:
+def iter_file_records(
+    path: str | os.PathLike[str], fmt: str = "auto", *, otlp: OtlpConfig | None = None
+) -> Iterator[Record]:
     """Yield `(index, raw record dict or InvalidEvent)` for every record in the file.
+
+    `otlp` is the `otlp:` attribution rule (default: `OtlpConfig()`), applied to the spans of an OTLP
+    export as `POST /v1/traces` applies it.
 
     `fmt` is one of `FORMATS`; `auto` picks CSV by the `.csv` extension and otherwise looks at the
     first record. `litellm` reads a `.csv` file as CSV too: LiteLLM's spend logs are exported from
@@ -57,12 +63,13 @@ def iter_file_records(path: str | os.PathLike[str], fmt: str = "auto") -> Iterat
     if fmt == "csv" or (fmt in ("auto", "litellm") and path.suffix.lower() == ".csv"):
         return _csv_records(path)
     values = _json_values(path)
+    rule = otlp or OtlpConfig()
     if fmt == "auto":
-        return _auto(values)
+        return _auto(values, rule)
     if fmt == "openai-usage":
         return _usage_records(values)
     if fmt == "otel":
-        return _otel_records(values)
+        return _otel_records(values, rule)
     return values  # jsonl, litellm: the dicts themselves; to_canonical recognises LiteLLM rows
 
 
@@ -80,7 +87,7 @@ def detect_format(record: dict[str, Any]) -> str:
     return "jsonl"
 
 
-def _auto(values: Iterator[Record]) -> Iterator[Record]:
+def _auto(values: Iterator[Record], rule: OtlpConfig) -> Iterator[Record]:
     # Judge by the first readable record; after many unreadable ones give up and read JSON lines.
     first: list[Record] = []
     for item in values:
@@ -93,7 +100,7 @@ def _auto(values: Iterator[Record]) -> Iterator[Record]:
     if fmt == "openai-usage":
         return _usage_records(chained)
     if fmt == "otel":
-        return _otel_records(chained)
+        return _otel_records(chained, rule)
     return chained
 
 
@@ -239,7 +246,7 @@ def _model_from_uri(uri: Any) -> str | None:
 # --- OpenTelemetry -------------------------------------------------------------------------------
 
 
-def _otel_records(values: Iterator[Record]) -> Iterator[Record]:
+def _otel_records(values: Iterator[Record], rule: OtlpConfig) -> Iterator[Record]:
     position = 0
     for index, value in values:
         if isinstance(value, InvalidEvent) or "resourceSpans" not in value:
@@ -247,7 +254,7 @@ def _otel_records(values: Iterator[Record]) -> Iterator[Record]:
             position += 1
             continue
         try:
-            spans = list(_otlp_spans(value))
+            spans = list(_otlp_spans(value, rule))
         except (InvalidEvent, AttributeError, TypeError) as exc:
             yield (
                 position,
@@ -261,8 +268,11 @@ def _otel_records(values: Iterator[Record]) -> Iterator[Record]:
             position += 1
 
 
-def _otlp_spans(doc: dict[str, Any]) -> Iterator[dict[str, Any] | None]:
-    """Yield every span of an OTLP JSON export as a span record, None for non-model-call spans."""
+def _otlp_spans(doc: dict[str, Any], rule: OtlpConfig) -> Iterator[dict[str, Any] | None]:
+    """Yield every span of an OTLP JSON export as a span record, None for non-model-call spans.
+
+    Each record carries the `service` and `project` the attribution `rule` finds, as the receiver's do.
+    """
     for resource_spans in doc.get("resourceSpans") or ():
         resource = decode_attributes((resource_spans.get("resource") or {}).get("attributes") or ())
         # `instrumentationLibrarySpans` is the pre-1.0 name of `scopeSpans`.
@@ -274,7 +284,8 @@ def _otlp_spans(doc: dict[str, Any]) -> Iterator[dict[str, Any] | None]:
                 if not genai or attributes.get("gen_ai.operation.name") in NOT_MODEL_CALLS:
                     yield None  # HTTP, database, agent and tool spans are not model calls
                     continue
-                yield {**span, "attributes": attributes, "resource": {"attributes": resource}}
+                found = attribution(rule.service_attributes, rule.project_attributes, attributes, resource)
+                yield {**span, "attributes": attributes, "resource": {"attributes": resource}, **found}
 
 
 # --- CSV -----------------------------------------------------------------------------------------
