@@ -97,8 +97,10 @@ class BudgetRow:
     """Why a `key: "*"` budget shows no instance (none of its values has spent yet in this period)."""
 
     def amount(self, value: float) -> str:
-        """A spent/limit figure in this budget's unit."""
-        return money(value) if self.unit == "usd" else f"{value:,.0f} {self.unit}"
+        """A spent/limit figure in this budget's unit ("1 request", as the budget check and alerts say)."""
+        if self.unit == "usd":
+            return money(value)
+        return f"{value:,.0f} {self.unit[:-1] if round(value) == 1 else self.unit}"
 
 
 @dataclass(frozen=True)
