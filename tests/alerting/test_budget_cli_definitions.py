@@ -169,3 +169,28 @@ def test_a_json_name_that_differs_from_the_command_line_name_says_so_without_a_u
     assert code == 1
     assert "budget.name: 'other' differs from the budget's name 'jk'" in out + err
     assert "URL" not in out + err
+
+
+def test_the_refusal_to_delete_a_config_budget_names_a_command_that_deletes_it(
+    sqlite_url: str, clock: FakeClock, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # "remove it there and apply the file": removed from the file, `llmcost budgets apply --config FILE`
+    # kept it ("keep daily: … pass --prune to delete it"), so following the advice deleted nothing.
+    import time
+
+    clock.set(time.time())
+    config = tmp_path / "prod.yml"
+    config.write_text(yaml.safe_dump({"budgets": [DAILY]}))
+    services, _, _ = build(sqlite_url, [], clock)
+    services.close()
+    assert llmcost(capsys, "budgets", "apply", "--config", str(config), "--db", sqlite_url)[0] == 0
+    code, out, err = llmcost(capsys, "budgets", "delete", "daily", "--db", sqlite_url)
+    assert code == 1
+    advice = (out + err).strip()
+    assert advice.startswith(f"budget 'daily' is declared in {config}; remove it there, then run ")
+    command = advice.split("`")[1]
+    config.write_text(yaml.safe_dump({"budgets": []}))
+    argv = command.split()
+    assert argv[:3] == ["llmcost", "budgets", "apply"] and "--prune" in argv
+    assert llmcost(capsys, *argv[1:], "--db", sqlite_url)[0] == 0
+    assert llmcost(capsys, "budgets", "show", "daily", "--db", sqlite_url)[0] != 0
