@@ -47,9 +47,13 @@ def _refusal(name: str, origin_ref: str | None, *, removing: bool) -> str:
     # declares unless asked to prune, so the advice names the command that does delete it.
     apply = ["llmcost", "budgets", "apply", "--config", origin_ref or "FILE", *(["--prune"] if removing else [])]
     what = "remove it there" if removing else "change it there"
+    # --prune also deletes config budgets other files applied: say so, the dry run shows which.
+    caution = (
+        " (add --dry-run first: pruning deletes every config budget the file does not declare)" if removing else ""
+    )
     return (
-        f"budget {name!r} is {_declared_in(origin_ref)}; {what}, then run `{shlex.join(apply)}` "
-        "(or send SIGHUP to the llmcost serve that reads that file)"
+        f"budget {name!r} is {_declared_in(origin_ref)}; {what}, then run `{shlex.join(apply)}`{caution} "
+        "or send SIGHUP to the llmcost serve that reads that file"
     )
 
 
