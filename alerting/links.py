@@ -107,6 +107,10 @@ def console_url(config: Config, alertname: str) -> str:
     return f"{external_url(config)}/#{'spikes' if alertname == SPIKE_ALERTNAME else 'alerts'}"
 
 
+RUNBOOK_KEYS = frozenset({"runbook_base_url"})
+"""The keys of the `alerting:` section the runbook links read."""
+
+
 def validate_runbook_base_url(section: Any, problems: list[str], _base: Path) -> None:
     """Append the problem of an `alerting:` section's `runbook_base_url`, if any."""
     if not isinstance(section, dict) or "runbook_base_url" not in section:

@@ -31,7 +31,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from exporter.config import OtlpConfig
 from exporter.events import InvalidEvent
-from exporter.normalize.otel import NOT_MODEL_CALLS, event_from_span
+from exporter.normalize.otel import NOT_MODEL_CALLS, attribution, event_from_span
 
 # Attribute names that mean "this span reports token usage" (conventions, old names, OpenLLMetry, OpenLIT).
 USAGE_ATTRIBUTES = frozenset(
@@ -177,20 +177,8 @@ def _record(span: Any, attrs: dict[str, Any], resource: Mapping[str, Any], confi
         event = event_from_span(record)
     except InvalidEvent as exc:
         return exc
-    for name, candidates in (("service", config.service_attributes), ("project", config.project_attributes)):
-        value = _first(candidates, attrs, resource)
-        if value is not None:
-            event[name] = value
+    event.update(attribution(config.service_attributes, config.project_attributes, attrs, resource))
     return event
-
-
-def _first(names: list[str], attrs: Mapping[str, Any], resource: Mapping[str, Any]) -> Any:
-    for name in names:
-        for source in (attrs, resource):
-            value = source.get(name)
-            if value not in (None, ""):
-                return value if isinstance(value, str) else str(value)
-    return None
 
 
 def export_response(rejected: int, message: str) -> ExportTraceServiceResponse:

@@ -24,10 +24,11 @@ from urllib.parse import unquote, urlsplit
 
 import orjson
 
+from exporter.config import OtlpConfig
 from exporter.events import CACHE_WRITE_1H, LABEL_FIELDS, TOKEN_FIELDS, InvalidEvent
 from exporter.normalize.anthropic import merge_stream_usage
 from exporter.normalize.litellm import is_litellm
-from exporter.normalize.otel import NOT_MODEL_CALLS, decode_attributes, is_otel
+from exporter.normalize.otel import NOT_MODEL_CALLS, attribution, decode_attributes, is_otel
 from exporter.normalize.providers import from_host
 
 FORMATS = ("auto", "jsonl", "csv", "litellm", "openai-usage", "otel")
@@ -39,28 +40,36 @@ MAX_DOCUMENT_BYTES = 512 * 1024 * 1024
 _BUFFER = 1 << 20
 _INT_COLUMNS = frozenset((*TOKEN_FIELDS, CACHE_WRITE_1H))
 _STRING_COLUMNS = frozenset(("request_id", "provider", "model", "status", *LABEL_FIELDS))
+_LITELLM_INT_COLUMNS = frozenset(("prompt_tokens", "completion_tokens", "total_tokens"))
 _MODEL_IN_URI = re.compile(r"/model/([^/]+)")
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # what errors="surrogateescape" makes of a non-UTF-8 byte
 
 
-def iter_file_records(path: str | os.PathLike[str], fmt: str = "auto") -> Iterator[Record]:
+def iter_file_records(
+    path: str | os.PathLike[str], fmt: str = "auto", *, otlp: OtlpConfig | None = None
+) -> Iterator[Record]:
     """Yield `(index, raw record dict or InvalidEvent)` for every record in the file.
 
+    `otlp` is the `otlp:` attribution rule (default: `OtlpConfig()`), applied to the spans of an OTLP
+    export as `POST /v1/traces` applies it.
+
     `fmt` is one of `FORMATS`; `auto` picks CSV by the `.csv` extension and otherwise looks at the
-    first record.
+    first record. `litellm` reads a `.csv` file as CSV too: LiteLLM's spend logs are exported from
+    PostgreSQL that way (`llmcost ingest --format litellm spend_logs.csv`).
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     path = Path(path)
-    if fmt == "csv" or (fmt == "auto" and path.suffix.lower() == ".csv"):
+    if fmt == "csv" or (fmt in ("auto", "litellm") and path.suffix.lower() == ".csv"):
         return _csv_records(path)
     values = _json_values(path)
+    rule = otlp or OtlpConfig()
     if fmt == "auto":
-        return _auto(values)
+        return _auto(values, rule)
     if fmt == "openai-usage":
         return _usage_records(values)
     if fmt == "otel":
-        return _otel_records(values)
+        return _otel_records(values, rule)
     return values  # jsonl, litellm: the dicts themselves; to_canonical recognises LiteLLM rows
 
 
@@ -78,7 +87,7 @@ def detect_format(record: dict[str, Any]) -> str:
     return "jsonl"
 
 
-def _auto(values: Iterator[Record]) -> Iterator[Record]:
+def _auto(values: Iterator[Record], rule: OtlpConfig) -> Iterator[Record]:
     # Judge by the first readable record; after many unreadable ones give up and read JSON lines.
     first: list[Record] = []
     for item in values:
@@ -91,7 +100,7 @@ def _auto(values: Iterator[Record]) -> Iterator[Record]:
     if fmt == "openai-usage":
         return _usage_records(chained)
     if fmt == "otel":
-        return _otel_records(chained)
+        return _otel_records(chained, rule)
     return chained
 
 
@@ -237,7 +246,7 @@ def _model_from_uri(uri: Any) -> str | None:
 # --- OpenTelemetry -------------------------------------------------------------------------------
 
 
-def _otel_records(values: Iterator[Record]) -> Iterator[Record]:
+def _otel_records(values: Iterator[Record], rule: OtlpConfig) -> Iterator[Record]:
     position = 0
     for index, value in values:
         if isinstance(value, InvalidEvent) or "resourceSpans" not in value:
@@ -245,7 +254,7 @@ def _otel_records(values: Iterator[Record]) -> Iterator[Record]:
             position += 1
             continue
         try:
-            spans = list(_otlp_spans(value))
+            spans = list(_otlp_spans(value, rule))
         except (InvalidEvent, AttributeError, TypeError) as exc:
             yield (
                 position,
@@ -259,8 +268,11 @@ def _otel_records(values: Iterator[Record]) -> Iterator[Record]:
             position += 1
 
 
-def _otlp_spans(doc: dict[str, Any]) -> Iterator[dict[str, Any] | None]:
-    """Yield every span of an OTLP JSON export as a span record, None for non-model-call spans."""
+def _otlp_spans(doc: dict[str, Any], rule: OtlpConfig) -> Iterator[dict[str, Any] | None]:
+    """Yield every span of an OTLP JSON export as a span record, None for non-model-call spans.
+
+    Each record carries the `service` and `project` the attribution `rule` finds, as the receiver's do.
+    """
     for resource_spans in doc.get("resourceSpans") or ():
         resource = decode_attributes((resource_spans.get("resource") or {}).get("attributes") or ())
         # `instrumentationLibrarySpans` is the pre-1.0 name of `scopeSpans`.
@@ -272,7 +284,8 @@ def _otlp_spans(doc: dict[str, Any]) -> Iterator[dict[str, Any] | None]:
                 if not genai or attributes.get("gen_ai.operation.name") in NOT_MODEL_CALLS:
                     yield None  # HTTP, database, agent and tool spans are not model calls
                     continue
-                yield {**span, "attributes": attributes, "resource": {"attributes": resource}}
+                found = attribution(rule.service_attributes, rule.project_attributes, attributes, resource)
+                yield {**span, "attributes": attributes, "resource": {"attributes": resource}, **found}
 
 
 # --- CSV -----------------------------------------------------------------------------------------
@@ -305,13 +318,16 @@ def _has_undecodable(row: dict[Any, Any]) -> bool:
 
 
 def csv_row_event(row: dict[str, Any]) -> dict[str, Any]:
-    """Turn one CSV row (header = canonical field names) into an event; an empty cell is absent.
+    """Turn one CSV row (header = canonical field names, or LiteLLM_SpendLogs columns) into a record.
 
-    Token counts become integers and `latency_ms` a number; `cost_usd` stays text so money stays
-    exact (`parse_event` reads it as a Decimal); `timestamp` becomes epoch seconds when numeric;
-    `metadata` is parsed as a JSON object.
+    An empty cell is absent. Token counts become integers and `latency_ms` a number; `cost_usd` stays
+    text so money stays exact (`parse_event` reads it as a Decimal); `timestamp` becomes epoch seconds
+    when numeric; `metadata` is parsed as a JSON object.
     """
     event: dict[str, Any] = {}
+    # A LiteLLM_SpendLogs row exported as CSV: its token and duration columns are numbers too (its
+    # `spend` stays text, exact as `cost_usd`; its JSON columns are parsed where the mapping reads them).
+    litellm = is_litellm(row)
     for key, value in row.items():
         if key is None:  # a row with more cells than the header
             raise InvalidEvent("", f"has {len(value)} more cells than the header")
@@ -322,9 +338,9 @@ def csv_row_event(row: dict[str, Any]) -> dict[str, Any]:
             continue
         if key in _STRING_COLUMNS or key == "cost_usd":
             event[key] = text
-        elif key in _INT_COLUMNS:
+        elif key in _INT_COLUMNS or (litellm and key in _LITELLM_INT_COLUMNS):
             event[key] = _csv_int(key, text)
-        elif key == "latency_ms":
+        elif key == "latency_ms" or (litellm and key == "request_duration_ms"):
             event[key] = _csv_float(key, text)
         elif key == "timestamp":
             event[key] = _number_or_text(text)

@@ -26,10 +26,19 @@ def _notifications(section: Any, problems: Problems, base: Path) -> None:
 
 
 def _alerting(section: Any, problems: Problems, base: Path) -> None:
-    # Two owners keep keys in `alerting:`: the gateway, and the runbook links.
-    from alerting.gateway.config import validate_alerting
-    from alerting.links import validate_runbook_base_url
+    # Two owners keep keys in `alerting:`: the gateway, and the runbook links. Each checks its own;
+    # only here are both known, so only here can a misspelt key (`repeat_intervall`) be named rather
+    # than silently leave its setting at the default.
+    from alerting.gateway.config import ALERTING_KEYS, validate_alerting
+    from alerting.links import RUNBOOK_KEYS, validate_runbook_base_url
 
+    if isinstance(section, dict):
+        allowed = ALERTING_KEYS | RUNBOOK_KEYS
+        problems.extend(
+            f"alerting.{key}: unknown key (allowed: {', '.join(sorted(allowed))})"
+            for key in section
+            if key not in allowed
+        )
     validate_alerting(section, problems, base)
     validate_runbook_base_url(section, problems, base)
 

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from starlette.routing import BaseRoute
 
@@ -210,27 +211,33 @@ def _sink(
     return sink, pusher
 
 
-def reload_budgets(parts: AlertingParts, path: str) -> tuple[list[str], str]:
+def reload_budgets(parts: AlertingParts, path: str) -> tuple[list[str], str, dict[str, Any]]:
     """Re-read the config file and apply its `budgets:` section when this process leads.
 
-    Returns the problems (nothing applied then) and what became of the budgets, for the log line.
-    Other sections (listen address, store, tokens, notifications) take effect at the next start.
+    Returns the problems (nothing applied then), what became of the budgets (for the log line) and the
+    file's sections as read (empty when refused). The other sections (listen address, store, tokens,
+    notifications, …) take effect at the next start: `sections_awaiting_restart` names those changed.
     """
     try:
         config = load_config(path)
     except ConfigError as exc:
-        return exc.problems, ""
+        return exc.problems, "", {}
     problems: list[str] = []
     budgets_config = parse_budgets_section(config.raw.get("budgets"), problems)
     if problems:
-        return problems, ""
+        return problems, "", {}
     if parts.config_budgets is None:
         log.info("config re-read; this process (role ingest) applies no budgets, the scheduler leader does")
-        return [], "budgets left to the scheduler leader"
+        return [], "budgets left to the scheduler leader", config.raw
     if not parts.config_budgets.reload(budgets_config):
         log.info("config re-read; its budgets are applied by the scheduler leader, not this process")
-        return [], "budgets left to the scheduler leader"
-    return [], "budgets applied"
+        return [], "budgets left to the scheduler leader", config.raw
+    return [], "budgets applied", config.raw
+
+
+def sections_awaiting_restart(started: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """The sections of a re-read config other than `budgets:` that differ from those the process started with."""
+    return sorted(name for name in set(started) | set(now) if name != "budgets" and started.get(name) != now.get(name))
 
 
 def _job(fn: Callable[[float], object]) -> Callable[[float], None]:

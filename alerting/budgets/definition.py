@@ -151,7 +151,7 @@ def parse_budget(raw: Any, path: str, problems: list[str], *, name: str | None =
     if not isinstance(budget_name, str) or not budget_name or len(budget_name) > 128 or not budget_name.isprintable():
         problems.append(f"{path}.name: required, a printable string of at most 128 characters")
     elif name is not None and raw.get("name") not in (None, name):
-        problems.append(f"{path}.name: {raw.get('name')!r} differs from the name in the URL {name!r}")
+        problems.append(f"{path}.name: {raw.get('name')!r} differs from the budget's name {name!r}")
     scope = raw.get("scope", "global")
     if scope not in SCOPES:
         problems.append(f"{path}.scope: must be one of {', '.join(SCOPES)}, got {scope!r}")

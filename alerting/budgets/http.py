@@ -98,11 +98,21 @@ def budget_routes(service: BudgetService, auth: AuthConfig) -> list[BaseRoute]:
 
     async def reset_budget(request: Request) -> Response:
         raw = await _json_body(request)
-        if not isinstance(raw, dict) or set(raw) - {"by", "reason", "key"} or not raw.get("by"):
-            raise BudgetError(422, 'body must be an object with by (who resets), reason and, for a key "*" budget, key')
+        if not isinstance(raw, dict):
+            raise BudgetError(
+                422,
+                'body must be an object with by (who resets), reason and, for a key "*" budget, key',
+                {"field": "body"},
+            )
+        unknown = sorted(set(raw) - {"by", "reason", "key"})
+        if unknown:
+            raise BudgetError(422, f"{unknown[0]}: unknown field (allowed: by, reason, key)", {"field": unknown[0]})
         fields = {name: raw.get(name) for name in ("by", "reason", "key")}
-        if any(value is not None and not isinstance(value, str) for value in fields.values()):
-            raise BudgetError(422, "by, reason and key must be strings")
+        for field, value in fields.items():
+            if value is not None and not isinstance(value, str):
+                raise BudgetError(422, f"{field}: must be a string", {"field": field})
+        if not fields["by"]:
+            raise BudgetError(422, "by: required (who resets; recorded)", {"field": "by"})
         name = request.path_params["name"]
         records = await run_in_threadpool(
             lambda: service.reset(name, by=str(fields["by"]), reason=fields["reason"] or "", key=fields["key"])

@@ -12,6 +12,7 @@ the `BudgetService`'s part.
 from __future__ import annotations
 
 import json
+import shlex
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -38,6 +39,22 @@ def _declared_in(origin_ref: str | None) -> str:
     """Where a config budget is declared, for a refusal: "declared in /etc/llmcost/prod.yml"."""
     # Rows applied before origins were recorded have no file to point to.
     return f"declared in {origin_ref}" if origin_ref else "declared in a config file"
+
+
+def _refusal(name: str, origin_ref: str | None, *, removing: bool) -> str:
+    """Why an API/CLI change of a config budget is refused, and the commands that make it."""
+    # Removing a budget from the file is not enough: `budgets apply` keeps what the file no longer
+    # declares unless asked to prune, so the advice names the command that does delete it.
+    apply = ["llmcost", "budgets", "apply", "--config", origin_ref or "FILE", *(["--prune"] if removing else [])]
+    what = "remove it there" if removing else "change it there"
+    # --prune also deletes config budgets other files applied: say so, the dry run shows which.
+    caution = (
+        " (add --dry-run first: pruning deletes every config budget the file does not declare)" if removing else ""
+    )
+    return (
+        f"budget {name!r} is {_declared_in(origin_ref)}; {what}, then run `{shlex.join(apply)}`{caution} "
+        "or send SIGHUP to the llmcost serve that reads that file"
+    )
 
 
 def merge_update(stored: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
@@ -204,9 +221,7 @@ class BudgetRegistry:
                 select(budgets.c.source, budgets.c.definition, budgets.c.origin_ref).where(budgets.c.name == name)
             ).first()
             if stored is not None and stored.source == "config":
-                raise BudgetError(
-                    409, f"budget {name!r} is {_declared_in(stored.origin_ref)}; change it there and apply the file"
-                )
+                raise BudgetError(409, _refusal(name, stored.origin_ref, removing=False))
             if mode == "create" and stored is not None:
                 raise BudgetError(409, f"budget {name!r} exists already; use update")
             if mode == "update":
@@ -243,9 +258,7 @@ class BudgetRegistry:
             if row is None:
                 raise BudgetError(404, f"no budget named {name!r}")
             if row.source == "config":
-                raise BudgetError(
-                    409, f"budget {name!r} is {_declared_in(row.origin_ref)}; remove it there and apply the file"
-                )
+                raise BudgetError(409, _refusal(name, row.origin_ref, removing=True))
             self._delete_rows(conn, name)
             bump_revision(conn)
 

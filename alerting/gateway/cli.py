@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from alerting.gateway.service import GatewayService
     from alerting.model import Alert, Silence
 
+LIST_LIMIT = 1000
+"""`llmcost alerts list` prints the newest this many, then how many more there are."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `alerts` subcommand's arguments (after `--config` and `--db`)."""
@@ -61,7 +64,7 @@ def run(
             return _ack(gateway, args)
         if args.action == "unack":
             return _unack(gateway, args)
-        listed = gateway.alerts(args.state)
+        listed = gateway.alerts(args.state, limit=LIST_LIMIT)
         if not listed:
             print(f"no {args.state} alerts" if args.state else "no alerts")
         for alert in listed:
@@ -71,6 +74,14 @@ def run(
                 state, by = "silenced", _silenced(alert.silence)
             labels = ",".join(f"{k}={v}" for k, v in sorted(alert.labels.items()))
             print(f"{alert.id:>5} {state:<12} {alert.severity:<8} {alert.alertname:<26} {labels}{by}")
+        if len(listed) == LIST_LIMIT:
+            # Only the newest are read: say how many were left out rather than end as if that were all.
+            more = gateway.alert_count(args.state) - LIST_LIMIT
+            if more > 0:
+                noun = "alert" if more == 1 else "alerts"
+                print(
+                    f"… and {more:,} more {noun} not listed (the newest {LIST_LIMIT:,} are shown; narrow with --state)"
+                )
     finally:
         services.close()
     return 0

@@ -56,6 +56,20 @@ _SECRETS = {
     "pagerduty": ("routing_key", "webhook_secret"),
 }
 _FLOW_KEYS = {"group", "max_per_minute"}
+
+ALERTING_KEYS = frozenset(
+    {
+        "repeat_interval",
+        "tick_interval",
+        "max_body_bytes",
+        "receipt_retention",
+        "outbox",
+        "group_wait",
+        "group_threshold",
+        "alertmanager",
+    }
+)
+"""The keys of the `alerting:` section the gateway reads (`parse_settings`)."""
 """Per-channel keys of the grouping stage (`alerting.gateway.grouping`), not passed to notifiers' checks."""
 _PLAIN_KEYS = {
     "slack": {"channel", "api_url", "timeout_seconds", *_FLOW_KEYS},

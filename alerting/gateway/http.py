@@ -21,6 +21,7 @@ from alerting.gateway.alertmanager import PayloadError
 from alerting.gateway.changes import AlertConflict, AlertNotFound, Change
 from alerting.gateway.enqueue import STATUSES
 from alerting.gateway.records import api_alert
+from alerting.gateway.settings import CHANNELS
 from alerting.gateway.webhooks import parse_pagerduty_webhook, parse_slack_interaction
 from alerting.model import ALERT_STATES
 from alerting.signatures import verify_pagerduty_signature, verify_slack_signature
@@ -142,6 +143,10 @@ def gateway_routes(gateway: GatewayService, auth: AuthConfig) -> list[BaseRoute]
                     return error(400, str(exc))
             if not isinstance(data, dict):
                 return error(422, "body must be a JSON object", {"field": "body"})
+            # A misspelt `by` would otherwise record the change as made by "api": the audit loses who.
+            unknown = sorted(set(data) - {"by", "comment"})
+            if unknown:
+                return error(422, f"{unknown[0]}: unknown field (allowed: by, comment)", {"field": unknown[0]})
             fields = {}
             for name in ("by", "comment"):
                 value = data.get(name, "")
@@ -232,6 +237,9 @@ def gateway_routes(gateway: GatewayService, auth: AuthConfig) -> list[BaseRoute]
         if status is not None and status not in STATUSES:
             return error(400, f"status must be one of {', '.join(STATUSES)}", {"field": "status"})
         channel = request.query_params.get("channel")
+        # As `status`: an unknown channel matches no row, and `[]` would read as "nothing dead there".
+        if channel is not None and channel not in CHANNELS:
+            return error(400, f"channel must be one of {', '.join(CHANNELS)}", {"field": "channel"})
         count = _int_param(request, "limit", 500, MAX_LIST)
         if isinstance(count, Response):
             return count

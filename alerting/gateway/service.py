@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from prometheus_client.registry import Collector
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
@@ -331,6 +331,13 @@ class GatewayService:
         if state is not None:
             stmt = stmt.where(alerts.c.state == state)
         return self._read(lambda conn: with_silences(conn, [alert_from_row(r) for r in conn.execute(stmt)]))
+
+    def alert_count(self, state: str | None = None) -> int:
+        """How many alerts the store holds, optionally in one state (what `alerts` lists only the newest of)."""
+        stmt = select(func.count()).select_from(alerts)
+        if state is not None:
+            stmt = stmt.where(alerts.c.state == state)
+        return int(self._read(lambda conn: conn.execute(stmt).scalar_one()))
 
     def alert(self, alert_id: int) -> Alert | None:
         """One alert by id."""

@@ -96,6 +96,27 @@ def any_value(value: Any) -> Any:
     return None
 
 
+def attribution(
+    service_attributes: Sequence[str],
+    project_attributes: Sequence[str],
+    attrs: Mapping[str, Any],
+    resource: Mapping[str, Any],
+) -> dict[str, str]:
+    """`service` and `project` by the `otlp:` rule: the first name present, on the span, else its resource.
+
+    One rule for `POST /v1/traces` and `llmcost ingest` of an OTLP export, so a backfill is attributed
+    as the live traffic was. A field none of whose names is present is left out.
+    """
+    found: dict[str, str] = {}
+    for field, names in (("service", service_attributes), ("project", project_attributes)):
+        for name in names:
+            value = next((source[name] for source in (attrs, resource) if source.get(name) not in (None, "")), None)
+            if value is not None:
+                found[field] = value if isinstance(value, str) else str(value)
+                break
+    return found
+
+
 def event_from_span(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Map GenAI span attributes (flat, wrapped, or OTLP list form) to a canonical event."""
     wrapped = "attributes" in raw

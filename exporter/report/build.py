@@ -132,7 +132,7 @@ def build_report(
     if hints:
         at = now if requested_until is None else min(requested_until, now)
         per_model_project = breakdown(store, ("provider", "model", "project"), since, until)
-        report.hints = all_hints(store, per_model_project, models, prices, at)
+        report.hints = all_hints(store, per_model_project, models, prices, at, since, until)
     return report
 
 

@@ -16,12 +16,14 @@ it rests on, so a reader can check it rather than take it on trust:
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from exporter.events import nanos_to_usd
 from exporter.pricing import PriceBook
-from exporter.report.query import Row, Totals
+from exporter.report.query import Row, Totals, first_unpriced_bucket
 from exporter.store import Store
 
 LONG_INPUT_TOKENS = 1024  # the smallest prompt Anthropic and OpenAI cache
@@ -170,20 +172,33 @@ def caching_hints(per_model: list[Row], prices: PriceBook, at: float) -> list[Hi
     return hints
 
 
-def unpriced_hints(per_model: list[Row]) -> list[Hint]:
-    """`unpriced` hints: models whose calls were stored at cost 0."""
+def reprice_command(store: Store, provider: str, model: str, since: float | None, until: float | None) -> str:
+    """The `llmcost reprice` command that prices a model's unpriced calls of the range again, ready to paste."""
+    # `llmcost reprice` requires --since: the first bucket with such calls, so the command covers all
+    # of them in the range (and, with no range, all of them) and no more.
+    first = first_unpriced_bucket(store, provider, model, since, until)
+    start = datetime.fromtimestamp(first if first is not None else since or 0, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return shlex.join(["llmcost", "reprice", "--since", start, "--model", model])
+
+
+def unpriced_hints(
+    per_model: list[Row], store: Store, since: float | None = None, until: float | None = None
+) -> list[Hint]:
+    """`unpriced` hints: models whose calls were stored at cost 0, with the reprice command to run."""
     hints = []
     for row in per_model:
         provider, model = row.labels
         t = row.totals
         if not t.unpriced_requests:
             continue
+        command = reprice_command(store, provider, model, since, until)
         hints.append(
             Hint(
                 "unpriced",
                 model,
                 f"{t.unpriced_requests:,} calls to {provider}/{model} ({t.tokens:,} tokens) have no price and count "
-                "as $0: add it to the price overrides file, then run `llmcost reprice`.",
+                f"as $0: add it to the price overrides file, then run `{command}` with the config that names "
+                "that file (--config).",
                 None,
                 {"provider": provider, "model": model, "unpriced_calls": t.unpriced_requests, "tokens": t.tokens},
             )
@@ -225,14 +240,20 @@ def growth_hints(store: Store, at: float, *, top: int = 3) -> list[Hint]:
 
 
 def all_hints(
-    store: Store, per_model_project: list[Row], per_model: list[Row], prices: PriceBook, at: float
+    store: Store,
+    per_model_project: list[Row],
+    per_model: list[Row],
+    prices: PriceBook,
+    at: float,
+    since: float | None = None,
+    until: float | None = None,
 ) -> list[Hint]:
-    """Every hint, largest money at stake first (unknown amounts after)."""
+    """Every hint, largest money at stake first (unknown amounts after); `since`/`until`: the report's range."""
     hints = [
         *cheaper_model_hints(per_model_project, prices, at),
         *caching_hints(per_model, prices, at),
         *growth_hints(store, at),
-        *unpriced_hints(per_model),
+        *unpriced_hints(per_model, store, since, until),
     ]
     hints.sort(key=lambda h: (h.usd_at_stake is None, -(h.usd_at_stake or 0.0), h.kind, h.subject))
     return hints

@@ -162,6 +162,22 @@ def _breakdown_from_events(store: Store, by: Sequence[str], since: float | None,
     return list(groups.values())
 
 
+def first_unpriced_bucket(
+    store: Store, provider: str, model: str, since: float | None, until: float | None
+) -> int | None:
+    """The start (epoch seconds) of the first bucket in [since, until) holding unpriced calls of the model."""
+    first, end = bucket_range(since, until)
+    rollups = rollups_in_range(first, end)
+    stmt = (
+        select(func.min(rollups.c.bucket))
+        .select_from(rollups.join(usage_series, usage_series.c.id == rollups.c.series_id))
+        .where(usage_series.c.provider == provider, usage_series.c.model == model, rollups.c.unpriced_requests > 0)
+    )
+    with store.reading() as conn:
+        found = conn.execute(stmt).scalar()
+    return None if found is None else int(found)
+
+
 def total_cost_between(store: Store, by: Sequence[str], since: float, until: float) -> dict[tuple[str, ...], int]:
     """Cost in nano-dollars per combination of `by` over [since, until) (for week-over-week growth)."""
     return {row.labels: row.totals.cost_nanousd for row in _breakdown_from_rollups(store, by, since, until)}

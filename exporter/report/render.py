@@ -87,7 +87,8 @@ def _figure(value: object) -> str:
 def _csv(report: Report) -> str:
     out = io.StringIO()
     rows = [row_json(report.by, row) for row, _ in _all_rows(report)]
-    fields = list(rows[0]) if rows else [*report.by, "requests", "cost_usd"]
+    # The columns of an empty row: a range without calls has the same header as any other.
+    fields = list(row_json(report.by, Row(tuple("" for _ in report.by))))
     writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)

@@ -56,7 +56,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             if workers > 1 and splittable(Path(path), args.format, min_bytes=min_bytes):
                 outcome = ingest_parallel(Path(path), services, workers)
             else:
-                outcome = services.pipeline.ingest(iter_file_records(path, args.format))
+                outcome = services.pipeline.ingest(iter_file_records(path, args.format, otlp=config.otlp))
             elapsed = time.perf_counter() - started
             print_outcome(path, outcome)
             count = outcome.accepted + outcome.duplicates + len(outcome.rejected)

@@ -37,11 +37,19 @@ def add_parsers(sub: Any) -> None:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     """Delete what the `retention:` config allows (raw events; 5-minute rollups folded into hours)."""
-    from exporter.retention import Pruner
+    from exporter.retention import Pruner, PruneReport
 
     config = config_from_args(args)
     if not config.retention.enabled and not args.vacuum:
-        print("nothing to prune: no `retention:` section in the config (data is kept for ever)")
+        # Still a refusal for a store that does not exist (a mistyped --db must not read "nothing to
+        # prune"), and the answer a script asked for: JSON with --format json.
+        open_services(config, start_writer=False, must_exist=True, read_only=True).close()
+        nothing = "nothing to prune: no `retention:` section in the config (data is kept for ever)"
+        if args.format == "json":
+            empty = PruneReport(dry_run=args.dry_run, events_cutoff=None, rollups_cutoff=None, notes=[nothing])
+            print(orjson.dumps(empty.to_json()).decode())
+        else:
+            print(nothing)
         return 0
     # Never on a store that does not exist (it would be created and migrated just to be pruned), and a
     # dry run opens it read-only: it reads what would go and migrates nothing.

@@ -43,6 +43,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     now = time.time()
     try:
+        if args.period and args.since:
+            # One of them would be dropped unsaid (the report covered --since .. now): refuse instead.
+            raise ValueError(
+                f"--period and --since both give the start: use --period {args.period} (with --until for an "
+                f"earlier end), or --since {args.since} [--until …]"
+            )
         reference = parse_when(args.until, now=now) if args.until else now
         # A named period is taken relative to --until when given (`--period last-7d --until 2026-11-10`);
         # one with an end of its own (last-week) keeps it.

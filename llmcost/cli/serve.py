@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from exporter import __version__
@@ -92,7 +93,7 @@ def _serve(config: Config, role: str, config_path: str | None, *, sock: Any = No
     try:
         parts = attach_alerting(services, role)
         parts.console.warm_up()
-        _reload_on_sighup(parts, config_path)
+        _reload_on_sighup(parts, config_path, config.raw)
         server = make_server(services, config.listen, parts.routes)
         tune_gc_for_throughput()
         if banner:
@@ -130,16 +131,30 @@ def _close_after_sigterm() -> None:
     signal.signal(signal.SIGTERM, closing)
 
 
-def _reload_on_sighup(parts: AlertingParts, path: str | None) -> None:
-    """SIGHUP re-reads the config file and applies its budgets (the config is their source of truth)."""
+def _reload_on_sighup(parts: AlertingParts, path: str | None, started: Mapping[str, Any]) -> None:
+    """SIGHUP re-reads the config file and applies its budgets (the config is their source of truth).
+
+    `started` is the config the process runs with: its other sections take effect at the next start,
+    and the log line names those the file now changes, so "reloaded" is never read as "all applied".
+    """
     if not path:
         return
-    from llmcost.wiring import reload_budgets
+    from llmcost.wiring import reload_budgets, sections_awaiting_restart
 
     def reload() -> None:
-        problems, outcome = reload_budgets(parts, path)
+        problems, outcome, raw = reload_budgets(parts, path)
         if problems:
             log.error("config reload refused, nothing changed: %s", "; ".join(problems))
+            return
+        waiting = sections_awaiting_restart(started, raw)
+        if waiting:
+            log.warning(
+                "config reloaded from %s: %s; %s: changed in the file, applied at the next start "
+                "(SIGHUP applies budgets only)",
+                path,
+                outcome,
+                ", ".join(waiting),
+            )
         else:
             log.info("config reloaded from %s: %s", path, outcome)
 

@@ -84,3 +84,18 @@ def test_forecast_alert_waits_for_the_period_to_be_under_way(db_url: str, clock:
     assert "LLMBudgetForecastOverrun" in sink.names()
     assert budgets.status("daily")["projected"] == pytest.approx(144, rel=0.1)
     services.close()
+
+
+def test_a_one_request_budget_alert_says_request_not_requests(db_url: str, clock: FakeClock) -> None:
+    # The summary read "Budget edge is at 100% (1 requests of 1 requests)", where the budget check
+    # answers "1 request": the alert now words amounts as the check does.
+    clock.set(NOON)
+    edge = {"name": "edge", "scope": "global", "period": "daily", "unit": "requests", "limit": 1}
+    pair = {**edge, "name": "pair", "limit": 2, "thresholds": {"info": 0.2, "warning": 0.5, "critical": 0.9}}
+    services, _budgets, sink = build(db_url, [edge, pair], clock)
+    ingest(services, call("a", NOON - 5, 0.01))
+    edge_alert = sink.annotations("LLMBudgetExceeded", {"budget": "edge", "scope": "global", "key": ""})
+    assert edge_alert["summary"] == "Budget edge is at 100% (1 request of 1 request)"
+    pair_alert = sink.annotations("LLMBudgetWarning", {"budget": "pair", "scope": "global", "key": ""})
+    assert pair_alert["summary"] == "Budget pair is at 50% (1 request of 2 requests)"
+    services.close()

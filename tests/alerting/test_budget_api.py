@@ -107,3 +107,25 @@ def test_a_budget_whose_name_has_a_slash_is_reachable_percent_encoded(sqlite_url
         assert client.get("/v1/budgets/chat%2Fweekly").status_code == 404
         assert client.get("/v1/budgets/team%2Fsearch").status_code == 200  # its neighbour untouched
     services.close()
+
+
+def test_a_reset_body_with_a_wrong_field_names_it(sqlite_url: str, clock: FakeClock) -> None:
+    # `{"by": "ops", "reasn": "quota raised"}` got "body must be an object with by …, reason and … key"
+    # (detail null): the person could not see which of the three fields was wrong.
+    clock.set(NOON)
+    services, budgets, _ = build(sqlite_url, [DAILY], clock)
+    with TestClient(build_app(services, budget_routes(budgets, services.config.auth))) as client:
+        misspelt = client.post("/v1/budgets/daily/reset", json={"by": "ops", "reasn": "quota raised"})
+        assert misspelt.status_code == 422
+        assert misspelt.json() == {
+            "error": "reasn: unknown field (allowed: by, reason, key)",
+            "detail": {"field": "reasn"},
+        }
+        nobody = client.post("/v1/budgets/daily/reset", json={"reason": "quota raised"})
+        assert nobody.status_code == 422
+        assert nobody.json() == {"error": "by: required (who resets; recorded)", "detail": {"field": "by"}}
+        numeric = client.post("/v1/budgets/daily/reset", json={"by": "ops", "key": 5})
+        assert numeric.status_code == 422 and numeric.json()["detail"] == {"field": "key"}
+        assert client.post("/v1/budgets/daily/reset", json=["by"]).json()["detail"] == {"field": "body"}
+        assert client.post("/v1/budgets/daily/reset", json={"by": "ops", "reason": "r"}).status_code == 200
+    services.close()

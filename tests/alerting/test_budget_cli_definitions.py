@@ -168,3 +168,40 @@ def test_invalid_json_is_a_one_line_usage_error(store: str, capsys) -> None:  # 
                            "--threshold", "warning", "--db", store)  # fmt: skip
     assert code == 2 and "expected LEVEL=RATIO" in err
     assert llmcost(capsys, "budgets", "show", "t", "--db", store)[0] == 1
+
+
+def test_a_json_name_that_differs_from_the_command_line_name_says_so_without_a_url(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `llmcost budgets create jk --json '{"name": "other", …}'` said the name "differs from the name in the
+    # URL": there is no URL on the command line.
+    definition = json.dumps({"name": "other", "scope": "project", "key": "a", "period": "daily", "limit": 5})
+    code, out, err = llmcost(capsys, "budgets", "create", "jk", "--json", definition, "--db", store)
+    assert code == 1
+    assert "budget.name: 'other' differs from the budget's name 'jk'" in out + err
+    assert "URL" not in out + err
+
+
+def test_the_refusal_to_delete_a_config_budget_names_a_command_that_deletes_it(
+    sqlite_url: str, clock: FakeClock, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # "remove it there and apply the file": removed from the file, `llmcost budgets apply --config FILE`
+    # kept it ("keep daily: … pass --prune to delete it"), so following the advice deleted nothing.
+    import time
+
+    clock.set(time.time())
+    config = tmp_path / "prod.yml"
+    config.write_text(yaml.safe_dump({"budgets": [DAILY]}))
+    services, _, _ = build(sqlite_url, [], clock)
+    services.close()
+    assert llmcost(capsys, "budgets", "apply", "--config", str(config), "--db", sqlite_url)[0] == 0
+    code, out, err = llmcost(capsys, "budgets", "delete", "daily", "--db", sqlite_url)
+    assert code == 1
+    advice = (out + err).strip()
+    assert advice.startswith(f"budget 'daily' is declared in {config}; remove it there, then run ")
+    command = advice.split("`")[1]
+    config.write_text(yaml.safe_dump({"budgets": []}))
+    argv = command.split()
+    assert argv[:3] == ["llmcost", "budgets", "apply"] and "--prune" in argv
+    assert llmcost(capsys, *argv[1:], "--db", sqlite_url)[0] == 0
+    assert llmcost(capsys, "budgets", "show", "daily", "--db", sqlite_url)[0] != 0

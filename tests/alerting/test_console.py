@@ -399,3 +399,16 @@ def test_the_link_to_a_wildcard_budget_with_a_slash_in_its_name_reaches_it(sqlit
         assert followed.status_code == 200, followed.text
         keys = re.findall(r'class="budget child" data-budget="teams/chat" data-key="(p\d+)"', followed.text)
         assert len(keys) == 60
+
+
+def test_a_one_request_budget_reads_request_not_requests(sqlite_url: str, clock: FakeClock) -> None:
+    # The budget row read "1 requests" spent of "1 requests", where the budget check and the alert say
+    # "1 request".
+    clock.set(NOW)
+    edge = {"name": "edge", "scope": "global", "period": "daily", "unit": "requests", "limit": 1}
+    with console(sqlite_url, clock, budgets=[edge]) as (services, client, _parts):
+        ingest(services, event("a", NOW - 60, 0.01))
+        row = re.search(r'<tr class="budget" data-budget="edge".*?</tr>', client.get("/").text, re.S)
+        assert row
+        cells = re.findall(r'<td class="num">([^<]*)</td>', row.group(0))
+        assert cells[:2] == ["1 request", "1 request"]

@@ -211,3 +211,30 @@ def test_untrusted_alertmanager_values_cannot_ping_link_or_inject_mail_headers(h
     assert mail.rcpt_tos == ["oncall@example.com"]
     assert mail.message["Bcc"] is None
     assert "\n" not in mail.message["Subject"] and "\r" not in mail.message["Subject"]
+
+
+def test_a_misspelt_channel_filter_is_refused_not_answered_with_nothing(h: Harness, rx: Receivers) -> None:
+    # `?channel=slak` answered `[]`, so the person looking for Slack's dead letters was told there were none.
+    rx.slack.enqueue(200, body={"ok": False, "error": "channel_not_found"})
+    h.gateway.fire("LLMBudgetWarning", BUDGET_LABELS, severity="warning")
+    h.gateway.deliver_pending()
+    misspelt = h.admin("GET", "/v1/notifications", params={"status": "dead", "channel": "slak"})
+    assert misspelt.status_code == 400
+    assert misspelt.json() == {
+        "error": "channel must be one of slack, email, pagerduty",
+        "detail": {"field": "channel"},
+    }
+    [dead] = h.admin("GET", "/v1/notifications", params={"status": "dead", "channel": "slack"}).json()
+    assert dead["channel"] == "slack"
+    assert h.admin("GET", "/v1/notifications", params={"channel": "pagerduty"}).json() == []
+
+
+def test_an_ack_with_a_misspelt_field_is_refused_rather_than_recorded_as_api(h: Harness) -> None:
+    # `{"by_": "alice"}` acknowledged the alert as "api": the audit trail lost who took it.
+    alert_id = h.gateway.fire("LLMBudgetCritical", BUDGET_LABELS, severity="critical").alert.id
+    for action in ("ack", "unack"):
+        refused = h.admin("POST", f"/v1/alerts/{alert_id}/{action}", json={"by_": "alice", "comment": "on it"})
+        assert refused.status_code == 422
+        assert refused.json() == {"error": "by_: unknown field (allowed: by, comment)", "detail": {"field": "by_"}}
+    assert h.alerts()[0]["state"] == "firing"
+    assert h.admin("POST", f"/v1/alerts/{alert_id}/ack", json={"by": "alice"}).json()["acknowledged_by"] == "alice"

@@ -230,3 +230,25 @@ def test_links_prometheus_and_alertmanager_put_in_alerts_open_from_the_host(serv
     flags = [arg for arg in spec["command"] if arg.startswith("--web.external-url=")]
     assert flags == [f"--web.external-url=http://localhost:{host_port}"], spec["command"]
     assert host == "127.0.0.1"
+
+
+def test_the_image_installs_every_data_file_of_the_packages() -> None:
+    # The Dockerfile's `pip install .` (and `pip install llmcost`) installs what `package-data` lists; the
+    # licence of the bundled Azure trace (CC-BY-4.0, whose terms travel with the data) matched no pattern,
+    # so the installed demo shipped the trace without it. Every package directory is a package
+    # (setuptools finds namespace packages), so a pattern is matched against the file's name in it.
+    import fnmatch
+    import tomllib
+
+    setuptools = tomllib.loads((assets.REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns: dict[str, list[str]] = setuptools["package-data"]
+    left_out = []
+    for root in ("exporter", "alerting", "llmcost"):
+        for path in sorted((assets.REPO / root).rglob("*")):
+            if not path.is_file() or path.suffix in (".py", ".pyc") or "__pycache__" in path.parts:
+                continue
+            package = ".".join(path.parent.relative_to(assets.REPO).parts)
+            wanted = [*patterns.get("*", []), *patterns.get(package, [])]
+            if not any(fnmatch.fnmatch(path.name, pattern) for pattern in wanted):
+                left_out.append(str(path.relative_to(assets.REPO)))
+    assert left_out == []

@@ -88,3 +88,22 @@ def test_unacknowledging_puts_the_alert_back_to_firing(
     assert code == 0 and out == f"alert {alert_id} is not acknowledged; nothing changed\n"
     assert run(capsys, "alerts", "unack", "--db", sqlite_url)[0] == 2
     assert run(capsys, "alerts", "unack", "999", "--db", sqlite_url)[0] == 1
+
+
+def test_list_says_when_it_shows_only_the_newest_alerts(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # With 1,001 alerts in the store, `llmcost alerts list` printed 1,000 lines and nothing more: the
+    # oldest firing alert was simply not there, and nothing said so.
+    from alerting.gateway.changes import AlertInput
+
+    gateway, services = gateway_on(sqlite_url)
+    try:
+        gateway.fire_many([AlertInput("LLMCostSpike", {"project": f"p{i:04d}"}, "warning") for i in range(1001)])
+    finally:
+        services.close()
+    code, out, _ = run(capsys, "alerts", "list", "--db", sqlite_url)
+    assert code == 0
+    lines = out.splitlines()
+    assert len(lines) == 1001
+    assert lines[-1] == "… and 1 more alert not listed (the newest 1,000 are shown; narrow with --state)"
+    code, out, _ = run(capsys, "alerts", "list", "--state", "acknowledged", "--db", sqlite_url)
+    assert (code, out) == (0, "no acknowledged alerts\n")

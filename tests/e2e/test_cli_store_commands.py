@@ -214,3 +214,22 @@ def test_a_csv_row_that_is_not_utf8_is_rejected_and_the_other_files_are_read(
     assert "row 1 (line 2): not UTF-8 text" in out
     assert "more.jsonl: 2 accepted" in out
     assert "more rejected records" not in out  # the total line does not list rejections it never showed
+
+
+def test_prune_without_a_retention_section_still_answers_scripts_in_json_and_names_a_missing_store(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Without `retention:`, `llmcost prune --format json` printed the sentence "nothing to prune: …" (a
+    # script's JSON parse failed), and a mistyped --db was answered "nothing to prune" with status 0.
+    code, out, _err = run(capsys, "prune", "--format", "json", "--db", store)
+    assert code == 0
+    answer = orjson.loads(out)
+    assert answer["events"] == 0 and answer["rollup_rows"] == 0 and answer["events_cutoff"] is None
+    assert answer["notes"] == ["nothing to prune: no `retention:` section in the config (data is kept for ever)"]
+    code, out, _err = run(capsys, "prune", "--db", store)
+    assert (code, out) == (0, "nothing to prune: no `retention:` section in the config (data is kept for ever)\n")
+    missing = tmp_path / "typo.db"
+    code, _out, err = run(capsys, "prune", "--dry-run", "--db", f"sqlite:///{missing}")
+    assert code == 3
+    assert f"no store at sqlite:///{missing}" in err
+    assert not missing.exists()

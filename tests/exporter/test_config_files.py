@@ -121,3 +121,19 @@ def test_a_database_url_of_an_unsupported_backend_is_a_config_problem(tmp_path: 
     problems = problems_of(config)
     assert len(problems) == 1 and "unsupported database backend 'mysql'" in problems[0]
     assert "secret" not in problems[0]
+
+
+def test_check_config_names_a_misspelt_key_of_the_alerting_section(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A user who wrote `repeat_intervall: 1h` was told "OK" and kept getting reminders every 4 hours.
+    config = tmp_path / "llmcost.yml"
+    config.write_text(
+        "alerting:\n  repeat_intervall: 1h\n  group_threshold: 3\n  runbook_base_url: https://wiki.example.com/llmcost\n"
+    )
+    code, out = check(capsys, config)
+    assert code == 1
+    assert "alerting.repeat_intervall: unknown key (allowed: " in out
+    allowed = out.split("(allowed: ", 1)[1].split(")", 1)[0].split(", ")
+    assert {"repeat_interval", "group_threshold", "runbook_base_url", "outbox", "alertmanager"} <= set(allowed)
+    assert "alerting.group_threshold" not in out and "alerting.runbook_base_url" not in out

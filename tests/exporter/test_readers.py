@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -9,8 +10,10 @@ from typing import Any
 import orjson
 import pytest
 
+from exporter.config import OtlpConfig
 from exporter.events import InvalidEvent, parse_event
 from exporter.normalize import to_canonical
+from exporter.otlp import parse_json, span_records
 from exporter.readers import FORMATS, detect_format, iter_file_records
 from tests.support.paths import DATA as TEST_DATA
 from tests.support.paths import RECORDED_USAGE
@@ -202,6 +205,127 @@ def test_litellm_bad_line(tmp_path: Path) -> None:
     records = read(path, "litellm")
     assert list(good(records)) == [0, 2]
     assert list(errors(records)) == [1]
+
+
+def spend_logs_csv(path: Path) -> Path:
+    """`litellm_spend_logs.json` as PostgreSQL's `\\copy "LiteLLM_SpendLogs" TO … CSV HEADER` writes it."""
+    rows = orjson.loads((DATA / "litellm_spend_logs.json").read_bytes())
+    columns = list(rows[0])
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        for row in rows:
+            cells = [row.get(c) for c in columns]
+            writer.writerow(
+                ["" if v is None else orjson.dumps(v).decode() if isinstance(v, dict | list) else v for v in cells]
+            )
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["litellm", "auto"])
+def test_litellm_spend_logs_exported_as_csv_read_as_the_json_rows(tmp_path: Path, fmt: str) -> None:
+    # docs/sending-data.md: `llmcost ingest --format litellm spend_logs.csv`. That read the CSV as JSON
+    # lines (every row "not valid JSON"); the default format read it as CSV but left the token columns as
+    # text (every row "prompt_tokens: must be a non-negative integer, got str").
+    from_csv = read(spend_logs_csv(tmp_path / "spend_logs.csv"), fmt)
+    assert not errors(from_csv), plain(from_csv)
+    from_json = read(DATA / "litellm_spend_logs.json", "litellm")
+    assert len(from_csv) == len(from_json) == 2
+    for (_, csv_row), (_, json_row) in zip(from_csv, from_json, strict=True):
+        a, b = parse_event(to_canonical(csv_row), now=NOW), parse_event(to_canonical(json_row), now=NOW)
+        assert (a.request_id, a.provider, a.model, a.timestamp) == (b.request_id, b.provider, b.model, b.timestamp)
+        assert (a.input_tokens, a.cache_read_tokens, a.output_tokens) == (
+            b.input_tokens,
+            b.cache_read_tokens,
+            b.output_tokens,
+        )
+        assert (a.cost_nanousd, a.latency_ms, a.project, a.user, a.status) == (
+            b.cost_nanousd,
+            b.latency_ms,
+            b.project,
+            b.user,
+            b.status,
+        )
+
+
+def test_llmcost_ingest_loads_litellm_spend_logs_exported_as_csv(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llmcost.cli import main
+
+    path = spend_logs_csv(tmp_path / "spend_logs.csv")
+    assert main(["ingest", "--db", f"sqlite:///{tmp_path / 'llmcost.db'}", "--format", "litellm", str(path)]) == 0
+    assert "2 accepted, 0 duplicates, 0 rejected" in capsys.readouterr().out
+
+
+def otlp_export(resource: dict[str, str], span_attributes: dict[str, str] | None = None) -> dict[str, Any]:
+    """One GenAI span in an OTLP/JSON export, as an exporter writes it to a file."""
+    string = lambda k, v: {"key": k, "value": {"stringValue": v}}  # noqa: E731
+    usage = [
+        string("gen_ai.provider.name", "openai"),
+        string("gen_ai.request.model", "gpt-4o"),
+        {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "1200"}},
+        {"key": "gen_ai.usage.output_tokens", "value": {"intValue": "80"}},
+    ]
+    span = {
+        "traceId": "5b8efff798038103d269b633813fc60c",
+        "spanId": "eee19b7ec3c1b199",
+        "name": "chat gpt-4o",
+        "startTimeUnixNano": "1764842400000000000",
+        "endTimeUnixNano": "1764842401200000000",
+        "attributes": usage + [string(k, v) for k, v in (span_attributes or {}).items()],
+    }
+    resource_attributes = [string(k, v) for k, v in resource.items()]
+    return {"resourceSpans": [{"resource": {"attributes": resource_attributes}, "scopeSpans": [{"spans": [span]}]}]}
+
+
+@pytest.mark.parametrize(
+    ("rule", "resource", "span", "expected"),
+    [
+        (OtlpConfig(), {"service.name": "chatbot", "llmcost.project": "search"}, {}, ("search", "chatbot")),
+        (OtlpConfig(), {"service.name": "chatbot"}, {"llmcost.project": "ads", "service.name": "x"}, ("ads", "x")),
+        (
+            OtlpConfig(project_attributes=["llmcost.project", "service.namespace"]),
+            {"service.name": "chatbot", "service.namespace": "shop"},
+            {},
+            ("shop", "chatbot"),
+        ),
+    ],
+)
+def test_an_otlp_export_file_is_attributed_as_the_receiver_attributes_it(
+    tmp_path: Path, rule: OtlpConfig, resource: dict[str, str], span: dict[str, str], expected: tuple[str, str]
+) -> None:
+    # `llmcost ingest export.json` left `project` empty where `POST /v1/traces` of the same export read it
+    # from `llmcost.project` (docs/sending-data.md, "Service and project"): a backfill lost its projects.
+    export = otlp_export(resource, span)
+    path = tmp_path / "export.json"
+    path.write_bytes(orjson.dumps(export))
+    [(_, record)] = read_with(path, rule)
+    from_file = parse_event(to_canonical(record), now=NOW)
+    [(_, received)] = span_records(parse_json(orjson.dumps(export)), rule).records
+    from_receiver = parse_event(to_canonical(received), now=NOW)
+    assert (from_file.project, from_file.service) == (from_receiver.project, from_receiver.service) == expected
+
+
+def read_with(path: Path, rule: OtlpConfig) -> list[tuple[int, Any]]:
+    return list(iter_file_records(path, "otel", otlp=rule))
+
+
+def test_llmcost_ingest_attributes_an_otlp_export_by_the_config_s_rule(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llmcost.cli import main
+
+    path = tmp_path / "export.json"
+    path.write_bytes(orjson.dumps(otlp_export({"service.name": "chatbot", "service.namespace": "shop"})))
+    config = tmp_path / "llmcost.yml"
+    config.write_text("otlp: {project_attributes: [llmcost.project, service.namespace]}\n")
+    db = f"sqlite:///{tmp_path / 'llmcost.db'}"
+    assert main(["ingest", "--config", str(config), "--db", db, str(path)]) == 0
+    capsys.readouterr()
+    assert main(["report", "--db", db, "--by", "project,service", "--format", "json", "--no-hints"]) == 0
+    [row] = orjson.loads(capsys.readouterr().out)["rows"]
+    assert (row["project"], row["service"]) == ("shop", "chatbot")
 
 
 # --- recorded provider responses ------------------------------------------------------------------

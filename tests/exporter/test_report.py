@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shlex
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -157,11 +159,53 @@ def test_a_report_changes_nothing(months: str, capsys: pytest.CaptureFixture[str
     assert store_state(months) == before
 
 
+@pytest.mark.parametrize("argv", [(), ("--period", "last-7d", "--until", UNTIL)], ids=["all", "last-7d"])
+def test_the_unpriced_hint_names_a_reprice_command_that_runs(
+    months: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: tuple[str, ...]
+) -> None:
+    # The hint said "then run `llmcost reprice`", which stops at once: reprice requires --since.
+    hint = next(h for h in report_json(capsys, months, *argv)["hints"] if h["kind"] == "unpriced")
+    command = shlex.split(hint["text"].split("`")[1])
+    assert command[:2] == ["llmcost", "reprice"] and "--since" in command and "llama-internal" in command
+    prices = tmp_path / "prices.yml"
+    prices.write_text(
+        "prices:\n  - {provider: self-hosted, model: llama-internal, input_per_mtok: 1, output_per_mtok: 2}\n"
+    )
+    config = tmp_path / "llmcost.yml"
+    config.write_text(f"pricing: {{overrides_file: {prices}}}\n")
+    capsys.readouterr()
+    assert main([*command[1:], "--config", str(config), "--db", months, "--format", "json"]) == 0
+    repriced = json.loads(capsys.readouterr().out)
+    changed = sum(m["changed"] for m in repriced["models"] if m["model"] == "llama-internal")
+    assert changed == hint["figures"]["unpriced_calls"]
+    after = report_json(capsys, months, *argv)
+    assert not [h for h in after["hints"] if h["kind"] == "unpriced"]
+
+
+def test_csv_has_the_same_columns_for_an_empty_range(months: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # A range without calls wrote `provider,model,project,requests,cost_usd`: a weekly export loaded
+    # into a table with the usual 13 columns broke on the quiet week.
+    full = report(capsys, months, "--format", "csv", "--until", UNTIL).splitlines()[0]
+    empty = report(capsys, months, "--format", "csv", "--since", "2020-01-01", "--until", "2020-01-02")
+    assert empty.splitlines() == [full]
+    assert full.split(",")[:4] == ["provider", "model", "project", "requests"] and "cost_usd" in full
+
+
 def test_bad_arguments_are_refused(months: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", "--db", months, "--by", "colour"]) == 2
     assert "cannot group by colour" in capsys.readouterr().err
     assert main(["report", "--db", months, "--since", "last tuesday"]) == 2
     assert main(["report", "--db", months, "--period", "fortnight"]) == 2
+
+
+def test_a_period_and_a_since_together_are_refused(months: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # `--period last-7d --since 2026-11-01` reported 2026-11-01 .. now: the period was dropped unsaid.
+    capsys.readouterr()
+    assert main(["report", "--db", months, "--period", "last-7d", "--since", "2026-11-01"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "--period and --since both give the start" in err
+    assert main(["report", "--db", months, "--period", "last-7d", "--until", UNTIL, "--format", "json"]) == 0
 
 
 def test_a_time_beyond_the_calendar_is_refused_in_one_line(months: str, capsys: pytest.CaptureFixture[str]) -> None:
