@@ -155,6 +155,11 @@ class ExtraSections:
 NO_EXTRA_SECTIONS = ExtraSections()
 
 
+# A file or variable named for tokens was meant to hold some: read as "no tokens", it would leave the
+# endpoints open on loopback, where a config without that key is the way to say so.
+_EMPTY_TOKENS = " (no tokens would leave those endpoints open: set them, or remove the key)"
+
+
 def resolve_secret(section: dict[str, Any], key: str, problems: Problems, path: str, base: Path) -> Any:
     """The value of `key`, or of `key_file` (a path) or `key_env` (a variable name) instead.
 
@@ -176,14 +181,26 @@ def resolve_secret(section: dict[str, Any], key: str, problems: Problems, path: 
         except UnicodeDecodeError as exc:
             problems.append(f"{path}.{key}_file: {secret_path} is not UTF-8 text (byte {exc.start})")
             return None
-        return read_token_file(content) if key.endswith("tokens") else content.strip()
+        if not key.endswith("tokens"):
+            return content.strip()
+        tokens = read_token_file(content)
+        if not tokens:
+            problems.append(f"{path}.{key}_file: {secret_path} holds no token{_EMPTY_TOKENS}")
+            return None
+        return tokens
     if f"{key}_env" in given:
         name = str(section[f"{key}_env"])
         if name not in os.environ:
             problems.append(f"{path}.{key}_env: environment variable {name} is not set")
             return None
         value = os.environ[name]
-        return [t for t in value.replace(",", " ").split() if t] if key.endswith("tokens") else value
+        if not key.endswith("tokens"):
+            return value
+        tokens = [t for t in value.replace(",", " ").split() if t]
+        if not tokens:
+            problems.append(f"{path}.{key}_env: environment variable {name} is empty{_EMPTY_TOKENS}")
+            return None
+        return tokens
     return section.get(key)
 
 

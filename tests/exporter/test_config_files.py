@@ -137,3 +137,20 @@ def test_check_config_names_a_misspelt_key_of_the_alerting_section(
     allowed = out.split("(allowed: ", 1)[1].split(")", 1)[0].split(", ")
     assert {"repeat_interval", "group_threshold", "runbook_base_url", "outbox", "alertmanager"} <= set(allowed)
     assert "alerting.group_threshold" not in out and "alerting.runbook_base_url" not in out
+
+
+def test_a_token_variable_or_file_that_holds_no_token_is_a_problem_not_open_endpoints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect: `admin_tokens_env: LLMCOST_ADMIN_TOKENS` with the variable set but empty (a deploy that
+    forgot to fill a secret) passed check-config and served the admin endpoints without a token on
+    loopback, as if no tokens had been asked for."""
+    monkeypatch.setenv("LLMCOST_TEST_EMPTY_TOKENS", "  ")
+    (tmp_path / "tokens").write_text("# filled in by the deploy\n\n")
+    config = tmp_path / "config.yml"
+    config.write_text("auth: {admin_tokens_env: LLMCOST_TEST_EMPTY_TOKENS, ingest_tokens_file: tokens}\n")
+    problems = problems_of(config)
+    assert any(
+        p.startswith("auth.admin_tokens_env: environment variable LLMCOST_TEST_EMPTY_TOKENS is empty") for p in problems
+    ), problems
+    assert any(p.startswith("auth.ingest_tokens_file:") and "holds no token" in p for p in problems), problems
