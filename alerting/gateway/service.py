@@ -36,7 +36,7 @@ from alerting.gateway.receiver import WebhookReceiver, WebhookResult
 from alerting.gateway.records import alert_from_row, loads, rfc3339
 from alerting.gateway.settings import GatewaySettings
 from alerting.gateway.silence_watch import SilenceWatch, firing_received, silenced_acknowledged
-from alerting.gateway.tables import alert_events, alerts, webhook_receipts
+from alerting.gateway.tables import alert_events, alerts, notification_outbox, webhook_receipts
 from alerting.gateway.webhooks import PagerDutyEvent, SlackAction
 from alerting.model import Actor, Alert, AlertSource, Severity, Silence
 from alerting.notify import Notifier
@@ -118,9 +118,36 @@ class GatewayService:
                 max_per_minute=self.settings.grouping.max_per_minute,
             )
             self._workers.start()
+            self._say_pending_of_unconfigured_channels()
             if self.settings.tick_interval > 0:
                 self._ticker = Ticker(self.tick, self.settings.tick_interval)
                 self._ticker.start()
+
+    def _say_pending_of_unconfigured_channels(self) -> None:
+        """Warn once at start about pending notifications of a channel this config no longer has.
+
+        They are kept (a process never deletes what it may not own, and they go out if the channel
+        comes back), but without a word an incident they would resolve stays open and nobody knows why.
+        """
+        o = notification_outbox
+        try:
+            with self.store.reading() as conn:
+                rows = conn.execute(
+                    select(o.c.channel, func.count()).where(o.c.status == PENDING).group_by(o.c.channel)
+                ).all()
+        except StoreUnavailable:
+            return  # the workers report the outage
+        for channel, count in rows:
+            if channel not in self.notifiers:
+                log.warning(
+                    "%d notification%s for %s pending, but %s is not configured: kept, and sent if it is "
+                    "configured again (GET /v1/notifications?channel=%s lists them)",
+                    count,
+                    "" if count == 1 else "s",
+                    channel,
+                    channel,
+                    channel,
+                )
 
     # --- transactions -----------------------------------------------------------------------------
 

@@ -310,3 +310,23 @@ def test_a_crash_between_the_slack_post_and_its_record_does_not_post_twice(
 
         [message] = rx.slack.posted
         assert rx.slack.calls("chat.update")[-1].json["ts"] == message["ts"]
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)  # no SQL difference to cover
+def test_a_restart_without_a_channel_that_still_has_pending_notifications_says_so(
+    db: str, rx: Receivers, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Defect: a gateway restarted with `pagerduty` removed from the config kept that channel's pending
+    notifications (a resolve for an open incident) for ever without a word: the incident stayed open and
+    nothing in the log said why. They are kept (sent if the channel comes back); the start now says so."""
+    rx.pagerduty.enqueue(503, body="unavailable")
+    with Harness(db, rx, clock=clock) as h:
+        fire(h)
+        h.gateway.deliver_pending()
+        assert len(pending(h, "pagerduty")) == 1
+    caplog.set_level("WARNING", logger="alerting")
+    with Harness(db, rx, clock=clock, channels=("slack", "email"), start_workers=True) as h:
+        assert len(h.gateway.notifications(status="pending", channel="pagerduty")) == 1  # kept, not deleted
+    said = [r.getMessage() for r in caplog.records if "pagerduty" in r.getMessage()]
+    assert len(said) == 1, said
+    assert "1 notification" in said[0] and "not configured" in said[0], said[0]
