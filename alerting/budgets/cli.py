@@ -28,6 +28,42 @@ from exporter.store import store_location
 WRITE_ACTIONS = ("create", "update", "delete", "reset", "apply")
 ACTIONS = ("list", "show", *WRITE_ACTIONS)
 
+_FIELDS = (
+    "scope",
+    "period",
+    "limit",
+    "unit",
+    "mode",
+    "timezone",
+    "description",
+    "max_cost_per_request",
+    "max_tokens_per_request",
+    "fallback_model",
+)
+# The options each action reads. One parser serves every action, so `budgets list --limit 5` parsed
+# fine and was silently ignored (read as "5 rows"): an option the action does not read is refused.
+_READS: dict[str, frozenset[str]] = {
+    "list": frozenset({"format"}),
+    "show": frozenset({"format"}),  # show prints JSON: --format json is what it does anyway
+    "create": frozenset({*_FIELDS, "key", "threshold", "definition_json", "by"}),
+    "update": frozenset({*_FIELDS, "key", "threshold", "definition_json", "by"}),
+    "delete": frozenset({"by"}),
+    "reset": frozenset({"key", "by", "reason"}),
+    "apply": frozenset({"dry_run", "prune", "by"}),
+}
+_UNSET: dict[str, Any] = {"format": "table", "threshold": [], "dry_run": False, "prune": False}
+
+
+def _options_not_read(args: argparse.Namespace) -> list[str]:
+    """The options given on the command line that `args.action` does not read, as typed (`--limit`)."""
+    names = [*_FIELDS, "key", "threshold", "definition_json", "by", "reason", "dry_run", "prune", "format"]
+    given = [n for n in names if getattr(args, n, None) != _UNSET.get(n)]
+    return [
+        "--json" if n == "definition_json" else "--" + n.replace("_", "-")
+        for n in given
+        if n not in _READS[args.action]
+    ]
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `budgets` subcommand's arguments (after `--config` and `--db`)."""
@@ -68,6 +104,10 @@ def run(
     `open_services` opens the store (the application passes its own, with its write hooks).
     """
     action = args.action
+    ignored = _options_not_read(args)
+    if ignored:
+        print(f"llmcost budgets {action}: {', '.join(ignored)} not used by {action} (see --help)", file=sys.stderr)
+        return 2
     if action in ("show", "create", "update", "delete", "reset") and not args.name:
         print(f"usage: llmcost budgets {action} NAME", file=sys.stderr)
         return 2

@@ -205,3 +205,16 @@ def test_the_refusal_to_delete_a_config_budget_names_a_command_that_deletes_it(
     assert argv[:3] == ["llmcost", "budgets", "apply"] and "--prune" in argv
     assert llmcost(capsys, *argv[1:], "--db", sqlite_url)[0] == 0
     assert llmcost(capsys, "budgets", "show", "daily", "--db", sqlite_url)[0] != 0
+
+
+def test_an_option_the_action_does_not_read_is_refused_not_ignored(store: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Defect: one parser serves every action, so `budgets list --limit 5` (read as "5 rows") listed every
+    budget, and `budgets delete NAME --reason …` deleted without recording the reason anywhere."""
+    code, out, err = llmcost(capsys, "budgets", "list", "--limit", "5", "--db", store)
+    assert (code, out) == (2, "") and err == "llmcost budgets list: --limit not used by list (see --help)", err
+    code, _, err = llmcost(capsys, "budgets", "delete", DAILY["name"], "--reason", "gone", "--db", store)
+    assert code == 2 and "--reason not used by delete" in err, err
+    assert show(capsys, DAILY["name"], store)["definition"]["limit"] == DAILY["limit"]  # nothing deleted
+    # What each action reads still works.
+    code, out, err = llmcost(capsys, "budgets", "list", "--format", "json", "--db", store)
+    assert code == 0 and json.loads(out), err
