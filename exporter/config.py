@@ -363,7 +363,8 @@ def database_url_problem(url: str) -> str | None:
 def listen_problem(listen: str) -> str | None:
     """Why `listen` is not a usable `HOST:PORT` address (None when it is), e.g. `port must be 1-65535, got 99999`."""
     host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not host.strip("[]"):
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    if not sep or not (port.isascii() and port.isdigit()) or not host.strip("[]"):
         return f"must be HOST:PORT (IPv6 as [::1]:9800), got {listen!r}"
     if not 1 <= int(port) <= 65535:
         return f"port must be 1-65535, got {int(port)}"

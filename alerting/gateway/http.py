@@ -80,7 +80,8 @@ def _int_param(request: Request, name: str, default: int, maximum: int) -> int |
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses (a 500 instead of this 400).
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:
         return error(400, f"{name} must be an integer between 1 and {maximum}", {"field": name})
     return int(raw)
 
@@ -105,7 +106,7 @@ def gateway_routes(gateway: GatewayService, auth: AuthConfig) -> list[BaseRoute]
 
     def _alert_id(request: Request) -> int | None:
         raw = str(request.path_params["alert_id"])
-        return int(raw) if raw.isdigit() and len(raw) <= 18 else None
+        return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
 
     async def show_alert(request: Request) -> Response:
         denied = check_bearer(request, auth.admin_tokens)
@@ -243,7 +244,7 @@ def gateway_routes(gateway: GatewayService, auth: AuthConfig) -> list[BaseRoute]
         if denied is not None:
             return denied
         raw = str(request.path_params["outbox_id"])
-        if not raw.isdigit() or len(raw) > 18:
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
             return error(404, "no such notification", {"id": raw})
         requeued = await run_in_threadpool(gateway.requeue, int(raw))
         if requeued is None:
