@@ -240,7 +240,10 @@ def gateway_routes(gateway: GatewayService, auth: AuthConfig) -> list[BaseRoute]
         return ORJSONResponse(rows)
 
     async def retry_notification(request: Request) -> Response:
-        denied = check_bearer(request, auth.admin_tokens)
+        # A requeued dead letter is sent again (a page, maybe): refused to other sites' pages like an ack.
+        denied = check_bearer(request, auth.admin_tokens) or refuse_foreign_origin(
+            request, token_required=bool(auth.admin_tokens)
+        )
         if denied is not None:
             return denied
         raw = str(request.path_params["outbox_id"])
