@@ -468,6 +468,23 @@ def parse_config(
     return cfg
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """What is wrong with a YAML text and where (line, column), without quoting the text.
+
+    PyYAML's own message quotes the offending line, and in a config that line may hold a password or a
+    token (`password: "s3cret" x`): the message is printed by `check-config` and logged by `serve`.
+    """
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    where = exc.problem_mark or exc.context_mark
+    text = exc.problem or exc.context or "malformed"
+    if where is not None:
+        text = f"line {where.line + 1}, column {where.column + 1}: {text}"
+    if exc.context and exc.problem and exc.context_mark is not None:
+        text += f" ({exc.context} at line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1})"
+    return text
+
+
 def load_config(path: str | Path | None, *, sections: ExtraSections = NO_EXTRA_SECTIONS) -> Config:
     """Read a YAML file (or return defaults for None); relative paths inside resolve against its folder.
 
@@ -487,5 +504,5 @@ def load_config(path: str | Path | None, *, sections: ExtraSections = NO_EXTRA_S
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError([f"{file}: not valid YAML: {exc}"]) from None
+        raise ConfigError([f"{file}: not valid YAML: {yaml_problem(exc)}"]) from None
     return parse_config(raw, base=file.resolve().parent, source=file, sections=sections)

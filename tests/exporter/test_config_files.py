@@ -121,3 +121,26 @@ def test_a_database_url_of_an_unsupported_backend_is_a_config_problem(tmp_path: 
     problems = problems_of(config)
     assert len(problems) == 1 and "unsupported database backend 'mysql'" in problems[0]
     assert "secret" not in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ('notifications:\n  email: {smtp_host: h, password: "hunter2-smtp-pass" x, to: [a@b.c]}\n', "line 2, column"),
+        ("auth:\n\tadmin_tokens: [hunter2-admin-token-0123]\n", "line 2, column 1"),
+        ("auth:\n  ingest_tokens: [hunter2-ingest-token-0123\n", "line 3"),
+    ],
+)
+def test_a_yaml_error_on_a_secret_line_says_where_without_quoting_the_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, where: str
+) -> None:
+    # PyYAML's message quotes the line, and `check-config` prints it, `serve` logs it: the secret with it.
+    config = tmp_path / "llmcost.yml"
+    config.write_text(text)
+    code, out = check(capsys, config)
+    assert code == 1
+    assert "not valid YAML: " + where in out
+    assert "hunter2" not in out
+    assert main(["serve", "--config", str(config), "--db", f"sqlite:///{tmp_path / 'x.db'}"]) == 2
+    out, err = capsys.readouterr()
+    assert "not valid YAML" in out + err and "hunter2" not in out + err
