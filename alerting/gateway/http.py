@@ -165,7 +165,10 @@ def gateway_routes(gateway: GatewayService, auth: AuthConfig) -> list[BaseRoute]
         return handler
 
     async def alertmanager(request: Request) -> Response:
-        denied = check_bearer(request, auth.webhook_tokens)
+        # Without webhook tokens: no alert forged by a page whose DNS name was rebound to 127.0.0.1.
+        denied = check_bearer(request, auth.webhook_tokens) or refuse_foreign_origin(
+            request, token_required=bool(auth.webhook_tokens)
+        )
         if denied is not None:
             return denied
         if media_type(request) not in JSON_TYPES:

@@ -74,3 +74,27 @@ def test_another_site_cannot_requeue_a_notification(server: LlmcostProcess) -> N
     assert refused.status_code == 403, refused.text
     # Without the browser's headers the request reaches the outbox: no notification 1 here.
     assert httpx.post(f"{server.base}/v1/notifications/1/retry").status_code == 404
+
+
+def test_a_rebound_name_cannot_ingest_spend_or_raise_alerts(server: LlmcostProcess) -> None:
+    # Other sites' JSON POSTs are stopped by the browser (llmcost answers no CORS preflight), but a DNS name
+    # rebound to 127.0.0.1 is same-origin to it: fake spend (a hard budget then refuses real calls) or a
+    # fake Alertmanager alert (a page) came through.
+    base = server.base
+    host = f"evil.example:{server.port}"
+    rebound = {"Host": host, "Origin": f"http://{host}", "Sec-Fetch-Site": "same-origin"}
+    event = {"request_id": "forged", "provider": "openai", "model": "gpt-4o", "input_tokens": 1, "cost_usd": 1000}
+    assert httpx.post(f"{base}/v1/usage", json=event, headers=rebound).status_code == 403
+    span = {"resourceSpans": []}
+    assert httpx.post(f"{base}/v1/traces", json=span, headers=rebound).status_code == 403
+    alert = {
+        "version": "4",
+        "status": "firing",
+        "receiver": "llmcost",
+        "alerts": [{"status": "firing", "labels": {"alertname": "Forged"}, "startsAt": "2026-12-07T00:00:00Z"}],
+    }
+    assert httpx.post(f"{base}/v1/alertmanager", json=alert, headers=rebound).status_code == 403
+    assert httpx.get(f"{base}/v1/alerts").json() == []
+    assert "forged" not in httpx.get(f"{base}/metrics").text.lower()
+    # Senders that are not browsers (the SDK, LiteLLM, OTel exporters, Alertmanager) send no Origin.
+    assert httpx.post(f"{base}/v1/usage", json={**event, "request_id": "real"}).json()["accepted"] == 1
