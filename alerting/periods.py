@@ -32,8 +32,10 @@ def zone(tz: str) -> ZoneInfo:
     """The `ZoneInfo` for an IANA name; `ValueError` naming the zone when it is unknown."""
     try:
         return ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown timezone {tz!r}") from exc
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        # OSError: ZoneInfo opens the name as a file under tzdata, so "America" (a folder) or a name
+        # longer than a file name can be fails there rather than as not found.
+        raise ValueError(f"unknown timezone {tz[:64]!r}") from exc
 
 
 def period_bounds(

@@ -25,6 +25,7 @@ from msgspec import Meta
 
 from exporter.body_records import check_count, check_lines, ndjson_lines, split_array
 from exporter.events import (
+    CONTENT_FIELDS,
     LABEL_MAX_LEN,
     MAX_COST_USD,
     MAX_LATENCY_MS,
@@ -37,6 +38,7 @@ from exporter.events import (
     check_number,
     metadata_json,
     usd_to_nanos,
+    without_content,
 )
 
 _RequestId = Annotated[str, Meta(min_length=1, max_length=REQUEST_ID_MAX_LEN)]
@@ -165,6 +167,8 @@ def _event(fields: _CanonicalLine, now: float, max_future_skew: float, max_metad
     cost_nanos = None
     latency_ms = fields.latency_ms
     metadata = fields.metadata or None
+    if metadata is not None and not CONTENT_FIELDS.isdisjoint(metadata):
+        metadata = without_content(metadata) or None
     text = None
     try:  # the general path's own checks, so both take exactly the same values
         if fields.cost_usd is not None:

@@ -380,7 +380,8 @@ def database_url_problem(url: str) -> str | None:
 def listen_problem(listen: str) -> str | None:
     """Why `listen` is not a usable `HOST:PORT` address (None when it is), e.g. `port must be 1-65535, got 99999`."""
     host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not host.strip("[]"):
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    if not sep or not (port.isascii() and port.isdigit()) or not host.strip("[]"):
         return f"must be HOST:PORT (IPv6 as [::1]:9800), got {listen!r}"
     if not 1 <= int(port) <= 65535:
         return f"port must be 1-65535, got {int(port)}"
@@ -484,6 +485,23 @@ def parse_config(
     return cfg
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """What is wrong with a YAML text and where (line, column), without quoting the text.
+
+    PyYAML's own message quotes the offending line, and in a config that line may hold a password or a
+    token (`password: "s3cret" x`): the message is printed by `check-config` and logged by `serve`.
+    """
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    where = exc.problem_mark or exc.context_mark
+    text = exc.problem or exc.context or "malformed"
+    if where is not None:
+        text = f"line {where.line + 1}, column {where.column + 1}: {text}"
+    if exc.context and exc.problem and exc.context_mark is not None:
+        text += f" ({exc.context} at line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1})"
+    return text
+
+
 def load_config(path: str | Path | None, *, sections: ExtraSections = NO_EXTRA_SECTIONS) -> Config:
     """Read a YAML file (or return defaults for None); relative paths inside resolve against its folder.
 
@@ -503,5 +521,5 @@ def load_config(path: str | Path | None, *, sections: ExtraSections = NO_EXTRA_S
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError([f"{file}: not valid YAML: {exc}"]) from None
+        raise ConfigError([f"{file}: not valid YAML: {yaml_problem(exc)}"]) from None
     return parse_config(raw, base=file.resolve().parent, source=file, sections=sections)

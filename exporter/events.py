@@ -70,6 +70,34 @@ KNOWN_FIELDS = frozenset(
     )
 )
 STATUSES = frozenset(("success", "error"))
+CONTENT_FIELDS = frozenset(
+    (
+        "messages",
+        "prompt",
+        "prompts",
+        "completion",
+        "completions",
+        "choices",
+        "content",
+        "input",
+        "inputs",
+        "output",
+        "outputs",
+        "output_text",
+        "instructions",
+        "system",
+        "response",
+        "tools",
+        "tool_calls",
+        "functions",
+        "function_call",
+        "arguments",
+        "suffix",
+    )
+)
+"""Fields that carry what was said to or by the model (the names the provider APIs, LiteLLM and SDKs
+use). llmcost stores no content (docs/sending-data.md): these are dropped, whether they come as
+unknown fields of an event (which are otherwise kept in `metadata`) or as keys of its `metadata`."""
 
 
 class InvalidEvent(ValueError):
@@ -245,6 +273,11 @@ def parse_timestamp(value: Any, *, now: float, max_future_skew: float) -> float:
     return ts
 
 
+def without_content(metadata: dict[str, Any]) -> dict[str, Any]:
+    """`metadata` without its `CONTENT_FIELDS` (prompts, messages, completions: never stored)."""
+    return {key: value for key, value in metadata.items() if key not in CONTENT_FIELDS}
+
+
 def metadata_json(metadata: dict[str, Any], max_bytes: int = MAX_METADATA_BYTES) -> str:
     """`metadata` as the JSON text the store keeps, or `InvalidEvent` if it cannot be stored as such.
 
@@ -387,6 +420,8 @@ def parse_event(
         extra = {k: v for k, v in obj.items() if k not in KNOWN_FIELDS}
         if extra:
             metadata = {**extra, **(metadata or {})}
+    if metadata and not CONTENT_FIELDS.isdisjoint(metadata):
+        metadata = without_content(metadata)
     text = metadata_json(metadata, max_metadata_bytes) if metadata else None
     if request_id is None:
         request_id = derived_request_id(obj)

@@ -180,7 +180,7 @@ def parse_budget(raw: Any, path: str, problems: list[str], *, name: str | None =
     try:
         zone(str(tz))
     except ValueError:
-        problems.append(f"{path}.timezone: unknown IANA timezone {tz!r}")
+        problems.append(f"{path}.timezone: unknown IANA timezone {str(tz)[:64]!r}")
     thresholds = dict(DEFAULT_THRESHOLDS)
     given = raw.get("thresholds") or {}
     if not isinstance(given, dict):

@@ -19,6 +19,7 @@ from exporter.config import AuthConfig
 from exporter.http.auth import check_bearer
 from exporter.http.body import BodyTooLarge, read_limited
 from exporter.http.errors import ORJSONResponse, error
+from exporter.http.origin import refuse_foreign_origin
 from exporter.store import StoreUnavailable
 
 MAX_BODY = 64 * 1024
@@ -64,10 +65,14 @@ def budget_routes(service: BudgetService, auth: AuthConfig) -> list[BaseRoute]:
     """Starlette routes for the budgets API."""
 
     def guarded(
-        tokens: list[str], handler: Callable[[Request], Awaitable[Response]]
+        tokens: list[str], handler: Callable[[Request], Awaitable[Response]], *, changes: bool = False
     ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             denied = check_bearer(request, tokens)
+            if denied is None and changes:
+                # Open without admin tokens: a page on any site could otherwise reset or delete a budget
+                # (a no-cors POST with an untyped body needs no preflight), as for acks (origin.py).
+                denied = refuse_foreign_origin(request, token_required=bool(tokens))
             if denied is not None:
                 return denied
             try:
@@ -123,11 +128,14 @@ def budget_routes(service: BudgetService, auth: AuthConfig) -> list[BaseRoute]:
         raw = await _json_body(request)
         return ORJSONResponse(await run_in_threadpool(service.check, raw))
 
+    def admin_write(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        return guarded(auth.admin_tokens, handler, changes=True)
+
     return [
         Route("/v1/budgets/check", guarded(auth.ingest_tokens, check), methods=["POST"]),
         Route("/v1/budgets", guarded(auth.admin_tokens, list_budgets), methods=["GET"]),
         Route("/v1/budgets/{name:budget_name}", guarded(auth.admin_tokens, get_budget), methods=["GET"]),
-        Route("/v1/budgets/{name:budget_name}", guarded(auth.admin_tokens, put_budget), methods=["PUT"]),
-        Route("/v1/budgets/{name:budget_name}", guarded(auth.admin_tokens, delete_budget), methods=["DELETE"]),
-        Route("/v1/budgets/{name:budget_name}/reset", guarded(auth.admin_tokens, reset_budget), methods=["POST"]),
+        Route("/v1/budgets/{name:budget_name}", admin_write(put_budget), methods=["PUT"]),
+        Route("/v1/budgets/{name:budget_name}", admin_write(delete_budget), methods=["DELETE"]),
+        Route("/v1/budgets/{name:budget_name}/reset", admin_write(reset_budget), methods=["POST"]),
     ]

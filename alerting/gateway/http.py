@@ -81,7 +81,8 @@ def _int_param(request: Request, name: str, default: int, maximum: int) -> int |
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses (a 500 instead of this 400).
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:
         return error(400, f"{name} must be an integer between 1 and {maximum}", {"field": name})
     return int(raw)
 
@@ -106,7 +107,7 @@ def gateway_routes(gateway: GatewayService, auth: AuthConfig) -> list[BaseRoute]
 
     def _alert_id(request: Request) -> int | None:
         raw = str(request.path_params["alert_id"])
-        return int(raw) if raw.isdigit() and len(raw) <= 18 else None
+        return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
 
     async def show_alert(request: Request) -> Response:
         denied = check_bearer(request, auth.admin_tokens)
@@ -169,7 +170,10 @@ def gateway_routes(gateway: GatewayService, auth: AuthConfig) -> list[BaseRoute]
         return handler
 
     async def alertmanager(request: Request) -> Response:
-        denied = check_bearer(request, auth.webhook_tokens)
+        # Without webhook tokens: no alert forged by a page whose DNS name was rebound to 127.0.0.1.
+        denied = check_bearer(request, auth.webhook_tokens) or refuse_foreign_origin(
+            request, token_required=bool(auth.webhook_tokens)
+        )
         if denied is not None:
             return denied
         if media_type(request) not in JSON_TYPES:
@@ -247,11 +251,14 @@ def gateway_routes(gateway: GatewayService, auth: AuthConfig) -> list[BaseRoute]
         return ORJSONResponse(rows)
 
     async def retry_notification(request: Request) -> Response:
-        denied = check_bearer(request, auth.admin_tokens)
+        # A requeued dead letter is sent again (a page, maybe): refused to other sites' pages like an ack.
+        denied = check_bearer(request, auth.admin_tokens) or refuse_foreign_origin(
+            request, token_required=bool(auth.admin_tokens)
+        )
         if denied is not None:
             return denied
         raw = str(request.path_params["outbox_id"])
-        if not raw.isdigit() or len(raw) > 18:
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
             return error(404, "no such notification", {"id": raw})
         requeued = await run_in_threadpool(gateway.requeue, int(raw))
         if requeued is None:

@@ -75,7 +75,7 @@ def parse_slack_interaction(body: bytes) -> list[SlackAction]:
         kind = {SLACK_ACK: "ack", SLACK_UNACK: "unack"}.get(action_id)
         if kind is None:
             continue  # link buttons (runbook, source) also send interactions
-        if not isinstance(value, str) or not value.isdigit() or len(value) > 18:
+        if not isinstance(value, str) or not (value.isascii() and value.isdigit()) or len(value) > 18:
             raise PayloadError(f"payload.actions[{i}].value", "must be an alert id")
         found.append(SlackAction(kind, int(value), who or "slack user"))
     return found

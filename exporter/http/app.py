@@ -23,6 +23,7 @@ from exporter.http.auth import check_bearer
 from exporter.http.body import JSON_TYPES, NDJSON_TYPES, BodyTimeout, BodyTooLarge, media_type, read_limited
 from exporter.http.encoding import BadEncoding, DecodedTooLarge, UnsupportedEncoding, decode_body
 from exporter.http.errors import ORJSONResponse, error
+from exporter.http.origin import refuse_foreign_origin
 from exporter.http.otlp import otlp_routes
 from exporter.http.store_probe import StoreProbe
 from exporter.http.summary import summary_routes
@@ -101,7 +102,10 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
 
     async def ingest(request: Request) -> Response:
         """Auth, read, one pipeline call (parse, validate, count, price), commit."""
-        denied = check_bearer(request, config.auth.ingest_tokens)
+        # Without ingest tokens: no spend forged by a page whose DNS name was rebound to 127.0.0.1 (origin.py).
+        denied = check_bearer(request, config.auth.ingest_tokens) or refuse_foreign_origin(
+            request, token_required=bool(config.auth.ingest_tokens)
+        )
         if denied is not None:
             return denied
         kind = media_type(request)

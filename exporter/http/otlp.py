@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 from exporter.commit_queue import wait_committed
 from exporter.http.auth import check_bearer
 from exporter.http.body import BodyTooLarge, media_type, read_limited
+from exporter.http.origin import refuse_foreign_origin
 from exporter.http.store_probe import StoreProbe
 from exporter.pipeline import Rejection
 from exporter.services import Services
@@ -77,6 +78,9 @@ def otlp_routes(services: Services, probe: StoreProbe) -> list[BaseRoute]:
             denied = check_bearer(request, config.auth.ingest_tokens)
             if denied is not None:
                 raise _Refused(401, "missing or invalid bearer token", {"WWW-Authenticate": 'Bearer realm="llmcost"'})
+            foreign = refuse_foreign_origin(request, token_required=bool(config.auth.ingest_tokens))
+            if foreign is not None:
+                raise _Refused(403, "request from another site refused (exporter/http/origin.py)")
             encoding = request.headers.get("content-encoding", "").strip().lower()
             if encoding not in ("", "identity", "gzip"):
                 raise _Refused(415, f"unsupported content encoding {encoding!r}; send gzip or none")

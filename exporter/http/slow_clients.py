@@ -1,11 +1,14 @@
-"""Connection-level limits uvicorn lacks: a header read timeout and a cap on open connections.
+"""Connection-level limits uvicorn lacks: a header read timeout and size cap, and a cap on open connections.
 
 uvicorn closes an idle keep-alive connection, but not one that was opened and never sent a complete
 request head: 300 such half-open connections stayed open, each holding a socket and a protocol object.
 `GuardedProtocol` arms a timer whenever a connection waits for a request head (on connect, and when
 bytes of the next request arrive), closes the connection when the head is not complete in time, and
-closes at once any connection beyond `max_connections`. Bodies are bounded by the application
-(`read_limited`'s timeout), where the request can still be answered with a 408.
+closes at once any connection beyond `max_connections`. A request head larger than `MAX_HEAD_BYTES`
+is answered 431 and the connection closed: httptools keeps every header it parses, and one connection
+sent 200 MB of them within the timeout (no token needed: headers come before any check). Bodies are
+bounded by the application (`read_limited`'s limit and timeout), where the request can still be
+answered with a 408 or 413.
 """
 
 from __future__ import annotations
@@ -14,9 +17,22 @@ import asyncio
 import logging
 from typing import Any
 
+import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger(__name__)
+
+MAX_HEAD_BYTES = 64 * 1024
+"""The most a request head (request line and headers) may take; nginx's default allows 32 KiB."""
+
+
+def _head_too_large() -> bytes:
+    body = orjson.dumps({"error": "request head too large", "detail": {"limit_bytes": MAX_HEAD_BYTES}})
+    return (
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+        + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+        + body
+    )
 
 
 def guarded_protocol(header_timeout: float, max_connections: int) -> type[HttpToolsProtocol]:
@@ -24,6 +40,7 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[HttpTo
 
     class GuardedProtocol(HttpToolsProtocol):
         _header_timer: asyncio.TimerHandle | None = None
+        _head_bytes = 0
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -36,7 +53,16 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[HttpTo
         def data_received(self, data: bytes) -> None:
             if self._header_timer is None and (self.cycle is None or self.cycle.response_complete):
                 self._arm()  # the head of a next request on a kept-alive connection
+            if self._header_timer is not None:
+                self._head_bytes += len(data)
             super().data_received(data)
+            # Still waiting for the end of the head (the timer is disarmed when it completes): bytes that
+            # came with a completed head are its body, which the application bounds.
+            if self._header_timer is not None and self._head_bytes > MAX_HEAD_BYTES:
+                self._disarm()
+                if not self.transport.is_closing():
+                    self.transport.write(_head_too_large())
+                    self.transport.close()
 
         def on_headers_complete(self) -> None:
             self._disarm()
@@ -48,6 +74,7 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[HttpTo
 
         def _arm(self) -> None:
             self._disarm()
+            self._head_bytes = 0
             self._header_timer = self.loop.call_later(header_timeout, self._too_slow)
 
         def _disarm(self) -> None:

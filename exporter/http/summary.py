@@ -83,7 +83,7 @@ def summary_routes(services: Services) -> list[BaseRoute]:
         except ValueError as exc:
             return error(422, str(exc))
         limit_text = query.get("limit", "1000")
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_ROWS:
+        if not (limit_text.isascii() and limit_text.isdigit()) or not 1 <= int(limit_text) <= MAX_ROWS:
             return error(422, f"limit: a whole number from 1 to {MAX_ROWS:,}, got {limit_text[:32]!r}")
         limit = int(limit_text)
         if since >= until:

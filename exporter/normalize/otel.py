@@ -82,7 +82,7 @@ def any_value(value: Any) -> Any:
         return value["stringValue"]
     if "intValue" in value:
         number = value["intValue"]
-        return int(number) if isinstance(number, str) and number.lstrip("-").isdigit() else number
+        return int(number) if isinstance(number, str) and number.isascii() and number.lstrip("-").isdigit() else number
     if "doubleValue" in value:
         return value["doubleValue"]
     if "boolValue" in value:
@@ -176,7 +176,7 @@ def _count(attrs: Mapping[str, Any], names: tuple[str, ...]) -> tuple[str, int]:
         if value is None:
             continue
         # OTLP JSON encodes int64 as strings; exporters that flatten attributes may keep them so.
-        if isinstance(value, str) and value.isdigit():
+        if isinstance(value, str) and value.isascii() and value.isdigit():
             return name, int(value)
         if type(value) is int and value >= 0:
             return name, value
@@ -227,7 +227,7 @@ def _span_fields(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _nanos(value: Any) -> int | None:
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         return int(value)
     if type(value) is int:
         return value

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from exporter.config import yaml_problem
 from exporter.pricing.tariff import MEDIA_KINDS
 
 MEDIA_PRICE_FIELDS = tuple(f"{kind}_per_mtok" for kind in MEDIA_KINDS)
@@ -104,7 +105,7 @@ def load_overrides(path: str | Path) -> list[PriceOverride]:
     try:
         document = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
     except yaml.YAMLError as exc:
-        raise PriceOverrideError(source, [f"not valid YAML: {exc}"]) from None
+        raise PriceOverrideError(source, [f"not valid YAML: {yaml_problem(exc)}"]) from None
     if document is None:
         return []
     if not isinstance(document, dict):

@@ -84,9 +84,25 @@ def _figure(value: object) -> str:
     return str(value)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""A cell starting with one of these is run as a formula by Excel, LibreOffice and Google Sheets."""
+
+
+def _cell(value: object) -> object:
+    # Label values come from whoever holds an ingest token; a project named `=HYPERLINK(...)` or
+    # `=cmd|...` must reach the person opening the CSV as text. The quote is OWASP's advice for CSV
+    # injection: spreadsheets show the text and do not run it.
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def _csv(report: Report) -> str:
     out = io.StringIO()
-    rows = [row_json(report.by, row) for row, _ in _all_rows(report)]
+    rows = [
+        {key: _cell(value) if key in report.by else value for key, value in row_json(report.by, row).items()}
+        for row, _ in _all_rows(report)
+    ]
     # The columns of an empty row: a range without calls has the same header as any other.
     fields = list(row_json(report.by, Row(tuple("" for _ in report.by))))
     writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")

@@ -123,7 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=_log_level(parser, args.log_level), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    for chatty in ("alembic", "apscheduler"):
+    # Libraries that trace every step at DEBUG (markdown_it: thousands of lines per runbook render).
+    for chatty in ("alembic", "apscheduler", "markdown_it"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         return int(args.func(args))

@@ -131,7 +131,7 @@ def _bind_advice(listen: str, exc: OSError) -> str:
     """What to do when the demo's address cannot be bound, in plain words."""
     if exc.errno == errno.EADDRINUSE:
         host, _, port = listen.rpartition(":")
-        other = f"{host}:{int(port) + 1}" if port.isdigit() else "127.0.0.1:9801"
+        other = f"{host}:{int(port) + 1}" if port.isascii() and port.isdigit() else "127.0.0.1:9801"
         return (
             f"Cannot start the demo: {listen} is already in use (another llmcost demo or server?).\n"
             f"Stop the other process, or pick another address:\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from alerting.budgets.http import budget_routes
 from alerting.budgets.service import BudgetService
 from exporter.http.app import build_app
 from exporter.services import Services
+from llmcost.cli import main
 from tests.support.budgets import ADMIN, CONFIG_REF, DAILY, INGEST, NOON, PER_PROJECT, build, call, ingest
 from tests.support.clock import FakeClock
 
@@ -53,6 +55,26 @@ def test_a_key_on_a_global_budget_is_a_422(api: Any) -> None:
     # `key: ""` (what a global budget's definition shows) stays accepted.
     ok = client.put("/v1/budgets/g", headers=AUTH, json={"key": "", "period": "daily", "limit": 5})
     assert ok.status_code == 200, ok.text
+
+
+@pytest.mark.parametrize("timezone", ["America", "Etc", "x" * 300, "a\x00b"])
+def test_a_timezone_that_is_a_tzdata_folder_or_too_long_is_a_422_not_a_500(api: Any, timezone: str) -> None:
+    # ZoneInfo opens the name as a file: "America" is a folder there, and 300 characters too long a name.
+    client, _, _ = api
+    answer = client.put("/v1/budgets/tz", headers=AUTH, json={"period": "daily", "limit": 5, "timezone": timezone})
+    assert answer.status_code == 422, answer.text
+    assert any(p.startswith("budget.timezone: unknown IANA timezone") for p in answer.json()["detail"])
+
+
+def test_check_config_names_a_timezone_that_is_a_tzdata_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "llmcost.yml"
+    config.write_text("budgets:\n  - {name: b, period: daily, limit: 1, timezone: America}\n")
+    assert main(["check-config", str(config)]) == 1
+    out, err = capsys.readouterr()
+    assert "budgets[0].timezone: unknown IANA timezone 'America'" in out
+    assert "Traceback" not in out + err
 
 
 def test_put_replaces_the_whole_definition(api: Any) -> None:

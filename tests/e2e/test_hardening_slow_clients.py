@@ -66,3 +66,44 @@ def test_idle_and_slow_clients_are_cut_off(tmp_path: Path, sqlite_url: str) -> N
         for sock in sockets:
             sock.close()
         server.stop()
+
+
+def vm_rss_mib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) >> 10 for line in status if line.startswith("VmRSS:"))
+
+
+def test_a_huge_request_head_is_refused_before_it_fills_the_memory(tmp_path: Path, sqlite_url: str) -> None:
+    # A request head had no size limit: one connection (no token needed, headers come before auth) sent
+    # 200 MB of headers within the header timeout and the server held all of it, +200 MB per connection.
+    server = LlmcostProcess(sqlite_url).start(tmp_path)
+    try:
+        assert server.proc is not None
+        before = vm_rss_mib(server.proc.pid)
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        sock.settimeout(15)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        line = b"X-Filler: " + b"a" * 8000 + b"\r\n"
+        sent = 0
+        try:
+            while sent < 50_000_000:
+                sock.sendall(line)
+                sent += len(line)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server stopped reading: what is wanted
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+        sock.close()
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+        assert b'"error"' in answer
+        assert sent < 10_000_000, f"the server read {sent} bytes of headers before refusing"
+        assert vm_rss_mib(server.proc.pid) - before < 30
+        # An ordinary request with ordinary headers is served as before.
+        ok = httpx.get(f"{server.base}/healthz", headers={"X-Big": "b" * 16_000})
+        assert ok.status_code == 200
+    finally:
+        server.stop()

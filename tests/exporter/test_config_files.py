@@ -154,3 +154,26 @@ def test_a_token_variable_or_file_that_holds_no_token_is_a_problem_not_open_endp
         p.startswith("auth.admin_tokens_env: environment variable LLMCOST_TEST_EMPTY_TOKENS is empty") for p in problems
     ), problems
     assert any(p.startswith("auth.ingest_tokens_file:") and "holds no token" in p for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ('notifications:\n  email: {smtp_host: h, password: "hunter2-smtp-pass" x, to: [a@b.c]}\n', "line 2, column"),
+        ("auth:\n\tadmin_tokens: [hunter2-admin-token-0123]\n", "line 2, column 1"),
+        ("auth:\n  ingest_tokens: [hunter2-ingest-token-0123\n", "line 3"),
+    ],
+)
+def test_a_yaml_error_on_a_secret_line_says_where_without_quoting_the_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, where: str
+) -> None:
+    # PyYAML's message quotes the line, and `check-config` prints it, `serve` logs it: the secret with it.
+    config = tmp_path / "llmcost.yml"
+    config.write_text(text)
+    code, out = check(capsys, config)
+    assert code == 1
+    assert "not valid YAML: " + where in out
+    assert "hunter2" not in out
+    assert main(["serve", "--config", str(config), "--db", f"sqlite:///{tmp_path / 'x.db'}"]) == 2
+    out, err = capsys.readouterr()
+    assert "not valid YAML" in out + err and "hunter2" not in out + err

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import shlex
+import time
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +151,39 @@ def test_csv_and_markdown(months: str, capsys: pytest.CaptureFixture[str]) -> No
     md = report(capsys, months, "--format", "markdown", "--until", UNTIL)
     assert "| provider | model | project | requests | tokens | cost (USD) |" in md
     assert "## Hints" in md
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_as_formulas_are_quoted(
+    sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Anyone with an ingest token names projects; whoever opens the CSV in a spreadsheet must not run them.
+    hostile = ['=HYPERLINK("http://evil.example/","x")', "@SUM(1+1)", "+1+cmd|' /C calc'!A0", "-2+3", "plain"]
+    calls = tmp_path / "calls.jsonl"
+    calls.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "request_id": f"r{i}",
+                    "timestamp": time.time() - 60,
+                    "provider": "openai",
+                    "model": "=1+1",
+                    "project": project,
+                    "input_tokens": 10,
+                    "cost_usd": 0.1,
+                }
+            )
+            for i, project in enumerate(hostile)
+        )
+    )
+    assert main(["ingest", "--db", sqlite_url, str(calls)]) == 0
+    out = report(capsys, sqlite_url, "--format", "csv", "--by", "project,model", "--period", "all")
+    parsed = list(csv.DictReader(io.StringIO(out)))
+    assert sorted(r["project"] for r in parsed) == sorted(["'" + p if p[0] in "=@+-" else p for p in hostile])
+    assert {r["model"] for r in parsed} == {"'=1+1"}
+    assert {r["requests"] for r in parsed} == {"1"}  # figures stay numbers
+    # JSON is read by programs, not spreadsheets: its values stay as stored.
+    rows = json.loads(report(capsys, sqlite_url, "--format", "json", "--by", "project", "--period", "all"))["rows"]
+    assert sorted(r["project"] for r in rows) == sorted(hostile)
 
 
 def test_a_report_changes_nothing(months: str, capsys: pytest.CaptureFixture[str]) -> None:
