@@ -12,8 +12,8 @@ COPY pyproject.toml README.md LICENSE ./
 COPY exporter ./exporter
 COPY alerting ./alerting
 COPY llmcost ./llmcost
-# The runbook llmcost serves at /runbook, packaged beside the module that renders it.
-COPY docs/runbook.md ./alerting/runbook.md
+# The docs llmcost serves (the runbook at /runbook, the pages it links to at /docs/), packaged beside the module that renders them.
+COPY docs/*.md ./alerting/docs/
 RUN pip install . \
  && useradd --system --create-home --home-dir /var/lib/llmcost --uid 10001 llmcost
 

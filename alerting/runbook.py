@@ -1,7 +1,10 @@
 """`GET /runbook`: the runbook, rendered from its Markdown, one anchor per alert section.
 
-The Markdown is `docs/runbook.md` of the source tree, or the copy packaged beside this module (the
-container image puts it there). It is rendered with markdown-it-py in CommonMark mode with raw HTML
+The Markdown is `docs/runbook.md` of the source tree, or the copy packaged beside this module in
+`alerting/docs/` (the container image puts the docs there). The other docs pages the runbook links to
+(`pricing.md`, `alerting-paths.md#runbook-links`) are served beside it at `/docs/NAME.md`, rendered the
+same way, and links between pages are rewritten to those paths, so every link the on-call person
+follows from an alert's section opens. It is rendered with markdown-it-py in CommonMark mode with raw HTML
 disabled (`<`, `>` and `&` in the text are escaped, `javascript:` links are refused), and every
 heading gets the id GitHub would give it (`## LLMBudgetWarning` → `#llmbudgetwarning`), so a
 `runbook_url` works the same against GitHub and against llmcost.
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import html
+import re
 from pathlib import Path
 
 from markdown_it import MarkdownIt
@@ -22,7 +26,11 @@ from starlette.routing import BaseRoute, Route
 from alerting.links import RUNBOOK_PATH, anchor
 
 _HERE = Path(__file__).resolve().parent
-CANDIDATES = (_HERE / "runbook.md", _HERE.parent / "docs" / "runbook.md")
+DOC_DIRS = (_HERE / "docs", _HERE.parent / "docs")
+"""Where the docs are: packaged beside this module (the image, a wheel), else the source tree's `docs/`."""
+DOCS_PATH = "/docs"
+_PAGE = re.compile(r"([a-z0-9][a-z0-9-]*)\.md")
+_PAGE_LINK = re.compile(r"([a-z0-9][a-z0-9-]*)\.md(#[^\s]*)?")
 _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
     "X-Content-Type-Options": "nosniff",
@@ -38,7 +46,25 @@ _STYLE = (
 
 def runbook_source() -> Path | None:
     """The runbook's Markdown file, or None when neither location has one."""
-    return next((path for path in CANDIDATES if path.is_file()), None)
+    return doc_source("runbook.md")
+
+
+def doc_source(name: str) -> Path | None:
+    """The docs page `name` (`pricing.md`), or None: no such page, or a name that is not a page's."""
+    if not _PAGE.fullmatch(name):
+        return None  # no path separators, no dots but the suffix: nothing outside the docs folder
+    folder = next((d for d in DOC_DIRS if (d / "runbook.md").is_file()), None)
+    path = None if folder is None else folder / name
+    return path if path is not None and path.is_file() else None
+
+
+def _page_href(href: str) -> str:
+    """A link to another docs page (`pricing.md#x`) as the path llmcost serves it at; others unchanged."""
+    match = _PAGE_LINK.fullmatch(href)
+    if match is None:
+        return href
+    name, fragment = match.group(1), match.group(2) or ""
+    return f"{RUNBOOK_PATH}{fragment}" if name == "runbook" else f"{DOCS_PATH}/{name}.md{fragment}"
 
 
 def section_titles(markdown: str) -> list[str]:
@@ -62,6 +88,10 @@ def render(markdown: str) -> str:
     tokens = md.parse(markdown)
     used: dict[str, int] = {}
     title = "llmcost runbook"
+    for token in tokens:
+        for child in token.children or ():
+            if child.type == "link_open":
+                child.attrSet("href", _page_href(str(child.attrGet("href") or "")))
     for i, token in enumerate(tokens):
         if token.type != "heading_open":
             continue
@@ -86,7 +116,10 @@ def _rendered(path: Path, mtime: float) -> str:
 
 
 def runbook_routes() -> list[BaseRoute]:
-    """`GET /runbook` (HTML) and `GET /runbook.md` (the Markdown source); no token: it holds no data."""
+    """`GET /runbook` (HTML), `GET /runbook.md` (its Markdown) and `GET /docs/NAME.md` (the pages it links to).
+
+    No token: they hold no data.
+    """
 
     async def page(_request: Request) -> Response:
         path = runbook_source()
@@ -100,4 +133,14 @@ def runbook_routes() -> list[BaseRoute]:
             return PlainTextResponse("the runbook is not installed with this copy of llmcost", status_code=404)
         return PlainTextResponse(path.read_text(encoding="utf-8"), media_type="text/markdown", headers=_HEADERS)
 
-    return [Route(RUNBOOK_PATH, page, methods=["GET"]), Route(f"{RUNBOOK_PATH}.md", source, methods=["GET"])]
+    async def doc_page(request: Request) -> Response:
+        path = doc_source(str(request.path_params["name"]))
+        if path is None:
+            return PlainTextResponse("no such docs page", status_code=404)
+        return HTMLResponse(_rendered(path, path.stat().st_mtime), headers=_HEADERS)
+
+    return [
+        Route(RUNBOOK_PATH, page, methods=["GET"]),
+        Route(f"{RUNBOOK_PATH}.md", source, methods=["GET"]),
+        Route(DOCS_PATH + "/{name}", doc_page, methods=["GET"]),
+    ]

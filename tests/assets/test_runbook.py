@@ -136,3 +136,40 @@ def test_anchors_are_the_ones_github_gives() -> None:
     )
     assert assets.markdown_anchors(assets.RUNBOOK) >= {anchor(t) for t in section_titles(assets.RUNBOOK.read_text())}
     assert re.search(r"^## LLMBudgetWarning$", assets.RUNBOOK.read_text(), re.MULTILINE)
+
+
+def test_every_link_on_the_served_runbook_opens(server: LlmcostProcess) -> None:
+    """Defect: the runbook's links to the other docs pages (`pricing.md`, `alerting-paths.md#runbook-links`)
+    resolved against `/runbook` to `/pricing.md`, a 404: the on-call person following "see pricing" from
+    an alert's runbook section hit a dead link. Those pages are now served beside it, rendered the same way,
+    and their own links to each other open too."""
+    from urllib.parse import urljoin
+
+    opened: dict[str, str] = {}  # page -> its HTML
+    queue = [f"{server.base}/runbook"]
+    links = 0
+    while queue:
+        page = queue.pop()
+        if page in opened:
+            continue
+        response = httpx.get(page, timeout=10)
+        assert response.status_code == 200, f"{page}: HTTP {response.status_code}"
+        opened[page] = response.text
+        for href in re.findall(r'<a href="([^"]+)"', response.text):
+            target, fragment = urldefrag(urljoin(page, html.unescape(href)))
+            if not target.startswith(server.base):
+                continue  # outside links (Prometheus, Grafana, GitHub) are not llmcost's to serve
+            links += 1
+            if target not in opened:
+                answer = httpx.get(target, timeout=10)
+                assert answer.status_code == 200, f"{href} on {page}: HTTP {answer.status_code}"
+                if answer.headers["content-type"].startswith("text/html"):
+                    queue.append(target)
+                else:
+                    opened[target] = answer.text
+            if fragment:
+                text = opened.get(target) or httpx.get(target, timeout=10).text
+                assert f'id="{fragment}"' in text, f"{href} on {page}: no element with id {fragment!r}"
+    assert f"{server.base}/docs/pricing.md" in opened and links > 20, sorted(opened)
+    assert httpx.get(f"{server.base}/docs/..%2Fpyproject.toml", timeout=10).status_code == 404
+    assert httpx.get(f"{server.base}/docs/no-such-page.md", timeout=10).status_code == 404
