@@ -51,11 +51,12 @@ class UsageCollector(Collector):
         *,
         extra_labels: Sequence[str] = (),
         max_series_per_label: int = 1000,
-        clock: Callable[[], float] = time.monotonic,
+        rank_refresh_seconds: float = RANK_SECONDS,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._extra = tuple(extra_labels)
-        self.ranks = LabelRanks(store, max_series_per_label, clock)
+        self.ranks = LabelRanks(store, max_series_per_label, clock, refresh=rank_refresh_seconds)
         self._shared = threading.local()  # this scrape's totals per label set, for AdjustmentCollector
 
     @property
@@ -176,28 +177,30 @@ class UsageCollector(Collector):
         """The totals with every label capped, not only the opt-in ones, in one scan of the series.
 
         100k project names from one client would otherwise make every scrape megabytes long and slower
-        than Prometheus' scrape timeout. The work on ranks is bounded (exporter.label_ranks): at most
-        one label is ranked per scrape, and the query is repeated only when a label grew.
+        than Prometheus' scrape timeout. The work on ranks is bounded (exporter.label_ranks): what fits
+        in GROWN_RANK_SECONDS (at least one label) a scrape, and at an epoch's first scrape the folded
+        labels not ranked ahead; the query is repeated only when a label grew.
         """
         labels = (*base, "status")
         ranks = self.ranks
         ranks.rank_unranked(base)  # nothing, once the app's start-up has ranked them
+        # A new epoch's ranks are taken before the query: this scrape shows the folding every other
+        # process on the store shows now (exporter.label_ranks).
+        ranks.switch_epoch(base)
         folding = ranks.folding
         rows = self._store.series_totals(labels, keep=folding.keep, known=folding.known, adjustments=True)
         grown = ranks.grown(base, (row.labels for row in rows))
         if grown:
-            # A flood over several labels is absorbed over a few scrapes (exporter.label_ranks). Labels
-            # still under the cap are read again at once: a new value (a new model, say) gets its own
-            # series now rather than passing through `__other__` for one scrape. A label that went past
-            # the cap (a flood) shows its top values from the next scrape on.
-            ranked = ranks.rank_within(grown)
+            # A flood over several labels is absorbed over a few scrapes (exporter.label_ranks). The
+            # labels ranked are read again at once: a new value (a new model, say) gets its own series
+            # now rather than passing through `__other__` for one scrape, and a label that went past the
+            # cap shows the folding other processes show, not this process's own for one scrape (its
+            # `__other__` would be smaller than theirs, a counter reset through a load balancer).
+            ranks.rank_within(grown)
             folding = ranks.folding
-            if any(name in folding.known for name in ranked):
-                rows = self._store.series_totals(labels, keep=folding.keep, known=folding.known, adjustments=True)
+            rows = self._store.series_totals(labels, keep=folding.keep, known=folding.known, adjustments=True)
         else:
-            oldest = ranks.oldest_due(base)
-            if oldest is not None:
-                ranks.rank([oldest])  # used from the next scrape on
+            ranks.rank_ahead(base)  # the next epoch's, used from its first scrape on
         return _new_values_as_other(rows)
 
     def folding(self) -> dict[str, Sequence[str]]:

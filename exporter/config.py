@@ -93,6 +93,8 @@ class MetricsConfig:
 
     extra_labels: list[str] = field(default_factory=list)
     max_series_per_label: int = 1000
+    rank_refresh_seconds: float = 60.0
+    """How long the kept values of a folded label last; every process on a store switches at once."""
 
 
 @dataclass
@@ -320,7 +322,7 @@ def _parse_http(raw: dict[str, Any], problems: Problems) -> HttpConfig:
 def _parse_metrics(raw: dict[str, Any], problems: Problems) -> MetricsConfig:
     section = _section(raw, "metrics", problems)
     cfg = MetricsConfig()
-    _unknown_keys(section, {"extra_labels", "max_series_per_label"}, "metrics", problems)
+    _unknown_keys(section, {"extra_labels", "max_series_per_label", "rank_refresh_seconds"}, "metrics", problems)
     extra = section.get("extra_labels", [])
     if _expect(extra, list, "metrics.extra_labels", problems):
         for i, label in enumerate(extra):
@@ -333,6 +335,12 @@ def _parse_metrics(raw: dict[str, Any], problems: Problems) -> MetricsConfig:
             problems.append("metrics.max_series_per_label: must be >= 1")
         else:
             cfg.max_series_per_label = cap
+    refresh = section.get("rank_refresh_seconds", cfg.rank_refresh_seconds)
+    if _expect(refresh, (int, float), "metrics.rank_refresh_seconds", problems):
+        if refresh <= 0:
+            problems.append("metrics.rank_refresh_seconds: must be > 0")
+        else:
+            cfg.rank_refresh_seconds = float(refresh)
     return cfg
 
 

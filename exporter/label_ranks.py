@@ -9,11 +9,23 @@ so ranks are kept and the work a scrape does on them is bounded (`UsageCollector
 - a label with at most `cap` values keeps the whole list (`Folding.known`): a value added since shows
   up in the scrape's own query as `NEW_VALUE`, so growth is seen without reading one row per value,
   and the grown labels are ranked again, as many as fit in `GROWN_RANK_SECONDS` (at least one);
-- otherwise the label ranked longest ago is ranked again once it is `RANK_SECONDS` old.
+- a folded label's kept values are those of its *epoch*, not of the moment a process ranked it.
+
+Epochs: every process on one store (`serve --workers`, replicas behind one load balancer) must show
+the same folding at the same moment, or a scrape landing on one process or the other sees
+`__other__` drop and rise again, and Prometheus reads each drop as a counter reset. So time is cut
+into epochs of `metrics.rank_refresh_seconds` (`floor(wall time / refresh)`), and the kept values of
+epoch E are ranked by the spend ingested before the start of epoch E - 2 (`as_of`), ties broken by the
+value: a function of the store and E alone, whichever process ranks it and whenever. That spend ended
+a whole epoch before anyone ranks it, so an ingest transaction still open then (its `ingested_at` is
+stamped before it commits) does not make two processes disagree. The ranks of the next epoch are
+made ahead, in the scrapes of the current one (as many labels as fit in `GROWN_RANK_SECONDS`, at
+least one), and every process switches to them at the epoch's first scrape.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -22,27 +34,98 @@ from exporter.store import Store
 from exporter.store.label_folding import NEW_VALUE, Folding
 
 RANK_SECONDS = 60.0
-"""How long the ranks of a label are reused before they are ranked again (one label a scrape)."""
+"""The default epoch (`metrics.rank_refresh_seconds`): how long the kept values of a folded label last."""
 GROWN_RANK_SECONDS = 0.15
-"""Grown labels are ranked one after the other until this much time went into it: all of them at once
-on a store of a few thousand series, one or two a scrape at 100,000 (~0.1 s each)."""
+"""Grown labels (and the next epoch's ranks) are ranked one after the other until this much time went
+into it: all of them at once on a store of a few thousand series, one or two a scrape at 100,000."""
 
 
 class LabelRanks:
-    """The current `Folding` of the usage labels for one cap, and when each label was last ranked."""
+    """The current `Folding` of the usage labels for one cap, for the current epoch."""
 
-    def __init__(self, store: Store, cap: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        store: Store,
+        cap: int,
+        clock: Callable[[], float] = time.time,
+        *,
+        refresh: float = RANK_SECONDS,
+    ) -> None:
         self._store = store
         self._cap = cap
         self.clock = clock
+        """Wall time: epochs are aligned on it, so that every process switches at the same moment."""
+        self.refresh = refresh
         self.folding = Folding()
         """Replaced, never changed in place: a concurrent scrape keeps reading the one it took."""
+        self.epoch: int | None = None
+        """The epoch `folding` was ranked for."""
         self.ranked_at: dict[str, float] = {}
+        self._next: dict[str, tuple[list[str], bool]] = {}  # the next epoch's ranks, made ahead
+        self._next_epoch: int | None = None
         self._lock = threading.Lock()  # two scrapes at once do not both rank the same label
+
+    def epoch_now(self) -> int:
+        """The epoch the clock is in."""
+        return math.floor(self.clock() / self.refresh)
+
+    def as_of(self, epoch: int) -> float:
+        """The time whose spend ranks the folded labels of `epoch` (the start of epoch - 2)."""
+        return (epoch - 2) * self.refresh
 
     def rank_unranked(self, names: Iterable[str]) -> None:
         """Rank every label never ranked (all at once: at start-up, or for a label newly exported)."""
         self.rank([name for name in names if name not in self.ranked_at])
+
+    def switch_epoch(self, names: Sequence[str]) -> bool:
+        """At the first scrape of an epoch, take its ranks (made ahead, or now); True when it switched.
+
+        Only folded labels change with the epoch; a label with a `known` list keeps it (its growth is
+        seen in the scrape's query).
+        """
+        epoch = self.epoch_now()
+        if epoch == self.epoch:
+            return False
+        with self._lock:
+            if epoch == self.epoch:
+                return False
+            ahead = self._next if self._next_epoch == epoch else {}
+            keep = dict(self.folding.keep)
+            known = dict(self.folding.known)
+            for name in names:
+                if name not in keep:
+                    continue  # a known list does not depend on the epoch
+                ranked = ahead.get(name)
+                if ranked is None:
+                    ranked = self._store.rank_values(name, self._cap, as_of=self.as_of(epoch))
+                    self.ranked_at[name] = self.clock()
+                keep.pop(name, None)
+                values, folded = ranked
+                (keep if folded else known)[name] = values
+            self.folding = Folding(keep, known)
+            self.epoch = epoch
+            self._next, self._next_epoch = {}, None
+            return True
+
+    def rank_ahead(self, names: Sequence[str], seconds: float = GROWN_RANK_SECONDS) -> list[str]:
+        """Rank the folded labels of `names` for the next epoch, until `seconds` went into it (at least one)."""
+        if self.epoch is None:
+            return []
+        upcoming = self.epoch + 1
+        started = time.perf_counter()
+        ranked = []
+        with self._lock:
+            if self._next_epoch != upcoming:
+                self._next, self._next_epoch = {}, upcoming
+            for name in names:
+                if name not in self.folding.keep or name in self._next:
+                    continue
+                self._next[name] = self._store.rank_values(name, self._cap, as_of=self.as_of(upcoming))
+                self.ranked_at[name] = self.clock()
+                ranked.append(name)
+                if time.perf_counter() - started >= seconds:
+                    break
+        return ranked
 
     def grown(self, names: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
         """The labels of `names` (positions in `rows`) that have values their `known` list lacks."""
@@ -56,13 +139,6 @@ class LabelRanks:
                     found.add(name)
         return [name for name in names if name in found]
 
-    def oldest_due(self, names: Sequence[str]) -> str | None:
-        """The label ranked longest ago, if that was RANK_SECONDS ago or more."""
-        oldest = min(names, key=lambda name: self.ranked_at.get(name, float("-inf")), default=None)
-        if oldest is None or self.clock() - self.ranked_at.get(oldest, float("-inf")) < RANK_SECONDS:
-            return None
-        return oldest
-
     def rank_within(self, names: Sequence[str], seconds: float = GROWN_RANK_SECONDS) -> list[str]:
         """Rank `names` in order until `seconds` went into it (at least one); the ones ranked."""
         started = time.perf_counter()
@@ -75,18 +151,25 @@ class LabelRanks:
         return ranked
 
     def rank(self, names: Sequence[str]) -> None:
-        """Rank `names` again now (each a GROUP BY over the series) and publish the new folding."""
+        """Rank `names` again now for the current epoch and publish the new folding.
+
+        A label with at most the cap of values gets all of them, as they are now; a folded one the
+        values kept in this epoch (see the module docstring).
+        """
         if not names:
             return
         with self._lock:
+            if self.epoch is None:
+                self.epoch = self.epoch_now()
             keep = dict(self.folding.keep)
             known = dict(self.folding.known)
             for name in names:
-                values, folded = self._store.rank_values(name, self._cap)
+                values, folded = self._store.rank_values(name, self._cap, as_of=self.as_of(self.epoch))
                 keep.pop(name, None)
                 known.pop(name, None)
                 (keep if folded else known)[name] = values
                 self.ranked_at[name] = self.clock()
+                self._next.pop(name, None)  # made for another list; made again if still folded
             self.folding = Folding(keep, known)
 
     def as_keep(self) -> dict[str, Sequence[str]]:

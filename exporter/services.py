@@ -79,6 +79,7 @@ class Services:
             store,
             extra_labels=config.metrics.extra_labels,
             max_series_per_label=config.metrics.max_series_per_label,
+            rank_refresh_seconds=config.metrics.rank_refresh_seconds,
         )
         registry.register(usage)
         registry.register(AdjustmentCollector(store, usage))

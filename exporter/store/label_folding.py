@@ -83,3 +83,55 @@ def top_values_sql(name: str, cap: int) -> str:
         f'SELECT "{name}" FROM usage_series GROUP BY "{name}" ORDER BY SUM(cost_nanousd) DESC, "{name}" '
         f"LIMIT {int(cap) + 1}"
     )
+
+
+INGEST_ORDER_SLACK_SECONDS = 60.0
+"""How far `usage_events.id` order may stray from `ingested_at` order (ids are taken at insert, the time
+when the batch was prepared, and concurrent PostgreSQL transactions interleave): an event ingested this
+long before another never has a higher id."""
+
+
+def top_values_as_of_sql(name: str, cap: int, *, postgres: bool) -> str:
+    """The statement listing label `name`'s values by cost ingested before a time, at most `cap + 1`.
+
+    Rows `(value, had a call by then)`, those that had first, then by that cost, highest first, then by
+    value. Parameters: an id below which every event was ingested before that time (only the events
+    above it are read, through the primary key), and the time. The cost before it is each series'
+    total less its events ingested since, in one scan (the series and the recent events are added up
+    in one statement, so a call ingested meanwhile is counted in both or neither).
+    """
+    if name not in LABEL_COLUMNS:
+        raise ValueError(f"not a label column: {name}")
+    p = "%s" if postgres else "?"
+    return (
+        f'SELECT v, SUM(n) > 0 FROM (SELECT "{name}" AS v, cost_nanousd AS c, requests AS n FROM usage_series '
+        f'UNION ALL SELECT s."{name}", -e.cost_nanousd, -1 FROM usage_events e '
+        f"JOIN usage_series s ON s.id = e.series_id WHERE e.id > {p} AND e.ingested_at >= {p}) AS spend GROUP BY v "
+        f"ORDER BY SUM(n) > 0 DESC, SUM(c) DESC, v LIMIT {int(cap) + 1}"
+    )
+
+
+def last_id_ingested_before(cursor: Any, placeholder: str, before: float) -> int:
+    """An event id at or below which every event was ingested before `before` (0 when none is known).
+
+    Probes back from the newest event, twice as far each time, one primary-key lookup a probe: about
+    log2(events ingested since) lookups, so a ranking reads only the recent tail of `usage_events`.
+    """
+    cursor.execute("SELECT MAX(id) FROM usage_events")
+    row = cursor.fetchone()
+    newest = row[0] if row else None
+    if newest is None:
+        return 0
+    step = 1024
+    while newest - step > 0:
+        cursor.execute(
+            f"SELECT id, ingested_at FROM usage_events WHERE id <= {placeholder} ORDER BY id DESC LIMIT 1",
+            (newest - step,),
+        )
+        row = cursor.fetchone()
+        if row is None:
+            return 0
+        if row[1] < before:
+            return int(row[0])
+        step *= 2
+    return 0

@@ -22,7 +22,14 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from exporter.events import UsageEvent
 from exporter.store.driver_sql import driver_cursor
 from exporter.store.engine import create_store_engine, normalise_url
-from exporter.store.label_folding import Folding, folded_sums_sql, top_values_sql
+from exporter.store.label_folding import (
+    INGEST_ORDER_SLACK_SECONDS,
+    Folding,
+    folded_sums_sql,
+    last_id_ingested_before,
+    top_values_as_of_sql,
+    top_values_sql,
+)
 from exporter.store.migration import EXPORTER_SCHEMA, SchemaPart, migrate, require_existing_store
 from exporter.store.rollups import rollups_in_range
 from exporter.store.schema import (
@@ -340,18 +347,26 @@ class Store:
             cursor.execute(sql, params)
             return list(cursor.fetchall())
 
-    def rank_values(self, name: str, cap: int) -> tuple[list[str], bool]:
+    def rank_values(self, name: str, cap: int, *, as_of: float | None = None) -> tuple[list[str], bool]:
         """Label `name`'s values ranked for a cap, and whether the label is folded.
 
         `(the cap - 1 highest-cost values, True)` when it has more than `cap` values (the rest fold
-        into `__other__`), else `(all of its values, False)`.
+        into `__other__`), else `(all of its values, False)`. With `as_of`, a folded label's values are
+        ranked by what was ingested before that time (the values that had a call by then, by cost, then
+        by value): every process that ranks for the same `as_of` gets the same list, whenever it ranks
+        (see exporter.label_ranks).
         """
-        with self.raw_cursor() as (cursor, _placeholder):
-            cursor.execute(top_values_sql(name, cap))
-            values = [row[0] for row in cursor.fetchall()]
-        if len(values) > cap:
-            return values[: cap - 1], True
-        return values, False
+        with self.raw_cursor() as (cursor, placeholder):
+            if as_of is None:
+                cursor.execute(top_values_sql(name, cap))
+                values = [row[0] for row in cursor.fetchall()]
+                return (values[: cap - 1], True) if len(values) > cap else (values, False)
+            floor = last_id_ingested_before(cursor, placeholder, as_of - INGEST_ORDER_SLACK_SECONDS)
+            cursor.execute(top_values_as_of_sql(name, cap, postgres=placeholder == "%s"), (floor, as_of))
+            rows = cursor.fetchall()
+        if len(rows) <= cap:
+            return [row[0] for row in rows], False  # every value, as it is now
+        return [row[0] for row in rows[: cap - 1] if row[1]], True
 
     def counters(self) -> dict[str, float]:
         """Persisted self counters (accepted, duplicate, rejected, last_accepted_ts, …)."""

@@ -14,23 +14,10 @@ import pytest
 
 from tests.support.helpers import total, usage_events
 from tests.support.procs import LlmcostProcess
+from tests.support.procs import children as _children
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.real_process
-
-
-def _children(pid: int) -> set[int]:
-    """PIDs whose parent is `pid` (from /proc)."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.add(int(entry.name))
-    return found
 
 
 @pytest.mark.parametrize("store", ["sqlite", "postgresql"])

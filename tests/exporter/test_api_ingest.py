@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from exporter.http.app import build_app
 from exporter.services import Services
-from tests.support.helpers import make_config, total
+from tests.support.helpers import make_config, rank_epochs_later, total
 
 NOW = time.time()
 TOKEN = "ingest-token-0123456789"
@@ -187,6 +187,7 @@ def test_user_label_is_opt_in_and_folds_into_other_keeping_totals_exact(sqlite_u
         assert 'user="' not in text
     plain.close()
     capped = Services.build(make_config(sqlite_url, metrics={"extra_labels": ["user"], "max_series_per_label": 4}))
+    rank_epochs_later(capped.registry)  # the values were ingested just now (exporter.label_ranks)
     with TestClient(build_app(capped)) as client:
         text = client.get("/metrics").text
     capped.close()

@@ -61,3 +61,16 @@ def test_the_application_lists_every_sections_problems_at_once() -> None:
         "budgets[0].limit",
         "alerting.alertmanager.silence_on_ack",
     ]
+
+
+def test_metrics_rank_refresh_seconds_is_a_positive_number() -> None:
+    assert parse_config({}).metrics.rank_refresh_seconds == 60.0
+    assert parse_config({"metrics": {"rank_refresh_seconds": 5}}).metrics.rank_refresh_seconds == 5.0
+    for bad_value, problem in (
+        (0, "must be > 0"),
+        (True, "must be a number, got a boolean"),
+        ("1", "must be int or float, got str"),
+    ):
+        with pytest.raises(ConfigError) as bad:
+            parse_config({"metrics": {"rank_refresh_seconds": bad_value}})
+        assert f"metrics.rank_refresh_seconds: {problem}" in bad.value.problems

@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 from exporter.collector import AdjustmentCollector, UsageCollector
 from exporter.events import UsageEvent
 from exporter.http.app import build_app
+from exporter.label_ranks import LabelRanks
 from exporter.services import Services
 from tests.support.helpers import make_config, samples, total
 
@@ -45,13 +46,19 @@ def test_ranks_are_made_at_start_up_and_new_values_show_in_the_scrape_that_first
         services.store.write_events([spend("b", 2_000_000_000, model="gpt-4o-mini")])
         assert values_of(client.get("/metrics").text, "model") == {"gpt-4o", "gpt-4o-mini"}
 
-        # Past the cap: the new values count under `__other__` at once (totals exact), and the three
-        # highest-cost values show on their own once the label is ranked again.
+        # Past the cap: the new values count under `__other__` at once (totals exact). The kept values
+        # of a folded label are ranked by the spend ingested before the start of the epoch before last
+        # (the same for every process on the store, exporter.label_ranks): none of these had any yet.
         services.store.write_events([spend(f"u{i}", (i + 1) * 1_000_000_000, user=f"user-{i}") for i in range(6)])
         for text in (client.get("/metrics").text, client.get("/metrics").text):
-            assert len(values_of(text, "user")) <= 4
+            assert values_of(text, "user") == {"__other__"}
             assert total(text, "llm_cost_usd_total") == 1 + 2 + sum(range(1, 7))
-        assert values_of(text, "user") == {"user-5", "user-4", "user-3", "__other__"}
+        # Three epochs on, the three highest-cost values show on their own.
+        later = time.time() + 3 * usage.ranks.refresh
+        usage.ranks.clock = lambda: later
+        for text in (client.get("/metrics").text, client.get("/metrics").text):
+            assert values_of(text, "user") == {"user-5", "user-4", "user-3", "__other__"}
+            assert total(text, "llm_cost_usd_total") == 1 + 2 + sum(range(1, 7))
         assert total(text, "llm_cost_usd_total", user="__other__") == 1 + 2 + 1 + 2 + 3
     services.close()
 
@@ -71,4 +78,29 @@ def test_adjustments_from_the_usage_scan_equal_a_read_of_their_own(sqlite_url: s
     read = {(s.name, tuple(sorted(s.labels.items()))): s.value for family in alone.collect() for s in family.samples}
     assert shared == read
     assert sum(v for (name, labels), v in read.items() if dict(labels)["direction"] == "up") > 0
+    services.close()
+
+
+def test_two_processes_ranking_in_one_epoch_keep_the_same_values_whenever_they_rank(sqlite_url: str) -> None:
+    """The kept values of an epoch come from the spend ingested before the epoch before last: spend
+    ingested since (a value climbing) changes nothing until every process switches, at one moment."""
+    services = Services.build(make_config(sqlite_url, metrics={"max_series_per_label": 3}))
+    store = services.store
+    now = [NOW - 1000]  # when the store ingests
+    store.clock = lambda: now[0]
+    costs = {"a": 5, "b": 4, "c": 3, "d": 2}
+    store.write_events([spend(f"s-{name}", usd * 1_000_000_000, model=f"m-{name}") for name, usd in costs.items()])
+    clock = [NOW]
+    first = LabelRanks(store, 3, lambda: clock[0])
+    first.rank_unranked(["model"])
+    now[0] = NOW
+    store.write_events([spend("climb", 9_000_000_000, model="m-d")])  # d climbs above a, in this epoch
+    clock[0] = NOW + 1
+    second = LabelRanks(store, 3, lambda: clock[0])  # a process that ranks later in the same epoch
+    second.rank_unranked(["model"])
+    assert first.folding.keep == second.folding.keep == {"model": ["m-a", "m-b"]}
+    clock[0] = NOW + 3 * 60  # the epoch after next: both switch, to the same values
+    for ranks in (first, second):
+        assert ranks.switch_epoch(["model"])
+    assert first.folding.keep == second.folding.keep == {"model": ["m-d", "m-a"]}
     services.close()

@@ -11,6 +11,19 @@ from exporter.config import Config
 from llmcost.config import parse_config
 
 
+def rank_epochs_later(registry: Any, epochs: int = 3) -> None:
+    """Move the usage collector's ranking `epochs` epochs ahead of now, so spend ingested now ranks.
+
+    The kept values of a folded label are ranked by the spend ingested before the start of the epoch
+    before last (exporter.label_ranks); a test that ingests, then scrapes, looks from a later epoch.
+    """
+    from exporter.collector import UsageCollector
+
+    usage = next(c for c in registry._collector_to_names if isinstance(c, UsageCollector))
+    later = time.time() + epochs * usage.ranks.refresh
+    usage.ranks.clock = lambda: later
+
+
 def make_config(db_url: str, **raw: Any) -> Config:
     """A validated config (the application's sections too) with the given raw sections and this database."""
     config = parse_config(raw)

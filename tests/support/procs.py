@@ -21,6 +21,20 @@ LLMCOST = [sys.executable, "-m", "llmcost"]
 """The `llmcost` command: this interpreter running the package, so the code under test (PYTHONPATH) runs."""
 
 
+def children(pid: int) -> set[int]:
+    """PIDs whose parent is `pid` (from /proc): the workers of a `serve --workers N` supervisor."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
 class LlmcostProcess:
     """`llmcost serve` in a child process on a free loopback port."""
 
