@@ -25,6 +25,7 @@ from alerting.budgets.definition import (
 )
 from alerting.budgets.instances import CurrentPeriods, Instance, InstanceReader
 from alerting.budgets.registry import BudgetRegistry
+from alerting.model import level_rank
 from alerting.periods import elapsed_fraction
 from alerting.projection import INSUFFICIENT_HISTORY, ProjectionConfig, ProjectionResult, should_alert_forecast
 from alerting.sink import AlertSink, FireItem, active_since, fire_all, resolve_all, resolve_with_reason
@@ -35,7 +36,7 @@ PERSON_RESOLVED = (*BUDGET_ALERTS, REQUEST_CAP_ALERT)  # what a reset or a delet
 
 
 def _identity(alertname: str) -> str:
-    """What identifies a budget alert of an instance: "level" for any level alert, else its name."""
+    """What identifies a budget alert of an instance: "level" for its one alert (levels, forecast), else its name."""
     return "level" if alertname in SEVERITY_FOR_ALERT else alertname
 
 
@@ -85,7 +86,12 @@ class BudgetAlerts:
         }
 
     def desired(self, instance: Instance, now: float) -> set[str]:
-        """The alerts this instance should have firing: its level's (one at most) and the forecast."""
+        """The alert this instance should have firing (none or one): the highest of its level and the forecast.
+
+        The forecast is a level of the instance's one alert (`alerting.model.ESCALATING_ALERTS`): a budget
+        projected over its limit that then crosses warning is one problem, so one Slack thread, mail thread
+        and PagerDuty incident, named after the highest of the two.
+        """
         wanted = set()
         level_alert = ALERT_FOR_STATE.get(instance.state)
         if level_alert is not None:
@@ -101,7 +107,7 @@ class BudgetAlerts:
             result = ProjectionResult(instance.projected, instance.projected, instance.projected, instance.spent, "")
             if should_alert_forecast(result, instance.budget.limit, fraction, self.projection):
                 wanted.add(FORECAST_ALERT)
-        return wanted
+        return {max(wanted, key=level_rank)} if wanted else wanted
 
     def on_commit(self, result: WriteResult, touched: set[tuple[str, str]]) -> None:
         """Raise the threshold alerts that an ingest commit crossed (`touched`: its (budget, key) pairs)."""

@@ -55,7 +55,9 @@ def test_a_fresh_store_with_one_expensive_call_raises_no_forecast(db_url: str, c
 def test_a_forecast_needs_a_full_day_of_history_for_a_daily_budget(db_url: str, clock: FakeClock) -> None:
     start = datetime(2026, 11, 11, 0, 0, tzinfo=UTC).timestamp()
     clock.set(start + 12 * 3600)
-    services, budgets, sink = build(db_url, [DAILY], clock)
+    # Warning at 90 %: by 17:00 the day is at 86 %, so the budget's one alert is the forecast, not the level.
+    late_warning = {**DAILY, "thresholds": {"info": 0.5, "warning": 0.9, "critical": 0.95}}
+    services, budgets, sink = build(db_url, [late_warning], clock)
     # ~$5 an hour since 20 hours ago: on course for ~$121 of $100 today, but under a day of history.
     ingest(services, *[call(f"h{i}", clock.now - 60 - i * 300, 0.42) for i in range(20 * 12)])
     budgets.evaluate()
