@@ -86,3 +86,30 @@ def test_forecast_alert_waits_for_the_period_to_be_under_way(db_url: str, clock:
     assert "LLMBudgetForecastOverrun" in sink.names()
     assert budgets.status("daily")["projected"] == pytest.approx(144, rel=0.1)
     services.close()
+
+
+def test_one_big_call_early_in_the_month_is_not_projected_as_a_weekly_rate(db_url: str, clock: FakeClock) -> None:
+    """A $720-a-month series ($1 an hour, for weeks) gets one $300 call on the 3rd. The call is real spend,
+    but one call is no rate: extrapolated over the week-long level window it projected $2,198 of $1,500
+    and raised a forecast alert that stayed for seven days. At the rate the call does not change, the
+    month comes to ~$1,020; the same $300 spread over the day's hours is a rate, and forecasts."""
+    month = datetime(2026, 11, 1, tzinfo=UTC).timestamp()
+    clock.set(month + 2.5 * 86400)  # Nov 3rd, 12:00: 8 % of the month gone
+    monthly = {"name": "monthly", "scope": "global", "period": "monthly", "limit": 1500.0}
+    services, budgets, sink = build(db_url, [monthly], clock)
+    hourly = [call(f"h{i}", clock.now - 1800 - i * 3600, 1.0) for i in range(14 * 24)]
+    ingest(services, *hourly, call("big", clock.now - 600, 300.0))
+    budgets.evaluate()
+    status = budgets.status("monthly")
+    assert status["projection"] == "shape"
+    assert status["projected"] == pytest.approx(1020, rel=0.05)
+    assert "LLMBudgetForecastOverrun" not in sink.names()
+    clock.now += 24 * 3600  # a day later, nothing but the usual $1 an hour: still no forecast
+    ingest(services, *[call(f"n{i}", clock.now - 1800 - i * 3600, 1.0) for i in range(24)])
+    budgets.evaluate()
+    assert "LLMBudgetForecastOverrun" not in sink.names()
+    # The same money as $12.50 an hour all day is a rate: on course for far past the limit.
+    ingest(services, *[call(f"r{i}", clock.now - 1700 - i * 3600, 12.5) for i in range(24)])
+    budgets.evaluate()
+    assert "LLMBudgetForecastOverrun" in sink.names()
+    services.close()
