@@ -87,6 +87,8 @@ def test_a_forecast_that_falls_back_resolves_in_its_own_thread(
     gateway.deliver_pending()
     assert gateway.alerts("firing") == []
     assert len(rx.slack.posted) == 1 and rx.pagerduty.events == []
+    [resolved] = [u.payload for u in rx.slack.calls("chat.update") if "RESOLVED" in str(u.payload.get("text", ""))]
+    assert resolved["ts"] == rx.slack.posted[0]["ts"]
 
 
 SEARCH = {"budget": "per-project-daily", "key": "search", "scope": "project"}
