@@ -28,13 +28,21 @@ PUSHED_ONLY_LABELS = (ORIGIN_LABEL, "severity")
 
 
 ESCALATING_ALERTS: dict[str, tuple[str, ...]] = {
-    "LLMBudget": ("LLMBudgetInfo", "LLMBudgetWarning", "LLMBudgetCritical", "LLMBudgetExceeded"),
+    "LLMBudget": (
+        "LLMBudgetInfo",
+        "LLMBudgetForecastOverrun",
+        "LLMBudgetWarning",
+        "LLMBudgetCritical",
+        "LLMBudgetExceeded",
+    ),
 }
 """Alert names that are the levels of one alert, lowest first, under the family's name.
 
 A budget instance crossing info, warning, critical and exceeded is one alert: its fingerprint is taken
 with the family's name, so the alert keeps its id, its Slack message, mail thread and PagerDuty incident,
-while its `alertname` and severity follow the level reached.
+while its `alertname` and severity follow the level reached. The forecast (projected over the limit) is
+the level above info: it usually comes first, and the crossings that follow confirm the same problem, so
+they carry on its thread instead of opening a second one beside it.
 """
 SERIES_ALERTS = frozenset({"LLMCostSpike"})
 """Alerts raised per watched series: those of one label set (a spike of each of many projects) that start

@@ -7,7 +7,7 @@ The projection is `spent so far + level x shape mass of the time left`:
   each day of the week once there are two weeks of history, shrunk towards flat while history is short;
 * level: the spend of the recent trailing window (`level_window_seconds`; default one period, clamped to 3 hours
   ..7 days) divided by the shape mass of that same window, i.e. the recent rate with the hour-of-week
-  effects taken out.
+  effects taken out; the window's largest bucket counts as its second largest (one call is no rate).
 
 So at 06:00 a daily budget is not extrapolated from a quiet night, and a monthly budget knows how many
 weekends are left. With under `min_history_days` of history there is no shape and the projection is the
@@ -192,7 +192,7 @@ def project_many(
     # Level: recent spend over the shape's mass of the same window (both from the series' first spend).
     window_from = int(np.searchsorted(starts, t_now - level_len))
     level_from = np.maximum(window_from, first)
-    level_spend = v[:, window_from:].sum(axis=1)  # buckets before a series' first spend are 0
+    level_spend = _level_spend(v[:, window_from:])  # buckets before a series' first spend are 0
     level_mass = np.einsum("ns,ns->n", weights, index.between(level_from, starts.size))
     future = _future_slot_counts(int(starts[-1]), t_now, t_end, tz, size)
     shape_rem = _safe_div(level_spend, level_mass) * (weights @ future)
@@ -212,6 +212,21 @@ def project_many(
         method=np.where(use_shape, "shape", "recent_rate"),
         history_seconds=history_days * _DAY,
     )
+
+
+def _level_spend(window: FloatArray) -> FloatArray:
+    """Spend of the level window, its largest bucket counted as its second largest.
+
+    One call is no rate: a single $300 call in a month of $1 an hour made the whole level window (a
+    week for a monthly budget) look like $300 a week, projected $2,200 for a $720 month and kept a
+    forecast alert firing for seven days. The call itself is in the spend so far; only its repetition
+    is not assumed. Steady spend has a largest bucket like the others, so this changes nothing there.
+    """
+    total = window.sum(axis=1)
+    if window.shape[1] < 2:
+        return total
+    top = np.partition(window, -2, axis=1)[:, -2:]
+    return total - top[:, 1] + top[:, 0]
 
 
 def _history_seconds(starts: IntArray, v: FloatArray, t_now: float) -> FloatArray:

@@ -16,7 +16,7 @@ from exporter.store import SchemaPart, Store
 ALERTING_SCHEMA = SchemaPart(
     branch="alerting",
     versions=Path(__file__).with_name("migrations") / "versions",
-    head="0011_budget_alert_family",
+    head="0012_budget_forecast_in_family",
     implies=("exporter_0004_spend_watermark",),  # through 0006_spend_watermark
 )
 """Alerting's branch: pass it to `Store(..., migrations=...)` wherever a store serves the full product."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -241,6 +242,9 @@ def check_number(name: str, value: Any, upper: float) -> float:
     return number
 
 
+_EPOCH_TEXT = re.compile(r"[0-9]+(\.[0-9]*)?")
+
+
 def parse_timestamp(value: Any, *, now: float, max_future_skew: float) -> float:
     """An RFC 3339 string or epoch seconds, as epoch seconds; naive strings are taken as UTC."""
     if (type(value) is float or type(value) is int) and MIN_TIMESTAMP <= value <= now + max_future_skew:
@@ -260,7 +264,9 @@ def parse_timestamp(value: Any, *, now: float, max_future_skew: float) -> float:
         try:
             parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
         except ValueError:
-            raise InvalidEvent("timestamp", f"is not RFC 3339: {value[:64]!r}") from None
+            # Loggers often write epoch seconds as a string: say how to send them rather than only "no".
+            hint = " (epoch seconds go as a number, not a string)" if _EPOCH_TEXT.fullmatch(text) else ""
+            raise InvalidEvent("timestamp", f"is not RFC 3339: {value[:64]!r}{hint}") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
         ts = parsed.timestamp()

@@ -25,7 +25,8 @@ from alerting.budgets.definition import (
 )
 from alerting.budgets.instances import CurrentPeriods, Instance, InstanceReader
 from alerting.budgets.registry import BudgetRegistry
-from alerting.periods import elapsed_fraction
+from alerting.model import level_rank
+from alerting.periods import elapsed_fraction, period_bounds
 from alerting.projection import INSUFFICIENT_HISTORY, ProjectionConfig, ProjectionResult, should_alert_forecast
 from alerting.sink import AlertSink, FireItem, active_since, fire_all, resolve_all, resolve_with_reason
 from exporter.store.writer import WriteResult
@@ -35,7 +36,7 @@ PERSON_RESOLVED = (*BUDGET_ALERTS, REQUEST_CAP_ALERT)  # what a reset or a delet
 
 
 def _identity(alertname: str) -> str:
-    """What identifies a budget alert of an instance: "level" for any level alert, else its name."""
+    """What identifies a budget alert of an instance: "level" for its one alert (levels, forecast), else its name."""
     return "level" if alertname in SEVERITY_FOR_ALERT else alertname
 
 
@@ -85,7 +86,12 @@ class BudgetAlerts:
         }
 
     def desired(self, instance: Instance, now: float) -> set[str]:
-        """The alerts this instance should have firing: its level's (one at most) and the forecast."""
+        """The alert this instance should have firing (none or one): the highest of its level and the forecast.
+
+        The forecast is a level of the instance's one alert (`alerting.model.ESCALATING_ALERTS`): a budget
+        projected over its limit that then crosses warning is one problem, so one Slack thread, mail thread
+        and PagerDuty incident, named after the highest of the two.
+        """
         wanted = set()
         level_alert = ALERT_FOR_STATE.get(instance.state)
         if level_alert is not None:
@@ -101,7 +107,7 @@ class BudgetAlerts:
             result = ProjectionResult(instance.projected, instance.projected, instance.projected, instance.spent, "")
             if should_alert_forecast(result, instance.budget.limit, fraction, self.projection):
                 wanted.add(FORECAST_ALERT)
-        return wanted
+        return {max(wanted, key=level_rank)} if wanted else wanted
 
     def on_commit(self, result: WriteResult, touched: set[tuple[str, str]]) -> None:
         """Raise the threshold alerts that an ingest commit crossed (`touched`: its (budget, key) pairs)."""
@@ -141,9 +147,9 @@ class BudgetAlerts:
         """Fire REQUEST_CAP_ALERT for each capped budget that a newly stored call went over (counted anyway)."""
         if not capped or self.sink is None:
             return
-        worst: dict[tuple[str, str], tuple[Budget, Any, str]] = {}
+        worst: dict[tuple[str, str, int], tuple[Budget, Any, str]] = {}
         now = self.clock()
-        current = {budget.name: self.periods.bounds(budget, now)[0].timestamp() for budget in capped}
+        current = {budget.name: self.periods.bounds(budget, now) for budget in capped}
         for event, new in zip(result.events, result.inserted, strict=False):
             if not new:
                 continue
@@ -154,10 +160,17 @@ class BudgetAlerts:
                 key = budget.matches(labels)
                 if key is None:
                     continue
-                if event.timestamp < current[budget.name]:
+                start, end = current[budget.name]
+                if event.timestamp < start.timestamp():
                     # A late call of a period that has ended (a retried batch, an imported log): counted
                     # there, but that period's cap alert is over; raising one now would label it today's.
                     continue
+                own_start = int(start.timestamp())
+                if end is not None and event.timestamp >= end.timestamp():
+                    # Stamped in the next period (a client clock a little fast, within the allowed skew):
+                    # counted there, so its alert is that period's, not one the next evaluation ends.
+                    at = datetime.fromtimestamp(event.timestamp, UTC)
+                    own_start = int(period_bounds(budget.period, at, budget.timezone)[0].timestamp())
                 if budget.max_cost_per_request is not None and cost > budget.max_cost_per_request:
                     why = f"call {event.request_id} cost ${cost:,.4f}, over the ${budget.max_cost_per_request:,.2f} cap"
                 elif budget.max_tokens_per_request is not None and tokens > budget.max_tokens_per_request:
@@ -165,10 +178,9 @@ class BudgetAlerts:
                     why = f"call {event.request_id} used {tokens:,} tokens, over the {cap:,} cap"
                 else:
                     continue
-                worst.setdefault((budget.name, key), (budget, event, why))
-        for (name, key), (budget, _event, why) in sorted(worst.items(), key=lambda item: item[0]):
-            start = self.periods.start(budget, now)
-            labels = {"budget": name, "scope": budget.scope, "key": key, "period_start": str(start)}
+                worst.setdefault((budget.name, key, own_start), (budget, event, why))
+        for (name, key, period_start), (budget, _event, why) in sorted(worst.items(), key=lambda item: item[0]):
+            labels = {"budget": name, "scope": budget.scope, "key": key, "period_start": str(period_start)}
             annotations = {
                 "summary": f"Budget {name}: a call exceeded its per-request cap ({why}); it was counted",
                 "description": f"{budget.period} budget {name}; the alert resolves when the period ends or on reset.",
@@ -215,9 +227,14 @@ class BudgetAlerts:
         # for stays open whatever the clocks say.
         unwanted = [(alertname, labels) for ident, (alertname, labels) in active.items() if ident not in wanted]
         resolve_all(self.sink, self._still_unwanted(definitions, unwanted, now), started_by=now)
-        current = {b.name: str(self.periods.start(b, now)) for b in definitions}
+        # The current period's cap alerts stay, and the next one's (a call stamped just past the period
+        # end, within the allowed skew): that period has not even begun. Any other is over.
+        open_periods: dict[str, set[str]] = {}
+        for b in definitions:
+            start, end = self.periods.bounds(b, now)
+            open_periods[b.name] = {str(int(start.timestamp()))} | ({str(int(end.timestamp()))} if end else set())
         for alertname, labels in self.sink.active_labels([REQUEST_CAP_ALERT]):
-            if current.get(labels.get("budget", "")) != labels.get("period_start"):
+            if labels.get("period_start") not in open_periods.get(labels.get("budget", ""), set()):
                 self.sink.resolve(alertname, labels)  # its period is over (or the budget is gone)
 
     def _still_unwanted(

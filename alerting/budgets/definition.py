@@ -24,13 +24,17 @@ ALERT_FOR_STATE = {
 }
 """The alert name of each level. A budget instance has one alert, named after the highest level reached
 (the gateway fingerprints these names as one family, so it keeps one thread per channel)."""
+FORECAST_ALERT = "LLMBudgetForecastOverrun"
+"""Projected spend at period end over the limit. Also a level of the instance's one alert, between info and
+warning: the forecast is the earliest notice of the problem a crossing confirms, so it is the same thread."""
 SEVERITY_FOR_ALERT = {
     "LLMBudgetInfo": "info",
+    FORECAST_ALERT: "warning",
     "LLMBudgetWarning": "warning",
     "LLMBudgetCritical": "critical",
     "LLMBudgetExceeded": "critical",
 }
-FORECAST_ALERT = "LLMBudgetForecastOverrun"
+"""The severity of each alert of a budget instance's one alert (`alerting.model.ESCALATING_ALERTS`)."""
 REQUEST_CAP_ALERT = "LLMBudgetRequestCapExceeded"
 """Warning: an ingested call cost more than a budget's `max_cost_per_request` (or tokens); one per period."""
 _FIELDS = {

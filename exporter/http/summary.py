@@ -22,6 +22,7 @@ from exporter.usage_summary import BY, MAX_ROWS, summarize
 DEFAULT_WINDOW_SECONDS = 86_400.0
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _AGE = re.compile(r"\d+(?:\.\d+)?[mhdw]")
+_DECODED_PLUS = re.compile(r"^(.*[Tt ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?) (\d\d:?\d\d)$")
 LAST_INSTANT = 253_402_300_799.0
 """9999-12-31T23:59:59Z, the latest time RFC 3339 can write; larger epoch seconds are refused."""
 
@@ -41,6 +42,9 @@ def parse_instant(value: str, name: str, *, now: float) -> float:
             except ValueError as exc:
                 raise ValueError(f"{name}: {exc}") from None
         else:
+            # `?since=2026-12-01T09:00:00+01:00` typed into a URL arrives with a space for the `+` (a query
+            # string's `+` is a space); a space where an offset's sign goes can mean nothing else.
+            value = _DECODED_PLUS.sub(r"\1+\2", value)
             try:
                 parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
             except ValueError:

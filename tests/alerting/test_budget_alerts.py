@@ -55,7 +55,9 @@ def test_a_fresh_store_with_one_expensive_call_raises_no_forecast(db_url: str, c
 def test_a_forecast_needs_a_full_day_of_history_for_a_daily_budget(db_url: str, clock: FakeClock) -> None:
     start = datetime(2026, 11, 11, 0, 0, tzinfo=UTC).timestamp()
     clock.set(start + 12 * 3600)
-    services, budgets, sink = build(db_url, [DAILY], clock)
+    # Warning at 90 %: by 17:00 the day is at 86 %, so the budget's one alert is the forecast, not the level.
+    late_warning = {**DAILY, "thresholds": {"info": 0.5, "warning": 0.9, "critical": 0.95}}
+    services, budgets, sink = build(db_url, [late_warning], clock)
     # ~$5 an hour since 20 hours ago: on course for ~$121 of $100 today, but under a day of history.
     ingest(services, *[call(f"h{i}", clock.now - 60 - i * 300, 0.42) for i in range(20 * 12)])
     budgets.evaluate()
@@ -98,4 +100,31 @@ def test_a_one_request_budget_alert_says_request_not_requests(db_url: str, clock
     assert edge_alert["summary"] == "Budget edge is at 100% (1 request of 1 request)"
     pair_alert = sink.annotations("LLMBudgetWarning", {"budget": "pair", "scope": "global", "key": ""})
     assert pair_alert["summary"] == "Budget pair is at 50% (1 request of 2 requests)"
+    services.close()
+
+
+def test_one_big_call_early_in_the_month_is_not_projected_as_a_weekly_rate(db_url: str, clock: FakeClock) -> None:
+    """A $720-a-month series ($1 an hour, for weeks) gets one $300 call on the 3rd. The call is real spend,
+    but one call is no rate: extrapolated over the week-long level window it projected $2,198 of $1,500
+    and raised a forecast alert that stayed for seven days. At the rate the call does not change, the
+    month comes to ~$1,020; the same $300 spread over the day's hours is a rate, and forecasts."""
+    month = datetime(2026, 11, 1, tzinfo=UTC).timestamp()
+    clock.set(month + 2.5 * 86400)  # Nov 3rd, 12:00: 8 % of the month gone
+    monthly = {"name": "monthly", "scope": "global", "period": "monthly", "limit": 1500.0}
+    services, budgets, sink = build(db_url, [monthly], clock)
+    hourly = [call(f"h{i}", clock.now - 1800 - i * 3600, 1.0) for i in range(14 * 24)]
+    ingest(services, *hourly, call("big", clock.now - 600, 300.0))
+    budgets.evaluate()
+    status = budgets.status("monthly")
+    assert status["projection"] == "shape"
+    assert status["projected"] == pytest.approx(1020, rel=0.05)
+    assert "LLMBudgetForecastOverrun" not in sink.names()
+    clock.now += 24 * 3600  # a day later, nothing but the usual $1 an hour: still no forecast
+    ingest(services, *[call(f"n{i}", clock.now - 1800 - i * 3600, 1.0) for i in range(24)])
+    budgets.evaluate()
+    assert "LLMBudgetForecastOverrun" not in sink.names()
+    # The same money as $12.50 an hour all day is a rate: on course for far past the limit.
+    ingest(services, *[call(f"r{i}", clock.now - 1700 - i * 3600, 12.5) for i in range(24)])
+    budgets.evaluate()
+    assert "LLMBudgetForecastOverrun" in sink.names()
     services.close()

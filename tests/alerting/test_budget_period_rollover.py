@@ -137,3 +137,26 @@ def test_through_alertmanager_the_new_hour_is_pushed_as_a_new_occurrence(db_url:
     finally:
         gateway.close()
         services.close()
+
+
+def test_a_call_stamped_in_the_next_period_raises_its_cap_alert_for_that_period(db_url: str, clock: FakeClock) -> None:
+    """A client whose clock runs two minutes fast sends, at 23:59, a call stamped 00:01 (inside the allowed
+    skew) over the per-request cap. It is counted in tomorrow. Defect: its cap alert was labelled with today's
+    period, and the scheduler's next evaluation after midnight resolved it as over, so on-call saw a thread open
+    and close in two minutes and tomorrow, the call's own period, had no alert at all."""
+    capped = {"name": "search-daily", "scope": "project", "key": "search", "period": "daily", "limit": 1000.0}
+    capped["max_cost_per_request"] = 0.5
+    midnight = datetime(2026, 11, 12, tzinfo=UTC).timestamp()
+    clock.set(midnight - 60)
+    services, budgets, sink = build(db_url, [capped], clock)
+    ingest(services, call("early", midnight + 60, 2.5))  # stamped 00:01, arriving 23:59
+    assert [(f[0], f[1]["period_start"]) for f in sink.fired] == [("LLMBudgetRequestCapExceeded", str(int(midnight)))]
+    budgets.evaluate()  # still today: tomorrow's alert stays
+    assert sink.names() == {"LLMBudgetRequestCapExceeded"}
+    clock.set(midnight + 120)
+    budgets.evaluate()  # tomorrow, the call's own period: its alert is still open
+    assert sink.names() == {"LLMBudgetRequestCapExceeded"} and sink.resolved == []
+    clock.set(midnight + 86400 + 30)
+    budgets.evaluate()  # that day is over: its cap alert resolves
+    assert sink.names() == set()
+    services.close()

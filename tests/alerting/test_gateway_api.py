@@ -27,7 +27,8 @@ def h(sqlite_url: str, rx: Receivers) -> Iterator[Harness]:
 
 
 def test_alerts_list_has_exactly_the_spec_fields_and_filters_by_state(h: Harness) -> None:
-    h.gateway.fire("LLMBudgetForecastOverrun", BUDGET_LABELS, severity="warning", annotations={"summary": "80%"})
+    other = {**BUDGET_LABELS, "budget": "team-b-monthly", "key": "team-b"}  # another budget: its own alert
+    h.gateway.fire("LLMBudgetForecastOverrun", other, severity="warning", annotations={"summary": "80%"})
     critical = h.gateway.fire("LLMBudgetCritical", BUDGET_LABELS, severity="critical").alert
     h.gateway.ack(critical.id, by="alice")
     alerts = h.alerts()

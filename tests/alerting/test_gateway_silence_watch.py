@@ -194,7 +194,8 @@ def test_a_budget_alert_at_another_level_in_alertmanager_is_still_there(h: Harne
         advance(h, 20)
     assert state(h, alert_id) == "acknowledged"
     query = am.calls("GET", "/api/v2/alerts")[-1].query
-    assert 'alertname=~"LLMBudgetInfo|LLMBudgetWarning|LLMBudgetCritical|LLMBudgetExceeded"' in query["filter"]
+    levels = "LLMBudgetInfo|LLMBudgetForecastOverrun|LLMBudgetWarning|LLMBudgetCritical|LLMBudgetExceeded"
+    assert f'alertname=~"{levels}"' in query["filter"]
 
 
 def matchers_of(request: RecordedRequest) -> dict[str, tuple[str, bool]]:
@@ -206,7 +207,10 @@ def test_the_silence_of_a_budget_level_covers_the_levels_the_ack_holds_for(h: Ha
     acknowledged_and_silenced(h, am, am_alert("LLMBudgetCritical", labels=pushed, severity="critical"))
     (create,) = am.calls("POST", "/api/v2/silences")
     assert matchers_of(create) == {
-        "alertname": ("LLMBudgetInfo|LLMBudgetWarning|LLMBudgetCritical|LLMBudgetExceeded", True),
+        "alertname": (
+            "LLMBudgetInfo|LLMBudgetForecastOverrun|LLMBudgetWarning|LLMBudgetCritical|LLMBudgetExceeded",
+            True,
+        ),
         "budget": ("team-a-monthly", False),
         "key": ("team-a", False),
         "project": ("search", False),  # what `am_alert` adds to every alert
@@ -216,8 +220,10 @@ def test_the_silence_of_a_budget_level_covers_the_levels_the_ack_holds_for(h: Ha
 
 def test_an_ack_silences_the_levels_of_its_severity_and_below_not_the_higher_ones_which_reopen_it() -> None:
     assert held_levels("LLMBudgetInfo", "info") == ["LLMBudgetInfo"]
-    assert held_levels("LLMBudgetWarning", "warning") == ["LLMBudgetInfo", "LLMBudgetWarning"]
-    every = ["LLMBudgetInfo", "LLMBudgetWarning", "LLMBudgetCritical", "LLMBudgetExceeded"]
+    warning = ["LLMBudgetInfo", "LLMBudgetForecastOverrun", "LLMBudgetWarning"]
+    assert held_levels("LLMBudgetWarning", "warning") == warning
+    assert held_levels("LLMBudgetForecastOverrun", "warning") == warning  # the same severity: one ack holds both
+    every = [*warning, "LLMBudgetCritical", "LLMBudgetExceeded"]
     assert held_levels("LLMBudgetCritical", "critical") == every
     assert held_levels("LLMBudgetExceeded", "critical") == every
     assert held_levels("LLMCostSpike", "critical") == ["LLMCostSpike"]

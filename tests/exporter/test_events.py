@@ -65,6 +65,8 @@ def test_rfc3339_and_epoch_timestamps() -> None:
         ({"latency_ms": math.inf}, "latency_ms: must be a finite number"),
         ({"timestamp": NOW + 3600}, "timestamp: is 3600 s in the future"),
         ({"timestamp": "yesterday"}, "timestamp: is not RFC 3339"),
+        # Epoch seconds in a JSON string (a CSV cell is read as a number; a JSON value is taken as sent).
+        ({"timestamp": "1796608577"}, "timestamp: is not RFC 3339: '1796608577' (epoch seconds go as a number"),
         ({"timestamp": NOW * 1000}, "timestamp: 1800000000000.0 looks like milliseconds"),
         ({"status": "ok"}, "status: must be 'success' or 'error'"),
         ({"project": "x" * 10_000}, "project: is 10000 characters long; the limit is 256"),

@@ -206,3 +206,21 @@ def test_unpriced_calls_are_counted_where_their_cost_is_missing(db_url: str) -> 
     assert [(r["session"], r["requests"], r["unpriced_requests"]) for r in by_session["rows"]] == [("s1", 2, 1)]
     assert by_session["total_unpriced_requests"] == 1
     services.close()
+
+
+def test_a_positive_offset_typed_unencoded_in_the_url_is_read_as_sent(sqlite_url: str) -> None:
+    """`curl '…/v1/usage/summary?since=2026-11-30T05:30:00+05:30'`: in a query string `+` means a space, so
+    the server received `2026-11-30T05:30:00 05:30` and answered 422 "expected RFC 3339" for a time the docs
+    accept. A space where the offset's sign goes can only be that `+`: it is read as one."""
+    services = Services.build(make_config(sqlite_url))
+    assert services.pipeline.ingest([event(i) for i in range(3)]).accepted == 3  # 2026-11-30 00:53 UTC
+    with TestClient(build_app(services)) as client:
+        typed = client.get("/v1/usage/summary?since=2026-11-30T05:30:00+05:30&until=2026-12-01T05:30:00+05:30")
+        assert typed.status_code == 200, typed.text
+        assert typed.json()["since"] == 1_795_996_800.0  # 2026-11-30T00:00:00Z
+        assert typed.json()["total_cost_usd"] == pytest.approx(0.03)
+        encoded = client.get("/v1/usage/summary?since=2026-11-30T05:30:00%2B05:30&until=2026-12-01T05:30:00%2B05:30")
+        assert encoded.json() == typed.json()
+        negative = client.get("/v1/usage/summary?since=2026-11-29T19:00:00-05:00")
+        assert negative.status_code == 200 and negative.json()["since"] == 1_795_996_800.0
+    services.close()

@@ -1,0 +1,131 @@
+"""A budget's forecast and its levels, as the person on call receives them: one problem, one thread per channel.
+
+A daily budget on course to overrun raises `LLMBudgetForecastOverrun` (warning) hours before any threshold;
+later its spend crosses warning, then its limit. That is one problem about one budget in one period.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from alerting.budgets.definition import parse_budgets_section
+from alerting.budgets.service import BudgetService
+from alerting.gateway.config import settings_from_config
+from alerting.gateway.service import GatewayService
+from alerting.gateway.sink import GatewaySink
+from exporter.services import Services
+from exporter.store.engine import create_store_engine
+from tests.support.budgets import CONFIG_REF, DAILY, build, call, ingest
+from tests.support.clock import FakeClock
+from tests.support.gateway_harness import Harness, Receivers, gateway_config
+from tests.support.legacy_schema import T0, build_legacy_store, legacy_alert
+
+MIDNIGHT = datetime(2026, 11, 11, tzinfo=UTC).timestamp()
+ROUTES = {"info": [], "warning": ["slack"], "critical": ["slack", "pagerduty"]}
+
+
+@pytest.fixture
+def stack(db: str, rx: Receivers, clock: FakeClock) -> Iterator[tuple[Services, BudgetService, GatewayService]]:
+    rx.pagerduty.clock = clock
+    clock.set(MIDNIGHT + 6 * 3600)
+    services, budgets, _recorder = build(db, [DAILY], clock)
+    settings = settings_from_config(gateway_config(db, rx, channels=("slack", "pagerduty"), routes=ROUTES))
+    gateway = GatewayService(services.store, settings, clock=clock, start_workers=False)
+    budgets.sink = GatewaySink(gateway)
+    try:
+        yield services, budgets, gateway
+    finally:
+        gateway.close()
+        services.close()
+
+
+def test_forecast_then_warning_then_exceeded_is_one_slack_thread_and_one_incident(
+    stack: tuple[Services, BudgetService, GatewayService], rx: Receivers, clock: FakeClock
+) -> None:
+    services, budgets, gateway = stack
+    # $6 an hour for two days and this morning: $36 by 06:00, on course for ~$144 of $100.
+    ingest(services, *[call(f"h{i}", clock.now - 60 - i * 300, 0.5) for i in range(54 * 12)])
+    budgets.evaluate()
+    gateway.deliver_pending()
+    assert [a.alertname for a in gateway.alerts("firing")] == ["LLMBudgetForecastOverrun"]
+    assert len(rx.slack.posted) == 1
+    clock.advance(600)
+    ingest(services, call("big", clock.now - 30, 50.0))  # 86 %: warning
+    budgets.evaluate()
+    gateway.deliver_pending()
+    clock.advance(600)
+    ingest(services, call("bigger", clock.now - 30, 20.0))  # 106 %: exceeded
+    budgets.evaluate()
+    gateway.deliver_pending()
+    assert len(rx.slack.posted) == 1, "the warning opened a second Slack thread beside the forecast's"
+    [alert] = gateway.alerts()
+    assert (alert.alertname, alert.state) == ("LLMBudgetExceeded", "firing")
+    # Each rise is a reply in the forecast's thread (an edit alone notifies nobody); nothing said resolved.
+    assert len(rx.slack.replies) == 2
+    assert all(r["thread_ts"] == rx.slack.posted[0]["ts"] for r in rx.slack.replies)
+    assert "RESOLVED" not in " ".join(str(u.payload.get("text", "")) for u in rx.slack.calls("chat.update")).upper()
+    assert len(rx.pagerduty.pages) == 1 and rx.pagerduty.pages[0].status == "triggered"
+
+
+def test_a_forecast_that_falls_back_resolves_in_its_own_thread(
+    stack: tuple[Services, BudgetService, GatewayService], rx: Receivers, clock: FakeClock
+) -> None:
+    services, budgets, gateway = stack
+    ingest(services, *[call(f"h{i}", clock.now - 60 - i * 300, 0.5) for i in range(54 * 12)])
+    budgets.evaluate()
+    gateway.deliver_pending()
+    assert [a.alertname for a in gateway.alerts("firing")] == ["LLMBudgetForecastOverrun"]
+    problems: list[str] = []
+    raised = parse_budgets_section([{**DAILY, "limit": 500.0}], problems)  # $144 is fine now
+    budgets.apply_config(raised.items, origin_ref=CONFIG_REF)
+    budgets.evaluate()
+    gateway.deliver_pending()
+    assert gateway.alerts("firing") == []
+    assert len(rx.slack.posted) == 1 and rx.pagerduty.events == []
+    [resolved] = [u.payload for u in rx.slack.calls("chat.update") if "RESOLVED" in str(u.payload.get("text", ""))]
+    assert resolved["ts"] == rx.slack.posted[0]["ts"]
+
+
+SEARCH = {"budget": "per-project-daily", "key": "search", "scope": "project"}
+CHAT = {"budget": "per-project-daily", "key": "chat", "scope": "project"}
+
+
+def test_an_upgraded_store_keeps_one_open_alert_per_instance(db_url: str, rx: Receivers, clock: FakeClock) -> None:
+    """A store from before the forecast was a level holds forecast alerts under their own fingerprint: `search`
+    with a forecast and a warning open (two Slack messages), `chat` with a forecast only. After the upgrade
+    each instance has one open alert, the highest; the superseded forecast's message says resolved."""
+    build_legacy_store(db_url, "0004_scheduler")
+    engine = create_store_engine(db_url)
+    try:
+        ids = {}
+        for n, (name, labels) in enumerate(
+            [("LLMBudgetForecastOverrun", SEARCH), ("LLMBudgetWarning", SEARCH), ("LLMBudgetForecastOverrun", CHAT)],
+            start=1,
+        ):
+            slack = {"channel": "C123", "ts": f"1600000000.{n:06d}"}
+            ids[(name, labels["key"])] = legacy_alert(
+                engine, name, labels, severity="warning", at=T0 + n, channels={"slack": slack}
+            )
+    finally:
+        engine.dispose()
+    with Harness(db_url, rx, clock=clock) as h:
+        clock.set(time.time() + 1)  # the upgrade ran on the wall clock: its resolves are due from then
+        still_open = {(a["id"], a["alertname"]) for a in h.alerts() if a["state"] != "resolved"}
+        assert still_open == {
+            (ids[("LLMBudgetWarning", "search")], "LLMBudgetWarning"),
+            (ids[("LLMBudgetForecastOverrun", "chat")], "LLMBudgetForecastOverrun"),
+        }
+        h.gateway.deliver_pending()
+        assert [json.loads(r.body)["ts"] for r in rx.slack.calls("chat.update")] == ["1600000000.000001"]
+        # The next evaluation reaches the kept alerts: nothing new opens.
+        again = h.gateway.fire("LLMBudgetForecastOverrun", CHAT, severity="warning", annotations={"summary": "x"})
+        assert again.alert is not None and again.alert.id == ids[("LLMBudgetForecastOverrun", "chat")]
+        rose = h.gateway.fire("LLMBudgetWarning", CHAT, severity="warning", annotations={"summary": "at 81%"})
+        assert rose.alert is not None and rose.alert.id == again.alert.id
+        h.gateway.deliver_pending()
+        assert rx.slack.posted == []  # every later message went to the threads people already had
