@@ -318,6 +318,7 @@ def test_an_acknowledged_critical_budget_stays_silenced_in_alertmanager_when_it_
     assert by_name["alertname"]["isRegex"] is True
     assert set(by_name["alertname"]["value"].split("|")) == {
         "LLMBudgetInfo",
+        "LLMBudgetForecastOverrun",  # a level of the family, ranked between info and warning
         "LLMBudgetWarning",
         "LLMBudgetCritical",
         "LLMBudgetExceeded",
@@ -353,7 +354,11 @@ def test_an_acknowledged_warning_does_not_silence_the_critical_level_which_pages
     budget = "team-warned"
     dedup_key = _cross_and_ack(stack, budget, "warned-1", 8.5, "LLMBudgetWarning")  # 85 %: warning
     by_name = {m["name"]: m for m in _silence_of(stack, budget)["matchers"]}
-    assert set(by_name["alertname"]["value"].split("|")) == {"LLMBudgetInfo", "LLMBudgetWarning"}
+    assert set(by_name["alertname"]["value"].split("|")) == {
+        "LLMBudgetInfo",
+        "LLMBudgetForecastOverrun",
+        "LLMBudgetWarning",
+    }
 
     # Critical pages even an acknowledged alert in llmcost: Alertmanager must let it through to say so.
     stack.spend(budget, "warned-2", 1.2)  # 97 %: critical
