@@ -1,8 +1,11 @@
 """The console's routes: the page at `/`, the alerts fragment, and its stylesheet and script.
 
 Who may see and do what, mirroring the API:
-- Spend, budgets and spikes are on the page for anyone who can reach it: `/metrics` exposes the same
-  figures without a token.
+- Spend, budgets and spikes are the figures `/metrics` exposes: on the page for anyone who can reach
+  it while `/metrics` is open; once `auth.metrics_tokens` guards `/metrics`, only for a request
+  bearing a metrics or admin token. Without one the page keeps its sections but not their content
+  (no names, no figures), says why, and its script fetches the page again with the token the person
+  entered.
 - Alerts (labels, summaries, who acknowledged) are what `GET /v1/alerts` guards with
   `auth.admin_tokens`: with tokens configured, the page leaves them out and its script fetches
   `/console/alerts` with the token the person entered (kept in `sessionStorage`, sent as a bearer header).
@@ -115,6 +118,15 @@ class Console:
         self._can_act = self._may_act()
 
     @property
+    def figure_tokens(self) -> list[str]:
+        """The tokens that show spend, budgets and spikes: none while `/metrics` is open to all.
+
+        An admin token shows them too: its holder may already read budgets and alerts through the API.
+        """
+        auth = self.services.config.auth
+        return [*auth.metrics_tokens, *auth.admin_tokens] if auth.metrics_tokens else []
+
+    @property
     def admin_tokens(self) -> list[str]:
         """The tokens guarding alerts and acks (none: open, as the API)."""
         return self.services.config.auth.admin_tokens
@@ -144,14 +156,23 @@ class Console:
     # ---- rendering -----------------------------------------------------------------------------------
 
     def page_context(
-        self, *, by: str, viewer_zone: str | None, with_alerts: bool, budget: str | None = None
+        self,
+        *,
+        by: str,
+        viewer_zone: str | None,
+        with_alerts: bool,
+        budget: str | None = None,
+        with_figures: bool = True,
     ) -> dict[str, Any]:
         """Everything the page template needs (blocking: runs in a worker thread).
 
         With `budget`, the page of that budget alone: every instance of it listed (up to
         `MAX_BUDGET_INSTANCES`), where the main page lists the highest `MAX_INSTANCES`.
+        Without `with_figures`, nothing of spend, budgets or spikes is read (see `hidden_context`).
         """
         now = self.clock()
+        if not with_figures:
+            return self.hidden_context(now, by=by, with_alerts=with_alerts, budget=budget)
         history = self.history.snapshot(now)
         definitions = self.budgets.definitions()
         zones = budget_zones(definitions)
@@ -187,6 +208,27 @@ class Console:
             "spikes": spikes,
             "more_spikes": more_spikes,
             "alerts_context": self.alerts_context(now) if with_alerts else None,
+            "figures_hidden": False,
+            "needs_token": bool(self.admin_tokens),
+            "can_act": self.can_act(),
+            "grafana_url": config.grafana_url,
+        }
+
+    def hidden_context(self, now: float, *, by: str, with_alerts: bool, budget: str | None) -> dict[str, Any]:
+        """The page without its figures, for a request without a metrics or admin token.
+
+        Only what the request itself says (`by`, `budget`) and the alerts as for any page; the store
+        and the budgets are not read, so not even whether a budget exists shows (no 404 here).
+        """
+        config = self.services.config
+        return {
+            "version": __version__,
+            "now": int(now),
+            "by": by,
+            "dimensions": DIMENSIONS,
+            "focus": budget,
+            "alerts_context": self.alerts_context(now) if with_alerts else None,
+            "figures_hidden": True,
             "needs_token": bool(self.admin_tokens),
             "can_act": self.can_act(),
             "grafana_url": config.grafana_url,
@@ -210,6 +252,8 @@ class Console:
             budget = request.query_params.get("budget")  # one budget's page, with all its instances
             # With admin tokens the alerts come in by script, with the person's token; else inline.
             with_alerts = check_bearer(request, self.admin_tokens) is None
+            # With `/metrics` guarded, its figures need its token (or an admin one) here too.
+            with_figures = check_bearer(request, self.figure_tokens) is None
             try:
                 context = await run_in_threadpool(
                     self.page_context,
@@ -217,12 +261,13 @@ class Console:
                     viewer_zone=request.cookies.get(TZ_COOKIE),
                     with_alerts=with_alerts,
                     budget=budget,
+                    with_figures=with_figures,
                 )
             except StoreUnavailable:
                 return error(503, "store unavailable, retry later", headers={"Retry-After": "5"})
             html = self.env.get_template("console.html.j2").render(**context)
             # A stale link (a deleted or renamed budget) still gets the page, saying there is no such budget.
-            missing = budget is not None and not context["budgets"]
+            missing = budget is not None and with_figures and not context["budgets"]
             return HTMLResponse(html, status_code=404 if missing else 200, headers=SECURITY_HEADERS)
 
         async def alerts(request: Request) -> Response:

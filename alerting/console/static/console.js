@@ -1,12 +1,25 @@
 // llmcost console: the only script the page runs (no framework, no external resource).
 // It relabels times in the viewer's time zone, expands "*" budgets, keeps the admin token for this
 // tab only (sessionStorage), loads the alerts with it and sends Acknowledge / Unacknowledge to the API.
+// Where /metrics is guarded (auth.metrics_tokens) the server leaves spend, budgets and spikes out of a
+// page asked for without a token; with one entered, the script asks for the page again with it and
+// puts those sections in.
 "use strict";
 (function () {
   var TOKEN = "llmcost.token";
   var ACTOR = "llmcost.actor";
   var body = document.body;
   var needsToken = body.dataset.needsToken === "yes";
+  var figuresGuarded = body.dataset.figures === "hidden";
+  var FIGURES = ["now", "spend", "budgets", "spikes"];
+  // The sections as served without a token, put back by "Forget".
+  var locked = {};
+  if (figuresGuarded) {
+    FIGURES.forEach(function (id) {
+      var el = document.getElementById(id);
+      if (el) locked[id] = el.cloneNode(true);
+    });
+  }
 
   function relabel(root) {
     var hour = { hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
@@ -43,9 +56,70 @@
     return h;
   }
 
+  function wireExpand(root) {
+    root.querySelectorAll("button.expand").forEach(function (b) {
+      b.addEventListener("click", function () {
+        var group = b.closest("tbody");
+        var open = group.classList.toggle("open");
+        b.setAttribute("aria-expanded", open ? "true" : "false");
+      });
+    });
+  }
+
+  function showSections(from) {
+    // `from` is a document: this page as the server rendered it (escaped), parsed, never run.
+    FIGURES.forEach(function (id) {
+      var here = document.getElementById(id);
+      var there = from.getElementById(id);
+      if (!here || !there) return;
+      var fresh = document.importNode(there, true);
+      here.replaceWith(fresh);
+      relabel(fresh);
+      wireExpand(fresh);
+    });
+  }
+
+  function loadFigures() {
+    // Resolves true when the token showed the figures; the page's own URL, so ?by= and ?budget= hold.
+    var url = location.pathname + location.search;
+    return fetch(url, { headers: headers(false), credentials: "omit", cache: "no-store" })
+      .then(function (r) {
+        if (!r.ok && r.status !== 404) throw new Error("HTTP " + r.status); // 404: no such budget, said on the page
+        return r.text();
+      })
+      .then(function (html) {
+        var answer = new DOMParser().parseFromString(html, "text/html");
+        if (answer.body.dataset.figures === "hidden") {
+          sessionStorage.removeItem(TOKEN);
+          status("The token was refused; enter a metrics or admin token again.", true);
+          return false;
+        }
+        showSections(answer);
+        body.dataset.figures = "shown";
+        return true;
+      })
+      .catch(function (e) {
+        status("Could not load the figures: " + e.message, true);
+        return false;
+      });
+  }
+
+  function loadWithToken() {
+    // The figures first: a token they refuse is dropped, and the alerts are not asked for with it.
+    if (!figuresGuarded) return loadAlerts();
+    return loadFigures().then(function (shown) {
+      if (shown) return loadAlerts();
+    });
+  }
+
   function loadAlerts() {
     return fetch("/console/alerts", { headers: headers(false), credentials: "omit", cache: "no-store" })
       .then(function (r) {
+        if (r.status === 401 && figuresGuarded && body.dataset.figures === "shown") {
+          // A metrics token: it shows the figures, so it is kept; alerts need an admin token.
+          status("This token shows spend, budgets and spikes; the alerts need an admin token.");
+          return null;
+        }
         if (r.status === 401) {
           sessionStorage.removeItem(TOKEN);
           status("The admin token was refused; enter it again.", true);
@@ -115,13 +189,7 @@
   function wire() {
     relabel(document);
     rememberZone();
-    document.querySelectorAll("button.expand").forEach(function (b) {
-      b.addEventListener("click", function () {
-        var group = b.closest("tbody");
-        var open = group.classList.toggle("open");
-        b.setAttribute("aria-expanded", open ? "true" : "false");
-      });
-    });
+    wireExpand(document);
     var actor = document.getElementById("actor");
     if (actor) {
       actor.value = sessionStorage.getItem(ACTOR) || "";
@@ -137,13 +205,22 @@
         sessionStorage.setItem(TOKEN, token);
         document.getElementById("token").value = "";
         status("Token kept for this tab.");
-        loadAlerts();
+        loadWithToken();
       });
       document.getElementById("forget").addEventListener("click", function () {
         sessionStorage.removeItem(TOKEN);
         status("Token forgotten.");
-        document.getElementById("alerts-body").innerHTML =
-          '<p class="empty" id="alerts-locked">Alerts are shown to holders of an admin token: enter it above.</p>';
+        if (needsToken) {
+          document.getElementById("alerts-body").innerHTML =
+            '<p class="empty" id="alerts-locked">Alerts are shown to holders of an admin token: enter it above.</p>';
+        }
+        if (figuresGuarded) {
+          FIGURES.forEach(function (id) {
+            var el = document.getElementById(id);
+            if (el && locked[id]) el.replaceWith(locked[id].cloneNode(true));
+          });
+          body.dataset.figures = "hidden";
+        }
       });
     }
     var nameForm = document.getElementById("name-form");
@@ -152,7 +229,7 @@
       var button = event.target.closest("button[data-action]");
       if (button) act(button);
     });
-    if (needsToken && sessionStorage.getItem(TOKEN)) loadAlerts();
+    if ((needsToken || figuresGuarded) && sessionStorage.getItem(TOKEN)) loadWithToken();
   }
 
   wire();
