@@ -41,6 +41,7 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[HttpTo
     class GuardedProtocol(HttpToolsProtocol):
         _header_timer: asyncio.TimerHandle | None = None
         _head_bytes = 0
+        _in_message = False  # between the parser's message begin and complete: bytes are this request's
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -51,8 +52,11 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[HttpTo
             self._arm()
 
         def data_received(self, data: bytes) -> None:
-            if self._header_timer is None and (self.cycle is None or self.cycle.response_complete):
-                self._arm()  # the head of a next request on a kept-alive connection
+            # The head of a next request on a kept-alive connection. Not while a request is still being
+            # received: a response may be complete before its body arrived (a 413 answered from
+            # Content-Length), and the rest of that body is not a head, however large.
+            if self._header_timer is None and not self._in_message:
+                self._arm()
             if self._header_timer is not None:
                 self._head_bytes += len(data)
             super().data_received(data)
@@ -64,9 +68,17 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[HttpTo
                     self.transport.write(_head_too_large())
                     self.transport.close()
 
+        def on_message_begin(self) -> None:
+            self._in_message = True
+            super().on_message_begin()
+
         def on_headers_complete(self) -> None:
             self._disarm()
             super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._in_message = False
+            super().on_message_complete()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()

@@ -107,3 +107,38 @@ def test_a_huge_request_head_is_refused_before_it_fills_the_memory(tmp_path: Pat
         assert ok.status_code == 200
     finally:
         server.stop()
+
+
+def test_the_rest_of_a_body_refused_early_is_not_taken_for_a_huge_head(tmp_path: Path, sqlite_url: str) -> None:
+    # The Python client halves a batch the server refuses as too large (413). The 413 is answered from
+    # Content-Length, before the body is read, and the rest of that body arrived after the response: it
+    # was counted as the head of a next request, over 64 KiB, so the halved batch on the same connection
+    # got "431 request head too large" and the client dropped its 100 events as refused.
+    (tmp_path / "llmcost.yml").write_text("ingest:\n  max_body_bytes: 100000\n")
+    server = LlmcostProcess(sqlite_url, config=tmp_path / "llmcost.yml").start(tmp_path)
+    try:
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        sock.settimeout(15)
+        body = b"[" + b" " * 199_998 + b"]"
+        sock.sendall(
+            b"POST /v1/usage HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 413 "), first[:200]
+        sock.sendall(body)  # the rest of the refused request, as a client already writing it sends it
+        event = b'[{"request_id": "after-413", "provider": "openai", "model": "gpt-4o", "input_tokens": 1}]'
+        sock.sendall(
+            b"POST /v1/usage HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(event) + event
+        )
+        answer = b""
+        while b"\r\n\r\n" not in answer or b"accepted" not in answer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        sock.close()
+        assert answer.startswith(b"HTTP/1.1 200 ") and b'"accepted":1' in answer, answer[:300]
+    finally:
+        server.stop()
