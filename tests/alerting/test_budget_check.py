@@ -134,7 +134,20 @@ def test_an_ingested_call_over_a_per_request_cap_is_counted_and_alerts(db_url: s
     fired = [f for f in sink.fired if f[0] == "LLMBudgetRequestCapExceeded"]
     assert len(fired) == 1  # one alert for the one call over the cap
     assert fired[0][1].items() >= {"budget": "search-daily", "scope": "project", "key": "search"}.items()
-    assert "call big cost $2.5000" in sink.annotations(fired[0][0], fired[0][1])["summary"]
+    assert "call big cost $2.50, over the $0.50 cap" in sink.annotations(fired[0][0], fired[0][1])["summary"]
+    services.close()
+
+
+def test_a_sub_cent_per_request_cap_alert_names_the_cap_as_the_check_does(db_url: str, clock: FakeClock) -> None:
+    # Rounded to cents, a $0.005 cap read "over the $0.01 cap" beside a call of $0.006 (budgets/amounts.py).
+    capped = {**SEARCH_DAILY, "limit": 1000.0, "max_cost_per_request": 0.005}
+    clock.set(NOON + 600)
+    services, budgets, sink = build(db_url, [capped], clock)
+    ingest(services, call("big", NOON + 6, 0.006))
+    fired = [f for f in sink.fired if f[0] == "LLMBudgetRequestCapExceeded"]
+    summary = sink.annotations(fired[0][0], fired[0][1])["summary"]
+    assert "cost $0.006, over the $0.005 cap" in summary
+    assert "per-request cap of $0.005" in budgets.check({"project": "search", "estimated_cost_usd": 0.006})["reason"]
     services.close()
 
 
