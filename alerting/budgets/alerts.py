@@ -209,6 +209,17 @@ class BudgetAlerts:
             for alertname, labels in self._end_finished_periods(list(desired.values()))
         }
         wanted = {(_identity(alertname), budget, key) for alertname, budget, key in desired}
+        # Levels only rise within a period; the forecast can fall back below them (to info, when the
+        # projection drops). Relabelled as info, its thread would stay firing under a warning about an
+        # overrun, and through Alertmanager (which drops a lower level's report, gateway/lifecycle.py) it
+        # would end in a resolve and a second alert: it is resolved first, and the info level is new.
+        levels = {(_identity(alertname), budget, key): alertname for alertname, budget, key in desired}
+        fallen = [
+            (alertname, labels)
+            for ident, (alertname, labels) in active.items()
+            if alertname == FORECAST_ALERT and ident in levels and level_rank(levels[ident]) < level_rank(alertname)
+        ]
+        resolve_all(self.sink, self._still_unwanted(definitions, fallen, now, exact=True), started_by=now)
         fire_all(
             self.sink,
             [
@@ -239,7 +250,7 @@ class BudgetAlerts:
                 self.sink.resolve(alertname, labels)  # its period is over (or the budget is gone)
 
     def _still_unwanted(
-        self, definitions: list[Budget], items: list[tuple[str, dict[str, str]]], now: float
+        self, definitions: list[Budget], items: list[tuple[str, dict[str, str]]], now: float, *, exact: bool = False
     ) -> list[tuple[str, dict[str, str]]]:
         """Of `items` (alerts the evaluation's state no longer calls for), those the spend read now does not either.
 
@@ -247,14 +258,16 @@ class BudgetAlerts:
         may have crossed a threshold since and raised the alert. Telling that apart by the alert's start
         compares clocks of different hosts; reading the spend again does not. The periods stay the
         evaluation's (`now`); only the budgets of `items` are read (one query), and only when there is
-        something to resolve.
+        something to resolve. With `exact`, an item is compared by its own name, not as the instance's one
+        alert: a level the instance no longer calls for, though it calls for another.
         """
         if not items:
             return items
         names = {labels.get("budget", "") for _, labels in items}
         chosen = [b for b in definitions if b.name in names]
+        name: Callable[[str], str] = (lambda alertname: alertname) if exact else _identity
         wanted = {
-            (_identity(alertname), instance.budget.name, instance.key)
+            (name(alertname), instance.budget.name, instance.key)
             for instance in self.reader.instances(now, only=chosen)
             if instance.key != OTHER_INSTANCE
             for alertname in self.desired(instance, now)
@@ -262,7 +275,7 @@ class BudgetAlerts:
         return [
             (alertname, labels)
             for alertname, labels in items
-            if (_identity(alertname), labels.get("budget", ""), labels.get("key", "")) not in wanted
+            if (name(alertname), labels.get("budget", ""), labels.get("key", "")) not in wanted
         ]
 
     def _end_finished_periods(self, instances: list[Instance]) -> list[tuple[str, dict[str, str]]]:

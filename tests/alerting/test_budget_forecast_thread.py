@@ -91,6 +91,32 @@ def test_a_forecast_that_falls_back_resolves_in_its_own_thread(
     assert resolved["ts"] == rx.slack.posted[0]["ts"]
 
 
+def test_a_forecast_that_falls_back_to_info_is_resolved_not_kept_as_the_info_level(
+    stack: tuple[Services, BudgetService, GatewayService], rx: Receivers, clock: FakeClock
+) -> None:
+    # Levels only rise within a period, the forecast can fall back below them: its thread (a warning
+    # telling of an overrun) must say resolved, not stay firing relabelled as info, and the Alertmanager
+    # path (which drops a report of a lower level) must not end with a different alert than this one.
+    services, budgets, gateway = stack
+    ingest(services, *[call(f"h{i}", clock.now - 60 - i * 300, 0.5) for i in range(54 * 12)])
+    budgets.evaluate()
+    gateway.deliver_pending()
+    [forecast] = gateway.alerts("firing")
+    assert forecast.alertname == "LLMBudgetForecastOverrun"
+    problems: list[str] = []
+    # $36 of $300 is over a 10 % info threshold; the ~$144 projected is no overrun any more.
+    lowered = {**DAILY, "limit": 300.0, "thresholds": {"info": 0.1, "warning": 0.8, "critical": 0.95}}
+    budgets.apply_config(parse_budgets_section([lowered], problems).items, origin_ref=CONFIG_REF)
+    assert problems == []
+    budgets.evaluate()
+    gateway.deliver_pending()
+    assert [a.alertname for a in gateway.alerts("firing")] == ["LLMBudgetInfo"]
+    assert gateway.alert(forecast.id).state == "resolved"
+    assert len(rx.slack.posted) == 1
+    [resolved] = [u.payload for u in rx.slack.calls("chat.update") if "RESOLVED" in str(u.payload.get("text", ""))]
+    assert resolved["ts"] == rx.slack.posted[0]["ts"]
+
+
 SEARCH = {"budget": "per-project-daily", "key": "search", "scope": "project"}
 CHAT = {"budget": "per-project-daily", "key": "chat", "scope": "project"}
 
