@@ -40,6 +40,7 @@ _FIELDS = (
     "max_tokens_per_request",
     "fallback_model",
 )
+"""The definition fields an option of their own name sets (`--limit`); `--key`, `--threshold` and `--json` aside."""
 # The options each action reads. One parser serves every action, so `budgets list --limit 5` parsed
 # fine and was silently ignored (read as "5 rows"): an option the action does not read is refused.
 _READS: dict[str, frozenset[str]] = {
@@ -186,19 +187,7 @@ def _fields(args: argparse.Namespace) -> dict[str, Any]:
         if not isinstance(loaded, dict):
             raise _UsageError("--json must be a JSON object, e.g. '{\"limit\": 5}'")
         raw.update(loaded)
-    for name in (
-        "scope",
-        "key",
-        "period",
-        "limit",
-        "unit",
-        "mode",
-        "timezone",
-        "description",
-        "max_cost_per_request",
-        "max_tokens_per_request",
-        "fallback_model",
-    ):
+    for name in ("key", *_FIELDS):
         value = getattr(args, name)
         if value is not None:
             raw[name] = int(value) if name == "limit" and float(value).is_integer() else value
