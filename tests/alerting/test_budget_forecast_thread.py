@@ -18,6 +18,7 @@ from alerting.budgets.service import BudgetService
 from alerting.gateway.config import settings_from_config
 from alerting.gateway.service import GatewayService
 from alerting.gateway.sink import GatewaySink
+from alerting.push.sink import AlertmanagerSink
 from exporter.services import Services
 from exporter.store.engine import create_store_engine
 from tests.support.budgets import CONFIG_REF, DAILY, build, call, ingest
@@ -115,6 +116,41 @@ def test_a_forecast_that_falls_back_to_info_is_resolved_not_kept_as_the_info_lev
     assert len(rx.slack.posted) == 1
     [resolved] = [u.payload for u in rx.slack.calls("chat.update") if "RESOLVED" in str(u.payload.get("text", ""))]
     assert resolved["ts"] == rx.slack.posted[0]["ts"]
+
+
+def test_through_alertmanager_a_forecast_that_falls_back_to_info_is_resolved_and_info_is_new(
+    db: str, clock: FakeClock
+) -> None:
+    clock.set(MIDNIGHT + 6 * 3600)
+    services, budgets, _recorder = build(db, [DAILY], clock)
+    gateway = GatewayService(services.store, settings_from_config(services.config), clock=clock, start_workers=False)
+    budgets.sink = AlertmanagerSink(
+        services.store,
+        gateway,
+        wake=lambda: None,
+        generator_url=lambda _name, _labels: "http://llmcost.test/v1/alerts",
+        runbook_url=lambda _name: "http://llmcost.test/runbook",
+        clock=clock,
+    )
+    labels = {"budget": DAILY["name"], "scope": DAILY["scope"]}  # as Alertmanager has them: no empty `key`
+    try:
+        ingest(services, *[call(f"h{i}", clock.now - 60 - i * 300, 0.5) for i in range(54 * 12)])
+        budgets.evaluate()
+        forecast = gateway.fire("LLMBudgetForecastOverrun", labels, severity="warning", source="alertmanager")
+        assert forecast.alert is not None and forecast.alert.state == "firing"
+        lowered = {**DAILY, "limit": 300.0, "thresholds": {"info": 0.1, "warning": 0.8, "critical": 0.95}}
+        problems: list[str] = []
+        budgets.apply_config(parse_budgets_section([lowered], problems).items, origin_ref=CONFIG_REF)
+        clock.advance(60)
+        budgets.evaluate()
+        # Alertmanager then delivers the info level: a new alert, not a report of a lower level dropped.
+        info = gateway.fire("LLMBudgetInfo", labels, severity="info", source="alertmanager")
+        assert info.alert is not None and info.alert.id != forecast.alert.id
+        assert gateway.alert(forecast.alert.id).state == "resolved"
+        assert [a.alertname for a in gateway.alerts("firing")] == ["LLMBudgetInfo"]
+    finally:
+        gateway.close()
+        services.close()
 
 
 SEARCH = {"budget": "per-project-daily", "key": "search", "scope": "project"}
