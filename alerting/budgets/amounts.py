@@ -16,7 +16,9 @@ def usd(value: float) -> str:
     if value == 0 or abs(value) >= 0.01:
         return f"${value:,.2f}"
     decimals = min(9, 1 - math.floor(math.log10(abs(value))))  # spend is kept in nano-dollars
-    return f"${value:.{decimals}f}".rstrip("0")
+    shown = f"{value:.{decimals}f}".rstrip("0")
+    # Below half a nano-dollar (a float sum's or a projection's remainder) nothing is left to show.
+    return "$0.00" if float(shown + "0") == 0 else f"${shown}"
 
 
 def amount(unit: str, value: float) -> str:

@@ -76,3 +76,12 @@ def test_a_critical_alert_short_of_the_limit_does_not_say_100_percent(db_url: st
     services.close()
     big = sink.annotations("LLMBudgetCritical", {"budget": "big", "scope": "project", "key": "big"})
     assert big["summary"] == "Budget big is at 99% ($4,999.60 of $5,000.00)"
+
+
+def test_an_amount_below_a_nano_dollar_reads_as_zero_not_a_bare_point() -> None:
+    # A projection or a float sum left a few 1e-12 dollars, which read "$0." (all nine decimals
+    # stripped): spend is kept in nano-dollars, so anything below one is $0.00.
+    from alerting.budgets.amounts import usd
+
+    assert usd(3e-12) == "$0.00" and usd(-3e-12) == "$0.00"
+    assert usd(1e-9) == "$0.000000001" and usd(0.0004) == "$0.0004"
