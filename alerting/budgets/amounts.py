@@ -25,8 +25,9 @@ def amount(unit: str, value: float) -> str:
     """A figure in a budget's unit: "$4,999.60", "3,530 tokens", "1 request"."""
     if unit == "usd":
         return usd(value)
-    name = unit[:-1] if value == 1 else unit  # "1 request", "2 requests"
-    return f"{value:,.0f} {name}"
+    shown = f"{value:,.0f}"
+    name = unit[:-1] if shown == "1" else unit  # "1 request", "2 requests" (a projected 0.8 too reads "1")
+    return f"{shown} {name}"
 
 
 def percent(ratio: float, decimals: int = 0) -> str:

@@ -85,3 +85,11 @@ def test_an_amount_below_a_nano_dollar_reads_as_zero_not_a_bare_point() -> None:
 
     assert usd(3e-12) == "$0.00" and usd(-3e-12) == "$0.00"
     assert usd(1e-9) == "$0.000000001" and usd(0.0004) == "$0.0004"
+
+
+def test_a_count_that_reads_one_is_singular() -> None:
+    # A projected 0.8 requests read "1 requests" beside "1 request" for a count of exactly one.
+    from alerting.budgets.amounts import amount
+
+    assert amount("requests", 0.8) == "1 request" and amount("requests", 1) == "1 request"
+    assert amount("requests", 1.6) == "2 requests" and amount("tokens", 3530) == "3,530 tokens"
