@@ -219,7 +219,7 @@ class BudgetAlerts:
             for ident, (alertname, labels) in active.items()
             if alertname == FORECAST_ALERT and ident in levels and level_rank(levels[ident]) < level_rank(alertname)
         ]
-        resolve_all(self.sink, self._still_unwanted(definitions, fallen, now, exact=True), started_by=now)
+        resolve_all(self.sink, self._still_unwanted(definitions, fallen, now, fallen=True), started_by=now)
         fire_all(
             self.sink,
             [
@@ -250,7 +250,7 @@ class BudgetAlerts:
                 self.sink.resolve(alertname, labels)  # its period is over (or the budget is gone)
 
     def _still_unwanted(
-        self, definitions: list[Budget], items: list[tuple[str, dict[str, str]]], now: float, *, exact: bool = False
+        self, definitions: list[Budget], items: list[tuple[str, dict[str, str]]], now: float, *, fallen: bool = False
     ) -> list[tuple[str, dict[str, str]]]:
         """Of `items` (alerts the evaluation's state no longer calls for), those the spend read now does not either.
 
@@ -258,25 +258,26 @@ class BudgetAlerts:
         may have crossed a threshold since and raised the alert. Telling that apart by the alert's start
         compares clocks of different hosts; reading the spend again does not. The periods stay the
         evaluation's (`now`); only the budgets of `items` are read (one query), and only when there is
-        something to resolve. With `exact`, an item is compared by its own name, not as the instance's one
-        alert: a level the instance no longer calls for, though it calls for another.
+        something to resolve. With `fallen`, `items` are levels above the one their instance calls for:
+        one stays only while the spend read now calls for a lower level still (an ingest meanwhile may
+        have raised the instance's one alert to that level or above: it must not be resolved).
         """
         if not items:
             return items
         names = {labels.get("budget", "") for _, labels in items}
         chosen = [b for b in definitions if b.name in names]
-        name: Callable[[str], str] = (lambda alertname: alertname) if exact else _identity
-        wanted = {
-            (name(alertname), instance.budget.name, instance.key)
-            for instance in self.reader.instances(now, only=chosen)
-            if instance.key != OTHER_INSTANCE
-            for alertname in self.desired(instance, now)
-        }
-        return [
-            (alertname, labels)
-            for alertname, labels in items
-            if (name(alertname), labels.get("budget", ""), labels.get("key", "")) not in wanted
-        ]
+        wanted: dict[tuple[str, str], list[str]] = {}
+        for instance in self.reader.instances(now, only=chosen):
+            if instance.key != OTHER_INSTANCE:
+                wanted.setdefault((instance.budget.name, instance.key), []).extend(self.desired(instance, now))
+
+        def unwanted(alertname: str, labels: dict[str, str]) -> bool:
+            called_for = wanted.get((labels.get("budget", ""), labels.get("key", "")), [])
+            if fallen:
+                return all(level_rank(name) < level_rank(alertname) for name in called_for)
+            return all(_identity(name) != _identity(alertname) for name in called_for)
+
+        return [(alertname, labels) for alertname, labels in items if unwanted(alertname, labels)]
 
     def _end_finished_periods(self, instances: list[Instance]) -> list[tuple[str, dict[str, str]]]:
         """Resolve the alerts these instances still hold from a period that has ended; the rest stay active.

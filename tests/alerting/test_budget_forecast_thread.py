@@ -153,6 +153,19 @@ def test_through_alertmanager_a_forecast_that_falls_back_to_info_is_resolved_and
         services.close()
 
 
+def test_a_fallen_forecast_is_not_resolved_once_the_spend_read_again_calls_for_a_higher_level(
+    stack: tuple[Services, BudgetService, GatewayService], clock: FakeClock
+) -> None:
+    # Between the evaluation's look at the open alerts and its resolve of a forecast that fell back, an
+    # ingest may raise the instance's one alert to warning: through Alertmanager, resolving the forecast
+    # then would end that alert's row (the family's), so the spend read again must not call for more.
+    services, budgets, _gateway = stack
+    ingest(services, call("big", clock.now - 30, 90.0))  # 90 %: critical, above the forecast
+    labels = {"budget": DAILY["name"], "scope": DAILY["scope"], "key": ""}
+    fallen = [("LLMBudgetForecastOverrun", labels)]
+    assert budgets.alerts._still_unwanted(budgets.definitions(), fallen, clock.now, fallen=True) == []
+
+
 SEARCH = {"budget": "per-project-daily", "key": "search", "scope": "project"}
 CHAT = {"budget": "per-project-daily", "key": "chat", "scope": "project"}
 
