@@ -18,16 +18,20 @@ from alerting.budgets.service import BudgetService
 from alerting.gateway.config import settings_from_config
 from alerting.gateway.service import GatewayService
 from alerting.gateway.sink import GatewaySink
-from alerting.push.sink import AlertmanagerSink
 from exporter.services import Services
 from exporter.store.engine import create_store_engine
-from tests.support.budgets import CONFIG_REF, DAILY, build, call, ingest
+from tests.support.budgets import CONFIG_REF, DAILY, alertmanager_sink, build, call, ingest
 from tests.support.clock import FakeClock
 from tests.support.gateway_harness import Harness, Receivers, gateway_config
 from tests.support.legacy_schema import T0, build_legacy_store, legacy_alert
 
 MIDNIGHT = datetime(2026, 11, 11, tzinfo=UTC).timestamp()
 ROUTES = {"info": [], "warning": ["slack"], "critical": ["slack", "pagerduty"]}
+
+
+def on_course_to_overrun(services: Services, clock: FakeClock) -> None:
+    """$6 an hour for two days and this morning: $36 by 06:00, on course for ~$144 of the $100 daily limit."""
+    ingest(services, *[call(f"h{i}", clock.now - 60 - i * 300, 0.5) for i in range(54 * 12)])
 
 
 @pytest.fixture
@@ -49,8 +53,7 @@ def test_forecast_then_warning_then_exceeded_is_one_slack_thread_and_one_inciden
     stack: tuple[Services, BudgetService, GatewayService], rx: Receivers, clock: FakeClock
 ) -> None:
     services, budgets, gateway = stack
-    # $6 an hour for two days and this morning: $36 by 06:00, on course for ~$144 of $100.
-    ingest(services, *[call(f"h{i}", clock.now - 60 - i * 300, 0.5) for i in range(54 * 12)])
+    on_course_to_overrun(services, clock)
     budgets.evaluate()
     gateway.deliver_pending()
     assert [a.alertname for a in gateway.alerts("firing")] == ["LLMBudgetForecastOverrun"]
@@ -77,7 +80,7 @@ def test_a_forecast_that_falls_back_resolves_in_its_own_thread(
     stack: tuple[Services, BudgetService, GatewayService], rx: Receivers, clock: FakeClock
 ) -> None:
     services, budgets, gateway = stack
-    ingest(services, *[call(f"h{i}", clock.now - 60 - i * 300, 0.5) for i in range(54 * 12)])
+    on_course_to_overrun(services, clock)
     budgets.evaluate()
     gateway.deliver_pending()
     assert [a.alertname for a in gateway.alerts("firing")] == ["LLMBudgetForecastOverrun"]
@@ -99,7 +102,7 @@ def test_a_forecast_that_falls_back_to_info_is_resolved_not_kept_as_the_info_lev
     # telling of an overrun) must say resolved, not stay firing relabelled as info, and the Alertmanager
     # path (which drops a report of a lower level) must not end with a different alert than this one.
     services, budgets, gateway = stack
-    ingest(services, *[call(f"h{i}", clock.now - 60 - i * 300, 0.5) for i in range(54 * 12)])
+    on_course_to_overrun(services, clock)
     budgets.evaluate()
     gateway.deliver_pending()
     [forecast] = gateway.alerts("firing")
@@ -124,17 +127,10 @@ def test_through_alertmanager_a_forecast_that_falls_back_to_info_is_resolved_and
     clock.set(MIDNIGHT + 6 * 3600)
     services, budgets, _recorder = build(db, [DAILY], clock)
     gateway = GatewayService(services.store, settings_from_config(services.config), clock=clock, start_workers=False)
-    budgets.sink = AlertmanagerSink(
-        services.store,
-        gateway,
-        wake=lambda: None,
-        generator_url=lambda _name, _labels: "http://llmcost.test/v1/alerts",
-        runbook_url=lambda _name: "http://llmcost.test/runbook",
-        clock=clock,
-    )
+    budgets.sink = alertmanager_sink(services, gateway, clock)
     labels = {"budget": DAILY["name"], "scope": DAILY["scope"]}  # as Alertmanager has them: no empty `key`
     try:
-        ingest(services, *[call(f"h{i}", clock.now - 60 - i * 300, 0.5) for i in range(54 * 12)])
+        on_course_to_overrun(services, clock)
         budgets.evaluate()
         forecast = gateway.fire("LLMBudgetForecastOverrun", labels, severity="warning", source="alertmanager")
         assert forecast.alert is not None and forecast.alert.state == "firing"
