@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from alerting.budgets.amounts import amount as unit_amount
-from alerting.budgets.amounts import percent, usd
+from alerting.budgets.amounts import percent, usd_apart
 from alerting.budgets.definition import (
     ALERT_FOR_STATE,
     FORECAST_ALERT,
@@ -172,8 +172,9 @@ class BudgetAlerts:
                     at = datetime.fromtimestamp(event.timestamp, UTC)
                     own_start = int(period_bounds(budget.period, at, budget.timezone)[0].timestamp())
                 if budget.max_cost_per_request is not None and cost > budget.max_cost_per_request:
-                    cap_usd = usd(budget.max_cost_per_request)  # as the check words it, sub-cent caps included
-                    why = f"call {event.request_id} cost {usd(cost)}, over the {cap_usd} cap"
+                    # As the check words it: sub-cent caps, and a call a fraction of a cent over.
+                    spent, cap_usd = usd_apart(cost, budget.max_cost_per_request)
+                    why = f"call {event.request_id} cost {spent}, over the {cap_usd} cap"
                 elif budget.max_tokens_per_request is not None and tokens > budget.max_tokens_per_request:
                     cap = budget.max_tokens_per_request
                     why = f"call {event.request_id} used {tokens:,} tokens, over the {cap:,} cap"

@@ -21,6 +21,19 @@ def usd(value: float) -> str:
     return "$0.00" if float(shown + "0") == 0 else f"${shown}"
 
 
+def usd_apart(value: float, other: float) -> tuple[str, str]:
+    """Two different amounts as `usd` writes them, with more decimals while they would read alike.
+
+    A call of $0.5049 over a $0.50 per-request cap must not read "$0.50 exceeds the cap of $0.50".
+    """
+    shown = usd(value), usd(other)
+    decimals = 2
+    while shown[0] == shown[1] and value != other and decimals < 9:
+        decimals += 1
+        shown = f"${value:,.{decimals}f}", f"${other:,.{decimals}f}"
+    return shown
+
+
 def amount(unit: str, value: float) -> str:
     """A figure in a budget's unit: "$4,999.60", "3,530 tokens", "1 request"."""
     if unit == "usd":

@@ -93,3 +93,12 @@ def test_a_count_that_reads_one_is_singular() -> None:
 
     assert amount("requests", 0.8) == "1 request" and amount("requests", 1) == "1 request"
     assert amount("requests", 1.6) == "2 requests" and amount("tokens", 3530) == "3,530 tokens"
+
+
+def test_two_different_amounts_never_read_alike() -> None:
+    # The check's "spent of limit" at $4,999.996 of $5,000 read "$5,000.00 of $5,000.00" (state critical).
+    from alerting.budgets.amounts import usd_apart
+
+    assert usd_apart(4999.996, 5000) == ("$4,999.996", "$5,000.000")
+    assert usd_apart(4999.60, 5000) == ("$4,999.60", "$5,000.00") and usd_apart(1.0, 1.0) == ("$1.00", "$1.00")
+    assert usd_apart(0.00501, 0.005) == ("$0.00501", "$0.00500")

@@ -151,6 +151,19 @@ def test_a_sub_cent_per_request_cap_alert_names_the_cap_as_the_check_does(db_url
     services.close()
 
 
+def test_a_call_a_fraction_of_a_cent_over_its_cap_does_not_read_as_the_cap(db_url: str, clock: FakeClock) -> None:
+    # In cents, a $0.5049 call read "$0.50, over the $0.50 cap" in the alert and the check's reason.
+    capped = {**SEARCH_DAILY, "limit": 1000.0, "max_cost_per_request": 0.5}
+    clock.set(NOON + 600)
+    services, budgets, sink = build(db_url, [capped], clock)
+    ingest(services, call("big", NOON + 6, 0.5049))
+    fired = [f for f in sink.fired if f[0] == "LLMBudgetRequestCapExceeded"]
+    assert "cost $0.505, over the $0.500 cap" in sink.annotations(fired[0][0], fired[0][1])["summary"]
+    reason = budgets.check({"project": "search", "estimated_cost_usd": 0.5049})["reason"]
+    assert "estimated $0.505 exceeds its per-request cap of $0.500" in reason
+    services.close()
+
+
 def test_reset_starts_a_fresh_count_is_audited_and_resolves_alerts(db_url: str, clock: FakeClock) -> None:
     clock.set(NOON + 600)
     services, budgets, sink = build(db_url, [SEARCH_DAILY], clock)
