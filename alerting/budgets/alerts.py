@@ -12,8 +12,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from alerting.budgets.amounts import amount as unit_amount
-from alerting.budgets.amounts import percent, usd_apart
+from alerting.budgets.amounts import amounts_apart, percent, usd_apart
 from alerting.budgets.definition import (
     ALERT_FOR_STATE,
     FORECAST_ALERT,
@@ -67,14 +66,15 @@ class BudgetAlerts:
         b = instance.budget
         scope = "all usage" if b.scope == "global" else f"{b.scope} {instance.key!r}"
 
-        def amount(value: float) -> str:
-            return unit_amount(b.unit, value)
+        def of(value: float) -> str:
+            shown, limit = amounts_apart(b.unit, value, b.limit)  # $4,999.996 is not "$5,000.00 of $5,000.00"
+            return f"{shown} of {limit}"
 
         if alertname == FORECAST_ALERT:
-            summary = f"Budget {b.name} is projected to reach {amount(instance.projected)} of {amount(b.limit)}"
+            summary = f"Budget {b.name} is projected to reach {of(instance.projected)}"
         else:
             # Rounded down: a critical alert at 99.99% must not read "at 100%" beside an exceeded one.
-            summary = f"Budget {b.name} is at {percent(instance.ratio)} ({amount(instance.spent)} of {amount(b.limit)})"
+            summary = f"Budget {b.name} is at {percent(instance.ratio)} ({of(instance.spent)})"
         return {
             "summary": summary,
             "description": f"{b.period} budget for {scope}; period ends {instance.to_json()['period_end'] or 'never'}.",

@@ -43,6 +43,11 @@ def amount(unit: str, value: float) -> str:
     return f"{shown} {name}"
 
 
+def amounts_apart(unit: str, value: float, other: float) -> tuple[str, str]:
+    """Two figures in a budget's unit (`amount`), dollars with the decimals that tell them apart (`usd_apart`)."""
+    return usd_apart(value, other) if unit == "usd" else (amount(unit, value), amount(unit, other))
+
+
 def percent(ratio: float, decimals: int = 0) -> str:
     """A ratio as a percentage rounded down: 0.99992 is "99%" (or "99.9%"), only a reached limit "100%"."""
     scale = 10**decimals

@@ -78,6 +78,15 @@ def test_a_critical_alert_short_of_the_limit_does_not_say_100_percent(db_url: st
     assert big["summary"] == "Budget big is at 99% ($4,999.60 of $5,000.00)"
 
 
+def test_a_critical_alert_a_fraction_of_a_cent_short_tells_spend_from_limit(db_url: str, clock: FakeClock) -> None:
+    clock.set(NOW)
+    services, _, sink = build(db_url, BUDGETS[:1], clock)
+    assert not services.pipeline.ingest([event("a", "big", 4999.996, 3530)]).rejected
+    services.close()
+    big = sink.annotations("LLMBudgetCritical", {"budget": "big", "scope": "project", "key": "big"})
+    assert big["summary"] == "Budget big is at 99% ($4,999.996 of $5,000.000)"  # not "$5,000.00 of $5,000.00"
+
+
 def test_an_amount_below_a_nano_dollar_reads_as_zero_not_a_bare_point() -> None:
     # A projection or a float sum left a few 1e-12 dollars, which read "$0." (all nine decimals
     # stripped): spend is kept in nano-dollars, so anything below one is $0.00.
