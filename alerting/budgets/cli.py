@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from alerting.budgets.amounts import amount, percent
+from alerting.budgets.amounts import amount, amounts_apart, percent
 from alerting.budgets.apply import Prune
 from alerting.budgets.definition import parse_budgets_section
 from alerting.budgets.errors import BudgetError
@@ -257,10 +257,10 @@ def _list(service: BudgetService, args: argparse.Namespace) -> int:
     shown = [
         (
             r,
-            amount(r["unit"], r["spent"]),
+            amounts_apart(r["unit"], r["spent"], r["limit"])[0],  # $4,999.996 does not read as the limit
             amount(r["unit"], r["limit"]),
             percent(r["spent"] / r["limit"], 1),
-            amount(r["unit"], r["projected"]),
+            amounts_apart(r["unit"], r["projected"], r["limit"])[0],
         )
         for r in rows
     ]

@@ -69,6 +69,24 @@ def test_console_list_and_check_show_the_same_cents(
     assert "a-very-long-project-name-0001" in listed["long"]  # whole, not cut to 16 characters
 
 
+def test_console_and_list_tell_spend_a_fraction_of_a_cent_short_from_the_limit(
+    sqlite_url: str, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # At $4,999.996 both showed "$5,000.00 $5,000.00" beside a critical state and 99%.
+    clock.set(NOW)
+    services = open_services(make_config(sqlite_url, budgets=BUDGETS[:1]), clock=clock, start_writer=False)
+    parts = attach_alerting(services, "ingest")
+    apply_config_budgets(parts.budgets)
+    assert not services.pipeline.ingest([event("a", "big", 4999.996, 3530)]).rejected
+    with TestClient(build_app(services, parts.routes)) as browser:
+        text = " ".join(unescape(re.sub(r"<[^>]+>", " ", browser.get("/").text)).split())
+    services.close()
+    assert "$4,999.996 $5,000.00" in text
+    capsys.readouterr()
+    assert main(["budgets", "list", "--db", sqlite_url]) == 0
+    assert "$4,999.996" in capsys.readouterr().out
+
+
 def test_a_critical_alert_short_of_the_limit_does_not_say_100_percent(db_url: str, clock: FakeClock) -> None:
     clock.set(NOW)
     services, _, sink = build(db_url, BUDGETS[:2], clock)
