@@ -2,8 +2,9 @@
 
 Spend is kept in nano-dollars and a hard budget refuses by the cent, so a figure shown beside a limit
 keeps its cents however large ("$4,999.60 of $5,000.00", never "$5,000 of $5,000"), keeps two
-significant digits below a cent ("$0.0004", never "$0.00"), and a ratio is rounded down, so a budget
-short of its limit never reads "100%".
+significant digits below a cent ("$0.0004", never "$0.00"), takes more decimals where it would read as
+the limit beside it ("$4,999.996 of $5,000.000", `usd_apart`), and a ratio is rounded down, so a budget
+short of its limit never reads "100%". One module for the check, the alerts, the console and the CLI.
 """
 
 from __future__ import annotations
