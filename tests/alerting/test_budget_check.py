@@ -138,29 +138,25 @@ def test_an_ingested_call_over_a_per_request_cap_is_counted_and_alerts(db_url: s
     services.close()
 
 
-def test_a_sub_cent_per_request_cap_alert_names_the_cap_as_the_check_does(db_url: str, clock: FakeClock) -> None:
-    # Rounded to cents, a $0.005 cap read "over the $0.01 cap" beside a call of $0.006 (budgets/amounts.py).
-    capped = {**SEARCH_DAILY, "limit": 1000.0, "max_cost_per_request": 0.005}
+@pytest.mark.parametrize(
+    ("cap", "cost", "alert", "check"),
+    [
+        # Rounded to cents, a $0.005 cap read "over the $0.01 cap" beside a call of $0.006 (budgets/amounts.py).
+        (0.005, 0.006, "cost $0.006, over the $0.005 cap", "estimated $0.006 exceeds its per-request cap of $0.005"),
+        # In cents, a $0.5049 call read "$0.50, over the $0.50 cap" in the alert and the check's reason.
+        (0.5, 0.5049, "cost $0.505, over the $0.500 cap", "estimated $0.505 exceeds its per-request cap of $0.500"),
+    ],
+)
+def test_a_per_request_cap_and_the_call_over_it_never_read_alike(
+    db_url: str, clock: FakeClock, cap: float, cost: float, alert: str, check: str
+) -> None:
+    capped = {**SEARCH_DAILY, "limit": 1000.0, "max_cost_per_request": cap}
     clock.set(NOON + 600)
     services, budgets, sink = build(db_url, [capped], clock)
-    ingest(services, call("big", NOON + 6, 0.006))
+    ingest(services, call("big", NOON + 6, cost))
     fired = [f for f in sink.fired if f[0] == "LLMBudgetRequestCapExceeded"]
-    summary = sink.annotations(fired[0][0], fired[0][1])["summary"]
-    assert "cost $0.006, over the $0.005 cap" in summary
-    assert "per-request cap of $0.005" in budgets.check({"project": "search", "estimated_cost_usd": 0.006})["reason"]
-    services.close()
-
-
-def test_a_call_a_fraction_of_a_cent_over_its_cap_does_not_read_as_the_cap(db_url: str, clock: FakeClock) -> None:
-    # In cents, a $0.5049 call read "$0.50, over the $0.50 cap" in the alert and the check's reason.
-    capped = {**SEARCH_DAILY, "limit": 1000.0, "max_cost_per_request": 0.5}
-    clock.set(NOON + 600)
-    services, budgets, sink = build(db_url, [capped], clock)
-    ingest(services, call("big", NOON + 6, 0.5049))
-    fired = [f for f in sink.fired if f[0] == "LLMBudgetRequestCapExceeded"]
-    assert "cost $0.505, over the $0.500 cap" in sink.annotations(fired[0][0], fired[0][1])["summary"]
-    reason = budgets.check({"project": "search", "estimated_cost_usd": 0.5049})["reason"]
-    assert "estimated $0.505 exceeds its per-request cap of $0.500" in reason
+    assert alert in sink.annotations(fired[0][0], fired[0][1])["summary"]
+    assert check in budgets.check({"project": "search", "estimated_cost_usd": cost})["reason"]
     services.close()
 
 
