@@ -8,6 +8,7 @@ lists every problem of the whole file in one run.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -337,8 +338,8 @@ def _parse_metrics(raw: dict[str, Any], problems: Problems) -> MetricsConfig:
             cfg.max_series_per_label = cap
     refresh = section.get("rank_refresh_seconds", cfg.rank_refresh_seconds)
     if _expect(refresh, (int, float), "metrics.rank_refresh_seconds", problems):
-        if refresh <= 0:
-            problems.append("metrics.rank_refresh_seconds: must be > 0")
+        if not math.isfinite(refresh) or refresh <= 0:  # epochs are floor(now / refresh)
+            problems.append("metrics.rank_refresh_seconds: must be a finite number > 0")
         else:
             cfg.rank_refresh_seconds = float(refresh)
     return cfg

@@ -12,8 +12,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from alerting.budgets.amounts import amount as unit_amount
-from alerting.budgets.amounts import percent
+from alerting.budgets.amounts import amounts_apart, percent, usd_apart
 from alerting.budgets.definition import (
     ALERT_FOR_STATE,
     FORECAST_ALERT,
@@ -67,14 +66,15 @@ class BudgetAlerts:
         b = instance.budget
         scope = "all usage" if b.scope == "global" else f"{b.scope} {instance.key!r}"
 
-        def amount(value: float) -> str:
-            return unit_amount(b.unit, value)
+        def of(value: float) -> str:
+            shown, limit = amounts_apart(b.unit, value, b.limit)  # $4,999.996 is not "$5,000.00 of $5,000.00"
+            return f"{shown} of {limit}"
 
         if alertname == FORECAST_ALERT:
-            summary = f"Budget {b.name} is projected to reach {amount(instance.projected)} of {amount(b.limit)}"
+            summary = f"Budget {b.name} is projected to reach {of(instance.projected)}"
         else:
             # Rounded down: a critical alert at 99.99% must not read "at 100%" beside an exceeded one.
-            summary = f"Budget {b.name} is at {percent(instance.ratio)} ({amount(instance.spent)} of {amount(b.limit)})"
+            summary = f"Budget {b.name} is at {percent(instance.ratio)} ({of(instance.spent)})"
         return {
             "summary": summary,
             "description": f"{b.period} budget for {scope}; period ends {instance.to_json()['period_end'] or 'never'}.",
@@ -172,7 +172,9 @@ class BudgetAlerts:
                     at = datetime.fromtimestamp(event.timestamp, UTC)
                     own_start = int(period_bounds(budget.period, at, budget.timezone)[0].timestamp())
                 if budget.max_cost_per_request is not None and cost > budget.max_cost_per_request:
-                    why = f"call {event.request_id} cost ${cost:,.4f}, over the ${budget.max_cost_per_request:,.2f} cap"
+                    # As the check words it: sub-cent caps, and a call a fraction of a cent over.
+                    spent, cap_usd = usd_apart(cost, budget.max_cost_per_request)
+                    why = f"call {event.request_id} cost {spent}, over the {cap_usd} cap"
                 elif budget.max_tokens_per_request is not None and tokens > budget.max_tokens_per_request:
                     cap = budget.max_tokens_per_request
                     why = f"call {event.request_id} used {tokens:,} tokens, over the {cap:,} cap"
@@ -208,6 +210,17 @@ class BudgetAlerts:
             for alertname, labels in self._end_finished_periods(list(desired.values()))
         }
         wanted = {(_identity(alertname), budget, key) for alertname, budget, key in desired}
+        # Levels only rise within a period; the forecast can fall back below them (to info, when the
+        # projection drops). Relabelled as info, its thread would stay firing under a warning about an
+        # overrun, and through Alertmanager (which drops a lower level's report, gateway/lifecycle.py) it
+        # would end in a resolve and a second alert: it is resolved first, and the info level is new.
+        levels = {(_identity(alertname), budget, key): alertname for alertname, budget, key in desired}
+        fallen = [
+            (alertname, labels)
+            for ident, (alertname, labels) in active.items()
+            if alertname == FORECAST_ALERT and ident in levels and level_rank(levels[ident]) < level_rank(alertname)
+        ]
+        resolve_all(self.sink, self._still_unwanted(definitions, fallen, now, fallen=True), started_by=now)
         fire_all(
             self.sink,
             [
@@ -238,7 +251,7 @@ class BudgetAlerts:
                 self.sink.resolve(alertname, labels)  # its period is over (or the budget is gone)
 
     def _still_unwanted(
-        self, definitions: list[Budget], items: list[tuple[str, dict[str, str]]], now: float
+        self, definitions: list[Budget], items: list[tuple[str, dict[str, str]]], now: float, *, fallen: bool = False
     ) -> list[tuple[str, dict[str, str]]]:
         """Of `items` (alerts the evaluation's state no longer calls for), those the spend read now does not either.
 
@@ -246,23 +259,26 @@ class BudgetAlerts:
         may have crossed a threshold since and raised the alert. Telling that apart by the alert's start
         compares clocks of different hosts; reading the spend again does not. The periods stay the
         evaluation's (`now`); only the budgets of `items` are read (one query), and only when there is
-        something to resolve.
+        something to resolve. With `fallen`, `items` are levels above the one their instance calls for:
+        one stays only while the spend read now calls for a lower level still (an ingest meanwhile may
+        have raised the instance's one alert to that level or above: it must not be resolved).
         """
         if not items:
             return items
         names = {labels.get("budget", "") for _, labels in items}
         chosen = [b for b in definitions if b.name in names]
-        wanted = {
-            (_identity(alertname), instance.budget.name, instance.key)
-            for instance in self.reader.instances(now, only=chosen)
-            if instance.key != OTHER_INSTANCE
-            for alertname in self.desired(instance, now)
-        }
-        return [
-            (alertname, labels)
-            for alertname, labels in items
-            if (_identity(alertname), labels.get("budget", ""), labels.get("key", "")) not in wanted
-        ]
+        wanted: dict[tuple[str, str], list[str]] = {}
+        for instance in self.reader.instances(now, only=chosen):
+            if instance.key != OTHER_INSTANCE:
+                wanted.setdefault((instance.budget.name, instance.key), []).extend(self.desired(instance, now))
+
+        def unwanted(alertname: str, labels: dict[str, str]) -> bool:
+            called_for = wanted.get((labels.get("budget", ""), labels.get("key", "")), [])
+            if fallen:
+                return all(level_rank(name) < level_rank(alertname) for name in called_for)
+            return all(_identity(name) != _identity(alertname) for name in called_for)
+
+        return [(alertname, labels) for alertname, labels in items if unwanted(alertname, labels)]
 
     def _end_finished_periods(self, instances: list[Instance]) -> list[tuple[str, dict[str, str]]]:
         """Resolve the alerts these instances still hold from a period that has ended; the rest stay active.

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from alerting.budgets.amounts import amount, usd
+from alerting.budgets.amounts import amount, usd_apart
 from alerting.budgets.definition import STATES, Budget
 
 LABEL_FIELDS = ("project", "user", "service", "model")
@@ -94,18 +94,15 @@ def parse_check_request(raw: Any) -> CheckRequest:
     return CheckRequest(labels, float(cost), counts["estimated_tokens"], counts["estimated_requests"])
 
 
-def _usd(value: float) -> str:
-    return usd(value)
-
-
 def _amount(budget: Budget, value: float) -> str:
     return amount(budget.unit, value)
 
 
 def _of(budget: Budget, value: float, limit: float) -> str:
-    """E.g. "$1.00 of $1.00", "2 of 2 requests"."""
+    """E.g. "$1.00 of $1.00", "$4,999.996 of $5,000.000" (short of the limit: not "$5,000.00 of $5,000.00")."""
     if budget.unit == "usd":
-        return f"{_usd(value)} of {_usd(limit)}"
+        spent, of = usd_apart(value, limit)
+        return f"{spent} of {of}"
     return f"{value:,.0f} of {_amount(budget, limit)}"
 
 
@@ -134,10 +131,8 @@ def _verdict(instance: CheckInstance, request: CheckRequest) -> _Verdict:
     after = instance.spent + estimate
     over_cap = ""
     if budget.max_cost_per_request is not None and request.cost_usd > budget.max_cost_per_request:
-        over_cap = (
-            f"this call's estimated {_usd(request.cost_usd)} exceeds its per-request cap of "
-            f"{_usd(budget.max_cost_per_request)}"
-        )
+        estimated, cap = usd_apart(request.cost_usd, budget.max_cost_per_request)
+        over_cap = f"this call's estimated {estimated} exceeds its per-request cap of {cap}"
     elif budget.max_tokens_per_request is not None and request.tokens > budget.max_tokens_per_request:
         over_cap = (
             f"this call's estimated {request.tokens:,} tokens exceed its per-request cap of "

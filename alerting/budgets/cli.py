@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from alerting.budgets.amounts import amount, percent
+from alerting.budgets.amounts import amount, amounts_apart, percent
 from alerting.budgets.apply import Prune
 from alerting.budgets.definition import parse_budgets_section
 from alerting.budgets.errors import BudgetError
@@ -40,6 +40,7 @@ _FIELDS = (
     "max_tokens_per_request",
     "fallback_model",
 )
+"""The definition fields an option of their own name sets (`--limit`); `--key`, `--threshold` and `--json` aside."""
 # The options each action reads. One parser serves every action, so `budgets list --limit 5` parsed
 # fine and was silently ignored (read as "5 rows"): an option the action does not read is refused.
 _READS: dict[str, frozenset[str]] = {
@@ -186,19 +187,7 @@ def _fields(args: argparse.Namespace) -> dict[str, Any]:
         if not isinstance(loaded, dict):
             raise _UsageError("--json must be a JSON object, e.g. '{\"limit\": 5}'")
         raw.update(loaded)
-    for name in (
-        "scope",
-        "key",
-        "period",
-        "limit",
-        "unit",
-        "mode",
-        "timezone",
-        "description",
-        "max_cost_per_request",
-        "max_tokens_per_request",
-        "fallback_model",
-    ):
+    for name in ("key", *_FIELDS):
         value = getattr(args, name)
         if value is not None:
             raw[name] = int(value) if name == "limit" and float(value).is_integer() else value
@@ -268,10 +257,10 @@ def _list(service: BudgetService, args: argparse.Namespace) -> int:
     shown = [
         (
             r,
-            amount(r["unit"], r["spent"]),
+            amounts_apart(r["unit"], r["spent"], r["limit"])[0],  # $4,999.996 does not read as the limit
             amount(r["unit"], r["limit"]),
             percent(r["spent"] / r["limit"], 1),
-            amount(r["unit"], r["projected"]),
+            amounts_apart(r["unit"], r["projected"], r["limit"])[0],
         )
         for r in rows
     ]

@@ -280,15 +280,17 @@ def folded_spend(
     first, until = int(start.timestamp()), int(end.timestamp()) if end else 2**62
     every_kind = "r.input_tokens + r.cache_read_tokens + r.cache_write_tokens + r.output_tokens"
     sums = f"SUM(r.cost_nanousd), SUM({every_kind}), SUM(r.requests)"
-    counters = [0, 0, 0]
-    for table in ("usage_rollup", "usage_rollup_hourly"):
-        cursor.execute(
-            f"SELECT {sums} FROM {table} r JOIN usage_series s ON s.id = r.series_id "
-            f'WHERE r.bucket >= {q} AND r.bucket < {q} AND s."{label}" = {q}',
-            (first, until, key),
-        )
-        row = cursor.fetchone()
-        counters = [c + int(v or 0) for c, v in zip(counters, row, strict=True)]
+    # Both rollup tables in one statement (one snapshot), as exporter.store.rollups reads them: a pruning
+    # run moving 5-minute buckets into hours between two statements would count them twice. One sum per
+    # table, not one over a UNION of their rows: SQLite would materialise the whole period's rollups for
+    # that (~0.3 s at 20k series), where each sum here is an index search on the series, then on the rollups.
+    per_table = " UNION ALL ".join(
+        f"SELECT {sums} FROM {table} r JOIN usage_series s ON s.id = r.series_id "
+        f'WHERE r.bucket >= {q} AND r.bucket < {q} AND s."{label}" = {q}'
+        for table in ("usage_rollup", "usage_rollup_hourly")
+    )
+    cursor.execute(per_table, (first, until, key) * 2)
+    counters = [sum(int(v or 0) for v in column) for column in zip(*cursor.fetchall(), strict=True)]
     cursor.execute(
         "SELECT SUM(cost_nanousd), SUM(tokens), SUM(requests) FROM budget_resets "
         f"WHERE budget = {q} AND key = {q} AND period_start = {q}",

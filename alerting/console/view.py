@@ -19,7 +19,7 @@ import numpy as np
 from markupsafe import Markup
 from sqlalchemy import case, func, select
 
-from alerting.budgets.amounts import amount, percent
+from alerting.budgets.amounts import amounts_apart, percent
 from alerting.console.charts import PALETTE_SIZE, Stack, budget_bar, spike_chart, stacked_bars
 from alerting.console.history import DIMENSIONS, HOUR, FloatArray, SpendSnapshot
 from alerting.gateway.alert_rows import with_silences
@@ -98,8 +98,11 @@ class BudgetRow:
     """Why a `key: "*"` budget shows no instance (none of its values has spent yet in this period)."""
 
     def amount(self, value: float) -> str:
-        """A spent/limit figure in this budget's unit, to the cent as the check says it (budgets/amounts.py)."""
-        return amount(self.unit, value)
+        """A spent/limit figure in this budget's unit, as the check says it (budgets/amounts.py).
+
+        To the cent, with more decimals where a figure would otherwise read as the limit ($4,999.996).
+        """
+        return amounts_apart(self.unit, value, self.limit)[0]
 
     @property
     def percent(self) -> str:

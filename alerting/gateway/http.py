@@ -172,7 +172,7 @@ def gateway_routes(gateway: GatewayService, auth: AuthConfig) -> list[BaseRoute]
     async def alertmanager(request: Request) -> Response:
         # Without webhook tokens: no alert forged by a page whose DNS name was rebound to 127.0.0.1.
         denied = check_bearer(request, auth.webhook_tokens) or refuse_foreign_origin(
-            request, token_required=bool(auth.webhook_tokens)
+            request, token_required=bool(auth.webhook_tokens), setting="auth.webhook_tokens"
         )
         if denied is not None:
             return denied

@@ -104,7 +104,7 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         """Auth, read, one pipeline call (parse, validate, count, price), commit."""
         # Without ingest tokens: no spend forged by a page whose DNS name was rebound to 127.0.0.1 (origin.py).
         denied = check_bearer(request, config.auth.ingest_tokens) or refuse_foreign_origin(
-            request, token_required=bool(config.auth.ingest_tokens)
+            request, token_required=bool(config.auth.ingest_tokens), setting="auth.ingest_tokens"
         )
         if denied is not None:
             return denied

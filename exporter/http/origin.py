@@ -23,8 +23,12 @@ def _is_loopback_name(host: str) -> bool:
     return host in ("localhost", "::1") or host.endswith(".localhost") or host.startswith("127.")
 
 
-def refuse_foreign_origin(request: Request, *, token_required: bool) -> Response | None:
+def refuse_foreign_origin(
+    request: Request, *, token_required: bool, setting: str = "auth.admin_tokens"
+) -> Response | None:
     """Without tokens, a 403 for a browser request from another origin or from a non-loopback name.
+
+    `setting`: the token list that would guard the endpoint, named in the refusal.
 
     With tokens the bearer header is the protection, and the check is skipped: a reverse proxy that
     rewrites `Host` must not break acknowledgements made by the people who hold a token.
@@ -42,5 +46,5 @@ def refuse_foreign_origin(request: Request, *, token_required: bool) -> Response
         return error(403, "request from another origin refused", {"origin": origin[:200]})
     if not _is_loopback_name(parts.hostname or ""):
         # A DNS name rebound to 127.0.0.1 looks same-origin; without a token only loopback names may act.
-        return error(403, "without auth.admin_tokens, only pages served from a loopback address may act")
+        return error(403, f"without {setting}, only pages served from a loopback address may act")
     return None

@@ -78,7 +78,9 @@ def otlp_routes(services: Services, probe: StoreProbe) -> list[BaseRoute]:
             denied = check_bearer(request, config.auth.ingest_tokens)
             if denied is not None:
                 raise _Refused(401, "missing or invalid bearer token", {"WWW-Authenticate": 'Bearer realm="llmcost"'})
-            foreign = refuse_foreign_origin(request, token_required=bool(config.auth.ingest_tokens))
+            foreign = refuse_foreign_origin(
+                request, token_required=bool(config.auth.ingest_tokens), setting="auth.ingest_tokens"
+            )
             if foreign is not None:
                 raise _Refused(403, "request from another site refused (exporter/http/origin.py)")
             encoding = request.headers.get("content-encoding", "").strip().lower()

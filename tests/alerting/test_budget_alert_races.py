@@ -20,8 +20,7 @@ from alerting.gateway.sink import GatewaySink
 from alerting.gateway.tables import alerts, notification_outbox
 from alerting.push.pusher import Pusher
 from alerting.push.settings import parse_push_section
-from alerting.push.sink import AlertmanagerSink
-from tests.support.budgets import DAILY, NOON, build, call, ingest
+from tests.support.budgets import DAILY, NOON, alertmanager_sink, build, call, ingest
 from tests.support.clock import FakeClock
 from tests.support.recording_servers import RecordingServer
 
@@ -66,14 +65,7 @@ def test_through_alertmanager_an_alert_raised_after_the_evaluation_read_the_stat
     with RecordingServer() as alertmanager:
         settings = parse_push_section({"url": alertmanager.url.rstrip("/"), "retries": 0}, [])
         pusher = Pusher(services.store, settings, clock=clock, sleep=lambda _s: None)
-        sink = AlertmanagerSink(
-            services.store,
-            gateway,
-            wake=lambda: None,
-            generator_url=lambda _name, _labels: "http://llmcost.test/v1/alerts",
-            runbook_url=lambda _name: "http://llmcost.test/runbook",
-            clock=clock,
-        )
+        sink = alertmanager_sink(services, gateway, clock)
         budgets.sink = sink
         try:
             ingest(services, call("a", NOON - 5, 40.0))

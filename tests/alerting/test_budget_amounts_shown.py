@@ -69,6 +69,24 @@ def test_console_list_and_check_show_the_same_cents(
     assert "a-very-long-project-name-0001" in listed["long"]  # whole, not cut to 16 characters
 
 
+def test_console_and_list_tell_spend_a_fraction_of_a_cent_short_from_the_limit(
+    sqlite_url: str, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # At $4,999.996 both showed "$5,000.00 $5,000.00" beside a critical state and 99%.
+    clock.set(NOW)
+    services = open_services(make_config(sqlite_url, budgets=BUDGETS[:1]), clock=clock, start_writer=False)
+    parts = attach_alerting(services, "ingest")
+    apply_config_budgets(parts.budgets)
+    assert not services.pipeline.ingest([event("a", "big", 4999.996, 3530)]).rejected
+    with TestClient(build_app(services, parts.routes)) as browser:
+        text = " ".join(unescape(re.sub(r"<[^>]+>", " ", browser.get("/").text)).split())
+    services.close()
+    assert "$4,999.996 $5,000.00" in text
+    capsys.readouterr()
+    assert main(["budgets", "list", "--db", sqlite_url]) == 0
+    assert "$4,999.996" in capsys.readouterr().out
+
+
 def test_a_critical_alert_short_of_the_limit_does_not_say_100_percent(db_url: str, clock: FakeClock) -> None:
     clock.set(NOW)
     services, _, sink = build(db_url, BUDGETS[:2], clock)
@@ -76,3 +94,38 @@ def test_a_critical_alert_short_of_the_limit_does_not_say_100_percent(db_url: st
     services.close()
     big = sink.annotations("LLMBudgetCritical", {"budget": "big", "scope": "project", "key": "big"})
     assert big["summary"] == "Budget big is at 99% ($4,999.60 of $5,000.00)"
+
+
+def test_a_critical_alert_a_fraction_of_a_cent_short_tells_spend_from_limit(db_url: str, clock: FakeClock) -> None:
+    clock.set(NOW)
+    services, _, sink = build(db_url, BUDGETS[:1], clock)
+    assert not services.pipeline.ingest([event("a", "big", 4999.996, 3530)]).rejected
+    services.close()
+    big = sink.annotations("LLMBudgetCritical", {"budget": "big", "scope": "project", "key": "big"})
+    assert big["summary"] == "Budget big is at 99% ($4,999.996 of $5,000.000)"  # not "$5,000.00 of $5,000.00"
+
+
+def test_an_amount_below_a_nano_dollar_reads_as_zero_not_a_bare_point() -> None:
+    # A projection or a float sum left a few 1e-12 dollars, which read "$0." (all nine decimals
+    # stripped): spend is kept in nano-dollars, so anything below one is $0.00.
+    from alerting.budgets.amounts import usd
+
+    assert usd(3e-12) == "$0.00" and usd(-3e-12) == "$0.00"
+    assert usd(1e-9) == "$0.000000001" and usd(0.0004) == "$0.0004"
+
+
+def test_a_count_that_reads_one_is_singular() -> None:
+    # A projected 0.8 requests read "1 requests" beside "1 request" for a count of exactly one.
+    from alerting.budgets.amounts import amount
+
+    assert amount("requests", 0.8) == "1 request" and amount("requests", 1) == "1 request"
+    assert amount("requests", 1.6) == "2 requests" and amount("tokens", 3530) == "3,530 tokens"
+
+
+def test_two_different_amounts_never_read_alike() -> None:
+    # The check's "spent of limit" at $4,999.996 of $5,000 read "$5,000.00 of $5,000.00" (state critical).
+    from alerting.budgets.amounts import usd_apart
+
+    assert usd_apart(4999.996, 5000) == ("$4,999.996", "$5,000.000")
+    assert usd_apart(4999.60, 5000) == ("$4,999.60", "$5,000.00") and usd_apart(1.0, 1.0) == ("$1.00", "$1.00")
+    assert usd_apart(0.00501, 0.005) == ("$0.00501", "$0.00500")

@@ -134,7 +134,29 @@ def test_an_ingested_call_over_a_per_request_cap_is_counted_and_alerts(db_url: s
     fired = [f for f in sink.fired if f[0] == "LLMBudgetRequestCapExceeded"]
     assert len(fired) == 1  # one alert for the one call over the cap
     assert fired[0][1].items() >= {"budget": "search-daily", "scope": "project", "key": "search"}.items()
-    assert "call big cost $2.5000" in sink.annotations(fired[0][0], fired[0][1])["summary"]
+    assert "call big cost $2.50, over the $0.50 cap" in sink.annotations(fired[0][0], fired[0][1])["summary"]
+    services.close()
+
+
+@pytest.mark.parametrize(
+    ("cap", "cost", "alert", "check"),
+    [
+        # Rounded to cents, a $0.005 cap read "over the $0.01 cap" beside a call of $0.006 (budgets/amounts.py).
+        (0.005, 0.006, "cost $0.006, over the $0.005 cap", "estimated $0.006 exceeds its per-request cap of $0.005"),
+        # In cents, a $0.5049 call read "$0.50, over the $0.50 cap" in the alert and the check's reason.
+        (0.5, 0.5049, "cost $0.505, over the $0.500 cap", "estimated $0.505 exceeds its per-request cap of $0.500"),
+    ],
+)
+def test_a_per_request_cap_and_the_call_over_it_never_read_alike(
+    db_url: str, clock: FakeClock, cap: float, cost: float, alert: str, check: str
+) -> None:
+    capped = {**SEARCH_DAILY, "limit": 1000.0, "max_cost_per_request": cap}
+    clock.set(NOON + 600)
+    services, budgets, sink = build(db_url, [capped], clock)
+    ingest(services, call("big", NOON + 6, cost))
+    fired = [f for f in sink.fired if f[0] == "LLMBudgetRequestCapExceeded"]
+    assert alert in sink.annotations(fired[0][0], fired[0][1])["summary"]
+    assert check in budgets.check({"project": "search", "estimated_cost_usd": cost})["reason"]
     services.close()
 
 

@@ -20,13 +20,18 @@ from alerting.gateway.service import GatewayService
 from alerting.gateway.sink import GatewaySink
 from exporter.services import Services
 from exporter.store.engine import create_store_engine
-from tests.support.budgets import CONFIG_REF, DAILY, build, call, ingest
+from tests.support.budgets import CONFIG_REF, DAILY, alertmanager_sink, build, call, ingest
 from tests.support.clock import FakeClock
 from tests.support.gateway_harness import Harness, Receivers, gateway_config
 from tests.support.legacy_schema import T0, build_legacy_store, legacy_alert
 
 MIDNIGHT = datetime(2026, 11, 11, tzinfo=UTC).timestamp()
 ROUTES = {"info": [], "warning": ["slack"], "critical": ["slack", "pagerduty"]}
+
+
+def on_course_to_overrun(services: Services, clock: FakeClock) -> None:
+    """$6 an hour for two days and this morning: $36 by 06:00, on course for ~$144 of the $100 daily limit."""
+    ingest(services, *[call(f"h{i}", clock.now - 60 - i * 300, 0.5) for i in range(54 * 12)])
 
 
 @pytest.fixture
@@ -48,8 +53,7 @@ def test_forecast_then_warning_then_exceeded_is_one_slack_thread_and_one_inciden
     stack: tuple[Services, BudgetService, GatewayService], rx: Receivers, clock: FakeClock
 ) -> None:
     services, budgets, gateway = stack
-    # $6 an hour for two days and this morning: $36 by 06:00, on course for ~$144 of $100.
-    ingest(services, *[call(f"h{i}", clock.now - 60 - i * 300, 0.5) for i in range(54 * 12)])
+    on_course_to_overrun(services, clock)
     budgets.evaluate()
     gateway.deliver_pending()
     assert [a.alertname for a in gateway.alerts("firing")] == ["LLMBudgetForecastOverrun"]
@@ -76,7 +80,7 @@ def test_a_forecast_that_falls_back_resolves_in_its_own_thread(
     stack: tuple[Services, BudgetService, GatewayService], rx: Receivers, clock: FakeClock
 ) -> None:
     services, budgets, gateway = stack
-    ingest(services, *[call(f"h{i}", clock.now - 60 - i * 300, 0.5) for i in range(54 * 12)])
+    on_course_to_overrun(services, clock)
     budgets.evaluate()
     gateway.deliver_pending()
     assert [a.alertname for a in gateway.alerts("firing")] == ["LLMBudgetForecastOverrun"]
@@ -89,6 +93,73 @@ def test_a_forecast_that_falls_back_resolves_in_its_own_thread(
     assert len(rx.slack.posted) == 1 and rx.pagerduty.events == []
     [resolved] = [u.payload for u in rx.slack.calls("chat.update") if "RESOLVED" in str(u.payload.get("text", ""))]
     assert resolved["ts"] == rx.slack.posted[0]["ts"]
+
+
+def test_a_forecast_that_falls_back_to_info_is_resolved_not_kept_as_the_info_level(
+    stack: tuple[Services, BudgetService, GatewayService], rx: Receivers, clock: FakeClock
+) -> None:
+    # Levels only rise within a period, the forecast can fall back below them: its thread (a warning
+    # telling of an overrun) must say resolved, not stay firing relabelled as info, and the Alertmanager
+    # path (which drops a report of a lower level) must not end with a different alert than this one.
+    services, budgets, gateway = stack
+    on_course_to_overrun(services, clock)
+    budgets.evaluate()
+    gateway.deliver_pending()
+    [forecast] = gateway.alerts("firing")
+    assert forecast.alertname == "LLMBudgetForecastOverrun"
+    problems: list[str] = []
+    # $36 of $300 is over a 10 % info threshold; the ~$144 projected is no overrun any more.
+    lowered = {**DAILY, "limit": 300.0, "thresholds": {"info": 0.1, "warning": 0.8, "critical": 0.95}}
+    budgets.apply_config(parse_budgets_section([lowered], problems).items, origin_ref=CONFIG_REF)
+    assert problems == []
+    budgets.evaluate()
+    gateway.deliver_pending()
+    assert [a.alertname for a in gateway.alerts("firing")] == ["LLMBudgetInfo"]
+    assert gateway.alert(forecast.id).state == "resolved"
+    assert len(rx.slack.posted) == 1
+    [resolved] = [u.payload for u in rx.slack.calls("chat.update") if "RESOLVED" in str(u.payload.get("text", ""))]
+    assert resolved["ts"] == rx.slack.posted[0]["ts"]
+
+
+def test_through_alertmanager_a_forecast_that_falls_back_to_info_is_resolved_and_info_is_new(
+    db: str, clock: FakeClock
+) -> None:
+    clock.set(MIDNIGHT + 6 * 3600)
+    services, budgets, _recorder = build(db, [DAILY], clock)
+    gateway = GatewayService(services.store, settings_from_config(services.config), clock=clock, start_workers=False)
+    budgets.sink = alertmanager_sink(services, gateway, clock)
+    labels = {"budget": DAILY["name"], "scope": DAILY["scope"]}  # as Alertmanager has them: no empty `key`
+    try:
+        on_course_to_overrun(services, clock)
+        budgets.evaluate()
+        forecast = gateway.fire("LLMBudgetForecastOverrun", labels, severity="warning", source="alertmanager")
+        assert forecast.alert is not None and forecast.alert.state == "firing"
+        lowered = {**DAILY, "limit": 300.0, "thresholds": {"info": 0.1, "warning": 0.8, "critical": 0.95}}
+        problems: list[str] = []
+        budgets.apply_config(parse_budgets_section([lowered], problems).items, origin_ref=CONFIG_REF)
+        clock.advance(60)
+        budgets.evaluate()
+        # Alertmanager then delivers the info level: a new alert, not a report of a lower level dropped.
+        info = gateway.fire("LLMBudgetInfo", labels, severity="info", source="alertmanager")
+        assert info.alert is not None and info.alert.id != forecast.alert.id
+        assert gateway.alert(forecast.alert.id).state == "resolved"
+        assert [a.alertname for a in gateway.alerts("firing")] == ["LLMBudgetInfo"]
+    finally:
+        gateway.close()
+        services.close()
+
+
+def test_a_fallen_forecast_is_not_resolved_once_the_spend_read_again_calls_for_a_higher_level(
+    stack: tuple[Services, BudgetService, GatewayService], clock: FakeClock
+) -> None:
+    # Between the evaluation's look at the open alerts and its resolve of a forecast that fell back, an
+    # ingest may raise the instance's one alert to warning: through Alertmanager, resolving the forecast
+    # then would end that alert's row (the family's), so the spend read again must not call for more.
+    services, budgets, _gateway = stack
+    ingest(services, call("big", clock.now - 30, 90.0))  # 90 %: critical, above the forecast
+    labels = {"budget": DAILY["name"], "scope": DAILY["scope"], "key": ""}
+    fallen = [("LLMBudgetForecastOverrun", labels)]
+    assert budgets.alerts._still_unwanted(budgets.definitions(), fallen, clock.now, fallen=True) == []
 
 
 SEARCH = {"budget": "per-project-daily", "key": "search", "scope": "project"}

@@ -18,10 +18,9 @@ from alerting.budgets.service import BudgetService
 from alerting.gateway.config import settings_from_config
 from alerting.gateway.service import GatewayService
 from alerting.gateway.sink import GatewaySink
-from alerting.push.sink import AlertmanagerSink
 from alerting.sink import AlertSink
 from exporter.services import Services
-from tests.support.budgets import SEARCH_REQUESTS, build, call, ingest
+from tests.support.budgets import SEARCH_REQUESTS, alertmanager_sink, build, call, ingest
 from tests.support.clock import FakeClock
 from tests.support.gateway_harness import Receivers, gateway_config
 
@@ -117,14 +116,7 @@ def test_through_alertmanager_the_new_hour_is_pushed_as_a_new_occurrence(db_url:
     clock.set(TEN_FIFTY)
     services, budgets, _recorder = build(db_url, [SEARCH_REQUESTS], clock)
     gateway = GatewayService(services.store, settings_from_config(services.config), clock=clock, start_workers=False)
-    sink = AlertmanagerSink(
-        services.store,
-        gateway,
-        wake=lambda: None,
-        generator_url=lambda _name, _labels: "http://llmcost.test/v1/alerts",
-        runbook_url=lambda _name: "http://llmcost.test/runbook",
-        clock=clock,
-    )
+    sink = alertmanager_sink(services, gateway, clock)
     budgets.sink = sink
     try:
         exceed(services, "a", TEN_FIFTY - 10)

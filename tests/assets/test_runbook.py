@@ -173,3 +173,19 @@ def test_every_link_on_the_served_runbook_opens(server: LlmcostProcess) -> None:
     assert f"{server.base}/docs/pricing.md" in opened and links > 20, sorted(opened)
     assert httpx.get(f"{server.base}/docs/..%2Fpyproject.toml", timeout=10).status_code == 404
     assert httpx.get(f"{server.base}/docs/no-such-page.md", timeout=10).status_code == 404
+
+
+def test_every_docs_page_is_rendered_once_not_on_each_request() -> None:
+    # Served without a token and rendered on the event loop (~10 ms a page): a cache smaller than the
+    # docs made a client cycling through the pages re-render each one on every request.
+    from alerting.runbook import DOC_DIRS, _rendered, doc_source
+
+    folder = next(d for d in DOC_DIRS if (d / "runbook.md").is_file())
+    pages = sorted(p.name for p in folder.glob("*.md"))
+    _rendered.cache_clear()
+    for _round in range(2):
+        for name in pages:
+            path = doc_source(name)
+            assert path is not None, name
+            _rendered(path, path.stat().st_mtime)
+    assert _rendered.cache_info().misses == len(pages)

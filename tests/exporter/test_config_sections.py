@@ -67,7 +67,9 @@ def test_metrics_rank_refresh_seconds_is_a_positive_number() -> None:
     assert parse_config({}).metrics.rank_refresh_seconds == 60.0
     assert parse_config({"metrics": {"rank_refresh_seconds": 5}}).metrics.rank_refresh_seconds == 5.0
     for bad_value, problem in (
-        (0, "must be > 0"),
+        (0, "must be a finite number > 0"),
+        (float("nan"), "must be a finite number > 0"),  # YAML .nan: every scrape failed on floor(nan)
+        (float("inf"), "must be a finite number > 0"),
         (True, "must be a number, got a boolean"),
         ("1", "must be int or float, got str"),
     ):

@@ -12,7 +12,9 @@ from typing import Any
 
 from alerting.budgets.definition import parse_budgets_section
 from alerting.budgets.service import BudgetService
+from alerting.gateway.service import GatewayService
 from alerting.model import fingerprint
+from alerting.push.sink import AlertmanagerSink
 from exporter.services import Services
 from llmcost.services import open_services
 from tests.support.clock import FakeClock
@@ -106,3 +108,15 @@ SEARCH_REQUESTS = {
     "limit": 3,
     "mode": "hard",
 }
+
+
+def alertmanager_sink(services: Services, gateway: GatewayService, clock: FakeClock) -> AlertmanagerSink:
+    """The push sink as `alertmanager:` wires it, pushing nowhere (tests read `pushed()` or the gateway)."""
+    return AlertmanagerSink(
+        services.store,
+        gateway,
+        wake=lambda: None,
+        generator_url=lambda _name, _labels: "http://llmcost.test/v1/alerts",
+        runbook_url=lambda _name: "http://llmcost.test/runbook",
+        clock=clock,
+    )
