@@ -35,8 +35,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", nargs="?", choices=("list", "ack", "unack"), default="list")
     parser.add_argument("id", nargs="?", type=int)
     parser.add_argument("--state", choices=("firing", "acknowledged", "resolved"))
-    parser.add_argument("--by", default=os.environ.get("USER", "cli"))
-    parser.add_argument("--comment", default="")
+    parser.add_argument("--by", help="ack, unack: who (default $USER)")
+    parser.add_argument("--comment", default="", help="ack, unack: why")
+
+
+# The options each action reads: one parser serves all three, so `alerts list --by alice` (read as "the
+# alerts alice acknowledged") listed every alert, and `alerts ack 7 --state firing` ignored the filter.
+_READS = {"list": {"state"}, "ack": {"id", "by", "comment"}, "unack": {"id", "by", "comment"}}
+
+
+def _options_not_read(args: argparse.Namespace) -> list[str]:
+    given = {"id": args.id is not None, "state": args.state is not None, "by": args.by is not None}
+    given["comment"] = args.comment != ""
+    return [
+        ("ID" if name == "id" else f"--{name}")
+        for name, set_ in given.items()
+        if set_ and name not in _READS[args.action]
+    ]
 
 
 def run(
@@ -51,6 +66,15 @@ def run(
     from alerting.gateway.config import settings_from_config  # here: `llmcost --help` need not load the gateway
     from alerting.gateway.service import GatewayService
 
+    ignored = _options_not_read(args)
+    if ignored:
+        print(
+            f"llmcost alerts {args.action}: {', '.join(ignored)} not used by {args.action} (see --help)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.by is None:
+        args.by = os.environ.get("USER", "cli")
     config = config_from_args(args)
     read_only = args.action == "list"
     services = open_services(config, start_writer=False, read_only=read_only, must_exist=True)

@@ -107,3 +107,17 @@ def test_list_says_when_it_shows_only_the_newest_alerts(sqlite_url: str, capsys:
     assert lines[-1] == "… and 1 more alert not listed (the newest 1,000 are shown; narrow with --state)"
     code, out, _ = run(capsys, "alerts", "list", "--state", "acknowledged", "--db", sqlite_url)
     assert (code, out) == (0, "no acknowledged alerts\n")
+
+
+def test_an_option_the_action_does_not_read_is_refused_not_ignored(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # One parser serves list, ack and unack: `alerts list --by alice` listed every alert as if filtered,
+    # and `alerts list 7` ignored the id.
+    gateway_on(sqlite_url)[1].close()
+    code, out, err = run(capsys, "alerts", "list", "--by", "alice", "--db", sqlite_url)
+    assert (code, out) == (2, "") and "llmcost alerts list: --by not used by list" in err, err
+    code, out, err = run(capsys, "alerts", "list", "7", "--db", sqlite_url)
+    assert code == 2 and "ID not used by list" in err, err
+    code, _, err = run(capsys, "alerts", "ack", "7", "--state", "firing", "--db", sqlite_url)
+    assert code == 2 and "--state not used by ack" in err, err
