@@ -178,8 +178,8 @@ class UsageCollector(Collector):
 
         100k project names from one client would otherwise make every scrape megabytes long and slower
         than Prometheus' scrape timeout. The work on ranks is bounded (exporter.label_ranks): what fits
-        in GROWN_RANK_SECONDS (at least one label) a scrape, and at an epoch's first scrape the folded
-        labels not ranked ahead; the query is repeated only when a label grew.
+        in GROWN_RANK_SECONDS (at least one label) a scrape, at an epoch's first scrape too (the folded
+        labels not ranked ahead; the rest over the next scrapes); the query is repeated only when a label grew.
         """
         labels = (*base, "status")
         ranks = self.ranks
@@ -199,6 +199,8 @@ class UsageCollector(Collector):
             ranks.rank_within(grown)
             folding = ranks.folding
             rows = self._store.series_totals(labels, keep=folding.keep, known=folding.known, adjustments=True)
+        elif ranks.stale:
+            ranks.rank_stale()  # labels a flood left on the last epoch's values, shown from the next scrape
         else:
             ranks.rank_ahead(base)  # the next epoch's, used from its first scrape on
         return _new_values_as_other(rows)

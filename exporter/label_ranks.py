@@ -63,6 +63,9 @@ class LabelRanks:
         self.ranked_at: dict[str, float] = {}
         self._next: dict[str, tuple[list[str], bool]] = {}  # the next epoch's ranks, made ahead
         self._next_epoch: int | None = None
+        self.stale: list[str] = []
+        """Folded labels still on the previous epoch's values: not ranked ahead, and more than one
+        scrape's budget to rank at the epoch's first scrape (a flood); ranked over the next scrapes."""
         self._lock = threading.Lock()  # two scrapes at once do not both rank the same label
 
     def epoch_now(self) -> int:
@@ -92,13 +95,22 @@ class LabelRanks:
             ahead = self._next if self._next_epoch == epoch else {}
             keep = dict(self.folding.keep)
             known = dict(self.folding.known)
+            started = time.perf_counter()
+            ranked_now = 0
+            self.stale = []
             for name in names:
                 if name not in keep:
                     continue  # a known list does not depend on the epoch
                 ranked = ahead.get(name)
                 if ranked is None:
+                    if ranked_now and time.perf_counter() - started >= GROWN_RANK_SECONDS:
+                        # Ranking every label of a flood in one scrape took 2 s: the rest keep the last
+                        # epoch's values for a few scrapes (`rank_stale`).
+                        self.stale.append(name)
+                        continue
                     ranked = self._store.rank_values(name, self._cap, as_of=self.as_of(epoch))
                     self.ranked_at[name] = self.clock()
+                    ranked_now += 1
                 keep.pop(name, None)
                 values, folded = ranked
                 (keep if folded else known)[name] = values
@@ -106,6 +118,12 @@ class LabelRanks:
             self.epoch = epoch
             self._next, self._next_epoch = {}, None
             return True
+
+    def rank_stale(self, seconds: float = GROWN_RANK_SECONDS) -> list[str]:
+        """Rank the `stale` labels for the current epoch, until `seconds` went into it (at least one)."""
+        ranked = self.rank_within(list(self.stale), seconds)
+        self.stale = [name for name in self.stale if name not in ranked]
+        return ranked
 
     def rank_ahead(self, names: Sequence[str], seconds: float = GROWN_RANK_SECONDS) -> list[str]:
         """Rank the folded labels of `names` for the next epoch, until `seconds` went into it (at least one)."""
@@ -170,6 +188,8 @@ class LabelRanks:
                 (keep if folded else known)[name] = values
                 self.ranked_at[name] = self.clock()
                 self._next.pop(name, None)  # made for another list; made again if still folded
+                if name in self.stale:
+                    self.stale.remove(name)
             self.folding = Folding(keep, known)
 
     def as_keep(self) -> dict[str, Sequence[str]]:
