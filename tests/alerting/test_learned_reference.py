@@ -23,6 +23,7 @@ def ref() -> ModuleType:
     return load_bench_script("learned_reference")
 
 
+@pytest.mark.heavy  # replays or builds a large dataset: `make test` only
 def test_the_rule_read_back_from_the_figures_is_the_detector_on_every_pass(ref: ModuleType) -> None:
     cfg = DetectionConfig()
     replay = ref.replay(21, cfg, names=TENANTS)

@@ -41,6 +41,7 @@ def test_the_bundled_traces_are_read_as_spend_spread_over_each_window() -> None:
     assert (per_window[busy] > 0).sum(axis=1).min() >= 5  # several calls spread over the window, not one lump
 
 
+@pytest.mark.heavy  # replays or builds a large dataset: `make test` only
 def test_the_detector_beats_both_simple_rules_on_real_traffic(evaluation: tuple[ModuleType, object]) -> None:
     _, ev = evaluation
     for factor, by_method in ev.scores.items():  # type: ignore[attr-defined]

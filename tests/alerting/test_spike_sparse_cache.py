@@ -120,6 +120,7 @@ def same(a: list[_Group], b: list[_Group]) -> None:
         assert x.values.tobytes() == y.values.tobytes(), x.labels  # bit for bit, not approximately
 
 
+@pytest.mark.heavy  # replays or builds a large dataset: `make test` only
 def test_the_sparse_cache_gives_the_dense_caches_floats(two_urls: tuple[str, str]) -> None:
     stores: list[Store] = [open_store(url) for url in two_urls]
 
@@ -152,6 +153,7 @@ def test_the_sparse_cache_gives_the_dense_caches_floats(two_urls: tuple[str, str
         store.close()
 
 
+@pytest.mark.heavy  # builds a flood of series: `make test` only
 def test_a_flood_of_projects_costs_the_cache_what_it_holds(sqlite_url: str) -> None:
     """3,000 projects with a call or two each: the cache holds their cells, not rows x 2,100 buckets."""
     store = open_store(sqlite_url)

@@ -50,6 +50,7 @@ class Sink:
         return [(name, labels) for name, labels, _ in self.active.values() if name in names]
 
 
+@pytest.mark.heavy  # replays the demo's weeks of history three times: `make test` only
 @pytest.mark.parametrize(
     "start",
     [

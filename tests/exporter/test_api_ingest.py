@@ -149,6 +149,7 @@ def test_huge_labels_and_control_characters_are_rejected(client: TestClient) -> 
     assert [r["index"] for r in body["rejected"]] == [0, 1]
 
 
+@pytest.mark.heavy  # replays or builds a large dataset: `make test` only
 def test_a_batch_of_100000_events(db_url: str) -> None:
     services = Services.build(make_config(db_url))
     with TestClient(build_app(services)) as client:
