@@ -52,13 +52,13 @@ _READS: dict[str, frozenset[str]] = {
     "reset": frozenset({"key", "by", "reason"}),
     "apply": frozenset({"dry_run", "prune", "by"}),
 }
+_OPTIONS = frozenset().union(*_READS.values())
 _UNSET: dict[str, Any] = {"format": "table", "threshold": [], "dry_run": False, "prune": False}
 
 
 def _options_not_read(args: argparse.Namespace) -> list[str]:
     """The options given on the command line that `args.action` does not read, as typed (`--limit`)."""
-    names = [*_FIELDS, "key", "threshold", "definition_json", "by", "reason", "dry_run", "prune", "format"]
-    given = [n for n in names if getattr(args, n, None) != _UNSET.get(n)]
+    given = [n for n, value in vars(args).items() if n in _OPTIONS and value != _UNSET.get(n)]
     return [
         "--json" if n == "definition_json" else "--" + n.replace("_", "-")
         for n in given
