@@ -9,9 +9,11 @@ from collections.abc import Sequence
 
 import uvicorn
 from starlette.routing import BaseRoute
+from starlette.types import ASGIApp
 
 from exporter.config import ENDPOINT_GROUPS, Config, ListenError, split_listen
 from exporter.http.app import build_app
+from exporter.http.host_guard import LoopbackHostGuard
 from exporter.http.slow_clients import protocol_options
 from exporter.services import Services
 
@@ -73,7 +75,9 @@ def check_exposure(host: str, config: Config) -> None:
 def make_server(services: Services, listen: str, extra_routes: Sequence[BaseRoute] = ()) -> uvicorn.Server:
     """A uvicorn server for the app (not started)."""
     host, port = check_listen_allowed(listen, services.config)
-    app = build_app(services, extra_routes)
+    app: ASGIApp = build_app(services, extra_routes)
+    if is_loopback(host):
+        app = LoopbackHostGuard(app, external_url=services.config.external_url)
     config = uvicorn.Config(
         app,
         host=host,

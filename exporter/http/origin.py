@@ -16,11 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from exporter.http.errors import error
-
-
-def _is_loopback_name(host: str) -> bool:
-    host = host.strip("[]").lower()
-    return host in ("localhost", "::1") or host.endswith(".localhost") or host.startswith("127.")
+from exporter.http.host_guard import loopback_name
 
 
 def refuse_foreign_origin(
@@ -44,7 +40,7 @@ def refuse_foreign_origin(
     parts = urlsplit(origin)
     if origin == "null" or parts.netloc.lower() != request.headers.get("host", "").lower():
         return error(403, "request from another origin refused", {"origin": origin[:200]})
-    if not _is_loopback_name(parts.hostname or ""):
+    if not loopback_name(parts.hostname or ""):
         # A DNS name rebound to 127.0.0.1 looks same-origin; without a token only loopback names may act.
         return error(403, f"without {setting}, only pages served from a loopback address may act")
     return None

@@ -164,6 +164,9 @@ def test_with_admin_tokens_alerts_and_acks_need_the_token(sqlite_url: str, clock
         ({"Origin": "http://evil.example"}, 403),
         ({"Origin": "null"}, 403),
         ({"Origin": "http://evil.example:9800", "Host": "evil.example:9800"}, 403),  # DNS rebinding
+        # a rebound name that merely starts with "127." was taken for a loopback address
+        ({"Origin": "http://127.evil.example:9800", "Host": "127.evil.example:9800"}, 403),
+        ({"Origin": "http://app.localhost:9800", "Host": "app.localhost:9800"}, 200),  # RFC 6761: stays local
     ],
 )
 def test_open_ack_endpoints_refuse_cross_site_browser_requests(
