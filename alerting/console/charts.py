@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from markupsafe import Markup, escape
 
-from alerting.budgets.amounts import percent
+from alerting.budgets.amounts import percent, usd
 
 PALETTE_SIZE = 8
 """Series colours `.c0` … `.c7` in console.css; the last one is kept for "other"."""
@@ -33,8 +33,12 @@ class Stack:
     colour: int
 
 
-def money(value: float) -> str:
-    """USD for people: cents below $1,000, whole dollars above."""
+def axis_money(value: float) -> str:
+    """An axis label: cents below $1,000, whole dollars above (the axis' round steps need no cents).
+
+    Every figure a person reads as an amount (totals, tables, a bar's tooltip) is `amounts.usd`, to the
+    cent, as `llmcost report` prints it.
+    """
     if abs(value) >= 1000:
         return f"${value:,.0f}"
     if 0 < abs(value) < 0.01:
@@ -89,7 +93,7 @@ def stacked_bars(
         y = top + plot_h - plot_h * k / 4
         parts.append(f'<line class="grid" x1="{left}" x2="{width - 8}" y1="{y:.1f}" y2="{y:.1f}"/>')
         parts.append(
-            f'<text class="axis" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{_attr(money(value))}</text>'
+            f'<text class="axis" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{_attr(axis_money(value))}</text>'
         )
     for i, start in enumerate(starts):
         x = left + i * slot + (slot - bar_w) / 2
@@ -103,7 +107,7 @@ def stacked_bars(
             y -= h
             parts.append(
                 f'<rect class="c{stack.colour}" x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.2f}">'
-                f"<title>{_attr(stack.name or '(none)')}: {_attr(money(value))} · {_attr(when)}</title></rect>"
+                f"<title>{_attr(stack.name or '(none)')}: {_attr(usd(value))} · {_attr(when)}</title></rect>"
             )
         if i % tick_every == 0:
             parts.append(
@@ -162,7 +166,7 @@ def spike_chart(
         cls = "window" if i >= n - window_buckets else "before"
         parts.append(
             f'<rect class="{cls}" x="{i * slot + 0.5:.1f}" y="{height - h:.1f}" width="{max(slot - 1, 0.5):.1f}" '
-            f'height="{h:.2f}"><title>{_attr(money(value))} in 5 minutes</title></rect>'
+            f'height="{h:.2f}"><title>{_attr(usd(value))} in 5 minutes</title></rect>'
         )
     y = height - (height - 2) * baseline_per_bucket / ymax
     parts.append(f'<line class="baseline" x1="0" x2="{width}" y1="{y:.1f}" y2="{y:.1f}"/>')

@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from alerting.console.charts import money
+from alerting.budgets.amounts import usd
 from alerting.console.history import DIMENSIONS, SpendHistory
 from alerting.console.view import (
     DIMENSION_TITLES,
@@ -84,7 +84,7 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["money"] = money
+    env.filters["money"] = usd
     env.filters["pct"] = lambda v: f"{v:.0%}" if v is not None else "—"
     env.filters["budget_path"] = budget_path
     env.filters["budget_anchor"] = budget_anchor

@@ -129,3 +129,19 @@ def test_two_different_amounts_never_read_alike() -> None:
     assert usd_apart(4999.996, 5000) == ("$4,999.996", "$5,000.000")
     assert usd_apart(4999.60, 5000) == ("$4,999.60", "$5,000.00") and usd_apart(1.0, 1.0) == ("$1.00", "$1.00")
     assert usd_apart(0.00501, 0.005) == ("$0.00501", "$0.00500")
+
+
+def test_console_totals_and_tables_keep_their_cents_above_a_thousand_dollars(sqlite_url: str, clock: FakeClock) -> None:
+    """Today, this month, all time and the spend tables read "$1,234.56" as `llmcost report` does, not "$1,235"."""
+    clock.set(NOW)
+    config = make_config(sqlite_url)
+    services = open_services(config, clock=clock, start_writer=False)
+    parts = attach_alerting(services, "ingest")
+    assert not services.pipeline.ingest([event("a", "big", 1234.56, 10)]).rejected
+    with TestClient(build_app(services, parts.routes)) as browser:
+        page = browser.get("/").text
+    services.close()
+    figures = re.findall(r'class="figure (?:today|month|alltime)"[^>]*>([^<]+)<', page)
+    assert figures == ["$1,234.56"] * 3, figures
+    assert "$1,235" not in unescape(page)
+    assert "$1,234.56 ·" in unescape(page)  # a bar's tooltip
