@@ -192,11 +192,12 @@ def unpriced_hints(
         if not t.unpriced_requests:
             continue
         command = reprice_command(store, provider, model, since, until)
+        verb = "has no price and counts" if t.unpriced_requests == 1 else "have no price and count"
         hints.append(
             Hint(
                 "unpriced",
                 model,
-                f"{t.unpriced_requests:,} calls to {provider}/{model} ({t.tokens:,} tokens) have no price and count "
+                f"{_calls(t.unpriced_requests)} to {provider}/{model} ({t.tokens:,} tokens) {verb} "
                 f"as $0: add it to the price overrides file, then run `{command}` with the config that names "
                 "that file (--config).",
                 None,
@@ -204,6 +205,11 @@ def unpriced_hints(
             )
         )
     return hints
+
+
+def _calls(count: int) -> str:
+    """The count of calls in words: 1 call, 2,000 calls."""
+    return f"{count:,} call" if count == 1 else f"{count:,} calls"
 
 
 def growth_hints(store: Store, at: float, *, top: int = 3) -> list[Hint]:

@@ -256,3 +256,14 @@ def test_periods() -> None:
     assert period_range("this-month", now=NOW) == (NOW - 10.5 * DAY, None)
     assert period_range("last-week", now=NOW) == (NOW - 9.5 * DAY, NOW - 2.5 * DAY)
     assert period_range("yesterday", now=NOW) == (NOW - 1.5 * DAY, NOW - 0.5 * DAY)
+
+
+def test_one_unpriced_call_reads_as_one_call(
+    sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls = tmp_path / "calls.jsonl"
+    event = {"request_id": "r1", "timestamp": time.time() - 60, "provider": "acme", "model": "secret-7b"}
+    calls.write_text(json.dumps({**event, "input_tokens": 10}))
+    assert main(["ingest", "--db", sqlite_url, str(calls)]) == 0
+    out = report(capsys, sqlite_url, "--period", "all")
+    assert "1 call to acme/secret-7b (10 tokens) has no price and counts as $0" in " ".join(out.split()), out
