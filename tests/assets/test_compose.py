@@ -125,7 +125,7 @@ def test_llmcost_is_built_from_the_repo_dockerfile() -> None:
                 assert list(assets.REPO.glob(path)), path  # a path or a glob (docs/*.md)
     command = service["command"]
     assert command[0] == "serve"
-    assert command[command.index("--db") + 1].startswith("postgresql+psycopg://llmcost:")
+    assert "--db" not in command  # the URL, password included, is in the mounted config
     assert command[command.index("--listen") + 1] == "0.0.0.0:9800"
 
 
@@ -151,6 +151,20 @@ def test_secrets_never_appear_in_plain_environment_values() -> None:
         for key, value in environment.items():
             if re.search(r"PASSWORD|TOKEN|SECRET|KEY", key):
                 assert key.endswith("_FILE") and str(value).startswith("/run/secrets/"), f"{name}: {key}"
+
+
+def test_no_secret_is_on_a_command_line() -> None:
+    """A command line is visible to every user of the host (`ps`); the database password went there."""
+    for name, service in _compose()["services"].items():
+        for argument in service.get("command", []):
+            assert not re.search(r"\$\{\w*(PASSWORD|TOKEN|SECRET|KEY)", str(argument)), f"{name}: {argument}"
+
+
+def test_llmcost_reads_its_database_url_from_the_mounted_config() -> None:
+    content = _compose()["configs"]["llmcost-config"]["content"]
+    config = yaml.safe_load(_interpolate(content, _env_example()))
+    url = config["database"]["url"]
+    assert url == f"postgresql+psycopg://llmcost:{_env_example()['POSTGRES_PASSWORD']}@postgres:5432/llmcost"
 
 
 def test_published_ports_bind_to_loopback_only() -> None:
