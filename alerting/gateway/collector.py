@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -26,10 +27,10 @@ class GatewayCollector(Collector):
         """Query alerts, outbox and counters once per scrape."""
         o = notification_outbox
         with self._store.reading() as conn:
-            active = conn.execute(
-                select(alerts.c.alertname, alerts.c.severity, alerts.c.state, func.count())
+            open_alerts = conn.execute(
+                select(alerts.c.alertname, alerts.c.severity, alerts.c.state, alerts.c.silence_id, func.count())
                 .where(alerts.c.state.in_(("firing", "acknowledged")))
-                .group_by(alerts.c.alertname, alerts.c.severity, alerts.c.state)
+                .group_by(alerts.c.alertname, alerts.c.severity, alerts.c.state, alerts.c.silence_id)
             ).all()
             queued = conn.execute(
                 select(o.c.channel, o.c.status, func.count())
@@ -43,8 +44,8 @@ class GatewayCollector(Collector):
             metric_names.ALERTS_ACTIVE.help,
             labels=list(metric_names.ALERTS_ACTIVE.labels),
         )
-        for alertname, severity, state, count in active:
-            gauge.add_metric([alertname, severity, state], float(count))
+        for (alertname, severity, state), count in sorted(_active(open_alerts).items()):
+            gauge.add_metric([alertname, severity, state], count)
         yield gauge
 
         channels = sorted(
@@ -64,3 +65,19 @@ class GatewayCollector(Collector):
             for channel in channels:
                 family.add_metric([channel], by_status.get((channel, status), 0.0))
             yield family
+
+
+def _active(rows: Sequence[Sequence[Any]]) -> dict[tuple[str, str, str], float]:
+    """Open alerts counted by (alertname, severity, state shown).
+
+    A firing alert that a silence in Alertmanager holds (`alerting.gateway.silence_watch`) is shown as
+    `silenced`, not `firing`: the team chose not to hear of it, and Alertmanager's own UI hides it, so
+    `state="firing"` keeps meaning firing with nobody dealing with it. An acknowledgement wins over a
+    silence (`silence_on_ack` makes both).
+    """
+    counts: dict[tuple[str, str, str], float] = {}
+    for alertname, severity, state, silence_id, count in rows:
+        shown = "silenced" if state == "firing" and silence_id else state
+        key = (alertname, severity, shown)
+        counts[key] = counts.get(key, 0.0) + float(count)
+    return counts

@@ -156,10 +156,10 @@ def build() -> Json:
                         "`llmcost reprice` lowers past costs.",
                         COUNT,
                         [
-                            (f"{gauge} (llm_budget_spent{{{b}}})", "{{budget}} {{key}} spent"),
-                            (f"{gauge} (llm_budget_limit{{{b}}})", "{{budget}} {{key}} limit"),
+                            (f"{gauge} (llm_budget_spent{{{b}}})", "{{budget}} {{key}} spent ({{unit}})"),
+                            (f"{gauge} (llm_budget_limit{{{b}}})", "{{budget}} {{key}} limit ({{unit}})"),
                         ],
-                        overrides=[dashed(".* limit$")],
+                        overrides=[dashed(r".* limit \(\w+\)$")],
                     ),
                     12,
                     8,
@@ -184,7 +184,7 @@ def build() -> Json:
                         "What `spent` rose by: its drop when a new period starts, or when `llmcost reprice` "
                         "lowers past costs, is not read as spending.",
                         COUNT,
-                        [(f"budget:llm_budget_spent:rate1h{{{b}}} * 3600", "{{budget}} {{key}}")],
+                        [(f"budget:llm_budget_spent:rate1h{{{b}}} * 3600", "{{budget}} {{key}} ({{unit}} per hour)")],
                     ),
                     12,
                     8,

@@ -31,8 +31,8 @@ def build() -> Json:
                 (
                     stat(
                         "Firing alerts",
-                        "Alerts the gateway holds as firing and unacknowledged (budget, spike and "
-                        "alerts received from Alertmanager).",
+                        "Alerts the gateway holds as firing, unacknowledged and not silenced in Alertmanager "
+                        "(budget, spike and alerts received from Alertmanager).",
                         NONE,
                         'sum(llm_alerts_active{state="firing"}) or vector(0)',
                         steps=[{"color": "green", "value": None}, {"color": "orange", "value": 1}],
@@ -43,7 +43,7 @@ def build() -> Json:
                 (
                     stat(
                         "Critical alerts firing",
-                        "Firing, unacknowledged alerts with severity critical.",
+                        "Firing alerts with severity critical, neither acknowledged nor silenced in Alertmanager.",
                         NONE,
                         'sum(llm_alerts_active{state="firing", severity="critical"}) or vector(0)',
                         steps=[{"color": "green", "value": None}, {"color": "red", "value": 1}],
@@ -80,7 +80,8 @@ def build() -> Json:
                 (
                     table(
                         "Active alerts",
-                        "Alerts the gateway holds now, by name, severity and state.",
+                        "Alerts the gateway holds now, by name, severity and state (firing, silenced: "
+                        "held by a silence in Alertmanager, acknowledged).",
                         NONE,
                         [
                             (
@@ -96,7 +97,7 @@ def build() -> Json:
                 (
                     timeseries(
                         "Active alerts by state",
-                        "Firing and acknowledged alerts over time.",
+                        "Firing, silenced and acknowledged alerts over time.",
                         NONE,
                         [("sum by (state) (llm_alerts_active)", "{{state}}")],
                     ),

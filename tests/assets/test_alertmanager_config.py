@@ -14,8 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import Any
 
+import httpx
 import pytest
 
+from tests.support import live_stack
 from tests.support import monitoring_assets as assets
 
 pytestmark = pytest.mark.real_process
@@ -159,28 +161,85 @@ def test_grouping_and_timing() -> None:
         assert seconds(merged["group_wait"]) < seconds(merged["group_interval"]) < seconds(merged["repeat_interval"])
 
 
+def _with_instance(name: str, labels: Mapping[str, str], instance: str = "llmcost:9800") -> dict[str, str]:
+    """The alert as it fires: every rule alert but LLMCostUnpricedModel (summed over instances) keeps `instance`."""
+    return {**labels, "instance": instance} if name not in NO_INSTANCE else dict(labels)
+
+
+NO_INSTANCE = {"LLMCostExporterAbsent", "LLMCostUnpricedModel"}
+
+
 def test_exporter_down_inhibits_every_alert_computed_from_its_metrics() -> None:
     alerts = _prometheus_alerts()
     dependent = set(alerts) - EXPORTER_ALERTS
     assert dependent
     for source in EXPORTER_ALERTS:
         for name in dependent:
-            assert _inhibited(alerts[name], alerts[source] | {"instance": "llmcost:9800"}), f"{source} -> {name}"
+            target = _with_instance(name, alerts[name])
+            assert _inhibited(target, _with_instance(source, alerts[source])), f"{source} -> {name}"
         for name in EXPORTER_ALERTS:
             assert not _inhibited(alerts[name], alerts[source]), f"{source} must not mute {name}"
 
 
 def test_exporter_down_of_another_job_does_not_inhibit() -> None:
     alerts = _prometheus_alerts()
-    other = alerts["LLMCostExporterDown"] | {"job": "llmcost-staging"}
-    assert not _inhibited(alerts["LLMCostIngestStalled"], other)
+    other = _with_instance("LLMCostExporterDown", alerts["LLMCostExporterDown"]) | {"job": "llmcost-staging"}
+    assert not _inhibited(_with_instance("LLMCostIngestStalled", alerts["LLMCostIngestStalled"]), other)
+
+
+def test_exporter_down_of_another_instance_does_not_inhibit_its_alerts() -> None:
+    """One llmcost down (a dead scheduler leader, or another store under the same job) muted the alerts of
+    the instances still scraped, a critical LLMCostSchedulerStalled included."""
+    alerts = _prometheus_alerts()
+    down = _with_instance("LLMCostExporterDown", alerts["LLMCostExporterDown"], "llmcost-eu:9800")
+    for name in set(alerts) - EXPORTER_ALERTS - NO_INSTANCE:
+        assert not _inhibited(_with_instance(name, alerts[name], "llmcost-us:9800"), down), name
+    assert _inhibited(alerts["LLMCostUnpricedModel"], down)
 
 
 def test_inhibit_target_list_names_only_existing_alerts() -> None:
-    [exporter_rule] = [r for r in _config()["inhibit_rules"] if "LLMCostExporterDown" in r["source_matchers"][0]]
-    [target] = exporter_rule["target_matchers"]
-    names = set(_MATCHER.match(target)["value"].split("|"))  # type: ignore[index]
-    assert names == set(_prometheus_alerts()) - EXPORTER_ALERTS
+    targets: set[str] = set()
+    for rule in _config()["inhibit_rules"]:
+        if any("LLMCostExporter" in m for m in rule["source_matchers"]):
+            [target] = rule["target_matchers"]
+            targets |= set(_MATCHER.match(target)["value"].split("|"))  # type: ignore[index]
+    assert targets == set(_prometheus_alerts()) - EXPORTER_ALERTS
+
+
+def test_the_real_alertmanager_mutes_only_the_down_instances_alerts(tmp_path: Any) -> None:
+    """The same, as Alertmanager itself decides it (`GET /api/v2/alerts`, `status.inhibitedBy`)."""
+    alerts = _prometheus_alerts()
+    token = tmp_path / "token"
+    token.write_text("inhibit-test-token\n", encoding="utf-8")
+    dead_llmcost, am_port = live_stack.free_ports(2)
+    server = live_stack.alertmanager_server(
+        tmp_path / "am", live_stack.Ports(dead_llmcost, 0, am_port), credentials_file=token, timings={}
+    )
+    server.start()
+    try:
+        am = f"http://127.0.0.1:{am_port}"
+        posted = {
+            "down": _with_instance("LLMCostExporterDown", alerts["LLMCostExporterDown"], "llmcost-eu:9800"),
+            "same": _with_instance("LLMCostSchedulerStalled", alerts["LLMCostSchedulerStalled"], "llmcost-eu:9800"),
+            "other": _with_instance("LLMCostSchedulerStalled", alerts["LLMCostSchedulerStalled"], "llmcost-us:9800"),
+        }
+        body = [{"labels": {**labels, "task": "budgets"}} for labels in posted.values()]
+        assert httpx.post(f"{am}/api/v2/alerts", json=body, timeout=5).status_code == 200
+
+        def inhibited() -> dict[str, bool] | None:
+            found = httpx.get(f"{am}/api/v2/alerts", timeout=5).json()
+            by_instance = {
+                a["labels"]["instance"]: bool(a["status"]["inhibitedBy"])
+                for a in found
+                if a["labels"]["alertname"] == "LLMCostSchedulerStalled"
+            }
+            # Inhibition is decided once Alertmanager holds the source: wait for the muted one.
+            return by_instance if len(by_instance) == 2 and any(by_instance.values()) else None
+
+        assert live_stack.wait_until(inhibited, 20), httpx.get(f"{am}/api/v2/alerts", timeout=5).text
+        assert inhibited() == {"llmcost-eu:9800": True, "llmcost-us:9800": False}
+    finally:
+        server.stop()
 
 
 @pytest.mark.parametrize(

@@ -238,3 +238,14 @@ def test_dashboards_render_with_another_selector(tmp_path: Any) -> None:
     assert 'job=\\"llmcost\\"' not in text
     assert text.count('job=\\"llm-cost\\", cluster=\\"eu-1\\"') > 50
     generator.main(["--out", str(tmp_path / "default")])  # the module-level selector back to its default
+
+
+def test_budget_lines_in_the_budgets_own_units_say_which_unit() -> None:
+    """The "Spent against limit" and "Burn rate per hour" panels draw usd, tokens and requests budgets
+    on one plain axis: a $18 budget and a 3,116-request one were told apart by name only."""
+    panels = [p for p in _data_panels(DASHBOARDS["llmcost-budgets.json"]) if p["type"] == "timeseries"]
+    in_own_unit = [p for p in panels if p["fieldConfig"]["defaults"]["unit"] in ("short", "none")]
+    assert in_own_unit
+    for panel in in_own_unit:
+        for target in panel["targets"]:
+            assert "{{unit}}" in target["legendFormat"], (panel["title"], target["legendFormat"])

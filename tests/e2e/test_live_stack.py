@@ -338,10 +338,6 @@ DOC_QUERIES_WITHOUT_DATA: dict[str, tuple[str, str | None]] = {
         "looks a day back; the stack is minutes old",
         "sum by (outcome) (increase(llm_ingest_events_total[1h]))",
     ),
-    "llm_notification_dead_letters - llm_notification_dead_letters offset 1h": (
-        "looks an hour back; the stack is minutes old",
-        "llm_notification_dead_letters - llm_notification_dead_letters offset 1s",
-    ),
     "budget:llm_budget_projected_usage:ratio > 1": (
         "answers only while a budget is projected past its limit, which the demo's hourly and daily budgets are "
         "not early in their period",
