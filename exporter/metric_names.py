@@ -74,8 +74,8 @@ BUDGET_PERIOD_END = MetricSpec(
 ALERTS_ACTIVE = MetricSpec(
     "llm_alerts_active",
     "gauge",
-    "Alerts known to the gateway that are not resolved, by state (firing; silenced: firing, held by a silence "
-    "in Alertmanager; acknowledged).",
+    "Alerts known to the gateway that are not resolved, by state (firing; acknowledged: acknowledged, or held "
+    "by a silence in Alertmanager).",
     ("alertname", "severity", "state"),
 )
 NOTIFICATIONS = MetricSpec(

@@ -70,14 +70,15 @@ class GatewayCollector(Collector):
 def _active(rows: Sequence[Sequence[Any]]) -> dict[tuple[str, str, str], float]:
     """Open alerts counted by (alertname, severity, state shown).
 
-    A firing alert that a silence in Alertmanager holds (`alerting.gateway.silence_watch`) is shown as
-    `silenced`, not `firing`: the team chose not to hear of it, and Alertmanager's own UI hides it, so
-    `state="firing"` keeps meaning firing with nobody dealing with it. An acknowledgement wins over a
-    silence (`silence_on_ack` makes both).
+    A firing alert that a silence in Alertmanager holds (`alerting.gateway.silence_watch`) is counted as
+    `acknowledged`, not `firing`: the team chose not to hear of it, and Alertmanager's own UI hides it, so
+    `state="firing"` keeps meaning firing with nobody dealing with it. The label keeps the public
+    contract's two values (firing, acknowledged: someone has taken it, by an ack or by a silence);
+    `llmcost alerts list`, the console and `GET /v1/alerts` tell the two apart.
     """
     counts: dict[tuple[str, str, str], float] = {}
     for alertname, severity, state, silence_id, count in rows:
-        shown = "silenced" if state == "firing" and silence_id else state
+        shown = "acknowledged" if state == "firing" and silence_id else state
         key = (alertname, severity, shown)
         counts[key] = counts.get(key, 0.0) + float(count)
     return counts

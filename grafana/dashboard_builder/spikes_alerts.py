@@ -80,8 +80,8 @@ def build() -> Json:
                 (
                     table(
                         "Active alerts",
-                        "Alerts the gateway holds now, by name, severity and state (firing, silenced: "
-                        "held by a silence in Alertmanager, acknowledged).",
+                        "Alerts the gateway holds now, by name, severity and state (firing; acknowledged: "
+                        "acknowledged, or held by a silence in Alertmanager).",
                         NONE,
                         [
                             (
@@ -97,7 +97,7 @@ def build() -> Json:
                 (
                     timeseries(
                         "Active alerts by state",
-                        "Firing, silenced and acknowledged alerts over time.",
+                        "Firing and acknowledged (or silenced in Alertmanager) alerts over time.",
                         NONE,
                         [("sum by (state) (llm_alerts_active)", "{{state}}")],
                     ),

@@ -14,8 +14,9 @@ that ends while silenced is resolved once `resolve_after` has shown it gone.
 
 Defect: `llm_alerts_active{state="firing"}` went on counting the silenced alert, so the Spikes and alerts
 dashboard's "Firing alerts" (and, for a critical one, "Critical alerts firing", in red) still showed what
-the team had deliberately silenced, as Alertmanager's own UI does not. It is counted as `state="silenced"`
-while the silence holds it, and as firing again once the silence ends.
+the team had deliberately silenced, as Alertmanager's own UI does not. It is counted as
+`state="acknowledged"` (the public contract's two values: someone has taken it) while the silence holds
+it, and as firing again once the silence ends.
 """
 
 from __future__ import annotations
@@ -183,8 +184,8 @@ def test_a_rule_alert_silenced_by_hand_in_alertmanager_is_silenced_in_llmcost_un
         assert current is not None and current["state"] == "firing"  # still firing in Alertmanager too
         listed = stack.cli_list()
         assert "silenced" in listed and "alice" in listed and "ingest maintenance" in listed, listed
-        # Counted as silenced, not firing: the dashboards' firing counts leave it out.
-        assert stack.active_states() == {"silenced": 1.0}, stack.diagnostics()
+        # Counted as taken, not firing: the dashboards' firing counts leave it out.
+        assert stack.active_states() == {"acknowledged": 1.0}, stack.diagnostics()
 
         # No reminder while silenced. (Passing time is the subject.)
         before = stack.reminders(alert_id)

@@ -47,8 +47,7 @@ METRICS = {
 LABEL_VALUES = {
     ("llm_tokens_total", "token_type"): {"input", "cache_read", "cache_write", "output"},
     ("llm_budget_limit", "unit"): {"usd", "tokens", "requests"},
-    # `silenced`: a firing alert held by a silence in Alertmanager (docs/metrics.md), not counted as firing.
-    ("llm_alerts_active", "state"): {"firing", "acknowledged", "silenced"},
+    ("llm_alerts_active", "state"): {"firing", "acknowledged"},
     ("llm_notifications_total", "channel"): {"slack", "email", "pagerduty"},
     ("llm_notifications_total", "outcome"): {"sent", "failed", "retried"},
     ("llm_ingest_events_total", "outcome"): {"accepted", "duplicate", "rejected"},
