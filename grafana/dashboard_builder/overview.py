@@ -49,7 +49,7 @@ def build() -> Json:
         "  or\n"
         f'    0 * sum by (provider, model) ({fine_tokens}{{{f}, token_type="input"}})\n'
         ")\n/\n"
-        f'(sum by (provider, model) ({fine_tokens}{{{f}, token_type=~"input|cache_read"}}) > 0)'
+        f'(sum by (provider, model) ({fine_tokens}{{{f}, token_type=~"input|cache_read|cache_write"}}) > 0)'
     )
     return dashboard(
         "llmcost-overview",
@@ -129,10 +129,10 @@ def build() -> Json:
                     stat(
                         "Cache-hit share",
                         "Share of input tokens served from the prompt cache in the selected time "
-                        "range: cache_read / (input + cache_read).",
+                        "range: cache_read / (input + cache_read + cache_write), as llmcost report prints it.",
                         RATIO,
                         f'sum(increase(llm_tokens_total{{{f}, token_type="cache_read"}}[$__range]))\n/\n'
-                        f'sum(increase(llm_tokens_total{{{f}, token_type=~"input|cache_read"}}[$__range]))',
+                        f'sum(increase(llm_tokens_total{{{f}, token_type=~"input|cache_read|cache_write"}}[$__range]))',
                         decimals=1,
                     ),
                     4,
@@ -254,7 +254,7 @@ def build() -> Json:
                     timeseries(
                         "Cache-hit share by model",
                         "Share of input tokens read from the prompt cache: cache_read / (input + "
-                        "cache_read). 0 for a model that never reports cache reads.",
+                        "cache_read + cache_write). 0 for a model that never reports cache reads.",
                         RATIO,
                         [(cache_hit_by_model, "{{provider}} / {{model}}")],
                     ),
