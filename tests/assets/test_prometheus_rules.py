@@ -127,6 +127,14 @@ def test_alerts_carry_severity_summary_description_and_a_runbook_section() -> No
         assert re.fullmatch(r"\d+[mh]", rule.get("for", "")), f"{name} needs a for: duration"
 
 
+def test_the_alert_that_llmcost_is_down_carries_its_first_steps_itself() -> None:
+    """Its runbook link is llmcost's own /runbook, down with it: the page must say where to look."""
+    [rule] = [r for r in assets.alerting_rules() if r["alert"] == "LLMCostExporterDown"]
+    description = " ".join(rule["annotations"]["description"].split())
+    for step in ("Status > Targets", "docker compose ps llmcost", "/readyz"):
+        assert step in description, step
+
+
 def test_runbook_sections_match_the_alerts_one_to_one() -> None:
     """Every alert name llmcost or its rules can raise has its section, the cost alerts first."""
     from alerting.budgets.definition import ALERT_FOR_STATE, FORECAST_ALERT, REQUEST_CAP_ALERT
