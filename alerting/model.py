@@ -78,15 +78,30 @@ def _require_utc(name: str, value: datetime | None) -> None:
         raise ValueError(f"{name} must be a timezone-aware UTC datetime, got {value!r}")
 
 
+INHIBITION_PREFIX = "inhibited:"
+"""How the id of a `Silence` that is an inhibition starts (then the inhibiting alert's Alertmanager fingerprint)."""
+
+
 @dataclass(frozen=True)
 class Silence:
-    """A silence in Alertmanager that holds an alert llmcost received from it (created there, not by llmcost)."""
+    """What holds an alert received from Alertmanager there: a silence, or an inhibition by another alert.
+
+    The silence was made there, not by llmcost; an inhibition is another alert muting this one through an
+    inhibit rule. Both hold the alert back alike (Alertmanager delivers nothing about it, its resolve included), so
+    llmcost marks it held the same way. An inhibition has the id `inhibited:` + the inhibiting alert's
+    Alertmanager fingerprint, that alert's name as `by`, a description of it as `comment`, no end.
+    """
 
     id: str
     by: str = ""
-    """The silence's `createdBy`."""
+    """The silence's `createdBy`; for an inhibition, the name of the alert inhibiting this one."""
     comment: str = ""
     ends_at: datetime | None = None
+
+    @property
+    def inhibition(self) -> bool:
+        """True when an inhibition, not a silence, holds the alert."""
+        return self.id.startswith(INHIBITION_PREFIX)
 
 
 @dataclass(frozen=True, kw_only=True)

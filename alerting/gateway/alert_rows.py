@@ -133,7 +133,8 @@ class AlertRows:
 def with_silences(conn: Connection, listed: Sequence[Alert]) -> list[Alert]:
     """`listed` with who silenced each silenced alert in Alertmanager, with what comment, until when.
 
-    The row keeps only the silence's id; the rest is in the alert's `silenced` audit row.
+    The row keeps only the silence's id; the rest is in the alert's `silenced` audit row (`inhibited`, for
+    an alert an inhibition holds: the inhibiting alert's name and labels).
     """
     ids = [a.id for a in listed if a.silence is not None and a.id is not None]
     if not ids:
@@ -141,7 +142,7 @@ def with_silences(conn: Connection, listed: Sequence[Alert]) -> list[Alert]:
     e = alert_events
     rows = conn.execute(
         select(e.c.alert_id, e.c.by, e.c.comment, e.c.detail)
-        .where(e.c.alert_id.in_(ids), e.c.action == "silenced")
+        .where(e.c.alert_id.in_(ids), e.c.action.in_(("silenced", "inhibited")))
         .order_by(e.c.id)
     ).all()
     found: dict[tuple[int, str], Silence] = {}

@@ -52,7 +52,8 @@ class Change:
 
     action: str
     """`fired`, `escalated`, `repeat`, `updated`, `unchanged`, `acknowledged`, `unacknowledged`,
-    `resolved`, `silenced`, `unsilenced` (a silence in Alertmanager holds it, or no longer does), or
+    `resolved`, `silenced`, `inhibited`, `unsilenced` (a silence or an inhibition in Alertmanager holds
+    it, or none does any longer), or
     `ignored` (nothing known to change)."""
     alert: Alert | None = None
     decision: Decision | None = None

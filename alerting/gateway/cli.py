@@ -95,7 +95,8 @@ def run(
             by = f" by {alert.acknowledged_by}" if alert.acknowledged_by else ""
             state: str = alert.state
             if alert.silence is not None and alert.state == "firing":
-                state, by = "silenced", _silenced(alert.silence)
+                state = "inhibited" if alert.silence.inhibition else "silenced"
+                by = _silenced(alert.silence)
             labels = ",".join(f"{k}={v}" for k, v in sorted(alert.labels.items()))
             print(f"{alert.id:>5} {state:<12} {alert.severity:<8} {alert.alertname:<26} {labels}{by}")
         if len(listed) == LIST_LIMIT:
@@ -173,7 +174,12 @@ def _acknowledged(alert: Alert) -> str:
 
 
 def _silenced(silence: Silence) -> str:
-    """` silenced in Alertmanager by NAME until TIME: COMMENT`, as much as Alertmanager said."""
+    """` silenced in Alertmanager by NAME until TIME: COMMENT`, as much as Alertmanager said.
+
+    For an inhibition: ` held in Alertmanager: inhibited by ALERTNAME {labels}`.
+    """
+    if silence.inhibition:
+        return f" held in Alertmanager: {silence.comment}"
     text = " silenced in Alertmanager" + (f" by {silence.by}" if silence.by else "")
     if silence.ends_at is not None:
         text += f" until {silence.ends_at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"

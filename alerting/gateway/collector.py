@@ -70,8 +70,9 @@ class GatewayCollector(Collector):
 def _active(rows: Sequence[Sequence[Any]]) -> dict[tuple[str, str, str], float]:
     """Open alerts counted by (alertname, severity, state shown).
 
-    A firing alert that a silence in Alertmanager holds (`alerting.gateway.silence_watch`) is counted as
-    `acknowledged`, not `firing`: the team chose not to hear of it, and Alertmanager's own UI hides it, so
+    A firing alert that a silence or an inhibition in Alertmanager holds (`alerting.gateway.silence_watch`,
+    one mark for both) is counted as `acknowledged`, not `firing`: the team chose not to hear of it (an
+    inhibit rule: not while the alert muting it fires), and Alertmanager's own UI hides it, so
     `state="firing"` keeps meaning firing with nobody dealing with it. The label keeps the public
     contract's two values (firing, acknowledged: someone has taken it, by an ack or by a silence);
     `llmcost alerts list`, the console and `GET /v1/alerts` tell the two apart.

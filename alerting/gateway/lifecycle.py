@@ -26,7 +26,7 @@ from alerting.gateway.records import alert_from_row, dumps, reopened_json, rfc33
 from alerting.gateway.settings import GatewaySettings
 from alerting.gateway.silences import CHANNEL as SILENCES
 from alerting.gateway.tables import alerts
-from alerting.model import Actor, NotificationKind, Reopened, Silence, alert_family, level_rank
+from alerting.model import INHIBITION_PREFIX, Actor, NotificationKind, Reopened, Silence, alert_family, level_rank
 
 __all__ = ["AlertConflict", "AlertInput", "AlertNotFound", "Change", "Lifecycle"]
 """The value types live in `alerting.gateway.changes`; callers of the stage may import them from here."""
@@ -71,8 +71,8 @@ class Lifecycle:
         level_rose = level_rank(incoming.alertname) > level_rank(row.alertname)
         held_alertname = row.alertname  # the level an acknowledgement held for, before this report
         if incoming.source == "alertmanager" and row.silence_id is not None:
-            # Alertmanager delivers no silenced alert: one it delivers firing is no longer silenced there.
-            self._unsilence_row(conn, row, now, "delivered by Alertmanager: no longer silenced")
+            # Alertmanager delivers no silenced or inhibited alert: one it delivers firing is held no longer.
+            self._unsilence_row(conn, row, now, "delivered by Alertmanager: no longer held there")
             row = self.rows.open_row(conn, fp)
         refreshed = self._refresh(conn, row, incoming, now)
         if refreshed:
@@ -306,7 +306,7 @@ class Lifecycle:
             select(alerts.c.id)
             .where(
                 alerts.c.state == "firing",
-                alerts.c.silence_id.is_(None),  # silenced in Alertmanager: no reminders, as there
+                alerts.c.silence_id.is_(None),  # silenced or inhibited in Alertmanager: no reminders, as there
                 alerts.c.last_notified_at <= now - self.settings.repeat_interval,
             )
             .order_by(alerts.c.id)
@@ -458,13 +458,14 @@ class Lifecycle:
         )
         return Change("unacknowledged", alert, channels=tuple(channels))
 
-    # --- silenced in Alertmanager -----------------------------------------------------------------
+    # --- silenced or inhibited in Alertmanager ----------------------------------------------------
 
     def silence(self, conn: Connection, alert_id: int, silence: Silence, now: float) -> Change:
-        """Record that a silence in Alertmanager holds this firing alert: no reminders until it ends.
+        """Record that a silence (or an inhibition) in Alertmanager holds this firing alert: no reminders.
 
-        Nothing is notified: Alertmanager, which the silence was made in, says nothing either. The audit
-        row keeps who made it, its comment and end (`alert_rows.with_silences` shows them).
+        Nothing is notified: Alertmanager, which holds it, says nothing either. The audit row (`silenced`,
+        or `inhibited`) keeps who made the silence, its comment and end, or the alert inhibiting this one
+        (`alert_rows.with_silences` shows them).
         """
         row = self.rows.locked(conn, alerts.c.id == alert_id, alerts.c.state == "firing")
         if row is None or row.silence_id == silence.id:
@@ -475,17 +476,17 @@ class Lifecycle:
             conn,
             row.id,
             now,
-            "silenced",
+            "inhibited" if silence.inhibition else "silenced",
             row.state,
             row.state,
             Actor(by=silence.by[:256], via="alertmanager", comment=silence.comment),
             detail={"silence_id": silence.id, "ends_at": ends_at, "until": rfc3339(ends_at)},
         )
         fresh = self.rows.locked(conn, alerts.c.id == alert_id)
-        return Change("silenced", alert_from_row(fresh))
+        return Change("inhibited" if silence.inhibition else "silenced", alert_from_row(fresh))
 
     def unsilence(self, conn: Connection, alert_id: int, now: float, comment: str) -> Change:
-        """The silence holding this alert ended while it still fires: reminders resume (when due)."""
+        """The silence (or inhibition) holding this alert ended while it still fires: reminders resume (when due)."""
         row = self.rows.locked(conn, alerts.c.id == alert_id)
         if row is None or row.silence_id is None:
             return Change("unchanged", None if row is None else alert_from_row(row), reason="not silenced")
@@ -496,4 +497,5 @@ class Lifecycle:
     def _unsilence_row(self, conn: Connection, row: Any, now: float, comment: str) -> None:
         self.rows.update(conn, row.id, silence_id=None, updated_at=now)
         actor = Actor(by="alertmanager", via="alertmanager", comment=comment)
-        self.rows.audit(conn, row.id, now, "unsilenced", row.state, row.state, actor, {"silence_id": row.silence_id})
+        action = "uninhibited" if row.silence_id.startswith(INHIBITION_PREFIX) else "unsilenced"
+        self.rows.audit(conn, row.id, now, action, row.state, row.state, actor, {"silence_id": row.silence_id})

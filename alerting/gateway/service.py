@@ -58,11 +58,11 @@ class TickResult:
     receipts_purged: int
     outbox_purged: int
     silenced_resolved: int = 0
-    """Alerts resolved because they ended in Alertmanager while a silence there held them."""
+    """Alerts resolved because they ended in Alertmanager while a silence (or an inhibition) there held them."""
     silenced: int = 0
-    """Firing alerts marked as held by a silence in Alertmanager."""
+    """Firing alerts marked as held by a silence (or an inhibition) in Alertmanager."""
     unsilenced: int = 0
-    """Alerts marked silenced that Alertmanager holds unsilenced again."""
+    """Alerts marked held that Alertmanager holds neither silenced nor inhibited again."""
 
 
 def _retryable(exc: StoreUnavailable) -> bool:
@@ -264,7 +264,7 @@ class GatewayService:
         return TickResult(len(repeats), int(purged), outbox_purged, resolved, silenced, unsilenced)
 
     def _follow_silences(self, now: float) -> tuple[int, int, list[int]]:
-        """Mark firing alerts silenced in Alertmanager, or no longer (see `silence_watch`).
+        """Mark firing alerts silenced or inhibited in Alertmanager, or no longer (see `silence_watch`).
 
         Returns how many were marked silenced and unsilenced, and the silenced ones that ended there.
         """
@@ -275,10 +275,15 @@ class GatewayService:
             found = watch.follow(lambda: self._read(firing_received), now)
             for alert_id, silence in found.silenced:
                 self._write(functools.partial(self._silence, alert_id, silence, now))
-                log.info("alert %s is silenced in Alertmanager (silence %s by %r)", alert_id, silence.id, silence.by)
+                if silence.inhibition:
+                    log.info("alert %s is inhibited in Alertmanager (by %r)", alert_id, silence.comment)
+                else:
+                    log.info(
+                        "alert %s is silenced in Alertmanager (silence %s by %r)", alert_id, silence.id, silence.by
+                    )
             for alert_id in found.unsilenced:
                 self._write(functools.partial(self._unsilence, alert_id, now))
-                log.info("alert %s is no longer silenced in Alertmanager: reminders resume", alert_id)
+                log.info("alert %s is no longer silenced or inhibited in Alertmanager: reminders resume", alert_id)
         except StoreUnavailable:
             log.warning("silences in Alertmanager not followed: the store is unavailable", exc_info=True)
             return 0, 0, []
@@ -288,7 +293,7 @@ class GatewayService:
         return self.lifecycle.silence(conn, alert_id, silence, now)
 
     def _unsilence(self, alert_id: int, now: float, conn: Connection) -> Change:
-        return self.lifecycle.unsilence(conn, alert_id, now, "no longer silenced in Alertmanager")
+        return self.lifecycle.unsilence(conn, alert_id, now, "no longer silenced or inhibited in Alertmanager")
 
     def _resolve_ended_silenced(self, now: float) -> int:
         """Resolve acknowledged alerts that ended in Alertmanager under our silence (see `silence_watch`)."""
@@ -302,10 +307,12 @@ class GatewayService:
         return self._resolve_ended(ended, now)
 
     def _resolve_ended(self, ended: Sequence[int], now: float) -> int:
-        """Resolve alerts gone from Alertmanager while silenced there, as its resolved webhook would have."""
+        """Resolve alerts gone from Alertmanager while held there, as its resolved webhook would have."""
         # The same actor, one resolve per notified channel (the `alertmanager` channel among them, which
         # expires llmcost's own silence).
-        actor = Actor(by="alertmanager", via="alertmanager", comment="ended in Alertmanager while silenced")
+        actor = Actor(
+            by="alertmanager", via="alertmanager", comment="ended in Alertmanager while silenced or inhibited there"
+        )
         resolved = 0
         for alert_id in ended:
             try:
@@ -314,7 +321,7 @@ class GatewayService:
                 continue
             if change.action == "resolved":
                 resolved += 1
-                log.info("alert %s resolved: gone from Alertmanager while silenced by its acknowledgement", alert_id)
+                log.info("alert %s resolved: gone from Alertmanager while silenced or inhibited there", alert_id)
         return resolved
 
     def _resolve_silenced(self, alert_id: int, now: float, actor: Actor, conn: Connection) -> Change:

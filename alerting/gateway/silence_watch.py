@@ -24,13 +24,16 @@ waits a whole window again. Several processes sharing a store each decide from t
 and the lifecycle's conditional update resolves the alert once.
 
 Silences made in Alertmanager by people (`amtool silence add`, the UI) hold back its notifications the
-same way: a firing alert the gateway received would be reminded of every `repeat_interval` and listed as
-firing for good. So `SilenceWatch.follow` also asks (with the same spacing, whenever an Alertmanager url
-is known) which alerts Alertmanager holds silenced (`GET /api/v2/alerts?active=false&silenced=true`, one
-request) and reads the silence of each newly silenced one (`GET /api/v2/silence/{id}`: who, comment,
-end). The gateway marks those alerts silenced (no reminders; shown with who, comment and end). One that
-is no longer silenced is asked about alone: still held by Alertmanager, it is firing again (reminders
-resume); gone for `resolve_after`, it ended while silenced and is resolved, as above. Every request is a
+same way, and so do its inhibit rules (a critical alert muting the warnings about the same thing): a
+firing alert the gateway received would be reminded of every `repeat_interval` and listed as firing for
+good. So `SilenceWatch.follow` also asks (with the same spacing, whenever an Alertmanager url is known)
+which alerts Alertmanager holds silenced or inhibited (`GET /api/v2/alerts?active=false&silenced=true&
+inhibited=true`, one request), reads the silence of each newly silenced one (`GET /api/v2/silence/{id}`:
+who, comment, end) and, for a newly inhibited one, the alert inhibiting it (one listing of every alert).
+The gateway marks those alerts held (the same mark for both, `alerts.silence_id`, an inhibition's id
+starting with `inhibited:`: no reminders; shown with who, comment and end, or the inhibiting alert). One
+that is no longer held is asked about alone: still held by Alertmanager, it is firing again (reminders
+resume); gone for `resolve_after`, it ended while held and is resolved, as above. Every request is a
 read: silences made by people are never changed.
 
 With several Alertmanager replicas (the top-level `alertmanager.urls`), every one is asked and the answers
@@ -59,6 +62,7 @@ from alerting.gateway.silences import CHANNEL
 from alerting.gateway.tables import alert_channels, alerts
 from alerting.model import (
     ESCALATING_ALERTS,
+    INHIBITION_PREFIX,
     ORIGIN_LABEL,
     PUSHED_ONLY_LABELS,
     Silence,
@@ -86,7 +90,7 @@ class SilencedAlert:
     alertname: str
     labels: Mapping[str, str]
     silence_id: str | None = None
-    """For a firing alert (`firing_received`): the Alertmanager silence it is marked as held by."""
+    """For a firing alert (`firing_received`): the Alertmanager silence (or inhibition) it is marked held by."""
 
 
 @dataclass
@@ -94,11 +98,11 @@ class Followed:
     """What one `SilenceWatch.follow` check found about the firing alerts received from Alertmanager."""
 
     silenced: list[tuple[int, Silence]] = field(default_factory=list)
-    """Alerts a silence (another one than marked, if any) now holds."""
+    """Alerts a silence or an inhibition (another one than marked, if any) now holds."""
     unsilenced: list[int] = field(default_factory=list)
-    """Alerts marked silenced that Alertmanager holds unsilenced now."""
+    """Alerts marked held that Alertmanager holds neither silenced nor inhibited now."""
     ended: list[int] = field(default_factory=list)
-    """Alerts marked silenced that have been gone from Alertmanager for `resolve_after`."""
+    """Alerts marked held that have been gone from Alertmanager for `resolve_after`."""
 
 
 def firing_received(conn: Connection, limit: int = MAX_CHECKED) -> list[SilencedAlert]:
@@ -188,7 +192,8 @@ class SilenceWatch:
         self._gone_since: dict[int, float] = {}  # silenced firing alerts absent from Alertmanager
         self._follow_unavailable = False
         self._down: set[str] = set()  # replicas that did not answer at their last question, logged once
-        self._silence_sources: dict[str, str] = {}  # silence id -> the replica that listed it first
+        self._silence_sources: dict[str, str] = {}  # silence (or inhibition) id -> the replica listing it first
+        self._listed: dict[str, Any] | None = None  # every alert's labels by Alertmanager fingerprint, per check
 
     def ended(self, candidates: Callable[[], Sequence[SilencedAlert]], now: float) -> list[int]:
         """Check now (unless the last check was under `spacing` ago); ids of the alerts to resolve.
@@ -221,7 +226,7 @@ class SilenceWatch:
             return due
 
     def follow(self, candidates: Callable[[], Sequence[SilencedAlert]], now: float) -> Followed:
-        """Check now (unless the last check was under `spacing` ago) which firing alerts are silenced.
+        """Check now (unless the last check was under `spacing` ago) which firing alerts are silenced or inhibited.
 
         `candidates` reads the firing alerts received from Alertmanager (`firing_received`).
         """
@@ -251,13 +256,20 @@ class SilenceWatch:
 
     def _follow(self, firing: Sequence[SilencedAlert], now: float) -> Followed:
         held = self._silenced_now()
+        self._listed = None
         found = Followed()
         for alert in firing:
-            silence_ids = held.get(alert.fingerprint)
-            if silence_ids:
+            # An inhibition holds only the level the alert is at: an earlier level of an escalating family
+            # that Alertmanager still holds is inhibited by the alert's own later level, typically.
+            hold_ids = [
+                hold_id
+                for hold_id, listed_as in held.get(alert.fingerprint, ())
+                if listed_as == alert.alertname or not hold_id.startswith(INHIBITION_PREFIX)
+            ]
+            if hold_ids:
                 self._gone_since.pop(alert.id, None)
-                if alert.silence_id not in silence_ids:
-                    found.silenced.append((alert.id, self._silence(sorted(silence_ids)[0])))
+                if alert.silence_id not in hold_ids:
+                    found.silenced.append((alert.id, self._hold(hold_ids[0])))
                 continue
             if alert.silence_id is None:
                 continue
@@ -273,15 +285,20 @@ class SilenceWatch:
                 found.ended.append(alert.id)
         return found
 
-    def _silenced_now(self) -> dict[str, list[str]]:
-        """The silence ids holding each alert any replica holds silenced, by gateway fingerprint.
+    def _silenced_now(self) -> dict[str, list[tuple[str, str]]]:
+        """What holds each alert any replica holds silenced or inhibited, by gateway fingerprint.
 
-        Every replica is asked and the answers joined: a silence made on one replica reaches the others
-        only through the cluster's gossip, which a replica that is down (or not clustered) never hears.
-        Raises `AlertmanagerUnavailable` only when no replica answers.
+        The ids of the silences holding it (sorted), then those of its inhibitions (`inhibited:` + the
+        Alertmanager fingerprint of each alert inhibiting it, sorted), each with the name the alert held
+        is listed under (a level of an escalating family, say): a silence says more (who, why, until
+        when), so it is the one shown when both hold an alert. Every replica is asked and the
+        answers joined: a silence made on one replica reaches the others only through the cluster's
+        gossip, which a replica that is down (or not clustered) never hears. Raises
+        `AlertmanagerUnavailable` only when no replica answers.
         """
         params = {"active": "false", "silenced": "true", "inhibited": "true", "unprocessed": "false"}
-        held: dict[str, list[str]] = {}
+        silences: dict[str, set[tuple[str, str]]] = {}
+        inhibitions: dict[str, set[tuple[str, str]]] = {}
         self._silence_sources = {}
         problems = []
         for base in self._bases:
@@ -300,16 +317,61 @@ class SilenceWatch:
                 if not isinstance(item, dict) or not isinstance(item.get("labels"), dict):
                     continue
                 status = item.get("status")
-                silenced_by = status.get("silencedBy") if isinstance(status, dict) else None
-                if isinstance(silenced_by, list) and silenced_by:
-                    ids = [str(i) for i in silenced_by if isinstance(i, str) and i]
-                    found = held.setdefault(gateway_fingerprint(item["labels"]), [])
-                    found.extend(i for i in ids if i not in found)
-                    for silence_id in ids:
-                        self._silence_sources.setdefault(silence_id, base)
+                key, name = gateway_fingerprint(item["labels"]), str(item["labels"].get("alertname", ""))
+                for field_name, prefix, into in (
+                    ("silencedBy", "", silences),
+                    ("inhibitedBy", INHIBITION_PREFIX, inhibitions),
+                ):
+                    by = status.get(field_name) if isinstance(status, dict) else None
+                    ids = [prefix + i for i in by if isinstance(i, str) and i] if isinstance(by, list) else []
+                    into.setdefault(key, set()).update((hold_id, name) for hold_id in ids)
+                    for hold_id in ids:
+                        self._silence_sources.setdefault(hold_id, base)
         if len(problems) == len(self._bases):
             raise AlertmanagerUnavailable("; ".join(problems))
-        return held
+        held = {key: sorted(silences.get(key, ())) + sorted(inhibitions.get(key, ())) for key in silences | inhibitions}
+        return {key: ids for key, ids in held.items() if ids}
+
+    def _hold(self, hold_id: str) -> Silence:
+        """The silence or the inhibition `hold_id` names (see `_silenced_now`)."""
+        return self._inhibition(hold_id) if hold_id.startswith(INHIBITION_PREFIX) else self._silence(hold_id)
+
+    def _inhibition(self, hold_id: str) -> Silence:
+        """The inhibition `hold_id` names, described by the alert inhibiting: its name and labels.
+
+        Alertmanager lists only that alert's fingerprint (`inhibitedBy`); its labels are read from the
+        lists of every alert the replicas hold, asked for once per check and only when an alert is newly
+        inhibited (the replica that listed the inhibition first, then the others: each hears from
+        Prometheus on its own). Raises `AlertmanagerUnavailable` when no replica answers, so the check is
+        retried rather than the alert marked with a bare fingerprint; an inhibiting alert no replica lists
+        (it ended meanwhile) leaves its fingerprint as the description.
+        """
+        source_fp = hold_id[len(INHIBITION_PREFIX) :]
+        first = self._silence_sources.get(hold_id, self._bases[0])
+        if self._listed is None:
+            self._listed = {}
+            unavailable: list[str] = []
+            params = {"active": "true", "silenced": "true", "inhibited": "true", "unprocessed": "true"}
+            for base in [first, *(b for b in self._bases if b != first)]:
+                try:
+                    listed = self._get_json(base, "/api/v2/alerts", params)
+                except _Refused:
+                    continue
+                except AlertmanagerUnavailable as exc:
+                    unavailable.append(f"{_replica_name(base)}: {exc}")
+                    continue
+                for item in listed if isinstance(listed, list) else ():
+                    if isinstance(item, dict) and isinstance(item.get("labels"), dict):
+                        self._listed.setdefault(str(item.get("fingerprint", "")), item["labels"])
+            if len(unavailable) == len(self._bases):
+                self._listed = None
+                raise AlertmanagerUnavailable("; ".join(unavailable))
+        labels = self._listed.get(source_fp)
+        if labels is None:
+            return Silence(hold_id[:128], "", f"inhibited in Alertmanager by the alert {source_fp}"[:2000])
+        name = str(labels.get("alertname", ""))
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "alertname")
+        return Silence(hold_id[:128], name[:256], f"inhibited by {name} {{{shown}}}"[:2000])
 
     def _silence(self, silence_id: str) -> Silence:
         """Who made the silence, why and until when; just its id when Alertmanager cannot say.

@@ -30,6 +30,10 @@ class FakeAlertmanager(RecordingServer):
         self.alerts: list[dict[str, Any]] = []
         self.silenced_by: list[str] = []
         """Silences holding every alert listed (made by people; `active=false` lists only silenced alerts)."""
+        self.inhibited_by: list[str] = []
+        """Fingerprints of the alerts (in `inhibitors`) inhibiting every alert listed."""
+        self.inhibitors: dict[str, dict[str, str]] = {}
+        """Active alerts by Alertmanager fingerprint: listed only when every alert is asked for."""
         self.status = 200
         self._ids = iter(range(1, 1_000_000))
         self._lock_ids = threading.Lock()
@@ -41,10 +45,16 @@ class FakeAlertmanager(RecordingServer):
         if request.method == "GET" and request.path == "/api/v2/alerts":
             if self.status != 200:
                 return Response(self.status, {}, "unavailable")
-            if request.query.get("active") == ["false"] and not self.silenced_by:
+            if request.query.get("active") == ["false"] and not (self.silenced_by or self.inhibited_by):
                 return Response(200, {}, [])
-            status = {"state": "suppressed", "silencedBy": self.silenced_by, "inhibitedBy": []}
-            return Response(200, {}, [{"labels": labels, "status": status} for labels in self.alerts])
+            status = {"state": "suppressed", "silencedBy": self.silenced_by, "inhibitedBy": self.inhibited_by}
+            listed = [{"labels": labels, "status": status} for labels in self.alerts]
+            if request.query.get("active") == ["true"] and "filter" not in request.query:
+                active = {"state": "active", "silencedBy": [], "inhibitedBy": []}
+                listed += [
+                    {"fingerprint": fp, "labels": labels, "status": active} for fp, labels in self.inhibitors.items()
+                ]
+            return Response(200, {}, listed)
         if request.method == "GET" and request.path.startswith("/api/v2/silence/"):
             silence_id = request.path.rsplit("/", 1)[-1]
             body = {"id": silence_id, "createdBy": "alice", "comment": "planned eval run"}
@@ -279,3 +289,92 @@ def test_a_firing_alert_silenced_by_hand_in_alertmanager_is_marked_silenced_and_
         resolved += h.gateway.tick().silenced_resolved
     assert resolved == 1
     assert h.alerts()[0]["state"] == "resolved"
+
+
+EXPORTER_DOWN = {"alertname": "LLMCostExporterDown", "severity": "critical", "job": "llmcost", "instance": "a:9800"}
+STALLED = {"alertname": "LLMCostIngestStalled", "severity": "warning", "job": "llmcost", "instance": "a:9800"}
+
+
+def test_a_firing_alert_inhibited_in_alertmanager_is_held_like_a_silenced_one(h: Harness, am: FakeAlertmanager) -> None:
+    """An inhibit rule mutes a warning llmcost was told of: held by the critical alert, until it ends."""
+    stalled = am_alert("LLMCostIngestStalled", labels={"job": "llmcost", "instance": "a:9800"})
+    stalled["labels"].pop("project")
+    assert h.post_alertmanager(am_payload([stalled])).status_code == 200
+    h.gateway.deliver_pending()
+    (alert,) = h.alerts()
+    am.alerts, am.inhibited_by, am.inhibitors = [STALLED], ["6d60a45728608aab"], {"6d60a45728608aab": EXPORTER_DOWN}
+    assert h.gateway.tick().silenced == 1
+    (alert,) = h.alerts()
+    assert alert["state"] == "firing"
+    assert alert["silenced"] == {
+        "silence_id": "inhibited:6d60a45728608aab",
+        "by": "LLMCostExporterDown",
+        "comment": "inhibited by LLMCostExporterDown {instance=a:9800, job=llmcost, severity=critical}",
+        "ends_at": None,
+    }
+    history = h.admin("GET", f"/v1/alerts/{alert['id']}").json()["history"]
+    assert history[-1]["action"] == "inhibited" and history[-1]["by"] == "LLMCostExporterDown"
+    assert h.metric("llm_alerts_active", alertname="LLMCostIngestStalled", state="acknowledged") == 1
+    assert h.metric("llm_alerts_active", alertname="LLMCostIngestStalled", state="firing") == 0
+    for _ in range(3):  # past repeat_interval (4 h), several times: no reminder, nothing asked again
+        advance(h, 4 * 3600)
+        result = h.gateway.tick()
+        assert (result.repeats, result.silenced, result.unsilenced) == (0, 0, 0)
+    assert am.calls("GET", "/api/v2/silence/") == []  # an inhibition has no silence to read
+    assert am.calls("POST", "/api/v2/silences") == [] and am.calls("DELETE", "/api/v2/silence") == []
+
+    am.inhibited_by = []  # the critical alert ended; Alertmanager still holds the warning: reminded again
+    advance(h, 20)
+    assert h.gateway.tick().unsilenced == 1
+    assert h.alerts()[0]["silenced"] is None
+    history = h.admin("GET", f"/v1/alerts/{alert['id']}").json()["history"]
+    assert history[-1]["action"] == "uninhibited"
+    advance(h, 20)
+    assert h.gateway.tick().repeats == 1
+
+    am.inhibited_by = ["6d60a45728608aab"]  # inhibited again, then it ends: resolved once after resolve_after
+    advance(h, 20)
+    assert h.gateway.tick().silenced == 1
+    am.alerts = []
+    resolved = 0
+    for _ in range(6):
+        advance(h, 20)
+        resolved += h.gateway.tick().silenced_resolved
+    assert resolved == 1
+    assert h.alerts()[0]["state"] == "resolved"
+
+
+def test_a_firing_alert_both_silenced_and_inhibited_is_shown_with_its_silence(h: Harness, am: FakeAlertmanager) -> None:
+    assert h.post_alertmanager(am_payload([am_alert(severity="critical")])).status_code == 200
+    am.alerts, am.silenced_by, am.inhibited_by = [SPIKE_LABELS], ["hand-1"], ["0123456789abcdef"]
+    assert h.gateway.tick().silenced == 1
+    assert h.alerts()[0]["silenced"]["silence_id"] == "hand-1"  # who, why and until when say more
+
+
+def test_an_inhibiting_alert_alertmanager_no_longer_lists_is_named_by_its_fingerprint(
+    h: Harness, am: FakeAlertmanager
+) -> None:
+    assert h.post_alertmanager(am_payload([am_alert(severity="critical")])).status_code == 200
+    am.alerts, am.inhibited_by = [SPIKE_LABELS], ["0123456789abcdef"]  # ended between the two requests
+    assert h.gateway.tick().silenced == 1
+    shown = h.alerts()[0]["silenced"]
+    assert (shown["silence_id"], shown["by"]) == ("inhibited:0123456789abcdef", "")
+    assert "0123456789abcdef" in shown["comment"]
+
+
+def test_an_earlier_budget_level_inhibited_by_the_level_reached_does_not_hold_the_alert(
+    h: Harness, am: FakeAlertmanager
+) -> None:
+    """The shipped inhibit rule mutes a budget's warning while its critical fires: the same alert in llmcost."""
+    pushed = {**BUDGET_LABELS, "llmcost_origin": "llmcost"}
+    critical = am_alert("LLMBudgetCritical", labels=pushed, severity="critical")
+    assert h.post_alertmanager(am_payload([critical])).status_code == 200
+    # The warning's resolve has not reached Alertmanager yet: it lists it, inhibited by the critical.
+    am.alerts = [{**pushed, "project": "search", "alertname": "LLMBudgetWarning", "severity": "warning"}]
+    am.inhibited_by = ["0123456789abcdef"]
+    am.inhibitors = {"0123456789abcdef": {**critical["labels"]}}
+    for _ in range(3):
+        assert h.gateway.tick().silenced == 0
+        advance(h, 20)
+    (alert,) = h.alerts()
+    assert (alert["alertname"], alert["silenced"]) == ("LLMBudgetCritical", None)

@@ -17,6 +17,10 @@ dashboard's "Firing alerts" (and, for a critical one, "Critical alerts firing", 
 the team had deliberately silenced, as Alertmanager's own UI does not. It is counted as
 `state="acknowledged"` (the public contract's two values: someone has taken it) while the silence holds
 it, and as firing again once the silence ends.
+
+Defect: the same with an inhibition instead of a silence. A warning llmcost had received and that the
+shipped inhibit rule then muted (a critical alert about the same instance fired) stayed open as firing,
+reminded of, and waited for a resolve Alertmanager would not send. Now it is held as a silenced one is.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from tests.support import live_stack
 from tests.support.procs import LLMCOST, LlmcostProcess, serve_with_config
 from tests.support.recording_servers import PagerDutyEventsServer, SlackAPIServer
 from tests.support.rule_alerts import RuleEvaluator
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.real_process
 
@@ -62,22 +67,27 @@ class Stack:
         self.workdir = workdir
         self.slack = slack
 
-    def alert(self) -> dict[str, Any] | None:
-        body = httpx.get(
-            f"{self.llmcost.base}/v1/alerts", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=5
-        ).json()
-        found = [a for a in body if a["labels"].get("job") == "llmcost"]
+    def alert(self, alertname: str = RULE_LABELS["alertname"]) -> dict[str, Any] | None:
+        """The newest alert of this name llmcost holds (the tests of this module share one llmcost)."""
+        found = [a for a in self.alerts() if a["labels"].get("job") == "llmcost" and a["alertname"] == alertname]
         return found[0] if found else None
 
-    def reminders(self, alert_id: int) -> int:
-        """Repeat notifications enqueued for the alert (sent or not)."""
+    def alerts(self) -> list[dict[str, Any]]:
+        """Every alert llmcost holds, newest first."""
+        return list(
+            httpx.get(
+                f"{self.llmcost.base}/v1/alerts", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=5
+            ).json()
+        )
+
+    def reminders(self, alert_id: int, kind: str = "repeat") -> int:
+        """Repeat notifications (or those of another `kind`) enqueued for the alert, sent or not."""
         rows = httpx.get(
             f"{self.llmcost.base}/v1/notifications",
-            params={"alert_id": alert_id},
             headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
             timeout=5,
         ).json()
-        return sum(1 for n in rows if n["kind"] == "repeat")
+        return sum(1 for n in rows if n["alert_id"] == alert_id and n["kind"] == kind)
 
     def amtool(self, *argv: str) -> str:
         done = subprocess.run(
@@ -88,9 +98,9 @@ class Stack:
 
     def am_silenced(self) -> bool:
         found = httpx.get(f"{self.am}/api/v2/alerts", timeout=5).json()
-        return any(a["labels"].get("job") == "llmcost" and a["status"]["silencedBy"] for a in found)
+        return any(a["labels"] == RULE_LABELS and a["status"]["silencedBy"] for a in found)
 
-    def active_states(self) -> dict[str, float]:
+    def active_states(self, alertname: str = RULE_LABELS["alertname"]) -> dict[str, float]:
         """`llm_alerts_active` for the rule alert, by `state`, as Prometheus would scrape it."""
         text = httpx.get(f"{self.llmcost.base}/metrics", timeout=10).text
         return {
@@ -98,7 +108,7 @@ class Stack:
             for family in text_string_to_metric_families(text)
             if family.name == "llm_alerts_active"
             for sample in family.samples
-            if sample.labels["alertname"] == RULE_LABELS["alertname"]
+            if sample.labels["alertname"] == alertname
         }
 
     def cli_list(self) -> str:
@@ -117,7 +127,7 @@ class Stack:
         sources = (
             ("Alertmanager alerts", lambda: httpx.get(f"{self.am}/api/v2/alerts", timeout=5).json()),
             ("Alertmanager silences", lambda: httpx.get(f"{self.am}/api/v2/silences", timeout=5).json()),
-            ("gateway alert", self.alert),
+            ("gateway alerts", self.alerts),
         )
         return live_stack.diagnostics(sources, self.workdir, answer_chars=4000, log_chars=3000)
 
@@ -219,3 +229,75 @@ def test_a_rule_alert_silenced_by_hand_in_alertmanager_is_silenced_in_llmcost_un
         assert sorted(s["status"]["state"] for s in silences) == ["active", "expired"], silences
     finally:
         rule.stop()
+
+
+# Another instance than RULE_LABELS': the shipped inhibit rule mutes an instance's alerts while it is
+# down (`equal: [job, instance]`), and the tests of this module share one Alertmanager.
+INHIBITED_INSTANCE = {"job": "llmcost", "instance": "llmcost-b:9800"}
+EXPORTER_DOWN = {"alertname": "LLMCostExporterDown", "severity": "critical", **INHIBITED_INSTANCE}
+WARNINGS = {
+    name: {"alertname": name, "severity": "warning", **INHIBITED_INSTANCE}
+    for name in ("LLMCostSchedulerFailing", "LLMCostNotificationsFailing")
+}
+
+
+def test_a_rule_alert_inhibited_in_alertmanager_is_held_in_llmcost_until_the_inhibition_ends(stack: Stack) -> None:
+    """Defect: a warning llmcost had received, then muted by the shipped inhibit rule when a critical
+    alert about the same instance fired, was kept open in llmcost as plainly firing and reminded of every
+    `repeat_interval`: Alertmanager sends nothing about an inhibited alert, its resolve included. Now it
+    is held as a silenced one is: shown held by the critical alert, counted as taken, not reminded of;
+    live again when the inhibition ends while it fires; resolved once when it ends while held.
+    """
+    first, second = WARNINGS
+    warnings = {name: RuleEvaluator(stack.am, labels).start() for name, labels in WARNINGS.items()}
+    critical = RuleEvaluator(stack.am, EXPORTER_DOWN)
+    try:
+        ids = {
+            name: wait_until(lambda name=name: stack.alert(name), timeout=TIMEOUT, what=stack.diagnostics)["id"]
+            for name in WARNINGS
+        }
+
+        critical.start()  # the instance is down: Alertmanager inhibits both warnings about it
+
+        def held(name: str) -> dict[str, Any] | None:
+            current = stack.alert(name) or {}
+            return current.get("silenced") if current.get("state") == "firing" else None
+
+        for name in WARNINGS:
+            shown = wait_until(lambda name=name: held(name), timeout=TIMEOUT, what=stack.diagnostics)
+            assert shown["by"] == "LLMCostExporterDown", shown
+            assert shown["silence_id"].startswith("inhibited:"), shown
+        down = stack.alert("LLMCostExporterDown")
+        assert down is not None and down["state"] == "firing" and down["silenced"] is None
+        listed = stack.cli_list()
+        assert "inhibited" in listed and "by LLMCostExporterDown" in listed, listed
+        assert stack.active_states(first) == {"acknowledged": 1.0}, stack.diagnostics()
+
+        before = {name: stack.reminders(ids[name]) for name in WARNINGS}
+        held_since = time.monotonic()
+
+        # The first ends while inhibited: Alertmanager tells nobody; llmcost resolves it, once per channel.
+        warnings[first].resolve()
+        warnings[first].stop()
+        wait_until(
+            lambda: (stack.alert(first) or {}).get("state") == "resolved", timeout=TIMEOUT, what=stack.diagnostics
+        )
+
+        # No reminder while inhibited. (Passing time is the subject: the wait above, and what is left of
+        # one and a half repeat intervals.)
+        time.sleep(max(0.0, held_since + 1.5 * REPEAT - time.monotonic()))
+        assert stack.reminders(ids[second]) == before[second], stack.diagnostics()
+        assert stack.reminders(ids[first]) == before[first], stack.diagnostics()
+
+        # The instance is back: the second, still firing, is live again in llmcost and reminded of.
+        critical.resolve()
+        critical.stop()
+        wait_until(lambda: not held(second), timeout=TIMEOUT, what=stack.diagnostics)
+        wait_until(lambda: stack.reminders(ids[second]) > before[second], timeout=TIMEOUT, what=stack.diagnostics)
+        assert stack.active_states(second) == {"firing": 1.0}, stack.diagnostics()
+        assert stack.reminders(ids[first], "resolved") == 2, stack.diagnostics()  # Slack and PagerDuty, once
+    finally:
+        critical.stop()
+        for rule in warnings.values():
+            rule.resolve()
+            rule.stop()

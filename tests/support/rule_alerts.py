@@ -12,7 +12,7 @@ import httpx
 class RuleEvaluator:
     """Posts one alert to Alertmanager the way Prometheus's notifier does, until stopped.
 
-    While firing: every `interval` seconds, `endsAt` four intervals ahead (Prometheus: 4 x resend delay).
+    While firing: at once, then every `interval` seconds, `endsAt` four intervals ahead (Prometheus: 4 x resend delay).
     Once resolved: re-sent with `endsAt` = the resolve time (Prometheus keeps sending it for 15 minutes).
     """
 
@@ -34,8 +34,10 @@ class RuleEvaluator:
         self._post()
 
     def stop(self) -> None:
+        """Stop posting (a no-op when never started, or already stopped)."""
         self._stop.set()
-        self._thread.join(5)
+        if self._thread.ident is not None:
+            self._thread.join(5)
 
     def _post(self) -> None:
         ends_at = self.ends_at or datetime.now(UTC) + timedelta(seconds=4 * self.interval)
@@ -51,5 +53,7 @@ class RuleEvaluator:
             httpx.post(f"{self.url}/api/v2/alerts", json=[alert], timeout=2)
 
     def _run(self) -> None:
+        # Prometheus sends an alert at the evaluation that finds it firing, then every interval.
+        self._post()
         while not self._stop.wait(self.interval):
             self._post()
