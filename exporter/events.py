@@ -53,6 +53,13 @@ Not in `KNOWN_FIELDS`: like any other field outside the canonical table they are
 which is where `llmcost reprice` reads them back (the store has no columns for them).
 """
 AUDIO_FIELDS, IMAGE_FIELDS, VIDEO_FIELDS = MEDIA_FIELDS[:3], MEDIA_FIELDS[3:6], MEDIA_FIELDS[6:]
+WEB_SEARCHES = "web_search_requests"
+"""Server-side web searches the call ran (Anthropic's `server_tool_use.web_search_requests`), billed per
+search on top of the tokens. Like the media parts, not in `KNOWN_FIELDS`: kept in `metadata`, where
+`llmcost reprice` reads it back."""
+MAX_WEB_SEARCHES = 10**6
+"""The most web searches one call may report: far above any real call (Anthropic's `max_uses` is per
+request and small), low enough that no search price can overflow a call's stored cost."""
 LABEL_FIELDS = ("project", "user", "service")
 KNOWN_FIELDS = frozenset(
     (
@@ -153,6 +160,8 @@ class UsageEvent(msgspec.Struct):
     input_video_tokens: int = 0
     cache_read_video_tokens: int = 0
     output_video_tokens: int = 0
+    # Server-side web searches the call ran (`WEB_SEARCHES`), priced per search.
+    web_search_requests: int = 0
 
     # `metadata` as the JSON text stored, made once by `metadata_json` when the event is validated.
     metadata_text: str | None = None
@@ -392,6 +401,10 @@ def parse_event(
             )
 
     media = _media_counts(get, input_tokens, cache_read, output_tokens)
+    searches = get(WEB_SEARCHES)
+    searches = 0 if searches is None else _check_count(WEB_SEARCHES, searches)
+    if searches > MAX_WEB_SEARCHES:
+        raise InvalidEvent(WEB_SEARCHES, f"is implausibly large ({searches})")
 
     cost = get("cost_usd")
     cost_nanos: int | None = None
@@ -471,6 +484,7 @@ def parse_event(
         input_video_tokens=media[6],
         cache_read_video_tokens=media[7],
         output_video_tokens=media[8],
+        web_search_requests=searches,
         metadata_text=text,
     )
 

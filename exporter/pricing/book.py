@@ -31,6 +31,8 @@ from exporter.pricing.tariff import (
     MEDIA_OF,
     MODALITIES,
     PRICED_APART,
+    SCALE_AT,
+    WEB_SEARCH_AT,
     Rates,
     Tariff,
     compile_rates,
@@ -161,7 +163,9 @@ def _effective_text(moment: float) -> str:
 
 NO_MEDIA = (0, 0, 0)
 """No audio (image, video) tokens: the `audio`, `image`, `video` arguments of `PriceBook.quote` for most calls."""
-NO_MEDIA_PARTS = (NO_MEDIA, NO_MEDIA, NO_MEDIA)
+MediaParts = tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, int, int]]
+"""The audio, image and video parts of a call, each `(input, cache read, output)`, as `quote` takes them."""
+NO_MEDIA_PARTS: MediaParts = (NO_MEDIA, NO_MEDIA, NO_MEDIA)
 """No audio, image or video tokens at all: the media parts of most events, as ingest and reprice pass them."""
 # "input audio", "cached audio", "output audio", "input image", …: the media kinds as the note names them.
 _NOTE_WORDS = tuple(
@@ -198,7 +202,12 @@ def _override_tariff(override: PriceOverride) -> Tariff:
         # Media: the extra over the text price of the kind that includes it (none without a media price).
         *(Decimal(0) if price is None else price - text for price, text in media),
     )
-    rates = compile_rates(Decimal(0), [price.scaleb(-6) for price in per_mtok])
+    per_search = override.web_search_per_thousand
+    rates = compile_rates(
+        Decimal(0),
+        [price.scaleb(-6) for price in per_mtok],
+        Decimal(0) if per_search is None else per_search.scaleb(-3),
+    )
     media_priced = tuple(kind for kind, (price, _) in zip(MEDIA_KINDS, media, strict=True) if price is not None)
     details = {
         "source": "override",
@@ -267,13 +276,15 @@ class PriceBook:
         audio: tuple[int, int, int] = NO_MEDIA,
         image: tuple[int, int, int] = NO_MEDIA,
         video: tuple[int, int, int] = NO_MEDIA,
+        web_searches: int = 0,
     ) -> int | None:
         """Cost in integer nano-dollars, or None when the model has no known price.
 
         Canonical counts: `input_tokens` are uncached input only; `output_tokens` include
         `reasoning_tokens` (which only matter for the few models that price reasoning apart), and
         `cache_write_tokens` include `cache_write_1h_tokens` (one-hour cache writes, see `quote`);
-        `audio`, `image`, `video` are the parts of input, cache read and output tokens (see `quote`).
+        `audio`, `image`, `video` are the parts of input, cache read and output tokens, and
+        `web_searches` the server-side web searches the call ran (see `quote`).
         """
         return self.quote(
             provider,
@@ -288,6 +299,7 @@ class PriceBook:
             audio,
             image,
             video,
+            web_searches,
         )[0]
 
     def quote(
@@ -304,6 +316,7 @@ class PriceBook:
         audio: tuple[int, int, int] = NO_MEDIA,
         image: tuple[int, int, int] = NO_MEDIA,
         video: tuple[int, int, int] = NO_MEDIA,
+        web_searches: int = 0,
     ) -> tuple[int | None, str, str]:
         """`(cost, price source, effective date)`: the cost as `cost_nanousd` and where its price comes from.
 
@@ -320,6 +333,10 @@ class PriceBook:
         the text rate and the source says so: `genai-prices 0.2.5 bundled data; input audio at text rate
         (no audio price)`. `image` and `video` are the same for image and video tokens; their input
         is billed as text input by most models, so only their output at the text rate is noted.
+
+        `web_searches` (Anthropic's `server_tool_use.web_search_requests`) are charged the price's
+        per-search rate on top of the tokens: genai-prices' `web_searches_kcount`, or the override
+        entry's `web_search_per_thousand` (none: searches are not charged).
         """
         key = (provider, model)
         entry = self._entries.get(key)
@@ -355,9 +372,11 @@ class PriceBook:
         if audio is not NO_MEDIA or image is not NO_MEDIA or video is not NO_MEDIA:
             counts = (*audio, *image, *video)
             if any(counts):
-                total += sum(rate * count for rate, count in zip(rates[6:15], counts, strict=True))
+                total += sum(rate * count for rate, count in zip(rates[6:WEB_SEARCH_AT], counts, strict=True))
                 source += _text_rate_note(period.media_unpriced, counts)
-        scale = rates[15]
+        if web_searches:
+            total += rates[WEB_SEARCH_AT] * web_searches
+        scale = rates[SCALE_AT]
         cost = total if scale == 1 else divide_half_even(total, scale)
         return cost, source, period.effective
 

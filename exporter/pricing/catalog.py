@@ -123,8 +123,8 @@ def _media_probe(kind: str) -> Usage:
 
 
 # One request and one token of each canonical kind (input, cache read, cache write, output,
-# output-with-reasoning, then each of `MEDIA_KINDS`): pricing these with genai-prices' own arithmetic
-# gives exact linear rates.
+# output-with-reasoning, then each of `MEDIA_KINDS`), then one web search: pricing these with
+# genai-prices' own arithmetic gives exact linear rates.
 _PROBES = (
     to_genai_usage(0, 0, 0, 0),
     to_genai_usage(1, 0, 0, 0),
@@ -133,6 +133,7 @@ _PROBES = (
     to_genai_usage(0, 0, 0, 1),
     to_genai_usage(0, 0, 0, 1, 1),
     *(_media_probe(kind) for kind in MEDIA_KINDS),
+    Usage(web_searches=1),
 )
 # The genai-prices prices that give each of `MEDIA_KINDS` a rate of its own; without one, genai-prices
 # charges it the text rate. Cached media without a price of their own are charged the media input
@@ -263,7 +264,7 @@ def _tier_value(value: TieredPrices, total_input_tokens: int) -> Decimal:
 
 def _probe(price: ModelPrice) -> Rates:
     totals: Sequence[Any] = [price.calc_price(usage)["total_price"] for usage in _PROBES]
-    base, input_, cache_read, cache_write, output, output_reasoning, *media = totals
+    base, input_, cache_read, cache_write, output, output_reasoning, *media, web_search = totals
     text = {"input": input_, "cache_read": cache_read, "output": output}
     return compile_rates(
         base,
@@ -276,4 +277,5 @@ def _probe(price: ModelPrice) -> Rates:
             # Each media kind: the extra over one token of the text kind that includes it.
             *(total - text[MEDIA_OF[kind]] for kind, total in zip(MEDIA_KINDS, media, strict=True)),
         ),
+        web_search - base,
     )
