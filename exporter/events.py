@@ -57,6 +57,11 @@ WEB_SEARCHES = "web_search_requests"
 """Server-side web searches the call ran (Anthropic's `server_tool_use.web_search_requests`), billed per
 search on top of the tokens. Like the media parts, not in `KNOWN_FIELDS`: kept in `metadata`, where
 `llmcost reprice` reads it back."""
+SERVICE_TIER = "service_tier"
+"""The provider's service tier or processing mode that served the call (`batch`, `flex`, `priority`, …, as
+OpenAI's response `service_tier` and Anthropic's `usage.service_tier` name it): tiers have their own
+prices. Kept in `metadata` like `WEB_SEARCHES`, where `llmcost reprice` reads it back."""
+SERVICE_TIER_MAX_LEN = 64
 MAX_WEB_SEARCHES = 10**6
 """The most web searches one call may report: far above any real call (Anthropic's `max_uses` is per
 request and small), low enough that no search price can overflow a call's stored cost."""
@@ -162,6 +167,8 @@ class UsageEvent(msgspec.Struct):
     output_video_tokens: int = 0
     # Server-side web searches the call ran (`WEB_SEARCHES`), priced per search.
     web_search_requests: int = 0
+    # The service tier or processing mode that served the call (`SERVICE_TIER`), lower-cased; "" = standard.
+    service_tier: str = ""
 
     # `metadata` as the JSON text stored, made once by `metadata_json` when the event is validated.
     metadata_text: str | None = None
@@ -405,6 +412,11 @@ def parse_event(
     searches = 0 if searches is None else _check_count(WEB_SEARCHES, searches)
     if searches > MAX_WEB_SEARCHES:
         raise InvalidEvent(WEB_SEARCHES, f"is implausibly large ({searches})")
+    tier = get(SERVICE_TIER)
+    if tier is None:
+        tier = ""
+    elif type(tier) is not str or len(tier) > SERVICE_TIER_MAX_LEN or not tier.isprintable():
+        raise InvalidEvent(SERVICE_TIER, f"must be a printable string of at most {SERVICE_TIER_MAX_LEN} characters")
 
     cost = get("cost_usd")
     cost_nanos: int | None = None
@@ -485,6 +497,7 @@ def parse_event(
         cache_read_video_tokens=media[7],
         output_video_tokens=media[8],
         web_search_requests=searches,
+        service_tier=tier.strip().lower(),
         metadata_text=text,
     )
 

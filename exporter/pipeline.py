@@ -256,6 +256,7 @@ class IngestPipeline:
             event.cache_write_1h_tokens,
             *_media_parts(event),
             event.web_search_requests,
+            event.service_tier,
         )
         if cost is None:
             event.cost_nanousd = 0

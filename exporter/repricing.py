@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 from sqlalchemy import text
 
-from exporter.events import AUDIO_FIELDS, IMAGE_FIELDS, VIDEO_FIELDS, WEB_SEARCHES, nanos_to_usd
+from exporter.events import AUDIO_FIELDS, IMAGE_FIELDS, SERVICE_TIER, VIDEO_FIELDS, WEB_SEARCHES, nanos_to_usd
 from exporter.pricing import PriceBook
 from exporter.pricing.book import NO_MEDIA, NO_MEDIA_PARTS, MediaParts
 from exporter.store import Store
@@ -63,13 +63,19 @@ def stored_media(meta_json: str | None) -> MediaParts:
     return parts[0], parts[1], parts[2]
 
 
-def stored_web_searches(meta_json: str | None) -> int:
-    """The web searches an event was priced with, kept in its metadata (`events.WEB_SEARCHES`)."""
-    if not meta_json or WEB_SEARCHES not in meta_json:
-        return 0
-    count = orjson.loads(meta_json).get(WEB_SEARCHES, 0)
-    # Validated when the event was stored: only a caller's own metadata key can differ.
-    return int(count) if type(count) in (int, float) and count >= 0 and count == int(count) else 0
+def stored_extras(meta_json: str | None) -> tuple[int, str]:
+    """The web searches and service tier an event was priced with, kept in its metadata.
+
+    (`events.WEB_SEARCHES`, `events.SERVICE_TIER`.) Both were validated when the event was stored:
+    only a caller's own metadata key of the same name can differ, and it is ignored.
+    """
+    if not meta_json or (WEB_SEARCHES not in meta_json and SERVICE_TIER not in meta_json):
+        return 0, ""
+    metadata = orjson.loads(meta_json)
+    count = metadata.get(WEB_SEARCHES, 0)
+    searches = int(count) if type(count) in (int, float) and count >= 0 and count == int(count) else 0
+    tier = metadata.get(SERVICE_TIER)
+    return searches, tier.strip().lower() if type(tier) is str else ""
 
 
 @dataclass
@@ -193,9 +199,9 @@ class Repricer:
             ]
             provider, model = row[13], row[14]
             media = stored_media(row[_META_AT])
-            searches = stored_web_searches(row[_META_AT])
+            searches, tier = stored_extras(row[_META_AT])
             cost, source, effective = quote(
-                provider, model, ts, inp, read, write, out, reasoning, write_1h or 0, *media, searches
+                provider, model, ts, inp, read, write, out, reasoning, write_1h or 0, *media, searches, tier
             )
             kind = "unpriced" if cost is None else "priced"
             new_cost = cost or 0

@@ -26,9 +26,10 @@ _CALLER_FIELDS = (
     "project",
     "user",
     "service",
+    "service_tier",  # the tier that served the call: it has its own price (flex, priority)
 )
 # Small, content-free facts worth keeping in metadata.
-_KEPT = ("service_tier", "system_fingerprint", "stop_reason")
+_KEPT = ("system_fingerprint", "stop_reason")
 
 CHAT_COMPLETION = "openai.chat.completion"
 RESPONSES = "openai.response"

@@ -19,7 +19,9 @@ call's total input (uncached + cache read + cache write) exceeds a tier threshol
 charged at that tier's price. Audio, image and video tokens (parts of input, cache read and output
 tokens) are charged the price's rates for them; without one, the text rate, noted on the event for
 audio and for generated images and video. Server-side web searches (Anthropic's
-`server_tool_use.web_search_requests`) are charged the price's per-search rate. Costs are rounded once,
+`server_tool_use.web_search_requests`) are charged the price's per-search rate. A call's `service_tier`
+(`batch`, `flex`, `priority`, …) selects genai-prices' price variant for that tier, where it has one
+(docs/pricing.md, "Service tiers"). Costs are rounded once,
 half-even, to the nano-dollar.
 
 Provider names: `openai`, `anthropic`, `bedrock`/`aws`, `azure`, `google`/`gemini`/`vertex`,

@@ -24,8 +24,8 @@ def test_cache_is_bounded_and_keeps_recent_names() -> None:
         assert book.cost_nanousd("self-hosted", f"model-{i}", JULY_2025, 1, 0, 0, 1) is None
         assert book.cost_nanousd("openai", "gpt-4o", JULY_2025, 1, 0, 0, 0) == 2500
     assert book.cache_info() == {"entries": 50, "max_entries": 50}
-    assert ("openai", "gpt-4o") in book._entries  # the hot name was never evicted
-    assert ("self-hosted", "model-0") not in book._entries
+    assert ("openai", "gpt-4o", "") in book._entries  # the hot name was never evicted
+    assert ("self-hosted", "model-0", "") not in book._entries
 
 
 # --- offline ----------------------------------------------------------------------------------------------
