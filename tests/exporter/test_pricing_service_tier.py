@@ -87,6 +87,37 @@ def test_openai_flex_and_priority_responses_cost_their_tier_price(client: TestCl
     assert "service tier" not in stored(client, "resp_default")[1]
 
 
+def test_the_same_priority_call_as_an_otlp_span_costs_the_same(client: TestClient) -> None:
+    post(client, {**openai_response("resp_http", "priority"), "project": "http"})
+    end = int((NOW - 30) * 1e9)
+    attributes = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.response.model": "gpt-5-2025-08-07",
+        "gen_ai.usage.input_tokens": 100_000,
+        "gen_ai.usage.cache_read.input_tokens": 20_000,
+        "gen_ai.usage.output_tokens": 10_000,
+        "openai.response.service_tier": "priority",
+        "llmcost.project": "otlp",
+    }
+    value = {str: "stringValue", int: "intValue"}
+    span = {
+        "traceId": "5b8efff798038103d269b633813fc60c",
+        "spanId": "eee19b7ec3c1b174",
+        "name": "chat gpt-5",
+        "startTimeUnixNano": str(end - 2_000_000_000),
+        "endTimeUnixNano": str(end),
+        "attributes": [
+            {"key": k, "value": {value[type(v)]: str(v) if type(v) is int else v}} for k, v in attributes.items()
+        ],
+    }
+    doc = {"resourceSpans": [{"resource": {"attributes": []}, "scopeSpans": [{"spans": [span]}]}]}
+    assert client.post("/v1/traces", json=doc).status_code == 200
+    metrics = client.get("/metrics").text
+    assert total(metrics, "llm_cost_usd_total", project="otlp") == pytest.approx(0.405, abs=1e-9)
+    assert total(metrics, "llm_cost_usd_total", project="http") == pytest.approx(0.405, abs=1e-9)
+
+
 def test_anthropic_batch_usage_costs_half_and_standard_is_unchanged(client: TestClient) -> None:
     records = [orjson.loads(line) for line in RECORDED_USAGE.read_bytes().splitlines()]
     usage = next(r["usage"] for r in records if r["usage"].get("input_tokens") == 16083)
