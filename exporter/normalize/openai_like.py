@@ -3,7 +3,9 @@
 Chat Completions `prompt_tokens` INCLUDE the cached tokens (`prompt_tokens_details.cached_tokens`)
 and the cache writes some providers report beside them (`prompt_tokens_details.cache_write_tokens`
 from OpenAI and OpenRouter, `cache_creation_tokens` from LiteLLM), so both are subtracted to get the
-uncached input. Copies differ in where they put the cache hits: DeepSeek (`prompt_cache_hit_tokens`
+uncached input (OpenRouter's Gemini usage counts the writes in `cached_tokens` too; where the reads and
+writes together exceed the prompt and the billed `cost` is given, the writes are taken out of the reads).
+Copies differ in where they put the cache hits: DeepSeek (`prompt_cache_hit_tokens`
 / `prompt_cache_miss_tokens`), Mistral (`num_cached_tokens`), Hugging Face router (`cached_tokens`),
 LiteLLM and Databricks (`cache_read_input_tokens`); all are parts of `prompt_tokens`. A top-level
 `cache_creation_input_tokens` beside `prompt_tokens` (older LiteLLM Anthropic usage) follows
@@ -85,6 +87,11 @@ def chat_tokens(usage: Mapping[str, Any], path: str, provider: str) -> dict[str,
         included_write = 0
     else:
         separate_write = 0
+    if cache_read + included_write > prompt >= max(cache_read, included_write) and usage.get("cost") is not None:
+        # OpenRouter counts Gemini's implicit cache writes in cached_tokens as well (2161 read and 2161
+        # written of a 2168-token prompt, billed as writes): the writes are taken out of the reads. Only
+        # where the usage carries the billed cost, which is the call's cost whatever the split.
+        cache_read -= min(cache_read, included_write)
     input_tokens = uncached(
         prompt,
         f"{path}.prompt_tokens",
