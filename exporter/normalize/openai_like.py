@@ -18,6 +18,9 @@ provider name decide. Gemini's OpenAI-compatible endpoint leaves thinking tokens
 `completion_tokens` and out of the details, but counts them in `total_tokens`: for Google providers
 the surplus is output (it is billed as such) and reasoning.
 
+Perplexity adds `num_search_queries` (billed per search, carried as `web_search_requests`) and reports
+its billed cost as an object whose `total_cost` is the call's cost.
+
 Audio tokens are parts of the prompt and completion (`prompt_tokens_details.audio_tokens`,
 `completion_tokens_details.audio_tokens`), cached or not; Chat Completions do not say how much of the
 cache hit was audio, so the cached audio is the least the counts imply (audio beyond the uncached input).
@@ -107,6 +110,9 @@ def chat_tokens(usage: Mapping[str, Any], path: str, provider: str) -> dict[str,
     if output != completion and reasoning == 0:  # Gemini's hidden thinking: the surplus is reasoning
         reasoning = output - completion
     mapped = tokens(input_tokens, cache_read, included_write + separate_write, output, reasoning)
+    searches = count0(usage, "num_search_queries", path)  # Perplexity: billed per search
+    if searches:
+        mapped["web_search_requests"] = searches
     output_audio = count0(
         sub(usage, "completion_tokens_details", path), "audio_tokens", f"{path}.completion_tokens_details"
     )
@@ -209,10 +215,18 @@ def usage_cost(usage: Mapping[str, Any], path: str) -> str | float | None:
     OpenRouter's `cost` is what it charged your credits. With your own provider key (`is_byok`) that
     is only OpenRouter's fee and the provider bills `cost_details.upstream_inference_cost` to you
     directly, so the call cost both.
+
+    Perplexity's `cost` is an object (`input_tokens_cost`, `output_tokens_cost`, `request_cost`,
+    `total_cost`): its `total_cost` is the call's cost, request fee and searches included.
     """
     cost = usage.get("cost")
     if cost is None:
         return None
+    if isinstance(cost, Mapping):
+        total = cost.get("total_cost")
+        if total is None or isinstance(total, bool) or not isinstance(total, int | float):
+            raise InvalidEvent(f"{path}.cost.total_cost", f"must be a number, got {type(total).__name__}")
+        return total
     if isinstance(cost, bool) or not isinstance(cost, int | float):
         raise InvalidEvent(f"{path}.cost", f"must be a number, got {type(cost).__name__}")
     if usage.get("is_byok") is True:
