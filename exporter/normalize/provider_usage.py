@@ -146,7 +146,8 @@ def event_from_usage(raw: Mapping[str, Any]) -> dict[str, Any]:
         out["cost_usd"] = cost
     if model is not None and out.get("model") is None:
         out["model"] = model
-    tier = usage.get("service_tier")  # Anthropic: standard, priority or batch, priced apart
+    # Anthropic: service_tier standard, priority or batch, and speed fast (fast mode): priced apart.
+    tier = "fast" if usage.get("speed") == "fast" else usage.get("service_tier")
     if isinstance(tier, str) and out.get("service_tier") is None:
         out["service_tier"] = tier
     metadata = out.get("metadata")

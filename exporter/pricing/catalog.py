@@ -223,12 +223,17 @@ class Catalog:
 def price_context(service_tier: str) -> dict[str, str]:
     """The genai-prices price context for a call served by `service_tier` (lower-case; "" = standard).
 
-    genai-prices names batch processing `processing: batch` and every other tier `service_tier: <name>`
-    (OpenAI's `flex`, `priority`, …); a tier it has no variant for selects nothing: the standard price.
+    genai-prices names batch processing `processing: batch`, Anthropic's fast mode `speed: fast` and
+    every other tier `service_tier: <name>` (OpenAI's `flex`, `priority`, `fast`, …); a tier it has no
+    variant for selects nothing: the standard price.
     """
     if not service_tier:
         return {}
-    return {"processing": "batch"} if service_tier == "batch" else {"service_tier": service_tier}
+    if service_tier == "batch":
+        return {"processing": "batch"}
+    if service_tier == "fast":  # OpenAI's service_tier, Anthropic's speed: one tier, two spellings
+        return {"service_tier": "fast", "speed": "fast"}
+    return {"service_tier": service_tier}
 
 
 def price_schedule(model: ModelInfo, variants: bool = False) -> tuple[list[float], list[float]]:

@@ -133,6 +133,18 @@ def test_anthropic_batch_usage_costs_half_and_standard_is_unchanged(client: Test
     assert stored(client, "batch")[1].endswith("; service tier batch")
 
 
+def test_anthropic_fast_mode_costs_the_fast_price(client: TestClient) -> None:
+    # The Anthropic SDK's Usage has `speed: "standard" | "fast"`; Opus 4.8 fast mode is $10 / $50 per
+    # million against $5 / $25.
+    usage = {"input_tokens": 100_000, "output_tokens": 10_000, "service_tier": "standard", "speed": "fast"}
+    post(client, {"request_id": "fast", "provider": "anthropic", "model": "claude-opus-4-8", "usage": usage})
+    post(client, {"request_id": "std", "provider": "anthropic", "model": "claude-opus-4-8",
+                  "usage": {**usage, "speed": "standard"}})  # fmt: skip
+    cost, source = stored(client, "fast")
+    assert (cost, source.endswith(" bundled data; service tier fast")) == (1_500_000_000, True)
+    assert stored(client, "std")[0] == 750_000_000
+
+
 def test_a_canonical_event_names_its_tier_and_reprice_keeps_it(client: TestClient) -> None:
     post(
         client,
