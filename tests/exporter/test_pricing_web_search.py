@@ -127,6 +127,32 @@ def test_canonical_events_carry_web_search_requests_and_reprice_keeps_them(clien
     assert cost == 19_500_000
 
 
+def test_openai_responses_web_search_calls_are_charged_per_call(client: TestClient) -> None:
+    # OpenAI's usage object does not count web searches; the output has one `web_search_call` per search,
+    # billed $10 per 1,000 (genai-prices `web_searches_kcount` for gpt-5).
+    response = {
+        "id": "resp_ws",
+        "object": "response",
+        "created_at": int(NOW - 30),
+        "model": "gpt-5-2025-08-07",
+        "status": "completed",
+        "output": [
+            {"type": "web_search_call", "id": "ws_1", "status": "completed", "action": {"query": "secret one"}},
+            {"type": "web_search_call", "id": "ws_2", "status": "completed", "action": {"query": "secret two"}},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "secret"}]},
+        ],
+        "usage": {"input_tokens": 10_000, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 1_000,
+                  "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 11_000},
+    }  # fmt: skip
+    post(client, {**response, "project": "ws"})
+    # 10,000 x $1.25/M + 1,000 x $10/M = $0.0225, + 2 searches x $0.01.
+    metrics = client.get("/metrics").text
+    assert total(metrics, "llm_cost_usd_total", project="ws") == pytest.approx(0.0425, abs=1e-9)
+    with client.services.store.reading() as conn:  # type: ignore[attr-defined]
+        meta = conn.execute(text("SELECT meta_json FROM usage_events WHERE request_id = 'resp_ws'")).scalar_one()
+    assert "secret" not in meta
+
+
 @pytest.mark.parametrize("bad", [-1, 1.5, "3", True])
 def test_a_bad_search_count_is_rejected_by_name(bad: object) -> None:
     with pytest.raises(InvalidEvent) as error:
