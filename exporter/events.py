@@ -226,6 +226,23 @@ def _check_label(name: str, value: Any, *, required: bool) -> str:
     return value
 
 
+def priced_extras(metadata: Mapping[str, Any]) -> tuple[int, str]:
+    """The web searches and service tier a call is priced with, from its (stored) metadata.
+
+    Ingest and `llmcost reprice` both read them here, so a reprice prices a call as ingest did. The
+    event fields were validated and written into the metadata; a key only the caller's own metadata
+    holds is taken when it is well formed, else ignored (metadata is free-form).
+    """
+    count = metadata.get(WEB_SEARCHES)
+    searches = 0
+    if isinstance(count, int | float) and not isinstance(count, bool) and 0 <= count <= MAX_WEB_SEARCHES:
+        searches = int(count) if count == int(count) else 0
+    tier = metadata.get(SERVICE_TIER)
+    if type(tier) is not str or len(tier) > SERVICE_TIER_MAX_LEN or not tier.isprintable():
+        tier = ""
+    return searches, tier.strip().lower()
+
+
 def _check_count(name: str, value: Any) -> int:
     if value is None:
         return 0
@@ -409,13 +426,12 @@ def parse_event(
 
     media = _media_counts(get, input_tokens, cache_read, output_tokens)
     searches = get(WEB_SEARCHES)
-    searches = 0 if searches is None else _check_count(WEB_SEARCHES, searches)
-    if searches > MAX_WEB_SEARCHES:
-        raise InvalidEvent(WEB_SEARCHES, f"is implausibly large ({searches})")
+    if searches is not None:
+        searches = _check_count(WEB_SEARCHES, searches)
+        if searches > MAX_WEB_SEARCHES:
+            raise InvalidEvent(WEB_SEARCHES, f"is implausibly large ({searches})")
     tier = get(SERVICE_TIER)
-    if tier is None:
-        tier = ""
-    elif type(tier) is not str or len(tier) > SERVICE_TIER_MAX_LEN or not tier.isprintable():
+    if tier is not None and (type(tier) is not str or len(tier) > SERVICE_TIER_MAX_LEN or not tier.isprintable()):
         raise InvalidEvent(SERVICE_TIER, f"must be a printable string of at most {SERVICE_TIER_MAX_LEN} characters")
 
     cost = get("cost_usd")
@@ -451,6 +467,13 @@ def parse_event(
         extra = {k: v for k, v in obj.items() if k not in KNOWN_FIELDS}
         if extra:
             metadata = {**extra, **(metadata or {})}
+            # What the call is priced with wins over a metadata key of the same name: `llmcost reprice`
+            # reads it back from the stored metadata and must price the call as ingest did.
+            if searches is not None and metadata.get(WEB_SEARCHES) != searches:
+                metadata[WEB_SEARCHES] = searches
+            if tier is not None and metadata.get(SERVICE_TIER) != tier:
+                metadata[SERVICE_TIER] = tier
+    searches, tier = priced_extras(metadata) if metadata else (0, "")
     if metadata and not CONTENT_FIELDS.isdisjoint(metadata):
         metadata = without_content(metadata)
     text = metadata_json(metadata, max_metadata_bytes) if metadata else None
@@ -497,7 +520,7 @@ def parse_event(
         cache_read_video_tokens=media[7],
         output_video_tokens=media[8],
         web_search_requests=searches,
-        service_tier=tier.strip().lower(),
+        service_tier=tier,
         metadata_text=text,
     )
 

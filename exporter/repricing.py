@@ -28,7 +28,15 @@ from typing import Any
 import orjson
 from sqlalchemy import text
 
-from exporter.events import AUDIO_FIELDS, IMAGE_FIELDS, SERVICE_TIER, VIDEO_FIELDS, WEB_SEARCHES, nanos_to_usd
+from exporter.events import (
+    AUDIO_FIELDS,
+    IMAGE_FIELDS,
+    SERVICE_TIER,
+    VIDEO_FIELDS,
+    WEB_SEARCHES,
+    nanos_to_usd,
+    priced_extras,
+)
 from exporter.pricing import PriceBook
 from exporter.pricing.book import NO_MEDIA, NO_MEDIA_PARTS, MediaParts
 from exporter.store import Store
@@ -64,18 +72,11 @@ def stored_media(meta_json: str | None) -> MediaParts:
 
 
 def stored_extras(meta_json: str | None) -> tuple[int, str]:
-    """The web searches and service tier an event was priced with, kept in its metadata.
-
-    (`events.WEB_SEARCHES`, `events.SERVICE_TIER`.) Both were validated when the event was stored:
-    only a caller's own metadata key of the same name can differ, and it is ignored.
-    """
+    """The web searches and service tier an event was priced with, from its stored metadata (`priced_extras`)."""
     if not meta_json or (WEB_SEARCHES not in meta_json and SERVICE_TIER not in meta_json):
         return 0, ""
     metadata = orjson.loads(meta_json)
-    count = metadata.get(WEB_SEARCHES, 0)
-    searches = int(count) if type(count) in (int, float) and count >= 0 and count == int(count) else 0
-    tier = metadata.get(SERVICE_TIER)
-    return searches, tier.strip().lower() if type(tier) is str else ""
+    return priced_extras(metadata) if isinstance(metadata, dict) else (0, "")
 
 
 @dataclass

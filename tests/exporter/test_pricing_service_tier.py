@@ -197,3 +197,20 @@ def test_a_bad_service_tier_is_rejected_by_name(bad: object) -> None:
     with pytest.raises(InvalidEvent) as error:
         parse_event({"provider": "openai", "model": "gpt-4.1", "service_tier": bad}, now=NOW)
     assert error.value.field == "service_tier"
+
+
+def test_reprice_prices_a_call_as_ingest_did_whatever_its_metadata_says(client: TestClient) -> None:
+    # The tier and the web searches are read back from the stored metadata by `llmcost reprice`: a
+    # caller's own metadata key of the same name must neither change what ingest charged nor what a
+    # reprice charges, and a tier given only in the metadata is read by both alike.
+    common = {"provider": "openai", "model": "gpt-4.1", "input_tokens": 1_000_000, "output_tokens": 0}
+    post(client, {**common, "request_id": "field", "service_tier": "batch", "web_search_requests": 2,
+                  "metadata": {"service_tier": "gold", "web_search_requests": 7}})  # fmt: skip
+    post(client, {**common, "request_id": "meta", "metadata": {"service_tier": "batch"}})
+    # gpt-4.1 batch: $1 per million input; 2 searches x $0.01 for the first.
+    assert stored(client, "field")[0] == 1_020_000_000
+    assert stored(client, "meta")[0] == 1_000_000_000
+    store = client.services.store  # type: ignore[attr-defined]
+    report = Repricer(store, PriceBook()).run(0.0)
+    assert report.models[("openai", "gpt-4.1")].changed == 0
+    assert report.difference_nanousd == 0
