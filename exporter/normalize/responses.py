@@ -66,6 +66,8 @@ def event_from_response(raw: Mapping[str, Any], kind: str) -> dict[str, Any]:
     for name in _CALLER_FIELDS:
         if raw.get(name) is not None and (name != "status" or raw[name] in ("success", "error")):
             out[name] = raw[name]  # a Responses object's own status ("completed") is not ours
+    if not isinstance(out.get("service_tier"), str):  # a tier the response does not name as text prices nothing
+        out.pop("service_tier", None)
     out["usage"] = raw.get("usage")
     if kind == RESPONSES and raw.get("web_search_requests") is None:
         searches = _web_search_calls(raw.get("output"))

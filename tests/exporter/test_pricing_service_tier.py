@@ -214,3 +214,9 @@ def test_reprice_prices_a_call_as_ingest_did_whatever_its_metadata_says(client: 
     report = Repricer(store, PriceBook()).run(0.0)
     assert report.models[("openai", "gpt-4.1")].changed == 0
     assert report.difference_nanousd == 0
+
+
+@pytest.mark.parametrize("tier", [None, 5])
+def test_a_response_without_a_textual_tier_is_stored_at_the_standard_price(client: TestClient, tier: object) -> None:
+    post(client, {**openai_response("resp_odd", "default"), "service_tier": tier})
+    assert stored(client, "resp_odd")[0] == 202_500_000
