@@ -275,6 +275,11 @@ def test_recorded_golden(recorded: dict[int, Outcome]) -> None:
             row["tokens"] = list(tokens_of(outcome.event))
             if outcome.event.cost_nanousd is not None:
                 row["cost_nanousd"] = outcome.event.cost_nanousd
+            # What else prices the call: web searches (billed per search) and the service tier.
+            if outcome.event.web_search_requests:
+                row["web_search_requests"] = outcome.event.web_search_requests
+            if outcome.event.service_tier:
+                row["service_tier"] = outcome.event.service_tier
         lines.append(orjson.dumps(row).decode())
     text = "\n".join(lines) + "\n"
     if os.environ.get("LLMCOST_UPDATE_GOLDEN"):
