@@ -43,8 +43,8 @@ from exporter.events import (
     without_content,
 )
 
-_PRICED_KEYS = frozenset((SERVICE_TIER, WEB_SEARCHES))
-"""Metadata keys that change a call's price (`events.priced_extras`)."""
+_PRICED_KEYS = frozenset((SERVICE_TIER, WEB_SEARCHES, "usage"))
+"""Metadata keys that can change a call's price (`events.priced_extras`: a provider usage kept there too)."""
 _RequestId = Annotated[str, Meta(min_length=1, max_length=REQUEST_ID_MAX_LEN)]
 _Name = Annotated[str, Meta(min_length=1, max_length=LABEL_MAX_LEN)]
 _Label = Annotated[str, Meta(max_length=LABEL_MAX_LEN)]

@@ -231,8 +231,14 @@ def priced_extras(metadata: Mapping[str, Any]) -> tuple[int, str]:
 
     Ingest and `llmcost reprice` both read them here, so a reprice prices a call as ingest did. The
     event fields were validated and written into the metadata; a key only the caller's own metadata
-    holds is taken when it is well formed, else ignored (metadata is free-form).
+    holds is taken when it is well formed, else ignored (metadata is free-form). Without either key,
+    the provider usage kept in `metadata["usage"]` says (Anthropic's `server_tool_use.web_search_requests`,
+    `service_tier` and `speed`, Perplexity's `num_search_queries`), as ingest read it: so calls stored
+    before these fields existed are repriced with them.
     """
+    usage = metadata.get("usage")
+    if isinstance(usage, Mapping) and (WEB_SEARCHES not in metadata or SERVICE_TIER not in metadata):
+        metadata = {**_usage_extras(usage), **metadata}
     count = metadata.get(WEB_SEARCHES)
     searches = 0
     if isinstance(count, int | float) and not isinstance(count, bool) and 0 <= count <= MAX_WEB_SEARCHES:
@@ -241,6 +247,19 @@ def priced_extras(metadata: Mapping[str, Any]) -> tuple[int, str]:
     if type(tier) is not str or len(tier) > SERVICE_TIER_MAX_LEN or not tier.isprintable():
         tier = ""
     return searches, tier.strip().lower()
+
+
+def _usage_extras(usage: Mapping[str, Any]) -> dict[str, Any]:
+    """The web searches and tier a provider usage object reports (the normalizers' reading of it)."""
+    out: dict[str, Any] = {}
+    tools = usage.get("server_tool_use")
+    searches = tools.get("web_search_requests") if isinstance(tools, Mapping) else usage.get("num_search_queries")
+    if searches:
+        out[WEB_SEARCHES] = searches
+    tier = "fast" if usage.get("speed") == "fast" else usage.get("service_tier")
+    if tier is not None:
+        out[SERVICE_TIER] = tier
+    return out
 
 
 def _check_count(name: str, value: Any) -> int:

@@ -71,9 +71,13 @@ def stored_media(meta_json: str | None) -> MediaParts:
     return parts[0], parts[1], parts[2]
 
 
+_EXTRA_KEYS = (WEB_SEARCHES, SERVICE_TIER, "num_search_queries", '"speed"')
+"""Text one of which the stored metadata holds when it names web searches or a tier (`priced_extras`)."""
+
+
 def stored_extras(meta_json: str | None) -> tuple[int, str]:
     """The web searches and service tier an event was priced with, from its stored metadata (`priced_extras`)."""
-    if not meta_json or (WEB_SEARCHES not in meta_json and SERVICE_TIER not in meta_json):
+    if not meta_json or not any(key in meta_json for key in _EXTRA_KEYS):
         return 0, ""
     metadata = orjson.loads(meta_json)
     return priced_extras(metadata) if isinstance(metadata, dict) else (0, "")

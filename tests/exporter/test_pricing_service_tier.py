@@ -220,3 +220,27 @@ def test_reprice_prices_a_call_as_ingest_did_whatever_its_metadata_says(client: 
 def test_a_response_without_a_textual_tier_is_stored_at_the_standard_price(client: TestClient, tier: object) -> None:
     post(client, {**openai_response("resp_odd", "default"), "service_tier": tier})
     assert stored(client, "resp_odd")[0] == 202_500_000
+
+
+def test_reprice_corrects_anthropic_batch_calls_stored_before_tiers_were_priced(client: TestClient) -> None:
+    # Stored by an earlier version: the raw usage in metadata, no service_tier or web_search_requests
+    # beside it, and the standard cost. A reprice after the upgrade reads the tier and the searches
+    # from the kept usage, as ingest now does; a second one changes nothing.
+    records = [orjson.loads(line) for line in RECORDED_USAGE.read_bytes().splitlines()]
+    usage = {**next(r["usage"] for r in records if r["usage"].get("input_tokens") == 16083), "service_tier": "batch"}
+    post(client, {"request_id": "old", "provider": "anthropic", "model": "claude-sonnet-4-5", "usage": usage})
+    assert stored(client, "old")[0] == 35_362_000
+    store = client.services.store  # type: ignore[attr-defined]
+    with store.transaction() as conn:
+        conn.execute(
+            text(
+                "UPDATE usage_events SET cost_nanousd = 50724000, price_source = 'genai-prices 0.2.5 bundled data', "
+                "meta_json = :meta WHERE request_id = 'old'"
+            ),
+            {"meta": orjson.dumps({"usage": usage}).decode()},
+        )
+    first = Repricer(store, PriceBook()).run(0.0)
+    assert first.models[("anthropic", "claude-sonnet-4-5")].changed == 1
+    assert stored(client, "old") == (35_362_000, stored(client, "old")[1])
+    assert stored(client, "old")[1].endswith("; service tier batch")
+    assert Repricer(store, PriceBook()).run(0.0).models[("anthropic", "claude-sonnet-4-5")].changed == 0
