@@ -33,6 +33,8 @@ from exporter.events import (
     MAX_TOKENS,
     MIN_TIMESTAMP,
     REQUEST_ID_MAX_LEN,
+    SERVICE_TIER,
+    WEB_SEARCHES,
     InvalidEvent,
     UsageEvent,
     check_number,
@@ -41,6 +43,8 @@ from exporter.events import (
     without_content,
 )
 
+_PRICED_KEYS = frozenset((SERVICE_TIER, WEB_SEARCHES, "usage"))
+"""Metadata keys that can change a call's price (`events.priced_extras`: a provider usage kept there too)."""
 _RequestId = Annotated[str, Meta(min_length=1, max_length=REQUEST_ID_MAX_LEN)]
 _Name = Annotated[str, Meta(min_length=1, max_length=LABEL_MAX_LEN)]
 _Label = Annotated[str, Meta(max_length=LABEL_MAX_LEN)]
@@ -167,6 +171,8 @@ def _event(fields: _CanonicalLine, now: float, max_future_skew: float, max_metad
     cost_nanos = None
     latency_ms = fields.latency_ms
     metadata = fields.metadata or None
+    if metadata is not None and not _PRICED_KEYS.isdisjoint(metadata):
+        return None  # a tier or web searches named in the metadata price the call: the general path reads them
     if metadata is not None and not CONTENT_FIELDS.isdisjoint(metadata):
         metadata = without_content(metadata) or None
     text = None

@@ -53,6 +53,18 @@ Not in `KNOWN_FIELDS`: like any other field outside the canonical table they are
 which is where `llmcost reprice` reads them back (the store has no columns for them).
 """
 AUDIO_FIELDS, IMAGE_FIELDS, VIDEO_FIELDS = MEDIA_FIELDS[:3], MEDIA_FIELDS[3:6], MEDIA_FIELDS[6:]
+WEB_SEARCHES = "web_search_requests"
+"""Server-side web searches the call ran (Anthropic's `server_tool_use.web_search_requests`), billed per
+search on top of the tokens. Like the media parts, not in `KNOWN_FIELDS`: kept in `metadata`, where
+`llmcost reprice` reads it back."""
+SERVICE_TIER = "service_tier"
+"""The provider's service tier or processing mode that served the call (`batch`, `flex`, `priority`, …, as
+OpenAI's response `service_tier` and Anthropic's `usage.service_tier` name it): tiers have their own
+prices. Kept in `metadata` like `WEB_SEARCHES`, where `llmcost reprice` reads it back."""
+SERVICE_TIER_MAX_LEN = 64
+MAX_WEB_SEARCHES = 10**6
+"""The most web searches one call may report: far above any real call (Anthropic's `max_uses` is per
+request and small), low enough that no search price can overflow a call's stored cost."""
 LABEL_FIELDS = ("project", "user", "service")
 KNOWN_FIELDS = frozenset(
     (
@@ -153,6 +165,10 @@ class UsageEvent(msgspec.Struct):
     input_video_tokens: int = 0
     cache_read_video_tokens: int = 0
     output_video_tokens: int = 0
+    # Server-side web searches the call ran (`WEB_SEARCHES`), priced per search.
+    web_search_requests: int = 0
+    # The service tier or processing mode that served the call (`SERVICE_TIER`), lower-cased; "" = standard.
+    service_tier: str = ""
 
     # `metadata` as the JSON text stored, made once by `metadata_json` when the event is validated.
     metadata_text: str | None = None
@@ -208,6 +224,42 @@ def _check_label(name: str, value: Any, *, required: bool) -> str:
     if not value.isprintable():
         raise InvalidEvent(name, "contains control characters")
     return value
+
+
+def priced_extras(metadata: Mapping[str, Any]) -> tuple[int, str]:
+    """The web searches and service tier a call is priced with, from its (stored) metadata.
+
+    Ingest and `llmcost reprice` both read them here, so a reprice prices a call as ingest did. The
+    event fields were validated and written into the metadata; a key only the caller's own metadata
+    holds is taken when it is well formed, else ignored (metadata is free-form). Without either key,
+    the provider usage kept in `metadata["usage"]` says (Anthropic's `server_tool_use.web_search_requests`,
+    `service_tier` and `speed`, Perplexity's `num_search_queries`), as ingest read it: so calls stored
+    before these fields existed are repriced with them.
+    """
+    usage = metadata.get("usage")
+    if isinstance(usage, Mapping) and (WEB_SEARCHES not in metadata or SERVICE_TIER not in metadata):
+        metadata = {**_usage_extras(usage), **metadata}
+    count = metadata.get(WEB_SEARCHES)
+    searches = 0
+    if isinstance(count, int | float) and not isinstance(count, bool) and 0 <= count <= MAX_WEB_SEARCHES:
+        searches = int(count) if count == int(count) else 0
+    tier = metadata.get(SERVICE_TIER)
+    if type(tier) is not str or len(tier) > SERVICE_TIER_MAX_LEN or not tier.isprintable():
+        tier = ""
+    return searches, tier.strip().lower()
+
+
+def _usage_extras(usage: Mapping[str, Any]) -> dict[str, Any]:
+    """The web searches and tier a provider usage object reports (the normalizers' reading of it)."""
+    out: dict[str, Any] = {}
+    tools = usage.get("server_tool_use")
+    searches = tools.get("web_search_requests") if isinstance(tools, Mapping) else usage.get("num_search_queries")
+    if searches:
+        out[WEB_SEARCHES] = searches
+    tier = "fast" if usage.get("speed") == "fast" else usage.get("service_tier")
+    if tier is not None:
+        out[SERVICE_TIER] = tier
+    return out
 
 
 def _check_count(name: str, value: Any) -> int:
@@ -392,6 +444,14 @@ def parse_event(
             )
 
     media = _media_counts(get, input_tokens, cache_read, output_tokens)
+    searches = get(WEB_SEARCHES)
+    if searches is not None:
+        searches = _check_count(WEB_SEARCHES, searches)
+        if searches > MAX_WEB_SEARCHES:
+            raise InvalidEvent(WEB_SEARCHES, f"is implausibly large ({searches})")
+    tier = get(SERVICE_TIER)
+    if tier is not None and (type(tier) is not str or len(tier) > SERVICE_TIER_MAX_LEN or not tier.isprintable()):
+        raise InvalidEvent(SERVICE_TIER, f"must be a printable string of at most {SERVICE_TIER_MAX_LEN} characters")
 
     cost = get("cost_usd")
     cost_nanos: int | None = None
@@ -426,6 +486,13 @@ def parse_event(
         extra = {k: v for k, v in obj.items() if k not in KNOWN_FIELDS}
         if extra:
             metadata = {**extra, **(metadata or {})}
+            # What the call is priced with wins over a metadata key of the same name: `llmcost reprice`
+            # reads it back from the stored metadata and must price the call as ingest did.
+            if searches is not None and metadata.get(WEB_SEARCHES) != searches:
+                metadata[WEB_SEARCHES] = searches
+            if tier is not None and metadata.get(SERVICE_TIER) != tier:
+                metadata[SERVICE_TIER] = tier
+    searches, tier = priced_extras(metadata) if metadata else (0, "")
     if metadata and not CONTENT_FIELDS.isdisjoint(metadata):
         metadata = without_content(metadata)
     text = metadata_json(metadata, max_metadata_bytes) if metadata else None
@@ -471,6 +538,8 @@ def parse_event(
         input_video_tokens=media[6],
         cache_read_video_tokens=media[7],
         output_video_tokens=media[8],
+        web_search_requests=searches,
+        service_tier=tier,
         metadata_text=text,
     )
 

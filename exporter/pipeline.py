@@ -21,7 +21,7 @@ from exporter.events import MAX_METADATA_BYTES, InvalidEvent, UsageEvent, parse_
 from exporter.json_budget import values_bound
 from exporter.normalize import to_canonical
 from exporter.pricing import PriceBook
-from exporter.pricing.book import NO_MEDIA_PARTS
+from exporter.pricing.book import NO_MEDIA_PARTS, MediaParts
 from exporter.readers import json_line
 from exporter.store import Store
 
@@ -255,6 +255,8 @@ class IngestPipeline:
             event.reasoning_tokens,  # positional: a keyword costs ~10% of this call
             event.cache_write_1h_tokens,
             *_media_parts(event),
+            event.web_search_requests,
+            event.service_tier,
         )
         if cost is None:
             event.cost_nanousd = 0
@@ -285,7 +287,7 @@ class IngestPipeline:
         return IngestOutcome(result.accepted, result.duplicates, rejected)
 
 
-def _media_parts(event: UsageEvent) -> tuple[tuple[int, int, int], ...]:
+def _media_parts(event: UsageEvent) -> MediaParts:
     """The event's audio, image and video parts as `PriceBook.quote` takes them (`NO_MEDIA_PARTS`: none)."""
     if not (
         event.input_audio_tokens

@@ -28,9 +28,17 @@ from typing import Any
 import orjson
 from sqlalchemy import text
 
-from exporter.events import AUDIO_FIELDS, IMAGE_FIELDS, VIDEO_FIELDS, nanos_to_usd
+from exporter.events import (
+    AUDIO_FIELDS,
+    IMAGE_FIELDS,
+    SERVICE_TIER,
+    VIDEO_FIELDS,
+    WEB_SEARCHES,
+    nanos_to_usd,
+    priced_extras,
+)
 from exporter.pricing import PriceBook
-from exporter.pricing.book import NO_MEDIA, NO_MEDIA_PARTS
+from exporter.pricing.book import NO_MEDIA, NO_MEDIA_PARTS, MediaParts
 from exporter.store import Store
 from exporter.store.schema import BUCKET_SECONDS, HOUR_SECONDS, LABEL_COLUMNS
 from exporter.store.writer import SeriesKey, WriteResult, log_rollup_backfill
@@ -48,19 +56,31 @@ _META_AT = 13 + len(LABEL_COLUMNS)
 """Where `meta_json` is in a `_SELECT` row."""
 
 
-def stored_media(meta_json: str | None) -> tuple[tuple[int, int, int], ...]:
+def stored_media(meta_json: str | None) -> MediaParts:
     """The audio, image and video parts an event was priced with, kept in its metadata (`events.MEDIA_FIELDS`)."""
     if not meta_json or not ("audio_tokens" in meta_json or "image_tokens" in meta_json or "video_tokens" in meta_json):
         return NO_MEDIA_PARTS
     metadata = orjson.loads(meta_json)
-    parts = []
+    parts: list[tuple[int, int, int]] = []
     for fields in (AUDIO_FIELDS, IMAGE_FIELDS, VIDEO_FIELDS):
         counts = [metadata.get(part, 0) for part, _ in fields]
         if not any(counts) or not all(type(n) in (int, float) and n >= 0 and n == int(n) for n in counts):
             parts.append(NO_MEDIA)  # validated when the event was stored: only a caller's own metadata key differs
         else:
             parts.append((int(counts[0]), int(counts[1]), int(counts[2])))
-    return tuple(parts)
+    return parts[0], parts[1], parts[2]
+
+
+_EXTRA_KEYS = (WEB_SEARCHES, SERVICE_TIER, "num_search_queries", '"speed"')
+"""Text one of which the stored metadata holds when it names web searches or a tier (`priced_extras`)."""
+
+
+def stored_extras(meta_json: str | None) -> tuple[int, str]:
+    """The web searches and service tier an event was priced with, from its stored metadata (`priced_extras`)."""
+    if not meta_json or not any(key in meta_json for key in _EXTRA_KEYS):
+        return 0, ""
+    metadata = orjson.loads(meta_json)
+    return priced_extras(metadata) if isinstance(metadata, dict) else (0, "")
 
 
 @dataclass
@@ -184,8 +204,9 @@ class Repricer:
             ]
             provider, model = row[13], row[14]
             media = stored_media(row[_META_AT])
+            searches, tier = stored_extras(row[_META_AT])
             cost, source, effective = quote(
-                provider, model, ts, inp, read, write, out, reasoning, write_1h or 0, *media
+                provider, model, ts, inp, read, write, out, reasoning, write_1h or 0, *media, searches, tier
             )
             kind = "unpriced" if cost is None else "priced"
             new_cost = cost or 0

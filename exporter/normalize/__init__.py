@@ -2,9 +2,10 @@
 
 Forms: a canonical event (returned as is), an event with a raw provider `usage` object
 (`provider_usage`), a whole provider response posted as is (`responses`, read through
-`provider_usage`), a LiteLLM StandardLoggingPayload or SpendLogs row (`litellm`), and OpenTelemetry
-GenAI span attributes (`otel`). The mapping only fixes structure and meaning; types and ranges of
-the canonical fields are `parse_event`'s job.
+`provider_usage`), a line of an OpenAI or Anthropic batch results file (`batches`), a LiteLLM
+StandardLoggingPayload or SpendLogs row (`litellm`), and OpenTelemetry GenAI span attributes
+(`otel`). The mapping only fixes structure and meaning; types and ranges of the canonical fields are
+`parse_event`'s job.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from exporter.normalize.anthropic import merge_stream_usage
+from exporter.normalize.batches import event_from_batch_result, is_batch_result
 from exporter.normalize.litellm import event_from_litellm, is_litellm
 from exporter.normalize.otel import event_from_span, is_otel
 from exporter.normalize.provider_usage import event_from_usage, map_usage
@@ -44,6 +46,8 @@ def _without_usage(raw: Mapping[str, Any]) -> dict[str, Any]:
     # No provider: a foreign form, or a canonical event that parse_event will reject as incomplete.
     if not isinstance(raw, Mapping):
         return raw
+    if is_batch_result(raw):
+        return event_from_usage(event_from_batch_result(raw))
     if is_litellm(raw):
         return event_from_litellm(raw)
     if is_otel(raw):

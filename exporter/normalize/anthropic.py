@@ -13,6 +13,9 @@ Cache writes: `cache_creation_input_tokens` counts every cache write; `cache_cre
 lifetime (`ephemeral_5m_input_tokens`, `ephemeral_1h_input_tokens`). The 1-hour part costs more, so it
 travels as `cache_write_1h_tokens` (a part of `cache_write_tokens`, as reasoning is a part of output).
 
+Server-side web searches (`server_tool_use.web_search_requests`) are billed per search on top of the
+tokens; they travel as `web_search_requests` and are priced at the model's per-search price.
+
 Server-side compaction and the advisor tool add `usage.iterations`. Anthropic documents that the
 top-level counts leave out compaction iterations and that the billed total is the sum over the
 iterations, so we sum the iterations run by the request's own model. Advisor iterations name their
@@ -64,7 +67,8 @@ def anthropic_tokens(usage: Mapping[str, Any], path: str) -> dict[str, int]:
             write_1h += _cache_write_1h(item, item_path)
             output += count0(item, "output_tokens", item_path)
         check_reasoning(reasoning, output, f"{path}.output_tokens_details.thinking_tokens", f"{path}.iterations")
-        return _with_1h(tokens(input_tokens, cache_read, cache_write, output, reasoning), write_1h, path)
+        mapped = _with_1h(tokens(input_tokens, cache_read, cache_write, output, reasoning), write_1h, path)
+        return _with_searches(mapped, usage, path)
     output = count0(usage, "output_tokens", path)
     check_reasoning(reasoning, output, f"{path}.output_tokens_details.thinking_tokens", f"{path}.output_tokens")
     mapped = tokens(
@@ -74,7 +78,13 @@ def anthropic_tokens(usage: Mapping[str, Any], path: str) -> dict[str, int]:
         output,
         reasoning,
     )
-    return _with_1h(mapped, _cache_write_1h(usage, path), path)
+    return _with_searches(_with_1h(mapped, _cache_write_1h(usage, path), path), usage, path)
+
+
+def _with_searches(mapped: dict[str, int], usage: Mapping[str, Any], path: str) -> dict[str, int]:
+    """`mapped` with the web searches the call ran (`server_tool_use.web_search_requests`), when any."""
+    searches = count0(sub(usage, "server_tool_use", path), "web_search_requests", f"{path}.server_tool_use")
+    return {**mapped, "web_search_requests": searches} if searches else mapped
 
 
 def _cache_write_1h(usage: Mapping[str, Any], path: str) -> int:

@@ -3,7 +3,9 @@
 Chat Completions `prompt_tokens` INCLUDE the cached tokens (`prompt_tokens_details.cached_tokens`)
 and the cache writes some providers report beside them (`prompt_tokens_details.cache_write_tokens`
 from OpenAI and OpenRouter, `cache_creation_tokens` from LiteLLM), so both are subtracted to get the
-uncached input. Copies differ in where they put the cache hits: DeepSeek (`prompt_cache_hit_tokens`
+uncached input (OpenRouter's Gemini usage counts the writes in `cached_tokens` too; where the reads and
+writes together exceed the prompt and the billed `cost` is given, the writes are taken out of the reads).
+Copies differ in where they put the cache hits: DeepSeek (`prompt_cache_hit_tokens`
 / `prompt_cache_miss_tokens`), Mistral (`num_cached_tokens`), Hugging Face router (`cached_tokens`),
 LiteLLM and Databricks (`cache_read_input_tokens`); all are parts of `prompt_tokens`. A top-level
 `cache_creation_input_tokens` beside `prompt_tokens` (older LiteLLM Anthropic usage) follows
@@ -15,6 +17,9 @@ prompt + completion + reasoning) whatever the provider is called; only without a
 provider name decide. Gemini's OpenAI-compatible endpoint leaves thinking tokens out of
 `completion_tokens` and out of the details, but counts them in `total_tokens`: for Google providers
 the surplus is output (it is billed as such) and reasoning.
+
+Perplexity adds `num_search_queries` (billed per search, carried as `web_search_requests`) and reports
+its billed cost as an object whose `total_cost` is the call's cost.
 
 Audio tokens are parts of the prompt and completion (`prompt_tokens_details.audio_tokens`,
 `completion_tokens_details.audio_tokens`), cached or not; Chat Completions do not say how much of the
@@ -85,6 +90,11 @@ def chat_tokens(usage: Mapping[str, Any], path: str, provider: str) -> dict[str,
         included_write = 0
     else:
         separate_write = 0
+    if cache_read + included_write > prompt >= max(cache_read, included_write) and usage.get("cost") is not None:
+        # OpenRouter counts Gemini's implicit cache writes in cached_tokens as well (2161 read and 2161
+        # written of a 2168-token prompt, billed as writes): the writes are taken out of the reads. Only
+        # where the usage carries the billed cost, which is the call's cost whatever the split.
+        cache_read -= min(cache_read, included_write)
     input_tokens = uncached(
         prompt,
         f"{path}.prompt_tokens",
@@ -100,6 +110,9 @@ def chat_tokens(usage: Mapping[str, Any], path: str, provider: str) -> dict[str,
     if output != completion and reasoning == 0:  # Gemini's hidden thinking: the surplus is reasoning
         reasoning = output - completion
     mapped = tokens(input_tokens, cache_read, included_write + separate_write, output, reasoning)
+    searches = count0(usage, "num_search_queries", path)  # Perplexity: billed per search
+    if searches:
+        mapped["web_search_requests"] = searches
     output_audio = count0(
         sub(usage, "completion_tokens_details", path), "audio_tokens", f"{path}.completion_tokens_details"
     )
@@ -202,10 +215,18 @@ def usage_cost(usage: Mapping[str, Any], path: str) -> str | float | None:
     OpenRouter's `cost` is what it charged your credits. With your own provider key (`is_byok`) that
     is only OpenRouter's fee and the provider bills `cost_details.upstream_inference_cost` to you
     directly, so the call cost both.
+
+    Perplexity's `cost` is an object (`input_tokens_cost`, `output_tokens_cost`, `request_cost`,
+    `total_cost`): its `total_cost` is the call's cost, request fee and searches included.
     """
     cost = usage.get("cost")
     if cost is None:
         return None
+    if isinstance(cost, Mapping):
+        total = cost.get("total_cost")
+        if total is None or isinstance(total, bool) or not isinstance(total, int | float):
+            raise InvalidEvent(f"{path}.cost.total_cost", f"must be a number, got {type(total).__name__}")
+        return total
     if isinstance(cost, bool) or not isinstance(cost, int | float):
         raise InvalidEvent(f"{path}.cost", f"must be a number, got {type(cost).__name__}")
     if usage.get("is_byok") is True:

@@ -50,7 +50,8 @@ _META = (
 _ERROR_CODES = (2, "2", "STATUS_CODE_ERROR", "ERROR", "error")
 # End-user id: the conventions' `user.id` / `enduser.id`, OpenLIT's `gen_ai.request.user`, OpenLLMetry's `llm.user`.
 _USER = ("user.id", "enduser.id", "gen_ai.request.user", "llm.user")
-_CALLER_FIELDS = ("request_id", "project", "service", "user", "timestamp", "cost_usd", "latency_ms")
+_SERVICE_TIER = ("openai.response.service_tier", "gen_ai.openai.response.service_tier")
+_CALLER_FIELDS = ("request_id", "project", "service", "user", "timestamp", "cost_usd", "latency_ms", "service_tier")
 
 
 def is_otel(raw: Mapping[str, Any]) -> bool:
@@ -146,6 +147,10 @@ def event_from_span(raw: Mapping[str, Any]) -> dict[str, Any]:
             out[key] = span[key]
     if span.get("error") or attrs.get("error.type"):
         out["status"] = "error"
+    # The tier that served the call has its own price (flex, priority): the conventions' OpenAI attribute.
+    tier = next((attrs[key] for key in _SERVICE_TIER if isinstance(attrs.get(key), str) and attrs[key]), None)
+    if tier is not None:
+        out["service_tier"] = tier
     user = next((attrs[key] for key in _USER if attrs.get(key)), None)
     if user:
         out["user"] = user

@@ -131,7 +131,7 @@ def event_from_usage(raw: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(wrapped, Mapping) and response_kind(wrapped) is not None:
         # A whole response given as the usage: keep its id and time, drop its content.
         inner = event_from_response(wrapped, response_kind(wrapped) or "")
-        for key in ("request_id", "timestamp", "model"):
+        for key in ("request_id", "timestamp", "model", "service_tier"):
             if out.get(key) is None and inner.get(key) is not None:
                 out[key] = inner[key]
         if out.get("provider") is None:
@@ -146,6 +146,10 @@ def event_from_usage(raw: Mapping[str, Any]) -> dict[str, Any]:
         out["cost_usd"] = cost
     if model is not None and out.get("model") is None:
         out["model"] = model
+    # Anthropic: service_tier standard, priority or batch, and speed fast (fast mode): priced apart.
+    tier = "fast" if usage.get("speed") == "fast" else usage.get("service_tier")
+    if isinstance(tier, str) and out.get("service_tier") is None:
+        out["service_tier"] = tier
     metadata = out.get("metadata")
     if metadata is None:
         out["metadata"] = {"usage": usage}

@@ -5,7 +5,9 @@ is OpenAI's, `type: "message"` Anthropic's; a `provider` the caller gives wins, 
 APIs return the same shape). The response `id` becomes the request id, so a retried post is a
 duplicate; `created` (Chat Completions) or `created_at` (Responses) the timestamp.
 
-Only what a cost record needs is kept: the usage, ids, model and the caller's own attribution fields.
+Only what a cost record needs is kept: the usage, ids, model and the caller's own attribution fields,
+and from a Responses object's output the number of its `web_search_call` items (web searches are billed
+per call and its usage does not count them).
 Everything else — messages, choices, output text, tool calls and their arguments, instructions — is
 dropped here, before validation, so none of it can reach `metadata` or the store.
 """
@@ -26,9 +28,10 @@ _CALLER_FIELDS = (
     "project",
     "user",
     "service",
+    "service_tier",  # the tier that served the call: it has its own price (flex, priority)
 )
 # Small, content-free facts worth keeping in metadata.
-_KEPT = ("service_tier", "system_fingerprint", "stop_reason")
+_KEPT = ("system_fingerprint", "stop_reason")
 
 CHAT_COMPLETION = "openai.chat.completion"
 RESPONSES = "openai.response"
@@ -63,7 +66,13 @@ def event_from_response(raw: Mapping[str, Any], kind: str) -> dict[str, Any]:
     for name in _CALLER_FIELDS:
         if raw.get(name) is not None and (name != "status" or raw[name] in ("success", "error")):
             out[name] = raw[name]  # a Responses object's own status ("completed") is not ours
+    if not isinstance(out.get("service_tier"), str):  # a tier the response does not name as text prices nothing
+        out.pop("service_tier", None)
     out["usage"] = raw.get("usage")
+    if kind == RESPONSES and raw.get("web_search_requests") is None:
+        searches = _web_search_calls(raw.get("output"))
+        if searches:
+            out["web_search_requests"] = searches
     metadata: dict[str, Any] = {"source": kind}
     metadata.update((key, raw[key]) for key in _KEPT if isinstance(raw.get(key), str | int | float))
     caller_metadata = raw.get("metadata")
@@ -78,3 +87,13 @@ def event_from_response(raw: Mapping[str, Any], kind: str) -> dict[str, Any]:
     elif "metadata" not in out:
         out["metadata"] = metadata
     return out
+
+
+def _web_search_calls(output: Any) -> int:
+    """The web searches a Responses object ran: its `web_search_call` output items (billed per call).
+
+    The usage object does not count them; the output does, one item per search, whatever the item holds.
+    """
+    if not isinstance(output, list):
+        return 0
+    return sum(1 for item in output if isinstance(item, Mapping) and item.get("type") == "web_search_call")

@@ -24,13 +24,15 @@ from typing import Any
 from genai_prices.data_snapshot import DataSnapshot
 from genai_prices.types import ModelInfo, Provider
 
-from exporter.pricing.catalog import Catalog, price_schedule
+from exporter.pricing.catalog import Catalog, price_context, price_schedule
 from exporter.pricing.overrides import PriceOverride, load_overrides
 from exporter.pricing.tariff import (
     MEDIA_KINDS,
     MEDIA_OF,
     MODALITIES,
     PRICED_APART,
+    SCALE_AT,
+    WEB_SEARCH_AT,
     Rates,
     Tariff,
     compile_rates,
@@ -81,23 +83,32 @@ class _OverrideGroup:
 class _Entry:
     """Everything resolved for one (provider, model) pair as sent, and its current price period."""
 
-    __slots__ = ("book", "daily", "groups", "instants", "match", "period")
+    __slots__ = ("book", "context", "daily", "groups", "instants", "match", "period", "standard_instants", "tier")
 
     def __init__(
         self,
         book: PriceBook,
         groups: list[_OverrideGroup],
         match: tuple[Provider, ModelInfo] | None,
+        tier: str = "",
     ) -> None:
         self.book = book
         self.groups = groups
         self.match = match
+        self.tier = tier
+        self.context = price_context(tier)
         instants = {start for group in groups for start in group.starts if start != -_INF}
         daily: list[float] = []
+        standard = set(instants)
         if match is not None:
             genai_instants, daily = price_schedule(match[1])
+            standard.update(genai_instants)
             instants.update(genai_instants)
+            if self.context:
+                instants.update(price_schedule(match[1], variants=True)[0])
         self.instants = sorted(instants)
+        # When the standard price took effect: a variant's start date is not, for a call it does not price.
+        self.standard_instants = sorted(standard)
         self.daily = sorted(set(daily))
         self.period = _UNRESOLVED
 
@@ -107,20 +118,31 @@ class _Entry:
             raise ValueError(f"timestamp must be finite, got {timestamp!r}")
         lo, hi = _window(timestamp, self.instants, self.daily)
         at = _inside(lo, hi)
-        index = bisect_right(self.instants, at)
-        effective = _effective_text(self.instants[index - 1]) if index else ""
-        self.period = period = _Period(lo, hi, self._tariff_at(at), effective)
+        tariff, variant = self._tariff_at(at)
+        instants = self.instants if variant else self.standard_instants
+        index = bisect_right(instants, at)
+        effective = _effective_text(instants[index - 1]) if index else ""
+        self.period = period = _Period(lo, hi, tariff, effective)
         return period
 
-    def _tariff_at(self, at: float) -> Tariff | None:
+    def _tariff_at(self, at: float) -> tuple[Tariff | None, bool]:
+        """The price at `at`, and whether it is a tier's variant rather than the standard price."""
         for group in self.groups:  # overrides first, in file order
             index = bisect_right(group.starts, at)
             if index:
-                return group.tariffs[index - 1]
+                return group.tariffs[index - 1], False
         if self.match is None:
-            return None
+            return None, False
         provider, model = self.match
-        return self.book._genai_tariff(provider, model, model.get_prices(datetime.fromtimestamp(at, UTC)))
+        when = datetime.fromtimestamp(at, UTC)
+        standard = model.get_prices(when)
+        # As genai-prices does: a tier's variant applies to the provider's own models only, not to a
+        # model found through another provider (Azure's gpt-4o is OpenAI's entry).
+        if self.context and any(model is own for own in provider.models):
+            variant = model.get_prices(when, self.context)
+            if variant != standard:
+                return self.book._genai_tariff(provider, model, standard, variant, self.tier), True
+        return self.book._genai_tariff(provider, model, standard), False
 
 
 def _window(timestamp: float, instants: Sequence[float], daily: Sequence[float]) -> tuple[float, float]:
@@ -161,7 +183,9 @@ def _effective_text(moment: float) -> str:
 
 NO_MEDIA = (0, 0, 0)
 """No audio (image, video) tokens: the `audio`, `image`, `video` arguments of `PriceBook.quote` for most calls."""
-NO_MEDIA_PARTS = (NO_MEDIA, NO_MEDIA, NO_MEDIA)
+MediaParts = tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, int, int]]
+"""The audio, image and video parts of a call, each `(input, cache read, output)`, as `quote` takes them."""
+NO_MEDIA_PARTS: MediaParts = (NO_MEDIA, NO_MEDIA, NO_MEDIA)
 """No audio, image or video tokens at all: the media parts of most events, as ingest and reprice pass them."""
 # "input audio", "cached audio", "output audio", "input image", …: the media kinds as the note names them.
 _NOTE_WORDS = tuple(
@@ -198,7 +222,12 @@ def _override_tariff(override: PriceOverride) -> Tariff:
         # Media: the extra over the text price of the kind that includes it (none without a media price).
         *(Decimal(0) if price is None else price - text for price, text in media),
     )
-    rates = compile_rates(Decimal(0), [price.scaleb(-6) for price in per_mtok])
+    per_search = override.web_search_per_thousand
+    rates = compile_rates(
+        Decimal(0),
+        [price.scaleb(-6) for price in per_mtok],
+        Decimal(0) if per_search is None else per_search.scaleb(-3),
+    )
     media_priced = tuple(kind for kind, (price, _) in zip(MEDIA_KINDS, media, strict=True) if price is not None)
     details = {
         "source": "override",
@@ -243,10 +272,10 @@ class PriceBook:
         self._catalog = Catalog(snapshot)
         self._groups = _group_overrides(overrides)
         self._cache_size = cache_size
-        self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str, str], _Entry] = OrderedDict()
         # Compiled genai-prices prices, shared by every name that resolves to the same model. Bounded
         # by the size of the price data, not by the names seen.
-        self._genai_tariffs: dict[tuple[str, str, int], Tariff] = {}
+        self._genai_tariffs: dict[tuple[str, str, int, str], Tariff] = {}
 
     @classmethod
     def from_file(cls, path: str | Path | None, **kwargs: Any) -> PriceBook:
@@ -267,13 +296,17 @@ class PriceBook:
         audio: tuple[int, int, int] = NO_MEDIA,
         image: tuple[int, int, int] = NO_MEDIA,
         video: tuple[int, int, int] = NO_MEDIA,
+        web_searches: int = 0,
+        service_tier: str = "",
     ) -> int | None:
         """Cost in integer nano-dollars, or None when the model has no known price.
 
         Canonical counts: `input_tokens` are uncached input only; `output_tokens` include
         `reasoning_tokens` (which only matter for the few models that price reasoning apart), and
         `cache_write_tokens` include `cache_write_1h_tokens` (one-hour cache writes, see `quote`);
-        `audio`, `image`, `video` are the parts of input, cache read and output tokens (see `quote`).
+        `audio`, `image`, `video` are the parts of input, cache read and output tokens, and
+        `web_searches` the server-side web searches the call ran, `service_tier` the tier that served
+        it (see `quote`).
         """
         return self.quote(
             provider,
@@ -288,6 +321,8 @@ class PriceBook:
             audio,
             image,
             video,
+            web_searches,
+            service_tier,
         )[0]
 
     def quote(
@@ -304,6 +339,8 @@ class PriceBook:
         audio: tuple[int, int, int] = NO_MEDIA,
         image: tuple[int, int, int] = NO_MEDIA,
         video: tuple[int, int, int] = NO_MEDIA,
+        web_searches: int = 0,
+        service_tier: str = "",
     ) -> tuple[int | None, str, str]:
         """`(cost, price source, effective date)`: the cost as `cost_nanousd` and where its price comes from.
 
@@ -320,8 +357,17 @@ class PriceBook:
         the text rate and the source says so: `genai-prices 0.2.5 bundled data; input audio at text rate
         (no audio price)`. `image` and `video` are the same for image and video tokens; their input
         is billed as text input by most models, so only their output at the text rate is noted.
+
+        `web_searches` (Anthropic's `server_tool_use.web_search_requests`) are charged the price's
+        per-search rate on top of the tokens: genai-prices' `web_searches_kcount`, or the override
+        entry's `web_search_per_thousand` (none: searches are not charged).
+
+        `service_tier` (lower-case, "" = standard) selects genai-prices' price variant for that tier:
+        `batch` (Batch APIs), `flex`, `priority`, … The source then ends `; service tier batch`. A tier
+        the price data has no variant for is charged the standard price, without the note; an override
+        entry is the price whatever the tier.
         """
-        key = (provider, model)
+        key = (provider, model, service_tier)
         entry = self._entries.get(key)
         if entry is None:
             entry = self._add(key)
@@ -355,9 +401,11 @@ class PriceBook:
         if audio is not NO_MEDIA or image is not NO_MEDIA or video is not NO_MEDIA:
             counts = (*audio, *image, *video)
             if any(counts):
-                total += sum(rate * count for rate, count in zip(rates[6:15], counts, strict=True))
+                total += sum(rate * count for rate, count in zip(rates[6:WEB_SEARCH_AT], counts, strict=True))
                 source += _text_rate_note(period.media_unpriced, counts)
-        scale = rates[15]
+        if web_searches:
+            total += rates[WEB_SEARCH_AT] * web_searches
+        scale = rates[SCALE_AT]
         cost = total if scale == 1 else divide_half_even(total, scale)
         return cost, source, period.effective
 
@@ -367,7 +415,7 @@ class PriceBook:
         `valid_from` / `valid_until` bound the span around `timestamp` in which this price applies
         unchanged (None = unbounded); prices are exact decimal strings in USD.
         """
-        period = self._entry((provider, model)).period_at(timestamp)
+        period = self._entry((provider, model, "")).period_at(timestamp)
         if period.tariff is None:
             return None
         return {
@@ -382,18 +430,18 @@ class PriceBook:
         """How many (provider, model) names are cached, and the limit."""
         return {"entries": len(self._entries), "max_entries": self._cache_size}
 
-    def _entry(self, key: tuple[str, str]) -> _Entry:
+    def _entry(self, key: tuple[str, str, str]) -> _Entry:
         entry = self._entries.get(key)
         return self._add(key) if entry is None else entry
 
-    def _add(self, key: tuple[str, str]) -> _Entry:
-        provider, model = key
+    def _add(self, key: tuple[str, str, str]) -> _Entry:
+        provider, model, tier = key
         provider_l, model_l = provider.strip().lower(), model.strip().lower()
         groups = [group for group in self._groups if group.matches(provider_l, model_l)]
         # An override without valid_from always applies, so the bundled data is never consulted.
         always_overridden = any(group.starts[0] == -_INF for group in groups)
         match = None if always_overridden else self._catalog.find(provider, model)
-        entry = _Entry(self, groups, match)
+        entry = _Entry(self, groups, match, tier)
         entries = self._entries
         entries[key] = entry
         while len(entries) > self._cache_size:
@@ -403,9 +451,20 @@ class PriceBook:
                 break
         return entry
 
-    def _genai_tariff(self, provider: Provider, model: ModelInfo, price: Any) -> Tariff:
-        key = (provider.id, model.id, id(price))
+    def _genai_tariff(
+        self, provider: Provider, model: ModelInfo, standard: Any, variant: Any = None, tier: str = ""
+    ) -> Tariff:
+        """The compiled standard price, or its `variant` for `tier`.
+
+        Keyed by the standard price object (the price data's own) and, for a variant, by its values: a
+        variant is a fresh object at every lookup, and which variants apply depends on the date.
+        """
+        key = (provider.id, model.id, id(standard), "" if variant is None else f"{tier} {variant!r}")
         tariff = self._genai_tariffs.get(key)
         if tariff is None:
-            tariff = self._genai_tariffs[key] = self._catalog.compile(provider, model, price)
+            if variant is None:
+                tariff = self._catalog.compile(provider, model, standard)
+            else:
+                tariff = self._catalog.compile(provider, model, variant, tier)
+            self._genai_tariffs[key] = tariff
         return tariff

@@ -123,8 +123,8 @@ def _media_probe(kind: str) -> Usage:
 
 
 # One request and one token of each canonical kind (input, cache read, cache write, output,
-# output-with-reasoning, then each of `MEDIA_KINDS`): pricing these with genai-prices' own arithmetic
-# gives exact linear rates.
+# output-with-reasoning, then each of `MEDIA_KINDS`), then one web search: pricing these with
+# genai-prices' own arithmetic gives exact linear rates.
 _PROBES = (
     to_genai_usage(0, 0, 0, 0),
     to_genai_usage(1, 0, 0, 0),
@@ -133,6 +133,7 @@ _PROBES = (
     to_genai_usage(0, 0, 0, 1),
     to_genai_usage(0, 0, 0, 1, 1),
     *(_media_probe(kind) for kind in MEDIA_KINDS),
+    Usage(web_searches=1),
 )
 # The genai-prices prices that give each of `MEDIA_KINDS` a rate of its own; without one, genai-prices
 # charges it the text rate. Cached media without a price of their own are charged the media input
@@ -194,15 +195,19 @@ class Catalog:
         model = provider.find_model(ref, all_providers=self.providers)
         return None if model is None else (provider, model)
 
-    def compile(self, provider: Provider, model: ModelInfo, price: ModelPrice) -> Tariff:
-        """Compile one of the model's prices into exact integer rates, one set per tier bracket."""
+    def compile(self, provider: Provider, model: ModelInfo, price: ModelPrice, service_tier: str = "") -> Tariff:
+        """Compile one of the model's prices into exact integer rates, one set per tier bracket.
+
+        `service_tier`: the tier whose price variant `price` is ("" = the standard price); it is named in
+        the source recorded on every event priced with it.
+        """
         tiered = [value for value in price.__dict__.values() if isinstance(value, TieredPrices)]
         starts = tuple(sorted({tier.start for value in tiered for tier in value.tiers}))
         # Bracket k covers total input in (starts[k-1], starts[k]]; price it at its smallest total.
         brackets = tuple(_probe(_flatten(price, 0 if k == 0 else starts[k - 1] + 1)) for k in range(len(starts) + 1))
         details = {
             "source": "genai-prices",
-            "source_detail": self.source,
+            "source_detail": f"{self.source}; service tier {service_tier}" if service_tier else self.source,
             "price_provider": provider.id,
             "price_model": model.id,
             "model_name": model.name,
@@ -215,15 +220,36 @@ class Catalog:
         return Tariff(starts, brackets, details, media_priced)
 
 
-def price_schedule(model: ModelInfo) -> tuple[list[float], list[float]]:
+def price_context(service_tier: str) -> dict[str, str]:
+    """The genai-prices price context for a call served by `service_tier` (lower-case; "" = standard).
+
+    genai-prices names batch processing `processing: batch`, Anthropic's fast mode `speed: fast` and
+    every other tier `service_tier: <name>` (OpenAI's `flex`, `priority`, `fast`, …); a tier it has no
+    variant for selects nothing: the standard price.
+    """
+    if not service_tier:
+        return {}
+    if service_tier == "batch":
+        return {"processing": "batch"}
+    if service_tier == "fast":  # OpenAI's service_tier, Anthropic's speed: one tier, two spellings
+        return {"service_tier": "fast", "speed": "fast"}
+    return {"service_tier": service_tier}
+
+
+def price_schedule(model: ModelInfo, variants: bool = False) -> tuple[list[float], list[float]]:
     """When the model's price can change: absolute instants (epoch s) and daily UTC seconds-of-day.
 
-    Start-date constraints switch at UTC midnight of their date; time-of-day constraints (DeepSeek's
+    Start-date constraints (of the prices and, with `variants`, of their batch, flex or priority
+    variants) switch at UTC midnight of their date; time-of-day constraints (DeepSeek's
     off-peak hours) switch every day at their start and end. Between two such moments the price
     genai-prices selects is constant, which is what lets a resolved price be reused.
     """
     instants: list[float] = []
     daily: list[float] = []
+    # Price variants (batch, flex, priority) can start at a date of their own: only a tier's calls care.
+    for variant in model.price_variants or () if variants else ():
+        if isinstance(variant.constraint, StartDateConstraint):
+            instants.append(datetime.combine(variant.constraint.start_date, time(), UTC).timestamp())
     if isinstance(model.prices, list):
         for conditional in model.prices:
             constraint = conditional.constraint
@@ -263,7 +289,7 @@ def _tier_value(value: TieredPrices, total_input_tokens: int) -> Decimal:
 
 def _probe(price: ModelPrice) -> Rates:
     totals: Sequence[Any] = [price.calc_price(usage)["total_price"] for usage in _PROBES]
-    base, input_, cache_read, cache_write, output, output_reasoning, *media = totals
+    base, input_, cache_read, cache_write, output, output_reasoning, *media, web_search = totals
     text = {"input": input_, "cache_read": cache_read, "output": output}
     return compile_rates(
         base,
@@ -276,4 +302,5 @@ def _probe(price: ModelPrice) -> Rates:
             # Each media kind: the extra over one token of the text kind that includes it.
             *(total - text[MEDIA_OF[kind]] for kind, total in zip(MEDIA_KINDS, media, strict=True)),
         ),
+        web_search - base,
     )

@@ -22,7 +22,14 @@ from exporter.pricing.tariff import MEDIA_KINDS
 MEDIA_PRICE_FIELDS = tuple(f"{kind}_per_mtok" for kind in MEDIA_KINDS)
 """The audio, image and video prices (`input_audio_per_mtok`, …), in the order of `tariff.MEDIA_KINDS`."""
 AUDIO_PRICE_FIELDS = MEDIA_PRICE_FIELDS[:3]
-PRICE_FIELDS = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok", *MEDIA_PRICE_FIELDS)
+PRICE_FIELDS = (
+    "input_per_mtok",
+    "output_per_mtok",
+    "cache_read_per_mtok",
+    "cache_write_per_mtok",
+    *MEDIA_PRICE_FIELDS,
+    "web_search_per_thousand",
+)
 ENTRY_FIELDS = frozenset(("provider", "model", "valid_from", *PRICE_FIELDS))
 _REQUIRED = ("provider", "model", "input_per_mtok", "output_per_mtok")
 MAX_PRICE_PER_MTOK = Decimal(1000)
@@ -74,6 +81,8 @@ class PriceOverride:
     """None = no video price: cached video is charged the cache read price."""
     output_video_per_mtok: Decimal | None = None
     """None = no video price: generated video is charged the output price, and the event says so."""
+    web_search_per_thousand: Decimal | None = None
+    """USD per 1,000 server-side web searches; None = searches are not charged."""
     valid_from: datetime | None = None
     """Timezone-aware; None = always."""
     origin: str = ""
@@ -175,6 +184,7 @@ def _parse_entry(entry: Any, where: str, origin: str, problems: list[str]) -> Pr
         cache_read_per_mtok=prices["cache_read_per_mtok"],
         cache_write_per_mtok=prices["cache_write_per_mtok"],
         **{name: prices[name] for name in MEDIA_PRICE_FIELDS},
+        web_search_per_thousand=prices["web_search_per_thousand"],
         valid_from=valid_from,
         origin=origin,
     )
@@ -184,7 +194,7 @@ def _parse_price(value: Any, where: str, problems: list[str]) -> Any:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        problems.append(f"{where}: must be a number (USD per million tokens), got {_kind(value)}")
+        problems.append(f"{where}: must be a number ({_unit(where)}), got {_kind(value)}")
         return None
     if isinstance(value, float) and not math.isfinite(value):
         problems.append(f"{where}: must be a finite number, got {value}")
@@ -199,7 +209,7 @@ def _parse_price(value: Any, where: str, problems: list[str]) -> Any:
         problems.append(f"{where}: must be a finite number >= 0, got {value!r}")
         return None
     if price > MAX_PRICE_PER_MTOK:
-        problems.append(f"{where}: must be at most {MAX_PRICE_PER_MTOK} USD per million tokens, got {value!r}")
+        problems.append(f"{where}: must be at most {MAX_PRICE_PER_MTOK} {_unit(where)}, got {value!r}")
         return None
     return price
 
@@ -220,6 +230,10 @@ def _parse_valid_from(value: Any, where: str, problems: list[str]) -> datetime |
         return datetime(value.year, value.month, value.day, tzinfo=UTC)
     problems.append(f"{where}: must be a date (2025-01-01) or an RFC 3339 time, got {_kind(value)}")
     return None
+
+
+def _unit(where: str) -> str:
+    return "USD per 1,000 searches" if where.endswith("web_search_per_thousand") else "USD per million tokens"
 
 
 def _kind(value: Any) -> str:

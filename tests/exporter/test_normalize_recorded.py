@@ -70,13 +70,11 @@ def test_every_recorded_line_is_read(recorded: dict[int, Outcome]) -> None:
 
 def test_every_recorded_usage_is_valid_or_rejected_with_a_named_field(recorded: dict[int, Outcome]) -> None:
     rejected = {index: outcome.error for index, outcome in recorded.items() if outcome.error}
-    assert all(error.field and error.reason for error in rejected.values())
-    # The only inconsistent record: OpenRouter reports Gemini's implicit cache hits as both read
-    # and written, more cached tokens than the prompt has.
-    assert list(rejected) == [698]
-    assert rejected[698].field == "usage.prompt_tokens"
-    assert "cached_tokens (2161)" in rejected[698].reason
-    assert sum(1 for outcome in recorded.values() if outcome.event) == 710
+    # Line 698, where OpenRouter reports Gemini's implicit cache writes as both read and written
+    # (more cached tokens than the prompt has), is read by its billed cost: see
+    # test_normalize_openrouter_overlap.py. No real record is rejected.
+    assert rejected == {}
+    assert sum(1 for outcome in recorded.values() if outcome.event) == 711
 
 
 def _family(outcome: Outcome) -> str:
@@ -111,7 +109,10 @@ def test_recorded_token_partition_per_family(recorded: dict[int, Outcome]) -> No
             details = usage.get("prompt_tokens_details") or {}
             cached = details.get("cached_tokens") or usage.get("num_cached_tokens") or usage.get("cached_tokens") or 0
             assert inp + read + write == usage["prompt_tokens"], index
-            assert (read, write) == (cached, details.get("cache_write_tokens") or 0), index
+            written = details.get("cache_write_tokens") or 0
+            if cached + written > usage["prompt_tokens"]:  # line 698: the writes counted as cached too
+                cached -= written
+            assert (read, write) == (cached, written), index
             assert out == usage["completion_tokens"], index
             assert reasoning == ((usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0), index
         elif family == "deepseek-chat":
@@ -168,6 +169,8 @@ def test_recorded_usage_agrees_with_genai_prices_extractors(recorded: dict[int, 
     for index, outcome in recorded.items():
         flavour = _GENAI_PRICES_FLAVOURS.get((outcome.raw["host"], outcome.raw["object"]))
         if outcome.event is None or flavour is None or "iterations" in outcome.usage:
+            continue
+        if index == 698:  # genai-prices reads the overlapping cache counts literally (see above)
             continue
         provider = snapshot.find_provider(None, flavour[0], None)
         _, usage = provider.extract_usage({"usage": outcome.usage}, api_flavor=flavour[1])
@@ -272,6 +275,11 @@ def test_recorded_golden(recorded: dict[int, Outcome]) -> None:
             row["tokens"] = list(tokens_of(outcome.event))
             if outcome.event.cost_nanousd is not None:
                 row["cost_nanousd"] = outcome.event.cost_nanousd
+            # What else prices the call: web searches (billed per search) and the service tier.
+            if outcome.event.web_search_requests:
+                row["web_search_requests"] = outcome.event.web_search_requests
+            if outcome.event.service_tier:
+                row["service_tier"] = outcome.event.service_tier
         lines.append(orjson.dumps(row).decode())
     text = "\n".join(lines) + "\n"
     if os.environ.get("LLMCOST_UPDATE_GOLDEN"):

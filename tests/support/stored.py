@@ -7,12 +7,12 @@ from typing import Any
 import orjson
 from sqlalchemy import create_engine, select
 
-from exporter.events import MEDIA_FIELDS
+from exporter.events import MEDIA_FIELDS, WEB_SEARCHES
 from exporter.store.schema import usage_events, usage_series
 
 
 def stored_events(db_url: str) -> dict[str, dict[str, Any]]:
-    """Every stored event by request id: token fields (media parts included), cost, labels and metadata."""
+    """Every stored event by request id: token fields (with media parts, web searches), cost, labels and metadata."""
     engine = create_engine(db_url)
     try:
         query = select(usage_events, usage_series).join(usage_series, usage_series.c.id == usage_events.c.series_id)
@@ -26,5 +26,6 @@ def stored_events(db_url: str) -> dict[str, dict[str, Any]]:
         row["cost_usd"] = row["cost_nanousd"] / 1e9
         for part, _whole in MEDIA_FIELDS:  # kept in the metadata, not in columns of their own
             row[part] = (row["metadata"] or {}).get(part, 0)
+        row[WEB_SEARCHES] = (row["metadata"] or {}).get(WEB_SEARCHES, 0)  # likewise
         out[row["request_id"]] = row
     return out

@@ -1,0 +1,72 @@
+"""Perplexity's usage: a `cost` object with the billed total, and search queries billed per search.
+
+Perplexity's Chat Completions usage (https://docs.perplexity.ai/api-reference/chat-completions-post)
+carries `cost: {input_tokens_cost, output_tokens_cost, request_cost, total_cost}` beside the token
+counts. llmcost read every `cost` as a number and rejected these usage objects outright
+(`usage.cost: must be a number, got dict`): every Perplexity call posted as a usage object was lost.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import text
+from starlette.testclient import TestClient
+
+from exporter.http.app import build_app
+from exporter.services import Services
+from tests.support.helpers import make_config, total
+
+NOW = time.time()
+
+
+@pytest.fixture
+def client(sqlite_url: str) -> Iterator[TestClient]:
+    services = Services.build(make_config(sqlite_url))
+    with TestClient(build_app(services)) as test_client:
+        test_client.services = services  # type: ignore[attr-defined]
+        yield test_client
+    services.close()
+
+
+def stored(client: TestClient, request_id: str) -> tuple[int, ...]:
+    with client.services.store.reading() as conn:  # type: ignore[attr-defined]
+        row = conn.execute(
+            text("SELECT input_tokens, output_tokens, cost_nanousd FROM usage_events WHERE request_id = :r"),
+            {"r": request_id},
+        ).one()
+    return tuple(row)
+
+
+def test_a_perplexity_usage_with_its_cost_object_is_stored_at_the_billed_total(client: TestClient) -> None:
+    usage = {
+        "prompt_tokens": 14,
+        "completion_tokens": 181,
+        "total_tokens": 195,
+        "search_context_size": "low",
+        "cost": {"input_tokens_cost": 0.0, "output_tokens_cost": 0.0, "request_cost": 0.005, "total_cost": 0.005},
+    }
+    event = {"request_id": "pplx-1", "timestamp": NOW - 30, "provider": "perplexity", "model": "sonar",
+             "usage": usage, "project": "research"}  # fmt: skip
+    assert client.post("/v1/usage", json=event).json() == {"accepted": 1, "duplicates": 0, "rejected": []}
+    assert stored(client, "pplx-1") == (14, 181, 5_000_000)
+    metrics = client.get("/metrics").text
+    assert total(metrics, "llm_cost_usd_total", project="research") == pytest.approx(0.005, abs=1e-12)
+
+
+def test_deep_research_search_queries_are_charged_per_search_without_a_cost(client: TestClient) -> None:
+    usage = {"prompt_tokens": 1_000, "completion_tokens": 10_000, "total_tokens": 11_000, "num_search_queries": 20}
+    event = {"request_id": "pplx-2", "timestamp": NOW - 30, "provider": "perplexity",
+             "model": "sonar-deep-research", "usage": usage}  # fmt: skip
+    assert client.post("/v1/usage", json=event).json()["accepted"] == 1
+    # 1,000 in x $2/M + 10,000 out x $8/M + 20 searches x $5/1,000 = $0.182.
+    assert stored(client, "pplx-2") == (1_000, 10_000, 182_000_000)
+
+
+def test_a_cost_object_without_a_total_is_refused_by_name(client: TestClient) -> None:
+    usage = {"prompt_tokens": 1, "completion_tokens": 1, "cost": {"request_cost": 0.005}}
+    body = client.post("/v1/usage", json={"provider": "perplexity", "model": "sonar", "usage": usage}).json()
+    assert body["accepted"] == 0
+    assert body["rejected"][0]["error"].startswith("usage.cost.total_cost:")
