@@ -6,7 +6,11 @@ answers 429/5xx (the server stores each event once by `request_id`, so a batch r
 answer is counted once). When the queue is full the policy chosen at construction applies: `"drop"`
 (the default: the event is dropped and counted in `stats["dropped"]`, `record` returns False) or
 `"block"` (the caller waits for room). `flush` waits until everything recorded before it was answered;
-`close` flushes and stops, and runs by itself at interpreter exit.
+`close` flushes and stops, and runs by itself at interpreter exit, even for a client its owner let go of.
+
+A client survives `fork` (pre-fork servers such as gunicorn, `multiprocessing`): in the child it starts over
+with its own queue, thread and connections, leaving what the parent had queued to the parent, and a
+`multiprocessing` child (which ends without running `atexit`) flushes it as it exits.
 
 Every event gets a `request_id` (a UUID) and a `timestamp` when it is recorded, unless given: a retry
 then never becomes a second call and the time is the call's, not the send's.
@@ -18,6 +22,8 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
+import sys
 import time
 import uuid
 import weakref
@@ -88,22 +94,46 @@ class Client:
         headers = {"Content-Type": "application/json", "User-Agent": "llmcost-python-client"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        # One HTTP client for the sender thread, one for checks (called from any thread).
-        self._http = httpx.Client(headers=headers, timeout=timeout, transport=transport)
-        self._check_http = httpx.Client(headers=headers, timeout=check_timeout, transport=transport)
+        self._headers = headers
+        self._timeout = timeout
+        self._transport = transport
+        self._max_queue = max_queue
         self._closed = False
+        self._start()
+        # At exit, flush what is queued (the thread is a daemon: it must not keep the process alive). atexit
+        # holds the client itself: one its owner let go of (made inside a function) still has calls to send.
+        self._exit_hook = self.close
+        atexit.register(self._exit_hook)
+        _LIVE.add(self)
+        _flush_in_multiprocessing_children(self)
+
+    def _start(self) -> None:
+        """The connections and the sender thread: made at construction, and made again in a forked child."""
+        # One HTTP client for the sender thread, one for checks (called from any thread).
+        self._http = httpx.Client(headers=self._headers, timeout=self._timeout, transport=self._transport)
+        self._check_http = httpx.Client(headers=self._headers, timeout=self._check_timeout, transport=self._transport)
         self._sender = BatchSender(
             self._http,
             self.url,
-            batch_size=batch_size,
-            flush_interval=flush_interval,
-            max_queue=max_queue,
-            queue_full=queue_full,
-            max_retry_delay=max_retry_delay,
+            batch_size=self.batch_size,
+            flush_interval=self.flush_interval,
+            max_queue=self._max_queue,
+            queue_full=self.queue_full,
+            max_retry_delay=self.max_retry_delay,
         )
-        # At exit, flush what is queued (the thread is a daemon: it must not keep the process alive).
-        self._exit_hook = _weak_close(self)
-        atexit.register(self._exit_hook)
+
+    def _start_over_in_child(self) -> None:
+        """Start over in a forked child, which sends only its own events.
+
+        The parent's sender thread did not come along, and its locks, queue and connections are the parent's
+        (a lock may have been held at the fork, a socket is shared); the events queued at the fork are the
+        parent's to send.
+        """
+        if self._closed:
+            return
+        self._checks_resume_at = 0.0
+        self._start()
+        _flush_in_multiprocessing_children(self)
 
     # ---- recording ------------------------------------------------------------------------------
 
@@ -176,6 +206,7 @@ class Client:
             return
         self._closed = True
         atexit.unregister(self._exit_hook)
+        _LIVE.discard(self)
         lost = self._sender.stop(self.close_timeout if timeout is None else timeout)
         if lost > 0:
             log.error("llmcost client closed with %d events not delivered (llmcost unreachable?)", lost)
@@ -318,13 +349,32 @@ def _as_dict(response: Any) -> dict[str, Any]:
     raise ValueError(f"cannot read a response of type {type(response).__name__}")
 
 
-def _weak_close(client: Client) -> Any:
-    # atexit holds only a weak reference: a client dropped by its owner can still be collected.
-    ref = weakref.ref(client)
+# Every client not yet closed, started over in each forked child.
+_LIVE: weakref.WeakSet[Client] = weakref.WeakSet()
 
-    def close_at_exit() -> None:
-        alive = ref()
-        if alive is not None:
-            alive.close()
 
-    return close_at_exit
+def _after_fork_in_child() -> None:
+    for client in list(_LIVE):
+        client._start_over_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _flush_in_multiprocessing_children(client: Client) -> None:
+    """Have a `multiprocessing` child close (flush) `client` as it exits: it ends with `os._exit`, not atexit.
+
+    The close is registered from `multiprocessing`'s own after-fork hook, which runs in the child once it
+    has cleared the finalizers it inherited. Nothing is imported when the program does not use `multiprocessing`.
+    """
+    if "multiprocessing" not in sys.modules:
+        return
+    from multiprocessing import util
+
+    util.register_after_fork(client, _close_at_child_exit)
+
+
+def _close_at_child_exit(client: Client) -> None:
+    from multiprocessing import util
+
+    util.Finalize(client, client.close, exitpriority=10)
