@@ -40,6 +40,8 @@ USAGE_ATTRIBUTES = frozenset(
         "gen_ai.usage.output_tokens",
         "gen_ai.usage.prompt_tokens",
         "gen_ai.usage.completion_tokens",
+        "llm.usage.prompt_tokens",
+        "llm.usage.completion_tokens",
     )
 )
 _ID_FIELDS = ("traceId", "spanId", "parentSpanId")
