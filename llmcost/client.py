@@ -262,13 +262,19 @@ class Client:
         # (`flush_interval`) would otherwise let a hard budget be overshot by every call made meanwhile,
         # even by a caller that checks, calls and records one call at a time. The wait ends early when
         # llmcost is not taking them (unreachable, 429/5xx): the check then finds out what to answer.
+        # Sending them and asking share one `check_timeout`: a hung llmcost holds the caller's request that
+        # long in all, not once for the calls and again for the question.
+        deadline = time.monotonic() + self._check_timeout
         if self._sender.stats["queued"]:
-            deadline = time.monotonic() + self._check_timeout
             while not self._sender.flush(min(0.05, max(0.0, deadline - time.monotonic()))):
                 if self._sender.failing or time.monotonic() >= deadline:
                     break
+        left = deadline - time.monotonic()
+        if left <= 0:  # the calls ahead took all of it, unanswered: llmcost is hung as far as callers can tell
+            self._checks_resume_at = time.monotonic() + self.check_backoff
+            return self._unreachable(f"the calls recorded before it were not answered in {self._check_timeout:g} s")
         try:
-            response = self._check_http.post(f"{self.url}/v1/budgets/check", content=orjson.dumps(body))
+            response = self._check_http.post(f"{self.url}/v1/budgets/check", content=orjson.dumps(body), timeout=left)
         except httpx.TimeoutException as exc:
             # Every caller would wait `check_timeout` in turn: answer from fail_mode for a while instead.
             self._checks_resume_at = time.monotonic() + self.check_backoff

@@ -417,3 +417,22 @@ def test_close_returns_within_close_timeout_while_llmcost_hangs(
         os.kill(server.proc.pid, signal.SIGCONT)
     assert took < 1.0 + 1.5, took
     assert "closed with 3 events not delivered" in caplog.text
+
+
+def test_a_check_behind_a_batch_llmcost_does_not_answer_waits_check_timeout_in_all(server: LlmcostProcess) -> None:
+    """llmcost stalled (SIGSTOP) with a recorded call on its way: the check that first meets it holds the caller's
+    request for `check_timeout` in all (sending the call ahead, then asking), not that twice over."""
+    client = Client(server.base, INGEST_TOKEN, check_timeout=1.0, close_timeout=0.1, flush_interval=0.01)
+    assert server.proc is not None
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    try:
+        client.record(request_id="stalled-1", provider="openai", model="gpt-4o", input_tokens=3)
+        assert client.flush(0.3) is False  # the batch went out and is not answered
+        started = time.monotonic()
+        answer = client.check(project="search")
+        took = time.monotonic() - started
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+    assert (answer["allowed"], answer["degraded"]) == (True, True)  # fail_mode "open"
+    assert took < 1.0 + 0.5, took
+    client.close()
