@@ -140,7 +140,9 @@ class Client:
     def record(self, **event: Any) -> bool:
         """Queue one usage event (canonical fields as keywords); True when queued, False when dropped.
 
-        Never waits for the network. With `queue_full="block"` it waits for room in the queue.
+        Never waits for the network. With `queue_full="block"` it waits for room in the queue. The event is
+        encoded as JSON here (numpy numbers as numbers, non-string keys as strings): one that JSON cannot
+        carry (an integer past 64 bits) is dropped alone, logged and counted in `stats["failed"]`.
         """
         if self._closed:
             raise LlmcostError("record() on a closed llmcost Client")
