@@ -335,3 +335,18 @@ def test_spans_of_openllmetrys_first_llm_names_are_counted(server: LlmcostProces
     assert (event["input_tokens"], event["output_tokens"]) == (1200, 80)
     assert event["cost_source"] == "priced" and event["cost_usd"] > 0
     assert "secret" not in str(event)
+
+
+def test_the_sdk_exporters_deflate_compression_is_taken(server: LlmcostProcess, sqlite_url: str) -> None:
+    """`OTEL_EXPORTER_OTLP_TRACES_COMPRESSION=deflate` is one of the SDK's choices: its spans arrive, not a 415."""
+    spans, ids = _spans()
+    exporter = OTLPSpanExporter(endpoint=f"{server.base}/v1/traces", headers=AUTH, compression=Compression.Deflate)
+    assert exporter.export(spans) == SpanExportResult.SUCCESS
+    exporter.shutdown()
+    assert set(stored_events(sqlite_url)) == {ids["chat gpt-4o"], ids["anthropic.chat"], ids["chat gpt-4o-mini"]}
+    response = httpx.post(
+        f"{server.base}/v1/traces",
+        content=b"not deflate data",
+        headers={**AUTH, "Content-Type": "application/x-protobuf", "Content-Encoding": "deflate"},
+    )
+    assert response.status_code == 400
