@@ -24,6 +24,7 @@ import atexit
 import logging
 import os
 import sys
+import threading
 import time
 import uuid
 import weakref
@@ -99,6 +100,8 @@ class Client:
         self._transport = transport
         self._max_queue = max_queue
         self._closed = False
+        self._restart_pending = False  # set in a forked child until it first uses the client
+        self._start_lock = threading.Lock()
         self._start()
         # At exit, flush what is queued (the thread is a daemon: it must not keep the process alive). atexit
         # holds the client itself: one its owner let go of (made inside a function) still has calls to send.
@@ -131,9 +134,21 @@ class Client:
         """
         if self._closed:
             return
+        # Made on first use, not here: a child that never records (a `subprocess` fork before its exec) must
+        # not pay for connections and a thread.
+        self._start_lock = threading.Lock()  # the parent's may have been held at the fork
+        self._restart_pending = True
         self._checks_resume_at = 0.0
-        self._start()
         _flush_in_multiprocessing_children(self)
+
+    def _ready(self) -> BatchSender:
+        """The sender, made now in a forked child that had not used the client yet."""
+        if self._restart_pending:
+            with self._start_lock:
+                if self._restart_pending:
+                    self._start()
+                    self._restart_pending = False
+        return self._sender
 
     # ---- recording ------------------------------------------------------------------------------
 
@@ -150,7 +165,7 @@ class Client:
         event.setdefault("timestamp", time.time())
         for key, value in self.defaults.items():
             event.setdefault(key, value)
-        return self._sender.put(event)
+        return self._ready().put(event)
 
     def record_response(
         self,
@@ -200,7 +215,7 @@ class Client:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every event recorded before this call is answered by llmcost; False on timeout."""
-        return self._sender.flush(timeout)
+        return self._ready().flush(timeout)
 
     def close(self, timeout: float | None = None) -> None:
         """Flush (up to `timeout`, default `close_timeout` s), then stop; whatever is still unsent is logged as lost."""
@@ -209,6 +224,8 @@ class Client:
         self._closed = True
         atexit.unregister(self._exit_hook)
         _LIVE.discard(self)
+        if self._restart_pending:  # a forked child that never used it: nothing of its own to send
+            return
         lost = self._sender.stop(self.close_timeout if timeout is None else timeout)
         if lost > 0:
             log.error("llmcost client closed with %d events not delivered (llmcost unreachable?)", lost)
@@ -224,7 +241,7 @@ class Client:
     @property
     def stats(self) -> dict[str, int]:
         """Counts so far: accepted, duplicates, rejected (by llmcost), dropped (queue full), failed, retries."""
-        return self._sender.stats
+        return self._ready().stats
 
     # ---- budgets --------------------------------------------------------------------------------
 
@@ -267,9 +284,10 @@ class Client:
         # Sending them and asking share one `check_timeout`: a hung llmcost holds the caller's request that
         # long in all, not once for the calls and again for the question.
         deadline = time.monotonic() + self._check_timeout
-        if self._sender.stats["queued"]:
-            while not self._sender.flush(min(0.05, max(0.0, deadline - time.monotonic()))):
-                if self._sender.failing or time.monotonic() >= deadline:
+        sender = self._ready()
+        if sender.stats["queued"]:
+            while not sender.flush(min(0.05, max(0.0, deadline - time.monotonic()))):
+                if sender.failing or time.monotonic() >= deadline:
                     break
         left = deadline - time.monotonic()
         if left <= 0:  # the calls ahead took all of it, unanswered: llmcost is hung as far as callers can tell

@@ -52,14 +52,16 @@ def test_a_client_made_inside_a_function_still_delivers_at_exit(server: LlmcostP
 
 def test_a_forked_worker_delivers_its_own_calls_once(server: LlmcostProcess) -> None:
     """gunicorn's model: the client is made before the fork (`--preload`), workers record and exit with sys.exit.
-    A call the parent had queued when it forked is the parent's: delivered once, not again by the child."""
+    A call the parent had queued when it forked is the parent's: delivered once, not again by the child. A child
+    that does not record (a fork before an exec) starts nothing."""
     done = _run(
-        "import os, sys\n"
+        "import os, sys, threading\n"
         "from llmcost import Client\n"
         f"client = Client({server.base!r}, {INGEST_TOKEN!r}, flush_interval=30)\n"
         f"{_record('before-fork')}\n"
         "for worker in range(2):\n"
         "    if os.fork() == 0:\n"
+        "        assert threading.active_count() == 1  # no thread nor connection until the child records\n"
         "        client.record(request_id=f'worker-{worker}', provider='openai', model='gpt-4o', input_tokens=3)\n"
         "        assert client.flush(10), client.stats\n"
         "        client.record(request_id=f'worker-{worker}-exit', provider='openai', model='gpt-4o', input_tokens=3)\n"
