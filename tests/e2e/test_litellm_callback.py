@@ -432,3 +432,36 @@ def test_a_per_request_token_cap_refuses_a_call_before_it_is_made(lit: SimpleNam
 
     asyncio.run(scenario())
     handler.close()
+
+
+def test_streams_read_to_the_end_are_recorded_once_with_their_usage(
+    lit: SimpleNamespace, server: LlmcostProcess, sqlite_url: str
+) -> None:
+    """`stream=True`, sync and async, with and without `include_usage`: one event per stream, LiteLLM's counts."""
+    handler = lit.LlmcostLogger(server.base, INGEST_TOKEN, project="streams", flush_interval=0.05)
+    lit.litellm.callbacks = [handler]
+    options: list[dict[str, Any]] = [{}, {"stream_options": {"include_usage": True}}]
+    request = {"model": "gpt-4o", "messages": MESSAGES, "mock_response": f"{SECRET} streamed answer", "stream": True}
+    ids = []
+    for extra in options:
+        chunks = list(lit.litellm.completion(**request, **extra))  # read to the end, as LiteLLM logs it then
+        ids.append(chunks[0].id)
+
+    async def async_streams() -> list[str]:
+        found = []
+        for extra in options:
+            chunks = [chunk async for chunk in await lit.litellm.acompletion(**request, **extra)]
+            found.append(chunks[0].id)
+        await litellm_logging_done()
+        return found
+
+    ids += asyncio.run(async_streams())
+    _delivered(handler, 4)
+    handler.close()
+    stored = stored_events(sqlite_url)
+    assert set(stored) == set(ids) and len(ids) == 4
+    for event in stored.values():
+        assert (event["project"], event["status"], event["cost_source"]) == ("streams", "success", "supplied")
+        assert event["input_tokens"] > 0 and event["output_tokens"] > 0
+    assert SECRET not in repr(stored)
+    assert handler.client.stats["duplicates"] == 0
