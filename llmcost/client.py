@@ -78,6 +78,10 @@ class Client:
             raise ValueError(f"fail_mode must be 'open' or 'closed', got {fail_mode!r}")
         if batch_size < 1 or max_queue < 1:
             raise ValueError("batch_size and max_queue must be >= 1")
+        scheme, _, rest = url.partition("://")
+        if scheme.lower() not in ("http", "https") or not rest.strip("/"):
+            # httpx would refuse every request, retried in silence until the calls are lost at exit.
+            raise ValueError(f"url must be llmcost's http:// or https:// address, got {url!r}")
         if token and not (token.isascii() and token.isprintable()):
             # httpx would fail later with a bare UnicodeEncodeError: an HTTP header carries ASCII only.
             raise ValueError("token must be printable ASCII (a placeholder such as '…' left in it?)")

@@ -465,3 +465,12 @@ def test_one_event_that_cannot_be_sent_as_recorded_never_costs_the_calls_beside_
     assert stored["mixed-int-keys"]["metadata"] == {"1": "a", "2": "b"}
     assert client.stats["failed"] == 1 and client.stats["accepted"] == 4
     assert "mixed-too-big" in caplog.text and "64-bit" in caplog.text
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:9800", "llmcost:9800", "ftp://llmcost:9800", "http://"])
+def test_a_url_llmcost_cannot_be_reached_at_is_refused_at_once(url: str) -> None:
+    """`LLMCOST_URL=llmcost:9800` (no scheme) would be retried in silence and every call lost at exit: it is an
+    error when the client is made, naming the URL and what it lacks."""
+    with pytest.raises(ValueError, match="http://") as refused:
+        Client(url)
+    assert repr(url) in str(refused.value)
