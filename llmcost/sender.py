@@ -29,7 +29,7 @@ _RETRY = "retry"
 _DONE = "done"
 _TOO_LARGE = "too large"
 _IDLE_POLL = 0.1  # seconds
-# Numbers keys and numpy values, as applications have them at hand (a numpy token count is a number, not "3").
+# Number keys and numpy values, as applications have them at hand (a numpy token count is a number, not "3").
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
