@@ -36,6 +36,17 @@ NOT_MODEL_CALLS = frozenset(
         "delete_memory",
     )
 )
+# Attribute names that mean "this span reports token usage" (conventions, old names, OpenLLMetry, OpenLIT).
+USAGE_ATTRIBUTES = frozenset(
+    (
+        "gen_ai.usage.input_tokens",
+        "gen_ai.usage.output_tokens",
+        "gen_ai.usage.prompt_tokens",
+        "gen_ai.usage.completion_tokens",
+        "llm.usage.prompt_tokens",
+        "llm.usage.completion_tokens",
+    )
+)
 _INPUT = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.usage.prompt_tokens")
 _OUTPUT = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", "llm.usage.completion_tokens")
 _PROVIDER = ("gen_ai.provider.name", "gen_ai.system", "llm.vendor")
@@ -61,6 +72,26 @@ def is_otel(raw: Mapping[str, Any]) -> bool:
     if "attributes" in raw:
         return True
     return any(type(key) is str and key.startswith("gen_ai.") for key in raw)
+
+
+def is_model_call_span(attrs: Mapping[str, Any], status: Any) -> bool:
+    """Tell whether a span (its attributes, its status record) is a model call to count: the spans that become events.
+
+    A model call with token counts, or a failed one (status ERROR or `error.type`, a model named: it has no
+    usage, and counts as an error with 0 tokens, as the LiteLLM callback records one). Skipped: spans of no
+    model call (HTTP, database), agent and tool spans (their usage adds up the model calls below them), and a
+    model call that ended without its usage recorded (a stream that did not ask for it). One rule for
+    `POST /v1/traces` and `llmcost ingest` of an OTLP export.
+    """
+    if attrs.get("gen_ai.operation.name") in NOT_MODEL_CALLS:
+        return False
+    if not USAGE_ATTRIBUTES.isdisjoint(attrs):
+        return True
+    failed = bool(attrs.get("error.type")) or (
+        isinstance(status, Mapping)
+        and (status.get("code") in _ERROR_CODES or status.get("status_code") in _ERROR_CODES)
+    )
+    return failed and any(attrs.get(key) for key in _MODEL)
 
 
 def decode_attributes(attributes: Any, path: str = "attributes") -> dict[str, Any]:
