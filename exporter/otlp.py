@@ -31,17 +31,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from exporter.config import OtlpConfig
 from exporter.events import InvalidEvent
-from exporter.normalize.otel import NOT_MODEL_CALLS, attribution, event_from_span
+from exporter.normalize.otel import attribution, event_from_span, is_model_call_span
 
-# Attribute names that mean "this span reports token usage" (conventions, old names, OpenLLMetry, OpenLIT).
-USAGE_ATTRIBUTES = frozenset(
-    (
-        "gen_ai.usage.input_tokens",
-        "gen_ai.usage.output_tokens",
-        "gen_ai.usage.prompt_tokens",
-        "gen_ai.usage.completion_tokens",
-    )
-)
 _ID_FIELDS = ("traceId", "spanId", "parentSpanId")
 
 
@@ -147,7 +138,7 @@ def span_records(request: ExportTraceServiceRequest, config: OtlpConfig) -> Span
     index = 0
     for resource, span in _spans(request):
         attrs = attributes(span.attributes)
-        if USAGE_ATTRIBUTES.isdisjoint(attrs) or attrs.get("gen_ai.operation.name") in NOT_MODEL_CALLS:
+        if not is_model_call_span(attrs, {"code": span.status.code}):
             skipped += 1
         else:
             records.append((index, _record(span, attrs, resource, config)))

@@ -28,7 +28,7 @@ from exporter.config import OtlpConfig
 from exporter.events import CACHE_WRITE_1H, LABEL_FIELDS, TOKEN_FIELDS, InvalidEvent
 from exporter.normalize.anthropic import merge_stream_usage
 from exporter.normalize.litellm import is_litellm
-from exporter.normalize.otel import NOT_MODEL_CALLS, attribution, decode_attributes, is_otel
+from exporter.normalize.otel import attribution, decode_attributes, is_model_call_span, is_otel
 from exporter.normalize.providers import from_host
 
 FORMATS = ("auto", "jsonl", "csv", "litellm", "openai-usage", "otel")
@@ -280,9 +280,8 @@ def _otlp_spans(doc: dict[str, Any], rule: OtlpConfig) -> Iterator[dict[str, Any
         for scope in scopes:
             for span in scope.get("spans") or ():
                 attributes = decode_attributes(span.get("attributes") or ())
-                genai = any(key.startswith("gen_ai.") for key in attributes)
-                if not genai or attributes.get("gen_ai.operation.name") in NOT_MODEL_CALLS:
-                    yield None  # HTTP, database, agent and tool spans are not model calls
+                if not is_model_call_span(attributes, span.get("status")):
+                    yield None  # HTTP, database, agent and tool spans, a model call without usage: as the receiver
                     continue
                 found = attribution(rule.service_attributes, rule.project_attributes, attributes, resource)
                 yield {**span, "attributes": attributes, "resource": {"attributes": resource}, **found}

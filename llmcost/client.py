@@ -6,7 +6,11 @@ answers 429/5xx (the server stores each event once by `request_id`, so a batch r
 answer is counted once). When the queue is full the policy chosen at construction applies: `"drop"`
 (the default: the event is dropped and counted in `stats["dropped"]`, `record` returns False) or
 `"block"` (the caller waits for room). `flush` waits until everything recorded before it was answered;
-`close` flushes and stops, and runs by itself at interpreter exit.
+`close` flushes and stops, and runs by itself at interpreter exit, even for a client its owner let go of.
+
+A client survives `fork` (pre-fork servers such as gunicorn, `multiprocessing`): in the child it starts over
+with its own queue, thread and connections, leaving what the parent had queued to the parent, and a
+`multiprocessing` child (which ends without running `atexit`) flushes it as it exits.
 
 Every event gets a `request_id` (a UUID) and a `timestamp` when it is recorded, unless given: a retry
 then never becomes a second call and the time is the call's, not the send's.
@@ -18,6 +22,9 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
+import sys
+import threading
 import time
 import uuid
 import weakref
@@ -71,6 +78,10 @@ class Client:
             raise ValueError(f"fail_mode must be 'open' or 'closed', got {fail_mode!r}")
         if batch_size < 1 or max_queue < 1:
             raise ValueError("batch_size and max_queue must be >= 1")
+        scheme, _, rest = url.partition("://")
+        if scheme.lower() not in ("http", "https") or not rest.strip("/"):
+            # httpx would refuse every request, retried in silence until the calls are lost at exit.
+            raise ValueError(f"url must be llmcost's http:// or https:// address, got {url!r}")
         if token and not (token.isascii() and token.isprintable()):
             # httpx would fail later with a bare UnicodeEncodeError: an HTTP header carries ASCII only.
             raise ValueError("token must be printable ASCII (a placeholder such as '…' left in it?)")
@@ -88,29 +99,69 @@ class Client:
         headers = {"Content-Type": "application/json", "User-Agent": "llmcost-python-client"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        # One HTTP client for the sender thread, one for checks (called from any thread).
-        self._http = httpx.Client(headers=headers, timeout=timeout, transport=transport)
-        self._check_http = httpx.Client(headers=headers, timeout=check_timeout, transport=transport)
+        self._headers = headers
+        self._timeout = timeout
+        self._transport = transport
+        self._max_queue = max_queue
         self._closed = False
+        self._restart_pending = False  # set in a forked child until it first uses the client
+        self._start_lock = threading.Lock()
+        self._start()
+        # At exit, flush what is queued (the thread is a daemon: it must not keep the process alive). atexit
+        # holds the client itself: one its owner let go of (made inside a function) still has calls to send.
+        self._exit_hook = self.close
+        atexit.register(self._exit_hook)
+        _LIVE.add(self)
+        _flush_in_multiprocessing_children(self)
+
+    def _start(self) -> None:
+        """The connections and the sender thread: made at construction, and made again in a forked child."""
+        # One HTTP client for the sender thread, one for checks (called from any thread).
+        self._http = httpx.Client(headers=self._headers, timeout=self._timeout, transport=self._transport)
+        self._check_http = httpx.Client(headers=self._headers, timeout=self._check_timeout, transport=self._transport)
         self._sender = BatchSender(
             self._http,
             self.url,
-            batch_size=batch_size,
-            flush_interval=flush_interval,
-            max_queue=max_queue,
-            queue_full=queue_full,
-            max_retry_delay=max_retry_delay,
+            batch_size=self.batch_size,
+            flush_interval=self.flush_interval,
+            max_queue=self._max_queue,
+            queue_full=self.queue_full,
+            max_retry_delay=self.max_retry_delay,
         )
-        # At exit, flush what is queued (the thread is a daemon: it must not keep the process alive).
-        self._exit_hook = _weak_close(self)
-        atexit.register(self._exit_hook)
+
+    def _start_over_in_child(self) -> None:
+        """Start over in a forked child, which sends only its own events.
+
+        The parent's sender thread did not come along, and its locks, queue and connections are the parent's
+        (a lock may have been held at the fork, a socket is shared); the events queued at the fork are the
+        parent's to send.
+        """
+        if self._closed:
+            return
+        # Made on first use, not here: a child that never records (a `subprocess` fork before its exec) must
+        # not pay for connections and a thread.
+        self._start_lock = threading.Lock()  # the parent's may have been held at the fork
+        self._restart_pending = True
+        self._checks_resume_at = 0.0
+        _flush_in_multiprocessing_children(self)
+
+    def _ready(self) -> BatchSender:
+        """The sender, made now in a forked child that had not used the client yet."""
+        if self._restart_pending:
+            with self._start_lock:
+                if self._restart_pending:
+                    self._start()
+                    self._restart_pending = False
+        return self._sender
 
     # ---- recording ------------------------------------------------------------------------------
 
     def record(self, **event: Any) -> bool:
         """Queue one usage event (canonical fields as keywords); True when queued, False when dropped.
 
-        Never waits for the network. With `queue_full="block"` it waits for room in the queue.
+        Never waits for the network. With `queue_full="block"` it waits for room in the queue. The event is
+        encoded as JSON here (numpy numbers as numbers, non-string keys as strings): one that JSON cannot
+        carry (an integer past 64 bits) is dropped alone, logged and counted in `stats["failed"]`.
         """
         if self._closed:
             raise LlmcostError("record() on a closed llmcost Client")
@@ -118,7 +169,7 @@ class Client:
         event.setdefault("timestamp", time.time())
         for key, value in self.defaults.items():
             event.setdefault(key, value)
-        return self._sender.put(event)
+        return self._ready().put(event)
 
     def record_response(
         self,
@@ -168,7 +219,7 @@ class Client:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every event recorded before this call is answered by llmcost; False on timeout."""
-        return self._sender.flush(timeout)
+        return self._ready().flush(timeout)
 
     def close(self, timeout: float | None = None) -> None:
         """Flush (up to `timeout`, default `close_timeout` s), then stop; whatever is still unsent is logged as lost."""
@@ -176,6 +227,9 @@ class Client:
             return
         self._closed = True
         atexit.unregister(self._exit_hook)
+        _LIVE.discard(self)
+        if self._restart_pending:  # a forked child that never used it: nothing of its own to send
+            return
         lost = self._sender.stop(self.close_timeout if timeout is None else timeout)
         if lost > 0:
             log.error("llmcost client closed with %d events not delivered (llmcost unreachable?)", lost)
@@ -191,7 +245,7 @@ class Client:
     @property
     def stats(self) -> dict[str, int]:
         """Counts so far: accepted, duplicates, rejected (by llmcost), dropped (queue full), failed, retries."""
-        return self._sender.stats
+        return self._ready().stats
 
     # ---- budgets --------------------------------------------------------------------------------
 
@@ -231,13 +285,20 @@ class Client:
         # (`flush_interval`) would otherwise let a hard budget be overshot by every call made meanwhile,
         # even by a caller that checks, calls and records one call at a time. The wait ends early when
         # llmcost is not taking them (unreachable, 429/5xx): the check then finds out what to answer.
-        if self._sender.stats["queued"]:
-            deadline = time.monotonic() + self._check_timeout
-            while not self._sender.flush(min(0.05, max(0.0, deadline - time.monotonic()))):
-                if self._sender.failing or time.monotonic() >= deadline:
+        # Sending them and asking share one `check_timeout`: a hung llmcost holds the caller's request that
+        # long in all, not once for the calls and again for the question.
+        deadline = time.monotonic() + self._check_timeout
+        sender = self._ready()
+        if sender.stats["queued"]:
+            while not sender.flush(min(0.05, max(0.0, deadline - time.monotonic()))):
+                if sender.failing or time.monotonic() >= deadline:
                     break
+        left = deadline - time.monotonic()
+        if left <= 0:  # the calls ahead took all of it, unanswered: llmcost is hung as far as callers can tell
+            self._checks_resume_at = time.monotonic() + self.check_backoff
+            return self._unreachable(f"the calls recorded before it were not answered in {self._check_timeout:g} s")
         try:
-            response = self._check_http.post(f"{self.url}/v1/budgets/check", content=orjson.dumps(body))
+            response = self._check_http.post(f"{self.url}/v1/budgets/check", content=orjson.dumps(body), timeout=left)
         except httpx.TimeoutException as exc:
             # Every caller would wait `check_timeout` in turn: answer from fail_mode for a while instead.
             self._checks_resume_at = time.monotonic() + self.check_backoff
@@ -318,13 +379,32 @@ def _as_dict(response: Any) -> dict[str, Any]:
     raise ValueError(f"cannot read a response of type {type(response).__name__}")
 
 
-def _weak_close(client: Client) -> Any:
-    # atexit holds only a weak reference: a client dropped by its owner can still be collected.
-    ref = weakref.ref(client)
+# Every client not yet closed, started over in each forked child.
+_LIVE: weakref.WeakSet[Client] = weakref.WeakSet()
 
-    def close_at_exit() -> None:
-        alive = ref()
-        if alive is not None:
-            alive.close()
 
-    return close_at_exit
+def _after_fork_in_child() -> None:
+    for client in list(_LIVE):
+        client._start_over_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _flush_in_multiprocessing_children(client: Client) -> None:
+    """Have a `multiprocessing` child close (flush) `client` as it exits: it ends with `os._exit`, not atexit.
+
+    The close is registered from `multiprocessing`'s own after-fork hook, which runs in the child once it
+    has cleared the finalizers it inherited. Nothing is imported when the program does not use `multiprocessing`.
+    """
+    if "multiprocessing" not in sys.modules:
+        return
+    from multiprocessing import util
+
+    util.register_after_fork(client, _close_at_child_exit)
+
+
+def _close_at_child_exit(client: Client) -> None:
+    from multiprocessing import util
+
+    util.Finalize(client, client.close, exitpriority=10)

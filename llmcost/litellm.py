@@ -6,8 +6,9 @@
 Recording: LiteLLM hands the callback its `StandardLoggingPayload` after each call (success or
 failure); the callback maps it with llmcost's own LiteLLM mapping — LiteLLM's token counts and its
 `response_cost`, the payload's `id` as the request id — and queues it on an `llmcost.Client`, which
-sends in the background, retries while llmcost is away and flushes at exit. Prompts and responses
-never leave the process: the mapping keeps usage, ids and attribution only.
+sends in the background, retries while llmcost is away and flushes at exit. LiteLLM logs async calls in
+tasks of the running loop, which a loop cancels as it ends: a script awaits `handler.aflush()` before its
+loop ends. Prompts and responses never leave the process: the mapping keeps usage, ids and attribution only.
 
 Budgets: before a call, `POST /v1/budgets/check` is asked with the call's model and attribution, and a
 refusal raises `llmcost.BudgetExceededError` (LiteLLM's proxy answers it with HTTP 400). The hook runs
@@ -180,9 +181,46 @@ class LlmcostLogger(CustomLogger):
             **fields,
         )
 
+    async def aflush(self, timeout: float = 10.0) -> bool:
+        """Wait until LiteLLM has logged the calls made so far and llmcost has them; False on timeout.
+
+        Await it before an event loop ends (the end of `asyncio.run(main())` in a script or batch job):
+        LiteLLM logs async calls in tasks of the running loop, which the loop cancels as it ends, so the
+        last calls would never reach this callback. A long-running server does not need it.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while logging := _litellm_logging_tasks():
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            await asyncio.wait(logging, timeout=min(left, 0.05))
+        return await asyncio.to_thread(self.client.flush, max(0.0, deadline - loop.time()))
+
     def close(self) -> None:
         """Flush and stop the client (also done at interpreter exit)."""
         self.client.close()
+
+
+# LiteLLM's async logging: its logging worker's tasks (`LoggingWorker._process_log_task`) and the success and
+# failure handlers it may start as tasks of their own (`Logging.async_success_handler`, …).
+_LOGGING_TASKS = ("LoggingWorker._process_log_task", "Logging.async_")
+
+
+def _litellm_logging_tasks() -> set[asyncio.Task[Any]]:
+    """LiteLLM's logging still running or queued in this loop (a task is started for each queued call)."""
+    from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+
+    queue = getattr(GLOBAL_LOGGING_WORKER, "_queue", None)
+    running = {
+        task
+        for task in asyncio.all_tasks()
+        if not task.done() and getattr(task.get_coro(), "__qualname__", "").startswith(_LOGGING_TASKS)
+    }
+    if not running and queue is not None and not queue.empty():
+        # Queued calls the worker has not taken yet: give it a turn of the loop to start them.
+        return {asyncio.ensure_future(asyncio.sleep(0.01))}
+    return running
 
 
 def _recorded_model(model: Any) -> str | None:

@@ -5,6 +5,9 @@ Batches go to `POST /v1/usage`, retried with capped exponential backoff (full ji
 once by `request_id`, so a batch resent after a lost answer is counted once. A batch the server finds
 too large (413: its `ingest.max_body_bytes` or event limit is lower than `batch_size` events) is sent
 again in halves, down to single events, so a low server limit costs requests, not events.
+
+Each event is encoded as JSON when it is recorded: what is sent is the event as it was then (the caller may
+change its dicts afterwards), and an event JSON cannot carry is refused alone, not with the batch around it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ _RETRY = "retry"
 _DONE = "done"
 _TOO_LARGE = "too large"
 _IDLE_POLL = 0.1  # seconds
+# Number keys and numpy values, as applications have them at hand (a numpy token count is a number, not "3").
+_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
 class BatchSender:
@@ -49,7 +54,7 @@ class BatchSender:
         self.flush_interval = flush_interval
         self.queue_full = queue_full
         self.max_retry_delay = max_retry_delay
-        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(max_queue)
+        self._queue: queue.Queue[bytes] = queue.Queue(max_queue)
         self._lock = threading.Condition()
         self._recorded = 0  # events put on the queue
         self._settled = 0  # events answered by llmcost, or given up
@@ -63,14 +68,28 @@ class BatchSender:
         self._thread.start()
 
     def put(self, event: dict[str, Any]) -> bool:
-        """Queue one event; False when it was dropped (queue full, `queue_full="drop"`)."""
+        """Queue one event; False when it was dropped (queue full, `queue_full="drop"`) or cannot be JSON."""
+        try:
+            encoded = orjson.dumps(event, default=str, option=_JSON_OPTIONS)
+        except TypeError as exc:  # orjson.JSONEncodeError: an integer past 64 bits, nesting too deep, …
+            with self._lock:
+                self._stats["failed"] += 1
+                failed = self._stats["failed"]
+            if failed <= 5 or failed % 1000 == 0:  # said, without flooding the log of an app that does it on every call
+                log.warning(
+                    "llmcost event %s not recorded: it cannot be sent as JSON (%s); %d events failed so far",
+                    event.get("request_id"),
+                    exc,
+                    failed,
+                )
+            return False
         with self._lock:
             self._recorded += 1
         try:
             if self.queue_full == "block":
-                self._queue.put(event)
+                self._queue.put(encoded)
             else:
-                self._queue.put_nowait(event)
+                self._queue.put_nowait(encoded)
         except queue.Full:
             with self._lock:
                 self._recorded -= 1
@@ -137,9 +156,9 @@ class BatchSender:
             elif self._closing.is_set() and self._queue.empty():
                 return
 
-    def _next_batch(self) -> list[dict[str, Any]]:
+    def _next_batch(self) -> list[bytes]:
         """Up to `batch_size` events, waiting up to `flush_interval` for a batch to fill unless woken."""
-        batch: list[dict[str, Any]] = []
+        batch: list[bytes] = []
         try:
             # A short wait: an idle sender must notice `close` quickly.
             batch.append(self._queue.get(timeout=_IDLE_POLL))
@@ -159,9 +178,9 @@ class BatchSender:
         self._wake.clear()
         return batch
 
-    def _deliver(self, batch: list[dict[str, Any]]) -> None:
+    def _deliver(self, batch: list[bytes]) -> None:
         delay = 0.1
-        body = orjson.dumps(batch, default=str)
+        body = b"[" + b",".join(batch) + b"]"
         while True:
             if self._abandon.is_set():  # `stop` ran out of time: nothing more is sent
                 with self._lock:  # settled and counted lost at once: `stop` may be counting right now

@@ -1,4 +1,4 @@
-"""`POST /v1/traces`: the OTLP/HTTP trace receiver (protobuf or JSON, gzip or not).
+"""`POST /v1/traces`: the OTLP/HTTP trace receiver (protobuf or JSON; gzip, deflate or not compressed).
 
 Answers follow the OTLP/HTTP specification: 200 with an `ExportTraceServiceResponse` in the request's
 encoding, whose `partial_success` gives the number of GenAI spans rejected and why; 4xx and 5xx with a
@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 from exporter.commit_queue import wait_committed
 from exporter.http.auth import check_bearer
 from exporter.http.body import BodyTooLarge, media_type, read_limited
+from exporter.http.encoding import BadEncoding, DecodedTooLarge, decode_body
 from exporter.http.origin import refuse_foreign_origin
 from exporter.http.store_probe import StoreProbe
 from exporter.pipeline import Rejection
@@ -50,16 +51,18 @@ def otlp_routes(services: Services, probe: StoreProbe) -> list[BaseRoute]:
     config = services.config
     limit = config.ingest.max_body_bytes
 
-    def decode_and_prepare(body: bytes, proto: bool, gzipped: bool) -> tuple[Any, list[Rejection], int, int]:
+    def decode_and_prepare(body: bytes, proto: bool, encoding: str) -> tuple[Any, list[Rejection], int, int]:
         from exporter import otlp  # protobuf modules load on the first export, not at every start
 
         try:
-            if gzipped:
+            if encoding == "gzip":
                 body = otlp.gunzip_limited(body, limit)
+            elif encoding == "deflate":  # the SDK exporters' other choice (Compression.Deflate): a zlib stream
+                body = decode_body(body, encoding, limit)
             request = otlp.parse_protobuf(body) if proto else otlp.parse_json(body)
-        except otlp.DecompressedTooLarge as exc:
+        except (otlp.DecompressedTooLarge, DecodedTooLarge) as exc:
             raise _Refused(413, str(exc)) from None
-        except otlp.MalformedExport as exc:
+        except (otlp.MalformedExport, BadEncoding) as exc:
             raise _Refused(400, str(exc)) from None
         found = otlp.span_records(request, config.otlp)
         if len(found.records) > config.ingest.max_batch_events:
@@ -84,15 +87,13 @@ def otlp_routes(services: Services, probe: StoreProbe) -> list[BaseRoute]:
             if foreign is not None:
                 raise _Refused(403, "request from another site refused (exporter/http/origin.py)")
             encoding = request.headers.get("content-encoding", "").strip().lower()
-            if encoding not in ("", "identity", "gzip"):
-                raise _Refused(415, f"unsupported content encoding {encoding!r}; send gzip or none")
+            if encoding not in ("", "identity", "gzip", "deflate"):
+                raise _Refused(415, f"unsupported content encoding {encoding!r}; send gzip, deflate or none")
             try:
                 body = await read_limited(request, limit)
             except BodyTooLarge as exc:
                 raise _Refused(413, str(exc)) from None
-            events, rejected, skipped, spans = await run_in_threadpool(
-                decode_and_prepare, body, proto, encoding == "gzip"
-            )
+            events, rejected, skipped, spans = await run_in_threadpool(decode_and_prepare, body, proto, encoding)
             assert services.commit_queue is not None
             try:
                 if events or rejected:  # an export of HTTP and database spans only has nothing to write

@@ -7,7 +7,8 @@ Per the GenAI semantic conventions `gen_ai.usage.input_tokens` INCLUDES the cach
 `gen_ai.usage.cache_read.input_tokens` / `gen_ai.usage.cache_creation.input_tokens` are parts of it,
 so both are subtracted for the uncached input; an input smaller than its cached parts is rejected
 rather than guessed at. Provider and token names from before the conventions settled
-(`gen_ai.system`, `gen_ai.usage.prompt_tokens`, …) are read too.
+(`gen_ai.system`, `gen_ai.usage.prompt_tokens`, …) are read too, and so are the `llm.*` names OpenLLMetry
+wrote before it took up `gen_ai.*` (`llm.vendor`, `llm.request.model`, `llm.usage.prompt_tokens`, …).
 
 `request_id` is the span (trace id + span id, unique per call); without a span id the provider's
 `gen_ai.response.id`. A trace id alone is not used: one trace holds many calls. Agent and tool spans
@@ -35,8 +36,21 @@ NOT_MODEL_CALLS = frozenset(
         "delete_memory",
     )
 )
-_INPUT = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")
-_OUTPUT = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
+# Attribute names that mean "this span reports token usage" (conventions, old names, OpenLLMetry, OpenLIT).
+USAGE_ATTRIBUTES = frozenset(
+    (
+        "gen_ai.usage.input_tokens",
+        "gen_ai.usage.output_tokens",
+        "gen_ai.usage.prompt_tokens",
+        "gen_ai.usage.completion_tokens",
+        "llm.usage.prompt_tokens",
+        "llm.usage.completion_tokens",
+    )
+)
+_INPUT = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.usage.prompt_tokens")
+_OUTPUT = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", "llm.usage.completion_tokens")
+_PROVIDER = ("gen_ai.provider.name", "gen_ai.system", "llm.vendor")
+_MODEL = ("gen_ai.response.model", "gen_ai.request.model", "llm.response.model", "llm.request.model")
 _CACHE_READ = ("gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens")
 _CACHE_WRITE = ("gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_creation_input_tokens")
 _REASONING = ("gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens")
@@ -59,6 +73,26 @@ def is_otel(raw: Mapping[str, Any]) -> bool:
     if "attributes" in raw:
         return True
     return any(type(key) is str and key.startswith("gen_ai.") for key in raw)
+
+
+def is_model_call_span(attrs: Mapping[str, Any], status: Any) -> bool:
+    """Tell whether a span (its attributes, its status record) is a model call to count: the spans that become events.
+
+    A model call with token counts, or a failed one (status ERROR or `error.type`, a model named: it has no
+    usage, and counts as an error with 0 tokens, as the LiteLLM callback records one). Skipped: spans of no
+    model call (HTTP, database), agent and tool spans (their usage adds up the model calls below them), and a
+    model call that ended without its usage recorded (a stream that did not ask for it). One rule for
+    `POST /v1/traces` and `llmcost ingest` of an OTLP export.
+    """
+    if attrs.get("gen_ai.operation.name") in NOT_MODEL_CALLS:
+        return False
+    if not USAGE_ATTRIBUTES.isdisjoint(attrs):
+        return True
+    failed = bool(attrs.get("error.type")) or (
+        isinstance(status, Mapping)
+        and (status.get("code") in _ERROR_CODES or status.get("status_code") in _ERROR_CODES)
+    )
+    return failed and any(attrs.get(key) for key in _MODEL)
 
 
 def decode_attributes(attributes: Any, path: str = "attributes") -> dict[str, Any]:
@@ -129,12 +163,12 @@ def event_from_span(raw: Mapping[str, Any]) -> dict[str, Any]:
             f"{operation!r} spans add up the model calls below them; only model-call spans are ingested",
         )
     out: dict[str, Any] = {}
-    provider = attrs.get("gen_ai.provider.name") or attrs.get("gen_ai.system")
+    provider = next((attrs[key] for key in _PROVIDER if attrs.get(key)), None)
     if isinstance(provider, str):
         out["provider"] = providers.from_otel(provider)
     elif isinstance(attrs.get("server.address"), str):
         out["provider"] = providers.from_host(attrs["server.address"])
-    model = attrs.get("gen_ai.response.model") or attrs.get("gen_ai.request.model")
+    model = next((attrs[key] for key in _MODEL if attrs.get(key)), None)
     if model is not None:
         out["model"] = model
     out.update(_tokens(attrs))

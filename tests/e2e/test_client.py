@@ -417,3 +417,60 @@ def test_close_returns_within_close_timeout_while_llmcost_hangs(
         os.kill(server.proc.pid, signal.SIGCONT)
     assert took < 1.0 + 1.5, took
     assert "closed with 3 events not delivered" in caplog.text
+
+
+def test_a_check_behind_a_batch_llmcost_does_not_answer_waits_check_timeout_in_all(server: LlmcostProcess) -> None:
+    """llmcost stalled (SIGSTOP) with a recorded call on its way: the check that first meets it holds the caller's
+    request for `check_timeout` in all (sending the call ahead, then asking), not that twice over."""
+    client = Client(server.base, INGEST_TOKEN, check_timeout=1.0, close_timeout=0.1, flush_interval=0.01)
+    assert server.proc is not None
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    try:
+        client.record(request_id="stalled-1", provider="openai", model="gpt-4o", input_tokens=3)
+        assert client.flush(0.3) is False  # the batch went out and is not answered
+        started = time.monotonic()
+        answer = client.check(project="search")
+        took = time.monotonic() - started
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+    assert (answer["allowed"], answer["degraded"]) == (True, True)  # fail_mode "open"
+    assert took < 1.0 + 0.5, took
+    client.close()
+
+
+def test_one_event_that_cannot_be_sent_as_recorded_never_costs_the_calls_beside_it(
+    server: LlmcostProcess, sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Values an application has at hand (numpy token counts, metadata keyed by numbers, a dict it goes on changing
+    after `record`) arrive as recorded; an event JSON cannot carry at all is refused alone, at `record`, and said."""
+    import numpy as np
+
+    client = Client(server.base, INGEST_TOKEN, flush_interval=30)
+    tags = {"step": "first"}
+    assert client.record(request_id="mixed-good-1", provider="openai", model="gpt-4o", input_tokens=3, metadata=tags)
+    tags["step"] = "changed after record"
+    numbers = {"request_id": "mixed-numpy", "input_tokens": np.int64(120), "output_tokens": np.int32(8)}
+    assert client.record(provider="openai", model="gpt-4o", **numbers)
+    assert client.record(request_id="mixed-int-keys", provider="openai", model="gpt-4o", metadata={1: "a", 2: "b"})
+    too_big = {"request_id": "mixed-too-big", "input_tokens": 3, "metadata": {"n": 2**70}}
+    assert client.record(provider="openai", model="gpt-4o", **too_big) is False
+    assert client.record(request_id="mixed-good-2", provider="openai", model="gpt-4o", input_tokens=3)
+    assert client.flush(10)
+    client.close()
+
+    stored = stored_events(sqlite_url)
+    assert set(stored) == {"mixed-good-1", "mixed-numpy", "mixed-int-keys", "mixed-good-2"}
+    assert stored["mixed-good-1"]["metadata"]["step"] == "first"
+    assert (stored["mixed-numpy"]["input_tokens"], stored["mixed-numpy"]["output_tokens"]) == (120, 8)
+    assert stored["mixed-int-keys"]["metadata"] == {"1": "a", "2": "b"}
+    assert client.stats["failed"] == 1 and client.stats["accepted"] == 4
+    assert "mixed-too-big" in caplog.text and "64-bit" in caplog.text
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:9800", "llmcost:9800", "ftp://llmcost:9800", "http://"])
+def test_a_url_llmcost_cannot_be_reached_at_is_refused_at_once(url: str) -> None:
+    """`LLMCOST_URL=llmcost:9800` (no scheme) would be retried in silence and every call lost at exit: it is an
+    error when the client is made, naming the URL and what it lacks."""
+    with pytest.raises(ValueError, match="http://") as refused:
+        Client(url)
+    assert repr(url) in str(refused.value)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -432,3 +434,63 @@ def test_a_per_request_token_cap_refuses_a_call_before_it_is_made(lit: SimpleNam
 
     asyncio.run(scenario())
     handler.close()
+
+
+def test_streams_read_to_the_end_are_recorded_once_with_their_usage(
+    lit: SimpleNamespace, server: LlmcostProcess, sqlite_url: str
+) -> None:
+    """`stream=True`, sync and async, with and without `include_usage`: one event per stream, LiteLLM's counts."""
+    handler = lit.LlmcostLogger(server.base, INGEST_TOKEN, project="streams", flush_interval=0.05)
+    lit.litellm.callbacks = [handler]
+    options: list[dict[str, Any]] = [{}, {"stream_options": {"include_usage": True}}]
+    request = {"model": "gpt-4o", "messages": MESSAGES, "mock_response": f"{SECRET} streamed answer", "stream": True}
+    ids = []
+    for extra in options:
+        chunks = list(lit.litellm.completion(**request, **extra))  # read to the end, as LiteLLM logs it then
+        ids.append(chunks[0].id)
+
+    async def async_streams() -> list[str]:
+        found = []
+        for extra in options:
+            chunks = [chunk async for chunk in await lit.litellm.acompletion(**request, **extra)]
+            found.append(chunks[0].id)
+        await litellm_logging_done()
+        return found
+
+    ids += asyncio.run(async_streams())
+    _delivered(handler, 4)
+    handler.close()
+    stored = stored_events(sqlite_url)
+    assert set(stored) == set(ids) and len(ids) == 4
+    for event in stored.values():
+        assert (event["project"], event["status"], event["cost_source"]) == ("streams", "success", "supplied")
+        assert event["input_tokens"] > 0 and event["output_tokens"] > 0
+    assert SECRET not in repr(stored)
+    assert handler.client.stats["duplicates"] == 0
+
+
+def test_a_script_that_awaits_aflush_before_its_loop_ends_loses_no_async_call(
+    server: LlmcostProcess, sqlite_url: str
+) -> None:
+    """`asyncio.run(main())` ending right after its last `acompletion`s: LiteLLM logs them in tasks of that loop,
+    which the loop cancels as it ends. `await handler.aflush()` at the end of `main` waits for them."""
+    script = (
+        "import asyncio, os\n"
+        "os.environ['LITELLM_LOCAL_MODEL_COST_MAP'] = 'True'\n"
+        "import litellm\n"
+        "from llmcost.litellm import LlmcostLogger\n"
+        f"handler = LlmcostLogger({server.base!r}, {INGEST_TOKEN!r}, project='batch-job')\n"
+        "litellm.callbacks = [handler]\n"
+        "async def main():\n"
+        "    calls = [litellm.acompletion(model='gpt-4o', messages=[{'role': 'user', 'content': 'hi'}],"
+        " mock_response='ok') for _ in range(20)]\n"
+        "    for response in await asyncio.gather(*calls):\n"
+        "        print(response.id)\n"
+        "    assert await handler.aflush()\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ids = set(done.stdout.split())
+    assert len(ids) == 20
+    assert set(stored_events(sqlite_url)) == ids

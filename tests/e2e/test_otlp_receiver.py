@@ -296,3 +296,57 @@ def test_an_export_without_genai_spans_is_taken_and_counted(server: LlmcostProce
     assert total(metrics, "llm_otlp_spans_skipped_total") == 1
     assert total(metrics, "llm_ingest_events_total") == 0
     assert stored_events(sqlite_url) == {}
+
+
+def test_spans_of_openllmetrys_first_llm_names_are_counted(server: LlmcostProcess, sqlite_url: str) -> None:
+    """OpenLLMetry before the GenAI conventions wrote `llm.vendor`, `llm.request.model`/`llm.response.model` and
+    `llm.usage.prompt_tokens`/`completion_tokens`: an application on such a version is counted, not skipped."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource({"service.name": "legacy-bot"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    with provider.get_tracer("llmcost-tests").start_as_current_span("openai.chat") as span:
+        span.set_attributes(
+            {
+                "llm.vendor": "OpenAI",
+                "llm.request.type": "chat",
+                "llm.request.model": "gpt-4o",
+                "llm.response.model": "gpt-4o-2024-08-06",
+                "llm.usage.prompt_tokens": 1200,
+                "llm.usage.completion_tokens": 80,
+                "llm.usage.total_tokens": 1280,
+                "llm.user": "u-3",
+                "llm.prompts.0.content": "secret prompt",
+            }
+        )
+    provider.shutdown()
+    spans = list(memory.get_finished_spans())
+    exporter = OTLPSpanExporter(endpoint=f"{server.base}/v1/traces", headers=AUTH)
+    assert exporter.export(spans) == SpanExportResult.SUCCESS
+    exporter.shutdown()
+
+    stored = stored_events(sqlite_url)
+    event = stored[f"{spans[0].context.trace_id:032x}-{spans[0].context.span_id:016x}"]
+    assert (event["provider"], event["model"], event["service"], event["user"]) == (
+        "openai",
+        "gpt-4o-2024-08-06",
+        "legacy-bot",
+        "u-3",
+    )
+    assert (event["input_tokens"], event["output_tokens"]) == (1200, 80)
+    assert event["cost_source"] == "priced" and event["cost_usd"] > 0
+    assert "secret" not in str(event)
+
+
+def test_the_sdk_exporters_deflate_compression_is_taken(server: LlmcostProcess, sqlite_url: str) -> None:
+    """`OTEL_EXPORTER_OTLP_TRACES_COMPRESSION=deflate` is one of the SDK's choices: its spans arrive, not a 415."""
+    spans, ids = _spans()
+    exporter = OTLPSpanExporter(endpoint=f"{server.base}/v1/traces", headers=AUTH, compression=Compression.Deflate)
+    assert exporter.export(spans) == SpanExportResult.SUCCESS
+    exporter.shutdown()
+    assert set(stored_events(sqlite_url)) == {ids["chat gpt-4o"], ids["anthropic.chat"], ids["chat gpt-4o-mini"]}
+    response = httpx.post(
+        f"{server.base}/v1/traces",
+        content=b"not deflate data",
+        headers={**AUTH, "Content-Type": "application/x-protobuf", "Content-Encoding": "deflate"},
+    )
+    assert response.status_code == 400

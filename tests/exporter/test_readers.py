@@ -328,6 +328,44 @@ def test_llmcost_ingest_attributes_an_otlp_export_by_the_config_s_rule(
     assert (row["project"], row["service"]) == ("shop", "chatbot")
 
 
+def test_llmcost_ingest_counts_the_spans_the_receiver_counts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A backfill of an export counts what `POST /v1/traces` counted: a span of OpenLLMetry's first `llm.*` names is a
+    call, a model span without token counts (a stream without `include_usage`) is skipped, not a 0-token call, and a
+    failed model call (no usage to report) is an error with 0 tokens."""
+    from llmcost.cli import main
+
+    export = otlp_export({"service.name": "chatbot"})
+    [span] = export["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    legacy = {
+        "llm.vendor": {"stringValue": "OpenAI"},
+        "llm.request.model": {"stringValue": "gpt-4o"},
+        "llm.usage.prompt_tokens": {"intValue": "300"},
+        "llm.usage.completion_tokens": {"intValue": "20"},
+    }
+    no_usage = {"gen_ai.provider.name": {"stringValue": "openai"}, "gen_ai.request.model": {"stringValue": "gpt-4o"}}
+    export["resourceSpans"][0]["scopeSpans"][0]["spans"] += [
+        {**span, "spanId": span_id, "attributes": [{"key": k, "value": v} for k, v in attributes.items()], **status}
+        for span_id, attributes, status in (
+            ("00000000000000a1", legacy, {}),
+            ("00000000000000a2", no_usage, {}),
+            ("00000000000000a3", no_usage, {"status": {"code": 2, "message": "throttled"}}),
+        )
+    ]
+    received = span_records(parse_json(orjson.dumps(export)), OtlpConfig())
+    assert ([index for index, _ in received.records], received.skipped) == ([0, 1, 3], 1)
+
+    path = tmp_path / "export.json"
+    path.write_bytes(orjson.dumps(export))
+    db = f"sqlite:///{tmp_path / 'llmcost.db'}"
+    assert main(["ingest", "--db", db, str(path)]) == 0
+    capsys.readouterr()
+    assert main(["report", "--db", db, "--by", "model", "--format", "json", "--no-hints"]) == 0
+    [row] = orjson.loads(capsys.readouterr().out)["rows"]
+    assert (row["requests"], row["input_tokens"], row["output_tokens"]) == (3, 1500, 100)
+
+
 # --- recorded provider responses ------------------------------------------------------------------
 
 
