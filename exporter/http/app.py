@@ -25,6 +25,7 @@ from exporter.http.encoding import BadEncoding, DecodedTooLarge, UnsupportedEnco
 from exporter.http.errors import ORJSONResponse, error
 from exporter.http.origin import refuse_foreign_origin
 from exporter.http.otlp import otlp_routes
+from exporter.http.scrape import TIMEOUT_HEADER, BoundedScrapes, store_wait
 from exporter.http.store_probe import StoreProbe
 from exporter.http.summary import summary_routes
 from exporter.memory import LARGE_BODY_BYTES, release_free_memory
@@ -78,6 +79,7 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
 
     # One ping in flight, shared by readiness probes and by requests whose commit is slow (store_probe.py).
     probe = StoreProbe(services.store.ping)
+    scrapes = BoundedScrapes(services.registry)
 
     async def readyz(_request: Request) -> Response:
         ready = await probe.answers(READY_TIMEOUT)
@@ -94,10 +96,8 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
         # The same bytes as prometheus_client writes for these formats (tests pin it), several times faster.
         encoder = lean_renderer(content_type) or encoder
-        try:
-            payload = await run_in_threadpool(encoder, services.registry)
-        except StoreUnavailable as exc:
-            return store_unavailable(exc)
+        # Answered before the scraper gives up, without the store's families if it does not answer (scrape.py).
+        payload = await scrapes.render(encoder, content_type, store_wait(request.headers.get(TIMEOUT_HEADER)))
         return Response(payload, media_type=content_type)
 
     async def ingest(request: Request) -> Response:

@@ -103,3 +103,40 @@ def test_ingest_and_readyz_answer_503_promptly_while_postgresql_hangs_and_retrie
         assert total(text, "llm_requests_total") == len(before) + len(during)
     finally:
         server.stop()
+
+
+def test_metrics_answers_within_the_scrape_timeout_while_postgresql_hangs_and_says_the_store_is_down(
+    tmp_path: Path, cluster: PostgresCluster
+) -> None:
+    """A scrape of a process whose PostgreSQL is paused hung until Prometheus gave up: the target showed
+    down with no reason and every series went stale. It now answers before the scrape timeout Prometheus
+    sends, with `llm_store_up 0` (the families read from the store left out), and `1` again after."""
+    server = LlmcostProcess(cluster.create_database(), role="all").start(tmp_path)
+    scrape = {"X-Prometheus-Scrape-Timeout-Seconds": "3"}
+    try:
+        with httpx.Client(base_url=server.base, timeout=15) as client:
+            assert client.post("/v1/usage", json=usage_events("before", 7)).status_code == 200
+            text = client.get("/metrics", headers=scrape).text
+            assert total(text, "llm_store_up") == 1
+            cluster.pause()
+            try:
+                for _ in range(3):  # the later scrapes find the first one's collection still stuck
+                    started = time.monotonic()
+                    response = client.get("/metrics", headers=scrape)
+                    waited = time.monotonic() - started
+                    assert response.status_code == 200, response.text
+                    assert waited < 3, f"answered after {waited:.1f} s, past the scrape timeout"
+                    assert total(response.text, "llm_store_up") == 0
+                    assert "llm_exporter_build_info" in response.text
+                    assert "llm_requests_total" not in response.text, "no stale or partial totals"
+                assert client.get("/healthz").status_code == 200  # alive: restarting it would not help
+            finally:
+                cluster.resume()
+
+            def back() -> bool:
+                text = client.get("/metrics", headers=scrape).text
+                return total(text, "llm_store_up") == 1 and total(text, "llm_requests_total") == 7
+
+            wait_until(back, timeout=15, what="the store's totals and llm_store_up 1 once PostgreSQL answers")
+    finally:
+        server.stop()
