@@ -10,6 +10,7 @@ from prometheus_client.exposition import choose_encoder
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -21,6 +22,7 @@ from exporter.events import UsageEvent
 from exporter.exposition import lean_renderer, prepare_registry
 from exporter.http.auth import check_bearer
 from exporter.http.body import JSON_TYPES, NDJSON_TYPES, BodyTimeout, BodyTooLarge, media_type, read_limited
+from exporter.http.bounded_reads import BoundedReads
 from exporter.http.encoding import BadEncoding, DecodedTooLarge, UnsupportedEncoding, decode_body
 from exporter.http.errors import ORJSONResponse, error
 from exporter.http.origin import refuse_foreign_origin
@@ -206,8 +208,13 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         await run_in_threadpool(prepare_registry, services.registry)
         yield
 
+    # Reads on a store that hangs answer 503 instead of never (bounded_reads.py); these three bound themselves.
+    bounded = Middleware(
+        BoundedReads, probe=probe, retry_headers=STORE_DOWN_HEADERS, skip_paths=("/healthz", "/readyz", "/metrics")
+    )
     return Starlette(
         routes=routes,
+        middleware=[bounded],
         lifespan=lifespan,
         # No bare 500 anywhere: a store outage is a 503 to retry, any other failure the API's JSON error.
         exception_handlers={

@@ -140,3 +140,34 @@ def test_metrics_answers_within_the_scrape_timeout_while_postgresql_hangs_and_sa
             wait_until(back, timeout=15, what="the store's totals and llm_store_up 1 once PostgreSQL answers")
     finally:
         server.stop()
+
+
+def test_reads_answer_503_promptly_while_postgresql_hangs_and_200_once_it_answers(
+    tmp_path: Path, cluster: PostgresCluster
+) -> None:
+    """`GET /v1/budgets` and `GET /v1/alerts` on a paused PostgreSQL hung for as long as the pause lasted
+    (the query waited on an open, silent pooled connection). They now answer 503 with Retry-After."""
+    server = LlmcostProcess(cluster.create_database(), role="all").start(tmp_path)
+    reads = ["/v1/budgets", "/v1/alerts", "/v1/usage/summary?by=project"]
+    try:
+        with httpx.Client(base_url=server.base, timeout=20) as client:
+            assert client.post("/v1/usage", json=usage_events("before", 3)).status_code == 200
+            assert [client.get(path).status_code for path in reads] == [200, 200, 200]
+            cluster.pause()
+            try:
+                for path in reads:
+                    started = time.monotonic()
+                    response = client.get(path)
+                    waited = time.monotonic() - started
+                    assert response.status_code == 503, f"{path}: {response.text}"
+                    assert response.headers.get("retry-after") == "5"
+                    assert waited < 8, f"{path} answered after {waited:.1f} s"
+            finally:
+                cluster.resume()
+            wait_until(
+                lambda: [client.get(path).status_code for path in reads] == [200, 200, 200],
+                timeout=20,
+                what="the reads answered again once PostgreSQL answers",
+            )
+    finally:
+        server.stop()
