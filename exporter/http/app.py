@@ -210,7 +210,11 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
 
     # Reads on a store that hangs answer 503 instead of never (bounded_reads.py); these three bound themselves.
     bounded = Middleware(
-        BoundedReads, probe=probe, retry_headers=STORE_DOWN_HEADERS, skip_paths=("/healthz", "/readyz", "/metrics")
+        BoundedReads,
+        probe=probe,
+        retry_headers=STORE_DOWN_HEADERS,
+        skip_paths=("/healthz", "/readyz", "/metrics"),
+        read_posts=("/v1/budgets/check",),
     )
     return Starlette(
         routes=routes,

@@ -22,8 +22,17 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def create_store_engine(url: str, *, pool_size: int = 8, read_only: bool = False) -> Engine:
+POOL_TIMEOUT = 30.0
+"""Seconds a PostgreSQL checkout waits for a pooled connection before the store counts as unavailable."""
+
+
+def create_store_engine(
+    url: str, *, pool_size: int = 8, read_only: bool = False, pool_timeout: float = POOL_TIMEOUT
+) -> Engine:
     """An engine tuned for the store: WAL and full sync on SQLite, a bounded pool with TCP keepalives on PostgreSQL.
+
+    `pool_timeout`: how long a PostgreSQL checkout waits for one of the pool's connections (all held by
+    queries a hung database does not answer): then the store is unavailable (StoreUnavailable, a 503).
 
     `read_only`: the database itself refuses every write on these connections (SQLite `query_only`,
     PostgreSQL `default_transaction_read_only`), so a reading command cannot change the store even by
@@ -70,7 +79,12 @@ def create_store_engine(url: str, *, pool_size: int = 8, read_only: bool = False
         given = " ".join(given) if isinstance(given, tuple) else given
         connect_args["options"] = f"{given} -c default_transaction_read_only=on".strip()
     engine = create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, connect_args=connect_args
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=pool_timeout,
+        pool_recycle=1800,
+        connect_args=connect_args,
     )
     event.listen(engine, "checkout", _drop_dead_postgres_connection)
     return engine

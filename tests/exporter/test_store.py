@@ -6,8 +6,10 @@ import os
 import socket
 import threading
 
+import pytest
+
 from exporter.events import UsageEvent
-from exporter.store import Store
+from exporter.store import Store, StoreUnavailable
 from exporter.store.schema import BUCKET_SECONDS
 
 T0 = 1_795_000_200.0  # a bucket boundary
@@ -253,3 +255,26 @@ def test_connect_timeout_and_options_in_the_database_url_are_kept(pg_url: str) -
             assert cursor.connection.info.get_parameters()["connect_timeout"] == "11"
     finally:
         store.close()
+
+
+def test_a_pool_whose_every_connection_is_held_is_store_unavailable_not_an_internal_error(pg_url: str) -> None:
+    """While PostgreSQL hung (paused), every pooled connection stayed with a query it did not answer; the
+    next request waited `pool_timeout` and failed with SQLAlchemy's TimeoutError: a 500 with a traceback,
+    and `POST /v1/budgets/check` answered 500 instead of its `fail_mode`. It is StoreUnavailable now."""
+    store = Store(pg_url, pool_timeout=0.2)
+    held = [store.engine.connect() for _ in range(16)]  # pool_size 8 + max_overflow 8: all of them
+    try:
+        for read in (store.event_count, store.counters, lambda: store.series_totals(("provider",))):
+            with pytest.raises(StoreUnavailable, match="QueuePool limit"):
+                read()
+        with pytest.raises(StoreUnavailable), store.raw_cursor():
+            pass
+        with pytest.raises(StoreUnavailable), store.transaction():
+            pass
+        with pytest.raises(StoreUnavailable):
+            store.write_events([ev("held")])
+    finally:
+        for conn in held:
+            conn.close()
+    assert store.write_events([ev("free")]).accepted == 1
+    store.close()
