@@ -98,6 +98,16 @@ def test_reprice_dry_run_reads_only(store: str, capsys: pytest.CaptureFixture[st
             ["report", "--db", "mysql://u:p@localhost/x"],
             "unsupported database backend 'mysql' (supported: sqlite, postgresql",
         ),
+        # A misspelt libpq option: serve died with psycopg's ProgrammingError traceback, report said the
+        # database "holds no llmcost store".
+        (
+            ["serve", "--db", "postgresql://u:p@127.0.0.1:1/x?sslmod=require"],
+            "--db: unknown connection option 'sslmod' in the URL's query",
+        ),
+        (
+            ["report", "--db", "postgresql://u:p@127.0.0.1:1/x?sslmode=require&conect_timeout=3"],
+            "--db: unknown connection option 'conect_timeout' in the URL's query",
+        ),
         (["serve", "--listen", "127.0.0.1:99999"], "--listen: port must be 1-65535, got 99999"),
         (["serve", "--listen", "nowhere"], "--listen: must be HOST:PORT"),
         (["--log-level", "bogus", "report"], "--log-level: unknown log level 'bogus' (choose from DEBUG, INFO"),
