@@ -12,6 +12,9 @@ from sqlalchemy.engine import Engine, make_url
 # connection whose server vanished (host gone, network partition) hangs a request that long. With these,
 # a dead peer is noticed within idle + interval x count = 60 s. Values in the database URL win.
 POSTGRES_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+# What pg_stat_activity shows for our connections, so an operator counting connections against
+# max_connections (or terminating them) can tell llmcost's from the rest. The URL's own wins.
+POSTGRES_APPLICATION_NAME = "llmcost"
 
 
 def normalise_url(url: str) -> str:
@@ -72,7 +75,13 @@ def create_store_engine(
     # user's connect_timeout, keepalives or options (a statement_timeout, say) are theirs to keep.
     query = make_url(url).query
     connect_args: dict[str, Any] = {
-        key: value for key, value in {"connect_timeout": 5, **POSTGRES_KEEPALIVES}.items() if key not in query
+        key: value
+        for key, value in {
+            "connect_timeout": 5,
+            "application_name": POSTGRES_APPLICATION_NAME,
+            **POSTGRES_KEEPALIVES,
+        }.items()
+        if key not in query
     }
     if read_only:
         given = query.get("options", "")

@@ -278,3 +278,23 @@ def test_a_pool_whose_every_connection_is_held_is_store_unavailable_not_an_inter
             conn.close()
     assert store.write_events([ev("free")]).accepted == 1
     store.close()
+
+
+def test_postgresql_connections_are_named_llmcost_unless_the_url_names_them(pg_url: str) -> None:
+    # pg_stat_activity showed an empty application_name: an operator at max_connections could not tell
+    # llmcost's connections from the others.
+    def names(store: Store) -> set[str]:
+        with store.raw_cursor() as (cursor, _):
+            cursor.execute("SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()")
+            return {row[0] for row in cursor.fetchall()}
+
+    store = Store(pg_url)
+    try:
+        assert names(store) == {"llmcost"}
+    finally:
+        store.close()
+    store = Store(f"{pg_url}?application_name=llmcost-eu")
+    try:
+        assert names(store) == {"llmcost-eu"}
+    finally:
+        store.close()
