@@ -67,9 +67,14 @@ class BoundedScrapes:
         self._without_store = _without_store()
         self._in_flight: dict[str, asyncio.Future[bytes]] = {}
         self._down_since: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def render(self, encoder: Encoder, content_type: str, wait: float) -> bytes:
         """The exposition in `content_type`: the store's families, or `llm_store_up 0` past `wait` seconds."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a rendering of another event loop (an in-process test client's) is not shared
+            self._in_flight.clear()
+            self._loop = loop
         rendering = self._in_flight.get(content_type)
         if rendering is None or rendering.done():
             rendering = asyncio.ensure_future(run_in_threadpool(encoder, self._registry))
