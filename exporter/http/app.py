@@ -208,13 +208,14 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         await run_in_threadpool(prepare_registry, services.registry)
         yield
 
-    # Reads on a store that hangs answer 503 instead of never (bounded_reads.py); these three bound themselves.
+    # Reads (and retry-safe posts) on a store that hangs answer 503, not never (bounded_reads.py); these three
+    # bound themselves.
     bounded = Middleware(
         BoundedReads,
         probe=probe,
         retry_headers=STORE_DOWN_HEADERS,
         skip_paths=("/healthz", "/readyz", "/metrics"),
-        read_posts=("/v1/budgets/check",),
+        safe_posts=("/v1/budgets/check", "/v1/alertmanager"),
     )
     return Starlette(
         routes=routes,

@@ -8,12 +8,13 @@ needed a new connection failed after `connect_timeout`; one that took an idle po
 This middleware lets a read run; when it has not answered after `wait` seconds it asks the shared store
 probe (store_probe.py) whether the database answers at all. A busy one does, and the read keeps waiting:
 a slow report is never cut short. A silent or refusing one gets `503` with Retry-After, and the read is
-left to finish in the background (its answer dropped). Only reads are bounded this way: `GET` and `HEAD`,
-and a `POST` that only asks (`read_posts`: `POST /v1/budgets/check`, whose clients take a 5xx as
-"unreachable" and answer from their own `fail_mode`). A read changes nothing, so abandoning one is always
-safe, whereas a write left running could land after its client was told to retry. Ingest (`/v1/usage`,
-`/v1/traces`) bounds its commits itself, with request_id deduplication, and `/metrics` and `/readyz`
-have their own bounds.
+left to finish in the background (its answer dropped). Only requests that are safe to abandon are
+bounded this way: reads (`GET`, `HEAD`), which change nothing, and the `POST`s in `safe_posts`, which
+either only ask (`/v1/budgets/check`, whose clients take a 5xx as "unreachable" and answer from their
+own `fail_mode`) or are deduplicated when their sender retries (`/v1/alertmanager`: an alert is one
+fingerprint, so a webhook that lands late and its retry make one alert and one notification). Any other
+write left running could land after its client was told to retry. Ingest (`/v1/usage`, `/v1/traces`)
+bounds its commits itself, with request_id deduplication, and `/metrics` and `/readyz` have their own.
 """
 
 from __future__ import annotations
@@ -43,21 +44,21 @@ class BoundedReads:
         probe: StoreProbe,
         retry_headers: dict[str, str],
         skip_paths: Collection[str] = (),
-        read_posts: Collection[str] = (),
+        safe_posts: Collection[str] = (),
         wait: float = READ_WAIT,
     ) -> None:
         self.app = app
         self._probe = probe
         self._retry_headers = retry_headers
         self._skip = frozenset(skip_paths)
-        self._read_posts = frozenset(read_posts)
+        self._safe_posts = frozenset(safe_posts)
         self._wait = wait
 
     def _is_read(self, scope: Scope) -> bool:
         if scope["path"] in self._skip:
             return False
         method = scope["method"]
-        return method in ("GET", "HEAD") or (method == "POST" and scope["path"] in self._read_posts)
+        return method in ("GET", "HEAD") or (method == "POST" and scope["path"] in self._safe_posts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the request; a read unanswered while the store is silent is answered 503 (module docstring)."""

@@ -65,9 +65,9 @@ def test_a_restored_backup_counts_replayed_calls_once_and_keeps_its_alerts(
                 alerts_before = client.get("/v1/alerts").json()
             original.stop()
 
-            restored = LlmcostProcess(
-                _dump_and_restore(pg_cluster, pg_url, restored_cluster), config=config
-            ).start(tmp_path)
+            restored = LlmcostProcess(_dump_and_restore(pg_cluster, pg_url, restored_cluster), config=config).start(
+                tmp_path
+            )
             with httpx.Client(base_url=restored.base, timeout=15) as client:
                 # Clients retrying what they sent before the backup: recognised, not counted again.
                 assert client.post("/v1/usage", json=calls).json() == {"accepted": 0, "duplicates": 20, "rejected": []}

@@ -17,10 +17,13 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+import yaml
 
+from tests.support.gateway_harness import am_alert, am_payload
 from tests.support.helpers import total, usage_events
 from tests.support.pg import PostgresCluster
 from tests.support.procs import LlmcostProcess
+from tests.support.recording_servers import SlackAPIServer
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.real_process
@@ -180,3 +183,47 @@ def test_reads_answer_503_promptly_while_postgresql_hangs_and_200_once_it_answer
             )
     finally:
         server.stop()
+
+
+def test_an_alertmanager_webhook_is_answered_503_while_postgresql_hangs_and_its_retry_notifies_once(
+    tmp_path: Path, cluster: PostgresCluster
+) -> None:
+    """Alertmanager's POST /v1/alertmanager hung for as long as PostgreSQL was paused (its notification
+    then timed out with no reason given). It is answered 503 now; Alertmanager retries, and the alert
+    is notified once, whether or not the first attempt's write landed when the database came back."""
+    alert = am_payload([am_alert("LLMCostSpike")])
+    with SlackAPIServer() as slack:
+        config = tmp_path / "llmcost.yml"
+        slack_channel = {"token": "xoxb-test-token", "channel": "#llm-cost", "api_url": slack.api_url}
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "alerting": {"outbox": {"poll_interval": "100ms"}},
+                    "notifications": {"slack": slack_channel, "routes": {"warning": ["slack"]}},
+                }
+            )
+        )
+        server = LlmcostProcess(cluster.create_database(), config=config).start(tmp_path)
+        try:
+            with httpx.Client(base_url=server.base, timeout=20) as client:
+                assert client.get("/v1/alerts").status_code == 200  # the pool holds idle connections
+                cluster.pause()
+                try:
+                    started = time.monotonic()
+                    response = client.post("/v1/alertmanager", json=alert)
+                    waited = time.monotonic() - started
+                    assert response.status_code == 503, response.text
+                    assert waited < 8, f"answered after {waited:.1f} s"
+                finally:
+                    cluster.resume()
+                wait_until(
+                    lambda: client.post("/v1/alertmanager", json=alert).status_code == 200,
+                    timeout=20,
+                    what="the webhook accepted once PostgreSQL answers",
+                )
+                wait_until(lambda: slack.calls("chat.postMessage"), timeout=15, what="the Slack message")
+                time.sleep(2)  # on purpose: a second message can only be ruled out over time (outbox polls 100 ms)
+                assert len(slack.calls("chat.postMessage")) == 1
+                assert len(client.get("/v1/alerts").json()) == 1
+        finally:
+            server.stop()
