@@ -12,6 +12,11 @@ from sqlalchemy.engine import Engine, make_url
 # connection whose server vanished (host gone, network partition) hangs a request that long. With these,
 # a dead peer is noticed within idle + interval x count = 60 s. Values in the database URL win.
 POSTGRES_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+# Keepalives only probe an idle connection. A query sent into a partition stays unacknowledged, and the
+# kernel retransmits it for ~15 minutes (tcp_retries2) while the request's thread and pooled connection
+# wait: with TCP_USER_TIMEOUT the connection is dropped after 60 s of unacknowledged data instead (the
+# request was answered 503 long before; this frees what it held). The URL's own value wins.
+POSTGRES_TCP_USER_TIMEOUT_MS = 60_000
 # What pg_stat_activity shows for our connections, so an operator counting connections against
 # max_connections (or terminating them) can tell llmcost's from the rest. The URL's own wins.
 POSTGRES_APPLICATION_NAME = "llmcost"
@@ -79,6 +84,7 @@ def create_store_engine(
         for key, value in {
             "connect_timeout": 5,
             "application_name": POSTGRES_APPLICATION_NAME,
+            "tcp_user_timeout": POSTGRES_TCP_USER_TIMEOUT_MS,
             **POSTGRES_KEEPALIVES,
         }.items()
         if key not in query

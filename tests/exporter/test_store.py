@@ -298,3 +298,21 @@ def test_postgresql_connections_are_named_llmcost_unless_the_url_names_them(pg_u
         assert names(store) == {"llmcost-eu"}
     finally:
         store.close()
+
+
+def test_postgresql_drops_a_connection_whose_query_goes_unacknowledged_for_a_minute(pg_url: str) -> None:
+    # A query sent into a network partition is retransmitted by the kernel for ~15 minutes, holding the
+    # request's thread and pooled connection that long: TCP_USER_TIMEOUT ends it after 60 s (keepalives
+    # only probe idle connections). A value in the URL wins.
+    def user_timeout(store: Store) -> int:
+        with store.raw_cursor() as (cursor, _):
+            cursor.execute("SELECT 1")
+            with socket.socket(fileno=os.dup(cursor.connection.fileno())) as sock:
+                return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)
+
+    for url, expected in ((pg_url, 60_000), (f"{pg_url}?tcp_user_timeout=5000", 5_000)):
+        store = Store(url)
+        try:
+            assert user_timeout(store) == expected
+        finally:
+            store.close()
