@@ -25,7 +25,7 @@ from exporter.store.store import SeriesTotals
 OTHER = "__other__"
 SHARED_SECONDS = 10.0
 """How old the usage totals of a scrape may be for the adjustment collector to take them (same thread)."""
-__all__ = ["OTHER", "RANK_SECONDS", "AdjustmentCollector", "SelfCollector", "UsageCollector"]
+__all__ = ["OTHER", "RANK_SECONDS", "AdjustmentCollector", "SelfCollector", "StoreUpCollector", "UsageCollector"]
 _TOKEN_TYPES = (
     ("input", "input_tokens"),
     ("cache_read", "cache_read_tokens"),
@@ -277,3 +277,25 @@ class SelfCollector(Collector):
         info = _gauge(metric_names.BUILD_INFO)
         info.add_metric([__version__], 1.0)
         yield info
+
+
+class StoreUpCollector(Collector):
+    """`llm_store_up`: 1 in a scrape that read the store; 0 (with the build info) in one answered without it.
+
+    A scrape whose store does not answer is answered from what the process holds without it (see
+    exporter/http/scrape.py): that is this gauge at 0 and `llm_exporter_build_info`, so Prometheus keeps
+    the target up and a rule can say why the usage series stopped.
+    """
+
+    def __init__(self, *, up: bool) -> None:
+        self._up = up
+
+    def collect(self) -> Iterator[Metric]:
+        """The gauge; the build info too when the store's own collectors (SelfCollector) did not run."""
+        gauge = _gauge(metric_names.STORE_UP)
+        gauge.add_metric([], 1.0 if self._up else 0.0)
+        yield gauge
+        if not self._up:
+            info = _gauge(metric_names.BUILD_INFO)
+            info.add_metric([__version__], 1.0)
+            yield info

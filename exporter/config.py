@@ -383,7 +383,30 @@ def database_url_problem(url: str) -> str | None:
             f"unsupported database backend {parsed.drivername!r} (supported: {', '.join(SUPPORTED_BACKENDS)}; "
             "e.g. sqlite:///llmcost.db or postgresql+psycopg://user@host/db)"
         )
+    if parsed.get_backend_name() == "postgresql":
+        return _unknown_libpq_option(parsed.query)
     return None
+
+
+def _unknown_libpq_option(query: Mapping[str, Any]) -> str | None:
+    """A query parameter libpq does not know (a typo such as `sslmod`), which psycopg refuses at connect.
+
+    The URL's query is passed to libpq as connection options (`sslmode`, `connect_timeout`, `options`, …):
+    an unknown one failed the first connection with a ProgrammingError traceback (`serve`) or read as a
+    database without a store (the reading commands).
+    """
+    if not query:
+        return None
+    import psycopg
+
+    known = {option.keyword.decode() for option in psycopg.pq.Conninfo.get_defaults()}
+    unknown = sorted(name for name in query if name not in known)
+    if not unknown:
+        return None
+    return (
+        f"unknown connection option {unknown[0]!r} in the URL's query (libpq options such as sslmode, "
+        "sslrootcert, connect_timeout, application_name, options; see docs/configuration.md)"
+    )
 
 
 def listen_problem(listen: str) -> str | None:

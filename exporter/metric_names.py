@@ -94,6 +94,13 @@ INGEST_LAST_EVENT = MetricSpec(
     "Unix time at which the store last accepted a new event (0 if never).",
     (),
 )
+STORE_UP = MetricSpec(
+    "llm_store_up",
+    "gauge",
+    "1 when this scrape read the store; 0 when the store did not answer in the scrape's time (the families "
+    "read from it are then left out).",
+    (),
+)
 OTLP_SPANS_SKIPPED = MetricSpec(
     "llm_otlp_spans_skipped",
     "counter",
@@ -166,6 +173,7 @@ ALL: tuple[MetricSpec, ...] = (
     NOTIFICATIONS,
     INGEST_EVENTS,
     BUILD_INFO,
+    STORE_UP,
     INGEST_LAST_EVENT,
     OTLP_SPANS_SKIPPED,
     SCHEDULER_LAST_RUN,

@@ -14,7 +14,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from exporter.collector import AdjustmentCollector, SelfCollector, UsageCollector
+from exporter.collector import AdjustmentCollector, SelfCollector, StoreUpCollector, UsageCollector
 from exporter.commit_queue import CommitQueue
 from exporter.config import Config
 from exporter.exposition import OrderedRegistry
@@ -84,6 +84,7 @@ class Services:
         registry.register(usage)
         registry.register(AdjustmentCollector(store, usage))
         registry.register(SelfCollector(store))
+        registry.register(StoreUpCollector(up=True))
         services = cls(config, store, prices, pipeline, registry, clock)
         if start_writer:
             services.commit_queue = CommitQueue(store)

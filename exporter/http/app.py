@@ -10,6 +10,7 @@ from prometheus_client.exposition import choose_encoder
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -21,10 +22,12 @@ from exporter.events import UsageEvent
 from exporter.exposition import lean_renderer, prepare_registry
 from exporter.http.auth import check_bearer
 from exporter.http.body import JSON_TYPES, NDJSON_TYPES, BodyTimeout, BodyTooLarge, media_type, read_limited
+from exporter.http.bounded_reads import BoundedReads
 from exporter.http.encoding import BadEncoding, DecodedTooLarge, UnsupportedEncoding, decode_body
 from exporter.http.errors import ORJSONResponse, error
 from exporter.http.origin import refuse_foreign_origin
 from exporter.http.otlp import otlp_routes
+from exporter.http.scrape import TIMEOUT_HEADER, BoundedScrapes, store_wait
 from exporter.http.store_probe import StoreProbe
 from exporter.http.summary import summary_routes
 from exporter.memory import LARGE_BODY_BYTES, release_free_memory
@@ -78,6 +81,7 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
 
     # One ping in flight, shared by readiness probes and by requests whose commit is slow (store_probe.py).
     probe = StoreProbe(services.store.ping)
+    scrapes = BoundedScrapes(services.registry)
 
     async def readyz(_request: Request) -> Response:
         ready = await probe.answers(READY_TIMEOUT)
@@ -94,10 +98,8 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
         # The same bytes as prometheus_client writes for these formats (tests pin it), several times faster.
         encoder = lean_renderer(content_type) or encoder
-        try:
-            payload = await run_in_threadpool(encoder, services.registry)
-        except StoreUnavailable as exc:
-            return store_unavailable(exc)
+        # Answered before the scraper gives up, without the store's families if it does not answer (scrape.py).
+        payload = await scrapes.render(encoder, content_type, store_wait(request.headers.get(TIMEOUT_HEADER)))
         return Response(payload, media_type=content_type)
 
     async def ingest(request: Request) -> Response:
@@ -206,8 +208,18 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         await run_in_threadpool(prepare_registry, services.registry)
         yield
 
+    # Reads (and retry-safe posts) on a store that hangs answer 503, not never (bounded_reads.py); these three
+    # bound themselves.
+    bounded = Middleware(
+        BoundedReads,
+        probe=probe,
+        retry_headers=STORE_DOWN_HEADERS,
+        skip_paths=("/healthz", "/readyz", "/metrics"),
+        safe_posts=("/v1/budgets/check", "/v1/alertmanager"),
+    )
     return Starlette(
         routes=routes,
+        middleware=[bounded],
         lifespan=lifespan,
         # No bare 500 anywhere: a store outage is a 503 to retry, any other failure the API's JSON error.
         exception_handlers={

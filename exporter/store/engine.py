@@ -12,6 +12,14 @@ from sqlalchemy.engine import Engine, make_url
 # connection whose server vanished (host gone, network partition) hangs a request that long. With these,
 # a dead peer is noticed within idle + interval x count = 60 s. Values in the database URL win.
 POSTGRES_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+# Keepalives only probe an idle connection. A query sent into a partition stays unacknowledged, and the
+# kernel retransmits it for ~15 minutes (tcp_retries2) while the request's thread and pooled connection
+# wait: with TCP_USER_TIMEOUT the connection is dropped after 60 s of unacknowledged data instead (the
+# request was answered 503 long before; this frees what it held). The URL's own value wins.
+POSTGRES_TCP_USER_TIMEOUT_MS = 60_000
+# What pg_stat_activity shows for our connections, so an operator counting connections against
+# max_connections (or terminating them) can tell llmcost's from the rest. The URL's own wins.
+POSTGRES_APPLICATION_NAME = "llmcost"
 
 
 def normalise_url(url: str) -> str:
@@ -22,8 +30,17 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def create_store_engine(url: str, *, pool_size: int = 8, read_only: bool = False) -> Engine:
+POOL_TIMEOUT = 30.0
+"""Seconds a PostgreSQL checkout waits for a pooled connection before the store counts as unavailable."""
+
+
+def create_store_engine(
+    url: str, *, pool_size: int = 8, read_only: bool = False, pool_timeout: float = POOL_TIMEOUT
+) -> Engine:
     """An engine tuned for the store: WAL and full sync on SQLite, a bounded pool with TCP keepalives on PostgreSQL.
+
+    `pool_timeout`: how long a PostgreSQL checkout waits for one of the pool's connections (all held by
+    queries a hung database does not answer): then the store is unavailable (StoreUnavailable, a 503).
 
     `read_only`: the database itself refuses every write on these connections (SQLite `query_only`,
     PostgreSQL `default_transaction_read_only`), so a reading command cannot change the store even by
@@ -63,14 +80,26 @@ def create_store_engine(url: str, *, pool_size: int = 8, read_only: bool = False
     # user's connect_timeout, keepalives or options (a statement_timeout, say) are theirs to keep.
     query = make_url(url).query
     connect_args: dict[str, Any] = {
-        key: value for key, value in {"connect_timeout": 5, **POSTGRES_KEEPALIVES}.items() if key not in query
+        key: value
+        for key, value in {
+            "connect_timeout": 5,
+            "application_name": POSTGRES_APPLICATION_NAME,
+            "tcp_user_timeout": POSTGRES_TCP_USER_TIMEOUT_MS,
+            **POSTGRES_KEEPALIVES,
+        }.items()
+        if key not in query
     }
     if read_only:
         given = query.get("options", "")
         given = " ".join(given) if isinstance(given, tuple) else given
         connect_args["options"] = f"{given} -c default_transaction_read_only=on".strip()
     engine = create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, connect_args=connect_args
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=pool_timeout,
+        pool_recycle=1800,
+        connect_args=connect_args,
     )
     event.listen(engine, "checkout", _drop_dead_postgres_connection)
     return engine

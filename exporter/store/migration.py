@@ -104,9 +104,25 @@ def migrate(engine: Engine, parts: Sequence[SchemaPart]) -> None:
             # parts (the llmcost application's, opened here by exporter alone) or by a newer llmcost.
             raise UnknownSchema(
                 f"the store at {store_location(engine.url.render_as_string())} holds schema revisions "
-                f"this program does not know ({error}); open it with every part that made it "
-                "(the application's store: alerting.store.open_store) or with the llmcost version that made it"
+                f"this program does not know ({error}): {_NEWER_STORE}"
             ) from error
+
+
+_NEWER_STORE = (
+    "a newer llmcost upgraded it; run that version (or a newer one), or restore a backup taken before the "
+    "upgrade (from Python: open it with every part that made it, the application's store with "
+    "alerting.store.open_store)"
+)
+"""What a store with revisions no part here knows means: a rolled-back upgrade, or a library user's open."""
+
+
+def _unknown_revisions(versions: Sequence[str], parts: Sequence[SchemaPart]) -> list[str]:
+    """The recorded revisions none of `parts` holds (loads Alembic: only on the way to an error)."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config(parts))
+    known = {revision.revision for revision in script.walk_revisions()}
+    return [version for version in versions if version not in known]
 
 
 def _version_rows(connection: Connection) -> list[str]:
@@ -153,6 +169,12 @@ def require_existing_store(engine: Engine, url: str, parts: Sequence[SchemaPart]
     if current and _missing_heads(versions, parts):
         found = ", ".join(sorted(versions))
         wanted = ", ".join(f"{part.branch} {part.head}" for part in parts)
+        if _unknown_revisions(versions, parts):
+            # "Start serve of this version to upgrade it" would fail: the store is ahead, not behind.
+            raise UnknownSchema(
+                f"the store at {where} is at schema revision {found}, which this llmcost (it reads {wanted}) "
+                f"does not know: {_NEWER_STORE}"
+            )
         raise StoreNotFound(
             f"the store at {where} is at schema revision {found}, this llmcost reads {wanted}; "
             "start `llmcost serve` of this version once to upgrade it"

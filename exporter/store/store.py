@@ -18,10 +18,11 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from exporter.events import UsageEvent
 from exporter.store.driver_sql import driver_cursor
-from exporter.store.engine import create_store_engine, normalise_url
+from exporter.store.engine import POOL_TIMEOUT, create_store_engine, normalise_url
 from exporter.store.label_folding import (
     INGEST_ORDER_SLACK_SECONDS,
     Folding,
@@ -80,14 +81,22 @@ def _is_connection_error(exc: BaseException) -> bool:
     """Errors worth a retry: the database is down, restarting, locked, or dropped the connection.
 
     The raw write path sees the drivers' own PEP 249 exceptions (psycopg, sqlite3), not SQLAlchemy's.
+    A pool with no free connection for `pool_timeout` (PoolTimeout) is one too: every connection is
+    held by a query the database does not answer (paused, partitioned), and the caller should get a
+    503 to retry or its fail mode, not a 500 with a traceback.
     """
-    if isinstance(exc, OperationalError):
+    if isinstance(exc, (OperationalError, PoolTimeout)):
         return True
     if isinstance(exc, DBAPIError) and bool(exc.connection_invalidated):
         return True
     return type(exc).__name__ in ("OperationalError", "InterfaceError") or any(
         base.__name__ in ("OperationalError", "InterfaceError") for base in type(exc).__mro__
     )
+
+
+def _reason(exc: BaseException) -> str:
+    """What a StoreUnavailable says: the driver's error where there is one (SQLAlchemy's adds a URL to docs)."""
+    return str(getattr(exc, "orig", None) or exc)
 
 
 class Store:
@@ -102,10 +111,12 @@ class Store:
         read_only: bool = False,
         must_exist: bool = False,
         migrations: Sequence[SchemaPart] = (),
+        pool_timeout: float = POOL_TIMEOUT,
     ) -> None:
         """Open the store at `url`; `read_only`: the database refuses writes and nothing is migrated.
 
         `read_only` or `must_exist`: a missing store is a `StoreNotFound`, never created empty.
+        `pool_timeout`: see `create_store_engine` (a pool with no free connection is StoreUnavailable).
         `migrations`: the schema parts of other packages, migrated (and required) besides exporter's
         usage tables; the product's store passes alerting's (see alerting/store.py).
         """
@@ -119,7 +130,7 @@ class Store:
                 require_existing_store(probe, self.url, self.schema, current=read_only)
             finally:
                 probe.dispose()
-        self.engine = create_store_engine(self.url, read_only=read_only)
+        self.engine = create_store_engine(self.url, read_only=read_only, pool_timeout=pool_timeout)
         self.dialect = self.engine.dialect.name
         self.clock = clock
         self._writer = BatchWriter(self.engine)
@@ -158,7 +169,7 @@ class Store:
                 result.events = events
             except Exception as exc:
                 if _is_connection_error(exc):
-                    raise StoreUnavailable(str(getattr(exc, "orig", exc))) from exc
+                    raise StoreUnavailable(_reason(exc)) from exc
                 raise
         self.run_after_commit(result)
         return result
@@ -204,8 +215,8 @@ class Store:
                     conn = conn.execution_options(sqlite_immediate=True)
                 with conn.begin():
                     yield conn
-        except OperationalError as exc:
-            raise StoreUnavailable(str(exc.orig)) from exc
+        except (OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable(_reason(exc)) from exc
 
     def writer_turn(self) -> Any:
         """Hold this process's writer turn (SQLite; a no-op on PostgreSQL) for work outside `transaction`."""
@@ -226,8 +237,8 @@ class Store:
         try:
             with self.engine.connect() as conn:
                 yield conn
-        except OperationalError as exc:
-            raise StoreUnavailable(str(exc.orig)) from exc
+        except (OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable(_reason(exc)) from exc
 
     @contextmanager
     def raw_cursor(self) -> Iterator[tuple[Any, str]]:
@@ -240,7 +251,7 @@ class Store:
             raw = self.engine.raw_connection()
         except Exception as exc:
             if _is_connection_error(exc):
-                raise StoreUnavailable(str(getattr(exc, "orig", exc))) from exc
+                raise StoreUnavailable(_reason(exc)) from exc
             raise
         postgres = self.dialect == "postgresql"
         try:
@@ -257,7 +268,7 @@ class Store:
             if not postgres:
                 raw.rollback()
             if _is_connection_error(exc):
-                raise StoreUnavailable(str(getattr(exc, "orig", exc))) from exc
+                raise StoreUnavailable(_reason(exc)) from exc
             raise
         finally:
             if postgres:
@@ -305,8 +316,8 @@ class Store:
         try:
             with self.engine.connect() as conn:
                 return list(conn.execute(statement))
-        except OperationalError as exc:
-            raise StoreUnavailable(str(exc.orig)) from exc
+        except (OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable(_reason(exc)) from exc
 
     def series_totals(
         self,

@@ -88,8 +88,9 @@ def stat(
     no_value: str | None = None,
     text_mode: str = "auto",
     time_from: str | None = None,
+    more: Sequence[tuple[str, str]] = (),
 ) -> Json:
-    """A single-number panel from an instant query."""
+    """A single-number panel from an instant query; `more`: (expr, legend) of further numbers beside it."""
     defaults: Json = {
         "color": {"mode": "thresholds"},
         "mappings": list(mappings),
@@ -113,7 +114,7 @@ def stat(
         title,
         description,
         unit,
-        [_target(expr, legend, instant=True)],
+        [_target(expr, legend, instant=True), *(_target(e, lg, instant=True) for e, lg in more)],
         defaults=defaults,
         options=options,
         extra=extra,

@@ -23,9 +23,13 @@ def build() -> Json:
                 (
                     stat(
                         "llmcost up",
-                        "Whether Prometheus' last scrape of llmcost succeeded.",
+                        "Whether Prometheus' last scrape of llmcost succeeded (scrape), and whether that scrape "
+                        "could read llmcost's database (store: llm_store_up; DOWN for 5 minutes raises "
+                        "LLMCostStoreDown).",
                         NONE,
                         f"min(up{{{t}}})",
+                        legend="scrape",
+                        more=[(f"min(llm_store_up{{{t}}})", "store")],
                         steps=[{"color": "red", "value": None}, {"color": "green", "value": 1}],
                         mappings=[
                             {

@@ -23,7 +23,7 @@ from tests.support import monitoring_assets as assets
 pytestmark = pytest.mark.real_process
 
 GATEWAY_RECEIVERS = {"llmcost-default", "llmcost-critical", "llmcost-warning", "llmcost-info"}
-EXPORTER_ALERTS = {"LLMCostExporterDown", "LLMCostExporterAbsent"}
+EXPORTER_ALERTS = {"LLMCostExporterDown", "LLMCostExporterAbsent", "LLMCostStoreDown"}
 _MATCHER = re.compile(r'^\s*(?P<label>\w+)\s*(?P<op>=~|!~|!=|=)\s*"(?P<value>.*)"\s*$')
 
 
@@ -101,6 +101,7 @@ ROUTE_CASES: list[tuple[dict[str, str], list[str]]] = [
     # The gateway cannot announce its own outage: these also go to the fallback receiver.
     ({"alertname": "LLMCostExporterDown", "severity": "critical", "job": "llmcost"}, DOWN),
     ({"alertname": "LLMCostExporterAbsent", "severity": "critical", "job": "llmcost"}, DOWN),
+    ({"alertname": "LLMCostStoreDown", "severity": "critical", "job": "llmcost"}, DOWN),
     # llmcost's own alerts, as it pushes them (`alertmanager:` configured): back to its gateway by severity.
     ({"alertname": "LLMBudgetCritical", "severity": "critical", **BUDGET, **OURS}, ["llmcost-critical"]),
     ({"alertname": "LLMBudgetWarning", "severity": "warning", **BUDGET, **OURS}, ["llmcost-warning"]),

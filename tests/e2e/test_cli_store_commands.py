@@ -98,6 +98,16 @@ def test_reprice_dry_run_reads_only(store: str, capsys: pytest.CaptureFixture[st
             ["report", "--db", "mysql://u:p@localhost/x"],
             "unsupported database backend 'mysql' (supported: sqlite, postgresql",
         ),
+        # A misspelt libpq option: serve died with psycopg's ProgrammingError traceback, report said the
+        # database "holds no llmcost store".
+        (
+            ["serve", "--db", "postgresql://u:p@127.0.0.1:1/x?sslmod=require"],
+            "--db: unknown connection option 'sslmod' in the URL's query",
+        ),
+        (
+            ["report", "--db", "postgresql://u:p@127.0.0.1:1/x?sslmode=require&conect_timeout=3"],
+            "--db: unknown connection option 'conect_timeout' in the URL's query",
+        ),
         (["serve", "--listen", "127.0.0.1:99999"], "--listen: port must be 1-65535, got 99999"),
         (["serve", "--listen", "nowhere"], "--listen: must be HOST:PORT"),
         (["--log-level", "bogus", "report"], "--log-level: unknown log level 'bogus' (choose from DEBUG, INFO"),
@@ -233,3 +243,23 @@ def test_prune_without_a_retention_section_still_answers_scripts_in_json_and_nam
     assert code == 3
     assert f"no store at sqlite:///{missing}" in err
     assert not missing.exists()
+
+
+def test_after_rolling_back_an_upgrade_the_commands_say_the_store_is_newer(
+    capsys: pytest.CaptureFixture[str], pg_url: str
+) -> None:
+    """An operator who rolled llmcost back after a newer version migrated the store was told by `report`
+    to "start `llmcost serve` of this version once to upgrade it", which then refused to start."""
+    import psycopg
+
+    from alerting.store import open_store
+
+    open_store(pg_url).close()
+    with psycopg.connect(pg_url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0099_from_a_newer_llmcost'")
+    for command in ("report", "ingest"):
+        argv = [command, "--db", pg_url, *(["/dev/null"] if command == "ingest" else [])]
+        code, _out, err = run(capsys, *argv)
+        assert code == 3, err
+        assert "a newer llmcost upgraded it; run that version" in err
+        assert "to upgrade it" not in err

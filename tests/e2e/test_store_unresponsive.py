@@ -17,10 +17,13 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+import yaml
 
+from tests.support.gateway_harness import am_alert, am_payload
 from tests.support.helpers import total, usage_events
 from tests.support.pg import PostgresCluster
 from tests.support.procs import LlmcostProcess
+from tests.support.recording_servers import SlackAPIServer
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.real_process
@@ -103,3 +106,124 @@ def test_ingest_and_readyz_answer_503_promptly_while_postgresql_hangs_and_retrie
         assert total(text, "llm_requests_total") == len(before) + len(during)
     finally:
         server.stop()
+
+
+def test_metrics_answers_within_the_scrape_timeout_while_postgresql_hangs_and_says_the_store_is_down(
+    tmp_path: Path, cluster: PostgresCluster
+) -> None:
+    """A scrape of a process whose PostgreSQL is paused hung until Prometheus gave up: the target showed
+    down with no reason and every series went stale. It now answers before the scrape timeout Prometheus
+    sends, with `llm_store_up 0` (the families read from the store left out), and `1` again after."""
+    server = LlmcostProcess(cluster.create_database(), role="all").start(tmp_path)
+    scrape = {"X-Prometheus-Scrape-Timeout-Seconds": "3"}
+    try:
+        with httpx.Client(base_url=server.base, timeout=15) as client:
+            assert client.post("/v1/usage", json=usage_events("before", 7)).status_code == 200
+            text = client.get("/metrics", headers=scrape).text
+            assert total(text, "llm_store_up") == 1
+            cluster.pause()
+            try:
+                for _ in range(3):  # the later scrapes find the first one's collection still stuck
+                    started = time.monotonic()
+                    response = client.get("/metrics", headers=scrape)
+                    waited = time.monotonic() - started
+                    assert response.status_code == 200, response.text
+                    assert waited < 3, f"answered after {waited:.1f} s, past the scrape timeout"
+                    assert total(response.text, "llm_store_up") == 0
+                    assert "llm_exporter_build_info" in response.text
+                    assert "llm_requests_total" not in response.text, "no stale or partial totals"
+                assert client.get("/healthz").status_code == 200  # alive: restarting it would not help
+            finally:
+                cluster.resume()
+
+            def back() -> bool:
+                text = client.get("/metrics", headers=scrape).text
+                return total(text, "llm_store_up") == 1 and total(text, "llm_requests_total") == 7
+
+            wait_until(back, timeout=15, what="the store's totals and llm_store_up 1 once PostgreSQL answers")
+    finally:
+        server.stop()
+
+
+def test_reads_answer_503_promptly_while_postgresql_hangs_and_200_once_it_answers(
+    tmp_path: Path, cluster: PostgresCluster
+) -> None:
+    """`GET /v1/budgets`, `GET /v1/alerts` and `POST /v1/budgets/check` on a paused PostgreSQL hung for as
+    long as the pause lasted (the query waited on an open, silent pooled connection). They now answer 503
+    with Retry-After."""
+    server = LlmcostProcess(cluster.create_database(), role="all").start(tmp_path)
+    reads = ["/v1/budgets", "/v1/alerts"]
+    try:
+        with httpx.Client(base_url=server.base, timeout=20) as client:
+            assert client.post("/v1/usage", json=usage_events("before", 3)).status_code == 200
+            assert [client.get(path).status_code for path in reads] == [200, 200]
+            cluster.pause()
+            try:
+                for path in reads:
+                    started = time.monotonic()
+                    response = client.get(path)
+                    waited = time.monotonic() - started
+                    assert response.status_code == 503, f"{path}: {response.text}"
+                    assert response.headers.get("retry-after") == "5"
+                    assert waited < 8, f"{path} answered after {waited:.1f} s"
+                # A check only asks: the same bound (the client's fail_mode reads a 503 as "unreachable"),
+                # unless it is answered from the checks' cache, also at once.
+                for _ in range(2):
+                    started = time.monotonic()
+                    response = client.post("/v1/budgets/check", json={"project": "p", "estimated_cost_usd": 0.1})
+                    waited = time.monotonic() - started
+                    assert response.status_code in (200, 503), response.text
+                    assert waited < 8, f"the budget check answered after {waited:.1f} s"
+            finally:
+                cluster.resume()
+            wait_until(
+                lambda: [client.get(path).status_code for path in reads] == [200, 200],
+                timeout=20,
+                what="the reads answered again once PostgreSQL answers",
+            )
+    finally:
+        server.stop()
+
+
+def test_an_alertmanager_webhook_is_answered_503_while_postgresql_hangs_and_its_retry_notifies_once(
+    tmp_path: Path, cluster: PostgresCluster
+) -> None:
+    """Alertmanager's POST /v1/alertmanager hung for as long as PostgreSQL was paused (its notification
+    then timed out with no reason given). It is answered 503 now; Alertmanager retries, and the alert
+    is notified once, whether or not the first attempt's write landed when the database came back."""
+    alert = am_payload([am_alert("LLMCostSpike")])
+    with SlackAPIServer() as slack:
+        config = tmp_path / "llmcost.yml"
+        slack_channel = {"token": "xoxb-test-token", "channel": "#llm-cost", "api_url": slack.api_url}
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "alerting": {"outbox": {"poll_interval": "100ms"}},
+                    "notifications": {"slack": slack_channel, "routes": {"warning": ["slack"]}},
+                }
+            )
+        )
+        server = LlmcostProcess(cluster.create_database(), config=config).start(tmp_path)
+        try:
+            with httpx.Client(base_url=server.base, timeout=20) as client:
+                assert client.get("/v1/alerts").status_code == 200  # the pool holds idle connections
+                cluster.pause()
+                try:
+                    started = time.monotonic()
+                    response = client.post("/v1/alertmanager", json=alert)
+                    waited = time.monotonic() - started
+                    assert response.status_code == 503, response.text
+                    assert waited < 8, f"answered after {waited:.1f} s"
+                finally:
+                    cluster.resume()
+                wait_until(
+                    lambda: client.post("/v1/alertmanager", json=alert).status_code == 200,
+                    timeout=20,
+                    what="the webhook accepted once PostgreSQL answers",
+                )
+                wait_until(lambda: slack.calls("chat.postMessage"), timeout=15, what="the Slack message")
+                time.sleep(2)  # on purpose: a second message can only be ruled out over time (outbox polls 100 ms)
+                assert len(slack.calls("chat.postMessage")) == 1
+                assert len(client.get("/v1/alerts").json()) == 1
+        finally:
+            server.stop()

@@ -6,8 +6,10 @@ import os
 import socket
 import threading
 
+import pytest
+
 from exporter.events import UsageEvent
-from exporter.store import Store
+from exporter.store import Store, StoreUnavailable
 from exporter.store.schema import BUCKET_SECONDS
 
 T0 = 1_795_000_200.0  # a bucket boundary
@@ -253,3 +255,64 @@ def test_connect_timeout_and_options_in_the_database_url_are_kept(pg_url: str) -
             assert cursor.connection.info.get_parameters()["connect_timeout"] == "11"
     finally:
         store.close()
+
+
+def test_a_pool_whose_every_connection_is_held_is_store_unavailable_not_an_internal_error(pg_url: str) -> None:
+    """While PostgreSQL hung (paused), every pooled connection stayed with a query it did not answer; the
+    next request waited `pool_timeout` and failed with SQLAlchemy's TimeoutError: a 500 with a traceback,
+    and `POST /v1/budgets/check` answered 500 instead of its `fail_mode`. It is StoreUnavailable now."""
+    store = Store(pg_url, pool_timeout=0.2)
+    held = [store.engine.connect() for _ in range(16)]  # pool_size 8 + max_overflow 8: all of them
+    try:
+        for read in (store.event_count, store.counters, lambda: store.series_totals(("provider",))):
+            with pytest.raises(StoreUnavailable, match="QueuePool limit"):
+                read()
+        with pytest.raises(StoreUnavailable), store.raw_cursor():
+            pass
+        with pytest.raises(StoreUnavailable), store.transaction():
+            pass
+        with pytest.raises(StoreUnavailable):
+            store.write_events([ev("held")])
+    finally:
+        for conn in held:
+            conn.close()
+    assert store.write_events([ev("free")]).accepted == 1
+    store.close()
+
+
+def test_postgresql_connections_are_named_llmcost_unless_the_url_names_them(pg_url: str) -> None:
+    # pg_stat_activity showed an empty application_name: an operator at max_connections could not tell
+    # llmcost's connections from the others.
+    def names(store: Store) -> set[str]:
+        with store.raw_cursor() as (cursor, _):
+            cursor.execute("SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()")
+            return {row[0] for row in cursor.fetchall()}
+
+    store = Store(pg_url)
+    try:
+        assert names(store) == {"llmcost"}
+    finally:
+        store.close()
+    store = Store(f"{pg_url}?application_name=llmcost-eu")
+    try:
+        assert names(store) == {"llmcost-eu"}
+    finally:
+        store.close()
+
+
+def test_postgresql_drops_a_connection_whose_query_goes_unacknowledged_for_a_minute(pg_url: str) -> None:
+    # A query sent into a network partition is retransmitted by the kernel for ~15 minutes, holding the
+    # request's thread and pooled connection that long: TCP_USER_TIMEOUT ends it after 60 s (keepalives
+    # only probe idle connections). A value in the URL wins.
+    def user_timeout(store: Store) -> int:
+        with store.raw_cursor() as (cursor, _):
+            cursor.execute("SELECT 1")
+            with socket.socket(fileno=os.dup(cursor.connection.fileno())) as sock:
+                return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)
+
+    for url, expected in ((pg_url, 60_000), (f"{pg_url}?tcp_user_timeout=5000", 5_000)):
+        store = Store(url)
+        try:
+            assert user_timeout(store) == expected
+        finally:
+            store.close()
