@@ -33,7 +33,7 @@ test-deps:
 # real processes, so two workers finish the whole suite in ~9 minutes instead of ~14 on this 2-core machine
 # (and test-fast in ~27 s instead of ~45). A fixed count, not `auto`: on a machine with many cores, `auto`
 # would start as many PostgreSQL clusters. `.venv/bin/pytest tests/...` alone still runs in one process.
-XDIST := -n 2
+XDIST := -n 2 --dist worksteal
 
 ## The whole test suite, against real SQLite, PostgreSQL 15, Prometheus, Alertmanager and SMTP.
 test: test-deps $(STAMP)
