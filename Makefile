@@ -30,10 +30,14 @@ test-deps:
 	./scripts/install-test-deps.sh
 
 # Two pytest-xdist workers, each with its own PostgreSQL cluster and free ports: most of the suite waits on
-# real processes, so two workers finish the whole suite in ~9 minutes instead of ~14 on this 2-core machine
-# (and test-fast in ~27 s instead of ~45). A fixed count, not `auto`: on a machine with many cores, `auto`
-# would start as many PostgreSQL clusters. `.venv/bin/pytest tests/...` alone still runs in one process.
-XDIST := -n 2
+# real processes. Measured on this 2-core machine: the whole suite (1,562 tests) took 14.5 minutes before the
+# changes that put its slowest files first (SLOW_FIRST in tests/conftest.py) and cut ~85 worker-seconds of
+# waits and duplicate variants; beside other jobs at a load average of 8-10 it took 28 minutes after them,
+# and test-fast ~115 s (~52 s on a quiet machine). `--dist worksteal`: a worker whose queue runs out takes
+# tests queued on the other, so neither is left alone with a long test at the end. A fixed count, not
+# `auto`: on a machine with many cores, `auto` would start as many PostgreSQL clusters. `.venv/bin/pytest
+# tests/...` alone still runs in one process.
+XDIST := -n 2 --dist worksteal
 
 ## The whole test suite, against real SQLite, PostgreSQL 15, Prometheus, Alertmanager and SMTP.
 test: test-deps $(STAMP)

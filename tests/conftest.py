@@ -60,12 +60,39 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "heavy: builds a large store first (months of events, 100k labels)")
 
 
+SLOW_FIRST = (
+    "tests/e2e/test_hardening_memory.py",
+    "tests/exporter/test_hardening_labels.py",
+    "tests/e2e/test_budget_safety.py",
+    "tests/e2e/test_alertmanager_ack_silence.py",
+    "tests/e2e/test_backfill_live.py",
+    "tests/e2e/test_live_stack.py",
+    "tests/e2e/test_reprice_on_dashboards.py",
+    "tests/e2e/test_multiprocess.py",
+    "tests/e2e/test_alertmanager_hand_silence.py",
+    "tests/e2e/test_delivery_store_outage.py",
+    "tests/e2e/test_budget_cli.py",
+    "tests/e2e/test_stack_script.py",
+    "tests/e2e/test_demo_first_passes.py",
+    "tests/e2e/test_demo.py",
+)
+"""The files whose tests take 20-75 s each (a `--durations` run), slowest first: they run first.
+
+With two pytest-xdist workers, one of these started last leaves the other worker idle for its whole
+length at the end of the run; run first, the short tests behind them even the two workers out. Each
+file's tests stay together, in their order, so module-scoped fixtures are still made once a worker.
+"""
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test that touches PostgreSQL, so `make test-fast` can leave the real server out.
+    """Mark every test that touches PostgreSQL, and put the slowest files first (`SLOW_FIRST`).
 
     A test reaches PostgreSQL through the `pg_cluster`/`pg_url` fixtures or a `db_url`/`db` fixture
-    parametrised to "postgresql"; marking here keeps the rule in one place instead of on every test.
+    parametrised to "postgresql"; marking here keeps the rule in one place instead of on every test,
+    so `make test-fast` can leave the real server out.
     """
+    rank = {path: i for i, path in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.partition("::")[0], len(SLOW_FIRST)))  # stable
     for item in items:
         callspec = getattr(item, "callspec", None)
         parametrised_pg = callspec is not None and "postgresql" in callspec.params.values()

@@ -33,6 +33,8 @@ MODEL = {"provider": "self-hosted", "model": "llama-internal", "project": "searc
 BUDGET = "all-monthly"
 CALLS = 20
 """Each call: one million input tokens, 2 USD at the first price and 0.5 USD at the second."""
+STEP = 15
+"""The burn rate's grid (`[1h:15s]` in the shipped rule): Prometheus steps a subquery at multiples of 15 s."""
 
 
 @dataclass
@@ -99,6 +101,16 @@ def panel_query(dashboard: str, title: str) -> str:
     raise AssertionError(f"no panel {title!r} on {dashboard}")
 
 
+def next_step(after: float) -> float:
+    """The first point of the burn rate's grid later than `after` (a wall-clock time)."""
+    return (after // STEP + 1) * STEP
+
+
+def evaluated_at(stack: Stack, expr: str) -> float:
+    """When Prometheus last evaluated the recorded series behind `expr` (0 while it has none)."""
+    return value(stack, f"timestamp({expr})") or 0
+
+
 def corrected_total(stack: Stack) -> float:
     """llmcost's own figure: /v1/usage/summary over the last day (what `llmcost report` reads)."""
     response = httpx.get(
@@ -131,7 +143,10 @@ def test_a_downward_reprice_shows_corrected_spend_and_no_burst_of_burning(stack:
     ingest(stack, [{**MODEL, "request_id": "zero", "timestamp": now, "input_tokens": 1, "cost_usd": 0}])
     scraped_value(stack, 'sum(llm_cost_usd_total{job="llmcost"})', 0)
     scraped_value(stack, 'max(llm_budget_spent{job="llmcost"})', 0)
-    time.sleep(16 * INTERVAL)  # a step of the burn rate's 15-second grid sees the budget at 0 too
+    # A step of the burn rate's grid must see the budget at 0 too: its first sample is older than
+    # now, so a spend scraped after the next grid point is first seen at a step whose step before
+    # (15 s earlier) had that 0. Passing time is the subject: the grid is Prometheus's wall clock.
+    time.sleep(next_step(time.time()) - time.time() + 0.1)
     ingest(
         stack,
         [{**MODEL, "request_id": f"call-{i}", "timestamp": now, "input_tokens": 1_000_000} for i in range(CALLS)],
@@ -149,7 +164,15 @@ def test_a_downward_reprice_shows_corrected_spend_and_no_burst_of_burning(stack:
     assert corrected_total(stack) == pytest.approx(10.0)
     scraped_value(stack, 'sum(llm_cost_adjustment_usd_total{job="llmcost", direction="down"})', 30)
     scraped_value(stack, 'max(llm_budget_spent{job="llmcost"})', 10)
-    time.sleep(20 * INTERVAL)  # the correction is in several steps of the burn rate's hour by now
+    # The corrected sample is older than now, so the next grid point is a step that sees the drop
+    # (from 40 to 10); wait until the recording rule has been evaluated at or after it.
+    corrected_step = next_step(time.time())
+    wait_until(
+        lambda: evaluated_at(stack, "budget:llm_budget_spent:rate1h") >= corrected_step,
+        timeout=45,
+        interval=0.5,
+        what=f"the burn rate evaluated at or after the step at {corrected_step}",
+    )
 
     # Nothing was spent since: the burn rate has not risen (rate() read the drop as a counter reset
     # and counted the 10 USD left in the budget as new spending).
