@@ -42,7 +42,7 @@ def test_idle_and_slow_clients_are_cut_off(tmp_path: Path, sqlite_url: str) -> N
         for i in range(30):
             sock = socket.create_connection(("127.0.0.1", server.port))
             if i % 2:
-                sock.sendall(b"POST /v1/usage HTTP/1.1\r\nHost: x\r\n")  # a head that never ends
+                sock.sendall(b"POST /v1/usage HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # a head that never ends
             sockets.append(sock)
         # Beyond the cap of 20 (the readiness check's connection is gone): closed at once.
         assert sum(closed_by_server(s, 0.5) for s in sockets[20:]) == 10
@@ -55,7 +55,8 @@ def test_idle_and_slow_clients_are_cut_off(tmp_path: Path, sqlite_url: str) -> N
         slow = socket.create_connection(("127.0.0.1", server.port))
         sockets.append(slow)
         slow.sendall(
-            b"POST /v1/usage HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+            b"POST /v1/usage HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
         )
         slow.settimeout(15)
         assert slow.recv(200).startswith(b"HTTP/1.1 408")
@@ -82,7 +83,7 @@ def test_a_huge_request_head_is_refused_before_it_fills_the_memory(tmp_path: Pat
         before = vm_rss_mib(server.proc.pid)
         sock = socket.create_connection(("127.0.0.1", server.port))
         sock.settimeout(15)
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         line = b"X-Filler: " + b"a" * 8000 + b"\r\n"
         sent = 0
         try:
@@ -121,7 +122,7 @@ def test_the_rest_of_a_body_refused_early_is_not_taken_for_a_huge_head(tmp_path:
         sock.settimeout(15)
         body = b"[" + b" " * 199_998 + b"]"
         sock.sendall(
-            b"POST /v1/usage HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /v1/usage HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\n\r\n" % len(body)
         )
         first = b""
@@ -133,7 +134,7 @@ def test_the_rest_of_a_body_refused_early_is_not_taken_for_a_huge_head(tmp_path:
         sock.sendall(body)  # the rest of the refused request, as a client already writing it sends it
         event = b'[{"request_id": "after-413", "provider": "openai", "model": "gpt-4o", "input_tokens": 1}]'
         sock.sendall(
-            b"POST /v1/usage HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /v1/usage HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\n\r\n" % len(event) + event
         )
         answer = b""

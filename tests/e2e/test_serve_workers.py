@@ -99,7 +99,7 @@ def test_sigterm_answers_the_request_in_flight_and_refuses_new_connections_at_on
     wait_until(lambda: len(_children(supervisor)) == 2, timeout=10, what="two workers")
     # A request in flight: its body is still arriving when SIGTERM comes (a slow client's upload).
     body = json.dumps(usage_events("inflight", 1)).encode()
-    head = b"POST /v1/usage HTTP/1.1\r\nHost: llmcost\r\nContent-Type: application/json\r\n"
+    head = b"POST /v1/usage HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
     in_flight = socket.create_connection(("127.0.0.1", server.port), timeout=30)
     try:
         in_flight.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
