@@ -145,9 +145,13 @@ def test_openai_responses_web_search_calls_are_charged_per_call(client: TestClie
                   "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 11_000},
     }  # fmt: skip
     post(client, {**response, "project": "ws"})
+    # The same response given as the `usage` of an event (docs/sending-data.md: "the same holds") is
+    # charged the same: its searches were dropped with its output, so it cost $0.02 less.
+    post(client, {"provider": "openai", "project": "wrapped", "usage": {**response, "id": "resp_ws_wrapped"}})
     # 10,000 x $1.25/M + 1,000 x $10/M = $0.0225, + 2 searches x $0.01.
     metrics = client.get("/metrics").text
     assert total(metrics, "llm_cost_usd_total", project="ws") == pytest.approx(0.0425, abs=1e-9)
+    assert total(metrics, "llm_cost_usd_total", project="wrapped") == pytest.approx(0.0425, abs=1e-9)
     with client.services.store.reading() as conn:  # type: ignore[attr-defined]
         meta = conn.execute(text("SELECT meta_json FROM usage_events WHERE request_id = 'resp_ws'")).scalar_one()
     assert "secret" not in meta

@@ -483,3 +483,29 @@ def test_empty_file(tmp_path: Path) -> None:
     path = tmp_path / "empty.jsonl"
     path.write_bytes(b"")
     assert read(path) == []
+
+
+def test_csv_columns_of_the_optional_counts_are_read_as_numbers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # docs/events.md: web_search_requests and the audio, image and video parts are canonical fields, so a
+    # CSV may have their columns; their cells were passed on as text and every such row was rejected.
+    from llmcost.cli import main
+
+    path = tmp_path / "calls.csv"
+    path.write_text(
+        "request_id,timestamp,provider,model,input_tokens,output_tokens,web_search_requests,input_audio_tokens\n"
+        "r1,1764842400,anthropic,claude-sonnet-4-5,1000,100,5,\n"
+        "r2,1764842400,openai,gpt-4o-audio-preview,1000,100,,400\n",
+        encoding="utf-8",
+    )
+    lines = tmp_path / "calls.jsonl"
+    lines.write_bytes(
+        b"\n".join(orjson.dumps({k: v for k, v in row.items() if v is not None}) for _, row in read(path))
+    )
+    from_csv = [parse_event(to_canonical(row), now=NOW) for _, row in read(path)]
+    from_jsonl = [parse_event(to_canonical(row), now=NOW) for _, row in read(lines)]
+    assert [(e.web_search_requests, e.input_audio_tokens) for e in from_csv] == [(5, 0), (0, 400)]
+    assert from_csv == from_jsonl
+    assert main(["ingest", "--db", f"sqlite:///{tmp_path / 'llmcost.db'}", str(path)]) == 0
+    assert "2 accepted, 0 duplicates, 0 rejected" in capsys.readouterr().out
