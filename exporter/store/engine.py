@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.pool import NullPool
 
 # libpq turns SO_KEEPALIVE on but leaves the timing to the kernel: the first probe after 2 h idle, so a
 # connection whose server vanished (host gone, network partition) hangs a request that long. With these,
@@ -35,7 +36,12 @@ POOL_TIMEOUT = 30.0
 
 
 def create_store_engine(
-    url: str, *, pool_size: int = 8, read_only: bool = False, pool_timeout: float = POOL_TIMEOUT
+    url: str,
+    *,
+    pool_size: int = 8,
+    read_only: bool = False,
+    pool_timeout: float = POOL_TIMEOUT,
+    pooled: bool = True,
 ) -> Engine:
     """An engine tuned for the store: WAL and full sync on SQLite, a bounded pool with TCP keepalives on PostgreSQL.
 
@@ -45,6 +51,9 @@ def create_store_engine(
     `read_only`: the database itself refuses every write on these connections (SQLite `query_only`,
     PostgreSQL `default_transaction_read_only`), so a reading command cannot change the store even by
     mistake.
+
+    `pooled=False` (PostgreSQL): every connect opens its own connection, with the same options; the store
+    probe's ping uses it when the pool is full (`Store.ping`).
     """
     url = normalise_url(url)
     if make_url(url).get_backend_name() == "sqlite":
@@ -93,6 +102,8 @@ def create_store_engine(
         given = query.get("options", "")
         given = " ".join(given) if isinstance(given, tuple) else given
         connect_args["options"] = f"{given} -c default_transaction_read_only=on".strip()
+    if not pooled:
+        return create_engine(url, poolclass=NullPool, connect_args=connect_args)
     engine = create_engine(
         url,
         pool_size=pool_size,

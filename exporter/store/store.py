@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -16,9 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.pool import QueuePool
 
 from exporter.events import UsageEvent
 from exporter.store.driver_sql import driver_cursor
@@ -135,6 +137,10 @@ class Store:
         self.clock = clock
         self._writer = BatchWriter(self.engine)
         self._sqlite = self.dialect == "sqlite"
+        pool = self.engine.pool
+        self._postgres_pool = pool if isinstance(pool, QueuePool) and not self._sqlite else None
+        self._unpooled: Engine | None = None
+        self._unpooled_lock = threading.Lock()
         # SQLite has one writer at a time: writers of this process and of other llmcost processes on the
         # same file queue on a lock that wakes the next one at once (see writer_turn). On PostgreSQL it
         # only keeps the batch writer to one thread. Re-entrant: a transaction may call a write helper.
@@ -157,6 +163,8 @@ class Store:
     def close(self) -> None:
         """Release every pooled connection."""
         self.engine.dispose()
+        if self._unpooled is not None:
+            self._unpooled.dispose()
         self._write_lock.close()
 
     def write_events(self, events: Sequence[UsageEvent], *, rejected: int = 0) -> WriteResult:
@@ -304,13 +312,29 @@ class Store:
             own.execute(sql, {"name": name, "value": float(value)})
 
     def ping(self) -> bool:
-        """True when the database answers a trivial query."""
+        """True when the database answers a trivial query.
+
+        On PostgreSQL with every pooled connection taken (reads waiting on a lock, say), the ping connects
+        afresh instead of waiting for one: waiting would read a database that is only busy as one that does
+        not answer, and turn its reads away with 503 (`exporter/http/bounded_reads.py`). The fresh
+        connection is bounded by `connect_timeout`, so a silent database does not keep the ping's thread.
+        """
+        engine, pool = self.engine, self._postgres_pool
+        # pool_size + max_overflow (equal in create_store_engine): every connection the pool may hand out.
+        if pool is not None and pool.checkedout() >= 2 * pool.size():
+            engine = self._unpooled_engine()
         try:
-            with self.engine.connect() as conn:
+            with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
             return True
         except Exception:
             return False
+
+    def _unpooled_engine(self) -> Engine:
+        with self._unpooled_lock:
+            if self._unpooled is None:
+                self._unpooled = create_store_engine(self.url, read_only=self.read_only, pooled=False)
+            return self._unpooled
 
     def _read(self, statement: Any) -> list[Any]:
         try:

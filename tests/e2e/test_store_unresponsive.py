@@ -185,6 +185,38 @@ def test_reads_answer_503_promptly_while_postgresql_hangs_and_200_once_it_answer
         server.stop()
 
 
+def test_reads_of_a_locked_database_that_hold_every_pooled_connection_keep_waiting_and_readyz_stays_ready(
+    tmp_path: Path, cluster: PostgresCluster
+) -> None:
+    """A database that is only busy answers; llmcost must not say it does not.
+
+    An operator's `LOCK TABLE` (or a long migration) blocked 18 summary reads, which held every pooled
+    connection (8 + 8 overflow). The store probe asked "does the database answer at all?" on a pooled
+    connection too, waited for one past its 2 s, and took the busy database for a silent one: the reads got
+    `503 store not answering` and `/readyz` failed (a load balancer would take the process out). The probe
+    now connects afresh when the pool is full.
+    """
+    url = cluster.create_database()
+    server = LlmcostProcess(url, role="ingest").start(tmp_path)
+    try:
+        with httpx.Client(base_url=server.base, timeout=60) as client:
+            assert client.post("/v1/usage", json=usage_events("before", 3)).status_code == 200
+            with psycopg.connect(cluster.dsn(url.rpartition("/")[2])) as locker:
+                locker.execute("LOCK TABLE usage_series IN ACCESS EXCLUSIVE MODE")
+                with ThreadPoolExecutor(18) as pool:
+                    reads = [pool.submit(client.get, "/v1/usage/summary?by=project") for _ in range(18)]
+                    # Past the reads' 3 s wait and the probe's 2 s: the probe has been asked, and answered.
+                    time.sleep(7)  # passing time is the subject: nothing may be refused meanwhile
+                    assert not any(read.done() for read in reads), [r.result().text for r in reads if r.done()]
+                    ready = httpx.get(f"{server.base}/readyz", timeout=10)
+                    assert ready.status_code == 200, ready.text
+                    locker.rollback()
+                    answers = [read.result() for read in reads]
+            assert [answer.status_code for answer in answers] == [200] * 18, {a.text for a in answers}
+    finally:
+        server.stop()
+
+
 def test_an_alertmanager_webhook_is_answered_503_while_postgresql_hangs_and_its_retry_notifies_once(
     tmp_path: Path, cluster: PostgresCluster
 ) -> None:
