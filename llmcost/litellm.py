@@ -193,6 +193,8 @@ class LlmcostLogger(CustomLogger):
         while logging := _litellm_logging_tasks():
             left = deadline - loop.time()
             if left <= 0:
+                # Still send what has reached the client: the calls logged so far are not to be lost too.
+                await asyncio.to_thread(self.client.flush, 1.0)
                 return False
             await asyncio.wait(logging, timeout=min(left, 0.05))
         return await asyncio.to_thread(self.client.flush, max(0.0, deadline - loop.time()))
@@ -209,8 +211,10 @@ _LOGGING_TASKS = ("LoggingWorker._process_log_task", "Logging.async_")
 
 def _litellm_logging_tasks() -> set[asyncio.Task[Any]]:
     """LiteLLM's logging still running or queued in this loop (a task is started for each queued call)."""
-    from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
-
+    try:
+        from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+    except ImportError:  # a LiteLLM without the logging worker: its handler tasks are all there is to wait for
+        GLOBAL_LOGGING_WORKER = None
     queue = getattr(GLOBAL_LOGGING_WORKER, "_queue", None)
     running = {
         task

@@ -494,3 +494,28 @@ def test_a_script_that_awaits_aflush_before_its_loop_ends_loses_no_async_call(
     ids = set(done.stdout.split())
     assert len(ids) == 20
     assert set(stored_events(sqlite_url)) == ids
+
+
+def test_aflush_with_a_litellm_that_has_no_logging_worker_module_does_not_raise(
+    server: LlmcostProcess, sqlite_url: str
+) -> None:
+    """`aflush` read LiteLLM's `litellm_core_utils.logging_worker` unguarded: with a LiteLLM without it (an
+    older or newer layout), the `await handler.aflush()` the docs tell scripts to add raised
+    ModuleNotFoundError into the application. It now waits for the handler tasks it can see."""
+    script = (
+        "import asyncio, os, sys\n"
+        "os.environ['LITELLM_LOCAL_MODEL_COST_MAP'] = 'True'\n"
+        "import litellm\n"
+        "sys.modules['litellm.litellm_core_utils.logging_worker'] = None  # import now raises ImportError\n"
+        "from llmcost.litellm import LlmcostLogger\n"
+        f"handler = LlmcostLogger({server.base!r}, {INGEST_TOKEN!r}, project='batch-job')\n"
+        "litellm.callbacks = [handler]\n"
+        "async def main():\n"
+        "    response = await litellm.acompletion(model='gpt-4o', messages=[{'role': 'user', 'content': 'hi'}],"
+        " mock_response='ok')\n"
+        "    print(response.id)\n"
+        "    await handler.aflush()\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]  # (LiteLLM's own tasks may log the missing module)
