@@ -212,10 +212,11 @@ _LOGGING_TASKS = ("LoggingWorker._process_log_task", "Logging.async_")
 def _litellm_logging_tasks() -> set[asyncio.Task[Any]]:
     """LiteLLM's logging still running or queued in this loop (a task is started for each queued call)."""
     try:
-        from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+        from litellm.litellm_core_utils import logging_worker
     except ImportError:  # a LiteLLM without the logging worker: its handler tasks are all there is to wait for
-        GLOBAL_LOGGING_WORKER = None
-    queue = getattr(GLOBAL_LOGGING_WORKER, "_queue", None)
+        queue = None
+    else:
+        queue = getattr(getattr(logging_worker, "GLOBAL_LOGGING_WORKER", None), "_queue", None)
     running = {
         task
         for task in asyncio.all_tasks()
