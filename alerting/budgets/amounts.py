@@ -13,7 +13,9 @@ import math
 
 
 def usd(value: float) -> str:
-    """Dollars in cents, or with two significant digits below a cent ($0.0003, never "$0.00")."""
+    """Dollars in cents, or with two significant digits below a cent ($0.0003, never "$0.00"); "-$1.50"."""
+    if value < 0 and usd(-value) != "$0.00":
+        return "-" + usd(-value)
     if value == 0 or abs(value) >= 0.01:
         return f"${value:,.2f}"
     decimals = min(9, 1 - math.floor(math.log10(abs(value))))  # spend is kept in nano-dollars

@@ -114,6 +114,14 @@ def test_an_amount_below_a_nano_dollar_reads_as_zero_not_a_bare_point() -> None:
     assert usd(1e-9) == "$0.000000001" and usd(0.0004) == "$0.0004"
 
 
+def test_a_negative_amount_reads_with_its_sign_before_the_dollar() -> None:
+    # The console's figures include repricing's corrections, which can take a day below zero: it read
+    # "$-1,234.50"; a sub-cent one "$-0.0004".
+    from alerting.budgets.amounts import usd
+
+    assert usd(-1234.5) == "-$1,234.50" and usd(-0.0004) == "-$0.0004"
+
+
 def test_a_count_that_reads_one_is_singular() -> None:
     # A projected 0.8 requests read "1 requests" beside "1 request" for a count of exactly one.
     from alerting.budgets.amounts import amount
