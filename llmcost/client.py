@@ -104,6 +104,7 @@ class Client:
         self._transport = transport
         self._max_queue = max_queue
         self._closed = False
+        self._closed_drop_logged = False
         self._restart_pending = False  # set in a forked child until it first uses the client
         self._start_lock = threading.Lock()
         self._start()
@@ -164,7 +165,12 @@ class Client:
         carry (an integer past 64 bits) is dropped alone, logged and counted in `stats["failed"]`.
         """
         if self._closed:
-            raise LlmcostError("record() on a closed llmcost Client")
+            # An application's atexit hook that runs after the client's own (registered before it), or a
+            # call after close(): the event cannot be sent any more, but it must not raise into the app.
+            if not self._closed_drop_logged:
+                self._closed_drop_logged = True
+                log.warning("llmcost client already closed (close() or interpreter exit): usage events dropped")
+            return False
         event.setdefault("request_id", str(uuid.uuid4()))
         event.setdefault("timestamp", time.time())
         for key, value in self.defaults.items():

@@ -384,6 +384,23 @@ def test_budget_exceeded_error_reads_old_and_new_answers() -> None:
     assert BudgetExceededError({"allowed": False}).reason == "a hard budget refuses the call"
 
 
+def test_a_record_after_the_client_closed_at_exit_is_dropped_with_a_warning_not_a_traceback(
+    server: LlmcostProcess,
+) -> None:
+    """An app's atexit hook registered before the client runs after the client's own hook (LIFO), which has
+    closed it: `record()` raised LlmcostError into the application's exit ("Error in atexit._run_exitfuncs")."""
+    script = (
+        "import atexit\n"
+        "from llmcost import Client\n"
+        "atexit.register(lambda: print('recorded:', c.record(provider='openai', model='gpt-4o', input_tokens=3)))\n"
+        f"c = Client({server.base!r}, {INGEST_TOKEN!r})\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "recorded: False" in done.stdout
+    assert "already closed" in done.stderr and "dropped" in done.stderr
+
+
 def test_events_lost_at_exit_while_llmcost_is_down_are_reported() -> None:
     """The sender gives up on a batch it was retrying when `close_timeout` runs out: that loss is said, not silent."""
     script = (
