@@ -76,8 +76,9 @@ def build() -> Json:
                     stat(
                         "Spend this month",
                         "Spend since the first of the month (UTC), within five minutes: the 5-minute spend "
-                        "rate recording rule sampled every 5 minutes, which stays cheap over a month of samples."
-                        + ADJUSTED,
+                        "rate recording rule sampled every 5 minutes, which stays cheap over a month of samples. "
+                        "Spend made while Prometheus was down is missing here (the rule had no samples then); "
+                        "llmcost report and the console read the store and count it." + ADJUSTED,
                         USD,
                         "(\n"
                         f"  sum(sum_over_time({fine_cost_rate}[$__range:5m]))\n"
