@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 from exporter.http.app import build_app
 from exporter.services import Services
 from tests.support.helpers import make_config, rank_epochs_later, total
+from tests.support.pricing import ingest_client
 
 NOW = time.time()
 TOKEN = "ingest-token-0123456789"
@@ -35,11 +36,7 @@ def usage(rid: str, **kw):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def client(db_url: str) -> Iterator[TestClient]:
-    services = Services.build(make_config(db_url, ingest={"max_body_bytes": 2_000_000}))
-    with TestClient(build_app(services)) as test_client:
-        test_client.services = services  # type: ignore[attr-defined]
-        yield test_client
-    services.close()
+    yield from ingest_client(db_url, ingest={"max_body_bytes": 2_000_000})
 
 
 def test_one_event_an_array_and_ndjson_are_accepted(client: TestClient) -> None:

@@ -19,22 +19,17 @@ from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from exporter.events import InvalidEvent
-from exporter.http.app import build_app
 from exporter.normalize import map_usage
-from exporter.services import Services
-from tests.support.helpers import make_config, total
+from tests.support.helpers import total
 from tests.support.paths import RECORDED_USAGE
+from tests.support.pricing import ingest_client
 
 NOW = time.time()
 
 
 @pytest.fixture
 def client(sqlite_url: str) -> Iterator[TestClient]:
-    services = Services.build(make_config(sqlite_url))
-    with TestClient(build_app(services)) as test_client:
-        test_client.services = services  # type: ignore[attr-defined]
-        yield test_client
-    services.close()
+    yield from ingest_client(sqlite_url)
 
 
 def recorded_line(number: int) -> dict:

@@ -15,20 +15,15 @@ import pytest
 from sqlalchemy import text
 from starlette.testclient import TestClient
 
-from exporter.http.app import build_app
-from exporter.services import Services
-from tests.support.helpers import make_config, total
+from tests.support.helpers import total
+from tests.support.pricing import ingest_client
 
 NOW = time.time()
 
 
 @pytest.fixture
 def client(sqlite_url: str) -> Iterator[TestClient]:
-    services = Services.build(make_config(sqlite_url))
-    with TestClient(build_app(services)) as test_client:
-        test_client.services = services  # type: ignore[attr-defined]
-        yield test_client
-    services.close()
+    yield from ingest_client(sqlite_url)
 
 
 def stored(client: TestClient, request_id: str) -> tuple[int, ...]:

@@ -27,25 +27,17 @@ import yaml
 from sqlalchemy import text
 from starlette.testclient import TestClient
 
-from exporter.http.app import build_app
 from exporter.services import Services
-from tests.support.helpers import make_config, total
+from tests.support.helpers import total
 from tests.support.paths import RECORDED_USAGE
+from tests.support.pricing import ingest_client
 
 NOW = time.time()
 
 
-def serve(db_url: str, **raw: Any) -> Iterator[TestClient]:
-    services = Services.build(make_config(db_url, **raw))
-    with TestClient(build_app(services)) as test_client:
-        test_client.services = services  # type: ignore[attr-defined]
-        yield test_client
-    services.close()
-
-
 @pytest.fixture
 def client(db_url: str) -> Iterator[TestClient]:
-    yield from serve(db_url)
+    yield from ingest_client(db_url)
 
 
 def post(client: TestClient, event: dict[str, Any]) -> None:
@@ -189,7 +181,7 @@ def test_an_override_gives_the_missing_audio_price(sqlite_url: str, tmp_path: Pa
     }
     prices.write_text(yaml.safe_dump({"prices": [entry]}))
     record = recorded_audio_preview()
-    for client in serve(sqlite_url, pricing={"overrides_file": str(prices)}):
+    for client in ingest_client(sqlite_url, pricing={"overrides_file": str(prices)}):
         post(
             client,
             {"request_id": "rec", "provider": "openai", "model": record["response_model"], "usage": record["usage"]},
@@ -306,7 +298,7 @@ def test_reprice_keeps_audio_prices_and_applies_a_new_audio_override(sqlite_url:
     from exporter.repricing import Repricer
 
     record = recorded_audio_preview()
-    for client in serve(sqlite_url):
+    for client in ingest_client(sqlite_url):
         post(
             client,
             {"request_id": "rec", "provider": "openai", "model": record["response_model"], "usage": record["usage"]},

@@ -29,9 +29,9 @@ import yaml
 from sqlalchemy import text
 from starlette.testclient import TestClient
 
-from exporter.http.app import build_app
 from exporter.services import Services
-from tests.support.helpers import make_config, total
+from tests.support.helpers import total
+from tests.support.pricing import ingest_client
 
 NOW = time.time()
 MEDIA = (
@@ -44,17 +44,9 @@ MEDIA = (
 )
 
 
-def serve(db_url: str, **raw: Any) -> Iterator[TestClient]:
-    services = Services.build(make_config(db_url, **raw))
-    with TestClient(build_app(services)) as test_client:
-        test_client.services = services  # type: ignore[attr-defined]
-        yield test_client
-    services.close()
-
-
 @pytest.fixture
 def client(db_url: str) -> Iterator[TestClient]:
-    yield from serve(db_url)
+    yield from ingest_client(db_url)
 
 
 def post(client: TestClient, event: dict[str, Any]) -> None:
@@ -219,7 +211,7 @@ def test_an_override_gives_the_missing_image_price(sqlite_url: str, tmp_path: Pa
         "output_image_per_mtok": 30,
     }
     prices.write_text(yaml.safe_dump({"prices": [entry]}))
-    for client in serve(sqlite_url, pricing={"overrides_file": str(prices)}):
+    for client in ingest_client(sqlite_url, pricing={"overrides_file": str(prices)}):
         post(client, {"request_id": "g2", "provider": "gemini", "model": GEMINI_2_MODEL, "usage": GEMINI_2_IMAGE})
         # 12 x $0.10 + 1,290 x $30 = $0.0387012
         assert cost_of(client, GEMINI_2_MODEL) == pytest.approx(0.0387012, abs=1e-12)
@@ -326,7 +318,7 @@ def test_reprice_keeps_image_prices_and_applies_a_new_image_override(sqlite_url:
     from exporter.pricing import PriceBook, parse_overrides
     from exporter.repricing import Repricer
 
-    for client in serve(sqlite_url):
+    for client in ingest_client(sqlite_url):
         post(client, {"request_id": "img", "provider": "openai", "model": "gpt-image-1", "usage": IMAGES_EDIT_USAGE})
         post(client, {"request_id": "g2", "provider": "gemini", "model": GEMINI_2_MODEL, "usage": GEMINI_2_IMAGE})
         store = client.services.store  # type: ignore[attr-defined]

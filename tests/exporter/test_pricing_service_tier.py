@@ -22,23 +22,18 @@ from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from exporter.events import InvalidEvent, parse_event
-from exporter.http.app import build_app
 from exporter.pricing import PriceBook
 from exporter.repricing import Repricer
-from exporter.services import Services
-from tests.support.helpers import make_config, total
+from tests.support.helpers import total
 from tests.support.paths import RECORDED_USAGE
+from tests.support.pricing import ingest_client
 
 NOW = time.time()  # genai-prices 0.2.5 has the tier prices from 2026-10-12 (flex, priority) and 2026-10-14 (batch) on
 
 
 @pytest.fixture
 def client(sqlite_url: str) -> Iterator[TestClient]:
-    services = Services.build(make_config(sqlite_url))
-    with TestClient(build_app(services)) as test_client:
-        test_client.services = services  # type: ignore[attr-defined]
-        yield test_client
-    services.close()
+    yield from ingest_client(sqlite_url)
 
 
 def post(client: TestClient, event: dict[str, Any]) -> None:
