@@ -333,7 +333,7 @@ def _check_windows(v: FloatArray, f: float, cfg: DetectionConfig, since: IntArra
     checks = []
     for minutes in cfg.windows_minutes:
         wb = minutes * 60 // cfg.bucket_seconds
-        check = _check_window(v, wb, f, days, level, recent_level * wb, cfg)
+        check = _check_window(v, wb, f, days, level, recent_level * wb, cfg, since)
         check.minutes[:] = minutes
         checks.append(check)
     return checks
@@ -447,11 +447,19 @@ def _level_before_alerts(
 
 
 def _check_window(
-    v: FloatArray, wb: int, f: float, days: IntArray, level: FloatArray, recent_level: FloatArray, cfg: DetectionConfig
+    v: FloatArray,
+    wb: int,
+    f: float,
+    days: IntArray,
+    level: FloatArray,
+    recent_level: FloatArray,
+    cfg: DetectionConfig,
+    since: IntArray | None = None,
 ) -> _Check:
     """Window spend, baseline, ratio, robust score and rank (a `Reason`) for a `wb`-bucket window.
 
-    `recent_level` is the series' spend per `wb` buckets over the recent minutes (n_series,).
+    `recent_level` is the series' spend per `wb` buckets over the recent minutes (n_series,). `since`
+    (n_series,): buckets since a firing series' alert started, 0 for the others.
     """
     n = v.shape[0]
     size = cfg.bucket_seconds
@@ -484,6 +492,8 @@ def _check_window(
     recent_med, recent_mad = median_mad(recent)
 
     seasonal = n_days >= cfg.min_baseline_days
+    if since is not None:
+        _recent_before_alerts(v, wb, f, recent_ends, np.where(seasonal, 0, since), recent_med, recent_mad)
     base = np.where(seasonal, daily_med, recent_med)
     # The days' spread at this hour is the noise; the recent windows' spread is mostly the day's own
     # rise or fall over the last hours, and taking it too missed spikes on real traffic.
@@ -515,3 +525,23 @@ def _check_window(
         window, base, score, np.where(seasonal, usual_peak, 0.0), repeat_peak, recent_level, established
     )
     return _Check(window, base, ratio, score, rank, np.zeros(n, dtype=np.int64), figures)
+
+
+def _recent_before_alerts(
+    v: FloatArray, wb: int, f: float, recent_ends: IntArray, since: IntArray, med: FloatArray, mad: FloatArray
+) -> None:
+    """Set `med` and `mad` of each firing series (`since` > 0) from the recent windows before its alert.
+
+    A series without a daily baseline is compared with its recent windows; an hour or two into a
+    sustained spike those are the spike itself, and the alert resolved while the spend went on (a
+    project two days old, 5x for five hours: resolved 2 hours in, `tests/alerting/test_spike_sustained.py`).
+    Firing series are few, so this loops over the distinct alert ages, not over series. An alert older
+    than the buckets held keeps the current windows.
+    """
+    for age in np.unique(since[since > 0]):
+        ends = recent_ends - age
+        ends = ends[ends - wb >= 0]
+        if ends.size == 0:
+            continue
+        rows = np.nonzero(since == age)[0]
+        med[rows], mad[rows] = median_mad(window_sums(v[rows], ends, wb, f))
