@@ -28,7 +28,9 @@ Provider names: `openai`, `anthropic`, `bedrock`/`aws`, `azure`, `google`/`gemin
 `deepseek`, `openrouter`, `groq`, `mistral`, `cohere`, `x-ai`/`xai`, `together`, `fireworks`, and
 every other genai-prices provider id, plus the aliases in `PROVIDER_ALIASES` (case-insensitive). A
 model is looked up under a known provider only; for an unknown provider (a proxy, self-hosted, LiteLLM)
-a `provider/model` prefix is tried, then genai-prices matches the model name alone.
+a `provider/model` prefix is tried, then genai-prices matches the model name alone. A router's call
+(the Hugging Face router: `model:novita`, `novita/model`, or provider `huggingface/novita`) is priced
+at the serving provider's price where genai-prices has one (docs/pricing.md, "Routers").
 
 Override file format
 --------------------

@@ -17,7 +17,7 @@ from importlib.metadata import version
 from types import MappingProxyType
 from typing import Any
 
-from genai_prices.data_snapshot import DataSnapshot
+from genai_prices.data_snapshot import DataSnapshot, find_provider_by_id
 from genai_prices.types import (
     ModelInfo,
     ModelPrice,
@@ -183,11 +183,41 @@ class Catalog:
             if found is None and prefixed == provider_id:
                 found = self._in_provider(provider_id, rest)
             return found
+        if (found := self._routed(provider, ref)) is not None:
+            return found
         if prefixed is not None and (found := self._in_provider(prefixed, rest)) is not None:
             return found
         for candidate in self._by_model_name:
             if candidate.model_match is not None and candidate.model_match.is_match(ref):
                 return self._in_provider(candidate.id, ref)
+        return None
+
+    def _routed(self, provider: str, ref: str) -> tuple[Provider, ModelInfo] | None:
+        """A router's call priced at the provider that served it, named as genai-prices names it.
+
+        genai-prices prices a router by the provider behind it, as a provider of its own whose
+        `provider_match` names both (`huggingface_novita` matches any name containing `huggingface`
+        and `novita`). The Hugging Face router is told which one in the model id: `model:novita`
+        (its documented suffix) or `novita/model`; a caller may also name both in the provider
+        (`huggingface/novita`). Only a provider genai-prices matches this way is used, and only when
+        it prices the model: anything else is left to the unknown-provider rules below.
+        """
+        name = provider.strip().lower()
+        candidates = [(name, ref)]
+        base, colon, route = ref.rpartition(":")
+        if colon and route and "/" not in route:
+            candidates.append((f"{name}_{route}", base))
+        route, slash, rest = ref.partition("/")
+        if slash and rest.count("/") == 1:  # "novita/meta-llama/Llama-3.1-8B-Instruct"
+            candidates.append((f"{name}_{route}", rest))
+        for routed_name, routed_ref in candidates:
+            routed = find_provider_by_id(self.providers, routed_name)
+            # A plain provider_match (Groq's "groq" in "my-groq-proxy") is not a route: only a provider
+            # whose match names the router too, i.e. one that is not the name's own provider id.
+            if routed is not None and routed.provider_match is not None and "_" in routed.id:
+                found = self._in_provider(routed.id, routed_ref)
+                if found is not None:
+                    return found
         return None
 
     def _in_provider(self, provider_id: str, ref: str) -> tuple[Provider, ModelInfo] | None:
