@@ -57,6 +57,9 @@ WEB_SEARCHES = "web_search_requests"
 """Server-side web searches the call ran (Anthropic's `server_tool_use.web_search_requests`), billed per
 search on top of the tokens. Like the media parts, not in `KNOWN_FIELDS`: kept in `metadata`, where
 `llmcost reprice` reads it back."""
+FILE_SEARCHES = "file_search_requests"
+"""File searches the call ran (OpenAI Responses' `file_search_call` output items: searches of a vector
+store), billed per call on top of the tokens. Kept in `metadata` like `WEB_SEARCHES`."""
 SERVICE_TIER = "service_tier"
 """The provider's service tier or processing mode that served the call (`batch`, `flex`, `priority`, …, as
 OpenAI's response `service_tier` and Anthropic's `usage.service_tier` name it): tiers have their own
@@ -167,6 +170,8 @@ class UsageEvent(msgspec.Struct):
     output_video_tokens: int = 0
     # Server-side web searches the call ran (`WEB_SEARCHES`), priced per search.
     web_search_requests: int = 0
+    # File searches the call ran (`FILE_SEARCHES`), priced per search.
+    file_search_requests: int = 0
     # The service tier or processing mode that served the call (`SERVICE_TIER`), lower-cased; "" = standard.
     service_tier: str = ""
 
@@ -226,8 +231,8 @@ def _check_label(name: str, value: Any, *, required: bool) -> str:
     return value
 
 
-def priced_extras(metadata: Mapping[str, Any]) -> tuple[int, str]:
-    """The web searches and service tier a call is priced with, from its (stored) metadata.
+def priced_extras(metadata: Mapping[str, Any]) -> tuple[int, str, int]:
+    """The web searches, service tier and file searches a call is priced with, from its (stored) metadata.
 
     Ingest and `llmcost reprice` both read them here, so a reprice prices a call as ingest did. The
     event fields were validated and written into the metadata; a key only the caller's own metadata
@@ -246,7 +251,14 @@ def priced_extras(metadata: Mapping[str, Any]) -> tuple[int, str]:
     tier = metadata.get(SERVICE_TIER)
     if type(tier) is not str or len(tier) > SERVICE_TIER_MAX_LEN or not tier.isprintable():
         tier = ""
-    return searches, tier.strip().lower()
+    return searches, tier.strip().lower(), _search_count(metadata.get(FILE_SEARCHES))
+
+
+def _search_count(count: Any) -> int:
+    """A well-formed search count from metadata, else 0 (metadata is free-form)."""
+    if isinstance(count, int | float) and not isinstance(count, bool) and 0 <= count <= MAX_WEB_SEARCHES:
+        return int(count) if count == int(count) else 0
+    return 0
 
 
 def _usage_extras(usage: Mapping[str, Any]) -> dict[str, Any]:
@@ -449,6 +461,11 @@ def parse_event(
         searches = _check_count(WEB_SEARCHES, searches)
         if searches > MAX_WEB_SEARCHES:
             raise InvalidEvent(WEB_SEARCHES, f"is implausibly large ({searches})")
+    file_searches = get(FILE_SEARCHES)
+    if file_searches is not None:
+        file_searches = _check_count(FILE_SEARCHES, file_searches)
+        if file_searches > MAX_WEB_SEARCHES:
+            raise InvalidEvent(FILE_SEARCHES, f"is implausibly large ({file_searches})")
     tier = get(SERVICE_TIER)
     if tier is not None and (type(tier) is not str or len(tier) > SERVICE_TIER_MAX_LEN or not tier.isprintable()):
         raise InvalidEvent(SERVICE_TIER, f"must be a printable string of at most {SERVICE_TIER_MAX_LEN} characters")
@@ -492,7 +509,9 @@ def parse_event(
                 metadata[WEB_SEARCHES] = searches
             if tier is not None and metadata.get(SERVICE_TIER) != tier:
                 metadata[SERVICE_TIER] = tier
-    searches, tier = priced_extras(metadata) if metadata else (0, "")
+            if file_searches is not None and metadata.get(FILE_SEARCHES) != file_searches:
+                metadata[FILE_SEARCHES] = file_searches
+    searches, tier, file_searches = priced_extras(metadata) if metadata else (0, "", 0)
     if metadata and not CONTENT_FIELDS.isdisjoint(metadata):
         metadata = without_content(metadata)
     text = metadata_json(metadata, max_metadata_bytes) if metadata else None
@@ -539,6 +558,7 @@ def parse_event(
         cache_read_video_tokens=media[7],
         output_video_tokens=media[8],
         web_search_requests=searches,
+        file_search_requests=file_searches,
         service_tier=tier,
         metadata_text=text,
     )

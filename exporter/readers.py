@@ -25,7 +25,15 @@ from urllib.parse import unquote, urlsplit
 import orjson
 
 from exporter.config import OtlpConfig
-from exporter.events import CACHE_WRITE_1H, LABEL_FIELDS, MEDIA_FIELDS, TOKEN_FIELDS, WEB_SEARCHES, InvalidEvent
+from exporter.events import (
+    CACHE_WRITE_1H,
+    FILE_SEARCHES,
+    LABEL_FIELDS,
+    MEDIA_FIELDS,
+    TOKEN_FIELDS,
+    WEB_SEARCHES,
+    InvalidEvent,
+)
 from exporter.normalize.anthropic import merge_stream_usage
 from exporter.normalize.litellm import is_litellm
 from exporter.normalize.otel import attribution, decode_attributes, is_model_call_span, is_otel
@@ -39,7 +47,9 @@ Record = tuple[int, dict[str, Any] | InvalidEvent]
 MAX_DOCUMENT_BYTES = 512 * 1024 * 1024
 _BUFFER = 1 << 20
 # The counts of the canonical table (docs/events.md), its optional extensions included: a CSV cell is text.
-_INT_COLUMNS = frozenset((*TOKEN_FIELDS, CACHE_WRITE_1H, *(part for part, _ in MEDIA_FIELDS), WEB_SEARCHES))
+_INT_COLUMNS = frozenset(
+    (*TOKEN_FIELDS, CACHE_WRITE_1H, *(part for part, _ in MEDIA_FIELDS), WEB_SEARCHES, FILE_SEARCHES)
+)
 _STRING_COLUMNS = frozenset(("request_id", "provider", "model", "status", *LABEL_FIELDS))
 _LITELLM_INT_COLUMNS = frozenset(("prompt_tokens", "completion_tokens", "total_tokens"))
 _MODEL_IN_URI = re.compile(r"/model/([^/]+)")

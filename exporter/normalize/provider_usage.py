@@ -130,9 +130,9 @@ def event_from_usage(raw: Mapping[str, Any]) -> dict[str, Any]:
     wrapped = out.pop("usage")
     if isinstance(wrapped, Mapping) and response_kind(wrapped) is not None:
         # A whole response given as the usage: keep its id and time, drop its content. What prices it
-        # beside the usage (its tier, a Responses object's web searches) is kept as when it is posted as is.
+        # beside the usage (its tier, a Responses object's web and file searches) is kept as when posted as is.
         inner = event_from_response(wrapped, response_kind(wrapped) or "")
-        for key in ("request_id", "timestamp", "model", "service_tier", "web_search_requests"):
+        for key in ("request_id", "timestamp", "model", "service_tier", "web_search_requests", "file_search_requests"):
             if out.get(key) is None and inner.get(key) is not None:
                 out[key] = inner[key]
         if out.get("provider") is None:

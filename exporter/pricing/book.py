@@ -27,6 +27,7 @@ from genai_prices.types import ModelInfo, Provider
 from exporter.pricing.catalog import Catalog, price_context, price_schedule
 from exporter.pricing.overrides import PriceOverride, load_overrides
 from exporter.pricing.tariff import (
+    FILE_SEARCH_AT,
     MEDIA_KINDS,
     MEDIA_OF,
     MODALITIES,
@@ -222,11 +223,12 @@ def _override_tariff(override: PriceOverride) -> Tariff:
         # Media: the extra over the text price of the kind that includes it (none without a media price).
         *(Decimal(0) if price is None else price - text for price, text in media),
     )
-    per_search = override.web_search_per_thousand
+    per_search, per_file_search = override.web_search_per_thousand, override.file_search_per_thousand
     rates = compile_rates(
         Decimal(0),
         [price.scaleb(-6) for price in per_mtok],
         Decimal(0) if per_search is None else per_search.scaleb(-3),
+        Decimal(0) if per_file_search is None else per_file_search.scaleb(-3),
     )
     media_priced = tuple(kind for kind, (price, _) in zip(MEDIA_KINDS, media, strict=True) if price is not None)
     details = {
@@ -298,6 +300,7 @@ class PriceBook:
         video: tuple[int, int, int] = NO_MEDIA,
         web_searches: int = 0,
         service_tier: str = "",
+        file_searches: int = 0,
     ) -> int | None:
         """Cost in integer nano-dollars, or None when the model has no known price.
 
@@ -306,7 +309,7 @@ class PriceBook:
         `cache_write_tokens` include `cache_write_1h_tokens` (one-hour cache writes, see `quote`);
         `audio`, `image`, `video` are the parts of input, cache read and output tokens, and
         `web_searches` the server-side web searches the call ran, `service_tier` the tier that served
-        it (see `quote`).
+        it, `file_searches` its file searches (see `quote`).
         """
         return self.quote(
             provider,
@@ -323,6 +326,7 @@ class PriceBook:
             video,
             web_searches,
             service_tier,
+            file_searches,
         )[0]
 
     def quote(
@@ -341,6 +345,7 @@ class PriceBook:
         video: tuple[int, int, int] = NO_MEDIA,
         web_searches: int = 0,
         service_tier: str = "",
+        file_searches: int = 0,
     ) -> tuple[int | None, str, str]:
         """`(cost, price source, effective date)`: the cost as `cost_nanousd` and where its price comes from.
 
@@ -360,7 +365,9 @@ class PriceBook:
 
         `web_searches` (Anthropic's `server_tool_use.web_search_requests`) are charged the price's
         per-search rate on top of the tokens: genai-prices' `web_searches_kcount`, or the override
-        entry's `web_search_per_thousand` (none: searches are not charged).
+        entry's `web_search_per_thousand` (none: searches are not charged). `file_searches` (OpenAI
+        Responses' `file_search_call` items) likewise: genai-prices' `storage_searches_kcount`, or the
+        override entry's `file_search_per_thousand`.
 
         `service_tier` (lower-case, "" = standard) selects genai-prices' price variant for that tier:
         `batch` (Batch APIs), `flex`, `priority`, … The source then ends `; service tier batch`. A tier
@@ -405,6 +412,8 @@ class PriceBook:
                 source += _text_rate_note(period.media_unpriced, counts)
         if web_searches:
             total += rates[WEB_SEARCH_AT] * web_searches
+        if file_searches:
+            total += rates[FILE_SEARCH_AT] * file_searches
         scale = rates[SCALE_AT]
         cost = total if scale == 1 else divide_half_even(total, scale)
         return cost, source, period.effective

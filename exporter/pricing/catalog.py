@@ -123,7 +123,8 @@ def _media_probe(kind: str) -> Usage:
 
 
 # One request and one token of each canonical kind (input, cache read, cache write, output,
-# output-with-reasoning, then each of `MEDIA_KINDS`), then one web search: pricing these with
+# output-with-reasoning, then each of `MEDIA_KINDS`), then one web search and one file search (genai-prices'
+# `storage_searches`: OpenAI's file search tool, billed per call): pricing these with
 # genai-prices' own arithmetic gives exact linear rates.
 _PROBES = (
     to_genai_usage(0, 0, 0, 0),
@@ -134,6 +135,7 @@ _PROBES = (
     to_genai_usage(0, 0, 0, 1, 1),
     *(_media_probe(kind) for kind in MEDIA_KINDS),
     Usage(web_searches=1),
+    Usage(storage_searches=1),
 )
 # The genai-prices prices that give each of `MEDIA_KINDS` a rate of its own; without one, genai-prices
 # charges it the text rate. Cached media without a price of their own are charged the media input
@@ -319,7 +321,7 @@ def _tier_value(value: TieredPrices, total_input_tokens: int) -> Decimal:
 
 def _probe(price: ModelPrice) -> Rates:
     totals: Sequence[Any] = [price.calc_price(usage)["total_price"] for usage in _PROBES]
-    base, input_, cache_read, cache_write, output, output_reasoning, *media, web_search = totals
+    base, input_, cache_read, cache_write, output, output_reasoning, *media, web_search, file_search = totals
     text = {"input": input_, "cache_read": cache_read, "output": output}
     return compile_rates(
         base,
@@ -333,4 +335,5 @@ def _probe(price: ModelPrice) -> Rates:
             *(total - text[MEDIA_OF[kind]] for kind, total in zip(MEDIA_KINDS, media, strict=True)),
         ),
         web_search - base,
+        file_search - base,
     )
