@@ -64,6 +64,9 @@ SERVICE_TIER = "service_tier"
 """The provider's service tier or processing mode that served the call (`batch`, `flex`, `priority`, …, as
 OpenAI's response `service_tier` and Anthropic's `usage.service_tier` name it): tiers have their own
 prices. Kept in `metadata` like `WEB_SEARCHES`, where `llmcost reprice` reads it back."""
+INFERENCE_GEO = "inference_geo"
+"""Where the call's inference ran, as Anthropic's `usage.inference_geo` says (`global`, `us`,
+`not_available`): US-only inference costs more. Kept in `metadata` like `SERVICE_TIER`."""
 SERVICE_TIER_MAX_LEN = 64
 MAX_WEB_SEARCHES = 10**6
 """The most web searches one call may report: far above any real call (Anthropic's `max_uses` is per
@@ -174,6 +177,8 @@ class UsageEvent(msgspec.Struct):
     file_search_requests: int = 0
     # The service tier or processing mode that served the call (`SERVICE_TIER`), lower-cased; "" = standard.
     service_tier: str = ""
+    # Where the inference ran (`INFERENCE_GEO`), lower-cased; "" = not said.
+    inference_geo: str = ""
 
     # `metadata` as the JSON text stored, made once by `metadata_json` when the event is validated.
     metadata_text: str | None = None
@@ -231,18 +236,20 @@ def _check_label(name: str, value: Any, *, required: bool) -> str:
     return value
 
 
-def priced_extras(metadata: Mapping[str, Any]) -> tuple[int, str, int]:
-    """The web searches, service tier and file searches a call is priced with, from its (stored) metadata.
+def priced_extras(metadata: Mapping[str, Any]) -> tuple[int, str, int, str]:
+    """The web searches, service tier, file searches and inference geo a call is priced with, from its metadata.
 
     Ingest and `llmcost reprice` both read them here, so a reprice prices a call as ingest did. The
     event fields were validated and written into the metadata; a key only the caller's own metadata
     holds is taken when it is well formed, else ignored (metadata is free-form). Without either key,
     the provider usage kept in `metadata["usage"]` says (Anthropic's `server_tool_use.web_search_requests`,
-    `service_tier` and `speed`, Perplexity's `num_search_queries`), as ingest read it: so calls stored
-    before these fields existed are repriced with them.
+    `service_tier`, `speed` and `inference_geo`, Perplexity's `num_search_queries`), as ingest read it: so
+    calls stored before these fields existed are repriced with them.
     """
     usage = metadata.get("usage")
-    if isinstance(usage, Mapping) and (WEB_SEARCHES not in metadata or SERVICE_TIER not in metadata):
+    if isinstance(usage, Mapping) and not (
+        WEB_SEARCHES in metadata and SERVICE_TIER in metadata and INFERENCE_GEO in metadata
+    ):
         metadata = {**_usage_extras(usage), **metadata}
     count = metadata.get(WEB_SEARCHES)
     searches = 0
@@ -251,7 +258,19 @@ def priced_extras(metadata: Mapping[str, Any]) -> tuple[int, str, int]:
     tier = metadata.get(SERVICE_TIER)
     if type(tier) is not str or len(tier) > SERVICE_TIER_MAX_LEN or not tier.isprintable():
         tier = ""
-    return searches, tier.strip().lower(), _search_count(metadata.get(FILE_SEARCHES))
+    return (
+        searches,
+        tier.strip().lower(),
+        _search_count(metadata.get(FILE_SEARCHES)),
+        _text(metadata.get(INFERENCE_GEO)),
+    )
+
+
+def _text(value: Any) -> str:
+    """A well-formed short text value from metadata (a tier, a geo), lower-cased; else ""."""
+    if type(value) is not str or len(value) > SERVICE_TIER_MAX_LEN or not value.isprintable():
+        return ""
+    return value.strip().lower()
 
 
 def _search_count(count: Any) -> int:
@@ -271,6 +290,8 @@ def _usage_extras(usage: Mapping[str, Any]) -> dict[str, Any]:
     tier = "fast" if usage.get("speed") == "fast" else usage.get("service_tier")
     if tier is not None:
         out[SERVICE_TIER] = tier
+    if usage.get(INFERENCE_GEO) is not None:
+        out[INFERENCE_GEO] = usage[INFERENCE_GEO]
     return out
 
 
@@ -469,6 +490,9 @@ def parse_event(
     tier = get(SERVICE_TIER)
     if tier is not None and (type(tier) is not str or len(tier) > SERVICE_TIER_MAX_LEN or not tier.isprintable()):
         raise InvalidEvent(SERVICE_TIER, f"must be a printable string of at most {SERVICE_TIER_MAX_LEN} characters")
+    geo = get(INFERENCE_GEO)
+    if geo is not None and (type(geo) is not str or len(geo) > SERVICE_TIER_MAX_LEN or not geo.isprintable()):
+        raise InvalidEvent(INFERENCE_GEO, f"must be a printable string of at most {SERVICE_TIER_MAX_LEN} characters")
 
     cost = get("cost_usd")
     cost_nanos: int | None = None
@@ -511,7 +535,9 @@ def parse_event(
                 metadata[SERVICE_TIER] = tier
             if file_searches is not None and metadata.get(FILE_SEARCHES) != file_searches:
                 metadata[FILE_SEARCHES] = file_searches
-    searches, tier, file_searches = priced_extras(metadata) if metadata else (0, "", 0)
+            if geo is not None and metadata.get(INFERENCE_GEO) != geo:
+                metadata[INFERENCE_GEO] = geo
+    searches, tier, file_searches, geo = priced_extras(metadata) if metadata else (0, "", 0, "")
     if metadata and not CONTENT_FIELDS.isdisjoint(metadata):
         metadata = without_content(metadata)
     text = metadata_json(metadata, max_metadata_bytes) if metadata else None
@@ -560,6 +586,7 @@ def parse_event(
         web_search_requests=searches,
         file_search_requests=file_searches,
         service_tier=tier,
+        inference_geo=geo,
         metadata_text=text,
     )
 

@@ -258,6 +258,7 @@ class IngestPipeline:
             event.web_search_requests,
             event.service_tier,
             event.file_search_requests,
+            event.inference_geo,
         )
         if cost is None:
             event.cost_nanousd = 0

@@ -32,6 +32,7 @@ from exporter.events import (
     AUDIO_FIELDS,
     FILE_SEARCHES,
     IMAGE_FIELDS,
+    INFERENCE_GEO,
     SERVICE_TIER,
     VIDEO_FIELDS,
     WEB_SEARCHES,
@@ -72,16 +73,16 @@ def stored_media(meta_json: str | None) -> MediaParts:
     return parts[0], parts[1], parts[2]
 
 
-_EXTRA_KEYS = (WEB_SEARCHES, SERVICE_TIER, FILE_SEARCHES, "num_search_queries", '"speed"')
+_EXTRA_KEYS = (WEB_SEARCHES, SERVICE_TIER, FILE_SEARCHES, INFERENCE_GEO, "num_search_queries", '"speed"')
 """Text one of which the stored metadata holds when it names searches or a tier (`priced_extras`)."""
 
 
-def stored_extras(meta_json: str | None) -> tuple[int, str, int]:
-    """The web searches, service tier and file searches an event was priced with, from its stored metadata."""
+def stored_extras(meta_json: str | None) -> tuple[int, str, int, str]:
+    """The searches, service tier and inference geo an event was priced with, from its stored metadata."""
     if not meta_json or not any(key in meta_json for key in _EXTRA_KEYS):
-        return 0, "", 0
+        return 0, "", 0, ""
     metadata = orjson.loads(meta_json)
-    return priced_extras(metadata) if isinstance(metadata, dict) else (0, "", 0)
+    return priced_extras(metadata) if isinstance(metadata, dict) else (0, "", 0, "")
 
 
 @dataclass
@@ -205,7 +206,7 @@ class Repricer:
             ]
             provider, model = row[13], row[14]
             media = stored_media(row[_META_AT])
-            searches, tier, file_searches = stored_extras(row[_META_AT])
+            searches, tier, file_searches, geo = stored_extras(row[_META_AT])
             cost, source, effective = quote(
                 provider,
                 model,
@@ -220,6 +221,7 @@ class Repricer:
                 searches,
                 tier,
                 file_searches,
+                geo,
             )
             kind = "unpriced" if cost is None else "priced"
             new_cost = cost or 0

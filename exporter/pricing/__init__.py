@@ -22,7 +22,8 @@ audio and for generated images and video. Server-side web searches (Anthropic's
 `server_tool_use.web_search_requests`) are charged the price's per-search rate, and OpenAI file searches
 (`file_search_call` items) its per-call file search rate. A call's `service_tier`
 (`batch`, `flex`, `priority`, …) selects genai-prices' price variant for that tier, where it has one
-(docs/pricing.md, "Service tiers"). Costs are rounded once,
+(docs/pricing.md, "Service tiers"); Anthropic's US-only inference (`inference_geo: us`) costs 1.1x
+its token prices (docs/pricing.md, "Anthropic's US-only inference"). Costs are rounded once,
 half-even, to the nano-dollar.
 
 Provider names: `openai`, `anthropic`, `bedrock`/`aws`, `azure`, `google`/`gemini`/`vertex`,
