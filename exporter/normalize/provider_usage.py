@@ -20,7 +20,7 @@ from exporter.normalize._fields import count0, tokens
 from exporter.normalize.anthropic import anthropic_tokens, is_anthropic
 from exporter.normalize.bedrock import bedrock_tokens, is_bedrock_converse
 from exporter.normalize.cohere import cohere_tokens, is_cohere
-from exporter.normalize.gemini import gemini_tokens, is_gemini
+from exporter.normalize.gemini import gemini_tokens, grounded_searches, is_gemini
 from exporter.normalize.openai_like import (
     chat_tokens,
     is_realtime,
@@ -139,6 +139,13 @@ def event_from_usage(raw: Mapping[str, Any]) -> dict[str, Any]:
             out["provider"] = inner["provider"]
         wrapped = inner["usage"]
     provider = out.get("provider")
+    if isinstance(wrapped, Mapping) and isinstance(wrapped.get("usageMetadata"), Mapping):
+        # A whole Gemini response: its grounding searches are billed apart and its usage does not count them.
+        if out.get("model") is None and isinstance(wrapped.get("modelVersion"), str):
+            out["model"] = wrapped["modelVersion"]
+        searches = grounded_searches(wrapped, out.get("model"))
+        if searches and out.get("web_search_requests") is None:
+            out["web_search_requests"] = searches
     usage, path, model = unwrap_usage(wrapped)
     token_fields = _tokens_for_shape(usage, path, provider if isinstance(provider, str) else "")
     cost = usage_cost(usage, path)
