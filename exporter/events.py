@@ -64,6 +64,9 @@ SERVICE_TIER = "service_tier"
 """The provider's service tier or processing mode that served the call (`batch`, `flex`, `priority`, …, as
 OpenAI's response `service_tier` and Anthropic's `usage.service_tier` name it): tiers have their own
 prices. Kept in `metadata` like `WEB_SEARCHES`, where `llmcost reprice` reads it back."""
+CITATION_TOKENS = "citation_tokens"
+"""The part of `output_tokens` that are citation tokens (Perplexity Deep Research's `citation_tokens`),
+which some models price apart. Kept in `metadata` like `WEB_SEARCHES`, where `llmcost reprice` reads it back."""
 INFERENCE_GEO = "inference_geo"
 """Where the call's inference ran, as Anthropic's `usage.inference_geo` says (`global`, `us`,
 `not_available`): US-only inference costs more. Kept in `metadata` like `SERVICE_TIER`."""
@@ -179,6 +182,8 @@ class UsageEvent(msgspec.Struct):
     service_tier: str = ""
     # Where the inference ran (`INFERENCE_GEO`), lower-cased; "" = not said.
     inference_geo: str = ""
+    # The part of output_tokens that are citation tokens (`CITATION_TOKENS`), priced apart by some models.
+    citation_tokens: int = 0
 
     # `metadata` as the JSON text stored, made once by `metadata_json` when the event is validated.
     metadata_text: str | None = None
@@ -236,8 +241,11 @@ def _check_label(name: str, value: Any, *, required: bool) -> str:
     return value
 
 
-def priced_extras(metadata: Mapping[str, Any]) -> tuple[int, str, int, str]:
-    """The web searches, service tier, file searches and inference geo a call is priced with, from its metadata.
+def priced_extras(metadata: Mapping[str, Any], output_room: int = 0) -> tuple[int, str, int, str, int]:
+    """The web searches, service tier, file searches, inference geo and citation tokens a call is priced with.
+
+    Read from its (stored) metadata. Citation tokens are a part of the output: a count above
+    `output_room` (output tokens less reasoning tokens) is not a well-formed one, and is 0.
 
     Ingest and `llmcost reprice` both read them here, so a reprice prices a call as ingest did. The
     event fields were validated and written into the metadata; a key only the caller's own metadata
@@ -263,6 +271,7 @@ def priced_extras(metadata: Mapping[str, Any]) -> tuple[int, str, int, str]:
         tier.strip().lower(),
         _search_count(metadata.get(FILE_SEARCHES)),
         _text(metadata.get(INFERENCE_GEO)),
+        _part_count(metadata.get(CITATION_TOKENS), output_room),
     )
 
 
@@ -271,6 +280,13 @@ def _text(value: Any) -> str:
     if type(value) is not str or len(value) > SERVICE_TIER_MAX_LEN or not value.isprintable():
         return ""
     return value.strip().lower()
+
+
+def _part_count(count: Any, room: int) -> int:
+    """A well-formed token count from metadata that fits in `room`, else 0."""
+    if type(count) is int and 0 <= count <= room:
+        return count
+    return 0
 
 
 def _search_count(count: Any) -> int:
@@ -490,6 +506,15 @@ def parse_event(
     tier = get(SERVICE_TIER)
     if tier is not None and (type(tier) is not str or len(tier) > SERVICE_TIER_MAX_LEN or not tier.isprintable()):
         raise InvalidEvent(SERVICE_TIER, f"must be a printable string of at most {SERVICE_TIER_MAX_LEN} characters")
+    citations = get(CITATION_TOKENS)
+    if citations is not None:
+        citations = _check_count(CITATION_TOKENS, citations)
+        if citations > output_tokens - reasoning:
+            raise InvalidEvent(
+                CITATION_TOKENS,
+                f"({citations}) plus reasoning_tokens ({reasoning}) cannot exceed output_tokens ({output_tokens}), "
+                "which includes them",
+            )
     geo = get(INFERENCE_GEO)
     if geo is not None and (type(geo) is not str or len(geo) > SERVICE_TIER_MAX_LEN or not geo.isprintable()):
         raise InvalidEvent(INFERENCE_GEO, f"must be a printable string of at most {SERVICE_TIER_MAX_LEN} characters")
@@ -537,7 +562,11 @@ def parse_event(
                 metadata[FILE_SEARCHES] = file_searches
             if geo is not None and metadata.get(INFERENCE_GEO) != geo:
                 metadata[INFERENCE_GEO] = geo
-    searches, tier, file_searches, geo = priced_extras(metadata) if metadata else (0, "", 0, "")
+            if citations is not None and metadata.get(CITATION_TOKENS) != citations:
+                metadata[CITATION_TOKENS] = citations
+    searches, tier, file_searches, geo, citations = (
+        priced_extras(metadata, output_tokens - reasoning) if metadata else (0, "", 0, "", 0)
+    )
     if metadata and not CONTENT_FIELDS.isdisjoint(metadata):
         metadata = without_content(metadata)
     text = metadata_json(metadata, max_metadata_bytes) if metadata else None
@@ -587,6 +616,7 @@ def parse_event(
         file_search_requests=file_searches,
         service_tier=tier,
         inference_geo=geo,
+        citation_tokens=citations,
         metadata_text=text,
     )
 

@@ -259,6 +259,7 @@ class IngestPipeline:
             event.service_tier,
             event.file_search_requests,
             event.inference_geo,
+            event.citation_tokens,
         )
         if cost is None:
             event.cost_nanousd = 0

@@ -27,6 +27,7 @@ from genai_prices.types import ModelInfo, Provider
 from exporter.pricing.catalog import Catalog, price_context, price_schedule
 from exporter.pricing.overrides import PriceOverride, load_overrides
 from exporter.pricing.tariff import (
+    CITATION_AT,
     FILE_SEARCH_AT,
     MEDIA_KINDS,
     MEDIA_OF,
@@ -317,6 +318,7 @@ class PriceBook:
         service_tier: str = "",
         file_searches: int = 0,
         inference_geo: str = "",
+        citation_tokens: int = 0,
     ) -> int | None:
         """Cost in integer nano-dollars, or None when the model has no known price.
 
@@ -325,7 +327,8 @@ class PriceBook:
         `cache_write_tokens` include `cache_write_1h_tokens` (one-hour cache writes, see `quote`);
         `audio`, `image`, `video` are the parts of input, cache read and output tokens, and
         `web_searches` the server-side web searches the call ran, `service_tier` the tier that served
-        it, `file_searches` its file searches, `inference_geo` where it ran (see `quote`).
+        it, `file_searches` its file searches, `inference_geo` where it ran, `citation_tokens` the part of
+        `output_tokens` that are citation tokens (see `quote`).
         """
         return self.quote(
             provider,
@@ -344,6 +347,7 @@ class PriceBook:
             service_tier,
             file_searches,
             inference_geo,
+            citation_tokens,
         )[0]
 
     def quote(
@@ -364,6 +368,7 @@ class PriceBook:
         service_tier: str = "",
         file_searches: int = 0,
         inference_geo: str = "",
+        citation_tokens: int = 0,
     ) -> tuple[int | None, str, str]:
         """`(cost, price source, effective date)`: the cost as `cost_nanousd` and where its price comes from.
 
@@ -391,6 +396,9 @@ class PriceBook:
         1.1x every token price of an Anthropic model priced from genai-prices (Anthropic's data
         residency pricing; the API reports `us` only for models that offer it); the source then ends
         `; US-only inference 1.1x`. Any other value, or an override entry, is the price as it is.
+
+        `citation_tokens` (Perplexity Deep Research's `citation_tokens`) are a part of `output_tokens`,
+        charged genai-prices' `output_citation_mtok` where the price has one, else the output price.
 
         `service_tier` (lower-case, "" = standard) selects genai-prices' price variant for that tier:
         `batch` (Batch APIs), `flex`, `priority`, … The source then ends `; service tier batch`. A tier
@@ -432,6 +440,8 @@ class PriceBook:
             if any(counts):
                 total += sum(rate * count for rate, count in zip(rates[6:WEB_SEARCH_AT], counts, strict=True))
                 source += _text_rate_note(period.media_unpriced, counts)
+        if citation_tokens:
+            total += rates[CITATION_AT] * citation_tokens
         scale = rates[SCALE_AT]
         if inference_geo == "us" and period.us_premium:
             # Anthropic: US-only inference costs 1.1x every token price (not the per-search fees). Exact:

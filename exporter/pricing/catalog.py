@@ -136,6 +136,7 @@ _PROBES = (
     *(_media_probe(kind) for kind in MEDIA_KINDS),
     Usage(web_searches=1),
     Usage(storage_searches=1),
+    Usage(output_tokens=1, output_citation_tokens=1),  # a citation token: a part of the output
 )
 # The genai-prices prices that give each of `MEDIA_KINDS` a rate of its own; without one, genai-prices
 # charges it the text rate. Cached media without a price of their own are charged the media input
@@ -321,7 +322,7 @@ def _tier_value(value: TieredPrices, total_input_tokens: int) -> Decimal:
 
 def _probe(price: ModelPrice) -> Rates:
     totals: Sequence[Any] = [price.calc_price(usage)["total_price"] for usage in _PROBES]
-    base, input_, cache_read, cache_write, output, output_reasoning, *media, web_search, file_search = totals
+    base, input_, cache_read, cache_write, output, output_reasoning, *media, web_search, file_search, citation = totals
     text = {"input": input_, "cache_read": cache_read, "output": output}
     return compile_rates(
         base,
@@ -336,4 +337,5 @@ def _probe(price: ModelPrice) -> Rates:
         ),
         web_search - base,
         file_search - base,
+        citation - output,
     )
