@@ -20,7 +20,8 @@ charged at that tier's price. Audio, image and video tokens (parts of input, cac
 tokens) are charged the price's rates for them; without one, the text rate, noted on the event for
 audio and for generated images and video. Server-side web searches (Anthropic's
 `server_tool_use.web_search_requests`) are charged the price's per-search rate, and OpenAI file searches
-(`file_search_call` items) its per-call file search rate. A call's `service_tier`
+(`file_search_call` items) its per-call file search rate; citation tokens (a part of the output,
+Perplexity Deep Research) its citation rate where it has one. A call's `service_tier`
 (`batch`, `flex`, `priority`, …) selects genai-prices' price variant for that tier, where it has one
 (docs/pricing.md, "Service tiers"); Anthropic's US-only inference (`inference_geo: us`) costs 1.1x
 its token prices (docs/pricing.md, "Anthropic's US-only inference"). Costs are rounded once,
