@@ -25,7 +25,10 @@ from msgspec import Meta
 
 from exporter.body_records import check_count, check_lines, ndjson_lines, split_array
 from exporter.events import (
+    CITATION_TOKENS,
     CONTENT_FIELDS,
+    FILE_SEARCHES,
+    INFERENCE_GEO,
     LABEL_MAX_LEN,
     MAX_COST_USD,
     MAX_LATENCY_MS,
@@ -43,7 +46,7 @@ from exporter.events import (
     without_content,
 )
 
-_PRICED_KEYS = frozenset((SERVICE_TIER, WEB_SEARCHES, "usage"))
+_PRICED_KEYS = frozenset((SERVICE_TIER, WEB_SEARCHES, FILE_SEARCHES, INFERENCE_GEO, CITATION_TOKENS, "usage"))
 """Metadata keys that can change a call's price (`events.priced_extras`: a provider usage kept there too)."""
 _RequestId = Annotated[str, Meta(min_length=1, max_length=REQUEST_ID_MAX_LEN)]
 _Name = Annotated[str, Meta(min_length=1, max_length=LABEL_MAX_LEN)]

@@ -57,10 +57,19 @@ WEB_SEARCHES = "web_search_requests"
 """Server-side web searches the call ran (Anthropic's `server_tool_use.web_search_requests`), billed per
 search on top of the tokens. Like the media parts, not in `KNOWN_FIELDS`: kept in `metadata`, where
 `llmcost reprice` reads it back."""
+FILE_SEARCHES = "file_search_requests"
+"""File searches the call ran (OpenAI Responses' `file_search_call` output items: searches of a vector
+store), billed per call on top of the tokens. Kept in `metadata` like `WEB_SEARCHES`."""
 SERVICE_TIER = "service_tier"
 """The provider's service tier or processing mode that served the call (`batch`, `flex`, `priority`, …, as
 OpenAI's response `service_tier` and Anthropic's `usage.service_tier` name it): tiers have their own
 prices. Kept in `metadata` like `WEB_SEARCHES`, where `llmcost reprice` reads it back."""
+CITATION_TOKENS = "citation_tokens"
+"""The part of `output_tokens` that are citation tokens (Perplexity Deep Research's `citation_tokens`),
+which some models price apart. Kept in `metadata` like `WEB_SEARCHES`, where `llmcost reprice` reads it back."""
+INFERENCE_GEO = "inference_geo"
+"""Where the call's inference ran, as Anthropic's `usage.inference_geo` says (`global`, `us`,
+`not_available`): US-only inference costs more. Kept in `metadata` like `SERVICE_TIER`."""
 SERVICE_TIER_MAX_LEN = 64
 MAX_WEB_SEARCHES = 10**6
 """The most web searches one call may report: far above any real call (Anthropic's `max_uses` is per
@@ -167,8 +176,14 @@ class UsageEvent(msgspec.Struct):
     output_video_tokens: int = 0
     # Server-side web searches the call ran (`WEB_SEARCHES`), priced per search.
     web_search_requests: int = 0
+    # File searches the call ran (`FILE_SEARCHES`), priced per search.
+    file_search_requests: int = 0
     # The service tier or processing mode that served the call (`SERVICE_TIER`), lower-cased; "" = standard.
     service_tier: str = ""
+    # Where the inference ran (`INFERENCE_GEO`), lower-cased; "" = not said.
+    inference_geo: str = ""
+    # The part of output_tokens that are citation tokens (`CITATION_TOKENS`), priced apart by some models.
+    citation_tokens: int = 0
 
     # `metadata` as the JSON text stored, made once by `metadata_json` when the event is validated.
     metadata_text: str | None = None
@@ -226,18 +241,23 @@ def _check_label(name: str, value: Any, *, required: bool) -> str:
     return value
 
 
-def priced_extras(metadata: Mapping[str, Any]) -> tuple[int, str]:
-    """The web searches and service tier a call is priced with, from its (stored) metadata.
+def priced_extras(metadata: Mapping[str, Any], output_room: int = 0) -> tuple[int, str, int, str, int]:
+    """The web searches, service tier, file searches, inference geo and citation tokens a call is priced with.
+
+    Read from its (stored) metadata. Citation tokens are a part of the output: a count above
+    `output_room` (output tokens less reasoning tokens) is not a well-formed one, and is 0.
 
     Ingest and `llmcost reprice` both read them here, so a reprice prices a call as ingest did. The
     event fields were validated and written into the metadata; a key only the caller's own metadata
     holds is taken when it is well formed, else ignored (metadata is free-form). Without either key,
     the provider usage kept in `metadata["usage"]` says (Anthropic's `server_tool_use.web_search_requests`,
-    `service_tier` and `speed`, Perplexity's `num_search_queries`), as ingest read it: so calls stored
-    before these fields existed are repriced with them.
+    `service_tier`, `speed` and `inference_geo`, Perplexity's `num_search_queries`), as ingest read it: so
+    calls stored before these fields existed are repriced with them.
     """
     usage = metadata.get("usage")
-    if isinstance(usage, Mapping) and (WEB_SEARCHES not in metadata or SERVICE_TIER not in metadata):
+    if isinstance(usage, Mapping) and not (
+        WEB_SEARCHES in metadata and SERVICE_TIER in metadata and INFERENCE_GEO in metadata
+    ):
         metadata = {**_usage_extras(usage), **metadata}
     count = metadata.get(WEB_SEARCHES)
     searches = 0
@@ -246,7 +266,34 @@ def priced_extras(metadata: Mapping[str, Any]) -> tuple[int, str]:
     tier = metadata.get(SERVICE_TIER)
     if type(tier) is not str or len(tier) > SERVICE_TIER_MAX_LEN or not tier.isprintable():
         tier = ""
-    return searches, tier.strip().lower()
+    return (
+        searches,
+        tier.strip().lower(),
+        _search_count(metadata.get(FILE_SEARCHES)),
+        _text(metadata.get(INFERENCE_GEO)),
+        _part_count(metadata.get(CITATION_TOKENS), output_room),
+    )
+
+
+def _text(value: Any) -> str:
+    """A well-formed short text value from metadata (a tier, a geo), lower-cased; else ""."""
+    if type(value) is not str or len(value) > SERVICE_TIER_MAX_LEN or not value.isprintable():
+        return ""
+    return value.strip().lower()
+
+
+def _part_count(count: Any, room: int) -> int:
+    """A well-formed token count from metadata that fits in `room`, else 0."""
+    if type(count) is int and 0 <= count <= room:
+        return count
+    return 0
+
+
+def _search_count(count: Any) -> int:
+    """A well-formed search count from metadata, else 0 (metadata is free-form)."""
+    if isinstance(count, int | float) and not isinstance(count, bool) and 0 <= count <= MAX_WEB_SEARCHES:
+        return int(count) if count == int(count) else 0
+    return 0
 
 
 def _usage_extras(usage: Mapping[str, Any]) -> dict[str, Any]:
@@ -259,6 +306,8 @@ def _usage_extras(usage: Mapping[str, Any]) -> dict[str, Any]:
     tier = "fast" if usage.get("speed") == "fast" else usage.get("service_tier")
     if tier is not None:
         out[SERVICE_TIER] = tier
+    if usage.get(INFERENCE_GEO) is not None:
+        out[INFERENCE_GEO] = usage[INFERENCE_GEO]
     return out
 
 
@@ -449,9 +498,26 @@ def parse_event(
         searches = _check_count(WEB_SEARCHES, searches)
         if searches > MAX_WEB_SEARCHES:
             raise InvalidEvent(WEB_SEARCHES, f"is implausibly large ({searches})")
+    file_searches = get(FILE_SEARCHES)
+    if file_searches is not None:
+        file_searches = _check_count(FILE_SEARCHES, file_searches)
+        if file_searches > MAX_WEB_SEARCHES:
+            raise InvalidEvent(FILE_SEARCHES, f"is implausibly large ({file_searches})")
     tier = get(SERVICE_TIER)
     if tier is not None and (type(tier) is not str or len(tier) > SERVICE_TIER_MAX_LEN or not tier.isprintable()):
         raise InvalidEvent(SERVICE_TIER, f"must be a printable string of at most {SERVICE_TIER_MAX_LEN} characters")
+    citations = get(CITATION_TOKENS)
+    if citations is not None:
+        citations = _check_count(CITATION_TOKENS, citations)
+        if citations > output_tokens - reasoning:
+            raise InvalidEvent(
+                CITATION_TOKENS,
+                f"({citations}) plus reasoning_tokens ({reasoning}) cannot exceed output_tokens ({output_tokens}), "
+                "which includes them",
+            )
+    geo = get(INFERENCE_GEO)
+    if geo is not None and (type(geo) is not str or len(geo) > SERVICE_TIER_MAX_LEN or not geo.isprintable()):
+        raise InvalidEvent(INFERENCE_GEO, f"must be a printable string of at most {SERVICE_TIER_MAX_LEN} characters")
 
     cost = get("cost_usd")
     cost_nanos: int | None = None
@@ -492,7 +558,15 @@ def parse_event(
                 metadata[WEB_SEARCHES] = searches
             if tier is not None and metadata.get(SERVICE_TIER) != tier:
                 metadata[SERVICE_TIER] = tier
-    searches, tier = priced_extras(metadata) if metadata else (0, "")
+            if file_searches is not None and metadata.get(FILE_SEARCHES) != file_searches:
+                metadata[FILE_SEARCHES] = file_searches
+            if geo is not None and metadata.get(INFERENCE_GEO) != geo:
+                metadata[INFERENCE_GEO] = geo
+            if citations is not None and metadata.get(CITATION_TOKENS) != citations:
+                metadata[CITATION_TOKENS] = citations
+    searches, tier, file_searches, geo, citations = (
+        priced_extras(metadata, output_tokens - reasoning) if metadata else (0, "", 0, "", 0)
+    )
     if metadata and not CONTENT_FIELDS.isdisjoint(metadata):
         metadata = without_content(metadata)
     text = metadata_json(metadata, max_metadata_bytes) if metadata else None
@@ -539,7 +613,10 @@ def parse_event(
         cache_read_video_tokens=media[7],
         output_video_tokens=media[8],
         web_search_requests=searches,
+        file_search_requests=file_searches,
         service_tier=tier,
+        inference_geo=geo,
+        citation_tokens=citations,
         metadata_text=text,
     )
 

@@ -257,6 +257,9 @@ class IngestPipeline:
             *_media_parts(event),
             event.web_search_requests,
             event.service_tier,
+            event.file_search_requests,
+            event.inference_geo,
+            event.citation_tokens,
         )
         if cost is None:
             event.cost_nanousd = 0

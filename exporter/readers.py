@@ -25,7 +25,15 @@ from urllib.parse import unquote, urlsplit
 import orjson
 
 from exporter.config import OtlpConfig
-from exporter.events import CACHE_WRITE_1H, LABEL_FIELDS, MEDIA_FIELDS, TOKEN_FIELDS, WEB_SEARCHES, InvalidEvent
+from exporter.events import (
+    CACHE_WRITE_1H,
+    FILE_SEARCHES,
+    LABEL_FIELDS,
+    MEDIA_FIELDS,
+    TOKEN_FIELDS,
+    WEB_SEARCHES,
+    InvalidEvent,
+)
 from exporter.normalize.anthropic import merge_stream_usage
 from exporter.normalize.litellm import is_litellm
 from exporter.normalize.otel import attribution, decode_attributes, is_model_call_span, is_otel
@@ -39,7 +47,9 @@ Record = tuple[int, dict[str, Any] | InvalidEvent]
 MAX_DOCUMENT_BYTES = 512 * 1024 * 1024
 _BUFFER = 1 << 20
 # The counts of the canonical table (docs/events.md), its optional extensions included: a CSV cell is text.
-_INT_COLUMNS = frozenset((*TOKEN_FIELDS, CACHE_WRITE_1H, *(part for part, _ in MEDIA_FIELDS), WEB_SEARCHES))
+_INT_COLUMNS = frozenset(
+    (*TOKEN_FIELDS, CACHE_WRITE_1H, *(part for part, _ in MEDIA_FIELDS), WEB_SEARCHES, FILE_SEARCHES)
+)
 _STRING_COLUMNS = frozenset(("request_id", "provider", "model", "status", *LABEL_FIELDS))
 _LITELLM_INT_COLUMNS = frozenset(("prompt_tokens", "completion_tokens", "total_tokens"))
 _MODEL_IN_URI = re.compile(r"/model/([^/]+)")
@@ -224,7 +234,7 @@ def usage_record_event(record: dict[str, Any]) -> dict[str, Any] | InvalidEvent:
         event["provider"] = from_host(host)
     model = record.get("response_model") or record.get("request_model") or _model_from_uri(record.get("uri"))
     if model is not None:
-        event["model"] = model
+        event["model"] = _hf_routed(model, event.get("provider"), record.get("uri"))
     source = record.get("source")
     if isinstance(source, str) and source:
         # Stable across replays, and short whatever the source path's length.
@@ -236,6 +246,19 @@ def usage_record_event(record: dict[str, Any]) -> dict[str, Any] | InvalidEvent:
         event["status"] = "error"
     event["metadata"] = {key: record[key] for key in ("source", "host", "object") if record.get(key) is not None}
     return event
+
+
+def _hf_routed(model: Any, provider: Any, uri: Any) -> Any:
+    """A Hugging Face router call's model named with the provider that served it: `model:together`.
+
+    The router serves a model through the provider its URL path names (`router.huggingface.co/together/v1/…`)
+    and bills that provider's price; the response names the model alone. `model:provider` is the router's
+    own spelling of the same choice, and how the price book finds that provider's price.
+    """
+    if provider != "huggingface" or not isinstance(model, str) or ":" in model or not isinstance(uri, str):
+        return model
+    route = urlsplit(uri).path.strip("/").split("/", 1)[0]
+    return f"{model}:{route}" if route and route != "v1" else model
 
 
 def _model_from_uri(uri: Any) -> str | None:

@@ -30,7 +30,10 @@ from sqlalchemy import text
 
 from exporter.events import (
     AUDIO_FIELDS,
+    CITATION_TOKENS,
+    FILE_SEARCHES,
     IMAGE_FIELDS,
+    INFERENCE_GEO,
     SERVICE_TIER,
     VIDEO_FIELDS,
     WEB_SEARCHES,
@@ -71,16 +74,27 @@ def stored_media(meta_json: str | None) -> MediaParts:
     return parts[0], parts[1], parts[2]
 
 
-_EXTRA_KEYS = (WEB_SEARCHES, SERVICE_TIER, "num_search_queries", '"speed"')
-"""Text one of which the stored metadata holds when it names web searches or a tier (`priced_extras`)."""
+_EXTRA_KEYS = (
+    WEB_SEARCHES,
+    SERVICE_TIER,
+    FILE_SEARCHES,
+    INFERENCE_GEO,
+    CITATION_TOKENS,
+    "num_search_queries",
+    '"speed"',
+)
+"""Text one of which the stored metadata holds when it names searches or a tier (`priced_extras`)."""
 
 
-def stored_extras(meta_json: str | None) -> tuple[int, str]:
-    """The web searches and service tier an event was priced with, from its stored metadata (`priced_extras`)."""
+def stored_extras(meta_json: str | None, output_room: int = 0) -> tuple[int, str, int, str, int]:
+    """The searches, tier, inference geo and citation tokens an event was priced with, from its stored metadata.
+
+    `output_room`: the event's output tokens less its reasoning tokens (citation tokens are a part of them).
+    """
     if not meta_json or not any(key in meta_json for key in _EXTRA_KEYS):
-        return 0, ""
+        return 0, "", 0, "", 0
     metadata = orjson.loads(meta_json)
-    return priced_extras(metadata) if isinstance(metadata, dict) else (0, "")
+    return priced_extras(metadata, output_room) if isinstance(metadata, dict) else (0, "", 0, "", 0)
 
 
 @dataclass
@@ -204,9 +218,23 @@ class Repricer:
             ]
             provider, model = row[13], row[14]
             media = stored_media(row[_META_AT])
-            searches, tier = stored_extras(row[_META_AT])
+            searches, tier, file_searches, geo, citations = stored_extras(row[_META_AT], out - reasoning)
             cost, source, effective = quote(
-                provider, model, ts, inp, read, write, out, reasoning, write_1h or 0, *media, searches, tier
+                provider,
+                model,
+                ts,
+                inp,
+                read,
+                write,
+                out,
+                reasoning,
+                write_1h or 0,
+                *media,
+                searches,
+                tier,
+                file_searches,
+                geo,
+                citations,
             )
             kind = "unpriced" if cost is None else "priced"
             new_cost = cost or 0

@@ -29,6 +29,19 @@ def is_batch_result(raw: Mapping[str, Any]) -> bool:
     return "custom_id" in raw and (isinstance(raw.get("response"), Mapping) or isinstance(raw.get("result"), Mapping))
 
 
+def batch_result_of(usage: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The batch result line an event's `usage` is, if it is one: the whole line, or an OpenAI line's `response`.
+
+    `{"status_code", "request_id", "body"}` is the `response` of an OpenAI batch output line and
+    nothing else's: given alone, it is read as the line it came from (without its `custom_id`).
+    """
+    if is_batch_result(usage):
+        return usage
+    if isinstance(usage.get("body"), Mapping) and "status_code" in usage:
+        return {"custom_id": None, "response": usage, "error": None}
+    return None
+
+
 def event_from_batch_result(raw: Mapping[str, Any]) -> dict[str, Any]:
     """The event (with its provider `usage`, for `event_from_usage`) of one batch result line."""
     if isinstance(raw.get("result"), Mapping):

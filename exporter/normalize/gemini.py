@@ -11,6 +11,7 @@ prompt's.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -50,6 +51,33 @@ def gemini_tokens(usage: Mapping[str, Any], path: str) -> dict[str, int]:
                 mapped, modality.lower(), in_prompt - cached_part, cached_part, output_parts.get(modality, 0), path
             )
     return mapped
+
+
+# Google bills Grounding with Google Search per grounded prompt on Gemini 1.x and 2.x, and per search
+# query from Gemini 3 on (ai.google.dev/gemini-api/docs/pricing); genai-prices' `web_searches_kcount`
+# carries each family's rate in its own unit ($35 per 1,000 prompts, $14 per 1,000 queries).
+_PER_GROUNDED_PROMPT = re.compile(r"(?:^|/)gemini-[12](?:\.\d+)?-")
+
+
+def grounded_searches(response: Mapping[str, Any], model: Any) -> int:
+    """The Google Search grounding a whole Gemini response is billed for: its prompt or its queries.
+
+    A candidate's `groundingMetadata.webSearchQueries` lists the searches the model ran; a response
+    without any ran none and is not billed for grounding (the tool was offered, not used). The
+    queries' text is only counted, never kept.
+    """
+    candidates = response.get("candidates")
+    if not isinstance(candidates, list):
+        return 0
+    queries = 0
+    for candidate in candidates:
+        grounding = candidate.get("groundingMetadata") if isinstance(candidate, Mapping) else None
+        searched = grounding.get("webSearchQueries") if isinstance(grounding, Mapping) else None
+        if isinstance(searched, list):
+            queries += len(searched)
+    if not queries:
+        return 0
+    return 1 if isinstance(model, str) and _PER_GROUNDED_PROMPT.search(model.lower()) else queries
 
 
 def _by_modality(usage: Mapping[str, Any], key: str, path: str) -> dict[str, int]:

@@ -19,7 +19,9 @@ provider name decide. Gemini's OpenAI-compatible endpoint leaves thinking tokens
 the surplus is output (it is billed as such) and reasoning.
 
 Perplexity adds `num_search_queries` (billed per search, carried as `web_search_requests`) and reports
-its billed cost as an object whose `total_cost` is the call's cost.
+its billed cost as an object whose `total_cost` is the call's cost. Its top-level `reasoning_tokens` and
+`citation_tokens` (Deep Research) are beside `completion_tokens`, not in it: output is the three together,
+and the citation part is carried as `citation_tokens` (priced apart).
 
 Audio tokens are parts of the prompt and completion (`prompt_tokens_details.audio_tokens`,
 `completion_tokens_details.audio_tokens`), cached or not; Chat Completions do not say how much of the
@@ -104,15 +106,25 @@ def chat_tokens(usage: Mapping[str, Any], path: str, provider: str) -> dict[str,
     reasoning = count(
         sub(usage, "completion_tokens_details", path), "reasoning_tokens", f"{path}.completion_tokens_details"
     )
-    if reasoning is None:
+    citations = 0
+    if reasoning is None and _is_perplexity(usage, provider):
+        # Perplexity counts reasoning and citation tokens beside completion_tokens (and outside total_tokens):
+        # its cost object bills each apart (Deep Research: $3/M reasoning, $2/M citations, $8/M output).
         reasoning = count0(usage, "reasoning_tokens", path)
-    output = _output(prompt, completion, reasoning, total, path, provider)
+        citations = count0(usage, "citation_tokens", path)
+        output = completion + reasoning + citations
+    else:
+        if reasoning is None:
+            reasoning = count0(usage, "reasoning_tokens", path)
+        output = _output(prompt, completion, reasoning, total, path, provider)
     if output != completion and reasoning == 0:  # Gemini's hidden thinking: the surplus is reasoning
         reasoning = output - completion
     mapped = tokens(input_tokens, cache_read, included_write + separate_write, output, reasoning)
     searches = count0(usage, "num_search_queries", path)  # Perplexity: billed per search
     if searches:
         mapped["web_search_requests"] = searches
+    if citations:
+        mapped["citation_tokens"] = citations
     output_audio = count0(
         sub(usage, "completion_tokens_details", path), "audio_tokens", f"{path}.completion_tokens_details"
     )
@@ -159,6 +171,11 @@ def realtime_tokens(usage: Mapping[str, Any], path: str) -> dict[str, int]:
     output_audio = count0(sub(usage, "output_token_details", path), "audio_tokens", f"{path}.output_token_details")
     mapped = _media(tokens(input_tokens, cache_read, 0, output), "audio", details, details_path, output_audio, path)
     return _media(mapped, "image", details, details_path, 0, path)
+
+
+def _is_perplexity(usage: Mapping[str, Any], provider: str) -> bool:
+    """Tell Perplexity's usage by its own keys (proxies rename the provider), or by the provider's name."""
+    return "citation_tokens" in usage or "num_search_queries" in usage or provider.lower() == "perplexity"
 
 
 def _output(prompt: int, completion: int, reasoning: int, total: int | None, path: str, provider: str) -> int:

@@ -18,9 +18,10 @@ from typing import Any
 from exporter.events import TOKEN_FIELDS, InvalidEvent
 from exporter.normalize._fields import count0, tokens
 from exporter.normalize.anthropic import anthropic_tokens, is_anthropic
+from exporter.normalize.batches import batch_result_of, event_from_batch_result
 from exporter.normalize.bedrock import bedrock_tokens, is_bedrock_converse
 from exporter.normalize.cohere import cohere_tokens, is_cohere
-from exporter.normalize.gemini import gemini_tokens, is_gemini
+from exporter.normalize.gemini import gemini_tokens, grounded_searches, is_gemini
 from exporter.normalize.openai_like import (
     chat_tokens,
     is_realtime,
@@ -128,17 +129,38 @@ def event_from_usage(raw: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidEvent("usage", f"cannot be combined with {', '.join(clashing)}: send one or the other")
     out = dict(raw)
     wrapped = out.pop("usage")
-    if isinstance(wrapped, Mapping) and response_kind(wrapped) is not None:
+    batch_line = batch_result_of(wrapped) if isinstance(wrapped, Mapping) else None
+    if batch_line is not None:
+        # A batch result line (or its `response`) given as the usage: a batch call, as when the line is
+        # sent as it is (exporter.normalize.batches). A bare usage object cannot say so: the caller does.
+        inner = event_from_batch_result(batch_line)
+        for key in ("request_id", "timestamp", "model", "service_tier", "web_search_requests", "file_search_requests"):
+            if out.get(key) is None and inner.get(key) is not None:
+                out[key] = inner[key]
+        if out.get("provider") is None:
+            out["provider"] = inner["provider"]
+        custom_id = (inner.get("metadata") or {}).get("batch_custom_id")
+        if custom_id is not None and isinstance(out.get("metadata", {}), dict):
+            out["metadata"] = {"batch_custom_id": custom_id, **out.get("metadata", {})}
+        wrapped = inner["usage"]
+    elif isinstance(wrapped, Mapping) and response_kind(wrapped) is not None:
         # A whole response given as the usage: keep its id and time, drop its content. What prices it
-        # beside the usage (its tier, a Responses object's web searches) is kept as when it is posted as is.
+        # beside the usage (its tier, a Responses object's web and file searches) is kept as when posted as is.
         inner = event_from_response(wrapped, response_kind(wrapped) or "")
-        for key in ("request_id", "timestamp", "model", "service_tier", "web_search_requests"):
+        for key in ("request_id", "timestamp", "model", "service_tier", "web_search_requests", "file_search_requests"):
             if out.get(key) is None and inner.get(key) is not None:
                 out[key] = inner[key]
         if out.get("provider") is None:
             out["provider"] = inner["provider"]
         wrapped = inner["usage"]
     provider = out.get("provider")
+    if isinstance(wrapped, Mapping) and isinstance(wrapped.get("usageMetadata"), Mapping):
+        # A whole Gemini response: its grounding searches are billed apart and its usage does not count them.
+        if out.get("model") is None and isinstance(wrapped.get("modelVersion"), str):
+            out["model"] = wrapped["modelVersion"]
+        searches = grounded_searches(wrapped, out.get("model"))
+        if searches and out.get("web_search_requests") is None:
+            out["web_search_requests"] = searches
     usage, path, model = unwrap_usage(wrapped)
     token_fields = _tokens_for_shape(usage, path, provider if isinstance(provider, str) else "")
     cost = usage_cost(usage, path)

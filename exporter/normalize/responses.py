@@ -6,8 +6,8 @@ APIs return the same shape). The response `id` becomes the request id, so a retr
 duplicate; `created` (Chat Completions) or `created_at` (Responses) the timestamp.
 
 Only what a cost record needs is kept: the usage, ids, model and the caller's own attribution fields,
-and from a Responses object's output the number of its `web_search_call` items (web searches are billed
-per call and its usage does not count them).
+and from a Responses object's output the number of its `web_search_call` and `file_search_call` items
+(both tools are billed per call and its usage does not count them).
 Everything else — messages, choices, output text, tool calls and their arguments, instructions — is
 dropped here, before validation, so none of it can reach `metadata` or the store.
 """
@@ -69,10 +69,15 @@ def event_from_response(raw: Mapping[str, Any], kind: str) -> dict[str, Any]:
     if not isinstance(out.get("service_tier"), str):  # a tier the response does not name as text prices nothing
         out.pop("service_tier", None)
     out["usage"] = raw.get("usage")
-    if kind == RESPONSES and raw.get("web_search_requests") is None:
-        searches = _web_search_calls(raw.get("output"))
-        if searches:
-            out["web_search_requests"] = searches
+    if kind == RESPONSES:
+        for field, item_type in (
+            ("web_search_requests", "web_search_call"),
+            ("file_search_requests", "file_search_call"),
+        ):
+            if raw.get(field) is None:
+                calls = _tool_calls(raw.get("output"), item_type)
+                if calls:
+                    out[field] = calls
     metadata: dict[str, Any] = {"source": kind}
     metadata.update((key, raw[key]) for key in _KEPT if isinstance(raw.get(key), str | int | float))
     caller_metadata = raw.get("metadata")
@@ -89,11 +94,12 @@ def event_from_response(raw: Mapping[str, Any], kind: str) -> dict[str, Any]:
     return out
 
 
-def _web_search_calls(output: Any) -> int:
-    """The web searches a Responses object ran: its `web_search_call` output items (billed per call).
+def _tool_calls(output: Any, item_type: str) -> int:
+    """How many `item_type` items (`web_search_call`, `file_search_call`) a Responses object's output holds.
 
-    The usage object does not count them; the output does, one item per search, whatever the item holds.
+    Both tools are billed per call, one output item each, whatever the item holds (a file search call
+    may list several queries: still one call). The usage object does not count them.
     """
     if not isinstance(output, list):
         return 0
-    return sum(1 for item in output if isinstance(item, Mapping) and item.get("type") == "web_search_call")
+    return sum(1 for item in output if isinstance(item, Mapping) and item.get("type") == item_type)

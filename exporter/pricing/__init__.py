@@ -19,16 +19,21 @@ call's total input (uncached + cache read + cache write) exceeds a tier threshol
 charged at that tier's price. Audio, image and video tokens (parts of input, cache read and output
 tokens) are charged the price's rates for them; without one, the text rate, noted on the event for
 audio and for generated images and video. Server-side web searches (Anthropic's
-`server_tool_use.web_search_requests`) are charged the price's per-search rate. A call's `service_tier`
+`server_tool_use.web_search_requests`) are charged the price's per-search rate, and OpenAI file searches
+(`file_search_call` items) its per-call file search rate; citation tokens (a part of the output,
+Perplexity Deep Research) its citation rate where it has one. A call's `service_tier`
 (`batch`, `flex`, `priority`, …) selects genai-prices' price variant for that tier, where it has one
-(docs/pricing.md, "Service tiers"). Costs are rounded once,
+(docs/pricing.md, "Service tiers"); Anthropic's US-only inference (`inference_geo: us`) costs 1.1x
+its token prices (docs/pricing.md, "Anthropic's US-only inference"). Costs are rounded once,
 half-even, to the nano-dollar.
 
 Provider names: `openai`, `anthropic`, `bedrock`/`aws`, `azure`, `google`/`gemini`/`vertex`,
 `deepseek`, `openrouter`, `groq`, `mistral`, `cohere`, `x-ai`/`xai`, `together`, `fireworks`, and
 every other genai-prices provider id, plus the aliases in `PROVIDER_ALIASES` (case-insensitive). A
 model is looked up under a known provider only; for an unknown provider (a proxy, self-hosted, LiteLLM)
-a `provider/model` prefix is tried, then genai-prices matches the model name alone.
+a `provider/model` prefix is tried, then genai-prices matches the model name alone. A router's call
+(the Hugging Face router: `model:novita`, `novita/model`, or provider `huggingface/novita`) is priced
+at the serving provider's price where genai-prices has one (docs/pricing.md, "Routers").
 
 Override file format
 --------------------
@@ -47,6 +52,7 @@ prices:
     output_image_per_mtok: 30        # image and video likewise: input_image_per_mtok, cache_read_image_per_mtok,
                                      #   output_image_per_mtok, input_video_per_mtok, … (docs/pricing.md)
     web_search_per_thousand: 10      # optional: USD per 1,000 server-side web searches (default: not charged)
+    file_search_per_thousand: 2.50   # optional: USD per 1,000 file search calls (default: not charged)
   - provider: openai                 # a negotiated price that changed: one entry per price
     model: gpt-4o
     valid_from: 2025-01-01           # optional: a date (UTC midnight) or an RFC 3339 time

@@ -27,6 +27,8 @@ from genai_prices.types import ModelInfo, Provider
 from exporter.pricing.catalog import Catalog, price_context, price_schedule
 from exporter.pricing.overrides import PriceOverride, load_overrides
 from exporter.pricing.tariff import (
+    CITATION_AT,
+    FILE_SEARCH_AT,
     MEDIA_KINDS,
     MEDIA_OF,
     MODALITIES,
@@ -47,7 +49,18 @@ _INF = math.inf
 class _Period:
     """A span [lo, hi) of epoch seconds in which one tariff (or none) applies to an entry."""
 
-    __slots__ = ("brackets", "effective", "hi", "lo", "media_unpriced", "rates", "source", "tariff", "tier_starts")
+    __slots__ = (
+        "brackets",
+        "effective",
+        "hi",
+        "lo",
+        "media_unpriced",
+        "rates",
+        "source",
+        "tariff",
+        "tier_starts",
+        "us_premium",
+    )
 
     def __init__(self, lo: float, hi: float, tariff: Tariff | None, effective: str = "") -> None:
         self.lo = lo
@@ -62,6 +75,8 @@ class _Period:
         # Which media kinds are charged the text rate though providers price them apart (noted on the event).
         priced = () if tariff is None else tariff.media_priced
         self.media_unpriced = tuple(kind in PRICED_APART and kind not in priced for kind in MEDIA_KINDS)
+        # Anthropic's own prices carry its US-only inference premium; an override is the price as negotiated.
+        self.us_premium = tariff is not None and tariff.details.get("price_provider") == "anthropic"
 
 
 _UNRESOLVED = _Period(_INF, -_INF, None)  # contains no timestamp: forces the first resolution
@@ -181,6 +196,8 @@ def _effective_text(moment: float) -> str:
     return when.date().isoformat() if moment % _DAY == 0 else when.isoformat()
 
 
+US_ONLY_NOTE = "; US-only inference 1.1x"
+"""Added to the price source of an Anthropic call run with `inference_geo: us` (`PriceBook.quote`)."""
 NO_MEDIA = (0, 0, 0)
 """No audio (image, video) tokens: the `audio`, `image`, `video` arguments of `PriceBook.quote` for most calls."""
 MediaParts = tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, int, int]]
@@ -222,11 +239,12 @@ def _override_tariff(override: PriceOverride) -> Tariff:
         # Media: the extra over the text price of the kind that includes it (none without a media price).
         *(Decimal(0) if price is None else price - text for price, text in media),
     )
-    per_search = override.web_search_per_thousand
+    per_search, per_file_search = override.web_search_per_thousand, override.file_search_per_thousand
     rates = compile_rates(
         Decimal(0),
         [price.scaleb(-6) for price in per_mtok],
         Decimal(0) if per_search is None else per_search.scaleb(-3),
+        Decimal(0) if per_file_search is None else per_file_search.scaleb(-3),
     )
     media_priced = tuple(kind for kind, (price, _) in zip(MEDIA_KINDS, media, strict=True) if price is not None)
     details = {
@@ -298,6 +316,9 @@ class PriceBook:
         video: tuple[int, int, int] = NO_MEDIA,
         web_searches: int = 0,
         service_tier: str = "",
+        file_searches: int = 0,
+        inference_geo: str = "",
+        citation_tokens: int = 0,
     ) -> int | None:
         """Cost in integer nano-dollars, or None when the model has no known price.
 
@@ -306,7 +327,8 @@ class PriceBook:
         `cache_write_tokens` include `cache_write_1h_tokens` (one-hour cache writes, see `quote`);
         `audio`, `image`, `video` are the parts of input, cache read and output tokens, and
         `web_searches` the server-side web searches the call ran, `service_tier` the tier that served
-        it (see `quote`).
+        it, `file_searches` its file searches, `inference_geo` where it ran, `citation_tokens` the part of
+        `output_tokens` that are citation tokens (see `quote`).
         """
         return self.quote(
             provider,
@@ -323,6 +345,9 @@ class PriceBook:
             video,
             web_searches,
             service_tier,
+            file_searches,
+            inference_geo,
+            citation_tokens,
         )[0]
 
     def quote(
@@ -341,6 +366,9 @@ class PriceBook:
         video: tuple[int, int, int] = NO_MEDIA,
         web_searches: int = 0,
         service_tier: str = "",
+        file_searches: int = 0,
+        inference_geo: str = "",
+        citation_tokens: int = 0,
     ) -> tuple[int | None, str, str]:
         """`(cost, price source, effective date)`: the cost as `cost_nanousd` and where its price comes from.
 
@@ -360,7 +388,17 @@ class PriceBook:
 
         `web_searches` (Anthropic's `server_tool_use.web_search_requests`) are charged the price's
         per-search rate on top of the tokens: genai-prices' `web_searches_kcount`, or the override
-        entry's `web_search_per_thousand` (none: searches are not charged).
+        entry's `web_search_per_thousand` (none: searches are not charged). `file_searches` (OpenAI
+        Responses' `file_search_call` items) likewise: genai-prices' `storage_searches_kcount`, or the
+        override entry's `file_search_per_thousand`.
+
+        `inference_geo` (lower-case, Anthropic's `usage.inference_geo`): `us` (US-only inference) costs
+        1.1x every token price of an Anthropic model priced from genai-prices (Anthropic's data
+        residency pricing; the API reports `us` only for models that offer it); the source then ends
+        `; US-only inference 1.1x`. Any other value, or an override entry, is the price as it is.
+
+        `citation_tokens` (Perplexity Deep Research's `citation_tokens`) are a part of `output_tokens`,
+        charged genai-prices' `output_citation_mtok` where the price has one, else the output price.
 
         `service_tier` (lower-case, "" = standard) selects genai-prices' price variant for that tier:
         `batch` (Batch APIs), `flex`, `priority`, … The source then ends `; service tier batch`. A tier
@@ -388,8 +426,7 @@ class PriceBook:
         per_request, r_input, r_read, r_write, r_output, r_reasoning = rates[:6]
         source = period.source
         total = (
-            per_request
-            + r_input * input_tokens
+            r_input * input_tokens
             + r_read * cache_read_tokens
             + r_write * cache_write_tokens
             + r_output * output_tokens
@@ -403,9 +440,23 @@ class PriceBook:
             if any(counts):
                 total += sum(rate * count for rate, count in zip(rates[6:WEB_SEARCH_AT], counts, strict=True))
                 source += _text_rate_note(period.media_unpriced, counts)
-        if web_searches:
-            total += rates[WEB_SEARCH_AT] * web_searches
+        if citation_tokens:
+            total += rates[CITATION_AT] * citation_tokens
         scale = rates[SCALE_AT]
+        if inference_geo == "us" and period.us_premium:
+            # Anthropic: US-only inference costs 1.1x every token price (not the per-search fees). Exact:
+            # the token total times 11, everything else times 10, over ten times the scale.
+            total = total * 11 + 10 * per_request
+            scale *= 10
+            per_search = 10
+            source += US_ONLY_NOTE
+        else:
+            total += per_request
+            per_search = 1
+        if web_searches:
+            total += rates[WEB_SEARCH_AT] * web_searches * per_search
+        if file_searches:
+            total += rates[FILE_SEARCH_AT] * file_searches * per_search
         cost = total if scale == 1 else divide_half_even(total, scale)
         return cost, source, period.effective
 

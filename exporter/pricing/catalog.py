@@ -17,7 +17,7 @@ from importlib.metadata import version
 from types import MappingProxyType
 from typing import Any
 
-from genai_prices.data_snapshot import DataSnapshot
+from genai_prices.data_snapshot import DataSnapshot, find_provider_by_id
 from genai_prices.types import (
     ModelInfo,
     ModelPrice,
@@ -123,7 +123,8 @@ def _media_probe(kind: str) -> Usage:
 
 
 # One request and one token of each canonical kind (input, cache read, cache write, output,
-# output-with-reasoning, then each of `MEDIA_KINDS`), then one web search: pricing these with
+# output-with-reasoning, then each of `MEDIA_KINDS`), then one web search and one file search (genai-prices'
+# `storage_searches`: OpenAI's file search tool, billed per call): pricing these with
 # genai-prices' own arithmetic gives exact linear rates.
 _PROBES = (
     to_genai_usage(0, 0, 0, 0),
@@ -134,6 +135,8 @@ _PROBES = (
     to_genai_usage(0, 0, 0, 1, 1),
     *(_media_probe(kind) for kind in MEDIA_KINDS),
     Usage(web_searches=1),
+    Usage(storage_searches=1),
+    Usage(output_tokens=1, output_citation_tokens=1),  # a citation token: a part of the output
 )
 # The genai-prices prices that give each of `MEDIA_KINDS` a rate of its own; without one, genai-prices
 # charges it the text rate. Cached media without a price of their own are charged the media input
@@ -183,11 +186,41 @@ class Catalog:
             if found is None and prefixed == provider_id:
                 found = self._in_provider(provider_id, rest)
             return found
+        if (found := self._routed(provider, ref)) is not None:
+            return found
         if prefixed is not None and (found := self._in_provider(prefixed, rest)) is not None:
             return found
         for candidate in self._by_model_name:
             if candidate.model_match is not None and candidate.model_match.is_match(ref):
                 return self._in_provider(candidate.id, ref)
+        return None
+
+    def _routed(self, provider: str, ref: str) -> tuple[Provider, ModelInfo] | None:
+        """A router's call priced at the provider that served it, named as genai-prices names it.
+
+        genai-prices prices a router by the provider behind it, as a provider of its own whose
+        `provider_match` names both (`huggingface_novita` matches any name containing `huggingface`
+        and `novita`). The Hugging Face router is told which one in the model id: `model:novita`
+        (its documented suffix) or `novita/model`; a caller may also name both in the provider
+        (`huggingface/novita`). Only a provider genai-prices matches this way is used, and only when
+        it prices the model: anything else is left to the unknown-provider rules below.
+        """
+        name = provider.strip().lower()
+        candidates = [(name, ref)]
+        base, colon, route = ref.rpartition(":")
+        if colon and route and "/" not in route:
+            candidates.append((f"{name}_{route}", base))
+        route, slash, rest = ref.partition("/")
+        if slash and rest.count("/") == 1:  # "novita/meta-llama/Llama-3.1-8B-Instruct"
+            candidates.append((f"{name}_{route}", rest))
+        for routed_name, routed_ref in candidates:
+            routed = find_provider_by_id(self.providers, routed_name)
+            # A plain provider_match (Groq's "groq" in "my-groq-proxy") is not a route: only a provider
+            # whose match names the router too, i.e. one that is not the name's own provider id.
+            if routed is not None and routed.provider_match is not None and "_" in routed.id:
+                found = self._in_provider(routed.id, routed_ref)
+                if found is not None:
+                    return found
         return None
 
     def _in_provider(self, provider_id: str, ref: str) -> tuple[Provider, ModelInfo] | None:
@@ -289,7 +322,7 @@ def _tier_value(value: TieredPrices, total_input_tokens: int) -> Decimal:
 
 def _probe(price: ModelPrice) -> Rates:
     totals: Sequence[Any] = [price.calc_price(usage)["total_price"] for usage in _PROBES]
-    base, input_, cache_read, cache_write, output, output_reasoning, *media, web_search = totals
+    base, input_, cache_read, cache_write, output, output_reasoning, *media, web_search, file_search, citation = totals
     text = {"input": input_, "cache_read": cache_read, "output": output}
     return compile_rates(
         base,
@@ -303,4 +336,6 @@ def _probe(price: ModelPrice) -> Rates:
             *(total - text[MEDIA_OF[kind]] for kind, total in zip(MEDIA_KINDS, media, strict=True)),
         ),
         web_search - base,
+        file_search - base,
+        citation - output,
     )

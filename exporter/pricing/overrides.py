@@ -29,6 +29,7 @@ PRICE_FIELDS = (
     "cache_write_per_mtok",
     *MEDIA_PRICE_FIELDS,
     "web_search_per_thousand",
+    "file_search_per_thousand",
 )
 ENTRY_FIELDS = frozenset(("provider", "model", "valid_from", *PRICE_FIELDS))
 _REQUIRED = ("provider", "model", "input_per_mtok", "output_per_mtok")
@@ -83,6 +84,8 @@ class PriceOverride:
     """None = no video price: generated video is charged the output price, and the event says so."""
     web_search_per_thousand: Decimal | None = None
     """USD per 1,000 server-side web searches; None = searches are not charged."""
+    file_search_per_thousand: Decimal | None = None
+    """USD per 1,000 file searches (OpenAI's file search tool); None = file searches are not charged."""
     valid_from: datetime | None = None
     """Timezone-aware; None = always."""
     origin: str = ""
@@ -185,6 +188,7 @@ def _parse_entry(entry: Any, where: str, origin: str, problems: list[str]) -> Pr
         cache_write_per_mtok=prices["cache_write_per_mtok"],
         **{name: prices[name] for name in MEDIA_PRICE_FIELDS},
         web_search_per_thousand=prices["web_search_per_thousand"],
+        file_search_per_thousand=prices["file_search_per_thousand"],
         valid_from=valid_from,
         origin=origin,
     )
@@ -233,7 +237,7 @@ def _parse_valid_from(value: Any, where: str, problems: list[str]) -> datetime |
 
 
 def _unit(where: str) -> str:
-    return "USD per 1,000 searches" if where.endswith("web_search_per_thousand") else "USD per million tokens"
+    return "USD per 1,000 searches" if where.endswith("search_per_thousand") else "USD per million tokens"
 
 
 def _kind(value: Any) -> str:

@@ -16,13 +16,15 @@ from typing import Any
 
 Rates = tuple[int, ...]
 """(per_request, input, cache_read, cache_write, output, reasoning, the nine `MEDIA_KINDS`, web_search,
-scale) in nano-dollars * scale: 17 integers.
+file_search, citation, scale) in nano-dollars * scale: 19 integers.
 
 `reasoning` and the media rates are the price of such a token *on top of* the price of the token kind
 that includes it (`output`; `MEDIA_OF[kind]`): canonical `output_tokens` already include reasoning and
 output audio tokens, and so on. They are usually 0 for reasoning, and 10-20x text prices for audio.
 `web_search` is the price of one server-side web search (Anthropic's `server_tool_use.web_search_requests`),
-billed per search on top of the tokens.
+billed per search on top of the tokens; `file_search` that of one file search (OpenAI Responses'
+`file_search_call`, genai-prices' `storage_searches_kcount`). `citation` is the price of a citation
+token (Perplexity Deep Research) on top of the output price, as `reasoning` is.
 """
 
 TOKEN_KINDS = ("input", "cache_read", "cache_write", "output", "reasoning")
@@ -42,20 +44,29 @@ price, not a guess. Audio, and generated images and video, are priced apart wher
 _PER_TOKEN = len(TOKEN_KINDS) + len(MEDIA_KINDS)
 WEB_SEARCH_AT = 1 + _PER_TOKEN
 """Where the price of one web search is in `Rates`."""
-SCALE_AT = WEB_SEARCH_AT + 1
+FILE_SEARCH_AT = WEB_SEARCH_AT + 1
+"""Where the price of one file search (a search of a vector store) is in `Rates`."""
+CITATION_AT = FILE_SEARCH_AT + 1
+"""Where the extra price of one citation token (a part of the output, genai-prices' `output_citation_mtok`) is."""
+SCALE_AT = CITATION_AT + 1
 """Where the scale is in `Rates` (the last item)."""
 
 
 def compile_rates(
-    per_request_usd: Decimal, per_token_usd: Sequence[Decimal], per_web_search_usd: Decimal = Decimal(0)
+    per_request_usd: Decimal,
+    per_token_usd: Sequence[Decimal],
+    per_web_search_usd: Decimal = Decimal(0),
+    per_file_search_usd: Decimal = Decimal(0),
+    per_citation_token_usd: Decimal = Decimal(0),
 ) -> Rates:
-    """Exact integer rates from USD per request, per token (`TOKEN_KINDS`, then `MEDIA_KINDS`) and per web search.
+    """Exact integer rates from USD per request, per token (`TOKEN_KINDS`, then `MEDIA_KINDS`), per web and file search.
 
-    The media prices, like the reasoning one, are extras on top of the text kind that includes them;
-    left out, they are 0 (media at the text rate).
+    The media prices, like the reasoning and citation ones, are extras on top of the text kind that
+    includes them; left out, they are 0 (media at the text rate, citations at the output rate).
     """
     per_token = [*per_token_usd, *[Decimal(0)] * (_PER_TOKEN - len(per_token_usd))]
-    nanos = [value.scaleb(9) for value in (per_request_usd, *per_token, per_web_search_usd)]
+    extras = (per_web_search_usd, per_file_search_usd, per_citation_token_usd)
+    nanos = [value.scaleb(9) for value in (per_request_usd, *per_token, *extras)]
     digits = max((-int(value.normalize().as_tuple().exponent) for value in nanos if value), default=0)
     digits = max(digits, 0)
     scaled = [value.scaleb(digits) for value in nanos]
@@ -84,6 +95,8 @@ def rates_cost(
     image: tuple[int, int, int] = (0, 0, 0),
     video: tuple[int, int, int] = (0, 0, 0),
     web_searches: int = 0,
+    file_searches: int = 0,
+    citation: int = 0,
 ) -> int:
     """Cost in nano-dollars of one call at `rates` (the readable form of `PriceBook`'s inlined loop).
 
@@ -99,6 +112,8 @@ def rates_cost(
         + r_reason * reasoning
         + sum(rate * count for rate, count in zip(rates[6:WEB_SEARCH_AT], (*audio, *image, *video), strict=True))
         + rates[WEB_SEARCH_AT] * web_searches
+        + rates[FILE_SEARCH_AT] * file_searches
+        + rates[CITATION_AT] * citation
     )
     scale = rates[-1]
     return total if scale == 1 else divide_half_even(total, scale)
@@ -134,6 +149,11 @@ def usd_per_web_search(rates: Rates) -> str:
     return _plain(Decimal(rates[WEB_SEARCH_AT]).scaleb(-(len(str(rates[-1])) - 1) - 9))
 
 
+def usd_per_file_search(rates: Rates) -> str:
+    """Return the price of one file search in USD as an exact decimal string."""
+    return _plain(Decimal(rates[FILE_SEARCH_AT]).scaleb(-(len(str(rates[-1])) - 1) - 9))
+
+
 def _plain(value: Decimal) -> str:
     text = format(value.normalize(), "f")
     return "0" if text in ("-0", "0") else text
@@ -167,6 +187,7 @@ class Tariff:
         out["usd_per_mtok"] = usd_per_mtok(self.brackets[0], self.media_priced)
         out["usd_per_request"] = usd_per_request(self.brackets[0])
         out["usd_per_web_search"] = usd_per_web_search(self.brackets[0])
+        out["usd_per_file_search"] = usd_per_file_search(self.brackets[0])
         out["tiers"] = [
             {
                 "when_input_tokens_above": start,

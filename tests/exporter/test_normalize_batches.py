@@ -95,3 +95,31 @@ def test_an_anthropic_message_batches_result_is_ingested_at_the_batch_price(
     # 16,083 in x $1.50/M + 165 out x $7.50/M (batch) + 1 web search x $0.01 (no batch rate).
     assert event["cost_nanousd"] == 35_362_000
     assert event["provider"] == "anthropic"
+
+
+def test_a_batch_result_sent_as_the_usage_of_an_event_is_priced_as_a_batch_call(sqlite_url: str) -> None:
+    # A bare usage object cannot say whether a batch served it, so it is the standard price unless the
+    # caller says `service_tier: batch`. The batch line (or its `response`) given as the usage says it;
+    # it was rejected as an unrecognised usage object.
+    from sqlalchemy import text
+
+    from tests.support.pricing import ingest_client
+
+    line = openai_line(1)
+    bare = line["response"]["body"]["usage"]  # type: ignore[index]
+    events = [
+        {"request_id": "bare", "provider": "openai", "model": "gpt-4.1", "usage": bare},
+        {"request_id": "told", "provider": "openai", "model": "gpt-4.1", "usage": bare, "service_tier": "batch"},
+        {"provider": "openai", "usage": line, "project": "wrapped-line"},
+        {"provider": "openai", "usage": openai_line(2)["response"], "project": "wrapped-response"},
+    ]
+    for client in ingest_client(sqlite_url):
+        for event in events:
+            assert client.post("/v1/usage", json={"timestamp": CREATED, **event}).json()["accepted"] == 1
+        with client.services.store.reading() as conn:  # type: ignore[attr-defined]
+            rows = conn.execute(text("SELECT request_id, cost_nanousd, price_source FROM usage_events")).all()
+    costs = {request_id: cost for request_id, cost, _ in rows}
+    # gpt-4.1, 1M in and 1M out: $2 + $8 standard; batch $1 + $4.
+    assert costs == {"bare": 10_000_000_000, "told": 5_000_000_000, "chatcmpl-1": 5_000_000_000,
+                     "chatcmpl-2": 5_000_000_000}  # fmt: skip
+    assert all(source.endswith("; service tier batch") for request_id, _, source in rows if request_id != "bare")

@@ -65,3 +65,41 @@ def test_a_cost_object_without_a_total_is_refused_by_name(client: TestClient) ->
     body = client.post("/v1/usage", json={"provider": "perplexity", "model": "sonar", "usage": usage}).json()
     assert body["accepted"] == 0
     assert body["rejected"][0]["error"].startswith("usage.cost.total_cost:")
+
+
+# Perplexity's Deep Research usage as its API reports it (https://docs.perplexity.ai/getting-started/pricing,
+# "Sonar Deep Research": $2/M input, $8/M output, $2/M citation tokens, $3/M reasoning tokens, $5 per 1,000
+# search queries): reasoning and citation tokens beside completion_tokens, outside total_tokens.
+DEEP_RESEARCH = {"prompt_tokens": 19, "completion_tokens": 9163, "total_tokens": 9182, "citation_tokens": 11213,
+                 "num_search_queries": 22, "reasoning_tokens": 74394, "search_context_size": "low"}  # fmt: skip
+
+
+def test_deep_research_reasoning_and_citation_tokens_are_priced_as_perplexity_bills_them(client: TestClient) -> None:
+    # It was rejected (reasoning_tokens exceed completion_tokens): every Deep Research call was lost.
+    billed = {"input_tokens_cost": 0.00004, "output_tokens_cost": 0.0733, "citation_tokens_cost": 0.02243,
+              "reasoning_tokens_cost": 0.22318, "search_queries_cost": 0.11, "total_cost": 0.42895}  # fmt: skip
+    for request_id, usage in (("priced", DEEP_RESEARCH), ("billed", {**DEEP_RESEARCH, "cost": billed})):
+        event = {"request_id": request_id, "timestamp": NOW - 30, "provider": "perplexity",
+                 "model": "sonar-deep-research", "usage": usage}  # fmt: skip
+        assert client.post("/v1/usage", json=event).json()["accepted"] == 1
+    # 19 x $2/M + 9,163 x $8/M + 11,213 x $2/M + 74,394 x $3/M + 22 x $0.005 = $0.42895, the billed total.
+    expected = (19 * 2 + 9163 * 8 + 11213 * 2 + 74394 * 3) * 1_000 + 22 * 5_000_000
+    assert expected == 428_950_000
+    output = 9163 + 11213 + 74394  # every output token counted, the reasoning and citation parts priced apart
+    assert stored(client, "priced") == (19, output, expected)
+    assert stored(client, "billed") == (19, output, 428_950_000)
+    # llmcost reprice reads the citation count back from the event: the same figure.
+    from exporter.pricing import PriceBook
+    from exporter.repricing import Repricer
+
+    store = client.services.store  # type: ignore[attr-defined]
+    assert Repricer(store, PriceBook()).run(0.0).models[("perplexity", "sonar-deep-research")].changed == 0
+    assert stored(client, "priced")[2] == expected
+
+
+def test_citation_tokens_that_do_not_fit_in_the_output_are_refused_by_name(client: TestClient) -> None:
+    event = {"provider": "perplexity", "model": "sonar-deep-research", "output_tokens": 10, "reasoning_tokens": 5,
+             "citation_tokens": 6}  # fmt: skip
+    body = client.post("/v1/usage", json=event).json()
+    assert body["accepted"] == 0
+    assert body["rejected"][0]["error"].startswith("citation_tokens:")

@@ -239,7 +239,7 @@ def test_recorded_usage_agrees_with_genai_prices_extractors(recorded: dict[int, 
         # Groq, Mistral (num_cached_tokens), Hugging Face router (top-level cached_tokens).
         (334, "api.groq.com", "groq", "openai/gpt-oss-120b", (80, 256, 0, 96, 59), None),
         (364, "api.mistral.ai", "mistral", "mistral-medium-latest", (32, 32, 0, 6, 0), None),
-        (336, "router.huggingface.co", "huggingface", "deepseek-ai/DeepSeek-R1", (10, 0, 0, 995, 0), None),
+        (336, "router.huggingface.co", "huggingface", "deepseek-ai/DeepSeek-R1:together", (10, 0, 0, 995, 0), None),
         # Gemini's OpenAI-compatible endpoint: thinking only in total_tokens.
         (508, "generativelanguage.googleapis.com", "gemini", "gemini-2.5-pro-preview-05-06", (35, 0, 0, 74, 62), None),
         # Cohere bills billed_units; Voyage embeddings only have total_tokens.

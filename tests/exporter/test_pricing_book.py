@@ -62,7 +62,7 @@ def test_rates_are_exact_integers_and_round_once() -> None:
 
     # $0.0028 per million tokens = 2.8 nano-dollars a token: stored as 28 with scale 10.
     rates = compile_rates(Decimal(0), [Decimal("0.0000000028"), *[Decimal(0)] * 4])
-    assert rates == (0, 28, 0, 0, 0, 0, *[0] * 9, 0, 10)  # the nine audio, image and video extras, web search, scale
+    assert rates == (0, 28, 0, 0, 0, 0, *[0] * 9, 0, 0, 0, 10)  # nine media extras; web, file search; citation; scale
     assert rates_cost(rates, 5, 0, 0, 0, 0) == 14
     assert rates_cost(rates, 1_000_000_000_000, 0, 0, 0, 0) == 2_800_000_000_000
     assert [divide_half_even(n, 10) for n in (5, 15, 25, -5, 14, 16)] == [0, 2, 2, 0, 1, 2]

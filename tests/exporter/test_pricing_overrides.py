@@ -94,9 +94,9 @@ def test_invalid_override_file_lists_every_problem() -> None:
         "prices[0].output_per_mtok: must be a finite number >= 0, got -1",
         "prices[1].input_per_m: unknown field (expected one of cache_read_audio_per_mtok, "
         "cache_read_image_per_mtok, cache_read_per_mtok, cache_read_video_per_mtok, cache_write_per_mtok, "
-        "input_audio_per_mtok, input_image_per_mtok, input_per_mtok, input_video_per_mtok, model, "
-        "output_audio_per_mtok, output_image_per_mtok, output_per_mtok, output_video_per_mtok, provider, valid_from, "
-        "web_search_per_thousand)",
+        "file_search_per_thousand, input_audio_per_mtok, input_image_per_mtok, input_per_mtok, input_video_per_mtok, "
+        "model, output_audio_per_mtok, output_image_per_mtok, output_per_mtok, output_video_per_mtok, provider, "
+        "valid_from, web_search_per_thousand)",
         "prices[1].model: must be a non-empty string, got ''",
         "prices[2]: must be a mapping, got str",
         "prices[3].cache_read_per_mtok: is not a number: 'abc'",

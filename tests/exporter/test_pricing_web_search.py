@@ -157,3 +157,51 @@ def test_a_bad_search_count_is_rejected_by_name(bad: object) -> None:
     with pytest.raises(InvalidEvent) as error:
         parse_event({"provider": "anthropic", "model": "claude-sonnet-4-5", "web_search_requests": bad}, now=NOW)
     assert error.value.field == "web_search_requests"
+
+
+def test_openai_responses_file_search_calls_are_charged_per_call_and_kept_through_reprice(client: TestClient) -> None:
+    # OpenAI bills the file search tool $2.50 per 1,000 calls (https://openai.com/api/pricing, "Built-in
+    # tools"; genai-prices `storage_searches_kcount`), one `file_search_call` output item per call whatever
+    # its queries; the usage object does not count them, so they were not charged.
+    response = {
+        "id": "resp_fs",
+        "object": "response",
+        "created_at": int(NOW - 30),
+        "model": "gpt-4.1-2025-04-14",
+        "status": "completed",
+        "output": [
+            {"type": "file_search_call", "id": "fs_1", "status": "completed", "queries": ["secret a", "secret b"],
+             "results": None},
+            {"type": "file_search_call", "id": "fs_2", "status": "completed", "queries": ["secret c"]},
+            {"type": "web_search_call", "id": "ws_1", "status": "completed", "action": {"query": "secret d"}},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "secret"}]},
+        ],
+        "usage": {"input_tokens": 10_000, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 1_000,
+                  "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 11_000},
+    }  # fmt: skip
+    post(client, {**response, "project": "fs"})
+    post(client, {"provider": "openai", "project": "fs-wrapped", "usage": {**response, "id": "resp_fs_wrapped"}})
+    # gpt-4.1: 10,000 x $2/M + 1,000 x $8/M = $0.028, + 1 web search x $0.01 + 2 file searches x $0.0025.
+    expected = Decimal(10_000) * 2 / 10**6 + Decimal(1_000) * 8 / 10**6 + Decimal("0.01") + 2 * Decimal("0.0025")
+    store = client.services.store  # type: ignore[attr-defined]
+    with store.reading() as conn:
+        rows = dict(conn.execute(text("SELECT request_id, cost_nanousd FROM usage_events")).all())
+        meta = conn.execute(text("SELECT meta_json FROM usage_events WHERE request_id = 'resp_fs'")).scalar_one()
+    assert (
+        rows
+        == {"resp_fs": usd_to_nanos(expected), "resp_fs_wrapped": usd_to_nanos(expected)}
+        == {
+            "resp_fs": 43_000_000,
+            "resp_fs_wrapped": 43_000_000,
+        }
+    )
+    assert "secret" not in meta
+    # llmcost reprice reads the count back: the same prices give the same figure.
+    assert Repricer(store, PriceBook()).run(0.0).models[("openai", "gpt-4.1-2025-04-14")].changed == 0
+    # An override charges file searches at its own rate, or not at all without one.
+    override = {"provider": "openai", "model": "gpt-4.1*", "input_per_mtok": 2, "output_per_mtok": 8,
+                "web_search_per_thousand": 10, "file_search_per_thousand": 5}  # fmt: skip
+    Repricer(store, PriceBook(parse_overrides([override]))).run(0.0)
+    with store.reading() as conn:
+        cost = conn.execute(text("SELECT cost_nanousd FROM usage_events WHERE request_id = 'resp_fs'")).scalar_one()
+    assert cost == 48_000_000
