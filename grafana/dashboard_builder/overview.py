@@ -9,6 +9,11 @@ USAGE = 'provider=~"$provider", model=~"$model", project=~"$project", service=~"
 """The dashboard's filters, in every query of a usage metric."""
 
 
+PER_POINT = (
+    " Averaged over each point's interval (an hour a point at 30 days), so the area under the graph is "
+    "what was spent, at any range."
+)
+"""Said by every graph of spend per hour (see `per_point`)."""
 ADJUSTED = (
     " Includes the corrections of `llmcost reprice` (llm_cost_adjustment_usd_total), counted when the "
     "repricing ran, as llmcost's reports and budgets count them."
@@ -30,6 +35,17 @@ def spend_increase(by: str, window: str) -> str:
     return f"{cost}\n+ (\n  {up}\n  - {down}\n  or 0 * {cost}\n)"
 
 
+def per_point(recorded: str) -> str:
+    """A recorded rate averaged over each graph point's interval, not read at the point alone.
+
+    At 30 days Grafana draws a point an hour; a 5-minute rate read at each point shows 5 minutes of
+    every hour and misses the calls in between. Averaged over `$__rate_interval` (the point's interval
+    plus a scrape, as the Grafana docs advise for rates), every evaluation of the rule counts, so the
+    area under the graph is what was spent, at any range.
+    """
+    return f"avg_over_time({recorded}[$__rate_interval])"
+
+
 def recorded_spend(rule: str, by: str) -> str:
     """Corrected spend from a recorded `increase` rule and its repricing counterpart, per `by`."""
     f, group = USAGE, f"sum by ({by}) " if by else "sum"
@@ -42,14 +58,23 @@ def build() -> Json:
     """Spend overview: how much, where, how fast, and how efficiently."""
     f = USAGE
     fine_cost_rate = f"provider_model_project_service:llm_cost_usd:rate5m{{{f}}}"
+    cost_per_point = per_point(fine_cost_rate)
     fine_tokens = "provider_model_project_service_token_type:llm_tokens:rate5m"
+    tokens_per_point = per_point(f"{fine_tokens}{{{f}}}")
+    cache_read_per_point = per_point(f'{fine_tokens}{{{f}, token_type="cache_read"}}')
+    input_per_point = per_point(f'{fine_tokens}{{{f}, token_type="input"}}')
+    all_input_per_point = per_point(f'{fine_tokens}{{{f}, token_type=~"input|cache_read|cache_write"}}')
+    requests_per_point = per_point(f"provider_model_project_service:llm_requests:rate5m{{{f}}}")
+    by_status_per_point = per_point(f"provider_model_project_service_status:llm_requests:rate5m{{{f}}}")
+    reasoning_per_point = per_point(f"provider_model_project_service:llm_reasoning_tokens:rate5m{{{f}}}")
+    trailing_hour_per_point = per_point(f"provider_model_project_service:llm_cost_usd:increase1h{{{f}}}")
     cache_hit_by_model = (
         "(\n"
-        f'    sum by (provider, model) ({fine_tokens}{{{f}, token_type="cache_read"}})\n'
+        f"    sum by (provider, model) ({cache_read_per_point})\n"
         "  or\n"
-        f'    0 * sum by (provider, model) ({fine_tokens}{{{f}, token_type="input"}})\n'
+        f"    0 * sum by (provider, model) ({input_per_point})\n"
         ")\n/\n"
-        f'(sum by (provider, model) ({fine_tokens}{{{f}, token_type=~"input|cache_read|cache_write"}}) > 0)'
+        f"(sum by (provider, model) ({all_input_per_point}) > 0)"
     )
     return dashboard(
         "llmcost-overview",
@@ -146,9 +171,9 @@ def build() -> Json:
                     timeseries(
                         "Spend rate by project",
                         "Dollars per hour, from the 5-minute spend rate. An empty project means the "
-                        "calls carried no project attribution." + NOT_ADJUSTED,
+                        "calls carried no project attribution." + PER_POINT + NOT_ADJUSTED,
                         USD,
-                        [(f"sum by (project) ({fine_cost_rate}) * 3600", "{{project}}")],
+                        [(f"sum by (project) ({cost_per_point}) * 3600", "{{project}}")],
                         stack=True,
                     ),
                     12,
@@ -157,9 +182,9 @@ def build() -> Json:
                 (
                     timeseries(
                         "Spend rate by provider and model",
-                        "Dollars per hour, from the 5-minute spend rate." + NOT_ADJUSTED,
+                        "Dollars per hour, from the 5-minute spend rate." + PER_POINT + NOT_ADJUSTED,
                         USD,
-                        [(f"sum by (provider, model) ({fine_cost_rate}) * 3600", "{{provider}} / {{model}}")],
+                        [(f"sum by (provider, model) ({cost_per_point}) * 3600", "{{provider}} / {{model}}")],
                         stack=True,
                     ),
                     12,
@@ -170,9 +195,9 @@ def build() -> Json:
                 (
                     timeseries(
                         "Spend rate by service",
-                        "Dollars per hour, from the 5-minute spend rate." + NOT_ADJUSTED,
+                        "Dollars per hour, from the 5-minute spend rate." + PER_POINT + NOT_ADJUSTED,
                         USD,
-                        [(f"sum by (service) ({fine_cost_rate}) * 3600", "{{service}}")],
+                        [(f"sum by (service) ({cost_per_point}) * 3600", "{{service}}")],
                         stack=True,
                     ),
                     12,
@@ -181,11 +206,13 @@ def build() -> Json:
                 (
                     timeseries(
                         "Spend in the trailing hour by provider",
-                        "Dollars spent in the 60 minutes before each point: smoother than the rate." + NOT_ADJUSTED,
+                        "Dollars spent in the 60 minutes before each point: smoother than the rate. At ranges whose "
+                        "points are more than an hour apart, the average over each point's interval "
+                        "(dollars an hour), so no hour between two points is left out." + NOT_ADJUSTED,
                         USD,
                         [
                             (
-                                f"sum by (provider) (provider_model_project_service:llm_cost_usd:increase1h{{{f}}})",
+                                f"sum by (provider) ({trailing_hour_per_point})",
                                 "{{provider}}",
                             )
                         ],
@@ -237,13 +264,14 @@ def build() -> Json:
                 (
                     timeseries(
                         "Cost per request by model",
-                        "Average dollars per call over 5-minute windows; no point while a model gets no calls.",
+                        "Average dollars per call over each point's interval (5 minutes at least); no point "
+                        "while a model gets no calls.",
                         USD,
                         [
                             (
-                                f"sum by (provider, model) ({fine_cost_rate})\n/\n"
+                                f"sum by (provider, model) ({cost_per_point})\n/\n"
                                 "(sum by (provider, model) "
-                                f"(provider_model_project_service:llm_requests:rate5m{{{f}}}) > 0)",
+                                f"({requests_per_point}) > 0)",
                                 "{{provider}} / {{model}}",
                             )
                         ],
@@ -273,7 +301,7 @@ def build() -> Json:
                         COUNT,
                         [
                             (
-                                f'sum by (provider, model) ({fine_tokens}{{{f}, token_type="cache_read"}})',
+                                f"sum by (provider, model) ({cache_read_per_point})",
                                 "{{provider}} / {{model}}",
                             )
                         ],
@@ -289,9 +317,9 @@ def build() -> Json:
                         "reasoning tokens (shown separately as well).",
                         COUNT,
                         [
-                            (f"sum by (token_type) ({fine_tokens}{{{f}}})", "{{token_type}}"),
+                            (f"sum by (token_type) ({tokens_per_point})", "{{token_type}}"),
                             (
-                                f"sum(provider_model_project_service:llm_reasoning_tokens:rate5m{{{f}}})",
+                                f"sum({reasoning_per_point})",
                                 "reasoning (part of output)",
                             ),
                         ],
@@ -308,7 +336,7 @@ def build() -> Json:
                         REQ_PER_S,
                         [
                             (
-                                f"sum by (status) (provider_model_project_service_status:llm_requests:rate5m{{{f}}})",
+                                f"sum by (status) ({by_status_per_point})",
                                 "{{status}}",
                             )
                         ],
