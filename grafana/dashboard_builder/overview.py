@@ -23,6 +23,40 @@ NOT_ADJUSTED = " Repricing corrections are not spending and are left out here (s
 """Said by every panel that shows how fast money is spent."""
 
 
+def grown(selector: str, window: str) -> str:
+    """How much a counter's sum grew over `window`: its total now less its total `window` ago.
+
+    Every scrape's totals are exact, whatever llmcost folds into `__other__` (metrics.max_series_per_label),
+    so their difference is the growth to the cent. `increase()` per series is not: a folded value promoted to
+    its own series drops `__other__`, which it reads as a counter reset (counting all `__other__` still
+    holds as new), it never counts a new series' first sample (a new project's first calls), and it
+    extrapolates to the window's edges. A label set with no series at the start, while a scrape of
+    llmcost's store answered then, started from 0. With no such scrape at the start (Prometheus was not
+    running, the store did not answer) there is no answer: the caller falls back on the rates.
+    """
+    start = f"sum({selector} offset {window})"
+    return f"(sum({selector}) - ({start} or 0 * sum(llm_store_up offset {window} == 1)))"
+
+
+def counted(selector: str, window: str) -> str:
+    """A counter's growth over `window`: exact from the totals (`grown`), else the sum of its increases."""
+    return f"({grown(selector, window)} or sum(increase({selector}[{window}])))"
+
+
+def spend_in_range(window: str) -> str:
+    """Corrected spend over `window`: exact from the totals (`spend_grown`), else from the increases."""
+    return f"(\n{spend_grown(window)}\n)\nor\n(\n{spend_increase('', window)}\n)"
+
+
+def spend_grown(window: str) -> str:
+    """Corrected spend over `window` from the exact totals (`grown`): cost plus repricing's net corrections."""
+    f = USAGE
+    cost = grown(f"llm_cost_usd_total{{{f}}}", window)
+    up = grown(f'llm_cost_adjustment_usd_total{{{f}, direction="up"}}', window)
+    down = grown(f'llm_cost_adjustment_usd_total{{{f}, direction="down"}}', window)
+    return f"{cost}\n+ (\n  {up}\n  - {down}\n  or 0 * {cost}\n)"
+
+
 def spend_increase(by: str, window: str) -> str:
     """Corrected spend over `window` (`sum by (...)` when `by`): cost plus repricing's net corrections.
 
@@ -87,10 +121,12 @@ def build() -> Json:
                 (
                     stat(
                         "Spend today",
-                        "Spend since midnight UTC for the selected filters "
-                        "(increase of llm_cost_usd_total over the day so far)." + ADJUSTED,
+                        "Spend since midnight UTC for the selected filters: the total of llm_cost_usd_total "
+                        "now less its total at midnight, to the cent, as llmcost report counts it (values "
+                        "folded into __other__ or promoted out of it move money between series, never add "
+                        "any). Without a scrape of llmcost at midnight, the increase of the counters since." + ADJUSTED,
                         USD,
-                        spend_increase("", "$__range"),
+                        spend_in_range("$__range"),
                         decimals=2,
                         time_from="now/d",
                     ),
@@ -100,11 +136,14 @@ def build() -> Json:
                 (
                     stat(
                         "Spend this month",
-                        "Spend since the first of the month (UTC), within five minutes: the 5-minute spend "
-                        "rate recording rule sampled every 5 minutes, which stays cheap over a month of samples. "
-                        "Spend made while Prometheus was down is missing here (the rule had no samples then); "
-                        "llmcost report and the console read the store and count it." + ADJUSTED,
+                        "Spend since the first of the month (UTC): the total of llm_cost_usd_total now less "
+                        "its total at the month's start, to the cent, as llmcost report counts it, spend "
+                        "made while Prometheus was down included. Without a scrape of llmcost at the "
+                        "month's start (Prometheus' retention, a new install), the 5-minute spend rate "
+                        "recording rule sampled every 5 minutes, which misses spend made while Prometheus "
+                        "was down (llmcost report and the console read the store and count it)." + ADJUSTED,
                         USD,
+                        f"(\n{spend_grown('$__range')}\n)\nor\n"
                         "(\n"
                         f"  sum(sum_over_time({fine_cost_rate}[$__range:5m]))\n"
                         "  + (sum(sum_over_time(provider_model_project_service:llm_cost_adjustment_usd:rate5m"
@@ -142,10 +181,10 @@ def build() -> Json:
                     stat(
                         "Cost per request",
                         "Average cost of one call in the selected time range (failed calls count: "
-                        "they are billed too)." + ADJUSTED,
+                        "they are billed too), from the totals now and at the range's start, as "
+                        "'Spend today' reads them." + ADJUSTED,
                         USD,
-                        f"(\n{spend_increase('', '$__range')}\n)\n/\n"
-                        f"sum(increase(llm_requests_total{{{f}}}[$__range]))",
+                        f"(\n{spend_in_range('$__range')}\n)\n/\n{counted(f'llm_requests_total{{{f}}}', '$__range')}",
                         decimals=4,
                     ),
                     4,
@@ -157,8 +196,9 @@ def build() -> Json:
                         "Share of input tokens served from the prompt cache in the selected time "
                         "range: cache_read / (input + cache_read + cache_write), as llmcost report prints it.",
                         RATIO,
-                        f'sum(increase(llm_tokens_total{{{f}, token_type="cache_read"}}[$__range]))\n/\n'
-                        f'sum(increase(llm_tokens_total{{{f}, token_type=~"input|cache_read|cache_write"}}[$__range]))',
+                        counted(f'llm_tokens_total{{{f}, token_type="cache_read"}}', "$__range")
+                        + "\n/\n"
+                        + counted(f'llm_tokens_total{{{f}, token_type=~"input|cache_read|cache_write"}}', "$__range"),
                         decimals=1,
                     ),
                     4,
