@@ -158,9 +158,11 @@ def build() -> Json:
                 (
                     stat(
                         "Spend in the last hour",
-                        "Spend over the trailing 60 minutes." + ADJUSTED,
+                        "Spend over the trailing 60 minutes: the totals now less the totals an hour ago, "
+                        "as 'Spend today' reads them (the hourly recording rule without a scrape of "
+                        "llmcost an hour ago)." + ADJUSTED,
                         USD,
-                        recorded_spend("increase1h", ""),
+                        f"(\n{spend_grown('1h')}\n)\nor\n(\n{recorded_spend('increase1h', '')}\n)",
                         decimals=2,
                     ),
                     4,
@@ -169,9 +171,12 @@ def build() -> Json:
                 (
                     stat(
                         "Spend rate (per hour)",
-                        "Current spend rate over the last 5 minutes, in dollars per hour." + NOT_ADJUSTED,
+                        "Current spend rate over the last 5 minutes, in dollars per hour: the total of "
+                        "llm_cost_usd_total now less its total 5 minutes ago, so a value folded into "
+                        "__other__ or promoted out of it is no burst of spending (the 5-minute rate "
+                        "recording rule without a scrape 5 minutes ago)." + NOT_ADJUSTED,
                         USD,
-                        f"sum({fine_cost_rate}) * 3600",
+                        f"{grown(f'llm_cost_usd_total{{{f}}}', '5m')} * 12\nor\nsum({fine_cost_rate}) * 3600",
                         decimals=2,
                     ),
                     4,
