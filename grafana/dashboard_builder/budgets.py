@@ -180,11 +180,18 @@ def build() -> Json:
                 (
                     timeseries(
                         "Burn rate per hour",
-                        "How fast each budget is being used, in its unit per hour, over the last hour. "
-                        "What `spent` rose by: its drop when a new period starts, or when `llmcost reprice` "
-                        "lowers past costs, is not read as spending.",
+                        "How fast each budget is being used, in its unit per hour, over the last hour "
+                        "(averaged over each point's interval at ranges whose points are more than an hour "
+                        "apart, so no spending between two points is left out). What `spent` rose by: its "
+                        "drop when a new period starts, or when `llmcost reprice` lowers past costs, is not "
+                        "read as spending.",
                         COUNT,
-                        [(f"budget:llm_budget_spent:rate1h{{{b}}} * 3600", "{{budget}} {{key}} ({{unit}} per hour)")],
+                        [
+                            (
+                                f"avg_over_time(budget:llm_budget_spent:rate1h{{{b}}}[$__rate_interval]) * 3600",
+                                "{{budget}} {{key}} ({{unit}} per hour)",
+                            )
+                        ],
                     ),
                     12,
                     8,

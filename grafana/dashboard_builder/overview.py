@@ -9,6 +9,11 @@ USAGE = 'provider=~"$provider", model=~"$model", project=~"$project", service=~"
 """The dashboard's filters, in every query of a usage metric."""
 
 
+PER_POINT = (
+    " Averaged over each point's interval (an hour a point at 30 days), so the area under the graph is "
+    "what was spent, at any range."
+)
+"""Said by every graph of spend per hour (see `per_point`)."""
 ADJUSTED = (
     " Includes the corrections of `llmcost reprice` (llm_cost_adjustment_usd_total), counted when the "
     "repricing ran, as llmcost's reports and budgets count them."
@@ -16,6 +21,40 @@ ADJUSTED = (
 """Said by every panel that shows spend totals (docs/pricing.md)."""
 NOT_ADJUSTED = " Repricing corrections are not spending and are left out here (see the totals above)."
 """Said by every panel that shows how fast money is spent."""
+
+
+def grown(selector: str, window: str) -> str:
+    """How much a counter's sum grew over `window`: its total now less its total `window` ago.
+
+    Every scrape's totals are exact, whatever llmcost folds into `__other__` (metrics.max_series_per_label),
+    so their difference is the growth to the cent. `increase()` per series is not: a folded value promoted to
+    its own series drops `__other__`, which it reads as a counter reset (counting all `__other__` still
+    holds as new), it never counts a new series' first sample (a new project's first calls), and it
+    extrapolates to the window's edges. A label set with no series at the start, while a scrape of
+    llmcost's store answered then, started from 0. With no such scrape at the start (Prometheus was not
+    running, the store did not answer) there is no answer: the caller falls back on the rates.
+    """
+    start = f"sum({selector} offset {window})"
+    return f"(sum({selector}) - ({start} or 0 * sum(llm_store_up offset {window} == 1)))"
+
+
+def counted(selector: str, window: str) -> str:
+    """A counter's growth over `window`: exact from the totals (`grown`), else the sum of its increases."""
+    return f"({grown(selector, window)} or sum(increase({selector}[{window}])))"
+
+
+def spend_in_range(window: str) -> str:
+    """Corrected spend over `window`: exact from the totals (`spend_grown`), else from the increases."""
+    return f"(\n{spend_grown(window)}\n)\nor\n(\n{spend_increase('', window)}\n)"
+
+
+def spend_grown(window: str) -> str:
+    """Corrected spend over `window` from the exact totals (`grown`): cost plus repricing's net corrections."""
+    f = USAGE
+    cost = grown(f"llm_cost_usd_total{{{f}}}", window)
+    up = grown(f'llm_cost_adjustment_usd_total{{{f}, direction="up"}}', window)
+    down = grown(f'llm_cost_adjustment_usd_total{{{f}, direction="down"}}', window)
+    return f"{cost}\n+ (\n  {up}\n  - {down}\n  or 0 * {cost}\n)"
 
 
 def spend_increase(by: str, window: str) -> str:
@@ -30,6 +69,17 @@ def spend_increase(by: str, window: str) -> str:
     return f"{cost}\n+ (\n  {up}\n  - {down}\n  or 0 * {cost}\n)"
 
 
+def per_point(recorded: str) -> str:
+    """A recorded rate averaged over each graph point's interval, not read at the point alone.
+
+    At 30 days Grafana draws a point an hour; a 5-minute rate read at each point shows 5 minutes of
+    every hour and misses the calls in between. Averaged over `$__rate_interval` (the point's interval
+    plus a scrape, as the Grafana docs advise for rates), every evaluation of the rule counts, so the
+    area under the graph is what was spent, at any range.
+    """
+    return f"avg_over_time({recorded}[$__rate_interval])"
+
+
 def recorded_spend(rule: str, by: str) -> str:
     """Corrected spend from a recorded `increase` rule and its repricing counterpart, per `by`."""
     f, group = USAGE, f"sum by ({by}) " if by else "sum"
@@ -42,14 +92,23 @@ def build() -> Json:
     """Spend overview: how much, where, how fast, and how efficiently."""
     f = USAGE
     fine_cost_rate = f"provider_model_project_service:llm_cost_usd:rate5m{{{f}}}"
+    cost_per_point = per_point(fine_cost_rate)
     fine_tokens = "provider_model_project_service_token_type:llm_tokens:rate5m"
+    tokens_per_point = per_point(f"{fine_tokens}{{{f}}}")
+    cache_read_per_point = per_point(f'{fine_tokens}{{{f}, token_type="cache_read"}}')
+    input_per_point = per_point(f'{fine_tokens}{{{f}, token_type="input"}}')
+    all_input_per_point = per_point(f'{fine_tokens}{{{f}, token_type=~"input|cache_read|cache_write"}}')
+    requests_per_point = per_point(f"provider_model_project_service:llm_requests:rate5m{{{f}}}")
+    by_status_per_point = per_point(f"provider_model_project_service_status:llm_requests:rate5m{{{f}}}")
+    reasoning_per_point = per_point(f"provider_model_project_service:llm_reasoning_tokens:rate5m{{{f}}}")
+    trailing_hour_per_point = per_point(f"provider_model_project_service:llm_cost_usd:increase1h{{{f}}}")
     cache_hit_by_model = (
         "(\n"
-        f'    sum by (provider, model) ({fine_tokens}{{{f}, token_type="cache_read"}})\n'
+        f"    sum by (provider, model) ({cache_read_per_point})\n"
         "  or\n"
-        f'    0 * sum by (provider, model) ({fine_tokens}{{{f}, token_type="input"}})\n'
+        f"    0 * sum by (provider, model) ({input_per_point})\n"
         ")\n/\n"
-        f'(sum by (provider, model) ({fine_tokens}{{{f}, token_type=~"input|cache_read|cache_write"}}) > 0)'
+        f"(sum by (provider, model) ({all_input_per_point}) > 0)"
     )
     return dashboard(
         "llmcost-overview",
@@ -62,10 +121,12 @@ def build() -> Json:
                 (
                     stat(
                         "Spend today",
-                        "Spend since midnight UTC for the selected filters "
-                        "(increase of llm_cost_usd_total over the day so far)." + ADJUSTED,
+                        "Spend since midnight UTC for the selected filters: the total of llm_cost_usd_total "
+                        "now less its total at midnight, to the cent, as llmcost report counts it (values "
+                        "folded into __other__ or promoted out of it move money between series, never add "
+                        "any). Without a scrape of llmcost at midnight, the increase of the counters since." + ADJUSTED,
                         USD,
-                        spend_increase("", "$__range"),
+                        spend_in_range("$__range"),
                         decimals=2,
                         time_from="now/d",
                     ),
@@ -75,11 +136,14 @@ def build() -> Json:
                 (
                     stat(
                         "Spend this month",
-                        "Spend since the first of the month (UTC), within five minutes: the 5-minute spend "
-                        "rate recording rule sampled every 5 minutes, which stays cheap over a month of samples. "
-                        "Spend made while Prometheus was down is missing here (the rule had no samples then); "
-                        "llmcost report and the console read the store and count it." + ADJUSTED,
+                        "Spend since the first of the month (UTC): the total of llm_cost_usd_total now less "
+                        "its total at the month's start, to the cent, as llmcost report counts it, spend "
+                        "made while Prometheus was down included. Without a scrape of llmcost at the "
+                        "month's start (Prometheus' retention, a new install), the 5-minute spend rate "
+                        "recording rule sampled every 5 minutes, which misses spend made while Prometheus "
+                        "was down (llmcost report and the console read the store and count it)." + ADJUSTED,
                         USD,
+                        f"(\n{spend_grown('$__range')}\n)\nor\n"
                         "(\n"
                         f"  sum(sum_over_time({fine_cost_rate}[$__range:5m]))\n"
                         "  + (sum(sum_over_time(provider_model_project_service:llm_cost_adjustment_usd:rate5m"
@@ -94,9 +158,11 @@ def build() -> Json:
                 (
                     stat(
                         "Spend in the last hour",
-                        "Spend over the trailing 60 minutes." + ADJUSTED,
+                        "Spend over the trailing 60 minutes: the totals now less the totals an hour ago, "
+                        "as 'Spend today' reads them (the hourly recording rule without a scrape of "
+                        "llmcost an hour ago)." + ADJUSTED,
                         USD,
-                        recorded_spend("increase1h", ""),
+                        f"(\n{spend_grown('1h')}\n)\nor\n(\n{recorded_spend('increase1h', '')}\n)",
                         decimals=2,
                     ),
                     4,
@@ -105,9 +171,12 @@ def build() -> Json:
                 (
                     stat(
                         "Spend rate (per hour)",
-                        "Current spend rate over the last 5 minutes, in dollars per hour." + NOT_ADJUSTED,
+                        "Current spend rate over the last 5 minutes, in dollars per hour: the total of "
+                        "llm_cost_usd_total now less its total 5 minutes ago, so a value folded into "
+                        "__other__ or promoted out of it is no burst of spending (the 5-minute rate "
+                        "recording rule without a scrape 5 minutes ago)." + NOT_ADJUSTED,
                         USD,
-                        f"sum({fine_cost_rate}) * 3600",
+                        f"{grown(f'llm_cost_usd_total{{{f}}}', '5m')} * 12\nor\nsum({fine_cost_rate}) * 3600",
                         decimals=2,
                     ),
                     4,
@@ -117,10 +186,10 @@ def build() -> Json:
                     stat(
                         "Cost per request",
                         "Average cost of one call in the selected time range (failed calls count: "
-                        "they are billed too)." + ADJUSTED,
+                        "they are billed too), from the totals now and at the range's start, as "
+                        "'Spend today' reads them." + ADJUSTED,
                         USD,
-                        f"(\n{spend_increase('', '$__range')}\n)\n/\n"
-                        f"sum(increase(llm_requests_total{{{f}}}[$__range]))",
+                        f"(\n{spend_in_range('$__range')}\n)\n/\n{counted(f'llm_requests_total{{{f}}}', '$__range')}",
                         decimals=4,
                     ),
                     4,
@@ -132,8 +201,9 @@ def build() -> Json:
                         "Share of input tokens served from the prompt cache in the selected time "
                         "range: cache_read / (input + cache_read + cache_write), as llmcost report prints it.",
                         RATIO,
-                        f'sum(increase(llm_tokens_total{{{f}, token_type="cache_read"}}[$__range]))\n/\n'
-                        f'sum(increase(llm_tokens_total{{{f}, token_type=~"input|cache_read|cache_write"}}[$__range]))',
+                        counted(f'llm_tokens_total{{{f}, token_type="cache_read"}}', "$__range")
+                        + "\n/\n"
+                        + counted(f'llm_tokens_total{{{f}, token_type=~"input|cache_read|cache_write"}}', "$__range"),
                         decimals=1,
                     ),
                     4,
@@ -146,9 +216,9 @@ def build() -> Json:
                     timeseries(
                         "Spend rate by project",
                         "Dollars per hour, from the 5-minute spend rate. An empty project means the "
-                        "calls carried no project attribution." + NOT_ADJUSTED,
+                        "calls carried no project attribution." + PER_POINT + NOT_ADJUSTED,
                         USD,
-                        [(f"sum by (project) ({fine_cost_rate}) * 3600", "{{project}}")],
+                        [(f"sum by (project) ({cost_per_point}) * 3600", "{{project}}")],
                         stack=True,
                     ),
                     12,
@@ -157,9 +227,9 @@ def build() -> Json:
                 (
                     timeseries(
                         "Spend rate by provider and model",
-                        "Dollars per hour, from the 5-minute spend rate." + NOT_ADJUSTED,
+                        "Dollars per hour, from the 5-minute spend rate." + PER_POINT + NOT_ADJUSTED,
                         USD,
-                        [(f"sum by (provider, model) ({fine_cost_rate}) * 3600", "{{provider}} / {{model}}")],
+                        [(f"sum by (provider, model) ({cost_per_point}) * 3600", "{{provider}} / {{model}}")],
                         stack=True,
                     ),
                     12,
@@ -170,9 +240,9 @@ def build() -> Json:
                 (
                     timeseries(
                         "Spend rate by service",
-                        "Dollars per hour, from the 5-minute spend rate." + NOT_ADJUSTED,
+                        "Dollars per hour, from the 5-minute spend rate." + PER_POINT + NOT_ADJUSTED,
                         USD,
-                        [(f"sum by (service) ({fine_cost_rate}) * 3600", "{{service}}")],
+                        [(f"sum by (service) ({cost_per_point}) * 3600", "{{service}}")],
                         stack=True,
                     ),
                     12,
@@ -181,11 +251,13 @@ def build() -> Json:
                 (
                     timeseries(
                         "Spend in the trailing hour by provider",
-                        "Dollars spent in the 60 minutes before each point: smoother than the rate." + NOT_ADJUSTED,
+                        "Dollars spent in the 60 minutes before each point: smoother than the rate. At ranges whose "
+                        "points are more than an hour apart, the average over each point's interval "
+                        "(dollars an hour), so no hour between two points is left out." + NOT_ADJUSTED,
                         USD,
                         [
                             (
-                                f"sum by (provider) (provider_model_project_service:llm_cost_usd:increase1h{{{f}}})",
+                                f"sum by (provider) ({trailing_hour_per_point})",
                                 "{{provider}}",
                             )
                         ],
@@ -237,13 +309,14 @@ def build() -> Json:
                 (
                     timeseries(
                         "Cost per request by model",
-                        "Average dollars per call over 5-minute windows; no point while a model gets no calls.",
+                        "Average dollars per call over each point's interval (5 minutes at least); no point "
+                        "while a model gets no calls.",
                         USD,
                         [
                             (
-                                f"sum by (provider, model) ({fine_cost_rate})\n/\n"
+                                f"sum by (provider, model) ({cost_per_point})\n/\n"
                                 "(sum by (provider, model) "
-                                f"(provider_model_project_service:llm_requests:rate5m{{{f}}}) > 0)",
+                                f"({requests_per_point}) > 0)",
                                 "{{provider}} / {{model}}",
                             )
                         ],
@@ -273,7 +346,7 @@ def build() -> Json:
                         COUNT,
                         [
                             (
-                                f'sum by (provider, model) ({fine_tokens}{{{f}, token_type="cache_read"}})',
+                                f"sum by (provider, model) ({cache_read_per_point})",
                                 "{{provider}} / {{model}}",
                             )
                         ],
@@ -289,9 +362,9 @@ def build() -> Json:
                         "reasoning tokens (shown separately as well).",
                         COUNT,
                         [
-                            (f"sum by (token_type) ({fine_tokens}{{{f}}})", "{{token_type}}"),
+                            (f"sum by (token_type) ({tokens_per_point})", "{{token_type}}"),
                             (
-                                f"sum(provider_model_project_service:llm_reasoning_tokens:rate5m{{{f}}})",
+                                f"sum({reasoning_per_point})",
                                 "reasoning (part of output)",
                             ),
                         ],
@@ -308,7 +381,7 @@ def build() -> Json:
                         REQ_PER_S,
                         [
                             (
-                                f"sum by (status) (provider_model_project_service_status:llm_requests:rate5m{{{f}}})",
+                                f"sum by (status) ({by_status_per_point})",
                                 "{{status}}",
                             )
                         ],

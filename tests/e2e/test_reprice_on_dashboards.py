@@ -95,7 +95,8 @@ def scraped_value(stack: Stack, expr: str, expected: float) -> None:
 
 def panel_query(dashboard: str, title: str) -> str:
     """A shipped panel's first query, its Grafana variables as a live Prometheus gets them."""
-    for query in assets.live_dashboard_queries({"__range": "1h"}):
+    # $__rate_interval as Grafana sets it at a short range: four scrape intervals (this stack's are 1 s).
+    for query in assets.live_dashboard_queries({"__range": "1h", "__rate_interval": f"{4 * INTERVAL:g}s"}):
         if query.source == dashboard and query.name.startswith(f"{title} ["):
             return query.expr
     raise AssertionError(f"no panel {title!r} on {dashboard}")
