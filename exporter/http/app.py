@@ -22,7 +22,7 @@ from exporter.events import UsageEvent
 from exporter.exposition import lean_renderer, prepare_registry
 from exporter.http.auth import check_bearer
 from exporter.http.body import JSON_TYPES, NDJSON_TYPES, BodyTimeout, BodyTooLarge, media_type, read_limited
-from exporter.http.bounded_reads import BoundedReads
+from exporter.http.bounded_requests import BoundedRequests
 from exporter.http.encoding import BadEncoding, DecodedTooLarge, UnsupportedEncoding, decode_body
 from exporter.http.errors import ORJSONResponse, error
 from exporter.http.origin import refuse_foreign_origin
@@ -208,14 +208,12 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         await run_in_threadpool(prepare_registry, services.registry)
         yield
 
-    # Reads (and retry-safe posts) on a store that hangs answer 503, not never (bounded_reads.py); these three
-    # bound themselves.
+    # Requests on a store that hangs answer 503, not never (bounded_requests.py); these bound themselves.
     bounded = Middleware(
-        BoundedReads,
+        BoundedRequests,
         probe=probe,
         retry_headers=STORE_DOWN_HEADERS,
-        skip_paths=("/healthz", "/readyz", "/metrics"),
-        safe_posts=("/v1/budgets/check", "/v1/alertmanager"),
+        skip_paths=("/healthz", "/readyz", "/metrics", "/v1/usage", "/v1/traces"),
     )
     return Starlette(
         routes=routes,

@@ -316,7 +316,7 @@ class Store:
 
         On PostgreSQL with every pooled connection taken (reads waiting on a lock, say), the ping connects
         afresh instead of waiting for one: waiting would read a database that is only busy as one that does
-        not answer, and turn its reads away with 503 (`exporter/http/bounded_reads.py`). The fresh
+        not answer, and turn its reads away with 503 (`exporter/http/bounded_requests.py`). The fresh
         connection is bounded by `connect_timeout`, so a silent database does not keep the ping's thread.
         """
         engine, pool = self.engine, self._postgres_pool

@@ -192,6 +192,29 @@ def test_reset_starts_a_fresh_count_is_audited_and_resolves_alerts(db_url: str, 
     services.close()
 
 
+def test_a_reset_retried_with_nothing_spent_since_is_recorded_once(db_url: str, clock: FakeClock) -> None:
+    """A reset whose first attempt landed after its client was told 503 (the database paused) and was
+    retried wrote a second audit record; the retry is that reset now. A reset after new spend is a new one."""
+    clock.set(NOON + 600)
+    services, budgets, _ = build(db_url, [SEARCH_DAILY], clock)
+    ingest(services, call("a", NOON + 5, 12.5))
+    first = budgets.reset("search-daily", by="carol", reason="new quota")
+    clock.now += 30
+    again = budgets.reset("search-daily", by="carol", reason="new quota")
+    assert again == first and again[0]["spent_before"] == pytest.approx(12.5)
+    assert len(budgets.resets("search-daily")) == 1
+    budgets.reset("search-daily", by="dave", reason="new quota")  # someone else's reset is their own
+    ingest(services, call("b", NOON + 700, 2.0))
+    clock.now += 30
+    budgets.reset("search-daily", by="carol", reason="new quota")
+    assert [(r["reset_by"], r["cost_usd"]) for r in budgets.resets("search-daily")] == [
+        ("carol", pytest.approx(2.0)),
+        ("dave", 0),
+        ("carol", pytest.approx(12.5)),
+    ]
+    services.close()
+
+
 def test_api_and_cli_budgets_use_the_config_validation(db_url: str, clock: FakeClock) -> None:
     clock.set(NOON)
     services, budgets, _ = build(db_url, [SEARCH_DAILY], clock)
