@@ -33,7 +33,7 @@ from exporter.store.label_folding import (
     top_values_as_of_sql,
     top_values_sql,
 )
-from exporter.store.migration import EXPORTER_SCHEMA, SchemaPart, migrate, require_existing_store
+from exporter.store.migration import EXPORTER_SCHEMA, SchemaLocked, SchemaPart, migrate, require_existing_store
 from exporter.store.rollups import rollups_in_range
 from exporter.store.schema import (
     ADJUSTMENT_COLUMNS,
@@ -159,6 +159,8 @@ class Store:
             migrate(self.engine, self.schema)
         except OperationalError as exc:
             raise StoreUnavailable(f"cannot migrate the store: {exc.orig}") from exc
+        except SchemaLocked as exc:
+            raise StoreUnavailable(f"cannot migrate the store: {exc}") from exc
 
     def close(self) -> None:
         """Release every pooled connection."""
