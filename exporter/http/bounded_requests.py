@@ -9,12 +9,16 @@ idle pooled one did not). Slack gives up after 3 s and shows the person who clic
 This middleware lets a request run; when it has not answered after `wait` seconds it asks the shared
 store probe (store_probe.py) whether the database answers at all. A busy one does, and the request keeps
 waiting: a slow report or a write queued behind a lock is never cut short. A silent or refusing one gets
-`503` with Retry-After, and the request is left to finish in the background (its answer dropped).
+`503` with Retry-After, and the request is cancelled: still waiting for a worker thread, it never runs;
+already on one (a thread cannot be interrupted), its store work runs to its end, its answer dropped.
 Whatever runs before the store is touched (a token, a webhook's signature: 401) answers as usual, since
 it answers within `wait`.
 
-A write left running may land once the database answers again, after its client was told to retry. That
-is safe because every write route is applied once however often it is retried (the contract a new write
+A request that starts once the store is known silent fails its store work at once, holding no thread
+(exporter/store/known_silent.py).
+
+A write left running may land once the database answers again, after its client was told to retry.
+That is safe because every write route is applied once however often it is retried (the contract a new write
 route must keep, or list itself in `skip_paths`): reads change nothing; an acknowledgement of an
 acknowledged alert, a Slack click or a PagerDuty webhook about one changes nothing (alerting/gateway/
 lifecycle.py); a budget `PUT` sets the definition it carries; a `DELETE` of a deleted budget is 404; a
@@ -34,6 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from exporter.http.errors import error
 from exporter.http.store_probe import StoreProbe
+from exporter.store.known_silent import STORE_KNOWN_SILENT
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +81,13 @@ class BoundedRequests:
                 started = True
             await send(message)
 
-        task = asyncio.ensure_future(self.app(scope, receive, guarded_send))
+        # Known silent already: the request's store work fails at once instead of holding a thread on a
+        # silent connection (exporter/store/known_silent.py); its own checks (401, 422) answer as usual.
+        known_silent = STORE_KNOWN_SILENT.set(self._probe.known_silent())
+        try:
+            task = asyncio.ensure_future(self.app(scope, receive, guarded_send))  # copies the context
+        finally:
+            STORE_KNOWN_SILENT.reset(known_silent)
         try:
             while True:
                 done, _ = await asyncio.wait({task}, timeout=self._wait)
@@ -90,6 +101,9 @@ class BoundedRequests:
                     continue  # busy, not gone: a slow request is waited for
                 abandoned = True
                 task.add_done_callback(_retrieve)
+                # Work not started yet (waiting for a worker thread) is dropped rather than run after its
+                # client was told to retry; store work already on a thread runs to its end regardless.
+                task.cancel()
                 why = "refuses connections" if answers is False else "does not answer"
                 log.warning("%s %s: the store %s; answered 503", scope["method"], scope["path"], why)
                 response = error(503, "store not answering, retry later", headers=self._retry_headers)
