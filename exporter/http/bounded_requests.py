@@ -18,8 +18,8 @@ A request that starts once the store is known silent fails its store work at onc
 (exporter/store/known_silent.py).
 
 A write left running may land once the database answers again, after its client was told to retry.
-That is safe because every write route is applied once however often it is retried (the contract a new write
-route must keep, or list itself in `skip_paths`): reads change nothing; an acknowledgement of an
+That is safe because every write route is applied once however often it is retried (the contract a new
+write route must keep, or list itself in `skip_paths`): reads change nothing; an acknowledgement of an
 acknowledged alert, a Slack click or a PagerDuty webhook about one changes nothing (alerting/gateway/
 lifecycle.py); a budget `PUT` sets the definition it carries; a `DELETE` of a deleted budget is 404; a
 reset repeated with nothing spent since is the same reset (alerting/budgets/registry.py); an Alertmanager
@@ -43,8 +43,8 @@ from exporter.store.known_silent import STORE_KNOWN_SILENT
 log = logging.getLogger(__name__)
 
 REQUEST_WAIT = 3.0
-"""Seconds a request runs before the store is asked whether it answers at all (Slack waits 3 s in all:
-its retry, answered 503 promptly, and the click after the outage are applied once, see above)."""
+"""Seconds a request runs before the store is asked whether it answers at all: with the probe's own 2 s, a
+request on a silent store is answered within about 5 s (at once when it starts after that is known)."""
 
 
 class BoundedRequests:
