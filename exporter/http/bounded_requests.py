@@ -21,9 +21,10 @@ A write left running may land once the database answers again, after its client 
 That is safe because every write route is applied once however often it is retried (the contract a new
 write route must keep, or list itself in `skip_paths`): reads change nothing; an acknowledgement of an
 acknowledged alert, a Slack click or a PagerDuty webhook about one changes nothing (alerting/gateway/
-lifecycle.py); a budget `PUT` sets the definition it carries; a `DELETE` of a deleted budget is 404; a
-reset repeated with nothing spent since is the same reset (alerting/budgets/registry.py); an Alertmanager
-alert is one fingerprint. Each of those writes is one transaction, so it lands whole or not at all.
+lifecycle.py); a budget `PUT` sets the definition it carries; a reset repeated with nothing spent since is
+the same reset (alerting/budgets/registry.py); an Alertmanager alert is one fingerprint. A write made of
+two transactions is finished by its retry: a `DELETE` of a deleted budget is 404 and resolves the alerts
+of it a lost first attempt left firing, a repeated reset resolves the budget's alerts again.
 `skip_paths` bound themselves: ingest (`/v1/usage`, `/v1/traces`) cancels a commit not yet started and
 deduplicates by request_id, `/metrics` and `/readyz` answer from their own deadlines.
 """

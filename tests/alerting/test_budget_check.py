@@ -259,3 +259,26 @@ def test_a_reset_resolves_the_gateway_alerts_saying_who_and_why(sqlite_url: str)
     assert history[-1]["action"] == "resolved" and history[-1]["by"] == "carol"
     assert history[-1]["comment"] == "budget reset by carol: quota raised"
     services.close()
+
+
+def test_a_delete_retried_after_its_budget_went_but_not_its_alerts_resolves_them(sqlite_url: str) -> None:
+    """A DELETE removes the budget, then resolves its alerts, in two transactions. When the database went
+    away between them (the client told 503), the budget was gone and its alerts fired on; the client's
+    retry got 404 and left them so. The retry still answers 404, and resolves them."""
+    from alerting.budgets.definition import parse_budgets_section
+    from llmcost.services import open_services
+    from llmcost.wiring import attach_alerting
+    from tests.support.helpers import make_config
+
+    services = open_services(make_config(sqlite_url), start_writer=False)
+    parts = attach_alerting(services, "ingest")
+    budgets, gateway = parts.budgets, parts.gateway
+    budgets.put("search-daily", parse_budgets_section([SEARCH_DAILY], []).items[0].to_json())
+    ingest(services, call("a", budgets.clock() - 5, 60.0))
+    assert {a.alertname for a in gateway.alerts("firing")} >= {"LLMBudgetExceeded"}
+    budgets.registry.delete("search-daily")  # the first attempt's removal landed; its resolves did not
+    with TestClient(build_app(services, budget_routes(budgets, services.config.auth))) as client:
+        retried = client.delete("/v1/budgets/search-daily")
+    assert retried.status_code == 404, retried.text
+    assert not gateway.alerts("firing")
+    services.close()
