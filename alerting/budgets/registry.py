@@ -270,6 +270,11 @@ class BudgetRegistry:
         Returns the audit records and the instance keys reset. A `key: "*"` budget needs `key`: a value
         resets that instance, `"*"` every instance (a reset of them all is never a default: it erases
         every project's count at once). A budget with one key takes no key, or that key.
+
+        The same reset again (same `by` and `reason`) of an instance with nothing spent since its last one
+        is that reset, not a new one: its record is returned and no second is written, so a client that
+        retries a reset whose first attempt landed late (the database answered after the client was told
+        503) leaves one record in the audit trail.
         """
         if not by:
             raise BudgetError(422, "a reset needs the name of who resets (by)")
@@ -321,24 +326,31 @@ class BudgetRegistry:
                         counters = folded_spend(cursor, "%s" if postgres else "?", budget, k, start, end)
                     finally:
                         cursor.close()
-                conn.execute(
-                    budget_resets.insert().values(
-                        budget=name,
-                        key=k,
-                        period_start=first,
-                        reset_at=now,
-                        reset_by=by,
-                        reason=reason,
-                        cost_nanousd=counters[0],
-                        tokens=counters[1],
-                        requests=counters[2],
+                reset_at = now
+                same = _same_reset(conn, name, k, first, by, reason) if counters == (0, 0, 0) else None
+                if same is not None:
+                    # The same reset again, with nothing spent since: a retry (the first attempt landed
+                    # after its client was told 503), recorded once (exporter/http/bounded_requests.py).
+                    reset_at, counters = same.reset_at, (same.cost_nanousd, same.tokens, same.requests)
+                else:
+                    conn.execute(
+                        budget_resets.insert().values(
+                            budget=name,
+                            key=k,
+                            period_start=first,
+                            reset_at=now,
+                            reset_by=by,
+                            reason=reason,
+                            cost_nanousd=counters[0],
+                            tokens=counters[1],
+                            requests=counters[2],
+                        )
                     )
-                )
                 records.append(
                     {
                         "budget": name,
                         "key": k,
-                        "reset_at": iso(now),
+                        "reset_at": iso(reset_at),
                         "reset_by": by,
                         "reason": reason,
                         "spent_before": unit_value(budget, *counters),
@@ -354,3 +366,14 @@ class BudgetRegistry:
         if not keep_spend:
             conn.execute(budget_spend.delete().where(budget_spend.c.budget == name))
         conn.execute(budget_state.delete().where(budget_state.c.budget == name))
+
+
+def _same_reset(conn: Any, name: str, key: str, period_start: int, by: str, reason: str) -> Any:
+    """The instance's last reset of this period when `by` made it for `reason`, else None."""
+    last = conn.execute(
+        select(budget_resets)
+        .where(budget_resets.c.budget == name, budget_resets.c.key == key, budget_resets.c.period_start == period_start)
+        .order_by(budget_resets.c.id.desc())
+        .limit(1)
+    ).first()
+    return last if last is not None and (last.reset_by, last.reason) == (by, reason) else None

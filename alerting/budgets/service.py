@@ -135,8 +135,18 @@ class BudgetService:
         return budget
 
     def delete(self, name: str, *, by: str = "") -> None:
-        """Remove an API- or CLI-managed budget and resolve its alerts; a config-file budget is refused."""
-        self.registry.delete(name)
+        """Remove an API- or CLI-managed budget and resolve its alerts; a config-file budget is refused.
+
+        A budget already gone still has its alerts resolved before the 404: the removal and the resolves
+        are separate transactions, and a first attempt whose removal landed as the database went away
+        (its client answered 503) left them firing; the client's retry finishes the job.
+        """
+        try:
+            self.registry.delete(name)
+        except BudgetError as exc:
+            if exc.status == 404:
+                self.alerts.resolve_budgets([name], by=by, comment="budget deleted")
+            raise
         self.checks.forget(definitions=True)
         self.alerts.resolve_budgets([name], by=by, comment="budget deleted")
 

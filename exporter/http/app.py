@@ -22,11 +22,12 @@ from exporter.events import UsageEvent
 from exporter.exposition import lean_renderer, prepare_registry
 from exporter.http.auth import check_bearer
 from exporter.http.body import JSON_TYPES, NDJSON_TYPES, BodyTimeout, BodyTooLarge, media_type, read_limited
-from exporter.http.bounded_reads import BoundedReads
+from exporter.http.bounded_requests import BoundedRequests
 from exporter.http.encoding import BadEncoding, DecodedTooLarge, UnsupportedEncoding, decode_body
 from exporter.http.errors import ORJSONResponse, error
 from exporter.http.origin import refuse_foreign_origin
 from exporter.http.otlp import otlp_routes
+from exporter.http.reserved_threads import ReservedThreads
 from exporter.http.scrape import TIMEOUT_HEADER, BoundedScrapes, store_wait
 from exporter.http.store_probe import StoreProbe
 from exporter.http.summary import summary_routes
@@ -80,7 +81,9 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         return PlainTextResponse("ok\n")
 
     # One ping in flight, shared by readiness probes and by requests whose commit is slow (store_probe.py).
-    probe = StoreProbe(services.store.ping)
+    # Threads for work that never touches the store, which requests stuck on a silent one cannot take.
+    threads = ReservedThreads()
+    probe = StoreProbe(services.store.ping, threads)
     scrapes = BoundedScrapes(services.registry)
 
     async def readyz(_request: Request) -> Response:
@@ -121,7 +124,7 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         prepared: tuple[list[UsageEvent], list[Rejection]] | Response
         try:
             # Parsing and validation in one worker-thread hop: the event loop stays free for others.
-            prepared = await run_in_threadpool(prepare_body, body, kind in NDJSON_TYPES)
+            prepared = await threads.run(prepare_body, body, kind in NDJSON_TYPES)
         except (MalformedBody, TooManyEvents, TooManyValues) as exc:
             # Its traceback's frames hold the body, in a cycle through the worker thread's future: drop
             # them now rather than at the next cyclic collection, which an idle server may not have.
@@ -131,7 +134,7 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         response = prepared if isinstance(prepared, Response) else await commit(*prepared)
         del prepared
         if large:
-            await run_in_threadpool(release_free_memory)
+            await threads.run(release_free_memory)
         return response
 
     def prepare_body(body: bytes, ndjson: bool) -> tuple[list[UsageEvent], list[Rejection]]:
@@ -159,7 +162,7 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         limit = config.ingest.max_body_bytes
         try:
             body = await read_limited(request, limit, config.http.body_timeout_seconds)
-            return await run_in_threadpool(decode_body, body, request.headers.get("content-encoding"), limit)
+            return await threads.run(decode_body, body, request.headers.get("content-encoding"), limit)
         except (BodyTooLarge, DecodedTooLarge) as exc:
             return error(413, str(exc), {"limit_bytes": limit})
         except UnsupportedEncoding as exc:
@@ -196,7 +199,7 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         Route("/v1/usage", ingest, methods=["POST"]),
-        *otlp_routes(services, probe),
+        *otlp_routes(services, probe, threads),
         *summary_routes(services),
         *extra_routes,
     ]
@@ -208,14 +211,12 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         await run_in_threadpool(prepare_registry, services.registry)
         yield
 
-    # Reads (and retry-safe posts) on a store that hangs answer 503, not never (bounded_reads.py); these three
-    # bound themselves.
+    # Requests on a store that hangs answer 503, not never (bounded_requests.py); these bound themselves.
     bounded = Middleware(
-        BoundedReads,
+        BoundedRequests,
         probe=probe,
         retry_headers=STORE_DOWN_HEADERS,
-        skip_paths=("/healthz", "/readyz", "/metrics"),
-        safe_posts=("/v1/budgets/check", "/v1/alertmanager"),
+        skip_paths=("/healthz", "/readyz", "/metrics", "/v1/usage", "/v1/traces"),
     )
     return Starlette(
         routes=routes,

@@ -24,6 +24,7 @@ from exporter.http.auth import check_bearer
 from exporter.http.body import BodyTooLarge, media_type, read_limited
 from exporter.http.encoding import BadEncoding, DecodedTooLarge, decode_body
 from exporter.http.origin import refuse_foreign_origin
+from exporter.http.reserved_threads import ReservedThreads
 from exporter.http.store_probe import StoreProbe
 from exporter.pipeline import Rejection
 from exporter.services import Services
@@ -46,8 +47,11 @@ class _Refused(Exception):
         self.headers = headers
 
 
-def otlp_routes(services: Services, probe: StoreProbe) -> list[BaseRoute]:
-    """The `/v1/traces` route for one `Services` instance; `probe` tells a slow store from a silent one."""
+def otlp_routes(services: Services, probe: StoreProbe, threads: ReservedThreads) -> list[BaseRoute]:
+    """The `/v1/traces` route for one `Services` instance; `probe` tells a slow store from a silent one.
+
+    Decoding runs on `threads`, which requests stuck on a silent store cannot take (reserved_threads.py).
+    """
     config = services.config
     limit = config.ingest.max_body_bytes
 
@@ -93,7 +97,7 @@ def otlp_routes(services: Services, probe: StoreProbe) -> list[BaseRoute]:
                 body = await read_limited(request, limit)
             except BodyTooLarge as exc:
                 raise _Refused(413, str(exc)) from None
-            events, rejected, skipped, spans = await run_in_threadpool(decode_and_prepare, body, proto, encoding)
+            events, rejected, skipped, spans = await threads.run(decode_and_prepare, body, proto, encoding)
             assert services.commit_queue is not None
             try:
                 if events or rejected:  # an export of HTTP and database spans only has nothing to write

@@ -29,6 +29,15 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 """Alembic's script location: env.py, the revision template and exporter's `versions/` folder."""
 # Any fixed 64-bit number: serialises concurrent `migrate()` calls from several processes on PostgreSQL.
 _MIGRATION_LOCK_ID = 0x6C6C6D636F7374
+LOCK_TIMEOUT_SECONDS = 10
+"""How long an upgrade's statement waits for a table lock on PostgreSQL before it gives up, changing nothing.
+
+An `ALTER TABLE` waits for every transaction using the table (an operator's `psql` left idle in a
+transaction, a long report) and, while it waits, every query on that table queues behind it: without a
+limit one forgotten session stopped the upgrading `llmcost serve` and every other process reading that
+table, for as long as the session stayed open. 10 s is what Django's and Rails' migration guides use."""
+LOCK_NOT_AVAILABLE = "55P03"
+"""PostgreSQL's SQLSTATE for a lock not obtained within `lock_timeout`."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,10 @@ class StoreNotFound(RuntimeError):
 
 class UnknownSchema(StoreNotFound):
     """The store records schema revisions that none of the parts this program opened it with holds."""
+
+
+class SchemaLocked(RuntimeError):
+    """An upgrade waited `LOCK_TIMEOUT_SECONDS` for a table another session holds; nothing was changed."""
 
 
 def store_location(url: str) -> str:
@@ -96,9 +109,20 @@ def migrate(engine: Engine, parts: Sequence[SchemaPart]) -> None:
     with engine.connect() as connection, connection.execution_options(sqlite_immediate=True).begin():
         if engine.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
+            # After the advisory lock, which waits on purpose for another process's upgrade, however long.
+            connection.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_SECONDS}s'"))
         config.attributes["connection"] = connection
         try:
             command.upgrade(config, "heads")
+        except exc.OperationalError as error:
+            if getattr(error.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                raise
+            raise SchemaLocked(
+                f"the schema upgrade waited {LOCK_TIMEOUT_SECONDS} s for a table another session holds (a "
+                "transaction left open, a long query) and gave up; nothing was changed. Start llmcost again "
+                "once that session ends; to find it: SELECT pid, usename, state, xact_start FROM "
+                "pg_stat_activity WHERE xact_start < now() - interval '1 minute'"
+            ) from error
         except CommandError as error:
             # A revision recorded in the store that none of `parts` holds: the store was made with more
             # parts (the llmcost application's, opened here by exporter alone) or by a newer llmcost.

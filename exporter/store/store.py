@@ -25,6 +25,7 @@ from sqlalchemy.pool import QueuePool
 from exporter.events import UsageEvent
 from exporter.store.driver_sql import driver_cursor
 from exporter.store.engine import POOL_TIMEOUT, create_store_engine, normalise_url
+from exporter.store.known_silent import STORE_KNOWN_SILENT
 from exporter.store.label_folding import (
     INGEST_ORDER_SLACK_SECONDS,
     Folding,
@@ -33,7 +34,7 @@ from exporter.store.label_folding import (
     top_values_as_of_sql,
     top_values_sql,
 )
-from exporter.store.migration import EXPORTER_SCHEMA, SchemaPart, migrate, require_existing_store
+from exporter.store.migration import EXPORTER_SCHEMA, SchemaLocked, SchemaPart, migrate, require_existing_store
 from exporter.store.rollups import rollups_in_range
 from exporter.store.schema import (
     ADJUSTMENT_COLUMNS,
@@ -94,6 +95,12 @@ def _is_connection_error(exc: BaseException) -> bool:
     return type(exc).__name__ in ("OperationalError", "InterfaceError") or any(
         base.__name__ in ("OperationalError", "InterfaceError") for base in type(exc).__mro__
     )
+
+
+def _refuse_if_known_silent() -> None:
+    """Fail at once, holding no thread, in a request started while the store does not answer (known_silent.py)."""
+    if STORE_KNOWN_SILENT.get():
+        raise StoreUnavailable("the store does not answer (known from the store probe's unanswered ping)")
 
 
 def _reason(exc: BaseException) -> str:
@@ -159,6 +166,8 @@ class Store:
             migrate(self.engine, self.schema)
         except OperationalError as exc:
             raise StoreUnavailable(f"cannot migrate the store: {exc.orig}") from exc
+        except SchemaLocked as exc:
+            raise StoreUnavailable(f"cannot migrate the store: {exc}") from exc
 
     def close(self) -> None:
         """Release every pooled connection."""
@@ -217,6 +226,7 @@ class Store:
 
         Connection failures surface as `StoreUnavailable` so callers can answer 503 and retry.
         """
+        _refuse_if_known_silent()
         try:
             with self._sqlite_writer_turn(), self.engine.connect() as conn:
                 if self._sqlite:
@@ -242,6 +252,7 @@ class Store:
     @contextmanager
     def reading(self) -> Iterator[Connection]:
         """A connection for reads; connection failures surface as `StoreUnavailable`."""
+        _refuse_if_known_silent()
         try:
             with self.engine.connect() as conn:
                 yield conn
@@ -255,6 +266,7 @@ class Store:
         On PostgreSQL the cursor runs in autocommit: each query is one round trip, without the BEGIN and
         COMMIT round trips of a transaction (each statement still sees a consistent snapshot).
         """
+        _refuse_if_known_silent()
         try:
             raw = self.engine.raw_connection()
         except Exception as exc:
@@ -316,7 +328,7 @@ class Store:
 
         On PostgreSQL with every pooled connection taken (reads waiting on a lock, say), the ping connects
         afresh instead of waiting for one: waiting would read a database that is only busy as one that does
-        not answer, and turn its reads away with 503 (`exporter/http/bounded_reads.py`). The fresh
+        not answer, and turn its reads away with 503 (`exporter/http/bounded_requests.py`). The fresh
         connection is bounded by `connect_timeout`, so a silent database does not keep the ping's thread.
         """
         engine, pool = self.engine, self._postgres_pool
@@ -337,6 +349,7 @@ class Store:
             return self._unpooled
 
     def _read(self, statement: Any) -> list[Any]:
+        _refuse_if_known_silent()
         try:
             with self.engine.connect() as conn:
                 return list(conn.execute(statement))

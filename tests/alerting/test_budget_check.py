@@ -192,6 +192,29 @@ def test_reset_starts_a_fresh_count_is_audited_and_resolves_alerts(db_url: str, 
     services.close()
 
 
+def test_a_reset_retried_with_nothing_spent_since_is_recorded_once(db_url: str, clock: FakeClock) -> None:
+    """A reset whose first attempt landed after its client was told 503 (the database paused) and was
+    retried wrote a second audit record; the retry is that reset now. A reset after new spend is a new one."""
+    clock.set(NOON + 600)
+    services, budgets, _ = build(db_url, [SEARCH_DAILY], clock)
+    ingest(services, call("a", NOON + 5, 12.5))
+    first = budgets.reset("search-daily", by="carol", reason="new quota")
+    clock.now += 30
+    again = budgets.reset("search-daily", by="carol", reason="new quota")
+    assert again == first and again[0]["spent_before"] == pytest.approx(12.5)
+    assert len(budgets.resets("search-daily")) == 1
+    budgets.reset("search-daily", by="dave", reason="new quota")  # someone else's reset is their own
+    ingest(services, call("b", NOON + 700, 2.0))
+    clock.now += 30
+    budgets.reset("search-daily", by="carol", reason="new quota")
+    assert [(r["reset_by"], r["cost_usd"]) for r in budgets.resets("search-daily")] == [
+        ("carol", pytest.approx(2.0)),
+        ("dave", 0),
+        ("carol", pytest.approx(12.5)),
+    ]
+    services.close()
+
+
 def test_api_and_cli_budgets_use_the_config_validation(db_url: str, clock: FakeClock) -> None:
     clock.set(NOON)
     services, budgets, _ = build(db_url, [SEARCH_DAILY], clock)
@@ -235,4 +258,27 @@ def test_a_reset_resolves_the_gateway_alerts_saying_who_and_why(sqlite_url: str)
     history = gateway.history(firing[0].id)
     assert history[-1]["action"] == "resolved" and history[-1]["by"] == "carol"
     assert history[-1]["comment"] == "budget reset by carol: quota raised"
+    services.close()
+
+
+def test_a_delete_retried_after_its_budget_went_but_not_its_alerts_resolves_them(sqlite_url: str) -> None:
+    """A DELETE removes the budget, then resolves its alerts, in two transactions. When the database went
+    away between them (the client told 503), the budget was gone and its alerts fired on; the client's
+    retry got 404 and left them so. The retry still answers 404, and resolves them."""
+    from alerting.budgets.definition import parse_budgets_section
+    from llmcost.services import open_services
+    from llmcost.wiring import attach_alerting
+    from tests.support.helpers import make_config
+
+    services = open_services(make_config(sqlite_url), start_writer=False)
+    parts = attach_alerting(services, "ingest")
+    budgets, gateway = parts.budgets, parts.gateway
+    budgets.put("search-daily", parse_budgets_section([SEARCH_DAILY], []).items[0].to_json())
+    ingest(services, call("a", budgets.clock() - 5, 60.0))
+    assert {a.alertname for a in gateway.alerts("firing")} >= {"LLMBudgetExceeded"}
+    budgets.registry.delete("search-daily")  # the first attempt's removal landed; its resolves did not
+    with TestClient(build_app(services, budget_routes(budgets, services.config.auth))) as client:
+        retried = client.delete("/v1/budgets/search-daily")
+    assert retried.status_code == 404, retried.text
+    assert not gateway.alerts("firing")
     services.close()

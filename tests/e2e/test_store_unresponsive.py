@@ -108,6 +108,49 @@ def test_ingest_and_readyz_answer_503_promptly_while_postgresql_hangs_and_retrie
         server.stop()
 
 
+def test_a_burst_of_requests_while_postgresql_hangs_does_not_exhaust_the_threads_ingest_needs(
+    tmp_path: Path, cluster: PostgresCluster
+) -> None:
+    """Eighty budget checks during a pause (clients check before every LLM call) were each answered 503,
+    but each left a worker thread waiting on a silent connection or for the pool: the thread pool ran
+    out, and `POST /v1/usage`, which needs a thread to parse, was answered after 13 s instead of
+    within its commit timeout. Requests that start once the store is known silent no longer take one."""
+    config = tmp_path / "llmcost.yml"
+    config.write_text(f"ingest: {{commit_timeout_seconds: {COMMIT_TIMEOUT}}}\n")
+    server = LlmcostProcess(cluster.create_database(), config=config).start(tmp_path)
+    try:
+        with httpx.Client(base_url=server.base, timeout=60) as client:
+            assert client.post("/v1/usage", json=usage_events("before", 3)).status_code == 200
+            cluster.pause()
+            try:
+
+                def check(project: int) -> float:
+                    started = time.monotonic()
+                    answer = client.post("/v1/budgets/check", json={"project": f"p{project}", "estimated_cost_usd": 1})
+                    assert answer.status_code in (200, 503), answer.text  # 200: no budget needs the store
+                    return time.monotonic() - started
+
+                with ThreadPoolExecutor(80) as pool:
+                    waits = list(pool.map(check, range(80)))
+                assert max(waits) < 8, f"a budget check answered after {max(waits):.1f} s"
+                started = time.monotonic()
+                response = client.post("/v1/usage", json=usage_events("during", 3))
+                waited = time.monotonic() - started
+                assert response.status_code == 503, response.text
+                assert waited < COMMIT_TIMEOUT + 3, f"ingest answered after {waited:.1f} s"
+                assert client.get("/healthz").status_code == 200
+            finally:
+                cluster.resume()
+            wait_until(
+                lambda: client.post("/v1/usage", json=usage_events("during", 3)).status_code == 200,
+                timeout=30,
+                what="ingest acknowledged once PostgreSQL answers",
+            )
+            wait_until(lambda: client.get("/v1/alerts").status_code == 200, timeout=30, what="reads answered again")
+    finally:
+        server.stop()
+
+
 def test_metrics_answers_within_the_scrape_timeout_while_postgresql_hangs_and_says_the_store_is_down(
     tmp_path: Path, cluster: PostgresCluster
 ) -> None:
