@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -104,3 +105,26 @@ def test_multiprocessing_children_deliver_their_calls(server: LlmcostProcess) ->
     )
     expected = {f"child-{i}" for i in (0, 1, 2, 10, 11, 12, 13)}
     assert _stored(server, "child-") == expected, done.stderr
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_pool_workers_deliver_their_calls_when_the_with_block_terminates_them(
+    server: LlmcostProcess, tmp_path: Path, start_method: str
+) -> None:
+    """`with Pool(...) as pool: pool.map(...)`: leaving the block calls `terminate()`, which kills the workers
+    (SIGTERM) right after the last result; the calls they recorded are still delivered, each once."""
+    script = tmp_path / "pool_script.py"  # spawn re-imports the main module: it must be a file
+    script.write_text(
+        "import multiprocessing\n"
+        "from llmcost import Client\n"
+        f"client = Client({server.base!r}, {INGEST_TOKEN!r}, flush_interval=30)\n"
+        "def work(i):\n"
+        f"    client.record(request_id=f'pool-{start_method}-{{i}}', provider='openai', model='gpt-4o')\n"
+        "    return i\n"
+        "if __name__ == '__main__':\n"
+        f"    with multiprocessing.get_context({start_method!r}).Pool(2) as pool:\n"
+        "        assert pool.map(work, range(8)) == list(range(8))\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True, timeout=60)
+    expected = {f"pool-{start_method}-{i}" for i in range(8)}
+    assert _stored(server, f"pool-{start_method}-") == expected, done.stderr
