@@ -37,7 +37,7 @@ import orjson
 
 from llmcost.child_exit import flush_before_sigterm
 from llmcost.errors import BudgetExceededError, LlmcostError
-from llmcost.sender import BatchSender, QueueFull
+from llmcost.sender import STAT_NAMES, BatchSender, QueueFull
 
 log = logging.getLogger("llmcost")
 
@@ -227,6 +227,8 @@ class Client:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every event recorded before this call is answered by llmcost; False on timeout."""
+        if self._restart_pending:  # a forked child that has not recorded: nothing to wait for, nothing to start
+            return True
         return self._ready().flush(timeout)
 
     def close(self, timeout: float | None = None) -> None:
@@ -270,7 +272,11 @@ class Client:
     @property
     def stats(self) -> dict[str, int]:
         """Counts so far: accepted, duplicates, rejected (by llmcost), dropped (queue full), failed, retries."""
-        return self._ready().stats
+        if self._restart_pending:
+            # A forked child that has not recorded yet has sent nothing: reading that must not start its
+            # sender thread and connections (a read changes nothing).
+            return {**dict.fromkeys(STAT_NAMES, 0), "queued": 0}
+        return self._sender.stats
 
     # ---- budgets --------------------------------------------------------------------------------
 

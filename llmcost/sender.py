@@ -29,6 +29,8 @@ _RETRY = "retry"
 _DONE = "done"
 _TOO_LARGE = "too large"
 _IDLE_POLL = 0.1  # seconds
+STAT_NAMES = ("accepted", "duplicates", "rejected", "dropped", "failed", "retries")
+"""The counts in `BatchSender.stats`, besides `queued`."""
 # Number keys and numpy values, as applications have them at hand (a numpy token count is a number, not "3").
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
@@ -60,7 +62,7 @@ class BatchSender:
         self._settled = 0  # events answered by llmcost, or given up
         self._abandoned = 0  # events given up because `stop` ran out of time: lost, not answered
         self._failing = False  # the last try of a batch was not answered (llmcost unreachable, 429/5xx)
-        self._stats = {"accepted": 0, "duplicates": 0, "rejected": 0, "dropped": 0, "failed": 0, "retries": 0}
+        self._stats = dict.fromkeys(STAT_NAMES, 0)
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._abandon = threading.Event()

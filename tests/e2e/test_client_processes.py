@@ -85,6 +85,26 @@ def test_a_forked_worker_delivers_its_own_calls_once(server: LlmcostProcess) -> 
     assert "not delivered" not in done.stderr
 
 
+def test_reading_stats_in_a_forked_child_starts_nothing(server: LlmcostProcess) -> None:
+    """A worker that reads `client.stats` (a health endpoint, a log line) before it records anything: the read
+    answers zeros and starts no sender thread; the worker's first call then starts it and is delivered."""
+    done = _run(
+        "import os, threading\n"
+        "from llmcost import Client\n"
+        f"client = Client({server.base!r}, {INGEST_TOKEN!r}, flush_interval=30)\n"
+        "if os.fork() == 0:\n"
+        "    assert client.stats == {'accepted': 0, 'duplicates': 0, 'rejected': 0, 'dropped': 0, 'failed': 0,\n"
+        "                            'retries': 0, 'queued': 0}, client.stats\n"
+        "    assert client.flush(1)\n"
+        "    assert threading.active_count() == 1, threading.enumerate()\n"
+        "    client.record(request_id='stats-child', provider='openai', model='gpt-4o', input_tokens=3)\n"
+        "    assert client.flush(10) and client.stats['accepted'] == 1, client.stats\n"
+        "    os._exit(0)\n"
+        "assert os.wait()[1] == 0\n"
+    )
+    assert _stored(server, "stats-") == {"stats-child"}, done.stderr
+
+
 def test_multiprocessing_children_deliver_their_calls(server: LlmcostProcess) -> None:
     """`multiprocessing` children end with os._exit (no atexit): what they recorded is still delivered."""
     done = _run(
