@@ -1,8 +1,9 @@
-"""Span records from the real OpenTelemetry SDK posted to `POST /v1/usage` (its `to_json` form, flat attributes):
-the span rule and the attribution of `POST /v1/traces` apply."""
+"""Span records from the real OpenTelemetry SDK posted to `POST /v1/usage` (its `to_json` form, flat attributes) and
+written by its `ConsoleSpanExporter` to a file for `llmcost ingest`: the span rule of `POST /v1/traces` applies."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,11 @@ import orjson
 import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 
+from llmcost.cli import main
 from tests.support.llmcost_server import INGEST_TOKEN, running_llmcost
 from tests.support.procs import LlmcostProcess
 from tests.support.stored import stored_events
@@ -139,3 +141,29 @@ def test_a_posted_span_is_attributed_by_the_otlp_rule(server: LlmcostProcess, sq
     assert stored[_request_id(on_resource)]["project"] == "billing"
     assert stored[_request_id(given)]["project"] == "given"
     assert stored[_request_id(on_span)]["service"] == "chatbot"
+
+
+def test_console_span_exporter_output_is_ingested(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """What the SDK's `ConsoleSpanExporter` prints (pretty-printed `to_json` objects one after another), redirected
+    to a file: its model-call spans are ingested, its other spans skipped as in an OTLP export."""
+    out = io.StringIO()
+    provider = TracerProvider(resource=Resource({"service.name": "chatbot", "service.namespace": "search"}))
+    provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=out)))
+    tracer = provider.get_tracer("llmcost-tests")
+    with tracer.start_as_current_span("POST /answer", attributes={"http.request.method": "POST"}):
+        for model in ("gpt-4o", "gpt-4o-mini"):
+            with tracer.start_as_current_span(f"chat {model}", attributes={**CHAT, "gen_ai.request.model": model}):
+                pass
+    provider.shutdown()
+    spans_file = tmp_path / "spans.txt"
+    spans_file.write_text(out.getvalue())
+    assert out.getvalue().startswith("{\n")  # the console form, not JSON lines
+
+    db_url = f"sqlite:///{tmp_path / 'console.db'}"
+    assert main(["ingest", "--db", db_url, str(spans_file)]) == 0, capsys.readouterr()
+    stored = stored_events(db_url)
+    assert sorted(event["model"] for event in stored.values()) == ["gpt-4o", "gpt-4o-mini"]
+    assert {(event["service"], event["input_tokens"]) for event in stored.values()} == {("chatbot", 1200)}
+    # Read again: the same spans, each once.
+    assert main(["ingest", "--db", db_url, str(spans_file)]) == 0
+    assert len(stored_events(db_url)) == 2
