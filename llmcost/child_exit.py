@@ -26,9 +26,46 @@ _flush: Callable[[], None] | None = None
 # The process whose own `multiprocessing` exit has begun (set by a finalizer that runs before the clients'
 # close): a pid, because a forked child inherits this module's state, and `util._exiting` with it.
 _exiting_pid: int | None = None
-_marked_pid: int | None = None  # the process in which that finalizer is registered
-# Finalizers run highest priority first: this one before the clients' close (`exitpriority=10`).
-_BEFORE_CLIENTS_CLOSE = 100
+_marked_pid: int | None = None  # the process in which the exit finalizers are registered
+_before_close: list[Callable[[], None]] = []
+# Finalizers run highest priority first: the mark, then the hooks, then the clients' close (`exitpriority=10`).
+_MARK_EXIT = 100
+_BEFORE_CLIENTS_CLOSE = 20
+
+
+def before_clients_close(hook: Callable[[], None]) -> None:
+    """Run `hook` at a `multiprocessing` child's exit before the clients close (their last chance to record).
+
+    For work that records from threads of its own after the task returned (LiteLLM logs a sync call from
+    its thread pool): a child ends with `os._exit`, which, unlike an interpreter exit, waits for no thread.
+    The hook must bound its own wait. It does not run on SIGTERM: it would run on top of whatever the
+    signal interrupted, and waiting on a thread pool takes its locks.
+    """
+    if hook not in _before_close:
+        _before_close.append(hook)
+
+
+def _run_before_close() -> None:
+    for hook in list(_before_close):
+        try:
+            hook()
+        except Exception:  # one hook's failure must not keep the clients from flushing
+            log.exception("llmcost: a hook before the clients' close at exit failed")
+
+
+def at_child_exit(flush: Callable[[], None]) -> None:
+    """In a `multiprocessing` child: the exit finalizers (the mark, the hooks) and `flush_before_sigterm`.
+
+    The clients' own close is registered by the caller, at `exitpriority=10`.
+    """
+    global _marked_pid
+    if _marked_pid != os.getpid():
+        from multiprocessing import util
+
+        util.Finalize(None, _mark_exiting, exitpriority=_MARK_EXIT)
+        util.Finalize(None, _run_before_close, exitpriority=_BEFORE_CLIENTS_CLOSE)
+        _marked_pid = os.getpid()
+    flush_before_sigterm(flush)
 
 
 def flush_before_sigterm(flush: Callable[[], None]) -> None:
@@ -37,18 +74,13 @@ def flush_before_sigterm(flush: Callable[[], None]) -> None:
     Left alone when the application has its own SIGTERM handler (or ignores SIGTERM): it decides what a
     SIGTERM does.
     """
-    global _flush, _marked_pid
+    global _flush
     if threading.current_thread() is not threading.main_thread():
         return  # only the main thread may set a handler (and it is the one a signal interrupts)
     if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, _on_sigterm):
         return
     _flush = flush
     signal.signal(signal.SIGTERM, _on_sigterm)
-    if _marked_pid != os.getpid():
-        from multiprocessing import util
-
-        util.Finalize(None, _mark_exiting, exitpriority=_BEFORE_CLIENTS_CLOSE)
-        _marked_pid = os.getpid()
 
 
 def _mark_exiting() -> None:

@@ -35,7 +35,7 @@ from typing import Any, Literal
 import httpx
 import orjson
 
-from llmcost.child_exit import flush_before_sigterm
+from llmcost.child_exit import at_child_exit
 from llmcost.errors import BudgetExceededError, LlmcostError
 from llmcost.sender import STAT_NAMES, BatchSender, QueueFull
 
@@ -451,7 +451,7 @@ def _close_at_child_exit(client: Client) -> None:
 
     util.Finalize(client, client.close, exitpriority=10)
     # `Pool.terminate()` (leaving a `with Pool(...)` block) kills its workers with SIGTERM, which runs no finalizer.
-    flush_before_sigterm(_close_live_clients)
+    at_child_exit(_close_live_clients)
 
 
 def _close_live_clients() -> None:

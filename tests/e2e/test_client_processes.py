@@ -148,3 +148,30 @@ def test_pool_workers_deliver_their_calls_when_the_with_block_terminates_them(
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True, timeout=60)
     expected = {f"pool-{start_method}-{i}" for i in range(8)}
     assert _stored(server, f"pool-{start_method}-") == expected, done.stderr
+
+
+def test_litellm_calls_in_pool_workers_are_delivered(server: LlmcostProcess, tmp_path: Path) -> None:
+    """The LiteLLM callback in pool workers (`mock_response`, no network): LiteLLM logs a sync call from a thread of
+    its own, after the call has returned, so a worker's last calls reached the callback only after the worker's
+    exit had closed the client ("client already closed"), even with `pool.close(); pool.join()`."""
+    project = "litellm-pool"
+    script = tmp_path / "litellm_pool.py"
+    script.write_text(
+        "import multiprocessing, os\n"
+        "os.environ['LITELLM_LOCAL_MODEL_COST_MAP'] = 'True'  # no attempt to fetch prices over the network\n"
+        "import litellm\n"
+        "from llmcost.litellm import LlmcostLogger\n"
+        f"litellm.callbacks = [LlmcostLogger({server.base!r}, {INGEST_TOKEN!r}, project={project!r})]\n"
+        "def work(i):\n"
+        "    litellm.completion(model='gpt-4o', messages=[{'role': 'user', 'content': 'hi'}], mock_response='hello')\n"
+        "    return i\n"
+        "if __name__ == '__main__':\n"
+        "    pool = multiprocessing.get_context('fork').Pool(2)\n"
+        "    assert pool.map(work, range(6)) == list(range(6))\n"
+        "    pool.close()\n"
+        "    pool.join()\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True, timeout=120)
+    stored = [event for event in stored_events(server.db_url).values() if event["project"] == project]
+    assert len(stored) == 6, done.stderr
+    assert "already closed" not in done.stderr
