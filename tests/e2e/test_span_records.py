@@ -22,8 +22,6 @@ from tests.support.llmcost_server import INGEST_TOKEN, running_llmcost
 from tests.support.procs import LlmcostProcess
 from tests.support.stored import stored_events
 
-pytestmark = pytest.mark.real_process
-
 AUTH = {"Authorization": f"Bearer {INGEST_TOKEN}"}
 CHAT = {
     "gen_ai.operation.name": "chat",
@@ -66,6 +64,7 @@ def _request_id(span: ReadableSpan) -> str:
     return f"0x{span.context.trace_id:032x}-0x{span.context.span_id:016x}"
 
 
+@pytest.mark.real_process
 def test_a_posted_span_without_usage_is_refused_not_stored_as_a_free_call(
     server: LlmcostProcess, sqlite_url: str
 ) -> None:
@@ -95,6 +94,7 @@ def test_a_posted_span_without_usage_is_refused_not_stored_as_a_free_call(
     assert stored[_request_id(failed)]["status"] == "error"
 
 
+@pytest.mark.real_process
 def test_openllmetrys_first_llm_attributes_posted_flat_are_a_span(server: LlmcostProcess, sqlite_url: str) -> None:
     """A span's attributes posted as they are, from an OpenLLMetry version that wrote only `llm.*` names."""
     span = _span(
@@ -121,6 +121,7 @@ def test_openllmetrys_first_llm_attributes_posted_flat_are_a_span(server: Llmcos
     assert "secret" not in str(event)
 
 
+@pytest.mark.real_process
 def test_a_posted_span_is_attributed_by_the_otlp_rule(server: LlmcostProcess, sqlite_url: str) -> None:
     """`llmcost.project` on the span (or the configured `service.namespace` on its resource) names the project,
     as on `POST /v1/traces`; a `project` given beside the span still wins."""
