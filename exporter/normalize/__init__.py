@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from exporter.config import OtlpConfig
+from exporter.events import InvalidEvent
 from exporter.normalize.anthropic import merge_stream_usage
 from exporter.normalize.batches import event_from_batch_result, is_batch_result
 from exporter.normalize.litellm import event_from_litellm, is_litellm
@@ -56,4 +57,9 @@ def _without_usage(raw: Mapping[str, Any], otlp: OtlpConfig | None) -> dict[str,
         return event_from_litellm(raw)
     if is_otel(raw):
         return event_from_span(raw, otlp or _DEFAULT_OTLP)
+    if "resourceSpans" in raw:  # would otherwise read "provider: is required", which says nothing of the cause
+        raise InvalidEvent(
+            "resourceSpans",
+            "this is a whole OTLP trace export: send it to POST /v1/traces, or load it with llmcost ingest",
+        )
     return raw  # type: ignore[return-value]

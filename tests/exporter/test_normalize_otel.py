@@ -128,3 +128,10 @@ def test_otel_bad_attribute_list() -> None:
     with pytest.raises(InvalidEvent) as err:
         to_canonical({"attributes": [{"value": {"intValue": "1"}}]})
     assert err.value.field == "attributes[0]"
+
+
+def test_a_whole_otlp_export_posted_as_an_event_says_where_it_goes() -> None:
+    """An OTLP/JSON export posted to `/v1/usage` as if it were one event is refused naming `/v1/traces`."""
+    export = {"resourceSpans": [{"resource": {}, "scopeSpans": [{"spans": [{"name": "chat gpt-4o"}]}]}]}
+    with pytest.raises(InvalidEvent, match="POST /v1/traces"):
+        to_canonical(export)
