@@ -17,6 +17,7 @@ from typing import Any
 
 from exporter.body_records import TooManyValues, check_lines, iter_records
 from exporter.canonical_lines import canonical_event, canonical_events
+from exporter.config import OtlpConfig
 from exporter.events import MAX_METADATA_BYTES, InvalidEvent, UsageEvent, parse_event, shed_metadata
 from exporter.json_budget import values_bound
 from exporter.normalize import to_canonical
@@ -83,8 +84,11 @@ class IngestPipeline:
         max_metadata_bytes: int = MAX_METADATA_BYTES,
         max_batch_events: int = 100_000,
         max_json_values: int = 2_000_000,
+        otlp: OtlpConfig | None = None,
     ) -> None:
         self.store = store
+        # The `otlp:` attribution rule, for span records posted or read from files as for `POST /v1/traces`.
+        self.otlp = otlp or OtlpConfig()
         self.prices = prices
         self.clock = clock
         self.max_future_skew = max_future_skew
@@ -122,6 +126,8 @@ class IngestPipeline:
         oldest = self._oldest(now)
         meta_bytes = self.max_metadata_bytes
         price = self.price
+        otlp = self.otlp
+        otlp = self.otlp
         events: list[UsageEvent] = []
         rejected: list[Rejection] = []
         first_error: tuple[int, Exception] | None = None
@@ -131,7 +137,9 @@ class IngestPipeline:
                 rejected.append(Rejection(index, str(raw)))
                 continue
             try:
-                event = parse_event(to_canonical(raw), now=now, max_future_skew=skew, max_metadata_bytes=meta_bytes)
+                event = parse_event(
+                    to_canonical(raw, otlp), now=now, max_future_skew=skew, max_metadata_bytes=meta_bytes
+                )
                 if event.timestamp < oldest:
                     raise self.too_old()
                 price(event)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -36,7 +37,7 @@ from exporter.events import (
 )
 from exporter.normalize.anthropic import merge_stream_usage
 from exporter.normalize.litellm import is_litellm
-from exporter.normalize.otel import attribution, decode_attributes, is_model_call_span, is_otel
+from exporter.normalize.otel import attribution, decode_attributes, is_model_call_span, is_otel, span_counts
 from exporter.normalize.providers import from_host
 
 FORMATS = ("auto", "jsonl", "csv", "litellm", "openai-usage", "otel")
@@ -144,6 +145,12 @@ def _json_values(path: Path) -> Iterator[Record]:
                     if isinstance(doc, dict):
                         yield 0, doc
                         return
+                    # Pretty-printed objects one after another: what the OpenTelemetry SDK's
+                    # ConsoleSpanExporter prints, redirected to a file.
+                    objects = _concatenated_objects(path)
+                    if objects is not None:
+                        yield from objects
+                        return
             yield record
 
 
@@ -168,6 +175,40 @@ def _parse_document(path: Path) -> Any:
         return orjson.loads(path.read_bytes())
     except orjson.JSONDecodeError as exc:
         return InvalidEvent("", f"not valid JSON or JSON lines ({exc})")
+
+
+def _concatenated_objects(path: Path) -> list[Record] | None:
+    """The JSON objects of a file that holds several one after another (not one per line); None if it does not.
+
+    Read whole, as one document is. An object that cannot be read ends the file: where the next one starts is
+    unknown, so the rest is one rejection.
+    """
+    if path.stat().st_size > MAX_DOCUMENT_BYTES:
+        return None
+    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+    decoder = json.JSONDecoder()
+    records: list[Record] = []
+    at = _skip_space(text, 0)
+    while at < len(text):
+        try:
+            obj, end = decoder.raw_decode(text, at)
+        except json.JSONDecodeError as exc:
+            if not records:
+                return None
+            records.append((len(records), InvalidEvent("", f"not valid JSON after object {len(records)} ({exc})")))
+            break
+        if type(obj) is dict:
+            records.append((len(records), obj))
+        else:
+            records.append((len(records), InvalidEvent("", f"a record must be a JSON object, got {_kind(obj)}")))
+        at = _skip_space(text, end)
+    return records if len(records) > 1 else None
+
+
+def _skip_space(text: str, at: int) -> int:
+    while at < len(text) and text[at] in " \t\r\n":
+        at += 1
+    return at
 
 
 def _document_items(path: Path) -> Iterator[Record]:
@@ -274,7 +315,10 @@ def _otel_records(values: Iterator[Record], rule: OtlpConfig) -> Iterator[Record
     position = 0
     for index, value in values:
         if isinstance(value, InvalidEvent) or "resourceSpans" not in value:
-            yield position, value  # a bad line, or a span / attribute dict of its own
+            # A bad line, or a span / attribute dict of its own (the SDK's `to_json`, its console exporter):
+            # skipped as in an export when it is no model call to count (an HTTP span, a stream without usage).
+            if isinstance(value, InvalidEvent) or not is_otel(value) or span_counts(value):
+                yield position, value
             position += 1
             continue
         try:

@@ -73,6 +73,7 @@ class Services:
             max_metadata_bytes=config.ingest.max_metadata_bytes,
             max_batch_events=config.ingest.max_batch_events,
             max_json_values=config.ingest.max_json_values,
+            otlp=config.otlp,
         )
         registry = OrderedRegistry(auto_describe=False)
         usage = UsageCollector(

@@ -10,7 +10,8 @@ answer is counted once). When the queue is full the policy chosen at constructio
 
 A client survives `fork` (pre-fork servers such as gunicorn, `multiprocessing`): in the child it starts over
 with its own queue, thread and connections, leaving what the parent had queued to the parent, and a
-`multiprocessing` child (which ends without running `atexit`) flushes it as it exits.
+`multiprocessing` child (which ends without running `atexit`) flushes it as it exits, also when it is
+terminated (`Pool.terminate()`, which leaving `with Pool(...)` calls): see `llmcost.child_exit`.
 
 Every event gets a `request_id` (a UUID) and a `timestamp` when it is recorded, unless given: a retry
 then never becomes a second call and the time is the call's, not the send's.
@@ -34,8 +35,9 @@ from typing import Any, Literal
 import httpx
 import orjson
 
+from llmcost.child_exit import at_child_exit
 from llmcost.errors import BudgetExceededError, LlmcostError
-from llmcost.sender import BatchSender, QueueFull
+from llmcost.sender import STAT_NAMES, BatchSender, QueueFull
 
 log = logging.getLogger("llmcost")
 
@@ -144,7 +146,7 @@ class Client:
         self._start_lock = threading.Lock()  # the parent's may have been held at the fork
         self._restart_pending = True
         self._checks_resume_at = 0.0
-        _flush_in_multiprocessing_children(self)
+        _flush_in_multiprocessing_children(self, forking=True)
 
     def _ready(self) -> BatchSender:
         """The sender, made now in a forked child that had not used the client yet."""
@@ -225,6 +227,8 @@ class Client:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every event recorded before this call is answered by llmcost; False on timeout."""
+        if self._restart_pending:  # a forked child that has not recorded: nothing to wait for, nothing to start
+            return True
         return self._ready().flush(timeout)
 
     def close(self, timeout: float | None = None) -> None:
@@ -233,14 +237,31 @@ class Client:
             return
         self._closed = True
         atexit.unregister(self._exit_hook)
+        if not self._restart_pending:  # a forked child that never used it has nothing of its own to send
+            self._stop_sending(self.close_timeout if timeout is None else timeout)
+            self._http.close()
+            self._check_http.close()
+        # Only now: a SIGTERM that interrupts this close must still find the client (`_stop_sending_at_sigterm`).
         _LIVE.discard(self)
-        if self._restart_pending:  # a forked child that never used it: nothing of its own to send
-            return
-        lost = self._sender.stop(self.close_timeout if timeout is None else timeout)
+
+    def _stop_sending(self, timeout: float) -> None:
+        lost = self._sender.stop(timeout)
         if lost > 0:
             log.error("llmcost client closed with %d events not delivered (llmcost unreachable?)", lost)
-        self._http.close()
-        self._check_http.close()
+
+    def _stop_sending_at_sigterm(self) -> None:
+        """Send what is queued before a SIGTERM ends the process, also when it interrupted a `close` under way.
+
+        A pool worker told to stop is often closing already (its exit finalizer) when `terminate()`'s SIGTERM
+        arrives; the handler runs on top of that close, in the same thread, so it waits for the sender itself,
+        taking no lock the close (or a `record`) it interrupted may hold.
+        """
+        self._closed = True
+        if self._restart_pending:
+            return
+        lost = self._sender.drain_from_signal_handler(self.close_timeout)
+        if lost > 0:
+            log.error("llmcost client: %d events not delivered before SIGTERM ended the process", lost)
 
     def __enter__(self) -> Client:
         return self
@@ -251,7 +272,11 @@ class Client:
     @property
     def stats(self) -> dict[str, int]:
         """Counts so far: accepted, duplicates, rejected (by llmcost), dropped (queue full), failed, retries."""
-        return self._ready().stats
+        if self._restart_pending:
+            # A forked child that has not recorded yet has sent nothing: reading that must not start its
+            # sender thread and connections (a read changes nothing).
+            return {**dict.fromkeys(STAT_NAMES, 0), "queued": 0}
+        return self._sender.stats
 
     # ---- budgets --------------------------------------------------------------------------------
 
@@ -397,20 +422,38 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _flush_in_multiprocessing_children(client: Client) -> None:
+def _flush_in_multiprocessing_children(client: Client, *, forking: bool = False) -> None:
     """Have a `multiprocessing` child close (flush) `client` as it exits: it ends with `os._exit`, not atexit.
 
-    The close is registered from `multiprocessing`'s own after-fork hook, which runs in the child once it
-    has cleared the finalizers it inherited. Nothing is imported when the program does not use `multiprocessing`.
+    For a child still to be forked, the close is registered from `multiprocessing`'s own after-fork hook, which
+    runs in the child once it has cleared the finalizers it inherited. A client made in a child itself (a
+    `spawn` child imports the main module anew, which runs no after-fork hook; or one made in a task) is
+    registered at once. Nothing is imported when the program does not use `multiprocessing`.
     """
     if "multiprocessing" not in sys.modules:
         return
+    import multiprocessing
     from multiprocessing import util
 
     util.register_after_fork(client, _close_at_child_exit)
+    # While a spawn child imports the main module, its process object is still being unpickled
+    # (`_inheriting`) and `parent_process()` is not set yet. In an at-fork hook (`forking`) both are the
+    # forking process's: the after-fork hook above is the one that counts.
+    in_child = multiprocessing.parent_process() is not None or getattr(
+        multiprocessing.current_process(), "_inheriting", False
+    )
+    if in_child and not forking:
+        _close_at_child_exit(client)
 
 
 def _close_at_child_exit(client: Client) -> None:
     from multiprocessing import util
 
     util.Finalize(client, client.close, exitpriority=10)
+    # `Pool.terminate()` (leaving a `with Pool(...)` block) kills its workers with SIGTERM, which runs no finalizer.
+    at_child_exit(_close_live_clients)
+
+
+def _close_live_clients() -> None:
+    for client in list(_LIVE):
+        client._stop_sending_at_sigterm()

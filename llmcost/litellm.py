@@ -26,11 +26,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
+import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
 
+from llmcost import child_exit
 from llmcost.client import Client, FailMode
 from llmcost.errors import BudgetExceededError
 
@@ -78,6 +82,9 @@ class LlmcostLogger(CustomLogger):
             **client_options,
         )
         self.defaults = {"project": project, "service": service}
+        # A multiprocessing child's last sync calls reach this callback from LiteLLM's thread pool after the
+        # task returned: at the child's exit, let them in before the client closes.
+        child_exit.before_clients_close(_wait_for_sync_logging)
         self.check_budgets = check_budgets
         self.estimate_cost = estimate_cost
         self.estimate_tokens = estimate_tokens
@@ -202,6 +209,26 @@ class LlmcostLogger(CustomLogger):
     def close(self) -> None:
         """Flush and stop the client (also done at interpreter exit)."""
         self.client.close()
+
+
+# How long a multiprocessing child's exit waits for LiteLLM's logging threads: the client's default close_timeout.
+_SYNC_LOGGING_WAIT = 10.0
+
+
+def _wait_for_sync_logging() -> None:
+    """At a multiprocessing child's exit: wait (bounded) for LiteLLM's logging threads to log the last sync calls.
+
+    LiteLLM logs a sync call from its module-level thread pool; an interpreter exit waits for that pool, a
+    child's `os._exit` does not. The pool is shut down (the process is ending: nothing more is submitted),
+    which lets its threads finish what is queued and end.
+    """
+    pool = getattr(sys.modules.get("litellm.litellm_core_utils.thread_pool_executor"), "executor", None)
+    if not isinstance(pool, ThreadPoolExecutor):
+        return
+    pool.shutdown(wait=False)
+    deadline = time.monotonic() + _SYNC_LOGGING_WAIT
+    for thread in list(getattr(pool, "_threads", ())):
+        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 # LiteLLM's async logging: its logging worker's tasks (`LoggingWorker._process_log_task`) and the success and

@@ -29,6 +29,8 @@ _RETRY = "retry"
 _DONE = "done"
 _TOO_LARGE = "too large"
 _IDLE_POLL = 0.1  # seconds
+STAT_NAMES = ("accepted", "duplicates", "rejected", "dropped", "failed", "retries")
+"""The counts in `BatchSender.stats`, besides `queued`."""
 # Number keys and numpy values, as applications have them at hand (a numpy token count is a number, not "3").
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
@@ -60,10 +62,11 @@ class BatchSender:
         self._settled = 0  # events answered by llmcost, or given up
         self._abandoned = 0  # events given up because `stop` ran out of time: lost, not answered
         self._failing = False  # the last try of a batch was not answered (llmcost unreachable, 429/5xx)
-        self._stats = {"accepted": 0, "duplicates": 0, "rejected": 0, "dropped": 0, "failed": 0, "retries": 0}
+        self._stats = dict.fromkeys(STAT_NAMES, 0)
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._abandon = threading.Event()
+        self._terminating = False  # set by `drain_from_signal_handler`: send what is queued now, then end
         self._thread = threading.Thread(target=self._run, name="llmcost-client", daemon=True)
         self._thread.start()
 
@@ -130,6 +133,21 @@ class BatchSender:
         with self._lock:
             return self._recorded - self._settled + self._abandoned
 
+    def drain_from_signal_handler(self, timeout: float) -> int:
+        """`stop` for a signal handler: send what is queued for up to `timeout` s; returns how many were not sent.
+
+        The handler runs on top of whatever the thread it interrupted was doing, which may hold any lock
+        (an Event's, the queue's, this sender's): this takes none and waits by polling, so it cannot deadlock
+        with the code below it. At worst (the interrupted code held a lock the sender thread needs) it waits
+        `timeout`.
+        """
+        self._terminating = True  # a plain flag: setting an Event takes its lock
+        target = self._recorded
+        deadline = time.monotonic() + timeout
+        while self._settled < target and self._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return max(0, target - self._settled + self._abandoned)
+
     @property
     def failing(self) -> bool:
         """True while the batch being sent is waiting to be retried (llmcost unreachable or refusing)."""
@@ -153,7 +171,7 @@ class BatchSender:
                         self._stats["failed"] += len(batch)
                         self._settled += len(batch)
                         self._lock.notify_all()
-            elif self._closing.is_set() and self._queue.empty():
+            elif (self._closing.is_set() or self._terminating) and self._queue.empty():
                 return
 
     def _next_batch(self) -> list[bytes]:
@@ -172,7 +190,7 @@ class BatchSender:
             except queue.Empty:
                 pass
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or self._closing.is_set() or self._wake.is_set():
+            if remaining <= 0 or self._closing.is_set() or self._terminating or self._wake.is_set():
                 break
             self._wake.wait(min(remaining, 0.05))
         self._wake.clear()

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from exporter.config import OtlpConfig
 from exporter.events import InvalidEvent
 from exporter.normalize import providers
 from exporter.normalize._fields import check_reasoning, tokens, uncached
@@ -68,11 +69,41 @@ _SERVICE_TIER = ("openai.response.service_tier", "gen_ai.openai.response.service
 _CALLER_FIELDS = ("request_id", "project", "service", "user", "timestamp", "cost_usd", "latency_ms", "service_tier")
 
 
+# OpenLLMetry's names from before it took up `gen_ai.*`: a flat dict of only these is a span's attributes too.
+_OPENLLMETRY_NAMES = frozenset(
+    (
+        "llm.vendor",
+        "llm.request.type",
+        "llm.request.model",
+        "llm.response.model",
+        "llm.usage.prompt_tokens",
+        "llm.usage.completion_tokens",
+    )
+)
+
+
 def is_otel(raw: Mapping[str, Any]) -> bool:
-    """Tell whether `raw` is a span record (`attributes`) or a flat dict with a `gen_ai.*` key."""
+    """Tell whether `raw` is a span record (`attributes`) or a flat dict of span attributes.
+
+    Flat: a `gen_ai.*` key, or one of the `llm.*` names OpenLLMetry wrote before the GenAI conventions.
+    """
     if "attributes" in raw:
         return True
-    return any(type(key) is str and key.startswith("gen_ai.") for key in raw)
+    return any(type(key) is str and (key.startswith("gen_ai.") or key in _OPENLLMETRY_NAMES) for key in raw)
+
+
+def span_counts(raw: Mapping[str, Any]) -> bool:
+    """Tell whether a span record or flat attribute dict is a model call to count (`is_model_call_span`).
+
+    Attributes that cannot be read count: the mapping then rejects the record, saying why.
+    """
+    if "attributes" not in raw:
+        return is_model_call_span(raw, None)
+    try:
+        attrs = decode_attributes(raw["attributes"])
+    except InvalidEvent:
+        return True
+    return is_model_call_span(attrs, raw.get("status"))
 
 
 def is_model_call_span(attrs: Mapping[str, Any], status: Any) -> bool:
@@ -152,8 +183,14 @@ def attribution(
     return found
 
 
-def event_from_span(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Map GenAI span attributes (flat, wrapped, or OTLP list form) to a canonical event."""
+def event_from_span(raw: Mapping[str, Any], rule: OtlpConfig | None = None) -> dict[str, Any]:
+    """Map GenAI span attributes (flat, wrapped, or OTLP list form) to a canonical event.
+
+    A span that is not a model call to count (`is_model_call_span`: no usage, and not a failed call naming a
+    model) is rejected, as `POST /v1/traces` skips it, rather than stored as a free call. `rule` (the `otlp:`
+    section) names `service` and `project` from the span's or its resource's attributes, as on
+    `POST /v1/traces`; fields given beside the span win.
+    """
     wrapped = "attributes" in raw
     attrs = decode_attributes(raw["attributes"]) if wrapped else raw
     operation = attrs.get("gen_ai.operation.name")
@@ -161,6 +198,11 @@ def event_from_span(raw: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidEvent(
             "gen_ai.operation.name",
             f"{operation!r} spans add up the model calls below them; only model-call spans are ingested",
+        )
+    if not is_model_call_span(attrs, raw.get("status") if wrapped else None):
+        raise InvalidEvent(
+            "attributes",
+            "no token usage (gen_ai.usage.*) and not a failed call naming its model: not a model call to count",
         )
     out: dict[str, Any] = {}
     provider = next((attrs[key] for key in _PROVIDER if attrs.get(key)), None)
@@ -191,6 +233,9 @@ def event_from_span(raw: Mapping[str, Any]) -> dict[str, Any]:
     service = span.get("service")
     if service:
         out["service"] = service
+    if rule is not None:
+        resource = _resource_attributes(raw) if wrapped else {}
+        out.update(attribution(rule.service_attributes, rule.project_attributes, attrs, resource))
     metadata = {name: attrs[key] for key, name in _META if attrs.get(key) is not None}
     if span.get("trace_id"):
         metadata["trace_id"] = span["trace_id"]
@@ -258,11 +303,18 @@ def _span_fields(raw: Mapping[str, Any]) -> dict[str, Any]:
     status = raw.get("status")
     if isinstance(status, Mapping):
         fields["error"] = status.get("code") in _ERROR_CODES or status.get("status_code") in _ERROR_CODES
-    resource = raw.get("resource")
-    if isinstance(resource, Mapping):
-        resource_attrs = decode_attributes(resource.get("attributes", resource), "resource.attributes")
-        fields["service"] = resource_attrs.get("service.name")
+    resource = _resource_attributes(raw)
+    if resource:
+        fields["service"] = resource.get("service.name")
     return fields
+
+
+def _resource_attributes(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes of a span record's `resource` (the SDK's `to_json` and the readers' OTLP records carry one)."""
+    resource = raw.get("resource")
+    if not isinstance(resource, Mapping):
+        return {}
+    return decode_attributes(resource.get("attributes", resource), "resource.attributes")
 
 
 def _nanos(value: Any) -> int | None:

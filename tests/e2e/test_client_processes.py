@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -84,6 +85,26 @@ def test_a_forked_worker_delivers_its_own_calls_once(server: LlmcostProcess) -> 
     assert "not delivered" not in done.stderr
 
 
+def test_reading_stats_in_a_forked_child_starts_nothing(server: LlmcostProcess) -> None:
+    """A worker that reads `client.stats` (a health endpoint, a log line) before it records anything: the read
+    answers zeros and starts no sender thread; the worker's first call then starts it and is delivered."""
+    done = _run(
+        "import os, threading\n"
+        "from llmcost import Client\n"
+        f"client = Client({server.base!r}, {INGEST_TOKEN!r}, flush_interval=30)\n"
+        "if os.fork() == 0:\n"
+        "    assert client.stats == {'accepted': 0, 'duplicates': 0, 'rejected': 0, 'dropped': 0, 'failed': 0,\n"
+        "                            'retries': 0, 'queued': 0}, client.stats\n"
+        "    assert client.flush(1)\n"
+        "    assert threading.active_count() == 1, threading.enumerate()\n"
+        "    client.record(request_id='stats-child', provider='openai', model='gpt-4o', input_tokens=3)\n"
+        "    assert client.flush(10) and client.stats['accepted'] == 1, client.stats\n"
+        "    os._exit(0)\n"
+        "assert os.wait()[1] == 0\n"
+    )
+    assert _stored(server, "stats-") == {"stats-child"}, done.stderr
+
+
 def test_multiprocessing_children_deliver_their_calls(server: LlmcostProcess) -> None:
     """`multiprocessing` children end with os._exit (no atexit): what they recorded is still delivered."""
     done = _run(
@@ -104,3 +125,53 @@ def test_multiprocessing_children_deliver_their_calls(server: LlmcostProcess) ->
     )
     expected = {f"child-{i}" for i in (0, 1, 2, 10, 11, 12, 13)}
     assert _stored(server, "child-") == expected, done.stderr
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_pool_workers_deliver_their_calls_when_the_with_block_terminates_them(
+    server: LlmcostProcess, tmp_path: Path, start_method: str
+) -> None:
+    """`with Pool(...) as pool: pool.map(...)`: leaving the block calls `terminate()`, which kills the workers
+    (SIGTERM) right after the last result; the calls they recorded are still delivered, each once."""
+    script = tmp_path / "pool_script.py"  # spawn re-imports the main module: it must be a file
+    script.write_text(
+        "import multiprocessing\n"
+        "from llmcost import Client\n"
+        f"client = Client({server.base!r}, {INGEST_TOKEN!r}, flush_interval=30)\n"
+        "def work(i):\n"
+        f"    client.record(request_id=f'pool-{start_method}-{{i}}', provider='openai', model='gpt-4o')\n"
+        "    return i\n"
+        "if __name__ == '__main__':\n"
+        f"    with multiprocessing.get_context({start_method!r}).Pool(2) as pool:\n"
+        "        assert pool.map(work, range(8)) == list(range(8))\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True, timeout=60)
+    expected = {f"pool-{start_method}-{i}" for i in range(8)}
+    assert _stored(server, f"pool-{start_method}-") == expected, done.stderr
+
+
+def test_litellm_calls_in_pool_workers_are_delivered(server: LlmcostProcess, tmp_path: Path) -> None:
+    """The LiteLLM callback in pool workers (`mock_response`, no network): LiteLLM logs a sync call from a thread of
+    its own, after the call has returned, so a worker's last calls reached the callback only after the worker's
+    exit had closed the client ("client already closed"), even with `pool.close(); pool.join()`."""
+    project = "litellm-pool"
+    script = tmp_path / "litellm_pool.py"
+    script.write_text(
+        "import multiprocessing, os\n"
+        "os.environ['LITELLM_LOCAL_MODEL_COST_MAP'] = 'True'  # no attempt to fetch prices over the network\n"
+        "import litellm\n"
+        "from llmcost.litellm import LlmcostLogger\n"
+        f"litellm.callbacks = [LlmcostLogger({server.base!r}, {INGEST_TOKEN!r}, project={project!r})]\n"
+        "def work(i):\n"
+        "    litellm.completion(model='gpt-4o', messages=[{'role': 'user', 'content': 'hi'}], mock_response='hello')\n"
+        "    return i\n"
+        "if __name__ == '__main__':\n"
+        "    pool = multiprocessing.get_context('fork').Pool(2)\n"
+        "    assert pool.map(work, range(6)) == list(range(6))\n"
+        "    pool.close()\n"
+        "    pool.join()\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True, timeout=120)
+    stored = [event for event in stored_events(server.db_url).values() if event["project"] == project]
+    assert len(stored) == 6, done.stderr
+    assert "already closed" not in done.stderr

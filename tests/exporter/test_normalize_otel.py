@@ -54,7 +54,9 @@ def test_otel_deprecated_attribute_names() -> None:
 
 def test_otel_provider_names_use_llmcost_vocabulary() -> None:
     for otel_name, name in [("aws.bedrock", "bedrock"), ("gcp.vertex_ai", "vertex_ai"), ("az.ai.openai", "azure")]:
-        event = canonical({"gen_ai.provider.name": otel_name, "gen_ai.request.model": "m"})
+        event = canonical(
+            {"gen_ai.provider.name": otel_name, "gen_ai.request.model": "m", "gen_ai.usage.input_tokens": 1}
+        )
         assert event.provider == name
 
 
@@ -98,7 +100,8 @@ def test_otel_sdk_json_span() -> None:
 
 
 def test_otel_trace_id_alone_is_not_a_request_id() -> None:
-    mapped = to_canonical({"traceId": "t1", "attributes": {"gen_ai.system": "openai", "gen_ai.request.model": "m"}})
+    attributes = {"gen_ai.system": "openai", "gen_ai.request.model": "m", "gen_ai.usage.input_tokens": 1}
+    mapped = to_canonical({"traceId": "t1", "attributes": attributes})
     assert "request_id" not in mapped
 
 
@@ -125,3 +128,10 @@ def test_otel_bad_attribute_list() -> None:
     with pytest.raises(InvalidEvent) as err:
         to_canonical({"attributes": [{"value": {"intValue": "1"}}]})
     assert err.value.field == "attributes[0]"
+
+
+def test_a_whole_otlp_export_posted_as_an_event_says_where_it_goes() -> None:
+    """An OTLP/JSON export posted to `/v1/usage` as if it were one event is refused naming `/v1/traces`."""
+    export = {"resourceSpans": [{"resource": {}, "scopeSpans": [{"spans": [{"name": "chat gpt-4o"}]}]}]}
+    with pytest.raises(InvalidEvent, match="POST /v1/traces"):
+        to_canonical(export)
