@@ -33,6 +33,7 @@ import pytest
 import yaml
 
 from alerting.signatures import sign_pagerduty, sign_slack
+from tests.support.helpers import total
 from tests.support.procs import LlmcostProcess
 from tests.support.recording_servers import PagerDutyEventsServer, SlackAPIServer, SMTPServer
 from tests.support.waiting import wait_until
@@ -252,3 +253,43 @@ def test_acknowledgements_say_who_and_when_and_a_reset_says_who_resolved_and_why
     assert said in stack.slack_texts(search["fingerprint"])[-1]
     assert said in stack.mails(search["fingerprint"])[-1]
     assert [e["event_action"] for e in stack.pagerduty(search["fingerprint"])] == ["trigger", "acknowledge", "resolve"]
+
+
+def test_resolving_the_incident_in_pagerduty_while_the_budget_is_still_over_does_not_page_again(stack: Stack) -> None:
+    # It resolved the alert everywhere ("[RESOLVED]" in Slack and mail while the budget was still at 97%);
+    # the next evaluation raised it anew: a second page within seconds, a second Slack message and mail thread.
+    stack.spend(97, "search")
+    wait_until(lambda: len(stack.pd.events) == 1 and len(stack.smtp.messages) == 1, what="the page", timeout=30)
+    stack.drained()
+    alert = stack.alert("search")
+    key = stack.pd.events[0]["dedup_key"]
+    with stack.pd._state:  # the responder resolves the incident in PagerDuty, which sends its webhook
+        incident = stack.pd.open_incident(key)
+        assert incident is not None
+        webhook = stack.pd._change(incident, "resolved", "Bob Oncall", "resolved by Bob Oncall")
+    body = json.dumps(webhook).encode()
+    response = httpx.post(
+        f"{stack.proc.base}/v1/pagerduty/webhook",
+        content=body,
+        headers={"Content-Type": "application/json", "X-PagerDuty-Signature": sign_pagerduty(PD_SECRET, body)},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    wait_until(lambda: len(stack.smtp.messages) == 2, what="the mail saying so", timeout=30)
+
+    def budget_runs() -> float:
+        text = httpx.get(f"{stack.proc.base}/metrics", timeout=10).text
+        return total(text, "llm_scheduler_runs_total", task="budgets", outcome="success")
+
+    seen = budget_runs()
+    wait_until(lambda: budget_runs() >= seen + 2, what="two budget evaluations", timeout=30)
+    stack.drained()
+
+    [still] = stack.admin("GET", "/v1/alerts").json()  # one alert, the same, open and quiet
+    assert (still["id"], still["state"], still["acknowledged_by"]) == (alert["id"], "acknowledged", "Bob Oncall")
+    assert len(stack.pd.pages) == 1, [i.log for i in stack.pd.incidents]
+    assert len(stack.slack.posted) == 1 and len(stack.smtp.messages) == 2
+    said = stack.slack_texts(alert["fingerprint"])[-1]
+    assert "Acknowledged by Bob Oncall via pagerduty" in said and "resolved the incident in PagerDuty" in said
+    assert "RESOLVED" not in said
+    assert stack.smtp.messages[1].message["In-Reply-To"] == stack.smtp.messages[0].message["Message-ID"]
