@@ -24,7 +24,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +145,7 @@ def stack(sqlite_url: str, tmp_path: Path) -> Iterator[Stack]:
         config = {
             "auth": {"admin_tokens": [ADMIN], "ingest_tokens": [INGEST]},
             "external_url": "https://llmcost.example.com/",
+            "grafana_url": "https://grafana.example.com/d/llmcost-overview",
             "budgets": {
                 "evaluate_seconds": 1,
                 "items": [{**budget, "name": name, "key": name} for name in ("search", "chat", "ui")],
@@ -293,3 +294,41 @@ def test_resolving_the_incident_in_pagerduty_while_the_budget_is_still_over_does
     assert "Acknowledged by Bob Oncall via pagerduty" in said and "resolved the incident in PagerDuty" in said
     assert "RESOLVED" not in said
     assert stack.smtp.messages[1].message["In-Reply-To"] == stack.smtp.messages[0].message["Message-ID"]
+
+
+def dashboard_variables(uid: str) -> set[str]:
+    """The template variables of the shipped dashboard with this uid (its file fails the test if none)."""
+    for path in Path(__file__).parents[2].joinpath("grafana", "dashboards").glob("*.json"):
+        board = json.loads(path.read_text())
+        if board["uid"] == uid:
+            return {v["name"] for v in board["templating"]["list"]}
+    raise AssertionError(f"no dashboard with uid {uid}")
+
+
+def test_every_link_of_a_page_opens_what_it_names(stack: Stack) -> None:
+    # The messages had no Grafana link at all: the on-call looked for the budget's graph by hand.
+    stack.spend(97, "search")
+    wait_until(lambda: len(stack.pd.events) == 1 and len(stack.smtp.messages) == 1, what="the page", timeout=30)
+    stack.drained()
+    alert = stack.alert("search")
+    [message] = stack.slack.posted
+    [actions] = [b for b in message["blocks"] if b["type"] == "actions"]
+    slack = {e["text"]["text"]: e["url"] for e in actions["elements"] if "url" in e}
+    pagerduty = {link["text"]: link["href"] for link in stack.pd.events[0]["links"]}
+    mail = dict(re.findall(r"^(Runbook|Source|Dashboard): (\S+)$", stack.mails(alert["fingerprint"])[0], re.M))
+    assert slack == pagerduty == mail and set(slack) == {"Runbook", "Source", "Dashboard"}, (slack, pagerduty, mail)
+
+    for name in ("Runbook", "Source"):  # served by llmcost itself: followed, as a browser would (no token)
+        url = urllib.parse.urlsplit(slack[name])
+        page = httpx.get(f"{stack.proc.base}{url.path}?{url.query}", timeout=10)
+        assert page.status_code == 200 and f'id="{url.fragment}"' in page.text, (name, slack[name])
+    assert slack["Runbook"].endswith("#llmbudgetcritical") and slack["Source"].endswith("#budget-search")
+
+    dashboard = urllib.parse.urlsplit(slack["Dashboard"])
+    assert (dashboard.scheme, dashboard.netloc) == ("https", "grafana.example.com")
+    uid = dashboard.path.removeprefix("/d/")
+    query = dict(urllib.parse.parse_qsl(dashboard.query))
+    assert uid == "llmcost-budgets" and query["var-budget"] == "search"
+    assert {k.removeprefix("var-") for k in query if k.startswith("var-")} <= dashboard_variables(uid)
+    started = datetime.fromisoformat(alert["starts_at"].replace("Z", "+00:00")).timestamp()
+    assert int(query["from"]) <= started * 1000 - 30 * 60 * 1000 and query["to"] == "now"
