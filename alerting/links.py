@@ -107,6 +107,31 @@ def console_url(config: Config, alertname: str) -> str:
     return f"{external_url(config)}/#{'spikes' if alertname == SPIKE_ALERTNAME else 'alerts'}"
 
 
+BUDGETS_DASHBOARD = "llmcost-budgets"
+SPIKES_DASHBOARD = "llmcost-spikes-alerts"
+_SPIKE_VARIABLES = ("provider", "model", "project", "service")
+"""The labels of a spike series that the spikes dashboard filters on (its `var-…` variables)."""
+
+
+def dashboard_url(config: Config, alertname: str, labels: Mapping[str, str]) -> str:
+    """The Grafana dashboard of an alert, filtered on it: "" without `grafana_url` or for other alerts.
+
+    `grafana_url` is where the console links (a dashboard URL, e.g. `https://grafana.example.com/d/llmcost-overview`):
+    its part before `/d/` is Grafana's root. Budget alerts open the Budgets dashboard on their budget, spikes
+    the Spikes dashboard on their series. The time range is added when a message is rendered, around the
+    alert's own start (`alerting.notify.templating`).
+    """
+    if not config.grafana_url:
+        return ""
+    root = config.grafana_url.split("/d/", 1)[0].split("?", 1)[0].rstrip("/")
+    if labels.get("budget"):
+        return f"{root}/d/{BUDGETS_DASHBOARD}?var-budget={quote(labels['budget'], safe='')}"
+    if alertname == SPIKE_ALERTNAME:
+        filters = "".join(f"&var-{k}={quote(labels[k], safe='')}" for k in _SPIKE_VARIABLES if labels.get(k))
+        return f"{root}/d/{SPIKES_DASHBOARD}?orgId=1{filters}"
+    return ""
+
+
 RUNBOOK_KEYS = frozenset({"runbook_base_url"})
 """The keys of the `alerting:` section the runbook links read."""
 

@@ -30,7 +30,7 @@ from alerting.gateway.http import gateway_routes
 from alerting.gateway.service import GatewayService
 from alerting.gateway.sink import GatewaySink
 from alerting.leader import LeaderLease
-from alerting.links import generator_url, runbook_url
+from alerting.links import dashboard_url, generator_url, runbook_url
 from alerting.push.pusher import PushCollector, Pusher, PushLoop
 from alerting.push.settings import PushSettings, push_settings
 from alerting.push.sink import AlertmanagerSink
@@ -191,6 +191,7 @@ def _sink(
                 gateway,
                 lambda name: runbook_url(config, name),
                 source,
+                lambda name, labels: dashboard_url(config, name, labels),
             ),
             None,
         )

@@ -34,6 +34,11 @@ BUDGET_ALERTS = (*ALERT_FOR_STATE.values(), FORECAST_ALERT)
 PERSON_RESOLVED = (*BUDGET_ALERTS, REQUEST_CAP_ALERT)  # what a reset or a deletion resolves
 
 
+def _utc(moment: datetime) -> str:
+    """A period bound as people read it, in UTC whatever the budget's timezone: "2026-12-08 00:00 UTC"."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def _identity(alertname: str) -> str:
     """What identifies a budget alert of an instance: "level" for its one alert (levels, forecast), else its name."""
     return "level" if alertname in SEVERITY_FOR_ALERT else alertname
@@ -62,26 +67,45 @@ class BudgetAlerts:
         fires once per period: the same level reached again in the next period is a new crossing)."""
 
     def annotations(self, instance: Instance, alertname: str) -> dict[str, str]:
-        """The annotations of one budget alert of `instance`: summary, description, figures, runbook."""
+        """The annotations of one budget alert of `instance`: summary, description, figures, runbook.
+
+        They are what a person reads in Slack, mail and PagerDuty (the figures are listed there as they
+        are), so every figure carries its unit and the limit it is compared with, and every time names UTC:
+        the exact numbers are in `GET /v1/budgets/{name}` and the `llm_budget_*` metrics.
+        """
         b = instance.budget
         scope = "all usage" if b.scope == "global" else f"{b.scope} {instance.key!r}"
+        ends = _utc(instance.period_end) if instance.period_end is not None else None
 
         def of(value: float) -> str:
             shown, limit = amounts_apart(b.unit, value, b.limit)  # $4,999.996 is not "$5,000.00 of $5,000.00"
             return f"{shown} of {limit}"
 
+        spent, limit = amounts_apart(b.unit, instance.spent, b.limit)
+        projected = amounts_apart(b.unit, instance.projected, b.limit)[0]
         if alertname == FORECAST_ALERT:
-            summary = f"Budget {b.name} is projected to reach {of(instance.projected)}"
+            summary = f"Budget {b.name} is projected to reach {projected} by {ends}, over its {limit} limit"
         else:
             # Rounded down: a critical alert at 99.99% must not read "at 100%" beside an exceeded one.
             summary = f"Budget {b.name} is at {percent(instance.ratio)} ({of(instance.spent)})"
+        if ends is None:
+            outlook, projected_text = "the budget has no period end.", "no period end"
+        elif instance.projection == INSUFFICIENT_HISTORY:
+            outlook = f"not projected yet (too little history); the period ends {ends}."
+            projected_text = "not yet (too little history)"
+        else:
+            outlook = f"projected {projected} by the period's end, {ends}."
+            projected_text = f"{projected} by {ends}"
         return {
             "summary": summary,
-            "description": f"{b.period} budget for {scope}; period ends {instance.to_json()['period_end'] or 'never'}.",
-            "spent": f"{instance.spent:.6f}",
-            "limit": f"{b.limit:.6f}",
-            "ratio": f"{instance.ratio:.4f}",
-            "projected": f"{instance.projected:.6f}",
+            "description": (
+                f"{b.period.capitalize()} budget for {scope}: {spent} spent of {limit} since "
+                f"{_utc(instance.period_start)}; {outlook}"
+            ),
+            "spent": spent,
+            "limit": f"{limit} ({b.period})",
+            "ratio": percent(instance.ratio),
+            "projected": projected_text,
             "runbook_url": "https://github.com/llmcost/llmcost/blob/main/docs/runbook.md#llmbudget-alerts",
         }
 

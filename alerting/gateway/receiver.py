@@ -33,6 +33,24 @@ STALE_INCIDENT_TOLERANCE = 300.0
 """A PagerDuty incident created this long before our alert is about an earlier occurrence."""
 
 
+RESOLVED_IN_PAGERDUTY = "resolved the incident in PagerDuty; the alert resolves here when its condition ends"
+
+
+def _pagerduty_action(event: PagerDutyEvent) -> tuple[str, Actor]:
+    """What a PagerDuty incident event does to its alerts: `ack` or `unack`, and who did it.
+
+    A resolved incident acknowledges its open alerts rather than resolving them. Whether the spend is back
+    under the limit or the spike over is llmcost's to tell, not the responder's: resolved here while the
+    budget is still over, the next evaluation raised the alert anew, which paged again at once and opened
+    a second Slack message and mail thread. Acknowledged, it stays quiet (a rise in severity still re-opens
+    it) and resolves on every channel when its condition ends.
+    """
+    if event.action == "resolve":
+        return "ack", Actor(by=event.agent, via="pagerduty", comment=RESOLVED_IN_PAGERDUTY)
+    assert event.action in ("ack", "unack")
+    return event.action, Actor(by=event.agent, via="pagerduty")
+
+
 def _alert_of_incident(conn: Connection, fp: str, incident_key: str) -> Any:
     """The alert a PagerDuty incident is about: the newest with its key's fingerprint, or an open one it names.
 
@@ -212,14 +230,12 @@ class WebhookReceiver:
             if reopened_at is not None and event.created_at < reopened_at:
                 # e.g. the resolve of the acknowledged incident that the re-opening replaced
                 return WebhookResult(duplicate=False, reason="the incident was replaced when the alert was re-opened")
-        actor = Actor(by=event.agent, via="pagerduty")
+        action, actor = _pagerduty_action(event)
         try:
-            if event.action == "ack":
+            if action == "ack":
                 change = self.lifecycle.ack(conn, row.id, actor, now)
-            elif event.action == "unack":
-                change = self.lifecycle.unack(conn, row.id, actor, now)
             else:
-                change = self.lifecycle.resolve_id(conn, row.id, now, actor=actor)
+                change = self.lifecycle.unack(conn, row.id, actor, now)
         except AlertConflict as exc:
             return WebhookResult(duplicate=False, reason=str(exc))
         return WebhookResult(duplicate=False, changes=(change,))
@@ -240,9 +256,8 @@ class WebhookReceiver:
                 # (`alerting.notify.pagerduty`): this is about the replaced one, e.g. llmcost's own resolve.
                 # Its other, still acknowledged alerts must not be resolved with it.
                 return WebhookResult(duplicate=False, reason="the incident was replaced when its alerts were re-opened")
-        actor = Actor(by=event.agent, via="pagerduty")
-        assert event.action is not None
-        changes = self._apply_digest(conn, "pagerduty", digest, event.action, actor, members)
+        action, actor = _pagerduty_action(event)
+        changes = self._apply_digest(conn, "pagerduty", digest, action, actor, members)
         return WebhookResult(duplicate=False, changes=tuple(changes), reason="" if changes else "no open alert")
 
     def _apply_digest(

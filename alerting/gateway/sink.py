@@ -21,11 +21,17 @@ class GatewaySink:
         gateway: GatewayService,
         runbook: Callable[[str], str] | None = None,
         source: Callable[[str, Mapping[str, str]], str] | None = None,
+        dashboard: Callable[[str, Mapping[str, str]], str] | None = None,
     ) -> None:
-        """`runbook(alertname)`: the runbook link; `source(alertname, labels)`: where to look at it ("" for none)."""
+        """Hand alerts to `gateway`, with the links a person follows from a message.
+
+        `runbook(alertname)`: the runbook link; `source(alertname, labels)`: where to look at it ("" for none);
+        `dashboard(alertname, labels)`: its Grafana dashboard ("" for none), kept as `dashboard_url`.
+        """
         self._gateway = gateway
         self._runbook = runbook
         self._source = source
+        self._dashboard = dashboard
 
     def fire(self, alertname: str, labels: Mapping[str, str], annotations: Mapping[str, str], severity: str) -> Any:
         """Raise (or keep raising) an alert; its `runbook_url` is the absolute link to its runbook section."""
@@ -43,7 +49,7 @@ class GatewaySink:
                     alertname=name,
                     labels=dict(labels),
                     severity=severity,  # type: ignore[arg-type]
-                    annotations=self._annotated(name, annotations),
+                    annotations=self._annotated(name, labels, annotations),
                     generator_url=self._source_of(name, labels),
                 )
                 for name, labels, annotations, severity in items
@@ -57,16 +63,20 @@ class GatewaySink:
             alertname,
             labels,
             severity=severity,  # type: ignore[arg-type]
-            annotations=self._annotated(alertname, annotations),
+            annotations=self._annotated(alertname, labels, annotations),
             generator_url=self._source_of(alertname, labels),
             update=update,
         )
 
-    def _annotated(self, alertname: str, annotations: Mapping[str, str]) -> dict[str, str]:
-        """The annotations with the absolute link to the alert's runbook section (when there is a runbook)."""
-        if self._runbook is None:
-            return dict(annotations)
-        return {**annotations, "runbook_url": self._runbook(alertname)}
+    def _annotated(self, alertname: str, labels: Mapping[str, str], annotations: Mapping[str, str]) -> dict[str, str]:
+        """The annotations with the absolute links to the alert's runbook section and dashboard (when known)."""
+        annotated = dict(annotations)
+        if self._runbook is not None:
+            annotated["runbook_url"] = self._runbook(alertname)
+        dashboard = self._dashboard(alertname, labels) if self._dashboard is not None else ""
+        if dashboard:
+            annotated["dashboard_url"] = dashboard
+        return annotated
 
     def _source_of(self, alertname: str, labels: Mapping[str, str]) -> str:
         return self._source(alertname, labels) if self._source is not None else ""

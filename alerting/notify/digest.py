@@ -87,13 +87,34 @@ class Digest:
         kind = self.kind
         if self.group:
             family, _, budget = self.group.partition("|")
-            verb = _VERBS[kind] if kind is not None else "changed"
+            verb = (_VERBS[kind] if kind is not None else "changed") + self._who()
             if family in SERIES_ALERTS:  # `budget` holds the watched label names
                 title = f"{n} series of {budget} {verb} ({family}, {self.severity})"
             else:
                 title = f"{n} instances of budget {budget} {verb} ({family}, {self.severity})"
             return truncate(title + self._reopened(), LINE_MAX)
         return truncate(f"{n} notifications summarised: notification rate limit reached", LINE_MAX)
+
+    def _who(self) -> str:
+        """` by alice via slack at 2026-12-07 03:12 UTC` for a change one person made to every listed alert, else "".
+
+        "5 instances of budget per-project acknowledged" alone leaves the on-call guessing whether a
+        colleague took it, and when.
+        """
+        kind = self.kind
+        if kind not in (NotificationKind.ACKNOWLEDGED, NotificationKind.UNACKNOWLEDGED, NotificationKind.RESOLVED):
+            return ""
+        actors = {(n.actor.by, n.actor.via) for n in self.notifications if n.actor is not None and n.actor.by}
+        if len(actors) != 1 or any(n.actor is None for n in self.notifications):
+            return ""
+        [(by, via)] = actors
+        times = [
+            n.alert.acknowledged_at if kind is NotificationKind.ACKNOWLEDGED else n.alert.resolved_at
+            for n in self.notifications
+        ]
+        latest = max((t for t in times if t is not None), default=None)
+        when = f" at {latest.strftime('%Y-%m-%d %H:%M UTC')}" if latest is not None else ""
+        return f" by {by} via {via}{when}"
 
     def _reopened(self) -> str:
         """`: re-opened, …` when the escalation re-opened acknowledged alerts (see `Notification.reopened`)."""

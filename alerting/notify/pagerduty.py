@@ -103,6 +103,7 @@ def build_event(notification: Notification, *, routing_key: str, source: str = "
     links = [
         {"href": ctx["runbook_url"], "text": "Runbook"},
         {"href": ctx["generator_url"], "text": "Source"},
+        {"href": ctx["dashboard_url"], "text": "Dashboard"},
     ]
     event["links"] = [link for link in links if link["href"]]
     return event

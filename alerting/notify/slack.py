@@ -69,6 +69,7 @@ ACK_ACTION_ID = "llmcost_ack"
 UNACK_ACTION_ID = "llmcost_unack"
 RUNBOOK_ACTION_ID = "llmcost_runbook"  # link buttons: Slack still sends an interaction, which can be ignored
 SOURCE_ACTION_ID = "llmcost_source"
+DASHBOARD_ACTION_ID = "llmcost_dashboard"
 
 MAX_LABEL_FIELDS = 2 * SLACK_FIELDS_PER_SECTION
 MAX_ANNOTATION_SECTIONS = 5
@@ -124,7 +125,12 @@ def _button(text: str, action_id: str, **extra: str) -> dict[str, Any]:
 
 
 def _actions(
-    notification: Notification, runbook_url: str, generator_url: str, *, acknowledge: bool = True
+    notification: Notification,
+    runbook_url: str,
+    generator_url: str,
+    *,
+    acknowledge: bool = True,
+    dashboard_url: str = "",
 ) -> list[dict[str, Any]]:
     alert_id = None if not acknowledge else notification.alert.id
     buttons = []
@@ -136,6 +142,8 @@ def _actions(
         buttons.append(_button("Runbook", RUNBOOK_ACTION_ID, url=runbook_url))
     if generator_url:
         buttons.append(_button("Source", SOURCE_ACTION_ID, url=generator_url))
+    if dashboard_url:
+        buttons.append(_button("Dashboard", DASHBOARD_ACTION_ID, url=dashboard_url))
     return buttons
 
 
@@ -153,7 +161,13 @@ def build_message(notification: Notification, *, acknowledge: bool = True) -> di
         *_annotation_blocks(ctx["other_annotations"]),
         {"type": "context", "elements": [_mrkdwn(render("slack.status", notification))]},
     ]
-    buttons = _actions(notification, ctx["runbook_url"], ctx["generator_url"], acknowledge=acknowledge)
+    buttons = _actions(
+        notification,
+        ctx["runbook_url"],
+        ctx["generator_url"],
+        acknowledge=acknowledge,
+        dashboard_url=ctx["dashboard_url"],
+    )
     if buttons:
         blocks.append({"type": "actions", "block_id": "llmcost_actions", "elements": buttons})
     assert len(blocks) <= SLACK_BLOCKS_MAX, "bounded by MAX_LABEL_FIELDS and MAX_ANNOTATION_SECTIONS"

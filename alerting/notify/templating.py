@@ -15,7 +15,7 @@ from typing import Any
 
 import jinja2
 
-from alerting.model import Notification, alert_family
+from alerting.model import Alert, Notification, alert_family
 from alerting.notify.text_limits import escape_mrkdwn, web_url
 
 
@@ -41,7 +41,9 @@ TEMPLATES: dict[str, Escaping] = {
 """Every template and its escaping; rendering a name not listed here is an error."""
 
 # Annotations shown in their own place rather than in the list of other annotations.
-WELL_KNOWN_ANNOTATIONS = ("summary", "description", "runbook_url")
+WELL_KNOWN_ANNOTATIONS = ("summary", "description", "runbook_url", "dashboard_url")
+DASHBOARD_LEAD = 3600
+"""Seconds of a dashboard link's time range before the alert started (the spend that led to it)."""
 
 
 def _utc(value: datetime | None) -> str:
@@ -50,6 +52,20 @@ def _utc(value: datetime | None) -> str:
 
 def _epoch(value: datetime) -> int:
     return int(value.timestamp())
+
+
+def dashboard_link(alert: Alert) -> str:
+    """The alert's `dashboard_url` with a time range around it ("" without one).
+
+    From an hour before its start to an hour after its resolve, or to now while it is open, so the link
+    opened the next morning still shows the alert. Grafana reads `from`/`to` in milliseconds.
+    """
+    url = web_url(alert.annotations.get("dashboard_url", ""))
+    if not url:
+        return ""
+    start = int(alert.starts_at.timestamp() - DASHBOARD_LEAD) * 1000
+    end = str(int(alert.resolved_at.timestamp() + DASHBOARD_LEAD) * 1000) if alert.resolved_at else "now"
+    return web_url(f"{url}{'&' if '?' in url else '?'}from={start}&to={end}")
 
 
 def _mrkdwn_finalize(value: Any) -> Any:
@@ -88,6 +104,7 @@ def context(notification: Notification) -> dict[str, Any]:
         "description": annotations.get("description", ""),
         "runbook_url": web_url(annotations.get("runbook_url", "")),
         "generator_url": web_url(alert.generator_url),
+        "dashboard_url": dashboard_link(alert),
         "labels": sorted((k, v) for k, v in alert.labels.items() if k != "alertname"),
         "other_annotations": sorted((k, v) for k, v in annotations.items() if k not in WELL_KNOWN_ANNOTATIONS),
     }

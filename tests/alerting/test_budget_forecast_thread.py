@@ -7,6 +7,7 @@ later its spend crosses warning, then its limit. That is one problem about one b
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -74,6 +75,24 @@ def test_forecast_then_warning_then_exceeded_is_one_slack_thread_and_one_inciden
     assert all(r["thread_ts"] == rx.slack.posted[0]["ts"] for r in rx.slack.replies)
     assert "RESOLVED" not in " ".join(str(u.payload.get("text", "")) for u in rx.slack.calls("chat.update")).upper()
     assert len(rx.pagerduty.pages) == 1 and rx.pagerduty.pages[0].status == "triggered"
+
+
+def test_a_forecast_says_by_when_and_over_which_limit(
+    stack: tuple[Services, BudgetService, GatewayService], rx: Receivers, clock: FakeClock
+) -> None:
+    # It read "Budget daily is projected to reach $143.xx of $100.00" (of?), with "projected 143.912345"
+    # and "period ends 2026-11-12T00:00:00Z" beside it: no deadline in the headline, no units in the figures.
+    services, budgets, gateway = stack
+    on_course_to_overrun(services, clock)
+    budgets.evaluate()
+    gateway.deliver_pending()
+    [message] = rx.slack.posted
+    shown = json.dumps(message["blocks"])
+    assert re.search(
+        r"Budget daily is projected to reach \$1\d\d\.\d\d by 2026-11-12 00:00 UTC, over its \$100.00 limit", shown
+    )
+    assert "Daily budget for all usage: $36.00 spent of $100.00 since 2026-11-11 00:00 UTC; projected $1" in shown
+    assert "*limit*\\n$100.00 (daily)" in shown and "*ratio*\\n36%" in shown, shown
 
 
 def test_a_forecast_that_falls_back_resolves_in_its_own_thread(

@@ -17,6 +17,7 @@ The PagerDuty stand-in keeps incidents as PagerDuty does (`tests/support/recordi
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 
@@ -65,12 +66,14 @@ def test_new_instances_of_a_group_acknowledged_in_pagerduty_page_on_a_new_incide
     clock.advance(60)
     ack = rx.pagerduty.acknowledge_in_pagerduty(new_incident.dedup_key, by="Bob Oncall")
     assert h.pagerduty_webhook(ack).json()["alerts"] == {"acknowledged": 3}
-    # ... and resolving the old incident in PagerDuty resolves the old instances only.
+    # ... and resolving the old incident in PagerDuty concerns the old instances only: they were acknowledged
+    # already, and stay open until their budget says otherwise (a resolve there acknowledges, see receiver).
     resolve = rx.pagerduty._change(old_incident, "resolved", "Alice Oncall", "resolved in PagerDuty")  # by hand
-    assert h.pagerduty_webhook(resolve).json()["alerts"] == {"resolved": 5}
-    assert {a["labels"]["key"]: a["acknowledged_by"] for a in h.alerts("acknowledged")} == dict.fromkeys(
-        NEW, "Bob Oncall"
-    )
+    assert h.pagerduty_webhook(resolve).json()["alerts"] == {"unchanged": 5}
+    assert {a["labels"]["key"]: a["acknowledged_by"] for a in h.alerts("acknowledged")} == {
+        **dict.fromkeys(OLD, "Alice Oncall"),
+        **dict.fromkeys(NEW, "Bob Oncall"),
+    }
     h.gateway.deliver_pending()
     assert len(rx.pagerduty.pages) == 2
 
@@ -82,6 +85,11 @@ def test_new_instances_of_a_group_acknowledged_in_slack_page_and_a_group_resolve
     assert h.slack_click(slack_action_body(key, action_id="llmcost_ack_digest")).status_code == 200
     h.gateway.deliver_pending()
     assert rx.pagerduty.incidents[0].status == "acknowledged"
+    # Who took it, and when: the grouped acknowledgement said only "5 instances … acknowledged".
+    when = datetime.fromtimestamp(clock.now, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    said = f"5 instances of budget per-project acknowledged by alice via slack at {when}"
+    assert said in str([c.payload for c in rx.slack.requests][-2:])
+    assert said in rx.smtp.messages[-1].part("text/plain")
 
     clock.advance(300)
     h.gateway.fire_many(instances("LLMBudgetWarning", NEW))

@@ -133,10 +133,14 @@ def test_a_pagerduty_ack_is_applied_everywhere_but_not_echoed_to_pagerduty(
     assert h.pagerduty_webhook(pd_event("incident.acknowledged", FP, event_id="E1")).json() == {"status": "duplicate"}
     assert state(h, alert_id) == "firing"
 
-    assert h.pagerduty_webhook(pd_event("incident.resolved", FP, event_id="E3")).json()["alerts"] == {"resolved": 1}
+    # Resolved in PagerDuty: acknowledged here (whether its condition ended is llmcost's to tell), not echoed.
+    resolved = h.pagerduty_webhook(pd_event("incident.resolved", FP, event_id="E3", agent="Bob Oncall"))
+    assert resolved.json()["alerts"] == {"acknowledged": 1}
     h.gateway.deliver_pending()
     assert [e["event_action"] for e in rx.pagerduty.events] == ["trigger"]
-    assert state(h, alert_id) == "resolved"
+    assert state(h, alert_id) == "acknowledged"
+    assert "Bob Oncall via pagerduty" in orjson.dumps(rx.slack.calls("chat.update")[-1].json).decode()
+    assert "resolved the incident in PagerDuty" in orjson.dumps(rx.slack.calls("chat.update")[-1].json).decode()
     assert [e["via"] for e in h.gateway.history(alert_id)][-3:] == ["pagerduty"] * 3
 
 

@@ -9,7 +9,10 @@ series' window against its baseline without a token.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from starlette.testclient import TestClient
 
@@ -58,5 +61,36 @@ def test_a_spike_alert_links_to_the_console_and_the_runbook_and_both_open_withou
             console = browser.get(links["Source"]).text
             assert links["Source"].endswith("/#spikes") and 'id="spikes"' in console
             assert "LLMCostSpike" in console or 'project="a"' in console or ">a<" in console
+    finally:
+        services.close()
+
+
+def test_with_grafana_url_a_spike_links_to_the_spikes_dashboard_filtered_on_its_series(
+    sqlite_url: str, rx: Receivers, clock: FakeClock
+) -> None:
+    config = make_config(
+        sqlite_url,
+        listen="127.0.0.1:9800",
+        grafana_url="https://grafana.example.com/d/llmcost-overview?orgId=1",
+        detection={"series": [["project"]]},
+        notifications={"slack": {"token": SLACK_TOKEN, "channel": "#llm-cost", "api_url": rx.slack.api_url}},
+        alerting={"tick_interval": 0},
+    )
+    clock.set(NOW)
+    services = open_services(config, clock=clock, start_writer=False)
+    try:
+        parts = attach_alerting(services, "ingest")
+        usual_spend(services.store, D0, NOW)
+        spike(services.store)
+        parts.spikes.evaluate()
+        parts.gateway.deliver_pending()
+        (message,) = rx.slack.posted
+        link = urlsplit(buttons(message)["Dashboard"])
+        query = dict(parse_qsl(link.query))
+        assert (link.netloc, link.path) == ("grafana.example.com", "/d/llmcost-spikes-alerts")
+        assert query["var-project"] == "a" and query["to"] == "now"
+        assert int(query["from"]) <= (NOW - 3600) * 1000  # the hour before the spike started, and after
+        board = json.loads((Path(__file__).parents[2] / "grafana/dashboards/llmcost-spikes-alerts.json").read_text())
+        assert {"project"} <= {v["name"] for v in board["templating"]["list"]}
     finally:
         services.close()

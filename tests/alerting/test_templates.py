@@ -95,6 +95,13 @@ def notification(name: str, channel: str) -> Notification:
     alert, kind, extra = CASES[name]
     if kind is NotificationKind.RESOLVED:
         alert = replace(alert, state="resolved", resolved_at=datetime(2024, 5, 14, 15, 0, tzinfo=UTC))
+    if kind is NotificationKind.ACKNOWLEDGED:  # as the gateway hands it over: who, and when (shown: no edit has a time)
+        alert = replace(
+            alert,
+            state="acknowledged",
+            acknowledged_by="alice",
+            acknowledged_at=datetime(2024, 5, 14, 9, 41, tzinfo=UTC),
+        )
     return Notification(kind=kind, alert=alert, channel=channel, **extra)
 
 
