@@ -128,3 +128,42 @@ def test_one_big_call_early_in_the_month_is_not_projected_as_a_weekly_rate(db_ur
     budgets.evaluate()
     assert "LLMBudgetForecastOverrun" in sink.names()
     services.close()
+
+
+def test_a_forecast_raised_by_a_burst_resolves_hours_after_the_burst_not_a_week(db_url: str, clock: FakeClock) -> None:
+    """A $1,000 month at ~$10 a day for weeks, then a $300 batch job over four hours, then ~$10 a day again.
+    The projection's level was the rate over the last 7 days, so the forecast read ~$1,500 and stayed up
+    for the week the job stayed in that window (until Nov 15th), though the month ends near $600. The
+    level is now also measured over a short window (14 hours for a month): the forecast fires while the
+    job runs and resolves about 14 hours after it ends, and does not come back."""
+    burst = datetime(2026, 11, 8, 10, 0, tzinfo=UTC).timestamp()  # a Sunday, a quarter of the month gone
+    clock.set(burst)
+    monthly = {"name": "monthly", "scope": "global", "period": "monthly", "limit": 1000.0}
+    services, budgets, sink = build(db_url, [monthly], clock)
+    hourly = 10.0 / 24
+
+    def spend_until(t: float, begin: float) -> None:
+        """The usual pace: one call in each hour from `begin` to `t`."""
+        hours = int((t - begin) // 3600)
+        ingest(services, *[call(f"h{begin + i * 3600:.0f}", begin + i * 3600 + 1800, hourly) for i in range(hours)])
+
+    spend_until(burst, burst - 21 * 86400)
+    clock.now = burst + 4 * 3600  # 14:00, the job is over
+    ingest(services, *[call(f"job{i}", burst + i * 3600 + 900, 75.0) for i in range(4)])
+    spend_until(clock.now, burst)
+    budgets.evaluate()
+    assert "LLMBudgetForecastOverrun" in sink.names()
+    assert budgets.status("monthly")["projected"] > 1400
+
+    resolved_after = None
+    for hour in range(1, 72):
+        clock.now += 3600
+        spend_until(clock.now, clock.now - 3600)
+        budgets.evaluate()
+        if resolved_after is None and "LLMBudgetForecastOverrun" not in sink.names():
+            resolved_after = hour
+        assert resolved_after is None or "LLMBudgetForecastOverrun" not in sink.names(), f"back {hour} h after"
+    assert resolved_after is not None and resolved_after <= 15
+    assert [name for name, _ in sink.resolved] == ["LLMBudgetForecastOverrun"]
+    assert budgets.status("monthly")["projected"] == pytest.approx(600, rel=0.05)
+    services.close()

@@ -146,3 +146,91 @@ def test_utc_offsets_match_zoneinfo_across_transitions() -> None:
     zone = ZoneInfo("America/New_York")
     expected = [datetime.fromtimestamp(int(t), UTC).astimezone(zone).utcoffset().total_seconds() for t in ts]  # type: ignore[union-attr]
     assert offsets.tolist() == expected
+
+
+# The level over a short window as well (1/12 of the level window, at least an hour): see _follow_short_window.
+MONTH_START = datetime(2026, 11, 1, tzinfo=UTC)
+BURST = datetime(2026, 11, 8, 10, 0, tzinfo=UTC)  # a Sunday; 10:00-14:00, $300
+
+
+def at(now: datetime, per_day: float, extra: dict[tuple[datetime, datetime], float], days: int = 35) -> np.ndarray:
+    """`per_day` spread over 5-minute buckets for `days` before `now`, plus each `extra` amount spread over its span."""
+    starts = grid(days, now)
+    values = np.full(starts.size, per_day / 288)
+    for (a, b), amount in extra.items():
+        inside = (starts >= a.timestamp()) & (starts < b.timestamp())
+        if inside.any():
+            values[inside] += amount / inside.sum()
+    return np.vstack([starts, values])
+
+
+def project(series: np.ndarray, period: str, now: datetime, **cfg: int) -> ProjectionResult:
+    start, end = period_bounds(period, now, "UTC")
+    return project_period_end(series[0].astype(np.int64), series[1], start, end, now, config=ProjectionConfig(**cfg))
+
+
+def test_a_steady_series_projects_as_it_did_over_one_window() -> None:
+    now = datetime(2026, 11, 12, 9, 0, tzinfo=UTC)
+    series = at(now, 10.0, {})
+    res = project(series, "monthly", now)
+    assert res.projected == pytest.approx(300.0)
+    assert res.projected == pytest.approx(
+        project(series, "monthly", now, short_level_window_seconds=7 * 86400).projected
+    )
+    assert res.low == pytest.approx(res.projected) and res.high == pytest.approx(res.projected)
+
+
+def test_after_a_burst_the_projection_follows_the_pace_within_the_short_window() -> None:
+    """$10 a day, a $300 job on Nov 8th 10:00-14:00: over the 7-day window alone the month read ~$1,500
+    of $1,000 until the 15th; the 14-hour window lets go 14 hours after the job, at the ~$600 it ends at."""
+    job = {(BURST, BURST + timedelta(hours=4)): 300.0}
+    for hours_after, over in ((0, True), (13, True), (15, False), (24 * 3, False), (24 * 6, False)):
+        now = BURST + timedelta(hours=4 + hours_after)
+        res = project(at(now, 10.0, job), "monthly", now)
+        assert (res.projected > 1000) is over, hours_after
+        assert res.low <= res.projected <= res.high
+        if not over:
+            assert res.projected == pytest.approx(600, rel=0.02)
+        long_only = project(at(now, 10.0, job), "monthly", now, short_level_window_seconds=7 * 86400)
+        assert long_only.projected > 1000  # over one window: over the limit for the whole week
+        assert (res.low, res.high) == (pytest.approx(long_only.low), pytest.approx(long_only.high))
+
+
+def test_a_sustained_doubling_still_forecasts_no_later_than_over_one_window() -> None:
+    """$25 a day, then $50 a day from Nov 10th: the month heads for ~$1,300 of $1,000."""
+
+    def first_over(**cfg: int) -> int:
+        for hour in range(24 * 10):
+            now = datetime(2026, 11, 10, tzinfo=UTC) + timedelta(hours=hour)
+            series = at(now, 25.0, {(datetime(2026, 11, 10, tzinfo=UTC), now): 25.0 * hour / 24})
+            if project(series, "monthly", now, **cfg).projected > 1000:
+                return hour
+        raise AssertionError("never forecast")
+
+    both, long_only = first_over(), first_over(short_level_window_seconds=7 * 86400)
+    assert both <= long_only <= 24 * 4
+
+
+def test_a_daily_budget_measures_two_hours_and_an_hourly_one_at_least_an_hour() -> None:
+    day = datetime(2026, 11, 11, tzinfo=UTC)
+    job = {(day + timedelta(hours=9), day + timedelta(hours=10)): 80.0}  # $80 in an hour, $2 an hour else
+    still = project(at(day + timedelta(hours=11, minutes=30), 48.0, job), "daily", day + timedelta(hours=11.5))
+    assert still.projected > 150  # the job ended 1.5 hours ago: inside the 2-hour window
+    now = day + timedelta(hours=12, minutes=30)
+    after = project(at(now, 48.0, job), "daily", now)
+    assert after.projected == pytest.approx(25 + 80 + 2 * 11.5, rel=0.02)
+    # Hourly: level window 3 hours, short window 1 hour (not 15 minutes): $8 at 12:00-12:10 on $4 an hour.
+    now = day + timedelta(hours=12, minutes=30)
+    blip = {(day + timedelta(hours=12), day + timedelta(hours=12, minutes=10)): 8.0}
+    res = project(at(now, 96.0, blip, days=10), "hourly", now)
+    assert res.spent == pytest.approx(10.0)
+    assert res.projected == pytest.approx(10.0 + 20.0 / 3 / 2, rel=0.01)  # 3-hour rate; 15 minutes: 12.0
+
+
+def test_a_young_series_recent_rate_follows_the_short_window_too() -> None:
+    day = datetime(2026, 11, 11, tzinfo=UTC)
+    now = day + timedelta(hours=13)
+    job = {(day + timedelta(hours=9), day + timedelta(hours=10)): 60.0}
+    res = project(at(now, 48.0, job, days=1), "daily", now)  # a day and 13 hours of history: no shape yet
+    assert res.method == "recent_rate"
+    assert res.projected == pytest.approx(26 + 60 + 2 * 11, rel=0.02)  # over the last day: 26 + 60 + 4.5 x 11
