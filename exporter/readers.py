@@ -28,6 +28,7 @@ import orjson
 from exporter.config import OtlpConfig
 from exporter.events import (
     CACHE_WRITE_1H,
+    CITATION_TOKENS,
     FILE_SEARCHES,
     LABEL_FIELDS,
     MEDIA_FIELDS,
@@ -49,7 +50,7 @@ MAX_DOCUMENT_BYTES = 512 * 1024 * 1024
 _BUFFER = 1 << 20
 # The counts of the canonical table (docs/events.md), its optional extensions included: a CSV cell is text.
 _INT_COLUMNS = frozenset(
-    (*TOKEN_FIELDS, CACHE_WRITE_1H, *(part for part, _ in MEDIA_FIELDS), WEB_SEARCHES, FILE_SEARCHES)
+    (*TOKEN_FIELDS, CACHE_WRITE_1H, *(part for part, _ in MEDIA_FIELDS), WEB_SEARCHES, FILE_SEARCHES, CITATION_TOKENS)
 )
 _STRING_COLUMNS = frozenset(("request_id", "provider", "model", "status", *LABEL_FIELDS))
 _LITELLM_INT_COLUMNS = frozenset(("prompt_tokens", "completion_tokens", "total_tokens"))

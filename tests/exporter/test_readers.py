@@ -509,3 +509,21 @@ def test_csv_columns_of_the_optional_counts_are_read_as_numbers(
     assert from_csv == from_jsonl
     assert main(["ingest", "--db", f"sqlite:///{tmp_path / 'llmcost.db'}", str(path)]) == 0
     assert "2 accepted, 0 duplicates, 0 rejected" in capsys.readouterr().out
+
+
+def test_csv_citation_tokens_column_is_read_as_a_number(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # docs/events.md lists citation_tokens as an optional canonical field, like web_search_requests: a CSV may
+    # have its column. Its cells were passed on as text, and every such row was rejected ("must be a
+    # non-negative integer, got str").
+    from llmcost.cli import main
+
+    path = tmp_path / "calls.csv"
+    path.write_text(
+        "request_id,timestamp,provider,model,input_tokens,output_tokens,reasoning_tokens,citation_tokens\n"
+        "r1,1764842400,perplexity,sonar-deep-research,1000,300,100,150\n",
+        encoding="utf-8",
+    )
+    [event] = [parse_event(to_canonical(row), now=NOW) for _, row in read(path)]
+    assert event.citation_tokens == 150
+    assert main(["ingest", "--db", f"sqlite:///{tmp_path / 'llmcost.db'}", str(path)]) == 0
+    assert "1 accepted, 0 duplicates, 0 rejected" in capsys.readouterr().out
