@@ -76,6 +76,12 @@ class BudgetAlerts:
         b = instance.budget
         scope = "all usage" if b.scope == "global" else f"{b.scope} {instance.key!r}"
         ends = _utc(instance.period_end) if instance.period_end is not None else None
+        # What `spent` counts from: the last reset in this period, else the period's start. A `total` budget
+        # has no start to name (its period runs from the Unix epoch: "since 1970-01-01" says nothing).
+        if instance.reset_at is not None:
+            since = f" since its reset at {_utc(datetime.fromtimestamp(instance.reset_at, UTC))}"
+        else:
+            since = f" since {_utc(instance.period_start)}" if ends is not None else ""
 
         def of(value: float) -> str:
             shown, limit = amounts_apart(b.unit, value, b.limit)  # $4,999.996 is not "$5,000.00 of $5,000.00"
@@ -98,10 +104,7 @@ class BudgetAlerts:
             projected_text = f"{projected} by {ends}"
         return {
             "summary": summary,
-            "description": (
-                f"{b.period.capitalize()} budget for {scope}: {spent} spent of {limit} since "
-                f"{_utc(instance.period_start)}; {outlook}"
-            ),
+            "description": f"{b.period.capitalize()} budget for {scope}: {spent} spent of {limit}{since}; {outlook}",
             "spent": spent,
             "limit": f"{limit} ({b.period})",
             "ratio": percent(instance.ratio),

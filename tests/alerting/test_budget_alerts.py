@@ -167,3 +167,25 @@ def test_a_forecast_raised_by_a_burst_resolves_hours_after_the_burst_not_a_week(
     assert [name for name, _ in sink.resolved] == ["LLMBudgetForecastOverrun"]
     assert budgets.status("monthly")["projected"] == pytest.approx(600, rel=0.05)
     services.close()
+
+
+def test_a_total_budget_alert_does_not_say_it_counts_since_1970(db_url: str, clock: FakeClock) -> None:
+    """A `total` budget has no period: its count runs from the start of the store (the Unix epoch, as
+    `alerting.periods` says), and its alert read "Total budget for all usage: $105.00 spent of $100.00 since
+    1970-01-01 00:00 UTC" in Slack, mail and PagerDuty."""
+    clock.set(NOON)
+    total = {"name": "pilot", "scope": "global", "period": "total", "limit": 100.0}
+    services, budgets, sink = build(db_url, [total], clock)
+    ingest(services, call("a", NOON - 5, 105.0))
+    labels = {"budget": "pilot", "scope": "global", "key": ""}
+    annotations = sink.annotations("LLMBudgetExceeded", labels)
+    assert "1970" not in annotations["description"]
+    assert annotations["description"].startswith("Total budget for all usage: $105.00 spent of $100.00;")
+    # After a reset, what is spent counts from the reset, and the alert says so.
+    clock.now = NOON + 60
+    budgets.reset("pilot", by="dave", reason="pilot extended")
+    clock.now = NOON + 120
+    ingest(services, call("b", NOON + 90, 101.0))
+    annotations = sink.annotations("LLMBudgetExceeded", labels)
+    assert "$101.00 spent of $100.00 since its reset at 2026-" in annotations["description"], annotations
+    services.close()
