@@ -127,7 +127,6 @@ class IngestPipeline:
         meta_bytes = self.max_metadata_bytes
         price = self.price
         otlp = self.otlp
-        otlp = self.otlp
         events: list[UsageEvent] = []
         rejected: list[Rejection] = []
         first_error: tuple[int, Exception] | None = None
