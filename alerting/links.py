@@ -14,7 +14,7 @@ import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 from alerting.spikes.messages import ALERTNAME as SPIKE_ALERTNAME
 from exporter.config import Config
@@ -123,10 +123,7 @@ def dashboard_url(config: Config, alertname: str, labels: Mapping[str, str]) -> 
     """
     if not config.grafana_url:
         return ""
-    parts = urlsplit(config.grafana_url.split("/d/", 1)[0])
-    # A `user:password@` in the configured URL must not travel in every Slack message, mail and incident.
-    host = parts.netloc.rpartition("@")[2]
-    root = urlunsplit((parts.scheme, host, parts.path, "", "")).rstrip("/")
+    root = config.grafana_url.split("/d/", 1)[0].split("?", 1)[0].rstrip("/")
     if labels.get("budget"):
         return f"{root}/d/{BUDGETS_DASHBOARD}?var-budget={quote(labels['budget'], safe='')}"
     if alertname == SPIKE_ALERTNAME:

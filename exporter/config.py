@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -471,7 +472,10 @@ def parse_config(
         else:
             cfg.listen = raw["listen"]
     if raw.get("grafana_url") is not None and _expect(raw["grafana_url"], str, "grafana_url", problems):
-        if raw["grafana_url"].lower().startswith(("http://", "https://")):
+        if "@" in urlsplit(raw["grafana_url"]).netloc:
+            # The URL is shown on the console (no token needed) and in every alert's Dashboard link.
+            problems.append("grafana_url: must not carry a user or password (it is shown on the console and in alerts)")
+        elif raw["grafana_url"].lower().startswith(("http://", "https://")):
             cfg.grafana_url = raw["grafana_url"]
         else:
             problems.append(f"grafana_url: must be an http:// or https:// URL, got {raw['grafana_url']!r}")

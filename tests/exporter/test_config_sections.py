@@ -76,3 +76,12 @@ def test_metrics_rank_refresh_seconds_is_a_positive_number() -> None:
         with pytest.raises(ConfigError) as bad:
             parse_config({"metrics": {"rank_refresh_seconds": bad_value}})
         assert f"metrics.rank_refresh_seconds: {problem}" in bad.value.problems
+
+
+def test_a_grafana_url_with_a_password_is_refused_without_repeating_it() -> None:
+    """The URL is shown on the console, which needs no token, and in every alert's Dashboard link."""
+    with pytest.raises(ConfigError) as bad:
+        parse_config({"grafana_url": "https://viewer:s3cret@grafana.example.com/d/llmcost-overview"})
+    assert "grafana_url: must not carry a user or password" in str(bad.value)
+    assert "s3cret" not in str(bad.value)
+    assert parse_config({"grafana_url": "https://grafana.example.com/d/llmcost-overview"}).grafana_url
