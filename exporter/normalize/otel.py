@@ -66,7 +66,22 @@ _ERROR_CODES = (2, "2", "STATUS_CODE_ERROR", "ERROR", "error")
 # End-user id: the conventions' `user.id` / `enduser.id`, OpenLIT's `gen_ai.request.user`, OpenLLMetry's `llm.user`.
 _USER = ("user.id", "enduser.id", "gen_ai.request.user", "llm.user")
 _SERVICE_TIER = ("openai.response.service_tier", "gen_ai.openai.response.service_tier")
-_CALLER_FIELDS = ("request_id", "project", "service", "user", "timestamp", "cost_usd", "latency_ms", "service_tier")
+# Canonical fields a caller may send beside the span attributes (validated like any event's); the optional
+# billing counts among them (docs/events.md) were dropped here until they were listed.
+_CALLER_FIELDS = (
+    "request_id",
+    "project",
+    "service",
+    "user",
+    "timestamp",
+    "cost_usd",
+    "latency_ms",
+    "service_tier",
+    "web_search_requests",
+    "file_search_requests",
+    "inference_geo",
+    "citation_tokens",
+)
 
 
 # OpenLLMetry's names from before it took up `gen_ai.*`: a flat dict of only these is a span's attributes too.

@@ -135,3 +135,22 @@ def test_a_whole_otlp_export_posted_as_an_event_says_where_it_goes() -> None:
     export = {"resourceSpans": [{"resource": {}, "scopeSpans": [{"spans": [{"name": "chat gpt-4o"}]}]}]}
     with pytest.raises(InvalidEvent, match="POST /v1/traces"):
         to_canonical(export)
+
+
+def test_billing_counts_sent_beside_span_attributes_are_kept() -> None:
+    """A span posted with `web_search_requests` (or the other optional billing counts) beside its
+    attributes was charged without them: the counts were dropped while mapping the span."""
+    record = {
+        "attributes": {
+            "gen_ai.provider.name": "anthropic",
+            "gen_ai.request.model": "claude-opus-4-6",
+            "gen_ai.usage.input_tokens": 671,
+            "gen_ai.usage.output_tokens": 55,
+        },
+        "web_search_requests": 2,
+        "inference_geo": "us",
+    }
+    mapped = to_canonical(record)
+    assert (mapped["web_search_requests"], mapped["inference_geo"]) == (2, "us")
+    event = parse_event(mapped, now=NOW)
+    assert event.provider == "anthropic"
