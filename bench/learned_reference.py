@@ -21,9 +21,11 @@ Two ways to hold data out:
 * tenant split: trained on half of the 43 tenants (all ten seeds), scored on the other half, both ways;
   the threshold is the highest that reaches recall 0.95 on the scored half itself (which favours the
   model). llmcost is scored on the same half.
-* seed split: trained on seeds 21-25, scored on 26-30, the same tenants and days seen from other moments.
+* seed split: trained on seeds 21-25, scored on 26-30, the same tenants and days seen from other moments;
+* group split (`--traces DIR`, repeatable): trained on all of m-small (ten seeds), scored on another
+  ServeGen group (m-mid, m-large from a checkout of alibaba/ServeGen), tenants the rule was not tuned on.
 
-Run: `.venv/bin/python bench/learned_reference.py [--flexible]` (prints both tables).
+Run: `.venv/bin/python bench/learned_reference.py [--flexible] [--traces DIR ...]` (prints the tables).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from real_traffic import WARMUP_MINUTES, load_tenants, make_cases, run_cases  # noqa: E402
+from real_traffic import DATA, WARMUP_MINUTES, load_tenants, make_cases, run_cases  # noqa: E402
 
 from alerting.spikes.detection import DetectionConfig, GuardFigures, guard_figures  # noqa: E402
 from alerting.spikes.robust_stats import window_sums  # noqa: E402
@@ -158,13 +160,16 @@ def _log_ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.log((a + _EPS) / (b + _EPS))
 
 
-def replay(seed: int, cfg: DetectionConfig | None = None, names: list[str] | None = None) -> Replay:
+def replay(
+    seed: int, cfg: DetectionConfig | None = None, names: list[str] | None = None, folder: Path = DATA
+) -> Replay:
     """Every pass of one seed's evaluation (`bench/eval_real_traffic.py`), with its figures.
 
-    `names`: only those tenants (the moments drawn for them are then not those of the full run).
+    `names`: only those tenants (the moments drawn for them are then not those of the full run);
+    `folder`: another ServeGen group's traces instead of the bundled m-small.
     """
     cfg = cfg or DetectionConfig()
-    tenants = load_tenants(names=names, seed=seed)
+    tenants = load_tenants(folder, names=names, seed=seed)
     cases = make_cases(tenants, seed)
     spike_idx, normal_idx = np.nonzero(cases.spiked)[0], np.nonzero(~cases.spiked)[0]
     index = np.concatenate([normal_idx] + [spike_idx] * len(FACTORS))
@@ -318,9 +323,26 @@ def main(argv: list[str] | None = None) -> int:
     """Print llmcost beside the learned reference on held-out tenants and on held-out seeds."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flexible", action="store_true", help="larger trees, small leaves (see train)")
-    flexible = parser.parse_args(argv).flexible
+    parser.add_argument(
+        "--traces",
+        type=Path,
+        action="append",
+        default=[],
+        help="also train on all of m-small and score on this ServeGen group's folder (repeatable)",
+    )
+    args = parser.parse_args(argv)
+    flexible = args.flexible
     cfg = DetectionConfig()
     replays = {seed: replay(seed, cfg) for seed in TRAIN_SEEDS + TEST_SEEDS}
+    if args.traces:
+        model = train(list(replays.values()), cfg, flexible)
+        for folder in args.traces:
+            held = [replay(seed, cfg, folder=folder) for seed in TRAIN_SEEDS + TEST_SEEDS]
+            threshold, got = learned_at_recall(model, held, cfg)
+            print(f"Group split (trained on all of m-small, ten seeds; scored on {folder}, ten seeds):")
+            print(_line("llmcost", detector(held)))
+            print(_line(f"learned (threshold {threshold:.3f})", got))
+            del held
     print("Tenant split (all ten seeds; threshold: the highest giving 5x recall >= 0.95 on the scored half):")
     for half in (0, 1):
         fit = [r.take(r.tenant % 2 == half) for r in replays.values()]

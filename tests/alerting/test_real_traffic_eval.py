@@ -7,6 +7,7 @@ on the same moments and the same injected spikes.
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import ModuleType
 
 import numpy as np
@@ -119,3 +120,27 @@ def test_the_size_reference_is_reported_for_every_factor(evaluation: tuple[Modul
     for ref in ev.reference.values():  # type: ignore[attr-defined]
         assert ref.recall >= 0.95
         assert 0 < ref.precision < 1
+
+
+def test_another_servegen_group_is_scored_as_an_independent_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--traces` points the run at another group's folder (docs/detection.md, independent checks)."""
+    ev_mod = _load()
+    folder = tmp_path / "m-other"
+    folder.mkdir()
+    for name in ("chunk-11-trace.csv", "chunk-35-trace.csv"):
+        (folder / name).write_bytes((ev_mod.DATA / name).read_bytes())
+    assert ev_mod.main(["--traces", str(folder), "--seed", "21"]) == 0
+    out = capsys.readouterr().out
+    assert f"Traffic: ServeGen traces from {folder}" in out
+    assert "2 tenants x 14 days" in out
+    assert "5x  llmcost" in out
+
+
+def test_a_folder_without_traces_is_refused_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ev_mod = _load()
+    with pytest.raises(SystemExit) as exit_:
+        ev_mod.main(["--traces", str(tmp_path)])
+    assert exit_.value.code == 2
+    assert f"--traces {tmp_path}: no chunk-*-trace.csv files" in capsys.readouterr().err
