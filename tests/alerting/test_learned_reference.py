@@ -7,6 +7,7 @@ exactly the detector's own decisions, so the model and llmcost are scored on the
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import ModuleType
 
 import numpy as np
@@ -82,3 +83,15 @@ def test_week_figures_tell_a_steady_tenant_from_a_bursty_one(ref: ModuleType) ->
     assert week["variation"][0] == pytest.approx(0.0, abs=1e-6) and week["variation"][1] > 0.5
     assert week["busiest_half_hour"][0] == pytest.approx(12.0) and week["busiest_half_hour"][1] == pytest.approx(240.0)
     assert week["jumps_4x"][0] == 0 and week["jumps_4x"][1] >= 5  # the half hours that take in the burst
+
+
+def test_a_replay_reads_another_groups_folder(ref: ModuleType, tmp_path: Path) -> None:
+    """`--traces` scores the model on another ServeGen group: its replay reads that folder's tenants."""
+    names = ["chunk-11-trace", "chunk-35-trace"]
+    for name in names:
+        (tmp_path / f"{name}.csv").write_bytes((ref.DATA / f"{name}.csv").read_bytes())
+    cfg = DetectionConfig()
+    elsewhere, bundled = ref.replay(21, cfg, folder=tmp_path), ref.replay(21, cfg, names=names)
+    np.testing.assert_array_equal(elsewhere.fired, bundled.fired)
+    np.testing.assert_array_equal(elsewhere.figures, bundled.figures)
+    assert set(elsewhere.tenant.tolist()) == {0, 1}
