@@ -85,6 +85,7 @@ def test_week_figures_tell_a_steady_tenant_from_a_bursty_one(ref: ModuleType) ->
     assert week["jumps_4x"][0] == 0 and week["jumps_4x"][1] >= 5  # the half hours that take in the burst
 
 
+@pytest.mark.heavy  # replays or builds a large dataset: `make test` only
 def test_a_replay_reads_another_groups_folder(ref: ModuleType, tmp_path: Path) -> None:
     """`--traces` scores the model on another ServeGen group: its replay reads that folder's tenants."""
     names = ["chunk-11-trace", "chunk-35-trace"]
