@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Group split (trained on all of m-small, ten seeds; scored on {folder}, ten seeds):")
             print(_line("llmcost", detector(held)))
             print(_line(f"learned (threshold {threshold:.3f})", got))
-            del held
+            del held  # a group's ten replays take about a GB: not two groups' at once, nor kept for the splits below
     print("Tenant split (all ten seeds; threshold: the highest giving 5x recall >= 0.95 on the scored half):")
     for half in (0, 1):
         fit = [r.take(r.tenant % 2 == half) for r in replays.values()]
