@@ -156,6 +156,23 @@ def incidents_ended(
     return [key if key in ended else None for key in keys]
 
 
+def incidents_acknowledged(
+    conn: Connection, channel: str, digest_key: str, notifications: Sequence[Notification]
+) -> list[str | None]:
+    """Per notification, the group incident its acknowledgement quiets on an `INCIDENT_CHANNELS` channel, else None.
+
+    Acknowledgements sent one by one (`llmcost alerts ack`, `POST /v1/alerts/{id}/ack`, the console) go to
+    each alert's own `dedup_key`, which never had an incident: once no alert an incident listed is firing
+    any more, the incident must be acknowledged, or PagerDuty keeps escalating a problem everyone it names
+    has acknowledged in llmcost. While one of them still fires, the incident keeps paging for it.
+    """
+    if channel not in INCIDENT_CHANNELS:
+        return [None] * len(notifications)
+    keys = [listed_in(n, digest_key) if n.kind is NotificationKind.ACKNOWLEDGED else None for n in notifications]
+    quiet = {key for key in set(keys) if key is not None and not digest_members(conn, channel, key, firing=True)}
+    return [key if key in quiet else None for key in keys]
+
+
 def _pages(notification: Notification) -> bool:
     """True for a notification that should page and does not re-open (re-opening resolves and re-triggers)."""
     return notification.kind in _PAGING_KINDS and notification.reopened is None
@@ -190,16 +207,20 @@ def member_reference(digest_key: str, reference: Mapping[str, Any] | None) -> di
     return {"digest": {**(reference or {}), "key": digest_key}}
 
 
-def digest_members(conn: Connection, channel: str, digest_key: str) -> list[int]:
-    """Ids of the open alerts a digest on `channel` listed (what acknowledging the digest acknowledges)."""
+def digest_members(conn: Connection, channel: str, digest_key: str, *, firing: bool = False) -> list[int]:
+    """Ids of the open alerts a digest on `channel` listed (what acknowledging the digest acknowledges).
+
+    `firing`: only those neither resolved nor acknowledged (what its PagerDuty incident still pages for).
+    """
     needle = dumps(digest_key)  # the exact JSON text of the key inside the stored reference
+    state = alerts.c.state == "firing" if firing else alerts.c.state != "resolved"
     rows = conn.execute(
         select(alert_channels.c.alert_id)
         .join(alerts, alerts.c.id == alert_channels.c.alert_id)
         .where(
             alert_channels.c.channel == channel,
             alert_channels.c.reference.contains(f'"key":{needle}', autoescape=True),
-            alerts.c.state != "resolved",
+            state,
         )
         .order_by(alert_channels.c.alert_id)
     ).all()

@@ -32,6 +32,7 @@ from alerting.gateway.grouping import (
     GroupingSettings,
     group_digest_key,
     incident_keys,
+    incidents_acknowledged,
     incidents_ended,
     listed_in,
     member_reference,
@@ -262,8 +263,13 @@ class Outbox:
             # for ever, and the group's ended while alerts it listed still fired.
             resolving = channel in INCIDENT_CHANNELS and kind == NotificationKind.RESOLVED.value
             if resolving or len(items) + len(more) < self.grouping.group_threshold:
-                # Resolves of the last open instances of a group incident, sent one by one: resolve it.
-                ended = incidents_ended(conn, channel, group_digest_key(group), [i.notification for i in items])
+                # Sent one by one: the resolve of the last open instance of a group incident resolves it,
+                # and the acknowledgement of its last firing one acknowledges it (else it escalates on).
+                notes = [i.notification for i in items]
+                if kind == NotificationKind.ACKNOWLEDGED.value:
+                    ended = incidents_acknowledged(conn, channel, group_digest_key(group), notes)
+                else:
+                    ended = incidents_ended(conn, channel, group_digest_key(group), notes)
                 for key in dict.fromkeys(k for k in ended if k is not None):
                     part = [item for item, k in zip(items, ended, strict=True) if k == key]
                     digest = replace(part[0], members=tuple(part), digest_key=key, group=group)

@@ -1,0 +1,67 @@
+"""A grouped PagerDuty incident is acknowledged once every instance it lists is acknowledged, one by one.
+
+Five instances of a per-key budget crossing together are one PagerDuty incident (`llmcost-group-…`). The
+on-call then acknowledges them one at a time, as `llmcost alerts ack ID`, `POST /v1/alerts/{id}/ack` and
+the console's button do. What on-call needs: the incident keeps paging while one instance is still
+unacknowledged, and stops paging (acknowledged) once none is.
+
+Defect: each instance's acknowledgement went to its own `dedup_key` (`llmcost-<fingerprint>`, never
+triggered, so PagerDuty ignored it): with every instance acknowledged in llmcost, the grouped incident
+stayed triggered and PagerDuty went on escalating it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.clock import FakeClock
+from tests.support.gateway_harness import Harness, Receivers
+from tests.support.grouped_budget import FIRST_KEYS, ROUTES, grouped_warnings, states
+
+
+@pytest.fixture
+def h(db: str, rx: Receivers, clock: FakeClock) -> Iterator[Harness]:
+    rx.pagerduty.clock = clock
+    with Harness(db, rx, clock=clock, routes=ROUTES) as harness:
+        yield harness
+
+
+def ack(h: Harness, alert_id: int, by: str) -> None:
+    response = h.admin("POST", f"/v1/alerts/{alert_id}/ack", json={"by": by})
+    assert response.status_code == 200, response.text
+    h.gateway.deliver_pending()
+
+
+def test_the_group_incident_is_acknowledged_with_its_last_firing_instance(
+    h: Harness, rx: Receivers, clock: FakeClock
+) -> None:
+    key = grouped_warnings(h, rx, clock)
+    [incident] = rx.pagerduty.incidents
+    ids = {a["labels"]["key"]: a["id"] for a in h.alerts()}
+    for i, project in enumerate(FIRST_KEYS):
+        ack(h, ids[project], "bob")
+        clock.advance(60)
+        if i < len(FIRST_KEYS) - 1:
+            assert incident.status == "triggered", f"acknowledged with {len(FIRST_KEYS) - 1 - i} instances firing"
+    assert incident.status == "acknowledged", "every instance is acknowledged, yet the incident still escalates"
+    acks = [e for e in rx.pagerduty.events if e["event_action"] == "acknowledge" and e["dedup_key"] == key]
+    assert len(acks) == 1
+    assert len(rx.pagerduty.pages) == 1  # nobody paged anew
+    assert all(state == ("acknowledged", "bob") for state in states(h).values())
+
+
+def test_a_resolved_instance_does_not_keep_the_others_acknowledgements_from_reaching_the_incident(
+    h: Harness, rx: Receivers, clock: FakeClock
+) -> None:
+    grouped_warnings(h, rx, clock)
+    [incident] = rx.pagerduty.incidents
+    ids = {a["labels"]["key"]: a["id"] for a in h.alerts()}
+    first, *others = FIRST_KEYS
+    h.gateway.resolve("LLMBudgetWarning", {**h.alerts()[0]["labels"], "key": first}, by="carol", comment="reset")
+    h.gateway.deliver_pending()
+    for project in others:
+        assert incident.status == "triggered"
+        ack(h, ids[project], "bob")
+    assert incident.status == "acknowledged"
