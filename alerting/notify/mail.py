@@ -10,6 +10,11 @@ keep one thread. The reference returned is `{"message_id": <that root Message-ID
 `from` address's (`message_id_domain`): from the config alone, so it is the same in every process and
 after a restart.
 
+An alert listed in a grouped mail ("5 instances of budget … firing", `send_digest`) has no thread of its
+own: its acknowledgement and its resolve reply in the grouped mail's thread, under that mail's subject,
+as the Slack notifier replies in the grouped message's thread (one problem, one thread), and so do the
+grouped mails of acknowledgements and resolves of alerts one grouped mail listed.
+
 Recipients are settled one by one: when the relay defers some (4xx, e.g. a full mailbox) and accepts or
 refuses for good (5xx) the others, the attempt is retried for the deferred ones only
 (`DeliveryResult.settled_recipients`, kept with the outbox rows, a grouped mail's too), so nobody gets
@@ -57,6 +62,8 @@ MESSAGE_ID_DOMAIN = "llmcost"
 _DOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?|\[[^\[\]\\\s]+\]")
 
 _MESSAGE_ID = re.compile(r"<[^<>\s@]+@[^<>\s@]+>")
+_THREADED_NEWS = frozenset({NotificationKind.RESOLVED, NotificationKind.ACKNOWLEDGED})
+"""What is told about alerts listed in a grouped mail in that mail's thread (as `alerting.notify.slack`)."""
 
 
 INSECURE_AUTH = (
@@ -143,6 +150,42 @@ def _root_id(notification: Notification, domain: str) -> str:
     return thread_root_id(notification.alert, domain)
 
 
+def _group_thread(notification: Notification) -> tuple[str, str] | None:
+    """The grouped mail (Message-ID, subject) in whose thread this alert's resolve or acknowledgement is told.
+
+    None unless the alert is listed in a grouped mail (its reference is the digest's, see
+    `alerting.gateway.grouping.member_reference`): its own root Message-ID was never sent, so a reply to it
+    would start a thread of its own per instance. The subject is "" for grouped mails sent before it was kept.
+    """
+    if notification.kind not in _THREADED_NEWS:
+        return None
+    digest = (notification.reference or {}).get("digest")
+    if not isinstance(digest, Mapping):
+        return None
+    message_id, subject = digest.get("message_id"), digest.get("subject")
+    if not isinstance(message_id, str) or not _MESSAGE_ID.fullmatch(message_id):
+        return None
+    return message_id, subject if isinstance(subject, str) else ""
+
+
+def _shared_group_thread(digest: Digest) -> tuple[str, str] | None:
+    """The one grouped mail every alert of a resolve (acknowledgement) digest is listed in, if there is one."""
+    if digest.kind not in _THREADED_NEWS or not digest.group:
+        return None
+    threads = {_group_thread(n) for n in digest.notifications}
+    return threads.pop() if len(threads) == 1 and None not in threads else None
+
+
+def _reply_in(message: Message, thread: tuple[str, str]) -> None:
+    """Make `message` a reply in the grouped mail `thread` (Message-ID, subject): its headers and subject."""
+    root, subject = thread
+    message["In-Reply-To"] = root
+    message["References"] = root
+    if subject:  # the grouped mail's own subject: mail clients split threads when it changes
+        del message["Subject"]
+        message["Subject"] = _header(sanitize_header(f"Re: {subject}", limit=250))
+
+
 def _message_id(notification: Notification, root: str, domain: str) -> str:
     if notification.kind is NotificationKind.FIRING:
         return root
@@ -172,7 +215,10 @@ def build_email(
     message["To"] = _addresses(to)
     message["Date"] = format_datetime(now.astimezone(UTC))
     message["Message-ID"] = _message_id(notification, root, domain)
-    if notification.kind is not NotificationKind.FIRING:
+    group = _group_thread(notification)
+    if group is not None:
+        _reply_in(message, group)
+    elif notification.kind is not NotificationKind.FIRING:
         message["In-Reply-To"] = root
         message["References"] = root
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation auto-replies
@@ -183,17 +229,25 @@ def build_email(
     return message
 
 
+def digest_subject(digest: Digest) -> str:
+    """The subject of a grouped mail (header-safe)."""
+    return sanitize_header(f"[llmcost] {digest.title()}", limit=250)
+
+
 def build_digest_email(
     digest: Digest, *, from_addr: str, to: Sequence[str], now: datetime, domain: str | None = None
 ) -> Message:
     """One mail for a digest; its Message-ID derives from the digest key, so a retried send is recognisable."""
     domain = domain or message_id_domain(from_addr)
     message = MIMEMultipart("alternative")
-    message["Subject"] = _header(sanitize_header(f"[llmcost] {digest.title()}", limit=250))
+    message["Subject"] = _header(digest_subject(digest))
     message["From"] = _addresses([from_addr])
     message["To"] = _addresses(to)
     message["Date"] = format_datetime(now.astimezone(UTC))
     message["Message-ID"] = f"<{digest.key}.{digest.lead_id}@{domain}>"
+    thread = _shared_group_thread(digest)
+    if thread is not None:
+        _reply_in(message, thread)
     message["Auto-Submitted"] = "auto-generated"
     message["X-LLMCost-Digest"] = _header(sanitize_header(digest.key))
     message.attach(MIMEText(digest.text() + "\n", "plain", _UTF8_QP))
@@ -358,6 +412,9 @@ class EmailNotifier:
         domain = self.message_id_domain
         message = build_email(notification, from_addr=self.from_addr, to=self.to, now=self._now(), domain=domain)
         reference = {"message_id": _root_id(notification, domain)}
+        if _group_thread(notification) is not None:
+            # Told in its grouped mail's thread: the alert stays listed there (its next news goes there too).
+            reference = dict(notification.reference or {})
         settled = notification.settled_recipients
         recipients = [addr for addr in self._envelope_to if addr not in settled]
         if not recipients:  # settled by earlier attempts (a retry recorded after its last recipient took it)
@@ -366,6 +423,9 @@ class EmailNotifier:
 
     def send_digest(self, digest: Digest) -> DeliveryResult:
         """Send one plain-text mail listing the digest's notifications (a thread of its own).
+
+        Acknowledgements or resolves of alerts one grouped mail listed reply in that mail's thread instead,
+        and keep it as their reference. A new grouped mail's reference keeps its subject for those replies.
 
         Recipients are settled as for one alert's mail, per row: the retry skips those who already got
         every row it lists (a digest that gained rows meanwhile goes to everyone: shown twice, never lost).
@@ -379,7 +439,11 @@ class EmailNotifier:
             else set()
         )
         recipients = [addr for addr in self._envelope_to if addr not in settled]
-        reference = {"message_id": str(message["Message-ID"])}
+        thread = _shared_group_thread(digest)
+        if thread is not None:
+            reference = {"message_id": thread[0], "subject": thread[1]}
+        else:
+            reference = {"message_id": str(message["Message-ID"]), "subject": digest_subject(digest)}
         if not recipients:
             return DeliveryResult.sent(reference)
         done = [addr for addr in self._envelope_to if addr in settled]
