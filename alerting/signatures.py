@@ -9,6 +9,11 @@ body per active secret (several while a secret is rotated); one match is enough.
 
 Slack's check is slack_sdk's `SignatureVerifier`; PagerDuty has no maintained Python verifier, so its
 few lines are here. Both compare in constant time and answer False, never raise, on anything malformed.
+
+`slack_headers_plausible` and `pagerduty_header_plausible` check the headers alone, before the body is
+read: a request that no body could make valid (no secret configured, no or a malformed signature, a
+stale timestamp) is refused (401) without reading its body, so an unsigned client can neither hold a
+connection by trickling one nor get another answer than 401 by sending a large one.
 """
 
 from __future__ import annotations
@@ -43,6 +48,24 @@ def sign_slack(signing_secret: str, timestamp: int | str, body: bytes) -> str:
     return "v0=" + _hmac_hex(signing_secret, b"v0:" + str(timestamp).encode("utf-8") + b":" + body)
 
 
+def slack_headers_plausible(
+    signing_secret: str,
+    timestamp_header: str | None,
+    signature_header: str | None,
+    now: datetime | float,
+    tolerance: float = 300,
+) -> bool:
+    """False when no body can make the request valid: no secret, missing or malformed headers, a stale timestamp."""
+    if not signing_secret or not signing_secret.strip() or not timestamp_header or not signature_header:
+        return False
+    if not _TIMESTAMP.fullmatch(timestamp_header) or not signature_header.isascii():
+        return False
+    if not signature_header.strip().startswith("v0="):
+        return False
+    now_seconds = now.timestamp() if isinstance(now, datetime) else float(now)
+    return abs(now_seconds - int(timestamp_header)) <= tolerance
+
+
 def verify_slack_signature(
     signing_secret: str,
     timestamp_header: str | None,
@@ -59,13 +82,10 @@ def verify_slack_signature(
     refuses those), so a forged request is always a 401 and never a 500. `now` is the current time
     (aware datetime or epoch seconds); `tolerance` may only narrow Slack's window.
     """
-    if not signing_secret or not signing_secret.strip() or not timestamp_header or not signature_header:
+    if not slack_headers_plausible(signing_secret, timestamp_header, signature_header, now, tolerance):
         return False
-    if not _TIMESTAMP.fullmatch(timestamp_header) or not signature_header.isascii():
-        return False
+    assert timestamp_header is not None and signature_header is not None  # checked just above
     now_seconds = now.timestamp() if isinstance(now, datetime) else float(now)
-    if abs(now_seconds - int(timestamp_header)) > tolerance:
-        return False
     try:
         body_bytes.decode("utf-8")
     except UnicodeDecodeError:
@@ -79,6 +99,13 @@ def sign_pagerduty(secrets: str | Iterable[str], body: bytes) -> str:
     if isinstance(secrets, str):
         secrets = [secrets]
     return ",".join("v1=" + _hmac_hex(secret, body) for secret in secrets)
+
+
+def pagerduty_header_plausible(secrets: Iterable[str], signature_header: str | None) -> bool:
+    """False when no body can make the request valid: no secret configured, or no `v1=` signature offered."""
+    if not signature_header or not any(secret for secret in secrets):
+        return False
+    return any(part.strip().startswith("v1=") and len(part.strip()) > 3 for part in signature_header.split(","))
 
 
 def verify_pagerduty_signature(secrets: Iterable[str], body_bytes: bytes, signature_header: str | None) -> bool:

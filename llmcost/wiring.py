@@ -164,7 +164,7 @@ def attach_alerting(services: Services, role: str = "all", *, origin_ref: str | 
     routes = [
         *console.routes(),
         *budget_routes(budgets, services.config.auth),
-        *gateway_routes(gateway, services.config.auth),
+        *gateway_routes(gateway, services.config.auth, body_timeout=services.config.http.body_timeout_seconds),
         *runbook_routes(),
     ]
     return AlertingParts(routes, gateway, budgets, spikes, console, config_budgets, scheduler, pusher)

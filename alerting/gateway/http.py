@@ -3,6 +3,11 @@
 Checks run cheapest first and never touch the store before the caller is known: token or signature
 (401), content type (415), size (413), JSON (400), payload (422, naming the field). Store work runs in
 the thread pool; a store outage answers 503 with `Retry-After`, so senders retry.
+
+The Slack and PagerDuty webhooks carry no token: their signature covers the body. Their headers are
+checked before the body is read (`alerting.signatures.*_plausible`), so a request without a usable
+signature is a 401 whatever its body; and every body is read within `http.body_timeout_seconds` (408,
+connection closed), so a client trickling one cannot hold a connection for as long as it likes.
 """
 
 from __future__ import annotations
@@ -24,10 +29,15 @@ from alerting.gateway.records import api_alert
 from alerting.gateway.settings import CHANNELS
 from alerting.gateway.webhooks import parse_pagerduty_webhook, parse_slack_interaction
 from alerting.model import ALERT_STATES
-from alerting.signatures import verify_pagerduty_signature, verify_slack_signature
+from alerting.signatures import (
+    pagerduty_header_plausible,
+    slack_headers_plausible,
+    verify_pagerduty_signature,
+    verify_slack_signature,
+)
 from exporter.config import AuthConfig
 from exporter.http.auth import check_bearer
-from exporter.http.body import BodyTooLarge, media_type, read_limited
+from exporter.http.body import BodyTimeout, BodyTooLarge, media_type, read_limited
 from exporter.http.errors import ORJSONResponse, error
 from exporter.http.origin import refuse_foreign_origin
 from exporter.store import StoreUnavailable
@@ -41,6 +51,8 @@ Handler = Callable[[Request], Awaitable[Response]]
 JSON_TYPES = {"application/json"}
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_LIST = 10_000
+SLACK_REFUSED = "missing, invalid or stale Slack signature"
+PAGERDUTY_REFUSED = "missing or invalid PagerDuty signature"
 
 
 def _store_guard(handler: Handler) -> Handler:
@@ -54,11 +66,13 @@ def _store_guard(handler: Handler) -> Handler:
     return guarded
 
 
-async def _body(request: Request, limit: int) -> bytes | Response:
+async def _body(request: Request, limit: int, timeout: float | None) -> bytes | Response:
     try:
-        return await read_limited(request, limit)
+        return await read_limited(request, limit, timeout)
     except BodyTooLarge as exc:
         return error(413, str(exc), {"limit_bytes": limit})
+    except BodyTimeout as exc:
+        return error(408, str(exc), headers={"Connection": "close"})
 
 
 def _json(body: bytes) -> Any:
@@ -87,10 +101,16 @@ def _int_param(request: Request, name: str, default: int, maximum: int) -> int |
     return int(raw)
 
 
-def gateway_routes(gateway: GatewayService, auth: AuthConfig) -> list[BaseRoute]:
-    """Routes bound to one `GatewayService`, guarded by the tokens of `auth`."""
+def gateway_routes(gateway: GatewayService, auth: AuthConfig, *, body_timeout: float | None = None) -> list[BaseRoute]:
+    """Routes bound to one `GatewayService`, guarded by the tokens of `auth`.
+
+    `body_timeout`: `http.body_timeout_seconds`, the longest a request body may take to arrive (408).
+    """
     settings = gateway.settings
     limit = settings.max_body_bytes
+
+    async def body_of(request: Request) -> bytes | Response:
+        return await _body(request, limit, body_timeout)
 
     async def list_alerts(request: Request) -> Response:
         denied = check_bearer(request, auth.admin_tokens)
@@ -131,7 +151,7 @@ def gateway_routes(gateway: GatewayService, auth: AuthConfig) -> list[BaseRoute]
             alert_id = _alert_id(request)
             if alert_id is None:
                 return error(404, "no such alert", {"id": request.path_params["alert_id"]})
-            body = await _body(request, limit)
+            body = await body_of(request)
             if isinstance(body, Response):
                 return body
             data: Any = {}
@@ -178,7 +198,7 @@ def gateway_routes(gateway: GatewayService, auth: AuthConfig) -> list[BaseRoute]
             return denied
         if media_type(request) not in JSON_TYPES:
             return error(415, "send application/json (Alertmanager webhook payload version 4)")
-        body = await _body(request, limit)
+        body = await body_of(request)
         if isinstance(body, Response):
             return body
         try:
@@ -192,18 +212,16 @@ def gateway_routes(gateway: GatewayService, auth: AuthConfig) -> list[BaseRoute]
         return ORJSONResponse(result.to_json())
 
     async def slack_interactions(request: Request) -> Response:
-        body = await _body(request, limit)
+        timestamp = request.headers.get("x-slack-request-timestamp")
+        signature = request.headers.get("x-slack-signature")
+        # Before the body: without a usable signature, no body is read (nor answered 413 or 408).
+        if not slack_headers_plausible(settings.slack_signing_secret, timestamp, signature, gateway.clock()):
+            return error(401, SLACK_REFUSED)
+        body = await body_of(request)
         if isinstance(body, Response):
             return body
-        verified = verify_slack_signature(
-            settings.slack_signing_secret,
-            request.headers.get("x-slack-request-timestamp"),
-            body,
-            request.headers.get("x-slack-signature"),
-            gateway.clock(),
-        )
-        if not verified:
-            return error(401, "missing, invalid or stale Slack signature")
+        if not verify_slack_signature(settings.slack_signing_secret, timestamp, body, signature, gateway.clock()):
+            return error(401, SLACK_REFUSED)
         if media_type(request) != FORM_TYPE:
             return error(415, f"send {FORM_TYPE}")
         try:
@@ -216,12 +234,15 @@ def gateway_routes(gateway: GatewayService, auth: AuthConfig) -> list[BaseRoute]
         return Response(status_code=200)
 
     async def pagerduty(request: Request) -> Response:
-        body = await _body(request, limit)
+        signature = request.headers.get("x-pagerduty-signature")
+        # Before the body: without a usable signature, no body is read (nor answered 413 or 408).
+        if not pagerduty_header_plausible(settings.pagerduty_webhook_secrets, signature):
+            return error(401, PAGERDUTY_REFUSED)
+        body = await body_of(request)
         if isinstance(body, Response):
             return body
-        signature = request.headers.get("x-pagerduty-signature")
         if not verify_pagerduty_signature(settings.pagerduty_webhook_secrets, body, signature):
-            return error(401, "missing or invalid PagerDuty signature")
+            return error(401, PAGERDUTY_REFUSED)
         if media_type(request) not in JSON_TYPES:
             return error(415, "send application/json")
         try:

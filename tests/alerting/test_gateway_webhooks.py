@@ -164,6 +164,32 @@ def test_pagerduty_signatures_during_rotation_and_forgeries(h: Harness, alert_id
 
 
 @pytest.mark.parametrize("db", ["sqlite"], indirect=True)  # no SQL difference to cover
+def test_a_request_without_a_usable_signature_is_a_401_whatever_its_body(
+    h: Harness, alert_id: int, clock: FakeClock
+) -> None:
+    # Defect: the body was read before the signature was looked at, so an unsigned or stale request with a
+    # body over `alerting.max_body_bytes` was answered 413, not 401. Now the headers are checked first and
+    # such a request is refused without reading its body.
+    huge = b"x" * (h.gateway.settings.max_body_bytes + 1)
+    ts = str(int(clock()))
+    slack = {"Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": ts}
+    stale = str(int(clock()) - 301)
+    for headers in (
+        slack,  # unsigned
+        {**slack, "X-Slack-Signature": "garbage"},
+        {**slack, "X-Slack-Request-Timestamp": stale, "X-Slack-Signature": sign_slack(SIGNING_SECRET, stale, huge)},
+    ):
+        assert h.client.post("/v1/slack/interactions", content=huge, headers=headers).status_code == 401
+    for signature in ("", "sha256=" + "0" * 64, "v1="):
+        headers = {"Content-Type": "application/json", "X-PagerDuty-Signature": signature}
+        assert h.client.post("/v1/pagerduty/webhook", content=huge, headers=headers).status_code == 401
+    # A plausible signature over a body too large to check: 413, as before.
+    signed = {**slack, "X-Slack-Signature": sign_slack(SIGNING_SECRET, ts, huge)}
+    assert h.client.post("/v1/slack/interactions", content=huge, headers=signed).status_code == 413
+    assert state(h, alert_id) == "firing"
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)  # no SQL difference to cover
 def test_pagerduty_events_that_are_not_ours_are_ignored(h: Harness, alert_id: int, clock: FakeClock) -> None:
     assert h.pagerduty_webhook(pd_event("incident.annotated", FP, event_id="N1")).status_code == 200
     assert h.pagerduty_webhook(pd_event("incident.acknowledged", "ffff", event_id="N2")).status_code == 200

@@ -147,3 +147,43 @@ def test_the_rest_of_a_body_refused_early_is_not_taken_for_a_huge_head(tmp_path:
         assert answer.startswith(b"HTTP/1.1 200 ") and b'"accepted":1' in answer, answer[:300]
     finally:
         server.stop()
+
+
+def test_a_webhook_body_trickled_slower_than_the_body_timeout_is_cut_off(tmp_path: Path, sqlite_url: str) -> None:
+    # The Slack and PagerDuty webhooks take no token (their signature covers the body) and must be reachable
+    # from the internet. Their bodies were read without `http.body_timeout_seconds`: a client trickling one
+    # held its connection for as long as it liked, and 1,000 of them (`http.max_connections`) shut out every
+    # other client, ingest and budget checks included. Now a request without a usable signature is refused
+    # before its body, and a body trickled slower than the body timeout is answered 408.
+    config = tmp_path / "config.yml"
+    config.write_text(
+        CONFIG + "notifications:\n"
+        "  slack: {token: xoxb-test, channel: '#llm-cost', signing_secret: slack-signing-secret-0123456789}\n"
+        "  pagerduty: {routing_key: R0UT1NGKEY, webhook_secret: pagerduty-webhook-secret-0123456789}\n"
+    )
+    server = LlmcostProcess(sqlite_url, config=config).start(tmp_path)
+    sockets: list[socket.socket] = []
+    try:
+        heads = {
+            "unsigned PagerDuty": b"POST /v1/pagerduty/webhook HTTP/1.1\r\nContent-Type: application/json\r\n",
+            "PagerDuty": b"POST /v1/pagerduty/webhook HTTP/1.1\r\nContent-Type: application/json\r\n"
+            b"X-PagerDuty-Signature: v1=" + b"0" * 64 + b"\r\n",
+            "Slack": b"POST /v1/slack/interactions HTTP/1.1\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"X-Slack-Request-Timestamp: %d\r\nX-Slack-Signature: v0=" % int(time.time()) + b"0" * 64 + b"\r\n",
+        }
+        for name, head in heads.items():
+            sock = socket.create_connection(("127.0.0.1", server.port))
+            sockets.append(sock)
+            sock.sendall(head + b"Host: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{")  # 99 bytes never come
+            sock.settimeout(15)
+            expected = b"HTTP/1.1 401 " if name.startswith("unsigned") else b"HTTP/1.1 408 "
+            answer = sock.recv(65536)
+            assert answer.startswith(expected), (name, answer[:200])
+            if expected == b"HTTP/1.1 408 ":
+                assert b"connection: close" in answer.lower(), answer[:400]
+        assert httpx.get(f"{server.base}/healthz", timeout=10).status_code == 200
+    finally:
+        for sock in sockets:
+            sock.close()
+        server.stop()
