@@ -163,7 +163,7 @@ def attach_alerting(services: Services, role: str = "all", *, origin_ref: str | 
     services.closers.append(console.close)
     routes = [
         *console.routes(),
-        *budget_routes(budgets, services.config.auth),
+        *budget_routes(budgets, services.config.auth, body_timeout=services.config.http.body_timeout_seconds),
         *gateway_routes(gateway, services.config.auth, body_timeout=services.config.http.body_timeout_seconds),
         *runbook_routes(),
     ]

@@ -17,7 +17,7 @@ from alerting.budgets.errors import BudgetError
 from alerting.budgets.service import BudgetService
 from exporter.config import AuthConfig
 from exporter.http.auth import check_bearer
-from exporter.http.body import BodyTooLarge, read_limited
+from exporter.http.body import BodyTimeout, BodyTooLarge, read_limited
 from exporter.http.errors import ORJSONResponse, error
 from exporter.http.origin import refuse_foreign_origin
 from exporter.store import StoreUnavailable
@@ -47,22 +47,32 @@ class BudgetNameConvertor(Convertor[str]):
 register_url_convertor("budget_name", BudgetNameConvertor())
 
 
-async def _json_body(request: Request) -> Any:
+async def _json_body(request: Request, timeout: float | None) -> Any:
+    """The JSON body, read within `timeout` seconds (`http.body_timeout_seconds`).
+
+    Without the limit a client trickling a body held its connection (and a slot of
+    `http.max_connections`) for as long as it liked; like every other body, 408 and the connection closed.
+    """
     kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if kind not in ("application/json", ""):
         raise BudgetError(415, f"unsupported content type {kind!r}; send application/json")
     try:
-        body = await read_limited(request, MAX_BODY)
+        body = await read_limited(request, MAX_BODY, timeout)
     except BodyTooLarge as exc:
         raise BudgetError(413, str(exc)) from None
+    except BodyTimeout as exc:
+        raise BudgetError(408, str(exc), headers={"Connection": "close"}) from None
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BudgetError(400, f"body is not valid JSON: {exc}") from None
 
 
-def budget_routes(service: BudgetService, auth: AuthConfig) -> list[BaseRoute]:
-    """Starlette routes for the budgets API."""
+def budget_routes(service: BudgetService, auth: AuthConfig, *, body_timeout: float | None = None) -> list[BaseRoute]:
+    """Starlette routes for the budgets API.
+
+    `body_timeout`: `http.body_timeout_seconds`, the longest a request body may take to arrive (408).
+    """
 
     def guarded(
         tokens: list[str], handler: Callable[[Request], Awaitable[Response]], *, changes: bool = False
@@ -78,7 +88,7 @@ def budget_routes(service: BudgetService, auth: AuthConfig) -> list[BaseRoute]:
             try:
                 return await handler(request)
             except BudgetError as exc:
-                return error(exc.status, str(exc), exc.detail)
+                return error(exc.status, str(exc), exc.detail, headers=exc.headers)
             except StoreUnavailable:
                 return error(503, "store unavailable, retry later", headers={"Retry-After": "5"})
 
@@ -91,7 +101,7 @@ def budget_routes(service: BudgetService, auth: AuthConfig) -> list[BaseRoute]:
         return ORJSONResponse(await run_in_threadpool(service.status, request.path_params["name"]))
 
     async def put_budget(request: Request) -> Response:
-        raw = await _json_body(request)
+        raw = await _json_body(request, body_timeout)
         name = request.path_params["name"]
         budget = await run_in_threadpool(service.put, name, raw)
         status = await run_in_threadpool(service.status, budget.name)
@@ -102,7 +112,7 @@ def budget_routes(service: BudgetService, auth: AuthConfig) -> list[BaseRoute]:
         return Response(status_code=204)
 
     async def reset_budget(request: Request) -> Response:
-        raw = await _json_body(request)
+        raw = await _json_body(request, body_timeout)
         if not isinstance(raw, dict):
             raise BudgetError(
                 422,
@@ -125,7 +135,7 @@ def budget_routes(service: BudgetService, auth: AuthConfig) -> list[BaseRoute]:
         return ORJSONResponse({"resets": records, "status": await run_in_threadpool(service.status, name)})
 
     async def check(request: Request) -> Response:
-        raw = await _json_body(request)
+        raw = await _json_body(request, body_timeout)
         return ORJSONResponse(await run_in_threadpool(service.check, raw))
 
     def admin_write(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:

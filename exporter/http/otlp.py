@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from exporter.commit_queue import wait_committed
 from exporter.http.auth import check_bearer
-from exporter.http.body import BodyTooLarge, media_type, read_limited
+from exporter.http.body import BodyTimeout, BodyTooLarge, media_type, read_limited
 from exporter.http.encoding import BadEncoding, DecodedTooLarge, decode_body
 from exporter.http.origin import refuse_foreign_origin
 from exporter.http.reserved_threads import ReservedThreads
@@ -37,7 +37,7 @@ JSON = "application/json"
 SKIPPED_COUNTER = "otlp_spans_skipped"
 _MESSAGE_REJECTIONS = 5  # rejections spelled out in `error_message`; the count covers them all
 # google.rpc.Code values for the Status bodies.
-_CODES = {400: 3, 401: 16, 413: 8, 415: 3, 503: 14}
+_CODES = {400: 3, 401: 16, 408: 4, 413: 8, 415: 3, 503: 14}
 
 
 class _Refused(Exception):
@@ -94,9 +94,13 @@ def otlp_routes(services: Services, probe: StoreProbe, threads: ReservedThreads)
             if encoding not in ("", "identity", "gzip", "deflate"):
                 raise _Refused(415, f"unsupported content encoding {encoding!r}; send gzip, deflate or none")
             try:
-                body = await read_limited(request, limit)
+                # Within `http.body_timeout_seconds`, as `POST /v1/usage`: a client trickling a body
+                # must not hold its connection (and a slot of `http.max_connections`) for as long as it likes.
+                body = await read_limited(request, limit, config.http.body_timeout_seconds)
             except BodyTooLarge as exc:
                 raise _Refused(413, str(exc)) from None
+            except BodyTimeout as exc:
+                raise _Refused(408, str(exc), {"Connection": "close"}) from None
             events, rejected, skipped, spans = await threads.run(decode_and_prepare, body, proto, encoding)
             assert services.commit_queue is not None
             try:

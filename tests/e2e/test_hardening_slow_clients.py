@@ -187,3 +187,36 @@ def test_a_webhook_body_trickled_slower_than_the_body_timeout_is_cut_off(tmp_pat
         for sock in sockets:
             sock.close()
         server.stop()
+
+
+def test_budget_and_otlp_bodies_trickled_slower_than_the_body_timeout_are_cut_off(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    # `PUT /v1/budgets/{name}`, `POST /v1/budgets/check` and OTLP `POST /v1/traces` read their bodies without
+    # `http.body_timeout_seconds`: a client trickling one held its connection for as long as it liked. Now
+    # each is answered 408 and the connection closed, like `POST /v1/usage` and the webhooks.
+    config = tmp_path / "config.yml"
+    config.write_text(CONFIG)
+    server = LlmcostProcess(sqlite_url, config=config).start(tmp_path)
+    sockets: list[socket.socket] = []
+    try:
+        heads = {
+            "budget put": b"PUT /v1/budgets/slow HTTP/1.1\r\nContent-Type: application/json\r\n",
+            "budget check": b"POST /v1/budgets/check HTTP/1.1\r\nContent-Type: application/json\r\n",
+            "otlp": b"POST /v1/traces HTTP/1.1\r\nContent-Type: application/json\r\n",
+        }
+        for name, head in heads.items():
+            sock = socket.create_connection(("127.0.0.1", server.port))
+            sockets.append(sock)
+            sock.sendall(head + b"Host: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{")  # 99 bytes never come
+            sock.settimeout(15)
+            answer = b""
+            while chunk := sock.recv(65536):  # to the end: the server closes the connection
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 408 "), (name, answer[:200])
+            assert b"connection: close" in answer.lower(), (name, answer[:400])
+        assert httpx.get(f"{server.base}/healthz", timeout=10).status_code == 200
+    finally:
+        for sock in sockets:
+            sock.close()
+        server.stop()
