@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from alerting.spikes.messages import ALERTNAME as SPIKE_ALERTNAME
-from exporter.config import Config
+from exporter.config import Config, http_url_problem
 
 RUNBOOK_PATH = "/runbook"
 _NOT_ANCHOR = re.compile(r"[^\w\- ]", re.UNICODE)
@@ -141,5 +141,5 @@ def validate_runbook_base_url(section: Any, problems: list[str], _base: Path) ->
     if not isinstance(section, dict) or "runbook_base_url" not in section:
         return
     value = section["runbook_base_url"]
-    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+    if http_url_problem(value):
         problems.append("alerting.runbook_base_url: must be an absolute http(s) URL")

@@ -366,6 +366,26 @@ SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 _SUPPORTED_DRIVERS = frozenset(("sqlite", "sqlite+pysqlite", "postgresql", "postgres", "postgresql+psycopg"))
 
 
+def http_url_problem(value: Any) -> str | None:
+    """Why `value` is not a usable absolute http(s) URL (None when it is): the one check of every URL setting.
+
+    A prefix test alone let through what fails only when the URL is first used, after the server started:
+    a number (`events_url: 5`), an unbalanced IPv6 bracket (`http://[::1`), no host (`http://`), a port
+    that is not a number. Every send then failed and dead-lettered; now `check-config` and the server's
+    config load name the field.
+    """
+    if not isinstance(value, str):
+        return f"must be an http(s) URL, got {type(value).__name__}"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- parsing the port is what raises on `host:abc` or `host:99999`
+    except ValueError as exc:
+        return f"must be an http(s) URL, got {value!r} ({exc})"
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return f"must be an http(s) URL, got {value!r}"
+    return None
+
+
 def database_url_problem(url: str) -> str | None:
     """Why `url` cannot name a store (None when it can), without echoing it (it may hold a password).
 
@@ -472,15 +492,15 @@ def parse_config(
         else:
             cfg.listen = raw["listen"]
     if raw.get("grafana_url") is not None and _expect(raw["grafana_url"], str, "grafana_url", problems):
-        if "@" in urlsplit(raw["grafana_url"]).netloc:
+        if problem := http_url_problem(raw["grafana_url"]):
+            problems.append(f"grafana_url: {problem}")
+        elif "@" in urlsplit(raw["grafana_url"]).netloc:
             # The URL is shown on the console (no token needed) and in every alert's Dashboard link.
             problems.append("grafana_url: must not carry a user or password (it is shown on the console and in alerts)")
-        elif raw["grafana_url"].lower().startswith(("http://", "https://")):
-            cfg.grafana_url = raw["grafana_url"]
         else:
-            problems.append(f"grafana_url: must be an http:// or https:// URL, got {raw['grafana_url']!r}")
+            cfg.grafana_url = raw["grafana_url"]
     if "external_url" in raw and _expect(raw["external_url"], str, "external_url", problems):
-        if not raw["external_url"].startswith(("http://", "https://")) or "#" in raw["external_url"]:
+        if http_url_problem(raw["external_url"]) or "#" in raw["external_url"]:
             problems.append("external_url: must be an absolute http(s) URL without a fragment")
         else:
             cfg.external_url = raw["external_url"].rstrip("/")

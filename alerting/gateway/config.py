@@ -48,7 +48,7 @@ from alerting.gateway.settings import (
 )
 from alerting.model import SEVERITIES, Severity
 from alerting.notify.mail import implicit_tls, split_addresses
-from exporter.config import Config, ConfigError, resolve_secret
+from exporter.config import Config, ConfigError, http_url_problem, resolve_secret
 
 _SECRETS = {
     "slack": ("token", "signing_secret"),
@@ -121,13 +121,12 @@ def _channel(name: str, section: dict[str, Any], problems: Problems, base: Path)
     for key in _REQUIRED[name]:
         if not resolved.get(key):
             problems.append(f"{path}.{key}: required")
-    for key in ("token", "channel", "api_url", "smtp_host", "from", "username", "password", "routing_key"):
+    for key in ("token", "channel", "smtp_host", "from", "username", "password", "routing_key"):
         if key in resolved and resolved[key] is not None and not isinstance(resolved[key], str):
             problems.append(f"{path}.{key}: must be a string, got {type(resolved[key]).__name__}")
     for key in ("api_url", "events_url"):
-        url = resolved.get(key)
-        if isinstance(url, str) and not url.startswith(("http://", "https://")):
-            problems.append(f"{path}.{key}: must be an http(s) URL")
+        if key in resolved and (problem := http_url_problem(resolved[key])):
+            problems.append(f"{path}.{key}: {problem}")
     if name == "email":
         to = resolved.get("to")
         if isinstance(to, str):
@@ -206,14 +205,27 @@ def _routes(value: Any, problems: Problems) -> dict[Severity, tuple[str, ...]]:
     return routes
 
 
+_ZERO_ALLOWED = frozenset({"group_wait", "tick_interval", "receipt_retention", "retention"})
+"""Durations for which 0 means something (no wait, no ticker, keep nothing); every other must be > 0."""
+
+
 def _duration(section: Mapping[str, Any], key: str, path: str, default: float, problems: Problems) -> float:
+    """`section[key]` in seconds (`default` when absent or wrong, with the problem appended).
+
+    Zero is refused except for `_ZERO_ALLOWED`: it parsed, then failed at run time (a `silence_duration`
+    of 0s makes a silence Alertmanager rejects on every ack; a `lease` or `poll_interval` of 0 spins).
+    """
     if key not in section:
         return default
     try:
-        return parse_duration(section[key])
+        seconds = parse_duration(section[key])
     except ValueError as exc:
         problems.append(f"{path}.{key}: {exc}")
         return default
+    if seconds <= 0 and key not in _ZERO_ALLOWED:
+        problems.append(f"{path}.{key}: must be > 0, got {section[key]!r}")
+        return default
+    return seconds
 
 
 def _positive_int(section: Mapping[str, Any], key: str, path: str, default: int, problems: Problems) -> int:
@@ -236,9 +248,6 @@ def _outbox(value: Any, problems: Problems) -> OutboxSettings:
     }
     for key in durations:
         values[key] = _duration(section, key, path, getattr(defaults, key), problems)
-    if values["lease"] <= 0 or values["poll_interval"] <= 0:
-        problems.append(f"{path}: lease and poll_interval must be > 0")
-        values["lease"], values["poll_interval"] = defaults.lease, defaults.poll_interval
     return OutboxSettings(**values)
 
 
@@ -292,8 +301,8 @@ def _silences(value: Any, problems: Problems, fallback_urls: list[str] | None) -
     section = _mapping(value, path, problems) or {}
     _unknown(section, {"url", "silence_on_ack", "follow_silences", "silence_duration", "resolve_after"}, path, problems)
     url = section.get("url", "")
-    if not isinstance(url, str) or (url and not url.startswith(("http://", "https://"))):
-        problems.append(f"{path}.url: must be an http(s) URL")
+    if url != "" and (problem := http_url_problem(url)):
+        problems.append(f"{path}.url: {problem}")
         url = ""
     enabled = section.get("silence_on_ack", False)
     if not isinstance(enabled, bool):
@@ -311,9 +320,6 @@ def _silences(value: Any, problems: Problems, fallback_urls: list[str] | None) -
         problems.append(f"{path}.silence_on_ack: needs {path}.url (or the top-level alertmanager.url)")
     duration = _duration(section, "silence_duration", path, SilenceSettings.duration, problems)
     resolve_after = _duration(section, "resolve_after", path, SilenceSettings.resolve_after, problems)
-    if resolve_after <= 0:
-        problems.append(f"{path}.resolve_after: must be > 0")
-        resolve_after = SilenceSettings.resolve_after
     return SilenceSettings(
         url=url,
         replicas=replicas,
@@ -346,9 +352,6 @@ def parse_settings(raw: Mapping[str, Any], base: Path, problems: Problems, *, wh
     alerting = _mapping(raw.get("alerting"), "alerting", problems) or {}
     path = "alerting"
     repeat = _duration(alerting, "repeat_interval", path, GatewaySettings.repeat_interval, problems)
-    if repeat <= 0:
-        problems.append(f"{path}.repeat_interval: must be > 0")
-        repeat = GatewaySettings.repeat_interval
     max_body = _positive_int(alerting, "max_body_bytes", path, GatewaySettings.max_body_bytes, problems)
     return GatewaySettings(
         channels=channels,

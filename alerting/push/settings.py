@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from alerting.gateway.settings import parse_duration
-from exporter.config import Config, ConfigError
+from exporter.config import Config, ConfigError, http_url_problem
 
 PATH = "alertmanager"
 _KEYS = {"url", "urls", "resend_interval", "resolved_resend", "timeout", "retries"}
@@ -93,9 +93,9 @@ def parse_push_section(section: Any, problems: list[str]) -> PushSettings:
         urls = []
     good: list[str] = []
     for i, url in enumerate(urls):
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")) or not urlsplit(url).hostname:
+        if problem := http_url_problem(url):
             # Name the key as written: `url:` given alone is not a list the person would look for.
-            problems.append(f"{PATH}.{'url' if single else f'urls[{i}]'}: must be an http(s) URL")
+            problems.append(f"{PATH}.{'url' if single else f'urls[{i}]'}: {problem}")
         elif url.rstrip("/") not in good:
             good.append(url.rstrip("/"))
     retries = section.get("retries", PushSettings.retries)
