@@ -8,7 +8,7 @@ a budget's alerts with who did it and why.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +32,16 @@ from exporter.store.writer import WriteResult
 
 BUDGET_ALERTS = (*ALERT_FOR_STATE.values(), FORECAST_ALERT)
 PERSON_RESOLVED = (*BUDGET_ALERTS, REQUEST_CAP_ALERT)  # what a reset or a deletion resolves
+CAPS = ("max_cost_per_request", "max_tokens_per_request")
+
+
+def dropped_caps(before: Mapping[str, Any], after: Budget) -> list[str]:
+    """The per-request caps `before` (a stored definition's JSON) had and `after` no longer has."""
+    return [cap for cap in CAPS if before.get(cap) is not None and getattr(after, cap) is None]
+
+
+def _capped(budget: Budget) -> bool:
+    return any(getattr(budget, cap) is not None for cap in CAPS)
 
 
 def _utc(moment: datetime) -> str:
@@ -142,7 +152,7 @@ class BudgetAlerts:
             return
         names = {b for b, _ in touched}
         defs = [b for b in self.registry.definitions() if b.name in names]
-        self._alert_request_caps(result, [b for b in defs if b.max_cost_per_request or b.max_tokens_per_request])
+        self._alert_request_caps(result, [b for b in defs if _capped(b)])
         crossed: list[FireItem] = []
         rising: list[Instance] = []
         for instance in self.reader.instances(only=defs):
@@ -212,7 +222,10 @@ class BudgetAlerts:
             labels = {"budget": name, "scope": budget.scope, "key": key, "period_start": str(period_start)}
             annotations = {
                 "summary": f"Budget {name}: a call exceeded its per-request cap ({why}); it was counted",
-                "description": f"{budget.period} budget {name}; the alert resolves when the period ends or on reset.",
+                "description": (
+                    f"{budget.period} budget {name}; the alert resolves when the period ends, on reset, "
+                    "or when the cap is removed."
+                ),
                 "runbook_url": "https://github.com/llmcost/llmcost/blob/main/docs/budgets.md#per-request-caps",
             }
             self.sink.fire(REQUEST_CAP_ALERT, labels, annotations, "warning")
@@ -268,14 +281,18 @@ class BudgetAlerts:
         unwanted = [(alertname, labels) for ident, (alertname, labels) in active.items() if ident not in wanted]
         resolve_all(self.sink, self._still_unwanted(definitions, unwanted, now), started_by=now)
         # The current period's cap alerts stay, and the next one's (a call stamped just past the period
-        # end, within the allowed skew): that period has not even begun. Any other is over.
+        # end, within the allowed skew): that period has not even begun. Any other is over, and so is
+        # every one of a budget left without a cap (removed by a process without the gateway's sink,
+        # such as `llmcost budgets update`: `resolve_dropped_caps` did not run there).
         open_periods: dict[str, set[str]] = {}
         for b in definitions:
+            if not _capped(b):
+                continue
             start, end = self.periods.bounds(b, now)
             open_periods[b.name] = {str(int(start.timestamp()))} | ({str(int(end.timestamp()))} if end else set())
         for alertname, labels in self.sink.active_labels([REQUEST_CAP_ALERT]):
             if labels.get("period_start") not in open_periods.get(labels.get("budget", ""), set()):
-                self.sink.resolve(alertname, labels)  # its period is over (or the budget is gone)
+                self.sink.resolve(alertname, labels)  # its period is over (or the budget or its cap is gone)
 
     def _still_unwanted(
         self, definitions: list[Budget], items: list[tuple[str, dict[str, str]]], now: float, *, fallen: bool = False
@@ -345,6 +362,20 @@ class BudgetAlerts:
         for alertname, labels in self.sink.active_labels(PERSON_RESOLVED):
             if labels.get("budget") in wanted:
                 resolve_with_reason(self.sink, alertname, labels, by=by, comment=comment)
+
+    def resolve_dropped_caps(self, name: str, caps: list[str], *, by: str) -> None:
+        """Resolve the cap alerts of budget `name`, whose definition change removed `caps`.
+
+        A cap alert says a call went over a cap; with that cap gone it has nothing left to report, yet it
+        stayed firing until its period ended. The alert's labels do not say which cap a call went over, so
+        removing either cap resolves it: a later call over a cap that remains raises it again.
+        """
+        if self.sink is None or not caps:
+            return
+        comment = f"{' and '.join(caps)} removed from the budget"
+        for alertname, labels in self.sink.active_labels([REQUEST_CAP_ALERT]):
+            if labels.get("budget") == name:
+                resolve_with_reason(self.sink, alertname, labels, by=by or "api", comment=comment)
 
     def resolve_reset(self, name: str, keys: Iterable[str], *, key: str | None, by: str, reason: str) -> None:
         """After a reset of `keys` (all of them, or only `key`): forget their levels, resolve their alerts."""

@@ -140,15 +140,16 @@ def run(
                 file=sys.stderr,
             )
             return 2
-        if action == "apply":
-            return _apply(service, args, config)
         if action in ("list", "show"):
             return _list(service, args) if action == "list" else _show(service, args.name)
-        gateway = _gateway(services) if action in ("delete", "reset") else None
-        if gateway is not None:
+        # What may resolve alerts: a deletion or a reset, and a change that removes a per-request cap
+        # (update, apply). Resolved here with who and why; the running server sends the notifications.
+        if action in ("update", "delete", "reset") or (action == "apply" and not args.dry_run):
             from alerting.gateway.sink import GatewaySink
 
-            service.sink = GatewaySink(gateway)
+            service.sink = GatewaySink(_gateway(services))
+        if action == "apply":
+            return _apply(service, args, config)
         return _write(service, args)
     except _UsageError as exc:
         print(f"llmcost budgets {action}: {exc}", file=sys.stderr)

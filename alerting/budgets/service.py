@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from alerting.budgets.alerts import BudgetAlerts
+from alerting.budgets.alerts import BudgetAlerts, dropped_caps
 from alerting.budgets.apply import ApplyPlan, Prune, StoredDefinition
 from alerting.budgets.checks import CHECK_CACHE_SECONDS, MAX_CACHED_CHECKS, BudgetChecks
 from alerting.budgets.definition import Budget, BudgetsConfig
@@ -105,6 +105,8 @@ class BudgetService:
         if not dry_run and plan.changes:
             self.checks.forget(definitions=True)
             self.alerts.resolve_budgets(plan.delete, by=by or "config", comment="budget removed from the config file")
+            for stored, budget in plan.update:
+                self.alerts.resolve_dropped_caps(budget.name, dropped_caps(stored, budget), by=by or "config")
         return plan
 
     def definitions(self) -> list[Budget]:
@@ -130,8 +132,11 @@ class BudgetService:
         A budget applied from a config file is refused (409): the file is its source of truth. `update`
         takes a partial mapping laid over the stored definition.
         """
+        before = next((b.to_json() for b in self.registry.definitions() if b.name == name), {})
         budget = self.registry.put(name, raw, origin=origin, by=by, mode=mode)
         self.checks.forget(definitions=True)
+        # A cap removed leaves its alert nothing to report: resolved now, not when the period ends.
+        self.alerts.resolve_dropped_caps(name, dropped_caps(before, budget), by=by or origin)
         return budget
 
     def delete(self, name: str, *, by: str = "") -> None:
