@@ -207,6 +207,22 @@ def member_reference(digest_key: str, reference: Mapping[str, Any] | None) -> di
     return {"digest": {**(reference or {}), "key": digest_key}}
 
 
+def single_reference(channel: str, notification: Notification, reference: dict[str, Any]) -> dict[str, Any]:
+    """What an alert stores as its channel reference after a notification about it alone was delivered.
+
+    On an `INCIDENT_CHANNELS` channel an alert listed in a group's incident stays listed in it: its own
+    acknowledgement or unacknowledgement goes to its own `dedup_key` (no incident), and storing that in
+    place of the membership made the alert leave the incident. Acknowledged one by one, only the last
+    (sent folded, as the incident's acknowledgement) was still a member, so PagerDuty's unacknowledgement
+    of the incident (an ack timeout) un-acked that one alone, and the resolves one by one ended the
+    incident while alerts it listed were still open. Other channels store what was sent.
+    """
+    listed = (notification.reference or {}).get("digest")
+    if channel in INCIDENT_CHANNELS and isinstance(listed, Mapping) and isinstance(listed.get("key"), str):
+        return {"digest": dict(listed)}
+    return reference
+
+
 def digest_members(conn: Connection, channel: str, digest_key: str, *, firing: bool = False) -> list[int]:
     """Ids of the open alerts a digest on `channel` listed (what acknowledging the digest acknowledges).
 

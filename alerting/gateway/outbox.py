@@ -37,6 +37,7 @@ from alerting.gateway.grouping import (
     listed_in,
     member_reference,
     send_digest,
+    single_reference,
     summary_digest_key,
 )
 from alerting.gateway.records import actor_from_json, alert_from_snapshot, dumps, loads, reopened_from_json
@@ -439,9 +440,10 @@ class Outbox:
                 payload["maybe_delivered"] = True
             cursor.execute(self._sql["progress"], (dumps(payload), claimed.id))
         if result.ok and not result.skipped and result.reference is not None:
-            reference = (
-                member_reference(delivery.digest_key, result.reference) if delivery.members else result.reference
-            )
+            if delivery.members:
+                reference = member_reference(delivery.digest_key, result.reference)
+            else:
+                reference = single_reference(claimed.channel, claimed.notification, result.reference)
             references.append((dumps(reference), now, claimed.alert_id, claimed.channel))
         if outcome is not None:
             name = counter_name(claimed.channel, outcome)

@@ -18,7 +18,7 @@ import pytest
 
 from tests.support.clock import FakeClock
 from tests.support.gateway_harness import Harness, Receivers
-from tests.support.grouped_budget import FIRST_KEYS, ROUTES, grouped_warnings, states
+from tests.support.grouped_budget import FIRST_KEYS, LABELS, ROUTES, grouped_warnings, states
 
 
 @pytest.fixture
@@ -65,3 +65,40 @@ def test_a_resolved_instance_does_not_keep_the_others_acknowledgements_from_reac
         assert incident.status == "triggered"
         ack(h, ids[project], "bob")
     assert incident.status == "acknowledged"
+
+
+def test_an_unacknowledged_group_incident_unacknowledges_every_instance_acknowledged_one_by_one(
+    h: Harness, rx: Receivers, clock: FakeClock
+) -> None:
+    # After the acks one by one, only the last-acknowledged instance was still recorded as listed in the
+    # incident (the others' own acks had replaced their reference to it). When PagerDuty unacknowledged
+    # the incident (its ack timeout ran out) and paged again, llmcost un-acked that one instance alone:
+    # the four others stayed acknowledged, unseen, while the on-call was paged about all five.
+    key = grouped_warnings(h, rx, clock)
+    [incident] = rx.pagerduty.incidents
+    ids = {a["labels"]["key"]: a["id"] for a in h.alerts()}
+    for project in FIRST_KEYS:
+        ack(h, ids[project], "bob")
+        clock.advance(60)
+    assert incident.status == "acknowledged"
+    unack = {
+        "event": {
+            "id": "EVACKTIMEOUT",
+            "event_type": "incident.unacknowledged",
+            "resource_type": "incident",
+            "occurred_at": "2026-11-23T10:05:00.000Z",
+            "agent": {"id": "PSERVICE", "summary": "Acknowledgement timeout", "type": "service_reference"},
+            "data": {"id": "PGR0VU3", "type": "incident", "status": "triggered", "incident_key": key},
+        }
+    }
+    response = h.pagerduty_webhook(unack)
+    assert response.status_code == 200, response.text
+    assert response.json()["alerts"] == {"unacknowledged": len(FIRST_KEYS)}
+    assert all(state == ("firing", None) for state in states(h).values()), states(h)
+    # And resolving them one by one still ends the incident with the last, not before.
+    h.gateway.deliver_pending()
+    for project in FIRST_KEYS:
+        assert incident.status != "resolved"
+        h.gateway.resolve("LLMBudgetWarning", {**LABELS, "key": project}, by="carol", comment="reset")
+        h.gateway.deliver_pending()
+    assert incident.status == "resolved"
