@@ -116,6 +116,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SIGPIPE_STATUS = 128 + 13
+"""The status a shell reports for a command killed by SIGPIPE, as `cat` or `grep` are under `| head`."""
+
+
+def _reader_gone() -> int:
+    """`llmcost … | head`: the reader closed the pipe. Stop quietly, as standard Unix tools do.
+
+    Python ignores SIGPIPE, so the next write raised BrokenPipeError, and a traceback followed on stderr.
+    Standard output is pointed at /dev/null so that the flush at exit does not raise again.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return SIGPIPE_STATUS
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `llmcost` console script (and of `python -m llmcost`)."""
     parser = build_parser()
@@ -127,7 +143,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for chatty in ("alembic", "apscheduler", "markdown_it"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        # Flushed here, where a reader that went away is caught below, not at interpreter exit (which
+        # prints "Exception ignored ... BrokenPipeError" for output still buffered).
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
