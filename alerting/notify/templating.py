@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import enum
 import functools
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import jinja2
@@ -52,6 +53,27 @@ def _utc(value: datetime | None) -> str:
 
 def _epoch(value: datetime) -> int:
     return int(value.timestamp())
+
+
+EPOCH_LABELS = frozenset({"period_start"})
+"""Labels whose value is epoch seconds (`LLMBudgetRequestCapExceeded`'s `period_start`)."""
+
+
+def shown_labels(labels: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The labels as messages show them (mail subject and body, Slack fields), sorted, without `alertname`.
+
+    An epoch label is shown as the budget annotations show times ("2026-12-08 00:00 UTC"): a subject
+    reading `period_start=1796601600` told a person nothing. Only the display changes: the label's value
+    is part of the fingerprint, and PagerDuty's `custom_details` (read by machines) keep it as it is.
+    """
+    shown = []
+    for key, value in sorted(labels.items()):
+        if key == "alertname":
+            continue
+        if key in EPOCH_LABELS and value.isdigit():
+            value = _utc(datetime.fromtimestamp(int(value), UTC))
+        shown.append((key, value))
+    return shown
 
 
 def dashboard_link(alert: Alert) -> str:
@@ -105,7 +127,7 @@ def context(notification: Notification) -> dict[str, Any]:
         "runbook_url": web_url(annotations.get("runbook_url", "")),
         "generator_url": web_url(alert.generator_url),
         "dashboard_url": dashboard_link(alert),
-        "labels": sorted((k, v) for k, v in alert.labels.items() if k != "alertname"),
+        "labels": shown_labels(alert.labels),
         "other_annotations": sorted((k, v) for k, v in annotations.items() if k not in WELL_KNOWN_ANNOTATIONS),
     }
 

@@ -1,15 +1,22 @@
-"""Removing a budget's per-request cap resolves its `LLMBudgetRequestCapExceeded` alert.
+"""`LLMBudgetRequestCapExceeded` as people receive it: how it reads, and that removing the cap resolves it.
 
-Defect: `PUT /v1/budgets/{name}` (or `llmcost budgets update`/`apply`) without `max_cost_per_request`
-left the cap alert of a call over the cap firing until the period ended, though no cap was left to be
-over (deleting the budget resolved it). Now the change resolves it at once, one resolve per channel in
-the alert's own thread; the scheduler's evaluation resolves it too when another process made the change.
+Defect: its mail subject read `(budget=search-daily, key=search, period_start=1794355200, scope=project)`,
+epoch seconds where every other time in a budget alert reads "2026-11-11 00:00 UTC". Now the label is
+shown that way in mail and Slack; its value (part of the fingerprint) and PagerDuty's details are unchanged.
+
+Removing a budget's per-request cap resolves the alert. Defect: `PUT /v1/budgets/{name}` (or
+`llmcost budgets update`/`apply`) without `max_cost_per_request` left the cap alert of a call over the
+cap firing until the period ended, though no cap was left to be over (deleting the budget resolved
+it). Now the change resolves it at once, one resolve per channel in the alert's own thread; the
+scheduler's evaluation resolves it too when another process made the change.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -32,6 +39,7 @@ ROUTES = {"info": [], "warning": ["slack", "email", "pagerduty"], "critical": ["
 CAPPED = {"scope": "project", "key": "search", "period": "daily", "limit": 1000.0, "max_cost_per_request": 0.5}
 CAPS = {"max_cost_per_request": 0.5, "max_tokens_per_request": 50}
 CAP = "LLMBudgetRequestCapExceeded"
+MIDNIGHT = datetime(2026, 11, 11, tzinfo=UTC).timestamp()  # the period of NOON
 
 
 @pytest.fixture
@@ -136,3 +144,24 @@ def test_llmcost_budgets_update_removing_the_cap_resolves_its_alert(
     resolved_once_per_channel_in_its_thread(rx, gateway)
     [alert] = gateway.alerts("resolved")
     assert alert.alertname == CAP
+
+
+def test_the_period_start_label_reads_as_a_time_in_mail_and_slack(
+    stack: tuple[Services, BudgetService, GatewayService], rx: Receivers
+) -> None:
+    services, budgets, gateway = stack
+    with TestClient(build_app(services, budget_routes(budgets, services.config.auth))) as client:
+        over_the_cap(stack, client)
+    epoch = str(int(MIDNIGHT))
+    [alert] = gateway.alerts("firing")
+    assert alert.labels["period_start"] == epoch  # the label itself, part of the fingerprint, is unchanged
+    [mail] = rx.smtp.messages
+    assert mail.message["Subject"] == (
+        "[WARNING] LLMBudgetRequestCapExceeded "
+        "(budget=search-daily, key=search, period_start=2026-11-11 00:00 UTC, scope=project)"
+    )
+    assert "2026-11-11 00:00 UTC" in mail.part("text/plain") and epoch not in mail.part("text/plain")
+    [posted] = rx.slack.posted
+    assert "2026-11-11 00:00 UTC" in json.dumps(posted["blocks"]) and epoch not in json.dumps(posted["blocks"])
+    [page] = rx.pagerduty.events
+    assert page["payload"]["custom_details"]["labels"]["period_start"] == epoch  # read by machines: as is
