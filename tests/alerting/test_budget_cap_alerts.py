@@ -23,6 +23,7 @@ import pytest
 import yaml
 from starlette.testclient import TestClient
 
+from alerting.budgets.definition import parse_budgets_section
 from alerting.budgets.http import budget_routes
 from alerting.budgets.service import BudgetService
 from alerting.gateway.config import settings_from_config
@@ -31,7 +32,7 @@ from alerting.gateway.sink import GatewaySink
 from exporter.http.app import build_app
 from exporter.services import Services
 from llmcost.cli import main
-from tests.support.budgets import NOON, build, call, ingest
+from tests.support.budgets import CONFIG_REF, NOON, build, call, ingest
 from tests.support.clock import FakeClock
 from tests.support.gateway_harness import Receivers, gateway_config
 
@@ -165,3 +166,23 @@ def test_the_period_start_label_reads_as_a_time_in_mail_and_slack(
     assert "2026-11-11 00:00 UTC" in json.dumps(posted["blocks"]) and epoch not in json.dumps(posted["blocks"])
     [page] = rx.pagerduty.events
     assert page["payload"]["custom_details"]["labels"]["period_start"] == epoch  # read by machines: as is
+
+
+def test_a_config_file_applied_without_the_cap_resolves_its_alert(
+    stack: tuple[Services, BudgetService, GatewayService], rx: Receivers, clock: FakeClock
+) -> None:
+    # `llmcost budgets apply` and a SIGHUP reload of the config file go through `apply_config`.
+    services, budgets, gateway = stack
+    problems: list[str] = []
+    capped = parse_budgets_section([{"name": "search-daily", **CAPPED}], problems)
+    budgets.apply_config(capped.items, origin_ref=CONFIG_REF)
+    ingest(services, call("big", NOON + 500, 2.5))
+    gateway.deliver_pending()
+    assert [a.alertname for a in gateway.alerts("firing")] == [CAP]
+    uncapped = {k: v for k, v in CAPPED.items() if k not in CAPS}
+    budgets.apply_config(
+        parse_budgets_section([{"name": "search-daily", **uncapped}], problems).items, origin_ref=CONFIG_REF
+    )
+    assert problems == []
+    gateway.deliver_pending()
+    resolved_once_per_channel_in_its_thread(rx, gateway)
