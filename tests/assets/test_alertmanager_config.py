@@ -258,6 +258,11 @@ def test_the_real_alertmanager_mutes_only_the_down_instances_alerts(tmp_path: An
         # Critical never mutes critical.
         ({"alertname": "LLMBudgetExceeded", "severity": "critical", **BUDGET},
          {"alertname": "LLMBudgetCritical", "severity": "critical", **BUDGET}, False),
+        # A call over the budget's per-request cap is news whatever the budget's level: it names the call.
+        ({"alertname": "LLMBudgetExceeded", "severity": "critical", **BUDGET},
+         {"alertname": "LLMBudgetRequestCapExceeded", "severity": "warning", **BUDGET}, False),
+        ({"alertname": "LLMBudgetCritical", "severity": "critical", **BUDGET},
+         {"alertname": "LLMBudgetRequestCapExceeded", "severity": "warning", **BUDGET}, False),
         # Alerts without a budget label are not "the same budget" just because both lack one.
         ({"alertname": "LLMCostSchedulerStalled", "severity": "critical", "job": "llmcost"},
          {"alertname": "LLMCostNotificationsFailing", "severity": "warning", "job": "llmcost"}, False),
@@ -269,3 +274,44 @@ def test_critical_inhibits_warning_of_the_same_budget_only(
     source: dict[str, str], target: dict[str, str], inhibited: bool
 ) -> None:
     assert _inhibited(target, source) is inhibited
+
+
+def test_the_real_alertmanager_delivers_a_request_cap_alert_while_its_budget_is_exceeded(tmp_path: Any) -> None:
+    """A budget over its limit and then a call over its per-request cap, as llmcost pushes them (`alertmanager:`
+    configured, as in docker-compose.yml): the shipped inhibit rule muted the cap alert as a "warning about the
+    same budget", so it never reached the gateway and nobody heard of the runaway call. The budget's own
+    forecast warning is still muted."""
+    token = tmp_path / "token"
+    token.write_text("inhibit-test-token\n", encoding="utf-8")
+    dead_llmcost, am_port = live_stack.free_ports(2)
+    server = live_stack.alertmanager_server(
+        tmp_path / "am", live_stack.Ports(dead_llmcost, 0, am_port), credentials_file=token, timings={}
+    )
+    server.start()
+    try:
+        am = f"http://127.0.0.1:{am_port}"
+        pushed = [
+            ("LLMBudgetExceeded", "critical", {}),
+            ("LLMBudgetForecastOverrun", "warning", {}),
+            ("LLMBudgetRequestCapExceeded", "warning", {"period_start": "2026-12-07T00:00:00Z"}),
+        ]
+        body = [
+            {"labels": {"alertname": name, "severity": severity, **BUDGET, **extra, **OURS}}
+            for name, severity, extra in pushed
+        ]
+        assert httpx.post(f"{am}/api/v2/alerts", json=body, timeout=5).status_code == 200
+
+        def muted() -> dict[str, bool] | None:
+            found = httpx.get(f"{am}/api/v2/alerts", timeout=5).json()
+            by_name = {a["labels"]["alertname"]: bool(a["status"]["inhibitedBy"]) for a in found}
+            # Inhibition is decided once Alertmanager holds the source: wait for the muted warning.
+            return by_name if len(by_name) == len(pushed) and by_name["LLMBudgetForecastOverrun"] else None
+
+        assert live_stack.wait_until(muted, 20), httpx.get(f"{am}/api/v2/alerts", timeout=5).text
+        assert muted() == {
+            "LLMBudgetExceeded": False,
+            "LLMBudgetForecastOverrun": True,
+            "LLMBudgetRequestCapExceeded": False,
+        }
+    finally:
+        server.stop()
