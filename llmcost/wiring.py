@@ -207,6 +207,7 @@ def _sink(
         wake=loop.wake,
         generator_url=source,
         runbook_url=lambda name: runbook_url(config, name),
+        dashboard_url=lambda name, labels: dashboard_url(config, name, labels),
         clock=services.clock,
     )
     return sink, pusher

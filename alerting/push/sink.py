@@ -52,6 +52,7 @@ class AlertmanagerSink:
         wake: Callable[[], None],
         generator_url: Callable[[str, Mapping[str, str]], str],
         runbook_url: Callable[[str], str],
+        dashboard_url: Callable[[str, Mapping[str, str]], str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -59,6 +60,7 @@ class AlertmanagerSink:
         self._wake = wake
         self._generator_url = generator_url
         self._runbook_url = runbook_url
+        self._dashboard_url = dashboard_url
         self.clock = clock
 
     def fire(self, alertname: str, labels: Mapping[str, str], annotations: Mapping[str, str], severity: str) -> bool:
@@ -66,6 +68,11 @@ class AlertmanagerSink:
         clean = clean_labels(labels)
         fp = fingerprint(alertname, clean)
         notes = {**annotations, "runbook_url": self._runbook_url(alertname)}
+        # The Grafana link the direct path adds (`GatewaySink`): the alert comes back from Alertmanager
+        # with the annotations pushed here, so without it the Dashboard button was missing on this path.
+        dashboard = self._dashboard_url(alertname, clean) if self._dashboard_url is not None else ""
+        if dashboard:
+            notes["dashboard_url"] = dashboard
         values = {
             "alertname": alertname,
             "labels": dumps(clean),

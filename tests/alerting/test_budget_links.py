@@ -114,3 +114,32 @@ def test_the_source_link_of_a_budget_alert_pushed_to_alertmanager_opens_without_
         assert links["generatorURL"] == f"http://{LISTEN}/#budget-{ENCODED}"
     finally:
         services.close()
+
+
+def test_a_budget_alert_pushed_to_alertmanager_carries_its_dashboard_link(
+    sqlite_url: str, alertmanager: RecordingServer, clock: FakeClock
+) -> None:
+    """With `grafana_url` set, the direct path gives a budget alert a Dashboard link (its `dashboard_url`
+    annotation: Slack button, mail link, PagerDuty link). Through Alertmanager (`alertmanager:` configured, as
+    in docker-compose.yml) the alert comes back to the gateway with the annotations llmcost pushed, and those
+    lacked it: the same alert reached people without the way to its dashboard."""
+    config = make_config(
+        sqlite_url,
+        listen=LISTEN,
+        grafana_url="https://grafana.example.com/d/llmcost-overview",
+        alertmanager={"urls": [alertmanager.url.rstrip("/")]},
+        alerting={"tick_interval": 0},
+    )
+    services, parts = _start(config, clock)
+    try:
+        assert parts.pusher is not None
+        parts.pusher.push()
+        pushed = wait_until(
+            lambda: [a for r in alertmanager.requests for a in r.json if a["labels"].get("budget") == BUDGET],
+            timeout=10,
+            what="the budget alert pushed to Alertmanager",
+        )
+        annotations = pushed[-1]["annotations"]
+        assert annotations.get("dashboard_url") == f"https://grafana.example.com/d/llmcost-budgets?var-budget={ENCODED}"
+    finally:
+        services.close()
