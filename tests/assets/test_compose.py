@@ -20,6 +20,8 @@ import jsonschema
 import pytest
 import yaml
 
+from alerting.links import dashboard_url
+from llmcost.config import parse_config
 from tests.support import monitoring_assets as assets
 from tests.support.paths import DATA
 
@@ -266,3 +268,19 @@ def test_the_image_installs_every_data_file_of_the_packages() -> None:
             if not any(fnmatch.fnmatch(path.name, pattern) for pattern in wanted):
                 left_out.append(str(path.relative_to(assets.REPO)))
     assert left_out == []
+
+
+def test_alerts_and_the_console_link_to_the_published_grafana() -> None:
+    """The stack runs Grafana with the dashboards, but llmcost's config had no `grafana_url`: budget and spike
+    alerts came without their Dashboard link, and the console without its Grafana link. Read as llmcost reads
+    it, the config now links a budget alert to the Budgets dashboard on Grafana's published port."""
+    secrets = {name: f"{index:02d}" * 16 for index, name in enumerate(_env_example())}  # .env filled in
+    content = _interpolate(_compose()["configs"]["llmcost-config"]["content"], secrets)
+    config = parse_config(yaml.safe_load(content))
+    [published] = _compose()["services"]["grafana"]["ports"]
+    _host, host_port, _container_port = published.split(":")
+    link = urlsplit(dashboard_url(config, "LLMBudgetExceeded", {"budget": "daily-total"}))
+    assert (link.scheme, link.hostname, link.port) == ("http", "localhost", int(host_port))
+    uids = {json.loads(path.read_text(encoding="utf-8"))["uid"] for path in assets.DASHBOARDS_DIR.glob("*.json")}
+    assert link.path.removeprefix("/d/") in uids
+    assert link.query == "var-budget=daily-total"
