@@ -9,8 +9,10 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from exporter import metric_names
 from tests.support import monitoring_assets as assets
@@ -264,3 +266,43 @@ def test_rule_files_are_the_ones_prometheus_loads() -> None:
     names = sorted(path.name for path in assets.rule_files())
     assert names == ["llmcost-alerts.rules.yml", "llmcost-recording.rules.yml"]
     assert all(Path(path).suffixes[-2:] == [".test", ".yml"] for path in assets.rule_test_files())
+
+
+_EXTRA_SELECTOR = 'job="llm-cost", cluster="eu-1"'
+
+
+def _on_extra_selector(node: Any) -> Any:
+    """A promtool test case moved onto llmcost scraped as `job="llm-cost"` with a `cluster="eu-1"` target label."""
+    if isinstance(node, dict):
+        out = {key: _on_extra_selector(value) for key, value in node.items()}
+        if (labels := out.get("exp_labels")) and labels.get("job") == "llmcost":
+            labels.update(job="llm-cost", cluster="eu-1")
+        return out
+    if isinstance(node, list):
+        return [_on_extra_selector(item) for item in node]
+    if isinstance(node, str):
+        # Input series (`{job="llmcost",instance=…}`) and annotations quoting the selector.
+        series = node.replace('job="llmcost",', 'job="llm-cost",cluster="eu-1",')
+        return series.replace('job="llmcost"', _EXTRA_SELECTOR)
+    return node
+
+
+def test_every_alert_keeps_every_label_of_the_selector(tmp_path: Path) -> None:
+    """The shipped promtool cases, on rules rendered with an extra selector label: each alert keeps it.
+
+    Dashboards find the rules' alerts with `ALERTS{…, <selector>}` (their annotations, rendered with
+    grafana/build_dashboards.py's same --selector), and Alertmanager routes can match `cluster`: an alert whose
+    aggregation drops a selector label (`sum by (job, …)`) is invisible there.
+    """
+    assert build_rules.main(["--out", str(tmp_path), "--selector", _EXTRA_SELECTOR]) == 0
+    files = [path for path in assets.rule_test_files() if path.name.startswith("llmcost-alerts.")]
+    assert files
+    for path in files:
+        test = _on_extra_selector(assets.load_yaml(path))
+        (tmp_path / path.name).write_text(yaml.safe_dump(test, sort_keys=False), encoding="utf-8")
+    with ThreadPoolExecutor(max_workers=len(files)) as pool:
+        results = list(pool.map(lambda p: assets.run(["promtool", "test", "rules", str(tmp_path / p.name)]), files))
+    failures = [
+        f"{path.name}: {_output(result)}" for path, result in zip(files, results, strict=True) if result.returncode
+    ]
+    assert not failures, "\n".join(failures)
