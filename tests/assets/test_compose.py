@@ -284,3 +284,18 @@ def test_alerts_and_the_console_link_to_the_published_grafana() -> None:
     uids = {json.loads(path.read_text(encoding="utf-8"))["uid"] for path in assets.DASHBOARDS_DIR.glob("*.json")}
     assert link.path.removeprefix("/d/") in uids
     assert link.query == "var-budget=daily-total"
+
+
+def test_docs_apply_a_changed_inline_config_by_recreating_the_container() -> None:
+    """llmcost's config is inline in the compose file, written into the container when Compose creates it.
+    The runbook said to apply a new budget limit with `docker compose kill -s HUP llmcost`, which reloads
+    that old copy (so does a restart, and a plain `up -d` does not recreate the container for it): no
+    page sends a signal or a restart to the stack's llmcost; the runbook recreates the container."""
+    assert "content" in _compose()["configs"]["llmcost-config"]
+    stale = re.compile(r"docker compose (?:kill|restart)\b[^`\n]*\bllmcost\b")
+    pages = [assets.COMPOSE_FILE, assets.REPO / "README.md", *sorted((assets.REPO / "docs").glob("*.md"))]
+    found = [f"{page.name}: {m.group()}" for page in pages for m in stale.finditer(page.read_text(encoding="utf-8"))]
+    assert found == []
+    runbook = assets.RUNBOOK.read_text(encoding="utf-8")
+    assert "docker compose up -d --force-recreate llmcost" in runbook
+    assert "#changing-llmcosts-config-in-the-compose-stack" in runbook
