@@ -299,3 +299,14 @@ def test_docs_apply_a_changed_inline_config_by_recreating_the_container() -> Non
     runbook = assets.RUNBOOK.read_text(encoding="utf-8")
     assert "docker compose up -d --force-recreate llmcost" in runbook
     assert "#changing-llmcosts-config-in-the-compose-stack" in runbook
+
+
+def test_the_rules_alerts_link_to_the_grafana_llmcost_links_to() -> None:
+    """Prometheus loads the shipped rules (./prometheus is mounted): their alerts' Dashboard links open on the
+    Grafana that llmcost's `grafana_url` names, so every alert of the stack opens its dashboard in one place."""
+    content = _compose()["configs"]["llmcost-config"]["content"]
+    grafana_url = yaml.safe_load(INTERPOLATION.sub("x", content))["grafana_url"]
+    root = grafana_url.split("/d/", 1)[0]
+    assert ("prometheus", "./prometheus", "/etc/prometheus") in set(_bind_sources())
+    for rule in assets.alerting_rules():
+        assert rule["annotations"]["dashboard_url"].startswith(f"{root}/d/"), rule["alert"]

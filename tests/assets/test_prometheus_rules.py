@@ -306,3 +306,51 @@ def test_every_alert_keeps_every_label_of_the_selector(tmp_path: Path) -> None:
         f"{path.name}: {_output(result)}" for path, result in zip(files, results, strict=True) if result.returncode
     ]
     assert not failures, "\n".join(failures)
+
+
+def _dashboard_link(url: str) -> tuple[str, str, set[str]]:
+    """(Grafana root, dashboard uid, `var-` names) of a `dashboard_url` annotation, its templates left out."""
+    root, _, rest = url.partition("/d/")
+    uid, _, query = rest.partition("?")
+    return root, uid, set(re.findall(r"[?&]var-(\w+)=", query))
+
+
+def test_every_alert_links_to_the_dashboard_that_shows_it() -> None:
+    """The stack alerts had no `dashboard_url`: no Dashboard button in Slack, no link in mail or PagerDuty."""
+    boards = {board["uid"]: board for board in assets.dashboards().values()}
+    for rule in assets.alerting_rules():
+        root, uid, variables = _dashboard_link(rule["annotations"].get("dashboard_url", ""))
+        assert root == build_rules.DEFAULT_GRAFANA_URL, rule["alert"]
+        assert uid in boards, rule["alert"]
+        assert variables <= {v["name"] for v in boards[uid]["templating"]["list"]}, rule["alert"]
+        assert uid == ("llmcost-overview" if rule["alert"] == "LLMCostUnpricedModel" else "llmcost-stack-health")
+
+
+@pytest.mark.parametrize(
+    ("grafana_url", "root"),
+    [
+        ("https://grafana.example.com/d/llmcost-overview?orgId=1", "https://grafana.example.com"),  # as grafana_url
+        ("https://example.com/grafana/", "https://example.com/grafana"),
+        ("", None),
+    ],
+)
+def test_rules_render_with_another_grafana(tmp_path: Path, grafana_url: str, root: str | None) -> None:
+    assert build_rules.main(["--out", str(tmp_path), "--grafana-url", grafana_url]) == 0
+    rendered = sorted(tmp_path.glob("*.rules.yml"))
+    result = assets.run(["promtool", "check", "rules", *map(str, rendered)])
+    assert result.returncode == 0, _output(result)
+    shipped = {rule["alert"]: rule for rule in assets.alerting_rules()}
+    for path in rendered:
+        for group in assets.load_yaml(path)["groups"]:
+            for rule in group["rules"]:
+                if "alert" not in rule:
+                    continue
+                link = rule["annotations"].get("dashboard_url")
+                if root is None:
+                    assert link is None, rule["alert"]  # no Grafana with the dashboards: no link
+                    continue
+                assert link == shipped[rule["alert"]]["annotations"]["dashboard_url"].replace(
+                    build_rules.DEFAULT_GRAFANA_URL, root
+                )
+    with pytest.raises(SystemExit):
+        build_rules.main(["--out", str(tmp_path), "--grafana-url", "grafana:3000"])

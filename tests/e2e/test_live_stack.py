@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import urllib.parse
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -271,6 +272,23 @@ def test_a_shipped_alert_fires_through_alertmanager_and_reaches_slack_exactly_on
     assert slack_posts(live.slack, ALERT) == [first_post], live.diagnostics()
     ts = live.slack.answer(first_post)["ts"]
     assert not [r for r in live.slack.calls("chat.update") if r.payload.get("ts") == ts], "edited before any ack"
+
+
+def test_the_shipped_alerts_slack_message_opens_its_dashboard_on_the_model(first_post: RecordedRequest) -> None:
+    """The stack alerts had no `dashboard_url`: their Slack message (and mail, PagerDuty page) came without the
+    Dashboard button that budget and spike alerts have. The shipped rule's link opens the Spend overview, which
+    lists the unpriced calls, filtered on the model, on the compose stack's Grafana (as its `grafana_url`)."""
+    blocks = first_post.payload.get("blocks")
+    blocks = json.loads(blocks) if isinstance(blocks, str) else blocks
+    buttons = {e["text"]["text"]: e["url"] for b in blocks or [] for e in b.get("elements", []) if "url" in e}
+    assert "Dashboard" in buttons, buttons
+    link = urllib.parse.urlsplit(buttons["Dashboard"])
+    assert (link.scheme, link.netloc, link.path) == ("http", "localhost:3000", "/d/llmcost-overview")
+    query = urllib.parse.parse_qs(link.query)
+    assert query["var-provider"] == ["self-hosted"] and query["var-model"] == ["llama-3.1-8b-internal"], query
+    assert query["to"] == ["now"] and int(query["from"][0]) < time.time() * 1000  # around the alert's start
+    [board] = [b for b in assets.dashboards().values() if b["uid"] == "llmcost-overview"]
+    assert {"provider", "model"} <= {v["name"] for v in board["templating"]["list"]}
 
 
 def test_acking_the_alert_through_the_api_updates_its_slack_message(
