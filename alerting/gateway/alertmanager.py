@@ -42,6 +42,8 @@ class WebhookAlert:
 
     status: str
     alert: AlertInput
+    own: bool = False
+    """One of llmcost's own alerts (pushed with `llmcost_origin`), routed back here."""
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,8 @@ def parse_webhook(data: Any) -> Webhook:
         if not alertname:
             raise PayloadError(f"{field}.labels.alertname", "required")
         severity = severity_of(labels)
-        if labels.get(ORIGIN_LABEL):
+        own = bool(labels.get(ORIGIN_LABEL))
+        if own:
             # llmcost's own alert, pushed by it and routed back here: drop the labels added for routing, so
             # it keeps the fingerprint the scheduler gave it and stays one alert, notified once.
             labels = {k: v for k, v in labels.items() if k not in PUSHED_ONLY_LABELS}
@@ -139,6 +142,7 @@ def parse_webhook(data: Any) -> Webhook:
                     group_key=group_key,
                     truncated_alerts=truncated,
                 ),
+                own,
             )
         )
     # Sorted by fingerprint: transactions touching the same alerts lock them in one order (no deadlocks).

@@ -22,7 +22,7 @@ from alerting.gateway.alert_rows import AlertRows
 from alerting.gateway.changes import AlertConflict, AlertInput, AlertNotFound, Change
 from alerting.gateway.dedup import Reason, decide, severity_rank
 from alerting.gateway.enqueue import enqueue, notified_channels
-from alerting.gateway.records import alert_from_row, dumps, reopened_json, rfc3339
+from alerting.gateway.records import alert_from_row, dumps, loads, reopened_json, rfc3339
 from alerting.gateway.settings import GatewaySettings
 from alerting.gateway.silences import CHANNEL as SILENCES
 from alerting.gateway.tables import alerts
@@ -83,6 +83,28 @@ class Lifecycle:
         if incoming.update and refreshed and not change.changed and row is not None and row.state == "firing":
             return self._edit_in_place(conn, row, now, via=incoming.source)
         return change
+
+    def refresh_figures(self, conn: Connection, incoming: AlertInput, now: float) -> Change:
+        """Store an open alert's new figures (its annotations), at the level it is at; notify nobody.
+
+        For llmcost's own alerts on the Alertmanager path: their figures change with each evaluation, and
+        Alertmanager's webhook sends a group again only when its alerts come or go, or after
+        repeat_interval, never for new annotations, so the gateway kept the first figures for hours. It
+        takes them from the scheduler instead, as on the direct path (`fire` refreshes them). Nothing
+        more: a new alert, a new level and a resolve still come through Alertmanager, where silences,
+        inhibitions and routes apply. `incoming.update` edits the messages in place, as `fire` does.
+        """
+        row = self.rows.open_row(conn, incoming.fingerprint)
+        if row is None or row.alertname != incoming.alertname:
+            return Change("ignored", reason="not open at this level: Alertmanager brings it")
+        notes = dict(incoming.annotations)
+        if loads(row.annotations) == notes:
+            return Change("unchanged", alert_from_row(row))
+        self.rows.update(conn, row.id, updated_at=now, annotations=dumps(notes))
+        row = self.rows.open_row(conn, incoming.fingerprint)
+        if incoming.update and row is not None and row.state == "firing":
+            return self._edit_in_place(conn, row, now, via=incoming.source)
+        return Change("unchanged", alert_from_row(row), reason="figures refreshed")
 
     def _edit_in_place(self, conn: Connection, row: Any, now: float, *, via: str) -> Change:
         """Show a firing alert's new figures where its messages can be edited (Slack), telling nobody.

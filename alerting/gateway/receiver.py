@@ -7,6 +7,7 @@ small in-memory set of committed digests before it reaches the store.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import threading
 from collections import OrderedDict
@@ -18,14 +19,15 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from alerting.gateway.alertmanager import Webhook, parse_webhook
-from alerting.gateway.changes import AlertConflict, AlertNotFound, Change
+from alerting.gateway.changes import AlertConflict, AlertInput, AlertNotFound, Change
 from alerting.gateway.enqueue import dialect_insert
 from alerting.gateway.grouping import digest_members
 from alerting.gateway.lifecycle import Lifecycle
-from alerting.gateway.records import dumps
+from alerting.gateway.records import dumps, loads
 from alerting.gateway.tables import alert_channels, alerts, webhook_receipts
 from alerting.gateway.webhooks import PagerDutyEvent, SlackAction
 from alerting.model import Actor
+from alerting.push.tables import alertmanager_alerts
 from exporter.store import Store
 
 T = TypeVar("T")
@@ -126,6 +128,22 @@ class _RecentDigests:
                 self._items.popitem(last=False)
 
 
+def _current_figures(conn: Connection, incoming: AlertInput) -> AlertInput:
+    """One of llmcost's own alerts, with the figures llmcost holds for it now if it still fires at this level.
+
+    Alertmanager delivers the annotations it held when it flushed the group: a delivery (a repeat, a
+    retry) can carry figures older than those the scheduler has since stored in the gateway's record
+    (`Lifecycle.refresh_figures`), and must not bring them back.
+    """
+    t = alertmanager_alerts
+    row = conn.execute(
+        select(t.c.alertname, t.c.annotations).where(t.c.fingerprint == incoming.fingerprint, t.c.ends_at.is_(None))
+    ).first()
+    if row is None or row.alertname != incoming.alertname:
+        return incoming
+    return dataclasses.replace(incoming, annotations=loads(row.annotations))
+
+
 class WebhookReceiver:
     """Applies verified webhook deliveries through the lifecycle stage, each delivery once."""
 
@@ -175,7 +193,8 @@ class WebhookReceiver:
         changes = []
         for item in hook.alerts:
             if item.status == "firing":
-                changes.append(self.lifecycle.fire(conn, item.alert, now))
+                incoming = _current_figures(conn, item.alert) if item.own else item.alert
+                changes.append(self.lifecycle.fire(conn, incoming, now))
             else:
                 changes.append(
                     self.lifecycle.resolve(

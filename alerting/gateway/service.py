@@ -200,6 +200,24 @@ class GatewayService:
         )
         return self._write(lambda conn: self.lifecycle.fire(conn, incoming, self.clock()))
 
+    def refresh_figures(
+        self,
+        alertname: str,
+        labels: Mapping[str, str],
+        annotations: Mapping[str, str],
+        *,
+        severity: Severity,
+        update: bool = False,
+    ) -> Change:
+        """New figures of an open alert at this level, stored without a notification (see `Lifecycle.refresh_figures`).
+
+        `update`: the figures grew enough to edit the messages already sent (see `AlertInput`).
+        """
+        incoming = AlertInput(
+            alertname=alertname, labels=dict(labels), severity=severity, annotations=dict(annotations), update=update
+        )
+        return self._write(lambda conn: self.lifecycle.refresh_figures(conn, incoming, self.clock()))
+
     def fire_many(self, alerts: Sequence[AlertInput]) -> list[Change]:
         """Report several alerts as firing in ONE transaction (one budget pass crossing many instances).
 

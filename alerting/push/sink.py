@@ -4,7 +4,10 @@
 then come back through Alertmanager's webhook (the shipped `alertmanager.yml` routes them to the
 gateway), so the direct path is not used and nothing is notified twice. A resolve is also applied
 to the gateway's own record of the alert at once: a resolve that a silence in Alertmanager would
-hold back still closes the alert in llmcost (and sends its one resolve notification).
+hold back still closes the alert in llmcost (and sends its one resolve notification). So are new
+figures of an alert the gateway holds open at the same level: Alertmanager's webhook sends nothing for
+changed annotations (only when a group's alerts come or go, or after repeat_interval), so llmcost
+showed the first figures for hours while Alertmanager held the current ones.
 
 A budget instance is one alert whose name follows its level (`ESCALATING_ALERTS`): one row, updated in
 place. Alertmanager knows each level as its own alert (the name is a label), so when the level changes
@@ -65,6 +68,15 @@ class AlertmanagerSink:
 
     def fire(self, alertname: str, labels: Mapping[str, str], annotations: Mapping[str, str], severity: str) -> bool:
         """Raise (or keep raising) an alert; True when it is new, reopened or changed (then pushed at once)."""
+        return self._fire(alertname, labels, annotations, severity, edit=False)
+
+    def update(self, alertname: str, labels: Mapping[str, str], annotations: Mapping[str, str], severity: str) -> bool:
+        """New figures of a firing alert that grew: pushed, and edited into its messages (`GatewaySink.update`)."""
+        return self._fire(alertname, labels, annotations, severity, edit=True)
+
+    def _fire(
+        self, alertname: str, labels: Mapping[str, str], annotations: Mapping[str, str], severity: str, *, edit: bool
+    ) -> bool:
         clean = clean_labels(labels)
         fp = fingerprint(alertname, clean)
         notes = {**annotations, "runbook_url": self._runbook_url(alertname)}
@@ -82,6 +94,7 @@ class AlertmanagerSink:
         }
         t = alertmanager_alerts
         now = self.clock()
+        refigured = False  # the same firing alert with other figures
         with self.store.transaction() as conn:
             inserted = conn.execute(
                 dialect_insert(self.store.dialect, t)
@@ -101,8 +114,12 @@ class AlertmanagerSink:
                     extra = {"starts_at": now, "ends_at": None} if reopened else {}
                     conn.execute(update(t).where(t.c.fingerprint == fp).values(updated_at=now, **values, **extra))
                     changed = True
+                    refigured = row is not None and not reopened and row.alertname == alertname
         if changed:
             self._wake()
+        if refigured:
+            # Into the gateway's record now (see the module docstring), not whenever Alertmanager re-sends.
+            self.gateway.refresh_figures(alertname, clean, notes, severity=severity, update=edit)  # type: ignore[arg-type]
         return True
 
     def _end_level(self, conn: Any, row: Any, fp: str, ended: float) -> None:

@@ -286,3 +286,35 @@ def test_a_budget_alert_rising_a_level_resolves_the_earlier_level_in_alertmanage
     assert states == {("LLMBudgetWarning", True), ("LLMBudgetCritical", False)}
     gateway.close()
     store.close()
+
+
+def test_new_figures_reach_the_gateways_record_at_once_a_new_alert_or_level_only_through_alertmanager(
+    alertmanager: RecordingServer, db_url: str, clock: FakeClock
+) -> None:
+    """Alertmanager's webhook sends nothing for changed annotations: llmcost showed the first figures for hours."""
+    clock.set(T0)
+    sink, _pusher, store = build(alertmanager.url, db_url, clock)
+    gateway = sink.gateway
+    sink.fire("LLMBudgetCritical", LABELS, {"summary": "97 %"}, "critical")
+    assert gateway.alerts() == []  # a new alert comes back through Alertmanager (silences, inhibition, routes)
+
+    def delivery(summary: str) -> dict[str, Any]:
+        labels = {**LABELS, "alertname": "LLMBudgetCritical", "severity": "critical", "llmcost_origin": "llmcost"}
+        item = {"status": "firing", "labels": labels, "annotations": {"summary": summary}, "startsAt": rfc3339(T0)}
+        return {"version": "4", "groupKey": '{}:{alertname="LLMBudgetCritical"}', "alerts": [item]}
+
+    gateway.receive_alertmanager(delivery("97 %"))
+    clock.now = T0 + 30
+    sink.fire("LLMBudgetCritical", LABELS, {"summary": "99 %"}, "critical")
+    (alert,) = gateway.alerts()
+    assert alert.annotations["summary"] == "99 %"
+    assert gateway.ack(alert.id, by="alice").action == "acknowledged"
+    sink.fire("LLMBudgetCritical", LABELS, {"summary": "99.5 %"}, "critical")  # acknowledged: figures all the same
+    assert gateway.receive_alertmanager(delivery("98 %")).changes  # a late delivery, older figures
+    (alert,) = gateway.alerts()
+    assert (alert.state, alert.annotations["summary"]) == ("acknowledged", "99.5 %")
+    sink.fire("LLMBudgetExceeded", LABELS, {"summary": "101 %"}, "critical")
+    (alert,) = gateway.alerts()
+    assert (alert.alertname, alert.annotations["summary"]) == ("LLMBudgetCritical", "99.5 %")  # the level: via AM
+    gateway.close()
+    store.close()
