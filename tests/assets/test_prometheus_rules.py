@@ -354,3 +354,23 @@ def test_rules_render_with_another_grafana(tmp_path: Path, grafana_url: str, roo
                 )
     with pytest.raises(SystemExit):
         build_rules.main(["--out", str(tmp_path), "--grafana-url", "grafana:3000"])
+
+
+LOOKBACK_SECONDS = 300.0
+"""Prometheus' `--query.lookback-delta` (5m): how old the last sample of a series may be for an instant query."""
+
+
+def _seconds(duration: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    return sum(float(n) * units[u] for n, u in re.findall(r"(\d+)([smh])", duration))
+
+
+def test_every_recorded_series_outlives_a_missed_evaluation_within_the_lookback() -> None:
+    """The daily group evaluated every 5 minutes, the lookback itself: an instant query of `*:increase1d` (the
+    "Top services in the last 24 hours" panel) found nothing just before an evaluation was written, after a
+    missed one or around a restart. Every group's last two evaluations must fall within the lookback."""
+    default = _seconds(assets.load_yaml(assets.PROMETHEUS_CONFIG)["global"]["evaluation_interval"])
+    for path in assets.rule_files():
+        for group in assets.load_yaml(path)["groups"]:
+            interval = _seconds(group["interval"]) if "interval" in group else default
+            assert 0 < 2 * interval < LOOKBACK_SECONDS, f"{path.name}: {group['name']} every {interval:g} s"

@@ -14,8 +14,8 @@ What runs, and what differs from the shipped configuration (and why):
   budget burn and the spike window keep moving.
 - Prometheus with the shipped `prometheus.yml` and rule files, derived by `tests/support/live_stack.py` (on top
   of `scripts/stack.py`): targets rewritten to loopback ports; scrape and evaluation intervals 1 s
-  instead of 30 s; rule groups without their own `interval:` (`llmcost-usage-daily` evaluates every 5
-  minutes in production, longer than this test); `LLMCostUnpricedModel`'s `for:` shortened from 5m to
+  instead of 30 s; rule groups without their own `interval:` (`llmcost-usage-daily` evaluates every 2
+  minutes in production, too slow for this test); `LLMCostUnpricedModel`'s `for:` shortened from 5m to
   2s in the rewritten copy of the rule, so that it fires within seconds but still passes through pending.
 - Alertmanager with the shipped `alertmanager.yml`: the gateway webhook URL rewritten to llmcost's port,
   its token in a `credentials_file`, and group_wait 1s / group_interval 1s / repeat_interval 2s instead

@@ -5,7 +5,7 @@ shipped configs: scrape and Alertmanager targets on loopback ports, the gateway 
 with its bearer token in a `credentials_file`. On top of that, for a run measured in seconds:
 
 - scrape and evaluation intervals of `interval` seconds, and copies of the shipped rule files whose
-  groups lose their own `interval:` (the daily group evaluates every 5 minutes in production);
+  groups lose their own `interval:` (the daily group evaluates every 2 minutes in production);
 - in those copies, a shorter `for:` for the alerts named in `for_overrides`;
 - Alertmanager routes with `timings` (e.g. group_wait 1s) instead of their seconds-to-hours waits.
 """
