@@ -121,6 +121,49 @@ CONTENT_FIELDS = frozenset(
 use). llmcost stores no content (docs/sending-data.md): these are dropped, whether they come as
 unknown fields of an event (which are otherwise kept in `metadata`) or as keys of its `metadata`."""
 
+FOREIGN_COUNTS: dict[str, str] = {
+    # OpenAI Chat Completions (and the many APIs that copy it), DeepSeek
+    "prompt_tokens": "input_tokens",
+    "completion_tokens": "output_tokens",
+    "cached_tokens": "cache_read_tokens",
+    "prompt_cache_hit_tokens": "cache_read_tokens",
+    "prompt_cache_miss_tokens": "input_tokens",
+    # Anthropic Messages
+    "cache_read_input_tokens": "cache_read_tokens",
+    "cache_creation_input_tokens": "cache_write_tokens",
+    # Bedrock Converse
+    "inputTokens": "input_tokens",
+    "outputTokens": "output_tokens",
+    "cacheReadInputTokens": "cache_read_tokens",
+    "cacheWriteInputTokens": "cache_write_tokens",
+    # Gemini
+    "promptTokenCount": "input_tokens",
+    "candidatesTokenCount": "output_tokens",
+    "cachedContentTokenCount": "cache_read_tokens",
+    "thoughtsTokenCount": "output_tokens",
+    # OpenTelemetry GenAI attributes (and early OpenLLMetry's), beside a `provider`
+    "gen_ai.usage.input_tokens": "input_tokens",
+    "gen_ai.usage.prompt_tokens": "input_tokens",
+    "llm.usage.prompt_tokens": "input_tokens",
+    "gen_ai.usage.output_tokens": "output_tokens",
+    "gen_ai.usage.completion_tokens": "output_tokens",
+    "llm.usage.completion_tokens": "output_tokens",
+    "gen_ai.usage.cache_read.input_tokens": "cache_read_tokens",
+    "gen_ai.usage.cache_read_input_tokens": "cache_read_tokens",
+    "gen_ai.usage.cache_creation.input_tokens": "cache_write_tokens",
+    "gen_ai.usage.cache_creation_input_tokens": "cache_write_tokens",
+    # Totals stand for no one field: "" = any of the token counts
+    "total_tokens": "",
+    "totalTokens": "",
+    "totalTokenCount": "",
+    "llm.usage.total_tokens": "",
+}
+"""Token counts under a provider's or OpenTelemetry's own name, each with the canonical field that counts
+them. Sent at the top level of a canonical event (a flattened `usage`, `gen_ai.*` attributes beside a
+`provider`) they are unknown fields: kept in `metadata`, they would leave the call stored with no tokens
+and no cost, as if it were free. `parse_event` rejects such an event unless the canonical field is given
+too (then the foreign count is only a note, kept in `metadata` as before)."""
+
 
 class InvalidEvent(ValueError):
     """An event that cannot be stored; `field` names the offending field."""
@@ -550,6 +593,8 @@ def parse_event(
         raise InvalidEvent("metadata", f"must be an object, got {type(metadata).__name__}")
     if not KNOWN_FIELDS.issuperset(obj):
         extra = {k: v for k, v in obj.items() if k not in KNOWN_FIELDS}
+        if not FOREIGN_COUNTS.keys().isdisjoint(extra):
+            _check_foreign_counts(extra, get)
         if extra:
             metadata = {**extra, **(metadata or {})}
             # What the call is priced with wins over a metadata key of the same name: `llmcost reprice`
@@ -619,6 +664,56 @@ def parse_event(
         citation_tokens=citations,
         metadata_text=text,
     )
+
+
+def _check_foreign_counts(extra: Mapping[str, Any], get: Any) -> None:
+    """Reject a token count the event names in `FOREIGN_COUNTS` when no canonical field counts it.
+
+    Such a count would otherwise land in `metadata` and the call be stored at 0 tokens and $0
+    (`"prompt_tokens": 1000` flattened out of an OpenAI usage). The reason names the field and what to
+    send instead: the provider's usage object as `usage` (read with that provider's meaning), or the
+    canonical field.
+    """
+    for name, value in extra.items():
+        canonical = FOREIGN_COUNTS.get(name)
+        if canonical is None or not _nonzero(value):
+            continue
+        counted_by = (canonical,) if canonical else TOKEN_FIELDS[:4]
+        if any(get(field) is not None for field in counted_by):
+            continue  # the canonical count is there: this one is a note, kept in metadata
+        if not canonical:
+            raise InvalidEvent(
+                name,
+                f"({value}) is a total, which cannot be priced: send input_tokens and output_tokens, "
+                'or the provider\'s usage object as "usage"',
+            )
+        instead = f"{canonical} (uncached input only)" if canonical == "input_tokens" else canonical
+        if name.startswith(("gen_ai.", "llm.")):
+            raise InvalidEvent(
+                name,
+                'is a GenAI span attribute: beside "provider" the record is read as a canonical event and its '
+                f"{value} tokens would not be counted; name the provider as gen_ai.provider.name instead, "
+                f"or send {instead}",
+            )
+        raise InvalidEvent(
+            name,
+            f"is a provider usage field, not an event field: its {value} tokens would not be counted; send the "
+            f"provider's usage object as \"usage\": {{...}} (read with that provider's meaning), or {instead}",
+        )
+
+
+def _nonzero(value: Any) -> bool:
+    """True for a count other than 0 (a number, or a number as text: a CSV cell)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return value != 0
+    if isinstance(value, str):
+        try:
+            return float(value) != 0
+        except ValueError:
+            return False
+    return False
 
 
 _NO_MEDIA = (0,) * len(MEDIA_FIELDS)

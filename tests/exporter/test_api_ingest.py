@@ -228,3 +228,26 @@ def test_whole_and_fractional_timestamps_in_one_batch_are_all_stored(client: Tes
         response = client.post("/v1/usage", json=events)
     assert response.status_code == 200, response.text
     assert response.json()["accepted"] == 2
+
+
+def test_a_flattened_provider_usage_is_rejected_by_index_not_stored_as_a_free_call(client: TestClient) -> None:
+    # A newcomer copies OpenAI's usage fields into the event instead of sending them as "usage": before,
+    # the answer was "accepted" and the call was stored at 0 tokens and $0.
+    flat = usage("flat", prompt_tokens=1000, completion_tokens=200, total_tokens=1200)
+    del flat["input_tokens"], flat["output_tokens"]
+    body = client.post("/v1/usage", json=[usage("good"), flat]).json()
+    assert body["accepted"] == 1
+    assert body["rejected"] == [
+        {
+            "index": 1,
+            "error": "prompt_tokens: is a provider usage field, not an event field: its 1000 tokens would not be "
+            "counted; send the provider's usage object as \"usage\": {...} (read with that provider's meaning), "
+            "or input_tokens (uncached input only)",
+        }
+    ]
+    # Sent as the usage object it came from, the same call is counted with OpenAI's meaning.
+    wrapped = {k: v for k, v in usage("flat").items() if not k.endswith("_tokens")}
+    wrapped["usage"] = {"prompt_tokens": 1000, "completion_tokens": 200, "total_tokens": 1200}
+    assert client.post("/v1/usage", json=wrapped).json()["accepted"] == 1
+    text = client.get("/metrics").text
+    assert total(text, "llm_tokens_total", token_type="input") == 2000

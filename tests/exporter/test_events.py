@@ -89,6 +89,42 @@ def test_unknown_fields_are_kept_in_metadata() -> None:
     assert ev.metadata == {"team": "core", "trace": "abc"}
 
 
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        # An OpenAI usage flattened into the event: the call would be stored at 0 tokens and $0.
+        (
+            {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100},
+            "prompt_tokens: is a provider usage field, not an event field: its 1000 tokens would not be counted; "
+            'send the provider\'s usage object as "usage"',
+        ),
+        # Anthropic's cache reads beside canonical input and output: only the cache reads would be lost.
+        (
+            {"input_tokens": 100, "output_tokens": 5, "cache_read_input_tokens": 8000},
+            "cache_read_input_tokens: is a provider usage field, not an event field: its 8000 tokens",
+        ),
+        ({"inputTokens": 10, "outputTokens": 5}, "inputTokens: is a provider usage field"),
+        ({"promptTokenCount": "10"}, "promptTokenCount: is a provider usage field"),  # a CSV cell is text
+        ({"total_tokens": 1100}, "total_tokens: (1100) is a total, which cannot be priced"),
+        (
+            {"gen_ai.usage.input_tokens": 1200, "gen_ai.usage.output_tokens": 80},
+            'gen_ai.usage.input_tokens: is a GenAI span attribute: beside "provider" the record is read as a '
+            "canonical event and its 1200 tokens would not be counted; name the provider as gen_ai.provider.name",
+        ),
+    ],
+)
+def test_token_counts_under_a_provider_name_are_rejected_not_stored_free(fields, expected) -> None:  # type: ignore[no-untyped-def]
+    assert expected in reason(event(**fields))
+
+
+def test_a_provider_count_beside_its_canonical_field_is_a_note_kept_in_metadata() -> None:
+    ev = parse_event(event(input_tokens=100, output_tokens=20, total_tokens=120, prompt_tokens=100), now=NOW)
+    assert (ev.input_tokens, ev.output_tokens) == (100, 20)
+    assert ev.metadata == {"total_tokens": 120, "prompt_tokens": 100}
+    # A zero count loses nothing.
+    assert parse_event(event(prompt_tokens=0), now=NOW).metadata == {"prompt_tokens": 0}
+
+
 def test_supplied_cost_is_exact_in_nano_dollars() -> None:
     assert parse_event(event(cost_usd=0.1), now=NOW).cost_nanousd == 100_000_000
     assert parse_event(event(cost_usd="0.000000001"), now=NOW).cost_nanousd == 1
