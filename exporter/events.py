@@ -157,12 +157,16 @@ FOREIGN_COUNTS: dict[str, str] = {
     "totalTokens": "",
     "totalTokenCount": "",
     "llm.usage.total_tokens": "",
+    # A whole Gemini usage object under the response's own key rather than as `usage`
+    "usageMetadata": "usage object",
+    "usage_metadata": "usage object",
 }
 """Token counts under a provider's or OpenTelemetry's own name, each with the canonical field that counts
 them. Sent at the top level of a canonical event (a flattened `usage`, `gen_ai.*` attributes beside a
-`provider`) they are unknown fields: kept in `metadata`, they would leave the call stored with no tokens
-and no cost, as if it were free. `parse_event` rejects such an event unless the canonical field is given
-too (then the foreign count is only a note, kept in `metadata` as before)."""
+`provider`, Gemini's `usage_metadata` object) they are unknown fields: kept in `metadata`, they would
+leave the call stored with no tokens and no cost, as if it were free. `parse_event` rejects such an
+event unless the canonical field is given too (then the foreign count is only a note, kept in
+`metadata` as before)."""
 
 
 class InvalidEvent(ValueError):
@@ -676,6 +680,10 @@ def _check_foreign_counts(extra: Mapping[str, Any], get: Any) -> None:
     """
     for name, value in extra.items():
         canonical = FOREIGN_COUNTS.get(name)
+        if canonical == "usage object" and isinstance(value, Mapping):
+            if not any(get(field) is not None for field in TOKEN_FIELDS[:4]):
+                raise InvalidEvent(name, 'is a usage object under its own name, not counted: send it as "usage"')
+            continue
         if canonical is None or not _nonzero(value):
             continue
         counted_by = (canonical,) if canonical else TOKEN_FIELDS[:4]

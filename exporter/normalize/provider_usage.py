@@ -42,13 +42,15 @@ _TOKEN_KEYS = frozenset(
         "outputTokens",
         "promptTokenCount",
         "candidatesTokenCount",
+        "prompt_token_count",  # Gemini as Google's Python SDKs dump it
+        "candidates_token_count",
         "billed_units",
         "total_tokens",
     )
 )
 _SHAPE_HINT = (
     "expected the usage of OpenAI (prompt_tokens or input_tokens), Anthropic (input_tokens), "
-    "Bedrock Converse (inputTokens), Gemini (promptTokenCount) or Cohere (billed_units)"
+    "Bedrock Converse (inputTokens), Gemini (promptTokenCount or prompt_token_count) or Cohere (billed_units)"
 )
 
 
@@ -75,7 +77,7 @@ def unwrap_usage(usage: Any, path: str = "usage") -> tuple[Mapping[str, Any], st
             model = inner.get("model") if isinstance(inner.get("model"), str) else model
             usage, path = inner["usage"], f"{path}.message.usage"
             continue
-        for key in ("usage", "usageMetadata", "meta"):
+        for key in ("usage", "usageMetadata", "usage_metadata", "meta"):
             if isinstance(usage.get(key), Mapping):
                 if model is None and isinstance(usage.get("model"), str):
                     model = usage["model"]
@@ -154,10 +156,13 @@ def event_from_usage(raw: Mapping[str, Any]) -> dict[str, Any]:
             out["provider"] = inner["provider"]
         wrapped = inner["usage"]
     provider = out.get("provider")
-    if isinstance(wrapped, Mapping) and isinstance(wrapped.get("usageMetadata"), Mapping):
+    if isinstance(wrapped, Mapping) and isinstance(
+        wrapped.get("usageMetadata", wrapped.get("usage_metadata")), Mapping
+    ):
         # A whole Gemini response: its grounding searches are billed apart and its usage does not count them.
-        if out.get("model") is None and isinstance(wrapped.get("modelVersion"), str):
-            out["model"] = wrapped["modelVersion"]
+        version = wrapped.get("modelVersion", wrapped.get("model_version"))
+        if out.get("model") is None and isinstance(version, str):
+            out["model"] = version
         searches = grounded_searches(wrapped, out.get("model"))
         if searches and out.get("web_search_requests") is None:
             out["web_search_requests"] = searches

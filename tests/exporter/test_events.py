@@ -107,6 +107,10 @@ def test_unknown_fields_are_kept_in_metadata() -> None:
         ({"promptTokenCount": "10"}, "promptTokenCount: is a provider usage field"),  # a CSV cell is text
         ({"total_tokens": 1100}, "total_tokens: (1100) is a total, which cannot be priced"),
         (
+            {"usage_metadata": {"prompt_token_count": 10, "candidates_token_count": 5}},
+            'usage_metadata: is a usage object under its own name, not counted: send it as "usage"',
+        ),
+        (
             {"gen_ai.usage.input_tokens": 1200, "gen_ai.usage.output_tokens": 80},
             'gen_ai.usage.input_tokens: is a GenAI span attribute: beside "provider" the record is read as a '
             "canonical event and its 1200 tokens would not be counted; name the provider as gen_ai.provider.name",

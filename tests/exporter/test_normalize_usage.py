@@ -144,6 +144,41 @@ def test_gemini_usage_metadata() -> None:
     assert tokens_of(usage_event({"usageMetadata": usage, "candidates": []}, "gemini")) == (220, 1000, 0, 380, 300)
 
 
+# `GenerateContentResponseUsageMetadata` as google-genai's `model_dump(mode="json")` gives it: snake_case, every
+# field present (None when unset). The Vertex AI SDK's `to_dict()` spells it the same way.
+SDK_USAGE = {
+    "cache_tokens_details": [{"modality": "AUDIO", "token_count": 200}],
+    "cached_content_token_count": 1000,
+    "candidates_token_count": 80,
+    "candidates_tokens_details": None,
+    "prompt_token_count": 1200,
+    "prompt_tokens_details": [{"modality": "TEXT", "token_count": 900}, {"modality": "AUDIO", "token_count": 300}],
+    "thoughts_token_count": 300,
+    "tool_use_prompt_token_count": 20,
+    "tool_use_prompt_tokens_details": None,
+    "total_token_count": 1600,
+    "traffic_type": None,
+}
+
+
+def test_gemini_usage_metadata_as_googles_python_sdks_dump_it() -> None:
+    # Before, it was rejected: "unrecognised usage object (cache_tokens_details, …)".
+    event = usage_event(SDK_USAGE, "gemini")
+    assert tokens_of(event) == (220, 1000, 0, 380, 300)
+    assert (event.input_audio_tokens, event.cache_read_audio_tokens) == (100, 200)
+    # A whole response dumped the same way: its model and grounding searches are read too.
+    response = {
+        "candidates": [{"grounding_metadata": {"web_search_queries": ["a", "b"]}}],
+        "model_version": "gemini-3-pro-preview",
+        "usage_metadata": SDK_USAGE,
+    }
+    whole = canonical({"provider": "gemini", "usage": response})
+    assert (whole.model, whole.web_search_requests, whole.input_tokens) == ("gemini-3-pro-preview", 2, 220)
+    # A problem is named with the key that was sent.
+    with pytest.raises(InvalidEvent, match=r"usage\.prompt_token_count"):
+        canonical({"provider": "gemini", "model": "m", "usage": {**SDK_USAGE, "prompt_token_count": 10}})
+
+
 def test_cohere_without_billed_units_uses_processed_tokens() -> None:
     usage = {"tokens": {"input_tokens": 1500, "output_tokens": 40}, "cached_tokens": 1024}
     assert tokens_of(usage_event(usage, "cohere")) == (476, 1024, 0, 40, 0)
