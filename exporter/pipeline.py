@@ -143,7 +143,9 @@ class IngestPipeline:
                     raise self.too_old()
                 price(event)
             except InvalidEvent as exc:
-                rejected.append(Rejection(index, str(exc)))
+                # A span of an OTLP export file shares its line's index: say which span it is (readers.SpanRecord).
+                where = getattr(raw, "where", "")
+                rejected.append(Rejection(index, f"{where}: {exc}" if where else str(exc)))
                 continue
             except Exception as exc:  # a bug in one mapping must not drop the batch
                 if first_error is None:

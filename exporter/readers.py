@@ -7,8 +7,9 @@ OTLP-JSONL files are read line by line, so memory stays flat however long the fi
 one JSON document (an array, a pretty-printed OTLP export) has to be parsed whole.
 
 `index` is the 0-based position of the record: the line number minus one for JSON lines, the data
-row for CSV (the header is not counted), the element of a JSON array, and the span's position for
-OpenTelemetry exports.
+row for CSV (the header is not counted), the element of a JSON array; the spans of an OpenTelemetry
+export share the index of the export (its line, in a JSON-lines file) and say which span they are
+(`SpanRecord.where`).
 """
 
 from __future__ import annotations
@@ -312,48 +313,61 @@ def _model_from_uri(uri: Any) -> str | None:
 # --- OpenTelemetry -------------------------------------------------------------------------------
 
 
+class SpanRecord(dict[str, Any]):
+    """A span record of an OTLP export, with `where` it is in its export (its place and span id).
+
+    Every span of an export is numbered with the export's own record (its line of a JSON-lines file,
+    as a Collector's file exporter writes them): the pipeline puts `where` before the reason of a
+    rejected span, so the user can find it in the line.
+    """
+
+    where: str = ""
+
+
 def _otel_records(values: Iterator[Record], rule: OtlpConfig) -> Iterator[Record]:
-    position = 0
+    # Records keep the index of the line (or object, or element) they came from, as every other format does:
+    # `llmcost ingest` says "record N" for line N of a JSON-lines file, and the readers' own "line N" agrees.
     for index, value in values:
         if isinstance(value, InvalidEvent) or "resourceSpans" not in value:
             # A bad line, or a span / attribute dict of its own (the SDK's `to_json`, its console exporter):
             # skipped as in an export when it is no model call to count (an HTTP span, a stream without usage).
             if isinstance(value, InvalidEvent) or not is_otel(value) or span_counts(value):
-                yield position, value
-            position += 1
+                yield index, value
             continue
         try:
             spans = list(_otlp_spans(value, rule))
         except (InvalidEvent, AttributeError, TypeError) as exc:
-            yield (
-                position,
-                InvalidEvent("resourceSpans", f"line {index + 1}: not an OTLP trace export ({exc})"),
-            )
-            position += 1
+            yield index, InvalidEvent("resourceSpans", f"line {index + 1}: not an OTLP trace export ({exc})")
             continue
         for span in spans:
             if span is not None:
-                yield position, span
-            position += 1
+                yield index, span
 
 
-def _otlp_spans(doc: dict[str, Any], rule: OtlpConfig) -> Iterator[dict[str, Any] | None]:
+def _otlp_spans(doc: dict[str, Any], rule: OtlpConfig) -> Iterator[SpanRecord | None]:
     """Yield every span of an OTLP JSON export as a span record, None for non-model-call spans.
 
-    Each record carries the `service` and `project` the attribution `rule` finds, as the receiver's do.
+    Each record carries the `service` and `project` the attribution `rule` finds, as the receiver's do,
+    and `where` it is in the export: "span N of this export (span id …)", N counting every span from 1.
     """
+    position = 0
     for resource_spans in doc.get("resourceSpans") or ():
         resource = decode_attributes((resource_spans.get("resource") or {}).get("attributes") or ())
         # `instrumentationLibrarySpans` is the pre-1.0 name of `scopeSpans`.
         scopes = resource_spans.get("scopeSpans") or resource_spans.get("instrumentationLibrarySpans") or ()
         for scope in scopes:
             for span in scope.get("spans") or ():
+                position += 1
                 attributes = decode_attributes(span.get("attributes") or ())
                 if not is_model_call_span(attributes, span.get("status")):
                     yield None  # HTTP, database, agent and tool spans, a model call without usage: as the receiver
                     continue
                 found = attribution(rule.service_attributes, rule.project_attributes, attributes, resource)
-                yield {**span, "attributes": attributes, "resource": {"attributes": resource}, **found}
+                record = SpanRecord({**span, "attributes": attributes, "resource": {"attributes": resource}, **found})
+                span_id = span.get("spanId")
+                named = f" (span id {span_id})" if isinstance(span_id, str) and span_id else ""
+                record.where = f"span {position} of this export{named}"
+                yield record
 
 
 # --- CSV -----------------------------------------------------------------------------------------

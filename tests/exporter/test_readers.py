@@ -416,8 +416,12 @@ def test_openai_usage_whole_recorded_file_is_auto_detected() -> None:
 def test_otlp_export_document() -> None:
     records = read(DATA / "otel_export.json", "otel")
     assert read(DATA / "otel_export.json") == records  # auto-detected
-    # Span 1 is an HTTP span and span 2 an agent span adding up span 0: neither is a model call.
-    assert [index for index, _ in records] == [0, 3]
+    # Span 2 is an HTTP span and span 3 an agent span adding up span 1: neither is a model call. Both calls
+    # are record 0, the file's one document; each says which span of it it is.
+    assert [(index, record.where) for index, record in records] == [
+        (0, "span 1 of this export (span id eee19b7ec3c1b174)"),
+        (0, "span 4 of this export (span id eee19b7ec3c1b176)"),
+    ]
     events = [parse_event(to_canonical(record), now=NOW) for _, record in records]
     assert [(e.provider, e.model, e.service, e.status) for e in events] == [
         ("openai", "gpt-4o-2024-08-06", "checkout-api", "success"),
@@ -431,9 +435,33 @@ def test_otlp_jsonl_with_a_bad_line(tmp_path: Path) -> None:
     doc = orjson.loads((DATA / "otel_export.json").read_bytes())
     path = write_lines(tmp_path / "traces.jsonl", [doc, b"{oops", {"resourceSpans": [{"scopeSpans": "bad"}]}, doc])
     records = read(path)
-    assert [index for index, _ in records] == [0, 3, 4, 5, 6, 9]
-    assert list(errors(records)) == [4, 5]
-    assert "line 3" in str(errors(records)[5])
+    # Numbered by line, as every JSON-lines file is: before, by span across the file ([0, 3, 4, 5, 6, 9]), so
+    # `llmcost ingest` said "record 6: … line 3" of a four-line file.
+    assert [index for index, _ in records] == [0, 0, 1, 2, 3, 3]
+    assert list(errors(records)) == [1, 2]
+    assert "line 3" in str(errors(records)[2])
+
+
+def test_llmcost_ingest_names_the_line_and_span_of_a_rejected_span(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Collector's file export: one export per line, several spans each. A rejected span is found by its
+    line (`record N`, as for any JSON-lines file) and its place and id in that line's export."""
+    from llmcost.cli import main
+
+    doc = orjson.loads((DATA / "otel_export.json").read_bytes())
+    spans = doc["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    no_model = {
+        **spans[0],
+        "spanId": "0000000000000bad",
+        "attributes": [a for a in spans[0]["attributes"] if not a["key"].endswith("model")],
+    }
+    second = {"resourceSpans": [{"scopeSpans": [{"spans": [spans[1], no_model]}]}]}
+    path = write_lines(tmp_path / "traces.jsonl", [doc, second])
+    assert main(["ingest", "--db", f"sqlite:///{tmp_path / 'llmcost.db'}", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "2 accepted, 0 duplicates, 1 rejected" in out
+    assert "  record 2: span 2 of this export (span id 0000000000000bad): model: is required\n" in out
 
 
 def test_jsonl_of_span_attribute_dicts(tmp_path: Path) -> None:
