@@ -10,7 +10,9 @@ Prices come from two places, checked in this order:
    `genai-prices` package to get new prices.
 
 A call whose model is in neither has no price (`None`): it is stored with cost 0 and counted in
-`llm_unpriced_requests_total`.
+`llm_unpriced_requests_total`. So is a model genai-prices lists without any price, unless genai-prices
+says it is free (a `:free` id, or "free of charge" in its comments): docs/pricing.md, "Models listed
+without a price".
 
 Token semantics (canonical, see the usage event): `input_tokens` are uncached input only, cache reads
 and cache writes are counted apart, `output_tokens` include reasoning tokens. Cache writes are priced

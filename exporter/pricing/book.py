@@ -24,7 +24,7 @@ from typing import Any
 from genai_prices.data_snapshot import DataSnapshot
 from genai_prices.types import ModelInfo, Provider
 
-from exporter.pricing.catalog import Catalog, price_context, price_schedule
+from exporter.pricing.catalog import Catalog, has_no_price_data, price_context, price_schedule
 from exporter.pricing.overrides import PriceOverride, load_overrides
 from exporter.pricing.tariff import (
     CITATION_AT,
@@ -151,6 +151,8 @@ class _Entry:
         provider, model = self.match
         when = datetime.fromtimestamp(at, UTC)
         standard = model.get_prices(when)
+        if has_no_price_data(model, standard):  # listed, but not priced: unknown, not free
+            return None, False
         # As genai-prices does: a tier's variant applies to the provider's own models only, not to a
         # model found through another provider (Azure's gpt-4o is OpenAI's entry).
         if self.context and any(model is own for own in provider.models):

@@ -10,6 +10,7 @@ same process does can change llmcost's prices or make it touch the network.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
@@ -146,6 +147,29 @@ _MEDIA_PRICE_KEYS = tuple(
     for kind in MEDIA_KINDS
     for whole, _, modality in (kind.rpartition("_"),)
 )
+
+
+# genai-prices' own words for a model that costs nothing per call, in its name, description or price
+# comments: "Gemma 3 (free)", "Free of charge on the Gemini API", "All OpenAI moderation models and
+# endpoints are free of charge", GitHub Copilot's "Included in the subscription".
+_FREE_WORDS = re.compile(r"\(free\)|\bfree of charge\b|\bincluded in the subscription\b", re.IGNORECASE)
+
+
+def has_no_price_data(model: ModelInfo, price: ModelPrice) -> bool:
+    """Whether `price` (one of `model`'s) is an entry without price data, so a call to it has no known price.
+
+    genai-prices writes a free model and a model whose price it does not know the same way: a price
+    with no field set (`ModelPrice()`); it has no explicit zero prices. Pricing the second kind at $0
+    would hide a paid call (`cerebras/qwen-3-coder-480b`, OpenRouter's `google/lyria-3-*`), so an
+    empty price is free only where genai-prices says so: a `:free` model id (OpenRouter's free variants,
+    also Azure's and Mistral's), or its free words (`_FREE_WORDS`). Anything else is unpriced.
+    """
+    if any(value is not None for value in price.__dict__.values()):
+        return False
+    if model.id.lower().endswith(":free"):
+        return False
+    texts = (model.name, model.description, model.price_comments)
+    return not any(_FREE_WORDS.search(text) for text in texts if text)
 
 
 class Catalog:
