@@ -43,6 +43,15 @@ log = logging.getLogger("llmcost")
 
 FailMode = Literal["open", "closed"]
 
+# What a refused budget check most likely means, added to the status in the error (see `Client._refused`).
+_HINTS = {
+    401: " (the token is missing, or is not one of llmcost's auth.ingest_tokens)",
+    403: " (the token is not allowed to check budgets)",
+    404: " (is the URL llmcost's?)",
+    422: " (is llmcost older than this client?)",
+}
+_REFUSAL_LOG_INTERVAL = 60.0  # seconds between two logs of a refused budget check, per client
+
 
 class Client:
     """A thread-safe llmcost client: `record`, `record_response`, `check`, `guard`, `flush`, `close`."""
@@ -97,6 +106,7 @@ class Client:
         self.close_timeout = close_timeout
         self.check_backoff = check_backoff
         self._checks_resume_at = 0.0  # monotonic time before which a hung llmcost is not asked
+        self._refusal_logged_until = 0.0  # monotonic time before which a refused check is not logged again
         self._check_timeout = check_timeout
         headers = {"Content-Type": "application/json", "User-Agent": "llmcost-python-client"}
         if token:
@@ -295,11 +305,12 @@ class Client:
 
         Events recorded before the check are sent first (within `check_timeout`), so they count in it.
 
-        When llmcost cannot be reached (or answers 5xx) the answer is made up from `fail_mode`:
+        When llmcost cannot be reached (or answers 429/5xx) the answer is made up from `fail_mode`:
         `{"allowed": fail_mode == "open", "state": "unknown", "degraded": True, "reason": …}`. When llmcost
         answers but cannot read its budgets (`degraded`), the stricter of its `budgets.fail_mode` and this
-        `fail_mode` decides. A refused
-        request (wrong token, a field llmcost does not know) raises `LlmcostError`.
+        `fail_mode` decides. A refused check (another 4xx: a wrong token, a URL that is not llmcost's) is
+        a configuration error: with `fail_mode="closed"` it raises `LlmcostError`; with `"open"` it is
+        answered from `fail_mode` like an unreachable llmcost and logged as an error once a minute.
         """
         body: dict[str, Any] = dict(self.defaults)
         given = {"project": project, "user": user, "service": service, "model": model}
@@ -339,10 +350,14 @@ class Client:
         if response.status_code == 429 or response.status_code >= 500:
             return self._unreachable(f"HTTP {response.status_code}")
         if response.status_code != 200:
-            raise LlmcostError(f"budget check refused: HTTP {response.status_code} {response.text[:300]}")
-        answer = response.json()
+            return self._refused(f"HTTP {response.status_code}{_HINTS.get(response.status_code, '')}", response.text)
+        try:
+            answer = response.json()
+        except ValueError:  # an HTML page: the URL is another web server's
+            answer = None
         if not isinstance(answer, dict):
-            raise LlmcostError(f"budget check answered {type(answer).__name__}, not an object")
+            kind = response.headers.get("content-type") or type(answer).__name__
+            return self._refused(f"HTTP 200 with {kind}, not a budget check answer (is the URL llmcost's?)", "")
         if answer.get("degraded") and answer.get("allowed") and self.fail_mode == "closed":
             # llmcost answered but could not read its budgets (its store is down) and its own
             # budgets.fail_mode let the call through: this client asked to refuse unchecked calls.
@@ -380,14 +395,37 @@ class Client:
         return answer
 
     def _unreachable(self, detail: str) -> dict[str, Any]:
+        return self._from_fail_mode(f"llmcost could not be asked ({detail})")
+
+    def _refused(self, detail: str, server_words: str) -> dict[str, Any]:
+        """The check was refused by llmcost (or whatever answers at `url`): a configuration error, not an outage.
+
+        A missing or wrong token (401), a token llmcost does not take for checks (403), a URL that is not
+        llmcost's (404, an HTML page), a server older than this client (422). Asking again will not help.
+        `fail_mode="closed"` raises `LlmcostError`: no call goes unchecked. `fail_mode="open"` promises
+        that llmcost never takes the application down, so the call is allowed, as when llmcost is
+        unreachable, and the error is logged at most once a minute (a log line per call would flood).
+        The token is never in the message: the server's own words are kept only with it taken out.
+        """
+        token = self._headers.get("Authorization", "").removeprefix("Bearer ")
+        words = server_words[:300].replace(token, "…") if token else server_words[:300]
+        message = f"llmcost refused the budget check: {detail}" + (f": {words}" if words else "")
+        if self.fail_mode == "closed":
+            raise LlmcostError(message)
+        now = time.monotonic()
+        if now >= self._refusal_logged_until:
+            self._refusal_logged_until = now + _REFUSAL_LOG_INTERVAL
+            log.error("%s; fail_mode is 'open', so calls are allowed unchecked until this is fixed", message)
+        return self._from_fail_mode(f"llmcost refused the budget check ({detail})")
+
+    def _from_fail_mode(self, why: str) -> dict[str, Any]:
+        """The answer when llmcost gave none: `allowed` as `fail_mode` says, `degraded`, `state` unknown."""
         allowed = self.fail_mode == "open"
         verdict = "allowed" if allowed else "refused"
         return {
             "allowed": allowed,
             "state": "unknown",
-            "reason": (
-                f"llmcost could not be asked ({detail}); fail_mode is {self.fail_mode!r}, so the call is {verdict}"
-            ),
+            "reason": f"{why}; fail_mode is {self.fail_mode!r}, so the call is {verdict}",
             "budgets": [],
             "degraded": True,
         }

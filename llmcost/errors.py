@@ -6,7 +6,10 @@ from typing import Any
 
 
 class LlmcostError(Exception):
-    """llmcost answered in a way the client cannot use (a wrong token, a malformed request)."""
+    """llmcost refused a budget check (a wrong token, a URL that is not llmcost's) under `fail_mode="closed"`.
+
+    With `fail_mode="open"` the same refusal is logged and the call allowed (docs/sending-data.md).
+    """
 
 
 class BudgetExceededError(Exception):

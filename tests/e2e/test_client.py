@@ -290,6 +290,44 @@ def test_fail_mode_decides_when_llmcost_is_unreachable() -> None:
     closed.close()
 
 
+def test_a_wrong_token_is_a_logged_configuration_error_not_an_outage_of_the_application(
+    server: LlmcostProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A wrong token made every budget check raise LlmcostError, even with fail_mode="open", so every call
+    of the application failed (`LlmcostError: budget check refused: HTTP 401`) because of llmcost."""
+    wrong = "wrong-token-5a1f0c9e"
+    opened = Client(server.base, wrong, fail_mode="open", close_timeout=0.1)
+    with caplog.at_level("ERROR", logger="llmcost"):
+        for _ in range(3):
+            answer = opened.guard(project="search", model="gpt-4o")
+            assert (answer["allowed"], answer["state"], answer["degraded"]) == (True, "unknown", True)
+    assert "HTTP 401" in answer["reason"] and "fail_mode is 'open'" in answer["reason"]
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1  # once a minute, not once a call
+    assert "HTTP 401" in errors[0].getMessage() and "auth.ingest_tokens" in errors[0].getMessage()
+    assert wrong not in caplog.text
+    opened.close()
+    # fail_mode="closed" refuses unchecked calls: the refusal is raised, saying why.
+    closed = Client(server.base, wrong, fail_mode="closed", close_timeout=0.1)
+    with pytest.raises(llmcost.LlmcostError, match="HTTP 401") as refused:
+        closed.check(project="search")
+    assert wrong not in str(refused.value)
+    closed.close()
+
+
+def test_a_url_that_is_not_llmcost_is_a_configuration_error_too() -> None:
+    """A URL pointing at another web server answers the check, but not with a budget answer."""
+    from tests.support.recording_servers import RecordingServer
+
+    with RecordingServer() as fake:
+        fake.enqueue(200, {"Content-Type": "text/html"}, "<html>not llmcost</html>")
+        fake.enqueue(404, {}, {"detail": "Not Found"})
+        client = Client(fake.url, fail_mode="open", close_timeout=0.1)
+        assert client.check(project="search")["allowed"] is True
+        assert "HTTP 404" in client.check(project="search")["reason"]
+        client.close()
+
+
 def test_events_queued_at_exit_are_flushed(server: LlmcostProcess, sqlite_url: str) -> None:
     script = (
         "from llmcost import Client\n"

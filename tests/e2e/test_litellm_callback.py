@@ -206,6 +206,23 @@ def test_fail_mode_when_llmcost_is_unreachable(lit: SimpleNamespace) -> None:
     opened.close()
 
 
+def test_a_wrong_token_does_not_fail_every_call_with_fail_mode_open(
+    lit: SimpleNamespace, server: LlmcostProcess
+) -> None:
+    """Every call through the callback failed with `LlmcostError: budget check refused: HTTP 401`."""
+
+    async def call() -> Any:
+        try:
+            return await lit.litellm.acompletion(model="gpt-4o", messages=MESSAGES, mock_response="ok")
+        finally:
+            await litellm_logging_done()
+
+    opened = lit.LlmcostLogger(server.base, "wrong-token-5a1f0c9e", fail_mode="open", close_timeout=0.1)
+    lit.litellm.callbacks = [opened]
+    assert asyncio.run(call()).choices[0].message.content == "ok"
+    opened.close()
+
+
 def test_a_restart_of_llmcost_loses_no_acknowledged_event(
     lit: SimpleNamespace, tmp_path: Path, sqlite_url: str
 ) -> None:
