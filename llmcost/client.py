@@ -203,6 +203,9 @@ class Client:
     ) -> bool:
         """Queue the usage of an OpenAI (Chat Completions, Responses) or Anthropic (Message) response.
 
+        Of an OpenAI Responses stream, its last event (`response.completed`, the SDK's
+        `ResponseCompletedEvent`; or `response.incomplete`, `response.failed`) is read as the response it carries.
+
         Only usage, ids and model are sent, never the response's content; the response's `id` is the
         request id (recording a response twice counts it once). `provider` overrides the provider the
         shape implies (OpenAI-compatible APIs such as DeepSeek return OpenAI's shape). Raises
@@ -210,14 +213,23 @@ class Client:
         """
         from exporter.events import InvalidEvent
         from exporter.normalize.provider_usage import map_usage
-        from exporter.normalize.responses import event_from_response, response_kind
+        from exporter.normalize.responses import (
+            STREAM_END_EVENTS,
+            event_from_response,
+            response_kind,
+            stream_final_response,
+        )
 
-        data = _as_dict(response)
+        given = _as_dict(response)
+        data = stream_final_response(given)  # a Responses stream's last event: the response it carries
         kind = response_kind(data)
         if kind is None:
+            hint = ""
+            if str(given.get("type", "")).startswith("response."):
+                hint = f"; of a Responses stream, pass its last event ({', '.join(STREAM_END_EVENTS)})"
             raise ValueError(
                 "not an OpenAI Chat Completions / Responses or Anthropic Message response "
-                f"(object={data.get('object')!r}, type={data.get('type')!r})"
+                f"(object={given.get('object')!r}, type={given.get('type')!r}){hint}"
             )
         event = event_from_response(data, kind)
         if provider is not None:

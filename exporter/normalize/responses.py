@@ -38,6 +38,20 @@ RESPONSES = "openai.response"
 ANTHROPIC_MESSAGE = "anthropic.message"
 
 
+# The events that end an OpenAI Responses stream (`stream=True`): each carries the whole response, usage
+# included (`response.completed`; `response.incomplete` when cut short, `response.failed`). The events
+# before them carry no usage, or none that is final.
+STREAM_END_EVENTS = ("response.completed", "response.incomplete", "response.failed")
+
+
+def stream_final_response(raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The response carried by the event that ends an OpenAI Responses stream; anything else as it is."""
+    response = raw.get("response")
+    if raw.get("type") in STREAM_END_EVENTS and isinstance(response, Mapping):
+        return response
+    return raw
+
+
 def response_kind(raw: Mapping[str, Any]) -> str | None:
     """Name the response shape of `raw`, or None when it is not a whole provider response."""
     obj = raw.get("object")

@@ -137,6 +137,34 @@ def test_record_response_takes_real_sdk_objects_and_keeps_no_content(server: Llm
     assert SECRET not in repr(stored)
 
 
+def test_record_response_takes_the_final_event_of_a_responses_stream(server: LlmcostProcess, sqlite_url: str) -> None:
+    """A Responses stream ends with `{"type": "response.completed", "response": {...}}` (the SDK's typed
+    `ResponseCompletedEvent`); `record_response` raised ValueError on it, as on the dict."""
+    from openai.types.responses import ResponseCompletedEvent, ResponseIncompleteEvent
+
+    client = Client(server.base, INGEST_TOKEN)
+    recorded = list(responses())[:3]
+    completed, as_dict, incomplete = recorded
+    client.record_response(ResponseCompletedEvent(type="response.completed", response=completed, sequence_number=9))
+    client.record_response({"type": "response.completed", "sequence_number": 4, "response": as_dict})
+    incomplete = {**incomplete, "status": "incomplete", "incomplete_details": {"reason": "max_output_tokens"}}
+    event = ResponseIncompleteEvent(type="response.incomplete", response=incomplete, sequence_number=7)
+    client.record_response(event, project="streams")
+    # An event of the stream before its end carries no final usage: refused, saying which event to pass.
+    with pytest.raises(ValueError, match="pass its last event"):
+        client.record_response({"type": "response.in_progress", "response": {**as_dict, "usage": None}})
+    assert client.flush(timeout=60)
+    client.close()
+    assert client.stats["accepted"] == 3
+    stored = stored_events(sqlite_url)
+    for raw in recorded:
+        tokens = map_usage(raw["usage"], "openai")[0]
+        assert {k: stored[raw["id"]][k] for k in tokens} == tokens
+        assert stored[raw["id"]]["model"] == raw["model"]
+    assert stored[incomplete["id"]]["project"] == "streams"
+    assert SECRET not in repr(stored)
+
+
 def test_a_token_that_cannot_be_a_header_is_refused_at_once() -> None:
     with pytest.raises(ValueError, match="printable ASCII"):
         Client("http://127.0.0.1:9", token="…")
