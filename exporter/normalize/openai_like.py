@@ -9,7 +9,9 @@ Copies differ in where they put the cache hits: DeepSeek (`prompt_cache_hit_toke
 / `prompt_cache_miss_tokens`), Mistral (`num_cached_tokens`), Hugging Face router (`cached_tokens`),
 LiteLLM and Databricks (`cache_read_input_tokens`); all are parts of `prompt_tokens`. A top-level
 `cache_creation_input_tokens` beside `prompt_tokens` (older LiteLLM Anthropic usage) follows
-Anthropic's meaning and is NOT part of `prompt_tokens`.
+Anthropic's meaning and is NOT part of `prompt_tokens`. LiteLLM's Anthropic usage also splits its cache
+writes by lifetime (`prompt_tokens_details.cache_creation_token_details.ephemeral_1h_input_tokens`): the
+1-hour part is carried as `cache_write_1h_tokens`, as from Anthropic's own usage.
 
 `completion_tokens` include `completion_tokens_details.reasoning_tokens`, except at xAI, which
 reports reasoning beside the completion. `total_tokens` tells the two apart (prompt + completion, or
@@ -120,6 +122,9 @@ def chat_tokens(usage: Mapping[str, Any], path: str, provider: str) -> dict[str,
     if output != completion and reasoning == 0:  # Gemini's hidden thinking: the surplus is reasoning
         reasoning = output - completion
     mapped = tokens(input_tokens, cache_read, included_write + separate_write, output, reasoning)
+    write_1h = _cache_write_1h(prompt_details, details_path, mapped["cache_write_tokens"])
+    if write_1h:
+        mapped["cache_write_1h_tokens"] = write_1h
     searches = count0(usage, "num_search_queries", path)  # Perplexity: billed per search
     if searches:
         mapped["web_search_requests"] = searches
@@ -129,6 +134,25 @@ def chat_tokens(usage: Mapping[str, Any], path: str, provider: str) -> dict[str,
         sub(usage, "completion_tokens_details", path), "audio_tokens", f"{path}.completion_tokens_details"
     )
     return _media(mapped, "audio", prompt_details, details_path, output_audio, path)
+
+
+def _cache_write_1h(prompt_details: Mapping[str, Any], details_path: str, cache_write: int) -> int:
+    """LiteLLM's `prompt_tokens_details.cache_creation_token_details.ephemeral_1h_input_tokens` (0 if absent).
+
+    LiteLLM copies Anthropic's split of the cache writes by lifetime (`usage.cache_creation`) there. The
+    1-hour writes cost twice the input price, more than the 5-minute ones: they travel as
+    `cache_write_1h_tokens`, the part of `cache_write_tokens` written for one hour.
+    """
+    where = f"{details_path}.cache_creation_token_details"
+    write_1h = count0(
+        sub(prompt_details, "cache_creation_token_details", details_path), "ephemeral_1h_input_tokens", where
+    )
+    if write_1h > cache_write:
+        raise InvalidEvent(
+            f"{where}.ephemeral_1h_input_tokens",
+            f"({write_1h}) exceeds the cache writes ({cache_write}), which include it",
+        )
+    return write_1h
 
 
 def _media(

@@ -223,6 +223,51 @@ def test_a_wrong_token_does_not_fail_every_call_with_fail_mode_open(
     opened.close()
 
 
+def test_anthropic_one_hour_cache_writes_keep_their_split(
+    lit: SimpleNamespace, server: LlmcostProcess, sqlite_url: str
+) -> None:
+    """LiteLLM reports Anthropic's cache write lifetimes as
+    `prompt_tokens_details.cache_creation_token_details.ephemeral_1h_input_tokens`; the callback stored
+    `cache_write_1h_tokens` 0, so the 1-hour writes (twice the input price) could never be priced as such."""
+    from tests.support.recording_servers import RecordingServer
+
+    usage = {
+        "input_tokens": 10,
+        "cache_creation_input_tokens": 1000,
+        "cache_read_input_tokens": 0,
+        "cache_creation": {"ephemeral_5m_input_tokens": 400, "ephemeral_1h_input_tokens": 600},
+        "output_tokens": 5,
+    }
+    message = {
+        "id": "msg_01Xq1h",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-5-20250929",
+        "content": [{"type": "text", "text": "ok"}],
+        "stop_reason": "end_turn",
+        "usage": usage,
+    }
+    handler = lit.LlmcostLogger(server.base, INGEST_TOKEN, flush_interval=0.05)
+    lit.litellm.callbacks = [handler]
+
+    async def call(api_base: str) -> Any:
+        response = await lit.litellm.acompletion(
+            model="anthropic/claude-sonnet-4-5", messages=MESSAGES, api_base=api_base, api_key="not-used"
+        )
+        await litellm_logging_done()
+        return response
+
+    with RecordingServer() as anthropic_api:  # Anthropic's Messages API as LiteLLM calls it
+        anthropic_api.enqueue(200, {}, message)
+        response = asyncio.run(call(anthropic_api.url))
+    _delivered(handler, 1)
+    handler.close()
+    (event,) = stored_events(sqlite_url).values()
+    assert event["request_id"] == response.id
+    assert (event["input_tokens"], event["cache_write_tokens"], event["output_tokens"]) == (10, 1000, 5)
+    assert event["cache_write_1h_tokens"] == 600
+
+
 def test_a_restart_of_llmcost_loses_no_acknowledged_event(
     lit: SimpleNamespace, tmp_path: Path, sqlite_url: str
 ) -> None:

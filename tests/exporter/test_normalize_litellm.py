@@ -98,3 +98,19 @@ def test_litellm_bedrock_api_route_is_not_part_of_the_model() -> None:
     imported = "llama/arn:aws:bedrock:us-east-1:123456789012:imported-model/r4c4kewx2s0n"  # names how it is called
     assert to_canonical({**payload, "model": f"invoke/{imported}"})["model"] == imported
     assert to_canonical({**payload, "model": "converse/x", "custom_llm_provider": "openai"})["model"] == "converse/x"
+
+
+def test_litellm_one_hour_cache_writes_more_than_the_writes_are_rejected_naming_the_field() -> None:
+    """The 1-hour part of LiteLLM's cache write split is read (tests/e2e: through the callback); a part
+    larger than the writes it belongs to is not a usage llmcost can price, and says where it is wrong."""
+    payload = litellm_rows("litellm_standard_logging.jsonl")[0]
+    usage = payload["hidden_params"]["usage_object"]
+    details = {**usage["prompt_tokens_details"], "cache_creation_token_details": {"ephemeral_1h_input_tokens": 150}}
+    split = {**payload, "hidden_params": {"usage_object": {**usage, "prompt_tokens_details": details}}}
+    assert to_canonical(split)["cache_write_1h_tokens"] == 150
+    details["cache_creation_token_details"] = {"ephemeral_1h_input_tokens": 201}  # of 200 writes
+    with pytest.raises(InvalidEvent) as err:
+        to_canonical(split)
+    assert err.value.field == (
+        "hidden_params.usage_object.prompt_tokens_details.cache_creation_token_details.ephemeral_1h_input_tokens"
+    )
