@@ -170,12 +170,18 @@ event unless the canonical field is given too (then the foreign count is only a 
 
 
 class InvalidEvent(ValueError):
-    """An event that cannot be stored; `field` names the offending field."""
+    """An event that cannot be stored; `field` names the offending field.
 
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}" if field else reason)
+    `where` says where the record is in its file (`line 8`), when a reader knows it: it comes first in
+    the message (`line 8: cost_usd: is not a number: '$0.10'`).
+    """
+
+    def __init__(self, field: str, reason: str, where: str = "") -> None:
+        message = f"{field}: {reason}" if field else reason
+        super().__init__(f"{where}: {message}" if where else message)
         self.field = field
         self.reason = reason
+        self.where = where
 
 
 class UsageEvent(msgspec.Struct):

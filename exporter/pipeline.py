@@ -143,7 +143,8 @@ class IngestPipeline:
                     raise self.too_old()
                 price(event)
             except InvalidEvent as exc:
-                # A span of an OTLP export file shares its line's index: say which span it is (readers.SpanRecord).
+                # Say where the record is, when its reader knows: which span of an OTLP export (its line's
+                # index is shared by its spans, readers.SpanRecord), the line a CSV row starts on (readers.CsvRecord).
                 where = getattr(raw, "where", "")
                 rejected.append(Rejection(index, f"{where}: {exc}" if where else str(exc)))
                 continue

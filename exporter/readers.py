@@ -9,7 +9,7 @@ one JSON document (an array, a pretty-printed OTLP export) has to be parsed whol
 `index` is the 0-based position of the record: the line number minus one for JSON lines, the data
 row for CSV (the header is not counted), the element of a JSON array; the spans of an OpenTelemetry
 export share the index of the export (its line, in a JSON-lines file) and say which span they are
-(`SpanRecord.where`).
+(`SpanRecord.where`). A CSV row says the line it starts on (`CsvRecord.where`, `InvalidEvent.where`).
 """
 
 from __future__ import annotations
@@ -373,21 +373,58 @@ def _otlp_spans(doc: dict[str, Any], rule: OtlpConfig) -> Iterator[SpanRecord | 
 # --- CSV -----------------------------------------------------------------------------------------
 
 
+class CsvRecord(dict[str, Any]):
+    """A CSV data row as a record, with `where` it starts in the file (`line 8`).
+
+    The pipeline puts `where` before the reason of a rejected record (as for `SpanRecord`): `llmcost
+    ingest` numbers a CSV record by its data row, and a quoted cell may span several lines (a JSON
+    `metadata` cell written over many), so the row alone does not find it in an editor.
+    """
+
+    where: str = ""
+
+
 def _csv_records(path: Path) -> Iterator[Record]:
     # utf-8-sig: spreadsheets write a byte-order mark that would otherwise stick to the first header.
     # surrogateescape: a byte that is not UTF-8 (a file saved as Latin-1) rejects its own row, with the
     # reason, instead of aborting the whole file halfway with a decoding error.
     with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
-        reader = csv.DictReader(f)
-        for index, row in enumerate(reader):
-            where = f"row {index + 1} (line {reader.line_num})"
-            if _has_undecodable(row):
-                yield index, InvalidEvent("", f"{where}: not UTF-8 text (save the file as UTF-8)")
+        # csv.reader rather than DictReader: its line count before a row is the line the row starts on
+        # (DictReader skips blank lines inside one step, so the count before a step may be a blank line's).
+        reader = csv.reader(f)
+        header: list[str] | None = None
+        index = 0
+        while True:
+            where = f"line {reader.line_num + 1}"
+            cells = next(reader, None)
+            if cells is None:
+                return
+            if not cells:  # a blank line, skipped as DictReader does
                 continue
-            try:
-                yield index, csv_row_event(row)
-            except InvalidEvent as exc:
-                yield index, InvalidEvent(exc.field, f"row {index + 1}: {exc.reason}")
+            if header is None:
+                header = cells
+                continue
+            row = _csv_row(header, cells)
+            if _has_undecodable(row):
+                yield index, InvalidEvent("", "not UTF-8 text (save the file as UTF-8)", where)
+            else:
+                try:
+                    record = CsvRecord(csv_row_event(row))
+                    record.where = where
+                    yield index, record
+                except InvalidEvent as exc:
+                    yield index, InvalidEvent(exc.field, exc.reason, where)
+            index += 1
+
+
+def _csv_row(header: list[str], cells: list[str]) -> dict[Any, Any]:
+    """The row as `csv.DictReader` makes it: cells by header; cells beyond the header under None, as a list."""
+    row: dict[Any, Any] = dict(zip(header, cells, strict=False))
+    if len(cells) > len(header):
+        row[None] = cells[len(header) :]
+    else:
+        row.update((key, None) for key in header[len(cells) :])
+    return row
 
 
 def _has_undecodable(row: dict[Any, Any]) -> bool:

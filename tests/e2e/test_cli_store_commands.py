@@ -221,7 +221,7 @@ def test_a_csv_row_that_is_not_utf8_is_rejected_and_the_other_files_are_read(
     code, out, _err = run(capsys, "ingest", "--db", store, str(bad), str(more))
     assert code == 1  # rejected records
     assert "bin.csv: 1 accepted, 0 duplicates, 1 rejected" in out
-    assert "row 1 (line 2): not UTF-8 text" in out
+    assert "record 1: line 2: not UTF-8 text" in out
     assert "more.jsonl: 2 accepted" in out
     assert "more rejected records" not in out  # the total line does not list rejections it never showed
 

@@ -178,12 +178,44 @@ def test_csv_bad_row_in_the_middle(tmp_path: Path) -> None:
     )
     records = read(path, "csv")
     assert [record["request_id"] for record in good(records).values()] == ["r1", "r7"]
-    failures = {index: (error.field, error.reason) for index, error in errors(records).items()}
-    assert failures[1] == ("input_tokens", "row 2: is not a number: 'ten'")
-    assert failures[2] == ("input_tokens", "row 3: must be a whole number, got '1.5'")
-    assert failures[3] == ("latency_ms", "row 4: is not a number: 'fast'")
-    assert failures[4][0] == "metadata"
-    assert "more cells than the header" in failures[5][1]
+    failures = {index: (error.field, str(error)) for index, error in errors(records).items()}
+    # Data row N is on line N + 1 (after the header): each message names the line.
+    assert failures[1] == ("input_tokens", "line 3: input_tokens: is not a number: 'ten'")
+    assert failures[2] == ("input_tokens", "line 4: input_tokens: must be a whole number, got '1.5'")
+    assert failures[3] == ("latency_ms", "line 5: latency_ms: is not a number: 'fast'")
+    assert failures[4][0] == "metadata" and failures[4][1].startswith("line 6: metadata: ")
+    assert failures[5][1].startswith("line 7: ") and "more cells than the header" in failures[5][1]
+
+
+def test_llmcost_ingest_names_the_file_line_where_a_rejected_csv_record_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/events.md: record N is data row N of a CSV file, and the message gives its file line too. It did
+    not (`record 4: cost_usd: is not a number: '$0.10'`), and quoted cells spanning lines (a JSON metadata
+    cell written over several lines) put row N far from line N + 1."""
+    from llmcost.cli import main
+
+    path = tmp_path / "calls.csv"
+    path.write_text(
+        "request_id,provider,model,input_tokens,output_tokens,cost_usd,metadata\n"  # line 1
+        'r1,openai,gpt-4o,10,5,,"{""note"":\n""two lines""}"\n'  # lines 2-3
+        "r2,openai,gpt-4o,ten,5,,\n"  # line 4: rejected while reading the file
+        'r3,openai,gpt-4o,10,5,,"{""a"":\n1,\n""b"":2}"\n'  # lines 5-7
+        "r4,openai,gpt-4o,10,5,$0.10,\n"  # line 8: rejected by validation
+        "\n"  # line 9: blank, skipped
+        'r5,openai,gpt-4o,10,5,,"[1,\n2]"\n'  # lines 10-11: the record starts on line 10
+        "r6,,gpt-4o,10,5,,\n"  # line 12
+    )
+    assert main(["ingest", "--db", f"sqlite:///{tmp_path / 'llmcost.db'}", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "2 accepted, 0 duplicates, 4 rejected" in out
+    rejected = [line.strip() for line in out.splitlines() if line.strip().startswith("record ")]
+    assert rejected == [
+        "record 2: line 4: input_tokens: is not a number: 'ten'",
+        "record 4: line 8: cost_usd: is not a number: '$0.10'",
+        "record 5: line 10: metadata: must be a JSON object, got array",
+        "record 6: line 12: provider: is required",
+    ]
 
 
 # --- LiteLLM --------------------------------------------------------------------------------------
