@@ -389,14 +389,28 @@ def _csv_records(path: Path) -> Iterator[Record]:
     # surrogateescape: a byte that is not UTF-8 (a file saved as Latin-1) rejects its own row, with the
     # reason, instead of aborting the whole file halfway with a decoding error.
     with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
-        # csv.reader rather than DictReader: its line count before a row is the line the row starts on
-        # (DictReader skips blank lines inside one step, so the count before a step may be a blank line's).
-        reader = csv.reader(f)
+        lines = _CsvLines(f)
+        # csv.reader rather than DictReader: a row is read in one step, so the lines counted before the
+        # step end on the line before the row's (DictReader skips blank lines inside one step).
+        reader = csv.reader(lines)
         header: list[str] | None = None
         index = 0
         while True:
-            where = f"line {reader.line_num + 1}"
-            cells = next(reader, None)
+            where = f"line {lines.count + 1}"
+            lines.start_record()
+            try:
+                cells = next(reader, None)
+            except csv.Error as exc:
+                # The csv module gives up on a record it cannot read (a cell over csv.field_size_limit()):
+                # that record alone is rejected, and reading goes on from the next one.
+                lines.skip_rest_of_record()
+                if header is None:
+                    reason = f"the header row cannot be read as CSV ({exc}), so no row of the file can be"
+                    yield index, InvalidEvent("", reason, where)
+                    return
+                yield index, InvalidEvent("", f"cannot be read as CSV ({exc})", where)
+                index += 1
+                continue
             if cells is None:
                 return
             if not cells:  # a blank line, skipped as DictReader does
@@ -415,6 +429,77 @@ def _csv_records(path: Path) -> Iterator[Record]:
                 except InvalidEvent as exc:
                     yield index, InvalidEvent(exc.field, exc.reason, where)
             index += 1
+
+
+class _CsvLines:
+    """A CSV file's lines as `csv.reader` takes them: counted, and those of the record being read kept.
+
+    When the csv module fails in a record it has read the record up to the line it failed on, and would
+    start the next record on the line after: inside the failed record still, when a quoted cell spans
+    lines, where it would read the rest of the cell as records and its closing quote as the opening of
+    a cell that swallows the good records after it. `skip_rest_of_record` reads on to the failed
+    record's real end, so the next record is read from its start. Our own count, not the reader's
+    `line_num`, numbers the lines: the reader does not see the ones skipped.
+    """
+
+    def __init__(self, f: Iterator[str]) -> None:
+        self._lines = f
+        self._record: list[str] = []
+        self.count = 0
+        """Lines read so far: the next record starts on line `count + 1`."""
+
+    def __iter__(self) -> _CsvLines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self.count += 1
+        self._record.append(line)
+        return line
+
+    def start_record(self) -> None:
+        """Forget the lines kept: the reader is about to read a record from the next line."""
+        self._record.clear()
+
+    def skip_rest_of_record(self) -> None:
+        """Read past the lines left of the record the reader failed in (those its quoted cell spans)."""
+        quoted = False
+        for line in self._record:
+            quoted = _ends_in_quoted_cell(line, quoted)
+        self._record.clear()
+        while quoted and (more := next(self._lines, None)) is not None:
+            self.count += 1
+            quoted = _ends_in_quoted_cell(more, quoted)
+
+
+def _ends_in_quoted_cell(line: str, quoted: bool) -> bool:
+    """Whether a CSV record is inside a quoted cell at the end of `line` (and so goes on to the next line).
+
+    `quoted`: whether the line starts inside one (else it starts a record). Read as `csv.reader` reads
+    the default dialect: a quote opens a cell only at its start (elsewhere in an unquoted cell it is a
+    character of the cell), `""` in a quoted cell is a quote, and the cell closes at the next lone quote.
+    """
+    at, end = 0, len(line)
+    while at < end:
+        if quoted:
+            close = line.find('"', at)
+            if close < 0:
+                return True
+            quoted = line.startswith('"', close + 1)  # a doubled quote: still inside
+            at = close + 2 if quoted else close + 1
+            if not quoted:  # the rest of the cell, up to its comma, is unquoted text
+                at = _next_cell(line, at)
+        elif line.startswith('"', at):
+            quoted, at = True, at + 1
+        else:
+            at = _next_cell(line, at)
+    return quoted
+
+
+def _next_cell(line: str, at: int) -> int:
+    """Where the cell after the unquoted text at `at` starts (the line's end when it is the last)."""
+    comma = line.find(",", at)
+    return len(line) if comma < 0 else comma + 1
 
 
 def _csv_row(header: list[str], cells: list[str]) -> dict[Any, Any]:

@@ -218,6 +218,50 @@ def test_llmcost_ingest_names_the_file_line_where_a_rejected_csv_record_starts(
     ]
 
 
+def test_llmcost_ingest_rejects_a_csv_record_the_csv_module_cannot_read_and_reads_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cell over csv.field_size_limit() made Python's csv module raise, and that error stopped the whole
+    file (a traceback, nothing after it stored). Such a record is rejected alone, naming its line and why;
+    a quoted cell spanning lines is skipped to its end, not read on from its middle as records."""
+    from llmcost.cli import main
+
+    huge = "x" * (csv.field_size_limit() + 1)
+    path = tmp_path / "calls.csv"
+    path.write_text(
+        "request_id,provider,model,input_tokens,output_tokens,metadata\n"  # line 1
+        "r1,openai,gpt-4o,10,5,\n"  # line 2
+        f"r2,openai,gpt-4o,10,5,{huge}\n"  # line 3: over the limit, unquoted
+        "r3,openai,gpt-4o,10,5,\n"  # line 4
+        # lines 5-8: over the limit in a quoted cell of several lines, holding quotes and commas; read on
+        # from line 6, the closing quote on line 8 would open a cell swallowing r5 and r6
+        f'r4,openai,gpt-4o,10,5,"{huge}\n,""a"",\nr9,openai,gpt-4o,1,1,\n"\n'
+        "r5,openai,gpt-4o,10,5,\n"  # line 9
+        "r6,openai,gpt-4o\0,10,5,\n"  # line 10: a NUL byte, rejected by validation
+        "r7,openai,gpt-4o,ten,5,\n"  # line 11: the lines after a skipped record are still numbered right
+        "r8,openai,gpt-4o,10,5,\n"  # line 12
+    )
+    assert main(["ingest", "--db", f"sqlite:///{tmp_path / 'llmcost.db'}", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "4 accepted, 0 duplicates, 4 rejected" in out  # r1, r3, r5, r8 (r9 is text in r4's cell)
+    rejected = [line.strip() for line in out.splitlines() if line.strip().startswith("record ")]
+    limit = f"field larger than field limit ({csv.field_size_limit()})"
+    assert rejected == [
+        f"record 2: line 3: cannot be read as CSV ({limit})",
+        f"record 4: line 5: cannot be read as CSV ({limit})",
+        "record 6: line 10: model: contains control characters",
+        "record 7: line 11: input_tokens: is not a number: 'ten'",
+    ]
+
+
+def test_csv_header_the_csv_module_cannot_read_is_one_rejection(tmp_path: Path) -> None:
+    path = tmp_path / "calls.csv"
+    path.write_text("\n" + "x" * (csv.field_size_limit() + 1) + ",model\nr1,gpt-4o\n")
+    records = read(path)
+    assert [index for index, _ in records] == [0]
+    assert str(records[0][1]).startswith("line 2: the header row cannot be read as CSV (field larger than")
+
+
 # --- LiteLLM --------------------------------------------------------------------------------------
 
 
