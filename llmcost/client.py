@@ -37,7 +37,7 @@ import orjson
 
 from llmcost.child_exit import at_child_exit
 from llmcost.errors import BudgetExceededError, LlmcostError
-from llmcost.sender import STAT_NAMES, BatchSender, QueueFull
+from llmcost.sender import HINT_401, STAT_NAMES, BatchSender, QueueFull
 
 log = logging.getLogger("llmcost")
 
@@ -45,7 +45,7 @@ FailMode = Literal["open", "closed"]
 
 # What a refused budget check most likely means, added to the status in the error (see `Client._refused`).
 _HINTS = {
-    401: " (the token is missing, or is not one of llmcost's auth.ingest_tokens)",
+    401: HINT_401,  # as the refusal of recorded events says it
     403: " (the token is not allowed to check budgets)",
     404: " (is the URL llmcost's?)",
     422: " (is llmcost older than this client?)",
@@ -254,7 +254,10 @@ class Client:
         return self._ready().flush(timeout)
 
     def close(self, timeout: float | None = None) -> None:
-        """Flush (up to `timeout`, default `close_timeout` s), then stop; whatever is still unsent is logged as lost."""
+        """Flush (up to `timeout`, default `close_timeout` s), then stop.
+
+        Whatever is still unsent is logged as lost, and the events llmcost refused as refused, with why.
+        """
         if self._closed:
             return
         self._closed = True
@@ -267,9 +270,26 @@ class Client:
         _LIVE.discard(self)
 
     def _stop_sending(self, timeout: float) -> None:
-        lost = self._sender.stop(timeout)
+        self._log_undelivered(self._sender.stop(timeout), "closed with")
+
+    def _log_undelivered(self, lost: int, when: str) -> None:
+        """Log the events this client did not deliver, and why: refused by llmcost, or `lost` unanswered.
+
+        A refusal (a wrong token: HTTP 401) is said as one, with what it most likely means: guessed to be
+        an unreachable llmcost, it would send the user looking for an outage. Unanswered events are only
+        guessed to be lost to an unreachable llmcost when llmcost did not refuse the batch before them.
+        """
+        refused, last_refusal = self._sender.refusals()
+        for why, count in refused.items():
+            log.error("llmcost client %s %d events not delivered (refused: %s)", when, count, why)
         if lost > 0:
-            log.error("llmcost client closed with %d events not delivered (llmcost unreachable?)", lost)
+            cause = f"not answered; llmcost refused the events before them: {last_refusal}"
+            log.error(
+                "llmcost client %s %d events not delivered (%s)",
+                when,
+                lost,
+                cause if last_refusal else "llmcost unreachable?",
+            )
 
     def _stop_sending_at_sigterm(self) -> None:
         """Send what is queued before a SIGTERM ends the process, also when it interrupted a `close` under way.
@@ -281,9 +301,7 @@ class Client:
         self._closed = True
         if self._restart_pending:
             return
-        lost = self._sender.drain_from_signal_handler(self.close_timeout)
-        if lost > 0:
-            log.error("llmcost client: %d events not delivered before SIGTERM ended the process", lost)
+        self._log_undelivered(self._sender.drain_from_signal_handler(self.close_timeout), "ended by SIGTERM with")
 
     def __enter__(self) -> Client:
         return self

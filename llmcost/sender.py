@@ -31,6 +31,14 @@ _TOO_LARGE = "too large"
 _IDLE_POLL = 0.1  # seconds
 STAT_NAMES = ("accepted", "duplicates", "rejected", "dropped", "failed", "retries")
 """The counts in `BatchSender.stats`, besides `queued`."""
+HINT_401 = " (the token is missing, or is not one of llmcost's auth.ingest_tokens)"
+"""What a 401 from llmcost means, to recording and to a budget check alike."""
+# What a refusal of recorded events most likely means, added to its status wherever it is logged.
+_HINTS = {
+    401: HINT_401,
+    403: " (llmcost, or a proxy in front of it, does not let this client record)",
+    404: " (is the URL llmcost's?)",
+}
 # Number keys and numpy values, as applications have them at hand (a numpy token count is a number, not "3").
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
@@ -62,6 +70,8 @@ class BatchSender:
         self._settled = 0  # events answered by llmcost, or given up
         self._abandoned = 0  # events given up because `stop` ran out of time: lost, not answered
         self._failing = False  # the last try of a batch was not answered (llmcost unreachable, 429/5xx)
+        self._refused: dict[str, int] = {}  # events llmcost refused, by why ("HTTP 401 (…)")
+        self._last_refusal = ""  # why llmcost refused the last batch it answered; "" when it took it
         self._stats = dict.fromkeys(STAT_NAMES, 0)
         self._wake = threading.Event()
         self._closing = threading.Event()
@@ -147,6 +157,15 @@ class BatchSender:
         while self._settled < target and self._thread.is_alive() and time.monotonic() < deadline:
             time.sleep(0.01)
         return max(0, target - self._settled + self._abandoned)
+
+    def refusals(self) -> tuple[dict[str, int], str]:
+        """`(events llmcost refused, by why; why it refused the last batch it answered, "" if it took it)`.
+
+        "Why" is the status with what it most likely means (`HTTP 401 (the token is missing, …)`), never the
+        token. Takes no lock, so a signal handler may call it (`drain_from_signal_handler`): the copy is one
+        step under the GIL.
+        """
+        return dict(self._refused), self._last_refusal
 
     @property
     def failing(self) -> bool:
@@ -240,14 +259,21 @@ class BatchSender:
             log.debug("llmcost answered %d, will retry", status)
             return _RETRY, _seconds(response.headers.get("retry-after"))
         if status in (200, 422):
+            self._last_refusal = ""
             self._count_answer(response)
             return _DONE, 0.0
         if status == 413 and count > 1:
             return _TOO_LARGE, 0.0
-        # 400/401/415, or 413 for one event: resending the same batch cannot succeed.
-        log.error("llmcost refused %d events: HTTP %d %s", count, status, response.text[:300])
+        # 400/401/403/415, or 413 for one event: resending the same batch cannot succeed. Kept by why,
+        # so that `close` can say why the events were not delivered rather than guess.
+        why = f"HTTP {status}{_HINTS.get(status, '')}"
+        token = self._http.headers.get("authorization", "").removeprefix("Bearer ")
+        words = response.text[:300]
+        log.error("llmcost refused %d events: %s: %s", count, why, words.replace(token, "…") if token else words)
         with self._lock:
             self._stats["failed"] += count
+            self._refused[why] = self._refused.get(why, 0) + count
+            self._last_refusal = why
         return _DONE, 0.0
 
     def _count_answer(self, response: httpx.Response) -> None:

@@ -343,6 +343,39 @@ def test_a_wrong_token_is_a_logged_configuration_error_not_an_outage_of_the_appl
     closed.close()
 
 
+def test_events_llmcost_refused_the_token_of_are_said_refused_at_close_not_unreachable(
+    server: LlmcostProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Recording with a token llmcost refuses: the 401 was logged when it came, but what `close` said of
+    the events was nothing, or `events not delivered (llmcost unreachable?)`, sending the user looking for
+    an outage. It says they were refused, and what a 401 most likely means, as a refused check does."""
+    wrong = "wrong-token-5a1f0c9e"
+    hint = "HTTP 401 (the token is missing, or is not one of llmcost's auth.ingest_tokens)"
+    client = Client(server.base, wrong, flush_interval=0.05, close_timeout=1.0)
+    with caplog.at_level("ERROR", logger="llmcost"):
+        for i in range(3):
+            client.record(request_id=f"refused-{i}", provider="openai", model="gpt-4o", input_tokens=3)
+        assert client.flush(timeout=30)  # answered: refused, not waiting to be retried
+        assert f"llmcost refused 3 events: {hint}: " in caplog.text
+        assert client.stats["failed"] == 3
+        # Unanswered at close (llmcost stalled) after a refusal: refused too, most likely, not unreachable.
+        assert server.proc is not None
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            client.record(request_id="refused-3", provider="openai", model="gpt-4o", input_tokens=3)
+            assert client.flush(0.5) is False
+            client.close()
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+    closing = [r.getMessage() for r in caplog.records if "llmcost client closed" in r.getMessage()]
+    assert closing == [
+        f"llmcost client closed with 3 events not delivered (refused: {hint})",
+        f"llmcost client closed with 1 events not delivered (not answered; llmcost refused the events before them: "
+        f"{hint})",
+    ]
+    assert "unreachable" not in caplog.text and wrong not in caplog.text
+
+
 def test_a_url_that_is_not_llmcost_is_a_configuration_error_too() -> None:
     """A URL pointing at another web server answers the check, but not with a budget answer."""
     from tests.support.recording_servers import RecordingServer
