@@ -57,6 +57,7 @@ _STRING_COLUMNS = frozenset(("request_id", "provider", "model", "status", *LABEL
 _LITELLM_INT_COLUMNS = frozenset(("prompt_tokens", "completion_tokens", "total_tokens"))
 _MODEL_IN_URI = re.compile(r"/model/([^/]+)")
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # what errors="surrogateescape" makes of a non-UTF-8 byte
+_NOT_UTF8 = "not UTF-8 text (save the file as UTF-8)"
 
 
 def iter_file_records(
@@ -163,10 +164,23 @@ def json_line(index: int, line: bytes) -> Record | None:
     except orjson.JSONDecodeError as exc:
         if not line.strip():
             return None
-        return index, InvalidEvent("", f"line {index + 1}: not valid JSON ({exc})")
+        return index, InvalidEvent("", f"line {index + 1}: {_not_json(line, exc)}")
     if type(obj) is dict:
         return index, obj
     return index, InvalidEvent("", f"line {index + 1}: a record must be a JSON object, got {_kind(obj)}")
+
+
+def _not_json(line: bytes, exc: ValueError) -> str:
+    """Why a line is not JSON: as a file saved in another encoding than UTF-8, or in the parser's words.
+
+    orjson's own words for a byte that is not UTF-8 ("str is not valid UTF-8: surrogates not allowed")
+    do not say what to do; the CSV reader's do.
+    """
+    try:
+        line.decode()
+    except UnicodeDecodeError:
+        return _NOT_UTF8
+    return f"not valid JSON ({exc})"
 
 
 def _parse_document(path: Path) -> Any:
@@ -182,13 +196,16 @@ def _parse_document(path: Path) -> Any:
 def _concatenated_objects(path: Path) -> list[Record] | None:
     """The JSON objects of a file that holds several one after another (not one per line); None if it does not.
 
-    Read whole, as one document is. An object that cannot be read ends the file: where the next one starts is
-    unknown, so the rest is one rejection.
+    Read whole, as one document is. An object with a control character in a string (a NUL byte) or a byte
+    that is not UTF-8 is rejected alone. Any other object that cannot be read ends the file: where the
+    next one starts is unknown, so the rest is one rejection.
     """
     if path.stat().st_size > MAX_DOCUMENT_BYTES:
         return None
     text = path.read_bytes().decode("utf-8", errors="surrogateescape")
     decoder = json.JSONDecoder()
+    # Takes control characters in strings: where an object that holds one ends, so the next is read.
+    lenient = json.JSONDecoder(strict=False)
     records: list[Record] = []
     at = _skip_space(text, 0)
     while at < len(text):
@@ -197,9 +214,18 @@ def _concatenated_objects(path: Path) -> list[Record] | None:
         except json.JSONDecodeError as exc:
             if not records:
                 return None
-            records.append((len(records), InvalidEvent("", f"not valid JSON after object {len(records)} ({exc})")))
-            break
-        if type(obj) is dict:
+            try:
+                _, end = lenient.raw_decode(text, at)
+            except json.JSONDecodeError:
+                reason = f"not valid JSON after object {len(records)} ({exc})"
+                records.append((len(records), InvalidEvent("", reason)))
+                break
+            records.append((len(records), InvalidEvent("", f"not valid JSON ({exc})")))
+            at = _skip_space(text, end)
+            continue
+        if _UNDECODABLE.search(text, at, end):
+            records.append((len(records), InvalidEvent("", _NOT_UTF8)))
+        elif type(obj) is dict:
             records.append((len(records), obj))
         else:
             records.append((len(records), InvalidEvent("", f"a record must be a JSON object, got {_kind(obj)}")))
@@ -420,7 +446,7 @@ def _csv_records(path: Path) -> Iterator[Record]:
                 continue
             row = _csv_row(header, cells)
             if _has_undecodable(row):
-                yield index, InvalidEvent("", "not UTF-8 text (save the file as UTF-8)", where)
+                yield index, InvalidEvent("", _NOT_UTF8, where)
             else:
                 try:
                     record = CsvRecord(csv_row_event(row))

@@ -168,3 +168,30 @@ def test_console_span_exporter_output_is_ingested(tmp_path: Path, capsys: pytest
     # Read again: the same spans, each once.
     assert main(["ingest", "--db", db_url, str(spans_file)]) == 0
     assert len(stored_events(db_url)) == 2
+
+
+def test_a_corrupt_span_in_console_output_is_rejected_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Console output with a NUL byte in a span (a file damaged on disk, or in a copy) lost every span after it,
+    as one rejection `not valid JSON after object 2`; a byte that is not UTF-8 was rejected as a model with
+    control characters, or a metadata string not valid Unicode. Each bad span is rejected alone, saying why."""
+    out = io.StringIO()
+    provider = TracerProvider(resource=Resource({"service.name": "chatbot"}))
+    provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=out)))
+    tracer = provider.get_tracer("llmcost-tests")
+    for model in ("gpt-4o", "gpt-4o-nul", "gpt-4o-latin1", "gpt-4o-mini"):
+        with tracer.start_as_current_span(f"chat {model}", attributes={**CHAT, "gen_ai.request.model": model}):
+            pass
+    provider.shutdown()
+    text = out.getvalue().encode()
+    spans_file = tmp_path / "spans.txt"
+    spans_file.write_bytes(text.replace(b"chat gpt-4o-nul", b"chat gpt-4o\0nul").replace(b"-latin1", b"-latin\xe9"))
+
+    db_url = f"sqlite:///{tmp_path / 'console.db'}"
+    assert main(["ingest", "--db", db_url, str(spans_file)]) == 1
+    printed = capsys.readouterr().out
+    assert "2 accepted, 0 duplicates, 2 rejected" in printed
+    rejected = [line.strip() for line in printed.splitlines() if line.strip().startswith("record ")]
+    assert len(rejected) == 2
+    assert rejected[0].startswith("record 2: not valid JSON (Invalid control character at: line ")
+    assert rejected[1] == "record 3: not UTF-8 text (save the file as UTF-8)"
+    assert sorted(event["model"] for event in stored_events(db_url).values()) == ["gpt-4o", "gpt-4o-mini"]

@@ -69,6 +69,16 @@ def test_jsonl_bad_lines_do_not_stop_the_good_ones(tmp_path: Path) -> None:
     assert "line 5: a record must be a JSON object, got array" in str(errors(records)[4])
 
 
+def test_jsonl_line_that_is_not_utf8_says_so(tmp_path: Path) -> None:
+    """A line in another encoding was rejected in orjson's words, `not valid JSON (str is not valid UTF-8:
+    surrogates not allowed: …)`, which do not say what to do; it is rejected as the CSV reader rejects one."""
+    latin1 = orjson.dumps({**event(1), "user": "José"}).replace("é".encode(), "é".encode("latin-1"))
+    path = write_lines(tmp_path / "events.jsonl", [event(0), latin1, event(2)])
+    records = read(path)
+    assert good(records) == {0: event(0), 2: event(2)}
+    assert str(errors(records)[1]) == "line 2: not UTF-8 text (save the file as UTF-8)"
+
+
 def test_jsonl_first_line_broken(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "events.jsonl", [b'{"provider": ', event(1), event(2)])
     records = read(path)
