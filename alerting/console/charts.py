@@ -4,8 +4,9 @@ Why SVG from the server rather than a JavaScript chart library: the page must wo
 build step and no CDN, and a vendored library would be the largest file llmcost serves for three
 chart shapes. These functions are pure (numbers in, markup out); every text they emit (label values
 are user input) goes through `markupsafe.escape`, and colours come from CSS classes, not inline style.
-Time ticks carry their epoch second in `data-t`, so the page's script can relabel them in the viewer's
-time zone; the server's labels are the fallback (UTC or the zone named in the caption).
+Time ticks and the bars' hover texts carry their epoch second in `data-t`, so the page's script can
+relabel them in the viewer's time zone (a day in the zone it was cut in, `data-zone`); the server's
+labels are the fallback (UTC or the zone named in the caption).
 """
 
 from __future__ import annotations
@@ -95,6 +96,9 @@ def stacked_bars(
         parts.append(
             f'<text class="axis" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{_attr(axis_money(value))}</text>'
         )
+    # The script relabels every time in the viewer's zone, but a day is the day it was cut in: a day's
+    # start (midnight in `zone`) is the evening before west of `zone`, so day labels name their zone.
+    in_zone = f' data-zone="{_attr(zone.key)}"' if tick_format == "day" else ""
     for i, start in enumerate(starts):
         x = left + i * slot + (slot - bar_w) / 2
         y = top + plot_h
@@ -105,14 +109,18 @@ def stacked_bars(
                 continue
             h = plot_h * value / ymax
             y -= h
+            # The hover text's time is relabelled like the axis (data-prefix: the words before it).
+            what = f"{stack.name or '(none)'}: {usd(value)} · "
             parts.append(
                 f'<rect class="c{stack.colour}" x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.2f}">'
-                f"<title>{_attr(stack.name or '(none)')}: {_attr(usd(value))} · {_attr(when)}</title></rect>"
+                f'<title data-t="{start}" data-fmt="{_attr(tick_format)}"{in_zone} data-prefix="{_attr(what)}">'
+                f"{_attr(what)}{_attr(when)}</title></rect>"
             )
         if i % tick_every == 0:
             parts.append(
                 f'<text class="axis tick" x="{x + bar_w / 2:.1f}" y="{height - 6}" text-anchor="middle" '
-                f'data-t="{start}" data-fmt="{_attr(tick_format)}">{_attr(_label(start, tick_format, zone))}</text>'
+                f'data-t="{start}" data-fmt="{_attr(tick_format)}"{in_zone}>'
+                f"{_attr(_label(start, tick_format, zone))}</text>"
             )
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 (every text interpolated above went through escape)

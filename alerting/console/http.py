@@ -26,6 +26,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.concurrency import run_in_threadpool
@@ -258,7 +259,9 @@ class Console:
                 context = await run_in_threadpool(
                     self.page_context,
                     by=by,
-                    viewer_zone=request.cookies.get(TZ_COOKIE),
+                    # The script percent-encodes the zone (`America%2FNew_York`): decoded here, or no
+                    # zone with a "/" (all but UTC) would ever be recognised.
+                    viewer_zone=unquote(request.cookies.get(TZ_COOKIE) or "") or None,
                     with_alerts=with_alerts,
                     budget=budget,
                     with_figures=with_figures,

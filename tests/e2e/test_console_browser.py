@@ -395,3 +395,47 @@ def test_an_answer_that_is_not_json_from_a_proxy_in_front_gives_a_clear_message(
         status = wait_for(driver, lambda d: d.find_element(By.ID, "alert-status").text)
         assert status == f"Alert {alert_id}: HTTP 502", status
         assert button.is_enabled()  # the person may try again
+
+
+def test_chart_days_and_hover_times_are_in_the_zones_the_page_names_and_the_viewer_s_zone_is_remembered(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """A viewer in Honolulu, budgets in Los Angeles. The browser's zone cookie was percent-encoded by the
+    script and never decoded by the server, so the 30-day chart stayed in the budgets' zone on every
+    visit; its day ticks, relabelled in the viewer's zone, named the day before the one each bar is
+    (midnight in Los Angeles is 21:00 or 22:00 the evening before in Honolulu); and the bars' hover
+    texts kept the server's UTC hour beside axis ticks in the viewer's zone."""
+    config = tmp_path / "llmcost.yml"
+    config.write_text(
+        "budgets:\n  - {name: la, scope: global, period: daily, limit: 100.0, timezone: America/Los_Angeles}\n"
+    )
+    server = LlmcostProcess(sqlite_url, config=config).start(tmp_path)
+    viewer, budgets = ZoneInfo("Pacific/Honolulu"), ZoneInfo("America/Los_Angeles")
+
+    def day(epoch: str, zone: ZoneInfo) -> str:
+        local = datetime.fromtimestamp(int(epoch), UTC).astimezone(zone)
+        return f"{local:%b} {local.day}"
+
+    try:
+        event = {"provider": "openai", "model": "gpt-4o", "cost_usd": 2.0, "project": "web", "request_id": "z1"}
+        assert httpx.post(f"{server.base}/v1/usage", json=event, timeout=5).status_code == 200
+        with chromium(timezone="Pacific/Honolulu") as driver:
+            for visit, chart_zone in ((1, budgets), (2, viewer)):  # the first page sets the cookie
+                driver.get(f"{server.base}/")
+                wait_for(driver, lambda d: d.execute_script("return document.readyState") == "complete")
+                caption = driver.find_element(By.CSS_SELECTOR, "[data-zone-caption]").text
+                assert caption == f"(days in {chart_zone.key})", (visit, caption)
+                hour_chart, day_chart = driver.find_elements(By.CSS_SELECTOR, "svg.chart")
+                for tick in day_chart.find_elements(By.CSS_SELECTOR, "text.tick"):
+                    assert tick.text == day(tick.get_attribute("data-t"), chart_zone), (visit, tick.text)
+                # Hover texts (an SVG <title>: textContent): a day in the chart's zone, an hour in the viewer's.
+                read = "return Array.from(arguments[0].querySelectorAll('rect title')).map(t => [t.dataset.t, t.textContent])"
+                (start, text), *_ = driver.execute_script(read, day_chart)
+                assert text == f"web: $2.00 · {day(start, chart_zone)}", (visit, text)
+                (start, text), *_ = driver.execute_script(read, hour_chart)
+                hour = datetime.fromtimestamp(int(start), UTC).astimezone(viewer).strftime("%H:%M")
+                assert text.replace("\u202f", " ") == f"web: $2.00 · {hour}", (visit, text)
+            assert console_errors(driver) == []
+            full_page_screenshot(driver, _screenshot_dir(tmp_path) / "console-honolulu.png")
+    finally:
+        server.stop()

@@ -27,8 +27,14 @@
     var full = { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
     root.querySelectorAll("[data-t]").forEach(function (el) {
       var when = new Date(Number(el.dataset.t) * 1000);
-      var fmt = el.dataset.fmt === "hour" ? hour : el.dataset.fmt === "day" ? day : full;
-      el.textContent = when.toLocaleString(undefined, fmt);
+      var fmt = Object.assign({}, el.dataset.fmt === "hour" ? hour : el.dataset.fmt === "day" ? day : full);
+      // A chart's day is the day in the zone it was cut in (its caption names it), not the viewer's:
+      // midnight in Los Angeles is still the day before in Honolulu.
+      if (el.dataset.zone) fmt.timeZone = el.dataset.zone;
+      var text;
+      try { text = when.toLocaleString(undefined, fmt); } catch (e) { return; } // a zone this browser lacks: the server's label stays
+      // A bar's hover text: its words (data-prefix), then its time.
+      el.textContent = (el.dataset.prefix || "") + text;
       if (el.tagName.toLowerCase() === "time") el.setAttribute("datetime", when.toISOString());
     });
   }
