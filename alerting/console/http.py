@@ -74,6 +74,8 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+PAGE_RETRY = 15
+"""Seconds after which the page shown while the store does not answer asks for the console again."""
 STATIC = {"console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8"}
 
 
@@ -267,7 +269,12 @@ class Console:
                     with_figures=with_figures,
                 )
             except StoreUnavailable:
-                return error(503, "store unavailable, retry later", headers={"Retry-After": "5"})
+                # A person, not a client, asked: a page saying what is wrong and where to look (the JSON
+                # error the API answers would be all they saw), still a 503 with Retry-After.
+                html = self.env.get_template("unavailable.html.j2").render(
+                    version=__version__, grafana_url=self.services.config.grafana_url, retry_seconds=PAGE_RETRY
+                )
+                return HTMLResponse(html, status_code=503, headers={**SECURITY_HEADERS, "Retry-After": "5"})
             html = self.env.get_template("console.html.j2").render(**context)
             # A stale link (a deleted or renamed budget) still gets the page, saying there is no such budget.
             missing = budget is not None and with_figures and not context["budgets"]

@@ -23,7 +23,7 @@ from selenium.webdriver.common.keys import Keys
 from tests.support.browser import chromium, console_errors, full_page_screenshot, wait_for
 from tests.support.helpers import total
 from tests.support.paths import REPO
-from tests.support.pg import free_port
+from tests.support.pg import PostgresCluster, free_port
 from tests.support.procs import LLMCOST, LlmcostProcess
 from tests.support.waiting import wait_until
 
@@ -439,3 +439,40 @@ def test_chart_days_and_hover_times_are_in_the_zones_the_page_names_and_the_view
             full_page_screenshot(driver, _screenshot_dir(tmp_path) / "console-honolulu.png")
     finally:
         server.stop()
+
+
+@pytest.mark.postgres
+def test_while_the_store_does_not_answer_the_console_says_so_and_comes_back_by_itself(tmp_path: Path) -> None:
+    """PostgreSQL stopped: the on-call person opening the console got the API's JSON error as the whole
+    page (`{"error":"store unavailable, retry later","detail":null}`), no links, no way on. Now a page
+    that says what is wrong and where to look (still a 503 with Retry-After), asking again by itself."""
+    cluster = PostgresCluster().start()  # its own: this test stops it
+    try:
+        server = LlmcostProcess(cluster.create_database()).start(tmp_path)
+        try:
+            with chromium(width=500, height=900) as driver:
+                driver.get(f"{server.base}/")
+                wait_for(driver, lambda d: d.find_elements(By.ID, "budgets"))
+                cluster.stop()
+                answer = httpx.get(f"{server.base}/", timeout=20)
+                assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
+                assert answer.headers["content-type"].startswith("text/html")
+                assert answer.headers["content-security-policy"].startswith("default-src 'none'")
+                driver.refresh()
+                notice = wait_for(driver, lambda d: d.find_elements(By.ID, "unavailable"))[0]
+                assert "The store is not answering" in notice.text and "llm_store_up 0" in notice.text
+                links = {a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "a[href]")}
+                runbook = f"{server.base}/runbook#llmcoststoredown"
+                assert {f"{server.base}/metrics", f"{server.base}/readyz", runbook} <= links
+                assert 'id="llmcoststoredown"' in httpx.get(runbook, timeout=5).text
+                assert httpx.get(f"{server.base}/metrics", timeout=20).status_code == 200
+                full_page_screenshot(driver, _screenshot_dir(tmp_path) / "console-store-down.png", width=500)
+                assert [e for e in console_errors(driver) if "503" not in e] == []  # the page's own status only
+
+                cluster.restart()  # the same cluster and data, answering again
+                wait_for(driver, lambda d: d.find_elements(By.ID, "budgets"), timeout=60)  # no reload by hand
+                assert not driver.find_elements(By.ID, "unavailable")
+        finally:
+            server.stop()
+    finally:
+        cluster.destroy()
