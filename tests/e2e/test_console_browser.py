@@ -429,7 +429,10 @@ def test_chart_days_and_hover_times_are_in_the_zones_the_page_names_and_the_view
                 for tick in day_chart.find_elements(By.CSS_SELECTOR, "text.tick"):
                     assert tick.text == day(tick.get_attribute("data-t"), chart_zone), (visit, tick.text)
                 # Hover texts (an SVG <title>: textContent): a day in the chart's zone, an hour in the viewer's.
-                read = "return Array.from(arguments[0].querySelectorAll('rect title')).map(t => [t.dataset.t, t.textContent])"
+                read = (
+                    "return Array.from(arguments[0].querySelectorAll('rect title'))"
+                    ".map(t => [t.dataset.t, t.textContent])"
+                )
                 (start, text), *_ = driver.execute_script(read, day_chart)
                 assert text == f"web: $2.00 · {day(start, chart_zone)}", (visit, text)
                 (start, text), *_ = driver.execute_script(read, hour_chart)
@@ -476,3 +479,37 @@ def test_while_the_store_does_not_answer_the_console_says_so_and_comes_back_by_i
             server.stop()
     finally:
         cluster.destroy()
+
+
+def test_on_a_phone_each_alert_s_button_is_in_view_without_scrolling_sideways(sqlite_url: str, tmp_path: Path) -> None:
+    """The on-call person opens the console on a phone: the alerts table was wider than the screen,
+    Acknowledge sat beyond its right edge and the labels broke letter by letter."""
+    budget = "    - {name: code-assist-hourly-requests, scope: project, key: '*', period: monthly, limit: 1.0}\n"
+    events: list[dict[str, object]] = [
+        {"provider": "openai", "model": "gpt-4o", "cost_usd": 2.0, "project": f"code-assist-{i}", "request_id": f"m{i}"}
+        for i in range(2)
+    ]
+    with console_with_firing_alerts(sqlite_url, tmp_path, budget, events) as (_server, driver):
+        driver.set_window_size(420, 900)
+        driver.refresh()
+        wait_for(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#alerts-body button.ack")) == 2)
+        viewport = driver.execute_script("return document.documentElement.clientWidth")
+        assert viewport <= 640
+        alerts = driver.find_element(By.ID, "alerts")
+        assert driver.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth", alerts)
+        for button in driver.find_elements(By.CSS_SELECTOR, "#alerts-body button.ack"):
+            right = driver.execute_script("return arguments[0].getBoundingClientRect().right", button)
+            assert right <= viewport, f"Acknowledge at x={right}, the screen {viewport} wide"
+        # A label value stays whole on its line (here the longest, the budget's name).
+        label = driver.find_element(By.CSS_SELECTOR, "#alerts-body .label b")
+        assert label.text == "code-assist-hourly-requests"
+        assert driver.execute_script("return arguments[0].getClientRects().length", label) == 1
+        driver.execute_script("arguments[0].scrollIntoView()", alerts)
+        driver.save_screenshot(str(_screenshot_dir(tmp_path) / "console-phone-alerts.png"))
+        button = driver.find_element(By.CSS_SELECTOR, "#alerts-body button.ack")
+        alert_id = button.get_attribute("data-id")
+        button.click()  # a real click: it fails on a button out of view
+        wait_for(
+            driver,
+            lambda d: d.find_elements(By.CSS_SELECTOR, f'tr.alert[data-id="{alert_id}"][data-state=acknowledged]'),
+        )
