@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,13 +27,12 @@ from starlette.testclient import TestClient
 from alerting.budgets.definition import parse_budgets_section
 from alerting.budgets.http import budget_routes
 from alerting.budgets.service import BudgetService
-from alerting.gateway.config import settings_from_config
 from alerting.gateway.service import GatewayService
 from alerting.gateway.sink import GatewaySink
 from exporter.http.app import build_app
 from exporter.services import Services
 from llmcost.cli import main
-from tests.support.budgets import CONFIG_REF, NOON, build, call, ingest
+from tests.support.budgets import CONFIG_REF, NOON, budgets_on_gateway, call, ingest
 from tests.support.clock import FakeClock
 from tests.support.gateway_harness import Receivers, gateway_config
 
@@ -47,27 +47,30 @@ MIDNIGHT = datetime(2026, 11, 11, tzinfo=UTC).timestamp()  # the period of NOON
 def stack(db: str, rx: Receivers, clock: FakeClock) -> Iterator[tuple[Services, BudgetService, GatewayService]]:
     rx.pagerduty.clock = clock
     clock.set(NOON + 600)
-    services, budgets, _recorder = build(db, [], clock)
-    settings = settings_from_config(gateway_config(db, rx, routes=ROUTES))
-    gateway = GatewayService(services.store, settings, clock=clock, start_workers=False)
-    budgets.sink = GatewaySink(gateway)
-    try:
-        yield services, budgets, gateway
-    finally:
-        gateway.close()
-        services.close()
+    with budgets_on_gateway(db, [], clock, gateway_config(db, rx, routes=ROUTES)) as stack:
+        yield stack
 
 
-def over_the_cap(
-    stack: tuple[Services, BudgetService, GatewayService], client: TestClient, cap: str = "max_cost_per_request"
-) -> None:
-    """A budget with `cap` ($0.50, or 50 tokens) and a call over it ($2.50 and 110 tokens): its alert fires."""
-    services, _budgets, gateway = stack
-    limits = {k: v for k, v in CAPPED.items() if k not in CAPS} | {cap: CAPS[cap]}
-    assert client.put("/v1/budgets/search-daily", json=limits).status_code == 200
-    ingest(services, call("big", NOON + 500, 2.5))
-    gateway.deliver_pending()
-    assert [a.alertname for a in gateway.alerts("firing")] == [CAP]
+@contextmanager
+def over_the_cap_through_the_api(
+    stack: tuple[Services, BudgetService, GatewayService], cap: str = "max_cost_per_request"
+) -> Iterator[TestClient]:
+    """A budget with `cap` ($0.50, or 50 tokens) put through the budget API and a call over it ($2.50 and 110
+    tokens): its alert fires. Yields the API's client, open."""
+    services, budgets, gateway = stack
+    with TestClient(build_app(services, budget_routes(budgets, services.config.auth))) as client:
+        limits = {k: v for k, v in CAPPED.items() if k not in CAPS} | {cap: CAPS[cap]}
+        assert client.put("/v1/budgets/search-daily", json=limits).status_code == 200
+        ingest(services, call("big", NOON + 500, 2.5))
+        gateway.deliver_pending()
+        assert [a.alertname for a in gateway.alerts("firing")] == [CAP]
+        yield client
+
+
+def over_the_cap(stack: tuple[Services, BudgetService, GatewayService]) -> None:
+    """`over_the_cap_through_the_api`, the API closed again: for the tests that go on without it."""
+    with over_the_cap_through_the_api(stack):
+        pass
 
 
 def resolved_once_per_channel_in_its_thread(rx: Receivers, gateway: GatewayService) -> None:
@@ -85,9 +88,8 @@ def resolved_once_per_channel_in_its_thread(rx: Receivers, gateway: GatewayServi
 def test_a_put_without_the_cap_resolves_its_alert(
     stack: tuple[Services, BudgetService, GatewayService], rx: Receivers, clock: FakeClock, cap: str
 ) -> None:
-    services, budgets, gateway = stack
-    with TestClient(build_app(services, budget_routes(budgets, services.config.auth))) as client:
-        over_the_cap(stack, client, cap)
+    _services, budgets, gateway = stack
+    with over_the_cap_through_the_api(stack, cap) as client:
         clock.advance(60)
         uncapped = {k: v for k, v in CAPPED.items() if k not in CAPS}
         assert client.put("/v1/budgets/search-daily", json=uncapped).status_code == 200
@@ -103,9 +105,8 @@ def test_a_put_without_the_cap_resolves_its_alert(
 def test_a_cap_kept_or_only_changed_keeps_its_alert(
     stack: tuple[Services, BudgetService, GatewayService], rx: Receivers, clock: FakeClock
 ) -> None:
-    services, budgets, gateway = stack
-    with TestClient(build_app(services, budget_routes(budgets, services.config.auth))) as client:
-        over_the_cap(stack, client)
+    _services, budgets, gateway = stack
+    with over_the_cap_through_the_api(stack) as client:
         assert client.put("/v1/budgets/search-daily", json={**CAPPED, "limit": 2000.0}).status_code == 200
         assert client.put("/v1/budgets/search-daily", json={**CAPPED, "max_cost_per_request": 1.0}).status_code == 200
     budgets.evaluate()
@@ -117,9 +118,8 @@ def test_a_cap_removed_by_another_process_is_resolved_by_the_next_evaluation(
     stack: tuple[Services, BudgetService, GatewayService], rx: Receivers, clock: FakeClock
 ) -> None:
     # `llmcost budgets update` runs without the gateway's sink: the server's scheduler finishes the job.
-    services, budgets, gateway = stack
-    with TestClient(build_app(services, budget_routes(budgets, services.config.auth))) as client:
-        over_the_cap(stack, client)
+    _services, budgets, gateway = stack
+    over_the_cap(stack)
     budgets.sink = None
     budgets.put("search-daily", {k: v for k, v in CAPPED.items() if k not in CAPS}, origin="cli")
     budgets.sink = GatewaySink(gateway)
@@ -133,9 +133,8 @@ def test_a_cap_removed_by_another_process_is_resolved_by_the_next_evaluation(
 def test_llmcost_budgets_update_removing_the_cap_resolves_its_alert(
     stack: tuple[Services, BudgetService, GatewayService], rx: Receivers, db: str, tmp_path: Path, clock: FakeClock
 ) -> None:
-    services, budgets, gateway = stack
-    with TestClient(build_app(services, budget_routes(budgets, services.config.auth))) as client:
-        over_the_cap(stack, client)
+    _services, _budgets, gateway = stack
+    over_the_cap(stack)
     config = tmp_path / "llmcost.yml"
     config.write_text(yaml.safe_dump(gateway_config(db, rx, routes=ROUTES).raw))
     argv = ["budgets", "update", "search-daily", "--json", '{"max_cost_per_request": null}', "--by", "carol"]
@@ -150,9 +149,8 @@ def test_llmcost_budgets_update_removing_the_cap_resolves_its_alert(
 def test_the_period_start_label_reads_as_a_time_in_mail_and_slack(
     stack: tuple[Services, BudgetService, GatewayService], rx: Receivers
 ) -> None:
-    services, budgets, gateway = stack
-    with TestClient(build_app(services, budget_routes(budgets, services.config.auth))) as client:
-        over_the_cap(stack, client)
+    _services, _budgets, gateway = stack
+    over_the_cap(stack)
     epoch = str(int(MIDNIGHT))
     [alert] = gateway.alerts("firing")
     assert alert.labels["period_start"] == epoch  # the label itself, part of the fingerprint, is unchanged

@@ -18,10 +18,9 @@ from alerting.budgets.definition import parse_budgets_section
 from alerting.budgets.service import BudgetService
 from alerting.gateway.config import settings_from_config
 from alerting.gateway.service import GatewayService
-from alerting.gateway.sink import GatewaySink
 from exporter.services import Services
 from exporter.store.engine import create_store_engine
-from tests.support.budgets import CONFIG_REF, DAILY, alertmanager_sink, build, call, ingest
+from tests.support.budgets import CONFIG_REF, DAILY, alertmanager_sink, budgets_on_gateway, build, call, ingest
 from tests.support.clock import FakeClock
 from tests.support.gateway_harness import Harness, Receivers, gateway_config
 from tests.support.legacy_schema import T0, build_legacy_store, legacy_alert
@@ -39,15 +38,9 @@ def on_course_to_overrun(services: Services, clock: FakeClock) -> None:
 def stack(db: str, rx: Receivers, clock: FakeClock) -> Iterator[tuple[Services, BudgetService, GatewayService]]:
     rx.pagerduty.clock = clock
     clock.set(MIDNIGHT + 6 * 3600)
-    services, budgets, _recorder = build(db, [DAILY], clock)
-    settings = settings_from_config(gateway_config(db, rx, channels=("slack", "pagerduty"), routes=ROUTES))
-    gateway = GatewayService(services.store, settings, clock=clock, start_workers=False)
-    budgets.sink = GatewaySink(gateway)
-    try:
-        yield services, budgets, gateway
-    finally:
-        gateway.close()
-        services.close()
+    config = gateway_config(db, rx, channels=("slack", "pagerduty"), routes=ROUTES)
+    with budgets_on_gateway(db, [DAILY], clock, config) as stack:
+        yield stack
 
 
 def test_forecast_then_warning_then_exceeded_is_one_slack_thread_and_one_incident(

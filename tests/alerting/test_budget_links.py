@@ -89,6 +89,18 @@ def alertmanager() -> Iterator[RecordingServer]:
         yield server
 
 
+def _push_budget_alert(parts: AlertingParts, alertmanager: RecordingServer) -> dict[str, Any]:
+    """Push llmcost's alerts to the recording Alertmanager once; the last budget alert it received."""
+    assert parts.pusher is not None
+    parts.pusher.push()
+    pushed = wait_until(
+        lambda: [a for r in alertmanager.requests for a in r.json if a["labels"].get("budget") == BUDGET],
+        timeout=10,
+        what="the budget alert pushed to Alertmanager",
+    )
+    return dict(pushed[-1])
+
+
 def test_the_source_link_of_a_budget_alert_pushed_to_alertmanager_opens_without_a_token(
     sqlite_url: str, alertmanager: RecordingServer, clock: FakeClock
 ) -> None:
@@ -101,14 +113,7 @@ def test_the_source_link_of_a_budget_alert_pushed_to_alertmanager_opens_without_
     )
     services, parts = _start(config, clock)
     try:
-        assert parts.pusher is not None
-        parts.pusher.push()
-        pushed = wait_until(
-            lambda: [a for r in alertmanager.requests for a in r.json if a["labels"].get("budget") == BUDGET],
-            timeout=10,
-            what="the budget alert pushed to Alertmanager",
-        )
-        alert = pushed[-1]
+        alert = _push_budget_alert(parts, alertmanager)
         links = {"generatorURL": alert["generatorURL"], "runbook_url": alert["annotations"]["runbook_url"]}
         _open_each(services, parts, links)
         assert links["generatorURL"] == f"http://{LISTEN}/#budget-{ENCODED}"
@@ -132,14 +137,7 @@ def test_a_budget_alert_pushed_to_alertmanager_carries_its_dashboard_link(
     )
     services, parts = _start(config, clock)
     try:
-        assert parts.pusher is not None
-        parts.pusher.push()
-        pushed = wait_until(
-            lambda: [a for r in alertmanager.requests for a in r.json if a["labels"].get("budget") == BUDGET],
-            timeout=10,
-            what="the budget alert pushed to Alertmanager",
-        )
-        annotations = pushed[-1]["annotations"]
+        annotations = _push_budget_alert(parts, alertmanager)["annotations"]
         assert annotations.get("dashboard_url") == f"https://grafana.example.com/d/llmcost-budgets?var-budget={ENCODED}"
     finally:
         services.close()

@@ -17,10 +17,8 @@ import pytest
 from alerting.budgets.service import BudgetService
 from alerting.gateway.config import settings_from_config
 from alerting.gateway.service import GatewayService
-from alerting.gateway.sink import GatewaySink
-from alerting.sink import AlertSink
 from exporter.services import Services
-from tests.support.budgets import SEARCH_REQUESTS, alertmanager_sink, build, call, ingest
+from tests.support.budgets import SEARCH_REQUESTS, alertmanager_sink, budgets_on_gateway, build, call, ingest
 from tests.support.clock import FakeClock
 from tests.support.gateway_harness import Receivers, gateway_config
 
@@ -34,16 +32,9 @@ ROUTES = {"info": [], "warning": ["slack"], "critical": ["slack", "pagerduty"]}
 def stack(db: str, rx: Receivers, clock: FakeClock) -> Iterator[tuple[Services, BudgetService, GatewayService]]:
     rx.pagerduty.clock = clock
     clock.set(TEN_FIFTY)
-    services, budgets, _recorder = build(db, [SEARCH_REQUESTS], clock)
-    settings = settings_from_config(gateway_config(db, rx, channels=("slack", "pagerduty"), routes=ROUTES))
-    gateway = GatewayService(services.store, settings, clock=clock, start_workers=False)
-    sink: AlertSink = GatewaySink(gateway)
-    budgets.sink = sink
-    try:
-        yield services, budgets, gateway
-    finally:
-        gateway.close()
-        services.close()
+    config = gateway_config(db, rx, channels=("slack", "pagerduty"), routes=ROUTES)
+    with budgets_on_gateway(db, [SEARCH_REQUESTS], clock, config) as stack:
+        yield stack
 
 
 def exceed(services: Services, prefix: str, at: float) -> None:

@@ -18,14 +18,21 @@ import pytest
 
 from tests.support.clock import FakeClock
 from tests.support.gateway_harness import Harness, Receivers
-from tests.support.grouped_budget import FIRST_KEYS, LABELS, ROUTES, grouped_warnings, states
+from tests.support.grouped_budget import FIRST_KEYS, LABELS, grouped_harness, grouped_warnings, states
+from tests.support.recording_pagerduty import Incident
 
 
 @pytest.fixture
 def h(db: str, rx: Receivers, clock: FakeClock) -> Iterator[Harness]:
-    rx.pagerduty.clock = clock
-    with Harness(db, rx, clock=clock, routes=ROUTES) as harness:
+    with grouped_harness(db, rx, clock) as harness:
         yield harness
+
+
+def grouped_incident(h: Harness, rx: Receivers, clock: FakeClock) -> tuple[str, Incident, dict[str, int]]:
+    """`grouped_warnings`: its dedup_key, the one incident PagerDuty holds, and each project's alert id."""
+    key = grouped_warnings(h, rx, clock)
+    [incident] = rx.pagerduty.incidents
+    return key, incident, {a["labels"]["key"]: a["id"] for a in h.alerts()}
 
 
 def ack(h: Harness, alert_id: int, by: str) -> None:
@@ -37,9 +44,7 @@ def ack(h: Harness, alert_id: int, by: str) -> None:
 def test_the_group_incident_is_acknowledged_with_its_last_firing_instance(
     h: Harness, rx: Receivers, clock: FakeClock
 ) -> None:
-    key = grouped_warnings(h, rx, clock)
-    [incident] = rx.pagerduty.incidents
-    ids = {a["labels"]["key"]: a["id"] for a in h.alerts()}
+    key, incident, ids = grouped_incident(h, rx, clock)
     for i, project in enumerate(FIRST_KEYS):
         ack(h, ids[project], "bob")
         clock.advance(60)
@@ -55,9 +60,7 @@ def test_the_group_incident_is_acknowledged_with_its_last_firing_instance(
 def test_a_resolved_instance_does_not_keep_the_others_acknowledgements_from_reaching_the_incident(
     h: Harness, rx: Receivers, clock: FakeClock
 ) -> None:
-    grouped_warnings(h, rx, clock)
-    [incident] = rx.pagerduty.incidents
-    ids = {a["labels"]["key"]: a["id"] for a in h.alerts()}
+    _key, incident, ids = grouped_incident(h, rx, clock)
     first, *others = FIRST_KEYS
     h.gateway.resolve("LLMBudgetWarning", {**h.alerts()[0]["labels"], "key": first}, by="carol", comment="reset")
     h.gateway.deliver_pending()
@@ -74,9 +77,7 @@ def test_an_unacknowledged_group_incident_unacknowledges_every_instance_acknowle
     # incident (the others' own acks had replaced their reference to it). When PagerDuty unacknowledged
     # the incident (its ack timeout ran out) and paged again, llmcost un-acked that one instance alone:
     # the four others stayed acknowledged, unseen, while the on-call was paged about all five.
-    key = grouped_warnings(h, rx, clock)
-    [incident] = rx.pagerduty.incidents
-    ids = {a["labels"]["key"]: a["id"] for a in h.alerts()}
+    key, incident, ids = grouped_incident(h, rx, clock)
     for project in FIRST_KEYS:
         ack(h, ids[project], "bob")
         clock.advance(60)

@@ -23,7 +23,7 @@ import pytest
 
 from tests.support.clock import FakeClock
 from tests.support.gateway_harness import Harness, Receivers, slack_action_body
-from tests.support.grouped_budget import FIRST_KEYS, LABELS, ROUTES, grouped_warnings, instances, states
+from tests.support.grouped_budget import FIRST_KEYS, LABELS, grouped_harness, grouped_warnings, instances, states
 
 OLD = FIRST_KEYS
 NEW = ["n0", "n1", "n2"]
@@ -31,8 +31,7 @@ NEW = ["n0", "n1", "n2"]
 
 @pytest.fixture
 def h(db: str, rx: Receivers, clock: FakeClock) -> Iterator[Harness]:
-    rx.pagerduty.clock = clock
-    with Harness(db, rx, clock=clock, routes=ROUTES) as harness:
+    with grouped_harness(db, rx, clock) as harness:
         yield harness
 
 

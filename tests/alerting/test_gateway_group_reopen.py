@@ -20,15 +20,14 @@ import pytest
 
 from tests.support.clock import FakeClock
 from tests.support.gateway_harness import Harness, Receivers, slack_action_body
-from tests.support.grouped_budget import FIRST_KEYS, ROUTES, grouped_warnings, instances, states
+from tests.support.grouped_budget import FIRST_KEYS, grouped_harness, grouped_warnings, instances, states
 
 KEYS = FIRST_KEYS
 
 
 @pytest.fixture
 def h(db: str, rx: Receivers, clock: FakeClock) -> Iterator[Harness]:
-    rx.pagerduty.clock = clock
-    with Harness(db, rx, clock=clock, routes=ROUTES) as harness:
+    with grouped_harness(db, rx, clock) as harness:
         yield harness
 
 

@@ -17,15 +17,14 @@ import pytest
 
 from tests.support.clock import FakeClock
 from tests.support.gateway_harness import Harness, Receivers
-from tests.support.grouped_budget import FIRST_KEYS, LABELS, ROUTES, grouped_warnings
+from tests.support.grouped_budget import FIRST_KEYS, LABELS, grouped_harness, grouped_warnings
 
 KEYS = FIRST_KEYS
 
 
 @pytest.fixture
 def h(db: str, rx: Receivers, clock: FakeClock) -> Iterator[Harness]:
-    rx.pagerduty.clock = clock
-    with Harness(db, rx, clock=clock, routes=ROUTES) as harness:
+    with grouped_harness(db, rx, clock) as harness:
         yield harness
 
 

@@ -9,9 +9,11 @@ config is checked as committed, with the path of the compose secret.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -207,9 +209,9 @@ def test_inhibit_target_list_names_only_existing_alerts() -> None:
     assert targets == set(_prometheus_alerts()) - EXPORTER_ALERTS
 
 
-def test_the_real_alertmanager_mutes_only_the_down_instances_alerts(tmp_path: Any) -> None:
-    """The same, as Alertmanager itself decides it (`GET /api/v2/alerts`, `status.inhibitedBy`)."""
-    alerts = _prometheus_alerts()
+@contextmanager
+def _shipped_alertmanager(tmp_path: Path) -> Iterator[str]:
+    """A real Alertmanager on the shipped config, its webhook on a port where no llmcost listens; its URL."""
     token = tmp_path / "token"
     token.write_text("inhibit-test-token\n", encoding="utf-8")
     dead_llmcost, am_port = live_stack.free_ports(2)
@@ -218,7 +220,15 @@ def test_the_real_alertmanager_mutes_only_the_down_instances_alerts(tmp_path: An
     )
     server.start()
     try:
-        am = f"http://127.0.0.1:{am_port}"
+        yield f"http://127.0.0.1:{am_port}"
+    finally:
+        server.stop()
+
+
+def test_the_real_alertmanager_mutes_only_the_down_instances_alerts(tmp_path: Any) -> None:
+    """The same, as Alertmanager itself decides it (`GET /api/v2/alerts`, `status.inhibitedBy`)."""
+    alerts = _prometheus_alerts()
+    with _shipped_alertmanager(tmp_path) as am:
         posted = {
             "down": _with_instance("LLMCostExporterDown", alerts["LLMCostExporterDown"], "llmcost-eu:9800"),
             "same": _with_instance("LLMCostSchedulerStalled", alerts["LLMCostSchedulerStalled"], "llmcost-eu:9800"),
@@ -239,8 +249,6 @@ def test_the_real_alertmanager_mutes_only_the_down_instances_alerts(tmp_path: An
 
         assert live_stack.wait_until(inhibited, 20), httpx.get(f"{am}/api/v2/alerts", timeout=5).text
         assert inhibited() == {"llmcost-eu:9800": True, "llmcost-us:9800": False}
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize(
@@ -281,15 +289,7 @@ def test_the_real_alertmanager_delivers_a_request_cap_alert_while_its_budget_is_
     configured, as in docker-compose.yml): the shipped inhibit rule muted the cap alert as a "warning about the
     same budget", so it never reached the gateway and nobody heard of the runaway call. The budget's own
     forecast warning is still muted."""
-    token = tmp_path / "token"
-    token.write_text("inhibit-test-token\n", encoding="utf-8")
-    dead_llmcost, am_port = live_stack.free_ports(2)
-    server = live_stack.alertmanager_server(
-        tmp_path / "am", live_stack.Ports(dead_llmcost, 0, am_port), credentials_file=token, timings={}
-    )
-    server.start()
-    try:
-        am = f"http://127.0.0.1:{am_port}"
+    with _shipped_alertmanager(tmp_path) as am:
         pushed = [
             ("LLMBudgetExceeded", "critical", {}),
             ("LLMBudgetForecastOverrun", "warning", {}),
@@ -313,5 +313,3 @@ def test_the_real_alertmanager_delivers_a_request_cap_alert_while_its_budget_is_
             "LLMBudgetForecastOverrun": True,
             "LLMBudgetRequestCapExceeded": False,
         }
-    finally:
-        server.stop()

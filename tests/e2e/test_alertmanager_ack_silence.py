@@ -72,7 +72,7 @@ class SilenceStack:
     workdir: Path
 
     def headers(self, token: str = ADMIN_TOKEN) -> dict[str, str]:
-        return {"Authorization": f"Bearer {token}"}
+        return live_stack.bearer(token)
 
     def gateway_alerts(self, **labels: str) -> list[dict[str, Any]]:
         body = httpx.get(f"{self.llmcost.base}/v1/alerts", headers=self.headers(), timeout=5).json()
@@ -134,17 +134,7 @@ class SilenceStack:
         assert response.status_code in (200, 201), response.text
 
     def spend(self, project: str, request_id: str, cost: float) -> None:
-        event = {
-            "request_id": request_id,
-            "provider": "openai",
-            "model": "gpt-4o",
-            "project": project,
-            "cost_usd": cost,
-        }
-        response = httpx.post(
-            f"{self.llmcost.base}/v1/usage", json=event, headers=self.headers(INGEST_TOKEN), timeout=10
-        )
-        assert response.json()["accepted"] == 1, response.text
+        live_stack.spend(self.llmcost.base, INGEST_TOKEN, project, request_id, cost)
 
     def ack(self, alert_id: int) -> None:
         response = httpx.post(
@@ -175,8 +165,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SilenceStack]:
     with ExitStack() as cleanup:
         slack = cleanup.enter_context(SlackAPIServer(token=SLACK_TOKEN))
         pagerduty = cleanup.enter_context(PagerDutyEventsServer())
-        token_file = workdir / "webhook_token"
-        token_file.write_text(WEBHOOK_TOKEN + "\n", encoding="utf-8")
+        token_file = live_stack.webhook_token_file(workdir, WEBHOOK_TOKEN)
         llmcost_port, am_port = live_stack.free_ports(2)
         am = f"http://127.0.0.1:{am_port}"
         config = {
@@ -199,11 +188,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SilenceStack]:
             },
         }
         llmcost = serve_with_config(workdir, config, llmcost_port, cleanup)
-        server = live_stack.alertmanager_server(
-            workdir / "am", live_stack.Ports(llmcost_port, 0, am_port), credentials_file=token_file, timings=TIMINGS
+        ports = live_stack.Ports(llmcost_port, 0, am_port)
+        server = live_stack.start_alertmanager(
+            cleanup, workdir / "am", ports, credentials_file=token_file, timings=TIMINGS
         )
-        cleanup.callback(server.stop)
-        server.start()
         yield SilenceStack(llmcost, am, server, slack, pagerduty, workdir)
 
 

@@ -48,14 +48,10 @@ class FiguresStack:
     workdir: Path
 
     def headers(self, token: str = ADMIN_TOKEN) -> dict[str, str]:
-        return {"Authorization": f"Bearer {token}"}
+        return live_stack.bearer(token)
 
     def spend(self, request_id: str, cost: float) -> None:
-        event = {"request_id": request_id, "provider": "openai", "model": "gpt-4o", "project": BUDGET, "cost_usd": cost}
-        response = httpx.post(
-            f"{self.llmcost.base}/v1/usage", json=event, headers=self.headers(INGEST_TOKEN), timeout=10
-        )
-        assert response.json()["accepted"] == 1, response.text
+        live_stack.spend(self.llmcost.base, INGEST_TOKEN, BUDGET, request_id, cost)
 
     def held_by_alertmanager(self) -> dict[str, str]:
         """The annotations Alertmanager holds for the budget's alert ({} before it has it)."""
@@ -86,8 +82,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FiguresStack]:
     workdir = tmp_path_factory.mktemp("alertmanager-figures")
     with ExitStack() as cleanup:
         slack = cleanup.enter_context(SlackAPIServer(token=SLACK_TOKEN))
-        token_file = workdir / "webhook_token"
-        token_file.write_text(WEBHOOK_TOKEN + "\n", encoding="utf-8")
+        token_file = live_stack.webhook_token_file(workdir, WEBHOOK_TOKEN)
         llmcost_port, am_port = live_stack.free_ports(2)
         alertmanager = f"http://127.0.0.1:{am_port}"
         config: dict[str, Any] = {
@@ -106,11 +101,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FiguresStack]:
             },
         }
         llmcost = serve_with_config(workdir, config, llmcost_port, cleanup)
-        server = live_stack.alertmanager_server(
-            workdir / "am", live_stack.Ports(llmcost_port, 0, am_port), credentials_file=token_file, timings=TIMINGS
-        )
-        cleanup.callback(server.stop)
-        server.start()
+        ports = live_stack.Ports(llmcost_port, 0, am_port)
+        live_stack.start_alertmanager(cleanup, workdir / "am", ports, credentials_file=token_file, timings=TIMINGS)
         yield FiguresStack(llmcost, alertmanager, slack, workdir)
 
 

@@ -138,8 +138,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with ExitStack() as cleanup:
         slack = cleanup.enter_context(SlackAPIServer(token=SLACK_TOKEN))
         pagerduty = cleanup.enter_context(PagerDutyEventsServer())
-        token_file = workdir / "webhook_token"
-        token_file.write_text(WEBHOOK_TOKEN + "\n", encoding="utf-8")
+        token_file = live_stack.webhook_token_file(workdir, WEBHOOK_TOKEN)
         llmcost_port, am_port = live_stack.free_ports(2)
         am = f"http://127.0.0.1:{am_port}"
         config = {
@@ -156,11 +155,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             },
         }
         llmcost = serve_with_config(workdir, config, llmcost_port, cleanup)
-        server = live_stack.alertmanager_server(
-            workdir / "am", live_stack.Ports(llmcost_port, 0, am_port), credentials_file=token_file, timings=TIMINGS
-        )
-        cleanup.callback(server.stop)
-        server.start()
+        ports = live_stack.Ports(llmcost_port, 0, am_port)
+        live_stack.start_alertmanager(cleanup, workdir / "am", ports, credentials_file=token_file, timings=TIMINGS)
         yield Stack(llmcost, am, workdir, slack)
 
 

@@ -61,7 +61,7 @@ class PushStack:
     workdir: Path
 
     def headers(self, token: str = ADMIN_TOKEN) -> dict[str, str]:
-        return {"Authorization": f"Bearer {token}"}
+        return live_stack.bearer(token)
 
     def put_budget(self, limit: float) -> None:
         body = {"scope": "project", "key": BUDGET, "period": "monthly", "limit": limit, "unit": "usd", "mode": "soft"}
@@ -69,11 +69,7 @@ class PushStack:
         assert response.status_code in (200, 201), response.text
 
     def spend(self, request_id: str, cost: float) -> None:
-        event = {"request_id": request_id, "provider": "openai", "model": "gpt-4o", "project": BUDGET, "cost_usd": cost}
-        response = httpx.post(
-            f"{self.llmcost.base}/v1/usage", json=event, headers=self.headers(INGEST_TOKEN), timeout=10
-        )
-        assert response.json()["accepted"] == 1, response.text
+        live_stack.spend(self.llmcost.base, INGEST_TOKEN, BUDGET, request_id, cost)
 
     def am_alerts(self, replica: str, **params: str) -> list[dict[str, Any]]:
         """Alertmanager's own view (`GET /api/v2/alerts`) of this budget's alerts."""
@@ -124,8 +120,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PushStack]:
     with ExitStack() as cleanup:
         slack = cleanup.enter_context(SlackAPIServer(token=SLACK_TOKEN))
         pagerduty = cleanup.enter_context(PagerDutyEventsServer())
-        token_file = workdir / "webhook_token"
-        token_file.write_text(WEBHOOK_TOKEN + "\n", encoding="utf-8")
+        token_file = live_stack.webhook_token_file(workdir, WEBHOOK_TOKEN)
         llmcost_port, am1_port, am2_port = live_stack.free_ports(3)
         replicas = [f"http://127.0.0.1:{am1_port}", f"http://127.0.0.1:{am2_port}"]
         config = {

@@ -131,8 +131,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with ExitStack() as cleanup:
         slack = cleanup.enter_context(SlackAPIServer(token=SLACK_TOKEN))
         pagerduty = cleanup.enter_context(PagerDutyEventsServer())
-        token_file = workdir / "webhook_token"
-        token_file.write_text(WEBHOOK_TOKEN + "\n", encoding="utf-8")
+        token_file = live_stack.webhook_token_file(workdir, WEBHOOK_TOKEN)
         llmcost_port, am1, am2, gossip1, gossip2 = live_stack.free_ports(5)
         replicas = [f"http://127.0.0.1:{am1}", f"http://127.0.0.1:{am2}"]
         config = {

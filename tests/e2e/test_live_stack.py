@@ -169,8 +169,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
         slack = cleanup.enter_context(AnsweringSlackServer(token=SLACK_TOKEN))
         config = workdir / "llmcost.yml"
         config.write_text(yaml.safe_dump(llmcost_config(slack)), encoding="utf-8")
-        token_file = workdir / "webhook_token"
-        token_file.write_text(WEBHOOK_TOKEN + "\n", encoding="utf-8")
+        token_file = live_stack.webhook_token_file(workdir, WEBHOOK_TOKEN)
 
         llmcost = LlmcostProcess(f"sqlite:///{workdir / 'llmcost.db'}", config=config)
         cleanup.callback(llmcost.stop)
@@ -182,11 +181,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
         early, late = feed.history_parts(EARLY_HISTORY_SECONDS)
         assert feed.post(early)["accepted"] == len(early)
 
-        alertmanager = live_stack.alertmanager_server(
-            workdir / "alertmanager", ports, credentials_file=token_file, timings=ALERTMANAGER_TIMINGS
+        live_stack.start_alertmanager(
+            cleanup, workdir / "alertmanager", ports, credentials_file=token_file, timings=ALERTMANAGER_TIMINGS
         )
-        cleanup.callback(alertmanager.stop)
-        alertmanager.start()
         rules = live_stack.fast_rule_files(workdir / "rules", FOR_OVERRIDES)
         prometheus = live_stack.prometheus_server(workdir / "prometheus", ports, rule_files=rules, interval=INTERVAL)
         cleanup.callback(prometheus.stop)

@@ -6,15 +6,19 @@ usual definitions there.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from alerting.budgets.definition import parse_budgets_section
 from alerting.budgets.service import BudgetService
+from alerting.gateway.config import settings_from_config
 from alerting.gateway.service import GatewayService
+from alerting.gateway.sink import GatewaySink
 from alerting.model import fingerprint
 from alerting.push.sink import AlertmanagerSink
+from exporter.config import Config
 from exporter.services import Services
 from llmcost.services import open_services
 from tests.support.clock import FakeClock
@@ -75,6 +79,22 @@ def build(
     service.apply_config(section.items, origin_ref=CONFIG_REF)
     assert not problems
     return services, service, sink
+
+
+@contextmanager
+def budgets_on_gateway(
+    db_url: str, budgets: list[dict[str, Any]], clock: FakeClock, gateway_config: Config
+) -> Iterator[tuple[Services, BudgetService, GatewayService]]:
+    """`build`, with the budgets' alerts going to a real gateway on `gateway_config` (no workers: the test
+    calls `deliver_pending`); both are closed at the end."""
+    services, service, _recorder = build(db_url, budgets, clock)
+    gateway = GatewayService(services.store, settings_from_config(gateway_config), clock=clock, start_workers=False)
+    service.sink = GatewaySink(gateway)
+    try:
+        yield services, service, gateway
+    finally:
+        gateway.close()
+        services.close()
 
 
 def call(rid: str, ts: float, cost: float, project: str = "search", **kw: Any) -> tuple[int, dict[str, Any]]:

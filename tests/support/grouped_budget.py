@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from alerting.gateway.lifecycle import AlertInput
 from alerting.model import Severity
 from tests.support.clock import FakeClock
@@ -13,6 +16,14 @@ SEVERITY: dict[str, Severity] = {"LLMBudgetWarning": "warning", "LLMBudgetCritic
 FIRST_KEYS = [f"p{i}" for i in range(5)]
 """The projects that cross first, together: enough to be grouped."""
 LABELS = {"budget": "per-project", "scope": "project"}
+
+
+@contextmanager
+def grouped_harness(db: str, rx: Receivers, clock: FakeClock) -> Iterator[Harness]:
+    """The gateway harness with `ROUTES`, PagerDuty's incidents kept on the test's clock."""
+    rx.pagerduty.clock = clock
+    with Harness(db, rx, clock=clock, routes=ROUTES) as harness:
+        yield harness
 
 
 def instances(level: str, keys: list[str]) -> list[AlertInput]:

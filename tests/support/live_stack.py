@@ -16,6 +16,7 @@ import importlib.util
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import ExitStack
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -101,6 +102,35 @@ def alertmanager_server(workdir: Path, ports: Any, *, credentials_file: Path, ti
     check = assets.run(["amtool", "check-config", str(path)])
     assert check.returncode == 0, f"derived alertmanager.yml is invalid:\n{check.stdout}{check.stderr}"
     return stack.alertmanager_server(path, workdir / "data", ports.alertmanager, workdir / "alertmanager.log")
+
+
+def webhook_token_file(workdir: Path, token: str) -> Path:
+    """The file Alertmanager reads the bearer token of llmcost's webhook from (its `credentials_file`)."""
+    path = workdir / "webhook_token"
+    path.write_text(token + "\n", encoding="utf-8")
+    return path
+
+
+def start_alertmanager(
+    cleanup: ExitStack, workdir: Path, ports: Any, *, credentials_file: Path, timings: Mapping[str, str]
+) -> Any:
+    """`alertmanager_server`, started, and stopped when `cleanup` closes."""
+    server = alertmanager_server(workdir, ports, credentials_file=credentials_file, timings=timings)
+    cleanup.callback(server.stop)
+    server.start()
+    return server
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The headers of a request authorized by `token`."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+def spend(base_url: str, ingest_token: str, project: str, request_id: str, cost: float) -> None:
+    """One gpt-4o call of `project` costing `cost` USD, ingested by the llmcost at `base_url`."""
+    event = {"request_id": request_id, "provider": "openai", "model": "gpt-4o", "project": project, "cost_usd": cost}
+    response = httpx.post(f"{base_url}/v1/usage", json=event, headers=bearer(ingest_token), timeout=10)
+    assert response.json()["accepted"] == 1, response.text
 
 
 def metric_value(base_url: str, name: str, **labels: str) -> float:
