@@ -6,7 +6,8 @@ its new cost and provenance, and the difference is carried, in the same bounded 
 
 - its 5-minute rollup bucket (reports, projections, detection and budget rebuilds read these);
 - budget spend, through the store's write hooks (the same code an ingest runs), so every budget
-  period the event fell in is corrected;
+  period the event fell in is corrected (a call a budget reset had counted is corrected in the reset's
+  record instead: the hooks get each event's ingest time);
 - its series' correction counters, `cost_adjust_up_nanousd` / `cost_adjust_down_nanousd`.
 
 The series' `cost_nanousd`, behind the `llm_cost_usd_total` counter, is left as first recorded:
@@ -50,13 +51,13 @@ _SELECT = (
     "SELECT e.id, e.ts, e.series_id, e.input_tokens, e.cache_read_tokens, e.cache_write_tokens, "
     "e.output_tokens, e.reasoning_tokens, e.cache_write_1h_tokens, e.cost_nanousd, e.cost_source, "
     "e.price_source, e.price_from, " + ", ".join(f's."{c}"' for c in LABEL_COLUMNS) + ", "
-    "e.meta_json "
+    "e.meta_json, e.ingested_at "
     "FROM usage_events e JOIN usage_series s ON s.id = e.series_id "
     "WHERE e.id > :last AND e.ts >= :since AND e.ts < :until AND e.cost_source IN ('priced', 'unpriced')"
 )
 
 _META_AT = 13 + len(LABEL_COLUMNS)
-"""Where `meta_json` is in a `_SELECT` row."""
+"""Where `meta_json` is in a `_SELECT` row (`ingested_at` follows it)."""
 
 
 def stored_media(meta_json: str | None) -> MediaParts:
@@ -209,6 +210,7 @@ class Repricer:
         quote = self.prices.quote
         updates: list[dict[str, Any]] = []
         rollup_deltas: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0])
+        corrections: dict[tuple[int, int], list[tuple[float, int]]] = defaultdict(list)
         labels: dict[int, SeriesKey] = {}
         series_up: dict[int, int] = defaultdict(int)
         series_down: dict[int, int] = defaultdict(int)
@@ -250,8 +252,12 @@ class Repricer:
             diff.newly_priced += old_kind == "unpriced" and kind == "priced"
             diff.newly_unpriced += old_kind == "priced" and kind == "unpriced"
             updates.append({"id": event_id, "c": new_cost, "k": kind, "s": source, "f": effective})
-            delta = rollup_deltas[(sid, int(ts // BUCKET_SECONDS) * BUCKET_SECONDS)]
+            bucket_key = (sid, int(ts // BUCKET_SECONDS) * BUCKET_SECONDS)
+            delta = rollup_deltas[bucket_key]
             delta[0] += new_cost - old_cost
+            if new_cost != old_cost:
+                # When it was counted: a budget reset since then had counted it (alerting.budgets.spend).
+                corrections[bucket_key].append((float(row[_META_AT + 1]), new_cost - old_cost))
             delta[1] += (kind == "unpriced") - (old_kind == "unpriced")
             labels[sid] = (row[13], row[14], row[15], row[16], row[17], row[18])
             if new_cost > old_cost:
@@ -297,4 +303,4 @@ class Repricer:
             oldest = min(bucket for _sid, bucket in rollup_deltas)
             log_rollup_backfill(cursor, self.store.dialect == "postgresql", oldest, time.time())
         hook_rollups = {key: [0, 0, 0, 0, 0, 0, value[0], value[1]] for key, value in rollup_deltas.items() if value[0]}
-        return self.store.run_write_hooks(conn, hook_rollups, labels) if hook_rollups else []
+        return self.store.run_write_hooks(conn, hook_rollups, labels, corrections) if hook_rollups else []

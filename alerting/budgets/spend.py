@@ -89,8 +89,13 @@ class BudgetSpendHook:
         postgres: bool,
         rollups: Mapping[tuple[int, int], Sequence[int]],
         series: Mapping[int, tuple[str, ...]],
+        corrections: Mapping[tuple[int, int], Sequence[tuple[float, int]]] | None = None,
     ) -> SpendChange | None:
-        """Add the batch to budget_spend; returns what it added (None when no budget matched)."""
+        """Add the batch to budget_spend; returns what it added (None when no budget matched).
+
+        `corrections` (repricing): the corrected events' ingest times and cost changes; what a budget
+        reset had counted is corrected in that reset's record instead (`_correct_resets`).
+        """
         q = "%s" if postgres else "?"
         if postgres:
             cursor.execute("LOCK TABLE budget_spend IN ROW EXCLUSIVE MODE")
@@ -104,6 +109,7 @@ class BudgetSpendHook:
         if not self._budgets:
             return None
         increments: dict[SpendKey, list[int]] = {}
+        corrected: dict[SpendKey, list[tuple[float, int]]] = {}
         for (sid, bucket), acc in rollups.items():
             labels = series[sid]
             values = {name: labels[i] for name, i in _LABEL_INDEX.items()}
@@ -118,6 +124,10 @@ class BudgetSpendHook:
                 inc[0] += acc[6]
                 inc[1] += acc[1] + acc[2] + acc[3] + acc[4]
                 inc[2] += acc[0]
+                if corrections is not None:
+                    corrected.setdefault(spend_key, []).extend(corrections.get((sid, bucket), ()))
+        if corrected:
+            self._correct_resets(cursor, q, increments, corrected)
         if not increments:
             return None
         self._cap_instances(cursor, q, increments)
@@ -129,6 +139,45 @@ class BudgetSpendHook:
             [(*k, *increments[k]) for k in sorted(increments)],
         )
         return SpendChange({k: (v[0], v[1], v[2]) for k, v in increments.items()}, time.monotonic())
+
+    def _correct_resets(
+        self,
+        cursor: Any,
+        q: str,
+        increments: dict[SpendKey, list[int]],
+        corrected: Mapping[SpendKey, Sequence[tuple[float, int]]],
+    ) -> None:
+        """Move the cost changes of calls a reset had counted from `increments` to that reset's record.
+
+        A reset zeroes the spend and records what it counted (the calls ingested before it); a rebuild
+        subtracts those records from the rollups. A repriced call counted by a reset, added to the spend,
+        would count again what the reset forgave (a price cut would even make the spend negative), and
+        disagree with a rebuild, which reads the corrected rollups less the uncorrected record. Added
+        to the record of the first reset after the call was ingested, the spend stays as reset and a
+        rebuild gives the same figure.
+        """
+        for spend_key, changes in corrected.items():
+            name, key, start = spend_key
+            cursor.execute(
+                f"SELECT id, reset_at FROM budget_resets WHERE budget = {q} AND key = {q} AND period_start = {q} "
+                "ORDER BY reset_at, id",
+                (name, key, start),
+            )
+            resets = [(float(reset_at), int(rid)) for rid, reset_at in cursor.fetchall()]
+            if not resets:
+                continue
+            moved: dict[int, int] = {}
+            for ingested_at, cost in changes:
+                rid = next((r for at, r in resets if ingested_at < at), None)
+                if rid is not None:
+                    moved[rid] = moved.get(rid, 0) + cost
+            for rid, cost in sorted(moved.items()):
+                cursor.execute(
+                    f"UPDATE budget_resets SET cost_nanousd = cost_nanousd + {q} WHERE id = {q}", (cost, rid)
+                )
+                increments[spend_key][0] -= cost
+            if increments[spend_key] == [0, 0, 0]:
+                del increments[spend_key]  # nothing left for the spend: no row for an instance that spent nothing
 
     def _cap_instances(self, cursor: Any, q: str, increments: dict[SpendKey, list[int]]) -> None:
         """Fold the values of a `key: "*"` budget past its `max_instances` into one `__other__` instance.

@@ -47,6 +47,7 @@ from exporter.store.schema import (
 )
 from exporter.store.writer import (
     BatchWriter,
+    Corrections,
     SeriesKey,
     WriteHook,
     WriteResult,
@@ -192,15 +193,20 @@ class Store:
         return result
 
     def run_write_hooks(
-        self, conn: Connection, rollups: Mapping[tuple[int, int], Sequence[int]], series: Mapping[int, SeriesKey]
+        self,
+        conn: Connection,
+        rollups: Mapping[tuple[int, int], Sequence[int]],
+        series: Mapping[int, SeriesKey],
+        corrections: Corrections | None = None,
     ) -> list[Any]:
         """Run the ingest write hooks (budget spend) on increments made outside an ingest (repricing).
 
         `rollups` maps (series id, bucket) to increments in COUNTER_COLUMNS order (negative allowed);
-        call `run_after_commit` with the results once `conn`'s transaction committed.
+        `corrections` breaks the cost increments down by the corrected events' ingest times (see
+        `WriteHook`). Call `run_after_commit` with the results once `conn`'s transaction committed.
         """
         cursor = driver_cursor(conn)
-        return [hook.apply(cursor, not self._sqlite, rollups, series) for hook in self._writer.hooks]
+        return [hook.apply(cursor, not self._sqlite, rollups, series, corrections) for hook in self._writer.hooks]
 
     def run_after_commit(self, result: WriteResult) -> None:
         """Tell the after-commit observers (e.g. the budget check cache) what a committed write did."""

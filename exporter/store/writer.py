@@ -98,11 +98,18 @@ def counter_add_sql(postgres: bool) -> str:
     return _placeholders(_SQL["counter_add"], "format" if postgres else "qmark")
 
 
+Corrections = Mapping[tuple[int, int], Sequence[tuple[float, int]]]
+"""Per (series id, bucket), each corrected event's ingest time and cost change in nanodollars."""
+
+
 class WriteHook(Protocol):
     """Extra work inside the ingest transaction (budget spend), fed the batch's rollup increments.
 
     `rollups` maps (series id, bucket) to the counters in COUNTER_COLUMNS order; `series` maps the
     series ids to their labels. Whatever `apply` returns is handed to after-commit callbacks.
+    `corrections` is None for an ingest (everything in it is counted now); a correction of calls
+    counted earlier (repricing) gives each event's ingest time and cost change, which the rollup
+    increments add up, so a hook can tell what it counted before a given moment (a budget reset).
     """
 
     def apply(
@@ -111,6 +118,7 @@ class WriteHook(Protocol):
         postgres: bool,
         rollups: Mapping[tuple[int, int], Sequence[int]],
         series: Mapping[int, SeriesKey],
+        corrections: Corrections | None = None,
     ) -> Any:
         """Do the extra writes on `cursor` (same transaction); the result goes to after-commit callbacks."""
 

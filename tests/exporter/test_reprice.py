@@ -11,6 +11,7 @@ import pytest
 import yaml
 from sqlalchemy import text
 
+from alerting.budgets.spend import PeriodStarts, rebuild_current_period
 from exporter.exposition import render_registry
 from exporter.pricing import PriceBook
 from exporter.services import Services
@@ -18,7 +19,7 @@ from llmcost.cli import main
 from llmcost.services import open_services
 from llmcost.wiring import AlertingParts, attach_alerting
 from tests.support.clock import FakeClock
-from tests.support.helpers import make_config, total
+from tests.support.helpers import apply_config_budgets, make_config, total
 from tests.support.months import BUDGETS, DAY, NOW, history, load_history
 
 SINCE = "2026-11-01"
@@ -290,3 +291,60 @@ def test_reprice_says_when_part_of_its_range_is_past_the_raw_event_retention(
     assert "retention.events_days (30 days)" in err and "stay as recorded" in err, err
     assert main([*argv, "--since", "1d"]) == 0  # inside the retention: no note
     assert "retention" not in capsys.readouterr().err
+
+
+def test_reprice_after_a_budget_reset_leaves_the_reset_standing(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A price cut for calls a reset had counted corrects the reset's record, not the spend counted since.
+
+    It used to be added to the spend: a `total` budget reset to $0 went negative (a hard budget then
+    allowed more than its limit), and a rebuild from the rollups gave another figure.
+    """
+    config = str(write_config(tmp_path))
+    services, parts = open_with_parts(store)
+    clock = services.clock
+    assert isinstance(clock, FakeClock)
+    try:
+        apply_config_budgets(parts.budgets)  # their spend is rebuilt from the history
+        clock.set(NOW + 60)  # the history was ingested at NOW
+        parts.budgets.reset("forever", by="ops", reason="new contract")
+        parts.budgets.reset("per-project", by="ops", reason="new contract", key="chat")
+        clock.set(NOW + 120)
+        late = {  # a late call stamped before the reset, ingested after it: counted since the reset
+            "request_id": "late-haiku",
+            "timestamp": NOW - 3600,
+            "provider": "anthropic",
+            "model": "claude-haiku-4-5",
+            "input_tokens": 100_000,
+            "output_tokens": 10_000,
+            "project": "chat",
+            "service": "web",
+        }
+        assert services.pipeline.ingest(enumerate([late])).accepted == 1
+        before = spent(parts)
+        records_before = {r["key"]: r["cost_usd"] for r in parts.budgets.resets("per-project")}
+    finally:
+        services.close()
+
+    run_cli(capsys, "reprice", "--db", store, "--config", config, "--since", SINCE)
+
+    services, parts = open_with_parts(store)
+    try:
+        after = spent(parts)
+        # The late call is repriced at the negotiated haiku price ($0.50 / $2.50 per million).
+        late_cost = (100_000 * 0.50 + 10_000 * 2.50) / 1e6
+        assert after[("forever", "")] == pytest.approx(late_cost, abs=1e-9)
+        assert after[("per-project", "chat")] == pytest.approx(late_cost, abs=1e-9)
+        assert before[("forever", "")] > late_cost
+        # The calls the reset had counted are corrected in its record (the audit shows what they cost).
+        records = {r["key"]: r["cost_usd"] for r in parts.budgets.resets("per-project")}
+        assert records["chat"] < records_before["chat"]
+        # A rebuild of the period from the rollups (less what each reset counted) gives the same spend.
+        definitions = parts.budgets.registry.definitions()
+        with services.store.transaction() as conn:
+            for budget in definitions:
+                rebuild_current_period(conn, budget, NOW + 120, PeriodStarts())
+        assert spent(parts) == pytest.approx(after, abs=1e-9)
+    finally:
+        services.close()
