@@ -5,7 +5,9 @@ never from a scan of raw events, so a report over a year costs what one over a d
 the same after pruning. The range resolves to 5-minute buckets (whole hours where those were pruned:
 `report_bounds`).
 `session` is not a series label: it is read from the raw events' indexed `session` column
-(`event_session`), so a breakdown by session covers only what the raw-event retention still holds.
+(`event_session`). Raw events are kept only `retention.events_days`: what the rollups count in the
+range beyond the raw events still held is one `(pruned)` session row (`PRUNED_SESSION`), so a
+breakdown by session totals what every other breakdown does.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from exporter.store.rollups import covering_range, rollups_in_range
 from exporter.store.schema import BUCKET_SECONDS, COUNTER_COLUMNS, usage_series
 
 SERIES_DIMENSIONS = ("provider", "model", "project", "user", "service", "status")
+PRUNED_SESSION = "(pruned)"
+"""The session of calls whose raw events the retention deleted: their session is no longer known."""
 DIMENSIONS = (*SERIES_DIMENSIONS, "session")
 FAR_FUTURE = 2**62
 
@@ -150,6 +154,9 @@ def _breakdown_from_events(store: Store, by: Sequence[str], since: float | None,
     )
     groups: dict[tuple[str, ...], Row] = {}
     params = {"since": since if since is not None else 0.0, "until": until if until is not None else float(FAR_FUTURE)}
+    # The same range holds the same calls in the rollups as in the raw events (whole buckets), except
+    # the events the retention pruned: per group of the other labels, the rollups less the events.
+    pruned = {row.labels: row.totals for row in _breakdown_from_rollups(store, series_labels, since, until)}
     with store.reading() as conn:
         for record in conn.execute(sql, params):
             labels_of = dict(zip(series_labels, (str(v) for v in record[8:]), strict=True))
@@ -158,7 +165,15 @@ def _breakdown_from_events(store: Store, by: Sequence[str], since: float | None,
             row = groups.get(key)
             if row is None:
                 row = groups[key] = Row(key)
-            row.totals.add((1, *record[2:8], record[1] == "unpriced"))
+            counters = (1, *record[2:8], record[1] == "unpriced")
+            row.totals.add(counters)
+            rest = pruned.get(tuple(labels_of[name] for name in series_labels))
+            if rest is not None:
+                rest.add(-int(value) for value in counters)
+    for labels, totals in pruned.items():
+        if totals.requests > 0:
+            labels_of = dict(zip(series_labels, labels, strict=True)) | {"session": PRUNED_SESSION}
+            groups[tuple(labels_of[name] for name in by)] = Row(tuple(labels_of[name] for name in by), totals)
     return list(groups.values())
 
 

@@ -114,3 +114,43 @@ def test_a_range_cutting_an_hour_the_pruner_folded_covers_that_hour_whole(
     finally:
         services.close()
     assert (summary.since, summary.until, summary.rows[0]["requests"]) == (hour, hour + 3600, 2)
+
+
+def test_a_breakdown_by_session_counts_the_pruned_calls_in_one_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Sessions are read from raw events, which the retention prunes: the calls no longer there are one
+    `(pruned)` row, so `--by session` totals what every other breakdown does. It summed only the raw
+    events left (the last `events_days`) under a header claiming the whole range, beside a per-model
+    section counting everything."""
+    old = (int(time.time()) - 50 * 86_400) // 3600 * 3600  # 50 days ago: pruned with events_days 35
+    calls = tmp_path / "calls.jsonl"
+    rows = [
+        {"request_id": f"c{i}", "timestamp": ts, "provider": "openai", "model": "gpt-4o", "session": session}
+        | {"input_tokens": 1000, "output_tokens": 100, "project": project}
+        for i, (ts, session, project) in enumerate(
+            [(old + 600, "s-old", "search"), (old + 700, "s-old", "chat"), (T0 + 10, "s-new", "search")]
+        )
+    ]
+    calls.write_bytes(b"\n".join(orjson.dumps(row) for row in rows) + b"\n")
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    assert main(["ingest", "--db", url, str(calls)]) == 0
+    capsys.readouterr()
+    config = tmp_path / "retention.yml"
+    config.write_text("retention: {events_days: 35, rollups_days: 35}\n")
+    assert main(["prune", "--db", url, "--config", str(config)]) == 0
+    capsys.readouterr()
+
+    by_project = report(capsys, url, "--by", "project")
+    by_session = report(capsys, url, "--by", "session")
+    assert by_session["total"] == by_project["total"]
+    assert [(r["session"], r["requests"]) for r in by_session["rows"]] == [("(pruned)", 2), ("s-new", 1)]
+    both = report(capsys, url, "--by", "project,session")
+    assert {(r["project"], r["session"]): r["requests"] for r in both["rows"]} == {
+        ("search", "(pruned)"): 1,
+        ("chat", "(pruned)"): 1,
+        ("search", "s-new"): 1,
+    }
+    assert both["total"] == by_project["total"]
+    recent = report(capsys, url, "--by", "session", "--since", iso(T0))  # within the raw events: no such row
+    assert [r["session"] for r in recent["rows"]] == ["s-new"]
