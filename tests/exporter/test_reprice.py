@@ -83,7 +83,11 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
 @pytest.fixture
 def store(db_url: str) -> str:
     load_history(db_url, history(20))
-    open_store(db_url).close()  # budgets declared: their spend is rebuilt from the rollups
+    services, parts = open_with_parts(db_url)
+    try:
+        apply_config_budgets(parts.budgets)  # their spend is rebuilt from the rollups
+    finally:
+        services.close()
     return db_url
 
 
@@ -168,9 +172,11 @@ def test_reprice_corrects_events_rollups_and_budgets_and_only_adds_to_counters(
         copies = [{**b, "name": f"{b['name']}-rebuilt"} for b in BUDGETS]
         rebuilt, rebuilt_parts = open_with_parts(store, budgets=[*BUDGETS, *copies])
         try:
+            apply_config_budgets(rebuilt_parts.budgets)  # the copies are created: rebuilt from the rollups
             now_spent = spent(rebuilt_parts)
         finally:
             rebuilt.close()
+        assert {name for name, _key in now_spent} >= {b["name"] for b in [*BUDGETS, *copies]}
         for (name, key), value in now_spent.items():
             if not name.endswith("-rebuilt"):
                 assert value == pytest.approx(now_spent[(f"{name}-rebuilt", key)], abs=1e-9), name
