@@ -40,6 +40,13 @@ log = logging.getLogger(__name__)
 DAY_SECONDS = 86_400
 MIN_ROLLUP_DAYS = 35
 """Projections read 28 days of 5-minute shape and detection a baseline of days: keep a margin above."""
+EVENTS_MARGIN_SECONDS = 3600
+"""How much longer than `events_days` raw events are kept. Ingest refuses an event older than
+`events_days` when it checks the batch, and commits it a moment later (seconds, if the database is
+busy); pruning exactly at `events_days` could delete the first copy of a call in between, and its
+repeat, accepted just inside the retention, would be stored as a new call and counted twice. With an
+hour's margin a repeat is refused, or finds its first copy still there, whatever the commit's delay
+(and a little clock skew between the ingesting and the pruning hosts)."""
 
 
 @dataclass(frozen=True)
@@ -57,8 +64,13 @@ class RetentionConfig:
         return self.events_days is not None or self.rollups_days is not None
 
     def events_cutoff(self, now: float) -> float | None:
-        """Events with a timestamp before this are pruned (and refused at ingest)."""
-        return None if self.events_days is None else now - self.events_days * DAY_SECONDS
+        """Events with a timestamp before this are pruned: `events_days` and `EVENTS_MARGIN_SECONDS` ago.
+
+        Ingest refuses events older than `events_days` (`IngestPipeline(max_event_age=…)`), an hour later.
+        """
+        if self.events_days is None:
+            return None
+        return now - self.events_days * DAY_SECONDS - EVENTS_MARGIN_SECONDS
 
     def rollups_cutoff(self, now: float) -> int | None:
         """5-minute buckets before this whole UTC hour are folded into hourly rollups."""

@@ -155,6 +155,31 @@ def test_an_event_older_than_the_raw_retention_is_refused_with_the_reason(months
         services.close()
 
 
+def test_a_repeat_accepted_at_the_edge_of_the_retention_is_still_counted_once(db_url: str) -> None:
+    """Ingest checks an event's age, then commits it a moment later; a pruning run in between used to
+    delete the first copy of a call 30 days old to the second, so its repeat, accepted a second earlier
+    as just inside the retention, was stored as a new call: counted twice, in /metrics and budgets."""
+    clock = FakeClock(NOW)
+    services = open_services(make_config(db_url, retention={"events_days": 30}), clock=clock, start_writer=False)
+    call = {"request_id": "edge", "timestamp": NOW - 30 * DAY + 1, "provider": "openai", "model": "gpt-4o"}
+    call |= {"input_tokens": 100, "output_tokens": 10, "cost_usd": 0.01}
+    try:
+        assert services.pipeline.ingest(enumerate([call])).accepted == 1
+        repeat, rejected = services.pipeline.prepare(enumerate([call]))  # a client retry: inside the retention
+        assert len(repeat) == 1 and not rejected
+        clock.advance(2)  # its commit waits for a busy database; the scheduler's pruning runs meanwhile
+        Pruner(services.store, services.config.retention, clock=clock).run()
+        written = services.store.write_events(repeat)
+        assert (written.accepted, written.duplicates) == (0, 1)
+        metrics = render_registry(services.registry).decode()
+        assert 'provider="openai",service="",status="success"} 1.0' in metrics  # llm_requests_total: one call
+        clock.advance(3600)  # an hour past the edge: the event goes, and a repeat of it is refused
+        assert Pruner(services.store, services.config.retention, clock=clock).run().events == 1
+        assert services.pipeline.ingest(enumerate([call])).rejected
+    finally:
+        services.close()
+
+
 def test_ingest_during_pruning_loses_nothing(months: str) -> None:
     services, _parts = open_app(months, start_writer=False)
     try:
