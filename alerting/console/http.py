@@ -51,6 +51,8 @@ from alerting.console.view import (
     zone_spend,
 )
 from alerting.links import budget_anchor, budget_page, budget_path, instance_anchor
+from alerting.notify.templating import dashboard_link
+from alerting.notify.text_limits import web_url
 from alerting.periods import period_bounds
 from exporter import __version__
 from exporter.http.auth import check_bearer
@@ -93,6 +95,10 @@ def _environment() -> Environment:
     env.filters["budget_anchor"] = budget_anchor
     env.filters["budget_page"] = budget_page
     env.filters["instance_anchor"] = instance_anchor
+    # An alert's own links, as its notifications carry them: http(s) only (an annotation received from
+    # Alertmanager is whatever its rule said), the dashboard around the alert's time.
+    env.filters["runbook_link"] = lambda alert: web_url(alert.annotations.get("runbook_url", ""))
+    env.filters["dashboard_link"] = dashboard_link
     env.filters["utc"] = lambda t: time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t)) if t else "—"
     return env
 

@@ -99,8 +99,9 @@ def test_console_shows_spend_budgets_and_alerts_from_the_store(db_url: str, cloc
         # The daily budget passed warning right after the ingest: its alert is listed with a button.
         assert "LLMBudgetWarning" in html
         assert "Acknowledge</button>" in html
-        # The page is self-contained: its own script and stylesheet, nothing from elsewhere.
-        assert not re.search(r'(src|href)="(https?:)?//', html)
+        # The page is self-contained: its own script and stylesheet, nothing loaded from elsewhere (an
+        # alert's Runbook link is absolute, a link to follow, not a resource).
+        assert not re.search(r'(src|<link [^>]*href)="(https?:)?//', html)
         assert "script-src 'self'" in page.headers["content-security-policy"]
         for asset in ("/console/console.js", "/console/console.css"):
             assert client.get(asset).status_code == 200
@@ -122,6 +123,33 @@ def test_hostile_label_values_are_escaped_everywhere(sqlite_url: str, clock: Fak
         assert "<script>alert" not in fragment and "&lt;script&gt;" in fragment
         # A hostile `by` is not echoed back raw either.
         assert "<script>" not in client.get("/", params={"by": "<script>"}).text
+
+
+def test_an_alert_links_only_safe_http_urls_of_its_runbook_and_dashboard(sqlite_url: str, clock: FakeClock) -> None:
+    """Annotations received from Alertmanager are whatever its rules said: only http(s) URLs become links."""
+    clock.set(NOW)
+    with console(sqlite_url, clock) as (_services, client, parts):
+        parts.gateway.fire(
+            "Safe",
+            {"n": "1"},
+            severity="warning",
+            annotations={
+                "runbook_url": "https://wiki.example/rb?a=1&b=2#safe",
+                "dashboard_url": "http://g.example/d/x",
+            },
+        )
+        parts.gateway.fire(
+            "Hostile",
+            {"n": "2"},
+            severity="warning",
+            annotations={"runbook_url": "javascript:alert(1)", "dashboard_url": 'https://g.example/"><script>x'},
+        )
+        html = client.get("/").text
+        assert '<a class="runbook" href="https://wiki.example/rb?a=1&amp;b=2#safe"' in html
+        dashboard = re.search(r'<a class="dashboard" href="http://g\.example/d/x\?from=(\d+)&amp;to=now"', html)
+        assert dashboard is not None  # around the alert's time, as in its notifications
+        hostile = html[html.index('<td class="name">Hostile') :].split("</tr>")[0]
+        assert "<a " not in hostile and "javascript:" not in html and "<script>x" not in html
 
 
 def test_without_admin_tokens_beyond_loopback_the_page_is_read_only(sqlite_url: str, clock: FakeClock) -> None:

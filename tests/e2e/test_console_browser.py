@@ -286,12 +286,12 @@ DAILY_GLOBAL_BUDGET = "    - {name: daily, scope: global, period: daily, limit: 
 
 @contextmanager
 def console_with_firing_alerts(
-    sqlite_url: str, tmp_path: Path, budget: str, events: list[dict[str, object]]
+    sqlite_url: str, tmp_path: Path, budget: str, events: list[dict[str, object]], config_head: str = ""
 ) -> Iterator[tuple[LlmcostProcess, WebDriver]]:
     """A server with one `budget` (a YAML list item) evaluated every second, `events` ingested, one alert
-    firing per event, and the console open on it in Chromium."""
+    firing per event, and the console open on it in Chromium. `config_head`: more of the config (YAML)."""
     config = tmp_path / "llmcost.yml"
-    config.write_text(f"budgets:\n  evaluate_seconds: 1\n  items:\n{budget}")
+    config.write_text(f"{config_head}budgets:\n  evaluate_seconds: 1\n  items:\n{budget}")
     server = LlmcostProcess(sqlite_url, config=config).start(tmp_path)
     try:
         assert httpx.post(f"{server.base}/v1/usage", json=events, timeout=5).status_code == 200
@@ -513,3 +513,41 @@ def test_on_a_phone_each_alert_s_button_is_in_view_without_scrolling_sideways(sq
             driver,
             lambda d: d.find_elements(By.CSS_SELECTOR, f'tr.alert[data-id="{alert_id}"][data-state=acknowledged]'),
         )
+
+
+def test_each_alert_links_its_runbook_section_and_its_dashboard_on_a_desktop_and_on_a_phone(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """Every alert carries `runbook_url` and `dashboard_url`: the person reading it on the console follows them."""
+    shots = _screenshot_dir(tmp_path)
+    events: list[dict[str, object]] = [
+        {"provider": "openai", "model": "gpt-4o", "cost_usd": 2.0, "project": "web", "request_id": "l1"}
+    ]
+    head = "grafana_url: https://grafana.example.com/d/llmcost-overview\n"
+    with console_with_firing_alerts(sqlite_url, tmp_path, DAILY_GLOBAL_BUDGET, events, head) as (server, driver):
+        (alert,) = httpx.get(f"{server.base}/v1/alerts?state=firing", timeout=5).json()
+        notes = alert["annotations"]
+        assert notes["runbook_url"].endswith("/runbook#llmbudgetexceeded")
+        assert notes["dashboard_url"] == "https://grafana.example.com/d/llmcost-budgets?var-budget=daily"
+        for width in (1400, 420):
+            driver.set_window_size(width, 900)
+            driver.refresh()
+            row = wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#alerts-body tr.alert"))[0]
+            runbook = row.find_element(By.CSS_SELECTOR, "a.runbook")
+            dashboard = row.find_element(By.CSS_SELECTOR, "a.dashboard")
+            assert runbook.get_attribute("href") == notes["runbook_url"]
+            assert dashboard.get_attribute("href").startswith(notes["dashboard_url"] + "&from=")
+            assert dashboard.get_attribute("href").endswith("&to=now")
+            assert runbook.get_attribute("target") in (None, "")  # a normal link: same tab, back button works
+            which = "LLMBudgetExceeded (budget=daily, key=, scope=global)"
+            assert runbook.get_attribute("aria-label") == f"Runbook for {which}"
+            viewport = driver.execute_script("return document.documentElement.clientWidth")
+            for link in (runbook, dashboard):
+                driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", link)
+                assert link.is_displayed()
+                assert driver.execute_script("return arguments[0].getBoundingClientRect().right", link) <= viewport
+            driver.save_screenshot(str(shots / f"console-alert-links-{width}.png"))
+        runbook.click()  # a real click, on the phone
+        wait_for(driver, lambda d: d.current_url == notes["runbook_url"])
+        heading = driver.find_element(By.ID, "llmbudgetexceeded")
+        assert heading.text == "LLMBudgetExceeded"
