@@ -140,6 +140,18 @@ class Console:
         """The tokens guarding alerts and acks (none: open, as the API)."""
         return self.services.config.auth.admin_tokens
 
+    def followable(self) -> dict[str, bool]:
+        """Which of the server's own JSON and text endpoints the page may link to: those without a token.
+
+        A link is followed by the browser itself, with no `Authorization` header (the console's token
+        lives in its script): once tokens guard an endpoint, a link to it only ever answers 401, even to
+        a token holder. The page then names it as text, with what reads it (a token, the CLI).
+        `open_metrics`: `/metrics` (`auth.metrics_tokens`); `open_api`: `/v1/budgets`, `/v1/alerts`
+        (`auth.admin_tokens`).
+        """
+        auth = self.services.config.auth
+        return {"open_metrics": not auth.metrics_tokens, "open_api": not auth.admin_tokens}
+
     def can_act(self) -> bool:
         """Whether the page offers Acknowledge: with admin tokens, or else on a loopback-only listener."""
         return self._can_act
@@ -221,6 +233,7 @@ class Console:
             "needs_token": bool(self.admin_tokens),
             "can_act": self.can_act(),
             "grafana_url": config.grafana_url,
+            **self.followable(),
         }
 
     def hidden_context(self, now: float, *, by: str, with_alerts: bool, budget: str | None) -> dict[str, Any]:
@@ -241,13 +254,20 @@ class Console:
             "needs_token": bool(self.admin_tokens),
             "can_act": self.can_act(),
             "grafana_url": config.grafana_url,
+            **self.followable(),
         }
 
     def alerts_context(self, now: float | None = None) -> dict[str, Any]:
         """The alerts section's data."""
         now = self.clock() if now is None else now
         listed = current_alerts(self.gateway, now)
-        return {"alerts": listed.alerts, "more": listed.more, "can_act": self.can_act(), "now": int(now)}
+        return {
+            "alerts": listed.alerts,
+            "more": listed.more,
+            "can_act": self.can_act(),
+            "now": int(now),
+            **self.followable(),
+        }
 
     # ---- routes --------------------------------------------------------------------------------------
 
@@ -278,7 +298,10 @@ class Console:
                 # A person, not a client, asked: a page saying what is wrong and where to look (the JSON
                 # error the API answers would be all they saw), still a 503 with Retry-After.
                 html = self.env.get_template("unavailable.html.j2").render(
-                    version=__version__, grafana_url=self.services.config.grafana_url, retry_seconds=PAGE_RETRY
+                    version=__version__,
+                    grafana_url=self.services.config.grafana_url,
+                    retry_seconds=PAGE_RETRY,
+                    **self.followable(),
                 )
                 return HTMLResponse(html, status_code=503, headers={**SECURITY_HEADERS, "Retry-After": "5"})
             html = self.env.get_template("console.html.j2").render(**context)

@@ -114,3 +114,49 @@ def test_a_metrics_token_shows_the_figures_not_the_alerts_and_a_wrong_one_nothin
         wait_for(driver, lambda d: "alerts need an admin token" in d.find_element(By.ID, "alert-status").text)
         assert driver.find_elements(By.ID, "alerts-locked")
         assert driver.execute_script("return sessionStorage.getItem('llmcost.token')") == METRICS
+
+
+def _dead_ends(driver: WebDriver, base: str) -> list[str]:
+    """The page's links to this server that a click does not open: a link carries no token."""
+    hrefs = {a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "a[href]")}
+    ours = sorted(h.split("#", 1)[0] for h in hrefs if h.startswith(base + "/"))
+    dead = []
+    for href in ours:
+        driver.get(href)  # as the person's click: a navigation, no Authorization header
+        _loaded(driver)
+        if driver.execute_script("return document.body.innerText").lstrip().startswith('{"error"'):
+            dead.append(href)
+    return dead
+
+
+def test_every_link_on_the_guarded_console_opens_for_the_person_who_clicks_it(sqlite_url: str, tmp_path: Path) -> None:
+    """With admin and metrics tokens set, the links to `/metrics`, `/v1/budgets`, `/v1/alerts` and "N more
+    firing (/v1/alerts?state=firing)" answered a click with a raw 401: the console's token is in its script."""
+    shots = Path(os.environ.get("LLMCOST_SCREENSHOT_DIR") or tmp_path)
+    with guarded_server(sqlite_url, tmp_path) as server, chromium() as driver:
+        # More firing alerts than the page lists (500), as Alertmanager sends them.
+        alerts = [
+            {
+                "status": "firing",
+                "labels": {"alertname": "LLMCostSpike", "project": f"p{i}"},
+                "annotations": {"summary": f"spike {i}"},
+                "startsAt": "2026-12-07T10:00:00Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+            }
+            for i in range(503)
+        ]
+        payload = {"version": "4", "groupKey": "{}:{}", "status": "firing", "receiver": "llmcost", "alerts": alerts}
+        assert httpx.post(f"{server.base}/v1/alertmanager", json=payload, timeout=30).status_code == 200
+        driver.get(f"{server.base}/")
+        _loaded(driver)
+        assert _dead_ends(driver, server.base) == []
+
+        driver.get(f"{server.base}/")
+        _loaded(driver)
+        _enter(driver, ADMIN)
+        more = wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#alerts-body .more-alerts"))[0]
+        assert "3 more firing" in more.text
+        assert "/v1/alerts?state=firing with an admin token, or llmcost alerts list --state firing" in more.text
+        driver.execute_script("arguments[0].scrollIntoView()", more)
+        driver.save_screenshot(str(shots / "console-guarded-more-alerts.png"))
+        assert _dead_ends(driver, server.base) == []
