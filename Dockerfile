@@ -12,8 +12,9 @@ COPY pyproject.toml README.md LICENSE ./
 COPY exporter ./exporter
 COPY alerting ./alerting
 COPY llmcost ./llmcost
-# The docs llmcost serves (the runbook at /runbook, the pages it links to at /docs/), packaged beside the module that renders them.
+# The docs llmcost serves (the runbook at /runbook, the pages it links to at /docs/, their images), packaged beside the module that renders them.
 COPY docs/*.md ./alerting/docs/
+COPY docs/img/*.png ./alerting/docs/img/
 RUN pip install . \
  && useradd --system --create-home --home-dir /var/lib/llmcost --uid 10001 llmcost
 

@@ -4,7 +4,9 @@ The Markdown is `docs/runbook.md` of the source tree, or the copy packaged besid
 `alerting/docs/` (the container image puts the docs there). The other docs pages the runbook links to
 (`pricing.md`, `alerting-paths.md#runbook-links`) are served beside it at `/docs/NAME.md`, rendered the
 same way, and links between pages are rewritten to those paths, so every link the on-call person
-follows from an alert's section opens. It is rendered with markdown-it-py in CommonMark mode with raw HTML
+follows from an alert's section opens. The images the pages show (`img/console.png`) are served at
+`/docs/img/NAME.png` from the docs' `img/` folder; an image that is not there is shown as its alt text
+rather than as a broken image. It is rendered with markdown-it-py in CommonMark mode with raw HTML
 disabled (`<`, `>` and `&` in the text are escaped, `javascript:` links are refused), and every
 heading gets the id GitHub would give it (`## LLMBudgetWarning` → `#llmbudgetwarning`), so a
 `runbook_url` works the same against GitHub and against llmcost.
@@ -20,7 +22,7 @@ from pathlib import Path
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from alerting.links import RUNBOOK_PATH, anchor
@@ -31,8 +33,11 @@ DOC_DIRS = (_HERE / "docs", _HERE.parent / "docs")
 DOCS_PATH = "/docs"
 _PAGE = re.compile(r"([a-z0-9][a-z0-9-]*)\.md")
 _PAGE_LINK = re.compile(r"([a-z0-9][a-z0-9-]*)\.md(#[^\s]*)?")
+_IMAGE = re.compile(r"[a-z0-9][a-z0-9-]*\.png")
+_IMAGE_LINK = re.compile(r"img/([a-z0-9][a-z0-9-]*\.png)")
+IMAGES_PATH = f"{DOCS_PATH}/img"
 _HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:",
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-cache",
 }
@@ -41,6 +46,7 @@ _STYLE = (
     "pre{background:#f6f8fa;padding:.75rem;overflow-x:auto}code{font-size:90%}"
     "table{border-collapse:collapse}td,th{border:1px solid #d0d7de;padding:.25rem .5rem}"
     "h2{border-top:1px solid #d0d7de;padding-top:1rem}a.anchor{margin-left:.4rem;color:#8c959f}"
+    "img{max-width:100%;height:auto}"
 )
 
 
@@ -56,6 +62,21 @@ def doc_source(name: str) -> Path | None:
     folder = next((d for d in DOC_DIRS if (d / "runbook.md").is_file()), None)
     path = None if folder is None else folder / name
     return path if path is not None and path.is_file() else None
+
+
+def image_source(name: str) -> Path | None:
+    """The docs image `name` (`console.png`) in the docs' `img/` folder, or None: no such image."""
+    if not _IMAGE.fullmatch(name):
+        return None  # no path separators: nothing outside the folder
+    folder = next((d for d in DOC_DIRS if (d / "runbook.md").is_file()), None)
+    path = None if folder is None else folder / "img" / name
+    return path if path is not None and path.is_file() else None
+
+
+def _image_src(src: str) -> str:
+    """The path llmcost serves a page's image at (`img/x.png` → `/docs/img/x.png`), or "": not served."""
+    match = _IMAGE_LINK.fullmatch(src)
+    return f"{IMAGES_PATH}/{match.group(1)}" if match and image_source(match.group(1)) else ""
 
 
 def _page_href(href: str) -> str:
@@ -92,6 +113,12 @@ def render(markdown: str) -> str:
         for child in token.children or ():
             if child.type == "link_open":
                 child.attrSet("href", _page_href(str(child.attrGet("href") or "")))
+            elif child.type == "image":
+                src = _image_src(str(child.attrGet("src") or ""))
+                if src:
+                    child.attrSet("src", src)
+                else:  # not served here (missing, or elsewhere, which the page's CSP blocks): its alt text
+                    child.type, child.children = "text", None
     for i, token in enumerate(tokens):
         if token.type != "heading_open":
             continue
@@ -116,9 +143,9 @@ def _rendered(path: Path, mtime: float) -> str:
 
 
 def runbook_routes() -> list[BaseRoute]:
-    """`GET /runbook` (HTML), `GET /runbook.md` (its Markdown) and `GET /docs/NAME.md` (the pages it links to).
+    """`GET /runbook`, `GET /runbook.md`, `GET /docs/NAME.md` and `GET /docs/img/NAME.png`.
 
-    No token: they hold no data.
+    The runbook (HTML, and its Markdown), the pages it links to and their images. No token: they hold no data.
     """
 
     async def page(_request: Request) -> Response:
@@ -133,6 +160,12 @@ def runbook_routes() -> list[BaseRoute]:
             return PlainTextResponse("the runbook is not installed with this copy of llmcost", status_code=404)
         return PlainTextResponse(path.read_text(encoding="utf-8"), media_type="text/markdown", headers=_HEADERS)
 
+    async def image(request: Request) -> Response:
+        path = image_source(str(request.path_params["name"]))
+        if path is None:
+            return PlainTextResponse("no such docs image", status_code=404)
+        return FileResponse(path, media_type="image/png", headers=_HEADERS)
+
     async def doc_page(request: Request) -> Response:
         path = doc_source(str(request.path_params["name"]))
         if path is None:
@@ -143,4 +176,5 @@ def runbook_routes() -> list[BaseRoute]:
         Route(RUNBOOK_PATH, page, methods=["GET"]),
         Route(f"{RUNBOOK_PATH}.md", source, methods=["GET"]),
         Route(DOCS_PATH + "/{name}", doc_page, methods=["GET"]),
+        Route(IMAGES_PATH + "/{name}", image, methods=["GET"]),
     ]

@@ -189,3 +189,9 @@ def test_every_docs_page_is_rendered_once_not_on_each_request() -> None:
             assert path is not None, name
             _rendered(path, path.stat().st_mtime)
     assert _rendered.cache_info().misses == len(pages)
+
+
+def test_an_image_the_docs_do_not_have_is_its_alt_text_not_a_broken_image() -> None:
+    page = render("# T\n\n![the console](img/no-such.png) ![remote](https://example.com/x.png) ![x](../x.png)\n")
+    assert "<img" not in page and "the console" in page and "remote" in page
+    assert '<img src="/docs/img/console.png" alt="shown"' in render("# T\n\n![shown](img/console.png)\n")
