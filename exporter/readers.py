@@ -48,6 +48,11 @@ Record = tuple[int, dict[str, Any] | InvalidEvent]
 
 # A whole-document JSON file is parsed in memory; beyond this it must be JSON lines.
 MAX_DOCUMENT_BYTES = 512 * 1024 * 1024
+# The largest CSV cell read. LiteLLM's spend logs carry the whole prompt and response in their
+# `messages`, `response` and `proxy_server_request` columns, far past Python's 128 KiB default; llmcost
+# keeps none of that text (only the usage columns), but has to read past it to reach them. The bound
+# still stops a quote never closed from reading the rest of a large file into one cell.
+MAX_CSV_CELL_CHARS = 64 * 1024 * 1024
 _BUFFER = 1 << 20
 # The counts of the canonical table (docs/events.md), its optional extensions included: a CSV cell is text.
 _INT_COLUMNS = frozenset(
@@ -425,7 +430,7 @@ def _csv_records(path: Path) -> Iterator[Record]:
             where = f"line {lines.count + 1}"
             lines.start_record()
             try:
-                cells = next(reader, None)
+                cells = _next_csv_record(reader)
             except csv.Error as exc:
                 # The csv module gives up on a record it cannot read (a cell over csv.field_size_limit()):
                 # that record alone is rejected, and reading goes on from the next one.
@@ -536,6 +541,20 @@ def _csv_row(header: list[str], cells: list[str]) -> dict[Any, Any]:
     else:
         row.update((key, None) for key in header[len(cells) :])
     return row
+
+
+def _next_csv_record(reader: Iterator[list[str]]) -> list[str] | None:
+    """The reader's next record (None at the end), read with the cell limit raised to MAX_CSV_CELL_CHARS.
+
+    `csv.field_size_limit` is one setting for the whole process (128 KiB by default): it is raised
+    around this one read only and put back at once, so no other CSV reading in the process sees it. A
+    record with a cell past the limit still raises `csv.Error`, for the caller to reject that record alone.
+    """
+    before = csv.field_size_limit(MAX_CSV_CELL_CHARS)
+    try:
+        return next(reader, None)
+    finally:
+        csv.field_size_limit(before)
 
 
 def _has_undecodable(row: dict[Any, Any]) -> bool:

@@ -229,14 +229,16 @@ def test_llmcost_ingest_names_the_file_line_where_a_rejected_csv_record_starts(
 
 
 def test_llmcost_ingest_rejects_a_csv_record_the_csv_module_cannot_read_and_reads_on(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A cell over csv.field_size_limit() made Python's csv module raise, and that error stopped the whole
+    """A cell over the csv module's field size limit made it raise, and that error stopped the whole
     file (a traceback, nothing after it stored). Such a record is rejected alone, naming its line and why;
-    a quoted cell spanning lines is skipped to its end, not read on from its middle as records."""
+    a quoted cell spanning lines is skipped to its end, not read on from its middle as records. (The
+    reader's bound is lowered from its 64 MiB so the test need not write cells that large.)"""
     from llmcost.cli import main
 
-    huge = "x" * (csv.field_size_limit() + 1)
+    monkeypatch.setattr("exporter.readers.MAX_CSV_CELL_CHARS", 1000)
+    huge = "x" * 1001
     path = tmp_path / "calls.csv"
     path.write_text(
         "request_id,provider,model,input_tokens,output_tokens,metadata\n"  # line 1
@@ -255,7 +257,7 @@ def test_llmcost_ingest_rejects_a_csv_record_the_csv_module_cannot_read_and_read
     out = capsys.readouterr().out
     assert "4 accepted, 0 duplicates, 4 rejected" in out  # r1, r3, r5, r8 (r9 is text in r4's cell)
     rejected = [line.strip() for line in out.splitlines() if line.strip().startswith("record ")]
-    limit = f"field larger than field limit ({csv.field_size_limit()})"
+    limit = "field larger than field limit (1000)"
     assert rejected == [
         f"record 2: line 3: cannot be read as CSV ({limit})",
         f"record 4: line 5: cannot be read as CSV ({limit})",
@@ -264,9 +266,10 @@ def test_llmcost_ingest_rejects_a_csv_record_the_csv_module_cannot_read_and_read
     ]
 
 
-def test_csv_header_the_csv_module_cannot_read_is_one_rejection(tmp_path: Path) -> None:
+def test_csv_header_the_csv_module_cannot_read_is_one_rejection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("exporter.readers.MAX_CSV_CELL_CHARS", 1000)
     path = tmp_path / "calls.csv"
-    path.write_text("\n" + "x" * (csv.field_size_limit() + 1) + ",model\nr1,gpt-4o\n")
+    path.write_text("\n" + "x" * 1001 + ",model\nr1,gpt-4o\n")
     records = read(path)
     assert [index for index, _ in records] == [0]
     assert str(records[0][1]).startswith("line 2: the header row cannot be read as CSV (field larger than")
@@ -342,6 +345,58 @@ def test_llmcost_ingest_loads_litellm_spend_logs_exported_as_csv(
     path = spend_logs_csv(tmp_path / "spend_logs.csv")
     assert main(["ingest", "--db", f"sqlite:///{tmp_path / 'llmcost.db'}", "--format", "litellm", str(path)]) == 0
     assert "2 accepted, 0 duplicates, 0 rejected" in capsys.readouterr().out
+
+
+def test_llmcost_ingest_keeps_the_usage_of_a_spend_log_row_with_a_300_kib_prompt(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # LiteLLM_SpendLogs keeps the whole prompt in `messages`. A 300 KiB cell is past Python's 128 KiB
+    # CSV limit: `llmcost ingest` stopped with "_csv.Error: field larger than field limit (131072)",
+    # the row's usage (and every row after it) lost.
+    import sqlite3
+
+    from llmcost.cli import main
+
+    rows = orjson.loads((DATA / "litellm_spend_logs.json").read_bytes())
+    prompt = "PROMPT-TEXT " + "lorem ipsum " * (300 * 1024 // 12)
+    rows[0]["messages"] = [{"role": "user", "content": prompt}]
+    rows[0]["proxy_server_request"] = {"model": "gpt-4o-mini", "messages": rows[0]["messages"]}
+    path = tmp_path / "spend_logs.csv"
+    columns = list(rows[0])
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        for row in rows:
+            cells = [row.get(c) for c in columns]
+            writer.writerow(
+                ["" if v is None else orjson.dumps(v).decode() if isinstance(v, dict | list) else v for v in cells]
+            )
+    assert len(prompt) > 300 * 1024 > csv.field_size_limit()
+
+    db = tmp_path / "llmcost.db"
+    assert main(["ingest", "--db", f"sqlite:///{db}", "--format", "litellm", str(path)]) == 0
+    assert "2 accepted, 0 duplicates, 0 rejected" in capsys.readouterr().out
+    with sqlite3.connect(db) as conn:
+        stored = conn.execute("SELECT request_id, input_tokens, cache_read_tokens, output_tokens FROM usage_events")
+        assert sorted(stored) == [("chatcmpl-1a2b3c", 176, 1024, 100), ("chatcmpl-4d5e6f", 5000, 0, 12)]
+    assert b"PROMPT-TEXT" not in db.read_bytes()  # the usage is kept, the prompt is not
+    assert csv.field_size_limit() == 128 * 1024  # raised for the reading only
+
+
+def test_a_csv_cell_past_the_reader_s_bound_rejects_its_row_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The bound stays (a quote never closed must not read the rest of the file into one cell): a row
+    # past it is rejected with the reason, and the rows after it are read.
+    monkeypatch.setattr("exporter.readers.MAX_CSV_CELL_CHARS", 1000)
+    path = tmp_path / "calls.csv"
+    path.write_text(
+        "request_id,provider,model,input_tokens,output_tokens\n"
+        f'r1,openai,gpt-4o,1,1\nr2,openai,"{"x" * 2000}",1,1\nr3,openai,gpt-4o,3,1\n'
+    )
+    records = read(path, "csv")
+    assert [r["request_id"] for r in good(records).values()] == ["r1", "r3"]
+    assert "field larger than field limit (1000)" in next(iter(errors(records).values())).reason
 
 
 def otlp_export(resource: dict[str, str], span_attributes: dict[str, str] | None = None) -> dict[str, Any]:
