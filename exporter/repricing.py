@@ -6,8 +6,9 @@ its new cost and provenance, and the difference is carried, in the same bounded 
 
 - its 5-minute rollup bucket (reports, projections, detection and budget rebuilds read these);
 - budget spend, through the store's write hooks (the same code an ingest runs), so every budget
-  period the event fell in is corrected (a call a budget reset had counted is corrected in the reset's
-  record instead: the hooks get each event's ingest time);
+  period that counted the event is corrected (a call a budget reset had counted is corrected in the
+  reset's record instead: the hooks get each event's ingest time; a period the budget never counted,
+  before it existed, gets no row);
 - its series' correction counters, `cost_adjust_up_nanousd` / `cost_adjust_down_nanousd`.
 
 The series' `cost_nanousd`, behind the `llm_cost_usd_total` counter, is left as first recorded:

@@ -94,7 +94,8 @@ class BudgetSpendHook:
         """Add the batch to budget_spend; returns what it added (None when no budget matched).
 
         `corrections` (repricing): the corrected events' ingest times and cost changes; what a budget
-        reset had counted is corrected in that reset's record instead (`_correct_resets`).
+        reset had counted is corrected in that reset's record instead (`_correct_resets`), and the rest
+        only in the spend rows the budget keeps (`_correct_counted`).
         """
         q = "%s" if postgres else "?"
         if postgres:
@@ -131,6 +132,9 @@ class BudgetSpendHook:
         if not increments:
             return None
         self._cap_instances(cursor, q, increments)
+        if corrections is not None:
+            self._correct_counted(cursor, q, increments)
+            return SpendChange({k: (v[0], v[1], v[2]) for k, v in increments.items()}, time.monotonic())
         cursor.executemany(
             f"INSERT INTO budget_spend (budget, key, period_start, cost_nanousd, tokens, requests) "
             f"VALUES ({q}, {q}, {q}, {q}, {q}, {q}) ON CONFLICT (budget, key, period_start) DO UPDATE SET "
@@ -178,6 +182,24 @@ class BudgetSpendHook:
                 increments[spend_key][0] -= cost
             if increments[spend_key] == [0, 0, 0]:
                 del increments[spend_key]  # nothing left for the spend: no row for an instance that spent nothing
+
+    def _correct_counted(self, cursor: Any, q: str, increments: dict[SpendKey, list[int]]) -> None:
+        """Add repricing corrections to the spend rows they correct; drop those for periods never counted.
+
+        A budget counts the period it was created (or changed) in, rebuilt from the rollups, and what is
+        ingested from then on: every call it counted has its instance's row for that period. A corrected
+        call with no such row was never counted (a day before the budget existed): inserting one would
+        write a period of the difference alone, often negative, that no figure reads.
+        """
+        for spend_key in sorted(increments):
+            cost, tokens, requests = increments[spend_key]
+            cursor.execute(
+                f"UPDATE budget_spend SET cost_nanousd = cost_nanousd + {q}, tokens = tokens + {q}, "
+                f"requests = requests + {q} WHERE budget = {q} AND key = {q} AND period_start = {q}",
+                (cost, tokens, requests, *spend_key),
+            )
+            if cursor.rowcount == 0:
+                del increments[spend_key]
 
     def _cap_instances(self, cursor: Any, q: str, increments: dict[SpendKey, list[int]]) -> None:
         """Fold the values of a `key: "*"` budget past its `max_instances` into one `__other__` instance.

@@ -354,3 +354,42 @@ def test_reprice_after_a_budget_reset_leaves_the_reset_standing(
         assert spent(parts) == pytest.approx(after, abs=1e-9)
     finally:
         services.close()
+
+
+def test_reprice_writes_budget_spend_only_for_the_periods_the_budgets_counted(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A correction goes to a spend row the budget keeps, never a new row for a period it never counted.
+
+    The budgets were created at NOW: each counts its period holding NOW, from the rollups. A reprice
+    from November used to write a `budget_spend` row for every earlier day (and week) holding a
+    repriced call, holding the difference alone (often negative): never read, junk that accumulates.
+    """
+    config = str(write_config(tmp_path))
+    spend_sql = "SELECT budget, key, period_start, cost_nanousd, tokens, requests FROM budget_spend"
+    services, parts = open_with_parts(store)
+    try:
+        rows_before = {tuple(r[:3]) for r in rows(services, spend_sql)}
+    finally:
+        services.close()
+
+    result = json.loads(
+        run_cli(capsys, "reprice", "--db", store, "--config", config, "--since", SINCE, "--format", "json")
+    )
+    assert result["difference_usd"] != 0
+
+    services, parts = open_with_parts(store)
+    try:
+        after = rows(services, spend_sql)
+        assert {tuple(r[:3]) for r in after} == rows_before  # no row for a period never counted
+        assert all(cost >= 0 and tokens >= 0 and requests >= 0 for *_key, cost, tokens, requests in after)
+        corrected = spent(parts)
+        # Every budget's figure is what a rebuild of its period from the corrected rollups gives.
+        definitions = parts.budgets.registry.definitions()
+        with services.store.transaction() as conn:
+            for budget in definitions:
+                rebuild_current_period(conn, budget, NOW, PeriodStarts())
+        assert spent(parts) == pytest.approx(corrected, abs=1e-9)
+        assert {tuple(r[:3]) for r in rows(services, spend_sql)} == rows_before
+    finally:
+        services.close()
