@@ -7,13 +7,16 @@ the 5-minute buckets into whole hours, a bound inside such an hour widens to it,
 (`exporter.store.rollups.covering_range`), and `since`/`until` in the answer say so. Sessions are
 not a series label (unbounded), so they are summed from the events through the partial indexes on
 `usage_events.session` (migration exporter_0003_sessions): a range of time walks `(ts, session)` over
-the events that have a session, one session walks `(session, ts)`.
+the events that have a session, one session walks `(session, ts)`. Raw events are kept only
+`retention.events_days`: a session summary reaching back past that says so (`events_since`, `note`)
+rather than answer for less than was asked without a word.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import text
@@ -40,6 +43,7 @@ class Summary:
     source: str  # "rollups" or "events"
     total_nanousd: int  # the whole range's cost, rows beyond `limit` included
     total_unpriced: int = 0  # calls in the range stored at $0 for want of a price, rows beyond `limit` included
+    events_since: float | None = None  # a session summary reaching past the raw events kept: from when they are
 
     def to_json(self) -> dict[str, Any]:
         """The JSON answer of `GET /v1/usage/summary`."""
@@ -51,7 +55,23 @@ class Summary:
             "rows": self.rows,
             "total_cost_usd": nanos_to_usd(self.total_nanousd),
             "total_unpriced_requests": self.total_unpriced,
+            **({"events_since": self.events_since, "note": self.note} if self.events_since is not None else {}),
         }
+
+    @property
+    def note(self) -> str:
+        """What a session summary reaching past the raw-event retention leaves out (empty otherwise)."""
+        if self.events_since is None:
+            return ""
+        return (
+            f"raw events before {_iso(self.events_since)} are past retention.events_days and were pruned: "
+            "sessions are summed from raw events, so the rows and totals cover only the calls since then "
+            "(by=user, project, model, service or provider, from the rollups, still count the whole range)"
+        )
+
+
+def _iso(moment: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
 
 
 def _row(by: str, value: str, requests: Any, cost: Any, tokens: list[Any], unpriced: Any) -> dict[str, Any]:
@@ -79,14 +99,28 @@ def _order(store: Store, label: str) -> str:
 
 
 def summarize(
-    store: Store, by: str, since: float, until: float, *, session: str | None = None, limit: int = 1000
+    store: Store,
+    by: str,
+    since: float,
+    until: float,
+    *,
+    session: str | None = None,
+    limit: int = 1000,
+    events_cutoff: float | None = None,
 ) -> Summary:
-    """Totals per `by` value in [since, until); `session` narrows a session summary to that one."""
+    """Totals per `by` value in [since, until); `session` narrows a session summary to that one.
+
+    `events_cutoff`: raw events before this are pruned (`RetentionConfig.events_cutoff`); a session
+    summary whose range starts before it carries it as `events_since`, with a note.
+    """
     if by not in BY:
         raise ValueError(f"by must be one of {', '.join(BY)}")
     limit = max(1, min(limit, MAX_ROWS))
     if by == "session":
-        return _sessions(store, since, until, session, limit)
+        sessions = _sessions(store, since, until, session, limit)
+        if events_cutoff is not None and since < events_cutoff:
+            return replace(sessions, events_since=events_cutoff)
+        return sessions
     first = int(since // BUCKET_SECONDS) * BUCKET_SECONDS
     # Up, not down: the newest bucket holds what was recorded a moment ago, and rounding `until` down
     # answered "nothing yet" for up to five minutes after a call was recorded.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from datetime import datetime
 
 from starlette.concurrency import run_in_threadpool
@@ -79,7 +78,7 @@ def summary_routes(services: Services) -> list[BaseRoute]:
         if by not in BY:
             return error(422, f"by must be one of {', '.join(BY)}, got {by[:32]!r}")
         try:
-            now = time.time()
+            now = services.clock()
             until = parse_instant(query["until"], "until", now=now) if "until" in query else now
             since = (
                 parse_instant(query["since"], "since", now=now) if "since" in query else until - DEFAULT_WINDOW_SECONDS
@@ -97,7 +96,15 @@ def summary_routes(services: Services) -> list[BaseRoute]:
             return error(422, "session= narrows by=session only")
         try:
             found = await run_in_threadpool(
-                lambda: summarize(services.store, by, since, until, session=session, limit=limit)
+                lambda: summarize(
+                    services.store,
+                    by,
+                    since,
+                    until,
+                    session=session,
+                    limit=limit,
+                    events_cutoff=services.config.retention.events_cutoff(now),
+                )
             )
         except StoreUnavailable:
             return error(503, "store unavailable, retry later", headers={"Retry-After": "5"})

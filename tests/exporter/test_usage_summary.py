@@ -173,6 +173,37 @@ def test_a_summary_over_pruned_months_keeps_every_call(db_url: str) -> None:
     services.close()
 
 
+def test_a_session_summary_reaching_past_the_raw_event_retention_says_so(db_url: str) -> None:
+    """Sessions are summed from raw events: past `retention.events_days` the answer says it covers less.
+
+    A range reaching back before the pruned events answered only for the events still kept, with
+    nothing to tell it from a complete answer.
+    """
+    from exporter.retention import Pruner
+    from llmcost.services import open_services
+    from tests.support.clock import FakeClock
+    from tests.support.months import DAY, NOW, history, load_history
+
+    load_history(db_url, history(60, step_hours=24))
+    config = make_config(db_url, retention={"events_days": 30, "rollups_days": 60})
+    services = open_services(config, clock=FakeClock(NOW))
+    assert Pruner(services.store, config.retention, clock=services.clock).run().events > 0
+    cutoff = config.retention.events_cutoff(NOW)
+    assert cutoff is not None
+    with TestClient(build_app(services)) as client:
+        whole = client.get(f"/v1/usage/summary?by=session&since={NOW - 60 * DAY}&until={NOW}").json()
+        kept = client.get(f"/v1/usage/summary?by=session&since={cutoff}&until={NOW}").json()
+        recent = client.get(f"/v1/usage/summary?by=session&since={NOW - 10 * DAY}&until={NOW}").json()
+        projects = client.get(f"/v1/usage/summary?by=project&since={NOW - 60 * DAY}&until={NOW}").json()
+    services.close()
+    assert whole["events_since"] == cutoff
+    assert "past retention.events_days" in whole["note"] and "cover only the calls since then" in whole["note"]
+    assert (whole["rows"], whole["total_cost_usd"]) == (kept["rows"], kept["total_cost_usd"])
+    assert "events_since" not in kept and "note" not in recent  # inside the retention: a complete answer
+    assert "note" not in projects  # the rollups keep every call
+    assert kept["total_cost_usd"] > 0
+
+
 def test_equal_spend_is_ordered_by_name_on_every_store(db_url: str) -> None:
     """Rows costing the same come in one order (requests, then name), so SQLite and PostgreSQL agree,
     and a `limit` keeps the same rows on both rather than whichever the database grouped first."""
