@@ -97,11 +97,13 @@ def build_report(
     top: int = 20,
     now: float,
     hints: bool = True,
+    events_cutoff: float | None = None,
 ) -> Report:
     """Read the rollups over [since, until) and build the report (hints priced at the range's end).
 
     The range is widened to whole 5-minute buckets, or folded hours (`report_bounds`); the report carries
-    both the bounds used and those asked for.
+    both the bounds used and those asked for. `events_cutoff`: raw events before it were pruned
+    (`RetentionConfig.events_cutoff`): the unpriced hint's reprice command starts after it.
     """
     by = tuple(by)
     requested_since, requested_until = since, until
@@ -132,7 +134,7 @@ def build_report(
     if hints:
         at = now if requested_until is None else min(requested_until, now)
         per_model_project = breakdown(store, ("provider", "model", "project"), since, until)
-        report.hints = all_hints(store, per_model_project, models, prices, at, since, until)
+        report.hints = all_hints(store, per_model_project, models, prices, at, since, until, events_cutoff)
     return report
 
 

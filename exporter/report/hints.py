@@ -11,11 +11,13 @@ it rests on, so a reader can check it rather than take it on trust:
   at stake: what reading half of that input from the cache would save (the half is an assumption,
   stated in the figures; repeated prefixes are typical of system prompts and tool definitions).
 - `unpriced`: calls stored at cost 0 because the model has no price; at stake: unknown (not counted).
+  Only raw events can be repriced: calls older than the raw-event retention are said to be past it.
 - `growth`: the projects whose spend grew most in the last 7 days over the 7 days before.
 """
 
 from __future__ import annotations
 
+import math
 import shlex
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,8 +25,9 @@ from typing import Any
 
 from exporter.events import nanos_to_usd
 from exporter.pricing import PriceBook
-from exporter.report.query import Row, Totals, first_unpriced_bucket
+from exporter.report.query import Row, Totals, first_unpriced_bucket, unpriced_calls
 from exporter.store import Store
+from exporter.store.schema import BUCKET_SECONDS
 
 LONG_INPUT_TOKENS = 1024  # the smallest prompt Anthropic and OpenAI cache
 MIN_CALLS = 10
@@ -172,38 +175,79 @@ def caching_hints(per_model: list[Row], prices: PriceBook, at: float) -> list[Hi
     return hints
 
 
+def _iso(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def reprice_command(store: Store, provider: str, model: str, since: float | None, until: float | None) -> str:
     """The `llmcost reprice` command that prices a model's unpriced calls of the range again, ready to paste."""
     # `llmcost reprice` requires --since: the first bucket with such calls, so the command covers all
     # of them in the range (and, with no range, all of them) and no more.
     first = first_unpriced_bucket(store, provider, model, since, until)
-    start = datetime.fromtimestamp(first if first is not None else since or 0, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return shlex.join(["llmcost", "reprice", "--since", start, "--model", model])
+    start = first if first is not None else since or 0
+    return shlex.join(["llmcost", "reprice", "--since", _iso(start), "--model", model])
+
+
+def repriceable_from(events_cutoff: float | None) -> float | None:
+    """The first 5-minute bucket whose calls all still have their raw events (None: none were pruned).
+
+    `events_cutoff` is `RetentionConfig.events_cutoff`, the time `llmcost reprice` warns about: a
+    `--since` from the next whole bucket on never reaches past it, while the bucket it falls in holds
+    calls already pruned.
+    """
+    if events_cutoff is None:
+        return None
+    return float(math.ceil(events_cutoff / BUCKET_SECONDS) * BUCKET_SECONDS)
 
 
 def unpriced_hints(
-    per_model: list[Row], store: Store, since: float | None = None, until: float | None = None
+    per_model: list[Row],
+    store: Store,
+    since: float | None = None,
+    until: float | None = None,
+    events_cutoff: float | None = None,
 ) -> list[Hint]:
-    """`unpriced` hints: models whose calls were stored at cost 0, with the reprice command to run."""
+    """`unpriced` hints: models whose calls were stored at cost 0, with the reprice command to run.
+
+    `events_cutoff`: raw events before it are past the retention (pruned); the rollups still count
+    those calls, but `llmcost reprice` can no longer price them, so the command covers only the calls
+    from `repriceable_from(events_cutoff)` on and the hint says how many cannot be repriced.
+    """
+    kept_from = repriceable_from(events_cutoff)
     hints = []
     for row in per_model:
         provider, model = row.labels
         t = row.totals
         if not t.unpriced_requests:
             continue
-        command = reprice_command(store, provider, model, since, until)
+        lost = 0
+        start = since
+        if kept_from is not None and (since is None or since < kept_from):
+            lost = unpriced_calls(store, provider, model, since, kept_from if until is None else min(until, kept_from))
+            start = kept_from
         verb = "has no price and counts" if t.unpriced_requests == 1 else "have no price and count"
-        hints.append(
-            Hint(
-                "unpriced",
-                model,
-                f"{_calls(t.unpriced_requests)} to {provider}/{model} ({t.tokens:,} tokens) {verb} "
-                f"as $0: add it to the price overrides file, then run `{command}` with the config that names "
-                "that file (--config).",
-                None,
-                {"provider": provider, "model": model, "unpriced_calls": t.unpriced_requests, "tokens": t.tokens},
+        text = f"{_calls(t.unpriced_requests)} to {provider}/{model} ({t.tokens:,} tokens) {verb} as $0: "
+        figures: dict[str, Any] = {
+            "provider": provider,
+            "model": model,
+            "unpriced_calls": t.unpriced_requests,
+            "tokens": t.tokens,
+        }
+        if lost < t.unpriced_requests:
+            command = reprice_command(store, provider, model, start, until)
+            text += f"add it to the price overrides file, then run `{command}` with the config that names "
+            text += "that file (--config)"
+        else:
+            text += "add it to the price overrides file so that new calls are priced"
+        if kept_from is not None and lost:
+            # As `llmcost reprice` says of a --since before the cutoff: pruned events stay as recorded.
+            text += (
+                f"; {'it is' if lost == 1 else f'{lost:,} of them are'} from before {_iso(kept_from)}, past "
+                "retention.events_days: their raw events were pruned, so they can no longer be repriced and "
+                "stay at $0"
             )
-        )
+            figures.update(repriceable_calls=t.unpriced_requests - lost, repriceable_since=kept_from)
+        hints.append(Hint("unpriced", model, text + ".", None, figures))
     return hints
 
 
@@ -253,13 +297,17 @@ def all_hints(
     at: float,
     since: float | None = None,
     until: float | None = None,
+    events_cutoff: float | None = None,
 ) -> list[Hint]:
-    """Every hint, largest money at stake first (unknown amounts after); `since`/`until`: the report's range."""
+    """Every hint, largest money at stake first (unknown amounts after); `since`/`until`: the report's range.
+
+    `events_cutoff`: raw events before it were pruned (`RetentionConfig.events_cutoff`), for `unpriced_hints`.
+    """
     hints = [
         *cheaper_model_hints(per_model_project, prices, at),
         *caching_hints(per_model, prices, at),
         *growth_hints(store, at),
-        *unpriced_hints(per_model, store, since, until),
+        *unpriced_hints(per_model, store, since, until, events_cutoff),
     ]
     hints.sort(key=lambda h: (h.usd_at_stake is None, -(h.usd_at_stake or 0.0), h.kind, h.subject))
     return hints

@@ -193,6 +193,20 @@ def first_unpriced_bucket(
     return None if found is None else int(found)
 
 
+def unpriced_calls(store: Store, provider: str, model: str, since: float | None, until: float | None) -> int:
+    """How many calls of the model in the buckets of [since, until) are stored unpriced (at $0)."""
+    first, end = bucket_range(since, until)
+    rollups = rollups_in_range(first, end)
+    stmt = (
+        select(func.sum(rollups.c.unpriced_requests))
+        .select_from(rollups.join(usage_series, usage_series.c.id == rollups.c.series_id))
+        .where(usage_series.c.provider == provider, usage_series.c.model == model)
+    )
+    with store.reading() as conn:
+        found = conn.execute(stmt).scalar()
+    return int(found or 0)
+
+
 def total_cost_between(store: Store, by: Sequence[str], since: float, until: float) -> dict[tuple[str, ...], int]:
     """Cost in nano-dollars per combination of `by` over [since, until) (for week-over-week growth)."""
     return {row.labels: row.totals.cost_nanousd for row in _breakdown_from_rollups(store, by, since, until)}

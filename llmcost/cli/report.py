@@ -78,6 +78,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             top=args.top,
             now=now,
             hints=not args.no_hints,
+            events_cutoff=config.retention.events_cutoff(now),
         )
     except ValueError as exc:
         print(exc, file=sys.stderr)

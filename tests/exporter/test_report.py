@@ -216,6 +216,50 @@ def test_the_unpriced_hint_names_a_reprice_command_that_runs(
     assert not [h for h in after["hints"] if h["kind"] == "unpriced"]
 
 
+def test_after_a_prune_the_unpriced_hint_reprices_only_what_is_still_kept(
+    db_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # After `llmcost prune`, the hint still said `llmcost reprice --since <first unpriced call>`, 60 days
+    # back: reprice then warned that most of the range was pruned, and the calls the hint counted could
+    # not be repriced. The commands run on the real clock, as a user runs them.
+    now = time.time()
+    load_history(db_url, history(60, step_hours=12, now=now), now=now)
+    prices = tmp_path / "prices.yml"
+    prices.write_text(
+        "prices:\n  - {provider: self-hosted, model: llama-internal, input_per_mtok: 1, output_per_mtok: 2}\n"
+    )
+    config = tmp_path / "llmcost.yml"
+    config.write_text(f"retention: {{events_days: 30, rollups_days: 60}}\npricing: {{overrides_file: {prices}}}\n")
+    capsys.readouterr()
+    assert main(["prune", "--db", db_url, "--config", str(config)]) == 0
+
+    def unpriced_hint() -> dict[str, Any]:
+        capsys.readouterr()
+        assert main(["report", "--db", db_url, "--config", str(config), "--format", "json"]) == 0
+        return next(h for h in json.loads(capsys.readouterr().out)["hints"] if h["kind"] == "unpriced")
+
+    hint = unpriced_hint()
+    figures = hint["figures"]
+    assert figures["unpriced_calls"] == 120  # the rollups still count all 60 days
+    assert 55 <= figures["repriceable_calls"] <= 62  # about 30 days of 2 calls a day
+    old = figures["unpriced_calls"] - figures["repriceable_calls"]
+    assert f"{old} of them are from before" in hint["text"] and "can no longer be repriced" in hint["text"]
+    command = shlex.split(hint["text"].split("`")[1])
+    since = command[command.index("--since") + 1]
+    assert parse_when(since, now=now) >= figures["repriceable_since"] > now - 30 * DAY - 3600
+
+    capsys.readouterr()
+    assert main([*command[1:], "--config", str(config), "--db", db_url, "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    assert "retention.events_days" not in err  # reprice itself has nothing to warn about
+    changed = sum(m["changed"] for m in json.loads(out)["models"] if m["model"] == "llama-internal")
+    assert changed == figures["repriceable_calls"]
+
+    after = unpriced_hint()  # what is left cannot be repriced: no command, said so
+    assert after["figures"]["unpriced_calls"] == old and after["figures"]["repriceable_calls"] == 0
+    assert "`" not in after["text"] and "can no longer be repriced" in after["text"], after["text"]
+
+
 def test_csv_has_the_same_columns_for_an_empty_range(months: str, capsys: pytest.CaptureFixture[str]) -> None:
     # A range without calls wrote `provider,model,project,requests,cost_usd`: a weekly export loaded
     # into a table with the usual 13 columns broke on the quiet week.
