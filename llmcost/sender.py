@@ -29,6 +29,8 @@ _RETRY = "retry"
 _DONE = "done"
 _TOO_LARGE = "too large"
 _IDLE_POLL = 0.1  # seconds
+REFUSAL_LOG_INTERVAL = 60.0
+"""Seconds between two log lines about refused batches (a wrong token refuses every one of them)."""
 STAT_NAMES = ("accepted", "duplicates", "rejected", "dropped", "failed", "retries")
 """The counts in `BatchSender.stats`, besides `queued`."""
 HINT_401 = " (the token is missing, or is not one of llmcost's auth.ingest_tokens)"
@@ -73,6 +75,9 @@ class BatchSender:
         self._refused: dict[str, int] = {}  # events llmcost refused, by why ("HTTP 401 (…)")
         self._last_refusal = ""  # why llmcost refused the last batch it answered; "" when it took it
         self._stats = dict.fromkeys(STAT_NAMES, 0)
+        # Refused batches not said yet in the log (`_log_refusal`): (events, batches, last status and body).
+        self._refusals_unsaid = (0, 0, "")
+        self._refusal_said_at: float | None = None  # monotonic time of the last line about them
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._abandon = threading.Event()
@@ -140,6 +145,7 @@ class BatchSender:
         self._wake.set()
         self._thread.join(timeout)
         self._abandon.set()
+        self._say_refusals()
         with self._lock:
             return self._recorded - self._settled + self._abandoned
 
@@ -156,6 +162,7 @@ class BatchSender:
         deadline = time.monotonic() + timeout
         while self._settled < target and self._thread.is_alive() and time.monotonic() < deadline:
             time.sleep(0.01)
+        self._say_refusals(locked=False)
         return max(0, target - self._settled + self._abandoned)
 
     def refusals(self) -> tuple[dict[str, int], str]:
@@ -269,12 +276,44 @@ class BatchSender:
         why = f"HTTP {status}{_HINTS.get(status, '')}"
         token = self._http.headers.get("authorization", "").removeprefix("Bearer ")
         words = response.text[:300]
-        log.error("llmcost refused %d events: %s: %s", count, why, words.replace(token, "…") if token else words)
+        words = words.replace(token, "…") if token else words
         with self._lock:
             self._stats["failed"] += count
             self._refused[why] = self._refused.get(why, 0) + count
             self._last_refusal = why
+            events, batches, _ = self._refusals_unsaid
+            self._refusals_unsaid = (events + count, batches + 1, f"{why}: {words}")
+        now = time.monotonic()
+        if self._refusal_said_at is None or now - self._refusal_said_at >= REFUSAL_LOG_INTERVAL:
+            self._say_refusals()
         return _DONE, 0.0
+
+    def _say_refusals(self, *, locked: bool = True) -> None:
+        """Log the batches refused since the last such line, if any, with the count refused in all.
+
+        A wrong token refuses every batch: one line each flooded the application's log, so this runs
+        for the first refusal, then at most once per `REFUSAL_LOG_INTERVAL`, and at `stop`, so the
+        last line counts every refused event. `locked=False` in a signal handler: it reads plain ints
+        (a lock the interrupted code holds would deadlock).
+        """
+        if locked:
+            with self._lock:
+                (events, batches, answer), refused = self._refusals_unsaid, sum(dict(self._refused).values())
+                self._refusals_unsaid = (0, 0, "")
+        else:
+            (events, batches, answer), refused = self._refusals_unsaid, sum(dict(self._refused).values())
+            self._refusals_unsaid = (0, 0, "")
+        if not events:
+            return
+        self._refusal_said_at = time.monotonic()
+        log.error(
+            "llmcost refused %d events in %d batches: %s (%d events refused in all; logged at most every %g s)",
+            events,
+            batches,
+            answer,
+            refused,
+            REFUSAL_LOG_INTERVAL,
+        )
 
     def _count_answer(self, response: httpx.Response) -> None:
         try:

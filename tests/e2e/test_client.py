@@ -356,7 +356,7 @@ def test_events_llmcost_refused_the_token_of_are_said_refused_at_close_not_unrea
         for i in range(3):
             client.record(request_id=f"refused-{i}", provider="openai", model="gpt-4o", input_tokens=3)
         assert client.flush(timeout=30)  # answered: refused, not waiting to be retried
-        assert f"llmcost refused 3 events: {hint}: " in caplog.text
+        assert "llmcost refused " in caplog.text and f" batches: {hint}: " in caplog.text
         assert client.stats["failed"] == 3
         # Unanswered at close (llmcost stalled) after a refusal: refused too, most likely, not unreachable.
         assert server.proc is not None
@@ -421,6 +421,37 @@ def test_503_and_429_are_retried_with_the_same_events_and_a_401_is_not() -> None
         assert posts[0].body == posts[1].body == posts[2].body
         assert posts[0].header("Authorization") == "Bearer " + "t" * 20
         assert stats["accepted"] == 3 and stats["retries"] == 2 and stats["failed"] == 1
+
+
+def test_a_wrong_token_logs_its_refused_batches_at_most_once_a_minute_and_counts_them_all_at_close(
+    server: LlmcostProcess, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A wrong token refuses every batch: each was one ERROR line, so an app recording on every call
+    # flooded its own log with the same 401.
+    import logging
+
+    import llmcost.sender
+
+    client = Client(server.base, "wrong-token-0123456789", batch_size=1, flush_interval=0.05)
+    with caplog.at_level(logging.ERROR, logger="llmcost"):
+        for i in range(20):
+            client.record(request_id=f"w{i}", provider="openai", model="gpt-4o", input_tokens=1, output_tokens=1)
+            assert client.flush(timeout=30)
+        assert client.stats["failed"] == 20
+        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("llmcost refused")]
+        assert len(lines) == 1 and "refused 1 events in 1 batches: HTTP 401" in lines[0], lines
+        # A minute later the next refusal is said again, with what was refused since.
+        monkeypatch.setattr(llmcost.sender, "REFUSAL_LOG_INTERVAL", 0.0)
+        client.record(request_id="w20", provider="openai", model="gpt-4o", input_tokens=1, output_tokens=1)
+        assert client.flush(timeout=30)
+        monkeypatch.setattr(llmcost.sender, "REFUSAL_LOG_INTERVAL", 60.0)
+        for i in range(21, 30):
+            client.record(request_id=f"w{i}", provider="openai", model="gpt-4o", input_tokens=1, output_tokens=1)
+        client.close()
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("llmcost refused")]
+    assert len(lines) == 3, lines
+    assert "refused 20 events in 20 batches" in lines[1] and "21 events refused in all" in lines[1]
+    assert "refused 9 events in 9 batches" in lines[2] and "30 events refused in all" in lines[2]  # exact at close
 
 
 def test_a_server_body_limit_below_one_batch_costs_requests_not_events(tmp_path: Path, sqlite_url: str) -> None:
