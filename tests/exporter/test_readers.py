@@ -266,7 +266,9 @@ def test_llmcost_ingest_rejects_a_csv_record_the_csv_module_cannot_read_and_read
     ]
 
 
-def test_csv_header_the_csv_module_cannot_read_is_one_rejection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_csv_header_the_csv_module_cannot_read_is_one_rejection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("exporter.readers.MAX_CSV_CELL_CHARS", 1000)
     path = tmp_path / "calls.csv"
     path.write_text("\n" + "x" * 1001 + ",model\nr1,gpt-4o\n")
