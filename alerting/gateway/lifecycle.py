@@ -34,6 +34,12 @@ __all__ = ["AlertConflict", "AlertInput", "AlertNotFound", "Change", "Lifecycle"
 EDITABLE_CHANNELS = ("slack",)
 """Channels whose message about an alert is edited in place when its figures change (`AlertInput.update`)."""
 
+PAGING_CHANNELS = ("pagerduty",)
+"""Channels whose open item keeps paging until it is closed (an incident escalates; a message does not).
+
+When an alert falls to a severity no longer routed to such a channel, its item there is closed (`_fell`).
+"""
+
 
 class Lifecycle:
     """Applies alert state changes; shared by the HTTP handlers, the scheduler entry points and `tick`."""
@@ -69,6 +75,11 @@ class Lifecycle:
             # when the level rose) reaches it: that report must not lower the alert and make it rise again.
             return Change("ignored", alert_from_row(row), reason="an earlier level of an alert that has since risen")
         level_rose = level_rank(incoming.alertname) > level_rank(row.alertname)
+        # A budget's levels only rise within a period: its fall is a deliberate change (a limit raised),
+        # never a flap, so it stands down (`_fell`). Other alerts falling back are not news.
+        fell = alert_family(incoming.alertname) is not None and severity_rank(incoming.severity) < severity_rank(
+            row.severity
+        )
         held_alertname = row.alertname  # the level an acknowledgement held for, before this report
         if incoming.source == "alertmanager" and row.silence_id is not None:
             # Alertmanager delivers no silenced or inhibited alert: one it delivers firing is held no longer.
@@ -80,6 +91,8 @@ class Lifecycle:
         change = self._notify_if_due(
             conn, row, now, via=incoming.source, level_rose=level_rose, held_alertname=held_alertname
         )
+        if fell and not change.changed and row is not None and row.state == "firing":
+            return self._fell(conn, row, now, via=incoming.source)
         if incoming.update and refreshed and not change.changed and row is not None and row.state == "firing":
             return self._edit_in_place(conn, row, now, via=incoming.source)
         return change
@@ -132,6 +145,56 @@ class Lifecycle:
             conn, row.id, now, "updated", row.state, row.state, Actor(by="", via=via), {"channels": channels}
         )
         return Change("updated", alert, channels=tuple(channels), reason="figures changed")
+
+    def _fell(self, conn: Connection, row: Any, now: float, *, via: str) -> Change:
+        """A firing budget alert fell to a lower severity (its limit was raised): stand down quietly.
+
+        Nobody is notified (no thread reply, no mail), but nothing keeps saying what no longer holds: the
+        Slack message is edited to the new level, and an open PagerDuty incident that the new severity
+        is not routed to is resolved. Left open, it kept escalating to the next on-call for a critical
+        level that the person who raised the limit had just ended. `notified_severity` comes down to the
+        new severity, so a later rise (spend reaching critical of the new limit) is a rise again: it is
+        told in the existing threads and pages again under the same `dedup_key`. Acknowledged alerts are
+        left as they are: their incident is acknowledged, and the acknowledgement holds for the level
+        it was given at.
+        """
+        known = notified_channels(conn, row.id)
+        routed = set(self.settings.channels_for(row.severity))
+        bumped = self.rows.bump(conn, row, alerts.c.state == "firing", notified_severity=row.severity, updated_at=now)
+        if bumped is None:
+            return Change("unchanged", alert_from_row(row), reason="changed concurrently")
+        seq, alert = bumped
+        closed = enqueue(
+            conn,
+            dialect=self.dialect,
+            alert=alert,
+            kind=NotificationKind.RESOLVED,
+            channels=[c for c in PAGING_CHANNELS if c in known and c not in routed],
+            seq=seq,
+            now=now,
+            actor=Actor(by="", via=via, comment=f"fell to {alert.alertname} ({alert.severity})"),
+        )  # never grouped: only this alert's own incident stands down
+        edited = enqueue(
+            conn,
+            dialect=self.dialect,
+            alert=alert,
+            kind=NotificationKind.UPDATED,
+            channels=[c for c in EDITABLE_CHANNELS if c in known],
+            seq=seq,
+            now=now,
+        )
+        channels = closed + edited
+        self.rows.audit(
+            conn,
+            row.id,
+            now,
+            "fell",
+            row.state,
+            row.state,
+            Actor(by="", via=via),
+            {"channels": channels, "closed": closed, "severity": alert.severity},
+        )
+        return Change("updated", alert, channels=tuple(channels), reason="severity fell")
 
     def _create(self, conn: Connection, incoming: AlertInput, now: float) -> Change | None:
         """Insert a new incident, already counted as notified (a new alert's decision is always "first").

@@ -62,9 +62,34 @@ def test_a_new_critical_alert_notifies_each_channel_once(h: Harness, rx: Receive
 @pytest.mark.parametrize("db", ["sqlite"], indirect=True)  # no SQL difference to cover
 def test_routes_follow_severity(h: Harness, rx: Receivers) -> None:
     assert set(fire(h, "warning", "LLMBudgetWarning").channels) == {"slack", "email"}
-    assert fire(h, "info", "LLMBudgetInfo").channels == ()
+    other = {**BUDGET_LABELS, "key": "team-b"}  # another instance: the same one's info would be a fall
+    assert h.gateway.fire("LLMBudgetInfo", other, severity="info", annotations={}).channels == ()
     h.gateway.deliver_pending()
     assert rx.counts() == {"slack": 1, "email": 1, "pagerduty": 0}
+
+
+def test_a_fall_under_a_paging_severity_resolves_the_incident_and_edits_the_message(h: Harness, rx: Receivers) -> None:
+    """A limit raised under critical: the incident stops paging, Slack shows the level, nobody is told."""
+    alert_id = fire(h).alert.id
+    h.gateway.deliver_pending()
+    change = fire(h, "warning", "LLMBudgetWarning", annotations={"summary": "Budget team-a-monthly at 84%"})
+    assert (change.action, change.reason, set(change.channels)) == ("updated", "severity fell", {"pagerduty", "slack"})
+    assert (
+        fire(h, "warning", "LLMBudgetWarning", annotations={"summary": "Budget team-a-monthly at 84%"}).channels == ()
+    )
+    assert h.gateway.deliver_pending() == 2
+    trigger, resolve = rx.pagerduty.events
+    assert (resolve["event_action"], resolve["dedup_key"]) == ("resolve", trigger["dedup_key"])
+    [edit] = rx.slack.calls("chat.update")
+    assert "LLMBudgetWarning" in str(edit.json) and "84%" in str(edit.json)
+    assert len(rx.slack.calls("chat.postMessage")) == 1 and len(rx.smtp.messages) == 1  # nobody notified
+
+    # Critical again (spend caught up with the new limit): the same alert rises, and pages anew.
+    rose = fire(h)
+    assert (rose.alert.id, rose.action, set(rose.channels)) == (alert_id, "escalated", {"slack", "email", "pagerduty"})
+    h.gateway.deliver_pending()
+    assert [e["event_action"] for e in rx.pagerduty.events] == ["trigger", "resolve", "trigger"]
+    assert {e["dedup_key"] for e in rx.pagerduty.events} == {trigger["dedup_key"]}
 
 
 def test_repeats_only_after_the_repeat_interval_and_never_while_acknowledged(

@@ -8,6 +8,7 @@ place with replies in its thread, one mail thread, one PagerDuty incident), and 
 
 from __future__ import annotations
 
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,7 @@ class Stack:
 
     def __init__(self, proc: LlmcostProcess, slack: SlackAPIServer, pd: PagerDutyEventsServer, smtp: SMTPServer):
         self.proc, self.slack, self.pd, self.smtp = proc, slack, pd, smtp
+        self.config = Path()
 
     def spend(self, usd: float) -> None:
         event = {"provider": "openai", "model": "gpt-4o", "cost_usd": usd, "request_id": uuid.uuid4().hex}
@@ -64,6 +66,14 @@ class Stack:
 
     def slack_updates(self) -> list[dict[str, Any]]:
         return [call.payload for call in self.slack.calls("chat.update")]
+
+    def set_limit(self, config: Path, limit: float) -> None:
+        """Raise (or lower) the budget's limit as the runbook says: edit the config file, then SIGHUP."""
+        data = yaml.safe_load(config.read_text())
+        data["budgets"]["items"][0]["limit"] = limit
+        config.write_text(yaml.safe_dump(data))
+        assert self.proc.proc is not None
+        self.proc.proc.send_signal(signal.SIGHUP)
 
 
 def metric(stack: Stack, name: str, **labels: str) -> float:
@@ -132,7 +142,9 @@ def stack(db_url: str, tmp_path: Path) -> Iterator[Stack]:
         )
         proc = LlmcostProcess(db_url, config=config).start(tmp_path)
         try:
-            yield Stack(proc, slack, pd, smtp)
+            stack = Stack(proc, slack, pd, smtp)
+            stack.config = config
+            yield stack
         finally:
             proc.stop()
 
@@ -220,3 +232,45 @@ def test_an_acknowledgement_covers_its_severity_and_a_rise_above_it_reopens_the_
     assert len(stack.slack.calls("chat.postMessage")) + len(stack.slack_updates()) == slack_calls
     [alert] = stack.alerts()
     assert (alert["id"], alert["state"], alert["acknowledged_by"]) == (warning["id"], "acknowledged", "alice")
+
+
+def test_a_limit_raised_under_critical_ends_the_page_quietly_and_a_new_rise_pages_again(stack: Stack) -> None:
+    """The runbook's mitigation for a critical budget is to raise its limit: that must stop the page.
+
+    The alert falls to `LLMBudgetWarning`: nobody is notified (no Slack reply, no mail), the Slack
+    message is edited to the new level, and the PagerDuty incident (critical only) is resolved instead
+    of escalating to the next on-call for a level that no longer holds. Spend reaching critical of the
+    new limit is a new rise: told in the same threads, and paged under the same dedup_key.
+    """
+    stack.spend(97)  # 97 % of $100: critical, paged
+    wait_until(lambda: len(stack.pd.events) == 1 and len(stack.smtp.messages) == 1, what="the page", timeout=30)
+    [critical] = stack.alerts("firing")
+    dedup_key = stack.pd.events[0]["dedup_key"]
+
+    stack.set_limit(stack.config, 115)  # 97 of 115 = 84 %: warning
+    wait_until(
+        lambda: [(e["event_action"], e["dedup_key"]) for e in stack.pd.events][1:] == [("resolve", dedup_key)],
+        what="the incident resolved",
+        timeout=30,
+    )
+    settle(stack)
+    [warning] = stack.alerts("firing")
+    assert (warning["id"], warning["alertname"], warning["severity"]) == (critical["id"], "LLMBudgetWarning", "warning")
+    assert len(stack.slack_posts()) == 1 and len(stack.smtp.messages) == 1  # nobody told
+    [edit] = stack.slack_updates()
+    assert "LLMBudgetWarning" in str(edit) and "$115.00" in str(edit)
+    assert stack.pd.open_incident(dedup_key) is None
+
+    stack.spend(15)  # 112 of 115 = 97 %: critical again, under the new limit
+    wait_until(lambda: len(stack.pd.events) == 3, what="the new page", timeout=30)
+    settle(stack)
+    assert [(e["event_action"], e["dedup_key"]) for e in stack.pd.events] == [
+        ("trigger", dedup_key),
+        ("resolve", dedup_key),
+        ("trigger", dedup_key),
+    ]
+    root, reply = stack.slack_posts()
+    assert reply["thread_ts"] == stack.slack_updates()[0]["ts"] and not root.get("thread_ts")
+    first, second = [m.message for m in stack.smtp.messages]
+    assert second["In-Reply-To"] == first["Message-ID"]
+    assert [a["id"] for a in stack.alerts("firing")] == [critical["id"]]
