@@ -13,6 +13,7 @@ exactly one of several racing transactions enqueue a notification. The statement
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from sqlalchemy import select
@@ -118,6 +119,26 @@ class Lifecycle:
         if incoming.update and row is not None and row.state == "firing":
             return self._edit_in_place(conn, row, now, via=incoming.source)
         return Change("unchanged", alert_from_row(row), reason="figures refreshed")
+
+    def fall(self, conn: Connection, incoming: AlertInput, now: float) -> Change:
+        """Apply at once a budget alert's fall to a lower level (its limit raised), on the Alertmanager path.
+
+        Alertmanager knows each level as an alert of its own, so a fall reaches it as the end of the
+        higher level and a new, lower one (`AlertmanagerSink`). Delivered back, that end resolved the
+        whole alert, and the lower level, starting where the alert had started, was then dropped as a
+        replay of an occurrence already resolved: a budget still at warning had no alert, where the
+        direct path keeps it firing at warning. Applied here first, the alert is at the lower level
+        when the end of the higher one arrives, which `resolve` then ignores as an earlier level's. Only
+        an alert open at a higher level of its family falls; anything else comes through Alertmanager.
+        """
+        row = self.rows.open_row(conn, incoming.fingerprint)
+        if (
+            row is None
+            or alert_family(incoming.alertname) is None
+            or level_rank(incoming.alertname) >= level_rank(row.alertname)
+        ):
+            return Change("ignored", reason="not open at a higher level: Alertmanager brings it")
+        return self.fire(conn, dataclasses.replace(incoming, source="scheduler"), now)
 
     def _edit_in_place(self, conn: Connection, row: Any, now: float, *, via: str) -> Change:
         """Show a firing alert's new figures where its messages can be edited (Slack), telling nobody.

@@ -218,6 +218,25 @@ class GatewayService:
         )
         return self._write(lambda conn: self.lifecycle.refresh_figures(conn, incoming, self.clock()))
 
+    def fall(
+        self,
+        alertname: str,
+        labels: Mapping[str, str],
+        annotations: Mapping[str, str],
+        *,
+        severity: Severity,
+        generator_url: str = "",
+    ) -> Change:
+        """An open budget alert fell to this lower level: applied at once (see `Lifecycle.fall`)."""
+        incoming = AlertInput(
+            alertname=alertname,
+            labels=dict(labels),
+            severity=severity,
+            annotations=dict(annotations),
+            generator_url=generator_url,
+        )
+        return self._write(lambda conn: self.lifecycle.fall(conn, incoming, self.clock()))
+
     def fire_many(self, alerts: Sequence[AlertInput]) -> list[Change]:
         """Report several alerts as firing in ONE transaction (one budget pass crossing many instances).
 

@@ -12,7 +12,9 @@ showed the first figures for hours while Alertmanager held the current ones.
 A budget instance is one alert whose name follows its level (`ESCALATING_ALERTS`): one row, updated in
 place. Alertmanager knows each level as its own alert (the name is a label), so when the level changes
 the previous level is kept as a resolved row of its own (`level_key`) and pushed as resolved: otherwise
-Alertmanager would hold it firing until its `endsAt` and route it back as if the alert had fallen.
+Alertmanager would hold it firing until its `endsAt` and route it back as if the alert had fallen. A
+fall (a limit raised) is also applied to the gateway's record at once (`GatewayService.fall`), so the
+end of the higher level, routed back, does not end the alert.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from sqlalchemy import delete, select, update
 from alerting.gateway.enqueue import dialect_insert
 from alerting.gateway.records import dumps, loads
 from alerting.gateway.service import GatewayService
-from alerting.model import PUSHED_ONLY_LABELS, alert_family, fingerprint
+from alerting.model import PUSHED_ONLY_LABELS, alert_family, fingerprint, level_rank
 from alerting.push.tables import alertmanager_alerts
 from exporter.store import Store
 
@@ -95,6 +97,7 @@ class AlertmanagerSink:
         t = alertmanager_alerts
         now = self.clock()
         refigured = False  # the same firing alert with other figures
+        fell = False  # a firing budget alert at a lower level than before (its limit raised)
         with self.store.transaction() as conn:
             inserted = conn.execute(
                 dialect_insert(self.store.dialect, t)
@@ -109,12 +112,18 @@ class AlertmanagerSink:
                 row = conn.execute(select(t).where(t.c.fingerprint == fp)).first()
                 if row is not None and row.alertname != alertname:  # firing, or resolved and now reopened
                     self._end_level(conn, row, fp, now if row.ends_at is None else row.ends_at)
+                    fell = row.ends_at is None and level_rank(alertname) < level_rank(row.alertname)
                 reopened = row is not None and row.ends_at is not None
                 if reopened or row is None or (row.severity, loads(row.annotations)) != (severity, notes):
                     extra = {"starts_at": now, "ends_at": None} if reopened else {}
                     conn.execute(update(t).where(t.c.fingerprint == fp).values(updated_at=now, **values, **extra))
                     changed = True
                     refigured = row is not None and not reopened and row.alertname == alertname
+        if fell:
+            # Into the gateway's record before Alertmanager hears of the end of the higher level, which
+            # it would route back as the end of the alert (see `Lifecycle.fall`).
+            url = values["generator_url"]
+            self.gateway.fall(alertname, clean, notes, severity=severity, generator_url=url)  # type: ignore[arg-type]
         if changed:
             self._wake()
         if refigured:
