@@ -27,7 +27,16 @@ from alerting.gateway.records import alert_from_row, dumps, loads, reopened_json
 from alerting.gateway.settings import GatewaySettings
 from alerting.gateway.silences import CHANNEL as SILENCES
 from alerting.gateway.tables import alerts
-from alerting.model import INHIBITION_PREFIX, Actor, NotificationKind, Reopened, Silence, alert_family, level_rank
+from alerting.model import (
+    INHIBITION_PREFIX,
+    Actor,
+    Alert,
+    NotificationKind,
+    Reopened,
+    Silence,
+    alert_family,
+    level_rank,
+)
 
 __all__ = ["AlertConflict", "AlertInput", "AlertNotFound", "Change", "Lifecycle"]
 """The value types live in `alerting.gateway.changes`; callers of the stage may import them from here."""
@@ -153,7 +162,18 @@ class Lifecycle:
             return Change("unchanged", alert_from_row(row), reason="changed concurrently")
         seq, alert = bumped
         known = notified_channels(conn, row.id)
-        channels = enqueue(
+        channels = self._enqueue_edits(conn, alert, known, seq, now)
+        self.rows.audit(
+            conn, row.id, now, "updated", row.state, row.state, Actor(by="", via=via), {"channels": channels}
+        )
+        return Change("updated", alert, channels=tuple(channels), reason="figures changed")
+
+    def _enqueue_edits(self, conn: Connection, alert: Alert, known: list[str], seq: int, now: float) -> list[str]:
+        """Queue an edit of the alert's messages on the editable channels it was already told on.
+
+        Never grouped: each alert's own message is edited (a listed alert's is skipped by the notifier).
+        """
+        return enqueue(
             conn,
             dialect=self.dialect,
             alert=alert,
@@ -161,11 +181,7 @@ class Lifecycle:
             channels=[c for c in EDITABLE_CHANNELS if c in known],
             seq=seq,
             now=now,
-        )  # never grouped: each alert's own message is edited (a listed alert's is skipped by the notifier)
-        self.rows.audit(
-            conn, row.id, now, "updated", row.state, row.state, Actor(by="", via=via), {"channels": channels}
         )
-        return Change("updated", alert, channels=tuple(channels), reason="figures changed")
 
     def _fell(self, conn: Connection, row: Any, now: float, *, via: str) -> Change:
         """A firing budget alert fell to a lower severity (its limit was raised): stand down quietly.
@@ -195,15 +211,7 @@ class Lifecycle:
             now=now,
             actor=Actor(by="", via=via, comment=f"fell to {alert.alertname} ({alert.severity})"),
         )  # never grouped: only this alert's own incident stands down
-        edited = enqueue(
-            conn,
-            dialect=self.dialect,
-            alert=alert,
-            kind=NotificationKind.UPDATED,
-            channels=[c for c in EDITABLE_CHANNELS if c in known],
-            seq=seq,
-            now=now,
-        )
+        edited = self._enqueue_edits(conn, alert, known, seq, now)
         channels = closed + edited
         self.rows.audit(
             conn,

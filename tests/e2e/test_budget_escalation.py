@@ -123,13 +123,7 @@ def stack(db_url: str, tmp_path: Path) -> Iterator[Stack]:
                     },
                     "notifications": {
                         "slack": {"token": "xoxb-test-token", "channel": "#llm-cost", "api_url": slack.api_url},
-                        "email": {
-                            "smtp_host": smtp.host,
-                            "smtp_port": smtp.port,
-                            "starttls": False,
-                            "from": "llmcost@example.com",
-                            "to": ["oncall@example.com"],
-                        },
+                        "email": smtp.email_settings(),
                         "pagerduty": {"routing_key": "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY32", "events_url": pd.events_url},
                         "routes": {
                             "info": ["slack"],

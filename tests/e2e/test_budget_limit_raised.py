@@ -79,13 +79,7 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
             "budgets": {"evaluate_seconds": 1, "items": []},
             "notifications": {
                 "slack": {"token": "xoxb-raised-test", "channel": "#llm-cost", "api_url": slack.api_url},
-                "email": {
-                    "smtp_host": smtp.host,
-                    "smtp_port": smtp.port,
-                    "starttls": False,
-                    "from": "llmcost@example.com",
-                    "to": ["oncall@example.com"],
-                },
+                "email": smtp.email_settings(),
                 "pagerduty": {"routing_key": "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY32", "events_url": pd.events_url},
                 "routes": {"info": [], "warning": ["slack", "email"], "critical": ["slack", "email", "pagerduty"]},
             },

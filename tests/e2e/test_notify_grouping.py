@@ -133,13 +133,7 @@ def running(
                 "api_url": slack.api_url,
                 "signing_secret": SIGNING_SECRET,
             },
-            "email": {
-                "smtp_host": smtp.host,
-                "smtp_port": smtp.port,
-                "starttls": False,
-                "from": "llmcost@example.com",
-                "to": ["oncall@example.com"],
-            },
+            "email": smtp.email_settings(),
             "pagerduty": {"routing_key": ROUTING_KEY, "events_url": pd.events_url, "webhook_secret": PD_SECRET},
             "routes": {"info": [], "warning": ALL, "critical": ALL},
         }

@@ -157,13 +157,7 @@ def stack(sqlite_url: str, tmp_path: Path) -> Iterator[Stack]:
                     "api_url": slack.api_url,
                     "signing_secret": SLACK_SECRET,
                 },
-                "email": {
-                    "smtp_host": smtp.host,
-                    "smtp_port": smtp.port,
-                    "starttls": False,
-                    "from": "llmcost@example.com",
-                    "to": ["oncall@example.com"],
-                },
+                "email": smtp.email_settings(),
                 "pagerduty": {
                     "routing_key": "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY32",
                     "events_url": pd.events_url,

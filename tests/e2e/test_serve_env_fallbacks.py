@@ -16,8 +16,7 @@ import pytest
 import yaml
 
 from tests.support.pg import free_port
-from tests.support.procs import LLMCOST
-from tests.support.waiting import wait_until
+from tests.support.procs import LLMCOST, wait_ready
 
 pytestmark = pytest.mark.real_process
 
@@ -31,16 +30,7 @@ def _serve(argv: list[str], env: dict[str, str], port: int, log: Path) -> subpro
     """Start `llmcost serve ARGV` with `env` and wait until it answers /readyz on `port`."""
     with open(log, "wb") as out:
         proc = subprocess.Popen([*LLMCOST, "serve", *argv], stdout=out, stderr=subprocess.STDOUT, env=env)
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"llmcost exited: {log.read_text()[-2000:]}")
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(ready, timeout=30, interval=0.1, what="/readyz answering 200")
+    wait_ready(proc, f"http://127.0.0.1:{port}", lambda: log.read_text()[-2000:])
     return proc
 
 

@@ -300,7 +300,11 @@ def test_litellm_bad_line(tmp_path: Path) -> None:
 
 def spend_logs_csv(path: Path) -> Path:
     """`litellm_spend_logs.json` as PostgreSQL's `\\copy "LiteLLM_SpendLogs" TO … CSV HEADER` writes it."""
-    rows = orjson.loads((DATA / "litellm_spend_logs.json").read_bytes())
+    return write_spend_logs_csv(path, orjson.loads((DATA / "litellm_spend_logs.json").read_bytes()))
+
+
+def write_spend_logs_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """Spend-log `rows` written as PostgreSQL's `\\copy … CSV HEADER` writes them (JSON cells as JSON text)."""
     columns = list(rows[0])
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
@@ -363,16 +367,7 @@ def test_llmcost_ingest_keeps_the_usage_of_a_spend_log_row_with_a_300_kib_prompt
     prompt = "PROMPT-TEXT " + "lorem ipsum " * (300 * 1024 // 12)
     rows[0]["messages"] = [{"role": "user", "content": prompt}]
     rows[0]["proxy_server_request"] = {"model": "gpt-4o-mini", "messages": rows[0]["messages"]}
-    path = tmp_path / "spend_logs.csv"
-    columns = list(rows[0])
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns)
-        for row in rows:
-            cells = [row.get(c) for c in columns]
-            writer.writerow(
-                ["" if v is None else orjson.dumps(v).decode() if isinstance(v, dict | list) else v for v in cells]
-            )
+    path = write_spend_logs_csv(tmp_path / "spend_logs.csv", rows)
     assert len(prompt) > 300 * 1024 > csv.field_size_limit()
 
     db = tmp_path / "llmcost.db"

@@ -193,6 +193,17 @@ def test_a_report_changes_nothing(months: str, capsys: pytest.CaptureFixture[str
     assert store_state(months) == before
 
 
+def config_pricing_llama(tmp_path: Path, extra: str = "") -> Path:
+    """An `llmcost.yml` (`extra` first) whose overrides file prices the unpriced `llama-internal` model."""
+    prices = tmp_path / "prices.yml"
+    prices.write_text(
+        "prices:\n  - {provider: self-hosted, model: llama-internal, input_per_mtok: 1, output_per_mtok: 2}\n"
+    )
+    config = tmp_path / "llmcost.yml"
+    config.write_text(f"{extra}pricing: {{overrides_file: {prices}}}\n")
+    return config
+
+
 @pytest.mark.parametrize("argv", [(), ("--period", "last-7d", "--until", UNTIL)], ids=["all", "last-7d"])
 def test_the_unpriced_hint_names_a_reprice_command_that_runs(
     months: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: tuple[str, ...]
@@ -201,12 +212,7 @@ def test_the_unpriced_hint_names_a_reprice_command_that_runs(
     hint = next(h for h in report_json(capsys, months, *argv)["hints"] if h["kind"] == "unpriced")
     command = shlex.split(hint["text"].split("`")[1])
     assert command[:2] == ["llmcost", "reprice"] and "--since" in command and "llama-internal" in command
-    prices = tmp_path / "prices.yml"
-    prices.write_text(
-        "prices:\n  - {provider: self-hosted, model: llama-internal, input_per_mtok: 1, output_per_mtok: 2}\n"
-    )
-    config = tmp_path / "llmcost.yml"
-    config.write_text(f"pricing: {{overrides_file: {prices}}}\n")
+    config = config_pricing_llama(tmp_path)
     capsys.readouterr()
     assert main([*command[1:], "--config", str(config), "--db", months, "--format", "json"]) == 0
     repriced = json.loads(capsys.readouterr().out)
@@ -224,12 +230,7 @@ def test_after_a_prune_the_unpriced_hint_reprices_only_what_is_still_kept(
     # not be repriced. The commands run on the real clock, as a user runs them.
     now = time.time()
     load_history(db_url, history(60, step_hours=12, now=now), now=now)
-    prices = tmp_path / "prices.yml"
-    prices.write_text(
-        "prices:\n  - {provider: self-hosted, model: llama-internal, input_per_mtok: 1, output_per_mtok: 2}\n"
-    )
-    config = tmp_path / "llmcost.yml"
-    config.write_text(f"retention: {{events_days: 30, rollups_days: 60}}\npricing: {{overrides_file: {prices}}}\n")
+    config = config_pricing_llama(tmp_path, "retention: {events_days: 30, rollups_days: 60}\n")
     capsys.readouterr()
     assert main(["prune", "--db", db_url, "--config", str(config)]) == 0
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,20 @@ def children(pid: int) -> set[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 found.add(int(entry.name))
     return found
+
+
+def wait_ready(proc: subprocess.Popen[bytes], base: str, log_tail: Callable[[], str]) -> None:
+    """Wait until the `llmcost serve` at `base` answers /readyz with 200; if `proc` exits first, raise with its log."""
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"llmcost exited: {log_tail()}")
+        try:
+            return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(ready, timeout=30, interval=0.1, what="/readyz answering 200")
 
 
 class LlmcostProcess:
@@ -80,18 +95,8 @@ class LlmcostProcess:
         self.log_path = log_dir / f"llmcost-{self.port}-{int(time.time() * 1000)}.log"
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env)
-        proc = self.proc
-
-        def ready() -> bool:
-            if proc.poll() is not None:
-                raise RuntimeError(f"llmcost exited: {self.log()[-3000:]}")
-            try:
-                return httpx.get(f"{self.base}/readyz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
         try:
-            wait_until(ready, timeout=30, interval=0.1, what="/readyz answering 200")
+            wait_ready(self.proc, self.base, lambda: self.log()[-3000:])
         except AssertionError:
             raise RuntimeError(f"llmcost did not become ready: {self.log()[-3000:]}") from None
         return self

@@ -103,6 +103,16 @@ class SMTPServer:
         assert self._controller is not None, "server not started"
         return int(self._controller.port)
 
+    def email_settings(self) -> dict[str, Any]:
+        """`notifications.email` of an llmcost config sending plain SMTP (no STARTTLS) to this server."""
+        return {
+            "smtp_host": self.host,
+            "smtp_port": self.port,
+            "starttls": False,
+            "from": "llmcost@example.com",
+            "to": ["oncall@example.com"],
+        }
+
     def enqueue_data_reply(self, reply: str) -> None:
         self._data_replies.append(reply)
 
