@@ -37,7 +37,7 @@ import orjson
 
 from llmcost.child_exit import at_child_exit
 from llmcost.errors import BudgetExceededError, LlmcostError
-from llmcost.sender import HINT_401, STAT_NAMES, BatchSender, QueueFull
+from llmcost.sender import HINT_401, REFUSAL_LOG_INTERVAL, STAT_NAMES, BatchSender, QueueFull, server_words
 
 log = logging.getLogger("llmcost")
 
@@ -50,7 +50,6 @@ _HINTS = {
     404: " (is the URL llmcost's?)",
     422: " (is llmcost older than this client?)",
 }
-_REFUSAL_LOG_INTERVAL = 60.0  # seconds between two logs of a refused budget check, per client
 
 
 class Client:
@@ -427,7 +426,7 @@ class Client:
     def _unreachable(self, detail: str) -> dict[str, Any]:
         return self._from_fail_mode(f"llmcost could not be asked ({detail})")
 
-    def _refused(self, detail: str, server_words: str) -> dict[str, Any]:
+    def _refused(self, detail: str, answer: str) -> dict[str, Any]:
         """The check was refused by llmcost (or whatever answers at `url`): a configuration error, not an outage.
 
         A missing or wrong token (401), a token llmcost does not take for checks (403), a URL that is not
@@ -437,14 +436,13 @@ class Client:
         unreachable, and the error is logged at most once a minute (a log line per call would flood).
         The token is never in the message: the server's own words are kept only with it taken out.
         """
-        token = self._headers.get("Authorization", "").removeprefix("Bearer ")
-        words = server_words[:300].replace(token, "…") if token else server_words[:300]
+        words = server_words(answer, self._headers.get("Authorization", ""))
         message = f"llmcost refused the budget check: {detail}" + (f": {words}" if words else "")
         if self.fail_mode == "closed":
             raise LlmcostError(message)
         now = time.monotonic()
         if now >= self._refusal_logged_until:
-            self._refusal_logged_until = now + _REFUSAL_LOG_INTERVAL
+            self._refusal_logged_until = now + REFUSAL_LOG_INTERVAL
             log.error("%s; fail_mode is 'open', so calls are allowed unchecked until this is fixed", message)
         return self._from_fail_mode(f"llmcost refused the budget check ({detail})")
 

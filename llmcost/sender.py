@@ -30,7 +30,8 @@ _DONE = "done"
 _TOO_LARGE = "too large"
 _IDLE_POLL = 0.1  # seconds
 REFUSAL_LOG_INTERVAL = 60.0
-"""Seconds between two log lines about refused batches (a wrong token refuses every one of them)."""
+"""Seconds between two log lines about refused batches, or refused budget checks (a wrong token refuses
+every one of them)."""
 STAT_NAMES = ("accepted", "duplicates", "rejected", "dropped", "failed", "retries")
 """The counts in `BatchSender.stats`, besides `queued`."""
 HINT_401 = " (the token is missing, or is not one of llmcost's auth.ingest_tokens)"
@@ -41,6 +42,15 @@ _HINTS = {
     403: " (llmcost, or a proxy in front of it, does not let this client record)",
     404: " (is the URL llmcost's?)",
 }
+
+
+def server_words(text: str, authorization: str) -> str:
+    """The start of llmcost's answer to a refused request, fit for a log: the bearer token taken out."""
+    token = authorization.removeprefix("Bearer ")
+    words = text[:300]
+    return words.replace(token, "…") if token else words
+
+
 # Number keys and numpy values, as applications have them at hand (a numpy token count is a number, not "3").
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
@@ -274,9 +284,7 @@ class BatchSender:
         # 400/401/403/415, or 413 for one event: resending the same batch cannot succeed. Kept by why,
         # so that `close` can say why the events were not delivered rather than guess.
         why = f"HTTP {status}{_HINTS.get(status, '')}"
-        token = self._http.headers.get("authorization", "").removeprefix("Bearer ")
-        words = response.text[:300]
-        words = words.replace(token, "…") if token else words
+        words = server_words(response.text, self._http.headers.get("authorization", ""))
         with self._lock:
             self._stats["failed"] += count
             self._refused[why] = self._refused.get(why, 0) + count
