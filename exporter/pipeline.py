@@ -144,7 +144,7 @@ class IngestPipeline:
                 price(event)
             except InvalidEvent as exc:
                 # Say where the record is, when its reader knows: which span of an OTLP export (its line's
-                # index is shared by its spans, readers.SpanRecord), the line a CSV row starts on (readers.CsvRecord).
+                # index is shared by its spans), the line a CSV row starts on: readers.PlacedRecord.
                 where = getattr(raw, "where", "")
                 rejected.append(Rejection(index, f"{where}: {exc}" if where else str(exc)))
                 continue

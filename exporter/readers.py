@@ -9,7 +9,7 @@ one JSON document (an array, a pretty-printed OTLP export) has to be parsed whol
 `index` is the 0-based position of the record: the line number minus one for JSON lines, the data
 row for CSV (the header is not counted), the element of a JSON array; the spans of an OpenTelemetry
 export share the index of the export (its line, in a JSON-lines file) and say which span they are
-(`SpanRecord.where`). A CSV row says the line it starts on (`CsvRecord.where`, `InvalidEvent.where`).
+(`PlacedRecord.where`). A CSV row says the line it starts on (`PlacedRecord.where`, `InvalidEvent.where`).
 """
 
 from __future__ import annotations
@@ -341,18 +341,26 @@ def _model_from_uri(uri: Any) -> str | None:
     return unquote(match.group(1)) if match else None
 
 
-# --- OpenTelemetry -------------------------------------------------------------------------------
+class PlacedRecord(dict[str, Any]):
+    """A record with `where` it is inside the record its index names (put before a rejection's reason).
 
-
-class SpanRecord(dict[str, Any]):
-    """A span record of an OTLP export, with `where` it is in its export (its place and span id).
-
-    Every span of an export is numbered with the export's own record (its line of a JSON-lines file,
-    as a Collector's file exporter writes them): the pipeline puts `where` before the reason of a
-    rejected span, so the user can find it in the line.
+    The spans of an OTLP export share the export's index (its line of a JSON-lines file, as a Collector's
+    file exporter writes them) and say which span they are: `span 2 of this export (span id …)`. A CSV
+    record is numbered by its data row, and a quoted cell may span several lines (a JSON `metadata` cell
+    written over many), so it says the line it starts on: `line 8`.
     """
 
     where: str = ""
+
+    @classmethod
+    def at(cls, fields: dict[str, Any], where: str) -> PlacedRecord:
+        """`fields` as a record placed `where`."""
+        record = cls(fields)
+        record.where = where
+        return record
+
+
+# --- OpenTelemetry -------------------------------------------------------------------------------
 
 
 def _otel_records(values: Iterator[Record], rule: OtlpConfig) -> Iterator[Record]:
@@ -375,7 +383,7 @@ def _otel_records(values: Iterator[Record], rule: OtlpConfig) -> Iterator[Record
                 yield index, span
 
 
-def _otlp_spans(doc: dict[str, Any], rule: OtlpConfig) -> Iterator[SpanRecord | None]:
+def _otlp_spans(doc: dict[str, Any], rule: OtlpConfig) -> Iterator[PlacedRecord | None]:
     """Yield every span of an OTLP JSON export as a span record, None for non-model-call spans.
 
     Each record carries the `service` and `project` the attribution `rule` finds, as the receiver's do,
@@ -394,25 +402,13 @@ def _otlp_spans(doc: dict[str, Any], rule: OtlpConfig) -> Iterator[SpanRecord | 
                     yield None  # HTTP, database, agent and tool spans, a model call without usage: as the receiver
                     continue
                 found = attribution(rule.service_attributes, rule.project_attributes, attributes, resource)
-                record = SpanRecord({**span, "attributes": attributes, "resource": {"attributes": resource}, **found})
                 span_id = span.get("spanId")
                 named = f" (span id {span_id})" if isinstance(span_id, str) and span_id else ""
-                record.where = f"span {position} of this export{named}"
-                yield record
+                fields = {**span, "attributes": attributes, "resource": {"attributes": resource}, **found}
+                yield PlacedRecord.at(fields, f"span {position} of this export{named}")
 
 
 # --- CSV -----------------------------------------------------------------------------------------
-
-
-class CsvRecord(dict[str, Any]):
-    """A CSV data row as a record, with `where` it starts in the file (`line 8`).
-
-    The pipeline puts `where` before the reason of a rejected record (as for `SpanRecord`): `llmcost
-    ingest` numbers a CSV record by its data row, and a quoted cell may span several lines (a JSON
-    `metadata` cell written over many), so the row alone does not find it in an editor.
-    """
-
-    where: str = ""
 
 
 def _csv_records(path: Path) -> Iterator[Record]:
@@ -454,9 +450,7 @@ def _csv_records(path: Path) -> Iterator[Record]:
                 yield index, InvalidEvent("", _NOT_UTF8, where)
             else:
                 try:
-                    record = CsvRecord(csv_row_event(row))
-                    record.where = where
-                    yield index, record
+                    yield index, PlacedRecord.at(csv_row_event(row), where)
                 except InvalidEvent as exc:
                     yield index, InvalidEvent(exc.field, exc.reason, where)
             index += 1
