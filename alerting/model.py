@@ -45,8 +45,16 @@ the level above info: it usually comes first, and the crossings that follow conf
 they carry on its thread instead of opening a second one beside it.
 """
 SERIES_ALERTS = frozenset({"LLMCostSpike"})
-"""Alerts raised per watched series: those of one label set (a spike of each of many projects) that start
-or stop together are grouped into one message per channel, as the instances of a per-key budget are."""
+"""Alerts raised per watched series: those one detection pass starts (a burst's total, project and model, or
+a spike of each of many projects) are grouped into one message per channel, as the instances of a per-key
+budget are (`SPIKE_PASS_ANNOTATION`)."""
+SPIKE_PASS_ANNOTATION = "detection_pass"  # noqa: S105 - an annotation name, not a secret
+"""Annotation of an `LLMCostSpike` naming the detection pass that started it (RFC 3339, e.g.
+`2026-12-07T13:05:00Z`). The spikes one pass starts describe one problem (a burst raises the total, its
+project and its model at once): the gateway groups them by it into one message per channel
+(`alerting.gateway.grouping.group_key_for`). It comes back from Alertmanager with the other annotations."""
+PASS_MARK = "@"  # noqa: S105 - a separator, not a secret
+"""Starts the part after `|` of the group key of one detection pass's spikes (label names never do)."""
 _FAMILY_OF = {name: family for family, names in ESCALATING_ALERTS.items() for name in names}
 
 

@@ -15,7 +15,7 @@ notifications:
   # any channel may also say `group: false` (never grouped) and `max_per_minute: N` (rate limit)
 alerting:
   repeat_interval: 4h          # remind while firing and unacknowledged
-  group_threshold: 3           # due notifications of one budget's instances sent as one message (0: never)
+  group_threshold: 3           # one budget's due notifications sent as one message (0: never; a pass's spikes: from 2)
   group_wait: 0s               # hold instance notifications so a group can form
   tick_interval: 30s           # how often a gateway with workers checks for due repeats (0: only the scheduler)
   max_body_bytes: 1048576      # webhook request bodies

@@ -1,8 +1,10 @@
 """The grouping stage: many instances of one budget crossing together become ONE message per channel.
 
-The same holds for the series of one watched label set spiking together (`LLMCostSpike` of many
-projects in a platform-wide surge, `alerting.model.SERIES_ALERTS`): their group key is
-`<alertname>|<label names>`, and the detection pass fires (resolves) them in one transaction.
+The same holds for the spikes one detection pass starts (`alerting.model.SERIES_ALERTS`): one burst
+raises the total, its project and its model at once, and a platform-wide surge many projects. Their
+group key is `<alertname>|@<detection pass>` (`pass_group_key`, from `SPIKE_PASS_ANNOTATION`), the pass
+fires (resolves) them in one transaction, and they are one message from `PASS_GROUP_THRESHOLD` (2) on:
+one problem, one thread per channel. A spike of a later pass is another group, so it pages anew.
 
 A per-key budget (`key: "*"`) has one alert per instance (project, user, …). When one request crosses
 the budget for fifty projects, each instance is its own alert (and keeps its own state, acknowledgement
@@ -47,8 +49,10 @@ from sqlalchemy.engine import Connection
 from alerting.gateway.records import dumps, loads
 from alerting.gateway.tables import alert_channels, alerts
 from alerting.model import (
+    PASS_MARK,
     PUSHED_ONLY_LABELS,
     SERIES_ALERTS,
+    SPIKE_PASS_ANNOTATION,
     Alert,
     DeliveryResult,
     Notification,
@@ -62,6 +66,9 @@ GROUP_LABELS = ("budget", "key")
 """An alert carrying both (non-empty) is an instance of a per-key budget: it can be grouped."""
 INCIDENT_CHANNELS = frozenset({"pagerduty"})
 """Channels where a message to an acknowledged grouped message notifies nobody (PagerDuty's incidents)."""
+PASS_GROUP_THRESHOLD = 2
+"""Due notifications of one detection pass's spikes from which they are one message, whatever
+`group_threshold` says: they are one problem, and two threads for it are one too many."""
 _PAGING_KINDS = frozenset({NotificationKind.FIRING, NotificationKind.REPEAT, NotificationKind.ESCALATED})
 
 
@@ -84,6 +91,17 @@ class GroupingSettings:
     max_per_minute: Mapping[str, int] = field(default_factory=dict)
     """Per channel: messages per rolling minute at most (absent or 0: no limit)."""
 
+    def threshold(self, group_key: str) -> int:
+        """Due notifications of `group_key` from which they are sent as one message.
+
+        `group_threshold` for the instances of a budget (or the series of one label set), which are
+        separate problems, each with its own thread until many come at once; `PASS_GROUP_THRESHOLD` for
+        the spikes one detection pass started, which are one problem.
+        """
+        if is_pass_group(group_key):
+            return min(self.group_threshold, PASS_GROUP_THRESHOLD)
+        return self.group_threshold
+
     def groups(self, channel: str) -> bool:
         """True when notifications on `channel` may be grouped."""
         return self.group_threshold > 0 and channel not in self.ungrouped
@@ -92,9 +110,13 @@ class GroupingSettings:
 def group_key_for(alert: Alert) -> str | None:
     """The group an alert belongs to, or None (an alert never grouped).
 
-    `<family>|<budget>` for an instance of a per-key budget, `<alertname>|<label names>` for a watched
-    series (`SERIES_ALERTS`).
+    `<family>|<budget>` for an instance of a per-key budget; for a watched series (`SERIES_ALERTS`)
+    `<alertname>|@<detection pass>` (`pass_group_key`), or `<alertname>|<label names>` for one fired
+    without `SPIKE_PASS_ANNOTATION` (before it existed, or by another caller).
     """
+    started = alert.annotations.get(SPIKE_PASS_ANNOTATION, "")
+    if alert.alertname in SERIES_ALERTS and started:
+        return pass_group_key(alert.alertname, started)
     if alert.alertname in SERIES_ALERTS:
         names = sorted(k for k, v in alert.labels.items() if v and k not in PUSHED_ONLY_LABELS)
         return f"{alert.alertname}|{','.join(names)}"[:256] if names else None  # the total is one series
@@ -103,6 +125,21 @@ def group_key_for(alert: Alert) -> str | None:
         return None
     family = alert_family(alert.alertname) or alert.alertname
     return f"{family}|{budget}"[:256]
+
+
+def pass_group_key(alertname: str, started: str) -> str:
+    """The group of the series alerts one detection pass started (`started`: its `SPIKE_PASS_ANNOTATION`).
+
+    One burst raises the total, its project and its model in the same pass: one problem, so one message
+    per channel listing them, whatever label set watches each. A spike starting in a later pass is a new
+    problem: another group, another message and incident.
+    """
+    return f"{alertname}|{PASS_MARK}{started}"[:256]
+
+
+def is_pass_group(group_key: str) -> bool:
+    """True for the group of one detection pass's spikes (`pass_group_key`)."""
+    return group_key.partition("|")[2].startswith(PASS_MARK)
 
 
 def group_digest_key(group_key: str) -> str:

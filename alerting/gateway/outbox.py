@@ -263,7 +263,7 @@ class Outbox:
             # A grouped resolve went to the group's key: the alerts paged alone kept their incidents open
             # for ever, and the group's ended while alerts it listed still fired.
             resolving = channel in INCIDENT_CHANNELS and kind == NotificationKind.RESOLVED.value
-            if resolving or len(items) + len(more) < self.grouping.group_threshold:
+            if resolving or len(items) + len(more) < self.grouping.threshold(group):
                 # Sent one by one: the resolve of the last open instance of a group incident resolves it,
                 # and the acknowledgement of its last firing one acknowledges it (else it escalates on).
                 notes = [i.notification for i in items]
@@ -282,7 +282,7 @@ class Outbox:
                 singles += [i for i in leased if listed_in(i.notification, group_digest_key(group)) is None]
                 leased = [i for i in leased if listed_in(i.notification, group_digest_key(group)) is not None]
             members = sorted([*items, *leased], key=lambda c: c.id)
-            if len(members) < self.grouping.group_threshold:  # another sender took some meanwhile
+            if len(members) < self.grouping.threshold(group):  # another sender took some meanwhile
                 singles.extend(leased)  # leased: ours to send, one by one
                 continue
             for key, part in self._by_incident(conn, channel, group_digest_key(group), members).items():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from alerting.model import SERIES_ALERTS, Notification, NotificationKind
+from alerting.model import PASS_MARK, PUSHED_ONLY_LABELS, SERIES_ALERTS, Notification, NotificationKind
 from alerting.notify.text_limits import truncate
 
 LIST_MAX = 25
@@ -88,12 +88,22 @@ class Digest:
         if self.group:
             family, _, budget = self.group.partition("|")
             verb = (_VERBS[kind] if kind is not None else "changed") + self._who()
-            if family in SERIES_ALERTS:  # `budget` holds the watched label names
+            if family in SERIES_ALERTS and budget.startswith(PASS_MARK):  # the spikes one pass started
+                title = f"{n} series of {self._label_sets()} {verb} ({family}, {self.severity})"
+            elif family in SERIES_ALERTS:  # `budget` holds the watched label names
                 title = f"{n} series of {budget} {verb} ({family}, {self.severity})"
             else:
                 title = f"{n} instances of budget {budget} {verb} ({family}, {self.severity})"
             return truncate(title + self._reopened(), LINE_MAX)
         return truncate(f"{n} notifications summarised: notification rate limit reached", LINE_MAX)
+
+    def _label_sets(self) -> str:
+        """The watched label sets of the listed series: `total, project and model,provider`."""
+        sets = sorted(
+            {label_set(n) for n in self.notifications}, key=lambda names: (names.count(",") + bool(names), names)
+        )
+        shown = [names or "total" for names in sets]
+        return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} and {shown[-1]}"
 
     def _who(self) -> str:
         """` by alice via slack at 2026-12-07 03:12 UTC` for a change one person made to every listed alert, else "".
@@ -141,12 +151,21 @@ class Digest:
         return "\n".join(body)
 
 
+def label_set(notification: Notification) -> str:
+    """The names of the labels a series alert is split by, joined by commas ("" for the total)."""
+    labels = notification.alert.labels
+    return ",".join(sorted(k for k, v in labels.items() if v and k not in PUSHED_ONLY_LABELS))
+
+
 def instance(notification: Notification) -> str:
-    """What tells this alert from the others of its group: its budget key, else its labels."""
+    """What tells this alert from the others of its group: its budget key, else its labels (`total`: none)."""
     labels = notification.alert.labels
     if labels.get("key"):
         return labels["key"]
-    return ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) or notification.alert.alertname
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    if not shown and notification.alert.alertname in SERIES_ALERTS:
+        return "total"
+    return shown or notification.alert.alertname
 
 
 def line(notification: Notification) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 import jinja2
 
-from alerting.model import Alert, Notification, alert_family
+from alerting.model import SPIKE_PASS_ANNOTATION, Alert, Notification, alert_family
 from alerting.notify.text_limits import escape_mrkdwn, web_url
 
 
@@ -41,8 +41,9 @@ TEMPLATES: dict[str, Escaping] = {
 }
 """Every template and its escaping; rendering a name not listed here is an error."""
 
-# Annotations shown in their own place rather than in the list of other annotations.
-WELL_KNOWN_ANNOTATIONS = ("summary", "description", "runbook_url", "dashboard_url")
+# Annotations shown in their own place rather than in the list of other annotations (`detection_pass` only
+# groups a pass's spikes: the message already says when the alert started).
+WELL_KNOWN_ANNOTATIONS = ("summary", "description", "runbook_url", "dashboard_url", SPIKE_PASS_ANNOTATION)
 DASHBOARD_LEAD = 3600
 """Seconds of a dashboard link's time range before the alert started (the spend that led to it)."""
 

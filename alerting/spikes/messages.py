@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 from alerting.spikes.detection import DetectionConfig, Reason
 
@@ -72,6 +73,11 @@ def grew(ratio: float, notified: Mapping[str, str]) -> bool:
     except ValueError:
         return False
     return math.isfinite(ratio) and math.isfinite(shown) and shown > 0 and ratio >= GROWTH * shown
+
+
+def pass_stamp(now: float) -> str:
+    """The `SPIKE_PASS_ANNOTATION` of the spikes a detection pass at `now` starts (RFC 3339, UTC)."""
+    return datetime.fromtimestamp(now, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 def alert_annotations(

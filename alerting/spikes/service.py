@@ -14,10 +14,11 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import delete
 
+from alerting.model import SPIKE_PASS_ANNOTATION
 from alerting.sink import AlertSink, active_annotations, fire_all, resolve_all, update
 from alerting.spikes.cache import CACHE_KEYS_PER_SERIES, SpendCache
 from alerting.spikes.detection import Reason, bucket_layout, detect_spikes
-from alerting.spikes.messages import ALERTNAME, SEVERITY, alert_annotations, grew
+from alerting.spikes.messages import ALERTNAME, SEVERITY, alert_annotations, grew, pass_stamp
 from alerting.spikes.settings import WATCHABLE_LABELS, SpikeSettings, group_name
 from alerting.spikes.state import SpikeState, read_spike_state, row_from_state, spike_state, state_row
 from exporter.collector import OTHER
@@ -115,6 +116,8 @@ class SpikeService:
         failures = deferred = 0
         # The figures each firing spike's messages show, to edit them in place once it grew (`grew`).
         notified = active_annotations(self.sink, [ALERTNAME]) if any(p.firing for p in previous.values()) else None
+        to_fire_all: list[tuple[str, int, dict[str, str], dict[str, str]]] = []  # (label set, row, labels, notes)
+        to_resolve_all: list[tuple[str, int, dict[str, str]]] = []
         for group in groups:
             name = group_name(group.labels)
             prev = [previous.get((name, key)) for key in group.keys]
@@ -146,11 +149,16 @@ class SpikeService:
                         minutes=int(result.window_minutes[i]),
                         cfg=cfg,
                     )
+                    annotations[SPIKE_PASS_ANNOTATION] = pass_stamp(now)
                     to_fire.append((len(rows), labels, annotations))
                     since = now
                 elif was_firing[i] and not firing:
                     to_resolve.append((len(rows), labels))
-                elif firing and notified and grew(float(result.ratio[i]), notified.get(frozenset(labels.items()), {})):
+                elif (
+                    firing
+                    and notified
+                    and grew(float(result.ratio[i]), shown := notified.get(frozenset(labels.items()), {}))
+                ):
                     annotations = alert_annotations(
                         labels,
                         window=float(result.window_spend[i]),
@@ -159,6 +167,8 @@ class SpikeService:
                         minutes=int(result.window_minutes[i]),
                         cfg=cfg,
                     )
+                    if SPIKE_PASS_ANNOTATION in shown:  # still the problem its pass started: same group, same thread
+                        annotations[SPIKE_PASS_ANNOTATION] = shown[SPIKE_PASS_ANNOTATION]
                     # Not retried by itself: a refused update leaves the old figures, so the next pass finds
                     # the growth again.
                     if not self._deliver(update, self.sink, ALERTNAME, labels, annotations, SEVERITY):
@@ -180,24 +190,28 @@ class SpikeService:
                         now=now,
                     )
                 )
-            # The series of this label set starting (or ending) in this pass are handed over together, in
-            # one transaction: the gateway groups them, so a surge across many projects is one message
-            # per channel, not one per project (`alerting.gateway.grouping`).
-            fire_items = [(ALERTNAME, labels, notes, SEVERITY) for _, labels, notes in to_fire]
-            if to_fire and self._deliver(self._fire_many, fire_items):
-                fired += [{"group": name, **labels} for _, labels, _ in to_fire]
-            elif to_fire:
-                failures += len(to_fire)
-                for row, _, _ in to_fire:
-                    rows[row].update(firing=False, firing_since=None)
-            items = [(ALERTNAME, labels) for _, labels in to_resolve]
-            if to_resolve and self._deliver(self._resolve_many, items, now):
-                resolved += [{"group": name, **labels} for _, labels in to_resolve]
-            elif to_resolve:
-                failures += len(to_resolve)
-                for row, labels in to_resolve:
-                    before = previous[(name, tuple(labels.values()))]
-                    rows[row].update(firing=True, firing_since=before.firing_since)
+            to_fire_all += [(name, row, labels, notes) for row, labels, notes in to_fire]
+            to_resolve_all += [(name, row, labels) for row, labels in to_resolve]
+
+        # The series starting (or ending) in this pass are handed over together, in one transaction, whatever
+        # label set watches them: one burst raises the total, its project and its model at once, one problem
+        # that the gateway sends as one message per channel (`alerting.gateway.grouping`), as it does a
+        # surge across many projects.
+        fire_items = [(ALERTNAME, labels, notes, SEVERITY) for _, _, labels, notes in to_fire_all]
+        if to_fire_all and self._deliver(self._fire_many, fire_items):
+            fired += [{"group": name, **labels} for name, _, labels, _ in to_fire_all]
+        elif to_fire_all:
+            failures += len(to_fire_all)
+            for _, row, _, _ in to_fire_all:
+                rows[row].update(firing=False, firing_since=None)
+        items = [(ALERTNAME, labels) for _, _, labels in to_resolve_all]
+        if to_resolve_all and self._deliver(self._resolve_many, items, now):
+            resolved += [{"group": name, **labels} for name, _, labels in to_resolve_all]
+        elif to_resolve_all:
+            failures += len(to_resolve_all)
+            for name, row, labels in to_resolve_all:
+                before = previous[(name, tuple(labels.values()))]
+                rows[row].update(firing=True, firing_since=before.firing_since)
 
         # Label sets no longer configured: resolve what they had firing, then forget them.
         watched = {group_name(g.labels) for g in groups}
