@@ -313,3 +313,16 @@ def test_the_real_alertmanager_delivers_a_request_cap_alert_while_its_budget_is_
             "LLMBudgetForecastOverrun": True,
             "LLMBudgetRequestCapExceeded": False,
         }
+
+
+def test_llmcost_spikes_are_one_alertmanager_group() -> None:
+    """The spikes one detection pass starts (the total, a project, its model) must reach the gateway in one
+    delivery to be one message there: a route grouping them by series delivered each on its own, and
+    each became its own Slack message and PagerDuty incident (`tests/e2e/test_alertmanager_spike_thread.py`)."""
+    spike = {"alertname": "LLMCostSpike", "severity": "warning", **OURS}
+    [route] = [r for r in _config()["route"]["routes"] if r.get("matchers") == ['severity="warning"']]
+    [child] = [c for c in route.get("routes", []) if c.get("matchers") == ['alertname="LLMCostSpike"']]
+    assert child["group_by"] == ["alertname"]
+    assert "receiver" not in child  # the warning route's: the severity still picks the receiver
+    for labels in ({}, {"project": "a"}, {"provider": "openai", "model": "gpt-4o"}):
+        assert _route({**spike, **labels}, ["llmcost-warning"])[2].startswith("exit 0")
