@@ -164,3 +164,29 @@ def test_unrelated_spikes_starting_in_the_same_pass_are_one_message_as_a_platfor
         "5 series of total, project and model,provider firing"
     ]
     assert len(rx.smtp.messages) == 1 and len(rx.pagerduty.pages) == 1
+
+
+def test_a_pair_under_group_threshold_is_one_thread_and_acks_one_by_one_stay_in_it(
+    h: Harness, rx: Receivers, clock: FakeClock
+) -> None:
+    """A smaller burst in project c (o3) raises its project and its model, not the total: two alerts, under
+    the default `group_threshold` of 3, which kept them two threads when grouping went by label set."""
+    usual_spend(h.services.store, D0, NOW + 3600)
+    burst(h, "c", NOW - 1800, NOW, usd=0.3)  # ~15x c's usual spend, ~1.5x everyone's
+    detect(h, spike_service(h, clock), clock, NOW)
+    pair = h.alerts("firing")
+    assert sorted(a["labels"].get("project", a["labels"].get("model")) for a in pair) == ["c", "o3"]
+    assert [m["text"].split(" (")[0] for m in rx.slack.posted] == ["2 series of project and model,provider firing"]
+    assert len(rx.smtp.messages) == 1 and len(rx.pagerduty.pages) == 1
+    (incident,) = rx.pagerduty.pages
+
+    # Acknowledged one by one (the console, `llmcost alerts ack`): replies in the one thread; the incident
+    # pages while one series is still firing and is acknowledged with the last.
+    for n, alert in enumerate(pair, start=1):
+        clock.advance(60)
+        assert h.admin("POST", f"/v1/alerts/{alert['id']}/ack", json={"by": "bob"}).status_code == 200
+        h.gateway.deliver_pending()
+        assert incident.status == ("acknowledged" if n == len(pair) else "triggered"), incident.log
+    assert len(rx.slack.posted) == 1
+    assert {r["thread_ts"] for r in rx.slack.replies} == {rx.slack.posted[0]["ts"]}
+    assert len(rx.pagerduty.pages) == 1
