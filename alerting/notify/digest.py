@@ -45,8 +45,9 @@ class Digest:
     """Stable name of the message: PagerDuty's dedup_key, the Slack button's value."""
     notifications: tuple[Notification, ...]
     group: str = ""
-    """`family|budget` for a group of instances of one budget, `alertname|label names` for series spiking
-    together; "" for a rate-limit summary."""
+    """`family|budget` for a group of instances of one budget, `alertname|@<pass>` for the spikes one
+    detection pass started (`alertname|label names` for those fired before passes were named); "" for a
+    rate-limit summary."""
     lead_id: int = 0
     """The first outbox row of the digest: names this one message (mail Message-ID) across retries."""
 
