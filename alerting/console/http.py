@@ -55,7 +55,7 @@ from alerting.notify.templating import dashboard_link
 from alerting.notify.text_limits import web_url
 from alerting.periods import period_bounds
 from exporter import __version__
-from exporter.http.auth import check_bearer
+from exporter.http.auth import check_bearer, followable
 from exporter.http.errors import error
 from exporter.server import is_loopback, parse_listen
 from exporter.store import StoreUnavailable
@@ -141,16 +141,11 @@ class Console:
         return self.services.config.auth.admin_tokens
 
     def followable(self) -> dict[str, bool]:
-        """Which of the server's own JSON and text endpoints the page may link to: those without a token.
+        """Which of the server's endpoints the page may link to (`exporter.http.auth.followable`).
 
-        A link is followed by the browser itself, with no `Authorization` header (the console's token
-        lives in its script): once tokens guard an endpoint, a link to it only ever answers 401, even to
-        a token holder. The page then names it as text, with what reads it (a token, the CLI).
-        `open_metrics`: `/metrics` (`auth.metrics_tokens`); `open_api`: `/v1/budgets`, `/v1/alerts`
-        (`auth.admin_tokens`).
+        The console's token lives in its script, so a plain link to a guarded endpoint would answer 401.
         """
-        auth = self.services.config.auth
-        return {"open_metrics": not auth.metrics_tokens, "open_api": not auth.admin_tokens}
+        return followable(self.services.config.auth)
 
     def can_act(self) -> bool:
         """Whether the page offers Acknowledge: with admin tokens, or else on a loopback-only listener."""

@@ -18,9 +18,10 @@ from starlette.routing import BaseRoute, Route
 from exporter import __version__
 from exporter.body_records import MalformedBody, TooManyEvents, TooManyValues
 from exporter.commit_queue import WriteFailed, wait_committed
+from exporter.config import AuthConfig
 from exporter.events import UsageEvent
 from exporter.exposition import lean_renderer, prepare_registry
-from exporter.http.auth import check_bearer
+from exporter.http.auth import check_bearer, followable
 from exporter.http.body import JSON_TYPES, NDJSON_TYPES, BodyTimeout, BodyTooLarge, media_type, read_limited
 from exporter.http.bounded_requests import BoundedRequests
 from exporter.http.encoding import BadEncoding, DecodedTooLarge, UnsupportedEncoding, decode_body
@@ -44,14 +45,37 @@ LANDING = """<!doctype html>
 <h1>llmcost {version}</h1>
 <p>LLM cost observability and alerting.</p>
 <ul>
-<li><a href="/metrics">/metrics</a> — Prometheus metrics</li>
+<li>{metrics} — Prometheus metrics</li>
 <li><a href="/healthz">/healthz</a> — liveness, <a href="/readyz">/readyz</a> — store reachable</li>
 <li><code>POST /v1/usage</code> — ingest recorded LLM calls (JSON object, array or NDJSON)</li>
-<li><a href="/v1/budgets">/v1/budgets</a> — budget status, <a href="/v1/alerts">/v1/alerts</a> — alerts</li>
-<li>Documentation: <a href="https://github.com/llmcost/llmcost#readme">README</a></li>
+{api}<li>Documentation: <a href="https://github.com/llmcost/llmcost#readme">README</a></li>
 </ul>
 </body></html>
 """
+
+
+def path_link(path: str, followable: bool) -> str:
+    """A link to one of the server's own paths, or the path as text when a link would only answer 401."""
+    return f'<a href="{path}">{path}</a>' if followable else f"<code>{path}</code>"
+
+
+def landing_page(auth: AuthConfig, served: set[str]) -> str:
+    """The plain page at `/` when no console takes it: links only to what a browser may open.
+
+    `served`: the paths the other parts added; `/v1/budgets` and `/v1/alerts` are listed only when served.
+    """
+    open_to = followable(auth)
+    metrics = path_link("/metrics", open_to["open_metrics"])
+    if not open_to["open_metrics"]:
+        metrics += " (with a metrics token)"
+    listed = [
+        f"{path_link(path, open_to['open_api'])} — {what}"
+        for path, what in (("/v1/budgets", "budget status"), ("/v1/alerts", "alerts"))
+        if path in served
+    ]
+    api = f"<li>{', '.join(listed)}{'' if open_to['open_api'] else ' (with an admin token)'}</li>\n" if listed else ""
+    return LANDING.format(version=__version__, metrics=metrics, api=api)
+
 
 STORE_DOWN_HEADERS = {"Retry-After": "5"}
 READY_TIMEOUT = 3.0
@@ -75,7 +99,7 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
     config = services.config
 
     async def landing(_request: Request) -> Response:
-        return HTMLResponse(LANDING.format(version=__version__))
+        return HTMLResponse(page)
 
     async def healthz(_request: Request) -> Response:
         return PlainTextResponse("ok\n")
@@ -192,7 +216,8 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         return ORJSONResponse(body_json)
 
     # The console (alerting side) takes `/` when it is attached; this plain page is the fallback.
-    claimed = {getattr(route, "path", None) for route in extra_routes}
+    claimed = {path for route in extra_routes if isinstance(path := getattr(route, "path", None), str)}
+    page = landing_page(config.auth, claimed)  # decided once: the tokens and routes do not change
     routes: list[BaseRoute] = [
         *([] if "/" in claimed else [Route("/", landing)]),
         Route("/healthz", healthz),

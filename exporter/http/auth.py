@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from starlette.requests import Request
 from starlette.responses import Response
 
+from exporter.config import AuthConfig
 from exporter.http.errors import error
 
 
@@ -33,3 +34,14 @@ def check_bearer(request: Request, tokens: Sequence[str]) -> Response | None:
             headers={"WWW-Authenticate": 'Bearer realm="llmcost"'},
         )
     return None
+
+
+def followable(auth: AuthConfig) -> dict[str, bool]:
+    """Which of the server's own JSON and text endpoints a page may link to: those without a token.
+
+    A link is followed by the browser itself, with no `Authorization` header: once tokens guard an
+    endpoint, a link to it only ever answers 401, even to a token holder. A page names such an endpoint as
+    text instead, with what reads it (a token, the CLI). `open_metrics`: `/metrics`
+    (`auth.metrics_tokens`); `open_api`: `/v1/budgets`, `/v1/alerts` (`auth.admin_tokens`).
+    """
+    return {"open_metrics": not auth.metrics_tokens, "open_api": not auth.admin_tokens}
