@@ -442,6 +442,14 @@ def _csv_records(path: Path) -> Iterator[Record]:
                 return
             if not cells:  # a blank line, skipped as DictReader does
                 continue
+            unclosed = lines.unclosed_quote(header)
+            if unclosed is not None:
+                if header is None:
+                    yield index, InvalidEvent(unclosed.field, f"the header row: {unclosed.reason}", where)
+                    return
+                yield index, InvalidEvent(unclosed.field, unclosed.reason, where)
+                index += 1
+                continue
             if header is None:
                 header = cells
                 continue
@@ -465,11 +473,16 @@ class _CsvLines:
     a cell that swallows the good records after it. `skip_rest_of_record` reads on to the failed
     record's real end, so the next record is read from its start. Our own count, not the reader's
     `line_num`, numbers the lines: the reader does not see the ones skipped.
+
+    A quote that never closes is the opposite case: the csv module (not strict) reads on through every
+    line after it, to the end of the file or to a later quote, as one record. `unclosed_quote` finds
+    such a record and gives back all its lines but the first, to be read again as records of their own.
     """
 
     def __init__(self, f: Iterator[str]) -> None:
         self._lines = f
         self._record: list[str] = []
+        self._again: list[str] = []  # lines given back, the next one last
         self.count = 0
         """Lines read so far: the next record starts on line `count + 1`."""
 
@@ -477,7 +490,7 @@ class _CsvLines:
         return self
 
     def __next__(self) -> str:
-        line = next(self._lines)
+        line = self._again.pop() if self._again else next(self._lines)
         self.count += 1
         self._record.append(line)
         return line
@@ -492,9 +505,80 @@ class _CsvLines:
         for line in self._record:
             quoted = _ends_in_quoted_cell(line, quoted)
         self._record.clear()
-        while quoted and (more := next(self._lines, None)) is not None:
-            self.count += 1
+        while quoted and (more := next(self, None)) is not None:
             quoted = _ends_in_quoted_cell(more, quoted)
+        self._record.clear()
+
+    def unclosed_quote(self, header: list[str] | None) -> InvalidEvent | None:
+        """Why the record just read is not one (a quoted cell never closed), or None when it is.
+
+        A quoted cell may span lines (LiteLLM's spend logs hold whole prompts): such a record is kept when
+        it reads as CSV strictly, every closing quote followed by a comma or a line's end. One that does
+        not was read on past a quote that never closed, to the end of the file or into a later record's
+        quoted cell: its first line is the record rejected, and the lines after it are given back to be
+        read as records (each of them rejected alone if it is not one).
+        """
+        if len(self._record) < 2 or _reads_strictly(self._record):
+            return None
+        first, *rest = self._record
+        self._record.clear()
+        end = f"line {self.count}" + (" (the end of the file)" if self._at_end() else "")
+        self._again.extend(reversed(rest))
+        self.count -= len(rest)
+        cell = _open_quoted_cell(first)
+        field = header[cell] if header is not None and cell is not None and cell < len(header) else ""
+        named = f"cell {cell + 1}" if cell is not None else "a cell"
+        many = f"{len(rest)} line{'s' if len(rest) != 1 else ''}"
+        reason = (
+            f"the quote opening {named} on this line is never closed (a quoted cell ends with a quote followed "
+            f"by a comma or the line's end), so the cell ran over the next {many}, to {end}; this row is "
+            "rejected and those lines are read as rows of their own"
+        )
+        return InvalidEvent(field, reason)
+
+    def _at_end(self) -> bool:
+        """Whether the file has no line left (the one looked at is kept to be read next)."""
+        if self._again:
+            return False
+        more = next(self._lines, None)
+        if more is not None:
+            self._again.append(more)
+        return more is None
+
+
+def _reads_strictly(lines: list[str]) -> bool:
+    """Whether the lines read as CSV with `strict=True`: no quote is left open, none is followed by text."""
+    before = csv.field_size_limit(MAX_CSV_CELL_CHARS)
+    try:
+        for _ in csv.reader(lines, strict=True):
+            pass
+    except csv.Error:
+        return False
+    finally:
+        csv.field_size_limit(before)
+    return True
+
+
+def _open_quoted_cell(line: str) -> int | None:
+    """The index of the cell whose quote is still open at the end of `line` (a record's first), if one is."""
+    at, end, cell = 0, len(line), 0
+    while at < end:
+        if line.startswith('"', at):
+            opened = cell
+            at += 1
+            while True:
+                close = line.find('"', at)
+                if close < 0:
+                    return opened
+                if not line.startswith('"', close + 1):
+                    break
+                at = close + 2
+            at = close + 1
+        comma = line.find(",", at)
+        if comma < 0:
+            return None
+        at, cell = comma + 1, cell + 1
+    return None
 
 
 def _ends_in_quoted_cell(line: str, quoted: bool) -> bool:

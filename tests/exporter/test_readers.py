@@ -266,6 +266,36 @@ def test_llmcost_ingest_rejects_a_csv_record_the_csv_module_cannot_read_and_read
     ]
 
 
+def test_csv_quotes_never_closed_reject_their_rows_alone(tmp_path: Path) -> None:
+    """Each quote that never closes rejects its own row (the header's, the whole file); a quoted cell
+    over several lines that closes as CSV allows is one row, as a quote inside one line's cell is."""
+    path = tmp_path / "calls.csv"
+    head = "request_id,provider,model,input_tokens,output_tokens,metadata\n"
+    path.write_text(
+        head
+        + 'r1,openai,"gpt-4o,1,1,\n'  # line 2: runs into line 3, closed by the quote opening r2's cell
+        + 'r2,openai,gpt-4o,1,1,"{""a"":\n1}"\n'  # lines 3-4
+        + 'r3,"openai,gpt-4o,1,1,\n'  # line 5: the same, into r4's cell
+        + 'r4,openai,gpt-4o,1,1,"{""b"":\n2}"\n'  # lines 6-7
+        + 'r5,openai,gpt"4o,1,1,\n'  # line 8: a quote inside an unquoted cell is a character of it
+    )
+    records = read(path, "csv")
+    assert {r["request_id"]: r["model"] for r in good(records).values()} == {
+        "r2": "gpt-4o",
+        "r4": "gpt-4o",
+        "r5": 'gpt"4o',
+    }
+    assert [(e.field, e.where) for e in errors(records).values()] == [("model", "line 2"), ("provider", "line 5")]
+    assert "ran over the next 1 line, to line 3;" in errors(records)[0].reason
+    assert "ran over the next 1 line, to line 6;" in errors(records)[2].reason
+    path.write_text(head + 'r1,openai,"gpt-4o,1,1,\nr2,openai,gpt-4o,1,1,\n')
+    assert "to line 3 (the end of the file);" in errors(read(path, "csv"))[0].reason
+
+    path.write_text('request_id,"provider,model\nr1,openai,gpt-4o\n')
+    [(index, header)] = read(path, "csv")
+    assert index == 0 and str(header).startswith("line 1: the header row: the quote opening cell 2 on this line")
+
+
 def test_csv_header_the_csv_module_cannot_read_is_one_rejection(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
