@@ -56,6 +56,7 @@ class UsageCollector(Collector):
     ) -> None:
         self._store = store
         self._extra = tuple(extra_labels)
+        self._cap = max_series_per_label
         self.ranks = LabelRanks(store, max_series_per_label, clock, refresh=rank_refresh_seconds)
         self._shared = threading.local()  # this scrape's totals per label set, for AdjustmentCollector
 
@@ -152,6 +153,11 @@ class UsageCollector(Collector):
             if row.get("unpriced_requests"):
                 per_model[labels[0], labels[1]] += row.get("unpriced_requests")
         self._shared.totals = (time.monotonic(), per_labels)
+        if any(OTHER in pair for pair in per_model):
+            # The lowest-cost values fold first, and an unpriced model costs 0: past the cap it would be
+            # `__other__` here, and no one could tell which model needs a price (LLMCostUnpricedModel).
+            # So unpriced calls are counted per model as stored, under a cap of their own.
+            per_model = self._store.unpriced_models(self._cap)
         return base, rows, per_labels, per_model
 
     def take_adjustments(self) -> dict[tuple[str, ...], tuple[int, int]] | None:

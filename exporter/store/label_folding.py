@@ -75,6 +75,19 @@ def folded_sums_sql(
     )
 
 
+def unpriced_models_sql(cap: int) -> str:
+    """The statement listing unpriced calls per (provider, model), most first, at most `cap + 1` rows.
+
+    Rows `(provider, model, calls, calls of every pair)`: the last column, the same in every row, lets the
+    caller sum the pairs past the cap exactly, from the same read.
+    """
+    return (
+        "SELECT provider, model, calls, SUM(calls) OVER () FROM ("
+        "SELECT provider, model, SUM(unpriced_requests) AS calls FROM usage_series WHERE unpriced_requests > 0 "
+        f"GROUP BY provider, model) AS pairs ORDER BY calls DESC, provider, model LIMIT {int(cap) + 1}"
+    )
+
+
 def top_values_sql(name: str, cap: int) -> str:
     """The statement listing label `name`'s values by total cost, highest first, at most `cap + 1`."""
     if name not in LABEL_COLUMNS:

@@ -28,11 +28,13 @@ from exporter.store.engine import POOL_TIMEOUT, create_store_engine, normalise_u
 from exporter.store.known_silent import STORE_KNOWN_SILENT
 from exporter.store.label_folding import (
     INGEST_ORDER_SLACK_SECONDS,
+    OTHER_VALUE,
     Folding,
     folded_sums_sql,
     last_id_ingested_before,
     top_values_as_of_sql,
     top_values_sql,
+    unpriced_models_sql,
 )
 from exporter.store.migration import EXPORTER_SCHEMA, SchemaLocked, SchemaPart, migrate, require_existing_store
 from exporter.store.rollups import rollups_in_range
@@ -400,6 +402,21 @@ class Store:
         with self.raw_cursor() as (cursor, _placeholder):
             cursor.execute(sql, params)
             return list(cursor.fetchall())
+
+    def unpriced_models(self, cap: int) -> dict[tuple[str, str], int]:
+        """Unpriced calls per (provider, model) as stored, never folded by the usage labels' caps.
+
+        At most `cap` pairs: past it, the `cap - 1` with the most unpriced calls and the rest summed
+        under (`__other__`, `__other__`), so the total stays exact.
+        """
+        with self.raw_cursor() as (cursor, _placeholder):
+            cursor.execute(unpriced_models_sql(cap))
+            rows = cursor.fetchall()
+        if len(rows) <= cap:
+            return {(provider, model): int(calls) for provider, model, calls, _all in rows}
+        kept = {(provider, model): int(calls) for provider, model, calls, _all in rows[: cap - 1]}
+        kept[OTHER_VALUE, OTHER_VALUE] = int(rows[0][3]) - sum(kept.values())
+        return kept
 
     def rank_values(self, name: str, cap: int, *, as_of: float | None = None) -> tuple[list[str], bool]:
         """Label `name`'s values ranked for a cap, and whether the label is folded.

@@ -104,3 +104,30 @@ def test_two_processes_ranking_in_one_epoch_keep_the_same_values_whenever_they_r
         assert ranks.switch_epoch(["model"])
     assert first.folding.keep == second.folding.keep == {"model": ["m-d", "m-a"]}
     services.close()
+
+
+def test_unpriced_calls_are_counted_per_model_as_stored_under_a_cap_of_their_own(db_url: str) -> None:
+    """Past the cap the model label folds, and an unpriced model (cost 0) folds first: its unpriced
+    counter keeps the model's name (tests/e2e/test_unpriced_past_label_cap.py), up to the cap of pairs."""
+    services = Services.build(make_config(db_url, metrics={"max_series_per_label": 3}))
+    try:
+        priced = [spend(f"p{i}", 1_000_000 * (i + 1), model=f"priced-{i}") for i in range(4)]
+        unpriced = [
+            UsageEvent(f"u{n}-{i}", NOW - 600, "acme", f"acme-{n}", input_tokens=1, cost_source="unpriced")
+            for n in range(1, 5)
+            for i in range(n)
+        ]
+        services.store.write_events(priced + unpriced)
+        assert services.store.unpriced_models(3) == {
+            ("acme", "acme-4"): 4,
+            ("acme", "acme-3"): 3,
+            ("__other__", "__other__"): 3,
+        }
+        assert services.store.unpriced_models(4) == {("acme", f"acme-{n}"): n for n in range(1, 5)}
+        with TestClient(build_app(services)) as client:
+            text = client.get("/metrics").text
+        assert "priced-0" not in values_of(text, "model")  # the model label is past its cap
+        assert total(text, "llm_unpriced_requests_total", model="acme-4") == 4
+        assert total(text, "llm_unpriced_requests_total") == 10
+    finally:
+        services.close()
