@@ -14,6 +14,14 @@ from typing import Any, Protocol
 FireItem = tuple[str, dict[str, str], dict[str, str], str]
 """(alertname, labels, annotations, severity) of one alert to fire."""
 
+Figures = Mapping[tuple[str, frozenset[tuple[str, str]]], Mapping[str, str]]
+"""Annotations read when alerts were found over, by `figures_key(alertname, labels)`: what their resolve shows."""
+
+
+def figures_key(alertname: str, labels: Mapping[str, str]) -> tuple[str, frozenset[tuple[str, str]]]:
+    """The key of one alert in `Figures`."""
+    return alertname, frozenset(labels.items())
+
 
 class AlertSink(Protocol):
     """Where alerts go: the alert gateway in production, a recorder in tests."""
@@ -45,7 +53,13 @@ def fire_all(sink: AlertSink, items: list[FireItem]) -> None:
         sink.fire(alertname, labels, notes, severity)
 
 
-def resolve_all(sink: AlertSink, items: list[tuple[str, dict[str, str]]], *, started_by: float | None = None) -> None:
+def resolve_all(
+    sink: AlertSink,
+    items: list[tuple[str, dict[str, str]]],
+    *,
+    started_by: float | None = None,
+    figures: Figures | None = None,
+) -> None:
     """Resolve `items` together when the sink can (see `fire_all`).
 
     `started_by` (the time the evaluation that found them over began): only alerts that had started by
@@ -54,11 +68,14 @@ def resolve_all(sink: AlertSink, items: list[tuple[str, dict[str, str]]], *, sta
     not one this evaluation saw, and resolving it would end the problem's Slack thread and PagerDuty
     incident only for the next evaluation to open new ones. The gateway and the Alertmanager push sink
     apply it; sinks without `resolve_many` (test recorders) ignore it.
+
+    `figures`: the alerts' annotations as they are now (a budget whose limit was raised: its spend of the
+    new limit), which their resolve shows in place of the figures they last fired with.
     """
     resolve_many = getattr(sink, "resolve_many", None)
     if resolve_many is not None and (len(items) > 1 or started_by is not None):
         if items:
-            resolve_many(items, started_by=started_by)
+            resolve_many(items, started_by=started_by, **({"figures": figures} if figures else {}))
         return
     for alertname, labels in items:
         sink.resolve(alertname, labels)

@@ -27,7 +27,15 @@ from alerting.budgets.registry import BudgetRegistry
 from alerting.model import level_rank
 from alerting.periods import elapsed_fraction, period_bounds
 from alerting.projection import INSUFFICIENT_HISTORY, ProjectionConfig, ProjectionResult, should_alert_forecast
-from alerting.sink import AlertSink, FireItem, active_since, fire_all, resolve_all, resolve_with_reason
+from alerting.sink import (
+    AlertSink,
+    FireItem,
+    active_since,
+    figures_key,
+    fire_all,
+    resolve_all,
+    resolve_with_reason,
+)
 from exporter.store.writer import WriteResult
 
 BUDGET_ALERTS = (*ALERT_FOR_STATE.values(), FORECAST_ALERT)
@@ -260,7 +268,9 @@ class BudgetAlerts:
             for ident, (alertname, labels) in active.items()
             if alertname == FORECAST_ALERT and ident in levels and level_rank(levels[ident]) < level_rank(alertname)
         ]
-        resolve_all(self.sink, self._still_unwanted(definitions, fallen, now, fallen=True), started_by=now)
+        figures: dict[tuple[str, frozenset[tuple[str, str]]], dict[str, str]] = {}
+        ended = self._still_unwanted(definitions, fallen, now, fallen=True, figures=figures)
+        resolve_all(self.sink, ended, started_by=now, figures=figures)
         fire_all(
             self.sink,
             [
@@ -279,7 +289,9 @@ class BudgetAlerts:
         # later alert looks older: the state is read again first (`_still_unwanted`), and what it now calls
         # for stays open whatever the clocks say.
         unwanted = [(alertname, labels) for ident, (alertname, labels) in active.items() if ident not in wanted]
-        resolve_all(self.sink, self._still_unwanted(definitions, unwanted, now), started_by=now)
+        figures = {}
+        ended = self._still_unwanted(definitions, unwanted, now, figures=figures)
+        resolve_all(self.sink, ended, started_by=now, figures=figures)
         # The current period's cap alerts stay, and the next one's (a call stamped just past the period
         # end, within the allowed skew): that period has not even begun. Any other is over, and so is
         # every one of a budget left without a cap (removed by a process without the gateway's sink,
@@ -295,7 +307,13 @@ class BudgetAlerts:
                 self.sink.resolve(alertname, labels)  # its period is over (or the budget or its cap is gone)
 
     def _still_unwanted(
-        self, definitions: list[Budget], items: list[tuple[str, dict[str, str]]], now: float, *, fallen: bool = False
+        self,
+        definitions: list[Budget],
+        items: list[tuple[str, dict[str, str]]],
+        now: float,
+        *,
+        fallen: bool = False,
+        figures: dict[tuple[str, frozenset[tuple[str, str]]], dict[str, str]] | None = None,
     ) -> list[tuple[str, dict[str, str]]]:
         """Of `items` (alerts the evaluation's state no longer calls for), those the spend read now does not either.
 
@@ -306,15 +324,20 @@ class BudgetAlerts:
         something to resolve. With `fallen`, `items` are levels above the one their instance calls for:
         one stays only while the spend read now calls for a lower level still (an ingest meanwhile may
         have raised the instance's one alert to that level or above: it must not be resolved).
+
+        `figures` gets the annotations of each one returned as read now, for its resolve to show: a limit
+        raised past every level ends the alert, and its last figures (over the old limit) no longer hold.
         """
         if not items:
             return items
         names = {labels.get("budget", "") for _, labels in items}
         chosen = [b for b in definitions if b.name in names]
         wanted: dict[tuple[str, str], list[str]] = {}
+        read: dict[tuple[str, str], Instance] = {}
         for instance in self.reader.instances(now, only=chosen):
             if instance.key != OTHER_INSTANCE:
                 wanted.setdefault((instance.budget.name, instance.key), []).extend(self.desired(instance, now))
+                read[instance.budget.name, instance.key] = instance
 
         def unwanted(alertname: str, labels: dict[str, str]) -> bool:
             called_for = wanted.get((labels.get("budget", ""), labels.get("key", "")), [])
@@ -322,7 +345,13 @@ class BudgetAlerts:
                 return all(level_rank(name) < level_rank(alertname) for name in called_for)
             return all(_identity(name) != _identity(alertname) for name in called_for)
 
-        return [(alertname, labels) for alertname, labels in items if unwanted(alertname, labels)]
+        ended = [(alertname, labels) for alertname, labels in items if unwanted(alertname, labels)]
+        if figures is not None:
+            for alertname, labels in ended:
+                now_read = read.get((labels.get("budget", ""), labels.get("key", "")))
+                if now_read is not None:
+                    figures[figures_key(alertname, labels)] = self.annotations(now_read, alertname)
+        return ended
 
     def _end_finished_periods(self, instances: list[Instance]) -> list[tuple[str, dict[str, str]]]:
         """Resolve the alerts these instances still hold from a period that has ended; the rest stay active.

@@ -446,12 +446,14 @@ class Lifecycle:
         actor: Actor,
         starts_at: float | None = None,
         alertname: str | None = None,
+        figures: tuple[str, dict[str, str]] | None = None,
     ) -> Change:
         """Resolve the open alert with this fingerprint (`starts_at`: only if it started no later).
 
         `alertname`: the name the resolve is about. For a level of an escalating family it must be the
         alert's current level: the end of an earlier level (Alertmanager is told when the level rises)
-        does not end the alert.
+        does not end the alert. `figures`: (alertname, annotations) read when the resolve was decided;
+        stored with it, and so shown by it, when the alert is still at that alertname.
         """
         row = self.rows.open_row(conn, fp)
         if row is None:
@@ -461,7 +463,8 @@ class Lifecycle:
         if alertname is not None and alert_family(alertname) is not None and alertname != row.alertname:
             reason = f"an earlier level ended; the alert is {row.alertname}"
             return Change("ignored", alert_from_row(row), reason=reason)
-        return self._resolve_row(conn, row, now, actor)
+        notes = figures[1] if figures is not None and figures[0] == row.alertname else None
+        return self._resolve_row(conn, row, now, actor, notes)
 
     def resolve_id(self, conn: Connection, alert_id: int, now: float, *, actor: Actor) -> Change:
         """Resolve an alert by id (no-op if it is already resolved)."""
@@ -472,9 +475,20 @@ class Lifecycle:
             return Change("unchanged", alert_from_row(row), reason="already resolved")
         return self._resolve_row(conn, row, now, actor)
 
-    def _resolve_row(self, conn: Connection, row: Any, now: float, actor: Actor) -> Change:
+    def _resolve_row(
+        self, conn: Connection, row: Any, now: float, actor: Actor, annotations: dict[str, str] | None = None
+    ) -> Change:
+        # With the figures of now (a budget whose limit was raised): its last ones said what no longer holds.
+        fresh = {} if annotations is None else {"annotations": dumps(annotations)}
         bumped = self.rows.bump(
-            conn, row, alerts.c.state != "resolved", state="resolved", resolved_at=now, updated_at=now, silence_id=None
+            conn,
+            row,
+            alerts.c.state != "resolved",
+            state="resolved",
+            resolved_at=now,
+            updated_at=now,
+            silence_id=None,
+            **fresh,
         )
         if bumped is None:
             return Change("unchanged", alert_from_row(row), reason="changed concurrently")

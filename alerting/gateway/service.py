@@ -40,6 +40,7 @@ from alerting.gateway.tables import alert_events, alerts, notification_outbox, w
 from alerting.gateway.webhooks import PagerDutyEvent, SlackAction
 from alerting.model import Actor, Alert, AlertSource, Severity, Silence
 from alerting.notify import Notifier
+from alerting.sink import Figures, figures_key
 from exporter.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -257,27 +258,45 @@ class GatewayService:
         by: str = "",
         via: str = "scheduler",
         started_by: float | None = None,
+        figures: Figures | None = None,
     ) -> list[Change]:
         """Resolve several alerts (alertname, labels) in one transaction; see `fire_many`.
 
         `started_by`: only alerts that started no later than this are resolved (an evaluation's start
         time: an alert raised after it read the state is not one it saw; see `alerting.sink.resolve_all`).
+        `figures`: annotations of some of them as they are now, stored with the resolve and shown by it
+        (`figures_key(alertname, labels)`; applied only to an alert still at that alertname).
         """
-        fps = sorted(AlertInput(alertname=n, labels=dict(labels), severity="info").fingerprint for n, labels in items)
+        fps: list[str] = []
+        now: dict[str, tuple[str, dict[str, str]]] = {}
+        for name, labels in items:
+            fps.append(AlertInput(alertname=name, labels=dict(labels), severity="info").fingerprint)
+            notes = (figures or {}).get(figures_key(name, labels))
+            if notes is not None:
+                now[fps[-1]] = (name, dict(notes))
+        fps.sort()
         actor = Actor(by=by, via=via)
         changes: list[Change] = []
         for start in range(0, len(fps), FIRE_MANY_CHUNK):
             chunk = fps[start : start + FIRE_MANY_CHUNK]
-            changes += self._write(functools.partial(self._resolve_chunk, chunk, actor, started_by))
+            changes += self._write(functools.partial(self._resolve_chunk, chunk, actor, started_by, now))
         return changes
 
     def _fire_chunk(self, chunk: Sequence[AlertInput], conn: Connection) -> list[Change]:
         return [self.lifecycle.fire(conn, incoming, self.clock()) for incoming in chunk]
 
     def _resolve_chunk(
-        self, chunk: Sequence[str], actor: Actor, started_by: float | None, conn: Connection
+        self,
+        chunk: Sequence[str],
+        actor: Actor,
+        started_by: float | None,
+        figures: Mapping[str, tuple[str, dict[str, str]]],
+        conn: Connection,
     ) -> list[Change]:
-        return [self.lifecycle.resolve(conn, fp, self.clock(), actor=actor, starts_at=started_by) for fp in chunk]
+        return [
+            self.lifecycle.resolve(conn, fp, self.clock(), actor=actor, starts_at=started_by, figures=figures.get(fp))
+            for fp in chunk
+        ]
 
     def resolve(
         self, alertname: str, labels: Mapping[str, str], *, by: str = "", via: str = "scheduler", comment: str = ""

@@ -11,6 +11,7 @@ from typing import Any
 
 from alerting.gateway.lifecycle import AlertInput
 from alerting.gateway.service import GatewayService
+from alerting.sink import Figures
 
 
 class GatewaySink:
@@ -85,9 +86,19 @@ class GatewaySink:
         """Resolve an alert if it is active."""
         return self._gateway.resolve(alertname, labels)
 
-    def resolve_many(self, items: Sequence[tuple[str, Mapping[str, str]]], *, started_by: float | None = None) -> Any:
-        """Resolve several alerts `(alertname, labels)` in one transaction (see `alerting.sink.resolve_all`)."""
-        return self._gateway.resolve_many(items, started_by=started_by)
+    def resolve_many(
+        self,
+        items: Sequence[tuple[str, Mapping[str, str]]],
+        *,
+        started_by: float | None = None,
+        figures: Figures | None = None,
+    ) -> Any:
+        """Resolve several alerts `(alertname, labels)` in one transaction (see `alerting.sink.resolve_all`).
+
+        `figures`: their annotations now, shown by their resolve (with the links `fire` adds).
+        """
+        now = {key: self._annotated(key[0], dict(key[1]), notes) for key, notes in (figures or {}).items()}
+        return self._gateway.resolve_many(items, started_by=started_by, figures=now)
 
     def resolve_with_reason(self, alertname: str, labels: Mapping[str, str], *, by: str, comment: str) -> Any:
         """Resolve an alert for a person's action (a reset, a deletion), recording who and why."""

@@ -31,6 +31,7 @@ from alerting.gateway.records import dumps, loads
 from alerting.gateway.service import GatewayService
 from alerting.model import PUSHED_ONLY_LABELS, alert_family, fingerprint, level_rank
 from alerting.push.tables import alertmanager_alerts
+from alerting.sink import Figures, figures_key
 from exporter.store import Store
 
 
@@ -81,12 +82,7 @@ class AlertmanagerSink:
     ) -> bool:
         clean = clean_labels(labels)
         fp = fingerprint(alertname, clean)
-        notes = {**annotations, "runbook_url": self._runbook_url(alertname)}
-        # The Grafana link the direct path adds (`GatewaySink`): the alert comes back from Alertmanager
-        # with the annotations pushed here, so without it the Dashboard button was missing on this path.
-        dashboard = self._dashboard_url(alertname, clean) if self._dashboard_url is not None else ""
-        if dashboard:
-            notes["dashboard_url"] = dashboard
+        notes = self._notes(alertname, clean, annotations)
         values = {
             "alertname": alertname,
             "labels": dumps(clean),
@@ -131,6 +127,18 @@ class AlertmanagerSink:
             self.gateway.refresh_figures(alertname, clean, notes, severity=severity, update=edit)  # type: ignore[arg-type]
         return True
 
+    def _notes(self, alertname: str, clean: dict[str, str], annotations: Mapping[str, str]) -> dict[str, str]:
+        """The annotations as pushed: with the runbook link and the Grafana link the direct path adds.
+
+        The alert comes back from Alertmanager with the annotations pushed here, so without the dashboard
+        link the Dashboard button was missing on this path (`GatewaySink`).
+        """
+        notes = {**annotations, "runbook_url": self._runbook_url(alertname)}
+        dashboard = self._dashboard_url(alertname, clean) if self._dashboard_url is not None else ""
+        if dashboard:
+            notes["dashboard_url"] = dashboard
+        return notes
+
     def _end_level(self, conn: Any, row: Any, fp: str, ended: float) -> None:
         """Keep the level `row` had as a resolved alert of its own, pushed with its `endsAt` (`ended`)."""
         t = alertmanager_alerts
@@ -155,25 +163,42 @@ class AlertmanagerSink:
         self.resolve_many([(alertname, labels)])
         return True
 
-    def resolve_many(self, items: Sequence[tuple[str, Mapping[str, str]]], *, started_by: float | None = None) -> None:
+    def resolve_many(
+        self,
+        items: Sequence[tuple[str, Mapping[str, str]]],
+        *,
+        started_by: float | None = None,
+        figures: Figures | None = None,
+    ) -> None:
         """Resolve several alerts `(alertname, labels)` in one transaction (see `alerting.sink.resolve_all`).
 
         `started_by`: only alerts that started no later than this are resolved, here and in the gateway
-        (an evaluation's start: an alert raised after it read the state is not one it saw).
+        (an evaluation's start: an alert raised after it read the state is not one it saw). `figures`:
+        their annotations now, pushed with the end and shown by the gateway's resolve.
         """
-        cleaned = [(name, clean_labels(labels)) for name, labels in items]
+        cleaned: list[tuple[str, dict[str, str]]] = []
+        now_figures: dict[tuple[str, frozenset[tuple[str, str]]], dict[str, str]] = {}
+        for name, labels in items:
+            clean = clean_labels(labels)
+            cleaned.append((name, clean))
+            notes = (figures or {}).get(figures_key(name, labels))
+            if notes is not None:
+                now_figures[figures_key(name, clean)] = self._notes(name, clean, notes)
         t = alertmanager_alerts
         now = self.clock()
         done = 0
         with self.store.transaction() as conn:
-            for fp in sorted({fingerprint(name, clean) for name, clean in cleaned}):
-                stmt = update(t).where(t.c.fingerprint == fp, t.c.ends_at.is_(None))
+            for name, clean in sorted(cleaned, key=lambda item: fingerprint(*item)):
+                stmt = update(t).where(t.c.fingerprint == fingerprint(name, clean), t.c.ends_at.is_(None))
                 if started_by is not None:
                     stmt = stmt.where(t.c.starts_at <= started_by)
+                notes = now_figures.get(figures_key(name, clean))
+                if notes is not None:  # the figures are this level's: not written over another's
+                    conn.execute(stmt.where(t.c.alertname == name).values(annotations=dumps(notes)))
                 done += conn.execute(stmt.values(ends_at=now, updated_at=now)).rowcount
         if done:
             self._wake()
-        self.gateway.resolve_many(cleaned, by="llmcost", via="scheduler", started_by=started_by)
+        self.gateway.resolve_many(cleaned, by="llmcost", via="scheduler", started_by=started_by, figures=now_figures)
 
     def active_labels(self, alertnames: Iterable[str]) -> list[tuple[str, dict[str, str]]]:
         """(alertname, labels) of the firing alerts with these names."""

@@ -153,6 +153,27 @@ def test_resolve_notifies_once_and_a_new_fire_is_a_new_incident(h: Harness, rx: 
     assert states == {first.id: "resolved", again.id: "firing"}
 
 
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)  # no SQL difference to cover
+def test_a_resolve_with_figures_shows_them_only_at_the_level_they_were_read_for(h: Harness, rx: Receivers) -> None:
+    """The figures a budget evaluation read when it resolved (tests/e2e/test_budget_limit_raised.py) are
+    what the resolve shows; figures read for another level (the alert rose meanwhile) are left out."""
+    fire(h)
+    h.gateway.deliver_pending()
+    now = {"summary": "Budget team-a-monthly at 9%"}
+    other = {("LLMBudgetWarning", frozenset(BUDGET_LABELS.items())): now}
+    [ignored] = h.gateway.resolve_many([("LLMBudgetCritical", BUDGET_LABELS)], started_by=None, figures=other)
+    assert ignored.alert.annotations["summary"] == "Budget team-a-monthly at 96%"
+
+    fire(h)
+    h.gateway.deliver_pending()
+    figures = {("LLMBudgetCritical", frozenset(BUDGET_LABELS.items())): now}
+    [resolved] = h.gateway.resolve_many([("LLMBudgetCritical", BUDGET_LABELS)], figures=figures)
+    assert resolved.action == "resolved" and resolved.alert.annotations == now
+    h.gateway.deliver_pending()
+    assert "at 9%" in str(rx.slack.calls("chat.update")[-1].json)
+    assert "at 9%" in rx.smtp.messages[-1].part("text/plain")
+
+
 def test_an_ack_updates_every_notified_channel_and_is_audited(h: Harness, rx: Receivers) -> None:
     alert_id = fire(h).alert.id
     h.gateway.deliver_pending()

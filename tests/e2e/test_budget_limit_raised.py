@@ -136,3 +136,29 @@ def test_a_limit_raised_under_critical_keeps_the_alert_at_its_level_and_ends_the
     wait_until(lambda: stack.pending() == 0 and len(stack.smtp.messages) == 2, what="the resolve mail", timeout=30)
     assert [m.message["In-Reply-To"] for m in stack.smtp.messages][1] == stack.smtp.messages[0].message["Message-ID"]
     assert len(stack.slack.calls("chat.postMessage")) == 1
+
+
+def test_a_limit_raised_past_every_level_resolves_with_the_figures_of_the_new_limit(stack: Stack) -> None:
+    """$110 of $100 (exceeded, paged), then the limit raised to $1,000 (11 %): the alert resolves. Its
+    resolve showed the last figures the alert had stored, "at 110% ($110.00 of $100.00)", in the Slack
+    edit, the resolve mail and the alert's record: what no longer held, and not why it ended. The resolve
+    now carries the figures read when it was decided, those of the new limit."""
+    stack.put_budget(100)
+    live_stack.spend(stack.llmcost.base, INGEST, "team-r", "resolved-1", 110.0)  # exceeded: paged
+    wait_until(lambda: len(stack.pd.events) == 1 and len(stack.smtp.messages) == 1, what="the page", timeout=45)
+    assert "$110.00 of $100.00" in stack.pd.events[0]["payload"]["summary"]
+
+    stack.put_budget(1000)  # 11 %: under every level
+    wait_until(lambda: stack.alerts()[0]["state"] == "resolved", what="the resolve", timeout=45)
+    wait_until(lambda: stack.pending() == 0 and len(stack.smtp.messages) == 2, what="the resolve mail", timeout=30)
+    wait_until(lambda: len(stack.pd.events) == 2, what="the PagerDuty resolve", timeout=30)
+
+    now = "11% ($110.00 of $1,000.00)"
+    [alert] = stack.alerts()
+    assert now in alert["annotations"]["summary"] and alert["annotations"]["limit"] == "$1,000.00 (daily)"
+    resolve_mail = stack.smtp.messages[1]
+    assert now in resolve_mail.part("text/plain") and "$100.00" not in resolve_mail.part("text/plain")
+    # A PagerDuty resolve carries no summary (Events API v2): the incident keeps the one it was opened with.
+    assert stack.pd.events[1]["event_action"] == "resolve" and "payload" not in stack.pd.events[1]
+    edit = str(stack.slack.calls("chat.update")[-1].payload)
+    assert now in edit and "of $100.00" not in edit
