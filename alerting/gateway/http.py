@@ -6,8 +6,11 @@ the thread pool; a store outage answers 503 with `Retry-After`, so senders retry
 
 The Slack and PagerDuty webhooks carry no token: their signature covers the body. Their headers are
 checked before the body is read (`alerting.signatures.*_plausible`), so a request without a usable
-signature is a 401 whatever its body; and every body is read within `http.body_timeout_seconds` (408,
-connection closed), so a client trickling one cannot hold a connection for as long as it likes.
+signature is a 401 whatever its body. One with a usable-looking signature over a body past the limit is
+a 413, right signature or wrong: checking it means reading the whole body, which the limit is there to
+bound, and the answer says nothing of the secret (docs/http-api.md). Every body is read within
+`http.body_timeout_seconds` (408, connection closed), so a client trickling one cannot hold a connection
+for as long as it likes.
 """
 
 from __future__ import annotations
