@@ -231,9 +231,11 @@ def _wait_for_sync_logging() -> None:
         thread.join(max(0.0, deadline - time.monotonic()))
 
 
-# LiteLLM's async logging: its logging worker's tasks (`LoggingWorker._process_log_task`) and the success and
-# failure handlers it may start as tasks of their own (`Logging.async_success_handler`, …).
-_LOGGING_TASKS = ("LoggingWorker._process_log_task", "Logging.async_")
+# LiteLLM's async logging: the task an async call starts as it returns (`_client_async_logging_helper`, which
+# has not run yet when `await acompletion(...)` returns, and only then queues the call on the logging worker),
+# the worker's tasks (`LoggingWorker._process_log_task`) and the success and failure handlers it may start as
+# tasks of their own (`Logging.async_success_handler`, …).
+_LOGGING_TASKS = ("_client_async_logging_helper", "LoggingWorker._process_log_task", "Logging.async_")
 
 
 def _litellm_logging_tasks() -> set[asyncio.Task[Any]]:

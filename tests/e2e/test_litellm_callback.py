@@ -558,6 +558,41 @@ def test_a_script_that_awaits_aflush_before_its_loop_ends_loses_no_async_call(
     assert set(stored_events(sqlite_url)) == ids
 
 
+def test_aflush_right_after_an_awaited_acompletion_waits_for_that_call(server: LlmcostProcess, sqlite_url: str) -> None:
+    """The docs' snippet as written: `acompletion` awaited, then `await handler.aflush()`, beside another callback.
+
+    LiteLLM starts the logging of a call as a task (`_client_async_logging_helper`) that has not run yet when
+    `acompletion` returns; `aflush` looked only at the logging worker's queue and tasks, found them empty and
+    answered True at once. With another callback that takes a moment (one that sends over the network), the
+    loop then ended while LiteLLM was still logging the call: it never reached llmcost."""
+    script = (
+        "import asyncio, os\n"
+        "os.environ['LITELLM_LOCAL_MODEL_COST_MAP'] = 'True'\n"
+        "import litellm\n"
+        "from litellm.integrations.custom_logger import CustomLogger\n"
+        "from llmcost.litellm import LlmcostLogger\n"
+        "class NetworkLogger(CustomLogger):\n"
+        "    async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):\n"
+        "        await asyncio.sleep(0.5)  # another service's callback, sending the call elsewhere first\n"
+        "async def main():\n"
+        f"    handler = LlmcostLogger({server.base!r}, token={INGEST_TOKEN!r}, project='search', fail_mode='open')\n"
+        "    litellm.callbacks = [NetworkLogger(), handler]\n"
+        "    response = await litellm.acompletion(model='gpt-4o', messages=[{'role': 'user', 'content': 'hi'}],"
+        " metadata={'project': 'research'}, mock_response='ok')\n"
+        "    print(response.id)\n"
+        "    assert await handler.aflush()\n"
+        "    print(handler.client.stats['accepted'])\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    call_id, accepted = done.stdout.split()
+    assert accepted == "1"
+    stored = stored_events(sqlite_url)
+    assert set(stored) == {call_id}
+    assert stored[call_id]["project"] == "research"
+
+
 def test_aflush_with_a_litellm_that_has_no_logging_worker_module_does_not_raise(
     server: LlmcostProcess, sqlite_url: str
 ) -> None:
