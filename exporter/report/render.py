@@ -79,6 +79,8 @@ def _table(report: Report) -> str:
 
 
 def _figure(value: object) -> str:
+    if value is None:  # a figure with no value (no growth ratio in a first week): `-`, as an absent label reads
+        return "-"
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)

@@ -312,3 +312,18 @@ def test_one_unpriced_call_reads_as_one_call(
     assert main(["ingest", "--db", sqlite_url, str(calls)]) == 0
     out = report(capsys, sqlite_url, "--period", "all")
     assert "1 call to acme/secret-7b (10 tokens) has no price and counts as $0" in " ".join(out.split()), out
+
+
+def test_a_project_new_this_week_reads_without_a_python_none(
+    sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A first week has no growth ratio: the table and markdown printed `growth_ratio=None`; JSON keeps null."""
+    calls = tmp_path / "calls.jsonl"
+    event = {"request_id": "r1", "timestamp": time.time() - 60, "provider": "openai", "model": "gpt-4o"}
+    calls.write_text(json.dumps({**event, "input_tokens": 1000, "output_tokens": 100, "project": "search"}))
+    assert main(["ingest", "--db", sqlite_url, str(calls)]) == 0
+    for fmt in ("table", "markdown"):
+        out = report(capsys, sqlite_url, "--format", fmt)
+        assert "(new this week)" in out and "growth_ratio=-" in out and "None" not in out, out
+    answer = json.loads(report(capsys, sqlite_url, "--format", "json"))
+    assert [h["figures"]["growth_ratio"] for h in answer["hints"] if h["kind"] == "growth"] == [None]
