@@ -116,18 +116,36 @@ def _count_lines(body: bytes, piece: int = 1 << 20) -> int:
     return count
 
 
+def _not_json(what: str, exc: orjson.JSONDecodeError, data: bytes | memoryview) -> str:
+    """Why `data` is not JSON, and, when it is JSON values run together on one line, what to send instead.
+
+    `curl -d @calls.jsonl` strips the file's newlines, so its lines arrive as `{…}{…}`: the parser's
+    "unexpected content after document" alone did not say that, nor how to send the file.
+    """
+    message = f"{what} is not valid JSON: {exc}"
+    if exc.msg == "unexpected content after document":
+        after = bytes(data).decode("utf-8", "replace")[exc.pos :].lstrip()  # `pos` counts characters
+        if after[:1] in ("{", "["):
+            message += (
+                f"; the {what} holds JSON values one after another with no newline between them: send one"
+                " JSON array, or one value a line as application/x-ndjson (curl -d @FILE drops the file's"
+                " newlines: use --data-binary @FILE)"
+            )
+    return message
+
+
 def _parse_one(data: bytes | memoryview, what: str) -> Any:
     try:
         return loads_lenient(data)
     except orjson.JSONDecodeError as exc:
-        return InvalidEvent("", f"{what} is not valid JSON: {exc}")
+        return InvalidEvent("", _not_json(what, exc, data))
 
 
 def _whole(body: bytes, max_records: int) -> list[Record]:
     try:
         parsed = loads_lenient(body)
     except orjson.JSONDecodeError as exc:
-        raise MalformedBody(f"body is not valid JSON: {exc}") from None
+        raise MalformedBody(_not_json("body", exc, body)) from None
     if isinstance(parsed, list):
         check_count(len(parsed), max_records)
         return list(enumerate(parsed))

@@ -5,8 +5,8 @@
   Blocks of other programs' files (LiteLLM, the OpenTelemetry Collector, Prometheus) are told apart by
   their top-level keys, which llmcost does not know; a block mixing both fails.
 - Every `curl` to llmcost in a ```sh or ```bash block, run as written against a real `llmcost serve`
-  (only its address changed), answers JSON that is not an error, and the answer shown under it when the
-  block shows one without `...`.
+  (only its address changed; a file it posts, `@calls.jsonl`, is in its working directory), answers JSON
+  that is not an error, and the answer shown under it when the block shows one without `...`.
 
 The PromQL blocks are checked in tests/assets/test_prometheus_rules.py (parse, known metrics) and
 tests/e2e/test_live_stack.py (data on a live Prometheus).
@@ -169,8 +169,26 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmcostProcess]
         process.stop()
 
 
+# The file a `--data-binary @calls.jsonl` posts: two events of the docs' shape, one a line.
+_CALLS_JSONL = "".join(
+    json.dumps(
+        {
+            "request_id": f"doc-file-{n}",
+            "provider": "openai",
+            "model": "gpt-4o",
+            "input_tokens": 1200,
+            "output_tokens": 80,
+            "project": "search",
+        }
+    )
+    + "\n"
+    for n in range(2)
+)
+
+
 @pytest.mark.real_process
-def test_every_curl_to_llmcost_in_the_docs_answers_as_shown(server: LlmcostProcess) -> None:
+def test_every_curl_to_llmcost_in_the_docs_answers_as_shown(server: LlmcostProcess, tmp_path: Path) -> None:
+    (tmp_path / "calls.jsonl").write_text(_CALLS_JSONL, encoding="utf-8")
     commands = curl_commands()
     assert {where.split(":")[0] for where, _, _ in commands} >= {"README.md", "docs/sending-data.md", "docs/runbook.md"}
     # A loopback server without tokens, as `llmcost serve` starts: the token headers the docs send pass.
@@ -179,7 +197,9 @@ def test_every_curl_to_llmcost_in_the_docs_answers_as_shown(server: LlmcostProce
         runnable = _LLMCOST_ADDRESS.sub(server.base, command)
         for placeholder, value in _PLACEHOLDERS.items():
             runnable = runnable.replace(placeholder, value)
-        result = subprocess.run(["bash", "-c", runnable], capture_output=True, text=True, env=env, timeout=30)
+        result = subprocess.run(
+            ["bash", "-c", runnable], capture_output=True, text=True, env=env, timeout=30, cwd=tmp_path
+        )
         assert result.returncode == 0, f"{where}: {command}\n{result.stderr}"
         answer = json.loads(result.stdout)
         assert not (isinstance(answer, dict) and "error" in answer), f"{where}: {command}\n{result.stdout}"
