@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,6 +166,35 @@ NO_EXTRA_SECTIONS = ExtraSections()
 _EMPTY_TOKENS = " (no tokens would leave those endpoints open: set them, or remove the key)"
 
 
+UNREAD_SECRET = "secret-not-read-by-this-command"  # noqa: S105 (a placeholder, never sent: no command that reads it delivers)
+"""What a secret stands for in a command that does not use it (see `secrets_not_needed`)."""
+
+_SECRETS_NOT_NEEDED: ContextVar[bool] = ContextVar("secrets_not_needed", default=False)
+
+
+@contextmanager
+def secrets_not_needed() -> Iterator[None]:
+    """Load configs for a command that neither listens nor notifies (`report`, `budgets apply`, `alerts ack`, …).
+
+    Such a command runs in an operator's shell, where the variables and files holding the server's tokens and
+    channel secrets (`token_env: SLACK_BOT_TOKEN`) are usually absent: a secret it cannot read stands for
+    `UNREAD_SECRET` instead of being a problem, so the channels stay configured (a resolve it causes is still
+    queued for them, and the server delivers it). The store's URL (`database.url_env`) is still required.
+    """
+    reset = _SECRETS_NOT_NEEDED.set(True)
+    try:
+        yield
+    finally:
+        _SECRETS_NOT_NEEDED.reset(reset)
+
+
+def _unread(key: str, path: str) -> Any:
+    """`UNREAD_SECRET` in the shape `key` takes, when this command does not need it; else None."""
+    if not _SECRETS_NOT_NEEDED.get() or path == "database":
+        return None
+    return [UNREAD_SECRET] if key.endswith("tokens") else UNREAD_SECRET
+
+
 def resolve_secret(section: dict[str, Any], key: str, problems: Problems, path: str, base: Path) -> Any:
     """The value of `key`, or of `key_file` (a path) or `key_env` (a variable name) instead.
 
@@ -180,6 +211,8 @@ def resolve_secret(section: dict[str, Any], key: str, problems: Problems, path: 
         try:
             content = secret_path.read_text(encoding="utf-8")
         except OSError as exc:
+            if (unread := _unread(key, path)) is not None:
+                return unread
             problems.append(f"{path}.{key}_file: cannot read {secret_path}: {exc.strerror}")
             return None
         except UnicodeDecodeError as exc:
@@ -195,6 +228,8 @@ def resolve_secret(section: dict[str, Any], key: str, problems: Problems, path: 
     if f"{key}_env" in given:
         name = str(section[f"{key}_env"])
         if name not in os.environ:
+            if (unread := _unread(key, path)) is not None:
+                return unread
             problems.append(f"{path}.{key}_env: environment variable {name} is not set")
             return None
         value = os.environ[name]

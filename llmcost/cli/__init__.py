@@ -12,9 +12,10 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 
 from exporter import __version__
-from exporter.config import Config, ConfigError, ListenError
+from exporter.config import Config, ConfigError, ListenError, secrets_not_needed
 from exporter.pricing import PriceOverrideError
 from exporter.store import StoreNotFound, StoreUnavailable
 from llmcost.cli import demo, ingest, maintenance, report, serve
@@ -132,6 +133,17 @@ def _reader_gone() -> int:
     return SIGPIPE_STATUS
 
 
+# The commands that read the secrets of tokens and channels: `serve` listens and delivers; `check-config` checks
+# what serve will need (`demo` has a config of its own). The others run once from an operator's shell, where
+# the server's secrets are usually absent: `llmcost budgets apply --config FILE`, which a refused budget
+# change tells the operator to run, stopped at `SLACK_BOT_TOKEN is not set`.
+_READ_SECRETS = frozenset({"serve", "check-config", "demo"})
+
+
+def _secrets(command: str) -> AbstractContextManager[None]:
+    return nullcontext() if command in _READ_SECRETS else secrets_not_needed()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `llmcost` console script (and of `python -m llmcost`)."""
     parser = build_parser()
@@ -143,7 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for chatty in ("alembic", "apscheduler", "markdown_it"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
-        code = int(args.func(args))
+        with _secrets(args.command):
+            code = int(args.func(args))
         # Flushed here, where a reader that went away is caught below, not at interpreter exit (which
         # prints "Exception ignored ... BrokenPipeError" for output still buffered).
         sys.stdout.flush()
