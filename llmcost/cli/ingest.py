@@ -61,7 +61,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             print_outcome(path, outcome)
             count = outcome.accepted + outcome.duplicates + len(outcome.rejected)
             if elapsed > 0 and count:
-                print(f"  {count} records in {elapsed:.2f} s ({count / elapsed:,.0f} records/s)")
+                records = "record" if count == 1 else "records"
+                print(f"  {count} {records} in {elapsed:.2f} s ({count / elapsed:,.0f} records/s)")
             total.add(outcome)
     except StoreUnavailable as exc:
         print(f"store unavailable: {exc}", file=sys.stderr)

@@ -723,3 +723,14 @@ def test_csv_citation_tokens_column_is_read_as_a_number(tmp_path: Path, capsys: 
     assert event.citation_tokens == 150
     assert main(["ingest", "--db", f"sqlite:///{tmp_path / 'llmcost.db'}", str(path)]) == 0
     assert "1 accepted, 0 duplicates, 0 rejected" in capsys.readouterr().out
+
+
+def test_llmcost_ingest_of_one_record_says_one_record(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A first try with a one-line file printed `1 records in 0.00 s`."""
+    from llmcost.cli import main
+
+    path = tmp_path / "one.jsonl"
+    path.write_text('{"request_id": "one", "provider": "openai", "model": "gpt-4o", "input_tokens": 5}\n')
+    assert main(["ingest", "--db", f"sqlite:///{tmp_path / 'llmcost.db'}", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "1 accepted, 0 duplicates, 0 rejected" in out and "  1 record in " in out, out
