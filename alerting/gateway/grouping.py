@@ -238,8 +238,10 @@ def _open_incidents(conn: Connection, channel: str, digest_key: str) -> tuple[st
 def member_reference(digest_key: str, reference: Mapping[str, Any] | None) -> dict[str, Any]:
     """What a member alert stores as its channel reference after a digest was delivered.
 
-    Nested under `digest`, so that a later notification about this one alert does not edit (Slack),
-    reply to (mail) or re-key (PagerDuty) the shared message: it starts its own, as a new alert would.
+    Nested under `digest`, so that a later notification about this one alert does not edit (Slack) or
+    re-key (PagerDuty) the shared message: its reminder, acknowledgement and resolve are told in the
+    shared message's thread (`alerting.notify.digest.GROUP_THREAD_KINDS`), its escalation starts a message
+    of its own, as a new alert's would.
     """
     return {"digest": {**(reference or {}), "key": digest_key}}
 

@@ -11,9 +11,10 @@ keep one thread. The reference returned is `{"message_id": <that root Message-ID
 after a restart.
 
 An alert listed in a grouped mail ("5 instances of budget … firing", `send_digest`) has no thread of its
-own: its acknowledgement and its resolve reply in the grouped mail's thread, under that mail's subject,
-as the Slack notifier replies in the grouped message's thread (one problem, one thread), and so do the
-grouped mails of acknowledgements and resolves of alerts one grouped mail listed.
+own: its reminder, its acknowledgement and its resolve reply in the grouped mail's thread, under that
+mail's subject, as the Slack notifier replies in the grouped message's thread (one problem, one thread),
+and so do the grouped mails of reminders, acknowledgements and resolves of alerts one grouped mail listed
+(`GROUP_THREAD_KINDS`).
 
 Recipients are settled one by one: when the relay defers some (4xx, e.g. a full mailbox) and accepts or
 refuses for good (5xx) the others, the attempt is retried for the deferred ones only
@@ -47,7 +48,7 @@ from urllib.parse import urlsplit
 
 from alerting.model import Alert, DeliveryResult, Notification, NotificationKind
 from alerting.notify.base import one_line, redact
-from alerting.notify.digest import Digest
+from alerting.notify.digest import GROUP_THREAD_KINDS, Digest
 from alerting.notify.templating import render
 from alerting.notify.text_limits import sanitize_header
 
@@ -62,8 +63,6 @@ MESSAGE_ID_DOMAIN = "llmcost"
 _DOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?|\[[^\[\]\\\s]+\]")
 
 _MESSAGE_ID = re.compile(r"<[^<>\s@]+@[^<>\s@]+>")
-_THREADED_NEWS = frozenset({NotificationKind.RESOLVED, NotificationKind.ACKNOWLEDGED})
-"""What is told about alerts listed in a grouped mail in that mail's thread (as `alerting.notify.slack`)."""
 
 
 INSECURE_AUTH = (
@@ -151,13 +150,13 @@ def _root_id(notification: Notification, domain: str) -> str:
 
 
 def _group_thread(notification: Notification) -> tuple[str, str] | None:
-    """The grouped mail (Message-ID, subject) in whose thread this alert's resolve or acknowledgement is told.
+    """The grouped mail (Message-ID, subject) in whose thread this alert's reminder, resolve or ack is told.
 
     None unless the alert is listed in a grouped mail (its reference is the digest's, see
     `alerting.gateway.grouping.member_reference`): its own root Message-ID was never sent, so a reply to it
     would start a thread of its own per instance. The subject is "" for grouped mails sent before it was kept.
     """
-    if notification.kind not in _THREADED_NEWS:
+    if notification.kind not in GROUP_THREAD_KINDS:
         return None
     digest = (notification.reference or {}).get("digest")
     if not isinstance(digest, Mapping):
@@ -169,8 +168,8 @@ def _group_thread(notification: Notification) -> tuple[str, str] | None:
 
 
 def _shared_group_thread(digest: Digest) -> tuple[str, str] | None:
-    """The one grouped mail every alert of a resolve (acknowledgement) digest is listed in, if there is one."""
-    if digest.kind not in _THREADED_NEWS or not digest.group:
+    """The one grouped mail every alert of a reminder (resolve, acknowledgement) digest is listed in, if any."""
+    if digest.kind not in GROUP_THREAD_KINDS or not digest.group:
         return None
     threads = {_group_thread(n) for n in digest.notifications}
     return threads.pop() if len(threads) == 1 and None not in threads else None
@@ -424,7 +423,7 @@ class EmailNotifier:
     def send_digest(self, digest: Digest) -> DeliveryResult:
         """Send one plain-text mail listing the digest's notifications (a thread of its own).
 
-        Acknowledgements or resolves of alerts one grouped mail listed reply in that mail's thread instead,
+        Reminders, acknowledgements or resolves of alerts one grouped mail listed reply in that mail's thread instead,
         and keep it as their reference. A new grouped mail's reference keeps its subject for those replies.
 
         Recipients are settled as for one alert's mail, per row: the retry skips those who already got

@@ -4,6 +4,8 @@ The first notification posts a Block Kit message with an Acknowledge button (`ac
 `value` = the alert id) and returns `{"channel": <channel id>, "ts": <message ts>}` as the reference. Every
 later notification carrying that reference updates the same message (`chat.update`); reminders (repeat,
 escalated, unacknowledged) also reply in the message's thread, because an edit alone notifies nobody.
+An alert listed in a grouped message has no message of its own: its reminder, acknowledgement and resolve
+reply in the grouped message's thread (`GROUP_THREAD_KINDS`), the reminder also shown in the channel.
 
 Slack has no idempotency key, and a post whose answer was lost (a timeout, a dropped connection, a
 gateway killed before it recorded the `ts`) may have been posted all the same. Every new message
@@ -36,7 +38,7 @@ from slack_sdk.web import SlackResponse
 
 from alerting.model import DeliveryResult, Notification, NotificationKind
 from alerting.notify.base import one_line, parse_retry_after, redact
-from alerting.notify.digest import ACK_DIGEST_ACTION_ID, Digest
+from alerting.notify.digest import ACK_DIGEST_ACTION_ID, GROUP_THREAD_KINDS, Digest
 from alerting.notify.templating import context, render
 from alerting.notify.text_limits import (
     SLACK_BLOCKS_MAX,
@@ -76,8 +78,6 @@ MAX_ANNOTATION_SECTIONS = 5
 
 # Reminders: the living message is edited, and a thread reply makes the edit noticed.
 _REMINDERS = frozenset({NotificationKind.REPEAT, NotificationKind.ESCALATED, NotificationKind.UNACKNOWLEDGED})
-_THREADED_NEWS = frozenset({NotificationKind.RESOLVED, NotificationKind.ACKNOWLEDGED})
-"""What is told about alerts listed in a grouped message in that message's thread (one problem, one thread)."""
 # chat.update errors meaning the living message is gone: post a new one instead.
 _MESSAGE_GONE = frozenset({"message_not_found", "cant_update_message"})
 # ok:false errors that are Slack's trouble, not ours.
@@ -192,23 +192,33 @@ def build_digest_message(digest: Digest, *, acknowledge: bool = True) -> dict[st
 
 
 def _group_thread(notification: Notification) -> tuple[str, str] | None:
-    """The grouped message's (channel, ts) where an alert's resolve or acknowledgement is told, if any.
+    """The grouped message's (channel, ts) where an alert's reminder, resolve or acknowledgement is told, if any.
 
-    The message is the one the alert is listed in (`alerting.gateway.grouping`). Only that quiet news:
-    a reminder or an escalation of a listed alert is posted to the channel, as before.
+    The message is the one the alert is listed in (`alerting.gateway.grouping`). An escalation of a
+    listed alert (`GROUP_THREAD_KINDS` leaves it out) is posted to the channel.
     """
-    if notification.kind not in _THREADED_NEWS:
+    if notification.kind not in GROUP_THREAD_KINDS:
         return None
     digest = (notification.reference or {}).get("digest")
     return _living_message(digest) if isinstance(digest, Mapping) else None
 
 
 def _shared_group_thread(digest: Digest) -> tuple[str, str] | None:
-    """The one grouped message every alert of a resolve (acknowledgement) digest is listed in, if there is one."""
-    if digest.kind not in _THREADED_NEWS or not digest.group:
+    """The one grouped message every alert of a reminder (resolve, acknowledgement) digest is listed in, if any."""
+    if digest.kind not in GROUP_THREAD_KINDS or not digest.group:
         return None
     threads = {_group_thread(n) for n in digest.notifications}
     return threads.pop() if len(threads) == 1 and None not in threads else None
+
+
+def _broadcast(kind: NotificationKind | None) -> bool:
+    """True for a reminder told in a grouped message's thread: the reply is also shown in the channel.
+
+    A thread reply notifies only the thread's followers, and nobody follows an alert nobody acknowledged
+    (the only ones reminded): the reminder was a channel post before it moved into the thread, and must
+    reach as many people there. Resolves and acknowledgements stay quiet replies, as for one alert.
+    """
+    return kind is NotificationKind.REPEAT
 
 
 def _living_message(reference: Mapping[str, Any] | None) -> tuple[str, str] | None:
@@ -308,7 +318,9 @@ class SlackNotifier:
                 # Listed in a grouped message: what happens to it next is told in that message's thread
                 # (one problem, one thread), naming the alert; it keeps its place in the group.
                 method = "chat.postMessage (thread reply)"
-                self._reply_once(thread, notification, text=str(message["text"]))
+                self._reply_once(
+                    thread, notification, text=str(message["text"]), broadcast=_broadcast(notification.kind)
+                )
                 return DeliveryResult.sent(dict(notification.reference or {}))
             elif notification.kind is NotificationKind.UPDATED:
                 # New figures of an alert with no message of its own (listed in a grouped one): a new
@@ -343,13 +355,16 @@ class SlackNotifier:
             message = build_digest_message(digest, acknowledge=self.acknowledge_buttons)
             thread = _shared_group_thread(digest)
             maybe = any(n.maybe_delivered for n in digest.notifications)
-            if thread is not None:  # resolved or acknowledged together: told in their grouped message's thread
+            if (
+                thread is not None
+            ):  # reminded, resolved or acknowledged together: told in their grouped message's thread
                 method = "chat.postMessage (thread reply)"
                 metadata = {"event_type": METADATA_EVENT_TYPE, "event_payload": mark}
                 if not (maybe and self._earlier_post(mark, thread=thread) is not None):
                     self._client.chat_postMessage(
                         channel=thread[0],
                         thread_ts=thread[1],
+                        reply_broadcast=_broadcast(digest.kind),
                         unfurl_links=False,
                         unfurl_media=False,
                         metadata=metadata,
@@ -392,10 +407,12 @@ class SlackNotifier:
         response = self._post(message, metadata)
         return str(response["channel"]), str(response["ts"])
 
-    def _reply_once(self, living: tuple[str, str], notification: Notification, text: str | None = None) -> None:
+    def _reply_once(
+        self, living: tuple[str, str], notification: Notification, text: str | None = None, *, broadcast: bool = False
+    ) -> None:
         """Reply in the living message's thread, unless an earlier attempt at the same row already did.
 
-        The reply says `text`, by default what happened (`slack.reply`).
+        The reply says `text`, by default what happened (`slack.reply`); `broadcast`: also shown in the channel.
         """
         row = notification.outbox_id
         metadata = None
@@ -407,6 +424,7 @@ class SlackNotifier:
         self._client.chat_postMessage(
             channel=living[0],
             thread_ts=living[1],
+            reply_broadcast=broadcast,
             text=render("slack.reply", notification) if text is None else text,
             unfurl_links=False,
             unfurl_media=False,

@@ -1,0 +1,144 @@
+"""A reminder stays in the thread: a grouped alert's "still firing" is told where its problem was told.
+
+Five instances of a per-key budget crossing together (or the three spikes one burst raises in one
+detection pass) are one Slack message, one mail thread and one PagerDuty incident. Their resolves and
+acknowledgements already replied in that message's thread and that mail's thread.
+
+Defect: after `repeat_interval`, the reminder ("5 instances of budget per-project still firing") was a
+NEW Slack post and a NEW mail thread (no `In-Reply-To`), so one problem became two threads per channel
+every four hours; a lone instance's reminder (the others acknowledged) was a post and a mail thread of
+its own, and its later resolve went there, not to the group. PagerDuty stayed on the group's incident.
+Now a reminder replies in the grouped message's thread (broadcast to the channel, as the post it
+replaces was seen there) and in the grouped mail's thread, keeping the alert listed in the group; an
+acknowledged alert is not reminded, and PagerDuty gets the same events as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from alerting.gateway.sink import GatewaySink
+from alerting.spikes import SpikeService, SpikeSettings
+from tests.support.clock import FakeClock
+from tests.support.gateway_harness import Harness, Receivers
+from tests.support.grouped_budget import FIRST_KEYS, LABELS, grouped_harness, grouped_warnings
+from tests.support.spikes import BUCKET, D0, NOW, PROJECTS, call, usual_spend
+
+HOUR = 3600.0
+REPEAT = 4 * HOUR  # the default `alerting.repeat_interval`
+
+
+@pytest.fixture
+def h(db: str, rx: Receivers, clock: FakeClock) -> Iterator[Harness]:
+    with grouped_harness(db, rx, clock) as harness:
+        yield harness
+
+
+def remind(h: Harness, clock: FakeClock) -> int:
+    """Let `repeat_interval` pass, run the gateway's tick and deliver: how many reminders it queued."""
+    clock.advance(REPEAT)
+    repeats = h.gateway.tick().repeats
+    h.gateway.deliver_pending()
+    return repeats
+
+
+def assert_in_grouped_threads(rx: Receivers, title: str, mail_says: str | None = None) -> None:
+    """The only Slack post and the only mail thread are the grouped ones; their last replies say `title`
+
+    (the mail's text part: `mail_says`, by default `title`)."""
+    [grouped_post] = rx.slack.posted
+    reply = rx.slack.replies[-1]
+    assert reply["thread_ts"] == grouped_post["ts"], "the reminder is not in the grouped message's thread"
+    assert reply["text"].startswith(title), reply["text"]
+    root, *rest = [m.message for m in rx.smtp.messages]
+    assert rest and rest[-1]["Subject"] == f"Re: {root['Subject']}", "a changed subject splits the thread"
+    assert rest[-1]["In-Reply-To"] == rest[-1]["References"] == root["Message-ID"]
+    assert (mail_says or title) in rx.smtp.messages[-1].part("text/plain")
+
+
+def test_a_grouped_reminder_replies_in_the_grouped_slack_and_mail_threads_and_keeps_the_incident(
+    h: Harness, rx: Receivers, clock: FakeClock
+) -> None:
+    incident_key = grouped_warnings(h, rx, clock)
+    [incident] = rx.pagerduty.pages
+    assert remind(h, clock) == len(FIRST_KEYS)
+
+    assert_in_grouped_threads(rx, "5 instances of budget per-project still firing (LLMBudget, warning)")
+    assert len(rx.slack.replies) == 1 and len(rx.smtp.messages) == 2
+    assert rx.slack.calls("chat.postMessage")[-1].json.get("reply_broadcast") is True  # seen in the channel
+    # PagerDuty as before: the group's incident, triggered again (logged there, nobody paged anew).
+    assert [(e["event_action"], e["dedup_key"]) for e in rx.pagerduty.events] == [("trigger", incident_key)] * 2
+    assert rx.pagerduty.pages == [incident] and incident.status == "triggered"
+
+    # A second reminder goes to the same threads, and the resolve after it too.
+    assert remind(h, clock) == len(FIRST_KEYS)
+    assert_in_grouped_threads(rx, "5 instances of budget per-project still firing")
+    h.gateway.resolve_many([("LLMBudgetWarning", {**LABELS, "key": key}) for key in FIRST_KEYS])
+    h.gateway.deliver_pending()
+    assert_in_grouped_threads(rx, "5 instances of budget per-project resolved")
+    assert len(rx.slack.posted) == 1 and not incident.open and rx.pagerduty.pages == [incident]
+
+
+def test_acknowledged_instances_are_not_reminded_and_a_lone_reminder_stays_in_the_group(
+    h: Harness, rx: Receivers, clock: FakeClock
+) -> None:
+    grouped_warnings(h, rx, clock)
+    ids = {a["labels"]["key"]: a["id"] for a in h.alerts()}
+    *acked, last = FIRST_KEYS
+    for key in acked:  # the console, `llmcost alerts ack`: one by one
+        assert h.admin("POST", f"/v1/alerts/{ids[key]}/ack", json={"by": "bob"}).status_code == 200
+    h.gateway.deliver_pending()
+    replies, mails = len(rx.slack.replies), len(rx.smtp.messages)
+
+    assert remind(h, clock) == 1, "only the instance still firing is reminded"
+    assert_in_grouped_threads(rx, f"[WARNING] LLMBudgetWarning: LLMBudgetWarning for {last}", f"key: {last}")
+    assert "Still firing since" in rx.slack.replies[-1]["text"]
+    assert (len(rx.slack.replies), len(rx.smtp.messages)) == (replies + 1, mails + 1)
+
+    # It is still listed in the group: its resolve is told there, and ends the group's incident.
+    h.gateway.resolve("LLMBudgetWarning", {**LABELS, "key": last})
+    h.gateway.deliver_pending()
+    assert_in_grouped_threads(rx, "[RESOLVED] LLMBudgetWarning", "Resolved at")
+
+
+def burst(h: Harness, project: str, start: float, end: float, usd: float) -> None:
+    """`usd` per 5 minutes more for `project`, on its usual model, from `start` to `end`."""
+    provider, model, _ = PROJECTS[project]
+    events = [
+        call(f"burst-{project}-{b}", b + 20, project, provider, model, usd) for b in range(int(start), int(end), BUCKET)
+    ]
+    h.services.store.write_events(events)
+
+
+def test_the_reminder_of_one_bursts_spikes_replies_in_their_one_thread(
+    h: Harness, rx: Receivers, clock: FakeClock
+) -> None:
+    usual_spend(h.services.store, D0, NOW + 3600)
+    burst(h, "a", NOW - 1800, NOW, usd=5.0)  # the total, project a and gpt-4o spike in one pass
+    clock.set(NOW)
+    SpikeService(h.services.store, SpikeSettings(), GatewaySink(h.gateway), clock=clock).evaluate()
+    h.gateway.deliver_pending()
+    assert len(rx.slack.posted) == 1 and len(rx.pagerduty.pages) == 1
+
+    assert remind(h, clock) == 3
+    assert_in_grouped_threads(rx, "3 series of total, project and model,provider still firing (LLMCostSpike")
+    assert len(rx.pagerduty.pages) == 1
+
+
+def test_a_single_alerts_reminder_replies_in_its_own_thread(h: Harness, rx: Receivers, clock: FakeClock) -> None:
+    h.gateway.fire("LLMBudgetWarning", {"budget": "monthly"}, severity="warning", annotations={"summary": "80%"})
+    h.gateway.deliver_pending()
+    [post] = rx.slack.posted
+    [first] = [m.message for m in rx.smtp.messages]
+    [incident] = rx.pagerduty.pages
+
+    assert remind(h, clock) == 1
+    assert [r["thread_ts"] for r in rx.slack.replies] == [post["ts"]]
+    assert [c.json["ts"] for c in rx.slack.calls("chat.update")] == [post["ts"]]  # the living message
+    reminder = rx.smtp.messages[-1].message
+    assert reminder["In-Reply-To"] == reminder["References"] == first["Message-ID"]
+    assert len(rx.slack.posted) == 1 and len(rx.smtp.messages) == 2
+    assert {e["dedup_key"] for e in rx.pagerduty.events} == {incident.dedup_key}
+    assert rx.pagerduty.pages == [incident]
