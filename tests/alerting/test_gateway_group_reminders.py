@@ -7,10 +7,11 @@ acknowledgements already replied in that message's thread and that mail's thread
 Defect: after `repeat_interval`, the reminder ("5 instances of budget per-project still firing") was a
 NEW Slack post and a NEW mail thread (no `In-Reply-To`), so one problem became two threads per channel
 every four hours; a lone instance's reminder (the others acknowledged) was a post and a mail thread of
-its own, and its later resolve went there, not to the group. PagerDuty stayed on the group's incident.
+its own, and its later resolve went there, not to the group; on PagerDuty, that lone reminder went to
+the alert's own `dedup_key`, which opened a second incident and paged again.
 Now a reminder replies in the grouped message's thread (broadcast to the channel, as the post it
 replaces was seen there) and in the grouped mail's thread, keeping the alert listed in the group; an
-acknowledged alert is not reminded, and PagerDuty gets the same events as before.
+acknowledged alert is not reminded, and PagerDuty's trigger goes to the group's incident (logged there).
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ def test_acknowledged_instances_are_not_reminded_and_a_lone_reminder_stays_in_th
     h: Harness, rx: Receivers, clock: FakeClock
 ) -> None:
     grouped_warnings(h, rx, clock)
+    [incident] = rx.pagerduty.pages
     ids = {a["labels"]["key"]: a["id"] for a in h.alerts()}
     *acked, last = FIRST_KEYS
     for key in acked:  # the console, `llmcost alerts ack`: one by one
@@ -96,11 +98,13 @@ def test_acknowledged_instances_are_not_reminded_and_a_lone_reminder_stays_in_th
     assert_in_grouped_threads(rx, f"[WARNING] LLMBudgetWarning: LLMBudgetWarning for {last}", f"key: {last}")
     assert "Still firing since" in rx.slack.replies[-1]["text"]
     assert (len(rx.slack.replies), len(rx.smtp.messages)) == (replies + 1, mails + 1)
+    assert rx.pagerduty.pages == [incident]
 
     # It is still listed in the group: its resolve is told there, and ends the group's incident.
     h.gateway.resolve("LLMBudgetWarning", {**LABELS, "key": last})
     h.gateway.deliver_pending()
     assert_in_grouped_threads(rx, "[RESOLVED] LLMBudgetWarning", "Resolved at")
+    assert rx.pagerduty.pages == [incident] and incident.status == "acknowledged"
 
 
 def burst(h: Harness, project: str, start: float, end: float, usd: float) -> None:
