@@ -79,6 +79,7 @@ def test_a_grouped_reminder_replies_in_the_grouped_slack_and_mail_threads_and_ke
     h.gateway.resolve_many([("LLMBudgetWarning", {**LABELS, "key": key}) for key in FIRST_KEYS])
     h.gateway.deliver_pending()
     assert_in_grouped_threads(rx, "5 instances of budget per-project resolved")
+    assert not rx.slack.calls("chat.postMessage")[-1].json.get("reply_broadcast")  # a resolve stays quiet
     assert len(rx.slack.posted) == 1 and not incident.open and rx.pagerduty.pages == [incident]
 
 
@@ -97,6 +98,7 @@ def test_acknowledged_instances_are_not_reminded_and_a_lone_reminder_stays_in_th
     assert remind(h, clock) == 1, "only the instance still firing is reminded"
     assert_in_grouped_threads(rx, f"[WARNING] LLMBudgetWarning: LLMBudgetWarning for {last}", f"key: {last}")
     assert "Still firing since" in rx.slack.replies[-1]["text"]
+    assert rx.slack.calls("chat.postMessage")[-1].json.get("reply_broadcast") is True
     assert (len(rx.slack.replies), len(rx.smtp.messages)) == (replies + 1, mails + 1)
     assert rx.pagerduty.pages == [incident]
 
@@ -140,6 +142,7 @@ def test_a_single_alerts_reminder_replies_in_its_own_thread(h: Harness, rx: Rece
 
     assert remind(h, clock) == 1
     assert [r["thread_ts"] for r in rx.slack.replies] == [post["ts"]]
+    assert not rx.slack.calls("chat.postMessage")[-1].json.get("reply_broadcast")  # as before: its message is edited
     assert [c.json["ts"] for c in rx.slack.calls("chat.update")] == [post["ts"]]  # the living message
     reminder = rx.smtp.messages[-1].message
     assert reminder["In-Reply-To"] == reminder["References"] == first["Message-ID"]
