@@ -12,7 +12,9 @@ between installations are parameters:
 - `--selector` (default `job="llmcost"`): the label matchers that pick llmcost's own series out of
   everything Prometheus scrapes. Every selector of an exporter metric (`llm_*`, and `up`) in every
   rule carries it, so another exporter publishing `llm_cost_usd_total` is never summed with llmcost.
-  Recorded series (`level:metric:operation`) are computed from selected series and need none.
+  Recorded series (`level:metric:operation`) are computed from selected series and need none; they
+  keep every label of the selector (each rule sums `without` what it aggregates away), so several
+  installations the selector picks (`job=~"llmcost-.*"`) keep their own series.
 - `--runbook-base-url` (default `http://localhost:9800/runbook`, llmcost's own `/runbook` on its
   default address): every alert's `runbook_url` is `<base>#<alert name in lower case>`. Give
   llmcost's `external_url` + `/runbook`, or your own copy of docs/runbook.md.
