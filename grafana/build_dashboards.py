@@ -6,7 +6,9 @@
 
 Every query selects llmcost's own series with the mixin-style `--selector` (default `job="llmcost"`,
 the same as prometheus/build_rules.py): it is put into every selector of an exporter metric, so
-another exporter publishing `llm_cost_usd_total` is never summed in. Every dashboard shows llmcost's
+another exporter publishing `llm_cost_usd_total` is never summed in. Of the jobs the selector picks,
+every dashboard shows one at a time, chosen with its `job` variable (one installation when Prometheus
+scrapes several: `--selector 'job=~"llmcost-.*"'`). Every dashboard shows llmcost's
 alerts as annotations: the Prometheus rules' (`ALERTS{alertname=~"LLM.*"}`) and the scheduler's own
 (`llm_alerts_active`).
 

@@ -2,7 +2,7 @@
 
 A dashboard is a list of sections; a section is rows of cells, a cell is (panel, width, height) on
 Grafana's 24-column grid. `dashboard` places them top to bottom, numbers the panels, and adds what
-every dashboard has: the data source and filter variables, llmcost's alerts as annotations, the link
+every dashboard has: the data source, installation and filter variables, llmcost's alerts as annotations, the link
 to the other dashboards (tag `llmcost`), UTC time and a one-minute refresh.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from .panels import DS, Json, row
+from .selector import INSTALLATION
 
 Cell = tuple[Json, int, int]
 """A panel and its width and height in grid units."""
@@ -56,6 +57,34 @@ def datasource_variable() -> Json:
         "regex": "",
         "skipUrlSync": False,
         "type": "datasource",
+    }
+
+
+def installation_variable() -> Json:
+    """The `job` variable: which llmcost installation the dashboard shows (selector.for_installation).
+
+    One value at a time, never "All": two installations' spend added up, or their budgets side by side
+    under one name, is the mix-up the variable is there to avoid. Grafana selects the first job it
+    finds, so with one installation there is nothing to choose.
+    """
+    query = f'label_values(up{{job="llmcost"}}, {INSTALLATION})'
+    return {
+        "current": {},
+        "datasource": DS,
+        "definition": query,
+        "description": "The llmcost installation (its scrape job) when Prometheus scrapes several.",
+        "hide": 0,
+        "includeAll": False,
+        "label": "Installation",
+        "multi": False,
+        "name": INSTALLATION,
+        "options": [],
+        "query": query,
+        "refresh": 2,
+        "regex": "",
+        "skipUrlSync": False,
+        "sort": 1,
+        "type": "query",
     }
 
 
@@ -170,7 +199,7 @@ def dashboard(
         "refresh": "1m",
         "schemaVersion": SCHEMA_VERSION,
         "tags": [TAG],
-        "templating": {"list": [datasource_variable(), *variables]},
+        "templating": {"list": [datasource_variable(), installation_variable(), *variables]},
         "time": {"from": time_from, "to": "now"},
         "timepicker": {},
         # Budget periods are calendar-aligned in UTC unless configured otherwise; "today" here agrees.

@@ -21,7 +21,9 @@ BUDGET_STEPS: list[Json] = [
 def build() -> Json:
     """Budgets: how much of each is used, where it is heading, and when it runs out."""
     b = BUDGET
-    gauge = "max without (instance, job)"
+    # Replicas of one installation collapse; its job stays, as on the recorded series (merged tables
+    # join rows on the columns all their queries share).
+    gauge = "max without (instance)"
     return dashboard(
         "llmcost-budgets",
         "LLM cost / Budgets",

@@ -12,7 +12,7 @@ SPIKE = 'group=~"$group", provider=~"$provider", model=~"$model", project=~"$pro
 def build() -> Json:
     """Spikes and alerts: spend against its baseline, and what the gateway is alerting on."""
     s = SPIKE
-    series = "max without (instance, job)"
+    series = "max without (instance)"  # replicas of one installation collapse; its job stays
     # Every label of a watched series (`user` too, for `detection.series: [[user]]`), or lines clash.
     legend = "{{group}}: {{provider}} {{model}} {{project}} {{service}} {{user}}"
     return dashboard(

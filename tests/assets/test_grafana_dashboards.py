@@ -130,12 +130,33 @@ def test_every_metric_a_query_reads_exists(name: str) -> None:
 @pytest.mark.parametrize("name", IDS)
 def test_filter_variables_are_multi_select_with_all_matching_everything(name: str) -> None:
     for variable in _variables(DASHBOARDS[name]).values():
-        if variable["type"] != "query":
+        if variable["type"] != "query" or variable["name"] == "job":
             continue
         assert variable["multi"] and variable["includeAll"], variable["name"]
         assert variable["allValue"] == ".*", "All must also match empty label values (no attribution)"
         assert variable["query"].startswith("label_values("), variable["name"]
         assert variable["refresh"] == 2, "refresh label values when the time range changes"
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_the_job_variable_shows_one_installation_at_a_time(name: str) -> None:
+    variable = _variables(DASHBOARDS[name])["job"]
+    assert not variable["multi"] and not variable["includeAll"], "two installations' figures are never mixed"
+    assert variable["current"] == {}, "Grafana picks the first job: one installation has nothing to choose"
+    assert assets.label_values_arguments(variable) == ('up{job="llmcost"}', "job")
+    assert variable["refresh"] == 2
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_every_series_and_alert_query_is_of_the_chosen_job(name: str) -> None:
+    board = DASHBOARDS[name]
+    annotations = [assets.Query(name, a["name"], a["expr"]) for a in board["annotations"]["list"]]
+    variables = [q for q in assets.variable_queries(board) if q.name != "variable job"]
+    for query in [*assets.dashboard_queries(board), *variables, *annotations]:
+        for selector in assets.selectors(query.expr):
+            if selector.metric.startswith(("alertmanager_", "prometheus_")):
+                continue  # Alertmanager's and Prometheus' own, shared by every installation
+            assert selector.has("job", "=~", "$job"), f'{query.name}: {selector.metric} needs job=~"$job"'
 
 
 @pytest.mark.parametrize("name", IDS)
@@ -219,15 +240,17 @@ def test_every_exporter_metric_carries_the_job_selector(name: str) -> None:
         for selector in assets.selectors(assets.substitute(expr)):
             if not (selector.metric.startswith("llm_") or selector.metric == "up"):
                 continue  # recorded series (computed from selected ones), Prometheus' own, label names
-            assert selector.matchers.get("job") == ("=", "llmcost"), f"{name}: {expr}"
+            assert selector.has("job", "=", "llmcost"), f"{name}: {expr}"
 
 
 @pytest.mark.parametrize("name", IDS)
 def test_llmcost_alerts_are_annotations(name: str) -> None:
     annotations = {a["name"]: a["expr"] for a in DASHBOARDS[name]["annotations"]["list"]}
     assert annotations == {
-        "Prometheus alerts": 'ALERTS{alertname=~"LLM.*", alertstate="firing", job="llmcost"}',
-        "llmcost alerts": 'sum by (alertname, severity) (llm_alerts_active{job="llmcost", state="firing"}) > 0',
+        "Prometheus alerts": 'ALERTS{alertname=~"LLM.*", alertstate="firing", job="llmcost", job=~"$job"}',
+        "llmcost alerts": (
+            'sum by (alertname, severity) (llm_alerts_active{job="llmcost", state="firing", job=~"$job"}) > 0'
+        ),
     }
 
 

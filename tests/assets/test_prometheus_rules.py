@@ -283,7 +283,8 @@ def _on_extra_selector(node: Any) -> Any:
     if isinstance(node, str):
         # Input series (`{job="llmcost",instance=…}`) and annotations quoting the selector.
         series = node.replace('job="llmcost",', 'job="llm-cost",cluster="eu-1",')
-        return series.replace('job="llmcost"', _EXTRA_SELECTOR)
+        # Dashboard links open the alert's installation: its job.
+        return series.replace('job="llmcost"', _EXTRA_SELECTOR).replace("var-job=llmcost", "var-job=llm-cost")
     return node
 
 

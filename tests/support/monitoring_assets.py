@@ -158,10 +158,19 @@ class Token:
 
 @dataclass(frozen=True)
 class Selector:
-    """A metric selector: the metric name and its label matchers as {label: (operator, value)}."""
+    """A metric selector: the metric name and its label matchers as {label: (operator, value)}.
+
+    A label matched twice (the `--selector`'s `job="llmcost"` and the dashboards' `job=~"$job"`) has
+    its last matcher in `matchers`, and all of them in `every`.
+    """
 
     metric: str
     matchers: Mapping[str, tuple[str, str]]
+    every: tuple[tuple[str, str, str], ...] = ()
+
+    def has(self, label: str, op: str, value: str) -> bool:
+        """Whether one of the selector's matchers is `label op "value"`."""
+        return (label, op, value) in self.every
 
 
 def tokenize(expr: str) -> list[Token]:
@@ -217,12 +226,11 @@ def selectors(expr: str) -> list[Selector]:
                 continue
             is_aggregation = word in _AGGREGATIONS and following is not None and following.text in ("by", "without")
             if not (word in _KEYWORDS or opens or is_aggregation):
-                matchers: dict[str, tuple[str, str]] = {}
+                every: list[tuple[str, str, str]] = []
                 if following is not None and following.text == "{":
                     block = expr[following.start : tokens[_closing(tokens, i + 1)].end]
-                    for name, op, literal in _MATCHER.findall(block):
-                        matchers[name] = (op, _unquote(literal))
-                found.append(Selector(token.text, matchers))
+                    every = [(name, op, _unquote(literal)) for name, op, literal in _MATCHER.findall(block)]
+                found.append(Selector(token.text, {name: (op, value) for name, op, value in every}, tuple(every)))
         i += 1
     return found
 
@@ -258,7 +266,7 @@ def metric_labels(name: str) -> frozenset[str] | None:
     """Labels a series of this metric carries, or None when unknown (ALERTS, Prometheus internals).
 
     A recording rule keeps the labels its level names (`provider_model:` keeps provider and model),
-    which is what the level:metric:operations convention promises.
+    which is what the level:metric:operations convention promises, and `job`, the installation's.
     """
     exporter_labels = _exporter_metric_labels()
     if name in exporter_labels:
@@ -268,7 +276,7 @@ def metric_labels(name: str) -> frozenset[str] | None:
     if name in recording_rules():
         level = name.split(":", 1)[0]
         every_label = set().union(*exporter_labels.values())
-        return frozenset(label for label in every_label if re.search(rf"(^|_){label}(_|$)", level))
+        return frozenset({"job", *(label for label in every_label if re.search(rf"(^|_){label}(_|$)", level))})
     return None
 
 
