@@ -18,7 +18,7 @@ from exporter import __version__, metric_names
 from exporter.events import NANOS_PER_USD
 from exporter.exposition import LabelWriter, family_header, format_value
 from exporter.label_ranks import RANK_SECONDS, LabelRanks
-from exporter.store import Store
+from exporter.store import Store, StoreUnavailable
 from exporter.store.label_folding import NEW_VALUE
 from exporter.store.store import SeriesTotals
 
@@ -305,3 +305,25 @@ class StoreUpCollector(Collector):
             info = _gauge(metric_names.BUILD_INFO)
             info.add_metric([__version__], 1.0)
             yield info
+
+
+class FollowerCollector(Collector):
+    """What a process that does not expose the store's series answers: `llm_store_up` and the build info.
+
+    With `metrics.store_series: leader` only the scheduler's leader exposes the totals read from the store
+    (docs/deployment.md); the others still tell Prometheus that they run and that the store answers them.
+    """
+
+    def __init__(self, ping: Callable[[], bool]) -> None:
+        self._ping = ping
+
+    def collect(self) -> Iterator[Metric]:
+        """`llm_store_up 1` and the build info; StoreUnavailable when the store does not answer (scrape.py)."""
+        if not self._ping():
+            raise StoreUnavailable("the store does not answer")
+        gauge = _gauge(metric_names.STORE_UP)
+        gauge.add_metric([], 1.0)
+        yield gauge
+        info = _gauge(metric_names.BUILD_INFO)
+        info.add_metric([__version__], 1.0)
+        yield info

@@ -91,6 +91,10 @@ class HttpConfig:
     max_connections: int = 1000
 
 
+STORE_SERIES = ("every_process", "leader")
+"""Values of `metrics.store_series` (docs/deployment.md#prometheus-and-several-processes)."""
+
+
 @dataclass
 class MetricsConfig:
     """Opt-in labels for the usage metrics and the cardinality cap that folds the rest."""
@@ -99,6 +103,8 @@ class MetricsConfig:
     max_series_per_label: int = 1000
     rank_refresh_seconds: float = 60.0
     """How long the kept values of a folded label last; every process on a store switches at once."""
+    store_series: str = "every_process"
+    """Which processes expose the series read from the store: `every_process`, or only the scheduler `leader`."""
 
 
 @dataclass
@@ -359,7 +365,9 @@ def _parse_http(raw: dict[str, Any], problems: Problems) -> HttpConfig:
 def _parse_metrics(raw: dict[str, Any], problems: Problems) -> MetricsConfig:
     section = _section(raw, "metrics", problems)
     cfg = MetricsConfig()
-    _unknown_keys(section, {"extra_labels", "max_series_per_label", "rank_refresh_seconds"}, "metrics", problems)
+    _unknown_keys(
+        section, {"extra_labels", "max_series_per_label", "rank_refresh_seconds", "store_series"}, "metrics", problems
+    )
     extra = section.get("extra_labels", [])
     if _expect(extra, list, "metrics.extra_labels", problems):
         for i, label in enumerate(extra):
@@ -378,6 +386,11 @@ def _parse_metrics(raw: dict[str, Any], problems: Problems) -> MetricsConfig:
             problems.append("metrics.rank_refresh_seconds: must be a finite number > 0")
         else:
             cfg.rank_refresh_seconds = float(refresh)
+    store_series = section.get("store_series", cfg.store_series)
+    if store_series not in STORE_SERIES:
+        problems.append(f"metrics.store_series: must be one of {', '.join(STORE_SERIES)}, got {store_series!r}")
+    else:
+        cfg.store_series = store_series
     return cfg
 
 

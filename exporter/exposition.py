@@ -56,6 +56,8 @@ class OrderedRegistry(CollectorRegistry):
         super().__init__(auto_describe=auto_describe)
         self._in_order: list[Collector] = []
         self._order_lock = threading.Lock()
+        self._gate: Callable[[], bool] | None = None
+        self._otherwise: list[Collector] = []
 
     def register(self, collector: Collector) -> None:
         """Register as CollectorRegistry does, and remember the order."""
@@ -69,10 +71,31 @@ class OrderedRegistry(CollectorRegistry):
         with self._order_lock:
             self._in_order.remove(collector)
 
+    def expose_only_while(self, gate: Callable[[], bool], otherwise: Collector) -> None:
+        """Expose the registered collectors while `gate()` is true, and only `otherwise` when it is not.
+
+        With several processes on one store, every process reads the same totals: `metrics.store_series:
+        leader` makes only the scheduler's leader expose them, so summing over scraped replicas counts
+        each call once (docs/deployment.md).
+        """
+        self._gate = gate
+        self._otherwise = [otherwise]
+
     def collectors(self) -> list[Collector]:
-        """The registered collectors, in the order `collect` visits them."""
+        """The collectors this scrape visits, in order: the registered ones, unless the gate is closed."""
+        if self._gate is not None and not self._gate():
+            return list(self._otherwise)
+        return self.registered()
+
+    def registered(self) -> list[Collector]:
+        """Every registered collector, in registration order, whatever the gate says."""
         with self._order_lock:
             return list(self._in_order)
+
+    def collect(self) -> Iterable[Metric]:
+        """The families of `collectors()` (prometheus_client's encoders for other formats read this)."""
+        for collector in self.collectors():
+            yield from collector.collect()
 
 
 def family_header(family_name: str, documentation: str, kind: str, *, openmetrics: bool = False) -> str:
@@ -156,7 +179,7 @@ def prepare_registry(registry: Collector) -> None:
     """
     if not isinstance(registry, OrderedRegistry):
         return
-    for collector in registry.collectors():
+    for collector in registry.registered():  # a follower may lead later: it is ready then
         prepare = getattr(collector, "prepare", None)
         if prepare is None:
             continue

@@ -39,7 +39,9 @@ from alerting.scheduler import AlertScheduler
 from alerting.scheduler_collector import SchedulerCollector
 from alerting.spikes.service import SpikeService
 from alerting.spikes.settings import detection_settings
+from exporter.collector import FollowerCollector
 from exporter.config import ConfigError
+from exporter.exposition import OrderedRegistry
 from exporter.retention import Pruner
 from exporter.services import Services
 from llmcost.config import load_config
@@ -159,6 +161,8 @@ def attach_alerting(services: Services, role: str = "all", *, origin_ref: str | 
         scheduler.heartbeat()
         scheduler.start()
         services.closers.append(scheduler.shutdown)
+    if services.config.metrics.store_series == "leader":
+        _store_series_on_leader_only(services, scheduler)
     console = Console(services, budgets, gateway)
     services.closers.append(console.close)
     routes = [
@@ -168,6 +172,22 @@ def attach_alerting(services: Services, role: str = "all", *, origin_ref: str | 
         *runbook_routes(),
     ]
     return AlertingParts(routes, gateway, budgets, spikes, console, config_budgets, scheduler, pusher)
+
+
+def _store_series_on_leader_only(services: Services, scheduler: AlertScheduler | None) -> None:
+    """`metrics.store_series: leader`: the series read from the store only while this process leads.
+
+    The process's own view of its lease (no query per scrape): a leader that loses it stops exposing at
+    its expiry, the moment another process may take over, so two processes never expose them at once.
+    A `--role ingest` process never leads.
+    """
+    registry = services.registry
+    if not isinstance(registry, OrderedRegistry):
+        raise TypeError("metrics.store_series: leader needs the services' OrderedRegistry")
+    lease = scheduler.leader if scheduler is not None else None
+    registry.expose_only_while(
+        lease.is_leader if lease is not None else lambda: False, FollowerCollector(services.store.ping)
+    )
 
 
 def _sink(

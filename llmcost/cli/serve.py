@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from exporter import __version__
-from exporter.config import Config
+from exporter.config import Config, ConfigError
 from exporter.gc_tuning import tune_gc_for_throughput
 from llmcost.cli.common import UsageError, add_store_arguments, config_from_args, positive_int, safe_url
 from llmcost.services import open_services
@@ -51,6 +51,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # That includes a busy port: bound here, it fails before the store is created, the scheduler takes
     # its lease or the banner claims the server is up.
     check_listen_allowed(config.listen, config)
+    if workers > 1 and config.metrics.store_series == "leader":
+        # The workers share one address, and a scrape reaches any of them: mostly a follower.
+        raise ConfigError(
+            [
+                f"metrics.store_series: leader needs one process per scraped address, but --workers {workers} "
+                "shares one among several; run the replicas without --workers, or use every_process and "
+                "scrape one address per store (docs/deployment.md)"
+            ]
+        )
     sock = _bind(config.listen)
     if workers == 1:
         _serve(config, args.role, config_path, sock=sock, banner=banner + ")")

@@ -78,6 +78,14 @@ def test_metrics_rank_refresh_seconds_is_a_positive_number() -> None:
         assert f"metrics.rank_refresh_seconds: {problem}" in bad.value.problems
 
 
+def test_metrics_store_series_is_every_process_or_leader() -> None:
+    assert parse_config({}).metrics.store_series == "every_process"
+    assert parse_config({"metrics": {"store_series": "leader"}}).metrics.store_series == "leader"
+    with pytest.raises(ConfigError) as bad:
+        parse_config({"metrics": {"store_series": "one"}})
+    assert bad.value.problems == ["metrics.store_series: must be one of every_process, leader, got 'one'"]
+
+
 def test_a_grafana_url_with_a_password_is_refused_without_repeating_it() -> None:
     """The URL is shown on the console, which needs no token, and in every alert's Dashboard link."""
     with pytest.raises(ConfigError) as bad:

@@ -94,3 +94,33 @@ def test_metrics_answers_byte_for_byte_what_prometheus_client_would(sqlite_url: 
     assert response.content == encoder(services.registry)
     assert (b"# EOF" in response.content) == ("openmetrics" in content_type)
     services.close()
+
+
+def test_a_closed_gate_exposes_only_the_other_collector_and_prepares_every_one() -> None:
+    """`metrics.store_series: leader` on a follower: its own collector, never the store's (llmcost/wiring.py)."""
+    from exporter.exposition import OrderedRegistry, prepare_registry
+
+    class Family:
+        def __init__(self, name: str) -> None:
+            self.name = name
+            self.prepared = False
+
+        def prepare(self) -> None:
+            self.prepared = True
+
+        def collect(self):  # type: ignore[no-untyped-def]
+            family = GaugeMetricFamily(self.name, "help")
+            family.add_metric([], 1.0)
+            yield family
+
+    store_series, own = Family("store_series"), Family("own")
+    registry = OrderedRegistry()
+    registry.register(store_series)
+    leading = [True]
+    registry.expose_only_while(lambda: leading[0], own)
+    assert b"store_series 1.0" in render_registry(registry) and b"own" not in render_registry(registry)
+    leading[0] = False
+    assert b"store_series" not in render_registry(registry) and b"own 1.0" in render_registry(registry)
+    assert b"store_series" not in generate_latest(registry)  # prometheus_client's encoders read collect()
+    prepare_registry(registry)
+    assert store_series.prepared  # ready for the scrape after it takes the lease

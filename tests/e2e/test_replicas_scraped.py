@@ -1,0 +1,129 @@
+"""Two `llmcost serve` replicas on one PostgreSQL, each scraped by Prometheus (`metrics.store_series: leader`).
+
+Every process reads its counters from the shared store, so two scraped replicas used to expose the same
+totals twice: `sum(llm_cost_usd_total)` over the job, and every shipped recording rule (`sum by (…)
+(rate(…))`), read twice the spend. With `metrics.store_series: leader` only the scheduler's leader exposes
+the store's series; the other replica answers `llm_store_up 1` and its build info. A hand-over (SIGTERM, a
+rolling deploy) moves them to the other replica, and no sum ever counts a call twice.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.support.helpers import samples, total
+from tests.support.pg import PostgresCluster, free_port
+from tests.support.procs import LLMCOST, LlmcostProcess
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.real_process
+
+STORE_FAMILIES = ("llm_cost_usd_total", "llm_requests_total", "llm_budget_spent", "llm_ingest_events_total")
+
+
+def _event(request_id: str, cost: float) -> dict[str, object]:
+    return {
+        "request_id": request_id,
+        "provider": "openai",
+        "model": "gpt-4o",
+        "input_tokens": 100,
+        "output_tokens": 10,
+        "cost_usd": cost,
+        "project": "search",
+    }
+
+
+def _scrape(proc: LlmcostProcess) -> str:
+    """/metrics of a replica, or "" when it is down (Prometheus then has no samples of it)."""
+    if proc.proc is None or proc.proc.poll() is not None:
+        return ""
+    return httpx.get(f"{proc.base}/metrics", timeout=10).text
+
+
+def _summed(procs: list[LlmcostProcess], name: str) -> float:
+    """What `sum(name)` over the job reads: every scraped replica's samples added up."""
+    return sum(total(_scrape(p), name) for p in procs)
+
+
+def _exposing(procs: list[LlmcostProcess]) -> list[LlmcostProcess]:
+    return [p for p in procs if total(_scrape(p), "llm_cost_usd_total") > 0]
+
+
+def test_sums_over_both_scraped_replicas_count_each_call_once_across_a_hand_over(
+    tmp_path: Path, pg_cluster: PostgresCluster
+) -> None:
+    url = pg_cluster.create_database()
+    config = tmp_path / "llmcost.yml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "metrics": {"store_series": "leader"},
+                "budgets": {"items": [{"name": "daily", "scope": "global", "period": "daily", "limit": 100.0}]},
+            }
+        )
+    )
+    a = LlmcostProcess(url, config=config).start(tmp_path)
+    b = LlmcostProcess(url, config=config).start(tmp_path)
+    procs = [a, b]
+    try:
+        # Through both, and each call retried on the other replica (a client retrying through the balancer).
+        for i, (first, second) in enumerate([(a, b), (b, a), (a, b)]):
+            event = _event(f"call-{i}", 1.25)
+            assert httpx.post(f"{first.base}/v1/usage", json=event).json()["accepted"] == 1
+            assert httpx.post(f"{second.base}/v1/usage", json=event).json()["duplicates"] == 1
+
+        # One replica (the leader, a: it started first) exposes the store's series; the other only itself.
+        assert _exposing(procs) == [a]
+        follower = samples(_scrape(b))
+        assert {name for name, _labels in follower} == {"llm_store_up", "llm_exporter_build_info"}
+        assert follower[("llm_store_up", ())] == 1.0
+        assert _summed(procs, "llm_cost_usd_total") == pytest.approx(3.75)
+        assert _summed(procs, "llm_requests_total") == 3
+        assert _summed(procs, "llm_budget_spent") == pytest.approx(3.75)
+        assert _summed(procs, "llm_store_up") == 2  # each replica still says the store answers it
+
+        # A rolling deploy: the leader stops (SIGTERM hands the lease over), calls keep arriving at b,
+        # then a comes back as a follower. No moment has the totals exposed twice, and nothing is lost.
+        a.stop()
+        assert httpx.post(f"{b.base}/v1/usage", json=_event("during-restart", 2.0)).json()["accepted"] == 1
+        wait_until(lambda: _exposing(procs) == [b], timeout=10, interval=0.2, what="b exposing the totals")
+        assert _summed(procs, "llm_cost_usd_total") == pytest.approx(5.75)
+        a.start(tmp_path)
+        assert httpx.post(f"{a.base}/v1/usage", json=_event("during-restart", 2.0)).json()["duplicates"] == 1
+        assert _exposing(procs) == [b]
+        assert _summed(procs, "llm_cost_usd_total") == pytest.approx(5.75)
+        assert _summed(procs, "llm_budget_spent") == pytest.approx(5.75)
+        assert _summed(procs, "llm_ingest_events_total") == pytest.approx(4 + 4)  # accepted 4, duplicates 4
+    finally:
+        for proc in procs:
+            proc.stop()
+
+
+def test_leader_only_series_are_refused_with_workers_sharing_one_address(tmp_path: Path, pg_url: str) -> None:
+    """A scrape of `--workers N` reaches any worker, mostly a follower: the start is refused, naming the key."""
+    config = tmp_path / "llmcost.yml"
+    config.write_text(yaml.safe_dump({"metrics": {"store_series": "leader"}}))
+    done = subprocess.run(
+        [
+            *LLMCOST,
+            "serve",
+            "--db",
+            pg_url,
+            "--config",
+            str(config),
+            "--listen",
+            f"127.0.0.1:{free_port()}",
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "metrics.store_series: leader needs one process per scraped address" in done.stderr
