@@ -4,8 +4,8 @@ Applications call `POST /v1/budgets/check` before every LLM call, hundreds of ti
 handful of label sets, while the same process ingests the calls those checks allowed. An answer is
 reused for up to `ttl` seconds. When this process commits spend, the increments are added to the
 answers read before that commit, instead of throwing them away: the next check then sees this
-process's spend at once without reading the store again. Only what *other* processes ingested can
-be missed, for at most `ttl`.
+process's spend at once. What *other* processes ingested is caught by `BudgetChecks`, which compares a
+cached answer's counters with the store's before reusing it (alerting/budgets/checks.py).
 
 Whether an answer already includes a commit is decided by time: an answer whose read finished
 before the transaction added the spend cannot include it; one whose read started after the commit
@@ -51,6 +51,15 @@ class CheckCache:
         answer = self._answers.get(key)
         if answer is not None and answer.expires > time.monotonic() and still_current(answer.instances):
             return answer.instances
+        return None
+
+    def answer(
+        self, key: tuple[str, ...], still_current: Callable[[list[Any]], bool]
+    ) -> tuple[list[Any], list[Raw]] | None:
+        """The instances answered for `key` and their spend rows' counters, if fresh and still current."""
+        answer = self._answers.get(key)
+        if answer is not None and answer.expires > time.monotonic() and still_current(answer.instances):
+            return answer.instances, answer.raw
         return None
 
     def begin_read(self) -> tuple[int, float]:

@@ -3,8 +3,10 @@
 Applications call the check before every LLM call, hundreds of times a second with a handful of label
 sets; on PostgreSQL each answer costs round trips and ~1 ms of CPU. This process's own spend is added to
 cached answers as it commits (see alerting/budgets/check_cache.py), and a definition change or a period
-end drops them, so an answer can only miss what *other* processes ingested in the last
-`CHECK_CACHE_SECONDS`, far less than the time between a check and the ingest of the call it allowed.
+end drops them. A cached answer is reused only once one primary-key query has found its spend rows
+unchanged: several replicas behind a load balancer share one store, and a call recorded through one of
+them used to be missed by a check on another for up to `CHECK_CACHE_SECONDS`, so a hard budget let a
+call through on one replica that the other refused.
 """
 
 from __future__ import annotations
@@ -71,15 +73,18 @@ class BudgetChecks:
         return decide(list(found), parsed)
 
     def instances_for(self, labels: dict[str, str], now: float) -> list[Instance]:
-        """The instances matching a check's labels, answered from the cache for up to CHECK_CACHE_SECONDS."""
+        """The instances matching a check's labels; a cached answer (up to CHECK_CACHE_SECONDS) if still exact."""
         key = tuple(labels.values())
-        cached = self._cache.get(key, lambda instances: still_current(instances, now))
-        if cached is not None:
-            return cached
+        cached = self._cache.answer(key, lambda instances: still_current(instances, now))
+        if cached is not None and not cached[0]:
+            return []  # no budget matches: only a definition change (re-read every CHECK_CACHE_SECONDS) alters that
         began = self._cache.begin_read()
-        # One connection for both reads. Definitions change rarely: their revision is read at most every
+        # One connection for every read. Definitions change rarely: their revision is read at most every
         # CHECK_CACHE_SECONDS (local changes reset that).
         with self.store.raw_cursor() as (cursor, q):
+            # Another process may have committed spend since: reuse the answer only if its rows say not.
+            if cached is not None and self.reader.unchanged_on(cursor, q, *cached):
+                return cached[0]
             if time.monotonic() < self._definitions_fresh_until:
                 definitions = self.registry.cached()
             else:

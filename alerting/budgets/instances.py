@@ -242,6 +242,40 @@ class InstanceReader:
             out.append(Instance(budget, key, start, end, spent, projected, projection=method, reset_at=reset_at))
         return out
 
+    def unchanged_on(self, cursor: Any, q: str, instances: list[Instance], raw: list[tuple[int, int, int]]) -> bool:
+        """Whether the spend rows behind `instances` still hold `raw` (as `instances_on` read them): one query.
+
+        Reads only the counters, keyed as `instances_on` keys them: another process's commit since, a
+        value newly folded into `__other__`, or a folded instance (summed from the rollups) makes it False.
+        """
+        if any(instance.folded for instance in instances):
+            return False
+        if not instances:
+            return True
+        keys = []
+        for instance in instances:
+            start = int(instance.period_start.timestamp())
+            keys.append((instance.budget.name, instance.key, start))
+            if instance.budget.key == "*" and instance.key != OTHER_INSTANCE:
+                keys.append((instance.budget.name, OTHER_INSTANCE, start))
+        rows = ", ".join([f"({q}, {q}, {q})"] * len(keys))
+        cursor.execute(
+            "SELECT budget, key, cost_nanousd, tokens, requests FROM budget_spend "
+            f"WHERE (budget, key, period_start) IN ({rows})",
+            [value for triple in keys for value in triple],
+        )
+        found = {(r[0], r[1]): (int(r[2]), int(r[3]), int(r[4])) for r in cursor.fetchall()}
+        for instance, counters in zip(instances, raw, strict=True):
+            name = instance.budget.name
+            row = found.get((name, instance.key))
+            if row is None:
+                wildcard = instance.budget.key == "*" and instance.key != OTHER_INSTANCE
+                if counters != (0, 0, 0) or (wildcard and (name, OTHER_INSTANCE) in found):
+                    return False
+            elif row != counters:
+                return False
+        return True
+
     def status(self, name: str) -> dict[str, Any]:
         """Status object of one budget; a `key: "*"` budget lists its instances and shows the worst."""
         budget = self.registry.get(name)

@@ -1,10 +1,13 @@
-"""Two `llmcost serve` replicas on one PostgreSQL, each scraped by Prometheus (`metrics.store_series: leader`).
+"""Two `llmcost serve` replicas on one PostgreSQL behind a load balancer, each scraped by Prometheus.
 
 Every process reads its counters from the shared store, so two scraped replicas used to expose the same
 totals twice: `sum(llm_cost_usd_total)` over the job, and every shipped recording rule (`sum by (…)
 (rate(…))`), read twice the spend. With `metrics.store_series: leader` only the scheduler's leader exposes
 the store's series; the other replica answers `llm_store_up 1` and its build info. A hand-over (SIGTERM, a
 rolling deploy) moves them to the other replica, and no sum ever counts a call twice.
+
+A hard budget's check on one replica used to answer from its cache for 250 ms after a call recorded through
+the other one: the call that put the budget past its limit, then a check on the other replica, allowed.
 """
 
 from __future__ import annotations
@@ -127,3 +130,28 @@ def test_leader_only_series_are_refused_with_workers_sharing_one_address(tmp_pat
     )
     assert done.returncode == 2, done.stderr
     assert "metrics.store_series: leader needs one process per scraped address" in done.stderr
+
+
+def test_a_check_on_one_replica_sees_the_call_just_recorded_through_the_other(
+    tmp_path: Path, pg_cluster: PostgresCluster
+) -> None:
+    """Check, call, record, check again, through a balancer that alternates: refused as one replica refuses."""
+    url = pg_cluster.create_database()
+    a = LlmcostProcess(url, role="ingest").start(tmp_path)
+    b = LlmcostProcess(url, role="ingest").start(tmp_path)
+    try:
+        with httpx.Client(timeout=10) as client:
+            budget = {"scope": "project", "key": "*", "period": "total", "limit": 1.0, "mode": "hard"}
+            assert client.put(f"{a.base}/v1/budgets/cap", json=budget).status_code in (200, 201)
+            for i in range(5):  # five projects: each a fresh instance, its first answer cached on b
+                check = {"project": f"p{i}", "estimated_cost_usd": 0.1}
+                assert client.post(f"{b.base}/v1/budgets/check", json=check).json()["allowed"] is True
+                recorded = client.post(f"{a.base}/v1/usage", json={**_event(f"r{i}", 0.95), "project": f"p{i}"})
+                assert recorded.json()["accepted"] == 1
+                on_b = client.post(f"{b.base}/v1/budgets/check", json=check).json()
+                on_a = client.post(f"{a.base}/v1/budgets/check", json=check).json()
+                assert (on_b["allowed"], on_a["allowed"]) == (False, False), on_b
+                assert on_b["budgets"][0]["spent"] == pytest.approx(0.95)
+    finally:
+        for proc in (a, b):
+            proc.stop()
