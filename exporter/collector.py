@@ -308,22 +308,21 @@ class StoreUpCollector(Collector):
 
 
 class FollowerCollector(Collector):
-    """What a process that does not expose the store's series answers: `llm_store_up` and the build info.
+    """What a process that does not expose the store's series answers: its build info.
 
-    With `metrics.store_series: leader` only the scheduler's leader exposes the totals read from the store
-    (docs/deployment.md); the others still tell Prometheus that they run and that the store answers them.
+    With `metrics.store_series: leader` only the scheduler's leader exposes the series read from the store
+    (docs/deployment.md). A follower leaves `llm_store_up 1` out too: the shipped rules read "`llm_store_up`
+    was 1 an hour ago" as "this target exposed the store's series then", so a series new on a target that
+    was a follower an hour ago counts as new. A store that does not answer still gets `llm_store_up 0`.
     """
 
     def __init__(self, ping: Callable[[], bool]) -> None:
         self._ping = ping
 
     def collect(self) -> Iterator[Metric]:
-        """`llm_store_up 1` and the build info; StoreUnavailable when the store does not answer (scrape.py)."""
+        """The build info; StoreUnavailable when the store does not answer (answered in exporter/http/scrape.py)."""
         if not self._ping():
             raise StoreUnavailable("the store does not answer")
-        gauge = _gauge(metric_names.STORE_UP)
-        gauge.add_metric([], 1.0)
-        yield gauge
         info = _gauge(metric_names.BUILD_INFO)
         info.add_metric([__version__], 1.0)
         yield info

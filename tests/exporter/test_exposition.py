@@ -124,3 +124,21 @@ def test_a_closed_gate_exposes_only_the_other_collector_and_prepares_every_one()
     assert b"store_series" not in generate_latest(registry)  # prometheus_client's encoders read collect()
     prepare_registry(registry)
     assert store_series.prepared  # ready for the scrape after it takes the lease
+
+
+def test_a_follower_answers_its_build_info_or_store_down_when_the_store_does_not_answer() -> None:
+    """No `llm_store_up 1` on a follower: the rules read that an hour back as "it exposed the store's series"."""
+    import asyncio
+
+    from exporter.collector import FollowerCollector
+    from exporter.exposition import OrderedRegistry
+    from exporter.http.scrape import BoundedScrapes
+
+    answers = [True]
+    registry = OrderedRegistry()
+    registry.expose_only_while(lambda: False, FollowerCollector(lambda: answers[0]))
+    scrapes = BoundedScrapes(registry)
+    text = asyncio.run(scrapes.render(render_registry, "text/plain", 5)).decode()
+    assert "llm_exporter_build_info{" in text and "llm_store_up" not in text
+    answers[0] = False
+    assert "llm_store_up 0.0" in asyncio.run(scrapes.render(render_registry, "text/plain", 5)).decode()
