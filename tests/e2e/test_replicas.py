@@ -13,6 +13,7 @@ the other one: the call that put the budget past its limit, then a check on the 
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -151,5 +152,70 @@ def test_a_check_on_one_replica_sees_the_call_just_recorded_through_the_other(
                 assert (on_b["allowed"], on_a["allowed"]) == (False, False), on_b
                 assert on_b["budgets"][0]["spent"] == pytest.approx(0.95)
     finally:
+        for proc in (a, b):
+            proc.stop()
+
+
+def test_prometheus_scraping_both_replicas_sums_each_call_once_through_a_rolling_restart(
+    tmp_path: Path, pg_cluster: PostgresCluster
+) -> None:
+    """A real Prometheus: the old leader's series end (stale) as the new leader's start, so no sum doubles."""
+    from tests.support import live_stack
+
+    url = pg_cluster.create_database()
+    config = tmp_path / "llmcost.yml"
+    config.write_text(yaml.safe_dump({"metrics": {"store_series": "leader"}}))
+    a = LlmcostProcess(url, config=config).start(tmp_path)
+    b = LlmcostProcess(url, config=config).start(tmp_path)
+    prometheus_yml = tmp_path / "prometheus.yml"
+    prometheus_yml.write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(p) for p in live_stack.fast_rule_files(tmp_path / "rules", {})],
+                "scrape_configs": [
+                    {
+                        "job_name": "llmcost",
+                        "scrape_timeout": "1s",
+                        "static_configs": [{"targets": [f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"]}],
+                    }
+                ],
+            }
+        )
+    )
+    port = free_port()
+    prometheus = live_stack.stack.prometheus_server(prometheus_yml, tmp_path / "tsdb", port, tmp_path / "prom.log")
+    base = f"http://127.0.0.1:{port}"
+
+    def value(expr: str) -> float | None:
+        result = live_stack.instant_query(base, expr)
+        return float(result[0]["value"][1]) if result else None
+
+    total_cost = 'sum(llm_cost_usd_total{job="llmcost"})'
+
+    def steadily(expected: float) -> None:
+        wait_until(lambda: value(total_cost) == pytest.approx(expected), timeout=15, what=f"{expected} summed")
+        seen = []
+        for _ in range(6):
+            seen.append(value(total_cost))
+            time.sleep(0.5)  # on purpose: a doubled sum could only show over several scrapes of both replicas
+        assert seen == [pytest.approx(expected)] * 6, seen
+
+    try:
+        prometheus.start()
+        wait_until(lambda: value('count(up{job="llmcost"} == 1)') == 2, timeout=15, what="both replicas up")
+        for i, proc in enumerate([a, b, a]):
+            assert httpx.post(f"{proc.base}/v1/usage", json=_event(f"call-{i}", 1.25)).json()["accepted"] == 1
+        steadily(3.75)
+
+        a.stop()  # SIGTERM: b takes over within 5 s
+        assert httpx.post(f"{b.base}/v1/usage", json=_event("during-restart", 2.0)).json()["accepted"] == 1
+        steadily(5.75)
+        a.start(tmp_path)  # back as a follower, scraped again
+        wait_until(lambda: value('count(up{job="llmcost"} == 1)') == 2, timeout=15, what="both replicas up again")
+        steadily(5.75)
+        assert value('count(llm_cost_usd_total{job="llmcost"})') == 1  # one series, on one target
+    finally:
+        prometheus.stop()
         for proc in (a, b):
             proc.stop()
