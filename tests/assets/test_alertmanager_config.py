@@ -169,7 +169,7 @@ def _with_instance(name: str, labels: Mapping[str, str], instance: str = "llmcos
     return {**labels, "instance": instance} if name not in NO_INSTANCE else dict(labels)
 
 
-NO_INSTANCE = {"LLMCostExporterAbsent", "LLMCostUnpricedModel"}
+NO_INSTANCE = {"LLMCostExporterAbsent", "LLMCostUnpricedModel", "LLMCostTotalsScrapedTwice"}
 
 
 def test_exporter_down_inhibits_every_alert_computed_from_its_metrics() -> None:
