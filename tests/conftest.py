@@ -69,6 +69,7 @@ SLOW_FIRST = (
     "tests/e2e/test_live_stack.py",
     "tests/e2e/test_reprice_on_dashboards.py",
     "tests/e2e/test_multiprocess.py",
+    "tests/e2e/test_replicas.py",
     "tests/e2e/test_alertmanager_hand_silence.py",
     "tests/e2e/test_delivery_store_outage.py",
     "tests/e2e/test_budget_cli.py",
