@@ -8,6 +8,9 @@ rolling deploy) moves them to the other replica, and no sum ever counts a call t
 
 A hard budget's check on one replica used to answer from its cache for 250 ms after a call recorded through
 the other one: the call that put the budget past its limit, then a check on the other replica, allowed.
+
+An acknowledgement clicked in Slack reaches whichever replica the balancer picks; it already held (kept as
+a check: one ack, one Slack update, one PagerDuty acknowledge).
 """
 
 from __future__ import annotations
@@ -219,3 +222,72 @@ def test_prometheus_scraping_both_replicas_sums_each_call_once_through_a_rolling
         prometheus.stop()
         for proc in (a, b):
             proc.stop()
+
+
+def test_the_ack_button_clicked_through_one_replica_acknowledges_what_the_other_sent(
+    tmp_path: Path, pg_cluster: PostgresCluster
+) -> None:
+    """Slack's interactivity request lands on whichever replica the balancer picks: one ack, one update each."""
+    from urllib.parse import urlencode
+
+    import orjson
+
+    from alerting.signatures import sign_slack
+    from tests.support.gateway_harness import am_alert, am_payload
+    from tests.support.recording_servers import PagerDutyEventsServer, SlackAPIServer
+
+    secret = "slack-signing-secret-0123456789"
+    url = pg_cluster.create_database()
+    with SlackAPIServer() as slack, PagerDutyEventsServer() as pagerduty:
+        config = tmp_path / "llmcost.yml"
+        slack_config = {"token": "xoxb-test-token", "channel": "#llm-cost", "api_url": slack.api_url}
+        pagerduty_config = {"routing_key": "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY32", "events_url": pagerduty.events_url}
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "notifications": {
+                        "slack": {**slack_config, "signing_secret": secret},
+                        "pagerduty": pagerduty_config,
+                        "routes": {"info": [], "warning": ["slack"], "critical": ["slack", "pagerduty"]},
+                    }
+                }
+            )
+        )
+        a = LlmcostProcess(url, config=config).start(tmp_path)
+        b = LlmcostProcess(url, config=config).start(tmp_path)
+        try:
+            alert = am_alert("LLMCostExporterDown", severity="critical")
+            assert httpx.post(f"{a.base}/v1/alertmanager", json=am_payload([alert])).status_code == 200
+            wait_until(lambda: slack.calls("chat.postMessage") and pagerduty.events, timeout=15, what="the page")
+            [post] = slack.calls("chat.postMessage")
+            [button] = [
+                element
+                for block in post.payload.get("blocks", [])
+                for element in block.get("elements", []) or []
+                if isinstance(element, dict) and element.get("action_id") == "llmcost_ack"
+            ]
+            click = {
+                "type": "block_actions",
+                "user": {"id": "U123", "username": "alice", "name": "alice"},
+                "actions": [{"action_id": "llmcost_ack", "value": button["value"], "type": "button"}],
+            }
+            body = urlencode({"payload": orjson.dumps(click).decode()}).encode()
+            stamp = str(int(time.time()))
+            headers = {
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Slack-Request-Timestamp": stamp,
+                "X-Slack-Signature": sign_slack(secret, stamp, body),
+            }
+            assert httpx.post(f"{b.base}/v1/slack/interactions", content=body, headers=headers).status_code == 200
+            alerts = httpx.get(f"{a.base}/v1/alerts").json()
+            assert [(x["state"], x["acknowledged_by"]) for x in alerts] == [("acknowledged", "alice")]
+            wait_until(
+                lambda: slack.calls("chat.update") and len(pagerduty.events) > 1, timeout=15, what="the ack's updates"
+            )
+            time.sleep(1)  # on purpose: a second update (from the other replica) can only be ruled out over time
+            assert len(slack.calls("chat.update")) == 1
+            assert [e["event_action"] for e in pagerduty.events] == ["trigger", "acknowledge"]
+            assert len(slack.calls("chat.postMessage")) == 1
+        finally:
+            for proc in (a, b):
+                proc.stop()
