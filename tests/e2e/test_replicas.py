@@ -10,7 +10,8 @@ A hard budget's check on one replica used to answer from its cache for 250 ms af
 the other one: the call that put the budget past its limit, then a check on the other replica, allowed.
 
 An acknowledgement clicked in Slack reaches whichever replica the balancer picks; it already held (kept as
-a check: one ack, one Slack update, one PagerDuty acknowledge).
+a check: one ack, one Slack update, one PagerDuty acknowledge), as did a replica killed in the middle of a
+Slack post: the other one recorded the message without posting it again.
 """
 
 from __future__ import annotations
@@ -290,4 +291,54 @@ def test_the_ack_button_clicked_through_one_replica_acknowledges_what_the_other_
             assert len(slack.calls("chat.postMessage")) == 1
         finally:
             for proc in (a, b):
+                proc.stop()
+
+
+def test_a_replica_killed_while_posting_to_slack_leaves_one_message_which_the_other_records(
+    tmp_path: Path, pg_cluster: PostgresCluster
+) -> None:
+    """kill -9 in the middle of a Slack post: the other replica takes the row when its lease ends and finds
+    the message already in the channel (conversations.history), so it records it sent without a second post."""
+    import psycopg
+
+    from tests.support.gateway_harness import am_alert, am_payload
+    from tests.support.recording_servers import SlackAPIServer
+
+    url = pg_cluster.create_database()
+    with SlackAPIServer() as slack:
+        config = tmp_path / "llmcost.yml"
+        slack_config = {"token": "xoxb-test-token", "channel": "#llm-cost", "api_url": slack.api_url}
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "alerting": {"outbox": {"lease": "3s"}},
+                    "notifications": {
+                        "slack": slack_config,
+                        "routes": {"info": [], "warning": ["slack"], "critical": ["slack"]},
+                    },
+                }
+            )
+        )
+        procs = [LlmcostProcess(url, config=config).start(tmp_path) for _ in range(2)]
+        try:
+            slack.answer_late(5)  # the post is made, its answer never reaches the replica that sent it
+            alert = am_alert("LLMCostExporterDown", severity="critical")
+            assert httpx.post(f"{procs[0].base}/v1/alertmanager", json=am_payload([alert])).status_code == 200
+            wait_until(lambda: slack.calls("chat.postMessage"), timeout=15, what="the Slack post under way")
+            with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as conn:
+                [(owner,)] = conn.execute("SELECT lease_owner FROM notification_outbox").fetchall()
+            sender = next(p for p in procs if p.proc is not None and f":{p.proc.pid}:" in owner)
+            sender.kill9()
+            survivor = next(p for p in procs if p is not sender)
+
+            def sent() -> bool:
+                with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as conn:
+                    return conn.execute("SELECT status FROM notification_outbox").fetchall() == [("sent",)]
+
+            wait_until(sent, timeout=20, interval=0.2, what="the row recorded sent by the other replica")
+            assert len(slack.calls("chat.postMessage")) == 1
+            assert slack.calls("conversations.history")  # it looked before posting again
+            assert total(_scrape(survivor), "llm_notifications_total", channel="slack", outcome="sent") == 1
+        finally:
+            for proc in procs:
                 proc.stop()
