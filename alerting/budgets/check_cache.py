@@ -46,13 +46,6 @@ class CheckCache:
         self._lock = threading.Lock()
         self._generation = 0  # bumped by every local commit of spend
 
-    def get(self, key: tuple[str, ...], still_current: Callable[[list[Any]], bool]) -> list[Any] | None:
-        """The instances answered for `key`, if fresh and `still_current` accepts them."""
-        answer = self._answers.get(key)
-        if answer is not None and answer.expires > time.monotonic() and still_current(answer.instances):
-            return answer.instances
-        return None
-
     def answer(
         self, key: tuple[str, ...], still_current: Callable[[list[Any]], bool]
     ) -> tuple[list[Any], list[Raw]] | None:
