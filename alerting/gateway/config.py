@@ -182,7 +182,14 @@ def _channel(name: str, section: dict[str, Any], problems: Problems, base: Path)
     return resolved if len(problems) == before else None
 
 
-def _routes(value: Any, problems: Problems) -> dict[Severity, tuple[str, ...]]:
+def _routes(value: Any, configured: set[str], problems: Problems) -> dict[Severity, tuple[str, ...]]:
+    """The severity routes, defaults for the severities not given.
+
+    A route the config writes naming a channel it does not configure is a problem: its alerts would be
+    sent nowhere, silently (a critical routed to `pagerduty` without `notifications.pagerduty` would
+    never page). The default routes name every channel and keep the ones configured, so a config
+    with Slack alone (or none, as the demo) still starts.
+    """
     routes = dict(DEFAULT_ROUTES)
     section = _mapping(value, "notifications.routes", problems)
     if section is None:
@@ -201,6 +208,13 @@ def _routes(value: Any, problems: Problems) -> dict[Severity, tuple[str, ...]]:
         if bad:
             problems.append(f"notifications.routes.{severity}: unknown channel(s) {bad} (known: {', '.join(CHANNELS)})")
             continue
+        for index, channel in enumerate(channels):
+            if channel not in configured:
+                problems.append(
+                    f"notifications.routes.{severity}[{index}]: channel {channel!r} is not configured, so "
+                    f"{severity} alerts would not reach it: add a notifications.{channel} section "
+                    f"or remove {channel!r} from the route"
+                )
         routes[severity] = tuple(dict.fromkeys(channels))
     return routes
 
@@ -347,7 +361,9 @@ def parse_settings(raw: Mapping[str, Any], base: Path, problems: Problems, *, wh
     if "email" in channels and isinstance(raw.get("external_url"), str):
         # The mail notifier's fallback for its Message-IDs' domain (`alerting.notify.mail.message_id_domain`).
         channels["email"]["external_url"] = raw["external_url"]
-    routes = _routes(notifications.get("routes"), problems)
+    # A channel whose section has problems of its own still counts as configured here: one problem each.
+    configured = {name for name in CHANNELS if notifications.get(name)}
+    routes = _routes(notifications.get("routes"), configured, problems)
 
     alerting = _mapping(raw.get("alerting"), "alerting", problems) or {}
     path = "alerting"
