@@ -20,10 +20,18 @@ ACK_DIGEST_ACTION_ID = "llmcost_ack_digest"
 """Slack button acknowledging every alert a digest message lists (value: the digest key)."""
 DIGEST_KEY_PREFIXES = ("llmcost-group-", "llmcost-digest-")
 """Digest keys: `llmcost-group-<hash>` (one per budget group) or `llmcost-digest-<outbox id>` (a summary)."""
-GROUP_THREAD_KINDS = frozenset({NotificationKind.REPEAT, NotificationKind.RESOLVED, NotificationKind.ACKNOWLEDGED})
+GROUP_THREAD_KINDS = frozenset(
+    {
+        NotificationKind.REPEAT,
+        NotificationKind.RESOLVED,
+        NotificationKind.ACKNOWLEDGED,
+        NotificationKind.UNACKNOWLEDGED,
+    }
+)
 """What is told about alerts a grouped message listed in that message's thread (Slack) and mail thread.
 
-One problem, one thread: their reminders, acknowledgements and resolves, alone or grouped again. An
+One problem, one thread: their reminders, acknowledgements, unacknowledgements and resolves, alone or
+grouped again (an unacknowledgement told as a new post made the alert leave its group there). An
 escalation (a new severity, which re-opens acknowledged alerts and pages anew) starts a message of its own.
 """
 

@@ -2,7 +2,7 @@
 
 Every event about an alert carries the same `dedup_key`, `llmcost-<fingerprint>`, so PagerDuty folds them
 into one incident; the reference returned is `{"dedup_key": …}`. Reminders (repeat, escalated) are sent as
-`trigger`; the reminder of an alert a grouped incident lists goes to that incident (`_dedup_key`).
+`trigger`; the reminder or unack of an alert a grouped incident lists goes to that incident (`_dedup_key`).
 
 PagerDuty only appends a `trigger` on an acknowledged incident to its log (nobody is paged), and the Events
 API has no "unacknowledge". So an alert that is firing again after an acknowledgement (an unacknowledge, or
@@ -63,19 +63,26 @@ def dedup_key(alert: Alert) -> str:
     return f"llmcost-{alert.fingerprint}"
 
 
+_TO_GROUP_INCIDENT: Final = frozenset({NotificationKind.REPEAT, NotificationKind.UNACKNOWLEDGED})
+"""Notifications about one alert a grouped incident lists that go to that incident (see `_dedup_key`)."""
+
+
 def _dedup_key(notification: Notification) -> str:
-    """The alert's stored `dedup_key`; for the reminder of an alert a grouped incident lists, that incident's.
+    """The alert's stored `dedup_key`; for the reminder or unack of an alert a grouped incident lists, that incident's.
 
     A reminder sent alone (the others of its group acknowledged) went to the alert's own `dedup_key`,
-    which never had an incident: PagerDuty opened a second one for the problem and paged again. Its
-    acknowledgement and resolve still go to its own key (`alerting.gateway.grouping` ends the incident).
+    which never had an incident: PagerDuty opened a second one for the problem and paged again. An unack
+    sent alone did too, and that page then never ended: the alert's acknowledgement acknowledged the
+    group's incident (`alerting.gateway.grouping`), not its own key's. Now the unack resolves the group's
+    incident and triggers it anew, which pages. The alert's acknowledgement and resolve still go to its
+    own key (`alerting.gateway.grouping` acknowledges and ends the group's incident).
     """
     reference = notification.reference or {}
     stored = reference.get("dedup_key")
     if isinstance(stored, str) and 0 < len(stored) <= DEDUP_KEY_MAX:
         return stored
     listed = reference.get("digest")
-    if notification.kind is NotificationKind.REPEAT and isinstance(listed, Mapping):
+    if notification.kind in _TO_GROUP_INCIDENT and isinstance(listed, Mapping):
         key = listed.get("key")
         if isinstance(key, str) and 0 < len(key) <= DEDUP_KEY_MAX:
             return key

@@ -4,8 +4,9 @@ The first notification posts a Block Kit message with an Acknowledge button (`ac
 `value` = the alert id) and returns `{"channel": <channel id>, "ts": <message ts>}` as the reference. Every
 later notification carrying that reference updates the same message (`chat.update`); reminders (repeat,
 escalated, unacknowledged) also reply in the message's thread, because an edit alone notifies nobody.
-An alert listed in a grouped message has no message of its own: its reminder, acknowledgement and resolve
-reply in the grouped message's thread (`GROUP_THREAD_KINDS`), the reminder also shown in the channel.
+An alert listed in a grouped message has no message of its own: its reminder, (un)acknowledgement and
+resolve reply in the grouped message's thread (`GROUP_THREAD_KINDS`), the reminder and the
+unacknowledgement also shown in the channel.
 
 Slack has no idempotency key, and a post whose answer was lost (a timeout, a dropped connection, a
 gateway killed before it recorded the `ts`) may have been posted all the same. Every new message
@@ -204,7 +205,7 @@ def _group_thread(notification: Notification) -> tuple[str, str] | None:
 
 
 def _shared_group_thread(digest: Digest) -> tuple[str, str] | None:
-    """The one grouped message every alert of a reminder (resolve, acknowledgement) digest is listed in, if any."""
+    """The one grouped message every alert of a reminder (resolve, (un)acknowledgement) digest is listed in, if any."""
     if digest.kind not in GROUP_THREAD_KINDS or not digest.group:
         return None
     threads = {_group_thread(n) for n in digest.notifications}
@@ -212,13 +213,17 @@ def _shared_group_thread(digest: Digest) -> tuple[str, str] | None:
 
 
 def _broadcast(kind: NotificationKind | None) -> bool:
-    """True for a reminder told in a grouped message's thread: the reply is also shown in the channel.
+    """True for a reminder or an unacknowledgement told in a grouped message's thread: also shown in the channel.
 
     A thread reply notifies only the thread's followers, and nobody follows an alert nobody acknowledged
     (the only ones reminded): the reminder was a channel post before it moved into the thread, and must
-    reach as many people there. Resolves and acknowledgements stay quiet replies, as for one alert.
+    reach as many people there. An unacknowledgement re-opens a problem people stopped watching, and was
+    a channel post too. Resolves and acknowledgements stay quiet replies, as for one alert.
     """
-    return kind is NotificationKind.REPEAT
+    return kind in _BROADCAST_KINDS
+
+
+_BROADCAST_KINDS = frozenset({NotificationKind.REPEAT, NotificationKind.UNACKNOWLEDGED})
 
 
 def _living_message(reference: Mapping[str, Any] | None) -> tuple[str, str] | None:
