@@ -103,14 +103,16 @@ class Digest:
         if self.group:
             family, _, budget = self.group.partition("|")
             verb = (_VERBS[kind] if kind is not None else "changed") + self._who()
+            # "series" is its own singular: "1 series of total firing" is right as it is.
             if family in SERIES_ALERTS and budget.startswith(PASS_MARK):  # the spikes one pass started
                 title = f"{n} series of {self._label_sets()} {verb} ({family}, {self.severity})"
             elif family in SERIES_ALERTS:  # `budget` holds the watched label names
                 title = f"{n} series of {budget} {verb} ({family}, {self.severity})"
             else:
-                title = f"{n} instances of budget {budget} {verb} ({family}, {self.severity})"
+                title = f"{n} {_count_noun(n, 'instance')} of budget {budget} {verb} ({family}, {self.severity})"
             return truncate(title + self._reopened(), LINE_MAX)
-        return truncate(f"{n} notifications summarised: notification rate limit reached", LINE_MAX)
+        noun = _count_noun(n, "notification")
+        return truncate(f"{n} {noun} summarised: notification rate limit reached", LINE_MAX)
 
     def _label_sets(self) -> str:
         """The watched label sets of the listed series: `total, project and model,provider`."""
@@ -164,6 +166,11 @@ class Digest:
         if hidden:
             body.append(f"- and {hidden} more")
         return "\n".join(body)
+
+
+def _count_noun(n: int, singular: str) -> str:
+    """`singular` for one, its plural (an `s` more) for any other count: "1 instance", "5 instances"."""
+    return singular if n == 1 else f"{singular}s"
 
 
 def label_set(notification: Notification) -> str:
