@@ -20,6 +20,7 @@ from exporter.http.auth import check_bearer
 from exporter.http.body import BodyTimeout, BodyTooLarge, read_limited
 from exporter.http.errors import ORJSONResponse, error
 from exporter.http.origin import refuse_foreign_origin
+from exporter.http.query import unknown_params
 from exporter.store import StoreUnavailable
 
 MAX_BODY = 64 * 1024
@@ -83,6 +84,9 @@ def budget_routes(service: BudgetService, auth: AuthConfig, *, body_timeout: flo
                 # Open without admin tokens: a page on any site could otherwise reset or delete a budget
                 # (a no-cors POST with an untyped body needs no preflight), as for acks (origin.py).
                 denied = refuse_foreign_origin(request, token_required=bool(tokens))
+            if denied is None:
+                # No budget endpoint takes a query parameter: `?name=team-a` listed every budget.
+                denied = unknown_params(request, ())
             if denied is not None:
                 return denied
             try:

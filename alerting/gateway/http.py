@@ -43,6 +43,7 @@ from exporter.http.auth import check_bearer
 from exporter.http.body import BodyTimeout, BodyTooLarge, media_type, read_limited
 from exporter.http.errors import ORJSONResponse, error
 from exporter.http.origin import refuse_foreign_origin
+from exporter.http.query import unknown_params
 from exporter.store import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -104,20 +105,6 @@ def _int_param(request: Request, name: str, default: int, maximum: int) -> int |
     return int(raw)
 
 
-def _unknown_params(request: Request, allowed: tuple[str, ...]) -> Response | None:
-    """400 naming a query parameter the endpoint does not take, or one given twice.
-
-    A misspelt filter (`/v1/alerts?status=firing`: alerts take `state`, notifications `status`) was ignored,
-    and the answer listed everything as if it were the filtered list.
-    """
-    for name in request.query_params:
-        if name not in allowed:
-            return error(400, f"{name}: unknown query parameter (allowed: {', '.join(allowed)})", {"field": name})
-        if len(request.query_params.getlist(name)) > 1:
-            return error(400, f"{name}: given more than once", {"field": name})
-    return None
-
-
 def gateway_routes(gateway: GatewayService, auth: AuthConfig, *, body_timeout: float | None = None) -> list[BaseRoute]:
     """Routes bound to one `GatewayService`, guarded by the tokens of `auth`.
 
@@ -133,7 +120,7 @@ def gateway_routes(gateway: GatewayService, auth: AuthConfig, *, body_timeout: f
         denied = check_bearer(request, auth.admin_tokens)
         if denied is not None:
             return denied
-        unknown = _unknown_params(request, ("state", "limit"))
+        unknown = unknown_params(request, ("state", "limit"))
         if unknown is not None:
             return unknown
         state = request.query_params.get("state")
@@ -278,7 +265,7 @@ def gateway_routes(gateway: GatewayService, auth: AuthConfig, *, body_timeout: f
         denied = check_bearer(request, auth.admin_tokens)
         if denied is not None:
             return denied
-        unknown = _unknown_params(request, ("status", "channel", "limit"))
+        unknown = unknown_params(request, ("status", "channel", "limit"))
         if unknown is not None:
             return unknown
         status = request.query_params.get("status")

@@ -1,6 +1,7 @@
 """The list endpoints' filters on a real `llmcost serve`: a misspelt one is refused, never ignored.
 
-`GET /v1/alerts` filters by `state`, `GET /v1/notifications` by `status` and `channel`. The runbook's
+`GET /v1/alerts` filters by `state`, `GET /v1/notifications` by `status` and `channel`; the budgets API
+takes no query parameter. The runbook's
 `curl '…/v1/notifications?status=dead&channel=…'` typed with the other endpoint's word
 (`?state=dead`), or `/v1/alerts?status=firing`, answered 200 with every row: resolved alerts read as
 firing, sent notifications as dead letters. An unknown parameter is now a 400 naming it and the ones
@@ -45,6 +46,28 @@ def test_a_misspelt_filter_is_refused_naming_it(server: LlmcostProcess, query: s
         "error": f"{field}: unknown query parameter (allowed: {allowed})",
         "detail": {"field": field},
     }
+
+
+@pytest.mark.parametrize(
+    ("method", "query", "field"),
+    [
+        ("GET", "/v1/budgets?name=team-a", "name"),
+        ("GET", "/v1/budgets/team-a?period=last", "period"),
+        ("PUT", "/v1/budgets/team-a?dry_run=true", "dry_run"),
+    ],
+)
+def test_a_query_parameter_on_the_budgets_api_is_refused_naming_it(
+    server: LlmcostProcess, method: str, query: str, field: str
+) -> None:
+    # `GET /v1/budgets?name=team-a` answered every budget as if filtered; `PUT …?dry_run=true` changed it.
+    body = {"limit_usd": 100, "period": "monthly", "scope": "global"}
+    answer = httpx.request(method, server.base + query, headers=ADMIN, json=body, timeout=10)
+    assert answer.status_code == 400, answer.text
+    assert answer.json() == {
+        "error": f"{field}: unknown query parameter (this endpoint takes none)",
+        "detail": {"field": field},
+    }
+    assert httpx.get(server.base + "/v1/budgets", headers=ADMIN, timeout=10).json() == {"budgets": []}
 
 
 def test_a_filter_given_twice_is_refused(server: LlmcostProcess) -> None:
