@@ -375,3 +375,32 @@ def test_every_recorded_series_outlives_a_missed_evaluation_within_the_lookback(
         for group in assets.load_yaml(path)["groups"]:
             interval = _seconds(group["interval"]) if "interval" in group else default
             assert 0 < 2 * interval < LOOKBACK_SECONDS, f"{path.name}: {group['name']} every {interval:g} s"
+
+
+@pytest.mark.parametrize("since_midnight", [0, 1, 86399])
+def test_the_spend_today_curl_asks_a_range_prometheus_takes_at_every_second(
+    tmp_path: Path, since_midnight: int
+) -> None:
+    """docs/promql.md's "Spend today" one-liner, run by bash with `date` saying `since_midnight` s past 00:00 UTC.
+
+    It asked `[$(( $(date +%s) % 86400 ))s]`, which is `[0s]` at 00:00:00 exactly: Prometheus refuses
+    it ("duration must be greater than 0"). `curl` is a stand-in printing the query it would send.
+    """
+    text = (assets.REPO / "docs" / "promql.md").read_text(encoding="utf-8")
+    [snippet] = [b for b in re.findall(r"```sh\n(.*?)```", text, re.DOTALL) if "% 86400" in b]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    midnight = 20_430 * 86_400  # 2025-12-08 00:00:00 UTC
+    stand_ins = {
+        "date": f"#!/bin/sh\necho {midnight + since_midnight}\n",
+        "curl": '#!/bin/sh\nfor a in "$@"; do case "$a" in query=*) echo "${a#query=}";; esac; done\n',
+    }
+    for name, script in stand_ins.items():
+        (bin_dir / name).write_text(script, encoding="utf-8")
+        (bin_dir / name).chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    ran = subprocess.run(["bash", "-c", snippet], capture_output=True, text=True, env=env, timeout=30, check=True)
+    [query] = ran.stdout.splitlines()
+    assert assets.promql_syntax_errors({"promql.md spend today": query}) == ""
+    [seconds] = re.findall(r"llm_cost_usd_total\[(\d+)s\]", query)
+    assert since_midnight <= int(seconds) <= since_midnight + 1, query  # since midnight, a second more at most
