@@ -83,10 +83,10 @@ class SilenceStack:
         return alert
 
     def notifications(self, alert_id: int) -> list[dict[str, Any]]:
-        response = httpx.get(
-            f"{self.llmcost.base}/v1/notifications", params={"alert_id": alert_id}, headers=self.headers(), timeout=5
-        )
-        return list(response.json())
+        # `/v1/notifications` filters by status and channel only (another parameter is a 400): filter here.
+        response = httpx.get(f"{self.llmcost.base}/v1/notifications", headers=self.headers(), timeout=5)
+        assert response.status_code == 200, response.text
+        return [n for n in response.json() if n["alert_id"] == alert_id]
 
     def am_alerts(self, **labels: str) -> list[dict[str, Any]]:
         """Alertmanager's active alerts (silenced and inhibited included) carrying these labels."""

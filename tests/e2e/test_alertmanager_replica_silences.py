@@ -74,13 +74,12 @@ class Cluster:
         return (self.alert() or {}).get("silenced")
 
     def reminders(self, alert_id: int) -> int:
-        rows = httpx.get(
-            f"{self.llmcost.base}/v1/notifications",
-            params={"alert_id": alert_id},
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-            timeout=5,
-        ).json()
-        return sum(1 for n in rows if n["kind"] == "repeat")
+        # `/v1/notifications` filters by status and channel only (another parameter is a 400): filter here.
+        response = httpx.get(
+            f"{self.llmcost.base}/v1/notifications", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=5
+        )
+        assert response.status_code == 200, response.text
+        return sum(1 for n in response.json() if n["alert_id"] == alert_id and n["kind"] == "repeat")
 
     def amtool(self, replica: str, *argv: str) -> str:
         done = subprocess.run(
