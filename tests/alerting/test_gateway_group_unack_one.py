@@ -92,3 +92,30 @@ def test_unacknowledging_one_grouped_alert_replies_in_the_groups_threads_and_pag
     h.gateway.deliver_pending()
     assert_last_in_grouped_threads(rx, "[RESOLVED] LLMBudgetWarning", "Resolved at")
     assert page.status == "acknowledged" and len(rx.pagerduty.pages) == 2  # the others are still acknowledged
+
+
+def test_unacknowledging_one_while_the_group_still_pages_keeps_one_open_incident(
+    h: Harness, rx: Receivers, clock: FakeClock
+) -> None:
+    incident_key = grouped_warnings(h, rx, clock)
+    ids = {a["labels"]["key"]: a["id"] for a in h.alerts()}
+    one = FIRST_KEYS[0]
+    assert h.admin("POST", f"/v1/alerts/{ids[one]}/ack", json={"by": "bob"}).status_code == 200
+    h.gateway.deliver_pending()
+    assert rx.pagerduty.pages[0].status == "triggered"  # the others still fire
+    seen = len(rx.pagerduty.webhooks)
+
+    clock.advance(60)
+    assert h.admin("POST", f"/v1/alerts/{ids[one]}/unack").status_code == 200
+    h.gateway.deliver_pending()
+    assert_last_in_grouped_threads(rx, f"LLMBudgetWarning for {one}", f"key: {one}")
+    deliver_webhooks(h, rx, seen)
+    # One problem, one incident: the group's, open and paging; no incident on the alert's own key.
+    assert [(i.dedup_key, i.status) for i in rx.pagerduty.incidents if i.open] == [(incident_key, "triggered")]
+    assert all(state == ("firing", None) for state in states(h).values())
+
+    # Acknowledged one by one, the incident is acknowledged with the last.
+    for key in FIRST_KEYS:
+        assert h.admin("POST", f"/v1/alerts/{ids[key]}/ack", json={"by": "bob"}).status_code == 200
+    h.gateway.deliver_pending()
+    assert [(i.dedup_key, i.status) for i in rx.pagerduty.incidents if i.open] == [(incident_key, "acknowledged")]
