@@ -95,6 +95,10 @@ def _alert_body(change: Change) -> Response:
     return ORJSONResponse({**api_alert(change.alert), "changed": change.changed})
 
 
+MAX_ALERT_ID = 10**18 - 1
+"""The largest alert id a path or `alert_id` parameter may name (18 digits, as `_alert_id` reads them)."""
+
+
 def _int_param(request: Request, name: str, default: int, maximum: int) -> int | Response:
     raw = request.query_params.get(name)
     if raw is None:
@@ -265,9 +269,13 @@ def gateway_routes(gateway: GatewayService, auth: AuthConfig, *, body_timeout: f
         denied = check_bearer(request, auth.admin_tokens)
         if denied is not None:
             return denied
-        unknown = unknown_params(request, ("status", "channel", "limit"))
+        unknown = unknown_params(request, ("status", "channel", "alert_id", "limit"))
         if unknown is not None:
             return unknown
+        # One alert's rows (what `GET /v1/alerts/{id}` shows beside the alert), for scripts that watch one page.
+        alert_id = _int_param(request, "alert_id", 0, MAX_ALERT_ID)  # 0: every alert's
+        if isinstance(alert_id, Response):
+            return alert_id
         status = request.query_params.get("status")
         if status is not None and status not in STATUSES:
             return error(400, f"status must be one of {', '.join(STATUSES)}", {"field": "status"})
@@ -278,7 +286,9 @@ def gateway_routes(gateway: GatewayService, auth: AuthConfig, *, body_timeout: f
         count = _int_param(request, "limit", 500, MAX_LIST)
         if isinstance(count, Response):
             return count
-        rows = await run_in_threadpool(lambda: gateway.notifications(status=status, channel=channel, limit=count))
+        rows = await run_in_threadpool(
+            lambda: gateway.notifications(status=status, channel=channel, alert_id=alert_id or None, limit=count)
+        )
         return ORJSONResponse(rows)
 
     async def retry_notification(request: Request) -> Response:

@@ -239,3 +239,19 @@ def test_an_ack_with_a_misspelt_field_is_refused_rather_than_recorded_as_api(h: 
         assert refused.json() == {"error": "by_: unknown field (allowed: by, comment)", "detail": {"field": "by_"}}
     assert h.alerts()[0]["state"] == "firing"
     assert h.admin("POST", f"/v1/alerts/{alert_id}/ack", json={"by": "alice"}).json()["acknowledged_by"] == "alice"
+
+
+def test_notifications_filter_by_alert_id(h: Harness, rx: Receivers) -> None:
+    """`?alert_id=` lists one alert's rows: scripts watching one page passed it while it was ignored."""
+    first = h.gateway.fire("LLMBudgetWarning", BUDGET_LABELS, severity="warning").alert
+    second = h.gateway.fire("LLMBudgetWarning", {**BUDGET_LABELS, "budget": "other"}, severity="warning").alert
+    h.gateway.deliver_pending()
+    assert first is not None and second is not None
+    every = h.admin("GET", "/v1/notifications").json()
+    assert {row["alert_id"] for row in every} == {first.id, second.id}
+    mine = h.admin("GET", "/v1/notifications", params={"alert_id": str(first.id)}).json()
+    assert mine and {row["alert_id"] for row in mine} == {first.id}
+    assert len(mine) == len([row for row in every if row["alert_id"] == first.id])
+    assert h.admin("GET", "/v1/notifications", params={"alert_id": "9999"}).json() == []
+    bad = h.admin("GET", "/v1/notifications", params={"alert_id": "x"})
+    assert bad.status_code == 400 and bad.json()["detail"] == {"field": "alert_id"}

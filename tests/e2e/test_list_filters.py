@@ -35,8 +35,8 @@ def server(tmp_path: Path, sqlite_url: str) -> Iterator[LlmcostProcess]:
     [
         ("/v1/alerts?status=firing", "status", "state, limit"),
         ("/v1/alerts?stat=firing", "stat", "state, limit"),
-        ("/v1/notifications?state=dead", "state", "status, channel, limit"),
-        ("/v1/notifications?status=dead&chanel=slack", "chanel", "status, channel, limit"),
+        ("/v1/notifications?state=dead", "state", "status, channel, alert_id, limit"),
+        ("/v1/notifications?status=dead&chanel=slack", "chanel", "status, channel, alert_id, limit"),
     ],
 )
 def test_a_misspelt_filter_is_refused_naming_it(server: LlmcostProcess, query: str, field: str, allowed: str) -> None:
