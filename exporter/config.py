@@ -428,10 +428,29 @@ def http_url_problem(value: Any) -> str | None:
         parts = urlsplit(value)
         parts.port  # noqa: B018 -- parsing the port is what raises on `host:abc` or `host:99999`
     except ValueError as exc:
-        return f"must be an http(s) URL, got {value!r} ({exc})"
+        return f"must be an http(s) URL, got {shown_url(value)!r} ({exc})"
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        return f"must be an http(s) URL, got {value!r}"
+        return f"must be an http(s) URL, got {shown_url(value)!r}"
     return None
+
+
+def shown_url(value: str) -> str:
+    """`value` as an error may echo it: any user info (`user:password@`, a token before `@`) replaced.
+
+    Works on text `urlsplit` refuses too, since that is when the URL is echoed: an Alertmanager URL with
+    basic auth and a mistyped port (`https://llmcost:pw@am:9O93`) printed its password in `check-config`'s
+    output and in the server's start-up error.
+    """
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        return value
+    # Up to the last `@` before any query: a password with an unencoded `/` must not end the user info early
+    # (an `@` in a path is masked too, which an error message can afford).
+    end = min((i for i in (rest.find(c) for c in "?#") if i >= 0), default=len(rest))
+    _userinfo, at, after = rest[:end].rpartition("@")
+    if not at:
+        return value
+    return f"{scheme}://[REDACTED]@{after}{rest[end:]}"
 
 
 def database_url_problem(url: str) -> str | None:

@@ -103,6 +103,25 @@ def test_check_config_rejects_an_unparseable_database_url_file(tmp_path: Path) -
     assert "secret-password" not in done.stdout
 
 
+@pytest.mark.real_process
+def test_check_config_names_a_bad_url_without_its_password(tmp_path: Path) -> None:
+    # Alertmanager behind basic auth with a mistyped port, and a password holding an unencoded "/".
+    config = tmp_path / "config.yml"
+    config.write_text(
+        "alertmanager:\n  url: https://llmcost:am-pass-1@alertmanager.example:9O93\n"
+        "notifications:\n  pagerduty:\n    routing_key: R0123456789abcdef0123456789abcdef\n"
+        "    events_url: https://relay:pd/pass-2@events.example:99999/v2/enqueue\n"
+    )
+    done = subprocess.run([*LLMCOST, "check-config", str(config)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "alertmanager.url: must be an http(s) URL, got 'https://[REDACTED]@alertmanager.example:9O93'" in done.stdout
+    assert "notifications.pagerduty.events_url: must be an http(s) URL, got 'https://[REDACTED]@events.example" in (
+        done.stdout
+    )
+    assert "am-pass-1" not in done.stdout + done.stderr
+    assert "pass-2" not in done.stdout + done.stderr
+
+
 def test_a_litellm_provider_object_is_rejected_with_one_log_line_per_request(
     sqlite_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
