@@ -9,6 +9,7 @@ from typing import Any
 
 from alerting.periods import Period, zone
 from exporter.collector import OTHER
+from exporter.events import LABEL_MAX_LEN
 
 SCOPES = ("global", "project", "user", "service", "model")
 UNITS = ("usd", "tokens", "requests")
@@ -142,8 +143,14 @@ def _optional_positive(raw: dict[str, Any], name: str, path: str, problems: list
     return int(value) if integer else float(value)
 
 
-def parse_budget(raw: Any, path: str, problems: list[str], *, name: str | None = None) -> Budget | None:
-    """Validate one budget mapping; append every problem (prefixed by `path`) and return None if any."""
+def parse_budget(
+    raw: Any, path: str, problems: list[str], *, name: str | None = None, stored: bool = False
+) -> Budget | None:
+    """Validate one budget mapping; append every problem (prefixed by `path`) and return None if any.
+
+    `stored`: a definition read back from the store, which skips the checks added after it may have been
+    written (a key no call can carry, a NUL in the description), so an upgrade never drops a budget.
+    """
     if not isinstance(raw, dict):
         problems.append(f"{path}: must be a mapping, got {type(raw).__name__}")
         return None
@@ -168,6 +175,13 @@ def parse_budget(raw: Any, path: str, problems: list[str], *, name: str | None =
         key = ""
     elif not isinstance(key, str) or not key:
         problems.append(f'{path}.key: required for scope {scope!r}: a value, or "*" for each value separately')
+    elif not stored and (len(key) > LABEL_MAX_LEN or not key.isprintable()):
+        # A label value is printable and at most LABEL_MAX_LEN long (exporter.events), so another key could
+        # never match a call; and a NUL in it failed the write on PostgreSQL with a 500.
+        problems.append(
+            f"{path}.key: must be a label value (a printable string of at most {LABEL_MAX_LEN} characters), "
+            f"got {key[:64]!r}"
+        )
     period = raw.get("period")
     if period not in PERIODS:
         problems.append(f"{path}.period: must be one of {', '.join(PERIODS)}, got {period!r}")
@@ -205,6 +219,8 @@ def parse_budget(raw: Any, path: str, problems: list[str], *, name: str | None =
     description = raw.get("description", "")
     if not isinstance(description, str):
         problems.append(f"{path}.description: must be a string")
+    elif not stored and "\x00" in description:
+        problems.append(f"{path}.description: must not contain a NUL character")
     max_cost = _optional_positive(raw, "max_cost_per_request", path, problems, integer=False)
     max_tokens = _optional_positive(raw, "max_tokens_per_request", path, problems, integer=True)
     fallback = raw.get("fallback_model") or ""

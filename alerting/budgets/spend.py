@@ -36,7 +36,7 @@ def load_budgets(rows: Sequence[tuple[str, str]]) -> list[Budget]:
     out = []
     for name, definition in rows:
         problems: list[str] = []
-        budget = parse_budget(json.loads(definition), f"budget {name}", problems, name=name)
+        budget = parse_budget(json.loads(definition), f"budget {name}", problems, name=name, stored=True)
         if budget is not None:
             out.append(budget)
     return out

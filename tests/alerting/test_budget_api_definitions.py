@@ -66,6 +66,28 @@ def test_a_timezone_that_is_a_tzdata_folder_or_too_long_is_a_422_not_a_500(api: 
     assert any(p.startswith("budget.timezone: unknown IANA timezone") for p in answer.json()["detail"])
 
 
+@pytest.mark.parametrize("key", ["a\x00b", "chat\u202e", "line\nbreak", "x" * 257])
+def test_a_key_no_call_can_carry_is_a_422_not_a_500(api: Any, key: str) -> None:
+    # Label values are printable and at most 256 characters: such a key never matches a call, and a NUL
+    # failed the write on PostgreSQL (an internal error, nothing said about the key).
+    client, _, _ = api
+    answer = client.put(
+        "/v1/budgets/k", headers=AUTH, json={"scope": "project", "key": key, "period": "daily", "limit": 5}
+    )
+    assert answer.status_code == 422, answer.text
+    assert any(p.startswith("budget.key: must be a label value") for p in answer.json()["detail"])
+    assert client.get("/v1/budgets/k", headers=AUTH).status_code == 404
+
+
+def test_a_description_with_a_nul_is_a_422_not_a_500(api: Any) -> None:
+    client, _, _ = api
+    answer = client.put(
+        "/v1/budgets/d", headers=AUTH, json={"period": "daily", "limit": 5, "description": "spend\x00cap"}
+    )
+    assert answer.status_code == 422, answer.text
+    assert "budget.description: must not contain a NUL character" in answer.json()["detail"]
+
+
 def test_check_config_names_a_timezone_that_is_a_tzdata_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
