@@ -64,12 +64,20 @@ def severity_of(labels: dict[str, str]) -> Severity:
     return _SEVERITY_ALIASES.get(value, "warning")
 
 
+NUL_MESSAGE = "must not contain a NUL character"
+"""PostgreSQL's text columns cannot hold U+0000: stored, the write failed and Alertmanager was answered 500."""
+
+
 def _string_map(value: Any, field: str) -> dict[str, str]:
     if not isinstance(value, dict):
         raise PayloadError(field, "must be an object of strings")
     for key, item in value.items():
         if not isinstance(item, str):
             raise PayloadError(f"{field}.{key}", "must be a string")
+        if "\x00" in key:
+            raise PayloadError(f"{field}.{key!r}", f"name {NUL_MESSAGE}")
+        if "\x00" in item:
+            raise PayloadError(f"{field}.{key}", NUL_MESSAGE)
     return value
 
 
@@ -96,6 +104,8 @@ def parse_webhook(data: Any) -> Webhook:
     group_key = data.get("groupKey", "")
     if not isinstance(group_key, str):
         raise PayloadError("groupKey", "must be a string")
+    if "\x00" in group_key:
+        raise PayloadError("groupKey", NUL_MESSAGE)
     truncated = data.get("truncatedAlerts", 0)
     if isinstance(truncated, bool) or not isinstance(truncated, int) or truncated < 0:
         raise PayloadError("truncatedAlerts", "must be an integer >= 0")
@@ -128,6 +138,8 @@ def parse_webhook(data: Any) -> Webhook:
         generator_url = item.get("generatorURL", "")
         if not isinstance(generator_url, str):
             raise PayloadError(f"{field}.generatorURL", "must be a string")
+        if "\x00" in generator_url:
+            raise PayloadError(f"{field}.generatorURL", NUL_MESSAGE)
         parsed.append(
             WebhookAlert(
                 status,

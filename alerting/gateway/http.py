@@ -186,6 +186,9 @@ def gateway_routes(gateway: GatewayService, auth: AuthConfig, *, body_timeout: f
                     value = ""
                 if not isinstance(value, str) or len(value) > (256 if name == "by" else 4000):
                     return error(422, f"{name} must be a string (at most 256 characters for by)", {"field": name})
+                if "\x00" in value:
+                    # PostgreSQL cannot store it: the ack failed with an internal error, nothing said why.
+                    return error(422, f"{name} must not contain a NUL character", {"field": name})
                 fields[name] = value
             apply = gateway.ack if action == "ack" else gateway.unack
             try:

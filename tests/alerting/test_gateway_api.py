@@ -255,3 +255,36 @@ def test_notifications_filter_by_alert_id(h: Harness, rx: Receivers) -> None:
     assert h.admin("GET", "/v1/notifications", params={"alert_id": "9999"}).json() == []
     bad = h.admin("GET", "/v1/notifications", params={"alert_id": "x"})
     assert bad.status_code == 400 and bad.json()["detail"] == {"field": "alert_id"}
+
+
+def test_a_nul_in_a_webhook_or_an_ack_is_a_422_naming_the_field_not_a_500(db_url: str, rx: Receivers) -> None:
+    # PostgreSQL's text columns cannot hold U+0000: a NUL in the alertname, a label's name, generatorURL or
+    # groupKey failed the write and Alertmanager was answered 500 (it retries the group, valid alerts
+    # included); an ack said only "internal error". Label and annotation values, kept as JSON, are refused alike.
+    with Harness(db_url, rx) as h:
+        cases = {
+            "alerts[0].labels.alertname": am_payload([am_alert("LLMCostSpike\x00")]),
+            "alerts[0].labels.'pro\\x00ject'": am_payload([am_alert(labels={"pro\x00ject": "search"})]),
+            "alerts[0].labels.project": am_payload([am_alert(labels={"project": "se\x00arch"})]),
+            "alerts[0].annotations.summary": am_payload([am_alert(annotations={"summary": "\x00"})]),
+            "alerts[0].generatorURL": am_payload([{**am_alert(), "generatorURL": "http://p/\x00"}]),
+            "groupKey": {**am_payload([am_alert()]), "groupKey": "{}:\x00"},
+        }
+        for field, payload in cases.items():
+            refused = h.post_alertmanager(payload)
+            assert refused.status_code == 422, (field, refused.text)
+            assert refused.json()["detail"] == {"field": field}
+            assert "must not contain a NUL character" in refused.json()["error"]
+        assert h.alerts() == []
+
+        assert h.post_alertmanager(am_payload([am_alert()])).status_code == 200
+        alert_id = h.alerts()[0]["id"]
+        for action in ("ack", "unack"):
+            for field, body in (("by", {"by": "al\x00ice"}), ("comment", {"by": "alice", "comment": "\x00"})):
+                refused = h.admin("POST", f"/v1/alerts/{alert_id}/{action}", json=body)
+                assert refused.status_code == 422, refused.text
+                assert refused.json() == {
+                    "error": f"{field} must not contain a NUL character",
+                    "detail": {"field": field},
+                }
+        assert h.alerts()[0]["state"] == "firing"
