@@ -130,6 +130,9 @@ def budget_routes(service: BudgetService, auth: AuthConfig, *, body_timeout: flo
         for field, value in fields.items():
             if value is not None and not isinstance(value, str):
                 raise BudgetError(422, f"{field}: must be a string", {"field": field})
+            if value is not None and "\x00" in value:
+                # PostgreSQL cannot store it: the reset failed with an internal error, nothing said why.
+                raise BudgetError(422, f"{field}: must not contain a NUL character", {"field": field})
         if not fields["by"]:
             raise BudgetError(422, "by: required (who resets; recorded)", {"field": "by"})
         name = request.path_params["name"]

@@ -120,6 +120,18 @@ def test_changing_a_config_budget_is_refused_with_its_file(api: Any) -> None:
     assert client.get("/v1/budgets/daily", headers=AUTH).json()["limit"] == DAILY["limit"]
 
 
+@pytest.mark.parametrize("field", ["by", "reason"])
+def test_a_reset_with_a_nul_is_a_422_naming_the_field_and_resets_nothing(api: Any, field: str) -> None:
+    # On PostgreSQL the audit row's write failed: an internal error, nothing said about the field.
+    client, services, _ = api
+    ingest(services, call("a", NOON + 5, 2.0, project="chat"))
+    body = {"by": "carol", "reason": "quota raised", field: "x\x00y"}
+    refused = client.post("/v1/budgets/daily/reset", headers=AUTH, json=body)
+    assert refused.status_code == 422, refused.text
+    assert refused.json() == {"error": f"{field}: must not contain a NUL character", "detail": {"field": field}}
+    assert client.get("/v1/budgets/daily", headers=AUTH).json()["spent"] == 2.0
+
+
 def test_reset_of_a_key_star_budget_needs_a_key(api: Any) -> None:
     client, services, budgets = api
     ingest(services, call("a", NOON + 5, 4.0, project="chat"), call("b", NOON + 6, 3.0, project="search"))
