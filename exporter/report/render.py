@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 
 import orjson
@@ -113,8 +114,26 @@ def _csv(report: Report) -> str:
     return out.getvalue()
 
 
+# Label values come from whoever holds an ingest token: in a pasted report `[x](https://evil)` became a link,
+# `<img src=…>` raw HTML, `*x*` another name, and `a\|b` lost its backslash (GitHub split the cell there).
+# CommonMark lets any ASCII punctuation be escaped with a backslash; these are the ones that act in a cell.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")
+
+
+def _md_escape(text: str) -> str:
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
 def _md(text: str) -> str:
-    return text.replace("|", "\\|") or "-"
+    return _md_escape(text) or "-"
+
+
+def _md_prose(text: str) -> str:
+    """A hint's text: its code spans (a command to copy) kept as they are, everything else escaped."""
+    parts = text.split("`")
+    if len(parts) % 2 == 0:  # an unpaired backtick (from a label value): no span to keep
+        return _md(text)
+    return "`".join(part if i % 2 else _md(part) for i, part in enumerate(parts))
 
 
 def _markdown(report: Report) -> str:
@@ -148,6 +167,7 @@ def _markdown(report: Report) -> str:
         lines += ["", "## Hints", ""]
         for hint in report.hints:
             stake = "not counted" if hint.usd_at_stake is None else f"${hint.usd_at_stake:,.2f}"
-            figures = ", ".join(f"{k}={_figure(v)}" for k, v in hint.figures.items())
-            lines.append(f"- **{hint.kind}** ({stake}): {_md(hint.text)}  \n  _figures: {_md(figures)}_")
+            # The keys are fixed names (an intraword `_` is no emphasis); the values may be label values.
+            figures = ", ".join(f"{k}={_md_escape(_figure(v))}" for k, v in hint.figures.items())
+            lines.append(f"- **{hint.kind}** ({stake}): {_md_prose(hint.text)}  \n  _figures: {figures}_")
     return "\n".join(lines) + "\n"

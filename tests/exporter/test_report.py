@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from markdown_it import MarkdownIt
 from sqlalchemy import text
 
 from exporter.pricing import PriceBook
@@ -184,6 +185,73 @@ def test_csv_cells_that_a_spreadsheet_would_run_as_formulas_are_quoted(
     # JSON is read by programs, not spreadsheets: its values stay as stored.
     rows = json.loads(report(capsys, sqlite_url, "--format", "json", "--by", "project", "--period", "all"))["rows"]
     assert sorted(r["project"] for r in rows) == sorted(hostile)
+
+
+def test_markdown_cells_show_hostile_names_as_written_without_links_html_or_extra_cells(
+    sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Pasted into a weekly note, a project named `[x](https://evil)` was a link, `<img …>` raw HTML, and
+    # `a\\|b` lost its backslash (GitHub ended the cell at that pipe).
+    hostile = [
+        "[click](https://evil.example/)",
+        '"><img src=x onerror=alert(1)>',
+        "<https://evil.example|click>",
+        "a\\|b",
+        "*bold* _it_ ~~gone~~ `code`",
+        "&lt;b&gt;",
+        "plain|pipe",
+    ]
+    calls = tmp_path / "calls.jsonl"
+    calls.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "request_id": f"r{i}",
+                    "timestamp": time.time() - 60,
+                    "provider": "openai",
+                    "model": "m[1](https://evil.example/)",
+                    "project": project,
+                    "input_tokens": 10,
+                    "cost_usd": 0.1,
+                }
+            )
+            for i, project in enumerate(hostile)
+        )
+    )
+    assert main(["ingest", "--db", sqlite_url, str(calls)]) == 0
+    md = report(capsys, sqlite_url, "--format", "markdown", "--by", "project", "--period", "all", "--no-hints")
+    tokens = MarkdownIt("commonmark").enable("table").parse(md)
+    assert not [t for t in tokens if t.type == "html_block"]
+    inline = [t for t in tokens if t.type == "inline"]
+    assert not [c for t in inline for c in t.children or [] if c.type in ("link_open", "html_inline", "em_open")]
+    by_project, per_model = _table_rows(tokens)
+    assert sorted(row[0] for row in by_project[1:-1]) == sorted(hostile)
+    assert all(len(row) == 4 for row in by_project)  # project, requests, tokens, cost: no cell split off
+    assert [row[0] for row in per_model[1:]] == ["openai/m[1](https://evil.example/)"]
+
+    # A hint's command stays a code span to copy as it is, the hostile model inside it included.
+    unpriced = {"request_id": "u", "timestamp": time.time() - 60, "provider": "vllm", "input_tokens": 5}
+    calls.write_text(json.dumps({**unpriced, "model": "llama[x]*y*"}))
+    assert main(["ingest", "--db", sqlite_url, str(calls)]) == 0
+    md = report(capsys, sqlite_url, "--format", "markdown", "--by", "project", "--period", "all")
+    spans = [c.content for t in MarkdownIt("commonmark").parse(md) for c in t.children or [] if c.type == "code_inline"]
+    assert any(span.startswith("llmcost reprice") and "'llama[x]*y*'" in span for span in spans), spans
+
+
+def _table_rows(tokens: list[Any]) -> list[list[list[str]]]:
+    """Each rendered table as rows of cells, a cell as the plain text a reader sees."""
+    tables: list[list[list[str]]] = []
+    inside = False
+    for t in tokens:
+        if t.type in ("table_open", "table_close"):
+            inside = t.type == "table_open"
+            tables += [[]] if inside else []
+        elif t.type == "tr_open":
+            tables[-1].append([])
+        elif t.type == "inline" and inside:
+            shown = (c.content for c in t.children or [] if c.type in ("text", "code_inline"))
+            tables[-1][-1].append("".join(shown))
+    return tables
 
 
 def test_a_report_changes_nothing(months: str, capsys: pytest.CaptureFixture[str]) -> None:
