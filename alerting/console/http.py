@@ -52,7 +52,7 @@ from alerting.console.view import (
 )
 from alerting.links import budget_anchor, budget_page, budget_path, instance_anchor
 from alerting.notify.templating import dashboard_link
-from alerting.notify.text_limits import web_url
+from alerting.notify.text_limits import visible, web_url
 from alerting.periods import period_bounds
 from exporter import __version__
 from exporter.http.auth import check_bearer, followable
@@ -88,6 +88,9 @@ def _environment() -> Environment:
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        # Alert labels are whatever Alertmanager's rules said: bidi and zero-width characters are shown as
+        # `[U+202E]`, so a name reads as what it holds. Markup (the charts' SVG, escaped already) is left alone.
+        finalize=lambda v: visible(v) if type(v) is str else v,
     )
     env.filters["money"] = usd
     env.filters["pct"] = lambda v: f"{v:.0%}" if v is not None else "—"

@@ -54,6 +54,7 @@ from alerting.notify.text_limits import (
     split_overflow,
     truncate,
     truncate_mrkdwn,
+    visible,
     web_url,
 )
 
@@ -180,8 +181,9 @@ def build_digest_message(digest: Digest, *, acknowledge: bool = True) -> dict[st
     """The `text` and `blocks` of one message listing a digest's notifications (see `alerting.notify.digest`)."""
     listed, hidden = digest.lines()
     items = "\n".join(f"• {escape_mrkdwn(item)}" for item in listed)
+    title = truncate(visible(digest.title()), SLACK_HEADER_TEXT_MAX)
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": truncate(digest.title(), SLACK_HEADER_TEXT_MAX)}},
+        {"type": "header", "text": {"type": "plain_text", "text": title}},
         {"type": "section", "text": _mrkdwn(items)},
     ]
     if hidden:

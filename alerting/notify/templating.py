@@ -17,7 +17,7 @@ from typing import Any
 import jinja2
 
 from alerting.model import SPIKE_PASS_ANNOTATION, Alert, Notification, alert_family
-from alerting.notify.text_limits import escape_mrkdwn, web_url
+from alerting.notify.text_limits import escape_mrkdwn, visible, web_url
 
 
 class Escaping(enum.Enum):
@@ -95,6 +95,11 @@ def _mrkdwn_finalize(value: Any) -> Any:
     return escape_mrkdwn(value) if isinstance(value, str) else value
 
 
+def _visible_finalize(value: Any) -> Any:
+    # Before autoescaping (HTML) or as is (plain text): what a person reads shows every character.
+    return visible(value) if isinstance(value, str) else value
+
+
 @functools.cache
 def _environment(escaping: Escaping) -> jinja2.Environment:
     env = jinja2.Environment(
@@ -102,7 +107,7 @@ def _environment(escaping: Escaping) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         # Plain-text outputs (mail text, headers, PagerDuty) must not carry HTML entities.
         autoescape=escaping is Escaping.HTML,  # noqa: S701
-        finalize=_mrkdwn_finalize if escaping is Escaping.MRKDWN else None,
+        finalize=_mrkdwn_finalize if escaping is Escaping.MRKDWN else _visible_finalize,
         trim_blocks=True,
         lstrip_blocks=True,
         auto_reload=False,  # templates ship with the package; no stat() of the file on every render

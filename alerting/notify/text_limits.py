@@ -31,16 +31,30 @@ _PARTIAL_ENTITY = re.compile(r"&[a-z]{0,3}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
 _SPACES = re.compile(r"\s+")
 _WEB_URL = re.compile(r"(?i)https?://[^\s<>|\"']+")
+# Bidi controls (U+202E turns "gnissecorp" into "processing" on screen) and zero-width characters (two
+# labels that read alike): text that shows something other than what it holds.
+_INVISIBLE = re.compile("[\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+
+
+def visible(text: str) -> str:
+    """Show bidi controls and zero-width characters as `[U+202E]`, so a name reads as what it holds.
+
+    Alertmanager's labels and annotations are whatever its rules and targets say; an on-call person must
+    not read `search` for a label that holds something else. Only what people read changes: fingerprints,
+    silences and PagerDuty's `custom_details` keep the values as received.
+    """
+    return _INVISIBLE.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)
 
 
 def escape_mrkdwn(text: str) -> str:
     """Escape Slack's control characters so text shows as written and never pings, links or mentions.
 
     `&`, `<` and `>` are the only characters Slack asks apps to escape; with them escaped `<!channel>`,
-    `<@U123>` and `<http://evil|click>` render literally. Formatting characters (`*`, `_`, `~`, `` ` ``)
+    `<@U123>` and `<http://evil|click>` render literally; bidi and zero-width characters show (`visible`).
+    Formatting characters (`*`, `_`, `~`, `` ` ``)
     have no escape in mrkdwn and are left alone: at worst they change emphasis.
     """
-    return _MRKDWN_SPECIAL.sub(lambda m: _MRKDWN_ENTITIES[m.group()], text)
+    return _MRKDWN_SPECIAL.sub(lambda m: _MRKDWN_ENTITIES[m.group()], visible(text))
 
 
 def truncate(text: str, limit: int, marker: str = ELLIPSIS) -> str:
@@ -83,5 +97,5 @@ def web_url(value: str, limit: int = SLACK_BUTTON_URL_MAX) -> str:
 
 def sanitize_header(value: str, limit: int = 200) -> str:
     """Make text safe as one mail header value: no CR/LF or other controls, single spaces, bounded."""
-    flat = _CONTROL.sub(" ", value)
+    flat = _CONTROL.sub(" ", visible(value))
     return truncate(_SPACES.sub(" ", flat).strip(), limit)

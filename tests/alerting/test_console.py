@@ -125,6 +125,16 @@ def test_hostile_label_values_are_escaped_everywhere(sqlite_url: str, clock: Fak
         assert "<script>" not in client.get("/", params={"by": "<script>"}).text
 
 
+def test_bidi_and_zero_width_characters_in_alert_labels_are_shown(sqlite_url: str, clock: FakeClock) -> None:
+    # An Alertmanager label "\u202ehcraes" read "search" on the page: the person acked the wrong problem.
+    clock.set(NOW)
+    with console(sqlite_url, clock) as (_, client, parts):
+        parts.gateway.fire("LLMCostSpike", {"project": "\u202ehcraes\u200b"}, severity="warning")
+        fragment = client.get("/console/alerts").text
+        assert "[U+202E]hcraes[U+200B]" in fragment
+        assert "\u202e" not in fragment and "\u200b" not in fragment
+
+
 def test_an_alert_links_only_safe_http_urls_of_its_runbook_and_dashboard(sqlite_url: str, clock: FakeClock) -> None:
     """Annotations received from Alertmanager are whatever its rules said: only http(s) URLs become links."""
     clock.set(NOW)

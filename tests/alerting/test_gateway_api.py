@@ -288,3 +288,23 @@ def test_a_nul_in_a_webhook_or_an_ack_is_a_422_naming_the_field_not_a_500(db_url
                     "detail": {"field": field},
                 }
         assert h.alerts()[0]["state"] == "firing"
+
+
+def test_bidi_and_zero_width_characters_in_alertmanager_labels_show_in_every_message(h: Harness, rx: Receivers) -> None:
+    # "\u202e" showed "search" on screen for a label holding "hcraes", "\u200b" made two labels read alike:
+    # on-call read a name the alert did not carry. What a person reads shows them; machines keep the value.
+    project = "\u202ehcraes\u200b"
+    summary = "spend up on \u202ehcraes"
+    alert = am_alert(labels={"project": project}, annotations={"summary": summary}, severity="critical")
+    h.post_alertmanager(am_payload([alert]))
+    h.gateway.deliver_pending()
+    shown = "[U+202E]hcraes[U+200B]"
+    slack = orjson.dumps(rx.slack.calls("chat.postMessage")[0].json).decode()
+    assert shown in slack and "\u202e" not in slack and "\u200b" not in slack
+    [event] = rx.pagerduty.events
+    assert "[U+202E]hcraes" in event["payload"]["summary"] and "\u202e" not in event["payload"]["summary"]
+    assert event["payload"]["custom_details"]["labels"]["project"] == project  # read by machines: as received
+    [mail] = rx.smtp.messages
+    for text in (mail.message["Subject"], mail.part("text/plain"), mail.part("text/html")):
+        assert "[U+202E]" in text and "\u202e" not in text and "\u200b" not in text
+    assert h.alerts()[0]["labels"]["project"] == project  # the API answers what was received
