@@ -68,31 +68,23 @@ def installation_variable() -> Json:
     finds, so with one installation there is nothing to choose.
     """
     query = f'label_values(up{{job="llmcost"}}, {INSTALLATION})'
-    return {
-        "current": {},
-        "datasource": DS,
-        "definition": query,
-        "description": "The llmcost installation (its scrape job) when Prometheus scrapes several.",
-        "hide": 0,
-        "includeAll": False,
-        "label": "Installation",
-        "multi": False,
-        "name": INSTALLATION,
-        "options": [],
-        "query": query,
-        "refresh": 2,
-        "regex": "",
-        "skipUrlSync": False,
-        "sort": 1,
-        "type": "query",
-    }
+    variable = _label_query(INSTALLATION, "Installation", query)
+    variable.update(current={}, includeAll=False, multi=False)
+    variable["description"] = "The llmcost installation (its scrape job) when Prometheus scrapes several."
+    return variable
 
 
 def query_variable(name: str, label: str, query: str) -> Json:
     """A multi-select label filter; "All" is `.*`, so it also matches empty values (no attribution)."""
+    variable = _label_query(name, label, query)
+    variable.update(allValue=".*", current={"selected": True, "text": ["All"], "value": ["$__all"]})
+    return variable
+
+
+def _label_query(name: str, label: str, query: str) -> Json:
+    """A variable whose values a PromQL `label_values` query lists, refreshed with the time range."""
     return {
-        "allValue": ".*",
-        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "current": {},
         "datasource": DS,
         "definition": query,
         "hide": 0,

@@ -154,29 +154,24 @@ def test_csv_and_markdown(months: str, capsys: pytest.CaptureFixture[str]) -> No
     assert "## Hints" in md
 
 
+def ingest_projects(db_url: str, tmp_path: Path, projects: list[str], *, model: str) -> None:
+    """One $0.10 call a project, on `model`, ingested from a JSONL file as a user would."""
+    calls = tmp_path / "calls.jsonl"
+    rows = (
+        {"request_id": f"r{i}", "timestamp": time.time() - 60, "provider": "openai", "model": model}
+        | {"project": project, "input_tokens": 10, "cost_usd": 0.1}
+        for i, project in enumerate(projects)
+    )
+    calls.write_text("\n".join(json.dumps(row) for row in rows))
+    assert main(["ingest", "--db", db_url, str(calls)]) == 0
+
+
 def test_csv_cells_that_a_spreadsheet_would_run_as_formulas_are_quoted(
     sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Anyone with an ingest token names projects; whoever opens the CSV in a spreadsheet must not run them.
     hostile = ['=HYPERLINK("http://evil.example/","x")', "@SUM(1+1)", "+1+cmd|' /C calc'!A0", "-2+3", "plain"]
-    calls = tmp_path / "calls.jsonl"
-    calls.write_text(
-        "\n".join(
-            json.dumps(
-                {
-                    "request_id": f"r{i}",
-                    "timestamp": time.time() - 60,
-                    "provider": "openai",
-                    "model": "=1+1",
-                    "project": project,
-                    "input_tokens": 10,
-                    "cost_usd": 0.1,
-                }
-            )
-            for i, project in enumerate(hostile)
-        )
-    )
-    assert main(["ingest", "--db", sqlite_url, str(calls)]) == 0
+    ingest_projects(sqlite_url, tmp_path, hostile, model="=1+1")
     out = report(capsys, sqlite_url, "--format", "csv", "--by", "project,model", "--period", "all")
     parsed = list(csv.DictReader(io.StringIO(out)))
     assert sorted(r["project"] for r in parsed) == sorted(["'" + p if p[0] in "=@+-" else p for p in hostile])
@@ -201,24 +196,7 @@ def test_markdown_cells_show_hostile_names_as_written_without_links_html_or_extr
         "&lt;b&gt;",
         "plain|pipe",
     ]
-    calls = tmp_path / "calls.jsonl"
-    calls.write_text(
-        "\n".join(
-            json.dumps(
-                {
-                    "request_id": f"r{i}",
-                    "timestamp": time.time() - 60,
-                    "provider": "openai",
-                    "model": "m[1](https://evil.example/)",
-                    "project": project,
-                    "input_tokens": 10,
-                    "cost_usd": 0.1,
-                }
-            )
-            for i, project in enumerate(hostile)
-        )
-    )
-    assert main(["ingest", "--db", sqlite_url, str(calls)]) == 0
+    ingest_projects(sqlite_url, tmp_path, hostile, model="m[1](https://evil.example/)")
     md = report(capsys, sqlite_url, "--format", "markdown", "--by", "project", "--period", "all", "--no-hints")
     tokens = MarkdownIt("commonmark").enable("table").parse(md)
     assert not [t for t in tokens if t.type == "html_block"]
@@ -231,6 +209,7 @@ def test_markdown_cells_show_hostile_names_as_written_without_links_html_or_extr
 
     # A hint's command stays a code span to copy as it is, the hostile model inside it included.
     unpriced = {"request_id": "u", "timestamp": time.time() - 60, "provider": "vllm", "input_tokens": 5}
+    calls = tmp_path / "unpriced.jsonl"
     calls.write_text(json.dumps({**unpriced, "model": "llama[x]*y*"}))
     assert main(["ingest", "--db", sqlite_url, str(calls)]) == 0
     md = report(capsys, sqlite_url, "--format", "markdown", "--by", "project", "--period", "all")
