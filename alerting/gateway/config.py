@@ -19,7 +19,7 @@ alerting:
   group_wait: 0s               # hold instance notifications so a group can form
   tick_interval: 30s           # how often a gateway with workers checks for due repeats (0: only the scheduler)
   max_body_bytes: 1048576      # webhook request bodies
-  receipt_retention: 7d        # how long webhook delivery ids are remembered for dedup
+  receipt_retention: 7d        # webhook delivery ids remembered for dedup; older PagerDuty events are replays
   outbox: {max_attempts: 10, initial_backoff: 2s, max_backoff: 5m, lease: 60s, concurrency: 4,
            poll_interval: 1s, retention: 30d}
   alertmanager: {url: http://alertmanager:9093,   # default: every replica of the top-level alertmanager.urls

@@ -147,11 +147,21 @@ def _current_figures(conn: Connection, incoming: AlertInput) -> AlertInput:
 class WebhookReceiver:
     """Applies verified webhook deliveries through the lifecycle stage, each delivery once."""
 
-    def __init__(self, store: Store, lifecycle: Lifecycle, *, clock: Callable[[], float], write: Writer) -> None:
+    def __init__(
+        self,
+        store: Store,
+        lifecycle: Lifecycle,
+        *,
+        clock: Callable[[], float],
+        write: Writer,
+        receipt_retention: float = 0.0,
+    ) -> None:
+        """`receipt_retention`: how long delivery ids are kept (`alerting.receipt_retention`; 0: no age check)."""
         self.store = store
         self.lifecycle = lifecycle
         self.clock = clock
         self._write = write
+        self.receipt_retention = receipt_retention
         self._seen = _RecentDigests(10_000)
 
     def _receipt(self, conn: Connection, source: str, receipt_id: str, now: float) -> bool:
@@ -227,6 +237,15 @@ class WebhookReceiver:
         """Apply a verified PagerDuty webhook event once (deliveries deduplicated by event id)."""
         if event.action is None:
             return WebhookResult(duplicate=False, reason=f"event type {event.event_type} is not acted on")
+        # PagerDuty's v3 signature covers no time: a delivery captured and sent again once its receipt is
+        # purged would pass the signature and the dedup. No real delivery is days late (PagerDuty retries
+        # for minutes), so one older than the receipts' memory is a replay.
+        if (
+            event.occurred_at is not None
+            and self.receipt_retention > 0
+            and self.clock() - event.occurred_at > self.receipt_retention
+        ):
+            return WebhookResult(duplicate=True, reason="older than alerting.receipt_retention: a replay")
         digest = event.digest
         if digest is not None:
             return self._write(lambda conn: self._apply_pagerduty_digest(conn, event, digest))

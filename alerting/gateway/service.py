@@ -102,7 +102,9 @@ class GatewayService:
             grouping=self.settings.grouping,
             digest_channels=digest_channels(self.notifiers),
         )
-        self.webhooks = WebhookReceiver(store, self.lifecycle, clock=clock, write=self._write)
+        self.webhooks = WebhookReceiver(
+            store, self.lifecycle, clock=clock, write=self._write, receipt_retention=self.settings.receipt_retention
+        )
         silences = self.settings.silences
         watching = bool(silences.urls) and (silences.silence_on_ack or silences.follow_silences)
         self.silence_watch = SilenceWatch(silences.urls, resolve_after=silences.resolve_after) if watching else None

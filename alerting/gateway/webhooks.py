@@ -91,6 +91,9 @@ class PagerDutyEvent:
     agent: str
     created_at: float | None
     """When PagerDuty created the incident (tells a new incident from an older one with the same key)."""
+    occurred_at: float | None = None
+    """When the event happened. The v3 signature covers no time, so a captured delivery replayed after its
+    receipt is purged (`alerting.receipt_retention`) is told apart by this (`WebhookReceiver`)."""
 
     @property
     def action(self) -> str | None:
@@ -143,8 +146,15 @@ def parse_pagerduty_webhook(data: Any) -> PagerDutyEvent:
                 created_at = parse_rfc3339(created)
             except ValueError:
                 raise PayloadError("event.data.created_at", "not an RFC 3339 timestamp") from None
+    occurred_at = None
+    occurred = event.get("occurred_at")
+    if isinstance(occurred, str):
+        try:
+            occurred_at = parse_rfc3339(occurred)
+        except ValueError:
+            raise PayloadError("event.occurred_at", "not an RFC 3339 timestamp") from None
     agent = event.get("agent")
     who = ""
     if isinstance(agent, dict):
         who = str(agent.get("summary") or agent.get("id") or "")
-    return PagerDutyEvent(event_id, event_type, incident_key, who or "pagerduty", created_at)
+    return PagerDutyEvent(event_id, event_type, incident_key, who or "pagerduty", created_at, occurred_at)

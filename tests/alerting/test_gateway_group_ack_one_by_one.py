@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.clock import FakeClock
-from tests.support.gateway_harness import Harness, Receivers
+from tests.support.gateway_harness import Harness, Receivers, pd_time
 from tests.support.grouped_budget import FIRST_KEYS, LABELS, grouped_harness, grouped_warnings, states
 from tests.support.recording_pagerduty import Incident
 
@@ -87,7 +87,7 @@ def test_an_unacknowledged_group_incident_unacknowledges_every_instance_acknowle
             "id": "EVACKTIMEOUT",
             "event_type": "incident.unacknowledged",
             "resource_type": "incident",
-            "occurred_at": "2026-11-23T10:05:00.000Z",
+            "occurred_at": pd_time(clock()),
             "agent": {"id": "PSERVICE", "summary": "Acknowledgement timeout", "type": "service_reference"},
             "data": {"id": "PGR0VU3", "type": "incident", "status": "triggered", "incident_key": key},
         }

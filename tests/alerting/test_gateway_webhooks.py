@@ -202,3 +202,26 @@ def test_pagerduty_events_that_are_not_ours_are_ignored(h: Harness, alert_id: in
     invalid = h.pagerduty_webhook({"event": {"id": "x"}})
     assert invalid.status_code == 422 and invalid.json()["detail"] == {"field": "event.event_type"}
     assert state(h, alert_id) == "firing"
+
+
+def test_a_pagerduty_ack_replayed_after_its_receipt_is_purged_is_not_applied(
+    h: Harness, rx: Receivers, clock: FakeClock, alert_id: int
+) -> None:
+    # PagerDuty's v3 signature covers no time. An alert left open (a month-long budget) was acknowledged,
+    # then un-acknowledged; once the ack's receipt was purged (alerting.receipt_retention, 7 days), the
+    # captured ack sent again passed the signature and the dedup, and acknowledged the alert once more.
+    acked_at = clock()
+    ack = pd_event("incident.acknowledged", FP, event_id="E1", occurred_at=acked_at)
+    assert h.pagerduty_webhook(ack).json() == {"status": "ok", "alerts": {"acknowledged": 1}}
+    clock.advance(60)
+    h.pagerduty_webhook(pd_event("incident.unacknowledged", FP, event_id="E2", occurred_at=clock()))
+    assert state(h, alert_id) == "firing"
+    clock.advance(8 * 86400)
+    assert h.gateway.tick().receipts_purged == 2
+    replayed = h.pagerduty_webhook(ack)
+    assert replayed.status_code == 200 and replayed.json()["status"] == "duplicate"
+    assert state(h, alert_id) == "firing"
+    # A live delivery, even one PagerDuty retried for hours, is applied.
+    late = pd_event("incident.acknowledged", FP, event_id="E3", occurred_at=clock() - 6 * 3600)
+    assert h.pagerduty_webhook(late).json() == {"status": "ok", "alerts": {"acknowledged": 1}}
+    assert state(h, alert_id) == "acknowledged"

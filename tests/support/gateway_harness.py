@@ -302,6 +302,11 @@ def slack_action_body(alert_id: int | str, *, action_id: str = "llmcost_ack", us
     return urlencode({"payload": orjson.dumps(payload).decode()}).encode()
 
 
+def pd_time(epoch: float) -> str:
+    """A time as PagerDuty writes it in webhooks: `2026-11-23T10:05:00.000Z`."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(epoch))
+
+
 def pd_event(
     event_type: str,
     fingerprint: str,
@@ -309,8 +314,12 @@ def pd_event(
     event_id: str = "01DEVENT0000000000000000001",
     agent: str = "Bob Oncall",
     created_at: str | None = None,
+    occurred_at: float | None = None,
 ) -> dict[str, Any]:
-    """A PagerDuty webhook v3 body about the incident of our dedup_key `llmcost-<fingerprint>`."""
+    """A PagerDuty webhook v3 body about the incident of our dedup_key `llmcost-<fingerprint>`.
+
+    `occurred_at`: when the event happened (default: now, as a live delivery; the harness clock starts at now).
+    """
     data: dict[str, Any] = {
         "id": "PGR0VU2",
         "type": "incident",
@@ -326,7 +335,7 @@ def pd_event(
             "id": event_id,
             "event_type": event_type,
             "resource_type": "incident",
-            "occurred_at": "2026-11-23T10:05:00.000Z",
+            "occurred_at": pd_time(time.time() if occurred_at is None else occurred_at),
             "agent": {"id": "PLH1HKV", "summary": agent, "type": "user_reference"},
             "client": {"name": "PagerDuty"},
             "data": data,
