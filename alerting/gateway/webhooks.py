@@ -121,6 +121,16 @@ def _text(value: Any, field: str) -> str:
     return value
 
 
+def _time(value: Any, field: str) -> float | None:
+    """Epoch seconds of an RFC 3339 string; None when absent (or not a string, as PagerDuty never sends)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_rfc3339(value)
+    except ValueError:
+        raise PayloadError(field, "not an RFC 3339 timestamp") from None
+
+
 def parse_pagerduty_webhook(data: Any) -> PagerDutyEvent:
     """Validate a decoded PagerDuty webhook v3 body."""
     if not isinstance(data, dict) or not isinstance(data.get("event"), dict):
@@ -140,19 +150,8 @@ def parse_pagerduty_webhook(data: Any) -> PagerDutyEvent:
         if key is not None and not isinstance(key, str):
             raise PayloadError("event.data.incident_key", "must be a string")
         incident_key = key or ""
-        created = incident.get("created_at")
-        if isinstance(created, str):
-            try:
-                created_at = parse_rfc3339(created)
-            except ValueError:
-                raise PayloadError("event.data.created_at", "not an RFC 3339 timestamp") from None
-    occurred_at = None
-    occurred = event.get("occurred_at")
-    if isinstance(occurred, str):
-        try:
-            occurred_at = parse_rfc3339(occurred)
-        except ValueError:
-            raise PayloadError("event.occurred_at", "not an RFC 3339 timestamp") from None
+        created_at = _time(incident.get("created_at"), "event.data.created_at")
+    occurred_at = _time(event.get("occurred_at"), "event.occurred_at")
     agent = event.get("agent")
     who = ""
     if isinstance(agent, dict):
