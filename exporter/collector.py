@@ -280,9 +280,14 @@ class SelfCollector(Collector):
         skipped = _counter(metric_names.OTLP_SPANS_SKIPPED, ())
         skipped.add_metric([], counters.get("otlp_spans_skipped", 0.0))
         yield skipped
-        info = _gauge(metric_names.BUILD_INFO)
-        info.add_metric([__version__], 1.0)
-        yield info
+        yield _build_info()
+
+
+def _build_info() -> Metric:
+    """`llm_exporter_build_info`: 1, labelled with this llmcost's version."""
+    info = _gauge(metric_names.BUILD_INFO)
+    info.add_metric([__version__], 1.0)
+    return info
 
 
 class StoreUpCollector(Collector):
@@ -302,9 +307,7 @@ class StoreUpCollector(Collector):
         gauge.add_metric([], 1.0 if self._up else 0.0)
         yield gauge
         if not self._up:
-            info = _gauge(metric_names.BUILD_INFO)
-            info.add_metric([__version__], 1.0)
-            yield info
+            yield _build_info()
 
 
 class FollowerCollector(Collector):
@@ -323,6 +326,4 @@ class FollowerCollector(Collector):
         """The build info; StoreUnavailable when the store does not answer (answered in exporter/http/scrape.py)."""
         if not self._ping():
             raise StoreUnavailable("the store does not answer")
-        info = _gauge(metric_names.BUILD_INFO)
-        info.add_metric([__version__], 1.0)
-        yield info
+        yield _build_info()
