@@ -14,7 +14,7 @@ import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from alerting.spikes.messages import ALERTNAME as SPIKE_ALERTNAME
 from exporter.config import Config, http_url_problem
@@ -111,24 +111,45 @@ BUDGETS_DASHBOARD = "llmcost-budgets"
 SPIKES_DASHBOARD = "llmcost-spikes-alerts"
 _SPIKE_VARIABLES = ("provider", "model", "project", "service")
 """The labels of a spike series that the spikes dashboard filters on (its `var-…` variables)."""
+INSTALLATION_PARAMETERS = ("orgId", "var-datasource", "var-job")
+"""The parameters of `grafana_url`'s query every dashboard link keeps: which installation it shows.
+
+Every dashboard has the `datasource` and `job` (Installation) variables; with two installations in one
+Prometheus, a link without `var-job` opens on whichever Grafana selects first, another team's spend.
+"""
+
+
+def installation_query(grafana_url: str) -> list[tuple[str, str]]:
+    """The organisation, data source and installation `grafana_url` names (`INSTALLATION_PARAMETERS`), in order."""
+    first: dict[str, str] = {}
+    for key, value in parse_qsl(urlsplit(grafana_url).query):
+        first.setdefault(key, value)  # one each: the Installation variable is single-valued
+    return [(name, first[name]) for name in INSTALLATION_PARAMETERS if name in first]
+
+
+def _query(pairs: list[tuple[str, str]]) -> str:
+    return "&".join(f"{key}={quote(value, safe='')}" for key, value in pairs)
 
 
 def dashboard_url(config: Config, alertname: str, labels: Mapping[str, str]) -> str:
     """The Grafana dashboard of an alert, filtered on it: "" without `grafana_url` or for other alerts.
 
     `grafana_url` is where the console links (a dashboard URL, e.g. `https://grafana.example.com/d/llmcost-overview`):
-    its part before `/d/` is Grafana's root. Budget alerts open the Budgets dashboard on their budget, spikes
-    the Spikes dashboard on their series. The time range is added when a message is rendered, around the
-    alert's own start (`alerting.notify.templating`).
+    its part before `/d/` is Grafana's root, and its `orgId`, `var-datasource` and `var-job` go into every
+    link, so that with several installations in one Prometheus the link opens this one's figures. Budget
+    alerts open the Budgets dashboard on their budget, spikes the Spikes dashboard on their series. The
+    time range is added when a message is rendered, around the alert's own start (`alerting.notify.templating`).
     """
     if not config.grafana_url:
         return ""
     root = config.grafana_url.split("/d/", 1)[0].split("?", 1)[0].rstrip("/")
+    installation = installation_query(config.grafana_url)
     if labels.get("budget"):
-        return f"{root}/d/{BUDGETS_DASHBOARD}?var-budget={quote(labels['budget'], safe='')}"
+        return f"{root}/d/{BUDGETS_DASHBOARD}?{_query([*installation, ('var-budget', labels['budget'])])}"
     if alertname == SPIKE_ALERTNAME:
-        filters = "".join(f"&var-{k}={quote(labels[k], safe='')}" for k in _SPIKE_VARIABLES if labels.get(k))
-        return f"{root}/d/{SPIKES_DASHBOARD}?orgId=1{filters}"
+        organisation = [] if any(key == "orgId" for key, _ in installation) else [("orgId", "1")]
+        filters = [(f"var-{k}", labels[k]) for k in _SPIKE_VARIABLES if labels.get(k)]
+        return f"{root}/d/{SPIKES_DASHBOARD}?{_query([*organisation, *installation, *filters])}"
     return ""
 
 

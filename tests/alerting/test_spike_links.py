@@ -71,7 +71,8 @@ def test_with_grafana_url_a_spike_links_to_the_spikes_dashboard_filtered_on_its_
     config = make_config(
         sqlite_url,
         listen="127.0.0.1:9800",
-        grafana_url="https://grafana.example.com/d/llmcost-overview?orgId=1",
+        # Grafana's second organisation, on one of two installations (the dashboard variable filters on project).
+        grafana_url="https://grafana.example.com/d/llmcost-overview?orgId=2&var-job=llmcost-prod&var-project=b",
         detection={"series": [["project"]]},
         notifications={"slack": {"token": SLACK_TOKEN, "channel": "#llm-cost", "api_url": rx.slack.api_url}},
         alerting={"tick_interval": 0},
@@ -89,8 +90,11 @@ def test_with_grafana_url_a_spike_links_to_the_spikes_dashboard_filtered_on_its_
         query = dict(parse_qsl(link.query))
         assert (link.netloc, link.path) == ("grafana.example.com", "/d/llmcost-spikes-alerts")
         assert query["var-project"] == "a" and query["to"] == "now"
+        # The installation and organisation grafana_url names, once each: not the first one Grafana finds.
+        assert [k for k, _ in parse_qsl(link.query)].count("orgId") == 1 and query["orgId"] == "2"
+        assert query["var-job"] == "llmcost-prod"
         assert int(query["from"]) <= (NOW - 3600) * 1000  # the hour before the spike started, and after
         board = json.loads((Path(__file__).parents[2] / "grafana/dashboards/llmcost-spikes-alerts.json").read_text())
-        assert {"project"} <= {v["name"] for v in board["templating"]["list"]}
+        assert {"project", "job"} <= {v["name"] for v in board["templating"]["list"]}
     finally:
         services.close()
