@@ -324,6 +324,8 @@ def test_every_alert_links_to_the_dashboard_that_shows_it() -> None:
         assert root == build_rules.DEFAULT_GRAFANA_URL, rule["alert"]
         assert uid in boards, rule["alert"]
         assert variables <= {v["name"] for v in boards[uid]["templating"]["list"]}, rule["alert"]
+        # Without it, with two installations in one Prometheus, the link opens whichever Grafana selects first.
+        assert "job" in variables, f"{rule['alert']}: its dashboard_url does not choose the alert's installation"
         assert uid == ("llmcost-overview" if rule["alert"] == "LLMCostUnpricedModel" else "llmcost-stack-health")
 
 
