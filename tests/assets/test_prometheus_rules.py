@@ -406,3 +406,75 @@ def test_the_spend_today_curl_asks_a_range_prometheus_takes_at_every_second(
     assert assets.promql_syntax_errors({"promql.md spend today": query}) == ""
     [seconds] = re.findall(r"llm_cost_usd_total\[(\d+)s\]", query)
     assert since_midnight <= int(seconds) <= since_midnight + 1, query  # since midnight, a second more at most
+
+
+_INSTALLATIONS = 'job=~"llmcost-.*"'  # two installations in one Prometheus, as docs/alerting-paths.md renders them
+
+
+def _absent(job: str | None) -> dict[str, Any]:
+    """LLMCostExporterAbsent firing for `job` (None: for the whole selector), rendered with `_INSTALLATIONS`."""
+    link = "http://localhost:3000/d/llmcost-stack-health?orgId=1" + (f"&var-job={job}" if job else "")
+    return {
+        "exp_labels": {"severity": "critical", **({"job": job} if job else {})},
+        "exp_annotations": {
+            "summary": "Prometheus has no llmcost scrape target.",
+            "description": f"The job this alert names, picked by {_INSTALLATIONS} (no job: the selector has matched"
+            " nothing all day), has had no target for 10 minutes: the scrape configuration or service discovery lost"
+            " llmcost, so none of its metrics or alerts are evaluated.",
+            "runbook_url": "http://localhost:9800/runbook#llmcostexporterabsent",
+            "dashboard_url": link,
+        },
+    }
+
+
+def test_exporter_absent_names_the_installation_a_regex_selector_lost(tmp_path: Path) -> None:
+    """Rendered with `--selector 'job=~"llmcost-.*"'`, the alert was `absent(up{job=~"llmcost-.*"})`: absent()
+    yields no label of a regex, so the alert had no `job` (Alertmanager's routes and inhibitions, the runbook and
+    its Dashboard link could not tell which installation was down), and it fired only once both were gone."""
+    assert build_rules.main(["--out", str(tmp_path), "--selector", _INSTALLATIONS]) == 0
+    a, b = 'up{job="llmcost-a",instance="a:9800"}', 'up{job="llmcost-b",instance="b:9800"}'
+    tests = [
+        {
+            "name": "fires for the one installation service discovery lost, naming its job, after 10 minutes",
+            "interval": "1m",
+            "input_series": [{"series": a, "values": "1x5 stale"}, {"series": b, "values": "1x30"}],
+            "alert_rule_test": [
+                {"alertname": "LLMCostExporterAbsent", "eval_time": "15m", "exp_alerts": []},
+                {
+                    "alertname": "LLMCostExporterAbsent",
+                    "eval_time": "16m",
+                    "exp_alerts": [_absent("llmcost-a")],
+                },
+            ],
+        },
+        {
+            "name": "fires once per installation when both are lost, and for no third one without a job",
+            "interval": "1m",
+            "input_series": [{"series": a, "values": "1x5 stale"}, {"series": b, "values": "1x5 stale"}],
+            "alert_rule_test": [
+                {
+                    "alertname": "LLMCostExporterAbsent",
+                    "eval_time": "20m",
+                    "exp_alerts": [_absent(job) for job in ("llmcost-a", "llmcost-b")],
+                },
+            ],
+        },
+        {
+            "name": "fires for the selector when Prometheus has never scraped an installation",
+            "interval": "1m",
+            "input_series": [{"series": 'up{job="prometheus",instance="localhost:9090"}', "values": "1x20"}],
+            "alert_rule_test": [
+                {
+                    "alertname": "LLMCostExporterAbsent",
+                    "eval_time": "10m",
+                    "exp_alerts": [_absent(None)],
+                }
+            ],
+        },
+    ]
+    cases = tmp_path / "absent.test.yml"
+    cases.write_text(
+        yaml.safe_dump({"rule_files": ["llmcost-alerts.rules.yml"], "evaluation_interval": "1m", "tests": tests})
+    )
+    result = assets.run(["promtool", "test", "rules", str(cases)])
+    assert result.returncode == 0, _output(result)

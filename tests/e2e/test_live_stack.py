@@ -349,6 +349,10 @@ DOC_QUERIES_WITHOUT_DATA: dict[str, tuple[str, str | None]] = {
         "answers only while Prometheus has no llmcost target (LLMCostExporterAbsent)",
         'absent(up{job="no-such-job"})',
     ),
+    "count by (job) (last_over_time(up[1d])) unless count by (job) (up)": (
+        "answers only while a job scraped within the day has no target (LLMCostExporterAbsent)",
+        'count by (job) (last_over_time(up[1d])) unless count by (job) (up{job="no-such-job"})',
+    ),
     "sum by (outcome) (increase(llm_ingest_events_total[1h] offset 1d))": (
         "looks a day back; the stack is minutes old",
         "sum by (outcome) (increase(llm_ingest_events_total[1h]))",
