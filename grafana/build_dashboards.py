@@ -24,10 +24,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dashboard_builder import OUT_DIR, build_dashboards, render
+from dashboard_builder import INSTALLATION_INDEPENDENT, OUT_DIR, build_dashboards, render
 from dashboard_builder.selector import DEFAULT_SELECTOR, check_selector
 
-__all__ = ["build_dashboards", "main", "render"]
+__all__ = ["INSTALLATION_INDEPENDENT", "build_dashboards", "main", "render"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -41,6 +41,12 @@ DASHBOARDS: dict[str, Callable[[], Json]] = {
 }
 """Each dashboard's builder, keyed by its file name under grafana/dashboards/."""
 
+INSTALLATION_INDEPENDENT: dict[str, dict[str, str]] = {
+    "llmcost-stack-health.json": stack_health.INSTALLATION_INDEPENDENT,
+}
+"""Per dashboard file, its panels that show the same whichever installation is chosen, and why (their
+description says it too): every other panel's queries select `job=~"$job"` (tests/assets/test_grafana_dashboards.py)."""
+
 
 def build_dashboards(selector: str = DEFAULT_SELECTOR) -> dict[str, Json]:
     """Every dashboard, keyed by its file name, selecting llmcost's series with `selector`."""

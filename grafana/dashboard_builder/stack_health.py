@@ -8,6 +8,15 @@ from .panels import COUNT, NONE, OPS, PER_MIN, PER_S, RATIO, SECONDS, Json, stat
 TARGET = 'job="llmcost", instance=~"$instance"'
 """llmcost's scrape target(s): the default selector and the instance filter."""
 
+_DELIVERIES = "Alertmanager deliveries to the gateway"
+INSTALLATION_INDEPENDENT = {
+    _DELIVERIES: (
+        "The same whichever Installation is chosen: Alertmanager's own counters carry its job, not an "
+        "installation's, and count its webhook deliveries to every installation's gateway (and to any other webhook)."
+    ),
+}
+"""Panels whose series carry no llmcost installation, so they cannot honour the `job` variable: title -> why."""
+
 
 def build() -> Json:
     """Stack health: is llmcost scraped, ingesting, scheduling and notifying."""
@@ -231,9 +240,9 @@ def build() -> Json:
             [
                 (
                     timeseries(
-                        "Alertmanager deliveries to the gateway",
+                        _DELIVERIES,
                         "Webhook notifications Alertmanager sent to llmcost's /v1/alertmanager, and "
-                        "how many failed (token mismatch, llmcost down).",
+                        "how many failed (token mismatch, llmcost down). " + INSTALLATION_INDEPENDENT[_DELIVERIES],
                         OPS,
                         [
                             (

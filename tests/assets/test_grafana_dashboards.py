@@ -152,11 +152,33 @@ def test_every_series_and_alert_query_is_of_the_chosen_job(name: str) -> None:
     board = DASHBOARDS[name]
     annotations = [assets.Query(name, a["name"], a["expr"]) for a in board["annotations"]["list"]]
     variables = [q for q in assets.variable_queries(board) if q.name != "variable job"]
-    for query in [*assets.dashboard_queries(board), *variables, *annotations]:
+    for query in [*variables, *annotations]:
         for selector in assets.selectors(query.expr):
-            if selector.metric.startswith(("alertmanager_", "prometheus_")):
-                continue  # Alertmanager's and Prometheus' own, shared by every installation
             assert selector.has("job", "=~", "$job"), f'{query.name}: {selector.metric} needs job=~"$job"'
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_every_panel_honours_the_installation_or_says_why_it_cannot(name: str) -> None:
+    """Stack health's Alertmanager panel showed the same figures whichever installation was chosen, and
+    said nothing of it: a panel either selects `job=~"$job"` in every query, or is listed installation-independent
+    (`dashboard_builder.INSTALLATION_INDEPENDENT`) with the reason, which its description gives."""
+    independent = dict(_generator().INSTALLATION_INDEPENDENT.get(name, {}))
+    for panel in _data_panels(DASHBOARDS[name]):
+        unfiltered = sorted(
+            {
+                selector.metric
+                for target in panel.get("targets", [])
+                for selector in assets.selectors(target.get("expr", ""))
+                if not selector.has("job", "=~", "$job")
+            }
+        )
+        reason = independent.pop(panel["title"], None)
+        if reason is None:
+            assert not unfiltered, f'{panel["title"]}: {unfiltered} need job=~"$job", or the panel listed with why'
+        else:
+            assert unfiltered, f"{panel['title']} is listed installation-independent but every query selects $job"
+            assert reason in panel["description"], f"{panel['title']}: its description does not say why"
+    assert not independent, f"listed installation-independent, but no such panel: {sorted(independent)}"
 
 
 @pytest.mark.parametrize("name", IDS)
