@@ -208,6 +208,10 @@ class Notification:
     settled_recipients: tuple[str, ...] = ()
     """Recipients an earlier attempt at this row already settled (email: accepted, or refused for good);
     the retry goes to the others only, so nobody gets the mail twice."""
+    incident_paging: bool = False
+    """For `unacknowledged` on an incident channel (PagerDuty): the grouped incident it goes to still pages
+    for another alert it lists (triggered, not acknowledged), so the unack is an update of that incident,
+    not a re-opening that resolves it and pages anew (`alerting.gateway.grouping.incidents_paging`)."""
 
 
 @dataclass(frozen=True, kw_only=True)

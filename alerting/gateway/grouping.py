@@ -43,11 +43,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.engine import Connection
 
 from alerting.gateway.records import dumps, loads
-from alerting.gateway.tables import alert_channels, alerts
+from alerting.gateway.tables import alert_channels, alerts, notification_outbox
 from alerting.model import (
     PASS_MARK,
     PUSHED_ONLY_LABELS,
@@ -208,6 +208,53 @@ def incidents_acknowledged(
     keys = [listed_in(n, digest_key) if n.kind is NotificationKind.ACKNOWLEDGED else None for n in notifications]
     quiet = {key for key in set(keys) if key is not None and not digest_members(conn, channel, key, firing=True)}
     return [key if key in quiet else None for key in keys]
+
+
+def incidents_paging(
+    conn: Connection, channel: str, digest_key: str, notifications: Sequence[Notification]
+) -> list[bool]:
+    """Per notification, True for an unacknowledgement whose group incident still pages for another alert.
+
+    The Events API has no "unacknowledge", so an unack re-opens an incident by resolving it and triggering
+    it anew, which pages: right when the incident is acknowledged, a second page for one already ringing
+    when it is not. An incident still pages while an alert it lists is firing and known there as firing
+    (no unack of it is waiting to be sent): llmcost acknowledges a group's incident only with its last
+    firing alert, and PagerDuty's own acknowledgement acknowledges every alert it lists. Of several
+    unacks of one acknowledged incident sent one by one, the first re-opens it and the others find it paging.
+    """
+    if channel not in INCIDENT_CHANNELS:
+        return [False] * len(notifications)
+    keys = [listed_in(n, digest_key) if n.kind is NotificationKind.UNACKNOWLEDGED else None for n in notifications]
+    paging = {key: _told_firing(conn, channel, key) for key in set(keys) if key is not None}
+    flags = []
+    for key in keys:
+        flags.append(key is not None and paging[key])
+        if key is not None:
+            paging[key] = True  # re-opened by this one, if it was not paging
+    return flags
+
+
+def _told_firing(conn: Connection, channel: str, key: str) -> bool:
+    """True when an alert the incident `key` lists is firing and no unack of it waits to be sent there."""
+    outbox = notification_outbox
+    unack_waiting = exists().where(
+        outbox.c.alert_id == alerts.c.id,
+        outbox.c.channel == channel,
+        outbox.c.kind == NotificationKind.UNACKNOWLEDGED.value,
+        outbox.c.status == "pending",
+    )
+    row = conn.execute(
+        select(alerts.c.id)
+        .join(alert_channels, alert_channels.c.alert_id == alerts.c.id)
+        .where(
+            alert_channels.c.channel == channel,
+            alert_channels.c.reference.contains(f'"key":{dumps(key)}', autoescape=True),
+            alerts.c.state == "firing",
+            ~unack_waiting,
+        )
+        .limit(1)
+    ).first()
+    return row is not None
 
 
 def _pages(notification: Notification) -> bool:

@@ -34,6 +34,7 @@ from alerting.gateway.grouping import (
     incident_keys,
     incidents_acknowledged,
     incidents_ended,
+    incidents_paging,
     listed_in,
     member_reference,
     send_digest,
@@ -204,17 +205,18 @@ class Outbox:
         summarise = summarise and digests
         wanted = self.grouping.max_group if summarise else limit
         cursor.execute(self._sql["due_own_locked" if own else "due_locked"], (channel, now, now, *own, wanted))
-        claimed = self._lease(cursor, cursor.fetchall(), now)
+        claimed = self._lease(conn, cursor.fetchall(), now)
         if digests and self.grouping.groups(channel):
             claimed = self._gather_groups(conn, channel, claimed, now, own)
         if summarise and len(claimed) > 1:
             return [self._summary(claimed)]
         return claimed
 
-    def _lease(self, cursor: Any, due: Sequence[tuple[int, float | None]], now: float) -> list[Claimed]:
+    def _lease(self, conn: Connection, due: Sequence[tuple[int, float | None]], now: float) -> list[Claimed]:
         """Lease the `due` rows (id, lease_until) that nobody else took meanwhile."""
         if not due:
             return []
+        cursor = _cursor(conn)
         ids = [row[0] for row in due]
         # A pending row with a lease was claimed before and its result never recorded: its sender died,
         # perhaps after sending.
@@ -225,7 +227,23 @@ class Outbox:
         if not claimed_ids:
             return []
         cursor.execute(self._sql["claimed"].format(ids=self._in_list(len(claimed_ids))), tuple(claimed_ids))
-        return [self._claimed(row, unfinished) for row in cursor.fetchall()]
+        return self._paging([self._claimed(row, unfinished) for row in cursor.fetchall()], conn)
+
+    @staticmethod
+    def _paging(claimed: list[Claimed], conn: Connection) -> list[Claimed]:
+        """Mark the unacks going to a group incident that still pages (`grouping.incidents_paging`)."""
+        unacks = [c for c in claimed if c.kind is NotificationKind.UNACKNOWLEDGED and c.group_key is not None]
+        if not unacks or unacks[0].channel not in INCIDENT_CHANNELS:
+            return claimed
+        marked: dict[int, Claimed] = {}
+        for group in dict.fromkeys(c.group_key for c in unacks):
+            assert group is not None
+            items = [c for c in unacks if c.group_key == group]
+            flags = incidents_paging(conn, items[0].channel, group_digest_key(group), [c.notification for c in items])
+            for item, paging in zip(items, flags, strict=True):
+                if paging:
+                    marked[item.id] = replace(item, notification=replace(item.notification, incident_paging=True))
+        return [marked.get(c.id, c) for c in claimed]
 
     def _gather_groups(
         self, conn: Connection, channel: str, claimed: list[Claimed], now: float, own: tuple[str, ...] = ()
@@ -277,7 +295,7 @@ class Outbox:
                     digests.append(digest)
                     folded.update((item.id, digest) for item in part)
                 continue
-            leased = self._lease(cursor, more, now)
+            leased = self._lease(conn, more, now)
             if kind == NotificationKind.RESOLVED.value:
                 singles += [i for i in leased if listed_in(i.notification, group_digest_key(group)) is None]
                 leased = [i for i in leased if listed_in(i.notification, group_digest_key(group)) is not None]

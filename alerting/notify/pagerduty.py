@@ -7,7 +7,9 @@ into one incident; the reference returned is `{"dedup_key": …}`. Reminders (re
 PagerDuty only appends a `trigger` on an acknowledged incident to its log (nobody is paged), and the Events
 API has no "unacknowledge". So an alert that is firing again after an acknowledgement (an unacknowledge, or
 an escalation that re-opened it: `Notification.reopened`) is sent as `resolve` then `trigger` with the same
-`dedup_key`: PagerDuty opens a new incident, which pages. A retry sends both again; the `resolve` then
+`dedup_key`: PagerDuty opens a new incident, which pages. The unack of an alert a grouped incident lists
+while that incident still pages for another (`Notification.incident_paging`) is only a `trigger`, logged
+on the incident: it is paging already. A retry sends both again; the `resolve` then
 finds nothing open, or the incident of an earlier attempt whose answer was lost (at least once, as every
 notification). A grouped message re-opening alerts (`send_digest`) does the same with the group's
 `dedup_key`: the budget's acknowledged incident is resolved and a new one triggered.
@@ -55,6 +57,8 @@ def _reopens(notification: Notification) -> bool:
     """True when the alert is firing again after an acknowledgement that did not come from PagerDuty."""
     if notification.actor is not None and notification.actor.via == "pagerduty":
         return False  # PagerDuty's own unacknowledge: its incident is triggered again already
+    if notification.incident_paging:
+        return False  # the group's incident still pages for another alert: a trigger is logged there
     return notification.kind is NotificationKind.UNACKNOWLEDGED or notification.reopened is not None
 
 

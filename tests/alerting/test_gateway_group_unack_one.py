@@ -9,6 +9,11 @@ problem. Now it replies in the grouped message's thread (broadcast to the channe
 people stopped watching) and in the grouped mail's thread, and stays listed in the group. On PagerDuty it
 opened a second incident on the alert's own dedup_key, which its acknowledgement then left paging (that
 went to the group's incident); now the group's incident is resolved and triggered anew, which pages.
+
+Defect: that resolve and trigger also went out while the group's incident was still paging (another
+instance firing, so never acknowledged): on-call was paged a second time for a page already ringing.
+Now the unack is one trigger logged on that incident; re-opening (and paging) is for an acknowledged one,
+acknowledged through llmcost or in PagerDuty.
 """
 
 from __future__ import annotations
@@ -119,3 +124,93 @@ def test_unacknowledging_one_while_the_group_still_pages_keeps_one_open_incident
         assert h.admin("POST", f"/v1/alerts/{ids[key]}/ack", json={"by": "bob"}).status_code == 200
     h.gateway.deliver_pending()
     assert [(i.dedup_key, i.status) for i in rx.pagerduty.incidents if i.open] == [(incident_key, "acknowledged")]
+
+
+def test_unacknowledging_one_while_the_group_still_pages_pages_nobody_anew(
+    h: Harness, rx: Receivers, clock: FakeClock
+) -> None:
+    """The incident is triggered and unacknowledged: the unack is an update of it, not a second page."""
+    incident_key = grouped_warnings(h, rx, clock)
+    [incident] = rx.pagerduty.pages
+    ids = {a["labels"]["key"]: a["id"] for a in h.alerts()}
+    one = FIRST_KEYS[0]
+    assert h.admin("POST", f"/v1/alerts/{ids[one]}/ack", json={"by": "bob"}).status_code == 200
+    h.gateway.deliver_pending()
+    events = len(rx.pagerduty.events)
+
+    clock.advance(60)
+    assert h.admin("POST", f"/v1/alerts/{ids[one]}/unack").status_code == 200
+    h.gateway.deliver_pending()
+
+    # Told in the group's threads, as ever.
+    assert_last_in_grouped_threads(rx, f"LLMBudgetWarning for {one}", f"key: {one}")
+    # PagerDuty: the same incident, still paging, gets one trigger (logged there); nobody is paged anew
+    # (before, it was resolved and triggered again: a second page for a page already ringing).
+    assert rx.pagerduty.pages == [incident] and incident.status == "triggered"
+    assert [(e["event_action"], e["dedup_key"]) for e in rx.pagerduty.events[events:]] == [("trigger", incident_key)]
+    assert rx.pagerduty.events[-1]["payload"]["custom_details"]["notification"] == "unacknowledged"
+
+
+def test_two_unacknowledged_one_by_one_while_the_group_still_pages_page_nobody_anew(
+    h: Harness, rx: Receivers, clock: FakeClock
+) -> None:
+    """Unacked together (both delivered in one round), neither takes the other for a paging incident's reason."""
+    grouped_warnings(h, rx, clock)
+    [incident] = rx.pagerduty.pages
+    ids = {a["labels"]["key"]: a["id"] for a in h.alerts()}
+    two = FIRST_KEYS[:2]
+    for key in two:
+        assert h.admin("POST", f"/v1/alerts/{ids[key]}/ack", json={"by": "bob"}).status_code == 200
+    h.gateway.deliver_pending()
+
+    clock.advance(60)
+    for key in two:
+        assert h.admin("POST", f"/v1/alerts/{ids[key]}/unack").status_code == 200
+    h.gateway.deliver_pending()
+    assert rx.pagerduty.pages == [incident] and incident.status == "triggered"
+    assert "resolve" not in [e["event_action"] for e in rx.pagerduty.events]
+
+
+def test_unacknowledging_one_after_the_incident_was_acknowledged_in_pagerduty_pages_again(
+    h: Harness, rx: Receivers, clock: FakeClock
+) -> None:
+    """Acknowledged in PagerDuty (which acknowledges every instance here), an unack re-opens: it pages."""
+    incident_key = grouped_warnings(h, rx, clock)
+    [incident] = rx.pagerduty.pages
+    ack = rx.pagerduty.acknowledge_in_pagerduty(incident_key)
+    assert h.pagerduty_webhook(ack).status_code == 200
+    h.gateway.deliver_pending()
+    assert all(state == "acknowledged" for state, _ in states(h).values())
+    ids = {a["labels"]["key"]: a["id"] for a in h.alerts()}
+
+    clock.advance(60)
+    assert h.admin("POST", f"/v1/alerts/{ids[FIRST_KEYS[1]]}/unack").status_code == 200
+    h.gateway.deliver_pending()
+
+    old, page = rx.pagerduty.pages
+    assert old is incident and not old.open
+    assert page.dedup_key == incident_key and page.status == "triggered"
+
+
+def test_two_unacknowledged_together_after_every_ack_page_once(h: Harness, rx: Receivers, clock: FakeClock) -> None:
+    """The incident acknowledged with the last ack: two unacks delivered in one round re-open it once."""
+    incident_key = grouped_warnings(h, rx, clock)
+    ids = {a["labels"]["key"]: a["id"] for a in h.alerts()}
+    for key in FIRST_KEYS:
+        assert h.admin("POST", f"/v1/alerts/{ids[key]}/ack", json={"by": "bob"}).status_code == 200
+    h.gateway.deliver_pending()
+    [incident] = rx.pagerduty.pages
+    assert incident.status == "acknowledged"
+    events = len(rx.pagerduty.events)
+
+    clock.advance(60)
+    for key in FIRST_KEYS[:2]:
+        assert h.admin("POST", f"/v1/alerts/{ids[key]}/unack").status_code == 200
+    h.gateway.deliver_pending()
+    old, page = rx.pagerduty.pages
+    assert old is incident and not old.open and page.status == "triggered"
+    assert [(e["event_action"], e["dedup_key"]) for e in rx.pagerduty.events[events:]] == [
+        ("resolve", incident_key),
+        ("trigger", incident_key),
+        ("trigger", incident_key),
+    ]
