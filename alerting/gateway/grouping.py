@@ -60,7 +60,7 @@ from alerting.model import (
     alert_family,
 )
 from alerting.notify.base import Notifier
-from alerting.notify.digest import Digest
+from alerting.notify.digest import GROUP_THREAD_KINDS, Digest
 
 GROUP_LABELS = ("budget", "key")
 """An alert carrying both (non-empty) is an instance of a per-key budget: it can be grouped."""
@@ -159,6 +159,31 @@ def listed_in(notification: Notification, digest_key: str) -> str | None:
     if isinstance(key, str) and (key == digest_key or key.startswith(digest_key + "-")):
         return key
     return None
+
+
+def listed_message(notification: Notification) -> str | None:
+    """The grouped message this alert is listed in on its channel, as stable text (its reference), or None.
+
+    Slack's keeps the message's channel and ts, mail's its Message-ID: two grouped messages of one budget
+    (instances crossing at different times) share their group key but not this.
+    """
+    digest = (notification.reference or {}).get("digest")
+    return dumps(dict(digest)) if isinstance(digest, Mapping) else None
+
+
+def by_message(notifications: Sequence[Notification]) -> dict[str | None, list[int]]:
+    """Positions of the notifications by the grouped message whose thread they are told in (None: none).
+
+    Reminders, (un)acknowledgements and resolves (`GROUP_THREAD_KINDS`) of alerts listed in different
+    grouped messages are one reply in each message's thread: folded into one message, they had no one
+    thread to go to, and were posted as a new message (a new mail thread) the alerts then moved to.
+    Other kinds start a message of their own: all in one part.
+    """
+    parts: dict[str | None, list[int]] = {}
+    for position, notification in enumerate(notifications):
+        message = listed_message(notification) if notification.kind in GROUP_THREAD_KINDS else None
+        parts.setdefault(message, []).append(position)
+    return parts
 
 
 def incident_keys(

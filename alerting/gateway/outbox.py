@@ -30,6 +30,7 @@ from alerting.gateway.enqueue import DEAD, PENDING, SENT, SKIPPED
 from alerting.gateway.grouping import (
     INCIDENT_CHANNELS,
     GroupingSettings,
+    by_message,
     group_digest_key,
     incident_keys,
     incidents_acknowledged,
@@ -252,7 +253,8 @@ class Outbox:
 
         A group (same budget, kind and channel) reaching `group_threshold` due rows is sent as one message;
         a smaller one is sent row by row, as today. On PagerDuty the message goes to each incident its rows
-        belong to (`grouping.incident_keys`): one digest per incident.
+        belong to (`grouping.incident_keys`): one digest per incident; elsewhere, what is told in a grouped
+        message's thread goes to each grouped message its rows are listed in (`_by_message`).
         """
         cursor = _cursor(conn)
         by_group: dict[tuple[str, str], list[Claimed]] = {}
@@ -303,7 +305,11 @@ class Outbox:
             if len(members) < self.grouping.threshold(group):  # another sender took some meanwhile
                 singles.extend(leased)  # leased: ours to send, one by one
                 continue
-            for key, part in self._by_incident(conn, channel, group_digest_key(group), members).items():
+            mine = {item.id for item in leased}
+            for key, part, grouped in self._by_message(conn, channel, group, members):
+                if not grouped:
+                    singles.extend(item for item in part if item.id in mine)  # the claimed ones are sent as they are
+                    continue
                 digest = replace(part[0], members=tuple(part), digest_key=key, group=group)
                 digests.append(digest)
                 folded.update((item.id, digest) for item in part)
@@ -317,16 +323,32 @@ class Outbox:
             # A digest replaces every claimed member; keep only its first appearance.
         return out + singles
 
-    @staticmethod
-    def _by_incident(conn: Connection, channel: str, key: str, members: list[Claimed]) -> dict[str, list[Claimed]]:
-        """The group's rows by the key of the message they go to: `key`, or per PagerDuty incident."""
-        if channel not in INCIDENT_CHANNELS:
-            return {key: members}
-        keys = incident_keys(conn, channel, key, [m.notification for m in members], members[0].id)
-        parts: dict[str, list[Claimed]] = {}
-        for member, incident in zip(members, keys, strict=True):
-            parts.setdefault(incident, []).append(member)
-        return parts
+    def _by_message(
+        self, conn: Connection, channel: str, group: str, members: list[Claimed]
+    ) -> list[tuple[str, list[Claimed], bool]]:
+        """The group's rows by the message they go to: (its key, its rows, whether they are sent as one).
+
+        On PagerDuty, per incident (`grouping.incident_keys`), each one message. Elsewhere, per grouped
+        message whose thread they are told in (`grouping.by_message`): one reply in each thread, and a
+        lone alert's row is sent alone (it replies in its thread naming the alert); rows listed in no
+        grouped message are one new message from `group_threshold` on, else sent one by one, as ever.
+        """
+        key = group_digest_key(group)
+        if channel in INCIDENT_CHANNELS:
+            keys = incident_keys(conn, channel, key, [m.notification for m in members], members[0].id)
+            incidents: dict[str, list[Claimed]] = {}
+            for member, incident in zip(members, keys, strict=True):
+                incidents.setdefault(incident, []).append(member)
+            return [(incident, part, True) for incident, part in incidents.items()]
+        parts = by_message([m.notification for m in members])
+        if len(parts) == 1:
+            return [(key, members, True)]
+        out = []
+        for message, positions in parts.items():
+            part = [members[i] for i in positions]
+            alone = len(part) == 1 if message is not None else len(part) < self.grouping.threshold(group)
+            out.append((key, part, not alone))
+        return out
 
     def _summary(self, claimed: list[Claimed]) -> Claimed:
         """All claimed rows (digests flattened) as one rate-limit summary."""

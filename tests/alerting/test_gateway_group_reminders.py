@@ -12,19 +12,25 @@ the alert's own `dedup_key`, which opened a second incident and paged again.
 Now a reminder replies in the grouped message's thread (broadcast to the channel, as the post it
 replaces was seen there) and in the grouped mail's thread, keeping the alert listed in the group; an
 acknowledged alert is not reminded, and PagerDuty's trigger goes to the group's incident (logged there).
+
+Defect: a tick reminding the instances of two grouped messages of one budget (instances that crossed at
+different times) folded them into one message, which had no one thread to go to: a new top-level Slack
+post and a new mail thread listing all of them, which the instances then moved to. Now each grouped
+message's thread gets one reply listing its own instances (acknowledgements and resolves likewise).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from alerting.gateway.sink import GatewaySink
 from alerting.spikes import SpikeService, SpikeSettings
 from tests.support.clock import FakeClock
-from tests.support.gateway_harness import Harness, Receivers
-from tests.support.grouped_budget import FIRST_KEYS, LABELS, grouped_harness, grouped_warnings
+from tests.support.gateway_harness import Harness, Receivers, slack_action_body
+from tests.support.grouped_budget import FIRST_KEYS, LABELS, grouped_harness, grouped_warnings, instances
 from tests.support.spikes import BUCKET, D0, NOW, PROJECTS, call, usual_spend
 
 HOUR = 3600.0
@@ -107,6 +113,69 @@ def test_acknowledged_instances_are_not_reminded_and_a_lone_reminder_stays_in_th
     h.gateway.deliver_pending()
     assert_in_grouped_threads(rx, "[RESOLVED] LLMBudgetWarning", "Resolved at")
     assert rx.pagerduty.pages == [incident] and incident.status == "acknowledged"
+
+
+def test_one_tick_reminding_two_grouped_messages_replies_in_each_thread(
+    h: Harness, rx: Receivers, clock: FakeClock
+) -> None:
+    """Reminders due together for the instances of two grouped messages of one budget: one reply in each thread.
+
+    Before, the tick's reminders of both were one new top-level post and one new mail thread listing all
+    eight, and the instances left their groups for it (their next news went there).
+    """
+    incident_key = grouped_warnings(h, rx, clock)
+    later = ["n0", "n1", "n2"]
+    h.gateway.fire_many(instances("LLMBudgetWarning", later))  # three more projects, two minutes later
+    h.gateway.deliver_pending()
+    first_post, second_post = rx.slack.posted
+    first_mail, second_mail = [m.message for m in rx.smtp.messages]
+    assert "3 instances" in second_post["text"] and "3 instances" in second_mail["Subject"]
+
+    assert remind(h, clock) == len(FIRST_KEYS) + len(later), "one tick reminds both messages' instances"
+
+    assert len(rx.slack.posted) == 2, "the reminder was posted as a new message: " + rx.slack.posted[-1]["text"]
+    by_thread = {r["thread_ts"]: r for r in rx.slack.replies}
+    assert sorted(by_thread) == sorted([first_post["ts"], second_post["ts"]])
+    first, second = by_thread[first_post["ts"]], by_thread[second_post["ts"]]
+    assert first["text"].startswith("5 instances of budget per-project still firing")
+    assert second["text"].startswith("3 instances of budget per-project still firing")
+    assert sorted(listed(first)) == FIRST_KEYS and sorted(listed(second)) == later
+    assert all(c.json.get("reply_broadcast") is True for c in rx.slack.calls("chat.postMessage")[-2:])
+    replies = {m.message["In-Reply-To"]: m for m in rx.smtp.messages[2:]}
+    assert sorted(replies) == sorted([first_mail["Message-ID"], second_mail["Message-ID"]]), "a new mail thread"
+    assert replies[first_mail["Message-ID"]].message["Subject"] == f"Re: {first_mail['Subject']}"
+    assert replies[second_mail["Message-ID"]].message["Subject"] == f"Re: {second_mail['Subject']}"
+    assert sorted(mailed(replies[first_mail["Message-ID"]].part("text/plain"))) == FIRST_KEYS
+    assert sorted(mailed(replies[second_mail["Message-ID"]].part("text/plain"))) == later
+    # PagerDuty: the later instances joined the group's incident, still paging: one trigger logged there.
+    assert [i.dedup_key for i in rx.pagerduty.pages] == [incident_key]
+
+    # Each instance is still listed in its own group: "Acknowledge all" (on either message) and the
+    # resolve reply in each thread too.
+    replies = len(rx.slack.replies)
+    click = slack_action_body(incident_key, action_id="llmcost_ack_digest")
+    assert h.slack_click(click).status_code == 200
+    h.gateway.deliver_pending()
+    assert len(rx.slack.posted) == 2
+    acked = rx.slack.replies[replies:]
+    assert sorted(r["thread_ts"] for r in acked) == sorted([first_post["ts"], second_post["ts"]])
+    assert all("acknowledged by alice via slack" in r["text"] for r in acked)
+    h.gateway.resolve_many([("LLMBudgetWarning", {**LABELS, "key": k}) for k in [*FIRST_KEYS, *later]])
+    h.gateway.deliver_pending()
+    assert len(rx.slack.posted) == 2
+    resolved = [r for r in rx.slack.replies if "resolved" in r["text"]]
+    assert sorted(r["thread_ts"] for r in resolved) == sorted([first_post["ts"], second_post["ts"]])
+
+
+def listed(message: dict[str, Any]) -> list[str]:
+    """The instances a grouped Slack message lists (its bullet lines, `• p0: LLMBudgetWarning …`)."""
+    [section] = [b for b in message["blocks"] if b["type"] == "section"]
+    return [item.removeprefix("• ").partition(":")[0] for item in section["text"]["text"].splitlines()]
+
+
+def mailed(text: str) -> list[str]:
+    """The instances a grouped mail's text part lists (`- p0: LLMBudgetWarning …`)."""
+    return [line[2:].partition(":")[0] for line in text.splitlines() if line.startswith("- ")]
 
 
 def burst(h: Harness, project: str, start: float, end: float, usd: float) -> None:
