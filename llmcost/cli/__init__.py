@@ -52,7 +52,23 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             print(f"  - {problem}")
         return 1
     print(f"{args.file}: OK")
+    _print_routing(config)
     return 0
+
+
+def _print_routing(config: Config) -> None:
+    """What goes where (the effective route of each severity), and what a default route leaves out.
+
+    Notices, not problems: the exit status stays 0 (a Slack-only config is valid, and so is the demo's).
+    """
+    from alerting.gateway.routing import config_routing
+
+    lines, notices = config_routing(config.raw)
+    print("routing (notifications.routes, or the default route of a severity it does not write):")
+    for line in lines:
+        print(f"  {line}")
+    for notice in notices:
+        print(f"notice: {notice}")
 
 
 def _serve_problems(config: Config) -> list[str]:

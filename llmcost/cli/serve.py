@@ -61,6 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             ]
         )
     sock = _bind(config.listen)
+    _log_routing(config)  # once, here: not once per worker
     if workers == 1:
         _serve(config, args.role, config_path, sock=sock, banner=banner + ")")
         return 0
@@ -70,6 +71,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     open_store(config.database_url).close()  # migrate once, before the workers start
     print(banner + f", {workers} worker processes)", flush=True)
     return Supervisor(sock, workers, lambda s: _serve(config, args.role, config_path, sock=s)).run()
+
+
+def _log_routing(config: Config) -> None:
+    """Log what goes where, and warn of each channel a default route names but the config lacks.
+
+    A config with Slack alone starts (the default routes keep the configured channels), but its critical
+    alerts, which the default route pages, then page nobody: `check-config` says so, and so does the log.
+    """
+    from alerting.gateway.routing import config_routing
+
+    lines, notices = config_routing(config.raw)
+    log.info("alert routing: %s", "; ".join(lines))
+    for notice in notices:
+        log.warning("%s", notice)
 
 
 def _workers_from_environment() -> int:
