@@ -165,10 +165,13 @@ def listed_message(notification: Notification) -> str | None:
     """The grouped message this alert is listed in on its channel, as stable text (its reference), or None.
 
     Slack's keeps the message's channel and ts, mail's its Message-ID: two grouped messages of one budget
-    (instances crossing at different times) share their group key but not this.
+    (instances crossing at different times) share their group key but not this. A mail's subject is left
+    out: grouped mails sent before it was kept have none, and replies to them store it empty.
     """
     digest = (notification.reference or {}).get("digest")
-    return dumps(dict(digest)) if isinstance(digest, Mapping) else None
+    if not isinstance(digest, Mapping):
+        return None
+    return dumps({name: value for name, value in digest.items() if name != "subject"})
 
 
 def by_message(notifications: Sequence[Notification]) -> dict[str | None, list[int]]:
@@ -266,7 +269,7 @@ def _told_firing(conn: Connection, channel: str, key: str) -> bool:
         outbox.c.alert_id == alerts.c.id,
         outbox.c.channel == channel,
         outbox.c.kind == NotificationKind.UNACKNOWLEDGED.value,
-        outbox.c.status == "pending",
+        outbox.c.status == "pending",  # `enqueue.PENDING`: enqueue imports this module
     )
     row = conn.execute(
         select(alerts.c.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -9,8 +10,9 @@ import pytest
 from alerting.gateway.alertmanager import PayloadError, parse_webhook
 from alerting.gateway.config import DEFAULT_ROUTES, parse_duration, settings_from_config
 from alerting.gateway.dedup import Reason, decide
+from alerting.gateway.grouping import by_message
 from alerting.gateway.webhooks import parse_pagerduty_webhook, parse_slack_interaction
-from alerting.model import NotificationKind, fingerprint
+from alerting.model import Alert, Notification, NotificationKind, fingerprint
 from exporter.config import ConfigError
 from llmcost.config import parse_config
 from tests.support.gateway_harness import am_alert, am_payload, pd_event, slack_action_body
@@ -192,3 +194,25 @@ def test_slack_and_pagerduty_bodies_parse_into_actions():
     with pytest.raises(PayloadError) as caught:
         parse_pagerduty_webhook({"event": {"event_type": "incident.resolved"}})
     assert caught.value.field == "event.id"
+
+
+def test_by_message_splits_what_is_told_in_threads_by_grouped_message_and_keeps_one_mail_thread_whole() -> None:
+    alert = Alert(
+        fingerprint="f", alertname="LLMBudgetWarning", labels={}, severity="warning", starts_at=datetime.now(UTC)
+    )
+    key = "llmcost-group-0123456789abcdef"
+
+    def note(kind: NotificationKind, digest: dict[str, str] | None) -> Notification:
+        reference = None if digest is None else {"digest": {**digest, "key": key}}
+        return Notification(kind=kind, alert=alert, channel="email", reference=reference)
+
+    first, second = {"message_id": "<a@x>"}, {"message_id": "<b@x>"}
+    notes = [
+        note(NotificationKind.REPEAT, first),
+        note(NotificationKind.REPEAT, second),
+        note(NotificationKind.REPEAT, {**first, "subject": ""}),  # a reply to a mail sent before subjects were kept
+        note(NotificationKind.REPEAT, None),  # notified on its own
+    ]
+    assert sorted(by_message(notes).values()) == [[0, 2], [1], [3]]
+    escalations = [note(NotificationKind.ESCALATED, first), note(NotificationKind.ESCALATED, second)]
+    assert list(by_message(escalations).values()) == [[0, 1]]  # a message of their own: not split
