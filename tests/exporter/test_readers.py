@@ -237,7 +237,7 @@ def test_llmcost_ingest_rejects_a_csv_record_the_csv_module_cannot_read_and_read
     reader's bound is lowered from its 64 MiB so the test need not write cells that large.)"""
     from llmcost.cli import main
 
-    monkeypatch.setattr("exporter.readers.MAX_CSV_CELL_CHARS", 1000)
+    monkeypatch.setattr("exporter.readers.csv_lines.MAX_CSV_CELL_CHARS", 1000)
     huge = "x" * 1001
     path = tmp_path / "calls.csv"
     path.write_text(
@@ -299,7 +299,7 @@ def test_csv_quotes_never_closed_reject_their_rows_alone(tmp_path: Path) -> None
 def test_csv_header_the_csv_module_cannot_read_is_one_rejection(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("exporter.readers.MAX_CSV_CELL_CHARS", 1000)
+    monkeypatch.setattr("exporter.readers.csv_lines.MAX_CSV_CELL_CHARS", 1000)
     path = tmp_path / "calls.csv"
     path.write_text("\n" + "x" * 1001 + ",model\nr1,gpt-4o\n")
     records = read(path)
@@ -415,7 +415,7 @@ def test_a_csv_cell_past_the_reader_s_bound_rejects_its_row_only(
 ) -> None:
     # The bound stays (a quote never closed must not read the rest of the file into one cell): a row
     # past it is rejected with the reason, and the rows after it are read.
-    monkeypatch.setattr("exporter.readers.MAX_CSV_CELL_CHARS", 1000)
+    monkeypatch.setattr("exporter.readers.csv_lines.MAX_CSV_CELL_CHARS", 1000)
     path = tmp_path / "calls.csv"
     path.write_text(
         "request_id,provider,model,input_tokens,output_tokens\n"
