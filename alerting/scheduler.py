@@ -42,10 +42,11 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Column, Float, MetaData, String, Table, text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection
 
 from alerting.leader import LeaderLease
 from alerting.outage_log import OutageLog, describe
+from exporter.redaction import url_secrets
 from exporter.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ class AlertScheduler:
         self._misfire_grace_time = misfire_grace_time
         self._on_elected = on_elected  # called each time this process takes the lease
         self._leading = False
-        self._secrets = (make_url(store.url).password,)  # never logged with a store error
+        self._secrets = url_secrets(store.url)  # never logged with a store error
         self._outages = OutageLog(log, secrets=self._secrets)
         # A fixed UTC timezone: APScheduler would otherwise ask tzlocal for the host's zone.
         self._scheduler = BackgroundScheduler(timezone=UTC)

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from exporter.redaction import redact
 from exporter.retention import RetentionConfig, parse_retention
 
 DEFAULT_DB_URL = "sqlite:///llmcost.db"
@@ -435,22 +436,13 @@ def http_url_problem(value: Any) -> str | None:
 
 
 def shown_url(value: str) -> str:
-    """`value` as an error may echo it: any user info (`user:password@`, a token before `@`) replaced.
+    """`value` as an error may echo it: its user info, secret query parameters and webhook path redacted.
 
     Works on text `urlsplit` refuses too, since that is when the URL is echoed: an Alertmanager URL with
     basic auth and a mistyped port (`https://llmcost:pw@am:9O93`) printed its password in `check-config`'s
-    output and in the server's start-up error.
+    output and in the server's start-up error, and one with `?token=` still printed the token.
     """
-    scheme, sep, rest = value.partition("://")
-    if not sep:
-        return value
-    # Up to the last `@` before any query: a password with an unencoded `/` must not end the user info early
-    # (an `@` in a path is masked too, which an error message can afford).
-    end = min((i for i in (rest.find(c) for c in "?#") if i >= 0), default=len(rest))
-    _userinfo, at, after = rest[:end].rpartition("@")
-    if not at:
-        return value
-    return f"{scheme}://[REDACTED]@{after}{rest[end:]}"
+    return redact(value)
 
 
 def database_url_problem(url: str) -> str | None:

@@ -15,12 +15,11 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
-from sqlalchemy.engine import make_url
-
 from alerting.gateway.outbox import Claimed, Outbox
 from alerting.model import DeliveryResult
 from alerting.notify import Notifier
 from alerting.outage_log import OutageLog
+from exporter.redaction import url_secrets
 from exporter.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -62,7 +61,7 @@ class ChannelWorker:
         self._done: deque[tuple[Claimed, DeliveryResult]] = deque()
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"llmcost-{channel}")
         # A database restart fails every poll until it is back: one line then, not a traceback a poll.
-        self._outages = OutageLog(log, secrets=(make_url(outbox.store.url).password,), subject="outbox worker")
+        self._outages = OutageLog(log, secrets=url_secrets(outbox.store.url), subject="outbox worker")
         self._down = False
         self._leave_others_until = 0.0
         """Monotonic time until which rows other senders claimed before an outage are left to them."""

@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol, runtime_checkable
 
 from alerting.model import DeliveryResult, Notification
 from alerting.notify.text_limits import truncate
+from exporter.redaction import REDACTED, redact
 
-REDACTED = "[REDACTED]"
-
-# Credentials that must not leak even when nobody passed them to `redact` (a token pasted into a label,
-# a webhook URL echoed in a server's error).
-_CREDENTIAL_PATTERNS = (
-    re.compile(r"xox[a-z]-[A-Za-z0-9-]+"),  # Slack bot, user and app tokens
-    re.compile(r"https://hooks\.slack\.com/\S+"),  # Slack incoming webhooks
-    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{16,}"),  # Authorization header values
-    re.compile(r"(?<=://)[^/@\s:]+:[^/@\s]+(?=@)"),  # user:password@ in URLs
-)
+__all__ = ["REDACTED", "Notifier", "one_line", "parse_retry_after", "redact"]
 
 
 @runtime_checkable
@@ -38,16 +29,6 @@ class Notifier(Protocol):
     def send(self, notification: Notification) -> DeliveryResult:
         """Deliver one notification once."""
         ...
-
-
-def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """Replace every given secret, and anything shaped like a credential, with `[REDACTED]`."""
-    # Longest first, so a secret containing another is replaced whole.
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-    for pattern in _CREDENTIAL_PATTERNS:
-        text = pattern.sub(REDACTED, text)
-    return text
 
 
 def parse_retry_after(headers: Mapping[str, Any], now: datetime | None = None) -> float | None:

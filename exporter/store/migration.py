@@ -25,6 +25,8 @@ from typing import Any
 from sqlalchemy import exc, text
 from sqlalchemy.engine import Connection, Engine, make_url
 
+from exporter.redaction import redact
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 """Alembic's script location: env.py, the revision template and exporter's `versions/` folder."""
 # Any fixed 64-bit number: serialises concurrent `migrate()` calls from several processes on PostgreSQL.
@@ -73,8 +75,9 @@ class SchemaLocked(RuntimeError):
 
 
 def store_location(url: str) -> str:
-    """The store's URL without its password, for messages."""
-    return make_url(url).render_as_string(hide_password=True)
+    """The store's URL for messages: its user info and secret parameters (`?sslpassword=`) redacted."""
+    # hide_password=True alone leaves `?password=` and `?sslpassword=` in the query.
+    return redact(make_url(url).render_as_string(hide_password=False))
 
 
 def alembic_config(parts: Sequence[SchemaPart]) -> Any:

@@ -336,6 +336,7 @@ def test_redact_hides_given_secrets_and_credential_shapes():
     )
     redacted = redact(text, ["s3cret", None, ""])
 
-    for secret in ("xoxb-111-222-abc", "hooks.slack.com", "abcdefghijklmnop1234", "pa55", "s3cret"):
+    for secret in ("xoxb-111-222-abc", "T0/B0/xyz", "abcdefghijklmnop1234", "pa55", "s3cret"):
         assert secret not in redacted
     assert redact("basic auth is not configured") == "basic auth is not configured"
+    assert "hooks.slack.com/services/[REDACTED], header" in redacted  # the host says which hook; the path is the secret
