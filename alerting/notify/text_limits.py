@@ -7,6 +7,7 @@ budget could otherwise ping `<!channel>`, smuggle a `<http://evil|link>` or inje
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from typing import Final, TypeVar
 
@@ -34,16 +35,46 @@ _WEB_URL = re.compile(r"(?i)https?://[^\s<>|\"']+")
 # Bidi controls (U+202E turns "gnissecorp" into "processing" on screen) and zero-width characters (two
 # labels that read alike): text that shows something other than what it holds.
 _INVISIBLE = re.compile("[\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+_ZWJ: Final = "\u200d"
+_VS16: Final = "\ufe0f"  # emoji presentation, as in the rainbow flag: white flag, VS16, ZWJ, rainbow
 
 
 def visible(text: str) -> str:
     """Show bidi controls and zero-width characters as `[U+202E]`, so a name reads as what it holds.
 
+    A zero-width joiner between two emoji is part of one (👨+ZWJ+👩+ZWJ+👧 for a family, 🏳️+ZWJ+🌈 for the
+    rainbow flag) and stays as it is.
+
     Alertmanager's labels and annotations are whatever its rules and targets say; an on-call person must
     not read `search` for a label that holds something else. Only what people read changes: fingerprints,
     silences and PagerDuty's `custom_details` keep the values as received.
     """
-    return _INVISIBLE.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)
+    return _INVISIBLE.sub(_shown, text)
+
+
+def _shown(match: re.Match[str]) -> str:
+    if match.group() == _ZWJ and _joins_emoji(match.string, match.start()):
+        return _ZWJ
+    return f"[U+{ord(match.group()):04X}]"
+
+
+def _joins_emoji(text: str, at: int) -> bool:
+    """Whether the ZWJ at `at` joins two emoji (👨+ZWJ+👩, 🏳️+ZWJ+🌈, 🧑🏽+ZWJ+💻): part of a name, not a spoof.
+
+    Between letters a ZWJ is invisible and makes two names read alike, so it stays shown there.
+    """
+    before = text[at - 1] if at > 0 else ""
+    if before == _VS16 and at > 1:
+        before = text[at - 2]
+    after = text[at + 1] if at + 1 < len(text) else ""
+    return _pictographic(before) and _pictographic(after)
+
+
+def _pictographic(char: str) -> bool:
+    # Python's unicodedata has no Emoji property: every element of Unicode's emoji ZWJ sequences is a
+    # symbol (category So: 👨, ❤, ♀, 🌈), or in plane 1's emoji blocks, which also hold the skin tones
+    # (🏽, Sk) and emoji newer than this Python's Unicode tables (unassigned to it, Cn).
+    return bool(char) and (unicodedata.category(char) == "So" or 0x1F000 <= ord(char) <= 0x1FAFF)
 
 
 def escape_mrkdwn(text: str) -> str:

@@ -135,6 +135,18 @@ def test_bidi_and_zero_width_characters_in_alert_labels_are_shown(sqlite_url: st
         assert "\u202e" not in fragment and "\u200b" not in fragment
 
 
+def test_an_emoji_zwj_sequence_in_a_project_name_shows_whole(sqlite_url: str, clock: FakeClock) -> None:
+    # A family emoji (man, ZWJ, woman, ZWJ, girl) read "👨[U+200D]👩[U+200D]👧" on the page; a ZWJ between
+    # letters still shows.
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467 family-app"
+    clock.set(NOW)
+    with console(sqlite_url, clock) as (_, client, parts):
+        parts.gateway.fire("LLMCostSpike", {"project": family, "service": "sea\u200drch"}, severity="warning")
+        fragment = client.get("/console/alerts").text
+        assert family in fragment
+        assert "sea[U+200D]rch" in fragment
+
+
 def test_an_alert_links_only_safe_http_urls_of_its_runbook_and_dashboard(sqlite_url: str, clock: FakeClock) -> None:
     """Annotations received from Alertmanager are whatever its rules said: only http(s) URLs become links."""
     clock.set(NOW)

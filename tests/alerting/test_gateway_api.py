@@ -308,3 +308,37 @@ def test_bidi_and_zero_width_characters_in_alertmanager_labels_show_in_every_mes
     for text in (mail.message["Subject"], mail.part("text/plain"), mail.part("text/html")):
         assert "[U+202E]" in text and "\u202e" not in text and "\u200b" not in text
     assert h.alerts()[0]["labels"]["project"] == project  # the API answers what was received
+
+
+# Real project names: a family (man, ZWJ, woman, ZWJ, girl), the rainbow flag (white flag, VS16, ZWJ,
+# rainbow), a technologist with a skin tone, a heart on fire (heart, VS16, ZWJ, fire).
+EMOJI_NAMES = (
+    "\U0001f468\u200d\U0001f469\u200d\U0001f467 family-app",
+    "pride-\U0001f3f3\ufe0f\u200d\U0001f308",
+    "\U0001f9d1\U0001f3fd\u200d\U0001f4bb devs",
+    "\u2764\ufe0f\u200d\U0001f525 hot",
+)
+
+
+def test_an_emoji_zwj_sequence_in_a_label_reaches_every_message_whole(h: Harness, rx: Receivers) -> None:
+    # The ZWJ inside an emoji showed as [U+200D]: "👨[U+200D]👩[U+200D]👧 family-app" in Slack, mail and
+    # PagerDuty. Between letters it is still shown: there it makes two names read alike.
+    labels = {f"p{i}": name for i, name in enumerate(EMOJI_NAMES)} | {"spoof": "sea\u200drch"}
+    summary = " / ".join(EMOJI_NAMES)
+    h.post_alertmanager(am_payload([am_alert(labels=labels, annotations={"summary": summary}, severity="critical")]))
+    h.gateway.deliver_pending()
+    [mail] = rx.smtp.messages
+    [event] = rx.pagerduty.events
+    texts = {
+        "slack": orjson.dumps(rx.slack.calls("chat.postMessage")[0].json).decode(),
+        "mail subject": mail.message["Subject"],
+        "mail text": mail.part("text/plain"),
+        "mail html": mail.part("text/html"),
+        "pagerduty summary": event["payload"]["summary"],
+    }
+    for where, text in texts.items():
+        for name in EMOJI_NAMES:
+            assert name in text, (where, name)
+        assert "[U+200D]" not in text.replace("sea[U+200D]rch", ""), where
+    for where in ("slack", "mail subject", "mail text", "mail html"):
+        assert "sea[U+200D]rch" in texts[where], where
