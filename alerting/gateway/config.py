@@ -179,7 +179,41 @@ def _channel(name: str, section: dict[str, Any], problems: Problems, base: Path)
             problems.append(f"{path}.webhook_secret: must be a string or a list of strings")
     if name == "slack" and "signing_secret" in resolved and not isinstance(resolved["signing_secret"], str):
         problems.append(f"{path}.signing_secret: must be a string")
+    problems.extend(_control_characters(resolved, path))  # after webhook_secret's lines became a list
     return resolved if len(problems) == before else None
+
+
+_NAMES = ("token", "channel", "signing_secret", "smtp_host", "username", "password", "from", "routing_key", "source")
+
+
+def _control_characters(resolved: Mapping[str, Any], path: str) -> Problems:
+    """A problem per name, secret or address holding a control character, naming where (never the value).
+
+    A NUL or a line break in a token, channel, user name or routing key passed the check and failed each
+    send: an HTTP header or SMTP command cannot carry it (Slack's every message raised), or the receiver
+    refused it. A secret read from a `_file` is stripped of its final newline before this.
+    """
+    found: Problems = []
+    values = [(key, resolved.get(key)) for key in _NAMES]
+    for key in ("to", "webhook_secret"):
+        entries = resolved.get(key)
+        if isinstance(entries, str):
+            values.append((key, entries))
+        elif isinstance(entries, list):
+            values += [(f"{key}[{i}]", entry) for i, entry in enumerate(entries)]
+    for key, value in values:
+        if not isinstance(value, str):
+            continue  # named by the type checks
+        bad = next((i for i, c in enumerate(value) if _is_control(c)), None)
+        if bad is not None:
+            found.append(
+                f"{path}.{key}: must not contain control characters (U+{ord(value[bad]):04X} at character {bad + 1})"
+            )
+    return found
+
+
+def _is_control(char: str) -> bool:
+    return char < " " or "\x7f" <= char <= "\x9f"
 
 
 def _routes(value: Any, configured: set[str], problems: Problems) -> dict[Severity, tuple[str, ...]]:

@@ -6,6 +6,7 @@ verified bodies into small records, raising `PayloadError` (answered 400/422) on
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -25,6 +26,16 @@ PD_EVENTS = {
 }
 DEDUP_KEY_PREFIX = "llmcost-"
 """`alerting.notify.pagerduty.dedup_key`: `llmcost-<fingerprint>`; PagerDuty calls it `incident_key`."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _display_name(value: object) -> str:
+    """Who acted, as Slack or PagerDuty names them, without control characters.
+
+    Only a display name: dropping a NUL keeps the signed ack, where refusing it would leave the alert
+    paging (and a NUL cannot be written to PostgreSQL: the click or webhook was answered 500).
+    """
+    return _CONTROL.sub("", str(value)).strip()
 
 
 @dataclass(frozen=True)
@@ -57,7 +68,8 @@ def parse_slack_interaction(body: bytes) -> list[SlackAction]:
         return []
     user = payload.get("user") if isinstance(payload.get("user"), dict) else {}
     assert isinstance(user, dict)
-    who = next((str(user[k]) for k in ("username", "name", "id") if isinstance(user.get(k), str) and user[k]), "")
+    names = (_display_name(user[k]) for k in ("username", "name", "id") if isinstance(user.get(k), str))
+    who = next(filter(None, names), "")
     actions = payload.get("actions")
     if not isinstance(actions, list):
         raise PayloadError("payload.actions", "must be a list")
@@ -155,5 +167,5 @@ def parse_pagerduty_webhook(data: Any) -> PagerDutyEvent:
     agent = event.get("agent")
     who = ""
     if isinstance(agent, dict):
-        who = str(agent.get("summary") or agent.get("id") or "")
+        who = _display_name(agent.get("summary") or agent.get("id") or "")
     return PagerDutyEvent(event_id, event_type, incident_key, who or "pagerduty", created_at, occurred_at)

@@ -76,3 +76,37 @@ def test_usable_urls_and_durations_pass(tmp_path: Path, capsys: pytest.CaptureFi
     )
     code, out = run(capsys, "check-config", str(config))
     assert code == 0, out
+
+
+def test_control_characters_in_channel_names_and_secrets_are_named_by_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # All passed check-config; then every Slack send raised (a line break cannot go in the Authorization
+    # header), PagerDuty got a routing key with a tab, mail a recipient with a CR LF.
+    (tmp_path / "slack-token").write_text("xoxb-1-secret\nxoxb-2-pasted-twice\n")
+    config = tmp_path / "llmcost.yml"
+    config.write_text(
+        "notifications:\n"
+        '  slack: {token_file: slack-token, channel: "#llm\\0cost", signing_secret: "s\\x7f"}\n'
+        '  email: {smtp_host: mail, from: a@example.com, username: "bob\\r\\nRCPT TO:<x@evil>",\n'
+        '          to: [b@example.com, "Ops\\n <c@example.com>"]}\n'
+        '  pagerduty: {routing_key: "R0123456789abcdef\\t0123456789abc", source: "svc\\0",\n'
+        '              webhook_secret: [ok, "bad\\x1b"]}\n'
+    )
+    code, out = run(capsys, "check-config", str(config))
+    assert code == 1
+    for problem in (
+        "notifications.slack.token: must not contain control characters (U+000A at character 14)",
+        "notifications.slack.channel: must not contain control characters (U+0000 at character 5)",
+        "notifications.slack.signing_secret: must not contain control characters (U+007F at character 2)",
+        "notifications.email.username: must not contain control characters (U+000D at character 4)",
+        "notifications.email.to[1]: must not contain control characters (U+000A at character 4)",
+        "notifications.pagerduty.routing_key: must not contain control characters (U+0009 at character 18)",
+        "notifications.pagerduty.source: must not contain control characters (U+0000 at character 4)",
+        "notifications.pagerduty.webhook_secret[1]: must not contain control characters (U+001B at character 4)",
+    ):
+        assert problem in out, (problem, out)
+    assert "secret" not in out.replace("signing_secret", "").replace("webhook_secret", "")
+    assert "0123456789abc" not in out
+    code, out = run(capsys, "serve", "--config", str(config), "--db", f"sqlite:///{tmp_path / 'x.db'}")
+    assert code == 2 and "notifications.slack.token: must not contain control characters" in out, out

@@ -225,3 +225,20 @@ def test_a_pagerduty_ack_replayed_after_its_receipt_is_purged_is_not_applied(
     late = pd_event("incident.acknowledged", FP, event_id="E3", occurred_at=clock() - 6 * 3600)
     assert h.pagerduty_webhook(late).json() == {"status": "ok", "alerts": {"acknowledged": 1}}
     assert state(h, alert_id) == "acknowledged"
+
+
+def test_a_slack_or_pagerduty_name_with_a_nul_or_control_character_still_acknowledges(
+    h: Harness, rx: Receivers, alert_id: int
+) -> None:
+    # Slack's user name and PagerDuty's agent summary are display names, written into the alert's row: a
+    # NUL failed that write on PostgreSQL, and the signed click or webhook was answered 500 (Slack showed
+    # an error, PagerDuty retried) while the alert kept paging.
+    clicked = h.slack_click(slack_action_body(alert_id, user="car\x00ol\n"))
+    assert clicked.status_code == 200, clicked.text
+    alert = h.gateway.alert(alert_id)
+    assert alert is not None and alert.state == "acknowledged" and alert.acknowledged_by == "carol"
+    h.admin("POST", f"/v1/alerts/{alert_id}/unack", json={"by": "carol"})
+    webhook = h.pagerduty_webhook(pd_event("incident.acknowledged", FP, event_id="E9", agent="Bob\x00 On\x1bcall"))
+    assert webhook.status_code == 200, webhook.text
+    alert = h.gateway.alert(alert_id)
+    assert alert is not None and alert.state == "acknowledged" and alert.acknowledged_by == "Bob Oncall"
