@@ -40,7 +40,7 @@ from alerting.signatures import (
 )
 from exporter.config import AuthConfig
 from exporter.http.auth import check_bearer
-from exporter.http.body import BodyTimeout, BodyTooLarge, media_type, read_limited
+from exporter.http.body import BodyTimeout, BodyTooLarge, media_type, read_limited, unsupported_type
 from exporter.http.errors import ORJSONResponse, error
 from exporter.http.origin import refuse_foreign_origin
 from exporter.http.query import unknown_params
@@ -168,7 +168,7 @@ def gateway_routes(gateway: GatewayService, auth: AuthConfig, *, body_timeout: f
             data: Any = {}
             if body.strip():
                 if media_type(request) not in JSON_TYPES | {""}:
-                    return error(415, "send application/json")
+                    return error(415, unsupported_type(media_type(request)), {"content_type": media_type(request)})
                 try:
                     data = _json(body)
                 except ValueError as exc:
@@ -211,7 +211,8 @@ def gateway_routes(gateway: GatewayService, auth: AuthConfig, *, body_timeout: f
         if denied is not None:
             return denied
         if media_type(request) not in JSON_TYPES:
-            return error(415, "send application/json (Alertmanager webhook payload version 4)")
+            kind = media_type(request)
+            return error(415, unsupported_type(kind), {"content_type": kind})
         body = await body_of(request)
         if isinstance(body, Response):
             return body

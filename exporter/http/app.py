@@ -22,7 +22,15 @@ from exporter.config import AuthConfig
 from exporter.events import UsageEvent
 from exporter.exposition import lean_renderer, prepare_registry
 from exporter.http.auth import check_bearer, followable
-from exporter.http.body import JSON_TYPES, NDJSON_TYPES, BodyTimeout, BodyTooLarge, media_type, read_limited
+from exporter.http.body import (
+    JSON_TYPES,
+    NDJSON_TYPES,
+    BodyTimeout,
+    BodyTooLarge,
+    media_type,
+    read_limited,
+    unsupported_type,
+)
 from exporter.http.bounded_requests import BoundedRequests
 from exporter.http.encoding import BadEncoding, DecodedTooLarge, UnsupportedEncoding, decode_body
 from exporter.http.errors import ORJSONResponse, error
@@ -139,8 +147,8 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
             return denied
         kind = media_type(request)
         if kind not in NDJSON_TYPES and kind not in JSON_TYPES:
-            named = f"content type {kind!r}" if kind else "a request without a Content-Type"
-            return error(415, f"unsupported: {named}; send application/json or application/x-ndjson")
+            message = unsupported_type(kind, also=" (application/x-ndjson for NDJSON lines)")
+            return error(415, message, {"content_type": kind})
         body = await read_body(request)
         if isinstance(body, Response):
             return body

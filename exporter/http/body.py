@@ -44,3 +44,17 @@ async def read_limited(request: Request, limit: int, timeout: float | None = Non
 def media_type(request: Request) -> str:
     """The content type without parameters, lower-cased."""
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def unsupported_type(kind: str, *, also: str = "") -> str:
+    """The 415 message for a body sent without a JSON content type: what came, and the header to add.
+
+    `curl -d '{…}' URL` without `-H` sends `application/x-www-form-urlencoded`: the type an HTML form
+    posts, which is refused so that a web page cannot post here (docs/limits.md). A bare "send
+    application/json" left the user guessing which header, and how.
+    """
+    named = f"content type {kind!r}" if kind else "a request without a Content-Type"
+    return (
+        f"unsupported: {named}; add the header -H 'Content-Type: application/json'{also}; "
+        "curl -d alone sends a form's type, refused so that a web page cannot post here"
+    )
