@@ -310,7 +310,7 @@ def _parse_auth(raw: dict[str, Any], problems: Problems, base: Path) -> AuthConf
             continue
         # .env.example's values ("change-me-…") would otherwise pass as tokens when a stack is
         # started before they were replaced: refused by name, whatever their length.
-        placeholders = [i for i, t in enumerate(value) if t.lower().startswith("change-me")]
+        placeholders = [i for i, t in enumerate(value) if is_placeholder(t)]
         if placeholders:
             problems.append(
                 f"auth.{name}: entries {placeholders} are still the placeholder from .env.example; "
@@ -443,6 +443,38 @@ def shown_url(value: str) -> str:
     output and in the server's start-up error, and one with `?token=` still printed the token.
     """
     return redact(value)
+
+
+PLACEHOLDER_PREFIX = "change-me"
+"""How every value of `.env.example` starts (`change-me-postgres`, `change-me-ingest`, …)."""
+
+
+def is_placeholder(value: str) -> bool:
+    """Whether `value` is still one of `.env.example`'s placeholders, which anyone can read."""
+    return value.lower().startswith(PLACEHOLDER_PREFIX)
+
+
+def database_url_warnings(url: str) -> list[str]:
+    """What `check-config` warns about in a usable store URL, never echoing the URL or its password.
+
+    docker-compose.yml builds `database.url` from `POSTGRES_PASSWORD`: a stack started with `.env.example`
+    copied unchanged runs its store with a password published in this repository. Tokens left as
+    placeholders are refused outright; the store's password is a warning, since the database was created
+    with it and changing it takes an `ALTER ROLE` as well.
+    """
+    from sqlalchemy.engine import make_url
+
+    try:
+        password = make_url(url).password
+    except (ValueError, TypeError):
+        return []
+    if password is None or not is_placeholder(str(password)):
+        return []
+    return [
+        "database.url: its password is still the POSTGRES_PASSWORD placeholder from .env.example, which anyone "
+        "can read: set POSTGRES_PASSWORD in .env to a secret (`openssl rand -hex 32`), change the role's "
+        "password to match (ALTER ROLE llmcost PASSWORD …) and recreate llmcost (docs/monitoring.md)"
+    ]
 
 
 def database_url_problem(url: str) -> str | None:

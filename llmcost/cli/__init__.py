@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 
 from exporter import __version__
-from exporter.config import Config, ConfigError, ListenError, secrets_not_needed
+from exporter.config import Config, ConfigError, ListenError, database_url_warnings, secrets_not_needed
 from exporter.pricing import PriceOverrideError
 from exporter.store import StoreNotFound, StoreUnavailable
 from llmcost.cli import demo, ingest, maintenance, report, serve
@@ -51,7 +51,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"  - {problem}")
         return 1
-    print(f"{args.file}: OK")
+    warnings = database_url_warnings(config.database_url)
+    print(f"{args.file}: OK" + (f", {len(warnings)} warning(s)" if warnings else ""))
+    for warning in warnings:
+        print(f"  - warning: {warning}")
     _print_routing(config)
     return 0
 

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from alerting.links import dashboard_url
+from llmcost.cli import main
 from llmcost.config import parse_config
 from tests.support import monitoring_assets as assets
 from tests.support.paths import DATA
@@ -310,3 +311,22 @@ def test_the_rules_alerts_link_to_the_grafana_llmcost_links_to() -> None:
     assert ("prometheus", "./prometheus", "/etc/prometheus") in set(_bind_sources())
     for rule in assets.alerting_rules():
         assert rule["annotations"]["dashboard_url"].startswith(f"{root}/d/"), rule["alert"]
+
+
+def test_check_config_warns_of_the_postgres_password_placeholder_without_printing_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `cp .env.example .env`, the tokens replaced (refused while placeholders) but not POSTGRES_PASSWORD:
+    # the stack ran its store with a password published in this repository, and check-config said OK.
+    env = _env_example() | {name: f"{name.lower()}-0123456789abcdef" for name in _env_example() if "TOKEN" in name}
+    config = tmp_path / "llmcost.yml"
+    config.write_text(_interpolate(_compose()["configs"]["llmcost-config"]["content"], env))
+    assert main(["check-config", str(config)]) == 0  # a warning: the database was created with it
+    out = capsys.readouterr().out
+    assert "OK, 1 warning(s)" in out
+    assert "warning: database.url: its password is still the POSTGRES_PASSWORD placeholder" in out
+    assert env["POSTGRES_PASSWORD"] not in out
+    env["POSTGRES_PASSWORD"] = "0123456789abcdef0123456789abcdef"
+    config.write_text(_interpolate(_compose()["configs"]["llmcost-config"]["content"], env))
+    assert main(["check-config", str(config)]) == 0
+    assert capsys.readouterr().out == f"{config}: OK\n"
