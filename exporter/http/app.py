@@ -33,7 +33,7 @@ from exporter.http.body import (
 )
 from exporter.http.bounded_requests import BoundedRequests
 from exporter.http.encoding import BadEncoding, DecodedTooLarge, UnsupportedEncoding, decode_body
-from exporter.http.errors import ORJSONResponse, error
+from exporter.http.errors import ORJSONResponse, error, shown
 from exporter.http.origin import refuse_foreign_origin
 from exporter.http.otlp import otlp_routes
 from exporter.http.reserved_threads import ReservedThreads
@@ -274,7 +274,7 @@ async def _http_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code in (204, 304):
         return Response(status_code=exc.status_code, headers=exc.headers)
-    detail = {"method": request.method, "path": request.url.path}
+    detail = {"method": shown(request.method), "path": shown(request.url.path, 200)}
     headers = dict(exc.headers) if exc.headers else None
     return error(exc.status_code, exc.detail.lower(), detail=detail, headers=headers)
 

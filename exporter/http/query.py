@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from exporter.http.errors import error
+from exporter.http.errors import error, shown
 
 
 def unknown_params(request: Request, allowed: tuple[str, ...]) -> Response | None:
@@ -17,7 +17,7 @@ def unknown_params(request: Request, allowed: tuple[str, ...]) -> Response | Non
     for name in request.query_params:
         if name not in allowed:
             takes = f"allowed: {', '.join(allowed)}" if allowed else "this endpoint takes none"
-            return error(400, f"{name}: unknown query parameter ({takes})", {"field": name})
+            return error(400, f"{shown(name)}: unknown query parameter ({takes})", {"field": name})
         if len(request.query_params.getlist(name)) > 1:
-            return error(400, f"{name}: given more than once", {"field": name})
+            return error(400, f"{shown(name)}: given more than once", {"field": name})
     return None

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from exporter.http.auth import check_bearer
-from exporter.http.errors import ORJSONResponse, error
+from exporter.http.errors import ORJSONResponse, error, shown
 from exporter.report.periods import parse_when
 from exporter.services import Services
 from exporter.store import StoreUnavailable
@@ -60,6 +60,9 @@ def parse_instant(value: str, name: str, *, now: float) -> float:
     return number
 
 
+PARAMETERS = ("by", "since", "until", "session", "limit")
+
+
 def summary_routes(services: Services) -> list[BaseRoute]:
     """The usage summary route."""
 
@@ -68,9 +71,16 @@ def summary_routes(services: Services) -> list[BaseRoute]:
         if denied is not None:
             return denied
         query = request.query_params
-        unknown = sorted(set(query) - {"by", "since", "until", "session", "limit"})
+        unknown = sorted(set(query) - set(PARAMETERS))
         if unknown:
-            return error(422, f"unknown query parameter(s): {', '.join(unknown)}")
+            # A label is not a filter here: `?project=search` is `by=project` (every project's row).
+            grouped = [name for name in unknown if name in BY]
+            hint = f"; to list by {grouped[0]}: by={grouped[0]}" if grouped else ""
+            return error(
+                422,
+                f"unknown query parameter(s): {', '.join(map(shown, unknown))} "
+                f"(allowed: {', '.join(PARAMETERS)}){hint}",
+            )
         repeated = sorted(name for name in set(query) if len(query.getlist(name)) > 1)
         if repeated:
             return error(422, f"give each parameter once: {', '.join(repeated)} repeated")

@@ -1,0 +1,37 @@
+"""What a client sent, echoed in a 4xx answer: escaped when it is not printable, bounded, with a hint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.llmcost_server import ADMIN_TOKEN, running_llmcost
+
+pytestmark = pytest.mark.real_process
+
+
+def test_a_hostile_parameter_name_or_path_comes_back_escaped_and_a_label_filter_gets_a_hint(tmp_path: Path) -> None:
+    with running_llmcost(tmp_path, f"sqlite:///{tmp_path / 'llmcost.db'}") as server:
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        with httpx.Client(base_url=server.base, headers=admin, timeout=10) as http:
+            # A bidi control in a name turned the rest of the answer around on screen: now escaped.
+            alerts = http.get("/v1/alerts?pro%E2%80%AEject=x")
+            assert alerts.status_code == 400
+            assert alerts.json()["error"] == "'pro\\u202eject': unknown query parameter (allowed: state, limit)"
+
+            summary = http.get("/v1/usage/summary?by=project&pro%E2%80%AEject=x")
+            assert summary.status_code == 422
+            assert "'pro\\u202eject' (allowed: by, since, until, session, limit)" in summary.json()["error"]
+            assert "\u202e" not in summary.text
+
+            # ?project=search is not a filter here: the answer says which parameter groups by project.
+            label = http.get("/v1/usage/summary?project=search").json()["error"]
+            assert label.endswith("(allowed: by, since, until, session, limit); to list by project: by=project")
+
+            missing = http.get("/nope%E2%80%AE%00").json()
+            assert missing["detail"]["path"] == "'/nope\\u202e\\x00'"
+
+            long_name = http.get("/v1/alerts", params={"x" * 5000: "1"}).json()["error"]
+            assert long_name.startswith("x" * 64 + "…: unknown query parameter") and len(long_name) < 200
