@@ -37,7 +37,7 @@ from collections.abc import Collection
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from exporter.http.errors import error
+from exporter.http.errors import error, shown
 from exporter.http.store_probe import StoreProbe
 from exporter.store.known_silent import STORE_KNOWN_SILENT
 
@@ -106,7 +106,9 @@ class BoundedRequests:
                 # client was told to retry; store work already on a thread runs to its end regardless.
                 task.cancel()
                 why = "refuses connections" if answers is False else "does not answer"
-                log.warning("%s %s: the store %s; answered 503", scope["method"], scope["path"], why)
+                # The path is the client's, percent-decoded: a `%0a` in it would start a forged log line.
+                path = shown(scope["path"], 200)
+                log.warning("%s %s: the store %s; answered 503", shown(scope["method"]), path, why)
                 response = error(503, "store not answering, retry later", headers=self._retry_headers)
                 await response(scope, receive, send)
                 return

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 
 import httpx
 import pytest
+from starlette.types import Message, Receive, Scope, Send
 
+from exporter.http.bounded_requests import BoundedRequests
 from tests.support.llmcost_server import ADMIN_TOKEN, running_llmcost
 
-pytestmark = pytest.mark.real_process
 
-
+@pytest.mark.real_process
 def test_a_hostile_parameter_name_or_path_comes_back_escaped_and_a_label_filter_gets_a_hint(tmp_path: Path) -> None:
     with running_llmcost(tmp_path, f"sqlite:///{tmp_path / 'llmcost.db'}") as server:
         admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -35,3 +38,33 @@ def test_a_hostile_parameter_name_or_path_comes_back_escaped_and_a_label_filter_
 
             long_name = http.get("/v1/alerts", params={"x" * 5000: "1"}).json()["error"]
             assert long_name.startswith("x" * 64 + "…: unknown query parameter") and len(long_name) < 200
+
+
+def test_a_path_logged_when_the_store_is_silent_cannot_forge_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    # `GET /v1/budgets/x%0aERROR ...` decodes to a path holding a line break, logged with the 503.
+    class Silent:
+        def known_silent(self) -> bool:
+            return False
+
+        async def answers_soon(self) -> bool:
+            return False  # refuses connections
+
+    async def never_answers(scope: Scope, receive: Receive, send: Send) -> None:
+        await asyncio.Event().wait()
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    middleware = BoundedRequests(never_answers, probe=Silent(), retry_headers={}, wait=0)  # type: ignore[arg-type]
+    scope = {"type": "http", "method": "GET", "path": "/v1/budgets/x\nERROR forged", "headers": []}
+    with caplog.at_level(logging.WARNING, logger="exporter.http.bounded_requests"):
+        asyncio.run(middleware(scope, receive, send))
+    assert sent[0]["status"] == 503
+    [record] = caplog.records
+    assert "\n" not in record.getMessage()
+    assert record.getMessage() == "GET '/v1/budgets/x\\nERROR forged': the store refuses connections; answered 503"
