@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from alerting.budgets.amounts import amount, usd_apart
 from alerting.budgets.definition import STATES, Budget
+from exporter.http.errors import shown
 
 LABEL_FIELDS = ("project", "user", "service", "model")
 ESTIMATE_FIELDS = ("estimated_cost_usd", "estimated_tokens", "estimated_requests")
@@ -66,7 +67,8 @@ def parse_check_request(raw: Any) -> CheckRequest:
     if not isinstance(raw, dict):
         raise CheckRequestError([f"the body must be an object with {', '.join(CHECK_FIELDS)}"])
     problems = [
-        f"{name}: unknown field (allowed: {', '.join(CHECK_FIELDS)})" for name in sorted(set(raw) - set(CHECK_FIELDS))
+        f"{shown(name)}: unknown field (allowed: {', '.join(CHECK_FIELDS)})"
+        for name in sorted(set(raw) - set(CHECK_FIELDS))
     ]
     labels = {}
     for name in LABEL_FIELDS:

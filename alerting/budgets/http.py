@@ -18,7 +18,7 @@ from alerting.budgets.service import BudgetService
 from exporter.config import AuthConfig
 from exporter.http.auth import check_bearer
 from exporter.http.body import BodyTimeout, BodyTooLarge, read_limited
-from exporter.http.errors import ORJSONResponse, error
+from exporter.http.errors import ORJSONResponse, error, shown
 from exporter.http.origin import refuse_foreign_origin
 from exporter.http.query import unknown_params
 from exporter.store import StoreUnavailable
@@ -125,7 +125,9 @@ def budget_routes(service: BudgetService, auth: AuthConfig, *, body_timeout: flo
             )
         unknown = sorted(set(raw) - {"by", "reason", "key"})
         if unknown:
-            raise BudgetError(422, f"{unknown[0]}: unknown field (allowed: by, reason, key)", {"field": unknown[0]})
+            raise BudgetError(
+                422, f"{shown(unknown[0])}: unknown field (allowed: by, reason, key)", {"field": unknown[0]}
+            )
         fields = {name: raw.get(name) for name in ("by", "reason", "key")}
         for field, value in fields.items():
             if value is not None and not isinstance(value, str):

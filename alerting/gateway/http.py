@@ -41,7 +41,7 @@ from alerting.signatures import (
 from exporter.config import AuthConfig
 from exporter.http.auth import check_bearer
 from exporter.http.body import BodyTimeout, BodyTooLarge, media_type, read_limited, unsupported_type
-from exporter.http.errors import ORJSONResponse, error
+from exporter.http.errors import ORJSONResponse, error, shown
 from exporter.http.origin import refuse_foreign_origin
 from exporter.http.query import unknown_params
 from exporter.store import StoreUnavailable
@@ -178,7 +178,7 @@ def gateway_routes(gateway: GatewayService, auth: AuthConfig, *, body_timeout: f
             # A misspelt `by` would otherwise record the change as made by "api": the audit loses who.
             unknown = sorted(set(data) - {"by", "comment"})
             if unknown:
-                return error(422, f"{unknown[0]}: unknown field (allowed: by, comment)", {"field": unknown[0]})
+                return error(422, f"{shown(unknown[0])}: unknown field (allowed: by, comment)", {"field": unknown[0]})
             fields = {}
             for name in ("by", "comment"):
                 value = data.get(name, "")

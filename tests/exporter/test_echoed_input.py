@@ -11,7 +11,7 @@ import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from exporter.http.bounded_requests import BoundedRequests
-from tests.support.llmcost_server import ADMIN_TOKEN, running_llmcost
+from tests.support.llmcost_server import ADMIN_TOKEN, INGEST_TOKEN, running_llmcost
 
 
 @pytest.mark.real_process
@@ -35,6 +35,19 @@ def test_a_hostile_parameter_name_or_path_comes_back_escaped_and_a_label_filter_
 
             missing = http.get("/nope%E2%80%AE%00").json()
             assert missing["detail"]["path"] == "'/nope\\u202e\\x00'"
+
+            # Field names of a JSON body are the client's too.
+            check = http.post(
+                "/v1/budgets/check",
+                json={"pro\u202eject": "search"},
+                headers={"Authorization": f"Bearer {INGEST_TOKEN}"},
+            )
+            assert check.status_code == 422
+            assert "'pro\\u202eject': unknown field (allowed: project," in check.json()["error"]
+            reset = http.put("/v1/budgets/b", json={"scope": "global", "period": "daily", "limit": 1})
+            assert reset.status_code in (200, 201), reset.text
+            reset = http.post("/v1/budgets/b/reset", json={"by": "al", "reason": "r", "\u202ekey": "x"})
+            assert reset.json()["error"] == "'\\u202ekey': unknown field (allowed: by, reason, key)"
 
             long_name = http.get("/v1/alerts", params={"x" * 5000: "1"}).json()["error"]
             assert long_name.startswith("x" * 64 + "…: unknown query parameter") and len(long_name) < 200
