@@ -10,6 +10,7 @@ from typing import Any
 from alerting.periods import Period, zone
 from exporter.collector import OTHER
 from exporter.events import LABEL_MAX_LEN
+from exporter.http.errors import shown
 
 SCOPES = ("global", "project", "user", "service", "model")
 UNITS = ("usd", "tokens", "requests")
@@ -132,13 +133,18 @@ class Budget:
         return out
 
 
+def _got(value: Any) -> str:
+    """A refused value as a problem echoes it: its repr (non-printable characters escaped), cut at 64."""
+    return shown(repr(value))
+
+
 def _optional_positive(raw: dict[str, Any], name: str, path: str, problems: list[str], *, integer: bool) -> Any:
     value = raw.get(name)
     if value is None:
         return None
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or value <= 0:
-        problems.append(f"{path}.{name}: must be {'an integer' if integer else 'a number'} > 0, got {value!r}")
+        problems.append(f"{path}.{name}: must be {'an integer' if integer else 'a number'} > 0, got {_got(value)}")
         return None
     return int(value) if integer else float(value)
 
@@ -157,15 +163,15 @@ def parse_budget(
     before = len(problems)
     for key in raw:
         if key not in _FIELDS:
-            problems.append(f"{path}.{key}: unknown field (allowed: {', '.join(sorted(_FIELDS))})")
+            problems.append(f"{path}.{shown(key)}: unknown field (allowed: {', '.join(sorted(_FIELDS))})")
     budget_name = name if name is not None else raw.get("name")
     if not isinstance(budget_name, str) or not budget_name or len(budget_name) > 128 or not budget_name.isprintable():
         problems.append(f"{path}.name: required, a printable string of at most 128 characters")
     elif name is not None and raw.get("name") not in (None, name):
-        problems.append(f"{path}.name: {raw.get('name')!r} differs from the budget's name {name!r}")
+        problems.append(f"{path}.name: {_got(raw.get('name'))} differs from the budget's name {name!r}")
     scope = raw.get("scope", "global")
     if scope not in SCOPES:
-        problems.append(f"{path}.scope: must be one of {', '.join(SCOPES)}, got {scope!r}")
+        problems.append(f"{path}.scope: must be one of {', '.join(SCOPES)}, got {_got(scope)}")
     key = raw.get("key", "" if scope == "global" else None)
     if scope == "global":
         # A key on a global budget used to be dropped, quietly making a budget over all spend; "" and
@@ -174,7 +180,9 @@ def parse_budget(
             problems.append(f"{path}.key: given but scope is global (set scope, e.g. project)")
         key = ""
     elif not isinstance(key, str) or not key:
-        problems.append(f'{path}.key: required for scope {scope!r}: a value, or "*" for each value separately')
+        # An unknown scope is named once, above: echoed here too, a 3,000-character one came back twice.
+        which = f" for scope {scope!r}" if scope in SCOPES else ""
+        problems.append(f'{path}.key: required{which}: a value, or "*" for each value separately')
     elif not stored and (len(key) > LABEL_MAX_LEN or not key.isprintable()):
         # A label value is printable and at most LABEL_MAX_LEN long (exporter.events), so another key could
         # never match a call; and a NUL in it failed the write on PostgreSQL with a 500.
@@ -184,16 +192,16 @@ def parse_budget(
         )
     period = raw.get("period")
     if period not in PERIODS:
-        problems.append(f"{path}.period: must be one of {', '.join(PERIODS)}, got {period!r}")
+        problems.append(f"{path}.period: must be one of {', '.join(PERIODS)}, got {_got(period)}")
     limit = raw.get("limit")
     if isinstance(limit, bool) or not isinstance(limit, int | float) or not math.isfinite(limit) or limit <= 0:
-        problems.append(f"{path}.limit: must be a number > 0, got {limit!r}")
+        problems.append(f"{path}.limit: must be a number > 0, got {_got(limit)}")
     unit = raw.get("unit", "usd")
     if unit not in UNITS:
-        problems.append(f"{path}.unit: must be one of {', '.join(UNITS)}, got {unit!r}")
+        problems.append(f"{path}.unit: must be one of {', '.join(UNITS)}, got {_got(unit)}")
     mode = raw.get("mode", "track")
     if mode not in MODES:
-        problems.append(f"{path}.mode: must be one of {', '.join(MODES)}, got {mode!r}")
+        problems.append(f"{path}.mode: must be one of {', '.join(MODES)}, got {_got(mode)}")
     tz = raw.get("timezone", "UTC")
     try:
         zone(str(tz))

@@ -49,6 +49,18 @@ def test_a_hostile_parameter_name_or_path_comes_back_escaped_and_a_label_filter_
             reset = http.post("/v1/budgets/b/reset", json={"by": "al", "reason": "r", "\u202ekey": "x"})
             assert reset.json()["error"] == "'\\u202ekey': unknown field (allowed: by, reason, key)"
 
+            # A budget's scope, period, unit or mode is echoed once, bounded (a 3,000-character scope came
+            # back twice, whole); a field name is escaped.
+            put = http.put("/v1/budgets/c", json={"scope": "s" * 3000, "period": "daily", "limit": 1, "\u202ex": 1})
+            assert put.status_code == 422
+            assert put.json()["detail"] == [
+                "budget.'\\u202ex': unknown field (allowed: description, fallback_model, key, limit, "
+                "max_cost_per_request, max_instances, max_tokens_per_request, mode, name, period, scope, "
+                "thresholds, timezone, unit)",
+                f"budget.scope: must be one of global, project, user, service, model, got '{'s' * 63}…",
+                'budget.key: required: a value, or "*" for each value separately',
+            ]
+
             long_name = http.get("/v1/alerts", params={"x" * 5000: "1"}).json()["error"]
             assert long_name.startswith("x" * 64 + "…: unknown query parameter") and len(long_name) < 200
 
