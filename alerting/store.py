@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from alerting.upgrade_guard import refuse_while_older_process_leads
 from exporter.store import SchemaPart, Store
 
 ALERTING_SCHEMA = SchemaPart(
@@ -18,6 +19,7 @@ ALERTING_SCHEMA = SchemaPart(
     versions=Path(__file__).with_name("migrations") / "versions",
     head="0012_budget_forecast_in_family",
     implies=("exporter_0004_spend_watermark",),  # through 0006_spend_watermark
+    before_upgrade=refuse_while_older_process_leads,
 )
 """Alerting's branch: pass it to `Store(..., migrations=...)` wherever a store serves the full product."""
 

@@ -17,7 +17,7 @@ to what Alembic computes from the folders.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,12 +48,17 @@ class SchemaPart:
 
     `implies`: the heads of other parts that `head` depends on (directly or not); a store at `head`
     has them too, and Alembic keeps no row of their own for them.
+
+    `before_upgrade`: called with the engine before a store that needs an upgrade is changed, outside
+    the upgrade's transaction (so the processes it looks for can still write); it raises `SchemaInUse`
+    to refuse the upgrade. A part knows what its own tables say about who else works on the store.
     """
 
     branch: str
     versions: Path
     head: str
     implies: tuple[str, ...] = ()
+    before_upgrade: Callable[[Engine], None] | None = None
 
 
 EXPORTER_SCHEMA = SchemaPart(
@@ -72,6 +77,10 @@ class UnknownSchema(StoreNotFound):
 
 class SchemaLocked(RuntimeError):
     """An upgrade waited `LOCK_TIMEOUT_SECONDS` for a table another session holds; nothing was changed."""
+
+
+class SchemaInUse(RuntimeError):
+    """A part's `before_upgrade` found a process of an older llmcost still working on the store; nothing was changed."""
 
 
 def store_location(url: str) -> str:
@@ -103,6 +112,9 @@ def migrate(engine: Engine, parts: Sequence[SchemaPart]) -> None:
     """
     if schema_is_current(engine, parts):
         return  # the usual start: no need to load Alembic, its templates and scripts (~0.15 s)
+    for part in parts:
+        if part.before_upgrade is not None:
+            part.before_upgrade(engine)
     from alembic import command
     from alembic.util import CommandError
 

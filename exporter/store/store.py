@@ -36,7 +36,14 @@ from exporter.store.label_folding import (
     top_values_sql,
     unpriced_models_sql,
 )
-from exporter.store.migration import EXPORTER_SCHEMA, SchemaLocked, SchemaPart, migrate, require_existing_store
+from exporter.store.migration import (
+    EXPORTER_SCHEMA,
+    SchemaInUse,
+    SchemaLocked,
+    SchemaPart,
+    migrate,
+    require_existing_store,
+)
 from exporter.store.rollups import rollups_in_range
 from exporter.store.schema import (
     ADJUSTMENT_COLUMNS,
@@ -169,7 +176,7 @@ class Store:
             migrate(self.engine, self.schema)
         except OperationalError as exc:
             raise StoreUnavailable(f"cannot migrate the store: {exc.orig}") from exc
-        except SchemaLocked as exc:
+        except (SchemaLocked, SchemaInUse) as exc:
             raise StoreUnavailable(f"cannot migrate the store: {exc}") from exc
 
     def close(self) -> None:
