@@ -17,7 +17,7 @@ from exporter.store import SchemaPart, Store
 ALERTING_SCHEMA = SchemaPart(
     branch="alerting",
     versions=Path(__file__).with_name("migrations") / "versions",
-    head="0012_budget_forecast_in_family",
+    head="0013_mail_thread_subject",
     implies=("exporter_0004_spend_watermark",),  # through 0006_spend_watermark
     before_upgrade=refuse_while_older_process_leads,
 )

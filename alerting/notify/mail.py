@@ -149,6 +149,16 @@ def _root_id(notification: Notification, domain: str) -> str:
     return thread_root_id(notification.alert, domain)
 
 
+def _thread_subject(notification: Notification) -> str | None:
+    """The subject stored for the alert's own mail thread, if any: its replies keep it.
+
+    Stored for threads an older release began under another subject (`0013_mail_thread_subject`): mail
+    clients split a thread whose subject changes, and today's template names a budget's levels by family.
+    """
+    subject = (notification.reference or {}).get("subject")
+    return subject if isinstance(subject, str) and subject else None
+
+
 def _group_thread(notification: Notification) -> tuple[str, str] | None:
     """The grouped mail (Message-ID, subject) in whose thread this alert's reminder, resolve or ack is told.
 
@@ -220,6 +230,10 @@ def build_email(
     elif notification.kind is not NotificationKind.FIRING:
         message["In-Reply-To"] = root
         message["References"] = root
+        subject = _thread_subject(notification)
+        if subject is not None:
+            del message["Subject"]
+            message["Subject"] = _header(sanitize_header(f"Re: {subject}", limit=250))
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation auto-replies
     message["X-LLMCost-Fingerprint"] = _header(sanitize_header(notification.alert.fingerprint))
     message["X-LLMCost-Notification"] = notification.kind.value
@@ -411,6 +425,9 @@ class EmailNotifier:
         domain = self.message_id_domain
         message = build_email(notification, from_addr=self.from_addr, to=self.to, now=self._now(), domain=domain)
         reference = {"message_id": _root_id(notification, domain)}
+        subject = _thread_subject(notification)
+        if subject is not None:
+            reference["subject"] = subject
         if _group_thread(notification) is not None:
             # Told in its grouped mail's thread: the alert stays listed there (its next news goes there too).
             reference = dict(notification.reference or {})
