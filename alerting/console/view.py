@@ -382,13 +382,17 @@ def firing_spikes(store: Store, history: SpendSnapshot, now: float) -> tuple[lis
 
 
 def usage_totals(store: Store) -> dict[str, Any]:
-    """All-time spend and unpriced calls, summed over `usage_series` as `/metrics` does."""
-    rows = store.series_totals(())
+    """All-time spend (repricing corrections included) and unpriced calls, summed over `usage_series`."""
+    rows = store.series_totals((), adjustments=True)
     if not rows:
         return {"cost_usd": 0.0, "unpriced": 0, "requests": 0}
     row = rows[0]
+    # `cost_nanousd` stays as first recorded (it feeds a counter, which must never drop); what `llmcost
+    # reprice` changed since is in the correction columns, which the report, the summary and the budgets
+    # count. Without them the all-time figure was the spend before repricing.
+    cost = row.get("cost_nanousd") + row.get("cost_adjust_up_nanousd") - row.get("cost_adjust_down_nanousd")
     return {
-        "cost_usd": nanos_to_usd(row.get("cost_nanousd")),
+        "cost_usd": nanos_to_usd(cost),
         "unpriced": row.get("unpriced_requests"),
         "requests": row.get("requests"),
     }
