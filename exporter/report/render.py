@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 import time
+from decimal import Decimal
 
 import orjson
 
@@ -100,10 +102,19 @@ def _cell(value: object) -> object:
     return value
 
 
+def _number(value: object) -> object:
+    # Python writes a float below 1e-4 in exponent form (`2.1e-05`), which some importers (a finance
+    # system's, `numeric` columns fed by a script) refuse or read as text. The shortest repr is exact to
+    # the nano-dollar (a cost is whole nano-dollars), so it is written out in positional form.
+    if isinstance(value, float) and math.isfinite(value):
+        return format(Decimal(repr(value)), "f")
+    return value
+
+
 def _csv(report: Report) -> str:
     out = io.StringIO()
     rows = [
-        {key: _cell(value) if key in report.by else value for key, value in row_json(report.by, row).items()}
+        {key: _cell(value) if key in report.by else _number(value) for key, value in row_json(report.by, row).items()}
         for row, _ in _all_rows(report)
     ]
     # The columns of an empty row: a range without calls has the same header as any other.

@@ -7,6 +7,8 @@ console over HTTP are read as a user reads them.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import subprocess
@@ -97,3 +99,16 @@ def test_the_consoles_all_time_spend_counts_what_reprice_corrected(server: Llmco
     report = json.loads(llmcost(server, "report", "--period", "all", "--format", "json", "--no-hints"))
     assert report["total_cost_usd"] == 3.75
     assert console_figure(server, "alltime") == "3.750000000"
+
+
+def test_report_csv_writes_every_cost_as_a_plain_decimal(server: LlmcostProcess) -> None:
+    # gpt-4o-mini at $0.15 / $0.60 per million tokens: 100 input and 10 output tokens cost $0.000021,
+    # which the CSV wrote as 2.1e-05, a figure some finance imports refuse.
+    mini = {"provider": "openai", "model": "gpt-4o-mini", "input_tokens": 100, "output_tokens": 10}
+    ingest(server, [{"request_id": "small", **mini, "project": "tiny"}, {"request_id": "big", **mini, "project": "a"}])
+    ingest(server, [{"request_id": f"more-{i}", **mini, "project": "a"} for i in range(9)])
+    out = llmcost(server, "report", "--period", "all", "--by", "project", "--format", "csv", "--no-hints")
+    rows = {row["project"]: row for row in csv.DictReader(io.StringIO(out))}
+    assert rows["tiny"]["cost_usd"] == "0.000021"
+    assert rows["a"]["cost_usd"] == "0.00021"
+    assert "e-" not in out
