@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
+
+from exporter.local_time import start_of_local_day, zone
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HOUR = 3600
@@ -25,17 +26,6 @@ class Period(enum.StrEnum):
     MONTHLY = "monthly"
     YEARLY = "yearly"
     TOTAL = "total"
-
-
-@lru_cache(maxsize=256)
-def zone(tz: str) -> ZoneInfo:
-    """The `ZoneInfo` for an IANA name; `ValueError` naming the zone when it is unknown."""
-    try:
-        return ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
-        # OSError: ZoneInfo opens the name as a file under tzdata, so "America" (a folder) or a name
-        # longer than a file name can be fails there rather than as not found.
-        raise ValueError(f"unknown timezone {tz[:64]!r}") from exc
 
 
 def period_bounds(
@@ -117,26 +107,4 @@ def _transition(lo: datetime, hi: datetime, z: ZoneInfo) -> datetime:
             lo = mid
         else:
             hi = mid
-    return hi.replace(microsecond=0)
-
-
-def start_of_local_day(day: date, z: ZoneInfo) -> datetime:
-    """The first instant (UTC) whose local date in `z` is `day`.
-
-    Midnight can be ambiguous (take the first one) or skipped by a DST jump (America/Santiago, Havana:
-    the day then starts at the transition).
-    """
-    wall = datetime(day.year, day.month, day.day)
-    candidates = [wall.replace(tzinfo=z, fold=fold).astimezone(UTC) for fold in (0, 1)]
-    real = [c for c in candidates if c.astimezone(z).replace(tzinfo=None) == wall]
-    if real:
-        return min(real)
-    # Midnight falls in a gap: the transition lies between the two readings; find it to the second.
-    lo, hi = min(candidates), max(candidates)
-    while (hi - lo) > timedelta(seconds=1):
-        mid = lo + (hi - lo) / 2
-        if mid.astimezone(z).date() >= day:
-            hi = mid
-        else:
-            lo = mid
     return hi.replace(microsecond=0)

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 import numpy as np
 import numpy.typing as npt
 
-from alerting.periods import zone
+from exporter.local_time import zone
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

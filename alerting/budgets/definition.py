@@ -7,10 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from alerting.periods import Period, zone
+from alerting.periods import Period
 from exporter.collector import OTHER
 from exporter.events import LABEL_MAX_LEN
 from exporter.http.errors import shown
+from exporter.local_time import zone
 
 SCOPES = ("global", "project", "user", "service", "model")
 UNITS = ("usd", "tokens", "requests")

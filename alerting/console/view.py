@@ -25,10 +25,11 @@ from alerting.console.history import DIMENSIONS, HOUR, FloatArray, SpendSnapshot
 from alerting.gateway.alert_rows import with_silences
 from alerting.gateway.records import alert_from_row
 from alerting.gateway.tables import alerts as alerts_table
-from alerting.periods import period_bounds, start_of_local_day, zone
+from alerting.periods import period_bounds
 from alerting.spikes.settings import WATCHABLE_LABELS
 from alerting.spikes.state import read_spike_state
 from exporter.events import nanos_to_usd
+from exporter.local_time import start_of_local_day, zone
 from exporter.store import Store
 from exporter.store.schema import BUCKET_SECONDS
 

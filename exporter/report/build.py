@@ -33,6 +33,9 @@ class Report:
     """The `since` asked for, before it was rounded down to a whole 5-minute bucket or folded hour (`since`)."""
     requested_until: float | None = None
     """The `until` asked for, before it was rounded up to a whole 5-minute bucket or folded hour (`until`)."""
+    timezone: str = "UTC"
+    """The zone the range was asked in (`--timezone`): named periods and bare dates are its days, and the
+    table and Markdown show the bounds in it."""
 
     @property
     def widened(self) -> bool:
@@ -49,13 +52,15 @@ class Report:
         """JSON form: `rows` and `total_cost_usd` as before, plus the rest, per-model ratios and hints.
 
         `since`/`until` are the bounds the figures cover (whole 5-minute buckets, or whole hours where the
-        pruner folded them); `requested_since` and `requested_until` what was asked for.
+        pruner folded them); `requested_since` and `requested_until` what was asked for; `timezone` the zone
+        they were asked in.
         """
         return {
             "since": self.since,
             "until": self.until,
             "requested_since": self.requested_since,
             "requested_until": self.requested_until,
+            "timezone": self.timezone,
             "by": list(self.by),
             "rows": [row_json(self.by, row) for row in self.rows],
             "rest": None if self.rest is None else {**row_json(self.by, self.rest), "groups": self.rest_groups},
@@ -98,6 +103,7 @@ def build_report(
     now: float,
     hints: bool = True,
     events_cutoff: float | None = None,
+    timezone: str = "UTC",
 ) -> Report:
     """Read the rollups over [since, until) and build the report (hints priced at the range's end).
 
@@ -130,6 +136,7 @@ def build_report(
         models,
         requested_since=requested_since,
         requested_until=requested_until,
+        timezone=timezone,
     )
     if hints:
         at = now if requested_until is None else min(requested_until, now)

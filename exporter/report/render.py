@@ -7,11 +7,13 @@ import io
 import math
 import re
 import time
+from datetime import datetime
 from decimal import Decimal
 
 import orjson
 
 from exporter.events import nanos_to_usd
+from exporter.local_time import zone
 from exporter.report.build import Report, ratio_text, row_json
 from exporter.report.query import Row
 
@@ -29,14 +31,23 @@ def render(report: Report, fmt: str) -> str:
     return _table(report)
 
 
-def _when(moment: float | None, open_end: str) -> str:
-    return open_end if moment is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
+def _when(moment: float | None, open_end: str, tz: str = "UTC") -> str:
+    if moment is None:
+        return open_end
+    if tz == "UTC":
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
+    # With the offset in force then: November in Los Angeles reads 2026-11-01T00:00:00-07:00 ..
+    # 2026-12-01T00:00:00-08:00, its DST change in between.
+    return datetime.fromtimestamp(moment, zone(tz)).replace(microsecond=0).isoformat()
 
 
 def _title(report: Report) -> str:
-    title = f"{_when(report.since, 'beginning')} .. {_when(report.until, 'now')}, by {', '.join(report.by)}"
+    tz = report.timezone
+    title = f"{_when(report.since, 'beginning', tz)} .. {_when(report.until, 'now', tz)}, by {', '.join(report.by)}"
+    if tz != "UTC":
+        title += f" ({tz})"
     if report.widened:
-        asked = f"{_when(report.requested_since, 'beginning')} .. {_when(report.requested_until, 'now')}"
+        asked = f"{_when(report.requested_since, 'beginning', tz)} .. {_when(report.requested_until, 'now', tz)}"
         hours = ", and to whole hours where pruning folded the 5-minute ones" if report.widened_to_hours else ""
         title += f" (asked {asked}; widened to whole 5-minute buckets{hours})"
     return title

@@ -24,6 +24,12 @@ def add_parser(sub: Any) -> None:
         "this-month, last-month, this-year, all",
     )
     report.add_argument(
+        "--timezone",
+        default="UTC",
+        help="IANA zone whose days the named periods and bare dates follow, as a budget's timezone "
+        "(e.g. America/Los_Angeles; default UTC)",
+    )
+    report.add_argument(
         "--by",
         default="provider,model,project",
         help="dimensions, comma-separated: provider, model, project, user, service, status, session",
@@ -37,6 +43,7 @@ def add_parser(sub: Any) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Spend and usage over a time range, broken down as asked, with efficiency hints (reads only)."""
+    from exporter.local_time import zone
     from exporter.report.build import build_report
     from exporter.report.periods import parse_when, period_range
     from exporter.report.render import render
@@ -49,14 +56,19 @@ def cmd_report(args: argparse.Namespace) -> int:
                 f"--period and --since both give the start: use --period {args.period} (with --until for an "
                 f"earlier end), or --since {args.since} [--until …]"
             )
-        reference = parse_when(args.until, now=now) if args.until else now
+        tz = args.timezone
+        try:
+            zone(tz)
+        except ValueError as exc:
+            raise ValueError(f"--timezone: {exc} (an IANA name, e.g. America/Los_Angeles)") from None
+        reference = parse_when(args.until, now=now, tz=tz) if args.until else now
         # A named period is taken relative to --until when given (`--period last-7d --until 2026-11-10`);
         # one with an end of its own (last-week) keeps it.
-        since, until = period_range(args.period, now=reference) if args.period else (None, None)
+        since, until = period_range(args.period, now=reference, tz=tz) if args.period else (None, None)
         if until is None and args.until:
             until = reference
         if args.since:
-            since = parse_when(args.since, now=now)
+            since = parse_when(args.since, now=now, tz=tz)
         by = [name.strip() for name in args.by.split(",") if name.strip()]
         if not by:
             raise ValueError(f"--by: no dimension given in {args.by!r} (e.g. --by provider,model)")
@@ -79,6 +91,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             now=now,
             hints=not args.no_hints,
             events_cutoff=config.retention.events_cutoff(now),
+            timezone=tz,
         )
     except ValueError as exc:
         print(exc, file=sys.stderr)

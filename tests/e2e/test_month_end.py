@@ -21,7 +21,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.support.llmcost_server import INGEST_TOKEN, write_config
+from tests.support.llmcost_server import ADMIN_TOKEN, INGEST_TOKEN, write_config
 from tests.support.procs import LLMCOST, LlmcostProcess
 
 pytestmark = pytest.mark.real_process
@@ -112,3 +112,75 @@ def test_report_csv_writes_every_cost_as_a_plain_decimal(server: LlmcostProcess)
     assert rows["tiny"]["cost_usd"] == "0.000021"
     assert rows["a"]["cost_usd"] == "0.00021"
     assert "e-" not in out
+
+
+def edge_call(request_id: str, when: str, cost: float, project: str = "search") -> dict[str, Any]:
+    return {
+        "request_id": request_id,
+        "timestamp": when,
+        "provider": "openai",
+        "model": "gpt-4o",
+        "input_tokens": 10,
+        "output_tokens": 1,
+        "cost_usd": cost,
+        "project": project,
+    }
+
+
+def test_last_month_in_los_angeles_counts_its_calls_from_midnight_to_midnight(server: LlmcostProcess) -> None:
+    # November 2026 in Los Angeles: 2026-11-01T07:00Z (PDT) to 2026-12-01T08:00Z (PST), with the clocks
+    # going back at 2026-11-01T09:00Z, so 01:30 happens twice. `--period last-month` was UTC's November
+    # only, so the finance partner's report counted $1,000 of October's last hour and missed November's
+    # last eight hours, while a monthly budget in that zone (and the console) counted Los Angeles' month.
+    ingest(
+        server,
+        [
+            edge_call("oct-last-second", "2026-11-01T06:59:59Z", 1000.0),
+            edge_call("nov-midnight", "2026-11-01T00:00:00-07:00", 1.0),
+            edge_call("nov-first-0130", "2026-11-01T01:30:00-07:00", 2.0),
+            edge_call("nov-second-0130", "2026-11-01T01:30:00-08:00", 4.0, project="chat"),
+            edge_call("nov-last-second", "2026-11-30T23:59:59-08:00", 8.0, project="chat"),
+            edge_call("dec-midnight", "2026-12-01T00:00:00-08:00", 1000.0),
+        ],
+    )
+    # A retry of a November call, stamped by the client a second later, in December: one call, November's.
+    response = httpx.post(
+        f"{server.base}/v1/usage",
+        json=[edge_call("nov-last-second", "2026-12-01T00:00:00-08:00", 8.0, project="chat")],
+        headers={"Authorization": f"Bearer {INGEST_TOKEN}"},
+        timeout=30,
+    )
+    assert response.json()["duplicates"] == 1
+    argv = ["report", "--period", "last-month", "--until", "2026-12-07T12:00:00Z", "--timezone", LA, "--no-hints"]
+    report = json.loads(llmcost(server, *argv, "--by", "project", "--format", "json"))
+    assert (report["since"], report["until"]) == (at("2026-11-01T07:00:00+00:00"), at("2026-12-01T08:00:00+00:00"))
+    assert {row["project"]: row["cost_usd"] for row in report["rows"]} == {"chat": 12.0, "search": 3.0}
+    assert report["total_cost_usd"] == 15.0
+    table = llmcost(server, *argv, "--by", "project")
+    assert "2026-11-01T00:00:00-07:00 .. 2026-12-01T00:00:00-08:00, by project (America/Los_Angeles)" in table
+    # The same bounds typed as dates in the zone, and /v1/usage/summary asked with the report's bounds.
+    same = json.loads(
+        llmcost(
+            server, "report", "--since", "2026-11-01", "--until", "2026-12-01", "--timezone", LA, "--format", "json"
+        )
+    )
+    assert same["total_cost_usd"] == 15.0
+    summary = httpx.get(
+        f"{server.base}/v1/usage/summary",
+        params={"by": "project", "since": "2026-11-01T00:00:00-07:00", "until": "2026-12-01T00:00:00-08:00"},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=30,
+    ).json()
+    assert {row["project"]: row["cost_usd"] for row in summary["rows"]} == {"chat": 12.0, "search": 3.0}
+
+
+def test_an_unknown_report_timezone_is_refused_naming_the_option(server: LlmcostProcess) -> None:
+    done = subprocess.run(
+        [*LLMCOST, "report", "--period", "last-month", "--timezone", "America/Los_Angles", "--db", server.db_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "--timezone: unknown timezone 'America/Los_Angles'" in done.stderr
