@@ -76,6 +76,7 @@ SLOW_FIRST = (
     "tests/e2e/test_stack_script.py",
     "tests/e2e/test_demo_first_passes.py",
     "tests/e2e/test_demo.py",
+    "tests/e2e/test_month_end_promql.py",
 )
 """The files whose tests take 20-75 s each (a `--durations` run), slowest first: they run first.
 

@@ -16,9 +16,18 @@ PER_POINT = (
 """Said by every graph of spend per hour (see `per_point`)."""
 ADJUSTED = (
     " Includes the corrections of `llmcost reprice` (llm_cost_adjustment_usd_total), counted when the "
-    "repricing ran, as llmcost's reports and budgets count them."
+    "repricing ran; llmcost report, /v1/usage/summary and the budgets count them in the repriced calls' own "
+    "period."
 )
-"""Said by every panel that shows spend totals (docs/pricing.md)."""
+"""Said by every panel that shows spend totals (docs/pricing.md). It used to say the reports and budgets
+counted corrections when the repricing ran too: a November call repriced in December is in December here
+and in November in `llmcost report`."""
+RECORDED = (
+    " Calls count when llmcost recorded them: one recorded in the range with an earlier timestamp (a "
+    "client's late batch, a backfill) counts here, where llmcost report counts it at its timestamp; the "
+    "month just closed is `llmcost report --period last-month` (docs/report.md)."
+)
+"""Said by the calendar totals, which a finance partner compares with the report at month end."""
 NOT_ADJUSTED = " Repricing corrections are not spending and are left out here (see the totals above)."
 """Said by every panel that shows how fast money is spent."""
 
@@ -55,6 +64,36 @@ def spend_grown(window: str) -> str:
     up = grown(f'llm_cost_adjustment_usd_total{{{f}, direction="up"}}', window)
     down = grown(f'llm_cost_adjustment_usd_total{{{f}, direction="down"}}', window)
     return f"{cost}\n+ (\n  {up}\n  - {down}\n  or 0 * {cost}\n)"
+
+
+def grown_by(by: str, selector: str, window: str) -> str:
+    """`grown` per value of `by`: each group's total now less its total `window` ago, to the cent.
+
+    A group with no series at the start (a project whose first call came in the range) started from 0,
+    provided a scrape of llmcost's store answered then; otherwise the group has no answer.
+    """
+    now, start = f"sum by ({by}) ({selector})", f"sum by ({by}) ({selector} offset {window})"
+    new = f"(0 * {now} and on () (sum(llm_store_up offset {window} == 1)))"
+    return f"({now} - ({start} or {new}))"
+
+
+def spend_grown_by(by: str, window: str) -> str:
+    """Corrected spend per value of `by` over `window` from the exact totals (`grown_by`)."""
+    f = USAGE
+    cost = grown_by(by, f"llm_cost_usd_total{{{f}}}", window)
+    up = grown_by(by, f'llm_cost_adjustment_usd_total{{{f}, direction="up"}}', window)
+    down = grown_by(by, f'llm_cost_adjustment_usd_total{{{f}, direction="down"}}', window)
+    return f"{cost}\n+ (\n  {up}\n  - {down}\n  or 0 * {cost}\n)"
+
+
+def top_spend(by: str, window: str) -> str:
+    """The ten groups of `by` that spent most over `window`: exact from the totals, else from the increases.
+
+    `increase()` per series extrapolates to the range's edges ($4.00 read $4.67) and never
+    counts a new series' first sample (a project new in the range read $0): a finance partner reading
+    last month's top projects got neither figure `llmcost report` gives.
+    """
+    return f"topk(10,\n(\n{spend_grown_by(by, window)}\n)\nor\n(\n{spend_increase(by, window)}\n)\n)"
 
 
 def spend_increase(by: str, window: str) -> str:
@@ -124,7 +163,9 @@ def build() -> Json:
                         "Spend since midnight UTC for the selected filters: the total of llm_cost_usd_total "
                         "now less its total at midnight, to the cent, as llmcost report counts it (values "
                         "folded into __other__ or promoted out of it move money between series, never add "
-                        "any). Without a scrape of llmcost at midnight, the increase of the counters since." + ADJUSTED,
+                        "any). Without a scrape of llmcost at midnight, the increase of the counters since."
+                        + RECORDED
+                        + ADJUSTED,
                         USD,
                         spend_in_range("$__range"),
                         decimals=2,
@@ -141,7 +182,7 @@ def build() -> Json:
                         "made while Prometheus was down included. Without a scrape of llmcost at the "
                         "month's start (Prometheus' retention, a new install), the 5-minute spend rate "
                         "recording rule sampled every 5 minutes, which misses spend made while Prometheus "
-                        "was down (llmcost report and the console read the store and count it)." + ADJUSTED,
+                        "was down (llmcost report and the console read the store and count it)." + RECORDED + ADJUSTED,
                         USD,
                         f"(\n{spend_grown('$__range')}\n)\nor\n"
                         "(\n"
@@ -272,9 +313,12 @@ def build() -> Json:
                 (
                     bargauge(
                         "Top projects in the time range",
-                        "The ten projects that spent most in the selected time range." + ADJUSTED,
+                        "The ten projects that spent most in the selected time range: each one's total at the "
+                        "range's end less its total at its start, to the cent, as llmcost report counts it (a "
+                        "project new in the range from 0). Without a scrape of llmcost at the start, the "
+                        "increase of the counters." + RECORDED + ADJUSTED,
                         USD,
-                        f"topk(10,\n{spend_increase('project', '$__range')}\n)",
+                        top_spend("project", "$__range"),
                         "{{project}}",
                     ),
                     8,
@@ -283,9 +327,12 @@ def build() -> Json:
                 (
                     bargauge(
                         "Top models in the time range",
-                        "The ten provider/model pairs that cost most in the selected time range." + ADJUSTED,
+                        "The ten provider/model pairs that cost most in the selected time range: each one's total at "
+                        "the range's end less its total at its start, to the cent, as llmcost report counts it (a "
+                        "model new in the range from 0). Without a scrape of llmcost at the start, the increase "
+                        "of the counters." + RECORDED + ADJUSTED,
                         USD,
-                        f"topk(10,\n{spend_increase('provider, model', '$__range')}\n)",
+                        top_spend("provider, model", "$__range"),
                         "{{provider}} / {{model}}",
                     ),
                     8,

@@ -367,6 +367,12 @@ DOC_QUERIES_WITHOUT_DATA: dict[str, tuple[str, str | None]] = {
         "`make stack` takes the Alertmanager path and answers it",
         None,
     ),
+    "sum by (project) (llm_cost_usd_total @ 1796112000) - (sum by (project) (llm_cost_usd_total @ 1793516400) "
+    "or 0 * sum by (project) (llm_cost_usd_total @ 1796112000))": (
+        "reads November 2026, before the stack started; checked at the query's own time instead",
+        "sum by (project) (llm_cost_usd_total @ end()) - (sum by (project) (llm_cost_usd_total @ start()) "
+        "or 0 * sum by (project) (llm_cost_usd_total @ end()))",
+    ),
     'llm_spend_spike_ratio{job="llmcost"} > 1': (
         "answers only while a spend spike is under way",
         'llm_spend_spike_ratio{job="llmcost"} > 0',
