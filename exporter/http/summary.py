@@ -13,6 +13,7 @@ from starlette.routing import BaseRoute, Route
 
 from exporter.http.auth import check_bearer
 from exporter.http.errors import ORJSONResponse, error, shown
+from exporter.local_time import zone
 from exporter.report.periods import parse_when
 from exporter.services import Services
 from exporter.store import StoreUnavailable
@@ -26,18 +27,19 @@ LAST_INSTANT = 253_402_300_799.0
 """9999-12-31T23:59:59Z, the latest time RFC 3339 can write; larger epoch seconds are refused."""
 
 
-def parse_instant(value: str, name: str, *, now: float) -> float:
+def parse_instant(value: str, name: str, *, now: float, tz: str = "UTC") -> float:
     """Epoch seconds from epoch seconds, an RFC 3339 time (with a zone), a date or an age (`7d`) before `now`.
 
-    Dates and ages are read as `llmcost report` reads them (`2026-12-01` is UTC midnight), so a range
-    given to the command works here too; a time without a zone stays refused (whose midnight?).
+    Dates and ages are read as `llmcost report` reads them (`2026-12-01` is midnight in `tz`, UTC unless
+    `timezone=` says otherwise, as `--timezone` does for the command), so a range given to the command
+    works here too; a time without a zone stays refused (whose midnight?).
     """
     try:
         number = float(value)
     except ValueError:
         if _DATE.fullmatch(value) or _AGE.fullmatch(value):
             try:
-                number = parse_when(value, now=now)
+                number = parse_when(value, now=now, tz=tz)
             except ValueError as exc:
                 raise ValueError(f"{name}: {exc}") from None
         else:
@@ -60,7 +62,7 @@ def parse_instant(value: str, name: str, *, now: float) -> float:
     return number
 
 
-PARAMETERS = ("by", "since", "until", "session", "limit")
+PARAMETERS = ("by", "since", "until", "timezone", "session", "limit")
 
 
 def summary_routes(services: Services) -> list[BaseRoute]:
@@ -89,9 +91,16 @@ def summary_routes(services: Services) -> list[BaseRoute]:
             return error(422, f"by must be one of {', '.join(BY)}, got {by[:32]!r}")
         try:
             now = services.clock()
-            until = parse_instant(query["until"], "until", now=now) if "until" in query else now
+            tz = query.get("timezone", "UTC")
+            try:
+                zone(tz)
+            except ValueError as exc:
+                raise ValueError(f"timezone: {exc} (an IANA name, e.g. America/Los_Angeles)") from None
+            until = parse_instant(query["until"], "until", now=now, tz=tz) if "until" in query else now
             since = (
-                parse_instant(query["since"], "since", now=now) if "since" in query else until - DEFAULT_WINDOW_SECONDS
+                parse_instant(query["since"], "since", now=now, tz=tz)
+                if "since" in query
+                else until - DEFAULT_WINDOW_SECONDS
             )
         except ValueError as exc:
             return error(422, str(exc))

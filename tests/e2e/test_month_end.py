@@ -172,6 +172,23 @@ def test_last_month_in_los_angeles_counts_its_calls_from_midnight_to_midnight(se
         timeout=30,
     ).json()
     assert {row["project"]: row["cost_usd"] for row in summary["rows"]} == {"chat": 12.0, "search": 3.0}
+    # Dates in the zone, as the report takes them with --timezone (they were UTC midnights only).
+    summary = httpx.get(
+        f"{server.base}/v1/usage/summary",
+        params={"by": "project", "since": "2026-11-01", "until": "2026-12-01", "timezone": LA},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=30,
+    ).json()
+    assert (summary["since"], summary["until"]) == (report["since"], report["until"])
+    assert summary["total_cost_usd"] == 15.0
+    refused = httpx.get(
+        f"{server.base}/v1/usage/summary",
+        params={"since": "2026-11-01", "timezone": "America/Los_Angles"},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=30,
+    )
+    assert refused.status_code == 422
+    assert "timezone: unknown timezone 'America/Los_Angles'" in refused.text
 
 
 def test_an_unknown_report_timezone_is_refused_naming_the_option(server: LlmcostProcess) -> None:

@@ -26,12 +26,12 @@ def test_a_hostile_parameter_name_or_path_comes_back_escaped_and_a_label_filter_
 
             summary = http.get("/v1/usage/summary?by=project&pro%E2%80%AEject=x")
             assert summary.status_code == 422
-            assert "'pro\\u202eject' (allowed: by, since, until, session, limit)" in summary.json()["error"]
+            assert "'pro\\u202eject' (allowed: by, since, until, timezone, session, limit)" in summary.json()["error"]
             assert "\u202e" not in summary.text
 
             # ?project=search is not a filter here: the answer says which parameter groups by project.
             label = http.get("/v1/usage/summary?project=search").json()["error"]
-            assert label.endswith("(allowed: by, since, until, session, limit); to list by project: by=project")
+            assert label.endswith("(allowed: by, since, until, timezone, session, limit); to list by project: by=project")
 
             missing = http.get("/nope%E2%80%AE%00").json()
             assert missing["detail"]["path"] == "'/nope\\u202e\\x00'"
