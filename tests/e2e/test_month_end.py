@@ -1,8 +1,9 @@
 """The finance partner's month end: every surface gives the month's figures, and they agree to the cent.
 
 A real `llmcost serve` records calls around the month's edges in Los Angeles (midnight exactly, a
-second before, the DST change inside November); the real `llmcost report`, `llmcost reprice` and the
-console over HTTP are read as a user reads them.
+second before, the DST change inside November, a retry stamped in the next month); the real `llmcost
+report`, `llmcost reprice`, `/v1/usage/summary` and the console are read over HTTP and the command line
+as a user reads them.
 """
 
 from __future__ import annotations
@@ -36,13 +37,7 @@ def at(text: str) -> float:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[LlmcostProcess]:
-    config = write_config(
-        tmp_path,
-        budgets=[
-            {"name": "per-project", "scope": "project", "key": "*", "period": "monthly", "limit": 1000, "timezone": LA}
-        ],
-    )
-    process = LlmcostProcess(f"sqlite:///{tmp_path / 'llmcost.db'}", config=config).start(tmp_path)
+    process = LlmcostProcess(f"sqlite:///{tmp_path / 'llmcost.db'}", config=write_config(tmp_path)).start(tmp_path)
     try:
         yield process
     finally:
