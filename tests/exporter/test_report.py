@@ -7,6 +7,7 @@ import io
 import json
 import shlex
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -348,6 +349,28 @@ def test_periods() -> None:
     assert period_range("this-month", now=NOW) == (NOW - 10.5 * DAY, None)
     assert period_range("last-week", now=NOW) == (NOW - 9.5 * DAY, NOW - 2.5 * DAY)
     assert period_range("yesterday", now=NOW) == (NOW - 1.5 * DAY, NOW - 0.5 * DAY)
+
+
+def at(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+def test_periods_in_a_timezone_follow_its_calendar_across_dst() -> None:
+    """Los Angeles' clocks went back at 2026-11-01T09:00Z: that day lasted 25 hours, October 31 days."""
+    la = "America/Los_Angeles"
+    now = at("2026-11-02T12:00:00+00:00")  # 04:00 local on Monday, November 2nd
+    assert period_range("yesterday", now=now, tz=la) == (
+        at("2026-11-01T07:00:00+00:00"),
+        at("2026-11-02T08:00:00+00:00"),
+    )
+    assert period_range("last-month", now=now, tz=la) == (
+        at("2026-10-01T07:00:00+00:00"),
+        at("2026-11-01T07:00:00+00:00"),
+    )
+    assert period_range("this-week", now=now, tz=la) == (at("2026-11-02T08:00:00+00:00"), None)
+    assert parse_when("2026-12-01", now=now, tz=la) == at("2026-12-01T08:00:00+00:00")
+    assert parse_when("2026-12-01T09:00", now=now, tz=la) == at("2026-12-01T17:00:00+00:00")
+    assert parse_when("2026-12-01T09:00Z", now=now, tz=la) == at("2026-12-01T09:00:00+00:00")
 
 
 def test_one_unpriced_call_reads_as_one_call(
