@@ -96,8 +96,8 @@ class LlmcostLogger(CustomLogger):
         self._record(kwargs)
 
     def log_failure_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
-        """Queue a failed call, as status `error` (not a call this callback refused: it never happened)."""
-        if not _refused_here(kwargs):
+        """Queue a failed call, as status `error` (not one that reached no provider: it never happened)."""
+        if not _refused_here(kwargs) and not _reached_no_provider(kwargs):
             self._record(kwargs)
 
     async def async_log_success_event(
@@ -109,8 +109,8 @@ class LlmcostLogger(CustomLogger):
     async def async_log_failure_event(
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
-        """Queue a failed call, as status `error` (not a call this callback refused)."""
-        if not _refused_here(kwargs):
+        """Queue a failed call, as status `error` (not one this callback refused, nor one that reached no provider)."""
+        if not _refused_here(kwargs) and not _reached_no_provider(kwargs):
             self._record(kwargs)
 
     def _record(self, kwargs: Mapping[str, Any]) -> None:
@@ -284,6 +284,20 @@ def _refused_here(kwargs: Mapping[str, Any]) -> bool:
     payload = kwargs.get("standard_logging_object")
     info = payload.get("error_information") if isinstance(payload, Mapping) else None
     return isinstance(info, Mapping) and info.get("error_class") == BudgetExceededError.__name__
+
+
+def _reached_no_provider(kwargs: Mapping[str, Any]) -> bool:
+    """A failure LiteLLM never routed to a provider: the proxy refused it (a wrong key, an unknown model, a limit).
+
+    The proxy logs those requests as failures too; no provider was called and nothing was spent, and recording them
+    would let anyone who can reach the proxy fill llmcost with error calls under models of their choosing.
+    """
+    payload = kwargs.get("standard_logging_object")
+    if not isinstance(payload, Mapping):
+        return False
+    info = payload.get("error_information")
+    reported = info.get("llm_provider") if isinstance(info, Mapping) else None
+    return not payload.get("custom_llm_provider") and not reported
 
 
 def _request_metadata(kwargs: Mapping[str, Any]) -> Mapping[str, Any]:

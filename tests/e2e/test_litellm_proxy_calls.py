@@ -1,0 +1,72 @@
+"""The LiteLLM callback given what LiteLLM's proxy logs, against a running llmcost.
+
+`tests/data/litellm-proxy/logged_calls.json` holds what the real proxy (litellm[proxy]==1.82.6, started by
+`scripts/litellm_proxy_check.py --record`) handed its callbacks for four requests: a wrong key, a model the
+proxy does not serve, a provider's 429, and a success whose caller put `project` in its request's metadata.
+The proxy itself needs 42 more packages than the dev extra has (docs/development.md), so the whole run is
+that script's; these tests pin what it found.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.llmcost_server import INGEST_TOKEN, running_llmcost
+from tests.support.paths import DATA
+from tests.support.procs import LlmcostProcess
+from tests.support.stored import stored_events
+
+pytestmark = pytest.mark.real_process
+
+LOGGED = json.loads((DATA / "litellm-proxy" / "logged_calls.json").read_text())
+
+
+@pytest.fixture
+def server(tmp_path: Path, sqlite_url: str) -> Iterator[LlmcostProcess]:
+    with running_llmcost(tmp_path, sqlite_url) as running:
+        yield running
+
+
+@pytest.fixture
+def handler(server: LlmcostProcess) -> Iterator[Any]:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no attempt to fetch prices over the network
+    from llmcost.litellm import LlmcostLogger
+
+    logger = LlmcostLogger(server.base, INGEST_TOKEN, flush_interval=0.05)
+    yield logger
+    logger.close()
+
+
+def logged(name: str) -> dict[str, Any]:
+    """The kwargs the proxy gave its callbacks for one request (a copy: the callback may not keep them intact)."""
+    return copy.deepcopy({k: v for k, v in LOGGED[name].items() if k != "exception"})
+
+
+def test_requests_the_proxy_refused_before_any_provider_are_not_recorded(handler: Any, sqlite_url: str) -> None:
+    """A wrong key and an unknown model reach no provider; the proxy still logs them as failures.
+
+    Before, each was stored as an error call of provider `unknown` under the model the caller named: anyone
+    who could reach the proxy filled llmcost's error rates and label sets with calls that never happened.
+    """
+
+    async def scenario() -> None:
+        for name in ("wrong_key", "unknown_model", "provider_rate_limited"):
+            await handler.async_log_failure_event(logged(name), None, None, None)
+
+    asyncio.run(scenario())
+    assert handler.client.flush(10)
+
+    stored = stored_events(sqlite_url)
+    rate_limited = LOGGED["provider_rate_limited"]["standard_logging_object"]
+    assert list(stored) == [rate_limited["id"]]
+    event = stored[rate_limited["id"]]
+    assert (event["provider"], event["model"], event["status"]) == ("openai", "gpt-4o", "error")
+    assert event["project"] == "proj-77"
