@@ -17,7 +17,9 @@ async calls and the Router (`async_pre_call_deployment_hook`). LiteLLM gives syn
 `litellm.completion` no such hook: guard those calls with `handler.guard(model=…)`.
 
 Attribution: `project`, `service` and `user` in the request's `metadata` win; then, on the proxy, the
-key's project or team and the end user; then the defaults given here. This module imports LiteLLM;
+key's project or team and the end user; then the defaults given here. A proxy key's project or team is
+never replaced by the request's metadata, which the proxy's caller writes: it only fills in a project for
+keys that have none. This module imports LiteLLM;
 `import llmcost` does not.
 """
 
@@ -128,9 +130,12 @@ class LlmcostLogger(CustomLogger):
             except InvalidEvent as exc:
                 log.warning("LiteLLM call %s not recorded: %s", payload.get("id"), exc)
                 return
-            # The request's own metadata wins, then what LiteLLM knows (key, team, end user), then the defaults.
+            # The request's own metadata wins, then what LiteLLM knows (key, team, end user), then the defaults;
+            # but not over the project of a proxy key: a caller must not move its spend off its key's budget.
             requested = _request_metadata(kwargs)
             for key in _ATTRIBUTION:
+                if key == "project" and event.get("project"):
+                    continue
                 if requested.get(key):
                     event[key] = str(requested[key])
                 elif not event.get(key) and self.defaults.get(key):
@@ -169,7 +174,10 @@ class LlmcostLogger(CustomLogger):
             "project": _first_attr(user_api_key_dict, ("project_alias", "project_id", "team_alias", "team_id")),
             "user": data.get("user") or _first_attr(user_api_key_dict, ("end_user_id", "user_id")),
         }
-        await self._check(data.get("model"), data, {**{k: v for k, v in key_labels.items() if v}, **(metadata or {})})
+        # The caller's metadata may fill in, never replace, the key's project: the key's budget is the one to ask.
+        labels = {**(metadata or {}), **{k: v for k, v in key_labels.items() if v and k == "project"}}
+        labels.update((k, v) for k, v in key_labels.items() if v and not labels.get(k))
+        await self._check(data.get("model"), data, labels)
         if isinstance(data.get("metadata"), dict):
             data["metadata"][_CHECKED] = True
         return data

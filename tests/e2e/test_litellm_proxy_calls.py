@@ -17,9 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.support.llmcost_server import INGEST_TOKEN, running_llmcost
+from llmcost import BudgetExceededError
+from tests.support.llmcost_server import ADMIN_TOKEN, INGEST_TOKEN, running_llmcost
 from tests.support.paths import DATA
 from tests.support.procs import LlmcostProcess
 from tests.support.stored import stored_events
@@ -70,3 +72,50 @@ def test_requests_the_proxy_refused_before_any_provider_are_not_recorded(handler
     event = stored[rate_limited["id"]]
     assert (event["provider"], event["model"], event["status"]) == ("openai", "gpt-4o", "error")
     assert event["project"] == "proj-77"
+
+
+def test_a_callers_metadata_does_not_move_a_call_off_its_keys_project(handler: Any, sqlite_url: str) -> None:
+    """On the proxy the request's metadata comes from the caller: it names a service, not another project.
+
+    Before, `"metadata": {"project": "evade"}` in a request made with a key of project proj-77 recorded the
+    call under `evade`, and the pre-call hook asked `evade`'s budget: proj-77's hard budget never refused it.
+    """
+    success = logged("success_with_request_project")
+    assert success["litellm_params"]["metadata"]["project"] == "evade"  # as the caller sent it
+
+    asyncio.run(handler.async_log_success_event(success, None, None, None))
+    assert handler.client.flush(10)
+    event = stored_events(sqlite_url)[success["standard_logging_object"]["id"]]
+    assert (event["project"], event["service"], event["user"]) == ("proj-77", "chat", "end-5")
+    assert event["input_tokens"] == 10 and event["output_tokens"] == 20
+    assert "SECRET" not in repr(event)
+
+
+def test_the_proxy_hook_asks_the_keys_project_whatever_the_request_says(handler: Any, server: LlmcostProcess) -> None:
+    """Before, the hook asked the budget of the project the request's metadata named, and let the call through."""
+    from litellm.proxy._types import UserAPIKeyAuth
+
+    budget = {"scope": "project", "key": "proj-77", "period": "daily", "unit": "requests", "limit": 1, "mode": "hard"}
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    assert httpx.put(f"{server.base}/v1/budgets/proj-77", json=budget, headers=admin).status_code == 200
+    assert (
+        httpx.post(
+            f"{server.base}/v1/usage",
+            json={"provider": "openai", "model": "gpt-4o", "input_tokens": 1, "output_tokens": 1, "project": "proj-77"},
+            headers={"Authorization": f"Bearer {INGEST_TOKEN}"},
+        ).json()["accepted"]
+        == 1
+    )
+    key = UserAPIKeyAuth(api_key="sk-project-only", project_id="proj-77")
+
+    async def ask(metadata: dict[str, Any]) -> Any:
+        data = {"model": "gpt-4o", "metadata": metadata}
+        return await handler.async_pre_call_hook(key, None, data, "acompletion")
+
+    with pytest.raises(BudgetExceededError) as refused:
+        asyncio.run(ask({"project": "evade"}))
+    assert "proj-77" in refused.value.reason
+    # A key without a project still lets the request's metadata name one.
+    unowned = UserAPIKeyAuth(api_key="sk-alias-only", key_alias="lonely-key")
+    data = {"model": "gpt-4o", "metadata": {"project": "research"}}
+    assert asyncio.run(handler.async_pre_call_hook(unowned, None, data, "acompletion")) is data
