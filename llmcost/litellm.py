@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -87,6 +88,7 @@ class LlmcostLogger(CustomLogger):
         # A multiprocessing child's last sync calls reach this callback from LiteLLM's thread pool after the
         # task returned: at the child's exit, let them in before the client closes.
         child_exit.before_clients_close(_wait_for_sync_logging)
+        _flush_at_server_shutdown(self)
         self.check_budgets = check_budgets
         self.estimate_cost = estimate_cost
         self.estimate_tokens = estimate_tokens
@@ -217,6 +219,32 @@ class LlmcostLogger(CustomLogger):
     def close(self) -> None:
         """Flush and stop the client (also done at interpreter exit)."""
         self.client.close()
+
+
+def _flush_at_server_shutdown(handler: LlmcostLogger) -> None:
+    """Inside a uvicorn server (LiteLLM's proxy), flush once the server has shut down, before the process ends.
+
+    uvicorn answers SIGTERM with a graceful shutdown, then restores the signal's default action and raises it
+    again: the process is killed by it, and no `atexit` hook runs, so the calls the client still held (the last
+    second's, or all of them while llmcost was down) were lost at every `docker stop` or rolling restart. The
+    callback is made while the server starts (the proxy imports it from its config), when uvicorn's signal
+    handler, a method of its `Server`, is installed: the server's shutdown is wrapped to wait for LiteLLM's
+    logging of the last calls and for llmcost to have them (`aflush`, 10 s at most) once it has finished.
+    """
+    server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+    if server is None or not type(server).__module__.startswith("uvicorn.") or not callable(server.shutdown):
+        return
+    shutdown = server.shutdown
+
+    async def shutdown_then_flush(*args: Any, **kwargs: Any) -> None:
+        try:
+            await shutdown(*args, **kwargs)
+        finally:
+            if not await handler.aflush():
+                # The process ends next, without exit hooks: say now how many calls llmcost will never have.
+                await asyncio.to_thread(handler.client.close, 0.0)
+
+    server.shutdown = shutdown_then_flush
 
 
 # How long a multiprocessing child's exit waits for LiteLLM's logging threads: the client's default close_timeout.

@@ -10,7 +10,8 @@
    with a team need the proxy's database, which needs Prisma engines downloaded at run time).
 3. Requests through the proxy: a call, a stream, a provider failure (after the proxy's own retries), a
    wrong key, an unknown model, a caller naming another project in its metadata, a call a hard budget
-   refuses, and a call made while llmcost is stopped (sent once llmcost is back).
+   refuses, a call made while llmcost is stopped (sent once llmcost is back), and a call answered right
+   before the proxy is stopped with SIGTERM.
 4. Checks against the store: each call recorded once, with the response's tokens, LiteLLM's cost, the
    key's project and the end user; nothing for the requests that reached no provider or were refused;
    no prompt or completion text anywhere in the store file. Exit status 1 when a check fails.
@@ -305,6 +306,10 @@ def scenario(run: Run) -> None:
         stored.get(alias_only.json()["id"], {}).get("project") == "research", "a key without a project: the metadata's"
     )
     run.check(MARKER.encode() not in run.db.read_bytes(), "no prompt or completion text in the store")
+
+    last = run.chat("sk-alias-only").json()["id"]  # then SIGTERM at once, as `docker stop` does
+    run.stop("proxy")
+    run.check(last in run.stored(), "a call answered right before the proxy's SIGTERM is recorded")
 
 
 def write_recording(run: Run, target: Path) -> None:
