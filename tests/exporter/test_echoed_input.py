@@ -31,7 +31,8 @@ def test_a_hostile_parameter_name_or_path_comes_back_escaped_and_a_label_filter_
 
             # ?project=search is not a filter here: the answer says which parameter groups by project.
             label = http.get("/v1/usage/summary?project=search").json()["error"]
-            assert label.endswith("(allowed: by, since, until, timezone, session, limit); to list by project: by=project")
+            allowed = "(allowed: by, since, until, timezone, session, limit)"
+            assert label.endswith(f"{allowed}; to list by project: by=project")
 
             missing = http.get("/nope%E2%80%AE%00").json()
             assert missing["detail"]["path"] == "'/nope\\u202e\\x00'"
