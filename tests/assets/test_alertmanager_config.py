@@ -200,6 +200,45 @@ def test_exporter_down_of_another_instance_does_not_inhibit_its_alerts() -> None
     assert _inhibited(alerts["LLMCostUnpricedModel"], down)
 
 
+def test_an_exporter_alert_of_one_cluster_does_not_inhibit_another_clusters_alerts() -> None:
+    """Two installations scraped under one job, told apart by `cluster`: the rules matched on `job` alone, so
+    one installation's LLMCostExporterAbsent (or Down on an instance of the same name) muted the other's."""
+    alerts = _prometheus_alerts()
+    for source in EXPORTER_ALERTS:
+        gone = {**_with_instance(source, alerts[source]), "cluster": "eu-1"}
+        for name in set(alerts) - EXPORTER_ALERTS:
+            target = _with_instance(name, alerts[name])
+            assert not _inhibited({**target, "cluster": "eu-2"}, gone), f"{source} -> {name}"
+            assert _inhibited({**target, "cluster": "eu-1"}, gone), f"{source} -> {name}"
+
+
+def test_the_real_alertmanager_mutes_only_the_absent_clusters_alerts(tmp_path: Any) -> None:
+    """The same, as Alertmanager itself decides it: one job, two clusters, one of them absent."""
+    alerts = _prometheus_alerts()
+    with _shipped_alertmanager(tmp_path) as am:
+        stalled = _with_instance("LLMCostSchedulerStalled", alerts["LLMCostSchedulerStalled"])
+        posted = [
+            {**alerts["LLMCostExporterAbsent"], "cluster": "eu-1"},
+            {**stalled, "cluster": "eu-1", "task": "budgets"},
+            {**stalled, "cluster": "eu-2", "task": "budgets"},
+        ]
+        body = [{"labels": labels} for labels in posted]
+        assert httpx.post(f"{am}/api/v2/alerts", json=body, timeout=5).status_code == 200
+
+        def inhibited() -> dict[str, bool] | None:
+            found = httpx.get(f"{am}/api/v2/alerts", timeout=5).json()
+            by_cluster = {
+                a["labels"]["cluster"]: bool(a["status"]["inhibitedBy"])
+                for a in found
+                if a["labels"]["alertname"] == "LLMCostSchedulerStalled"
+            }
+            # Inhibition is decided once Alertmanager holds the source: wait for the muted one.
+            return by_cluster if len(by_cluster) == 2 and any(by_cluster.values()) else None
+
+        assert live_stack.wait_until(inhibited, 20), httpx.get(f"{am}/api/v2/alerts", timeout=5).text
+        assert inhibited() == {"eu-1": True, "eu-2": False}
+
+
 def test_inhibit_target_list_names_only_existing_alerts() -> None:
     targets: set[str] = set()
     for rule in _config()["inhibit_rules"]:
@@ -263,6 +302,11 @@ def test_the_real_alertmanager_mutes_only_the_down_instances_alerts(tmp_path: An
          {"alertname": "LLMBudgetWarning", "severity": "warning", **BUDGET, "budget": "chat-daily"}, False),
         ({"alertname": "LLMBudgetCritical", "severity": "critical", **BUDGET},
          {"alertname": "LLMBudgetWarning", "severity": "warning", **BUDGET, "key": "chat"}, False),
+        # The budget of the same name of another installation (its external label `cluster`).
+        ({"alertname": "LLMBudgetCritical", "severity": "critical", **BUDGET, "cluster": "team-a"},
+         {"alertname": "LLMBudgetWarning", "severity": "warning", **BUDGET, "cluster": "team-b"}, False),
+        ({"alertname": "LLMBudgetCritical", "severity": "critical", **BUDGET, "cluster": "team-a"},
+         {"alertname": "LLMBudgetWarning", "severity": "warning", **BUDGET, "cluster": "team-a"}, True),
         # Critical never mutes critical.
         ({"alertname": "LLMBudgetExceeded", "severity": "critical", **BUDGET},
          {"alertname": "LLMBudgetCritical", "severity": "critical", **BUDGET}, False),
@@ -322,7 +366,8 @@ def test_llmcost_spikes_are_one_alertmanager_group() -> None:
     spike = {"alertname": "LLMCostSpike", "severity": "warning", **OURS}
     [route] = [r for r in _config()["route"]["routes"] if r.get("matchers") == ['severity="warning"']]
     [child] = [c for c in route.get("routes", []) if c.get("matchers") == ['alertname="LLMCostSpike"']]
-    assert child["group_by"] == ["alertname"]
+    # One group per installation: `cluster` is the external label each installation pushes with.
+    assert child["group_by"] == ["alertname", "cluster"]
     assert "receiver" not in child  # the warning route's: the severity still picks the receiver
     for labels in ({}, {"project": "a"}, {"provider": "openai", "model": "gpt-4o"}):
         assert _route({**spike, **labels}, ["llmcost-warning"])[2].startswith("exit 0")

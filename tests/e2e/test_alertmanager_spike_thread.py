@@ -8,7 +8,7 @@ The story: a burst in project a on gpt-4o raises three `LLMCostSpike` alerts in 
 total, the project, the model). llmcost pushes them to Alertmanager, whose shipped route grouped by
 `project`, `provider` and `model`: three groups, three webhook deliveries, each applied on its own by
 the gateway, which then sent each as its own Slack message and PagerDuty incident. The shipped route now
-keeps llmcost's spikes in one group (`group_by: [alertname]`), so they come back in one delivery and the
+keeps llmcost's spikes in one group (`group_by: [alertname, cluster]`), so they come back in one delivery and the
 gateway groups them by the pass that started them, as on the direct path.
 """
 
