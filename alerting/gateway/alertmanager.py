@@ -8,12 +8,14 @@ acts on, so every copy of one notification has the same digest and is applied on
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from alerting.gateway.changes import AlertInput
 from alerting.gateway.records import dumps, parse_rfc3339
-from alerting.model import ORIGIN_LABEL, PUSHED_ONLY_LABELS, SEVERITIES, Severity
+from alerting.installation import returning_labels
+from alerting.model import ORIGIN_LABEL, SEVERITIES, Severity
 
 _SEVERITY_ALIASES: dict[str, Severity] = {
     "page": "critical",
@@ -54,6 +56,8 @@ class Webhook:
     group_key: str
     alerts: list[WebhookAlert]
     truncated_alerts: int
+    others: int = 0
+    """Alerts of llmcost's left out as another installation's (their external labels are not this one's)."""
 
 
 def severity_of(labels: dict[str, str]) -> Severity:
@@ -95,8 +99,12 @@ def _time(value: Any, field: str, *, required: bool) -> float | None:
     return None if value.startswith("0001-01-01") else seconds
 
 
-def parse_webhook(data: Any) -> Webhook:
-    """Validate a decoded payload; `PayloadError` names the first bad field."""
+def parse_webhook(data: Any, external_labels: Mapping[str, str] | None = None) -> Webhook:
+    """Validate a decoded payload; `PayloadError` names the first bad field.
+
+    `external_labels` name this installation (`alertmanager.external_labels`): an alert llmcost pushed
+    without them is another installation's, routed here by Alertmanager, and is left out.
+    """
     if not isinstance(data, dict):
         raise PayloadError("body", "must be a JSON object")
     if str(data.get("version")) != "4":
@@ -115,6 +123,7 @@ def parse_webhook(data: Any) -> Webhook:
     if len(items) > MAX_ALERTS:
         raise PayloadError("alerts", f"at most {MAX_ALERTS} alerts per payload")
     parsed: list[WebhookAlert] = []
+    others = 0
     for i, item in enumerate(items):
         field = f"alerts[{i}]"
         if not isinstance(item, dict):
@@ -128,10 +137,9 @@ def parse_webhook(data: Any) -> Webhook:
             raise PayloadError(f"{field}.labels.alertname", "required")
         severity = severity_of(labels)
         own = bool(labels.get(ORIGIN_LABEL))
-        if own:
-            # llmcost's own alert, pushed by it and routed back here: drop the labels added for routing, so
-            # it keeps the fingerprint the scheduler gave it and stays one alert, notified once.
-            labels = {k: v for k, v in labels.items() if k not in PUSHED_ONLY_LABELS}
+        # llmcost's own alert, pushed by it and routed back here: drop the labels added for routing, so
+        # it keeps the fingerprint the scheduler gave it and stays one alert, notified once.
+        mine = returning_labels(labels, external_labels or {})
         annotations = _string_map(item.get("annotations", {}), f"{field}.annotations")
         starts_at = _time(item.get("startsAt"), f"{field}.startsAt", required=True)
         _time(item.get("endsAt"), f"{field}.endsAt", required=False)
@@ -140,6 +148,10 @@ def parse_webhook(data: Any) -> Webhook:
             raise PayloadError(f"{field}.generatorURL", "must be a string")
         if "\x00" in generator_url:
             raise PayloadError(f"{field}.generatorURL", NUL_MESSAGE)
+        if mine is None:
+            others += 1  # validated like the rest (a bad payload is refused whole), then left to its own gateway
+            continue
+        labels = mine
         parsed.append(
             WebhookAlert(
                 status,
@@ -167,4 +179,4 @@ def parse_webhook(data: Any) -> Webhook:
         ],
     }
     digest = hashlib.sha256(dumps(acted_on).encode()).hexdigest()
-    return Webhook(digest, group_key, parsed, truncated)
+    return Webhook(digest, group_key, parsed, truncated, others)

@@ -13,6 +13,8 @@ def build_channels(settings: GatewaySettings, overrides: Mapping[str, Notifier] 
     """Notifiers for the channels configured in `notifications:`; `overrides` replaces some (benchmarks)."""
     notifiers: dict[str, Notifier] = dict(build_notifiers(settings.channels))
     if settings.silences.silence_on_ack:
-        notifiers["alertmanager"] = AlertmanagerSilencer(settings.silences.urls, duration=settings.silences.duration)
+        notifiers["alertmanager"] = AlertmanagerSilencer(
+            settings.silences.urls, duration=settings.silences.duration, external_labels=settings.external_labels
+        )
     notifiers.update(overrides or {})
     return dict(sorted(notifiers.items()))

@@ -46,6 +46,7 @@ from alerting.gateway.settings import (
     SilenceSettings,
     parse_duration,
 )
+from alerting.installation import parse_external_labels
 from alerting.model import SEVERITIES, Severity
 from alerting.notify.mail import implicit_tls, split_addresses
 from exporter.config import Config, ConfigError, http_url_problem, resolve_secret
@@ -340,6 +341,12 @@ def first_alertmanager_url(raw: Mapping[str, Any]) -> str:
     return urls[0] if urls else ""
 
 
+def external_labels(raw: Mapping[str, Any]) -> dict[str, str]:
+    """The installation's `alertmanager.external_labels` (problems are the `alertmanager:` section's to list)."""
+    section = raw.get("alertmanager")
+    return parse_external_labels(section.get("external_labels"), []) if isinstance(section, dict) else {}
+
+
 def _silences(value: Any, problems: Problems, fallback_urls: list[str] | None) -> SilenceSettings:
     """Silence settings; `fallback_urls` are the top-level `alertmanager:` replicas, used without a url here.
 
@@ -415,6 +422,7 @@ def parse_settings(raw: Mapping[str, Any], base: Path, problems: Problems, *, wh
         outbox=_outbox(alerting.get("outbox"), problems),
         grouping=_grouping(alerting, channels, problems),
         silences=_silences(alerting.get("alertmanager"), problems, alertmanager_urls(raw) if whole else None),
+        external_labels=external_labels(raw),
     )
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -29,6 +30,8 @@ from alerting.gateway.webhooks import PagerDutyEvent, SlackAction
 from alerting.model import Actor
 from alerting.push.tables import alertmanager_alerts
 from exporter.store import Store
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 STALE_INCIDENT_TOLERANCE = 300.0
@@ -155,13 +158,19 @@ class WebhookReceiver:
         clock: Callable[[], float],
         write: Writer,
         receipt_retention: float = 0.0,
+        external_labels: Mapping[str, str] | None = None,
     ) -> None:
-        """`receipt_retention`: how long delivery ids are kept (`alerting.receipt_retention`; 0: no age check)."""
+        """Apply webhooks to the lifecycle's alerts.
+
+        `receipt_retention`: how long delivery ids are kept (`alerting.receipt_retention`; 0: no age check);
+        `external_labels`: this installation's (`alertmanager.external_labels`), see `parse_webhook`.
+        """
         self.store = store
         self.lifecycle = lifecycle
         self.clock = clock
         self._write = write
         self.receipt_retention = receipt_retention
+        self.external_labels = dict(external_labels or {})
         self._seen = _RecentDigests(10_000)
 
     def _receipt(self, conn: Connection, source: str, receipt_id: str, now: float) -> bool:
@@ -185,7 +194,13 @@ class WebhookReceiver:
 
     def receive_alertmanager(self, data: Any) -> WebhookResult:
         """Apply an Alertmanager webhook payload (decoded JSON); raises `PayloadError` if invalid."""
-        hook = parse_webhook(data)
+        hook = parse_webhook(data, self.external_labels)
+        if hook.others:
+            log.info(
+                "left out %d alert(s) of another llmcost installation (not labelled %s): route them to its gateway",
+                hook.others,
+                self.external_labels,
+            )
         if hook.digest in self._seen:
             return WebhookResult(duplicate=True)
         if self._seen_in_store("alertmanager", hook.digest):

@@ -103,11 +103,22 @@ class GatewayService:
             digest_channels=digest_channels(self.notifiers),
         )
         self.webhooks = WebhookReceiver(
-            store, self.lifecycle, clock=clock, write=self._write, receipt_retention=self.settings.receipt_retention
+            store,
+            self.lifecycle,
+            clock=clock,
+            write=self._write,
+            receipt_retention=self.settings.receipt_retention,
+            external_labels=self.settings.external_labels,
         )
         silences = self.settings.silences
         watching = bool(silences.urls) and (silences.silence_on_ack or silences.follow_silences)
-        self.silence_watch = SilenceWatch(silences.urls, resolve_after=silences.resolve_after) if watching else None
+        self.silence_watch = (
+            SilenceWatch(
+                silences.urls, resolve_after=silences.resolve_after, external_labels=self.settings.external_labels
+            )
+            if watching
+            else None
+        )
         self._workers = None
         self._ticker = None
         if start_workers:

@@ -101,6 +101,9 @@ class GatewaySettings:
     outbox: OutboxSettings = field(default_factory=OutboxSettings)
     silences: SilenceSettings = field(default_factory=SilenceSettings)
     grouping: GroupingSettings = field(default_factory=GroupingSettings)
+    external_labels: dict[str, str] = field(default_factory=dict)
+    """`alertmanager.external_labels`: llmcost's alerts coming back from Alertmanager are this installation's
+    only when they carry them (`alerting.installation`)."""
 
     def channels_for(self, severity: str) -> tuple[str, ...]:
         """The configured channels an alert of this severity is routed to."""

@@ -60,10 +60,10 @@ from sqlalchemy.engine import Connection
 from alerting.gateway.records import loads, parse_rfc3339
 from alerting.gateway.silences import CHANNEL
 from alerting.gateway.tables import alert_channels, alerts
+from alerting.installation import returning_labels
 from alerting.model import (
     ESCALATING_ALERTS,
     INHIBITION_PREFIX,
-    ORIGIN_LABEL,
     PUSHED_ONLY_LABELS,
     Silence,
     alert_family,
@@ -135,11 +135,15 @@ def silenced_acknowledged(conn: Connection, limit: int = MAX_CHECKED) -> list[Si
     return found
 
 
-def gateway_fingerprint(labels: Mapping[str, str]) -> str:
-    """The fingerprint the gateway gives an alert Alertmanager lists (as `parse_webhook` would)."""
-    if labels.get(ORIGIN_LABEL):
-        labels = {k: v for k, v in labels.items() if k not in PUSHED_ONLY_LABELS}
-    return fingerprint(labels.get("alertname", ""), {k: v for k, v in labels.items() if k != "alertname"})
+def gateway_fingerprint(labels: Mapping[str, str], external_labels: Mapping[str, str] | None = None) -> str | None:
+    """The fingerprint the gateway gives an alert Alertmanager lists (as `parse_webhook` would).
+
+    None for an alert another llmcost installation pushed (`alerting.installation`): it is none of this one's.
+    """
+    mine = returning_labels(labels, external_labels or {})
+    if mine is None:
+        return None
+    return fingerprint(mine.get("alertname", ""), {k: v for k, v in mine.items() if k != "alertname"})
 
 
 def alert_filter(alert: SilencedAlert) -> list[str]:
@@ -177,8 +181,10 @@ class SilenceWatch:
         resolve_after: float,
         timeout: float = 5.0,
         transport: httpx.BaseTransport | None = None,
+        external_labels: Mapping[str, str] | None = None,
     ) -> None:
         self._bases = [url.rstrip("/") for url in urls]
+        self._external = dict(external_labels or {})
         self.resolve_after = resolve_after
         self.spacing = min(MAX_SPACING, resolve_after / 5)
         self.max_gap = resolve_after / 2
@@ -317,7 +323,10 @@ class SilenceWatch:
                 if not isinstance(item, dict) or not isinstance(item.get("labels"), dict):
                     continue
                 status = item.get("status")
-                key, name = gateway_fingerprint(item["labels"]), str(item["labels"].get("alertname", ""))
+                key = gateway_fingerprint(item["labels"], self._external)
+                name = str(item["labels"].get("alertname", ""))
+                if key is None:
+                    continue  # another installation's alert: its silences and inhibitions hold none of ours
                 for field_name, prefix, into in (
                     ("silencedBy", "", silences),
                     ("inhibitedBy", INHIBITION_PREFIX, inhibitions),
@@ -486,7 +495,7 @@ class SilenceWatch:
             raise AlertmanagerUnavailable("the answer is not a list of alerts")
         for item in listed:
             labels = item.get("labels") if isinstance(item, dict) else None
-            if isinstance(labels, dict) and gateway_fingerprint(labels) == alert.fingerprint:
+            if isinstance(labels, dict) and gateway_fingerprint(labels, self._external) == alert.fingerprint:
                 return True
         return False
 

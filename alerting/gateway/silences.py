@@ -7,7 +7,7 @@ notification; the reference stored for the channel is `{"silence_id": …}`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +15,7 @@ import httpx
 
 from alerting.budgets.definition import SEVERITY_FOR_ALERT
 from alerting.gateway.dedup import severity_rank
+from alerting.installation import raised_by_llmcost
 from alerting.model import (
     ESCALATING_ALERTS,
     PUSHED_ONLY_LABELS,
@@ -52,7 +53,7 @@ def held_levels(alertname: str, severity: str) -> list[str]:
     return held
 
 
-def matchers(notification: Notification) -> list[dict[str, Any]]:
+def matchers(notification: Notification, external_labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """The matchers of the silence for an acknowledged alert: exactly what the acknowledgement holds for.
 
     Most alerts: equality matchers on the alert's name and every label, so the silence covers exactly
@@ -60,12 +61,17 @@ def matchers(notification: Notification) -> list[dict[str, Any]]:
     one alert in llmcost whatever its level, so the silence covers the family: a regex on the levels the
     acknowledgement holds for (`held_levels`) and equality on the identifying labels (`budget`, `scope`,
     `key`), leaving out the routing-only labels such as `severity`, which differ per level.
+
+    llmcost's own alerts also match this installation's `external_labels`: without them, acknowledging
+    a budget here silenced the budget of the same name of every installation sharing the Alertmanager.
     """
     alert = notification.alert
+    external = dict(external_labels or {}) if raised_by_llmcost(alert.alertname) else {}
     if alert_family(alert.alertname) is None:
-        labels = {**alert.labels, "alertname": alert.alertname}
+        labels = {**alert.labels, **external, "alertname": alert.alertname}
         return [{"name": k, "value": v, "isRegex": False, "isEqual": True} for k, v in sorted(labels.items())]
     identity = {k: v for k, v in alert.labels.items() if k not in PUSHED_ONLY_LABELS and k != "alertname"}
+    identity.update(external)
     found = [{"name": k, "value": v, "isRegex": False, "isEqual": True} for k, v in identity.items()]
     # Alert names are identifiers ([A-Za-z_][A-Za-z0-9_]*): nothing to escape in the alternation.
     levels = "|".join(held_levels(alert.alertname, alert.severity))
@@ -83,8 +89,16 @@ class AlertmanagerSilencer:
 
     channel = CHANNEL
 
-    def __init__(self, urls: str | Sequence[str], *, duration: float, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        urls: str | Sequence[str],
+        *,
+        duration: float,
+        timeout: float = 10.0,
+        external_labels: Mapping[str, str] | None = None,
+    ) -> None:
         self._bases = [u.rstrip("/") for u in ([urls] if isinstance(urls, str) else urls)]
+        self._external = dict(external_labels or {})
         self._duration = duration
         self._client = httpx.Client(timeout=timeout)
 
@@ -95,7 +109,7 @@ class AlertmanagerSilencer:
             now = datetime.now(UTC)
             actor = notification.actor
             body = {
-                "matchers": matchers(notification),
+                "matchers": matchers(notification, self._external),
                 "startsAt": now.isoformat(),
                 "endsAt": (now + timedelta(seconds=self._duration)).isoformat(),
                 "createdBy": f"llmcost ({actor.by})" if actor and actor.by else "llmcost",

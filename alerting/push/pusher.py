@@ -52,8 +52,14 @@ def counter_name(outcome: str, url: str) -> str:
 
 
 def alert_body(row: Any, now: float, settings: PushSettings) -> dict[str, Any]:
-    """One alert of the v2 API from a row: pushed-only labels added, `endsAt` ahead while firing."""
-    labels = {**loads(row.labels), "alertname": row.alertname, "severity": row.severity, ORIGIN_LABEL: ORIGIN_VALUE}
+    """One alert of the v2 API from a row: pushed-only and external labels added, `endsAt` ahead while firing."""
+    labels = {
+        **loads(row.labels),
+        **settings.external_labels,
+        "alertname": row.alertname,
+        "severity": row.severity,
+        ORIGIN_LABEL: ORIGIN_VALUE,
+    }
     horizon = max(4 * settings.resend_interval, MIN_HORIZON_SECONDS)
     ends_at = row.ends_at if row.ends_at is not None else now + horizon
     return {

@@ -7,6 +7,7 @@ alertmanager:
   resolved_resend: 15m                 # resolved alerts are re-sent this long (a replica that was down hears it)
   timeout: 10s                         # per request
   retries: 2                           # extra attempts per replica and push, with a short backoff
+  external_labels: {cluster: team-a}   # added to every alert pushed: which installation it is (default none)
 ```
 Without the section llmcost sends its alerts to its gateway directly, as before.
 """
@@ -21,10 +22,11 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from alerting.gateway.settings import parse_duration
+from alerting.installation import parse_external_labels
 from exporter.config import Config, ConfigError, http_url_problem
 
 PATH = "alertmanager"
-_KEYS = {"url", "urls", "resend_interval", "resolved_resend", "timeout", "retries"}
+_KEYS = {"url", "urls", "resend_interval", "resolved_resend", "timeout", "retries", "external_labels"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class PushSettings:
     retries: int = 2
     replicas: dict[str, str] = field(default_factory=dict)
     """Replica id (a short hash of its URL, used in stored counters) → its URL without credentials."""
+    external_labels: dict[str, str] = field(default_factory=dict)
+    """Added to every pushed alert, naming this installation (`alerting.installation`)."""
 
     @property
     def enabled(self) -> bool:
@@ -109,6 +113,7 @@ def parse_push_section(section: Any, problems: list[str]) -> PushSettings:
         timeout=_seconds(section, "timeout", PushSettings.timeout, problems),
         retries=retries,
         replicas={replica_id(u): safe_url(u) for u in good},
+        external_labels=parse_external_labels(section.get("external_labels"), problems),
     )
 
 
