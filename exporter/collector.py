@@ -185,7 +185,8 @@ class UsageCollector(Collector):
         100k project names from one client would otherwise make every scrape megabytes long and slower
         than Prometheus' scrape timeout. The work on ranks is bounded (exporter.label_ranks): what fits
         in GROWN_RANK_SECONDS (at least one label) a scrape, at an epoch's first scrape too (the folded
-        labels not ranked ahead; the rest over the next scrapes); the query is repeated only when a label grew.
+        labels not ranked ahead; the rest over the next scrapes), but a grown label still under the cap is
+        always listed again at once; the query is repeated only when a label grew.
         """
         labels = (*base, "status")
         ranks = self.ranks
@@ -202,7 +203,7 @@ class UsageCollector(Collector):
             # now rather than passing through `__other__` for one scrape, and a label that went past the
             # cap shows the folding other processes show, not this process's own for one scrape (its
             # `__other__` would be smaller than theirs, a counter reset through a load balancer).
-            ranks.rank_within(grown)
+            ranks.rank_grown(grown)
             folding = ranks.folding
             rows = self._store.series_totals(labels, keep=folding.keep, known=folding.known, adjustments=True)
         elif ranks.stale:

@@ -7,8 +7,11 @@ so ranks are kept and the work a scrape does on them is bounded (`UsageCollector
 - every label is ranked once before the server accepts scrapes (`rank_unranked`, from the app's
   start-up), so not even the first scrape after a start ranks five labels at 100,000 values each;
 - a label with at most `cap` values keeps the whole list (`Folding.known`): a value added since shows
-  up in the scrape's own query as `NEW_VALUE`, so growth is seen without reading one row per value,
-  and the grown labels are ranked again, as many as fit in `GROWN_RANK_SECONDS` (at least one);
+  up in the scrape's own query as `NEW_VALUE`, so growth is seen without reading one row per value.
+  Every grown label still under the cap is listed again in that scrape (`rank_grown`: one pass over
+  the series each, no events read), so a value under the cap never shows as `__other__`; only the
+  labels that went past the cap are ranked as folded, as many as fit in `GROWN_RANK_SECONDS` (at
+  least one);
 - a folded label's kept values are those of its *epoch*, not of the moment a process ranked it.
 
 Epochs: every process on one store (`serve --workers`, replicas behind one load balancer) must show
@@ -156,6 +159,34 @@ class LabelRanks:
                 if labels[position] == NEW_VALUE:
                     found.add(name)
         return [name for name in names if name in found]
+
+    def rank_grown(self, names: Sequence[str], seconds: float = GROWN_RANK_SECONDS) -> list[str]:
+        """Rank the labels of `names` that grew; the ones ranked.
+
+        Each one still under the cap gets its whole list now, however long ranking took (a fresh
+        server's first burst grows every label at once: ranked one a scrape, as folded labels are,
+        the project showed `__other__` for a scrape or three although it had five values). Those past
+        the cap are ranked as folded within `seconds` (at least one; see `rank_within`).
+        """
+        listed: list[str] = []
+        past: list[str] = []
+        with self._lock:
+            keep = dict(self.folding.keep)
+            known = dict(self.folding.known)
+            for name in names:
+                values = self._store.values_under_cap(name, self._cap)
+                if values is None:
+                    past.append(name)
+                    continue
+                keep.pop(name, None)
+                known[name] = values
+                self.ranked_at[name] = self.clock()
+                self._next.pop(name, None)
+                if name in self.stale:
+                    self.stale.remove(name)
+                listed.append(name)
+            self.folding = Folding(keep, known)
+        return [*listed, *(self.rank_within(past, seconds) if past else [])]
 
     def rank_within(self, names: Sequence[str], seconds: float = GROWN_RANK_SECONDS) -> list[str]:
         """Rank `names` in order until `seconds` went into it (at least one); the ones ranked."""

@@ -88,6 +88,17 @@ def unpriced_models_sql(cap: int) -> str:
     )
 
 
+def distinct_values_sql(name: str, cap: int) -> str:
+    """The statement listing label `name`'s distinct values, any `cap + 1` of them (no order, no cost).
+
+    Whether a label is under the cap needs only this: one pass over `usage_series` that may stop at
+    `cap + 1` values, and none of the recent events the ranking of a folded label reads.
+    """
+    if name not in LABEL_COLUMNS:
+        raise ValueError(f"not a label column: {name}")
+    return f'SELECT DISTINCT "{name}" FROM usage_series LIMIT {int(cap) + 1}'
+
+
 def top_values_sql(name: str, cap: int) -> str:
     """The statement listing label `name`'s values by total cost, highest first, at most `cap + 1`."""
     if name not in LABEL_COLUMNS:

@@ -30,6 +30,7 @@ from exporter.store.label_folding import (
     INGEST_ORDER_SLACK_SECONDS,
     OTHER_VALUE,
     Folding,
+    distinct_values_sql,
     folded_sums_sql,
     last_id_ingested_before,
     top_values_as_of_sql,
@@ -425,6 +426,21 @@ class Store:
         kept[OTHER_VALUE, OTHER_VALUE] = int(rows[0][3]) - sum(kept.values())
         return kept
 
+    def values_under_cap(self, name: str, cap: int) -> list[str] | None:
+        """Every value of label `name`, sorted, when it has at most `cap` of them; None when it has more.
+
+        One pass over `usage_series` (no events read): what a label under the cap shows is all of
+        its values, whatever they cost, so knowing them needs no ranking.
+        """
+        with self.raw_cursor() as (cursor, _placeholder):
+            return self._values_under_cap(cursor, name, cap)
+
+    @staticmethod
+    def _values_under_cap(cursor: Any, name: str, cap: int) -> list[str] | None:
+        cursor.execute(distinct_values_sql(name, cap))
+        values = sorted(row[0] for row in cursor.fetchall())
+        return values if len(values) <= cap else None
+
     def rank_values(self, name: str, cap: int, *, as_of: float | None = None) -> tuple[list[str], bool]:
         """Label `name`'s values ranked for a cap, and whether the label is folded.
 
@@ -439,6 +455,12 @@ class Store:
                 cursor.execute(top_values_sql(name, cap))
                 values = [row[0] for row in cursor.fetchall()]
                 return (values[: cap - 1], True) if len(values) > cap else (values, False)
+            # A label under the cap keeps every value whatever their spend: no need to read the recent
+            # events that rank a folded one (a fresh store's first burst is all recent events; ranking
+            # them took a scrape's whole budget for one label, the others showing `__other__`).
+            every = self._values_under_cap(cursor, name, cap)
+            if every is not None:
+                return every, False
             floor = last_id_ingested_before(cursor, placeholder, as_of - INGEST_ORDER_SLACK_SECONDS)
             cursor.execute(top_values_as_of_sql(name, cap, postgres=placeholder == "%s"), (floor, as_of))
             rows = cursor.fetchall()

@@ -131,3 +131,33 @@ def test_unpriced_calls_are_counted_per_model_as_stored_under_a_cap_of_their_own
         assert total(text, "llm_unpriced_requests_total") == 10
     finally:
         services.close()
+
+
+def test_every_grown_label_under_the_cap_is_listed_again_however_long_ranking_takes(db_url: str) -> None:
+    """A fresh store's first burst grows every label at once. Ranking one as folded reads its recent
+    events (all of them, on a fresh store), so only what fits a scrape's budget was ranked and the other
+    labels' values showed as `__other__` although under the cap. Listing a label under the cap reads no
+    event and has no budget: with none at all (`seconds=0`), every such label is listed; of those past the
+    cap, one is ranked as folded (at least one, as before) and the rest wait for the next scrapes."""
+    services = Services.build(make_config(db_url, metrics={"extra_labels": ["user"], "max_series_per_label": 3}))
+    try:
+        store = services.store
+        ranks = LabelRanks(store, 3)
+        names = ["provider", "model", "project", "service", "user"]
+        ranks.rank_unranked(names)  # the empty store a fresh server ranks at start-up
+        assert ranks.folding.known == {name: [] for name in names}
+        store.write_events(
+            [spend(f"e{i}", 1_000_000, model=f"m{i % 3}", user=f"user-{i}") for i in range(6)]
+            + [spend("x", 1_000_000, model="m9", user="late")]
+        )
+        grown = ["model", "user"]  # model: four values, past the cap of three, as user
+        assert ranks.rank_grown(["provider", *grown], seconds=0) == ["provider", "model"]
+        assert ranks.folding.known["provider"] == ["openai"]
+        assert "model" in ranks.folding.keep and ranks.folding.known["user"] == []  # user: the next scrape's
+
+        other = UsageEvent("z", NOW - 600, "acme", "m0", input_tokens=1, cost_nanousd=1, cost_source="supplied")
+        store.write_events([spend("y", 1_000_000, model="m0", user="u"), other])  # a second provider
+        assert ranks.rank_grown(["provider"], seconds=0) == ["provider"]
+        assert ranks.folding.known["provider"] == ["acme", "openai"]
+    finally:
+        services.close()
