@@ -15,10 +15,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from exporter import __version__, metric_names
-from exporter.events import NANOS_PER_USD
+from exporter.events import NANOS_PER_USD, SKIP_REASONS
 from exporter.exposition import LabelWriter, family_header, format_value
 from exporter.label_ranks import RANK_SECONDS, LabelRanks
-from exporter.store import Store, StoreUnavailable
+from exporter.store import Store, StoreUnavailable, skipped_counter
 from exporter.store.label_folding import NEW_VALUE
 from exporter.store.store import SeriesTotals
 
@@ -275,6 +275,10 @@ class SelfCollector(Collector):
         for outcome in ("accepted", "duplicate", "rejected"):
             ingest.add_metric([outcome], counters.get(outcome, 0.0))
         yield ingest
+        ingest_skipped = _counter(metric_names.INGEST_SKIPPED, ("reason",))
+        for reason in SKIP_REASONS:
+            ingest_skipped.add_metric([reason], counters.get(skipped_counter(reason), 0.0))
+        yield ingest_skipped
         last = _gauge(metric_names.INGEST_LAST_EVENT)
         last.add_metric([], counters.get("last_accepted_ts", 0.0))
         yield last

@@ -28,7 +28,7 @@ import queue
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from exporter.events import UsageEvent
 from exporter.store import Store, StoreUnavailable
@@ -45,6 +45,7 @@ class _Submission:
     events: list[UsageEvent]
     rejected: int
     future: Future[tuple[int, int]]
+    skipped: dict[str, int] = field(default_factory=dict)
 
 
 class CommitQueue:
@@ -57,10 +58,15 @@ class CommitQueue:
         self._thread = threading.Thread(target=self._run, name="llmcost-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, events: list[UsageEvent], rejected: int = 0) -> Future[tuple[int, int]]:
-        """Queue events; the future resolves to (accepted, duplicates) once they are committed."""
+    def submit(
+        self, events: list[UsageEvent], rejected: int = 0, skipped: dict[str, int] | None = None
+    ) -> Future[tuple[int, int]]:
+        """Queue events; the future resolves to (accepted, duplicates) once they are committed.
+
+        `rejected` and `skipped` (records by reason) are counted in the same commit.
+        """
         future: Future[tuple[int, int]] = Future()
-        self._queue.put(_Submission(events, rejected, future))
+        self._queue.put(_Submission(events, rejected, future, skipped or {}))
         return future
 
     def close(self) -> None:
@@ -94,8 +100,12 @@ class CommitQueue:
 
     def _write(self, batch: list[_Submission]) -> None:
         events = [ev for sub in batch for ev in sub.events]
+        skipped: dict[str, int] = {}
+        for sub in batch:
+            for reason, n in sub.skipped.items():
+                skipped[reason] = skipped.get(reason, 0) + n
         try:
-            result = self._store.write_events(events, rejected=sum(sub.rejected for sub in batch))
+            result = self._store.write_events(events, rejected=sum(sub.rejected for sub in batch), skipped=skipped)
         except StoreUnavailable as exc:
             for sub in batch:
                 sub.future.set_exception(exc)

@@ -101,6 +101,13 @@ STORE_UP = MetricSpec(
     "read from it are then left out).",
     (),
 )
+INGEST_SKIPPED = MetricSpec(
+    "llm_ingest_events_skipped",
+    "counter",
+    "Records offered to ingest that were no call to count (a request LiteLLM's proxy refused before any provider), "
+    "neither stored nor rejected, by reason.",
+    ("reason",),
+)
 OTLP_SPANS_SKIPPED = MetricSpec(
     "llm_otlp_spans_skipped",
     "counter",
@@ -172,6 +179,7 @@ ALL: tuple[MetricSpec, ...] = (
     ALERTS_ACTIVE,
     NOTIFICATIONS,
     INGEST_EVENTS,
+    INGEST_SKIPPED,
     BUILD_INFO,
     STORE_UP,
     INGEST_LAST_EVENT,

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from exporter.pipeline import IngestOutcome, Rejection
+from exporter.pipeline import IngestOutcome
 from exporter.readers import detect_format
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ def ingest_parallel(path: Path, services: Services, workers: int) -> IngestOutco
     outcome = IngestOutcome()
     # Forked workers inherit `initargs` as they are: `services` is not pickled.
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(services,)) as pool:
-        pending: set[Future[tuple[int, int, list[Rejection]]]] = set()
+        pending: set[Future[IngestOutcome]] = set()
         for first_index, blob in file_chunks(path, workers):
             if len(pending) >= 2 * workers:  # bounded read-ahead: the file is never all in memory
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -110,17 +110,16 @@ def file_chunks(
             lines_per_piece = max(tail_lines, min(chunk_lines, left * index // (f.tell() * 2 * workers) + 1))
 
 
-def _collect(done: set[Future[tuple[int, int, list[Rejection]]]], outcome: IngestOutcome) -> None:
+def _collect(done: set[Future[IngestOutcome]], outcome: IngestOutcome) -> None:
     for future in done:
-        accepted, duplicates, rejected = future.result()  # re-raises a worker's StoreUnavailable
-        outcome.add(IngestOutcome(accepted, duplicates, rejected))
+        outcome.add(future.result())  # re-raises a worker's StoreUnavailable
 
 
 def _start_worker(services: Services) -> None:
     _worker["services"] = services
 
 
-def _ingest_chunk(first_index: int, blob: bytes) -> tuple[int, int, list[Rejection]]:
+def _ingest_chunk(first_index: int, blob: bytes) -> IngestOutcome:
     # No cyclic garbage collection inside a chunk: reading, pricing and writing create no reference
     # cycles (reference counting frees it all), yet the collector would walk every young object about
     # once per 8,000 events, 6% of the work. Anything cyclic is collected between chunks.
@@ -130,4 +129,4 @@ def _ingest_chunk(first_index: int, blob: bytes) -> tuple[int, int, list[Rejecti
         outcome = pipeline.ingest_lines(first_index, blob.split(b"\n"), batch_size=WRITE_BATCH)
     finally:
         gc.enable()
-    return outcome.accepted, outcome.duplicates, outcome.rejected
+    return outcome

@@ -2,7 +2,8 @@
 
 The HTTP API and `llmcost ingest` share this code, so both apply the same validation, pricing and
 idempotency. A bad record becomes a `Rejection` naming its index and the problem; it never stops the
-good records beside it.
+good records beside it. A well-formed record of no call to count (`SkippedRecord`: a request LiteLLM's proxy
+refused before any provider) is skipped: neither stored nor rejected, counted by reason.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any
+from typing import Any, NamedTuple
 
 from exporter.body_records import TooManyValues, check_lines, iter_records
 from exporter.canonical_lines import canonical_event, canonical_events
 from exporter.config import OtlpConfig
-from exporter.events import MAX_METADATA_BYTES, InvalidEvent, UsageEvent, parse_event, shed_metadata
+from exporter.events import MAX_METADATA_BYTES, InvalidEvent, SkippedRecord, UsageEvent, parse_event, shed_metadata
 from exporter.json_budget import values_bound
 from exporter.normalize import to_canonical
 from exporter.pricing import PriceBook
@@ -44,19 +45,38 @@ class Rejection:
         return {"index": self.index, "error": self.error}
 
 
+class Prepared(NamedTuple):
+    """What `prepare` made of some records: priced events, rejections, and skipped records by reason."""
+
+    events: list[UsageEvent]
+    rejected: list[Rejection]
+    skipped: dict[str, int]
+
+
+def add_skipped(into: dict[str, int], more: dict[str, int]) -> None:
+    """Fold counts of skipped records by reason into `into`."""
+    for reason, count in more.items():
+        into[reason] = into.get(reason, 0) + count
+
+
 @dataclass
 class IngestOutcome:
-    """Counts for a request or a file: accepted (new), duplicates (already stored), rejected (invalid)."""
+    """Counts for a request or a file: accepted (new), duplicates (already stored), rejected (invalid), skipped.
+
+    `skipped` counts by reason (`exporter.events.SKIP_REASONS`) the records of no call to count.
+    """
 
     accepted: int = 0
     duplicates: int = 0
     rejected: list[Rejection] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: IngestOutcome) -> None:
         """Fold another outcome into this one."""
         self.accepted += other.accepted
         self.duplicates += other.duplicates
         self.rejected.extend(other.rejected)
+        add_skipped(self.skipped, other.skipped)
 
     def to_json(self, *, max_rejections: int = 1000) -> dict[str, Any]:
         """The API response body; a huge list of rejections is cut with a count of the rest."""
@@ -67,6 +87,8 @@ class IngestOutcome:
         }
         if len(self.rejected) > max_rejections:
             body["rejected_truncated"] = len(self.rejected) - max_rejections
+        if self.skipped:  # only then: the answer to a batch of calls stays the one clients have always read
+            body["skipped"] = dict(self.skipped)
         return body
 
 
@@ -115,11 +137,11 @@ class IngestPipeline:
             "are pruned, so a repeat of this one could not be recognised as a duplicate",
         )
 
-    def prepare(self, records: Iterable[tuple[int, Any]]) -> tuple[list[UsageEvent], list[Rejection]]:
-        """Turn `(index, raw record or InvalidEvent)` pairs into priced events and rejections."""
+    def prepare(self, records: Iterable[tuple[int, Any]]) -> Prepared:
+        """Turn `(index, raw record or InvalidEvent)` pairs into priced events, rejections and skipped counts."""
         return self._prepare(records, shed=False)
 
-    def _prepare(self, records: Iterable[tuple[int, Any]], *, shed: bool) -> tuple[list[UsageEvent], list[Rejection]]:
+    def _prepare(self, records: Iterable[tuple[int, Any]], *, shed: bool) -> Prepared:
         # `shed`: keep only the stored form of each event's metadata (`shed_metadata`).
         now = self.clock()
         skew = self.max_future_skew
@@ -129,6 +151,7 @@ class IngestPipeline:
         otlp = self.otlp
         events: list[UsageEvent] = []
         rejected: list[Rejection] = []
+        skipped: dict[str, int] = {}
         first_error: tuple[int, Exception] | None = None
         errors = 0
         for index, raw in records:
@@ -142,6 +165,9 @@ class IngestPipeline:
                 if event.timestamp < oldest:
                     raise self.too_old()
                 price(event)
+            except SkippedRecord as exc:
+                skipped[exc.reason] = skipped.get(exc.reason, 0) + 1
+                continue
             except InvalidEvent as exc:
                 # Say where the record is, when its reader knows: which span of an OTLP export (its line's
                 # index is shared by its spans), the line a CSV row starts on: readers.PlacedRecord.
@@ -168,9 +194,9 @@ class IngestPipeline:
                 first_exc,
             )
             log.debug("the first unexpected error", exc_info=first_exc)
-        return events, rejected
+        return Prepared(events, rejected, skipped)
 
-    def prepare_lines(self, first_index: int, lines: Sequence[bytes]) -> tuple[list[UsageEvent], list[Rejection]]:
+    def prepare_lines(self, first_index: int, lines: Sequence[bytes]) -> Prepared:
         """`prepare` for lines of a JSON-lines file, the first being line `first_index` (from 0).
 
         Plain canonical lines are decoded straight into events (`canonical_event`); every other line,
@@ -180,8 +206,8 @@ class IngestPipeline:
         skew = self.max_future_skew
         oldest = self._oldest(now)
         price = self.price
-        events: list[UsageEvent] = []
-        rejected: list[Rejection] = []
+        prepared = Prepared([], [], {})
+        events = prepared.events
         others: list[tuple[int, Any]] = []  # records for `prepare`, handed over in runs to keep the order
         hits = misses = 0
         for offset, line in enumerate(lines):
@@ -191,7 +217,7 @@ class IngestPipeline:
                 if event is not None and event.timestamp >= oldest:  # too old: `prepare` says why
                     hits += 1
                     if others:
-                        self._prepare_into(others, events, rejected)
+                        self._prepare_into(others, prepared)
                     price(event)
                     events.append(event)
                     continue
@@ -200,10 +226,10 @@ class IngestPipeline:
             if record is not None:
                 others.append(record)
         if others:
-            self._prepare_into(others, events, rejected)
-        return events, rejected
+            self._prepare_into(others, prepared)
+        return prepared
 
-    def prepare_body(self, body: bytes, *, ndjson: bool) -> tuple[list[UsageEvent], list[Rejection]]:
+    def prepare_body(self, body: bytes, *, ndjson: bool) -> Prepared:
         """The priced events and the rejections of one request body (a JSON object, an array, or NDJSON).
 
         Raises `TooManyValues` or `TooManyEvents` (the request's limits, checked before anything is
@@ -233,7 +259,7 @@ class IngestPipeline:
         oldest = self._oldest(now)
         # An event older than the retention: `_prepare` rejects each such one, with the reason.
         if events is not None and not any(event.timestamp < oldest for event in events):
-            return events, []
+            return Prepared(events, [], {})
         del events
         return self._prepare(iter_records(body, ndjson=ndjson, max_records=self.max_batch_events), shed=True)
 
@@ -241,12 +267,11 @@ class IngestPipeline:
         self.price(event)
         shed_metadata(event)
 
-    def _prepare_into(
-        self, records: list[tuple[int, Any]], events: list[UsageEvent], rejected: list[Rejection]
-    ) -> None:
-        more_events, more_rejected = self._prepare(records, shed=False)
-        events.extend(more_events)
-        rejected.extend(more_rejected)
+    def _prepare_into(self, records: list[tuple[int, Any]], prepared: Prepared) -> None:
+        more = self._prepare(records, shed=False)
+        prepared.events.extend(more.events)
+        prepared.rejected.extend(more.rejected)
+        add_skipped(prepared.skipped, more.skipped)
         records.clear()
 
     def price(self, event: UsageEvent) -> None:
@@ -295,9 +320,9 @@ class IngestPipeline:
             outcome.add(self._write(*self.prepare_lines(first_index + start, lines[start : start + batch_size])))
         return outcome
 
-    def _write(self, events: list[UsageEvent], rejected: list[Rejection]) -> IngestOutcome:
-        result = self.store.write_events(events, rejected=len(rejected))
-        return IngestOutcome(result.accepted, result.duplicates, rejected)
+    def _write(self, events: list[UsageEvent], rejected: list[Rejection], skipped: dict[str, int]) -> IngestOutcome:
+        result = self.store.write_events(events, rejected=len(rejected), skipped=skipped)
+        return IngestOutcome(result.accepted, result.duplicates, rejected, skipped)
 
 
 def _media_parts(event: UsageEvent) -> MediaParts:

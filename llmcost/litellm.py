@@ -326,14 +326,13 @@ def _reached_no_provider(kwargs: Mapping[str, Any]) -> bool:
     """A failure LiteLLM never routed to a provider: the proxy refused it (a wrong key, an unknown model, a limit).
 
     The proxy logs those requests as failures too; no provider was called and nothing was spent, and recording them
-    would let anyone who can reach the proxy fill llmcost with error calls under models of their choosing.
+    would let anyone who can reach the proxy fill llmcost with error calls under models of their choosing. The test
+    is llmcost's own LiteLLM mapping's, which skips them when the generic_api logger posts them.
     """
+    from exporter.normalize.litellm import reached_no_provider
+
     payload = kwargs.get("standard_logging_object")
-    if not isinstance(payload, Mapping):
-        return False
-    info = payload.get("error_information")
-    reported = info.get("llm_provider") if isinstance(info, Mapping) else None
-    return not payload.get("custom_llm_provider") and not reported
+    return isinstance(payload, Mapping) and reached_no_provider(payload)
 
 
 def _request_metadata(kwargs: Mapping[str, Any]) -> Mapping[str, Any]:

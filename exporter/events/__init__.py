@@ -7,7 +7,7 @@ the reason. This function is on the ingest hot path: it is written for speed (no
 allocation beyond the result, no regexes).
 
 One module a concern: `fields` (the vocabulary and its limits), `usage_event` (`UsageEvent`,
-`InvalidEvent`), `money` (nano-dollars), `checks` (one field's value), `metadata` (what the store keeps
+`InvalidEvent`, `SkippedRecord`), `money` (nano-dollars), `checks` (one field's value), `metadata` (what the store keeps
 of an event's metadata), `priced_extras` (what a call is priced with beyond its tokens) and `parsing`
 (`parse_event`). Import every public name from `exporter.events`: the modules are its layout, not its
 interface.
@@ -48,7 +48,14 @@ from exporter.events.metadata import derived_request_id, metadata_json, without_
 from exporter.events.money import NANOS_PER_USD, nanos_to_usd, usd_to_nanos
 from exporter.events.parsing import parse_event
 from exporter.events.priced_extras import priced_extras
-from exporter.events.usage_event import InvalidEvent, UsageEvent, session_of, shed_metadata
+from exporter.events.usage_event import (
+    SKIP_REASONS,
+    InvalidEvent,
+    SkippedRecord,
+    UsageEvent,
+    session_of,
+    shed_metadata,
+)
 
 __all__ = [
     "AUDIO_FIELDS",
@@ -74,11 +81,13 @@ __all__ = [
     "REQUEST_ID_MAX_LEN",
     "SERVICE_TIER",
     "SERVICE_TIER_MAX_LEN",
+    "SKIP_REASONS",
     "STATUSES",
     "TOKEN_FIELDS",
     "VIDEO_FIELDS",
     "WEB_SEARCHES",
     "InvalidEvent",
+    "SkippedRecord",
     "UsageEvent",
     "check_number",
     "derived_request_id",

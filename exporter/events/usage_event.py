@@ -1,4 +1,8 @@
-"""The validated usage event, `UsageEvent`, and `InvalidEvent`, naming the field of a record that cannot be one."""
+"""`UsageEvent`, the validated event; `InvalidEvent` and `SkippedRecord`, a record that cannot be one or is none.
+
+`InvalidEvent` names the field of a record that cannot be an event; `SkippedRecord` is a well-formed record of
+no call to count.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,25 @@ class InvalidEvent(ValueError):
         self.field = field
         self.reason = reason
         self.where = where
+
+
+SKIP_REASONS = {
+    "reached_no_provider": "failures LiteLLM logged that reached no provider, requests its proxy refused itself "
+    "(a wrong or missing key, a model it does not serve): no call was made",
+}
+"""Why a record may be skipped, by the reason's name (the `reason` label of `llm_ingest_events_skipped_total`)."""
+
+
+class SkippedRecord(Exception):
+    """A well-formed record of something that is no call to count: neither stored nor rejected, counted by `reason`.
+
+    `reason` is a key of `SKIP_REASONS`. Such a record is not bad input (its sender did nothing wrong and
+    cannot send it otherwise), so it must not count as rejected either.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(SKIP_REASONS[reason])
+        self.reason = reason
 
 
 class UsageEvent(msgspec.Struct):

@@ -41,7 +41,7 @@ from exporter.http.scrape import TIMEOUT_HEADER, BoundedScrapes, store_wait
 from exporter.http.store_probe import StoreProbe
 from exporter.http.summary import summary_routes
 from exporter.memory import LARGE_BODY_BYTES, release_free_memory
-from exporter.pipeline import IngestOutcome, Rejection
+from exporter.pipeline import IngestOutcome, Prepared, Rejection
 from exporter.services import Services
 from exporter.store import StoreUnavailable
 
@@ -153,7 +153,7 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         if isinstance(body, Response):
             return body
         large = len(body) >= LARGE_BODY_BYTES
-        prepared: tuple[list[UsageEvent], list[Rejection]] | Response
+        prepared: Prepared | Response
         try:
             # Parsing and validation in one worker-thread hop: the event loop stays free for others.
             prepared = await threads.run(prepare_body, body, kind in NDJSON_TYPES)
@@ -169,7 +169,7 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
             await threads.run(release_free_memory)
         return response
 
-    def prepare_body(body: bytes, ndjson: bool) -> tuple[list[UsageEvent], list[Rejection]]:
+    def prepare_body(body: bytes, ndjson: bool) -> Prepared:
         try:
             return services.pipeline.prepare_body(body, ndjson=ndjson)
         except MalformedBody as as_json:
@@ -204,11 +204,11 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         except BadEncoding as exc:
             return error(400, str(exc))
 
-    async def commit(events: list[UsageEvent], rejected: list[Rejection]) -> Response:
+    async def commit(events: list[UsageEvent], rejected: list[Rejection], skipped: dict[str, int]) -> Response:
         assert services.commit_queue is not None
         try:
             accepted, duplicates = await wait_committed(
-                services.commit_queue.submit(events, len(rejected)),
+                services.commit_queue.submit(events, len(rejected), skipped),
                 config.ingest.commit_timeout_seconds,
                 probe.answers_soon,
             )
@@ -216,7 +216,7 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
             return store_unavailable(exc)
         except WriteFailed as exc:
             return error(500, str(exc), "the server logged the cause; the other requests were not affected")
-        outcome = IngestOutcome(accepted, duplicates, rejected)
+        outcome = IngestOutcome(accepted, duplicates, rejected, skipped)
         body_json = outcome.to_json()
         if rejected and not events:
             body_json.update(error="no valid events in the request", detail=None)

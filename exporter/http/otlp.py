@@ -73,7 +73,8 @@ def otlp_routes(services: Services, probe: StoreProbe, threads: ReservedThreads)
             raise _Refused(
                 413, f"export has {len(found.records)} usage spans; the limit is {config.ingest.max_batch_events}"
             )
-        events, rejected = services.pipeline.prepare(found.records)
+        # A span is never a LiteLLM record: the pipeline skips none (the spans skipped are counted apart, below).
+        events, rejected, _ = services.pipeline.prepare(found.records)
         return events, rejected, found.skipped, found.spans
 
     async def traces(request: Request) -> Response:

@@ -17,6 +17,13 @@ Tokens: LiteLLM's usage follows OpenAI's shape, with `prompt_tokens` including c
 full usage object (`hidden_params.usage_object`, `metadata.usage_object`, or the SpendLogs
 `metadata.additional_usage_values` beside the token columns) goes through the Chat Completions
 mapping. A LiteLLM cache hit never reached a provider: its tokens are not counted (the cost is 0).
+
+Skipped: a StandardLoggingPayload of a failure that reached no provider (`reached_no_provider`: no
+provider named, no tokens, no cost), which LiteLLM's proxy logs for every request it refused itself (a
+wrong or missing key, a model it does not serve), raises `SkippedRecord`: no call was made and nothing
+was spent, and storing them would let anyone who can reach the proxy fill llmcost with error calls of
+provider `unknown` under models of their choosing. A provider's own failure (its 429) names the provider
+and is an error call.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from exporter.events import InvalidEvent
+from exporter.events import InvalidEvent, SkippedRecord
 from exporter.normalize._fields import tokens
 from exporter.normalize.openai_like import chat_tokens
 
@@ -77,9 +84,30 @@ def is_litellm(raw: Mapping[str, Any]) -> bool:
     return "response_cost" in raw or "spend" in raw or "call_type" in raw
 
 
+def reached_no_provider(payload: Mapping[str, Any]) -> bool:
+    """Tell whether a StandardLoggingPayload is a failure LiteLLM never routed to a provider (the proxy refused it).
+
+    LiteLLM names the provider of every call it routed (`custom_llm_provider`), and of a failure the provider
+    that failed (`error_information.llm_provider`); a request its proxy refused before routing has neither, and
+    no tokens or cost. A SpendLogs row is never one: older proxies left its `custom_llm_provider` empty for
+    calls they did route.
+    """
+    if "spend" in payload or payload.get("status") != "failure":
+        return False
+    info = payload.get("error_information")
+    named = info.get("llm_provider") if isinstance(info, Mapping) else None
+    spent = any(payload.get(key) for key in ("response_cost", "prompt_tokens", "completion_tokens", "total_tokens"))
+    return not payload.get("custom_llm_provider") and not named and not spent
+
+
 def event_from_litellm(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Map a LiteLLM StandardLoggingPayload or LiteLLM_SpendLogs row to a canonical event."""
+    """Map a LiteLLM StandardLoggingPayload or LiteLLM_SpendLogs row to a canonical event.
+
+    Raises `SkippedRecord` for a failure that reached no provider, `InvalidEvent` for a malformed record.
+    """
     spend_log = "spend" in raw
+    if reached_no_provider(raw):
+        raise SkippedRecord("reached_no_provider")
     meta = _object(raw.get("metadata"), "metadata")
     hidden = _object(raw.get("hidden_params"), "hidden_params")
     model = raw.get("model") or raw.get("model_group")

@@ -10,6 +10,7 @@ from exporter.store.migration import (
     store_location,
 )
 from exporter.store.store import Store, StoreUnavailable
+from exporter.store.writer import skipped_counter
 
 __all__ = [
     "EXPORTER_SCHEMA",
@@ -23,5 +24,6 @@ __all__ = [
     "UnknownSchema",
     "driver_cursor",
     "placeholder",
+    "skipped_counter",
     "store_location",
 ]

@@ -187,13 +187,18 @@ class Store:
             self._unpooled.dispose()
         self._write_lock.close()
 
-    def write_events(self, events: Sequence[UsageEvent], *, rejected: int = 0) -> WriteResult:
-        """Store priced events durably (committed on return); duplicates by request_id are skipped."""
+    def write_events(
+        self, events: Sequence[UsageEvent], *, rejected: int = 0, skipped: Mapping[str, int] | None = None
+    ) -> WriteResult:
+        """Store priced events durably (committed on return); duplicates by request_id are not stored again.
+
+        `rejected` and `skipped` (by reason) are counted in the same transaction.
+        """
         # The per-event Python work needs no database, so it is done before queueing for the turn.
         batch = prepare_batch(events, self.clock(), postgres=not self._sqlite)
         with self._write_lock:
             try:
-                result = self._writer.write_prepared(batch, rejected=rejected)
+                result = self._writer.write_prepared(batch, rejected=rejected, skipped=skipped)
                 result.events = events
             except Exception as exc:
                 if _is_connection_error(exc):

@@ -136,6 +136,11 @@ class WriteResult:
     """The batch's events (set by `Store.write_events` for after-commit callbacks; `inserted` flags them)."""
 
 
+def skipped_counter(reason: str) -> str:
+    """The `ingest_counters` row counting the records skipped for `reason` (`exporter.events.SKIP_REASONS`)."""
+    return f"skipped_{reason}"
+
+
 class BatchWriter:
     """Writes batches of priced events; one instance per store, used from one thread at a time."""
 
@@ -157,8 +162,12 @@ class BatchWriter:
         self._series_ids: dict[SeriesKey, int] = {}
         self.hooks: list[WriteHook] = []
 
-    def write_prepared(self, batch: PreparedBatch, *, rejected: int = 0) -> WriteResult:
-        """Store a batch made by `prepare_batch` in one transaction and count `rejected` events.
+    def write_prepared(
+        self, batch: PreparedBatch, *, rejected: int = 0, skipped: Mapping[str, int] | None = None
+    ) -> WriteResult:
+        """Store a batch made by `prepare_batch` in one transaction and count `rejected` and `skipped` records.
+
+        `skipped` counts records of no call to count by reason (`skipped_counter` names their counters).
 
         Returns which events were new. `prepare_batch` needs no database, so callers run it before
         taking the writer's turn. The batch is used up: its rows are dropped once they are written.
@@ -204,6 +213,7 @@ class BatchWriter:
                     ("accepted", accepted),
                     ("duplicate", len(events) - accepted),
                     ("rejected", rejected),
+                    *((skipped_counter(reason), count) for reason, count in (skipped or {}).items()),
                 ]
                 cursor.executemany(self._sql["counter_add"], [c for c in counters if c[1]])
                 if accepted:

@@ -8,6 +8,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from exporter.config import Config, database_url_problem, listen_problem
+from exporter.events import SKIP_REASONS
 from exporter.pipeline import IngestOutcome
 from exporter.services import Services
 from llmcost.config import load_config
@@ -85,13 +86,19 @@ def safe_url(config: Config) -> str:
 
 
 def print_outcome(label: str, outcome: IngestOutcome, *, show: int = 20) -> None:
-    """One line of counts for an ingest, then up to `show` rejected records.
+    """One line of counts for an ingest, then why records were skipped, then up to `show` rejected records.
 
     Records are numbered from 1, as people count lines: record N of a JSON-lines file is its line N
     (the readers' own "line N" agrees), of a CSV file its data row N, of a JSON array its element N.
     The library and the HTTP API keep the 0-based `index` of the request's array.
     """
-    print(f"{label}: {outcome.accepted} accepted, {outcome.duplicates} duplicates, {len(outcome.rejected)} rejected")
+    skipped = f", {sum(outcome.skipped.values())} skipped" if outcome.skipped else ""
+    print(
+        f"{label}: {outcome.accepted} accepted, {outcome.duplicates} duplicates, {len(outcome.rejected)} rejected"
+        f"{skipped}"
+    )
+    for reason, count in sorted(outcome.skipped.items()):
+        print(f"  {count} skipped ({reason}): {SKIP_REASONS[reason]}")
     for rejection in outcome.rejected[:show]:
         print(f"  record {rejection.index + 1}: {rejection.error}")
     if show and len(outcome.rejected) > show:

@@ -185,9 +185,9 @@ def _run_demo(config: Config, sock: Any, *, duration: float, keep: bool, workdir
                     batch.append((position, pending[position]))
                     position += 1
                 if batch:
-                    events, rejected = services.pipeline.prepare(batch)
+                    events, rejected, skipped = services.pipeline.prepare(batch)
                     if services.commit_queue is not None:
-                        services.commit_queue.submit(events, len(rejected)).result()
+                        services.commit_queue.submit(events, len(rejected), skipped).result()
                 stop.wait(1.0)
             loop += 1
 

@@ -59,7 +59,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 outcome = services.pipeline.ingest(iter_file_records(path, args.format, otlp=config.otlp))
             elapsed = time.perf_counter() - started
             print_outcome(path, outcome)
-            count = outcome.accepted + outcome.duplicates + len(outcome.rejected)
+            count = outcome.accepted + outcome.duplicates + len(outcome.rejected) + sum(outcome.skipped.values())
             if elapsed > 0 and count:
                 records = "record" if count == 1 else "records"
                 print(f"  {count} {records} in {elapsed:.2f} s ({count / elapsed:,.0f} records/s)")

@@ -73,7 +73,7 @@ def test_lines_that_only_parse_together_are_each_rejected_with_their_line(sqlite
     # values for three lines. Each line must be judged on its own.
     blob = b'{"x": [1\n2]}\n{"a": 1}, {"b": 2}\n{"provider": "openai", "model": "gpt-4o", "request_id": "r"}\n'
     store = Store(sqlite_url)
-    events, rejected = IngestPipeline(store, PriceBook()).prepare_lines(100, blob.split(b"\n"))
+    events, rejected, _ = IngestPipeline(store, PriceBook()).prepare_lines(100, blob.split(b"\n"))
     store.close()
     assert [r.index for r in rejected] == [100, 101, 102]
     assert "line 101: not valid JSON" in rejected[0].error

@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 from exporter.http.app import build_app
 from exporter.services import Services
 from tests.support.helpers import make_config, rank_epochs_later, total
+from tests.support.paths import DATA
 from tests.support.pricing import ingest_client
 
 NOW = time.time()
@@ -106,6 +107,23 @@ def test_cost_is_priced_supplied_or_counted_as_unpriced(client: TestClient) -> N
     assert total(text, "llm_cost_usd_total", model="no-such-model-xyz") == 0
     assert total(text, "llm_unpriced_requests_total", model="no-such-model-xyz") == 1
     assert total(text, "llm_unpriced_requests_total", model="my-finetune") == 0
+
+
+def test_records_of_no_call_are_skipped_counted_by_reason_and_not_rejected(client: TestClient) -> None:
+    """A request LiteLLM's proxy refused before any provider, beside a call and a bad record (SQLite and PostgreSQL)."""
+    logged = orjson.loads((DATA / "litellm-proxy" / "logged_calls.json").read_bytes())
+    refused = logged["wrong_key"]["standard_logging_object"]
+    body = [usage("ok"), refused, usage("bad", input_tokens=-5), {**refused, "id": "refused-2"}]
+    answer = client.post("/v1/usage", json=body)
+    assert answer.status_code == 200
+    assert answer.json()["skipped"] == {"reached_no_provider": 2}
+    assert (answer.json()["accepted"], [r["index"] for r in answer.json()["rejected"]]) == (1, [2])
+    only_skipped = client.post("/v1/usage", json=[refused])
+    assert (only_skipped.status_code, only_skipped.json()["skipped"]) == (200, {"reached_no_provider": 1})
+    text = client.get("/metrics").text
+    assert total(text, "llm_ingest_events_skipped_total", reason="reached_no_provider") == 3
+    assert total(text, "llm_ingest_events_total", outcome="rejected") == 1
+    assert total(text, "llm_requests_total", provider="unknown") == 0
 
 
 def test_malformed_json_is_400_and_wrong_type_is_415(client: TestClient) -> None:

@@ -127,9 +127,9 @@ def test_a_shared_commit_that_fails_is_retried_per_request(db_url: str) -> None:
         with gate:  # hold the writer back so all submissions join one batch
             store_write = store.write_events
 
-            def gated(events, rejected=0):  # type: ignore[no-untyped-def]
+            def gated(events, rejected=0, skipped=None):  # type: ignore[no-untyped-def]
                 with gate:
-                    return store_write(events, rejected=rejected)
+                    return store_write(events, rejected=rejected, skipped=skipped)
 
             store.write_events = gated  # type: ignore[method-assign]
             first = queue.submit(normal[0])

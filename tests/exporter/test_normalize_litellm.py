@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from exporter.events import InvalidEvent
+from exporter.events import InvalidEvent, SkippedRecord
 from exporter.normalize import to_canonical
 from exporter.readers import iter_file_records
 from tests.support.normalizing import canonical, tokens_of
@@ -44,6 +44,29 @@ def test_litellm_failure_and_cache_hit() -> None:
     assert tokens_of(event) == (0, 0, 0, 0, 0)  # served from LiteLLM's cache: no provider tokens
     assert (event.project, event.user) == ("checkout", "customer-9")  # the project wins over the team
     assert event.metadata is not None and event.metadata["cache_hit"] is True
+
+
+def proxy_logged(name: str) -> dict[str, Any]:
+    """The StandardLoggingPayload the real proxy logged for one request (tests/data/litellm-proxy/)."""
+    logged = orjson.loads((TEST_DATA / "litellm-proxy" / "logged_calls.json").read_bytes())
+    payload: dict[str, Any] = logged[name]["standard_logging_object"]
+    return payload
+
+
+@pytest.mark.parametrize("name", ["wrong_key", "unknown_model"])
+def test_a_request_the_proxy_refused_before_any_provider_is_skipped(name: str) -> None:
+    with pytest.raises(SkippedRecord) as skipped:
+        to_canonical(proxy_logged(name))
+    assert skipped.value.reason == "reached_no_provider"
+
+
+def test_a_failure_that_names_a_provider_or_spent_something_is_a_call() -> None:
+    """A provider's 429 names it; a payload of no provider that carries tokens or a cost is not thrown away."""
+    assert to_canonical(proxy_logged("provider_rate_limited"))["provider"] == "openai"
+    refused = proxy_logged("wrong_key")
+    assert to_canonical({**refused, "prompt_tokens": 12, "total_tokens": 12})["status"] == "error"
+    assert to_canonical({**refused, "response_cost": 0.002})["cost_usd"] == 0.002
+    assert to_canonical({**refused, "status": "success"})["status"] == "success"
 
 
 def test_litellm_spend_logs_rows() -> None:

@@ -165,7 +165,7 @@ def test_a_repeat_accepted_at_the_edge_of_the_retention_is_still_counted_once(db
     call |= {"input_tokens": 100, "output_tokens": 10, "cost_usd": 0.01}
     try:
         assert services.pipeline.ingest(enumerate([call])).accepted == 1
-        repeat, rejected = services.pipeline.prepare(enumerate([call]))  # a client retry: inside the retention
+        repeat, rejected, _ = services.pipeline.prepare(enumerate([call]))  # a client retry: inside the retention
         assert len(repeat) == 1 and not rejected
         clock.advance(2)  # its commit waits for a busy database; the scheduler's pruning runs meanwhile
         Pruner(services.store, services.config.retention, clock=clock).run()
