@@ -118,13 +118,18 @@ def build() -> Json:
                     timeseries(
                         "Ingest events by outcome",
                         "Events offered to ingest per second: accepted, duplicate (same request_id "
-                        "seen before) and rejected (invalid).",
+                        "seen before), rejected (invalid) and skipped by reason (no call to count: a "
+                        "request LiteLLM's proxy refused before any provider).",
                         PER_S,
                         [
                             (
                                 f"sum by (outcome) (rate(llm_ingest_events_total{{{t}}}[$__rate_interval]))",
                                 "{{outcome}}",
-                            )
+                            ),
+                            (
+                                f"sum by (reason) (rate(llm_ingest_events_skipped_total{{{t}}}[$__rate_interval]))",
+                                "skipped: {{reason}}",
+                            ),
                         ],
                         stack=True,
                     ),
