@@ -32,18 +32,38 @@ _PARTIAL_ENTITY = re.compile(r"&[a-z]{0,3}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
 _SPACES = re.compile(r"\s+")
 _WEB_URL = re.compile(r"(?i)https?://[^\s<>|\"']+")
-# Bidi controls (U+202E turns "gnissecorp" into "processing" on screen) and zero-width characters (two
-# labels that read alike): text that shows something other than what it holds.
-_INVISIBLE = re.compile("[\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+# Characters that show something other than what the text holds: bidi controls (U+202E turns "gnissecorp"
+# into "processing" on screen) and every other Default_Ignorable_Code_Point of Unicode's
+# DerivedCoreProperties.txt (zero-width characters, variation selectors, Hangul fillers, tag characters,
+# the soft hyphen: renderers draw them as nothing, so `sea\ufe0frch` reads as `search`), plus the
+# interlinear annotation characters U+FFF9-U+FFFB, which are not default ignorable but draw as nothing
+# too. The standard library has no such property (the `regex` module does, but is no runtime dependency
+# of ours); the table is Unicode 15's, which reserves these ranges for ignorables in later versions too.
+_IGNORABLE = (
+    "\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f"
+    "\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0000-\U000e0fff"
+)
+# A subdivision flag (🏴 England, Scotland, Wales) is a black flag, tag letters and a cancel tag: kept whole.
+_TAG_FLAG = "\U0001f3f4[\U000e0020-\U000e007e]+\U000e007f"
+_INVISIBLE = re.compile(f"{_TAG_FLAG}|[{_IGNORABLE}]")
 _ZWJ: Final = "\u200d"
+_VS15: Final = "\ufe0e"  # text presentation: ☺︎
 _VS16: Final = "\ufe0f"  # emoji presentation, as in the rainbow flag: white flag, VS16, ZWJ, rainbow
+_KEYCAP: Final = "\u20e3"  # 1️⃣ is "1", VS16, combining enclosing keycap
+_KEYCAP_BASES: Final = frozenset("0123456789#*")
+# Emoji that take a presentation selector but are no symbol (So) nor math symbol (Sm) to unicodedata:
+# ‼ ⁉ ℹ 〰 〽 (Unicode's emoji-variation-sequences.txt).
+_OTHER_VARIATION_BASES: Final = frozenset("\u203c\u2049\u2139\u3030\u303d")
 
 
 def visible(text: str) -> str:
-    """Show bidi controls and zero-width characters as `[U+202E]`, so a name reads as what it holds.
+    """Show bidi controls and other invisible characters as `[U+202E]`, so a name reads as what it holds.
 
-    A zero-width joiner between two emoji is part of one (👨+ZWJ+👩+ZWJ+👧 for a family, 🏳️+ZWJ+🌈 for the
-    rainbow flag) and stays as it is.
+    What draws as nothing (zero-width characters, variation selectors, Hangul fillers, tag characters) is
+    shown, except where it is part of an emoji: a zero-width joiner between two (👨+ZWJ+👩+ZWJ+👧 for a
+    family, 🏳️+ZWJ+🌈 for the rainbow flag), a presentation selector after one (❤️, ☺️, the keycap 1️⃣)
+    and the tags of a subdivision flag (🏴 England, Scotland, Wales).
 
     Alertmanager's labels and annotations are whatever its rules and targets say; an on-call person must
     not read `search` for a label that holds something else. Only what people read changes: fingerprints,
@@ -53,9 +73,14 @@ def visible(text: str) -> str:
 
 
 def _shown(match: re.Match[str]) -> str:
-    if match.group() == _ZWJ and _joins_emoji(match.string, match.start()):
-        return _ZWJ
-    return f"[U+{ord(match.group()):04X}]"
+    char = match.group()
+    if len(char) > 1:  # a subdivision flag
+        return char
+    if char == _ZWJ and _joins_emoji(match.string, match.start()):
+        return char
+    if char in (_VS15, _VS16) and _selects_emoji(match.string, match.start()):
+        return char
+    return f"[U+{ord(char):04X}]"
 
 
 def _joins_emoji(text: str, at: int) -> bool:
@@ -68,6 +93,21 @@ def _joins_emoji(text: str, at: int) -> bool:
         before = text[at - 2]
     after = text[at + 1] if at + 1 < len(text) else ""
     return _pictographic(before) and _pictographic(after)
+
+
+def _selects_emoji(text: str, at: int) -> bool:
+    """Whether the presentation selector at `at` follows an emoji (❤️, ☺︎, ↔️, 1️⃣), where it picks a glyph.
+
+    After a letter (`sea` VS16 `rch`) it draws as nothing and makes two names read alike.
+    """
+    before = text[at - 1] if at > 0 else ""
+    if before in _KEYCAP_BASES:
+        return text[at + 1 : at + 2] == _KEYCAP
+    return (
+        _pictographic(before)
+        or (bool(before) and unicodedata.category(before) == "Sm")
+        or (before in _OTHER_VARIATION_BASES)
+    )
 
 
 def _pictographic(char: str) -> bool:

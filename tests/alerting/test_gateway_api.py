@@ -342,3 +342,53 @@ def test_an_emoji_zwj_sequence_in_a_label_reaches_every_message_whole(h: Harness
         assert "[U+200D]" not in text.replace("sea[U+200D]rch", ""), where
     for where in ("slack", "mail subject", "mail text", "mail html"):
         assert "sea[U+200D]rch" in texts[where], where
+
+
+# Invisible characters other than bidi and zero-width ones: a variation selector after a letter, a word
+# joiner's neighbours, the Mongolian vowel separator, an interlinear annotation anchor, a tag letter
+# outside a flag, Hangul fillers. Each made a label read as "search" on every channel.
+SPOOFS = {
+    "sea\ufe0frch": "sea[U+FE0F]rch",
+    "sea\ufe0erch": "sea[U+FE0E]rch",
+    "sea\u2061rch": "sea[U+2061]rch",
+    "sea\u180erch": "sea[U+180E]rch",
+    "sea\ufff9rch": "sea[U+FFF9]rch",
+    "sea\U000e0072rch": "sea[U+E0072]rch",
+    "sea\u115f\u1160\u3164rch": "sea[U+115F][U+1160][U+3164]rch",
+}
+# Emoji that hold the same characters legitimately: a keycap (1, VS16, keycap), a red heart and a smiling
+# face in emoji presentation, Scotland's flag (black flag, tag letters g b s c t, cancel tag).
+EMOJI_WITH_SELECTORS = (
+    "\u0031\ufe0f\u20e3 first",
+    "\u2764\ufe0f fans",
+    "\u263a\ufe0f happy",
+    "scots-\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f",
+)
+
+
+def test_variation_selectors_tags_and_fillers_after_letters_show_but_emoji_stay_whole(
+    h: Harness, rx: Receivers
+) -> None:
+    # "sea\ufe0frch" and "search" read alike in Slack, mail, PagerDuty's summary: only the bidi controls
+    # and zero-width characters were shown. Now every invisible character is, except inside an emoji.
+    labels = {f"s{i}": spoof for i, spoof in enumerate(SPOOFS)}
+    labels |= {f"e{i}": name for i, name in enumerate(EMOJI_WITH_SELECTORS)}
+    summary = " / ".join([*SPOOFS, *EMOJI_WITH_SELECTORS])
+    h.post_alertmanager(am_payload([am_alert(labels=labels, annotations={"summary": summary}, severity="critical")]))
+    h.gateway.deliver_pending()
+    [mail] = rx.smtp.messages
+    [event] = rx.pagerduty.events
+    texts = {
+        "slack": orjson.dumps(rx.slack.calls("chat.postMessage")[0].json).decode(),
+        "mail subject": mail.message["Subject"],
+        "mail text": mail.part("text/plain"),
+        "mail html": mail.part("text/html"),
+        "pagerduty summary": event["payload"]["summary"],
+    }
+    for where, text in texts.items():
+        for name in EMOJI_WITH_SELECTORS:
+            assert name in text, (where, name)
+    for where in ("slack", "mail text", "mail html", "pagerduty summary"):
+        for spoof, shown in SPOOFS.items():
+            assert shown in texts[where] and spoof not in texts[where], (where, spoof)
+    assert event["payload"]["custom_details"]["labels"]["s0"] == "sea\ufe0frch"  # read by machines: as received
