@@ -48,7 +48,7 @@ from alerting.gateway.settings import (
 )
 from alerting.installation import parse_external_labels
 from alerting.model import SEVERITIES, Severity
-from alerting.notify.mail import implicit_tls, split_addresses
+from alerting.notify.mail import entry_addresses, implicit_tls, split_addresses
 from exporter.config import Config, ConfigError, http_url_problem, resolve_secret
 
 _SECRETS = {
@@ -130,11 +130,21 @@ def _channel(name: str, section: dict[str, Any], problems: Problems, base: Path)
             problems.append(f"{path}.{key}: {problem}")
     if name == "email":
         to = resolved.get("to")
-        if isinstance(to, str):
-            to = [to]
-        if isinstance(to, list) and to and all(isinstance(a, str) and a for a in to):
-            resolved["to"], bad = split_addresses(to)
-            problems.extend(f"{path}.to: {entry!r} is not a mail address" for entry in bad)
+        # Problems name the entry as written: `to` for one string, `to[i]` for the YAML list's item i,
+        # whatever number of addresses the entries before it held.
+        entries = [("to", to)] if isinstance(to, str) else list(_indexed("to", to)) if isinstance(to, list) else []
+        if entries and all(isinstance(entry, str) and entry for _, entry in entries):
+            resolved["to"] = []
+            for key, entry in entries:
+                if problem := _control_character(entry):
+                    problems.append(f"{path}.{key}: {problem}")
+                    continue
+                addresses, wrong = entry_addresses(entry)
+                resolved["to"] += addresses
+                problems.extend(
+                    f"{path}.{key}: {part!r}{f' (address {n} of the entry)' if n else ''} is not a mail address"
+                    for n, part in wrong
+                )
         elif to is not None:
             problems.append(f"{path}.to: must be an address or a non-empty list of addresses")
         sender = resolved.get("from")
@@ -196,21 +206,24 @@ def _control_characters(resolved: Mapping[str, Any], path: str) -> Problems:
     """
     found: Problems = []
     values = [(key, resolved.get(key)) for key in _NAMES]
-    for key in ("to", "webhook_secret"):
-        entries = resolved.get(key)
-        if isinstance(entries, str):
-            values.append((key, entries))
-        elif isinstance(entries, list):
-            values += [(f"{key}[{i}]", entry) for i, entry in enumerate(entries)]
+    secrets = resolved.get("webhook_secret")  # `to` is checked entry by entry as written, before its split
+    if isinstance(secrets, list):
+        values += _indexed("webhook_secret", secrets)
     for key, value in values:
-        if not isinstance(value, str):
-            continue  # named by the type checks
-        bad = next((i for i, c in enumerate(value) if _is_control(c)), None)
-        if bad is not None:
-            found.append(
-                f"{path}.{key}: must not contain control characters (U+{ord(value[bad]):04X} at character {bad + 1})"
-            )
+        if isinstance(value, str) and (problem := _control_character(value)):  # other types: type checks
+            found.append(f"{path}.{key}: {problem}")
     return found
+
+
+def _indexed(key: str, entries: list[Any]) -> list[tuple[str, Any]]:
+    return [(f"{key}[{i}]", entry) for i, entry in enumerate(entries)]
+
+
+def _control_character(value: str) -> str | None:
+    bad = next((i for i, c in enumerate(value) if _is_control(c)), None)
+    if bad is None:
+        return None
+    return f"must not contain control characters (U+{ord(value[bad]):04X} at character {bad + 1})"
 
 
 def _is_control(char: str) -> bool:

@@ -85,17 +85,28 @@ def split_addresses(entries: Sequence[str]) -> tuple[list[str], list[str]]:
     addresses: list[str] = []
     bad: list[str] = []
     for entry in entries:
-        parsed = getaddresses([entry])
-        wrong = [address for _, address in parsed if not _ADDRESS.fullmatch(address)]
-        if len(parsed) > 1 and wrong and len(wrong) < len(parsed):
-            bad.extend(wrong)  # name the part at fault, not the whole line
-        elif not parsed or wrong:
-            bad.append(entry)
-        elif len(parsed) == 1:
-            addresses.append(entry.strip())
-        else:
-            addresses.extend(formataddr(pair) for pair in parsed)
+        found, wrong = entry_addresses(entry)
+        addresses.extend(found)
+        bad.extend(part for _, part in wrong)
     return addresses, bad
+
+
+def entry_addresses(entry: str) -> tuple[list[str], list[tuple[int, str]]]:
+    """The addresses in one config entry, and each part that is not one with its place in the entry.
+
+    The place counts from 1 among the entry's comma-separated addresses, 0 when the whole entry is at
+    fault (one address, or nothing an address could be read from), so a problem can name the entry as
+    the user wrote it and the address in it.
+    """
+    parsed = getaddresses([entry])
+    wrong = [(n, address) for n, (_, address) in enumerate(parsed, 1) if not _ADDRESS.fullmatch(address)]
+    if len(parsed) > 1 and wrong and len(wrong) < len(parsed):
+        return [], wrong  # name the part at fault, not the whole line
+    if not parsed or wrong:
+        return [], [(0, entry)]
+    if len(parsed) == 1:
+        return [entry.strip()], []
+    return [formataddr(pair) for pair in parsed], []
 
 
 SMTPS_PORT = 465

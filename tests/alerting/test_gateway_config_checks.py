@@ -110,3 +110,26 @@ def test_control_characters_in_channel_names_and_secrets_are_named_by_key(
     assert "0123456789abc" not in out
     code, out = run(capsys, "serve", "--config", str(config), "--db", f"sqlite:///{tmp_path / 'x.db'}")
     assert code == 2 and "notifications.slack.token: must not contain control characters" in out, out
+
+
+def test_a_mail_recipient_problem_names_the_entry_as_written_and_the_address_in_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The index counted addresses after each entry's commas were split: with a first entry of two
+    # addresses, a line break in the second entry was named to[2] (the YAML list has no item 2), and a
+    # `to` written as one string was named to[0]. A bad part of an entry of several was named by `to:` alone.
+    config = tmp_path / "llmcost.yml"
+    email = "  email: {smtp_host: mail, from: a@example.com, to: %s}\n"
+    listed = '[ "a@example.com, b@example.com", "Ops\\n <c@example.com>", "d@example.com, finance" ]'
+    config.write_text("notifications:\n" + email % listed)
+    code, out = run(capsys, "check-config", str(config))
+    assert code == 1
+    assert "notifications.email.to[1]: must not contain control characters (U+000A at character 4)" in out, out
+    assert "notifications.email.to[2]: 'finance' (address 2 of the entry) is not a mail address" in out, out
+    assert "to[3]" not in out and "to[4]" not in out, out
+
+    config.write_text("notifications:\n" + email % '"a@example.com, Ops\\r <c@example.com>"')
+    code, out = run(capsys, "check-config", str(config))
+    assert code == 1
+    assert "notifications.email.to: must not contain control characters (U+000D at character 19)" in out, out
+    assert "to[0]" not in out, out

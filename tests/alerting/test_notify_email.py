@@ -449,9 +449,9 @@ def test_recipients_written_as_one_comma_separated_line_all_get_the_mail(smtp):
     ("key", "value", "problem"),
     [
         ("to", "oncall@example.com finance@example.com", "'oncall@example.com finance@example.com' is not"),
-        ("to", ["oncall@example.com", "finance"], "to: 'finance' is not a mail address"),
+        ("to", ["oncall@example.com", "finance"], "to[1]: 'finance' is not a mail address"),
         ("to", "oncall@example.com; finance@example.com", "is not a mail address"),
-        ("to", "finops@example.com, Oncall <oncall@example.com>, finance", "to: 'finance' is not a mail address"),
+        ("to", "finops@example.com, Oncall <oncall@example.com>, finance", "to: 'finance' (address 3 of the entry) is"),
         ("from", "llmcost", "from: 'llmcost' is not a mail address"),
         ("from", "a@example.com, b@example.com", "from: must be one address"),
     ],
