@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -26,8 +27,8 @@ from sqlalchemy import delete, or_, select
 
 from alerting.gateway.records import loads, rfc3339
 from alerting.model import ORIGIN_LABEL, SEVERITIES
-from alerting.notify.base import one_line
-from alerting.push.settings import PushSettings, replica_id, safe_url
+from alerting.notify.base import one_line, redact
+from alerting.push.settings import PushSettings, replica_id, shown_url
 from alerting.push.tables import alertmanager_alerts
 from exporter import metric_names
 from exporter.store import Store
@@ -134,7 +135,7 @@ class Pusher:
             outcomes: dict[str, str] = {}
             counts: dict[str, float] = {}
             for url, (outcome, retried) in zip(self.settings.urls, results, strict=True):
-                outcomes[safe_url(url)] = outcome
+                outcomes[self._shown(url)] = outcome
                 counts[counter_name(outcome, url)] = 1
                 if retried:
                     counts[counter_name("retried", url)] = retried
@@ -153,13 +154,18 @@ class Pusher:
             if problem is None:
                 return "sent", attempt
             last = attempt == attempts - 1
+            # A proxy's error page may quote the path it refused, and the path may be its token.
+            problem = redact(problem, (url, urlsplit(url).path.strip("/")))
             log.warning(
-                "Alertmanager %s: %s%s", safe_url(url), problem, "; giving up until the next push" if last else ""
+                "Alertmanager %s: %s%s", self._shown(url), problem, "; giving up until the next push" if last else ""
             )
             if last or self._stopping.is_set():
                 return "failed", attempt
             self._sleep(min(0.5 * 2**attempt, 5.0))
         return "failed", attempts - 1
+
+    def _shown(self, url: str) -> str:
+        return self.settings.replicas.get(replica_id(url)) or shown_url(url)
 
     def _attempt(self, url: str, body: list[dict[str, Any]]) -> str | None:
         try:

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 from alerting.gateway.settings import parse_duration
 from alerting.installation import parse_external_labels
 from exporter.config import Config, ConfigError, http_url_problem
+from exporter.redaction import REDACTED
 
 PATH = "alertmanager"
 _KEYS = {"url", "urls", "resend_interval", "resolved_resend", "timeout", "retries", "external_labels"}
@@ -39,7 +40,7 @@ class PushSettings:
     timeout: float = 10.0
     retries: int = 2
     replicas: dict[str, str] = field(default_factory=dict)
-    """Replica id (a short hash of its URL, used in stored counters) → its URL without credentials."""
+    """Replica id (a short hash of its URL, used in stored counters) → its URL as shown (`shown_url`)."""
     external_labels: dict[str, str] = field(default_factory=dict)
     """Added to every pushed alert, naming this installation (`alerting.installation`)."""
 
@@ -52,16 +53,44 @@ class PushSettings:
 def safe_url(url: str) -> str:
     """A replica URL without user info, query or fragment (fit for logs and metric labels)."""
     parts = urlsplit(url)
+    return urlunsplit((parts.scheme, _netloc(url), parts.path.rstrip("/"), "", ""))
+
+
+def _netloc(url: str) -> str:
+    parts = urlsplit(url)
     host = parts.hostname or ""
     netloc = f"[{host}]" if ":" in host else host
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+    return netloc if parts.port is None else f"{netloc}:{parts.port}"
 
 
 def replica_id(url: str) -> str:
-    """A short stable id for a replica (stored counter names are at most 64 characters)."""
+    """A short stable id for a replica (stored counter names are at most 64 characters).
+
+    Its identity, never shown: a hash of the URL with its path (two replicas behind one proxy differ
+    only there), so the stored counters of a replica go on whatever its shown form (`shown_url`).
+    """
     return hashlib.sha256(safe_url(url).encode()).hexdigest()[:12]
+
+
+def shown_url(url: str) -> str:
+    """A replica URL as logs and the `alertmanager` label of `/metrics` show it: scheme, host and port.
+
+    A path is hidden whole, as a Slack webhook's is (`exporter.redaction`): an Alertmanager reached
+    through a proxy may carry the proxy's token there (`https://am.example/api/TOKEN123`), and no rule
+    tells a route prefix from a token.
+    """
+    parts = urlsplit(url)
+    origin = f"{parts.scheme}://{_netloc(url)}"
+    return f"{origin}/{REDACTED}" if parts.path.strip("/") else origin
+
+
+def _shown_replicas(urls: list[str]) -> dict[str, str]:
+    """Replica id → shown URL; shown URLs alike (two paths behind one proxy) get their place in `urls`."""
+    shown = [shown_url(u) for u in urls]
+    return {
+        replica_id(u): f"{s} ({PATH}.urls[{i}])" if shown.count(s) > 1 else s
+        for i, (u, s) in enumerate(zip(urls, shown, strict=True))
+    }
 
 
 def _seconds(section: Mapping[str, Any], key: str, default: float, problems: list[str]) -> float:
@@ -112,7 +141,7 @@ def parse_push_section(section: Any, problems: list[str]) -> PushSettings:
         resolved_resend=_seconds(section, "resolved_resend", PushSettings.resolved_resend, problems),
         timeout=_seconds(section, "timeout", PushSettings.timeout, problems),
         retries=retries,
-        replicas={replica_id(u): safe_url(u) for u in good},
+        replicas=_shown_replicas(good),
         external_labels=parse_external_labels(section.get("external_labels"), problems),
     )
 

@@ -6,11 +6,14 @@ cannot reach quickly (a resolve at a period's end, a controllable clock, the con
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from alerting.gateway.alertmanager import parse_webhook
 from alerting.gateway.config import settings_from_config
@@ -18,7 +21,7 @@ from alerting.gateway.records import rfc3339
 from alerting.gateway.service import GatewayService
 from alerting.links import external_url, generator_url, runbook_url
 from alerting.model import fingerprint
-from alerting.push.pusher import MIN_HORIZON_SECONDS, Pusher, batches
+from alerting.push.pusher import MIN_HORIZON_SECONDS, PushCollector, Pusher, batches
 from alerting.push.settings import parse_push_section
 from alerting.push.sink import AlertmanagerSink
 from alerting.store import open_store
@@ -318,3 +321,41 @@ def test_new_figures_reach_the_gateways_record_at_once_a_new_alert_or_level_only
     assert (alert.alertname, alert.annotations["summary"]) == ("LLMBudgetCritical", "99.5 %")  # the level: via AM
     gateway.close()
     store.close()
+
+
+def test_a_secret_in_a_replica_path_stays_out_of_metrics_and_logs_and_its_counters_go_on(
+    alertmanager: RecordingServer, sqlite_url: str, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An Alertmanager reached through a proxy whose path holds its token: `/metrics` showed
+    # alertmanager="http://127.0.0.1:PORT/api/TOKEN123" and the log of a failed push named it too.
+    sent = alertmanager.url.rstrip("/") + "/api/TOKEN123"
+    down = f"http://127.0.0.1:{free_port()}/api/OTHERTOKEN456"
+    clock.set(T0)
+    sink, pusher, store = build(sent, sqlite_url, clock, extra_urls=(down,))
+    sink.fire("LLMCostSpike", {"project": "p"}, {"summary": "spike"}, "warning")
+    with caplog.at_level(logging.WARNING, logger="alerting.push.pusher"):
+        outcomes = pusher.push()
+    assert [r.path for r in alertmanager.requests] == ["/api/TOKEN123/api/v2/alerts"]  # still sent there
+    origin = alertmanager.url.rstrip("/")
+    assert outcomes == {f"{origin}/[REDACTED]": "sent", f"{down.rsplit('/api', 1)[0]}/[REDACTED]": "failed"}
+    registry = CollectorRegistry()
+    registry.register(PushCollector(store, pusher.settings))
+    scraped = generate_latest(registry).decode()
+    assert f'alertmanager="{origin}/[REDACTED]",outcome="sent"}} 1.0' in scraped, scraped
+    logged = caplog.text
+    assert "Alertmanager http://127.0.0.1:" in logged and "[REDACTED]" in logged, logged
+    for secret in ("TOKEN123", "OTHERTOKEN456"):
+        assert secret not in scraped and secret not in logged
+    # The stored counters keep their names (a hash of the URL with its path): nothing resets on upgrade.
+    identity = hashlib.sha256(sent.encode()).hexdigest()[:12]
+    assert store.counters()[f"alertmanager.push.sent.{identity}"] == 1
+    store.close()
+
+
+def test_replicas_behind_one_proxy_are_told_apart_by_their_place() -> None:
+    settings = parse_push_section({"urls": ["https://proxy/am-0/", "https://proxy/am-1", "http://am-2:9093"]}, [])
+    assert list(settings.replicas.values()) == [
+        "https://proxy/[REDACTED] (alertmanager.urls[0])",
+        "https://proxy/[REDACTED] (alertmanager.urls[1])",
+        "http://am-2:9093",
+    ]
