@@ -17,8 +17,8 @@ from exporter.store import SchemaPart, Store
 ALERTING_SCHEMA = SchemaPart(
     branch="alerting",
     versions=Path(__file__).with_name("migrations") / "versions",
-    head="0013_mail_thread_subject",
-    implies=("exporter_0004_spend_watermark",),  # through 0006_spend_watermark
+    head="0014_unpriced_now",
+    implies=("exporter_0005_unpriced_now",),  # through 0014_unpriced_now
     before_upgrade=refuse_while_older_process_leads,
 )
 """Alerting's branch: pass it to `Store(..., migrations=...)` wherever a store serves the full product."""

@@ -9,13 +9,15 @@ its new cost and provenance, and the difference is carried, in the same bounded 
   period that counted the event is corrected (a call a budget reset had counted is corrected in the
   reset's record instead: the hooks get each event's ingest time; a period the budget never counted,
   before it existed, gets no row);
-- its series' correction counters, `cost_adjust_up_nanousd` / `cost_adjust_down_nanousd`.
+- its series' correction counters, `cost_adjust_up_nanousd` / `cost_adjust_down_nanousd`, and
+  `unpriced_adjust_requests` (signed) when it was priced or left unpriced by the new prices.
 
 The series' `cost_nanousd`, behind the `llm_cost_usd_total` counter, is left as first recorded:
 a Prometheus counter must never go down, and `increase()` over a drop would read as a reset and
 count the whole total again. Corrections are exported as `llm_cost_adjustment_usd_total{direction}`
 instead (see docs/pricing.md for the PromQL). Likewise `llm_unpriced_requests_total` keeps counting
-calls that arrived without a price; the rollups' unpriced counts, which reports read, are corrected.
+calls that arrived without a price; the rollups' unpriced counts, which reports read, and the series'
+`unpriced_adjust_requests`, which the console reads (calls unpriced now), are corrected.
 """
 
 from __future__ import annotations
@@ -214,6 +216,7 @@ class Repricer:
         corrections: dict[tuple[int, int], list[tuple[float, int]]] = defaultdict(list)
         labels: dict[int, SeriesKey] = {}
         series_up: dict[int, int] = defaultdict(int)
+        series_unpriced: dict[int, int] = defaultdict(int)  # signed: -1 a call priced, +1 one made unpriced
         series_down: dict[int, int] = defaultdict(int)
         for row in rows:
             event_id, ts, sid, inp, read, write, out, reasoning, write_1h, old_cost, old_kind, old_src, old_from = row[
@@ -260,6 +263,7 @@ class Repricer:
                 # When it was counted: a budget reset since then had counted it (alerting.budgets.spend).
                 corrections[bucket_key].append((float(row[_META_AT + 1]), new_cost - old_cost))
             delta[1] += (kind == "unpriced") - (old_kind == "unpriced")
+            series_unpriced[sid] += (kind == "unpriced") - (old_kind == "unpriced")
             labels[sid] = (row[13], row[14], row[15], row[16], row[17], row[18])
             if new_cost > old_cost:
                 series_up[sid] += new_cost - old_cost
@@ -295,9 +299,13 @@ class Repricer:
         conn.execute(
             text(
                 "UPDATE usage_series SET cost_adjust_up_nanousd = cost_adjust_up_nanousd + :up, "
-                "cost_adjust_down_nanousd = cost_adjust_down_nanousd + :down WHERE id = :sid"
+                "cost_adjust_down_nanousd = cost_adjust_down_nanousd + :down, "
+                "unpriced_adjust_requests = unpriced_adjust_requests + :u WHERE id = :sid"
             ),
-            [{"sid": sid, "up": series_up.get(sid, 0), "down": series_down.get(sid, 0)} for sid in sorted(labels)],
+            [
+                {"sid": sid, "up": series_up.get(sid, 0), "down": series_down.get(sid, 0), "u": series_unpriced[sid]}
+                for sid in sorted(labels)
+            ],
         )
         if rollup_deltas:  # the spike detector's cached buckets re-read from the oldest corrected one
             cursor = conn.connection.cursor()

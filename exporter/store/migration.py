@@ -61,9 +61,7 @@ class SchemaPart:
     before_upgrade: Callable[[Engine], None] | None = None
 
 
-EXPORTER_SCHEMA = SchemaPart(
-    branch="exporter", versions=MIGRATIONS_DIR / "versions", head="exporter_0004_spend_watermark"
-)
+EXPORTER_SCHEMA = SchemaPart(branch="exporter", versions=MIGRATIONS_DIR / "versions", head="exporter_0005_unpriced_now")
 """The usage tables (usage_series, usage_events, the rollups, ingest_counters, rollup_backfill)."""
 
 

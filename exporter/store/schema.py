@@ -14,7 +14,9 @@ Layout, chosen so that no scrape, budget check or detection pass reads raw event
 
 Repricing corrects `usage_events`, `usage_rollup` and budget spend, but `usage_series.cost_nanousd`
 stays the cost as first recorded (it backs the `llm_cost_usd_total` counter, which must never go
-down); the corrections add up in `cost_adjust_up_nanousd` / `cost_adjust_down_nanousd`.
+down); the corrections add up in `cost_adjust_up_nanousd` / `cost_adjust_down_nanousd`. Likewise
+`usage_series.unpriced_requests` stays the calls that arrived without a price (`llm_unpriced_requests_total`)
+and `unpriced_adjust_requests` adds up, signed, what repricing changed in it.
 - `rollup_backfill`: one row per ingest batch that wrote to a bucket older than `LATE_SECONDS`, numbered
   in commit order, so a reader that keeps buckets in memory (the spike detector) re-reads from there.
 """
@@ -53,8 +55,11 @@ COUNTER_COLUMNS = (
     "cost_nanousd",
     "unpriced_requests",
 )
-ADJUSTMENT_COLUMNS = ("cost_adjust_up_nanousd", "cost_adjust_down_nanousd")
-"""Repricing corrections per series (`llmcost reprice`), apart from the counters a scrape always reads."""
+ADJUSTMENT_COLUMNS = ("cost_adjust_up_nanousd", "cost_adjust_down_nanousd", "unpriced_adjust_requests")
+"""Repricing corrections per series (`llmcost reprice`), apart from the counters a scrape always reads.
+
+`unpriced_adjust_requests` is signed: `unpriced_requests + unpriced_adjust_requests` is the series' calls
+stored without a price now (migration exporter_0005_unpriced_now)."""
 
 metadata = MetaData()
 
@@ -74,6 +79,7 @@ usage_series = Table(
     *_counter_columns(),
     Column("cost_adjust_up_nanousd", BigInteger, nullable=False, server_default="0"),
     Column("cost_adjust_down_nanousd", BigInteger, nullable=False, server_default="0"),
+    Column("unpriced_adjust_requests", BigInteger, nullable=False, server_default="0"),
     UniqueConstraint(*LABEL_COLUMNS, name="uq_usage_series_labels"),
 )
 

@@ -34,6 +34,8 @@ from tests.support.legacy_schema import (
 
 PARTS = (EXPORTER_SCHEMA, *PRODUCT_MIGRATIONS)
 _legacy_snapshots: dict[str, dict[str, Any]] = {}
+ADDED_SINCE_THE_CHAIN = "unpriced_adjust_requests BIGINT DEFAULT '0' NOT NULL"
+"""The one column a revision added after the chain's end (exporter_0005_unpriced_now)."""
 
 
 @pytest.fixture
@@ -49,11 +51,13 @@ def another_url(db_url: str, request: pytest.FixtureRequest, tmp_path: Any) -> C
 
 
 def legacy_snapshot(dialect: str, another_url: Callable[[str], str]) -> dict[str, Any]:
-    """The schema the whole single chain made (built once per dialect)."""
+    """The schema the whole single chain made, with the columns added since (built once per dialect)."""
     if dialect not in _legacy_snapshots:
         url = another_url("legacy-full")
         build_legacy_store(url, LEGACY_REVISIONS[-1])
         engine = create_store_engine(url)
+        with engine.begin() as connection:  # exporter_0005_unpriced_now's column, as a plain DDL statement
+            connection.exec_driver_sql(f"ALTER TABLE usage_series ADD COLUMN {ADDED_SINCE_THE_CHAIN}")
         _legacy_snapshots[dialect] = schema_snapshot(engine)
         engine.dispose()
     return _legacy_snapshots[dialect]
@@ -119,7 +123,8 @@ def test_a_store_the_single_chain_stamped_upgrades_creating_only_what_it_lacked(
     created = {s.split(" ")[2] for s in ddl(seen) if s.startswith("CREATE TABLE")}
     assert created == set(expected) - before_tables  # nothing made twice, nothing missing
     if revision == LEGACY_REVISIONS[-1]:
-        assert not ddl(seen), ddl(seen)  # the chain's end: only alerting's data revisions since, no DDL
+        # The chain's end: alerting's data revisions since, and the one column added since.
+        assert [s.split(" ADD COLUMN ")[-1].split(" ")[0] for s in ddl(seen)] == ["unpriced_adjust_requests"], ddl(seen)
 
     after_rows = table_rows(store.engine)
     for table, rows in before_rows.items():  # every row kept, columns added since at their defaults

@@ -44,13 +44,55 @@ def test_the_declared_head_is_alembics_and_an_older_store_is_still_upgraded(db_u
     with store.engine.begin() as connection:  # back to the revision before the newest
         config.attributes["connection"] = connection
         command.downgrade(config, "-1")
-    assert "rollup_backfill" not in inspect(store.engine).get_table_names()  # the newest revision makes it
+    assert "unpriced_adjust_requests" not in series_columns(store)  # the newest revision adds it
     assert not schema_is_current(store.engine, [EXPORTER_SCHEMA])
     store.close()
 
     again = Store(db_url)  # the quick check must not skip the upgrade
     assert schema_is_current(again.engine, [EXPORTER_SCHEMA])
-    assert "rollup_backfill" in inspect(again.engine).get_table_names()
+    assert "unpriced_adjust_requests" in series_columns(again)
+    again.close()
+
+
+def series_columns(store: Store) -> set[str]:
+    return {column["name"] for column in inspect(store.engine).get_columns("usage_series")}
+
+
+def test_the_upgrade_counts_what_an_earlier_reprice_priced_as_priced_now(db_url: str) -> None:
+    # A store repriced by a release before exporter_0005_unpriced_now corrected only its rollups: the
+    # upgrade takes the calls unpriced now from them, so the console does not show priced calls as unpriced.
+    from alembic import command
+
+    from exporter.pricing import PriceBook, parse_overrides
+    from exporter.repricing import Repricer
+
+    model = {"provider": "self-hosted", "model": "llama-internal"}
+    store = Store(db_url)
+    unpriced = [
+        UsageEvent(f"r{i}", 1_795_000_200.0 + i * 3600, **model, input_tokens=1000, cost_source="unpriced")
+        for i in range(3)
+    ]
+    other = UsageEvent("m", 1_795_000_200.0, "self-hosted", "mistral-internal", input_tokens=5, cost_source="unpriced")
+    assert store.write_events([*unpriced, other]).accepted == 4
+    # The first two calls priced: the last one and the other model's stay unpriced.
+    price = parse_overrides([{**model, "input_per_mtok": 1.0, "output_per_mtok": 0}])
+    Repricer(store, PriceBook(price)).run(0.0, until=1_795_000_200.0 + 7000)
+    totals = store.series_totals((), adjustments=True)[0]
+    assert (totals.get("unpriced_requests"), totals.get("unpriced_adjust_requests")) == (4, -2)
+
+    config = alembic_config([EXPORTER_SCHEMA])
+    with store.engine.begin() as connection:  # the release before: the column and its count gone
+        config.attributes["connection"] = connection
+        command.downgrade(config, "-1")
+    store.close()
+
+    again = Store(db_url)  # upgrades
+    totals = again.series_totals((), adjustments=True)[0]
+    assert (totals.get("unpriced_requests"), totals.get("unpriced_adjust_requests")) == (4, -2)
+    by_model = {
+        row.labels[0]: row.get("unpriced_adjust_requests") for row in again.series_totals(["model"], adjustments=True)
+    }
+    assert by_model == {"llama-internal": -2, "mistral-internal": 0}
     again.close()
 
 
