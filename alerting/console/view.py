@@ -383,10 +383,15 @@ def firing_spikes(store: Store, history: SpendSnapshot, now: float) -> tuple[lis
 
 
 def usage_totals(store: Store) -> dict[str, Any]:
-    """All-time spend (repricing corrections included) and unpriced calls, summed over `usage_series`."""
+    """All-time spend and unpriced calls (repricing corrections included), summed over `usage_series`.
+
+    `unpriced`: the calls stored without a price now, what the price file still has to cover;
+    `unpriced_arrived`: those that arrived without one (`llm_unpriced_requests_total`), a reprice since
+    included. One scan of `usage_series` (one row per label set), no event or rollup read.
+    """
     rows = store.series_totals((), adjustments=True)
     if not rows:
-        return {"cost_usd": 0.0, "unpriced": 0, "requests": 0}
+        return {"cost_usd": 0.0, "unpriced": 0, "unpriced_arrived": 0, "requests": 0}
     row = rows[0]
     # `cost_nanousd` stays as first recorded (it feeds a counter, which must never drop); what `llmcost
     # reprice` changed since is in the correction columns, which the report, the summary and the budgets
@@ -394,7 +399,10 @@ def usage_totals(store: Store) -> dict[str, Any]:
     cost = row.get("cost_nanousd") + row.get("cost_adjust_up_nanousd") - row.get("cost_adjust_down_nanousd")
     return {
         "cost_usd": nanos_to_usd(cost),
-        "unpriced": row.get("unpriced_requests"),
+        # Arrival count plus reprice's signed changes (the arrival count feeds a counter, like cost):
+        # without them a reprice that priced every call still showed them all as unpriced.
+        "unpriced": row.get("unpriced_requests") + row.get("unpriced_adjust_requests"),
+        "unpriced_arrived": row.get("unpriced_requests"),
         "requests": row.get("requests"),
     }
 

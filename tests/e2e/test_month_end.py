@@ -96,6 +96,33 @@ def test_the_consoles_all_time_spend_counts_what_reprice_corrected(server: Llmco
     assert console_figure(server, "alltime") == "3.750000000"
 
 
+def console_unpriced(server: LlmcostProcess) -> tuple[int, int] | None:
+    """The console's unpriced calls now and, when they differ, those that arrived unpriced; None: no card."""
+    page = httpx.get(f"{server.base}/", timeout=30).text
+    now = re.search(r'class="figure unpriced" data-count="([0-9]+)"', page)
+    if now is None:
+        return None
+    arrived = re.search(r'class="unpriced-arrived" data-count="([0-9]+)"', page)
+    return int(now.group(1)), int(arrived.group(1)) if arrived else int(now.group(1))
+
+
+def test_the_consoles_unpriced_calls_are_those_unpriced_now(server: LlmcostProcess, tmp_path: Path) -> None:
+    # Calls of two models without a price; `llmcost reprice` then prices the self-hosted one. The report
+    # said 0 unpriced calls of it, and the console still showed all five as unpriced (it counted the
+    # calls that arrived without a price), so a finance user could not tell what the price file lacked.
+    other = {"provider": "self-hosted", "model": "mistral-internal"}
+    calls = [{**SELF_HOSTED, "input_tokens": 1_000_000, "output_tokens": 0, "project": "search"}] * 3
+    calls += [{**other, "input_tokens": 10, "output_tokens": 0, "project": "search"}] * 2
+    ingest(server, [{"request_id": f"r{i}", **call} for i, call in enumerate(calls)])
+    assert console_unpriced(server) == (5, 5)
+    reprice_with(server, tmp_path, 1.25, "--since", "1d")
+    report = json.loads(llmcost(server, "report", "--period", "all", "--by", "model", "--format", "json"))
+    assert {r["model"]: r["unpriced_requests"] for r in report["rows"]} == {"llama-internal": 0, "mistral-internal": 2}
+    assert console_unpriced(server) == (2, 5)  # what is unpriced now, and what arrived so
+    metrics = httpx.get(f"{server.base}/metrics", timeout=30).text
+    assert 'llm_unpriced_requests_total{model="llama-internal",provider="self-hosted"} 3' in metrics  # a counter
+
+
 def test_report_csv_writes_every_cost_as_a_plain_decimal(server: LlmcostProcess) -> None:
     # gpt-4o-mini at $0.15 / $0.60 per million tokens: 100 input and 10 output tokens cost $0.000021,
     # which the CSV wrote as 2.1e-05, a figure some finance imports refuse.
