@@ -50,10 +50,22 @@ _READS: dict[str, frozenset[str]] = {
     "update": frozenset({*_FIELDS, "key", "threshold", "definition_json", "by"}),
     "delete": frozenset({"by"}),
     "reset": frozenset({"key", "by", "reason"}),
-    "apply": frozenset({"dry_run", "prune", "by"}),
+    "apply": frozenset({"dry_run", "prune", "by", "detailed_exitcode"}),
 }
 _OPTIONS = frozenset().union(*_READS.values())
-_UNSET: dict[str, Any] = {"format": "table", "threshold": [], "dry_run": False, "prune": False}
+_UNSET: dict[str, Any] = {
+    "format": "table",
+    "threshold": [],
+    "dry_run": False,
+    "prune": False,
+    "detailed_exitcode": False,
+}
+CHANGES_EXIT_STATUS = 4
+"""`apply --detailed-exitcode`: the file's budgets differ from the store (pending with --dry-run, else made).
+
+Not 1 (conflicts), 2 (a usage error or an invalid file) or 3 (no store): a CI job tells "changes pending"
+from "no change" (0) and from an error by the status alone.
+"""
 
 
 def _options_not_read(args: argparse.Namespace) -> list[str]:
@@ -91,6 +103,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reason", help="reset: why (required; recorded, and on the resolved alerts)", metavar="TEXT")
     parser.add_argument("--dry-run", action="store_true", help="apply: print the difference, change nothing")
     parser.add_argument("--prune", action="store_true", help="apply: delete config budgets the file no longer declares")
+    parser.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help=f"apply: exit status {CHANGES_EXIT_STATUS} when the file changes budgets (with --dry-run: would change), "
+        "0 when nothing changes, 1 on conflicts",
+    )
     parser.add_argument("--format", choices=("table", "json"), default="table", help="list: output format")
 
 
@@ -113,7 +131,7 @@ def run(
         print(f"usage: llmcost budgets {action} NAME", file=sys.stderr)
         return 2
     if action == "apply" and not args.config:
-        print("usage: llmcost budgets apply --config FILE [--dry-run] [--prune]", file=sys.stderr)
+        print("usage: llmcost budgets apply --config FILE [--dry-run] [--prune] [--detailed-exitcode]", file=sys.stderr)
         return 2
     if action == "reset" and (not args.by or not args.reason):
         # A reset erases a period's count: who and why go on the audit trail and on the resolved alerts.
@@ -243,7 +261,10 @@ def _apply(service: BudgetService, args: argparse.Namespace, config: Config) -> 
         f"{len(plan.unchanged)} unchanged, {len(plan.kept)} kept, {len(plan.conflicts)} conflicts "
         f"({verb if plan.changes else 'nothing to change'})"
     )
-    return 1 if plan.conflicts else 0
+    if plan.conflicts:
+        return 1
+    # Without the option a change exits 0 as it always did: scripts that run `apply` under `set -e` keep working.
+    return CHANGES_EXIT_STATUS if args.detailed_exitcode and plan.changes else 0
 
 
 def _list(service: BudgetService, args: argparse.Namespace) -> int:
