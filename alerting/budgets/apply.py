@@ -48,6 +48,7 @@ class ApplyPlan:
     delete: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # config budgets the file lacks, not pruned
     conflicts: list[str] = field(default_factory=list)  # declared names owned by the API or the CLI
+    applied_from: dict[str, str | None] = field(default_factory=dict)  # updated names another file applied
 
     @property
     def changes(self) -> bool:
@@ -59,7 +60,10 @@ class ApplyPlan:
         out = [f"+ create {b.name}: {_summary(b.to_json())}" for b in self.create]
         for old, new in self.update:
             fields = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in new.to_json().items() if old.get(k) != v]
-            out.append(f"~ update {new.name}: {', '.join(fields) or 'origin becomes this config file'}")
+            if new.name in self.applied_from:
+                # Two files declaring one name undo each other on every apply: the reviewer must see it.
+                fields.append(f"taken over from {self.applied_from[new.name] or 'a config file of unknown path'}")
+            out.append(f"~ update {new.name}: {', '.join(fields) or 'stored form rewritten'}")
         out += [f"- delete {name}" for name in self.delete]
         out += [f"  keep {name}: declared by no budget in this file (pass --prune to delete it)" for name in self.kept]
         out += [
@@ -108,6 +112,8 @@ def plan_apply(
             plan.conflicts.append(budget.name)
         elif row.definition != definition_json(budget) or row.origin_ref != origin_ref:
             plan.update.append((json.loads(row.definition), budget))
+            if row.origin_ref != origin_ref:
+                plan.applied_from[budget.name] = row.origin_ref
         else:
             plan.unchanged.append(budget.name)
     for row in stored:

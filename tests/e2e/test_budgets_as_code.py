@@ -84,5 +84,11 @@ def test_a_ci_job_tells_pending_changes_from_no_change_and_from_errors(db_url: s
         budgets.write_text(yaml.safe_dump({"budgets": [*changed, {"name": "ops", "period": "daily", "limit": 6}]}))
         status, out = apply("--dry-run")
         assert status == 1 and "! conflict ops" in out, out  # an error outranks the changes it would make
+
+        # Another team's file declaring one of these names: each apply would silently undo the other's.
+        other = tmp_path / "other-team.yml"
+        other.write_text(yaml.safe_dump({"budgets": [{**TEAMS[1], "limit": 7}]}))
+        done = cli("budgets", "apply", "--config", str(other), "--dry-run", "--db", db_url, cwd=tmp_path)
+        assert f"~ update team01-monthly: limit 101.0 -> 7.0, taken over from {budgets}" in done.stdout, done.stdout
     finally:
         server.stop()
