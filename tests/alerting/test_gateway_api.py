@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import orjson
 import pytest
@@ -310,6 +311,24 @@ def test_bidi_and_zero_width_characters_in_alertmanager_labels_show_in_every_mes
     assert h.alerts()[0]["labels"]["project"] == project  # the API answers what was received
 
 
+def _texts_people_read(
+    h: Harness, rx: Receivers, labels: dict[str, str], summary: str
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """Raise one critical alert through Alertmanager; what Slack, mail and PagerDuty's summary show, and the event."""
+    h.post_alertmanager(am_payload([am_alert(labels=labels, annotations={"summary": summary}, severity="critical")]))
+    h.gateway.deliver_pending()
+    [mail] = rx.smtp.messages
+    [event] = rx.pagerduty.events
+    texts = {
+        "slack": orjson.dumps(rx.slack.calls("chat.postMessage")[0].json).decode(),
+        "mail subject": mail.message["Subject"],
+        "mail text": mail.part("text/plain"),
+        "mail html": mail.part("text/html"),
+        "pagerduty summary": event["payload"]["summary"],
+    }
+    return texts, event
+
+
 # Real project names: a family (man, ZWJ, woman, ZWJ, girl), the rainbow flag (white flag, VS16, ZWJ,
 # rainbow), a technologist with a skin tone, a heart on fire (heart, VS16, ZWJ, fire).
 EMOJI_NAMES = (
@@ -325,17 +344,7 @@ def test_an_emoji_zwj_sequence_in_a_label_reaches_every_message_whole(h: Harness
     # PagerDuty. Between letters it is still shown: there it makes two names read alike.
     labels = {f"p{i}": name for i, name in enumerate(EMOJI_NAMES)} | {"spoof": "sea\u200drch"}
     summary = " / ".join(EMOJI_NAMES)
-    h.post_alertmanager(am_payload([am_alert(labels=labels, annotations={"summary": summary}, severity="critical")]))
-    h.gateway.deliver_pending()
-    [mail] = rx.smtp.messages
-    [event] = rx.pagerduty.events
-    texts = {
-        "slack": orjson.dumps(rx.slack.calls("chat.postMessage")[0].json).decode(),
-        "mail subject": mail.message["Subject"],
-        "mail text": mail.part("text/plain"),
-        "mail html": mail.part("text/html"),
-        "pagerduty summary": event["payload"]["summary"],
-    }
+    texts, _event = _texts_people_read(h, rx, labels, summary)
     for where, text in texts.items():
         for name in EMOJI_NAMES:
             assert name in text, (where, name)
@@ -374,17 +383,7 @@ def test_variation_selectors_tags_and_fillers_after_letters_show_but_emoji_stay_
     labels = {f"s{i}": spoof for i, spoof in enumerate(SPOOFS)}
     labels |= {f"e{i}": name for i, name in enumerate(EMOJI_WITH_SELECTORS)}
     summary = " / ".join([*SPOOFS, *EMOJI_WITH_SELECTORS])
-    h.post_alertmanager(am_payload([am_alert(labels=labels, annotations={"summary": summary}, severity="critical")]))
-    h.gateway.deliver_pending()
-    [mail] = rx.smtp.messages
-    [event] = rx.pagerduty.events
-    texts = {
-        "slack": orjson.dumps(rx.slack.calls("chat.postMessage")[0].json).decode(),
-        "mail subject": mail.message["Subject"],
-        "mail text": mail.part("text/plain"),
-        "mail html": mail.part("text/html"),
-        "pagerduty summary": event["payload"]["summary"],
-    }
+    texts, event = _texts_people_read(h, rx, labels, summary)
     for where, text in texts.items():
         for name in EMOJI_WITH_SELECTORS:
             assert name in text, (where, name)
