@@ -421,7 +421,8 @@ def http_url_problem(value: Any) -> str | None:
     A prefix test alone let through what fails only when the URL is first used, after the server started:
     a number (`events_url: 5`), an unbalanced IPv6 bracket (`http://[::1`), no host (`http://`), a port
     that is not a number. Every send then failed and dead-lettered; now `check-config` and the server's
-    config load name the field.
+    config load name the field. The URL is echoed redacted, broken or not: `https://llmcost:pw@am:9O93`
+    printed its password in `check-config`'s output, and one with `?token=` its token.
     """
     if not isinstance(value, str):
         return f"must be an http(s) URL, got {type(value).__name__}"
@@ -429,20 +430,10 @@ def http_url_problem(value: Any) -> str | None:
         parts = urlsplit(value)
         parts.port  # noqa: B018 -- parsing the port is what raises on `host:abc` or `host:99999`
     except ValueError as exc:
-        return f"must be an http(s) URL, got {shown_url(value)!r} ({exc})"
+        return f"must be an http(s) URL, got {redact(value)!r} ({exc})"
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        return f"must be an http(s) URL, got {shown_url(value)!r}"
+        return f"must be an http(s) URL, got {redact(value)!r}"
     return None
-
-
-def shown_url(value: str) -> str:
-    """`value` as an error may echo it: its user info, secret query parameters and webhook path redacted.
-
-    Works on text `urlsplit` refuses too, since that is when the URL is echoed: an Alertmanager URL with
-    basic auth and a mistyped port (`https://llmcost:pw@am:9O93`) printed its password in `check-config`'s
-    output and in the server's start-up error, and one with `?token=` still printed the token.
-    """
-    return redact(value)
 
 
 PLACEHOLDER_PREFIX = "change-me"
