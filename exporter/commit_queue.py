@@ -26,7 +26,8 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -45,7 +46,7 @@ class _Submission:
     events: list[UsageEvent]
     rejected: int
     future: Future[tuple[int, int]]
-    skipped: dict[str, int] = field(default_factory=dict)
+    skipped: Mapping[str, int] = field(default_factory=dict)
 
 
 class CommitQueue:
@@ -59,7 +60,7 @@ class CommitQueue:
         self._thread.start()
 
     def submit(
-        self, events: list[UsageEvent], rejected: int = 0, skipped: dict[str, int] | None = None
+        self, events: list[UsageEvent], rejected: int = 0, skipped: Mapping[str, int] | None = None
     ) -> Future[tuple[int, int]]:
         """Queue events; the future resolves to (accepted, duplicates) once they are committed.
 
@@ -100,10 +101,9 @@ class CommitQueue:
 
     def _write(self, batch: list[_Submission]) -> None:
         events = [ev for sub in batch for ev in sub.events]
-        skipped: dict[str, int] = {}
+        skipped: Counter[str] = Counter()
         for sub in batch:
-            for reason, n in sub.skipped.items():
-                skipped[reason] = skipped.get(reason, 0) + n
+            skipped.update(sub.skipped)
         try:
             result = self._store.write_events(events, rejected=sum(sub.rejected for sub in batch), skipped=skipped)
         except StoreUnavailable as exc:

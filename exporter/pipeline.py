@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
@@ -50,13 +51,7 @@ class Prepared(NamedTuple):
 
     events: list[UsageEvent]
     rejected: list[Rejection]
-    skipped: dict[str, int]
-
-
-def add_skipped(into: dict[str, int], more: dict[str, int]) -> None:
-    """Fold counts of skipped records by reason into `into`."""
-    for reason, count in more.items():
-        into[reason] = into.get(reason, 0) + count
+    skipped: Counter[str]
 
 
 @dataclass
@@ -69,14 +64,14 @@ class IngestOutcome:
     accepted: int = 0
     duplicates: int = 0
     rejected: list[Rejection] = field(default_factory=list)
-    skipped: dict[str, int] = field(default_factory=dict)
+    skipped: Counter[str] = field(default_factory=Counter)
 
     def add(self, other: IngestOutcome) -> None:
         """Fold another outcome into this one."""
         self.accepted += other.accepted
         self.duplicates += other.duplicates
         self.rejected.extend(other.rejected)
-        add_skipped(self.skipped, other.skipped)
+        self.skipped.update(other.skipped)
 
     def to_json(self, *, max_rejections: int = 1000) -> dict[str, Any]:
         """The API response body; a huge list of rejections is cut with a count of the rest."""
@@ -151,7 +146,7 @@ class IngestPipeline:
         otlp = self.otlp
         events: list[UsageEvent] = []
         rejected: list[Rejection] = []
-        skipped: dict[str, int] = {}
+        skipped: Counter[str] = Counter()
         first_error: tuple[int, Exception] | None = None
         errors = 0
         for index, raw in records:
@@ -166,7 +161,7 @@ class IngestPipeline:
                     raise self.too_old()
                 price(event)
             except SkippedRecord as exc:
-                skipped[exc.reason] = skipped.get(exc.reason, 0) + 1
+                skipped[exc.reason] += 1
                 continue
             except InvalidEvent as exc:
                 # Say where the record is, when its reader knows: which span of an OTLP export (its line's
@@ -206,7 +201,7 @@ class IngestPipeline:
         skew = self.max_future_skew
         oldest = self._oldest(now)
         price = self.price
-        prepared = Prepared([], [], {})
+        prepared = Prepared([], [], Counter())
         events = prepared.events
         others: list[tuple[int, Any]] = []  # records for `prepare`, handed over in runs to keep the order
         hits = misses = 0
@@ -259,7 +254,7 @@ class IngestPipeline:
         oldest = self._oldest(now)
         # An event older than the retention: `_prepare` rejects each such one, with the reason.
         if events is not None and not any(event.timestamp < oldest for event in events):
-            return Prepared(events, [], {})
+            return Prepared(events, [], Counter())
         del events
         return self._prepare(iter_records(body, ndjson=ndjson, max_records=self.max_batch_events), shed=True)
 
@@ -271,7 +266,7 @@ class IngestPipeline:
         more = self._prepare(records, shed=False)
         prepared.events.extend(more.events)
         prepared.rejected.extend(more.rejected)
-        add_skipped(prepared.skipped, more.skipped)
+        prepared.skipped.update(more.skipped)
         records.clear()
 
     def price(self, event: UsageEvent) -> None:
@@ -320,7 +315,7 @@ class IngestPipeline:
             outcome.add(self._write(*self.prepare_lines(first_index + start, lines[start : start + batch_size])))
         return outcome
 
-    def _write(self, events: list[UsageEvent], rejected: list[Rejection], skipped: dict[str, int]) -> IngestOutcome:
+    def _write(self, events: list[UsageEvent], rejected: list[Rejection], skipped: Counter[str]) -> IngestOutcome:
         result = self.store.write_events(events, rejected=len(rejected), skipped=skipped)
         return IngestOutcome(result.accepted, result.duplicates, rejected, skipped)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
@@ -204,7 +205,7 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         except BadEncoding as exc:
             return error(400, str(exc))
 
-    async def commit(events: list[UsageEvent], rejected: list[Rejection], skipped: dict[str, int]) -> Response:
+    async def commit(events: list[UsageEvent], rejected: list[Rejection], skipped: Counter[str]) -> Response:
         assert services.commit_queue is not None
         try:
             accepted, duplicates = await wait_committed(
