@@ -178,12 +178,7 @@ class LabelRanks:
                 if values is None:
                     past.append(name)
                     continue
-                keep.pop(name, None)
-                known[name] = values
-                self.ranked_at[name] = self.clock()
-                self._next.pop(name, None)
-                if name in self.stale:
-                    self.stale.remove(name)
+                self._ranked(name, values, False, keep, known)
                 listed.append(name)
             self.folding = Folding(keep, known)
         return [*listed, *(self.rank_within(past, seconds) if past else [])]
@@ -214,14 +209,25 @@ class LabelRanks:
             known = dict(self.folding.known)
             for name in names:
                 values, folded = self._store.rank_values(name, self._cap, as_of=self.as_of(self.epoch))
-                keep.pop(name, None)
-                known.pop(name, None)
-                (keep if folded else known)[name] = values
-                self.ranked_at[name] = self.clock()
-                self._next.pop(name, None)  # made for another list; made again if still folded
-                if name in self.stale:
-                    self.stale.remove(name)
+                self._ranked(name, values, folded, keep, known)
             self.folding = Folding(keep, known)
+
+    def _ranked(
+        self,
+        name: str,
+        values: Sequence[str],
+        folded: bool,
+        keep: dict[str, Sequence[str]],
+        known: dict[str, Sequence[str]],
+    ) -> None:
+        """Put label `name`'s new list in `keep` (folded) or `known` (every value), and note it ranked now."""
+        keep.pop(name, None)
+        known.pop(name, None)
+        (keep if folded else known)[name] = values
+        self.ranked_at[name] = self.clock()
+        self._next.pop(name, None)  # made for another list; made again if still folded
+        if name in self.stale:
+            self.stale.remove(name)
 
     def as_keep(self) -> dict[str, Sequence[str]]:
         """Every ranked label's kept values, known lists included: anything else is `__other__`."""
