@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from alerting.store import ALERTING_SCHEMA
+from exporter import __version__
 from exporter.store.engine import create_store_engine
 from tests.support.first_release import (
     FIRST_RELEASE,
@@ -50,6 +51,10 @@ COUNTERS = (
     "llm_unpriced_requests_total",
     "llm_ingest_events_total",
 )
+
+
+def build_versions(metrics: str) -> set[str]:
+    return {dict(labels)["version"] for (name, labels) in samples(metrics) if name == "llm_exporter_build_info"}
 
 
 def schema_versions(url: str) -> list[str]:
@@ -87,9 +92,12 @@ def test_the_first_release_store_upgrades_with_nothing_lost_doubled_or_paged_aga
 
             wait_until(outbox_settled, timeout=60, what="the release's pending notifications sent")
 
-            before = counters((FIRST_RELEASE / "metrics.txt").read_text(encoding="utf-8"))
-            after = counters(httpx.get(f"{server.base}/metrics").text)
-            assert after == before
+            released = (FIRST_RELEASE / "metrics.txt").read_text(encoding="utf-8")
+            upgraded = httpx.get(f"{server.base}/metrics").text
+            assert counters(upgraded) == counters(released)
+            # `count by (version) (llm_exporter_build_info)` is how an operator finds a process of the old
+            # release still running beside the new one (docs/deployment.md, "Upgrading").
+            assert build_versions(upgraded) == {__version__} != build_versions(released)
 
             call = {"provider": "openai", "model": "gpt-4o", "input_tokens": 1000, "output_tokens": 10}
             calls = [{**call, "request_id": e["request_id"], "project": "search"} for e in rows["usage_events"][:50]]
