@@ -8,6 +8,10 @@ route pages, go to Slack only without a word when `notifications.pagerduty` was 
 config is valid, and a team may well have no PagerDuty), but something the operator must be told:
 `llmcost check-config` prints the effective routing and a notice per default route missing a channel, and
 `serve` logs the notices once at start. Writing the severity's route says "this is on purpose" and ends it.
+
+PagerDuty without `webhook_secret` is the same kind of silence the other way: llmcost refuses every webhook
+it cannot verify, so an incident acknowledged (or resolved) in PagerDuty stays firing here, reminded in Slack
+and mail every `repeat_interval` although on-call took it. A notice says so and names the key to set.
 """
 
 from __future__ import annotations
@@ -79,7 +83,31 @@ def routing_lines(routes: list[Route]) -> list[str]:
 def config_routing(raw: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     """The routing lines and the notices of a valid config's raw mapping (`check-config`, `serve`)."""
     routes = effective_routes(raw)
-    return routing_lines(routes), routing_notices(routes)
+    return routing_lines(routes), routing_notices(routes) + pagerduty_ack_notices(raw, routes)
+
+
+PAGERDUTY_ACKS_UNSEEN = (
+    "acknowledgements given in PagerDuty are not seen by llmcost: notifications.pagerduty.webhook_secret is "
+    "not configured, so every PagerDuty webhook is refused (401) and an incident acknowledged or resolved there "
+    "stays firing here, reminded on its other channels every alerting.repeat_interval (set "
+    "notifications.pagerduty.webhook_secret to the signing secret of a PagerDuty webhook v3 subscription to "
+    "POST /v1/pagerduty/webhook, or acknowledge in llmcost: Slack, the console, llmcost alerts ack)"
+)
+"""The notice of a config that pages through PagerDuty but cannot verify its webhooks."""
+
+
+def pagerduty_ack_notices(raw: Mapping[str, Any], routes: list[Route]) -> list[str]:
+    """[PAGERDUTY_ACKS_UNSEEN] when some route pages through PagerDuty and no `webhook_secret` is given."""
+    if not any("pagerduty" in route.channels for route in routes):
+        return []
+    notifications = raw.get("notifications")
+    pagerduty = notifications.get("pagerduty") if isinstance(notifications, Mapping) else None
+    if not isinstance(pagerduty, Mapping):
+        return []
+    # `_env`/`_file` count as given: check-config and serve refuse the config when they do not resolve.
+    if any(pagerduty.get(key) for key in ("webhook_secret", "webhook_secret_env", "webhook_secret_file")):
+        return []
+    return [PAGERDUTY_ACKS_UNSEEN]
 
 
 def routing_notices(routes: list[Route]) -> list[str]:

@@ -92,7 +92,7 @@ def test_a_written_route_is_on_purpose_and_a_full_config_has_no_notice(
     assert "  critical: slack (notifications.routes.critical)" in out, out
     config.write_text(
         SLACK_ONLY + "  email: {smtp_host: smtp.example.com, from: a@example.com, to: [b@example.com]}\n"
-        "  pagerduty: {routing_key: R0123456789abcdef0123456789abcdef}\n"
+        "  pagerduty: {routing_key: R0123456789abcdef0123456789abcdef, webhook_secret: whsec-test}\n"
     )
     code, out = run(capsys, "check-config", str(config))
     assert code == 0 and "notice:" not in out, out
@@ -110,3 +110,39 @@ def test_no_channel_at_all_is_one_notice(tmp_path: Path, capsys: pytest.CaptureF
         "notifications.pagerduty): warning and critical alerts reach nobody: they are recorded only "
         "(GET /v1/alerts, the console)"
     )
+
+
+PAGERDUTY_ONLY = "notifications:\n  pagerduty: {routing_key: R0123456789abcdef0123456789abcdef%s}\n"
+
+
+def test_pagerduty_without_webhook_secret_notices_that_its_acks_are_not_seen(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect: an ack in PagerDuty never reached llmcost (its webhooks refused unsigned) and nothing said so."""
+    config = tmp_path / "llmcost.yml"
+    config.write_text(PAGERDUTY_ONLY % "" + "  routes: {warning: [], critical: [pagerduty]}\n")
+    code, out = run(capsys, "check-config", str(config))
+    [notice] = [line for line in out.splitlines() if line.startswith("notice: ")]
+    assert code == 0, out
+    assert notice.startswith(
+        "notice: acknowledgements given in PagerDuty are not seen by llmcost: "
+        "notifications.pagerduty.webhook_secret is not configured"
+    ), notice
+    assert "set notifications.pagerduty.webhook_secret" in notice, notice
+    monkeypatch.setenv("PD_WEBHOOK_SECRET", "whsec-from-env")
+    for given in (", webhook_secret: whsec-test", ", webhook_secret_env: PD_WEBHOOK_SECRET"):
+        config.write_text(PAGERDUTY_ONLY % given + "  routes: {warning: [], critical: [pagerduty]}\n")
+        code, out = run(capsys, "check-config", str(config))
+        assert code == 0 and "notice:" not in out, out
+
+
+def test_pagerduty_no_route_pages_through_needs_no_webhook_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "llmcost.yml"
+    config.write_text(
+        SLACK_ONLY + "  pagerduty: {routing_key: R0123456789abcdef0123456789abcdef}\n"
+        "  routes: {warning: [slack], critical: [slack]}\n"
+    )
+    code, out = run(capsys, "check-config", str(config))
+    assert code == 0 and "notice:" not in out, out
