@@ -126,6 +126,25 @@ def test_records_of_no_call_are_skipped_counted_by_reason_and_not_rejected(clien
     assert total(text, "llm_requests_total", provider="unknown") == 0
 
 
+def test_a_batch_sent_again_counts_its_skipped_records_again_and_its_calls_as_duplicates(client: TestClient) -> None:
+    """A sender's retry, or `llmcost ingest` run again on a file: what each counter then says.
+
+    Decided, not fixed (docs/metrics.md): `llm_ingest_events_skipped_total` counts the skipped records received,
+    as `llm_ingest_events_total` counts every record received by outcome; only stored calls are deduplicated,
+    by `request_id`. Recognising a skipped record sent again would mean storing the id of every request the
+    proxy refused, a write per refused request that anyone reaching the proxy could grow.
+    """
+    logged = orjson.loads((DATA / "litellm-proxy" / "logged_calls.json").read_bytes())
+    batch = [usage("call"), logged["wrong_key"]["standard_logging_object"]]
+    first, again = (client.post("/v1/usage", json=batch).json() for _ in range(2))
+    assert (first["accepted"], first["duplicates"], first["skipped"]) == (1, 0, {"reached_no_provider": 1})
+    assert (again["accepted"], again["duplicates"], again["skipped"]) == (0, 1, {"reached_no_provider": 1})
+    text = client.get("/metrics").text
+    assert total(text, "llm_ingest_events_skipped_total", reason="reached_no_provider") == 2
+    assert total(text, "llm_ingest_events_total", outcome="duplicate") == 1
+    assert total(text, "llm_requests_total") == 1
+
+
 def test_malformed_json_is_400_and_wrong_type_is_415(client: TestClient) -> None:
     response = client.post("/v1/usage", content=b'{"provider": ', headers={"Content-Type": "application/json"})
     assert response.status_code == 400
