@@ -96,6 +96,50 @@ def test_the_upgrade_counts_what_an_earlier_reprice_priced_as_priced_now(db_url:
     again.close()
 
 
+def test_the_upgrade_counts_calls_an_earlier_reprice_made_unpriced_from_a_price_of_zero(db_url: str) -> None:
+    """Defect: the upgrade read only series with unpriced arrivals or a cost correction, and missed these.
+
+    Calls priced at $0 (a free model, or error calls of no tokens) that a later price file left unpriced:
+    their cost stayed 0, so their series had no correction, and it had no call arriving unpriced. The
+    console then showed them as priced (0 unpriced now) while `llmcost report` counted them unpriced.
+    """
+    from alembic import command
+
+    from exporter.pricing import PriceBook, parse_overrides
+    from exporter.repricing import Repricer
+
+    free = {"provider": "self-hosted", "model": "llama-free"}
+    store = Store(db_url)
+    calls = [
+        UsageEvent(f"f{i}", 1_795_000_200.0 + i * 3600, **free, input_tokens=100, cost_nanousd=0, cost_source="priced")
+        for i in range(3)
+    ]
+    # The reverse, pinned beside it: a call that arrived unpriced, priced at $0 by the reprice.
+    later = {"provider": "self-hosted", "model": "llama-later"}
+    calls.append(UsageEvent("l", 1_795_000_200.0, **later, input_tokens=100, cost_source="unpriced"))
+    assert store.write_events(calls).accepted == 4
+    # A price file without llama-free, pricing llama-later at $0.
+    zero = parse_overrides([{**later, "input_per_mtok": 0, "output_per_mtok": 0}])
+    Repricer(store, PriceBook(zero)).run(0.0, until=1_795_000_200.0 + 4 * 3600)
+
+    def unpriced_now(opened: Store) -> dict[str, int]:
+        return {
+            row.labels[0]: int(row.get("unpriced_requests") + row.get("unpriced_adjust_requests"))
+            for row in opened.series_totals(["model"], adjustments=True)
+        }
+
+    assert unpriced_now(store) == {"llama-free": 3, "llama-later": 0}
+    config = alembic_config([EXPORTER_SCHEMA])
+    with store.engine.begin() as connection:  # the release before: the column and its count gone
+        config.attributes["connection"] = connection
+        command.downgrade(config, "-1")
+    store.close()
+
+    again = Store(db_url)  # upgrades
+    assert unpriced_now(again) == {"llama-free": 3, "llama-later": 0}
+    again.close()
+
+
 def test_opening_a_current_store_does_not_load_alembic(sqlite_url: str) -> None:
     Store(sqlite_url).close()
     code = (

@@ -31,14 +31,12 @@ def upgrade() -> None:
         "usage_series", sa.Column("unpriced_adjust_requests", sa.BigInteger, nullable=False, server_default="0")
     )
     # One pass per series over its rollups through their (series_id, bucket) primary keys; a series
-    # never repriced gets 0. Only series a reprice could have changed are read: those that had unpriced
-    # calls or a cost correction (a call priced at $0 then made unpriced has neither: rare enough, and a
-    # later reprice counts its own changes anyway).
+    # never repriced gets 0. Every series is read: calls priced at $0 (a free model, error calls of no
+    # tokens) that a reprice left unpriced changed no cost, and their series may have had no call arriving
+    # unpriced, so nothing on the series tells them apart (a filter on those missed them, and the console
+    # showed them priced while the report counted them unpriced). A later reprice counts only its own.
     now = " + ".join(_ROLLUP_UNPRICED.format(table=t) for t in ("usage_rollup", "usage_rollup_hourly"))
-    op.execute(
-        f"UPDATE usage_series SET unpriced_adjust_requests = {now} - unpriced_requests "
-        "WHERE unpriced_requests > 0 OR cost_adjust_up_nanousd > 0 OR cost_adjust_down_nanousd > 0"
-    )
+    op.execute(f"UPDATE usage_series SET unpriced_adjust_requests = {now} - unpriced_requests")
 
 
 def downgrade() -> None:
