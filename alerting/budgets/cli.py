@@ -20,6 +20,7 @@ from alerting.budgets.amounts import amount, amounts_apart, percent
 from alerting.budgets.apply import Prune
 from alerting.budgets.definition import parse_budgets_section
 from alerting.budgets.errors import BudgetError
+from alerting.budgets.history import DEFAULT_PERIODS, MAX_PERIODS, HistoryError, parse_periods
 from alerting.budgets.service import BudgetService
 from exporter.config import Config
 from exporter.services import Services
@@ -45,7 +46,7 @@ _FIELDS = (
 # fine and was silently ignored (read as "5 rows"): an option the action does not read is refused.
 _READS: dict[str, frozenset[str]] = {
     "list": frozenset({"format"}),
-    "show": frozenset({"format"}),  # show prints JSON: --format json is what it does anyway
+    "show": frozenset({"format", "periods"}),  # show prints JSON: --format json is what it does anyway
     "create": frozenset({*_FIELDS, "key", "threshold", "definition_json", "by"}),
     "update": frozenset({*_FIELDS, "key", "threshold", "definition_json", "by"}),
     "delete": frozenset({"by"}),
@@ -59,6 +60,7 @@ _UNSET: dict[str, Any] = {
     "dry_run": False,
     "prune": False,
     "detailed_exitcode": False,
+    "periods": None,
 }
 CHANGES_EXIT_STATUS = 4
 """`apply --detailed-exitcode`: the file's budgets differ from the store (pending with --dry-run, else made).
@@ -110,6 +112,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "0 when nothing changes, 1 on conflicts",
     )
     parser.add_argument("--format", choices=("table", "json"), default="table", help="list: output format")
+    # Named after the budget's own `period`: "the last N periods" of a monthly budget are N months.
+    parser.add_argument(
+        "--periods",
+        metavar="N",
+        help=f"show: how many completed periods to list in history, newest first (default {DEFAULT_PERIODS}, "
+        f"0 for none, at most {MAX_PERIODS})",
+    )
 
 
 def run(
@@ -141,6 +150,13 @@ def run(
             file=sys.stderr,
         )
         return 2
+    periods = DEFAULT_PERIODS
+    if args.periods is not None:
+        try:
+            periods = parse_periods(args.periods, "--periods")
+        except HistoryError as exc:
+            print(f"llmcost budgets {action}: {exc}", file=sys.stderr)
+            return 2
     if not args.by:
         args.by = os.environ.get("USER") or "cli"
     config = config_from_args(args)
@@ -159,7 +175,7 @@ def run(
             )
             return 2
         if action in ("list", "show"):
-            return _list(service, args) if action == "list" else _show(service, args.name)
+            return _list(service, args) if action == "list" else _show(service, args.name, periods)
         # What may resolve alerts: a deletion or a reset, and a change that removes a per-request cap
         # (update, apply). Resolved here with who and why; the running server sends the notifications.
         if action in ("update", "delete", "reset") or (action == "apply" and not args.dry_run):
@@ -307,8 +323,9 @@ def _list(service: BudgetService, args: argparse.Namespace) -> int:
     return 0
 
 
-def _show(service: BudgetService, name: str) -> int:
+def _show(service: BudgetService, name: str, periods: int) -> int:
     body = {**service.status(name), **service.origin(name), "definition": service.get(name).to_json()}
     body["resets"] = service.resets(name)
+    body.update(service.history(name, periods))
     print(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
     return 0

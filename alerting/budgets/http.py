@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from alerting.budgets.errors import BudgetError
+from alerting.budgets.history import HistoryError, parse_periods
 from alerting.budgets.service import BudgetService
 from exporter.config import AuthConfig
 from exporter.http.auth import check_bearer
@@ -76,7 +77,11 @@ def budget_routes(service: BudgetService, auth: AuthConfig, *, body_timeout: flo
     """
 
     def guarded(
-        tokens: list[str], handler: Callable[[Request], Awaitable[Response]], *, changes: bool = False
+        tokens: list[str],
+        handler: Callable[[Request], Awaitable[Response]],
+        *,
+        changes: bool = False,
+        params: tuple[str, ...] = (),
     ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             denied = check_bearer(request, tokens)
@@ -85,8 +90,8 @@ def budget_routes(service: BudgetService, auth: AuthConfig, *, body_timeout: flo
                 # (a no-cors POST with an untyped body needs no preflight), as for acks (origin.py).
                 denied = refuse_foreign_origin(request, token_required=bool(tokens))
             if denied is None:
-                # No budget endpoint takes a query parameter: `?name=team-a` listed every budget.
-                denied = unknown_params(request, ())
+                # Only the parameters an endpoint reads: `?name=team-a` listed every budget.
+                denied = unknown_params(request, params)
             if denied is not None:
                 return denied
             try:
@@ -102,7 +107,17 @@ def budget_routes(service: BudgetService, auth: AuthConfig, *, body_timeout: flo
         return ORJSONResponse({"budgets": await run_in_threadpool(service.listing)})
 
     async def get_budget(request: Request) -> Response:
-        return ORJSONResponse(await run_in_threadpool(service.status, request.path_params["name"]))
+        name = request.path_params["name"]
+        body = await run_in_threadpool(service.status, name)
+        given = request.query_params.get("periods")
+        if given is not None:
+            # Only when asked: the status object stays as it was, and its read stays one row per instance.
+            try:
+                periods = parse_periods(given, "periods")
+            except HistoryError as exc:
+                raise BudgetError(400, str(exc), {"field": "periods"}) from None
+            body.update(await run_in_threadpool(service.history, name, periods))
+        return ORJSONResponse(body)
 
     async def put_budget(request: Request) -> Response:
         raw = await _json_body(request, body_timeout)
@@ -153,7 +168,11 @@ def budget_routes(service: BudgetService, auth: AuthConfig, *, body_timeout: flo
     return [
         Route("/v1/budgets/check", guarded(auth.ingest_tokens, check), methods=["POST"]),
         Route("/v1/budgets", guarded(auth.admin_tokens, list_budgets), methods=["GET"]),
-        Route("/v1/budgets/{name:budget_name}", guarded(auth.admin_tokens, get_budget), methods=["GET"]),
+        Route(
+            "/v1/budgets/{name:budget_name}",
+            guarded(auth.admin_tokens, get_budget, params=("periods",)),
+            methods=["GET"],
+        ),
         Route("/v1/budgets/{name:budget_name}", admin_write(put_budget), methods=["PUT"]),
         Route("/v1/budgets/{name:budget_name}", admin_write(delete_budget), methods=["DELETE"]),
         Route("/v1/budgets/{name:budget_name}/reset", admin_write(reset_budget), methods=["POST"]),

@@ -28,6 +28,7 @@ from alerting.budgets.checks import CHECK_CACHE_SECONDS, MAX_CACHED_CHECKS, Budg
 from alerting.budgets.definition import Budget, BudgetsConfig
 from alerting.budgets.errors import BudgetError
 from alerting.budgets.forecast import BudgetForecasts
+from alerting.budgets.history import HISTORY_NOTE, history
 from alerting.budgets.instances import CurrentPeriods, Instance, InstanceReader
 from alerting.budgets.registry import BudgetRegistry
 from alerting.budgets.spend import BudgetSpendHook, PeriodStarts, SpendChange
@@ -184,6 +185,16 @@ class BudgetService:
     def status(self, name: str) -> dict[str, Any]:
         """Status object of one budget; a `key: "*"` budget lists its instances and shows the worst."""
         return self.reader.status(name)
+
+    def history(self, name: str, periods: int, now: float | None = None) -> dict[str, Any]:
+        """The budget's last `periods` completed periods, newest first, summed from the rollups (read-only).
+
+        `{"history": [...], "history_note": ...}`, to lay over a status object; see alerting/budgets/history.py.
+        """
+        budget = self.get(name)
+        with self.store.reading() as conn:
+            past = history(conn, budget, self.clock() if now is None else now, periods)
+        return {"history": past, "history_note": HISTORY_NOTE}
 
     def check(self, request: Any) -> dict[str, Any]:
         """Would this call fit? See alerting/budgets/check_answer.py for the answer's fields."""

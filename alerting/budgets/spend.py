@@ -305,7 +305,7 @@ def rebuild_current_period(conn: Connection, budget: Budget, now: float, periods
             for k, c, t, r in counted
         ]
     if budget.key == "*" and len(counted) > budget.max_instances:
-        counted = _fold_instances(counted, budget.max_instances)
+        counted = fold_instances(counted, budget.max_instances)
     if counted:
         conn.execute(
             text(
@@ -319,7 +319,7 @@ def rebuild_current_period(conn: Connection, budget: Budget, now: float, periods
         )
 
 
-def _fold_instances(rows: list[tuple[Any, ...]], cap: int) -> list[tuple[Any, ...]]:
+def fold_instances(rows: list[tuple[Any, ...]], cap: int) -> list[tuple[Any, ...]]:
     """Keep the `cap` highest-cost (key, cost, tokens, requests) rows; sum the rest as `__other__`."""
     ranked = sorted(rows, key=lambda r: (-int(r[1] or 0), str(r[0])))
     kept = [r for r in ranked[:cap] if r[0] != OTHER_INSTANCE]

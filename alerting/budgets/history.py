@@ -1,0 +1,154 @@
+"""A budget's completed periods, summed from the rollups: "how did we do last month against the budget?".
+
+Read-only. Each past period is summed with the live budget's scope filter, period boundaries (its
+timezone's calendar) and unit, and judged against the budget's *current* definition: definitions are
+not versioned, so a limit changed since is not the limit that period had. What a period's resets
+forgave is not subtracted: history says what was spent.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from alerting.budgets.definition import OTHER_INSTANCE, Budget
+from alerting.budgets.spend import fold_instances, unit_value
+from alerting.periods import Period, previous_periods
+from exporter.local_time import zone
+from exporter.store.schema import HOUR_SECONDS, LABEL_COLUMNS
+
+DEFAULT_PERIODS = 3
+"""`llmcost budgets show` lists this many completed periods unless `--periods` says otherwise."""
+MAX_PERIODS = 100
+"""At most this many: each period is one sum per rollup table (two years of months, four days of hours)."""
+
+HISTORY_NOTE = (
+    "past periods are summed from the rollups and judged against the budget's current definition "
+    "(scope, key, period, timezone, unit, limit: definitions are not versioned); resets are not subtracted"
+)
+FOLDED_NOTE = (
+    "not known: retention (retention.rollups_days) folded this period's 5-minute rollups into whole UTC hours, "
+    "and the period {edge} inside one, so its calls cannot be told from the neighbouring period's"
+)
+
+
+class HistoryError(ValueError):
+    """A number of periods that cannot be used (the message names `what` and the reason)."""
+
+
+def parse_periods(value: Any, what: str) -> int:
+    """A number of periods from the command line or a query string; `what` names the option in errors."""
+    try:
+        n = int(str(value).strip())
+    except ValueError:
+        n = -1
+    if not 0 <= n <= MAX_PERIODS or str(value).strip().startswith("+"):
+        raise HistoryError(f"{what}: must be a whole number from 0 to {MAX_PERIODS}, got {str(value)[:32]!r}")
+    return n
+
+
+def period_sums(conn: Connection, budget: Budget, first: int, end: int) -> list[tuple[str, int, int, int]]:
+    """`(key, cost_nanousd, tokens, requests)` per instance of `budget` over the rollups in `[first, end)`.
+
+    The same scope filter as the live budget. One sum per rollup table rather than one over a UNION of
+    their rows, which SQLite materialises whole (see `alerting.budgets.instances.folded_spend`); both in
+    one statement, so a pruning run moving buckets between them is never seen half done.
+    """
+    label = budget.label
+    if label and label not in LABEL_COLUMNS:  # a column name goes into the statement: only a known one
+        raise ValueError(f"budget {budget.name!r} has no label column for scope {budget.scope!r}")
+    group = f's."{label}"' if label else "''"
+    where = f' AND s."{label}" = :key' if label and budget.key != "*" else ""
+    every_kind = "r.input_tokens + r.cache_read_tokens + r.cache_write_tokens + r.output_tokens"
+    statement = " UNION ALL ".join(
+        f"SELECT {group} AS k, SUM(r.cost_nanousd), SUM({every_kind}), SUM(r.requests) "
+        f"FROM {table} r JOIN usage_series s ON s.id = r.series_id "
+        f"WHERE r.bucket >= :first AND r.bucket < :end{where}" + (f" GROUP BY {group}" if label else "")
+        for table in ("usage_rollup", "usage_rollup_hourly")
+    )
+    totals: dict[str, list[int]] = {}
+    for key, cost, tokens, requests in conn.execute(text(statement), {"first": first, "end": end, "key": budget.key}):
+        acc = totals.setdefault(str(key), [0, 0, 0])
+        for i, v in enumerate((cost, tokens, requests)):
+            acc[i] += int(v or 0)
+    return [(key, acc[0], acc[1], acc[2]) for key, acc in sorted(totals.items())]
+
+
+def first_bucket(conn: Connection) -> int | None:
+    """The earliest rollup bucket in the store (either table), or None for a store without calls."""
+    found = [
+        conn.execute(text(f"SELECT MIN(bucket) FROM {table}")).scalar()
+        for table in ("usage_rollup", "usage_rollup_hourly")
+    ]
+    starts = [int(v) for v in found if v is not None]
+    return min(starts) if starts else None
+
+
+def _cuts_folded_hour(conn: Connection, moment: int) -> bool:
+    """Whether `moment` falls inside an hour retention folded (one row per series that cannot be split)."""
+    if moment % HOUR_SECONDS == 0:
+        return False
+    hour = moment - moment % HOUR_SECONDS
+    found = conn.execute(text("SELECT 1 FROM usage_rollup_hourly WHERE bucket = :h LIMIT 1"), {"h": hour}).first()
+    return found is not None
+
+
+def _local(moment: datetime, budget: Budget) -> str:
+    return moment.astimezone(zone(budget.timezone)).isoformat()
+
+
+def _amounts(budget: Budget, key: str, sums: tuple[int, int, int]) -> dict[str, Any]:
+    spent = unit_value(budget, *sums)
+    ratio = spent / budget.limit
+    return {"key": key, "spent": spent, "ratio": round(ratio, 4), "over_limit": spent > budget.limit}
+
+
+def history(conn: Connection, budget: Budget, now: float, periods: int) -> list[dict[str, Any]]:
+    """The last `periods` completed periods of `budget`, newest first, each against the current limit.
+
+    Periods that end before the store's first call are left out (no empty history before any data);
+    one with no calls after it shows 0. A period whose bound cuts an hour retention folded shows
+    `spent: null` and a note: its calls cannot be split from the neighbouring period's. A `total`
+    budget has no completed period.
+    """
+    if periods <= 0 or Period(budget.period) is Period.TOTAL:
+        return []
+    oldest = first_bucket(conn)
+    if oldest is None:
+        return []
+    out: list[dict[str, Any]] = []
+    for start, end in reversed(
+        previous_periods(budget.period, datetime.fromtimestamp(now, UTC), budget.timezone, periods)
+    ):
+        first, until = int(start.timestamp()), int(end.timestamp())
+        if until <= oldest:
+            break  # before the store's first call: nothing to say, and nothing older either
+        entry: dict[str, Any] = {
+            "period_start": _local(start, budget),
+            "period_end": _local(end, budget),
+            "unit": budget.unit,
+            "limit": budget.limit,
+        }
+        cut = [edge for edge, moment in (("starts", first), ("ends", until)) if _cuts_folded_hour(conn, moment)]
+        if cut:
+            entry.update(spent=None, ratio=None, over_limit=None, note=FOLDED_NOTE.format(edge=" and ".join(cut)))
+            out.append(entry)
+            continue
+        rows = period_sums(conn, budget, first, until)
+        if budget.key != "*":
+            sums = rows[0][1:] if rows else (0, 0, 0)
+            amounts = _amounts(budget, budget.key if budget.label else "", sums)
+            del amounts["key"]
+            entry.update(amounts)
+        else:
+            if len(rows) > budget.max_instances:
+                rows = [(str(k), int(c), int(t), int(r)) for k, c, t, r in fold_instances(rows, budget.max_instances)]
+            instances = sorted((_amounts(budget, k, (c, t, r)) for k, c, t, r in rows), key=lambda i: -i["ratio"])
+            counted = [i for i in instances if i["key"] != OTHER_INSTANCE]
+            worst = counted[0] if counted else {"key": "*", "spent": 0.0, "ratio": 0.0, "over_limit": False}
+            entry.update({k: v for k, v in worst.items() if k != "key"}, worst_key=worst["key"], instances=instances)
+        out.append(entry)
+    return out
