@@ -81,3 +81,18 @@ def test_values_past_max_instances_are_summed_as_other(db_url: str, clock: FakeC
     assert (day["worst_key"], day["spent"], day["over_limit"]) == ("a", 3.0, True)
     assert [(i["key"], i["spent"]) for i in day["instances"]] == [("a", 3.0), ("b", 1.0), ("__other__", 0.5)]
     services.close()
+
+
+def test_a_past_period_counts_what_a_reset_forgave(db_url: str, clock: FakeClock) -> None:
+    """History says what was spent: the live count started again at the reset, the day's figure did not."""
+    day = datetime(2027, 3, 1, tzinfo=UTC).timestamp()
+    clock.set(day + 3600)
+    services, budgets, _ = build(db_url, [{"name": "daily", "scope": "global", "period": "daily", "limit": 5.0}], clock)
+    ingest(services, call("before", day + 600, 3.0))
+    budgets.reset("daily", by="carol", reason="quota raised")
+    ingest(services, call("after", day + 1200, 1.0))
+    assert budgets.status("daily")["spent"] == 1.0
+    clock.set(day + DAY + 60)
+    [past] = budgets.history("daily", 1)["history"]
+    assert (past["spent"], past["period_start"]) == (4.0, "2027-03-01T00:00:00+00:00")
+    services.close()

@@ -169,6 +169,19 @@ def test_show_and_get_list_the_last_completed_periods_against_the_limit(server: 
     assert got == expected
     assert [h["spent"] for h in got[0]] == [0.0, 13.0]  # last month: nothing; the month before: over
 
+    # The same figure as `llmcost report` over the month, the way a user had to get it before.
+    over = month_start(datetime.fromisoformat(got[0][1]["period_start"]), 0)
+    bounds = ["--since", over.date().isoformat(), "--until", month_start(over, -1).date().isoformat()]
+    report = subprocess.run(
+        [*LLMCOST, "report", *bounds, "--by", "project", "--format", "json", "--db", server.db_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    rows = {row["project"]: row["cost_usd"] for row in json.loads(report.stdout)["rows"]}
+    assert rows["search"] == got[0][1]["spent"] == 13.0
+
     # The default is three completed periods; the status fields are what they were.
     body = show(server, "team-monthly")
     assert len(body["history"]) == 2 and body["history"][1]["ratio"] == 1.3 and body["history"][1]["limit"] == 10
