@@ -103,7 +103,15 @@ def _local(moment: datetime, budget: Budget) -> str:
 def _amounts(budget: Budget, key: str, sums: tuple[int, int, int]) -> dict[str, Any]:
     spent = unit_value(budget, *sums)
     ratio = spent / budget.limit
-    return {"key": key, "spent": spent, "ratio": round(ratio, 4), "over_limit": spent > budget.limit}
+    # `state` by the budget's thresholds, as its alerts would have said at the period's end (`exceeded` from
+    # the limit itself); `over_limit` only when more than the limit was spent.
+    return {
+        "key": key,
+        "spent": spent,
+        "ratio": round(ratio, 4),
+        "state": budget.state(ratio),
+        "over_limit": spent > budget.limit,
+    }
 
 
 def history(conn: Connection, budget: Budget, now: float, periods: int) -> list[dict[str, Any]]:
@@ -134,7 +142,8 @@ def history(conn: Connection, budget: Budget, now: float, periods: int) -> list[
         }
         cut = [edge for edge, moment in (("starts", first), ("ends", until)) if _cuts_folded_hour(conn, moment)]
         if cut:
-            entry.update(spent=None, ratio=None, over_limit=None, note=FOLDED_NOTE.format(edge=" and ".join(cut)))
+            entry.update(spent=None, ratio=None, state=None, over_limit=None)
+            entry["note"] = FOLDED_NOTE.format(edge=" and ".join(cut))
             out.append(entry)
             continue
         rows = period_sums(conn, budget, first, until)
@@ -148,7 +157,7 @@ def history(conn: Connection, budget: Budget, now: float, periods: int) -> list[
                 rows = [(str(k), int(c), int(t), int(r)) for k, c, t, r in fold_instances(rows, budget.max_instances)]
             instances = sorted((_amounts(budget, k, (c, t, r)) for k, c, t, r in rows), key=lambda i: -i["ratio"])
             counted = [i for i in instances if i["key"] != OTHER_INSTANCE]
-            worst = counted[0] if counted else {"key": "*", "spent": 0.0, "ratio": 0.0, "over_limit": False}
+            worst = counted[0] if counted else _amounts(budget, "*", (0, 0, 0))
             entry.update({k: v for k, v in worst.items() if k != "key"}, worst_key=worst["key"], instances=instances)
         out.append(entry)
     return out

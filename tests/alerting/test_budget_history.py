@@ -37,7 +37,7 @@ def test_days_in_a_half_hour_zone_that_retention_folded_say_so_rather_than_show_
     history = budgets.history("ist-daily", 60)["history"]
     by_start = {h["period_start"]: h for h in history}
     folded = by_start[datetime.fromtimestamp(old, IST).isoformat()]
-    assert folded["spent"] is None and folded["over_limit"] is None
+    assert folded["spent"] is None and folded["over_limit"] is None and folded["state"] is None
     assert "retention" in folded["note"] and "starts and ends" not in folded["note"]
     assert by_start[datetime.fromtimestamp(today - 2 * DAY, IST).isoformat()]["spent"] == 4.0
     recent_zero = by_start[datetime.fromtimestamp(today - DAY, IST).isoformat()]

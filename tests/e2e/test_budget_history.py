@@ -185,6 +185,7 @@ def test_show_and_get_list_the_last_completed_periods_against_the_limit(server: 
     # The default is three completed periods; the status fields are what they were.
     body = show(server, "team-monthly")
     assert len(body["history"]) == 2 and body["history"][1]["ratio"] == 1.3 and body["history"][1]["limit"] == 10
+    assert [h["state"] for h in body["history"]] == ["ok", "exceeded"]
     assert "current definition" in body["history_note"]
     assert show(server, "team-monthly", "--periods", "0")["history"] == []
 
