@@ -61,6 +61,12 @@ def _budgets(section: Any, problems: Problems, _base: Path) -> None:
     parse_budgets_section(section, problems)
 
 
+def _budget_set(section: Any, problems: Problems, base: Path) -> None:
+    from alerting.budgets.origin import validate_budget_set
+
+    validate_budget_set(section, problems, base)
+
+
 def _silences(raw: dict[str, Any], problems: Problems) -> None:
     # Only a config with an `alerting:` mapping can ask for silences; others need not load the gateway.
     if isinstance(raw.get("alerting"), dict):
@@ -102,6 +108,7 @@ SECTIONS = ExtraSections(
         "alertmanager": _alertmanager,
         "detection": _detection,
         "budgets": _budgets,
+        "budget_set": _budget_set,
     },
     checks=(_silences, _detection_within_retention),
 )

@@ -23,6 +23,7 @@ from alerting.budgets.apply import ApplyPlan, Prune
 from alerting.budgets.collector import BudgetCollector
 from alerting.budgets.definition import BudgetsConfig, parse_budgets_section
 from alerting.budgets.http import budget_routes
+from alerting.budgets.origin import BUDGET_SET_KEY, ConfigOrigin, config_origin_ref
 from alerting.budgets.service import BudgetService
 from alerting.console.http import Console
 from alerting.gateway.config import settings_from_config
@@ -68,8 +69,8 @@ class ConfigBudgets:
         """Apply the section now (the caller leads)."""
         plan = self.service.apply_config(self.section.items, origin_ref=self.origin_ref, prune=Prune.OWN)
         for line in plan.lines():
-            if not line.startswith("  keep"):
-                log.info("budgets from %s: %s", self.origin_ref, line)
+            if not line.startswith("  "):  # what it keeps and leaves to other files changes nothing
+                log.info("budgets from %s: %s", ConfigOrigin.parse(self.origin_ref).describe(), line)
         return plan
 
     def reload(self, section: BudgetsConfig) -> bool:
@@ -83,9 +84,12 @@ class ConfigBudgets:
 
 
 def config_origin(services: Services) -> str | None:
-    """The origin reference of this process's config budgets: the config file's absolute path."""
+    """The origin reference of this process's config budgets: the file's budget_set and absolute path."""
     source = services.config.source
-    return str(Path(source).resolve()) if source is not None else None
+    if source is None:
+        return None
+    # `llmcost budgets apply` of the same file records the same reference: either may prune what the other made.
+    return config_origin_ref(str(Path(source).resolve()), services.config.raw.get(BUDGET_SET_KEY))
 
 
 @dataclass

@@ -3,8 +3,10 @@
 The model (docs/budgets.md): every stored definition has an origin, `config` (with the config file
 that made it), `api` or `cli`. Applying a config file touches only `config` budgets: it never deletes
 or overwrites a budget made through the API or the CLI (a name clash is reported as a conflict), and it
-deletes a `config` budget the file no longer declares only when asked to prune: `serve` prunes only the
-budgets its own file made, `llmcost budgets apply --prune` prunes every `config` budget the file lacks.
+deletes a `config` budget the file no longer declares only when asked to prune, and then only one this
+same file made (`serve` always, `llmcost budgets apply` with `--prune`): a file never deletes another
+file's budgets. "This same file" is its `budget_set` when it declares one, else its absolute path
+(alerting/budgets/origin.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from alerting.budgets.definition import Budget
+from alerting.budgets.origin import ConfigOrigin
 
 
 class Prune(StrEnum):
@@ -23,9 +26,7 @@ class Prune(StrEnum):
     NONE = "none"
     """Delete nothing (listed as kept)."""
     OWN = "own"
-    """Only those this same config file made (`serve`, on start and on SIGHUP)."""
-    CONFIG = "config"
-    """Every `config` budget the file lacks (`llmcost budgets apply --prune`); never api/cli ones."""
+    """Only those this same config file made (`serve`, and `llmcost budgets apply --prune`)."""
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,12 @@ class ApplyPlan:
     update: list[tuple[dict[str, Any], Budget]] = field(default_factory=list)  # (stored JSON, new)
     unchanged: list[str] = field(default_factory=list)
     delete: list[str] = field(default_factory=list)
-    kept: list[str] = field(default_factory=list)  # config budgets the file lacks, not pruned
+    kept: list[str] = field(default_factory=list)  # this file's config budgets it lacks, not pruned
     conflicts: list[str] = field(default_factory=list)  # declared names owned by the API or the CLI
-    applied_from: dict[str, str | None] = field(default_factory=dict)  # updated names another file applied
+    applied_from: dict[str, str] = field(default_factory=dict)  # updated names another file applied
+    adopted: dict[str, str] = field(default_factory=dict)  # own names recorded under the file's path, now its set
+    untouched: list[str] = field(default_factory=list)  # other files' config budgets: never this file's business
+    other_files: int = 0  # how many files `untouched` came from
 
     @property
     def changes(self) -> bool:
@@ -62,10 +66,20 @@ class ApplyPlan:
             fields = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in new.to_json().items() if old.get(k) != v]
             if new.name in self.applied_from:
                 # Two files declaring one name undo each other on every apply: the reviewer must see it.
-                fields.append(f"taken over from {self.applied_from[new.name] or 'a config file of unknown path'}")
+                fields.append(f"taken over from {self.applied_from[new.name]}")
+            elif new.name in self.adopted:
+                fields.append(f"now recorded under this file's budget_set (was {self.adopted[new.name]})")
             out.append(f"~ update {new.name}: {', '.join(fields) or 'stored form rewritten'}")
         out += [f"- delete {name}" for name in self.delete]
-        out += [f"  keep {name}: declared by no budget in this file (pass --prune to delete it)" for name in self.kept]
+        out += [
+            f"  keep {name}: this file made it and no longer declares it (pass --prune to delete it)"
+            for name in self.kept
+        ]
+        if self.untouched:
+            # Other files' budgets are not this file's to change or delete: one line, not one per budget.
+            budgets = "budget" if len(self.untouched) == 1 else "budgets"
+            files = "other file" if self.other_files == 1 else "other files"
+            out.append(f"  {len(self.untouched)} {budgets} of {self.other_files} {files} untouched")
         out += [
             f"! conflict {name}: made through the API or the CLI; not changed (delete or rename it there first)"
             for name in self.conflicts
@@ -81,6 +95,7 @@ class ApplyPlan:
             "delete": self.delete,
             "kept": self.kept,
             "conflicts": self.conflicts,
+            "untouched": self.untouched,
         }
 
 
@@ -100,27 +115,41 @@ def definition_json(budget: Budget) -> str:
 def plan_apply(
     stored: list[StoredDefinition], declared: tuple[Budget, ...], *, origin_ref: str, prune: Prune
 ) -> ApplyPlan:
-    """What applying `declared` (from the config file `origin_ref`) does to the `stored` definitions."""
+    """What applying `declared` (from the config file of `origin_ref`) does to the `stored` definitions."""
     plan = ApplyPlan()
+    me = ConfigOrigin.parse(origin_ref)
     by_name = {row.name: row for row in stored}
     names = {b.name for b in declared}
     for budget in declared:
         row = by_name.get(budget.name)
         if row is None:
             plan.create.append(budget)
-        elif row.origin != "config":
+            continue
+        if row.origin != "config":
             plan.conflicts.append(budget.name)
-        elif row.definition != definition_json(budget) or row.origin_ref != origin_ref:
-            plan.update.append((json.loads(row.definition), budget))
-            if row.origin_ref != origin_ref:
-                plan.applied_from[budget.name] = row.origin_ref
-        else:
+            continue
+        theirs = ConfigOrigin.parse(row.origin_ref)
+        # A set's budget applied from another checkout path is unchanged: only the identity is compared.
+        recorded_as_mine = theirs.identity == me.identity
+        if row.definition == definition_json(budget) and recorded_as_mine:
             plan.unchanged.append(budget.name)
+            continue
+        plan.update.append((json.loads(row.definition), budget))
+        if not me.owns(theirs):
+            plan.applied_from[budget.name] = theirs.describe()
+        elif not recorded_as_mine:  # this file's, made at its path before it declared its budget_set
+            plan.adopted[budget.name] = theirs.describe()
+    other_files: set[str | None] = set()
     for row in stored:
         if row.origin != "config" or row.name in names:
             continue
-        if prune is Prune.CONFIG or (prune is Prune.OWN and row.origin_ref == origin_ref):
+        theirs = ConfigOrigin.parse(row.origin_ref)
+        if not me.owns(theirs):
+            plan.untouched.append(row.name)
+            other_files.add(theirs.identity)
+        elif prune is Prune.OWN:
             plan.delete.append(row.name)
         else:
             plan.kept.append(row.name)
+    plan.other_files = len(other_files)
     return plan

@@ -21,6 +21,7 @@ from alerting.budgets.apply import Prune
 from alerting.budgets.definition import parse_budgets_section
 from alerting.budgets.errors import BudgetError
 from alerting.budgets.history import DEFAULT_PERIODS, MAX_PERIODS, HistoryError, parse_periods
+from alerting.budgets.origin import BUDGET_SET_KEY, ConfigOrigin, config_origin_ref
 from alerting.budgets.service import BudgetService
 from exporter.config import Config
 from exporter.services import Services
@@ -104,7 +105,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--by", help="who makes the change (audited; required for reset, else $USER)", metavar="NAME")
     parser.add_argument("--reason", help="reset: why (required; recorded, and on the resolved alerts)", metavar="TEXT")
     parser.add_argument("--dry-run", action="store_true", help="apply: print the difference, change nothing")
-    parser.add_argument("--prune", action="store_true", help="apply: delete config budgets the file no longer declares")
+    parser.add_argument(
+        "--prune", action="store_true", help="apply: delete the budgets this file made and no longer declares"
+    )
     parser.add_argument(
         "--detailed-exitcode",
         action="store_true",
@@ -266,14 +269,16 @@ def _apply(service: BudgetService, args: argparse.Namespace, config: Config) -> 
         for problem in problems:
             print(f"  - {problem}", file=sys.stderr)
         return 1
-    origin_ref = str(Path(args.config).resolve())
-    prune = Prune.CONFIG if args.prune else Prune.NONE
+    # The file's budget_set, when it declares one, is what makes it the same file from any checkout path.
+    origin_ref = config_origin_ref(str(Path(args.config).resolve()), config.raw.get(BUDGET_SET_KEY))
+    prune = Prune.OWN if args.prune else Prune.NONE
     plan = service.apply_config(section.items, origin_ref=origin_ref, prune=prune, dry_run=args.dry_run, by=args.by)
     for line in plan.lines():
         print(line)
     verb = "would change" if args.dry_run else "changed"
+    file = ConfigOrigin.parse(origin_ref).describe()  # `budget_set search (/ci/7/search.yml)`, else the path
     print(
-        f"{origin_ref}: {len(plan.create)} to create, {len(plan.update)} to update, {len(plan.delete)} to delete, "
+        f"{file}: {len(plan.create)} to create, {len(plan.update)} to update, {len(plan.delete)} to delete, "
         f"{len(plan.unchanged)} unchanged, {len(plan.kept)} kept, {len(plan.conflicts)} conflicts "
         f"({verb if plan.changes else 'nothing to change'})"
     )

@@ -23,6 +23,7 @@ from alerting.budgets.apply import ApplyPlan, Prune, StoredDefinition, definitio
 from alerting.budgets.definition import OTHER_INSTANCE, Budget, counts_alike, parse_budget
 from alerting.budgets.errors import BudgetError
 from alerting.budgets.instances import CurrentPeriods, folded_spend, iso
+from alerting.budgets.origin import BUDGET_SET_KEY, ConfigOrigin
 from alerting.budgets.spend import (
     PeriodStarts,
     bump_revision,
@@ -35,24 +36,24 @@ from alerting.budgets.tables import REVISION_COUNTER, budget_resets, budget_spen
 from exporter.store import Store
 
 
-def _declared_in(origin_ref: str | None) -> str:
+def _declared_in(origin: ConfigOrigin) -> str:
     """Where a config budget is declared, for a refusal: "declared in /etc/llmcost/prod.yml"."""
     # Rows applied before origins were recorded have no file to point to.
-    return f"declared in {origin_ref}" if origin_ref else "declared in a config file"
+    if origin.budget_set:
+        return f"declared in {origin.path or 'the file'} ({BUDGET_SET_KEY} {origin.budget_set})"
+    return f"declared in {origin.path}" if origin.path else "declared in a config file"
 
 
 def _refusal(name: str, origin_ref: str | None, *, removing: bool) -> str:
     """Why an API/CLI change of a config budget is refused, and the commands that make it."""
     # Removing a budget from the file is not enough: `budgets apply` keeps what the file no longer
-    # declares unless asked to prune, so the advice names the command that does delete it.
-    apply = ["llmcost", "budgets", "apply", "--config", origin_ref or "FILE", *(["--prune"] if removing else [])]
+    # declares unless asked to prune, so the advice names the command that does delete it (which
+    # deletes only what that file made: other files' budgets are never its to delete).
+    origin = ConfigOrigin.parse(origin_ref)
+    apply = ["llmcost", "budgets", "apply", "--config", origin.path or "FILE", *(["--prune"] if removing else [])]
     what = "remove it there" if removing else "change it there"
-    # --prune also deletes config budgets other files applied: say so, the dry run shows which.
-    caution = (
-        " (add --dry-run first: pruning deletes every config budget the file does not declare)" if removing else ""
-    )
     return (
-        f"budget {name!r} is {_declared_in(origin_ref)}; {what}, then run `{shlex.join(apply)}`{caution} "
+        f"budget {name!r} is {_declared_in(origin)}; {what}, then run `{shlex.join(apply)}` "
         "or send SIGHUP to the llmcost serve that reads that file"
     )
 

@@ -142,9 +142,10 @@ def test_no_command_changes_the_budgets_of_a_running_server(db_url: str, tmp_pat
                 assert "store: " in done.stderr  # every reading command says which store it read
             done = cli("check-config", str(empty if with_config == "empty" else prod), cwd=tmp_path)
             assert done.returncode == 0, done.stdout
-            if with_config == "empty":  # the dry run shows what a prune would do, and did nothing
+            if with_config == "empty":  # a prune of another file's: prod's budgets are not its to delete
                 done = cli("budgets", "apply", "--dry-run", "--prune", *db, *config_args, cwd=tmp_path)
-                assert "- delete search-requests" in done.stdout, done.stdout
+                assert "- delete" not in done.stdout, done.stdout
+                assert "4 budgets of 1 other file untouched" in done.stdout, done.stdout
                 assert "api-made" not in done.stdout  # API budgets are never a config's to delete
             after = watch.settled()
             assert after == before
@@ -152,7 +153,7 @@ def test_no_command_changes_the_budgets_of_a_running_server(db_url: str, tmp_pat
             server.stop()
 
 
-def test_apply_without_prune_keeps_and_with_prune_deletes_only_config_budgets(sqlite_url: str, tmp_path: Path) -> None:
+def test_apply_keeps_and_with_prune_deletes_only_its_own_config_budgets(sqlite_url: str, tmp_path: Path) -> None:
     prod = tmp_path / "prod.yml"
     prod.write_text(yaml.safe_dump({"budgets": PROD_BUDGETS}))
     smaller = tmp_path / "smaller.yml"
@@ -167,21 +168,29 @@ def test_apply_without_prune_keeps_and_with_prune_deletes_only_config_budgets(sq
                    "--limit", "2", "--db", sqlite_url, cwd=tmp_path)  # fmt: skip
         assert done.returncode == 0, done.stderr
         dry = cli("budgets", "apply", "--config", str(smaller), "--dry-run", "--db", sqlite_url, cwd=tmp_path)
-        assert "~ update all-spend: limit 10.0 -> 20.0" in dry.stdout, dry.stdout
-        assert "keep search-requests" in dry.stdout
+        assert f"~ update all-spend: limit 10.0 -> 20.0, taken over from {prod}" in dry.stdout, dry.stdout
+        assert "3 budgets of 1 other file untouched" in dry.stdout and "  keep" not in dry.stdout, dry.stdout
         every = ["all-spend", "gpt-tokens", "mine", "per-project", "search-requests", "team"]
 
         def names() -> list[str]:
             return [n for n in every if httpx.get(f"{server.base}/v1/budgets/{n}").status_code == 200]
 
-        assert names() == ["all-spend", "gpt-tokens", "mine", "per-project", "search-requests", "team"]
+        assert names() == every
         done = cli("budgets", "apply", "--config", str(smaller), "--db", sqlite_url, cwd=tmp_path)
         assert done.returncode == 0, done.stdout
         assert httpx.get(f"{server.base}/v1/budgets/all-spend").json()["limit"] == 20.0
-        assert names() == ["all-spend", "gpt-tokens", "mine", "per-project", "search-requests", "team"]
+        assert names() == every
         done = cli("budgets", "apply", "--config", str(smaller), "--prune", "--db", sqlite_url, cwd=tmp_path)
         assert done.returncode == 0, done.stdout
-        assert names() == ["all-spend", "mine", "team"]  # API and CLI budgets stay
+        assert names() == every  # prod.yml's budgets are prod.yml's: another file's prune leaves them
+        # prod.yml, which `serve` applied, drops two of its budgets: the CLI's apply of it is the same file.
+        prod.write_text(yaml.safe_dump({"budgets": PROD_BUDGETS[:1]}))
+        done = cli("budgets", "apply", "--config", str(prod), "--db", sqlite_url, cwd=tmp_path)
+        kept = [line for line in done.stdout.splitlines() if line.startswith("  keep")]
+        assert sorted(line.split(":")[0] for line in kept) == ["  keep gpt-tokens", "  keep per-project"], done.stdout
+        done = cli("budgets", "apply", "--config", str(prod), "--prune", "--db", sqlite_url, cwd=tmp_path)
+        assert done.returncode == 0, done.stdout
+        assert names() == ["all-spend", "mine", "search-requests", "team"]  # API and CLI budgets stay
         clash = tmp_path / "clash.yml"
         clash.write_text(yaml.safe_dump({"budgets": [{"name": "team", "scope": "global", "period": "daily",
                                                      "limit": 9}]}))  # fmt: skip
