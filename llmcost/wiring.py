@@ -73,9 +73,13 @@ class ConfigBudgets:
                 log.info("budgets from %s: %s", ConfigOrigin.parse(self.origin_ref).describe(), line)
         return plan
 
-    def reload(self, section: BudgetsConfig) -> bool:
-        """Take a re-read section; applied now if this process leads (True), else by the leader's own."""
+    def reload(self, section: BudgetsConfig, origin_ref: str | None = None) -> bool:
+        """Take a re-read section and file origin; applied now if this process leads (True), else by the leader's own.
+
+        `origin_ref` (None: unchanged) follows the file's `budget_set`, which may have changed with it.
+        """
         self.section = section
+        self.origin_ref = origin_ref or self.origin_ref
         self.service.config = section
         if self.scheduler is None or not self.scheduler.leading:
             return False
@@ -255,15 +259,20 @@ def reload_budgets(parts: AlertingParts, path: str) -> tuple[list[str], str, dic
     if parts.config_budgets is None:
         log.info("config re-read; this process (role ingest) applies no budgets, the scheduler leader does")
         return [], "budgets left to the scheduler leader", config.raw
-    if not parts.config_budgets.reload(budgets_config):
+    # The budget_set names the budgets' owner: it takes effect with them, not at the next start.
+    origin_ref = config_origin_ref(str(Path(path).resolve()), config.raw.get(BUDGET_SET_KEY))
+    if not parts.config_budgets.reload(budgets_config, origin_ref):
         log.info("config re-read; its budgets are applied by the scheduler leader, not this process")
         return [], "budgets left to the scheduler leader", config.raw
     return [], "budgets applied", config.raw
 
 
 def sections_awaiting_restart(started: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
-    """The sections of a re-read config other than `budgets:` that differ from those the process started with."""
-    return sorted(name for name in set(started) | set(now) if name != "budgets" and started.get(name) != now.get(name))
+    """The sections of a re-read config other than `budgets:` and `budget_set` that differ from those at start."""
+    reloaded = ("budgets", BUDGET_SET_KEY)
+    return sorted(
+        name for name in set(started) | set(now) if name not in reloaded and started.get(name) != now.get(name)
+    )
 
 
 def _job(fn: Callable[[float], object]) -> Callable[[float], None]:

@@ -10,6 +10,7 @@ checkout made. Real processes (`llmcost serve`, the CLI as a subprocess) on SQLi
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import yaml
 
 from tests.e2e.test_budget_safety import cli
 from tests.support.procs import LlmcostProcess
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.real_process
 
@@ -123,5 +125,16 @@ def test_a_budget_set_is_one_file_from_any_checkout_path_for_serve_and_apply(db_
         shown = cli("budgets", "show", "search-monthly", "--db", db_url, cwd=tmp_path)
         assert f'"origin_ref": "budget_set:search {first / "search.yml"}"' in shown.stdout, shown.stdout
 
+        # The server started on the first path before the file named its set; a SIGHUP reads the set with
+        # the budgets, and finds the file as CI's applies left it: nothing to create, update or delete.
+        (first / "search.yml").write_text((second / "search.yml").read_text())
+        assert server.proc is not None
+        started = len(server.log())
+        server.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "config reloaded from" in server.log()[started:], what="the reload", timeout=60)
+        assert names(server.base) == ["chat-daily", "chat-requests", "search-monthly"]
+        reload = server.log()[started:]
+        assert "budgets from" not in reload, reload
+        assert "applied at the next start" not in reload, reload  # budget_set took effect with the budgets
     finally:
         server.stop()
