@@ -64,13 +64,16 @@ bench: test-deps $(STAMP)
 bench-soak: test-deps $(STAMP)
 	$(BIN)/python bench/soak.py $(ARGS)
 
-## Detection evaluations: synthetic series from real traces, 43 real tenants, then a backfill (docs/detection.md).
+## Detection evaluations: synthetic series from real traces, 43 real tenants, then a backfill (docs/detection.md);
+## then budget forecasts on the same 43 tenants (docs/alerting.md#forecasts-need-evidence, ~15 s).
 ## With SERVEGEN=<a checkout of alibaba/ServeGen>, also the independent check on its m-mid and m-large groups.
 eval: $(STAMP)
 	$(BIN)/python bench/eval_detection.py
 	$(BIN)/python bench/eval_real_traffic.py
 	$(if $(SERVEGEN),for g in m-mid m-large; do $(BIN)/python bench/eval_real_traffic.py --traces $(SERVEGEN)/data/language/$$g || exit 1; done)
 	$(BIN)/python bench/eval_backfill.py
+	$(BIN)/python bench/eval_forecast.py
+	$(if $(SERVEGEN),for g in m-mid m-large; do $(BIN)/python bench/eval_forecast.py --traces $(SERVEGEN)/data/language/$$g || exit 1; done)
 
 ## llmcost + local Prometheus and Alertmanager with the shipped configs: make stack ARGS='--duration 600'
 stack: test-deps $(STAMP)
