@@ -18,7 +18,8 @@ from alerting.budgets.definition import OTHER_INSTANCE, Budget
 from alerting.budgets.spend import fold_instances, unit_value
 from alerting.periods import Period, previous_periods
 from exporter.local_time import zone
-from exporter.store.schema import HOUR_SECONDS, LABEL_COLUMNS
+from exporter.store.rollups import covering_range
+from exporter.store.schema import LABEL_COLUMNS
 
 DEFAULT_PERIODS = 3
 """`llmcost budgets show` lists this many completed periods unless `--periods` says otherwise."""
@@ -87,15 +88,6 @@ def first_bucket(conn: Connection) -> int | None:
     return min(starts) if starts else None
 
 
-def _cuts_folded_hour(conn: Connection, moment: int) -> bool:
-    """Whether `moment` falls inside an hour retention folded (one row per series that cannot be split)."""
-    if moment % HOUR_SECONDS == 0:
-        return False
-    hour = moment - moment % HOUR_SECONDS
-    found = conn.execute(text("SELECT 1 FROM usage_rollup_hourly WHERE bucket = :h LIMIT 1"), {"h": hour}).first()
-    return found is not None
-
-
 def _local(moment: datetime, budget: Budget) -> str:
     return moment.astimezone(zone(budget.timezone)).isoformat()
 
@@ -140,7 +132,9 @@ def history(conn: Connection, budget: Budget, now: float, periods: int) -> list[
             "unit": budget.unit,
             "limit": budget.limit,
         }
-        cut = [edge for edge, moment in (("starts", first), ("ends", until)) if _cuts_folded_hour(conn, moment)]
+        # A bound inside an hour retention folded is one the rollups cannot draw: `covering_range` widens it.
+        covered = covering_range(conn, first, until)
+        cut = [edge for edge, moved in (("starts", covered[0] != first), ("ends", covered[1] != until)) if moved]
         if cut:
             entry.update(spent=None, ratio=None, state=None, over_limit=None)
             entry["note"] = FOLDED_NOTE.format(edge=" and ".join(cut))
