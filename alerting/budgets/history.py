@@ -15,11 +15,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from alerting.budgets.definition import OTHER_INSTANCE, Budget
-from alerting.budgets.spend import fold_instances, unit_value
+from alerting.budgets.spend import fold_instances, period_sums, unit_value
 from alerting.periods import Period, previous_periods
 from exporter.local_time import zone
 from exporter.store.rollups import covering_range
-from exporter.store.schema import LABEL_COLUMNS
 
 DEFAULT_PERIODS = 3
 """`llmcost budgets show` lists this many completed periods unless `--periods` says otherwise."""
@@ -49,33 +48,6 @@ def parse_periods(value: Any, what: str) -> int:
     if not 0 <= n <= MAX_PERIODS or str(value).strip().startswith("+"):
         raise HistoryError(f"{what}: must be a whole number from 0 to {MAX_PERIODS}, got {str(value)[:32]!r}")
     return n
-
-
-def period_sums(conn: Connection, budget: Budget, first: int, end: int) -> list[tuple[str, int, int, int]]:
-    """`(key, cost_nanousd, tokens, requests)` per instance of `budget` over the rollups in `[first, end)`.
-
-    The same scope filter as the live budget. One sum per rollup table rather than one over a UNION of
-    their rows, which SQLite materialises whole (see `alerting.budgets.instances.folded_spend`); both in
-    one statement, so a pruning run moving buckets between them is never seen half done.
-    """
-    label = budget.label
-    if label and label not in LABEL_COLUMNS:  # a column name goes into the statement: only a known one
-        raise ValueError(f"budget {budget.name!r} has no label column for scope {budget.scope!r}")
-    group = f's."{label}"' if label else "''"
-    where = f' AND s."{label}" = :key' if label and budget.key != "*" else ""
-    every_kind = "r.input_tokens + r.cache_read_tokens + r.cache_write_tokens + r.output_tokens"
-    statement = " UNION ALL ".join(
-        f"SELECT {group} AS k, SUM(r.cost_nanousd), SUM({every_kind}), SUM(r.requests) "
-        f"FROM {table} r JOIN usage_series s ON s.id = r.series_id "
-        f"WHERE r.bucket >= :first AND r.bucket < :end{where}" + (f" GROUP BY {group}" if label else "")
-        for table in ("usage_rollup", "usage_rollup_hourly")
-    )
-    totals: dict[str, list[int]] = {}
-    for key, cost, tokens, requests in conn.execute(text(statement), {"first": first, "end": end, "key": budget.key}):
-        acc = totals.setdefault(str(key), [0, 0, 0])
-        for i, v in enumerate((cost, tokens, requests)):
-            acc[i] += int(v or 0)
-    return [(key, acc[0], acc[1], acc[2]) for key, acc in sorted(totals.items())]
 
 
 def first_bucket(conn: Connection) -> int | None:

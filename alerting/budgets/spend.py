@@ -22,7 +22,6 @@ from sqlalchemy.engine import Connection
 from alerting.budgets.definition import OTHER_INSTANCE, Budget, parse_budget
 from alerting.budgets.tables import REVISION_COUNTER
 from alerting.periods import period_bounds
-from exporter.store.rollups import ROLLUPS_IN_RANGE_SQL
 from exporter.store.schema import LABEL_COLUMNS
 
 _LABEL_INDEX = {name: i for i, name in enumerate(LABEL_COLUMNS)}
@@ -271,22 +270,7 @@ def rebuild_current_period(conn: Connection, budget: Budget, now: float, periods
     conn.execute(
         text("DELETE FROM budget_spend WHERE budget = :b AND period_start = :p"), {"b": budget.name, "p": first}
     )
-    label = budget.label
-    group = f's."{label}"' if label else "''"
-    where = ""
-    params: dict[str, Any] = {"first": first, "end": int(end.timestamp()) if end else 2**62}
-    if label and budget.key != "*":
-        where = f' AND s."{label}" = :key'
-        params["key"] = budget.key
-    rows = conn.execute(
-        text(
-            f"SELECT {group} AS k, SUM(r.cost_nanousd), "
-            "SUM(r.input_tokens + r.cache_read_tokens + r.cache_write_tokens + r.output_tokens), SUM(r.requests) "
-            f"FROM {ROLLUPS_IN_RANGE_SQL} r JOIN usage_series s ON s.id = r.series_id "
-            f"WHERE 1 = 1{where}" + (f" GROUP BY {group}" if label else "")
-        ),
-        params,
-    ).all()
+    rows = period_sums(conn, budget, first, int(end.timestamp()) if end else 2**62)
     # Resets in this period: what was counted before each is not counted again.
     baseline = {
         k: (int(c or 0), int(t or 0), int(r or 0))
@@ -317,6 +301,34 @@ def rebuild_current_period(conn: Connection, budget: Budget, now: float, periods
                 for k, c, t, r in counted
             ],
         )
+
+
+def period_sums(conn: Connection, budget: Budget, first: int, end: int) -> list[tuple[str, int, int, int]]:
+    """`(key, cost_nanousd, tokens, requests)` per instance of `budget` over the rollups in `[first, end)`.
+
+    What the budget counts before resets, read by its current period's rebuild and by its history. One sum
+    per rollup table rather than one over a UNION of their rows, which SQLite materialises whole (see
+    `alerting.budgets.instances.folded_spend`); both in one statement, so a pruning run moving buckets
+    between them is never seen half done.
+    """
+    label = budget.label
+    if label and label not in LABEL_COLUMNS:  # a column name goes into the statement: only a known one
+        raise ValueError(f"budget {budget.name!r} has no label column for scope {budget.scope!r}")
+    group = f's."{label}"' if label else "''"
+    where = f' AND s."{label}" = :key' if label and budget.key != "*" else ""
+    every_kind = "r.input_tokens + r.cache_read_tokens + r.cache_write_tokens + r.output_tokens"
+    statement = " UNION ALL ".join(
+        f"SELECT {group} AS k, SUM(r.cost_nanousd), SUM({every_kind}), SUM(r.requests) "
+        f"FROM {table} r JOIN usage_series s ON s.id = r.series_id "
+        f"WHERE r.bucket >= :first AND r.bucket < :end{where}" + (f" GROUP BY {group}" if label else "")
+        for table in ("usage_rollup", "usage_rollup_hourly")
+    )
+    totals: dict[str, list[int]] = {}
+    for key, cost, tokens, requests in conn.execute(text(statement), {"first": first, "end": end, "key": budget.key}):
+        acc = totals.setdefault(str(key), [0, 0, 0])
+        for i, v in enumerate((cost, tokens, requests)):
+            acc[i] += int(v or 0)
+    return [(key, acc[0], acc[1], acc[2]) for key, acc in sorted(totals.items())]
 
 
 def fold_instances(rows: list[tuple[Any, ...]], cap: int) -> list[tuple[Any, ...]]:
