@@ -41,13 +41,11 @@ class HistoryError(ValueError):
 
 def parse_periods(value: Any, what: str) -> int:
     """A number of periods from the command line or a query string; `what` names the option in errors."""
-    try:
-        n = int(str(value).strip())
-    except ValueError:
-        n = -1
-    if not 0 <= n <= MAX_PERIODS or str(value).strip().startswith("+"):
+    given = str(value).strip()
+    # ASCII digits only: int() alone also reads `1_0` as 10, `-0` as 0 and other scripts' digits.
+    if not (given.isascii() and given.isdigit()) or int(given) > MAX_PERIODS:
         raise HistoryError(f"{what}: must be a whole number from 0 to {MAX_PERIODS}, got {str(value)[:32]!r}")
-    return n
+    return int(given)
 
 
 def first_bucket(conn: Connection) -> int | None:

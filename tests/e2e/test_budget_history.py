@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -262,3 +263,19 @@ def test_a_bad_periods_option_is_a_usage_error_naming_it(server: LlmcostProcess)
         check=False,
     )
     assert done.returncode == 2 and "--periods not used by list" in done.stderr
+
+
+def test_periods_is_ascii_digits_only(server: LlmcostProcess) -> None:
+    """Defect: Python's int() read `1_0` as 10 and `٣` (an Arabic-Indic three) as 3, so both were listed."""
+    for odd in ("1_0", "\u0663", "-0"):
+        refused = get(server, f"/v1/budgets/team-monthly?periods={quote(odd)}")
+        assert refused.status_code == 400, (odd, refused.text)
+        assert refused.json()["error"] == f"periods: must be a whole number from 0 to 100, got {odd!r}"
+    done = subprocess.run(
+        [*LLMCOST, "budgets", "show", "team-monthly", "--periods", "1_0", "--db", server.db_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2 and "--periods: must be a whole number from 0 to 100, got '1_0'" in done.stderr
