@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from starlette.routing import BaseRoute
@@ -23,7 +22,7 @@ from alerting.budgets.apply import ApplyPlan, Prune
 from alerting.budgets.collector import BudgetCollector
 from alerting.budgets.definition import BudgetsConfig, parse_budgets_section
 from alerting.budgets.http import budget_routes
-from alerting.budgets.origin import BUDGET_SET_KEY, ConfigOrigin, config_origin_ref
+from alerting.budgets.origin import BUDGET_SET_KEY, ConfigOrigin, file_origin_ref
 from alerting.budgets.service import BudgetService
 from alerting.console.http import Console
 from alerting.gateway.config import settings_from_config
@@ -73,27 +72,18 @@ class ConfigBudgets:
                 log.info("budgets from %s: %s", ConfigOrigin.parse(self.origin_ref).describe(), line)
         return plan
 
-    def reload(self, section: BudgetsConfig, origin_ref: str | None = None) -> bool:
+    def reload(self, section: BudgetsConfig, origin_ref: str) -> bool:
         """Take a re-read section and file origin; applied now if this process leads (True), else by the leader's own.
 
-        `origin_ref` (None: unchanged) follows the file's `budget_set`, which may have changed with it.
+        `origin_ref` follows the file's `budget_set`, which may have changed with it.
         """
         self.section = section
-        self.origin_ref = origin_ref or self.origin_ref
+        self.origin_ref = origin_ref
         self.service.config = section
         if self.scheduler is None or not self.scheduler.leading:
             return False
         self.apply()
         return True
-
-
-def config_origin(services: Services) -> str | None:
-    """The origin reference of this process's config budgets: the file's budget_set and absolute path."""
-    source = services.config.source
-    if source is None:
-        return None
-    # `llmcost budgets apply` of the same file records the same reference: either may prune what the other made.
-    return config_origin_ref(str(Path(source).resolve()), services.config.raw.get(BUDGET_SET_KEY))
 
 
 @dataclass
@@ -136,7 +126,7 @@ def attach_alerting(services: Services, role: str = "all", *, origin_ref: str | 
     # built next with this sink (the link is only asked for when an alert is raised, after both exist).
     sink, pusher = _sink(services, gateway, pushing, lambda name: budgets.is_wildcard(name))
     budgets = BudgetService(services.store, budgets_config, sink=sink, clock=services.clock)
-    origin_ref = origin_ref or config_origin(services)
+    origin_ref = origin_ref or file_origin_ref(services.config)
     # Only a process with a scheduler (which may lead) ever applies config budgets.
     config_budgets = ConfigBudgets(budgets, budgets_config, origin_ref) if origin_ref and role != "ingest" else None
     for collector in (*gateway.collectors(), BudgetCollector(budgets)):
@@ -260,7 +250,8 @@ def reload_budgets(parts: AlertingParts, path: str) -> tuple[list[str], str, dic
         log.info("config re-read; this process (role ingest) applies no budgets, the scheduler leader does")
         return [], "budgets left to the scheduler leader", config.raw
     # The budget_set names the budgets' owner: it takes effect with them, not at the next start.
-    origin_ref = config_origin_ref(str(Path(path).resolve()), config.raw.get(BUDGET_SET_KEY))
+    origin_ref = file_origin_ref(config)
+    assert origin_ref is not None  # read from `path`
     if not parts.config_budgets.reload(budgets_config, origin_ref):
         log.info("config re-read; its budgets are applied by the scheduler leader, not this process")
         return [], "budgets left to the scheduler leader", config.raw

@@ -11,7 +11,6 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -21,7 +20,7 @@ from alerting.budgets.apply import Prune
 from alerting.budgets.definition import parse_budgets_section
 from alerting.budgets.errors import BudgetError
 from alerting.budgets.history import DEFAULT_PERIODS, MAX_PERIODS, HistoryError, parse_periods
-from alerting.budgets.origin import BUDGET_SET_KEY, ConfigOrigin, config_origin_ref
+from alerting.budgets.origin import ConfigOrigin, file_origin_ref
 from alerting.budgets.service import BudgetService
 from exporter.config import Config
 from exporter.services import Services
@@ -270,7 +269,8 @@ def _apply(service: BudgetService, args: argparse.Namespace, config: Config) -> 
             print(f"  - {problem}", file=sys.stderr)
         return 1
     # The file's budget_set, when it declares one, is what makes it the same file from any checkout path.
-    origin_ref = config_origin_ref(str(Path(args.config).resolve()), config.raw.get(BUDGET_SET_KEY))
+    origin_ref = file_origin_ref(config)
+    assert origin_ref is not None  # apply requires --config: the config was read from a file
     prune = Prune.OWN if args.prune else Prune.NONE
     plan = service.apply_config(section.items, origin_ref=origin_ref, prune=prune, dry_run=args.dry_run, by=args.by)
     for line in plan.lines():

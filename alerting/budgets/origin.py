@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from exporter.config import Config
+
 BUDGET_SET_KEY = "budget_set"
 """The top-level config key naming the set of budgets a file declares."""
 _PREFIX = f"{BUDGET_SET_KEY}:"
@@ -39,6 +41,17 @@ def validate_budget_set(value: Any, problems: list[str], _base: Path | None = No
 def config_origin_ref(path: str, budget_set: Any = None) -> str:
     """The `origin_ref` recorded with the budgets a config file at `path` applies."""
     return f"{_PREFIX}{budget_set} {path}" if isinstance(budget_set, str) and budget_set else path
+
+
+def file_origin_ref(config: Config) -> str | None:
+    """The `origin_ref` of the budgets `config`'s file applies (None for a config read from no file).
+
+    `llmcost budgets apply`, `serve` at start and on SIGHUP all record this one reference for one file,
+    so each may update quietly and prune what the others made from it.
+    """
+    if config.source is None:
+        return None
+    return config_origin_ref(str(Path(config.source).resolve()), config.raw.get(BUDGET_SET_KEY))
 
 
 @dataclass(frozen=True)
