@@ -61,10 +61,10 @@ def _budgets(section: Any, problems: Problems, _base: Path) -> None:
     parse_budgets_section(section, problems)
 
 
-def _budget_set(section: Any, problems: Problems, base: Path) -> None:
+def _budget_set(section: Any, problems: Problems, _base: Path) -> None:
     from alerting.budgets.origin import validate_budget_set
 
-    validate_budget_set(section, problems, base)
+    validate_budget_set(section, problems)
 
 
 def _silences(raw: dict[str, Any], problems: Problems) -> None:

@@ -26,7 +26,7 @@ _PREFIX = f"{BUDGET_SET_KEY}:"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
-def validate_budget_set(value: Any, problems: list[str], _base: Path | None = None) -> None:
+def validate_budget_set(value: Any, problems: list[str]) -> None:
     """Check the top-level `budget_set` (a config section validator): a short name, or absent."""
     if value is None:
         return
