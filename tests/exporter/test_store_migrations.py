@@ -33,7 +33,6 @@ def test_an_exporter_store_has_the_usage_tables_and_none_of_alertings(db_url: st
 
 
 def test_the_declared_head_is_alembics_and_an_older_store_is_still_upgraded(db_url: str) -> None:
-    from alembic import command
     from alembic.script import ScriptDirectory
 
     config = alembic_config([EXPORTER_SCHEMA])
@@ -41,9 +40,7 @@ def test_the_declared_head_is_alembics_and_an_older_store_is_still_upgraded(db_u
 
     store = Store(db_url)
     assert schema_is_current(store.engine, [EXPORTER_SCHEMA])
-    with store.engine.begin() as connection:  # back to the revision before the newest
-        config.attributes["connection"] = connection
-        command.downgrade(config, "-1")
+    downgrade_one(store)  # back to the revision before the newest
     assert "unpriced_adjust_requests" not in series_columns(store)  # the newest revision adds it
     assert not schema_is_current(store.engine, [EXPORTER_SCHEMA])
     store.close()
@@ -54,6 +51,16 @@ def test_the_declared_head_is_alembics_and_an_older_store_is_still_upgraded(db_u
     again.close()
 
 
+def downgrade_one(store: Store) -> None:
+    """Take `store` back one revision, to the schema the release before wrote."""
+    from alembic import command
+
+    config = alembic_config([EXPORTER_SCHEMA])
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "-1")
+
+
 def series_columns(store: Store) -> set[str]:
     return {column["name"] for column in inspect(store.engine).get_columns("usage_series")}
 
@@ -61,7 +68,6 @@ def series_columns(store: Store) -> set[str]:
 def test_the_upgrade_counts_what_an_earlier_reprice_priced_as_priced_now(db_url: str) -> None:
     # A store repriced by a release before exporter_0005_unpriced_now corrected only its rollups: the
     # upgrade takes the calls unpriced now from them, so the console does not show priced calls as unpriced.
-    from alembic import command
 
     from exporter.pricing import PriceBook, parse_overrides
     from exporter.repricing import Repricer
@@ -80,10 +86,7 @@ def test_the_upgrade_counts_what_an_earlier_reprice_priced_as_priced_now(db_url:
     totals = store.series_totals((), adjustments=True)[0]
     assert (totals.get("unpriced_requests"), totals.get("unpriced_adjust_requests")) == (4, -2)
 
-    config = alembic_config([EXPORTER_SCHEMA])
-    with store.engine.begin() as connection:  # the release before: the column and its count gone
-        config.attributes["connection"] = connection
-        command.downgrade(config, "-1")
+    downgrade_one(store)  # the release before: the column and its count gone
     store.close()
 
     again = Store(db_url)  # upgrades
@@ -103,7 +106,6 @@ def test_the_upgrade_counts_calls_an_earlier_reprice_made_unpriced_from_a_price_
     their cost stayed 0, so their series had no correction, and it had no call arriving unpriced. The
     console then showed them as priced (0 unpriced now) while `llmcost report` counted them unpriced.
     """
-    from alembic import command
 
     from exporter.pricing import PriceBook, parse_overrides
     from exporter.repricing import Repricer
@@ -129,10 +131,7 @@ def test_the_upgrade_counts_calls_an_earlier_reprice_made_unpriced_from_a_price_
         }
 
     assert unpriced_now(store) == {"llama-free": 3, "llama-later": 0}
-    config = alembic_config([EXPORTER_SCHEMA])
-    with store.engine.begin() as connection:  # the release before: the column and its count gone
-        config.attributes["connection"] = connection
-        command.downgrade(config, "-1")
+    downgrade_one(store)  # the release before: the column and its count gone
     store.close()
 
     again = Store(db_url)  # upgrades
