@@ -24,7 +24,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.support.llmcost_server import ADMIN_TOKEN, INGEST_TOKEN, write_config
+from tests.support.llmcost_server import ADMIN_TOKEN, ingest, running_llmcost
 from tests.support.procs import LLMCOST, LlmcostProcess
 
 pytestmark = pytest.mark.real_process
@@ -71,20 +71,8 @@ def call(when: datetime, project: str, *, cost: float = 0.5, tokens: int = 10, n
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[LlmcostProcess]:
-    config = write_config(tmp_path, budgets={"items": BUDGETS})
-    process = LlmcostProcess(f"sqlite:///{tmp_path / 'llmcost.db'}", config=config).start(tmp_path)
-    try:
+    with running_llmcost(tmp_path, f"sqlite:///{tmp_path / 'llmcost.db'}", budgets={"items": BUDGETS}) as process:
         yield process
-    finally:
-        process.stop()
-
-
-def ingest(server: LlmcostProcess, events: list[dict[str, Any]]) -> None:
-    response = httpx.post(
-        f"{server.base}/v1/usage", json=events, headers={"Authorization": f"Bearer {INGEST_TOKEN}"}, timeout=30
-    )
-    response.raise_for_status()
-    assert response.json()["accepted"] == len(events), response.text
 
 
 def show(server: LlmcostProcess, name: str, *argv: str) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.support.llmcost_server import ADMIN_TOKEN, INGEST_TOKEN, write_config
+from tests.support.llmcost_server import ADMIN_TOKEN, INGEST_TOKEN, ingest, running_llmcost
 from tests.support.procs import LLMCOST, LlmcostProcess
 
 pytestmark = pytest.mark.real_process
@@ -37,19 +37,8 @@ def at(text: str) -> float:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[LlmcostProcess]:
-    process = LlmcostProcess(f"sqlite:///{tmp_path / 'llmcost.db'}", config=write_config(tmp_path)).start(tmp_path)
-    try:
+    with running_llmcost(tmp_path, f"sqlite:///{tmp_path / 'llmcost.db'}") as process:
         yield process
-    finally:
-        process.stop()
-
-
-def ingest(server: LlmcostProcess, events: list[dict[str, Any]]) -> None:
-    response = httpx.post(
-        f"{server.base}/v1/usage", json=events, headers={"Authorization": f"Bearer {INGEST_TOKEN}"}, timeout=30
-    )
-    response.raise_for_status()
-    assert response.json()["accepted"] == len(events), response.text
 
 
 def llmcost(server: LlmcostProcess, *argv: str) -> str:

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 from tests.support.procs import LlmcostProcess
@@ -31,3 +32,12 @@ def running_llmcost(tmp_path: Path, db_url: str, **sections: Any) -> Iterator[Ll
         yield server
     finally:
         server.stop()
+
+
+def ingest(server: LlmcostProcess, events: list[dict[str, Any]]) -> None:
+    """POST `events` to the server's `/v1/usage` with the test ingest token; every one must be accepted."""
+    response = httpx.post(
+        f"{server.base}/v1/usage", json=events, headers={"Authorization": f"Bearer {INGEST_TOKEN}"}, timeout=30
+    )
+    response.raise_for_status()
+    assert response.json()["accepted"] == len(events), response.text
