@@ -103,11 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(prog="llmcost", description="LLM cost observability and alerting.")
     parser.add_argument("--version", action="version", version=f"llmcost {__version__}")
-    parser.add_argument(
-        "--log-level",
-        default=None,
-        help=f"one of {', '.join(LOG_LEVELS)} (env LLMCOST_LOG_LEVEL; default INFO)",
-    )
+    log_level_help = f"one of {', '.join(LOG_LEVELS)} (env LLMCOST_LOG_LEVEL; default INFO)"
+    parser.add_argument("--log-level", default=None, help=log_level_help)
     sub = parser.add_subparsers(dest="command", required=True)
     serve.add_parser(sub)
     ingest.add_parser(sub)
@@ -133,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a configuration file")
     check.add_argument("file")
     check.set_defaults(func=cmd_check_config)
+    # Accepted after the command too, as its other options are (`llmcost serve --log-level DEBUG` was
+    # "unrecognized arguments"); SUPPRESS keeps a value given before the command when none follows it.
+    for command in sub.choices.values():
+        command.add_argument("--log-level", default=argparse.SUPPRESS, help=log_level_help)
     return parser
 
 

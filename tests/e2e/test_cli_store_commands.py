@@ -111,6 +111,8 @@ def test_reprice_dry_run_reads_only(store: str, capsys: pytest.CaptureFixture[st
         (["serve", "--listen", "127.0.0.1:99999"], "--listen: port must be 1-65535, got 99999"),
         (["serve", "--listen", "nowhere"], "--listen: must be HOST:PORT"),
         (["--log-level", "bogus", "report"], "--log-level: unknown log level 'bogus' (choose from DEBUG, INFO"),
+        # After the command, beside its other options (it was "unrecognized arguments: --log-level bogus").
+        (["serve", "--log-level", "bogus"], "--log-level: unknown log level 'bogus' (choose from DEBUG, INFO"),
     ],
 )
 def test_unusable_arguments_are_one_line_errors(
@@ -122,6 +124,20 @@ def test_unusable_arguments_are_one_line_errors(
     assert said in err
     assert "u:p" not in err  # a URL's password is never echoed
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_log_level_is_taken_before_or_after_the_command(
+    store: str, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    # docs/configuration.md lists --log-level with serve's options: `llmcost report --log-level WARNING`
+    # was refused with "unrecognized arguments"; only `llmcost --log-level WARNING report` worked.
+    argv = ["report", "--db", store, "--format", "json"]
+    code, out, err = run(
+        capsys, *(["--log-level", "WARNING", *argv] if where == "before" else [*argv, "--log-level", "WARNING"])
+    )
+    assert (code, err.splitlines()[-1:]) == (0, [f"store: {store}"])
+    assert orjson.loads(out)["total"]["requests"] == 2
 
 
 def test_ingest_with_an_unusable_db_url_creates_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
