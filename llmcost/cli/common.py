@@ -50,6 +50,16 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return config
 
 
+def when_argument(flag: str, value: str, *, now: float, tz: str = "UTC") -> float:
+    """Epoch seconds of a `--since`/`--until` value; a `ValueError` naming `flag` when it cannot be read."""
+    from exporter.report.periods import parse_when
+
+    try:
+        return parse_when(value, now=now, tz=tz)
+    except ValueError as exc:
+        raise ValueError(f"{flag}: {exc}") from None
+
+
 def _int_at_least(minimum: int, text: str) -> int:
     try:
         value = int(text)

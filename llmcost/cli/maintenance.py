@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from exporter.events import nanos_to_usd
-from llmcost.cli.common import add_store_arguments, config_from_args, offline_alerting, safe_url
+from llmcost.cli.common import add_store_arguments, config_from_args, offline_alerting, safe_url, when_argument
 from llmcost.services import open_services
 
 
@@ -76,13 +76,12 @@ def _iso(moment: float) -> str:
 
 def cmd_reprice(args: argparse.Namespace) -> int:
     """Price priced and unpriced events again (after a price update or a new override); per-model differences."""
-    from exporter.report.periods import parse_when
     from exporter.repricing import Repricer
 
     now = time.time()
     try:
-        since = parse_when(args.since, now=now)
-        until = parse_when(args.until, now=now) if args.until else float("inf")
+        since = when_argument("--since", args.since, now=now)
+        until = when_argument("--until", args.until, now=now) if args.until else float("inf")
         if since >= until:
             raise ValueError(f"--since ({args.since}) must be before --until ({args.until})")
     except ValueError as exc:

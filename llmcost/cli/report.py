@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any
 
-from llmcost.cli.common import add_store_arguments, config_from_args, positive_int, safe_url
+from llmcost.cli.common import add_store_arguments, config_from_args, positive_int, safe_url, when_argument
 from llmcost.services import open_services
 
 
@@ -45,7 +45,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Spend and usage over a time range, broken down as asked, with efficiency hints (reads only)."""
     from exporter.local_time import zone
     from exporter.report.build import build_report
-    from exporter.report.periods import parse_when, period_range
+    from exporter.report.periods import period_range
     from exporter.report.render import render
 
     now = time.time()
@@ -61,14 +61,14 @@ def cmd_report(args: argparse.Namespace) -> int:
             zone(tz)
         except ValueError as exc:
             raise ValueError(f"--timezone: {exc} (an IANA name, e.g. America/Los_Angeles)") from None
-        reference = parse_when(args.until, now=now, tz=tz) if args.until else now
+        reference = when_argument("--until", args.until, now=now, tz=tz) if args.until else now
         # A named period is taken relative to --until when given (`--period last-7d --until 2026-11-10`);
         # one with an end of its own (last-week) keeps it.
         since, until = period_range(args.period, now=reference, tz=tz) if args.period else (None, None)
         if until is None and args.until:
             until = reference
         if args.since:
-            since = parse_when(args.since, now=now, tz=tz)
+            since = when_argument("--since", args.since, now=now, tz=tz)
         by = [name.strip() for name in args.by.split(",") if name.strip()]
         if not by:
             raise ValueError(f"--by: no dimension given in {args.by!r} (e.g. --by provider,model)")

@@ -167,6 +167,11 @@ def test_environment_variables_are_named_in_their_errors(
         (["report", "--top", "0"], "argument --top: must be 1 or more, got 0"),
         (["report", "--since", "2026-01-02", "--until", "2026-01-01"], "must be before --until"),
         (["reprice", "--since", "2026-01-02", "--until", "2026-01-01"], "must be before --until"),
+        # The flag a value belongs to is named (the line began "not a date, time or age: ..." alone).
+        (["report", "--since", "2026-13-01"], "--since: not a date, time or age: '2026-13-01'"),
+        (["report", "--until", "yesterdayy"], "--until: not a date, time or age: 'yesterdayy'"),
+        (["reprice", "--since", "last week", "--dry-run"], "--since: not a date, time or age: 'last week'"),
+        (["reprice", "--since", "7d", "--until", "noon"], "--until: not a date, time or age: 'noon'"),
     ],
 )
 def test_meaningless_report_arguments_are_refused(
