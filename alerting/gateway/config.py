@@ -102,6 +102,23 @@ def _mapping(value: Any, path: str, problems: Problems) -> dict[str, Any] | None
     return value
 
 
+def _missing(section: Mapping[str, Any], key: str, path: str) -> str:
+    """The problem of a required key without a value, named by the form it was given in, if any.
+
+    `token_env` naming an empty variable says so, rather than send the reader to write a `token` the config
+    means to take from elsewhere.
+    """
+    given = [form for form in (key, f"{key}_file", f"{key}_env") if section.get(form) is not None]
+    if not given:
+        return f"{path}.{key}: required"
+    form = given[0]
+    if form.endswith("_env"):
+        return f"{path}.{form}: environment variable {section[form]} is empty"
+    if form.endswith("_file"):
+        return f"{path}.{form}: {section[form]} is empty"
+    return f"{path}.{key}: must not be empty"
+
+
 def _unknown(section: Mapping[str, Any], allowed: set[str], path: str, problems: Problems) -> None:
     for key in section:
         if key not in allowed:
@@ -114,14 +131,18 @@ def _channel(name: str, section: dict[str, Any], problems: Problems, base: Path)
     allowed = _PLAIN_KEYS[name] | {f"{k}{s}" for k in secrets for s in ("", "_file", "_env")}
     _unknown(section, allowed, path, problems)
     resolved: dict[str, Any] = {k: v for k, v in section.items() if k in _PLAIN_KEYS[name]}
+    named: set[str] = set()  # secrets whose `_env` or `_file` already has a problem of its own
     for key in secrets:
+        count = len(problems)
         value = resolve_secret(section, key, problems, path, base)
+        if len(problems) > count:
+            named.add(key)
         if value is not None:
             resolved[key] = value
     before = len(problems)
     for key in _REQUIRED[name]:
-        if not resolved.get(key):
-            problems.append(f"{path}.{key}: required")
+        if key not in named and not resolved.get(key):
+            problems.append(_missing(section, key, path))
     for key in ("token", "channel", "smtp_host", "from", "username", "password", "routing_key"):
         if key in resolved and resolved[key] is not None and not isinstance(resolved[key], str):
             problems.append(f"{path}.{key}: must be a string, got {type(resolved[key]).__name__}")

@@ -86,6 +86,39 @@ def test_defaults_route_by_severity_to_configured_channels_only():
     assert settings.channels_for("info") == ()
 
 
+def test_a_secret_taken_from_elsewhere_is_one_problem_naming_where(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # docs/alerting.md's config run before `export SLACK_BOT_TOKEN=…`: each such channel was two problems,
+    # the second, `notifications.slack.token: required`, sending the reader to write the token in the file.
+    monkeypatch.delenv("SLACK_BOT_TOKEN", raising=False)
+    monkeypatch.delenv("PD_ROUTING_KEY", raising=False)
+    monkeypatch.setenv("SMTP_PASSWORD", "")
+    (tmp_path / "empty.txt").write_text("\n", encoding="utf-8")
+    raw = {
+        "notifications": {
+            "slack": {"token_env": "SLACK_BOT_TOKEN", "channel": "#llm-cost"},
+            "pagerduty": {"routing_key_file": "missing.txt"},
+            "email": {"smtp_host": "mail", "from": "a@b.c", "to": "d@e.f", "password_env": "SMTP_PASSWORD"},
+        }
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, base=tmp_path)
+    assert caught.value.problems[:2] == [
+        "notifications.slack.token_env: environment variable SLACK_BOT_TOKEN is not set",
+        f"notifications.pagerduty.routing_key_file: cannot read {tmp_path / 'missing.txt'}: No such file or directory",
+    ]
+    assert len(caught.value.problems) == 2, caught.value.problems
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "")
+    raw["notifications"]["pagerduty"] = {"routing_key_file": "empty.txt"}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, base=tmp_path)
+    assert caught.value.problems == [
+        "notifications.slack.token_env: environment variable SLACK_BOT_TOKEN is empty",
+        "notifications.pagerduty.routing_key_file: empty.txt is empty",
+    ]
+
+
 def test_every_config_problem_is_listed_at_once_without_secrets(tmp_path: Path, monkeypatch):  # type: ignore[no-untyped-def]
     monkeypatch.setenv("PD_KEY", "super-secret-routing-key")
     raw = {
