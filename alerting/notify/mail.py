@@ -71,6 +71,12 @@ INSECURE_AUTH = (
 )
 
 
+NO_STARTTLS_FIX = (
+    "for a relay without TLS set starttls: false (and no username, or allow_insecure_auth: true); "
+    "for one speaking TLS from the first byte (port 465) set implicit_tls: true"
+)
+
+
 _ADDRESS = re.compile(r"[^@\s<>,;]+@[^@\s<>,;]+")
 
 
@@ -560,7 +566,14 @@ class EmailNotifier:
             )
         try:
             if self.starttls:
-                smtp.starttls(context=self._ssl_context or ssl.create_default_context())
+                try:
+                    smtp.starttls(context=self._ssl_context or ssl.create_default_context())
+                except smtplib.SMTPNotSupportedError:
+                    # smtplib's "STARTTLS extension not supported by server." left the reader to guess the fix.
+                    raise smtplib.SMTPNotSupportedError(
+                        f"the relay at {self.smtp_host}:{self.smtp_port} offers no STARTTLS, which "
+                        f"notifications.email.starttls (true by default) requires: {NO_STARTTLS_FIX}"
+                    ) from None
             if self.username:
                 smtp.login(self.username, self._password or "")
         except BaseException:
