@@ -34,6 +34,10 @@ FAST_PATH_TRIES = 32
 """Lines of another form `prepare_lines` tries on its fast path before giving up on it for the rest."""
 
 
+TOO_OLD = "is older than the raw-event retention"
+"""How the rejection of an event older than `retention.events_days` begins (after its field)."""
+
+
 @dataclass(frozen=True)
 class Rejection:
     """One record that was not stored, and why."""
@@ -128,7 +132,7 @@ class IngestPipeline:
         days = (self.max_event_age or 0) / 86_400
         return InvalidEvent(
             "timestamp",
-            f"is older than the raw-event retention ({days:g} days, retention.events_days): events that old "
+            f"{TOO_OLD} ({days:g} days, retention.events_days): events that old "
             "are pruned, so a repeat of this one could not be recognised as a duplicate",
         )
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from exporter.gc_tuning import tune_gc_for_throughput
 from exporter.parallel_ingest import MIN_PARALLEL_BYTES, ingest_parallel, parallel_workers, splittable
-from exporter.pipeline import IngestOutcome
+from exporter.pipeline import TOO_OLD, IngestOutcome
 from exporter.readers import FORMATS, iter_file_records
 from exporter.store import StoreUnavailable
 from llmcost.cli.common import add_store_arguments, config_from_args, non_negative_int, print_outcome
@@ -74,6 +74,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         services.close()
     if len(args.files) > 1:
         print_outcome("total", total, show=0)
+    if too_old := sum(TOO_OLD in rejection.error for rejection in total.rejected):
+        # A backfill is the usual way to meet this refusal: say how to load such history after all.
+        records = "record is" if too_old == 1 else "records are"
+        print(
+            f"{too_old} {records} older than retention.events_days: to load history that old, ingest it with a "
+            "config without retention: (or with a larger events_days), then run llmcost prune (docs/retention.md)"
+        )
     return 1 if total.rejected else 0
 
 

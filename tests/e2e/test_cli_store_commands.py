@@ -140,6 +140,26 @@ def test_log_level_is_taken_before_or_after_the_command(
     assert orjson.loads(out)["total"]["requests"] == 2
 
 
+def test_ingest_of_history_past_the_retention_says_how_to_load_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A backfill of last year's file under a config with retention.events_days: each old record was refused
+    # with why, and nothing said how to load such history (docs/retention.md: without retention, then prune).
+    config = tmp_path / "llmcost.yml"
+    config.write_text(f"database: {{url: sqlite:///{tmp_path / 'x.db'}}}\nretention: {{events_days: 30}}\n")
+    old = tmp_path / "last-year.jsonl"
+    rows = [{**EVENT, "request_id": f"old-{i}", "timestamp": time.time() - 400 * 86_400} for i in range(2)]
+    old.write_bytes(b"\n".join(map(orjson.dumps, rows)) + b"\n")
+    code, out, _err = run(capsys, "ingest", "--config", str(config), str(old))
+    assert code == 1
+    assert out.splitlines()[-1] == (
+        "2 records are older than retention.events_days: to load history that old, ingest it with a config "
+        "without retention: (or with a larger events_days), then run llmcost prune (docs/retention.md)"
+    )
+    code, out, _err = run(capsys, "ingest", "--db", f"sqlite:///{tmp_path / 'x.db'}", str(old))
+    assert code == 0 and "older than" not in out
+
+
 def test_ingest_with_an_unusable_db_url_creates_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     calls = events_file(tmp_path)
     code, _out, err = run(capsys, "ingest", "--db", "garbage", str(calls))
