@@ -177,6 +177,10 @@ def _missing_heads(versions: Sequence[str], parts: Sequence[SchemaPart]) -> list
     return [part.head for part in parts if part.head not in present]
 
 
+_NEW = " (a new installation: start `llmcost serve` once, which creates it)"
+"""How a new installation gets its store, which a reading command (or `budgets apply`) will not create."""
+
+
 def require_existing_store(engine: Engine, url: str, parts: Sequence[SchemaPart], *, current: bool = True) -> None:
     """Raise StoreNotFound unless `url` names an llmcost store (with every part at its head if `current`).
 
@@ -192,7 +196,7 @@ def require_existing_store(engine: Engine, url: str, parts: Sequence[SchemaPart]
             raise StoreNotFound(f"no store at {where}: a reading command needs an existing SQLite file")
         if not Path(database).is_file():
             raise StoreNotFound(
-                f"no store at {where} (no such file {database}); pass --db with the store `llmcost serve` uses"
+                f"no store at {where} (no such file {database}); pass --db with the store `llmcost serve` uses{_NEW}"
             )
     try:
         with engine.connect() as connection:
@@ -200,9 +204,11 @@ def require_existing_store(engine: Engine, url: str, parts: Sequence[SchemaPart]
     except exc.OperationalError as error:
         raise StoreNotFound(f"cannot open the store at {where}: {error.orig}") from error
     except exc.DBAPIError:
-        raise StoreNotFound(f"{where} holds no llmcost store (no schema); pass --db with the store in use") from None
+        raise StoreNotFound(
+            f"{where} holds no llmcost store (no schema); pass --db with the store in use{_NEW}"
+        ) from None
     if not versions:
-        raise StoreNotFound(f"{where} holds no llmcost store (no schema); pass --db with the store in use")
+        raise StoreNotFound(f"{where} holds no llmcost store (no schema); pass --db with the store in use{_NEW}")
     if current and _missing_heads(versions, parts):
         found = ", ".join(sorted(versions))
         wanted = ", ".join(f"{part.branch} {part.head}" for part in parts)

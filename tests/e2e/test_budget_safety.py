@@ -212,6 +212,21 @@ def test_reading_commands_refuse_a_missing_store_and_create_nothing(tmp_path: Pa
     assert list(tmp_path.iterdir()) == []  # no empty store, no lock file
 
 
+def test_a_first_budgets_apply_says_how_a_new_installation_gets_its_store(tmp_path: Path) -> None:
+    # budgets.md's CI commands run before any server: the refusal told to pass --db with the store
+    # `llmcost serve` uses, and a new installation has no such store yet.
+    (tmp_path / "budgets.yml").write_text(
+        yaml.safe_dump({"budgets": [{"name": "g", "scope": "global", "period": "daily", "limit": 9}]})
+    )
+    done = cli("budgets", "apply", "--config", "budgets.yml", "--dry-run", "--detailed-exitcode", cwd=tmp_path)
+    assert done.returncode == 3
+    assert done.stderr.strip() == (
+        "no store at sqlite:///llmcost.db (no such file llmcost.db); pass --db with the store `llmcost serve` uses "
+        "(a new installation: start `llmcost serve` once, which creates it)"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["budgets.yml"]
+
+
 def test_reading_commands_refuse_a_postgres_database_without_a_store(pg_url: str, tmp_path: Path) -> None:
     done = cli("budgets", "list", "--db", pg_url, cwd=tmp_path)
     assert done.returncode == 3 and "holds no llmcost store" in done.stderr, done.stderr
