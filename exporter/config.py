@@ -582,8 +582,12 @@ def parse_config(
         else:
             cfg.grafana_url = raw["grafana_url"]
     if "external_url" in raw and _expect(raw["external_url"], str, "external_url", problems):
-        if http_url_problem(raw["external_url"]) or "#" in raw["external_url"]:
-            problems.append("external_url: must be an absolute http(s) URL without a fragment")
+        if problem := http_url_problem(raw["external_url"]):
+            # Echoed (redacted) as every URL setting is: `llmcost.example.com`, scheme left out, was refused
+            # without the value, so the reader could not see what was wrong with it.
+            problems.append(f"external_url: {problem} (an absolute URL, such as https://llmcost.example.com)")
+        elif "#" in raw["external_url"]:
+            problems.append(f"external_url: must have no fragment (#…), got {redact(raw['external_url'])!r}")
         else:
             cfg.external_url = raw["external_url"].rstrip("/")
     database = _section(raw, "database", problems)

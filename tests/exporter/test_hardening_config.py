@@ -122,6 +122,23 @@ def test_check_config_names_a_bad_url_without_its_password(tmp_path: Path) -> No
     assert "pass-2" not in done.stdout + done.stderr
 
 
+@pytest.mark.real_process
+def test_check_config_shows_the_external_url_it_refuses(tmp_path: Path) -> None:
+    # configuration.md's `external_url: https://llmcost.example.com` written without its scheme was refused
+    # as "must be an absolute http(s) URL without a fragment", the only URL setting not echoed.
+    for value, said in (
+        ("llmcost.example.com", "external_url: must be an http(s) URL, got 'llmcost.example.com' (an absolute "
+         "URL, such as https://llmcost.example.com)"),
+        ("https://u:pw-3@llmcost.example.com/#top", "external_url: must have no fragment (#…), got "
+         "'https://[REDACTED]@llmcost.example.com/#top'"),
+    ):  # fmt: skip
+        config = tmp_path / "config.yml"
+        config.write_text(f"external_url: {value}\n")
+        done = subprocess.run([*LLMCOST, "check-config", str(config)], capture_output=True, text=True, timeout=60)
+        assert (done.returncode, done.stdout.splitlines()[1:]) == (1, [f"  - {said}"])
+        assert "pw-3" not in done.stdout + done.stderr
+
+
 def test_a_litellm_provider_object_is_rejected_with_one_log_line_per_request(
     sqlite_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
