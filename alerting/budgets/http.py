@@ -82,9 +82,10 @@ def budget_routes(service: BudgetService, auth: AuthConfig, *, body_timeout: flo
         *,
         changes: bool = False,
         params: tuple[str, ...] = (),
+        setting: str = "auth.admin_tokens",
     ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            denied = check_bearer(request, tokens)
+            denied = check_bearer(request, tokens, setting)
             if denied is None and changes:
                 # Open without admin tokens: a page on any site could otherwise reset or delete a budget
                 # (a no-cors POST with an untyped body needs no preflight), as for acks (origin.py).
@@ -166,7 +167,7 @@ def budget_routes(service: BudgetService, auth: AuthConfig, *, body_timeout: flo
         return guarded(auth.admin_tokens, handler, changes=True)
 
     return [
-        Route("/v1/budgets/check", guarded(auth.ingest_tokens, check), methods=["POST"]),
+        Route("/v1/budgets/check", guarded(auth.ingest_tokens, check, setting="auth.ingest_tokens"), methods=["POST"]),
         Route("/v1/budgets", guarded(auth.admin_tokens, list_budgets), methods=["GET"]),
         Route(
             "/v1/budgets/{name:budget_name}",

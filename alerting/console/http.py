@@ -308,7 +308,7 @@ class Console:
             return HTMLResponse(html, status_code=404 if missing else 200, headers=SECURITY_HEADERS)
 
         async def alerts(request: Request) -> Response:
-            denied = check_bearer(request, self.admin_tokens)
+            denied = check_bearer(request, self.admin_tokens, "auth.admin_tokens")
             if denied is not None:
                 return denied
             try:

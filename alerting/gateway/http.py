@@ -121,7 +121,7 @@ def gateway_routes(gateway: GatewayService, auth: AuthConfig, *, body_timeout: f
         return await _body(request, limit, body_timeout)
 
     async def list_alerts(request: Request) -> Response:
-        denied = check_bearer(request, auth.admin_tokens)
+        denied = check_bearer(request, auth.admin_tokens, "auth.admin_tokens")
         if denied is not None:
             return denied
         unknown = unknown_params(request, ("state", "limit"))
@@ -141,7 +141,7 @@ def gateway_routes(gateway: GatewayService, auth: AuthConfig, *, body_timeout: f
         return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
 
     async def show_alert(request: Request) -> Response:
-        denied = check_bearer(request, auth.admin_tokens)
+        denied = check_bearer(request, auth.admin_tokens, "auth.admin_tokens")
         if denied is not None:
             return denied
         alert_id = _alert_id(request)
@@ -154,7 +154,7 @@ def gateway_routes(gateway: GatewayService, auth: AuthConfig, *, body_timeout: f
 
     def _state_change(action: str) -> Handler:
         async def handler(request: Request) -> Response:
-            denied = check_bearer(request, auth.admin_tokens) or refuse_foreign_origin(
+            denied = check_bearer(request, auth.admin_tokens, "auth.admin_tokens") or refuse_foreign_origin(
                 request, token_required=bool(auth.admin_tokens)
             )
             if denied is not None:
@@ -205,7 +205,7 @@ def gateway_routes(gateway: GatewayService, auth: AuthConfig, *, body_timeout: f
 
     async def alertmanager(request: Request) -> Response:
         # Without webhook tokens: no alert forged by a page whose DNS name was rebound to 127.0.0.1.
-        denied = check_bearer(request, auth.webhook_tokens) or refuse_foreign_origin(
+        denied = check_bearer(request, auth.webhook_tokens, "auth.webhook_tokens") or refuse_foreign_origin(
             request, token_required=bool(auth.webhook_tokens), setting="auth.webhook_tokens"
         )
         if denied is not None:
@@ -270,7 +270,7 @@ def gateway_routes(gateway: GatewayService, auth: AuthConfig, *, body_timeout: f
         return ORJSONResponse(result.to_json())
 
     async def notifications(request: Request) -> Response:
-        denied = check_bearer(request, auth.admin_tokens)
+        denied = check_bearer(request, auth.admin_tokens, "auth.admin_tokens")
         if denied is not None:
             return denied
         unknown = unknown_params(request, ("status", "channel", "alert_id", "limit"))
@@ -297,7 +297,7 @@ def gateway_routes(gateway: GatewayService, auth: AuthConfig, *, body_timeout: f
 
     async def retry_notification(request: Request) -> Response:
         # A requeued dead letter is sent again (a page, maybe): refused to other sites' pages like an ack.
-        denied = check_bearer(request, auth.admin_tokens) or refuse_foreign_origin(
+        denied = check_bearer(request, auth.admin_tokens, "auth.admin_tokens") or refuse_foreign_origin(
             request, token_required=bool(auth.admin_tokens)
         )
         if denied is not None:

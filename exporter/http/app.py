@@ -128,7 +128,7 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         return PlainTextResponse("store unreachable\n", status_code=503)
 
     async def metrics(request: Request) -> Response:
-        denied = check_bearer(request, config.auth.metrics_tokens)
+        denied = check_bearer(request, config.auth.metrics_tokens, "auth.metrics_tokens")
         if denied is not None:
             return denied
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
@@ -141,7 +141,7 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
     async def ingest(request: Request) -> Response:
         """Auth, read, one pipeline call (parse, validate, count, price), commit."""
         # Without ingest tokens: no spend forged by a page whose DNS name was rebound to 127.0.0.1 (origin.py).
-        denied = check_bearer(request, config.auth.ingest_tokens) or refuse_foreign_origin(
+        denied = check_bearer(request, config.auth.ingest_tokens, "auth.ingest_tokens") or refuse_foreign_origin(
             request, token_required=bool(config.auth.ingest_tokens), setting="auth.ingest_tokens"
         )
         if denied is not None:

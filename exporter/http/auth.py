@@ -21,18 +21,28 @@ def token_matches(presented: str, tokens: Sequence[str]) -> bool:
     return found
 
 
-def check_bearer(request: Request, tokens: Sequence[str]) -> Response | None:
-    """None when the request may pass (no tokens configured, or a matching token); else a 401."""
+def unauthorised(setting: str | None) -> str:
+    """The 401's message, naming the token list the endpoint reads when the caller says which.
+
+    A holder of an ingest token asking `GET /v1/budgets` got "missing or invalid bearer token" alone, and
+    could not tell a wrong token from the wrong kind of token. The setting's name is in the public docs.
+    """
+    if setting is None:
+        return "missing or invalid bearer token"
+    return f"missing or invalid bearer token: this endpoint takes one of {setting} (Authorization: Bearer <token>)"
+
+
+def check_bearer(request: Request, tokens: Sequence[str], setting: str | None = None) -> Response | None:
+    """None when the request may pass (no tokens configured, or a matching token); else a 401.
+
+    `setting`: the config key of `tokens` (`auth.admin_tokens`), named in the 401.
+    """
     if not tokens:
         return None
     header = request.headers.get("authorization", "")
     scheme, _, presented = header.partition(" ")
     if scheme.lower() != "bearer" or not presented or not token_matches(presented.strip(), tokens):
-        return error(
-            401,
-            "missing or invalid bearer token",
-            headers={"WWW-Authenticate": 'Bearer realm="llmcost"'},
-        )
+        return error(401, unauthorised(setting), headers={"WWW-Authenticate": 'Bearer realm="llmcost"'})
     return None
 
 

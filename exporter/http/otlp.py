@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from exporter.commit_queue import wait_committed
-from exporter.http.auth import check_bearer
+from exporter.http.auth import check_bearer, unauthorised
 from exporter.http.body import BodyTimeout, BodyTooLarge, media_type, read_limited
 from exporter.http.encoding import BadEncoding, DecodedTooLarge, decode_body
 from exporter.http.origin import refuse_foreign_origin
@@ -85,7 +85,7 @@ def otlp_routes(services: Services, probe: StoreProbe, threads: ReservedThreads)
                 raise _Refused(415, f"unsupported content type {kind!r}; send {PROTOBUF} or {JSON}")
             denied = check_bearer(request, config.auth.ingest_tokens)
             if denied is not None:
-                raise _Refused(401, "missing or invalid bearer token", {"WWW-Authenticate": 'Bearer realm="llmcost"'})
+                raise _Refused(401, unauthorised("auth.ingest_tokens"), {"WWW-Authenticate": 'Bearer realm="llmcost"'})
             foreign = refuse_foreign_origin(
                 request, token_required=bool(config.auth.ingest_tokens), setting="auth.ingest_tokens"
             )

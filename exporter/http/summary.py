@@ -69,7 +69,7 @@ def summary_routes(services: Services) -> list[BaseRoute]:
     """The usage summary route."""
 
     async def summary(request: Request) -> Response:
-        denied = check_bearer(request, services.config.auth.admin_tokens)
+        denied = check_bearer(request, services.config.auth.admin_tokens, "auth.admin_tokens")
         if denied is not None:
             return denied
         query = request.query_params
