@@ -8,13 +8,13 @@ prints the difference first (`--dry-run` stops there) and deletes only with `--p
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 
+from alerting.actor import command_user
 from alerting.budgets.amounts import amount, amounts_apart, percent
 from alerting.budgets.apply import Prune
 from alerting.budgets.definition import parse_budgets_section
@@ -160,7 +160,7 @@ def run(
             print(f"llmcost budgets {action}: {exc}", file=sys.stderr)
             return 2
     if not args.by:
-        args.by = os.environ.get("USER") or "cli"
+        args.by = command_user()
     config = config_from_args(args)
     read_only = action in ("list", "show") or (action == "apply" and args.dry_run)
     services = open_services(config, start_writer=False, read_only=read_only, must_exist=True)

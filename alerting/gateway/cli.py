@@ -12,12 +12,12 @@ likewise: 0 when the alert is firing again, including one that was not acknowled
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 from datetime import UTC
 from typing import TYPE_CHECKING
 
+from alerting.actor import command_user
 from exporter.config import Config
 from exporter.services import Services
 from exporter.store import store_location
@@ -74,7 +74,7 @@ def run(
         )
         return 2
     if args.by is None:
-        args.by = os.environ.get("USER", "cli")
+        args.by = command_user()
     config = config_from_args(args)
     read_only = args.action == "list"
     services = open_services(config, start_writer=False, read_only=read_only, must_exist=True)

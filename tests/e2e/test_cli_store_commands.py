@@ -3,6 +3,8 @@ status, never a traceback, and a refused command leaves nothing behind (in-proce
 
 from __future__ import annotations
 
+import os
+import pwd
 import socket
 import time
 from pathlib import Path
@@ -158,6 +160,22 @@ def test_ingest_of_history_past_the_retention_says_how_to_load_it(
     )
     code, out, _err = run(capsys, "ingest", "--db", f"sqlite:///{tmp_path / 'x.db'}", str(old))
     assert code == 0 and "older than" not in out
+
+
+@pytest.mark.parametrize("user", [None, ""])
+def test_a_change_from_a_shell_without_user_is_recorded_as_its_account(
+    store: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, user: str | None
+) -> None:
+    # budgets.md: --by defaults to $USER. A shell without it (su, docker exec, cron) recorded every change as
+    # by "cli"; `llmcost alerts ack` from a shell whose $USER was empty, as by "".
+    monkeypatch.delenv("LOGNAME", raising=False)
+    if user is None:
+        monkeypatch.delenv("USER", raising=False)
+    else:
+        monkeypatch.setenv("USER", user)
+    code, out, _err = run(capsys, "budgets", "create", "g", "--period", "daily", "--limit", "5", "--db", store)
+    assert code == 0
+    assert out.splitlines()[0] == f"budget g created (origin cli, by {pwd.getpwuid(os.getuid()).pw_name})"
 
 
 def test_ingest_with_an_unusable_db_url_creates_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
