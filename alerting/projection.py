@@ -11,7 +11,11 @@ The projection is `spent so far + level x shape mass of the time left`:
   effects taken out; the window's largest bucket counts as its second largest (one call is no rate).
   The same is measured over a short trailing window (`short_level_window_seconds`; 1/12 of it, at least
   an hour) and the projection follows the lower of the two, down to the low end of the band at most,
-  so it comes back to the current pace within hours of a burst ending (`_follow_short_window`).
+  so it comes back to the current pace within hours of a burst ending (`_follow_short_window`);
+* bursts: a series whose history before the level window was spent in bursts (under 2 effective hours a
+  day, `_spends_in_bursts`) is projected at most a whole period at the level, beyond what it has spent
+  (`_at_most_a_usual_period`): its day is an amount, not a rate, so a daily batch already run is not
+  expected again over the rest of its hour. Other series are projected as before.
 
 So at 06:00 a daily budget is not extrapolated from a quiet night, and a monthly budget knows how many
 weekends are left. With under `min_history_days` of history there is no shape and the projection is the
@@ -36,11 +40,13 @@ from exporter.local_time import zone
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 _DAY = 86400
 _SLOTS = 168  # hours of the week, Monday 00:00 local first
 _SPREAD_WINDOWS = 4  # earlier level windows the low..high band is measured over
 _SHORT_MIN = 3600  # the short level window's floor: under an hour, a few calls are the whole window
+_BURST_HOURS_PER_DAY = 2.0  # fewer effective hours of spend a day than this: the series spends in bursts
 
 
 @dataclass(frozen=True)
@@ -210,6 +216,17 @@ def project_many(
     expected = np.where(use_shape, long_level * future_mass, long_rate * buckets_left)
     short_level = np.where(short_mass > 0, short_level, long_level)
     short_expected = np.where(use_shape, short_level * future_mass, short_rate * buckets_left)
+    # A series whose past days came in a burst or two: its period is an amount, not a rate.
+    history_from = int(np.searchsorted(starts, t_now - cfg.history_days * _DAY))
+    history_to = int(np.searchsorted(starts, t_now - level_len))
+    bursty = use_shape & _spends_in_bursts(v, index, history_from, history_to, first, size)
+    if bursty.any():
+        period_from = int(np.searchsorted(starts, t_start))
+        period_mass = weights @ index.between(period_from, starts.size)[0] + future_mass
+        expected = np.where(bursty, _at_most_a_usual_period(expected, spent, long_level, period_mass), expected)
+        short_expected = np.where(
+            bursty, _at_most_a_usual_period(short_expected, spent, short_level, period_mass), short_expected
+        )
     rel = np.where(use_shape, _level_spread(v, starts, t_now, level_len, weights, index, first), 1.0)
     low_factor = np.maximum(0.0, 1.0 - cfg.band_z * rel)
     return ProjectionBatch(
@@ -259,6 +276,36 @@ def _follow_short_window(expected: FloatArray, short_expected: FloatArray, low_f
     level window widens it to nothing, a steady series keeps it narrow.
     """
     return np.maximum(np.minimum(expected, short_expected), expected * low_factor)
+
+
+def _spends_in_bursts(v: FloatArray, index: _SlotIndex, a: int, b: int, first: IntArray, size: int) -> BoolArray:
+    """Whether each series spent buckets [a, b) in bursts: in fewer than `_BURST_HOURS_PER_DAY` hours a day.
+
+    Hours counted as an effective number, (sum of the clock hours' spend)^2 / sum of their squares: a
+    day spent evenly over 24 hours counts 24, a day spent in one hour counts 1, whatever the amounts.
+    Read over the history before the level window, so today's own burst or rise does not decide it.
+    """
+    n = v.shape[0]
+    days = np.maximum(b - np.maximum(a, first), 0) * size / _DAY
+    if b <= a:
+        return np.zeros(n, dtype=bool)
+    runs = index.run_start[(index.run_start > a) & (index.run_start < b)]  # a run of one slot: one clock hour
+    hours = np.add.reduceat(v[:, a:b], np.concatenate(([a], runs)) - a, axis=1)
+    total = hours.sum(axis=1)
+    effective_hours = _safe_div(total**2, (hours**2).sum(axis=1))
+    return (days >= 1.0) & (total > 0) & (effective_hours < _BURST_HOURS_PER_DAY * days)
+
+
+def _at_most_a_usual_period(expected: FloatArray, spent: FloatArray, level: FloatArray, mass: FloatArray) -> FloatArray:
+    """Spend still to come, at most what a whole period at `level` brings beyond the spend so far.
+
+    For a series that spends in bursts, one day's rate is no pace: chunk-20 of ServeGen's m-small spends
+    its whole day in a 10-minute batch after 9:00, and at 9:10 the rate of the last 24 hours carried over
+    the rest of the hour projected $1,760 for its usual $1,000 day, a forecast over a limit of 1.5 x its
+    median day on days that ended at it. Counted as an amount, the day the level measures has been
+    spent once the batch is. A bigger level still raises the amount: the level window holds today's bursts.
+    """
+    return np.minimum(expected, np.maximum(level * mass - spent, 0.0))
 
 
 def _level_spend(window: FloatArray) -> FloatArray:

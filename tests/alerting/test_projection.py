@@ -234,3 +234,39 @@ def test_a_young_series_recent_rate_follows_the_short_window_too() -> None:
     res = project(at(now, 48.0, job, days=1), "daily", now)  # a day and 13 hours of history: no shape yet
     assert res.method == "recent_rate"
     assert res.projected == pytest.approx(26 + 60 + 2 * 11, rel=0.02)  # over the last day: 26 + 60 + 4.5 x 11
+
+
+# A series that spends in bursts: its period is an amount, not a rate (see _at_most_a_usual_period).
+def batch_days(now: datetime, amount: float, days: int = 21) -> np.ndarray:
+    """`amount` in a 10-minute batch from 9:00 UTC on each of the last `days` days and today, nothing else."""
+    today = now.replace(hour=0, minute=0)
+    batches = {}
+    for d in range(days + 1):
+        at9 = today - timedelta(days=d) + timedelta(hours=9)
+        batches[(at9, at9 + timedelta(minutes=10))] = amount
+    return at(now, 0.0, batches, days=days)
+
+
+def test_a_daily_batch_is_not_projected_again_over_the_rest_of_its_hour() -> None:
+    """ServeGen's chunk-20 spends its day in a 9:00 batch: at 9:10 the last 24 hours' rate carried over
+    the rest of the hour projected $1,762 for its usual $1,000 day, a forecast over 1.5 x its day."""
+    day = datetime(2026, 11, 25, tzinfo=UTC)
+    for minutes in (10, 20, 45, 90, 600):
+        now = day + timedelta(hours=9, minutes=minutes)
+        res = project(batch_days(now, 1000.0), "daily", now)
+        assert res.spent == pytest.approx(1000.0)
+        assert res.projected == pytest.approx(1000.0, rel=0.05), minutes
+        assert not should_alert_forecast(res, 1500.0, elapsed_fraction(*period_bounds("daily", now, "UTC"), now))
+        assert res.low <= res.projected <= res.high
+
+
+def test_a_bursty_series_still_projects_a_day_with_more_bursts() -> None:
+    """A second batch yesterday at 15:00: the last 24 hours say a day is two batches, and today is projected so."""
+    day = datetime(2026, 11, 25, tzinfo=UTC)
+    now = day + timedelta(hours=9, minutes=10)
+    extra = day - timedelta(hours=9)
+    series = batch_days(now, 1000.0)
+    series[1][(series[0] >= extra.timestamp()) & (series[0] < (extra + timedelta(minutes=10)).timestamp())] += 500.0
+    res = project(series, "daily", now)
+    assert res.spent == pytest.approx(1000.0)
+    assert res.projected > 1500.0
