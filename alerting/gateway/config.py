@@ -142,7 +142,8 @@ def _channel(name: str, section: dict[str, Any], problems: Problems, base: Path)
     before = len(problems)
     for key in _REQUIRED[name]:
         if key not in named and not resolved.get(key):
-            problems.append(_missing(section, key, path))
+            missing = _missing(section, key, path)
+            problems.append(f"{missing} ({path} is empty; leave it out to use no {name})" if not section else missing)
     for key in ("token", "channel", "smtp_host", "from", "username", "password", "routing_key"):
         if key in resolved and resolved[key] is not None and not isinstance(resolved[key], str):
             problems.append(f"{path}.{key}: must be a string, got {type(resolved[key]).__name__}")
@@ -427,17 +428,22 @@ def parse_settings(raw: Mapping[str, Any], base: Path, problems: Problems, *, wh
     notifications = _mapping(raw.get("notifications"), "notifications", problems) or {}
     _unknown(notifications, {*CHANNELS, "routes"}, "notifications", problems)
     channels: dict[str, dict[str, Any]] = {}
-    for name in CHANNELS:
-        section = _mapping(notifications.get(name), f"notifications.{name}", problems)
-        if section:
-            resolved = _channel(name, section, problems, base)
-            if resolved is not None:
-                channels[name] = resolved
+    # A channel's key written at all configures it: `pagerduty: {}`, or `pagerduty:` with its keys commented
+    # out, is a section missing its required keys, not a channel left out (routes would silently skip it).
+    written = [name for name in CHANNELS if name in notifications]
+    for name in written:
+        value = notifications[name]
+        section = {} if value is None else _mapping(value, f"notifications.{name}", problems)
+        if section is None:
+            continue
+        resolved = _channel(name, section, problems, base)
+        if resolved is not None:
+            channels[name] = resolved
     if "email" in channels and isinstance(raw.get("external_url"), str):
         # The mail notifier's fallback for its Message-IDs' domain (`alerting.notify.mail.message_id_domain`).
         channels["email"]["external_url"] = raw["external_url"]
     # A channel whose section has problems of its own still counts as configured here: one problem each.
-    configured = {name for name in CHANNELS if notifications.get(name)}
+    configured = set(written)
     routes = _routes(notifications.get("routes"), configured, problems)
 
     alerting = _mapping(raw.get("alerting"), "alerting", problems) or {}

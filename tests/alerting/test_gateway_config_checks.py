@@ -133,3 +133,38 @@ def test_a_mail_recipient_problem_names_the_entry_as_written_and_the_address_in_
     assert code == 1
     assert "notifications.email.to: must not contain control characters (U+000D at character 19)" in out, out
     assert "to[0]" not in out, out
+
+
+@pytest.mark.parametrize(
+    ("section", "problems"),
+    [
+        ("pagerduty: {}", ["notifications.pagerduty.routing_key: required (notifications.pagerduty is empty"]),
+        ("pagerduty:", ["notifications.pagerduty.routing_key: required (notifications.pagerduty is empty"]),
+        (
+            "pagerduty: {events_url: 'https://events.example.com/v2/enqueue'}",
+            ["notifications.pagerduty.routing_key: required"],
+        ),
+        ("slack: {}", ["notifications.slack.token: required (", "notifications.slack.channel: required ("]),
+        (
+            "email:",
+            [
+                "notifications.email.smtp_host: required (",
+                "notifications.email.from: required (",
+                "notifications.email.to: required (",
+            ],
+        ),
+    ],
+)
+def test_a_channel_section_written_without_its_required_keys_is_a_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], section: str, problems: list[str]
+) -> None:
+    # `pagerduty: {}` passed check-config as if no PagerDuty were configured (only a notice that no channel
+    # was), and critical alerts then paged nobody.
+    config = tmp_path / "llmcost.yml"
+    config.write_text(f"notifications:\n  {section}\n")
+    code, out = run(capsys, "check-config", str(config))
+    assert code == 1, out
+    lines = [line.strip().removeprefix("- ") for line in out.splitlines() if line.startswith("  - ")]
+    assert len(lines) == len(problems), out
+    for line, problem in zip(lines, problems, strict=True):
+        assert line.startswith(problem), (line, out)
