@@ -48,6 +48,8 @@ from llmcost.config import load_config
 
 log = logging.getLogger(__name__)
 ROLES = ("all", "ingest", "scheduler")
+DELIVERING_ROLES = ("all", "scheduler")
+"""The roles whose processes run the gateway's delivery workers and the scheduler (`--role ingest` does not)."""
 OUTBOX_TICK_SECONDS = 15.0  # repeat reminders and outbox housekeeping
 
 
@@ -116,7 +118,7 @@ def attach_alerting(services: Services, role: str = "all", *, origin_ref: str | 
     budgets_config = parse_budgets_section(services.config.raw.get("budgets"), problems)
     if problems:
         raise ConfigError(problems)
-    delivers = role in ("all", "scheduler")
+    delivers = role in DELIVERING_ROLES
     pushing = push_settings(services.config)
     gateway = GatewayService(
         services.store, settings_from_config(services.config), clock=services.clock, start_workers=delivers
@@ -145,7 +147,7 @@ def attach_alerting(services: Services, role: str = "all", *, origin_ref: str | 
         jobs["alertmanager"] = (pushing.resend_interval, _job(pusher.push))
     services.registry.register(SchedulerCollector(services.store, jobs=tuple(jobs)))
     scheduler = None
-    if role in ("all", "scheduler"):
+    if role in DELIVERING_ROLES:
         scheduler = AlertScheduler(
             services.store,
             jobs,

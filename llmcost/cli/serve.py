@@ -61,7 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             ]
         )
     sock = _bind(config.listen)
-    _log_routing(config)  # once, here: not once per worker
+    _log_routing(config, args.role)  # once, here: not once per worker
     if workers == 1:
         _serve(config, args.role, config_path, sock=sock, banner=banner + ")")
         return 0
@@ -73,14 +73,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return Supervisor(sock, workers, lambda s: _serve(config, args.role, config_path, sock=s)).run()
 
 
-def _log_routing(config: Config) -> None:
+def _log_routing(config: Config, role: str) -> None:
     """Log what goes where, and warn of each channel a default route names but the config lacks.
 
     A config with Slack alone starts (the default routes keep the configured channels), but its critical
     alerts, which the default route pages, then page nobody: `check-config` says so, and so does the log.
+    Only a process that delivers says it: a `--role ingest` replica would repeat the scheduler's warnings
+    about notifications it never sends.
     """
     from alerting.gateway.routing import config_routing
+    from llmcost.wiring import DELIVERING_ROLES
 
+    if role not in DELIVERING_ROLES:
+        log.info(
+            "alert routing is logged by the processes that deliver notifications (roles %s), not this one (role %s)",
+            ", ".join(DELIVERING_ROLES),
+            role,
+        )
+        return
     lines, notices = config_routing(config.raw)
     log.info("alert routing: %s", "; ".join(lines))
     for notice in notices:

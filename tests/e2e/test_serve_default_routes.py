@@ -47,3 +47,17 @@ def test_serve_with_every_channel_routed_says_nothing_more(tmp_path: Path, sqlit
         assert "notifications.pagerduty is not configured" not in server.log()
     finally:
         server.stop()
+
+
+def test_an_ingest_process_logs_no_routing_and_no_channel_warnings(tmp_path: Path, sqlite_url: str) -> None:
+    # A `--role ingest` process delivers nothing, yet it logged the routing and warned that critical
+    # alerts page nobody: beside a scheduler, every ingest replica repeated the scheduler's warnings.
+    config = tmp_path / "llmcost.yml"
+    config.write_text(SLACK_ONLY)
+    server = LlmcostProcess(sqlite_url, config=config, role="ingest").start(tmp_path)
+    try:
+        log = server.log()
+        assert "alert routing: " not in log and PAGES_NOBODY not in log, log
+        assert "alert routing is logged by the processes that deliver notifications (roles all, scheduler)" in log
+    finally:
+        server.stop()
