@@ -17,6 +17,8 @@ from collections.abc import Callable
 from datetime import UTC
 from typing import TYPE_CHECKING
 
+import orjson
+
 from alerting.actor import command_user
 from exporter.config import Config
 from exporter.services import Services
@@ -37,15 +39,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state", choices=("firing", "acknowledged", "resolved"))
     parser.add_argument("--by", help="ack, unack: who (default $USER)")
     parser.add_argument("--comment", default="", help="ack, unack: why")
+    parser.add_argument(
+        "--format", choices=("table", "json"), help="list: output format (default table; json for scripts)"
+    )
 
 
 # The options each action reads: one parser serves all three, so `alerts list --by alice` (read as "the
 # alerts alice acknowledged") listed every alert, and `alerts ack 7 --state firing` ignored the filter.
-_READS = {"list": {"state"}, "ack": {"id", "by", "comment"}, "unack": {"id", "by", "comment"}}
+_READS = {"list": {"state", "format"}, "ack": {"id", "by", "comment"}, "unack": {"id", "by", "comment"}}
 
 
 def _options_not_read(args: argparse.Namespace) -> list[str]:
     given = {"id": args.id is not None, "state": args.state is not None, "by": args.by is not None}
+    given["format"] = args.format is not None
     given["comment"] = args.comment != ""
     return [
         ("ID" if name == "id" else f"--{name}")
@@ -88,28 +94,38 @@ def run(
             return _ack(gateway, args)
         if args.action == "unack":
             return _unack(gateway, args)
-        listed = gateway.alerts(args.state, limit=LIST_LIMIT)
-        if not listed:
-            print(f"no {args.state} alerts" if args.state else "no alerts")
-        for alert in listed:
-            by = f" by {alert.acknowledged_by}" if alert.acknowledged_by else ""
-            state: str = alert.state
-            if alert.silence is not None and alert.state == "firing":
-                state = "inhibited" if alert.silence.inhibition else "silenced"
-                by = _silenced(alert.silence)
-            labels = ",".join(f"{k}={v}" for k, v in sorted(alert.labels.items()))
-            print(f"{alert.id:>5} {state:<12} {alert.severity:<8} {alert.alertname:<26} {labels}{by}")
-        if len(listed) == LIST_LIMIT:
-            # Only the newest are read: say how many were left out rather than end as if that were all.
-            more = gateway.alert_count(args.state) - LIST_LIMIT
-            if more > 0:
-                noun = "alert" if more == 1 else "alerts"
-                print(
-                    f"… and {more:,} more {noun} not listed (the newest {LIST_LIMIT:,} are shown; narrow with --state)"
-                )
+        _list(gateway, args)
     finally:
         services.close()
     return 0
+
+
+def _list(gateway: GatewayService, args: argparse.Namespace) -> None:
+    """The newest `LIST_LIMIT` alerts: a table headed by its columns, as `budgets list` prints, or JSON."""
+    listed = gateway.alerts(args.state, limit=LIST_LIMIT)
+    # Only the newest are read: say how many were left out rather than end as if that were all.
+    more = max(gateway.alert_count(args.state) - LIST_LIMIT, 0) if len(listed) == LIST_LIMIT else 0
+    if args.format == "json":
+        from alerting.gateway.records import api_alert
+
+        # Each alert as GET /v1/alerts shows it; `not_listed` counts the older ones beyond the limit.
+        print(orjson.dumps({"alerts": [api_alert(alert) for alert in listed], "not_listed": more}).decode())
+        return
+    if not listed:
+        print(f"no {args.state} alerts" if args.state else "no alerts")
+        return
+    print(f"{'id':>5} {'state':<12} {'severity':<8} {'alertname':<26} labels")
+    for alert in listed:
+        by = f" by {alert.acknowledged_by}" if alert.acknowledged_by else ""
+        state: str = alert.state
+        if alert.silence is not None and alert.state == "firing":
+            state = "inhibited" if alert.silence.inhibition else "silenced"
+            by = _silenced(alert.silence)
+        labels = ",".join(f"{k}={v}" for k, v in sorted(alert.labels.items()))
+        print(f"{alert.id:>5} {state:<12} {alert.severity:<8} {alert.alertname:<26} {labels}{by}")
+    if more:
+        noun = "alert" if more == 1 else "alerts"
+        print(f"… and {more:,} more {noun} not listed (the newest {LIST_LIMIT:,} are shown; narrow with --state)")
 
 
 def _ack(gateway: GatewayService, args: argparse.Namespace) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from alerting.gateway.config import settings_from_config
@@ -103,7 +105,7 @@ def test_list_says_when_it_shows_only_the_newest_alerts(sqlite_url: str, capsys:
     code, out, _ = run(capsys, "alerts", "list", "--db", sqlite_url)
     assert code == 0
     lines = out.splitlines()
-    assert len(lines) == 1001
+    assert len(lines) == 1002  # the header, 1,000 alerts, the line saying what is left out
     assert lines[-1] == "… and 1 more alert not listed (the newest 1,000 are shown; narrow with --state)"
     code, out, _ = run(capsys, "alerts", "list", "--state", "acknowledged", "--db", sqlite_url)
     assert (code, out) == (0, "no acknowledged alerts\n")
@@ -121,3 +123,27 @@ def test_an_option_the_action_does_not_read_is_refused_not_ignored(
     assert code == 2 and "ID not used by list" in err, err
     code, _, err = run(capsys, "alerts", "ack", "7", "--state", "firing", "--db", sqlite_url)
     assert code == 2 and "--state not used by ack" in err, err
+
+
+def test_list_prints_a_header_row_as_budgets_list_does_and_json_for_scripts(
+    sqlite_url: str, alert_id: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `budgets list` heads its table with its columns; `alerts list` printed bare rows, its columns unnamed.
+    assert run(capsys, "alerts", "ack", str(alert_id), "--db", sqlite_url, "--by", "alice")[0] == 0
+    code, out, _ = run(capsys, "alerts", "list", "--db", sqlite_url)
+    header, row = out.splitlines()
+    assert code == 0 and header.split() == ["id", "state", "severity", "alertname", "labels"], out
+    assert row.split()[:4] == [str(alert_id), "acknowledged", "critical", "LLMBudgetExceeded"], out
+    # Columns line up under their names.
+    assert header.index("state") == row.index("acknowledged") and header.index("labels") == row.index("budget=")
+
+    code, out, _ = run(capsys, "alerts", "list", "--format", "json", "--db", sqlite_url)
+    body = json.loads(out)
+    assert code == 0 and body["not_listed"] == 0, out
+    [alert] = body["alerts"]
+    assert (alert["id"], alert["state"], alert["acknowledged_by"]) == (alert_id, "acknowledged", "alice")
+    assert alert["labels"] == {"budget": "all"}
+    code, out, _ = run(capsys, "alerts", "list", "--format", "json", "--state", "resolved", "--db", sqlite_url)
+    assert (code, json.loads(out)) == (0, {"alerts": [], "not_listed": 0})
+    code, _, err = run(capsys, "alerts", "ack", str(alert_id), "--format", "json", "--db", sqlite_url)
+    assert code == 2 and "--format not used by ack" in err, err
