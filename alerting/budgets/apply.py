@@ -53,6 +53,7 @@ class ApplyPlan:
     adopted: dict[str, str] = field(default_factory=dict)  # own names recorded under the file's path, now its set
     untouched: list[str] = field(default_factory=list)  # other files' config budgets: never this file's business
     other_files: int = 0  # how many files `untouched` came from
+    no_file: int = 0  # how many of `untouched` were applied before origins were recorded: no file's
 
     @property
     def changes(self) -> bool:
@@ -77,14 +78,24 @@ class ApplyPlan:
         ]
         if self.untouched:
             # Other files' budgets are not this file's to change or delete: one line, not one per budget.
-            budgets = "budget" if len(self.untouched) == 1 else "budgets"
-            files = "other file" if self.other_files == 1 else "other files"
-            out.append(f"  {len(self.untouched)} {budgets} of {self.other_files} {files} untouched")
+            out.append(self._untouched_line())
         out += [
             f"! conflict {name}: made through the API or the CLI; not changed (delete or rename it there first)"
             for name in self.conflicts
         ]
         return out
+
+    def _untouched_line(self) -> str:
+        # Budgets from before origins were recorded belong to no file (docs/budgets.md): not one more
+        # "other file", which readers would look for.
+        of_files = len(self.untouched) - self.no_file
+        files = f"{self.other_files} other file{'' if self.other_files == 1 else 's'}"
+        no_file = "no file (applied before llmcost recorded origins)"
+        if not self.no_file:
+            return f"  {of_files} budget{'' if of_files == 1 else 's'} of {files} untouched"
+        if not of_files:
+            return f"  {self.no_file} budget{'' if self.no_file == 1 else 's'} of {no_file} untouched"
+        return f"  {len(self.untouched)} budgets untouched: {of_files} of {files}, {self.no_file} of {no_file}"
 
     def to_json(self) -> dict[str, Any]:
         """The plan as JSON."""
@@ -146,7 +157,10 @@ def plan_apply(
         theirs = ConfigOrigin.parse(row.origin_ref)
         if not me.owns(theirs):
             plan.untouched.append(row.name)
-            other_files.add(theirs.identity)
+            if theirs.identity is None:
+                plan.no_file += 1
+            else:
+                other_files.add(theirs.identity)
         elif prune is Prune.OWN:
             plan.delete.append(row.name)
         else:

@@ -40,7 +40,8 @@ def _declared_in(origin: ConfigOrigin) -> str:
     """Where a config budget is declared, for a refusal: "declared in /etc/llmcost/prod.yml"."""
     # Rows applied before origins were recorded have no file to point to.
     if origin.budget_set:
-        return f"declared in {origin.path or 'the file'} ({BUDGET_SET_KEY} {origin.budget_set})"
+        seen = f" (last seen at {origin.path})" if origin.path else ""
+        return f"declared in the file with {BUDGET_SET_KEY} {origin.budget_set}{seen}"
     return f"declared in {origin.path}" if origin.path else "declared in a config file"
 
 
@@ -50,10 +51,14 @@ def _refusal(name: str, origin_ref: str | None, *, removing: bool) -> str:
     # declares unless asked to prune, so the advice names the command that does delete it (which
     # deletes only what that file made: other files' budgets are never its to delete).
     origin = ConfigOrigin.parse(origin_ref)
-    apply = ["llmcost", "budgets", "apply", "--config", origin.path or "FILE", *(["--prune"] if removing else [])]
+    # A set's stored path is where an apply last *wrote* it (an unchanged apply from a new CI checkout
+    # rewrites nothing): likely a checkout that is gone, so the advice names the set, not that path.
+    path = None if origin.budget_set else origin.path
+    apply = ["llmcost", "budgets", "apply", "--config", path or "FILE", *(["--prune"] if removing else [])]
     what = "remove it there" if removing else "change it there"
+    with_file = " with that file" if path is None else ""
     return (
-        f"budget {name!r} is {_declared_in(origin)}; {what}, then run `{shlex.join(apply)}` "
+        f"budget {name!r} is {_declared_in(origin)}; {what}, then run `{shlex.join(apply)}`{with_file} "
         "or send SIGHUP to the llmcost serve that reads that file"
     )
 

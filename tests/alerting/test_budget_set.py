@@ -48,12 +48,13 @@ def test_a_prune_deletes_only_what_this_file_made_and_other_files_are_one_line()
     ]
     pruned = plan(stored, [SEARCH], "/repo/search.yml", Prune.OWN)
     assert (pruned.delete, pruned.kept, pruned.unchanged) == (["search-old"], [], ["search"])
-    assert sorted(pruned.untouched) == ["ancient", "chat-a", "chat-b", "ops"] and pruned.other_files == 3
-    assert pruned.lines() == ["- delete search-old", "  4 budgets of 3 other files untouched"]
+    assert sorted(pruned.untouched) == ["ancient", "chat-a", "chat-b", "ops"] and pruned.other_files == 2
+    untouched = "  4 budgets untouched: 3 of 2 other files, 1 of no file (applied before llmcost recorded origins)"
+    assert pruned.lines() == ["- delete search-old", untouched]
     kept = plan(stored, [SEARCH], "/repo/search.yml", Prune.NONE)
     assert kept.lines() == [
         "  keep search-old: this file made it and no longer declares it (pass --prune to delete it)",
-        "  4 budgets of 3 other files untouched",
+        untouched,
     ]
     assert kept.to_json()["untouched"] == pruned.to_json()["untouched"]
 
@@ -106,7 +107,48 @@ def test_apply_refuses_a_file_with_a_bad_budget_set_and_the_refusal_names_the_se
     assert out.splitlines()[-1].startswith(f"budget_set search ({config}): 1 to create, "), out
     assert "1 budget of 1 other file untouched" in out, out  # DAILY, applied from another file
     code, out, err = llmcost(capsys, "budgets", "delete", "search", "--db", store)
-    assert code == 1 and err.startswith(f"budget 'search' is declared in {config} (budget_set search); remove it")
-    assert f"`llmcost budgets apply --config {config} --prune`" in err, err
+    assert code == 1 and err.startswith(
+        f"budget 'search' is declared in the file with budget_set search (last seen at {config}); remove it"
+    ), err
+    assert "`llmcost budgets apply --config FILE --prune` with that file" in err, err
     _, out, _ = llmcost(capsys, "budgets", "show", DAILY["name"], "--db", store)
     assert json.loads(out)["origin"] == "config"  # the other file's budget is still there
+
+
+def test_the_refusal_for_a_sets_budget_names_the_set_not_a_checkout_path_that_is_gone(
+    store: str,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # CI applies the set from a new checkout each run; an unchanged apply rewrites nothing, so the stored
+    # path stays the first run's. The refusal advised `budgets apply --config /ci/run1/search.yml --prune`,
+    # a checkout long deleted.
+    first, second = tmp_path / "run1" / "search.yml", tmp_path / "run2" / "search.yml"
+    for path in (first, second):
+        path.parent.mkdir()
+        path.write_text(yaml.safe_dump({"budget_set": "search", "budgets": [SEARCH]}))
+    assert llmcost(capsys, "budgets", "apply", "--config", str(first), "--db", store)[0] == 0
+    first.unlink()
+    code, out, err = llmcost(capsys, "budgets", "apply", "--config", str(second), "--db", store)
+    assert code == 0 and "0 to create, 0 to update, 0 to delete, 1 unchanged" in out, (out, err)
+    code, _, err = llmcost(capsys, "budgets", "delete", "search", "--db", store)
+    assert code == 1, err
+    assert err.startswith(
+        f"budget 'search' is declared in the file with budget_set search (last seen at {first}); remove it there, "
+        "then run `llmcost budgets apply --config FILE --prune` with that file"
+    ), err
+    assert f"--config {first}" not in err, err
+    code, _, err = llmcost(capsys, "budgets", "update", "search", "--limit", "9", "--db", store)
+    assert code == 1 and "change it there, then run `llmcost budgets apply --config FILE` with that file" in err, err
+
+
+def test_budgets_from_before_origins_were_recorded_are_counted_as_no_files() -> None:
+    # They belong to no file (docs/budgets.md), yet the plan counted them as one more "other file".
+    stored = [row("chat-a", "/repo/chat.yml"), row("ancient", None), row("older", None)]
+    assert plan(stored, [SEARCH], "/repo/search.yml", Prune.OWN).lines() == [
+        "+ create search: project search, daily, limit 5 usd, track",
+        "  3 budgets untouched: 1 of 1 other file, 2 of no file (applied before llmcost recorded origins)",
+    ]
+    only_old = plan([row("ancient", None)], [SEARCH], "/repo/search.yml", Prune.OWN)
+    assert only_old.lines()[-1] == "  1 budget of no file (applied before llmcost recorded origins) untouched"
+    assert only_old.other_files == 0
