@@ -22,9 +22,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import live_stack
+from tests.support import live_stack, llmcost_server
 from tests.support import monitoring_assets as assets
-from tests.support.llmcost_server import INGEST_TOKEN, write_config
+from tests.support.llmcost_server import write_config
 from tests.support.procs import LlmcostProcess
 from tests.support.waiting import wait_until
 
@@ -59,6 +59,7 @@ def stack(tmp_path: Any) -> Iterator[Stack]:
 
 
 def ingest(stack: Stack, spends: list[tuple[str, float, str]]) -> None:
+    """One call per (project, cost, request id), posted in one request."""
     events = [
         {
             "request_id": rid,
@@ -72,14 +73,7 @@ def ingest(stack: Stack, spends: list[tuple[str, float, str]]) -> None:
         }
         for project, usd, rid in spends
     ]
-    response = httpx.post(
-        f"{stack.llmcost.base}/v1/usage",
-        json=events,
-        headers={"Authorization": f"Bearer {INGEST_TOKEN}"},
-        timeout=30,
-    )
-    response.raise_for_status()
-    assert response.json()["accepted"] == len(events), response.text
+    llmcost_server.ingest(stack.llmcost, events)
 
 
 def query(stack: Stack, expr: str, at: float) -> list[dict[str, Any]]:

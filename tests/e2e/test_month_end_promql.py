@@ -23,7 +23,7 @@ import pytest
 
 from tests.support import live_stack
 from tests.support import monitoring_assets as assets
-from tests.support.llmcost_server import INGEST_TOKEN, write_config
+from tests.support.llmcost_server import ingest, write_config
 from tests.support.procs import LLMCOST, LlmcostProcess
 from tests.support.waiting import wait_until
 
@@ -68,16 +68,6 @@ def call(request_id: str, project: str, cost: float, ts: float) -> dict[str, Any
         "cost_usd": cost,
         "project": project,
     }
-
-
-def ingest(stack: Stack, *events: dict[str, Any]) -> None:
-    response = httpx.post(
-        f"{stack.llmcost.base}/v1/usage",
-        json=list(events),
-        headers={"Authorization": f"Bearer {INGEST_TOKEN}"},
-        timeout=30,
-    )
-    assert response.json()["accepted"] == len(events), response.text
 
 
 def per_project(stack: Stack, expr: str, at: float | None = None) -> dict[str, float]:
@@ -144,12 +134,12 @@ def test_a_closed_ranges_spend_per_project_agrees_with_the_report_and_a_late_cal
     # leaves them out as Prometheus' start instant does.
     now = time.time()
     earlier = now - now % BUCKET - 1
-    ingest(stack, call("before-search", "search", 1.0, earlier), call("before-chat", "chat", 2.0, earlier))
+    ingest(stack.llmcost, [call("before-search", "search", 1.0, earlier), call("before-chat", "chat", 2.0, earlier)])
     scraped_total(stack, 3.0)
     start = time.time()
     scrapes_after(stack, start)
     # In the range: more for search, and a project whose first call it is.
-    ingest(stack, call("in-search", "search", 4.0, time.time()), call("in-new", "new", 8.0, time.time()))
+    ingest(stack.llmcost, [call("in-search", "search", 4.0, time.time()), call("in-new", "new", 8.0, time.time())])
     scraped_total(stack, 15.0)
     scrapes_after(stack, time.time())
     end = time.time()
@@ -166,7 +156,7 @@ def test_a_closed_ranges_spend_per_project_agrees_with_the_report_and_a_late_cal
     # and recorded after it closed: the report counts it in the range, Prometheus after.
     since, until = start - start % BUCKET, end - end % BUCKET + BUCKET
     assert report(stack, since, until) == {"search": 4.0, "new": 8.0}
-    ingest(stack, call("late-search", "search", 16.0, (start + end) / 2))
+    ingest(stack.llmcost, [call("late-search", "search", 16.0, (start + end) / 2)])
     scraped_total(stack, 31.0)
     assert report(stack, since, until) == {"search": 20.0, "new": 8.0}
     closed = per_project(stack, month_query().replace(DOC_START, f"{start:.3f}").replace(DOC_END, f"{end:.3f}"))

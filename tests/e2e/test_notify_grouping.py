@@ -27,12 +27,11 @@ import yaml
 
 from alerting.signatures import sign_pagerduty, sign_slack
 from tests.support.helpers import total
+from tests.support.llmcost_server import ADMIN_TOKEN, INGEST_TOKEN, ingest
 from tests.support.procs import LlmcostProcess
 from tests.support.recording_servers import PagerDutyEventsServer, SlackAPIServer, SMTPServer
 from tests.support.waiting import wait_until
 
-ADMIN = "admin-token-0123456789abcdef"
-INGEST = "ingest-token-0123456789abcdef"
 SIGNING_SECRET = "slack-signing-secret-0123456789"
 PD_SECRET = "pd-webhook-secret-0123456789"
 ROUTING_KEY = "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY32"
@@ -50,15 +49,12 @@ class Stack:
             {"provider": "openai", "model": "gpt-4o", "project": p, "cost_usd": usd, "request_id": uuid.uuid4().hex}
             for p in projects
         ]
-        response = httpx.post(
-            f"{self.proc.base}/v1/usage", json=events, headers={"Authorization": f"Bearer {INGEST}"}, timeout=30
-        )
-        assert response.status_code == 200 and response.json()["accepted"] == len(events), response.text
+        ingest(self.proc, events)
 
     def alerts(self, state: str | None = None) -> list[dict[str, Any]]:
         params = {"state": state} if state else {}
         response = httpx.get(
-            f"{self.proc.base}/v1/alerts", params=params, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=10
+            f"{self.proc.base}/v1/alerts", params=params, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10
         )
         assert response.status_code == 200, response.text
         return list(response.json())
@@ -140,7 +136,7 @@ def running(
         for channel, extra in channel_extra.items():
             notifications[channel].update(extra)
         raw = {
-            "auth": {"admin_tokens": [ADMIN], "ingest_tokens": [INGEST]},
+            "auth": {"admin_tokens": [ADMIN_TOKEN], "ingest_tokens": [INGEST_TOKEN]},
             "budgets": {
                 "evaluate_seconds": 3600,  # the ingest path raises the alerts; no pass in between
                 "items": [

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -22,7 +21,7 @@ import yaml
 
 from tests.support import live_stack
 from tests.support import monitoring_assets as assets
-from tests.support.llmcost_server import ADMIN_TOKEN, INGEST_TOKEN, write_config
+from tests.support.llmcost_server import ADMIN_TOKEN, ingest, write_config
 from tests.support.procs import LLMCOST, LlmcostProcess
 from tests.support.waiting import wait_until
 
@@ -69,17 +68,6 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         cleanup.callback(prometheus.stop)
         prometheus.start()
         yield Stack(llmcost, ports.url("prometheus"), prices, config)
-
-
-def ingest(stack: Stack, events: list[dict[str, Any]]) -> None:
-    response = httpx.post(
-        f"{stack.llmcost.base}/v1/usage",
-        json=events,
-        headers={"Authorization": f"Bearer {INGEST_TOKEN}"},
-        timeout=30,
-    )
-    response.raise_for_status()
-    assert response.json()["accepted"] == len(events), response.text
 
 
 def value(stack: Stack, expr: str) -> float | None:
@@ -141,7 +129,7 @@ def test_a_downward_reprice_shows_corrected_spend_and_no_burst_of_burning(stack:
     now = time.time()
     # A call with a supplied cost of 0 first, so that Prometheus has the series at 0 before the spend
     # (increase() and the burn rate count from a series' first sample).
-    ingest(stack, [{**MODEL, "request_id": "zero", "timestamp": now, "input_tokens": 1, "cost_usd": 0}])
+    ingest(stack.llmcost, [{**MODEL, "request_id": "zero", "timestamp": now, "input_tokens": 1, "cost_usd": 0}])
     scraped_value(stack, 'sum(llm_cost_usd_total{job="llmcost"})', 0)
     scraped_value(stack, 'max(llm_budget_spent{job="llmcost"})', 0)
     # A step of the burn rate's grid must see the budget at 0 too: its first sample is older than
@@ -149,7 +137,7 @@ def test_a_downward_reprice_shows_corrected_spend_and_no_burst_of_burning(stack:
     # (15 s earlier) had that 0. Passing time is the subject: the grid is Prometheus's wall clock.
     time.sleep(next_step(time.time()) - time.time() + 0.1)
     ingest(
-        stack,
+        stack.llmcost,
         [{**MODEL, "request_id": f"call-{i}", "timestamp": now, "input_tokens": 1_000_000} for i in range(CALLS)],
     )
     scraped_value(stack, 'sum(llm_cost_usd_total{job="llmcost"})', 40)
