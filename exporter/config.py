@@ -208,13 +208,12 @@ def resolve_secret(section: dict[str, Any], key: str, problems: Problems, path: 
     `path` is the section's own path (`database`, `notifications.slack`): problems name `path.key_file`.
     For a key ending in `tokens`, a file holds one token a line (see `read_token_file`).
     """
-    given = [k for k in (key, f"{key}_file", f"{key}_env") if section.get(k) is not None]
+    given = _given_forms(section, key)
     if len(given) > 1:
         problems.append(f"{path}: give only one of {', '.join(given)}")
         return None
     if f"{key}_file" in given:
-        secret_path = Path(str(section[f"{key}_file"]))
-        secret_path = secret_path if secret_path.is_absolute() else base / secret_path
+        secret_path = _secret_path(section[f"{key}_file"], base)
         try:
             content = secret_path.read_text(encoding="utf-8")
         except OSError as exc:
@@ -248,6 +247,35 @@ def resolve_secret(section: dict[str, Any], key: str, problems: Problems, path: 
             return None
         return tokens
     return section.get(key)
+
+
+def empty_secret_problem(section: Mapping[str, Any], key: str, path: str, base: Path) -> str:
+    """The problem of a required `key` that has no value, named by the form it was given in, if any.
+
+    A `key_env` naming an empty variable, or a `key_file` that is empty, is named as such: a problem on
+    `key` itself (`notifications.slack.token: required`, `database.url: is not a database URL`) sent the
+    reader to write into the config a value it means to take from elsewhere.
+    """
+    given = _given_forms(section, key)
+    if not given:
+        return f"{path}.{key}: required"
+    form = given[0]
+    if form.endswith("_env"):
+        return f"{path}.{form}: environment variable {section[form]} is empty"
+    if form.endswith("_file"):
+        return f"{path}.{form}: {_secret_path(section[form], base)} is empty"
+    return f"{path}.{key}: must not be empty"
+
+
+def _given_forms(section: Mapping[str, Any], key: str) -> list[str]:
+    """Which of `key`, `key_file` and `key_env` the section gives."""
+    return [form for form in (key, f"{key}_file", f"{key}_env") if section.get(form) is not None]
+
+
+def _secret_path(value: Any, base: Path) -> Path:
+    """A `*_file` setting's path, relative ones taken from the config file's directory (`base`)."""
+    path = Path(str(value))
+    return path if path.is_absolute() else base / path
 
 
 def read_token_file(content: str) -> list[str]:
@@ -593,7 +621,9 @@ def parse_config(
     database = _section(raw, "database", problems)
     _unknown_keys(database, {"url", "url_file", "url_env"}, "database", problems)
     url = resolve_secret(database, "url", problems, "database", base)
-    if url is not None and _expect(url, str, "database.url", problems):
+    if isinstance(url, str) and not url.strip():
+        problems.append(empty_secret_problem(database, "url", "database", base))
+    elif url is not None and _expect(url, str, "database.url", problems):
         problem = database_url_problem(url)
         if problem:
             problems.append(f"database.url: {problem}")

@@ -49,7 +49,7 @@ from alerting.gateway.settings import (
 from alerting.installation import parse_external_labels
 from alerting.model import SEVERITIES, Severity
 from alerting.notify.mail import entry_addresses, implicit_tls, split_addresses
-from exporter.config import Config, ConfigError, http_url_problem, resolve_secret
+from exporter.config import Config, ConfigError, empty_secret_problem, http_url_problem, resolve_secret
 
 _SECRETS = {
     "slack": ("token", "signing_secret"),
@@ -102,23 +102,6 @@ def _mapping(value: Any, path: str, problems: Problems) -> dict[str, Any] | None
     return value
 
 
-def _missing(section: Mapping[str, Any], key: str, path: str) -> str:
-    """The problem of a required key without a value, named by the form it was given in, if any.
-
-    `token_env` naming an empty variable says so, rather than send the reader to write a `token` the config
-    means to take from elsewhere.
-    """
-    given = [form for form in (key, f"{key}_file", f"{key}_env") if section.get(form) is not None]
-    if not given:
-        return f"{path}.{key}: required"
-    form = given[0]
-    if form.endswith("_env"):
-        return f"{path}.{form}: environment variable {section[form]} is empty"
-    if form.endswith("_file"):
-        return f"{path}.{form}: {section[form]} is empty"
-    return f"{path}.{key}: must not be empty"
-
-
 def _unknown(section: Mapping[str, Any], allowed: set[str], path: str, problems: Problems) -> None:
     for key in section:
         if key not in allowed:
@@ -142,7 +125,7 @@ def _channel(name: str, section: dict[str, Any], problems: Problems, base: Path)
     before = len(problems)
     for key in _REQUIRED[name]:
         if key not in named and not resolved.get(key):
-            missing = _missing(section, key, path)
+            missing = empty_secret_problem(section, key, path, base)
             problems.append(f"{missing} ({path} is empty; leave it out to use no {name})" if not section else missing)
     for key in ("token", "channel", "smtp_host", "from", "username", "password", "routing_key"):
         if key in resolved and resolved[key] is not None and not isinstance(resolved[key], str):

@@ -115,7 +115,7 @@ def test_a_secret_taken_from_elsewhere_is_one_problem_naming_where(
         parse_config(raw, base=tmp_path)
     assert caught.value.problems == [
         "notifications.slack.token_env: environment variable SLACK_BOT_TOKEN is empty",
-        "notifications.pagerduty.routing_key_file: empty.txt is empty",
+        f"notifications.pagerduty.routing_key_file: {tmp_path / 'empty.txt'} is empty",
     ]
 
 

@@ -115,6 +115,23 @@ def test_problems_of_secret_files_and_variables_name_the_key_once(
     assert not any("url.url_env" in p or "webhook_tokens.webhook_tokens" in p for p in problems)
 
 
+def test_a_database_url_from_an_empty_variable_or_file_names_that_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A compose file's `LLMCOST_DATABASE_URL=${DATABASE_URL:-}` before DATABASE_URL was exported: the problem
+    # was `database.url: is not a database URL …`, as if the URL belonged in the file (the channel secrets'
+    # *_env were fixed to name their key; the store's was not).
+    monkeypatch.setenv("LLMCOST_TEST_EMPTY_URL", "")
+    (tmp_path / "db-url").write_text("\n")
+    config = tmp_path / "config.yml"
+    config.write_text("database: {url_env: LLMCOST_TEST_EMPTY_URL}\n")
+    code, out = check(capsys, config)
+    assert code == 1
+    assert out.splitlines()[1:] == ["  - database.url_env: environment variable LLMCOST_TEST_EMPTY_URL is empty"]
+    config.write_text("database: {url_file: db-url}\n")
+    assert problems_of(config) == [f"database.url_file: {tmp_path / 'db-url'} is empty"]
+
+
 def test_a_database_url_of_an_unsupported_backend_is_a_config_problem(tmp_path: Path) -> None:
     config = tmp_path / "config.yml"
     config.write_text("database: {url: 'mysql://u:secret@db/x'}\n")
