@@ -124,7 +124,10 @@ def _channel(name: str, section: dict[str, Any], problems: Problems, base: Path)
             resolved[key] = value
     before = len(problems)
     for key in _REQUIRED[name]:
-        if key not in named and not resolved.get(key):
+        # Blank counts as empty: a routing key of spaces from `routing_key_env` passed check-config, and the
+        # channel was found unusable only when its first alert could not be delivered.
+        value = resolved.get(key)
+        if key not in named and (not value or (isinstance(value, str) and not value.strip())):
             missing = empty_secret_problem(section, key, path, base)
             problems.append(f"{missing} ({path} is empty; leave it out to use no {name})" if not section else missing)
     for key in ("token", "channel", "smtp_host", "from", "username", "password", "routing_key"):

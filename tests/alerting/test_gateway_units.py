@@ -119,6 +119,24 @@ def test_a_secret_taken_from_elsewhere_is_one_problem_naming_where(
     ]
 
 
+def test_a_blank_required_value_is_a_problem_as_an_empty_one_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `PD_ROUTING_KEY="  "` (or `channel: " "`) passed check-config: the channel was found unusable only when
+    # its first alert could not be delivered.
+    monkeypatch.setenv("PD_ROUTING_KEY", "  ")
+    raw = {
+        "notifications": {
+            "slack": {"token": "xoxb-1", "channel": " "},
+            "pagerduty": {"routing_key_env": "PD_ROUTING_KEY"},
+        }
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw)
+    assert caught.value.problems == [
+        "notifications.slack.channel: must not be empty",
+        "notifications.pagerduty.routing_key_env: environment variable PD_ROUTING_KEY is empty",
+    ]
+
+
 def test_every_config_problem_is_listed_at_once_without_secrets(tmp_path: Path, monkeypatch):  # type: ignore[no-untyped-def]
     monkeypatch.setenv("PD_KEY", "super-secret-routing-key")
     raw = {
