@@ -55,7 +55,7 @@ from alerting.notify.templating import dashboard_link
 from alerting.notify.text_limits import visible, web_url
 from alerting.periods import period_bounds
 from exporter import __version__
-from exporter.http.auth import check_bearer, followable
+from exporter.http.auth import bearer_allowed, check_bearer, followable
 from exporter.http.errors import error
 from exporter.server import is_loopback, parse_listen
 from exporter.store import StoreUnavailable
@@ -278,9 +278,9 @@ class Console:
                 by = "project"
             budget = request.query_params.get("budget")  # one budget's page, with all its instances
             # With admin tokens the alerts come in by script, with the person's token; else inline.
-            with_alerts = check_bearer(request, self.admin_tokens) is None
+            with_alerts = bearer_allowed(request, self.admin_tokens)
             # With `/metrics` guarded, its figures need its token (or an admin one) here too.
-            with_figures = check_bearer(request, self.figure_tokens) is None
+            with_figures = bearer_allowed(request, self.figure_tokens)
             try:
                 context = await run_in_threadpool(
                     self.page_context,

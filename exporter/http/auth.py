@@ -21,29 +21,35 @@ def token_matches(presented: str, tokens: Sequence[str]) -> bool:
     return found
 
 
-def unauthorised(setting: str | None) -> str:
-    """The 401's message, naming the token list the endpoint reads when the caller says which.
+BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="llmcost"'}
+"""The header of every 401 refusing a bearer token (RFC 6750)."""
+
+
+def unauthorised(setting: str) -> str:
+    """The 401's message, naming the token list (`auth.admin_tokens`) the endpoint reads, never a token.
 
     A holder of an ingest token asking `GET /v1/budgets` got "missing or invalid bearer token" alone, and
     could not tell a wrong token from the wrong kind of token. The setting's name is in the public docs.
     """
-    if setting is None:
-        return "missing or invalid bearer token"
     return f"missing or invalid bearer token: this endpoint takes one of {setting} (Authorization: Bearer <token>)"
 
 
-def check_bearer(request: Request, tokens: Sequence[str], setting: str | None = None) -> Response | None:
-    """None when the request may pass (no tokens configured, or a matching token); else a 401.
-
-    `setting`: the config key of `tokens` (`auth.admin_tokens`), named in the 401.
-    """
+def bearer_allowed(request: Request, tokens: Sequence[str]) -> bool:
+    """Whether the request may pass: no tokens configured, or it carries one of them as a bearer token."""
     if not tokens:
+        return True
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and bool(presented) and token_matches(presented.strip(), tokens)
+
+
+def check_bearer(request: Request, tokens: Sequence[str], setting: str) -> Response | None:
+    """None when the request may pass (`bearer_allowed`); else a 401 naming `setting`, the config key of `tokens`.
+
+    `setting` is required so that no endpoint answers the bare "missing or invalid bearer token" again.
+    """
+    if bearer_allowed(request, tokens):
         return None
-    header = request.headers.get("authorization", "")
-    scheme, _, presented = header.partition(" ")
-    if scheme.lower() != "bearer" or not presented or not token_matches(presented.strip(), tokens):
-        return error(401, unauthorised(setting), headers={"WWW-Authenticate": 'Bearer realm="llmcost"'})
-    return None
+    return error(401, unauthorised(setting), headers=BEARER_CHALLENGE)
 
 
 def followable(auth: AuthConfig) -> dict[str, bool]:

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from exporter.commit_queue import wait_committed
-from exporter.http.auth import check_bearer, unauthorised
+from exporter.http.auth import BEARER_CHALLENGE, bearer_allowed, unauthorised
 from exporter.http.body import BodyTimeout, BodyTooLarge, media_type, read_limited
 from exporter.http.encoding import BadEncoding, DecodedTooLarge, decode_body
 from exporter.http.origin import refuse_foreign_origin
@@ -83,9 +83,8 @@ def otlp_routes(services: Services, probe: StoreProbe, threads: ReservedThreads)
         try:
             if not proto and kind != JSON:
                 raise _Refused(415, f"unsupported content type {kind!r}; send {PROTOBUF} or {JSON}")
-            denied = check_bearer(request, config.auth.ingest_tokens)
-            if denied is not None:
-                raise _Refused(401, unauthorised("auth.ingest_tokens"), {"WWW-Authenticate": 'Bearer realm="llmcost"'})
+            if not bearer_allowed(request, config.auth.ingest_tokens):
+                raise _Refused(401, unauthorised("auth.ingest_tokens"), BEARER_CHALLENGE)
             foreign = refuse_foreign_origin(
                 request, token_required=bool(config.auth.ingest_tokens), setting="auth.ingest_tokens"
             )
