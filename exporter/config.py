@@ -224,6 +224,8 @@ def resolve_secret(section: dict[str, Any], key: str, problems: Problems, path: 
         except UnicodeDecodeError as exc:
             problems.append(f"{path}.{key}_file: {secret_path} is not UTF-8 text (byte {exc.start})")
             return None
+        if not content.strip() and (unread := _unread(key, path)) is not None:
+            return unread  # an empty file is as unread as a missing one to a command that does not need it
         if not key.endswith("tokens"):
             return content.strip()
         tokens = read_token_file(content)
@@ -239,6 +241,10 @@ def resolve_secret(section: dict[str, Any], key: str, problems: Problems, path: 
             problems.append(f"{path}.{key}_env: environment variable {name} is not set")
             return None
         value = os.environ[name]
+        # `export SLACK_BOT_TOKEN=` (an env file's blank line sourced) in an operator's shell stopped
+        # `llmcost report` as a secret it never uses: blank stands for unset to a command that does not need it.
+        if not value.strip() and (unread := _unread(key, path)) is not None:
+            return unread
         if not key.endswith("tokens"):
             return value
         tokens = [t for t in value.replace(",", " ").split() if t]

@@ -90,3 +90,38 @@ def test_serve_still_requires_the_secrets(tmp_path: Path, sqlite_url: str, slack
     assert "notifications.slack.token_env: environment variable SLACK_BOT_TOKEN is not set" in served.stderr
     checked = operator("check-config", str(config), cwd=tmp_path)
     assert checked.returncode == 1 and "SLACK_BOT_TOKEN is not set" in checked.stdout
+
+
+def test_a_blank_secret_variable_in_the_shell_is_as_absent_as_an_unset_one(tmp_path: Path, sqlite_url: str) -> None:
+    # An env file with `SLACK_BOT_TOKEN=` sourced in the operator's shell: `report` and `budgets list` stopped at
+    # `notifications.slack.token_env: environment variable SLACK_BOT_TOKEN is empty` (exit 2), as an unset
+    # variable did before these commands stopped needing it; serve and check-config still name it.
+    config = tmp_path / "llmcost.yml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "notifications": {
+                    "slack": {"token_env": "SLACK_BOT_TOKEN", "channel": "#llm-cost"},
+                    "pagerduty": {"routing_key_env": "LLMCOST_TEST_PD_KEY"},
+                }
+            }
+        ),
+        encoding="utf-8",
+    )
+    calls = tmp_path / "calls.jsonl"
+    calls.write_text('{"provider": "openai", "model": "gpt-4o", "input_tokens": 10, "output_tokens": 1}\n')
+    shell = {**os.environ, "SLACK_BOT_TOKEN": "", "LLMCOST_TEST_PD_KEY": "  "}
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*LLMCOST, *argv], cwd=tmp_path, env=shell, capture_output=True, text=True, timeout=60)
+
+    assert run("ingest", "--db", sqlite_url, str(calls)).returncode == 0
+    for argv in (["report"], ["budgets", "list"]):
+        done = run(*argv, "--config", str(config), "--db", sqlite_url)
+        assert done.returncode == 0, (argv, done.stderr)
+    checked = run("check-config", str(config))
+    assert checked.returncode == 1
+    assert checked.stdout.splitlines()[1:] == [
+        "  - notifications.slack.token_env: environment variable SLACK_BOT_TOKEN is empty",
+        "  - notifications.pagerduty.routing_key_env: environment variable LLMCOST_TEST_PD_KEY is empty",
+    ]
