@@ -34,8 +34,8 @@ FAST_PATH_TRIES = 32
 """Lines of another form `prepare_lines` tries on its fast path before giving up on it for the rest."""
 
 
-TOO_OLD = "is older than the raw-event retention"
-"""How the rejection of an event older than `retention.events_days` begins (after its field)."""
+class EventTooOld(InvalidEvent):
+    """An event older than the raw-event retention (`retention.events_days`), refused by `IngestPipeline.too_old`."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,8 @@ class Rejection:
 
     index: int
     error: str
+    too_old: bool = False
+    """Refused as older than the retention: `llmcost ingest` says how to load such history after all."""
 
     def to_json(self) -> dict[str, Any]:
         """The API's `{"index": i, "error": "..."}` form."""
@@ -123,16 +125,16 @@ class IngestPipeline:
     def _oldest(self, now: float) -> float:
         return -math.inf if self.max_event_age is None else now - self.max_event_age
 
-    def too_old(self) -> InvalidEvent:
+    def too_old(self) -> EventTooOld:
         """The rejection of an event older than the raw-event retention.
 
         Pruned events are gone, and with them the record of their `request_id`: storing such an event
         could count a call twice (a replayed file, a client retry), so it is refused instead.
         """
         days = (self.max_event_age or 0) / 86_400
-        return InvalidEvent(
+        return EventTooOld(
             "timestamp",
-            f"{TOO_OLD} ({days:g} days, retention.events_days): events that old "
+            f"is older than the raw-event retention ({days:g} days, retention.events_days): events that old "
             "are pruned, so a repeat of this one could not be recognised as a duplicate",
         )
 
@@ -171,7 +173,8 @@ class IngestPipeline:
                 # Say where the record is, when its reader knows: which span of an OTLP export (its line's
                 # index is shared by its spans), the line a CSV row starts on: readers.PlacedRecord.
                 where = getattr(raw, "where", "")
-                rejected.append(Rejection(index, f"{where}: {exc}" if where else str(exc)))
+                too_old = isinstance(exc, EventTooOld)
+                rejected.append(Rejection(index, f"{where}: {exc}" if where else str(exc), too_old))
                 continue
             except Exception as exc:  # a bug in one mapping must not drop the batch
                 if first_error is None:

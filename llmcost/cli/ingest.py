@@ -12,7 +12,7 @@ from typing import Any
 
 from exporter.gc_tuning import tune_gc_for_throughput
 from exporter.parallel_ingest import MIN_PARALLEL_BYTES, ingest_parallel, parallel_workers, splittable
-from exporter.pipeline import TOO_OLD, IngestOutcome
+from exporter.pipeline import IngestOutcome
 from exporter.readers import FORMATS, iter_file_records
 from exporter.store import StoreUnavailable
 from llmcost.cli.common import add_store_arguments, config_from_args, non_negative_int, print_outcome
@@ -74,7 +74,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         services.close()
     if len(args.files) > 1:
         print_outcome("total", total, show=0)
-    if too_old := sum(TOO_OLD in rejection.error for rejection in total.rejected):
+    if too_old := sum(rejection.too_old for rejection in total.rejected):
         # A backfill is the usual way to meet this refusal: say how to load such history after all.
         records = "record is" if too_old == 1 else "records are"
         print(
