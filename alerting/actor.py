@@ -19,3 +19,12 @@ def command_user() -> str:
         return pwd.getpwuid(os.getuid()).pw_name or "cli"
     except KeyError:  # a container's user id with no account
         return "cli"
+
+
+def actor(given: str | None) -> str:
+    """`--by` as given, else `command_user()`: blank counts as not given.
+
+    `llmcost alerts ack 7 --by "$ONCALL"` with `$ONCALL` unset recorded the ack as by nobody (`""`), where
+    `budgets` already fell back to the account.
+    """
+    return given if given and given.strip() else command_user()

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from alerting.actor import command_user
+from alerting.actor import actor
 from alerting.budgets.amounts import amount, amounts_apart, percent
 from alerting.budgets.apply import Prune
 from alerting.budgets.definition import parse_budgets_section
@@ -144,7 +144,7 @@ def run(
     if action == "apply" and not args.config:
         print("usage: llmcost budgets apply --config FILE [--dry-run] [--prune] [--detailed-exitcode]", file=sys.stderr)
         return 2
-    if action == "reset" and (not args.by or not args.reason):
+    if action == "reset" and (not (args.by or "").strip() or not args.reason):
         # A reset erases a period's count: who and why go on the audit trail and on the resolved alerts.
         print(
             f"usage: llmcost budgets reset {args.name} [--key VALUE] --by NAME --reason TEXT "
@@ -159,8 +159,7 @@ def run(
         except HistoryError as exc:
             print(f"llmcost budgets {action}: {exc}", file=sys.stderr)
             return 2
-    if not args.by:
-        args.by = command_user()
+    args.by = actor(args.by)
     config = config_from_args(args)
     read_only = action in ("list", "show") or (action == "apply" and args.dry_run)
     services = open_services(config, start_writer=False, read_only=read_only, must_exist=True)

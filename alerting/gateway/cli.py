@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from alerting.actor import command_user
+from alerting.actor import actor
 from exporter.config import Config
 from exporter.services import Services
 from exporter.store import store_location
@@ -79,8 +79,7 @@ def run(
             file=sys.stderr,
         )
         return 2
-    if args.by is None:
-        args.by = command_user()
+    args.by = actor(args.by)
     config = config_from_args(args)
     read_only = args.action == "list"
     services = open_services(config, start_writer=False, read_only=read_only, must_exist=True)

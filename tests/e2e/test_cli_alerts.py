@@ -147,3 +147,16 @@ def test_list_prints_a_header_row_as_budgets_list_does_and_json_for_scripts(
     assert (code, json.loads(out)) == (0, {"alerts": [], "not_listed": 0})
     code, _, err = run(capsys, "alerts", "ack", str(alert_id), "--format", "json", "--db", sqlite_url)
     assert code == 2 and "--format not used by ack" in err, err
+
+
+@pytest.mark.parametrize("by", ["", "  "])
+def test_a_blank_by_is_the_account_running_the_command(
+    sqlite_url: str, alert_id: int, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, by: str
+) -> None:
+    # `llmcost alerts ack 7 --by "$ONCALL"` with $ONCALL unset: the ack was recorded as by "" (nobody), where
+    # budgets' --by fell back to $USER.
+    monkeypatch.setenv("USER", "dana")
+    code, out, _ = run(capsys, "alerts", "ack", str(alert_id), "--db", sqlite_url, "--by", by)
+    assert (code, out) == (0, f"alert {alert_id} acknowledged by dana\n")
+    code, out, _ = run(capsys, "alerts", "list", "--db", sqlite_url, "--format", "json")
+    assert [a["acknowledged_by"] for a in json.loads(out)["alerts"]] == ["dana"]
