@@ -134,9 +134,14 @@ class ProjectionBatch:
 def should_alert_forecast(
     result: ProjectionResult, limit: float, elapsed_fraction: float, cfg: ProjectionConfig | None = None
 ) -> bool:
-    """Whether a forecast-overrun alert is due: projected > limit, but never early in the period."""
+    """Whether a forecast-overrun alert is due: projected > limit, but never early in the period.
+
+    Nor while nothing is spent in the period: a level carried over from the last period's end is no
+    evidence about this one (ServeGen's chunk-28: a late burst, then at 01:12 a day projected at $666 with
+    $0.00 spent, a day that ended at $0).
+    """
     cfg = cfg or ProjectionConfig()
-    return elapsed_fraction >= cfg.min_elapsed_fraction and result.projected > limit
+    return elapsed_fraction >= cfg.min_elapsed_fraction and result.spent > 0 and result.projected > limit
 
 
 def project_period_end(

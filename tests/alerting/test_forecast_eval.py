@@ -32,7 +32,7 @@ def _day(ev: ModuleType, per_minute: np.ndarray, forecast_from: list[tuple[int, 
 
 
 def test_a_day_over_the_limit_is_caught_with_the_lead_from_the_first_forecast(ev: ModuleType) -> None:
-    spend = np.full(1440, 0.0)
+    spend = np.full(1440, 0.001)  # $0.60 by 10:00: a forecast needs something spent in the period
     spend[600:] = 1.0  # $1 a minute from 10:00: the $120 limit (k 1.2) is reached at the end of minute 719
     s = ev.score([_day(ev, spend, [(98, 300)])], 0, 1.2)
     assert (s.days, s.over, s.caught, s.under, s.false) == (1, 1, 1, 0, 0)

@@ -270,3 +270,20 @@ def test_a_bursty_series_still_projects_a_day_with_more_bursts() -> None:
     res = project(series, "daily", now)
     assert res.spent == pytest.approx(1000.0)
     assert res.projected > 1500.0
+
+
+def test_no_forecast_while_nothing_is_spent_in_the_period() -> None:
+    # ServeGen's chunk-28 on day 3: a late burst yesterday, nothing yet today, and at 01:30 the level of
+    # the last hours projected the day over its limit: a forecast with $0.00 spent, on a day that ended at $0.
+    now = datetime(2024, 3, 14, 1, 30, tzinfo=UTC)
+    starts = grid(28, now)
+    values = np.full(starts.size, 0.1)  # $28.80 a day
+    late = (starts >= int((now - timedelta(hours=3, minutes=30)).timestamp())) & (starts < int(now.timestamp()) - 5400)
+    values[late] = 20.0  # 22:00-24:00 yesterday
+    values[starts >= int(now.timestamp()) - 5400] = 0.0  # nothing since midnight
+    start, end = period_bounds("daily", now, "UTC")
+    res = project_period_end(starts, values, start, end, now)
+    assert res.spent == 0.0 and res.projected > 1.5 * 28.8  # the projection alone would warn
+    assert not should_alert_forecast(res, 1.5 * 28.8, elapsed_fraction(start, end, now))
+    spent_since_midnight = project_period_end(starts, np.where(starts == starts[-1], 0.5, values), start, end, now)
+    assert should_alert_forecast(spent_since_midnight, 1.5 * 28.8, elapsed_fraction(start, end, now))
