@@ -123,6 +123,7 @@ class GatewayService:
         self._ticker = None
         if start_workers:
             from alerting.gateway.workers import DeliveryWorkers, Ticker
+            from exporter.redaction import url_secrets
 
             self._workers = DeliveryWorkers(
                 self.outbox,
@@ -134,7 +135,7 @@ class GatewayService:
             self._workers.start()
             self._say_pending_of_unconfigured_channels()
             if self.settings.tick_interval > 0:
-                self._ticker = Ticker(self.tick, self.settings.tick_interval)
+                self._ticker = Ticker(self.tick, self.settings.tick_interval, secrets=url_secrets(self.store.url))
                 self._ticker.start()
 
     def _say_pending_of_unconfigured_channels(self) -> None:

@@ -256,9 +256,13 @@ class DeliveryWorkers:
 class Ticker:
     """Calls `tick` every `interval` seconds on a daemon thread (repeats, receipts and outbox upkeep)."""
 
-    def __init__(self, tick: Callable[[], object], interval: float) -> None:
+    def __init__(self, tick: Callable[[], object], interval: float, *, secrets: Iterable[str | None] = ()) -> None:
+        """`secrets` (the store URL's) are redacted from the outage lines."""
         self._tick = tick
         self._interval = interval
+        # Each tick reaches the store: during a database restart, one warning and one line when it is back,
+        # as the outbox workers and the scheduler's jobs log it, not an ERROR with a traceback every tick.
+        self._outages = OutageLog(log, secrets=secrets, subject="gateway")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="llmcost-gateway-tick", daemon=True)
 
@@ -275,5 +279,10 @@ class Ticker:
         while not self._stop.wait(self._interval):
             try:
                 self._tick()
+            except StoreUnavailable as error:
+                self._outages.unreachable("tick", error, time.monotonic())
+                continue
             except Exception:
                 log.exception("gateway tick failed; will try again")
+                continue
+            self._outages.reachable("tick", time.monotonic())

@@ -28,6 +28,10 @@ def test_delivery_workers_log_a_postgresql_restart_without_tracebacks_and_delive
     """Defect: each delivery worker logged a full traceback (~40 lines) for every failed poll while the
     database was down, one per channel and process, burying the one fact that mattered. Now a worker logs
     one warning naming its channel and the driver's error, and one line when the store answers again.
+
+    Defect: the gateway's tick (repeats, receipts, outbox upkeep, every `alerting.tick_interval`) logged
+    `ERROR gateway tick failed; will try again` with a traceback on each tick of the outage (four for a
+    two-minute restart at the default 30 s); it now logs the outage as the workers do.
     """
     cluster = PostgresCluster().start()
     try:
@@ -42,23 +46,20 @@ def test_delivery_workers_log_a_postgresql_restart_without_tracebacks_and_delive
                             "slack": {"token": "xoxb-test-token", "channel": "#llm-cost", "api_url": slack.api_url},
                             "routes": {"info": [], "warning": ["slack"], "critical": ["slack"]},
                         },
+                        "alerting": {"tick_interval": "1s"},  # so that ticks fall inside the outage
                     }
                 )
             )
             server = LlmcostProcess(url, config=config, role="all").start(tmp_path)
             try:
                 cluster.stop("fast")
-                wait_until(
-                    lambda: "outbox worker slack: store unreachable" in server.log(),
-                    timeout=15,
-                    what="the slack worker's warning",
-                )
+                for what in ("outbox worker slack", "gateway tick"):
+                    wait_until(lambda what=what: f"{what}: store unreachable" in server.log(), timeout=15, what=what)
                 cluster.restart()
-                wait_until(
-                    lambda: "outbox worker slack: store reachable again" in server.log(),
-                    timeout=40,
-                    what="the slack worker back",
-                )
+                for what in ("outbox worker slack", "gateway tick"):
+                    wait_until(
+                        lambda what=what: f"{what}: store reachable again" in server.log(), timeout=40, what=what
+                    )
                 # Delivery carries on: a crossing after the restart reaches Slack once.
                 events = [{**event, "cost_usd": 0.5} for event in usage_events("after", 3)]
                 wait_until(
@@ -72,6 +73,7 @@ def test_delivery_workers_log_a_postgresql_restart_without_tracebacks_and_delive
             log = server.log()
             assert "Traceback" not in log, log[-4000:]
             assert log.count("outbox worker slack: store unreachable") == 1, log[-4000:]
+            assert log.count("gateway tick: store unreachable") == 1 and "gateway tick failed" not in log, log[-4000:]
             assert len(slack.calls("chat.postMessage")) == 1
     finally:
         cluster.destroy()
