@@ -436,7 +436,7 @@ def parse_settings(raw: Mapping[str, Any], base: Path, problems: Problems, *, wh
     path = "alerting"
     repeat = _duration(alerting, "repeat_interval", path, GatewaySettings.repeat_interval, problems)
     max_body = _positive_int(alerting, "max_body_bytes", path, GatewaySettings.max_body_bytes, problems)
-    return GatewaySettings(
+    settings = GatewaySettings(
         channels=channels,
         routes=routes,
         slack_signing_secret=str(channels.get("slack", {}).get("signing_secret") or ""),
@@ -450,6 +450,25 @@ def parse_settings(raw: Mapping[str, Any], base: Path, problems: Problems, *, wh
         silences=_silences(alerting.get("alertmanager"), problems, alertmanager_urls(raw) if whole else None),
         external_labels=external_labels(raw),
     )
+    if "email" in channels:
+        channels["email"]["acknowledge_in"] = acknowledge_in(settings)
+    return settings
+
+
+def acknowledge_in(settings: GatewaySettings) -> dict[str, tuple[str, ...]]:
+    """Per severity, where the mails may tell people to acknowledge: a channel routed that llmcost hears from.
+
+    Every mail said "Acknowledge in Slack or PagerDuty": a warning's, which never reached PagerDuty, too, and
+    with no `webhook_secret` llmcost refuses PagerDuty's webhooks, so an ack given there went unseen.
+    """
+    verified = {
+        "slack": ("Slack", settings.slack_signing_secret),
+        "pagerduty": ("PagerDuty", settings.pagerduty_webhook_secrets),
+    }
+    return {
+        severity: tuple(verified[c][0] for c in settings.channels_for(severity) if c in verified and verified[c][1])
+        for severity in SEVERITIES
+    }
 
 
 def settings_from_config(config: Config) -> GatewaySettings:

@@ -224,14 +224,21 @@ def _message_id(notification: Notification, root: str, domain: str) -> str:
 
 
 def build_email(
-    notification: Notification, *, from_addr: str, to: Sequence[str], now: datetime, domain: str | None = None
+    notification: Notification,
+    *,
+    from_addr: str,
+    to: Sequence[str],
+    now: datetime,
+    domain: str | None = None,
+    acknowledge_in: Sequence[str] | None = None,
 ) -> Message:
     """Build the complete mail for a notification: thread headers, a text part and an HTML alternative.
 
     Built with the `compat32` MIME classes: `EmailMessage` with a modern policy parses every header
     through the header registry, ~10x slower, and mail is the costliest step of a fan-out. Header values
     are sanitised (no CR/LF), non-ASCII is encoded (RFC 2047 headers, quoted-printable bodies).
-    `domain`: of the Message-IDs (default: `message_id_domain(from_addr)`).
+    `domain`: of the Message-IDs (default: `message_id_domain(from_addr)`). `acknowledge_in`: the channels
+    (`Slack`, `PagerDuty`) where the alert reached and an acknowledgement there reaches llmcost (None: both).
     """
     domain = domain or message_id_domain(from_addr)
     root = _root_id(notification, domain)
@@ -254,8 +261,9 @@ def build_email(
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation auto-replies
     message["X-LLMCost-Fingerprint"] = _header(sanitize_header(notification.alert.fingerprint))
     message["X-LLMCost-Notification"] = notification.kind.value
-    message.attach(MIMEText(render("email.txt", notification) + "\n", "plain", _UTF8_QP))
-    message.attach(MIMEText(render("email.html", notification) + "\n", "html", _UTF8_QP))
+    extra = {} if acknowledge_in is None else {"acknowledge_in": list(acknowledge_in)}
+    message.attach(MIMEText(render("email.txt", notification, **extra) + "\n", "plain", _UTF8_QP))
+    message.attach(MIMEText(render("email.html", notification, **extra) + "\n", "html", _UTF8_QP))
     return message
 
 
@@ -386,10 +394,13 @@ class EmailNotifier:
         allow_insecure_auth: bool = False,
         implicit_tls: bool = False,
         external_url: str | None = None,
+        acknowledge_in: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         """`implicit_tls`: TLS from the first byte (SMTPS, port 465) instead of STARTTLS; `starttls` is then moot.
 
         `external_url`: llmcost's public URL, whose host names the Message-IDs when `from_addr` has no domain.
+        `acknowledge_in`: per severity, the channels a mail may tell people to acknowledge in (`Slack`,
+        `PagerDuty`): those the severity is routed to and whose acknowledgements llmcost verifies (None: both).
         """
         if not to:
             raise ValueError("email notifier needs at least one recipient")
@@ -413,6 +424,7 @@ class EmailNotifier:
         self._idle_lock = threading.Lock()
         # smtplib would otherwise resolve it (getfqdn, possibly a DNS query) for every mail's EHLO.
         self._local_hostname = socket.getfqdn()
+        self._acknowledge_in = acknowledge_in
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> EmailNotifier:
@@ -435,12 +447,16 @@ class EmailNotifier:
             allow_insecure_auth=config.get("allow_insecure_auth") is True,
             implicit_tls=implicit_tls(config),
             external_url=config.get("external_url") or None,
+            acknowledge_in=config.get("acknowledge_in"),
         )
 
     def send(self, notification: Notification) -> DeliveryResult:
         """Send one mail; see the module docstring for threading and for recipients that defer it."""
         domain = self.message_id_domain
-        message = build_email(notification, from_addr=self.from_addr, to=self.to, now=self._now(), domain=domain)
+        places = None if self._acknowledge_in is None else self._acknowledge_in.get(notification.alert.severity, ())
+        message = build_email(
+            notification, from_addr=self.from_addr, to=self.to, now=self._now(), domain=domain, acknowledge_in=places
+        )
         reference = {"message_id": _root_id(notification, domain)}
         subject = _thread_subject(notification)
         if subject is not None:

@@ -138,11 +138,11 @@ def context(notification: Notification) -> dict[str, Any]:
     }
 
 
-def render(name: str, notification: Notification) -> str:
-    """Render template `name` (e.g. `email.html`) for `notification`."""
+def render(name: str, notification: Notification, **extra: Any) -> str:
+    """Render template `name` (e.g. `email.html`) for `notification`; `extra` adds variables of its channel."""
     try:
         escaping = TEMPLATES[name]
     except KeyError:
         raise ValueError(f"unknown template {name!r}; known: {', '.join(TEMPLATES)}") from None
     template = _environment(escaping).get_template(f"{name}.j2")
-    return template.render(context(notification)).strip()
+    return template.render({**context(notification), **extra}).strip()

@@ -326,3 +326,17 @@ def test_every_link_of_a_page_opens_what_it_names(stack: Stack) -> None:
     assert {k.removeprefix("var-") for k in query if k.startswith("var-")} <= dashboard_variables(uid)
     started = datetime.fromisoformat(alert["starts_at"].replace("Z", "+00:00")).timestamp()
     assert int(query["from"]) <= started * 1000 - 30 * 60 * 1000 and query["to"] == "now"
+
+
+def test_a_mail_says_to_acknowledge_only_where_the_alert_went_and_an_ack_reaches_llmcost(stack: Stack) -> None:
+    # Every mail said "Acknowledge in Slack or PagerDuty": a warning's too, which opened no incident there.
+    stack.spend(85, "search")  # warning: Slack and mail
+    wait_until(lambda: len(stack.smtp.messages) == 1, what="the warning mail", timeout=30)
+    stack.spend(12, "search")  # 97 %: critical, pages
+    wait_until(lambda: len(stack.smtp.messages) == 2 and len(stack.pd.events) == 1, what="the page", timeout=30)
+    alert = stack.alert("search")
+    warning, critical = stack.mails(alert["fingerprint"])
+    assert f"Acknowledge in Slack, or run: llmcost alerts ack {alert['id']}\n" in warning, warning
+    assert f"Acknowledge in Slack or PagerDuty, or run: llmcost alerts ack {alert['id']}\n" in critical, critical
+    html = stack.smtp.messages[0].part("text/html")
+    assert "Acknowledge in Slack, or run <code>" in html and "PagerDuty" not in html, html
