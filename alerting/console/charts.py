@@ -131,25 +131,33 @@ def _label(epoch: int, fmt: str, zone: ZoneInfo) -> str:
     return local.strftime("%H:%M") if fmt == "hour" else local.strftime("%b %d")
 
 
-def budget_bar(ratio: float, projected_ratio: float, state: str, *, width: int = 240, height: int = 18) -> Markup:
+def budget_bar(
+    ratio: float, projected_ratio: float | None, state: str, *, width: int = 240, height: int = 18
+) -> Markup:
     """Spent / limit as a bar coloured by state, the limit as a line and the projection as a marker.
 
     The scale reaches past the limit when spend or projection does (at most 2x, arrows beyond).
+    `projected_ratio` None: no projection yet (too little history, or no period end), no marker.
     """
-    scale = min(max(1.0, ratio, projected_ratio) * 1.05, 2.0)
+    scale = min(max(1.0, ratio, projected_ratio or 0.0) * 1.05, 2.0)
     fill = min(ratio, scale) / scale * width
     limit_x = width / scale
-    proj = min(projected_ratio, scale) / scale * width
-    label = f"{percent(ratio)} spent, {percent(projected_ratio)} projected"
+    if projected_ratio is None:
+        label, marker = f"{percent(ratio)} spent, not projected yet", ""
+    else:
+        proj = min(projected_ratio, scale) / scale * width
+        label = f"{percent(ratio)} spent, {percent(projected_ratio)} projected"
+        marker = (
+            f'<path class="projected" d="M{proj:.1f} {height - 1} l-4 -6 h8 z"><title>projected at period end: '
+            f"{percent(projected_ratio)} of the limit</title></path>"
+        )
     return Markup(  # noqa: S704 (the only texts, label and state, are escaped)
         f'<svg class="bar" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
         f'aria-label="{_attr(label)}" xmlns="http://www.w3.org/2000/svg">'
         f'<rect class="track" x="0" y="3" width="{width}" height="{height - 6}" rx="3"/>'
         f'<rect class="state-{_attr(state)}" x="0" y="3" width="{fill:.1f}" height="{height - 6}" rx="3"/>'
         f'<line class="limit" x1="{limit_x:.1f}" x2="{limit_x:.1f}" y1="0" y2="{height}"/>'
-        f'<path class="projected" d="M{proj:.1f} {height - 1} l-4 -6 h8 z"><title>projected at period end: '
-        f"{percent(projected_ratio)} of the limit</title></path>"
-        "</svg>"
+        f"{marker}</svg>"
     )
 
 

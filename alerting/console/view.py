@@ -75,6 +75,12 @@ class ZoneSpend:
     month: float
 
 
+PROJECTED = frozenset({"shape", "recent rate", "complete"})
+"""A status' `projection` values for which `projected` is a projection (else it is the spend so far)."""
+NOT_PROJECTED = {"insufficient history": "not yet (too little history)", "no end": "no period end"}
+"""What the Projected column says instead, in the words of the alerts' `projected` annotation."""
+
+
 @dataclass
 class BudgetRow:
     """One budget instance, or the summary row of a `key: "*"` budget (with `children`)."""
@@ -97,6 +103,19 @@ class BudgetRow:
     """Instances of a `key: "*"` budget not listed (beyond `MAX_INSTANCES`, or `MAX_BUDGET_INSTANCES` on its page)."""
     note: str = ""
     """Why a `key: "*"` budget shows no instance (none of its values has spent yet in this period)."""
+    projection: str = ""
+    """How `projected` was made, as the status says it (`shape`, `recent rate`, `insufficient history`, …)."""
+
+    @property
+    def projected_text(self) -> str:
+        """The Projected column: the amount when there is a projection, else why not, as the alerts say it.
+
+        Without one the status' `projected` is the spend so far; shown as an amount (and a ▲ at the spend)
+        it read as a forecast that the budget ends the period where it is, beside alerts saying "not yet".
+        """
+        if self.projection in PROJECTED:
+            return self.amount(self.projected)
+        return NOT_PROJECTED.get(self.projection, "not yet")
 
     def amount(self, value: float) -> str:
         """A spent/limit figure in this budget's unit, as the check says it (budgets/amounts.py).
@@ -257,7 +276,7 @@ def budget_rows(
             worst.ratio,
             worst.state,
         )
-        parent.bar = worst.bar
+        parent.bar, parent.projection = worst.bar, worst.projection
     return rows
 
 
@@ -281,6 +300,7 @@ def _budget_row(status: dict[str, Any], key: str | None = None) -> BudgetRow:
     limit = float(status["limit"])
     spent = float(status["spent"])
     projected = float(status["projected"])
+    projection = str(status.get("projection") or "")
     ratio = spent / limit
     return BudgetRow(
         name=status["name"],
@@ -295,8 +315,9 @@ def _budget_row(status: dict[str, Any], key: str | None = None) -> BudgetRow:
         ratio=ratio,
         state=status["state"],
         period_end=_epoch(status["period_end"]),
-        bar=budget_bar(ratio, projected / limit, status["state"]),
+        bar=budget_bar(ratio, projected / limit if projection in PROJECTED else None, status["state"]),
         note=status.get("note") or "",
+        projection=projection,
     )
 
 

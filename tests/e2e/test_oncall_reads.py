@@ -340,3 +340,16 @@ def test_a_mail_says_to_acknowledge_only_where_the_alert_went_and_an_ack_reaches
     assert f"Acknowledge in Slack or PagerDuty, or run: llmcost alerts ack {alert['id']}\n" in critical, critical
     html = stack.smtp.messages[0].part("text/html")
     assert "Acknowledge in Slack, or run <code>" in html and "PagerDuty" not in html, html
+
+
+def test_the_console_says_not_projected_yet_where_the_alerts_do(stack: Stack) -> None:
+    # Without history the status' `projected` is the spend so far: the console showed it as the Projected
+    # amount with a ▲ "projected at period end: 85% of the limit", beside a page saying "not yet".
+    stack.spend(85, "search")
+    wait_until(lambda: len(stack.smtp.messages) == 1, what="the warning mail", timeout=30)
+    assert "projected: not yet (too little history)\n" in stack.mails(stack.alert("search")["fingerprint"])[0]
+    page = httpx.get(f"{stack.proc.base}/", timeout=10).text
+    row = re.search(r'<tr class="budget" data-budget="search".*?</tr>', page, re.S)
+    assert row is not None, page
+    assert '<td class="num">not yet (too little history)</td>' in row.group(0), row.group(0)
+    assert "projected at period end" not in row.group(0) and "85% spent, not projected yet" in row.group(0)
