@@ -255,7 +255,7 @@ class BudgetAlerts:
         # by instance, so moving from one level to another is a change of that alert, not a resolve.
         active = {
             (_identity(alertname), labels.get("budget", ""), labels.get("key", "")): (alertname, labels)
-            for alertname, labels in self._end_finished_periods(list(desired.values()))
+            for alertname, labels in self._end_finished_periods(instances)
         }
         wanted = {(_identity(alertname), budget, key) for alertname, budget, key in desired}
         # Levels only rise within a period; the forecast can fall back below them (to info, when the

@@ -143,3 +143,22 @@ def test_a_call_stamped_in_the_next_period_raises_its_cap_alert_for_that_period(
     budgets.evaluate()  # that day is over: its cap alert resolves
     assert sink.names() == set()
     services.close()
+
+
+def test_the_resolve_at_the_end_of_the_period_shows_the_finished_periods_figures(
+    stack: tuple[Services, BudgetService, GatewayService], rx: Receivers, clock: FakeClock
+) -> None:
+    # Seen on a real serve at 00:00 UTC: "[RESOLVED] LLMBudgetExceeded: Budget search-hourly is at 0% ($0.00
+    # of $100.00)", the mail's description naming the new hour: the figures of the period just begun, read
+    # when the resolve was decided, as a raised limit's are, where docs/alerting.md keeps the period's own.
+    services, budgets, gateway = stack
+    exceed(services, "a", TEN_FIFTY - 10)
+    budgets.evaluate()
+    gateway.deliver_pending()
+    clock.set(ELEVEN + 30)  # the next hour, nothing spent in it yet
+    budgets.evaluate()
+    gateway.deliver_pending()
+    [resolved] = gateway.alerts("resolved")
+    assert resolved.annotations["spent"] == "4 requests", resolved.annotations
+    assert "since 2026-11-11 10:00 UTC" in resolved.annotations["description"], resolved.annotations
+    assert "is at 133%" in rx.slack.requests[-1].json["text"], rx.slack.requests[-1].json["text"]
