@@ -25,6 +25,16 @@ from tests.support.clock import FakeClock
 from tests.support.helpers import apply_config_budgets, make_config
 
 NOW = time.time()  # `llmcost budgets list` reads the budgets' current period on the real clock
+
+
+@pytest.fixture(autouse=True)
+def _now_when_the_test_runs() -> None:
+    """NOW read as each test starts, not at collection: a run collected before midnight UTC put its calls
+    in the day before the daily budgets' period, and every figure read $0.00."""
+    global NOW
+    NOW = time.time()
+
+
 BUDGETS = [
     {"name": "big", "scope": "project", "key": "big", "period": "daily", "limit": 5000, "mode": "hard"},
     {"name": "tiny", "scope": "project", "key": "tiny", "period": "daily", "limit": 1},
