@@ -49,22 +49,22 @@ def test_a_misspelt_filter_is_refused_naming_it(server: LlmcostProcess, query: s
 
 
 @pytest.mark.parametrize(
-    ("method", "query", "field"),
+    ("method", "query", "field", "takes"),
     [
-        ("GET", "/v1/budgets?name=team-a", "name"),
-        ("GET", "/v1/budgets/team-a?period=last", "period"),
-        ("PUT", "/v1/budgets/team-a?dry_run=true", "dry_run"),
+        ("GET", "/v1/budgets?name=team-a", "name", "this endpoint takes none"),
+        ("GET", "/v1/budgets/team-a?period=last", "period", "allowed: periods"),  # periods: the budget's history
+        ("PUT", "/v1/budgets/team-a?dry_run=true", "dry_run", "this endpoint takes none"),
     ],
 )
 def test_a_query_parameter_on_the_budgets_api_is_refused_naming_it(
-    server: LlmcostProcess, method: str, query: str, field: str
+    server: LlmcostProcess, method: str, query: str, field: str, takes: str
 ) -> None:
     # `GET /v1/budgets?name=team-a` answered every budget as if filtered; `PUT …?dry_run=true` changed it.
     body = {"limit_usd": 100, "period": "monthly", "scope": "global"}
     answer = httpx.request(method, server.base + query, headers=ADMIN, json=body, timeout=10)
     assert answer.status_code == 400, answer.text
     assert answer.json() == {
-        "error": f"{field}: unknown query parameter (this endpoint takes none)",
+        "error": f"{field}: unknown query parameter ({takes})",
         "detail": {"field": field},
     }
     assert httpx.get(server.base + "/v1/budgets", headers=ADMIN, timeout=10).json() == {"budgets": []}
