@@ -45,12 +45,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-
 # One BLAS thread: the projection's small matrix products ran 5x slower with a thread per core on a
-# shared machine (60 s against 12 s for the whole run). Read when numpy loads, so set before.
+# shared machine (60 s against 12 s for the whole run). Read when numpy loads, so set before importing it.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
