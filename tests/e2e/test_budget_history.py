@@ -75,14 +75,15 @@ def server(tmp_path: Path) -> Iterator[LlmcostProcess]:
         yield process
 
 
-def show(server: LlmcostProcess, name: str, *argv: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [*LLMCOST, "budgets", "show", name, *argv, "--db", server.db_url],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+def budgets(server: LlmcostProcess, *argv: str) -> subprocess.CompletedProcess[str]:
+    """`llmcost budgets ARGV --db <the server's store>`, its output captured."""
+    return subprocess.run(
+        [*LLMCOST, "budgets", *argv, "--db", server.db_url], capture_output=True, text=True, timeout=60, check=False
     )
+
+
+def show(server: LlmcostProcess, name: str, *argv: str) -> dict[str, Any]:
+    done = budgets(server, "show", name, *argv)
     assert done.returncode == 0, done.stdout + done.stderr
     body: dict[str, Any] = json.loads(done.stdout)
     return body
@@ -234,22 +235,10 @@ def test_show_and_get_list_the_last_completed_periods_against_the_limit(server: 
 
 
 def test_a_bad_periods_option_is_a_usage_error_naming_it(server: LlmcostProcess) -> None:
-    done = subprocess.run(
-        [*LLMCOST, "budgets", "show", "team-monthly", "--periods", "-1", "--db", server.db_url],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = budgets(server, "show", "team-monthly", "--periods", "-1")
     assert done.returncode == 2
     assert "--periods: must be a whole number from 0 to 100, got '-1'" in done.stderr
-    done = subprocess.run(
-        [*LLMCOST, "budgets", "list", "--periods", "2", "--db", server.db_url],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = budgets(server, "list", "--periods", "2")
     assert done.returncode == 2 and "--periods not used by list" in done.stderr
 
 
@@ -259,11 +248,5 @@ def test_periods_is_ascii_digits_only(server: LlmcostProcess) -> None:
         refused = get(server, f"/v1/budgets/team-monthly?periods={quote(odd)}")
         assert refused.status_code == 400, (odd, refused.text)
         assert refused.json()["error"] == f"periods: must be a whole number from 0 to 100, got {odd!r}"
-    done = subprocess.run(
-        [*LLMCOST, "budgets", "show", "team-monthly", "--periods", "1_0", "--db", server.db_url],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = budgets(server, "show", "team-monthly", "--periods", "1_0")
     assert done.returncode == 2 and "--periods: must be a whole number from 0 to 100, got '1_0'" in done.stderr
