@@ -174,6 +174,20 @@ def listed_message(notification: Notification) -> str | None:
     return dumps({name: value for name, value in digest.items() if name != "subject"})
 
 
+def told_alone(notification: Notification) -> bool:
+    """True for news of an alert that was notified on its own, told in its own message, thread or incident.
+
+    Its reminder, (un)acknowledgement and resolve (`GROUP_THREAD_KINDS`) go where the alert was told, as
+    they do for an alert listed in a grouped message, however many instances of its budget fall due in
+    the same tick: folded into one new grouped message, they opened a second Slack thread and mail thread
+    for problems already told, and on PagerDuty a new incident (an extra page) on the group's key, while
+    the acknowledgements left the alerts' own incidents escalating. Instances notified one by one (fewer
+    than `group_threshold` at a time, or by a release that did not group) are such alerts.
+    """
+    reference = notification.reference or {}
+    return notification.kind in GROUP_THREAD_KINDS and bool(reference) and "digest" not in reference
+
+
 def by_message(notifications: Sequence[Notification]) -> dict[str | None, list[int]]:
     """Positions of the notifications by the grouped message whose thread they are told in (None: none).
 

@@ -41,6 +41,7 @@ from alerting.gateway.grouping import (
     send_digest,
     single_reference,
     summary_digest_key,
+    told_alone,
 )
 from alerting.gateway.records import actor_from_json, alert_from_snapshot, dumps, loads, reopened_from_json
 from alerting.gateway.settings import OutboxSettings
@@ -328,22 +329,25 @@ class Outbox:
     ) -> list[tuple[str, list[Claimed], bool]]:
         """The group's rows by the message they go to: (its key, its rows, whether they are sent as one).
 
-        On PagerDuty, per incident (`grouping.incident_keys`), each one message. Elsewhere, per grouped
-        message whose thread they are told in (`grouping.by_message`): one reply in each thread, and a
-        lone alert's row is sent alone (it replies in its thread naming the alert); rows listed in no
-        grouped message are one new message from `group_threshold` on, else sent one by one, as ever.
+        A row about an alert notified on its own goes alone to its own message or incident
+        (`grouping.told_alone`). Of the others, on PagerDuty, per incident (`grouping.incident_keys`), each
+        one message. Elsewhere, per grouped message whose thread they are told in (`grouping.by_message`):
+        one reply in each thread, and a lone alert's row is sent alone (it replies in its thread naming the
+        alert); rows listed in no grouped message are one new message from `group_threshold` on, else sent
+        one by one, as ever.
         """
         key = group_digest_key(group)
+        out = [(key, [member], False) for member in members if told_alone(member.notification)]
+        members = [member for member in members if not told_alone(member.notification)]
+        if not members:
+            return out
         if channel in INCIDENT_CHANNELS:
             keys = incident_keys(conn, channel, key, [m.notification for m in members], members[0].id)
             incidents: dict[str, list[Claimed]] = {}
             for member, incident in zip(members, keys, strict=True):
                 incidents.setdefault(incident, []).append(member)
-            return [(incident, part, True) for incident, part in incidents.items()]
+            return out + [(incident, part, True) for incident, part in incidents.items()]
         parts = by_message([m.notification for m in members])
-        if len(parts) == 1:
-            return [(key, members, True)]
-        out = []
         for message, positions in parts.items():
             part = [members[i] for i in positions]
             alone = len(part) == 1 if message is not None else len(part) < self.grouping.threshold(group)

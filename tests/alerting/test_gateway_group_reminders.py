@@ -218,3 +218,47 @@ def test_a_single_alerts_reminder_replies_in_its_own_thread(h: Harness, rx: Rece
     assert len(rx.slack.posted) == 1 and len(rx.smtp.messages) == 2
     assert {e["dedup_key"] for e in rx.pagerduty.events} == {incident.dedup_key}
     assert rx.pagerduty.pages == [incident]
+
+
+def test_instances_notified_one_by_one_are_reminded_and_acknowledged_in_their_own_threads(
+    h: Harness, rx: Receivers, clock: FakeClock
+) -> None:
+    """Instances each notified on their own (fewer than `group_threshold` at a time) whose news falls due together.
+
+    Defect: two projects crossing in one pass and a third ten minutes later were three messages of their
+    own (below the threshold of 3), but their reminders, due in one tick four hours later, were folded into
+    ONE new grouped Slack post and mail thread ("3 instances of budget per-project still firing") and one
+    new PagerDuty trigger on the group's key: a new incident, an extra page, for three problems already
+    paging in their own. So were their acknowledgements: the group's key had no incident, so the three
+    incidents were never acknowledged and went on escalating. An upgrade from the first release, which
+    notified every instance on its own, hit it at its first reminder. Now what is told in an alert's own
+    thread (reminder, acknowledgement, unacknowledgement, resolve) goes there, however many fall due at once.
+    """
+    h.gateway.fire_many(instances("LLMBudgetWarning", ["a", "b"]))
+    h.gateway.deliver_pending()
+    clock.advance(600)
+    h.gateway.fire_many(instances("LLMBudgetWarning", ["c"]))
+    h.gateway.deliver_pending()
+    posts = {p["ts"] for p in rx.slack.posted}
+    roots = {m.message["Message-ID"] for m in rx.smtp.messages}
+    incidents = list(rx.pagerduty.pages)
+    assert len(posts) == len(roots) == len(incidents) == 3
+    assert not any(i.dedup_key.startswith("llmcost-group-") for i in incidents)
+
+    assert remind(h, clock) == 3
+    assert len(rx.slack.posted) == 3, "a new post: " + rx.slack.posted[-1]["text"]
+    assert sorted(r["thread_ts"] for r in rx.slack.replies) == sorted(posts)
+    assert all("Still firing since" in r["text"] for r in rx.slack.replies)
+    replies = [m.message for m in rx.smtp.messages[3:]]
+    assert sorted(m["In-Reply-To"] for m in replies) == sorted(roots), "a new mail thread"
+    assert rx.pagerduty.pages == incidents, "paged again"
+    assert {e["dedup_key"] for e in rx.pagerduty.events} == {i.dedup_key for i in incidents}
+
+    for alert in h.alerts():  # the console's "acknowledge" on each, before the gateway's next delivery
+        assert h.admin("POST", f"/v1/alerts/{alert['id']}/ack", json={"by": "bob"}).status_code == 200
+    h.gateway.deliver_pending()
+    assert len(rx.slack.posted) == 3 and rx.pagerduty.pages == incidents
+    assert [i.status for i in incidents] == ["acknowledged"] * 3, "PagerDuty escalates on"
+    updates = rx.slack.calls("chat.update")[-3:]  # each alert's own message says so, as for any single alert
+    assert sorted(c.json["ts"] for c in updates) == sorted(posts)
+    assert all("Acknowledged" in c.json["text"] and "bob" in str(c.json["blocks"]) for c in updates)
