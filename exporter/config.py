@@ -246,7 +246,9 @@ def resolve_secret(section: dict[str, Any], key: str, problems: Problems, path: 
         if not value.strip() and (unread := _unread(key, path)) is not None:
             return unread
         if not key.endswith("tokens"):
-            return value
+            # Stripped as a `*_file` value is: a Kubernetes Secret made `--from-file` hands the file's final
+            # newline to the variable, and the same secret was accepted from the file and refused from here.
+            return value.strip()
         tokens = [t for t in value.replace(",", " ").split() if t]
         if not tokens:
             problems.append(f"{path}.{key}_env: environment variable {name} is empty{_EMPTY_TOKENS}")
