@@ -11,9 +11,10 @@ catch-up run does not shift the later ones), with an explicit id, `coalesce=True
    holder whose run never finished (`scheduler.done.<job>` below it: the holder died during the run) is
    claimed again by the leader, so a pass a dead leader was in the middle of is not lost;
 3. calls the job; an exception is logged and counted, never propagated into APScheduler;
-4. records `scheduler.last_run.<job>` (gauge), `scheduler.runs.<job>.<outcome>` (counter) and the tick it
-   finished (`scheduler.done.<job>`) in the store; `alerting.scheduler_collector` exposes the first two
-   from any process.
+4. records `scheduler.last_run.<job>` (gauge), `scheduler.runs.<job>.<outcome>` (counter), the tick it
+   finished (`scheduler.done.<job>`) and, for a run that succeeded, `scheduler.last_success.<job>` in the
+   store; `alerting.scheduler_collector` exposes the first two from any process, and the gateway reads the
+   last one before reminding of an alert the job evaluates (`alerting.gateway.evidence`).
 
 A store that cannot be reached (`StoreUnavailable`: down, restarting, refusing connections) is logged
 calmly by `alerting.outage_log.OutageLog`: one line per job when it first fails, a reminder every few
@@ -102,6 +103,15 @@ def last_run_name(job: str) -> str:
 def runs_name(job: str, outcome: str) -> str:
     """Persisted counter behind `llm_scheduler_runs_total{job, outcome}`."""
     return f"scheduler.runs.{job}.{outcome}"
+
+
+def last_success_name(job: str) -> str:
+    """Persisted gauge: when the last successful run of `job` started (its `now`).
+
+    A run that raised may have stopped before it looked at every alert, so only a success vouches that the
+    alerts the job evaluates and left open still hold (`alerting.gateway.evidence`).
+    """
+    return f"scheduler.last_success.{job}"
 
 
 def done_name(job: str) -> str:
@@ -307,6 +317,8 @@ class AlertScheduler:
             with self.store.transaction() as conn:
                 self.store.add_counters({runs_name(job, outcome): 1}, conn)
                 self.store.set_gauge(last_run_name(job), now, conn)
+                if outcome is Outcome.SUCCESS:
+                    self.store.set_gauge(last_success_name(job), now, conn)
                 self.store.set_gauge(done_name(job), tick_of(now, self.jobs[job][0]), conn)
         except StoreUnavailable as error:
             self._outages.unreachable(job, error, now)

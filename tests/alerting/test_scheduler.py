@@ -44,6 +44,7 @@ def test_a_job_runs_once_per_tick_and_records_its_runs(db_url: str) -> None:
     counters = store.counters()
     assert counters["scheduler.runs.detection.success"] == 2
     assert counters["scheduler.last_run.detection"] == T0 + 40
+    assert counters["scheduler.last_success.detection"] == T0 + 40  # what vouches for its alerts' reminders
     assert "scheduler.runs.detection.already_ran" not in counters  # skips are not recorded
     store.close()
 
@@ -58,6 +59,7 @@ def test_a_failing_job_is_counted_and_does_not_stop_the_others(db_url: str) -> N
     counters = store.counters()
     assert counters["scheduler.runs.budgets.error"] == 2
     assert counters["scheduler.last_run.budgets"] == T0 + 60  # a completed run, even a failed one
+    assert "scheduler.last_success.budgets" not in counters  # but it vouches for no alert (gateway/evidence.py)
     assert counters["scheduler.runs.outbox.success"] == 1
 
     registry = CollectorRegistry()
