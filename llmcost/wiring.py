@@ -18,14 +18,16 @@ from typing import Any
 
 from starlette.routing import BaseRoute
 
+from alerting.budgets.alerts import BUDGET_ALERTS
 from alerting.budgets.apply import ApplyPlan, Prune
 from alerting.budgets.collector import BudgetCollector
-from alerting.budgets.definition import BudgetsConfig, parse_budgets_section
+from alerting.budgets.definition import REQUEST_CAP_ALERT, BudgetsConfig, parse_budgets_section
 from alerting.budgets.http import budget_routes
 from alerting.budgets.origin import BUDGET_SET_KEY, ConfigOrigin, file_origin_ref
 from alerting.budgets.service import BudgetService
 from alerting.console.http import Console
 from alerting.gateway.config import settings_from_config
+from alerting.gateway.evidence import ReminderEvidence
 from alerting.gateway.http import gateway_routes
 from alerting.gateway.service import GatewayService
 from alerting.gateway.sink import GatewaySink
@@ -35,8 +37,9 @@ from alerting.push.pusher import PushCollector, Pusher, PushLoop
 from alerting.push.settings import PushSettings, push_settings
 from alerting.push.sink import AlertmanagerSink
 from alerting.runbook import runbook_routes
-from alerting.scheduler import AlertScheduler
+from alerting.scheduler import AlertScheduler, last_success_name
 from alerting.scheduler_collector import SchedulerCollector
+from alerting.spikes.messages import ALERTNAME as SPIKE_ALERT
 from alerting.spikes.service import SpikeService
 from alerting.spikes.settings import detection_settings
 from exporter.collector import FollowerCollector
@@ -51,6 +54,14 @@ ROLES = ("all", "ingest", "scheduler")
 DELIVERING_ROLES = ("all", "scheduler")
 """The roles whose processes run the gateway's delivery workers and the scheduler (`--role ingest` does not)."""
 OUTBOX_TICK_SECONDS = 15.0  # repeat reminders and outbox housekeeping
+BUDGETS_JOB = "budgets"
+DETECTION_JOB = "detection"
+EVALUATED_BY: dict[str, tuple[str, ...]] = {
+    BUDGETS_JOB: (*BUDGET_ALERTS, REQUEST_CAP_ALERT),
+    DETECTION_JOB: (SPIKE_ALERT,),
+}
+"""The alerts each scheduled job raises and resolves: reminded of only after its pass has seen them still
+firing (`alerting.gateway.evidence`), whichever process runs the job."""
 
 
 class ConfigBudgets:
@@ -120,8 +131,13 @@ def attach_alerting(services: Services, role: str = "all", *, origin_ref: str | 
         raise ConfigError(problems)
     delivers = role in DELIVERING_ROLES
     pushing = push_settings(services.config)
+    evidence = ReminderEvidence({last_success_name(job): names for job, names in EVALUATED_BY.items()})
     gateway = GatewayService(
-        services.store, settings_from_config(services.config), clock=services.clock, start_workers=delivers
+        services.store,
+        settings_from_config(services.config),
+        clock=services.clock,
+        start_workers=delivers,
+        reminder_evidence=evidence,
     )
     services.closers.append(gateway.close)
     # The source link of a budget alert depends on whether its budget is `key: "*"`: asked of `budgets`,
@@ -135,8 +151,8 @@ def attach_alerting(services: Services, role: str = "all", *, origin_ref: str | 
         services.registry.register(collector)
     spikes = SpikeService(services.store, detection_settings(services.config), sink, clock=services.clock)
     jobs = {
-        "budgets": (budgets_config.evaluate_seconds, _job(budgets.evaluate)),
-        "detection": (detection_settings(services.config).interval_seconds, _job(spikes.evaluate)),
+        BUDGETS_JOB: (budgets_config.evaluate_seconds, _job(budgets.evaluate)),
+        DETECTION_JOB: (detection_settings(services.config).interval_seconds, _job(spikes.evaluate)),
         "outbox": (OUTBOX_TICK_SECONDS, _job(gateway.tick)),
     }
     retention = services.config.retention

@@ -23,6 +23,7 @@ from alerting.gateway.alert_rows import AlertRows
 from alerting.gateway.changes import AlertConflict, AlertInput, AlertNotFound, Change
 from alerting.gateway.dedup import Reason, decide, severity_rank
 from alerting.gateway.enqueue import enqueue, notified_channels
+from alerting.gateway.evidence import ReminderEvidence
 from alerting.gateway.records import alert_from_row, dumps, loads, reopened_json, rfc3339
 from alerting.gateway.settings import GatewaySettings
 from alerting.gateway.silences import CHANNEL as SILENCES
@@ -54,10 +55,12 @@ When an alert falls to a severity no longer routed to such a channel, its item t
 class Lifecycle:
     """Applies alert state changes; shared by the HTTP handlers, the scheduler entry points and `tick`."""
 
-    def __init__(self, settings: GatewaySettings, dialect: str) -> None:
+    def __init__(self, settings: GatewaySettings, dialect: str, evidence: ReminderEvidence | None = None) -> None:
         self.settings = settings
         self.dialect = dialect
         self.rows = AlertRows(dialect)
+        self.evidence = evidence or ReminderEvidence()
+        """What vouches that an alert the scheduler evaluates still fires before `repeat_due` reminds of it."""
 
     # --- fire -------------------------------------------------------------------------------------
 
@@ -415,13 +418,20 @@ class Lifecycle:
         return Change(action, alert, decision, tuple(channels), decision.reason.value)
 
     def repeat_due(self, conn: Connection, now: float, limit: int = 500) -> list[Change]:
-        """Enqueue repeats for firing alerts whose repeat interval has elapsed."""
+        """Enqueue repeats for firing alerts whose repeat interval has elapsed.
+
+        An alert the scheduler evaluates (budgets, spikes) only once a pass of its job has seen it since its
+        reminder fell due (`alerting.gateway.evidence`); until then it waits, and the pass may resolve it.
+        """
+        repeat_interval = self.settings.repeat_interval
         rows = conn.execute(
             select(alerts.c.id)
             .where(
                 alerts.c.state == "firing",
                 alerts.c.silence_id.is_(None),  # silenced or inhibited in Alertmanager: no reminders, as there
-                alerts.c.last_notified_at <= now - self.settings.repeat_interval,
+                alerts.c.last_notified_at <= now - repeat_interval,
+                # In the query, not after it: alerts waiting for a pass must not fill the `limit` every tick.
+                self.evidence.reminder_vouched(conn, repeat_interval),
             )
             .order_by(alerts.c.id)
             .limit(limit)

@@ -28,6 +28,7 @@ from alerting.gateway.alert_rows import with_silences
 from alerting.gateway.changes import AlertInput, AlertNotFound, Change
 from alerting.gateway.channels import build_channels
 from alerting.gateway.collector import GatewayCollector
+from alerting.gateway.evidence import ReminderEvidence
 from alerting.gateway.grouping import digest_channels
 from alerting.gateway.lifecycle import Lifecycle
 from alerting.gateway.notifications import notification_rows, purge_delivered, requeue
@@ -76,7 +77,9 @@ class GatewayService:
 
     `start_workers=False` leaves delivery to explicit `deliver_pending()` calls (tests, one-shot CLI
     commands); with workers, deliveries start right after each commit and `tick` runs every
-    `alerting.tick_interval`.
+    `alerting.tick_interval`. `reminder_evidence`: the scheduler's passes that must have seen an alert
+    still firing before `tick` reminds of it (`alerting.gateway.evidence`; the application wires the
+    jobs it schedules); without it every firing alert is reminded of once `repeat_interval` has passed.
     """
 
     def __init__(
@@ -87,11 +90,12 @@ class GatewayService:
         clock: Callable[[], float] = time.time,
         start_workers: bool = True,
         notifiers: Mapping[str, Notifier] | None = None,
+        reminder_evidence: ReminderEvidence | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.settings = settings
-        self.lifecycle = Lifecycle(self.settings, store.dialect)
+        self.lifecycle = Lifecycle(self.settings, store.dialect, reminder_evidence)
         self.notifiers = build_channels(self.settings, notifiers)
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.outbox = Outbox(

@@ -124,9 +124,18 @@ def test_the_first_release_store_upgrades_with_nothing_lost_doubled_or_paged_aga
                 assert update.payload["ts"] in threads
             for reply in slack.replies:
                 assert reply["thread_ts"] in threads
-            # The release notified its alerts at 20:33 UTC on 2026-12-07 and reminds every 4 h, so on a later day
-            # its reminders fall due at the upgrade: each replies in its alert's own thread (above) and goes to
-            # its own incident. They were one new grouped post and a new incident (a page) on the group's key.
             assert {e["dedup_key"] for e in pagerduty.events} <= incidents
+            # The release notified its alerts at 20:33 UTC on 2026-12-07 and reminds every 4 h, so on a later day
+            # their reminders are due at the upgrade; but their daily period ended at midnight, and the first
+            # budgets pass resolves them. Nothing is reminded of before a pass has seen it still firing: the
+            # first tick sent a "still firing" to Slack and a PagerDuty trigger (a page) for each, seconds
+            # before the pass resolved them all.
+            wait_until(
+                lambda: not httpx.get(f"{server.base}/v1/alerts?state=firing", headers=ADMIN).json(),
+                timeout=60,
+                what="the first budgets pass resolving the ended daily period's alerts",
+            )
+            assert [r["text"] for r in slack.replies if "Still firing" in r["text"]] == []
+            assert [e for e in pagerduty.events if e["event_action"] == "trigger"] == []
         finally:
             server.stop()

@@ -90,8 +90,10 @@ def gateway_config(
     alerting: dict[str, Any] | None = None,
     auth: bool = True,
     channel_extra: dict[str, dict[str, Any]] | None = None,
+    **sections: Any,
 ) -> Config:
-    """A validated config pointing every channel at the receivers (`channel_extra`: more keys per channel)."""
+    """A validated config pointing every channel at the receivers (`channel_extra`: more keys per channel;
+    `sections`: more top-level sections, such as `budgets`)."""
     notifications: dict[str, Any] = {}
     if "slack" in channels:
         notifications["slack"] = {
@@ -121,7 +123,7 @@ def gateway_config(
         notifications[channel].update(extra)
     if routes is not None:
         notifications["routes"] = routes
-    raw: dict[str, Any] = {"notifications": notifications}
+    raw: dict[str, Any] = {"notifications": notifications, **sections}
     raw["alerting"] = {"tick_interval": 0, "outbox": {"poll_interval": "100ms"}, **(alerting or {})}
     if auth:
         raw["auth"] = {"admin_tokens": [ADMIN], "webhook_tokens": [WEBHOOK]}
