@@ -5,8 +5,8 @@ Alertmanager is the evidence: it resolves the alert when the rule stops firing. 
 scheduler raises (budgets, forecasts, request caps, spikes) the evidence is the job that evaluates them:
 each pass raises what holds and resolves what no longer does. While no pass runs (the server stopped
 overnight, the leader dead, the job failing) nothing resolves them, and a reminder sent then claims what
-nobody checked: after a restart the gateway's first tick reminded of a daily budget's alerts, paging on
-PagerDuty, seconds before the first budgets pass resolved them because their period had ended.
+nobody checked: after a restart the gateway's first tick reminded of a daily budget's alerts (Slack, mail, a
+PagerDuty trigger) seconds before the first budgets pass resolved them because their period had ended.
 
 So such an alert's reminder is due only once a pass of its job that began after the reminder fell due
 (`last_notified_at + repeat_interval`) has succeeded: that pass saw the alert (open before it began) and,

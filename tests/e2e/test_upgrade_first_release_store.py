@@ -128,7 +128,7 @@ def test_the_first_release_store_upgrades_with_nothing_lost_doubled_or_paged_aga
             # The release notified its alerts at 20:33 UTC on 2026-12-07 and reminds every 4 h, so on a later day
             # their reminders are due at the upgrade; but their daily period ended at midnight, and the first
             # budgets pass resolves them. Nothing is reminded of before a pass has seen it still firing: the
-            # first tick sent a "still firing" to Slack and a PagerDuty trigger (a page) for each, seconds
+            # first tick sent a "still firing" to Slack, a mail and a PagerDuty trigger for each, seconds
             # before the pass resolved them all.
             wait_until(
                 lambda: not httpx.get(f"{server.base}/v1/alerts?state=firing", headers=ADMIN).json(),
