@@ -69,6 +69,47 @@ def period_bounds(
     return start_of_local_day(first, z), start_of_local_day(following, z)
 
 
+# Not strftime's %B, which follows the process's locale.
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+
+def period_label(period: Period | str, start: datetime, end: datetime | None, tz: str = "UTC") -> str:
+    """The period `[start, end)` as people name it, on its own calendar: "2026-12-07", "November 2026".
+
+    Hourly "2026-12-07 23:00 to 00:00", weekly "2026-11-30 to 2026-12-06" (its last day), yearly "2026";
+    a `total` period, which never ends, "since 1970-01-01". Times are read in `tz`, the budget's timezone
+    (the caller names it: "2026-12-07 in Europe/Paris").
+    """
+    p = Period(period)
+    z = zone(tz)
+    first = start.astimezone(z)
+    if p is Period.TOTAL or end is None:
+        return f"since {first:%Y-%m-%d}"
+    last = end.astimezone(z)
+    if p is Period.HOURLY:
+        return f"{first:%Y-%m-%d %H:%M} to {last:%H:%M}"
+    if p is Period.DAILY:
+        return f"{first:%Y-%m-%d}"
+    if p is Period.WEEKLY:
+        return f"{first:%Y-%m-%d} to {(last - timedelta(days=1)):%Y-%m-%d}"
+    if p is Period.MONTHLY:
+        return f"{_MONTHS[first.month - 1]} {first.year}"
+    return str(first.year)
+
+
 def previous_periods(
     period: Period | str, now: datetime, tz: str = "UTC", n: int = 1
 ) -> list[tuple[datetime, datetime]]:

@@ -17,6 +17,9 @@ FireItem = tuple[str, dict[str, str], dict[str, str], str]
 Figures = Mapping[tuple[str, frozenset[tuple[str, str]]], Mapping[str, str]]
 """Annotations read when alerts were found over, by `figures_key(alertname, labels)`: what their resolve shows."""
 
+Reasons = Mapping[tuple[str, frozenset[tuple[str, str]]], str]
+"""Why llmcost itself resolves some alerts (a budget's period ended), by `figures_key(alertname, labels)`."""
+
 
 def figures_key(alertname: str, labels: Mapping[str, str]) -> tuple[str, frozenset[tuple[str, str]]]:
     """The key of one alert in `Figures`."""
@@ -59,6 +62,7 @@ def resolve_all(
     *,
     started_by: float | None = None,
     figures: Figures | None = None,
+    reasons: Reasons | None = None,
 ) -> None:
     """Resolve `items` together when the sink can (see `fire_all`).
 
@@ -71,11 +75,18 @@ def resolve_all(
 
     `figures`: the alerts' annotations as they are now (a budget whose limit was raised: its spend of the
     new limit), which their resolve shows in place of the figures they last fired with.
+
+    `reasons`: why they ended, for those llmcost can say it of (a budget's period ended); the gateway records
+    each as the resolve's comment, by `llmcost` via `scheduler`, and its messages show it where a person's
+    resolve shows who and why. Sinks without `resolve_many` ignore it.
     """
     resolve_many = getattr(sink, "resolve_many", None)
     if resolve_many is not None and (len(items) > 1 or started_by is not None):
         if items:
-            resolve_many(items, started_by=started_by, **({"figures": figures} if figures else {}))
+            extra: dict[str, Any] = {"figures": figures} if figures else {}
+            if reasons:
+                extra["reasons"] = reasons
+            resolve_many(items, started_by=started_by, **extra)
         return
     for alertname, labels in items:
         sink.resolve(alertname, labels)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from alerting.budgets.amounts import amounts_apart, percent, usd_apart
+from alerting.budgets.amounts import amount, amounts_apart, percent, usd_apart
 from alerting.budgets.definition import (
     ALERT_FOR_STATE,
     FORECAST_ALERT,
@@ -25,7 +25,7 @@ from alerting.budgets.definition import (
 from alerting.budgets.instances import CurrentPeriods, Instance, InstanceReader
 from alerting.budgets.registry import BudgetRegistry
 from alerting.model import level_rank
-from alerting.periods import elapsed_fraction, period_bounds
+from alerting.periods import elapsed_fraction, period_bounds, period_label
 from alerting.projection import INSUFFICIENT_HISTORY, ProjectionConfig, ProjectionResult, should_alert_forecast
 from alerting.sink import (
     AlertSink,
@@ -55,6 +55,22 @@ def _capped(budget: Budget) -> bool:
 def _utc(moment: datetime) -> str:
     """A period bound as people read it, in UTC whatever the budget's timezone: "2026-12-08 00:00 UTC"."""
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def period_ended(budget: Budget, started: float) -> str:
+    """Why llmcost resolves an alert of `budget` that started at `started`: the period it belonged to ended.
+
+    "the daily period ended (2026-12-07 in UTC); spend starts again from $0.00 in the new period". Spend
+    never falls within a period, so a resolve saying only when left the on-call guessing between a reset
+    and the end of the period; the period is named on the budget's own calendar (its timezone).
+    """
+    start, end = period_bounds(budget.period, datetime.fromtimestamp(started, UTC), budget.timezone)
+    named = period_label(budget.period, start, end, budget.timezone)
+    zero = amount(budget.unit, 0)
+    return (
+        f"the {budget.period} period ended ({named} in {budget.timezone}); "
+        f"spend starts again from {zero} in the new period"
+    )
 
 
 def _identity(alertname: str) -> str:
@@ -255,7 +271,7 @@ class BudgetAlerts:
         # by instance, so moving from one level to another is a change of that alert, not a resolve.
         active = {
             (_identity(alertname), labels.get("budget", ""), labels.get("key", "")): (alertname, labels)
-            for alertname, labels in self._end_finished_periods(instances)
+            for alertname, labels in self._end_finished_periods(instances, definitions=definitions, now=now)
         }
         wanted = {(_identity(alertname), budget, key) for alertname, budget, key in desired}
         # Levels only rise within a period; the forecast can fall back below them (to info, when the
@@ -353,7 +369,9 @@ class BudgetAlerts:
                     figures[figures_key(alertname, labels)] = self.annotations(now_read, alertname)
         return ended
 
-    def _end_finished_periods(self, instances: list[Instance]) -> list[tuple[str, dict[str, str]]]:
+    def _end_finished_periods(
+        self, instances: list[Instance], *, definitions: Iterable[Budget] = (), now: float | None = None
+    ) -> list[tuple[str, dict[str, str]]]:
         """Resolve the alerts these instances still hold from a period that has ended; the rest stay active.
 
         A budget alert's labels name no period, so an instance over a threshold again early in the next
@@ -362,25 +380,34 @@ class BudgetAlerts:
         incident for a new crossing, and none at all if the old one was acknowledged. An alert that
         started before the instance's current period belongs to the finished one and is resolved here;
         only alerts that old are touched, so one raised in this period (by any process) stays.
+
+        With `definitions` and `now` (a scheduler pass), the alerts of every value of those budgets are
+        looked at, not only of `instances`: a `key: "*"` budget lists only the values that spent in the new
+        period yet. Each resolve says why (`period_ended`), as a reset's says who and why.
         Returns (alertname, labels) of the budget alerts still active.
         """
         assert self.sink is not None
         found = active_since(self.sink, BUDGET_ALERTS)
         if found is None:  # a sink that cannot tell when its alerts started
             return self.sink.active_labels(BUDGET_ALERTS)
-        starts = {(i.budget.name, i.key): i.period_start.timestamp() for i in instances}
+        starts = {(i.budget.name, i.key): (i.budget, i.period_start.timestamp()) for i in instances}
+        budget_starts = {} if now is None else {b.name: (b, float(self.periods.start(b, now))) for b in definitions}
         ended: list[tuple[str, dict[str, str]]] = []
+        reasons: dict[tuple[str, frozenset[tuple[str, str]]], str] = {}
         kept: list[tuple[str, dict[str, str]]] = []
         latest = float("-inf")
         for alertname, labels, started in found:
-            if started < starts.get((labels.get("budget", ""), labels.get("key", "")), float("-inf")):
+            name = labels.get("budget", "")
+            current = starts.get((name, labels.get("key", ""))) or budget_starts.get(name)
+            if current is not None and started < current[1]:
                 ended.append((alertname, labels))
+                reasons[figures_key(alertname, labels)] = period_ended(current[0], started)
                 latest = max(latest, started)
             else:
                 kept.append((alertname, labels))
         if ended:
             # `started_by`: the latest of their starts, still before the period, so nothing newer is resolved.
-            resolve_all(self.sink, ended, started_by=latest)
+            resolve_all(self.sink, ended, started_by=latest, reasons=reasons)
         return kept
 
     def resolve_budgets(self, names: Iterable[str], *, by: str, comment: str) -> None:

@@ -41,7 +41,7 @@ from alerting.gateway.tables import alert_events, alerts, notification_outbox, w
 from alerting.gateway.webhooks import PagerDutyEvent, SlackAction
 from alerting.model import Actor, Alert, AlertSource, Severity, Silence
 from alerting.notify import Notifier
-from alerting.sink import Figures, figures_key
+from alerting.sink import Figures, Reasons, figures_key
 from exporter.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,8 @@ T = TypeVar("T")
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected (PostgreSQL)
 FIRE_MANY_CHUNK = 500
 """Alerts per transaction in `fire_many` (bounded lock time; a group of 500 is one message anyway)."""
+LLMCOST = "llmcost"
+"""Who resolved an alert llmcost itself ended for a reason it states (`resolve_many`'s `reasons`)."""
 
 
 @dataclass(frozen=True)
@@ -277,6 +279,7 @@ class GatewayService:
         via: str = "scheduler",
         started_by: float | None = None,
         figures: Figures | None = None,
+        reasons: Reasons | None = None,
     ) -> list[Change]:
         """Resolve several alerts (alertname, labels) in one transaction; see `fire_many`.
 
@@ -284,20 +287,27 @@ class GatewayService:
         time: an alert raised after it read the state is not one it saw; see `alerting.sink.resolve_all`).
         `figures`: annotations of some of them as they are now, stored with the resolve and shown by it
         (`figures_key(alertname, labels)`; applied only to an alert still at that alertname).
+        `reasons`: why llmcost itself resolves some of them (a budget's period ended), by the same keys:
+        recorded as by `llmcost` via `via` with the reason as comment, so their messages say why, as a
+        person's resolve says who and why.
         """
         fps: list[str] = []
         now: dict[str, tuple[str, dict[str, str]]] = {}
+        actors: dict[str, Actor] = {}
         for name, labels in items:
             fps.append(AlertInput(alertname=name, labels=dict(labels), severity="info").fingerprint)
             notes = (figures or {}).get(figures_key(name, labels))
             if notes is not None:
                 now[fps[-1]] = (name, dict(notes))
+            reason = (reasons or {}).get(figures_key(name, labels))
+            if reason:
+                actors[fps[-1]] = Actor(by=LLMCOST, via=via, comment=reason)
         fps.sort()
         actor = Actor(by=by, via=via)
         changes: list[Change] = []
         for start in range(0, len(fps), FIRE_MANY_CHUNK):
-            chunk = fps[start : start + FIRE_MANY_CHUNK]
-            changes += self._write(functools.partial(self._resolve_chunk, chunk, actor, started_by, now))
+            chunk = [(fp, actors.get(fp, actor)) for fp in fps[start : start + FIRE_MANY_CHUNK]]
+            changes += self._write(functools.partial(self._resolve_chunk, chunk, started_by, now))
         return changes
 
     def _fire_chunk(self, chunk: Sequence[AlertInput], conn: Connection) -> list[Change]:
@@ -305,15 +315,14 @@ class GatewayService:
 
     def _resolve_chunk(
         self,
-        chunk: Sequence[str],
-        actor: Actor,
+        chunk: Sequence[tuple[str, Actor]],
         started_by: float | None,
         figures: Mapping[str, tuple[str, dict[str, str]]],
         conn: Connection,
     ) -> list[Change]:
         return [
             self.lifecycle.resolve(conn, fp, self.clock(), actor=actor, starts_at=started_by, figures=figures.get(fp))
-            for fp in chunk
+            for fp, actor in chunk
         ]
 
     def resolve(

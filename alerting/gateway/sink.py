@@ -11,7 +11,7 @@ from typing import Any
 
 from alerting.gateway.lifecycle import AlertInput
 from alerting.gateway.service import GatewayService
-from alerting.sink import Figures
+from alerting.sink import Figures, Reasons
 
 
 class GatewaySink:
@@ -92,13 +92,15 @@ class GatewaySink:
         *,
         started_by: float | None = None,
         figures: Figures | None = None,
+        reasons: Reasons | None = None,
     ) -> Any:
         """Resolve several alerts `(alertname, labels)` in one transaction (see `alerting.sink.resolve_all`).
 
-        `figures`: their annotations now, shown by their resolve (with the links `fire` adds).
+        `figures`: their annotations now, shown by their resolve (with the links `fire` adds); `reasons`:
+        why llmcost resolves some of them, shown by their resolve.
         """
         now = {key: self._annotated(key[0], dict(key[1]), notes) for key, notes in (figures or {}).items()}
-        return self._gateway.resolve_many(items, started_by=started_by, figures=now)
+        return self._gateway.resolve_many(items, started_by=started_by, figures=now, reasons=reasons)
 
     def resolve_with_reason(self, alertname: str, labels: Mapping[str, str], *, by: str, comment: str) -> Any:
         """Resolve an alert for a person's action (a reset, a deletion), recording who and why."""

@@ -16,6 +16,8 @@ from alerting.notify.text_limits import truncate
 LIST_MAX = 25
 """Instances listed by name in one message; the rest are counted ("and N more")."""
 LINE_MAX = 200
+REASON_MAX = 500
+"""Characters of the one reason a grouped resolve gives (a person's comment may be 4,000)."""
 ACK_DIGEST_ACTION_ID = "llmcost_ack_digest"
 """Slack button acknowledging every alert a digest message lists (value: the digest key)."""
 DIGEST_KEY_PREFIXES = ("llmcost-group-", "llmcost-digest-")
@@ -143,6 +145,19 @@ class Digest:
         when = f" at {latest.strftime('%Y-%m-%d %H:%M UTC')}" if latest is not None else ""
         return f" by {by} via {via}{when}"
 
+    def reason(self) -> str:
+        """`Why: …` for a resolve whose alerts were all ended by one actor for one reason, else "".
+
+        An alert's own resolve says why after who ("by llmcost via scheduler: the daily period ended
+        (2026-12-07 in UTC); …", "by dave via budgets: budget reset by dave: …"); the grouped resolve of
+        many said only who, and a period's end read like any other resolve.
+        """
+        if self.kind is not NotificationKind.RESOLVED or not self._who():
+            return ""
+        comments = {n.actor.comment for n in self.notifications if n.actor is not None}
+        comment = comments.pop() if len(comments) == 1 else ""
+        return truncate(f"Why: {comment}", REASON_MAX) if comment else ""
+
     def _reopened(self) -> str:
         """`: re-opened, …` when the escalation re-opened acknowledged alerts (see `Notification.reopened`)."""
         held = [n.reopened for n in self.notifications if n.reopened is not None]
@@ -160,9 +175,10 @@ class Digest:
         return [line(n) for n in shown], len(self.notifications) - len(shown)
 
     def text(self) -> str:
-        """Plain-text body: the title, the list, and "and N more"."""
+        """Plain-text body: the title, the reason (if any), the list, and "and N more"."""
         listed, hidden = self.lines()
-        body = [self.title(), "", *(f"- {item}" for item in listed)]
+        reason = self.reason()
+        body = [self.title(), *([reason] if reason else []), "", *(f"- {item}" for item in listed)]
         if hidden:
             body.append(f"- and {hidden} more")
         return "\n".join(body)

@@ -182,16 +182,18 @@ def build_digest_message(digest: Digest, *, acknowledge: bool = True) -> dict[st
     listed, hidden = digest.lines()
     items = "\n".join(f"• {escape_mrkdwn(item)}" for item in listed)
     title = truncate(visible(digest.title()), SLACK_HEADER_TEXT_MAX)
-    blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": title}},
-        {"type": "section", "text": _mrkdwn(items)},
-    ]
+    blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": title}}]
+    reason = digest.reason()
+    if reason:  # why they all ended (a period, a reset), as each alert's own message says it
+        blocks.append({"type": "section", "text": _mrkdwn(escape_mrkdwn(reason))})
+    blocks.append({"type": "section", "text": _mrkdwn(items)})
     if hidden:
         blocks.append({"type": "context", "elements": [_mrkdwn(f"_and {hidden} more_")]})
     if digest.acknowledgeable and acknowledge:
         button = _button("Acknowledge all", ACK_DIGEST_ACTION_ID, value=digest.key, style="primary")
         blocks.append({"type": "actions", "block_id": "llmcost_actions", "elements": [button]})
-    return {"text": truncate_mrkdwn(escape_mrkdwn(digest.title()), SLACK_MESSAGE_TEXT_MAX), "blocks": blocks}
+    text = digest.title() + (f"\n{reason}" if reason else "")  # what the push notification shows
+    return {"text": truncate_mrkdwn(escape_mrkdwn(text), SLACK_MESSAGE_TEXT_MAX), "blocks": blocks}
 
 
 def _group_thread(notification: Notification) -> tuple[str, str] | None:

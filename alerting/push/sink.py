@@ -31,7 +31,7 @@ from alerting.gateway.records import dumps, loads
 from alerting.gateway.service import GatewayService
 from alerting.model import PUSHED_ONLY_LABELS, alert_family, fingerprint, level_rank
 from alerting.push.tables import alertmanager_alerts
-from alerting.sink import Figures, figures_key
+from alerting.sink import Figures, Reasons, figures_key
 from exporter.store import Store
 
 
@@ -169,21 +169,28 @@ class AlertmanagerSink:
         *,
         started_by: float | None = None,
         figures: Figures | None = None,
+        reasons: Reasons | None = None,
     ) -> None:
         """Resolve several alerts `(alertname, labels)` in one transaction (see `alerting.sink.resolve_all`).
 
         `started_by`: only alerts that started no later than this are resolved, here and in the gateway
         (an evaluation's start: an alert raised after it read the state is not one it saw). `figures`:
-        their annotations now, pushed with the end and shown by the gateway's resolve.
+        their annotations now, pushed with the end and shown by the gateway's resolve. `reasons`: why
+        llmcost resolves some of them, shown by the gateway's resolve (Alertmanager's end carries no reason,
+        and the gateway has closed the alert before it routes the end back).
         """
         cleaned: list[tuple[str, dict[str, str]]] = []
         now_figures: dict[tuple[str, frozenset[tuple[str, str]]], dict[str, str]] = {}
+        why: dict[tuple[str, frozenset[tuple[str, str]]], str] = {}
         for name, labels in items:
             clean = clean_labels(labels)
             cleaned.append((name, clean))
             notes = (figures or {}).get(figures_key(name, labels))
             if notes is not None:
                 now_figures[figures_key(name, clean)] = self._notes(name, clean, notes)
+            reason = (reasons or {}).get(figures_key(name, labels))
+            if reason:
+                why[figures_key(name, clean)] = reason
         t = alertmanager_alerts
         now = self.clock()
         done = 0
@@ -198,7 +205,9 @@ class AlertmanagerSink:
                 done += conn.execute(stmt.values(ends_at=now, updated_at=now)).rowcount
         if done:
             self._wake()
-        self.gateway.resolve_many(cleaned, by="llmcost", via="scheduler", started_by=started_by, figures=now_figures)
+        self.gateway.resolve_many(
+            cleaned, by="llmcost", via="scheduler", started_by=started_by, figures=now_figures, reasons=why
+        )
 
     def active_labels(self, alertnames: Iterable[str]) -> list[tuple[str, dict[str, str]]]:
         """(alertname, labels) of the firing alerts with these names."""
