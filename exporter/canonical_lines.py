@@ -26,7 +26,6 @@ from msgspec import Meta
 from exporter.body_records import check_count, check_lines, ndjson_lines, split_array
 from exporter.events import (
     CITATION_TOKENS,
-    CONTENT_FIELDS,
     FILE_SEARCHES,
     INFERENCE_GEO,
     LABEL_MAX_LEN,
@@ -41,6 +40,7 @@ from exporter.events import (
     InvalidEvent,
     UsageEvent,
     check_number,
+    has_content,
     metadata_json,
     usd_to_nanos,
     without_content,
@@ -176,7 +176,7 @@ def _event(fields: _CanonicalLine, now: float, max_future_skew: float, max_metad
     metadata = fields.metadata or None
     if metadata is not None and not _PRICED_KEYS.isdisjoint(metadata):
         return None  # a tier or web searches named in the metadata price the call: the general path reads them
-    if metadata is not None and not CONTENT_FIELDS.isdisjoint(metadata):
+    if metadata is not None and has_content(metadata):
         metadata = without_content(metadata) or None
     text = None
     try:  # the general path's own checks, so both take exactly the same values

@@ -44,7 +44,7 @@ from exporter.events.fields import (
     VIDEO_FIELDS,
     WEB_SEARCHES,
 )
-from exporter.events.metadata import derived_request_id, metadata_json, without_content
+from exporter.events.metadata import derived_request_id, has_content, metadata_json, without_content
 from exporter.events.money import NANOS_PER_USD, nanos_to_usd, usd_to_nanos
 from exporter.events.parsing import parse_event
 from exporter.events.priced_extras import priced_extras
@@ -91,6 +91,7 @@ __all__ = [
     "UsageEvent",
     "check_number",
     "derived_request_id",
+    "has_content",
     "metadata_json",
     "nanos_to_usd",
     "parse_event",

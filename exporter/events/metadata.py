@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -15,10 +15,48 @@ import orjson
 from exporter.events.fields import CONTENT_FIELDS, MAX_METADATA_BYTES, MAX_METADATA_DEPTH
 from exporter.events.usage_event import InvalidEvent
 
+_CONTAINERS = (dict, list, tuple)
+"""What metadata nests: JSON's objects and arrays (a tuple from a Python caller is an array)."""
+
+
+def has_content(metadata: dict[str, Any]) -> bool:
+    """Whether a `CONTENT_FIELDS` key is anywhere in `metadata`: at its top or in an object nested in it.
+
+    Nested too: a client logging its request beside the usage (`"request": {"messages": [...]}`) or a
+    tracer's `{"trace": {"input": ...}}` carries the prompt one level down. Flat metadata, the common case,
+    costs one set test and one pass over its values (every event of a large batch comes through here).
+    """
+    if not CONTENT_FIELDS.isdisjoint(metadata):
+        return True
+    nested = [(value, 1) for value in metadata.values() if isinstance(value, _CONTAINERS)]
+    while nested:
+        item, depth = nested.pop()
+        # Past the depth the store takes, `metadata_json` refuses the metadata anyway; stopping there also
+        # ends the walk of a dict that holds itself.
+        if depth > MAX_METADATA_DEPTH:
+            continue
+        children: Iterable[Any] = item
+        if isinstance(item, dict):
+            if not CONTENT_FIELDS.isdisjoint(item):
+                return True
+            children = item.values()
+        nested.extend((value, depth + 1) for value in children if isinstance(value, _CONTAINERS))
+    return False
+
 
 def without_content(metadata: dict[str, Any]) -> dict[str, Any]:
-    """`metadata` without its `CONTENT_FIELDS` (prompts, messages, completions: never stored)."""
-    return {key: value for key, value in metadata.items() if key not in CONTENT_FIELDS}
+    """`metadata` without its `CONTENT_FIELDS` (prompts, messages, completions: never stored), at every depth."""
+    return {key: _without_content(value, 1) for key, value in metadata.items() if key not in CONTENT_FIELDS}
+
+
+def _without_content(value: Any, depth: int) -> Any:
+    if depth > MAX_METADATA_DEPTH:  # too deep to be stored at all: metadata_json refuses it, naming the depth
+        return value
+    if isinstance(value, dict):
+        return {key: _without_content(item, depth + 1) for key, item in value.items() if key not in CONTENT_FIELDS}
+    if isinstance(value, list | tuple):
+        return [_without_content(item, depth + 1) for item in value]
+    return value
 
 
 def metadata_json(metadata: dict[str, Any], max_bytes: int = MAX_METADATA_BYTES) -> str:

@@ -10,7 +10,6 @@ from exporter.events.checks import check_count, check_label, check_number, parse
 from exporter.events.fields import (
     CACHE_WRITE_1H,
     CITATION_TOKENS,
-    CONTENT_FIELDS,
     FILE_SEARCHES,
     FOREIGN_COUNTS,
     INFERENCE_GEO,
@@ -29,7 +28,7 @@ from exporter.events.fields import (
     TOKEN_FIELDS,
     WEB_SEARCHES,
 )
-from exporter.events.metadata import derived_request_id, metadata_json, without_content
+from exporter.events.metadata import derived_request_id, has_content, metadata_json, without_content
 from exporter.events.money import usd_to_nanos
 from exporter.events.priced_extras import priced_extras
 from exporter.events.usage_event import InvalidEvent, UsageEvent
@@ -161,7 +160,7 @@ def parse_event(
     searches, tier, file_searches, geo, citations = (
         priced_extras(metadata, output_tokens - reasoning) if metadata else (0, "", 0, "", 0)
     )
-    if metadata and not CONTENT_FIELDS.isdisjoint(metadata):
+    if metadata and has_content(metadata):
         metadata = without_content(metadata)
     text = metadata_json(metadata, max_metadata_bytes) if metadata else None
     if request_id is None:

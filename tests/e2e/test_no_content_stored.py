@@ -99,3 +99,66 @@ def test_the_same_events_through_llmcost_ingest_keep_no_content(tmp_path: Path) 
     )
     assert done.returncode == 0, done.stderr
     assert stored_secrets(db) == {}
+
+
+def test_content_nested_in_other_fields_or_metadata_is_not_stored(tmp_path: Path) -> None:
+    # A client logging the request it made beside the usage (`"request": {"messages": …}`), a tracer's
+    # metadata (`{"langfuse": {"trace": {"input": …}}}`): the content keys were dropped at the top level
+    # only, and the prompts one level down were stored.
+    db = tmp_path / "llmcost.db"
+    base = {"provider": "openai", "model": "gpt-4o", "input_tokens": 10, "output_tokens": 5, "project": "p"}
+    events: list[dict[str, object]] = [
+        {
+            **base,
+            "request_id": "request-body",
+            "request": {"model": "gpt-4o", "messages": [{"role": "user", "content": secret("request-body")}]},
+        },
+        {
+            "request_id": "usage-and-request",
+            "provider": "openai",
+            "model": "gpt-4o",
+            "usage": {"prompt_tokens": 5, "completion_tokens": 3},
+            "request": {"messages": [{"role": "user", "content": secret("usage-and-request")}]},
+        },
+        {
+            **base,
+            "request_id": "anthropic-body",
+            "body": {
+                "system": secret("system"),
+                "messages": [{"role": "user", "content": [{"type": "text", "text": secret("anthropic-body")}]}],
+            },
+        },
+        {
+            **base,
+            "request_id": "nested-metadata",
+            "metadata": {
+                "team": "search",
+                "langfuse": {"trace": {"id": "t-1", "input": secret("trace-input"), "output": secret("trace-output")}},
+            },
+        },
+        {**base, "request_id": "in-a-list", "metadata": {"steps": [{"name": "plan", "prompt": secret("step")}]}},
+    ]
+    # A plain canonical event with metadata takes the fast decoder (exporter/canonical_lines.py).
+    fast = {
+        **base,
+        "request_id": "fast-nested",
+        "timestamp": time.time() - 60,
+        "metadata": {"agent": {"name": "a", "instructions": secret("fast-path-nested")}},
+    }
+    with running_llmcost(tmp_path, f"sqlite:///{db}") as server:
+        answer = httpx.post(f"{server.base}/v1/usage", json=events, headers=AUTH, timeout=30)
+        assert answer.json() == {"accepted": len(events), "duplicates": 0, "rejected": []}
+        ndjson = {**AUTH, "Content-Type": "application/x-ndjson"}
+        again = httpx.post(
+            f"{server.base}/v1/usage", content=httpx.Request("POST", "/", json=fast).content, headers=ndjson
+        )
+        assert again.json() == {"accepted": 1, "duplicates": 0, "rejected": []}
+
+    assert stored_secrets(db) == {}
+    with sqlite3.connect(db) as conn:
+        kept = dict(conn.execute("SELECT request_id, meta_json FROM usage_events"))
+    # What is not content stays, at every level.
+    assert '"team":"search"' in kept["nested-metadata"] and '"id":"t-1"' in kept["nested-metadata"]
+    assert '"name":"plan"' in kept["in-a-list"]
+    assert '"model":"gpt-4o"' in kept["request-body"]
+    assert '"name":"a"' in kept["fast-nested"]
