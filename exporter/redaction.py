@@ -10,6 +10,7 @@ config error echoes it. Hence these few patterns, kept here once: everything sho
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -77,3 +78,16 @@ def url_secrets(url: str) -> tuple[str, ...]:
     named = re.compile(rf"(?i){_SENSITIVE_NAME}")
     found = [value for name, value in parse_qsl(parts.query) if named.fullmatch(name)]
     return tuple(s for s in (password and unquote(password), *found) if s)
+
+
+class RedactingFormatter(logging.Formatter):
+    """A log formatter that writes every line through `redact`, its traceback included.
+
+    llmcost's own messages redact what they quote, but libraries log what they were given: httpx writes the
+    URL of every request at INFO, user info and all (`POST http://user:password@alertmanager:9093/…`), and a
+    traceback quotes whatever its exception says. Redacting the finished line covers them all, at any level.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The line as `logging.Formatter` writes it, then redacted."""
+        return redact(super().format(record))

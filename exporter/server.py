@@ -84,6 +84,9 @@ def make_server(services: Services, listen: str, extra_routes: Sequence[BaseRout
         port=port,
         log_level="warning",
         access_log=False,
+        # No handlers of uvicorn's own: its lines (a request's traceback) reach the root logger, whose
+        # handler `llmcost serve` writes through the one redaction (exporter.redaction.RedactingFormatter).
+        log_config=None,
         # httptools parses HTTP in C; uvicorn's fallback, h11, is pure Python and took a third of the CPU
         # of a small request (an Alertmanager webhook storm ran at ~900 instead of ~1,500 requests/s).
         loop="asyncio",

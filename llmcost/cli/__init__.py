@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager, nullcontext
 from exporter import __version__
 from exporter.config import Config, ConfigError, ListenError, database_url_warnings, secrets_not_needed
 from exporter.pricing import PriceOverrideError
+from exporter.redaction import RedactingFormatter
 from exporter.store import StoreNotFound, StoreUnavailable
 from llmcost.cli import demo, ingest, maintenance, report, serve
 from llmcost.cli.common import UsageError, add_store_arguments, config_from_args
@@ -168,11 +169,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `llmcost` console script (and of `python -m llmcost`)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=_log_level(parser, args.log_level), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # Libraries that trace every step at DEBUG (markdown_it: thousands of lines per runbook render).
-    for chatty in ("alembic", "apscheduler", "markdown_it"):
+    # Every line, a library's too (httpx logs request URLs with their user info), through the one redaction.
+    handler = logging.StreamHandler()
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=_log_level(parser, args.log_level), handlers=[handler])
+    # Libraries that trace every step at DEBUG (markdown_it: thousands of lines per runbook render), and
+    # httpx, whose INFO line per request repeats what llmcost logs of its pushes with the URL whole: a path
+    # holding a proxy's token (`https://am.example/api/TOKEN123`) is beyond any pattern of the redaction.
+    for chatty in ("alembic", "apscheduler", "markdown_it", "httpx"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         with _secrets(args.command):

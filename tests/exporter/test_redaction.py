@@ -7,7 +7,9 @@ notifier's error kept in the outbox and shown by /v1/notifications and the conso
 
 from __future__ import annotations
 
+import logging
 import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import pytest
 
 from alerting.model import Alert, Notification, NotificationKind, fingerprint
 from alerting.notify import SlackNotifier
-from exporter.redaction import redact, url_secrets
+from exporter.redaction import RedactingFormatter, redact, url_secrets
 from tests.support.pg import free_port
 from tests.support.procs import LLMCOST
 from tests.support.recording_servers import SlackAPIServer
@@ -96,3 +98,23 @@ def test_url_secrets_are_the_password_and_secret_parameters() -> None:
     url = "postgresql+psycopg://u:p%40w@h/db?sslmode=require&sslpassword=s2"
     assert url_secrets(url) == ("p@w", "s2")
     assert url_secrets("http://[::1") == ()
+
+
+def test_a_log_line_and_its_traceback_are_redacted() -> None:
+    """`llmcost`'s log handler writes every line through `redact`, a library's line and a traceback too."""
+    try:
+        raise ConnectionError("POST https://llmcost:am-pw-0123456789@am.example:9093/api/v2/alerts?token=t0k3n failed")
+    except ConnectionError:
+        record = logging.LogRecord(
+            "httpx",
+            logging.ERROR,
+            __file__,
+            1,
+            "HTTP Request: %s",
+            ("POST https://u:pw-0123456789@am/",),
+            sys.exc_info(),
+        )
+    line = RedactingFormatter("%(levelname)s %(name)s: %(message)s").format(record)
+    assert line.startswith("ERROR httpx: HTTP Request: POST https://[REDACTED]@am/\nTraceback")
+    assert "ConnectionError: POST https://[REDACTED]@am.example:9093/api/v2/alerts?token=[REDACTED] failed" in line
+    assert "pw-0123456789" not in line and "t0k3n" not in line
