@@ -41,6 +41,7 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[HttpTo
     class GuardedProtocol(HttpToolsProtocol):
         _header_timer: asyncio.TimerHandle | None = None
         _head_bytes = 0
+        _tail = b""  # the head's last bytes so far (at most 3)
         _in_message = False  # between the parser's message begin and complete: bytes are this request's
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -58,15 +59,28 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[HttpTo
             if self._header_timer is None and not self._in_message:
                 self._arm()
             if self._header_timer is not None:
+                # Before the parser sees it: a head that ends in this read is parsed whole, and one read
+                # may bring 256 KiB. Bytes after a head's end within the cap are its body (the app bounds it).
+                if self._head_bytes + len(data) > MAX_HEAD_BYTES and not self._head_ends_within_cap(data):
+                    self._refuse_head()
+                    return
                 self._head_bytes += len(data)
+                self._tail = (self._tail + data)[-3:]
             super().data_received(data)
-            # Still waiting for the end of the head (the timer is disarmed when it completes): bytes that
-            # came with a completed head are its body, which the application bounds.
+            # Still waiting for the end of the head (the timer is disarmed when it completes) past the cap.
             if self._header_timer is not None and self._head_bytes > MAX_HEAD_BYTES:
-                self._disarm()
-                if not self.transport.is_closing():
-                    self.transport.write(_head_too_large())
-                    self.transport.close()
+                self._refuse_head()
+
+        def _head_ends_within_cap(self, data: bytes) -> bool:
+            # The blank line ending the head may straddle this read and the last: look from the head's last bytes.
+            room = MAX_HEAD_BYTES - self._head_bytes + len(self._tail)
+            return (self._tail + data).find(b"\r\n\r\n", 0, room) >= 0
+
+        def _refuse_head(self) -> None:
+            self._disarm()
+            if not self.transport.is_closing():
+                self.transport.write(_head_too_large())
+                self.transport.close()
 
         def on_message_begin(self) -> None:
             self._in_message = True
@@ -87,6 +101,7 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[HttpTo
         def _arm(self) -> None:
             self._disarm()
             self._head_bytes = 0
+            self._tail = b""
             self._header_timer = self.loop.call_later(header_timeout, self._too_slow)
 
         def _disarm(self) -> None:

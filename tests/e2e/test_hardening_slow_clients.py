@@ -8,6 +8,7 @@ is answered 408.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from pathlib import Path
@@ -219,4 +220,37 @@ def test_budget_and_otlp_bodies_trickled_slower_than_the_body_timeout_are_cut_of
     finally:
         for sock in sockets:
             sock.close()
+        server.stop()
+
+
+def test_a_head_over_the_limit_is_refused_however_it_arrives(tmp_path: Path, sqlite_url: str) -> None:
+    # The 64 KiB cap was checked only while a head was still incomplete after a read: a head of 70 or 250 KB
+    # that arrived in one read (or completed in the read that crossed the cap) was parsed whole and served,
+    # so one connection could make the parser hold about 320 KiB of headers (64 KiB plus one 256 KiB read).
+    server = LlmcostProcess(sqlite_url).start(tmp_path)
+
+    def answer_to(head: bytes) -> bytes:
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        sock.settimeout(15)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # refused before all of it was read
+            sock.sendall(head)
+        answer = b""
+        try:
+            while b"\r\n\r\n" not in answer and (chunk := sock.recv(65536)):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+        sock.close()
+        return answer
+
+    try:
+        for size in (70_000, 100_000, 250_000):
+            head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * size + b"\r\n\r\n"
+            assert answer_to(head).startswith(b"HTTP/1.1 431 "), size
+        many = b"".join(b"X-Header-%d: %s\r\n" % (i, b"b" * 40) for i in range(2_000))  # ~100 KB in small headers
+        assert answer_to(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" + many + b"\r\n").startswith(b"HTTP/1.1 431 ")
+        # A head just under the cap is served.
+        head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 60_000 + b"\r\n\r\n"
+        assert answer_to(head).startswith(b"HTTP/1.1 200 ")
+    finally:
         server.stop()
