@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from alerting.actor import actor
+from alerting.notify.text_limits import terminal_text
 from exporter.config import Config
 from exporter.services import Services
 from exporter.store import store_location
@@ -115,13 +116,16 @@ def _list(gateway: GatewayService, args: argparse.Namespace) -> None:
         return
     print(f"{'id':>5} {'state':<12} {'severity':<8} {'alertname':<26} labels")
     for alert in listed:
+        # Names and labels come from Alertmanager's rules and targets, people's names from Slack, PagerDuty
+        # and the API: shown, never sent to the terminal as they are (terminal_text).
         by = f" by {alert.acknowledged_by}" if alert.acknowledged_by else ""
         state: str = alert.state
         if alert.silence is not None and alert.state == "firing":
             state = "inhibited" if alert.silence.inhibition else "silenced"
             by = _silenced(alert.silence)
         labels = ",".join(f"{k}={v}" for k, v in sorted(alert.labels.items()))
-        print(f"{alert.id:>5} {state:<12} {alert.severity:<8} {alert.alertname:<26} {labels}{by}")
+        name = terminal_text(alert.alertname)
+        print(f"{alert.id:>5} {state:<12} {alert.severity:<8} {name:<26} {terminal_text(labels + by)}")
     if more:
         noun = "alert" if more == 1 else "alerts"
         print(f"… and {more:,} more {noun} not listed (the newest {LIST_LIMIT:,} are shown; narrow with --state)")
@@ -148,7 +152,7 @@ def _ack(gateway: GatewayService, args: argparse.Namespace) -> int:
     if change.action != "acknowledged":
         # Someone acknowledged it first: their acknowledgement stands and this one records nothing.
         current = change.alert or gateway.alert(args.id) or alert
-        print(f"alert {args.id} is already acknowledged{_acknowledged(current)}; nothing changed")
+        print(f"alert {args.id} is already acknowledged{terminal_text(_acknowledged(current))}; nothing changed")
         return 0
     print(f"alert {args.id} acknowledged by {args.by}")
     return 0

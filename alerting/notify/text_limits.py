@@ -72,6 +72,19 @@ def visible(text: str) -> str:
     return _INVISIBLE.sub(_shown, text)
 
 
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def terminal_text(text: str) -> str:
+    """`text` fit for a terminal: control characters shown as `[U+001B]`, then what `visible` shows.
+
+    A terminal acts on what it is sent: an escape sequence in an Alertmanager label clears the screen,
+    retitles the window or moves the cursor to draw a row that is not there, a newline starts a row of its
+    own, and C1 controls (U+009B) are escape sequences to some terminals. For the command line's tables.
+    """
+    return _UNPRINTABLE.sub(lambda match: f"[U+{ord(match.group()):04X}]", visible(text))
+
+
 def _shown(match: re.Match[str]) -> str:
     char = match.group()
     if len(char) > 1:  # a subdivision flag

@@ -160,3 +160,32 @@ def test_a_blank_by_is_the_account_running_the_command(
     assert (code, out) == (0, f"alert {alert_id} acknowledged by dana\n")
     code, out, _ = run(capsys, "alerts", "list", "--db", sqlite_url, "--format", "json")
     assert [a["acknowledged_by"] for a in json.loads(out)["alerts"]] == ["dana"]
+
+
+def test_the_table_shows_control_and_bidi_characters_instead_of_sending_them_to_the_terminal(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Alertmanager's labels are whatever its rules and targets say, and an acknowledger's name whatever the
+    # API was given: `alerts list` printed them raw, so an escape sequence cleared the operator's screen,
+    # retitled the window or drew a fake row (and U+202E turned the rest of the row around).
+    gateway, services = gateway_on(sqlite_url)
+    try:
+        labels = {"project": "p\x1b]0;pwned\x07\x1b[2Jx", "job": "j\u202eevil", "instance": "a\nfake row"}
+        change = gateway.fire("Hostile\x1b[31m", labels, severity="warning")
+        assert change.alert is not None and change.alert.id is not None
+        alert_id = change.alert.id
+        gateway.ack(alert_id, by="mallory\x1b[1A\x9b2K", via="api")
+    finally:
+        services.close()
+
+    code, out, _ = run(capsys, "alerts", "list", "--db", sqlite_url)
+    _header, row = out.splitlines()  # one row: the newline in a label did not start another
+    assert code == 0
+    assert row.split()[:4] == [str(alert_id), "acknowledged", "warning", "Hostile[U+001B][31m"], out
+    assert "project=p[U+001B]]0;pwned[U+0007][U+001B][2Jx" in row and "job=j[U+202E]evil" in row, out
+    assert "instance=a[U+000A]fake row" in row and row.endswith("by mallory[U+001B][1A[U+009B]2K"), out
+    code, out, _ = run(capsys, "alerts", "ack", str(alert_id), "--db", sqlite_url, "--by", "bob")
+    assert code == 0 and out.startswith(f"alert {alert_id} is already acknowledged by mallory[U+001B][1A[U+009B]2K at")
+    # The JSON for scripts keeps the values as stored, escaped by JSON itself.
+    code, out, _ = run(capsys, "alerts", "list", "--format", "json", "--db", sqlite_url)
+    assert json.loads(out)["alerts"][0]["labels"] == labels
