@@ -37,6 +37,7 @@ import orjson
 from exporter.events import InvalidEvent, SkippedRecord
 from exporter.normalize._fields import tokens
 from exporter.normalize.openai_like import chat_tokens
+from exporter.redaction import redact
 
 # LiteLLM's payload status is success / failure; anything else leaves the default (success).
 _STATUSES = {"success": "success", "failure": "error", "error": "error"}
@@ -235,6 +236,10 @@ def _metadata(raw: Mapping[str, Any], meta: Mapping[str, Any], cache_hit: bool) 
         value = raw.get(key)
         if value not in (None, "", [], {}, "[]"):
             kept[name] = value
+    if isinstance(kept.get("api_base"), str):
+        # The deployment's URL, without what authenticates to it: Google AI Studio takes its API key in the
+        # query (LiteLLM's Gemini calls go to `…:generateContent?key=…`), a proxy may take `user:password@`.
+        kept["api_base"] = redact(kept["api_base"])
     for key, name in _KEY_META_KEYS:
         value = meta.get(key)
         if value not in (None, ""):

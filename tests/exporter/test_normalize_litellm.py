@@ -36,6 +36,27 @@ def test_litellm_standard_logging_payload() -> None:
         assert secret not in stored  # prompts, answers, client IPs and key hashes stay out
 
 
+@pytest.mark.parametrize(
+    ("api_base", "kept"),
+    [
+        # Google AI Studio takes its API key in the URL: LiteLLM's Gemini calls go to `…:generateContent?key=…`.
+        (
+            "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.0-flash:generateContent?key=AIzaSyD-0123",
+            "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.0-flash:generateContent?key=[REDACTED]",
+        ),
+        ("https://proxy-user:proxy-pw-0123@llm-proxy.internal/v1", "https://[REDACTED]@llm-proxy.internal/v1"),
+        ("https://api.anthropic.com/v1/messages", "https://api.anthropic.com/v1/messages"),
+    ],
+)
+def test_litellm_api_base_is_kept_without_its_credentials(api_base: str, kept: str) -> None:
+    # `api_base` is kept in the metadata to tell deployments apart; the store held the key in it as sent.
+    payload = {**litellm_rows("litellm_standard_logging.jsonl")[0], "api_base": api_base}
+    event = canonical(payload)
+    assert event.metadata is not None and event.metadata["api_base"] == kept
+    stored = orjson.dumps(event.metadata).decode()
+    assert "AIzaSyD-0123" not in stored and "proxy-pw-0123" not in stored
+
+
 def test_litellm_failure_and_cache_hit() -> None:
     _, failure, cache_hit = litellm_rows("litellm_standard_logging.jsonl")
     event = canonical(failure)
