@@ -18,7 +18,7 @@ from llmcost.cli import main
 CHANNELS = (
     "notifications:\n"
     "  slack: {token: xoxb-test, channel: '#llm-cost', api_url: '%(slack)s'}\n"
-    "  pagerduty: {routing_key: R0UT1NGKEY, events_url: %(pagerduty)s}\n"
+    "  pagerduty: {routing_key: R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY32, events_url: %(pagerduty)s}\n"
 )
 
 
@@ -90,7 +90,7 @@ def test_control_characters_in_channel_names_and_secrets_are_named_by_key(
         '  slack: {token_file: slack-token, channel: "#llm\\0cost", signing_secret: "s\\x7f"}\n'
         '  email: {smtp_host: mail, from: a@example.com, username: "bob\\r\\nRCPT TO:<x@evil>",\n'
         '          to: [b@example.com, "Ops\\n <c@example.com>"]}\n'
-        '  pagerduty: {routing_key: "R0123456789abcdef\\t0123456789abc", source: "svc\\0",\n'
+        '  pagerduty: {routing_key: "R0123456789abcdef\\t0123456789abcd", source: "svc\\0",\n'
         '              webhook_secret: [ok, "bad\\x1b"]}\n'
     )
     code, out = run(capsys, "check-config", str(config))
@@ -110,6 +110,27 @@ def test_control_characters_in_channel_names_and_secrets_are_named_by_key(
     assert "0123456789abc" not in out
     code, out = run(capsys, "serve", "--config", str(config), "--db", f"sqlite:///{tmp_path / 'x.db'}")
     assert code == 2 and "notifications.slack.token: must not contain control characters" in out, out
+
+
+def test_a_pagerduty_routing_key_of_the_wrong_length_is_a_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PagerDuty refuses every event whose routing key is not 32 characters ("Length of 'routing_key' is
+    incorrect"): a key pasted without its last characters passed check-config, `serve` started, and every
+    page dead-lettered. Now it is a problem naming the key as given, never showing it."""
+    monkeypatch.setenv("LLMCOST_TEST_PD_KEY", "R0123456789abcdef0123456789")
+    config = tmp_path / "llmcost.yml"
+    config.write_text("notifications:\n  pagerduty: {routing_key_env: LLMCOST_TEST_PD_KEY}\n")
+    code, out = run(capsys, "check-config", str(config))
+    assert code == 1
+    assert (
+        "notifications.pagerduty.routing_key_env: a PagerDuty Events API v2 integration key is 32 characters, "
+        "this one is 27 (PagerDuty refuses every event sent with it)"
+    ) in out, out
+    assert "R0123456789" not in out
+    config.write_text("notifications:\n  pagerduty: {routing_key: R0123456789abcdef0123456789abcde}\n")
+    code, out = run(capsys, "check-config", str(config))
+    assert code == 0, out
 
 
 def test_a_mail_recipient_problem_names_the_entry_as_written_and_the_address_in_it(

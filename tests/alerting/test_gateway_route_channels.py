@@ -92,7 +92,7 @@ def test_a_written_route_is_on_purpose_and_a_full_config_has_no_notice(
     assert "  critical: slack (notifications.routes.critical)" in out, out
     config.write_text(
         SLACK_ONLY + "  email: {smtp_host: smtp.example.com, from: a@example.com, to: [b@example.com]}\n"
-        "  pagerduty: {routing_key: R0123456789abcdef0123456789abcdef, webhook_secret: whsec-test}\n"
+        "  pagerduty: {routing_key: R0123456789abcdef0123456789abcde, webhook_secret: whsec-test}\n"
     )
     code, out = run(capsys, "check-config", str(config))
     assert code == 0 and "notice:" not in out, out
@@ -112,7 +112,7 @@ def test_no_channel_at_all_is_one_notice(tmp_path: Path, capsys: pytest.CaptureF
     )
 
 
-PAGERDUTY_ONLY = "notifications:\n  pagerduty: {routing_key: R0123456789abcdef0123456789abcdef%s}\n"
+PAGERDUTY_ONLY = "notifications:\n  pagerduty: {routing_key: R0123456789abcdef0123456789abcde%s}\n"
 
 
 def test_pagerduty_without_webhook_secret_notices_that_its_acks_are_not_seen(
@@ -141,7 +141,7 @@ def test_pagerduty_no_route_pages_through_needs_no_webhook_secret(
 ) -> None:
     config = tmp_path / "llmcost.yml"
     config.write_text(
-        SLACK_ONLY + "  pagerduty: {routing_key: R0123456789abcdef0123456789abcdef}\n"
+        SLACK_ONLY + "  pagerduty: {routing_key: R0123456789abcdef0123456789abcde}\n"
         "  routes: {warning: [slack], critical: [slack]}\n"
     )
     code, out = run(capsys, "check-config", str(config))

@@ -73,7 +73,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmcostProcess]
         "slack": {"token": "xoxb-test", "channel": "#llm-cost", "api_url": DEAD},
         "email": {"smtp_host": "127.0.0.1", "smtp_port": 9, "starttls": False, "from": "a@example.com",
                   "to": ["b@example.com"]},
-        "pagerduty": {"routing_key": "R0123456789abcdef0123456789abcdef", "events_url": DEAD},
+        "pagerduty": {"routing_key": "R0123456789abcdef0123456789abcde", "events_url": DEAD},
     }  # fmt: skip
     with running_llmcost(
         tmp_path,

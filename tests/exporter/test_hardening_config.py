@@ -109,7 +109,7 @@ def test_check_config_names_a_bad_url_without_its_password(tmp_path: Path) -> No
     config = tmp_path / "config.yml"
     config.write_text(
         "alertmanager:\n  url: https://llmcost:am-pass-1@alertmanager.example:9O93\n"
-        "notifications:\n  pagerduty:\n    routing_key: R0123456789abcdef0123456789abcdef\n"
+        "notifications:\n  pagerduty:\n    routing_key: R0123456789abcdef0123456789abcde\n"
         "    events_url: https://relay:pd/pass-2@events.example:99999/v2/enqueue\n"
     )
     done = subprocess.run([*LLMCOST, "check-config", str(config)], capture_output=True, text=True, timeout=60)

@@ -33,7 +33,7 @@ def test_check_config_names_bad_urls_without_their_query_secrets_or_webhook_path
         "notifications:\n"
         "  slack:\n    token: xoxb-1-2\n    channel: '#c'\n"
         "    api_url: https://hooks.slack.com:80x/services/T0/B0/slack-secret-2\n"
-        "  pagerduty:\n    routing_key: R0123456789abcdef0123456789abcdef\n"
+        "  pagerduty:\n    routing_key: R0123456789abcdef0123456789abcde\n"
         "    events_url: https://events.example:99999/v2/enqueue?api_key=pd-secret-3\n"
     )
     done = subprocess.run([*LLMCOST, "check-config", str(config)], capture_output=True, text=True, timeout=60)

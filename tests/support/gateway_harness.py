@@ -41,7 +41,7 @@ WEBHOOK = "webhook-token-0123456789"
 SLACK_TOKEN = "xoxb-111-222-gatewaytest"
 SIGNING_SECRET = "slack-signing-secret-0123456789"
 PD_SECRET = "pd-webhook-secret-0123456789"
-ROUTING_KEY = "R0123456789abcdef0123456789abcdef"[:32]
+ROUTING_KEY = "R0123456789abcdef0123456789abcde"  # 32 characters, as PagerDuty requires
 BUDGET_LABELS = {"budget": "team-a-monthly", "scope": "project", "key": "team-a"}
 
 
