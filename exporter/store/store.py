@@ -315,8 +315,11 @@ class Store:
             if postgres:
                 try:
                     raw.driver_connection.autocommit = False  # type: ignore[union-attr]
-                except Exception:  # a broken connection: the pool's checkout check replaces it
-                    log.debug("could not reset autocommit on a pooled connection", exc_info=True)
+                except Exception:
+                    # Lost with the database (a restart). Handed back, the pool's rollback of it would fail
+                    # too and log `Exception during reset` with a traceback: discarded, a new one is opened.
+                    log.debug("could not reset autocommit on a pooled connection; discarding it", exc_info=True)
+                    raw.invalidate()
             raw.close()
 
     def add_counters(self, deltas: Mapping[str, float], conn: Connection | None = None) -> None:

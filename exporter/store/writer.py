@@ -14,6 +14,7 @@ the placeholder style and how inserted rows are told apart from duplicates:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
@@ -24,6 +25,8 @@ from sqlalchemy.engine import Engine
 
 from exporter.events import UsageEvent, session_of
 from exporter.store.schema import BACKFILL_GENERATION, BUCKET_SECONDS, COUNTER_COLUMNS, LABEL_COLUMNS, LATE_SECONDS
+
+log = logging.getLogger(__name__)
 
 SeriesKey = tuple[str, str, str, str, str, str]
 """An event's label set: provider, model, project, service, user, status."""
@@ -220,10 +223,7 @@ class BatchWriter:
                     cursor.execute(self._sql["counter_max"], ("last_accepted_ts", batch.now))
                 raw.commit() if self._postgres else cursor.execute("COMMIT")
             except BaseException:
-                if self._postgres:
-                    raw.rollback()
-                else:
-                    cursor.execute("ROLLBACK") if raw.driver_connection.in_transaction else None  # type: ignore[union-attr]
+                self._roll_back(raw, cursor)
                 raise
             finally:
                 cursor.close()
@@ -235,6 +235,23 @@ class BatchWriter:
         if len(new_series) <= SERIES_CACHE_MAX:
             self._series_ids.update(new_series)
         return WriteResult(inserted, accepted, len(events) - accepted, new_series, hook_results)
+
+    def _roll_back(self, raw: Any, cursor: Any) -> None:
+        """Roll the failed batch back, or discard its connection when the rollback cannot reach the database.
+
+        A database that stopped mid-batch (a PostgreSQL restart) fails the rollback too. Raised here, that
+        error would hide the batch's own; and the connection, handed back to the pool with its transaction
+        open, would fail the pool's rollback again, which SQLAlchemy logs as `Exception during reset` with
+        a traceback. Invalidated, the pool drops it and opens a new one when the database is back.
+        """
+        try:
+            if self._postgres:
+                raw.rollback()
+            elif raw.driver_connection.in_transaction:
+                cursor.execute("ROLLBACK")
+        except Exception:
+            log.debug("rollback of a failed batch failed; discarding its connection", exc_info=True)
+            raw.invalidate()
 
     def _log_backfill(self, cursor: Any, rollups: Mapping[tuple[int, int], Any], now: float) -> None:
         """Log a batch that wrote to buckets older than `LATE_SECONDS` (see `log_rollup_backfill`)."""
