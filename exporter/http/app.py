@@ -40,6 +40,7 @@ from exporter.http.otlp import otlp_routes
 from exporter.http.reserved_threads import ReservedThreads
 from exporter.http.scrape import TIMEOUT_HEADER, BoundedScrapes, store_wait
 from exporter.http.store_probe import StoreProbe
+from exporter.http.store_refusals import StoreRefusals
 from exporter.http.summary import summary_routes
 from exporter.memory import LARGE_BODY_BYTES, release_free_memory
 from exporter.pipeline import IngestOutcome, Prepared, Rejection
@@ -91,9 +92,9 @@ READY_TIMEOUT = 3.0
 """Seconds `/readyz` waits for the store's answer before it reports not ready."""
 
 
-def store_unavailable(exc: Exception) -> Response:
-    """503 with Retry-After: the client should retry; nothing was acknowledged."""
-    log.warning("store unavailable: %s", exc)
+def store_unavailable(exc: Exception, refusals: StoreRefusals) -> Response:
+    """503 with Retry-After: the client should retry; nothing was acknowledged. Logged once per outage."""
+    refusals.refused(exc)
     return error(503, "store unavailable, retry later", headers=STORE_DOWN_HEADERS)
 
 
@@ -117,13 +118,18 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
     # Threads for work that never touches the store, which requests stuck on a silent one cannot take.
     threads = ReservedThreads()
     probe = StoreProbe(services.store.ping, threads)
-    scrapes = BoundedScrapes(services.registry)
+    refusals = StoreRefusals(log)  # a store outage logged once, not once per refused request
+    scrapes = BoundedScrapes(services.registry, on_store_answered=refusals.answered)
+
+    async def store_unavailable_handler(_request: Request, exc: Exception) -> Response:
+        return store_unavailable(exc, refusals)
 
     async def readyz(_request: Request) -> Response:
         ready = await probe.answers(READY_TIMEOUT)
         if ready is None:
             return PlainTextResponse("store not answering\n", status_code=503)
         if ready:
+            refusals.answered()
             return PlainTextResponse("ready\n")
         return PlainTextResponse("store unreachable\n", status_code=503)
 
@@ -214,9 +220,10 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
                 probe.answers_soon,
             )
         except StoreUnavailable as exc:
-            return store_unavailable(exc)
+            return store_unavailable(exc, refusals)
         except WriteFailed as exc:
             return error(500, str(exc), "the server logged the cause; the other requests were not affected")
+        refusals.answered()
         outcome = IngestOutcome(accepted, duplicates, rejected, skipped)
         body_json = outcome.to_json()
         if rejected and not events:
@@ -233,7 +240,7 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         Route("/v1/usage", ingest, methods=["POST"]),
-        *otlp_routes(services, probe, threads),
+        *otlp_routes(services, probe, threads, refusals),
         *summary_routes(services),
         *extra_routes,
     ]
@@ -258,15 +265,11 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         lifespan=lifespan,
         # No bare 500 anywhere: a store outage is a 503 to retry, any other failure the API's JSON error.
         exception_handlers={
-            StoreUnavailable: _store_unavailable_handler,
+            StoreUnavailable: store_unavailable_handler,
             HTTPException: _http_error_handler,
             Exception: _internal_error_handler,
         },
     )
-
-
-async def _store_unavailable_handler(_request: Request, exc: Exception) -> Response:
-    return store_unavailable(exc)
 
 
 async def _http_error_handler(request: Request, exc: Exception) -> Response:

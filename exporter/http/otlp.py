@@ -26,6 +26,7 @@ from exporter.http.encoding import BadEncoding, DecodedTooLarge, decode_body
 from exporter.http.origin import refuse_foreign_origin
 from exporter.http.reserved_threads import ReservedThreads
 from exporter.http.store_probe import StoreProbe
+from exporter.http.store_refusals import StoreRefusals
 from exporter.pipeline import Rejection
 from exporter.services import Services
 from exporter.store import StoreUnavailable
@@ -47,10 +48,13 @@ class _Refused(Exception):
         self.headers = headers
 
 
-def otlp_routes(services: Services, probe: StoreProbe, threads: ReservedThreads) -> list[BaseRoute]:
+def otlp_routes(
+    services: Services, probe: StoreProbe, threads: ReservedThreads, refusals: StoreRefusals
+) -> list[BaseRoute]:
     """The `/v1/traces` route for one `Services` instance; `probe` tells a slow store from a silent one.
 
     Decoding runs on `threads`, which requests stuck on a silent store cannot take (reserved_threads.py).
+    An export refused for want of the store is logged through `refusals`, once per outage.
     """
     config = services.config
     limit = config.ingest.max_body_bytes
@@ -110,8 +114,9 @@ def otlp_routes(services: Services, probe: StoreProbe, threads: ReservedThreads)
                         config.ingest.commit_timeout_seconds,
                         probe.answers_soon,
                     )
+                    refusals.answered()
             except StoreUnavailable as exc:
-                log.warning("store unavailable: %s", exc)
+                refusals.refused(exc)
                 raise _Refused(503, "store unavailable, retry later", {"Retry-After": "5"}) from None
         except _Refused as refused:
             return _status(refused, proto)

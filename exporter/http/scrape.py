@@ -62,8 +62,10 @@ def _without_store() -> CollectorRegistry:
 class BoundedScrapes:
     """Renders `registry` per scrape with the store's wait bounded (see the module docstring)."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, on_store_answered: Callable[[], None] = lambda: None) -> None:
+        """`on_store_answered` is called after each scrape the store answered (a store outage's end is noted)."""
         self._registry = registry
+        self._on_store_answered = on_store_answered
         self._without_store = _without_store()
         self._in_flight: dict[str, asyncio.Future[bytes]] = {}
         self._down_since: float | None = None
@@ -91,6 +93,7 @@ class BoundedScrapes:
             if self._down_since is not None:
                 log.info("GET /metrics: the store answers again after %.0f s", time.monotonic() - self._down_since)
                 self._down_since = None
+            self._on_store_answered()
             return payload
         return encoder(self._without_store)
 

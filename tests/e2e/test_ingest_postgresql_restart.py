@@ -9,6 +9,11 @@ still open (its rollback failed on the closed socket); the pool's own rollback f
 logged `ERROR Exception during reset or similar` with three chained tracebacks, once per write in flight
 (and the failed rollback's `the connection is lost` hid the batch's own error). Now a connection whose
 rollback fails is discarded, and the pool opens a new one once the database is back.
+
+Defect: every refused request logged `WARNING store unavailable: …`: one line per request, so a fleet of
+clients retrying every few hundred milliseconds wrote thousands of identical lines a minute of outage,
+and nothing said when it ended. Now the first refusal logs one warning, a reminder every 5 minutes counts
+the refusals, and one line says when the store answers again.
 """
 
 from __future__ import annotations
@@ -102,5 +107,7 @@ def test_clients_retrying_through_a_postgresql_restart_are_counted_once_and_the_
 
         log = server.log()
         assert "Traceback" not in log and "Exception during reset" not in log, log[-4000:]
+        assert log.count("store unavailable") == 1, log[-4000:]
+        assert log.count("store answers again") == 1, log[-4000:]
     finally:
         cluster.destroy()
