@@ -394,11 +394,18 @@ class Outbox:
             return DeliveryResult.retry(error)
 
     def backoff(self, attempts: int, retry_after: float | None) -> float:
-        """Seconds to wait before attempt `attempts + 1`: the receiver's wish, else exponential with jitter."""
-        if retry_after is not None:
-            return min(max(retry_after, MIN_RETRY_AFTER), max(self.settings.max_backoff, MAX_RETRY_AFTER))
+        """Seconds to wait before attempt `attempts + 1`: exponential with jitter, or longer if the receiver asks.
+
+        The receiver's `Retry-After` is the least wait, not the wait: taken as it was, Slack's usual
+        `Retry-After: 1` spent `max_attempts` (10) in ten seconds of rate limiting and dead-lettered the
+        alert, where the same attempts span about 13 minutes of a receiver answering 500.
+        """
         ceiling = min(self.settings.max_backoff, self.settings.initial_backoff * 2 ** max(attempts - 1, 0))
-        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)  # "equal jitter": spread, never near zero
+        wait = ceiling / 2 + self._rng.uniform(0, ceiling / 2)  # "equal jitter": spread, never near zero
+        if retry_after is not None:
+            asked = min(max(retry_after, MIN_RETRY_AFTER), max(self.settings.max_backoff, MAX_RETRY_AFTER))
+            wait = max(wait, asked)
+        return wait
 
     def finish(self, claimed: Claimed, result: DeliveryResult, now: float | None = None) -> Finished:
         """Record the result of one delivery attempt (one transaction)."""

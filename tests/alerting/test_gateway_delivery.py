@@ -182,7 +182,31 @@ def test_retry_after_zero_does_not_make_a_hot_loop(sqlite_url: str, rx: Receiver
         fire(h, "warning")
         assert h.gateway.deliver_pending() == 1  # returns: the retry waits for a later pass
         [row] = pending(h, "slack")
-        assert parse_rfc3339(row["next_attempt_at"]) - clock() == pytest.approx(1.0)
+        # At least a second (MIN_RETRY_AFTER), else the first attempt's backoff (1-2 s at the default 2 s).
+        assert 1.0 <= parse_rfc3339(row["next_attempt_at"]) - clock() <= 2.0
+
+
+def test_a_short_retry_after_does_not_spend_the_attempts_faster_than_the_backoff(
+    sqlite_url: str, rx: Receivers, clock: FakeClock
+) -> None:
+    """Slack's `Retry-After: 1` is the least wait: the backoff still doubles, so ten rate-limited tries
+    span as long as ten failed ones (they were ten seconds, and the alert a dead letter; see
+    tests/e2e/test_slack_rate_limited.py)."""
+    for _ in range(6):
+        rx.slack.enqueue(429, {"Retry-After": "1"}, {"ok": False, "error": "ratelimited"})
+    with Harness(sqlite_url, rx, clock=clock, channels=("slack",)) as h:
+        fire(h, "warning")
+        waits = []
+        for _ in range(6):
+            h.gateway.deliver_pending()
+            [row] = pending(h, "slack")
+            waits.append(parse_rfc3339(row["next_attempt_at"]) - clock())
+            clock.advance(waits[-1] + 0.01)  # next_attempt_at is shown to the millisecond
+        h.gateway.deliver_pending()
+        assert [n["status"] for n in h.gateway.notifications(channel="slack")] == ["sent"]
+        # Equal jitter over 2, 4, 8, … s: at least half of each, and never under the asked second.
+        assert all(wait >= max(1.0, 2.0 * 2**i / 2) for i, wait in enumerate(waits)), waits
+        assert sum(waits) >= 63
 
 
 @pytest.mark.parametrize("db", ["sqlite"], indirect=True)  # the row's progress is plain SQL, run on both elsewhere
