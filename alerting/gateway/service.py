@@ -51,7 +51,7 @@ _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock det
 FIRE_MANY_CHUNK = 500
 """Alerts per transaction in `fire_many` (bounded lock time; a group of 500 is one message anyway)."""
 LLMCOST = "llmcost"
-"""Who resolved an alert llmcost itself ended for a reason it states (`resolve_many`'s `reasons`)."""
+"""Who resolved an alert llmcost itself ended for a reason it states (`resolve_many`'s `reasons`, no `by`)."""
 
 
 @dataclass(frozen=True)
@@ -287,9 +287,9 @@ class GatewayService:
         time: an alert raised after it read the state is not one it saw; see `alerting.sink.resolve_all`).
         `figures`: annotations of some of them as they are now, stored with the resolve and shown by it
         (`figures_key(alertname, labels)`; applied only to an alert still at that alertname).
-        `reasons`: why llmcost itself resolves some of them (a budget's period ended), by the same keys:
-        recorded as by `llmcost` via `via` with the reason as comment, so their messages say why, as a
-        person's resolve says who and why.
+        `reasons`: why some of them end (a budget's period ended, a person's reset), by the same keys:
+        recorded as by `by` (`llmcost` when unnamed) via `via` with the reason as comment, so their messages
+        say who and why.
         """
         fps: list[str] = []
         now: dict[str, tuple[str, dict[str, str]]] = {}
@@ -301,7 +301,7 @@ class GatewayService:
                 now[fps[-1]] = (name, dict(notes))
             reason = (reasons or {}).get(figures_key(name, labels))
             if reason:
-                actors[fps[-1]] = Actor(by=LLMCOST, via=via, comment=reason)
+                actors[fps[-1]] = Actor(by=by or LLMCOST, via=via, comment=reason)
         fps.sort()
         actor = Actor(by=by, via=via)
         changes: list[Change] = []

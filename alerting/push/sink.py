@@ -170,14 +170,16 @@ class AlertmanagerSink:
         started_by: float | None = None,
         figures: Figures | None = None,
         reasons: Reasons | None = None,
+        by: str = "llmcost",
+        via: str = "scheduler",
     ) -> None:
         """Resolve several alerts `(alertname, labels)` in one transaction (see `alerting.sink.resolve_all`).
 
         `started_by`: only alerts that started no later than this are resolved, here and in the gateway
         (an evaluation's start: an alert raised after it read the state is not one it saw). `figures`:
         their annotations now, pushed with the end and shown by the gateway's resolve. `reasons`: why
-        llmcost resolves some of them, shown by the gateway's resolve (Alertmanager's end carries no reason,
-        and the gateway has closed the alert before it routes the end back).
+        some of them end, shown by the gateway's resolve as said by `by` via `via` (Alertmanager's end
+        carries no reason, and the gateway has closed the alert before it routes the end back).
         """
         cleaned: list[tuple[str, dict[str, str]]] = []
         now_figures: dict[tuple[str, frozenset[tuple[str, str]]], dict[str, str]] = {}
@@ -205,9 +207,17 @@ class AlertmanagerSink:
                 done += conn.execute(stmt.values(ends_at=now, updated_at=now)).rowcount
         if done:
             self._wake()
-        self.gateway.resolve_many(
-            cleaned, by="llmcost", via="scheduler", started_by=started_by, figures=now_figures, reasons=why
-        )
+        self.gateway.resolve_many(cleaned, by=by, via=via, started_by=started_by, figures=now_figures, reasons=why)
+
+    def resolve_with_reason(self, alertname: str, labels: Mapping[str, str], *, by: str, comment: str) -> None:
+        """Resolve an alert for a person's action (a reset, a deletion), recording who and why.
+
+        Ended in Alertmanager, and closed in the gateway as `GatewaySink.resolve_with_reason` does on the
+        direct path. The plain `resolve` closed the gateway's record "by llmcost via scheduler": Slack and
+        mail named llmcost, not the person who reset or deleted the budget, and gave no reason.
+        """
+        why = {figures_key(alertname, labels): comment}
+        self.resolve_many([(alertname, labels)], reasons=why, by=by, via="budgets")
 
     def active_labels(self, alertnames: Iterable[str]) -> list[tuple[str, dict[str, str]]]:
         """(alertname, labels) of the firing alerts with these names."""

@@ -1,0 +1,129 @@
+"""Every resolve llmcost sends says why, on both alert paths, as a reset's resolve says who and why.
+
+Seen by the on-call after the budget period-end reasons landed, each reading "Resolved at …" and nothing more,
+or a wrong who:
+
+- with `alertmanager:` configured, dave's `budgets reset` (and erin's deletion) resolved the alert "by llmcost
+  via scheduler": the Alertmanager sink had no resolve with a reason, so the person and their reason were lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from alerting.budgets.service import BudgetService
+from alerting.gateway.records import loads
+from alerting.gateway.service import GatewayService
+from alerting.push.sink import AlertmanagerSink
+from exporter.services import Services
+from tests.support.budgets import alertmanager_sink, budgets_on_gateway, call, ingest
+from tests.support.clock import FakeClock
+from tests.support.gateway_harness import Receivers, gateway_config
+
+EVENING = datetime(2026, 12, 7, 22, 0, tzinfo=UTC).timestamp()
+MIDNIGHT = datetime(2026, 12, 8, 0, 0, tzinfo=UTC).timestamp()
+ROUTES = {"info": [], "warning": ["slack", "email"], "critical": ["slack", "email", "pagerduty"]}
+SEARCH_DAILY = {"scope": "project", "key": "search", "period": "daily", "limit": 100.0}
+PATHS = ["direct", "alertmanager"]
+
+Stack = tuple[Services, BudgetService, GatewayService, AlertmanagerSink | None]
+
+
+@pytest.fixture(params=PATHS)
+def stack(request: pytest.FixtureRequest, db: str, rx: Receivers, clock: FakeClock) -> Iterator[Stack]:
+    """The budgets on a real gateway, straight to it or (with `alertmanager:`) through the push sink."""
+    rx.pagerduty.clock = clock
+    clock.set(EVENING)
+    config = gateway_config(db, rx, routes=ROUTES)
+    with budgets_on_gateway(db, [], clock, config) as (services, budgets, gateway):
+        sink = None
+        if request.param == "alertmanager":
+            sink = alertmanager_sink(services, gateway, clock)
+            budgets.sink = sink
+        yield services, budgets, gateway, sink
+
+
+def deliver(stack: Stack) -> None:
+    """What reaches people: Alertmanager routes the firing alerts pushed to it back to the gateway (as its
+    webhook does), then the gateway's notifications are sent."""
+    _services, _budgets, gateway, sink = stack
+    if sink is not None:
+        for row in sink.pushed():
+            if row["ends_at"] is None:
+                gateway.fire(
+                    row["alertname"],
+                    loads(row["labels"]),
+                    severity=row["severity"],
+                    annotations=loads(row["annotations"]),
+                    starts_at=row["starts_at"],
+                    source="alertmanager",
+                )
+    gateway.deliver_pending()
+
+
+def critical_search(stack: Stack, *, by: str = "dave") -> None:
+    """API budget search-daily ($100 a day, put by `by`) at $96 this evening: LLMBudgetCritical, delivered."""
+    services, budgets, gateway, _sink = stack
+    budgets.put("search-daily", SEARCH_DAILY, origin="api", by=by)
+    ingest(services, call("search-evening", EVENING - 60, 96.0))
+    budgets.evaluate()
+    deliver(stack)
+    [alert] = gateway.alerts("firing")
+    assert alert.alertname == "LLMBudgetCritical"
+
+
+def slack_text(request: Any) -> str:
+    """Everything a person reads in one Slack call: the fallback text and every block's text."""
+    body = request.json
+    parts = [body.get("text", "")]
+    for block in body.get("blocks", []):
+        text = block.get("text")
+        if isinstance(text, dict):
+            parts.append(text.get("text", ""))
+        for element in block.get("elements", []) + block.get("fields", []):
+            if isinstance(element, dict) and element.get("type") in ("mrkdwn", "plain_text"):
+                parts.append(element.get("text", ""))
+    return "\n".join(parts)
+
+
+def resolved_saying(rx: Receivers, said: str) -> None:
+    """The alert's Slack message (edited) and its resolve mail both carry `said`; nothing else was resolved."""
+    [update] = rx.slack.calls("chat.update")
+    assert said in slack_text(update), slack_text(update)
+    assert "[RESOLVED]" in slack_text(update)
+    text = rx.smtp.messages[-1].part("text/plain")
+    assert text.splitlines()[0] == said, text
+    assert len(rx.smtp.messages) == 2, "one firing mail, one resolve mail"
+
+
+def test_a_reset_says_who_and_why_on_either_path(stack: Stack, rx: Receivers, clock: FakeClock) -> None:
+    _services, budgets, gateway, sink = stack
+    critical_search(stack)
+    [page] = rx.pagerduty.pages
+    clock.advance(60)
+    budgets.reset("search-daily", by="dave", reason="refund from OpenAI")
+    budgets.evaluate()  # the scheduler's next pass finds nothing left to resolve
+    deliver(stack)
+    resolved_saying(
+        rx, "Resolved at 2026-12-07 22:01 UTC by dave via budgets: budget reset by dave: refund from OpenAI"
+    )
+    assert page.status == "resolved"
+    if sink is not None:
+        assert [row["ends_at"] for row in sink.pushed()] == [EVENING + 60], "the end is pushed to Alertmanager"
+    [resolved] = gateway.alerts("resolved")
+    assert resolved.alertname == "LLMBudgetCritical"
+
+
+def test_a_deletion_says_who_on_either_path(stack: Stack, rx: Receivers, clock: FakeClock) -> None:
+    _services, budgets, _gateway, sink = stack
+    critical_search(stack, by="erin")
+    clock.advance(60)
+    budgets.delete("search-daily", by="erin")
+    deliver(stack)
+    resolved_saying(rx, "Resolved at 2026-12-07 22:01 UTC by erin via budgets: budget deleted")
+    if sink is not None:
+        assert [row["ends_at"] for row in sink.pushed()] == [EVENING + 60]
