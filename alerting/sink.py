@@ -81,7 +81,7 @@ def resolve_all(
     resolve shows who and why. Sinks without `resolve_many` ignore it.
     """
     resolve_many = getattr(sink, "resolve_many", None)
-    if resolve_many is not None and (len(items) > 1 or started_by is not None):
+    if resolve_many is not None and (len(items) > 1 or started_by is not None or reasons):
         if items:
             extra: dict[str, Any] = {"figures": figures} if figures else {}
             if reasons:

@@ -64,13 +64,35 @@ def period_ended(budget: Budget, started: float) -> str:
     never falls within a period, so a resolve saying only when left the on-call guessing between a reset
     and the end of the period; the period is named on the budget's own calendar (its timezone).
     """
-    start, end = period_bounds(budget.period, datetime.fromtimestamp(started, UTC), budget.timezone)
+    return f"{_period_over(budget, started)}; spend starts again from {amount(budget.unit, 0)} in the new period"
+
+
+def cap_period_ended(budget: Budget, period_start: float) -> str:
+    """Why llmcost resolves a cap alert of `budget` for the period starting at `period_start`: it ended.
+
+    "the daily period ended (2026-12-07 in UTC); a call over a per-request cap in the new period raises the
+    alert again": the alert is about one call of that period, and said only when it was resolved.
+    """
+    again = "a call over a per-request cap in the new period raises the alert again"
+    return f"{_period_over(budget, period_start)}; {again}"
+
+
+def _period_over(budget: Budget, moment: float) -> str:
+    """That the period of `budget` holding `moment` ended, named on its calendar: "the daily period ended (…)"."""
+    start, end = period_bounds(budget.period, datetime.fromtimestamp(moment, UTC), budget.timezone)
     named = period_label(budget.period, start, end, budget.timezone)
-    zero = amount(budget.unit, 0)
-    return (
-        f"the {budget.period} period ended ({named} in {budget.timezone}); "
-        f"spend starts again from {zero} in the new period"
-    )
+    return f"the {budget.period} period ended ({named} in {budget.timezone})"
+
+
+def _starts_a_period(budget: Budget, label: str) -> bool:
+    """Whether `label` (a cap alert's `period_start`) is the start of one of `budget`'s periods as defined now.
+
+    A budget whose period changed since (daily to hourly) cannot name the period its old alert was about.
+    """
+    if not label.isdigit():
+        return False
+    start, _end = period_bounds(budget.period, datetime.fromtimestamp(int(label), UTC), budget.timezone)
+    return int(start.timestamp()) == int(label)
 
 
 def _identity(alertname: str) -> str:
@@ -312,15 +334,27 @@ class BudgetAlerts:
         # end, within the allowed skew): that period has not even begun. Any other is over, and so is
         # every one of a budget left without a cap (removed by a process without the gateway's sink,
         # such as `llmcost budgets update`: `resolve_dropped_caps` did not run there).
+        self._end_cap_alerts(definitions, now)
+
+    def _end_cap_alerts(self, definitions: list[Budget], now: float) -> None:
+        """Resolve the cap alerts whose period is over, or whose budget or cap is gone; a period's end says so."""
+        assert self.sink is not None
         open_periods: dict[str, set[str]] = {}
-        for b in definitions:
-            if not _capped(b):
-                continue
+        capped = {b.name: b for b in definitions if _capped(b)}
+        for b in capped.values():
             start, end = self.periods.bounds(b, now)
             open_periods[b.name] = {str(int(start.timestamp()))} | ({str(int(end.timestamp()))} if end else set())
+        ended: list[tuple[str, dict[str, str]]] = []
+        reasons: dict[tuple[str, frozenset[tuple[str, str]]], str] = {}
         for alertname, labels in self.sink.active_labels([REQUEST_CAP_ALERT]):
-            if labels.get("period_start") not in open_periods.get(labels.get("budget", ""), set()):
-                self.sink.resolve(alertname, labels)  # its period is over (or the budget or its cap is gone)
+            name, period_start = labels.get("budget", ""), labels.get("period_start", "")
+            if period_start in open_periods.get(name, set()):
+                continue
+            ended.append((alertname, labels))
+            budget = capped.get(name)
+            if budget is not None and _starts_a_period(budget, period_start):  # not gone, nor its cap: its period
+                reasons[figures_key(alertname, labels)] = cap_period_ended(budget, float(period_start))
+        resolve_all(self.sink, ended, reasons=reasons)
 
     def _still_unwanted(
         self,

@@ -4,7 +4,8 @@ Seen by the on-call after the budget period-end reasons landed, each reading "Re
 or a wrong who:
 
 - with `alertmanager:` configured, dave's `budgets reset` (and erin's deletion) resolved the alert "by llmcost
-  via scheduler": the Alertmanager sink had no resolve with a reason, so the person and their reason were lost.
+  via scheduler": the Alertmanager sink had no resolve with a reason, so the person and their reason were lost;
+- LLMBudgetRequestCapExceeded, resolved when its day ended, said only when.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ EVENING = datetime(2026, 12, 7, 22, 0, tzinfo=UTC).timestamp()
 MIDNIGHT = datetime(2026, 12, 8, 0, 0, tzinfo=UTC).timestamp()
 ROUTES = {"info": [], "warning": ["slack", "email"], "critical": ["slack", "email", "pagerduty"]}
 SEARCH_DAILY = {"scope": "project", "key": "search", "period": "daily", "limit": 100.0}
+CAPPED = {**SEARCH_DAILY, "limit": 1000.0, "max_cost_per_request": 0.5}
 PATHS = ["direct", "alertmanager"]
 
 Stack = tuple[Services, BudgetService, GatewayService, AlertmanagerSink | None]
@@ -127,3 +129,22 @@ def test_a_deletion_says_who_on_either_path(stack: Stack, rx: Receivers, clock: 
     resolved_saying(rx, "Resolved at 2026-12-07 22:01 UTC by erin via budgets: budget deleted")
     if sink is not None:
         assert [row["ends_at"] for row in sink.pushed()] == [EVENING + 60]
+
+
+def test_a_cap_alert_ended_by_its_day_says_so(stack: Stack, rx: Receivers, clock: FakeClock) -> None:
+    services, budgets, gateway, _sink = stack
+    budgets.put("search-daily", CAPPED, origin="api", by="dave")
+    ingest(services, call("big-one", EVENING - 60, 2.5))
+    deliver(stack)
+    [alert] = gateway.alerts("firing")
+    assert alert.alertname == "LLMBudgetRequestCapExceeded"
+
+    clock.set(MIDNIGHT + 30)
+    budgets.evaluate()
+    deliver(stack)
+
+    resolved_saying(
+        rx,
+        "Resolved at 2026-12-08 00:00 UTC by llmcost via scheduler: the daily period ended (2026-12-07 in UTC); "
+        "a call over a per-request cap in the new period raises the alert again",
+    )
