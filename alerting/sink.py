@@ -63,6 +63,8 @@ def resolve_all(
     started_by: float | None = None,
     figures: Figures | None = None,
     reasons: Reasons | None = None,
+    by: str = "",
+    via: str = "",
 ) -> None:
     """Resolve `items` together when the sink can (see `fire_all`).
 
@@ -76,9 +78,10 @@ def resolve_all(
     `figures`: the alerts' annotations as they are now (a budget whose limit was raised: its spend of the
     new limit), which their resolve shows in place of the figures they last fired with.
 
-    `reasons`: why they ended, for those llmcost can say it of (a budget's period ended); the gateway records
-    each as the resolve's comment, by `llmcost` via `scheduler`, and its messages show it where a person's
-    resolve shows who and why. Sinks without `resolve_many` ignore it.
+    `reasons`: why they ended, for those llmcost can say it of (a budget's period ended, its limit raised);
+    the gateway records each as the resolve's comment, by `by` via `via` (by default `llmcost` via
+    `scheduler`: llmcost's own finding), and its messages show who and why. Sinks without `resolve_many`
+    ignore them.
     """
     resolve_many = getattr(sink, "resolve_many", None)
     if resolve_many is not None and (len(items) > 1 or started_by is not None or reasons):
@@ -86,6 +89,7 @@ def resolve_all(
             extra: dict[str, Any] = {"figures": figures} if figures else {}
             if reasons:
                 extra["reasons"] = reasons
+            extra.update({name: value for name, value in (("by", by), ("via", via)) if value})
             resolve_many(items, started_by=started_by, **extra)
         return
     for alertname, labels in items:

@@ -21,6 +21,7 @@ from alerting.budgets.definition import (
     SEVERITY_FOR_ALERT,
     STATES,
     Budget,
+    counts_alike,
 )
 from alerting.budgets.instances import CurrentPeriods, Instance, InstanceReader
 from alerting.budgets.registry import BudgetRegistry
@@ -82,6 +83,27 @@ def _period_over(budget: Budget, moment: float) -> str:
     start, end = period_bounds(budget.period, datetime.fromtimestamp(moment, UTC), budget.timezone)
     named = period_label(budget.period, start, end, budget.timezone)
     return f"the {budget.period} period ended ({named} in {budget.timezone})"
+
+
+def limit_raised(after: Budget, *, by: str, origin: str) -> str:
+    """Why a change to a budget resolves its alerts: "the limit was raised to $200.00 by dave".
+
+    Without a person's name, where it was raised ("in the config file", "through the API"). A resolve that
+    said only when left the on-call guessing between a raised limit and a reset. The old limit is not
+    named: the resolve's figures are the new limit's, and the old one read as if it still held.
+    """
+    where = {"config": " in the config file", "api": " through the API", "cli": " with llmcost budgets"}
+    said = f"the limit was raised to {amount(after.unit, after.limit)}"
+    if by:
+        return said + f" by {by}" + (where["config"] if origin == "config" else "")
+    return said + where.get(origin, "")
+
+
+def _raises_limit(before: Mapping[str, Any], after: Budget) -> bool:
+    """Whether `after` is `before` (a stored definition's JSON) with a higher limit, counting the same calls."""
+    if not before or before.get("unit", "usd") != after.unit or not counts_alike(before, after):
+        return False
+    return float(before.get("limit", after.limit)) < after.limit
 
 
 def _starts_a_period(budget: Budget, label: str) -> bool:
@@ -443,6 +465,32 @@ class BudgetAlerts:
             # `started_by`: the latest of their starts, still before the period, so nothing newer is resolved.
             resolve_all(self.sink, ended, started_by=latest, reasons=reasons)
         return kept
+
+    def resolve_raised_limit(self, before: Mapping[str, Any], budget: Budget, *, by: str, origin: str) -> None:
+        """Resolve the alerts of `budget` that its raised limit no longer calls for, saying so and by whom.
+
+        `before`: its stored definition's JSON before the change (config reload, `budgets update`, `PUT`);
+        `origin`: where the change came from (config, api, cli). Resolved now, with the figures of the new
+        limit, by `by` (else `origin`) via budgets, as a reset is; the scheduler's next pass used to resolve
+        them saying only when. Only alerts of the current period: an older one ends with its period.
+        """
+        if self.sink is None or not _raises_limit(before, budget):
+            return
+        found = active_since(self.sink, BUDGET_ALERTS)
+        if not found:
+            return
+        now = self.clock()
+        start = float(self.periods.start(budget, now))
+        mine = [(a, labels) for a, labels, started in found if labels.get("budget") == budget.name and started >= start]
+        figures: dict[tuple[str, frozenset[tuple[str, str]]], dict[str, str]] = {}
+        ended = self._still_unwanted([budget], mine, now, figures=figures)
+        if not ended:
+            return
+        for _alertname, labels in ended:  # a crossing of the new limit's levels is news again
+            self._levels.pop((budget.name, labels.get("key", "")), None)
+        why = limit_raised(budget, by=by, origin=origin)
+        reasons = {figures_key(alertname, labels): why for alertname, labels in ended}
+        resolve_all(self.sink, ended, started_by=now, figures=figures, reasons=reasons, by=by or origin, via="budgets")
 
     def resolve_budgets(self, names: Iterable[str], *, by: str, comment: str) -> None:
         """Resolve every alert of these budgets (removed or deleted), recording who and why."""

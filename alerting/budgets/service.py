@@ -108,6 +108,7 @@ class BudgetService:
             self.alerts.resolve_budgets(plan.delete, by=by or "config", comment="budget removed from the config file")
             for stored, budget in plan.update:
                 self.alerts.resolve_dropped_caps(budget.name, dropped_caps(stored, budget), by=by or "config")
+                self.alerts.resolve_raised_limit(stored, budget, by=by, origin="config")
         return plan
 
     def definitions(self) -> list[Budget]:
@@ -136,8 +137,10 @@ class BudgetService:
         before = next((b.to_json() for b in self.registry.definitions() if b.name == name), {})
         budget = self.registry.put(name, raw, origin=origin, by=by, mode=mode)
         self.checks.forget(definitions=True)
-        # A cap removed leaves its alert nothing to report: resolved now, not when the period ends.
+        # A cap removed leaves its alert nothing to report: resolved now, not when the period ends; a limit
+        # raised past the alert's level, now too, saying so and by whom.
         self.alerts.resolve_dropped_caps(name, dropped_caps(before, budget), by=by or origin)
+        self.alerts.resolve_raised_limit(before, budget, by=by, origin=origin)
         return budget
 
     def delete(self, name: str, *, by: str = "") -> None:

@@ -93,14 +93,16 @@ class GatewaySink:
         started_by: float | None = None,
         figures: Figures | None = None,
         reasons: Reasons | None = None,
+        by: str = "",
+        via: str = "scheduler",
     ) -> Any:
         """Resolve several alerts `(alertname, labels)` in one transaction (see `alerting.sink.resolve_all`).
 
         `figures`: their annotations now, shown by their resolve (with the links `fire` adds); `reasons`:
-        why llmcost resolves some of them, shown by their resolve.
+        why some of them end, shown by their resolve as said by `by` (llmcost when unnamed) via `via`.
         """
         now = {key: self._annotated(key[0], dict(key[1]), notes) for key, notes in (figures or {}).items()}
-        return self._gateway.resolve_many(items, started_by=started_by, figures=now, reasons=reasons)
+        return self._gateway.resolve_many(items, by=by, via=via, started_by=started_by, figures=now, reasons=reasons)
 
     def resolve_with_reason(self, alertname: str, labels: Mapping[str, str], *, by: str, comment: str) -> Any:
         """Resolve an alert for a person's action (a reset, a deletion), recording who and why."""

@@ -142,7 +142,8 @@ def test_a_limit_raised_past_every_level_resolves_with_the_figures_of_the_new_li
     """$110 of $100 (exceeded, paged), then the limit raised to $1,000 (11 %): the alert resolves. Its
     resolve showed the last figures the alert had stored, "at 110% ($110.00 of $100.00)", in the Slack
     edit, the resolve mail and the alert's record: what no longer held, and not why it ended. The resolve
-    now carries the figures read when it was decided, those of the new limit."""
+    now carries the figures read when it was decided, those of the new limit, and says why: the limit was
+    raised (it said only "Resolved at …", which read like any other end)."""
     stack.put_budget(100)
     live_stack.spend(stack.llmcost.base, INGEST, "team-r", "resolved-1", 110.0)  # exceeded: paged
     wait_until(lambda: len(stack.pd.events) == 1 and len(stack.smtp.messages) == 1, what="the page", timeout=45)
@@ -162,3 +163,6 @@ def test_a_limit_raised_past_every_level_resolves_with_the_figures_of_the_new_li
     assert stack.pd.events[1]["event_action"] == "resolve" and "payload" not in stack.pd.events[1]
     edit = str(stack.slack.calls("chat.update")[-1].payload)
     assert now in edit and "of $100.00" not in edit
+    # The API names nobody: who changed it is the API, as a cap removed through it is.
+    why = "by api via budgets: the limit was raised to $1,000.00 through the API"
+    assert why in edit and why in resolve_mail.part("text/plain"), edit
