@@ -170,9 +170,14 @@ class Digest:
         return f": {which}"
 
     def lines(self) -> tuple[list[str], int]:
-        """One line per listed notification (at most `LIST_MAX`), and how many more are not listed."""
+        """One line per listed notification (at most `LIST_MAX`), and how many more are not listed.
+
+        A resolve whose alerts ended for reasons of their own (spikes, each with its figures) gives each
+        line its reason in place of the firing summary: no one reason goes under the title then.
+        """
         shown = self.notifications[:LIST_MAX]
-        return [line(n) for n in shown], len(self.notifications) - len(shown)
+        own = self.kind is NotificationKind.RESOLVED and not self.reason()
+        return [line(n, why=own) for n in shown], len(self.notifications) - len(shown)
 
     def text(self) -> str:
         """Plain-text body: the title, the reason (if any), the list, and "and N more"."""
@@ -206,10 +211,15 @@ def instance(notification: Notification) -> str:
     return shown or notification.alert.alertname
 
 
-def line(notification: Notification) -> str:
-    """`<instance>: <alertname> <severity> <verb> — <summary>`, bounded."""
+def line(notification: Notification, *, why: bool = False) -> str:
+    """`<instance>: <alertname> <severity> <verb> — <summary>`, bounded.
+
+    `why`: the reason its actor gave (a resolve's "spend fell back below 1.5x the baseline: …") in place of
+    the summary, which describes the alert as it fired.
+    """
     alert = notification.alert
-    summary = alert.annotations.get("summary", "")
+    comment = notification.actor.comment if why and notification.actor is not None else ""
+    summary = comment or alert.annotations.get("summary", "")
     text = f"{instance(notification)}: {alert.alertname} {alert.severity} {_VERBS[notification.kind]}"
     if summary:
         text += f" — {summary}"

@@ -57,6 +57,30 @@ def summarize(
     return f"Spend spike: {spent} ({against})."
 
 
+def spike_ended(*, window: float, baseline: float, ratio: float, minutes: int, cfg: DetectionConfig) -> str:
+    """Why llmcost resolves a spike, in its firing message's terms, with the figures of the pass that ended it.
+
+    The firing description says "it resolves when spend falls back below 1.5x the baseline", so its resolve
+    says that happened: "spend fell back below 1.5x the baseline: $0.25 in the last 30 minutes, 1.0x its
+    baseline of $0.24". A series also stops once its spend is under half `min_spend_usd` whatever its
+    ratio; that is said instead. The ratio is rounded down, so it never reads as the level it fell below.
+    """
+    spent = f"{_usd(window)} in the last {minutes} minutes"
+    if baseline > 0 and math.isfinite(ratio) and window < cfg.resolve_multiplier * baseline:
+        shown = math.floor(ratio * 10) / 10
+        return (
+            f"spend fell back below {cfg.resolve_multiplier:g}x the baseline: {spent}, "
+            f"{shown:.1f}x its baseline of {_usd(baseline)}"
+        )
+    return f"spend fell to {spent}, under half the {_usd(cfg.min_spend_usd)} a spike needs"
+
+
+def unwatched(labels: Mapping[str, str]) -> str:
+    """Why llmcost resolves a spike of a label set `detection.series` no longer lists: it is not watched."""
+    watched = f"spend by {', '.join(labels)}" if labels else "total spend"
+    return f"spike detection no longer watches {watched} (detection.series changed)"
+
+
 GROWTH = 2.0
 """A firing spike's messages are updated once its ratio reached this many times the ratio they show."""
 

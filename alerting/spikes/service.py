@@ -15,10 +15,10 @@ import numpy.typing as npt
 from sqlalchemy import delete
 
 from alerting.model import SPIKE_PASS_ANNOTATION
-from alerting.sink import AlertSink, active_annotations, fire_all, resolve_all, update
+from alerting.sink import AlertSink, Reasons, active_annotations, figures_key, fire_all, resolve_all, update
 from alerting.spikes.cache import CACHE_KEYS_PER_SERIES, SpendCache
 from alerting.spikes.detection import Reason, bucket_layout, detect_spikes
-from alerting.spikes.messages import ALERTNAME, SEVERITY, alert_annotations, grew, pass_stamp
+from alerting.spikes.messages import ALERTNAME, SEVERITY, alert_annotations, grew, pass_stamp, spike_ended, unwatched
 from alerting.spikes.settings import WATCHABLE_LABELS, SpikeSettings, group_name
 from alerting.spikes.state import SpikeState, read_spike_state, row_from_state, spike_state, state_row
 from exporter.collector import OTHER
@@ -117,7 +117,7 @@ class SpikeService:
         # The figures each firing spike's messages show, to edit them in place once it grew (`grew`).
         notified = active_annotations(self.sink, [ALERTNAME]) if any(p.firing for p in previous.values()) else None
         to_fire_all: list[tuple[str, int, dict[str, str], dict[str, str]]] = []  # (label set, row, labels, notes)
-        to_resolve_all: list[tuple[str, int, dict[str, str]]] = []
+        to_resolve_all: list[tuple[str, int, dict[str, str], str]] = []
         for group in groups:
             name = group_name(group.labels)
             prev = [previous.get((name, key)) for key in group.keys]
@@ -131,7 +131,7 @@ class SpikeService:
             )
             gauges = detect_spikes(group.values, self._gauge_config, now_fraction=layout.now_fraction)
             to_fire: list[tuple[int, dict[str, str], dict[str, str]]] = []  # (row, labels, annotations)
-            to_resolve: list[tuple[int, dict[str, str]]] = []
+            to_resolve: list[tuple[int, dict[str, str], str]] = []  # (row, labels, why it ended)
             for i, key in enumerate(group.keys):
                 labels = dict(zip(group.labels, key, strict=True))
                 firing = bool(result.is_spike[i])
@@ -153,7 +153,14 @@ class SpikeService:
                     to_fire.append((len(rows), labels, annotations))
                     since = now
                 elif was_firing[i] and not firing:
-                    to_resolve.append((len(rows), labels))
+                    why = spike_ended(
+                        window=float(result.window_spend[i]),
+                        baseline=float(result.baseline[i]),
+                        ratio=float(result.ratio[i]),
+                        minutes=int(result.window_minutes[i]),
+                        cfg=cfg,
+                    )
+                    to_resolve.append((len(rows), labels, why))
                 elif (
                     firing
                     and notified
@@ -191,7 +198,7 @@ class SpikeService:
                     )
                 )
             to_fire_all += [(name, row, labels, notes) for row, labels, notes in to_fire]
-            to_resolve_all += [(name, row, labels) for row, labels in to_resolve]
+            to_resolve_all += [(name, row, labels, why) for row, labels, why in to_resolve]
 
         # The series starting (or ending) in this pass are handed over together, in one transaction, whatever
         # label set watches them: one burst raises the total, its project and its model at once, one problem
@@ -204,12 +211,13 @@ class SpikeService:
             failures += len(to_fire_all)
             for _, row, _, _ in to_fire_all:
                 rows[row].update(firing=False, firing_since=None)
-        items = [(ALERTNAME, labels) for _, _, labels in to_resolve_all]
-        if to_resolve_all and self._deliver(self._resolve_many, items, now):
-            resolved += [{"group": name, **labels} for name, _, labels in to_resolve_all]
+        items = [(ALERTNAME, labels) for _, _, labels, _ in to_resolve_all]
+        reasons = {figures_key(ALERTNAME, labels): why for _, _, labels, why in to_resolve_all}
+        if to_resolve_all and self._deliver(self._resolve_many, items, now, reasons):
+            resolved += [{"group": name, **labels} for name, _, labels, _ in to_resolve_all]
         elif to_resolve_all:
             failures += len(to_resolve_all)
-            for name, row, labels in to_resolve_all:
+            for name, row, labels, _ in to_resolve_all:
                 before = previous[(name, tuple(labels.values()))]
                 rows[row].update(firing=True, firing_since=before.firing_since)
 
@@ -218,7 +226,7 @@ class SpikeService:
         for (name, _key), state in previous.items():
             if name in watched:
                 continue
-            if state.firing and not self._deliver(self._resolve, ALERTNAME, state.labels, now):
+            if state.firing and not self._deliver(self._resolve, ALERTNAME, state.labels, now, unwatched(state.labels)):
                 failures += 1
                 rows.append(row_from_state(state))
                 keep |= _forms(state.labels)
@@ -278,22 +286,24 @@ class SpikeService:
             return False
         return True
 
-    def _resolve(self, alertname: str, labels: Mapping[str, str], started_by: float) -> None:
+    def _resolve(self, alertname: str, labels: Mapping[str, str], started_by: float, why: str = "") -> None:
         """Resolve the alert only if it had started by `started_by`, when this pass began reading the state.
 
-        (`_resolve_many` does so for several alerts in one transaction.)
+        (`_resolve_many` does so for several alerts in one transaction.) `why`: what ended it, said by its
+        resolve (see `alerting.sink.resolve_all`'s `reasons`).
 
         An alert raised after that (by a new leader while this one was stalled, its spike over and another
         begun) is not the one this pass found over: resolving it would end the new spike's Slack thread and
         PagerDuty incident only for the next pass to open new ones (see `alerting.sink.resolve_all`).
         """
-        resolve_all(self.sink, [(alertname, dict(labels))], started_by=started_by)
+        reasons = {figures_key(alertname, labels): why} if why else None
+        resolve_all(self.sink, [(alertname, dict(labels))], started_by=started_by, reasons=reasons)
 
     def _fire_many(self, items: list[tuple[str, dict[str, str], dict[str, str], str]]) -> None:
         fire_all(self.sink, items)
 
-    def _resolve_many(self, items: list[tuple[str, dict[str, str]]], started_by: float) -> None:
-        resolve_all(self.sink, items, started_by=started_by)
+    def _resolve_many(self, items: list[tuple[str, dict[str, str]]], started_by: float, reasons: Reasons) -> None:
+        resolve_all(self.sink, items, started_by=started_by, reasons=reasons)
 
     def _active(self) -> list[tuple[str, dict[str, str]]]:
         """The sink's open spike alerts (none from a sink that cannot say, such as a test recorder)."""

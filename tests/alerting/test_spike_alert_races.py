@@ -49,9 +49,9 @@ class StallingSink:
         self._stall()
         return self.inner.resolve(alertname, labels)
 
-    def resolve_many(self, items: Any, *, started_by: float | None = None) -> Any:
+    def resolve_many(self, items: Any, *, started_by: float | None = None, **given: Any) -> Any:
         self._stall()
-        return self.inner.resolve_many(items, started_by=started_by)
+        return self.inner.resolve_many(items, started_by=started_by, **given)  # with the reasons the pass gives
 
     def active_labels(self, alertnames: Any) -> list[tuple[str, dict[str, str]]]:
         return self.inner.active_labels(alertnames)

@@ -79,7 +79,11 @@ def test_one_burst_is_one_slack_message_one_mail_thread_and_one_incident(
     assert len(rx.slack.posted) == 1
     thread = rx.slack.posted[0]["ts"]
     assert [(r["thread_ts"], r["text"]) for r in rx.slack.replies] == [
-        (thread, "3 series of total, project and model,provider resolved (LLMCostSpike, warning)")
+        (
+            thread,
+            "3 series of total, project and model,provider resolved by llmcost via scheduler at 2026-11-23 13:47 UTC "
+            "(LLMCostSpike, warning)",
+        )
     ]
     first, resolved = rx.smtp.messages
     assert resolved.message["In-Reply-To"] == first.message["Message-ID"]

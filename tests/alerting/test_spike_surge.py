@@ -69,7 +69,9 @@ def test_projects_spiking_together_are_one_slack_thread_one_mail_and_one_inciden
     detect(h, spikes, clock, NOW + 45 * 60)  # over: resolved together, in the same thread and incident
     assert h.alerts("firing") == []
     assert len(rx.slack.posted) == 1
-    assert [r["text"] for r in rx.slack.replies] == ["9 series of project resolved (LLMCostSpike, warning)"]
+    # Who and when: llmcost's pass, each series' line saying what ended it (test_spike_resolve_reason.py).
+    said = "9 series of project resolved by llmcost via scheduler at 2026-11-23 13:47 UTC (LLMCostSpike, warning)"
+    assert [r["text"] for r in rx.slack.replies] == [said]
     assert len(rx.smtp.messages) == 2
     assert [e["event_action"] for e in rx.pagerduty.events] == ["trigger", "resolve"]
     assert not rx.pagerduty.pages[0].open
