@@ -8,6 +8,7 @@ import pytest
 
 from tests.support.clock import FakeClock
 from tests.support.pg import PostgresCluster
+from tests.support.wall_clock import clear_of_period_end
 
 pytest_plugins = ["tests.support.gateway_fixtures"]
 
@@ -58,6 +59,24 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "real_process: starts real llmcost processes or outside binaries")
     config.addinivalue_line("markers", "postgres: runs against the throwaway PostgreSQL 15 cluster")
     config.addinivalue_line("markers", "heavy: builds a large store first (months of events, 100k labels)")
+    config.addinivalue_line(
+        "markers",
+        "within_period(period='daily', seconds=120, tz='UTC'): on the real clock, the test starts at least "
+        "`seconds` before the period's end (waiting for the next period if need be)",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _within_period(request: pytest.FixtureRequest) -> None:
+    """Honour `within_period`: a test whose figures assume one budget period starts clear of its end.
+
+    Real processes and the CLI read the wall clock; a test spending, then reading the spend of a daily
+    budget read $0.00 when midnight UTC fell in between. Waiting for the next period (at most `seconds`)
+    runs the same assertions whole, at any time of day; nothing is skipped.
+    """
+    marker = request.node.get_closest_marker("within_period")
+    if marker is not None:
+        clear_of_period_end(*marker.args, **marker.kwargs)
 
 
 SLOW_FIRST = (
