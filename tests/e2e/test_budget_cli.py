@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.test_budget_safety import cli
+from tests.support.wall_clock import stamp_in_period
 
 pytestmark = pytest.mark.real_process
 
@@ -19,15 +19,16 @@ def show(name: str, db: str, cwd: Path) -> dict:  # type: ignore[type-arg]
     return json.loads(done.stdout)
 
 
+@pytest.mark.within_period("daily", 60)
 def test_budget_lifecycle_from_the_command_line(db_url: str, tmp_path: Path) -> None:
-    now = time.time()
     calls = tmp_path / "calls.jsonl"
     calls.write_text(
         "\n".join(
             json.dumps(
                 {
                     "request_id": f"c{i}",
-                    "timestamp": now - 60 + i,
+                    # Earlier today, also from 00:00 to 00:01 UTC (a minute back is yesterday then).
+                    "timestamp": stamp_in_period(60 - i, "daily"),
                     "provider": "openai",
                     "model": "gpt-4o",
                     "project": "search",
