@@ -16,6 +16,7 @@ import yaml
 from llmcost.cli import main
 from tests.support.budgets import CONFIG_REF, DAILY, build, call, ingest
 from tests.support.clock import FakeClock
+from tests.support.wall_clock import stamp_in_period
 
 PER_PROJ = ["--scope", "project", "--key", "*", "--period", "total", "--limit", "1"]
 
@@ -119,8 +120,9 @@ def test_thresholds_out_of_order_are_shown_with_the_stored_ones(store: str, caps
     assert show(capsys, "t2", store)["definition"]["thresholds"]["critical"] == 0.95  # unchanged
 
 
+@pytest.mark.within_period("daily", 60)  # `budgets show` reads today's spend on the real clock
 def test_reset_needs_who_and_why(store: str, clock: FakeClock, capsys) -> None:  # type: ignore[no-untyped-def]
-    spend(store, clock, call("a", clock() - 5, 3.0))
+    spend(store, clock, call("a", stamp_in_period(5, now=clock()), 3.0))  # today's, also at 00:00:03 UTC
     for argv in ([], ["--by", "carol"], ["--reason", "quota raised"]):
         code, out, err = llmcost(capsys, "budgets", "reset", "daily", *argv, "--db", store)
         assert code == 2 and out == ""
