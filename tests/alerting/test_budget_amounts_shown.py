@@ -23,6 +23,7 @@ from llmcost.wiring import attach_alerting
 from tests.support.budgets import build
 from tests.support.clock import FakeClock
 from tests.support.helpers import apply_config_budgets, make_config
+from tests.support.wall_clock import clear_of_period_end, stamp_in_period
 
 NOW = time.time()  # `llmcost budgets list` reads the budgets' current period on the real clock
 
@@ -30,9 +31,10 @@ NOW = time.time()  # `llmcost budgets list` reads the budgets' current period on
 @pytest.fixture(autouse=True)
 def _now_when_the_test_runs() -> None:
     """NOW read as each test starts, not at collection: a run collected before midnight UTC put its calls
-    in the day before the daily budgets' period, and every figure read $0.00."""
+    in the day before the daily budgets' period, and every figure read $0.00. Read clear of midnight, as
+    `budgets list` reads today a moment later on the real clock."""
     global NOW
-    NOW = time.time()
+    NOW = clear_of_period_end("daily", 30)
 
 
 BUDGETS = [
@@ -44,8 +46,8 @@ BUDGETS = [
 
 
 def event(rid: str, project: str, usd: float, tokens: int) -> tuple[int, dict[str, Any]]:
-    body = {"request_id": rid, "timestamp": NOW - 1, "provider": "openai", "model": "gpt-4o", "project": project,
-            "cost_usd": usd, "input_tokens": tokens, "output_tokens": 0}  # fmt: skip
+    body = {"request_id": rid, "timestamp": stamp_in_period(1, now=NOW), "provider": "openai", "model": "gpt-4o",
+            "project": project, "cost_usd": usd, "input_tokens": tokens, "output_tokens": 0}  # fmt: skip
     return (0, body)
 
 
