@@ -74,8 +74,7 @@ def _within_period(request: pytest.FixtureRequest) -> None:
     budget read $0.00 when midnight UTC fell in between. Waiting for the next period (at most `seconds`)
     runs the same assertions whole, at any time of day; nothing is skipped.
     """
-    marker = request.node.get_closest_marker("within_period")
-    if marker is not None:
+    for marker in request.node.iter_markers("within_period"):
         clear_of_period_end(*marker.args, **marker.kwargs)
 
 

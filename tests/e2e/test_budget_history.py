@@ -113,7 +113,8 @@ def calls_at(now: datetime) -> list[dict[str, Any]]:
         call(m2 + timedelta(days=20), "search", cost=7.0, tokens=400),  # month -2: $13 of $10, over
         call(m2 + timedelta(days=21), "chat", cost=1.0, tokens=300),
         call(m1 + timedelta(days=9), "chat", cost=2.0, tokens=50),  # month -1: nothing for search
-        call(max(m0, now - timedelta(seconds=30)), "search", cost=1.0, tokens=5),  # the current month
+        # The current month, and the current Kolkata hour (the hourly budget is global: it counts this call too).
+        call(max(m0, kolkata_hour_start(now, 0), now - timedelta(seconds=30)), "search", cost=1.0, tokens=5),
     ]
     # Kolkata hours: -1 two calls, -2 none, -3 four (over its 3 requests). Project ops, which the
     # monthly dollar budget does not count; the tokens budget counts them in their month.
@@ -132,6 +133,8 @@ def monthly_expected(events: list[dict[str, Any]], now: datetime, back: int, pro
     )
 
 
+@pytest.mark.within_period("hourly", 120, "Asia/Kolkata")  # from the calls to the last reading, one hour and month
+@pytest.mark.within_period("monthly", 120)
 def test_show_and_get_list_the_last_completed_periods_against_the_limit(server: LlmcostProcess) -> None:
     events = calls_at(datetime.now(UTC))
     ingest(server, events)
