@@ -8,7 +8,6 @@ imported from `exporter.metric_names`): renaming a metric in the catalogue must 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -18,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.llmcost_server import ADMIN_TOKEN, INGEST_TOKEN, running_llmcost
 from tests.support.procs import LlmcostProcess
 from tests.support.waiting import wait_until
+from tests.support.wall_clock import stamp_in_period
 
 pytestmark = pytest.mark.real_process
 
@@ -97,12 +97,13 @@ def fire_spike(server: LlmcostProcess) -> None:
     assert fired.status_code == 200, fired.text
 
 
+@pytest.mark.within_period("daily", 60)  # the usd-daily instance (the only usd budget) lives in today's period
 def test_every_metric_the_contract_names_has_its_type_and_exact_labels(server: LlmcostProcess) -> None:
-    now = time.time()
+    stamp = stamp_in_period(5, "daily")  # 5 s back, but today's (from 00:00:00 to 00:00:05 UTC, that is yesterday)
     events = [
-        {"request_id": "c-1", "timestamp": now - 5, "provider": "openai", "model": "gpt-4o", "input_tokens": 100,
+        {"request_id": "c-1", "timestamp": stamp, "provider": "openai", "model": "gpt-4o", "input_tokens": 100,
          "cache_read_tokens": 20, "output_tokens": 50, "reasoning_tokens": 10, "project": "search", "service": "api"},
-        {"request_id": "c-2", "timestamp": now - 5, "provider": "self-hosted", "model": "no-such-model",
+        {"request_id": "c-2", "timestamp": stamp, "provider": "self-hosted", "model": "no-such-model",
          "input_tokens": 5},
         {"request_id": "c-1", "provider": "openai", "model": "gpt-4o"},
         {"provider": "openai"},
