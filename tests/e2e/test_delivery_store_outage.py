@@ -24,6 +24,7 @@ from tests.support.waiting import wait_until
 pytestmark = pytest.mark.real_process
 
 
+@pytest.mark.within_period("daily", 60)  # the daily budget's alert must not end with the day
 def test_delivery_workers_log_a_postgresql_restart_without_tracebacks_and_deliver_after_it(tmp_path: Path) -> None:
     """Defect: each delivery worker logged a full traceback (~40 lines) for every failed poll while the
     database was down, one per channel and process, burying the one fact that mattered. Now a worker logs
@@ -79,6 +80,7 @@ def test_delivery_workers_log_a_postgresql_restart_without_tracebacks_and_delive
         cluster.destroy()
 
 
+@pytest.mark.within_period("daily", 60)  # the daily budget's alert must not end with the day
 def test_a_notification_sent_just_before_an_outage_longer_than_its_lease_is_not_sent_again_by_another_process(
     tmp_path: Path,
 ) -> None:

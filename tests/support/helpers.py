@@ -9,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import Config
 from llmcost.config import parse_config
+from tests.support.wall_clock import stamp_in_period
 
 
 def rank_epochs_later(registry: Any, epochs: int = 3) -> None:
@@ -50,12 +51,16 @@ def total(text: str, name: str, **match: str) -> float:
 
 
 def usage_events(prefix: str, n: int, *, start: int = 0) -> list[dict[str, object]]:
-    """`n` canonical events with request ids `prefix-start` … (Anthropic, three projects), 10 s old."""
-    now = time.time()
+    """`n` canonical events with request ids `prefix-start` … (Anthropic, three projects), 10 s old.
+
+    Never before midnight UTC, though: from 00:00:00 to 00:00:10 "10 s old" is yesterday, outside a daily
+    budget's period (`tests/support/wall_clock.py`).
+    """
+    stamp = stamp_in_period(10, "daily")
     return [
         {
             "request_id": f"{prefix}-{i}",
-            "timestamp": now - 10,
+            "timestamp": stamp,
             "provider": "anthropic",
             "model": "claude-sonnet-4-5",
             "input_tokens": 100 + i,
