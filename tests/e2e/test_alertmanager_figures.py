@@ -28,7 +28,8 @@ from tests.support import live_stack
 from tests.support.procs import LlmcostProcess, serve_with_config
 from tests.support.recording_servers import RecordedRequest, SlackAPIServer
 
-pytestmark = pytest.mark.real_process
+# Budgets of UTC periods (all end at midnight UTC): spend, alerts and figures of one period per test.
+pytestmark = [pytest.mark.real_process, pytest.mark.within_period("daily")]
 
 ADMIN_TOKEN = "figures-admin-token-0123456789abcdef"
 INGEST_TOKEN = "figures-ingest-token-0123456789abcdef"

@@ -28,7 +28,8 @@ from tests.support.procs import LlmcostProcess, serve_with_config
 from tests.support.recording_servers import PagerDutyEventsServer, SlackAPIServer, SMTPServer
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.real_process
+# Budgets of UTC periods (all end at midnight UTC): spend, alerts and figures of one period per test.
+pytestmark = [pytest.mark.real_process, pytest.mark.within_period("daily")]
 
 ADMIN = "raised-admin-token-0123456789abcdef"
 INGEST = "raised-ingest-token-0123456789abcdef"

@@ -179,6 +179,7 @@ def test_record_response_refuses_what_is_not_a_response() -> None:
     client.close()
 
 
+@pytest.mark.within_period("daily")  # a daily budget: its spend must stay in one day
 def test_guard_raises_on_an_exhausted_hard_budget(server: LlmcostProcess) -> None:
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     budget = {"scope": "project", "key": "search", "period": "daily", "limit": 0.05, "unit": "usd", "mode": "hard"}
@@ -199,6 +200,7 @@ def test_guard_raises_on_an_exhausted_hard_budget(server: LlmcostProcess) -> Non
     assert llmcost.BudgetExceededError is BudgetExceededError
 
 
+@pytest.mark.within_period("daily")  # a daily budget: its spend must stay in one day
 def test_a_caller_that_checks_calls_and_records_one_call_at_a_time_never_passes_a_hard_limit(
     server: LlmcostProcess,
 ) -> None:
@@ -219,6 +221,7 @@ def test_a_caller_that_checks_calls_and_records_one_call_at_a_time_never_passes_
     assert httpx.get(f"{server.base}/v1/budgets/cap-daily", headers=admin).json()["spent"] == 5
 
 
+@pytest.mark.within_period("daily")  # a daily budget: its spend must stay in one day
 def test_callers_racing_for_the_last_of_a_hard_limit_overshoot_it_by_at_most_the_calls_in_flight(
     server: LlmcostProcess,
 ) -> None:

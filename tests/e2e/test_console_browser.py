@@ -27,7 +27,8 @@ from tests.support.pg import PostgresCluster, free_port
 from tests.support.procs import LLMCOST, LlmcostProcess
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.real_process
+# Budgets of UTC periods (all end at midnight UTC): spend, alerts and figures of one period per test.
+pytestmark = [pytest.mark.real_process, pytest.mark.within_period("daily")]
 
 TRACE_CALLS = 8819
 

@@ -19,7 +19,8 @@ from selenium.webdriver.common.by import By
 from tests.support.browser import chromium, console_errors, full_page_screenshot, wait_for
 from tests.support.procs import LlmcostProcess
 
-pytestmark = pytest.mark.real_process
+# Budgets of UTC periods (all end at midnight UTC): spend, alerts and figures of one period per test.
+pytestmark = [pytest.mark.real_process, pytest.mark.within_period("daily")]
 
 ADMIN = "guard-admin-token-0123456789"
 METRICS = "guard-metrics-token-0123456789"

@@ -141,6 +141,7 @@ def test_calls_appear_with_litellm_token_counts_and_cost(
     assert SECRET not in repr(stored)
 
 
+@pytest.mark.within_period("daily")  # a daily budget: its spend must stay in one day
 def test_a_hard_budget_blocks_the_next_call(lit: SimpleNamespace, server: LlmcostProcess, sqlite_url: str) -> None:
     budget = {"scope": "project", "key": "search", "period": "daily", "limit": 0.0005, "unit": "usd", "mode": "hard"}
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -327,6 +328,7 @@ def test_litellm_generic_api_logger_payload_is_accepted_as_is(
     assert total(httpx.get(f"{server.base}/metrics").text, "llm_ingest_events_total", outcome="rejected") == 0
 
 
+@pytest.mark.within_period("daily")  # a daily budget: its spend must stay in one day
 def test_a_model_budget_applies_to_provider_prefixed_calls(
     lit: SimpleNamespace, server: LlmcostProcess, sqlite_url: str
 ) -> None:
@@ -443,6 +445,7 @@ def test_a_hung_llmcost_slows_one_call_not_every_call(lit: SimpleNamespace, serv
     handler.close()
 
 
+@pytest.mark.within_period("daily")  # a daily budget: its spend must stay in one day
 def test_bedrock_converse_and_invoke_calls_count_as_the_model_they_call(
     lit: SimpleNamespace, server: LlmcostProcess, sqlite_url: str
 ) -> None:

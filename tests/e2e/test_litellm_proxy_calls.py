@@ -162,6 +162,7 @@ def test_a_callers_metadata_does_not_move_a_call_off_its_keys_project(handler: A
     assert "SECRET" not in repr(event)
 
 
+@pytest.mark.within_period("daily")  # a daily budget: its spend must stay in one day
 def test_the_proxy_hook_asks_the_keys_project_whatever_the_request_says(handler: Any, server: LlmcostProcess) -> None:
     """Before, the hook asked the budget of the project the request's metadata named, and let the call through."""
     from litellm.proxy._types import UserAPIKeyAuth

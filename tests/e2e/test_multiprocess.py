@@ -14,6 +14,7 @@ from tests.support.helpers import total
 from tests.support.pg import PostgresCluster
 from tests.support.procs import LlmcostProcess
 from tests.support.waiting import wait_until
+from tests.support.wall_clock import clear_of_period_end
 
 pytestmark = pytest.mark.real_process
 
@@ -206,8 +207,10 @@ def test_scheduler_runs_once_per_tick_and_fails_over_after_kill_9(tmp_path: Path
             assert took <= 20 + 2, f"failover took {took:.1f} s (documented bound: ttl 15 s + ttl/3)"
 
             # An exceeded budget raised while several processes deliver: one Slack message, not three.
-            # Stamped now, not 10 minutes back: from 00:00 to 00:10 UTC that is yesterday, outside the daily budget.
-            post_all(survivors[0].base, [{**stream(1, "big")[0], "cost_usd": 5.0, "timestamp": time.time()}])
+            # Stamped now, not 10 minutes back: from 00:00 to 00:10 UTC that is yesterday, outside the daily budget;
+            # and clear of midnight: the day must not end before the budget counts it and its message is out.
+            stamp = clear_of_period_end("daily", 30)
+            post_all(survivors[0].base, [{**stream(1, "big")[0], "cost_usd": 5.0, "timestamp": stamp}])
             wait_until(lambda: slack.calls("chat.postMessage"), timeout=15, what="the budget message on Slack")
             time.sleep(2)  # on purpose: a second message (from another process) can only be ruled out over time
             posts = slack.calls("chat.postMessage")

@@ -163,6 +163,7 @@ def running(
 
 
 @pytest.mark.real_process
+@pytest.mark.within_period("daily")  # a daily budget: its spend must stay in one day
 def test_fifty_instances_crossing_in_one_request_are_one_message_per_channel(db_url: str, tmp_path: Path) -> None:
     projects = [f"storm-{i:02d}" for i in range(50)]
     with running(db_url, tmp_path) as stack:
@@ -208,6 +209,7 @@ def test_fifty_instances_crossing_in_one_request_are_one_message_per_channel(db_
 
 
 @pytest.mark.real_process
+@pytest.mark.within_period("daily")  # a daily budget: its spend must stay in one day
 def test_acknowledging_the_grouped_pagerduty_incident_acknowledges_its_instances(db_url: str, tmp_path: Path) -> None:
     with running(db_url, tmp_path) as stack:
         stack.post_usage([f"pd-{i}" for i in range(5)])
@@ -224,6 +226,7 @@ def test_acknowledging_the_grouped_pagerduty_incident_acknowledges_its_instances
 
 
 @pytest.mark.real_process
+@pytest.mark.within_period("daily")  # a daily budget: its spend must stay in one day
 def test_a_critical_escalation_of_an_acknowledged_group_pages_again(db_url: str, tmp_path: Path) -> None:
     # The group's acknowledged incident used to get only a `trigger`, which PagerDuty appends to its log:
     # the projects going critical paged nobody.
@@ -257,6 +260,7 @@ def test_a_critical_escalation_of_an_acknowledged_group_pages_again(db_url: str,
 
 
 @pytest.mark.real_process
+@pytest.mark.within_period("daily")  # a daily budget: its spend must stay in one day
 def test_one_or_two_instances_are_notified_one_by_one_as_before(db_url: str, tmp_path: Path) -> None:
     with running(db_url, tmp_path) as stack:
         stack.post_usage(["solo-a", "solo-b"])
@@ -278,6 +282,7 @@ def test_one_or_two_instances_are_notified_one_by_one_as_before(db_url: str, tmp
 
 
 @pytest.mark.real_process
+@pytest.mark.within_period("daily")  # a daily budget: its spend must stay in one day
 def test_a_channel_rate_limit_summarises_the_overflow_in_one_message(db_url: str, tmp_path: Path) -> None:
     # Grouping off: 12 instances would be 12 Slack posts; max_per_minute 3 makes them 2 single posts and
     # one summary of the other 10, within the minute, none dropped.

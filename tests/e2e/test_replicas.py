@@ -62,6 +62,7 @@ def _exposing(procs: list[LlmcostProcess]) -> list[LlmcostProcess]:
     return [p for p in procs if total(_scrape(p), "llm_cost_usd_total") > 0]
 
 
+@pytest.mark.within_period("daily")  # a daily budget: its spend must stay in one day
 def test_sums_over_both_scraped_replicas_count_each_call_once_across_a_hand_over(
     tmp_path: Path, pg_cluster: PostgresCluster
 ) -> None:

@@ -25,7 +25,8 @@ from tests.support.llmcost_server import ADMIN_TOKEN, ingest, write_config
 from tests.support.procs import LLMCOST, LlmcostProcess
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.real_process
+# Budgets of UTC periods (all end at midnight UTC): spend, alerts and figures of one period per test.
+pytestmark = [pytest.mark.real_process, pytest.mark.within_period("daily")]
 
 INTERVAL = 1.0
 MODEL = {"provider": "self-hosted", "model": "llama-internal", "project": "search", "service": "api"}

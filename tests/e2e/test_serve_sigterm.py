@@ -25,7 +25,8 @@ from tests.support.procs import LlmcostProcess
 from tests.support.recording_servers import SlackAPIServer
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.real_process
+# Budgets of UTC periods (all end at midnight UTC): spend, alerts and figures of one period per test.
+pytestmark = [pytest.mark.real_process, pytest.mark.within_period("daily")]
 
 OUTBOX_LEASE = 2.0  # short, so a delivery abandoned by the stopped process would be sent again soon
 STOP_GRACE = 30.0  # docker-compose.yml's stop_grace_period for llmcost: SIGKILL after this

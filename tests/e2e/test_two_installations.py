@@ -31,7 +31,8 @@ from tests.support import monitoring_assets as assets
 
 Json = dict[str, Any]
 
-pytestmark = pytest.mark.real_process
+# Budgets of UTC periods (all end at midnight UTC): spend, alerts and figures of one period per test.
+pytestmark = [pytest.mark.real_process, pytest.mark.within_period("daily")]
 
 INTERVAL = 1.0  # scrape and evaluation interval
 STAGING, PROD = "llmcost-staging", "llmcost-prod"

@@ -34,7 +34,8 @@ from tests.support.procs import LlmcostProcess
 from tests.support.recording_servers import PagerDutyEventsServer, SlackAPIServer, SMTPServer
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.real_process
+# Budgets of UTC periods (all end at midnight UTC): spend, alerts and figures of one period per test.
+pytestmark = [pytest.mark.real_process, pytest.mark.within_period("daily")]
 
 SPENT = {"llmcost-a": 12.0, "llmcost-b": 15.0}  # each over its $10 budget: LLMBudgetExceeded, paged
 GRAFANA = "https://grafana.example.com/d/llmcost-overview?orgId=1&var-job={job}"
