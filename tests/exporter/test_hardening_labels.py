@@ -31,23 +31,37 @@ from exporter.services import Services
 from llmcost.services import open_services
 from llmcost.wiring import AlertingParts, attach_alerting
 from tests.support.helpers import apply_config_budgets, make_config, samples, total
+from tests.support.wall_clock import clear_of_period_end, period_bounds
 
 pytestmark = pytest.mark.heavy
 
 DISTINCT = 100_000
 CAP = 1000
-NOW = time.time()
+NOW = time.time()  # read again as the test starts (`_now_when_the_test_runs`)
 LABELS = ("provider", "model", "project", "service", "user")
 LABEL_PAIR = re.compile(r'(\w+)="([^"]*)"')
 
 
+@pytest.fixture(autouse=True)
+def _now_when_the_test_runs() -> None:
+    """NOW read as the test starts, not at collection, and clear of the month's end: the monthly budget is
+    read on the real clock, so the month must not change under the test."""
+    global NOW
+    NOW = clear_of_period_end("monthly", 600)
+
+
 def flood(services: Services) -> None:
-    """DISTINCT events, each with its own provider, model, project, service and user."""
+    """DISTINCT events, each with its own provider, model, project, service and user, in the last hour.
+
+    Not before the start of the month, though: from 00:00 to 01:00 UTC on the 1st, the events of the last
+    hour partly fell in last month, outside the monthly budget whose spend the test checks to the nano-dollar.
+    """
+    month_start, _ = period_bounds("monthly", NOW)
     for start in range(0, DISTINCT, 25_000):
         events = [
             UsageEvent(
                 f"flood-{i}",
-                NOW - 600 - i % 3000,
+                max(month_start, NOW - 600 - i % 3000),
                 f"provider-{i}",
                 f"model-{i}",
                 input_tokens=10,
@@ -80,8 +94,9 @@ def flooded(db_url: str, request: pytest.FixtureRequest) -> Iterator[TestClient]
     """A server that was running (with one label set) when the flood came, then restarted."""
     cpu = scrape_cpu(request, db_url)
     services, parts = build(db_url)
+    before = max(period_bounds("monthly", NOW)[0], NOW - 700)  # this month's, as the flood's
     services.store.write_events(
-        [UsageEvent("before", NOW - 700, "openai", "gpt-4o", input_tokens=1, cost_source="supplied")]
+        [UsageEvent("before", before, "openai", "gpt-4o", input_tokens=1, cost_source="supplied")]
     )
     with TestClient(build_app(services, parts.routes)) as client:
         client.cpu = cpu  # type: ignore[attr-defined]
