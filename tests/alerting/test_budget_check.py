@@ -240,13 +240,14 @@ def test_api_and_cli_budgets_use_the_config_validation(db_url: str, clock: FakeC
     services.close()
 
 
-def test_a_reset_resolves_the_gateway_alerts_saying_who_and_why(sqlite_url: str) -> None:
+def test_a_reset_resolves_the_gateway_alerts_saying_who_and_why(sqlite_url: str, clock: FakeClock) -> None:
     from alerting.budgets.definition import parse_budgets_section
     from llmcost.services import open_services
     from llmcost.wiring import attach_alerting
     from tests.support.helpers import make_config
 
-    services = open_services(make_config(sqlite_url, budgets=[SEARCH_DAILY]), start_writer=False)
+    clock.set(NOON + 600)  # on the real clock, a call 5 s back was yesterday's from 00:00:00 to 00:00:05 UTC
+    services = open_services(make_config(sqlite_url, budgets=[SEARCH_DAILY]), clock=clock, start_writer=False)
     parts = attach_alerting(services, "ingest")
     budgets, gateway = parts.budgets, parts.gateway
     budgets.apply_config(parse_budgets_section([SEARCH_DAILY], []).items, origin_ref="test")
@@ -261,7 +262,9 @@ def test_a_reset_resolves_the_gateway_alerts_saying_who_and_why(sqlite_url: str)
     services.close()
 
 
-def test_a_delete_retried_after_its_budget_went_but_not_its_alerts_resolves_them(sqlite_url: str) -> None:
+def test_a_delete_retried_after_its_budget_went_but_not_its_alerts_resolves_them(
+    sqlite_url: str, clock: FakeClock
+) -> None:
     """A DELETE removes the budget, then resolves its alerts, in two transactions. When the database went
     away between them (the client told 503), the budget was gone and its alerts fired on; the client's
     retry got 404 and left them so. The retry still answers 404, and resolves them."""
@@ -270,7 +273,8 @@ def test_a_delete_retried_after_its_budget_went_but_not_its_alerts_resolves_them
     from llmcost.wiring import attach_alerting
     from tests.support.helpers import make_config
 
-    services = open_services(make_config(sqlite_url), start_writer=False)
+    clock.set(NOON + 600)  # on the real clock, a call 5 s back was yesterday's from 00:00:00 to 00:00:05 UTC
+    services = open_services(make_config(sqlite_url), clock=clock, start_writer=False)
     parts = attach_alerting(services, "ingest")
     budgets, gateway = parts.budgets, parts.gateway
     budgets.put("search-daily", parse_budgets_section([SEARCH_DAILY], []).items[0].to_json())
