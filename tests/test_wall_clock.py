@@ -15,6 +15,10 @@ def at(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
 
 
+def no_wait(seconds: float) -> None:
+    pytest.fail(f"waited {seconds} s, clear of the period's end")
+
+
 def test_a_minute_back_at_half_a_minute_past_midnight_is_still_today() -> None:
     # `time.time() - 60` against a daily budget at 00:00:30 UTC is yesterday's call: $0.00 spent today.
     now = at("2026-12-09T00:00:30+00:00")
@@ -33,7 +37,7 @@ def test_ten_seconds_before_midnight_a_two_minute_test_waits_for_the_next_day() 
     assert started == at("2026-12-09T00:00:01+00:00")
     # Clear of the end: no wait at all.
     clock.set(at("2026-12-09T12:00:00+00:00"))
-    assert clear_of_period_end("daily", 120, clock=clock, sleep=pytest.fail) == clock.now
+    assert clear_of_period_end("daily", 120, clock=clock, sleep=no_wait) == clock.now
 
 
 @pytest.mark.parametrize("period", ["hourly", "daily", "weekly", "monthly", "yearly"])
