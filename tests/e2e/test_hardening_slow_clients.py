@@ -160,7 +160,8 @@ def test_a_webhook_body_trickled_slower_than_the_body_timeout_is_cut_off(tmp_pat
     config.write_text(
         CONFIG + "notifications:\n"
         "  slack: {token: xoxb-test, channel: '#llm-cost', signing_secret: slack-signing-secret-0123456789}\n"
-        "  pagerduty: {routing_key: R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY32, webhook_secret: pagerduty-webhook-secret-0123456789}\n"
+        "  pagerduty: {routing_key: R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY32,\n"
+        "              webhook_secret: pagerduty-webhook-secret-0123456789}\n"
     )
     server = LlmcostProcess(sqlite_url, config=config).start(tmp_path)
     sockets: list[socket.socket] = []

@@ -239,7 +239,7 @@ def test_gateway_across_processes_notifies_once_and_an_ack_anywhere_counts_every
                     "auth": {"admin_tokens": [admin]},
                     "notifications": {
                         "slack": {"token": "xoxb-test-token", "channel": "#llm-cost", "api_url": slack.api_url},
-                        "pagerduty": {"routing_key": "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY32", "events_url": pagerduty.events_url},
+                        "pagerduty": {"routing_key": "R" * 32, "events_url": pagerduty.events_url},
                         "routes": {"info": [], "warning": ["slack"], "critical": ["slack", "pagerduty"]},
                     },
                 }
