@@ -49,7 +49,14 @@ from alerting.gateway.settings import (
 from alerting.installation import parse_external_labels
 from alerting.model import SEVERITIES, Severity
 from alerting.notify.mail import entry_addresses, implicit_tls, split_addresses
-from exporter.config import Config, ConfigError, empty_secret_problem, http_url_problem, resolve_secret
+from exporter.config import (
+    UNREAD_SECRET,
+    Config,
+    ConfigError,
+    empty_secret_problem,
+    http_url_problem,
+    resolve_secret,
+)
 
 _SECRETS = {
     "slack": ("token", "signing_secret"),
@@ -136,7 +143,9 @@ def _channel(name: str, section: dict[str, Any], problems: Problems, base: Path)
         if key in resolved and resolved[key] is not None and not isinstance(resolved[key], str):
             problems.append(f"{path}.{key}: must be a string, got {type(resolved[key]).__name__}")
     routing_key = resolved.get("routing_key")
-    if isinstance(routing_key, str) and routing_key.strip() and len(routing_key) != ROUTING_KEY_LENGTH:
+    # `UNREAD_SECRET`: a command that sends nothing (`report`) did not read the key, so there is nothing to judge.
+    routing_key = routing_key if isinstance(routing_key, str) and routing_key != UNREAD_SECRET else ""
+    if routing_key.strip() and len(routing_key) != ROUTING_KEY_LENGTH:
         # PagerDuty answers 400 to every event with such a key: a slip here dead-lettered every page, found
         # only when the first alert could not be delivered. Named by the form it was given in, never shown.
         form = next(f for f in ("routing_key", "routing_key_file", "routing_key_env") if section.get(f) is not None)
