@@ -60,6 +60,18 @@ from alerting.notify.text_limits import (
 
 log = logging.getLogger(__name__)
 
+
+def _below_warning(record: logging.LogRecord) -> bool:
+    return record.levelno < logging.WARNING
+
+
+_SDK_LOG = logging.getLogger(f"{__name__}.sdk")
+"""slack_sdk's own log. Every failure it logs at ERROR (an answer that is not JSON, quoting up to 100
+characters of Slack's HTML error page; a failed connection) is also raised to the notifier, whose result
+the outbox logs as one line per attempt: its copy, repeated on every retry, is dropped. Its DEBUG trace of
+each request is kept, for `--log-level DEBUG`."""
+_SDK_LOG.addFilter(_below_warning)
+
 DEFAULT_API_URL = "https://slack.com/api/"
 METADATA_EVENT_TYPE = "llmcost_notification"
 """Message metadata `event_type` of every new message; its `event_payload` names the outbox row and the
@@ -258,6 +270,14 @@ def _maybe_processed(error: SlackApiError) -> bool:
 
 
 def _api_error_code(error: SlackApiError) -> str:
+    """Slack's error code, or what the answer was when it was not the API's JSON (never its body)."""
+    headers = error.response.headers or {}
+    kind = next((str(v) for k, v in headers.items() if k.lower() == "content-type"), "").split(";")[0].strip().lower()
+    if kind and kind != "application/json" and not kind.endswith("+json"):
+        # Slack's edge (or a proxy) answers an outage with an HTML page, which slack_sdk quotes as the
+        # `error`: a log line per retry full of markup. What it was is enough.
+        what = "an HTML page" if kind == "text/html" else f"a {one_line(kind, 60)} answer"
+        return f"{what}, not the API's JSON"
     data = error.response.data
     code = data.get("error") if isinstance(data, dict) else None
     return str(code) if code else f"HTTP {error.response.status_code}"
@@ -286,7 +306,9 @@ class SlackNotifier:
         base_url = api_url if api_url.endswith("/") else api_url + "/"
         # No retry handlers: a 429 or an outage must reach the outbox, which honours Retry-After durably.
         # slack_sdk takes the timeout in whole seconds.
-        self._client = WebClient(token=token, base_url=base_url, timeout=max(1, math.ceil(timeout)), retry_handlers=[])
+        self._client = WebClient(
+            token=token, base_url=base_url, timeout=max(1, math.ceil(timeout)), retry_handlers=[], logger=_SDK_LOG
+        )
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SlackNotifier:

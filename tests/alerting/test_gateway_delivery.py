@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -354,3 +355,36 @@ def test_a_restart_without_a_channel_that_still_has_pending_notifications_says_s
     said = [r.getMessage() for r in caplog.records if "pagerduty" in r.getMessage()]
     assert len(said) == 1, said
     assert "1 notification" in said[0] and "not configured" in said[0], said[0]
+
+
+BAD_GATEWAY_PAGE = (
+    "<!DOCTYPE html>\n<html>\n<head><title>502 Bad Gateway</title></head>\n<body>\n"
+    + "<center><h1>502 Bad Gateway</h1></center>\n<hr><center>cloudflare</center>\n" * 20
+    + "</body>\n</html>\n"
+)
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)  # no SQL difference to cover
+def test_slack_answering_an_html_error_page_is_one_line_per_attempt_without_the_page(
+    db: str, rx: Receivers, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Slack's edge answers a 5xx with an HTML page; slack_sdk logged it at ERROR on every attempt, beside
+    # llmcost's own line, and llmcost's line quoted the page too.
+    for _ in range(3):
+        rx.slack.enqueue(502, {"Content-Type": "text/html; charset=utf-8"}, BAD_GATEWAY_PAGE)
+    caplog.set_level(logging.INFO)
+    with Harness(db, rx, clock=clock, alerting={"outbox": {"initial_backoff": "10s"}}) as h:
+        fire(h)
+        for _ in range(3):
+            caplog.clear()
+            h.gateway.deliver_pending()
+            said = [(r.name, r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.INFO]
+            about_slack = [line for line in said if "slack" in line[0] or "slack" in line[2].lower()]
+            [(name, level, message)] = about_slack
+            assert (name, level) == ("alerting.gateway.outbox", "INFO"), about_slack
+            assert message.endswith(": slack chat.postMessage: an HTML page, not the API's JSON (HTTP 502)")
+            assert "<" not in message, message
+            [row] = pending(h, "slack")
+            clock.advance(parse_rfc3339(row["next_attempt_at"]) - clock() + 0.01)
+        assert h.gateway.deliver_pending() == 1
+        assert [n["status"] for n in h.gateway.notifications(channel="slack")] == ["sent"]

@@ -222,7 +222,7 @@ def test_a_server_error_is_retryable(slack, notifier):
     result = notifier.send(notify("firing"))
 
     assert not result.ok and result.retryable and result.retry_after is None
-    assert "HTTP 500" in result.error
+    assert result.error == "slack chat.postMessage: a text/plain answer, not the API's JSON (HTTP 500)"
     assert len(slack.requests) == 1
 
 
