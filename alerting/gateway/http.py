@@ -2,7 +2,9 @@
 
 Checks run cheapest first and never touch the store before the caller is known: token or signature
 (401), content type (415), size (413), JSON (400), payload (422, naming the field). Store work runs in
-the thread pool; a store outage answers 503 with `Retry-After`, so senders retry.
+the thread pool; a store outage's `StoreUnavailable` is left to the application's handler, which answers
+503 with `Retry-After`, so senders retry, and logs the outage once for the whole process, not once per
+refused request (exporter/http/app.py, exporter/http/store_refusals.py).
 
 The Slack and PagerDuty webhooks carry no token: their signature covers the body. Their headers are
 checked before the body is read (`alerting.signatures.*_plausible`), so a request without a usable
@@ -15,7 +17,6 @@ for as long as it likes.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -44,12 +45,9 @@ from exporter.http.body import BodyTimeout, BodyTooLarge, media_type, read_limit
 from exporter.http.errors import ORJSONResponse, error, shown
 from exporter.http.origin import refuse_foreign_origin
 from exporter.http.query import unknown_params
-from exporter.store import StoreUnavailable
 
 if TYPE_CHECKING:
     from alerting.gateway.service import GatewayService
-
-log = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Awaitable[Response]]
 JSON_TYPES = {"application/json"}
@@ -57,17 +55,6 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_LIST = 10_000
 SLACK_REFUSED = "missing, invalid or stale Slack signature"
 PAGERDUTY_REFUSED = "missing or invalid PagerDuty signature"
-
-
-def _store_guard(handler: Handler) -> Handler:
-    async def guarded(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except StoreUnavailable as exc:
-            log.warning("store unavailable: %s", exc)
-            return error(503, "store unavailable, retry later", headers={"Retry-After": "5"})
-
-    return guarded
 
 
 async def _body(request: Request, limit: int, timeout: float | None) -> bytes | Response:
@@ -323,4 +310,4 @@ def gateway_routes(gateway: GatewayService, auth: AuthConfig, *, body_timeout: f
         ("/v1/notifications", notifications, ["GET"]),
         ("/v1/notifications/{outbox_id}/retry", retry_notification, ["POST"]),
     ]
-    return [Route(path, _store_guard(handler), methods=methods) for path, handler, methods in routes]
+    return [Route(path, handler, methods=methods) for path, handler, methods in routes]

@@ -257,6 +257,7 @@ def build_app(services: Services, extra_routes: Sequence[BaseRoute] = ()) -> Sta
         BoundedRequests,
         probe=probe,
         retry_headers=STORE_DOWN_HEADERS,
+        refusals=refusals,
         skip_paths=("/healthz", "/readyz", "/metrics", "/v1/usage", "/v1/traces"),
     )
     return Starlette(

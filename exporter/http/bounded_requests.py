@@ -12,7 +12,8 @@ waiting: a slow report or a write queued behind a lock is never cut short. A sil
 `503` with Retry-After, and the request is cancelled: still waiting for a worker thread, it never runs;
 already on one (a thread cannot be interrupted), its store work runs to its end, its answer dropped.
 Whatever runs before the store is touched (a token, a webhook's signature: 401) answers as usual, since
-it answers within `wait`.
+it answers within `wait`. A request answered 503 so is counted in the process's `StoreRefusals`
+(store_refusals.py): one warning per outage, naming the first request refused, not one per request.
 
 A request that starts once the store is known silent fails its store work at once, holding no thread
 (exporter/store/known_silent.py).
@@ -32,16 +33,14 @@ deduplicates by request_id, `/metrics` and `/readyz` answer from their own deadl
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Collection
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from exporter.http.errors import error, shown
 from exporter.http.store_probe import StoreProbe
+from exporter.http.store_refusals import StoreRefusals
 from exporter.store.known_silent import STORE_KNOWN_SILENT
-
-log = logging.getLogger(__name__)
 
 REQUEST_WAIT = 3.0
 """Seconds a request runs before the store is asked whether it answers at all: with the probe's own 2 s, a
@@ -57,11 +56,14 @@ class BoundedRequests:
         *,
         probe: StoreProbe,
         retry_headers: dict[str, str],
+        refusals: StoreRefusals,
         skip_paths: Collection[str] = (),
         wait: float = REQUEST_WAIT,
     ) -> None:
+        """`refusals`: the process's log of store refusals, which logs each outage once (store_refusals.py)."""
         self.app = app
         self._probe = probe
+        self._refusals = refusals
         self._retry_headers = retry_headers
         self._skip = frozenset(skip_paths)
         self._wait = wait
@@ -106,9 +108,10 @@ class BoundedRequests:
                 # client was told to retry; store work already on a thread runs to its end regardless.
                 task.cancel()
                 why = "refuses connections" if answers is False else "does not answer"
-                # The path is the client's, percent-decoded: a `%0a` in it would start a forged log line.
+                # Named in the outage's first warning. The path is the client's, percent-decoded: a `%0a`
+                # in it would start a forged log line.
                 path = shown(scope["path"], 200)
-                log.warning("%s %s: the store %s; answered 503", shown(scope["method"]), path, why)
+                self._refusals.refused(f"the database {why} ({shown(scope['method'])} {path})")
                 response = error(503, "store not answering, retry later", headers=self._retry_headers)
                 await response(scope, receive, send)
                 return

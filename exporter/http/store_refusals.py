@@ -2,7 +2,12 @@
 
 While PostgreSQL restarts, every request that needs the store is answered `503` with `Retry-After`, and
 clients retry every few seconds: a warning per refused request wrote thousands of identical lines a
-minute and never said when the outage ended. Here the first refusal logs one warning (the store's error),
+minute and never said when the outage ended.
+
+One instance per process (exporter/http/app.py) takes the refusals of every path that logs them: ingest,
+OTLP, the application's handler of `StoreUnavailable` (the gateway's webhooks and alerts API), and the
+requests a hung store left unanswered (bounded_requests.py). One outage is one warning, whichever paths
+clients retry on. The first refusal logs it (the store's error, or what the hung store did instead),
 a reminder every `remind_seconds` counts the refusals while the store stays down, and the first request
 the store answers again logs one line with how long it was down and how many requests were refused.
 """
@@ -36,8 +41,11 @@ class StoreRefusals:
         self._reminded_at = 0.0
         self._refused = 0
 
-    def refused(self, error: BaseException) -> None:
-        """A request was answered 503 because of `error`: logged if it is the outage's first, or a reminder is due."""
+    def refused(self, error: BaseException | str) -> None:
+        """A request was answered 503 because of `error`: logged if it is the outage's first, or a reminder is due.
+
+        `error` is the store's, or a text saying what was seen of the store instead (a hung one's silence).
+        """
         now = self._clock()
         with self._lock:
             self._refused += 1
@@ -77,7 +85,7 @@ class StoreRefusals:
         )
 
 
-def _first_line(error: BaseException) -> str:
+def _first_line(error: BaseException | str) -> str:
     # libpq adds a hint on the next lines ("Is the server running on that host…"): the first says it.
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__

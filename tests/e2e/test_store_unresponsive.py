@@ -114,7 +114,8 @@ def test_a_burst_of_requests_while_postgresql_hangs_does_not_exhaust_the_threads
     """Eighty budget checks during a pause (clients check before every LLM call) were each answered 503,
     but each left a worker thread waiting on a silent connection or for the pool: the thread pool ran
     out, and `POST /v1/usage`, which needs a thread to parse, was answered after 13 s instead of
-    within its commit timeout. Requests that start once the store is known silent no longer take one."""
+    within its commit timeout. Requests that start once the store is known silent no longer take one.
+    Each request left unanswered also logged its own warning; the outage is one warning now."""
     config = tmp_path / "llmcost.yml"
     config.write_text(f"ingest: {{commit_timeout_seconds: {COMMIT_TIMEOUT}}}\n")
     server = LlmcostProcess(cluster.create_database(), config=config).start(tmp_path)
@@ -147,6 +148,12 @@ def test_a_burst_of_requests_while_postgresql_hangs_does_not_exhaust_the_threads
                 what="ingest acknowledged once PostgreSQL answers",
             )
             wait_until(lambda: client.get("/v1/alerts").status_code == 200, timeout=30, what="reads answered again")
+        # One warning for the outage, not one per request it left unanswered (each logged `GET /path: the
+        # store does not answer; answered 503`), and one line at its end.
+        log = server.log()
+        warned = [line for line in log.splitlines() if " WARNING " in line and "503" in line]
+        assert len(warned) == 1 and "store unavailable: " in warned[0], warned
+        assert log.count("store answers again") == 1, log[-4000:]
     finally:
         server.stop()
 

@@ -11,6 +11,7 @@ import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from exporter.http.bounded_requests import BoundedRequests
+from exporter.http.store_refusals import StoreRefusals
 from tests.support.llmcost_server import ADMIN_TOKEN, INGEST_TOKEN, running_llmcost
 
 
@@ -86,11 +87,15 @@ def test_a_path_logged_when_the_store_is_silent_cannot_forge_a_log_line(caplog: 
     async def receive() -> Message:
         return {"type": "http.request", "body": b""}
 
-    middleware = BoundedRequests(never_answers, probe=Silent(), retry_headers={}, wait=0)  # type: ignore[arg-type]
+    refusals = StoreRefusals(logging.getLogger("exporter.http.app"))
+    middleware = BoundedRequests(never_answers, probe=Silent(), retry_headers={}, refusals=refusals, wait=0)  # type: ignore[arg-type]
     scope = {"type": "http", "method": "GET", "path": "/v1/budgets/x\nERROR forged", "headers": []}
-    with caplog.at_level(logging.WARNING, logger="exporter.http.bounded_requests"):
+    with caplog.at_level(logging.WARNING, logger="exporter.http.app"):
         asyncio.run(middleware(scope, receive, send))
     assert sent[0]["status"] == 503
     [record] = caplog.records
     assert "\n" not in record.getMessage()
-    assert record.getMessage() == "GET '/v1/budgets/x\\nERROR forged': the store refuses connections; answered 503"
+    assert record.getMessage() == (
+        "store unavailable: the database refuses connections (GET '/v1/budgets/x\\nERROR forged'); answering 503 "
+        "with Retry-After until it answers"
+    )
