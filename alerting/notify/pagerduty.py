@@ -166,10 +166,15 @@ def build_digest_event(digest: Digest, *, routing_key: str, source: str = "llmco
     return event
 
 
-def _response_detail(body: bytes) -> str:
+def _response_detail(body: bytes, headers: Mapping[str, str]) -> str:
+    """What the Events API said, for the failure line logged on every attempt (never an HTML page's markup)."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
+        kind = next((v for k, v in headers.items() if k.lower() == "content-type"), "").split(";")[0].strip().lower()
+        if kind == "text/html" or body.lstrip()[:1] == b"<":
+            # A load balancer's outage page: what it was is enough (Slack's notifier says it alike).
+            return "an HTML page, not the Events API's JSON"
         return one_line(body.decode("utf-8", "replace"), 200)
     if not isinstance(data, dict):
         return one_line(str(data), 200)
@@ -347,7 +352,7 @@ class PagerDutyNotifier:
         status = response.status
         if 200 <= status < 300:
             return DeliveryResult.sent({"dedup_key": key})
-        text = self._redact(f"pagerduty {action}: HTTP {status}: {_response_detail(response.body)}")
+        text = self._redact(f"pagerduty {action}: HTTP {status}: {_response_detail(response.body, response.headers)}")
         if status == 429:
             return DeliveryResult.retry(text, retry_after=parse_retry_after(response.headers))
         if status >= 500:

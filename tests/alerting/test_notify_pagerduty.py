@@ -183,6 +183,17 @@ def test_server_errors_are_retryable(pagerduty, notifier, status):
     assert f"HTTP {status}" in result.error
 
 
+def test_an_html_error_page_is_described_not_quoted(pagerduty, notifier):
+    # A load balancer in front of the Events API answers an outage with its HTML page: the failure line,
+    # logged on every retry, quoted 200 characters of its markup.
+    page = "<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head><body><h1>502</h1></body></html>"
+    pagerduty.enqueue(502, {"Content-Type": "text/html; charset=utf-8"}, page)
+    result = notifier.send(notify("firing"))
+
+    assert not result.ok and result.retryable
+    assert result.error == "pagerduty trigger: HTTP 502: an HTML page, not the Events API's JSON"
+
+
 def test_an_invalid_event_is_final_and_says_why(pagerduty):
     result = PagerDutyNotifier(routing_key="too-short", events_url=pagerduty.events_url).send(notify("firing"))
 
