@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -180,9 +180,7 @@ def run(
         # What may resolve alerts: a deletion or a reset, and a change that removes a per-request cap
         # (update, apply). Resolved here with who and why; the running server sends the notifications.
         if action in ("update", "delete", "reset") or (action == "apply" and not args.dry_run):
-            from alerting.gateway.sink import GatewaySink
-
-            service.sink = GatewaySink(_gateway(services))
+            service.sink = _sink(services, service)
         if action == "apply":
             return _apply(service, args, config)
         return _write(service, args)
@@ -202,15 +200,52 @@ class _UsageError(Exception):
     """A flag the command cannot use as given (exit status 2, like argparse's own usage errors)."""
 
 
-def _gateway(services: Services) -> Any:
-    """The gateway without delivery workers: resolutions are queued, the running server sends them."""
+def _sink(services: Services, budgets: BudgetService) -> Any:
+    """Where this command resolves alerts: the sink `llmcost serve` raises them through, with its links.
+
+    The gateway without delivery workers: resolutions are queued, the running server sends them. With
+    `alertmanager:` configured, through Alertmanager too, pushed before the command ends: resolved in the
+    gateway only, the alert stayed firing there and the server's next push sent it back to the gateway.
+    """
     from alerting.gateway.config import settings_from_config
     from alerting.gateway.service import GatewayService
+    from alerting.gateway.sink import GatewaySink
+    from alerting.links import dashboard_url, generator_url, runbook_url
+    from alerting.push.pusher import Pusher
+    from alerting.push.settings import push_settings
+    from alerting.push.sink import AlertmanagerSink
 
-    settings = settings_from_config(services.config)
-    gateway = GatewayService(services.store, settings, clock=services.clock, start_workers=False)
+    config = services.config
+    gateway = GatewayService(services.store, settings_from_config(config), clock=services.clock, start_workers=False)
     services.closers.append(gateway.close)
-    return gateway
+
+    def runbook(name: str) -> str:
+        return runbook_url(config, name)
+
+    def source(name: str, labels: Mapping[str, str]) -> str:
+        return generator_url(config, name, labels, wildcard=budgets.is_wildcard(labels.get("budget", "")))
+
+    def dashboard(name: str, labels: Mapping[str, str]) -> str:
+        return dashboard_url(config, name, labels)
+
+    pushing = push_settings(config)
+    if not pushing.enabled:
+        return GatewaySink(gateway, runbook, source, dashboard)
+    pusher = Pusher(services.store, pushing, clock=services.clock)
+    services.closers.append(pusher.close)
+
+    def push_now() -> None:
+        pusher.push()  # a replica down is counted and logged; the server's resends retry it
+
+    return AlertmanagerSink(
+        services.store,
+        gateway,
+        wake=push_now,
+        generator_url=source,
+        runbook_url=runbook,
+        dashboard_url=dashboard,
+        clock=services.clock,
+    )
 
 
 def _fields(args: argparse.Namespace) -> dict[str, Any]:

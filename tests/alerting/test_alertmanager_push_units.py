@@ -359,3 +359,34 @@ def test_replicas_behind_one_proxy_are_told_apart_by_their_place() -> None:
         "https://proxy/[REDACTED] (alertmanager.urls[1])",
         "http://am-2:9093",
     ]
+
+
+@pytest.mark.parametrize("action", ["delete", "reset"])
+def test_a_budget_deleted_or_reset_from_the_command_line_ends_its_alert_in_alertmanager(
+    action: str, alertmanager: RecordingServer, db_url: str, clock: FakeClock, tmp_path: Path
+) -> None:
+    """`llmcost budgets delete|reset` with `alertmanager:` configured ends the alert where it fires.
+
+    The command resolved it in the gateway only: Alertmanager, which the pusher kept telling the alert
+    was firing, sent it back, and the budget's deletion or reset left its Slack thread and page open.
+    """
+    import time
+
+    clock.set(float(int(time.time())))
+    config = tmp_path / "llmcost.yaml"
+    config.write_text(f"alertmanager:\n  url: {alertmanager.url.rstrip('/')}\n")
+    sink, pusher, store = build(alertmanager.url, db_url, clock)
+    create = ["budgets", "create", "team-a", "--scope", "project", "--key", "team-a", "--period", "daily"]
+    assert main([*create, "--limit", "1", "--db", db_url]) == 0
+    sink.fire("LLMBudgetCritical", LABELS, {"summary": "97 %"}, "critical")
+    assert sink.active_labels(["LLMBudgetCritical"]) == [("LLMBudgetCritical", LABELS)]
+
+    extra = ["--by", "dave", "--reason", "refund from OpenAI"] if action == "reset" else ["--by", "dave"]
+    assert main(["budgets", action, "team-a", *extra, "--config", str(config), "--db", db_url]) == 0
+
+    assert sink.active_labels(["LLMBudgetCritical"]) == []
+    alertmanager.requests.clear()
+    pusher.push()
+    (alert,) = posted(alertmanager)
+    assert alert["endsAt"] <= rfc3339(time.time())  # pushed resolved, not firing with its horizon ahead
+    store.close()
