@@ -33,7 +33,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     config = load_config(args.config or os.environ.get("LLMCOST_CONFIG"))
     db, source = getattr(args, "db", None), "--db"
     if not db:
-        db, source = os.environ.get("LLMCOST_DB_URL"), "LLMCOST_DB_URL"
+        # Stripped as `database.url_env` is: a Kubernetes Secret made `--from-file` ends in a newline.
+        db, source = os.environ.get("LLMCOST_DB_URL", "").strip(), "LLMCOST_DB_URL"
     if db:
         problem = database_url_problem(db)
         if problem:

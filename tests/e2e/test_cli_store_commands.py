@@ -322,3 +322,16 @@ def test_after_rolling_back_an_upgrade_the_commands_say_the_store_is_newer(
         assert code == 3, err
         assert "a newer llmcost upgraded it; run that version" in err
         assert "to upgrade it" not in err
+
+
+def test_llmcost_db_url_ending_in_a_newline_opens_the_store_as_database_url_env_does(
+    store: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Kubernetes Secret made `--from-file` hands its final newline to the variable.
+
+    `database.url_env: LLMCOST_DB_URL` strips it; the same variable read as the command line's fallback
+    kept it, and `llmcost report` said there was no store at the URL the server was using.
+    """
+    monkeypatch.setenv("LLMCOST_DB_URL", store + "\n")
+    code, _out, err = run(capsys, "report")
+    assert code == 0, err
