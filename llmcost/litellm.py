@@ -66,7 +66,7 @@ class LlmcostLogger(CustomLogger):
     ) -> None:
         """Send to llmcost at `url` (default `$LLMCOST_URL`, else `http://127.0.0.1:9800`) with `token`.
 
-        `token` defaults to `$LLMCOST_TOKEN`.
+        `token` defaults to `$LLMCOST_TOKEN`, without surrounding whitespace.
         `fail_mode` (default `$LLMCOST_FAIL_MODE`, else `"open"`) decides when llmcost cannot be asked:
         `"open"` lets the call through, `"closed"` refuses it. `estimate_cost(model, request)` may give the
         call's expected cost in USD for the check (default 0: only budgets already spent refuse), and
@@ -80,7 +80,8 @@ class LlmcostLogger(CustomLogger):
             raise ValueError(f"fail_mode must be 'open' or 'closed', got {mode!r}")
         self.client = client or Client(
             url or os.environ.get("LLMCOST_URL", "http://127.0.0.1:9800"),
-            token if token is not None else os.environ.get("LLMCOST_TOKEN"),
+            # Stripped as the server's `*_env` secrets are: a Kubernetes Secret made `--from-file` ends in a newline.
+            token if token is not None else (os.environ.get("LLMCOST_TOKEN", "").strip() or None),
             fail_mode=mode,  # type: ignore[arg-type]
             **client_options,
         )

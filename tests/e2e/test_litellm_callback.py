@@ -619,3 +619,20 @@ def test_aflush_with_a_litellm_that_has_no_logging_worker_module_does_not_raise(
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]  # (LiteLLM's own tasks may log the missing module)
+
+
+def test_a_token_from_the_environment_ending_in_a_newline_is_sent_without_it(
+    lit: SimpleNamespace, server: LlmcostProcess, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`$LLMCOST_TOKEN` from a Kubernetes Secret made `--from-file` ends in the file's newline.
+
+    The callback refused it ("token must be printable ASCII (a placeholder …?)"): the proxy could not
+    load it, with the token the server's own `*_env` settings accept.
+    """
+    monkeypatch.setenv("LLMCOST_TOKEN", INGEST_TOKEN + "\n")
+    handler = lit.LlmcostLogger(server.base, project="search", flush_interval=0.05)
+    lit.litellm.callbacks = [handler]
+    response = lit.litellm.completion(model="gpt-4o", messages=MESSAGES, mock_response="ok")
+    _delivered(handler, 1)
+    handler.close()
+    assert set(stored_events(sqlite_url)) == {response.id}
