@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
@@ -19,7 +18,7 @@ from alerting.gateway.service import GatewayService
 from exporter.services import Services
 from tests.support.budgets import SEARCH_REQUESTS, alertmanager_sink, budgets_on_gateway, call, ingest
 from tests.support.clock import FakeClock
-from tests.support.gateway_harness import Receivers, gateway_config
+from tests.support.gateway_harness import Receivers, gateway_config, slack_text
 
 EVENING = datetime(2026, 12, 7, 22, 0, tzinfo=UTC).timestamp()
 MIDNIGHT = datetime(2026, 12, 8, 0, 0, tzinfo=UTC).timestamp()
@@ -51,20 +50,6 @@ def the_day_ends(budgets: BudgetService, gateway: GatewayService, clock: FakeClo
     clock.set(MIDNIGHT + 30)
     budgets.evaluate()
     gateway.deliver_pending()
-
-
-def slack_text(request: Any) -> str:
-    """Everything a person reads in one Slack call: the fallback text and every block's text."""
-    body = request.json
-    parts = [body.get("text", "")]
-    for block in body.get("blocks", []):
-        text = block.get("text")
-        if isinstance(text, dict):
-            parts.append(text.get("text", ""))
-        for element in block.get("elements", []) + block.get("fields", []):
-            if isinstance(element, dict) and element.get("type") in ("mrkdwn", "plain_text"):
-                parts.append(element.get("text", ""))
-    return "\n".join(parts)
 
 
 def test_a_budget_alert_resolved_by_the_end_of_its_day_says_so_in_slack_mail_and_pagerduty(

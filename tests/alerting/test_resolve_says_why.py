@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -30,7 +29,7 @@ from exporter.services import Services
 from llmcost.cli import main
 from tests.support.budgets import CONFIG_REF, alertmanager_sink, budgets_on_gateway, call, ingest
 from tests.support.clock import FakeClock
-from tests.support.gateway_harness import Receivers, gateway_config
+from tests.support.gateway_harness import Receivers, gateway_config, slack_text
 
 EVENING = datetime(2026, 12, 7, 22, 0, tzinfo=UTC).timestamp()
 MIDNIGHT = datetime(2026, 12, 8, 0, 0, tzinfo=UTC).timestamp()
@@ -83,20 +82,6 @@ def critical_search(stack: Stack, *, by: str = "dave") -> None:
     deliver(stack)
     [alert] = gateway.alerts("firing")
     assert alert.alertname == "LLMBudgetCritical"
-
-
-def slack_text(request: Any) -> str:
-    """Everything a person reads in one Slack call: the fallback text and every block's text."""
-    body = request.json
-    parts = [body.get("text", "")]
-    for block in body.get("blocks", []):
-        text = block.get("text")
-        if isinstance(text, dict):
-            parts.append(text.get("text", ""))
-        for element in block.get("elements", []) + block.get("fields", []):
-            if isinstance(element, dict) and element.get("type") in ("mrkdwn", "plain_text"):
-                parts.append(element.get("text", ""))
-    return "\n".join(parts)
 
 
 def resolved_saying(rx: Receivers, said: str) -> None:

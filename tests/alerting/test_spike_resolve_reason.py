@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from alerting.gateway.sink import GatewaySink
 from alerting.spikes import SpikeService, SpikeSettings
 from tests.support.clock import FakeClock
-from tests.support.gateway_harness import Harness, Receivers
+from tests.support.gateway_harness import Harness, Receivers, slack_text
 from tests.support.spikes import BUCKET, D0, NOW, PROJECTS, call, usual_spend
 
 ROUTES = {"info": [], "warning": ["slack", "email"], "critical": ["slack", "email"]}
@@ -115,17 +114,3 @@ def test_a_spike_of_a_label_set_no_longer_watched_says_so(h: Harness, rx: Receiv
     [update] = rx.slack.calls("chat.update")
     said = "by llmcost via scheduler: spike detection no longer watches spend by project (detection.series changed)"
     assert said in slack_text(update), slack_text(update)
-
-
-def slack_text(request: Any) -> str:
-    """Everything a person reads in one Slack call: the fallback text and every block's text."""
-    body = request.json
-    parts = [body.get("text", "")]
-    for block in body.get("blocks", []):
-        text = block.get("text")
-        if isinstance(text, dict):
-            parts.append(text.get("text", ""))
-        for element in block.get("elements", []):
-            if isinstance(element, dict) and element.get("type") in ("mrkdwn", "plain_text"):
-                parts.append(element.get("text", ""))
-    return "\n".join(parts)

@@ -406,3 +406,17 @@ def serve(app: Starlette) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def slack_text(request: Any) -> str:
+    """Everything a person reads in one Slack call: the fallback text and every block's text."""
+    body = request.json
+    parts = [body.get("text", "")]
+    for block in body.get("blocks", []):
+        text = block.get("text")
+        if isinstance(text, dict):
+            parts.append(text.get("text", ""))
+        for element in block.get("elements", []) + block.get("fields", []):
+            if isinstance(element, dict) and element.get("type") in ("mrkdwn", "plain_text"):
+                parts.append(element.get("text", ""))
+    return "\n".join(parts)
