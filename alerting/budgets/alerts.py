@@ -354,8 +354,8 @@ class BudgetAlerts:
         resolve_all(self.sink, ended, started_by=now, figures=figures)
         # The current period's cap alerts stay, and the next one's (a call stamped just past the period
         # end, within the allowed skew): that period has not even begun. Any other is over, and so is
-        # every one of a budget left without a cap (removed by a process without the gateway's sink,
-        # such as `llmcost budgets update`: `resolve_dropped_caps` did not run there).
+        # every one of a budget left without a cap (removed by a process with no sink to end its alerts,
+        # or whose `resolve_dropped_caps` failed after the change committed).
         self._end_cap_alerts(definitions, now)
 
     def _end_cap_alerts(self, definitions: list[Budget], now: float) -> None:
