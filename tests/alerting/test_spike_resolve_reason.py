@@ -35,6 +35,14 @@ def h(db: str, rx: Receivers, clock: FakeClock) -> Iterator[Harness]:
         yield harness
 
 
+def burst_in_project_a(h: Harness) -> None:
+    """Usual spend everywhere, and $5 per 5 minutes more in project a over the last 30 minutes before NOW."""
+    usual_spend(h.services.store, D0, NOW + 3600)
+    provider, model, _ = PROJECTS["a"]
+    burst = [call(f"burst-{b}", b + 20, "a", provider, model, 5.0) for b in range(NOW - 1800, NOW, BUCKET)]
+    h.services.store.write_events(burst)
+
+
 def detect(h: Harness, spikes: SpikeService, clock: FakeClock, at: float) -> None:
     clock.set(at)
     spikes.evaluate()
@@ -44,10 +52,7 @@ def detect(h: Harness, spikes: SpikeService, clock: FakeClock, at: float) -> Non
 def test_a_spike_that_subsided_says_it_fell_back_below_the_resolve_level(
     h: Harness, rx: Receivers, clock: FakeClock
 ) -> None:
-    usual_spend(h.services.store, D0, NOW + 3600)
-    provider, model, _ = PROJECTS["a"]
-    burst = [call(f"burst-{b}", b + 20, "a", provider, model, 5.0) for b in range(NOW - 1800, NOW, BUCKET)]
-    h.services.store.write_events(burst)
+    burst_in_project_a(h)
     spikes = SpikeService(h.services.store, PROJECT, GatewaySink(h.gateway), clock=clock)
     detect(h, spikes, clock, NOW)
     [alert] = h.alerts("firing")
@@ -73,10 +78,7 @@ def test_the_spikes_of_one_burst_ending_together_say_each_what_ended_it_in_their
     h: Harness, rx: Receivers, clock: FakeClock
 ) -> None:
     """The total, the project and the model spiked in one pass: one thread, one grouped resolve in it."""
-    usual_spend(h.services.store, D0, NOW + 3600)
-    provider, model, _ = PROJECTS["a"]
-    burst = [call(f"burst-{b}", b + 20, "a", provider, model, 5.0) for b in range(NOW - 1800, NOW, BUCKET)]
-    h.services.store.write_events(burst)
+    burst_in_project_a(h)
     spikes = SpikeService(h.services.store, SpikeSettings(), GatewaySink(h.gateway), clock=clock)
     detect(h, spikes, clock, NOW)
     [posted] = rx.slack.posted
@@ -99,10 +101,7 @@ def test_the_spikes_of_one_burst_ending_together_say_each_what_ended_it_in_their
 
 
 def test_a_spike_of_a_label_set_no_longer_watched_says_so(h: Harness, rx: Receivers, clock: FakeClock) -> None:
-    usual_spend(h.services.store, D0, NOW + 3600)
-    provider, model, _ = PROJECTS["a"]
-    burst = [call(f"burst-{b}", b + 20, "a", provider, model, 5.0) for b in range(NOW - 1800, NOW, BUCKET)]
-    h.services.store.write_events(burst)
+    burst_in_project_a(h)
     detect(h, SpikeService(h.services.store, PROJECT, GatewaySink(h.gateway), clock=clock), clock, NOW)
     [alert] = h.alerts("firing")
 

@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -43,6 +44,18 @@ def stored_secrets(db_path: Path) -> dict[str, list[str]]:
     return found
 
 
+def post_both_ways(tmp_path: Path, db: Path, events: list[dict[str, Any]], fast: dict[str, Any]) -> None:
+    """POST `events` as one JSON batch, then `fast` as NDJSON (the canonical fast decoder), all accepted."""
+    with running_llmcost(tmp_path, f"sqlite:///{db}") as server:
+        answer = httpx.post(f"{server.base}/v1/usage", json=events, headers=AUTH, timeout=30)
+        assert answer.json() == {"accepted": len(events), "duplicates": 0, "rejected": []}
+        ndjson = {**AUTH, "Content-Type": "application/x-ndjson"}
+        again = httpx.post(
+            f"{server.base}/v1/usage", content=httpx.Request("POST", "/", json=fast).content, headers=ndjson
+        )
+        assert again.json() == {"accepted": 1, "duplicates": 0, "rejected": []}
+
+
 def test_content_fields_beside_the_usage_are_not_stored(tmp_path: Path) -> None:
     db = tmp_path / "llmcost.db"
     base = {"provider": "openai", "model": "gpt-4o", "input_tokens": 10, "output_tokens": 5, "project": "p"}
@@ -63,14 +76,7 @@ def test_content_fields_beside_the_usage_are_not_stored(tmp_path: Path) -> None:
     )
     # A plain canonical event with metadata takes the fast decoder (exporter/canonical_lines.py).
     fast = {**base, "request_id": "fast", "timestamp": time.time() - 60, "metadata": {"prompt": secret("fast-path")}}
-    with running_llmcost(tmp_path, f"sqlite:///{db}") as server:
-        answer = httpx.post(f"{server.base}/v1/usage", json=events, headers=AUTH, timeout=30)
-        assert answer.json() == {"accepted": len(events), "duplicates": 0, "rejected": []}
-        ndjson = {**AUTH, "Content-Type": "application/x-ndjson"}
-        again = httpx.post(
-            f"{server.base}/v1/usage", content=httpx.Request("POST", "/", json=fast).content, headers=ndjson
-        )
-        assert again.json() == {"accepted": 1, "duplicates": 0, "rejected": []}
+    post_both_ways(tmp_path, db, events, fast)
 
     assert stored_secrets(db) == {}
     with sqlite3.connect(db) as conn:
@@ -145,14 +151,7 @@ def test_content_nested_in_other_fields_or_metadata_is_not_stored(tmp_path: Path
         "timestamp": time.time() - 60,
         "metadata": {"agent": {"name": "a", "instructions": secret("fast-path-nested")}},
     }
-    with running_llmcost(tmp_path, f"sqlite:///{db}") as server:
-        answer = httpx.post(f"{server.base}/v1/usage", json=events, headers=AUTH, timeout=30)
-        assert answer.json() == {"accepted": len(events), "duplicates": 0, "rejected": []}
-        ndjson = {**AUTH, "Content-Type": "application/x-ndjson"}
-        again = httpx.post(
-            f"{server.base}/v1/usage", content=httpx.Request("POST", "/", json=fast).content, headers=ndjson
-        )
-        assert again.json() == {"accepted": 1, "duplicates": 0, "rejected": []}
+    post_both_ways(tmp_path, db, events, fast)
 
     assert stored_secrets(db) == {}
     with sqlite3.connect(db) as conn:
