@@ -8,6 +8,8 @@ imported from `exporter.metric_names`): renaming a metric in the catalogue must 
 
 from __future__ import annotations
 
+import hashlib
+
 from collections.abc import Iterator
 
 import httpx
@@ -85,11 +87,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmcostProcess]
         yield running
 
 
-def fire_spike(server: LlmcostProcess) -> None:
-    """An `LLMCostSpike` from Alertmanager (each test fires it: with xdist a test may have its own server)."""
-    alert = {"status": "firing", "labels": {"alertname": "LLMCostSpike", "severity": "warning", "project": "search"},
+def fire_spike(server: LlmcostProcess, project: str) -> None:
+    """An `LLMCostSpike` from Alertmanager (each test fires it: with xdist a test may have its own server).
+
+    Each test its own `project`: on one server, the spike detection pass resolves an open LLMCostSpike its
+    own state does not hold (its sweep), and Alertmanager's re-send of that same alert is the occurrence
+    already resolved, so a second test firing the first one's alert found none firing.
+    """
+    alert = {"status": "firing", "labels": {"alertname": "LLMCostSpike", "severity": "warning", "project": project},
              "annotations": {"summary": "spend spike"}, "startsAt": "2026-12-01T00:00:00Z",
-             "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "", "fingerprint": "0123456789abcdef"}  # fmt: skip
+             "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "",
+             "fingerprint": hashlib.sha256(project.encode()).hexdigest()[:16]}  # fmt: skip
     payload = {"version": "4", "groupKey": "{}:{}", "truncatedAlerts": 0, "status": "firing",
                "receiver": "llmcost", "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
                "externalURL": "", "alerts": [alert]}  # fmt: skip
@@ -110,7 +118,7 @@ def test_every_metric_the_contract_names_has_its_type_and_exact_labels(server: L
     ]  # fmt: skip
     answer = httpx.post(f"{server.base}/v1/usage", json=events, headers=INGEST, timeout=10)
     assert answer.status_code == 200 and answer.json()["rejected"][0]["index"] == 3, answer.text
-    fire_spike(server)
+    fire_spike(server, "search")
 
     def scrape() -> dict[str, tuple[str, list[dict[str, str]]]]:
         text = httpx.get(f"{server.base}/metrics", timeout=10).text
@@ -172,7 +180,7 @@ def test_every_endpoint_the_contract_names_answers_with_its_fields(server: Llmco
         assert {"name", "spent", "estimate", "limit", "state_after", "decided"} <= set(entry)
     assert httpx.post(f"{base}/v1/budgets/check", json={"projet": "x"}, headers=INGEST).status_code == 422
 
-    fire_spike(server)
+    fire_spike(server, "contract-endpoints")
     alerts = httpx.get(f"{base}/v1/alerts", params={"state": "firing"}, headers=ADMIN).json()
     alerts = alerts["alerts"] if isinstance(alerts, dict) else alerts
     spike = next(a for a in alerts if a["alertname"] == "LLMCostSpike")
