@@ -9,7 +9,6 @@ imported from `exporter.metric_names`): renaming a metric in the catalogue must 
 from __future__ import annotations
 
 import hashlib
-
 from collections.abc import Iterator
 
 import httpx
