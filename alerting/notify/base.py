@@ -54,6 +54,12 @@ def parse_retry_after(headers: Mapping[str, Any], now: datetime | None = None) -
     return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
 
 
+def content_kind(headers: Mapping[str, Any]) -> str:
+    """The media type of a reply's `Content-Type` header, lower-case without parameters ("" when absent)."""
+    value = next((str(v) for k, v in headers.items() if k.lower() == "content-type"), "")
+    return value.split(";")[0].strip().lower()
+
+
 def one_line(text: str, limit: int = 300) -> str:
     """Squash `text` onto one line of at most `limit` characters, for errors quoting a server's reply."""
     return truncate(" ".join(text.split()), limit)

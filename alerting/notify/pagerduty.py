@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from alerting.model import Alert, DeliveryResult, Notification, NotificationKind
-from alerting.notify.base import one_line, parse_retry_after, redact
+from alerting.notify.base import content_kind, one_line, parse_retry_after, redact
 from alerting.notify.digest import LIST_MAX, Digest, instance
 from alerting.notify.templating import context, render
 from alerting.notify.text_limits import truncate
@@ -171,8 +171,7 @@ def _response_detail(body: bytes, headers: Mapping[str, str]) -> str:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
-        kind = next((v for k, v in headers.items() if k.lower() == "content-type"), "").split(";")[0].strip().lower()
-        if kind == "text/html" or body.lstrip()[:1] == b"<":
+        if content_kind(headers) == "text/html" or body.lstrip()[:1] == b"<":
             # A load balancer's outage page: what it was is enough (Slack's notifier says it alike).
             return "an HTML page, not the Events API's JSON"
         return one_line(body.decode("utf-8", "replace"), 200)

@@ -38,7 +38,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web import SlackResponse
 
 from alerting.model import DeliveryResult, Notification, NotificationKind
-from alerting.notify.base import one_line, parse_retry_after, redact
+from alerting.notify.base import content_kind, one_line, parse_retry_after, redact
 from alerting.notify.digest import ACK_DIGEST_ACTION_ID, GROUP_THREAD_KINDS, Digest
 from alerting.notify.templating import context, render
 from alerting.notify.text_limits import (
@@ -271,8 +271,7 @@ def _maybe_processed(error: SlackApiError) -> bool:
 
 def _api_error_code(error: SlackApiError) -> str:
     """Slack's error code, or what the answer was when it was not the API's JSON (never its body)."""
-    headers = error.response.headers or {}
-    kind = next((str(v) for k, v in headers.items() if k.lower() == "content-type"), "").split(";")[0].strip().lower()
+    kind = content_kind(error.response.headers or {})
     if kind and kind != "application/json" and not kind.endswith("+json"):
         # Slack's edge (or a proxy) answers an outage with an HTML page, which slack_sdk quotes as the
         # `error`: a log line per retry full of markup. What it was is enough.
